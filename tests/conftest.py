@@ -1,0 +1,43 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("VCM_PROGRESS", "0")
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+ANNOTATIONS = SHARED / "data" / "sfu-hw-annotations"
+
+
+@pytest.fixture(scope="session")
+def carphone():
+    from vcm.samples import sample_clip
+
+    return sample_clip("carphone")
+
+
+def moving_frames(t: int = 6, h: int = 36, w: int = 44, seed: int = 0, noise: float = 2.0) -> np.ndarray:
+    """A smooth synthetic clip (a bright square moving on a gradient): ``uint8 [T,3,H,W]``."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    frames = np.empty((t, 3, h, w), np.uint8)
+    for i in range(t):
+        base = np.stack([xx * 255 / w, yy * 255 / h, np.full((h, w), 80.0)])
+        x0, y0 = (2 + 2 * i) % max(w - 4, 1), (2 + i) % max(h - 4, 1)
+        base[:, y0:y0 + h // 3, x0:x0 + w // 3] = np.array([230.0, 40.0, 200.0])[:, None, None]
+        frames[i] = np.clip(base + rng.normal(0, noise, base.shape), 0, 255).astype(np.uint8)
+    return frames
+
+
+@pytest.fixture
+def small_clip():
+    return moving_frames()
+
+
+def run_cli(*args, cwd=None, timeout=600):
+    """Run the real entry point in a subprocess: ``python -m vcm ARGS``."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.run([sys.executable, "-m", "vcm", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=timeout, env=env)

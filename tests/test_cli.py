@@ -1,0 +1,62 @@
+import json
+
+import numpy as np
+
+from tests.conftest import moving_frames, run_cli
+from vcm.video.yuv import frame_bytes, write_yuv420
+
+
+def assert_one_line_error(proc, fragment):
+    assert proc.returncode != 0
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error:") and fragment in lines[0], lines[0]
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_user_errors_are_one_line(tmp_path):
+    assert_one_line_error(run_cli("info", tmp_path / "missing.yuv"), "does not exist")
+    bad = tmp_path / "Foo_832x480_60.yuv"
+    bad.write_bytes(b"\0" * 1000)
+    assert_one_line_error(run_cli("info", bad), "not a whole number")
+    ok = tmp_path / "Bar_16x16_30.yuv"
+    write_yuv420(ok, moving_frames(t=2, h=16, w=16))
+    assert_one_line_error(run_cli("fit", ok, "--frames", "0:9"), "outside")
+    assert_one_line_error(run_cli("fit", ok, "--preset", "nope"), "unknown preset")
+    assert_one_line_error(run_cli("fit", ok, "--params", "lots"), "--params")
+    assert_one_line_error(run_cli("fit", ok, "--epochs", "zero"), "--epochs")
+    assert_one_line_error(run_cli("fit"), "'input'")
+
+
+def test_info_json_for_a_bare_sfu_name(tmp_path):
+    path = tmp_path / "BQSquare.yuv"
+    path.write_bytes(np.zeros(frame_bytes(416, 240, 8) * 129, np.uint8).tobytes())
+    proc = run_cli("info", path, "--json", "--md5")
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout)
+    assert info["sequence"] == "BQSquare" and info["class"] == "D" and info["is_ctc_clip"]
+    assert info["source_frames"] == [471, 600] and info["md5_match"] is False
+
+
+def test_fit_bqmall_named_file_writes_resumable_run(tmp_path):
+    """`vcm fit BQMall.yuv --params 0.05M` on a BQMall-sized file (CTC-clip length, 3 frames used)."""
+    path = tmp_path / "BQMall.yuv"
+    clip = moving_frames(t=3, h=480, w=832)
+    write_yuv420(path, clip)
+    with open(path, "ab") as f:  # pad to the CTC clip's 129 frames so the name resolves as the clip
+        f.write(np.zeros(frame_bytes(832, 480, 8) * 126, np.uint8).tobytes())
+    args = ["fit", path, "--frames", "471:474", "--epochs", "1", "--params", "0.05M", "--json", "--device", "cpu"]
+    proc = run_cli(*args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["params"] <= 50_000 and len(result["per_frame"] if "per_frame" in result else [0]) >= 1
+    run = tmp_path / "runs" / "BQMall"
+    assert (run / "checkpoint.pt").exists() and (tmp_path / "runs" / "latest").resolve() == run.resolve()
+    config = json.loads((run / "config.json").read_text())
+    assert config["video"]["source_frames"] == [471, 474] and config["model"]["grid_h"] == 15
+    again = run_cli(*args, cwd=tmp_path)
+    assert_one_line_error(again, "--resume")
+    resumed = run_cli("fit", path, "--frames", "471:474", "--epochs", "2", "--params", "0.05M", "--resume",
+                      "--json", "--device", "cpu", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["epochs"] == 2

@@ -1,0 +1,75 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vcm.errors import VcmError
+from vcm.nerv.config import TrainConfig
+from vcm.nerv.model import NervShape
+from vcm.nerv.train import fit, load_run, reconstruct
+from vcm.video.source import Video, VideoInfo
+from tests.conftest import moving_frames
+
+CPU = torch.device("cpu")
+
+
+def make_video(frames: np.ndarray, name="synthetic") -> Video:
+    t, _, h, w = frames.shape
+    info = VideoInfo(path=Path(name), kind="images", name=name, width=w, height=h, fps=25.0, num_frames=t,
+                     bit_depth=8, first_source_frame=0, sequence=None, is_ctc_clip=False)
+    return Video(info=info, frames_u8=frames, source_frames=range(t))
+
+
+TINY = NervShape(fc_dim=16, stem_dims=(64,), lower_width=8, embed_levels=16)
+
+
+def test_short_fit_lowers_loss_and_raises_psnr(tmp_path):
+    video = make_video(moving_frames(t=4, h=32, w=48))
+    mcfg = TINY.config(32, 48)
+    cfg = TrainConfig(epochs=30, batch=2, lr=3e-3, checkpoint_every=30)
+    torch.manual_seed(0)
+    from vcm.nerv.model import NeRV
+
+    before = reconstruct(NeRV(mcfg), 4, CPU)
+    from vcm.quality import psnr_rgb
+
+    psnr_before = psnr_rgb(video.frames_u8, before).mean()
+    result = fit(video, mcfg, cfg, tmp_path / "run", CPU)
+    hist = result.metrics["history"]
+    assert hist[-1]["loss"] < 0.6 * hist[0]["loss"]
+    assert result.metrics["psnr"] > psnr_before + 5
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert len(saved["per_frame"]["psnr"]) == 4 and saved["ms_ssim"] is None  # too small for MS-SSIM
+    model, config = load_run(tmp_path / "run")
+    assert config["video"]["num_frames"] == 4
+    assert np.array_equal(reconstruct(model, 4, CPU), reconstruct(load_run(tmp_path / "run")[0], 4, CPU))
+
+
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
+    video = make_video(moving_frames(t=5, h=24, w=24))
+    mcfg = TINY.config(24, 24)
+    cfg = TrainConfig(epochs=4, batch=2, lr=2e-3, checkpoint_every=1)
+    straight = fit(video, mcfg, cfg, tmp_path / "a", CPU)
+    # Stop in the middle of epoch 2 (3 steps per epoch), as Ctrl-C would.
+    stopped = fit(video, mcfg, cfg, tmp_path / "b", CPU, should_stop=lambda step: step == 5)
+    assert stopped.interrupted and stopped.epochs_done == 1
+    assert not (tmp_path / "b" / "metrics.json").exists()
+    with pytest.raises(VcmError, match="--resume"):
+        fit(video, mcfg, cfg, tmp_path / "b", CPU)
+    resumed = fit(video, mcfg, cfg, tmp_path / "b", CPU, resume=True)
+    assert not resumed.interrupted
+    a, b = load_run(tmp_path / "a")[0].state_dict(), load_run(tmp_path / "b")[0].state_dict()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert resumed.metrics["psnr"] == pytest.approx(straight.metrics["psnr"])
+
+
+def test_resume_refuses_other_frames(tmp_path):
+    mcfg = TINY.config(24, 24)
+    cfg = TrainConfig(epochs=1, batch=2, checkpoint_every=1)
+    fit(make_video(moving_frames(t=4, h=24, w=24)), mcfg, cfg, tmp_path / "r", CPU)
+    other = make_video(moving_frames(t=4, h=24, w=24, seed=9))
+    with pytest.raises(VcmError, match="other frames"):
+        fit(other, mcfg, cfg, tmp_path / "r", CPU, resume=True)

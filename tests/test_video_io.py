@@ -1,0 +1,95 @@
+import numpy as np
+import pytest
+
+from vcm.errors import VcmError
+from vcm.video import open_video, probe, resolve_frames, write_video
+from vcm.video.yuv import frame_bytes, read_yuv420, write_yuv420
+from tests.conftest import moving_frames
+
+
+@pytest.mark.parametrize("bit_depth", [8, 10])
+def test_yuv_file_round_trip_and_ranges(tmp_path, bit_depth):
+    frames = moving_frames(t=5, h=16, w=20)
+    path = tmp_path / f"Clip_20x16_25_{bit_depth}bit.yuv"
+    write_yuv420(path, frames, bit_depth)
+    assert path.stat().st_size == 5 * frame_bytes(20, 16, bit_depth)
+    info = probe(path)
+    assert (info.width, info.height, info.fps, info.num_frames, info.bit_depth) == (20, 16, 25.0, 5, bit_depth)
+    whole = open_video(path, "all").frames_u8
+    part = open_video(path, "2:4").frames_u8
+    assert np.array_equal(part, whole[2:4])
+    from vcm.video.color import rgb_to_yuv420, yuv420_to_rgb
+
+    assert np.array_equal(whole, yuv420_to_rgb(*rgb_to_yuv420(frames, bit_depth), bit_depth=bit_depth))
+    y, u, v = read_yuv420(path, 20, 16, bit_depth, 4, 5)
+    assert y.dtype == (np.uint8 if bit_depth == 8 else np.uint16) and y.shape == (1, 16, 20)
+
+
+def test_ten_bit_samples_are_scaled_not_truncated(tmp_path):
+    frames = moving_frames(t=1, h=8, w=8)
+    p8, p10 = tmp_path / "A_8x8_30.yuv", tmp_path / "A_8x8_30_10bit.yuv"
+    write_yuv420(p8, frames, 8)
+    write_yuv420(p10, frames, 10)
+    y8 = read_yuv420(p8, 8, 8, 8, 0, 1)[0].astype(int)
+    y10 = read_yuv420(p10, 8, 8, 10, 0, 1)[0].astype(int)
+    assert np.abs(y10 - 4 * y8).max() <= 2
+
+
+def test_bad_sizes_and_ranges_are_clear_errors(tmp_path):
+    path = tmp_path / "Foo_832x480_60.yuv"
+    path.write_bytes(b"\0" * 1000)
+    with pytest.raises(VcmError, match="not a whole number"):
+        probe(path)
+    unknown = tmp_path / "mystery.yuv"
+    unknown.write_bytes(b"\0" * 96)
+    with pytest.raises(VcmError, match="unknown frame size"):
+        probe(unknown)
+    ok = tmp_path / "Bar_8x8_30.yuv"
+    write_yuv420(ok, moving_frames(t=3, h=8, w=8))
+    with pytest.raises(VcmError, match="outside"):
+        open_video(ok, "1:9")
+    with pytest.raises(VcmError, match="needs an SFU-HW sequence"):
+        open_video(ok, "ctc")
+    with pytest.raises(VcmError, match="A:B"):
+        open_video(ok, "3-4")
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"this is no video")
+    with pytest.raises(VcmError, match="cannot read"):
+        probe(broken)
+
+
+def test_container_and_png_folder(tmp_path, carphone):
+    info = probe(carphone)
+    assert (info.width, info.height, info.num_frames) == (176, 144, 120)
+    assert abs(info.fps - 29.97) < 0.01
+    clip = open_video(carphone, "10:14")
+    assert clip.frames_u8.shape == (4, 3, 144, 176) and clip.source_frames == range(10, 14)
+    write_video(tmp_path / "frames", clip.frames_u8, clip.fps)
+    again = open_video(tmp_path / "frames")
+    assert np.array_equal(again.frames_u8, clip.frames_u8)
+    write_video(tmp_path / "lossless.mp4", clip.frames_u8, clip.fps)
+    assert np.array_equal(open_video(tmp_path / "lossless.mp4").frames_u8, clip.frames_u8)
+
+
+def test_sfu_names_clip_recognition_and_ctc_frames(tmp_path):
+    # RaceHorsesD is 416x240: its CTC clip (frames 235..299, 65 frames) as a bare alias name.
+    per = frame_bytes(416, 240, 8)
+    clip = tmp_path / "RaceHorsesD.yuv"
+    clip.write_bytes(np.zeros(per * 65, np.uint8).tobytes())
+    info = probe(clip)
+    assert info.sequence.name == "RaceHorsesD" and info.is_ctc_clip and info.first_source_frame == 235
+    assert resolve_frames(info, "auto") == range(235, 300)
+    assert resolve_frames(info, "240:250") == range(240, 250)
+    with pytest.raises(VcmError, match="outside"):
+        resolve_frames(info, "0:10")
+    # Full sequence under its JCT-VC name: ctc selects the tail.
+    full = tmp_path / "RaceHorses_416x240_30.yuv"
+    full.write_bytes(np.zeros(per * 300, np.uint8).tobytes())
+    info = probe(full)
+    assert info.sequence.name == "RaceHorsesD" and not info.is_ctc_clip
+    assert resolve_frames(info, "ctc") == range(235, 300) and resolve_frames(info, "all") == range(0, 300)
+    # Same stem at the class C size is the other sequence.
+    c = tmp_path / "RaceHorses_832x480_30_val.yuv"
+    c.write_bytes(np.zeros(frame_bytes(832, 480, 8) * 65, np.uint8).tobytes())
+    info = probe(c)
+    assert info.sequence.name == "RaceHorsesC" and info.is_ctc_clip

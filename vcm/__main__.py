@@ -1,0 +1,3 @@
+from vcm.cli import main
+
+main()

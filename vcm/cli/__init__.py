@@ -1,0 +1,43 @@
+"""The ``vcm`` command line. Commands only parse, call library functions and print."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+app = typer.Typer(
+    name="vcm",
+    help="Video coding for machines with NeRV: fit, compress, decode, evaluate, report.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+# Importing the command modules registers their commands on ``app``.
+from vcm.cli import commands as _commands  # noqa: E402,F401
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user errors become one line on stderr and a non-zero exit code."""
+    from vcm.errors import VcmError
+    from vcm.progress import console
+
+    try:
+        rv = app(args=argv, prog_name="vcm", standalone_mode=False)
+    except VcmError as err:
+        console.print(f"[red]error:[/red] {err}", soft_wrap=True, markup=True, highlight=False)
+        sys.exit(1)
+    except typer.Exit as ex:
+        sys.exit(ex.exit_code)
+    except (KeyboardInterrupt, typer.Abort):
+        console.print("[yellow]interrupted[/yellow]")
+        sys.exit(130)
+    except typer.TyperException as err:  # usage errors: bad option, missing argument...
+        message = getattr(err, "format_message", lambda: str(err))()
+        ctx = getattr(err, "ctx", None)
+        where = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+        console.print(f"[red]error:[/red] {message}{where}", soft_wrap=True, markup=True, highlight=False)
+        sys.exit(getattr(err, "exit_code", 2))
+    sys.exit(rv if isinstance(rv, int) else 0)

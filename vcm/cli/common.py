@@ -1,0 +1,53 @@
+"""Options and printing shared by several commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from vcm import progress
+
+out = Console(highlight=False)
+
+SizeOpt = typer.Option(None, "--size", help="Frame size WxH of a raw .yuv whose name does not say it.")
+FpsOpt = typer.Option(None, "--fps", help="Frame rate, when the file name or container does not say it.")
+BitDepthOpt = typer.Option(None, "--bit-depth", help="Sample bit depth of a raw .yuv (8, 10; default from the name or 8).")
+DeviceOpt = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda[:N].")
+JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON on stdout (no progress output).")
+
+
+def probe_input(path: Path, size: Optional[str], fps: Optional[float], bit_depth: Optional[int]):
+    from vcm.video import probe
+    from vcm.video.naming import parse_size
+
+    return probe(path, size=parse_size(size) if size else None, fps=fps, bit_depth=bit_depth)
+
+
+def start(json_mode: bool) -> None:
+    progress.set_quiet(json_mode)
+
+
+def print_json(obj) -> None:
+    print(json.dumps(obj, indent=2, default=str))
+
+
+def table(title: str, rows: list[tuple[str, str]]) -> None:
+    t = Table(title=title, show_header=False, title_justify="left")
+    t.add_column(style="bold")
+    t.add_column()
+    for k, v in rows:
+        t.add_row(k, v)
+    out.print(t)
+
+
+def fmt(value, digits: int = 2, unit: str = "") -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}{unit}"
+    return f"{value}{unit}"

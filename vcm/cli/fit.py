@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from vcm.cli import app
+from vcm.cli.common import (BitDepthOpt, DeviceOpt, FpsOpt, JsonOpt, SizeOpt, fmt, print_json,
+                            probe_input, start, table)
+
+
+@app.command()
+def fit(
+    input: Path = typer.Argument(..., help="The video to model (.yuv, mp4/avi/mkv, folder of frames)."),
+    preset: str = typer.Option("nerv-s", "--preset", "-p", help="A preset in configs/nerv/ (demo, nerv-xs, nerv-s, nerv-m, nerv-l)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="A YAML file with 'model' and 'train' sections (instead of --preset)."),
+    params: Optional[str] = typer.Option(None, "--params", help="Parameter budget, e.g. 0.3M or 50k: widths are solved for it."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1),
+    batch: Optional[int] = typer.Option(None, "--batch", min=1, help="Frames per step."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (Adam, warmup then cosine)."),
+    loss: Optional[str] = typer.Option(None, "--loss", help="nerv (eq. 4) or sa-nerv (eq. 6, needs edge masks)."),
+    loss_impl: Optional[str] = typer.Option(None, "--loss-impl", help="SA-NeRV loss implementation: auto, torch or triton."),
+    masks: Optional[Path] = typer.Option(None, "--masks", help="Edge-mask file from 'vcm masks' (for --loss sa-nerv)."),
+    sam_checkpoint: Optional[Path] = typer.Option(None, "--sam-checkpoint", help="Make the edge masks first with this SAM checkpoint."),
+    alpha: float = typer.Option(0.93, "--alpha", help="SAM threshold α when masks are made here."),
+    frames: str = typer.Option("auto", "--frames", help="ctc | all | A:B (source frames, B exclusive); auto = ctc for SFU-HW, else all."),
+    device: str = DeviceOpt,
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/<sequence>/)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run in the run directory."),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the network (faster on CUDA after warm-up)."),
+    checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", min=1, help="Save a checkpoint every N epochs."),
+    save_video: Optional[Path] = typer.Option(None, "--save-video", help="Also write the decoded frames (.yuv, .mp4 or a folder)."),
+    size: Optional[str] = SizeOpt,
+    fps: Optional[float] = FpsOpt,
+    bit_depth: Optional[int] = BitDepthOpt,
+    json_out: bool = JsonOpt,
+) -> None:
+    """Model a video as a NeRV network (one network per sequence), resumably."""
+    from vcm.device import resolve_device
+    from vcm.nerv.run import fit_video, plan
+    from vcm.nerv.train import load_run, reconstruct
+    from vcm.video import load, write_video
+
+    start(json_out)
+    info = probe_input(input, size, fps, bit_depth)
+    video = load(info, frames)
+    spec, cfg = plan(str(config) if config else preset, params, epochs=epochs, batch=batch, lr=lr,
+                     loss=loss, loss_impl=loss_impl, seed=seed, checkpoint_every=checkpoint_every,
+                     compile=compile or None)
+    dev = resolve_device(device)
+    masks_u8 = masks_meta = None
+    if cfg.loss == "sa-nerv" or masks is not None or sam_checkpoint is not None:
+        from vcm.masks.provide import masks_for_fit
+
+        masks_u8, masks_meta = masks_for_fit(video, masks, sam_checkpoint, alpha, out, dev)
+    result = fit_video(video, spec, cfg, out, dev, resume=resume, masks_u8=masks_u8, masks_meta=masks_meta)
+    if result.interrupted:
+        from vcm.progress import console
+
+        console.print(f"[yellow]stopped after epoch {result.epochs_done}; checkpoint saved in {result.run_dir}. "
+                      f"Continue with: vcm fit {input} --resume --out {result.run_dir}[/yellow]")
+        raise typer.Exit(130)
+    if save_video is not None:
+        model, _ = load_run(result.run_dir)
+        write_video(save_video, reconstruct(model, video.num_frames, dev), video.fps)
+    m = result.metrics
+    if json_out:
+        print_json({k: v for k, v in m.items() if k != "per_frame"} | {"run_dir": str(result.run_dir)})
+        return
+    table(f"vcm fit: {video.name}", [
+        ("run", str(result.run_dir)), ("frames", f"{video.num_frames} ({video.source_frames.start}:{video.source_frames.stop})"),
+        ("params", f"{m['params']:,}"), ("epochs", str(m["epochs"])), ("loss", cfg.loss),
+        ("time", f"{result.seconds:.1f} s ({result.frames_per_second:.1f} frames/s)"),
+        ("PSNR", fmt(m["psnr"], 2, " dB")), ("PSNR-Y", fmt(m["psnr_y"], 2, " dB")),
+        ("MS-SSIM", fmt(m["ms_ssim"], 4)),
+    ])

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from vcm.cli import app
+from vcm.cli.common import BitDepthOpt, FpsOpt, JsonOpt, SizeOpt, print_json, probe_input, start, table
+
+
+@app.command()
+def info(
+    input: Path = typer.Argument(..., help="A .yuv file, a video container or a folder of frames."),
+    size: Optional[str] = SizeOpt,
+    fps: Optional[float] = FpsOpt,
+    bit_depth: Optional[int] = BitDepthOpt,
+    md5: bool = typer.Option(False, "--md5", help="Check the CTC frames against the manifest's md5."),
+    json_out: bool = JsonOpt,
+) -> None:
+    """What vcm understands about a video: size, fps, frames, SFU-HW class and CTC range."""
+    from vcm.video.source import clip_md5
+
+    start(json_out)
+    vi = probe_input(input, size, fps, bit_depth)
+    seq = vi.sequence
+    result = {
+        "path": str(vi.path), "kind": vi.kind, "name": vi.name, "width": vi.width, "height": vi.height,
+        "fps": vi.fps, "frames": vi.num_frames, "bit_depth": vi.bit_depth,
+        "source_frames": [vi.source_range.start, vi.source_range.stop],
+        "sequence": seq.name if seq else None, "class": seq.seq_class if seq else None,
+        "ctc_frames": [seq.ctc_first, seq.ctc_last] if seq else None,
+        "is_ctc_clip": vi.is_ctc_clip,
+        "holds": ("CTC clip" if vi.is_ctc_clip else "full sequence" if seq and vi.num_frames == seq.frames
+                  else "partial sequence" if seq else "video"),
+    }
+    if md5:
+        got = clip_md5(vi)
+        result["clip_md5"] = got
+        result["md5_match"] = None if got is None else got == seq.clip_md5
+    if json_out:
+        print_json(result)
+        return
+    rows = [
+        ("file", str(vi.path)), ("type", vi.kind), ("name", vi.name),
+        ("size", f"{vi.width}x{vi.height}"), ("fps", f"{vi.fps:g}"), ("frames", str(vi.num_frames)),
+        ("bit depth", str(vi.bit_depth)),
+        ("source frames", f"{vi.source_range.start}:{vi.source_range.stop}"),
+        ("holds", result["holds"]),
+    ]
+    if seq:
+        rows += [("SFU-HW class", seq.seq_class), ("CTC frames", f"{seq.ctc_first}–{seq.ctc_last} ({seq.ctc_count})"),
+                 ("RA QPs", ", ".join(map(str, seq.qps("ra"))))]
+    if md5:
+        rows.append(("CTC md5", "not applicable" if result["clip_md5"] is None else
+                     f"{result['clip_md5']} ({'matches' if result['md5_match'] else 'DIFFERS from'} the CTC clip)"))
+    table(f"vcm info: {input.name}", rows)

