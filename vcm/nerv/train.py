@@ -144,6 +144,78 @@ def reconstruct(model: NeRV, num_frames: int, device, batch: int = 8) -> np.ndar
     return torch.cat(out).numpy()
 
 
+@dataclass
+class EpochStats:
+    epoch: int  # 1-based number of the finished epoch
+    loss: float
+    train_psnr: float
+
+
+def train_epochs(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    opt: torch.optim.Optimizer,
+    frames: torch.Tensor,
+    masks: torch.Tensor | None,
+    cfg: TrainConfig,
+    step: int,
+    total_steps: int,
+    stop: Callable[[int], bool],
+    on_epoch: Callable[[EpochStats], None],
+    after_step: Callable[[], None] | None = None,
+) -> tuple[int, bool]:
+    """The hot loop shared by fit, pruning fine-tune and QAT. Returns (step, interrupted).
+
+    ``frames``: ``uint8 [T,3,H,W]`` on the device; ``masks``: ``uint8 [T,1,H,W]`` or None.
+    ``forward(t)`` maps ``float [B]`` frame times to ``float [B,3,H,W]``. ``after_step`` runs
+    after every optimizer step (e.g. re-applying a pruning mask). Losses are summed on the
+    device and read once per epoch; the permutation of epoch e is seeded from (seed, e).
+    """
+    device = frames.device
+    cuda = device.type == "cuda"
+    num_frames = frames.shape[0]
+    t_all = frame_times(num_frames, device)
+    steps_per_epoch = math.ceil(num_frames / cfg.batch)
+    loss_fn = make_loss(cfg, device)
+    amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and cfg.amp)
+    epoch = step // steps_per_epoch
+    while step < total_steps:
+        gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+        perm = torch.randperm(num_frames, generator=gen).to(device)
+        loss_sum = torch.zeros((), device=device)
+        mse_sum = torch.zeros((), device=device)
+        first = step - epoch * steps_per_epoch
+        for i in range(first, steps_per_epoch):
+            idx = perm[i * cfg.batch:(i + 1) * cfg.batch]
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, total_steps, cfg)
+            x = frames[idx].float().div_(255)
+            if cuda and cfg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with amp:
+                x_hat = forward(t_all[idx])
+            x_hat = x_hat.float()
+            loss = loss_fn(x_hat, x, None if masks is None else masks[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if after_step is not None:
+                after_step()
+            loss_sum += loss.detach()
+            mse_sum += (x_hat.detach() - x).square().mean()
+            step += 1
+            if stop(step) and step < total_steps:
+                if step % steps_per_epoch:
+                    return step, True
+                break
+        n = step - epoch * steps_per_epoch - first
+        mean_loss, mean_mse = (loss_sum / n).item(), (mse_sum / n).item()  # one sync per epoch
+        epoch += 1
+        on_epoch(EpochStats(epoch, mean_loss, 10 * math.log10(1 / max(mean_mse, 1e-12))))
+        if stop(step) and step < total_steps:
+            return step, True
+    return step, False
+
+
 def fit(
     video: Video,
     model_cfg: NervConfig,
@@ -177,75 +249,47 @@ def fit(
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / CONFIG, config)
 
-    cuda = device.type == "cuda"
-    frames = torch.from_numpy(np.ascontiguousarray(video.frames_u8)).to(device)
-    masks = torch.from_numpy(np.ascontiguousarray(masks_u8)).to(device) if masks_u8 is not None else None
-    if cuda and cfg.channels_last:
+    frames, masks = to_device(video.frames_u8, masks_u8, device)
+    if device.type == "cuda" and cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     forward = torch.compile(model) if cfg.compile else model
-    num_frames = frames.shape[0]
-    t_all = frame_times(num_frames, device)
-    steps_per_epoch = math.ceil(num_frames / cfg.batch)
+    steps_per_epoch = math.ceil(video.num_frames / cfg.batch)
     total_steps = cfg.epochs * steps_per_epoch
-    loss_fn = make_loss(cfg, device)
-    amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and cfg.amp)
 
-    def save():
-        save_torch(ckpt_path, {"model": _state(model), "optimizer": opt.state_dict(), "step": step,
+    def save(at_step: int):
+        save_torch(ckpt_path, {"model": _state(model), "optimizer": opt.state_dict(), "step": at_step,
                                "history": history, "config": config})
 
-    start_time, steps_run, interrupted = time.time(), 0, False
-    epoch = step // steps_per_epoch
+    start_time, first_step = time.time(), step
     with _StopFlag(should_stop) as stop, progress.progress("fit " + video.name, cfg.epochs) as bar:
-        bar.update(completed=epoch)
-        while epoch < cfg.epochs and not interrupted:
-            gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-            perm = torch.randperm(num_frames, generator=gen).to(device)
-            loss_sum = torch.zeros((), device=device)
-            mse_sum = torch.zeros((), device=device)
-            first = step - epoch * steps_per_epoch
-            for i in range(first, steps_per_epoch):
-                idx = perm[i * cfg.batch:(i + 1) * cfg.batch]
-                for group in opt.param_groups:
-                    group["lr"] = lr_at(step, total_steps, cfg)
-                x = frames[idx].float().div_(255)
-                if cuda and cfg.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                with amp:
-                    x_hat = forward(t_all[idx])
-                x_hat = x_hat.float()
-                loss = loss_fn(x_hat, x, None if masks is None else masks[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                loss_sum += loss.detach()
-                mse_sum += (x_hat.detach() - x).square().mean()
-                step += 1
-                steps_run += 1
-                if stop(step):
-                    interrupted = step < total_steps
-                    break
-            done_steps = step - epoch * steps_per_epoch - first
-            if step % steps_per_epoch == 0 or not interrupted:
-                n = max(done_steps, 1)
-                mean_loss, mean_mse = (loss_sum / n).item(), (mse_sum / n).item()  # one sync per epoch
-                psnr = 10 * math.log10(1 / max(mean_mse, 1e-12))
-                history.append({"epoch": epoch + 1, "loss": mean_loss, "train_psnr": psnr})
-                epoch += 1
-                bar.advance(1, status=f"loss {mean_loss:.4f}  PSNR {psnr:.2f} dB")
-                if epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs:
-                    save()
+        bar.update(completed=step // steps_per_epoch)
+
+        def on_epoch(stats: EpochStats):
+            history.append({"epoch": stats.epoch, "loss": stats.loss, "train_psnr": stats.train_psnr})
+            bar.advance(1, status=f"loss {stats.loss:.4f}  PSNR {stats.train_psnr:.2f} dB")
+            if stats.epoch % cfg.checkpoint_every == 0 or stats.epoch == cfg.epochs:
+                save(stats.epoch * steps_per_epoch)
+
+        step, interrupted = train_epochs(forward, opt, frames, masks, cfg, step, total_steps, stop, on_epoch)
         if interrupted:
-            save()
+            save(step)
     seconds = time.time() - start_time
-    fps = steps_run * cfg.batch / max(seconds, 1e-9)
+    fps = (step - first_step) * cfg.batch / max(seconds, 1e-9)
+    epochs_done = step // steps_per_epoch
     if interrupted:
-        return FitResult(run_dir, epoch, True, None, seconds, fps)
+        return FitResult(run_dir, epochs_done, True, None, seconds, fps)
     metrics = evaluate_run(model, video, device)
     metrics.update({"params": count_params(model_cfg), "epochs": cfg.epochs, "history": history,
                     "train_seconds": seconds, "train_frames_per_second": fps})
     write_json(run_dir / METRICS, metrics)
-    return FitResult(run_dir, epoch, False, metrics, seconds, fps)
+    return FitResult(run_dir, epochs_done, False, metrics, seconds, fps)
+
+
+def to_device(frames_u8: np.ndarray, masks_u8: np.ndarray | None, device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Frames (and masks) resident on the device as uint8."""
+    frames = torch.from_numpy(np.ascontiguousarray(frames_u8)).to(device)
+    masks = None if masks_u8 is None else torch.from_numpy(np.ascontiguousarray(masks_u8, dtype=np.uint8)).to(device)
+    return frames, masks
 
 
 def evaluate_run(model: NeRV, video: Video, device) -> dict:

@@ -1,0 +1,1 @@
+"""NeRV compression: pruning, quantization, entropy coding and the ``.nerv`` bitstream."""

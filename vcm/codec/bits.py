@@ -1,0 +1,119 @@
+"""Byte-level primitives for the bitstream: varints, zigzag, Exp-Golomb bit packing.
+
+Readers raise :class:`StreamError` (a VcmError) on truncated or malformed input; they never
+allocate more than the bytes they were given justify.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vcm.errors import VcmError
+
+
+class StreamError(VcmError):
+    """A malformed or truncated bitstream."""
+
+
+def zigzag(v: int) -> int:
+    return (v << 1) ^ (v >> 63) if v < 0 else v << 1
+
+
+def unzigzag(u: int) -> int:
+    return (u >> 1) ^ -(u & 1)
+
+
+class Writer:
+    def __init__(self) -> None:
+        self.buf = bytearray()
+
+    def varint(self, v: int) -> None:
+        if v < 0:
+            raise ValueError("varint takes non-negative integers")
+        while True:
+            b = v & 0x7F
+            v >>= 7
+            self.buf.append(b | (0x80 if v else 0))
+            if not v:
+                return
+
+    def svarint(self, v: int) -> None:
+        self.varint(zigzag(int(v)))
+
+    def raw(self, data: bytes) -> None:
+        self.buf += data
+
+    def getvalue(self) -> bytes:
+        return bytes(self.buf)
+
+
+class Reader:
+    def __init__(self, data: bytes, what: str = "stream") -> None:
+        self.data, self.pos, self.what = memoryview(data), 0, what
+
+    def remaining(self) -> int:
+        return len(self.data) - self.pos
+
+    def varint(self, limit: int = 1 << 40) -> int:
+        v, shift = 0, 0
+        while True:
+            if self.pos >= len(self.data):
+                raise StreamError(f"truncated {self.what}")
+            b = self.data[self.pos]
+            self.pos += 1
+            v |= (b & 0x7F) << shift
+            if not b & 0x80:
+                break
+            shift += 7
+            if shift > 63:
+                raise StreamError(f"malformed integer in {self.what}")
+        if v > limit:
+            raise StreamError(f"value {v} out of range in {self.what}")
+        return v
+
+    def svarint(self, limit: int = 1 << 40) -> int:
+        v = unzigzag(self.varint(2 * limit + 1))
+        return v
+
+    def raw(self, n: int) -> bytes:
+        if n < 0 or n > self.remaining():
+            raise StreamError(f"truncated {self.what}")
+        out = bytes(self.data[self.pos:self.pos + n])
+        self.pos += n
+        return out
+
+    def array(self, dtype: str, count: int) -> np.ndarray:
+        dt = np.dtype(dtype)
+        return np.frombuffer(self.raw(dt.itemsize * count), dtype=dt).copy()
+
+
+def exp_golomb_pack(values: list[int]) -> bytes:
+    """Order-0 Exp-Golomb codes of non-negative integers, MSB first, zero-padded to a byte."""
+    bits: list[str] = []
+    for v in values:
+        code = bin(v + 1)[2:]
+        bits.append("0" * (len(code) - 1) + code)
+    s = "".join(bits)
+    s += "0" * (-len(s) % 8)
+    return int(s, 2).to_bytes(len(s) // 8, "big") if s else b""
+
+
+def exp_golomb_unpack(data: bytes, count: int, what: str = "table") -> tuple[list[int], int]:
+    """Read ``count`` Exp-Golomb values; returns (values, bytes consumed)."""
+    bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8))
+    out, pos, n = [], 0, len(bits)
+    for _ in range(count):
+        zeros = 0
+        while pos < n and bits[pos] == 0:
+            zeros += 1
+            pos += 1
+        if pos + zeros >= n + (1 if zeros == 0 and pos < n else 0) or zeros > 40:
+            raise StreamError(f"truncated or malformed {what}")
+        value = 0
+        for b in bits[pos:pos + zeros + 1]:
+            value = (value << 1) | int(b)
+        if pos + zeros + 1 > n:
+            raise StreamError(f"truncated {what}")
+        pos += zeros + 1
+        out.append(value - 1)
+    return out, (pos + 7) // 8
