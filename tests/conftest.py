@@ -7,6 +7,14 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("VCM_PROGRESS", "0")
+# Triton reads this when it is first imported: without a GPU, Triton kernels run in its
+# interpreter on CPU tensors, so the CUDA kernels' numerics are still tested. With a GPU the
+# same tests run the compiled kernels on it.
+if "TRITON_INTERPRET" not in os.environ:
+    import torch
+
+    if not torch.cuda.is_available():
+        os.environ["TRITON_INTERPRET"] = "1"
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 ANNOTATIONS = SHARED / "data" / "sfu-hw-annotations"
 

@@ -24,6 +24,7 @@ def fit(
     masks: Optional[Path] = typer.Option(None, "--masks", help="Edge-mask file from 'vcm masks' (for --loss sa-nerv)."),
     sam_checkpoint: Optional[Path] = typer.Option(None, "--sam-checkpoint", help="Make the edge masks first with this SAM checkpoint."),
     alpha: float = typer.Option(0.93, "--alpha", help="SAM threshold α when masks are made here."),
+    sam_model: str = typer.Option("vit_h", "--sam-model", help="SAM model of --sam-checkpoint (vit_h, vit_l, vit_b, tiny)."),
     frames: str = typer.Option("auto", "--frames", help="ctc | all | A:B (source frames, B exclusive); auto = ctc for SFU-HW, else all."),
     device: str = DeviceOpt,
     seed: Optional[int] = typer.Option(None, "--seed"),
@@ -54,7 +55,7 @@ def fit(
     if cfg.loss == "sa-nerv" or masks is not None or sam_checkpoint is not None:
         from vcm.masks.provide import masks_for_fit
 
-        masks_u8, masks_meta = masks_for_fit(video, masks, sam_checkpoint, alpha, out, dev)
+        masks_u8, masks_meta = masks_for_fit(video, masks, sam_checkpoint, alpha, out, dev, sam_model=sam_model)
     result = fit_video(video, spec, cfg, out, dev, resume=resume, masks_u8=masks_u8, masks_meta=masks_meta)
     if result.interrupted:
         from vcm.progress import console

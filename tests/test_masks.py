@@ -1,0 +1,116 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import run_cli
+from vcm.errors import VcmError
+from vcm.masks.edges import edge_mask, edges_from_labels, label_map
+from vcm.masks.sam import build_tiny_sam, load_sam
+from vcm.masks.store import load_masks, load_masks_for_video
+from vcm.video import open_video
+
+LOOSE = """
+alpha_param: pred_iou_thresh
+generator:
+  points_per_side: 4
+  points_per_batch: 16
+  stability_score_thresh: 0.0
+edges:
+  dilation: 0
+"""
+
+
+def test_edges_of_a_square_are_its_boundary():
+    seg = np.zeros((20, 20), bool)
+    seg[5:15, 6:16] = True
+    edges = edge_mask([seg], (20, 20))
+    ys, xs = np.nonzero(edges)
+    # Canny marks the step between label 0 and 1: on or right next to the square's border.
+    assert edges.sum() > 0
+    assert ys.min() >= 4 and ys.max() <= 15 and xs.min() >= 5 and xs.max() <= 16
+    assert not edges[8:12, 9:13].any()  # nothing inside
+    assert not edges[:3].any() and not edges[:, :3].any()  # nothing far outside
+    dilated = edge_mask([seg], (20, 20), dilation=1)
+    assert dilated.sum() > edges.sum() and np.all(dilated[edges])
+
+
+def test_overlapping_masks_smallest_on_top():
+    big = np.zeros((16, 16), bool)
+    big[2:14, 2:14] = True
+    small = np.zeros((16, 16), bool)
+    small[6:10, 6:10] = True
+    labels = label_map([small, big])  # order of the list does not matter, area does
+    assert labels[7, 7] != labels[3, 3] and labels[3, 3] != 0 and labels[0, 0] == 0
+    edges = edges_from_labels(labels)
+    assert edges[5:11, 5:11].any()  # the small square's outline is kept inside the big one
+    assert np.array_equal(edge_mask([], (4, 5)), np.zeros((4, 5), bool))
+
+
+@pytest.fixture(scope="module")
+def tiny_sam(tmp_path_factory):
+    path = tmp_path_factory.mktemp("sam") / "tiny_sam.pth"
+    torch.manual_seed(0)
+    torch.save(build_tiny_sam().state_dict(), path)
+    return path
+
+
+def test_missing_and_wrong_checkpoints_are_clear(tmp_path, tiny_sam):
+    with pytest.raises(VcmError, match=r"sam_vit_h_4b8939\.pth.*dl\.fbaipublicfiles\.com"):
+        load_sam("vit_h", tmp_path / "nope.pth", "cpu")
+    with pytest.raises(VcmError, match="does not hold SAM vit_b weights"):
+        load_sam("vit_b", tiny_sam, "cpu")
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(VcmError, match="cannot be read"):
+        load_sam("tiny", junk, "cpu")
+
+
+def test_vcm_masks_with_tiny_sam_writes_resumes_and_validates(tmp_path, tiny_sam, carphone):
+    cfg = tmp_path / "loose.yaml"
+    cfg.write_text(LOOSE)
+    out = tmp_path / "m.npz"
+    args = ["masks", carphone, "--sam-checkpoint", tiny_sam, "--sam-model", "tiny", "--frames", "0:3",
+            "--alpha", "0.0", "--config", cfg, "--out", out, "--json", "--device", "cpu"]
+    # Simulate an interrupted run: one frame already done in the partial folder.
+    from vcm.masks import make
+
+    video = open_video(carphone, "0:3")
+    with pytest.raises(VcmError, match="stopped"):
+        from vcm.masks.sam import load_settings
+
+        make.make_masks(video, "tiny", tiny_sam, [0.0], load_settings(cfg), out, "cpu", should_stop=lambda i: i == 1)
+    assert (tmp_path / "m.npz.partial" / "frame_000000.npy").exists() and not out.exists()
+    proc = run_cli(*args)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)[0]
+    assert result["frames"] == 3 and result["edge_fraction"] > 0
+    assert result["reused_frames"] == 1
+    masks, meta = load_masks(out)
+    assert masks.shape == (3, 1, 144, 176) and masks.dtype == np.uint8 and set(np.unique(masks)) <= {0, 1}
+    assert meta["alpha"] == 0.0 and meta["sam_model"] == "tiny" and meta["source_frames"] == [0, 3]
+    assert not (tmp_path / "m.npz.partial").exists()
+    assert load_masks_for_video(out, video).shape[0] == 3
+    with pytest.raises(VcmError, match="source frames"):
+        load_masks_for_video(out, open_video(carphone, "1:4"))
+
+
+def test_fit_sa_nerv_trains_on_masks_and_refuses_mismatches(tmp_path, tiny_sam, carphone):
+    cfg = tmp_path / "loose.yaml"
+    cfg.write_text(LOOSE)
+    masks = tmp_path / "m.npz"
+    assert run_cli("masks", carphone, "--sam-checkpoint", tiny_sam, "--sam-model", "tiny", "--frames", "0:4",
+                   "--alpha", "0.0", "--config", cfg, "--out", masks).returncode == 0
+    fit = run_cli("fit", carphone, "--frames", "0:4", "--loss", "sa-nerv", "--masks", masks, "--preset", "nerv-xs",
+                  "--params", "20k", "--epochs", "30", "--batch", "2", "--lr", "5e-3", "--out", tmp_path / "run",
+                  "--json", "--device", "cpu")
+    assert fit.returncode == 0, fit.stderr
+    hist = json.loads(fit.stdout)["history"]
+    assert hist[-1]["loss"] < 0.7 * hist[0]["loss"]  # measured: 0.457 → 0.239
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["train"]["loss"] == "sa-nerv" and config["masks"]["alpha"] == 0.0
+    wrong = run_cli("fit", carphone, "--frames", "1:5", "--loss", "sa-nerv", "--masks", masks, "--out", tmp_path / "r2")
+    assert wrong.returncode == 1 and "source frames" in wrong.stderr and "Traceback" not in wrong.stderr
+    none = run_cli("fit", carphone, "--frames", "0:4", "--loss", "sa-nerv", "--out", tmp_path / "r3")
+    assert none.returncode == 1 and "--masks" in none.stderr

@@ -1,0 +1,60 @@
+import os
+
+import pytest
+import torch
+
+from vcm.nerv.sa_loss import sa_nerv_loss, sa_nerv_terms
+
+
+def test_reference_is_equation_6():
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 16, 20)
+    y = (x + 0.1 * torch.randn_like(x)).clamp(0, 1)
+    m = (torch.rand(2, 1, 16, 20) > 0.5).float()
+    l1, s, l1m, sm = sa_nerv_terms(y, x, m)
+    beta, w = 0.7, 1.0
+    expected = beta * l1 + (1 - beta) * (1 - s) + w * (beta * l1m + (1 - beta) * (1 - sm))
+    assert torch.allclose(sa_nerv_loss(y, x, m, beta, w), expected, atol=1e-7)
+    assert torch.allclose(l1m, ((y - x).abs() * m).mean(), atol=1e-7)  # masked pixels count as zeros
+    assert sa_nerv_loss(x, x, m).item() == pytest.approx(0.0, abs=1e-6)
+
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@pytest.fixture(scope="module")
+def fused():
+    # conftest sets TRITON_INTERPRET=1 on machines without CUDA (the kernel then runs on CPU).
+    assert DEVICE == "cuda" or os.environ.get("TRITON_INTERPRET") == "1"
+    from vcm.nerv.sa_loss_triton import fused_sa_nerv_loss
+
+    return fused_sa_nerv_loss
+
+
+@pytest.mark.parametrize("shape,mask_kind,beta,weight", [
+    ((1, 3, 13, 21), "random", 0.7, 1.0),
+    ((2, 3, 19, 35), "random", 0.5, 2.0),  # odd sizes, two tiles wide, batch 2
+    ((1, 3, 11, 11), "zeros", 0.7, 1.0),   # the smallest frame with a whole window
+    ((1, 3, 17, 12), "ones", 0.7, 1.0),
+])
+def test_triton_matches_reference_values_and_gradients(fused, shape, mask_kind, beta, weight):
+    torch.manual_seed(sum(shape))
+    x = torch.rand(shape)
+    y = (x + 0.15 * torch.randn(shape)).clamp(0, 1)
+    b, _, h, w = shape
+    m = {"random": (torch.rand(b, 1, h, w) > 0.6).float(), "zeros": torch.zeros(b, 1, h, w),
+         "ones": torch.ones(b, 1, h, w)}[mask_kind]
+    x, m, y = x.to(DEVICE), m.to(DEVICE), y.to(DEVICE).requires_grad_(True)
+    got = fused(y, x, m, beta, weight)
+    (g_got,) = torch.autograd.grad(got * 3.0, y)  # a non-unit upstream gradient
+    ref = sa_nerv_loss(y, x, m, beta, weight)
+    (g_ref,) = torch.autograd.grad(ref * 3.0, y)
+    assert got.item() == pytest.approx(ref.item(), abs=2e-6)
+    assert torch.allclose(g_got, g_ref, atol=1e-7, rtol=1e-4), (g_got - g_ref).abs().max()
+
+
+def test_small_frames_fall_back_to_reference(fused):
+    x = torch.rand(1, 3, 8, 9)
+    y = torch.rand(1, 3, 8, 9, requires_grad=True)
+    m = torch.ones(1, 1, 8, 9)
+    assert fused(y, x, m).item() == pytest.approx(sa_nerv_loss(y, x, m).item())

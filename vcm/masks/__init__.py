@@ -1,0 +1,1 @@
+"""Segment-Anything edge masks: SAM automatic masks → label map → Canny → per-frame edge mask."""

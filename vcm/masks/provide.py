@@ -1,0 +1,34 @@
+"""Edge masks for ``vcm fit --loss sa-nerv``: from a mask file, or made first with SAM."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from vcm.errors import VcmError
+from vcm.video import Video
+
+
+def masks_for_fit(video: Video, masks: Path | None, sam_checkpoint: Path | None, alpha: float,
+                  run_dir: Path | None, device, sam_model: str = "vit_h",
+                  settings_path: Path | None = None) -> tuple[np.ndarray, dict]:
+    """(``uint8 [T,1,H,W]`` masks, metadata for the run config). Made masks are cached in the run dir."""
+    from vcm.masks.store import load_masks, check_matches
+
+    if masks is None:
+        if sam_checkpoint is None:
+            raise VcmError("--loss sa-nerv needs edge masks: pass --masks FILE (from vcm masks) or --sam-checkpoint PATH")
+        from vcm.masks.make import make_masks
+        from vcm.masks.sam import load_settings
+        from vcm.nerv.run import default_run_dir
+
+        folder = Path(run_dir) if run_dir is not None else default_run_dir(video)
+        target = folder / f"masks_{sam_model}_a{alpha:g}.npz"
+        if not target.exists():
+            make_masks(video, sam_model, sam_checkpoint, [alpha], load_settings(settings_path), target, device)
+        masks = target
+    data, meta = load_masks(masks)
+    check_matches(meta, video, Path(masks))
+    return data, {"path": str(Path(masks).resolve()), "alpha": meta.get("alpha"), "sam_model": meta.get("sam_model"),
+                  "edge_fraction": float(data.mean())}

@@ -1,0 +1,116 @@
+"""Edge-mask files: bit-packed per-frame masks plus the metadata that says what made them.
+
+File (``.npz``): ``packed`` = ``uint8 [T, ceil(H·W/8)]`` (``np.packbits`` of each frame's mask,
+row-major) and ``meta`` = UTF-8 JSON bytes with ``format``, ``width``, ``height``,
+``source_frames`` [a, b), ``video_fingerprint``, ``alpha``, ``sam_model``,
+``checkpoint_fingerprint`` and the generator settings.
+
+While masks are being made, finished frames live in ``<file>.partial/`` (one packed ``.npy`` per
+frame, written atomically); an interrupted run continues from there.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from vcm.errors import VcmError
+from vcm.fsutil import atomic_path, write_json
+from vcm.video import Video
+
+FORMAT = "vcm-edge-masks/1"
+
+
+def pack(mask: np.ndarray) -> np.ndarray:
+    return np.packbits(np.asarray(mask, dtype=bool).ravel())
+
+
+def unpack(packed: np.ndarray, height: int, width: int) -> np.ndarray:
+    return np.unpackbits(packed, count=height * width).reshape(height, width).astype(bool)
+
+
+def save_masks(path: Path, masks: np.ndarray, meta: dict) -> None:
+    """Write ``bool [T,H,W]`` masks atomically."""
+    t, h, w = masks.shape
+    packed = np.stack([pack(m) for m in masks])
+    meta = {"format": FORMAT, **meta, "width": w, "height": h}
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, packed=packed, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
+
+
+def load_masks(path: Path) -> tuple[np.ndarray, dict]:
+    """Read a mask file → (``uint8 [T,1,H,W]`` in {0,1}, meta)."""
+    path = Path(path)
+    if not path.is_file():
+        raise VcmError(f"mask file {path} does not exist; make one with vcm masks")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(bytes(z["meta"]).decode())
+            packed = z["packed"]
+    except Exception:
+        raise VcmError(f"{path} is not a vcm edge-mask file") from None
+    if meta.get("format") != FORMAT:
+        raise VcmError(f"{path} is not a vcm edge-mask file (format {meta.get('format')!r})")
+    h, w = int(meta["height"]), int(meta["width"])
+    a, b = meta["source_frames"]
+    if packed.ndim != 2 or packed.shape != (b - a, (h * w + 7) // 8):
+        raise VcmError(f"{path} is damaged (mask array does not match its metadata)")
+    masks = np.stack([unpack(p, h, w) for p in packed]).astype(np.uint8)[:, None]
+    return masks, meta
+
+
+def check_matches(meta: dict, video: Video, path: Path) -> None:
+    """Refuse masks made for other frames: size, source range and content must all agree."""
+    if (meta["width"], meta["height"]) != (video.width, video.height):
+        raise VcmError(f"{path.name} holds {meta['width']}x{meta['height']} masks, the video is {video.width}x{video.height}")
+    want = [video.source_frames.start, video.source_frames.stop]
+    if list(meta["source_frames"]) != want:
+        raise VcmError(f"{path.name} covers source frames {meta['source_frames'][0]}:{meta['source_frames'][1]}, "
+                       f"the video frames are {want[0]}:{want[1]}; make masks with the same --frames")
+    if meta.get("video_fingerprint") != video.fingerprint():
+        raise VcmError(f"{path.name} was made from different frames (video fingerprint differs)")
+
+
+def load_masks_for_video(path: Path, video: Video) -> np.ndarray:
+    masks, meta = load_masks(path)
+    check_matches(meta, video, Path(path))
+    return masks
+
+
+class PartialMasks:
+    """Per-frame progress of a mask run in ``<file>.partial/``; reset when the settings differ."""
+
+    def __init__(self, final: Path, meta: dict):
+        self.dir = Path(str(final) + ".partial")
+        self.meta = meta
+        meta_file = self.dir / "meta.json"
+        if self.dir.exists():
+            try:
+                same = json.loads(meta_file.read_text()) == json.loads(json.dumps(meta))
+            except (OSError, ValueError):
+                same = False
+            if not same:
+                shutil.rmtree(self.dir)  # progress of another configuration: a cache, not user data
+        self.dir.mkdir(parents=True, exist_ok=True)
+        write_json(meta_file, meta)
+
+    def _file(self, index: int) -> Path:
+        return self.dir / f"frame_{index:06d}.npy"
+
+    def has(self, index: int) -> bool:
+        return self._file(index).exists()
+
+    def put(self, index: int, mask: np.ndarray) -> None:
+        with atomic_path(self._file(index)) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, pack(mask))
+
+    def get(self, index: int, height: int, width: int) -> np.ndarray:
+        return unpack(np.load(self._file(index)), height, width)
+
+    def discard(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -1,0 +1,67 @@
+"""SA-NeRV loss, eq. (6), and the choice of implementation.
+
+    L = β·L1(x̂, x) + (1−β)·(1 − ssim(x̂, x))
+      + w·[β·L1(x̂⊙s, x⊙s) + (1−β)·(1 − ssim(x̂⊙s, x⊙s))]
+
+L1 is the mean absolute difference over all B·3·H·W values (masked-out pixels count as zeros,
+so the masked term is ‖x⊙s − x̂⊙s‖₁ normalised like the unmasked one); ssim is
+pytorch-msssim's (11-tap Gaussian σ = 1.5, valid windows, C1 = 0.01², C2 = 0.03², data
+range 1, mean over the batch). w = 1 is the paper's equation.
+
+Shapes: x̂, x ``float [B,3,H,W]`` in [0,1]; s ``uint8/bool/float [B,1,H,W]`` in {0,1}.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from vcm.errors import VcmError
+from vcm.nerv.loss import l1_ssim
+
+IMPLS = ("auto", "torch", "triton")
+
+
+def sa_nerv_loss(x_hat: torch.Tensor, x: torch.Tensor, mask: torch.Tensor, beta: float = 0.7,
+                 mask_weight: float = 1.0) -> torch.Tensor:
+    """Reference implementation (and the CPU path) of eq. (6)."""
+    s = mask.to(x.dtype)
+    return l1_ssim(x_hat, x, beta) + mask_weight * l1_ssim(x_hat * s, x * s, beta)
+
+
+def sa_nerv_terms(x_hat: torch.Tensor, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The four terms ``[L1, SSIM, L1 masked, SSIM masked]`` (reference), ``float [4]``."""
+    from pytorch_msssim import ssim
+
+    s = mask.to(x.dtype)
+    return torch.stack([
+        (x_hat - x).abs().mean(), ssim(x_hat, x, data_range=1.0, size_average=True),
+        (x_hat * s - x * s).abs().mean(), ssim(x_hat * s, x * s, data_range=1.0, size_average=True),
+    ])
+
+
+def triton_available(device) -> bool:
+    import os
+
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        return True
+    if torch.device(device).type != "cuda":
+        return False
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def sa_nerv_loss_fn(beta: float, mask_weight: float, impl: str, device):
+    """``loss(x_hat, x, mask)`` for ``impl``: auto = Triton on CUDA, PyTorch elsewhere."""
+    if impl not in IMPLS:
+        raise VcmError(f"--loss-impl must be one of {', '.join(IMPLS)}, got {impl!r}")
+    use_triton = impl == "triton" or (impl == "auto" and torch.device(device).type == "cuda" and triton_available(device))
+    if use_triton:
+        if not triton_available(device):
+            raise VcmError("--loss-impl triton needs a CUDA GPU with Triton (or TRITON_INTERPRET=1 for testing)")
+        from vcm.nerv.sa_loss_triton import fused_sa_nerv_loss
+
+        return lambda x_hat, x, mask: fused_sa_nerv_loss(x_hat, x, mask, beta, mask_weight)
+    return lambda x_hat, x, mask: sa_nerv_loss(x_hat, x, mask, beta, mask_weight)
