@@ -1,0 +1,225 @@
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import ANNOTATIONS, run_cli
+from vcm import sequences
+from vcm.errors import VcmError
+from vcm.eval.coco import Detections, ScoredClip, evaluate
+from vcm.eval.detect import OracleDetector
+from vcm.eval.gt import Box, GroundTruth, load_coco_json, load_yolo_labels, to_coco_json
+from vcm.eval.run import decode_any, score
+from vcm.video.yuv import frame_bytes
+
+REAL_JSONS = sorted(ANNOTATIONS.glob("*_val.json")) if ANNOTATIONS.is_dir() else []
+
+
+def oracle_clip(gt: GroundTruth) -> ScoredClip:
+    frames = sorted(gt.frames)
+    return ScoredClip(gt, frames, OracleDetector(gt).detect(None, frames))
+
+
+@pytest.mark.skipif(not REAL_JSONS, reason="shared SFU-HW annotations are not present")
+def test_real_ground_truth_as_detections_scores_100():
+    by_class = {"C": [], "D": []}
+    assert len(REAL_JSONS) == 8
+    for path in REAL_JSONS:
+        gt = load_coco_json(path)
+        seq = sequences.lookup(gt.sequence)
+        assert sorted(gt.frames) == list(range(seq.ctc_first, seq.ctc_last + 1))
+        r = evaluate([oracle_clip(gt)])
+        assert r["map"] == pytest.approx(100.0) and r["ap50"] == pytest.approx(100.0), path.name
+        by_class[seq.seq_class].append(oracle_clip(gt))
+    for clips in by_class.values():
+        pooled = evaluate(clips)  # image ids offset per sequence
+        assert pooled["map"] == pytest.approx(100.0) and pooled["images"] == sum(len(c.frames) for c in clips)
+
+
+def tiny_gt() -> GroundTruth:
+    return GroundTruth("BQSquare", 416, 240, {471: [Box(10, 10, 20, 20, 0)], 472: []})
+
+
+def dets(*rows) -> Detections:
+    a = np.array(rows, np.float32).reshape(-1, 6)
+    return Detections(a[:, :4], a[:, 4], a[:, 5].astype(np.int64))
+
+
+def test_hand_computed_ap():
+    gt = tiny_gt()
+    # A false positive scored above the true positive: precision 0.5 at recall 1 → AP 50.
+    r = evaluate([ScoredClip(gt, [471, 472], [dets([10, 10, 30, 30, 0.9, 0], [200, 100, 220, 120, 0.95, 0]), dets()])])
+    assert r["map"] == pytest.approx(50.0, abs=0.01) and r["ap50"] == pytest.approx(50.0, abs=0.01)
+    # IoU 0.6 (x shifted by 5 px: 15·20 / (2·400 − 300)): a hit at IoU .50, .55, .60 only → 3/10.
+    r = evaluate([ScoredClip(gt, [471, 472], [dets([15, 10, 35, 30, 0.9, 0]), dets()])])
+    assert r["ap50"] == pytest.approx(100.0) and r["map"] == pytest.approx(30.0, abs=0.01)
+    # Wrong class: nothing found. A class absent from the ground truth is not scored.
+    r = evaluate([ScoredClip(gt, [471, 472], [dets([10, 10, 30, 30, 0.9, 2]), dets()])])
+    assert r["map"] == pytest.approx(0.0) and "car" not in r["per_category"]
+    assert evaluate([ScoredClip(gt, [471, 472], [dets(), dets()])])["map"] == 0.0
+
+
+class IndexCheckingDetector(OracleDetector):
+    """Frames carry their source index in their pixels; fail if a frame is paired with the wrong index."""
+
+    def detect(self, frames_u8, source_frames):
+        for frame, idx in zip(frames_u8, source_frames):
+            assert abs(float(frame.mean()) - (idx % 200 + 20)) < 2, (float(frame.mean()), idx)
+        return super().detect(frames_u8, source_frames)
+
+
+def write_indexed_yuv(path: Path, first: int, count: int, w=416, h=240):
+    per = frame_bytes(w, h, 8)
+    with open(path, "wb") as f:
+        for i in range(first, first + count):
+            y = np.full(w * h, 0, np.uint8)
+            # a grey frame whose RGB value is i % 200 + 20 (luma in limited range, neutral chroma)
+            y[:] = round(16 + 219 * (i % 200 + 20) / 255)
+            f.write(y.tobytes() + np.full(per - w * h, 128, np.uint8).tobytes())
+
+
+@pytest.mark.parametrize("kind", ["ctc_clip", "full", "sub_range"])
+def test_frame_index_mapping(tmp_path, kind):
+    seq = sequences.lookup("RaceHorsesD")
+    gt = GroundTruth(seq.name, seq.width, seq.height,
+                     {f: [Box(f % 50, 10, 30, 40, 0)] for f in range(seq.ctc_first, seq.ctc_last + 1)})
+    if kind == "ctc_clip":
+        path = tmp_path / "RaceHorsesD.yuv"
+        write_indexed_yuv(path, seq.ctc_first, seq.ctc_count)
+        decoded, expect = decode_any(path, "cpu"), [235, 300]
+    elif kind == "full":
+        path = tmp_path / "RaceHorses_416x240_30.yuv"
+        write_indexed_yuv(path, 0, seq.frames)
+        decoded, expect = decode_any(path, "cpu", "all"), [235, 300]  # only frames with ground truth count
+    else:
+        path = tmp_path / "RaceHorses_416x240_30.yuv"
+        write_indexed_yuv(path, 0, seq.frames)
+        decoded, expect = decode_any(path, "cpu", "250:260"), [250, 260]
+    clip, scores = score(decoded, gt, IndexCheckingDetector(gt))
+    assert scores["source_frames"] == expect and scores["map"] == pytest.approx(100.0)
+    with pytest.raises(VcmError, match="no ground truth|outside"):
+        score(decode_any(tmp_path / path.name, "cpu", "0:10"), gt, IndexCheckingDetector(gt))
+
+
+def test_txt_labels_convert_to_ctc_json(tmp_path):
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    (labels / "BQSquare_416x240_60_seq_471.txt").write_text("0 0.5 0.5 0.25 0.5\n56 0.1 0.2 0.1 0.1\n")
+    (labels / "BQSquare_416x240_60_seq_473.txt").write_text("2 0.5 0.5 0.5 0.5\n")
+    gt = load_yolo_labels(labels, "BQSquare", range(471, 474))
+    b = gt.frames[471][0]
+    assert (b.x, b.y, b.w, b.h, b.category) == pytest.approx((156.0, 60.0, 104.0, 120.0, 0))
+    assert gt.frames[472] == []
+    proc = run_cli("gt", "convert", labels, "--sequence", "BQSquare", "--frames", "471:474", "--out", tmp_path / "gt.json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads((tmp_path / "gt.json").read_text())
+    assert [im["file_name"] for im in data["images"]] == [f"BQSquare_416x240_60_val_00{i}.png" for i in range(3)]
+    again = load_coco_json(tmp_path / "gt.json", "BQSquare")
+    assert sorted(again.frames) == [471, 472, 473] and len(again.frames[471]) == 2
+
+
+FAKE_YOLO = '''
+import torch
+from torch import nn
+from utils.general import helper
+
+
+class Model(nn.Module):
+    """Stands in for YOLOv7: one box per image at a fixed place of the letterboxed input."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(1))
+
+    def fuse(self):
+        return self
+
+    def forward(self, x):
+        b = x.shape[0]
+        pred = torch.zeros(b, 2, 85)
+        pred[:, 0, :4] = torch.tensor([320.0, 208.0, 100.0, 60.0]) * self.w
+        pred[:, 0, 4] = 0.9
+        pred[:, 0, 5] = helper()  # class 0 (person) probability
+        return pred, None
+'''
+
+
+@pytest.fixture(scope="module")
+def fake_hub(tmp_path_factory):
+    repo = tmp_path_factory.mktemp("yolov7")
+    (repo / "models").mkdir()
+    (repo / "utils").mkdir()
+    (repo / "models" / "__init__.py").write_text("")
+    (repo / "models" / "yolo.py").write_text(FAKE_YOLO)
+    (repo / "utils" / "__init__.py").write_text("")
+    (repo / "utils" / "general.py").write_text(textwrap.dedent('''
+        def helper():
+            return 0.8
+
+        def check_requirements(*args, **kwargs):
+            raise AssertionError("vcm must never run YOLOv7's requirement check")
+    '''))
+    (repo / "hubconf.py").write_text("raise AssertionError('vcm must never import hubconf.py')\n")
+    subprocess.run([sys.executable, "-c", "import torch; from models.yolo import Model; "
+                    "torch.save({'model': Model(), 'epoch': -1}, 'yolov7.pt')"], cwd=repo, check=True)
+    return repo
+
+
+def test_loader_keeps_sys_modules_clean(fake_hub):
+    import types
+
+    from vcm.eval.yolov7 import load_model
+
+    mine = types.ModuleType("utils")
+    sys.modules["utils"] = mine
+    try:
+        model = load_model(fake_hub / "yolov7.pt", fake_hub, "cpu")
+        assert sys.modules["utils"] is mine and "models" not in sys.modules and "models.yolo" not in sys.modules
+        assert "utils.general" not in sys.modules and str(fake_hub) not in sys.path
+        pred, _ = model(__import__("torch").zeros(1, 3, 64, 64))  # still works once the repo is gone
+        assert pred.shape == (1, 2, 85)
+    finally:
+        del sys.modules["utils"]
+    with pytest.raises(VcmError, match=r"yolov7\.pt from https://github\.com/WongKinYiu/yolov7/releases"):
+        load_model(fake_hub / "missing.pt", fake_hub, "cpu")
+
+
+def test_letterbox_round_trip():
+    import torch
+
+    from vcm.eval.yolov7 import letterbox_shape, preprocess, to_frame
+
+    frames = np.zeros((1, 3, 480, 832), np.uint8)
+    x, gain, pad = preprocess(frames)
+    (rh, rw), (ph, pw) = letterbox_shape(480, 832)
+    assert x.shape == (1, 3, ph, pw) and ph % 32 == 0 and pw % 32 == 0 and (rh, rw) == (369, 640)
+    assert float(x[0, 0, 0, 0]) == pytest.approx(114 / 255)  # padding
+    box = torch.tensor([[pad[0] + 100 * gain, pad[1] + 50 * gain, pad[0] + 300 * gain, pad[1] + 200 * gain, 0.9, 0.0]])
+    d = to_frame(box, gain, pad, 480, 832)
+    assert np.allclose(d.boxes[0], [100, 50, 300, 200], atol=1e-3)
+
+
+def test_vcm_eval_end_to_end_with_fake_hub(tmp_path, fake_hub):
+    seq = sequences.lookup("RaceHorsesD")
+    gt = GroundTruth(seq.name, seq.width, seq.height,
+                     {f: [Box(150, 85, 120, 70, 0)] for f in range(seq.ctc_first, seq.ctc_last + 1)})
+    (tmp_path / "ann").mkdir()
+    (tmp_path / "ann" / seq.annotations).write_text(json.dumps(to_coco_json(gt, seq.ctc_first)))
+    clip = tmp_path / "RaceHorsesD.yuv"
+    write_indexed_yuv(clip, seq.ctc_first, seq.ctc_count)
+    proc = run_cli("eval", clip, "--frames", "240:250", "--annotations", tmp_path / "ann", "--weights",
+                   fake_hub / "yolov7.pt", "--yolov7-repo", fake_hub, "--out", tmp_path / "out", "--json",
+                   "--device", "cpu", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    scores = json.loads(proc.stdout)
+    assert scores["frames"] == 10 and scores["detections"] == 10 and scores["detector"] == "yolov7"
+    assert 0.0 <= scores["map"] <= 100.0 and scores["ap50"] is not None
+    dets = json.loads((tmp_path / "out" / "detections.json").read_text())
+    assert len(dets) == 10 and dets[0]["source_frame"] == 240 and dets[0]["category_id"] == 0
+    missing = run_cli("eval", clip, "--annotations", tmp_path / "ann", "--weights", tmp_path / "nope.pt",
+                      "--yolov7-repo", fake_hub, cwd=tmp_path)
+    assert missing.returncode == 1 and "releases/download" in missing.stderr and len(missing.stderr.strip().splitlines()) == 1

@@ -1,0 +1,1 @@
+"""Machine-side evaluation: ground truth, detectors, COCO mAP."""

@@ -1,0 +1,187 @@
+"""SFU-HW ground truth in one representation, keyed by *source* frame index.
+
+Two sources:
+- the CTC COCO JSON (m59143 conversion): images ``<Seq>_<W>x<H>_<fps>_val_NNN.png`` where NNN
+  counts from 000 at the sequence's first CTC frame; ``category_id`` = COCO-80 index (0 = person);
+  float image ids; absolute ``[x, y, w, h]`` boxes;
+- the original SFU-HW-Objects-v1 labels: one txt per frame, ``<Seq>_<W>x<H>_<fps>_seq_NNN.txt``,
+  NNN = 0-based source frame index, lines ``class cx cy w h`` relative to the frame (YOLO style).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vcm import sequences
+from vcm.errors import VcmError
+from vcm.resources import data_dir
+
+COCO80 = (
+    "person bicycle car motorcycle airplane bus train truck boat traffic_light fire_hydrant stop_sign "
+    "parking_meter bench bird cat dog horse sheep cow elephant bear zebra giraffe backpack umbrella handbag "
+    "tie suitcase frisbee skis snowboard sports_ball kite baseball_bat baseball_glove skateboard surfboard "
+    "tennis_racket bottle wine_glass cup fork knife spoon bowl banana apple sandwich orange broccoli carrot "
+    "hot_dog pizza donut cake chair couch potted_plant bed dining_table toilet tv laptop mouse remote keyboard "
+    "cell_phone microwave oven toaster sink refrigerator book clock vase scissors teddy_bear hair_drier toothbrush"
+).split()
+assert len(COCO80) == 80
+
+
+@dataclass(frozen=True)
+class Box:
+    """An object: absolute ``x, y, w, h`` in pixels, COCO-80 ``category`` (0 = person)."""
+
+    x: float
+    y: float
+    w: float
+    h: float
+    category: int
+    iscrowd: int = 0
+    area: float | None = None
+
+
+@dataclass
+class GroundTruth:
+    """Objects per source frame index of one sequence (frames without objects map to [])."""
+
+    sequence: str
+    width: int
+    height: int
+    frames: dict[int, list[Box]] = field(default_factory=dict)
+
+    def covers(self, source_frames: range) -> list[int]:
+        return [i for i in source_frames if i in self.frames]
+
+
+_VAL_RE = re.compile(r"^(?P<stem>.+)_val_(?P<n>\d+)\.\w+$")
+_SEQ_RE = re.compile(r"^(?P<stem>.+)_seq_(?P<n>\d+)\.txt$")
+
+
+def _sequence_of(stem: str):
+    """``BQMall_832x480_60`` → manifest entry (or None)."""
+    from vcm.video.naming import parse_name
+
+    parsed = parse_name(stem)
+    if parsed is None:
+        return sequences.lookup(stem)
+    return sequences.lookup_parsed(parsed.name, parsed.width, parsed.height)
+
+
+def load_coco_json(path: Path, sequence: str | None = None) -> GroundTruth:
+    """Read a CTC COCO JSON (m59143 layout or any COCO JSON with ``_val_NNN`` file names)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+        images, anns = data["images"], data["annotations"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise VcmError(f"{path} is not a COCO ground-truth JSON (needs 'images' and 'annotations')") from None
+    seq = sequences.lookup(sequence) if sequence else None
+    frame_of_image: dict[float, int] = {}
+    gt = None
+    for im in images:
+        m = _VAL_RE.match(str(im.get("file_name", "")))
+        if not m:
+            raise VcmError(f"{path.name}: image file name {im.get('file_name')!r} is not <Seq>_<W>x<H>_<fps>_val_NNN.png")
+        s = seq or _sequence_of(m.group("stem"))
+        if s is None:
+            raise VcmError(f"{path.name}: {m.group('stem')} is not an SFU-HW class C/D sequence; pass --sequence")
+        if gt is None:
+            gt = GroundTruth(s.name, int(im.get("width", s.width)), int(im.get("height", s.height)))
+        frame = s.ctc_first + int(m.group("n"))
+        frame_of_image[float(im["id"])] = frame
+        gt.frames.setdefault(frame, [])
+    if gt is None:
+        raise VcmError(f"{path.name} lists no images")
+    for a in anns:
+        frame = frame_of_image.get(float(a["image_id"]))
+        if frame is None:
+            raise VcmError(f"{path.name}: annotation {a.get('id')} refers to unknown image {a['image_id']}")
+        x, y, w, h = (float(v) for v in a["bbox"])
+        cat = int(a["category_id"])
+        if not 0 <= cat < 80:
+            raise VcmError(f"{path.name}: category_id {cat} is not a COCO-80 index (0..79)")
+        gt.frames[frame].append(Box(x, y, w, h, cat, int(a.get("iscrowd", 0)), float(a.get("area", w * h))))
+    return gt
+
+
+def load_yolo_labels(folder: Path, sequence: str, frames: range | None = None) -> GroundTruth:
+    """Read SFU-HW per-frame txt labels (``<Seq>_..._seq_NNN.txt``) from ``folder``."""
+    seq = sequences.lookup(sequence)
+    if seq is None:
+        raise VcmError(f"{sequence!r} is not an SFU-HW class C/D sequence")
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise VcmError(f"{folder} is not a folder of SFU-HW label files")
+    gt = GroundTruth(seq.name, seq.width, seq.height)
+    found = 0
+    for p in sorted(folder.iterdir()):
+        m = _SEQ_RE.match(p.name)
+        if not m or _sequence_of(m.group("stem")) not in (seq, None):
+            continue
+        frame = int(m.group("n"))
+        if frames is not None and frame not in frames:
+            continue
+        found += 1
+        boxes = []
+        for ln, line in enumerate(p.read_text().splitlines(), 1):
+            parts = line.split()
+            if not parts:
+                continue
+            try:
+                cat, cx, cy, w, h = int(parts[0]), *map(float, parts[1:5])
+            except (ValueError, TypeError):
+                raise VcmError(f"{p.name}:{ln}: expected 'class cx cy w h', got {line!r}") from None
+            bw, bh = w * seq.width, h * seq.height
+            boxes.append(Box(cx * seq.width - bw / 2, cy * seq.height - bh / 2, bw, bh, cat, 0, bw * bh))
+        gt.frames[frame] = boxes
+    if not found:
+        raise VcmError(f"no label files of {seq.name} (…_seq_NNN.txt) in {folder}")
+    if frames is not None:
+        for f in frames:  # frames without a file have no objects
+            gt.frames.setdefault(f, [])
+    return gt
+
+
+def to_coco_json(gt: GroundTruth, first_frame: int) -> dict:
+    """The m59143 layout: ``<Seq>_<W>x<H>_<fps>_val_NNN.png``, NNN from ``first_frame``."""
+    seq = sequences.lookup(gt.sequence)
+    stem = seq.file.rsplit(".", 1)[0] if seq else gt.sequence
+    images, anns = [], []
+    for i, frame in enumerate(sorted(gt.frames)):
+        images.append({"file_name": f"{stem}_val_{frame - first_frame:03d}.png", "width": gt.width,
+                       "height": gt.height, "id": float(i)})
+        for b in gt.frames[frame]:
+            anns.append({"bbox": [b.x, b.y, b.w, b.h], "bbox_mode": 0, "category_id": b.category,
+                         "class": COCO80[b.category].replace("_", " "), "id": len(anns) + 1,
+                         "image_id": float(i), "iscrowd": b.iscrowd, "area": b.area if b.area is not None else b.w * b.h})
+    cats = [{"name": n.replace("_", " ").capitalize(), "id": i} for i, n in enumerate(COCO80)]
+    return {"images": images, "annotations": anns, "categories": cats}
+
+
+def find_annotations(sequence: str, annotations: Path | None = None) -> Path:
+    """Resolve the CTC JSON of ``sequence``: --annotations (file or folder), $VCM_ANNOTATIONS, sequences/annotations/."""
+    seq = sequences.lookup(sequence)
+    if seq is None:
+        raise VcmError(f"{sequence!r} is not an SFU-HW class C/D sequence; see sequences/sfu-hw-cd.yaml")
+    if annotations is not None and Path(annotations).is_file():
+        return Path(annotations)
+    folders = [Path(annotations)] if annotations is not None else []
+    if os.environ.get("VCM_ANNOTATIONS"):
+        folders.append(Path(os.environ["VCM_ANNOTATIONS"]))
+    folders.append(data_dir("sequences") / "annotations")
+    for folder in folders:
+        if (folder / seq.annotations).is_file():
+            return folder / seq.annotations
+    raise VcmError(f"ground truth {seq.annotations} not found (looked in {', '.join(map(str, folders))}); "
+                   "pass --annotations FILE_OR_DIR or set VCM_ANNOTATIONS")
+
+
+def load_ground_truth(sequence: str, annotations: Path | None = None) -> GroundTruth:
+    path = Path(annotations) if annotations is not None else None
+    if path is not None and path.is_dir() and any(path.glob("*_seq_*.txt")):
+        return load_yolo_labels(path, sequence)
+    return load_coco_json(find_annotations(sequence, path), sequence)
