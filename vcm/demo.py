@@ -1,61 +1,82 @@
-"""``vcm demo``: the whole product on the embedded clip, in a few minutes on 2 CPU cores."""
+"""``vcm demo``: the whole product on the embedded clip, in a few minutes on 2 CPU cores.
+
+It runs ``configs/ctc/demo.yaml`` through the CTC runner: a NeRV fitted on carphone and compressed
+into real ``.nerv`` bitstreams at four rate points (each decoded and measured), HEVC and VVC
+anchors, then the report with PSNR BD-rates and RD plots.
+"""
 
 from __future__ import annotations
 
+import json
 import shutil
+import time
 from pathlib import Path
 
 from rich.table import Table
 
 from vcm import progress
-from vcm.device import resolve_device
-from vcm.nerv.run import fit_video, plan
-from vcm.samples import sample_clip
-from vcm.video import open_video
+from vcm.ctc.report import make_report
+from vcm.ctc.run import run
+from vcm.resources import data_dir
 
-DEMO_PRESET = "demo"
+DEMO_CONFIG = "demo.yaml"
 
 
 def run_demo(out: Path, device: str = "auto", epochs: int | None = None) -> dict:
-    """Fit the demo preset on carphone and print a summary table; returns the summary."""
+    """Run the demo experiment into ``out`` (replacing an earlier demo there); returns the summary."""
     from vcm.cli.common import out as stdout
 
-    dev = resolve_device(device)
-    video = open_video(sample_clip("carphone"))
-    spec, cfg = plan(DEMO_PRESET, epochs=epochs)
+    start = time.time()
     out = Path(out)
     if out.exists():
         shutil.rmtree(out)  # the demo's own previous output
-    progress.log(f"vcm demo: fitting a NeRV ({DEMO_PRESET} preset) on {video.name} "
-                 f"({video.width}x{video.height}, {video.num_frames} frames) on {dev}")
-    fit_result = fit_video(video, spec, cfg, out / "nerv", dev)
-    m = fit_result.metrics
-    progress.log("vcm demo: compressing (prune 40 %, 8 bits) and decoding the bitstream")
-    from vcm.codec.compress import CompressOptions, compress_run, decode_file
+    config = data_dir("configs") / "ctc" / DEMO_CONFIG
+    if epochs is not None:
+        import yaml
 
-    comp = compress_run(fit_result.run_dir, out / "demo.nerv", CompressOptions(prune=0.4, bits=8), dev)
-    decoded, _, decode_fps = decode_file(out / "demo.nerv", dev)
+        cfg = yaml.safe_load(config.read_text())
+        for fit in cfg["codecs"]["nerv"]["fits"]:
+            fit["epochs"] = epochs
+        out.mkdir(parents=True)
+        config = out / DEMO_CONFIG
+        config.write_text(yaml.safe_dump(cfg))
+    progress.log("vcm demo: NeRV fit on carphone (176x144, 120 frames), 4 compressed rate points, "
+                 "HEVC and VVC anchors at 6 QPs, then the report")
+    result = run(config, out, device=device)
+    if result["failed"]:
+        from vcm.errors import VcmError
+
+        raise VcmError(f"{result['failed']} demo point(s) failed; see {out}/points/*/*/*/result.json")
+    report = make_report(out, anchor="hevc")
+    rows = sorted((r for r in result["rows"]), key=lambda r: (r["codec"], r["kbps"]))
+    fit_metrics = json.loads(next((out / "fits").glob("*/nerv/*/metrics.json")).read_text())
+    bds = {b["codec"]: b for b in report["bd"]}
+    vs_vvc = make_report(out, anchor="vvc")["bd"]
+    make_report(out, anchor="hevc")  # leave the hevc-anchored report in place
     summary = {
-        "clip": video.name, "frames": video.num_frames, "size": f"{video.width}x{video.height}",
-        "params": m["params"], "epochs": m["epochs"], "fit_seconds": round(fit_result.seconds, 1),
-        "psnr": round(m["psnr"], 3), "psnr_y": round(m["psnr_y"], 3), "ms_ssim": m["ms_ssim"],
-        "run_dir": str(fit_result.run_dir),
-        "bitstream": comp["bitstream"], "bytes": comp["bytes"], "kbps": round(comp["kbps"], 3),
-        "bpp": comp["bpp"], "decoded_psnr": round(comp["psnr"], 3), "decode_fps": round(decode_fps, 1),
+        "clip": "carphone", "fit": {"params": fit_metrics["params"], "epochs": fit_metrics["epochs"],
+                                    "seconds": round(fit_metrics["train_seconds"], 1), "psnr": round(fit_metrics["psnr"], 3)},
+        "points": [{k: r[k] for k in ("codec", "point", "bytes", "kbps", "psnr")} for r in rows],
+        "bd_rate_psnr_vs_hevc": bds.get("nerv", {}).get("bd_rate_psnr"),
+        "bd_rate_psnr_vs_vvc": next((b["bd_rate_psnr"] for b in vs_vvc if b["codec"] == "nerv"), None),
+        "bd_notes": {"hevc": bds.get("nerv", {}).get("note_psnr"),
+                     "vvc": next((b["note_psnr"] for b in vs_vvc if b["codec"] == "nerv"), None)},
+        "report_html": report["report_html"], "seconds": round(time.time() - start, 1),
     }
-    table = Table(title=f"vcm demo: {video.name} ({video.width}x{video.height}, {video.num_frames} frames)",
-                  title_justify="left")
-    has_ms = m["ms_ssim"] is not None  # MS-SSIM needs frames > 160 px on the short side
-    for col in ("stage", "params", "epochs", "time", "bytes", "kbps", "PSNR dB") + (("MS-SSIM",) if has_ms else ()):
-        table.add_column(col, justify="right")
-    rows = [
-        ("fit", f"{m['params']:,}", str(m["epochs"]), f"{fit_result.seconds:.0f} s", "–", "–", f"{m['psnr']:.2f}",
-         m["ms_ssim"]),
-        ("compress", f"{comp['nonzero_params']:,} nz", str(comp["finetune_epochs"]), f"{comp['encode_seconds']:.0f} s",
-         f"{comp['bytes']:,}", f"{comp['kbps']:.1f}", f"{comp['psnr']:.2f}", comp["ms_ssim"]),
-    ]
-    for *cells, ms in rows:
-        table.add_row(*cells, *((f"{ms:.4f}",) if has_ms else ()))
     if not progress.is_quiet():
-        stdout.print(table)
+        t = Table(title=f"vcm demo: carphone — NeRV ({fit_metrics['params']:,} params, {fit_metrics['epochs']} epochs, "
+                        f"{fit_metrics['train_seconds']:.0f} s, {fit_metrics['psnr']:.2f} dB before compression) vs HEVC / VVC",
+                  title_justify="left")
+        for col in ("codec", "point", "bytes", "kbps", "PSNR dB"):
+            t.add_column(col, justify="right")
+        for r in rows:
+            t.add_row(r["codec"], r["point"], f"{r['bytes']:,}", f"{r['kbps']:.1f}", f"{r['psnr']:.2f}")
+        stdout.print(t)
+
+        def fmt(v, note):
+            return f"{v:+.1f} %" if v is not None else f"n/a ({note})"
+
+        stdout.print(f"NeRV BD-rate (PSNR) vs HEVC: {fmt(summary['bd_rate_psnr_vs_hevc'], summary['bd_notes']['hevc'])}; "
+                     f"vs VVC: {fmt(summary['bd_rate_psnr_vs_vvc'], summary['bd_notes']['vvc'])}")
+        stdout.print(f"Report: {report['report_html']}  (total {summary['seconds']:.0f} s)")
     return summary

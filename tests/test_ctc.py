@@ -1,0 +1,131 @@
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import moving_frames, run_cli
+from vcm import sequences
+from vcm.ctc.bd import bd, monotone
+from vcm.eval.gt import Box, GroundTruth, to_coco_json
+from vcm.video.yuv import frame_bytes, write_yuv420
+
+
+def test_bd_rate_of_a_constant_rate_factor_is_that_factor():
+    rates = np.array([100.0, 200.0, 400.0, 800.0, 1600.0, 3200.0])
+    quality = np.array([30.0, 33.0, 35.5, 37.5, 39.0, 40.0])
+    r = bd(rates, quality, 0.8 * rates, quality)
+    assert r["bd_rate"] == pytest.approx(-20.0, abs=1e-6) and r["bd_metric"] > 0
+    same = bd(rates, quality, rates, quality)
+    assert same["bd_rate"] == pytest.approx(0.0, abs=1e-9) and same["bd_metric"] == pytest.approx(0.0, abs=1e-9)
+    assert bd(rates[:3], quality[:3], rates[:3], quality[:3])["error"] == "needs 4 points per curve"
+
+
+def test_monotone_fit():
+    assert np.allclose(monotone(np.array([1.0, 3.0, 2.0, 4.0])), [1.0, 2.5, 2.5, 4.0])
+    assert np.allclose(monotone(np.array([1.0, 2.0, 3.0])), [1.0, 2.0, 3.0])
+
+
+@pytest.mark.parametrize("codec", ["hevc", "vvc"])
+def test_anchor_round_trip(tmp_path, codec):
+    from vcm.anchors.ffmpeg import encode_decode, intra_period
+    from vcm.quality import psnr_rgb
+    from vcm.video import open_video
+
+    frames = moving_frames(t=4, h=64, w=96, noise=0)
+    write_yuv420(tmp_path / "A_96x64_30.yuv", frames)
+    video = open_video(tmp_path / "A_96x64_30.yuv")
+    from vcm.anchors.ffmpeg import planes_of
+
+    planes, bit_depth = planes_of(video)
+    lo = encode_decode(codec, planes, bit_depth, 96, 64, 30, 22, tmp_path / "hi.bin")
+    hi = encode_decode(codec, planes, bit_depth, 96, 64, 30, 44, tmp_path / "lo.bin")
+    assert lo.frames_u8.shape == frames.shape
+    assert lo.bitstream.stat().st_size > hi.bitstream.stat().st_size > 0
+    assert psnr_rgb(video.frames_u8, lo.frames_u8).mean() > 35
+    assert intra_period(60) == 64 and intra_period(30) == 32
+
+
+TINY = """
+sequences:
+  - {{name: carphone, path: {carphone}, frames: "0:6"}}
+  - {{name: RaceHorsesD, path: {race}, frames: "240:244"}}
+  - {{name: Missing, path: {missing}, frames: all}}
+device: cpu
+detector: {{name: oracle}}
+annotations: {ann}
+codecs:
+  nerv:
+    fits:
+      - preset: nerv-xs
+        params: 8k
+        epochs: 3
+        batch: 2
+        points:
+          - {{prune: 0.0, bits: 8, finetune_epochs: 0}}
+          - {{prune: 0.2, bits: 7, finetune_epochs: 1}}
+          - {{prune: 0.4, bits: 6, finetune_epochs: 1}}
+          - {{prune: 0.6, bits: 5, finetune_epochs: 1}}
+  hevc: {{qps: [28, 34, 40, 46]}}
+  vvc: {{qps: [28, 34, 40, 46]}}
+"""
+
+
+@pytest.fixture(scope="module")
+def ctc_inputs(tmp_path_factory, carphone):
+    root = tmp_path_factory.mktemp("ctc")
+    seq = sequences.lookup("RaceHorsesD")
+    race = root / "RaceHorsesD.yuv"  # the CTC clip: 65 frames, source 235..299
+    write_yuv420(race, moving_frames(t=seq.ctc_count, h=seq.height, w=seq.width))
+    gt = GroundTruth(seq.name, seq.width, seq.height,
+                     {f: [Box(40 + f % 7, 30, 120, 90, 0), Box(250, 100, 60, 60, 2)] for f in range(235, 300)})
+    (root / "ann").mkdir()
+    (root / "ann" / seq.annotations).write_text(json.dumps(to_coco_json(gt, 235)))
+    cfg = root / "tiny.yaml"
+    cfg.write_text(TINY.format(carphone=carphone, race=race, missing=root / "nope.mp4", ann=root / "ann"))
+    return root, cfg
+
+
+def test_ctc_run_and_report_end_to_end(ctc_inputs):
+    root, cfg = ctc_inputs
+    out = root / "out"
+    first = run_cli("ctc", "run", cfg, "--out", out, "--json")
+    assert first.returncode == 1  # the Missing sequence fails; the others run on
+    r = json.loads(first.stdout)
+    assert r["points"] == 3 * 12 and r["failed"] == 12 and r["ran"] == 36
+    failed = json.loads((out / "points" / "Missing" / "hevc" / "qp28" / "result.json").read_text())
+    assert failed["status"] == "failed" and "does not exist" in failed["error"]
+    # One fit serves the four NeRV points of a sequence.
+    assert len(list((out / "fits" / "carphone" / "nerv").glob("*/checkpoint.pt"))) == 1
+    again = run_cli("ctc", "run", cfg, "--out", out, "--json", "--only", "carphone,RaceHorsesD")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["reused"] == 24 and json.loads(again.stdout)["ran"] == 0
+    plain = run_cli("ctc", "run", cfg, "--out", out, "--only", "carphone")
+    assert plain.returncode == 0 and "reusing 12 finished point(s)" in plain.stderr  # never a silent skip
+
+    rep = run_cli("ctc", "report", out, "--anchor", "hevc", "--json")
+    assert rep.returncode == 0, rep.stderr
+    with open(out / "summary.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 24 and {"Dataset", "bitrate (kbps)", "end_accuracy", "nn_task", "qp"} <= set(rows[0])
+    race = [row for row in rows if row["Dataset"] == "RaceHorsesD"]
+    assert all(float(row["end_accuracy"]) == pytest.approx(100.0) for row in race)  # oracle detector
+    assert all(row["end_accuracy"] == "" for row in rows if row["Dataset"] == "carphone")  # no ground truth
+    bdj = json.loads((out / "bd.json").read_text())
+    carphone_vvc = next(b for b in bdj["sequences"] if b["sequence"] == "carphone" and b["codec"] == "vvc")
+    assert carphone_vvc["bd_rate_psnr"] is not None or carphone_vvc["note_psnr"]
+    assert (out / "plots" / "carphone.png").stat().st_size > 1000
+    page = (out / "report.html").read_text()
+    assert "data:image/png;base64," in page and "BD-rate" in page and "Failed points" in page
+    assert "class D" in (out / "report.md").read_text()
+
+
+def test_ctc_ray_backend(ctc_inputs):
+    pytest.importorskip("ray")
+    root, cfg = ctc_inputs
+    proc = run_cli("ctc", "run", cfg, "--out", root / "ray", "--json", "--only", "carphone", "--codecs", "hevc",
+                   "--backend", "ray", "--jobs", "2")
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)
+    assert r["ran"] == 4 and r["failed"] == 0
+    assert json.loads((root / "ray" / "points" / "carphone" / "hevc" / "qp34" / "result.json").read_text())["status"] == "ok"

@@ -1,0 +1,1 @@
+"""HEVC / VVC anchors through ffmpeg (libx265, libvvenc), or an external VTM."""

@@ -1,0 +1,109 @@
+"""Anchor codecs: YUV in, bitstream file out (its size is the rate), decoded frames back.
+
+Both encoders get 10-bit 4:2:0 input (the CTC's internal bit depth; libvvenc accepts nothing
+else): 8-bit source samples are shifted left by 2 here, and the decoder's 10-bit output is read
+back with vcm's own 10-bit reader and colour conversion, so no ffmpeg scaler or dither touches
+the samples. Random-access-like settings: fixed QP (no adaptive quantisation), intra period from
+the CTC (64 at 50/60 fps, 32 at 24/30 fps), closed GOPs, hierarchical B frames.
+
+An external VTM (``EncoderApp``/``DecoderApp``) can be used instead by giving their paths.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vcm.errors import VcmError
+from vcm.video.color import rgb_to_yuv420
+from vcm.video.yuv import read_yuv420_rgb
+
+CODECS = {"hevc": ("libx265", "hevc", ".hevc"), "vvc": ("libvvenc", "vvc", ".266")}
+
+
+def intra_period(fps: float) -> int:
+    """CTC random-access intra period: 64 frames at 50/60 fps, 32 at 24/30 fps."""
+    return 64 if fps >= 48 else 32
+
+
+@dataclass
+class AnchorResult:
+    bitstream: Path
+    frames_u8: np.ndarray  # decoded, uint8 [T,3,H,W]
+    encode_seconds: float
+    decode_seconds: float
+
+
+def ffmpeg_exe() -> str:
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def write_10bit(path: Path, planes: tuple[np.ndarray, np.ndarray, np.ndarray], bit_depth: int) -> None:
+    """Planar 4:2:0 samples → a raw 10-bit little-endian file."""
+    shift = 10 - bit_depth
+    with open(path, "wb") as f:
+        for t in range(planes[0].shape[0]):
+            for p in planes:
+                v = p[t].astype(np.uint16)
+                f.write((v << shift if shift >= 0 else v >> -shift).astype("<u2").tobytes())
+
+
+def _run(cmd: list[str], what: str) -> float:
+    start = time.time()
+    proc = subprocess.run(cmd, capture_output=True)
+    if proc.returncode:
+        err = proc.stderr.decode(errors="replace").strip().splitlines()
+        raise VcmError(f"{what} failed: {err[-1] if err else 'exit code ' + str(proc.returncode)}")
+    return time.time() - start
+
+
+def encode_decode(codec: str, planes, bit_depth: int, width: int, height: int, fps: float, qp: int,
+                  out: Path, preset: str | None = None, vtm: dict | None = None) -> AnchorResult:
+    """Encode planar 4:2:0 ``planes`` (Y, U, V ``[T,h,w]``) at ``qp``; write ``out``; decode it back."""
+    if codec not in CODECS:
+        raise VcmError(f"unknown anchor codec {codec!r}; use hevc or vvc")
+    encoder, fmt, _ = CODECS[codec]
+    frames = planes[0].shape[0]
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    period = intra_period(fps)
+    with tempfile.TemporaryDirectory() as tmp:
+        src, rec = Path(tmp) / "in.yuv", Path(tmp) / "rec.yuv"
+        write_10bit(src, planes, bit_depth)
+        if vtm:
+            enc = _run([str(vtm["encoder"]), "-c", str(vtm["config"]), "-i", str(src), "-wdt", str(width), "-hgt", str(height),
+                        "-fr", str(round(fps)), "-f", str(frames), "-q", str(qp), "--InputBitDepth=10",
+                        "--InternalBitDepth=10", "--OutputBitDepth=10", f"--IntraPeriod={period}", "-b", str(out)], "VTM encoder")
+            dec = _run([str(vtm["decoder"]), "-b", str(out), "-o", str(rec), "-d", "10"], "VTM decoder")
+        else:
+            raw = ["-f", "rawvideo", "-pix_fmt", "yuv420p10le", "-s", f"{width}x{height}", "-r", f"{fps}", "-i", str(src)]
+            if codec == "hevc":
+                params = (f"qp={qp}:keyint={period}:min-keyint={period}:scenecut=0:open-gop=0:bframes=7:"
+                          "b-pyramid=1:aq-mode=0:info=0:log-level=error")
+                opts = ["-c:v", encoder, "-preset", preset or "medium", "-x265-params", params]
+            else:
+                opts = ["-c:v", encoder, "-preset", preset or "faster", "-qp", str(qp), "-qpa", "0",
+                        "-vvenc-params", f"IntraPeriod={period}"]
+            base = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y"]
+            enc = _run(base + raw + opts + ["-f", fmt, str(out)], f"{encoder} encoding")
+            dec = _run(base + ["-i", str(out), "-f", "rawvideo", "-pix_fmt", "yuv420p10le", str(rec)], f"{codec} decoding")
+        decoded = read_yuv420_rgb(rec, width, height, 10, 0, frames)
+    return AnchorResult(out, decoded, enc, dec)
+
+
+def planes_of(video) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], int]:
+    """The source's own YUV samples for raw YUV inputs; others converted with vcm.video.color."""
+    info = video.info
+    if info.kind == "yuv":
+        from vcm.video.yuv import read_yuv420
+
+        a = video.source_frames.start - info.first_source_frame
+        return read_yuv420(info.path, info.width, info.height, info.bit_depth, a, a + video.num_frames), info.bit_depth
+    return rgb_to_yuv420(video.frames_u8, 8), 8

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from vcm.cli import app
+from vcm.cli.common import JsonOpt, print_json, start, table
+
+ctc_app = typer.Typer(help="The MPEG VCM CTC experiment: run every point, then report.", no_args_is_help=True)
+app.add_typer(ctc_app, name="ctc")
+
+
+def _split(text: Optional[str]) -> Optional[list[str]]:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+@ctc_app.command("run")
+def ctc_run(
+    config: Path = typer.Argument(..., help="Experiment config, e.g. configs/ctc/sfu-cd.yaml."),
+    out: Path = typer.Option(Path("ctc"), "--out", help="Results folder (re-running resumes it)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Folder with the SFU-HW YUVs."),
+    annotations: Optional[Path] = typer.Option(None, "--annotations", help="Folder with the CTC ground-truth JSONs."),
+    only: Optional[str] = typer.Option(None, "--only", help="Comma-separated sequences to run."),
+    codecs: Optional[str] = typer.Option(None, "--codecs", help="Comma-separated codecs to run (default: all in the config)."),
+    jobs: int = typer.Option(1, "--jobs", min=1, help="Points run in parallel."),
+    backend: str = typer.Option("local", "--backend", help="local (process pool) or ray."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="An existing Ray cluster (default: a local instance)."),
+    force: bool = typer.Option(False, "--force", help="Redo finished points."),
+    device: Optional[str] = typer.Option(None, "--device", help="Override the config's device."),
+    json_out: bool = JsonOpt,
+) -> None:
+    """Encode, decode and evaluate every (sequence, codec, rate point); finished points are reused."""
+    from vcm.ctc.run import run
+
+    start(json_out)
+    r = run(config, out, data, annotations, _split(only), _split(codecs), jobs, backend, ray_address, force, device)
+    if json_out:
+        print_json({k: v for k, v in r.items() if k != "rows"})
+    else:
+        table("vcm ctc run", [("results", r["out"]), ("points", str(r["points"])), ("ran", str(r["ran"])),
+                              ("reused", str(r["reused"])), ("failed", str(r["failed"]))])
+    if r["failed"]:  # recorded in the results; the exit code tells scripts
+        raise typer.Exit(1)
+
+
+@ctc_app.command("report")
+def ctc_report(
+    out: Path = typer.Argument(Path("ctc"), help="A results folder of vcm ctc run."),
+    anchor: str = typer.Option("vvc", "--anchor", help="Codec the BD figures are measured against."),
+    monotone: bool = typer.Option(False, "--monotone", help="Fit each curve monotonically before BD."),
+    annotations: Optional[Path] = typer.Option(None, "--annotations", help="Ground truth for class pooling (default: as in the run)."),
+    json_out: bool = JsonOpt,
+) -> None:
+    """summary.csv, BD-rate tables, RD plots and report.md / report.html."""
+    from vcm.ctc.report import make_report
+
+    start(json_out)
+    r = make_report(out, anchor, monotone, annotations)
+    if json_out:
+        print_json(r)
+        return
+    table("vcm ctc report", [("summary", r["summary_csv"]), ("report", r["report_html"]),
+                             ("points", f"{r['points']} ({r['failed']} failed)")])

@@ -1,0 +1,70 @@
+"""Bjøntegaard deltas with the ``bjontegaard`` package (PCHIP on log-rate, as the JVET sheet).
+
+``monotone=True`` first makes each curve's quality non-decreasing in rate (isotonic regression,
+pool-adjacent-violators), as newer VCM reporting fits each curve monotonically before BD.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def monotone(values: np.ndarray) -> np.ndarray:
+    """Least-squares non-decreasing fit of ``values`` (given in increasing-rate order)."""
+    blocks = [[float(v), 1] for v in values]
+    i = 0
+    while i < len(blocks) - 1:
+        if blocks[i][0] > blocks[i + 1][0]:
+            v = (blocks[i][0] * blocks[i][1] + blocks[i + 1][0] * blocks[i + 1][1]) / (blocks[i][1] + blocks[i + 1][1])
+            blocks[i:i + 2] = [[v, blocks[i][1] + blocks[i + 1][1]]]
+            i = max(i - 1, 0)
+        else:
+            i += 1
+    return np.array([v for v, n in blocks for _ in range(n)])
+
+
+def _curve(rates, metric, use_monotone: bool):
+    r, m = np.asarray(rates, float), np.asarray(metric, float)
+    order = np.argsort(r)
+    r, m = r[order], m[order]
+    if use_monotone:
+        m = monotone(m)
+    return r, m
+
+
+def bd(anchor_rate, anchor_metric, test_rate, test_metric, use_monotone: bool = False) -> dict:
+    """{"bd_rate": % (negative = test saves bits), "bd_metric": metric units, "error": None | reason}."""
+    import bjontegaard
+
+    out = {"bd_rate": None, "bd_metric": None, "error": None}
+    pairs = [(a, b) for a, b in zip(anchor_rate, anchor_metric) if b is not None]
+    tests = [(a, b) for a, b in zip(test_rate, test_metric) if b is not None]
+    if not pairs or not tests:
+        out["error"] = "not measured"
+        return out
+    if len(pairs) < 4 or len(tests) < 4:
+        out["error"] = "needs 4 points per curve"
+        return out
+    ra, ma = _curve(*zip(*pairs), use_monotone)
+    rt, mt = _curve(*zip(*tests), use_monotone)
+    if len(np.unique(ma)) < 2 or len(np.unique(mt)) < 2:
+        out["error"] = "flat quality curve"
+        return out
+    import warnings
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out["bd_rate"] = float(bjontegaard.bd_rate(ra, ma, rt, mt, method="pchip", require_matching_points=False))
+            out["bd_metric"] = float(bjontegaard.bd_psnr(ra, ma, rt, mt, method="pchip", require_matching_points=False))
+        notes = sorted({str(w.message).split(". You can")[0] for w in caught})
+        if notes:  # e.g. partial overlap: the figure is computed over the overlapping interval only
+            out["error"] = "; ".join(notes)
+    except Exception as err:  # no overlap of the quality ranges, non-monotone curves
+        out["error"] = str(err).splitlines()[0][:120] or type(err).__name__
+    if out["bd_rate"] is not None and not np.isfinite(out["bd_rate"]):
+        out["bd_rate"] = None
+        out["error"] = "quality ranges do not overlap: no BD-rate"
+    if out["bd_metric"] is not None and not np.isfinite(out["bd_metric"]):
+        out["bd_metric"] = None
+    return out

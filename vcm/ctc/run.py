@@ -1,0 +1,137 @@
+"""``vcm ctc run``: every (sequence, codec, rate point) of a config, resumable and in parallel.
+
+Layout of the output folder:
+    points/<sequence>/<codec>/<point>/result.json   one result row (status ok or failed + error)
+    points/<sequence>/<codec>/<point>/stream.*      the bitstream (its size is the rate)
+    points/<sequence>/<codec>/<point>/detections.json, scores.json
+    fits/<sequence>/<codec>/<fit>/                  NeRV runs shared by the points of one fit
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from pathlib import Path
+
+from vcm import progress
+from vcm.ctc import config as ctc_config
+from vcm.ctc.points import read_result, run_point
+from vcm.errors import VcmError
+
+
+def plan(cfg: dict, out: Path, data: Path | None, annotations: Path | None, only: list[str] | None,
+         codecs: list[str] | None, device: str | None) -> list[dict]:
+    seqs = ctc_config.sequence_entries(cfg, data, only)
+    chosen = codecs or list((cfg.get("codecs") or {}).keys())
+    unknown = set(chosen) - set(cfg.get("codecs") or {})
+    if unknown:
+        raise VcmError(f"--codecs names codecs the config does not define: {', '.join(sorted(unknown))}")
+    specs = []
+    for seq in seqs:
+        for codec in chosen:
+            for pid, point in ctc_config.points_for(codec, cfg["codecs"][codec] or {}, seq):
+                workdir = out / "points" / seq["name"] / codec / pid
+                spec = {"sequence": seq["name"], "source": seq["path"], "frames": seq["frames"], "codec": codec,
+                        "point_id": pid, "point": point, "workdir": str(workdir),
+                        "detector": seq.get("detector", cfg.get("detector")),
+                        "annotations": str(annotations) if annotations else cfg.get("annotations"),
+                        "device": device or cfg.get("device", "auto")}
+                if codec in ("nerv", "sa-nerv"):
+                    spec["fit_dir"] = str(out / "fits" / seq["name"] / codec / point["fit_key"])
+                specs.append(spec)
+    return specs
+
+
+def safe_run_point(spec: dict) -> dict:
+    """run_point, with any failure recorded as a failed row instead of stopping the sweep."""
+    try:
+        return run_point(spec)
+    except BaseException as err:  # noqa: BLE001 - a failed point must not end the run
+        if isinstance(err, KeyboardInterrupt):
+            raise
+        from vcm.fsutil import write_json
+
+        msg = str(err) if isinstance(err, VcmError) else f"{type(err).__name__}: {err}"
+        row = {"status": "failed", "sequence": spec["sequence"], "codec": spec["codec"], "point": spec["point_id"],
+               "error": msg.splitlines()[0] if msg else type(err).__name__,
+               "traceback": None if isinstance(err, VcmError) else traceback.format_exc(limit=5)}
+        Path(spec["workdir"]).mkdir(parents=True, exist_ok=True)
+        write_json(Path(spec["workdir"]) / "result.json", row)
+        return row
+
+
+def run(config_path: Path, out: Path, data: Path | None = None, annotations: Path | None = None,
+        only: list[str] | None = None, codecs: list[str] | None = None, jobs: int = 1, backend: str = "local",
+        ray_address: str | None = None, force: bool = False, device: str | None = None) -> dict:
+    cfg = ctc_config.load(config_path)
+    out = Path(out)
+    specs = plan(cfg, out, data, annotations, only, codecs, device)
+    todo, reused, retried = [], [], 0
+    for spec in specs:
+        old = read_result(Path(spec["workdir"]))
+        if old is not None and old.get("status") == "ok" and not force:
+            reused.append(old)
+        else:
+            retried += old is not None and old.get("status") == "failed"
+            todo.append(spec)
+    if reused:
+        progress.log(f"reusing {len(reused)} finished point(s) from {out} (--force redoes them)")
+    if retried:
+        progress.log(f"retrying {retried} point(s) that failed before")
+    progress.log(f"running {len(todo)} point(s) with backend {backend}, {jobs} job(s)")
+    rows = execute(todo, jobs, backend, ray_address)
+    failed = [r for r in rows if r.get("status") != "ok"]
+    for r in failed:
+        progress.log(f"[red]failed[/red] {r['sequence']} {r['codec']} {r['point']}: {r['error']}")
+    return {"out": str(out), "points": len(specs), "ran": len(todo), "reused": len(reused), "failed": len(failed),
+            "rows": reused + rows}
+
+
+def execute(specs: list[dict], jobs: int, backend: str, ray_address: str | None) -> list[dict]:
+    if not specs:
+        return []
+    if backend == "ray":
+        return _execute_ray(specs, jobs, ray_address)
+    if backend != "local":
+        raise VcmError(f"--backend must be local or ray, got {backend!r}")
+    if jobs <= 1:
+        rows = []
+        with progress.progress("ctc points", len(specs)) as bar:
+            for spec in specs:
+                rows.append(safe_run_point(spec))
+                bar.advance(1, status=f"{spec['sequence']} {spec['codec']} {spec['point_id']}")
+        return rows
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    threads = max(1, (os.cpu_count() or 2) // jobs)
+    rows = []
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool, \
+            progress.progress("ctc points", len(specs)) as bar:
+        futures = [pool.submit(safe_run_point, {**s, "threads": threads, "quiet": True}) for s in specs]
+        for fut in as_completed(futures):
+            rows.append(fut.result())
+            bar.advance(1)
+    return rows
+
+
+def _execute_ray(specs: list[dict], jobs: int, address: str | None) -> list[dict]:
+    try:
+        import ray
+    except ImportError:
+        raise VcmError("--backend ray needs Ray: pip install 'vcm[ray]'") from None
+    if not ray.is_initialized():
+        kwargs = {"address": address} if address else {"num_cpus": max(jobs, 1)}
+        ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False, **kwargs)
+    rows = []
+    remote = ray.remote(safe_run_point)
+    with progress.progress("ctc points (ray)", len(specs)) as bar:
+        pending = []
+        for s in specs:
+            gpu = 1 if str(s.get("device", "auto")).startswith("cuda") else 0
+            pending.append(remote.options(num_cpus=1, num_gpus=gpu).remote({**s, "threads": 1, "quiet": True}))
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            rows.append(ray.get(done[0]))
+            bar.advance(1)
+    return rows
