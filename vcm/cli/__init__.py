@@ -21,9 +21,13 @@ from vcm.cli import commands as _commands  # noqa: E402,F401
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors become one line on stderr and a non-zero exit code."""
+    import warnings
+
     from vcm.errors import VcmError
     from vcm.progress import console
 
+    # CompressAI scripts functions with torch.jit.script, which torch now deprecates: not actionable here.
+    warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*deprecated", category=FutureWarning)
     try:
         rv = app(args=argv, prog_name="vcm", standalone_mode=False)
     except VcmError as err:

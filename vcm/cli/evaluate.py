@@ -21,6 +21,7 @@ def eval_command(
     weights: Path = typer.Option(Path("yolov7.pt"), "--weights", help="YOLOv7 checkpoint."),
     yolov7_repo: Optional[Path] = typer.Option(None, "--yolov7-repo", help="Local clone of WongKinYiu/yolov7 (offline); default torch.hub."),
     frames: str = typer.Option("auto", "--frames", help="For video inputs: ctc | all | A:B."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="For .icm inputs: the codec checkpoint (default: beside the file)."),
     batch: int = typer.Option(8, "--batch", min=1),
     half: bool = typer.Option(False, "--half", help="fp16 inference on CUDA."),
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for detections.json and scores.json (default eval/<sequence>/)."),
@@ -39,7 +40,7 @@ def eval_command(
 
     start(json_out)
     dev = resolve_device(device)
-    decoded = decode_any(input, dev, frames, parse_size(size) if size else None, fps, bit_depth)
+    decoded = decode_any(input, dev, frames, parse_size(size) if size else None, fps, bit_depth, checkpoint)
     gt = load_ground_truth(sequence or decoded.name, annotations)
     det = create_detector(detector, gt=gt, weights=weights, yolov7_repo=yolov7_repo, device=dev, batch=batch, half=half)
     clip, scores = score(decoded, gt, det, batch)

@@ -92,7 +92,7 @@ def _icm_point(spec: dict, video, device) -> dict:
     t = time.time()
     encode_video(video, Path(p["checkpoint"]), out, device, arch=p.get("arch", "tcm"))
     encode = time.time() - t
-    frames, _ = decode_icm_file(out, device)
+    frames, _ = decode_icm_file(out, device, checkpoint=Path(p["checkpoint"]))
     return {"bitstream": str(out), "bytes": out.stat().st_size, "frames_u8": frames, "encode": encode,
             "decode": time.time() - t - encode, "qp": None}
 

@@ -25,7 +25,8 @@ class Decoded:
     name: str
 
 
-def decode_any(path: Path, device, frames: str = "auto", size=None, fps=None, bit_depth=None) -> Decoded:
+def decode_any(path: Path, device, frames: str = "auto", size=None, fps=None, bit_depth=None,
+               checkpoint: Path | None = None) -> Decoded:
     """A ``.nerv`` bitstream is decoded; anything else is read as a video (the original too)."""
     path = Path(path)
     if path.suffix == ".nerv":
@@ -36,7 +37,7 @@ def decode_any(path: Path, device, frames: str = "auto", size=None, fps=None, bi
     if path.suffix == ".icm":
         from vcm.icm.codec import decode_icm_file
 
-        out, header = decode_icm_file(path, device)
+        out, header = decode_icm_file(path, device, checkpoint)
         return Decoded(out, range(*header["source_frames"]), header.get("sequence") or header["name"])
     from vcm.video import open_video
 

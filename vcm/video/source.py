@@ -28,7 +28,7 @@ class VideoInfo:
     """What vcm knows about a video file without reading its frames."""
 
     path: Path
-    kind: str  # "yuv" | "container" | "images"
+    kind: str  # "yuv" | "container" | "images" (a folder) | "image" (one file)
     name: str  # manifest name for SFU-HW sequences, else the file stem
     width: int
     height: int
@@ -96,9 +96,14 @@ def probe(
         return _probe_yuv(path, size, fps, bit_depth)
     if suffix in CONTAINER_SUFFIXES:
         return _probe_container(path, fps)
+    if suffix in IMAGE_SUFFIXES:  # a single image: a one-frame video
+        first = _read_image(path)
+        return VideoInfo(path=path, kind="image", name=path.stem, width=first.shape[2], height=first.shape[1],
+                         fps=fps or DEFAULT_IMAGE_FPS, num_frames=1, bit_depth=8, first_source_frame=0,
+                         sequence=None, is_ctc_clip=False)
     raise VcmError(
         f"{path.name}: unknown video type {suffix!r}; vcm reads .yuv, "
-        f"{', '.join(sorted(CONTAINER_SUFFIXES))} and folders of PNG/JPEG frames"
+        f"{', '.join(sorted(CONTAINER_SUFFIXES))}, images and folders of PNG/JPEG frames"
     )
 
 
@@ -246,6 +251,8 @@ def load(info: VideoInfo, frames: range | str = "auto") -> Video:
         except Exception as err:
             raise VcmError(f"{info.path.name}: failed to decode frames {a}:{b} ({err})") from None
         data = np.ascontiguousarray(data)
+    elif info.kind == "image":
+        data = _read_image(info.path)[None]
     else:
         files = _image_files(info.path)[a:b]
         data = np.stack([_read_image(f) for f in files])

@@ -1,0 +1,68 @@
+"""SA-ICM codec speed: encode / decode frames/s and bpp of the full-size TCM (random weights).
+
+    uv run python benchmarks/icm_speed.py                       # 416x240 frames, on CUDA if present
+    uv run python benchmarks/icm_speed.py --n 64 --frames 2 --device cpu
+
+Random weights give meaningless quality; the point is speed (and a real rANS bitstream size).
+Frames are padded to the network's multiple of 128 (416x240 → 512x256). Not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from vcm.device import resolve_device
+from vcm.icm.codec import _crop, _pad
+from vcm.icm.tcm import TCM, TCMConfig
+from vcm.video.naming import parse_size
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", default="416x240")
+    ap.add_argument("--frames", type=int, default=3)
+    ap.add_argument("--n", type=int, default=128, help="TCM width N (128 official, 64 smaller)")
+    ap.add_argument("--device", default="auto")
+    args = ap.parse_args()
+    device = resolve_device(args.device)
+    w, h = parse_size(args.size)
+    torch.manual_seed(0)
+    model = TCM(TCMConfig(N=args.n)).to(device).eval()
+    model.update(force=True)
+    rng = np.random.default_rng(0)
+    frames = [torch.from_numpy(rng.random((1, 3, h, w), dtype=np.float32)).to(device) for _ in range(args.frames)]
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    with torch.no_grad():
+        xp, pads = _pad(frames[0], 128)
+        model.decompress(**{k: v for k, v in model.compress(xp).items() if k in ("strings", "shape")})  # warm-up
+        sync()
+        t0 = time.perf_counter()
+        coded = [model.compress(_pad(f, 128)[0]) for f in frames]
+        sync()
+        t1 = time.perf_counter()
+        for c in coded:
+            _crop(model.decompress(c["strings"], c["shape"])["x_hat"], pads, h, w)
+        sync()
+        t2 = time.perf_counter()
+    nbytes = np.mean([sum(len(s[0]) for s in c["strings"]) for c in coded])
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    params = sum(p.numel() for p in model.parameters())
+    t = Table(title=f"SA-ICM (TCM N={args.n}, {params:,} params, random weights), {w}x{h}, on {name}", title_justify="left")
+    for col in ("encode frames/s", "decode frames/s", "bpp (random weights)"):
+        t.add_column(col, justify="right")
+    t.add_row(f"{args.frames / (t1 - t0):.2f}", f"{args.frames / (t2 - t1):.2f}", f"{8 * nbytes / (w * h):.3f}")
+    Console().print(t)
+
+
+if __name__ == "__main__":
+    main()

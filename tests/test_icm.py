@@ -1,0 +1,124 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import moving_frames, run_cli
+from vcm.errors import VcmError
+from vcm.icm.models import create, load_checkpoint
+from vcm.icm.tcm import TCM, TINY, TCMConfig
+
+
+def test_full_tcm_parameter_counts_match_the_reference():
+    assert sum(p.numel() for p in TCM(TCMConfig(N=128)).parameters()) == 76_568_148
+    assert sum(p.numel() for p in TCM(TCMConfig(N=64)).parameters()) == 45_180_752
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    root = tmp_path_factory.mktemp("icm")
+    torch.manual_seed(0)
+    model = TCM(TINY)
+    model.update(force=True)
+    path = root / "tiny.pth.tar"
+    torch.save({"arch": "tcm-tiny", "config": TINY.to_dict(), "state_dict": model.state_dict()}, path)
+    return path
+
+
+def test_encode_decode_equals_the_encoders_reconstruction(tmp_path, tiny_ckpt):
+    from vcm.icm.codec import decode_icm_file, encode_frames
+    from vcm.video import write_video
+
+    frames = moving_frames(t=2, h=40, w=56)  # odd sizes: padded to 64 and cropped back
+    model, _, _ = load_checkpoint(tiny_ckpt)
+    _, recon = encode_frames(model, frames, "cpu")
+    write_video(tmp_path / "clip", frames, 25)
+    proc = run_cli("icm", "encode", tmp_path / "clip", "--checkpoint", tiny_ckpt, "--out", tmp_path / "c.icm", "--json")
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)
+    assert r["bytes"] == (tmp_path / "c.icm").stat().st_size and r["frames"] == 2
+    decoded, header = decode_icm_file(tmp_path / "c.icm", "cpu", checkpoint=tiny_ckpt)
+    assert decoded.shape == frames.shape and header["arch"] == "tcm-tiny"
+    assert np.array_equal(decoded, recon)
+    data = bytearray((tmp_path / "c.icm").read_bytes())
+    data[-10] ^= 0xFF
+    (tmp_path / "bad.icm").write_bytes(bytes(data))
+    bad = run_cli("icm", "decode", tmp_path / "bad.icm", "--checkpoint", tiny_ckpt)
+    assert bad.returncode == 1 and "checksum" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_official_layout_with_module_prefix_loads(tmp_path):
+    torch.manual_seed(1)
+    model = TCM(TINY)
+    state = {"module." + k: v for k, v in model.state_dict().items()}
+    path = tmp_path / "icm_93.pth.tar"
+    torch.save({"epoch": 10, "state_dict": state}, path)  # no arch or config: as published
+    loaded, arch, config = load_checkpoint(path, arch="tcm-tiny")
+    assert arch == "tcm-tiny" and config["N"] == TINY.N and config["M"] == TINY.M
+    for k, v in model.state_dict().items():
+        if "quantiles" in k or k.startswith("g_a") or k.startswith("lrp"):
+            assert torch.equal(loaded.state_dict()[k], v), k
+
+
+def test_bad_checkpoints_are_one_line_errors(tmp_path, tiny_ckpt):
+    with pytest.raises(VcmError, match="icm_78.pth.tar"):
+        load_checkpoint(tmp_path / "missing.pth.tar")
+    other = create("mbt2018-mean", quality=1)
+    torch.save({"state_dict": other.state_dict()}, tmp_path / "other.pth.tar")
+    with pytest.raises(VcmError, match="not a TCM network|does not fit"):
+        load_checkpoint(tmp_path / "other.pth.tar")
+    frames_dir = tmp_path / "f"
+    from vcm.video import write_video
+
+    write_video(frames_dir, moving_frames(t=1, h=32, w=32), 25)
+    proc = run_cli("icm", "encode", frames_dir, "--checkpoint", tmp_path / "other.pth.tar", "--arch", "tcm")
+    assert proc.returncode == 1 and proc.stderr.startswith("error:") and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_icm_train_lowers_the_masked_loss_and_resumes(tmp_path):
+    from PIL import Image
+
+    from vcm.masks.sam import build_tiny_sam
+
+    images = tmp_path / "imgs"
+    images.mkdir()
+    for i in range(3):
+        Image.fromarray(moving_frames(t=1, h=80, w=96, seed=i)[0].transpose(1, 2, 0)).save(images / f"im{i}.png")
+    torch.manual_seed(0)
+    torch.save(build_tiny_sam().state_dict(), tmp_path / "sam.pth")
+    args = ["icm", "train", "--images", images, "--val", images, "--sam-checkpoint", tmp_path / "sam.pth",
+            "--sam-model", "tiny", "--alpha", "0.0", "--arch", "tcm-tiny", "--batch", "2", "--crop", "64",
+            "--steps-per-epoch", "4", "--lr", "1e-3", "--out", tmp_path / "run", "--json", "--device", "cpu"]
+    proc = run_cli(*args, "--epochs", "3")
+    assert proc.returncode == 0, proc.stderr
+    hist = json.loads(proc.stdout)["history"]
+    assert hist[-1]["loss"] < hist[0]["loss"] and "masked_mse" in hist[0]
+    assert hist[-1]["val"]["bpp"] is not None and hist[-1]["val"]["psnr"] is not None
+    assert len(list((tmp_path / "run" / "masks").glob("*.npy"))) == 3  # made once, cached
+    again = run_cli(*args, "--epochs", "4", "--resume")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["epochs"] == 4 and len(json.loads(again.stdout)["history"]) == 4
+    refused = run_cli(*args, "--epochs", "4")
+    assert refused.returncode == 1 and "--resume" in refused.stderr
+    plain = run_cli("icm", "train", "--images", images, "--masks", "none", "--arch", "tcm-tiny", "--batch", "2",
+                    "--crop", "64", "--steps-per-epoch", "2", "--epochs", "1", "--out", tmp_path / "plain", "--json",
+                    "--device", "cpu")
+    assert plain.returncode == 0, plain.stderr
+    assert "mse" in json.loads(plain.stdout)["history"][0]  # eq. (1): no SAM needed
+
+
+def test_sa_icm_is_a_ctc_codec(tmp_path, tiny_ckpt, carphone):
+    cfg = tmp_path / "icm.yaml"
+    cfg.write_text(f"""
+sequences:
+  - {{name: carphone, path: {carphone}, frames: "0:2"}}
+device: cpu
+detector: null
+codecs:
+  sa-icm: {{checkpoints: [{tiny_ckpt}]}}
+""")
+    proc = run_cli("ctc", "run", cfg, "--out", tmp_path / "out", "--json")
+    assert proc.returncode == 0, proc.stderr
+    row = json.loads((tmp_path / "out" / "points" / "carphone" / "sa-icm" / "tiny" / "result.json").read_text())
+    assert row["status"] == "ok" and row["bytes"] > 0 and row["psnr"] > 0

@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from vcm.cli import app
+from vcm.cli.common import (BitDepthOpt, DeviceOpt, FpsOpt, JsonOpt, SizeOpt, fmt, print_json, probe_input, start,
+                            table)
+
+icm_app = typer.Typer(help="SA-ICM: the edge-trained learned image codec (intra baseline).", no_args_is_help=True)
+app.add_typer(icm_app, name="icm")
+
+
+@icm_app.command("train")
+def icm_train(
+    images: Path = typer.Option(..., "--images", help="Folder of training images (PNG/JPEG)."),
+    val: Optional[Path] = typer.Option(None, "--val", help="Folder of validation images."),
+    sam_checkpoint: Optional[Path] = typer.Option(None, "--sam-checkpoint", help="SAM weights for the edge masks."),
+    sam_model: str = typer.Option("vit_h", "--sam-model"),
+    alpha: float = typer.Option(0.93, "--alpha", help="SAM threshold α (pred_iou_thresh)."),
+    lmbda: float = typer.Option(0.05, "--lambda", help="Rate-distortion trade-off λ (paper: 0.05)."),
+    masks: str = typer.Option("sam", "--masks", help="sam (eq. 5) or none (the plain eq. 1 baseline)."),
+    arch: str = typer.Option("tcm", "--arch", help="tcm, tcm-tiny, cheng2020-attn or mbt2018-mean."),
+    epochs: int = typer.Option(50, "--epochs", min=1),
+    batch: int = typer.Option(8, "--batch", min=1),
+    crop: int = typer.Option(256, "--crop", min=16),
+    lr: float = typer.Option(1e-4, "--lr"),
+    steps: Optional[int] = typer.Option(None, "--steps-per-epoch", min=1),
+    seed: int = typer.Option(0, "--seed"),
+    out: Path = typer.Option(Path("runs/icm"), "--out"),
+    resume: bool = typer.Option(False, "--resume"),
+    device: str = DeviceOpt,
+    json_out: bool = JsonOpt,
+) -> None:
+    """Train a learned image codec with the edge-masked SA-ICM loss (5), resumably."""
+    from vcm.device import resolve_device
+    from vcm.icm.train import IcmTrainConfig, train
+
+    start(json_out)
+    cfg = IcmTrainConfig(arch=arch, lmbda=lmbda, epochs=epochs, batch=batch, crop=crop, lr=lr, masks=masks,
+                         alpha=alpha, sam_model=sam_model, seed=seed, steps_per_epoch=steps)
+    r = train(images, out, cfg, resolve_device(device), val, sam_checkpoint, resume)
+    if json_out:
+        print_json(r)
+        return
+    last = r["history"][-1]
+    rows = [("checkpoint", r["checkpoint"]), ("epochs", str(r["epochs"])), ("loss", fmt(last["loss"], 4)),
+            ("train bpp", fmt(last["bpp"], 4)), ("time", f"{r['seconds']:.1f} s")]
+    if "val" in last:
+        v = last["val"]
+        rows += [("val bpp", fmt(v["bpp"], 4)), ("val PSNR", fmt(v["psnr"], 2, " dB")), ("val masked PSNR", fmt(v["masked_psnr"], 2, " dB"))]
+    table(f"vcm icm train ({'SA-ICM' if masks == 'sam' else 'plain'}, λ={lmbda})", rows)
+
+
+@icm_app.command("encode")
+def icm_encode(
+    input: Path = typer.Argument(..., help="A video (any format vcm reads) or a single image."),
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="Codec checkpoint (vcm's or the official icm_78/icm_93)."),
+    arch: Optional[str] = typer.Option(None, "--arch", help="Architecture, if the checkpoint does not say."),
+    frames: str = typer.Option("auto", "--frames"),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output .icm file (default <input>.icm)."),
+    device: str = DeviceOpt,
+    size: Optional[str] = SizeOpt,
+    fps: Optional[float] = FpsOpt,
+    bit_depth: Optional[int] = BitDepthOpt,
+    json_out: bool = JsonOpt,
+) -> None:
+    """Code every frame with a learned image codec into a .icm file (rate = its size)."""
+    from vcm.device import resolve_device
+    from vcm.icm.codec import encode_video
+    from vcm.video import load
+
+    start(json_out)
+    video = load(probe_input(input, size, fps, bit_depth), frames)
+    target = out or input.with_suffix(".icm")
+    r = encode_video(video, checkpoint, target, resolve_device(device), arch)
+    r["kbps"] = r["bytes"] * 8 * video.fps / (1000 * video.num_frames)
+    r["bpp"] = r["bytes"] * 8 / (video.width * video.height * video.num_frames)
+    if json_out:
+        print_json(r)
+        return
+    table(f"vcm icm encode: {input.name}", [("bitstream", r["bitstream"]), ("size", f"{r['bytes']:,} bytes"),
+                                            ("rate", f"{r['kbps']:.2f} kbps ({r['bpp']:.4f} bpp)"),
+                                            ("speed", f"{r['frames'] / r['seconds']:.2f} frames/s")])
+
+
+@icm_app.command("decode")
+def icm_decode(
+    bitstream: Path = typer.Argument(..., help="A .icm file."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="The codec checkpoint (default: beside the file)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output .yuv, .mp4/.mkv (lossless) or a folder of PNGs."),
+    device: str = DeviceOpt,
+    json_out: bool = JsonOpt,
+) -> None:
+    """Decode a .icm file and write its frames."""
+    from vcm.device import resolve_device
+    from vcm.icm.codec import decode_icm_file
+    from vcm.video import write_video
+
+    start(json_out)
+    frames, header = decode_icm_file(bitstream, resolve_device(device), checkpoint)
+    if out is not None:
+        write_video(out, frames, header["fps"])
+    r = {"frames": header["frames"], "size": f"{header['width']}x{header['height']}", "arch": header["arch"],
+         "out": str(out) if out else None}
+    if json_out:
+        print_json(r)
+        return
+    table(f"vcm icm decode: {bitstream.name}", [(k, str(v)) for k, v in r.items()])

@@ -1,0 +1,102 @@
+"""The learned-image-codec registry and checkpoint loading.
+
+Architectures: ``tcm`` (the SA-ICM network, official size), ``tcm-tiny`` (for tests and smoke
+runs), and CompressAI's ``cheng2020-attn`` / ``mbt2018-mean`` (built by CompressAI's zoo with
+``pretrained=False``; ``quality`` picks their width). All expose forward / compress / decompress
+/ update.
+
+Checkpoints: vcm's own (``{"arch", "config", "state_dict", ...}``) or the official SA-ICM / TCM
+files (``{"state_dict": ...}`` possibly with ``module.`` prefixes, N and M read from the weights).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import torch
+
+from vcm.errors import VcmError
+from vcm.icm.tcm import TCM, TINY, TCMConfig
+
+ARCHS = ("tcm", "tcm-tiny", "cheng2020-attn", "mbt2018-mean")
+SA_ICM_PAGE = "https://github.com/final-0/SA-ICM"
+
+
+def create(arch: str, config: dict | None = None, quality: int = 6) -> torch.nn.Module:
+    config = dict(config or {})
+    if arch == "tcm":
+        return TCM(TCMConfig.from_dict(config) if config else TCMConfig())
+    if arch == "tcm-tiny":
+        return TCM(TCMConfig.from_dict(config) if config else TINY)
+    if arch in ("cheng2020-attn", "mbt2018-mean"):
+        from compressai import zoo
+
+        fn = {"cheng2020-attn": zoo.cheng2020_attn, "mbt2018-mean": zoo.mbt2018_mean}[arch]
+        return fn(quality=int(config.get("quality", quality)), pretrained=False)
+    raise VcmError(f"unknown codec architecture {arch!r}; choose one of {', '.join(ARCHS)}")
+
+
+def arch_config(model: torch.nn.Module, arch: str, quality: int = 6) -> dict:
+    if isinstance(model, TCM):
+        return model.cfg.to_dict()
+    return {"quality": quality}
+
+
+def pad_multiple(model: torch.nn.Module) -> int:
+    return model.cfg.pad_multiple if isinstance(model, TCM) else 64
+
+
+def fingerprint(path: Path) -> str:
+    h = hashlib.sha256(str(os.path.getsize(path)).encode())
+    with open(path, "rb") as f:
+        h.update(f.read(4 << 20))
+    return h.hexdigest()[:16]
+
+
+def _strip(state: dict) -> dict:
+    return {k[7:] if k.startswith("module.") else k: v for k, v in state.items()}
+
+
+def _infer_tcm(state: dict, base: TCMConfig) -> TCMConfig:
+    """Official TCM/SA-ICM weights: N from g_a's first conv, M from its last; the rest from ``base``."""
+    try:
+        n = state["g_a.0.conv1.weight"].shape[0] // 2
+        last = max(int(k.split(".")[1]) for k in state if k.startswith("g_a.") and k.split(".")[1].isdigit())
+        m = state[f"g_a.{last}.weight"].shape[0]
+    except (KeyError, ValueError):
+        raise VcmError("the checkpoint's weights are not a TCM network (no g_a layers)") from None
+    from dataclasses import replace
+
+    return replace(base, N=n, M=m)
+
+
+def load_checkpoint(path: Path, arch: str | None = None, device="cpu") -> tuple[torch.nn.Module, str, dict]:
+    """(model in eval mode with entropy tables updated, arch, config) from a vcm or official checkpoint."""
+    path = Path(path)
+    if not path.is_file():
+        raise VcmError(f"checkpoint {path} not found; the official SA-ICM weights (icm_78.pth.tar, icm_93.pth.tar) "
+                       f"are published with the SA-ICM code ({SA_ICM_PAGE}); or train one with vcm icm train")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:
+        raise VcmError(f"{path.name} cannot be read as a checkpoint ({type(err).__name__})") from None
+    if not isinstance(ckpt, dict):
+        raise VcmError(f"{path.name} is not a codec checkpoint (expected a dict with 'state_dict')")
+    state = _strip(ckpt.get("state_dict", ckpt))
+    if not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise VcmError(f"{path.name} holds no state_dict of tensors")
+    arch = arch or ckpt.get("arch") or "tcm"
+    config = ckpt.get("config")
+    if config is None and arch in ("tcm", "tcm-tiny"):
+        config = _infer_tcm(state, TINY if arch == "tcm-tiny" else TCMConfig()).to_dict()
+    model = create(arch, config)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()
+        raise VcmError(f"{path.name} does not fit the {arch} architecture "
+                       f"({first[1].strip()[:120] if len(first) > 1 else first[0][:120]})") from None
+    model.update(force=True)
+    return model.to(device).eval(), arch, arch_config(model, arch, int((config or {}).get("quality", 6)))

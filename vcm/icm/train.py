@@ -1,0 +1,219 @@
+"""``vcm icm train``: a learned image codec trained with the SA-ICM loss, eq. (5).
+
+    L = λ · 255² · mse(x ⊙ s, x̂ ⊙ s) + bpp          (``--masks sam``, s = SAM edge mask)
+    L = λ · 255² · mse(x, x̂) + bpp                   (``--masks none``: the plain eq. (1) baseline)
+
+as the reference scales it: mse is the mean over all B·3·H·W values (masked-out pixels count as
+zeros) of [0,1] images, bpp = Σ −log2(likelihoods of y and z) / (B·H·W). Adam (lr 1e-4) on the
+network, a separate Adam (1e-3) on the entropy bottleneck's quantiles minimising its auxiliary
+loss, gradient norm clipped to 1.0, random crops. Edge masks are made once per image and cached.
+Checkpoints (``checkpoint.pth.tar``: arch, config, state_dict, optimizers, epoch, history) are
+written atomically every epoch; ``--resume`` continues from the last one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vcm import progress
+from vcm.errors import VcmError
+from vcm.fsutil import atomic_path, save_torch, write_json
+from vcm.icm.models import arch_config, create, pad_multiple
+from vcm.video.source import IMAGE_SUFFIXES, _read_image
+
+CHECKPOINT = "checkpoint.pth.tar"
+
+
+@dataclass(frozen=True)
+class IcmTrainConfig:
+    arch: str = "tcm"
+    lmbda: float = 0.05
+    epochs: int = 50
+    batch: int = 8
+    crop: int = 256
+    lr: float = 1e-4
+    aux_lr: float = 1e-3
+    clip: float = 1.0
+    masks: str = "sam"  # sam | none
+    alpha: float = 0.93
+    sam_model: str = "vit_h"
+    seed: int = 0
+    steps_per_epoch: int | None = None  # default: one pass over the images
+
+
+def list_images(folder: Path) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise VcmError(f"{folder} is not a folder of images")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise VcmError(f"{folder} holds no PNG/JPEG images")
+    return files
+
+
+def _image_key(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+
+
+def edge_masks(images: list[Path], cache: Path, sam_checkpoint: Path | None, sam_model: str, alpha: float,
+               device, settings_path: Path | None = None) -> list[np.ndarray]:
+    """``bool [H,W]`` edge mask per image, made once with SAM and cached in ``cache``."""
+    from vcm.masks.sam import frame_edges, load_sam, load_settings, make_generator
+    from vcm.masks.store import pack, unpack
+
+    cache.mkdir(parents=True, exist_ok=True)
+    paths = [cache / f"{p.stem}_{_image_key(p)}_{sam_model}_a{alpha:g}.npy" for p in images]
+    todo = [i for i, c in enumerate(paths) if not c.exists()]
+    if todo:
+        if sam_checkpoint is None:
+            raise VcmError("--masks sam needs --sam-checkpoint PATH (or --masks none for the plain loss)")
+        settings = load_settings(settings_path)
+        generator = make_generator(load_sam(sam_model, sam_checkpoint, device), settings, alpha)
+        with progress.progress("SAM edge masks", len(todo)) as bar:
+            for i in todo:
+                mask = frame_edges(generator, _read_image(images[i]), settings.dilation)
+                with atomic_path(paths[i]) as tmp, open(tmp, "wb") as f:
+                    np.save(f, pack(mask))
+                bar.advance(1)
+    out = []
+    for p, img in zip(paths, images):
+        h, w = _read_image(img).shape[1:]
+        out.append(unpack(np.load(p), h, w))
+    return out
+
+
+def _crop_batch(images, masks, crop: int, batch: int, gen: np.random.Generator):
+    xs, ss = [], []
+    for _ in range(batch):
+        i = int(gen.integers(len(images)))
+        img, m = images[i], masks[i]
+        _, h, w = img.shape
+        if h < crop or w < crop:  # pad small images by reflection to the crop size
+            ph, pw = max(0, crop - h), max(0, crop - w)
+            img = np.pad(img, ((0, 0), (0, ph), (0, pw)), mode="reflect")
+            m = np.pad(m, ((0, ph), (0, pw)), mode="reflect")
+            _, h, w = img.shape
+        y0, x0 = int(gen.integers(h - crop + 1)), int(gen.integers(w - crop + 1))
+        xs.append(img[:, y0:y0 + crop, x0:x0 + crop])
+        ss.append(m[y0:y0 + crop, x0:x0 + crop])
+    x = torch.from_numpy(np.stack(xs)).float() / 255
+    s = torch.from_numpy(np.stack(ss)[:, None].astype(np.float32))
+    return x, s
+
+
+def rd_loss(out: dict, x: torch.Tensor, s: torch.Tensor | None, lmbda: float) -> tuple[torch.Tensor, dict]:
+    """Eq. (5) (or (1) when ``s`` is None) → (loss, parts)."""
+    b, _, h, w = x.shape
+    bpp = sum(-torch.log2(lik).sum() for lik in out["likelihoods"].values()) / (b * h * w)
+    x_hat = out["x_hat"]
+    mse = ((x_hat - x) * s).square().mean() if s is not None else (x_hat - x).square().mean()
+    return lmbda * 255**2 * mse + bpp, {"bpp": bpp, "mse": mse}
+
+
+def _split_params(model):
+    main = [p for n, p in model.named_parameters() if not n.endswith(".quantiles")]
+    aux = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]
+    return main, aux
+
+
+@torch.no_grad()
+def validate(model, images, masks, device) -> dict:
+    """Mean estimated bpp, PSNR and masked PSNR (over edge pixels) of the forward pass."""
+    model.eval()
+    mult = pad_multiple(model)
+    bpps, psnrs, mpsnrs = [], [], []
+    for img, m in zip(images, masks):
+        _, h, w = img.shape
+        h2, w2 = h - h % mult, w - w % mult
+        if h2 == 0 or w2 == 0:
+            continue
+        x = torch.from_numpy(img[:, :h2, :w2]).float().div(255)[None].to(device)
+        out = model(x)
+        bpps.append(float(sum(-torch.log2(l).sum() for l in out["likelihoods"].values()) / (h2 * w2)))
+        err = (out["x_hat"].clamp(0, 1) - x).square()
+        psnrs.append(10 * math.log10(1 / max(float(err.mean()), 1e-12)))
+        if m is not None:
+            s = torch.from_numpy(m[:h2, :w2].astype(np.float32)).to(device)
+            if s.sum() > 0:
+                mpsnrs.append(10 * math.log10(1 / max(float((err * s).sum() / (3 * s.sum())), 1e-12)))
+    model.train()
+    mean = lambda v: float(np.mean(v)) if v else None  # noqa: E731
+    return {"bpp": mean(bpps), "psnr": mean(psnrs), "masked_psnr": mean(mpsnrs)}
+
+
+def train(images_dir: Path, out: Path, cfg: IcmTrainConfig, device, val_dir: Path | None = None,
+          sam_checkpoint: Path | None = None, resume: bool = False, should_stop=None) -> dict:
+    out = Path(out)
+    ckpt_path = out / CHECKPOINT
+    if ckpt_path.exists() and not resume:
+        raise VcmError(f"{out} already holds a checkpoint; pass --resume to continue or --out DIR for a new run")
+    if cfg.masks not in ("sam", "none"):
+        raise VcmError("--masks must be sam or none")
+    torch.manual_seed(cfg.seed)
+    files = list_images(images_dir)
+    imgs = [_read_image(p) for p in files]
+    masks = (edge_masks(files, out / "masks", sam_checkpoint, cfg.sam_model, cfg.alpha, device)
+             if cfg.masks == "sam" else [np.ones(i.shape[1:], bool) for i in imgs])
+    val_files = list_images(val_dir) if val_dir else []
+    val_imgs = [_read_image(p) for p in val_files]
+    val_masks = (edge_masks(val_files, out / "masks", sam_checkpoint, cfg.sam_model, cfg.alpha, device)
+                 if cfg.masks == "sam" and val_files else [None] * len(val_files))
+    model = create(cfg.arch).to(device).train()
+    main, aux = _split_params(model)
+    opt = torch.optim.Adam(main, lr=cfg.lr)
+    aux_opt = torch.optim.Adam(aux, lr=cfg.aux_lr)
+    epoch, history = 0, []
+    if resume:
+        if not ckpt_path.exists():
+            raise VcmError(f"nothing to resume: {ckpt_path} does not exist")
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+        if ckpt.get("train", {}).get("arch") != cfg.arch:
+            raise VcmError(f"{ckpt_path} was trained with --arch {ckpt.get('train', {}).get('arch')}")
+        model.load_state_dict(ckpt["state_dict"])
+        opt.load_state_dict(ckpt["optimizer"])
+        aux_opt.load_state_dict(ckpt["aux_optimizer"])
+        epoch, history = int(ckpt["epoch"]), list(ckpt.get("history", []))
+    steps = cfg.steps_per_epoch or max(1, math.ceil(len(imgs) / cfg.batch))
+    start, step = time.time(), 0
+    with progress.progress(f"icm train ({cfg.arch}, {'SA-ICM' if cfg.masks == 'sam' else 'plain'})", cfg.epochs) as bar:
+        bar.update(completed=epoch)
+        while epoch < cfg.epochs:
+            gen = np.random.default_rng(cfg.seed * 7919 + epoch)
+            sums = torch.zeros(3, device=device)
+            for _ in range(steps):
+                x, s = _crop_batch(imgs, masks, cfg.crop, cfg.batch, gen)
+                x, s = x.to(device), (s.to(device) if cfg.masks == "sam" else None)
+                loss, parts = rd_loss(model(x), x, s, cfg.lmbda)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(main, cfg.clip)
+                opt.step()
+                aux_loss = model.aux_loss()
+                aux_opt.zero_grad(set_to_none=True)
+                aux_loss.backward()
+                aux_opt.step()
+                sums += torch.stack([loss.detach(), parts["bpp"].detach(), parts["mse"].detach()])
+                step += 1
+            epoch += 1
+            loss_v, bpp_v, mse_v = (sums / steps).tolist()
+            record = {"epoch": epoch, "loss": loss_v, "bpp": bpp_v, "masked_mse" if cfg.masks == "sam" else "mse": mse_v}
+            if val_imgs:
+                record["val"] = validate(model, val_imgs, val_masks, device)
+            history.append(record)
+            save_torch(ckpt_path, {"arch": cfg.arch, "config": arch_config(model, cfg.arch), "state_dict": model.state_dict(),
+                                   "optimizer": opt.state_dict(), "aux_optimizer": aux_opt.state_dict(), "epoch": epoch,
+                                   "history": history, "train": asdict(cfg)})
+            bar.advance(1, status=f"loss {loss_v:.4f}  bpp {bpp_v:.3f}")
+            if should_stop is not None and should_stop(epoch):
+                break
+    summary = {"checkpoint": str(ckpt_path), "epochs": epoch, "history": history, "seconds": time.time() - start,
+               "images": len(imgs), "masks": cfg.masks, "lambda": cfg.lmbda}
+    write_json(out / "train.json", summary)
+    return summary
