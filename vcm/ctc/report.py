@@ -46,7 +46,7 @@ def summary_rows(rows: list[dict]) -> list[dict]:
     return out
 
 
-def _curves(rows: list[dict]) -> dict:
+def curves_by_sequence(rows: list[dict]) -> dict:
     """{sequence: {codec: [rows sorted by rate]}}."""
     by = defaultdict(lambda: defaultdict(list))
     for r in rows:
@@ -81,7 +81,7 @@ def class_curves(rows: list[dict], annotations: Path | None) -> dict:
     from vcm.eval.gt import load_ground_truth
     import numpy as np
 
-    curves = _curves([r for r in rows if r.get("class") and r.get("detections")])
+    curves = curves_by_sequence([r for r in rows if r.get("class") and r.get("detections")])
     out = defaultdict(dict)
     classes = defaultdict(list)
     for seq, codecs in curves.items():
@@ -181,7 +181,7 @@ def make_report(out: Path, anchor: str = "vvc", use_monotone: bool = False, anno
     w.writerows(summary)
     write_text(out / "summary.csv", buf.getvalue())
 
-    curves = _curves(rows)
+    curves = curves_by_sequence(rows)
     bd_rows = bd_table(curves, anchor, use_monotone)
     cls_curves = class_curves(rows, annotations) if any(r.get("detections") for r in rows) else {}
     cls_bd = bd_table({f"class {c}": v for c, v in cls_curves.items()}, anchor, use_monotone)
