@@ -38,10 +38,8 @@ def gaussian_window(device) -> torch.Tensor:
 
 
 @triton.jit
-def _sa_nerv_fwd(x_ptr, y_ptr, m_ptr, g_ptr, partial_ptr, dmap_ptr,
-                 C, H, W, Ho, Wo, n_planes, tiles_w, n_tiles,
-                 c1, c2, scale_full, scale_mask,
-                 BH: tl.constexpr, BW: tl.constexpr, WIN: tl.constexpr):
+def _tile(x_ptr, y_ptr, m_ptr, C, H, W, tiles_w, BH: tl.constexpr, BW: tl.constexpr):
+    """This program's plane and BH×BW tile: coordinates, plane offsets, and x, x̂, s at its pixels."""
     plane = tl.program_id(0)
     tile = tl.program_id(1)
     rows = (tile // tiles_w) * BH + tl.arange(0, BH)[:, None]
@@ -49,12 +47,20 @@ def _sa_nerv_fwd(x_ptr, y_ptr, m_ptr, g_ptr, partial_ptr, dmap_ptr,
     base = plane * H * W
     mbase = (plane // C) * H * W
     in_img = (rows < H) & (cols < W)
-    out_ok = (rows < Ho) & (cols < Wo)
-
     off = rows * W + cols
     x0 = tl.load(x_ptr + base + off, mask=in_img, other=0.0)
     y0 = tl.load(y_ptr + base + off, mask=in_img, other=0.0)
     m0 = tl.load(m_ptr + mbase + off, mask=in_img, other=0.0)
+    return plane, rows, cols, base, mbase, in_img, off, x0, y0, m0
+
+
+@triton.jit
+def _sa_nerv_fwd(x_ptr, y_ptr, m_ptr, g_ptr, partial_ptr, dmap_ptr,
+                 C, H, W, Ho, Wo, n_planes, tiles_w, n_tiles,
+                 c1, c2, scale_full, scale_mask,
+                 BH: tl.constexpr, BW: tl.constexpr, WIN: tl.constexpr):
+    plane, rows, cols, base, mbase, in_img, off, x0, y0, m0 = _tile(x_ptr, y_ptr, m_ptr, C, H, W, tiles_w, BH, BW)
+    out_ok = (rows < Ho) & (cols < Wo)
     l1 = tl.sum(tl.abs(y0 - x0))
     l1m = tl.sum(tl.abs(y0 * m0 - x0 * m0))
 
@@ -124,7 +130,7 @@ def _sa_nerv_fwd(x_ptr, y_ptr, m_ptr, g_ptr, partial_ptr, dmap_ptr,
     tl.store(dmap_ptr + 4 * stride + dbase, e_yy, mask=out_ok)
     tl.store(dmap_ptr + 5 * stride + dbase, e_xy, mask=out_ok)
 
-    p = (plane * n_tiles + tile) * 4
+    p = (plane * n_tiles + tl.program_id(1)) * 4
     tl.store(partial_ptr + p, l1)
     tl.store(partial_ptr + p + 1, l1m)
     tl.store(partial_ptr + p + 2, tl.sum(tl.where(out_ok, s, 0.0)))
@@ -136,17 +142,7 @@ def _sa_nerv_bwd(x_ptr, y_ptr, m_ptr, g_ptr, dmap_ptr, grad_ptr,
                  C, H, W, Ho, Wo, n_planes, tiles_w,
                  l1_full, l1_mask,
                  BH: tl.constexpr, BW: tl.constexpr, WIN: tl.constexpr):
-    plane = tl.program_id(0)
-    tile = tl.program_id(1)
-    rows = (tile // tiles_w) * BH + tl.arange(0, BH)[:, None]
-    cols = (tile % tiles_w) * BW + tl.arange(0, BW)[None, :]
-    base = plane * H * W
-    mbase = (plane // C) * H * W
-    in_img = (rows < H) & (cols < W)
-    off = rows * W + cols
-    x0 = tl.load(x_ptr + base + off, mask=in_img, other=0.0)
-    y0 = tl.load(y_ptr + base + off, mask=in_img, other=0.0)
-    m0 = tl.load(m_ptr + mbase + off, mask=in_img, other=0.0)
+    plane, rows, cols, base, mbase, in_img, off, x0, y0, m0 = _tile(x_ptr, y_ptr, m_ptr, C, H, W, tiles_w, BH, BW)
     xm0 = x0 * m0
     ym0 = y0 * m0
     d = y0 - x0
