@@ -55,6 +55,18 @@ def _tile(x_ptr, y_ptr, m_ptr, C, H, W, tiles_w, BH: tl.constexpr, BW: tl.conste
 
 
 @triton.jit
+def _ssim_and_grads(mx, my, exx, eyy, exy, c1, c2, scale):
+    """SSIM from window statistics, and dS/dμ_x̂, dS/dE[x̂²], dS/dE[x x̂] times ``scale`` (= dL/dS)."""
+    a1 = 2 * mx * my + c1
+    b1 = mx * mx + my * my + c1
+    a2 = 2 * (exy - mx * my) + c2
+    b2 = (exx - mx * mx) + (eyy - my * my) + c2
+    s = a1 * a2 / (b1 * b2)
+    d_mu = s * (2 * mx / a1 - 2 * my / b1 - 2 * mx / a2 + 2 * my / b2) * scale
+    return s, d_mu, -s / b2 * scale, 2 * a1 / (b1 * b2) * scale
+
+
+@triton.jit
 def _sa_nerv_fwd(x_ptr, y_ptr, m_ptr, g_ptr, partial_ptr, dmap_ptr,
                  C, H, W, Ho, Wo, n_planes, tiles_w, n_tiles,
                  c1, c2, scale_full, scale_mask,
@@ -102,24 +114,8 @@ def _sa_nerv_fwd(x_ptr, y_ptr, m_ptr, g_ptr, partial_ptr, dmap_ptr,
 
     plane_size = Ho * Wo
     o_out = rows * Wo + cols
-    # plain pair
-    a1 = 2 * mx * my + c1
-    b1 = mx * mx + my * my + c1
-    a2 = 2 * (exy - mx * my) + c2
-    b2 = (exx - mx * mx) + (eyy - my * my) + c2
-    s = a1 * a2 / (b1 * b2)
-    d_mu = s * (2 * mx / a1 - 2 * my / b1 - 2 * mx / a2 + 2 * my / b2) * scale_full
-    d_yy = -s / b2 * scale_full
-    d_xy = 2 * a1 / (b1 * b2) * scale_full
-    # masked pair
-    a1m = 2 * nx * ny + c1
-    b1m = nx * nx + ny * ny + c1
-    a2m = 2 * (nxy - nx * ny) + c2
-    b2m = (nxx - nx * nx) + (nyy - ny * ny) + c2
-    sm = a1m * a2m / (b1m * b2m)
-    e_mu = sm * (2 * nx / a1m - 2 * ny / b1m - 2 * nx / a2m + 2 * ny / b2m) * scale_mask
-    e_yy = -sm / b2m * scale_mask
-    e_xy = 2 * a1m / (b1m * b2m) * scale_mask
+    s, d_mu, d_yy, d_xy = _ssim_and_grads(mx, my, exx, eyy, exy, c1, c2, scale_full)
+    sm, e_mu, e_yy, e_xy = _ssim_and_grads(nx, ny, nxx, nyy, nxy, c1, c2, scale_mask)
 
     dbase = plane * plane_size + o_out
     stride = n_planes * plane_size
