@@ -71,4 +71,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from vcm.errors import VcmError
+
+    try:
+        main()
+    except VcmError as err:
+        raise SystemExit(f"error: {err}") from None
