@@ -52,19 +52,20 @@ def bd(anchor_rate, anchor_metric, test_rate, test_metric, use_monotone: bool = 
         return out
     import warnings
 
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            out["bd_rate"] = float(bjontegaard.bd_rate(ra, ma, rt, mt, method="pchip", require_matching_points=False))
-            out["bd_metric"] = float(bjontegaard.bd_psnr(ra, ma, rt, mt, method="pchip", require_matching_points=False))
-        notes = sorted({str(w.message).split(". You can")[0] for w in caught})
-        if notes:  # e.g. partial overlap: the figure is computed over the overlapping interval only
-            out["error"] = "; ".join(notes)
-    except Exception as err:  # no overlap of the quality ranges, non-monotone curves
-        out["error"] = str(err).splitlines()[0][:120] or type(err).__name__
-    if out["bd_rate"] is not None and not np.isfinite(out["bd_rate"]):
-        out["bd_rate"] = None
-        out["error"] = "quality ranges do not overlap: no BD-rate"
-    if out["bd_metric"] is not None and not np.isfinite(out["bd_metric"]):
-        out["bd_metric"] = None
+    notes = []
+    for key, fn, label in (("bd_rate", bjontegaard.bd_rate, "BD-rate"), ("bd_metric", bjontegaard.bd_psnr, "BD-metric")):
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                out[key] = float(fn(ra, ma, rt, mt, method="pchip", require_matching_points=False))
+            msgs = sorted({str(w.message).split(". You can")[0].replace("BD cannot be calculated.", "").strip()
+                           for w in caught})
+            if msgs:  # e.g. partial overlap: the figure covers the overlapping interval only
+                notes.append(f"{label}: {'; '.join(msgs)}")
+        except Exception as err:  # no overlap of the quality ranges, non-monotone curves
+            notes.append(f"{label}: {str(err).splitlines()[0][:100] or type(err).__name__}")
+    out["error"] = "; ".join(notes) or None
+    for key in ("bd_rate", "bd_metric"):
+        if out[key] is not None and not np.isfinite(out[key]):
+            out[key] = None
     return out
