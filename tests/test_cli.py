@@ -60,3 +60,35 @@ def test_fit_bqmall_named_file_writes_resumable_run(tmp_path):
                       "--json", "--device", "cpu", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout)["epochs"] == 2
+
+
+def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "Clip_64x48_25.yuv"
+    write_yuv420(path, moving_frames(t=8, h=48, w=64))
+    args = [sys.executable, "-m", "vcm", "fit", str(path), "--preset", "nerv-xs", "--params", "20k", "--epochs", "150",
+            "--batch", "1", "--checkpoint-every", "1000", "--out", str(tmp_path / "run"), "--device", "cpu"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    config = tmp_path / "run" / "config.json"
+    deadline = time.time() + 120
+    while not config.exists() and time.time() < deadline:  # training has started
+        time.sleep(0.2)
+    time.sleep(2.0)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "--resume" in out + err and "Traceback" not in err
+    assert (tmp_path / "run" / "checkpoint.pt").exists() and not (tmp_path / "run" / "metrics.json").exists()
+    import torch
+
+    saved_step = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["step"]
+    assert 0 < saved_step < 150 * 8  # stopped mid-run, between checkpoints (every 1000 epochs)
+    done = run_cli(*args[3:], "--resume", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["epochs"] == 150 and (tmp_path / "run" / "metrics.json").exists()
