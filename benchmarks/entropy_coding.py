@@ -24,8 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from rich.console import Console
-from rich.table import Table
+from _common import print_table, run
 
 from vcm.codec import nerv_stream
 from vcm.codec.compress import CompressOptions, compress_run
@@ -57,7 +56,6 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "bench.nerv"
-        t0 = time.perf_counter()
         report = compress_run(Path(args.run), out, CompressOptions(prune=args.prune, bits=args.bits,
                                                                    finetune_epochs=args.finetune_epochs), torch.device("cpu"))
         data = out.read_bytes()
@@ -84,23 +82,14 @@ def main() -> None:
         ("NeRV Huffman + sparsity mask + side info", huff_mask, "same"),
         ("vcm .nerv (constriction ANS)", len(data), "same"),
     ]
-    t = Table(title=f"Weight coding of {report['sequence']}: {params:,} params, {len(nonzero):,} non-zero, "
-                    f"prune {args.prune:.0%}, {args.bits} bits", title_justify="left")
-    for col in ("coding", "bytes", "bits/param", "kbps", "reconstruction"):
-        t.add_column(col, justify="right")
-    for name, size, recon in rows:
-        kbps = size * 8 * report["fps"] / (1000 * report["frames"])
-        t.add_row(name, f"{size:,}", f"{8 * size / params:.3f}", f"{kbps:.2f}", recon)
-    console = Console()
-    console.print(t)
-    console.print(f"vcm stream: entropy encode {1000 * encode_only:.1f} ms, parse + entropy decode "
+    print_table(f"Weight coding of {report['sequence']}: {params:,} params, {len(nonzero):,} non-zero, "
+                f"prune {args.prune:.0%}, {args.bits} bits",
+                ["coding", "bytes", "bits/param", "kbps", "reconstruction"],
+                [[name, f"{size:,}", f"{8 * size / params:.3f}",
+                  f"{size * 8 * report['fps'] / (1000 * report['frames']):.2f}", recon] for name, size, recon in rows])
+    print(f"vcm stream: entropy encode {1000 * encode_only:.1f} ms, parse + entropy decode "
                   f"{1000 * decode_parse:.1f} ms; decoded PSNR {report['psnr']:.2f} dB")
 
 
 if __name__ == "__main__":
-    from vcm.errors import VcmError
-
-    try:
-        main()
-    except VcmError as err:
-        raise SystemExit(f"error: {err}") from None
+    run(main)

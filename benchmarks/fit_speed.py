@@ -16,10 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from rich.console import Console
-from rich.table import Table
+from _common import print_table, run
 
-from vcm.device import resolve_device
+from vcm.device import describe, resolve_device
 from vcm.nerv.config import load_preset, override
 from vcm.nerv.model import count_params
 from vcm.nerv.train import fit
@@ -77,19 +76,10 @@ def main() -> None:
         fit(video, mcfg, cfg, Path(tmp) / "run", device, should_stop=stop)
     seconds = marks[total] - marks[args.warmup]
     ms_step = 1000 * seconds / args.steps
-    table = Table(title="vcm fit speed", title_justify="left")
-    for col in ("device", "preset", "frame size", "params", "batch", "ms/step", "frames/s"):
-        table.add_column(col, justify="right")
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
-    table.add_row(name, args.preset, f"{video.width}x{video.height}", f"{count_params(mcfg):,}", str(cfg.batch),
-                  f"{ms_step:.1f}", f"{cfg.batch * args.steps / seconds:.1f}")
-    Console().print(table)
+    print_table("vcm fit speed", ["device", "preset", "frame size", "params", "batch", "ms/step", "frames/s"],
+                [[describe(device), args.preset, f"{video.width}x{video.height}", f"{count_params(mcfg):,}", str(cfg.batch),
+                  f"{ms_step:.1f}", f"{cfg.batch * args.steps / seconds:.1f}"]])
 
 
 if __name__ == "__main__":
-    from vcm.errors import VcmError
-
-    try:
-        main()
-    except VcmError as err:
-        raise SystemExit(f"error: {err}") from None
+    run(main)

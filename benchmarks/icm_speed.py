@@ -14,10 +14,9 @@ import time
 
 import numpy as np
 import torch
-from rich.console import Console
-from rich.table import Table
+from _common import print_table, run
 
-from vcm.device import resolve_device
+from vcm.device import describe, resolve_device
 from vcm.icm.codec import _crop, _pad
 from vcm.icm.tcm import TCM, TCMConfig
 from vcm.video.naming import parse_size
@@ -55,19 +54,11 @@ def main() -> None:
         sync()
         t2 = time.perf_counter()
     nbytes = np.mean([sum(len(s[0]) for s in c["strings"]) for c in coded])
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     params = sum(p.numel() for p in model.parameters())
-    t = Table(title=f"SA-ICM (TCM N={args.n}, {params:,} params, random weights), {w}x{h}, on {name}", title_justify="left")
-    for col in ("encode frames/s", "decode frames/s", "bpp (random weights)"):
-        t.add_column(col, justify="right")
-    t.add_row(f"{args.frames / (t1 - t0):.2f}", f"{args.frames / (t2 - t1):.2f}", f"{8 * nbytes / (w * h):.3f}")
-    Console().print(t)
+    print_table(f"SA-ICM (TCM N={args.n}, {params:,} params, random weights), {w}x{h}, on {describe(device)}",
+                ["encode frames/s", "decode frames/s", "bpp (random weights)"],
+                [[f"{args.frames / (t1 - t0):.2f}", f"{args.frames / (t2 - t1):.2f}", f"{8 * nbytes / (w * h):.3f}"]])
 
 
 if __name__ == "__main__":
-    from vcm.errors import VcmError
-
-    try:
-        main()
-    except VcmError as err:
-        raise SystemExit(f"error: {err}") from None
+    run(main)

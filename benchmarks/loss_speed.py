@@ -13,10 +13,9 @@ import argparse
 import time
 
 import torch
-from rich.console import Console
-from rich.table import Table
+from _common import print_table, run
 
-from vcm.device import resolve_device
+from vcm.device import describe, resolve_device
 from vcm.nerv.sa_loss import sa_nerv_loss
 from vcm.video.naming import parse_size
 
@@ -61,19 +60,9 @@ def main() -> None:
         rows.append(("triton (fused)", f"{time_it(step(fused_sa_nerv_loss), device, args.repeats):.2f}"))
     else:
         rows.append(("triton (fused)", "needs CUDA"))
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
-    t = Table(title=f"SA-NeRV loss, forward + backward, {w}x{h}, batch {args.batch}, on {name}", title_justify="left")
-    t.add_column("implementation")
-    t.add_column("ms / step", justify="right")
-    for r in rows:
-        t.add_row(*r)
-    Console().print(t)
+    print_table(f"SA-NeRV loss, forward + backward, {w}x{h}, batch {args.batch}, on {describe(device)}",
+                ["implementation", "ms / step"], [list(r) for r in rows])
 
 
 if __name__ == "__main__":
-    from vcm.errors import VcmError
-
-    try:
-        main()
-    except VcmError as err:
-        raise SystemExit(f"error: {err}") from None
+    run(main)

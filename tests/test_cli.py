@@ -16,6 +16,7 @@ def assert_one_line_error(proc, fragment):
 
 def test_user_errors_are_one_line(tmp_path):
     assert_one_line_error(run_cli("info", tmp_path / "missing.yuv"), "does not exist")
+    assert_one_line_error(run_cli("info", tmp_path / "[run 1]" / "a.yuv"), "[run 1]/a.yuv")  # no rich markup
     bad = tmp_path / "Foo_832x480_60.yuv"
     bad.write_bytes(b"\0" * 1000)
     assert_one_line_error(run_cli("info", bad), "not a whole number")
@@ -60,6 +61,10 @@ def test_fit_bqmall_named_file_writes_resumable_run(tmp_path):
                       "--json", "--device", "cpu", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout)["epochs"] == 2
+    # The run remembers where its source is, so it compresses from any working directory.
+    comp = run_cli("compress", run, "--finetune-epochs", "0", "--out", tmp_path / "b.nerv", "--json")
+    assert comp.returncode == 0, comp.stderr
+    assert json.loads(comp.stdout)["frames"] == 3 and (tmp_path / "b.nerv").exists()
 
 
 def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tmp_path):

@@ -1,7 +1,6 @@
 import json
 import struct
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -48,7 +47,7 @@ def test_round_trip_is_exact_and_psnr_is_the_decoded_psnr(fitted, stream_bytes):
     frames, stream, _ = decode_file(root / "s.nerv", CPU)
     assert frames.shape == video.frames_u8.shape
     # The encoder's view: its own quantized weights in a fresh network.
-    enc = nerv_stream.NervStream(stream.model, stream.video, stream.tensors, stream.meta).build_model()
+    enc = nerv_stream.NervStream(stream.model, stream.video, stream.tensors).build_model()
     assert np.array_equal(frames, reconstruct(enc, video.num_frames, CPU))
     assert report["psnr"] == pytest.approx(float(psnr_rgb(video.frames_u8, frames).mean()), abs=1e-9)
     assert report["bytes"] == len(data) == (root / "s.nerv").stat().st_size

@@ -8,7 +8,7 @@ from tests.conftest import moving_frames, run_cli
 from vcm import sequences
 from vcm.ctc.bd import bd, monotone
 from vcm.eval.gt import Box, GroundTruth, to_coco_json
-from vcm.video.yuv import frame_bytes, write_yuv420
+from vcm.video.yuv import write_yuv420
 
 
 def test_bd_rate_of_a_constant_rate_factor_is_that_factor():
@@ -113,7 +113,8 @@ def test_ctc_run_and_report_end_to_end(ctc_inputs):
     assert all(row["end_accuracy"] == "" for row in rows if row["Dataset"] == "carphone")  # no ground truth
     bdj = json.loads((out / "bd.json").read_text())
     carphone_vvc = next(b for b in bdj["sequences"] if b["sequence"] == "carphone" and b["codec"] == "vvc")
-    assert carphone_vvc["bd_rate_psnr"] is not None or carphone_vvc["note_psnr"]
+    assert -60 < carphone_vvc["bd_rate_psnr"] < 0  # VVC saves bits over HEVC at equal PSNR
+    assert carphone_vvc["note_map"] == "not measured"  # carphone has no ground truth
     assert (out / "plots" / "carphone.png").stat().st_size > 1000
     page = (out / "report.html").read_text()
     assert "data:image/png;base64," in page and "BD-rate" in page and "Failed points" in page

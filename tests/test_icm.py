@@ -56,12 +56,14 @@ def test_official_layout_with_module_prefix_loads(tmp_path):
     torch.save({"epoch": 10, "state_dict": state}, path)  # no arch or config: as published
     loaded, arch, config = load_checkpoint(path, arch="tcm-tiny")
     assert arch == "tcm-tiny" and config["N"] == TINY.N and config["M"] == TINY.M
-    for k, v in model.state_dict().items():
-        if "quantiles" in k or k.startswith("g_a") or k.startswith("lrp"):
-            assert torch.equal(loaded.state_dict()[k], v), k
+    params = dict(loaded.named_parameters())
+    for k, v in model.named_parameters():  # every weight (entropy tables are rebuilt by update())
+        assert torch.equal(params[k], v), k
 
 
 def test_bad_checkpoints_are_one_line_errors(tmp_path, tiny_ckpt):
+    with pytest.raises(VcmError, match="not a multiple of its attention head size"):
+        TCMConfig(N=16)  # head sizes 8…32 cannot split 16 channels into 32-wide heads
     with pytest.raises(VcmError, match="icm_78.pth.tar"):
         load_checkpoint(tmp_path / "missing.pth.tar")
     other = create("mbt2018-mean", quality=1)

@@ -12,8 +12,6 @@ import shutil
 import time
 from pathlib import Path
 
-from rich.table import Table
-
 from vcm import progress
 from vcm.ctc.report import bd_table, curves_by_sequence, make_report
 from vcm.ctc.run import run
@@ -24,8 +22,6 @@ DEMO_CONFIG = "demo.yaml"
 
 def run_demo(out: Path, device: str = "auto", epochs: int | None = None) -> dict:
     """Run the demo experiment into ``out`` (replacing an earlier demo there); returns the summary."""
-    from vcm.cli.common import out as stdout
-
     start = time.time()
     out = Path(out)
     if out.exists():
@@ -62,20 +58,4 @@ def run_demo(out: Path, device: str = "auto", epochs: int | None = None) -> dict
                      "vvc": next((b["note_psnr"] for b in vs_vvc if b["codec"] == "nerv"), None)},
         "report_html": report["report_html"], "seconds": round(time.time() - start, 1),
     }
-    if not progress.is_quiet():
-        t = Table(title=f"vcm demo: carphone — NeRV ({fit_metrics['params']:,} params, {fit_metrics['epochs']} epochs, "
-                        f"{fit_metrics['train_seconds']:.0f} s, {fit_metrics['psnr']:.2f} dB before compression) vs HEVC / VVC",
-                  title_justify="left")
-        for col in ("codec", "point", "bytes", "kbps", "PSNR dB"):
-            t.add_column(col, justify="right")
-        for r in rows:
-            t.add_row(r["codec"], r["point"], f"{r['bytes']:,}", f"{r['kbps']:.1f}", f"{r['psnr']:.2f}")
-        stdout.print(t)
-
-        def fmt(v, note):
-            return f"{v:+.1f} %" if v is not None else f"n/a ({note})"
-
-        stdout.print(f"NeRV BD-rate (PSNR) vs HEVC: {fmt(summary['bd_rate_psnr_vs_hevc'], summary['bd_notes']['hevc'])}; "
-                     f"vs VVC: {fmt(summary['bd_rate_psnr_vs_vvc'], summary['bd_notes']['vvc'])}")
-        stdout.print(f"Report: {report['report_html']}  (total {summary['seconds']:.0f} s)")
     return summary

@@ -17,3 +17,13 @@ def resolve_device(name: str = "auto"):
         return torch.device(name)
     except RuntimeError:
         raise VcmError(f"unknown device {name!r}; use auto, cpu or cuda[:N]") from None
+
+
+def describe(device) -> str:
+    """A human name for a device: the GPU's model, or the CPU and its thread count."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({torch.get_num_threads()} threads)"

@@ -23,6 +23,8 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors become one line on stderr and a non-zero exit code."""
     import warnings
 
+    from rich.markup import escape
+
     from vcm.errors import VcmError
     from vcm.progress import console
 
@@ -31,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         rv = app(args=argv, prog_name="vcm", standalone_mode=False)
     except VcmError as err:
-        console.print(f"[red]error:[/red] {err}", soft_wrap=True, markup=True, highlight=False)
+        console.print(f"[red]error:[/red] {escape(str(err))}", soft_wrap=True, highlight=False)
         sys.exit(1)
     except typer.Exit as ex:
         sys.exit(ex.exit_code)
@@ -39,9 +41,9 @@ def main(argv: list[str] | None = None) -> None:
         console.print("[yellow]interrupted[/yellow]")
         sys.exit(130)
     except typer.TyperException as err:  # usage errors: bad option, missing argument...
-        message = getattr(err, "format_message", lambda: str(err))()
+        message = err.format_message() if hasattr(err, "format_message") else str(err)
         ctx = getattr(err, "ctx", None)
         where = f" (see {ctx.command_path} --help)" if ctx is not None else ""
-        console.print(f"[red]error:[/red] {message}{where}", soft_wrap=True, markup=True, highlight=False)
+        console.print(f"[red]error:[/red] {escape(message + where)}", soft_wrap=True, highlight=False)
         sys.exit(getattr(err, "exit_code", 2))
     sys.exit(rv if isinstance(rv, int) else 0)

@@ -107,13 +107,11 @@ def exp_golomb_unpack(data: bytes, count: int, what: str = "table") -> tuple[lis
         while pos < n and bits[pos] == 0:
             zeros += 1
             pos += 1
-        if pos + zeros >= n + (1 if zeros == 0 and pos < n else 0) or zeros > 40:
+        if zeros > 40 or pos + zeros + 1 > n:  # a code is `zeros` 0-bits, then zeros + 1 value bits
             raise StreamError(f"truncated or malformed {what}")
         value = 0
         for b in bits[pos:pos + zeros + 1]:
             value = (value << 1) | int(b)
-        if pos + zeros + 1 > n:
-            raise StreamError(f"truncated {what}")
         pos += zeros + 1
         out.append(value - 1)
     return out, (pos + 7) // 8

@@ -143,7 +143,6 @@ def compress_run(run_dir: Path, out: Path | None, opts: CompressOptions, device,
                "frames": v["num_frames"], "source_frames": v["source_frames"], "sequence": v.get("sequence"),
                "colour": "RGB; YUV sources converted BT.601 limited range 4:2:0"},
         tensors=tensors,
-        meta={"prune": opts.prune, "bits": {g: opts.bits_for(g) for g in GROUPS}, "qat": opts.qat},
     )
     data = nerv_stream.encode(stream)
     encode_seconds = time.time() - start

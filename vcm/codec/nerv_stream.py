@@ -34,13 +34,12 @@ class NervStream:
     """What a ``.nerv`` file holds: the model config, the video description and quantized tensors.
 
     ``video``: name, fps, frames, source_frames [a, b) and optionally sequence; decoding adds
-    width, height and colour. ``meta`` is informational and is not stored in the stream.
+    width, height and colour.
     """
 
     model: NervConfig
     video: dict  # name, width, height, fps, frames, source_frames, colour
     tensors: list[QTensor]
-    meta: dict  # prune fraction, bits per group (informational)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {q.name: torch.from_numpy(q.dequantize()) for q in self.tensors}
@@ -111,7 +110,7 @@ def decode(data: bytes) -> NervStream:
     tensors = [decoded[n] for n, _, _ in names]
     if r.remaining():
         raise StreamError("malformed vcm NeRV bitstream (trailing tensor data)")
-    return NervStream(cfg, video, tensors, dict(header.get("meta") or {}))
+    return NervStream(cfg, video, tensors)
 
 
 def _read_header(blob: bytes) -> dict:

@@ -192,7 +192,7 @@ def make_report(out: Path, anchor: str = "vvc", use_monotone: bool = False, anno
         write_bytes(out / "plots" / f"{seq}.png", png)
         plots[seq] = png
 
-    md = [f"# vcm CTC report\n", f"Anchor for BD figures: **{anchor}**; interpolation PCHIP on log-rate "
+    md = ["# vcm CTC report\n", f"Anchor for BD figures: **{anchor}**; interpolation PCHIP on log-rate "
           f"(`bjontegaard`){'; curves made monotone first (isotonic fit)' if use_monotone else ''}. "
           "Negative BD-rate = fewer bits than the anchor for the same quality.\n"]
     md.append("## Results per point\n")

@@ -14,7 +14,7 @@ head_dim [8,16,32,32,16,8], z with 192 channels.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
@@ -40,6 +40,19 @@ class TCMConfig:
     atten_dim: int = 128  # inter_dim of the slice attention blocks
     atten_head_dim: int = 16
     cc_hidden: tuple[int, int] = (224, 128)
+
+    def __post_init__(self):
+        pairs = [("N", self.N, h) for h in (*self.head_dim, self.hyper_head_dim)]
+        pairs.append(("atten_dim", self.atten_dim, self.atten_head_dim))
+        for name, width, head in pairs:
+            if head <= 0 or width % head:
+                from vcm.errors import VcmError
+
+                raise VcmError(f"TCM {name}={width} is not a multiple of its attention head size {head}")
+        if self.M % self.num_slices:
+            from vcm.errors import VcmError
+
+            raise VcmError(f"TCM M={self.M} does not split into {self.num_slices} equal slices")
 
     @property
     def pad_multiple(self) -> int:

@@ -62,9 +62,9 @@ def _image_key(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
 
 
-def edge_masks(images: list[Path], cache: Path, sam_checkpoint: Path | None, sam_model: str, alpha: float,
-               device, settings_path: Path | None = None) -> list[np.ndarray]:
-    """``bool [H,W]`` edge mask per image, made once with SAM and cached in ``cache``."""
+def edge_masks(images: list[Path], pixels: list[np.ndarray], cache: Path, sam_checkpoint: Path | None,
+               sam_model: str, alpha: float, device, settings_path: Path | None = None) -> list[np.ndarray]:
+    """``bool [H,W]`` edge mask per image (``pixels``: their ``uint8 [3,H,W]``), made once with SAM and cached."""
     from vcm.masks.sam import frame_edges, load_sam, load_settings, make_generator
     from vcm.masks.store import pack, unpack
 
@@ -78,15 +78,11 @@ def edge_masks(images: list[Path], cache: Path, sam_checkpoint: Path | None, sam
         generator = make_generator(load_sam(sam_model, sam_checkpoint, device), settings, alpha)
         with progress.progress("SAM edge masks", len(todo)) as bar:
             for i in todo:
-                mask = frame_edges(generator, _read_image(images[i]), settings.dilation)
+                mask = frame_edges(generator, pixels[i], settings.dilation)
                 with atomic_path(paths[i]) as tmp, open(tmp, "wb") as f:
                     np.save(f, pack(mask))
                 bar.advance(1)
-    out = []
-    for p, img in zip(paths, images):
-        h, w = _read_image(img).shape[1:]
-        out.append(unpack(np.load(p), h, w))
-    return out
+    return [unpack(np.load(p), *img.shape[1:]) for p, img in zip(paths, pixels)]
 
 
 def _crop_batch(images, masks, crop: int, batch: int, gen: np.random.Generator):
@@ -159,11 +155,11 @@ def train(images_dir: Path, out: Path, cfg: IcmTrainConfig, device, val_dir: Pat
     torch.manual_seed(cfg.seed)
     files = list_images(images_dir)
     imgs = [_read_image(p) for p in files]
-    masks = (edge_masks(files, out / "masks", sam_checkpoint, cfg.sam_model, cfg.alpha, device)
+    masks = (edge_masks(files, imgs, out / "masks", sam_checkpoint, cfg.sam_model, cfg.alpha, device)
              if cfg.masks == "sam" else [np.ones(i.shape[1:], bool) for i in imgs])
     val_files = list_images(val_dir) if val_dir else []
     val_imgs = [_read_image(p) for p in val_files]
-    val_masks = (edge_masks(val_files, out / "masks", sam_checkpoint, cfg.sam_model, cfg.alpha, device)
+    val_masks = (edge_masks(val_files, val_imgs, out / "masks", sam_checkpoint, cfg.sam_model, cfg.alpha, device)
                  if cfg.masks == "sam" and val_files else [None] * len(val_files))
     model = create(cfg.arch).to(device).train()
     main, aux = _split_params(model)

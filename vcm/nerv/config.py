@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from vcm.errors import VcmError
-from vcm.nerv.model import NervConfig, NervShape, count_params, parse_param_count, solve_for_params
+from vcm.nerv.model import NervConfig, NervShape, parse_param_count, solve_for_params
 from vcm.resources import data_dir
 
 
@@ -122,5 +122,3 @@ def override(cfg: TrainConfig, **changes) -> TrainConfig:
     """``replace`` with the changes that are not None."""
     return replace(cfg, **{k: v for k, v in changes.items() if v is not None})
 
-
-__all__ = ["TrainConfig", "ModelSpec", "load_preset", "list_presets", "override", "count_params"]

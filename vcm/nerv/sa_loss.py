@@ -46,11 +46,9 @@ def triton_available(device) -> bool:
         return True
     if torch.device(device).type != "cuda":
         return False
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    import importlib.util
+
+    return importlib.util.find_spec("triton") is not None
 
 
 def sa_nerv_loss_fn(beta: float, mask_weight: float, impl: str, device):

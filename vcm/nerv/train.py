@@ -53,7 +53,7 @@ def video_description(video: Video) -> dict:
     info = video.info
     return {
         "name": video.name,
-        "source": str(info.path),
+        "source": str(info.path.resolve()),  # compress/decode may run from another directory
         "width": video.width,
         "height": video.height,
         "fps": video.fps,

@@ -166,13 +166,11 @@ def _probe_container(path: Path, fps) -> VideoInfo:
     h, w = reader[0].shape[:2]
     rate = fps or float(reader.get_avg_fps()) or DEFAULT_IMAGE_FPS
     seq = sequences.lookup(path.stem)
+    is_clip = seq is not None and n == seq.ctc_count
     return VideoInfo(
-        path=path, kind="container", name=path.stem, width=int(w), height=int(h), fps=rate,
-        num_frames=n, bit_depth=8, first_source_frame=0, sequence=None, is_ctc_clip=False,
-    ) if seq is None else VideoInfo(
-        path=path, kind="container", name=seq.name, width=int(w), height=int(h), fps=rate,
-        num_frames=n, bit_depth=8, first_source_frame=seq.ctc_first if n == seq.ctc_count else 0,
-        sequence=seq, is_ctc_clip=n == seq.ctc_count,
+        path=path, kind="container", name=seq.name if seq else path.stem, width=int(w), height=int(h), fps=rate,
+        num_frames=n, bit_depth=8, first_source_frame=seq.ctc_first if is_clip else 0, sequence=seq,
+        is_ctc_clip=is_clip,
     )
 
 
