@@ -75,9 +75,10 @@ def icm_encode(
     start(json_out)
     video = load(probe_input(input, size, fps, bit_depth), frames)
     target = out or input.with_suffix(".icm")
+    from vcm.rate import rate
+
     r = encode_video(video, checkpoint, target, resolve_device(device), arch)
-    r["kbps"] = r["bytes"] * 8 * video.fps / (1000 * video.num_frames)
-    r["bpp"] = r["bytes"] * 8 / (video.width * video.height * video.num_frames)
+    r.update(rate(r["bytes"], video.fps, video.num_frames, video.width, video.height))
     if json_out:
         print_json(r)
         return

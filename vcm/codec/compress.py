@@ -25,6 +25,7 @@ from vcm.fsutil import write_bytes, write_json
 from vcm.nerv.config import TrainConfig
 from vcm.nerv.train import EpochStats, load_run, reconstruct, to_device, train_epochs
 from vcm.quality import summarize
+from vcm.rate import rate
 from vcm.video import Video, load, probe
 
 
@@ -52,12 +53,6 @@ def parse_group_bits(text: str | None) -> dict:
             raise VcmError(f"--group-bits takes GROUP=BITS pairs with GROUP in {', '.join(GROUPS)} and 2..16 bits; got {part!r}")
         out[name] = int(value)
     return out
-
-
-def rate(num_bytes: int, fps: float, frames: int, width: int, height: int) -> dict:
-    """kbps = bytes·8·fps / (1000·frames); bpp = bits / (W·H·frames)  (facts §3)."""
-    return {"bytes": num_bytes, "kbps": num_bytes * 8 * fps / (1000 * frames),
-            "bpp": num_bytes * 8 / (width * height * frames)}
 
 
 def source_video(config: dict, source: Path | None = None) -> Video:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from vcm.quality import summarize
+from vcm.rate import rate
 
 
 @contextlib.contextmanager
@@ -139,8 +140,7 @@ def run_point(spec: dict) -> dict:
         "status": "ok", "sequence": spec["sequence"], "class": seq.seq_class if seq else None,
         "codec": spec["codec"], "point": spec["point_id"], "qp": coded["qp"],
         "fps": video.fps, "frames": n, "source_frames": [video.source_frames.start, video.source_frames.stop],
-        "width": w, "height": h, "bytes": coded["bytes"], "kbps": coded["bytes"] * 8 * video.fps / (1000 * n),
-        "bpp": coded["bytes"] * 8 / (w * h * n), "psnr": quality["psnr"], "psnr_y": quality["psnr_y"],
+        "width": w, "height": h, **rate(coded["bytes"], video.fps, n, w, h), "psnr": quality["psnr"], "psnr_y": quality["psnr_y"],
         "ms_ssim": quality["ms_ssim"], **detection, "encode_seconds": coded["encode"],
         "decode_seconds": coded["decode"], "bitstream": coded["bitstream"], "annotations": spec.get("annotations"),
     }
