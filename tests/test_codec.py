@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import moving_frames, run_cli
 from vcm.codec import nerv_stream
-from vcm.codec.bits import StreamError
+from vcm.bitstream.bits import StreamError
 from vcm.codec.compress import CompressOptions, compress_run, decode_file
 from vcm.errors import VcmError
 from vcm.nerv.config import TrainConfig

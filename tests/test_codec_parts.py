@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from vcm.codec.bits import Reader, StreamError, Writer, exp_golomb_pack, exp_golomb_unpack
+from vcm.bitstream.bits import Reader, StreamError, Writer, exp_golomb_pack, exp_golomb_unpack
 from vcm.codec.entropy import decode_array, encode_array
 from vcm.codec.prune import magnitude_masks
 from vcm.codec.quant import fake_quantize, levels, quantize

@@ -12,41 +12,60 @@ from vcm.cli.common import DeviceOpt, JsonOpt, fmt, print_json, start, table
 @app.command()
 def compress(
     run: Path = typer.Argument(Path("runs/latest"), help="A run directory from vcm fit (default: the newest)."),
-    prune: float = typer.Option(0.0, "--prune", help="Fraction of stem and conv weights pruned by magnitude (e.g. 0.4)."),
-    bits: int = typer.Option(8, "--bits", help="Quantization bits for every tensor group."),
-    group_bits: Optional[str] = typer.Option(None, "--group-bits", help="Per-group bits, e.g. head=10,bias=12 (groups: stem, blocks, head, bias)."),
-    finetune_epochs: Optional[int] = typer.Option(None, "--finetune-epochs", min=0, help="Fine-tune epochs after pruning / for QAT (default 10 % of the fit's)."),
-    qat: bool = typer.Option(False, "--qat", help="Quantization-aware fine-tuning (straight-through estimator)."),
-    seed: int = typer.Option(0, "--seed"),
+    lam: Optional[list[float]] = typer.Option(None, "--lambda", help="Rate–distortion method: train through learned quantizers with loss D + λ·bpp and code with the trained entropy models. Repeat for several streams from one fit (e.g. --lambda 0.3 --lambda 1)."),
+    prune: float = typer.Option(0.0, "--prune", help="Fraction of stem and conv weights pruned by magnitude (e.g. 0.4); composes with --lambda."),
+    bits: int = typer.Option(8, "--bits", help="Paper pipeline: quantization bits for every tensor group."),
+    group_bits: Optional[str] = typer.Option(None, "--group-bits", help="Paper pipeline: per-group bits, e.g. head=10,bias=12 (NeRV groups: stem, blocks, head, bias)."),
+    finetune_epochs: Optional[int] = typer.Option(None, "--finetune-epochs", min=0, help="Paper pipeline: fine-tune epochs after pruning / for QAT (default 10 % of the fit's)."),
+    qat: bool = typer.Option(False, "--qat", help="Paper pipeline: quantization-aware fine-tuning (straight-through estimator)."),
+    rd_epochs: Optional[int] = typer.Option(None, "--rd-epochs", min=1, help="Rate–distortion method: training epochs per λ (default half of the fit's)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of fine-tuning / rate–distortion training (same seed, same bytes)."),
     input: Optional[Path] = typer.Option(None, "--input", help="The source video, if it moved since vcm fit."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Output .nerv file (default: inside the run directory)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output .nerv file (default: inside the run directory); with several --lambda, a folder."),
     device: str = DeviceOpt,
     json_out: bool = JsonOpt,
 ) -> None:
-    """Prune, fine-tune, quantize and entropy-code a fitted NeRV into a self-describing .nerv file."""
-    from vcm.codec.compress import CompressOptions, compress_run, parse_group_bits
+    """Compress a fitted network into a self-describing .nerv file: the paper's prune/quantize
+    pipeline (--prune/--bits), or rate–distortion training (--lambda)."""
+    from vcm.codec.compress import CompressOptions, RDOptions, compress_many, parse_group_bits
     from vcm.device import resolve_device
+    from vcm.errors import VcmError
 
     start(json_out)
     if not run.exists():
-        from vcm.errors import VcmError
-
         raise VcmError(f"{run} does not exist; run vcm fit first or name a run directory")
-    opts = CompressOptions(prune=prune, bits=bits, group_bits=parse_group_bits(group_bits),
-                           finetune_epochs=finetune_epochs, qat=qat, seed=seed)
-    r = compress_run(run, out, opts, resolve_device(device), source=input)
+    if lam:
+        if bits != 8 or group_bits or qat or finetune_epochs is not None:
+            raise VcmError("--bits/--group-bits/--qat/--finetune-epochs belong to the paper pipeline; "
+                           "the rate–distortion method (--lambda) learns its quantization")
+        opts_list = [RDOptions(lam=v, epochs=rd_epochs, prune=prune, seed=seed) for v in lam]
+    else:
+        opts_list = [CompressOptions(prune=prune, bits=bits, group_bits=parse_group_bits(group_bits),
+                                     finetune_epochs=finetune_epochs, qat=qat, seed=seed)]
+    outs = None
+    if out is not None and len(opts_list) > 1:
+        outs = [out / f"{run.resolve().name}_rd_{o.label()}.nerv" for o in opts_list]
+    elif out is not None:
+        outs = [out]
+    reports = compress_many(run, opts_list, resolve_device(device), source=input, outs=outs)
     if json_out:
-        print_json({k: v for k, v in r.items() if k != "per_frame"})
+        print_json([{k: v for k, v in r.items() if k not in ("per_frame", "rd_history")} for r in reports])
         return
-    table(f"vcm compress: {r['sequence']}", [
-        ("bitstream", r["bitstream"]), ("size", f"{r['bytes']:,} bytes"),
-        ("rate", f"{r['kbps']:.2f} kbps ({r['bpp']:.5f} bpp) at {r['fps']:g} fps"),
-        ("PSNR (decoded)", fmt(r["psnr"], 2, " dB")), ("PSNR-Y", fmt(r["psnr_y"], 2, " dB")),
-        ("MS-SSIM", fmt(r["ms_ssim"], 4)),
-        ("params", f"{r['params']:,} ({r['nonzero_params']:,} non-zero)"),
-        ("prune / bits / QAT", f"{r['prune']:.0%} / {r['bits']} / {'yes' if r['qat'] else 'no'}"),
-        ("encode time", f"{r['encode_seconds']:.1f} s"),
-    ])
+    for r in reports:
+        method = (f"rate–distortion, λ = {r['lambda']:g}, {r['rd_epochs']} epochs" if r["coding"] == "rd" else
+                  f"prune {r['prune']:.0%} / {r['bits']} bits / QAT {'yes' if r['qat'] else 'no'}")
+        rows = [
+            ("bitstream", r["bitstream"]), ("method", method), ("size", f"{r['bytes']:,} bytes"),
+            ("rate", f"{r['kbps']:.2f} kbps ({r['bpp']:.5f} bpp) at {r['fps']:g} fps"),
+            ("PSNR (decoded)", fmt(r["psnr"], 2, " dB")), ("PSNR-Y", fmt(r["psnr_y"], 2, " dB")),
+            ("MS-SSIM", fmt(r["ms_ssim"], 4)),
+            ("params", f"{r['params']:,} ({r['nonzero_params']:,} non-zero), {r['bits_per_param']:.2f} bits each"),
+        ]
+        if r["coding"] == "rd":
+            rows.append(("rate estimate", f"{r['estimate_bytes']:,.0f} bytes (file {r['estimate_error']:+.2%} vs estimate; "
+                                          f"{r['side_bytes']:,} bytes side information)"))
+        rows.append(("encode time", f"{r['encode_seconds']:.1f} s"))
+        table(f"vcm compress: {r['sequence']}", rows)
 
 
 @app.command()

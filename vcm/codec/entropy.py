@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import constriction
 
-from vcm.codec.bits import Reader, StreamError, Writer, exp_golomb_pack, exp_golomb_unpack, unzigzag, zigzag
+from vcm.bitstream.bits import Reader, StreamError, Writer, exp_golomb_pack, exp_golomb_unpack, unzigzag, zigzag
 
 MAX_SPAN = 1 << 17  # 16-bit symbols at most (±65534)
 

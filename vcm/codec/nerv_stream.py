@@ -1,9 +1,16 @@
-"""The ``.nerv`` bitstream: a compressed NeRV that alone rebuilds the decoder (see docs/bitstream.md).
+"""The ``.nerv`` bitstream: a compressed representation that alone rebuilds the decoder
+(see docs/bitstream.md).
 
-Sections: ``HEAD`` (zlib-compressed JSON: model config, video description, tensor list) and
-``DATA``: the zero points of all tensors (one coded array), their bfloat16 scales, then each
-weight tensor's centered symbols under its own table, then all biases as one coded array
-(a few hundred values: one table for them all costs less than one each).
+Sections: ``HEAD`` (zlib-compressed JSON: representation name and config, video description,
+coding) and ``DATA``, whose layout depends on the coding:
+
+- ``affine`` (the paper's pipeline): zero points of all tensors (one coded array), their
+  bfloat16 scales, each weight tensor's centered symbols under its own table, then all biases as
+  one coded array;
+- ``rd`` (rate–distortion method, format version 2): see :mod:`vcm.codec.rd_coding`.
+
+Version 1 streams (NeRV, affine, no ``arch``/``coding`` in the header) are still written for the
+paper's pipeline on NeRV, byte for byte as before, and every version-1 stream still decodes.
 """
 
 from __future__ import annotations
@@ -15,54 +22,76 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vcm.codec import container
-from vcm.codec.bits import Reader, StreamError, Writer
+from vcm.bitstream import container
+from vcm.bitstream.bits import Reader, StreamError, Writer
+from vcm.codec import rd_coding
 from vcm.codec.entropy import decode_array, encode_array
-from vcm.codec.groups import channels_of, group_of
 from vcm.codec.quant import QTensor, bf16_bytes, bf16_from, levels
-from vcm.nerv.model import ACTIVATIONS, NeRV, NervConfig, count_params
+from vcm.nerv import registry
 
 COLOUR = "RGB output; YUV sources were converted with BT.601 limited range (vcm.video.color)"
 MAGIC = b"VCMN"
-VERSION = 1
+VERSION = 2
+CODINGS = ("affine", "rd")
 LIMITS = {"side": 16384, "frames": 1_000_000, "params": 1 << 27, "width_channels": 1 << 16,
           "stem_layers": 8, "stages": 8, "embed_levels": 1024, "header_bytes": 1 << 20}
 
 
 @dataclass
 class NervStream:
-    """What a ``.nerv`` file holds: the model config, the video description and quantized tensors.
+    """What a ``.nerv`` file holds: representation config, video description and coded tensors.
 
     ``video``: name, fps, frames, source_frames [a, b) and optionally sequence; decoding adds
-    width, height and colour.
+    width, height and colour. ``tensors``: ``QTensor`` (coding affine) or ``RDTensor`` (rd).
     """
 
-    model: NervConfig
-    video: dict  # name, width, height, fps, frames, source_frames, colour
-    tensors: list[QTensor]
+    model: object  # the representation's config
+    video: dict
+    tensors: list
+    arch: str = "nerv"
+    coding: str = "affine"
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {q.name: torch.from_numpy(q.dequantize()) for q in self.tensors}
 
-    def build_model(self) -> NeRV:
-        model = NeRV(self.model)
-        model.load_state_dict(self.state_dict())
+    def build_model(self) -> torch.nn.Module:
+        model = registry.create_representation(self.arch, self.model)
+        model.load_state_dict(self.state_dict(), strict=False)
         return model.eval()
 
 
-def encode(stream: NervStream) -> bytes:
+def encode(stream: NervStream, stats: dict | None = None) -> bytes:
+    """The stream's bytes; ``stats`` (if given) receives ``entropy_coded_bytes``: the ANS payload of
+    the rd coding (everything else in the file is side information)."""
+    v = stream.video
+    video = {"name": v["name"], "fps": v["fps"], "frames": v["frames"], "source_frames": v["source_frames"]}
+    if v.get("sequence"):
+        video["sequence"] = v["sequence"]
+    header = {"model": stream.model.to_dict(), "video": video}
+    version = 1 if (stream.arch, stream.coding) == ("nerv", "affine") else VERSION
+    if version >= 2:
+        header.update(arch=stream.arch, coding=stream.coding)
+    w = Writer()
+    if stream.coding == "affine":
+        header["bits"] = _write_affine(stream, w)
+    elif stream.coding == "rd":
+        coded = rd_coding.write(stream.tensors, w)
+        if stats is not None:
+            stats["entropy_coded_bytes"] = coded
+    else:
+        raise ValueError(f"unknown coding {stream.coding!r}")
+    head = zlib.compress(json.dumps(header, separators=(",", ":"), sort_keys=True).encode(), 9)
+    return container.pack(MAGIC, version, [(b"HEAD", head), (b"DATA", w.getvalue())])
+
+
+def _write_affine(stream: NervStream, w: Writer) -> dict:
+    """Affine-coded tensors into ``w``; returns the bit depth per tensor group."""
+    group_of = registry.entry(stream.arch).model_cls.param_group
     bits = {}
     for q in stream.tensors:
         bits.setdefault(group_of(q.name), q.bits)
         if bits[group_of(q.name)] != q.bits:
             raise ValueError("all tensors of a group share one bit depth")
-    v = stream.video
-    video = {"name": v["name"], "fps": v["fps"], "frames": v["frames"], "source_frames": v["source_frames"]}
-    if v.get("sequence"):
-        video["sequence"] = v["sequence"]
-    header = {"model": stream.model.to_dict(), "video": video, "bits": bits}
-    head = zlib.compress(json.dumps(header, separators=(",", ":"), sort_keys=True).encode(), 9)
-    w = Writer()
     encode_array(np.concatenate([q.zero for q in stream.tensors]), w)
     w.raw(bf16_bytes(np.concatenate([q.scale for q in stream.tensors])))
     for q in stream.tensors:
@@ -71,34 +100,61 @@ def encode(stream: NervStream) -> bytes:
     biases = [q.centered.ravel() for q in stream.tensors if group_of(q.name) == "bias"]
     if biases:
         encode_array(np.concatenate(biases), w)
-    return container.pack(MAGIC, VERSION, [(b"HEAD", head), (b"DATA", w.getvalue())])
+    return bits
 
 
 def decode(data: bytes) -> NervStream:
     """Parse and validate a ``.nerv`` stream; raises StreamError (a VcmError) on any defect."""
     sections = container.unpack(data, MAGIC, VERSION, "vcm NeRV")
+    version = data[4]
     if b"HEAD" not in sections or b"DATA" not in sections:
         raise StreamError("malformed vcm NeRV bitstream (missing HEAD or DATA section)")
     header = _read_header(sections[b"HEAD"])
-    cfg = _model_config(header.get("model"))
+    if version == 1:
+        arch, coding = "nerv", "affine"
+    else:
+        arch, coding = header.get("arch"), header.get("coding")
+        if not isinstance(arch, str) or arch not in registry.names():
+            raise StreamError(f"malformed vcm NeRV bitstream (unknown representation {str(arch)[:40]!r})")
+        if coding not in CODINGS:
+            raise StreamError("malformed vcm NeRV bitstream (unknown coding)")
+    cfg, model_cls = _model_config(arch, header.get("model"))
     video = _video(header.get("video"), cfg)
-    names = _tensor_list(header.get("bits"), cfg)
+    shapes = _shape_model(arch, cfg)
+    layout = [(n, shape, model_cls.quant_channels_of(cfg, n, shape)) for n, shape in shapes]
     r = Reader(sections[b"DATA"], "tensor data")
-    channels = [channels_of(n, shape, cfg) for n, shape, _ in names]
-    zeros = decode_array(r, sum(channels))
-    scales = bf16_from(r.array("<u2", sum(channels)))
-    symbols = {n: decode_array(r, int(np.prod(shape))) for n, shape, _ in names if group_of(n) != "bias"}
-    bias_names = [(n, int(np.prod(shape))) for n, shape, _ in names if group_of(n) == "bias"]
+    if coding == "affine":
+        tensors = _read_affine(r, layout, header.get("bits"), model_cls.param_group)
+    else:
+        tensors = rd_coding.read(r, layout)
+    if r.remaining():
+        raise StreamError("malformed vcm NeRV bitstream (trailing tensor data)")
+    return NervStream(cfg, video, tensors, arch, coding)
+
+
+def _read_affine(r: Reader, layout, bits, group_of) -> list[QTensor]:
+    if not isinstance(bits, dict):
+        raise StreamError("malformed vcm NeRV bitstream (no bit depths)")
+    names = []
+    for name, shape, channels in layout:
+        b = bits.get(group_of(name))
+        if not isinstance(b, int) or isinstance(b, bool) or not 2 <= b <= 16:
+            raise StreamError(f"malformed vcm NeRV bitstream (bit depth of {name})")
+        names.append((name, shape, b, channels))
+    zeros = decode_array(r, sum(c for *_, c in names))
+    scales = bf16_from(r.array("<u2", sum(c for *_, c in names)))
+    symbols = {n: decode_array(r, int(np.prod(shape))) for n, shape, _, _ in names if group_of(n) != "bias"}
+    bias_names = [(n, int(np.prod(shape))) for n, shape, _, _ in names if group_of(n) == "bias"]
     if bias_names:
         flat = decode_array(r, sum(size for _, size in bias_names))
         offsets = np.cumsum([0] + [size for _, size in bias_names])
         symbols.update({n: flat[offsets[i]:offsets[i + 1]] for i, (n, _) in enumerate(bias_names)})
-    decoded, c0 = {}, 0
-    for (name, shape, bits), n_ch in zip(names, channels):
+    tensors, c0 = [], 0
+    for name, shape, bits_n, n_ch in names:
         zero, scale = zeros[c0:c0 + n_ch], scales[c0:c0 + n_ch]
         c0 += n_ch
         centered = symbols[name].reshape(n_ch, -1)
-        qmax = levels(bits) - 1
+        qmax = levels(bits_n) - 1
         if zero.min(initial=0) < 0 or zero.max(initial=0) > qmax:
             raise StreamError(f"malformed vcm NeRV bitstream (zero point out of range in {name})")
         q = centered + zero[:, None]
@@ -106,11 +162,8 @@ def decode(data: bytes) -> NervStream:
             raise StreamError(f"malformed vcm NeRV bitstream (symbol out of range in {name})")
         if not np.all(np.isfinite(scale)) or np.any(scale <= 0):
             raise StreamError(f"malformed vcm NeRV bitstream (bad scale in {name})")
-        decoded[name] = QTensor(name, shape, bits, scale, zero.astype(np.int32), centered.astype(np.int32))
-    tensors = [decoded[n] for n, _, _ in names]
-    if r.remaining():
-        raise StreamError("malformed vcm NeRV bitstream (trailing tensor data)")
-    return NervStream(cfg, video, tensors)
+        tensors.append(QTensor(name, shape, bits_n, scale, zero.astype(np.int32), centered.astype(np.int32)))
+    return tensors
 
 
 def _read_header(blob: bytes) -> dict:
@@ -134,44 +187,20 @@ def _int(d: dict, key: str, lo: int, hi: int) -> int:
     return v
 
 
-def _model_config(m) -> NervConfig:
+def _model_config(arch: str, m):
+    """The representation's config from the header: strictly typed, then checked against LIMITS."""
     if not isinstance(m, dict):
         raise StreamError("malformed vcm NeRV bitstream (no model description)")
-    L = LIMITS
+    e = registry.entry(arch)
     try:
-        strides = m["strides"]
-        stem = m["stem_dims"]
-        if not (isinstance(strides, list) and 1 <= len(strides) <= L["stages"]
-                and all(isinstance(s, int) and 1 <= s <= 8 for s in strides)):
-            raise StreamError("malformed vcm NeRV bitstream (strides)")
-        if not (isinstance(stem, list) and len(stem) <= L["stem_layers"]
-                and all(isinstance(s, int) and 1 <= s <= L["width_channels"] for s in stem)):
-            raise StreamError("malformed vcm NeRV bitstream (stem widths)")
-        if m.get("activation") not in ACTIVATIONS:
-            raise StreamError("malformed vcm NeRV bitstream (activation)")
-        for key in ("embed_base", "expansion", "reduction"):
-            v = m.get(key)
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 < v <= 64:
-                raise StreamError(f"malformed vcm NeRV bitstream (header field {key!r})")
-        cfg = NervConfig(
-            height=_int(m, "height", 1, L["side"]), width=_int(m, "width", 1, L["side"]),
-            strides=tuple(strides), grid_h=_int(m, "grid_h", 1, L["side"]), grid_w=_int(m, "grid_w", 1, L["side"]),
-            fc_dim=_int(m, "fc_dim", 1, L["width_channels"]), stem_dims=tuple(stem),
-            embed_base=float(m["embed_base"]), embed_levels=_int(m, "embed_levels", 1, L["embed_levels"]),
-            expansion=float(m["expansion"]), reduction=float(m["reduction"]),
-            lower_width=_int(m, "lower_width", 1, L["width_channels"]), activation=m["activation"],
-        )
-    except KeyError as err:
-        raise StreamError(f"malformed vcm NeRV bitstream (model field {err} missing)") from None
-    ph, pw = cfg.padded_size
-    if ph < cfg.height or pw < cfg.width or ph > 2 * L["side"] or pw > 2 * L["side"]:
-        raise StreamError("malformed vcm NeRV bitstream (grid and strides do not cover the frame)")
-    if max(cfg.block_widths()) > L["width_channels"] or count_params(cfg) > L["params"]:
-        raise StreamError("vcm NeRV bitstream describes an implausibly large network; refusing to build it")
-    return cfg
+        cfg = e.config_cls.from_dict(m)
+        e.model_cls.check_config(cfg, LIMITS)
+    except (ValueError, TypeError, OverflowError) as err:
+        raise StreamError(f"malformed vcm NeRV bitstream (model: {str(err)[:120]})") from None
+    return cfg, e.model_cls
 
 
-def _video(v, cfg: NervConfig) -> dict:
+def _video(v, cfg) -> dict:
     if not isinstance(v, dict):
         raise StreamError("malformed vcm NeRV bitstream (no video description)")
     frames = _int(v, "frames", 1, LIMITS["frames"])
@@ -186,20 +215,7 @@ def _video(v, cfg: NervConfig) -> dict:
     return {**v, "width": cfg.width, "height": cfg.height, "colour": COLOUR}
 
 
-def _tensor_list(bits, cfg: NervConfig) -> list[tuple[str, tuple[int, ...], int]]:
-    """(name, shape, bits) of every parameter, in the model's order; bits per tensor group."""
-    if not isinstance(bits, dict):
-        raise StreamError("malformed vcm NeRV bitstream (no bit depths)")
-    out = []
-    for name, p in _shape_model(cfg).items():
-        b = bits.get(group_of(name))
-        if not isinstance(b, int) or isinstance(b, bool) or not 2 <= b <= 16:
-            raise StreamError(f"malformed vcm NeRV bitstream (bit depth of {name})")
-        out.append((name, tuple(p.shape), b))
-    return out
-
-
-def _shape_model(cfg: NervConfig) -> dict:
-    """Parameter shapes without allocating them (meta device)."""
+def _shape_model(arch: str, cfg) -> list[tuple[str, tuple[int, ...]]]:
+    """(name, shape) of every parameter in model order, without allocating them (meta device)."""
     with torch.device("meta"):
-        return dict(NeRV(cfg).named_parameters())
+        return [(n, tuple(p.shape)) for n, p in registry.create_representation(arch, cfg).named_parameters()]

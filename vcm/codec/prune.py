@@ -1,14 +1,12 @@
-"""Global L1-magnitude pruning of the stem and conv weights of a NeRV."""
+"""Global L1-magnitude pruning of the weights a representation marks prunable (NeRV: stem and convs)."""
 
 from __future__ import annotations
 
 import torch
 
-from vcm.codec.groups import PRUNABLE, group_of
-
 
 def prunable(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
-    return {n: p for n, p in model.named_parameters() if group_of(n) in PRUNABLE and n.endswith(".weight")}
+    return {n: p for n, p in model.named_parameters() if model.prunable(n)}
 
 
 def magnitude_masks(model: torch.nn.Module, fraction: float) -> dict[str, torch.Tensor]:

@@ -1,6 +1,6 @@
 """The ``.icm`` bitstream: every frame coded independently by a learned image codec (SA-ICM).
 
-Container (see vcm/codec/container.py) with magic ``VCMI``:
+Container (see vcm/bitstream/container.py) with magic ``VCMI``:
 - ``HEAD``: zlib JSON — name, sequence, width, height, fps, frames, source_frames, arch, config,
   checkpoint fingerprint, padding multiple;
 - ``DATA``: per frame, the latent shape (two varints), the number of strings, and each rANS
@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from vcm import progress
-from vcm.codec import container
-from vcm.codec.bits import Reader, StreamError, Writer
+from vcm.bitstream import container
+from vcm.bitstream.bits import Reader, StreamError, Writer
 from vcm.errors import VcmError
 from vcm.fsutil import write_bytes
 from vcm.icm.models import fingerprint, load_checkpoint, pad_multiple

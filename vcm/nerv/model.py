@@ -17,6 +17,9 @@ from dataclasses import asdict, dataclass, field, replace
 import torch
 from torch import nn
 
+from vcm.nerv.registry import Representation, register_representation
+from vcm.schema import strict_from_dict
+
 ACTIVATIONS = {
     "silu": nn.SiLU,
     "gelu": nn.GELU,
@@ -80,9 +83,8 @@ class NervConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "NervConfig":
-        d = dict(d)
-        d["strides"], d["stem_dims"] = tuple(d["strides"]), tuple(d["stem_dims"])
-        return cls(**d)
+        """Strictly typed (raises ValueError naming the field): configs also come from bitstreams."""
+        return strict_from_dict(cls, d, defaults=False)
 
 
 def choose_strides(height: int, width: int, min_grid: int = 8, max_stages: int = 6,
@@ -145,8 +147,56 @@ class NervBlock(nn.Module):
         return self.act(self.shuffle(self.conv(x)))
 
 
-class NeRV(nn.Module):
+@register_representation("nerv", NervConfig)
+class NeRV(Representation):
     """``forward(t)``: t ``float [B]`` in [0,1) → ``float [B,3,H,W]`` in [0,1]."""
+
+    GROUPS = ("stem", "blocks", "head", "bias")
+    PRUNABLE = ("stem", "blocks")  # the reference prunes stem and conv weights, not head or biases
+
+    @staticmethod
+    def param_group(name: str) -> str:
+        return "bias" if name.endswith(".bias") else name.split(".", 1)[0]
+
+    @staticmethod
+    def quant_channels_of(cfg: "NervConfig", name: str, shape: tuple[int, ...]) -> int:
+        """Rows quantized with one step each: output channels of conv and hidden Linear weights; the
+        stem's last Linear produces the (fc_dim, grid_h, grid_w) grid, so its channels are fc_dim;
+        one per bias tensor."""
+        if name.endswith(".bias") or len(shape) < 2:
+            return 1
+        if name.startswith("stem.") and shape[0] == cfg.fc_dim * cfg.grid_h * cfg.grid_w:
+            return cfg.fc_dim
+        return shape[0]
+
+    @staticmethod
+    def count_params(cfg: "NervConfig") -> int:
+        return count_params(cfg)
+
+    @staticmethod
+    def check_config(cfg: "NervConfig", limits: dict) -> None:
+        """Refuse configs no decoder should build (sizes from a possibly hostile stream)."""
+        side, width = limits["side"], limits["width_channels"]
+        if not (1 <= len(cfg.strides) <= limits["stages"] and all(1 <= s <= 8 for s in cfg.strides)):
+            raise ValueError("strides")
+        if not (len(cfg.stem_dims) <= limits["stem_layers"] and all(1 <= d <= width for d in cfg.stem_dims)):
+            raise ValueError("stem widths")
+        if cfg.activation not in ACTIVATIONS:
+            raise ValueError("activation")
+        for key in ("embed_base", "expansion", "reduction"):
+            if not 0 < getattr(cfg, key) <= 64:
+                raise ValueError(key)
+        if not (1 <= cfg.height <= side and 1 <= cfg.width <= side and 1 <= cfg.grid_h <= side and 1 <= cfg.grid_w <= side):
+            raise ValueError("frame or grid size")
+        if not (1 <= cfg.fc_dim <= width and 1 <= cfg.lower_width <= width and 1 <= cfg.embed_levels <= limits["embed_levels"]):
+            raise ValueError("widths")
+        if (cfg.embed_levels - 1) * math.log(cfg.embed_base) > 69:  # base^(levels-1) > 1e30
+            raise ValueError("positional encoding frequencies overflow")
+        ph, pw = cfg.padded_size
+        if ph < cfg.height or pw < cfg.width or ph > 2 * side or pw > 2 * side:
+            raise ValueError("grid and strides do not cover the frame")
+        if max(cfg.block_widths()) > width or count_params(cfg) > limits["params"]:
+            raise ValueError("implausibly large network")
 
     def __init__(self, cfg: NervConfig):
         super().__init__()

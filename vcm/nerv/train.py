@@ -30,7 +30,7 @@ from vcm.errors import VcmError
 from vcm.fsutil import save_torch, write_json
 from vcm.nerv.config import TrainConfig
 from vcm.nerv.loss import nerv_loss
-from vcm.nerv.model import NeRV, NervConfig, count_params
+from vcm.nerv import registry
 from vcm.quality import summarize
 from vcm.video import Video
 
@@ -118,7 +118,7 @@ class _StopFlag:
             signal.signal(signal.SIGINT, self._old)
 
 
-def load_run(run_dir: Path) -> tuple[NeRV, dict]:
+def load_run(run_dir: Path) -> tuple[torch.nn.Module, dict]:
     """Rebuild the trained network of a run directory (on CPU) and return it with its config."""
     ckpt_path = Path(run_dir) / CHECKPOINT
     if not ckpt_path.exists():
@@ -127,13 +127,16 @@ def load_run(run_dir: Path) -> tuple[NeRV, dict]:
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     except Exception as err:
         raise VcmError(f"{ckpt_path} cannot be read ({type(err).__name__}); the file is damaged") from None
-    model = NeRV(NervConfig.from_dict(ckpt["config"]["model"]))
-    model.load_state_dict(ckpt["model"])
+    try:
+        model = registry.create_representation(registry.arch_of(ckpt["config"]), ckpt["config"]["model"])
+        model.load_state_dict(ckpt["model"])
+    except (KeyError, ValueError, TypeError, RuntimeError) as err:
+        raise VcmError(f"{ckpt_path} does not hold a usable network ({type(err).__name__}); the file is damaged") from None
     return model.eval(), ckpt["config"]
 
 
 @torch.no_grad()
-def reconstruct(model: NeRV, num_frames: int, device, batch: int = 8) -> np.ndarray:
+def reconstruct(model: torch.nn.Module, num_frames: int, device, batch: int = 8) -> np.ndarray:
     """Decode all frames: ``uint8 [T,3,H,W]`` (round(255·x̂), the decoder's exact output)."""
     model = model.to(device).eval()
     t_all = frame_times(num_frames, device)
@@ -149,6 +152,7 @@ class EpochStats:
     epoch: int  # 1-based number of the finished epoch
     loss: float
     train_psnr: float
+    penalty: float = 0.0  # mean of the forward's extra loss term (e.g. λ·rate), 0 when there is none
 
 
 def train_epochs(
@@ -166,9 +170,11 @@ def train_epochs(
     """The hot loop shared by fit, pruning fine-tune and QAT. Returns (step, interrupted).
 
     ``frames``: ``uint8 [T,3,H,W]`` on the device; ``masks``: ``uint8 [T,1,H,W]`` or None.
-    ``forward(t)`` maps ``float [B]`` frame times to ``float [B,3,H,W]``. ``after_step`` runs
-    after every optimizer step (e.g. re-applying a pruning mask). Losses are summed on the
-    device and read once per epoch; the permutation of epoch e is seeded from (seed, e).
+    ``forward(t)`` maps ``float [B]`` frame times to ``float [B,3,H,W]``, or to ``(x̂, penalty)``
+    where the scalar penalty (e.g. λ·rate) is added to the distortion. ``after_step`` runs
+    after every optimizer step (e.g. re-applying a pruning mask). A param group's ``lr_scale``
+    multiplies the schedule's learning rate. Losses are summed on the device and read once per
+    epoch; the permutation of epoch e is seeded from (seed, e).
     """
     device = frames.device
     cuda = device.type == "cuda"
@@ -183,18 +189,24 @@ def train_epochs(
         perm = torch.randperm(num_frames, generator=gen).to(device)
         loss_sum = torch.zeros((), device=device)
         mse_sum = torch.zeros((), device=device)
+        penalty_sum = torch.zeros((), device=device)
         first = step - epoch * steps_per_epoch
         for i in range(first, steps_per_epoch):
             idx = perm[i * cfg.batch:(i + 1) * cfg.batch]
+            lr = lr_at(step, total_steps, cfg)
             for group in opt.param_groups:
-                group["lr"] = lr_at(step, total_steps, cfg)
+                group["lr"] = lr * group.get("lr_scale", 1.0)
             x = frames[idx].float().div_(255)
             if cuda and cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with amp:
-                x_hat = forward(t_all[idx])
+                out = forward(t_all[idx])
+            x_hat, penalty = out if isinstance(out, tuple) else (out, None)
             x_hat = x_hat.float()
             loss = loss_fn(x_hat, x, None if masks is None else masks[idx])
+            if penalty is not None:
+                loss = loss + penalty
+                penalty_sum += penalty.detach()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -208,9 +220,9 @@ def train_epochs(
                     return step, True
                 break
         n = step - epoch * steps_per_epoch - first
-        mean_loss, mean_mse = (loss_sum / n).item(), (mse_sum / n).item()  # one sync per epoch
+        mean_loss, mean_mse, mean_penalty = (torch.stack([loss_sum, mse_sum, penalty_sum]) / n).tolist()  # one sync
         epoch += 1
-        on_epoch(EpochStats(epoch, mean_loss, 10 * math.log10(1 / max(mean_mse, 1e-12))))
+        on_epoch(EpochStats(epoch, mean_loss, 10 * math.log10(1 / max(mean_mse, 1e-12)), mean_penalty))
         if stop(step) and step < total_steps:
             return step, True
     return step, False
@@ -218,7 +230,7 @@ def train_epochs(
 
 def fit(
     video: Video,
-    model_cfg: NervConfig,
+    model_cfg,
     cfg: TrainConfig,
     run_dir: Path,
     device: torch.device,
@@ -227,7 +239,7 @@ def fit(
     masks_meta: dict | None = None,
     should_stop: Callable[[int], bool] | None = None,
 ) -> FitResult:
-    """Train ``NeRV(model_cfg)`` on ``video`` into ``run_dir``.
+    """Train the representation of ``model_cfg`` (a registered config, e.g. NervConfig) on ``video``.
 
     ``masks_u8``: ``uint8/bool [T,1,H,W]`` edge masks for the SA-NeRV loss (eq. 6).
     ``should_stop(step)``: polled after every step; True stops like Ctrl-C (checkpoint + return).
@@ -236,9 +248,10 @@ def fit(
     if cfg.loss == "sa-nerv" and masks_u8 is None:
         raise VcmError("--loss sa-nerv needs edge masks: pass --masks FILE or --sam-checkpoint PATH")
     torch.manual_seed(cfg.seed)
-    config = {"model": model_cfg.to_dict(), "train": cfg.to_dict(), "video": video_description(video),
+    arch = registry.arch_of_config(model_cfg)
+    config = {"arch": arch, "model": model_cfg.to_dict(), "train": cfg.to_dict(), "video": video_description(video),
               "masks": masks_meta}
-    model = NeRV(model_cfg).to(device)
+    model = registry.create_representation(arch, model_cfg).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.betas)
     step, history = 0, []
     ckpt_path = run_dir / CHECKPOINT
@@ -279,7 +292,7 @@ def fit(
     if interrupted:
         return FitResult(run_dir, epochs_done, True, None, seconds, fps)
     metrics = evaluate_run(model, video, device)
-    metrics.update({"params": count_params(model_cfg), "epochs": cfg.epochs, "history": history,
+    metrics.update({"params": registry.entry(arch).model_cls.count_params(model_cfg), "epochs": cfg.epochs, "history": history,
                     "train_seconds": seconds, "train_frames_per_second": fps})
     write_json(run_dir / METRICS, metrics)
     return FitResult(run_dir, epochs_done, False, metrics, seconds, fps)
@@ -292,7 +305,7 @@ def to_device(frames_u8: np.ndarray, masks_u8: np.ndarray | None, device) -> tup
     return frames, masks
 
 
-def evaluate_run(model: NeRV, video: Video, device) -> dict:
+def evaluate_run(model: torch.nn.Module, video: Video, device) -> dict:
     recon = reconstruct(_unwrap(model), video.num_frames, device)
     return summarize(video.frames_u8, recon)
 
@@ -313,7 +326,7 @@ def _resume(ckpt_path: Path, config: dict, model, opt, device) -> tuple[int, lis
     old = ckpt["config"]
     if old["video"]["fingerprint"] != config["video"]["fingerprint"]:
         raise VcmError(f"{ckpt_path.parent} was trained on other frames (different video or --frames); cannot resume")
-    if old["model"] != config["model"]:
+    if old["model"] != config["model"] or registry.arch_of(old) != config["arch"]:
         raise VcmError(f"{ckpt_path.parent} holds a different model configuration; cannot resume with these options")
     for key in ("loss", "beta", "batch", "seed", "mask_weight"):
         if old["train"].get(key) != config["train"].get(key):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 import zlib
 
-from vcm.codec.bits import StreamError
+from vcm.bitstream.bits import StreamError
 
 
 def pack(magic: bytes, version: int, sections: list[tuple[bytes, bytes]]) -> bytes:

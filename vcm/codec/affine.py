@@ -1,0 +1,107 @@
+"""The paper's compression pipeline (NeRV, Table 1 baseline): global magnitude pruning → fine-tuning
+with the pruned weights held at zero → optional quantization-aware fine-tuning (straight-through)
+→ per-channel affine quantization at fixed bit depths (coded by the ``affine`` stream layout).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import torch
+
+from vcm import progress
+from vcm.codec.prune import apply_masks, magnitude_masks
+from vcm.codec.quant import QTensor, fake_quantize, quantize
+from vcm.errors import VcmError
+from vcm.nerv.config import TrainConfig
+
+
+@dataclass(frozen=True)
+class CompressOptions:
+    """Options of the paper's pipeline (``vcm compress --prune P --bits B``)."""
+
+    prune: float = 0.0  # fraction of prunable weights set to zero
+    bits: int = 8  # default bits for every tensor group
+    group_bits: dict = field(default_factory=dict)  # overrides, e.g. {"bias": 10}
+    finetune_epochs: int | None = None  # None: 10 % of the fit's epochs when pruning or QAT, else 0
+    finetune_lr_scale: float = 0.1  # fine-tune peak lr = fit lr × this
+    qat: bool = False
+    seed: int = 0
+
+    def bits_for(self, group: str) -> int:
+        return int(self.group_bits.get(group, self.bits))
+
+    def check(self) -> None:
+        if not 0.0 <= self.prune < 1.0:
+            raise VcmError(f"--prune must be in [0, 1), got {self.prune}")
+        if not 2 <= self.bits <= 16:
+            raise VcmError(f"--bits must be in 2..16, got {self.bits}")
+
+    def label(self) -> str:
+        return f"p{round(self.prune * 100)}_b{self.bits}{'_qat' if self.qat else ''}"
+
+
+def parse_group_bits(text: str | None) -> dict:
+    """``"head=10,bias=12"`` → {"head": 10, "bias": 12} (group names are checked against the run's
+    representation when it is loaded)."""
+    out = {}
+    for part in filter(None, (text or "").split(",")):
+        name, _, value = part.partition("=")
+        name = name.strip()
+        if not name or not value.strip().isdigit() or not 2 <= int(value) <= 16:
+            raise VcmError(f"--group-bits takes GROUP=BITS pairs with 2..16 bits (e.g. head=10,bias=12); got {part!r}")
+        out[name] = int(value)
+    return out
+
+
+def _finetune(model, frames_u8, masks_u8, cfg: TrainConfig, epochs: int, keep, qat_bits, device, label: str):
+    """Fine-tune in place: pruned weights held at zero; with ``qat_bits`` through fake quantization."""
+    from vcm.nerv.train import EpochStats, to_device, train_epochs
+
+    cfg = replace(cfg, epochs=epochs, warmup=0.0)
+    frames, masks = to_device(frames_u8, masks_u8, device)
+    model.to(device).train()
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.betas)
+    steps = epochs * -(-len(frames_u8) // cfg.batch)
+    if qat_bits is None:
+        forward = model
+    else:
+        channels = {n: model.quant_channels(n, tuple(p.shape)) for n, p in model.named_parameters()}
+
+        def forward(t):
+            params = {n: fake_quantize(p, qat_bits[n], channels[n]) for n, p in model.named_parameters()}
+            return torch.func.functional_call(model, params, (t,))
+
+    with progress.progress(label, epochs) as bar:
+        def on_epoch(s: EpochStats):
+            bar.advance(1, status=f"loss {s.loss:.4f}  PSNR {s.train_psnr:.2f} dB")
+
+        train_epochs(forward, opt, frames, masks, cfg, 0, steps, lambda step: False, on_epoch,
+                     after_step=lambda: apply_masks(model, keep))
+    model.cpu().eval()
+
+
+def optimise(model, frames_u8, masks_u8, fit_cfg: TrainConfig, opts: CompressOptions, device) -> tuple[list[QTensor], dict]:
+    """Prune, fine-tune and quantize ``model`` in place → (quantized tensors, report fields)."""
+    opts.check()
+    unknown = set(opts.group_bits) - set(model.GROUPS)
+    if unknown:
+        raise VcmError(f"--group-bits: no group {', '.join(sorted(unknown))} in a {model.ARCH} network "
+                       f"(groups: {', '.join(model.GROUPS)})")
+    torch.manual_seed(opts.seed)
+    cfg = replace(fit_cfg, seed=opts.seed, lr=fit_cfg.lr * opts.finetune_lr_scale)
+    epochs = opts.finetune_epochs
+    if epochs is None:
+        epochs = max(1, round(0.1 * fit_cfg.epochs)) if (opts.prune > 0 or opts.qat) else 0
+    keep = magnitude_masks(model, opts.prune)
+    apply_masks(model, keep)
+    bits = {n: opts.bits_for(model.param_group(n)) for n, _ in model.named_parameters()}
+    if epochs and opts.prune > 0:
+        _finetune(model, frames_u8, masks_u8, cfg, epochs, keep, None, device, "prune fine-tune")
+    if epochs and opts.qat:
+        _finetune(model, frames_u8, masks_u8, cfg, epochs, keep, bits, device, "QAT fine-tune")
+    tensors = [quantize(n, p.detach().cpu().numpy(), bits[n], model.quant_channels(n, tuple(p.shape)))
+               for n, p in model.named_parameters()]
+    return tensors, {"method": "prune-quantize", "prune": opts.prune, "bits": opts.bits,
+                     "group_bits": {g: opts.bits_for(g) for g in model.GROUPS}, "qat": opts.qat,
+                     "finetune_epochs": epochs}

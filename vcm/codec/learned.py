@@ -1,0 +1,157 @@
+"""Learned quantization for rate–distortion training of any representation.
+
+Every parameter tensor ``w`` (rows grouped into C channels, see ``quant_channels``) gets
+
+- a learnable step per channel, log2-parameterised: Δ_c = 2^(log2_step_c); in the coded stream
+  (and in ``round`` mode) the exponent is snapped to a grid of 1/8 octave, k_c = round(8·log2 Δ_c),
+  and Δ_c = 2^⌊k/8⌋ · 2^((k mod 8)/8) built from float literals, identical in encoder and decoder;
+- a learnable discretised-Laplace entropy model of its symbols (:mod:`vcm.codec.laplace`).
+
+Symbols are y = w / Δ. Modes:
+
+- ``noise``: y + u, u ~ U(−½, ½) — a smooth stand-in for rounding whose rate estimate is
+  differentiable (used first);
+- ``round``: round(y) with a straight-through gradient — the forward pass sees exactly the
+  weights the decoder rebuilds, ŵ = q · Δ in float32 (used last);
+- ``hard``: round(y), no gradient (what is written to the stream).
+
+A pruned weight (``keep`` mask 0) is symbol 0 in every mode.
+"""
+
+from __future__ import annotations
+
+
+import numpy as np
+import torch
+from torch import nn
+
+from vcm.codec import laplace
+
+STEP_RES = 8  # log2-step grid: steps per octave
+# 2^(j/8), j < 8, as float literals (parsed exactly everywhere; no pow() from libm).
+_ROOTS = (1.0, 1.0905077326652577, 1.189207115002721, 1.2968395546510096, 1.4142135623730951,
+          1.5422108254079407, 1.681792830507429, 1.8340080864093424)
+STEP_CODE_RANGE = (-40 * STEP_RES, 8 * STEP_RES)  # steps from 2^-40 to 2^8
+MODES = ("noise", "round", "hard")
+
+
+def step_from_code(k: np.ndarray) -> np.ndarray:
+    """Δ = 2^(k/8) as float32, bit-identical everywhere (literal × power of two)."""
+    k = np.asarray(k, dtype=np.int64)
+    return np.ldexp(np.asarray(_ROOTS)[k % STEP_RES], k // STEP_RES).astype(np.float32)
+
+
+def _step_from_code_torch(k: torch.Tensor) -> torch.Tensor:
+    roots = torch.tensor(_ROOTS, dtype=torch.float64, device=k.device)
+    return torch.ldexp(roots[k % STEP_RES], torch.div(k, STEP_RES, rounding_mode="floor")).float()
+
+
+def _straight_through(exact: torch.Tensor, surrogate: torch.Tensor) -> torch.Tensor:
+    """Value of ``exact`` (bit for bit), gradient of ``surrogate``."""
+    return exact.detach() + (surrogate - surrogate.detach())
+
+
+class TensorQuantizer(nn.Module):
+    """Quantizer and entropy model of one parameter tensor ``[C, …]`` → rows ``[C, K]``."""
+
+    def __init__(self, w: torch.Tensor, channels: int, init_bits: int = 8):
+        super().__init__()
+        w2 = w.detach().reshape(channels, -1).float()
+        amax = w2.abs().amax(dim=1).clamp(min=1e-8)
+        self.channels = channels
+        self.log2_step = nn.Parameter(torch.log2(amax / 2 ** (init_bits - 1)))
+        y = w2 / 2 ** self.log2_step.detach()[:, None]
+        self.log_b = nn.Parameter(torch.log(y.abs().mean().clamp(min=0.5)).reshape(()))
+
+    def step_codes(self) -> torch.Tensor:
+        lo, hi = STEP_CODE_RANGE
+        return torch.round(self.log2_step.detach() * STEP_RES).long().clamp(lo, hi)
+
+    def step(self, snapped: bool) -> torch.Tensor:
+        """Δ per channel ``[C]``; snapped to the stream's grid with a straight-through gradient."""
+        smooth = torch.exp2(self.log2_step)
+        if not snapped:
+            return smooth
+        return _straight_through(_step_from_code_torch(self.step_codes()), smooth)
+
+    def forward(self, w: torch.Tensor, mode: str, keep: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(ŵ with w's shape, bits of its symbols: a scalar)."""
+        step = self.step(snapped=mode != "noise")[:, None]
+        y = w.reshape(self.channels, -1) / step
+        if mode == "noise":
+            y = y + torch.empty_like(y).uniform_(-0.5, 0.5)
+        elif mode == "round":
+            y = _straight_through(torch.round(y), y)
+        elif mode == "hard":
+            y = torch.round(y).detach()
+        else:
+            raise ValueError(f"mode must be one of {MODES}")
+        if keep is not None:
+            y = y * keep.reshape(self.channels, -1).to(y.dtype)
+        w_hat = (y * step).reshape(w.shape)
+        return w_hat, laplace.bits(y, self.log_b).sum()
+
+    @torch.no_grad()
+    def symbols(self, w: torch.Tensor, keep: torch.Tensor | None = None) -> np.ndarray:
+        """Integer symbols ``int32 [C, K]`` exactly as coded."""
+        step = self.step(snapped=True)[:, None]
+        q = torch.round(w.detach().reshape(self.channels, -1).float() / step)
+        if keep is not None:
+            q = q * keep.reshape(self.channels, -1).to(q.dtype)
+        return q.cpu().numpy().astype(np.int32)
+
+
+def _key(name: str) -> str:
+    return name.replace(".", "__")
+
+
+class RateDistortionModel(nn.Module):
+    """A representation with a quantizer per parameter: ``forward(t, mode) → (x̂, bits)``.
+
+    ``bits`` is the entropy models' estimate of the code length of all parameters, a scalar.
+    """
+
+    def __init__(self, model: nn.Module, keep: dict[str, torch.Tensor] | None = None, init_bits: int = 8):
+        super().__init__()
+        self.model = model
+        self.keep = keep or {}
+        self.quantizers = nn.ModuleDict({
+            _key(n): TensorQuantizer(p, model.quant_channels(n, tuple(p.shape)), init_bits)
+            for n, p in model.named_parameters()})
+
+    def quantizer(self, name: str) -> TensorQuantizer:
+        return self.quantizers[_key(name)]
+
+    def quantized_params(self, mode: str) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        params, total = {}, 0.0
+        for n, p in self.model.named_parameters():
+            keep = self.keep.get(n)
+            params[n], b = self.quantizer(n)(p, mode, None if keep is None else keep.to(p.device))
+            total = total + b
+        return params, total
+
+    def forward(self, t: torch.Tensor, mode: str = "noise") -> tuple[torch.Tensor, torch.Tensor]:
+        params, total = self.quantized_params(mode)
+        return torch.func.functional_call(self.model, params, (t,)), total
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        return list(self.model.parameters())
+
+    def step_parameters(self) -> list[nn.Parameter]:
+        return [q.log2_step for q in self.quantizers.values()]
+
+    def entropy_parameters(self) -> list[nn.Parameter]:
+        return [q.log_b for q in self.quantizers.values()]
+
+    @torch.no_grad()
+    def estimate_bits(self) -> float:
+        """The training-time rate estimate of the final symbols (trained entropy models)."""
+        _, total = self.quantized_params("hard")
+        return float(total)
+
+
+def bpp_scale(height: int, width: int, frames: int) -> float:
+    """Bits → bits per pixel of the video."""
+    return 1.0 / (height * width * frames)
+
+

@@ -1,0 +1,106 @@
+"""Rate–distortion compression: train a fitted representation through learned quantizers with the
+rate in the loss, then code each tensor under exactly its trained entropy model.
+
+    loss = D + λ · R,   R = (bits of all parameter symbols) / (H · W · T)   [bits per pixel]
+
+D is the run's own loss (eq. 4, or eq. 6 for a SA-NeRV run with its masks). The first
+``noise_fraction`` of the steps use additive uniform noise (smooth rate), the rest rounding with a
+straight-through gradient, so the last steps see exactly what the decoder rebuilds.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from vcm import progress
+from vcm.codec import laplace
+from vcm.codec.learned import RateDistortionModel, bpp_scale
+from vcm.codec.rd_coding import RDTensor
+from vcm.errors import VcmError
+from vcm.nerv.config import TrainConfig
+
+
+@dataclass(frozen=True)
+class RDOptions:
+    """Options of the rate–distortion method (``vcm compress --lambda``)."""
+
+    lam: float  # λ: weight of the rate in bits per pixel against the distortion
+    epochs: int | None = None  # None: half of the fit's epochs
+    noise_fraction: float = 0.6  # share of the steps trained with additive noise, then straight-through rounding
+    lr_scale: float = 0.2  # weights' peak lr = fit lr × this
+    step_lr: float = 2e-2  # Adam lr of the log2 steps
+    entropy_lr: float = 2e-2  # Adam lr of the entropy models' log scales
+    init_bits: int = 8  # initial steps: max|w| per channel / 2^(init_bits − 1)
+    prune: float = 0.0  # optional global magnitude pruning first (pruned weights are symbol 0)
+    seed: int = 0
+
+    def check(self) -> None:
+        if not (self.lam > 0 and math.isfinite(self.lam)):
+            raise VcmError(f"--lambda must be a positive number, got {self.lam}")
+        if not 0.0 <= self.prune < 1.0:
+            raise VcmError(f"--prune must be in [0, 1), got {self.prune}")
+        if not 0.0 <= self.noise_fraction <= 1.0:
+            raise VcmError(f"noise_fraction must be in [0, 1], got {self.noise_fraction}")
+        if self.epochs is not None and self.epochs < 1:
+            raise VcmError(f"rate-distortion epochs must be at least 1, got {self.epochs}")
+
+    def label(self) -> str:
+        return f"l{self.lam:g}".replace(".", "p") + (f"_p{round(self.prune * 100)}" if self.prune else "")
+
+
+def optimise(model: torch.nn.Module, frames_u8: np.ndarray, masks_u8, fit_cfg: TrainConfig, opts: RDOptions,
+             device, label: str = "rate-distortion") -> tuple[list[RDTensor], dict]:
+    """Train ``model`` (in place) through its quantizers at λ = ``opts.lam`` → (coded tensors,
+    report fields, among them ``estimate_bits``: the trained entropy models' code length of the
+    final symbols)."""
+    from vcm.codec.prune import apply_masks, magnitude_masks
+    from vcm.nerv.train import to_device, train_epochs
+
+    opts.check()
+    torch.manual_seed(opts.seed)
+    keep = magnitude_masks(model, opts.prune) if opts.prune > 0 else None
+    if keep is not None:
+        apply_masks(model, keep)
+    epochs = opts.epochs if opts.epochs is not None else max(1, round(0.5 * fit_cfg.epochs))
+    cfg = replace(fit_cfg, epochs=epochs, warmup=0.05, lr=fit_cfg.lr * opts.lr_scale, seed=opts.seed)
+    frames, masks = to_device(frames_u8, masks_u8, device)
+    t_frames, _, h, w = frames_u8.shape
+    rd = RateDistortionModel(model, keep).to(device).train()
+    opt = torch.optim.Adam([
+        {"params": rd.weight_parameters()},
+        {"params": rd.step_parameters(), "lr_scale": opts.step_lr / cfg.lr, "betas": (0.9, 0.999)},
+        {"params": rd.entropy_parameters(), "lr_scale": opts.entropy_lr / cfg.lr, "betas": (0.9, 0.999)},
+    ], lr=cfg.lr, betas=cfg.betas)
+    steps = epochs * -(-t_frames // cfg.batch)
+    switch = round(opts.noise_fraction * steps)
+    state = {"step": 0}
+    to_bpp = opts.lam * bpp_scale(h, w, t_frames)
+
+    def forward(t):
+        x_hat, bits = rd(t, "noise" if state["step"] < switch else "round")
+        return x_hat, to_bpp * bits
+
+    def after_step():
+        state["step"] += 1
+
+    history = []
+    with progress.progress(f"{label} λ={opts.lam:g}", epochs) as bar:
+        def on_epoch(s):
+            bpp = s.penalty / opts.lam
+            history.append({"epoch": s.epoch, "loss": s.loss, "train_psnr": s.train_psnr, "bpp": bpp})
+            bar.advance(1, status=f"PSNR {s.train_psnr:.2f} dB  rate {bpp:.4f} bpp")
+
+        train_epochs(forward, opt, frames, masks, cfg, 0, steps, lambda step: False, on_epoch, after_step=after_step)
+    rd.cpu().eval()
+    tensors = []
+    for n, p in model.named_parameters():
+        q = rd.quantizer(n)
+        keep_n = None if keep is None or n not in keep else keep[n].cpu()
+        tensors.append(RDTensor(n, tuple(p.shape), q.step_codes().cpu().numpy().astype(np.int64),
+                                laplace.s_code(float(q.log_b.detach())), q.symbols(p.cpu(), keep_n)))
+    return tensors, {"method": "rate-distortion", "lambda": opts.lam, "prune": opts.prune, "rd_epochs": epochs,
+                     "estimate_bits": rd.estimate_bits(), "history": history}

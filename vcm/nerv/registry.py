@@ -1,0 +1,108 @@
+"""Registry of video representations (networks ``frame index → frame``), as timm's ``create_model``.
+
+A representation is an ``nn.Module`` class registered under a name with its config dataclass::
+
+    @register_representation("nerv", NervConfig)
+    class NeRV(nn.Module): ...
+
+Every class provides, beside ``forward(t: float [B]) → float [B,3,H,W]`` in [0, 1]:
+
+- ``cfg``: its config (``to_dict()`` / ``from_dict()``; stored in checkpoints and bitstreams);
+- ``GROUPS``: tensor group names (bit depths of the paper's pipeline are set per group);
+- ``param_group(name)`` (static): the group of a parameter;
+- ``quant_channels_of(cfg, name, shape)`` (static): rows of the parameter quantized with one step
+  each (a decoder knows them from the config alone);
+- ``prunable(name)``: whether global magnitude pruning may zero it;
+- ``count_params(cfg)`` (static) and ``check_config(cfg, limits)`` (static: raises ``ValueError``
+  for a config no decoder should build, e.g. from a hostile bitstream).
+
+Subclassing :class:`Representation` gives the instance conveniences.
+
+Adding a representation = one module with one decorated class + its name in ``_MODULES``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+from torch import nn
+
+from vcm.errors import VcmError
+
+_MODULES = ("vcm.nerv.model",)  # imported on first use; each registers itself
+
+
+class Representation(nn.Module):
+    """Base class: instance forms of the static layout rules."""
+
+    ARCH = ""
+    GROUPS: tuple[str, ...] = ()
+
+    def quant_channels(self, name: str, shape: tuple[int, ...]) -> int:
+        return self.quant_channels_of(self.cfg, name, shape)
+
+    def prunable(self, name: str) -> bool:
+        return name.endswith(".weight") and self.param_group(name) in getattr(self, "PRUNABLE", ())
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    model_cls: type
+    config_cls: type
+
+
+_REGISTRY: dict[str, Entry] = {}
+
+
+def register_representation(name: str, config_cls: type):
+    def wrap(model_cls):
+        _REGISTRY[name] = Entry(name, model_cls, config_cls)
+        model_cls.ARCH = name
+        return model_cls
+
+    return wrap
+
+
+def _load() -> None:
+    for module in _MODULES:
+        importlib.import_module(module)
+
+
+def names() -> list[str]:
+    _load()
+    return list(_REGISTRY)
+
+
+def entry(name: str) -> Entry:
+    _load()
+    if name not in _REGISTRY:
+        raise VcmError(f"unknown representation {name!r}; available: {', '.join(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def config_from_dict(name: str, d: dict):
+    """The config of representation ``name`` from its stored dict."""
+    return entry(name).config_cls.from_dict(d)
+
+
+def create_representation(name: str, config):
+    """Build representation ``name`` from a config object or its dict."""
+    e = entry(name)
+    cfg = config if isinstance(config, e.config_cls) else e.config_cls.from_dict(config)
+    return e.model_cls(cfg)
+
+
+def arch_of_config(cfg) -> str:
+    """The representation name a config object belongs to."""
+    _load()
+    for e in _REGISTRY.values():
+        if isinstance(cfg, e.config_cls):
+            return e.name
+    raise TypeError(f"{type(cfg).__name__} is no registered representation config")
+
+
+def arch_of(config: dict) -> str:
+    """The representation name stored in a run or stream config (runs before the registry: nerv)."""
+    return config.get("arch", "nerv")

@@ -1,0 +1,58 @@
+"""Strict dataclass loading for configs that come from files or bitstreams.
+
+``strict_from_dict(Cls, d)`` accepts exactly the dataclass's fields, checks every value against
+its annotation (``int``, ``float``, ``str``, ``bool``, ``tuple[int, ...]``, ``tuple[float, ...]``)
+and raises ``ValueError`` with one line naming the field. Unknown keys are listed with the
+valid ones. Nothing is evaluated or allocated from the values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+
+
+def _check(name: str, annotation, value):
+    origin = typing.get_origin(annotation)
+    if origin is tuple:
+        (inner, *_rest) = typing.get_args(annotation)
+        if not isinstance(value, (list, tuple)) or len(value) > 64:
+            raise ValueError(f"field {name!r} must be a short list")
+        return tuple(_check(name, inner, v) for v in value)
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"field {name!r} must be true or false")
+        return value
+    if annotation is int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError(f"field {name!r} must be an integer")
+        return value
+    if annotation is float:
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value != value or abs(value) == float("inf"):
+            raise ValueError(f"field {name!r} must be a finite number")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str) or len(value) > 256:
+            raise ValueError(f"field {name!r} must be a short string")
+        return value
+    raise TypeError(f"strict_from_dict cannot check {annotation!r}")  # a bug in a config class
+
+
+def strict_from_dict(cls, d, defaults: bool = True):
+    """``cls(**d)`` after checking keys and value types; ``defaults=False`` requires every field."""
+    if not isinstance(d, dict):
+        raise ValueError(f"{cls.__name__} must be a mapping")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(d) - set(fields)
+    if unknown:
+        raise ValueError(f"unknown field(s) {', '.join(sorted(map(str, unknown)))}; valid: {', '.join(fields)}")
+    kwargs = {}
+    for name, f in fields.items():
+        if name not in d:
+            has_default = f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+            if not (defaults and has_default):
+                raise ValueError(f"field {name!r} is missing")
+            continue
+        kwargs[name] = _check(name, hints[name], d[name])
+    return cls(**kwargs)
