@@ -1,4 +1,6 @@
 import os
+import struct
+import zlib
 import subprocess
 import sys
 from pathlib import Path
@@ -49,3 +51,28 @@ def run_cli(*args, cwd=None, timeout=600):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     return subprocess.run([sys.executable, "-m", "vcm", *map(str, args)], capture_output=True, text=True,
                           cwd=cwd, timeout=timeout, env=env)
+
+
+def reseal(data: bytes, tag: bytes, new_payload: bytes) -> bytes:
+    """Replace one section's payload and fix its length and CRC (exercises the inner parsers)."""
+    pos = 6
+    out = bytearray(data[:6])
+    while pos < len(data):
+        t = data[pos:pos + 4]
+        (n,) = struct.unpack_from("<I", data, pos + 4)
+        payload = data[pos + 8:pos + 8 + n]
+        if t == tag:
+            payload = new_payload
+        out += t + struct.pack("<I", len(payload)) + payload + struct.pack("<I", zlib.crc32(t + payload) & 0xFFFFFFFF)
+        pos += 12 + n
+    return bytes(out)
+
+
+def section(data: bytes, tag: bytes) -> bytes:
+    pos = 6
+    while pos < len(data):
+        (n,) = struct.unpack_from("<I", data, pos + 4)
+        if data[pos:pos + 4] == tag:
+            return data[pos + 8:pos + 8 + n]
+        pos += 12 + n
+    raise KeyError(tag)

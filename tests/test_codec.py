@@ -8,7 +8,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import moving_frames, run_cli
+from tests.conftest import moving_frames, reseal as _reseal, run_cli, section as _section
 from vcm.codec import nerv_stream
 from vcm.bitstream.bits import StreamError
 from vcm.codec.compress import CompressOptions, compress_run, decode_file
@@ -69,31 +69,6 @@ def test_qat_and_fewer_bits_make_smaller_streams(fitted, stream_bytes):
     assert r["bytes"] < stream_bytes[1]["bytes"] and r["qat"]
     frames, _, _ = decode_file(root / "q.nerv", CPU)
     assert frames.shape[0] == 6
-
-
-def _reseal(data: bytes, tag: bytes, new_payload: bytes) -> bytes:
-    """Replace one section's payload and fix its length and CRC (exercises the inner parsers)."""
-    pos = 6
-    out = bytearray(data[:6])
-    while pos < len(data):
-        t = data[pos:pos + 4]
-        (n,) = struct.unpack_from("<I", data, pos + 4)
-        payload = data[pos + 8:pos + 8 + n]
-        if t == tag:
-            payload = new_payload
-        out += t + struct.pack("<I", len(payload)) + payload + struct.pack("<I", zlib.crc32(t + payload) & 0xFFFFFFFF)
-        pos += 12 + n
-    return bytes(out)
-
-
-def _section(data: bytes, tag: bytes) -> bytes:
-    pos = 6
-    while pos < len(data):
-        (n,) = struct.unpack_from("<I", data, pos + 4)
-        if data[pos:pos + 4] == tag:
-            return data[pos + 8:pos + 8 + n]
-        pos += 12 + n
-    raise KeyError(tag)
 
 
 def test_malformed_streams_are_refused_clearly(stream_bytes):

@@ -1,0 +1,206 @@
+"""Rate–distortion compression: quantizer modes, entropy model, stream v2, estimate vs file, λ order."""
+
+import json
+import zlib
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import moving_frames, reseal, run_cli, section
+from vcm.bitstream.bits import StreamError
+from vcm.codec import laplace, nerv_stream
+from vcm.codec.compress import RDOptions, compress_many, decode_file
+from vcm.codec.learned import STEP_RES, TensorQuantizer, step_from_code
+from vcm.errors import VcmError
+from vcm.nerv.config import TrainConfig
+from vcm.nerv.model import NervShape
+from vcm.nerv.train import fit, reconstruct
+from vcm.video import open_video
+from vcm.video.yuv import write_yuv420
+
+CPU = torch.device("cpu")
+DATA = __import__("pathlib").Path(__file__).parent / "data"
+
+
+# --- quantizer -------------------------------------------------------------------------------
+
+def test_round_mode_gives_exactly_the_decoders_weights_and_passes_gradients():
+    torch.manual_seed(0)
+    w = torch.randn(6, 5, requires_grad=True)
+    q = TensorQuantizer(w, channels=6, init_bits=4)
+    w_hat, bits = q(w, "round")
+    symbols = q.symbols(w)
+    decoder = symbols.astype(np.float32) * step_from_code(q.step_codes().numpy())[:, None]
+    assert np.array_equal(w_hat.detach().numpy(), decoder)  # bit for bit
+    assert np.all(symbols == np.round(symbols)) and bits.item() > 0
+    (w_hat.square().sum() + bits).backward()
+    assert w.grad is not None and w.grad.abs().sum() > 0  # straight-through to the weights
+    assert q.log2_step.grad.abs().sum() > 0 and q.log_b.grad.abs() > 0
+
+
+def test_noise_mode_perturbs_within_half_a_step_and_is_not_rounding():
+    torch.manual_seed(1)
+    w = torch.randn(4, 50)
+    q = TensorQuantizer(w, channels=4, init_bits=3)
+    w_noisy, _ = q(w, "noise")
+    w_round, _ = q(w, "round")
+    step = torch.exp2(q.log2_step.detach())[:, None]
+    assert torch.all((w_noisy - w).abs() <= step / 2 + 1e-6)
+    assert not torch.equal(w_noisy, w_round)
+    with pytest.raises(ValueError):
+        q(w, "bogus")
+
+
+def test_pruned_weights_are_symbol_zero_in_every_mode():
+    w = torch.randn(3, 8)
+    keep = torch.rand(3, 8) > 0.5
+    q = TensorQuantizer(w, channels=3)
+    for mode in ("noise", "round", "hard"):
+        w_hat, _ = q(w, mode, keep)
+        assert torch.all(w_hat[~keep] == 0)
+    assert np.all(q.symbols(w, keep)[~keep.numpy()] == 0)
+
+
+def test_step_codes_decode_to_exact_powers_of_two():
+    k = np.arange(-3 * STEP_RES, 2 * STEP_RES)
+    steps = step_from_code(k)
+    assert np.allclose(steps, 2.0 ** (k / STEP_RES), rtol=1e-7)
+    assert np.array_equal(steps[k % STEP_RES == 0], (2.0 ** (k[k % STEP_RES == 0] // STEP_RES)).astype(np.float32))
+
+
+# --- entropy model ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("log_b", [-1.0, 0.5, 2.5])
+def test_laplace_bits_at_integers_match_the_coded_table(log_b):
+    m = laplace.s_code(log_b)
+    y = torch.arange(-40, 41, dtype=torch.float64)
+    train_bits = laplace.bits(y, torch.tensor(laplace.log_b_of(m), dtype=torch.float64)).numpy()
+    p = laplace.table(m, -400, 400)
+    p = (p / p.sum())[400 - 40:400 + 41]
+    meaningful = p > 1e-8  # below, both sides floor the tail (differently)
+    assert meaningful.sum() >= 3
+    assert np.allclose(train_bits[meaningful], -np.log2(p[meaningful]), atol=1e-6)
+
+
+def test_laplace_table_is_a_sequence_of_exact_products():
+    m = 51234
+    p = laplace.table(m, -5, 5)
+    s = m / 2**16
+    assert p[5] == 1.0 - s and p[6] == 0.5 * (1.0 - s * s) * s and p[7] == 0.5 * (1.0 - s * s) * (s * s * s)
+    assert np.array_equal(p, p[::-1])  # symmetric
+    assert laplace.model_bits(np.array([0, 0, 1, -1]), m) > 0
+
+
+# --- end to end -------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def rd_streams(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rd")
+    src = root / "Tiny_32x24_25.yuv"
+    write_yuv420(src, moving_frames(t=6, h=24, w=32))
+    video = open_video(src)
+    mcfg = NervShape(fc_dim=12, stem_dims=(48,), lower_width=8, embed_levels=16).config(24, 32)
+    fit(video, mcfg, TrainConfig(epochs=20, batch=2, lr=3e-3, checkpoint_every=20), root / "run", CPU)
+    opts = [RDOptions(lam=0.05, epochs=6), RDOptions(lam=5.0, epochs=6)]
+    reports = compress_many(root / "run", opts, CPU, outs=[root / "low.nerv", root / "high.nerv"])
+    return root, video, reports
+
+
+def test_rd_stream_decodes_from_the_file_alone_bit_exactly(rd_streams):
+    root, video, reports = rd_streams
+    frames, stream, _ = decode_file(root / "low.nerv", CPU)
+    again, _, _ = decode_file(root / "low.nerv", CPU)
+    assert stream.coding == "rd" and stream.arch == "nerv" and (root / "low.nerv").read_bytes()[4] == 2
+    assert np.array_equal(frames, again)
+    assert reports[0]["psnr"] == pytest.approx(float(__import__("vcm.quality", fromlist=["x"]).psnr_rgb(video.frames_u8, frames).mean()))
+    # Re-encoding the decoded stream gives the same bytes.
+    assert nerv_stream.encode(stream) == (root / "low.nerv").read_bytes()
+
+
+def test_same_options_give_identical_bytes(rd_streams):
+    root, _, _ = rd_streams
+    compress_many(root / "run", [RDOptions(lam=0.05, epochs=6)], CPU, outs=[root / "again.nerv"])
+    assert (root / "again.nerv").read_bytes() == (root / "low.nerv").read_bytes()
+
+
+def test_file_size_agrees_with_the_training_time_estimate(rd_streams):
+    _, _, reports = rd_streams
+    for r in reports:
+        assert abs(r["bytes"] - r["estimate_bytes"]) / r["estimate_bytes"] < 0.03, r
+        assert r["side_bytes"] > 0 and r["estimate_bytes"] > r["side_bytes"]
+
+
+def test_larger_lambda_gives_a_smaller_file(rd_streams):
+    _, _, (low, high) = rd_streams
+    assert high["bytes"] < low["bytes"]
+    assert high["bits_per_param"] < low["bits_per_param"]
+
+
+def test_version_1_streams_still_decode():
+    frames, stream, _ = decode_file(DATA / "v1_tiny.nerv", CPU)
+    assert stream.coding == "affine" and stream.arch == "nerv"
+    assert np.array_equal(frames, np.load(DATA / "v1_tiny_frames.npy"))
+    assert nerv_stream.encode(stream) == (DATA / "v1_tiny.nerv").read_bytes()  # the paper pipeline's bytes are unchanged
+
+
+def test_v2_header_is_validated(rd_streams):
+    root, _, _ = rd_streams
+    data = (root / "low.nerv").read_bytes()
+    header = json.loads(zlib.decompress(section(data, b"HEAD")))
+    for change, fragment in [({"arch": "nope"}, "representation"), ({"arch": ["x"]}, "representation"),
+                             ({"coding": "zip"}, "coding"), ({"model": {**header["model"], "activation": []}}, "model"),
+                             ({"model": {**header["model"], "embed_base": 3, "embed_levels": 1024}}, "model")]:
+        bad = reseal(data, b"HEAD", zlib.compress(json.dumps({**header, **change}).encode()))
+        with pytest.raises(StreamError, match=fragment):
+            nerv_stream.decode(bad)
+
+
+def test_cli_compress_with_several_lambdas(rd_streams, tmp_path):
+    root, _, _ = rd_streams
+    proc = run_cli("compress", root / "run", "--lambda", "0.1", "--lambda", "1", "--rd-epochs", "2", "--out", tmp_path, "--json")
+    assert proc.returncode == 0, proc.stderr
+    reports = json.loads(proc.stdout)
+    assert [r["lambda"] for r in reports] == [0.1, 1.0]
+    assert all((tmp_path / r["bitstream"].split("/")[-1]).exists() for r in reports)
+    bad = run_cli("compress", root / "run", "--lambda", "-1")
+    assert bad.returncode == 1 and bad.stderr.startswith("error:") and "Traceback" not in bad.stderr
+    mixed = run_cli("compress", root / "run", "--lambda", "1", "--bits", "6")
+    assert mixed.returncode == 1 and "paper pipeline" in mixed.stderr
+
+
+def test_out_must_be_a_nerv_file(rd_streams):
+    root, _, _ = rd_streams
+    with pytest.raises(VcmError, match=".nerv"):
+        compress_many(root / "run", [RDOptions(lam=1.0, epochs=1)], CPU, outs=[root / "report.json"])
+
+
+mutation = st.tuples(st.sampled_from(["data", "data", "head", "cut"]), st.integers(0, 10**6), st.integers(1, 255))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(mutations=st.lists(mutation, min_size=1, max_size=3))
+def test_fuzz_resealed_v2_streams_fail_cleanly(rd_streams, mutations):
+    root, _, _ = rd_streams
+    data = (root / "high.nerv").read_bytes()
+    for kind, pos, value in mutations:
+        if kind == "cut":
+            data = data[: pos % (len(data) + 1)]
+            continue
+        tag = b"HEAD" if kind == "head" else b"DATA"
+        try:
+            payload = bytearray(section(data, tag))
+        except (KeyError, Exception):
+            continue
+        if payload:
+            payload[pos % len(payload)] ^= value
+            data = reseal(data, tag, bytes(payload))
+    try:
+        stream = nerv_stream.decode(data)
+    except VcmError:
+        return
+    model = stream.build_model()
+    out = reconstruct(model, 2, CPU)
+    assert out.dtype == np.uint8 and np.isfinite(out).all()
