@@ -56,7 +56,7 @@ def main() -> None:
         video = open_video(args.input or sample_clip("carphone"), f"0:{args.frames}")
     spec, cfg = load_preset(args.preset)
     cfg = override(cfg, batch=args.batch, compile=args.compile or None, checkpoint_every=10**9)
-    mcfg = spec.build(video.height, video.width)
+    mcfg = spec.build(video.height, video.width, video.num_frames)
     steps_per_epoch = -(-video.num_frames // cfg.batch)
     total = args.warmup + args.steps
     cfg = override(cfg, epochs=-(-total // steps_per_epoch) + 1)

@@ -130,3 +130,19 @@ def test_ctc_ray_backend(ctc_inputs):
     r = json.loads(proc.stdout)
     assert r["ran"] == 4 and r["failed"] == 0
     assert json.loads((root / "ray" / "points" / "carphone" / "hevc" / "qp34" / "result.json").read_text())["status"] == "ok"
+
+
+def test_demo_runs_end_to_end_with_both_nerv_curves(tmp_path):
+    """The README's first command on one epoch: every codec of the demo, the report and both BD-rates."""
+    proc = run_cli("demo", "--epochs", "1", "--out", tmp_path / "demo", "--json", cwd=tmp_path, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads(proc.stdout)
+    curves = {p["curve"] for p in summary["points"]}
+    assert curves == {"nerv", "hinerv-rd", "hevc", "vvc"}
+    assert set(summary["bd_rate_psnr"]) == {"nerv", "hinerv-rd"}
+    assert all(set(v) == {"hevc", "vvc"} for v in summary["bd_rate_psnr"].values())
+    assert set(summary["fits"]) == {"nerv", "hinerv"}
+    html = (tmp_path / "demo" / "report.html").read_text()
+    assert "hinerv-rd" in html and "nerv" in html
+    streams = sorted((tmp_path / "demo" / "points" / "carphone" / "hinerv").glob("*/stream.nerv"))
+    assert len(streams) == 4 and all(s.read_bytes()[4] == 2 for s in streams)

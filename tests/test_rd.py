@@ -204,3 +204,23 @@ def test_fuzz_resealed_v2_streams_fail_cleanly(rd_streams, mutations):
     model = stream.build_model()
     out = reconstruct(model, 2, CPU)
     assert out.dtype == np.uint8 and np.isfinite(out).all()
+
+
+def test_rate_aware_fit_resumes_and_compresses_from_its_quantizers(tmp_path):
+    from vcm.nerv.train import load_quantizers
+
+    src = tmp_path / "Tiny_32x24_25.yuv"
+    write_yuv420(src, moving_frames(t=4, h=24, w=32))
+    video = open_video(src)
+    mcfg = NervShape(fc_dim=6, stem_dims=(16,), lower_width=4, embed_levels=8).config(24, 32)
+    cfg = TrainConfig(epochs=6, batch=2, lr=3e-3, checkpoint_every=2, rate_lambda=1.0, rate_start=0.5)
+    whole = fit(video, mcfg, cfg, tmp_path / "whole", CPU)
+    assert "bpp" in whole.metrics["history"][-1] and load_quantizers(tmp_path / "whole") is not None
+    # Interrupted after the rate term joined (step 8 of 12): the resumed run ends where the whole one did.
+    assert fit(video, mcfg, cfg, tmp_path / "parts", CPU, should_stop=lambda step: step == 8).interrupted
+    fit(video, mcfg, cfg, tmp_path / "parts", CPU, resume=True)
+    qa, qb = load_quantizers(tmp_path / "whole"), load_quantizers(tmp_path / "parts")
+    assert qa.keys() == qb.keys() and all(torch.equal(qa[k], qb[k]) for k in qa)
+    # Compressing codes the fit's own quantizers without further training (epochs default to 0).
+    (report,) = compress_many(tmp_path / "whole", [RDOptions(lam=1.0)], CPU, outs=[tmp_path / "w.nerv"])
+    assert report["rd_epochs"] == 0 and abs(report["bytes"] - report["estimate_bytes"]) / report["bytes"] < 0.03

@@ -53,8 +53,23 @@ def test_triton_matches_reference_values_and_gradients(fused, shape, mask_kind, 
     assert torch.allclose(g_got, g_ref, atol=1e-7, rtol=1e-4), (g_got - g_ref).abs().max()
 
 
-def test_small_frames_fall_back_to_reference(fused):
+def test_small_frames_go_to_the_reference_through_the_dispatcher(fused):
+    from vcm.nerv.sa_loss import sa_nerv_loss_fn
+
     x = torch.rand(1, 3, 8, 9)
     y = torch.rand(1, 3, 8, 9, requires_grad=True)
     m = torch.ones(1, 1, 8, 9)
-    assert fused(y, x, m).item() == pytest.approx(sa_nerv_loss(y, x, m).item())
+    with pytest.raises(ValueError, match="at least"):
+        fused(y, x, m)  # the kernel itself refuses; it never calls back into the dispatcher
+    loss = sa_nerv_loss_fn(0.7, 1.0, "triton", "cpu")
+    assert loss(y, x, m).item() == pytest.approx(sa_nerv_loss(y, x, m).item())
+
+
+def test_kernel_module_does_not_import_the_dispatcher():
+    import ast
+    import inspect
+
+    import vcm.nerv.sa_loss_triton as kernel
+
+    imported = {n.module for n in ast.walk(ast.parse(inspect.getsource(kernel))) if isinstance(n, ast.ImportFrom)}
+    assert "vcm.nerv.sa_loss" not in imported

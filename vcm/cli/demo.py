@@ -28,18 +28,20 @@ def demo(
 
     from vcm.cli.common import out as stdout
 
-    fit = summary["fit"]
-    t = Table(title=f"vcm demo: carphone — NeRV ({fit['params']:,} params, {fit['epochs']} epochs, {fit['seconds']:.0f} s, "
-                    f"{fit['psnr']:.2f} dB before compression) vs HEVC / VVC", title_justify="left")
-    for col in ("codec", "point", "bytes", "kbps", "PSNR dB"):
+    fits = "; ".join(f"{name}: {f['params']:,} params, {f['epochs']} epochs, {f['seconds']:.0f} s, {f['psnr']:.2f} dB"
+                     for name, f in summary["fits"].items())
+    t = Table(title=f"vcm demo: carphone — fits before compression: {fits}", title_justify="left")
+    for col in ("curve", "point", "bytes", "kbps", "PSNR dB", "Y-PSNR dB"):
         t.add_column(col, justify="right")
     for r in summary["points"]:
-        t.add_row(r["codec"], r["point"], f"{r['bytes']:,}", f"{r['kbps']:.1f}", f"{r['psnr']:.2f}")
+        t.add_row(r["curve"], r["point"], f"{r['bytes']:,}", f"{r['kbps']:.1f}", f"{r['psnr']:.2f}", f"{r['psnr_y']:.2f}")
     stdout.print(t)
 
     def bd(value, note):
         return f"{value:+.1f} %" if value is not None else f"n/a ({note})"
 
-    stdout.print(f"NeRV BD-rate (PSNR) vs HEVC: {bd(summary['bd_rate_psnr_vs_hevc'], summary['bd_notes']['hevc'])}; "
-                 f"vs VVC: {bd(summary['bd_rate_psnr_vs_vvc'], summary['bd_notes']['vvc'])}")
+    for curve, by_anchor in summary["bd_rate_psnr"].items():
+        notes = summary["bd_notes"][curve]
+        stdout.print(f"{curve} BD-rate (PSNR) vs HEVC: {bd(by_anchor['hevc'], notes['hevc'])}; "
+                     f"vs VVC: {bd(by_anchor['vvc'], notes['vvc'])}")
     stdout.print(f"Report: {summary['report_html']}  (total {summary['seconds']:.0f} s)")

@@ -13,12 +13,14 @@ from vcm.cli.common import (BitDepthOpt, DeviceOpt, FpsOpt, JsonOpt, SizeOpt, fm
 @app.command()
 def fit(
     input: Path = typer.Argument(..., help="The video to model (.yuv, mp4/avi/mkv, folder of frames)."),
-    preset: str = typer.Option("nerv-s", "--preset", "-p", help="A preset in configs/nerv/ (demo, nerv-xs, nerv-s, nerv-m, nerv-l)."),
+    arch: Optional[str] = typer.Option(None, "--arch", help="Representation: nerv (the paper's NeRV) or hinerv (hierarchical grids; vcm's strongest). Picks the default preset of that representation."),
+    preset: Optional[str] = typer.Option(None, "--preset", "-p", help="A preset in configs/nerv/ (nerv: demo, nerv-xs, nerv-s, nerv-m, nerv-l; hinerv: hinerv-demo, hinerv-s, hinerv-m). Default nerv-s, or hinerv-s with --arch hinerv."),
     config: Optional[Path] = typer.Option(None, "--config", help="A YAML file with 'model' and 'train' sections (instead of --preset)."),
     params: Optional[str] = typer.Option(None, "--params", help="Parameter budget, e.g. 0.3M or 50k: widths are solved for it."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1),
     batch: Optional[int] = typer.Option(None, "--batch", min=1, help="Frames per step."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (Adam, warmup then cosine)."),
+    lam: Optional[float] = typer.Option(None, "--lambda", min=0.0, help="Rate-aware fit: after a warm-up (rate_start of the steps) train through learned quantizers with loss D + λ·bpp; then vcm compress --lambda codes it."),
     loss: Optional[str] = typer.Option(None, "--loss", help="nerv (eq. 4) or sa-nerv (eq. 6, needs edge masks)."),
     loss_impl: Optional[str] = typer.Option(None, "--loss-impl", help="SA-NeRV loss implementation: auto, torch or triton."),
     masks: Optional[Path] = typer.Option(None, "--masks", help="Edge-mask file from 'vcm masks' (for --loss sa-nerv)."),
@@ -40,15 +42,15 @@ def fit(
 ) -> None:
     """Model a video as a NeRV network (one network per sequence), resumably."""
     from vcm.device import resolve_device
-    from vcm.nerv.run import fit_video, plan
+    from vcm.nerv.run import fit_video, plan, preset_for
     from vcm.nerv.train import load_run, reconstruct
     from vcm.video import load, write_video
 
     start(json_out)
     info = probe_input(input, size, fps, bit_depth)
     video = load(info, frames)
-    spec, cfg = plan(str(config) if config else preset, params, epochs=epochs, batch=batch, lr=lr,
-                     loss=loss, loss_impl=loss_impl, seed=seed, checkpoint_every=checkpoint_every,
+    spec, cfg = plan(str(config) if config else preset_for(arch, preset), params, epochs=epochs, batch=batch, lr=lr,
+                     loss=loss, loss_impl=loss_impl, rate_lambda=lam, seed=seed, checkpoint_every=checkpoint_every,
                      compile=compile or None)
     dev = resolve_device(device)
     masks_u8 = masks_meta = None

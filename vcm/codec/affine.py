@@ -56,12 +56,12 @@ def parse_group_bits(text: str | None) -> dict:
 
 def _finetune(model, frames_u8, masks_u8, cfg: TrainConfig, epochs: int, keep, qat_bits, device, label: str):
     """Fine-tune in place: pruned weights held at zero; with ``qat_bits`` through fake quantization."""
-    from vcm.nerv.train import EpochStats, to_device, train_epochs
+    from vcm.nerv.train import EpochStats, param_groups, to_device, train_epochs
 
     cfg = replace(cfg, epochs=epochs, warmup=0.0)
     frames, masks = to_device(frames_u8, masks_u8, device)
     model.to(device).train()
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.betas)
+    opt = torch.optim.Adam(param_groups(model, cfg), lr=cfg.lr, betas=cfg.betas)
     steps = epochs * -(-len(frames_u8) // cfg.batch)
     if qat_bits is None:
         forward = model

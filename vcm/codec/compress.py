@@ -26,7 +26,7 @@ from vcm.codec.rd import RDOptions
 from vcm.errors import VcmError
 from vcm.fsutil import write_bytes, write_json
 from vcm.nerv.config import TrainConfig
-from vcm.nerv.train import load_run, reconstruct
+from vcm.nerv.train import load_quantizers, load_run, reconstruct
 from vcm.quality import summarize
 from vcm.rate import rate
 from vcm.video import Video, load, probe
@@ -80,7 +80,8 @@ def optimise(prep: Prepared, opts: Options, device) -> tuple[nerv_stream.NervStr
     """Run one method on a fresh copy of the fitted network → (stream to write, report fields)."""
     model = prep.fresh_model()
     if isinstance(opts, RDOptions):
-        tensors, fields = rd.optimise(model, prep.video.frames_u8, prep.masks_u8, prep.fit_cfg, opts, device)
+        tensors, fields = rd.optimise(model, prep.video.frames_u8, prep.masks_u8, prep.fit_cfg, opts, device,
+                                      init_quantizers=load_quantizers(prep.run_dir))
         coding = "rd"
     else:
         tensors, fields = affine.optimise(model, prep.video.frames_u8, prep.masks_u8, prep.fit_cfg, opts, device)

@@ -134,9 +134,6 @@ class RateDistortionModel(nn.Module):
         params, total = self.quantized_params(mode)
         return torch.func.functional_call(self.model, params, (t,)), total
 
-    def weight_parameters(self) -> list[nn.Parameter]:
-        return list(self.model.parameters())
-
     def step_parameters(self) -> list[nn.Parameter]:
         return [q.log2_step for q in self.quantizers.values()]
 

@@ -29,7 +29,7 @@ class RDOptions:
     """Options of the rate–distortion method (``vcm compress --lambda``)."""
 
     lam: float  # λ: weight of the rate in bits per pixel against the distortion
-    epochs: int | None = None  # None: half of the fit's epochs
+    epochs: int | None = None  # None: half of the fit's epochs (0 for a rate-aware fit: code its own quantizers)
     noise_fraction: float = 0.6  # share of the steps trained with additive noise, then straight-through rounding
     lr_scale: float = 0.2  # weights' peak lr = fit lr × this
     step_lr: float = 2e-2  # Adam lr of the log2 steps
@@ -45,33 +45,40 @@ class RDOptions:
             raise VcmError(f"--prune must be in [0, 1), got {self.prune}")
         if not 0.0 <= self.noise_fraction <= 1.0:
             raise VcmError(f"noise_fraction must be in [0, 1], got {self.noise_fraction}")
-        if self.epochs is not None and self.epochs < 1:
-            raise VcmError(f"rate-distortion epochs must be at least 1, got {self.epochs}")
+        if self.epochs is not None and self.epochs < 0:
+            raise VcmError(f"rate-distortion epochs must be 0 or more, got {self.epochs}")
 
     def label(self) -> str:
         return f"l{self.lam:g}".replace(".", "p") + (f"_p{round(self.prune * 100)}" if self.prune else "")
 
 
 def optimise(model: torch.nn.Module, frames_u8: np.ndarray, masks_u8, fit_cfg: TrainConfig, opts: RDOptions,
-             device, label: str = "rate-distortion") -> tuple[list[RDTensor], dict]:
+             device, init_quantizers: dict | None = None, label: str = "rate-distortion") -> tuple[list[RDTensor], dict]:
     """Train ``model`` (in place) through its quantizers at λ = ``opts.lam`` → (coded tensors,
     report fields, among them ``estimate_bits``: the trained entropy models' code length of the
-    final symbols)."""
+    final symbols). ``init_quantizers``: a rate-aware fit's learned quantizers to start from."""
     from vcm.codec.prune import apply_masks, magnitude_masks
-    from vcm.nerv.train import to_device, train_epochs
+    from vcm.nerv.train import param_groups, to_device, train_epochs
 
     opts.check()
     torch.manual_seed(opts.seed)
     keep = magnitude_masks(model, opts.prune) if opts.prune > 0 else None
     if keep is not None:
         apply_masks(model, keep)
-    epochs = opts.epochs if opts.epochs is not None else max(1, round(0.5 * fit_cfg.epochs))
-    cfg = replace(fit_cfg, epochs=epochs, warmup=0.05, lr=fit_cfg.lr * opts.lr_scale, seed=opts.seed)
+    if opts.epochs is not None:
+        epochs = opts.epochs
+    else:
+        epochs = 0 if init_quantizers is not None else max(1, round(0.5 * fit_cfg.epochs))
+    cfg = replace(fit_cfg, epochs=max(epochs, 1), warmup=0.05, lr=fit_cfg.lr * opts.lr_scale, seed=opts.seed,
+                  rate_lambda=0.0)
     frames, masks = to_device(frames_u8, masks_u8, device)
     t_frames, _, h, w = frames_u8.shape
-    rd = RateDistortionModel(model, keep).to(device).train()
+    rd = RateDistortionModel(model, keep)
+    if init_quantizers is not None:
+        rd.quantizers.load_state_dict(init_quantizers)
+    rd = rd.to(device).train()
     opt = torch.optim.Adam([
-        {"params": rd.weight_parameters()},
+        *param_groups(model, cfg),
         {"params": rd.step_parameters(), "lr_scale": opts.step_lr / cfg.lr, "betas": (0.9, 0.999)},
         {"params": rd.entropy_parameters(), "lr_scale": opts.entropy_lr / cfg.lr, "betas": (0.9, 0.999)},
     ], lr=cfg.lr, betas=cfg.betas)
@@ -94,7 +101,8 @@ def optimise(model: torch.nn.Module, frames_u8: np.ndarray, masks_u8, fit_cfg: T
             history.append({"epoch": s.epoch, "loss": s.loss, "train_psnr": s.train_psnr, "bpp": bpp})
             bar.advance(1, status=f"PSNR {s.train_psnr:.2f} dB  rate {bpp:.4f} bpp")
 
-        train_epochs(forward, opt, frames, masks, cfg, 0, steps, lambda step: False, on_epoch, after_step=after_step)
+        if steps:
+            train_epochs(forward, opt, frames, masks, cfg, 0, steps, lambda step: False, on_epoch, after_step=after_step)
     rd.cpu().eval()
     tensors = []
     for n, p in model.named_parameters():

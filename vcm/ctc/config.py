@@ -9,9 +9,6 @@ import yaml
 from vcm import sequences
 from vcm.errors import VcmError
 
-CODECS = ("nerv", "sa-nerv", "hevc", "vvc", "sa-icm")
-
-
 def load(path: Path) -> dict:
     path = Path(path)
     if not path.is_file():
@@ -20,9 +17,11 @@ def load(path: Path) -> dict:
         cfg = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise VcmError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
-    unknown = set(cfg.get("codecs") or {}) - set(CODECS)
+    from vcm import codecs
+
+    unknown = set(cfg.get("codecs") or {}) - set(codecs.names())
     if unknown:
-        raise VcmError(f"{path}: unknown codec(s) {', '.join(sorted(unknown))}; known: {', '.join(CODECS)}")
+        raise VcmError(f"{path}: unknown codec(s) {', '.join(sorted(unknown))}; known: {', '.join(codecs.names())}")
     if not cfg.get("sequences"):
         raise VcmError(f"{path}: no sequences")
     return cfg
@@ -66,35 +65,8 @@ def sequence_entries(cfg: dict, data: Path | None, only: list[str] | None) -> li
     return out
 
 
-def _label(value) -> str:
-    return str(value).replace(".", "p")
+def points_for(codec: str, section: dict, seq: dict) -> list[tuple[str, dict]]:
+    """(point id, point parameters) of one codec for one sequence (asks the codec registry)."""
+    from vcm import codecs
 
-
-def points_for(codec: str, spec: dict, seq: dict) -> list[tuple[str, dict]]:
-    """(point id, point parameters) of one codec for one sequence."""
-    if codec in ("nerv", "sa-nerv"):
-        pts = []
-        for fit in spec.get("fits") or []:
-            fit_key = fit.get("preset", "nerv-s")
-            if fit.get("params") is not None:
-                fit_key += f"_{_label(fit['params'])}"
-            if fit.get("epochs") is not None:
-                fit_key += f"_e{fit['epochs']}"
-            for p in fit.get("points") or [{}]:
-                prune, bits = float(p.get("prune", 0.0)), int(p.get("bits", 8))
-                pid = f"{fit_key}_pr{_label(prune)}_b{bits}{'_qat' if p.get('qat') else ''}"
-                pts.append((pid, {"fit": {k: v for k, v in fit.items() if k != "points"}, "fit_key": fit_key,
-                                  **p, "prune": prune, "bits": bits, "masks": spec.get("masks")}))
-        return pts
-    if codec in ("hevc", "vvc"):
-        qps = spec.get("qps", "manifest")
-        if qps == "manifest":
-            seq_entry = sequences.lookup(seq["name"])
-            if seq_entry is None:
-                raise VcmError(f"{seq['name']}: QPs 'manifest' need an SFU-HW sequence; list qps explicitly")
-            qps = seq_entry.qps(spec.get("config", "ra"))
-        return [(f"qp{int(q)}", {"qp": int(q), "preset": spec.get("preset"), "vtm": spec.get("vtm")}) for q in qps]
-    if codec == "sa-icm":
-        return [(Path(c).name.split(".")[0], {"checkpoint": str(c), "arch": spec.get("arch", "tcm")})
-                for c in spec.get("checkpoints") or []]
-    raise VcmError(f"unknown codec {codec!r}")
+    return codecs.get(codec).points(section, seq)

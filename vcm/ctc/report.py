@@ -10,13 +10,14 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
+from vcm.codecs import curve_order
 from vcm.ctc.bd import bd
 from vcm.errors import VcmError
 from vcm.fsutil import write_bytes, write_json, write_text
 
 SUMMARY_COLUMNS = ["Dataset", "fps", "num_of_coded_frame", "qp", "bitrate (kbps)", "end_accuracy", "encode", "decode",
-                   "nn_task", "codec", "rate_point", "bytes", "bpp", "psnr", "psnr_y", "ms_ssim", "map", "ap50", "class"]
-CODEC_ORDER = ["nerv", "sa-nerv", "sa-icm", "hevc", "vvc"]
+                   "nn_task", "codec", "curve", "rate_point", "bytes", "bpp", "psnr", "psnr_y", "ms_ssim", "map", "ap50", "class"]
+MARKERS = "osD^v<>ph*"
 
 
 def collect(out: Path) -> tuple[list[dict], list[dict]]:
@@ -38,6 +39,7 @@ def summary_rows(rows: list[dict]) -> list[dict]:
                     "end_accuracy": None if r["map"] is None else round(r["map"], 4),
                     "encode": round(r["encode_seconds"], 3), "decode": round(r["decode_seconds"], 3),
                     "nn_task": "detection" if r["map"] is not None else "none", "codec": r["codec"],
+                    "curve": r.get("curve") or r["codec"],
                     "rate_point": r["point"], "bytes": r["bytes"], "bpp": round(r["bpp"], 6),
                     "psnr": round(r["psnr"], 4), "psnr_y": round(r["psnr_y"], 4),
                     "ms_ssim": None if r["ms_ssim"] is None else round(r["ms_ssim"], 6),
@@ -47,10 +49,10 @@ def summary_rows(rows: list[dict]) -> list[dict]:
 
 
 def curves_by_sequence(rows: list[dict]) -> dict:
-    """{sequence: {codec: [rows sorted by rate]}}."""
+    """{sequence: {curve: [rows sorted by rate]}}; a curve is a codec, or one method of it (``nerv-rd``)."""
     by = defaultdict(lambda: defaultdict(list))
     for r in rows:
-        by[r["sequence"]][r["codec"]].append(r)
+        by[r["sequence"]][r.get("curve") or r["codec"]].append(r)
     for seq in by.values():
         for codec in seq:
             seq[codec].sort(key=lambda r: r["kbps"])
@@ -136,10 +138,10 @@ def rd_plot(seq: str, codecs: dict) -> bytes:
     metrics = [m for m in ("map", "psnr") if any(p[m] is not None for pts in codecs.values() for p in pts)]
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 3.8), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
-        for codec in sorted(codecs, key=lambda c: CODEC_ORDER.index(c) if c in CODEC_ORDER else 99):
+        for i, codec in enumerate(sorted(codecs, key=curve_order)):
             pts = [p for p in codecs[codec] if p[metric] is not None]
             if pts:
-                ax.plot([p["kbps"] for p in pts], [p[metric] for p in pts], marker="o", label=codec)
+                ax.plot([p["kbps"] for p in pts], [p[metric] for p in pts], marker=MARKERS[i % len(MARKERS)], label=codec)
         ax.set_xscale("log")
         ax.set_xlabel("bitrate (kbps)")
         ax.set_ylabel({"map": "mAP@[.5:.95] (%)", "psnr": "PSNR RGB (dB)"}[metric])
@@ -197,7 +199,7 @@ def make_report(out: Path, anchor: str = "vvc", use_monotone: bool = False, anno
           "Negative BD-rate = fewer bits than the anchor for the same quality.\n"]
     md.append("## Results per point\n")
     md.append(_md_table(["sequence", "codec", "point", "kbps", "PSNR dB", "MS-SSIM", "mAP %", "AP50 %", "enc s", "dec s"],
-                        [[r["sequence"], r["codec"], r["point"], f"{r['kbps']:.2f}", _fmt(r["psnr"]), _fmt(r["ms_ssim"], 4),
+                        [[r["sequence"], r.get("curve") or r["codec"], r["point"], f"{r['kbps']:.2f}", _fmt(r["psnr"]), _fmt(r["ms_ssim"], 4),
                           _fmt(r["map"]), _fmt(r["ap50"]), _fmt(r["encode_seconds"], 1), _fmt(r["decode_seconds"], 1)]
                          for seq in curves.values() for pts in seq.values() for r in pts]))
     md.append(f"\n## BD-rate against {anchor} per sequence\n")

@@ -35,9 +35,7 @@ def plan(cfg: dict, out: Path, data: Path | None, annotations: Path | None, only
                         "point_id": pid, "point": point, "workdir": str(workdir),
                         "detector": seq.get("detector", cfg.get("detector")),
                         "annotations": str(annotations) if annotations else cfg.get("annotations"),
-                        "device": device or cfg.get("device", "auto")}
-                if codec in ("nerv", "sa-nerv"):
-                    spec["fit_dir"] = str(out / "fits" / seq["name"] / codec / point["fit_key"])
+                        "device": device or cfg.get("device", "auto"), "out": str(out)}
                 specs.append(spec)
     return specs
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from vcm.errors import VcmError
-from vcm.nerv.model import NervConfig, NervShape, parse_param_count, solve_for_params
+from vcm.nerv.model import NervShape, parse_param_count, solve_for_params
 from vcm.resources import data_dir
 
 
@@ -33,6 +33,11 @@ class TrainConfig:
     amp: bool = True  # bf16 autocast on CUDA
     channels_last: bool = True  # on CUDA
     compile: bool = False  # torch.compile the model
+    grad_clip: float = 0.0  # clip the gradient norm to this (0: off; HiNeRV's recipe uses 1.0)
+    grid_lr_scale: float = 1.0  # learning rate of grid parameters (HiNeRV) = lr × this
+    rate_lambda: float = 0.0  # > 0: rate-aware fit, loss D + λ·bpp after rate_start (vcm fit --lambda)
+    rate_start: float = 0.5  # fraction of the steps before the rate term joins
+    rate_noise_fraction: float = 0.6  # of the rate-aware steps: additive noise first, then rounding
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -53,31 +58,56 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A model shape plus how to size it: a parameter budget, or the shape's widths as they are."""
+    """A representation's shape plus how to size it: a parameter budget, or the widths as they are."""
 
-    shape: NervShape
+    shape: object  # NervShape or HinervShape
     params: int | None = None
+    arch: str = "nerv"
 
-    def build(self, height: int, width: int) -> NervConfig:
+    def build(self, height: int, width: int, frames: int):
+        """The representation's config for an H×W video of ``frames`` frames."""
+        if self.arch == "hinerv":
+            from vcm.nerv.hinerv import solve_for_params as solve_hinerv
+
+            if self.params is None:
+                return self.shape.config(height, width, frames, 1.0)
+            return solve_hinerv(self.shape, height, width, frames, self.params)
         if self.params is None:
             return self.shape.config(height, width, 1.0)
         return solve_for_params(self.shape, height, width, self.params)
 
 
 _SHAPE_KEYS = {"fc_dim", "stem_dims", "lower_width", "expansion", "reduction", "activation", "embed"}
+_HINERV_KEYS = {"grid_channels", "grid_levels", "grid_frame_ratio", "channels", "depths", "local_frame_ratio",
+                "expansion", "kernel", "min_grid", "head"}
 
 
 def model_spec_from_dict(d: dict) -> ModelSpec:
-    unknown = set(d) - _SHAPE_KEYS - {"params"}
+    arch = d.get("arch", "nerv")
+    params = parse_param_count(d["params"]) if d.get("params") is not None else None
+    if arch == "hinerv":
+        from vcm.nerv.hinerv import HinervShape
+
+        unknown = set(d) - _HINERV_KEYS - {"params", "arch"}
+        if unknown:
+            raise VcmError(f"unknown hinerv model option(s) {', '.join(sorted(unknown))}; known: arch, params, "
+                           f"{', '.join(sorted(_HINERV_KEYS))}")
+        kw = {k: d[k] for k in _HINERV_KEYS if k in d}
+        for key in ("channels", "depths"):
+            if key in kw:
+                kw[key] = tuple(int(x) for x in kw[key])
+        return ModelSpec(shape=HinervShape(**kw), params=params, arch="hinerv")
+    if arch != "nerv":
+        raise VcmError(f"unknown representation {arch!r} in the model section; use nerv or hinerv")
+    unknown = set(d) - _SHAPE_KEYS - {"params", "arch"}
     if unknown:
-        raise VcmError(f"unknown model option(s) {', '.join(sorted(unknown))}; known: params, {', '.join(sorted(_SHAPE_KEYS))}")
+        raise VcmError(f"unknown model option(s) {', '.join(sorted(unknown))}; known: arch, params, {', '.join(sorted(_SHAPE_KEYS))}")
     kw = {k: d[k] for k in ("fc_dim", "lower_width", "expansion", "reduction", "activation") if k in d}
     if "stem_dims" in d:
         kw["stem_dims"] = tuple(int(x) for x in d["stem_dims"])
     if "embed" in d:
         base, levels = parse_embed(str(d["embed"]))
         kw["embed_base"], kw["embed_levels"] = base, levels
-    params = parse_param_count(d["params"]) if d.get("params") is not None else None
     return ModelSpec(shape=NervShape(**kw), params=params)
 
 

@@ -30,7 +30,7 @@ from torch import nn
 
 from vcm.errors import VcmError
 
-_MODULES = ("vcm.nerv.model",)  # imported on first use; each registers itself
+_MODULES = ("vcm.nerv.model", "vcm.nerv.hinerv")  # imported on first use; each registers itself
 
 
 class Representation(nn.Module):

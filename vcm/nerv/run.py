@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vcm.errors import VcmError
 from vcm.fsutil import point_symlink
 from vcm.nerv.config import ModelSpec, TrainConfig, load_preset, override
 from vcm.nerv.model import parse_param_count
@@ -18,6 +19,22 @@ RUNS = Path("runs")
 
 def default_run_dir(video: Video) -> Path:
     return RUNS / video.name
+
+
+DEFAULT_PRESETS = {"nerv": "nerv-s", "hinerv": "hinerv-s"}
+
+
+def preset_for(arch: str | None, preset: str | None) -> str:
+    """The preset to fit: the one named, else the default of ``arch`` (nerv when neither is given)."""
+    if arch is not None and arch not in DEFAULT_PRESETS:
+        raise VcmError(f"--arch must be one of {', '.join(DEFAULT_PRESETS)}, got {arch!r}")
+    if preset is None:
+        return DEFAULT_PRESETS[arch or "nerv"]
+    if arch is not None:
+        spec, _ = load_preset(preset)
+        if spec.arch != arch:
+            raise VcmError(f"preset {preset!r} is a {spec.arch} preset, not {arch}; drop --arch or pick a {arch} preset")
+    return preset
 
 
 def plan(preset: str, params: str | None = None, **train_overrides) -> tuple[ModelSpec, TrainConfig]:
@@ -41,7 +58,7 @@ def fit_video(
 ) -> FitResult:
     """Fit and point ``runs/latest`` at the run directory."""
     run_dir = Path(out) if out is not None else default_run_dir(video)
-    model_cfg = spec.build(video.height, video.width)
+    model_cfg = spec.build(video.height, video.width, video.num_frames)
     result = None
     try:
         result = fit(video, model_cfg, cfg, run_dir, device, resume=resume, masks_u8=masks_u8,

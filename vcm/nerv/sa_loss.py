@@ -52,14 +52,21 @@ def triton_available(device) -> bool:
 
 
 def sa_nerv_loss_fn(beta: float, mask_weight: float, impl: str, device):
-    """``loss(x_hat, x, mask)`` for ``impl``: auto = Triton on CUDA, PyTorch elsewhere."""
+    """``loss(x_hat, x, mask)`` for ``impl``: auto = Triton on CUDA, PyTorch elsewhere. The one place
+    that chooses: the kernel module never imports this one, and a representation never sees which
+    implementation computes its loss (frames smaller than the kernel's window go to PyTorch)."""
     if impl not in IMPLS:
         raise VcmError(f"--loss-impl must be one of {', '.join(IMPLS)}, got {impl!r}")
     use_triton = impl == "triton" or (impl == "auto" and torch.device(device).type == "cuda" and triton_available(device))
     if use_triton:
         if not triton_available(device):
             raise VcmError("--loss-impl triton needs a CUDA GPU with Triton (or TRITON_INTERPRET=1 for testing)")
-        from vcm.nerv.sa_loss_triton import fused_sa_nerv_loss
+        from vcm.nerv.sa_loss_triton import MIN_SIDE, fused_sa_nerv_loss
 
-        return lambda x_hat, x, mask: fused_sa_nerv_loss(x_hat, x, mask, beta, mask_weight)
+        def loss(x_hat, x, mask):
+            if min(x_hat.shape[-2:]) < MIN_SIDE:
+                return sa_nerv_loss(x_hat, x, mask, beta, mask_weight)
+            return fused_sa_nerv_loss(x_hat, x, mask, beta, mask_weight)
+
+        return loss
     return lambda x_hat, x, mask: sa_nerv_loss(x_hat, x, mask, beta, mask_weight)

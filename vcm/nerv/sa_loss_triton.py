@@ -14,7 +14,8 @@ contain the pixel of g·(∂μ + 2x̂·∂E[x̂²] + x·∂E[x x̂]), the masked
 
 Matches ``vcm.nerv.sa_loss.sa_nerv_loss`` (pytorch-msssim's SSIM: 11-tap Gaussian σ = 1.5,
 valid windows, C1 = 0.01², C2 = 0.03²). Runs on CUDA; ``TRITON_INTERPRET=1`` runs it on the CPU
-for testing. Frames smaller than the window fall back to the PyTorch implementation.
+for testing. It knows nothing of the PyTorch implementation: ``vcm.nerv.sa_loss`` chooses between them
+(frames smaller than the window go to PyTorch).
 """
 
 from __future__ import annotations
@@ -209,11 +210,12 @@ class _FusedSANeRV(torch.autograd.Function):
         return (grad * grad_out).to(ctx.input_dtype), None, None, None, None
 
 
+MIN_SIDE = WIN  # frames need one whole SSIM window; the dispatcher (vcm.nerv.sa_loss) sends smaller ones elsewhere
+
+
 def fused_sa_nerv_loss(x_hat: torch.Tensor, x: torch.Tensor, mask: torch.Tensor, beta: float = 0.7,
                        mask_weight: float = 1.0) -> torch.Tensor:
-    """Eq. (6) with the fused kernels; ``mask`` is ``[B,1,H,W]``."""
-    if x_hat.shape[-1] < WIN or x_hat.shape[-2] < WIN:
-        from vcm.nerv.sa_loss import sa_nerv_loss
-
-        return sa_nerv_loss(x_hat, x, mask, beta, mask_weight)
+    """Eq. (6) with the fused kernels; ``mask`` is ``[B,1,H,W]``; both sides at least ``MIN_SIDE``."""
+    if min(x_hat.shape[-2:]) < MIN_SIDE:
+        raise ValueError(f"the fused SA-NeRV loss needs frames of at least {MIN_SIDE}x{MIN_SIDE}")
     return _FusedSANeRV.apply(x_hat, x, mask, float(beta), float(mask_weight))

@@ -65,6 +65,16 @@ def video_description(video: Video) -> dict:
     }
 
 
+def param_groups(model: torch.nn.Module, cfg: TrainConfig) -> list[dict]:
+    """Optimizer groups: grid parameters (a representation's ``grids`` group) at ``grid_lr_scale``
+    times the schedule's rate, everything else at the rate itself."""
+    grids = [p for n, p in model.named_parameters() if model.param_group(n) == "grids"]
+    rest = [p for n, p in model.named_parameters() if model.param_group(n) != "grids"]
+    if not grids:
+        return [{"params": rest}]
+    return [{"params": grids, "lr_scale": cfg.grid_lr_scale}, {"params": rest}]
+
+
 def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
     """Linear warmup over ``cfg.warmup`` of all steps, then cosine decay to 0 (reference NeRV)."""
     warm = max(1, int(total * cfg.warmup))
@@ -209,6 +219,8 @@ def train_epochs(
                 penalty_sum += penalty.detach()
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], cfg.grad_clip)
             opt.step()
             if after_step is not None:
                 after_step()
@@ -252,11 +264,18 @@ def fit(
     config = {"arch": arch, "model": model_cfg.to_dict(), "train": cfg.to_dict(), "video": video_description(video),
               "masks": masks_meta}
     model = registry.create_representation(arch, model_cfg).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.betas)
+    opt = torch.optim.Adam(param_groups(model, cfg), lr=cfg.lr, betas=cfg.betas)
     step, history = 0, []
     ckpt_path = run_dir / CHECKPOINT
+    steps_per_epoch = math.ceil(video.num_frames / cfg.batch)
+    total_steps = cfg.epochs * steps_per_epoch
+    rate = None
+    if cfg.rate_lambda > 0:
+        from vcm.nerv.rate_aware import RateTerm
+
+        rate = RateTerm(model, opt, cfg, total_steps, video.height, video.width, video.num_frames)
     if resume:
-        step, history = _resume(ckpt_path, config, model, opt, device)
+        step, history = _resume(ckpt_path, config, model, opt, device, rate)
     elif ckpt_path.exists():
         raise VcmError(f"{run_dir} already holds a run; pass --resume to continue it or --out DIR for a new one")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -266,24 +285,32 @@ def fit(
     if device.type == "cuda" and cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     forward = torch.compile(model) if cfg.compile else model
-    steps_per_epoch = math.ceil(video.num_frames / cfg.batch)
-    total_steps = cfg.epochs * steps_per_epoch
+    after_step = None
+    if rate is not None:  # the rate term wraps the plain module (torch.compile is not applied then)
+        rate.step = step
+        forward, after_step = rate, rate.after_step
 
     def save(at_step: int):
+        extra = {} if rate is None or rate.state() is None else {"quantizers": rate.state()}
         save_torch(ckpt_path, {"model": _state(model), "optimizer": opt.state_dict(), "step": at_step,
-                               "history": history, "config": config})
+                               "history": history, "config": config, **extra})
 
     start_time, first_step = time.time(), step
     with _StopFlag(should_stop) as stop, progress.progress("fit " + video.name, cfg.epochs) as bar:
         bar.update(completed=step // steps_per_epoch)
 
         def on_epoch(stats: EpochStats):
-            history.append({"epoch": stats.epoch, "loss": stats.loss, "train_psnr": stats.train_psnr})
-            bar.advance(1, status=f"loss {stats.loss:.4f}  PSNR {stats.train_psnr:.2f} dB")
+            entry = {"epoch": stats.epoch, "loss": stats.loss, "train_psnr": stats.train_psnr}
+            if cfg.rate_lambda > 0:
+                entry["bpp"] = stats.penalty / cfg.rate_lambda
+            history.append(entry)
+            rate_status = f"  rate {entry['bpp']:.4f} bpp" if entry.get("bpp") else ""
+            bar.advance(1, status=f"loss {stats.loss:.4f}  PSNR {stats.train_psnr:.2f} dB{rate_status}")
             if stats.epoch % cfg.checkpoint_every == 0 or stats.epoch == cfg.epochs:
                 save(stats.epoch * steps_per_epoch)
 
-        step, interrupted = train_epochs(forward, opt, frames, masks, cfg, step, total_steps, stop, on_epoch)
+        step, interrupted = train_epochs(forward, opt, frames, masks, cfg, step, total_steps, stop, on_epoch,
+                                         after_step=after_step)
         if interrupted:
             save(step)
     seconds = time.time() - start_time
@@ -319,21 +346,33 @@ def _state(model) -> dict:
     return {k: v.detach().contiguous().cpu() for k, v in _unwrap(model).state_dict().items()}
 
 
-def _resume(ckpt_path: Path, config: dict, model, opt, device) -> tuple[int, list]:
+def _resume(ckpt_path: Path, config: dict, model, opt, device, rate=None) -> tuple[int, list]:
     if not ckpt_path.exists():
         raise VcmError(f"nothing to resume: {ckpt_path} does not exist")
-    ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
-    old = ckpt["config"]
+    try:
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
+        old = ckpt["config"]
+    except Exception as err:
+        raise VcmError(f"{ckpt_path} cannot be read ({type(err).__name__}); the file is damaged") from None
     if old["video"]["fingerprint"] != config["video"]["fingerprint"]:
         raise VcmError(f"{ckpt_path.parent} was trained on other frames (different video or --frames); cannot resume")
     if old["model"] != config["model"] or registry.arch_of(old) != config["arch"]:
         raise VcmError(f"{ckpt_path.parent} holds a different model configuration; cannot resume with these options")
-    for key in ("loss", "beta", "batch", "seed", "mask_weight"):
-        if old["train"].get(key) != config["train"].get(key):
-            raise VcmError(f"cannot resume: training option {key!r} was {old['train'].get(key)!r}, now {config['train'].get(key)!r}")
+    for key in ("loss", "beta", "batch", "seed", "mask_weight", "rate_lambda", "rate_start", "rate_noise_fraction"):
+        before = old["train"].get(key, getattr(TrainConfig, key))  # runs older than the option had its default
+        if before != config["train"].get(key):
+            raise VcmError(f"cannot resume: training option {key!r} was {before!r}, now {config['train'].get(key)!r}")
     model.load_state_dict(ckpt["model"])
+    if rate is not None and "quantizers" in ckpt:  # the rate term had joined: its parameters are in the optimizer
+        rate.activate(ckpt["quantizers"])
     opt.load_state_dict(ckpt["optimizer"])
     return int(ckpt["step"]), list(ckpt.get("history", []))
+
+
+def load_quantizers(run_dir: Path) -> dict | None:
+    """The learned quantizers of a rate-aware run (``vcm fit --lambda``), or None."""
+    ckpt = torch.load(Path(run_dir) / CHECKPOINT, map_location="cpu", weights_only=True)
+    return ckpt.get("quantizers")
 
 
 def read_metrics(run_dir: Path) -> dict:

@@ -1,0 +1,135 @@
+"""HiNeRV: shapes at odd sizes, grid interpolation, budgets, both compression methods, SA loss, resume."""
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import moving_frames, run_cli
+from vcm.codec import nerv_stream
+from vcm.codec.compress import CompressOptions, RDOptions, compress_many, decode_file
+from vcm.nerv import registry
+from vcm.nerv.config import TrainConfig, load_preset
+from vcm.nerv.hinerv import HinervShape, HiNeRV, _interpolate, solve_for_params
+from vcm.nerv.train import fit, load_run, reconstruct
+from vcm.video import open_video
+from vcm.video.yuv import write_yuv420
+
+CPU = torch.device("cpu")
+TINY = HinervShape(grid_channels=4, channels=(8, 6), depths=(1, 1), grid_frame_ratio=0.5, local_frame_ratio=0.5)
+
+
+@pytest.mark.parametrize("h,w,t", [(24, 32, 4), (31, 45, 5), (37, 50, 3), (240, 416, 2), (144, 176, 7)])
+def test_output_has_the_frame_size_at_odd_sizes(h, w, t):
+    cfg = TINY.config(h, w, t)
+    model = HiNeRV(cfg)
+    out = model(torch.tensor([0.0, 0.5, 0.99]))
+    assert out.shape == (3, 3, h, w) and float(out.min()) >= 0 and float(out.max()) <= 1
+    assert HiNeRV.count_params(cfg) == sum(p.numel() for p in model.parameters())
+
+
+def test_grid_interpolation_between_and_at_grid_frames():
+    grid = torch.arange(4, dtype=torch.float32).view(4, 1) * 10  # values 0, 10, 20, 30 at t = 0, .25, .5, .75
+    assert _interpolate(grid, torch.tensor([0.25, 0.5])).flatten().tolist() == [10.0, 20.0]
+    between = _interpolate(grid, torch.tensor([0.3125, 0.9]))  # between frames 1 and 2; past the last frame
+    assert between.flatten().tolist() == pytest.approx([12.5, 30.0])
+
+
+def test_unseen_frame_times_decode_smoothly():
+    torch.manual_seed(0)
+    cfg = TINY.config(24, 32, 4)
+    model = HiNeRV(cfg).eval()
+    for g in model.grids:
+        torch.nn.init.normal_(g)
+    with torch.no_grad():
+        a, mid, b = model(torch.tensor([0.25, 0.3125, 0.375]))
+    # Halfway between two grid frames the output lies between theirs far more often than not.
+    lo, hi = torch.minimum(a, b), torch.maximum(a, b)
+    assert ((mid >= lo - 1e-3) & (mid <= hi + 1e-3)).float().mean() > 0.5
+
+
+def test_budget_is_met_and_preset_loads():
+    spec, cfg = load_preset("hinerv-s")
+    assert spec.arch == "hinerv" and cfg.grad_clip == 1.0
+    for h, w, t, budget in [(144, 176, 120, 60_000), (240, 416, 48, 300_000)]:
+        mcfg = solve_for_params(spec.shape, h, w, t, budget)
+        assert 0.9 * budget <= HiNeRV.count_params(mcfg) <= budget
+
+
+def test_registry_knows_both_representations():
+    assert {"nerv", "hinerv"} <= set(registry.names())
+    cfg = TINY.config(24, 32, 4)
+    model = registry.create_representation("hinerv", cfg.to_dict())
+    assert isinstance(model, HiNeRV) and registry.arch_of_config(cfg) == "hinerv"
+    with pytest.raises(ValueError):
+        registry.config_from_dict("hinerv", {**cfg.to_dict(), "channels": "8"})
+    with pytest.raises(ValueError):
+        HiNeRV.check_config(type(cfg)(**{**cfg.__dict__, "grid_levels": 30}), nerv_stream.LIMITS)
+
+
+@pytest.fixture(scope="module")
+def hinerv_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hinerv")
+    src = root / "Tiny_32x24_25.yuv"
+    write_yuv420(src, moving_frames(t=4, h=24, w=32))
+    video = open_video(src)
+    cfg = TrainConfig(epochs=12, batch=2, lr=5e-3, grad_clip=1.0, checkpoint_every=12)
+    result = fit(video, TINY.config(24, 32, 4), cfg, root / "run", CPU)
+    return root, video, result
+
+
+def test_fit_learns_and_both_methods_round_trip(hinerv_run):
+    root, video, result = hinerv_run
+    history = result.metrics["history"]
+    assert history[-1]["loss"] < history[0]["loss"]
+    reports = compress_many(root / "run", [CompressOptions(bits=8), RDOptions(lam=0.5, epochs=2)], CPU,
+                            outs=[root / "a.nerv", root / "r.nerv"])
+    for r, name in zip(reports, ("a.nerv", "r.nerv")):
+        frames, stream, _ = decode_file(root / name, CPU)
+        assert stream.arch == "hinerv" and (root / name).read_bytes()[4] == 2
+        assert frames.shape == video.frames_u8.shape
+        # The encoder's view of its quantized weights equals what the decoder rebuilt from the file.
+        assert np.array_equal(frames, reconstruct(stream.build_model(), 4, CPU))
+        assert nerv_stream.encode(stream) == (root / name).read_bytes()
+    assert reports[0]["coding"] == "affine" and reports[1]["coding"] == "rd"
+    # 8-bit affine quantization of every tensor, grids included, stays close to the float network.
+    model, _ = load_run(root / "run")
+    float_frames = reconstruct(model, 4, CPU)
+    assert np.abs(float_frames.astype(int) - decode_file(root / "a.nerv", CPU)[0].astype(int)).mean() < 3
+
+
+def test_sa_loss_trains_hinerv(tmp_path):
+    src = tmp_path / "Tiny_32x24_25.yuv"
+    frames = moving_frames(t=4, h=24, w=32)
+    write_yuv420(src, frames)
+    video = open_video(src)
+    masks = np.zeros((4, 1, 24, 32), np.uint8)
+    masks[:, :, 6:18, 8:24] = 1
+    cfg = TrainConfig(epochs=6, batch=2, lr=5e-3, loss="sa-nerv", checkpoint_every=6)
+    result = fit(video, TINY.config(24, 32, 4), cfg, tmp_path / "run", CPU, masks_u8=masks, masks_meta={"path": "m"})
+    assert result.metrics["history"][-1]["loss"] < result.metrics["history"][0]["loss"]
+
+
+def test_resume_is_bit_identical(tmp_path):
+    src = tmp_path / "Tiny_32x24_25.yuv"
+    write_yuv420(src, moving_frames(t=4, h=24, w=32))
+    video = open_video(src)
+    cfg = TrainConfig(epochs=4, batch=2, lr=5e-3, grad_clip=1.0, checkpoint_every=2)
+    mcfg = TINY.config(24, 32, 4)
+    fit(video, mcfg, cfg, tmp_path / "whole", CPU)
+    stopped = fit(video, mcfg, cfg, tmp_path / "parts", CPU, should_stop=lambda step: step == 3)
+    assert stopped.interrupted
+    fit(video, mcfg, cfg, tmp_path / "parts", CPU, resume=True)
+    a, _ = load_run(tmp_path / "whole")
+    b, _ = load_run(tmp_path / "parts")
+    for (na, pa), (nb, pb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert na == nb and torch.equal(pa, pb)
+
+
+def test_cli_fit_arch_hinerv(tmp_path):
+    src = tmp_path / "Tiny_32x24_25.yuv"
+    write_yuv420(src, moving_frames(t=4, h=24, w=32))
+    proc = run_cli("fit", src, "--arch", "hinerv", "--params", "5k", "--epochs", "1", "--out", tmp_path / "run", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert '"params"' in proc.stdout
+    bad = run_cli("fit", src, "--arch", "hinerv", "--preset", "nerv-s")
+    assert bad.returncode == 1 and "not hinerv" in bad.stderr

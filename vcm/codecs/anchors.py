@@ -1,0 +1,41 @@
+"""HEVC and VVC anchors through ffmpeg (libx265 / libvvenc) or a VTM build (:mod:`vcm.anchors.ffmpeg`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vcm import sequences
+from vcm.codecs import Codec, register_codec
+from vcm.errors import VcmError
+
+
+class Anchor(Codec):
+    def points(self, section: dict, sequence: dict) -> list[tuple[str, dict]]:
+        qps = section.get("qps", "manifest")
+        if qps == "manifest":
+            entry = sequences.lookup(sequence["name"])
+            if entry is None:
+                raise VcmError(f"{sequence['name']}: QPs 'manifest' need an SFU-HW sequence; list qps explicitly")
+            qps = entry.qps(section.get("config", "ra"))
+        return [(f"qp{int(q)}", {"qp": int(q), "preset": section.get("preset"), "vtm": section.get("vtm")}) for q in qps]
+
+    def encode_decode(self, spec: dict, video, device) -> dict:
+        from vcm.anchors.ffmpeg import CODECS, encode_decode, planes_of
+
+        p = spec["point"]
+        planes, bit_depth = planes_of(video)
+        out = Path(spec["workdir"]) / f"stream{CODECS[self.name][2]}"
+        r = encode_decode(self.name, planes, bit_depth, video.width, video.height, video.fps, p["qp"], out,
+                          preset=p.get("preset"), vtm=p.get("vtm"))
+        return {"bitstream": str(out), "bytes": out.stat().st_size, "frames_u8": r.frames_u8,
+                "encode": r.encode_seconds, "decode": r.decode_seconds, "qp": p["qp"]}
+
+
+@register_codec("hevc", order=40)
+class Hevc(Anchor):
+    description = "HEVC anchor (libx265, or HM/VTM-style external encoder)"
+
+
+@register_codec("vvc", order=50)
+class Vvc(Anchor):
+    description = "VVC anchor (libvvenc, or VTM)"

@@ -1,0 +1,138 @@
+"""The NeRV family: a representation (``nerv``, ``hinerv``) fitted with loss (4) or SA-NeRV loss (6),
+compressed by the paper's pipeline (points ``{prune, bits}``) or by rate–distortion training
+(points ``{lambda}``). Each fit is trained once and shared by its points; its training time counts
+in every point's encode time.
+
+Config section::
+
+    fits:
+      - preset: demo            # configs/nerv/<preset>.yaml (+ params, epochs, batch, lr overrides)
+        points: [{prune: 0.4, bits: 8}, {lambda: 0.3}, {lambda: 1.0, rd_epochs: 20}]
+    masks: {sam_checkpoint: ..., alpha: 0.93}   # SA-NeRV entries only
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import time
+from pathlib import Path
+
+from vcm.codecs import Codec, register_codec
+from vcm.errors import VcmError
+
+_FIT_KEYS = {"preset", "params", "epochs", "batch", "lr", "points"}
+_AFFINE_KEYS = {"prune", "bits", "qat", "finetune_epochs"}
+_RD_KEYS = {"lambda", "rd_epochs", "prune"}
+
+
+def _label(value) -> str:
+    return str(value).replace(".", "p")
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    """An exclusive lock file, so that parallel points sharing one fit train it once."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+class NervFamily(Codec):
+    def __init__(self, arch: str, loss: str, default_preset: str):
+        self.arch, self.loss, self.default_preset = arch, loss, default_preset
+
+    def points(self, section: dict, sequence: dict) -> list[tuple[str, dict]]:
+        pts = []
+        for fit in section.get("fits") or []:
+            unknown = set(fit) - _FIT_KEYS
+            if unknown:
+                raise VcmError(f"{self.name} fit: unknown key(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(_FIT_KEYS))}")
+            fit_key = fit.get("preset", self.default_preset)
+            if fit.get("params") is not None:
+                fit_key += f"_{_label(fit['params'])}"
+            if fit.get("epochs") is not None:
+                fit_key += f"_e{fit['epochs']}"
+            for p in fit.get("points") or [{}]:
+                common = {"fit": {k: v for k, v in fit.items() if k != "points"}, "fit_key": fit_key,
+                          "masks": section.get("masks")}
+                if "lambda" in p:
+                    unknown = set(p) - _RD_KEYS
+                    lam, prune = float(p["lambda"]), float(p.get("prune", 0.0))
+                    pid = f"{fit_key}_rd_l{_label(lam)}" + (f"_pr{_label(prune)}" if prune else "")
+                    point = {**common, "lambda": lam, "prune": prune, "rd_epochs": p.get("rd_epochs")}
+                else:
+                    unknown = set(p) - _AFFINE_KEYS
+                    prune, bits = float(p.get("prune", 0.0)), int(p.get("bits", 8))
+                    pid = f"{fit_key}_pr{_label(prune)}_b{bits}{'_qat' if p.get('qat') else ''}"
+                    point = {**common, "prune": prune, "bits": bits, "qat": bool(p.get("qat")),
+                             "finetune_epochs": p.get("finetune_epochs")}
+                if unknown:
+                    raise VcmError(f"{self.name} point {p}: unknown key(s) {', '.join(sorted(unknown))}; a point is "
+                                   f"{{{', '.join(sorted(_AFFINE_KEYS))}}} or {{{', '.join(sorted(_RD_KEYS))}}}")
+                pts.append((pid, point))
+        return pts
+
+    def curve(self, point: dict) -> str:
+        return f"{self.name}-rd" if "lambda" in point else self.name
+
+    def _fit(self, spec: dict, video, device) -> tuple[Path, float]:
+        from vcm.nerv.run import plan
+        from vcm.nerv.train import fit, read_metrics
+
+        p = spec["point"]
+        f = p["fit"]
+        fit_dir = Path(spec["out"]) / "fits" / spec["sequence"] / self.name / p["fit_key"]
+        model_spec, train = plan(f.get("preset", self.default_preset), f.get("params"), epochs=f.get("epochs"),
+                                 batch=f.get("batch"), lr=f.get("lr"), loss=self.loss)
+        if model_spec.arch != self.arch:
+            raise VcmError(f"codec {self.name} fits {self.arch} networks; preset {f.get('preset')!r} is {model_spec.arch}")
+        with _locked(fit_dir.with_suffix(".lock")):
+            if not (fit_dir / "metrics.json").exists():
+                masks_u8 = masks_meta = None
+                if self.loss == "sa-nerv":
+                    from vcm.masks.provide import masks_for_fit
+
+                    m = p.get("masks") or {}
+                    masks_u8, masks_meta = masks_for_fit(
+                        video, Path(m["masks"]) if m.get("masks") else None,
+                        Path(m["sam_checkpoint"]) if m.get("sam_checkpoint") else None, float(m.get("alpha", 0.93)),
+                        fit_dir, device, sam_model=m.get("sam_model", "vit_h"),
+                        settings_path=Path(m["config"]) if m.get("config") else None)
+                result = fit(video, model_spec.build(video.height, video.width, video.num_frames), train, fit_dir, device,
+                             resume=(fit_dir / "checkpoint.pt").exists(), masks_u8=masks_u8, masks_meta=masks_meta)
+                if result.interrupted:  # never compress a half-trained network
+                    raise KeyboardInterrupt
+        return fit_dir, float(read_metrics(fit_dir)["train_seconds"])
+
+    def encode_decode(self, spec: dict, video, device) -> dict:
+        from vcm.codec.compress import CompressOptions, RDOptions, compress_run, decode_file
+
+        p = spec["point"]
+        fit_dir, fit_seconds = self._fit(spec, video, device)
+        if "lambda" in p:
+            opts = RDOptions(lam=p["lambda"], epochs=p.get("rd_epochs"), prune=p["prune"])
+        else:
+            opts = CompressOptions(prune=p["prune"], bits=p["bits"], qat=p["qat"], finetune_epochs=p.get("finetune_epochs"))
+        out = Path(spec["workdir"]) / "stream.nerv"
+        t = time.time()
+        report = compress_run(fit_dir, out, opts, device)
+        compress_seconds = time.time() - t
+        frames, _, _ = decode_file(out, device)
+        row = {"bitstream": str(out), "bytes": out.stat().st_size, "frames_u8": frames,
+               "encode": fit_seconds + compress_seconds, "fit_seconds": fit_seconds,
+               "compress_seconds": compress_seconds, "decode": time.time() - t - compress_seconds, "qp": None,
+               "params": report["params"], "bits_per_param": report["bits_per_param"]}
+        if "estimate_bytes" in report:
+            row["estimate_bytes"] = report["estimate_bytes"]
+        return row
+
+
+register_codec("nerv", order=10, arch="nerv", loss="nerv", default_preset="nerv-s")(NervFamily)
+register_codec("sa-nerv", order=11, arch="nerv", loss="sa-nerv", default_preset="nerv-s")(NervFamily)
+register_codec("hinerv", order=20, arch="hinerv", loss="nerv", default_preset="hinerv-s")(NervFamily)
+register_codec("sa-hinerv", order=21, arch="hinerv", loss="sa-nerv", default_preset="hinerv-s")(NervFamily)

@@ -1,0 +1,291 @@
+"""A hierarchical grid-based NeRV in the manner of HiNeRV (Kwan et al., NeurIPS 2023).
+
+    t ∈ [0,1) ─► base features: learned temporal grids, L levels (level l has T_g·2^l frames and
+                 C_g / 2^l channels, all at the coarse size h0 × w0), linearly interpolated at t
+                 and concatenated                                   → [B, ΣC_l, h0, w0]
+             ─► stage i = 1 … S:  1×1 conv to C_i → bilinear upsampling ×s_i
+                                  + local temporal grid (T_loc × C_i × s_i × s_i, interpolated at t,
+                                    tiled over every upsampled cell)
+                                  → d_i ConvNeXt blocks (depthwise k×k, LayerNorm, 1×1 ×e, GELU, 1×1, residual)
+             ─► 1×1 head → (tanh + 1) / 2 → crop to (H, W)          → [B, 3, H, W]
+
+Parameters sit mostly in the grids, which the compression methods quantize and entropy-code like
+any weight. Frame positions between grid frames are interpolated, so any t in [0, 1) decodes.
+The strides are chosen from the frame size as for NeRV (padding then cropping, never resizing).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vcm.nerv.registry import Representation, register_representation
+from vcm.schema import strict_from_dict
+
+
+@dataclass(frozen=True)
+class HinervConfig:
+    """Everything needed to rebuild a HiNeRV network (stored in checkpoints and bitstreams)."""
+
+    height: int
+    width: int
+    strides: tuple[int, ...]  # upsampling factor of each stage
+    grid_h: int  # coarse size h0 × w0 of the base grids
+    grid_w: int
+    grid_frames: int  # T_g: frames of the base grid's level 0
+    grid_channels: int  # C_g: channels of level 0
+    grid_levels: int  # L
+    channels: tuple[int, ...]  # C_i of each stage
+    depths: tuple[int, ...]  # ConvNeXt blocks of each stage
+    local_frames: int = 0  # T_loc of the per-stage local grids (0: none)
+    expansion: float = 4.0
+    kernel: int = 3
+    head: str = "pointwise"  # or "subpixel": the last stride is a 3×3 conv to 3·s² channels + PixelShuffle
+
+    @property
+    def stage_strides(self) -> tuple[int, ...]:
+        """Strides of the stages (the sub-pixel head takes the last one)."""
+        return self.strides[:-1] if self.head == "subpixel" else self.strides
+
+    @property
+    def padded_size(self) -> tuple[int, int]:
+        p = math.prod(self.strides)
+        return self.grid_h * p, self.grid_w * p
+
+    def level_shapes(self) -> list[tuple[int, int]]:
+        """(frames, channels) of each base-grid level."""
+        return [(self.grid_frames * 2**lvl, max(1, self.grid_channels // 2**lvl)) for lvl in range(self.grid_levels)]
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        for key in ("strides", "channels", "depths"):
+            d[key] = list(d[key])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "HinervConfig":
+        """Strictly typed (raises ValueError naming the field): configs also come from bitstreams."""
+        return strict_from_dict(cls, d, defaults=False)
+
+
+def _interpolate(grid: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Linear interpolation of ``grid [T_g, …]`` at times ``t [B]`` in [0, 1) → ``[B, …]``.
+
+    Frame i of a T-frame video has t = i / T, so when T_g = T every frame lands on its own grid
+    frame; coarser grids interpolate between their frames.
+    """
+    frames = grid.shape[0]
+    pos = (t.float() * frames).clamp(0, frames - 1)
+    i0 = pos.floor().long().clamp(max=frames - 1)
+    i1 = (i0 + 1).clamp(max=frames - 1)
+    w = (pos - i0.float()).view(-1, *([1] * (grid.dim() - 1)))
+    return grid[i0] * (1 - w) + grid[i1] * w
+
+
+class Pointwise(nn.Module):
+    """A 1×1 convolution ``[B, C_in, H, W] → [B, C_out, H, W]`` computed as a matmul (several times
+    faster than ``conv2d`` with a 1×1 kernel on CPU); weight ``[C_out, C_in]``."""
+
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__()
+        conv = nn.Conv2d(c_in, c_out, 1)  # the same initialisation as a 1×1 convolution
+        self.weight = nn.Parameter(conv.weight.detach()[:, :, 0, 0].clone())
+        self.bias = nn.Parameter(conv.bias.detach().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("bchw,oc->bohw", x, self.weight) + self.bias[:, None, None]
+
+
+class ChannelNorm(nn.Module):
+    """LayerNorm over the channels of ``[B, C, H, W]``."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+class ConvNeXtBlock(nn.Module):
+    def __init__(self, channels: int, expansion: float, kernel: int):
+        super().__init__()
+        hidden = max(1, round(channels * expansion))
+        self.dw = nn.Conv2d(channels, channels, kernel, padding=kernel // 2, groups=channels)
+        self.norm = ChannelNorm(channels)
+        self.pw1 = Pointwise(channels, hidden)
+        self.pw2 = Pointwise(hidden, channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.pw2(F.gelu(self.pw1(self.norm(self.dw(x)))))
+
+
+class Stage(nn.Module):
+    def __init__(self, c_in: int, c_out: int, stride: int, depth: int, local_frames: int, expansion: float, kernel: int):
+        super().__init__()
+        self.stride = stride
+        self.proj = Pointwise(c_in, c_out)
+        self.local = nn.Parameter(torch.zeros(local_frames, c_out, stride, stride)) if local_frames else None
+        self.blocks = nn.Sequential(*[ConvNeXtBlock(c_out, expansion, kernel) for _ in range(depth)])
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        # Projecting first is exact (both maps are linear and bilinear weights sum to 1) and cheaper:
+        # the 1×1 runs at the low resolution and fewer channels are upsampled.
+        x = self.proj(x)
+        if self.stride > 1:
+            x = F.interpolate(x, scale_factor=self.stride, mode="bilinear", align_corners=False)
+        if self.local is not None:
+            h, w = x.shape[-2] // self.stride, x.shape[-1] // self.stride
+            x = x + _interpolate(self.local, t).repeat(1, 1, h, w)
+        return self.blocks(x)
+
+
+@register_representation("hinerv", HinervConfig)
+class HiNeRV(Representation):
+    """``forward(t)``: t ``float [B]`` in [0,1) → ``float [B,3,H,W]`` in [0,1]."""
+
+    GROUPS = ("grids", "stages", "head", "bias")
+    PRUNABLE = ("stages",)  # conv weights; grids, norms and head stay dense
+
+    def __init__(self, cfg: HinervConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.grids = nn.ParameterList([
+            nn.Parameter(torch.empty(frames, channels, cfg.grid_h, cfg.grid_w).uniform_(-1e-2, 1e-2))
+            for frames, channels in cfg.level_shapes()])
+        stages, c = [], sum(ch for _, ch in cfg.level_shapes())
+        for s, c_out, depth in zip(cfg.stage_strides, cfg.channels, cfg.depths):
+            stages.append(Stage(c, c_out, s, depth, cfg.local_frames, cfg.expansion, cfg.kernel))
+            c = c_out
+        self.stages = nn.ModuleList(stages)
+        if cfg.head == "subpixel":
+            last = cfg.strides[-1]
+            self.head = nn.Sequential(nn.Conv2d(c, 3 * last * last, 3, padding=1), nn.PixelShuffle(last))
+        else:
+            self.head = Pointwise(c, 3)
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([_interpolate(g, t) for g in self.grids], dim=1)
+        for stage in self.stages:
+            x = stage(x, t)
+        x = (torch.tanh(self.head(x)) + 1) * 0.5
+        return x[:, :, : self.cfg.height, : self.cfg.width]
+
+    @staticmethod
+    def param_group(name: str) -> str:
+        if name.startswith("grids.") or name.endswith(".local"):
+            return "grids"
+        if name.startswith("head."):
+            return "bias" if name.endswith(".bias") else "head"
+        if name.endswith(".bias") or ".norm." in name:
+            return "bias"
+        return name.split(".", 1)[0]
+
+    @staticmethod
+    def quant_channels_of(cfg: HinervConfig, name: str, shape: tuple[int, ...]) -> int:
+        """Grids: one step per grid frame (the first axis); conv weights: output channels; biases
+        and norm parameters: one per tensor."""
+        if len(shape) < 2 or name.endswith(".bias") or ".norm." in name:
+            return 1
+        return shape[0]
+
+    @staticmethod
+    def count_params(cfg: HinervConfig) -> int:
+        with torch.device("meta"):
+            return sum(p.numel() for p in HiNeRV(cfg).parameters())
+
+    @staticmethod
+    def check_config(cfg: HinervConfig, limits: dict) -> None:
+        """Refuse configs no decoder should build (sizes from a possibly hostile stream)."""
+        side, width = limits["side"], limits["width_channels"]
+        if cfg.head not in ("pointwise", "subpixel"):
+            raise ValueError("head")
+        n = len(cfg.stage_strides)
+        if not (1 <= len(cfg.strides) <= limits["stages"] and len(cfg.channels) == n and len(cfg.depths) == n):
+            raise ValueError("stages")
+        if not all(1 <= s <= 8 for s in cfg.strides) or not all(0 <= d <= 16 for d in cfg.depths):
+            raise ValueError("strides or depths")
+        if not all(1 <= c <= width for c in cfg.channels) or not 1 <= cfg.grid_channels <= width:
+            raise ValueError("widths")
+        if not (1 <= cfg.grid_levels <= 8 and 1 <= cfg.grid_frames <= limits["frames"]
+                and cfg.grid_frames * 2 ** (cfg.grid_levels - 1) <= limits["frames"] and 0 <= cfg.local_frames <= limits["frames"]):
+            raise ValueError("grid frames")
+        if not (0 < cfg.expansion <= 16 and cfg.kernel in (1, 3, 5, 7)):
+            raise ValueError("expansion or kernel")
+        if not (1 <= cfg.height <= side and 1 <= cfg.width <= side and 1 <= cfg.grid_h <= side and 1 <= cfg.grid_w <= side):
+            raise ValueError("frame or grid size")
+        ph, pw = cfg.padded_size
+        if ph < cfg.height or pw < cfg.width or ph > 2 * side or pw > 2 * side:
+            raise ValueError("grid and strides do not cover the frame")
+        grid = sum(f * c for f, c in cfg.level_shapes()) * cfg.grid_h * cfg.grid_w
+        local = cfg.local_frames * sum(c * s * s for c, s in zip(cfg.channels, cfg.stage_strides))
+        convs = sum(c * c * (2 * cfg.expansion + 1) * d for c, d in zip(cfg.channels, cfg.depths))
+        if grid + local + convs > limits["params"]:
+            raise ValueError("implausibly large network")
+
+
+@dataclass(frozen=True)
+class HinervShape:
+    """A preset's HiNeRV at unit scale; ``config(H, W, T, k)`` multiplies channel widths by k.
+
+    Grid sizes in time are fractions of the frame count (``grid_frame_ratio``: base grid frames per
+    video frame; ``local_frame_ratio`` likewise for the local grids).
+    """
+
+    grid_channels: int = 32
+    grid_levels: int = 2
+    grid_frame_ratio: float = 0.25
+    channels: tuple[int, ...] = (64, 48, 32, 16)  # widths of the stages, the last ones reused if more stages
+    depths: tuple[int, ...] = (1, 1, 1, 1)
+    local_frame_ratio: float = 0.125
+    expansion: float = 4.0
+    kernel: int = 3
+    min_grid: int = 8  # shortest side of the base grid (a larger one means fewer, cheaper upsampling stages)
+    head: str = "pointwise"  # "subpixel": the last upsampling is a 3×3 conv + PixelShuffle (per-pixel detail)
+
+    def config(self, height: int, width: int, frames: int, scale: float = 1.0) -> HinervConfig:
+        from vcm.nerv.model import choose_strides
+
+        strides, gh, gw = choose_strides(height, width, min_grid=self.min_grid)
+        n = len(strides) - (self.head == "subpixel" and len(strides) > 1)
+        head = self.head if len(strides) > 1 else "pointwise"
+        widths = [self.channels[min(i, len(self.channels) - 1)] for i in range(n)]
+        depths = [self.depths[min(i, len(self.depths) - 1)] for i in range(n)]
+        return HinervConfig(
+            height=height, width=width, strides=tuple(strides), grid_h=gh, grid_w=gw,
+            grid_frames=max(1, round(frames * self.grid_frame_ratio)),
+            grid_channels=max(1, round(self.grid_channels * scale)), grid_levels=self.grid_levels,
+            channels=tuple(max(1, round(c * scale)) for c in widths), depths=tuple(depths),
+            local_frames=max(1, round(frames * self.local_frame_ratio)) if self.local_frame_ratio > 0 else 0,
+            expansion=self.expansion, kernel=self.kernel, head=head,
+        )
+
+
+def solve_for_params(shape: HinervShape, height: int, width: int, frames: int, budget: int) -> HinervConfig:
+    """The largest common width scale whose parameter count stays within ``budget``."""
+    from vcm.errors import VcmError
+
+    count = lambda k: HiNeRV.count_params(shape.config(height, width, frames, k))  # noqa: E731
+    lo, hi = 1e-3, 1.0
+    while count(hi) <= budget and hi < 1e4:
+        hi *= 2
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if count(mid) <= budget else (lo, mid)
+    cfg = shape.config(height, width, frames, lo)
+    if HiNeRV.count_params(cfg) > budget:
+        raise VcmError(f"no HiNeRV of this shape fits in {budget} parameters at {width}x{height}, {frames} frames")
+    return _fill_budget(cfg, budget)
+
+
+def _fill_budget(cfg: HinervConfig, budget: int) -> HinervConfig:
+    """Widen the base grid's channels one at a time while under budget (rounding leaves a gap)."""
+    while True:
+        wider = replace(cfg, grid_channels=cfg.grid_channels + 1)
+        if HiNeRV.count_params(wider) > budget:
+            return cfg
+        cfg = wider

@@ -1,0 +1,55 @@
+"""Rate-aware fitting (``vcm fit --lambda L``): after a warm-up the fit trains through learned
+quantizers with loss D + λ·bpp, so the network is born compressible.
+
+Steps [0, start): plain fit. [start, switch): additive-noise quantization; [switch, end): rounding
+with a straight-through gradient. start = ``rate_start`` · total steps; switch splits the rest by
+``rate_noise_fraction``. The quantizers (steps and entropy models) are created from the weights at
+``start``, added to the optimizer, and saved in the checkpoint, so an interrupted run resumes and
+``vcm compress --lambda`` continues from them.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from vcm.codec.learned import RateDistortionModel, bpp_scale
+from vcm.nerv.config import TrainConfig
+
+STEP_LR, ENTROPY_LR = 2e-2, 2e-2  # Adam lrs of the log2 steps and the entropy models (as vcm compress --lambda)
+
+
+class RateTerm:
+    """The forward of a fit that adds λ·R once ``start`` steps are done."""
+
+    def __init__(self, model: torch.nn.Module, opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int,
+                 height: int, width: int, frames: int, step: int = 0):
+        self.model, self.opt, self.cfg = model, opt, cfg
+        self.start = round(cfg.rate_start * total_steps)
+        self.switch = self.start + round(cfg.rate_noise_fraction * (total_steps - self.start))
+        self.weight = cfg.rate_lambda * bpp_scale(height, width, frames)
+        self.step = step
+        self.rd: RateDistortionModel | None = None
+
+    def activate(self, state: dict | None = None) -> None:
+        """Wrap the model in quantizers (from ``state`` when resuming) and let the optimizer train them."""
+        device = next(self.model.parameters()).device
+        self.rd = RateDistortionModel(self.model).to(device)
+        if state is not None:
+            self.rd.quantizers.load_state_dict(state)
+        self.opt.add_param_group({"params": self.rd.step_parameters(), "lr_scale": STEP_LR / self.cfg.lr, "betas": (0.9, 0.999)})
+        self.opt.add_param_group({"params": self.rd.entropy_parameters(), "lr_scale": ENTROPY_LR / self.cfg.lr,
+                                  "betas": (0.9, 0.999)})
+
+    def __call__(self, t: torch.Tensor):
+        if self.step < self.start:
+            return self.model(t)
+        if self.rd is None:
+            self.activate()
+        x_hat, bits = self.rd(t, "noise" if self.step < self.switch else "round")
+        return x_hat, self.weight * bits
+
+    def after_step(self) -> None:
+        self.step += 1
+
+    def state(self) -> dict | None:
+        return None if self.rd is None else {k: v.detach().cpu() for k, v in self.rd.quantizers.state_dict().items()}
