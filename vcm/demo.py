@@ -42,8 +42,8 @@ def run_demo(out: Path, device: str = "auto", epochs: int | None = None) -> dict
         out.mkdir(parents=True)
         config = out / DEMO_CONFIG
         config.write_text(yaml.safe_dump(cfg))
-    progress.log("vcm demo: NeRV fit on carphone (176x144, 120 frames), 4 compressed rate points, "
-                 "HEVC and VVC anchors at 6 QPs, then the report")
+    progress.log("vcm demo on carphone (176x144, 120 frames): the paper's NeRV pipeline and HiNeRV with "
+                 "rate-distortion training (4 rate points each), HEVC and VVC anchors at 6 QPs, then the report")
     result = run(config, out, device=device)
     if result["failed"]:
         from vcm.errors import VcmError

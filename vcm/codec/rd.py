@@ -32,7 +32,7 @@ class RDOptions:
     epochs: int | None = None  # None: half of the fit's epochs (0 for a rate-aware fit: code its own quantizers)
     noise_fraction: float = 0.6  # share of the steps trained with additive noise, then straight-through rounding
     lr_scale: float = 0.2  # weights' peak lr = fit lr × this
-    step_lr: float = 2e-2  # Adam lr of the log2 steps
+    step_lr: float = 2e-2  # Adam lr of the log2 steps (short schedules want more: the demo's 6 epochs use 0.1)
     entropy_lr: float = 2e-2  # Adam lr of the entropy models' log scales
     init_bits: int = 8  # initial steps: max|w| per channel / 2^(init_bits − 1)
     prune: float = 0.0  # optional global magnitude pruning first (pruned weights are symbol 0)
@@ -73,7 +73,7 @@ def optimise(model: torch.nn.Module, frames_u8: np.ndarray, masks_u8, fit_cfg: T
                   rate_lambda=0.0)
     frames, masks = to_device(frames_u8, masks_u8, device)
     t_frames, _, h, w = frames_u8.shape
-    rd = RateDistortionModel(model, keep)
+    rd = RateDistortionModel(model, keep, init_bits=opts.init_bits)
     if init_quantizers is not None:
         rd.quantizers.load_state_dict(init_quantizers)
     rd = rd.to(device).train()

@@ -23,7 +23,7 @@ from vcm.errors import VcmError
 
 _FIT_KEYS = {"preset", "params", "epochs", "batch", "lr", "points"}
 _AFFINE_KEYS = {"prune", "bits", "qat", "finetune_epochs"}
-_RD_KEYS = {"lambda", "rd_epochs", "prune"}
+_RD_KEYS = {"lambda", "rd_epochs", "prune", "step_lr"}
 
 
 def _label(value) -> str:
@@ -64,7 +64,8 @@ class NervFamily(Codec):
                     unknown = set(p) - _RD_KEYS
                     lam, prune = float(p["lambda"]), float(p.get("prune", 0.0))
                     pid = f"{fit_key}_rd_l{_label(lam)}" + (f"_pr{_label(prune)}" if prune else "")
-                    point = {**common, "lambda": lam, "prune": prune, "rd_epochs": p.get("rd_epochs")}
+                    point = {**common, "lambda": lam, "prune": prune, "rd_epochs": p.get("rd_epochs"),
+                             "step_lr": p.get("step_lr")}
                 else:
                     unknown = set(p) - _AFFINE_KEYS
                     prune, bits = float(p.get("prune", 0.0)), int(p.get("bits", 8))
@@ -115,7 +116,8 @@ class NervFamily(Codec):
         p = spec["point"]
         fit_dir, fit_seconds = self._fit(spec, video, device)
         if "lambda" in p:
-            opts = RDOptions(lam=p["lambda"], epochs=p.get("rd_epochs"), prune=p["prune"])
+            fast = {} if p.get("step_lr") is None else {"step_lr": p["step_lr"], "entropy_lr": p["step_lr"]}
+            opts = RDOptions(lam=p["lambda"], epochs=p.get("rd_epochs"), prune=p["prune"], **fast)
         else:
             opts = CompressOptions(prune=p["prune"], bits=p["bits"], qat=p["qat"], finetune_epochs=p.get("finetune_epochs"))
         out = Path(spec["workdir"]) / "stream.nerv"
