@@ -8,30 +8,20 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import moving_frames, reseal as _reseal, run_cli, section as _section
+from tests.conftest import reseal as _reseal, run_cli, section as _section
 from vcm.codec import nerv_stream
 from vcm.bitstream.bits import StreamError
 from vcm.codec.compress import CompressOptions, compress_run, decode_file
 from vcm.errors import VcmError
-from vcm.nerv.config import TrainConfig
-from vcm.nerv.model import NervShape
-from vcm.nerv.train import fit, reconstruct
+from vcm.nerv.train import reconstruct
 from vcm.quality import psnr_rgb
-from vcm.video import open_video
-from vcm.video.yuv import write_yuv420
 
 CPU = torch.device("cpu")
 
 
 @pytest.fixture(scope="module")
-def fitted(tmp_path_factory):
-    root = tmp_path_factory.mktemp("codec")
-    src = root / "Tiny_32x24_25.yuv"
-    write_yuv420(src, moving_frames(t=6, h=24, w=32))
-    video = open_video(src)
-    mcfg = NervShape(fc_dim=12, stem_dims=(48,), lower_width=8, embed_levels=16).config(24, 32)
-    fit(video, mcfg, TrainConfig(epochs=20, batch=2, lr=3e-3, checkpoint_every=20), root / "run", CPU)
-    return root, video
+def fitted(tiny_run):
+    return tiny_run
 
 
 @pytest.fixture(scope="module")

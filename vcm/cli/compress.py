@@ -48,8 +48,9 @@ def compress(
     elif out is not None:
         outs = [out]
     reports = compress_many(run, opts_list, resolve_device(device), source=input, outs=outs)
-    if json_out:
-        print_json([{k: v for k, v in r.items() if k not in ("per_frame", "rd_history")} for r in reports])
+    if json_out:  # one stream: its report; several λ: a list of them
+        short = [{k: v for k, v in r.items() if k not in ("per_frame", "rd_history")} for r in reports]
+        print_json(short if len(lam or []) > 1 else short[0])
         return
     for r in reports:
         method = (f"rate–distortion, λ = {r['lambda']:g}, {r['rd_epochs']} epochs" if r["coding"] == "rd" else

@@ -74,12 +74,13 @@ class TensorQuantizer(nn.Module):
             return smooth
         return _straight_through(_step_from_code_torch(self.step_codes()), smooth)
 
-    def forward(self, w: torch.Tensor, mode: str, keep: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(ŵ with w's shape, bits of its symbols: a scalar)."""
+    def forward(self, w: torch.Tensor, mode: str, keep: torch.Tensor | None = None,
+                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(ŵ with w's shape, bits of its symbols: a scalar); ``generator`` draws the noise."""
         step = self.step(snapped=mode != "noise")[:, None]
         y = w.reshape(self.channels, -1) / step
         if mode == "noise":
-            y = y + torch.empty_like(y).uniform_(-0.5, 0.5)
+            y = y + torch.empty_like(y).uniform_(-0.5, 0.5, generator=generator)
         elif mode == "round":
             y = _straight_through(torch.round(y), y)
         elif mode == "hard":
@@ -122,16 +123,17 @@ class RateDistortionModel(nn.Module):
     def quantizer(self, name: str) -> TensorQuantizer:
         return self.quantizers[_key(name)]
 
-    def quantized_params(self, mode: str) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    def quantized_params(self, mode: str, generator: torch.Generator | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         params, total = {}, 0.0
         for n, p in self.model.named_parameters():
             keep = self.keep.get(n)
-            params[n], b = self.quantizer(n)(p, mode, None if keep is None else keep.to(p.device))
+            params[n], b = self.quantizer(n)(p, mode, None if keep is None else keep.to(p.device), generator)
             total = total + b
         return params, total
 
-    def forward(self, t: torch.Tensor, mode: str = "noise") -> tuple[torch.Tensor, torch.Tensor]:
-        params, total = self.quantized_params(mode)
+    def forward(self, t: torch.Tensor, mode: str = "noise",
+                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        params, total = self.quantized_params(mode, generator)
         return torch.func.functional_call(self.model, params, (t,)), total
 
     def step_parameters(self) -> list[nn.Parameter]:

@@ -45,7 +45,9 @@ class RateTerm:
             return self.model(t)
         if self.rd is None:
             self.activate()
-        x_hat, bits = self.rd(t, "noise" if self.step < self.switch else "round")
+        # Noise seeded by (seed, step): a resumed run draws exactly what an uninterrupted one would.
+        gen = torch.Generator(device=t.device).manual_seed(self.cfg.seed * 1_000_003 + self.step)
+        x_hat, bits = self.rd(t, "noise" if self.step < self.switch else "round", gen)
         return x_hat, self.weight * bits
 
     def after_step(self) -> None:
