@@ -136,11 +136,13 @@ class RateDistortionModel(nn.Module):
         params, total = self.quantized_params(mode, generator)
         return torch.func.functional_call(self.model, params, (t,)), total
 
-    def step_parameters(self) -> list[nn.Parameter]:
-        return [q.log2_step for q in self.quantizers.values()]
-
-    def entropy_parameters(self) -> list[nn.Parameter]:
-        return [q.log_b for q in self.quantizers.values()]
+    def optimizer_groups(self, base_lr: float, step_lr: float, entropy_lr: float) -> list[dict]:
+        """Adam groups of the steps and entropy scales at absolute rates (``lr_scale`` against the
+        schedule's ``base_lr``, as ``train_epochs`` applies it)."""
+        return [
+            {"params": [q.log2_step for q in self.quantizers.values()], "lr_scale": step_lr / base_lr, "betas": (0.9, 0.999)},
+            {"params": [q.log_b for q in self.quantizers.values()], "lr_scale": entropy_lr / base_lr, "betas": (0.9, 0.999)},
+        ]
 
     @torch.no_grad()
     def estimate_bits(self) -> float:

@@ -77,11 +77,8 @@ def optimise(model: torch.nn.Module, frames_u8: np.ndarray, masks_u8, fit_cfg: T
     if init_quantizers is not None:
         rd.quantizers.load_state_dict(init_quantizers)
     rd = rd.to(device).train()
-    opt = torch.optim.Adam([
-        *param_groups(model, cfg),
-        {"params": rd.step_parameters(), "lr_scale": opts.step_lr / cfg.lr, "betas": (0.9, 0.999)},
-        {"params": rd.entropy_parameters(), "lr_scale": opts.entropy_lr / cfg.lr, "betas": (0.9, 0.999)},
-    ], lr=cfg.lr, betas=cfg.betas)
+    opt = torch.optim.Adam([*param_groups(model, cfg), *rd.optimizer_groups(cfg.lr, opts.step_lr, opts.entropy_lr)],
+                           lr=cfg.lr, betas=cfg.betas)
     steps = epochs * -(-t_frames // cfg.batch)
     switch = round(opts.noise_fraction * steps)
     state = {"step": 0}

@@ -36,9 +36,8 @@ class RateTerm:
         self.rd = RateDistortionModel(self.model).to(device)
         if state is not None:
             self.rd.quantizers.load_state_dict(state)
-        self.opt.add_param_group({"params": self.rd.step_parameters(), "lr_scale": STEP_LR / self.cfg.lr, "betas": (0.9, 0.999)})
-        self.opt.add_param_group({"params": self.rd.entropy_parameters(), "lr_scale": ENTROPY_LR / self.cfg.lr,
-                                  "betas": (0.9, 0.999)})
+        for group in self.rd.optimizer_groups(self.cfg.lr, STEP_LR, ENTROPY_LR):
+            self.opt.add_param_group(group)
 
     def __call__(self, t: torch.Tensor):
         if self.step < self.start:

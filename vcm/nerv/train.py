@@ -219,7 +219,7 @@ def train_epochs(
                 penalty_sum += penalty.detach()
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            if cfg.grad_clip > 0:
+            if cfg.grad_clip > 0:  # groups may be added mid-run (the rate term joining), so read them here
                 torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], cfg.grad_clip)
             opt.step()
             if after_step is not None:
