@@ -146,3 +146,33 @@ def test_demo_runs_end_to_end_with_both_nerv_curves(tmp_path):
     assert "hinerv-rd" in html and "nerv" in html
     streams = sorted((tmp_path / "demo" / "points" / "carphone" / "hinerv").glob("*/stream.nerv"))
     assert len(streams) == 4 and all(s.read_bytes()[4] == 2 for s in streams)
+
+
+def test_lambda_points_get_their_own_rate_aware_fit_unless_told_to_share():
+    from vcm import codecs
+
+    hinerv = codecs.get("hinerv")
+    seq = {"name": "carphone"}
+    fit = {"preset": "hinerv-demo", "epochs": 5, "points": [{"lambda": 0.3}, {"lambda": 1}, {"prune": 0.4, "bits": 8}]}
+    own = hinerv.points({"fits": [fit]}, seq)
+    keys = [p["fit_key"] for _, p in own]
+    assert keys[0] != keys[1] and keys[2] == "hinerv-demo_e5"  # one rate-aware fit per λ; the affine point shares none
+    assert [p["fit"].get("rate_lambda") for _, p in own] == [0.3, 1.0, None]
+    shared = hinerv.points({"fits": [{**fit, "rate_aware": False}]}, seq)
+    assert len({p["fit_key"] for _, p in shared}) == 1 and all("rate_lambda" not in p["fit"] for _, p in shared)
+
+
+@pytest.mark.parametrize("edit, message", [
+    ({"codecs": {"nerv": {"fits": [{"preset": "demo", "points": [{"prun": 0.4}]}]}}}, "prun"),
+    ({"codecs": {"hevc": {"qp": [22]}}}, "codec hevc: unknown key(s) qp"),
+    ({"detector": {"name": "oracle", "weight": "x.pt"}}, "weight"),
+    ({"sequence": ["x"]}, "unknown key(s) sequence"),
+    ({"codecs": {"nerv": {"fits": [{"preset": "demo", "epoch": 3}]}}}, "epoch"),
+])
+def test_a_typo_anywhere_in_a_ctc_config_is_refused_with_the_valid_keys(tmp_path, edit, message):
+    base = {"sequences": [{"name": "c", "path": "sample:carphone", "frames": "0:2"}], "codecs": {"hevc": {"qps": [40]}}}
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(json.dumps({**base, **edit}))
+    proc = run_cli("ctc", "run", cfg, "--out", tmp_path / "o")
+    assert proc.returncode == 1 and message in proc.stderr and "valid:" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "o" / "points").exists()

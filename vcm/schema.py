@@ -56,3 +56,15 @@ def strict_from_dict(cls, d, defaults: bool = True):
             continue
         kwargs[name] = _check(name, hints[name], d[name])
     return cls(**kwargs)
+
+
+def check_keys(d, valid, where: str) -> dict:
+    """``d`` must be a mapping whose keys are all in ``valid``; raises ValueError naming the unknown
+    ones and listing the valid ones (a typo such as ``prun: 0.4`` must never be silently ignored)."""
+    if not isinstance(d, dict):
+        raise ValueError(f"{where} must be a mapping, got {type(d).__name__}")
+    unknown = set(d) - set(valid)
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; "
+                         f"valid: {', '.join(sorted(valid))}")
+    return d

@@ -26,6 +26,7 @@ class Codec:
     name: str = ""
     order: int = 99
     description: str = ""
+    section_keys: tuple[str, ...] = ()  # the keys its config section may hold (others are refused)
 
     def points(self, section: dict, sequence: dict) -> list[tuple[str, dict]]:
         """(point id, JSON-able point parameters) of one sequence, from the codec's config section."""

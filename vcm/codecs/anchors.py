@@ -10,6 +10,8 @@ from vcm.errors import VcmError
 
 
 class Anchor(Codec):
+    section_keys = ("qps", "config", "preset", "vtm")
+
     def points(self, section: dict, sequence: dict) -> list[tuple[str, dict]]:
         qps = section.get("qps", "manifest")
         if qps == "manifest":

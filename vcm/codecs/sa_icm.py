@@ -11,6 +11,7 @@ from vcm.codecs import Codec, register_codec
 @register_codec("sa-icm", order=30)
 class SaIcm(Codec):
     description = "SA-ICM intra codec (TCM), one point per checkpoint"
+    section_keys = ("checkpoints", "arch")
 
     def points(self, section: dict, sequence: dict) -> list[tuple[str, dict]]:
         return [(Path(c).name.split(".")[0], {"checkpoint": str(c), "arch": section.get("arch", "tcm")})

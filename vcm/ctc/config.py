@@ -8,6 +8,12 @@ import yaml
 
 from vcm import sequences
 from vcm.errors import VcmError
+from vcm.schema import check_keys
+
+TOP_KEYS = ("sequences", "frames", "device", "detector", "annotations", "codecs")
+SEQUENCE_KEYS = ("name", "path", "frames", "detector")
+DETECTOR_KEYS = ("name", "weights", "repo", "batch")
+
 
 def load(path: Path) -> dict:
     path = Path(path)
@@ -17,14 +23,32 @@ def load(path: Path) -> dict:
         cfg = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise VcmError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    check_schema(cfg, path)
+    return cfg
+
+
+def check_schema(cfg, path: Path) -> None:
+    """Every section of a CTC config holds only keys vcm knows (a typo is an error, not a default)."""
     from vcm import codecs
 
-    unknown = set(cfg.get("codecs") or {}) - set(codecs.names())
-    if unknown:
-        raise VcmError(f"{path}: unknown codec(s) {', '.join(sorted(unknown))}; known: {', '.join(codecs.names())}")
-    if not cfg.get("sequences"):
-        raise VcmError(f"{path}: no sequences")
-    return cfg
+    try:
+        check_keys(cfg, TOP_KEYS, "the config")
+        unknown = set(cfg.get("codecs") or {}) - set(codecs.names())
+        if unknown:
+            raise ValueError(f"unknown codec(s) {', '.join(sorted(unknown))}; known: {', '.join(codecs.names())}")
+        for name, section in (cfg.get("codecs") or {}).items():
+            check_keys(section or {}, codecs.get(name).section_keys, f"codec {name}")
+        if cfg.get("detector") is not None:
+            check_keys(cfg["detector"], DETECTOR_KEYS, "detector")
+        if not cfg.get("sequences") or not isinstance(cfg["sequences"], list):
+            raise ValueError("no sequences (a list of SFU-HW names or {name, path} entries)")
+        for entry in cfg["sequences"]:
+            if not isinstance(entry, str):
+                check_keys(entry, SEQUENCE_KEYS, f"sequence {entry.get('name', '?') if isinstance(entry, dict) else entry}")
+                if isinstance(entry.get("detector"), dict):
+                    check_keys(entry["detector"], DETECTOR_KEYS, "sequence detector")
+    except ValueError as err:
+        raise VcmError(f"{path}: {err}") from None
 
 
 def find_source(name: str, data: Path | None) -> Path:
