@@ -20,14 +20,42 @@ from vcm.ctc.run import run
 from vcm.resources import data_dir
 
 DEMO_CONFIG = "demo.yaml"
+MARKER = "vcm-demo.json"
+# Everything a demo writes into its folder; an earlier demo's copies of these (and only these) are replaced.
+DEMO_ENTRIES = ("points", "fits", "plots", DEMO_CONFIG, "summary.csv", "report.md", "report.html", "bd.json",
+                "ctc.log", MARKER)
+
+
+def prepare_out(out: Path) -> None:
+    """Make ``out`` ready for a demo: new, empty, or an earlier demo's folder (whose demo files go;
+    anything else the user put there stays). Any other non-empty folder is refused."""
+    from vcm.errors import VcmError
+    from vcm.outputs import check_output
+
+    check_output(out, kind="dir")
+    if not out.exists():
+        return
+    entries = list(out.iterdir())
+    if entries and not (out / MARKER).is_file():
+        raise VcmError(f"--out {out} is a folder with other files in it, not an earlier demo's output; "
+                       f"name a new or empty folder")
+    for name in DEMO_ENTRIES:
+        p = out / name
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        elif p.exists() or p.is_symlink():
+            p.unlink()
 
 
 def run_demo(out: Path, device: str = "auto", epochs: int | None = None) -> dict:
-    """Run the demo experiment into ``out`` (replacing an earlier demo there); returns the summary."""
+    """Run the demo experiment into ``out`` (replacing an earlier demo's files there); returns the summary."""
+    from vcm.fsutil import write_json
+
     start = time.time()
     out = Path(out)
-    if out.exists():
-        shutil.rmtree(out)  # the demo's own previous output
+    prepare_out(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / MARKER, {"demo": "carphone", "epochs": epochs})
     config = data_dir("configs") / "ctc" / DEMO_CONFIG
     if epochs is not None:
         import yaml
@@ -39,7 +67,6 @@ def run_demo(out: Path, device: str = "auto", epochs: int | None = None) -> dict
                 for point in fit.get("points") or []:
                     if "rd_epochs" in point:
                         point["rd_epochs"] = min(point["rd_epochs"], epochs)
-        out.mkdir(parents=True)
         config = out / DEMO_CONFIG
         config.write_text(yaml.safe_dump(cfg))
     progress.log("vcm demo on carphone (176x144, 120 frames): the paper's NeRV pipeline and HiNeRV with "

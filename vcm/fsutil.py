@@ -6,6 +6,7 @@ A crash or Ctrl-C never leaves a half-written checkpoint, bitstream or report th
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import tempfile
@@ -13,12 +14,38 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def sweep_stale(folder: Path, prefix: str) -> None:
+    """Remove ``<prefix><pid>.*.tmp`` files in ``folder`` left by processes that no longer run
+    (a kill -9 skips every cleanup; the next write of the same output tidies up after it)."""
+    try:
+        candidates = list(folder.glob(f"{glob.escape(prefix)}*.tmp"))
+    except OSError:
+        return
+    for tmp in candidates:
+        rest = tmp.name[len(prefix):].split(".")  # [pid, random, "tmp"]; anything else is not ours
+        if len(rest) == 3 and rest[0].isdigit() and not _alive(int(rest[0])):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success it is renamed onto ``path``."""
+    """Yield a temporary path next to ``path`` (``.<name>.<pid>.<random>.tmp``); on success it is
+    renamed onto ``path``, on failure removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    sweep_stale(path.parent, f".{path.name}.")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     umask = os.umask(0)
@@ -49,10 +76,15 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def save_torch(path: str | os.PathLike, obj: Any) -> None:
+    """torch.save, atomically and reproducibly: saved through a file object, the archive does not
+    embed the temporary file's name, so identical objects give identical bytes."""
     import torch
 
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def point_symlink(link: str | os.PathLike, target: str | os.PathLike) -> None:

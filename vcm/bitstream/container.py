@@ -8,6 +8,7 @@ Parsing checks every length against the bytes present and every CRC before a pay
 
 from __future__ import annotations
 
+import json
 import struct
 import zlib
 
@@ -52,3 +53,46 @@ def unpack(data: bytes, magic: bytes, version: int, kind: str) -> dict[bytes, by
     if pos != len(data):
         raise StreamError(f"malformed {kind} bitstream ({len(data) - pos} trailing bytes)")
     return sections
+
+
+MAX_HEADER_BYTES = 1 << 20  # decompressed; real headers are under 2 KiB
+MAX_HEADER_DEPTH = 32  # nesting of JSON arrays/objects; real headers nest 3 deep
+
+
+def pack_header(header: dict) -> bytes:
+    return zlib.compress(json.dumps(header, separators=(",", ":"), sort_keys=True).encode(), 9)
+
+
+def read_header(blob: bytes, kind: str) -> dict:
+    """A zlib-compressed JSON object, checked: at most ``MAX_HEADER_BYTES`` once decompressed (no zip
+    bomb), one complete zlib stream with nothing after it, nesting at most ``MAX_HEADER_DEPTH``."""
+    d = zlib.decompressobj()
+    try:
+        raw = d.decompress(blob, MAX_HEADER_BYTES)
+    except zlib.error:
+        raise StreamError(f"malformed {kind} bitstream (unreadable header)") from None
+    if d.unconsumed_tail:
+        raise StreamError(f"malformed {kind} bitstream (header larger than {MAX_HEADER_BYTES} bytes)")
+    if not d.eof or d.unused_data:
+        raise StreamError(f"malformed {kind} bitstream (header truncated or followed by junk)")
+    if _depth(raw) > MAX_HEADER_DEPTH:
+        raise StreamError(f"malformed {kind} bitstream (header nested too deeply)")
+    try:
+        header = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise StreamError(f"malformed {kind} bitstream (unreadable header)") from None
+    if not isinstance(header, dict):
+        raise StreamError(f"malformed {kind} bitstream (header is not an object)")
+    return header
+
+
+def _depth(raw: bytes) -> int:
+    """Maximum bracket nesting of JSON text (brackets inside strings counted too: an upper bound)."""
+    depth = peak = 0
+    for byte in raw:
+        if byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            peak = max(peak, depth)
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return peak

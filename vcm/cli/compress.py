@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Optional
 
@@ -30,6 +31,7 @@ def compress(
     from vcm.codec.compress import CompressOptions, RDOptions, compress_many, parse_group_bits
     from vcm.device import resolve_device
     from vcm.errors import VcmError
+    from vcm.outputs import check_output
 
     start(json_out)
     if not run.exists():
@@ -44,6 +46,7 @@ def compress(
                                      finetune_epochs=finetune_epochs, qat=qat, seed=seed)]
     outs = None
     if out is not None and len(opts_list) > 1:
+        check_output(out, inputs=[input], kind="dir")
         outs = [out / f"{run.resolve().name}_rd_{o.label()}.nerv" for o in opts_list]
     elif out is not None:
         outs = [out]
@@ -76,16 +79,28 @@ def decode(
     device: str = DeviceOpt,
     json_out: bool = JsonOpt,
 ) -> None:
-    """Rebuild the network from a .nerv file alone and write its frames."""
-    from vcm.codec.compress import decode_file
+    """Rebuild the network from a .nerv file alone and write its frames (as they are decoded)."""
+    import time
+
+    from vcm import progress
+    from vcm.codec.compress import decode_stream, iter_frames
     from vcm.device import resolve_device
-    from vcm.video import write_video
+    from vcm.outputs import check_output
+    from vcm.video.writer import open_writer
 
     start(json_out)
-    frames, stream, fps = decode_file(bitstream, resolve_device(device))
-    v = stream.video
     if out is not None:
-        write_video(out, frames, v["fps"])
+        check_output(out, inputs=[bitstream], kind="any")
+    t0 = time.time()
+    stream = decode_stream(bitstream)
+    v = stream.video
+    with progress.progress(f"decode {bitstream.name}", v["frames"]) as bar, \
+            (open_writer(out, v["fps"]) if out is not None else contextlib.nullcontext(None)) as write:
+        for chunk in iter_frames(stream, resolve_device(device)):
+            if write is not None:
+                write(chunk)
+            bar.advance(len(chunk))
+    fps = v["frames"] / max(time.time() - t0, 1e-9)
     result = {"bitstream": str(bitstream), "frames": v["frames"], "size": f"{v['width']}x{v['height']}",
               "fps": v["fps"], "source_frames": v["source_frames"], "decode_frames_per_second": fps,
               "out": str(out) if out else None}

@@ -24,7 +24,7 @@ def eval_command(
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="For .icm inputs: the codec checkpoint (default: beside the file)."),
     batch: int = typer.Option(8, "--batch", min=1),
     half: bool = typer.Option(False, "--half", help="fp16 inference on CUDA."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Folder for detections.json and scores.json (default eval/<sequence>/)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder for detections.json and scores.json (default eval/<input file name>/)."),
     device: str = DeviceOpt,
     size: Optional[str] = SizeOpt,
     fps: Optional[float] = FpsOpt,
@@ -36,15 +36,24 @@ def eval_command(
     from vcm.eval.detect import create_detector
     from vcm.eval.gt import load_ground_truth
     from vcm.eval.run import decode_any, score, write_outputs
+    from vcm.errors import VcmError
+    from vcm.outputs import check_output
+    from vcm.provenance import file_fingerprint, provenance
     from vcm.video.naming import parse_size
 
     start(json_out)
+    if not input.exists():
+        raise VcmError(f"{input} does not exist")
+    folder = out or Path("eval") / input.name.replace(".", "_")  # one folder per input: no silent overwrite
+    check_output(folder, inputs=[input, annotations, checkpoint], kind="dir")
     dev = resolve_device(device)
     decoded = decode_any(input, dev, frames, parse_size(size) if size else None, fps, bit_depth, checkpoint)
     gt = load_ground_truth(sequence or decoded.name, annotations)
     det = create_detector(detector, gt=gt, weights=weights, yolov7_repo=yolov7_repo, device=dev, batch=batch, half=half)
     clip, scores = score(decoded, gt, det, batch)
-    folder = out or Path("eval") / gt.sequence
+    scores.update(input=str(input.resolve()), input_fingerprint=file_fingerprint(input),
+                  detector_settings={"name": detector, "weights": str(weights) if detector == "yolov7" else None,
+                                     "half": half}, provenance=provenance(dev))
     write_outputs(folder, clip, scores)
     if json_out:
         print_json(scores)

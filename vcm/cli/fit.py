@@ -46,7 +46,15 @@ def fit(
     from vcm.nerv.train import load_run, reconstruct
     from vcm.video import load, write_video
 
+    from vcm.outputs import check_output
+
     start(json_out)
+    reads = [input, masks, config, sam_checkpoint]
+    if out is not None:
+        check_output(out, inputs=reads, kind="dir")
+    if save_video is not None:
+        run_files = [out / name for name in ("checkpoint.pt", "config.json", "metrics.json")] if out else []
+        check_output(save_video, inputs=reads, protected=run_files, kind="any", option="--save-video")
     info = probe_input(input, size, fps, bit_depth)
     video = load(info, frames)
     spec, cfg = plan(str(config) if config else preset_for(arch, preset), params, epochs=epochs, batch=batch, lr=lr,

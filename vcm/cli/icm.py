@@ -38,7 +38,10 @@ def icm_train(
     from vcm.device import resolve_device
     from vcm.icm.train import IcmTrainConfig, train
 
+    from vcm.outputs import check_output
+
     start(json_out)
+    check_output(out, inputs=[images, val, sam_checkpoint], kind="dir")
     cfg = IcmTrainConfig(arch=arch, lmbda=lmbda, epochs=epochs, batch=batch, crop=crop, lr=lr, masks=masks,
                          alpha=alpha, sam_model=sam_model, seed=seed, steps_per_epoch=steps)
     r = train(images, out, cfg, resolve_device(device), val, sam_checkpoint, resume)
@@ -72,9 +75,15 @@ def icm_encode(
     from vcm.icm.codec import encode_video
     from vcm.video import load
 
+    from vcm.errors import VcmError
+    from vcm.outputs import check_output
+
     start(json_out)
-    video = load(probe_input(input, size, fps, bit_depth), frames)
     target = out or input.with_suffix(".icm")
+    if target.suffix != ".icm":
+        raise VcmError(f"--out {target}: a bitstream file name must end in .icm")
+    check_output(target, inputs=[input, checkpoint], kind="file")
+    video = load(probe_input(input, size, fps, bit_depth), frames)
     from vcm.rate import rate
 
     r = encode_video(video, checkpoint, target, resolve_device(device), arch)
@@ -95,15 +104,25 @@ def icm_decode(
     device: str = DeviceOpt,
     json_out: bool = JsonOpt,
 ) -> None:
-    """Decode a .icm file and write its frames."""
+    """Decode a .icm file and write its frames (as they are decoded)."""
+    import contextlib
+
+    from vcm import progress
     from vcm.device import resolve_device
-    from vcm.icm.codec import decode_icm_file
-    from vcm.video import write_video
+    from vcm.icm.codec import open_icm
+    from vcm.outputs import check_output
+    from vcm.video.writer import open_writer
 
     start(json_out)
-    frames, header = decode_icm_file(bitstream, resolve_device(device), checkpoint)
     if out is not None:
-        write_video(out, frames, header["fps"])
+        check_output(out, inputs=[bitstream, checkpoint], kind="any")
+    header, frames = open_icm(bitstream, resolve_device(device), checkpoint)
+    with progress.progress(f"decode {bitstream.name}", header["frames"]) as bar, \
+            (open_writer(out, header["fps"]) if out is not None else contextlib.nullcontext(None)) as write:
+        for frame in frames:
+            if write is not None:
+                write(frame)
+            bar.advance(1)
     r = {"frames": header["frames"], "size": f"{header['width']}x{header['height']}", "arch": header["arch"],
          "out": str(out) if out else None}
     if json_out:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -24,9 +25,11 @@ from vcm.codec import affine, nerv_stream, rd
 from vcm.codec.affine import CompressOptions, parse_group_bits  # noqa: F401  (public names)
 from vcm.codec.rd import RDOptions
 from vcm.errors import VcmError
-from vcm.fsutil import write_bytes, write_json
+from vcm.fsutil import atomic_path, write_json
 from vcm.nerv.config import TrainConfig
-from vcm.nerv.train import load_quantizers, load_run, reconstruct
+from vcm.outputs import check_output
+from vcm.provenance import provenance
+from vcm.nerv.train import load_quantizers, load_run, to_u8
 from vcm.quality import summarize
 from vcm.rate import rate
 from vcm.video import Video, load, probe
@@ -101,33 +104,45 @@ def default_out(prep: Prepared, opts: Options) -> Path:
     return prep.run_dir / f"{prefix}_{'rd_' if isinstance(opts, RDOptions) else ''}{opts.label()}.nerv"
 
 
-def check_out(out: Path) -> Path:
-    """``out`` must name a ``.nerv`` file (so neither the report beside it nor a run's checkpoint is overwritten)."""
+def check_out(out: Path, prep: "Prepared | None" = None) -> Path:
+    """``out`` must name a ``.nerv`` file that replaces neither an input (the source video, masks)
+    nor the run's own files, and neither may the report written beside it as ``.json``."""
     out = Path(out)
     if out.suffix != ".nerv":
         raise VcmError(f"--out {out}: a bitstream file name must end in .nerv (its report goes beside it as .json)")
-    if out.is_dir():
-        raise VcmError(f"--out {out} is a directory; name a .nerv file")
+    inputs, protected = [], []
+    if prep is not None:
+        inputs = [prep.video.info.path, (prep.config.get("masks") or {}).get("path")]
+        protected = [prep.run_dir / name for name in ("checkpoint.pt", "config.json", "metrics.json")]
+    check_output(out, inputs=inputs, protected=protected, kind="file")
+    check_output(out.with_suffix(".json"), inputs=inputs, protected=protected, kind="file", option="--out (its report)")
     return out
 
 
 def measure(prep: Prepared, path: Path) -> dict:
     """Decode ``path`` with the real decoder and measure it against the source frames."""
-    decoded = nerv_stream.decode(Path(path).read_bytes()).build_model()
-    recon = reconstruct(decoded, prep.video.num_frames, torch.device("cpu"))
+    recon = np.concatenate(list(iter_frames(decode_stream(path), torch.device("cpu"))))
     return summarize(prep.video.frames_u8, recon)
 
 
 def compress_prepared(prep: Prepared, out: Path | None, opts: Options, device) -> dict:
     """optimise → write → measure for one option set; writes ``out`` and ``out.json``; returns the report."""
     start = time.time()
-    out = check_out(out if out is not None else default_out(prep, opts))
+    out = check_out(out if out is not None else default_out(prep, opts), prep)
     stream, fields = optimise(prep, opts, device)
     stats: dict = {}
     data = nerv_stream.encode(stream, stats)
     encode_seconds = time.time() - start
-    write_bytes(out, data)
-    quality = measure(prep, out)
+    with atomic_path(out) as tmp:  # measured from the file itself, published only with its report
+        tmp.write_bytes(data)
+        quality = measure(prep, tmp)
+        report = _report(prep, out, stream, data, stats, fields, quality, encode_seconds, device)
+        write_json(out.with_suffix(".json"), report)
+    return report
+
+
+def _report(prep: Prepared, out: Path, stream, data: bytes, stats: dict, fields: dict, quality: dict,
+            encode_seconds: float, device) -> dict:
     v = prep.config["video"]
     params = int(sum(int(np.prod(t.shape)) for t in stream.tensors))
     nonzero = int(sum(int(np.count_nonzero(t.dequantize())) for t in stream.tensors))
@@ -140,6 +155,7 @@ def compress_prepared(prep: Prepared, out: Path | None, opts: Options, device) -
         "params": params, "nonzero_params": nonzero, "bits_per_param": 8 * len(data) / params,
         **{k: val for k, val in fields.items() if k not in ("estimate_bits", "history")},
         "encode_seconds": round(encode_seconds, 3), "per_frame": quality["per_frame"],
+        "provenance": provenance(device),
     }
     if "estimate_bits" in fields:
         # Training-time estimate: the trained entropy models' bits of the symbols + the exact side information.
@@ -147,7 +163,6 @@ def compress_prepared(prep: Prepared, out: Path | None, opts: Options, device) -
         estimate = fields["estimate_bits"] / 8 + side
         report.update(estimate_bytes=round(estimate, 1), side_bytes=side,
                       estimate_error=round((len(data) - estimate) / estimate, 5), rd_history=fields["history"])
-    write_json(out.with_suffix(".json"), report)
     return report
 
 
@@ -162,8 +177,11 @@ def compress_many(run_dir: Path, opts_list: list[Options], device, source: Path 
     """Several streams (e.g. several λ) from one fit: the run and its frames are read once."""
     for opts in opts_list:
         opts.check()
-    prep = prepare(run_dir, source)
     outs = outs or [None] * len(opts_list)
+    for out in outs:  # a wrong --out is refused before the run and its frames are read
+        if out is not None:
+            check_out(out)
+    prep = prepare(run_dir, source)
     return [compress_prepared(prep, out, opts, device) for out, opts in zip(outs, opts_list)]
 
 
@@ -175,14 +193,44 @@ def _real(path: Path) -> Path:
         return real
 
 
-def decode_file(path: Path, device) -> tuple[np.ndarray, nerv_stream.NervStream, float]:
-    """Decode a ``.nerv`` file → (``uint8 [T,3,H,W]`` frames, stream, decode frames/s)."""
+def frame_batch(stream: nerv_stream.NervStream, limit: int = 8) -> int:
+    """Frames decoded at once: up to ``limit``, as many as a quarter of the memory budget allows."""
+    from vcm.bitstream.budget import memory_budget
+
+    per_frame = nerv_stream.frame_memory(stream.arch, stream.model)
+    return max(1, min(limit, memory_budget() // 4 // max(per_frame, 1)))
+
+
+def decode_stream(path: Path) -> nerv_stream.NervStream:
+    """Read and validate a ``.nerv`` file (no frame is decoded yet)."""
     path = Path(path)
     if not path.exists():
         raise VcmError(f"{path} does not exist")
     if path.is_dir():
         raise VcmError(f"{path} is a directory; name a .nerv file")
+    return nerv_stream.decode(path.read_bytes())
+
+
+def iter_frames(stream: nerv_stream.NervStream, device) -> Iterator[np.ndarray]:
+    """The decoded video in chunks ``uint8 [B,3,H,W]``, frame by frame, never all of it at once."""
+    from vcm.nerv.train import frame_times
+
+    model = stream.build_model().to(device)
+    batch = frame_batch(stream)
+    t_all = frame_times(stream.video["frames"], device)
+    with torch.no_grad():
+        for i in range(0, len(t_all), batch):
+            yield to_u8(model(t_all[i:i + batch]))
+
+
+def decode_file(path: Path, device) -> tuple[np.ndarray, nerv_stream.NervStream, float]:
+    """Decode a ``.nerv`` file → (``uint8 [T,3,H,W]`` frames, stream, decode frames/s), for callers
+    that need every frame at once (measurement, detection); checked against the memory budget."""
+    from vcm.bitstream.budget import check
+
     start = time.time()
-    stream = nerv_stream.decode(path.read_bytes())
-    frames = reconstruct(stream.build_model(), stream.video["frames"], device)
-    return frames, stream, stream.video["frames"] / max(time.time() - start, 1e-9)
+    stream = decode_stream(path)
+    v = stream.video
+    check(v["frames"] * 3 * v["width"] * v["height"], f"{v['frames']} frames held at once", "vcm NeRV")
+    frames = np.concatenate(list(iter_frames(stream, device)))
+    return frames, stream, v["frames"] / max(time.time() - start, 1e-9)

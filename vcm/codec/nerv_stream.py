@@ -15,8 +15,6 @@ paper's pipeline on NeRV, byte for byte as before, and every version-1 stream st
 
 from __future__ import annotations
 
-import json
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,7 +32,7 @@ MAGIC = b"VCMN"
 VERSION = 2
 CODINGS = ("affine", "rd")
 LIMITS = {"side": 16384, "frames": 1_000_000, "params": 1 << 27, "width_channels": 1 << 16,
-          "stem_layers": 8, "stages": 8, "embed_levels": 1024, "header_bytes": 1 << 20}
+          "stem_layers": 8, "stages": 8, "embed_levels": 1024}
 
 
 @dataclass
@@ -80,7 +78,7 @@ def encode(stream: NervStream, stats: dict | None = None) -> bytes:
             stats["entropy_coded_bytes"] = coded
     else:
         raise ValueError(f"unknown coding {stream.coding!r}")
-    head = zlib.compress(json.dumps(header, separators=(",", ":"), sort_keys=True).encode(), 9)
+    head = container.pack_header(header)
     return container.pack(MAGIC, version, [(b"HEAD", head), (b"DATA", w.getvalue())])
 
 
@@ -120,6 +118,7 @@ def decode(data: bytes) -> NervStream:
             raise StreamError("malformed vcm NeRV bitstream (unknown coding)")
     cfg, model_cls = _model_config(arch, header.get("model"))
     video = _video(header.get("video"), cfg)
+    check_memory(arch, cfg, len(sections[b"DATA"]))
     shapes = _shape_model(arch, cfg)
     layout = [(n, shape, model_cls.quant_channels_of(cfg, n, shape)) for n, shape in shapes]
     r = Reader(sections[b"DATA"], "tensor data")
@@ -130,6 +129,34 @@ def decode(data: bytes) -> NervStream:
     if r.remaining():
         raise StreamError("malformed vcm NeRV bitstream (trailing tensor data)")
     return NervStream(cfg, video, tensors, arch, coding)
+
+
+# Fewer than 1/64 bit per parameter is not a plausible network: even all-zero pruned tensors cost
+# more under the entropy models vcm writes. A declared size beyond this is refused before decoding.
+MIN_BITS_PER_PARAM = 1 / 64
+# Per parameter while decoding: int64 symbols, float32 weights, the network's own copy and slack.
+BYTES_PER_PARAM = 24
+# Measured peak resident memory over the float32 activation estimate (allocator, temporaries): ≤ 1.3.
+ACTIVATION_SLACK = 1.5
+
+
+def frame_memory(arch: str, cfg) -> int:
+    """Bytes needed to decode one frame of ``cfg``: activations (with slack) and the output frame."""
+    model_cls = registry.entry(arch).model_cls
+    return int(ACTIVATION_SLACK * model_cls.frame_bytes(cfg)) + 16 * cfg.height * cfg.width
+
+
+def check_memory(arch: str, cfg, data_bytes: int) -> None:
+    """Refuse a stream whose declared network cannot come from ``data_bytes`` of tensor data, or
+    whose decoding (parameters + one frame) would exceed the memory budget."""
+    from vcm.bitstream import budget
+
+    params = registry.entry(arch).model_cls.count_params(cfg)
+    if params * MIN_BITS_PER_PARAM > 8 * data_bytes:
+        raise StreamError(f"malformed vcm NeRV bitstream (it declares {params:,} parameters in "
+                          f"{data_bytes:,} bytes of tensor data)")
+    need = BYTES_PER_PARAM * params + frame_memory(arch, cfg)
+    budget.check(need, f"{params:,} parameters, {cfg.width}x{cfg.height} frames", "vcm NeRV")
 
 
 def _read_affine(r: Reader, layout, bits, group_of) -> list[QTensor]:
@@ -167,17 +194,7 @@ def _read_affine(r: Reader, layout, bits, group_of) -> list[QTensor]:
 
 
 def _read_header(blob: bytes) -> dict:
-    try:
-        d = zlib.decompressobj()
-        raw = d.decompress(blob, LIMITS["header_bytes"])
-        if d.unconsumed_tail:
-            raise StreamError("malformed vcm NeRV bitstream (header too large)")
-        header = json.loads(raw)
-    except (zlib.error, ValueError, UnicodeDecodeError):
-        raise StreamError("malformed vcm NeRV bitstream (unreadable header)") from None
-    if not isinstance(header, dict):
-        raise StreamError("malformed vcm NeRV bitstream (header is not an object)")
-    return header
+    return container.read_header(blob, "vcm NeRV")
 
 
 def _int(d: dict, key: str, lo: int, hi: int) -> int:

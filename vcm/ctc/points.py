@@ -44,6 +44,7 @@ def run_point(spec: dict) -> dict:
     from vcm.device import resolve_device
     from vcm.fsutil import write_json
     from vcm.progress import set_quiet
+    from vcm.provenance import provenance
 
     set_quiet(spec.get("quiet", False))
     if spec.get("threads"):
@@ -66,6 +67,7 @@ def run_point(spec: dict) -> dict:
         "ms_ssim": quality["ms_ssim"], **detection, "encode_seconds": coded["encode"],
         "decode_seconds": coded["decode"], "bitstream": coded["bitstream"], "annotations": spec.get("annotations"),
         **{k: coded[k] for k in ("fit_seconds", "compress_seconds", "params", "bits_per_param", "estimate_bytes") if k in coded},
+        "provenance": provenance(device),
     }
     write_json(Path(spec["workdir"]) / "result.json", row)
     return row

@@ -11,21 +11,20 @@ cropped back. The decoder rebuilds the network from the same checkpoint (checked
 
 from __future__ import annotations
 
-import json
 import time
-import zlib
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from vcm import progress
-from vcm.bitstream import container
+from vcm.bitstream import budget, container
 from vcm.bitstream.bits import Reader, StreamError, Writer
 from vcm.errors import VcmError
 from vcm.fsutil import write_bytes
-from vcm.icm.models import fingerprint, load_checkpoint, pad_multiple
+from vcm.icm.models import ARCHS, decode_bytes_per_pixel, fingerprint, load_checkpoint, pad_multiple
 
 MAGIC, VERSION = b"VCMI", 1
 
@@ -77,52 +76,109 @@ def encode_video(video, checkpoint: Path, out: Path, device, arch: str | None = 
               "fps": video.fps, "frames": video.num_frames,
               "source_frames": [video.source_frames.start, video.source_frames.stop], "arch": arch, "config": config,
               "checkpoint": Path(checkpoint).name, "checkpoint_fingerprint": fingerprint(Path(checkpoint))}
-    head = zlib.compress(json.dumps(header, sort_keys=True, separators=(",", ":")).encode(), 9)
+    head = container.pack_header(header)
     blob = container.pack(MAGIC, VERSION, [(b"HEAD", head), (b"DATA", data)])
     write_bytes(out, blob)
     return {"bitstream": str(out), "bytes": len(blob), "seconds": time.time() - start, "frames": video.num_frames}
 
 
+MAX_SIDE = 16384
+MAX_FRAMES = 1_000_000
+MAX_STRINGS = 8  # entropy-coded strings per frame (TCM and CompressAI's models write 2)
+# Header fields and their checks: a schema, so that no field is used before its type is known.
+_HEADER = {
+    "name": lambda v: isinstance(v, str) and len(v) <= 256,
+    "sequence": lambda v: v is None or (isinstance(v, str) and len(v) <= 256),
+    "width": lambda v: _is_int(v) and 1 <= v <= MAX_SIDE,
+    "height": lambda v: _is_int(v) and 1 <= v <= MAX_SIDE,
+    "fps": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1000,
+    "frames": lambda v: _is_int(v) and 1 <= v <= MAX_FRAMES,
+    "source_frames": lambda v: isinstance(v, list) and len(v) == 2 and all(map(_is_int, v)) and 0 <= v[0] < v[1],
+    "arch": lambda v: isinstance(v, str) and v in ARCHS,
+    "config": lambda v: isinstance(v, dict),
+    "checkpoint": lambda v: isinstance(v, str) and 0 < len(v) <= 255 and "/" not in v and "\\" not in v and v not in (".", ".."),
+    "checkpoint_fingerprint": lambda v: isinstance(v, str) and len(v) == 16,
+}
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
 def read_header(data: bytes) -> tuple[dict, bytes]:
+    """Validate a ``.icm`` stream's container and header → (header, DATA payload)."""
     sections = container.unpack(data, MAGIC, VERSION, "vcm ICM")
     if b"HEAD" not in sections or b"DATA" not in sections:
         raise StreamError("malformed vcm ICM bitstream (missing HEAD or DATA)")
-    try:
-        header = json.loads(zlib.decompress(sections[b"HEAD"]))
-    except (zlib.error, ValueError):
-        raise StreamError("malformed vcm ICM bitstream (unreadable header)") from None
-    for key in ("width", "height", "frames"):
-        if not isinstance(header.get(key), int) or not 0 < header[key] <= 1_000_000:
-            raise StreamError(f"malformed vcm ICM bitstream (header field {key!r})")
+    header = container.read_header(sections[b"HEAD"], "vcm ICM")
+    for key, ok in _HEADER.items():
+        if key not in header:
+            raise StreamError(f"malformed vcm ICM bitstream (header field {key!r} missing)")
+        if not ok(header[key]):
+            raise StreamError(f"malformed vcm ICM bitstream (header field {key!r} is invalid)")
+    if header["source_frames"][1] - header["source_frames"][0] != header["frames"]:
+        raise StreamError("malformed vcm ICM bitstream (source frame range does not match the frame count)")
     return header, sections[b"DATA"]
 
 
-def decode_icm_file(path: Path, device, checkpoint: Path | None = None) -> tuple[np.ndarray, dict]:
-    """Decode a ``.icm`` file → (``uint8 [T,3,H,W]``, header). The checkpoint is looked up beside it."""
-    path = Path(path)
-    if not path.is_file():
-        raise VcmError(f"{path} does not exist")
-    header, data = read_header(path.read_bytes())
+def _load_decoder(path: Path, header: dict, device, checkpoint: Path | None):
     ckpt = Path(checkpoint) if checkpoint else path.parent / header["checkpoint"]
     if not ckpt.is_file():
         raise VcmError(f"{path.name} was coded with {header['checkpoint']}; pass --checkpoint PATH to it")
     if fingerprint(ckpt) != header["checkpoint_fingerprint"]:
         raise VcmError(f"{ckpt.name} is not the checkpoint {path.name} was coded with (fingerprint differs)")
     model, _, _ = load_checkpoint(ckpt, header["arch"], device)
+    return model
+
+
+def open_icm(path: Path, device, checkpoint: Path | None = None) -> tuple[dict, Iterator[np.ndarray]]:
+    """Validate a ``.icm`` file and load its decoder → (header, frames ``uint8 [1,3,H,W]`` one at a time).
+
+    Every frame's latent shape is checked against the header's frame size and the memory budget
+    is checked before the first frame is decoded.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise VcmError(f"{path} is a directory; name a .icm file")
+    if not path.is_file():
+        raise VcmError(f"{path} does not exist")
+    header, data = read_header(path.read_bytes())
+    model = _load_decoder(path, header, device, checkpoint)
     h, w = header["height"], header["width"]
     mult = pad_multiple(model)
+    ph, pw = h + (-h % mult), w + (-w % mult)
+    budget.check(decode_bytes_per_pixel(model) * ph * pw, f"{w}x{h} frames with {header['arch']}", "vcm ICM")
+    return header, _frames(model, data, header, (ph // LATENT_STRIDE, pw // LATENT_STRIDE))
+
+
+LATENT_STRIDE = 64  # the hyper-latent z is 1/64 of the padded frame in every supported architecture
+
+
+def _frames(model, data: bytes, header: dict, latent: tuple[int, int]) -> Iterator[np.ndarray]:
+    h, w = header["height"], header["width"]
+    pads = _pad(torch.zeros(1, 1, h, w), pad_multiple(model))[1]
     r = Reader(data, "frame data")
-    frames = []
     for _ in range(header["frames"]):
         shape = (r.varint(1 << 16), r.varint(1 << 16))
-        n = r.varint(64)
+        if shape != latent:
+            raise StreamError(f"malformed vcm ICM frame data (latent {shape[0]}x{shape[1]}, the header's "
+                              f"{w}x{h} frames need {latent[0]}x{latent[1]})")
+        n = r.varint(MAX_STRINGS)
         strings = [[r.raw(r.varint(r.remaining()))] for _ in range(n)]
         try:
-            out = model.decompress(strings, shape)
-        except Exception as err:
+            with torch.no_grad():
+                out = model.decompress(strings, shape)
+        except (ValueError, RuntimeError, IndexError, TypeError, OverflowError) as err:
             raise StreamError(f"corrupt vcm ICM frame data ({type(err).__name__})") from None
-        pads = _pad(torch.zeros(1, 1, h, w), mult)[1]
-        frames.append(to_u8(_crop(out["x_hat"], pads, h, w))[0])
+        yield to_u8(_crop(out["x_hat"], pads, h, w))
     if r.remaining():
         raise StreamError("malformed vcm ICM bitstream (trailing frame data)")
-    return np.stack(frames), header
+
+
+def decode_icm_file(path: Path, device, checkpoint: Path | None = None) -> tuple[np.ndarray, dict]:
+    """Decode a ``.icm`` file → (``uint8 [T,3,H,W]``, header), for callers that need every frame at
+    once (checked against the memory budget). The checkpoint is looked up beside the file."""
+    header, frames = open_icm(path, device, checkpoint)
+    budget.check(header["frames"] * 3 * header["width"] * header["height"], f"{header['frames']} frames held at once",
+                 "vcm ICM")
+    return np.concatenate(list(frames)), header

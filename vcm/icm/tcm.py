@@ -64,7 +64,10 @@ class TCMConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TCMConfig":
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+        """Strict: unknown keys and wrongly typed values raise ValueError naming the field."""
+        from vcm.schema import strict_from_dict
+
+        return strict_from_dict(cls, d)
 
 
 TINY = TCMConfig(N=16, M=40, config=(1, 1, 1, 1, 1, 1), head_dim=(8, 8, 8, 8, 8, 8), z_channels=16,

@@ -18,6 +18,7 @@ import numpy as np
 import yaml
 
 from vcm.errors import VcmError
+from vcm.schema import check_keys
 from vcm.resources import data_dir
 
 OFFICIAL = {
@@ -120,7 +121,14 @@ def load_settings(path: Path | None = None, dilation: int | None = None) -> Mask
     path = Path(path) if path else data_dir("configs") / "masks" / "default.yaml"
     if not path.exists():
         raise VcmError(f"masks config {path} does not exist")
-    raw = yaml.safe_load(path.read_text()) or {}
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+        check_keys(raw, ("alpha_param", "generator", "edges"), str(path))
+        check_keys(raw.get("edges") or {}, ("dilation",), f"{path}: edges")
+    except yaml.YAMLError as err:
+        raise VcmError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    except ValueError as err:
+        raise VcmError(str(err)) from None
     alpha_param = raw.get("alpha_param", "pred_iou_thresh")
     if alpha_param not in _ALPHA_PARAMS:
         raise VcmError(f"{path}: alpha_param must be one of {', '.join(_ALPHA_PARAMS)}")

@@ -53,14 +53,31 @@ def load_masks(path: Path) -> tuple[np.ndarray, dict]:
             packed = z["packed"]
     except Exception:
         raise VcmError(f"{path} is not a vcm edge-mask file") from None
-    if meta.get("format") != FORMAT:
-        raise VcmError(f"{path} is not a vcm edge-mask file (format {meta.get('format')!r})")
-    h, w = int(meta["height"]), int(meta["width"])
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        fmt = meta.get("format") if isinstance(meta, dict) else None
+        raise VcmError(f"{path} is not a vcm edge-mask file (format {fmt!r})")
+    _check_meta(meta, path)
+    h, w = meta["height"], meta["width"]
     a, b = meta["source_frames"]
     if packed.ndim != 2 or packed.shape != (b - a, (h * w + 7) // 8):
         raise VcmError(f"{path} is damaged (mask array does not match its metadata)")
     masks = np.stack([unpack(p, h, w) for p in packed]).astype(np.uint8)[:, None]
     return masks, meta
+
+
+def _check_meta(meta: dict, path: Path) -> None:
+    """The fields a mask file must carry, with their types: one clear line for a damaged file."""
+    def is_int(v):
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    for key in ("width", "height"):
+        if not (is_int(meta.get(key)) and 0 < meta[key] <= 1 << 16):
+            raise VcmError(f"{path} is damaged (metadata field {key!r} missing or invalid)")
+    src = meta.get("source_frames")
+    if not (isinstance(src, list) and len(src) == 2 and all(map(is_int, src)) and 0 <= src[0] < src[1]):
+        raise VcmError(f"{path} is damaged (metadata field 'source_frames' missing or invalid); make it again with vcm masks")
+    if not isinstance(meta.get("video_fingerprint"), str):
+        raise VcmError(f"{path} is damaged (metadata field 'video_fingerprint' missing)")
 
 
 def check_matches(meta: dict, video: Video, path: Path) -> None:

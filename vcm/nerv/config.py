@@ -46,14 +46,13 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise VcmError(f"unknown training option(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
-        d = dict(d)
-        if "betas" in d:
-            d["betas"] = tuple(float(b) for b in d["betas"])
-        return cls(**d)
+        """Strict: unknown options and wrongly typed values are refused (one line naming the field)."""
+        from vcm.schema import strict_from_dict
+
+        try:
+            return strict_from_dict(cls, d)
+        except ValueError as err:
+            raise VcmError(f"training options: {err}") from None
 
 
 @dataclass(frozen=True)

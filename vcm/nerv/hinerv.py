@@ -194,6 +194,23 @@ class HiNeRV(Representation):
         return shape[0]
 
     @staticmethod
+    def frame_bytes(cfg: HinervConfig) -> int:
+        """Peak float32 activations of one frame (computed from the config, nothing built): per stage
+        the projection and upsampling at both resolutions, then a ConvNeXt block's input, depthwise and
+        norm outputs and two expanded hidden tensors; then the head."""
+        h, w = cfg.grid_h, cfg.grid_w
+        c = sum(ch for _, ch in cfg.level_shapes())
+        peak = c * h * w
+        for s, c_out, depth in zip(cfg.stage_strides, cfg.channels, cfg.depths):
+            hidden = max(1, round(c_out * cfg.expansion))
+            peak = max(peak, (c + c_out) * h * w + c_out * h * w * (1 + s * s))
+            h, w, c = h * s, w * s, c_out
+            if depth:
+                peak = max(peak, (4 * c + 2 * hidden) * h * w)
+        s = cfg.strides[-1] if cfg.head == "subpixel" else 1
+        return 4 * max(peak, (c + 9 * s * s) * h * w)
+
+    @staticmethod
     def count_params(cfg: HinervConfig) -> int:
         with torch.device("meta"):
             return sum(p.numel() for p in HiNeRV(cfg).parameters())

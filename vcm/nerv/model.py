@@ -198,6 +198,17 @@ class NeRV(Representation):
         if max(cfg.block_widths()) > width or count_params(cfg) > limits["params"]:
             raise ValueError("implausibly large network")
 
+    @staticmethod
+    def frame_bytes(cfg: "NervConfig") -> int:
+        """Peak float32 activations of one frame: at each block its input, the conv output and the
+        shuffled copy; then the head's input and output (computed from the config, nothing built)."""
+        h, w, c = cfg.grid_h, cfg.grid_w, cfg.fc_dim
+        peak = c * h * w + max(cfg.stem_dims, default=0)
+        for s, c_out in zip(cfg.strides, cfg.block_widths()):
+            peak = max(peak, c * h * w + 2 * c_out * s * s * h * w)
+            h, w, c = h * s, w * s, c_out
+        return 4 * max(peak, (c + 9) * h * w)
+
     def __init__(self, cfg: NervConfig):
         super().__init__()
         self.cfg = cfg

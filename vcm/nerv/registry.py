@@ -14,7 +14,9 @@ Every class provides, beside ``forward(t: float [B]) → float [B,3,H,W]`` in [0
   each (a decoder knows them from the config alone);
 - ``prunable(name)``: whether global magnitude pruning may zero it;
 - ``count_params(cfg)`` (static) and ``check_config(cfg, limits)`` (static: raises ``ValueError``
-  for a config no decoder should build, e.g. from a hostile bitstream).
+  for a config no decoder should build, e.g. from a hostile bitstream);
+- ``frame_bytes(cfg)`` (static): an upper estimate of the float32 activations alive while one
+  frame is decoded (the decoder's memory budget is checked with it before anything is built).
 
 Subclassing :class:`Representation` gives the instance conveniences.
 

@@ -31,6 +31,7 @@ from vcm.fsutil import save_torch, write_json
 from vcm.nerv.config import TrainConfig
 from vcm.nerv.loss import nerv_loss
 from vcm.nerv import registry
+from vcm.provenance import provenance
 from vcm.quality import summarize
 from vcm.video import Video
 
@@ -150,11 +151,12 @@ def reconstruct(model: torch.nn.Module, num_frames: int, device, batch: int = 8)
     """Decode all frames: ``uint8 [T,3,H,W]`` (round(255·x̂), the decoder's exact output)."""
     model = model.to(device).eval()
     t_all = frame_times(num_frames, device)
-    out = []
-    for i in range(0, num_frames, batch):
-        x_hat = model(t_all[i:i + batch]).float()
-        out.append(torch.round(x_hat.clamp(0, 1) * 255).to(torch.uint8).cpu())
-    return torch.cat(out).numpy()
+    return np.concatenate([to_u8(model(t_all[i:i + batch])) for i in range(0, num_frames, batch)])
+
+
+def to_u8(x_hat: torch.Tensor) -> np.ndarray:
+    """A network's output ``float [B,3,H,W]`` in [0, 1] → the decoder's frames ``uint8 [B,3,H,W]``."""
+    return torch.round(x_hat.float().clamp(0, 1) * 255).to(torch.uint8).cpu().numpy()
 
 
 @dataclass
@@ -279,7 +281,8 @@ def fit(
     elif ckpt_path.exists():
         raise VcmError(f"{run_dir} already holds a run; pass --resume to continue it or --out DIR for a new one")
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / CONFIG, config)
+    # Provenance goes to config.json only: the checkpoint stays a function of the inputs alone.
+    write_json(run_dir / CONFIG, {**config, "provenance": provenance(device)})
 
     frames, masks = to_device(video.frames_u8, masks_u8, device)
     if device.type == "cuda" and cfg.channels_last:

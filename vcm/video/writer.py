@@ -1,9 +1,18 @@
-"""Write decoded frames: raw YUV 4:2:0, a lossless video container, or a folder of PNGs."""
+"""Write decoded frames: raw YUV 4:2:0, a lossless video container, or a folder of PNGs.
+
+Frames can be written as they are decoded (:func:`open_writer`), so a long video never has to be
+held in memory; the output appears only when it is complete (written to a temporary sibling,
+then renamed; a PNG folder is filled in a temporary folder and renamed likewise).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
 import subprocess
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -11,48 +20,101 @@ from vcm.errors import VcmError
 from vcm.fsutil import atomic_path
 from vcm.video import yuv
 
+CONTAINERS = (".mp4", ".mkv", ".avi", ".mov")
 
-def write_video(path: str | Path, frames_u8: np.ndarray, fps: float, bit_depth: int = 8) -> Path:
-    """Write ``uint8 [T,3,H,W]`` RGB to ``path`` by its suffix; a directory gets PNG frames.
+
+def write_video(path: str | Path, frames_u8: np.ndarray | Iterable[np.ndarray], fps: float, bit_depth: int = 8) -> Path:
+    """Write ``uint8 [T,3,H,W]`` RGB (or an iterable of ``[B,3,H,W]`` chunks) to ``path`` by its
+    suffix; a path without suffix becomes a folder of PNG frames.
 
     ``.yuv``: planar 4:2:0 (BT.601 limited, see :mod:`vcm.video.color`). ``.mp4``/``.mkv``:
     lossless RGB H.264 (``libx264rgb -qp 0``) so that re-reading gives the same pixels.
     """
+    chunks = [frames_u8] if isinstance(frames_u8, np.ndarray) else frames_u8
+    with open_writer(path, fps, bit_depth) as write:
+        for chunk in chunks:
+            write(chunk)
+    return Path(path)
+
+
+@contextlib.contextmanager
+def open_writer(path: str | Path, fps: float, bit_depth: int = 8) -> Iterator:
+    """Yield ``write(frames_u8 [B,3,H,W])``; the file (or folder) appears complete on success only."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".yuv":
         with atomic_path(path) as tmp:
-            yuv.write_yuv420(tmp, frames_u8, bit_depth)
-    elif suffix in (".mp4", ".mkv", ".avi", ".mov"):
-        _write_container(path, frames_u8, fps)
+            tmp.write_bytes(b"")
+            yield lambda chunk: yuv.write_yuv420(tmp, chunk, bit_depth, append=True)
+    elif suffix in CONTAINERS:
+        with _container_writer(path, fps) as write:
+            yield write
     elif suffix == "":
-        _write_pngs(path, frames_u8)
+        with _png_writer(path) as write:
+            yield write
     else:
         raise VcmError(f"cannot write {path.name}: use .yuv, .mp4, .mkv or a folder name")
-    return path
 
 
-def _write_container(path: Path, frames_u8: np.ndarray, fps: float) -> None:
+@contextlib.contextmanager
+def _container_writer(path: Path, fps: float) -> Iterator:
     import imageio_ffmpeg
 
-    t, _, h, w = frames_u8.shape
     with atomic_path(path) as tmp:
-        cmd = [
-            imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
-            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", f"{fps}", "-i", "-",
-            "-c:v", "libx264rgb", "-qp", "0", "-preset", "veryfast", "-f", path.suffix.lstrip(".").replace("mkv", "matroska"),
-            str(tmp),
-        ]
-        rgb = np.ascontiguousarray(frames_u8.transpose(0, 2, 3, 1))
-        proc = subprocess.run(cmd, input=rgb.tobytes(), capture_output=True)
-        if proc.returncode:
-            raise VcmError(f"ffmpeg could not write {path.name}: {proc.stderr.decode(errors='replace').strip()[:200]}")
+        proc = None
+
+        def write(chunk: np.ndarray) -> None:
+            nonlocal proc
+            if proc is None:  # the size is known from the first frames
+                _, _, h, w = chunk.shape
+                cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
+                       "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", f"{fps}", "-i", "-",
+                       "-c:v", "libx264rgb", "-qp", "0", "-preset", "veryfast",
+                       "-f", path.suffix.lstrip(".").replace("mkv", "matroska"), str(tmp)]
+                proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+            try:
+                proc.stdin.write(np.ascontiguousarray(chunk.transpose(0, 2, 3, 1)).tobytes())
+            except BrokenPipeError:
+                pass  # ffmpeg stopped: its message is read below
+
+        try:
+            yield write
+        except BaseException:
+            if proc is not None:
+                proc.kill()
+                proc.wait()
+            raise
+        if proc is None:
+            raise VcmError(f"no frames to write to {path.name}")
+        proc.stdin.close()
+        err = proc.stderr.read()
+        if proc.wait():
+            raise VcmError(f"ffmpeg could not write {path.name}: {err.decode(errors='replace').strip()[:200]}")
 
 
-def _write_pngs(folder: Path, frames_u8: np.ndarray) -> None:
+@contextlib.contextmanager
+def _png_writer(folder: Path) -> Iterator:
     from PIL import Image
 
-    folder.mkdir(parents=True, exist_ok=True)
-    for i, frame in enumerate(frames_u8):
-        with atomic_path(folder / f"frame_{i:05d}.png") as tmp:
-            Image.fromarray(np.ascontiguousarray(frame.transpose(1, 2, 0))).save(tmp, format="PNG")
+    if folder.exists() and not folder.is_dir():
+        raise VcmError(f"{folder} is a file; name a folder for PNG frames")
+    parent = folder.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = parent / f".{folder.name}.{os.getpid()}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    count = 0
+
+    def write(chunk: np.ndarray) -> None:
+        nonlocal count
+        for frame in chunk:
+            Image.fromarray(np.ascontiguousarray(frame.transpose(1, 2, 0))).save(staging / f"frame_{count:05d}.png", format="PNG")
+            count += 1
+
+    try:
+        yield write
+        folder.mkdir(exist_ok=True)
+        for f in sorted(staging.iterdir()):  # into place one by one: other files in the folder stay
+            os.replace(f, folder / f.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

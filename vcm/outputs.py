@@ -1,0 +1,76 @@
+"""One guard for every path a command writes: never over its inputs, a run's own files or a folder.
+
+``check_output(path, inputs=..., protected=..., kind=...)`` is called by every command before any
+heavy work, so a wrong ``--out`` costs a second and destroys nothing. Paths are compared after
+resolving symlinks, so ``ln -s clip.yuv out.yuv`` is caught as well as ``--out clip.yuv``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable
+
+from vcm.errors import VcmError
+
+
+def _resolve(path: Path) -> Path:
+    return Path(os.path.realpath(Path(path).expanduser()))
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path != folder and folder in path.parents
+
+
+def _existing_ancestor(path: Path) -> Path:
+    p = path
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def check_output(
+    path: str | os.PathLike,
+    *,
+    inputs: Iterable[str | os.PathLike | None] = (),
+    protected: Iterable[str | os.PathLike | None] = (),
+    kind: str = "file",
+    option: str = "--out",
+) -> Path:
+    """Refuse (one-line VcmError) an output that would destroy something; returns ``path``.
+
+    ``kind``: ``file`` (must not be an existing directory), ``dir`` (must not be an existing file)
+    or ``any`` (a video output: a file by suffix, a folder of PNG frames without one, which must
+    not hold an input either).
+    ``inputs``: what the command reads (files or folders); the output may be none of them, nor lie
+    inside an input folder. ``protected``: further files the output must not replace (a run's
+    checkpoint, config, metrics).
+    """
+    path = Path(path)
+    real = _resolve(path)
+    frames_folder = kind == "any" and not path.suffix  # PNG frames written into it: frame_00000.png, ...
+    if kind == "any":
+        kind = "file" if path.suffix else "dir"
+    if kind == "file" and real.is_dir():
+        raise VcmError(f"{option} {path} is a directory; name a file")
+    if kind == "dir" and real.exists() and not real.is_dir():
+        raise VcmError(f"{option} {path} is a file; name a folder")
+    for item in inputs:
+        if item is None:
+            continue
+        src = _resolve(Path(item))
+        if real == src:
+            raise VcmError(f"{option} {path} is this command's input; refusing to write over it")
+        if src.is_dir() and _inside(real, src):
+            raise VcmError(f"{option} {path} lies inside the input folder {item}; name a path outside it")
+        if frames_folder and _inside(src, real):
+            raise VcmError(f"{option} {path} holds this command's input {item}; name another folder")
+    for item in protected:
+        if item is not None and real == _resolve(Path(item)):
+            raise VcmError(f"{option} {path} would replace {item}; name another file")
+    base = _existing_ancestor(real.parent if kind == "file" else real)
+    if not base.is_dir():
+        raise VcmError(f"cannot write {option} {path}: {base} is a file, not a folder")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise VcmError(f"cannot write {option} {path}: folder {base} is not writable")
+    return path

@@ -1,0 +1,78 @@
+"""Where a result came from: vcm version, git commit, torch/CUDA, device, the exact command, when.
+
+Every ``result.json``, compress report, run config and eval score carries ``provenance()`` so a
+number found in a folder months later can be traced to the code and machine that made it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import hashlib
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+
+@functools.lru_cache(maxsize=1)
+def git_commit() -> str | None:
+    """The commit of the checkout vcm runs from (``+dirty`` with local changes), or None."""
+    root = Path(__file__).resolve().parents[1]
+    if not (root / ".git").exists():
+        return None
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+        if rev.returncode:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=5)
+        return rev.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def command_line() -> str:
+    """The command as the user typed it (``vcm fit clip.yuv ...``), shell-quoted."""
+    argv = list(sys.argv)
+    if argv and Path(argv[0]).name in ("vcm", "__main__.py"):
+        argv[0] = "vcm"
+    return shlex.join(argv)
+
+
+def provenance(device=None) -> dict:
+    """A JSON-able description of the code, libraries, machine and command behind a result."""
+    from vcm import __version__
+
+    info = {"vcm": __version__, "commit": git_commit(), "python": platform.python_version(),
+            "command": command_line(), "cwd": os.getcwd(), "host": platform.node(),
+            "platform": platform.platform(terse=True),
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["cuda"] = torch.version.cuda if torch.cuda.is_available() else None
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+    if device is not None:
+        from vcm.device import describe
+
+        info["device"] = describe(device)
+    return info
+
+
+def file_fingerprint(path: str | os.PathLike) -> str:
+    """sha256 (hex, 16 chars) of a file's bytes, or of a folder's file names and bytes."""
+    path = Path(path)
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        if path.is_dir():
+            h.update(str(f.relative_to(path)).encode())
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:16]
