@@ -102,7 +102,8 @@ mutation = st.one_of(
 )
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# Unstructured byte mutations; the structure-aware fuzzer of both formats is in test_hardening.py.
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(mutations=st.lists(mutation, min_size=1, max_size=3))
 def test_fuzz_mutated_streams_fail_cleanly(stream_bytes, mutations):
     data = stream_bytes[0]

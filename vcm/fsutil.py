@@ -9,6 +9,7 @@ import contextlib
 import glob
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -25,7 +26,7 @@ def _alive(pid: int) -> bool:
 
 
 def sweep_stale(folder: Path, prefix: str) -> None:
-    """Remove ``<prefix><pid>.*.tmp`` files in ``folder`` left by processes that no longer run
+    """Remove ``<prefix><pid>.*.tmp`` files (or folders) in ``folder`` left by processes that no longer run
     (a kill -9 skips every cleanup; the next write of the same output tidies up after it)."""
     try:
         candidates = list(folder.glob(f"{glob.escape(prefix)}*.tmp"))
@@ -35,7 +36,25 @@ def sweep_stale(folder: Path, prefix: str) -> None:
         rest = tmp.name[len(prefix):].split(".")  # [pid, random, "tmp"]; anything else is not ours
         if len(rest) == 3 and rest[0].isdigit() and not _alive(int(rest[0])):
             with contextlib.suppress(OSError):
-                tmp.unlink()
+                if tmp.is_dir() and not tmp.is_symlink():
+                    shutil.rmtree(tmp)
+                else:
+                    tmp.unlink()
+
+
+@contextlib.contextmanager
+def scratch_dir(folder: str | os.PathLike, name: str = "scratch") -> Iterator[Path]:
+    """A private working folder inside ``folder`` (``.<name>.<pid>.<random>.tmp``), removed on exit;
+    ones left by killed processes are removed by the next use (the system temp folder would keep
+    them forever after a kill -9)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    sweep_stale(folder, f".{name}.")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.{os.getpid()}.", suffix=".tmp", dir=folder))
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -12,7 +12,6 @@ An external VTM (``EncoderApp``/``DecoderApp``) can be used instead by giving th
 from __future__ import annotations
 
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from vcm.errors import VcmError
+from vcm.fsutil import scratch_dir
 from vcm.video.color import rgb_to_yuv420
 from vcm.video.yuv import read_yuv420_rgb
 
@@ -74,7 +74,7 @@ def encode_decode(codec: str, planes, bit_depth: int, width: int, height: int, f
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     period = intra_period(fps)
-    with tempfile.TemporaryDirectory() as tmp:
+    with scratch_dir(out.parent, "anchor") as tmp:  # beside the output, swept after a kill
         src, rec = Path(tmp) / "in.yuv", Path(tmp) / "rec.yuv"
         write_10bit(src, planes, bit_depth)
         if vtm:

@@ -44,7 +44,7 @@ def eval_command(
     start(json_out)
     if not input.exists():
         raise VcmError(f"{input} does not exist")
-    folder = out or Path("eval") / input.name.replace(".", "_")  # one folder per input: no silent overwrite
+    folder = out or default_folder(input)
     check_output(folder, inputs=[input, annotations, checkpoint], kind="dir")
     dev = resolve_device(device)
     decoded = decode_any(input, dev, frames, parse_size(size) if size else None, fps, bit_depth, checkpoint)
@@ -65,6 +65,23 @@ def eval_command(
         ("detection speed", f"{scores['detect_frames_per_second']:.1f} frames/s"),
         ("written to", str(folder)),
     ])
+
+
+def default_folder(input: Path) -> Path:
+    """``eval/<input file name>/``; when that folder holds the scores of another file of the same
+    name, ``eval/<name>_2/`` and so on (never a silent overwrite of another input's results)."""
+    import json
+
+    base = Path("eval") / input.name.replace(".", "_")
+    for i in range(1, 1000):
+        folder = base if i == 1 else base.with_name(f"{base.name}_{i}")
+        try:
+            recorded = json.loads((folder / "scores.json").read_text()).get("input")
+        except (OSError, ValueError, AttributeError):
+            recorded = None
+        if not (folder / "scores.json").exists() or recorded == str(input.resolve()):
+            return folder
+    return base
 
 
 @gt_app.command("convert")

@@ -109,7 +109,7 @@ def decode_array(r: Reader, count: int) -> np.ndarray:
         if span != 1:
             raise StreamError("malformed entropy-coded data")
         return np.full(count, lo, dtype=np.int64)
-    if mode == MODE_TABLE:
+    if mode == MODE_TABLE and span >= 2:
         res = r.raw(1)[0]
         if res not in RESOLUTIONS:
             raise StreamError("malformed probability table")
@@ -118,7 +118,10 @@ def decode_array(r: Reader, count: int) -> np.ndarray:
         v = np.cumsum([unzigzag(d) for d in diffs], dtype=np.int64)
         if v.min() < 0 or v.max() > res * 64 or not v.any():
             raise StreamError("malformed probability table")
-        model = _model(v, res)
+        try:  # constriction validates the table here (e.g. a single usable symbol)
+            model = _model(v, res)
+        except (ValueError, AssertionError) as err:
+            raise StreamError(f"malformed probability table ({type(err).__name__})") from None
     elif mode == MODE_UNIFORM and span >= 2:
         model = constriction.stream.model.Uniform(span)
     else:

@@ -57,7 +57,9 @@ class TensorQuantizer(nn.Module):
     def __init__(self, w: torch.Tensor, channels: int, init_bits: int = 8):
         super().__init__()
         w2 = w.detach().reshape(channels, -1).float()
-        amax = w2.abs().amax(dim=1).clamp(min=1e-8)
+        # A channel that is (still) all zeros, e.g. a local grid initialised at 0, gets the step of a
+        # 1e-3 range: with a step near 1e-10 the first training steps would make symbols of 10⁷.
+        amax = w2.abs().amax(dim=1).clamp(min=1e-3)
         self.channels = channels
         self.log2_step = nn.Parameter(torch.log2(amax / 2 ** (init_bits - 1)))
         y = w2 / 2 ** self.log2_step.detach()[:, None]

@@ -108,6 +108,9 @@ def decode(data: bytes) -> NervStream:
     if b"HEAD" not in sections or b"DATA" not in sections:
         raise StreamError("malformed vcm NeRV bitstream (missing HEAD or DATA section)")
     header = _read_header(sections[b"HEAD"])
+    unknown = set(header) - (HEADER_KEYS_V1 if version == 1 else HEADER_KEYS)
+    if unknown:
+        raise StreamError(f"malformed vcm NeRV bitstream (unknown header field {sorted(unknown)[0][:40]!r})")
     if version == 1:
         arch, coding = "nerv", "affine"
     else:
@@ -162,6 +165,8 @@ def check_memory(arch: str, cfg, data_bytes: int) -> None:
 def _read_affine(r: Reader, layout, bits, group_of) -> list[QTensor]:
     if not isinstance(bits, dict):
         raise StreamError("malformed vcm NeRV bitstream (no bit depths)")
+    if set(bits) - {group_of(name) for name, _, _ in layout}:
+        raise StreamError("malformed vcm NeRV bitstream (bit depth of an unknown tensor group)")
     names = []
     for name, shape, channels in layout:
         b = bits.get(group_of(name))
@@ -193,6 +198,11 @@ def _read_affine(r: Reader, layout, bits, group_of) -> list[QTensor]:
     return tensors
 
 
+HEADER_KEYS_V1 = {"model", "video", "bits"}
+HEADER_KEYS = HEADER_KEYS_V1 | {"arch", "coding"}
+VIDEO_KEYS = {"name", "fps", "frames", "source_frames", "sequence"}
+
+
 def _read_header(blob: bytes) -> dict:
     return container.read_header(blob, "vcm NeRV")
 
@@ -220,6 +230,10 @@ def _model_config(arch: str, m):
 def _video(v, cfg) -> dict:
     if not isinstance(v, dict):
         raise StreamError("malformed vcm NeRV bitstream (no video description)")
+    if set(v) - VIDEO_KEYS:
+        raise StreamError("malformed vcm NeRV bitstream (unknown video field)")
+    if v.get("sequence") is not None and not (isinstance(v["sequence"], str) and len(v["sequence"]) <= 256):
+        raise StreamError("malformed vcm NeRV bitstream (video sequence)")
     frames = _int(v, "frames", 1, LIMITS["frames"])
     if not isinstance(v.get("name"), str):
         raise StreamError("malformed vcm NeRV bitstream (video name)")

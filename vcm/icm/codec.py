@@ -111,6 +111,9 @@ def read_header(data: bytes) -> tuple[dict, bytes]:
     if b"HEAD" not in sections or b"DATA" not in sections:
         raise StreamError("malformed vcm ICM bitstream (missing HEAD or DATA)")
     header = container.read_header(sections[b"HEAD"], "vcm ICM")
+    unknown = set(header) - set(_HEADER)
+    if unknown:
+        raise StreamError(f"malformed vcm ICM bitstream (unknown header field {sorted(unknown)[0][:40]!r})")
     for key, ok in _HEADER.items():
         if key not in header:
             raise StreamError(f"malformed vcm ICM bitstream (header field {key!r} missing)")
@@ -127,7 +130,9 @@ def _load_decoder(path: Path, header: dict, device, checkpoint: Path | None):
         raise VcmError(f"{path.name} was coded with {header['checkpoint']}; pass --checkpoint PATH to it")
     if fingerprint(ckpt) != header["checkpoint_fingerprint"]:
         raise VcmError(f"{ckpt.name} is not the checkpoint {path.name} was coded with (fingerprint differs)")
-    model, _, _ = load_checkpoint(ckpt, header["arch"], device)
+    model, _, config = load_checkpoint(ckpt, header["arch"], device)
+    if config != header["config"]:
+        raise StreamError(f"malformed vcm ICM bitstream (its codec configuration is not {ckpt.name}'s)")
     return model
 
 

@@ -303,7 +303,10 @@ def _fill_budget(cfg: NervConfig, budget: int) -> NervConfig:
             dims = list(cfg.stem_dims)
             dims[i] += 1
             options.append(replace(cfg, stem_dims=tuple(dims)))
-        fitting = [c for c in options if count_params(c) <= budget]
+        now = count_params(cfg)
+        # Only options that add parameters: a width that changes nothing (e.g. lower_width below the
+        # block widths) would otherwise be widened forever.
+        fitting = [c for c in options if now < count_params(c) <= budget]
         if not fitting:
             return cfg
         cfg = min(fitting, key=lambda c: budget - count_params(c))

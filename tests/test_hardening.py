@@ -1,0 +1,391 @@
+"""vcm tried as a hostile user would: mutated streams, wrong command lines, kills. Each test here
+names a defect it guards against; every data-loss case checks that the input is untouched."""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import moving_frames, reseal, run_cli, section
+from vcm.bitstream.bits import StreamError
+from vcm.codec import nerv_stream
+from vcm.codec.compress import CompressOptions, compress_run
+from vcm.errors import VcmError
+
+CPU = torch.device("cpu")
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def one_line_error(proc) -> bool:
+    return proc.returncode not in (0, None) and "Traceback" not in proc.stderr and \
+        len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith("error:")
+
+
+def with_header(data: bytes, edit) -> bytes:
+    header = json.loads(zlib.decompress(section(data, b"HEAD")))
+    edit(header)
+    return reseal(data, b"HEAD", zlib.compress(json.dumps(header).encode()))
+
+
+# ------------------------------------------------------------------ fuzzing both stream formats
+
+
+def test_structure_aware_fuzz_of_both_formats_never_crashes_hangs_or_balloons(tmp_path):
+    """≥ 1000 mutated streams per format, checksums recomputed, decoded by the real entry points
+    (both formats at once, one per core)."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", VCM_MEMORY_BUDGET="1G", PYTHONWARNINGS="ignore")
+    procs = {kind: subprocess.Popen([sys.executable, "-m", "tests.fuzz_streams", kind, "1000", "7", "--report",
+                                     str(tmp_path / f"{kind}.json")], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
+             for kind in ("nerv", "icm")}
+    for kind, proc in procs.items():
+        out, err = proc.communicate(timeout=900)
+        assert proc.returncode == 0, f"{kind} fuzzer died (last case in {kind}.json): {err[-1500:]}"
+        summary = json.loads(out.strip().splitlines()[-1])
+        assert summary["cases"] == 1000 and not summary["crashes"], summary["crashes"]
+        assert set(summary["outcomes"]) <= {"decoded", "rejected"}, summary["outcomes"]  # no crash, no slow case
+        assert summary["outcomes"].get("rejected", 0) > 300  # the mutations do reach the checks
+        assert summary["slowest_case_seconds"] < 5
+        assert summary["rss_growth_during_cases_mib"] < 1024  # no decode above ~1 GB
+
+
+# ------------------------------------------------------------------ .nerv decoder
+
+
+@pytest.fixture(scope="module")
+def nerv_bytes(tiny_run):
+    root, _ = tiny_run
+    compress_run(root / "run", root / "h.nerv", CompressOptions(bits=8, finetune_epochs=0), CPU)
+    return (root / "h.nerv").read_bytes()
+
+
+def test_a_tiny_stream_declaring_16384_squared_is_refused_before_allocating(nerv_bytes):
+    def huge(h):
+        m = h["model"]
+        m.update(height=16384, width=16384, grid_h=1, grid_w=1, strides=[8, 8, 8, 8, 4])  # a tiny network
+    with pytest.raises(StreamError, match="memory budget"):
+        nerv_stream.decode(with_header(nerv_bytes, huge))
+
+
+def test_declared_parameters_must_fit_in_the_bytes_present():
+    def wide(h):
+        h["model"]["stem_dims"] = [4096, 4096]  # 21M parameters from 13 KB of tensor data
+    with pytest.raises(StreamError, match="parameters in"):
+        nerv_stream.decode(with_header((DATA / "v1_tiny.nerv").read_bytes(), wide))
+
+
+def test_memory_budget_is_configurable_and_states_itself(nerv_bytes, monkeypatch):
+    monkeypatch.setenv("VCM_MEMORY_BUDGET", "1K")
+    with pytest.raises(StreamError, match="VCM_MEMORY_BUDGET"):
+        nerv_stream.decode(nerv_bytes)
+    monkeypatch.setenv("VCM_MEMORY_BUDGET", "lots")
+    with pytest.raises(VcmError, match="not a size"):
+        nerv_stream.decode(nerv_bytes)
+
+
+@pytest.mark.parametrize("edit, fragment", [
+    (lambda h: h["model"].update(activation=[]), "model"),
+    (lambda h: h["model"].update(embed_base=3.0, embed_levels=1024), "model"),
+    (lambda h: h.update(extra=1), "unknown header field"),
+    (lambda h: h["video"].update(sequence=5), "sequence"),
+])
+def test_header_fields_are_typed_and_checked(nerv_bytes, edit, fragment):
+    with pytest.raises(StreamError, match=fragment):
+        nerv_stream.decode(with_header(nerv_bytes, edit))
+
+
+@pytest.mark.parametrize("blob, fragment", [
+    (lambda head: head[:-3], "truncated"),
+    (lambda head: head + b"junk", "junk"),
+    (lambda head: zlib.compress(b"[" * 100_000 + b"]" * 100_000), "nested"),
+    (lambda head: zlib.compress(b"0" * (3 << 20)), "larger than"),
+])
+def test_headers_are_one_complete_bounded_zlib_stream(nerv_bytes, blob, fragment):
+    bad = reseal(nerv_bytes, b"HEAD", blob(section(nerv_bytes, b"HEAD")))
+    with pytest.raises(StreamError, match=fragment):
+        nerv_stream.decode(bad)
+
+
+def test_a_table_coded_array_with_span_one_is_a_stream_error():
+    from vcm.bitstream.bits import Reader, Writer
+    from vcm.codec.entropy import MODE_TABLE, decode_array
+
+    w = Writer()
+    w.svarint(0)
+    w.varint(1)  # span 1 ...
+    w.raw(bytes([MODE_TABLE, 1, 0x80]))  # ... in table mode (the encoder writes constant mode for it)
+    w.varint(0)
+    with pytest.raises(StreamError):
+        decode_array(Reader(w.getvalue(), "t"), 4)
+
+
+def test_decode_streams_frames_to_the_writer(tiny_run, tmp_path, nerv_bytes):
+    """A stream declaring many frames is decoded chunk by chunk: memory does not grow with them."""
+    many = with_header(nerv_bytes, lambda h: h["video"].update(frames=12_000, source_frames=[0, 12_000]))
+    (tmp_path / "many.nerv").write_bytes(many)
+    script = ("import resource, sys; from vcm.cli import main\n"
+              "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+              "try:\n    main(['decode', sys.argv[1], '--out', sys.argv[2], '--json'])\n"
+              "except SystemExit:\n    pass\n"
+              "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)\n")
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / "many.nerv"), str(tmp_path / "many.yuv")],
+                          capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    held = 12_000 * 3 * 24 * 32 / 2**20  # MiB the old decoder held as uint8 (4× that as float first)
+    assert int(proc.stdout.strip().splitlines()[-1]) < held / 2
+    assert (tmp_path / "many.yuv").stat().st_size == 12_000 * (24 * 32 * 3 // 2)
+
+
+# ------------------------------------------------------------------ .icm decoder
+
+
+@pytest.fixture(scope="module")
+def icm_stream(tmp_path_factory):
+    from tests.fuzz_streams import icm_seed
+
+    folder = tmp_path_factory.mktemp("icm_hard")
+    data, ckpt = icm_seed(folder)
+    return folder, data, ckpt
+
+
+def _icm_decode(folder, data):
+    from vcm.icm.codec import decode_icm_file
+
+    path = folder / "case.icm"
+    path.write_bytes(data)
+    return decode_icm_file(path, "cpu")
+
+
+def test_icm_latent_shape_is_checked_against_the_header(icm_stream):
+    folder, data, _ = icm_stream
+    payload = bytearray(section(data, b"DATA"))
+    payload[0] = 100  # the first frame's latent height (was 1)
+    with pytest.raises(StreamError, match="latent"):
+        _icm_decode(folder, reseal(data, b"DATA", bytes(payload)))
+    payload[0] = 0x80  # latent height 65536 as a varint
+    payload[1:1] = bytes([0x80, 0x04])
+    with pytest.raises(StreamError):
+        _icm_decode(folder, reseal(data, b"DATA", bytes(payload)))
+
+
+@pytest.mark.parametrize("edit, fragment", [
+    (lambda h: h.update(height=h["height"] + 25), "latent"),  # 40 → 65: another padded size
+    (lambda h: h.update(width=50_000, height=50_000), "'width'"),
+    (lambda h: h.update(width=10**6), "'width'"),
+    (lambda h: h.pop("arch"), "'arch' missing"),
+    (lambda h: h.pop("checkpoint_fingerprint"), "'checkpoint_fingerprint' missing"),
+    (lambda h: h.update(checkpoint=7), "'checkpoint'"),
+    (lambda h: h.update(checkpoint="../../etc/passwd"), "'checkpoint'"),
+    (lambda h: h["config"].update(N=64), "configuration"),
+])
+def test_icm_header_is_a_schema(icm_stream, edit, fragment):
+    folder, data, _ = icm_stream
+    with pytest.raises(StreamError, match=fragment):
+        _icm_decode(folder, with_header(data, edit))
+
+
+def test_icm_header_must_be_an_object_and_is_capped(icm_stream):
+    folder, data, _ = icm_stream
+    for blob, fragment in ((zlib.compress(b"[1, 2]"), "not an object"), (zlib.compress(b"0" * (3 << 20)), "larger than"),
+                           (zlib.compress(b"[" * 100_000 + b"]" * 100_000), "nested")):
+        with pytest.raises(StreamError, match=fragment):
+            _icm_decode(folder, reseal(data, b"HEAD", blob))
+
+
+def test_icm_decode_of_a_folder_says_so(tmp_path):
+    proc = run_cli("icm", "decode", tmp_path)
+    assert one_line_error(proc) and "is a directory" in proc.stderr
+
+
+# ------------------------------------------------------------------ never destroy the user's data
+
+
+def test_outputs_that_would_destroy_an_input_are_refused(tmp_path, tiny_run, icm_stream):
+    root, _ = tiny_run
+    clip = tmp_path / "clip_32x24_25.yuv"
+    from vcm.video.yuv import write_yuv420
+
+    write_yuv420(clip, moving_frames(t=3, h=24, w=32))
+    run = root / "run"
+    before = {p: digest(p) for p in (clip, run / "checkpoint.pt", run / "config.json")}
+    (tmp_path / "afile").write_text("x")
+    _, _, ckpt = icm_stream
+    cases = [
+        ("fit", clip, "--save-video", clip, "--epochs", "1"),
+        ("fit", clip, "--out", tmp_path / "afile", "--epochs", "1"),
+        ("icm", "encode", clip, "--checkpoint", ckpt, "--out", clip),
+        ("icm", "encode", clip, "--checkpoint", ckpt, "--out", tmp_path),
+        ("compress", run, "--out", run / "checkpoint.pt"),
+        ("compress", run, "--out", tmp_path / "x.json"),
+        ("compress", run, "--out", run / "metrics.nerv"),  # its report would replace metrics.json
+        ("compress", run, "--out", tmp_path / "afile" / "x.nerv"),
+        ("decode", DATA / "v1_tiny.nerv", "--out", tmp_path / "afile" / "x.yuv"),
+        ("decode", DATA / "v1_tiny.nerv", "--out", DATA / "v1_tiny.nerv"),
+        ("decode", tmp_path),
+    ]
+    for args in cases:
+        proc = run_cli(*args, cwd=tmp_path)
+        assert one_line_error(proc), (args, proc.stderr[-500:])
+    assert {p: digest(p) for p in before} == before
+    assert (tmp_path / "afile").read_text() == "x"
+
+
+def test_unwritable_output_folder_is_refused_before_work(tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip("root writes anywhere")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    proc = run_cli("decode", DATA / "v1_tiny.nerv", "--out", locked / "x.yuv")
+    assert one_line_error(proc) and "not writable" in proc.stderr
+
+
+def test_output_guard_resolves_symlinks(tmp_path):
+    from vcm.outputs import check_output
+
+    src = tmp_path / "clip.yuv"
+    src.write_bytes(b"x")
+    (tmp_path / "alias.yuv").symlink_to(src)
+    with pytest.raises(VcmError, match="input"):
+        check_output(tmp_path / "alias.yuv", inputs=[src])
+    (tmp_path / "frames").mkdir()
+    with pytest.raises(VcmError, match="inside the input folder"):
+        check_output(tmp_path / "frames" / "out.yuv", inputs=[tmp_path / "frames"])
+    check_output(tmp_path / "other.yuv", inputs=[src])  # a new name is fine
+
+
+def test_demo_out_keeps_foreign_folders_and_user_files(tmp_path):
+    from vcm.demo import MARKER, prepare_out
+
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep")
+    proc = run_cli("demo", "--out", foreign, "--epochs", "1")
+    assert one_line_error(proc) and "not an earlier demo" in proc.stderr
+    assert (foreign / "notes.txt").read_text() == "keep"
+    earlier = tmp_path / "demo"
+    (earlier / "points").mkdir(parents=True)
+    (earlier / MARKER).write_text("{}")
+    (earlier / "report.md").write_text("old")
+    (earlier / "notes.txt").write_text("keep")
+    prepare_out(earlier)
+    assert sorted(p.name for p in earlier.iterdir()) == ["notes.txt"]
+
+
+def test_failed_resume_leaves_runs_latest_alone(tmp_path, tiny_run):
+    root, _ = tiny_run
+    clip = tmp_path / "other_32x24_25.yuv"
+    from vcm.video.yuv import write_yuv420
+
+    write_yuv420(clip, moving_frames(t=3, h=24, w=32, seed=5))
+    (tmp_path / "runs").mkdir()
+    os.symlink(root / "run", tmp_path / "runs" / "latest")
+    proc = run_cli("fit", clip, "--resume", "--out", root / "run", "--preset", "nerv-xs", "--params", "4k", cwd=tmp_path)
+    assert one_line_error(proc)
+    assert os.path.realpath(tmp_path / "runs" / "latest") == str((root / "run").resolve())
+
+
+def test_truncated_checkpoint_on_resume_is_one_line(tmp_path, tiny_run):
+    root, video = tiny_run
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoint.pt").write_bytes((root / "run" / "checkpoint.pt").read_bytes()[:500])
+    proc = run_cli("fit", video.info.path, "--resume", "--out", run, "--preset", "nerv-xs", "--params", "4k", cwd=tmp_path)
+    assert one_line_error(proc) and "damaged" in proc.stderr
+
+
+def test_masks_file_without_source_frames_is_one_line(tmp_path, tiny_run):
+    from vcm.masks.store import load_masks
+
+    path = tmp_path / "m.npz"
+    meta = {"format": "vcm-edge-masks/1", "width": 32, "height": 24, "video_fingerprint": "x"}
+    np.savez(path, packed=np.zeros((1, 96), np.uint8), meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
+    with pytest.raises(VcmError, match="source_frames"):
+        load_masks(path)
+
+
+def test_identical_fits_write_identical_checkpoints(tmp_path):
+    from vcm.nerv.config import TrainConfig
+    from vcm.nerv.model import NervShape
+    from vcm.nerv.train import fit
+    from vcm.video import open_video
+    from vcm.video.yuv import write_yuv420
+
+    src = tmp_path / "Same_32x24_25.yuv"
+    write_yuv420(src, moving_frames(t=2, h=24, w=32))
+    cfg = NervShape(fc_dim=4, stem_dims=(8,), lower_width=4, embed_levels=4).config(24, 32)
+    for name in ("a", "b"):
+        fit(open_video(src), cfg, TrainConfig(epochs=1, batch=2), tmp_path / name, CPU)
+    assert (tmp_path / "a" / "checkpoint.pt").read_bytes() == (tmp_path / "b" / "checkpoint.pt").read_bytes()
+    config = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert {"vcm", "commit", "torch", "command", "device", "date"} <= set(config["provenance"])
+
+
+def test_stale_temp_files_of_killed_processes_are_swept(tmp_path):
+    from vcm.fsutil import scratch_dir, write_bytes
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)
+    stale = tmp_path / f".out.nerv.{pid}.abc123.tmp"
+    stale.write_bytes(b"half")
+    other = tmp_path / ".out.nerv.json.tmp"  # not ours: left alone
+    other.write_bytes(b"x")
+    (tmp_path / f".anchor.{pid}.xyz.tmp").mkdir()
+    write_bytes(tmp_path / "out.nerv", b"whole")
+    with scratch_dir(tmp_path, "anchor") as scratch:
+        assert scratch.is_dir()
+    assert not stale.exists() and other.exists() and not (tmp_path / f".anchor.{pid}.xyz.tmp").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.nerv.json.tmp", "out.nerv"]
+
+
+def test_eval_writes_one_folder_per_input_and_records_it(tmp_path):
+    from tests.test_eval import write_indexed_yuv
+    from vcm import sequences
+    from vcm.eval.gt import Box, GroundTruth, to_coco_json
+
+    seq = sequences.lookup("RaceHorsesD")
+    gt = GroundTruth(seq.name, seq.width, seq.height, {f: [Box(150, 85, 120, 70, 0)] for f in range(240, 244)})
+    (tmp_path / "ann").mkdir()
+    (tmp_path / "ann" / seq.annotations).write_text(json.dumps(to_coco_json(gt, seq.ctc_first)))
+    inputs = [tmp_path / "a" / "RaceHorsesD.yuv", tmp_path / "b" / "RaceHorsesD.yuv", tmp_path / "a" / "RaceHorsesD.yuv"]
+    for clip in inputs:
+        clip.parent.mkdir(exist_ok=True)
+        write_indexed_yuv(clip, seq.ctc_first, seq.ctc_count)
+        proc = run_cli("eval", clip, "--frames", "240:244", "--annotations", tmp_path / "ann", "--detector", "oracle",
+                       "--json", cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+    # Same file name, two files: two folders; the same file again: its own folder again.
+    assert sorted(p.name for p in (tmp_path / "eval").iterdir()) == ["RaceHorsesD_yuv", "RaceHorsesD_yuv_2"]
+    scores = json.loads((tmp_path / "eval" / "RaceHorsesD_yuv_2" / "scores.json").read_text())
+    assert scores["input"] == str(inputs[1].resolve()) and len(scores["input_fingerprint"]) == 16
+    assert scores["detector"] == "oracle" and "provenance" in scores
+
+
+def test_provenance_names_the_code_and_the_command():
+    from vcm.provenance import provenance
+
+    p = provenance(CPU)
+    assert p["vcm"] and p["torch"] == torch.__version__ and p["device"].startswith("cpu")
+    assert p["commit"] is None or len(p["commit"].split("+")[0]) == 40
+
+
+def test_solving_a_small_budget_terminates():
+    """Widening a width that adds no parameters (lower_width under the block widths) looped forever."""
+    from vcm.nerv.config import load_preset
+    from vcm.nerv.model import count_params, solve_for_params
+
+    spec, _ = load_preset("nerv-xs")
+    cfg = solve_for_params(spec.shape, 24, 32, 4000)
+    assert 3000 < count_params(cfg) <= 4000
