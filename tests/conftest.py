@@ -66,9 +66,9 @@ def small_clip():
     return moving_frames()
 
 
-def run_cli(*args, cwd=None, timeout=600):
-    """Run the real entry point in a subprocess: ``python -m vcm ARGS``."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+def run_cli(*args, cwd=None, timeout=600, env=None):
+    """Run the real entry point in a subprocess: ``python -m vcm ARGS`` (``env``: extra variables)."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
     return subprocess.run([sys.executable, "-m", "vcm", *map(str, args)], capture_output=True, text=True,
                           cwd=cwd, timeout=timeout, env=env)
 
@@ -96,3 +96,11 @@ def section(data: bytes, tag: bytes) -> bytes:
             return data[pos + 8:pos + 8 + n]
         pos += 12 + n
     raise KeyError(tag)
+
+
+def progress_gaps(stderr: str) -> list[float]:
+    """Seconds between consecutive timestamped progress lines (``HH:MM:SS ...``) of a piped run."""
+    import re
+
+    stamps = [int(h) * 3600 + int(m) * 60 + int(sec) for h, m, sec in re.findall(r"^(\d\d):(\d\d):(\d\d) ", stderr, re.M)]
+    return [(b - a) % 86400 for a, b in zip(stamps, stamps[1:])]

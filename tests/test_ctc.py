@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import moving_frames, run_cli
+from tests.conftest import progress_gaps, moving_frames, run_cli
 from vcm import sequences
 from vcm.ctc.bd import bd, monotone
 from vcm.eval.gt import Box, GroundTruth, to_coco_json
@@ -113,7 +113,8 @@ def test_ctc_run_and_report_end_to_end(ctc_inputs):
     assert all(row["end_accuracy"] == "" for row in rows if row["Dataset"] == "carphone")  # no ground truth
     bdj = json.loads((out / "bd.json").read_text())
     carphone_vvc = next(b for b in bdj["sequences"] if b["sequence"] == "carphone" and b["codec"] == "vvc")
-    assert -60 < carphone_vvc["bd_rate_psnr"] < 0  # VVC saves bits over HEVC at equal PSNR
+    assert -60 < carphone_vvc["bd_rate_psnr_y"] < 0  # VVC saves bits over HEVC at equal Y-PSNR
+    assert 0 < carphone_vvc["overlap_psnr_y"] <= 1 and bdj["metric"] == "psnr_y"
     assert carphone_vvc["note_map"] == "not measured"  # carphone has no ground truth
     assert (out / "plots" / "carphone.png").stat().st_size > 1000
     page = (out / "report.html").read_text()
@@ -134,13 +135,17 @@ def test_ctc_ray_backend(ctc_inputs):
 
 def test_demo_runs_end_to_end_with_both_nerv_curves(tmp_path):
     """The README's first command on one epoch: every codec of the demo, the report and both BD-rates."""
-    proc = run_cli("demo", "--epochs", "1", "--out", tmp_path / "demo", "--json", cwd=tmp_path, timeout=900)
+    proc = run_cli("demo", "--epochs", "1", "--out", tmp_path / "demo", "--json", cwd=tmp_path, timeout=900,
+                   env={"VCM_PROGRESS": "lines", "VCM_PROGRESS_INTERVAL": "5"})
     assert proc.returncode == 0, proc.stderr[-2000:]
+    gaps = progress_gaps(proc.stderr)  # piped, as in a cluster log: never silent for long
+    assert len(gaps) > 20 and max(gaps) <= 15, (max(gaps), proc.stderr[-3000:])
     summary = json.loads(proc.stdout)
     curves = {p["curve"] for p in summary["points"]}
     assert curves == {"nerv", "hinerv-rd", "hevc", "vvc"}
-    assert set(summary["bd_rate_psnr"]) == {"nerv", "hinerv-rd"}
-    assert all(set(v) == {"hevc", "vvc"} for v in summary["bd_rate_psnr"].values())
+    assert set(summary["bd_rate"]) == {"nerv", "hinerv-rd"} and summary["bd_metric"] == "psnr_y"
+    assert all(set(v) == {"hevc", "vvc"} for v in summary["bd_rate"].values())
+    assert all("overlap" in b for v in summary["bd_rate"].values() for b in v.values())
     assert set(summary["fits"]) == {"nerv", "hinerv"}
     html = (tmp_path / "demo" / "report.html").read_text()
     assert "hinerv-rd" in html and "nerv" in html

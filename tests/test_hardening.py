@@ -29,8 +29,10 @@ def digest(path: Path) -> str:
 
 
 def one_line_error(proc) -> bool:
-    return proc.returncode not in (0, None) and "Traceback" not in proc.stderr and \
-        len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith("error:")
+    """Non-zero exit, no traceback, and the error is one line (progress lines may come before it)."""
+    lines = proc.stderr.strip().splitlines()
+    errors = [i for i, line in enumerate(lines) if line.startswith("error:")]
+    return proc.returncode not in (0, None) and "Traceback" not in proc.stderr and errors == [len(lines) - 1]
 
 
 def with_header(data: bytes, edit) -> bytes:

@@ -79,7 +79,8 @@ def run_demo(out: Path, device: str = "auto", epochs: int | None = None) -> dict
     report = make_report(out, anchor="hevc")
     rows = sorted(result["rows"], key=lambda r: (curve_order(r.get("curve") or r["codec"]), r["kbps"]))
     curves = curves_by_sequence(rows)
-    vs = {anchor: {b["codec"]: b for b in bd_table(curves, anchor, use_monotone=False)} for anchor in ("hevc", "vvc")}
+    metric = report["metric"]
+    vs = {anchor: {b["codec"]: b for b in bd_table(curves, anchor, False, metric)} for anchor in ("hevc", "vvc")}
     fits = {}
     for metrics in sorted((out / "fits").glob("*/*/*/metrics.json")):
         m = json.loads(metrics.read_text())
@@ -88,9 +89,12 @@ def run_demo(out: Path, device: str = "auto", epochs: int | None = None) -> dict
     own = [c for c in sorted(next(iter(curves.values())), key=curve_order) if c not in ("hevc", "vvc")]
     summary = {
         "clip": "carphone", "fits": fits,
-        "points": [{k: r.get(k) for k in ("codec", "curve", "point", "bytes", "kbps", "psnr", "psnr_y")} for r in rows],
-        "bd_rate_psnr": {c: {a: vs[a].get(c, {}).get("bd_rate_psnr") for a in vs} for c in own},
-        "bd_notes": {c: {a: vs[a].get(c, {}).get("note_psnr") for a in vs} for c in own},
+        "points": [{k: r.get(k) for k in ("codec", "curve", "point", "bytes", "kbps", "psnr", "psnr_y", "psnr_yuv")}
+                   for r in rows],
+        "bd_metric": metric,
+        # Per curve and anchor: BD-rate %, the overlap it integrates over, whether it is withheld, why not.
+        "bd_rate": {c: {a: {k: vs[a].get(c, {}).get(f"{k}_{metric}") for k in ("bd_rate", "overlap", "withheld", "note")}
+                        for a in vs} for c in own},
         "report_html": report["report_html"], "seconds": round(time.time() - start, 1),
     }
     return summary

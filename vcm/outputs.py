@@ -74,3 +74,15 @@ def check_output(
     if not os.access(base, os.W_OK | os.X_OK):
         raise VcmError(f"cannot write {option} {path}: folder {base} is not writable")
     return path
+
+
+def check_stream_output(path: str | os.PathLike, suffix: str, *, inputs=(), protected=()) -> Path:
+    """A bitstream output: named ``*<suffix>``, and neither it nor the ``.json`` report written
+    beside it may replace an input or a protected file."""
+    path = Path(path)
+    if path.suffix != suffix:
+        raise VcmError(f"--out {path}: a bitstream file name must end in {suffix} (its report goes beside it as .json)")
+    inputs, protected = list(inputs), list(protected)
+    check_output(path, inputs=inputs, protected=protected, kind="file")
+    check_output(path.with_suffix(".json"), inputs=inputs, protected=protected, kind="file", option="--out (its report)")
+    return path

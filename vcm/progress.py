@@ -1,12 +1,26 @@
-"""The one place library code reports progress and messages (rich, on stderr).
+"""The one place library code reports progress and messages (on stderr).
 
-Library functions call :func:`log` and :func:`progress`; the CLI decides whether they are shown
-(``set_quiet``), so ``--json`` output on stdout stays machine-readable.
+Library functions call :func:`log` and :func:`progress`; everything goes to stderr, so ``--json``
+output on stdout stays machine-readable. ``set_quiet`` silences a process (parallel CTC workers).
+
+Two renderings, chosen by ``VCM_PROGRESS``:
+
+- ``bars`` (default on a terminal): rich progress bars with ETA;
+- ``lines`` (default when stderr is a pipe or a file, e.g. a cluster log): one timestamped line
+  when a stage starts, one at least every ``VCM_PROGRESS_INTERVAL`` seconds (default 10) with
+  count, status (loss, PSNR…), elapsed time and ETA, and one when it ends;
+- ``0`` / ``off``: nothing (messages from :func:`log` still appear); ``1``: bars even in a pipe.
+
+Log files added with :func:`log_to` receive every message and the line rendering, whatever is
+shown on the console (``vcm ctc run`` keeps ``ctc.log`` in its output folder).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import time
+from pathlib import Path
 from typing import Iterator
 
 from rich.console import Console
@@ -18,9 +32,11 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 console = Console(stderr=True, highlight=False)
 _quiet = False
+_log_files: list[Path] = []
 
 
 def set_quiet(quiet: bool) -> None:
@@ -32,32 +48,136 @@ def is_quiet() -> bool:
     return _quiet
 
 
+def mode() -> str:
+    """``bars``, ``lines`` or ``off`` for the console (see the module docstring)."""
+    value = os.environ.get("VCM_PROGRESS", "").strip().lower()
+    if value in ("0", "off", "none"):
+        return "off"
+    if value in ("1", "bars"):
+        return "bars"
+    if value == "lines":
+        return "lines"
+    return "bars" if console.is_terminal else "lines"
+
+
+def interval() -> float:
+    try:
+        return max(0.0, float(os.environ.get("VCM_PROGRESS_INTERVAL", "10")))
+    except ValueError:
+        return 10.0
+
+
+@contextlib.contextmanager
+def log_to(path: str | os.PathLike) -> Iterator[Path]:
+    """Also append every message and progress line to ``path`` while the block runs."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _log_files.append(path)
+    try:
+        yield path
+    finally:
+        _log_files.remove(path)
+
+
+def _plain(message: str) -> str:
+    return Text.from_markup(message).plain if "[" in message else message
+
+
+def _stamp(message: str) -> str:
+    return f"{time.strftime('%H:%M:%S')} {_plain(message)}"
+
+
+def _to_files(line: str) -> None:
+    for path in list(_log_files):
+        try:
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(f"{time.strftime('%Y-%m-%d')} {line}\n")
+        except OSError:
+            pass
+
+
 def log(message: str) -> None:
-    """Print one status line (suppressed in quiet mode)."""
+    """Print one status line (suppressed in quiet mode; always written to the log files)."""
+    _to_files(_stamp(message))
     if not _quiet:
-        console.print(message)
+        if mode() == "lines":
+            console.print(_stamp(message), markup=False, soft_wrap=True)
+        else:
+            console.print(message)
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
 
 
 class _Task:
-    """Handle for one progress bar: ``advance(n, **fields)`` and ``update(**fields)``."""
+    """Handle for one stage: ``advance(n, status=...)`` and ``update(completed=..., status=...)``."""
 
-    def __init__(self, progress: Progress | None, task_id: int | None):
-        self._progress, self._id = progress, task_id
+    def __init__(self, description: str, total: float | None, status: str, bar: Progress | None, lines: bool):
+        self.description, self.total, self.status = description, total, status
+        self.completed = 0.0
+        self._bar, self._id = bar, None
+        self._lines = lines
+        self._start = self._last = time.time()
+        self._start_completed = 0.0
+        if bar is not None:
+            self._id = bar.add_task(description, total=total, status=status)
+        self._emit(f"{description}: started" + (f" ({total:g} to do)" if total else ""), force=True)
+
+    def _emit(self, line: str, force: bool = False) -> None:
+        now = time.time()
+        if not force and now - self._last < interval():
+            return
+        self._last = now
+        stamped = _stamp(line)
+        _to_files(stamped)
+        if self._lines:
+            console.print(stamped, markup=False, soft_wrap=True)
+
+    def _line(self) -> str:
+        elapsed = time.time() - self._start
+        parts = [f"{self.description}: {self.completed:g}" + (f"/{self.total:g}" if self.total else "")]
+        if self.total:
+            parts.append(f"({100 * self.completed / self.total:.0f} %)")
+        if self.status:
+            parts.append(_plain(self.status))
+        parts.append(f"elapsed {_clock(elapsed)}")
+        done = self.completed - self._start_completed
+        if self.total and done > 0 and self.completed < self.total:
+            parts.append(f"ETA {_clock(elapsed / done * (self.total - self.completed))}")
+        return "  ".join(parts)
 
     def advance(self, n: float = 1, **fields) -> None:
-        if self._progress is not None:
-            self._progress.update(self._id, advance=n, **fields)
+        self.completed += n
+        self.status = fields.get("status", self.status)
+        if self._bar is not None:
+            self._bar.update(self._id, advance=n, **fields)
+        self._emit(self._line())
 
     def update(self, **fields) -> None:
-        if self._progress is not None:
-            self._progress.update(self._id, **fields)
+        if "completed" in fields:
+            self.completed = fields["completed"]
+            self._start_completed = self.completed  # a resumed stage: the ETA counts from here
+        self.status = fields.get("status", self.status)
+        if self._bar is not None:
+            self._bar.update(self._id, **fields)
+
+    def finish(self) -> None:
+        elapsed = time.time() - self._start
+        self._emit(f"{self.description}: done {self.completed:g}" + (f"/{self.total:g}" if self.total else "") +
+                   f" in {_clock(elapsed)}" + (f"  {_plain(self.status)}" if self.status else ""), force=True)
 
 
 @contextlib.contextmanager
 def progress(description: str, total: float | None, status: str = "") -> Iterator[_Task]:
-    """A progress bar with a free-form ``status`` field (e.g. loss and PSNR)."""
-    if _quiet or not console.is_terminal and not _force_bars():
-        yield _Task(None, None)
+    """A stage with a known (or unknown) amount of work and a free-form ``status`` (e.g. loss and PSNR)."""
+    shown = "off" if _quiet else mode()
+    if shown != "bars":
+        task = _Task(description, total, status, None, lines=shown == "lines")
+        yield task
+        task.finish()
         return
     columns = [
         TextColumn("[bold]{task.description}"),
@@ -68,11 +188,6 @@ def progress(description: str, total: float | None, status: str = "") -> Iterato
         TextColumn("{task.fields[status]}"),
     ]
     with Progress(*columns, console=console, transient=False) as bar:
-        task_id = bar.add_task(description, total=total, status=status)
-        yield _Task(bar, task_id)
-
-
-def _force_bars() -> bool:
-    import os
-
-    return os.environ.get("VCM_PROGRESS") == "1"
+        task = _Task(description, total, status, bar, lines=False)
+        yield task
+        task.finish()

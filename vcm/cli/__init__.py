@@ -8,12 +8,30 @@ import typer
 
 app = typer.Typer(
     name="vcm",
-    help="Video coding for machines with NeRV: fit, compress, decode, evaluate, report.",
+    help="Video coding for machines with NeRV: fit, compress, decode, evaluate, report.\n\n"
+         "Progress goes to stderr: bars in a terminal, timestamped lines in a pipe or a log file "
+         "(VCM_PROGRESS=bars|lines|0; VCM_PROGRESS_INTERVAL=seconds between lines, default 10).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
+
+def _print_version(value: bool) -> None:
+    if value:
+        from vcm import __version__
+        from vcm.provenance import git_commit
+
+        commit = git_commit()
+        print(f"vcm {__version__}" + (f" (commit {commit})" if commit else ""))
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", metavar="", callback=_print_version, is_eager=True,
+                                       help="Print vcm's version (and git commit) and exit.")) -> None:
+    """The options every command shares (only --version)."""
+
 
 # Importing the command modules registers their commands on ``app``.
 from vcm.cli import commands as _commands  # noqa: E402,F401
@@ -28,6 +46,11 @@ def main(argv: list[str] | None = None) -> None:
     from vcm.errors import VcmError
     from vcm.progress import console
 
+    import signal
+
+    # Ctrl-C is a KeyboardInterrupt at every stage, even when the shell started vcm with SIGINT
+    # ignored (a background job of a script): stages that can save work install their own handler.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     # CompressAI scripts functions with torch.jit.script, which torch now deprecates: not actionable here.
     warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*deprecated", category=FutureWarning)
     try:
@@ -36,9 +59,11 @@ def main(argv: list[str] | None = None) -> None:
         console.print(f"[red]error:[/red] {escape(str(err))}", soft_wrap=True, highlight=False)
         sys.exit(1)
     except typer.Exit as ex:
+        if ex.exit_code == 130:  # typer's form of a Ctrl-C that no stage handled itself
+            _interrupted(console)
         sys.exit(ex.exit_code)
     except (KeyboardInterrupt, typer.Abort):
-        console.print("[yellow]interrupted[/yellow]")
+        _interrupted(console)
         sys.exit(130)
     except typer.TyperException as err:  # usage errors: bad option, missing argument...
         message = err.format_message() if hasattr(err, "format_message") else str(err)
@@ -46,4 +71,11 @@ def main(argv: list[str] | None = None) -> None:
         where = f" (see {ctx.command_path} --help)" if ctx is not None else ""
         console.print(f"[red]error:[/red] {escape(message + where)}", soft_wrap=True, highlight=False)
         sys.exit(getattr(err, "exit_code", 2))
+    if rv == 130:  # typer returns a Ctrl-C that no stage handled as exit code 130 (non-standalone mode)
+        _interrupted(console)
     sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _interrupted(console) -> None:
+    console.print("[yellow]interrupted (Ctrl-C): stopped; finished results and saved checkpoints are kept, "
+                  "nothing unfinished was recorded[/yellow]", soft_wrap=True)

@@ -14,11 +14,12 @@ from vcm import progress
 
 out = Console(highlight=False)
 
+VideoHelp = "(.yuv, mp4/avi/mkv, a folder of frames, or sample:carphone / sample:bikes)"
 SizeOpt = typer.Option(None, "--size", help="Frame size WxH of a raw .yuv whose name does not say it.")
 FpsOpt = typer.Option(None, "--fps", help="Frame rate, when the file name or container does not say it.")
 BitDepthOpt = typer.Option(None, "--bit-depth", help="Sample bit depth of a raw .yuv (8, 10; default from the name or 8).")
 DeviceOpt = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda[:N].")
-JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON on stdout (no progress output).")
+JsonOpt = typer.Option(False, "--json", metavar="", help="Print machine-readable JSON on stdout (progress stays on stderr; VCM_PROGRESS=0 silences it).")
 
 
 def probe_input(path: Path, size: Optional[str], fps: Optional[float], bit_depth: Optional[int]):
@@ -28,8 +29,16 @@ def probe_input(path: Path, size: Optional[str], fps: Optional[float], bit_depth
     return probe(path, size=parse_size(size) if size else None, fps=fps, bit_depth=bit_depth)
 
 
+def resolve_input(path: Path) -> Path:
+    from vcm.samples import resolve
+
+    return resolve(path)
+
+
 def start(json_mode: bool) -> None:
-    progress.set_quiet(json_mode)
+    """Per-command setup. ``--json`` keeps stdout machine-readable; progress stays on stderr (a
+    cluster job can keep both: ``vcm fit ... --json > result.json 2> fit.log``)."""
+    progress.set_quiet(False)
 
 
 def print_json(obj) -> None:

@@ -18,7 +18,7 @@ def compress(
     bits: int = typer.Option(8, "--bits", help="Paper pipeline: quantization bits for every tensor group."),
     group_bits: Optional[str] = typer.Option(None, "--group-bits", help="Paper pipeline: per-group bits, e.g. head=10,bias=12 (NeRV groups: stem, blocks, head, bias)."),
     finetune_epochs: Optional[int] = typer.Option(None, "--finetune-epochs", min=0, help="Paper pipeline: fine-tune epochs after pruning / for QAT (default 10 % of the fit's)."),
-    qat: bool = typer.Option(False, "--qat", help="Paper pipeline: quantization-aware fine-tuning (straight-through estimator)."),
+    qat: bool = typer.Option(False, "--qat", metavar="", help="Paper pipeline: quantization-aware fine-tuning (straight-through estimator)."),
     rd_epochs: Optional[int] = typer.Option(None, "--rd-epochs", min=1, help="Rate–distortion method: training epochs per λ (default half of the fit's)."),
     seed: int = typer.Option(0, "--seed", help="Seed of fine-tuning / rate–distortion training (same seed, same bytes)."),
     input: Optional[Path] = typer.Option(None, "--input", help="The source video, if it moved since vcm fit."),
@@ -26,16 +26,20 @@ def compress(
     device: str = DeviceOpt,
     json_out: bool = JsonOpt,
 ) -> None:
-    """Compress a fitted network into a self-describing .nerv file: the paper's prune/quantize
-    pipeline (--prune/--bits), or rate–distortion training (--lambda)."""
-    from vcm.codec.compress import CompressOptions, RDOptions, compress_many, parse_group_bits
-    from vcm.device import resolve_device
+    """Compress a fitted network into a self-describing .nerv file: the paper's prune/quantize pipeline (--prune/--bits), or rate–distortion training (--lambda)."""
     from vcm.errors import VcmError
-    from vcm.outputs import check_output
 
     start(json_out)
-    if not run.exists():
-        raise VcmError(f"{run} does not exist; run vcm fit first or name a run directory")
+    if not (run / "checkpoint.pt").is_file():  # answered before torch is even imported
+        what = "does not exist" if not run.exists() else "holds no checkpoint.pt"
+        raise VcmError(f"{run} {what}; run vcm fit first or name a run directory")
+    from vcm.outputs import check_output, check_stream_output
+
+    if out is not None and len(lam or []) <= 1:  # checked again with the run's inputs once it is read
+        check_stream_output(out, ".nerv", protected=[run / n for n in ("checkpoint.pt", "config.json", "metrics.json")])
+    from vcm.codec.compress import CompressOptions, RDOptions, compress_many, parse_group_bits
+    from vcm.device import resolve_device
+
     if lam:
         if bits != 8 or group_bits or qat or finetune_epochs is not None:
             raise VcmError("--bits/--group-bits/--qat/--finetune-epochs belong to the paper pipeline; "
@@ -83,14 +87,20 @@ def decode(
     import time
 
     from vcm import progress
-    from vcm.codec.compress import decode_stream, iter_frames
-    from vcm.device import resolve_device
+    from vcm.errors import VcmError
     from vcm.outputs import check_output
-    from vcm.video.writer import open_writer
 
     start(json_out)
+    if bitstream.is_dir():  # the usual mistakes are answered before torch is imported
+        raise VcmError(f"{bitstream} is a directory; name a .nerv file")
+    if not bitstream.is_file():
+        raise VcmError(f"{bitstream} does not exist")
     if out is not None:
         check_output(out, inputs=[bitstream], kind="any")
+    from vcm.codec.compress import decode_stream, iter_frames
+    from vcm.device import resolve_device
+    from vcm.video.writer import open_writer
+
     t0 = time.time()
     stream = decode_stream(bitstream)
     v = stream.video

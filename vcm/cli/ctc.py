@@ -27,7 +27,7 @@ def ctc_run(
     jobs: int = typer.Option(1, "--jobs", min=1, help="Points run in parallel."),
     backend: str = typer.Option("local", "--backend", help="local (process pool) or ray."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="An existing Ray cluster (default: a local instance)."),
-    force: bool = typer.Option(False, "--force", help="Redo finished points."),
+    force: bool = typer.Option(False, "--force", metavar="", help="Redo finished points."),
     device: Optional[str] = typer.Option(None, "--device", help="Override the config's device."),
     json_out: bool = JsonOpt,
 ) -> None:
@@ -49,7 +49,9 @@ def ctc_run(
 def ctc_report(
     out: Path = typer.Argument(Path("ctc"), help="A results folder of vcm ctc run."),
     anchor: str = typer.Option("vvc", "--anchor", help="Codec the BD figures are measured against."),
-    monotone: bool = typer.Option(False, "--monotone", help="Fit each curve monotonically before BD."),
+    monotone: bool = typer.Option(False, "--monotone", metavar="", help="Fit each curve monotonically before BD."),
+    screenshot: Optional[Path] = typer.Option(None, "--screenshot", help="Also render report.html in headless Chromium to this PNG."),
+    metric: str = typer.Option("psnr_y", "--metric", help="Quality of the plots and BD figures: psnr_y, psnr_yuv (6:1:1) or psnr (RGB)."),
     annotations: Optional[Path] = typer.Option(None, "--annotations", help="Ground truth for class pooling (default: as in the run)."),
     json_out: bool = JsonOpt,
 ) -> None:
@@ -57,7 +59,11 @@ def ctc_report(
     from vcm.ctc.report import make_report
 
     start(json_out)
-    r = make_report(out, anchor, monotone, annotations)
+    r = make_report(out, anchor, monotone, annotations, metric)
+    if screenshot is not None:
+        from vcm.ctc.screenshot import screenshot as take
+
+        r["screenshot"] = str(take(Path(r["report_html"]), screenshot))
     if json_out:
         print_json(r)
         return

@@ -31,17 +31,16 @@ def demo(
     fits = "; ".join(f"{name}: {f['params']:,} params, {f['epochs']} epochs, {f['seconds']:.0f} s, {f['psnr']:.2f} dB"
                      for name, f in summary["fits"].items())
     t = Table(title=f"vcm demo: carphone — fits before compression: {fits}", title_justify="left")
-    for col in ("curve", "point", "bytes", "kbps", "PSNR dB", "Y-PSNR dB"):
+    for col in ("curve", "point", "bytes", "kbps", "Y-PSNR dB", "YUV-PSNR dB", "RGB PSNR dB"):
         t.add_column(col, justify="right")
     for r in summary["points"]:
-        t.add_row(r["curve"], r["point"], f"{r['bytes']:,}", f"{r['kbps']:.1f}", f"{r['psnr']:.2f}", f"{r['psnr_y']:.2f}")
+        t.add_row(r["curve"], r["point"], f"{r['bytes']:,}", f"{r['kbps']:.1f}", f"{r['psnr_y']:.2f}",
+                  f"{r['psnr_yuv']:.2f}", f"{r['psnr']:.2f}")
     stdout.print(t)
 
-    def bd(value, note):
-        return f"{value:+.1f} %" if value is not None else f"n/a ({note})"
+    from vcm.ctc.bd import describe
 
-    for curve, by_anchor in summary["bd_rate_psnr"].items():
-        notes = summary["bd_notes"][curve]
-        stdout.print(f"{curve} BD-rate (PSNR) vs HEVC: {bd(by_anchor['hevc'], notes['hevc'])}; "
-                     f"vs VVC: {bd(by_anchor['vvc'], notes['vvc'])}")
+    for curve, by_anchor in summary["bd_rate"].items():
+        cells = [f"vs {a.upper()}: {describe(b['bd_rate'], b['overlap'], b['withheld'], b['note'])}" for a, b in by_anchor.items()]
+        stdout.print(f"{curve} BD-rate ({summary['bd_metric']}) " + "; ".join(cells))
     stdout.print(f"Report: {summary['report_html']}  (total {summary['seconds']:.0f} s)")

@@ -6,7 +6,7 @@ from typing import Optional
 import typer
 
 from vcm.cli import app
-from vcm.cli.common import BitDepthOpt, DeviceOpt, FpsOpt, JsonOpt, SizeOpt, fmt, print_json, start, table
+from vcm.cli.common import BitDepthOpt, DeviceOpt, FpsOpt, JsonOpt, SizeOpt, fmt, print_json, resolve_input, start, table
 
 gt_app = typer.Typer(help="SFU-HW ground truth utilities.", no_args_is_help=True)
 app.add_typer(gt_app, name="gt")
@@ -22,8 +22,8 @@ def eval_command(
     yolov7_repo: Optional[Path] = typer.Option(None, "--yolov7-repo", help="Local clone of WongKinYiu/yolov7 (offline); default torch.hub."),
     frames: str = typer.Option("auto", "--frames", help="For video inputs: ctc | all | A:B."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="For .icm inputs: the codec checkpoint (default: beside the file)."),
-    batch: int = typer.Option(8, "--batch", min=1),
-    half: bool = typer.Option(False, "--half", help="fp16 inference on CUDA."),
+    batch: int = typer.Option(8, "--batch", min=1, help="Frames per detector call."),
+    half: bool = typer.Option(False, "--half", metavar="", help="fp16 inference on CUDA."),
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for detections.json and scores.json (default eval/<input file name>/)."),
     device: str = DeviceOpt,
     size: Optional[str] = SizeOpt,
@@ -35,21 +35,23 @@ def eval_command(
     from vcm.device import resolve_device
     from vcm.eval.detect import create_detector
     from vcm.eval.gt import load_ground_truth
-    from vcm.eval.run import decode_any, score, write_outputs
+    from vcm.eval.run import decode_any, input_name, score, write_outputs
     from vcm.errors import VcmError
     from vcm.outputs import check_output
     from vcm.provenance import file_fingerprint, provenance
     from vcm.video.naming import parse_size
 
     start(json_out)
+    input = resolve_input(input)  # sample:NAME → the bundled clip
     if not input.exists():
         raise VcmError(f"{input} does not exist")
     folder = out or default_folder(input)
     check_output(folder, inputs=[input, annotations, checkpoint], kind="dir")
     dev = resolve_device(device)
-    decoded = decode_any(input, dev, frames, parse_size(size) if size else None, fps, bit_depth, checkpoint)
-    gt = load_ground_truth(sequence or decoded.name, annotations)
+    # Ground truth and detector first: a missing annotation or weight file is reported before decoding.
+    gt = load_ground_truth(sequence or input_name(input, size, fps, bit_depth), annotations)
     det = create_detector(detector, gt=gt, weights=weights, yolov7_repo=yolov7_repo, device=dev, batch=batch, half=half)
+    decoded = decode_any(input, dev, frames, parse_size(size) if size else None, fps, bit_depth, checkpoint)
     clip, scores = score(decoded, gt, det, batch)
     scores.update(input=str(input.resolve()), input_fingerprint=file_fingerprint(input),
                   detector_settings={"name": detector, "weights": str(weights) if detector == "yolov7" else None,

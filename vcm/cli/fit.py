@@ -6,7 +6,7 @@ from typing import Optional
 import typer
 
 from vcm.cli import app
-from vcm.cli.common import (BitDepthOpt, DeviceOpt, FpsOpt, JsonOpt, SizeOpt, fmt, print_json,
+from vcm.cli.common import (BitDepthOpt, DeviceOpt, FpsOpt, JsonOpt, SizeOpt, fmt, print_json, resolve_input,
                             probe_input, start, table)
 
 
@@ -17,7 +17,7 @@ def fit(
     preset: Optional[str] = typer.Option(None, "--preset", "-p", help="A preset in configs/nerv/ (nerv: demo, nerv-xs, nerv-s, nerv-m, nerv-l; hinerv: hinerv-demo, hinerv-s, hinerv-m). Default nerv-s, or hinerv-s with --arch hinerv."),
     config: Optional[Path] = typer.Option(None, "--config", help="A YAML file with 'model' and 'train' sections (instead of --preset)."),
     params: Optional[str] = typer.Option(None, "--params", help="Parameter budget, e.g. 0.3M or 50k: widths are solved for it."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", min=1),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Training epochs (passes over all frames); default from the preset."),
     batch: Optional[int] = typer.Option(None, "--batch", min=1, help="Frames per step."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (Adam, warmup then cosine)."),
     lam: Optional[float] = typer.Option(None, "--lambda", min=0.0, help="Rate-aware fit: after a warm-up (rate_start of the steps) train through learned quantizers with loss D + λ·bpp; then vcm compress --lambda codes it."),
@@ -29,10 +29,10 @@ def fit(
     sam_model: str = typer.Option("vit_h", "--sam-model", help="SAM model of --sam-checkpoint (vit_h, vit_l, vit_b, tiny)."),
     frames: str = typer.Option("auto", "--frames", help="ctc | all | A:B (source frames, B exclusive); auto = ctc for SFU-HW, else all."),
     device: str = DeviceOpt,
-    seed: Optional[int] = typer.Option(None, "--seed"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of initialisation and frame order (same seed, same network)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/<sequence>/)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run in the run directory."),
-    compile: bool = typer.Option(False, "--compile", help="torch.compile the network (faster on CUDA after warm-up)."),
+    resume: bool = typer.Option(False, "--resume", metavar="", help="Continue the interrupted run in the run directory."),
+    compile: bool = typer.Option(False, "--compile", metavar="", help="torch.compile the network (faster on CUDA after warm-up)."),
     checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", min=1, help="Save a checkpoint every N epochs."),
     save_video: Optional[Path] = typer.Option(None, "--save-video", help="Also write the decoded frames (.yuv, .mp4 or a folder)."),
     size: Optional[str] = SizeOpt,
@@ -41,26 +41,51 @@ def fit(
     json_out: bool = JsonOpt,
 ) -> None:
     """Model a video as a NeRV network (one network per sequence), resumably."""
-    from vcm.device import resolve_device
-    from vcm.nerv.run import fit_video, plan, preset_for
-    from vcm.nerv.train import load_run, reconstruct
-    from vcm.video import load, write_video
-
+    from vcm import progress
+    from vcm.errors import VcmError
+    from vcm.nerv.presets import preset_path
     from vcm.outputs import check_output
+    from vcm.video import load, resolve_frames, write_video
 
     start(json_out)
+    # Everything that can be wrong with the command line is checked before a frame is read; the
+    # usual mistakes (a path, a preset name, an output) even before torch is imported.
+    input = resolve_input(input)  # sample:NAME → the bundled clip
+    if not input.exists():
+        raise VcmError(f"{input} does not exist")
+    if config is not None or preset is not None:
+        preset_path(str(config) if config else preset)
+    early = [input, masks, config, sam_checkpoint]
+    if out is not None:
+        check_output(out, inputs=early, kind="dir")
+    from vcm.device import resolve_device
+    from vcm.nerv.run import default_run_dir_for, fit_video, plan, preset_for
+    from vcm.nerv.train import CHECKPOINT, load_run, reconstruct
+
+    spec, cfg = plan(str(config) if config else preset_for(arch, preset), params, epochs=epochs, batch=batch, lr=lr,
+                     loss=loss, loss_impl=loss_impl, rate_lambda=lam, seed=seed, checkpoint_every=checkpoint_every,
+                     compile=compile or None)
+    for path, option in ((masks, "--masks"), (sam_checkpoint, "--sam-checkpoint")):
+        if path is not None and not path.is_file():
+            raise VcmError(f"{option} {path} does not exist")
+    if cfg.loss == "sa-nerv" and masks is None and sam_checkpoint is None:
+        raise VcmError("--loss sa-nerv needs edge masks: pass --masks FILE or --sam-checkpoint PATH")
     reads = [input, masks, config, sam_checkpoint]
     if out is not None:
         check_output(out, inputs=reads, kind="dir")
     if save_video is not None:
         run_files = [out / name for name in ("checkpoint.pt", "config.json", "metrics.json")] if out else []
         check_output(save_video, inputs=reads, protected=run_files, kind="any", option="--save-video")
-    info = probe_input(input, size, fps, bit_depth)
-    video = load(info, frames)
-    spec, cfg = plan(str(config) if config else preset_for(arch, preset), params, epochs=epochs, batch=batch, lr=lr,
-                     loss=loss, loss_impl=loss_impl, rate_lambda=lam, seed=seed, checkpoint_every=checkpoint_every,
-                     compile=compile or None)
     dev = resolve_device(device)
+    info = probe_input(input, size, fps, bit_depth)
+    source_frames = resolve_frames(info, frames)
+    run_dir = out if out is not None else default_run_dir_for(info.name)
+    if resume and not (run_dir / CHECKPOINT).is_file():
+        raise VcmError(f"nothing to resume: {run_dir / CHECKPOINT} does not exist")
+    if not resume and (run_dir / CHECKPOINT).exists():
+        raise VcmError(f"{run_dir} already holds a run; pass --resume to continue it or --out DIR for a new one")
+    progress.log(f"reading {len(source_frames)} frames of {input.name} ({info.width}x{info.height})")
+    video = load(info, source_frames)
     masks_u8 = masks_meta = None
     if cfg.loss == "sa-nerv" or masks is not None or sam_checkpoint is not None:
         from vcm.masks.provide import masks_for_fit
@@ -72,7 +97,7 @@ def fit(
 
         console.print(f"[yellow]stopped after epoch {result.epochs_done}; checkpoint saved in {result.run_dir}. "
                       f"Continue with: vcm fit {input} --resume --out {result.run_dir}[/yellow]")
-        raise typer.Exit(130)
+        raise SystemExit(130)  # reported above (typer's Exit(130) means an unhandled Ctrl-C)
     if save_video is not None:
         model, _ = load_run(result.run_dir)
         write_video(save_video, reconstruct(model, video.num_frames, dev), video.fps)

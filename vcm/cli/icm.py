@@ -6,7 +6,7 @@ from typing import Optional
 import typer
 
 from vcm.cli import app
-from vcm.cli.common import (BitDepthOpt, DeviceOpt, FpsOpt, JsonOpt, SizeOpt, fmt, print_json, probe_input, start,
+from vcm.cli.common import (BitDepthOpt, DeviceOpt, FpsOpt, JsonOpt, SizeOpt, fmt, print_json, probe_input, resolve_input, start,
                             table)
 
 icm_app = typer.Typer(help="SA-ICM: the edge-trained learned image codec (intra baseline).", no_args_is_help=True)
@@ -18,19 +18,19 @@ def icm_train(
     images: Path = typer.Option(..., "--images", help="Folder of training images (PNG/JPEG)."),
     val: Optional[Path] = typer.Option(None, "--val", help="Folder of validation images."),
     sam_checkpoint: Optional[Path] = typer.Option(None, "--sam-checkpoint", help="SAM weights for the edge masks."),
-    sam_model: str = typer.Option("vit_h", "--sam-model"),
+    sam_model: str = typer.Option("vit_h", "--sam-model", help="SAM model of --sam-checkpoint (vit_h, vit_l, vit_b, tiny)."),
     alpha: float = typer.Option(0.93, "--alpha", help="SAM threshold α (pred_iou_thresh)."),
     lmbda: float = typer.Option(0.05, "--lambda", help="Rate-distortion trade-off λ (paper: 0.05)."),
     masks: str = typer.Option("sam", "--masks", help="sam (eq. 5) or none (the plain eq. 1 baseline)."),
     arch: str = typer.Option("tcm", "--arch", help="tcm, tcm-tiny, cheng2020-attn or mbt2018-mean."),
-    epochs: int = typer.Option(50, "--epochs", min=1),
-    batch: int = typer.Option(8, "--batch", min=1),
-    crop: int = typer.Option(256, "--crop", min=16),
-    lr: float = typer.Option(1e-4, "--lr"),
-    steps: Optional[int] = typer.Option(None, "--steps-per-epoch", min=1),
-    seed: int = typer.Option(0, "--seed"),
-    out: Path = typer.Option(Path("runs/icm"), "--out"),
-    resume: bool = typer.Option(False, "--resume"),
+    epochs: int = typer.Option(50, "--epochs", min=1, help="Training epochs."),
+    batch: int = typer.Option(8, "--batch", min=1, help="Image crops per step."),
+    crop: int = typer.Option(256, "--crop", min=16, help="Side of the random square training crops, in pixels."),
+    lr: float = typer.Option(1e-4, "--lr", help="Adam learning rate of the codec network."),
+    steps: Optional[int] = typer.Option(None, "--steps-per-epoch", min=1, help="Steps per epoch (default: one pass over the images)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of initialisation and crops."),
+    out: Path = typer.Option(Path("runs/icm"), "--out", help="Run folder: checkpoint, history and cached edge masks."),
+    resume: bool = typer.Option(False, "--resume", metavar="", help="Continue the interrupted training in --out."),
     device: str = DeviceOpt,
     json_out: bool = JsonOpt,
 ) -> None:
@@ -62,7 +62,7 @@ def icm_encode(
     input: Path = typer.Argument(..., help="A video (any format vcm reads) or a single image."),
     checkpoint: Path = typer.Option(..., "--checkpoint", help="Codec checkpoint (vcm's or the official icm_78/icm_93)."),
     arch: Optional[str] = typer.Option(None, "--arch", help="Architecture, if the checkpoint does not say."),
-    frames: str = typer.Option("auto", "--frames"),
+    frames: str = typer.Option("auto", "--frames", help="ctc | all | A:B (source frames, B exclusive); auto = ctc for SFU-HW, else all."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output .icm file (default <input>.icm)."),
     device: str = DeviceOpt,
     size: Optional[str] = SizeOpt,
@@ -71,18 +71,21 @@ def icm_encode(
     json_out: bool = JsonOpt,
 ) -> None:
     """Code every frame with a learned image codec into a .icm file (rate = its size)."""
-    from vcm.device import resolve_device
-    from vcm.icm.codec import encode_video
-    from vcm.video import load
-
     from vcm.errors import VcmError
     from vcm.outputs import check_output
 
     start(json_out)
+    input = resolve_input(input)  # sample:NAME → the bundled clip
     target = out or input.with_suffix(".icm")
     if target.suffix != ".icm":
         raise VcmError(f"--out {target}: a bitstream file name must end in .icm")
-    check_output(target, inputs=[input, checkpoint], kind="file")
+    check_output(target, inputs=[input, checkpoint], kind="file")  # before torch and CompressAI are imported
+    if not checkpoint.is_file():
+        raise VcmError(f"checkpoint {checkpoint} not found")
+    from vcm.device import resolve_device
+    from vcm.icm.codec import encode_video
+    from vcm.video import load
+
     video = load(probe_input(input, size, fps, bit_depth), frames)
     from vcm.rate import rate
 
@@ -108,14 +111,20 @@ def icm_decode(
     import contextlib
 
     from vcm import progress
-    from vcm.device import resolve_device
-    from vcm.icm.codec import open_icm
+    from vcm.errors import VcmError
     from vcm.outputs import check_output
-    from vcm.video.writer import open_writer
 
     start(json_out)
+    if bitstream.is_dir():  # the usual mistakes are answered before torch and CompressAI are imported
+        raise VcmError(f"{bitstream} is a directory; name a .icm file")
+    if not bitstream.is_file():
+        raise VcmError(f"{bitstream} does not exist")
     if out is not None:
         check_output(out, inputs=[bitstream, checkpoint], kind="any")
+    from vcm.device import resolve_device
+    from vcm.icm.codec import open_icm
+    from vcm.video.writer import open_writer
+
     header, frames = open_icm(bitstream, resolve_device(device), checkpoint)
     with progress.progress(f"decode {bitstream.name}", header["frames"]) as bar, \
             (open_writer(out, header["fps"]) if out is not None else contextlib.nullcontext(None)) as write:

@@ -6,7 +6,7 @@ from typing import Optional
 import typer
 
 from vcm.cli import app
-from vcm.cli.common import BitDepthOpt, FpsOpt, JsonOpt, SizeOpt, print_json, probe_input, start, table
+from vcm.cli.common import BitDepthOpt, FpsOpt, JsonOpt, SizeOpt, print_json, probe_input, resolve_input, start, table
 
 
 @app.command()
@@ -15,13 +15,14 @@ def info(
     size: Optional[str] = SizeOpt,
     fps: Optional[float] = FpsOpt,
     bit_depth: Optional[int] = BitDepthOpt,
-    md5: bool = typer.Option(False, "--md5", help="Check the CTC frames against the manifest's md5."),
+    md5: bool = typer.Option(False, "--md5", metavar="", help="Check the CTC frames against the manifest's md5."),
     json_out: bool = JsonOpt,
 ) -> None:
     """What vcm understands about a video: size, fps, frames, SFU-HW class and CTC range."""
     from vcm.video.source import clip_md5
 
     start(json_out)
+    input = resolve_input(input)  # sample:NAME → the bundled clip
     vi = probe_input(input, size, fps, bit_depth)
     seq = vi.sequence
     result = {

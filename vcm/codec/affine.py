@@ -72,12 +72,12 @@ def _finetune(model, frames_u8, masks_u8, cfg: TrainConfig, epochs: int, keep, q
             params = {n: fake_quantize(p, qat_bits[n], channels[n]) for n, p in model.named_parameters()}
             return torch.func.functional_call(model, params, (t,))
 
-    with progress.progress(label, epochs) as bar:
+    with progress.progress(f"{label} (steps)", steps) as bar:
         def on_epoch(s: EpochStats):
-            bar.advance(1, status=f"loss {s.loss:.4f}  PSNR {s.train_psnr:.2f} dB")
+            bar.update(status=f"epoch {s.epoch}/{epochs}  loss {s.loss:.4f}  PSNR {s.train_psnr:.2f} dB")
 
         train_epochs(forward, opt, frames, masks, cfg, 0, steps, lambda step: False, on_epoch,
-                     after_step=lambda: apply_masks(model, keep))
+                     after_step=lambda: apply_masks(model, keep), on_step=lambda _: bar.advance(1))
     model.cpu().eval()
 
 

@@ -27,7 +27,7 @@ from vcm.codec.rd import RDOptions
 from vcm.errors import VcmError
 from vcm.fsutil import atomic_path, write_json
 from vcm.nerv.config import TrainConfig
-from vcm.outputs import check_output
+from vcm.outputs import check_stream_output
 from vcm.provenance import provenance
 from vcm.nerv.train import load_quantizers, load_run, to_u8
 from vcm.quality import summarize
@@ -107,16 +107,11 @@ def default_out(prep: Prepared, opts: Options) -> Path:
 def check_out(out: Path, prep: "Prepared | None" = None) -> Path:
     """``out`` must name a ``.nerv`` file that replaces neither an input (the source video, masks)
     nor the run's own files, and neither may the report written beside it as ``.json``."""
-    out = Path(out)
-    if out.suffix != ".nerv":
-        raise VcmError(f"--out {out}: a bitstream file name must end in .nerv (its report goes beside it as .json)")
     inputs, protected = [], []
     if prep is not None:
         inputs = [prep.video.info.path, (prep.config.get("masks") or {}).get("path")]
         protected = [prep.run_dir / name for name in ("checkpoint.pt", "config.json", "metrics.json")]
-    check_output(out, inputs=inputs, protected=protected, kind="file")
-    check_output(out.with_suffix(".json"), inputs=inputs, protected=protected, kind="file", option="--out (its report)")
-    return out
+    return check_stream_output(out, ".nerv", inputs=inputs, protected=protected)
 
 
 def measure(prep: Prepared, path: Path) -> dict:

@@ -92,14 +92,15 @@ def optimise(model: torch.nn.Module, frames_u8: np.ndarray, masks_u8, fit_cfg: T
         state["step"] += 1
 
     history = []
-    with progress.progress(f"{label} λ={opts.lam:g}", epochs) as bar:
+    with progress.progress(f"{label} λ={opts.lam:g} (steps)", steps) as bar:
         def on_epoch(s):
             bpp = s.penalty / opts.lam
             history.append({"epoch": s.epoch, "loss": s.loss, "train_psnr": s.train_psnr, "bpp": bpp})
-            bar.advance(1, status=f"PSNR {s.train_psnr:.2f} dB  rate {bpp:.4f} bpp")
+            bar.update(status=f"epoch {s.epoch}/{epochs}  PSNR {s.train_psnr:.2f} dB  rate {bpp:.4f} bpp")
 
         if steps:
-            train_epochs(forward, opt, frames, masks, cfg, 0, steps, lambda step: False, on_epoch, after_step=after_step)
+            train_epochs(forward, opt, frames, masks, cfg, 0, steps, lambda step: False, on_epoch, after_step=after_step,
+                         on_step=lambda _: bar.advance(1))
     rd.cpu().eval()
     tensors = []
     for n, p in model.named_parameters():

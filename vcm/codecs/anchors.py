@@ -22,7 +22,7 @@ class Anchor(Codec):
         return [(f"qp{int(q)}", {"qp": int(q), "preset": section.get("preset"), "vtm": section.get("vtm")}) for q in qps]
 
     def encode_decode(self, spec: dict, video, device) -> dict:
-        from vcm.anchors.ffmpeg import CODECS, encode_decode, planes_of
+        from vcm.anchors.ffmpeg import CODECS, encode_decode, planes_of, settings
 
         p = spec["point"]
         planes, bit_depth = planes_of(video)
@@ -30,7 +30,8 @@ class Anchor(Codec):
         r = encode_decode(self.name, planes, bit_depth, video.width, video.height, video.fps, p["qp"], out,
                           preset=p.get("preset"), vtm=p.get("vtm"))
         return {"bitstream": str(out), "bytes": out.stat().st_size, "frames_u8": r.frames_u8,
-                "encode": r.encode_seconds, "decode": r.decode_seconds, "qp": p["qp"]}
+                "encode": r.encode_seconds, "decode": r.decode_seconds, "qp": p["qp"],
+                "settings": settings(self.name, video.fps, p.get("preset"), p.get("vtm"))}
 
 
 @register_codec("hevc", order=40)

@@ -147,7 +147,9 @@ class NervFamily(Codec):
         row = {"bitstream": str(out), "bytes": out.stat().st_size, "frames_u8": frames,
                "encode": fit_seconds + compress_seconds, "fit_seconds": fit_seconds,
                "compress_seconds": compress_seconds, "decode": time.time() - t - compress_seconds, "qp": None,
-               "params": report["params"], "bits_per_param": report["bits_per_param"]}
+               "params": report["params"], "bits_per_param": report["bits_per_param"],
+               "settings": {"representation": self.arch, "loss": self.loss, "fit": p["fit"],
+                            "method": "rate-distortion" if "lambda" in p else "prune/quantize (paper)"}}
         if "estimate_bytes" in report:
             row["estimate_bytes"] = report["estimate_bytes"]
         return row

@@ -2,11 +2,24 @@
 
 ``monotone=True`` first makes each curve's quality non-decreasing in rate (isotonic regression,
 pool-adjacent-violators), as newer VCM reporting fits each curve monotonically before BD.
+
+Every figure comes with its overlap: the share of the two curves' combined range (quality for a
+BD-rate, log-rate for a BD-metric) that both cover. Below ``MIN_OVERLAP`` (the tool's 75 %) the
+figure extrapolates more than it measures: reports withhold it and say why.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+MIN_OVERLAP = 0.75
+
+
+def overlap(a: np.ndarray, b: np.ndarray) -> float:
+    """|range(a) ∩ range(b)| / |range(a) ∪ range(b)| in [0, 1] (as the ``bjontegaard`` package)."""
+    inter = min(a.max(), b.max()) - max(a.min(), b.min())
+    union = max(a.max(), b.max()) - min(a.min(), b.min())
+    return float(max(inter, 0.0) / union) if union > 0 else 0.0
 
 
 def monotone(values: np.ndarray) -> np.ndarray:
@@ -33,10 +46,13 @@ def _curve(rates, metric, use_monotone: bool):
 
 
 def bd(anchor_rate, anchor_metric, test_rate, test_metric, use_monotone: bool = False) -> dict:
-    """{"bd_rate": % (negative = test saves bits), "bd_metric": metric units, "error": None | reason}."""
+    """{"bd_rate": % (negative = test saves bits), "bd_metric": metric units, "overlap_rate" /
+    "overlap_metric": the overlap (0–1) each figure integrates over, "withheld_rate" /
+    "withheld_metric": overlap below ``MIN_OVERLAP``, "error": None | reason}."""
     import bjontegaard
 
-    out = {"bd_rate": None, "bd_metric": None, "error": None}
+    out = {"bd_rate": None, "bd_metric": None, "overlap_rate": None, "overlap_metric": None,
+           "withheld_rate": False, "withheld_metric": False, "error": None}
     pairs = [(a, b) for a, b in zip(anchor_rate, anchor_metric) if b is not None]
     tests = [(a, b) for a, b in zip(test_rate, test_metric) if b is not None]
     if not pairs or not tests:
@@ -50,6 +66,10 @@ def bd(anchor_rate, anchor_metric, test_rate, test_metric, use_monotone: bool = 
     if len(np.unique(ma)) < 2 or len(np.unique(mt)) < 2:
         out["error"] = "flat quality curve"
         return out
+    out["overlap_rate"] = round(overlap(ma, mt), 4)  # BD-rate integrates over the quality axis
+    out["overlap_metric"] = round(overlap(np.log10(ra), np.log10(rt)), 4)
+    out["withheld_rate"] = out["overlap_rate"] < MIN_OVERLAP
+    out["withheld_metric"] = out["overlap_metric"] < MIN_OVERLAP
     import warnings
 
     notes = []
@@ -59,7 +79,7 @@ def bd(anchor_rate, anchor_metric, test_rate, test_metric, use_monotone: bool = 
                 warnings.simplefilter("always")
                 out[key] = float(fn(ra, ma, rt, mt, method="pchip", require_matching_points=False))
             msgs = sorted({str(w.message).split(". You can")[0].replace("BD cannot be calculated.", "").strip()
-                           for w in caught})
+                           for w in caught if "Insufficient curve overlap" not in str(w.message)})
             if msgs:  # e.g. partial overlap: the figure covers the overlapping interval only
                 notes.append(f"{label}: {'; '.join(msgs)}")
         except Exception as err:  # no overlap of the quality ranges, non-monotone curves
@@ -69,3 +89,13 @@ def bd(anchor_rate, anchor_metric, test_rate, test_metric, use_monotone: bool = 
         if out[key] is not None and not np.isfinite(out[key]):
             out[key] = None
     return out
+
+
+def describe(value: float | None, overlap_share: float | None, withheld: bool, note: str | None, unit: str = "%") -> str:
+    """One cell: ``-12.3 % (overlap 81 %)``, or ``withheld (overlap 32 % < 75 %)``, or the reason."""
+    if value is None:
+        return f"n/a ({note})" if note else "n/a"
+    share = f"overlap {100 * overlap_share:.0f} %" if overlap_share is not None else ""
+    if withheld:
+        return f"withheld ({share} < {100 * MIN_OVERLAP:.0f} %; {value:+.1f} {unit} extrapolated)"
+    return f"{value:+.1f} {unit} ({share})"

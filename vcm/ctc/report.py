@@ -11,12 +11,14 @@ from collections import defaultdict
 from pathlib import Path
 
 from vcm.codecs import curve_order
-from vcm.ctc.bd import bd
+from vcm.ctc.bd import MIN_OVERLAP, bd, describe
 from vcm.errors import VcmError
 from vcm.fsutil import write_bytes, write_json, write_text
 
-SUMMARY_COLUMNS = ["Dataset", "fps", "num_of_coded_frame", "qp", "bitrate (kbps)", "end_accuracy", "encode", "decode",
-                   "nn_task", "codec", "curve", "rate_point", "bytes", "bpp", "psnr", "psnr_y", "ms_ssim", "map", "ap50", "class"]
+SUMMARY_COLUMNS = ["Dataset", "fps", "num_of_coded_frame", "qp", "rate_point", "bitrate (kbps)", "end_accuracy", "encode",
+                   "decode", "nn_task", "codec", "curve", "bytes", "bpp", "psnr", "psnr_y", "psnr_yuv", "ms_ssim", "map",
+                   "ap50", "fit_seconds", "compress_seconds", "class"]
+METRICS = {"psnr_y": "Y-PSNR (dB)", "psnr_yuv": "YUV-PSNR 6:1:1 (dB)", "psnr": "RGB PSNR (dB)"}
 MARKERS = "osD^v<>ph*"
 
 
@@ -31,20 +33,25 @@ def collect(out: Path) -> tuple[list[dict], list[dict]]:
     return rows, failed
 
 
+def _round(v, digits):
+    return None if v is None else round(v, digits)
+
+
 def summary_rows(rows: list[dict]) -> list[dict]:
+    """The CTC summary layout: ``qp`` numeric (empty for codecs without one), the rate point's name
+    in ``rate_point``, fps to three decimals (29.97, not 29.97002997002997)."""
     out = []
     for r in rows:
-        out.append({"Dataset": r["sequence"], "fps": r["fps"], "num_of_coded_frame": r["frames"],
-                    "qp": r["qp"] if r["qp"] is not None else r["point"], "bitrate (kbps)": round(r["kbps"], 4),
-                    "end_accuracy": None if r["map"] is None else round(r["map"], 4),
+        out.append({"Dataset": r["sequence"], "fps": round(r["fps"], 3), "num_of_coded_frame": r["frames"],
+                    "qp": r["qp"] if isinstance(r.get("qp"), int) else None, "rate_point": r["point"],
+                    "bitrate (kbps)": round(r["kbps"], 4), "end_accuracy": _round(r["map"], 4),
                     "encode": round(r["encode_seconds"], 3), "decode": round(r["decode_seconds"], 3),
                     "nn_task": "detection" if r["map"] is not None else "none", "codec": r["codec"],
-                    "curve": r.get("curve") or r["codec"],
-                    "rate_point": r["point"], "bytes": r["bytes"], "bpp": round(r["bpp"], 6),
-                    "psnr": round(r["psnr"], 4), "psnr_y": round(r["psnr_y"], 4),
-                    "ms_ssim": None if r["ms_ssim"] is None else round(r["ms_ssim"], 6),
-                    "map": None if r["map"] is None else round(r["map"], 4),
-                    "ap50": None if r["ap50"] is None else round(r["ap50"], 4), "class": r.get("class")})
+                    "curve": r.get("curve") or r["codec"], "bytes": r["bytes"], "bpp": round(r["bpp"], 6),
+                    "psnr": round(r["psnr"], 4), "psnr_y": round(r["psnr_y"], 4), "psnr_yuv": _round(r.get("psnr_yuv"), 4),
+                    "ms_ssim": _round(r["ms_ssim"], 6), "map": _round(r["map"], 4), "ap50": _round(r["ap50"], 4),
+                    "fit_seconds": _round(r.get("fit_seconds"), 1), "compress_seconds": _round(r.get("compress_seconds"), 1),
+                    "class": r.get("class")})
     return out
 
 
@@ -59,7 +66,9 @@ def curves_by_sequence(rows: list[dict]) -> dict:
     return by
 
 
-def bd_table(curves: dict, anchor: str, use_monotone: bool) -> list[dict]:
+def bd_table(curves: dict, anchor: str, use_monotone: bool, metric: str = "psnr_y") -> list[dict]:
+    """BD figures of every curve against ``anchor`` per sequence, for the quality ``metric`` and mAP:
+    keys ``bd_rate_<m>``, ``bd_<m>``, ``overlap_<m>`` (0–1), ``withheld_<m>`` and ``note_<m>``."""
     table = []
     for seq, codecs in curves.items():
         if anchor not in codecs:
@@ -68,11 +77,12 @@ def bd_table(curves: dict, anchor: str, use_monotone: bool) -> list[dict]:
         for codec, pts in codecs.items():
             if codec == anchor:
                 continue
-            row = {"sequence": seq, "codec": codec, "anchor": anchor}
-            for metric in ("psnr", "map"):
-                res = bd([p["kbps"] for p in a], [p[metric] for p in a], [p["kbps"] for p in pts],
-                         [p[metric] for p in pts], use_monotone)
-                row[f"bd_rate_{metric}"], row[f"bd_{metric}"], row[f"note_{metric}"] = res["bd_rate"], res["bd_metric"], res["error"]
+            row = {"sequence": seq, "codec": codec, "anchor": anchor, "metric": metric}
+            for m in (metric, "map"):
+                res = bd([p["kbps"] for p in a], [p.get(m) for p in a], [p["kbps"] for p in pts],
+                         [p.get(m) for p in pts], use_monotone)
+                row.update({f"bd_rate_{m}": res["bd_rate"], f"bd_{m}": res["bd_metric"], f"note_{m}": res["error"],
+                            f"overlap_{m}": res["overlap_rate"], f"withheld_{m}": res["withheld_rate"]})
             table.append(row)
     return table
 
@@ -124,35 +134,112 @@ def _fmt(v, digits=2, signed=False):
 
 
 def _md_table(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    lines = ["| " + " | ".join(_md_cell(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
-def rd_plot(seq: str, codecs: dict) -> bytes:
+STYLES = [("o", "-"), ("s", "-"), ("D", "--"), ("^", "-."), ("v", ":"), ("P", "-"), ("X", "--"), ("*", "-."), ("h", ":")]
+
+
+def curve_styles(curves: list[str]) -> dict[str, dict]:
+    """One marker, line style and colour per curve, the same in every plot of a report."""
+    import matplotlib
+
+    colours = matplotlib.colormaps["tab10"].colors
+    return {c: {"marker": STYLES[i % len(STYLES)][0], "linestyle": STYLES[i % len(STYLES)][1],
+                "color": colours[i % len(colours)]} for i, c in enumerate(sorted(curves, key=curve_order))}
+
+
+def point_label(r: dict) -> str:
+    """A short name for a rate point on a plot: QP 37, λ 1, or the point's own id."""
+    if isinstance(r.get("qp"), int):
+        return f"QP{r['qp']}"
+    point = str(r["point"])
+    if "_rd_l" in point:
+        return "λ" + point.split("_rd_l", 1)[1].split("_")[0].replace("p", ".")
+    return point.split("_", 1)[1] if "_" in point else point
+
+
+def rd_plot(seq: str, codecs: dict, metric: str = "psnr_y", styles: dict | None = None, bpp_axis: bool = True) -> bytes:
+    """RD plot(s) of one sequence as PNG: ``metric`` against kbps (log axis with labelled ticks), and mAP
+    when a detector ran; each curve its own marker and line style, each point labelled, bpp on top."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator
 
-    metrics = [m for m in ("map", "psnr") if any(p[m] is not None for pts in codecs.values() for p in pts)]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 3.8), squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
-        for i, codec in enumerate(sorted(codecs, key=curve_order)):
-            pts = [p for p in codecs[codec] if p[metric] is not None]
-            if pts:
-                ax.plot([p["kbps"] for p in pts], [p[metric] for p in pts], marker=MARKERS[i % len(MARKERS)], label=codec)
+    styles = styles or curve_styles(list(codecs))
+    metrics = [m for m in ("map", metric) if any(p.get(m) is not None for pts in codecs.values() for p in pts)]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(8.5 * len(metrics), 6.2), squeeze=False)
+    any_row = next(p for pts in codecs.values() for p in pts)
+    pixels_per_second = any_row["fps"] * any_row["width"] * any_row["height"]
+    for ax, m in zip(axes[0], metrics):
+        for codec in sorted(codecs, key=curve_order):
+            pts = [p for p in codecs[codec] if p.get(m) is not None]
+            if not pts:
+                continue
+            xs, ys = [p["kbps"] for p in pts], [p[m] for p in pts]
+            ax.plot(xs, ys, label=codec, markersize=7, linewidth=1.8, **styles[codec])
+            for p, x, y in zip(pts, xs, ys):
+                ax.annotate(point_label(p), (x, y), textcoords="offset points", xytext=(4, 5), fontsize=7.5,
+                            color=styles[codec]["color"], alpha=0.9)
         ax.set_xscale("log")
-        ax.set_xlabel("bitrate (kbps)")
-        ax.set_ylabel({"map": "mAP@[.5:.95] (%)", "psnr": "PSNR RGB (dB)"}[metric])
-        ax.set_title(f"{seq}: rate vs {'mAP' if metric == 'map' else 'PSNR'}")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend()
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_minor_locator(LogLocator(base=10, subs=(3.0, 4.0, 6.0, 7.0, 8.0, 9.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+        ax.set_xlabel("bitrate (kbps, log scale)", fontsize=11)
+        ax.set_ylabel({"map": "mAP@[.5:.95] (%)", **METRICS}[m], fontsize=11)
+        ax.set_title(f"{seq}: rate vs {'mAP' if m == 'map' else METRICS[m].split(' (')[0]}", fontsize=13)
+        ax.grid(True, which="major", alpha=0.45)
+        ax.grid(True, which="minor", alpha=0.15)
+        ax.tick_params(labelsize=10)
+        if bpp_axis and pixels_per_second > 0:
+            top = ax.secondary_xaxis("top", functions=(lambda k: k * 1000 / pixels_per_second,
+                                                       lambda b: b * pixels_per_second / 1000))
+            top.set_xlabel("bits per pixel", fontsize=10)
+            top.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+        ax.legend(fontsize=10, loc="lower right")
     fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
+    fig.savefig(buf, format="png", dpi=120)
     plt.close(fig)
     return buf.getvalue()
+
+
+def experiment_block(rows: list[dict], anchor: str, metric: str, use_monotone: bool) -> list[tuple[str, str]]:
+    """(item, value) lines saying how the numbers were made: encoders and their settings, the code,
+    libraries, machine and date (from the points' own records)."""
+    lines = []
+    by_codec: dict[str, dict] = {}
+    for r in rows:
+        if r.get("settings") and r["codec"] not in by_codec:
+            by_codec[r["codec"]] = r["settings"]
+    for codec in sorted(by_codec, key=curve_order):
+        st = dict(by_codec[codec])
+        if "encoder" in st:
+            text = (f"{st.pop('encoder')}, preset {st.pop('preset', '–')}, {st.pop('config', '')}, intra period "
+                    f"{st.pop('intra_period', '–')}, {st.pop('bit_depth', '–')}-bit")
+            if st.get("ffmpeg"):
+                text += f" ({st.pop('ffmpeg')})"
+        else:
+            fit = st.get("fit") or {}
+            fit_text = ", ".join(f"{k} {v}" for k, v in fit.items() if k not in ("rate_lambda",))
+            text = f"{st.get('representation')} with loss {st.get('loss')}, {st.get('method')}; fit: {fit_text}"
+        lines.append((codec, text))
+    prov = next((r["provenance"] for r in rows if r.get("provenance")), None)
+    if prov:
+        lines.append(("vcm", f"{prov.get('vcm')}, commit {prov.get('commit') or 'unknown'}"))
+        lines.append(("libraries", f"torch {prov.get('torch')}, CUDA {prov.get('cuda') or 'none'}, Python {prov.get('python')}"))
+        lines.append(("machine", f"{prov.get('device', '?')} on {prov.get('host')} ({prov.get('platform')})"))
+        dates = sorted(r["provenance"]["date"] for r in rows if r.get("provenance"))
+        lines.append(("date", dates[0] if dates[0][:10] == dates[-1][:10] else f"{dates[0]} – {dates[-1]}"))
+    lines.append(("BD method", f"PCHIP on log-rate (bjontegaard package) against {anchor}, quality {METRICS.get(metric, metric)}"
+                               f"{', curves made monotone first' if use_monotone else ''}; figures whose curves overlap "
+                               f"less than {100 * MIN_OVERLAP:.0f} % are withheld"))
+    return lines
 
 
 def table1(curves: dict) -> tuple[list[str], list[list]]:
@@ -173,7 +260,14 @@ def table1(curves: dict) -> tuple[list[str], list[list]]:
     return header, rows
 
 
-def make_report(out: Path, anchor: str = "vvc", use_monotone: bool = False, annotations: Path | None = None) -> dict:
+def make_report(out: Path, anchor: str = "vvc", use_monotone: bool = False, annotations: Path | None = None,
+                metric: str = "psnr_y") -> dict:
+    """summary.csv, bd.json, plots/<sequence>.png, report.md and report.html from ``out/points``.
+
+    ``metric``: the quality of the RD plots and BD figures (``psnr_y`` default, ``psnr_yuv``, ``psnr``).
+    """
+    if metric not in METRICS:
+        raise VcmError(f"--metric must be one of {', '.join(METRICS)}, got {metric!r}")
     out = Path(out)
     rows, failed = collect(out)
     summary = summary_rows(rows)
@@ -184,92 +278,94 @@ def make_report(out: Path, anchor: str = "vvc", use_monotone: bool = False, anno
     write_text(out / "summary.csv", buf.getvalue())
 
     curves = curves_by_sequence(rows)
-    bd_rows = bd_table(curves, anchor, use_monotone)
+    bd_rows = bd_table(curves, anchor, use_monotone, metric)
     cls_curves = class_curves(rows, annotations) if any(r.get("detections") for r in rows) else {}
-    cls_bd = bd_table({f"class {c}": v for c, v in cls_curves.items()}, anchor, use_monotone)
+    cls_bd = bd_table({f"class {c}": v for c, v in cls_curves.items()}, anchor, use_monotone, metric)
+    styles = curve_styles(sorted({c for seq in curves.values() for c in seq}))
     plots = {}
     (out / "plots").mkdir(exist_ok=True)
     for seq, codecs in curves.items():
-        png = rd_plot(seq, codecs)
+        png = rd_plot(seq, codecs, metric, styles)
         write_bytes(out / "plots" / f"{seq}.png", png)
         plots[seq] = png
-
-    md = ["# vcm CTC report\n", f"Anchor for BD figures: **{anchor}**; interpolation PCHIP on log-rate "
-          f"(`bjontegaard`){'; curves made monotone first (isotonic fit)' if use_monotone else ''}. "
-          "Negative BD-rate = fewer bits than the anchor for the same quality.\n"]
-    md.append("## Results per point\n")
-    md.append(_md_table(["sequence", "codec", "point", "kbps", "PSNR dB", "MS-SSIM", "mAP %", "AP50 %", "enc s", "dec s"],
-                        [[r["sequence"], r.get("curve") or r["codec"], r["point"], f"{r['kbps']:.2f}", _fmt(r["psnr"]), _fmt(r["ms_ssim"], 4),
-                          _fmt(r["map"]), _fmt(r["ap50"]), _fmt(r["encode_seconds"], 1), _fmt(r["decode_seconds"], 1)]
-                         for seq in curves.values() for pts in seq.values() for r in pts]))
-    md.append(f"\n## BD-rate against {anchor} per sequence\n")
-    md.append(_md_table(["sequence", "codec", "BD-rate mAP %", "BD-mAP", "BD-rate PSNR %", "BD-PSNR dB", "note"],
-                        [[b["sequence"], b["codec"], _fmt(b["bd_rate_map"], 2, True), _fmt(b["bd_map"], 2, True),
-                          _fmt(b["bd_rate_psnr"], 2, True), _fmt(b["bd_psnr"], 2, True),
-                          "; ".join(f"{m}: {b['note_' + k]}" for m, k in (("mAP", "map"), ("PSNR", "psnr"))
-                                    if b["note_" + k])] for b in bd_rows]) if bd_rows
-              else f"(no sequence has both {anchor} and another codec)")
-    if cls_curves:
-        md.append("\n## Per class (detections pooled over the class's sequences)\n")
-        md.append(_md_table(["class", "codec", "point #", "mean kbps", "mAP %", "AP50 %"],
-                            [[c, codec, str(k + 1), f"{p['kbps']:.2f}", _fmt(p["map"]), _fmt(p["ap50"])]
-                             for c, v in sorted(cls_curves.items()) for codec, pts in v.items() for k, p in enumerate(pts)]))
-        if cls_bd:
-            md.append(f"\nBD-rate (mAP) against {anchor} per class:\n")
-            md.append(_md_table(["class", "codec", "BD-rate mAP %", "BD-mAP", "note"],
-                                [[b["sequence"], b["codec"], _fmt(b["bd_rate_map"], 2, True), _fmt(b["bd_map"], 2, True),
-                                  b["note_map"] or ""] for b in cls_bd]))
-    header, t1 = table1(curves)
-    if t1:
-        md.append("\n## NeRV vs SA-NeRV (the paper's Table 1 layout, YOLOv7 mAP %)\n")
-        md.append(_md_table(header, t1))
-    if failed:
-        md.append("\n## Failed points\n")
-        md.append(_md_table(["sequence", "codec", "point", "error"],
-                            [[f["sequence"], f["codec"], f["point"], f["error"]] for f in failed]))
-    md.append("\n## RD plots\n")
-    md += [f"![{seq}](plots/{seq}.png)" for seq in plots]
-    md_text = "\n".join(md) + "\n"
+    md_text = report_markdown(rows, failed, curves, bd_rows, cls_curves, cls_bd, anchor, metric, use_monotone, list(plots))
     write_text(out / "report.md", md_text)
     write_text(out / "report.html", _html(md_text, plots))
     result = {"summary_csv": str(out / "summary.csv"), "report_md": str(out / "report.md"),
               "report_html": str(out / "report.html"), "points": len(rows), "failed": len(failed),
-              "bd": bd_rows, "class_bd": cls_bd}
-    write_json(out / "bd.json", {"anchor": anchor, "monotone": use_monotone, "sequences": bd_rows, "classes": cls_bd})
+              "metric": metric, "bd": bd_rows, "class_bd": cls_bd}
+    write_json(out / "bd.json", {"anchor": anchor, "monotone": use_monotone, "metric": metric,
+                                 "min_overlap": MIN_OVERLAP, "sequences": bd_rows, "classes": cls_bd})
     return result
 
 
+def report_markdown(rows, failed, curves, bd_rows, cls_curves, cls_bd, anchor, metric, use_monotone, plots) -> str:
+    """The report as Markdown; sections with nothing to show are left out."""
+    has_map = any(r["map"] is not None for r in rows)
+    quality = METRICS[metric].split(" (")[0]
+    md = ["# vcm CTC report", ""]
+    md.append(f"Quality is **{quality}** (RGB PSNR, Y-PSNR and YUV-PSNR are all in summary.csv); BD figures are "
+              f"against **{anchor}**, negative BD-rate = fewer bits than {anchor} for the same quality. A figure is "
+              f"shown with the overlap of the two curves it integrates over, and withheld below "
+              f"{100 * MIN_OVERLAP:.0f} %.")
+    md += ["", "## Experiment", ""]
+    md.append(_md_table(["", ""], [[k, v] for k, v in experiment_block(rows, anchor, metric, use_monotone)]))
+    if bd_rows:
+        md += ["", f"## BD-rate against {anchor}", ""]
+        head = ["sequence", "curve", f"BD-rate ({quality})", f"BD-{quality}"] + (["BD-rate (mAP)"] if has_map else [])
+        md.append(_md_table(head, [
+            [b["sequence"], b["codec"], describe(b[f"bd_rate_{metric}"], b[f"overlap_{metric}"], b[f"withheld_{metric}"], b[f"note_{metric}"]),
+             _fmt(b[f"bd_{metric}"], 2, True)] +
+            ([describe(b["bd_rate_map"], b["overlap_map"], b["withheld_map"], b["note_map"])] if has_map else [])
+            for b in bd_rows]))
+    md += ["", "## RD plots", ""]
+    md += [f"![{seq}](plots/{seq}.png)" for seq in plots]
+    md += ["", "## Results per point", ""]
+    head = ["sequence", "curve", "point", "kbps", "bpp", "Y-PSNR", "YUV-PSNR", "RGB PSNR", "MS-SSIM"]
+    head += (["mAP %", "AP50 %"] if has_map else []) + ["encode s", "of which fit s", "decode s"]
+    md.append(_md_table(head, [
+        [r["sequence"], r.get("curve") or r["codec"], point_label(r), f"{r['kbps']:.2f}", f"{r['bpp']:.4f}",
+         _fmt(r["psnr_y"]), _fmt(r.get("psnr_yuv")), _fmt(r["psnr"]), _fmt(r["ms_ssim"], 4)] +
+        ([_fmt(r["map"]), _fmt(r["ap50"])] if has_map else []) +
+        [_fmt(r["encode_seconds"], 1), _fmt(r.get("fit_seconds"), 1), _fmt(r["decode_seconds"], 1)]
+        for seq in curves.values() for pts in seq.values() for r in pts]))
+    if cls_curves:
+        md += ["", "## Per class (detections pooled over the class's sequences)", ""]
+        md.append(_md_table(["class", "curve", "point #", "mean kbps", "mAP %", "AP50 %"],
+                            [[c, codec, str(k + 1), f"{p['kbps']:.2f}", _fmt(p["map"]), _fmt(p["ap50"])]
+                             for c, v in sorted(cls_curves.items()) for codec, pts in v.items() for k, p in enumerate(pts)]))
+        if cls_bd:
+            md += ["", f"BD-rate (mAP) against {anchor} per class:", ""]
+            md.append(_md_table(["class", "curve", "BD-rate (mAP)", "BD-mAP"],
+                                [[b["sequence"], b["codec"], describe(b["bd_rate_map"], b["overlap_map"], b["withheld_map"], b["note_map"]),
+                                  _fmt(b["bd_map"], 2, True)] for b in cls_bd]))
+    header, t1 = table1(curves)
+    if t1 and has_map:
+        md += ["", "## NeRV vs SA-NeRV (the paper's Table 1 layout, mAP %)", ""]
+        md.append(_md_table(header, t1))
+    if failed:
+        md += ["", "## Failed points", ""]
+        md.append(_md_table(["sequence", "codec", "point", "error"],
+                            [[f["sequence"], f["codec"], f["point"], f["error"]] for f in failed]))
+    return "\n".join(md) + "\n"
+
+
+def _md_cell(value) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
 def _html(md_text: str, plots: dict) -> str:
-    """A self-contained HTML page: markdown tables rendered, plots embedded as data URIs."""
-    body, in_table = [], False
-    for line in md_text.splitlines():
-        if line.startswith("|"):
-            cells = [c.strip() for c in line.strip("|").split("|")]
-            if set(line.replace("|", "").strip()) <= {"-"}:
-                continue
-            if not in_table:
-                body.append("<table>")
-                in_table = True
-                body.append("<tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in cells) + "</tr>")
-            else:
-                body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
-            continue
-        if in_table:
-            body.append("</table>")
-            in_table = False
-        if line.startswith("# "):
-            body.append(f"<h1>{html.escape(line[2:])}</h1>")
-        elif line.startswith("## "):
-            body.append(f"<h2>{html.escape(line[3:])}</h2>")
-        elif line.startswith("!["):
-            seq = line[2:line.index("]")]
-            data = base64.b64encode(plots[seq]).decode()
-            body.append(f'<img alt="{html.escape(seq)}" src="data:image/png;base64,{data}">')
-        elif line.strip():
-            body.append(f"<p>{html.escape(line).replace('**', '')}</p>")
-    if in_table:
-        body.append("</table>")
-    style = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;"
-             "margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f3f3f3}"
-             "img{max-width:100%}")
-    return f"<!doctype html><html><head><meta charset='utf-8'><title>vcm CTC report</title><style>{style}</style></head><body>{''.join(body)}</body></html>\n"
+    """A self-contained HTML page: the Markdown rendered by markdown-it-py (CommonMark + tables),
+    plots embedded as data URIs."""
+    from markdown_it import MarkdownIt
+
+    body = MarkdownIt("commonmark").enable("table").render(md_text)
+    for seq, png in plots.items():
+        src = html.escape(f"plots/{seq}.png", quote=True)
+        body = body.replace(f'src="{src}"', f'src="data:image/png;base64,{base64.b64encode(png).decode()}"')
+    style = ("body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1500px;padding:0 1em;color:#222}"
+             "table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border:1px solid #ccc;padding:3px 8px}"
+             "td{text-align:right}td:first-child,td:nth-child(2){text-align:left}th{background:#f3f3f3}"
+             "img{max-width:100%;display:block;margin:1em 0}code{background:#f3f3f3;padding:0 3px}")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>vcm CTC report</title><style>{style}</style>"
+            f"</head><body>{body}</body></html>\n")

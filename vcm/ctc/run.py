@@ -9,6 +9,7 @@ Layout of the output folder:
 
 from __future__ import annotations
 
+import json
 import os
 import traceback
 from pathlib import Path
@@ -17,6 +18,8 @@ from vcm import progress
 from vcm.ctc import config as ctc_config
 from vcm.ctc.points import read_result, run_point
 from vcm.errors import VcmError
+
+LOG = "ctc.log"
 
 
 def plan(cfg: dict, out: Path, data: Path | None, annotations: Path | None, only: list[str] | None,
@@ -64,6 +67,15 @@ def run(config_path: Path, out: Path, data: Path | None = None, annotations: Pat
     cfg = ctc_config.load(config_path)
     out = Path(out)
     specs = plan(cfg, out, data, annotations, only, codecs, device)
+    out.mkdir(parents=True, exist_ok=True)
+    with progress.log_to(out / LOG):  # the run's own record, beside its results
+        from vcm.provenance import provenance
+
+        progress.log(f"vcm ctc run {config_path} into {out}: {json.dumps(provenance())}")
+        return _run(specs, out, jobs, backend, ray_address, force)
+
+
+def _run(specs: list[dict], out: Path, jobs: int, backend: str, ray_address: str | None, force: bool) -> dict:
     todo, reused, retried = [], [], 0
     for spec in specs:
         old = read_result(Path(spec["workdir"]))
@@ -97,6 +109,7 @@ def execute(specs: list[dict], jobs: int, backend: str, ray_address: str | None)
         with progress.progress("ctc points", len(specs)) as bar:
             for spec in specs:
                 rows.append(safe_run_point(spec))
+                _log_point(rows[-1])
                 bar.advance(1, status=f"{spec['sequence']} {spec['codec']} {spec['point_id']}")
         return rows
     import multiprocessing
@@ -109,8 +122,17 @@ def execute(specs: list[dict], jobs: int, backend: str, ray_address: str | None)
         futures = [pool.submit(safe_run_point, {**s, "threads": threads, "quiet": True}) for s in specs]
         for fut in as_completed(futures):
             rows.append(fut.result())
+            _log_point(rows[-1])
             bar.advance(1)
     return rows
+
+
+def _log_point(row: dict) -> None:
+    what = f"{row['sequence']} {row['codec']} {row['point']}"
+    if row.get("status") == "ok":
+        progress.log(f"point {what}: {row['bytes']:,} bytes, {row['kbps']:.2f} kbps, PSNR {row['psnr']:.2f} dB")
+    else:
+        progress.log(f"point {what}: failed ({row.get('error')})")
 
 
 def _execute_ray(specs: list[dict], jobs: int, address: str | None) -> list[dict]:
@@ -131,5 +153,6 @@ def _execute_ray(specs: list[dict], jobs: int, address: str | None) -> list[dict
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
             rows.append(ray.get(done[0]))
+            _log_point(rows[-1])
             bar.advance(1)
     return rows

@@ -46,6 +46,29 @@ def decode_any(path: Path, device, frames: str = "auto", size=None, fps=None, bi
     return Decoded(video.frames_u8, video.source_frames, name)
 
 
+def input_name(path: Path, size=None, fps=None, bit_depth=None) -> str:
+    """The sequence an input stands for, read cheaply (a stream's header, a video's name): the same
+    name :func:`decode_any` gives, known before anything is decoded."""
+    path = Path(path)
+    if path.suffix == ".nerv":
+        from vcm.codec.compress import decode_stream
+
+        v = decode_stream(path).video
+        return v.get("sequence") or v["name"]
+    if path.suffix == ".icm":
+        from vcm.icm.codec import read_header
+
+        if not path.is_file():
+            raise VcmError(f"{path} does not exist")
+        header, _ = read_header(path.read_bytes())
+        return header.get("sequence") or header["name"]
+    from vcm.video import probe
+    from vcm.video.naming import parse_size
+
+    info = probe(path, size=parse_size(size) if isinstance(size, str) else size, fps=fps, bit_depth=bit_depth)
+    return info.sequence.name if info.sequence else info.name
+
+
 def score(decoded: Decoded, gt: GroundTruth, detector: Detector, batch: int = 16) -> tuple[ScoredClip, dict]:
     """Run the detector on the decoded frames that have ground truth and score them."""
     if decoded.frames_u8.shape[2:] != (gt.height, gt.width):

@@ -5,14 +5,13 @@ A preset is data: every default of a fit lives in its YAML file, and CLI flags o
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
-from pathlib import Path
+from dataclasses import asdict, dataclass, replace
 
 import yaml
 
 from vcm.errors import VcmError
 from vcm.nerv.model import NervShape, parse_param_count, solve_for_params
-from vcm.resources import data_dir
+from vcm.nerv.presets import preset_path
 
 
 @dataclass(frozen=True)
@@ -43,6 +42,19 @@ class TrainConfig:
         d = asdict(self)
         d["betas"] = list(self.betas)
         return d
+
+    def check(self) -> None:
+        """Refuse values no fit can use (before any frame is read)."""
+        if self.loss not in ("nerv", "sa-nerv"):
+            raise VcmError(f"unknown loss {self.loss!r}; use nerv or sa-nerv")
+        if self.loss_impl not in ("auto", "torch", "triton"):
+            raise VcmError(f"unknown loss implementation {self.loss_impl!r}; use auto, torch or triton")
+        if not (self.lr > 0 and self.epochs >= 1 and self.batch >= 1 and self.checkpoint_every >= 1):
+            raise VcmError("lr must be > 0 and epochs, batch and checkpoint_every at least 1")
+        if not (self.rate_lambda >= 0 and 0 <= self.rate_start < 1 and 0 <= self.rate_noise_fraction <= 1):
+            raise VcmError("rate_lambda must be ≥ 0, rate_start in [0, 1) and rate_noise_fraction in [0, 1]")
+        if not (0 <= self.warmup < 1 and 0 <= self.beta <= 1 and self.grad_clip >= 0 and self.grid_lr_scale > 0):
+            raise VcmError("warmup must be in [0, 1), beta in [0, 1], grad_clip ≥ 0 and grid_lr_scale > 0")
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -117,22 +129,6 @@ def parse_embed(text: str) -> tuple[float, int]:
         return float(base), int(levels)
     except ValueError:
         raise VcmError(f"embed must look like BASE_LEVELS (e.g. 1.25_80), got {text!r}") from None
-
-
-def preset_path(name_or_path: str) -> Path:
-    p = Path(name_or_path)
-    if p.suffix in (".yaml", ".yml"):
-        if not p.exists():
-            raise VcmError(f"config file {p} does not exist")
-        return p
-    candidate = data_dir("configs") / "nerv" / f"{name_or_path}.yaml"
-    if not candidate.exists():
-        raise VcmError(f"unknown preset {name_or_path!r}; available: {', '.join(list_presets())}")
-    return candidate
-
-
-def list_presets() -> list[str]:
-    return sorted(p.stem for p in (data_dir("configs") / "nerv").glob("*.yaml"))
 
 
 def load_preset(name_or_path: str) -> tuple[ModelSpec, TrainConfig]:

@@ -18,7 +18,12 @@ RUNS = Path("runs")
 
 
 def default_run_dir(video: Video) -> Path:
-    return RUNS / video.name
+    return default_run_dir_for(video.name)
+
+
+def default_run_dir_for(name: str) -> Path:
+    """``runs/<video name>/``."""
+    return RUNS / name
 
 
 DEFAULT_PRESETS = {"nerv": "nerv-s", "hinerv": "hinerv-s"}
@@ -42,7 +47,9 @@ def plan(preset: str, params: str | None = None, **train_overrides) -> tuple[Mod
     spec, cfg = load_preset(preset)
     if params is not None:
         spec = replace(spec, params=parse_param_count(params))
-    return spec, override(cfg, **train_overrides)
+    cfg = override(cfg, **train_overrides)
+    cfg.check()
+    return spec, cfg
 
 
 def fit_video(

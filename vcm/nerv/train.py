@@ -178,6 +178,7 @@ def train_epochs(
     stop: Callable[[int], bool],
     on_epoch: Callable[[EpochStats], None],
     after_step: Callable[[], None] | None = None,
+    on_step: Callable[[int], None] | None = None,
 ) -> tuple[int, bool]:
     """The hot loop shared by fit, pruning fine-tune and QAT. Returns (step, interrupted).
 
@@ -229,6 +230,8 @@ def train_epochs(
             loss_sum += loss.detach()
             mse_sum += (x_hat.detach() - x).square().mean()
             step += 1
+            if on_step is not None:
+                on_step(step)
             if stop(step) and step < total_steps:
                 if step % steps_per_epoch:
                     return step, True
@@ -299,8 +302,8 @@ def fit(
                                "history": history, "config": config, **extra})
 
     start_time, first_step = time.time(), step
-    with _StopFlag(should_stop) as stop, progress.progress("fit " + video.name, cfg.epochs) as bar:
-        bar.update(completed=step // steps_per_epoch)
+    with _StopFlag(should_stop) as stop, progress.progress(f"fit {video.name} (steps)", total_steps) as bar:
+        bar.update(completed=step)
 
         def on_epoch(stats: EpochStats):
             entry = {"epoch": stats.epoch, "loss": stats.loss, "train_psnr": stats.train_psnr}
@@ -308,12 +311,12 @@ def fit(
                 entry["bpp"] = stats.penalty / cfg.rate_lambda
             history.append(entry)
             rate_status = f"  rate {entry['bpp']:.4f} bpp" if entry.get("bpp") else ""
-            bar.advance(1, status=f"loss {stats.loss:.4f}  PSNR {stats.train_psnr:.2f} dB{rate_status}")
+            bar.update(status=f"epoch {stats.epoch}/{cfg.epochs}  loss {stats.loss:.4f}  PSNR {stats.train_psnr:.2f} dB{rate_status}")
             if stats.epoch % cfg.checkpoint_every == 0 or stats.epoch == cfg.epochs:
                 save(stats.epoch * steps_per_epoch)
 
         step, interrupted = train_epochs(forward, opt, frames, masks, cfg, step, total_steps, stop, on_epoch,
-                                         after_step=after_step)
+                                         after_step=after_step, on_step=lambda _: bar.advance(1))
         if interrupted:
             save(step)
     seconds = time.time() - start_time
@@ -336,6 +339,7 @@ def to_device(frames_u8: np.ndarray, masks_u8: np.ndarray | None, device) -> tup
 
 
 def evaluate_run(model: torch.nn.Module, video: Video, device) -> dict:
+    progress.log(f"measuring the fitted network on {video.num_frames} frames (PSNR, MS-SSIM)")
     recon = reconstruct(_unwrap(model), video.num_frames, device)
     return summarize(video.frames_u8, recon)
 

