@@ -9,6 +9,10 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("VCM_PROGRESS", "0")
+# Where the environment forbids bytecode caches, every CLI subprocess recompiles torch._dynamo and
+# sympy (imported on an optimizer's first call): ~10 s each. Let the first one write the caches.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+sys.dont_write_bytecode = False
 # Triton reads this when it is first imported: without a GPU, Triton kernels run in its
 # interpreter on CPU tensors, so the CUDA kernels' numerics are still tested. With a GPU the
 # same tests run the compiled kernels on it.

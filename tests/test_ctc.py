@@ -4,9 +4,10 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import progress_gaps, moving_frames, run_cli
+from tests.conftest import moving_frames, progress_gaps, run_cli
 from vcm import sequences
 from vcm.ctc.bd import bd, monotone
+from vcm.errors import VcmError
 from vcm.eval.gt import Box, GroundTruth, to_coco_json
 from vcm.video.yuv import write_yuv420
 
@@ -175,9 +176,12 @@ def test_lambda_points_get_their_own_rate_aware_fit_unless_told_to_share():
     ({"codecs": {"nerv": {"fits": [{"preset": "demo", "epoch": 3}]}}}, "epoch"),
 ])
 def test_a_typo_anywhere_in_a_ctc_config_is_refused_with_the_valid_keys(tmp_path, edit, message):
+    from vcm.ctc.run import run
+
     base = {"sequences": [{"name": "c", "path": "sample:carphone", "frames": "0:2"}], "codecs": {"hevc": {"qps": [40]}}}
     cfg = tmp_path / "c.yaml"
     cfg.write_text(json.dumps({**base, **edit}))
-    proc = run_cli("ctc", "run", cfg, "--out", tmp_path / "o")
-    assert proc.returncode == 1 and message in proc.stderr and "valid:" in proc.stderr and "Traceback" not in proc.stderr
-    assert not (tmp_path / "o" / "points").exists()
+    with pytest.raises(VcmError) as err:
+        run(cfg, tmp_path / "o")
+    assert message in str(err.value) and "valid:" in str(err.value)
+    assert not (tmp_path / "o").exists()  # refused before anything is written
