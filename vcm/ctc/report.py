@@ -158,7 +158,12 @@ def point_label(r: dict) -> str:
     point = str(r["point"])
     if "_rd_l" in point:
         return "λ" + point.split("_rd_l", 1)[1].split("_")[0].replace("p", ".")
-    return point.split("_", 1)[1] if "_" in point else point
+    tokens = point.split("_")  # the paper pipeline's ids: <fit>_pr0p4_b8[_qat]
+    prune = next((t[2:].replace("p", ".") for t in tokens if t.startswith("pr")), None)
+    bits = next((t[1:] for t in tokens if t.startswith("b") and t[1:].isdigit()), None)
+    if bits is not None:
+        return f"prune {prune or '0'}, {bits} bit" + (" QAT" if "qat" in tokens else "")
+    return point
 
 
 def rd_plot(seq: str, codecs: dict, metric: str = "psnr_y", styles: dict | None = None, bpp_axis: bool = True) -> bytes:
@@ -201,6 +206,7 @@ def rd_plot(seq: str, codecs: dict, metric: str = "psnr_y", styles: dict | None 
                                                        lambda b: b * pixels_per_second / 1000))
             top.set_xlabel("bits per pixel", fontsize=10)
             top.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+            top.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:.2g}" if str(f"{v:.2g}")[-1] in "1235" else ""))
         ax.legend(fontsize=10, loc="lower right")
     fig.tight_layout()
     buf = io.BytesIO()
@@ -309,7 +315,7 @@ def report_markdown(rows, failed, curves, bd_rows, cls_curves, cls_bd, anchor, m
               f"shown with the overlap of the two curves it integrates over, and withheld below "
               f"{100 * MIN_OVERLAP:.0f} %.")
     md += ["", "## Experiment", ""]
-    md.append(_md_table(["", ""], [[k, v] for k, v in experiment_block(rows, anchor, metric, use_monotone)]))
+    md.append(_md_table(["item", "how it was made"], [[k, v] for k, v in experiment_block(rows, anchor, metric, use_monotone)]))
     if bd_rows:
         md += ["", f"## BD-rate against {anchor}", ""]
         head = ["sequence", "curve", f"BD-rate ({quality})", f"BD-{quality}"] + (["BD-rate (mAP)"] if has_map else [])
