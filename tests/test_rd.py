@@ -219,3 +219,5 @@ def test_rate_aware_fit_resumes_and_compresses_from_its_quantizers(tmp_path):
     # Compressing codes the fit's own quantizers without further training (epochs default to 0).
     (report,) = compress_many(tmp_path / "whole", [RDOptions(lam=1.0)], CPU, outs=[tmp_path / "w.nerv"])
     assert report["rd_epochs"] == 0 and abs(report["bytes"] - report["estimate_bytes"]) / report["bytes"] < 0.03
+    # The fit measured the network its quantizers round, which is exactly what the stream decodes to.
+    assert whole.metrics["quantized"] and report["psnr"] == pytest.approx(whole.metrics["psnr"], abs=1e-9)

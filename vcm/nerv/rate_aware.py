@@ -54,3 +54,15 @@ class RateTerm:
 
     def state(self) -> dict | None:
         return None if self.rd is None else {k: v.detach().cpu() for k, v in self.rd.quantizers.state_dict().items()}
+
+
+class Quantized(torch.nn.Module):
+    """The network as its learned quantizers round it: what ``vcm compress --lambda`` codes with
+    no extra epochs, ``forward(t) → x̂`` (for measuring a rate-aware fit)."""
+
+    def __init__(self, rd: RateDistortionModel):
+        super().__init__()
+        self.rd = rd
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        return self.rd(t, "round")[0]

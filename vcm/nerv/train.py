@@ -324,7 +324,17 @@ def fit(
     epochs_done = step // steps_per_epoch
     if interrupted:
         return FitResult(run_dir, epochs_done, True, None, seconds, fps)
-    metrics = evaluate_run(model, video, device)
+    if rate is not None and rate.rd is not None:
+        # A rate-aware network is meant to be decoded through its quantizers: measure that network,
+        # and report the unquantized weights' PSNR beside it.
+        from vcm.nerv.rate_aware import Quantized
+
+        with torch.no_grad():
+            metrics = evaluate_run(Quantized(rate.rd), video, device)
+            plain = evaluate_run(model, video, device)
+        metrics.update(quantized=True, unquantized_psnr=plain["psnr"], unquantized_psnr_y=plain["psnr_y"])
+    else:
+        metrics = evaluate_run(model, video, device)
     metrics.update({"params": registry.entry(arch).model_cls.count_params(model_cfg), "epochs": cfg.epochs, "history": history,
                     "train_seconds": seconds, "train_frames_per_second": fps})
     write_json(run_dir / METRICS, metrics)
