@@ -104,6 +104,9 @@ def encode_decode(codec: str, planes, bit_depth: int, width: int, height: int, f
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     period = intra_period(fps)
+    from vcm import progress
+
+    progress.log(f"{codec} QP {qp}: encoding {frames} frames ({'VTM' if vtm else encoder}), then decoding")
     with scratch_dir(out.parent, "anchor") as tmp:  # beside the output, swept after a kill
         src, rec = Path(tmp) / "in.yuv", Path(tmp) / "rec.yuv"
         write_10bit(src, planes, bit_depth)
