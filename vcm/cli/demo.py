@@ -31,10 +31,13 @@ def demo(
     fits = "; ".join(f"{name}: {f['params']:,} params, {f['epochs']} epochs, {f['seconds']:.0f} s, {f['psnr']:.2f} dB"
                      for name, f in summary["fits"].items())
     t = Table(title=f"vcm demo: carphone — fits before compression: {fits}", title_justify="left")
-    for col in ("curve", "point", "bytes", "kbps", "Y-PSNR dB", "YUV-PSNR dB", "RGB PSNR dB"):
-        t.add_column(col, justify="right")
+    from vcm.ctc.report import point_label
+
+    t.caption = "PSNR in dB, measured on the decoded frames"
+    for col in ("curve", "point", "bytes", "kbps", "Y-PSNR", "YUV-PSNR", "RGB PSNR"):
+        t.add_column(col, justify="right", no_wrap=True)
     for r in summary["points"]:
-        t.add_row(r["curve"], r["point"], f"{r['bytes']:,}", f"{r['kbps']:.1f}", f"{r['psnr_y']:.2f}",
+        t.add_row(r["curve"], point_label(r), f"{r['bytes']:,}", f"{r['kbps']:.1f}", f"{r['psnr_y']:.2f}",
                   f"{r['psnr_yuv']:.2f}", f"{r['psnr']:.2f}")
     stdout.print(t)
 
