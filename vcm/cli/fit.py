@@ -55,9 +55,9 @@ def fit(
         raise VcmError(f"{input} does not exist")
     if config is not None or preset is not None:
         preset_path(str(config) if config else preset)
-    early = [input, masks, config, sam_checkpoint]
+    reads = [input, masks, config, sam_checkpoint]
     if out is not None:
-        check_output(out, inputs=early, kind="dir")
+        check_output(out, inputs=reads, kind="dir")
     from vcm.device import resolve_device
     from vcm.nerv.run import default_run_dir_for, fit_video, plan, preset_for
     from vcm.nerv.train import CHECKPOINT, load_run, reconstruct
@@ -70,9 +70,6 @@ def fit(
             raise VcmError(f"{option} {path} does not exist")
     if cfg.loss == "sa-nerv" and masks is None and sam_checkpoint is None:
         raise VcmError("--loss sa-nerv needs edge masks: pass --masks FILE or --sam-checkpoint PATH")
-    reads = [input, masks, config, sam_checkpoint]
-    if out is not None:
-        check_output(out, inputs=reads, kind="dir")
     if save_video is not None:
         run_files = [out / name for name in ("checkpoint.pt", "config.json", "metrics.json")] if out else []
         check_output(save_video, inputs=reads, protected=run_files, kind="any", option="--save-video")
