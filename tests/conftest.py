@@ -45,6 +45,15 @@ def moving_frames(t: int = 6, h: int = 36, w: int = 44, seed: int = 0, noise: fl
     return frames
 
 
+def tiny_video(folder: Path, t: int = 6, name: str = "Tiny_32x24_25.yuv"):
+    """A ``t``-frame 32×24 YUV clip of :func:`moving_frames` written into ``folder``, opened."""
+    from vcm.video import open_video
+    from vcm.video.yuv import write_yuv420
+
+    write_yuv420(folder / name, moving_frames(t=t, h=24, w=32))
+    return open_video(folder / name)
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """A tiny NeRV fitted on a 6-frame 32×24 YUV clip: (folder holding ``run/``, video)."""
@@ -53,13 +62,9 @@ def tiny_run(tmp_path_factory):
     from vcm.nerv.config import TrainConfig
     from vcm.nerv.model import NervShape
     from vcm.nerv.train import fit
-    from vcm.video import open_video
-    from vcm.video.yuv import write_yuv420
 
     root = tmp_path_factory.mktemp("tiny_run")
-    src = root / "Tiny_32x24_25.yuv"
-    write_yuv420(src, moving_frames(t=6, h=24, w=32))
-    video = open_video(src)
+    video = tiny_video(root, t=6)
     mcfg = NervShape(fc_dim=12, stem_dims=(48,), lower_width=8, embed_levels=16).config(24, 32)
     fit(video, mcfg, TrainConfig(epochs=20, batch=2, lr=3e-3, checkpoint_every=20), root / "run", torch.device("cpu"))
     return root, video

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import moving_frames, run_cli
+from tests.conftest import moving_frames, run_cli, tiny_video
 from vcm.codec import nerv_stream
 from vcm.codec.compress import CompressOptions, RDOptions, compress_many, decode_file
 from vcm.nerv import registry
@@ -69,9 +69,7 @@ def test_registry_knows_both_representations():
 @pytest.fixture(scope="module")
 def hinerv_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("hinerv")
-    src = root / "Tiny_32x24_25.yuv"
-    write_yuv420(src, moving_frames(t=4, h=24, w=32))
-    video = open_video(src)
+    video = tiny_video(root, t=4)
     cfg = TrainConfig(epochs=12, batch=2, lr=5e-3, grad_clip=1.0, checkpoint_every=12)
     result = fit(video, TINY.config(24, 32, 4), cfg, root / "run", CPU)
     return root, video, result

@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
+_swept: set[tuple[Path, str]] = set()
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -63,7 +66,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     renamed onto ``path``, on failure removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    sweep_stale(path.parent, f".{path.name}.")
+    if (path.parent, path.name) not in _swept:  # once per output and process: writes can be per frame
+        _swept.add((path.parent, path.name))
+        sweep_stale(path.parent, f".{path.name}.")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)

@@ -11,6 +11,7 @@ An external VTM (``EncoderApp``/``DecoderApp``) can be used instead by giving th
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import time
 from dataclasses import dataclass
@@ -46,19 +47,14 @@ def settings(codec: str, fps: float, preset: str | None = None, vtm: dict | None
             "ffmpeg": ffmpeg_version()}
 
 
+@functools.lru_cache(maxsize=1)
 def ffmpeg_version() -> str:
-    """The first line of ``ffmpeg -version`` (e.g. ``ffmpeg version 7.0.2``), or ``unknown``."""
-    import functools
-
-    @functools.lru_cache(maxsize=1)
-    def read() -> str:
-        try:
-            out = subprocess.run([ffmpeg_exe(), "-version"], capture_output=True, text=True, timeout=20).stdout
-            return " ".join(out.splitlines()[0].split()[:3]) if out else "unknown"
-        except (OSError, subprocess.SubprocessError):
-            return "unknown"
-
-    return read()
+    """The first line of ``ffmpeg -version`` (e.g. ``ffmpeg version 7.0.2``), or ``unknown``; asked once."""
+    try:
+        out = subprocess.run([ffmpeg_exe(), "-version"], capture_output=True, text=True, timeout=20).stdout
+        return " ".join(out.splitlines()[0].split()[:3]) if out else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
 
 
 @dataclass

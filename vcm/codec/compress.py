@@ -173,9 +173,6 @@ def compress_many(run_dir: Path, opts_list: list[Options], device, source: Path 
     for opts in opts_list:
         opts.check()
     outs = outs or [None] * len(opts_list)
-    for out in outs:  # a wrong --out is refused before the run and its frames are read
-        if out is not None:
-            check_out(out)
     prep = prepare(run_dir, source)
     return [compress_prepared(prep, out, opts, device) for out, opts in zip(outs, opts_list)]
 

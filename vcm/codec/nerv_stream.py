@@ -198,6 +198,16 @@ def _read_affine(r: Reader, layout, bits, group_of) -> list[QTensor]:
     return tensors
 
 
+def peek_video(data: bytes) -> dict:
+    """The ``video`` description of a stream from its checked container and header only (no tensor
+    is decoded; :func:`decode` validates the rest)."""
+    sections = container.unpack(data, MAGIC, VERSION, "vcm NeRV")
+    video = _read_header(sections.get(b"HEAD", b"")).get("video")
+    if not isinstance(video, dict) or not isinstance(video.get("name"), str):
+        raise StreamError("malformed vcm NeRV bitstream (no video description)")
+    return video
+
+
 HEADER_KEYS_V1 = {"model", "video", "bits"}
 HEADER_KEYS = HEADER_KEYS_V1 | {"arch", "coding"}
 VIDEO_KEYS = {"name", "fps", "frames", "source_frames", "sequence"}

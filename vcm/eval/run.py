@@ -51,9 +51,11 @@ def input_name(path: Path, size=None, fps=None, bit_depth=None) -> str:
     name :func:`decode_any` gives, known before anything is decoded."""
     path = Path(path)
     if path.suffix == ".nerv":
-        from vcm.codec.compress import decode_stream
+        from vcm.codec.nerv_stream import peek_video
 
-        v = decode_stream(path).video
+        if not path.is_file():
+            raise VcmError(f"{path} does not exist")
+        v = peek_video(path.read_bytes())
         return v.get("sequence") or v["name"]
     if path.suffix == ".icm":
         from vcm.icm.codec import read_header

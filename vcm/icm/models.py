@@ -51,10 +51,11 @@ def pad_multiple(model: torch.nn.Module) -> int:
 
 
 def decode_bytes_per_pixel(model: torch.nn.Module) -> int:
-    """Peak memory of coding one frame per padded pixel: about 40·N bytes measured for TCM
-    (N = 16: 617 B; N = 128: 5.4–7.3 KB per pixel on 256²–512²), 48·N kept as the estimate."""
+    """Peak memory of coding one frame per padded pixel. Measured for TCM (maximum resident size over
+    compress + decompress): N = 16 at 512²: 617 B (38·N); N = 128: 5.4 KB at 512² (42·N), 7.3 KB at
+    256² (57·N). 64·N is kept as the estimate."""
     n = model.cfg.N if isinstance(model, TCM) else int(getattr(model, "N", 192))
-    return 48 * n
+    return 64 * n
 
 
 def fingerprint(path: Path) -> str:

@@ -43,9 +43,8 @@ def open_writer(path: str | Path, fps: float, bit_depth: int = 8) -> Iterator:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".yuv":
-        with atomic_path(path) as tmp:
-            tmp.write_bytes(b"")
-            yield lambda chunk: yuv.write_yuv420(tmp, chunk, bit_depth, append=True)
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:  # one handle for the whole video
+            yield lambda chunk: yuv.write_yuv420_to(f, chunk, bit_depth)
     elif suffix in CONTAINERS:
         with _container_writer(path, fps) as write:
             yield write

@@ -63,9 +63,14 @@ def read_yuv420_rgb(path: Path, width: int, height: int, bit_depth: int, start: 
 
 def write_yuv420(path: Path, rgb_u8: np.ndarray, bit_depth: int = 8, append: bool = False) -> None:
     """Write ``uint8 [T,3,H,W]`` RGB frames as planar 4:2:0 (not atomic: use fsutil for that)."""
+    with open(path, "ab" if append else "wb") as f:
+        write_yuv420_to(f, rgb_u8, bit_depth)
+
+
+def write_yuv420_to(f, rgb_u8: np.ndarray, bit_depth: int = 8) -> None:
+    """Append ``uint8 [T,3,H,W]`` RGB frames as planar 4:2:0 to an open binary file."""
     y, u, v = rgb_to_yuv420(rgb_u8, bit_depth)
     dtype = np.uint8 if bit_depth == 8 else np.dtype("<u2")
-    with open(path, "ab" if append else "wb") as f:
-        for t in range(y.shape[0]):
-            for plane in (y[t], u[t], v[t]):
-                f.write(np.ascontiguousarray(plane, dtype=dtype).tobytes())
+    for t in range(y.shape[0]):
+        for plane in (y[t], u[t], v[t]):
+            f.write(np.ascontiguousarray(plane, dtype=dtype).tobytes())
