@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("VCM_PROGRESS", "0")
+# Reference detections are cached per user; the tests keep theirs apart (and start empty).
+os.environ["VCM_CACHE"] = __import__("tempfile").mkdtemp(prefix="vcm-test-cache-")
 # Where the environment forbids bytecode caches, every CLI subprocess recompiles torch._dynamo and
 # sympy (imported on an optimizer's first call): ~10 s each. Let the first one write the caches.
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)

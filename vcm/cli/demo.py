@@ -33,12 +33,15 @@ def demo(
     t = Table(title=f"vcm demo: carphone — fits before compression: {fits}", title_justify="left")
     from vcm.ctc.report import point_label
 
-    t.caption = "PSNR in dB, measured on the decoded frames"
-    for col in ("curve", "point", "bytes", "kbps", "Y-PSNR", "YUV-PSNR", "RGB PSNR"):
+    has_map = summary.get("detector") is not None
+    t.caption = "PSNR in dB, measured on the decoded frames" + (
+        f"; mAP % against {summary['detector']['ground_truth']}" if has_map else "")
+    for col in ("curve", "point", "bytes", "kbps", "Y-PSNR", "YUV-PSNR", "RGB PSNR") + (("mAP",) if has_map else ()):
         t.add_column(col, justify="right", no_wrap=True)
     for r in summary["points"]:
         t.add_row(r["curve"], point_label(r), f"{r['bytes']:,}", f"{r['kbps']:.1f}", f"{r['psnr_y']:.2f}",
-                  f"{r['psnr_yuv']:.2f}", f"{r['psnr']:.2f}")
+                  f"{r['psnr_yuv']:.2f}", f"{r['psnr']:.2f}",
+                  *((f"{r['map']:.1f}" if r.get("map") is not None else "–",) if has_map else ()))
     stdout.print(t)
 
     from vcm.ctc.bd import describe
@@ -46,4 +49,7 @@ def demo(
     for curve, by_anchor in summary["bd_rate"].items():
         cells = [f"vs {a.upper()}: {describe(b['bd_rate'], b['overlap'], b['withheld'], b['note'])}" for a, b in by_anchor.items()]
         stdout.print(f"{curve} BD-rate ({summary['bd_metric']}) " + "; ".join(cells))
+    for curve, by_anchor in (summary.get("bd_rate_map") or {}).items():
+        cells = [f"vs {a.upper()}: {describe(b['bd_rate'], b['overlap'], b['withheld'], b['note'])}" for a, b in by_anchor.items()]
+        stdout.print(f"{curve} BD-rate (mAP, pseudo ground truth) " + "; ".join(cells))
     stdout.print(f"Report: {summary['report_html']}  (total {summary['seconds']:.0f} s)")

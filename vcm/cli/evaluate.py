@@ -16,14 +16,22 @@ app.add_typer(gt_app, name="gt")
 def eval_command(
     input: Path = typer.Argument(..., help="Decoded video (any format vcm reads), a .nerv/.icm bitstream, or the original."),
     sequence: Optional[str] = typer.Option(None, "--sequence", help="SFU-HW sequence (default: from the input)."),
-    annotations: Optional[Path] = typer.Option(None, "--annotations", help="Ground truth: a CTC JSON, a folder of them, or a folder of SFU-HW txt labels."),
-    detector: str = typer.Option("yolov7", "--detector", help="yolov7, or oracle (the ground truth itself: a pipeline check)."),
-    weights: Path = typer.Option(Path("yolov7.pt"), "--weights", help="YOLOv7 checkpoint."),
-    yolov7_repo: Optional[Path] = typer.Option(None, "--yolov7-repo", help="Local clone of WongKinYiu/yolov7 (offline); default torch.hub."),
-    frames: str = typer.Option("auto", "--frames", help="For video inputs: ctc | all | A:B."),
+    annotations: Optional[Path] = typer.Option(None, "--annotations", help="Ground truth: for any video a COCO JSON; for SFU-HW also a folder of CTC JSONs or of txt labels."),
+    reference: str = typer.Option("annotations", "--reference", help="annotations (ground truth) or original (pseudo ground truth: the detector's confident detections on the uncompressed frames)."),
+    original: Optional[Path] = typer.Option(None, "--original", help="With --reference original: the uncompressed video (default: the input, when it is a video)."),
+    reference_score: float = typer.Option(0.5, "--reference-score", help="With --reference original: detections on the original with at least this score are the ground truth."),
+    frame_mapping: str = typer.Option("auto", "--frame-mapping", help="How COCO images match frames: auto, field (frame_index), name0 / name1 (number in the file name from 0 / 1), order (with --frames A:B)."),
+    category_ids: str = typer.Option("auto", "--category-ids", help="How COCO categories match the detector's classes: auto, names, coco80 (0-based), coco91 (1-based COCO ids)."),
+    category_map: Optional[list[str]] = typer.Option(None, "--category-map", help="NAME=CLASS: rename an annotation category to a detector class (repeatable)."),
+    detector: str = typer.Option("yolov7", "--detector", help="Task network: yolov7, a torchvision detector (fasterrcnn_resnet50_fpn_v2, retinanet_resnet50_fpn_v2, …), oracle (the ground truth itself), or MODULE:ATTR / FILE.py:ATTR."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="yolov7: checkpoint (default $VCM_YOLOV7_WEIGHTS, torch.hub's checkpoints/yolov7.pt, ./yolov7.pt); torchvision: default, random or a state_dict file."),
+    yolov7_repo: Optional[Path] = typer.Option(None, "--yolov7-repo", help="Local clone of WongKinYiu/yolov7 (offline); default $VCM_YOLOV7_REPO or torch.hub."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="Detector setting KEY=VALUE (repeatable), e.g. min_size=480, img_size=640, score_threshold=0.05."),
+    every: int = typer.Option(1, "--every", min=1, help="Score every N-th frame that has ground truth (detection is the slow part on a CPU)."),
+    frames: str = typer.Option("auto", "--frames", help="For video inputs: ctc | all | A:B (with --frame-mapping order: the frames the images stand for)."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="For .icm inputs: the codec checkpoint (default: beside the file)."),
     batch: int = typer.Option(8, "--batch", min=1, help="Frames per detector call."),
-    half: bool = typer.Option(False, "--half", metavar="", help="fp16 inference on CUDA."),
+    half: bool = typer.Option(False, "--half", metavar="", help="fp16 inference on CUDA (yolov7)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for detections.json and scores.json (default eval/<input file name>/)."),
     device: str = DeviceOpt,
     size: Optional[str] = SizeOpt,
@@ -31,11 +39,11 @@ def eval_command(
     bit_depth: Optional[int] = BitDepthOpt,
     json_out: bool = JsonOpt,
 ) -> None:
-    """Detect objects on decoded frames and score them (COCO mAP) against SFU-HW ground truth."""
+    """Detect objects on decoded frames and score them (COCO mAP) against ground truth: SFU-HW's, a COCO
+    JSON of any video, or the detector's own detections on the original (--reference original)."""
     from vcm.device import resolve_device
-    from vcm.eval.detect import create_detector
-    from vcm.eval.gt import load_ground_truth
-    from vcm.eval.run import decode_any, input_name, score, write_outputs
+    from vcm.eval.detect import create_detector, parse_set
+    from vcm.eval.run import TruthSpec, decode_any, early_ground_truth, frames_to_score, ground_truth, input_name, score, write_outputs
     from vcm.errors import VcmError
     from vcm.outputs import check_output
     from vcm.provenance import file_fingerprint, provenance
@@ -45,26 +53,43 @@ def eval_command(
     input = resolve_input(input)  # sample:NAME → the bundled clip
     if not input.exists():
         raise VcmError(f"{input} does not exist")
+    if original is not None:
+        original = resolve_input(original)
+    elif reference == "original" and input.suffix not in (".nerv", ".icm"):
+        original = input  # the input is the original: a check of the pipeline (mAP 100)
     folder = out or default_folder(input)
-    check_output(folder, inputs=[input, annotations, checkpoint], kind="dir")
+    check_output(folder, inputs=[input, annotations, checkpoint, original], kind="dir")
+    spec = TruthSpec(reference, str(annotations) if annotations else None, str(original) if original else None,
+                     reference_score, frame_mapping, category_ids, list(category_map or []),
+                     frames if ":" in frames else None)
     dev = resolve_device(device)
     # Ground truth and detector first: a missing annotation or weight file is reported before decoding.
-    gt = load_ground_truth(sequence or input_name(input, size, fps, bit_depth), annotations)
-    det = create_detector(detector, gt=gt, weights=weights, yolov7_repo=yolov7_repo, device=dev, batch=batch, half=half)
-    decoded = decode_any(input, dev, frames, parse_size(size) if size else None, fps, bit_depth, checkpoint)
-    clip, scores = score(decoded, gt, det, batch)
-    scores.update(input=str(input.resolve()), input_fingerprint=file_fingerprint(input),
-                  detector_settings={"name": detector, "weights": str(weights) if detector == "yolov7" else None,
-                                     "half": half}, provenance=provenance(dev))
+    gt = early_ground_truth(spec, input_name(input, size, fps, bit_depth), sequence)
+    options = parse_set(set_)
+    # The oracle copies ground truth that a user's JSON gives only once the frames are known: built after it.
+    later = gt is None and detector == "oracle" and reference != "original"
+    det = None if later else create_detector(detector, gt=gt, weights=weights, repo=yolov7_repo, device=dev,
+                                             batch=batch, half=half, options=options)
+    video_options = {"size": parse_size(size) if size else None, "fps": fps, "bit_depth": bit_depth}
+    decoded = decode_any(input, dev, frames, video_options["size"], fps, bit_depth, checkpoint)
+    if gt is None:
+        gt = ground_truth(spec, decoded, det, frames_to_score(None, decoded, every), batch, video_options)
+    if det is None:
+        det = create_detector("oracle", gt=gt, options=options)
+    clip, scores = score(decoded, gt, det, batch, every)
+    scores.update(input=str(input.resolve()), input_fingerprint=file_fingerprint(input), truth=spec.to_dict(),
+                  provenance=provenance(dev))
     write_outputs(folder, clip, scores)
     if json_out:
         print_json(scores)
         return
-    table(f"vcm eval: {gt.sequence} ({detector})", [
-        ("frames", f"{scores['frames']} (source {scores['source_frames'][0]}:{scores['source_frames'][1]})"),
+    table(f"vcm eval: {gt.sequence} ({det.name})", [
+        ("frames", f"{scores['frames']} (source {scores['source_frames'][0]}:{scores['source_frames'][1]}"
+                   f"{', every ' + str(every) if every > 1 else ''})"),
+        ("ground truth", gt.source or gt.kind),
         ("objects / detections", f"{scores['objects']} / {scores['detections']}"),
         ("mAP@[.5:.95]", fmt(scores["map"], 2, " %")), ("AP50", fmt(scores["ap50"], 2, " %")),
-        ("detection speed", f"{scores['detect_frames_per_second']:.1f} frames/s"),
+        ("detection speed", f"{scores['detect_seconds_per_frame']:.3f} s/frame"),
         ("written to", str(folder)),
     ])
 

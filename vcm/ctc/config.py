@@ -10,9 +10,13 @@ from vcm import sequences
 from vcm.errors import VcmError
 from vcm.schema import check_keys
 
-TOP_KEYS = ("sequences", "frames", "device", "detector", "annotations", "codecs")
-SEQUENCE_KEYS = ("name", "path", "frames", "detector")
-DETECTOR_KEYS = ("name", "weights", "repo", "batch")
+TOP_KEYS = ("sequences", "frames", "device", "detector", "annotations", "reference", "reference_score", "codecs")
+# annotations, frame_mapping, category_ids, category_map: a COCO JSON for this video (as vcm eval reads it);
+# reference: annotations | original (pseudo ground truth from the detector on this sequence's own frames).
+SEQUENCE_KEYS = ("name", "path", "frames", "detector", "annotations", "frame_mapping", "category_ids", "category_map",
+                 "reference", "reference_score")
+# settings: the detector's own settings (as --set); every: score every N-th frame with ground truth.
+DETECTOR_KEYS = ("name", "weights", "repo", "batch", "settings", "every")
 
 
 def load(path: Path) -> dict:
@@ -40,6 +44,8 @@ def check_schema(cfg, path: Path) -> None:
             check_keys(section or {}, codecs.get(name).section_keys, f"codec {name}")
         if cfg.get("detector") is not None:
             check_keys(cfg["detector"], DETECTOR_KEYS, "detector")
+        if cfg.get("reference", "annotations") not in ("annotations", "original"):
+            raise ValueError(f"reference must be annotations or original, not {cfg.get('reference')!r}")
         if not cfg.get("sequences") or not isinstance(cfg["sequences"], list):
             raise ValueError("no sequences (a list of SFU-HW names or {name, path} entries)")
         for entry in cfg["sequences"]:

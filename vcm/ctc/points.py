@@ -24,19 +24,36 @@ def _video(spec: dict):
 
 
 def _detect(spec: dict, video, frames_u8: np.ndarray, device) -> dict:
+    """Detector on the decoded frames against the sequence's ground truth (SFU-HW's, a COCO JSON, or
+    pseudo ground truth from the original); nothing when no detector or no ground truth is configured."""
     det_cfg = spec.get("detector") or {}
-    if not det_cfg or video.info.sequence is None:
-        return {"map": None, "ap50": None, "detections": None}
+    truth = dict(spec.get("truth") or {"annotations": spec.get("annotations")})
+    none = {"map": None, "ap50": None, "detections": None, "ground_truth": None}
+    if not det_cfg:
+        return none
+    if truth.get("reference", "annotations") == "annotations" and not truth.get("annotations") and video.info.sequence is None:
+        return none  # a video without annotations, and no pseudo ground truth asked for
     from vcm.eval.detect import create_detector
-    from vcm.eval.gt import load_ground_truth
-    from vcm.eval.run import Decoded, score, write_outputs
+    from vcm.eval.run import Decoded, TruthSpec, early_ground_truth, frames_to_score, ground_truth, score, write_outputs
 
-    gt = load_ground_truth(video.info.sequence.name, Path(spec["annotations"]) if spec.get("annotations") else None)
-    detector = create_detector(det_cfg.get("name", "yolov7"), gt=gt, weights=det_cfg.get("weights"),
-                               yolov7_repo=det_cfg.get("repo"), device=device, batch=int(det_cfg.get("batch", 8)))
-    clip, scores = score(Decoded(frames_u8, video.source_frames, gt.sequence), gt, detector)
+    spec_t = TruthSpec(**truth)
+    name = video.info.sequence.name if video.info.sequence else video.name
+    decoded = Decoded(frames_u8, video.source_frames, name, video.info.first_source_frame + video.info.num_frames)
+    batch, every = int(det_cfg.get("batch", 8)), int(det_cfg.get("every", 1))
+    gt = early_ground_truth(spec_t, name)
+    later = gt is None and det_cfg.get("name", "yolov7") == "oracle" and spec_t.reference != "original"
+    detector = None if later else create_detector(
+        det_cfg.get("name", "yolov7"), gt=gt, weights=det_cfg.get("weights"), repo=det_cfg.get("repo"), device=device,
+        batch=batch, options=det_cfg.get("settings"))
+    if gt is None:
+        gt = ground_truth(spec_t, decoded, detector, frames_to_score(None, decoded, every), batch)
+    if detector is None:
+        detector = create_detector("oracle", gt=gt)
+    clip, scores = score(decoded, gt, detector, batch, every)
     write_outputs(Path(spec["workdir"]), clip, scores)
-    return {"map": scores["map"], "ap50": scores["ap50"], "detections": str(Path(spec["workdir"]) / "detections.json")}
+    return {"map": scores["map"], "ap50": scores["ap50"], "detections": str(Path(spec["workdir"]) / "detections.json"),
+            "ground_truth": scores["ground_truth"], "detector_settings": scores["detector_settings"],
+            "detect_seconds_per_frame": scores["detect_seconds_per_frame"]}
 
 
 def run_point(spec: dict) -> dict:

@@ -17,7 +17,7 @@ from vcm.fsutil import write_bytes, write_json, write_text
 
 SUMMARY_COLUMNS = ["Dataset", "fps", "num_of_coded_frame", "qp", "rate_point", "bitrate (kbps)", "end_accuracy", "encode",
                    "decode", "nn_task", "codec", "curve", "bytes", "bpp", "psnr", "psnr_y", "psnr_yuv", "ms_ssim", "map",
-                   "ap50", "fit_seconds", "compress_seconds", "class"]
+                   "ap50", "fit_seconds", "compress_seconds", "class", "ground_truth"]
 METRICS = {"psnr_y": "Y-PSNR (dB)", "psnr_yuv": "YUV-PSNR 6:1:1 (dB)", "psnr": "RGB PSNR (dB)"}
 MARKERS = "osD^v<>ph*"
 
@@ -51,7 +51,7 @@ def summary_rows(rows: list[dict]) -> list[dict]:
                     "psnr": round(r["psnr"], 4), "psnr_y": round(r["psnr_y"], 4), "psnr_yuv": _round(r.get("psnr_yuv"), 4),
                     "ms_ssim": _round(r["ms_ssim"], 6), "map": _round(r["map"], 4), "ap50": _round(r["ap50"], 4),
                     "fit_seconds": _round(r.get("fit_seconds"), 1), "compress_seconds": _round(r.get("compress_seconds"), 1),
-                    "class": r.get("class")})
+                    "class": r.get("class"), "ground_truth": (r.get("ground_truth") or {}).get("kind")})
     return out
 
 
@@ -93,7 +93,9 @@ def class_curves(rows: list[dict], annotations: Path | None) -> dict:
     from vcm.eval.gt import load_ground_truth
     import numpy as np
 
-    curves = curves_by_sequence([r for r in rows if r.get("class") and r.get("detections")])
+    # Pooling reloads SFU-HW's ground truth: only points scored against it (not pseudo ground truth) pool.
+    curves = curves_by_sequence([r for r in rows if r.get("class") and r.get("detections")
+                                 and (r.get("ground_truth") or {}).get("kind", "sfu-hw") == "sfu-hw"])
     out = defaultdict(dict)
     classes = defaultdict(list)
     for seq, codecs in curves.items():
@@ -235,6 +237,14 @@ def experiment_block(rows: list[dict], anchor: str, metric: str, use_monotone: b
             fit_text = ", ".join(f"{k} {v}" for k, v in fit.items() if k not in ("rate_lambda",))
             text = f"{st.get('representation')} with loss {st.get('loss')}, {st.get('method')}; fit: {fit_text}"
         lines.append((codec, text))
+    truths = sorted({(r["sequence"], r["ground_truth"]["source"]) for r in rows if r.get("ground_truth")})
+    for seq, source in truths:
+        lines.append((f"ground truth ({seq})", source))
+    det = next((r["detector_settings"] for r in rows if r.get("detector_settings")), None)
+    if det:
+        per_frame = [r["detect_seconds_per_frame"] for r in rows if r.get("detect_seconds_per_frame")]
+        lines.append(("detector", ", ".join(f"{k} {v}" for k, v in det.items())
+                      + (f"; {min(per_frame):.3f}–{max(per_frame):.3f} s/frame" if per_frame else "")))
     prov = next((r["provenance"] for r in rows if r.get("provenance")), None)
     if prov:
         lines.append(("vcm", f"{prov.get('vcm')}, commit {prov.get('commit') or 'unknown'}"))
@@ -328,11 +338,12 @@ def report_markdown(rows, failed, curves, bd_rows, cls_curves, cls_bd, anchor, m
     md += [f"![{seq}](plots/{seq}.png)" for seq in plots]
     md += ["", "## Results per point", ""]
     head = ["sequence", "curve", "point", "kbps", "bpp", "Y-PSNR", "YUV-PSNR", "RGB PSNR", "MS-SSIM"]
-    head += (["mAP %", "AP50 %"] if has_map else []) + ["encode s", "of which fit s", "decode s"]
+    head += (["mAP %", "AP50 %", "ground truth"] if has_map else []) + ["encode s", "of which fit s", "decode s"]
     md.append(_md_table(head, [
         [r["sequence"], r.get("curve") or r["codec"], point_label(r), f"{r['kbps']:.2f}", f"{r['bpp']:.4f}",
          _fmt(r["psnr_y"]), _fmt(r.get("psnr_yuv")), _fmt(r["psnr"]), _fmt(r["ms_ssim"], 4)] +
-        ([_fmt(r["map"]), _fmt(r["ap50"])] if has_map else []) +
+        ([_fmt(r["map"]), _fmt(r["ap50"]), (r.get("ground_truth") or {}).get("kind", "–" if r["map"] is None else "sfu-hw")]
+         if has_map else []) +
         [_fmt(r["encode_seconds"], 1), _fmt(r.get("fit_seconds"), 1), _fmt(r["decode_seconds"], 1)]
         for seq in curves.values() for pts in seq.values() for r in pts]))
     if cls_curves:

@@ -37,10 +37,29 @@ def plan(cfg: dict, out: Path, data: Path | None, annotations: Path | None, only
                 spec = {"sequence": seq["name"], "source": seq["path"], "frames": seq["frames"], "codec": codec,
                         "point_id": pid, "point": point, "workdir": str(workdir),
                         "detector": seq.get("detector", cfg.get("detector")),
-                        "annotations": str(annotations) if annotations else cfg.get("annotations"),
+                        "annotations": seq.get("annotations") or (str(annotations) if annotations else cfg.get("annotations")),
+                        "truth": truth_of(cfg, seq, annotations),
                         "device": device or cfg.get("device", "auto"), "out": str(out)}
                 specs.append(spec)
     return specs
+
+
+def truth_of(cfg: dict, seq: dict, annotations: Path | None) -> dict:
+    """The ground truth of one sequence's points (``vcm.eval.run.TruthSpec`` as a dict)."""
+    from vcm.eval.run import TruthSpec
+
+    reference = seq.get("reference", cfg.get("reference", "annotations"))
+    if reference not in ("annotations", "original"):
+        raise VcmError(f"sequence {seq['name']}: reference must be annotations or original, not {reference!r}")
+    frames = str(seq.get("frames", ""))
+    return TruthSpec(
+        reference=reference,
+        annotations=seq.get("annotations") or (str(annotations) if annotations else cfg.get("annotations")),
+        original=seq["path"] if reference == "original" else None,
+        score=float(seq.get("reference_score", cfg.get("reference_score", 0.5))),
+        frame_mapping=seq.get("frame_mapping", "auto"), category_ids=seq.get("category_ids", "auto"),
+        category_map=list(seq.get("category_map") or []), image_frames=frames if ":" in frames else None,
+    ).to_dict()
 
 
 def safe_run_point(spec: dict) -> dict:

@@ -53,7 +53,10 @@ def to_coco(clips: list[ScoredClip]) -> tuple[dict, list[dict]]:
                 results.append({"image_id": image_id, "category_id": int(c),
                                 "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(s)})
             image_id += 1
-    cats = [{"id": i, "name": n} for i, n in enumerate(COCO80)]
+    classes = clips[0].gt.classes if clips else tuple(COCO80)
+    if any(c.gt.classes != classes for c in clips):
+        raise ValueError("clips pooled into one mAP must share one set of classes")
+    cats = [{"id": i, "name": n} for i, n in enumerate(classes)]
     return {"images": images, "annotations": anns, "categories": cats}, results
 
 
@@ -85,7 +88,7 @@ def evaluate(clips: list[ScoredClip]) -> dict:
     for k, cat in enumerate(ev.params.catIds):
         p = precision[:, :, k, 0, -1]
         if (p > -1).any():
-            out["per_category"][COCO80[cat]] = float(p[p > -1].mean()) * 100
+            out["per_category"][dataset["categories"][cat]["name"]] = float(p[p > -1].mean()) * 100
     return out
 
 

@@ -46,12 +46,21 @@ class Box:
 
 @dataclass
 class GroundTruth:
-    """Objects per source frame index of one sequence (frames without objects map to [])."""
+    """Objects per source frame index of one sequence (frames without objects map to []).
+
+    ``category`` of a box indexes ``classes`` (the detector's class names; COCO-80 by default).
+    ``kind`` says where it came from: ``sfu-hw`` (the CTC JSON / labels), ``annotations`` (a
+    user's COCO JSON) or ``pseudo`` (a detector's confident detections on the original frames);
+    ``source`` describes it in one line for outputs and reports.
+    """
 
     sequence: str
     width: int
     height: int
     frames: dict[int, list[Box]] = field(default_factory=dict)
+    classes: tuple[str, ...] = tuple(COCO80)
+    kind: str = "sfu-hw"
+    source: str = ""
 
     def covers(self, source_frames: range) -> list[int]:
         return [i for i in source_frames if i in self.frames]
@@ -90,7 +99,8 @@ def load_coco_json(path: Path, sequence: str | None = None) -> GroundTruth:
         if s is None:
             raise VcmError(f"{path.name}: {m.group('stem')} is not an SFU-HW class C/D sequence; pass --sequence")
         if gt is None:
-            gt = GroundTruth(s.name, int(im.get("width", s.width)), int(im.get("height", s.height)))
+            gt = GroundTruth(s.name, int(im.get("width", s.width)), int(im.get("height", s.height)),
+                             source=f"SFU-HW ground truth {path.name}")
         frame = s.ctc_first + int(m.group("n"))
         frame_of_image[float(im["id"])] = frame
         gt.frames.setdefault(frame, [])
@@ -116,7 +126,7 @@ def load_yolo_labels(folder: Path, sequence: str, frames: range | None = None) -
     folder = Path(folder)
     if not folder.is_dir():
         raise VcmError(f"{folder} is not a folder of SFU-HW label files")
-    gt = GroundTruth(seq.name, seq.width, seq.height)
+    gt = GroundTruth(seq.name, seq.width, seq.height, source=f"SFU-HW labels in {folder}")
     found = 0
     for p in sorted(folder.iterdir()):
         m = _SEQ_RE.match(p.name)

@@ -1,9 +1,14 @@
-"""``vcm eval``: decoded frames → detector → COCO mAP against SFU-HW ground truth."""
+"""``vcm eval``: decoded frames → detector → COCO mAP against ground truth.
+
+Ground truth is one of three kinds (:func:`ground_truth`): SFU-HW's (zero configuration for the
+eight class C/D sequences), a user's COCO JSON for any video (``vcm.eval.annotations``), or pseudo
+ground truth from the detector on the original frames (``vcm.eval.reference``).
+"""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +28,103 @@ class Decoded:
     frames_u8: np.ndarray
     source_frames: range
     name: str
+    total: int | None = None  # frames in the video file (None for a bitstream: the original's length is unknown)
+
+
+@dataclass
+class TruthSpec:
+    """Which ground truth to score against; JSON-able (a CTC point carries one).
+
+    ``reference``: ``annotations`` (SFU-HW's or ``annotations``, a COCO JSON) or ``original``
+    (pseudo ground truth: detections on ``original`` with a score ≥ ``score``). ``frame_mapping``,
+    ``category_ids``, ``category_map`` and ``image_frames`` (A:B for the order mapping) read a user's JSON.
+    """
+
+    reference: str = "annotations"
+    annotations: str | None = None
+    original: str | None = None
+    score: float = 0.5
+    frame_mapping: str = "auto"
+    category_ids: str = "auto"
+    category_map: list[str] = field(default_factory=list)
+    image_frames: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _is_sfu_json(path: Path) -> bool:
+    """A COCO JSON in the CTC's layout for an SFU-HW sequence (``<Seq>_<W>x<H>_<fps>_val_NNN.png``)."""
+    import json
+
+    from vcm.eval.gt import _VAL_RE, _sequence_of
+
+    try:
+        images = json.loads(Path(path).read_text()).get("images") or []
+        m = _VAL_RE.match(str(images[0].get("file_name", "")))
+    except (OSError, ValueError, AttributeError, IndexError, TypeError):
+        return False
+    return bool(m) and _sequence_of(m.group("stem")) is not None
+
+
+def early_ground_truth(spec: TruthSpec, name: str, sequence: str | None = None) -> GroundTruth | None:
+    """The ground truth that needs no decoded frames (SFU-HW's), loaded before any decoding; None
+    when it must wait for the frames (a user's JSON is checked here, mapped later)."""
+    from vcm import sequences
+    from vcm.eval.annotations import read_json
+    from vcm.eval.gt import load_ground_truth
+    from vcm.eval.reference import REFERENCES
+
+    if spec.reference not in REFERENCES:
+        raise VcmError(f"--reference must be one of {', '.join(REFERENCES)}, got {spec.reference!r}")
+    if spec.reference == "original":
+        return None
+    ann = Path(spec.annotations) if spec.annotations else None
+    if ann is not None and ann.is_file() and not (_is_sfu_json(ann) or sequence):
+        read_json(ann)
+        return None
+    if ann is None and sequences.lookup(sequence or name) is None:
+        raise VcmError(f"{name!r} has no ground truth vcm knows (not an SFU-HW class C/D sequence): pass "
+                       "--annotations gt.json (COCO, any video) or --reference original (pseudo ground truth)")
+    return load_ground_truth(sequence or name, ann)
+
+
+def ground_truth(spec: TruthSpec, decoded: Decoded, detector: Detector | None, frames: list[int], batch: int = 8,
+                 video_options: dict | None = None) -> GroundTruth:
+    """The ground truth of ``decoded`` that :func:`early_ground_truth` left for after decoding
+    (``detector`` None: a JSON's categories are mapped to COCO-80, for the oracle)."""
+    from vcm.eval.gt import COCO80
+
+    _, _, h, w = decoded.frames_u8.shape
+    if spec.reference == "original":
+        from vcm.eval.reference import pseudo_ground_truth
+
+        if not spec.original:
+            raise VcmError("--reference original needs the uncompressed video: pass --original PATH")
+        return pseudo_ground_truth(Path(spec.original), decoded.name, w, h, frames, detector, spec.score, batch,
+                                   **(video_options or {}))
+    from vcm.eval.annotations import load_annotations
+
+    image_frames = None
+    if spec.image_frames:
+        a, _, b = spec.image_frames.partition(":")
+        try:
+            image_frames = range(int(a), int(b))
+        except ValueError:
+            raise VcmError(f"--frames must be A:B for images matched in order, got {spec.image_frames!r}") from None
+    limit = decoded.total if decoded.total is not None else 1 << 30
+    classes = tuple(detector.classes) if detector is not None else tuple(COCO80)
+    gt, _ = load_annotations(Path(spec.annotations), decoded.name, w, h, limit, classes,
+                             spec.frame_mapping, image_frames, spec.category_ids, spec.category_map)
+    return gt
+
+
+def frames_to_score(gt: GroundTruth | None, decoded: Decoded, every: int = 1) -> list[int]:
+    """The decoded source frames that have ground truth (all of them for pseudo ground truth), every k-th."""
+    if every < 1:
+        raise VcmError(f"every must be ≥ 1, got {every}")
+    frames = list(decoded.source_frames) if gt is None else gt.covers(decoded.source_frames)
+    return frames[::every]
 
 
 def decode_any(path: Path, device, frames: str = "auto", size=None, fps=None, bit_depth=None,
@@ -43,7 +145,7 @@ def decode_any(path: Path, device, frames: str = "auto", size=None, fps=None, bi
 
     video = open_video(path, frames, size=size, fps=fps, bit_depth=bit_depth)
     name = video.info.sequence.name if video.info.sequence else video.name
-    return Decoded(video.frames_u8, video.source_frames, name)
+    return Decoded(video.frames_u8, video.source_frames, name, video.info.first_source_frame + video.info.num_frames)
 
 
 def input_name(path: Path, size=None, fps=None, bit_depth=None) -> str:
@@ -71,18 +173,23 @@ def input_name(path: Path, size=None, fps=None, bit_depth=None) -> str:
     return info.sequence.name if info.sequence else info.name
 
 
-def score(decoded: Decoded, gt: GroundTruth, detector: Detector, batch: int = 16) -> tuple[ScoredClip, dict]:
-    """Run the detector on the decoded frames that have ground truth and score them."""
+def score(decoded: Decoded, gt: GroundTruth, detector: Detector, batch: int = 16,
+          every: int = 1) -> tuple[ScoredClip, dict]:
+    """Run the detector on the decoded frames that have ground truth (every ``every``-th) and score them."""
     if decoded.frames_u8.shape[2:] != (gt.height, gt.width):
         raise VcmError(f"decoded frames are {decoded.frames_u8.shape[3]}x{decoded.frames_u8.shape[2]}, "
                        f"the ground truth of {gt.sequence} is {gt.width}x{gt.height}")
-    frames = gt.covers(decoded.source_frames)
+    if tuple(detector.classes) != tuple(gt.classes):
+        raise VcmError(f"the detector {detector.name} has {len(detector.classes)} classes that are not the ground "
+                       f"truth's {len(gt.classes)}; map the annotations to its classes")
+    frames = frames_to_score(gt, decoded, every)
     if not frames:
         have = sorted(gt.frames)
         raise VcmError(f"decoded frames {decoded.source_frames.start}:{decoded.source_frames.stop} have no ground truth "
                        f"({gt.sequence} is annotated on frames {have[0]}:{have[-1] + 1})")
     if len(frames) < len(decoded.source_frames):
-        progress.log(f"evaluating the {len(frames)} of {len(decoded.source_frames)} frames that have ground truth")
+        progress.log(f"evaluating {len(frames)} of {len(decoded.source_frames)} frames "
+                     f"({'every ' + str(every) + 'th of those' if every > 1 else 'those'} with ground truth)")
     index = [f - decoded.source_frames.start for f in frames]
     detections, start = [], time.time()
     with progress.progress(f"detect ({detector.name})", len(index)) as bar:
@@ -94,7 +201,9 @@ def score(decoded: Decoded, gt: GroundTruth, detector: Detector, batch: int = 16
     clip = ScoredClip(gt, frames, detections)
     scores = evaluate([clip])
     scores.update({"sequence": gt.sequence, "source_frames": [frames[0], frames[-1] + 1], "frames": len(frames),
-                   "detector": detector.name, "detect_seconds": seconds,
+                   "every": every, "ground_truth": {"kind": gt.kind, "source": gt.source},
+                   "detector": detector.name, "detector_settings": detector.settings(), "detect_seconds": seconds,
+                   "detect_seconds_per_frame": seconds / len(frames),
                    "detect_frames_per_second": len(frames) / max(seconds, 1e-9)})
     return clip, scores
 

@@ -21,8 +21,10 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import math
+import os
 import sys
 import types
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,16 +32,50 @@ import torch
 
 from vcm.errors import VcmError
 from vcm.eval.coco import Detections
+from vcm.eval.detect import apply_options, register_detector
+from vcm.eval.gt import COCO80
 
 HUB_REPO = "WongKinYiu/yolov7"
 WEIGHTS_URL = "https://github.com/WongKinYiu/yolov7/releases/download/v0.1/yolov7.pt"
 IMG_SIZE, STRIDE, PAD_VALUE = 640, 32, 114
 CONF_THRES, IOU_THRES, MAX_DET, MAX_NMS = 0.001, 0.65, 300, 30000
 _REPO_PACKAGES = ("models", "utils")
+WEIGHTS_ENV, REPO_ENV = "VCM_YOLOV7_WEIGHTS", "VCM_YOLOV7_REPO"
+
+
+@dataclass(frozen=True)
+class YoloV7Settings:
+    """test.py's evaluation settings (the defaults); ``img_size`` is the letterboxed long side in pixels."""
+
+    img_size: int = IMG_SIZE
+    conf_thres: float = CONF_THRES
+    iou_thres: float = IOU_THRES
+    max_det: int = MAX_DET
+
+
+def find_weights(weights: Path | str | None = None) -> Path | None:
+    """``weights`` if given, else ``$VCM_YOLOV7_WEIGHTS``, else torch.hub's ``checkpoints/yolov7.pt``,
+    else ``./yolov7.pt``; None when none of the defaults exists."""
+    if weights is not None:
+        return Path(weights)
+    candidates = [Path(os.environ[WEIGHTS_ENV])] if os.environ.get(WEIGHTS_ENV) else []
+    candidates += [Path(torch.hub.get_dir()) / "checkpoints" / "yolov7.pt", Path("yolov7.pt")]
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def find_repo(repo: Path | str | None = None) -> Path | None:
+    """``repo``, ``$VCM_YOLOV7_REPO`` or torch.hub's copy, when present on disk (nothing is fetched)."""
+    for c in ([Path(repo)] if repo else []) + ([Path(os.environ[REPO_ENV])] if os.environ.get(REPO_ENV) else []) + \
+            [Path(torch.hub.get_dir()) / "WongKinYiu_yolov7_main"]:
+        if (c / "models").is_dir():
+            return c
+    return None
 
 
 def resolve_repo(repo: Path | None) -> Path:
     """A local clone, else torch.hub's copy of the repo (downloaded if online; hubconf not imported)."""
+    if repo is None and os.environ.get(REPO_ENV):
+        repo = os.environ[REPO_ENV]
     if repo is not None:
         repo = Path(repo)
         if not (repo / "models").is_dir():
@@ -94,11 +130,12 @@ def _pkg_resources_stand_in() -> types.ModuleType:
     return mod
 
 
-def load_model(weights: Path, repo: Path | None, device) -> torch.nn.Module:
-    weights = Path(weights) if weights is not None else Path("yolov7.pt")
-    if not weights.is_file():
-        raise VcmError(f"YOLOv7 weights {weights} not found; download yolov7.pt from {WEIGHTS_URL} "
-                       "and pass --weights PATH")
+def load_model(weights: Path | None, repo: Path | None, device) -> torch.nn.Module:
+    found = find_weights(weights)
+    if found is None or not found.is_file():
+        raise VcmError(f"YOLOv7 weights {found or 'yolov7.pt'} not found; download yolov7.pt from {WEIGHTS_URL} "
+                       f"and pass --weights PATH (or set {WEIGHTS_ENV})")
+    weights = found
     repo_dir = resolve_repo(repo)
     with isolated_repo_import(repo_dir):
         try:
@@ -115,26 +152,29 @@ def load_model(weights: Path, repo: Path | None, device) -> torch.nn.Module:
             raise VcmError(f"{weights.name} holds no YOLOv7 model ('model' or 'ema')")
         model = model.float()
         if hasattr(model, "fuse"):
-            model = model.fuse()
+            # IDetect.fuse adds in place to parameters (refused when they require grad); fuse() prints
+            # "Fusing layers..." on stdout, which belongs to --json.
+            with torch.no_grad(), contextlib.redirect_stdout(sys.stderr):
+                model = model.fuse()
     return model.eval().to(device)
 
 
-def letterbox_shape(height: int, width: int) -> tuple[tuple[int, int], tuple[int, int]]:
-    """((resized h, w), (padded h, w)) as test.py: long side → 640, rect batch shape with pad 0.5."""
-    r = IMG_SIZE / max(height, width)
+def letterbox_shape(height: int, width: int, img_size: int = IMG_SIZE) -> tuple[tuple[int, int], tuple[int, int]]:
+    """((resized h, w), (padded h, w)) as test.py: long side → img_size, rect batch shape with pad 0.5."""
+    r = img_size / max(height, width)
     rh, rw = int(height * r), int(width * r)
     aspect = height / width
     ratio = (aspect, 1.0) if aspect < 1 else (1.0, 1.0 / aspect)
-    ph, pw = (int(math.ceil(x * IMG_SIZE / STRIDE + 0.5)) * STRIDE for x in ratio)
+    ph, pw = (int(math.ceil(x * img_size / STRIDE + 0.5)) * STRIDE for x in ratio)
     return (rh, rw), (ph, pw)
 
 
-def preprocess(frames_u8: np.ndarray) -> tuple[torch.Tensor, float, tuple[float, float]]:
+def preprocess(frames_u8: np.ndarray, img_size: int = IMG_SIZE) -> tuple[torch.Tensor, float, tuple[float, float]]:
     """``uint8 [T,3,H,W]`` → ``float [T,3,ph,pw]`` in [0,1], gain, (pad_w, pad_h)."""
     import cv2
 
     t, _, h, w = frames_u8.shape
-    (rh, rw), (ph, pw) = letterbox_shape(h, w)
+    (rh, rw), (ph, pw) = letterbox_shape(h, w, img_size)
     gain = rh / h  # test.py maps boxes back with ratio_pad[0][0], the height ratio
     top, left = int(round((ph - rh) / 2 - 0.1)), int(round((pw - rw) / 2 - 0.1))
     out = np.full((t, ph, pw, 3), PAD_VALUE, np.uint8)
@@ -148,21 +188,21 @@ def preprocess(frames_u8: np.ndarray) -> tuple[torch.Tensor, float, tuple[float,
     return x, gain, ((pw - rw) / 2, (ph - rh) / 2)
 
 
-def nms_multilabel(pred: torch.Tensor) -> torch.Tensor:
+def nms_multilabel(pred: torch.Tensor, s: YoloV7Settings = YoloV7Settings()) -> torch.Tensor:
     """YOLO output ``[N, 5+nc]`` (cx, cy, w, h, obj, cls…) → ``[M, 6]`` (x1, y1, x2, y2, score, class)."""
     import torchvision
 
-    x = pred[pred[:, 4] > CONF_THRES]
+    x = pred[pred[:, 4] > s.conf_thres]
     if not len(x):
         return pred.new_zeros((0, 6))
     scores = x[:, 5:] * x[:, 4:5]
     cxcy, wh = x[:, :2], x[:, 2:4]
     boxes = torch.cat([cxcy - wh / 2, cxcy + wh / 2], dim=1)
-    i, j = (scores > CONF_THRES).nonzero(as_tuple=True)
+    i, j = (scores > s.conf_thres).nonzero(as_tuple=True)
     det = torch.cat([boxes[i], scores[i, j, None], j[:, None].float()], dim=1)
     if len(det) > MAX_NMS:
         det = det[det[:, 4].argsort(descending=True)[:MAX_NMS]]
-    keep = torchvision.ops.batched_nms(det[:, :4], det[:, 4], det[:, 5].long(), IOU_THRES)[:MAX_DET]
+    keep = torchvision.ops.batched_nms(det[:, :4], det[:, 4], det[:, 5].long(), s.iou_thres)[:s.max_det]
     return det[keep]
 
 
@@ -176,23 +216,39 @@ def to_frame(det: torch.Tensor, gain: float, pad: tuple[float, float], height: i
 
 class YoloV7Detector:
     name = "yolov7"
+    classes = tuple(COCO80)
 
-    def __init__(self, weights=None, repo=None, device="cpu", batch: int = 8, half: bool = False):
+    def __init__(self, weights=None, repo=None, device="cpu", batch: int = 8, half: bool = False,
+                 settings: YoloV7Settings = YoloV7Settings()):
         self.device = torch.device(device)
+        self.weights = find_weights(weights)
         self.model = load_model(weights, repo, self.device)
         self.half = half and self.device.type == "cuda"
         if self.half:
             self.model = self.model.half()
         self.batch = batch
+        self.s = settings
+
+    def settings(self) -> dict:
+        return {"name": self.name, "weights": str(self.weights), "half": self.half, "letterbox_stride": STRIDE,
+                "pad_value": PAD_VALUE, "nms": "multi-label, torchvision batched_nms", **asdict(self.s)}
 
     @torch.no_grad()
     def detect(self, frames_u8: np.ndarray, source_frames: list[int]) -> list[Detections]:
         _, _, h, w = frames_u8.shape
         out = []
         for i in range(0, len(frames_u8), self.batch):
-            x, gain, pad = preprocess(frames_u8[i:i + self.batch])
+            x, gain, pad = preprocess(frames_u8[i:i + self.batch], self.s.img_size)
             x = x.to(self.device, torch.float16 if self.half else torch.float32)
             pred = self.model(x)
             pred = pred[0] if isinstance(pred, (tuple, list)) else pred
-            out += [to_frame(nms_multilabel(p.float()), gain, pad, h, w) for p in pred]
+            out += [to_frame(nms_multilabel(p.float(), self.s), gain, pad, h, w) for p in pred]
         return out
+
+
+@register_detector("yolov7", "YOLOv7 (WongKinYiu/yolov7), evaluated as its test.py; COCO-80 classes")
+def create(weights=None, repo=None, device="cpu", batch=8, half=False, options=None) -> YoloV7Detector:
+    settings = apply_options(YoloV7Settings(), options, "yolov7")
+    if settings.img_size < STRIDE:
+        raise VcmError(f"yolov7 img_size must be at least {STRIDE}")
+    return YoloV7Detector(weights=weights, repo=repo, device=device, batch=batch, half=half, settings=settings)

@@ -1,0 +1,106 @@
+"""Pseudo ground truth: the detector's confident detections on the *uncompressed* frames.
+
+For unannotated video the usual VCM practice is to score decoded frames against what the task
+network finds on the original. The detections on the original are computed once per (video
+fingerprint, detector settings, frames) and cached as JSON under ``$VCM_CACHE/reference/``
+(default ``~/.cache/vcm``); every score threshold is applied to the cached detections.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from vcm import progress
+from vcm.errors import VcmError
+from vcm.eval.coco import Detections
+from vcm.eval.gt import Box, GroundTruth
+
+DEFAULT_SCORE = 0.5
+REFERENCES = ("annotations", "original")
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("VCM_CACHE") or Path.home() / ".cache" / "vcm") / "reference"
+
+
+def _settings_key(settings: dict) -> dict:
+    """The detector settings, with a weights *file* named by its content (a retrained file at the same path is new)."""
+    from vcm.provenance import file_fingerprint
+
+    out = dict(settings)
+    w = out.get("weights")
+    if isinstance(w, str) and Path(w).is_file():
+        out["weights_fingerprint"] = file_fingerprint(w)
+    return out
+
+
+def cache_path(fingerprint: str, name: str, settings: dict, frames: list[int]) -> Path:
+    key = json.dumps({"video": fingerprint, "detector": _settings_key(settings), "frames": frames}, sort_keys=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:40]
+    return cache_dir() / f"{safe}-{digest}.json"
+
+
+def _read_cache(path: Path, frames: list[int]) -> list[Detections] | None:
+    try:
+        data = json.loads(path.read_text())
+        if data["frames"] != frames:
+            return None
+        return [Detections(np.asarray(d["boxes"], np.float32).reshape(-1, 4), np.asarray(d["scores"], np.float32),
+                           np.asarray(d["classes"], np.int64)) for d in data["detections"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # absent or damaged: computed again
+
+
+def original_detections(original: Path, frames: list[int], detector, batch: int = 8, size=None, fps=None,
+                        bit_depth=None, expect_hw: tuple[int, int] | None = None) -> tuple[list[Detections], bool]:
+    """Detections on the original's ``frames`` (source indices), from the cache when there; (dets, cached)."""
+    from vcm.fsutil import write_json
+    from vcm.provenance import file_fingerprint
+    from vcm.video import open_video
+
+    original = Path(original)
+    if original.suffix in (".nerv", ".icm"):
+        raise VcmError(f"--original {original} is a bitstream; name the uncompressed video")
+    fingerprint = file_fingerprint(original)
+    path = cache_path(fingerprint, original.stem, detector.settings(), frames)
+    cached = _read_cache(path, frames)
+    if cached is not None:
+        progress.log(f"reference detections of {original.name} from the cache ({path})")
+        return cached, True
+    video = open_video(original, f"{frames[0]}:{frames[-1] + 1}", size=size, fps=fps, bit_depth=bit_depth)
+    index = [f - video.source_frames.start for f in frames]
+    if expect_hw is not None and video.frames_u8.shape[2:] != tuple(expect_hw):
+        raise VcmError(f"the original {original.name} is {video.width}x{video.height}, the decoded frames are "
+                       f"{expect_hw[1]}x{expect_hw[0]}: name the video they were coded from")
+    dets = []
+    with progress.progress(f"detect on the original ({detector.name})", len(index)) as bar:
+        for i in range(0, len(index), batch):
+            chunk = index[i:i + batch]
+            dets += detector.detect(video.frames_u8[chunk], frames[i:i + batch])
+            bar.advance(len(chunk))
+    write_json(path, {"video": str(original.resolve()), "fingerprint": fingerprint, "detector": detector.settings(),
+                      "frames": frames, "detections": [{"boxes": d.boxes.tolist(), "scores": d.scores.tolist(),
+                                                        "classes": d.classes.tolist()} for d in dets]})
+    return dets, False
+
+
+def pseudo_ground_truth(original: Path, name: str, width: int, height: int, frames: list[int], detector,
+                        score: float = DEFAULT_SCORE, batch: int = 8, **video_options) -> GroundTruth:
+    """The detections on the original with a score ≥ ``score`` as ground truth of ``frames``."""
+    if not 0.0 <= score <= 1.0:
+        raise VcmError(f"--reference-score must be between 0 and 1, got {score}")
+    dets, _ = original_detections(original, frames, detector, batch, expect_hw=(height, width), **video_options)
+    gt = GroundTruth(name, width, height, {}, tuple(detector.classes), "pseudo",
+                     f"pseudo ground truth: {detector.name} on the original {Path(original).name}, "
+                     f"detections with score ≥ {score:g}")
+    for f, d in zip(frames, dets):
+        keep = d.scores >= score
+        gt.frames[f] = [Box(float(x1), float(y1), float(x2 - x1), float(y2 - y1), int(c), 0, float((x2 - x1) * (y2 - y1)))
+                        for (x1, y1, x2, y2), c in zip(d.boxes[keep].tolist(), d.classes[keep].tolist())]
+    return gt
