@@ -1,5 +1,6 @@
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -135,9 +136,12 @@ def test_ctc_ray_backend(ctc_inputs):
 
 
 def test_demo_runs_end_to_end_with_both_nerv_curves(tmp_path):
-    """The README's first command on one epoch: every codec of the demo, the report and both BD-rates."""
+    """The README's first command on one epoch: every codec of the demo, the report and both BD-rates;
+    with a detector (here a cheap one of the user's, as a machine with weights would have YOLOv7),
+    pseudo-ground-truth mAP on every point, and mAP BD-rates."""
+    blob = Path(__file__).with_name("blob_detector.py")
     proc = run_cli("demo", "--epochs", "1", "--out", tmp_path / "demo", "--json", cwd=tmp_path, timeout=900,
-                   env={"VCM_PROGRESS": "lines", "VCM_PROGRESS_INTERVAL": "5"})
+                   env={"VCM_PROGRESS": "lines", "VCM_PROGRESS_INTERVAL": "5", "VCM_DEMO_DETECTOR": f"{blob}:make"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     gaps = progress_gaps(proc.stderr)  # piped, as in a cluster log: never silent for long
     assert len(gaps) > 20 and max(gaps) <= 15, (max(gaps), proc.stderr[-3000:])
@@ -152,6 +156,10 @@ def test_demo_runs_end_to_end_with_both_nerv_curves(tmp_path):
     assert "hinerv-rd" in html and "nerv" in html
     streams = sorted((tmp_path / "demo" / "points" / "carphone" / "hinerv").glob("*/stream.nerv"))
     assert len(streams) == 4 and all(s.read_bytes()[4] == 2 for s in streams)
+    assert summary["detector"]["ground_truth"].startswith("pseudo ground truth: ") and summary["detector"]["every"] == 12
+    assert all(p["map"] is not None for p in summary["points"])
+    assert set(summary["bd_rate_map"]) == {"nerv", "hinerv-rd"} and "BD-rate (mAP)" in html
+    assert "no detector weights" not in proc.stderr
 
 
 def test_lambda_points_get_their_own_rate_aware_fit_unless_told_to_share():

@@ -332,3 +332,35 @@ def test_a_checkpoint_made_by_the_real_yolov7_code_loads_and_detects(tmp_path, r
     check = subprocess.run([sys.executable, "-c", "import importlib.util as u; print(u.find_spec('models'), u.find_spec('utils'))"],
                            capture_output=True, text=True, cwd=tmp_path)
     assert check.stdout.strip() == "None None"
+
+
+def test_ctc_sequences_with_annotations_or_pseudo_ground_truth(tmp_path):
+    """Any ``{name, path, annotations}`` entry scores like SFU-HW; ``reference: original`` uses the
+    detector on the sequence's own frames; each row and the report say which ground truth it used."""
+    import yaml
+
+    gt = write_coco(tmp_path / "gt.json", "order", frames=range(0, 4))
+    cfg = {"sequences": [
+        {"name": "annotated", "path": "sample:carphone", "frames": "0:4", "annotations": str(gt),
+         "detector": {"name": "oracle"}},
+        {"name": "pseudo", "path": "sample:carphone", "frames": "0:4", "reference": "original",
+         "detector": {"name": f"{BLOB}:make", "every": 2}},
+    ], "device": "cpu", "codecs": {"hevc": {"qps": [30, 40, 46, 51]}}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    proc = run_cli("ctc", "run", tmp_path / "c.yaml", "--out", tmp_path / "out", "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["failed"] == 0
+    rows = {(r["sequence"], r["point"]): r for r in
+            (json.loads(p.read_text()) for p in (tmp_path / "out" / "points").glob("*/*/*/result.json"))}
+    assert all(rows[("annotated", f"qp{q}")]["map"] == pytest.approx(100.0) for q in (30, 40, 46, 51))
+    assert rows[("annotated", "qp30")]["ground_truth"]["kind"] == "annotations"
+    pseudo = [rows[("pseudo", f"qp{q}")] for q in (30, 40, 46, 51)]
+    assert all(r["ground_truth"]["kind"] == "pseudo" for r in pseudo)
+    assert pseudo[0]["map"] > pseudo[-1]["map"]  # QP 51 moves and splits the bright blobs more than QP 30
+    scores = json.loads((tmp_path / "out" / "points" / "pseudo" / "hevc" / "qp30" / "scores.json").read_text())
+    assert scores["frames"] == 2 and scores["every"] == 2
+    proc = run_cli("ctc", "report", tmp_path / "out", "--anchor", "hevc", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "| ground truth |" in md and "| pseudo |" in md and "| annotations |" in md
+    assert "pseudo ground truth: " in md and "blob_detector.py:make" in md

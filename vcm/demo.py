@@ -48,8 +48,11 @@ def prepare_out(out: Path) -> None:
 
 
 DETECTOR_ENV = "VCM_DEMO_DETECTOR"  # a detector name or MODULE:ATTR for the demo's mAP; "none" for no detector
-DEMO_EVERY = 12  # pseudo-ground-truth mAP on every 12th frame (10 of 120): detection is the slow part on a CPU
-DEMO_SETTINGS = {"fasterrcnn": {"min_size": 288}, "retinanet": {"min_size": 288}, "fcos": {"min_size": 288}}
+# mAP on every 12th frame (10 of 120) for YOLOv7 (0.9 s a frame on 2 cores), every 24th for the torchvision
+# detectors (3-7 s a frame at their default input size; benchmarks/detectors.py): 21 decodes are scored.
+DEMO_EVERY = 12
+DEMO_SETTINGS = {"fasterrcnn": ({"min_size": 288}, 24), "retinanet": ({"min_size": 288}, 24),
+                 "fcos": ({"min_size": 288}, 24)}
 ENABLE_HINT = ("no detector weights on this machine, so no mAP: set VCM_YOLOV7_WEIGHTS=yolov7.pt (with "
                "VCM_YOLOV7_REPO or torch.hub's copy of WongKinYiu/yolov7), or fetch torchvision's Faster R-CNN once "
                "(vcm eval sample:carphone --reference original --detector fasterrcnn_resnet50_fpn_v2), and the demo "
@@ -68,8 +71,8 @@ def demo_detector() -> dict | None:
     det = {"name": chosen} if chosen else local_detector()
     if det is None:
         return None
-    settings = next((v for k, v in DEMO_SETTINGS.items() if det["name"].startswith(k)), None)
-    return {**det, "every": DEMO_EVERY, **({"settings": settings} if settings else {})}
+    settings, every = next((v for k, v in DEMO_SETTINGS.items() if det["name"].startswith(k)), (None, DEMO_EVERY))
+    return {**det, "every": every, **({"settings": settings} if settings else {})}
 
 
 def demo_config(cfg: dict, epochs: int | None, detector: dict | None) -> dict:
@@ -107,7 +110,7 @@ def run_demo(out: Path, device: str = "auto", epochs: int | None = None) -> dict
         progress.log(ENABLE_HINT)
     else:
         progress.log(f"mAP against pseudo ground truth: {detector['name']} on the original frames (score ≥ 0.5), "
-                     f"every {DEMO_EVERY}th frame")
+                     f"every {detector['every']}th frame")
     result = run(config, out, device=device)
     if result["failed"]:
         from vcm.errors import VcmError
@@ -135,7 +138,7 @@ def run_demo(out: Path, device: str = "auto", epochs: int | None = None) -> dict
                         for a in vs} for c in own},
         "detector": None if detector is None else {
             "name": detector["name"], "ground_truth": next((r["ground_truth"]["source"] for r in rows if r.get("ground_truth")), None),
-            "every": DEMO_EVERY},
+            "every": detector["every"]},
         "bd_rate_map": None if detector is None else {
             c: {a: {k: vs[a].get(c, {}).get(f"{k}_map") for k in ("bd_rate", "overlap", "withheld", "note")} for a in vs}
             for c in own},

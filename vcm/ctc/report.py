@@ -198,7 +198,9 @@ def rd_plot(seq: str, codecs: dict, metric: str = "psnr_y", styles: dict | None 
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
         ax.set_xlabel("bitrate (kbps, log scale)", fontsize=11)
-        ax.set_ylabel({"map": "mAP@[.5:.95] (%)", **METRICS}[m], fontsize=11)
+        kinds = {(p.get("ground_truth") or {}).get("kind") for pts in codecs.values() for p in pts if p.get("map") is not None}
+        map_label = "mAP@[.5:.95] (%)" + (" vs pseudo ground truth" if kinds == {"pseudo"} else "")
+        ax.set_ylabel({"map": map_label, **METRICS}[m], fontsize=11)
         ax.set_title(f"{seq}: rate vs {'mAP' if m == 'map' else METRICS[m].split(' (')[0]}", fontsize=13)
         ax.grid(True, which="major", alpha=0.45)
         ax.grid(True, which="minor", alpha=0.15)

@@ -120,11 +120,12 @@ def ground_truth(spec: TruthSpec, decoded: Decoded, detector: Detector | None, f
 
 
 def frames_to_score(gt: GroundTruth | None, decoded: Decoded, every: int = 1) -> list[int]:
-    """The decoded source frames that have ground truth (all of them for pseudo ground truth), every k-th."""
+    """The decoded source frames that have ground truth (all of them for pseudo ground truth) whose
+    offset from the first decoded frame is a multiple of ``every`` (the same frames however often applied)."""
     if every < 1:
         raise VcmError(f"every must be ≥ 1, got {every}")
     frames = list(decoded.source_frames) if gt is None else gt.covers(decoded.source_frames)
-    return frames[::every]
+    return [f for f in frames if (f - decoded.source_frames.start) % every == 0]
 
 
 def decode_any(path: Path, device, frames: str = "auto", size=None, fps=None, bit_depth=None,
@@ -189,7 +190,7 @@ def score(decoded: Decoded, gt: GroundTruth, detector: Detector, batch: int = 16
                        f"({gt.sequence} is annotated on frames {have[0]}:{have[-1] + 1})")
     if len(frames) < len(decoded.source_frames):
         progress.log(f"evaluating {len(frames)} of {len(decoded.source_frames)} frames "
-                     f"({'every ' + str(every) + 'th of those' if every > 1 else 'those'} with ground truth)")
+                     f"({'those with ground truth, every ' + str(every) + 'th frame' if every > 1 else 'those with ground truth'})")
     index = [f - decoded.source_frames.start for f in frames]
     detections, start = [], time.time()
     with progress.progress(f"detect ({detector.name})", len(index)) as bar:
