@@ -31,8 +31,9 @@ def _detect(spec: dict, video, frames_u8: np.ndarray, device) -> dict:
     none = {"map": None, "ap50": None, "detections": None, "ground_truth": None}
     if not det_cfg:
         return none
-    if truth.get("reference", "annotations") == "annotations" and not truth.get("annotations") and video.info.sequence is None:
-        return none  # a video without annotations, and no pseudo ground truth asked for
+    if truth.get("reference", "annotations") == "annotations" and video.info.sequence is None \
+            and not spec.get("sequence_annotations"):
+        return none  # a video without its own annotations (the config's are SFU-HW's), and no pseudo ground truth
     from vcm.eval.detect import create_detector
     from vcm.eval.run import Decoded, TruthSpec, early_ground_truth, frames_to_score, ground_truth, score, write_outputs
 

@@ -39,6 +39,7 @@ def plan(cfg: dict, out: Path, data: Path | None, annotations: Path | None, only
                         "detector": seq.get("detector", cfg.get("detector")),
                         "annotations": seq.get("annotations") or (str(annotations) if annotations else cfg.get("annotations")),
                         "truth": truth_of(cfg, seq, annotations),
+                        "sequence_annotations": seq.get("annotations"),
                         "device": device or cfg.get("device", "auto"), "out": str(out)}
                 specs.append(spec)
     return specs
