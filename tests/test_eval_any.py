@@ -154,11 +154,14 @@ def test_reference_original_scores_the_original_100_and_a_coded_copy_less(tmp_pa
     assert "from the cache" in proc.stderr
     coded = json.loads(proc.stdout)
     assert coded["objects"] == scores["objects"] and coded["map"] < 100.0
-    # another score threshold reuses the cache; other detector settings do not
-    proc = run_cli("eval", "sample:carphone", *args, "--set", "nms_iou=0.3", "--out", tmp_path / "other", cwd=tmp_path,
-                   env={"VCM_CACHE": str(tmp_path / "cache")})
-    assert proc.returncode == 0, proc.stderr
-    assert len(list((tmp_path / "cache" / "reference").glob("*.json"))) == 2
+    # the cache is keyed by everything that changes the detections, never by the score threshold
+    from vcm.eval.reference import cache_path
+
+    settings = scores["detector_settings"]
+    key = cache_path("abc", "clip", settings, [0, 1])
+    assert key == cache_path("abc", "clip", dict(settings), [0, 1])
+    assert key != cache_path("abd", "clip", settings, [0, 1]) != cache_path("abc", "clip", settings, [0, 2])
+    assert key != cache_path("abc", "clip", {**settings, "nms_iou": 0.3}, [0, 1])
 
 
 def test_oracle_cannot_make_pseudo_ground_truth(tmp_path):
