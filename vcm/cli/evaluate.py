@@ -42,8 +42,8 @@ def eval_command(
     """Detect objects on decoded frames and score them (COCO mAP) against ground truth: SFU-HW's, a COCO
     JSON of any video, or the detector's own detections on the original (--reference original)."""
     from vcm.device import resolve_device
-    from vcm.eval.detect import create_detector, parse_set
-    from vcm.eval.run import TruthSpec, decode_any, early_ground_truth, frames_to_score, ground_truth, input_name, score, write_outputs
+    from vcm.eval.detect import parse_set
+    from vcm.eval.run import TruthSpec, complete, decode_any, input_name, score, truth_and_detector, write_outputs
     from vcm.errors import VcmError
     from vcm.outputs import check_output
     from vcm.provenance import file_fingerprint, provenance
@@ -64,18 +64,11 @@ def eval_command(
                      frames if ":" in frames else None)
     dev = resolve_device(device)
     # Ground truth and detector first: a missing annotation or weight file is reported before decoding.
-    gt = early_ground_truth(spec, input_name(input, size, fps, bit_depth), sequence)
-    options = parse_set(set_)
-    # The oracle copies ground truth that a user's JSON gives only once the frames are known: built after it.
-    later = gt is None and detector == "oracle" and reference != "original"
-    det = None if later else create_detector(detector, gt=gt, weights=weights, repo=yolov7_repo, device=dev,
-                                             batch=batch, half=half, options=options)
+    gt, det = truth_and_detector(spec, input_name(input, size, fps, bit_depth), detector, sequence, weights=weights,
+                                 repo=yolov7_repo, device=dev, batch=batch, half=half, options=parse_set(set_))
     video_options = {"size": parse_size(size) if size else None, "fps": fps, "bit_depth": bit_depth}
     decoded = decode_any(input, dev, frames, video_options["size"], fps, bit_depth, checkpoint)
-    if gt is None:
-        gt = ground_truth(spec, decoded, det, frames_to_score(None, decoded, every), batch, video_options)
-    if det is None:
-        det = create_detector("oracle", gt=gt, options=options)
+    gt, det = complete(spec, decoded, gt, det, every, batch, video_options)
     clip, scores = score(decoded, gt, det, batch, every)
     scores.update(input=str(input.resolve()), input_fingerprint=file_fingerprint(input), truth=spec.to_dict(),
                   provenance=provenance(dev))

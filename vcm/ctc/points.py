@@ -34,22 +34,16 @@ def _detect(spec: dict, video, frames_u8: np.ndarray, device) -> dict:
     if truth.get("reference", "annotations") == "annotations" and video.info.sequence is None \
             and not spec.get("sequence_annotations"):
         return none  # a video without its own annotations (the config's are SFU-HW's), and no pseudo ground truth
-    from vcm.eval.detect import create_detector
-    from vcm.eval.run import Decoded, TruthSpec, early_ground_truth, frames_to_score, ground_truth, score, write_outputs
+    from vcm.eval.run import Decoded, TruthSpec, complete, score, truth_and_detector, write_outputs
 
     spec_t = TruthSpec(**truth)
     name = video.info.sequence.name if video.info.sequence else video.name
     decoded = Decoded(frames_u8, video.source_frames, name, video.info.first_source_frame + video.info.num_frames)
     batch, every = int(det_cfg.get("batch", 8)), int(det_cfg.get("every", 1))
-    gt = early_ground_truth(spec_t, name)
-    later = gt is None and det_cfg.get("name", "yolov7") == "oracle" and spec_t.reference != "original"
-    detector = None if later else create_detector(
-        det_cfg.get("name", "yolov7"), gt=gt, weights=det_cfg.get("weights"), repo=det_cfg.get("repo"), device=device,
-        batch=batch, options=det_cfg.get("settings"))
-    if gt is None:
-        gt = ground_truth(spec_t, decoded, detector, frames_to_score(None, decoded, every), batch)
-    if detector is None:
-        detector = create_detector("oracle", gt=gt)
+    gt, detector = truth_and_detector(spec_t, name, det_cfg.get("name", "yolov7"), weights=det_cfg.get("weights"),
+                                      repo=det_cfg.get("repo"), device=device, batch=batch,
+                                      options=det_cfg.get("settings"))
+    gt, detector = complete(spec_t, decoded, gt, detector, every, batch)
     clip, scores = score(decoded, gt, detector, batch, every)
     write_outputs(Path(spec["workdir"]), clip, scores)
     return {"map": scores["map"], "ap50": scores["ap50"], "detections": str(Path(spec["workdir"]) / "detections.json"),

@@ -119,6 +119,34 @@ def ground_truth(spec: TruthSpec, decoded: Decoded, detector: Detector | None, f
     return gt
 
 
+def truth_and_detector(spec: TruthSpec, name: str, detector: str, sequence: str | None = None,
+                       **detector_args) -> tuple[GroundTruth | None, Detector | None]:
+    """Before decoding: the ground truth that needs no frames and the detector, so that a missing
+    annotation or weight file is reported first. The oracle copies ground truth that a user's JSON
+    gives only once the frames are known, so it may come back None (built by :func:`complete`)."""
+    from vcm.eval.detect import create_detector
+
+    gt = early_ground_truth(spec, name, sequence)
+    if detector == "oracle" and detector_args.get("options"):
+        raise VcmError("the oracle detector has no settings")
+    if gt is None and detector == "oracle" and spec.reference != "original":
+        return None, None
+    return gt, create_detector(detector, gt=gt, **detector_args)
+
+
+def complete(spec: TruthSpec, decoded: Decoded, gt: GroundTruth | None, detector: Detector | None, every: int = 1,
+             batch: int = 8, video_options: dict | None = None) -> tuple[GroundTruth, Detector]:
+    """After decoding: what :func:`truth_and_detector` left (a user's JSON mapped onto the decoded
+    frames, pseudo ground truth, the oracle)."""
+    from vcm.eval.detect import create_detector
+
+    if gt is None:
+        gt = ground_truth(spec, decoded, detector, frames_to_score(None, decoded, every), batch, video_options)
+    if detector is None:
+        detector = create_detector("oracle", gt=gt)
+    return gt, detector
+
+
 def frames_to_score(gt: GroundTruth | None, decoded: Decoded, every: int = 1) -> list[int]:
     """The decoded source frames that have ground truth (all of them for pseudo ground truth) whose
     offset from the first decoded frame is a multiple of ``every`` (the same frames however often applied)."""
