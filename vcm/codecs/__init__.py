@@ -11,13 +11,11 @@ runner and the report only ask this registry.
 
 from __future__ import annotations
 
-import importlib
 from typing import Callable
 
-from vcm.errors import VcmError
+from vcm.registry import Registry
 
-_MODULES = ("vcm.codecs.nerv_family", "vcm.codecs.anchors", "vcm.codecs.sa_icm")
-_REGISTRY: dict[str, "Codec"] = {}
+_REGISTRY: Registry["Codec"] = Registry("codec", ("vcm.codecs.nerv_family", "vcm.codecs.anchors", "vcm.codecs.sa_icm"))
 
 
 class Codec:
@@ -49,31 +47,23 @@ def register_codec(name: str, order: int = 99, **kwargs) -> Callable:
     def wrap(cls):
         codec = cls(**kwargs)
         codec.name, codec.order = name, order
-        _REGISTRY[name] = codec
+        _REGISTRY.add(name, codec)
         return cls
 
     return wrap
 
 
-def _load() -> None:
-    for module in _MODULES:
-        importlib.import_module(module)
-
-
 def names() -> list[str]:
-    _load()
-    return sorted(_REGISTRY, key=lambda n: (_REGISTRY[n].order, n))
+    codecs = _REGISTRY.load()
+    return sorted(codecs, key=lambda n: (codecs[n].order, n))
 
 
 def get(name: str) -> Codec:
-    _load()
-    if name not in _REGISTRY:
-        raise VcmError(f"unknown codec {name!r}; known: {', '.join(names())}")
-    return _REGISTRY[name]
+    return _REGISTRY.get(name, names())
 
 
 def curve_order(curve: str) -> tuple:
     """Sort key of a curve label in tables and plots: its codec's order, then the label."""
-    _load()
-    base = max((n for n in _REGISTRY if curve == n or curve.startswith(n + "-")), key=len, default=None)
-    return (_REGISTRY[base].order if base else 99, curve)
+    codecs = _REGISTRY.load()
+    base = max((n for n in codecs if curve == n or curve.startswith(n + "-")), key=len, default=None)
+    return (codecs[base].order if base else 99, curve)

@@ -14,14 +14,13 @@ every score file and report). Entries:
 - ``oracle``: the ground truth itself (score 1) — a check of the pipeline, mAP = 100;
 - ``MODULE:ATTR`` or ``FILE.py:ATTR``: a user's own detector (``vcm.eval.user_detector``).
 
-Adding one = a module with a function decorated by :func:`register_detector` + its name in ``_MODULES``.
+Adding one = a module with a function decorated by :func:`register_detector` + its name in ``_REGISTRY``.
 Options (``--set key=value``) are checked against the entry's settings dataclass: a typo is an error.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
@@ -30,8 +29,8 @@ import numpy as np
 from vcm.errors import VcmError
 from vcm.eval.coco import Detections
 from vcm.eval.gt import GroundTruth
+from vcm.registry import Registry
 
-_MODULES = ("vcm.eval.yolov7", "vcm.eval.tv_detectors")
 
 
 class Detector(Protocol):
@@ -53,26 +52,20 @@ class Entry:
     family: str
 
 
-_REGISTRY: dict[str, Entry] = {}
+_REGISTRY: Registry[Entry] = Registry("detector", ("vcm.eval.yolov7", "vcm.eval.tv_detectors"))
 
 
 def register_detector(name: str, description: str = "", family: str = "") -> Callable:
     """Function decorator: register ``factory(weights=, repo=, device=, batch=, half=, options=)``."""
 
     def wrap(factory):
-        _REGISTRY[name] = Entry(name, factory, description, family or name)
+        _REGISTRY.add(name, Entry(name, factory, description, family or name))
         return factory
 
     return wrap
 
 
-def _load() -> None:
-    for module in _MODULES:
-        importlib.import_module(module)
-
-
 def names() -> list[str]:
-    _load()
     return ["oracle", *sorted(_REGISTRY)]
 
 
@@ -84,11 +77,13 @@ def describe() -> str:
 def apply_options(settings, options: dict | None, what: str):
     """A copy of the dataclass ``settings`` with ``options`` (strings from ``--set`` or YAML values)
     coerced to each field's type; an unknown key is refused with the valid ones."""
+    from vcm.schema import check_keys
+
     options = dict(options or {})
-    fields = {f.name: f for f in dataclasses.fields(settings)}
-    unknown = set(options) - set(fields)
-    if unknown:
-        raise VcmError(f"{what} has no setting {', '.join(sorted(unknown))}; settings: {', '.join(fields)}")
+    try:
+        check_keys(options, [f.name for f in dataclasses.fields(settings)], f"{what} settings")
+    except ValueError as err:
+        raise VcmError(str(err)) from None
     values = {}
     for key, raw in options.items():
         kind = type(getattr(settings, key))
@@ -162,10 +157,9 @@ def create_detector(name: str, gt: GroundTruth | None = None, weights=None, repo
         from vcm.eval.user_detector import load_user_detector
 
         return load_user_detector(name, device=device, options=options)
-    _load()
     if name not in _REGISTRY:
         raise VcmError(f"unknown detector {name!r}; choose one of {describe()}")
-    return _REGISTRY[name].factory(weights=weights, repo=repo, device=device, batch=batch, half=half, options=options)
+    return _REGISTRY.get(name).factory(weights=weights, repo=repo, device=device, batch=batch, half=half, options=options)
 
 
 # torchvision entries the demo may use when their COCO weights are already in torch.hub's cache, best first.

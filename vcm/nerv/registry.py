@@ -20,19 +20,16 @@ Every class provides, beside ``forward(t: float [B]) → float [B,3,H,W]`` in [0
 
 Subclassing :class:`Representation` gives the instance conveniences.
 
-Adding a representation = one module with one decorated class + its name in ``_MODULES``.
+Adding a representation = one module with one decorated class + its module in ``_REGISTRY``.
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 
 from torch import nn
 
-from vcm.errors import VcmError
-
-_MODULES = ("vcm.nerv.model", "vcm.nerv.hinerv")  # imported on first use; each registers itself
+from vcm.registry import Registry
 
 
 class Representation(nn.Module):
@@ -55,33 +52,25 @@ class Entry:
     config_cls: type
 
 
-_REGISTRY: dict[str, Entry] = {}
+# The modules are imported on first use; each registers itself.
+_REGISTRY: Registry[Entry] = Registry("representation", ("vcm.nerv.model", "vcm.nerv.hinerv"))
 
 
 def register_representation(name: str, config_cls: type):
     def wrap(model_cls):
-        _REGISTRY[name] = Entry(name, model_cls, config_cls)
+        _REGISTRY.add(name, Entry(name, model_cls, config_cls))
         model_cls.ARCH = name
         return model_cls
 
     return wrap
 
 
-def _load() -> None:
-    for module in _MODULES:
-        importlib.import_module(module)
-
-
 def names() -> list[str]:
-    _load()
     return list(_REGISTRY)
 
 
 def entry(name: str) -> Entry:
-    _load()
-    if name not in _REGISTRY:
-        raise VcmError(f"unknown representation {name!r}; available: {', '.join(_REGISTRY)}")
-    return _REGISTRY[name]
+    return _REGISTRY.get(name)
 
 
 def config_from_dict(name: str, d: dict):
@@ -98,8 +87,7 @@ def create_representation(name: str, config):
 
 def arch_of_config(cfg) -> str:
     """The representation name a config object belongs to."""
-    _load()
-    for e in _REGISTRY.values():
+    for e in _REGISTRY.load().values():
         if isinstance(cfg, e.config_cls):
             return e.name
     raise TypeError(f"{type(cfg).__name__} is no registered representation config")
