@@ -71,12 +71,17 @@ def early_ground_truth(spec: TruthSpec, name: str, sequence: str | None = None) 
     """The ground truth that needs no decoded frames (SFU-HW's), loaded before any decoding; None
     when it must wait for the frames (a user's JSON is checked here, mapped later)."""
     from vcm import sequences
-    from vcm.eval.annotations import read_json
+    from vcm.eval.annotations import CATEGORY_IDS, FRAME_MAPPINGS, read_json
     from vcm.eval.gt import load_ground_truth
     from vcm.eval.reference import REFERENCES
 
-    if spec.reference not in REFERENCES:
-        raise VcmError(f"--reference must be one of {', '.join(REFERENCES)}, got {spec.reference!r}")
+    for value, allowed, option in ((spec.reference, REFERENCES, "--reference"),
+                                   (spec.frame_mapping, FRAME_MAPPINGS, "--frame-mapping"),
+                                   (spec.category_ids, CATEGORY_IDS, "--category-ids")):
+        if value not in allowed:
+            raise VcmError(f"{option} must be one of {', '.join(allowed)}, got {value!r}")
+    if not 0.0 <= spec.score <= 1.0:
+        raise VcmError(f"--reference-score must be between 0 and 1, got {spec.score}")
     if spec.reference == "original":
         return None
     ann = Path(spec.annotations) if spec.annotations else None
