@@ -254,6 +254,9 @@ def test_local_detector_is_found_only_when_its_weights_are_on_disk(tmp_path, mon
     assert local_detector() == {"name": "yolov7", "weights": str(tmp_path / "y.pt"), "repo": str(tmp_path / "repo")}
     monkeypatch.setenv("VCM_DEMO_DETECTOR", "none")
     assert demo.demo_detector() is None
+    monkeypatch.setenv("VCM_DEMO_DETECTOR", "yolo8")
+    with pytest.raises(VcmError, match="VCM_DEMO_DETECTOR=yolo8 is no detector"):
+        demo.demo_detector()
 
 
 def test_demo_without_weights_says_in_one_line_how_to_get_map(tmp_path, monkeypatch, capsys):

@@ -65,9 +65,15 @@ def demo_detector() -> dict | None:
 
     from vcm.eval.detect import local_detector
 
+    from vcm.eval.detect import describe, names
+
     chosen = os.environ.get(DETECTOR_ENV, "").strip()
     if chosen.lower() in ("none", "0", "off"):
         return None
+    if chosen and ":" not in chosen and chosen not in names():
+        from vcm.errors import VcmError
+
+        raise VcmError(f"{DETECTOR_ENV}={chosen} is no detector; choose one of {describe()} (or none)")
     det = {"name": chosen} if chosen else local_detector()
     if det is None:
         return None
