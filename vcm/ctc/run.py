@@ -53,11 +53,15 @@ def truth_of(cfg: dict, seq: dict, annotations: Path | None) -> dict:
     if reference not in ("annotations", "original"):
         raise VcmError(f"sequence {seq['name']}: reference must be annotations or original, not {reference!r}")
     frames = str(seq.get("frames", ""))
+    try:
+        score = float(seq.get("reference_score", cfg.get("reference_score", 0.5)))
+    except (TypeError, ValueError):
+        raise VcmError(f"sequence {seq['name']}: reference_score must be a number between 0 and 1") from None
     return TruthSpec(
         reference=reference,
         annotations=seq.get("annotations") or (str(annotations) if annotations else cfg.get("annotations")),
         original=seq["path"] if reference == "original" else None,
-        score=float(seq.get("reference_score", cfg.get("reference_score", 0.5))),
+        score=score,
         frame_mapping=seq.get("frame_mapping", "auto"), category_ids=seq.get("category_ids", "auto"),
         category_map=list(seq.get("category_map") or []), image_frames=frames if ":" in frames else None,
     ).to_dict()
