@@ -116,19 +116,6 @@ def test_a_non_sfu_clip_without_ground_truth_says_what_to_pass(tmp_path):
     assert proc.returncode == 1 and "--annotations gt.json" in proc.stderr and "--reference original" in proc.stderr
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--reference", "orig"], "--reference must be one of annotations, original"),
-    (["--reference", "original", "--reference-score", "1.5"], "--reference-score must be between 0 and 1"),
-    (["--frame-mapping", "name2"], "--frame-mapping must be one of auto, field, name0, name1, order"),
-    (["--category-ids", "coco90"], "--category-ids must be one of auto, names, coco80, coco91"),
-])
-def test_ground_truth_options_are_checked_before_any_frame_is_read(tmp_path, args, message):
-    gt = write_coco(tmp_path / "gt.json", "name0")
-    proc = run_cli("eval", "sample:carphone", "--annotations", gt, "--detector", "oracle", *args, cwd=tmp_path,
-                   env={"VCM_PROGRESS": "lines"})
-    assert proc.returncode == 1 and message in proc.stderr and "decod" not in proc.stderr, proc.stderr
-
-
 def test_randomly_initialised_faster_rcnn_on_a_coco_json_gives_a_number(tmp_path):
     gt = write_coco(tmp_path / "gt.json", "name0", frames=[0, 6])
     proc = run_cli("eval", "sample:carphone", "--annotations", gt, "--detector", "fasterrcnn_resnet50_fpn_v2",

@@ -57,6 +57,10 @@ def test_fit_progress_in_a_pipe_is_timestamped_and_steady(tmp_path):
     (("fit", "sample:carphone", "--out", "afile"), "is a file"),
     (("compress", "runs/nope"), "does not exist"),
     (("eval", "sample:carphone"), "SFU-HW"),
+    (("eval", "sample:carphone", "--reference", "orig"), "--reference must be one of annotations, original"),
+    (("eval", "sample:carphone", "--reference", "original", "--reference-score", "1.5"), "between 0 and 1"),
+    (("eval", "sample:carphone", "--annotations", "afile", "--frame-mapping", "name2"), "--frame-mapping must be"),
+    (("eval", "sample:carphone", "--annotations", "afile", "--category-ids", "coco90"), "--category-ids must be"),
     (("ctc", "run", "bad.yaml"), "unknown key"),
 ])
 def test_argument_errors_come_before_any_frame_is_read(tmp_path, args, message):

@@ -63,9 +63,7 @@ def demo_detector() -> dict | None:
     """The demo's detector section: ``$VCM_DEMO_DETECTOR`` when set, else one whose weights are local."""
     import os
 
-    from vcm.eval.detect import local_detector
-
-    from vcm.eval.detect import describe, names
+    from vcm.eval.detect import describe, local_detector, names
 
     chosen = os.environ.get(DETECTOR_ENV, "").strip()
     if chosen.lower() in ("none", "0", "off"):

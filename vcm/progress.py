@@ -154,7 +154,8 @@ class _Task:
         self.status = fields.get("status", self.status)
         if self._bar is not None:
             self._bar.update(self._id, advance=n, **fields)
-        self._emit(self._line())
+        if time.time() - self._last >= interval():  # called once per training step: no line built otherwise
+            self._emit(self._line())
 
     def update(self, **fields) -> None:
         if "completed" in fields:

@@ -29,16 +29,18 @@ def psnr_y(ref_u8: np.ndarray, test_u8: np.ndarray) -> np.ndarray:
     return _psnr((d * d).mean(axis=(1, 2)), 255.0)
 
 
-def psnr_yuv(ref_u8: np.ndarray, test_u8: np.ndarray) -> np.ndarray:
+def psnr_yuv(ref_u8: np.ndarray, test_u8: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
     """YUV PSNR with the 6:1:1 weighting of the MPEG/JVET reports, per frame → ``float64 [T]``:
     (6·PSNR_Y + PSNR_U + PSNR_V) / 8 on BT.601 limited-range 4:2:0 planes (Y unrounded, as
-    :func:`psnr_y`; U and V as the 8-bit chroma :func:`vcm.video.color.rgb_to_yuv420` writes)."""
+    :func:`psnr_y`; U and V as the 8-bit chroma :func:`vcm.video.color.rgb_to_yuv420` writes).
+    ``y``: the frames' :func:`psnr_y` when the caller has it already."""
     from vcm.video.color import rgb_to_yuv420
 
     _, ur, vr = rgb_to_yuv420(ref_u8, 8)
     _, ut, vt = rgb_to_yuv420(test_u8, 8)
     chroma = [_psnr(((a.astype(np.float64) - b) ** 2).mean(axis=(1, 2)), 255.0) for a, b in ((ur, ut), (vr, vt))]
-    return (6 * psnr_y(ref_u8, test_u8) + chroma[0] + chroma[1]) / 8
+    y = psnr_y(ref_u8, test_u8) if y is None else y
+    return (6 * y + chroma[0] + chroma[1]) / 8
 
 
 def ms_ssim(ref_u8: np.ndarray, test_u8: np.ndarray, batch: int = 16) -> np.ndarray | None:
@@ -64,7 +66,8 @@ def summarize(ref_u8: np.ndarray, test_u8: np.ndarray) -> dict:
     """Per-frame and mean PSNR (RGB, Y) and MS-SSIM as a JSON-ready dict."""
     if ref_u8.shape != test_u8.shape:
         raise ValueError(f"shape mismatch {ref_u8.shape} vs {test_u8.shape}")
-    p, py, pyuv = psnr_rgb(ref_u8, test_u8), psnr_y(ref_u8, test_u8), psnr_yuv(ref_u8, test_u8)
+    p, py = psnr_rgb(ref_u8, test_u8), psnr_y(ref_u8, test_u8)
+    pyuv = psnr_yuv(ref_u8, test_u8, py)
     ms = ms_ssim(ref_u8, test_u8)
     return {
         "psnr": float(p.mean()),

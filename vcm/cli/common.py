@@ -29,12 +29,6 @@ def probe_input(path: Path, size: Optional[str], fps: Optional[float], bit_depth
     return probe(path, size=parse_size(size) if size else None, fps=fps, bit_depth=bit_depth)
 
 
-def resolve_input(path: Path) -> Path:
-    from vcm.samples import resolve
-
-    return resolve(path)
-
-
 def start(json_mode: bool) -> None:
     """Per-command setup. ``--json`` keeps stdout machine-readable; progress stays on stderr (a
     cluster job can keep both: ``vcm fit ... --json > result.json 2> fit.log``)."""

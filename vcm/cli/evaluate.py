@@ -6,7 +6,8 @@ from typing import Optional
 import typer
 
 from vcm.cli import app
-from vcm.cli.common import BitDepthOpt, DeviceOpt, FpsOpt, JsonOpt, SizeOpt, fmt, print_json, resolve_input, start, table
+from vcm.samples import resolve
+from vcm.cli.common import BitDepthOpt, DeviceOpt, FpsOpt, JsonOpt, SizeOpt, fmt, print_json, start, table
 
 gt_app = typer.Typer(help="SFU-HW ground truth utilities.", no_args_is_help=True)
 app.add_typer(gt_app, name="gt")
@@ -50,11 +51,11 @@ def eval_command(
     from vcm.video.naming import parse_size
 
     start(json_out)
-    input = resolve_input(input)  # sample:NAME → the bundled clip
+    input = resolve(input)  # sample:NAME → the bundled clip
     if not input.exists():
         raise VcmError(f"{input} does not exist")
     if original is not None:
-        original = resolve_input(original)
+        original = resolve(original)
     elif reference == "original" and input.suffix not in (".nerv", ".icm"):
         original = input  # the input is the original: a check of the pipeline (mAP 100)
     folder = out or default_folder(input)

@@ -6,7 +6,8 @@ from typing import Optional
 import typer
 
 from vcm.cli import app
-from vcm.cli.common import (BitDepthOpt, DeviceOpt, FpsOpt, JsonOpt, SizeOpt, fmt, print_json, resolve_input,
+from vcm.samples import resolve
+from vcm.cli.common import (BitDepthOpt, DeviceOpt, FpsOpt, JsonOpt, SizeOpt, fmt, print_json,
                             probe_input, start, table)
 
 
@@ -50,7 +51,7 @@ def fit(
     start(json_out)
     # Everything that can be wrong with the command line is checked before a frame is read; the
     # usual mistakes (a path, a preset name, an output) even before torch is imported.
-    input = resolve_input(input)  # sample:NAME → the bundled clip
+    input = resolve(input)  # sample:NAME → the bundled clip
     if not input.exists():
         raise VcmError(f"{input} does not exist")
     if config is not None or preset is not None:

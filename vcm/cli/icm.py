@@ -6,7 +6,8 @@ from typing import Optional
 import typer
 
 from vcm.cli import app
-from vcm.cli.common import (BitDepthOpt, DeviceOpt, FpsOpt, JsonOpt, SizeOpt, fmt, print_json, probe_input, resolve_input, start,
+from vcm.samples import resolve
+from vcm.cli.common import (BitDepthOpt, DeviceOpt, FpsOpt, JsonOpt, SizeOpt, fmt, print_json, probe_input, start,
                             table)
 
 icm_app = typer.Typer(help="SA-ICM: the edge-trained learned image codec (intra baseline).", no_args_is_help=True)
@@ -75,7 +76,7 @@ def icm_encode(
     from vcm.outputs import check_output
 
     start(json_out)
-    input = resolve_input(input)  # sample:NAME → the bundled clip
+    input = resolve(input)  # sample:NAME → the bundled clip
     target = out or input.with_suffix(".icm")
     if target.suffix != ".icm":
         raise VcmError(f"--out {target}: a bitstream file name must end in .icm")

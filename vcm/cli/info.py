@@ -6,7 +6,8 @@ from typing import Optional
 import typer
 
 from vcm.cli import app
-from vcm.cli.common import BitDepthOpt, FpsOpt, JsonOpt, SizeOpt, print_json, probe_input, resolve_input, start, table
+from vcm.samples import resolve
+from vcm.cli.common import BitDepthOpt, FpsOpt, JsonOpt, SizeOpt, print_json, probe_input, start, table
 
 
 @app.command()
@@ -22,7 +23,7 @@ def info(
     from vcm.video.source import clip_md5
 
     start(json_out)
-    input = resolve_input(input)  # sample:NAME → the bundled clip
+    input = resolve(input)  # sample:NAME → the bundled clip
     vi = probe_input(input, size, fps, bit_depth)
     seq = vi.sequence
     result = {

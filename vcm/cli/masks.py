@@ -6,7 +6,8 @@ from typing import List, Optional
 import typer
 
 from vcm.cli import app
-from vcm.cli.common import BitDepthOpt, DeviceOpt, FpsOpt, JsonOpt, SizeOpt, print_json, probe_input, resolve_input, start
+from vcm.samples import resolve
+from vcm.cli.common import BitDepthOpt, DeviceOpt, FpsOpt, JsonOpt, SizeOpt, print_json, probe_input, start
 
 
 @app.command()
@@ -33,7 +34,7 @@ def masks(
     from vcm.video import load
 
     start(json_out)
-    input = resolve_input(input)  # sample:NAME → the bundled clip
+    input = resolve(input)  # sample:NAME → the bundled clip
     video = load(probe_input(input, size, fps, bit_depth), frames)
     settings = load_settings(config, dilation)
     results = make_masks(video, sam_model, sam_checkpoint, alpha or [0.93], settings, out, resolve_device(device))
