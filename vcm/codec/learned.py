@@ -16,6 +16,11 @@ Symbols are y = w / Δ. Modes:
 - ``hard``: round(y), no gradient (what is written to the stream).
 
 A pruned weight (``keep`` mask 0) is symbol 0 in every mode.
+
+A **temporal** tensor (its first axis is time, e.g. HiNeRV's grids ``[T, C, h, w]``) has one step
+for the whole tensor and is entropy-coded as differences along time: frame 0's symbols, then
+q_t − q_{t−1}. Neighbouring grid frames are alike, so the differences are small (about half the bits
+of the symbols themselves on the demo's grids), and the rate term teaches the grids to stay alike.
 """
 
 from __future__ import annotations
@@ -54,16 +59,27 @@ def _straight_through(exact: torch.Tensor, surrogate: torch.Tensor) -> torch.Ten
 class TensorQuantizer(nn.Module):
     """Quantizer and entropy model of one parameter tensor ``[C, …]`` → rows ``[C, K]``."""
 
-    def __init__(self, w: torch.Tensor, channels: int, init_bits: int = 8):
+    def __init__(self, w: torch.Tensor, channels: int, init_bits: int = 8, temporal: bool = False):
         super().__init__()
+        self.temporal = temporal and w.dim() >= 2 and w.shape[0] > 1
+        self.shape = tuple(w.shape)
+        channels = 1 if self.temporal else channels
         w2 = w.detach().reshape(channels, -1).float()
         # A channel that is (still) all zeros, e.g. a local grid initialised at 0, gets the step of a
         # 1e-3 range: with a step near 1e-10 the first training steps would make symbols of 10⁷.
         amax = w2.abs().amax(dim=1).clamp(min=1e-3)
         self.channels = channels
         self.log2_step = nn.Parameter(torch.log2(amax / 2 ** (init_bits - 1)))
-        y = w2 / 2 ** self.log2_step.detach()[:, None]
+        y = self.coded(w2 / 2 ** self.log2_step.detach()[:, None])
         self.log_b = nn.Parameter(torch.log(y.abs().mean().clamp(min=0.5)).reshape(()))
+
+    def coded(self, y: torch.Tensor) -> torch.Tensor:
+        """What the entropy coder sees of symbols ``y [C, K]``: y itself, or for a temporal tensor
+        frame 0 followed by the frame-to-frame differences (same size)."""
+        if not self.temporal:
+            return y
+        y = y.reshape(self.shape)
+        return torch.cat([y[:1], y[1:] - y[:-1]]).reshape(1, -1)
 
     def step_codes(self) -> torch.Tensor:
         lo, hi = STEP_CODE_RANGE
@@ -92,7 +108,7 @@ class TensorQuantizer(nn.Module):
         if keep is not None:
             y = y * keep.reshape(self.channels, -1).to(y.dtype)
         w_hat = (y * step).reshape(w.shape)
-        return w_hat, laplace.bits(y, self.log_b).sum()
+        return w_hat, laplace.bits(self.coded(y), self.log_b).sum()
 
     @torch.no_grad()
     def symbols(self, w: torch.Tensor, keep: torch.Tensor | None = None) -> np.ndarray:
@@ -114,12 +130,17 @@ class RateDistortionModel(nn.Module):
     ``bits`` is the entropy models' estimate of the code length of all parameters, a scalar.
     """
 
-    def __init__(self, model: nn.Module, keep: dict[str, torch.Tensor] | None = None, init_bits: int = 8):
+    def __init__(self, model: nn.Module, keep: dict[str, torch.Tensor] | None = None, init_bits: int = 8,
+                 temporal: bool = True):
+        """``temporal``: code the tensors the representation marks as temporal (``temporal(name, shape)``)
+        as differences along time; False codes every symbol as it is."""
         super().__init__()
         self.model = model
         self.keep = keep or {}
+        is_temporal = getattr(model, "temporal", lambda name, shape: False)
         self.quantizers = nn.ModuleDict({
-            _key(n): TensorQuantizer(p, model.quant_channels(n, tuple(p.shape)), init_bits)
+            _key(n): TensorQuantizer(p, model.quant_channels(n, tuple(p.shape)), init_bits,
+                                     temporal and is_temporal(n, tuple(p.shape)))
             for n, p in model.named_parameters()})
 
     def quantizer(self, name: str) -> TensorQuantizer:

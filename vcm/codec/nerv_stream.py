@@ -74,6 +74,9 @@ def encode(stream: NervStream, stats: dict | None = None) -> bytes:
         header["bits"] = _write_affine(stream, w)
     elif stream.coding == "rd":
         coded = rd_coding.write(stream.tensors, w)
+        temporal = [t.name for t in stream.tensors if t.temporal]
+        if temporal:
+            header["temporal"] = temporal
         if stats is not None:
             stats["entropy_coded_bytes"] = coded
     else:
@@ -123,12 +126,13 @@ def decode(data: bytes) -> NervStream:
     video = _video(header.get("video"), cfg)
     check_memory(arch, cfg, len(sections[b"DATA"]))
     shapes = _shape_model(arch, cfg)
-    layout = [(n, shape, model_cls.quant_channels_of(cfg, n, shape)) for n, shape in shapes]
+    temporal = _temporal_names(header.get("temporal", []), coding, dict(shapes))
+    layout = [(n, shape, 1 if n in temporal else model_cls.quant_channels_of(cfg, n, shape)) for n, shape in shapes]
     r = Reader(sections[b"DATA"], "tensor data")
     if coding == "affine":
         tensors = _read_affine(r, layout, header.get("bits"), model_cls.param_group)
     else:
-        tensors = rd_coding.read(r, layout)
+        tensors = rd_coding.read(r, layout, temporal)
     if r.remaining():
         raise StreamError("malformed vcm NeRV bitstream (trailing tensor data)")
     return NervStream(cfg, video, tensors, arch, coding)
@@ -209,12 +213,22 @@ def peek_video(data: bytes) -> dict:
 
 
 HEADER_KEYS_V1 = {"model", "video", "bits"}
-HEADER_KEYS = HEADER_KEYS_V1 | {"arch", "coding"}
+HEADER_KEYS = HEADER_KEYS_V1 | {"arch", "coding", "temporal"}
 VIDEO_KEYS = {"name", "fps", "frames", "source_frames", "sequence"}
 
 
 def _read_header(blob: bytes) -> dict:
     return container.read_header(blob, "vcm NeRV")
+
+
+def _temporal_names(value, coding: str, shapes: dict) -> frozenset[str]:
+    """The header's ``temporal`` list: distinct names of the network's tensors of 2+ axes, rd coding only."""
+    if not isinstance(value, list) or (value and coding != "rd") or not all(isinstance(n, str) for n in value):
+        raise StreamError("malformed vcm NeRV bitstream (temporal tensors)")
+    names = frozenset(value)
+    if len(names) != len(value) or not all(len(shapes.get(n, ())) >= 2 for n in value):
+        raise StreamError("malformed vcm NeRV bitstream (temporal tensors)")
+    return names
 
 
 def _int(d: dict, key: str, lo: int, hi: int) -> int:

@@ -36,6 +36,7 @@ class RDOptions:
     entropy_lr: float = 2e-2  # Adam lr of the entropy models' log scales
     init_bits: int = 8  # initial steps: max|w| per channel / 2^(init_bits − 1)
     prune: float = 0.0  # optional global magnitude pruning first (pruned weights are symbol 0)
+    temporal: bool = True  # code the representation's temporal tensors (HiNeRV's grids) along time
     seed: int = 0
 
     def check(self) -> None:
@@ -50,6 +51,13 @@ class RDOptions:
 
     def label(self) -> str:
         return f"l{self.lam:g}".replace(".", "p") + (f"_p{round(self.prune * 100)}" if self.prune else "")
+
+
+def _same_layout(rd: RateDistortionModel, state: dict) -> bool:
+    """Whether a rate-aware fit's saved quantizers fit ``rd``'s (not so for one saved by an earlier vcm,
+    with a step per grid frame, or when temporal coding is switched off now)."""
+    mine = rd.quantizers.state_dict()
+    return set(state) == set(mine) and all(state[k].shape == mine[k].shape for k in mine)
 
 
 def optimise(model: torch.nn.Module, frames_u8: np.ndarray, masks_u8, fit_cfg: TrainConfig, opts: RDOptions,
@@ -73,8 +81,13 @@ def optimise(model: torch.nn.Module, frames_u8: np.ndarray, masks_u8, fit_cfg: T
                   rate_lambda=0.0)
     frames, masks = to_device(frames_u8, masks_u8, device)
     t_frames, _, h, w = frames_u8.shape
-    rd = RateDistortionModel(model, keep, init_bits=opts.init_bits)
-    if init_quantizers is not None:
+    rd = RateDistortionModel(model, keep, init_bits=opts.init_bits, temporal=opts.temporal)
+    if init_quantizers is not None and not _same_layout(rd, init_quantizers):
+        if not epochs:
+            raise VcmError("this rate-aware fit's quantizers have another layout than vcm codes now (an earlier vcm, "
+                           "or temporal coding switched off); pass --rd-epochs N to train new ones, or refit")
+        progress.log(f"{label}: the fit's quantizers have another layout; new ones are trained for {epochs} epochs")
+    elif init_quantizers is not None:
         rd.quantizers.load_state_dict(init_quantizers)
     rd = rd.to(device).train()
     opt = torch.optim.Adam([*param_groups(model, cfg), *rd.optimizer_groups(cfg.lr, opts.step_lr, opts.entropy_lr)],
@@ -107,6 +120,6 @@ def optimise(model: torch.nn.Module, frames_u8: np.ndarray, masks_u8, fit_cfg: T
         q = rd.quantizer(n)
         keep_n = None if keep is None or n not in keep else keep[n].cpu()
         tensors.append(RDTensor(n, tuple(p.shape), q.step_codes().cpu().numpy().astype(np.int64),
-                                laplace.s_code(float(q.log_b.detach())), q.symbols(p.cpu(), keep_n)))
+                                laplace.s_code(float(q.log_b.detach())), q.symbols(p.cpu(), keep_n), q.temporal))
     return tensors, {"method": "rate-distortion", "lambda": opts.lam, "prune": opts.prune, "rd_epochs": epochs,
                      "estimate_bits": rd.estimate_bits(), "history": history}

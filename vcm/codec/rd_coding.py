@@ -5,6 +5,9 @@
 3. varint n_words · n_words × u32: one constriction ANS stream holding every tensor's symbols in
    model order, each tensor coded under ``Categorical(laplace.table(m, lo, hi), perfect=False)``.
 
+A temporal tensor (named in the header's ``temporal`` list; one step code) is coded as its first
+slice along axis 0 followed by the differences of consecutive slices; lo/span/m describe those.
+
 One ANS stream for all tensors costs one coder flush instead of one per tensor.
 """
 
@@ -23,17 +26,30 @@ from vcm.codec.learned import STEP_CODE_RANGE, step_from_code
 
 @dataclass
 class RDTensor:
-    """One tensor as coded: step codes ``int64 [C]``, Laplace code m, symbols ``int32 [C, K]``."""
+    """One tensor as coded: step codes ``int64 [C]``, Laplace code m, symbols ``int32 [C, K]``
+    (the quantized values; a temporal tensor is coded as their differences along axis 0)."""
 
     name: str
     shape: tuple[int, ...]
     step_codes: np.ndarray
     m: int
     symbols: np.ndarray
+    temporal: bool = False
+
+    def coded_symbols(self) -> np.ndarray:
+        """``int64``, flat: what the entropy coder codes."""
+        s = self.symbols.astype(np.int64)
+        if not self.temporal:
+            return s.ravel()
+        s = s.reshape(self.shape)
+        return np.concatenate([s[:1], np.diff(s, axis=0)]).ravel()
 
     def dequantize(self) -> np.ndarray:
         """ŵ = q · Δ in float32 — the one dequantization encoder and decoder share."""
         return (self.symbols.astype(np.float32) * step_from_code(self.step_codes)[:, None]).reshape(self.shape)
+
+
+SYMBOL_LIMIT = MAX_SPAN  # |q| of a temporal tensor after summing its differences (the encoder's own bound)
 
 
 def _model(m: int, lo: int, hi: int):
@@ -45,7 +61,9 @@ def write(tensors: list[RDTensor], w: Writer) -> int:
     encode_array(np.concatenate([t.step_codes for t in tensors]), w)
     coded = []
     for t in tensors:
-        s = t.symbols.astype(np.int64).ravel()
+        if t.temporal and t.symbols.size and int(np.abs(t.symbols).max()) > SYMBOL_LIMIT:
+            raise ValueError(f"symbols of {t.name} too large")
+        s = t.coded_symbols()
         lo, hi = (int(s.min()), int(s.max())) if s.size else (0, -1)
         if hi - lo + 1 > MAX_SPAN:
             raise ValueError(f"symbol span of {t.name} too large")
@@ -63,8 +81,9 @@ def write(tensors: list[RDTensor], w: Writer) -> int:
     return 4 * int(words.size)
 
 
-def read(r: Reader, layout: list[tuple[str, tuple[int, ...], int]]) -> list[RDTensor]:
-    """Tensors of ``layout`` = [(name, shape, channels)] from the payload; StreamError on any defect."""
+def read(r: Reader, layout: list[tuple[str, tuple[int, ...], int]], temporal: frozenset[str] = frozenset()) -> list[RDTensor]:
+    """Tensors of ``layout`` = [(name, shape, channels)] from the payload (``temporal``: names coded
+    along time; their channels must be 1); StreamError on any defect."""
     n_channels = sum(c for _, _, c in layout)
     codes = decode_array(r, n_channels)
     lo_code, hi_code = STEP_CODE_RANGE
@@ -92,8 +111,12 @@ def read(r: Reader, layout: list[tuple[str, tuple[int, ...], int]]) -> list[RDTe
                 flat = np.asarray(coder.decode(_model(m, lo, lo + span - 1), count), dtype=np.int64) + lo
             else:
                 flat = np.full(count, lo, dtype=np.int64)
+            if name in temporal:
+                flat = np.cumsum(flat.reshape(shape), axis=0).ravel()
+                if flat.size and max(-int(flat.min()), int(flat.max())) > SYMBOL_LIMIT:
+                    raise StreamError(f"malformed vcm NeRV bitstream (symbols of {name} out of range)")
             tensors.append(RDTensor(name, shape, codes[c0:c0 + channels].astype(np.int64), m,
-                                    flat.astype(np.int32).reshape(channels, -1)))
+                                    flat.astype(np.int32).reshape(channels, -1), name in temporal))
             c0 += channels
     except StreamError:
         raise

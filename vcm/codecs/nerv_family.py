@@ -30,7 +30,7 @@ from vcm.errors import VcmError
 
 _FIT_KEYS = {"preset", "params", "epochs", "batch", "lr", "points", "rate_aware"}
 _AFFINE_KEYS = {"prune", "bits", "qat", "finetune_epochs"}
-_RD_KEYS = {"lambda", "rd_epochs", "prune", "step_lr"}
+_RD_KEYS = {"lambda", "rd_epochs", "prune", "step_lr", "temporal"}
 
 
 def _label(value) -> str:
@@ -82,9 +82,13 @@ class NervFamily(Codec):
                     if fit.get("rate_aware", True):  # its own fit, born with the rate in its loss
                         common["fit"]["rate_lambda"] = lam
                         common["fit_key"] = f"{fit_key}_ra_l{_label(lam)}"
-                    pid = f"{fit_key}_rd_l{_label(lam)}" + (f"_pr{_label(prune)}" if prune else "")
+                    temporal = p.get("temporal", True)
+                    if not isinstance(temporal, bool):
+                        raise VcmError(f"{self.name} point {p}: temporal must be true or false")
+                    pid = (f"{fit_key}_rd_l{_label(lam)}" + (f"_pr{_label(prune)}" if prune else "")
+                           + ("" if temporal else "_flat"))
                     point = {**common, "lambda": lam, "prune": prune, "rd_epochs": p.get("rd_epochs"),
-                             "step_lr": p.get("step_lr")}
+                             "step_lr": p.get("step_lr"), "temporal": temporal}
                 else:
                     unknown = set(p) - _AFFINE_KEYS
                     prune, bits = float(p.get("prune", 0.0)), int(p.get("bits", 8))
@@ -136,7 +140,8 @@ class NervFamily(Codec):
         fit_dir, fit_seconds = self._fit(spec, video, device)
         if "lambda" in p:
             fast = {} if p.get("step_lr") is None else {"step_lr": p["step_lr"], "entropy_lr": p["step_lr"]}
-            opts = RDOptions(lam=p["lambda"], epochs=p.get("rd_epochs"), prune=p["prune"], **fast)
+            opts = RDOptions(lam=p["lambda"], epochs=p.get("rd_epochs"), prune=p["prune"],
+                             temporal=p.get("temporal", True), **fast)
         else:
             opts = CompressOptions(prune=p["prune"], bits=p["bits"], qat=p["qat"], finetune_epochs=p.get("finetune_epochs"))
         out = Path(spec["workdir"]) / "stream.nerv"

@@ -194,6 +194,11 @@ class HiNeRV(Representation):
         return shape[0]
 
     @staticmethod
+    def temporal_of(cfg: HinervConfig, name: str, shape: tuple[int, ...]) -> bool:
+        """Base and local grids ``[T, …]``: their frames are points in time."""
+        return name.startswith("grids.") or name.endswith(".local")
+
+    @staticmethod
     def frame_bytes(cfg: HinervConfig) -> int:
         """Peak float32 activations of one frame (computed from the config, nothing built): per stage
         the projection and upsampling at both resolutions, then a ConvNeXt block's input, depthwise and

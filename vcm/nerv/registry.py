@@ -13,6 +13,8 @@ Every class provides, beside ``forward(t: float [B]) → float [B,3,H,W]`` in [0
 - ``quant_channels_of(cfg, name, shape)`` (static): rows of the parameter quantized with one step
   each (a decoder knows them from the config alone);
 - ``prunable(name)``: whether global magnitude pruning may zero it;
+- ``temporal_of(cfg, name, shape)`` (static, optional): whether the tensor's first axis is time (its
+  neighbouring slices alike), so that rate–distortion coding codes it as differences along time;
 - ``count_params(cfg)`` (static) and ``check_config(cfg, limits)`` (static: raises ``ValueError``
   for a config no decoder should build, e.g. from a hostile bitstream);
 - ``frame_bytes(cfg)`` (static): an upper estimate of the float32 activations alive while one
@@ -40,6 +42,13 @@ class Representation(nn.Module):
 
     def quant_channels(self, name: str, shape: tuple[int, ...]) -> int:
         return self.quant_channels_of(self.cfg, name, shape)
+
+    def temporal(self, name: str, shape: tuple[int, ...]) -> bool:
+        return self.temporal_of(self.cfg, name, shape)
+
+    @staticmethod
+    def temporal_of(cfg, name: str, shape: tuple[int, ...]) -> bool:
+        return False
 
     def prunable(self, name: str) -> bool:
         return name.endswith(".weight") and self.param_group(name) in getattr(self, "PRUNABLE", ())
