@@ -2,6 +2,8 @@
 
     uv run python benchmarks/rd_nerv.py runs/latest
     uv run python benchmarks/rd_nerv.py runs/latest --lambdas 0.1,0.3,1,3 --rd-epochs 20 --anchors
+    uv run python benchmarks/rd_nerv.py RUN --lambdas 0.3,1,3,10 --rd-epochs 6 --step-lr 0.1 --flat --anchors
+        (a HiNeRV run: also its λ points with the grids coded as they are, not along time)
 
 Rows: the paper's pipeline (prune/bits points) and the rate–distortion method (λ points), each a
 real .nerv file decoded by the real decoder: kbps, PSNR (RGB) and Y-PSNR of the decoded frames,
@@ -40,7 +42,7 @@ def empirical_gap(path: Path) -> float | None:
         return None
     model = empirical = 0.0
     for t in stream.tensors:
-        s = t.symbols.ravel().astype(np.int64)
+        s = t.coded_symbols()
         if s.min() == s.max():
             continue
         counts = np.bincount(s - s.min())
@@ -81,6 +83,9 @@ def main() -> None:
     ap.add_argument("--lambdas", default="0.1,0.3,1,3,10")
     ap.add_argument("--rd-epochs", type=int, default=None, help="rate–distortion epochs per λ (default: half the fit's)")
     ap.add_argument("--noise-fraction", type=float, default=None)
+    ap.add_argument("--step-lr", type=float, default=None, help="Adam lr of the steps and entropy models (the demo: 0.1)")
+    ap.add_argument("--flat", action="store_true",
+                    help="also the λ points with temporal tensors (HiNeRV's grids) coded as they are: the ablation")
     ap.add_argument("--anchors", action="store_true", help="also BD-rates against x265 and vvenc on the same frames")
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
@@ -90,17 +95,22 @@ def main() -> None:
     prep = prepare(args.run)
     out_dir = Path(tempfile.mkdtemp(prefix="rd_nerv_"))
     extra = {} if args.noise_fraction is None else {"noise_fraction": args.noise_fraction}
+    if args.step_lr is not None:
+        extra.update(step_lr=args.step_lr, entropy_lr=args.step_lr)
     options = [CompressOptions(prune=p, bits=b) for p, b in OLD_POINTS]
-    options += [RDOptions(lam=float(v), epochs=args.rd_epochs, **extra) for v in args.lambdas.split(",")]
+    for temporal in (True, False) if args.flat else (True,):
+        options += [RDOptions(lam=float(v), epochs=args.rd_epochs, temporal=temporal, **extra) for v in args.lambdas.split(",")]
     rows, curves = [], {"prune-quantize": [], "rate-distortion": []}
     for opts in options:
         t = time.time()
-        r = compress_prepared(prep, out_dir / f"{opts.label()}.nerv", opts, device)
+        flat = isinstance(opts, RDOptions) and not opts.temporal
+        r = compress_prepared(prep, out_dir / f"{opts.label()}{'_flat' if flat else ''}.nerv", opts, device)
         seconds = time.time() - t
         rd = r["coding"] == "rd"
-        curves[r["method"]].append((r["kbps"], r["psnr"], r["psnr_y"]))
+        method = r["method"] + (" (grids flat)" if flat else "")
+        curves.setdefault(method, []).append((r["kbps"], r["psnr"], r["psnr_y"]))
         gap = empirical_gap(Path(r["bitstream"])) if rd else None
-        rows.append([r["method"], f"λ={r['lambda']:g}" if rd else f"p{r['prune']:.0%} b{r['bits']}", f"{r['bytes']:,}",
+        rows.append([method, f"λ={r['lambda']:g}" if rd else f"p{r['prune']:.0%} b{r['bits']}", f"{r['bytes']:,}",
                      f"{r['kbps']:.2f}", f"{r['psnr']:.2f}", f"{r['psnr_y']:.2f}", f"{r['bits_per_param']:.2f}",
                      f"{r['estimate_bytes']:,.0f} ({r['estimate_error']:+.2%})" if rd else "–",
                      f"{gap:+.2%}" if gap is not None else "–", f"{seconds:.1f}"])
@@ -109,6 +119,9 @@ def main() -> None:
                 ["method", "point", "bytes", "kbps", "PSNR dB", "Y-PSNR dB", "bits/param", "estimate (file vs est.)",
                  "Laplace vs empirical", "encode s"], rows)
     print(f"PSNR BD-rate, rate-distortion vs prune-quantize: {_bd(curves['prune-quantize'], curves['rate-distortion'])}")
+    if args.flat:
+        print(f"Y-PSNR BD-rate, grids coded along time vs as they are: "
+              f"{_bd(curves['rate-distortion (grids flat)'], curves['rate-distortion'], 2)}")
     if args.anchors:
         anchors = anchor_curves(prep.video, ANCHOR_QPS)
         for name, pts in anchors.items():

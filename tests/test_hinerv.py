@@ -173,7 +173,7 @@ def test_temporal_tensors_round_trip_and_cost_less_than_flat_coding():
         rd_coding.write([t], w)
         return w.getvalue(), s.shape[0]
 
-    (along, _), (flat, c) = coded(True), coded(False)
+    (along, _), (flat, _) = coded(True), coded(False)
     assert len(along) < 0.75 * len(flat)
     back = rd_coding.read(Reader(along, "t"), [("grids.0", walk.shape, 1)], frozenset({"grids.0"}))[0]
     assert back.temporal and np.array_equal(back.symbols.reshape(walk.shape), walk)

@@ -32,8 +32,10 @@ def bits(y: torch.Tensor, log_b: torch.Tensor) -> torch.Tensor:
     """−log2 p(y) elementwise (differentiable in ``y`` and ``log_b``); ``log_b`` broadcasts."""
     b = log_b.exp()
     a = y.abs()
-    upper = lambda x: torch.where(x >= 0, 0.5 * torch.exp(-x.clamp(min=0) / b), 1 - 0.5 * torch.exp(x.clamp(max=0) / b))
-    p = upper(a - 0.5) - upper(a + 0.5)
+    # Both ends of the bin [a − ½, a + ½] in the upper tail (a ≥ ½): p = ½(e^−(a−½)/b − e^−(a+½)/b);
+    # the bin around 0 (a < ½): p = 1 − ½e^−(½−a)/b − ½e^−(a+½)/b. Two exponentials per symbol.
+    near, far = torch.exp(-(a - 0.5).abs() / b), torch.exp(-(a + 0.5) / b)
+    p = torch.where(a >= 0.5, 0.5 * (near - far), 1 - 0.5 * (near + far))
     return -torch.log2(p.clamp(min=LIKELIHOOD_FLOOR))
 
 

@@ -87,8 +87,9 @@ def _interpolate(grid: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 
 class Pointwise(nn.Module):
-    """A 1×1 convolution ``[B, C_in, H, W] → [B, C_out, H, W]`` computed as a matmul (several times
-    faster than ``conv2d`` with a 1×1 kernel on CPU); weight ``[C_out, C_in]``."""
+    """A 1×1 convolution ``[B, C_in, H, W] → [B, C_out, H, W]`` computed as one batched matmul with
+    the bias added in it (``baddbmm``: on 2 CPU cores 1.3–2× faster, forward and backward, than an
+    ``einsum``, which was itself 3× faster than ``conv2d`` with a 1×1 kernel); weight ``[C_out, C_in]``."""
 
     def __init__(self, c_in: int, c_out: int):
         super().__init__()
@@ -97,18 +98,23 @@ class Pointwise(nn.Module):
         self.bias = nn.Parameter(conv.bias.detach().clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.einsum("bchw,oc->bohw", x, self.weight) + self.bias[:, None, None]
+        b, c, h, w = x.shape
+        bias = self.bias[None, :, None].expand(b, -1, 1)
+        return torch.baddbmm(bias, self.weight.expand(b, -1, -1), x.reshape(b, c, h * w)).view(b, -1, h, w)
 
 
 class ChannelNorm(nn.Module):
-    """LayerNorm over the channels of ``[B, C, H, W]``."""
+    """LayerNorm over the channels of ``[B, C, H, W]``, computed in place of the layout (no permute
+    to channels-last and back: the output stays contiguous for the next 1×1 layer)."""
 
     def __init__(self, channels: int):
         super().__init__()
-        self.norm = nn.LayerNorm(channels)
+        self.norm = nn.LayerNorm(channels)  # holds the weight, bias and eps (parameter names unchanged)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        centred = x - x.mean(dim=1, keepdim=True)
+        scale = torch.rsqrt(centred.square().mean(dim=1, keepdim=True) + self.norm.eps)
+        return centred * scale * self.norm.weight[:, None, None] + self.norm.bias[:, None, None]
 
 
 class ConvNeXtBlock(nn.Module):
