@@ -64,6 +64,41 @@ def test_pruned_weights_are_symbol_zero_in_every_mode():
     assert np.all(q.symbols(w, keep)[~keep.numpy()] == 0)
 
 
+def test_one_pass_over_all_parameters_equals_each_tensors_quantizer():
+    """RateDistortionModel quantizes and rates every tensor in one pass; in round and hard modes that
+    is exactly what each tensor's own quantizer computes (pruned, temporal and plain tensors alike);
+    noise stays within half a step, and gradients reach weights, steps and entropy models."""
+    from vcm.codec.learned import RateDistortionModel
+    from vcm.nerv.hinerv import HinervShape, HiNeRV
+
+    torch.manual_seed(0)
+    model = HiNeRV(HinervShape(grid_channels=4, channels=(8, 6), depths=(1, 1), grid_frame_ratio=0.5,
+                               local_frame_ratio=0.5).config(24, 32, 6))
+    for p in model.parameters():
+        p.data.add_(torch.randn_like(p) * 0.05)
+    name = "stages.0.blocks.0.pw1.weight"
+    keep = {name: torch.rand(dict(model.named_parameters())[name].shape) > 0.3}
+    rd = RateDistortionModel(model, keep, init_bits=6)
+    assert any(q.temporal for q in rd.quantizers.values()) and not all(q.temporal for q in rd.quantizers.values())
+    for mode in ("round", "hard"):
+        params, bits = rd.quantized_params(mode)
+        total = 0.0
+        for n, p in model.named_parameters():
+            w_hat, b = rd.quantizer(n)(p, mode, keep.get(n))
+            assert torch.equal(params[n], w_hat), (mode, n)
+            total += float(b)
+        assert float(bits) == pytest.approx(total, rel=1e-5)
+    assert torch.all(params[name][~keep[name]] == 0)
+    noisy, bits = rd.quantized_params("noise", torch.Generator().manual_seed(0))
+    for n, p in model.named_parameters():
+        half = rd.quantizer(n).step(snapped=False).detach().max() / 2
+        kept = keep.get(n, torch.ones_like(p, dtype=torch.bool))
+        assert (noisy[n] - p).detach()[kept].abs().max() <= half + 1e-6
+    (sum(v.square().sum() for v in noisy.values()) + bits).backward()
+    assert all(p.grad is not None for p in model.parameters())
+    assert all(q.log2_step.grad is not None and q.log_b.grad is not None for q in rd.quantizers.values())
+
+
 def test_step_codes_decode_to_exact_powers_of_two():
     k = np.arange(-3 * STEP_RES, 2 * STEP_RES)
     steps = step_from_code(k)

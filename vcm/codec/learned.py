@@ -56,6 +56,20 @@ def _straight_through(exact: torch.Tensor, surrogate: torch.Tensor) -> torch.Ten
     return exact.detach() + (surrogate - surrogate.detach())
 
 
+def _step_codes(log2_step: torch.Tensor) -> torch.Tensor:
+    """The stream's step codes k = round(8·log2 Δ), clamped to its range."""
+    lo, hi = STEP_CODE_RANGE
+    return torch.round(log2_step.detach() * STEP_RES).long().clamp(lo, hi)
+
+
+def _step(log2_step: torch.Tensor, snapped: bool) -> torch.Tensor:
+    """Δ = 2^log2_step; ``snapped``: the stream's Δ of its code, with the smooth one's gradient."""
+    smooth = torch.exp2(log2_step)
+    if not snapped:
+        return smooth
+    return _straight_through(_step_from_code_torch(_step_codes(log2_step)), smooth)
+
+
 class TensorQuantizer(nn.Module):
     """Quantizer and entropy model of one parameter tensor ``[C, …]`` → rows ``[C, K]``."""
 
@@ -82,15 +96,11 @@ class TensorQuantizer(nn.Module):
         return torch.cat([y[:1], y[1:] - y[:-1]]).reshape(1, -1)
 
     def step_codes(self) -> torch.Tensor:
-        lo, hi = STEP_CODE_RANGE
-        return torch.round(self.log2_step.detach() * STEP_RES).long().clamp(lo, hi)
+        return _step_codes(self.log2_step)
 
     def step(self, snapped: bool) -> torch.Tensor:
         """Δ per channel ``[C]``; snapped to the stream's grid with a straight-through gradient."""
-        smooth = torch.exp2(self.log2_step)
-        if not snapped:
-            return smooth
-        return _straight_through(_step_from_code_torch(self.step_codes()), smooth)
+        return _step(self.log2_step, snapped)
 
     def forward(self, w: torch.Tensor, mode: str, keep: torch.Tensor | None = None,
                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -142,17 +152,64 @@ class RateDistortionModel(nn.Module):
             _key(n): TensorQuantizer(p, model.quant_channels(n, tuple(p.shape)), init_bits,
                                      temporal and is_temporal(n, tuple(p.shape)))
             for n, p in model.named_parameters()})
+        self._index_all_parameters()
+
+    def _index_all_parameters(self) -> None:
+        """Maps from the concatenation of all parameters (``[N]``, model order) to their channels and
+        tensors, so that one step quantizes and rates every parameter (a loop over ~70 tensors of a
+        few hundred values each costs more in per-operation overhead than the arithmetic)."""
+        names = [n for n, _ in self.model.named_parameters()]
+        quantizers = [self.quantizer(n) for n in names]
+        channel, tensor, keep, segments = [], [], [], []
+        start = first_channel = 0
+        params = dict(self.model.named_parameters())
+        for i, (n, q) in enumerate(zip(names, quantizers)):
+            size = params[n].numel()
+            channel.append(first_channel + torch.arange(size) // max(1, size // q.channels))
+            tensor.append(torch.full((size,), i))
+            mask = self.keep.get(n)
+            keep.append(torch.ones(size) if mask is None else mask.detach().reshape(-1).float().cpu())
+            if q.temporal:
+                segments.append((start, start + size, q.shape))
+            elif segments and segments[-1][2] is None and segments[-1][1] == start:
+                segments[-1] = (segments[-1][0], start + size, None)  # runs of plain tensors: one slice
+            else:
+                segments.append((start, start + size, None))
+            start, first_channel = start + size, first_channel + q.channels
+        self._names, self._sizes, self._segments = names, [params[n].numel() for n in names], segments
+        self.register_buffer("_channel", torch.cat(channel), persistent=False)
+        self.register_buffer("_tensor", torch.cat(tensor), persistent=False)
+        self.register_buffer("_keep", torch.cat(keep) if self.keep else None, persistent=False)
 
     def quantizer(self, name: str) -> TensorQuantizer:
         return self.quantizers[_key(name)]
 
     def quantized_params(self, mode: str, generator: torch.Generator | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        params, total = {}, 0.0
-        for n, p in self.model.named_parameters():
-            keep = self.keep.get(n)
-            params[n], b = self.quantizer(n)(p, mode, None if keep is None else keep.to(p.device), generator)
-            total = total + b
-        return params, total
+        """({name: ŵ}, bits of all symbols): what every ``TensorQuantizer`` computes for its tensor,
+        for all tensors at once (the same values in ``round`` and ``hard`` modes)."""
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}")
+        quantizers = [self.quantizer(n) for n in self._names]
+        params = dict(self.model.named_parameters())
+        w = torch.cat([params[n].reshape(-1) for n in self._names])
+        step = _step(torch.cat([q.log2_step for q in quantizers]), snapped=mode != "noise")[self._channel]
+        y = w / step
+        if mode == "noise":
+            y = y + torch.empty_like(y).uniform_(-0.5, 0.5, generator=generator)
+        elif mode == "round":
+            y = _straight_through(torch.round(y), y)
+        else:
+            y = torch.round(y).detach()
+        if self._keep is not None:
+            y = y * self._keep
+        w_hat = y * step
+        coded = torch.cat([y[a:b] if shape is None else
+                           torch.cat([y[a:b].reshape(shape)[:1], torch.diff(y[a:b].reshape(shape), dim=0)]).reshape(-1)
+                           for a, b, shape in self._segments])
+        log_b = torch.stack([q.log_b for q in quantizers])[self._tensor]
+        bits = laplace.bits(coded, log_b).sum()
+        pieces = torch.split(w_hat, self._sizes)
+        return {n: piece.view(params[n].shape) for n, piece in zip(self._names, pieces)}, bits
 
     def forward(self, t: torch.Tensor, mode: str = "noise",
                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
