@@ -19,8 +19,8 @@ A pruned weight (``keep`` mask 0) is symbol 0 in every mode.
 
 A **temporal** tensor (its first axis is time, e.g. HiNeRV's grids ``[T, C, h, w]``) has one step
 for the whole tensor and is entropy-coded as differences along time: frame 0's symbols, then
-q_t − q_{t−1}. Neighbouring grid frames are alike, so the differences are small (about half the bits
-of the symbols themselves on the demo's grids), and the rate term teaches the grids to stay alike.
+q_t − q_{t−1}. Neighbouring grid frames are alike, so the differences are small (half the entropy
+of the symbols themselves on the demo's base grid), and the rate term teaches the grids to stay alike.
 """
 
 from __future__ import annotations
