@@ -220,3 +220,25 @@ def test_rd_stream_codes_every_grid_along_time(hinerv_run):
         broken = reseal(data, b"HEAD", zlib.compress(json.dumps({**header, "temporal": bad}, sort_keys=True).encode()))
         with pytest.raises(StreamError, match="temporal"):
             nerv_stream.decode(broken)
+
+
+def test_rate_aware_quantizers_of_another_layout_are_not_loaded_silently(tmp_path):
+    """A rate-aware HiNeRV fit saves quantizers whose grids have one step (coded along time); coding
+    it with temporal coding off needs other quantizers: refused in one line without epochs, trained
+    anew with them."""
+    from vcm.errors import VcmError
+
+    src = tmp_path / "Tiny_32x24_25.yuv"
+    write_yuv420(src, moving_frames(t=4, h=24, w=32))
+    video = open_video(src)
+    cfg = TrainConfig(epochs=4, batch=2, lr=5e-3, grad_clip=1.0, checkpoint_every=4, rate_lambda=0.5)
+    fit(video, TINY.config(24, 32, 4), cfg, tmp_path / "run", CPU)
+    (ok,) = compress_many(tmp_path / "run", [RDOptions(lam=0.5)], CPU, outs=[tmp_path / "own.nerv"])
+    assert ok["rd_epochs"] == 0  # coded with the fit's own quantizers
+    with pytest.raises(VcmError, match="another layout"):
+        compress_many(tmp_path / "run", [RDOptions(lam=0.5, temporal=False)], CPU, outs=[tmp_path / "flat.nerv"])
+    (flat,) = compress_many(tmp_path / "run", [RDOptions(lam=0.5, temporal=False, epochs=1)], CPU,
+                            outs=[tmp_path / "flat.nerv"])
+    frames, stream, _ = decode_file(tmp_path / "flat.nerv", CPU)
+    assert flat["rd_epochs"] == 1 and not any(t.temporal for t in stream.tensors)
+    assert frames.shape == video.frames_u8.shape
