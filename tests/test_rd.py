@@ -13,7 +13,7 @@ from tests.conftest import moving_frames, reseal, run_cli, section
 from vcm.bitstream.bits import StreamError
 from vcm.codec import laplace, nerv_stream
 from vcm.codec.compress import RDOptions, compress_many, decode_file
-from vcm.codec.learned import STEP_RES, TensorQuantizer, step_from_code
+from vcm.codec.learned import STEP_RES, step_from_code
 from vcm.errors import VcmError
 from vcm.nerv.config import TrainConfig
 from vcm.nerv.model import NervShape
@@ -27,76 +27,76 @@ DATA = __import__("pathlib").Path(__file__).parent / "data"
 
 # --- quantizer -------------------------------------------------------------------------------
 
-def test_round_mode_gives_exactly_the_decoders_weights_and_passes_gradients():
+class Tensors(torch.nn.Module):
+    """Named parameters as a representation exposes them: rows are the first axis, and a name
+    starting with ``grid`` is temporal."""
+
+    def __init__(self, **tensors):
+        super().__init__()
+        for name, value in tensors.items():
+            self.register_parameter(name, torch.nn.Parameter(value))
+
+    def quant_channels(self, name, shape):
+        return shape[0]
+
+    def temporal(self, name, shape):
+        return name.startswith("grid")
+
+
+def stream_tensors(rd, keep):
+    """The tensors as ``vcm.codec.rd`` writes them (symbols, step codes, coded Laplace)."""
+    from vcm.codec.rd_coding import RDTensor
+
+    tensors = {}
+    for n, p in rd.model.named_parameters():
+        q = rd.quantizer(n)
+        tensors[n] = RDTensor(n, tuple(p.shape), q.step_codes().numpy(), laplace.s_code(float(q.log_b)),
+                              q.symbols(p, keep.get(n)), q.temporal)
+    return tensors
+
+
+def test_round_mode_gives_exactly_the_decoders_weights_and_the_coded_rate():
+    """Round and hard modes rebuild, bit for bit, what the decoder dequantizes from the stream's tensors
+    (plain, pruned and temporal alike), and rate exactly what the stream codes: frame differences for
+    a grid; gradients reach weights, steps and entropy models through one pass over all tensors."""
+    from vcm.codec.learned import RateDistortionModel
+
     torch.manual_seed(0)
-    w = torch.randn(6, 5, requires_grad=True)
-    q = TensorQuantizer(w, channels=6, init_bits=4)
-    w_hat, bits = q(w, "round")
-    symbols = q.symbols(w)
-    decoder = symbols.astype(np.float32) * step_from_code(q.step_codes().numpy())[:, None]
-    assert np.array_equal(w_hat.detach().numpy(), decoder)  # bit for bit
-    assert np.all(symbols == np.round(symbols)) and bits.item() > 0
-    (w_hat.square().sum() + bits).backward()
-    assert w.grad is not None and w.grad.abs().sum() > 0  # straight-through to the weights
-    assert q.log2_step.grad.abs().sum() > 0 and q.log_b.grad.abs() > 0
+    model = Tensors(a=torch.randn(6, 5), b=torch.randn(3, 8), grid=torch.randn(7, 2, 3).cumsum(0) * 0.2)
+    keep = {"b": torch.rand(3, 8) > 0.5}
+    rd = RateDistortionModel(model, keep, init_bits=4)
+    coded = stream_tensors(rd, keep)
+    for mode in ("round", "hard"):
+        params, bits = rd.quantized_params(mode)
+        for n, t in coded.items():
+            assert np.array_equal(params[n].detach().numpy(), t.dequantize()), (mode, n)  # bit for bit
+        with torch.no_grad():
+            expected = sum(laplace.bits(torch.from_numpy(t.coded_symbols()).float(), rd.quantizer(n).log_b).sum()
+                           for n, t in coded.items())
+        assert float(bits) == pytest.approx(float(expected), rel=1e-5)
+    assert np.all(coded["b"].symbols[~keep["b"].numpy()] == 0) and torch.all(params["b"][~keep["b"]] == 0)
+    assert not np.array_equal(coded["grid"].coded_symbols(), coded["grid"].symbols.ravel())  # differences coded
+    w_hat, bits = rd.quantized_params("round")
+    (sum(v.square().sum() for v in w_hat.values()) + bits).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())  # straight-through
+    assert all(q.log2_step.grad.abs().sum() > 0 and q.log_b.grad.abs() > 0 for q in rd.quantizers.values())
 
 
 def test_noise_mode_perturbs_within_half_a_step_and_is_not_rounding():
-    torch.manual_seed(1)
-    w = torch.randn(4, 50)
-    q = TensorQuantizer(w, channels=4, init_bits=3)
-    w_noisy, _ = q(w, "noise")
-    w_round, _ = q(w, "round")
-    step = torch.exp2(q.log2_step.detach())[:, None]
-    assert torch.all((w_noisy - w).abs() <= step / 2 + 1e-6)
-    assert not torch.equal(w_noisy, w_round)
-    with pytest.raises(ValueError):
-        q(w, "bogus")
-
-
-def test_pruned_weights_are_symbol_zero_in_every_mode():
-    w = torch.randn(3, 8)
-    keep = torch.rand(3, 8) > 0.5
-    q = TensorQuantizer(w, channels=3)
-    for mode in ("noise", "round", "hard"):
-        w_hat, _ = q(w, mode, keep)
-        assert torch.all(w_hat[~keep] == 0)
-    assert np.all(q.symbols(w, keep)[~keep.numpy()] == 0)
-
-
-def test_one_pass_over_all_parameters_equals_each_tensors_quantizer():
-    """RateDistortionModel quantizes and rates every tensor in one pass; in round and hard modes that
-    is exactly what each tensor's own quantizer computes (pruned, temporal and plain tensors alike);
-    noise stays within half a step, and gradients reach weights, steps and entropy models."""
     from vcm.codec.learned import RateDistortionModel
-    from vcm.nerv.hinerv import HinervShape, HiNeRV
 
-    torch.manual_seed(0)
-    model = HiNeRV(HinervShape(grid_channels=4, channels=(8, 6), depths=(1, 1), grid_frame_ratio=0.5,
-                               local_frame_ratio=0.5).config(24, 32, 6))
-    for p in model.parameters():
-        p.data.add_(torch.randn_like(p) * 0.05)
-    name = "stages.0.blocks.0.pw1.weight"
-    keep = {name: torch.rand(dict(model.named_parameters())[name].shape) > 0.3}
-    rd = RateDistortionModel(model, keep, init_bits=6)
-    assert any(q.temporal for q in rd.quantizers.values()) and not all(q.temporal for q in rd.quantizers.values())
-    for mode in ("round", "hard"):
-        params, bits = rd.quantized_params(mode)
-        total = 0.0
-        for n, p in model.named_parameters():
-            w_hat, b = rd.quantizer(n)(p, mode, keep.get(n))
-            assert torch.equal(params[n], w_hat), (mode, n)
-            total += float(b)
-        assert float(bits) == pytest.approx(total, rel=1e-5)
-    assert torch.all(params[name][~keep[name]] == 0)
-    noisy, bits = rd.quantized_params("noise", torch.Generator().manual_seed(0))
-    for n, p in model.named_parameters():
-        half = rd.quantizer(n).step(snapped=False).detach().max() / 2
-        kept = keep.get(n, torch.ones_like(p, dtype=torch.bool))
-        assert (noisy[n] - p).detach()[kept].abs().max() <= half + 1e-6
-    (sum(v.square().sum() for v in noisy.values()) + bits).backward()
-    assert all(p.grad is not None for p in model.parameters())
-    assert all(q.log2_step.grad is not None and q.log_b.grad is not None for q in rd.quantizers.values())
+    torch.manual_seed(1)
+    model = Tensors(a=torch.randn(4, 50), b=torch.randn(3, 8))
+    keep = {"b": torch.rand(3, 8) > 0.5}
+    rd = RateDistortionModel(model, keep, init_bits=3)
+    noisy, _ = rd.quantized_params("noise", torch.Generator().manual_seed(0))
+    rounded, _ = rd.quantized_params("round")
+    step = rd.quantizer("a").step(snapped=False).detach()[:, None]
+    assert torch.all((noisy["a"] - model.a).abs() <= step / 2 + 1e-6)
+    assert not torch.equal(noisy["a"], rounded["a"])
+    assert torch.all(noisy["b"][~keep["b"]] == 0)  # pruned: symbol 0 in every mode
+    with pytest.raises(ValueError):
+        rd.quantized_params("bogus")
 
 
 def test_step_codes_decode_to_exact_powers_of_two():

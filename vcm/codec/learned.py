@@ -70,8 +70,16 @@ def _step(log2_step: torch.Tensor, snapped: bool) -> torch.Tensor:
     return _straight_through(_step_from_code_torch(_step_codes(log2_step)), smooth)
 
 
+def along_time(y: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """Symbols ``y`` (any layout of ``shape``'s elements) as a temporal tensor is entropy-coded, flat:
+    slice 0 of axis 0, then the differences of consecutive slices."""
+    y = y.reshape(shape)
+    return torch.cat([y[:1], torch.diff(y, dim=0)]).reshape(-1)
+
+
 class TensorQuantizer(nn.Module):
-    """Quantizer and entropy model of one parameter tensor ``[C, …]`` → rows ``[C, K]``."""
+    """Steps and entropy model of one parameter tensor ``[C, …]`` (rows ``[C, K]``); the quantization
+    itself runs in :class:`RateDistortionModel`, over all tensors at once."""
 
     def __init__(self, w: torch.Tensor, channels: int, init_bits: int = 8, temporal: bool = False):
         super().__init__()
@@ -84,16 +92,9 @@ class TensorQuantizer(nn.Module):
         amax = w2.abs().amax(dim=1).clamp(min=1e-3)
         self.channels = channels
         self.log2_step = nn.Parameter(torch.log2(amax / 2 ** (init_bits - 1)))
-        y = self.coded(w2 / 2 ** self.log2_step.detach()[:, None])
+        y = w2 / 2 ** self.log2_step.detach()[:, None]
+        y = along_time(y, self.shape) if self.temporal else y
         self.log_b = nn.Parameter(torch.log(y.abs().mean().clamp(min=0.5)).reshape(()))
-
-    def coded(self, y: torch.Tensor) -> torch.Tensor:
-        """What the entropy coder sees of symbols ``y [C, K]``: y itself, or for a temporal tensor
-        frame 0 followed by the frame-to-frame differences (same size)."""
-        if not self.temporal:
-            return y
-        y = y.reshape(self.shape)
-        return torch.cat([y[:1], y[1:] - y[:-1]]).reshape(1, -1)
 
     def step_codes(self) -> torch.Tensor:
         return _step_codes(self.log2_step)
@@ -101,24 +102,6 @@ class TensorQuantizer(nn.Module):
     def step(self, snapped: bool) -> torch.Tensor:
         """Δ per channel ``[C]``; snapped to the stream's grid with a straight-through gradient."""
         return _step(self.log2_step, snapped)
-
-    def forward(self, w: torch.Tensor, mode: str, keep: torch.Tensor | None = None,
-                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(ŵ with w's shape, bits of its symbols: a scalar); ``generator`` draws the noise."""
-        step = self.step(snapped=mode != "noise")[:, None]
-        y = w.reshape(self.channels, -1) / step
-        if mode == "noise":
-            y = y + torch.empty_like(y).uniform_(-0.5, 0.5, generator=generator)
-        elif mode == "round":
-            y = _straight_through(torch.round(y), y)
-        elif mode == "hard":
-            y = torch.round(y).detach()
-        else:
-            raise ValueError(f"mode must be one of {MODES}")
-        if keep is not None:
-            y = y * keep.reshape(self.channels, -1).to(y.dtype)
-        w_hat = (y * step).reshape(w.shape)
-        return w_hat, laplace.bits(self.coded(y), self.log_b).sum()
 
     @torch.no_grad()
     def symbols(self, w: torch.Tensor, keep: torch.Tensor | None = None) -> np.ndarray:
@@ -146,15 +129,14 @@ class RateDistortionModel(nn.Module):
         as differences along time; False codes every symbol as it is."""
         super().__init__()
         self.model = model
-        self.keep = keep or {}
         is_temporal = getattr(model, "temporal", lambda name, shape: False)
         self.quantizers = nn.ModuleDict({
             _key(n): TensorQuantizer(p, model.quant_channels(n, tuple(p.shape)), init_bits,
                                      temporal and is_temporal(n, tuple(p.shape)))
             for n, p in model.named_parameters()})
-        self._index_all_parameters()
+        self._index_all_parameters(keep or {})
 
-    def _index_all_parameters(self) -> None:
+    def _index_all_parameters(self, keep_masks: dict[str, torch.Tensor]) -> None:
         """Maps from the concatenation of all parameters (``[N]``, model order) to their channels and
         tensors, so that one step quantizes and rates every parameter (a loop over ~70 tensors of a
         few hundred values each costs more in per-operation overhead than the arithmetic)."""
@@ -167,7 +149,7 @@ class RateDistortionModel(nn.Module):
             size = params[n].numel()
             channel.append(first_channel + torch.arange(size) // max(1, size // q.channels))
             tensor.append(torch.full((size,), i))
-            mask = self.keep.get(n)
+            mask = keep_masks.get(n)
             keep.append(torch.ones(size) if mask is None else mask.detach().reshape(-1).float().cpu())
             if q.temporal:
                 segments.append((start, start + size, q.shape))
@@ -179,14 +161,13 @@ class RateDistortionModel(nn.Module):
         self._names, self._sizes, self._segments = names, [params[n].numel() for n in names], segments
         self.register_buffer("_channel", torch.cat(channel), persistent=False)
         self.register_buffer("_tensor", torch.cat(tensor), persistent=False)
-        self.register_buffer("_keep", torch.cat(keep) if self.keep else None, persistent=False)
+        self.register_buffer("_keep", torch.cat(keep) if keep_masks else None, persistent=False)
 
     def quantizer(self, name: str) -> TensorQuantizer:
         return self.quantizers[_key(name)]
 
     def quantized_params(self, mode: str, generator: torch.Generator | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """({name: ŵ}, bits of all symbols): what every ``TensorQuantizer`` computes for its tensor,
-        for all tensors at once (the same values in ``round`` and ``hard`` modes)."""
+        """({name: ŵ}, bits of all symbols under their entropy models); ``generator`` draws the noise."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
         quantizers = [self.quantizer(n) for n in self._names]
@@ -203,9 +184,7 @@ class RateDistortionModel(nn.Module):
         if self._keep is not None:
             y = y * self._keep
         w_hat = y * step
-        coded = torch.cat([y[a:b] if shape is None else
-                           torch.cat([y[a:b].reshape(shape)[:1], torch.diff(y[a:b].reshape(shape), dim=0)]).reshape(-1)
-                           for a, b, shape in self._segments])
+        coded = torch.cat([y[a:b] if shape is None else along_time(y[a:b], shape) for a, b, shape in self._segments])
         log_b = torch.stack([q.log_b for q in quantizers])[self._tensor]
         bits = laplace.bits(coded, log_b).sum()
         pieces = torch.split(w_hat, self._sizes)

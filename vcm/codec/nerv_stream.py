@@ -223,12 +223,10 @@ def _read_header(blob: bytes) -> dict:
 
 def _temporal_names(value, coding: str, shapes: dict) -> frozenset[str]:
     """The header's ``temporal`` list: distinct names of the network's tensors of 2+ axes, rd coding only."""
-    if not isinstance(value, list) or (value and coding != "rd") or not all(isinstance(n, str) for n in value):
+    if not (isinstance(value, list) and (coding == "rd" or not value) and all(isinstance(n, str) for n in value)
+            and len(set(value)) == len(value) and all(len(shapes.get(n, ())) >= 2 for n in value)):
         raise StreamError("malformed vcm NeRV bitstream (temporal tensors)")
-    names = frozenset(value)
-    if len(names) != len(value) or not all(len(shapes.get(n, ())) >= 2 for n in value):
-        raise StreamError("malformed vcm NeRV bitstream (temporal tensors)")
-    return names
+    return frozenset(value)
 
 
 def _int(d: dict, key: str, lo: int, hi: int) -> int:

@@ -157,9 +157,7 @@ def create_detector(name: str, gt: GroundTruth | None = None, weights=None, repo
         from vcm.eval.user_detector import load_user_detector
 
         return load_user_detector(name, device=device, options=options)
-    if name not in _REGISTRY:
-        raise VcmError(f"unknown detector {name!r}; choose one of {describe()}")
-    return _REGISTRY.get(name).factory(weights=weights, repo=repo, device=device, batch=batch, half=half, options=options)
+    return _REGISTRY.get(name, [describe()]).factory(weights=weights, repo=repo, device=device, batch=batch, half=half, options=options)
 
 
 # torchvision entries the demo may use when their COCO weights are already in torch.hub's cache, best first.
