@@ -20,7 +20,7 @@ from _common import print_table, run
 
 from vcm.device import describe, resolve_device
 from vcm.nerv.config import load_preset, override
-from vcm.nerv.model import count_params
+from vcm.nerv import registry
 from vcm.nerv.train import fit
 from vcm.samples import sample_clip
 from vcm.video import open_video
@@ -77,7 +77,7 @@ def main() -> None:
     seconds = marks[total] - marks[args.warmup]
     ms_step = 1000 * seconds / args.steps
     print_table("vcm fit speed", ["device", "preset", "frame size", "params", "batch", "ms/step", "frames/s"],
-                [[describe(device), args.preset, f"{video.width}x{video.height}", f"{count_params(mcfg):,}", str(cfg.batch),
+                [[describe(device), args.preset, f"{video.width}x{video.height}", f"{registry.entry(registry.arch_of_config(mcfg)).model_cls.count_params(mcfg):,}", str(cfg.batch),
                   f"{ms_step:.1f}", f"{cfg.batch * args.steps / seconds:.1f}"]])
 
 
