@@ -1,5 +1,7 @@
 """HiNeRV: shapes at odd sizes, grid interpolation, budgets, both compression methods, SA loss, resume."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -47,12 +49,25 @@ def test_unseen_frame_times_decode_smoothly():
     assert ((mid >= lo - 1e-3) & (mid <= hi + 1e-3)).float().mean() > 0.5
 
 
-def test_budget_is_met_and_preset_loads():
-    spec, cfg = load_preset("hinerv-s")
+@pytest.mark.parametrize("preset", ["hinerv-demo", "hinerv-s", "hinerv-m"])
+def test_budget_is_filled_and_grid_frames_stay_within_the_video(preset):
+    spec, cfg = load_preset(preset)
     assert spec.arch == "hinerv" and cfg.grad_clip == 1.0
-    for h, w, t, budget in [(144, 176, 120, 60_000), (240, 416, 48, 300_000)]:
+    for h, w, t, budget in [(144, 176, 120, 80_000), (240, 416, 48, 300_000), (480, 832, 64, 1_000_000)]:
         mcfg = solve_for_params(spec.shape, h, w, t, budget)
-        assert 0.9 * budget <= HiNeRV.count_params(mcfg) <= budget
+        # a grid channel alone can be a tenth of the budget: frames and then stage widths fill the rest
+        assert 0.98 * budget <= HiNeRV.count_params(mcfg) <= budget
+        assert mcfg.grid_frames * 2 ** (mcfg.grid_levels - 1) <= t and mcfg.local_frames <= t
+
+
+def test_stages_widen_only_when_grid_frames_are_spent():
+    half_rate = HinervShape(grid_channels=22, grid_frame_ratio=0.5, min_grid=16, depths=(2, 2, 1, 0), expansion=2)
+    cfg = solve_for_params(half_rate, 240, 416, 48, 300_000)
+    # both grids already have the video's 48 frames at their finest level: only wider stages can fill
+    assert cfg.grid_frames == 24 and cfg.local_frames == 48
+    assert 0.98 * 300_000 <= HiNeRV.count_params(cfg) <= 300_000
+    quarter = solve_for_params(replace(half_rate, grid_frame_ratio=0.25), 240, 416, 48, 300_000)
+    assert quarter.grid_frames > 12 and quarter.channels[0] < cfg.channels[0]  # frames before widths
 
 
 def test_registry_knows_both_representations():

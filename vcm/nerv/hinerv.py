@@ -315,26 +315,38 @@ class HinervShape:
 
 
 def solve_for_params(shape: HinervShape, height: int, width: int, frames: int, budget: int) -> HinervConfig:
-    """The largest common width scale whose parameter count stays within ``budget``."""
+    """The largest common width scale whose parameter count stays within ``budget``; then what
+    rounding left, one step at a time while it fits: base-grid channels, base-grid frames, local-grid
+    frames (frames are capped by the video's); then whatever is still left widens the stages together.
+    A grid channel can be a tenth of the budget; grid frames cost nothing per epoch (grids are
+    interpolated), wider stages do, so they come last."""
     from vcm.errors import VcmError
 
-    count = lambda k: HiNeRV.count_params(shape.config(height, width, frames, k))  # noqa: E731
-    lo, hi = 1e-3, 1.0
-    while count(hi) <= budget and hi < 1e4:
+    count = HiNeRV.count_params
+    k = _largest_scale(lambda k: count(shape.config(height, width, frames, k)), budget)
+    cfg = shape.config(height, width, frames, k)
+    if count(cfg) > budget:
+        raise VcmError(f"no HiNeRV of this shape fits in {budget} parameters at {width}x{height}, {frames} frames")
+    top = 2 ** (cfg.grid_levels - 1)  # the finest level has grid_frames · top frames
+    steps = [("grid_channels", budget), ("grid_frames", frames // top)] + [("local_frames", frames)] * bool(cfg.local_frames)
+    for field, limit in steps:
+        while getattr(cfg, field) < limit and count(wider := replace(cfg, **{field: getattr(cfg, field) + 1})) <= budget:
+            cfg = wider
+    grids = {field: getattr(cfg, field) for field, _ in steps}
+
+    def stages_at(k2: float) -> HinervConfig:
+        return replace(shape.config(height, width, frames, k2), **grids)
+
+    return stages_at(_largest_scale(lambda k2: count(stages_at(k2)), budget, lo=k))
+
+
+def _largest_scale(count_at, budget: int, lo: float = 1e-3) -> float:
+    """The largest scale k ≥ ``lo`` (40 bisections) with ``count_at(k) ≤ budget``, for a count that
+    does not decrease with k; ``lo`` itself when nothing larger fits."""
+    hi = max(1.0, 2 * lo)
+    while count_at(hi) <= budget and hi < 1e4:
         hi *= 2
     for _ in range(40):
         mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if count(mid) <= budget else (lo, mid)
-    cfg = shape.config(height, width, frames, lo)
-    if HiNeRV.count_params(cfg) > budget:
-        raise VcmError(f"no HiNeRV of this shape fits in {budget} parameters at {width}x{height}, {frames} frames")
-    return _fill_budget(cfg, budget)
-
-
-def _fill_budget(cfg: HinervConfig, budget: int) -> HinervConfig:
-    """Widen the base grid's channels one at a time while under budget (rounding leaves a gap)."""
-    while True:
-        wider = replace(cfg, grid_channels=cfg.grid_channels + 1)
-        if HiNeRV.count_params(wider) > budget:
-            return cfg
-        cfg = wider
+        lo, hi = (mid, hi) if count_at(mid) <= budget else (lo, mid)
+    return lo
