@@ -37,6 +37,22 @@ VARIANTS = {
     "local0.5": ({"local_frame_ratio": 0.5}, {"lr": 1e-2, "batch": 4}),
     "grid8-levels3": ({"grid_channels": 8, "grid_levels": 3, "grid_frame_ratio": 0.25}, {"lr": 1e-2, "batch": 4}),
     "expansion4": ({"expansion": 4.0}, {}),
+    # grid-heavy at 0.3M (with --preset hinerv-demo): the extra parameters go to the grids, whose cost per
+    # epoch is an interpolation at the base grid's size, and the convolutions stay about as narrow as at 60k
+    "grid22": ({"grid_channels": 22}, {}),
+    "grid22-b4": ({"grid_channels": 22}, {"batch": 4}),
+    "grid22-lr3e-3-g10": ({"grid_channels": 22}, {"lr": 3e-3, "grid_lr_scale": 10.0}),
+    "grid12": ({"grid_channels": 12}, {}),
+    "grid32": ({"grid_channels": 32}, {}),
+    "grid22-b1": ({"grid_channels": 22}, {"batch": 1}),
+    "grid22-b1-lr1.5e-2": ({"grid_channels": 22}, {"batch": 1, "lr": 1.5e-2}),
+    "grid22-levels3": ({"grid_channels": 22, "grid_levels": 3}, {}),
+    "grid22-kernel5": ({"grid_channels": 22, "kernel": 5}, {}),
+    "grid22-g3": ({"grid_channels": 22}, {"grid_lr_scale": 3.0}),
+    "grid12-g3": ({"grid_channels": 12}, {"grid_lr_scale": 3.0}),
+    "g3": ({}, {"grid_lr_scale": 3.0}),
+    "grid22-lr5e-2": ({"grid_channels": 22}, {"lr": 5e-2}),
+    "grid22-t0.5": ({"grid_channels": 22, "grid_frame_ratio": 0.5}, {}),
 }
 
 
