@@ -76,8 +76,9 @@ def main() -> None:
         fit(video, mcfg, cfg, Path(tmp) / "run", device, should_stop=stop)
     seconds = marks[total] - marks[args.warmup]
     ms_step = 1000 * seconds / args.steps
+    params = registry.entry(registry.arch_of_config(mcfg)).model_cls.count_params(mcfg)
     print_table("vcm fit speed", ["device", "preset", "frame size", "params", "batch", "ms/step", "frames/s"],
-                [[describe(device), args.preset, f"{video.width}x{video.height}", f"{registry.entry(registry.arch_of_config(mcfg)).model_cls.count_params(mcfg):,}", str(cfg.batch),
+                [[describe(device), args.preset, f"{video.width}x{video.height}", f"{params:,}", str(cfg.batch),
                   f"{ms_step:.1f}", f"{cfg.batch * args.steps / seconds:.1f}"]])
 
 

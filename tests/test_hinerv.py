@@ -5,13 +5,14 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from tests.conftest import moving_frames, run_cli, tiny_video
 from vcm.codec import nerv_stream
 from vcm.codec.compress import CompressOptions, RDOptions, compress_many, decode_file
 from vcm.nerv import registry
 from vcm.nerv.config import TrainConfig, load_preset
-from vcm.nerv.hinerv import HinervShape, HiNeRV, _interpolate, solve_for_params
+from vcm.nerv.hinerv import ConvNeXtBlock, HinervShape, HiNeRV, _interpolate, solve_for_params
 from vcm.nerv.train import fit, load_run, reconstruct
 from vcm.video import open_video
 from vcm.video.yuv import write_yuv420
@@ -47,6 +48,25 @@ def test_unseen_frame_times_decode_smoothly():
     # Halfway between two grid frames the output lies between theirs far more often than not.
     lo, hi = torch.minimum(a, b), torch.maximum(a, b)
     assert ((mid >= lo - 1e-3) & (mid <= hi + 1e-3)).float().mean() > 0.5
+
+
+def test_convnext_block_folds_the_norm_affine_exactly():
+    """The block runs LayerNorm without its affine and folds γ, β into the first 1×1: same function."""
+    torch.manual_seed(0)
+    block = ConvNeXtBlock(6, 2.0, 3)
+    with torch.no_grad():
+        block.norm.norm.weight.uniform_(0.5, 2.0)
+        block.norm.norm.bias.uniform_(-1.0, 1.0)
+    x = torch.randn(2, 9, 7, 6)  # [B, H, W, C]
+
+    def plain(weight, bias):
+        y = block.dw(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        y = F.layer_norm(y, (6,), weight, bias, block.norm.norm.eps)
+        return x + F.linear(F.gelu(F.linear(y, block.pw1.weight, block.pw1.bias)), block.pw2.weight, block.pw2.bias)
+
+    with torch.no_grad():
+        assert torch.allclose(block(x), plain(block.norm.norm.weight, block.norm.norm.bias), atol=1e-5)
+        assert not torch.allclose(block(x), plain(None, None), atol=1e-3)  # γ and β matter here: the check can fail
 
 
 @pytest.mark.parametrize("preset", ["hinerv-demo", "hinerv-s", "hinerv-m"])
