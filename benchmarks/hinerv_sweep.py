@@ -53,6 +53,9 @@ VARIANTS = {
     "g3": ({}, {"grid_lr_scale": 3.0}),
     "grid22-lr5e-2": ({"grid_channels": 22}, {"lr": 5e-2}),
     "grid22-t0.5": ({"grid_channels": 22, "grid_frame_ratio": 0.5}, {}),
+    # cheaper at 60k (with --preset hinerv-demo): one block less at half resolution
+    "depths211": ({"depths": (2, 1, 1, 0)}, {}),
+    "depths211-b4": ({"depths": (2, 1, 1, 0)}, {"batch": 4, "lr": 2e-2}),
 }
 
 

@@ -36,7 +36,7 @@ def fit_once(video, preset: str, budget: int, epochs: int) -> tuple[float, int, 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clips", default="carphone,bikes416")
-    ap.add_argument("--budgets", default="60k=hinerv-demo,300k=hinerv-s",
+    ap.add_argument("--budgets", default="60k=hinerv-xs,300k=hinerv-s",
                     help="BUDGET=HINERV_PRESET pairs: each budget with the HiNeRV preset made for it")
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--nerv-preset", default="demo", help="NeRV's schedule (demo: lr 5e-3, batch 4 — stronger than "

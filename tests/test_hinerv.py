@@ -69,7 +69,7 @@ def test_convnext_block_folds_the_norm_affine_exactly():
         assert not torch.allclose(block(x), plain(None, None), atol=1e-3)  # γ and β matter here: the check can fail
 
 
-@pytest.mark.parametrize("preset", ["hinerv-demo", "hinerv-s", "hinerv-m"])
+@pytest.mark.parametrize("preset", ["hinerv-xs", "hinerv-demo", "hinerv-s", "hinerv-m"])
 def test_budget_is_filled_and_grid_frames_stay_within_the_video(preset):
     spec, cfg = load_preset(preset)
     assert spec.arch == "hinerv" and cfg.grad_clip == 1.0
