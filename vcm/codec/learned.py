@@ -142,11 +142,11 @@ class RateDistortionModel(nn.Module):
         few hundred values each costs more in per-operation overhead than the arithmetic)."""
         names = [n for n, _ in self.model.named_parameters()]
         quantizers = [self.quantizer(n) for n in names]
+        params = dict(self.model.named_parameters())
+        sizes = [params[n].numel() for n in names]
         channel, tensor, keep, segments = [], [], [], []
         start = first_channel = 0
-        params = dict(self.model.named_parameters())
-        for i, (n, q) in enumerate(zip(names, quantizers)):
-            size = params[n].numel()
+        for i, (n, q, size) in enumerate(zip(names, quantizers, sizes)):
             channel.append(first_channel + torch.arange(size) // max(1, size // q.channels))
             tensor.append(torch.full((size,), i))
             mask = keep_masks.get(n)
@@ -158,7 +158,7 @@ class RateDistortionModel(nn.Module):
             else:
                 segments.append((start, start + size, None))
             start, first_channel = start + size, first_channel + q.channels
-        self._names, self._sizes, self._segments = names, [params[n].numel() for n in names], segments
+        self._names, self._sizes, self._segments = names, sizes, segments
         self.register_buffer("_channel", torch.cat(channel), persistent=False)
         self.register_buffer("_tensor", torch.cat(tensor), persistent=False)
         self.register_buffer("_keep", torch.cat(keep) if keep_masks else None, persistent=False)

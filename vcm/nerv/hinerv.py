@@ -106,8 +106,7 @@ def _as_nchw(x: torch.Tensor) -> torch.Tensor:
 
 
 def _as_nhwc(x: torch.Tensor) -> torch.Tensor:
-    """``[B, C, H, W]`` with channels-last strides → ``[B, H, W, C]``, contiguous (a copy only if the
-    strides were not channels-last)."""
+    """``[B, C, H, W]`` → ``[B, H, W, C]``, contiguous (no copy when the strides are already channels-last)."""
     return x.permute(0, 2, 3, 1).contiguous()
 
 
@@ -195,7 +194,7 @@ class HiNeRV(Representation):
         # Features run channels-last ([B, H, W, C]) between the grids and the head: the 1×1 layers are
         # then plain GEMMs, LayerNorm needs no permute, and the depthwise convolutions take mkldnn's
         # channels-last path (on 2 CPU cores a block's forward + backward is ~12 % faster).
-        x = torch.cat([_interpolate(g, t) for g in self.grids], dim=1).permute(0, 2, 3, 1).contiguous()
+        x = _as_nhwc(torch.cat([_interpolate(g, t) for g in self.grids], dim=1))
         for stage in self.stages:
             x = stage(x, t)
         x = self.head(x).permute(0, 3, 1, 2) if self.cfg.head == "pointwise" else self.head(_as_nchw(x))
