@@ -24,7 +24,8 @@ from vcm.bitstream import budget, container
 from vcm.bitstream.bits import Reader, StreamError, Writer
 from vcm.errors import VcmError
 from vcm.fsutil import write_bytes
-from vcm.icm.models import ARCHS, decode_bytes_per_pixel, fingerprint, load_checkpoint, pad_multiple
+from vcm.icm import rans_guard
+from vcm.icm.models import ARCHS, decode_bytes_per_pixel, fingerprint, load_checkpoint, pad_multiple, string_symbols
 
 MAGIC, VERSION = b"VCMI", 1
 
@@ -84,7 +85,8 @@ def encode_video(video, checkpoint: Path, out: Path, device, arch: str | None = 
 
 MAX_SIDE = 16384
 MAX_FRAMES = 1_000_000
-MAX_STRINGS = 8  # entropy-coded strings per frame (TCM and CompressAI's models write 2)
+MIN_FRAME_BYTES = 4  # a frame's data: two latent varints, the string count and a length per string
+MAX_STRINGS = 8  # entropy-coded strings per frame read before the count is checked (TCM: slices + 1, others 2)
 # Header fields and their checks: a schema, so that no field is used before its type is known.
 _HEADER = {
     "name": lambda v: isinstance(v, str) and len(v) <= 256,
@@ -121,6 +123,9 @@ def read_header(data: bytes) -> tuple[dict, bytes]:
             raise StreamError(f"malformed vcm ICM bitstream (header field {key!r} is invalid)")
     if header["source_frames"][1] - header["source_frames"][0] != header["frames"]:
         raise StreamError("malformed vcm ICM bitstream (source frame range does not match the frame count)")
+    if header["frames"] * MIN_FRAME_BYTES > len(sections[b"DATA"]):
+        raise StreamError(f"malformed vcm ICM bitstream (it declares {header['frames']:,} frames in "
+                          f"{len(sections[b'DATA']):,} bytes of frame data)")
     return header, sections[b"DATA"]
 
 
@@ -152,8 +157,12 @@ def open_icm(path: Path, device, checkpoint: Path | None = None) -> tuple[dict, 
     h, w = header["height"], header["width"]
     mult = pad_multiple(model)
     ph, pw = h + (-h % mult), w + (-w % mult)
-    budget.check(decode_bytes_per_pixel(model) * ph * pw, f"{w}x{h} frames with {header['arch']}", "vcm ICM")
-    return header, _frames(model, data, header, (ph // LATENT_STRIDE, pw // LATENT_STRIDE))
+    latent = (ph // LATENT_STRIDE, pw // LATENT_STRIDE)
+    # Each string is padded for the symbols its declared latent needs (see rans_guard), and held
+    # twice while decoding (Python's bytes and the native decoder's copy).
+    padding = 2 * (sum(rans_guard.padded_bytes(0, n) for n in string_symbols(model, latent)) + 17 * len(data))
+    budget.check(decode_bytes_per_pixel(model) * ph * pw + padding, f"{w}x{h} frames with {header['arch']}", "vcm ICM")
+    return header, _frames(model, data, header, latent)
 
 
 LATENT_STRIDE = 64  # the hyper-latent z is 1/64 of the padded frame in every supported architecture
@@ -168,8 +177,12 @@ def _frames(model, data: bytes, header: dict, latent: tuple[int, int]) -> Iterat
         if shape != latent:
             raise StreamError(f"malformed vcm ICM frame data (latent {shape[0]}x{shape[1]}, the header's "
                               f"{w}x{h} frames need {latent[0]}x{latent[1]})")
+        symbols = string_symbols(model, shape)
         n = r.varint(MAX_STRINGS)
-        strings = [[r.raw(r.varint(r.remaining()))] for _ in range(n)]
+        if n != len(symbols):
+            raise StreamError(f"malformed vcm ICM frame data ({n} entropy-coded strings, {header['arch']} writes "
+                              f"{len(symbols)})")
+        strings = [[rans_guard.pad(r.raw(r.varint(r.remaining())), count)] for count in symbols]
         try:
             with torch.no_grad():
                 out = model.decompress(strings, shape)

@@ -58,6 +58,17 @@ def decode_bytes_per_pixel(model: torch.nn.Module) -> int:
     return 64 * n
 
 
+def string_symbols(model: torch.nn.Module, latent: tuple[int, int]) -> list[int]:
+    """Symbols the entropy decoder reads from each of one frame's strings, in stream order, for a
+    hyper-latent of ``latent`` = (h, w) (y is 4× larger along each axis): TCM writes one string per
+    channel slice of y, then z; CompressAI's models write y, then z."""
+    h, w = latent
+    if isinstance(model, TCM):
+        slice_channels = model.cfg.M // model.cfg.num_slices
+        return [slice_channels * 16 * h * w] * model.cfg.num_slices + [model.cfg.z_channels * h * w]
+    return [int(model.M) * 16 * h * w, int(model.entropy_bottleneck.channels) * h * w]
+
+
 def fingerprint(path: Path) -> str:
     h = hashlib.sha256(str(os.path.getsize(path)).encode())
     with open(path, "rb") as f:
