@@ -214,15 +214,35 @@ def to_frame(det: torch.Tensor, gain: float, pad: tuple[float, float], height: i
                       det[:, 5].long().cpu().numpy())
 
 
+def class_names(model: torch.nn.Module, source: str) -> tuple[str, ...]:
+    """The classes a YOLOv7 checkpoint was trained on: its ``names`` (a list, or a dict by index,
+    as YOLOv7's train.py stores them), COCO-80 when it has none or they are COCO's (spaces and
+    underscores alike). A checkpoint trained on a user's classes is scored against ground truth
+    in those names."""
+    names = getattr(model, "names", None)
+    if names is None:
+        names = getattr(getattr(model, "module", None), "names", None)
+    if names is None:
+        return tuple(COCO80)
+    if isinstance(names, dict):
+        keys = sorted(names) if all(isinstance(k, int) for k in names) else None
+        names = [names[k] for k in keys] if keys == list(range(len(names))) else None
+    if not (isinstance(names, (list, tuple)) and names and all(isinstance(n, str) and n.strip() for n in names)
+            and len(set(names)) == len(names)):
+        raise VcmError(f"{source} stores class names that are not a list of distinct names")
+    normalised = tuple(n.strip().replace(" ", "_") for n in names)
+    return tuple(COCO80) if normalised == tuple(COCO80) else tuple(n.strip() for n in names)
+
+
 class YoloV7Detector:
     name = "yolov7"
-    classes = tuple(COCO80)
 
     def __init__(self, weights=None, repo=None, device="cpu", batch: int = 8, half: bool = False,
                  settings: YoloV7Settings = YoloV7Settings()):
         self.device = torch.device(device)
         self.weights = find_weights(weights)
         self.model = load_model(weights, repo, self.device)
+        self.classes = class_names(self.model, self.weights.name)
         self.half = half and self.device.type == "cuda"
         if self.half:
             self.model = self.model.half()
@@ -230,7 +250,7 @@ class YoloV7Detector:
         self.s = settings
 
     def settings(self) -> dict:
-        return {"name": self.name, "weights": str(self.weights), "half": self.half, "letterbox_stride": STRIDE,
+        return {"name": self.name, "weights": str(self.weights), "classes": "coco80" if self.classes == tuple(COCO80) else list(self.classes), "half": self.half, "letterbox_stride": STRIDE,
                 "pad_value": PAD_VALUE, "nms": "multi-label, torchvision batched_nms", **asdict(self.s)}
 
     @torch.no_grad()
@@ -242,11 +262,13 @@ class YoloV7Detector:
             x = x.to(self.device, torch.float16 if self.half else torch.float32)
             pred = self.model(x)
             pred = pred[0] if isinstance(pred, (tuple, list)) else pred
+            if pred.shape[-1] != 5 + len(self.classes):
+                raise VcmError(f"{self.weights.name} predicts {pred.shape[-1] - 5} classes but names {len(self.classes)}")
             out += [to_frame(nms_multilabel(p.float(), self.s), gain, pad, h, w) for p in pred]
         return out
 
 
-@register_detector("yolov7", "YOLOv7 (WongKinYiu/yolov7), evaluated as its test.py; COCO-80 classes")
+@register_detector("yolov7", "YOLOv7 (WongKinYiu/yolov7), evaluated as its test.py; the checkpoint's classes (COCO-80 for the published weights)")
 def create(weights=None, repo=None, device="cpu", batch=8, half=False, options=None) -> YoloV7Detector:
     settings = apply_options(YoloV7Settings(), options, "yolov7")
     if settings.img_size < STRIDE:
