@@ -155,7 +155,7 @@ def test_demo_runs_end_to_end_with_both_nerv_curves(tmp_path):
     html = (tmp_path / "demo" / "report.html").read_text()
     assert "hinerv-rd" in html and "nerv" in html
     streams = sorted((tmp_path / "demo" / "points" / "carphone" / "hinerv").glob("*/stream.nerv"))
-    assert len(streams) == 4 and all(s.read_bytes()[4] == 2 for s in streams)
+    assert len(streams) == 4 and all(s.read_bytes()[4] == 3 for s in streams)
     assert summary["detector"]["ground_truth"].startswith("pseudo ground truth: ") and summary["detector"]["every"] == 12
     assert all(p["map"] is not None for p in summary["points"])
     assert set(summary["bd_rate_map"]) == {"nerv", "hinerv-rd"} and "BD-rate (mAP)" in html

@@ -118,7 +118,7 @@ def test_fit_learns_and_both_methods_round_trip(hinerv_run):
                             outs=[root / "a.nerv", root / "r.nerv"])
     for r, name in zip(reports, ("a.nerv", "r.nerv")):
         frames, stream, _ = decode_file(root / name, CPU)
-        assert stream.arch == "hinerv" and (root / name).read_bytes()[4] == 2
+        assert stream.arch == "hinerv" and (root / name).read_bytes()[4] == 3
         assert frames.shape == video.frames_u8.shape
         # The encoder's view of its quantized weights equals what the decoder rebuilt from the file.
         assert np.array_equal(frames, reconstruct(stream.build_model(), 4, CPU))

@@ -143,7 +143,7 @@ def test_rd_stream_decodes_from_the_file_alone_bit_exactly(rd_streams):
     root, video, reports = rd_streams
     frames, stream, _ = decode_file(root / "low.nerv", CPU)
     again, _, _ = decode_file(root / "low.nerv", CPU)
-    assert stream.coding == "rd" and stream.arch == "nerv" and (root / "low.nerv").read_bytes()[4] == 2
+    assert stream.coding == "rd" and stream.arch == "nerv" and (root / "low.nerv").read_bytes()[4] == nerv_stream.VERSION == 3
     assert np.array_equal(frames, again)
     assert reports[0]["psnr"] == pytest.approx(float(__import__("vcm.quality", fromlist=["x"]).psnr_rgb(video.frames_u8, frames).mean()))
     # Re-encoding the decoded stream gives the same bytes.
@@ -174,6 +174,22 @@ def test_version_1_streams_still_decode():
     assert stream.coding == "affine" and stream.arch == "nerv"
     assert np.array_equal(frames, np.load(DATA / "v1_tiny_frames.npy"))
     assert nerv_stream.encode(stream) == (DATA / "v1_tiny.nerv").read_bytes()  # the paper pipeline's bytes are unchanged
+
+
+def test_version_2_streams_still_decode():
+    """A rate–distortion HiNeRV stream as vcm wrote it before streams carried their parameter count."""
+    data = (DATA / "v2_rd_hinerv.nerv").read_bytes()
+    frames, stream, _ = decode_file(DATA / "v2_rd_hinerv.nerv", CPU)
+    assert data[4] == 2 and stream.coding == "rd" and stream.arch == "hinerv"
+    assert np.array_equal(frames, np.load(DATA / "v2_rd_hinerv_frames.npy"))
+    again = nerv_stream.encode(stream)  # written as version 3: the parameter count is the only change
+    assert again[4] == 3 and np.array_equal(decode_file_bytes(again), frames)
+
+
+def decode_file_bytes(data: bytes) -> np.ndarray:
+    from vcm.codec.compress import iter_frames
+
+    return np.concatenate(list(iter_frames(nerv_stream.decode(data), CPU)))
 
 
 def test_v2_header_is_validated(rd_streams):

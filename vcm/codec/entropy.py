@@ -130,7 +130,13 @@ def decode_array(r: Reader, count: int) -> np.ndarray:
     words = r.array("<u4", n_words).astype(np.uint32)
     try:
         coder = constriction.stream.stack.AnsCoder(words)
-        out = coder.decode(model, count)
+        out = np.asarray(coder.decode(model, count), dtype=np.int32)
+        again = constriction.stream.stack.AnsCoder()
+        again.encode_reverse(out, model)
     except Exception as err:  # constriction reports corrupt data as ValueError/AssertionError
         raise StreamError(f"corrupt entropy-coded data ({type(err).__name__})") from None
-    return np.asarray(out, dtype=np.int64) + lo
+    # Exactly the words the encoder writes for these symbols: none left unread (junk, or symbols of
+    # a larger array), none decoded past the coded ones (a declared count larger than was coded).
+    if not np.array_equal(again.get_compressed(), words):
+        raise StreamError("malformed entropy-coded data (its words do not match the declared symbol count)")
+    return out.astype(np.int64) + lo

@@ -9,6 +9,9 @@ coding) and ``DATA``, whose layout depends on the coding:
   one coded array;
 - ``rd`` (rate–distortion method, format version 2): see :mod:`vcm.codec.rd_coding`.
 
+From version 3, ``DATA`` starts with the parameter count of the network it was coded for (a
+varint), checked against the header's network. Versions 2 and 3 differ in nothing else.
+
 Version 1 streams (NeRV, affine, no ``arch``/``coding`` in the header) are still written for the
 paper's pipeline on NeRV, byte for byte as before, and every version-1 stream still decodes.
 """
@@ -22,6 +25,7 @@ import torch
 
 from vcm.bitstream import container
 from vcm.bitstream.bits import Reader, StreamError, Writer
+from vcm.bitstream.decode_plan import DecodePlan
 from vcm.codec import rd_coding
 from vcm.codec.entropy import decode_array, encode_array
 from vcm.codec.quant import QTensor, bf16_bytes, bf16_from, levels
@@ -29,7 +33,7 @@ from vcm.nerv import registry
 
 COLOUR = "RGB output; YUV sources were converted with BT.601 limited range (vcm.video.color)"
 MAGIC = b"VCMN"
-VERSION = 2
+VERSION = 3
 CODINGS = ("affine", "rd")
 LIMITS = {"side": 16384, "frames": 1_000_000, "params": 1 << 27, "width_channels": 1 << 16,
           "stem_layers": 8, "stages": 8, "embed_levels": 1024}
@@ -52,6 +56,12 @@ class NervStream:
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {q.name: torch.from_numpy(q.dequantize()) for q in self.tensors}
 
+    def plan(self, stream_bytes: int, frames: range | None = None, name: str = "this stream") -> DecodePlan:
+        """The cost of decoding ``frames`` (default: all) of this stream of ``stream_bytes`` bytes."""
+        count = len(frames) if frames is not None else self.video["frames"]
+        macs = registry.entry(self.arch).model_cls.frame_macs(self.model)
+        return DecodePlan("vcm NeRV", name, count, self.model.width, self.model.height, stream_bytes, macs)
+
     def build_model(self) -> torch.nn.Module:
         model = registry.create_representation(self.arch, self.model)
         model.load_state_dict(self.state_dict(), strict=False)
@@ -70,6 +80,8 @@ def encode(stream: NervStream, stats: dict | None = None) -> bytes:
     if version >= 2:
         header.update(arch=stream.arch, coding=stream.coding)
     w = Writer()
+    if version >= 3:  # binds the header's network to the data: a header edit that reshapes it is refused
+        w.varint(sum(int(np.prod(q.shape)) for q in stream.tensors))
     if stream.coding == "affine":
         header["bits"] = _write_affine(stream, w)
     elif stream.coding == "rd":
@@ -104,8 +116,10 @@ def _write_affine(stream: NervStream, w: Writer) -> dict:
     return bits
 
 
-def decode(data: bytes) -> NervStream:
-    """Parse and validate a ``.nerv`` stream; raises StreamError (a VcmError) on any defect."""
+def decode(data: bytes, allow_large: bool = False) -> NervStream:
+    """Parse and validate a ``.nerv`` stream; raises StreamError (a VcmError) on any defect, and on
+    a frame count or decoding work out of proportion to the stream's size unless ``allow_large``
+    (see :mod:`vcm.bitstream.decode_plan`; the caller then checks its own plan)."""
     sections = container.unpack(data, MAGIC, VERSION, "vcm NeRV")
     version = data[4]
     if b"HEAD" not in sections or b"DATA" not in sections:
@@ -125,10 +139,18 @@ def decode(data: bytes) -> NervStream:
     cfg, model_cls = _model_config(arch, header.get("model"))
     video = _video(header.get("video"), cfg)
     check_memory(arch, cfg, len(sections[b"DATA"]))
+    if not allow_large:
+        DecodePlan("vcm NeRV", "this stream", video["frames"], cfg.width, cfg.height, len(data),
+                   model_cls.frame_macs(cfg)).check()
     shapes = _shape_model(arch, cfg)
-    temporal = _temporal_names(header.get("temporal", []), coding, dict(shapes))
+    temporal = _temporal_names(header.get("temporal", []), coding, dict(shapes), arch, cfg)
     layout = [(n, shape, 1 if n in temporal else model_cls.quant_channels_of(cfg, n, shape)) for n, shape in shapes]
     r = Reader(sections[b"DATA"], "tensor data")
+    if version >= 3:
+        coded, declared = r.varint(LIMITS["params"]), sum(int(np.prod(shape)) for _, shape, _ in layout)
+        if coded != declared:
+            raise StreamError(f"malformed vcm NeRV bitstream (the header declares {declared:,} parameters, the "
+                              f"data was coded for {coded:,})")
     if coding == "affine":
         tensors = _read_affine(r, layout, header.get("bits"), model_cls.param_group)
     else:
@@ -221,11 +243,17 @@ def _read_header(blob: bytes) -> dict:
     return container.read_header(blob, "vcm NeRV")
 
 
-def _temporal_names(value, coding: str, shapes: dict) -> frozenset[str]:
-    """The header's ``temporal`` list: distinct names of the network's tensors of 2+ axes, rd coding only."""
+def _temporal_names(value, coding: str, shapes: dict, arch: str, cfg) -> frozenset[str]:
+    """The header's ``temporal`` list, rd coding only: empty (every tensor coded flat), or exactly the
+    tensors the encoder codes along time — those the representation marks temporal with 2+ slices
+    along their first axis. Any other list would decode the same symbols to other weights."""
     if not (isinstance(value, list) and (coding == "rd" or not value) and all(isinstance(n, str) for n in value)
-            and len(set(value)) == len(value) and all(len(shapes.get(n, ())) >= 2 for n in value)):
+            and len(set(value)) == len(value)):
         raise StreamError("malformed vcm NeRV bitstream (temporal tensors)")
+    temporal_of = registry.entry(arch).model_cls.temporal_of
+    canonical = {n for n, shape in shapes.items() if len(shape) >= 2 and shape[0] >= 2 and temporal_of(cfg, n, shape)}
+    if value and set(value) != canonical:
+        raise StreamError("malformed vcm NeRV bitstream (the temporal tensors are not the representation's)")
     return frozenset(value)
 
 

@@ -56,6 +56,14 @@ def _model(m: int, lo: int, hi: int):
     return constriction.stream.model.Categorical(laplace.table(m, lo, hi), perfect=False)
 
 
+def _encode_words(coded: list[tuple[np.ndarray, object]]) -> np.ndarray:
+    """One ANS stream of [(symbols ≥ 0, model)] in order → its words (``uint32``)."""
+    coder = constriction.stream.stack.AnsCoder()
+    for symbols, model in reversed(coded):  # a stack: the first tensor is decoded first
+        coder.encode_reverse(symbols.astype(np.int32), model)
+    return coder.get_compressed() if coded else np.zeros(0, np.uint32)
+
+
 def write(tensors: list[RDTensor], w: Writer) -> int:
     """Append the tensors to ``w``; returns the bytes of the ANS payload (the words)."""
     encode_array(np.concatenate([t.step_codes for t in tensors]), w)
@@ -72,10 +80,7 @@ def write(tensors: list[RDTensor], w: Writer) -> int:
         if hi > lo:
             w.raw(int(t.m).to_bytes(2, "little"))
             coded.append((s - lo, _model(t.m, lo, hi)))
-    coder = constriction.stream.stack.AnsCoder()
-    for symbols, model in reversed(coded):  # a stack: the first tensor is decoded first
-        coder.encode_reverse(symbols.astype(np.int32), model)
-    words = coder.get_compressed() if coded else np.zeros(0, np.uint32)
+    words = _encode_words(coded)
     w.varint(int(words.size))
     w.raw(words.astype("<u4").tobytes())
     return 4 * int(words.size)
@@ -104,11 +109,13 @@ def read(r: Reader, layout: list[tuple[str, tuple[int, ...], int]], temporal: fr
     words = r.array("<u4", n_words).astype(np.uint32)
     try:
         coder = constriction.stream.stack.AnsCoder(words)
-        tensors, c0 = [], 0
+        tensors, decoded, c0 = [], [], 0
         for (name, shape, channels), (lo, span, m) in zip(layout, params):
             count = int(np.prod(shape))
             if span >= 2:
-                flat = np.asarray(coder.decode(_model(m, lo, lo + span - 1), count), dtype=np.int64) + lo
+                model = _model(m, lo, lo + span - 1)
+                decoded.append((np.asarray(coder.decode(model, count), dtype=np.int32), model))
+                flat = decoded[-1][0].astype(np.int64) + lo
             else:
                 flat = np.full(count, lo, dtype=np.int64)
             if name in temporal:
@@ -118,6 +125,12 @@ def read(r: Reader, layout: list[tuple[str, tuple[int, ...], int]], temporal: fr
             tensors.append(RDTensor(name, shape, codes[c0:c0 + channels].astype(np.int64), m,
                                     flat.astype(np.int32).reshape(channels, -1), name in temporal))
             c0 += channels
+        # The words must be exactly what the encoder writes for the decoded symbols: no coded word
+        # left unread (junk, or symbols of a shape the header no longer declares) and no symbol
+        # decoded past the coded ones (a declared shape larger than what was coded).
+        if not np.array_equal(_encode_words(decoded), words):
+            raise StreamError("malformed vcm NeRV bitstream (the declared tensor shapes do not match the "
+                              "entropy-coded words)")
     except StreamError:
         raise
     except Exception as err:  # constriction reports corrupt data as ValueError / AssertionError

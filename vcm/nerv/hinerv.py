@@ -242,6 +242,25 @@ class HiNeRV(Representation):
         return 4 * max(peak, (c + 9 * s * s) * h * w)
 
     @staticmethod
+    def frame_macs(cfg: HinervConfig) -> int:
+        """Multiply–accumulates to decode one frame (computed from the config): per stage the 1×1
+        projection at the low resolution, then per ConvNeXt block the depthwise k×k and both 1×1
+        layers at the high one; then the head. Grid interpolation, upsampling and norms are a few
+        operations per element and are left out."""
+        h, w = cfg.grid_h, cfg.grid_w
+        c = sum(ch for _, ch in cfg.level_shapes())
+        macs = 0
+        for s, c_out, depth in zip(cfg.stage_strides, cfg.channels, cfg.depths):
+            hidden = max(1, round(c_out * cfg.expansion))
+            macs += c * c_out * h * w
+            h, w, c = h * s, w * s, c_out
+            macs += depth * (cfg.kernel ** 2 * c + 2 * c * hidden) * h * w
+        if cfg.head == "subpixel":
+            s = cfg.strides[-1]
+            return macs + 9 * c * 3 * s * s * h * w
+        return macs + 3 * c * h * w
+
+    @staticmethod
     def count_params(cfg: HinervConfig) -> int:
         with torch.device("meta"):
             return sum(p.numel() for p in HiNeRV(cfg).parameters())

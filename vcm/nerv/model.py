@@ -209,6 +209,20 @@ class NeRV(Representation):
             h, w, c = h * s, w * s, c_out
         return 4 * max(peak, (c + 9) * h * w)
 
+    @staticmethod
+    def frame_macs(cfg: "NervConfig") -> int:
+        """Multiply–accumulates to decode one frame (computed from the config): the stem's Linear
+        layers, each block's 3×3 convolution to C_out·s² channels at its input resolution, the 1×1 head."""
+        macs, d = 0, 2 * cfg.embed_levels
+        for dim in (*cfg.stem_dims, cfg.fc_dim * cfg.grid_h * cfg.grid_w):
+            macs += d * dim
+            d = dim
+        h, w, c = cfg.grid_h, cfg.grid_w, cfg.fc_dim
+        for s, c_out in zip(cfg.strides, cfg.block_widths()):
+            macs += 9 * c * c_out * s * s * h * w
+            h, w, c = h * s, w * s, c_out
+        return macs + 3 * c * h * w
+
     def __init__(self, cfg: NervConfig):
         super().__init__()
         self.cfg = cfg

@@ -18,7 +18,9 @@ Every class provides, beside ``forward(t: float [B]) → float [B,3,H,W]`` in [0
 - ``count_params(cfg)`` (static) and ``check_config(cfg, limits)`` (static: raises ``ValueError``
   for a config no decoder should build, e.g. from a hostile bitstream);
 - ``frame_bytes(cfg)`` (static): an upper estimate of the float32 activations alive while one
-  frame is decoded (the decoder's memory budget is checked with it before anything is built).
+  frame is decoded (the decoder's memory budget is checked with it before anything is built);
+- ``frame_macs(cfg)`` (static): multiply–accumulates to decode one frame (convolutions and
+  matmuls), from which a decode's work and time are known before it starts.
 
 Subclassing :class:`Representation` gives the instance conveniences.
 
