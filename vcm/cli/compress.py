@@ -80,6 +80,8 @@ def compress(
 def decode(
     bitstream: Path = typer.Argument(..., help="A .nerv file."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output: .yuv, .mp4/.mkv (lossless) or a folder of PNGs."),
+    frames: Optional[str] = typer.Option(None, "--frames", help="Decode only frames A:B of the stream (0-based, B exclusive): every frame of a neural representation decodes on its own."),
+    allow_large: bool = typer.Option(False, "--allow-large", metavar="", help="Decode a stream whose frame count or decoding work is far out of proportion to its size (refused by default; see VCM_WORK_BUDGET)."),
     device: str = DeviceOpt,
     json_out: bool = JsonOpt,
 ) -> None:
@@ -97,27 +99,36 @@ def decode(
         raise VcmError(f"{bitstream} does not exist")
     if out is not None:
         check_output(out, inputs=[bitstream], kind="any")
-    from vcm.codec.compress import decode_stream, iter_frames
+    from vcm.bitstream.decode_plan import human_macs
+    from vcm.codec.compress import decode_stream, frame_range, iter_frames
     from vcm.device import resolve_device
     from vcm.video.writer import open_writer
 
     t0 = time.time()
-    stream = decode_stream(bitstream)
+    stream = decode_stream(bitstream, allow_large=True)  # its plan is checked below, with the output and range
     v = stream.video
-    with progress.progress(f"decode {bitstream.name}", v["frames"]) as bar, \
+    selected = frame_range(frames, v["frames"])
+    plan = stream.plan(bitstream.stat().st_size, selected, bitstream.name)
+    plan.check(out, allow_large)
+    progress.log(f"decode {bitstream.name}: {plan.describe(out)}")
+    with progress.progress(f"decode {bitstream.name}", len(selected)) as bar, \
             (open_writer(out, v["fps"]) if out is not None else contextlib.nullcontext(None)) as write:
-        for chunk in iter_frames(stream, resolve_device(device)):
+        for chunk in iter_frames(stream, resolve_device(device), selected):
             if write is not None:
                 write(chunk)
             bar.advance(len(chunk))
-    fps = v["frames"] / max(time.time() - t0, 1e-9)
-    result = {"bitstream": str(bitstream), "frames": v["frames"], "size": f"{v['width']}x{v['height']}",
-              "fps": v["fps"], "source_frames": v["source_frames"], "decode_frames_per_second": fps,
-              "out": str(out) if out else None}
+    fps = len(selected) / max(time.time() - t0, 1e-9)
+    first = v["source_frames"][0]
+    result = {"bitstream": str(bitstream), "frames": len(selected), "stream_frames": [selected.start, selected.stop],
+              "size": f"{v['width']}x{v['height']}", "fps": v["fps"],
+              "source_frames": [first + selected.start, first + selected.stop], "decode_frames_per_second": fps,
+              "estimated_gmac": plan.macs / 1e9, "out": str(out) if out else None}
     if json_out:
         print_json(result)
         return
     table(f"vcm decode: {bitstream.name}", [
-        ("frames", f"{v['frames']} (source {v['source_frames'][0]}:{v['source_frames'][1]})"),
-        ("size", result["size"]), ("decode speed", f"{fps:.1f} frames/s"), ("written to", str(out) if out else "– (use --out)"),
+        ("frames", f"{len(selected)} (stream {selected.start}:{selected.stop} of {v['frames']}, source "
+                   f"{result['source_frames'][0]}:{result['source_frames'][1]})"),
+        ("size", result["size"]), ("work", f"{human_macs(plan.macs)} (estimated)"),
+        ("decode speed", f"{fps:.1f} frames/s"), ("written to", str(out) if out else "– (use --out)"),
     ])

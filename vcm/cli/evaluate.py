@@ -68,7 +68,7 @@ def eval_command(
     gt, det = truth_and_detector(spec, input_name(input, size, fps, bit_depth), detector, sequence, weights=weights,
                                  repo=yolov7_repo, device=dev, batch=batch, half=half, options=parse_set(set_))
     video_options = {"size": parse_size(size) if size else None, "fps": fps, "bit_depth": bit_depth}
-    decoded = decode_any(input, dev, frames, video_options["size"], fps, bit_depth, checkpoint)
+    decoded = decode_any(input, dev, frames, video_options["size"], fps, bit_depth, checkpoint, gt, every)
     gt, det = complete(spec, decoded, gt, det, every, batch, video_options)
     clip, scores = score(decoded, gt, det, batch, every)
     scores.update(input=str(input.resolve()), input_fingerprint=file_fingerprint(input), truth=spec.to_dict(),

@@ -123,10 +123,15 @@ def icm_decode(
     if out is not None:
         check_output(out, inputs=[bitstream, checkpoint], kind="any")
     from vcm.device import resolve_device
+    from vcm.bitstream.decode_plan import DecodePlan
     from vcm.icm.codec import open_icm
     from vcm.video.writer import open_writer
 
     header, frames = open_icm(bitstream, resolve_device(device), checkpoint)
+    plan = DecodePlan("vcm ICM", bitstream.name, header["frames"], header["width"], header["height"],
+                      bitstream.stat().st_size)
+    plan.check(out)
+    progress.log(f"decode {bitstream.name}: {plan.describe(out)}")
     with progress.progress(f"decode {bitstream.name}", header["frames"]) as bar, \
             (open_writer(out, header["fps"]) if out is not None else contextlib.nullcontext(None)) as write:
         for frame in frames:

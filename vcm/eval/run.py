@@ -162,14 +162,24 @@ def frames_to_score(gt: GroundTruth | None, decoded: Decoded, every: int = 1) ->
 
 
 def decode_any(path: Path, device, frames: str = "auto", size=None, fps=None, bit_depth=None,
-               checkpoint: Path | None = None) -> Decoded:
-    """A ``.nerv`` bitstream is decoded; anything else is read as a video (the original too)."""
+               checkpoint: Path | None = None, gt: GroundTruth | None = None, every: int = 1) -> Decoded:
+    """A ``.nerv`` bitstream is decoded; anything else is read as a video (the original too).
+
+    With ground truth known before decoding (``gt``), a ``.nerv`` stream decodes only the range of
+    frames that will be scored (each frame of a neural representation decodes on its own); the
+    frames chosen by :func:`frames_to_score` are the same as after a full decode."""
     path = Path(path)
     if path.suffix == ".nerv":
-        from vcm.codec.compress import decode_file
+        from vcm.codec.compress import decode_frames, decode_stream
 
-        out, stream, _ = decode_file(path, device)
-        return Decoded(out, range(*stream.video["source_frames"]), stream.video.get("sequence") or stream.video["name"])
+        stream = decode_stream(path)
+        source = range(*stream.video["source_frames"])
+        name = stream.video.get("sequence") or stream.video["name"]
+        wanted = frames_to_score(gt, Decoded(None, source, name), every) if gt is not None else []
+        # no frame to score: all of them are decoded, and score() says why
+        subset = range(wanted[0] - source.start, wanted[-1] + 1 - source.start) if wanted else range(len(source))
+        out = decode_frames(stream, device, subset)
+        return Decoded(out, range(source.start + subset.start, source.start + subset.stop), name)
     if path.suffix == ".icm":
         from vcm.icm.codec import decode_icm_file
 
