@@ -5,23 +5,28 @@
 Starts from real streams (a paper-pipeline NeRV stream, rate–distortion NeRV and HiNeRV streams,
 a tiny SA-ICM stream), mutates them — header fields (values, types, deletions, unknown keys),
 the compressed header itself (truncation, junk, zip bombs, deep nesting), tensor/frame data
-(bit flips, truncation, extension, forged varints, latent shapes) — and, except for a few
-container-level cases, **recomputes the checksums** so that the inner parsers are reached. Every
-case is decoded through the library's real entry points (the first frames only: a stream that
-parses and builds may declare a million frames).
+(bit flips, truncation, extension, forged varints, latent shapes), junk words before the ANS
+data, header edits that change tensor shapes, declared frames / frame size / strides / widths,
+and (``.icm``) frame sizes rewritten consistently in the header and every frame's latent shape —
+and, except for a few container-level cases, **recomputes the checksums** so that the inner
+parsers are reached. Every case is decoded whole through the library's real entry points, each
+in a fresh forked process, so that a native crash (a signal) is an outcome, not the end of the run.
 
 Outcome classes: ``decoded``, ``rejected`` (a one-line StreamError/VcmError), ``crash`` (any
-other exception: a bug) and ``slow`` (over ``SLOW_SECONDS``). Prints one JSON summary; the peak
-resident memory of the whole run is part of it. Runs in its own process so that a native crash
-cannot take the test runner with it; the case being decoded is written to ``--report`` first.
+other exception: a bug), ``signal`` (the process was killed by one: a native crash) and ``slow``
+(over ``SLOW_SECONDS``). Prints one JSON summary with the peak resident memory of any case; the
+case being decoded is written to ``--report`` first. ``.icm`` runs first decode the five
+consistent-size rewrites that once crashed the native entropy decoder (``fixed`` in the summary).
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
 import resource
+import select
 import signal
 import struct
 import sys
@@ -34,8 +39,12 @@ from pathlib import Path
 import numpy as np
 
 os.environ.setdefault("VCM_MEMORY_BUDGET", "1G")
+# Each case may decode every frame it declares; the work cap (about 2 s on one core) keeps a case
+# short as a user's VCM_WORK_BUDGET would. The default rules are tested on their own.
+os.environ.setdefault("VCM_WORK_BUDGET", "3G")
 
 SLOW_SECONDS = 5.0
+FIXED_SECONDS = 120.0
 HOSTILE = [0, -1, 1, 2, 3, 7, 8, 64, 255, 256, 1023, 1024, 16384, 16385, 65535, 65536, 10**6, 10**9, 2**31, 2**63,
            10**30, -10**9, 0.5, -0.0, 1e-300, 1e308, math.inf, -math.inf, math.nan, "", "x", "nerv", "hinerv",
            "affine", "rd", "tcm", "tcm-tiny", "mbt2018-mean", "../x", "x" * 300, [], [0], [1, 2], [-1, 10**9],
@@ -154,8 +163,156 @@ def mutate_data(payload: bytes, rng, icm: bool) -> tuple[bytes, str]:
     return bytes(b), f"data.{op}"
 
 
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _read_varint(b: bytes, pos: int) -> tuple[int, int]:
+    n = shift = 0
+    while True:
+        byte = b[pos]
+        n |= (byte & 0x7F) << shift
+        pos, shift = pos + 1, shift + 7
+        if not byte & 0x80:
+            return n, pos
+
+
+# The consistent-size rewrites that once made CompressAI's native decoder read past a string.
+ICM_REWRITES = [(1024, 1024), (2048, 2048), (2048, 1024), (16384, 1), (1, 16384)]
+ICM_SIDES = [1, 2, 63, 64, 65, 128, 200, 256, 512, 1000, 1024, 2048, 4096, 16384]
+
+
+def resize_icm(data: bytes, width: int, height: int) -> bytes:
+    """The header's frame size and every frame's latent shape rewritten consistently (checksums
+    recomputed): the strings stay as coded, the declared symbol counts grow or shrink."""
+    prefix, sections = split(data)
+    head = next(s for s in sections if s[0] == b"HEAD")
+    dat = next(s for s in sections if s[0] == b"DATA")
+    header = json.loads(zlib.decompress(head[1]))
+    mult = 16 * header["config"].get("window", 4) if header["arch"].startswith("tcm") else 64
+    latent = ((height + (-height % mult)) // 64, (width + (-width % mult)) // 64)
+    header.update(width=width, height=height)
+    head[1] = zlib.compress(json.dumps(header).encode(), 9)
+    b, pos, out = dat[1], 0, bytearray()
+    for _ in range(header["frames"]):
+        _, pos = _read_varint(b, pos)
+        _, pos = _read_varint(b, pos)
+        n, pos = _read_varint(b, pos)
+        out += _varint(latent[0]) + _varint(latent[1]) + _varint(n)
+        for _ in range(n):
+            length, start = _read_varint(b, pos)
+            out += b[pos:start + length]
+            pos = start + length
+    dat[1] = bytes(out)
+    return join(prefix, sections)
+
+
+def _ans_words_at(payload: bytes) -> int | None:
+    """Where the ANS words of an rd ``DATA`` payload start: they end it, after their count."""
+    for n in range(len(payload) // 4, -1, -1):
+        start = len(payload) - 4 * n
+        for width in range(1, 6):
+            if start - width >= 0:
+                try:
+                    value, end = _read_varint(payload, start - width)
+                except IndexError:
+                    continue
+                if end == start and value == n and _varint(n) == payload[start - width:start]:
+                    return start - width
+    return None
+
+
+def junk_words(data: bytes, rng) -> tuple[bytes, str]:
+    """Junk 32-bit words put in front of an rd stream's ANS data (the count raised to match)."""
+    prefix, sections = split(data)
+    dat = next(s for s in sections if s[0] == b"DATA")
+    at = _ans_words_at(dat[1])
+    n, start = _read_varint(dat[1], at)
+    k = int(rng.choice([1, 2, 7, 1000]))
+    dat[1] = dat[1][:at] + _varint(n + k) + rng.bytes(4 * k) + dat[1][start:]
+    return join(prefix, sections), "junk_words"
+
+
+def shape_edits(header: dict) -> dict:
+    """Header edits (name → function editing ``header`` in place) that change the declared tensor
+    shapes or the tensors coded along time."""
+    m = header["model"]
+    if header.get("arch") == "hinerv":
+        edits = {
+            "channels": lambda: m.update(channels=[1] * len(m["channels"])),
+            "kernel": lambda: m.update(kernel=5 if m["kernel"] == 3 else 3),
+            "expansion": lambda: m.update(expansion=m["expansion"] * 2),
+            "grid_frames": lambda: m.update(grid_frames=m["grid_frames"] + 1),
+            "grid_channels": lambda: m.update(grid_channels=m["grid_channels"] + 1),
+            "temporal_add": lambda: header.update(temporal=header.get("temporal", []) + ["grids.0"]),
+            "temporal_drop": lambda: header.update(temporal=header.get("temporal", [])[1:] + ["stages.0.proj.weight"]),
+        }
+    else:
+        edits = {
+            "fc_dim": lambda: m.update(fc_dim=m["fc_dim"] + 1),
+            "stem_dims": lambda: m.update(stem_dims=[d + 1 for d in m["stem_dims"]]),
+            "expansion": lambda: m.update(expansion=m["expansion"] * 2),
+            "embed_levels": lambda: m.update(embed_levels=m["embed_levels"] + 1),
+            "temporal_add": lambda: header.update(temporal=["head.weight"]),
+        }
+    return edits
+
+
+def _edit_model(header: dict, rng) -> str:
+    edits = shape_edits(header)
+    name = list(edits)[int(rng.integers(len(edits)))]
+    edits[name]()
+    return name
+
+
+def _scale_model(header: dict, what: str, rng) -> None:
+    """Declared frames, frame size, strides or widths multiplied (kept self-consistent)."""
+    m, v = header["model"], header["video"]
+    k = int(rng.choice([2, 4, 16, 64, 256]))
+    if what == "frames":
+        n = int(rng.choice([100, 1000, 5000, 50_000, 10**6]))
+        v.update(frames=n, source_frames=[0, n])
+    elif what == "size":
+        m.update(height=m["height"] * k, width=m["width"] * k, grid_h=m["grid_h"] * k, grid_w=m["grid_w"] * k)
+    elif what == "strides":
+        m["strides"] = [min(8, s * 2) for s in m["strides"]]
+        m.update(height=m["height"] * 2, width=m["width"] * 2)
+    elif "channels" in m:  # widths of a HiNeRV
+        m.update(channels=[c * k for c in m["channels"]], grid_channels=m["grid_channels"] * k)
+    else:
+        m.update(fc_dim=m["fc_dim"] * k, stem_dims=[d * k for d in m["stem_dims"]])
+
+
+# Classes whose every case must be refused (the decoded frames would otherwise silently differ);
+# they and the declared-cost classes are decoded whole, under the default memory budget.
+MUST_REFUSE = ("junk_words", "shape")
+DECLARED = ("declared.frames", "declared.size", "declared.strides", "declared.widths")
+
+
 def mutate(data: bytes, rng, icm: bool) -> tuple[bytes, str]:
     prefix, sections = split(data)
+    roll = rng.random()
+    if icm and roll < 0.15:
+        w, h = (int(rng.choice(ICM_SIDES)), int(rng.choice(ICM_SIDES)))
+        return resize_icm(data, w, h), "resize"
+    header = json.loads(zlib.decompress(next(s for s in sections if s[0] == b"HEAD")[1]))
+    if not icm and roll < 0.30:
+        head = next(s for s in sections if s[0] == b"HEAD")
+        if roll < 0.10 and header.get("coding") == "rd":
+            return junk_words(data, rng)
+        if roll < 0.18:
+            what = "shape:" + _edit_model(header, rng)
+        else:
+            which = ["frames", "size", "strides", "widths"][int(rng.integers(4))]
+            _scale_model(header, which, rng)
+            what = f"declared.{which}"
+        head[1] = zlib.compress(json.dumps(header).encode(), 9)
+        return join(prefix, sections), what
     roll = rng.random()
     if roll < 0.03:  # unsealed corruption: must be caught by the checksums
         b = bytearray(data)
@@ -233,14 +390,6 @@ def icm_seed(folder: Path) -> tuple[bytes, Path]:
 # ----------------------------------------------------------------------------- decoding a case
 
 
-class Hang(Exception):
-    pass
-
-
-def _alarm(signum, frame):
-    raise Hang
-
-
 def decode_nerv(data: bytes, folder: Path) -> None:
     import torch
 
@@ -248,88 +397,143 @@ def decode_nerv(data: bytes, folder: Path) -> None:
     from vcm.codec.compress import iter_frames
 
     stream = nerv_stream.decode(data)
-    chunks = iter_frames(stream, torch.device("cpu"))
-    next(chunks)  # the first frames prove the network builds and runs; all of them could be 10⁶
+    for _ in iter_frames(stream, torch.device("cpu")):  # every frame: the decode plan bounds the work
+        pass
 
 
 def decode_icm(data: bytes, folder: Path) -> None:
     from vcm.icm.codec import open_icm
 
-    path = folder / "case.icm"
+    path = folder / f"case{os.getpid()}.icm"
     path.write_bytes(data)
     _, frames = open_icm(path, "cpu")
     for _ in frames:
         pass
 
 
-def run(kind: str, cases: int, seed: int, report: Path | None) -> dict:
+def _child(decode, data: bytes, folder: Path, what: str, fd: int) -> None:
+    """Runs in a forked process: decode one case, write its outcome as JSON to ``fd``, exit."""
     from vcm.errors import VcmError
-    import vcm.icm.codec as icm_codec
 
+    if what.split(":")[0] in MUST_REFUSE + DECLARED or what.startswith("resize:"):
+        os.environ.pop("VCM_MEMORY_BUDGET", None)  # the default budget, as a user has it
+    try:
+        decode(data, folder)
+        result = {"outcome": "decoded"}
+    except VcmError as err:
+        result = {"outcome": "rejected" if "\n" not in str(err) else "crash", "error": str(err)[:300]}
+    except Exception as err:  # noqa: BLE001 - a bug the fuzzer found
+        result = {"outcome": "crash", "error": f"{type(err).__name__}: {err}"[:300],
+                  "where": traceback.format_exc(limit=-3)[-800:]}
+    os.write(fd, json.dumps(result).encode())
+    os._exit(0)
+
+
+def run_case(decode, data: bytes, folder: Path, what: str, limit: float) -> tuple[dict, float]:
+    """One case in a fresh (forked) process → (result, seconds): a native crash ends the child
+    with a signal (outcome ``signal``), a hang is killed after ``limit`` seconds (``slow``)."""
+    read_fd, write_fd = os.pipe()
+    start = time.time()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_fd)
+        try:
+            _child(decode, data, folder, what, write_fd)
+        finally:
+            os._exit(3)
+    os.close(write_fd)
+    chunks = []
+    while True:
+        ready, _, _ = select.select([read_fd], [], [], max(0.0, limit - (time.time() - start)))
+        if not ready:
+            os.kill(pid, signal.SIGKILL)
+            break
+        chunk = os.read(read_fd, 1 << 16)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(read_fd)
+    _, status = os.waitpid(pid, 0)
+    seconds = time.time() - start
+    if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL and not chunks:
+        return {"outcome": "slow"}, seconds
+    if os.WIFSIGNALED(status):
+        return {"outcome": "signal", "error": f"signal {os.WTERMSIG(status)}"}, seconds
+    if not chunks:
+        return {"outcome": "crash", "error": f"exit {os.WEXITSTATUS(status)} without an outcome"}, seconds
+    return json.loads(b"".join(chunks)), seconds
+
+
+def _cache_checkpoint_loads() -> None:
+    """Loading the .icm checkpoint is the same for every case (its fingerprint is still checked):
+    once per (file, architecture), errors included, in the parent so that every child inherits it."""
+    import vcm.icm.codec as icm_codec
+    from vcm.errors import VcmError
+
+    original, memo = icm_codec.load_checkpoint, {}
+
+    def cached(path, arch=None, device="cpu"):
+        key = (str(path), arch)
+        if key not in memo:
+            try:
+                memo[key] = (True, original(path, arch, device))
+            except VcmError as err:
+                memo[key] = (False, err)
+        ok, value = memo[key]
+        if not ok:
+            raise value
+        return value
+
+    icm_codec.load_checkpoint = cached
+
+
+def run(kind: str, cases: int, seed: int, report: Path | None) -> dict:
     rng = np.random.default_rng(seed)
     folder = Path(tempfile.mkdtemp(prefix="vcm-fuzz-"))
+    fixed: list[tuple[bytes, str]] = []
     if kind == "nerv":
         seeds, decode = nerv_seeds(), decode_nerv
     else:
         stream, _ = icm_seed(folder)
         seeds, decode = [stream], decode_icm
-        # Loading the checkpoint is the same for every case (its fingerprint is still checked): once
-        # per (file, architecture), errors included.
-        original, memo = icm_codec.load_checkpoint, {}
-
-        def cached(path, arch=None, device="cpu"):
-            key = (str(path), arch)
-            if key not in memo:
-                try:
-                    memo[key] = (True, original(path, arch, device))
-                except VcmError as err:
-                    memo[key] = (False, err)
-            ok, value = memo[key]
-            if not ok:
-                raise value
-            return value
-
-        icm_codec.load_checkpoint = cached
-    for s in seeds:  # the unmutated streams must decode
+        _cache_checkpoint_loads()
+        fixed = [(resize_icm(stream, w, h), f"resize:{w}x{h}") for w, h in ICM_REWRITES]
+    for s in seeds:  # the unmutated streams must decode (in this process: it also warms the caches)
         decode(s, folder)
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    gc.collect()
+    gc.freeze()  # the children's garbage collector then leaves the parent's pages shared (fork stays cheap)
     outcomes: dict[str, int] = {}
     by_mutation: dict[str, dict[str, int]] = {}
-    crashes, slowest = [], 0.0
-    signal.signal(signal.SIGALRM, _alarm)
-    for i in range(cases):
+    crashes, slowest, fixed_results = [], 0.0, {}
+    for i in range(len(fixed) + cases):
+        if i < len(fixed):  # the known rewrites, under the default budgets, with time to decode
+            data, what = fixed[i]
+            result, seconds = run_case(decode, data, folder, what, FIXED_SECONDS)
+            fixed_results[what] = {"outcome": result["outcome"], "seconds": round(seconds, 2),
+                                   "error": result.get("error", "")[:200]}
+            continue
         base = seeds[i % len(seeds)]
         data, what = mutate(base, rng, kind == "icm")
         if report is not None:
             report.write_text(json.dumps({"case": i, "mutation": what, "hex": data.hex()}))
-        start = time.time()
-        signal.alarm(int(4 * SLOW_SECONDS))
-        try:
-            decode(data, folder)
-            outcome = "decoded"
-        except Hang:
+        result, seconds = run_case(decode, data, folder, what, 4 * SLOW_SECONDS)
+        outcome = result["outcome"]
+        if outcome in ("crash", "signal"):
+            crashes.append({"case": i, "mutation": what, "error": result.get("error", ""), "where": result.get("where", "")})
+        if seconds > SLOW_SECONDS and outcome not in ("crash", "signal"):
             outcome = "slow"
-        except VcmError as err:
-            outcome = "rejected" if "\n" not in str(err) else "crash"
-        except Exception as err:  # noqa: BLE001 - a bug the fuzzer found
-            outcome = "crash"
-            crashes.append({"case": i, "mutation": what, "error": f"{type(err).__name__}: {err}"[:300],
-                            "where": traceback.format_exc(limit=-3)[-800:]})
-        finally:
-            signal.alarm(0)
-        seconds = time.time() - start
         slowest = max(slowest, seconds)
-        if seconds > SLOW_SECONDS and outcome != "crash":
-            outcome = "slow"
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
         cls = what.split(":")[0]
         by_mutation.setdefault(cls, {}).setdefault(outcome, 0)
         by_mutation[cls][outcome] += 1
+    gc.unfreeze()
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return {"kind": kind, "cases": cases, "seed": seed, "outcomes": outcomes, "by_mutation": by_mutation,
-            "crashes": crashes[:10], "slowest_case_seconds": round(slowest, 3),
+            "fixed": fixed_results, "crashes": crashes[:10], "slowest_case_seconds": round(slowest, 3),
             "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            "rss_growth_during_cases_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - rss_before, 1),
-            "memory_budget": os.environ["VCM_MEMORY_BUDGET"]}
+            "peak_case_rss_mib": round(children, 1), "memory_budget": os.environ["VCM_MEMORY_BUDGET"],
+            "work_budget": os.environ["VCM_WORK_BUDGET"]}
 
 
 if __name__ == "__main__":

@@ -148,6 +148,11 @@ class Model(nn.Module):
 '''
 
 
+CUSTOM_YOLO = FAKE_YOLO.replace("class Model(nn.Module):", """class Model(nn.Module):
+    names = ["cone", "drone", "buoy"]  # as YOLOv7's train.py stores a custom data set's classes
+""").replace("torch.zeros(b, 2, 85)", "torch.zeros(b, 2, 8)").replace("pred[:, 0, 5] = helper()", "pred[:, 0, 6] = helper()")
+
+
 @pytest.fixture(scope="module")
 def fake_hub(tmp_path_factory):
     repo = tmp_path_factory.mktemp("yolov7")
@@ -186,6 +191,39 @@ def test_loader_keeps_sys_modules_clean(fake_hub):
         del sys.modules["utils"]
     with pytest.raises(VcmError, match=r"yolov7\.pt from https://github\.com/WongKinYiu/yolov7/releases"):
         load_model(fake_hub / "missing.pt", fake_hub, "cpu")
+
+
+def test_yolov7_trained_on_custom_classes_is_scored_in_their_names(tmp_path, fake_hub):
+    """A checkpoint whose model carries three class names of its own (and predicts 5 + 3 values per
+    box) is scored against a COCO JSON that uses those names."""
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "yolo.py").write_text(CUSTOM_YOLO)
+    for f in ("models/__init__.py", "utils/__init__.py", "utils/general.py"):
+        (tmp_path / f).parent.mkdir(exist_ok=True)
+        (tmp_path / f).write_text((fake_hub / f).read_text())
+    subprocess.run([sys.executable, "-c", "import torch; from models.yolo import Model; "
+                    "torch.save({'model': Model(), 'epoch': -1}, 'custom.pt')"], cwd=tmp_path, check=True)
+    clip = tmp_path / "Pier_416x240_30.yuv"
+    write_indexed_yuv(clip, 0, 4)
+    # where the stand-in's box lands on a 416×240 frame (letterboxed to 640×384)
+    box = [165.2, 100.5, 65.0, 39.0]
+    coco = {"images": [{"id": i + 1, "file_name": f"f{i}.png", "frame_index": i, "width": 416, "height": 240}
+                       for i in range(4)],
+            "annotations": [{"id": i + 1, "image_id": i + 1, "category_id": 2, "bbox": box, "area": box[2] * box[3],
+                             "iscrowd": 0} for i in range(4)],
+            "categories": [{"id": 1, "name": "cone"}, {"id": 2, "name": "drone"}, {"id": 3, "name": "buoy"}]}
+    (tmp_path / "gt.json").write_text(json.dumps(coco))
+    proc = run_cli("eval", clip, "--annotations", tmp_path / "gt.json", "--weights", tmp_path / "custom.pt",
+                   "--yolov7-repo", tmp_path, "--out", tmp_path / "out", "--json", "--device", "cpu", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    scores = json.loads(proc.stdout)
+    assert scores["detector_settings"]["classes"] == ["cone", "drone", "buoy"]
+    assert scores["frames"] == 4 and scores["detections"] == 4 and scores["ap50"] == pytest.approx(100.0)
+    dets = json.loads((tmp_path / "out" / "detections.json").read_text())
+    assert {d["category_id"] for d in dets} == {1}  # "drone", the checkpoint's class 1
+    coco_weights = run_cli("eval", clip, "--annotations", tmp_path / "gt.json", "--weights", fake_hub / "yolov7.pt",
+                           "--yolov7-repo", fake_hub, "--out", tmp_path / "out2", "--json", cwd=tmp_path)
+    assert coco_weights.returncode == 1 and "drone" in coco_weights.stderr  # a COCO-80 detector cannot score them
 
 
 def test_letterbox_round_trip():
