@@ -52,7 +52,7 @@ class Entry:
     family: str
 
 
-_REGISTRY: Registry[Entry] = Registry("detector", ("vcm.eval.yolov7", "vcm.eval.tv_detectors"))
+_REGISTRY: Registry[Entry] = Registry("detector", ("vcm.eval.yolov7", "vcm.eval.tv_detectors", "vcm.eval.opencv_detectors"))
 
 
 def register_detector(name: str, description: str = "", family: str = "") -> Callable:
