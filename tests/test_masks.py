@@ -114,3 +114,48 @@ def test_fit_sa_nerv_trains_on_masks_and_refuses_mismatches(tmp_path, tiny_sam, 
     assert wrong.returncode == 1 and "source frames" in wrong.stderr and "Traceback" not in wrong.stderr
     none = run_cli("fit", carphone, "--frames", "0:4", "--loss", "sa-nerv", "--out", tmp_path / "r3")
     assert none.returncode == 1 and "--masks" in none.stderr
+
+
+# ------------------------------------------------------------------ mask sources without SAM's weights
+
+
+def test_canny_and_box_masks_have_the_frame_shape_and_mark_what_they_say(carphone):
+    from vcm.masks.sources import box_mask, canny_edges
+
+    video = open_video(carphone, "0:2")
+    frame = video.frames_u8[0]
+    edges = canny_edges(frame)
+    assert edges.shape == (video.height, video.width) and edges.dtype == bool and 0.01 < edges.mean() < 0.5
+    assert not canny_edges(np.full_like(frame, 128)).any()  # a flat frame has no edges
+    outline = box_mask(np.array([[10, 20, 50, 60]]), (video.height, video.width))
+    assert outline.sum() == 2 * (40 + 40) - 4 and outline[20, 10:50].all() and not outline[21:59, 11:49].any()
+    filled = box_mask(np.array([[10, 20, 50, 60]]), (video.height, video.width), fill=True)
+    assert filled.sum() == 40 * 40
+    assert box_mask(np.array([[-5, -5, 1000, 1000]]), (video.height, video.width)).any()  # clipped, not an error
+
+
+@pytest.mark.parametrize("source", ["canny", "boxes:opencv-face"])
+def test_vcm_masks_from_a_source_feed_the_sa_nerv_loss(tmp_path, carphone, source):
+    from vcm.nerv.sa_loss import sa_nerv_loss
+
+    out = tmp_path / "m.npz"
+    proc = run_cli("masks", carphone, "--source", source, "--frames", "0:4", "--out", out, "--json")
+    assert proc.returncode == 0, proc.stderr
+    masks, meta = load_masks(out)
+    video = open_video(carphone, "0:4")
+    assert masks.shape == (4, 1, video.height, video.width) and meta["source"] == source and masks.any()
+    assert np.array_equal(load_masks_for_video(out, video), masks)
+    x = torch.from_numpy(video.frames_u8).float() / 255
+    loss = sa_nerv_loss(x * 0.9, x, torch.from_numpy(masks).float())
+    assert torch.isfinite(loss) and loss > 0
+
+
+def test_fit_sa_nerv_makes_its_masks_from_a_source_without_sam(tmp_path, carphone):
+    fit = run_cli("fit", carphone, "--frames", "0:4", "--loss", "sa-nerv", "--mask-source", "canny", "--preset", "nerv-xs",
+                  "--params", "20k", "--epochs", "10", "--batch", "2", "--out", tmp_path / "run", "--json", "--device", "cpu")
+    assert fit.returncode == 0, fit.stderr
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["train"]["loss"] == "sa-nerv" and config["masks"]["source"] == "canny"
+    assert len(list((tmp_path / "run").glob("*_0-4_canny.npz"))) == 1  # cached beside the run, as SAM's masks are
+    bad = run_cli("fit", carphone, "--frames", "0:4", "--loss", "sa-nerv", "--mask-source", "sobel", "--out", tmp_path / "r2")
+    assert bad.returncode == 1 and "mask source 'sobel'" in bad.stderr and "Traceback" not in bad.stderr

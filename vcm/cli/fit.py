@@ -28,6 +28,7 @@ def fit(
     sam_checkpoint: Optional[Path] = typer.Option(None, "--sam-checkpoint", help="Make the edge masks first with this SAM checkpoint."),
     alpha: float = typer.Option(0.93, "--alpha", help="SAM threshold α when masks are made here."),
     sam_model: str = typer.Option("vit_h", "--sam-model", help="SAM model of --sam-checkpoint (vit_h, vit_l, vit_b, tiny)."),
+    mask_source: Optional[str] = typer.Option(None, "--mask-source", help="Make the edge masks here without SAM: canny (edges of the frame's luma) or boxes:DETECTOR (outlines of a detector's boxes, e.g. boxes:opencv-face); SAM's when --sam-checkpoint is given."),
     frames: str = typer.Option("auto", "--frames", help="ctc | all | A:B (source frames, B exclusive); auto = ctc for SFU-HW, else all."),
     device: str = DeviceOpt,
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of initialisation and frame order (same seed, same network)."),
@@ -69,8 +70,15 @@ def fit(
     for path, option in ((masks, "--masks"), (sam_checkpoint, "--sam-checkpoint")):
         if path is not None and not path.is_file():
             raise VcmError(f"{option} {path} does not exist")
-    if cfg.loss == "sa-nerv" and masks is None and sam_checkpoint is None:
-        raise VcmError("--loss sa-nerv needs edge masks: pass --masks FILE or --sam-checkpoint PATH")
+    if mask_source is not None:
+        from vcm.masks.sources import parse_source
+
+        if parse_source(mask_source)[0] == "sam" and sam_checkpoint is None:
+            raise VcmError("--mask-source sam needs --sam-checkpoint PATH")
+        if masks is not None:
+            raise VcmError("--masks and --mask-source both name edge masks; pass one")
+    if cfg.loss == "sa-nerv" and masks is None and sam_checkpoint is None and mask_source is None:
+        raise VcmError("--loss sa-nerv needs edge masks: pass --masks FILE, --sam-checkpoint PATH or --mask-source canny")
     if save_video is not None:
         run_files = [out / name for name in ("checkpoint.pt", "config.json", "metrics.json")] if out else []
         check_output(save_video, inputs=reads, protected=run_files, kind="any", option="--save-video")
@@ -85,10 +93,11 @@ def fit(
     progress.log(f"reading {len(source_frames)} frames of {input.name} ({info.width}x{info.height})")
     video = load(info, source_frames)
     masks_u8 = masks_meta = None
-    if cfg.loss == "sa-nerv" or masks is not None or sam_checkpoint is not None:
+    if cfg.loss == "sa-nerv" or masks is not None or sam_checkpoint is not None or mask_source is not None:
         from vcm.masks.provide import masks_for_fit
 
-        masks_u8, masks_meta = masks_for_fit(video, masks, sam_checkpoint, alpha, out, dev, sam_model=sam_model)
+        masks_u8, masks_meta = masks_for_fit(video, masks, sam_checkpoint, alpha, run_dir, dev, sam_model=sam_model,
+                                             source=mask_source)
     result = fit_video(video, spec, cfg, out, dev, resume=resume, masks_u8=masks_u8, masks_meta=masks_meta)
     if result.interrupted:
         from vcm.progress import console

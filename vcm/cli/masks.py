@@ -13,7 +13,9 @@ from vcm.cli.common import BitDepthOpt, DeviceOpt, FpsOpt, JsonOpt, SizeOpt, pri
 @app.command()
 def masks(
     input: Path = typer.Argument(..., help="The video whose frames get edge masks."),
-    sam_checkpoint: Path = typer.Option(..., "--sam-checkpoint", help="SAM weights, e.g. sam_vit_h_4b8939.pth."),
+    sam_checkpoint: Optional[Path] = typer.Option(None, "--sam-checkpoint", help="SAM weights, e.g. sam_vit_h_4b8939.pth (needed for --source sam)."),
+    source: str = typer.Option("sam", "--source", help="sam (the paper's: SAM masks → Canny), canny (Canny on the frame's luma, no weights) or boxes:DETECTOR (outlines of a detector's boxes, e.g. boxes:opencv-face)."),
+    fill: bool = typer.Option(False, "--fill", metavar="", help="With --source boxes: box interiors instead of outlines."),
     sam_model: str = typer.Option("vit_h", "--sam-model", help="vit_h, vit_l, vit_b (official) or tiny (tests)."),
     alpha: Optional[List[float]] = typer.Option(None, "--alpha", help="SAM confidence threshold α (repeat for several: one file each). Default 0.93."),
     config: Optional[Path] = typer.Option(None, "--config", help="Generator settings YAML (default configs/masks/default.yaml)."),
@@ -26,27 +28,42 @@ def masks(
     bit_depth: Optional[int] = BitDepthOpt,
     json_out: bool = JsonOpt,
 ) -> None:
-    """SAM automatic masks → Canny edges → cached, bit-packed per-frame edge masks (resumable)."""
+    """SAM automatic masks → Canny edges → cached, bit-packed per-frame edge masks (resumable); or
+    masks without SAM's weights (--source canny | boxes:DETECTOR)."""
     from vcm.cli.common import out as stdout
     from vcm.device import resolve_device
-    from vcm.masks.make import make_masks
-    from vcm.masks.sam import load_settings
+    from vcm.errors import VcmError
+    from vcm.masks.sources import parse_source
     from vcm.video import load
 
     start(json_out)
+    kind, _ = parse_source(source)
+    if kind == "sam" and sam_checkpoint is None:
+        raise VcmError("--source sam needs --sam-checkpoint PATH (or use --source canny, which needs no weights)")
     input = resolve(input)  # sample:NAME → the bundled clip
     video = load(probe_input(input, size, fps, bit_depth), frames)
-    settings = load_settings(config, dilation)
-    results = make_masks(video, sam_model, sam_checkpoint, alpha or [0.93], settings, out, resolve_device(device))
+    if kind != "sam":
+        from vcm.masks.sources import SourceSettings, default_path, make_source_masks
+
+        settings = SourceSettings(dilation=dilation or 0, fill=fill)
+        target = Path(out) if out is not None else default_path(video, source, settings, Path("masks"))
+        results = [{**make_source_masks(video, source, target, settings), "alpha": None, "masks_per_second": None}]
+    else:
+        from vcm.masks.make import make_masks
+        from vcm.masks.sam import load_settings
+
+        settings = load_settings(config, dilation)
+        results = make_masks(video, sam_model, sam_checkpoint, alpha or [0.93], settings, out, resolve_device(device))
     if json_out:
         print_json(results)
         return
     from rich.table import Table
 
     t = Table(title=f"vcm masks: {video.name} ({video.num_frames} frames)", title_justify="left")
-    for col in ("α", "file", "edge pixels", "masks/s"):
+    for col in ("α / source", "file", "edge pixels", "masks/s"):
         t.add_column(col, justify="right")
     for r in results:
         mps = "cached" if r["masks_per_second"] is None else f"{r['masks_per_second']:.2f}"
-        t.add_row(f"{r['alpha']:g}", r["path"], f"{100 * r['edge_fraction']:.2f} %", mps)
+        t.add_row(f"{r['alpha']:g}" if r["alpha"] is not None else source, r["path"], f"{100 * r['edge_fraction']:.2f} %",
+                  mps if r["alpha"] is not None else f"{r['frames'] / max(r['seconds'], 1e-9):.1f}")
     stdout.print(t)

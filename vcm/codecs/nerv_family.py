@@ -15,7 +15,7 @@ Config section::
       - preset: demo            # configs/nerv/<preset>.yaml (+ params, epochs, batch, lr overrides)
         points: [{prune: 0.4, bits: 8}, {lambda: 0.3}, {lambda: 1.0, rd_epochs: 20}]
         rate_aware: true        # default; false: λ points share the plain fit
-    masks: {sam_checkpoint: ..., alpha: 0.93}   # SA-NeRV entries only
+    masks: {sam_checkpoint: ..., alpha: 0.93}   # SA-NeRV entries only (or {source: canny | boxes:DETECTOR})
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def _locked(path: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-_MASKS_KEYS = {"masks", "sam_checkpoint", "sam_model", "alpha", "config"}
+_MASKS_KEYS = {"masks", "sam_checkpoint", "sam_model", "alpha", "config", "source"}
 
 
 class NervFamily(Codec):
@@ -126,7 +126,7 @@ class NervFamily(Codec):
                         video, Path(m["masks"]) if m.get("masks") else None,
                         Path(m["sam_checkpoint"]) if m.get("sam_checkpoint") else None, float(m.get("alpha", 0.93)),
                         fit_dir, device, sam_model=m.get("sam_model", "vit_h"),
-                        settings_path=Path(m["config"]) if m.get("config") else None)
+                        settings_path=Path(m["config"]) if m.get("config") else None, source=m.get("source"))
                 result = fit(video, model_spec.build(video.height, video.width, video.num_frames), train, fit_dir, device,
                              resume=(fit_dir / "checkpoint.pt").exists(), masks_u8=masks_u8, masks_meta=masks_meta)
                 if result.interrupted:  # never compress a half-trained network

@@ -12,13 +12,27 @@ from vcm.video import Video
 
 def masks_for_fit(video: Video, masks: Path | None, sam_checkpoint: Path | None, alpha: float,
                   run_dir: Path | None, device, sam_model: str = "vit_h",
-                  settings_path: Path | None = None) -> tuple[np.ndarray, dict]:
-    """(``uint8 [T,1,H,W]`` masks, metadata for the run config). Made masks are cached in the run dir."""
+                  settings_path: Path | None = None, source: str | None = None) -> tuple[np.ndarray, dict]:
+    """(``uint8 [T,1,H,W]`` masks, metadata for the run config). Made masks are cached in the run dir.
+
+    ``source``: ``sam`` (the default when a SAM checkpoint is given), ``canny`` or ``boxes:DETECTOR``
+    (``vcm.masks.sources``: no SAM weights needed)."""
     from vcm.masks.store import load_masks, check_matches
 
+    if masks is None and source not in (None, "sam"):
+        from vcm.masks.sources import SourceSettings, default_path, make_source_masks, parse_source
+        from vcm.nerv.run import default_run_dir
+
+        parse_source(source)
+        folder = Path(run_dir) if run_dir is not None else default_run_dir(video)
+        target = default_path(video, source, SourceSettings(), folder)
+        if not target.exists():
+            make_source_masks(video, source, target)
+        masks = target
     if masks is None:
         if sam_checkpoint is None:
-            raise VcmError("--loss sa-nerv needs edge masks: pass --masks FILE (from vcm masks) or --sam-checkpoint PATH")
+            raise VcmError("--loss sa-nerv needs edge masks: pass --masks FILE (from vcm masks), --sam-checkpoint PATH, "
+                           "or --mask-source canny (no weights needed)")
         from vcm.masks.make import make_masks
         from vcm.masks.sam import load_settings
         from vcm.nerv.run import default_run_dir
@@ -30,5 +44,5 @@ def masks_for_fit(video: Video, masks: Path | None, sam_checkpoint: Path | None,
         masks = target
     data, meta = load_masks(masks)
     check_matches(meta, video, Path(masks))
-    return data, {"path": str(Path(masks).resolve()), "alpha": meta.get("alpha"), "sam_model": meta.get("sam_model"),
-                  "edge_fraction": float(data.mean())}
+    return data, {"path": str(Path(masks).resolve()), "source": meta.get("source", "sam"), "alpha": meta.get("alpha"),
+                  "sam_model": meta.get("sam_model"), "edge_fraction": float(data.mean())}
