@@ -47,14 +47,24 @@ def test_the_face_cascade_finds_the_face_of_carphone_frame_0(carphone):
     assert pick_for(carphone) == "opencv-face"  # the demo's choice for this clip
 
 
+def test_the_upper_body_cascade_finds_the_cyclist_of_bikes():
+    from vcm.samples import resolve
+    from vcm.video import open_video
+
+    frame = open_video(resolve(Path("sample:bikes")), "78:79").frames_u8
+    det = create_detector("opencv-upperbody").detect(frame, [78])[0]
+    # frame 78: a cyclist whose head is at about (445, 60), read off the frame by eye
+    assert len(det.boxes) >= 1 and any(x1 < 445 < x2 and y1 < 60 < y2 for x1, y1, x2, y2 in det.boxes)
+
+
 def test_settings_are_checked():
     with pytest.raises(VcmError, match="scale_factr"):
         create_detector("opencv-face", options={"scale_factr": "1.2"})
     with pytest.raises(VcmError, match="above 1"):
         create_detector("opencv-face", options={"scale_factor": "1.0"})
-    with pytest.raises(VcmError, match="win_stride"):
-        create_detector("opencv-people", options={"win_stride": "0"})
-    assert create_detector("opencv-people", options={"upscale": "2"}).settings()["upscale"] == 2.0
+    with pytest.raises(VcmError, match="min_size"):
+        create_detector("opencv-upperbody", options={"min_size": "0"})
+    assert create_detector("opencv-face", options={"min_neighbors": "5"}).settings()["min_neighbors"] == 5
 
 
 def test_pseudo_ground_truth_scores_the_original_100_and_a_blurred_copy_less(tmp_path, carphone):
