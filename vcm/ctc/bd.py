@@ -1,7 +1,9 @@
 """Bjøntegaard deltas with the ``bjontegaard`` package (PCHIP on log-rate, as the JVET sheet).
 
 ``monotone=True`` first makes each curve's quality non-decreasing in rate (isotonic regression,
-pool-adjacent-violators), as newer VCM reporting fits each curve monotonically before BD.
+pool-adjacent-violators), as newer VCM reporting fits each curve monotonically before BD, and keeps
+of each flat run only its lowest-rate point (where that quality is first reached). ``vcm demo``
+does this for mAP, whose curves saturate and wobble near the top (a detector at its ceiling).
 
 Every figure comes with its overlap: the share of the two curves' combined range (quality for a
 BD-rate, log-rate for a BD-metric) that both cover. Below ``MIN_OVERLAP`` (the tool's 75 %) the
@@ -42,6 +44,9 @@ def _curve(rates, metric, use_monotone: bool):
     r, m = r[order], m[order]
     if use_monotone:
         m = monotone(m)
+        # a flat run reaches its quality first at its lowest rate: BD-rate needs a strictly rising curve
+        first = np.concatenate([[True], np.diff(m) > 0])
+        r, m = r[first], m[first]
     return r, m
 
 
@@ -95,7 +100,10 @@ def describe(value: float | None, overlap_share: float | None, withheld: bool, n
     """One cell: ``-12.3 % (overlap 81 %)``, or ``withheld (overlap 32 % < 75 %)``, or the reason."""
     if value is None:
         return f"n/a ({note})" if note else "n/a"
-    share = f"overlap {100 * overlap_share:.0f} %" if overlap_share is not None else ""
+    share = ""
+    if overlap_share is not None:  # a withheld figure never reads as "overlap 75 % < 75 %"
+        digits = 1 if withheld and round(100 * overlap_share) >= round(100 * MIN_OVERLAP) else 0
+        share = f"overlap {100 * overlap_share:.{digits}f} %"
     if withheld:
         return f"withheld ({share} < {100 * MIN_OVERLAP:.0f} %; {value:+.1f} {unit} extrapolated)"
     return f"{value:+.1f} {unit} ({share})"

@@ -66,9 +66,11 @@ def curves_by_sequence(rows: list[dict]) -> dict:
     return by
 
 
-def bd_table(curves: dict, anchor: str, use_monotone: bool, metric: str = "psnr_y") -> list[dict]:
+def bd_table(curves: dict, anchor: str, use_monotone: bool, metric: str = "psnr_y",
+             monotone_map: bool = False) -> list[dict]:
     """BD figures of every curve against ``anchor`` per sequence, for the quality ``metric`` and mAP:
-    keys ``bd_rate_<m>``, ``bd_<m>``, ``overlap_<m>`` (0–1), ``withheld_<m>`` and ``note_<m>``."""
+    keys ``bd_rate_<m>``, ``bd_<m>``, ``overlap_<m>`` (0–1), ``withheld_<m>`` and ``note_<m>``
+    (``monotone_map``: mAP curves made monotone even when the quality's are not)."""
     table = []
     for seq, codecs in curves.items():
         if anchor not in codecs:
@@ -80,7 +82,7 @@ def bd_table(curves: dict, anchor: str, use_monotone: bool, metric: str = "psnr_
             row = {"sequence": seq, "codec": codec, "anchor": anchor, "metric": metric}
             for m in (metric, "map"):
                 res = bd([p["kbps"] for p in a], [p.get(m) for p in a], [p["kbps"] for p in pts],
-                         [p.get(m) for p in pts], use_monotone)
+                         [p.get(m) for p in pts], use_monotone or (monotone_map and m == "map"))
                 row.update({f"bd_rate_{m}": res["bd_rate"], f"bd_{m}": res["bd_metric"], f"note_{m}": res["error"],
                             f"overlap_{m}": res["overlap_rate"], f"withheld_{m}": res["withheld_rate"]})
             table.append(row)
@@ -255,15 +257,17 @@ def experiment_block(rows: list[dict], anchor: str, metric: str, use_monotone: b
         dates = sorted(r["provenance"]["date"] for r in rows if r.get("provenance"))
         lines.append(("date", dates[0] if dates[0][:10] == dates[-1][:10] else f"{dates[0]} – {dates[-1]}"))
     lines.append(("BD method", f"PCHIP on log-rate (bjontegaard package) against {anchor}, quality {METRICS.get(metric, metric)}"
-                               f"{', curves made monotone first' if use_monotone else ''}; figures whose curves overlap "
+                               f"{', curves made monotone first' if use_monotone is True else ''}"
+                               f"{', mAP curves made monotone first' if use_monotone == 'map' else ''}; figures whose curves overlap "
                                f"less than {100 * MIN_OVERLAP:.0f} % are withheld"))
     return lines
 
 
-def table1(curves: dict, metric: str = "psnr_y", use_monotone: bool = False) -> tuple[list[str], list[list]]:
+def table1(curves: dict, metric: str = "psnr_y", use_monotone: bool | str = False) -> tuple[list[str], list[list]]:
     """The paper's Table 1 for every network trained both ways: per sequence, the BD-rate of the
     edge-loss curve (``sa-X``) against the same network and method with the plain loss (``X``), on
-    mAP and on ``metric`` (negative: the edge loss needs fewer bits for the same mAP / quality)."""
+    mAP and on ``metric`` (negative: the edge loss needs fewer bits for the same mAP / quality).
+    ``use_monotone``: True for every curve, ``"map"`` for the mAP curves only."""
     quality = METRICS[metric].split(" (")[0]
     header = ["sequence", "class", "edge loss vs plain loss", "BD-rate (mAP)", f"BD-rate ({quality})", "points"]
     rows = []
@@ -273,17 +277,19 @@ def table1(curves: dict, metric: str = "psnr_y", use_monotone: bool = False) -> 
             plain, cells = sa[3:], []
             for m in ("map", metric):
                 res = bd([p["kbps"] for p in codecs[plain]], [p.get(m) for p in codecs[plain]],
-                         [p["kbps"] for p in codecs[sa]], [p.get(m) for p in codecs[sa]], use_monotone)
+                         [p["kbps"] for p in codecs[sa]], [p.get(m) for p in codecs[sa]],
+                         use_monotone is True or (use_monotone == "map" and m == "map"))
                 cells.append(describe(res["bd_rate"], res["overlap_rate"], res["withheld_rate"], res["error"]))
             rows.append([seq, cls, f"{sa} vs {plain}", *cells, f"{len(codecs[sa])} / {len(codecs[plain])}"])
     return header, rows
 
 
-def make_report(out: Path, anchor: str = "vvc", use_monotone: bool = False, annotations: Path | None = None,
+def make_report(out: Path, anchor: str = "vvc", use_monotone: bool | str = False, annotations: Path | None = None,
                 metric: str = "psnr_y") -> dict:
     """summary.csv, bd.json, plots/<sequence>.png, report.md and report.html from ``out/points``.
 
     ``metric``: the quality of the RD plots and BD figures (``psnr_y`` default, ``psnr_yuv``, ``psnr``).
+    ``use_monotone``: make curves monotone before BD — True for all, ``"map"`` for mAP curves only.
     """
     if metric not in METRICS:
         raise VcmError(f"--metric must be one of {', '.join(METRICS)}, got {metric!r}")
@@ -297,9 +303,10 @@ def make_report(out: Path, anchor: str = "vvc", use_monotone: bool = False, anno
     write_text(out / "summary.csv", buf.getvalue())
 
     curves = curves_by_sequence(rows)
-    bd_rows = bd_table(curves, anchor, use_monotone, metric)
+    bd_rows = bd_table(curves, anchor, use_monotone is True, metric, use_monotone == "map")
     cls_curves = class_curves(rows, annotations) if any(r.get("detections") for r in rows) else {}
-    cls_bd = bd_table({f"class {c}": v for c, v in cls_curves.items()}, anchor, use_monotone, metric)
+    cls_bd = bd_table({f"class {c}": v for c, v in cls_curves.items()}, anchor, use_monotone is True, metric,
+                      use_monotone == "map")
     styles = curve_styles(sorted({c for seq in curves.values() for c in seq}))
     plots = {}
     (out / "plots").mkdir(exist_ok=True)
