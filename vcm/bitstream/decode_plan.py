@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vcm.bitstream.bits import StreamError
+from vcm.bitstream.budget import human as human_bytes
 from vcm.errors import VcmError
 
 MIN_BYTES_PER_FRAME = 4
@@ -53,14 +54,6 @@ def work_budget() -> float | None:
     if not value > 0:
         raise VcmError(f"VCM_WORK_BUDGET={raw!r} is not an amount such as 50T (multiply–accumulates) or unlimited")
     return value
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    raise AssertionError
 
 
 def human_macs(n: float) -> str:
