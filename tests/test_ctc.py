@@ -28,6 +28,17 @@ def test_monotone_fit():
     assert np.allclose(monotone(np.array([1.0, 2.0, 3.0])), [1.0, 2.0, 3.0])
 
 
+def test_a_saturating_map_curve_gets_a_bd_rate_once_made_monotone():
+    """The demo's HEVC mAP curve (pseudo ground truth, a face detector at its ceiling) falls at its top
+    point: raw, BD-rate cannot be computed; monotone, the flat top keeps its lowest-rate point."""
+    rate = [8.7, 10.4, 12.9, 16.9, 22.6, 32.2]
+    hevc_map = [35.36, 46.13, 59.62, 88.19, 90.08, 89.79]
+    test_rate, test_map = [10.6, 18.9, 31.1, 45.4], [2.4, 78.5, 86.6, 92.2]
+    assert bd(rate, hevc_map, test_rate, test_map)["bd_rate"] is None
+    res = bd(rate, hevc_map, test_rate, test_map, use_monotone=True)
+    assert res["bd_rate"] is not None and res["overlap_rate"] is not None
+
+
 @pytest.mark.parametrize("codec", ["hevc", "vvc"])
 def test_anchor_round_trip(tmp_path, codec):
     from vcm.anchors.ffmpeg import encode_decode, intra_period
@@ -135,10 +146,10 @@ def test_ctc_ray_backend(ctc_inputs):
     assert json.loads((root / "ray" / "points" / "carphone" / "hevc" / "qp34" / "result.json").read_text())["status"] == "ok"
 
 
-def test_demo_runs_end_to_end_with_both_nerv_curves(tmp_path):
-    """The README's first command on one epoch: every codec of the demo, the report and both BD-rates;
-    with a detector (here a cheap one of the user's, as a machine with weights would have YOLOv7),
-    pseudo-ground-truth mAP on every point, and mAP BD-rates."""
+def test_demo_runs_end_to_end_with_hinerv_and_sa_hinerv(tmp_path):
+    """The README's first command on one epoch: every codec of the demo, the report, both BD-rates and
+    Table 1 (SA-HiNeRV vs HiNeRV); with a detector (here a cheap one of the user's, as a machine with
+    weights would have YOLOv7), pseudo-ground-truth mAP on every point, and mAP BD-rates."""
     blob = Path(__file__).with_name("blob_detector.py")
     proc = run_cli("demo", "--epochs", "1", "--out", tmp_path / "demo", "--json", cwd=tmp_path, timeout=900,
                    env={"VCM_PROGRESS": "lines", "VCM_PROGRESS_INTERVAL": "5", "VCM_DEMO_DETECTOR": f"{blob}:make"})
@@ -147,18 +158,21 @@ def test_demo_runs_end_to_end_with_both_nerv_curves(tmp_path):
     assert len(gaps) > 20 and max(gaps) <= 15, (max(gaps), proc.stderr[-3000:])
     summary = json.loads(proc.stdout)
     curves = {p["curve"] for p in summary["points"]}
-    assert curves == {"nerv", "hinerv-rd", "hevc", "vvc"}
-    assert set(summary["bd_rate"]) == {"nerv", "hinerv-rd"} and summary["bd_metric"] == "psnr_y"
+    assert curves == {"hinerv-rd", "sa-hinerv-rd", "hevc", "vvc"}
+    assert set(summary["bd_rate"]) == {"hinerv-rd", "sa-hinerv-rd"} and summary["bd_metric"] == "psnr_y"
     assert all(set(v) == {"hevc", "vvc"} for v in summary["bd_rate"].values())
     assert all("overlap" in b for v in summary["bd_rate"].values() for b in v.values())
-    assert set(summary["fits"]) == {"nerv", "hinerv"}
+    assert set(summary["fits"]) == {"hinerv", "sa-hinerv"}
     html = (tmp_path / "demo" / "report.html").read_text()
-    assert "hinerv-rd" in html and "nerv" in html
+    assert "hinerv-rd" in html and "sa-hinerv-rd" in html and "the paper's Table 1" in html
+    assert [row["comparison"] for row in summary["table1"]] == ["sa-hinerv-rd vs hinerv-rd"]
+    fit_config = next((tmp_path / "demo" / "fits" / "carphone" / "sa-hinerv").glob("*/config.json"))
+    assert json.loads(fit_config.read_text())["masks"]["source"] == "boxes:opencv-face"  # the edge loss ran, without SAM
     streams = sorted((tmp_path / "demo" / "points" / "carphone" / "hinerv").glob("*/stream.nerv"))
     assert len(streams) == 4 and all(s.read_bytes()[4] == 3 for s in streams)
     assert summary["detector"]["ground_truth"].startswith("pseudo ground truth: ") and summary["detector"]["every"] == 12
     assert all(p["map"] is not None for p in summary["points"])
-    assert set(summary["bd_rate_map"]) == {"nerv", "hinerv-rd"} and "BD-rate (mAP)" in html
+    assert set(summary["bd_rate_map"]) == {"hinerv-rd", "sa-hinerv-rd"} and "BD-rate (mAP)" in html
     assert "no detector weights" not in proc.stderr
 
 
@@ -182,6 +196,7 @@ def test_lambda_points_get_their_own_rate_aware_fit_unless_told_to_share():
     ({"detector": {"name": "oracle", "weight": "x.pt"}}, "weight"),
     ({"sequence": ["x"]}, "unknown key(s) sequence"),
     ({"codecs": {"nerv": {"fits": [{"preset": "demo", "epoch": 3}]}}}, "epoch"),
+    ({"codecs": {"sa-hinerv": {"masks": {"source": "sobel"}, "fits": [{"preset": "hinerv-demo"}]}}}, "mask source 'sobel'"),
 ])
 def test_a_typo_anywhere_in_a_ctc_config_is_refused_with_the_valid_keys(tmp_path, edit, message):
     from vcm.ctc.run import run

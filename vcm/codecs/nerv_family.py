@@ -64,6 +64,10 @@ class NervFamily(Codec):
             unknown = set(section["masks"]) - _MASKS_KEYS if isinstance(section["masks"], dict) else {"(not a mapping)"}
             if unknown:
                 raise VcmError(f"{self.name} masks: unknown key(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(_MASKS_KEYS))}")
+            if section["masks"].get("source") is not None:
+                from vcm.masks.sources import parse_source
+
+                parse_source(section["masks"]["source"])  # a typo is refused before anything is fitted
         for fit in section.get("fits") or []:
             unknown = set(fit) - _FIT_KEYS
             if unknown:

@@ -43,7 +43,7 @@ def parse_source(source: str) -> tuple[str, str | None]:
         return kind, None
     if kind == "boxes" and detector:
         return kind, detector
-    raise VcmError(f"mask source {source!r} is not one of {', '.join(SOURCES)} (e.g. boxes:opencv-face)")
+    raise VcmError(f"mask source {source!r} is unknown; valid: {', '.join(SOURCES)} (e.g. boxes:opencv-face)")
 
 
 def _dilate(mask: np.ndarray, dilation: int) -> np.ndarray:
