@@ -226,7 +226,8 @@ def test_local_detector_is_found_only_when_its_weights_are_on_disk(tmp_path, mon
     for var in ("VCM_YOLOV7_WEIGHTS", "VCM_YOLOV7_REPO", "VCM_DEMO_DETECTOR"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.chdir(tmp_path)
-    assert local_detector() is None and demo.demo_detector() is None
+    assert local_detector() is None
+    assert demo.demo_detector() == {"name": "opencv-face", "every": 2}  # shipped with OpenCV, found on carphone
     target = cached_weights_file("retinanet_resnet50_fpn_v2")
     assert target.parent == tmp_path / "hub" / "checkpoints"
     target.parent.mkdir(parents=True)
@@ -236,7 +237,7 @@ def test_local_detector_is_found_only_when_its_weights_are_on_disk(tmp_path, mon
     (tmp_path / "repo" / "models").mkdir(parents=True)
     (tmp_path / "y.pt").write_bytes(b"")
     monkeypatch.setenv("VCM_YOLOV7_WEIGHTS", str(tmp_path / "y.pt"))
-    assert local_detector() is None or local_detector()["name"] != "yolov7"  # weights alone: no repo to load them
+    assert local_detector() == {"name": "retinanet_resnet50_fpn_v2", "weights": "default"}  # weights alone: no repo
     monkeypatch.setenv("VCM_YOLOV7_REPO", str(tmp_path / "repo"))
     assert local_detector() == {"name": "yolov7", "weights": str(tmp_path / "y.pt"), "repo": str(tmp_path / "repo")}
     monkeypatch.setenv("VCM_DEMO_DETECTOR", "none")
@@ -246,7 +247,7 @@ def test_local_detector_is_found_only_when_its_weights_are_on_disk(tmp_path, mon
         demo.demo_detector()
 
 
-def test_demo_without_weights_says_in_one_line_how_to_get_map(tmp_path, monkeypatch, capsys):
+def test_demo_without_weights_scores_a_shipped_detector_and_says_how_to_get_yolov7(tmp_path, monkeypatch, capsys):
     import torch
 
     from vcm import demo, progress
@@ -266,11 +267,14 @@ def test_demo_without_weights_says_in_one_line_how_to_get_map(tmp_path, monkeypa
     progress.set_quiet(False)
     with pytest.raises(Stop) as err:
         demo.run_demo(tmp_path / "d")
-    lines = [ln for ln in capsys.readouterr().err.splitlines() if "no detector weights" in ln]
+    err_lines = capsys.readouterr().err.splitlines()
+    lines = [ln for ln in err_lines if "for YOLOv7's mAP instead" in ln]
     assert len(lines) == 1 and "VCM_YOLOV7_WEIGHTS" in lines[0] and "fasterrcnn_resnet50_fpn_v2" in lines[0]
+    assert any("opencv-face" in ln and "pseudo ground truth" in ln and "not a CTC number" in ln for ln in err_lines)
     import yaml
 
-    assert yaml.safe_load(Path(err.value.args[0]).read_text())["detector"] is None
+    cfg = yaml.safe_load(Path(err.value.args[0]).read_text())
+    assert cfg["detector"] == {"name": "opencv-face", "every": 2} and cfg["reference"] == "original"
 
 
 YOLOV7_SDIST = "yolov7detect==1.0.1"  # WongKinYiu/yolov7's code, packaged (imports renamed yolov7.models → models)
@@ -318,10 +322,40 @@ with torch.no_grad():
         b[:, 4] += 12.0  # objectness
         b[:, 5] += 12.0  # class 0, person
 torch.save({"model": m.half(), "epoch": -1}, "tiny-yolov7.pt")
+# the same layers trained on a user's three classes: train.py stores their names on the model
+cfg["nc"] = 3
+m = Model(cfg, ch=3, nc=3)
+with torch.no_grad():
+    for conv in m.model[-1].m:
+        b = conv.bias.view(3, -1)
+        b[:, 4] += 12.0
+        b[:, 6] += 12.0  # class 1, "drone"
+m.names = ["cone", "drone", "buoy"]
+torch.save({"model": m.half(), "epoch": -1}, "tiny-custom.pt")
 '''
     made = subprocess.run([sys.executable, "-c", build], cwd=repo, capture_output=True, text=True, timeout=300)
     assert made.returncode == 0, made.stderr[-2000:]
     return repo, repo / "tiny-yolov7.pt"
+
+
+def test_a_real_yolov7_trained_on_custom_classes_is_scored_in_their_names(tmp_path, real_yolov7):
+    repo, _ = real_yolov7
+    box = [60.0, 30.0, 60.0, 60.0]
+    coco = {"images": [{"id": i + 1, "file_name": f"f{i}.png", "frame_index": i, "width": 176, "height": 144}
+                       for i in range(3)],
+            "annotations": [{"id": i + 1, "image_id": i + 1, "category_id": 7, "bbox": box, "area": 3600.0, "iscrowd": 0}
+                            for i in range(3)],
+            "categories": [{"id": 5, "name": "cone"}, {"id": 7, "name": "drone"}, {"id": 9, "name": "buoy"}]}
+    (tmp_path / "gt.json").write_text(json.dumps(coco))
+    proc = run_cli("eval", "sample:carphone", "--annotations", tmp_path / "gt.json", "--detector", "yolov7",
+                   "--weights", repo / "tiny-custom.pt", "--yolov7-repo", repo, "--frames", "0:3", "--set", "max_det=50",
+                   "--out", tmp_path / "o", "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    scores = json.loads(proc.stdout)
+    assert scores["detector_settings"]["classes"] == ["cone", "drone", "buoy"]
+    assert scores["objects"] == 3 and scores["detections"] > 0 and set(scores["per_category"]) == {"drone"}
+    dets = json.loads((tmp_path / "o" / "detections.json").read_text())
+    assert {d["category_id"] for d in dets} == {1}  # every box is the checkpoint's class 1, "drone"
 
 
 def test_a_checkpoint_made_by_the_real_yolov7_code_loads_and_detects(tmp_path, real_yolov7):

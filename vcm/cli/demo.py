@@ -35,13 +35,17 @@ def demo(
 
     has_map = summary.get("detector") is not None
     t.caption = "PSNR in dB, measured on the decoded frames" + (
-        f"; mAP % against {summary['detector']['ground_truth']}" if has_map else "")
-    for col in ("curve", "point", "bytes", "kbps", "Y-PSNR", "YUV-PSNR", "RGB PSNR") + (("mAP",) if has_map else ()):
+        f"; mAP % by {summary['detector']['name']} against {summary['detector']['ground_truth']} (not CTC figures)"
+        if has_map else "")
+    for col in ("curve", "point", "bytes", "kbps", "Y-PSNR", "YUV-PSNR", "RGB PSNR") + (("mAP", "AP50") if has_map else ()):
         t.add_column(col, justify="right", no_wrap=True)
     for r in summary["points"]:
         t.add_row(r["curve"], point_label(r), f"{r['bytes']:,}", f"{r['kbps']:.1f}", f"{r['psnr_y']:.2f}",
                   f"{r['psnr_yuv']:.2f}", f"{r['psnr']:.2f}",
-                  *((f"{r['map']:.1f}" if r.get("map") is not None else "–",) if has_map else ()))
+                  *((f"{r['map']:.1f}" if r.get("map") is not None else "–",
+                     f"{r['ap50']:.1f}" if r.get("ap50") is not None else "–") if has_map else ()))
+    if not stdout.is_terminal:  # a log file or pipe (80 columns by default) gets every column whole
+        stdout.width = max(stdout.width, 132)
     stdout.print(t)
 
     from vcm.ctc.bd import describe
@@ -52,4 +56,7 @@ def demo(
     for curve, by_anchor in (summary.get("bd_rate_map") or {}).items():
         cells = [f"vs {a.upper()}: {describe(b['bd_rate'], b['overlap'], b['withheld'], b['note'])}" for a, b in by_anchor.items()]
         stdout.print(f"{curve} BD-rate (mAP, pseudo ground truth) " + "; ".join(cells))
+    for row in summary.get("table1") or []:
+        stdout.print(f"Table 1, {row['comparison']}: BD-rate (mAP) {row['bd_rate_map']}; BD-rate ({summary['bd_metric']}) "
+                     f"{row['bd_rate_psnr']}")
     stdout.print(f"Report: {summary['report_html']}  (total {summary['seconds']:.0f} s)")
