@@ -132,11 +132,11 @@ def run_demo(out: Path, device: str = "auto", epochs: int | None = None) -> dict
 
         raise VcmError(f"{result['failed']} demo point(s) failed; see {out}/points/*/*/*/result.json")
     # mAP curves saturate and wobble at the detector's ceiling: made monotone before BD (the report says so)
-    report = make_report(out, anchor="hevc", use_monotone="map")
+    report = make_report(out, anchor="hevc", monotone_map=True)
     rows = sorted(result["rows"], key=lambda r: (curve_order(r.get("curve") or r["codec"]), r["kbps"]))
     curves = curves_by_sequence(rows)
     metric = report["metric"]
-    vs = {anchor: {b["codec"]: b for b in bd_table(curves, anchor, False, metric, monotone_map=True)}
+    vs = {anchor: {b["codec"]: b for b in bd_table(curves, anchor, frozenset({"map"}), metric)}
           for anchor in ("hevc", "vvc")}
     fits = {}
     for metrics in sorted((out / "fits").glob("*/*/*/metrics.json")):
@@ -161,7 +161,7 @@ def run_demo(out: Path, device: str = "auto", epochs: int | None = None) -> dict
             for c in own},
         # The paper's Table 1 for each network trained both ways (SA curve vs the plain-loss curve).
         "table1": [dict(zip(["sequence", "class", "comparison", "bd_rate_map", "bd_rate_psnr", "points"], row))
-                   for row in table1(curves, metric, "map")[1]],
+                   for row in table1(curves, metric, frozenset({"map"}))[1]],
         "report_html": report["report_html"], "seconds": round(time.time() - start, 1),
     }
     return summary

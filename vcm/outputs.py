@@ -22,7 +22,8 @@ def _inside(path: Path, folder: Path) -> bool:
     return path != folder and folder in path.parents
 
 
-def _existing_ancestor(path: Path) -> Path:
+def existing_ancestor(path: Path) -> Path:
+    """``path`` or its nearest ancestor that exists (where a new output would be created)."""
     p = path
     while not p.exists() and p != p.parent:
         p = p.parent
@@ -68,7 +69,7 @@ def check_output(
     for item in protected:
         if item is not None and real == _resolve(Path(item)):
             raise VcmError(f"{option} {path} would replace {item}; name another file")
-    base = _existing_ancestor(real.parent if kind == "file" else real)
+    base = existing_ancestor(real.parent if kind == "file" else real)
     if not base.is_dir():
         raise VcmError(f"cannot write {option} {path}: {base} is a file, not a folder")
     if not os.access(base, os.W_OK | os.X_OK):

@@ -82,9 +82,9 @@ def output_bytes(out: Path | None, frames: int, width: int, height: int) -> int:
 
 def free_space(out: Path) -> tuple[int, Path]:
     """(free bytes, the existing folder they were measured on) for a path that may not exist yet."""
-    folder = Path(out).resolve().parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
+    from vcm.outputs import existing_ancestor
+
+    folder = existing_ancestor(Path(out).resolve().parent)
     return shutil.disk_usage(folder).free, folder
 
 

@@ -220,11 +220,12 @@ def iter_frames(stream: nerv_stream.NervStream, device, frames: range | None = N
 
 def frame_range(spec: str | None, total: int) -> range:
     """``A:B`` (0-based, B exclusive; either side may be left out) within a stream of ``total`` frames."""
+    from vcm.video.source import parse_span
+
     if not spec:
         return range(total)
-    a, sep, b = spec.partition(":")
     try:
-        rng = range(int(a) if a.strip() else 0, int(b) if b.strip() else total) if sep else None
+        rng = parse_span(spec, range(total))
     except ValueError:
         rng = None
     if rng is None or not 0 <= rng.start < rng.stop <= total:

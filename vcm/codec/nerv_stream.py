@@ -59,8 +59,7 @@ class NervStream:
     def plan(self, stream_bytes: int, frames: range | None = None, name: str = "this stream") -> DecodePlan:
         """The cost of decoding ``frames`` (default: all) of this stream of ``stream_bytes`` bytes."""
         count = len(frames) if frames is not None else self.video["frames"]
-        macs = registry.entry(self.arch).model_cls.frame_macs(self.model)
-        return DecodePlan("vcm NeRV", name, count, self.model.width, self.model.height, stream_bytes, macs)
+        return decode_plan(self.arch, self.model, count, stream_bytes, name)
 
     def build_model(self) -> torch.nn.Module:
         model = registry.create_representation(self.arch, self.model)
@@ -139,9 +138,8 @@ def decode(data: bytes, allow_large: bool = False) -> NervStream:
     cfg, model_cls = _model_config(arch, header.get("model"))
     video = _video(header.get("video"), cfg)
     check_memory(arch, cfg, len(sections[b"DATA"]))
-    if not allow_large:
-        DecodePlan("vcm NeRV", "this stream", video["frames"], cfg.width, cfg.height, len(data),
-                   model_cls.frame_macs(cfg)).check()
+    if not allow_large:  # before any tensor is decoded: a refusal costs nothing
+        decode_plan(arch, cfg, video["frames"], len(data)).check()
     shapes = _shape_model(arch, cfg)
     temporal = _temporal_names(header.get("temporal", []), coding, dict(shapes), arch, cfg)
     layout = [(n, shape, 1 if n in temporal else model_cls.quant_channels_of(cfg, n, shape)) for n, shape in shapes]
@@ -173,6 +171,12 @@ def frame_memory(arch: str, cfg) -> int:
     """Bytes needed to decode one frame of ``cfg``: activations (with slack) and the output frame."""
     model_cls = registry.entry(arch).model_cls
     return int(ACTIVATION_SLACK * model_cls.frame_bytes(cfg)) + 16 * cfg.height * cfg.width
+
+
+def decode_plan(arch: str, cfg, frames: int, stream_bytes: int, name: str = "this stream") -> DecodePlan:
+    """What decoding ``frames`` frames of representation ``arch`` with ``cfg`` costs."""
+    macs = registry.entry(arch).model_cls.frame_macs(cfg)
+    return DecodePlan("vcm NeRV", name, frames, cfg.width, cfg.height, stream_bytes, macs)
 
 
 def check_memory(arch: str, cfg, data_bytes: int) -> None:

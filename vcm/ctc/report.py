@@ -66,11 +66,10 @@ def curves_by_sequence(rows: list[dict]) -> dict:
     return by
 
 
-def bd_table(curves: dict, anchor: str, use_monotone: bool, metric: str = "psnr_y",
-             monotone_map: bool = False) -> list[dict]:
+def bd_table(curves: dict, anchor: str, monotone: frozenset = frozenset(), metric: str = "psnr_y") -> list[dict]:
     """BD figures of every curve against ``anchor`` per sequence, for the quality ``metric`` and mAP:
     keys ``bd_rate_<m>``, ``bd_<m>``, ``overlap_<m>`` (0–1), ``withheld_<m>`` and ``note_<m>``
-    (``monotone_map``: mAP curves made monotone even when the quality's are not)."""
+    (``monotone``: the metrics, among ``metric`` and ``map``, whose curves are made monotone first)."""
     table = []
     for seq, codecs in curves.items():
         if anchor not in codecs:
@@ -82,7 +81,7 @@ def bd_table(curves: dict, anchor: str, use_monotone: bool, metric: str = "psnr_
             row = {"sequence": seq, "codec": codec, "anchor": anchor, "metric": metric}
             for m in (metric, "map"):
                 res = bd([p["kbps"] for p in a], [p.get(m) for p in a], [p["kbps"] for p in pts],
-                         [p.get(m) for p in pts], use_monotone or (monotone_map and m == "map"))
+                         [p.get(m) for p in pts], m in monotone)
                 row.update({f"bd_rate_{m}": res["bd_rate"], f"bd_{m}": res["bd_metric"], f"note_{m}": res["error"],
                             f"overlap_{m}": res["overlap_rate"], f"withheld_{m}": res["withheld_rate"]})
             table.append(row)
@@ -221,7 +220,7 @@ def rd_plot(seq: str, codecs: dict, metric: str = "psnr_y", styles: dict | None 
     return buf.getvalue()
 
 
-def experiment_block(rows: list[dict], anchor: str, metric: str, use_monotone: bool) -> list[tuple[str, str]]:
+def experiment_block(rows: list[dict], anchor: str, metric: str, monotone: frozenset) -> list[tuple[str, str]]:
     """(item, value) lines saying how the numbers were made: encoders and their settings, the code,
     libraries, machine and date (from the points' own records)."""
     lines = []
@@ -257,17 +256,17 @@ def experiment_block(rows: list[dict], anchor: str, metric: str, use_monotone: b
         dates = sorted(r["provenance"]["date"] for r in rows if r.get("provenance"))
         lines.append(("date", dates[0] if dates[0][:10] == dates[-1][:10] else f"{dates[0]} – {dates[-1]}"))
     lines.append(("BD method", f"PCHIP on log-rate (bjontegaard package) against {anchor}, quality {METRICS.get(metric, metric)}"
-                               f"{', curves made monotone first' if use_monotone is True else ''}"
-                               f"{', mAP curves made monotone first' if use_monotone == 'map' else ''}; figures whose curves overlap "
+                               f"{', curves made monotone first' if metric in monotone else ''}"
+                               f"{', mAP curves made monotone first' if monotone == {'map'} else ''}; figures whose curves overlap "
                                f"less than {100 * MIN_OVERLAP:.0f} % are withheld"))
     return lines
 
 
-def table1(curves: dict, metric: str = "psnr_y", use_monotone: bool | str = False) -> tuple[list[str], list[list]]:
+def table1(curves: dict, metric: str = "psnr_y", monotone: frozenset = frozenset()) -> tuple[list[str], list[list]]:
     """The paper's Table 1 for every network trained both ways: per sequence, the BD-rate of the
     edge-loss curve (``sa-X``) against the same network and method with the plain loss (``X``), on
     mAP and on ``metric`` (negative: the edge loss needs fewer bits for the same mAP / quality).
-    ``use_monotone``: True for every curve, ``"map"`` for the mAP curves only."""
+    ``monotone``: the metrics whose curves are made monotone first."""
     quality = METRICS[metric].split(" (")[0]
     header = ["sequence", "class", "edge loss vs plain loss", "BD-rate (mAP)", f"BD-rate ({quality})", "points"]
     rows = []
@@ -278,18 +277,18 @@ def table1(curves: dict, metric: str = "psnr_y", use_monotone: bool | str = Fals
             for m in ("map", metric):
                 res = bd([p["kbps"] for p in codecs[plain]], [p.get(m) for p in codecs[plain]],
                          [p["kbps"] for p in codecs[sa]], [p.get(m) for p in codecs[sa]],
-                         use_monotone is True or (use_monotone == "map" and m == "map"))
+                         m in monotone)
                 cells.append(describe(res["bd_rate"], res["overlap_rate"], res["withheld_rate"], res["error"]))
             rows.append([seq, cls, f"{sa} vs {plain}", *cells, f"{len(codecs[sa])} / {len(codecs[plain])}"])
     return header, rows
 
 
-def make_report(out: Path, anchor: str = "vvc", use_monotone: bool | str = False, annotations: Path | None = None,
-                metric: str = "psnr_y") -> dict:
+def make_report(out: Path, anchor: str = "vvc", use_monotone: bool = False, annotations: Path | None = None,
+                metric: str = "psnr_y", monotone_map: bool = False) -> dict:
     """summary.csv, bd.json, plots/<sequence>.png, report.md and report.html from ``out/points``.
 
     ``metric``: the quality of the RD plots and BD figures (``psnr_y`` default, ``psnr_yuv``, ``psnr``).
-    ``use_monotone``: make curves monotone before BD — True for all, ``"map"`` for mAP curves only.
+    ``use_monotone``: make every curve monotone before BD; ``monotone_map``: only the mAP curves.
     """
     if metric not in METRICS:
         raise VcmError(f"--metric must be one of {', '.join(METRICS)}, got {metric!r}")
@@ -303,10 +302,10 @@ def make_report(out: Path, anchor: str = "vvc", use_monotone: bool | str = False
     write_text(out / "summary.csv", buf.getvalue())
 
     curves = curves_by_sequence(rows)
-    bd_rows = bd_table(curves, anchor, use_monotone is True, metric, use_monotone == "map")
+    monotone = frozenset({metric, "map"} if use_monotone else {"map"} if monotone_map else ())
+    bd_rows = bd_table(curves, anchor, monotone, metric)
     cls_curves = class_curves(rows, annotations) if any(r.get("detections") for r in rows) else {}
-    cls_bd = bd_table({f"class {c}": v for c, v in cls_curves.items()}, anchor, use_monotone is True, metric,
-                      use_monotone == "map")
+    cls_bd = bd_table({f"class {c}": v for c, v in cls_curves.items()}, anchor, monotone, metric)
     styles = curve_styles(sorted({c for seq in curves.values() for c in seq}))
     plots = {}
     (out / "plots").mkdir(exist_ok=True)
@@ -314,18 +313,18 @@ def make_report(out: Path, anchor: str = "vvc", use_monotone: bool | str = False
         png = rd_plot(seq, codecs, metric, styles)
         write_bytes(out / "plots" / f"{seq}.png", png)
         plots[seq] = png
-    md_text = report_markdown(rows, failed, curves, bd_rows, cls_curves, cls_bd, anchor, metric, use_monotone, list(plots))
+    md_text = report_markdown(rows, failed, curves, bd_rows, cls_curves, cls_bd, anchor, metric, monotone, list(plots))
     write_text(out / "report.md", md_text)
     write_text(out / "report.html", _html(md_text, plots))
     result = {"summary_csv": str(out / "summary.csv"), "report_md": str(out / "report.md"),
               "report_html": str(out / "report.html"), "points": len(rows), "failed": len(failed),
               "metric": metric, "bd": bd_rows, "class_bd": cls_bd}
-    write_json(out / "bd.json", {"anchor": anchor, "monotone": use_monotone, "metric": metric,
+    write_json(out / "bd.json", {"anchor": anchor, "monotone": sorted(monotone), "metric": metric,
                                  "min_overlap": MIN_OVERLAP, "sequences": bd_rows, "classes": cls_bd})
     return result
 
 
-def report_markdown(rows, failed, curves, bd_rows, cls_curves, cls_bd, anchor, metric, use_monotone, plots) -> str:
+def report_markdown(rows, failed, curves, bd_rows, cls_curves, cls_bd, anchor, metric, monotone, plots) -> str:
     """The report as Markdown; sections with nothing to show are left out."""
     has_map = any(r["map"] is not None for r in rows)
     quality = METRICS[metric].split(" (")[0]
@@ -335,7 +334,7 @@ def report_markdown(rows, failed, curves, bd_rows, cls_curves, cls_bd, anchor, m
               f"shown with the overlap of the two curves it integrates over, and withheld below "
               f"{100 * MIN_OVERLAP:.0f} %.")
     md += ["", "## Experiment", ""]
-    md.append(_md_table(["item", "how it was made"], [[k, v] for k, v in experiment_block(rows, anchor, metric, use_monotone)]))
+    md.append(_md_table(["item", "how it was made"], [[k, v] for k, v in experiment_block(rows, anchor, metric, monotone)]))
     if bd_rows:
         md += ["", f"## BD-rate against {anchor}", ""]
         head = ["sequence", "curve", f"BD-rate ({quality})", f"BD-{quality}"] + (["BD-rate (mAP)"] if has_map else [])
@@ -366,7 +365,7 @@ def report_markdown(rows, failed, curves, bd_rows, cls_curves, cls_bd, anchor, m
             md.append(_md_table(["class", "curve", "BD-rate (mAP)", "BD-mAP"],
                                 [[b["sequence"], b["codec"], describe(b["bd_rate_map"], b["overlap_map"], b["withheld_map"], b["note_map"]),
                                   _fmt(b["bd_map"], 2, True)] for b in cls_bd]))
-    header, t1 = table1(curves, metric, use_monotone)
+    header, t1 = table1(curves, metric, monotone)
     if t1:
         md += ["", "## Edge loss vs plain loss (the paper's Table 1)", "",
                "BD-rate of each SA curve against the same network and method trained with the plain loss "

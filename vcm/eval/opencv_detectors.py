@@ -25,6 +25,7 @@ from vcm.errors import VcmError
 from vcm.eval.coco import Detections
 from vcm.eval.detect import apply_options, register_detector
 from vcm.eval.gt import COCO80
+from vcm.video.color import rgb_to_gray
 
 PERSON = COCO80.index("person")
 
@@ -46,13 +47,6 @@ SHIPPED = tuple(CASCADES)
 
 def _logistic(x: np.ndarray) -> np.ndarray:
     return (1.0 / (1.0 + np.exp(-np.asarray(x, np.float64)))).astype(np.float32)
-
-
-def _luma(frame_rgb: np.ndarray) -> np.ndarray:
-    """``uint8 [3,H,W]`` RGB → ``uint8 [H,W]`` luma (OpenCV's BT.601 weights)."""
-    import cv2
-
-    return cv2.cvtColor(np.ascontiguousarray(frame_rgb.transpose(1, 2, 0)), cv2.COLOR_RGB2GRAY)
 
 
 def _boxes(rects, scores: np.ndarray) -> Detections:
@@ -83,7 +77,7 @@ class CascadeDetector:
         for frame in frames_u8:
             extra = {"maxSize": (s.max_size, s.max_size)} if s.max_size else {}
             rects, _, weights = self.cascade.detectMultiScale3(
-                _luma(frame), scaleFactor=s.scale_factor, minNeighbors=s.min_neighbors,
+                rgb_to_gray(frame), scaleFactor=s.scale_factor, minNeighbors=s.min_neighbors,
                 minSize=(s.min_size, s.min_size), outputRejectLevels=True, **extra)
             out.append(_boxes(rects, _logistic(np.asarray(weights, np.float64).reshape(-1))))
         return out

@@ -146,19 +146,20 @@ def complete(spec: TruthSpec, decoded: Decoded, gt: GroundTruth | None, detector
     from vcm.eval.detect import create_detector
 
     if gt is None:
-        gt = ground_truth(spec, decoded, detector, frames_to_score(None, decoded, every), batch, video_options)
+        gt = ground_truth(spec, decoded, detector, frames_to_score(None, decoded.source_frames, every), batch, video_options)
     if detector is None:
         detector = create_detector("oracle", gt=gt)
     return gt, detector
 
 
-def frames_to_score(gt: GroundTruth | None, decoded: Decoded, every: int = 1) -> list[int]:
-    """The decoded source frames that have ground truth (all of them for pseudo ground truth) whose
-    offset from the first decoded frame is a multiple of ``every`` (the same frames however often applied)."""
+def frames_to_score(gt: GroundTruth | None, source_frames: range, every: int = 1) -> list[int]:
+    """The source frames among ``source_frames`` (the decoded ones) that have ground truth (all of them
+    for pseudo ground truth) whose offset from the first is a multiple of ``every`` (the same frames
+    however often applied)."""
     if every < 1:
         raise VcmError(f"every must be ≥ 1, got {every}")
-    frames = list(decoded.source_frames) if gt is None else gt.covers(decoded.source_frames)
-    return [f for f in frames if (f - decoded.source_frames.start) % every == 0]
+    frames = list(source_frames) if gt is None else gt.covers(source_frames)
+    return [f for f in frames if (f - source_frames.start) % every == 0]
 
 
 def decode_any(path: Path, device, frames: str = "auto", size=None, fps=None, bit_depth=None,
@@ -175,7 +176,7 @@ def decode_any(path: Path, device, frames: str = "auto", size=None, fps=None, bi
         stream = decode_stream(path)
         source = range(*stream.video["source_frames"])
         name = stream.video.get("sequence") or stream.video["name"]
-        wanted = frames_to_score(gt, Decoded(None, source, name), every) if gt is not None else []
+        wanted = frames_to_score(gt, source, every) if gt is not None else []
         # no frame to score: all of them are decoded, and score() says why
         subset = range(wanted[0] - source.start, wanted[-1] + 1 - source.start) if wanted else range(len(source))
         out = decode_frames(stream, device, subset)
@@ -226,7 +227,7 @@ def score(decoded: Decoded, gt: GroundTruth, detector: Detector, batch: int = 16
     if tuple(detector.classes) != tuple(gt.classes):
         raise VcmError(f"the detector {detector.name} has {len(detector.classes)} classes that are not the ground "
                        f"truth's {len(gt.classes)}; map the annotations to its classes")
-    frames = frames_to_score(gt, decoded, every)
+    frames = frames_to_score(gt, decoded.source_frames, every)
     if not frames:
         have = sorted(gt.frames)
         raise VcmError(f"decoded frames {decoded.source_frames.start}:{decoded.source_frames.stop} have no ground truth "

@@ -35,11 +35,16 @@ def edges_from_labels(labels: np.ndarray, dilation: int = 0) -> np.ndarray:
     """``uint8 [H,W]`` label map → ``bool [H,W]`` edge mask."""
     import cv2
 
-    edges = cv2.Canny(np.ascontiguousarray(labels), CANNY_LOW, CANNY_HIGH) > 0
-    if dilation > 0:
-        kernel = np.ones((2 * dilation + 1, 2 * dilation + 1), np.uint8)
-        edges = cv2.dilate(edges.astype(np.uint8), kernel) > 0
-    return edges
+    return dilate(cv2.Canny(np.ascontiguousarray(labels), CANNY_LOW, CANNY_HIGH) > 0, dilation)
+
+
+def dilate(mask: np.ndarray, dilation: int) -> np.ndarray:
+    """``bool [H,W]`` widened by ``dilation`` pixels (a (2d+1)² square); unchanged for 0."""
+    import cv2
+
+    if dilation <= 0:
+        return mask
+    return cv2.dilate(mask.astype(np.uint8), np.ones((2 * dilation + 1,) * 2, np.uint8)) > 0
 
 
 def edge_mask(segmentations: list[np.ndarray], shape: tuple[int, int], dilation: int = 0,

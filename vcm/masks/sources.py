@@ -23,7 +23,9 @@ import numpy as np
 
 from vcm import progress
 from vcm.errors import VcmError
+from vcm.masks.edges import dilate
 from vcm.masks.store import save_masks
+from vcm.video.color import rgb_to_gray
 from vcm.video import Video
 
 SOURCES = ("sam", "canny", "boxes:DETECTOR")
@@ -46,23 +48,14 @@ def parse_source(source: str) -> tuple[str, str | None]:
     raise VcmError(f"mask source {source!r} is unknown; valid: {', '.join(SOURCES)} (e.g. boxes:opencv-face)")
 
 
-def _dilate(mask: np.ndarray, dilation: int) -> np.ndarray:
-    import cv2
-
-    if dilation <= 0:
-        return mask
-    return cv2.dilate(mask.astype(np.uint8), np.ones((2 * dilation + 1,) * 2, np.uint8)) > 0
-
-
 def canny_edges(frame_rgb: np.ndarray, dilation: int = 0) -> np.ndarray:
     """``uint8 [3,H,W]`` RGB → ``bool [H,W]``: Canny on the blurred luma, thresholds from its median."""
     import cv2
 
-    luma = cv2.cvtColor(np.ascontiguousarray(frame_rgb.transpose(1, 2, 0)), cv2.COLOR_RGB2GRAY)
-    luma = cv2.GaussianBlur(luma, (3, 3), 0)
+    luma = cv2.GaussianBlur(rgb_to_gray(frame_rgb), (3, 3), 0)
     m = float(np.median(luma))
     low, high = int(np.clip(0.66 * m, 10, 250)), int(np.clip(1.33 * m, 10, 250))
-    return _dilate(cv2.Canny(luma, low, max(high, low + 1)) > 0, dilation)
+    return dilate(cv2.Canny(luma, low, max(high, low + 1)) > 0, dilation)
 
 
 def box_mask(boxes_xyxy: np.ndarray, shape: tuple[int, int], fill: bool = False, dilation: int = 0) -> np.ndarray:
@@ -75,7 +68,7 @@ def box_mask(boxes_xyxy: np.ndarray, shape: tuple[int, int], fill: bool = False,
         p1 = (int(np.clip(round(x1), 0, w - 1)), int(np.clip(round(y1), 0, h - 1)))
         p2 = (int(np.clip(round(x2) - 1, 0, w - 1)), int(np.clip(round(y2) - 1, 0, h - 1)))
         cv2.rectangle(mask, p1, p2, 1, -1 if fill else 1)
-    return _dilate(mask > 0, dilation)
+    return dilate(mask > 0, dilation)
 
 
 def make_source_masks(video: Video, source: str, out: Path, settings: SourceSettings = SourceSettings(),

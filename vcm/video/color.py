@@ -83,3 +83,12 @@ def rgb_to_luma(rgb_u8: np.ndarray) -> np.ndarray:
     """``uint8 [...,3,H,W]`` → limited-range 8-bit luma as float64 ``[...,H,W]`` (for Y-PSNR)."""
     x = np.asarray(rgb_u8).astype(np.float64)
     return 16.0 + 219.0 * (KR * x[..., 0, :, :] + KG * x[..., 1, :, :] + KB * x[..., 2, :, :]) / 255.0
+
+
+def rgb_to_gray(frame_rgb: np.ndarray) -> np.ndarray:
+    """``uint8 [3,H,W]`` RGB → ``uint8 [H,W]`` full-range BT.601 grey (OpenCV's ``COLOR_RGB2GRAY``):
+    what OpenCV's cascades were trained on and what Canny thresholds are set for. Not the coded
+    luma (:func:`rgb_to_luma` is, in limited range)."""
+    import cv2
+
+    return cv2.cvtColor(np.ascontiguousarray(np.asarray(frame_rgb).transpose(1, 2, 0)), cv2.COLOR_RGB2GRAY)

@@ -205,6 +205,17 @@ def _read_image(path: Path) -> np.ndarray:
     return np.ascontiguousarray(rgb.transpose(2, 0, 1))
 
 
+def parse_span(spec: str, within: range) -> range:
+    """``A:B`` → ``range(A, B)``, a side left out meaning ``within``'s start or stop (not checked
+    against it); ValueError unless it is two integers around one colon."""
+    parts = spec.split(":")
+    if len(parts) != 2:
+        raise ValueError(spec)
+    a = int(parts[0]) if parts[0].strip() else within.start
+    b = int(parts[1]) if parts[1].strip() else within.stop
+    return range(a, b)
+
+
 def resolve_frames(info: VideoInfo, spec: str = "auto") -> range:
     """Turn ``ctc | all | auto | A:B`` into a range of *source* frame indices (B exclusive).
 
@@ -222,15 +233,12 @@ def resolve_frames(info: VideoInfo, spec: str = "auto") -> range:
             raise VcmError(f"--frames ctc needs an SFU-HW sequence; {info.path.name} is not one (use all or A:B)")
         want = range(seq.ctc_first, seq.ctc_last + 1)
     else:
-        parts = spec.split(":")
-        if len(parts) != 2:
+        if spec.count(":") != 1:
             raise VcmError(f"--frames must be ctc, all or A:B (source frame indices, B exclusive), got {spec!r}")
         try:
-            a = int(parts[0]) if parts[0] else src.start
-            b = int(parts[1]) if parts[1] else src.stop
+            want = parse_span(spec, src)
         except ValueError:
             raise VcmError(f"--frames A:B needs integers, got {spec!r}") from None
-        want = range(a, b)
     if len(want) == 0 or want.start < src.start or want.stop > src.stop:
         raise VcmError(
             f"frames {want.start}:{want.stop} are outside {info.path.name}, which holds source "
