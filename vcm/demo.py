@@ -11,6 +11,7 @@ anchors, the paper's Table 1 (edge loss vs plain loss), and RD plots.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -102,8 +103,15 @@ def demo_config(cfg: dict, epochs: int | None, detector: dict | None) -> dict:
     return cfg
 
 
-def run_demo(out: Path, device: str = "auto", epochs: int | None = None) -> dict:
-    """Run the demo experiment into ``out`` (replacing an earlier demo's files there); returns the summary."""
+def default_jobs() -> int:
+    """Two points at a time where there are two cores: the demo's two fits (and then its rate points) train
+    side by side on a core each, 1.6× the throughput of one fit on both cores (carphone, 2 vCPUs)."""
+    return 2 if (os.cpu_count() or 1) >= 2 else 1
+
+
+def run_demo(out: Path, device: str = "auto", epochs: int | None = None, jobs: int | None = None) -> dict:
+    """Run the demo experiment into ``out`` (replacing an earlier demo's files there); returns the summary.
+    ``jobs``: points run in parallel (default :func:`default_jobs`)."""
     import yaml
 
     from vcm.fsutil import write_json, write_text
@@ -126,7 +134,7 @@ def run_demo(out: Path, device: str = "auto", epochs: int | None = None) -> dict
                      f"one frame in {detector['every']} — not a CTC number")
         if detector["name"].startswith("opencv-"):
             progress.log(STRONGER_HINT)
-    result = run(config, out, device=device)
+    result = run(config, out, device=device, jobs=jobs or default_jobs())
     if result["failed"]:
         from vcm.errors import VcmError
 

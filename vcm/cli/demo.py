@@ -13,6 +13,7 @@ from vcm.cli.common import DeviceOpt, JsonOpt, print_json, start
 def demo(
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Override the demo preset's epochs."),
     device: str = DeviceOpt,
+    jobs: Optional[int] = typer.Option(None, "--jobs", min=1, help="Points run in parallel (default 2 on 2 or more cores)."),
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Where the demo writes (replaced on each run)."),
     json_out: bool = JsonOpt,
 ) -> None:
@@ -20,7 +21,7 @@ def demo(
     from vcm.demo import run_demo
 
     start(json_out)
-    summary = run_demo(out, device=device, epochs=epochs)
+    summary = run_demo(out, device=device, epochs=epochs, jobs=jobs)
     if json_out:
         print_json(summary)
         return

@@ -12,9 +12,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vcm import codecs
+from vcm import codecs, progress
 from vcm.quality import summarize
 from vcm.rate import rate
+
+POINT_LOG = "point.log"  # every message and progress line of one point, in its folder
 
 
 def _video(spec: dict):
@@ -54,15 +56,22 @@ def _detect(spec: dict, video, frames_u8: np.ndarray, device) -> dict:
 def run_point(spec: dict) -> dict:
     """Encode, decode and evaluate one point; returns its result row (also written to result.json)."""
     from vcm.device import resolve_device
-    from vcm.fsutil import write_json
-    from vcm.progress import set_quiet
-    from vcm.provenance import provenance
 
-    set_quiet(spec.get("quiet", False))
+    progress.set_quiet(spec.get("quiet", False))
     if spec.get("threads"):
         torch.set_num_threads(int(spec["threads"]))
     device = resolve_device(spec.get("device", "auto"))
-    Path(spec["workdir"]).mkdir(parents=True, exist_ok=True)
+    workdir = Path(spec["workdir"])
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / POINT_LOG).unlink(missing_ok=True)  # a point run again logs afresh
+    with progress.log_to(workdir / POINT_LOG):  # what a quiet worker did, read by the runner
+        return _run_point(spec, device)
+
+
+def _run_point(spec: dict, device) -> dict:
+    from vcm.fsutil import write_json
+    from vcm.provenance import provenance
+
     video = _video(spec)
     codec = codecs.get(spec["codec"])
     coded = codec.encode_decode(spec, video, device)

@@ -137,18 +137,60 @@ def execute(specs: list[dict], jobs: int, backend: str, ray_address: str | None)
                 bar.advance(1, status=f"{spec['sequence']} {spec['codec']} {spec['point_id']}")
         return rows
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     threads = max(1, (os.cpu_count() or 2) // jobs)
     rows = []
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool, \
             progress.progress("ctc points", len(specs)) as bar:
-        futures = [pool.submit(safe_run_point, {**s, "threads": threads, "quiet": True}) for s in specs]
-        for fut in as_completed(futures):
-            rows.append(fut.result())
-            _log_point(rows[-1])
-            bar.advance(1)
+        running = {pool.submit(safe_run_point, {**s, "threads": threads, "quiet": True}): _Relay(s)
+                   for s in parallel_order(specs)}
+        while running:
+            done, _ = wait(running, timeout=max(1.0, progress.interval()), return_when=FIRST_COMPLETED)
+            for fut in done:
+                running.pop(fut)
+                rows.append(fut.result())
+                _log_point(rows[-1])
+                bar.advance(1)
+            for relay in running.values():
+                relay.show()
     return rows
+
+
+def parallel_order(specs: list[dict]) -> list[dict]:
+    """The points in the order parallel workers take them: round-robin over the fits they share, so
+    that the first workers train different networks at once instead of waiting for one fit's lock
+    (a point without a shared fit, such as an anchor's QP, is a group of its own)."""
+    groups: dict[tuple, list[dict]] = {}
+    for s in specs:
+        key = (s["sequence"], s["codec"], (s.get("point") or {}).get("fit_key") or s["point_id"])
+        groups.setdefault(key, []).append(s)
+    queues = list(groups.values())
+    return [q[i] for i in range(max(map(len, queues), default=0)) for q in queues if i < len(q)]
+
+
+class _Relay:
+    """Shows what a quiet worker's point is doing: the newest line of its ``point.log``, when it changes."""
+
+    def __init__(self, spec: dict):
+        from vcm.ctc.points import POINT_LOG
+
+        self.path = Path(spec["workdir"]) / POINT_LOG
+        self.what = f"{spec['sequence']} {spec['codec']} {spec['point_id']}"
+        self.last = ""
+
+    def show(self) -> None:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
+                lines = f.read().decode("utf-8", "replace").splitlines()
+        except OSError:
+            return  # not started yet
+        # a log line is "YYYY-MM-DD HH:MM:SS message"; the message is what is shown
+        newest = lines[-1].split(" ", 2)[-1] if lines else ""
+        if newest and newest != self.last:
+            self.last = newest
+            progress.log(f"  [{self.what}] {newest}")
 
 
 def _log_point(row: dict) -> None:
