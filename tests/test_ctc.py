@@ -208,3 +208,50 @@ def test_a_typo_anywhere_in_a_ctc_config_is_refused_with_the_valid_keys(tmp_path
         run(cfg, tmp_path / "o")
     assert message in str(err.value) and "valid:" in str(err.value)
     assert not (tmp_path / "o").exists()  # refused before anything is written
+
+
+def test_parallel_workers_start_on_different_fits():
+    """Round-robin over shared fits: two workers train two networks at once instead of one waiting on
+    the other's fit lock; anchors (no shared fit) are groups of their own."""
+    from vcm.ctc.run import parallel_order
+
+    def spec(codec, pid, fit=None):
+        return {"sequence": "s", "codec": codec, "point_id": pid, "point": {"fit_key": fit} if fit else {}}
+
+    specs = [spec("hinerv", "h1", "f"), spec("hinerv", "h2", "f"), spec("sa-hinerv", "s1", "f"),
+             spec("sa-hinerv", "s2", "f"), spec("hevc", "q1"), spec("hevc", "q2")]
+    assert [s["point_id"] for s in parallel_order(specs)] == ["h1", "s1", "q1", "q2", "h2", "s2"]
+    assert sorted(map(id, parallel_order(specs))) == sorted(map(id, specs))
+
+
+def test_match_points_follow_the_anchor_and_run_after_it(tmp_path):
+    """{match: hevc} becomes one point per HEVC QP of the sequence, aiming at that point's rate found by
+    rate control; without the anchor the config is refused before anything runs."""
+    from vcm.ctc.run import run
+
+    write_yuv420(tmp_path / "Tiny_48x32_25.yuv", moving_frames(t=4, h=32, w=48))
+    preset = tmp_path / "tiny.yaml"
+    preset.write_text("model: {arch: nerv, fc_dim: 8, stem_dims: [24], lower_width: 6, embed: '1.25_8'}\n"
+                      "train: {epochs: 1, batch: 2, lr: 3.0e-3}\n")
+    cfg = tmp_path / "match.yaml"
+    cfg.write_text(f"""
+sequences: [{{name: tiny, path: {tmp_path / 'Tiny_48x32_25.yuv'}, frames: all}}]
+device: cpu
+codecs:
+  nerv:
+    fits: [{{preset: {preset}, steps: 40, rate_aware: false, points: [{{match: hevc, rd_steps: 10}}]}}]
+  hevc: {{qps: [30, 40]}}
+""")
+    result = run(cfg, tmp_path / "out", jobs=1)
+    assert result["failed"] == 0, [r.get("error") for r in result["rows"]]
+    rows = {r["point"]: r for r in result["rows"]}
+    hevc = {r["qp"]: r for r in rows.values() if r["codec"] == "hevc"}
+    matched = [r for r in rows.values() if r["codec"] == "nerv"]
+    assert len(matched) == 2 and {r["point"].rsplit("_", 1)[1] for r in matched} == {"qp30", "qp40"}
+    for r in matched:
+        aim = hevc[int(r["point"].rsplit("qp", 1)[1])]["kbps"]
+        assert r["rate_control"]["target"]["kbps"] == pytest.approx(aim)
+        assert r["rate_control"]["trials"]  # searched, and reported whether it landed
+    cfg.write_text(cfg.read_text().replace("  hevc: {qps: [30, 40]}\n", ""))
+    with pytest.raises(VcmError, match="matches hevc, which this run does not code"):
+        run(cfg, tmp_path / "out2")

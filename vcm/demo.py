@@ -92,12 +92,16 @@ def demo_detector(clip: str = "sample:carphone") -> dict | None:
 def demo_config(cfg: dict, epochs: int | None, detector: dict | None) -> dict:
     """The demo's CTC config with ``--epochs`` applied and, when there is a detector, pseudo ground
     truth from the original clip (carphone has no annotations)."""
-    fits = [fit for section in cfg["codecs"].values() for fit in section.get("fits") or []]
+    # a YAML alias (the demo's shared fits) is one object in several sections: each fit is changed once
+    fits = list({id(fit): fit for section in cfg["codecs"].values() for fit in section.get("fits") or []}.values())
     for fit in fits if epochs is not None else []:
+        fit_steps = fit.pop("steps", None)
         fit["epochs"] = epochs
         for point in fit.get("points") or []:
             if "rd_epochs" in point:
                 point["rd_epochs"] = min(point["rd_epochs"], epochs)
+            if "rd_steps" in point and fit_steps:  # the configured ratio of rate-distortion to fitting steps
+                point["rd_epochs"] = max(1, round(epochs * point.pop("rd_steps") / fit_steps))
     if detector is not None:
         cfg.update(detector=detector, reference="original")
     return cfg

@@ -1,7 +1,8 @@
 """Strict dataclass loading for configs that come from files or bitstreams.
 
 ``strict_from_dict(Cls, d)`` accepts exactly the dataclass's fields, checks every value against
-its annotation (``int``, ``float``, ``str``, ``bool``, ``tuple[int, ...]``, ``tuple[float, ...]``)
+its annotation (``int``, ``float``, ``str``, ``bool``, ``tuple[int, ...]``, ``tuple[float, ...]``, and
+``X | None``)
 and raises ``ValueError`` with one line naming the field. Unknown keys are listed with the
 valid ones. Nothing is evaluated or allocated from the values.
 """
@@ -9,11 +10,18 @@ valid ones. Nothing is evaluated or allocated from the values.
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 
 
 def _check(name: str, annotation, value):
     origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):  # ``X | None``: absent (null) or an X
+        inner = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if value is None and len(inner) < len(typing.get_args(annotation)):
+            return None
+        if len(inner) == 1:
+            return _check(name, inner[0], value)
     if origin is tuple:
         (inner, *_rest) = typing.get_args(annotation)
         if not isinstance(value, (list, tuple)) or len(value) > 64:

@@ -20,6 +20,9 @@ def compress(
     finetune_epochs: Optional[int] = typer.Option(None, "--finetune-epochs", min=0, help="Paper pipeline: fine-tune epochs after pruning / for QAT (default 10 % of the fit's)."),
     qat: bool = typer.Option(False, "--qat", metavar="", help="Paper pipeline: quantization-aware fine-tuning (straight-through estimator)."),
     rd_epochs: Optional[int] = typer.Option(None, "--rd-epochs", min=1, help="Rate–distortion method: training epochs per λ (default half of the fit's)."),
+    rd_steps: Optional[int] = typer.Option(None, "--rd-steps", min=1, help="Rate–distortion method: optimiser steps per λ, the same on any clip (instead of --rd-epochs)."),
+    target_kbps: Optional[float] = typer.Option(None, "--target-kbps", help="Rate control: search λ (warm-started trials) for a stream of this rate; --lambda is the first guess (default 1)."),
+    target_psnr: Optional[float] = typer.Option(None, "--target-psnr", help="Rate control: search λ for this luma PSNR (dB) of the decoded frames."),
     seed: int = typer.Option(0, "--seed", help="Seed of fine-tuning / rate–distortion training (same seed, same bytes)."),
     input: Optional[Path] = typer.Option(None, "--input", help="The source video, if it moved since vcm fit."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output .nerv file (default: inside the run directory); with several --lambda, a folder."),
@@ -40,27 +43,40 @@ def compress(
     from vcm.codec.compress import CompressOptions, RDOptions, compress_many, parse_group_bits
     from vcm.device import resolve_device
 
-    if lam:
-        if bits != 8 or group_bits or qat or finetune_epochs is not None:
-            raise VcmError("--bits/--group-bits/--qat/--finetune-epochs belong to the paper pipeline; "
-                           "the rate–distortion method (--lambda) learns its quantization")
-        opts_list = [RDOptions(lam=v, epochs=rd_epochs, prune=prune, seed=seed) for v in lam]
+    if (lam or target_kbps is not None or target_psnr is not None) and (
+            bits != 8 or group_bits or qat or finetune_epochs is not None):
+        raise VcmError("--bits/--group-bits/--qat/--finetune-epochs belong to the paper pipeline; "
+                       "the rate–distortion method (--lambda, --target-kbps/--target-psnr) learns its quantization")
+    if target_kbps is not None or target_psnr is not None:
+        from vcm.codec.compress import compress_to_target
+        from vcm.codec.rate_control import Target
+
+        if lam is not None and len(lam) > 1:
+            raise VcmError("rate control finds one λ: give at most one --lambda (its first guess)")
+        target = Target(kbps=target_kbps, psnr_y=target_psnr)
+        target.check()
+        opts = RDOptions(lam=lam[0] if lam else 1.0, epochs=rd_epochs, steps=rd_steps, prune=prune, seed=seed)
+        reports = [compress_to_target(run, out, target, opts, resolve_device(device), source=input)]
+        lam = [reports[0]["lambda"]]
+    elif lam:
+        opts_list = [RDOptions(lam=v, epochs=rd_epochs, steps=rd_steps, prune=prune, seed=seed) for v in lam]
     else:
         opts_list = [CompressOptions(prune=prune, bits=bits, group_bits=parse_group_bits(group_bits),
                                      finetune_epochs=finetune_epochs, qat=qat, seed=seed)]
-    outs = None
-    if out is not None and len(opts_list) > 1:
-        check_output(out, inputs=[input], kind="dir")
-        outs = [out / f"{run.resolve().name}_rd_{o.label()}.nerv" for o in opts_list]
-    elif out is not None:
-        outs = [out]
-    reports = compress_many(run, opts_list, resolve_device(device), source=input, outs=outs)
+    if target_kbps is None and target_psnr is None:
+        outs = None
+        if out is not None and len(opts_list) > 1:
+            check_output(out, inputs=[input], kind="dir")
+            outs = [out / f"{run.resolve().name}_rd_{o.label()}.nerv" for o in opts_list]
+        elif out is not None:
+            outs = [out]
+        reports = compress_many(run, opts_list, resolve_device(device), source=input, outs=outs)
     if json_out:  # one stream: its report; several λ: a list of them
         short = [{k: v for k, v in r.items() if k not in ("per_frame", "rd_history")} for r in reports]
         print_json(short if len(lam or []) > 1 else short[0])
         return
     for r in reports:
-        method = (f"rate–distortion, λ = {r['lambda']:g}, {r['rd_epochs']} epochs" if r["coding"] == "rd" else
+        method = (f"rate–distortion, λ = {r['lambda']:g}, {r['rd_steps']:,} steps" if r["coding"] == "rd" else
                   f"prune {r['prune']:.0%} / {r['bits']} bits / QAT {'yes' if r['qat'] else 'no'}")
         rows = [
             ("bitstream", r["bitstream"]), ("method", method), ("size", f"{r['bytes']:,} bytes"),
@@ -72,6 +88,16 @@ def compress(
         if r["coding"] == "rd":
             rows.append(("rate estimate", f"{r['estimate_bytes']:,.0f} bytes (file {r['estimate_error']:+.2%} vs estimate; "
                                           f"{r['side_bytes']:,} bytes side information)"))
+        for part in r.get("breakdown") or []:
+            per = f", {part['bits_per_param']:.2f} bits/param" if part["bits_per_param"] is not None else ""
+            rows.append((f"  {part['part']}", f"{part['bytes']:,.0f} bytes ({100 * part['share']:.1f} %{per})"))
+        if r.get("rate_control"):
+            from vcm.codec.rate_control import achieved
+
+            a = achieved(r)
+            err = f"{a['error']:+.1%}" if a["unit"] == "kbps" else f"{a['error']:+.2f} dB"
+            rows.append(("rate control", f"target {a['target']:g} {a['unit']}, achieved {a['achieved']:.2f} {a['unit']} "
+                                         f"({err}) in {len(r['rate_control']['trials'])} trial(s)"))
         rows.append(("encode time", f"{r['encode_seconds']:.1f} s"))
         table(f"vcm compress: {r['sequence']}", rows)
 

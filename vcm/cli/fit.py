@@ -19,6 +19,8 @@ def fit(
     config: Optional[Path] = typer.Option(None, "--config", help="A YAML file with 'model' and 'train' sections (instead of --preset)."),
     params: Optional[str] = typer.Option(None, "--params", help="Parameter budget, e.g. 0.3M or 50k: widths are solved for it."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Training epochs (passes over all frames); default from the preset."),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Optimiser steps of the whole fit, the same on any clip (instead of --epochs)."),
+    budget: Optional[str] = typer.Option(None, "--budget", help="Wall-time budget, e.g. 5m: a few steps are timed and the fit gets the steps that fit in it (recorded as train.steps; --steps N reproduces it)."),
     batch: Optional[int] = typer.Option(None, "--batch", min=1, help="Frames per step."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (Adam, warmup then cosine)."),
     lam: Optional[float] = typer.Option(None, "--lambda", min=0.0, help="Rate-aware fit: after a warm-up (rate_start of the steps) train through learned quantizers with loss D + λ·bpp; then vcm compress --lambda codes it."),
@@ -64,7 +66,14 @@ def fit(
     from vcm.nerv.run import default_run_dir_for, fit_video, plan, preset_for
     from vcm.nerv.train import CHECKPOINT, load_run, reconstruct
 
-    spec, cfg = plan(str(config) if config else preset_for(arch, preset), params, epochs=epochs, batch=batch, lr=lr,
+    budget_seconds = None
+    if budget is not None:
+        from vcm.nerv.budget import parse_duration
+
+        if steps is not None or epochs is not None:
+            raise VcmError("--budget sets the fit's length; drop --steps/--epochs, or drop --budget")
+        budget_seconds = parse_duration(budget)
+    spec, cfg = plan(str(config) if config else preset_for(arch, preset), params, epochs=epochs, steps=steps, batch=batch, lr=lr,
                      loss=loss, loss_impl=loss_impl, rate_lambda=lam, seed=seed, checkpoint_every=checkpoint_every,
                      compile=compile or None)
     for path, option in ((masks, "--masks"), (sam_checkpoint, "--sam-checkpoint")):
@@ -98,6 +107,8 @@ def fit(
 
         masks_u8, masks_meta = masks_for_fit(video, masks, sam_checkpoint, alpha, run_dir, dev, sam_model=sam_model,
                                              source=mask_source)
+    if budget_seconds is not None:
+        cfg = _budget_steps(budget, budget_seconds, spec, cfg, video, masks_u8, dev, run_dir if resume else None)
     result = fit_video(video, spec, cfg, out, dev, resume=resume, masks_u8=masks_u8, masks_meta=masks_meta)
     if result.interrupted:
         from vcm.progress import console
@@ -114,8 +125,27 @@ def fit(
         return
     table(f"vcm fit: {video.name}", [
         ("run", str(result.run_dir)), ("frames", f"{video.num_frames} ({video.source_frames.start}:{video.source_frames.stop})"),
-        ("params", f"{m['params']:,}"), ("epochs", str(m["epochs"])), ("loss", cfg.loss),
+        ("params", f"{m['params']:,}"), ("steps", f"{m['steps']:,} ({m['epochs']} epochs)"), ("loss", cfg.loss),
         ("time", f"{result.seconds:.1f} s ({result.frames_per_second:.1f} frames/s)"),
         ("PSNR", fmt(m["psnr"], 2, " dB")), ("PSNR-Y", fmt(m["psnr_y"], 2, " dB")),
         ("MS-SSIM", fmt(m["ms_ssim"], 4)),
     ])
+
+
+def _budget_steps(text: str, seconds: float, spec, cfg, video, masks_u8, device, resumed_run: Path | None):
+    """``cfg`` with the steps of a ``--budget``: timed here for a new fit, the recorded ones for a resumed fit."""
+    import json
+    from dataclasses import replace
+
+    from vcm import progress
+    from vcm.nerv.budget import seconds_per_step, steps_for_budget
+    from vcm.nerv.train import CONFIG
+
+    if resumed_run is not None:  # the schedule's length was fixed when the fit started
+        return replace(cfg, steps=json.loads((resumed_run / CONFIG).read_text())["train"].get("steps"))
+    per_step = seconds_per_step(spec.build(video.height, video.width, video.num_frames), cfg, video.frames_u8,
+                                masks_u8, device)
+    cfg = replace(cfg, steps=steps_for_budget(seconds, per_step))
+    progress.log(f"budget {text}: {per_step:.3f} s a step measured here → {cfg.steps:,} steps "
+                 f"(vcm fit --steps {cfg.steps} reproduces this fit)")
+    return cfg

@@ -79,23 +79,31 @@ def prepare(run_dir: Path, source: Path | None = None) -> Prepared:
     return Prepared(run_dir, config, video, masks_u8, TrainConfig.from_dict(config["train"]))
 
 
-def optimise(prep: Prepared, opts: Options, device) -> tuple[nerv_stream.NervStream, dict]:
-    """Run one method on a fresh copy of the fitted network → (stream to write, report fields)."""
-    model = prep.fresh_model()
+def optimise(prep: Prepared, opts: Options, device, model: torch.nn.Module | None = None,
+             init_quantizers: dict | None = None) -> tuple[nerv_stream.NervStream, dict]:
+    """Run one method on a fresh copy of the fitted network (or on ``model``, trained in place, with
+    ``init_quantizers``: a warm start from another λ) → (stream to write, report fields)."""
+    if model is None:
+        model = prep.fresh_model()
+        init_quantizers = load_quantizers(prep.run_dir)
     if isinstance(opts, RDOptions):
         tensors, fields = rd.optimise(model, prep.video.frames_u8, prep.masks_u8, prep.fit_cfg, opts, device,
-                                      init_quantizers=load_quantizers(prep.run_dir))
+                                      init_quantizers=init_quantizers)
         coding = "rd"
     else:
         tensors, fields = affine.optimise(model, prep.video.frames_u8, prep.masks_u8, prep.fit_cfg, opts, device)
         coding = "affine"
+    return stream_of(prep, model, tensors, coding), fields
+
+
+def stream_of(prep: Prepared, model, tensors: list, coding: str) -> nerv_stream.NervStream:
+    """The stream of ``tensors`` of ``model`` for the run's video."""
     v = prep.config["video"]
-    stream = nerv_stream.NervStream(
+    return nerv_stream.NervStream(
         model=model.cfg,
         video={"name": v["name"], "width": v["width"], "height": v["height"], "fps": v["fps"],
                "frames": v["num_frames"], "source_frames": v["source_frames"], "sequence": v.get("sequence")},
         tensors=tensors, arch=model.ARCH, coding=coding)
-    return stream, fields
 
 
 def default_out(prep: Prepared, opts: Options) -> Path:
@@ -125,6 +133,12 @@ def compress_prepared(prep: Prepared, out: Path | None, opts: Options, device) -
     start = time.time()
     out = check_out(out if out is not None else default_out(prep, opts), prep)
     stream, fields = optimise(prep, opts, device)
+    return publish(prep, out, stream, fields, start, device)
+
+
+def publish(prep: Prepared, out: Path, stream: nerv_stream.NervStream, fields: dict, start: float, device) -> dict:
+    """Write ``stream`` to ``out`` (atomically, with ``out.json``), decode it with the real decoder and
+    measure it; returns the report. ``start``: when encoding began (``time.time()``)."""
     stats: dict = {}
     data = nerv_stream.encode(stream, stats)
     encode_seconds = time.time() - start
@@ -148,7 +162,7 @@ def _report(prep: Prepared, out: Path, stream, data: bytes, stats: dict, fields:
         **rate(len(data), v["fps"], v["num_frames"], v["width"], v["height"]),
         "psnr": quality["psnr"], "psnr_y": quality["psnr_y"], "ms_ssim": quality["ms_ssim"],
         "params": params, "nonzero_params": nonzero, "bits_per_param": 8 * len(data) / params,
-        **{k: val for k, val in fields.items() if k not in ("estimate_bits", "history")},
+        **{k: val for k, val in fields.items() if k not in ("estimate_bits", "history", "quantizers")},
         "encode_seconds": round(encode_seconds, 3), "per_frame": quality["per_frame"],
         "provenance": provenance(device),
     }
@@ -158,6 +172,11 @@ def _report(prep: Prepared, out: Path, stream, data: bytes, stats: dict, fields:
         estimate = fields["estimate_bits"] / 8 + side
         report.update(estimate_bytes=round(estimate, 1), side_bytes=side,
                       estimate_error=round((len(data) - estimate) / estimate, 5), rd_history=fields["history"])
+    if stream.coding == "rd":
+        from vcm.codec.breakdown import rd_breakdown
+
+        report["breakdown"] = rd_breakdown(stream.arch, stream.tensors, len(data), stats["data_bytes"],
+                                           stats["entropy_coded_bytes"])
     return report
 
 
@@ -165,6 +184,24 @@ def compress_run(run_dir: Path, out: Path | None, opts: Options, device, source:
     """Compress a fitted run into ``out`` (.nerv) with one method and write ``out.json``; returns the report."""
     opts.check()
     return compress_prepared(prepare(run_dir, source), out, opts, device)
+
+
+def compress_to_target(run_dir: Path, out: Path | None, target, opts: RDOptions, device,
+                       source: Path | None = None) -> dict:
+    """The rate–distortion method at the λ that meets ``target`` (:class:`vcm.codec.rate_control.Target`);
+    ``opts.lam`` is the first guess. Writes ``out`` and ``out.json``; returns the report."""
+    from vcm.codec import rate_control
+
+    opts.check()
+    target.check()
+    prep = prepare(run_dir, source)
+    start = time.time()
+    if out is None:
+        what = f"k{target.kbps:g}" if target.by_rate else f"q{target.psnr_y:g}"
+        out = default_out(prep, opts).with_name(default_out(prep, opts).name.replace(opts.label(), what.replace(".", "p")))
+    out = check_out(out, prep)
+    stream, fields = rate_control.search(prep, target, opts, device)
+    return publish(prep, out, stream, fields, start, device)
 
 
 def compress_many(run_dir: Path, opts_list: list[Options], device, source: Path | None = None,

@@ -68,8 +68,8 @@ class NervStream:
 
 
 def encode(stream: NervStream, stats: dict | None = None) -> bytes:
-    """The stream's bytes; ``stats`` (if given) receives ``entropy_coded_bytes``: the ANS payload of
-    the rd coding (everything else in the file is side information)."""
+    """The stream's bytes; ``stats`` (if given) receives ``data_bytes`` (the DATA section) and, for the
+    rd coding, ``entropy_coded_bytes``: its ANS payload (everything else in the file is side information)."""
     v = stream.video
     video = {"name": v["name"], "fps": v["fps"], "frames": v["frames"], "source_frames": v["source_frames"]}
     if v.get("sequence"):
@@ -93,6 +93,8 @@ def encode(stream: NervStream, stats: dict | None = None) -> bytes:
     else:
         raise ValueError(f"unknown coding {stream.coding!r}")
     head = container.pack_header(header)
+    if stats is not None:
+        stats["data_bytes"] = len(w.getvalue())
     return container.pack(MAGIC, version, [(b"HEAD", head), (b"DATA", w.getvalue())])
 
 

@@ -30,6 +30,7 @@ class RDOptions:
 
     lam: float  # λ: weight of the rate in bits per pixel against the distortion
     epochs: int | None = None  # None: half of the fit's epochs (0 for a rate-aware fit: code its own quantizers)
+    steps: int | None = None  # optimiser steps instead of epochs: the same on any clip (wins over epochs)
     noise_fraction: float = 0.6  # share of the steps trained with additive noise, then straight-through rounding
     lr_scale: float = 0.2  # weights' peak lr = fit lr × this
     step_lr: float = 2e-2  # Adam lr of the log2 steps (short schedules want more: the demo's 6 epochs use 0.1)
@@ -48,6 +49,8 @@ class RDOptions:
             raise VcmError(f"noise_fraction must be in [0, 1], got {self.noise_fraction}")
         if self.epochs is not None and self.epochs < 0:
             raise VcmError(f"rate-distortion epochs must be 0 or more, got {self.epochs}")
+        if self.steps is not None and self.steps < 0:
+            raise VcmError(f"rate-distortion steps must be 0 or more, got {self.steps}")
 
     def label(self) -> str:
         return f"l{self.lam:g}".replace(".", "p") + (f"_p{round(self.prune * 100)}" if self.prune else "")
@@ -60,11 +63,26 @@ def _same_layout(rd: RateDistortionModel, state: dict) -> bool:
     return set(state) == set(mine) and all(state[k].shape == mine[k].shape for k in mine)
 
 
+def rd_steps(opts: RDOptions, fit_cfg: TrainConfig, num_frames: int, has_quantizers: bool) -> int:
+    """Optimiser steps of the rate–distortion stage: ``opts.steps``, else ``opts.epochs`` passes, else half of
+    the fit's schedule (none for a rate-aware fit, whose own quantizers are coded)."""
+    if opts.steps is not None:
+        return opts.steps
+    if opts.epochs is not None:
+        return opts.epochs * fit_cfg.steps_per_epoch(num_frames)
+    if has_quantizers:
+        return 0
+    if fit_cfg.steps is not None:
+        return max(1, round(0.5 * fit_cfg.steps))
+    return max(1, round(0.5 * fit_cfg.epochs)) * fit_cfg.steps_per_epoch(num_frames)
+
+
 def optimise(model: torch.nn.Module, frames_u8: np.ndarray, masks_u8, fit_cfg: TrainConfig, opts: RDOptions,
              device, init_quantizers: dict | None = None, label: str = "rate-distortion") -> tuple[list[RDTensor], dict]:
     """Train ``model`` (in place) through its quantizers at λ = ``opts.lam`` → (coded tensors,
     report fields, among them ``estimate_bits``: the trained entropy models' code length of the
-    final symbols). ``init_quantizers``: a rate-aware fit's learned quantizers to start from."""
+    final symbols, and ``quantizers``: their trained state, from which another λ can start).
+    ``init_quantizers``: learned quantizers to start from (a rate-aware fit's, or another λ's)."""
     from vcm.codec.prune import apply_masks, magnitude_masks
     from vcm.nerv.train import param_groups, to_device, train_epochs
 
@@ -73,26 +91,23 @@ def optimise(model: torch.nn.Module, frames_u8: np.ndarray, masks_u8, fit_cfg: T
     keep = magnitude_masks(model, opts.prune) if opts.prune > 0 else None
     if keep is not None:
         apply_masks(model, keep)
-    if opts.epochs is not None:
-        epochs = opts.epochs
-    else:
-        epochs = 0 if init_quantizers is not None else max(1, round(0.5 * fit_cfg.epochs))
-    cfg = replace(fit_cfg, epochs=max(epochs, 1), warmup=0.05, lr=fit_cfg.lr * opts.lr_scale, seed=opts.seed,
+    t_frames, _, h, w = frames_u8.shape
+    steps = rd_steps(opts, fit_cfg, t_frames, init_quantizers is not None)
+    epochs = -(-steps // fit_cfg.steps_per_epoch(t_frames))
+    cfg = replace(fit_cfg, epochs=max(epochs, 1), steps=None, warmup=0.05, lr=fit_cfg.lr * opts.lr_scale, seed=opts.seed,
                   rate_lambda=0.0)
     frames, masks = to_device(frames_u8, masks_u8, device)
-    t_frames, _, h, w = frames_u8.shape
     rd = RateDistortionModel(model, keep, init_bits=opts.init_bits, temporal=opts.temporal)
     if init_quantizers is not None and not _same_layout(rd, init_quantizers):
-        if not epochs:
+        if not steps:
             raise VcmError("this rate-aware fit's quantizers have another layout than vcm codes now (an earlier vcm, "
-                           "or temporal coding switched off); pass --rd-epochs N to train new ones, or refit")
-        progress.log(f"{label}: the fit's quantizers have another layout; new ones are trained for {epochs} epochs")
+                           "or temporal coding switched off); pass --rd-steps N to train new ones, or refit")
+        progress.log(f"{label}: the fit's quantizers have another layout; new ones are trained for {steps} steps")
     elif init_quantizers is not None:
         rd.quantizers.load_state_dict(init_quantizers)
     rd = rd.to(device).train()
     opt = torch.optim.Adam([*param_groups(model, cfg), *rd.optimizer_groups(cfg.lr, opts.step_lr, opts.entropy_lr)],
                            lr=cfg.lr, betas=cfg.betas)
-    steps = epochs * -(-t_frames // cfg.batch)
     switch = round(opts.noise_fraction * steps)
     state = {"step": 0}
     to_bpp = opts.lam * bpp_scale(h, w, t_frames)
@@ -121,5 +136,6 @@ def optimise(model: torch.nn.Module, frames_u8: np.ndarray, masks_u8, fit_cfg: T
         keep_n = None if keep is None or n not in keep else keep[n].cpu()
         tensors.append(RDTensor(n, tuple(p.shape), q.step_codes().cpu().numpy().astype(np.int64),
                                 laplace.s_code(float(q.log_b.detach())), q.symbols(p.cpu(), keep_n), q.temporal))
-    return tensors, {"method": "rate-distortion", "lambda": opts.lam, "prune": opts.prune, "rd_epochs": epochs,
-                     "estimate_bits": rd.estimate_bits(), "history": history}
+    return tensors, {"method": "rate-distortion", "lambda": opts.lam, "prune": opts.prune, "rd_epochs": epochs, "rd_steps": steps,
+                     "estimate_bits": rd.estimate_bits(), "history": history,
+                     "quantizers": {k: v.detach().clone() for k, v in rd.quantizers.state_dict().items()}}

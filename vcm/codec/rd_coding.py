@@ -52,6 +52,17 @@ class RDTensor:
 SYMBOL_LIMIT = MAX_SPAN  # |q| of a temporal tensor after summing its differences (the encoder's own bound)
 
 
+def code_bits(t: RDTensor) -> float:
+    """Information content of ``t``'s coded symbols under its Laplace model, in bits (the ANS stream
+    spends this plus a few bits of flush; a tensor of one distinct symbol costs nothing)."""
+    s = t.coded_symbols()
+    if s.size == 0 or s.min() == s.max():
+        return 0.0
+    lo, hi = int(s.min()), int(s.max())
+    p = laplace.table(t.m, lo, hi)
+    return float(-np.log2(p[s - lo] / p.sum()).sum())
+
+
 def _model(m: int, lo: int, hi: int):
     return constriction.stream.model.Categorical(laplace.table(m, lo, hi), perfect=False)
 

@@ -28,13 +28,19 @@ from pathlib import Path
 from vcm.codecs import Codec, register_codec
 from vcm.errors import VcmError
 
-_FIT_KEYS = {"preset", "params", "epochs", "batch", "lr", "points", "rate_aware"}
+_FIT_KEYS = {"preset", "params", "epochs", "steps", "batch", "lr", "points", "rate_aware"}
 _AFFINE_KEYS = {"prune", "bits", "qat", "finetune_epochs"}
-_RD_KEYS = {"lambda", "rd_epochs", "prune", "step_lr", "temporal"}
+_RD_KEYS = {"lambda", "rd_epochs", "rd_steps", "prune", "step_lr", "temporal"}
+_MATCH_KEYS = {"match", "lambda", "rd_epochs", "rd_steps", "step_lr", "temporal"}
 
 
 def _label(value) -> str:
     return str(value).replace(".", "p")
+
+
+def _preset_key(preset: str) -> str:
+    """A preset's part of a fit's folder name: its name, or a YAML path's file stem (a path has separators)."""
+    return Path(preset).stem if "/" in preset or preset.endswith((".yaml", ".yml")) else preset
 
 
 @contextlib.contextmanager
@@ -72,15 +78,25 @@ class NervFamily(Codec):
             unknown = set(fit) - _FIT_KEYS
             if unknown:
                 raise VcmError(f"{self.name} fit: unknown key(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(_FIT_KEYS))}")
-            fit_key = fit.get("preset", self.default_preset)
+            fit_key = _preset_key(str(fit.get("preset", self.default_preset)))
             if fit.get("params") is not None:
                 fit_key += f"_{_label(fit['params'])}"
             if fit.get("epochs") is not None:
                 fit_key += f"_e{fit['epochs']}"
+            if fit.get("steps") is not None:
+                fit_key += f"_s{fit['steps']}"
             for p in fit.get("points") or [{}]:
                 common = {"fit": {k: v for k, v in fit.items() if k not in ("points", "rate_aware")},
                           "fit_key": fit_key, "masks": section.get("masks")}
-                if "lambda" in p:
+                if "match" in p:  # one point per point of the anchor, at its rate (expanded by the CTC planner)
+                    unknown = set(p) - _MATCH_KEYS
+                    if fit.get("rate_aware", True):
+                        raise VcmError(f"{self.name}: match points search λ on one plain fit; set rate_aware: false on their fit")
+                    pid = f"{fit_key}_rd_match_{p['match']}"
+                    point = {**common, "match": str(p["match"]), "lambda": float(p.get("lambda", 1.0)), "prune": 0.0,
+                             "rd_epochs": p.get("rd_epochs"), "rd_steps": p.get("rd_steps"), "step_lr": p.get("step_lr"),
+                             "temporal": p.get("temporal", True)}
+                elif "lambda" in p:
                     unknown = set(p) - _RD_KEYS
                     lam, prune = float(p["lambda"]), float(p.get("prune", 0.0))
                     if fit.get("rate_aware", True):  # its own fit, born with the rate in its loss
@@ -91,7 +107,7 @@ class NervFamily(Codec):
                         raise VcmError(f"{self.name} point {p}: temporal must be true or false")
                     pid = (f"{fit_key}_rd_l{_label(lam)}" + (f"_pr{_label(prune)}" if prune else "")
                            + ("" if temporal else "_flat"))
-                    point = {**common, "lambda": lam, "prune": prune, "rd_epochs": p.get("rd_epochs"),
+                    point = {**common, "lambda": lam, "prune": prune, "rd_epochs": p.get("rd_epochs"), "rd_steps": p.get("rd_steps"),
                              "step_lr": p.get("step_lr"), "temporal": temporal}
                 else:
                     unknown = set(p) - _AFFINE_KEYS
@@ -116,7 +132,7 @@ class NervFamily(Codec):
         f = p["fit"]
         fit_dir = Path(spec["out"]) / "fits" / spec["sequence"] / self.name / p["fit_key"]
         model_spec, train = plan(f.get("preset", self.default_preset), f.get("params"), epochs=f.get("epochs"),
-                                 batch=f.get("batch"), lr=f.get("lr"), loss=self.loss, rate_lambda=f.get("rate_lambda"))
+                                 steps=f.get("steps"), batch=f.get("batch"), lr=f.get("lr"), loss=self.loss, rate_lambda=f.get("rate_lambda"))
         if model_spec.arch != self.arch:
             raise VcmError(f"codec {self.name} fits {self.arch} networks; preset {f.get('preset')!r} is {model_spec.arch}")
         with _locked(fit_dir.with_suffix(".lock")):
@@ -144,13 +160,19 @@ class NervFamily(Codec):
         fit_dir, fit_seconds = self._fit(spec, video, device)
         if "lambda" in p:
             fast = {} if p.get("step_lr") is None else {"step_lr": p["step_lr"], "entropy_lr": p["step_lr"]}
-            opts = RDOptions(lam=p["lambda"], epochs=p.get("rd_epochs"), prune=p["prune"],
+            opts = RDOptions(lam=p["lambda"], epochs=p.get("rd_epochs"), steps=p.get("rd_steps"), prune=p["prune"],
                              temporal=p.get("temporal", True), **fast)
         else:
             opts = CompressOptions(prune=p["prune"], bits=p["bits"], qat=p["qat"], finetune_epochs=p.get("finetune_epochs"))
         out = Path(spec["workdir"]) / "stream.nerv"
         t = time.time()
-        report = compress_run(fit_dir, out, opts, device)
+        if "target_kbps" in p:  # a match point: the anchor's rate, found by rate control
+            from vcm.codec.compress import compress_to_target
+            from vcm.codec.rate_control import Target
+
+            report = compress_to_target(fit_dir, out, Target(kbps=p["target_kbps"]), opts, device)
+        else:
+            report = compress_run(fit_dir, out, opts, device)
         compress_seconds = time.time() - t
         frames, _, _ = decode_file(out, device)
         row = {"bitstream": str(out), "bytes": out.stat().st_size, "frames_u8": frames,
@@ -159,8 +181,9 @@ class NervFamily(Codec):
                "params": report["params"], "bits_per_param": report["bits_per_param"],
                "settings": {"representation": self.arch, "loss": self.loss, "fit": p["fit"],
                             "method": "rate-distortion" if "lambda" in p else "prune/quantize (paper)"}}
-        if "estimate_bytes" in report:
-            row["estimate_bytes"] = report["estimate_bytes"]
+        for key in ("estimate_bytes", "breakdown", "rate_control"):
+            if key in report:
+                row[key] = report[key]
         return row
 
 

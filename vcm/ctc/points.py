@@ -72,6 +72,8 @@ def _run_point(spec: dict, device) -> dict:
     from vcm.fsutil import write_json
     from vcm.provenance import provenance
 
+    if (spec.get("point") or {}).get("target_from"):
+        spec = {**spec, "point": {**spec["point"], "target_kbps": _matched_kbps(Path(spec["point"]["target_from"]))}}
     video = _video(spec)
     codec = codecs.get(spec["codec"])
     coded = codec.encode_decode(spec, video, device)
@@ -88,11 +90,22 @@ def _run_point(spec: dict, device) -> dict:
         "psnr_yuv": quality["psnr_yuv"],
         "ms_ssim": quality["ms_ssim"], **detection, "encode_seconds": coded["encode"],
         "decode_seconds": coded["decode"], "bitstream": coded["bitstream"], "annotations": spec.get("annotations"),
-        **{k: coded[k] for k in ("fit_seconds", "compress_seconds", "params", "bits_per_param", "estimate_bytes") if k in coded},
+        **{k: coded[k] for k in ("fit_seconds", "compress_seconds", "params", "bits_per_param", "estimate_bytes", "breakdown", "rate_control") if k in coded},
         "settings": coded.get("settings"), "provenance": provenance(device),
     }
     write_json(Path(spec["workdir"]) / "result.json", row)
     return row
+
+
+def _matched_kbps(anchor_workdir: Path) -> float:
+    """The rate of the anchor point a match point aims at."""
+    from vcm.errors import VcmError
+
+    row = read_result(anchor_workdir)
+    if row is None or row.get("status") != "ok":
+        raise VcmError(f"the point to match ({anchor_workdir.parent.name} {anchor_workdir.name}) has no result: "
+                       f"{(row or {}).get('error', 'it did not run')}")
+    return float(row["kbps"])
 
 
 def read_result(workdir: Path) -> dict | None:

@@ -159,6 +159,9 @@ def point_label(r: dict) -> str:
     if isinstance(r.get("qp"), int):
         return f"QP{r['qp']}"
     point = str(r["point"])
+    if r.get("rate_control"):  # a match point: the λ rate control found, and the anchor point it aimed at
+        anchor = point.split("_rd_match_", 1)[-1].replace("_qp", " QP")
+        return f"λ{r['rate_control']['lambda']:.3g} (≈ {anchor})"
     if "_rd_l" in point:
         return "λ" + point.split("_rd_l", 1)[1].split("_")[0].replace("p", ".")
     tokens = point.split("_")  # the paper pipeline's ids: <fit>_pr0p4_b8[_qat]
@@ -355,6 +358,7 @@ def report_markdown(rows, failed, curves, bd_rows, cls_curves, cls_bd, anchor, m
          if has_map else []) +
         [_fmt(r["encode_seconds"], 1), _fmt(r.get("fit_seconds"), 1), _fmt(r["decode_seconds"], 1)]
         for seq in curves.values() for pts in seq.values() for r in pts]))
+    md += breakdown_section([r for seq in curves.values() for pts in seq.values() for r in pts])
     if cls_curves:
         md += ["", "## Per class (detections pooled over the class's sequences)", ""]
         md.append(_md_table(["class", "curve", "point #", "mean kbps", "mAP %", "AP50 %"],
@@ -378,6 +382,28 @@ def report_markdown(rows, failed, curves, bd_rows, cls_curves, cls_bd, anchor, m
         md.append(_md_table(["sequence", "codec", "point", "error"],
                             [[f["sequence"], f["codec"], f["point"], f["error"]] for f in failed]))
     return "\n".join(md) + "\n"
+
+
+def breakdown_section(rows: list[dict]) -> list[str]:
+    """Markdown lines: each coded point's bytes per part (``vcm compress``'s breakdown), as bytes, share
+    and bits per parameter; nothing when no point has one (anchors, the paper's pipeline)."""
+    rows = [r for r in rows if r.get("breakdown")]
+    if not rows:
+        return []
+    parts = list(dict.fromkeys(p["part"] for r in rows for p in r["breakdown"]))
+    table = []
+    for r in rows:
+        by_part = {p["part"]: p for p in r["breakdown"]}
+        cells = []
+        for part in parts:
+            p = by_part.get(part)
+            per = f" · {p['bits_per_param']:.2f} b/p" if p and p.get("bits_per_param") is not None else ""
+            cells.append(f"{p['bytes']:,.0f} ({100 * p['share']:.0f} %{per})" if p else "–")
+        table.append([r["sequence"], r.get("curve") or r["codec"], point_label(r), f"{r['bytes']:,}"] + cells)
+    return ["", "## Where the bytes go", "",
+            "Bytes of each part of the stream (share of the file · bits per parameter); side information is the "
+            "quantization steps and the entropy models' parameters.", "",
+            _md_table(["sequence", "curve", "point", "bytes"] + parts, table)]
 
 
 def _md_cell(value) -> str:

@@ -42,7 +42,27 @@ def plan(cfg: dict, out: Path, data: Path | None, annotations: Path | None, only
                         "sequence_annotations": seq.get("annotations"),
                         "device": device or cfg.get("device", "auto"), "out": str(out)}
                 specs.append(spec)
-    return specs
+    return expand_matches(specs)
+
+
+def expand_matches(specs: list[dict]) -> list[dict]:
+    """A ``{match: ANCHOR}`` point becomes one point per point of that anchor on the same sequence, each
+    aiming at the anchor point's rate (read from its result when it runs, so anchors run first)."""
+    out = []
+    for spec in specs:
+        anchor = (spec.get("point") or {}).get("match")
+        if anchor is None:
+            out.append(spec)
+            continue
+        targets = [s for s in specs if s["sequence"] == spec["sequence"] and s["codec"] == anchor]
+        if not targets:
+            raise VcmError(f"{spec['codec']} point {spec['point_id']} matches {anchor}, which this run does not code "
+                           f"on {spec['sequence']} (add the {anchor} section, or include it in --codecs)")
+        for t in targets:
+            pid = f"{spec['point_id']}_{t['point_id']}"
+            out.append({**spec, "point_id": pid, "workdir": str(Path(spec["workdir"]).with_name(pid)),
+                        "point": {**spec["point"], "target_from": t["workdir"]}, "after": t["workdir"]})
+    return out
 
 
 def truth_of(cfg: dict, seq: dict, annotations: Path | None) -> dict:
@@ -113,7 +133,9 @@ def _run(specs: list[dict], out: Path, jobs: int, backend: str, ray_address: str
     if retried:
         progress.log(f"retrying {retried} point(s) that failed before")
     progress.log(f"running {len(todo)} point(s) with backend {backend}, {jobs} job(s)")
-    rows = execute(todo, jobs, backend, ray_address)
+    # points that aim at another point's rate run once every other point has
+    rows = execute([s for s in todo if "after" not in s], jobs, backend, ray_address)
+    rows += execute([s for s in todo if "after" in s], jobs, backend, ray_address)
     failed = [r for r in rows if r.get("status") != "ok"]
     for r in failed:
         progress.log(f"[red]failed[/red] {r['sequence']} {r['codec']} {r['point']}: {r['error']}")
@@ -190,7 +212,9 @@ class _Relay:
         newest = lines[-1].split(" ", 2)[-1] if lines else ""
         if newest and newest != self.last:
             self.last = newest
-            progress.log(f"  [{self.what}] {newest}")
+            from rich.markup import escape
+
+            progress.log(escape(f"  [{self.what}] {newest}"))
 
 
 def _log_point(row: dict) -> None:

@@ -19,6 +19,7 @@ class TrainConfig:
     """Optimisation schedule of ``vcm fit`` (reference NeRV recipe by default)."""
 
     epochs: int = 300
+    steps: int | None = None  # optimiser steps of the whole fit, the same on any clip (None: epochs × steps per epoch)
     batch: int = 1
     lr: float = 5e-4
     betas: tuple[float, float] = (0.5, 0.999)
@@ -51,10 +52,25 @@ class TrainConfig:
             raise VcmError(f"unknown loss implementation {self.loss_impl!r}; use auto, torch or triton")
         if not (self.lr > 0 and self.epochs >= 1 and self.batch >= 1 and self.checkpoint_every >= 1):
             raise VcmError("lr must be > 0 and epochs, batch and checkpoint_every at least 1")
+        if self.steps is not None and self.steps < 1:
+            raise VcmError(f"steps must be at least 1, got {self.steps}")
         if not (self.rate_lambda >= 0 and 0 <= self.rate_start < 1 and 0 <= self.rate_noise_fraction <= 1):
             raise VcmError("rate_lambda must be ≥ 0, rate_start in [0, 1) and rate_noise_fraction in [0, 1]")
         if not (0 <= self.warmup < 1 and 0 <= self.beta <= 1 and self.grad_clip >= 0 and self.grid_lr_scale > 0):
             raise VcmError("warmup must be in [0, 1), beta in [0, 1], grad_clip ≥ 0 and grid_lr_scale > 0")
+
+    def steps_per_epoch(self, num_frames: int) -> int:
+        """Optimiser steps of one pass over ``num_frames`` frames."""
+        return -(-num_frames // self.batch)
+
+    def total_steps(self, num_frames: int) -> int:
+        """Optimiser steps of the whole fit: ``steps`` when set (the same for a 48- and a 120-frame clip),
+        else ``epochs`` passes over the frames. Warm-up, decay and the rate onset are fractions of this."""
+        return self.steps if self.steps is not None else self.epochs * self.steps_per_epoch(num_frames)
+
+    def total_epochs(self, num_frames: int) -> int:
+        """Passes over the frames that ``total_steps`` makes (the last one may be partial)."""
+        return -(-self.total_steps(num_frames) // self.steps_per_epoch(num_frames))
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":

@@ -211,6 +211,13 @@ class HiNeRV(Representation):
             return "bias"
         return name.split(".", 1)[0]
 
+    @classmethod
+    def stream_part(cls, name: str) -> str:
+        """The base grids (the input's temporal grids) apart from each stage's local grids."""
+        if name.startswith("grids."):
+            return "base grids"
+        return "local grids" if name.endswith(".local") else super().stream_part(name)
+
     @staticmethod
     def quant_channels_of(cfg: HinervConfig, name: str, shape: tuple[int, ...]) -> int:
         """Grids: one step per grid frame (the first axis); conv weights: output channels; biases

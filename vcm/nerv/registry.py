@@ -21,6 +21,8 @@ Every class provides, beside ``forward(t: float [B]) → float [B,3,H,W]`` in [0
   frame is decoded (the decoder's memory budget is checked with it before anything is built);
 - ``frame_macs(cfg)`` (static): multiply–accumulates to decode one frame (convolutions and
   matmuls), from which a decode's work and time are known before it starts.
+- ``stream_part(name)`` (static; the base class derives it from ``param_group``): the part of a
+  stream a parameter's bytes are counted in (``vcm compress``'s byte breakdown), one of ``PARTS``.
 
 Subclassing :class:`Representation` gives the instance conveniences.
 
@@ -51,6 +53,12 @@ class Representation(nn.Module):
     @staticmethod
     def temporal_of(cfg, name: str, shape: tuple[int, ...]) -> bool:
         return False
+
+    @classmethod
+    def stream_part(cls, name: str) -> str:
+        """``grids`` (the representation's grids), ``biases/norms`` or ``weights`` (convolutions, linears)."""
+        group = cls.param_group(name)
+        return {"grids": "grids", "bias": "biases/norms"}.get(group, "weights")
 
     def prunable(self, name: str) -> bool:
         return name.endswith(".weight") and self.param_group(name) in getattr(self, "PRUNABLE", ())

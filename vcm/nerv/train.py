@@ -204,7 +204,7 @@ def train_epochs(
         mse_sum = torch.zeros((), device=device)
         penalty_sum = torch.zeros((), device=device)
         first = step - epoch * steps_per_epoch
-        for i in range(first, steps_per_epoch):
+        for i in range(first, min(steps_per_epoch, total_steps - epoch * steps_per_epoch)):  # the last may be partial
             idx = perm[i * cfg.batch:(i + 1) * cfg.batch]
             lr = lr_at(step, total_steps, cfg)
             for group in opt.param_groups:
@@ -272,8 +272,8 @@ def fit(
     opt = torch.optim.Adam(param_groups(model, cfg), lr=cfg.lr, betas=cfg.betas)
     step, history = 0, []
     ckpt_path = run_dir / CHECKPOINT
-    steps_per_epoch = math.ceil(video.num_frames / cfg.batch)
-    total_steps = cfg.epochs * steps_per_epoch
+    steps_per_epoch = cfg.steps_per_epoch(video.num_frames)
+    total_steps, total_epochs = cfg.total_steps(video.num_frames), cfg.total_epochs(video.num_frames)
     rate = None
     if cfg.rate_lambda > 0:
         from vcm.nerv.rate_aware import RateTerm
@@ -311,9 +311,9 @@ def fit(
                 entry["bpp"] = stats.penalty / cfg.rate_lambda
             history.append(entry)
             rate_status = f"  rate {entry['bpp']:.4f} bpp" if entry.get("bpp") else ""
-            bar.update(status=f"epoch {stats.epoch}/{cfg.epochs}  loss {stats.loss:.4f}  PSNR {stats.train_psnr:.2f} dB{rate_status}")
-            if stats.epoch % cfg.checkpoint_every == 0 or stats.epoch == cfg.epochs:
-                save(stats.epoch * steps_per_epoch)
+            bar.update(status=f"epoch {stats.epoch}/{total_epochs}  loss {stats.loss:.4f}  PSNR {stats.train_psnr:.2f} dB{rate_status}")
+            if stats.epoch % cfg.checkpoint_every == 0 or stats.epoch == total_epochs:
+                save(min(stats.epoch * steps_per_epoch, total_steps))
 
         step, interrupted = train_epochs(forward, opt, frames, masks, cfg, step, total_steps, stop, on_epoch,
                                          after_step=after_step, on_step=lambda _: bar.advance(1))
@@ -335,7 +335,8 @@ def fit(
         metrics.update(quantized=True, unquantized_psnr=plain["psnr"], unquantized_psnr_y=plain["psnr_y"])
     else:
         metrics = evaluate_run(model, video, device)
-    metrics.update({"params": registry.entry(arch).model_cls.count_params(model_cfg), "epochs": cfg.epochs, "history": history,
+    metrics.update({"params": registry.entry(arch).model_cls.count_params(model_cfg), "epochs": total_epochs,
+                    "steps": total_steps, "history": history,
                     "train_seconds": seconds, "train_frames_per_second": fps})
     write_json(run_dir / METRICS, metrics)
     return FitResult(run_dir, epochs_done, False, metrics, seconds, fps)

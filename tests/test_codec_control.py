@@ -1,0 +1,156 @@
+"""The codec on any clip: schedules in steps, a time budget, rate control and the byte breakdown."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import moving_frames, run_cli, tiny_video
+from vcm.codec.compress import RDOptions, compress_many, decode_file
+from vcm.codec.rate_control import Target, _Trial, next_lambda, target_bytes
+from vcm.errors import VcmError
+from vcm.nerv.budget import parse_duration, steps_for_budget
+from vcm.nerv.config import TrainConfig
+from vcm.nerv.model import NervShape
+from vcm.nerv.train import CHECKPOINT, fit
+
+CPU = torch.device("cpu")
+
+
+def tiny_nerv():
+    return NervShape(fc_dim=8, stem_dims=(24,), lower_width=6, embed_levels=8).config(24, 32)
+
+
+# --- schedules in steps ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("frames", [4, 10])
+def test_the_same_steps_on_a_short_and_a_long_clip(tmp_path, frames):
+    """--steps is the schedule's length whatever the clip's length (a partial last epoch included), for
+    the fit and for the rate–distortion stage."""
+    video = tiny_video(tmp_path, t=frames)
+    result = fit(video, tiny_nerv(), TrainConfig(steps=7, batch=2, lr=3e-3), tmp_path / "run", CPU)
+    assert result.metrics["steps"] == 7
+    assert torch.load(tmp_path / "run" / CHECKPOINT, weights_only=True)["step"] == 7
+    assert result.metrics["epochs"] == math.ceil(7 / math.ceil(frames / 2)) == len(result.metrics["history"])
+    (report,) = compress_many(tmp_path / "run", [RDOptions(lam=1.0, steps=5)], CPU, outs=[tmp_path / "s.nerv"])
+    assert report["rd_steps"] == 5
+
+
+def test_train_config_counts_steps():
+    cfg = TrainConfig(epochs=3, batch=4)
+    assert cfg.total_steps(120) == 90 and cfg.total_steps(48) == 36  # epochs: the clip's length decides
+    stepped = TrainConfig(epochs=3, steps=900, batch=4)
+    assert stepped.total_steps(120) == stepped.total_steps(48) == 900
+    assert stepped.total_epochs(48) == 75 and TrainConfig(steps=31, batch=4).total_epochs(120) == 2
+    with pytest.raises(VcmError, match="steps"):
+        TrainConfig(steps=0).check()
+
+
+def test_budgets_parse_and_become_steps():
+    assert parse_duration("90") == parse_duration("90s") == parse_duration("1.5m") == 90
+    assert parse_duration("2h") == 7200
+    for bad in ("", "-5m", "0s", "5 minutes", "m"):
+        with pytest.raises(VcmError, match="--budget"):
+            parse_duration(bad)
+    assert steps_for_budget(60, 0.25) == 240 and steps_for_budget(0.1, 5.0) == 1
+
+
+def test_fit_with_a_budget_records_the_steps_it_resolved(tmp_path):
+    tiny_video(tmp_path, t=4)
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text("model: {arch: nerv, fc_dim: 8, stem_dims: [24], lower_width: 6, embed: '1.25_8'}\n"
+                   "train: {epochs: 1, batch: 2, lr: 3.0e-3}\n")
+    proc = run_cli("fit", tmp_path / "Tiny_32x24_25.yuv", "--config", cfg, "--budget", "2s", "--out", tmp_path / "r",
+                   "--json")
+    assert proc.returncode == 0, proc.stderr
+    steps = json.loads((tmp_path / "r" / "config.json").read_text())["train"]["steps"]
+    assert steps >= 1 and json.loads(proc.stdout)["steps"] == steps
+    assert f"--steps {steps}" in " ".join(proc.stderr.split())
+    bad = run_cli("fit", tmp_path / "Tiny_32x24_25.yuv", "--config", cfg, "--budget", "soon", "--out", tmp_path / "r2")
+    assert bad.returncode != 0 and "--budget must be a positive duration" in bad.stderr and "Traceback" not in bad.stderr
+    both = run_cli("fit", tmp_path / "Tiny_32x24_25.yuv", "--budget", "5s", "--steps", "9", "--out", tmp_path / "r3")
+    assert both.returncode != 0 and "drop --steps/--epochs" in both.stderr
+
+
+# --- rate control ------------------------------------------------------------------------------
+
+def _fake(lam: float, value: float) -> _Trial:
+    return _Trial(lam, 1, value, None, {}, None)
+
+
+@pytest.mark.parametrize("exponent", [-0.2, -0.5, -1.0])
+def test_the_lambda_search_converges_on_a_power_law_curve(exponent):
+    """A codec whose size is c·λ^e (the first guess of the slope wrong by up to 3×): within 5 trials the
+    search lands within 3 % of any target inside the curve's range."""
+    size = lambda lam: 5000 * lam ** exponent  # noqa: E731
+    target = Target(kbps=1.0)
+    for goal in (800.0, 5000.0, 20000.0):
+        trials, lam = [], 1.0
+        for _ in range(5):
+            trials.append(_fake(lam, size(lam)))
+            if target.hit(trials[-1].value, goal):
+                break
+            lam = next_lambda(trials, goal, target)
+        assert target.hit(trials[-1].value, goal), (exponent, goal, [(t.lam, t.value) for t in trials])
+
+
+def test_quality_targets_move_lambda_the_right_way():
+    target = Target(psnr_y=30.0)
+    assert next_lambda([_fake(1.0, 28.0)], 30.0, target) < 1.0  # too low a quality: smaller λ
+    assert next_lambda([_fake(1.0, 33.0)], 30.0, target) > 1.0
+    assert target.hit(30.05, 30.0) and not target.hit(30.2, 30.0)
+
+
+def test_targets_are_checked():
+    for bad in (Target(), Target(kbps=10, psnr_y=30), Target(kbps=-1), Target(psnr_y=0), Target(kbps=5, max_trials=0)):
+        with pytest.raises(VcmError):
+            bad.check()
+    assert target_bytes(8.0, 25.0, 50) == 2000.0  # 8 kbit/s for 2 s
+
+
+def test_target_kbps_lands_within_five_percent(tiny_run, tmp_path):
+    """On a tiny clip: a target between the rates of λ = 5 and λ = 0.05 is met within ±5 % by the file
+    written (its size is the rate), and the report lists the trials."""
+    root, video = tiny_run
+    low, high = compress_many(root / "run", [RDOptions(lam=5.0, steps=12), RDOptions(lam=0.05, steps=12)], CPU,
+                              outs=[tmp_path / "a.nerv", tmp_path / "b.nerv"])
+    goal = math.sqrt(low["kbps"] * high["kbps"])
+    proc = run_cli("compress", root / "run", "--target-kbps", f"{goal:.3f}", "--rd-steps", "12",
+                   "--out", tmp_path / "t.nerv", "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    assert abs(report["kbps"] / goal - 1) <= 0.05, report["rate_control"]
+    assert report["bytes"] == (tmp_path / "t.nerv").stat().st_size
+    assert report["rate_control"]["trials"][0]["steps"] == 12 and report["lambda"] == report["rate_control"]["lambda"]
+    frames, _, _ = decode_file(tmp_path / "t.nerv", CPU)
+    assert frames.shape == video.frames_u8.shape
+    refused = run_cli("compress", root / "run", "--target-kbps", "10", "--bits", "6", "--out", tmp_path / "u.nerv")
+    assert refused.returncode != 0 and "paper pipeline" in refused.stderr
+
+
+# --- where the bytes go ------------------------------------------------------------------------
+
+def test_breakdown_sums_to_the_file_and_names_the_parts(tiny_run, tmp_path):
+    root, _ = tiny_run
+    (report,) = compress_many(root / "run", [RDOptions(lam=0.5, steps=6)], CPU, outs=[tmp_path / "b.nerv"])
+    rows = {r["part"]: r for r in report["breakdown"]}
+    assert set(rows) == {"weights", "biases/norms", "side information", "header"}
+    assert sum(r["bytes"] for r in rows.values()) == pytest.approx(report["bytes"], abs=0.5)
+    assert rows["weights"]["params"] + rows["biases/norms"]["params"] == report["params"]
+    assert rows["weights"]["bits_per_param"] == pytest.approx(8 * rows["weights"]["bytes"] / rows["weights"]["params"], rel=1e-2)
+    assert rows["header"]["bytes"] > 0 and rows["side information"]["bits_per_param"] is None
+
+
+def test_hinerv_breakdown_separates_base_and_local_grids(tmp_path):
+    from vcm.nerv.hinerv import HinervShape, solve_for_params
+
+    video = tiny_video(tmp_path, t=4)
+    shape = HinervShape(grid_channels=4, grid_levels=1, channels=(8, 6), depths=(1, 0), min_grid=4)
+    fit(video, solve_for_params(shape, 24, 32, 4, 3000), TrainConfig(steps=2, batch=2, lr=3e-3), tmp_path / "run", CPU)
+    (report,) = compress_many(tmp_path / "run", [RDOptions(lam=1.0, steps=2)], CPU, outs=[tmp_path / "h.nerv"])
+    parts = [r["part"] for r in report["breakdown"]]
+    assert {"base grids", "local grids", "weights", "biases/norms"} <= set(parts)
+    assert sum(r["bytes"] for r in report["breakdown"]) == pytest.approx(report["bytes"], abs=0.5)
+    assert np.isfinite([r["bits_per_param"] for r in report["breakdown"] if r["params"]]).all()

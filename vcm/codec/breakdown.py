@@ -1,0 +1,52 @@
+"""Where a ``.nerv`` stream's bytes go: per part of the network, with bits per parameter.
+
+Parts (a representation names its parameters' parts with ``stream_part``): HiNeRV's ``base grids``
+and ``local grids``, ``weights`` (convolutions and linears), ``biases/norms``; then ``side
+information`` (quantization steps and the entropy models' parameters) and ``header`` (the network's
+shape, the video's description and the container's framing). The ANS stream codes all tensors
+together, so each tensor's share of it is its information content under its own model, scaled to
+the payload's real size (the two differ by the coder's flush, a few bytes); the parts sum to the
+file size exactly.
+"""
+
+from __future__ import annotations
+
+from vcm.codec.rd_coding import RDTensor, code_bits
+from vcm.nerv import registry
+
+SIDE = "side information"
+HEADER = "header"
+
+
+def rd_breakdown(arch: str, tensors: list[RDTensor], file_bytes: int, data_bytes: int, payload_bytes: int) -> list[dict]:
+    """Rows ``{part, bytes, params, bits_per_param, share}`` of an rd-coded stream, in the order parts
+    first appear, then side information and header. ``data_bytes``: the DATA section; ``payload_bytes``:
+    its ANS words."""
+    part_of = registry.entry(arch).model_cls.stream_part
+    bits: dict[str, float] = {}
+    params: dict[str, int] = {}
+    for t in tensors:
+        part = part_of(t.name)
+        bits[part] = bits.get(part, 0.0) + code_bits(t)
+        params[part] = params.get(part, 0) + int(t.symbols.size)
+    total_bits = sum(bits.values())
+    scale = 8 * payload_bytes / total_bits if total_bits else 0.0
+    rows = [{"part": part, "bytes": b * scale / 8, "params": params[part]} for part, b in bits.items()]
+    rows.append({"part": SIDE, "bytes": float(data_bytes - payload_bytes), "params": 0})
+    rows.append({"part": HEADER, "bytes": float(file_bytes - data_bytes), "params": 0})
+    if not total_bits:  # nothing but constant tensors: the (empty) payload is the flush alone
+        rows[-2]["bytes"] += payload_bytes
+    for row in rows:
+        row["bytes"] = round(row["bytes"], 1)
+        row["bits_per_param"] = round(8 * row["bytes"] / row["params"], 3) if row["params"] else None
+        row["share"] = round(row["bytes"] / file_bytes, 4) if file_bytes else 0.0
+    return rows
+
+
+def format_rows(rows: list[dict]) -> str:
+    """One line: ``base grids 1,234 B (0.41 b/param, 23 %) · …``."""
+    cells = []
+    for r in rows:
+        per = f"{r['bits_per_param']:.2f} b/param, " if r.get("bits_per_param") is not None else ""
+        cells.append(f"{r['part']} {r['bytes']:,.0f} B ({per}{100 * r['share']:.0f} %)")
+    return " · ".join(cells)

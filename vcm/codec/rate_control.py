@@ -1,0 +1,155 @@
+"""Rate control: the λ that lands a stream on a target rate or quality, as x265 users set a bitrate.
+
+``vcm compress RUN --target-kbps K`` (or ``--target-psnr DB``, luma) searches λ of the rate–distortion
+method. Trial 1 runs the full schedule from the fit at the first λ (``--lambda``, default 1); each
+later trial starts warm from the trained network and quantizers of the trial nearest the target and
+runs a shorter schedule (``warm_fraction`` of the steps). The next λ comes from the secant through the
+two trials nearest the target in (ln λ, ln bytes) — or (ln λ, Y-PSNR) — with the slope measured on the
+dev clips as the first guess. The search stops within ``tolerance`` of the target or after
+``max_trials``; the trial nearest the target is written, and every trial is in the report.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, replace
+
+import torch
+
+from vcm import progress
+from vcm.codec import nerv_stream
+from vcm.codec.rd import RDOptions, rd_steps
+from vcm.errors import VcmError
+
+# d ln(bytes) / d ln λ and d Y-PSNR / d ln λ of vcm's HiNeRV curves (carphone, λ 0.3 → 20: rate ÷ 4.3,
+# Y-PSNR −6.8 dB): the first step's guesses; later steps use the measured secant.
+RATE_SLOPE = -0.35
+PSNR_SLOPE = -1.6
+MAX_STEP = math.log(30.0)  # one trial moves λ by at most ×/÷ 30
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the search aims at: ``kbps`` or ``psnr_y`` (dB), within ``tolerance`` (relative for a rate,
+    dB for a quality)."""
+
+    kbps: float | None = None
+    psnr_y: float | None = None
+    tolerance: float | None = None  # default: 3 % of the rate, 0.1 dB of quality
+    max_trials: int = 6
+    warm_fraction: float = 0.5
+
+    def check(self) -> None:
+        if (self.kbps is None) == (self.psnr_y is None):
+            raise VcmError("give one target: --target-kbps or --target-psnr")
+        if self.kbps is not None and not (self.kbps > 0 and math.isfinite(self.kbps)):
+            raise VcmError(f"--target-kbps must be a positive number, got {self.kbps}")
+        if self.psnr_y is not None and not (0 < self.psnr_y < 100):
+            raise VcmError(f"--target-psnr must be in (0, 100) dB, got {self.psnr_y}")
+        if self.max_trials < 1 or not 0 < self.warm_fraction <= 1:
+            raise VcmError("max_trials must be at least 1 and warm_fraction in (0, 1]")
+
+    @property
+    def by_rate(self) -> bool:
+        return self.kbps is not None
+
+    def tol(self) -> float:
+        return self.tolerance if self.tolerance is not None else (0.03 if self.by_rate else 0.1)
+
+    def miss(self, value: float, goal: float) -> float:
+        """Signed distance from the goal on the search's own scale (ln bytes, or dB)."""
+        return math.log(value / goal) if self.by_rate else value - goal
+
+    def hit(self, value: float, goal: float) -> bool:
+        return abs(value / goal - 1) <= self.tol() if self.by_rate else abs(value - goal) <= self.tol()
+
+
+@dataclass
+class _Trial:
+    lam: float
+    steps: int
+    value: float  # bytes, or Y-PSNR dB
+    stream: nerv_stream.NervStream
+    fields: dict
+    model: torch.nn.Module
+
+
+def target_bytes(kbps: float, fps: float, frames: int) -> float:
+    """The file size of ``frames`` frames at ``kbps`` (1 kbit = 1000 bits) and ``fps``."""
+    return kbps * 1000 / 8 * frames / fps
+
+
+def _psnr_y(prep, stream: nerv_stream.NervStream) -> float:
+    from vcm.nerv.train import reconstruct
+    from vcm.quality import summarize
+
+    frames = reconstruct(stream.build_model(), prep.video.num_frames, torch.device("cpu"))
+    return float(summarize(prep.video.frames_u8, frames)["psnr_y"])
+
+
+def next_lambda(trials: list[_Trial], goal: float, target: Target) -> float:
+    """λ of the next trial: secant through the two trials nearest the goal (the first-guess slope when
+    there is one trial or the two disagree on the direction)."""
+    near = sorted(trials, key=lambda t: abs(target.miss(t.value, goal)))
+    a = near[0]
+    slope = RATE_SLOPE if target.by_rate else PSNR_SLOPE
+    if len(near) > 1 and near[1].lam != a.lam:
+        b = near[1]
+        measured = (target.miss(a.value, goal) - target.miss(b.value, goal)) / (math.log(a.lam) - math.log(b.lam))
+        if measured < 0:  # rate and quality fall as λ grows; a noisy pair may say otherwise
+            slope = measured
+    step = -target.miss(a.value, goal) / slope
+    return a.lam * math.exp(max(-MAX_STEP, min(MAX_STEP, step)))
+
+
+def search(prep, target: Target, opts: RDOptions, device) -> tuple[nerv_stream.NervStream, dict]:
+    """Trials until one lands within the tolerance → (the nearest trial's stream, its report fields with
+    ``rate_control``: target, achieved, and every trial's λ, steps and result)."""
+    from vcm.codec.compress import optimise
+    from vcm.nerv.train import load_quantizers
+
+    target.check()
+    v = prep.config["video"]
+    goal = target_bytes(target.kbps, v["fps"], v["num_frames"]) if target.by_rate else target.psnr_y
+    full = rd_steps(opts, prep.fit_cfg, prep.video.num_frames, load_quantizers(prep.run_dir) is not None)
+    warm = max(1, round(target.warm_fraction * (full or 0.5 * prep.fit_cfg.total_steps(prep.video.num_frames))))
+    trials: list[_Trial] = []
+    lam = opts.lam
+    for k in range(target.max_trials):
+        if k == 0:  # the full schedule from the fit
+            model, init, steps = prep.fresh_model(), load_quantizers(prep.run_dir), full
+        else:  # warm, from the trial nearest the target
+            start = min(trials, key=lambda t: abs(target.miss(t.value, goal)))
+            model, init, steps = copy.deepcopy(start.model), start.fields["quantizers"], warm
+        o = replace(opts, lam=lam, steps=steps, epochs=None)
+        stream, fields = optimise(prep, o, device, model=model, init_quantizers=init)
+        value = len(nerv_stream.encode(stream)) if target.by_rate else _psnr_y(prep, stream)
+        trials.append(_Trial(lam, steps, value, stream, fields, model))
+        shown = (f"{value:,.0f} bytes ({value / goal - 1:+.1%} from {goal:,.0f})" if target.by_rate
+                 else f"Y-PSNR {value:.2f} dB ({value - goal:+.2f} dB)")
+        progress.log(f"rate control trial {k + 1}: λ = {lam:.4g}, {o.steps} steps → {shown}")
+        if target.hit(value, goal):
+            break
+        lam = next_lambda(trials, goal, target)
+    best = min(trials, key=lambda t: abs(target.miss(t.value, goal)))
+    fields = dict(best.fields)
+    fields["rate_control"] = {
+        "target": {"kbps": target.kbps} if target.by_rate else {"psnr_y": target.psnr_y},
+        "goal": goal, "tolerance": target.tol(), "hit": target.hit(best.value, goal), "lambda": best.lam,
+        "trials": [{"lambda": t.lam, "steps": t.steps, ("bytes" if target.by_rate else "psnr_y"): t.value}
+                   for t in trials],
+    }
+    fields["lambda"] = best.lam
+    return best.stream, fields
+
+
+def achieved(report: dict) -> dict:
+    """``{target, achieved, error}`` of a written stream's report (error: relative for a rate, dB for a quality)."""
+    rc = report["rate_control"]
+    if "kbps" in rc["target"]:
+        t = rc["target"]["kbps"]
+        return {"target": t, "achieved": report["kbps"], "error": report["kbps"] / t - 1, "unit": "kbps"}
+    t = rc["target"]["psnr_y"]
+    return {"target": t, "achieved": report["psnr_y"], "error": report["psnr_y"] - t, "unit": "dB"}
+
