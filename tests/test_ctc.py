@@ -211,17 +211,23 @@ def test_a_typo_anywhere_in_a_ctc_config_is_refused_with_the_valid_keys(tmp_path
 
 
 def test_parallel_workers_start_on_different_fits():
-    """Round-robin over shared fits: two workers train two networks at once instead of one waiting on
-    the other's fit lock; anchors (no shared fit) are groups of their own."""
-    from vcm.ctc.run import parallel_order
+    """Two workers train two networks at once instead of one waiting on the other's fit lock; a fit's
+    other points follow once it exists, ahead of anchors (single points); a point whose fit is still
+    training is taken only when nothing else is left."""
+    from vcm.ctc.run import Schedule
 
     def spec(codec, pid, fit=None):
         return {"sequence": "s", "codec": codec, "point_id": pid, "point": {"fit_key": fit} if fit else {}}
 
-    specs = [spec("hinerv", "h1", "f"), spec("hinerv", "h2", "f"), spec("sa-hinerv", "s1", "f"),
-             spec("sa-hinerv", "s2", "f"), spec("hevc", "q1"), spec("hevc", "q2")]
-    assert [s["point_id"] for s in parallel_order(specs)] == ["h1", "s1", "q1", "q2", "h2", "s2"]
-    assert sorted(map(id, parallel_order(specs))) == sorted(map(id, specs))
+    specs = [spec("hinerv", "h1", "f"), spec("hinerv", "h2", "f"), spec("hinerv", "h3", "f"),
+             spec("sa-hinerv", "s1", "f"), spec("sa-hinerv", "s2", "f"), spec("hevc", "q1"), spec("hevc", "q2")]
+    sched = Schedule(specs)
+    taken = [sched.take()["point_id"], sched.take()["point_id"], sched.take()["point_id"]]
+    assert taken == ["h1", "s1", "q1"]
+    sched.finished(specs[0])  # h1 done: the hinerv network is on disk
+    assert [sched.take()["point_id"] for _ in range(3)] == ["h2", "h3", "q2"]
+    assert sched.take()["point_id"] == "s2"  # nothing else left: it may wait for s1's fit
+    assert sched.take() is None
 
 
 def test_match_points_follow_the_anchor_and_run_after_it(tmp_path):

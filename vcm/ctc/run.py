@@ -162,33 +162,51 @@ def execute(specs: list[dict], jobs: int, backend: str, ray_address: str | None)
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     threads = max(1, (os.cpu_count() or 2) // jobs)
-    rows = []
+    rows, schedule = [], Schedule(specs)
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool, \
             progress.progress("ctc points", len(specs)) as bar:
-        running = {pool.submit(safe_run_point, {**s, "threads": threads, "quiet": True}): _Relay(s)
-                   for s in parallel_order(specs)}
-        while running:
+        running: dict = {}
+        while True:
+            while len(running) < jobs and (spec := schedule.take()) is not None:
+                running[pool.submit(safe_run_point, {**spec, "threads": threads, "quiet": True})] = (spec, _Relay(spec))
+            if not running:
+                break
             done, _ = wait(running, timeout=max(1.0, progress.interval()), return_when=FIRST_COMPLETED)
             for fut in done:
-                running.pop(fut)
+                spec, _ = running.pop(fut)
+                schedule.finished(spec)
                 rows.append(fut.result())
                 _log_point(rows[-1])
                 bar.advance(1)
-            for relay in running.values():
+            for _, relay in running.values():
                 relay.show()
     return rows
 
 
-def parallel_order(specs: list[dict]) -> list[dict]:
-    """The points in the order parallel workers take them: round-robin over the fits they share, so
-    that the first workers train different networks at once instead of waiting for one fit's lock
-    (a point without a shared fit, such as an anchor's QP, is a group of its own)."""
-    groups: dict[tuple, list[dict]] = {}
-    for s in specs:
-        key = (s["sequence"], s["codec"], (s.get("point") or {}).get("fit_key") or s["point_id"])
-        groups.setdefault(key, []).append(s)
-    queues = list(groups.values())
-    return [q[i] for i in range(max(map(len, queues), default=0)) for q in queues if i < len(q)]
+class Schedule:
+    """The order in which free parallel workers take points. Points sharing a fit (a network trained
+    once, under a lock) form a group: the first point of every group goes first, so that different
+    networks train at once; then single points (an anchor's QP); a group's other points once its first
+    has finished (the network is on disk, so they start at once), ahead of single points, being longer;
+    a point whose fit is still training only when nothing else is left (it waits on the lock, as an
+    idle worker would)."""
+
+    def __init__(self, specs: list[dict]):
+        groups: dict[tuple, list[dict]] = {}
+        for s in specs:
+            key = (s["sequence"], s["codec"], (s.get("point") or {}).get("fit_key") or s["point_id"])
+            groups.setdefault(key, []).append(s)
+        shared = [g for g in groups.values() if len(g) > 1]
+        self.ready = [g[0] for g in shared] + [g[0] for g in groups.values() if len(g) == 1]
+        self.held = {id(g[0]): g[1:] for g in shared}
+
+    def take(self) -> dict | None:
+        if self.ready:
+            return self.ready.pop(0)
+        return next((rest.pop(0) for rest in self.held.values() if rest), None)
+
+    def finished(self, spec: dict) -> None:
+        self.ready[:0] = self.held.pop(id(spec), [])
 
 
 class _Relay:
