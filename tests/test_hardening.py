@@ -564,3 +564,20 @@ def test_eval_decodes_only_the_frames_it_scores(nerv_bytes, tmp_path):
     assert frames_to_score(gt, every_second.source_frames, 2) == [104, 106, 110]  # the same frames as after a full decode
     whole = decode_any(path, CPU)  # no ground truth known yet (pseudo ground truth): every frame
     assert whole.source_frames == range(100, 112) and np.array_equal(whole.frames_u8, full)
+
+
+def test_damaged_checkpoint_on_compress_is_one_line(tmp_path, tiny_run):
+    """Compressing reads the fit's quantizers from the checkpoint too: a damaged one is one clear line."""
+    import shutil
+
+    root, _ = tiny_run
+    run = tmp_path / "run"
+    shutil.copytree(root / "run", run)
+    from vcm.nerv.train import load_quantizers
+
+    assert load_quantizers(run) is None  # a plain fit has none
+    (run / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(__import__("vcm.errors", fromlist=["VcmError"]).VcmError, match="damaged"):
+        load_quantizers(run)
+    proc = run_cli("compress", run, "--lambda", "1", "--out", tmp_path / "x.nerv", cwd=tmp_path)
+    assert one_line_error(proc) and "damaged" in proc.stderr

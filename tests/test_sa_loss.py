@@ -1,4 +1,3 @@
-import os
 
 import pytest
 import torch
@@ -25,7 +24,6 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 @pytest.fixture(scope="module")
 def fused():
     # conftest sets TRITON_INTERPRET=1 on machines without CUDA (the kernel then runs on CPU).
-    assert DEVICE == "cuda" or os.environ.get("TRITON_INTERPRET") == "1"
     from vcm.nerv.sa_loss_triton import fused_sa_nerv_loss
 
     return fused_sa_nerv_loss

@@ -44,10 +44,6 @@ def set_quiet(quiet: bool) -> None:
     _quiet = quiet
 
 
-def is_quiet() -> bool:
-    return _quiet
-
-
 def mode() -> str:
     """``bars``, ``lines`` or ``off`` for the console (see the module docstring)."""
     value = os.environ.get("VCM_PROGRESS", "").strip().lower()

@@ -14,7 +14,6 @@ from vcm import progress
 
 out = Console(highlight=False)
 
-VideoHelp = "(.yuv, mp4/avi/mkv, a folder of frames, or sample:carphone / sample:bikes)"
 SizeOpt = typer.Option(None, "--size", help="Frame size WxH of a raw .yuv whose name does not say it.")
 FpsOpt = typer.Option(None, "--fps", help="Frame rate, when the file name or container does not say it.")
 BitDepthOpt = typer.Option(None, "--bit-depth", help="Sample bit depth of a raw .yuv (8, 10; default from the name or 8).")
@@ -29,7 +28,7 @@ def probe_input(path: Path, size: Optional[str], fps: Optional[float], bit_depth
     return probe(path, size=parse_size(size) if size else None, fps=fps, bit_depth=bit_depth)
 
 
-def start(json_mode: bool) -> None:
+def start() -> None:
     """Per-command setup. ``--json`` keeps stdout machine-readable; progress stays on stderr (a
     cluster job can keep both: ``vcm fit ... --json > result.json 2> fit.log``)."""
     progress.set_quiet(False)

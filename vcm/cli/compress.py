@@ -32,7 +32,7 @@ def compress(
     """Compress a fitted network into a self-describing .nerv file: the paper's prune/quantize pipeline (--prune/--bits), or rate–distortion training (--lambda)."""
     from vcm.errors import VcmError
 
-    start(json_out)
+    start()
     if not (run / "checkpoint.pt").is_file():  # answered before torch is even imported
         what = "does not exist" if not run.exists() else "holds no checkpoint.pt"
         raise VcmError(f"{run} {what}; run vcm fit first or name a run directory")
@@ -118,7 +118,7 @@ def decode(
     from vcm.errors import VcmError
     from vcm.outputs import check_output
 
-    start(json_out)
+    start()
     if bitstream.is_dir():  # the usual mistakes are answered before torch is imported
         raise VcmError(f"{bitstream} is a directory; name a .nerv file")
     if not bitstream.is_file():

@@ -34,7 +34,7 @@ def ctc_run(
     """Encode, decode and evaluate every (sequence, codec, rate point); finished points are reused."""
     from vcm.ctc.run import run
 
-    start(json_out)
+    start()
     r = run(config, out, data, annotations, _split(only), _split(codecs), jobs, backend, ray_address, force, device)
     if json_out:
         print_json({k: v for k, v in r.items() if k != "rows"})
@@ -58,7 +58,7 @@ def ctc_report(
     """summary.csv, BD-rate tables, RD plots and report.md / report.html."""
     from vcm.ctc.report import make_report
 
-    start(json_out)
+    start()
     r = make_report(out, anchor, monotone, annotations, metric)
     if screenshot is not None:
         from vcm.ctc.screenshot import screenshot as take

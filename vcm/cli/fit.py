@@ -51,7 +51,7 @@ def fit(
     from vcm.outputs import check_output
     from vcm.video import load, resolve_frames, write_video
 
-    start(json_out)
+    start()
     # Everything that can be wrong with the command line is checked before a frame is read; the
     # usual mistakes (a path, a preset name, an output) even before torch is imported.
     input = resolve(input)  # sample:NAME → the bundled clip

@@ -41,7 +41,7 @@ def icm_train(
 
     from vcm.outputs import check_output
 
-    start(json_out)
+    start()
     check_output(out, inputs=[images, val, sam_checkpoint], kind="dir")
     cfg = IcmTrainConfig(arch=arch, lmbda=lmbda, epochs=epochs, batch=batch, crop=crop, lr=lr, masks=masks,
                          alpha=alpha, sam_model=sam_model, seed=seed, steps_per_epoch=steps)
@@ -75,7 +75,7 @@ def icm_encode(
     from vcm.errors import VcmError
     from vcm.outputs import check_output
 
-    start(json_out)
+    start()
     input = resolve(input)  # sample:NAME → the bundled clip
     target = out or input.with_suffix(".icm")
     if target.suffix != ".icm":
@@ -115,7 +115,7 @@ def icm_decode(
     from vcm.errors import VcmError
     from vcm.outputs import check_output
 
-    start(json_out)
+    start()
     if bitstream.is_dir():  # the usual mistakes are answered before torch and CompressAI are imported
         raise VcmError(f"{bitstream} is a directory; name a .icm file")
     if not bitstream.is_file():

@@ -22,7 +22,7 @@ def info(
     """What vcm understands about a video: size, fps, frames, SFU-HW class and CTC range."""
     from vcm.video.source import clip_md5
 
-    start(json_out)
+    start()
     input = resolve(input)  # sample:NAME → the bundled clip
     vi = probe_input(input, size, fps, bit_depth)
     seq = vi.sequence

@@ -36,7 +36,7 @@ def masks(
     from vcm.masks.sources import parse_source
     from vcm.video import load
 
-    start(json_out)
+    start()
     kind, _ = parse_source(source)
     if kind == "sam" and sam_checkpoint is None:
         raise VcmError("--source sam needs --sam-checkpoint PATH (or use --source canny, which needs no weights)")

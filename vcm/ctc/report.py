@@ -19,7 +19,6 @@ SUMMARY_COLUMNS = ["Dataset", "fps", "num_of_coded_frame", "qp", "rate_point", "
                    "decode", "nn_task", "codec", "curve", "bytes", "bpp", "psnr", "psnr_y", "psnr_yuv", "ms_ssim", "map",
                    "ap50", "fit_seconds", "compress_seconds", "class", "ground_truth"]
 METRICS = {"psnr_y": "Y-PSNR (dB)", "psnr_yuv": "YUV-PSNR 6:1:1 (dB)", "psnr": "RGB PSNR (dB)"}
-MARKERS = "osD^v<>ph*"
 
 
 def collect(out: Path) -> tuple[list[dict], list[dict]]:

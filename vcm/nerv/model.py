@@ -342,7 +342,3 @@ def parse_param_count(text: str) -> int:
         raise VcmError(f"--params {text} is too small for a NeRV network")
     return int(value)
 
-
-def with_size(cfg: NervConfig, height: int, width: int) -> NervConfig:
-    strides, gh, gw = choose_strides(height, width)
-    return replace(cfg, height=height, width=width, strides=strides, grid_h=gh, grid_w=gw)

@@ -132,12 +132,7 @@ class _StopFlag:
 def load_run(run_dir: Path) -> tuple[torch.nn.Module, dict]:
     """Rebuild the trained network of a run directory (on CPU) and return it with its config."""
     ckpt_path = Path(run_dir) / CHECKPOINT
-    if not ckpt_path.exists():
-        raise VcmError(f"{run_dir} holds no {CHECKPOINT}; run vcm fit first")
-    try:
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise VcmError(f"{ckpt_path} cannot be read ({type(err).__name__}); the file is damaged") from None
+    ckpt = _read_checkpoint(ckpt_path)
     try:
         model = registry.create_representation(registry.arch_of(ckpt["config"]), ckpt["config"]["model"])
         model.load_state_dict(ckpt["model"])
@@ -389,8 +384,20 @@ def _resume(ckpt_path: Path, config: dict, model, opt, device, rate=None) -> tup
 
 def load_quantizers(run_dir: Path) -> dict | None:
     """The learned quantizers of a rate-aware run (``vcm fit --lambda``), or None."""
-    ckpt = torch.load(Path(run_dir) / CHECKPOINT, map_location="cpu", weights_only=True)
-    return ckpt.get("quantizers")
+    return _read_checkpoint(Path(run_dir) / CHECKPOINT).get("quantizers")
+
+
+def _read_checkpoint(ckpt_path: Path) -> dict:
+    """A run's checkpoint on the CPU; a missing or damaged file is one clear error."""
+    if not ckpt_path.exists():
+        raise VcmError(f"{ckpt_path.parent} holds no {CHECKPOINT}; run vcm fit first")
+    try:
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise VcmError(f"{ckpt_path} cannot be read ({type(err).__name__}); the file is damaged") from None
+    if not isinstance(ckpt, dict):
+        raise VcmError(f"{ckpt_path} does not hold a vcm checkpoint; the file is damaged")
+    return ckpt
 
 
 def read_metrics(run_dir: Path) -> dict:
