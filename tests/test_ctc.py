@@ -261,3 +261,14 @@ codecs:
     cfg.write_text(cfg.read_text().replace("  hevc: {qps: [30, 40]}\n", ""))
     with pytest.raises(VcmError, match="matches hevc, which this run does not code"):
         run(cfg, tmp_path / "out2")
+
+
+def test_an_encoder_that_writes_nothing_is_a_clear_failure(tmp_path, monkeypatch):
+    """An encoder that exits 0 without a stream (seen with two ffmpeg encodes sharing a terminal before
+    vcm closed their stdin) fails the point with one line instead of a confusing decoder error."""
+    from vcm.anchors import ffmpeg
+
+    monkeypatch.setattr(ffmpeg, "_run", lambda cmd, what: 0.0)  # "succeeds", writes nothing
+    planes = (np.zeros((2, 64, 96), np.uint8), np.zeros((2, 32, 48), np.uint8), np.zeros((2, 32, 48), np.uint8))
+    with pytest.raises(VcmError, match="exited without writing a stream at QP 37"):
+        ffmpeg.encode_decode("vvc", planes, 8, 96, 64, 30, 37, tmp_path / "o.266")

@@ -83,11 +83,19 @@ def write_10bit(path: Path, planes: tuple[np.ndarray, np.ndarray, np.ndarray], b
 
 def _run(cmd: list[str], what: str) -> float:
     start = time.time()
-    proc = subprocess.run(cmd, capture_output=True)
+    # stdin closed: ffmpeg reads it for keys ('q'), and a run in the background or beside another
+    # encoder sharing the terminal could then stop early and leave an empty stream behind
+    proc = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL)
     if proc.returncode:
         err = proc.stderr.decode(errors="replace").strip().splitlines()
         raise VcmError(f"{what} failed: {err[-1] if err else 'exit code ' + str(proc.returncode)}")
     return time.time() - start
+
+
+def _check_written(out: Path, encoder: str, qp: int) -> None:
+    """An encoder that exits 0 must have written a stream (an empty one is not a point of the curve)."""
+    if not out.exists() or out.stat().st_size == 0:
+        raise VcmError(f"{encoder} exited without writing a stream at QP {qp}")
 
 
 def encode_decode(codec: str, planes, bit_depth: int, width: int, height: int, fps: float, qp: int,
@@ -110,6 +118,7 @@ def encode_decode(codec: str, planes, bit_depth: int, width: int, height: int, f
             enc = _run([str(vtm["encoder"]), "-c", str(vtm["config"]), "-i", str(src), "-wdt", str(width), "-hgt", str(height),
                         "-fr", str(round(fps)), "-f", str(frames), "-q", str(qp), "--InputBitDepth=10",
                         "--InternalBitDepth=10", "--OutputBitDepth=10", f"--IntraPeriod={period}", "-b", str(out)], "VTM encoder")
+            _check_written(out, "VTM encoder", qp)
             dec = _run([str(vtm["decoder"]), "-b", str(out), "-o", str(rec), "-d", "10"], "VTM decoder")
         else:
             raw = ["-f", "rawvideo", "-pix_fmt", "yuv420p10le", "-s", f"{width}x{height}", "-r", f"{fps}", "-i", str(src)]
@@ -120,8 +129,9 @@ def encode_decode(codec: str, planes, bit_depth: int, width: int, height: int, f
             else:
                 opts = ["-c:v", encoder, "-preset", preset or "faster", "-qp", str(qp), "-qpa", "0",
                         "-vvenc-params", f"IntraPeriod={period}"]
-            base = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y"]
+            base = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
             enc = _run(base + raw + opts + ["-f", fmt, str(out)], f"{encoder} encoding")
+            _check_written(out, encoder, qp)
             dec = _run(base + ["-i", str(out), "-f", "rawvideo", "-pix_fmt", "yuv420p10le", str(rec)], f"{codec} decoding")
         decoded = read_yuv420_rgb(rec, width, height, 10, 0, frames)
     return AnchorResult(out, decoded, enc, dec)
