@@ -126,7 +126,7 @@ def decode(
     if out is not None:
         check_output(out, inputs=[bitstream], kind="any")
     from vcm.bitstream.decode_plan import human_macs
-    from vcm.codec.compress import decode_stream, frame_range, iter_frames
+    from vcm.codec.decode import decode_stream, frame_range, iter_frames
     from vcm.device import resolve_device
     from vcm.video.writer import open_writer
 

@@ -171,7 +171,7 @@ def decode_any(path: Path, device, frames: str = "auto", size=None, fps=None, bi
     frames chosen by :func:`frames_to_score` are the same as after a full decode."""
     path = Path(path)
     if path.suffix == ".nerv":
-        from vcm.codec.compress import decode_frames, decode_stream
+        from vcm.codec.decode import decode_frames, decode_stream
 
         stream = decode_stream(path)
         source = range(*stream.video["source_frames"])

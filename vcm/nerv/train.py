@@ -31,6 +31,7 @@ from vcm.fsutil import save_torch, write_json
 from vcm.nerv.config import TrainConfig
 from vcm.nerv.loss import nerv_loss
 from vcm.nerv import registry
+from vcm.nerv.frames import frame_times, reconstruct, to_u8  # noqa: F401  (public through the trainer too)
 from vcm.provenance import provenance
 from vcm.quality import summarize
 from vcm.video import Video
@@ -84,11 +85,6 @@ def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
     return cfg.lr * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
 
 
-def frame_times(num_frames: int, device) -> torch.Tensor:
-    """Normalised frame index t = i / T in [0, 1), ``float [T]``."""
-    return torch.arange(num_frames, device=device, dtype=torch.float32) / num_frames
-
-
 def make_loss(cfg: TrainConfig, device) -> Callable:
     """``loss(x_hat, x, mask | None)`` for the configured loss and implementation."""
     if cfg.loss == "nerv":
@@ -139,19 +135,6 @@ def load_run(run_dir: Path) -> tuple[torch.nn.Module, dict]:
     except (KeyError, ValueError, TypeError, RuntimeError) as err:
         raise VcmError(f"{ckpt_path} does not hold a usable network ({type(err).__name__}); the file is damaged") from None
     return model.eval(), ckpt["config"]
-
-
-@torch.no_grad()
-def reconstruct(model: torch.nn.Module, num_frames: int, device, batch: int = 8) -> np.ndarray:
-    """Decode all frames: ``uint8 [T,3,H,W]`` (round(255·x̂), the decoder's exact output)."""
-    model = model.to(device).eval()
-    t_all = frame_times(num_frames, device)
-    return np.concatenate([to_u8(model(t_all[i:i + batch])) for i in range(0, num_frames, batch)])
-
-
-def to_u8(x_hat: torch.Tensor) -> np.ndarray:
-    """A network's output ``float [B,3,H,W]`` in [0, 1] → the decoder's frames ``uint8 [B,3,H,W]``."""
-    return torch.round(x_hat.float().clamp(0, 1) * 255).to(torch.uint8).cpu().numpy()
 
 
 @dataclass
