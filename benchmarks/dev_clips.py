@@ -88,8 +88,8 @@ def rate_control_check(name: str, rows: list[dict], out: Path, qp: int) -> dict:
     """``vcm compress --target-kbps`` on the clip's fit at the rate of x265's point at ``qp``."""
     import torch
 
-    from vcm.codec.compress import RDOptions, compress_to_target
-    from vcm.codec.rate_control import Target, achieved
+    from vcm.codec.compress import RDOptions
+    from vcm.codec.rate_control import Target, achieved, compress_to_target
     from vcm.errors import VcmError
 
     anchor = next((r for r in rows if r["codec"] == "hevc" and r.get("qp") == qp), None)

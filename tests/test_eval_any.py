@@ -255,7 +255,7 @@ def test_demo_without_weights_scores_a_shipped_detector_and_says_how_to_get_yolo
     class Stop(Exception):
         pass
 
-    def stop(config, out, device):
+    def stop(config, out, device, jobs):
         raise Stop(config)
 
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))

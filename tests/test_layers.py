@@ -1,7 +1,9 @@
 """Layering: decoders never import training (a decoder ships without the trainer's code paths)."""
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import torch
 
@@ -62,3 +64,64 @@ def test_vcm_icm_decode_imports_no_training_module(tmp_path):
     assert enc.returncode == 0, enc.stderr[-2000:]
     proc = run_blocked("icm", "decode", tmp_path / "c.icm", "--checkpoint", ckpt, "--out", tmp_path / "c.yuv")
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def import_graph(root: Path = Path(__file__).parents[1] / "vcm") -> dict[str, set[str]]:
+    """Module → the vcm modules it imports anywhere in its code (lazy imports inside functions count:
+    they are dependencies all the same). ``from pkg import sub`` depends on ``pkg.sub``, not on ``pkg``."""
+    mods = {}
+    for f in root.rglob("*.py"):
+        name = ".".join(f.relative_to(root.parent).with_suffix("").parts)
+        mods[name.removesuffix(".__init__")] = f
+    graph = {m: set() for m in mods}
+    for m, f in mods.items():
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                subs = [f"{node.module}.{a.name}" for a in node.names if f"{node.module}.{a.name}" in mods]
+                targets = subs or [node.module]
+            else:
+                continue
+            graph[m] |= {t for t in targets if t in mods and t != m}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    index, low, stack, on, found = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                found.append(sorted(comp))
+
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10 * len(graph)))
+    for v in graph:
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_import_circles_in_vcm():
+    assert cycles(import_graph()) == []
+
+
+def test_the_circle_finder_finds_a_circle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]

@@ -6,35 +6,10 @@ import sys
 
 import typer
 
-app = typer.Typer(
-    name="vcm",
-    help="Video coding for machines with NeRV: fit, compress, decode, evaluate, report.\n\n"
-         "Progress goes to stderr: bars in a terminal, timestamped lines in a pipe or a log file "
-         "(VCM_PROGRESS=bars|lines|0; VCM_PROGRESS_INTERVAL=seconds between lines, default 10).",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
-)
-
-def _print_version(value: bool) -> None:
-    if value:
-        from vcm import __version__
-        from vcm.provenance import git_commit
-
-        commit = git_commit()
-        print(f"vcm {__version__}" + (f" (commit {commit})" if commit else ""))
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(version: bool = typer.Option(False, "--version", metavar="", callback=_print_version, is_eager=True,
-                                       help="Print vcm's version (and git commit) and exit.")) -> None:
-    """The options every command shares (only --version)."""
-
+from vcm.cli.app import app  # noqa: E402,F401  (the Typer app; commands register on it)
 
 # Importing the command modules registers their commands on ``app``.
-from vcm.cli import commands as _commands  # noqa: E402,F401
+from vcm.cli import commands as _commands  # noqa: E402,F401  (registers the commands)
 
 
 def main(argv: list[str] | None = None) -> None:

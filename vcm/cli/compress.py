@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from vcm.cli import app
+from vcm.cli.app import app
 from vcm.cli.common import DeviceOpt, JsonOpt, fmt, print_json, start, table
 
 
@@ -48,7 +48,7 @@ def compress(
         raise VcmError("--bits/--group-bits/--qat/--finetune-epochs belong to the paper pipeline; "
                        "the rate–distortion method (--lambda, --target-kbps/--target-psnr) learns its quantization")
     if target_kbps is not None or target_psnr is not None:
-        from vcm.codec.compress import compress_to_target
+        from vcm.codec.rate_control import compress_to_target
         from vcm.codec.rate_control import Target
 
         if lam is not None and len(lam) > 1:

@@ -5,7 +5,7 @@ from typing import Optional
 
 import typer
 
-from vcm.cli import app
+from vcm.cli.app import app
 from vcm.cli.common import JsonOpt, print_json, start, table
 
 ctc_app = typer.Typer(help="The MPEG VCM CTC experiment: run every point, then report.", no_args_is_help=True)

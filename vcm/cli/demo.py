@@ -5,7 +5,7 @@ from typing import Optional
 
 import typer
 
-from vcm.cli import app
+from vcm.cli.app import app
 from vcm.cli.common import DeviceOpt, JsonOpt, print_json, start
 
 

@@ -5,7 +5,7 @@ from typing import Optional
 
 import typer
 
-from vcm.cli import app
+from vcm.cli.app import app
 from vcm.samples import resolve
 from vcm.cli.common import (BitDepthOpt, DeviceOpt, FpsOpt, JsonOpt, SizeOpt, fmt, print_json, probe_input, start,
                             table)

@@ -186,24 +186,6 @@ def compress_run(run_dir: Path, out: Path | None, opts: Options, device, source:
     return compress_prepared(prepare(run_dir, source), out, opts, device)
 
 
-def compress_to_target(run_dir: Path, out: Path | None, target, opts: RDOptions, device,
-                       source: Path | None = None) -> dict:
-    """The rate–distortion method at the λ that meets ``target`` (:class:`vcm.codec.rate_control.Target`);
-    ``opts.lam`` is the first guess. Writes ``out`` and ``out.json``; returns the report."""
-    from vcm.codec import rate_control
-
-    opts.check()
-    target.check()
-    prep = prepare(run_dir, source)
-    start = time.time()
-    if out is None:
-        what = f"k{target.kbps:g}" if target.by_rate else f"q{target.psnr_y:g}"
-        out = default_out(prep, opts).with_name(default_out(prep, opts).name.replace(opts.label(), what.replace(".", "p")))
-    out = check_out(out, prep)
-    stream, fields = rate_control.search(prep, target, opts, device)
-    return publish(prep, out, stream, fields, start, device)
-
-
 def compress_many(run_dir: Path, opts_list: list[Options], device, source: Path | None = None,
                   outs: list[Path | None] | None = None) -> list[dict]:
     """Several streams (e.g. several λ) from one fit: the run and its frames are read once."""

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import torch
 
@@ -153,3 +155,20 @@ def achieved(report: dict) -> dict:
     t = rc["target"]["psnr_y"]
     return {"target": t, "achieved": report["psnr_y"], "error": report["psnr_y"] - t, "unit": "dB"}
 
+
+def compress_to_target(run_dir: Path, out: Path | None, target: Target, opts: RDOptions, device,
+                       source: Path | None = None) -> dict:
+    """The rate–distortion method at the λ that meets ``target``; ``opts.lam`` is the first guess. Writes
+    ``out`` and ``out.json``; returns the report."""
+    from vcm.codec.compress import check_out, default_out, prepare, publish
+
+    opts.check()
+    target.check()
+    prep = prepare(run_dir, source)
+    start = time.time()
+    if out is None:
+        what = f"k{target.kbps:g}" if target.by_rate else f"q{target.psnr_y:g}"
+        out = default_out(prep, opts).with_name(default_out(prep, opts).name.replace(opts.label(), what.replace(".", "p")))
+    out = check_out(out, prep)
+    stream, fields = search(prep, target, opts, device)
+    return publish(prep, out, stream, fields, start, device)

@@ -167,7 +167,7 @@ class NervFamily(Codec):
         out = Path(spec["workdir"]) / "stream.nerv"
         t = time.time()
         if "target_kbps" in p:  # a match point: the anchor's rate, found by rate control
-            from vcm.codec.compress import compress_to_target
+            from vcm.codec.rate_control import compress_to_target
             from vcm.codec.rate_control import Target
 
             report = compress_to_target(fit_dir, out, Target(kbps=p["target_kbps"]), opts, device)

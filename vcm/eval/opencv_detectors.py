@@ -23,7 +23,7 @@ import numpy as np
 
 from vcm.errors import VcmError
 from vcm.eval.coco import Detections
-from vcm.eval.detect import apply_options, register_detector
+from vcm.eval.detector_registry import apply_options, register_detector
 from vcm.eval.gt import COCO80
 from vcm.video.color import rgb_to_gray
 

@@ -21,7 +21,7 @@ import torch
 
 from vcm.errors import VcmError
 from vcm.eval.coco import Detections
-from vcm.eval.detect import apply_options, register_detector
+from vcm.eval.detector_registry import apply_options, register_detector
 from vcm.eval.gt import COCO80
 
 
@@ -135,8 +135,21 @@ class TorchvisionDetector:
         return out
 
 
+# the entries the demo may use when their COCO weights are already in torch.hub's cache, best first
+LOCAL_PREFERENCE = ("fasterrcnn_resnet50_fpn_v2", "retinanet_resnet50_fpn_v2", "fasterrcnn_resnet50_fpn",
+                    "retinanet_resnet50_fpn", "fcos_resnet50_fpn", "fasterrcnn_mobilenet_v3_large_fpn")
+
+
+def _local(name: str):
+    """The probe of one entry: its section when its default weights are in torch.hub's cache."""
+    return lambda: {"name": name, "weights": "default"} if cached_weights_file(name).is_file() else None
+
+
 def _register(name: str) -> None:
-    @register_detector(name, f"torchvision {name} (COCO)", family="torchvision")
+    rank = LOCAL_PREFERENCE.index(name) + 1 if name in LOCAL_PREFERENCE else None
+
+    @register_detector(name, f"torchvision {name} (COCO)", family="torchvision",
+                       local=_local(name) if rank else None, preference=rank or 1000)
     def create(weights=None, repo=None, device="cpu", batch=8, half=False, options=None):
         settings = apply_options(FAMILIES[name][1], options, name)
         if settings.min_size < 32 or settings.max_size < settings.min_size:

@@ -32,7 +32,7 @@ import torch
 
 from vcm.errors import VcmError
 from vcm.eval.coco import Detections
-from vcm.eval.detect import apply_options, register_detector
+from vcm.eval.detector_registry import apply_options, register_detector
 from vcm.eval.gt import COCO80
 
 HUB_REPO = "WongKinYiu/yolov7"
@@ -268,7 +268,15 @@ class YoloV7Detector:
         return out
 
 
-@register_detector("yolov7", "YOLOv7 (WongKinYiu/yolov7), evaluated as its test.py; the checkpoint's classes (COCO-80 for the published weights)")
+def local_weights() -> dict | None:
+    """A ``yolov7`` section when its weights and repo are on this machine (``$VCM_YOLOV7_WEIGHTS`` or
+    torch.hub's cache, and a local copy of the repo), else None: the demo's first choice."""
+    weights, repo = find_weights(None), find_repo(None)
+    return {"name": "yolov7", "weights": str(weights), "repo": str(repo)} if weights and repo else None
+
+
+@register_detector("yolov7", "YOLOv7 (WongKinYiu/yolov7), evaluated as its test.py; the checkpoint's classes (COCO-80 "
+                   "for the published weights)", local=local_weights, preference=0)
 def create(weights=None, repo=None, device="cpu", batch=8, half=False, options=None) -> YoloV7Detector:
     settings = apply_options(YoloV7Settings(), options, "yolov7")
     if settings.img_size < STRIDE:

@@ -1,0 +1,115 @@
+"""The detector registry, a leaf: entries register here, and nothing here imports a detector.
+
+An entry is a factory ``(weights=, repo=, device=, batch=, half=, options=) -> Detector`` with a
+description, a family, and optionally a probe ``local() -> dict | None`` that says, without
+fetching anything, whether its weights are on this machine (then a CTC ``detector`` section that
+uses them); ``vcm demo`` asks the probes in ``preference`` order (lowest first).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+import numpy as np
+
+from vcm.errors import VcmError
+from vcm.eval.coco import Detections
+from vcm.registry import Registry
+
+
+class Detector(Protocol):
+    name: str
+    classes: tuple[str, ...]
+
+    def settings(self) -> dict:
+        """Everything that decides its output, as JSON-able data (name, weights, sizes, thresholds)."""
+
+    def detect(self, frames_u8: np.ndarray, source_frames: list[int]) -> list[Detections]:
+        """``uint8 [T,3,H,W]`` RGB frames (and their source indices) → one Detections per frame."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    factory: Callable  # (weights, repo, device, batch, half, options: dict) -> Detector
+    description: str
+    family: str
+    local: Callable[[], dict | None] | None = None  # a detector section when its weights are here, else None
+    preference: int = 1000  # the order in which the demo asks the probes (lowest first)
+
+
+_REGISTRY: Registry[Entry] = Registry("detector", ("vcm.eval.yolov7", "vcm.eval.tv_detectors", "vcm.eval.opencv_detectors"))
+
+
+def register_detector(name: str, description: str = "", family: str = "",
+                      local: Callable[[], dict | None] | None = None, preference: int = 1000) -> Callable:
+    """Function decorator: register ``factory(weights=, repo=, device=, batch=, half=, options=)``."""
+
+    def wrap(factory):
+        _REGISTRY.add(name, Entry(name, factory, description, family or name, local, preference))
+        return factory
+
+    return wrap
+
+
+def names() -> list[str]:
+    return ["oracle", *sorted(_REGISTRY)]
+
+
+def describe() -> str:
+    """One line for ``--help``: the registered names and the user-callable form."""
+    return ", ".join(names()) + ", or MODULE:ATTR / FILE.py:ATTR for your own"
+
+
+def apply_options(settings, options: dict | None, what: str):
+    """A copy of the dataclass ``settings`` with ``options`` (strings from ``--set`` or YAML values)
+    coerced to each field's type; an unknown key is refused with the valid ones."""
+    from vcm.schema import check_keys
+
+    options = dict(options or {})
+    try:
+        check_keys(options, [f.name for f in dataclasses.fields(settings)], f"{what} settings")
+    except ValueError as err:
+        raise VcmError(str(err)) from None
+    values = {}
+    for key, raw in options.items():
+        kind = type(getattr(settings, key))
+        try:
+            value = _coerce(kind, raw)
+        except (TypeError, ValueError):
+            raise VcmError(f"{what} setting {key} must be {kind.__name__}, got {raw!r}") from None
+        if kind in (int, float) and value < 0:
+            raise VcmError(f"{what} setting {key} must not be negative, got {raw!r}")
+        values[key] = value
+    return dataclasses.replace(settings, **values)
+
+
+def _coerce(kind: type, raw):
+    if kind is bool:
+        if isinstance(raw, str) and raw.lower() in ("1", "true", "yes", "0", "false", "no"):
+            return raw.lower() in ("1", "true", "yes")
+        if isinstance(raw, bool):
+            return raw
+        raise ValueError(raw)
+    if kind is int:
+        value = float(raw)
+        if not value.is_integer():
+            raise ValueError(raw)
+        return int(value)
+    return kind(raw)
+
+
+def entry(name: str) -> Entry:
+    return _REGISTRY.get(name, [describe()])
+
+
+def local_detector() -> dict | None:
+    """A detector whose weights are on this machine already (nothing is fetched), as a CTC config
+    ``detector`` section: the first entry, by preference, whose probe finds them; None if none does."""
+    for e in sorted((_REGISTRY.get(n) for n in _REGISTRY), key=lambda e: (e.preference, e.name)):
+        found = e.local() if e.local is not None else None
+        if found is not None:
+            return found
+    return None
