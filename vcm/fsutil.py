@@ -111,6 +111,22 @@ def save_torch(path: str | os.PathLike, obj: Any) -> None:
             os.fsync(f.fileno())
 
 
+def load_torch_dict(path: str | os.PathLike, what: str, weights_only: bool = True) -> dict:
+    """``torch.load`` on the CPU of a file that must hold a dict (a checkpoint); a file that cannot be
+    read, or holds something else, is one clear error naming ``what`` it should have been."""
+    import torch
+
+    from vcm.errors import VcmError
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=weights_only)
+    except Exception as err:
+        raise VcmError(f"{path} cannot be read as {what} ({type(err).__name__}); the file is damaged") from None
+    if not isinstance(obj, dict):
+        raise VcmError(f"{path} does not hold {what}; the file is damaged")
+    return obj
+
+
 def point_symlink(link: str | os.PathLike, target: str | os.PathLike) -> None:
     """Make ``link`` a symlink to ``target`` (relative when possible), replacing it atomically."""
     link, target = Path(link), Path(target)

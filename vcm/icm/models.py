@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from vcm.errors import VcmError
+from vcm.fsutil import load_torch_dict
 from vcm.icm.tcm import TCM, TINY, TCMConfig
 
 ARCHS = ("tcm", "tcm-tiny", "cheng2020-attn", "mbt2018-mean")
@@ -99,12 +100,7 @@ def load_checkpoint(path: Path, arch: str | None = None, device="cpu") -> tuple[
     if not path.is_file():
         raise VcmError(f"checkpoint {path} not found; the official SA-ICM weights (icm_78.pth.tar, icm_93.pth.tar) "
                        f"are published with the SA-ICM code ({SA_ICM_PAGE}); or train one with vcm icm train")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:
-        raise VcmError(f"{path.name} cannot be read as a checkpoint ({type(err).__name__})") from None
-    if not isinstance(ckpt, dict):
-        raise VcmError(f"{path.name} is not a codec checkpoint (expected a dict with 'state_dict')")
+    ckpt = load_torch_dict(path, "an image codec's checkpoint (a dict with 'state_dict')", weights_only=False)
     state = _strip(ckpt.get("state_dict", ckpt))
     if not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise VcmError(f"{path.name} holds no state_dict of tensors")

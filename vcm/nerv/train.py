@@ -27,7 +27,7 @@ import torch
 
 from vcm import progress
 from vcm.errors import VcmError
-from vcm.fsutil import save_torch, write_json
+from vcm.fsutil import load_torch_dict, save_torch, write_json
 from vcm.nerv.config import TrainConfig
 from vcm.nerv.loss import nerv_loss
 from vcm.nerv import registry
@@ -374,13 +374,7 @@ def _read_checkpoint(ckpt_path: Path) -> dict:
     """A run's checkpoint on the CPU; a missing or damaged file is one clear error."""
     if not ckpt_path.exists():
         raise VcmError(f"{ckpt_path.parent} holds no {CHECKPOINT}; run vcm fit first")
-    try:
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise VcmError(f"{ckpt_path} cannot be read ({type(err).__name__}); the file is damaged") from None
-    if not isinstance(ckpt, dict):
-        raise VcmError(f"{ckpt_path} does not hold a vcm checkpoint; the file is damaged")
-    return ckpt
+    return load_torch_dict(ckpt_path, "a vcm fit's checkpoint")
 
 
 def read_metrics(run_dir: Path) -> dict:
