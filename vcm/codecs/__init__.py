@@ -5,7 +5,7 @@ encode and decode one point, and which RD curve a point belongs to.
     @register_codec("hevc", order=40)
     class Hevc(Codec): ...
 
-Adding a codec = one module with one decorated class + its name in ``_MODULES``; the CLI, the CTC
+Adding a codec = one module with one decorated class + its module in ``_REGISTRY``'s list; the CLI, the CTC
 runner and the report only ask this registry.
 """
 
