@@ -114,13 +114,14 @@ def search(prep, target: Target, opts: RDOptions, device) -> tuple[nerv_stream.N
     target.check()
     v = prep.config["video"]
     goal = target_bytes(target.kbps, v["fps"], v["num_frames"]) if target.by_rate else target.psnr_y
-    full = rd_steps(opts, prep.fit_cfg, prep.video.num_frames, load_quantizers(prep.run_dir) is not None)
+    fit_quantizers = load_quantizers(prep.run_dir)  # a rate-aware fit's own; None for a plain fit
+    full = rd_steps(opts, prep.fit_cfg, prep.video.num_frames, fit_quantizers is not None)
     warm = max(1, round(target.warm_fraction * (full or 0.5 * prep.fit_cfg.total_steps(prep.video.num_frames))))
     trials: list[_Trial] = []
     lam = opts.lam
     for k in range(target.max_trials):
         if k == 0:  # the full schedule from the fit
-            model, init, steps = prep.fresh_model(), load_quantizers(prep.run_dir), full
+            model, init, steps = prep.fresh_model(), fit_quantizers, full
         else:  # warm, from the trial nearest the target
             start = min(trials, key=lambda t: abs(target.miss(t.value, goal)))
             model, init, steps = copy.deepcopy(start.model), start.fields["quantizers"], warm
@@ -167,8 +168,9 @@ def compress_to_target(run_dir: Path, out: Path | None, target: Target, opts: RD
     prep = prepare(run_dir, source)
     start = time.time()
     if out is None:
-        what = f"k{target.kbps:g}" if target.by_rate else f"q{target.psnr_y:g}"
-        out = default_out(prep, opts).with_name(default_out(prep, opts).name.replace(opts.label(), what.replace(".", "p")))
+        what = (f"k{target.kbps:g}" if target.by_rate else f"q{target.psnr_y:g}").replace(".", "p")
+        plain = default_out(prep, opts)
+        out = plain.with_name(plain.name.replace(opts.label(), what))
     out = check_out(out, prep)
     stream, fields = search(prep, target, opts, device)
     return publish(prep, out, stream, fields, start, device)
