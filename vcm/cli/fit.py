@@ -143,7 +143,7 @@ def _budget_steps(text: str, seconds: float, spec, cfg, video, masks_u8, device,
 
     if resumed_run is not None:  # the schedule's length was fixed when the fit started
         return replace(cfg, steps=json.loads((resumed_run / CONFIG).read_text())["train"].get("steps"))
-    per_step = seconds_per_step(spec.build(video.height, video.width, video.num_frames), cfg, video.frames_u8,
+    per_step = seconds_per_step(spec.build_for(video), cfg, video.frames_u8,
                                 masks_u8, device)
     cfg = replace(cfg, steps=steps_for_budget(seconds, per_step))
     progress.log(f"budget {text}: {per_step:.3f} s a step measured here → {cfg.steps:,} steps "

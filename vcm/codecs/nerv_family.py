@@ -147,7 +147,7 @@ class NervFamily(Codec):
                         Path(m["sam_checkpoint"]) if m.get("sam_checkpoint") else None, float(m.get("alpha", 0.93)),
                         fit_dir, device, sam_model=m.get("sam_model", "vit_h"),
                         settings_path=Path(m["config"]) if m.get("config") else None, source=m.get("source"))
-                result = fit(video, model_spec.build(video.height, video.width, video.num_frames), train, fit_dir, device,
+                result = fit(video, model_spec.build_for(video), train, fit_dir, device,
                              resume=(fit_dir / "checkpoint.pt").exists(), masks_u8=masks_u8, masks_meta=masks_meta)
                 if result.interrupted:  # never compress a half-trained network
                     raise KeyboardInterrupt

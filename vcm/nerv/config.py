@@ -91,22 +91,32 @@ class ModelSpec:
     params: int | None = None
     arch: str = "nerv"
 
-    def build(self, height: int, width: int, frames: int):
-        """The representation's config for an H×W video of ``frames`` frames."""
+    def build(self, height: int, width: int, frames: int, shots: tuple[int, ...] = ()):
+        """The representation's config for an H×W video of ``frames`` frames (``shots``: frames per
+        shot of a clip with scene cuts, for a shape that follows them)."""
         if self.arch == "hinerv":
             from vcm.nerv.hinerv import solve_for_params as solve_hinerv
 
             if self.params is None:
-                return self.shape.config(height, width, frames, 1.0)
-            return solve_hinerv(self.shape, height, width, frames, self.params)
+                return self.shape.config(height, width, frames, 1.0, shots)
+            return solve_hinerv(self.shape, height, width, frames, self.params, shots)
         if self.params is None:
             return self.shape.config(height, width, 1.0)
         return solve_for_params(self.shape, height, width, self.params)
 
+    def build_for(self, video):
+        """``build`` for a loaded clip, its scene cuts found when the shape follows them."""
+        shots = ()
+        if getattr(self.shape, "scene_cuts", False):
+            from vcm.video.shots import shot_lengths
+
+            shots = shot_lengths(video.frames_u8)
+        return self.build(video.height, video.width, video.num_frames, shots)
+
 
 _SHAPE_KEYS = {"fc_dim", "stem_dims", "lower_width", "expansion", "reduction", "activation", "embed"}
 _HINERV_KEYS = {"grid_channels", "grid_levels", "grid_frame_ratio", "channels", "depths", "local_frame_ratio",
-                "expansion", "kernel", "min_grid", "head"}
+                "expansion", "kernel", "min_grid", "head", "scene_cuts"}
 
 
 def model_spec_from_dict(d: dict) -> ModelSpec:

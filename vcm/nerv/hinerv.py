@@ -16,6 +16,7 @@ The strides are chosen from the frame size as for NeRV (padding then cropping, n
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass, replace
 
@@ -45,6 +46,7 @@ class HinervConfig:
     expansion: float = 4.0
     kernel: int = 3
     head: str = "pointwise"  # or "subpixel": the last stride is a 3×3 conv to 3·s² channels + PixelShuffle
+    shots: tuple[int, ...] = ()  # frames of each shot when the clip has scene cuts: no grid blends across one
 
     @property
     def stage_strides(self) -> tuple[int, ...]:
@@ -64,26 +66,66 @@ class HinervConfig:
         d = asdict(self)
         for key in ("strides", "channels", "depths"):
             d[key] = list(d[key])
+        if self.shots:
+            d["shots"] = list(self.shots)
+        else:  # a clip without cuts is described exactly as before shots existed (same stream bytes)
+            del d["shots"]
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "HinervConfig":
-        """Strictly typed (raises ValueError naming the field): configs also come from bitstreams."""
-        return strict_from_dict(cls, d, defaults=False)
+        """Strictly typed (raises ValueError naming the field): configs also come from bitstreams.
+        Every field is required except ``shots`` (absent: one shot)."""
+        return strict_from_dict(cls, {"shots": [], **d} if isinstance(d, dict) else d, defaults=False)
 
 
-def _interpolate(grid: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+def _interpolate(grid: torch.Tensor, t: torch.Tensor, shots: tuple[int, ...] = ()) -> torch.Tensor:
     """Linear interpolation of ``grid [T_g, …]`` at times ``t [B]`` in [0, 1) → ``[B, …]``.
 
     Frame i of a T-frame video has t = i / T, so when T_g = T every frame lands on its own grid
-    frame; coarser grids interpolate between their frames.
+    frame; coarser grids interpolate between their frames. With ``shots`` (frames per shot, summing
+    to T) each shot owns a run of grid frames in proportion to its length and interpolates only
+    within it, so the frames on either side of a scene cut share no grid frame.
     """
     frames = grid.shape[0]
-    pos = (t.float() * frames).clamp(0, frames - 1)
-    i0 = pos.floor().long().clamp(max=frames - 1)
-    i1 = (i0 + 1).clamp(max=frames - 1)
+    counts = _grid_frames_per_shot(frames, shots)
+    if counts is None:
+        pos = (t.float() * frames).clamp(0, frames - 1)
+        i0 = pos.floor().long().clamp(max=frames - 1)
+        i1 = (i0 + 1).clamp(max=frames - 1)
+    else:
+        lengths = torch.tensor(shots, dtype=torch.float32, device=t.device)
+        starts = torch.cumsum(lengths, 0) - lengths  # first video frame of each shot
+        count = torch.tensor(counts, dtype=torch.float32, device=t.device)
+        first = torch.cumsum(count, 0) - count  # first grid frame of each shot
+        video = t.float() * sum(shots)  # fractional video frame
+        shot = (torch.searchsorted(starts, video + 1e-3, right=True) - 1).clamp(0, len(shots) - 1)
+        within = ((video - starts[shot]) / lengths[shot] * count[shot]).clamp(min=0)
+        within = torch.minimum(within, count[shot] - 1)
+        pos = first[shot] + within
+        last = (first[shot] + count[shot] - 1).long()
+        i0 = torch.minimum(pos.floor().long(), last)
+        i1 = torch.minimum(i0 + 1, last)
     w = (pos - i0.float()).view(-1, *([1] * (grid.dim() - 1)))
     return grid[i0] * (1 - w) + grid[i1] * w
+
+
+@functools.lru_cache(maxsize=64)
+def _grid_frames_per_shot(frames: int, shots: tuple[int, ...]) -> tuple[int, ...] | None:
+    """How a grid's ``frames`` are shared among ``shots`` (in proportion to their lengths, at least one
+    each, largest remainders first); None when there is one shot or too few grid frames to share."""
+    if len(shots) < 2 or frames < len(shots):
+        return None
+    total = sum(shots)
+    ideal = [frames * n / total for n in shots]
+    counts = [max(1, math.floor(x)) for x in ideal]
+    while sum(counts) > frames:  # the minimum of one frame each overshot: take from the largest share
+        i = max((i for i in range(len(counts)) if counts[i] > 1), key=lambda i: counts[i] - ideal[i])
+        counts[i] -= 1
+    while sum(counts) < frames:
+        i = max(range(len(counts)), key=lambda i: ideal[i] - counts[i])
+        counts[i] += 1
+    return tuple(counts)
 
 
 class Pointwise(nn.Module):
@@ -144,9 +186,11 @@ class ConvNeXtBlock(nn.Module):
 class Stage(nn.Module):
     """``[B, h, w, C_in] → [B, h·s, w·s, C_out]`` for stride s."""
 
-    def __init__(self, c_in: int, c_out: int, stride: int, depth: int, local_frames: int, expansion: float, kernel: int):
+    def __init__(self, c_in: int, c_out: int, stride: int, depth: int, local_frames: int, expansion: float, kernel: int,
+                 shots: tuple[int, ...] = ()):
         super().__init__()
         self.stride = stride
+        self.shots = shots
         self.proj = Pointwise(c_in, c_out)
         self.local = nn.Parameter(torch.zeros(local_frames, c_out, stride, stride)) if local_frames else None
         self.blocks = nn.Sequential(*[ConvNeXtBlock(c_out, expansion, kernel) for _ in range(depth)])
@@ -161,7 +205,7 @@ class Stage(nn.Module):
         if self.local is not None:
             # the local grid [B, C, s, s] tiles every s×s cell: a broadcast add, no tiled copy
             b, h, w, c = x.shape
-            local = _interpolate(self.local, t).permute(0, 2, 3, 1)  # [B, s, s, C]
+            local = _interpolate(self.local, t, self.shots).permute(0, 2, 3, 1)  # [B, s, s, C]
             x = (x.view(b, h // s, s, w // s, s, c) + local[:, None, :, None]).view(b, h, w, c)
         return self.blocks(x)
 
@@ -181,7 +225,7 @@ class HiNeRV(Representation):
             for frames, channels in cfg.level_shapes()])
         stages, c = [], sum(ch for _, ch in cfg.level_shapes())
         for s, c_out, depth in zip(cfg.stage_strides, cfg.channels, cfg.depths):
-            stages.append(Stage(c, c_out, s, depth, cfg.local_frames, cfg.expansion, cfg.kernel))
+            stages.append(Stage(c, c_out, s, depth, cfg.local_frames, cfg.expansion, cfg.kernel, cfg.shots))
             c = c_out
         self.stages = nn.ModuleList(stages)
         if cfg.head == "subpixel":
@@ -194,7 +238,7 @@ class HiNeRV(Representation):
         # Features run channels-last ([B, H, W, C]) between the grids and the head: the 1×1 layers are
         # then plain GEMMs, LayerNorm needs no permute, and the depthwise convolutions take mkldnn's
         # channels-last path (on 2 CPU cores a block's forward + backward is ~12 % faster).
-        x = _as_nhwc(torch.cat([_interpolate(g, t) for g in self.grids], dim=1))
+        x = _as_nhwc(torch.cat([_interpolate(g, t, self.cfg.shots) for g in self.grids], dim=1))
         for stage in self.stages:
             x = stage(x, t)
         x = self.head(x).permute(0, 3, 1, 2) if self.cfg.head == "pointwise" else self.head(_as_nchw(x))
@@ -290,6 +334,8 @@ class HiNeRV(Representation):
             raise ValueError("grid frames")
         if not (0 < cfg.expansion <= 16 and cfg.kernel in (1, 3, 5, 7)):
             raise ValueError("expansion or kernel")
+        if cfg.shots and not (len(cfg.shots) >= 2 and all(1 <= n <= 1_000_000 for n in cfg.shots)):
+            raise ValueError("shots")
         if not (1 <= cfg.height <= side and 1 <= cfg.width <= side and 1 <= cfg.grid_h <= side and 1 <= cfg.grid_w <= side):
             raise ValueError("frame or grid size")
         ph, pw = cfg.padded_size
@@ -320,8 +366,12 @@ class HinervShape:
     kernel: int = 3
     min_grid: int = 8  # shortest side of the base grid (a larger one means fewer, cheaper upsampling stages)
     head: str = "pointwise"  # "subpixel": the last upsampling is a 3×3 conv + PixelShuffle (per-pixel detail)
+    scene_cuts: bool = False  # give each shot of a clip with scene cuts its own grid frames
 
-    def config(self, height: int, width: int, frames: int, scale: float = 1.0) -> HinervConfig:
+    def config(self, height: int, width: int, frames: int, scale: float = 1.0,
+               shots: tuple[int, ...] = ()) -> HinervConfig:
+        """The network for an H×W clip of ``frames`` frames; ``shots`` (frames per shot, from
+        ``vcm.video.shots``) is kept only when this shape follows scene cuts."""
         from vcm.nerv.model import choose_strides
 
         strides, gh, gw = choose_strides(height, width, min_grid=self.min_grid)
@@ -336,10 +386,12 @@ class HinervShape:
             channels=tuple(max(1, round(c * scale)) for c in widths), depths=tuple(depths),
             local_frames=max(1, round(frames * self.local_frame_ratio)) if self.local_frame_ratio > 0 else 0,
             expansion=self.expansion, kernel=self.kernel, head=head,
+            shots=tuple(shots) if self.scene_cuts and len(shots) > 1 else (),
         )
 
 
-def solve_for_params(shape: HinervShape, height: int, width: int, frames: int, budget: int) -> HinervConfig:
+def solve_for_params(shape: HinervShape, height: int, width: int, frames: int, budget: int,
+                     shots: tuple[int, ...] = ()) -> HinervConfig:
     """The largest common width scale whose parameter count stays within ``budget``; then what
     rounding left, one step at a time while it fits: base-grid channels, base-grid frames, local-grid
     frames (frames are capped by the video's); then whatever is still left widens the stages together.
@@ -349,7 +401,7 @@ def solve_for_params(shape: HinervShape, height: int, width: int, frames: int, b
 
     count = HiNeRV.count_params
     k = _largest_scale(lambda k: count(shape.config(height, width, frames, k)), budget)
-    cfg = shape.config(height, width, frames, k)
+    cfg = shape.config(height, width, frames, k, shots)
     if count(cfg) > budget:
         raise VcmError(f"no HiNeRV of this shape fits in {budget} parameters at {width}x{height}, {frames} frames")
     top = 2 ** (cfg.grid_levels - 1)  # the finest level has grid_frames · top frames
@@ -360,7 +412,7 @@ def solve_for_params(shape: HinervShape, height: int, width: int, frames: int, b
     grids = {field: getattr(cfg, field) for field, _ in steps}
 
     def stages_at(k2: float) -> HinervConfig:
-        return replace(shape.config(height, width, frames, k2), **grids)
+        return replace(shape.config(height, width, frames, k2, shots), **grids)
 
     return stages_at(_largest_scale(lambda k2: count(stages_at(k2)), budget, lo=k))
 

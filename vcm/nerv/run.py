@@ -65,7 +65,7 @@ def fit_video(
 ) -> FitResult:
     """Fit and point ``runs/latest`` at the run directory."""
     run_dir = Path(out) if out is not None else default_run_dir(video)
-    model_cfg = spec.build(video.height, video.width, video.num_frames)
+    model_cfg = spec.build_for(video)
     result = fit(video, model_cfg, cfg, run_dir, device, resume=resume, masks_u8=masks_u8,
                  masks_meta=masks_meta, should_stop=should_stop)
     # Finished or stopped with a checkpoint: this is now the latest run. A fit that failed (a refused
