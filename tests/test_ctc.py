@@ -228,6 +228,24 @@ def test_parallel_workers_start_on_different_fits():
     assert [sched.take()["point_id"] for _ in range(3)] == ["h2", "h3", "q2"]
     assert sched.take()["point_id"] == "s2"  # nothing else left: it may wait for s1's fit
     assert sched.take() is None
+    assert Schedule(specs, jobs=2).slots(specs[0]) == 1  # two networks on two slots: one slot each
+
+
+def test_a_lone_fit_takes_every_core_and_the_rest_waits_for_it():
+    """With one network to train and two slots, its first point runs on both and nothing starts beside
+    it; then the points share the slots one each."""
+    from vcm.ctc.run import Schedule
+
+    specs = [{"sequence": "s", "codec": "hinerv", "point_id": f"h{i}", "point": {"fit_key": "f"}} for i in range(3)]
+    specs += [{"sequence": "s", "codec": "hevc", "point_id": "q1", "point": {}}]
+    sched = Schedule(specs, jobs=2)
+    first = sched.take(2)
+    assert first["point_id"] == "h0" and sched.slots(first) == 2
+    assert sched.take(0) is None  # both slots are taken: the anchor waits
+    sched.finished(first)
+    taken = [sched.take(2), sched.take(1), sched.take(1)]
+    assert [t["point_id"] for t in taken] == ["h1", "h2", "q1"] and {sched.slots(t) for t in taken} == {1}
+    assert sched.take(2) is None
 
 
 def test_match_points_follow_the_anchor_and_run_after_it(tmp_path):
