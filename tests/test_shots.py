@@ -30,15 +30,28 @@ def test_a_cut_splits_the_clip_and_motion_does_not():
 
 
 def test_grid_frames_are_shared_in_proportion_with_one_at_least_each():
-    assert _grid_frames_per_shot(12, (30, 18)) == (7, 5) or _grid_frames_per_shot(12, (30, 18)) == (8, 4)
+    assert _grid_frames_per_shot(12, (30, 18)) in ((7, 5), (8, 4))
     assert sum(_grid_frames_per_shot(6, (40, 1, 7))) == 6 and min(_grid_frames_per_shot(6, (40, 1, 7))) == 1
+    assert _grid_frames_per_shot(5, (9,)) == (5,)
     assert _grid_frames_per_shot(1, (3, 3)) is None and _grid_frames_per_shot(8, ()) is None
 
 
-def test_one_shot_interpolates_exactly_as_before():
-    grid = torch.randn(5, 3)
-    t = torch.linspace(0, 0.99, 17)
-    assert torch.equal(_interpolate(grid, t, ()), _interpolate(grid, t))
+@pytest.mark.parametrize("shots", [(12,), (7, 5)])
+def test_each_shot_spans_its_grid_frames_from_first_to_last_frame(shots):
+    """A shot's first frame lands on its first grid frame and its last frame on its last one (without
+    shots the last frames of a clip lie beyond the last grid frame and repeat it)."""
+    grid = torch.arange(6, dtype=torch.float32).view(6, 1)
+    counts = _grid_frames_per_shot(6, shots)
+    t = torch.arange(12) / 12
+    values = _interpolate(grid, t, shots).flatten().tolist()
+    start = 0
+    for n_frames, first in zip(shots, [0, *torch.tensor(counts).cumsum(0).tolist()]):
+        run = values[start:start + n_frames]
+        assert run[0] == pytest.approx(first) and run[-1] == pytest.approx(first + counts[shots.index(n_frames)] - 1)
+        assert run == sorted(run) and len(set(run)) == n_frames  # every frame its own point, in order
+        start += n_frames
+    legacy = _interpolate(grid, t).flatten().tolist()
+    assert legacy[-1] == legacy[-2] == 5.0  # the frames past the last grid frame repeat it
 
 
 def test_no_frame_depends_on_the_other_shots_grid_frames():
@@ -67,11 +80,11 @@ def test_shots_round_trip_through_the_stream_and_old_configs_still_load():
     plain = HinervShape(min_grid=4).config(24, 40, 12)
     assert "shots" not in plain.to_dict()  # a clip without cuts is described (and coded) as before
     assert HinervConfig.from_dict(plain.to_dict()) == plain
-    assert SHAPE.config(24, 40, 12, shots=()).shots == ()
+    assert SHAPE.config(24, 40, 12, shots=()).shots == (12,)  # no cut: one shot, grid frames end to end
     assert HinervShape(min_grid=4).config(24, 40, 12, shots=(7, 5)).shots == ()  # the shape does not follow cuts
 
 
-@pytest.mark.parametrize("shots", [[12], [0, 12], [-3, 15]])
+@pytest.mark.parametrize("shots", [[0], [0, 12], [-3, 15]])
 def test_a_stream_with_impossible_shots_is_refused(shots):
     d = SHAPE.config(24, 40, 12, shots=(7, 5)).to_dict()
     d["shots"] = shots

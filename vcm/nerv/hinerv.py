@@ -46,7 +46,7 @@ class HinervConfig:
     expansion: float = 4.0
     kernel: int = 3
     head: str = "pointwise"  # or "subpixel": the last stride is a 3×3 conv to 3·s² channels + PixelShuffle
-    shots: tuple[int, ...] = ()  # frames of each shot when the clip has scene cuts: no grid blends across one
+    shots: tuple[int, ...] = ()  # frames of each shot (one for a clip without cuts); () places grid frames as first written
 
     @property
     def stage_strides(self) -> tuple[int, ...]:
@@ -68,24 +68,26 @@ class HinervConfig:
             d[key] = list(d[key])
         if self.shots:
             d["shots"] = list(self.shots)
-        else:  # a clip without cuts is described exactly as before shots existed (same stream bytes)
+        else:  # a network whose shape does not follow shots is described exactly as before they existed
             del d["shots"]
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "HinervConfig":
         """Strictly typed (raises ValueError naming the field): configs also come from bitstreams.
-        Every field is required except ``shots`` (absent: one shot)."""
+        Every field is required except ``shots`` (absent: grid frames placed as before shots existed)."""
         return strict_from_dict(cls, {"shots": [], **d} if isinstance(d, dict) else d, defaults=False)
 
 
 def _interpolate(grid: torch.Tensor, t: torch.Tensor, shots: tuple[int, ...] = ()) -> torch.Tensor:
     """Linear interpolation of ``grid [T_g, …]`` at times ``t [B]`` in [0, 1) → ``[B, …]``.
 
-    Frame i of a T-frame video has t = i / T, so when T_g = T every frame lands on its own grid
-    frame; coarser grids interpolate between their frames. With ``shots`` (frames per shot, summing
-    to T) each shot owns a run of grid frames in proportion to its length and interpolates only
-    within it, so the frames on either side of a scene cut share no grid frame.
+    Frame i of a T-frame video has t = i / T. Without ``shots`` grid frame k sits at t = k / T_g, so
+    when T_g = T every frame lands on its own grid frame, and the frames after the last grid frame
+    repeat it. With ``shots`` (frames per shot, summing to T; one shot for a clip without cuts) each
+    shot owns a run of grid frames in proportion to its length, spread from its first frame to its
+    last, and interpolates only within it: the frames on either side of a scene cut share no grid
+    frame, and no frame lies beyond its shot's last grid frame.
     """
     frames = grid.shape[0]
     counts = _grid_frames_per_shot(frames, shots)
@@ -100,8 +102,8 @@ def _interpolate(grid: torch.Tensor, t: torch.Tensor, shots: tuple[int, ...] = (
         first = torch.cumsum(count, 0) - count  # first grid frame of each shot
         video = t.float() * sum(shots)  # fractional video frame
         shot = (torch.searchsorted(starts, video + 1e-3, right=True) - 1).clamp(0, len(shots) - 1)
-        within = ((video - starts[shot]) / lengths[shot] * count[shot]).clamp(min=0)
-        within = torch.minimum(within, count[shot] - 1)
+        spacing = (lengths[shot] - 1).clamp(min=1) / (count[shot] - 1).clamp(min=1)  # video frames per grid frame
+        within = torch.minimum(((video - starts[shot]) / spacing).clamp(min=0), count[shot] - 1)
         pos = first[shot] + within
         last = (first[shot] + count[shot] - 1).long()
         i0 = torch.minimum(pos.floor().long(), last)
@@ -113,8 +115,8 @@ def _interpolate(grid: torch.Tensor, t: torch.Tensor, shots: tuple[int, ...] = (
 @functools.lru_cache(maxsize=64)
 def _grid_frames_per_shot(frames: int, shots: tuple[int, ...]) -> tuple[int, ...] | None:
     """How a grid's ``frames`` are shared among ``shots`` (in proportion to their lengths, at least one
-    each, largest remainders first); None when there is one shot or too few grid frames to share."""
-    if len(shots) < 2 or frames < len(shots):
+    each, largest remainders first); None without shots or with too few grid frames to share."""
+    if not shots or frames < len(shots):
         return None
     total = sum(shots)
     ideal = [frames * n / total for n in shots]
@@ -334,7 +336,7 @@ class HiNeRV(Representation):
             raise ValueError("grid frames")
         if not (0 < cfg.expansion <= 16 and cfg.kernel in (1, 3, 5, 7)):
             raise ValueError("expansion or kernel")
-        if cfg.shots and not (len(cfg.shots) >= 2 and all(1 <= n <= 1_000_000 for n in cfg.shots)):
+        if cfg.shots and not all(1 <= n <= 1_000_000 for n in cfg.shots):
             raise ValueError("shots")
         if not (1 <= cfg.height <= side and 1 <= cfg.width <= side and 1 <= cfg.grid_h <= side and 1 <= cfg.grid_w <= side):
             raise ValueError("frame or grid size")
@@ -366,12 +368,12 @@ class HinervShape:
     kernel: int = 3
     min_grid: int = 8  # shortest side of the base grid (a larger one means fewer, cheaper upsampling stages)
     head: str = "pointwise"  # "subpixel": the last upsampling is a 3×3 conv + PixelShuffle (per-pixel detail)
-    scene_cuts: bool = False  # give each shot of a clip with scene cuts its own grid frames
+    scene_cuts: bool = False  # grid frames per shot, each run spread over its shot end to end (see _interpolate)
 
     def config(self, height: int, width: int, frames: int, scale: float = 1.0,
                shots: tuple[int, ...] = ()) -> HinervConfig:
         """The network for an H×W clip of ``frames`` frames; ``shots`` (frames per shot, from
-        ``vcm.video.shots``) is kept only when this shape follows scene cuts."""
+        ``vcm.video.shots``; ``()``: no cut) is kept only when this shape follows scene cuts."""
         from vcm.nerv.model import choose_strides
 
         strides, gh, gw = choose_strides(height, width, min_grid=self.min_grid)
@@ -386,7 +388,7 @@ class HinervShape:
             channels=tuple(max(1, round(c * scale)) for c in widths), depths=tuple(depths),
             local_frames=max(1, round(frames * self.local_frame_ratio)) if self.local_frame_ratio > 0 else 0,
             expansion=self.expansion, kernel=self.kernel, head=head,
-            shots=tuple(shots) if self.scene_cuts and len(shots) > 1 else (),
+            shots=(tuple(shots) or (frames,)) if self.scene_cuts else (),
         )
 
 
