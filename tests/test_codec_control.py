@@ -38,11 +38,34 @@ def test_the_same_steps_on_a_short_and_a_long_clip(tmp_path, frames):
     assert report["rd_steps"] == 5
 
 
+def test_a_fit_carries_its_rate_distortion_schedule_and_flags_win_over_it(tmp_path):
+    """A preset's rd_fraction / rd_step_lr are recorded with the fit and become `vcm compress --lambda`'s
+    defaults (the demo's codec is the product's default); steps given to compress win."""
+    video = tiny_video(tmp_path, t=4)
+    fit(video, tiny_nerv(), TrainConfig(steps=6, batch=2, lr=3e-3, rd_fraction=0.5, rd_step_lr=0.1), tmp_path / "run", CPU)
+    own, told = compress_many(tmp_path / "run", [RDOptions(lam=1.0), RDOptions(lam=1.0, steps=2)], CPU,
+                              outs=[tmp_path / "own.nerv", tmp_path / "told.nerv"])
+    assert own["rd_steps"] == 3 and told["rd_steps"] == 2 and own["step_lr"] == told["step_lr"] == 0.1
+
+
+def test_epochs_asked_for_replace_a_presets_steps():
+    from vcm.nerv.run import plan
+
+    _, preset = plan("hinerv-demo")
+    assert preset.steps == 900 and preset.rd_fraction == 0.2 and preset.rd_step_lr == 0.1
+    _, by_epochs = plan("hinerv-demo", epochs=2)
+    assert by_epochs.steps is None and by_epochs.total_steps(8) == 2 * 2
+    _, both = plan("hinerv-demo", epochs=2, steps=5)
+    assert both.total_steps(8) == 5
+
+
 def test_train_config_counts_steps():
     cfg = TrainConfig(epochs=3, batch=4)
     assert cfg.total_steps(120) == 90 and cfg.total_steps(48) == 36  # epochs: the clip's length decides
     stepped = TrainConfig(epochs=3, steps=900, batch=4)
     assert stepped.total_steps(120) == stepped.total_steps(48) == 900
+    capped = TrainConfig(steps=900, max_epochs=75, batch=4)  # never more than 75 passes over the clip
+    assert capped.total_steps(120) == capped.total_steps(48) == 900 and capped.total_steps(32) == 600
     assert stepped.total_epochs(48) == 75 and TrainConfig(steps=31, batch=4).total_epochs(120) == 2
     with pytest.raises(VcmError, match="steps"):
         TrainConfig(steps=0).check()

@@ -20,6 +20,7 @@ from vcm import progress
 from vcm.codecs import curve_order
 from vcm.ctc.report import bd_table, curves_by_sequence, make_report, table1
 from vcm.ctc.run import run
+from vcm.nerv.config import load_preset
 from vcm.resources import data_dir
 
 DEMO_CONFIG = "demo.yaml"
@@ -95,13 +96,16 @@ def demo_config(cfg: dict, epochs: int | None, detector: dict | None) -> dict:
     # a YAML alias (the demo's shared fits) is one object in several sections: each fit is changed once
     fits = list({id(fit): fit for section in cfg["codecs"].values() for fit in section.get("fits") or []}.values())
     for fit in fits if epochs is not None else []:
-        fit_steps = fit.pop("steps", None)
+        _, preset = load_preset(fit["preset"])
+        fit_steps = fit.pop("steps", None) or preset.steps
         fit["epochs"] = epochs
         for point in fit.get("points") or []:
             if "rd_epochs" in point:
                 point["rd_epochs"] = min(point["rd_epochs"], epochs)
             if "rd_steps" in point and fit_steps:  # the configured ratio of rate-distortion to fitting steps
                 point["rd_epochs"] = max(1, round(epochs * point.pop("rd_steps") / fit_steps))
+            elif "lambda" in point and "rd_epochs" not in point:  # the preset's ratio
+                point["rd_epochs"] = max(1, round(epochs * preset.rd_fraction))
     if detector is not None:
         cfg.update(detector=detector, reference="original")
     return cfg

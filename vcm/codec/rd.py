@@ -33,8 +33,8 @@ class RDOptions:
     steps: int | None = None  # optimiser steps instead of epochs: the same on any clip (wins over epochs)
     noise_fraction: float = 0.6  # share of the steps trained with additive noise, then straight-through rounding
     lr_scale: float = 0.2  # weights' peak lr = fit lr × this
-    step_lr: float = 2e-2  # Adam lr of the log2 steps (short schedules want more: the demo's 6 epochs use 0.1)
-    entropy_lr: float = 2e-2  # Adam lr of the entropy models' log scales
+    step_lr: float | None = None  # Adam lr of the log2 steps (None: the fit's rd_step_lr, else 2e-2; short schedules want more)
+    entropy_lr: float | None = None  # Adam lr of the entropy models' log scales (None: as for step_lr)
     init_bits: int = 8  # initial steps: max|w| per channel / 2^(init_bits − 1)
     prune: float = 0.0  # optional global magnitude pruning first (pruned weights are symbol 0)
     temporal: bool = True  # code the representation's temporal tensors (HiNeRV's grids) along time
@@ -64,8 +64,9 @@ def _same_layout(rd: RateDistortionModel, state: dict) -> bool:
 
 
 def rd_steps(opts: RDOptions, fit_cfg: TrainConfig, num_frames: int, has_quantizers: bool) -> int:
-    """Optimiser steps of the rate–distortion stage: ``opts.steps``, else ``opts.epochs`` passes, else half of
-    the fit's schedule (none for a rate-aware fit, whose own quantizers are coded)."""
+    """Optimiser steps of the rate–distortion stage: ``opts.steps``, else ``opts.epochs`` passes, else none for
+    a rate-aware fit (its own quantizers are coded), else the fit's ``rd_fraction`` (a half unless its preset
+    says otherwise) of its steps."""
     if opts.steps is not None:
         return opts.steps
     if opts.epochs is not None:
@@ -73,8 +74,8 @@ def rd_steps(opts: RDOptions, fit_cfg: TrainConfig, num_frames: int, has_quantiz
     if has_quantizers:
         return 0
     if fit_cfg.steps is not None:
-        return max(1, round(0.5 * fit_cfg.steps))
-    return max(1, round(0.5 * fit_cfg.epochs)) * fit_cfg.steps_per_epoch(num_frames)
+        return max(1, round(fit_cfg.rd_fraction * fit_cfg.total_steps(num_frames)))
+    return max(1, round(fit_cfg.rd_fraction * fit_cfg.epochs)) * fit_cfg.steps_per_epoch(num_frames)
 
 
 def optimise(model: torch.nn.Module, frames_u8: np.ndarray, masks_u8, fit_cfg: TrainConfig, opts: RDOptions,
@@ -106,7 +107,8 @@ def optimise(model: torch.nn.Module, frames_u8: np.ndarray, masks_u8, fit_cfg: T
     elif init_quantizers is not None:
         rd.quantizers.load_state_dict(init_quantizers)
     rd = rd.to(device).train()
-    opt = torch.optim.Adam([*param_groups(model, cfg), *rd.optimizer_groups(cfg.lr, opts.step_lr, opts.entropy_lr)],
+    step_lr = opts.step_lr or fit_cfg.rd_step_lr or 2e-2
+    opt = torch.optim.Adam([*param_groups(model, cfg), *rd.optimizer_groups(cfg.lr, step_lr, opts.entropy_lr or step_lr)],
                            lr=cfg.lr, betas=cfg.betas)
     switch = round(opts.noise_fraction * steps)
     state = {"step": 0}
@@ -136,6 +138,6 @@ def optimise(model: torch.nn.Module, frames_u8: np.ndarray, masks_u8, fit_cfg: T
         keep_n = None if keep is None or n not in keep else keep[n].cpu()
         tensors.append(RDTensor(n, tuple(p.shape), q.step_codes().cpu().numpy().astype(np.int64),
                                 laplace.s_code(float(q.log_b.detach())), q.symbols(p.cpu(), keep_n), q.temporal))
-    return tensors, {"method": "rate-distortion", "lambda": opts.lam, "prune": opts.prune, "rd_epochs": epochs, "rd_steps": steps,
+    return tensors, {"method": "rate-distortion", "lambda": opts.lam, "prune": opts.prune, "rd_epochs": epochs, "rd_steps": steps, "step_lr": step_lr,
                      "estimate_bits": rd.estimate_bits(), "history": history,
                      "quantizers": {k: v.detach().clone() for k, v in rd.quantizers.state_dict().items()}}

@@ -189,5 +189,5 @@ class NervFamily(Codec):
 
 register_codec("nerv", order=10, arch="nerv", loss="nerv", default_preset="nerv-s")(NervFamily)
 register_codec("sa-nerv", order=11, arch="nerv", loss="sa-nerv", default_preset="nerv-s")(NervFamily)
-register_codec("hinerv", order=20, arch="hinerv", loss="nerv", default_preset="hinerv-s")(NervFamily)
-register_codec("sa-hinerv", order=21, arch="hinerv", loss="sa-nerv", default_preset="hinerv-s")(NervFamily)
+register_codec("hinerv", order=20, arch="hinerv", loss="nerv", default_preset="hinerv-demo")(NervFamily)
+register_codec("sa-hinerv", order=21, arch="hinerv", loss="sa-nerv", default_preset="hinerv-demo")(NervFamily)

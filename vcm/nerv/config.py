@@ -20,6 +20,7 @@ class TrainConfig:
 
     epochs: int = 300
     steps: int | None = None  # optimiser steps of the whole fit, the same on any clip (None: epochs × steps per epoch)
+    max_epochs: int | None = None  # with steps: never more passes over the clip than this (compute ∝ the clip's pixels)
     batch: int = 1
     lr: float = 5e-4
     betas: tuple[float, float] = (0.5, 0.999)
@@ -38,6 +39,9 @@ class TrainConfig:
     rate_lambda: float = 0.0  # > 0: rate-aware fit, loss D + λ·bpp after rate_start (vcm fit --lambda)
     rate_start: float = 0.5  # fraction of the steps before the rate term joins
     rate_noise_fraction: float = 0.6  # of the rate-aware steps: additive noise first, then rounding
+    # The rate–distortion stage that `vcm compress --lambda` runs on this fit unless told otherwise:
+    rd_fraction: float = 0.5  # its optimiser steps, as a fraction of the fit's
+    rd_step_lr: float | None = None  # Adam lr of its quantization steps and entropy models (None: 2e-2)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -54,6 +58,10 @@ class TrainConfig:
             raise VcmError("lr must be > 0 and epochs, batch and checkpoint_every at least 1")
         if self.steps is not None and self.steps < 1:
             raise VcmError(f"steps must be at least 1, got {self.steps}")
+        if self.max_epochs is not None and self.max_epochs < 1:
+            raise VcmError(f"max_epochs must be at least 1, got {self.max_epochs}")
+        if not (0 < self.rd_fraction <= 10) or not (self.rd_step_lr is None or self.rd_step_lr > 0):
+            raise VcmError("rd_fraction must be in (0, 10] and rd_step_lr > 0")
         if not (self.rate_lambda >= 0 and 0 <= self.rate_start < 1 and 0 <= self.rate_noise_fraction <= 1):
             raise VcmError("rate_lambda must be ≥ 0, rate_start in [0, 1) and rate_noise_fraction in [0, 1]")
         if not (0 <= self.warmup < 1 and 0 <= self.beta <= 1 and self.grad_clip >= 0 and self.grid_lr_scale > 0):
@@ -65,8 +73,13 @@ class TrainConfig:
 
     def total_steps(self, num_frames: int) -> int:
         """Optimiser steps of the whole fit: ``steps`` when set (the same for a 48- and a 120-frame clip),
-        else ``epochs`` passes over the frames. Warm-up, decay and the rate onset are fractions of this."""
-        return self.steps if self.steps is not None else self.epochs * self.steps_per_epoch(num_frames)
+        at most ``max_epochs`` passes over the frames; else ``epochs`` passes. Warm-up, decay and the
+        rate onset are fractions of this."""
+        if self.steps is None:
+            return self.epochs * self.steps_per_epoch(num_frames)
+        if self.max_epochs is None:
+            return self.steps
+        return min(self.steps, self.max_epochs * self.steps_per_epoch(num_frames))
 
     def total_epochs(self, num_frames: int) -> int:
         """Passes over the frames that ``total_steps`` makes (the last one may be partial)."""

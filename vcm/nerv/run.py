@@ -26,7 +26,7 @@ def default_run_dir_for(name: str) -> Path:
     return RUNS / name
 
 
-DEFAULT_PRESETS = {"nerv": "nerv-s", "hinerv": "hinerv-s"}
+DEFAULT_PRESETS = {"nerv": "nerv-s", "hinerv": "hinerv-demo"}
 
 
 def preset_for(arch: str | None, preset: str | None) -> str:
@@ -43,10 +43,13 @@ def preset_for(arch: str | None, preset: str | None) -> str:
 
 
 def plan(preset: str, params: str | None = None, **train_overrides) -> tuple[ModelSpec, TrainConfig]:
-    """The preset with CLI overrides applied (None means 'keep the preset's value')."""
+    """The preset with CLI overrides applied (None means 'keep the preset's value'). Epochs asked for
+    replace a preset's steps (the schedule is one or the other)."""
     spec, cfg = load_preset(preset)
     if params is not None:
         spec = replace(spec, params=parse_param_count(params))
+    if train_overrides.get("epochs") is not None and train_overrides.get("steps") is None:
+        cfg = replace(cfg, steps=None)
     cfg = override(cfg, **train_overrides)
     cfg.check()
     return spec, cfg
