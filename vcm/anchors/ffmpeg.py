@@ -98,6 +98,25 @@ def _check_written(out: Path, encoder: str, qp: int) -> None:
         raise VcmError(f"{encoder} exited without writing a stream at QP {qp}")
 
 
+ENCODE_TRIES = 3
+
+
+def _encode_until_written(cmd: list[str], out: Path, encoder: str, qp: int) -> float:
+    """Run an ffmpeg encode; one that exits 0 with an empty stream is run again (seen with libvvenc when
+    two encodes share the 2 cores: about one in six writes nothing, and the same command then succeeds;
+    an encoder's output does not depend on the try). Seconds of the try that wrote the stream."""
+    from vcm import progress
+
+    for attempt in range(1, ENCODE_TRIES + 1):
+        seconds = _run(cmd, f"{encoder} encoding")
+        if out.exists() and out.stat().st_size > 0:
+            return seconds
+        if attempt < ENCODE_TRIES:
+            progress.log(f"{encoder} exited without writing a stream at QP {qp}; encoding again ({attempt + 1}/{ENCODE_TRIES})")
+    _check_written(out, encoder, qp)
+    return seconds
+
+
 def encode_decode(codec: str, planes, bit_depth: int, width: int, height: int, fps: float, qp: int,
                   out: Path, preset: str | None = None, vtm: dict | None = None) -> AnchorResult:
     """Encode planar 4:2:0 ``planes`` (Y, U, V ``[T,h,w]``) at ``qp``; write ``out``; decode it back."""
@@ -130,8 +149,7 @@ def encode_decode(codec: str, planes, bit_depth: int, width: int, height: int, f
                 opts = ["-c:v", encoder, "-preset", preset or "faster", "-qp", str(qp), "-qpa", "0",
                         "-vvenc-params", f"IntraPeriod={period}"]
             base = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
-            enc = _run(base + raw + opts + ["-f", fmt, str(out)], f"{encoder} encoding")
-            _check_written(out, encoder, qp)
+            enc = _encode_until_written(base + raw + opts + ["-f", fmt, str(out)], out, encoder, qp)
             dec = _run(base + ["-i", str(out), "-f", "rawvideo", "-pix_fmt", "yuv420p10le", str(rec)], f"{codec} decoding")
         decoded = read_yuv420_rgb(rec, width, height, 10, 0, frames)
     return AnchorResult(out, decoded, enc, dec)
