@@ -35,7 +35,7 @@ ANCHOR_QPS = [33, 36, 39, 42, 45, 48, 51]
 
 def empirical_gap(path: Path) -> float | None:
     """(Laplace model bits − empirical entropy bits) / empirical, over all tensors of an rd stream."""
-    from vcm.codec import laplace
+    from vcm.entropy_models import laplace
 
     stream = nerv_stream.decode(path.read_bytes())
     if stream.coding != "rd":

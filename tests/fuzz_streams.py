@@ -359,7 +359,7 @@ def nerv_seeds() -> list[bytes]:
         tensors, _ = rd.optimise(model, frames, None, TrainConfig(epochs=2, batch=2, lr=1e-3), rd.RDOptions(lam=1, epochs=1),
                                  torch.device("cpu"))
         video = {"name": "fuzz", "fps": 25, "frames": 4, "source_frames": [0, 4]}
-        seeds.append(nerv_stream.encode(nerv_stream.NervStream(cfg, video, tensors, arch, "rd")))
+        seeds.append(nerv_stream.encode(nerv_stream.NervStream(cfg, video, tensors, arch, "rd")).data)
     return seeds
 
 

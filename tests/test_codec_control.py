@@ -39,24 +39,27 @@ def test_the_same_steps_on_a_short_and_a_long_clip(tmp_path, frames):
 
 
 def test_a_fit_carries_its_rate_distortion_schedule_and_flags_win_over_it(tmp_path):
-    """A preset's rd_fraction / rd_step_lr are recorded with the fit and become `vcm compress --lambda`'s
+    """A preset's rd_steps / rd_step_lr are recorded with the fit and become `vcm compress --lambda`'s
     defaults (the demo's codec is the product's default); steps given to compress win."""
     video = tiny_video(tmp_path, t=4)
-    fit(video, tiny_nerv(), TrainConfig(steps=6, batch=2, lr=3e-3, rd_fraction=0.5, rd_step_lr=0.1), tmp_path / "run", CPU)
+    fit(video, tiny_nerv(), TrainConfig(steps=6, batch=2, lr=3e-3, rd_steps=3, rd_step_lr=0.1), tmp_path / "run", CPU)
     own, told = compress_many(tmp_path / "run", [RDOptions(lam=1.0), RDOptions(lam=1.0, steps=2)], CPU,
                               outs=[tmp_path / "own.nerv", tmp_path / "told.nerv"])
     assert own["rd_steps"] == 3 and told["rd_steps"] == 2 and own["step_lr"] == told["step_lr"] == 0.1
 
 
-def test_epochs_asked_for_replace_a_presets_steps():
+def test_epochs_asked_for_replace_a_presets_steps_and_steps_asked_for_run_in_full():
     from vcm.nerv.run import plan
 
     _, preset = plan("hinerv-demo")
-    assert preset.steps == 900 and preset.rd_fraction == 0.2 and preset.rd_step_lr == 0.1
+    assert preset.steps == 900 and preset.rd_steps == 180 and preset.rd_step_lr == 0.1
     _, by_epochs = plan("hinerv-demo", epochs=2)
     assert by_epochs.steps is None and by_epochs.total_steps(8) == 2 * 2
     _, both = plan("hinerv-demo", epochs=2, steps=5)
     assert both.total_steps(8) == 5
+    assert preset.total_steps(32) == 600  # the preset's own steps stop at 75 passes over a 32-frame clip
+    _, asked = plan("hinerv-demo", steps=900)
+    assert asked.total_steps(32) == 900  # steps asked for run in full
 
 
 def test_train_config_counts_steps():

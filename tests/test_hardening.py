@@ -498,7 +498,7 @@ def _hinerv_demo_stream(height: int, width: int, frames: int) -> bytes:
             symbols = rng.integers(-1, 2, symbols.shape).astype(np.int32)
         tensors.append(RDTensor(n, tuple(p.shape), np.zeros(channels, np.int64), 30000, symbols))
     video = {"name": "big", "fps": 30, "frames": frames, "source_frames": [0, frames]}
-    return nerv_stream.encode(nerv_stream.NervStream(cfg, video, tensors, "hinerv", "rd"))
+    return nerv_stream.encode(nerv_stream.NervStream(cfg, video, tensors, "hinerv", "rd")).data
 
 
 @pytest.mark.parametrize("height, width, frames", [(2048, 2048, 120), (144, 176, 50_000)])

@@ -122,7 +122,7 @@ def test_fit_learns_and_both_methods_round_trip(hinerv_run):
         assert frames.shape == video.frames_u8.shape
         # The encoder's view of its quantized weights equals what the decoder rebuilt from the file.
         assert np.array_equal(frames, reconstruct(stream.build_model(), 4, CPU))
-        assert nerv_stream.encode(stream) == (root / name).read_bytes()
+        assert nerv_stream.encode(stream).data == (root / name).read_bytes()
     assert reports[0]["coding"] == "affine" and reports[1]["coding"] == "rd"
     # 8-bit affine quantization of every tensor, grids included, stays close to the float network.
     model, _ = load_run(root / "run")
@@ -171,7 +171,7 @@ def test_cli_fit_arch_hinerv(tmp_path):
 # --- grids coded along time (rate–distortion coding) -----------------------------------------
 
 def test_temporal_quantizer_rates_the_differences_along_time():
-    from vcm.codec.learned import RateDistortionModel
+    from vcm.entropy_models.learned import RateDistortionModel
     from tests.test_rd import Tensors
 
     torch.manual_seed(0)
@@ -190,7 +190,8 @@ def test_temporal_quantizer_rates_the_differences_along_time():
 
 def test_temporal_tensors_round_trip_and_cost_less_than_flat_coding():
     from vcm.bitstream.bits import Reader, Writer
-    from vcm.codec import laplace, rd_coding
+    from vcm.codec import rd_coding
+    from vcm.entropy_models import laplace
 
     rng = np.random.default_rng(0)
     walk = np.cumsum(rng.integers(-2, 3, size=(30, 2, 5, 6)), axis=0).astype(np.int32)  # |Δ| ≤ 2, values wander
@@ -245,7 +246,7 @@ def test_rd_stream_codes_every_grid_along_time(hinerv_run):
     for name in ("time.nerv", "flat.nerv"):
         frames, stream, _ = decode_file(root / name, CPU)
         assert np.array_equal(frames, reconstruct(stream.build_model(), 4, CPU))
-        assert nerv_stream.encode(stream) == (root / name).read_bytes()
+        assert nerv_stream.encode(stream).data == (root / name).read_bytes()
     for bad in (["grids.0", "grids.0"], ["nope"], ["head.bias"], "grids.0", [3]):
         broken = reseal(data, b"HEAD", zlib.compress(json.dumps({**header, "temporal": bad}, sort_keys=True).encode()))
         with pytest.raises(StreamError, match="temporal"):

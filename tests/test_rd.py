@@ -11,9 +11,10 @@ from hypothesis import strategies as st
 
 from tests.conftest import moving_frames, reseal, run_cli, section
 from vcm.bitstream.bits import StreamError
-from vcm.codec import laplace, nerv_stream
+from vcm.codec import nerv_stream
+from vcm.entropy_models import laplace
 from vcm.codec.compress import RDOptions, compress_many, decode_file
-from vcm.codec.learned import STEP_RES, step_from_code
+from vcm.entropy_models.learned import STEP_RES, step_from_code
 from vcm.errors import VcmError
 from vcm.nerv.config import TrainConfig
 from vcm.nerv.model import NervShape
@@ -59,7 +60,7 @@ def test_round_mode_gives_exactly_the_decoders_weights_and_the_coded_rate():
     """Round and hard modes rebuild, bit for bit, what the decoder dequantizes from the stream's tensors
     (plain, pruned and temporal alike), and rate exactly what the stream codes: frame differences for
     a grid; gradients reach weights, steps and entropy models through one pass over all tensors."""
-    from vcm.codec.learned import RateDistortionModel
+    from vcm.entropy_models.learned import RateDistortionModel
 
     torch.manual_seed(0)
     model = Tensors(a=torch.randn(6, 5), b=torch.randn(3, 8), grid=torch.randn(7, 2, 3).cumsum(0) * 0.2)
@@ -83,7 +84,7 @@ def test_round_mode_gives_exactly_the_decoders_weights_and_the_coded_rate():
 
 
 def test_noise_mode_perturbs_within_half_a_step_and_is_not_rounding():
-    from vcm.codec.learned import RateDistortionModel
+    from vcm.entropy_models.learned import RateDistortionModel
 
     torch.manual_seed(1)
     model = Tensors(a=torch.randn(4, 50), b=torch.randn(3, 8))
@@ -147,7 +148,7 @@ def test_rd_stream_decodes_from_the_file_alone_bit_exactly(rd_streams):
     assert np.array_equal(frames, again)
     assert reports[0]["psnr"] == pytest.approx(float(__import__("vcm.quality", fromlist=["x"]).psnr_rgb(video.frames_u8, frames).mean()))
     # Re-encoding the decoded stream gives the same bytes.
-    assert nerv_stream.encode(stream) == (root / "low.nerv").read_bytes()
+    assert nerv_stream.encode(stream).data == (root / "low.nerv").read_bytes()
 
 
 def test_same_options_give_identical_bytes(rd_streams):
@@ -173,7 +174,7 @@ def test_version_1_streams_still_decode():
     frames, stream, _ = decode_file(DATA / "v1_tiny.nerv", CPU)
     assert stream.coding == "affine" and stream.arch == "nerv"
     assert np.array_equal(frames, np.load(DATA / "v1_tiny_frames.npy"))
-    assert nerv_stream.encode(stream) == (DATA / "v1_tiny.nerv").read_bytes()  # the paper pipeline's bytes are unchanged
+    assert nerv_stream.encode(stream).data == (DATA / "v1_tiny.nerv").read_bytes()  # the paper pipeline's bytes are unchanged
 
 
 def test_version_2_streams_still_decode():
@@ -182,7 +183,7 @@ def test_version_2_streams_still_decode():
     frames, stream, _ = decode_file(DATA / "v2_rd_hinerv.nerv", CPU)
     assert data[4] == 2 and stream.coding == "rd" and stream.arch == "hinerv"
     assert np.array_equal(frames, np.load(DATA / "v2_rd_hinerv_frames.npy"))
-    again = nerv_stream.encode(stream)  # written as version 3: the parameter count is the only change
+    again = nerv_stream.encode(stream).data  # written as version 3: the parameter count is the only change
     assert again[4] == 3 and np.array_equal(decode_file_bytes(again), frames)
 
 

@@ -80,7 +80,7 @@ def test_shots_round_trip_through_the_stream_and_old_configs_still_load():
     plain = HinervShape(min_grid=4).config(24, 40, 12)
     assert "shots" not in plain.to_dict()  # a clip without cuts is described (and coded) as before
     assert HinervConfig.from_dict(plain.to_dict()) == plain
-    assert SHAPE.config(24, 40, 12, shots=()).shots == (12,)  # no cut: one shot, grid frames end to end
+    assert SHAPE.config(24, 40, 12, shots=()).shots == ()  # no cut: grid frames placed as always
     assert HinervShape(min_grid=4).config(24, 40, 12, shots=(7, 5)).shots == ()  # the shape does not follow cuts
 
 

@@ -104,8 +104,8 @@ def demo_config(cfg: dict, epochs: int | None, detector: dict | None) -> dict:
                 point["rd_epochs"] = min(point["rd_epochs"], epochs)
             if "rd_steps" in point and fit_steps:  # the configured ratio of rate-distortion to fitting steps
                 point["rd_epochs"] = max(1, round(epochs * point.pop("rd_steps") / fit_steps))
-            elif "lambda" in point and "rd_epochs" not in point:  # the preset's ratio
-                point["rd_epochs"] = max(1, round(epochs * preset.rd_fraction))
+            elif "lambda" in point and "rd_epochs" not in point and preset.rd_steps and fit_steps:  # the preset's ratio
+                point["rd_epochs"] = max(1, round(epochs * preset.rd_steps / fit_steps))
     if detector is not None:
         cfg.update(detector=detector, reference="original")
     return cfg

@@ -24,9 +24,14 @@ class Registry(Generic[T]):
         self._entries[name] = entry
 
     def load(self) -> dict[str, T]:
-        """Every entry (the defining modules imported first)."""
+        """Every entry (the defining modules imported first). A ``"module:function"`` in the list is
+        called on every load: it registers entries derived from another registry (the NeRV-family
+        codecs from the representations), including ones registered since the last load."""
         for module in self.modules:
-            importlib.import_module(module)
+            name, _, function = module.partition(":")
+            loaded = importlib.import_module(name)
+            if function:
+                getattr(loaded, function)()
         return self._entries
 
     def __iter__(self) -> Iterator[str]:

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from vcm import progress
 from vcm.codec.prune import apply_masks, magnitude_masks
 from vcm.codec.quant import QTensor, fake_quantize, quantize
+from vcm.codec.stage import StageResult
 from vcm.errors import VcmError
 from vcm.nerv.config import TrainConfig
 
@@ -56,32 +56,26 @@ def parse_group_bits(text: str | None) -> dict:
 
 def _finetune(model, frames_u8, masks_u8, cfg: TrainConfig, epochs: int, keep, qat_bits, device, label: str):
     """Fine-tune in place: pruned weights held at zero; with ``qat_bits`` through fake quantization."""
-    from vcm.nerv.train import EpochStats, param_groups, to_device, train_epochs
+    from vcm.nerv.train import param_groups, train_stage
 
     cfg = replace(cfg, epochs=epochs, warmup=0.0)
-    frames, masks = to_device(frames_u8, masks_u8, device)
     model.to(device).train()
     opt = torch.optim.Adam(param_groups(model, cfg), lr=cfg.lr, betas=cfg.betas)
-    steps = epochs * -(-len(frames_u8) // cfg.batch)
-    if qat_bits is None:
-        forward = model
-    else:
-        channels = {n: model.quant_channels(n, tuple(p.shape)) for n, p in model.named_parameters()}
+    channels = {n: model.quant_channels(n, tuple(p.shape)) for n, p in model.named_parameters()}
 
-        def forward(t):
-            params = {n: fake_quantize(p, qat_bits[n], channels[n]) for n, p in model.named_parameters()}
-            return torch.func.functional_call(model, params, (t,))
+    def forward(t):
+        if qat_bits is None:
+            return model(t), None
+        params = {n: fake_quantize(p, qat_bits[n], channels[n]) for n, p in model.named_parameters()}
+        return torch.func.functional_call(model, params, (t,)), None
 
-    with progress.progress(f"{label} (steps)", steps) as bar:
-        def on_epoch(s: EpochStats):
-            bar.update(status=f"epoch {s.epoch}/{epochs}  loss {s.loss:.4f}  PSNR {s.train_psnr:.2f} dB")
-
-        train_epochs(forward, opt, frames, masks, cfg, 0, steps, lambda step: False, on_epoch,
-                     after_step=lambda: apply_masks(model, keep), on_step=lambda _: bar.advance(1))
+    train_stage(forward, opt, frames_u8, masks_u8, cfg, epochs * cfg.steps_per_epoch(len(frames_u8)), device, label,
+                lambda s: f"epoch {s.epoch}/{epochs}  loss {s.loss:.4f}  PSNR {s.train_psnr:.2f} dB",
+                after_step=lambda: apply_masks(model, keep))
     model.cpu().eval()
 
 
-def optimise(model, frames_u8, masks_u8, fit_cfg: TrainConfig, opts: CompressOptions, device) -> tuple[list[QTensor], dict]:
+def optimise(model, frames_u8, masks_u8, fit_cfg: TrainConfig, opts: CompressOptions, device) -> tuple[list[QTensor], StageResult]:
     """Prune, fine-tune and quantize ``model`` in place → (quantized tensors, report fields)."""
     opts.check()
     unknown = set(opts.group_bits) - set(model.GROUPS)
@@ -102,6 +96,6 @@ def optimise(model, frames_u8, masks_u8, fit_cfg: TrainConfig, opts: CompressOpt
         _finetune(model, frames_u8, masks_u8, cfg, epochs, keep, bits, device, "QAT fine-tune")
     tensors = [quantize(n, p.detach().cpu().numpy(), bits[n], model.quant_channels(n, tuple(p.shape)))
                for n, p in model.named_parameters()]
-    return tensors, {"method": "prune-quantize", "prune": opts.prune, "bits": opts.bits,
-                     "group_bits": {g: opts.bits_for(g) for g in model.GROUPS}, "qat": opts.qat,
-                     "finetune_epochs": epochs}
+    return tensors, StageResult({"method": "prune-quantize", "prune": opts.prune, "bits": opts.bits,
+                                 "group_bits": {g: opts.bits_for(g) for g in model.GROUPS}, "qat": opts.qat,
+                                 "finetune_epochs": epochs})

@@ -24,6 +24,7 @@ from vcm.codec import affine, nerv_stream, rd
 from vcm.codec.affine import CompressOptions, parse_group_bits  # noqa: F401  (public names)
 from vcm.codec.decode import decode_file, decode_frames, decode_stream, frame_batch, frame_range, iter_frames  # noqa: F401  (public names)
 from vcm.codec.rd import RDOptions
+from vcm.codec.stage import StageResult
 from vcm.errors import VcmError
 from vcm.fsutil import atomic_path, write_json
 from vcm.nerv.config import TrainConfig
@@ -80,20 +81,20 @@ def prepare(run_dir: Path, source: Path | None = None) -> Prepared:
 
 
 def optimise(prep: Prepared, opts: Options, device, model: torch.nn.Module | None = None,
-             init_quantizers: dict | None = None) -> tuple[nerv_stream.NervStream, dict]:
+             init_quantizers: dict | None = None) -> tuple[nerv_stream.NervStream, StageResult]:
     """Run one method on a fresh copy of the fitted network (or on ``model``, trained in place, with
-    ``init_quantizers``: a warm start from another λ) → (stream to write, report fields)."""
+    ``init_quantizers``: a warm start from another λ) → (stream to write, the method's result)."""
     if model is None:
         model = prep.fresh_model()
         init_quantizers = load_quantizers(prep.run_dir)
     if isinstance(opts, RDOptions):
-        tensors, fields = rd.optimise(model, prep.video.frames_u8, prep.masks_u8, prep.fit_cfg, opts, device,
+        tensors, result = rd.optimise(model, prep.video.frames_u8, prep.masks_u8, prep.fit_cfg, opts, device,
                                       init_quantizers=init_quantizers)
         coding = "rd"
     else:
-        tensors, fields = affine.optimise(model, prep.video.frames_u8, prep.masks_u8, prep.fit_cfg, opts, device)
+        tensors, result = affine.optimise(model, prep.video.frames_u8, prep.masks_u8, prep.fit_cfg, opts, device)
         coding = "affine"
-    return stream_of(prep, model, tensors, coding), fields
+    return stream_of(prep, model, tensors, coding), result
 
 
 def stream_of(prep: Prepared, model, tensors: list, coding: str) -> nerv_stream.NervStream:
@@ -132,27 +133,28 @@ def compress_prepared(prep: Prepared, out: Path | None, opts: Options, device) -
     """optimise → write → measure for one option set; writes ``out`` and ``out.json``; returns the report."""
     start = time.time()
     out = check_out(out if out is not None else default_out(prep, opts), prep)
-    stream, fields = optimise(prep, opts, device)
-    return publish(prep, out, stream, fields, start, device)
+    stream, result = optimise(prep, opts, device)
+    return publish(prep, out, stream, result, start, device)
 
 
-def publish(prep: Prepared, out: Path, stream: nerv_stream.NervStream, fields: dict, start: float, device) -> dict:
+def publish(prep: Prepared, out: Path, stream: nerv_stream.NervStream, result: StageResult, start: float,
+            device) -> dict:
     """Write ``stream`` to ``out`` (atomically, with ``out.json``), decode it with the real decoder and
     measure it; returns the report. ``start``: when encoding began (``time.time()``)."""
-    stats: dict = {}
-    data = nerv_stream.encode(stream, stats)
+    encoded = nerv_stream.encode(stream)
     encode_seconds = time.time() - start
     with atomic_path(out) as tmp:  # measured from the file itself, published only with its report
-        tmp.write_bytes(data)
+        tmp.write_bytes(encoded.data)
         quality = measure(prep, tmp)
-        report = _report(prep, out, stream, data, stats, fields, quality, encode_seconds, device)
+        report = _report(prep, out, stream, encoded, result, quality, encode_seconds, device)
         write_json(out.with_suffix(".json"), report)
     return report
 
 
-def _report(prep: Prepared, out: Path, stream, data: bytes, stats: dict, fields: dict, quality: dict,
+def _report(prep: Prepared, out: Path, stream, encoded: nerv_stream.Encoded, result: StageResult, quality: dict,
             encode_seconds: float, device) -> dict:
     v = prep.config["video"]
+    data = encoded.data
     params = int(sum(int(np.prod(t.shape)) for t in stream.tensors))
     nonzero = int(sum(int(np.count_nonzero(t.dequantize())) for t in stream.tensors))
     report = {
@@ -162,21 +164,21 @@ def _report(prep: Prepared, out: Path, stream, data: bytes, stats: dict, fields:
         **rate(len(data), v["fps"], v["num_frames"], v["width"], v["height"]),
         "psnr": quality["psnr"], "psnr_y": quality["psnr_y"], "ms_ssim": quality["ms_ssim"],
         "params": params, "nonzero_params": nonzero, "bits_per_param": 8 * len(data) / params,
-        **{k: val for k, val in fields.items() if k not in ("estimate_bits", "history", "quantizers")},
+        **result.report,
         "encode_seconds": round(encode_seconds, 3), "per_frame": quality["per_frame"],
         "provenance": provenance(device),
     }
-    if "estimate_bits" in fields:
+    if result.estimate_bits is not None:
         # Training-time estimate: the trained entropy models' bits of the symbols + the exact side information.
-        side = len(data) - stats["entropy_coded_bytes"]
-        estimate = fields["estimate_bits"] / 8 + side
+        side = len(data) - encoded.entropy_coded_bytes
+        estimate = result.estimate_bits / 8 + side
         report.update(estimate_bytes=round(estimate, 1), side_bytes=side,
-                      estimate_error=round((len(data) - estimate) / estimate, 5), rd_history=fields["history"])
+                      estimate_error=round((len(data) - estimate) / estimate, 5), rd_history=result.history)
     if stream.coding == "rd":
         from vcm.codec.breakdown import rd_breakdown
 
-        report["breakdown"] = rd_breakdown(stream.arch, stream.tensors, len(data), stats["data_bytes"],
-                                           stats["entropy_coded_bytes"])
+        report["breakdown"] = rd_breakdown(stream.arch, stream.tensors, len(data), encoded.data_bytes,
+                                           encoded.entropy_coded_bytes)
     return report
 
 

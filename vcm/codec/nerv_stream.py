@@ -35,8 +35,9 @@ COLOUR = "RGB output; YUV sources were converted with BT.601 limited range (vcm.
 MAGIC = b"VCMN"
 VERSION = 3
 CODINGS = ("affine", "rd")
-LIMITS = {"side": 16384, "frames": 1_000_000, "params": 1 << 27, "width_channels": 1 << 16,
-          "stem_layers": 8, "stages": 8, "embed_levels": 1024}
+# Limits every representation's config is checked against (a representation adds its own in its
+# registry entry: NeRV's stem layers and positional-encoding levels).
+LIMITS = {"side": 16384, "frames": 1_000_000, "params": 1 << 27, "width_channels": 1 << 16, "stages": 8}
 
 
 @dataclass
@@ -67,9 +68,17 @@ class NervStream:
         return model.eval()
 
 
-def encode(stream: NervStream, stats: dict | None = None) -> bytes:
-    """The stream's bytes; ``stats`` (if given) receives ``data_bytes`` (the DATA section) and, for the
-    rd coding, ``entropy_coded_bytes``: its ANS payload (everything else in the file is side information)."""
+@dataclass(frozen=True)
+class Encoded:
+    """A written stream and the sizes the byte breakdown needs."""
+
+    data: bytes  # the whole file
+    data_bytes: int  # its DATA section
+    entropy_coded_bytes: int | None  # the rd coding's ANS payload (the rest of the file is side information)
+
+
+def encode(stream: NervStream) -> Encoded:
+    """The stream's bytes, with the sizes of its DATA section and of its entropy-coded payload."""
     v = stream.video
     video = {"name": v["name"], "fps": v["fps"], "frames": v["frames"], "source_frames": v["source_frames"]}
     if v.get("sequence"):
@@ -88,14 +97,11 @@ def encode(stream: NervStream, stats: dict | None = None) -> bytes:
         temporal = [t.name for t in stream.tensors if t.temporal]
         if temporal:
             header["temporal"] = temporal
-        if stats is not None:
-            stats["entropy_coded_bytes"] = coded
     else:
         raise ValueError(f"unknown coding {stream.coding!r}")
     head = container.pack_header(header)
-    if stats is not None:
-        stats["data_bytes"] = len(w.getvalue())
-    return container.pack(MAGIC, version, [(b"HEAD", head), (b"DATA", w.getvalue())])
+    data = container.pack(MAGIC, version, [(b"HEAD", head), (b"DATA", w.getvalue())])
+    return Encoded(data, len(w.getvalue()), coded if stream.coding == "rd" else None)
 
 
 def _write_affine(stream: NervStream, w: Writer) -> dict:
@@ -270,14 +276,19 @@ def _int(d: dict, key: str, lo: int, hi: int) -> int:
     return v
 
 
+def limits_of(e) -> dict:
+    """The limits a representation's config is checked against: the common ones and its own."""
+    return {**LIMITS, **e.limits}
+
+
 def _model_config(arch: str, m):
-    """The representation's config from the header: strictly typed, then checked against LIMITS."""
+    """The representation's config from the header: strictly typed, then checked against its limits."""
     if not isinstance(m, dict):
         raise StreamError("malformed vcm NeRV bitstream (no model description)")
     e = registry.entry(arch)
     try:
         cfg = e.config_cls.from_dict(m)
-        e.model_cls.check_config(cfg, LIMITS)
+        e.model_cls.check_config(cfg, limits_of(e))
     except (ValueError, TypeError, OverflowError) as err:
         raise StreamError(f"malformed vcm NeRV bitstream (model: {str(err)[:120]})") from None
     return cfg, e.model_cls

@@ -22,6 +22,7 @@ import torch
 from vcm import progress
 from vcm.codec import nerv_stream
 from vcm.codec.rd import RDOptions, rd_steps
+from vcm.codec.stage import StageResult
 from vcm.errors import VcmError
 
 # d ln(bytes) / d ln λ and d Y-PSNR / d ln λ of vcm's HiNeRV curves (carphone, λ 0.3 → 20: rate ÷ 4.3,
@@ -73,7 +74,7 @@ class _Trial:
     steps: int
     value: float  # bytes, or Y-PSNR dB
     stream: nerv_stream.NervStream
-    fields: dict
+    result: StageResult
     model: torch.nn.Module
 
 
@@ -105,9 +106,9 @@ def next_lambda(trials: list[_Trial], goal: float, target: Target) -> float:
     return a.lam * math.exp(max(-MAX_STEP, min(MAX_STEP, step)))
 
 
-def search(prep, target: Target, opts: RDOptions, device) -> tuple[nerv_stream.NervStream, dict]:
-    """Trials until one lands within the tolerance → (the nearest trial's stream, its report fields with
-    ``rate_control``: target, achieved, and every trial's λ, steps and result)."""
+def search(prep, target: Target, opts: RDOptions, device) -> tuple[nerv_stream.NervStream, StageResult]:
+    """Trials until one lands within the tolerance → (the nearest trial's stream, its result, whose report
+    adds ``rate_control``: target, achieved, and every trial's λ, steps and result)."""
     from vcm.codec.compress import optimise
     from vcm.nerv.train import load_quantizers
 
@@ -124,11 +125,11 @@ def search(prep, target: Target, opts: RDOptions, device) -> tuple[nerv_stream.N
             model, init, steps = prep.fresh_model(), fit_quantizers, full
         else:  # warm, from the trial nearest the target
             start = min(trials, key=lambda t: abs(target.miss(t.value, goal)))
-            model, init, steps = copy.deepcopy(start.model), start.fields["quantizers"], warm
+            model, init, steps = copy.deepcopy(start.model), start.result.quantizers, warm
         o = replace(opts, lam=lam, steps=steps, epochs=None)
-        stream, fields = optimise(prep, o, device, model=model, init_quantizers=init)
-        value = len(nerv_stream.encode(stream)) if target.by_rate else _psnr_y(prep, stream)
-        trials.append(_Trial(lam, steps, value, stream, fields, model))
+        stream, result = optimise(prep, o, device, model=model, init_quantizers=init)
+        value = len(nerv_stream.encode(stream).data) if target.by_rate else _psnr_y(prep, stream)
+        trials.append(_Trial(lam, steps, value, stream, result, model))
         shown = (f"{value:,.0f} bytes ({value / goal - 1:+.1%} from {goal:,.0f})" if target.by_rate
                  else f"Y-PSNR {value:.2f} dB ({value - goal:+.2f} dB)")
         progress.log(f"rate control trial {k + 1}: λ = {lam:.4g}, {o.steps} steps → {shown}")
@@ -136,15 +137,13 @@ def search(prep, target: Target, opts: RDOptions, device) -> tuple[nerv_stream.N
             break
         lam = next_lambda(trials, goal, target)
     best = min(trials, key=lambda t: abs(target.miss(t.value, goal)))
-    fields = dict(best.fields)
-    fields["rate_control"] = {
+    control = {
         "target": {"kbps": target.kbps} if target.by_rate else {"psnr_y": target.psnr_y},
         "goal": goal, "tolerance": target.tol(), "hit": target.hit(best.value, goal), "lambda": best.lam,
         "trials": [{"lambda": t.lam, "steps": t.steps, ("bytes" if target.by_rate else "psnr_y"): t.value}
                    for t in trials],
     }
-    fields["lambda"] = best.lam
-    return best.stream, fields
+    return best.stream, replace(best.result, report={**best.result.report, "rate_control": control, "lambda": best.lam})
 
 
 def achieved(report: dict) -> dict:
@@ -172,5 +171,5 @@ def compress_to_target(run_dir: Path, out: Path | None, target: Target, opts: RD
         plain = default_out(prep, opts)
         out = plain.with_name(plain.name.replace(opts.label(), what))
     out = check_out(out, prep)
-    stream, fields = search(prep, target, opts, device)
-    return publish(prep, out, stream, fields, start, device)
+    stream, result = search(prep, target, opts, device)
+    return publish(prep, out, stream, result, start, device)

@@ -17,9 +17,10 @@ import numpy as np
 import torch
 
 from vcm import progress
-from vcm.codec import laplace
-from vcm.codec.learned import RateDistortionModel, bpp_scale
 from vcm.codec.rd_coding import RDTensor
+from vcm.codec.stage import StageResult
+from vcm.entropy_models import laplace
+from vcm.entropy_models.learned import RateDistortionModel, bpp_scale
 from vcm.errors import VcmError
 from vcm.nerv.config import TrainConfig
 
@@ -65,27 +66,28 @@ def _same_layout(rd: RateDistortionModel, state: dict) -> bool:
 
 def rd_steps(opts: RDOptions, fit_cfg: TrainConfig, num_frames: int, has_quantizers: bool) -> int:
     """Optimiser steps of the rate–distortion stage: ``opts.steps``, else ``opts.epochs`` passes, else none for
-    a rate-aware fit (its own quantizers are coded), else the fit's ``rd_fraction`` (a half unless its preset
-    says otherwise) of its steps."""
+    a rate-aware fit (its own quantizers are coded), else the fit's ``rd_steps``, else half of its schedule."""
     if opts.steps is not None:
         return opts.steps
     if opts.epochs is not None:
         return opts.epochs * fit_cfg.steps_per_epoch(num_frames)
     if has_quantizers:
         return 0
+    if fit_cfg.rd_steps is not None:
+        return fit_cfg.rd_steps
     if fit_cfg.steps is not None:
-        return max(1, round(fit_cfg.rd_fraction * fit_cfg.total_steps(num_frames)))
-    return max(1, round(fit_cfg.rd_fraction * fit_cfg.epochs)) * fit_cfg.steps_per_epoch(num_frames)
+        return max(1, round(0.5 * fit_cfg.total_steps(num_frames)))
+    return max(1, round(0.5 * fit_cfg.epochs)) * fit_cfg.steps_per_epoch(num_frames)
 
 
 def optimise(model: torch.nn.Module, frames_u8: np.ndarray, masks_u8, fit_cfg: TrainConfig, opts: RDOptions,
-             device, init_quantizers: dict | None = None, label: str = "rate-distortion") -> tuple[list[RDTensor], dict]:
-    """Train ``model`` (in place) through its quantizers at λ = ``opts.lam`` → (coded tensors,
-    report fields, among them ``estimate_bits``: the trained entropy models' code length of the
-    final symbols, and ``quantizers``: their trained state, from which another λ can start).
+             device, init_quantizers: dict | None = None, label: str = "rate-distortion") -> tuple[list[RDTensor], StageResult]:
+    """Train ``model`` (in place) through its quantizers at λ = ``opts.lam`` → (coded tensors, its
+    result: report fields, the entropy models' estimate, the history and the trained quantizers).
     ``init_quantizers``: learned quantizers to start from (a rate-aware fit's, or another λ's)."""
     from vcm.codec.prune import apply_masks, magnitude_masks
-    from vcm.nerv.train import param_groups, to_device, train_epochs
+    from vcm.entropy_models.schedule import QuantizationSchedule
+    from vcm.nerv.train import param_groups, train_stage
 
     opts.check()
     torch.manual_seed(opts.seed)
@@ -97,7 +99,6 @@ def optimise(model: torch.nn.Module, frames_u8: np.ndarray, masks_u8, fit_cfg: T
     epochs = -(-steps // fit_cfg.steps_per_epoch(t_frames))
     cfg = replace(fit_cfg, epochs=max(epochs, 1), steps=None, warmup=0.05, lr=fit_cfg.lr * opts.lr_scale, seed=opts.seed,
                   rate_lambda=0.0)
-    frames, masks = to_device(frames_u8, masks_u8, device)
     rd = RateDistortionModel(model, keep, init_bits=opts.init_bits, temporal=opts.temporal)
     if init_quantizers is not None and not _same_layout(rd, init_quantizers):
         if not steps:
@@ -110,27 +111,23 @@ def optimise(model: torch.nn.Module, frames_u8: np.ndarray, masks_u8, fit_cfg: T
     step_lr = opts.step_lr or fit_cfg.rd_step_lr or 2e-2
     opt = torch.optim.Adam([*param_groups(model, cfg), *rd.optimizer_groups(cfg.lr, step_lr, opts.entropy_lr or step_lr)],
                            lr=cfg.lr, betas=cfg.betas)
-    switch = round(opts.noise_fraction * steps)
-    state = {"step": 0}
+    schedule = QuantizationSchedule.over(steps, 0.0, opts.noise_fraction)
     to_bpp = opts.lam * bpp_scale(h, w, t_frames)
 
     def forward(t):
-        x_hat, bits = rd(t, "noise" if state["step"] < switch else "round")
+        # noise from the generator seeded above, once per stage (a stage is never resumed)
+        x_hat, bits = rd(t, schedule.mode())
         return x_hat, to_bpp * bits
 
-    def after_step():
-        state["step"] += 1
-
     history = []
-    with progress.progress(f"{label} λ={opts.lam:g} (steps)", steps) as bar:
-        def on_epoch(s):
-            bpp = s.penalty / opts.lam
-            history.append({"epoch": s.epoch, "loss": s.loss, "train_psnr": s.train_psnr, "bpp": bpp})
-            bar.update(status=f"epoch {s.epoch}/{epochs}  PSNR {s.train_psnr:.2f} dB  rate {bpp:.4f} bpp")
 
-        if steps:
-            train_epochs(forward, opt, frames, masks, cfg, 0, steps, lambda step: False, on_epoch, after_step=after_step,
-                         on_step=lambda _: bar.advance(1))
+    def status(s) -> str:
+        bpp = s.penalty / opts.lam
+        history.append({"epoch": s.epoch, "loss": s.loss, "train_psnr": s.train_psnr, "bpp": bpp})
+        return f"epoch {s.epoch}/{epochs}  PSNR {s.train_psnr:.2f} dB  rate {bpp:.4f} bpp"
+
+    train_stage(forward, opt, frames_u8, masks_u8, cfg, steps, device, f"{label} λ={opts.lam:g}", status,
+                after_step=schedule.advance)
     rd.cpu().eval()
     tensors = []
     for n, p in model.named_parameters():
@@ -138,6 +135,7 @@ def optimise(model: torch.nn.Module, frames_u8: np.ndarray, masks_u8, fit_cfg: T
         keep_n = None if keep is None or n not in keep else keep[n].cpu()
         tensors.append(RDTensor(n, tuple(p.shape), q.step_codes().cpu().numpy().astype(np.int64),
                                 laplace.s_code(float(q.log_b.detach())), q.symbols(p.cpu(), keep_n), q.temporal))
-    return tensors, {"method": "rate-distortion", "lambda": opts.lam, "prune": opts.prune, "rd_epochs": epochs, "rd_steps": steps, "step_lr": step_lr,
-                     "estimate_bits": rd.estimate_bits(), "history": history,
-                     "quantizers": {k: v.detach().clone() for k, v in rd.quantizers.state_dict().items()}}
+    report = {"method": "rate-distortion", "lambda": opts.lam, "prune": opts.prune, "rd_epochs": epochs, "rd_steps": steps,
+              "step_lr": step_lr}
+    return tensors, StageResult(report, rd.estimate_bits(), history,
+                                {k: v.detach().clone() for k, v in rd.quantizers.state_dict().items()})

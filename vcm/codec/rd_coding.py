@@ -19,9 +19,9 @@ import constriction
 import numpy as np
 
 from vcm.bitstream.bits import Reader, StreamError, Writer
-from vcm.codec import laplace
+from vcm.entropy_models import laplace
 from vcm.codec.entropy import MAX_SPAN, decode_array, encode_array
-from vcm.codec.learned import STEP_CODE_RANGE, step_from_code
+from vcm.entropy_models.learned import STEP_CODE_RANGE, step_from_code
 
 
 @dataclass

@@ -15,7 +15,8 @@ from typing import Callable
 
 from vcm.registry import Registry
 
-_REGISTRY: Registry["Codec"] = Registry("codec", ("vcm.codecs.nerv_family", "vcm.codecs.anchors", "vcm.codecs.sa_icm"))
+_REGISTRY: Registry["Codec"] = Registry("codec", ("vcm.codecs.nerv_family:register_representations", "vcm.codecs.anchors",
+                                                 "vcm.codecs.sa_icm"))
 
 
 class Codec:
@@ -33,6 +34,12 @@ class Codec:
     def curve(self, point: dict) -> str:
         """The RD curve a point belongs to (one codec may draw several, e.g. two methods)."""
         return self.name
+
+    def label(self, point: dict, coded: dict) -> str | None:
+        """A short name of a coded point for tables and plots (``QP37``, ``λ1.0``), from its parameters
+        and what ``encode_decode`` returned; None: the point's id. Stored in the result row, so the
+        report renders it and never parses ids."""
+        return None
 
     def encode_decode(self, spec: dict, video, device) -> dict:
         """Encode ``spec['point']`` of ``video`` into ``spec['workdir']`` and decode it back →

@@ -21,6 +21,9 @@ class Anchor(Codec):
             qps = entry.qps(section.get("config", "ra"))
         return [(f"qp{int(q)}", {"qp": int(q), "preset": section.get("preset"), "vtm": section.get("vtm")}) for q in qps]
 
+    def label(self, point: dict, coded: dict) -> str:
+        return f"QP{point['qp']}"
+
     def encode_decode(self, spec: dict, video, device) -> dict:
         from vcm.anchors.ffmpeg import CODECS, encode_decode, planes_of, settings
 

@@ -124,6 +124,13 @@ class NervFamily(Codec):
     def curve(self, point: dict) -> str:
         return f"{self.name}-rd" if "lambda" in point else self.name
 
+    def label(self, point: dict, coded: dict) -> str:
+        if "match" in point:  # the λ rate control found, and the anchor point it aimed at
+            return f"λ{coded['rate_control']['lambda']:.3g} (≈ {point['match']} {point['target_point'].replace('qp', 'QP')})"
+        if "lambda" in point:
+            return f"λ{float(point['lambda'])}"
+        return f"prune {float(point['prune'])}, {point['bits']} bit" + (" QAT" if point.get("qat") else "")
+
     def _fit(self, spec: dict, video, device) -> tuple[Path, float]:
         from vcm.nerv.run import plan
         from vcm.nerv.train import fit, read_metrics
@@ -187,7 +194,18 @@ class NervFamily(Codec):
         return row
 
 
-register_codec("nerv", order=10, arch="nerv", loss="nerv", default_preset="nerv-s")(NervFamily)
-register_codec("sa-nerv", order=11, arch="nerv", loss="sa-nerv", default_preset="nerv-s")(NervFamily)
-register_codec("hinerv", order=20, arch="hinerv", loss="nerv", default_preset="hinerv-demo")(NervFamily)
-register_codec("sa-hinerv", order=21, arch="hinerv", loss="sa-nerv", default_preset="hinerv-demo")(NervFamily)
+_registered: set[str] = set()
+
+
+def register_representations() -> None:
+    """Two codecs per registered representation: NAME (the NeRV loss) and sa-NAME (the SA-NeRV loss),
+    fitting its default preset unless a fit names another. Called on every load of the codec registry,
+    so a representation registered later gets its codecs too."""
+    from vcm.nerv import registry
+
+    for e in registry.entries():
+        if e.name not in _registered:
+            _registered.add(e.name)
+            register_codec(e.name, order=e.codec_order, arch=e.name, loss="nerv", default_preset=e.default_preset)(NervFamily)
+            register_codec(f"sa-{e.name}", order=e.codec_order + 1, arch=e.name, loss="sa-nerv",
+                           default_preset=e.default_preset)(NervFamily)

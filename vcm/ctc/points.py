@@ -84,7 +84,8 @@ def _run_point(spec: dict, device) -> dict:
     seq = video.info.sequence
     row = {
         "status": "ok", "sequence": spec["sequence"], "class": seq.seq_class if seq else None,
-        "codec": spec["codec"], "curve": codec.curve(spec["point"]), "point": spec["point_id"], "qp": coded["qp"],
+        "codec": spec["codec"], "curve": codec.curve(spec["point"]), "point": spec["point_id"],
+        "label": codec.label(spec["point"], coded) or spec["point_id"], "qp": coded["qp"],
         "fps": video.fps, "frames": n, "source_frames": [video.source_frames.start, video.source_frames.stop],
         "width": w, "height": h, **rate(coded["bytes"], video.fps, n, w, h), "psnr": quality["psnr"], "psnr_y": quality["psnr_y"],
         "psnr_yuv": quality["psnr_yuv"],

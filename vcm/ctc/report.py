@@ -154,21 +154,9 @@ def curve_styles(curves: list[str]) -> dict[str, dict]:
 
 
 def point_label(r: dict) -> str:
-    """A short name for a rate point on a plot: QP 37, λ 1, or the point's own id."""
-    if isinstance(r.get("qp"), int):
-        return f"QP{r['qp']}"
-    point = str(r["point"])
-    if r.get("rate_control"):  # a match point: the λ rate control found, and the anchor point it aimed at
-        anchor = point.split("_rd_match_", 1)[-1].replace("_qp", " QP")
-        return f"λ{r['rate_control']['lambda']:.3g} (≈ {anchor})"
-    if "_rd_l" in point:
-        return "λ" + point.split("_rd_l", 1)[1].split("_")[0].replace("p", ".")
-    tokens = point.split("_")  # the paper pipeline's ids: <fit>_pr0p4_b8[_qat]
-    prune = next((t[2:].replace("p", ".") for t in tokens if t.startswith("pr")), None)
-    bits = next((t[1:] for t in tokens if t.startswith("b") and t[1:].isdigit()), None)
-    if bits is not None:
-        return f"prune {prune or '0'}, {bits} bit" + (" QAT" if "qat" in tokens else "")
-    return point
+    """A rate point's short name on a plot or in a table (QP37, λ1.0, …), as its codec named it when it
+    ran; the point's id for a result written before points carried their label."""
+    return str(r.get("label") or r["point"])
 
 
 def rd_plot(seq: str, codecs: dict, metric: str = "psnr_y", styles: dict | None = None, bpp_axis: bool = True) -> bytes:

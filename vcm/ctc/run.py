@@ -61,7 +61,8 @@ def expand_matches(specs: list[dict]) -> list[dict]:
         for t in targets:
             pid = f"{spec['point_id']}_{t['point_id']}"
             out.append({**spec, "point_id": pid, "workdir": str(Path(spec["workdir"]).with_name(pid)),
-                        "point": {**spec["point"], "target_from": t["workdir"]}, "after": t["workdir"]})
+                        "point": {**spec["point"], "target_from": t["workdir"], "target_point": t["point_id"]},
+                        "after": t["workdir"]})
     return out
 
 

@@ -5,7 +5,7 @@ Every parameter tensor ``w`` (rows grouped into C channels, see ``quant_channels
 - a learnable step per channel, log2-parameterised: Δ_c = 2^(log2_step_c); in the coded stream
   (and in ``round`` mode) the exponent is snapped to a grid of 1/8 octave, k_c = round(8·log2 Δ_c),
   and Δ_c = 2^⌊k/8⌋ · 2^((k mod 8)/8) built from float literals, identical in encoder and decoder;
-- a learnable discretised-Laplace entropy model of its symbols (:mod:`vcm.codec.laplace`).
+- a learnable discretised-Laplace entropy model of its symbols (:mod:`vcm.entropy_models.laplace`).
 
 Symbols are y = w / Δ. Modes:
 
@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from vcm.codec import laplace
+from vcm.entropy_models import laplace
 
 STEP_RES = 8  # log2-step grid: steps per octave
 # 2^(j/8), j < 8, as float literals (parsed exactly everywhere; no pow() from libm).

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, replace
 import yaml
 
 from vcm.errors import VcmError
-from vcm.nerv.model import NervShape, parse_param_count, solve_for_params
+from vcm.nerv.model import parse_param_count
 from vcm.nerv.presets import preset_path
 
 
@@ -40,7 +40,7 @@ class TrainConfig:
     rate_start: float = 0.5  # fraction of the steps before the rate term joins
     rate_noise_fraction: float = 0.6  # of the rate-aware steps: additive noise first, then rounding
     # The rate–distortion stage that `vcm compress --lambda` runs on this fit unless told otherwise:
-    rd_fraction: float = 0.5  # its optimiser steps, as a fraction of the fit's
+    rd_steps: int | None = None  # its optimiser steps (None: half the fit's), the same on any clip
     rd_step_lr: float | None = None  # Adam lr of its quantization steps and entropy models (None: 2e-2)
 
     def to_dict(self) -> dict:
@@ -60,8 +60,8 @@ class TrainConfig:
             raise VcmError(f"steps must be at least 1, got {self.steps}")
         if self.max_epochs is not None and self.max_epochs < 1:
             raise VcmError(f"max_epochs must be at least 1, got {self.max_epochs}")
-        if not (0 < self.rd_fraction <= 10) or not (self.rd_step_lr is None or self.rd_step_lr > 0):
-            raise VcmError("rd_fraction must be in (0, 10] and rd_step_lr > 0")
+        if not (self.rd_steps is None or self.rd_steps >= 1) or not (self.rd_step_lr is None or self.rd_step_lr > 0):
+            raise VcmError("rd_steps must be at least 1 and rd_step_lr > 0")
         if not (self.rate_lambda >= 0 and 0 <= self.rate_start < 1 and 0 <= self.rate_noise_fraction <= 1):
             raise VcmError("rate_lambda must be ≥ 0, rate_start in [0, 1) and rate_noise_fraction in [0, 1]")
         if not (0 <= self.warmup < 1 and 0 <= self.beta <= 1 and self.grad_clip >= 0 and self.grid_lr_scale > 0):
@@ -100,22 +100,16 @@ class TrainConfig:
 class ModelSpec:
     """A representation's shape plus how to size it: a parameter budget, or the widths as they are."""
 
-    shape: object  # NervShape or HinervShape
+    shape: object  # the representation's shape (NervShape, HinervShape, …)
     params: int | None = None
     arch: str = "nerv"
 
     def build(self, height: int, width: int, frames: int, shots: tuple[int, ...] = ()):
         """The representation's config for an H×W video of ``frames`` frames (``shots``: frames per
         shot of a clip with scene cuts, for a shape that follows them)."""
-        if self.arch == "hinerv":
-            from vcm.nerv.hinerv import solve_for_params as solve_hinerv
+        from vcm.nerv import registry
 
-            if self.params is None:
-                return self.shape.config(height, width, frames, 1.0, shots)
-            return solve_hinerv(self.shape, height, width, frames, self.params, shots)
-        if self.params is None:
-            return self.shape.config(height, width, 1.0)
-        return solve_for_params(self.shape, height, width, self.params)
+        return registry.entry(self.arch).model_cls.config_for(self.shape, height, width, frames, self.params, shots)
 
     def build_for(self, video):
         """``build`` for a loaded clip, its scene cuts found when the shape follows them."""
@@ -127,47 +121,20 @@ class ModelSpec:
         return self.build(video.height, video.width, video.num_frames, shots)
 
 
-_SHAPE_KEYS = {"fc_dim", "stem_dims", "lower_width", "expansion", "reduction", "activation", "embed"}
-_HINERV_KEYS = {"grid_channels", "grid_levels", "grid_frame_ratio", "channels", "depths", "local_frame_ratio",
-                "expansion", "kernel", "min_grid", "head", "scene_cuts"}
-
-
 def model_spec_from_dict(d: dict) -> ModelSpec:
+    """A preset's ``model`` section: ``arch`` (a registered representation; nerv when absent), an optional
+    ``params`` budget, and the representation's own shape keys."""
+    from vcm.nerv import registry
+
     arch = d.get("arch", "nerv")
+    if arch not in registry.names():
+        raise VcmError(f"unknown representation {arch!r} in the model section; use {' or '.join(registry.names())}")
     params = parse_param_count(d["params"]) if d.get("params") is not None else None
-    if arch == "hinerv":
-        from vcm.nerv.hinerv import HinervShape
-
-        unknown = set(d) - _HINERV_KEYS - {"params", "arch"}
-        if unknown:
-            raise VcmError(f"unknown hinerv model option(s) {', '.join(sorted(unknown))}; known: arch, params, "
-                           f"{', '.join(sorted(_HINERV_KEYS))}")
-        kw = {k: d[k] for k in _HINERV_KEYS if k in d}
-        for key in ("channels", "depths"):
-            if key in kw:
-                kw[key] = tuple(int(x) for x in kw[key])
-        return ModelSpec(shape=HinervShape(**kw), params=params, arch="hinerv")
-    if arch != "nerv":
-        raise VcmError(f"unknown representation {arch!r} in the model section; use nerv or hinerv")
-    unknown = set(d) - _SHAPE_KEYS - {"params", "arch"}
-    if unknown:
-        raise VcmError(f"unknown model option(s) {', '.join(sorted(unknown))}; known: arch, params, {', '.join(sorted(_SHAPE_KEYS))}")
-    kw = {k: d[k] for k in ("fc_dim", "lower_width", "expansion", "reduction", "activation") if k in d}
-    if "stem_dims" in d:
-        kw["stem_dims"] = tuple(int(x) for x in d["stem_dims"])
-    if "embed" in d:
-        base, levels = parse_embed(str(d["embed"]))
-        kw["embed_base"], kw["embed_levels"] = base, levels
-    return ModelSpec(shape=NervShape(**kw), params=params)
-
-
-def parse_embed(text: str) -> tuple[float, int]:
-    """``"1.25_80"`` → (1.25, 80)."""
     try:
-        base, levels = text.split("_")
-        return float(base), int(levels)
-    except ValueError:
-        raise VcmError(f"embed must look like BASE_LEVELS (e.g. 1.25_80), got {text!r}") from None
+        shape = registry.entry(arch).model_cls.shape_from_preset({k: v for k, v in d.items() if k not in ("arch", "params")})
+    except (TypeError, ValueError) as err:
+        raise VcmError(str(err)) from None
+    return ModelSpec(shape=shape, params=params, arch=arch)
 
 
 def load_preset(name_or_path: str) -> tuple[ModelSpec, TrainConfig]:

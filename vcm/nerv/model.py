@@ -147,7 +147,8 @@ class NervBlock(nn.Module):
         return self.act(self.shuffle(self.conv(x)))
 
 
-@register_representation("nerv", NervConfig)
+@register_representation("nerv", NervConfig, default_preset="nerv-s", codec_order=10,
+                         limits={"stem_layers": 8, "embed_levels": 1024})
 class NeRV(Representation):
     """``forward(t)``: t ``float [B]`` in [0,1) → ``float [B,3,H,W]`` in [0,1]."""
 
@@ -172,6 +173,26 @@ class NeRV(Representation):
     @staticmethod
     def count_params(cfg: "NervConfig") -> int:
         return count_params(cfg)
+
+    @staticmethod
+    def shape_from_preset(d: dict) -> "NervShape":
+        """A preset's model section: widths at unit scale, ``embed: BASE_LEVELS`` (e.g. ``1.25_80``)."""
+        unknown = set(d) - _SHAPE_KEYS
+        if unknown:
+            raise ValueError(f"unknown model option(s) {', '.join(sorted(unknown))}; known: arch, params, "
+                             f"{', '.join(sorted(_SHAPE_KEYS))}")
+        kw = {k: d[k] for k in ("fc_dim", "lower_width", "expansion", "reduction", "activation") if k in d}
+        if "stem_dims" in d:
+            kw["stem_dims"] = tuple(int(x) for x in d["stem_dims"])
+        if "embed" in d:
+            kw["embed_base"], kw["embed_levels"] = parse_embed(str(d["embed"]))
+        return NervShape(**kw)
+
+    @staticmethod
+    def config_for(shape: "NervShape", height: int, width: int, frames: int, params: int | None,
+                   shots: tuple[int, ...] = ()) -> "NervConfig":
+        """NeRV's config for an H×W clip (its size does not depend on the frame count or shots)."""
+        return shape.config(height, width, 1.0) if params is None else solve_for_params(shape, height, width, params)
 
     @staticmethod
     def check_config(cfg: "NervConfig", limits: dict) -> None:
@@ -324,6 +345,18 @@ def _fill_budget(cfg: NervConfig, budget: int) -> NervConfig:
         if not fitting:
             return cfg
         cfg = min(fitting, key=lambda c: budget - count_params(c))
+
+
+_SHAPE_KEYS = {"fc_dim", "stem_dims", "lower_width", "expansion", "reduction", "activation", "embed"}
+
+
+def parse_embed(text: str) -> tuple[float, int]:
+    """``"1.25_80"`` → (1.25, 80)."""
+    try:
+        base, levels = text.split("_")
+        return float(base), int(levels)
+    except ValueError:
+        raise ValueError(f"embed must look like BASE_LEVELS (e.g. 1.25_80), got {text!r}") from None
 
 
 def parse_param_count(text: str) -> int:

@@ -1,9 +1,9 @@
 """Rate-aware fitting (``vcm fit --lambda L``): after a warm-up the fit trains through learned
 quantizers with loss D + λ·bpp, so the network is born compressible.
 
-Steps [0, start): plain fit. [start, switch): additive-noise quantization; [switch, end): rounding
-with a straight-through gradient. start = ``rate_start`` · total steps; switch splits the rest by
-``rate_noise_fraction``. The quantizers (steps and entropy models) are created from the weights at
+The rate joins on the schedule of :mod:`vcm.entropy_models.schedule`: plain fit before start =
+``rate_start`` · total steps, then additive noise, then rounding (``rate_noise_fraction`` of the rest
+with noise). The quantizers (steps and entropy models) are created from the weights at
 ``start``, added to the optimizer, and saved in the checkpoint, so an interrupted run resumes and
 ``vcm compress --lambda`` continues from them.
 """
@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import torch
 
-from vcm.codec.learned import RateDistortionModel, bpp_scale
+from vcm.entropy_models.learned import RateDistortionModel, bpp_scale
+from vcm.entropy_models.schedule import QuantizationSchedule
 from vcm.nerv.config import TrainConfig
 
 STEP_LR, ENTROPY_LR = 2e-2, 2e-2  # Adam lrs of the log2 steps and the entropy models (as vcm compress --lambda)
@@ -24,11 +25,15 @@ class RateTerm:
     def __init__(self, model: torch.nn.Module, opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int,
                  height: int, width: int, frames: int, step: int = 0):
         self.model, self.opt, self.cfg = model, opt, cfg
-        self.start = round(cfg.rate_start * total_steps)
-        self.switch = self.start + round(cfg.rate_noise_fraction * (total_steps - self.start))
+        self.schedule = QuantizationSchedule.over(total_steps, cfg.rate_start, cfg.rate_noise_fraction, step)
         self.weight = cfg.rate_lambda * bpp_scale(height, width, frames)
-        self.step = step
         self.rd: RateDistortionModel | None = None
+
+    def restore(self, step: int, quantizers: dict | None) -> None:
+        """Continue a run at ``step``; ``quantizers``: the saved state when the rate term had joined."""
+        self.schedule.step = step
+        if quantizers is not None:
+            self.activate(quantizers)
 
     def activate(self, state: dict | None = None) -> None:
         """Wrap the model in quantizers (from ``state`` when resuming) and let the optimizer train them."""
@@ -39,18 +44,19 @@ class RateTerm:
         for group in self.rd.optimizer_groups(self.cfg.lr, STEP_LR, ENTROPY_LR):
             self.opt.add_param_group(group)
 
-    def __call__(self, t: torch.Tensor):
-        if self.step < self.start:
-            return self.model(t)
+    def __call__(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        mode = self.schedule.mode()
+        if mode is None:
+            return self.model(t), None
         if self.rd is None:
             self.activate()
         # Noise seeded by (seed, step): a resumed run draws exactly what an uninterrupted one would.
-        gen = torch.Generator(device=t.device).manual_seed(self.cfg.seed * 1_000_003 + self.step)
-        x_hat, bits = self.rd(t, "noise" if self.step < self.switch else "round", gen)
+        gen = torch.Generator(device=t.device).manual_seed(self.cfg.seed * 1_000_003 + self.schedule.step)
+        x_hat, bits = self.rd(t, mode, gen)
         return x_hat, self.weight * bits
 
     def after_step(self) -> None:
-        self.step += 1
+        self.schedule.advance()
 
     def state(self) -> dict | None:
         return None if self.rd is None else {k: v.detach().cpu() for k, v in self.rd.quantizers.state_dict().items()}

@@ -1,9 +1,11 @@
 """Registry of video representations (networks ``frame index → frame``), as timm's ``create_model``.
 
-A representation is an ``nn.Module`` class registered under a name with its config dataclass::
+A representation is an ``nn.Module`` class registered under a name with its config dataclass, the
+preset ``vcm fit --arch NAME`` fits, where its CTC codecs sort and any stream limits of its own::
 
-    @register_representation("nerv", NervConfig)
-    class NeRV(nn.Module): ...
+    @register_representation("nerv", NervConfig, default_preset="nerv-s", codec_order=10,
+                             limits={"stem_layers": 8, "embed_levels": 1024})
+    class NeRV(Representation): ...
 
 Every class provides, beside ``forward(t: float [B]) → float [B,3,H,W]`` in [0, 1]:
 
@@ -22,16 +24,21 @@ Every class provides, beside ``forward(t: float [B]) → float [B,3,H,W]`` in [0
 - ``frame_macs(cfg)`` (static): multiply–accumulates to decode one frame (convolutions and
   matmuls), from which a decode's work and time are known before it starts.
 - ``stream_part(name)`` (static; the base class derives it from ``param_group``): the part of a
-  stream a parameter's bytes are counted in (``vcm compress``'s byte breakdown), one of ``PARTS``.
+  stream a parameter's bytes are counted in (``vcm compress``'s byte breakdown), one of ``PARTS``;
+- ``shape_from_preset(section)`` (static): the shape a preset's ``model`` section describes (without
+  ``arch`` and ``params``), refusing unknown keys with ``ValueError``;
+- ``config_for(shape, height, width, frames, params, shots)`` (static): the config of that shape for
+  a clip, its widths solved for ``params`` parameters (None: the shape as it is).
 
-Subclassing :class:`Representation` gives the instance conveniences.
+Subclassing :class:`Representation` gives the instance conveniences. The CTC codecs (``NAME`` with
+the NeRV loss, ``sa-NAME`` with the SA-NeRV loss) are registered from this registry.
 
 Adding a representation = one module with one decorated class + its module in ``_REGISTRY``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from torch import nn
 
@@ -69,15 +76,19 @@ class Entry:
     name: str
     model_cls: type
     config_cls: type
+    default_preset: str | None = None  # configs/nerv/<preset>.yaml, what ``vcm fit --arch NAME`` fits
+    codec_order: int = 90  # where its CTC codecs sort in tables and plots (its SA-NeRV codec one after)
+    limits: dict = field(default_factory=dict)  # stream limits of its own, beside nerv_stream.LIMITS
 
 
 # The modules are imported on first use; each registers itself.
 _REGISTRY: Registry[Entry] = Registry("representation", ("vcm.nerv.model", "vcm.nerv.hinerv"))
 
 
-def register_representation(name: str, config_cls: type):
+def register_representation(name: str, config_cls: type, default_preset: str | None = None, codec_order: int = 90,
+                            limits: dict | None = None):
     def wrap(model_cls):
-        _REGISTRY.add(name, Entry(name, model_cls, config_cls))
+        _REGISTRY.add(name, Entry(name, model_cls, config_cls, default_preset, codec_order, dict(limits or {})))
         model_cls.ARCH = name
         return model_cls
 
@@ -90,6 +101,11 @@ def names() -> list[str]:
 
 def entry(name: str) -> Entry:
     return _REGISTRY.get(name)
+
+
+def entries() -> list[Entry]:
+    """Every registered representation, in registration order."""
+    return list(_REGISTRY.load().values())
 
 
 def config_from_dict(name: str, d: dict):

@@ -26,15 +26,15 @@ def default_run_dir_for(name: str) -> Path:
     return RUNS / name
 
 
-DEFAULT_PRESETS = {"nerv": "nerv-s", "hinerv": "hinerv-demo"}
-
-
 def preset_for(arch: str | None, preset: str | None) -> str:
     """The preset to fit: the one named, else the default of ``arch`` (nerv when neither is given)."""
-    if arch is not None and arch not in DEFAULT_PRESETS:
-        raise VcmError(f"--arch must be one of {', '.join(DEFAULT_PRESETS)}, got {arch!r}")
+    from vcm.nerv import registry
+
+    defaults = {e.name: e.default_preset for e in registry.entries() if e.default_preset}
+    if arch is not None and arch not in defaults:
+        raise VcmError(f"--arch must be one of {', '.join(defaults)}, got {arch!r}")
     if preset is None:
-        return DEFAULT_PRESETS[arch or "nerv"]
+        return defaults[arch or "nerv"]
     if arch is not None:
         spec, _ = load_preset(preset)
         if spec.arch != arch:
@@ -44,12 +44,15 @@ def preset_for(arch: str | None, preset: str | None) -> str:
 
 def plan(preset: str, params: str | None = None, **train_overrides) -> tuple[ModelSpec, TrainConfig]:
     """The preset with CLI overrides applied (None means 'keep the preset's value'). Epochs asked for
-    replace a preset's steps (the schedule is one or the other)."""
+    replace a preset's steps (the schedule is one or the other); steps asked for are run in full (the
+    preset's ``max_epochs`` cap is for its own steps)."""
     spec, cfg = load_preset(preset)
     if params is not None:
         spec = replace(spec, params=parse_param_count(params))
     if train_overrides.get("epochs") is not None and train_overrides.get("steps") is None:
         cfg = replace(cfg, steps=None)
+    if train_overrides.get("steps") is not None and train_overrides.get("max_epochs") is None:
+        cfg = replace(cfg, max_epochs=None)
     cfg = override(cfg, **train_overrides)
     cfg.check()
     return spec, cfg

@@ -18,7 +18,7 @@ import json
 import math
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -146,7 +146,7 @@ class EpochStats:
 
 
 def train_epochs(
-    forward: Callable[[torch.Tensor], torch.Tensor],
+    forward: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]],
     opt: torch.optim.Optimizer,
     frames: torch.Tensor,
     masks: torch.Tensor | None,
@@ -161,8 +161,8 @@ def train_epochs(
     """The hot loop shared by fit, pruning fine-tune and QAT. Returns (step, interrupted).
 
     ``frames``: ``uint8 [T,3,H,W]`` on the device; ``masks``: ``uint8 [T,1,H,W]`` or None.
-    ``forward(t)`` maps ``float [B]`` frame times to ``float [B,3,H,W]``, or to ``(x̂, penalty)``
-    where the scalar penalty (e.g. λ·rate) is added to the distortion. ``after_step`` runs
+    ``forward(t)`` maps ``float [B]`` frame times to ``(x̂ float [B,3,H,W], penalty)``, where a scalar
+    penalty (e.g. λ·rate) is added to the distortion and None adds nothing. ``after_step`` runs
     after every optimizer step (e.g. re-applying a pruning mask). A param group's ``lr_scale``
     multiplies the schedule's learning rate. Losses are summed on the device and read once per
     epoch; the permutation of epoch e is seeded from (seed, e).
@@ -191,8 +191,7 @@ def train_epochs(
             if cuda and cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with amp:
-                out = forward(t_all[idx])
-            x_hat, penalty = out if isinstance(out, tuple) else (out, None)
+                x_hat, penalty = forward(t_all[idx])
             x_hat = x_hat.float()
             loss = loss_fn(x_hat, x, None if masks is None else masks[idx])
             if penalty is not None:
@@ -223,6 +222,50 @@ def train_epochs(
     return step, False
 
 
+@dataclass
+class _Run:
+    """A fit in progress: its network, optimizer, optional rate term, position and history."""
+
+    run_dir: Path
+    config: dict  # what config.json and the checkpoint record
+    model: torch.nn.Module
+    opt: torch.optim.Optimizer
+    rate: object | None  # a RateTerm for a rate-aware fit
+    step: int = 0
+    history: list = field(default_factory=list)
+
+    def save(self, at_step: int) -> None:
+        quantizers = None if self.rate is None else self.rate.state()
+        save_torch(self.run_dir / CHECKPOINT, {
+            "model": _state(self.model), "optimizer": self.opt.state_dict(), "step": at_step, "history": self.history,
+            "config": self.config, **({"quantizers": quantizers} if quantizers is not None else {})})
+
+
+def _start(video: Video, model_cfg, cfg: TrainConfig, run_dir: Path, device, resume: bool, masks_meta) -> _Run:
+    """Build the network and optimizer (and the rate term), resume or refuse to overwrite, write config.json."""
+    torch.manual_seed(cfg.seed)
+    arch = registry.arch_of_config(model_cfg)
+    config = {"arch": arch, "model": model_cfg.to_dict(), "train": cfg.to_dict(), "video": video_description(video),
+              "masks": masks_meta}
+    model = registry.create_representation(arch, model_cfg).to(device)
+    opt = torch.optim.Adam(param_groups(model, cfg), lr=cfg.lr, betas=cfg.betas)
+    rate = None
+    if cfg.rate_lambda > 0:
+        from vcm.nerv.rate_aware import RateTerm
+
+        rate = RateTerm(model, opt, cfg, cfg.total_steps(video.num_frames), video.height, video.width, video.num_frames)
+    run = _Run(run_dir, config, model, opt, rate)
+    ckpt_path = run_dir / CHECKPOINT
+    if resume:
+        run.step, run.history = _resume(ckpt_path, config, model, opt, device, rate)
+    elif ckpt_path.exists():
+        raise VcmError(f"{run_dir} already holds a run; pass --resume to continue it or --out DIR for a new one")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    # Provenance goes to config.json only: the checkpoint stays a function of the inputs alone.
+    write_json(run_dir / CONFIG, {**config, "provenance": provenance(device)})
+    return run
+
+
 def fit(
     video: Video,
     model_cfg,
@@ -242,82 +285,82 @@ def fit(
     run_dir = Path(run_dir)
     if cfg.loss == "sa-nerv" and masks_u8 is None:
         raise VcmError("--loss sa-nerv needs edge masks: pass --masks FILE or --sam-checkpoint PATH")
-    torch.manual_seed(cfg.seed)
-    arch = registry.arch_of_config(model_cfg)
-    config = {"arch": arch, "model": model_cfg.to_dict(), "train": cfg.to_dict(), "video": video_description(video),
-              "masks": masks_meta}
-    model = registry.create_representation(arch, model_cfg).to(device)
-    opt = torch.optim.Adam(param_groups(model, cfg), lr=cfg.lr, betas=cfg.betas)
-    step, history = 0, []
-    ckpt_path = run_dir / CHECKPOINT
-    steps_per_epoch = cfg.steps_per_epoch(video.num_frames)
-    total_steps, total_epochs = cfg.total_steps(video.num_frames), cfg.total_epochs(video.num_frames)
-    rate = None
-    if cfg.rate_lambda > 0:
-        from vcm.nerv.rate_aware import RateTerm
-
-        rate = RateTerm(model, opt, cfg, total_steps, video.height, video.width, video.num_frames)
-    if resume:
-        step, history = _resume(ckpt_path, config, model, opt, device, rate)
-    elif ckpt_path.exists():
-        raise VcmError(f"{run_dir} already holds a run; pass --resume to continue it or --out DIR for a new one")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    # Provenance goes to config.json only: the checkpoint stays a function of the inputs alone.
-    write_json(run_dir / CONFIG, {**config, "provenance": provenance(device)})
-
+    run = _start(video, model_cfg, cfg, run_dir, device, resume, masks_meta)
+    total_steps = cfg.total_steps(video.num_frames)
     frames, masks = to_device(video.frames_u8, masks_u8, device)
     if device.type == "cuda" and cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    forward = torch.compile(model) if cfg.compile else model
-    after_step = None
-    if rate is not None:  # the rate term wraps the plain module (torch.compile is not applied then)
-        rate.step = step
-        forward, after_step = rate, rate.after_step
-
-    def save(at_step: int):
-        extra = {} if rate is None or rate.state() is None else {"quantizers": rate.state()}
-        save_torch(ckpt_path, {"model": _state(model), "optimizer": opt.state_dict(), "step": at_step,
-                               "history": history, "config": config, **extra})
-
-    start_time, first_step = time.time(), step
+        run.model = run.model.to(memory_format=torch.channels_last)
+    # the rate term wraps the plain module (torch.compile is not applied then)
+    forward = run.rate if run.rate is not None else _plain(torch.compile(run.model) if cfg.compile else run.model)
+    start_time, first_step = time.time(), run.step
     with _StopFlag(should_stop) as stop, progress.progress(f"fit {video.name} (steps)", total_steps) as bar:
-        bar.update(completed=step)
-
-        def on_epoch(stats: EpochStats):
-            entry = {"epoch": stats.epoch, "loss": stats.loss, "train_psnr": stats.train_psnr}
-            if cfg.rate_lambda > 0:
-                entry["bpp"] = stats.penalty / cfg.rate_lambda
-            history.append(entry)
-            rate_status = f"  rate {entry['bpp']:.4f} bpp" if entry.get("bpp") else ""
-            bar.update(status=f"epoch {stats.epoch}/{total_epochs}  loss {stats.loss:.4f}  PSNR {stats.train_psnr:.2f} dB{rate_status}")
-            if stats.epoch % cfg.checkpoint_every == 0 or stats.epoch == total_epochs:
-                save(min(stats.epoch * steps_per_epoch, total_steps))
-
-        step, interrupted = train_epochs(forward, opt, frames, masks, cfg, step, total_steps, stop, on_epoch,
-                                         after_step=after_step, on_step=lambda _: bar.advance(1))
+        bar.update(completed=run.step)
+        step, interrupted = train_epochs(forward, run.opt, frames, masks, cfg, run.step, total_steps, stop,
+                                         _epoch_logger(run, cfg, video.num_frames, bar),
+                                         after_step=None if run.rate is None else run.rate.after_step,
+                                         on_step=lambda _: bar.advance(1))
         if interrupted:
-            save(step)
+            run.save(step)
     seconds = time.time() - start_time
     fps = (step - first_step) * cfg.batch / max(seconds, 1e-9)
-    epochs_done = step // steps_per_epoch
+    epochs_done = step // cfg.steps_per_epoch(video.num_frames)
     if interrupted:
         return FitResult(run_dir, epochs_done, True, None, seconds, fps)
-    if rate is not None and rate.rd is not None:
-        # A rate-aware network is meant to be decoded through its quantizers: measure that network,
-        # and report the unquantized weights' PSNR beside it.
-        from vcm.nerv.rate_aware import Quantized
-
-        with torch.no_grad():
-            metrics = evaluate_run(Quantized(rate.rd), video, device)
-            plain = evaluate_run(model, video, device)
-        metrics.update(quantized=True, unquantized_psnr=plain["psnr"], unquantized_psnr_y=plain["psnr_y"])
-    else:
-        metrics = evaluate_run(model, video, device)
-    metrics.update({"params": registry.entry(arch).model_cls.count_params(model_cfg), "epochs": total_epochs,
-                    "steps": total_steps, "history": history,
+    metrics = _measure(run, video, device)
+    metrics.update({"params": registry.entry(run.config["arch"]).model_cls.count_params(model_cfg),
+                    "epochs": cfg.total_epochs(video.num_frames), "steps": total_steps, "history": run.history,
                     "train_seconds": seconds, "train_frames_per_second": fps})
     write_json(run_dir / METRICS, metrics)
     return FitResult(run_dir, epochs_done, False, metrics, seconds, fps)
+
+
+def _plain(model) -> Callable[[torch.Tensor], tuple[torch.Tensor, None]]:
+    """A network as a training forward: its frames and no penalty."""
+    return lambda t: (model(t), None)
+
+
+def train_stage(forward, opt: torch.optim.Optimizer, frames_u8: np.ndarray, masks_u8: np.ndarray | None,
+                cfg: TrainConfig, steps: int, device, label: str, status: Callable[[EpochStats], str],
+                after_step: Callable[[], None] | None = None) -> None:
+    """A fixed-length stage after a fit (pruning fine-tune, QAT, rate–distortion): ``steps`` steps of
+    ``train_epochs`` on the clip, with ``status(stats)`` on the progress line after each epoch; no stop
+    and no checkpoint (a stage is minutes at most and reruns from the fit)."""
+    frames, masks = to_device(frames_u8, masks_u8, device)
+    with progress.progress(f"{label} (steps)", steps) as bar:
+        if steps:
+            train_epochs(forward, opt, frames, masks, cfg, 0, steps, lambda step: False,
+                         lambda stats: bar.update(status=status(stats)), after_step=after_step,
+                         on_step=lambda _: bar.advance(1))
+
+
+def _epoch_logger(run: _Run, cfg: TrainConfig, num_frames: int, bar) -> Callable[[EpochStats], None]:
+    """After each epoch: its history entry, the progress line, and a checkpoint every ``checkpoint_every``."""
+    total_epochs, total_steps = cfg.total_epochs(num_frames), cfg.total_steps(num_frames)
+
+    def on_epoch(stats: EpochStats) -> None:
+        entry = {"epoch": stats.epoch, "loss": stats.loss, "train_psnr": stats.train_psnr}
+        if cfg.rate_lambda > 0:
+            entry["bpp"] = stats.penalty / cfg.rate_lambda
+        run.history.append(entry)
+        rate_status = f"  rate {entry['bpp']:.4f} bpp" if entry.get("bpp") else ""
+        bar.update(status=f"epoch {stats.epoch}/{total_epochs}  loss {stats.loss:.4f}  PSNR {stats.train_psnr:.2f} dB{rate_status}")
+        if stats.epoch % cfg.checkpoint_every == 0 or stats.epoch == total_epochs:
+            run.save(min(stats.epoch * cfg.steps_per_epoch(num_frames), total_steps))
+
+    return on_epoch
+
+
+def _measure(run: _Run, video: Video, device) -> dict:
+    """PSNR and MS-SSIM of the trained network. A rate-aware network is meant to be decoded through its
+    quantizers: that network is measured, with the unquantized weights' PSNR beside it."""
+    if run.rate is None or run.rate.rd is None:
+        return evaluate_run(run.model, video, device)
+    from vcm.nerv.rate_aware import Quantized
+
+    with torch.no_grad():
+        metrics = evaluate_run(Quantized(run.rate.rd), video, device)
+        plain = evaluate_run(run.model, video, device)
+    return {**metrics, "quantized": True, "unquantized_psnr": plain["psnr"], "unquantized_psnr_y": plain["psnr_y"]}
 
 
 def to_device(frames_u8: np.ndarray, masks_u8: np.ndarray | None, device) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -359,8 +402,8 @@ def _resume(ckpt_path: Path, config: dict, model, opt, device, rate=None) -> tup
         if before != config["train"].get(key):
             raise VcmError(f"cannot resume: training option {key!r} was {before!r}, now {config['train'].get(key)!r}")
     model.load_state_dict(ckpt["model"])
-    if rate is not None and "quantizers" in ckpt:  # the rate term had joined: its parameters are in the optimizer
-        rate.activate(ckpt["quantizers"])
+    if rate is not None:  # once the rate term had joined, its parameters are in the optimizer: add them first
+        rate.restore(int(ckpt["step"]), ckpt.get("quantizers"))
     opt.load_state_dict(ckpt["optimizer"])
     return int(ckpt["step"]), list(ckpt.get("history", []))
 

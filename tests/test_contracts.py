@@ -1,0 +1,203 @@
+"""Contracts over every registry entry (as timm tests every registered model): a representation or codec
+added to a registry gets these tests for free. And the proof that adding a representation is one
+module plus one registry entry: a throwaway one, registered inside a test, runs the whole product."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+from vcm import codecs
+from vcm.codec import nerv_stream
+from vcm.codec.quant import quantize
+from vcm.nerv import registry
+from vcm.nerv.config import load_preset
+
+ENTRIES = registry.entries()
+
+
+def _small(entry, height: int, width: int, frames: int):
+    """The entry's default preset at a small budget for an H×W clip."""
+    spec, _ = load_preset(entry.default_preset)
+    return entry.model_cls.config_for(spec.shape, height, width, frames, 6000)
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=lambda e: e.name)
+@pytest.mark.parametrize("size", [(24, 32), (31, 45), (37, 50)])
+def test_every_representation_builds_at_odd_sizes_and_bounds_its_activations(entry, size):
+    h, w = size
+    cfg = _small(entry, h, w, 5)
+    model = registry.create_representation(entry.name, cfg).eval()
+    assert entry.model_cls.count_params(cfg) == sum(p.numel() for p in model.parameters()) <= 6000
+    largest = []
+    hooks = [m.register_forward_hook(lambda _m, _i, out: largest.append(out.numel() * 4)
+                                     if isinstance(out, torch.Tensor) else None) for m in model.modules()]
+    with torch.no_grad():
+        out = model(torch.tensor([0.0]))
+    for hook in hooks:
+        hook.remove()
+    assert out.shape == (1, 3, h, w) and 0 <= float(out.min()) and float(out.max()) <= 1
+    assert max(largest) <= entry.model_cls.frame_bytes(cfg)  # the decoder's memory check is an upper bound
+    assert entry.model_cls.frame_macs(cfg) > 0
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=lambda e: e.name)
+def test_every_representation_round_trips_through_a_stream_within_its_limits(entry):
+    cfg = _small(entry, 24, 32, 4)
+    model = registry.create_representation(entry.name, cfg)
+    entry.model_cls.check_config(cfg, nerv_stream.limits_of(entry))
+    tensors = [quantize(n, p.detach().numpy(), 8, model.quant_channels(n, tuple(p.shape)))
+               for n, p in model.named_parameters()]
+    video = {"name": "t", "width": 32, "height": 24, "fps": 25.0, "frames": 4, "source_frames": [0, 4]}
+    data = nerv_stream.encode(nerv_stream.NervStream(cfg, video, tensors, entry.name, "affine")).data
+    stream = nerv_stream.decode(data)
+    assert stream.arch == entry.name and stream.model == cfg
+    rebuilt = stream.build_model()
+    for (name, p), q in zip(rebuilt.named_parameters(), tensors):
+        assert name == q.name and np.allclose(p.detach().numpy(), q.dequantize())
+
+
+@pytest.mark.parametrize("name", codecs.names())
+def test_every_codec_lists_points_from_a_sample_section(name):
+    codec = codecs.get(name)
+    samples = {"fits": [{"points": [{"lambda": 1}, {"prune": 0.4, "bits": 8}]}], "qps": [37, 42],
+               "checkpoints": ["a/ckpt.pth.tar"]}
+    section = {k: v for k, v in samples.items() if k in codec.section_keys}
+    points = codec.points(section, {"name": "BQMall"})
+    assert points and all(isinstance(pid, str) for pid, _ in points)
+    assert len({pid for pid, _ in points}) == len(points)  # ids are unique within a section
+    for _, point in points:
+        json.dumps(point)  # points travel to worker processes as JSON
+        assert codec.curve(point)
+
+
+THROWAWAY = textwrap.dedent('''
+    import json, sys
+    from dataclasses import asdict, dataclass
+    from pathlib import Path
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+    from vcm.nerv.registry import Representation, register_representation
+    from vcm.schema import strict_from_dict
+
+    @dataclass(frozen=True)
+    class TinyConfig:
+        height: int
+        width: int
+        frames: int
+        channels: int
+        def to_dict(self):
+            return asdict(self)
+        @classmethod
+        def from_dict(cls, d):
+            return strict_from_dict(cls, d, defaults=False)
+
+    @dataclass(frozen=True)
+    class TinyShape:
+        channels: int = 4
+
+    @register_representation("tinygrid", TinyConfig, codec_order=80)
+    class TinyGrid(Representation):
+        GROUPS = ("grid", "head", "bias")
+        PRUNABLE = ("head",)
+
+        def __init__(self, cfg):
+            super().__init__()
+            self.cfg = cfg
+            self.grid = nn.Parameter(torch.randn(cfg.frames, cfg.channels, -(-cfg.height // 4), -(-cfg.width // 4)) * 0.1)
+            self.head = nn.Conv2d(cfg.channels, 3, 1)
+
+        def forward(self, t):
+            i = (t * self.cfg.frames).round().long().clamp(0, self.cfg.frames - 1)
+            x = F.interpolate(self.grid[i], scale_factor=4, mode="bilinear")[:, :, : self.cfg.height, : self.cfg.width]
+            return torch.sigmoid(self.head(x))
+
+        @staticmethod
+        def param_group(name):
+            return "grid" if name == "grid" else "bias" if name.endswith(".bias") else "head"
+
+        @staticmethod
+        def quant_channels_of(cfg, name, shape):
+            return 1 if len(shape) < 2 or name.endswith(".bias") else shape[0]
+
+        @staticmethod
+        def temporal_of(cfg, name, shape):
+            return name == "grid"
+
+        @staticmethod
+        def count_params(cfg):
+            return cfg.frames * cfg.channels * -(-cfg.height // 4) * -(-cfg.width // 4) + 4 * cfg.channels * 0 + 3 * cfg.channels + 3
+
+        @staticmethod
+        def check_config(cfg, limits):
+            if not (1 <= cfg.height <= limits["side"] and 1 <= cfg.width <= limits["side"] and 1 <= cfg.channels <= 64
+                    and 1 <= cfg.frames <= limits["frames"]):
+                raise ValueError("sizes")
+
+        @staticmethod
+        def frame_bytes(cfg):
+            return 4 * (cfg.channels + 3) * cfg.height * cfg.width * 2
+
+        @staticmethod
+        def frame_macs(cfg):
+            return 3 * cfg.channels * cfg.height * cfg.width
+
+        @staticmethod
+        def shape_from_preset(d):
+            return TinyShape(**d)
+
+        @staticmethod
+        def config_for(shape, height, width, frames, params, shots=()):
+            return TinyConfig(height, width, frames, shape.channels)
+
+    root, clip = Path(sys.argv[1]), sys.argv[2]
+    preset = root / "tinygrid.yaml"
+    preset.write_text("model: {arch: tinygrid, channels: 4}\\ntrain: {steps: 6, batch: 2, lr: 1.0e-2}\\n")
+    from vcm.codec.compress import CompressOptions, RDOptions, compress_many, decode_file
+    from vcm.nerv.run import plan
+    from vcm.nerv.train import fit
+    from vcm.video import open_video
+
+    video = open_video(clip, "all")
+    spec, train = plan(str(preset))
+    fit(video, spec.build_for(video), train, root / "run", torch.device("cpu"))
+    reports = compress_many(root / "run", [CompressOptions(bits=8), RDOptions(lam=1.0, steps=3)], torch.device("cpu"),
+                            outs=[root / "a.nerv", root / "r.nerv"])
+    frames = [decode_file(root / name, torch.device("cpu"))[0].shape for name in ("a.nerv", "r.nerv")]
+    cfg = root / "ctc.yaml"
+    cfg.write_text(json.dumps({"sequences": [{"name": "tiny", "path": clip, "frames": "all"}], "device": "cpu",
+                               "codecs": {"tinygrid": {"fits": [{"preset": str(preset), "rate_aware": False,
+                                                                  "points": [{"lambda": 1, "rd_steps": 3}]}]},
+                                          "hevc": {"qps": [40]}}}))
+    from vcm.ctc.report import make_report
+    from vcm.ctc.run import run
+
+    result = run(cfg, root / "ctc", jobs=1)
+    make_report(root / "ctc", anchor="hevc")
+    print(json.dumps({"reports": [r["coding"] for r in reports], "frames": [list(f) for f in frames],
+                      "ctc": [(r["codec"], r["status"], r.get("label")) for r in result["rows"]],
+                      "report": (root / "ctc" / "report.md").read_text()}))
+''')
+
+
+def test_a_representation_is_one_module_and_one_registry_entry(tmp_path):
+    """A representation registered from inside a script (no vcm file touched) fits, compresses by both
+    methods, decodes, runs as a CTC codec (its two codecs registered from the representation registry)
+    and appears in the report."""
+    from tests.conftest import moving_frames
+    from vcm.video.yuv import write_yuv420
+
+    clip = tmp_path / "Tiny_32x24_25.yuv"
+    write_yuv420(clip, moving_frames(t=4, h=24, w=32))
+    proc = subprocess.run([sys.executable, "-c", THROWAWAY, str(tmp_path), str(clip)], capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["reports"] == ["affine", "rd"] and out["frames"] == [[4, 3, 24, 32]] * 2
+    assert ("tinygrid", "ok", "λ1.0") in [tuple(r) for r in out["ctc"]]
+    assert "tinygrid-rd" in out["report"]
