@@ -63,9 +63,12 @@ def report_clip(name: str, rows: list[dict], seconds: float, pixels: int) -> dic
     from vcm.ctc.report import bd_table, curves_by_sequence, point_label
 
     rows = sorted(rows, key=lambda r: (r.get("curve") or r["codec"], r["kbps"]))
-    print_table(f"{name}: points", ["curve", "point", "bytes", "kbps", "Y-PSNR", "RGB PSNR", "where the bytes go"],
+    print_table(f"{name}: points", ["curve", "point", "bytes", "kbps", "Y-PSNR", "RGB PSNR", "decoder kMAC/px",
+                                    "where the bytes go"],
                 [[r.get("curve") or r["codec"], point_label(r), f"{r['bytes']:,}", f"{r['kbps']:.2f}",
-                  f"{r['psnr_y']:.2f}", f"{r['psnr']:.2f}", format_rows(r["breakdown"]) if r.get("breakdown") else ""]
+                  f"{r['psnr_y']:.2f}", f"{r['psnr']:.2f}",
+                  f"{r['decoder_kmac_per_pixel']:.2f}" if r.get("decoder_kmac_per_pixel") else "",
+                  format_rows(r["breakdown"]) if r.get("breakdown") else ""]
                  for r in rows])
     curves = curves_by_sequence(rows)
     bds = {}

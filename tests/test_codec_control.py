@@ -46,6 +46,9 @@ def test_a_fit_carries_its_rate_distortion_schedule_and_flags_win_over_it(tmp_pa
     own, told = compress_many(tmp_path / "run", [RDOptions(lam=1.0), RDOptions(lam=1.0, steps=2)], CPU,
                               outs=[tmp_path / "own.nerv", tmp_path / "told.nerv"])
     assert own["rd_steps"] == 3 and told["rd_steps"] == 2 and own["step_lr"] == told["step_lr"] == 0.1
+    from vcm.nerv.model import NeRV
+
+    assert own["decoder_kmac_per_pixel"] == round(NeRV.frame_macs(tiny_nerv()) / (24 * 32) / 1e3, 3) > 0
 
 
 def test_epochs_asked_for_replace_a_presets_steps_and_steps_asked_for_run_in_full():

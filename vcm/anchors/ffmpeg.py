@@ -98,12 +98,13 @@ def _check_written(out: Path, encoder: str, qp: int) -> None:
         raise VcmError(f"{encoder} exited without writing a stream at QP {qp}")
 
 
-ENCODE_TRIES = 3
+ENCODE_TRIES, RETRY_PAUSE = 3, 2.0  # tries of an encode that writes nothing; seconds before the 2nd (then 2×)
 
 
 def _encode_until_written(cmd: list[str], out: Path, encoder: str, qp: int) -> float:
-    """Run an ffmpeg encode; one that exits 0 with an empty stream is run again (seen with libvvenc when
-    two encodes share the 2 cores: about one in six writes nothing, and the same command then succeeds;
+    """Run an ffmpeg encode; one that exits 0 with an empty stream is run again after a pause (seen with
+    libvvenc when points run in parallel: about one encode in six reads its input, encodes nothing and
+    exits 0 within a second, even with no other encode running, and the same command then succeeds;
     an encoder's output does not depend on the try). Seconds of the try that wrote the stream."""
     from vcm import progress
 
@@ -113,6 +114,7 @@ def _encode_until_written(cmd: list[str], out: Path, encoder: str, qp: int) -> f
             return seconds
         if attempt < ENCODE_TRIES:
             progress.log(f"{encoder} exited without writing a stream at QP {qp}; encoding again ({attempt + 1}/{ENCODE_TRIES})")
+            time.sleep(RETRY_PAUSE * attempt)
     _check_written(out, encoder, qp)
     return seconds
 

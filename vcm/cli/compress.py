@@ -76,30 +76,36 @@ def compress(
         print_json(short if len(lam or []) > 1 else short[0])
         return
     for r in reports:
-        method = (f"rate–distortion, λ = {r['lambda']:g}, {r['rd_steps']:,} steps" if r["coding"] == "rd" else
-                  f"prune {r['prune']:.0%} / {r['bits']} bits / QAT {'yes' if r['qat'] else 'no'}")
-        rows = [
-            ("bitstream", r["bitstream"]), ("method", method), ("size", f"{r['bytes']:,} bytes"),
-            ("rate", f"{r['kbps']:.2f} kbps ({r['bpp']:.5f} bpp) at {r['fps']:g} fps"),
-            ("PSNR (decoded)", fmt(r["psnr"], 2, " dB")), ("PSNR-Y", fmt(r["psnr_y"], 2, " dB")),
-            ("MS-SSIM", fmt(r["ms_ssim"], 4)),
-            ("params", f"{r['params']:,} ({r['nonzero_params']:,} non-zero), {r['bits_per_param']:.2f} bits each"),
-        ]
-        if r["coding"] == "rd":
-            rows.append(("rate estimate", f"{r['estimate_bytes']:,.0f} bytes (file {r['estimate_error']:+.2%} vs estimate; "
-                                          f"{r['side_bytes']:,} bytes side information)"))
-        for part in r.get("breakdown") or []:
-            per = f", {part['bits_per_param']:.2f} bits/param" if part["bits_per_param"] is not None else ""
-            rows.append((f"  {part['part']}", f"{part['bytes']:,.0f} bytes ({100 * part['share']:.1f} %{per})"))
-        if r.get("rate_control"):
-            from vcm.codec.rate_control import achieved
+        table(f"vcm compress: {r['sequence']}", _report_rows(r))
 
-            a = achieved(r)
-            err = f"{a['error']:+.1%}" if a["unit"] == "kbps" else f"{a['error']:+.2f} dB"
-            rows.append(("rate control", f"target {a['target']:g} {a['unit']}, achieved {a['achieved']:.2f} {a['unit']} "
-                                         f"({err}) in {len(r['rate_control']['trials'])} trial(s)"))
-        rows.append(("encode time", f"{r['encode_seconds']:.1f} s"))
-        table(f"vcm compress: {r['sequence']}", rows)
+
+def _report_rows(r: dict) -> list[tuple[str, str]]:
+    """The table of one stream's report: size, rate, quality, parameters, where the bytes go, rate control."""
+    method = (f"rate–distortion, λ = {r['lambda']:g}, {r['rd_steps']:,} steps" if r["coding"] == "rd" else
+              f"prune {r['prune']:.0%} / {r['bits']} bits / QAT {'yes' if r['qat'] else 'no'}")
+    rows = [
+        ("bitstream", r["bitstream"]), ("method", method), ("size", f"{r['bytes']:,} bytes"),
+        ("rate", f"{r['kbps']:.2f} kbps ({r['bpp']:.5f} bpp) at {r['fps']:g} fps"),
+        ("PSNR (decoded)", fmt(r["psnr"], 2, " dB")), ("PSNR-Y", fmt(r["psnr_y"], 2, " dB")),
+        ("MS-SSIM", fmt(r["ms_ssim"], 4)),
+        ("params", f"{r['params']:,} ({r['nonzero_params']:,} non-zero), {r['bits_per_param']:.2f} bits each"),
+        ("decoder", f"{r['decoder_kmac_per_pixel']:.2f} kMAC per pixel"),
+    ]
+    if r["coding"] == "rd":
+        rows.append(("rate estimate", f"{r['estimate_bytes']:,.0f} bytes (file {r['estimate_error']:+.2%} vs estimate; "
+                                      f"{r['side_bytes']:,} bytes side information)"))
+    for part in r.get("breakdown") or []:
+        per = f", {part['bits_per_param']:.2f} bits/param" if part["bits_per_param"] is not None else ""
+        rows.append((f"  {part['part']}", f"{part['bytes']:,.0f} bytes ({100 * part['share']:.1f} %{per})"))
+    if r.get("rate_control"):
+        from vcm.codec.rate_control import achieved
+
+        a = achieved(r)
+        err = f"{a['error']:+.1%}" if a["unit"] == "kbps" else f"{a['error']:+.2f} dB"
+        rows.append(("rate control", f"target {a['target']:g} {a['unit']}, achieved {a['achieved']:.2f} {a['unit']} "
+                                     f"({err}) in {len(r['rate_control']['trials'])} trial(s)"))
+    rows.append(("encode time", f"{r['encode_seconds']:.1f} s"))
+    return rows
 
 
 @app.command()

@@ -66,28 +66,11 @@ def fit(
     from vcm.nerv.run import default_run_dir_for, fit_video, plan, preset_for
     from vcm.nerv.train import CHECKPOINT, load_run, reconstruct
 
-    budget_seconds = None
-    if budget is not None:
-        from vcm.nerv.budget import parse_duration
-
-        if steps is not None or epochs is not None:
-            raise VcmError("--budget sets the fit's length; drop --steps/--epochs, or drop --budget")
-        budget_seconds = parse_duration(budget)
+    budget_seconds = _budget_seconds(budget, steps, epochs)
     spec, cfg = plan(str(config) if config else preset_for(arch, preset), params, epochs=epochs, steps=steps, batch=batch, lr=lr,
                      loss=loss, loss_impl=loss_impl, rate_lambda=lam, seed=seed, checkpoint_every=checkpoint_every,
                      compile=compile or None)
-    for path, option in ((masks, "--masks"), (sam_checkpoint, "--sam-checkpoint")):
-        if path is not None and not path.is_file():
-            raise VcmError(f"{option} {path} does not exist")
-    if mask_source is not None:
-        from vcm.masks.sources import parse_source
-
-        if parse_source(mask_source)[0] == "sam" and sam_checkpoint is None:
-            raise VcmError("--mask-source sam needs --sam-checkpoint PATH")
-        if masks is not None:
-            raise VcmError("--masks and --mask-source both name edge masks; pass one")
-    if cfg.loss == "sa-nerv" and masks is None and sam_checkpoint is None and mask_source is None:
-        raise VcmError("--loss sa-nerv needs edge masks: pass --masks FILE, --sam-checkpoint PATH or --mask-source canny")
+    _check_mask_options(cfg.loss, masks, sam_checkpoint, mask_source)
     if save_video is not None:
         run_files = [out / name for name in ("checkpoint.pt", "config.json", "metrics.json")] if out else []
         check_output(save_video, inputs=reads, protected=run_files, kind="any", option="--save-video")
@@ -119,13 +102,47 @@ def fit(
     if save_video is not None:
         model, _ = load_run(result.run_dir)
         write_video(save_video, reconstruct(model, video.num_frames, dev), video.fps)
+    _print_fit(result, video, cfg.loss, json_out)
+
+
+def _budget_seconds(budget: str | None, steps: int | None, epochs: int | None) -> float | None:
+    """``--budget`` in seconds (None without one); it sets the fit's length alone."""
+    if budget is None:
+        return None
+    from vcm.errors import VcmError
+    from vcm.nerv.budget import parse_duration
+
+    if steps is not None or epochs is not None:
+        raise VcmError("--budget sets the fit's length; drop --steps/--epochs, or drop --budget")
+    return parse_duration(budget)
+
+
+def _check_mask_options(loss: str, masks: Path | None, sam_checkpoint: Path | None, mask_source: str | None) -> None:
+    """The edge-mask options name files that exist, one source at most, and one for the SA-NeRV loss."""
+    from vcm.errors import VcmError
+
+    for path, option in ((masks, "--masks"), (sam_checkpoint, "--sam-checkpoint")):
+        if path is not None and not path.is_file():
+            raise VcmError(f"{option} {path} does not exist")
+    if mask_source is not None:
+        from vcm.masks.sources import parse_source
+
+        if parse_source(mask_source)[0] == "sam" and sam_checkpoint is None:
+            raise VcmError("--mask-source sam needs --sam-checkpoint PATH")
+        if masks is not None:
+            raise VcmError("--masks and --mask-source both name edge masks; pass one")
+    if loss == "sa-nerv" and masks is None and sam_checkpoint is None and mask_source is None:
+        raise VcmError("--loss sa-nerv needs edge masks: pass --masks FILE, --sam-checkpoint PATH or --mask-source canny")
+
+
+def _print_fit(result, video, loss: str, json_out: bool) -> None:
     m = result.metrics
     if json_out:
         print_json({k: v for k, v in m.items() if k != "per_frame"} | {"run_dir": str(result.run_dir)})
         return
     table(f"vcm fit: {video.name}", [
         ("run", str(result.run_dir)), ("frames", f"{video.num_frames} ({video.source_frames.start}:{video.source_frames.stop})"),
-        ("params", f"{m['params']:,}"), ("steps", f"{m['steps']:,} ({m['epochs']} epochs)"), ("loss", cfg.loss),
+        ("params", f"{m['params']:,}"), ("steps", f"{m['steps']:,} ({m['epochs']} epochs)"), ("loss", loss),
         ("time", f"{result.seconds:.1f} s ({result.frames_per_second:.1f} frames/s)"),
         ("PSNR", fmt(m["psnr"], 2, " dB")), ("PSNR-Y", fmt(m["psnr_y"], 2, " dB")),
         ("MS-SSIM", fmt(m["ms_ssim"], 4)),

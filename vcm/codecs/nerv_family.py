@@ -188,7 +188,7 @@ class NervFamily(Codec):
                "params": report["params"], "bits_per_param": report["bits_per_param"],
                "settings": {"representation": self.arch, "loss": self.loss, "fit": p["fit"],
                             "method": "rate-distortion" if "lambda" in p else "prune/quantize (paper)"}}
-        for key in ("estimate_bytes", "breakdown", "rate_control"):
+        for key in ("estimate_bytes", "breakdown", "rate_control", "decoder_kmac_per_pixel"):
             if key in report:
                 row[key] = report[key]
         return row

@@ -91,7 +91,8 @@ def _run_point(spec: dict, device) -> dict:
         "psnr_yuv": quality["psnr_yuv"],
         "ms_ssim": quality["ms_ssim"], **detection, "encode_seconds": coded["encode"],
         "decode_seconds": coded["decode"], "bitstream": coded["bitstream"], "annotations": spec.get("annotations"),
-        **{k: coded[k] for k in ("fit_seconds", "compress_seconds", "params", "bits_per_param", "estimate_bytes", "breakdown", "rate_control") if k in coded},
+        **{k: coded[k] for k in ("fit_seconds", "compress_seconds", "params", "bits_per_param", "estimate_bytes",
+                                 "breakdown", "rate_control", "decoder_kmac_per_pixel") if k in coded},
         "settings": coded.get("settings"), "provenance": provenance(device),
     }
     write_json(Path(spec["workdir"]) / "result.json", row)
