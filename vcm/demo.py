@@ -162,8 +162,8 @@ def run_demo(out: Path, device: str = "auto", epochs: int | None = None, jobs: i
     own = [c for c in sorted(next(iter(curves.values())), key=curve_order) if c not in ("hevc", "vvc")]
     summary = {
         "clip": "carphone", "fits": fits,
-        "points": [{k: r.get(k) for k in ("codec", "curve", "point", "qp", "bytes", "kbps", "psnr", "psnr_y", "psnr_yuv",
-                                          "map", "ap50")}
+        "points": [{k: r.get(k) for k in ("codec", "curve", "point", "label", "qp", "bytes", "kbps", "psnr", "psnr_y",
+                                          "psnr_yuv", "map", "ap50")}
                    for r in rows],
         "bd_metric": metric,
         # Per curve and anchor: BD-rate %, the overlap it integrates over, whether it is withheld, why not.
