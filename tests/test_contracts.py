@@ -201,3 +201,11 @@ def test_a_representation_is_one_module_and_one_registry_entry(tmp_path):
     assert out["reports"] == ["affine", "rd"] and out["frames"] == [[4, 3, 24, 32]] * 2
     assert ("tinygrid", "ok", "λ1.0") in [tuple(r) for r in out["ctc"]]
     assert "tinygrid-rd" in out["report"]
+
+
+def test_a_stream_file_finds_its_decoder_in_the_codec_registry():
+    """Evaluation asks the registry which codec reads a file (no suffix lists elsewhere); videos have none."""
+    assert codecs.for_stream("x/a.nerv").name == "nerv" and codecs.for_stream("b.icm").name == "sa-icm"
+    assert codecs.for_stream("clip.mp4") is None and codecs.for_stream("BQMall_832x480_60.yuv") is None
+    with_suffix = [codecs.get(n) for n in codecs.names() if codecs.get(n).suffix]
+    assert with_suffix and all(type(c).read_stream is not codecs.Codec.read_stream for c in with_suffix)

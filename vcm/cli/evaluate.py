@@ -56,7 +56,7 @@ def eval_command(
         raise VcmError(f"{input} does not exist")
     if original is not None:
         original = resolve(original)
-    elif reference == "original" and input.suffix not in (".nerv", ".icm"):
+    elif reference == "original" and not _is_stream(input):
         original = input  # the input is the original: a check of the pipeline (mAP 100)
     folder = out or default_folder(input)
     check_output(folder, inputs=[input, annotations, checkpoint, original], kind="dir")
@@ -135,3 +135,10 @@ def gt_convert(
     write_json(out, to_coco_json(gt, first_frame=rng.start))
     n = sum(len(v) for v in gt.frames.values())
     table("vcm gt convert", [("sequence", seq.name), ("frames", f"{rng.start}:{rng.stop}"), ("objects", str(n)), ("written to", str(out))])
+
+
+def _is_stream(path: Path) -> bool:
+    """Whether ``path`` is a codec's stream file (decoded for evaluation) rather than a video."""
+    from vcm import codecs
+
+    return codecs.for_stream(path) is not None

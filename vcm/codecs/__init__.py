@@ -26,6 +26,7 @@ class Codec:
     order: int = 99
     description: str = ""
     section_keys: tuple[str, ...] = ()  # the keys its config section may hold (others are refused)
+    suffix: str | None = None  # its stream files' suffix, when evaluation may be given one to decode
 
     def points(self, section: dict, sequence: dict) -> list[tuple[str, dict]]:
         """(point id, JSON-able point parameters) of one sequence, from the codec's config section."""
@@ -40,6 +41,16 @@ class Codec:
         and what ``encode_decode`` returned; None: the point's id. Stored in the result row, so the
         report renders it and never parses ids."""
         return None
+
+    def read_stream(self, path, device, wanted: Callable[[range], range] | None = None, checkpoint=None):
+        """Decode one of its stream files → (``uint8 [T,3,H,W]`` frames, their source frame range, the
+        sequence name). ``wanted(source range) → range`` narrows the frames to decode where the format
+        decodes frames on their own; ``checkpoint``: a decoder's weights, for formats that need them."""
+        raise NotImplementedError
+
+    def stream_sequence(self, path) -> str:
+        """The sequence one of its stream files stands for, from the header alone."""
+        raise NotImplementedError
 
     def encode_decode(self, spec: dict, video, device) -> dict:
         """Encode ``spec['point']`` of ``video`` into ``spec['workdir']`` and decode it back →
@@ -67,6 +78,15 @@ def names() -> list[str]:
 
 def get(name: str) -> Codec:
     return _REGISTRY.get(name, names())
+
+
+def for_stream(path) -> Codec | None:
+    """The codec whose stream files carry ``path``'s suffix (the first in order: the NeRV-family codecs
+    share ``.nerv``, whose header names the representation), or None for anything else."""
+    from pathlib import Path
+
+    suffix = Path(path).suffix
+    return next((get(n) for n in names() if get(n).suffix == suffix), None)
 
 
 def curve_order(curve: str) -> tuple:

@@ -55,11 +55,19 @@ def _locked(path: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def _stream_bytes(path) -> bytes:
+    path = Path(path)
+    if not path.is_file():
+        raise VcmError(f"{path} does not exist")
+    return path.read_bytes()
+
+
 _MASKS_KEYS = {"masks", "sam_checkpoint", "sam_model", "alpha", "config", "source"}
 
 
 class NervFamily(Codec):
     section_keys = ("fits", "masks")
+    suffix = ".nerv"
 
     def __init__(self, arch: str, loss: str, default_preset: str):
         self.arch, self.loss, self.default_preset = arch, loss, default_preset
@@ -123,6 +131,21 @@ class NervFamily(Codec):
 
     def curve(self, point: dict) -> str:
         return f"{self.name}-rd" if "lambda" in point else self.name
+
+    def read_stream(self, path, device, wanted=None, checkpoint=None):
+        from vcm.codec.decode import decode_frames, decode_stream
+
+        stream = decode_stream(Path(path))
+        source = range(*stream.video["source_frames"])
+        part = wanted(source) if wanted is not None else source  # each frame decodes on its own
+        out = decode_frames(stream, device, range(part.start - source.start, part.stop - source.start))
+        return out, part, stream.video.get("sequence") or stream.video["name"]
+
+    def stream_sequence(self, path) -> str:
+        from vcm.codec.nerv_stream import peek_video
+
+        v = peek_video(_stream_bytes(path))
+        return v.get("sequence") or v["name"]
 
     def label(self, point: dict, coded: dict) -> str:
         if "match" in point:  # the λ rate control found, and the anchor point it aimed at

@@ -12,6 +12,22 @@ from vcm.codecs import Codec, register_codec
 class SaIcm(Codec):
     description = "SA-ICM intra codec (TCM), one point per checkpoint"
     section_keys = ("checkpoints", "arch")
+    suffix = ".icm"
+
+    def read_stream(self, path, device, wanted=None, checkpoint=None):
+        from vcm.icm.codec import decode_icm_file
+
+        out, header = decode_icm_file(Path(path), device, checkpoint)
+        return out, range(*header["source_frames"]), header.get("sequence") or header["name"]
+
+    def stream_sequence(self, path) -> str:
+        from vcm.errors import VcmError
+        from vcm.icm.codec import read_header
+
+        if not Path(path).is_file():
+            raise VcmError(f"{path} does not exist")
+        header, _ = read_header(Path(path).read_bytes())
+        return header.get("sequence") or header["name"]
 
     def points(self, section: dict, sequence: dict) -> list[tuple[str, dict]]:
         return [(Path(c).name.split(".")[0], {"checkpoint": str(c), "arch": section.get("arch", "tcm")})

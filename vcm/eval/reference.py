@@ -65,7 +65,9 @@ def original_detections(original: Path, frames: list[int], detector, batch: int 
     from vcm.video import open_video
 
     original = Path(original)
-    if original.suffix in (".nerv", ".icm"):
+    from vcm import codecs
+
+    if codecs.for_stream(original) is not None:
         raise VcmError(f"--original {original} is a bitstream; name the uncompressed video")
     fingerprint = file_fingerprint(original)
     path = cache_path(fingerprint, original.stem, detector.settings(), frames)

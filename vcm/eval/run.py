@@ -169,23 +169,18 @@ def decode_any(path: Path, device, frames: str = "auto", size=None, fps=None, bi
     With ground truth known before decoding (``gt``), a ``.nerv`` stream decodes only the range of
     frames that will be scored (each frame of a neural representation decodes on its own); the
     frames chosen by :func:`frames_to_score` are the same as after a full decode."""
+    from vcm import codecs
+
     path = Path(path)
-    if path.suffix == ".nerv":
-        from vcm.codec.decode import decode_frames, decode_stream
+    codec = codecs.for_stream(path)
+    if codec is not None:
+        def wanted(source: range) -> range:
+            picked = frames_to_score(gt, source, every) if gt is not None else []
+            # no frame to score: all of them are decoded, and score() says why
+            return range(picked[0], picked[-1] + 1) if picked else source
 
-        stream = decode_stream(path)
-        source = range(*stream.video["source_frames"])
-        name = stream.video.get("sequence") or stream.video["name"]
-        wanted = frames_to_score(gt, source, every) if gt is not None else []
-        # no frame to score: all of them are decoded, and score() says why
-        subset = range(wanted[0] - source.start, wanted[-1] + 1 - source.start) if wanted else range(len(source))
-        out = decode_frames(stream, device, subset)
-        return Decoded(out, range(source.start + subset.start, source.start + subset.stop), name)
-    if path.suffix == ".icm":
-        from vcm.icm.codec import decode_icm_file
-
-        out, header = decode_icm_file(path, device, checkpoint)
-        return Decoded(out, range(*header["source_frames"]), header.get("sequence") or header["name"])
+        out, source, name = codec.read_stream(path, device, wanted, checkpoint)
+        return Decoded(out, source, name)
     from vcm.video import open_video
 
     video = open_video(path, frames, size=size, fps=fps, bit_depth=bit_depth)
@@ -196,21 +191,12 @@ def decode_any(path: Path, device, frames: str = "auto", size=None, fps=None, bi
 def input_name(path: Path, size=None, fps=None, bit_depth=None) -> str:
     """The sequence an input stands for, read cheaply (a stream's header, a video's name): the same
     name :func:`decode_any` gives, known before anything is decoded."""
+    from vcm import codecs
+
     path = Path(path)
-    if path.suffix == ".nerv":
-        from vcm.codec.nerv_stream import peek_video
-
-        if not path.is_file():
-            raise VcmError(f"{path} does not exist")
-        v = peek_video(path.read_bytes())
-        return v.get("sequence") or v["name"]
-    if path.suffix == ".icm":
-        from vcm.icm.codec import read_header
-
-        if not path.is_file():
-            raise VcmError(f"{path} does not exist")
-        header, _ = read_header(path.read_bytes())
-        return header.get("sequence") or header["name"]
+    codec = codecs.for_stream(path)
+    if codec is not None:
+        return codec.stream_sequence(path)
     from vcm.video import probe
     from vcm.video.naming import parse_size
 
