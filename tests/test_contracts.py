@@ -209,3 +209,28 @@ def test_a_stream_file_finds_its_decoder_in_the_codec_registry():
     assert codecs.for_stream("clip.mp4") is None and codecs.for_stream("BQMall_832x480_60.yuv") is None
     with_suffix = [codecs.get(n) for n in codecs.names() if codecs.get(n).suffix]
     assert with_suffix and all(type(c).read_stream is not codecs.Codec.read_stream for c in with_suffix)
+
+
+def test_every_detector_entry_describes_itself_and_the_buildable_ones_report_json_settings():
+    """Each detector entry has a description and family, and a probe that says JSON or nothing; every one
+    whose weights are here (the OpenCV-shipped ones, or what a probe found) reports JSON-able settings
+    and one Detections per frame. Nothing is downloaded."""
+    from vcm.eval import detector_registry
+    from vcm.eval.detect import create_detector
+
+    frames = np.zeros((2, 3, 48, 64), np.uint8)
+    built = 0
+    for name in detector_registry.names():
+        if name == "oracle":
+            continue
+        e = detector_registry.entry(name)
+        assert e.description and e.family
+        section = e.local() if e.local else None
+        assert section is None or json.loads(json.dumps(section)) == section
+        if section is None and e.family != "opencv":  # weights not here: building would fetch them
+            continue
+        det = create_detector(name, **({"weights": section["weights"]} if section and section.get("weights") else {}))
+        json.dumps(det.settings())
+        assert len(det.detect(frames, [0, 1])) == 2
+        built += 1
+    assert built >= 2  # the OpenCV-shipped detectors always build
