@@ -102,10 +102,10 @@ def demo_config(cfg: dict, epochs: int | None, detector: dict | None) -> dict:
         for point in fit.get("points") or []:
             if "rd_epochs" in point:
                 point["rd_epochs"] = min(point["rd_epochs"], epochs)
-            if "rd_steps" in point and fit_steps:  # the configured ratio of rate-distortion to fitting steps
-                point["rd_epochs"] = max(1, round(epochs * point.pop("rd_steps") / fit_steps))
-            elif "lambda" in point and "rd_epochs" not in point and preset.rd_steps and fit_steps:  # the preset's ratio
-                point["rd_epochs"] = max(1, round(epochs * preset.rd_steps / fit_steps))
+            # the configured ratio of rate-distortion to fitting steps (the point's, else the preset's)
+            rd_steps = point.pop("rd_steps", None) or ("rd_epochs" not in point and preset.rd_steps)
+            if "lambda" in point and rd_steps and fit_steps:
+                point["rd_epochs"] = max(1, round(epochs * rd_steps / fit_steps))
     if detector is not None:
         cfg.update(detector=detector, reference="original")
     return cfg

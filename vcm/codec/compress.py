@@ -27,6 +27,7 @@ from vcm.codec.rd import RDOptions
 from vcm.codec.stage import StageResult
 from vcm.errors import VcmError
 from vcm.fsutil import atomic_path, write_json
+from vcm.nerv import registry
 from vcm.nerv.config import TrainConfig
 from vcm.outputs import check_stream_output
 from vcm.provenance import provenance
@@ -151,12 +152,6 @@ def publish(prep: Prepared, out: Path, stream: nerv_stream.NervStream, result: S
     return report
 
 
-def _model_cls(arch: str):
-    from vcm.nerv import registry
-
-    return registry.entry(arch).model_cls
-
-
 def _report(prep: Prepared, out: Path, stream, encoded: nerv_stream.Encoded, result: StageResult, quality: dict,
             encode_seconds: float, device) -> dict:
     v = prep.config["video"]
@@ -170,7 +165,7 @@ def _report(prep: Prepared, out: Path, stream, encoded: nerv_stream.Encoded, res
         **rate(len(data), v["fps"], v["num_frames"], v["width"], v["height"]),
         "psnr": quality["psnr"], "psnr_y": quality["psnr_y"], "ms_ssim": quality["ms_ssim"],
         "params": params, "nonzero_params": nonzero, "bits_per_param": 8 * len(data) / params,
-        "decoder_kmac_per_pixel": round(_model_cls(stream.arch).frame_macs(stream.model) / (v["width"] * v["height"]) / 1e3, 3),
+        "decoder_kmac_per_pixel": round(registry.entry(stream.arch).model_cls.frame_macs(stream.model) / (v["width"] * v["height"]) / 1e3, 3),
         **result.report,
         "encode_seconds": round(encode_seconds, 3), "per_frame": quality["per_frame"],
         "provenance": provenance(device),

@@ -20,7 +20,7 @@ from vcm import progress
 from vcm.codec.rd_coding import RDTensor
 from vcm.codec.stage import StageResult
 from vcm.entropy_models import laplace
-from vcm.entropy_models.learned import RateDistortionModel, bpp_scale
+from vcm.entropy_models.learned import DEFAULT_LR, RateDistortionModel, bpp_scale
 from vcm.errors import VcmError
 from vcm.nerv.config import TrainConfig
 
@@ -108,7 +108,7 @@ def optimise(model: torch.nn.Module, frames_u8: np.ndarray, masks_u8, fit_cfg: T
     elif init_quantizers is not None:
         rd.quantizers.load_state_dict(init_quantizers)
     rd = rd.to(device).train()
-    step_lr = opts.step_lr or fit_cfg.rd_step_lr or 2e-2
+    step_lr = opts.step_lr or fit_cfg.rd_step_lr or DEFAULT_LR
     opt = torch.optim.Adam([*param_groups(model, cfg), *rd.optimizer_groups(cfg.lr, step_lr, opts.entropy_lr or step_lr)],
                            lr=cfg.lr, betas=cfg.betas)
     schedule = QuantizationSchedule.over(steps, 0.0, opts.noise_fraction)

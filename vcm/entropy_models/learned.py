@@ -32,6 +32,8 @@ from torch import nn
 
 from vcm.entropy_models import laplace
 
+DEFAULT_LR = 2e-2  # Adam lr of the log2 steps and of the entropy models' log scales, unless a schedule says otherwise
+
 STEP_RES = 8  # log2-step grid: steps per octave
 # 2^(j/8), j < 8, as float literals (parsed exactly everywhere; no pow() from libm).
 _ROOTS = (1.0, 1.0905077326652577, 1.189207115002721, 1.2968395546510096, 1.4142135623730951,

@@ -96,10 +96,7 @@ def _interpolate(grid: torch.Tensor, t: torch.Tensor, shots: tuple[int, ...] = (
         i0 = pos.floor().long().clamp(max=frames - 1)
         i1 = (i0 + 1).clamp(max=frames - 1)
     else:
-        lengths = torch.tensor(shots, dtype=torch.float32, device=t.device)
-        starts = torch.cumsum(lengths, 0) - lengths  # first video frame of each shot
-        count = torch.tensor(counts, dtype=torch.float32, device=t.device)
-        first = torch.cumsum(count, 0) - count  # first grid frame of each shot
+        lengths, starts, count, first = _shot_tables(frames, shots, t.device)
         video = t.float() * sum(shots)  # fractional video frame
         shot = (torch.searchsorted(starts, video + 1e-3, right=True) - 1).clamp(0, len(shots) - 1)
         spacing = (lengths[shot] - 1).clamp(min=1) / (count[shot] - 1).clamp(min=1)  # video frames per grid frame
@@ -110,6 +107,15 @@ def _interpolate(grid: torch.Tensor, t: torch.Tensor, shots: tuple[int, ...] = (
         i1 = torch.minimum(i0 + 1, last)
     w = (pos - i0.float()).view(-1, *([1] * (grid.dim() - 1)))
     return grid[i0] * (1 - w) + grid[i1] * w
+
+
+@functools.lru_cache(maxsize=64)
+def _shot_tables(frames: int, shots: tuple[int, ...], device: torch.device) -> tuple[torch.Tensor, ...]:
+    """Float tensors of each shot's length, first video frame, grid frames and first grid frame
+    (built once per grid size, not on every forward)."""
+    lengths = torch.tensor(shots, dtype=torch.float32, device=device)
+    count = torch.tensor(_grid_frames_per_shot(frames, shots), dtype=torch.float32, device=device)
+    return lengths, torch.cumsum(lengths, 0) - lengths, count, torch.cumsum(count, 0) - count
 
 
 @functools.lru_cache(maxsize=64)
@@ -397,7 +403,7 @@ class HinervShape:
         """The network for an H×W clip of ``frames`` frames; ``shots`` (frames per shot, from
         ``vcm.video.shots``) is kept only when this shape follows scene cuts and there is a cut: a
         clip without one is placed as always (spreading its grid frames end to end instead measured
-        −4 to −7 BD-rate points worse on carphone)."""
+        3 to 7 BD-rate points worse on carphone)."""
         from vcm.nerv.model import choose_strides
 
         strides, gh, gw = choose_strides(height, width, min_grid=self.min_grid)

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import torch
 
-from vcm.entropy_models.learned import RateDistortionModel, bpp_scale
+from vcm.entropy_models.learned import DEFAULT_LR, RateDistortionModel, bpp_scale
 from vcm.entropy_models.schedule import QuantizationSchedule
 from vcm.nerv.config import TrainConfig
 
-STEP_LR, ENTROPY_LR = 2e-2, 2e-2  # Adam lrs of the log2 steps and the entropy models (as vcm compress --lambda)
 
 
 class RateTerm:
@@ -41,7 +40,7 @@ class RateTerm:
         self.rd = RateDistortionModel(self.model).to(device)
         if state is not None:
             self.rd.quantizers.load_state_dict(state)
-        for group in self.rd.optimizer_groups(self.cfg.lr, STEP_LR, ENTROPY_LR):
+        for group in self.rd.optimizer_groups(self.cfg.lr, DEFAULT_LR, DEFAULT_LR):
             self.opt.add_param_group(group)
 
     def __call__(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
