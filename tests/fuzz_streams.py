@@ -340,11 +340,13 @@ def mutate(data: bytes, rng, icm: bool) -> tuple[bytes, str]:
 
 def nerv_seeds() -> list[bytes]:
     """Real streams: the committed paper-pipeline NeRV fixture (v1), and rate–distortion NeRV and
-    HiNeRV streams (v2) made here from tiny networks (a few training steps)."""
+    HiNeRV streams made here from tiny networks (a few training steps), the HiNeRV once more with its
+    grids context-coded."""
     import torch
 
     from tests.conftest import moving_frames
-    from vcm.codec import nerv_stream, rd
+    from vcm.codec import nerv_stream, rd, rd_coding
+    from vcm.entropy_models import context
     from vcm.nerv.config import TrainConfig
     from vcm.nerv.hinerv import HinervShape
     from vcm.nerv.model import NervShape
@@ -360,6 +362,12 @@ def nerv_seeds() -> list[bytes]:
                                  torch.device("cpu"))
         video = {"name": "fuzz", "fps": 25, "frames": 4, "source_frames": [0, 4]}
         seeds.append(nerv_stream.encode(nerv_stream.NervStream(cfg, video, tensors, arch, "rd")).data)
+    # The same HiNeRV with every grid that can be context-coded coded so, though at this size it
+    # does not pay: the fuzzer then reaches the context model's parameters and row-by-row decoding.
+    for t in tensors:
+        if rd_coding.context_capable(t.shape, t.temporal):
+            t.coding = rd_coding.TensorCoding(*context.fit(t.coded_values()))
+    seeds.append(nerv_stream.encode(nerv_stream.NervStream(cfg, video, tensors, "hinerv", "rd")).data)
     return seeds
 
 

@@ -116,9 +116,9 @@ def test_fit_learns_and_both_methods_round_trip(hinerv_run):
     assert history[-1]["loss"] < history[0]["loss"]
     reports = compress_many(root / "run", [CompressOptions(bits=8), RDOptions(lam=0.5, epochs=2)], CPU,
                             outs=[root / "a.nerv", root / "r.nerv"])
-    for r, name in zip(reports, ("a.nerv", "r.nerv")):
+    for r, name, version in zip(reports, ("a.nerv", "r.nerv"), (3, 4)):
         frames, stream, _ = decode_file(root / name, CPU)
-        assert stream.arch == "hinerv" and (root / name).read_bytes()[4] == 3
+        assert stream.arch == "hinerv" and (root / name).read_bytes()[4] == version
         assert frames.shape == video.frames_u8.shape
         # The encoder's view of its quantized weights equals what the decoder rebuilt from the file.
         assert np.array_equal(frames, reconstruct(stream.build_model(), 4, CPU))
@@ -202,15 +202,15 @@ def test_temporal_tensors_round_trip_and_cost_less_than_flat_coding():
         t = rd_coding.RDTensor("grids.0", walk.shape, np.zeros(s.shape[0], np.int64), laplace.s_code(np.log(spread)), s,
                                temporal)
         w = Writer()
-        rd_coding.write([t], w)
+        rd_coding.write([t], w, version=3)  # no mode bytes: the same bytes are read both ways below
         return w.getvalue(), s.shape[0]
 
     (along, _), (flat, _) = coded(True), coded(False)
     assert len(along) < 0.75 * len(flat)
-    back = rd_coding.read(Reader(along, "t"), [("grids.0", walk.shape, 1)], frozenset({"grids.0"}))[0]
+    back = rd_coding.read(Reader(along, "t"), [("grids.0", walk.shape, 1)], frozenset({"grids.0"}), version=3)[0]
     assert back.temporal and np.array_equal(back.symbols.reshape(walk.shape), walk)
     # The same bytes read without the temporal flag are the differences, not the grid.
-    plain = rd_coding.read(Reader(along, "t"), [("grids.0", walk.shape, 1)])[0]
+    plain = rd_coding.read(Reader(along, "t"), [("grids.0", walk.shape, 1)], version=3)[0]
     assert not np.array_equal(plain.symbols.reshape(walk.shape), walk)
 
 
@@ -220,9 +220,9 @@ def test_temporal_sums_beyond_the_symbol_range_are_refused():
 
     big = np.full((1, 12), 60_000, np.int32)  # each value codable; summed over 3 frames: 180 000 > 2^17
     w = Writer()
-    rd_coding.write([rd_coding.RDTensor("g", (3, 4), np.zeros(1, np.int64), 40_000, big)], w)
+    rd_coding.write([rd_coding.RDTensor("g", (3, 4), np.zeros(1, np.int64), 40_000, big)], w, version=3)  # coded flat, read as temporal
     with pytest.raises(StreamError, match="out of range"):
-        rd_coding.read(Reader(w.getvalue(), "t"), [("g", (3, 4), 1)], frozenset({"g"}))
+        rd_coding.read(Reader(w.getvalue(), "t"), [("g", (3, 4), 1)], frozenset({"g"}), version=3)
     with pytest.raises(ValueError, match="too large"):
         rd_coding.write([rd_coding.RDTensor("g", (3, 4), np.zeros(1, np.int64), 40_000, big * 3, True)], Writer())
 

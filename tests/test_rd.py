@@ -144,7 +144,7 @@ def test_rd_stream_decodes_from_the_file_alone_bit_exactly(rd_streams):
     root, video, reports = rd_streams
     frames, stream, _ = decode_file(root / "low.nerv", CPU)
     again, _, _ = decode_file(root / "low.nerv", CPU)
-    assert stream.coding == "rd" and stream.arch == "nerv" and (root / "low.nerv").read_bytes()[4] == nerv_stream.VERSION == 3
+    assert stream.coding == "rd" and stream.arch == "nerv" and (root / "low.nerv").read_bytes()[4] == nerv_stream.VERSION == 4
     assert np.array_equal(frames, again)
     assert reports[0]["psnr"] == pytest.approx(float(__import__("vcm.quality", fromlist=["x"]).psnr_rgb(video.frames_u8, frames).mean()))
     # Re-encoding the decoded stream gives the same bytes.
@@ -183,8 +183,18 @@ def test_version_2_streams_still_decode():
     frames, stream, _ = decode_file(DATA / "v2_rd_hinerv.nerv", CPU)
     assert data[4] == 2 and stream.coding == "rd" and stream.arch == "hinerv"
     assert np.array_equal(frames, np.load(DATA / "v2_rd_hinerv_frames.npy"))
-    again = nerv_stream.encode(stream).data  # written as version 3: the parameter count is the only change
-    assert again[4] == 3 and np.array_equal(decode_file_bytes(again), frames)
+    again = nerv_stream.encode(stream).data  # written as the current version, decoding to the same frames
+    assert again[4] == nerv_stream.VERSION and np.array_equal(decode_file_bytes(again), frames)
+
+
+def test_version_3_streams_still_decode():
+    """The same network as vcm wrote it before grids could be context-coded (no mode bytes)."""
+    data = (DATA / "v3_rd_hinerv.nerv").read_bytes()
+    frames, stream, _ = decode_file(DATA / "v3_rd_hinerv.nerv", CPU)
+    assert data[4] == 3 and stream.coding == "rd" and stream.arch == "hinerv"
+    assert np.array_equal(frames, np.load(DATA / "v2_rd_hinerv_frames.npy"))
+    again = nerv_stream.encode(stream).data
+    assert again[4] == 4 and np.array_equal(decode_file_bytes(again), frames)
 
 
 def decode_file_bytes(data: bytes) -> np.ndarray:

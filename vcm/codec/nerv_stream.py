@@ -10,7 +10,8 @@ coding) and ``DATA``, whose layout depends on the coding:
 - ``rd`` (rate–distortion method, format version 2): see :mod:`vcm.codec.rd_coding`.
 
 From version 3, ``DATA`` starts with the parameter count of the network it was coded for (a
-varint), checked against the header's network. Versions 2 and 3 differ in nothing else.
+varint), checked against the header's network. Versions 2 and 3 differ in nothing else. Version 4
+(``rd`` only) lets each grid choose the causal context model (:mod:`vcm.entropy_models.context`).
 
 Version 1 streams (NeRV, affine, no ``arch``/``coding`` in the header) are still written for the
 paper's pipeline on NeRV, byte for byte as before, and every version-1 stream still decodes.
@@ -33,7 +34,7 @@ from vcm.nerv import registry
 
 COLOUR = "RGB output; YUV sources were converted with BT.601 limited range (vcm.video.color)"
 MAGIC = b"VCMN"
-VERSION = 3
+VERSION = 4
 CODINGS = ("affine", "rd")
 # Limits every representation's config is checked against (a representation adds its own in its
 # registry entry: NeRV's stem layers and positional-encoding levels).
@@ -84,7 +85,10 @@ def encode(stream: NervStream) -> Encoded:
     if v.get("sequence"):
         video["sequence"] = v["sequence"]
     header = {"model": stream.model.to_dict(), "video": video}
-    version = 1 if (stream.arch, stream.coding) == ("nerv", "affine") else VERSION
+    if stream.coding == "rd":
+        version = VERSION
+    else:  # the paper's pipeline writes the layout it always wrote: version 1 on NeRV, 3 elsewhere
+        version = 1 if stream.arch == "nerv" else 3
     if version >= 2:
         header.update(arch=stream.arch, coding=stream.coding)
     w = Writer()
@@ -93,7 +97,7 @@ def encode(stream: NervStream) -> Encoded:
     if stream.coding == "affine":
         header["bits"] = _write_affine(stream, w)
     elif stream.coding == "rd":
-        coded = rd_coding.write(stream.tensors, w)
+        coded = rd_coding.write(stream.tensors, w, version)
         temporal = [t.name for t in stream.tensors if t.temporal]
         if temporal:
             header["temporal"] = temporal
@@ -160,7 +164,7 @@ def decode(data: bytes, allow_large: bool = False) -> NervStream:
     if coding == "affine":
         tensors = _read_affine(r, layout, header.get("bits"), model_cls.param_group)
     else:
-        tensors = rd_coding.read(r, layout, temporal)
+        tensors = rd_coding.read(r, layout, temporal, version)
     if r.remaining():
         raise StreamError("malformed vcm NeRV bitstream (trailing tensor data)")
     return NervStream(cfg, video, tensors, arch, coding)

@@ -1,9 +1,13 @@
-"""``DATA`` layout of ``.nerv`` v2 streams with coding ``rd`` (see docs/bitstream.md).
+"""``DATA`` layout of ``.nerv`` streams with coding ``rd`` (see docs/bitstream.md).
 
 1. the step codes k of every channel of every tensor (model order), one coded array;
-2. per tensor: svarint lo · varint span · (span ≥ 2) u16 m, the Laplace parameter;
+2. per tensor: svarint lo · varint span · (span ≥ 2) u16 m, the Laplace parameter; from version 4
+   a temporal tensor starts its record with a mode byte, and mode 1 (context) replaces lo/span/m by
+   the parameters of :mod:`vcm.entropy_models.context`;
 3. varint n_words · n_words × u32: one constriction ANS stream holding every tensor's symbols in
-   model order, each tensor coded under ``Categorical(laplace.table(m, lo, hi), perfect=False)``.
+   model order: a plain tensor's under ``Categorical(laplace.table(m, lo, hi), perfect=False)``, a
+   context-coded tensor's row by row (axis −2), within a row bucket by bucket, each bucket under its
+   own table.
 
 A temporal tensor (named in the header's ``temporal`` list; one step code) is coded as its first
 slice along axis 0 followed by the differences of consecutive slices; lo/span/m describe those.
@@ -13,15 +17,27 @@ One ANS stream for all tensors costs one coder flush instead of one per tensor.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import constriction
 import numpy as np
 
 from vcm.bitstream.bits import Reader, StreamError, Writer
-from vcm.entropy_models import laplace
+from vcm.entropy_models import context, laplace
 from vcm.codec.entropy import MAX_SPAN, decode_array, encode_array
 from vcm.entropy_models.learned import STEP_CODE_RANGE, step_from_code
+
+CONTEXT_VERSION = 4  # the first format version whose temporal tensors carry a mode byte
+PLAIN, CONTEXT = 0, 1  # the mode byte
+
+
+@dataclass(frozen=True)
+class TensorCoding:
+    """How a tensor's symbols are coded: under its one Laplace (``params`` None) or the context
+    model with ``params``; ``bits``: the symbols' code length under it."""
+
+    params: context.ContextParams | None
+    bits: float
 
 
 @dataclass
@@ -35,14 +51,20 @@ class RDTensor:
     m: int
     symbols: np.ndarray
     temporal: bool = False
+    coding: TensorCoding | None = field(default=None, repr=False, compare=False)  # chosen on first use
 
     def coded_symbols(self) -> np.ndarray:
         """``int64``, flat: what the entropy coder codes."""
+        return self.coded_values().ravel()
+
+    def coded_values(self) -> np.ndarray:
+        """``int64`` in the tensor's shape (``[C, K]`` for a flat tensor): the symbols, or for a
+        temporal tensor their first slice and differences along time."""
         s = self.symbols.astype(np.int64)
         if not self.temporal:
-            return s.ravel()
+            return s
         s = s.reshape(self.shape)
-        return np.concatenate([s[:1], np.diff(s, axis=0)]).ravel()
+        return np.concatenate([s[:1], np.diff(s, axis=0)])
 
     def dequantize(self) -> np.ndarray:
         """ŵ = q · Δ in float32 — the one dequantization encoder and decoder share."""
@@ -52,15 +74,33 @@ class RDTensor:
 SYMBOL_LIMIT = MAX_SPAN  # |q| of a temporal tensor after summing its differences (the encoder's own bound)
 
 
-def code_bits(t: RDTensor) -> float:
-    """Information content of ``t``'s coded symbols under its Laplace model, in bits (the ANS stream
-    spends this plus a few bits of flush; a tensor of one distinct symbol costs nothing)."""
+def context_capable(shape: tuple[int, ...], temporal: bool) -> bool:
+    """Whether a tensor may be context-coded: temporal, with rows (axis −2) and columns to predict from."""
+    return temporal and len(shape) >= 3 and shape[-2] >= 2
+
+
+def _plain_bits(t: RDTensor) -> float:
     s = t.coded_symbols()
-    if s.size == 0 or s.min() == s.max():
-        return 0.0
-    lo, hi = int(s.min()), int(s.max())
-    p = laplace.table(t.m, lo, hi)
-    return float(-np.log2(p[s - lo] / p.sum()).sum())
+    return 0.0 if s.size == 0 or s.min() == s.max() else laplace.model_bits(s, t.m)
+
+
+def coding_of(t: RDTensor) -> TensorCoding:
+    """The coding the encoder writes for ``t``: the context model where its symbols and parameters
+    take fewer bits than the one Laplace and its 16-bit code (decided once, then kept on ``t``)."""
+    if t.coding is None:
+        plain = TensorCoding(None, _plain_bits(t))
+        t.coding = plain
+        if context_capable(t.shape, t.temporal) and t.symbols.size and plain.bits > 0:
+            params, bits = context.fit(t.coded_values())
+            if bits + 8 * _params_bytes(params) < plain.bits + 8 * 2:
+                t.coding = TensorCoding(params, bits)
+    return t.coding
+
+
+def code_bits(t: RDTensor) -> float:
+    """Information content of ``t``'s coded symbols under the coding the stream uses for it, in bits
+    (the ANS stream spends this plus a few bits of flush; a tensor of one distinct symbol costs nothing)."""
+    return coding_of(t).bits
 
 
 def _model(m: int, lo: int, hi: int):
@@ -75,13 +115,68 @@ def _encode_words(coded: list[tuple[np.ndarray, object]]) -> np.ndarray:
     return coder.get_compressed() if coded else np.zeros(0, np.uint32)
 
 
-def write(tensors: list[RDTensor], w: Writer) -> int:
-    """Append the tensors to ``w``; returns the bytes of the ANS payload (the words)."""
+def _context_bits(values: np.ndarray, p: context.ContextParams) -> float:
+    """Code length in bits of ``values`` under the context model ``p``."""
+    if p.span < 2:
+        return 0.0
+    bucket, pred = context.contexts(values, p.weights)
+    residual = values - pred
+    return sum(context.bucket_bits(residual[bucket == k], p.ms[k], p.lo, p.lo + p.span - 1)
+               for k in range(context.BUCKETS))
+
+
+def _write_params(p: context.ContextParams, w: Writer) -> None:
+    """Three signed bytes (weights), svarint lo, varint span, and (span ≥ 2) one u16 m per bucket."""
+    w.raw(np.array(p.weights, dtype=np.int8).tobytes())
+    w.svarint(p.lo)
+    w.varint(p.span)
+    if p.span >= 2:
+        w.raw(np.array(p.ms, dtype="<u2").tobytes())
+
+
+def _params_bytes(p: context.ContextParams) -> int:
+    w = Writer()
+    _write_params(p, w)
+    return len(w.getvalue())
+
+
+def _context_chunks(values: np.ndarray, p: context.ContextParams) -> list[tuple[np.ndarray, object]]:
+    """[(residuals − lo, model)] of a context-coded tensor in decoding order: row by row, bucket by bucket."""
+    if p.span < 2:
+        return []
+    bucket, pred = context.contexts(values, p.weights)
+    residual = values - pred - p.lo
+    models = {}
+    chunks = []
+    for h in range(values.shape[-2]):
+        row_bucket, row_residual = bucket[..., h, :], residual[..., h, :]
+        for k in range(context.BUCKETS):
+            chosen = row_residual[row_bucket == k]
+            if chosen.size:
+                if k not in models:
+                    models[k] = _model(p.ms[k], p.lo, p.lo + p.span - 1)
+                chunks.append((chosen, models[k]))
+    return chunks
+
+
+def write(tensors: list[RDTensor], w: Writer, version: int = CONTEXT_VERSION) -> int:
+    """Append the tensors to ``w`` in the layout of format ``version`` (before 4: no mode bytes, every
+    tensor plain); returns the bytes of the ANS payload (the words)."""
     encode_array(np.concatenate([t.step_codes for t in tensors]), w)
     coded = []
     for t in tensors:
         if t.temporal and t.symbols.size and int(np.abs(t.symbols).max()) > SYMBOL_LIMIT:
             raise ValueError(f"symbols of {t.name} too large")
+        with_mode = version >= CONTEXT_VERSION and t.temporal
+        params = coding_of(t).params if with_mode else None
+        if with_mode:
+            w.raw(bytes([CONTEXT if params else PLAIN]))
+        if params is not None:
+            if params.span > MAX_SPAN:
+                raise ValueError(f"residual span of {t.name} too large")
+            _write_params(params, w)
+            coded += _context_chunks(t.coded_values().reshape(t.shape), params)
+            continue
         s = t.coded_symbols()
         lo, hi = (int(s.min()), int(s.max())) if s.size else (0, -1)
         if hi - lo + 1 > MAX_SPAN:
@@ -97,9 +192,51 @@ def write(tensors: list[RDTensor], w: Writer) -> int:
     return 4 * int(words.size)
 
 
-def read(r: Reader, layout: list[tuple[str, tuple[int, ...], int]], temporal: frozenset[str] = frozenset()) -> list[RDTensor]:
-    """Tensors of ``layout`` = [(name, shape, channels)] from the payload (``temporal``: names coded
-    along time; their channels must be 1); StreamError on any defect."""
+def _read_params(r: Reader, name: str) -> context.ContextParams:
+    weights = tuple(int(v) for v in np.frombuffer(r.raw(3), dtype=np.int8))
+    lo = r.svarint(MAX_SPAN)
+    span = r.varint(MAX_SPAN)
+    if span == 0:
+        raise StreamError(f"malformed vcm NeRV bitstream (residual range of {name})")
+    ms = tuple(int(v) for v in r.array("<u2", context.BUCKETS)) if span >= 2 else (context.UNUSED_M,) * context.BUCKETS
+    if not all(1 <= m < laplace.S_ONE for m in ms):
+        raise StreamError(f"malformed vcm NeRV bitstream (entropy model of {name})")
+    return context.ContextParams(weights, lo, span, ms)
+
+
+def _decode_context(coder, shape: tuple[int, ...], p: context.ContextParams, name: str,
+                    decoded: list) -> np.ndarray:
+    """The coded values (``int64``, ``shape``) of a context-coded tensor, row by row; each chunk read
+    is appended to ``decoded`` for the exactness check."""
+    values = np.zeros(shape, dtype=np.int64)
+    models = {}
+    above = np.zeros(shape[:-2] + shape[-1:], dtype=np.int64)
+    for h in range(shape[-2]):
+        bucket, row = context.row_context(above, p.weights)
+        row = row + p.lo
+        if p.span >= 2:
+            for k in range(context.BUCKETS):
+                where = bucket == k
+                n = int(where.sum())
+                if n:
+                    if k not in models:
+                        models[k] = _model(p.ms[k], p.lo, p.lo + p.span - 1)
+                    symbols = np.asarray(coder.decode(models[k], n), dtype=np.int32)
+                    decoded.append((symbols, models[k]))
+                    row[where] += symbols
+        # A difference of two symbols within the limit stays within twice it; bounding every row
+        # also keeps the next row's prediction far from overflow.
+        if row.size and int(np.abs(row).max()) > 2 * SYMBOL_LIMIT:
+            raise StreamError(f"malformed vcm NeRV bitstream (symbols of {name} out of range)")
+        values[..., h, :] = row
+        above = row
+    return values
+
+
+def read(r: Reader, layout: list[tuple[str, tuple[int, ...], int]], temporal: frozenset[str] = frozenset(),
+         version: int = CONTEXT_VERSION) -> list[RDTensor]:
+    """Tensors of ``layout`` = [(name, shape, channels)] from the payload of format ``version``
+    (``temporal``: names coded along time; their channels must be 1); StreamError on any defect."""
     n_channels = sum(c for _, _, c in layout)
     codes = decode_array(r, n_channels)
     lo_code, hi_code = STEP_CODE_RANGE
@@ -107,9 +244,16 @@ def read(r: Reader, layout: list[tuple[str, tuple[int, ...], int]], temporal: fr
         raise StreamError("malformed vcm NeRV bitstream (quantization step out of range)")
     params = []
     for name, shape, _ in layout:
+        count = int(np.prod(shape))
+        if version >= CONTEXT_VERSION and name in temporal:
+            mode = r.raw(1)[0]
+            if mode not in (PLAIN, CONTEXT) or (mode == CONTEXT and not (count and context_capable(shape, True))):
+                raise StreamError(f"malformed vcm NeRV bitstream (coding mode of {name})")
+            if mode == CONTEXT:
+                params.append(_read_params(r, name))
+                continue
         lo = r.svarint(MAX_SPAN)
         span = r.varint(MAX_SPAN)
-        count = int(np.prod(shape))
         if (span == 0) != (count == 0):
             raise StreamError(f"malformed vcm NeRV bitstream (symbol range of {name})")
         m = int.from_bytes(r.raw(2), "little") if span >= 2 else 0
@@ -121,20 +265,30 @@ def read(r: Reader, layout: list[tuple[str, tuple[int, ...], int]], temporal: fr
     try:
         coder = constriction.stream.stack.AnsCoder(words)
         tensors, decoded, c0 = [], [], 0
-        for (name, shape, channels), (lo, span, m) in zip(layout, params):
+        for (name, shape, channels), p in zip(layout, params):
             count = int(np.prod(shape))
-            if span >= 2:
-                model = _model(m, lo, lo + span - 1)
-                decoded.append((np.asarray(coder.decode(model, count), dtype=np.int32), model))
-                flat = decoded[-1][0].astype(np.int64) + lo
+            coding = None  # a stream before version 4 made no choice: re-encoding makes it afresh
+            if isinstance(p, context.ContextParams):
+                values = _decode_context(coder, shape, p, name, decoded)
+                flat = values.ravel()
+                coding = TensorCoding(p, _context_bits(values, p))
             else:
-                flat = np.full(count, lo, dtype=np.int64)
+                lo, span, m = p
+                if span >= 2:
+                    model = _model(m, lo, lo + span - 1)
+                    decoded.append((np.asarray(coder.decode(model, count), dtype=np.int32), model))
+                    flat = decoded[-1][0].astype(np.int64) + lo
+                else:
+                    flat = np.full(count, lo, dtype=np.int64)
+                if version >= CONTEXT_VERSION and name in temporal:
+                    coding = TensorCoding(None, laplace.model_bits(flat, m) if span >= 2 else 0.0)
             if name in temporal:
                 flat = np.cumsum(flat.reshape(shape), axis=0).ravel()
                 if flat.size and max(-int(flat.min()), int(flat.max())) > SYMBOL_LIMIT:
                     raise StreamError(f"malformed vcm NeRV bitstream (symbols of {name} out of range)")
+            m = p[2] if isinstance(p, tuple) else 0
             tensors.append(RDTensor(name, shape, codes[c0:c0 + channels].astype(np.int64), m,
-                                    flat.astype(np.int32).reshape(channels, -1), name in temporal))
+                                    flat.astype(np.int32).reshape(channels, -1), name in temporal, coding))
             c0 += channels
         # The words must be exactly what the encoder writes for the decoded symbols: no coded word
         # left unread (junk, or symbols of a shape the header no longer declares) and no symbol

