@@ -115,3 +115,11 @@ def progress_gaps(stderr: str) -> list[float]:
 
     stamps = [int(h) * 3600 + int(m) * 60 + int(sec) for h, m, sec in re.findall(r"^(\d\d):(\d\d):(\d\d) ", stderr, re.M)]
     return [(b - a) % 86400 for a, b in zip(stamps, stamps[1:])]
+
+
+def head_json(blob: bytes) -> dict:
+    """A stream's HEAD payload as JSON, whether written with vcm's preset header dictionary or not."""
+    from vcm.bitstream import container
+    from vcm.codec.nerv_stream import HEADER_DICT
+
+    return container.read_header(blob, "test", HEADER_DICT)

@@ -55,6 +55,12 @@ DATA = Path(__file__).resolve().parent / "data"
 # ----------------------------------------------------------------------------- container surgery
 
 
+def head_json(blob: bytes) -> dict:
+    from tests.conftest import head_json as read
+
+    return read(blob)
+
+
 def split(data: bytes) -> tuple[bytes, list[list]]:
     pos, sections = 6, []
     while pos + 8 <= len(data):
@@ -193,7 +199,7 @@ def resize_icm(data: bytes, width: int, height: int) -> bytes:
     prefix, sections = split(data)
     head = next(s for s in sections if s[0] == b"HEAD")
     dat = next(s for s in sections if s[0] == b"DATA")
-    header = json.loads(zlib.decompress(head[1]))
+    header = head_json(head[1])
     mult = 16 * header["config"].get("window", 4) if header["arch"].startswith("tcm") else 64
     latent = ((height + (-height % mult)) // 64, (width + (-width % mult)) // 64)
     header.update(width=width, height=height)
@@ -300,7 +306,7 @@ def mutate(data: bytes, rng, icm: bool) -> tuple[bytes, str]:
     if icm and roll < 0.15:
         w, h = (int(rng.choice(ICM_SIDES)), int(rng.choice(ICM_SIDES)))
         return resize_icm(data, w, h), "resize"
-    header = json.loads(zlib.decompress(next(s for s in sections if s[0] == b"HEAD")[1]))
+    header = head_json(next(s for s in sections if s[0] == b"HEAD")[1])
     if not icm and roll < 0.30:
         head = next(s for s in sections if s[0] == b"HEAD")
         if roll < 0.10 and header.get("coding") == "rd":
@@ -325,7 +331,7 @@ def mutate(data: bytes, rng, icm: bool) -> tuple[bytes, str]:
     head = next(s for s in sections if s[0] == b"HEAD")
     dat = next(s for s in sections if s[0] == b"DATA")
     if roll < 0.50:
-        header = json.loads(zlib.decompress(head[1]))
+        header = head_json(head[1])
         header, what = mutate_header(header, rng)
         head[1] = zlib.compress(json.dumps(header).encode(), 9)
     elif roll < 0.62:

@@ -8,7 +8,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import reseal as _reseal, run_cli, section as _section
+from tests.conftest import head_json, reseal as _reseal, run_cli, section as _section
 from vcm.codec import nerv_stream
 from vcm.bitstream.bits import StreamError
 from vcm.codec.compress import CompressOptions, compress_run, decode_file
@@ -73,13 +73,13 @@ def test_malformed_streams_are_refused_clearly(stream_bytes):
     for name, (bad, fragment) in cases.items():
         with pytest.raises(StreamError, match=fragment):
             nerv_stream.decode(bad)
-    header = json.loads(zlib.decompress(_section(data, b"HEAD")))
+    header = head_json(_section(data, b"HEAD"))
     header["model"]["fc_dim"] = 60000
     header["model"]["grid_h"] = 10000
     absurd = _reseal(data, b"HEAD", zlib.compress(json.dumps(header).encode()))
     with pytest.raises(StreamError):
         nerv_stream.decode(absurd)
-    header = json.loads(zlib.decompress(_section(data, b"HEAD")))
+    header = head_json(_section(data, b"HEAD"))
     header["video"]["frames"] = 10**9
     with pytest.raises(StreamError, match="frames"):
         nerv_stream.decode(_reseal(data, b"HEAD", zlib.compress(json.dumps(header).encode())))

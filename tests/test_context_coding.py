@@ -1,4 +1,5 @@
-"""The grids' causal context model (``.nerv`` v4): chosen where it pays, lossless, refused when forged."""
+"""What ``.nerv`` v4 codes differently: the grids' causal context model (chosen where it pays, lossless,
+refused when forged), step codes against a base per tensor, the header's preset dictionary."""
 
 from __future__ import annotations
 
@@ -63,7 +64,8 @@ def test_older_layout_has_no_mode_byte():
 
 def forged(shape, mode: int, params: context.ContextParams | None) -> bytes:
     w = Writer()
-    encode_array(np.array([-10]), w)
+    encode_array(np.array([-10]), w)  # the tensor's one step code (its base)
+    encode_array(np.zeros(0, np.int64), w)  # no tensor of several channels: no deviations
     w.raw(bytes([mode]))
     if params is not None:
         rd_coding._write_params(params, w)
@@ -99,3 +101,37 @@ def test_contexts_row_by_row_equal_contexts_at_once():
         assert np.array_equal(b, bucket[..., h, :]) and np.array_equal(p, pred[..., h, :])
         above = d[..., h, :]
     assert bucket.max() > bucket.min()  # the sample exercises several buckets
+
+
+def test_step_codes_are_coded_against_a_base_and_dead_channels_cost_nothing():
+    rng = np.random.default_rng(1)
+    symbols = rng.integers(-3, 4, size=(6, 10)).astype(np.int32)
+    symbols[2] = 0  # a channel pruned away: its weights are zero under any step
+    codes = np.array([-30, -31, -77, -29, -30, -32])
+    t = RDTensor("w", (6, 10), codes, 40_000, symbols)
+    assert rd_coding.step_code_base(t) == -30  # the median of the live channels
+    w = Writer()
+    rd_coding.write([t], w)
+    (back,) = rd_coding.read(Reader(w.getvalue(), "test"), [("w", (6, 10), 6)])
+    assert np.array_equal(back.dequantize(), t.dequantize())
+    assert back.step_codes[2] == -30 and np.array_equal(np.delete(back.step_codes, 2), np.delete(codes, 2))
+
+
+def test_the_header_dictionary_shrinks_a_real_header_and_plain_zlib_still_reads():
+    import json
+    import zlib
+
+    from vcm.bitstream import container
+    from vcm.codec.nerv_stream import HEADER_DICT
+
+    header = {"arch": "hinerv", "coding": "rd", "model": {"channels": [40, 30, 20, 10], "depths": [2, 2, 1, 0],
+              "expansion": 2.0, "grid_channels": 5, "grid_frames": 10, "grid_h": 17, "grid_levels": 2, "grid_w": 40,
+              "head": "pointwise", "height": 272, "kernel": 3, "local_frames": 5, "strides": [2, 2, 2, 2],
+              "width": 640}, "video": {"fps": 30.0, "frames": 32, "name": "clip", "source_frames": [0, 32]}}
+    with_dict, without = container.pack_header(header, HEADER_DICT), container.pack_header(header)
+    assert len(with_dict) < 0.6 * len(without)
+    assert container.read_header(with_dict, "test", HEADER_DICT) == header
+    assert container.read_header(without, "test", HEADER_DICT) == header  # a header written without it
+    with pytest.raises(StreamError, match="unreadable header"):
+        container.read_header(with_dict, "test")  # the dictionary is part of the format
+    assert without == zlib.compress(json.dumps(header, separators=(",", ":"), sort_keys=True).encode(), 9)

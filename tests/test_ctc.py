@@ -169,7 +169,7 @@ def test_demo_runs_end_to_end_with_hinerv_and_sa_hinerv(tmp_path):
     fit_config = next((tmp_path / "demo" / "fits" / "carphone" / "sa-hinerv").glob("*/config.json"))
     assert json.loads(fit_config.read_text())["masks"]["source"] == "boxes:opencv-face"  # the edge loss ran, without SAM
     streams = sorted((tmp_path / "demo" / "points" / "carphone" / "hinerv").glob("*/stream.nerv"))
-    assert len(streams) == 4 and all(s.read_bytes()[4] == 3 for s in streams)
+    assert len(streams) == 4 and all(s.read_bytes()[4] == 4 for s in streams)
     assert summary["detector"]["ground_truth"].startswith("pseudo ground truth: ") and summary["detector"]["every"] == 12
     assert all(p["map"] is not None for p in summary["points"])
     assert {p["label"] for p in summary["points"] if p["curve"] == "hinerv-rd"} == {"λ0.3", "λ1.0", "λ4.0", "λ20.0"}
@@ -252,7 +252,7 @@ def test_a_lone_fit_takes_every_core_and_the_rest_waits_for_it():
 def test_codecs_name_their_points_and_the_report_shows_those_names():
     """Each codec labels its own points when they run (stored in the row); the report never parses ids."""
     from vcm import codecs
-    from vcm.ctc.report import point_label
+    from vcm.ctc.tables import point_label
 
     hinerv, hevc = codecs.get("hinerv"), codecs.get("hevc")
     (_, lam), (_, affine) = hinerv.points({"fits": [{"preset": "hinerv-demo", "rate_aware": False, "points": [

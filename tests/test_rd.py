@@ -9,7 +9,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import moving_frames, reseal, run_cli, section
+from tests.conftest import head_json, moving_frames, reseal, run_cli, section
 from vcm.bitstream.bits import StreamError
 from vcm.codec import nerv_stream
 from vcm.entropy_models import laplace
@@ -206,7 +206,7 @@ def decode_file_bytes(data: bytes) -> np.ndarray:
 def test_v2_header_is_validated(rd_streams):
     root, _, _ = rd_streams
     data = (root / "low.nerv").read_bytes()
-    header = json.loads(zlib.decompress(section(data, b"HEAD")))
+    header = head_json(section(data, b"HEAD"))
     for change, fragment in [({"arch": "nope"}, "representation"), ({"arch": ["x"]}, "representation"),
                              ({"coding": "zip"}, "coding"), ({"model": {**header["model"], "activation": []}}, "model"),
                              ({"model": {**header["model"], "embed_base": 3, "embed_levels": 1024}}, "model")]:

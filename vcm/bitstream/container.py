@@ -59,14 +59,18 @@ MAX_HEADER_BYTES = 1 << 20  # decompressed; real headers are under 2 KiB
 MAX_HEADER_DEPTH = 32  # nesting of JSON arrays/objects; real headers nest 3 deep
 
 
-def pack_header(header: dict) -> bytes:
-    return zlib.compress(json.dumps(header, separators=(",", ":"), sort_keys=True).encode(), 9)
+def pack_header(header: dict, zdict: bytes | None = None) -> bytes:
+    """Compact JSON with sorted keys, zlib-compressed (with the preset dictionary ``zdict``, a format's
+    own constant: its usual keys and values then cost a few bits each)."""
+    c = zlib.compressobj(9, zdict=zdict) if zdict else zlib.compressobj(9)
+    return c.compress(json.dumps(header, separators=(",", ":"), sort_keys=True).encode()) + c.flush()
 
 
-def read_header(blob: bytes, kind: str) -> dict:
-    """A zlib-compressed JSON object, checked: at most ``MAX_HEADER_BYTES`` once decompressed (no zip
-    bomb), one complete zlib stream with nothing after it, nesting at most ``MAX_HEADER_DEPTH``."""
-    d = zlib.decompressobj()
+def read_header(blob: bytes, kind: str, zdict: bytes | None = None) -> dict:
+    """A zlib-compressed JSON object (``zdict``: the preset dictionary it was written with), checked: at
+    most ``MAX_HEADER_BYTES`` once decompressed (no zip bomb), one complete zlib stream with nothing
+    after it, nesting at most ``MAX_HEADER_DEPTH``."""
+    d = zlib.decompressobj(zdict=zdict) if zdict else zlib.decompressobj()
     try:
         raw = d.decompress(blob, MAX_HEADER_BYTES)
     except zlib.error:

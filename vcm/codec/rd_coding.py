@@ -115,6 +115,43 @@ def _encode_words(coded: list[tuple[np.ndarray, object]]) -> np.ndarray:
     return coder.get_compressed() if coded else np.zeros(0, np.uint32)
 
 
+def step_code_base(t: RDTensor) -> int:
+    """The step code a tensor's channels are coded against: the median code of its channels that hold
+    a nonzero symbol (of all of them when none does)."""
+    live = np.abs(t.symbols).max(axis=1) > 0 if t.symbols.size else np.zeros(len(t.step_codes), bool)
+    return int(np.median(t.step_codes[live] if live.any() else t.step_codes))
+
+
+def _write_step_codes(tensors: list[RDTensor], w: Writer) -> None:
+    """Version 4's step codes: one coded array of each tensor's base code (a tensor of one channel: its
+    code), then one of the other tensors' channel codes minus their base. A channel whose symbols are
+    all zero decodes to zero weights under any step, so its deviation is written as 0 (its code is
+    the base)."""
+    bases, deviations = [], []
+    for t in tensors:
+        base = step_code_base(t) if len(t.step_codes) > 1 else int(t.step_codes[0])
+        bases.append(base)
+        if len(t.step_codes) > 1:
+            live = np.abs(t.symbols).max(axis=1) > 0
+            deviations.append(np.where(live, t.step_codes - base, 0))
+    encode_array(np.array(bases, np.int64), w)
+    encode_array(np.concatenate(deviations) if deviations else np.zeros(0, np.int64), w)
+
+
+def _read_step_codes(r: Reader, channels: list[int]) -> np.ndarray:
+    """The channel codes (``int64``, all tensors in order) from :func:`_write_step_codes`'s arrays."""
+    bases = decode_array(r, len(channels))
+    deviations = decode_array(r, sum(c for c in channels if c > 1))
+    out, d0 = [], 0
+    for base, c in zip(bases, channels):
+        if c > 1:
+            out.append(base + deviations[d0:d0 + c])
+            d0 += c
+        else:
+            out.append(np.full(c, base))
+    return np.concatenate(out).astype(np.int64) if out else np.zeros(0, np.int64)
+
+
 def _context_bits(values: np.ndarray, p: context.ContextParams) -> float:
     """Code length in bits of ``values`` under the context model ``p``."""
     if p.span < 2:
@@ -162,7 +199,10 @@ def _context_chunks(values: np.ndarray, p: context.ContextParams) -> list[tuple[
 def write(tensors: list[RDTensor], w: Writer, version: int = CONTEXT_VERSION) -> int:
     """Append the tensors to ``w`` in the layout of format ``version`` (before 4: no mode bytes, every
     tensor plain); returns the bytes of the ANS payload (the words)."""
-    encode_array(np.concatenate([t.step_codes for t in tensors]), w)
+    if version >= CONTEXT_VERSION:
+        _write_step_codes(tensors, w)
+    else:
+        encode_array(np.concatenate([t.step_codes for t in tensors]), w)
     coded = []
     for t in tensors:
         if t.temporal and t.symbols.size and int(np.abs(t.symbols).max()) > SYMBOL_LIMIT:
@@ -233,33 +273,35 @@ def _decode_context(coder, shape: tuple[int, ...], p: context.ContextParams, nam
     return values
 
 
+def _read_record(r: Reader, name: str, shape: tuple[int, ...], with_mode: bool):
+    """One tensor's record of part 2: ``ContextParams`` (mode 1) or (lo, span, m) (its one Laplace)."""
+    count = int(np.prod(shape))
+    if with_mode:
+        mode = r.raw(1)[0]
+        if mode not in (PLAIN, CONTEXT) or (mode == CONTEXT and not (count and context_capable(shape, True))):
+            raise StreamError(f"malformed vcm NeRV bitstream (coding mode of {name})")
+        if mode == CONTEXT:
+            return _read_params(r, name)
+    lo = r.svarint(MAX_SPAN)
+    span = r.varint(MAX_SPAN)
+    if (span == 0) != (count == 0):
+        raise StreamError(f"malformed vcm NeRV bitstream (symbol range of {name})")
+    m = int.from_bytes(r.raw(2), "little") if span >= 2 else 0
+    if span >= 2 and not 1 <= m < laplace.S_ONE:
+        raise StreamError(f"malformed vcm NeRV bitstream (entropy model of {name})")
+    return lo, span, m
+
+
 def read(r: Reader, layout: list[tuple[str, tuple[int, ...], int]], temporal: frozenset[str] = frozenset(),
          version: int = CONTEXT_VERSION) -> list[RDTensor]:
     """Tensors of ``layout`` = [(name, shape, channels)] from the payload of format ``version``
     (``temporal``: names coded along time; their channels must be 1); StreamError on any defect."""
     n_channels = sum(c for _, _, c in layout)
-    codes = decode_array(r, n_channels)
+    codes = _read_step_codes(r, [c for _, _, c in layout]) if version >= CONTEXT_VERSION else decode_array(r, n_channels)
     lo_code, hi_code = STEP_CODE_RANGE
     if codes.size and (codes.min() < lo_code or codes.max() > hi_code):
         raise StreamError("malformed vcm NeRV bitstream (quantization step out of range)")
-    params = []
-    for name, shape, _ in layout:
-        count = int(np.prod(shape))
-        if version >= CONTEXT_VERSION and name in temporal:
-            mode = r.raw(1)[0]
-            if mode not in (PLAIN, CONTEXT) or (mode == CONTEXT and not (count and context_capable(shape, True))):
-                raise StreamError(f"malformed vcm NeRV bitstream (coding mode of {name})")
-            if mode == CONTEXT:
-                params.append(_read_params(r, name))
-                continue
-        lo = r.svarint(MAX_SPAN)
-        span = r.varint(MAX_SPAN)
-        if (span == 0) != (count == 0):
-            raise StreamError(f"malformed vcm NeRV bitstream (symbol range of {name})")
-        m = int.from_bytes(r.raw(2), "little") if span >= 2 else 0
-        if span >= 2 and not 1 <= m < laplace.S_ONE:
-            raise StreamError(f"malformed vcm NeRV bitstream (entropy model of {name})")
-        params.append((lo, span, m))
+    params = [_read_record(r, name, shape, version >= CONTEXT_VERSION and name in temporal) for name, shape, _ in layout]
     n_words = r.varint(limit=max(r.remaining() // 4, 0))
     words = r.array("<u4", n_words).astype(np.uint32)
     try:
