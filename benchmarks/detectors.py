@@ -20,8 +20,9 @@ import numpy as np
 import torch
 from _common import print_table, run
 
-from vcm.eval.detect import create_detector, names
-from vcm.eval.yolov7 import find_repo, find_weights
+from vcm.detectors.factory import create_detector
+from vcm.detectors.registry import names
+from vcm.detectors.yolov7 import find_repo, find_weights
 from vcm.samples import sample_clip
 from vcm.video import open_video
 

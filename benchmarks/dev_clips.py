@@ -60,7 +60,7 @@ def clip_config(name: str, source: str, frames: str, codecs: list[str]) -> dict:
 def report_clip(name: str, rows: list[dict], seconds: float, pixels: int) -> dict:
     from vcm.codec.breakdown import format_rows
     from vcm.ctc.bd import describe
-    from vcm.ctc.report import bd_table, curves_by_sequence, point_label
+    from vcm.ctc.tables import bd_table, curves_by_sequence, point_label
 
     rows = sorted(rows, key=lambda r: (r.get("curve") or r["codec"], r["kbps"]))
     print_table(f"{name}: points", ["curve", "point", "bytes", "kbps", "Y-PSNR", "RGB PSNR", "decoder kMAC/px",

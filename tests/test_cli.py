@@ -98,3 +98,18 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tmp_path):
     done = run_cli(*args[3:], "--resume", "--json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["epochs"] == 150 and (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_fit_help_lists_every_preset_and_each_representations_default():
+    """The preset list comes from the files; the defaults it names are the registry's."""
+    import inspect
+    import re
+
+    from vcm.cli import fit as fit_cli
+    from vcm.nerv import registry
+    from vcm.nerv.presets import list_presets, presets_by_arch
+
+    help_text = inspect.signature(fit_cli.fit).parameters["preset"].default.help
+    assert list_presets() and all(re.search(rf"[ (]{re.escape(n)}[,;)]", help_text) for n in list_presets())
+    assert set(presets_by_arch()) == {"nerv", "hinerv"} and "hinerv-demo" in presets_by_arch()["hinerv"]
+    assert f"Default {registry.entry('nerv').default_preset}, or {registry.entry('hinerv').default_preset} " in help_text

@@ -215,8 +215,8 @@ def test_every_detector_entry_describes_itself_and_the_buildable_ones_report_jso
     """Each detector entry has a description and family, and a probe that says JSON or nothing; every one
     whose weights are here (the OpenCV-shipped ones, or what a probe found) reports JSON-able settings
     and one Detections per frame. Nothing is downloaded."""
-    from vcm.eval import detector_registry
-    from vcm.eval.detect import create_detector
+    from vcm.detectors import registry as detector_registry
+    from vcm.detectors.factory import create_detector
 
     frames = np.zeros((2, 3, 48, 64), np.uint8)
     built = 0

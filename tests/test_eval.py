@@ -177,7 +177,7 @@ def fake_hub(tmp_path_factory):
 def test_loader_keeps_sys_modules_clean(fake_hub):
     import types
 
-    from vcm.eval.yolov7 import load_model
+    from vcm.detectors.yolov7 import load_model
 
     mine = types.ModuleType("utils")
     sys.modules["utils"] = mine
@@ -229,7 +229,7 @@ def test_yolov7_trained_on_custom_classes_is_scored_in_their_names(tmp_path, fak
 def test_letterbox_round_trip():
     import torch
 
-    from vcm.eval.yolov7 import letterbox_shape, preprocess, to_frame
+    from vcm.detectors.yolov7 import letterbox_shape, preprocess, to_frame
 
     frames = np.zeros((1, 3, 480, 832), np.uint8)
     x, gain, pad = preprocess(frames)

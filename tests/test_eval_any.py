@@ -172,7 +172,8 @@ def test_oracle_cannot_make_pseudo_ground_truth(tmp_path):
 def test_detector_registry_names_settings_and_weights_files(tmp_path):
     import torch
 
-    from vcm.eval.detect import create_detector, names
+    from vcm.detectors.registry import names
+    from vcm.eval.detect import create_detector
 
     assert {"yolov7", "oracle", "fasterrcnn_resnet50_fpn_v2", "retinanet_resnet50_fpn_v2"} <= set(names())
     with pytest.raises(VcmError, match="unknown detector 'yolo8'.*fasterrcnn_resnet50_fpn_v2"):
@@ -219,8 +220,8 @@ def test_local_detector_is_found_only_when_its_weights_are_on_disk(tmp_path, mon
     import torch
 
     from vcm import demo
-    from vcm.eval.detect import local_detector
-    from vcm.eval.tv_detectors import cached_weights_file
+    from vcm.detectors.registry import local_detector
+    from vcm.detectors.torchvision_models import cached_weights_file
 
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     for var in ("VCM_YOLOV7_WEIGHTS", "VCM_YOLOV7_REPO", "VCM_DEMO_DETECTOR"):

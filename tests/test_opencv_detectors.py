@@ -9,8 +9,9 @@ import pytest
 
 from tests.conftest import run_cli
 from vcm.errors import VcmError
-from vcm.eval.detect import create_detector, names
-from vcm.eval.opencv_detectors import SHIPPED, pick_for
+from vcm.detectors.factory import create_detector
+from vcm.detectors.registry import names
+from vcm.detectors.opencv import SHIPPED, pick_for
 
 CARPHONE = "sample:carphone"
 

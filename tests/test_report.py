@@ -76,7 +76,7 @@ def test_summary_csv_is_clean(results):
 def test_rd_plot_is_large_and_every_curve_has_its_own_marker(results):
     from PIL import Image
 
-    from vcm.ctc.report import curve_styles
+    from vcm.ctc.plots import curve_styles
 
     make_report(results, anchor="hevc")
     with Image.open(results / "plots" / "clip.png") as im:

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from vcm import progress
 from vcm.codecs import curve_order
-from vcm.ctc.report import bd_table, curves_by_sequence, make_report, table1
+from vcm.ctc.report import make_report
+from vcm.ctc.tables import bd_table, curves_by_sequence, table1
 from vcm.ctc.run import run
 from vcm.nerv.config import load_preset
 from vcm.resources import data_dir
@@ -70,7 +71,7 @@ def demo_detector(clip: str = "sample:carphone") -> dict | None:
     else the OpenCV-shipped detector that finds the most in ``clip`` (nothing to download)."""
     import os
 
-    from vcm.eval.detect import describe, local_detector, names
+    from vcm.detectors.registry import describe, local_detector, names
 
     chosen = os.environ.get(DETECTOR_ENV, "").strip()
     if chosen.lower() in ("none", "0", "off"):
@@ -81,7 +82,7 @@ def demo_detector(clip: str = "sample:carphone") -> dict | None:
         raise VcmError(f"{DETECTOR_ENV}={chosen} is no detector; choose one of {describe()} (or none)")
     det = {"name": chosen} if chosen else local_detector()
     if det is None:
-        from vcm.eval.opencv_detectors import pick_for
+        from vcm.detectors.opencv import pick_for
         from vcm.samples import resolve
         from vcm.video import open_video
 
@@ -133,6 +134,19 @@ def run_demo(out: Path, device: str = "auto", epochs: int | None = None, jobs: i
     cfg = demo_config(yaml.safe_load((data_dir("configs") / "ctc" / DEMO_CONFIG).read_text()), epochs, detector)
     config = out / DEMO_CONFIG
     write_text(config, yaml.safe_dump(cfg, sort_keys=False))
+    _announce(detector)
+    result = run(config, out, device=device, jobs=jobs or default_jobs())
+    if result["failed"]:
+        from vcm.errors import VcmError
+
+        raise VcmError(f"{result['failed']} demo point(s) failed; see {out}/points/*/*/*/result.json")
+    # mAP curves saturate and wobble at the detector's ceiling: made monotone before BD (the report says so)
+    report = make_report(out, anchor="hevc", monotone_map=True)
+    return _summary(out, result["rows"], report, detector, start)
+
+
+def _announce(detector: dict | None) -> None:
+    """Say what the demo runs and how its mAP is measured (or how to get one)."""
     progress.log("vcm demo on carphone (176x144, 120 frames): HiNeRV with rate-distortion training, with the plain "
                  "loss and with SA-NeRV's edge loss (4 rate points each), HEVC and VVC anchors at 6 QPs, then the report")
     if detector is None:
@@ -142,14 +156,11 @@ def run_demo(out: Path, device: str = "auto", epochs: int | None = None, jobs: i
                      f"one frame in {detector['every']} — not a CTC number")
         if detector["name"].startswith("opencv-"):
             progress.log(STRONGER_HINT)
-    result = run(config, out, device=device, jobs=jobs or default_jobs())
-    if result["failed"]:
-        from vcm.errors import VcmError
 
-        raise VcmError(f"{result['failed']} demo point(s) failed; see {out}/points/*/*/*/result.json")
-    # mAP curves saturate and wobble at the detector's ceiling: made monotone before BD (the report says so)
-    report = make_report(out, anchor="hevc", monotone_map=True)
-    rows = sorted(result["rows"], key=lambda r: (curve_order(r.get("curve") or r["codec"]), r["kbps"]))
+
+def _summary(out: Path, rows: list[dict], report: dict, detector: dict | None, start: float) -> dict:
+    """The demo's summary: fits, points, BD-rates against both anchors, Table 1, the report's path."""
+    rows = sorted(rows, key=lambda r: (curve_order(r.get("curve") or r["codec"]), r["kbps"]))
     curves = curves_by_sequence(rows)
     metric = report["metric"]
     vs = {anchor: {b["codec"]: b for b in bd_table(curves, anchor, frozenset({"map"}), metric)}

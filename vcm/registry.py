@@ -1,7 +1,7 @@
 """A name → entry table filled by the modules that define the entries, imported on first use.
 
 The codecs (``vcm.codecs``), the representations (``vcm.nerv.registry``) and the task networks
-(``vcm.eval.detect``) each keep one: adding an entry is one decorated definition in its own
+(``vcm.detectors.registry``) each keep one: adding an entry is one decorated definition in its own
 module plus that module's name in the registry's list.
 """
 

@@ -43,7 +43,7 @@ def eval_command(
     """Detect objects on decoded frames and score them (COCO mAP) against ground truth: SFU-HW's, a COCO
     JSON of any video, or the detector's own detections on the original (--reference original)."""
     from vcm.device import resolve_device
-    from vcm.eval.detect import parse_set
+    from vcm.detectors.factory import parse_set
     from vcm.eval.run import TruthSpec, complete, decode_any, input_name, score, truth_and_detector, write_outputs
     from vcm.errors import VcmError
     from vcm.outputs import check_output

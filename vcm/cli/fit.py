@@ -9,13 +9,16 @@ from vcm.cli.app import app
 from vcm.samples import resolve
 from vcm.cli.common import (BitDepthOpt, DeviceOpt, FpsOpt, JsonOpt, SizeOpt, fmt, print_json,
                             probe_input, start, table)
+from vcm.nerv.presets import presets_by_arch
+
+PRESETS = "; ".join(f"{arch}: {', '.join(names)}" for arch, names in sorted(presets_by_arch().items(), reverse=True))
 
 
 @app.command()
 def fit(
     input: Path = typer.Argument(..., help="The video to model (.yuv, mp4/avi/mkv, folder of frames)."),
     arch: Optional[str] = typer.Option(None, "--arch", help="Representation: nerv (the paper's NeRV) or hinerv (hierarchical grids; vcm's strongest). Picks the default preset of that representation."),
-    preset: Optional[str] = typer.Option(None, "--preset", "-p", help="A preset in configs/nerv/ (nerv: demo, nerv-xs, nerv-s, nerv-m, nerv-l; hinerv: hinerv-xs, hinerv-demo, hinerv-s, hinerv-m). Default nerv-s, or hinerv-demo (vcm's codec: the demo's network and schedule) with --arch hinerv."),
+    preset: Optional[str] = typer.Option(None, "--preset", "-p", help=f"A preset in configs/nerv/ ({PRESETS}). Default nerv-s, or hinerv-demo (vcm's codec: the demo's network and schedule) with --arch hinerv."),
     config: Optional[Path] = typer.Option(None, "--config", help="A YAML file with 'model' and 'train' sections (instead of --preset)."),
     params: Optional[str] = typer.Option(None, "--params", help="Parameter budget, e.g. 0.3M or 50k: widths are solved for it."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Training epochs (passes over all frames); default from the preset."),

@@ -42,6 +42,11 @@ class Codec:
         report renders it and never parses ids."""
         return None
 
+    def describe(self, settings: dict) -> str:
+        """The settings its points ran with (``encode_decode``'s ``settings``), in words, for the report's
+        experiment table; stored in the result row when the point runs."""
+        return ", ".join(f"{k} {v}" for k, v in settings.items())
+
     def read_stream(self, path, device, wanted: Callable[[range], range] | None = None, checkpoint=None):
         """Decode one of its stream files → (``uint8 [T,3,H,W]`` frames, their source frame range, the
         sequence name). ``wanted(source range) → range`` narrows the frames to decode where the format

@@ -24,6 +24,12 @@ class Anchor(Codec):
     def label(self, point: dict, coded: dict) -> str:
         return f"QP{point['qp']}"
 
+    def describe(self, settings: dict) -> str:
+        st = dict(settings)
+        text = (f"{st.pop('encoder')}, preset {st.pop('preset', '–')}, {st.pop('config', '')}, intra period "
+                f"{st.pop('intra_period', '–')}, {st.pop('bit_depth', '–')}-bit")
+        return text + (f" ({st['ffmpeg']})" if st.get("ffmpeg") else "")
+
     def encode_decode(self, spec: dict, video, device) -> dict:
         from vcm.anchors.ffmpeg import CODECS, encode_decode, planes_of, settings
 

@@ -147,6 +147,11 @@ class NervFamily(Codec):
         v = peek_video(_stream_bytes(path))
         return v.get("sequence") or v["name"]
 
+    def describe(self, settings: dict) -> str:
+        fit = settings.get("fit") or {}
+        fit_text = ", ".join(f"{k} {v}" for k, v in fit.items() if k not in ("rate_lambda",))
+        return f"{settings.get('representation')} with loss {settings.get('loss')}, {settings.get('method')}; fit: {fit_text}"
+
     def label(self, point: dict, coded: dict) -> str:
         if "match" in point:  # the λ rate control found, and the anchor point it aimed at
             return f"λ{coded['rate_control']['lambda']:.3g} (≈ {point['match']} {point['target_point'].replace('qp', 'QP')})"

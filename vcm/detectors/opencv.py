@@ -22,9 +22,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from vcm.errors import VcmError
-from vcm.eval.coco import Detections
-from vcm.eval.detector_registry import apply_options, register_detector
-from vcm.eval.gt import COCO80
+from vcm.detectors.classes import Detections
+from vcm.detectors.registry import apply_options, register_detector
+from vcm.detectors.classes import COCO80
 from vcm.video.color import rgb_to_gray
 
 PERSON = COCO80.index("person")
@@ -108,7 +108,7 @@ for _name in CASCADES:
 def pick_for(frames_u8: np.ndarray, every: int = 10) -> str:
     """The shipped detector that finds something in the most of every ``every``-th frame of a clip
     (ties: the order of ``SHIPPED``, faces first) — the demo's choice when no other weights are here."""
-    from vcm.eval.detect import create_detector
+    from vcm.detectors.factory import create_detector
 
     sample = frames_u8[::every]
     found = {name: sum(len(d.boxes) > 0 for d in create_detector(name).detect(sample, list(range(len(sample)))))

@@ -15,7 +15,7 @@ from typing import Callable, Protocol
 import numpy as np
 
 from vcm.errors import VcmError
-from vcm.eval.coco import Detections
+from vcm.detectors.classes import Detections
 from vcm.registry import Registry
 
 
@@ -40,7 +40,7 @@ class Entry:
     preference: int = 1000  # the order in which the demo asks the probes (lowest first)
 
 
-_REGISTRY: Registry[Entry] = Registry("detector", ("vcm.eval.yolov7", "vcm.eval.tv_detectors", "vcm.eval.opencv_detectors"))
+_REGISTRY: Registry[Entry] = Registry("detector", ("vcm.detectors.yolov7", "vcm.detectors.torchvision_models", "vcm.detectors.opencv"))
 
 
 def register_detector(name: str, description: str = "", family: str = "",

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 
 from vcm.errors import VcmError
-from vcm.eval.coco import Detections
-from vcm.eval.detector_registry import apply_options, register_detector
-from vcm.eval.gt import COCO80
+from vcm.detectors.classes import Detections
+from vcm.detectors.registry import apply_options, register_detector
+from vcm.detectors.classes import COCO80
 
 
 RANDOM_SEED = 0
@@ -66,7 +66,7 @@ def cached_weights_file(name: str) -> Path:
 
 def label_to_coco80(categories: list[str]) -> np.ndarray:
     """COCO-91 label index → COCO-80 index (−1 for background and the ``N/A`` gaps)."""
-    from vcm.eval.annotations import norm
+    from vcm.detectors.classes import norm
 
     index = {norm(c): i for i, c in enumerate(COCO80)}
     return np.array([index.get(norm(c), -1) for c in categories], np.int64)

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from vcm.errors import VcmError
-from vcm.eval.coco import Detections
-from vcm.eval.gt import COCO80
+from vcm.detectors.classes import Detections
+from vcm.detectors.classes import COCO80
 
 
 def _resolve(spec: str):

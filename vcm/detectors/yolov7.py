@@ -31,9 +31,9 @@ import numpy as np
 import torch
 
 from vcm.errors import VcmError
-from vcm.eval.coco import Detections
-from vcm.eval.detector_registry import apply_options, register_detector
-from vcm.eval.gt import COCO80
+from vcm.detectors.classes import Detections
+from vcm.detectors.registry import apply_options, register_detector
+from vcm.detectors.classes import COCO80
 
 HUB_REPO = "WongKinYiu/yolov7"
 WEIGHTS_URL = "https://github.com/WongKinYiu/yolov7/releases/download/v0.1/yolov7.pt"

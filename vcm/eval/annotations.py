@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vcm.errors import VcmError
+from vcm.detectors.classes import norm
 from vcm.eval.gt import COCO80, Box, GroundTruth
 
 FRAME_MAPPINGS = ("auto", "field", "name0", "name1", "order")
@@ -34,17 +35,7 @@ COCO91_IDS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20,
               58, 59, 60, 61, 62, 63, 64, 65, 67, 70, 72, 73, 74, 75, 76, 77, 78, 79, 80, 81, 82, 84, 85, 86, 87,
               88, 89, 90)
 assert len(COCO91_IDS) == 80
-# Other datasets' names for COCO classes (Pascal VOC and common spellings).
-ALIASES = {"motorbike": "motorcycle", "aeroplane": "airplane", "sofa": "couch", "tvmonitor": "tv",
-           "tv monitor": "tv", "diningtable": "dining table", "pottedplant": "potted plant", "pedestrian": "person",
-           "people": "person", "bike": "bicycle", "cellphone": "cell phone", "mobile phone": "cell phone"}
 _NUMBER = re.compile(r"(\d+)(?!.*\d)")
-
-
-def norm(name: str) -> str:
-    """Class names compared loosely: ``Traffic_Light`` = ``traffic light`` = ``traffic-light``."""
-    n = re.sub(r"[\s_\-]+", " ", str(name).strip().lower())
-    return ALIASES.get(n, ALIASES.get(n.replace(" ", ""), n))
 
 
 @dataclass

@@ -12,20 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vcm.eval.gt import COCO80, GroundTruth
-
-
-@dataclass
-class Detections:
-    """One frame's detections: ``boxes`` float [N,4] as x1,y1,x2,y2 pixels, ``scores`` [N], ``classes`` int [N] (COCO-80)."""
-
-    boxes: np.ndarray
-    scores: np.ndarray
-    classes: np.ndarray
-
-    @classmethod
-    def empty(cls) -> "Detections":
-        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
+from vcm.detectors.classes import COCO80, Detections
+from vcm.eval.gt import GroundTruth
 
 
 @dataclass

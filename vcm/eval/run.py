@@ -16,7 +16,7 @@ import numpy as np
 from vcm import progress
 from vcm.errors import VcmError
 from vcm.eval.coco import ScoredClip, evaluate, results_json
-from vcm.eval.detect import Detector
+from vcm.detectors.registry import Detector
 from vcm.eval.gt import GroundTruth
 from vcm.fsutil import write_json
 

@@ -144,6 +144,30 @@ def validate(model, images, masks, device) -> dict:
     return {"bpp": mean(bpps), "psnr": mean(psnrs), "masked_psnr": mean(mpsnrs)}
 
 
+def _images_and_masks(folder: Path | None, out: Path, cfg: IcmTrainConfig, sam_checkpoint: Path | None, device,
+                      validation: bool = False) -> tuple[list[np.ndarray], list]:
+    """The images of ``folder`` (none without one) and their edge masks: SAM's with ``--masks sam``, else
+    all-ones masks for training and None for validation."""
+    files = list_images(folder) if folder or not validation else []
+    imgs = [_read_image(p) for p in files]
+    if cfg.masks == "sam" and files:
+        return imgs, edge_masks(files, imgs, out / "masks", sam_checkpoint, cfg.sam_model, cfg.alpha, device)
+    return imgs, [None] * len(imgs) if validation else [np.ones(i.shape[1:], bool) for i in imgs]
+
+
+def _resume(ckpt_path: Path, arch: str, model, opt, aux_opt, device) -> tuple[int, list]:
+    """Load a checkpoint into the model and both optimizers → (epochs done, history)."""
+    if not ckpt_path.exists():
+        raise VcmError(f"nothing to resume: {ckpt_path} does not exist")
+    ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+    if ckpt.get("train", {}).get("arch") != arch:
+        raise VcmError(f"{ckpt_path} was trained with --arch {ckpt.get('train', {}).get('arch')}")
+    model.load_state_dict(ckpt["state_dict"])
+    opt.load_state_dict(ckpt["optimizer"])
+    aux_opt.load_state_dict(ckpt["aux_optimizer"])
+    return int(ckpt["epoch"]), list(ckpt.get("history", []))
+
+
 def train(images_dir: Path, out: Path, cfg: IcmTrainConfig, device, val_dir: Path | None = None,
           sam_checkpoint: Path | None = None, resume: bool = False, should_stop=None) -> dict:
     out = Path(out)
@@ -153,29 +177,13 @@ def train(images_dir: Path, out: Path, cfg: IcmTrainConfig, device, val_dir: Pat
     if cfg.masks not in ("sam", "none"):
         raise VcmError("--masks must be sam or none")
     torch.manual_seed(cfg.seed)
-    files = list_images(images_dir)
-    imgs = [_read_image(p) for p in files]
-    masks = (edge_masks(files, imgs, out / "masks", sam_checkpoint, cfg.sam_model, cfg.alpha, device)
-             if cfg.masks == "sam" else [np.ones(i.shape[1:], bool) for i in imgs])
-    val_files = list_images(val_dir) if val_dir else []
-    val_imgs = [_read_image(p) for p in val_files]
-    val_masks = (edge_masks(val_files, val_imgs, out / "masks", sam_checkpoint, cfg.sam_model, cfg.alpha, device)
-                 if cfg.masks == "sam" and val_files else [None] * len(val_files))
+    imgs, masks = _images_and_masks(images_dir, out, cfg, sam_checkpoint, device)
+    val_imgs, val_masks = _images_and_masks(val_dir, out, cfg, sam_checkpoint, device, validation=True)
     model = create(cfg.arch).to(device).train()
     main, aux = _split_params(model)
     opt = torch.optim.Adam(main, lr=cfg.lr)
     aux_opt = torch.optim.Adam(aux, lr=cfg.aux_lr)
-    epoch, history = 0, []
-    if resume:
-        if not ckpt_path.exists():
-            raise VcmError(f"nothing to resume: {ckpt_path} does not exist")
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if ckpt.get("train", {}).get("arch") != cfg.arch:
-            raise VcmError(f"{ckpt_path} was trained with --arch {ckpt.get('train', {}).get('arch')}")
-        model.load_state_dict(ckpt["state_dict"])
-        opt.load_state_dict(ckpt["optimizer"])
-        aux_opt.load_state_dict(ckpt["aux_optimizer"])
-        epoch, history = int(ckpt["epoch"]), list(ckpt.get("history", []))
+    epoch, history = _resume(ckpt_path, cfg.arch, model, opt, aux_opt, device) if resume else (0, [])
     steps = cfg.steps_per_epoch or max(1, math.ceil(len(imgs) / cfg.batch))
     start, step = time.time(), 0
     with progress.progress(f"icm train ({cfg.arch}, {'SA-ICM' if cfg.masks == 'sam' else 'plain'})", cfg.epochs) as bar:

@@ -82,7 +82,7 @@ def make_source_masks(video: Video, source: str, out: Path, settings: SourceSett
     start, masks = time.time(), []
     detector = None
     if kind == "boxes":
-        from vcm.eval.detect import create_detector
+        from vcm.detectors.factory import create_detector
 
         detector = create_detector(detector_name)
     with progress.progress(f"{source} masks", video.num_frames) as bar:

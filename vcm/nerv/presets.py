@@ -23,3 +23,19 @@ def preset_path(name_or_path: str) -> Path:
 
 def list_presets() -> list[str]:
     return sorted(p.stem for p in (data_dir("configs") / "nerv").glob("*.yaml"))
+
+
+def presets_by_arch() -> dict[str, list[str]]:
+    """{representation: its presets' names}, from each file's ``model.arch`` (NeRV when absent), for
+    the CLI's help: the files are the list, so a new preset appears there without an edit."""
+    import yaml
+
+    out: dict[str, list[str]] = {}
+    for name in list_presets():
+        try:
+            raw = yaml.safe_load((data_dir("configs") / "nerv" / f"{name}.yaml").read_text()) or {}
+            arch = (raw.get("model") or {}).get("arch", "nerv")
+        except (yaml.YAMLError, AttributeError):
+            continue  # a damaged preset is reported when it is used, not in every --help
+        out.setdefault(str(arch), []).append(name)
+    return out

@@ -1,0 +1,123 @@
+"""The report rendered: Markdown (tables, plots by reference) and a self-contained HTML page."""
+
+from __future__ import annotations
+
+import base64
+import html
+from vcm.ctc.bd import MIN_OVERLAP, describe
+from vcm.ctc.tables import METRICS, ReportData, point_label
+
+
+def _fmt(v, digits=2, signed=False):
+    if v is None:
+        return "–"
+    return f"{v:+.{digits}f}" if signed else f"{v:.{digits}f}"
+
+
+def _md_table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(_md_cell(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def report_markdown(data: ReportData) -> str:
+    """The report as Markdown; sections with nothing to show are left out."""
+    rows, failed, curves, bd_rows = data.rows, data.failed, data.curves, data.bd_rows
+    cls_curves, cls_bd, anchor, metric = data.class_curves, data.class_bd, data.anchor, data.metric
+    plots = data.plotted
+    has_map = any(r["map"] is not None for r in rows)
+    quality = METRICS[metric].split(" (")[0]
+    md = ["# vcm CTC report", ""]
+    md.append(f"Quality is **{quality}** (RGB PSNR, Y-PSNR and YUV-PSNR are all in summary.csv); BD figures are "
+              f"against **{anchor}**, negative BD-rate = fewer bits than {anchor} for the same quality. A figure is "
+              f"shown with the overlap of the two curves it integrates over, and withheld below "
+              f"{100 * MIN_OVERLAP:.0f} %.")
+    md += ["", "## Experiment", ""]
+    md.append(_md_table(["item", "how it was made"], [[k, v] for k, v in data.experiment]))
+    if bd_rows:
+        md += ["", f"## BD-rate against {anchor}", ""]
+        head = ["sequence", "curve", f"BD-rate ({quality})", f"BD-{quality}"] + (["BD-rate (mAP)"] if has_map else [])
+        md.append(_md_table(head, [
+            [b["sequence"], b["codec"], describe(b[f"bd_rate_{metric}"], b[f"overlap_{metric}"], b[f"withheld_{metric}"], b[f"note_{metric}"]),
+             _fmt(b[f"bd_{metric}"], 2, True)] +
+            ([describe(b["bd_rate_map"], b["overlap_map"], b["withheld_map"], b["note_map"])] if has_map else [])
+            for b in bd_rows]))
+    md += ["", "## RD plots", ""]
+    md += [f"![{seq}](plots/{seq}.png)" for seq in plots]
+    md += ["", "## Results per point", ""]
+    head = ["sequence", "curve", "point", "kbps", "bpp", "Y-PSNR", "YUV-PSNR", "RGB PSNR", "MS-SSIM"]
+    head += (["mAP %", "AP50 %", "ground truth"] if has_map else []) + ["encode s", "of which fit s", "decode s"]
+    md.append(_md_table(head, [
+        [r["sequence"], r.get("curve") or r["codec"], point_label(r), f"{r['kbps']:.2f}", f"{r['bpp']:.4f}",
+         _fmt(r["psnr_y"]), _fmt(r.get("psnr_yuv")), _fmt(r["psnr"]), _fmt(r["ms_ssim"], 4)] +
+        ([_fmt(r["map"]), _fmt(r["ap50"]), (r.get("ground_truth") or {}).get("kind", "–" if r["map"] is None else "sfu-hw")]
+         if has_map else []) +
+        [_fmt(r["encode_seconds"], 1), _fmt(r.get("fit_seconds"), 1), _fmt(r["decode_seconds"], 1)]
+        for seq in curves.values() for pts in seq.values() for r in pts]))
+    md += breakdown_section([r for seq in curves.values() for pts in seq.values() for r in pts])
+    if cls_curves:
+        md += ["", "## Per class (detections pooled over the class's sequences)", ""]
+        md.append(_md_table(["class", "curve", "point #", "mean kbps", "mAP %", "AP50 %"],
+                            [[c, codec, str(k + 1), f"{p['kbps']:.2f}", _fmt(p["map"]), _fmt(p["ap50"])]
+                             for c, v in sorted(cls_curves.items()) for codec, pts in v.items() for k, p in enumerate(pts)]))
+        if cls_bd:
+            md += ["", f"BD-rate (mAP) against {anchor} per class:", ""]
+            md.append(_md_table(["class", "curve", "BD-rate (mAP)", "BD-mAP"],
+                                [[b["sequence"], b["codec"], describe(b["bd_rate_map"], b["overlap_map"], b["withheld_map"], b["note_map"]),
+                                  _fmt(b["bd_map"], 2, True)] for b in cls_bd]))
+    header, t1 = data.table1
+    if t1:
+        md += ["", "## Edge loss vs plain loss (the paper's Table 1)", "",
+               "BD-rate of each SA curve against the same network and method trained with the plain loss "
+               "(negative: fewer bits for the same mAP or quality)" +
+               (f"; mAP against {', '.join(sorted({(r.get('ground_truth') or {}).get('kind', 'sfu-hw') for r in rows if r['map'] is not None}))} ground truth"
+                if has_map else "; no detector ran, so no mAP") + ".", ""]
+        md.append(_md_table(header, t1))
+    if failed:
+        md += ["", "## Failed points", ""]
+        md.append(_md_table(["sequence", "codec", "point", "error"],
+                            [[f["sequence"], f["codec"], f["point"], f["error"]] for f in failed]))
+    return "\n".join(md) + "\n"
+
+
+def breakdown_section(rows: list[dict]) -> list[str]:
+    """Markdown lines: each coded point's bytes per part (``vcm compress``'s breakdown), as bytes, share
+    and bits per parameter; nothing when no point has one (anchors, the paper's pipeline)."""
+    rows = [r for r in rows if r.get("breakdown")]
+    if not rows:
+        return []
+    parts = list(dict.fromkeys(p["part"] for r in rows for p in r["breakdown"]))
+    table = []
+    for r in rows:
+        by_part = {p["part"]: p for p in r["breakdown"]}
+        cells = []
+        for part in parts:
+            p = by_part.get(part)
+            per = f" · {p['bits_per_param']:.2f} b/p" if p and p.get("bits_per_param") is not None else ""
+            cells.append(f"{p['bytes']:,.0f} ({100 * p['share']:.0f} %{per})" if p else "–")
+        table.append([r["sequence"], r.get("curve") or r["codec"], point_label(r), f"{r['bytes']:,}"] + cells)
+    return ["", "## Where the bytes go", "",
+            "Bytes of each part of the stream (share of the file · bits per parameter); side information is the "
+            "quantization steps and the entropy models' parameters.", "",
+            _md_table(["sequence", "curve", "point", "bytes"] + parts, table)]
+
+
+def _md_cell(value) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def report_html(md_text: str, plots: dict) -> str:
+    """A self-contained HTML page: the Markdown rendered by markdown-it-py (CommonMark + tables),
+    plots embedded as data URIs."""
+    from markdown_it import MarkdownIt
+
+    body = MarkdownIt("commonmark").enable("table").render(md_text)
+    for seq, png in plots.items():
+        src = html.escape(f"plots/{seq}.png", quote=True)
+        body = body.replace(f'src="{src}"', f'src="data:image/png;base64,{base64.b64encode(png).decode()}"')
+    style = ("body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1500px;padding:0 1em;color:#222}"
+             "table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border:1px solid #ccc;padding:3px 8px}"
+             "td{text-align:right}td:first-child,td:nth-child(2){text-align:left}th{background:#f3f3f3}"
+             "img{max-width:100%;display:block;margin:1em 0}code{background:#f3f3f3;padding:0 3px}")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>vcm CTC report</title><style>{style}</style>"
+            f"</head><body>{body}</body></html>\n")
