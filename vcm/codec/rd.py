@@ -115,7 +115,8 @@ def optimise(model: torch.nn.Module, frames_u8: np.ndarray, masks_u8, fit_cfg: T
     to_bpp = opts.lam * bpp_scale(h, w, t_frames)
 
     def forward(t):
-        x_hat, bits = rd(t, schedule.mode(), schedule.noise_generator(cfg.seed, t.device))
+        # noise from the generator seeded above, once per stage (a stage is never resumed)
+        x_hat, bits = rd(t, schedule.mode())
         return x_hat, to_bpp * bits
 
     history = []

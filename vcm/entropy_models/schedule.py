@@ -5,15 +5,12 @@ Optimiser steps ``[0, start)`` train without quantization; ``[start, switch)`` t
 uniform noise of one quantization step (a differentiable stand-in for rounding); ``[switch, end)``
 through rounding with a straight-through gradient, so that the last steps see exactly what the
 decoder will. The schedule owns its step count: the training loop calls ``advance`` after each
-optimiser step. The noise of step k is drawn from a generator seeded by (seed, k), so a resumed
-stage draws exactly what an uninterrupted one would, and both users draw it the same way.
+optimiser step.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import torch
 
 
 @dataclass
@@ -36,10 +33,6 @@ class QuantizationSchedule:
         if self.step < self.start:
             return None
         return "noise" if self.step < self.switch else "round"
-
-    def noise_generator(self, seed: int, device) -> torch.Generator:
-        """The generator the current step draws its noise from, seeded by (``seed``, step)."""
-        return torch.Generator(device=device).manual_seed(seed * 1_000_003 + self.step)
 
     def advance(self) -> None:
         self.step += 1

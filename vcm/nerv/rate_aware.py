@@ -49,7 +49,9 @@ class RateTerm:
             return self.model(t), None
         if self.rd is None:
             self.activate()
-        x_hat, bits = self.rd(t, mode, self.schedule.noise_generator(self.cfg.seed, t.device))
+        # Noise seeded by (seed, step): a resumed run draws exactly what an uninterrupted one would.
+        gen = torch.Generator(device=t.device).manual_seed(self.cfg.seed * 1_000_003 + self.schedule.step)
+        x_hat, bits = self.rd(t, mode, gen)
         return x_hat, self.weight * bits
 
     def after_step(self) -> None:
