@@ -147,3 +147,45 @@ def test_no_import_circles_between_packages():
 def test_package_folding_keeps_a_circle_between_packages():
     graph = {"vcm.a.x": {"vcm.b.y"}, "vcm.b.y": set(), "vcm.b.z": {"vcm.a.w"}, "vcm.a.w": set()}
     assert cycles(package_graph(graph)) == [["vcm.a", "vcm.b"]]
+
+
+# docs/architecture.md's layers, lowest first: a module may import its own layer and those before it.
+# Each entry is a module or a package prefix; the longest prefix that matches places a module.
+LAYERS = [
+    ["vcm.errors", "vcm.fsutil", "vcm.progress", "vcm.schema", "vcm.registry", "vcm.resources", "vcm.provenance",
+     "vcm.rate", "vcm.device", "vcm.outputs", "vcm.samples", "vcm.sequences", "vcm"],
+    ["vcm.video", "vcm.quality"],
+    ["vcm.bitstream"],
+    ["vcm.detectors"],
+    ["vcm.nerv"],  # the representations: registry, model, hinerv, frames, config, presets
+    ["vcm.entropy_models"],
+    ["vcm.nerv.train", "vcm.nerv.rate_aware", "vcm.nerv.loss", "vcm.nerv.sa_loss", "vcm.nerv.sa_loss_triton",
+     "vcm.nerv.run", "vcm.nerv.budget", "vcm.masks"],
+    ["vcm.codec"],
+    ["vcm.icm"],
+    ["vcm.anchors"],
+    ["vcm.codecs"],
+    ["vcm.eval"],
+    ["vcm.ctc", "vcm.demo"],
+    ["vcm.cli", "vcm.__main__"],
+]
+
+
+def layer_of(module: str) -> int:
+    best = max(((len(p), i) for i, layer in enumerate(LAYERS) for p in layer
+                if module == p or module.startswith(p + ".")), default=None)
+    assert best is not None, f"{module} is in no layer of docs/architecture.md"
+    return best[1]
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(f"{m} -> {t}" for m, targets in graph.items() for t in targets if layer_of(t) > layer_of(m))
+
+
+def test_imports_only_point_down_the_layers():
+    assert upward_imports(import_graph()) == []
+
+
+def test_an_upward_import_is_found():
+    assert upward_imports({"vcm.video.io": {"vcm.codec.rd"}, "vcm.codec.rd": {"vcm.video.io"}}) == \
+        ["vcm.video.io -> vcm.codec.rd"]
