@@ -1,6 +1,7 @@
 """``DATA`` layout of ``.nerv`` streams with coding ``rd`` (see docs/bitstream.md).
 
-1. the step codes k of every channel of every tensor (model order), one coded array;
+1. the step codes k of every channel of every tensor (model order), one coded array; from version 4
+   two: each tensor's base code, then the channels' deviations from it (tensors of 2+ channels);
 2. per tensor: svarint lo · varint span · (span ≥ 2) u16 m, the Laplace parameter; from version 4
    a temporal tensor starts its record with a mode byte, and mode 1 (context) replaces lo/span/m by
    the parameters of :mod:`vcm.entropy_models.context`;
@@ -118,7 +119,7 @@ def _encode_words(coded: list[tuple[np.ndarray, object]]) -> np.ndarray:
 def step_code_base(t: RDTensor) -> int:
     """The step code a tensor's channels are coded against: the median code of its channels that hold
     a nonzero symbol (of all of them when none does)."""
-    live = np.abs(t.symbols).max(axis=1) > 0 if t.symbols.size else np.zeros(len(t.step_codes), bool)
+    live = (t.symbols != 0).any(axis=1)
     return int(np.median(t.step_codes[live] if live.any() else t.step_codes))
 
 
@@ -132,7 +133,7 @@ def _write_step_codes(tensors: list[RDTensor], w: Writer) -> None:
         base = step_code_base(t) if len(t.step_codes) > 1 else int(t.step_codes[0])
         bases.append(base)
         if len(t.step_codes) > 1:
-            live = np.abs(t.symbols).max(axis=1) > 0
+            live = (t.symbols != 0).any(axis=1)
             deviations.append(np.where(live, t.step_codes - base, 0))
     encode_array(np.array(bases, np.int64), w)
     encode_array(np.concatenate(deviations) if deviations else np.zeros(0, np.int64), w)
