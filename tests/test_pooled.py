@@ -1,0 +1,44 @@
+"""Class-level mAP pooled over a class's sequences (eval/pooled.py), as the CTC report shows it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from vcm import sequences
+from vcm.ctc.tables import curves_by_sequence
+from vcm.eval.gt import Box, GroundTruth, to_coco_json
+from vcm.eval.pooled import class_curves, poolable
+
+CLASS_D = ("BasketballPass", "BQSquare")
+
+
+def write_point(folder, seq: str, gt: GroundTruth, point: int, kbps: float, found: bool) -> dict:
+    """A finished CTC row of ``seq`` whose detections are the ground truth (``found``) or nothing."""
+    dets = [{"source_frame": f, "bbox": [b.x, b.y, b.w, b.h], "score": 0.9, "category_id": b.category}
+            for f, boxes in gt.frames.items() for b in boxes] if found else []
+    path = folder / f"{seq}_{point}.json"
+    path.write_text(json.dumps(dets))
+    frames = sorted(gt.frames)
+    return {"sequence": seq, "class": "D", "codec": "x", "curve": "x", "kbps": kbps, "detections": str(path),
+            "source_frames": [frames[0], frames[-1] + 1], "ground_truth": {"kind": "sfu-hw"}}
+
+
+def test_points_of_the_same_rank_pool_over_the_class(tmp_path):
+    rows = []
+    for i, name in enumerate(CLASS_D):
+        seq = sequences.lookup(name)
+        first = seq.ctc_first
+        gt = GroundTruth(name, 416, 240, {first: [Box(10, 10, 40, 30, 0)], first + 1: [Box(50 + i, 60, 30, 30, 2)]})
+        (tmp_path / seq.annotations).write_text(json.dumps(to_coco_json(gt, first)))
+        rows += [write_point(tmp_path, name, gt, 0, 10.0 + i, found=False),
+                 write_point(tmp_path, name, gt, 1, 30.0 + i, found=(i == 0))]  # the second sequence finds nothing
+    rows.append({**rows[0], "ground_truth": {"kind": "pseudo"}})  # scored against pseudo ground truth: not pooled
+    assert [poolable(r) for r in rows] == [True] * 4 + [False]
+    pooled = class_curves(curves_by_sequence([r for r in rows if poolable(r)]), tmp_path)
+    low, high = pooled["D"]["x"]
+    assert low["kbps"] == pytest.approx(10.5) and high["kbps"] == pytest.approx(30.5)
+    assert low["map"] == pytest.approx(0.0)
+    # Half of the class's objects found, each exactly: pooled AP is 50 on both classes present.
+    assert high["map"] == pytest.approx(50.0, abs=0.5) and high["ap50"] == pytest.approx(50.0, abs=0.5)
