@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import html
+
 from vcm.ctc.bd import MIN_OVERLAP, describe
 from vcm.ctc.tables import METRICS, ReportData, point_label
 

@@ -120,7 +120,7 @@ def fit(d: np.ndarray) -> tuple[ContextParams, float]:
     """The parameters for coding ``d`` (``int64 [T, …, H, W]``) and its code length in bits (symbols
     only; the caller adds the parameters' bytes). Tries the fitted weights and no prediction."""
     best = None
-    for weights in {fit_weights(d), (0, 0, 0)}:
+    for weights in dict.fromkeys([(0, 0, 0), fit_weights(d)]):  # a tie keeps no prediction (the weights then never move pred)
         bucket, pred = contexts(d, weights)
         r = d - pred
         lo, hi = int(r.min()), int(r.max())
