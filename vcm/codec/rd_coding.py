@@ -153,16 +153,6 @@ def _read_step_codes(r: Reader, channels: list[int]) -> np.ndarray:
     return np.concatenate(out).astype(np.int64) if out else np.zeros(0, np.int64)
 
 
-def _context_bits(values: np.ndarray, p: context.ContextParams) -> float:
-    """Code length in bits of ``values`` under the context model ``p``."""
-    if p.span < 2:
-        return 0.0
-    bucket, pred = context.contexts(values, p.weights)
-    residual = values - pred
-    return sum(context.bucket_bits(residual[bucket == k], p.ms[k], p.lo, p.lo + p.span - 1)
-               for k in range(context.BUCKETS))
-
-
 def _write_params(p: context.ContextParams, w: Writer) -> None:
     """Three signed bytes (weights), svarint lo, varint span, and (span ≥ 2) one u16 m per bucket."""
     w.raw(np.array(p.weights, dtype=np.int8).tobytes())
@@ -314,7 +304,7 @@ def read(r: Reader, layout: list[tuple[str, tuple[int, ...], int]], temporal: fr
             if isinstance(p, context.ContextParams):
                 values = _decode_context(coder, shape, p, name, decoded)
                 flat = values.ravel()
-                coding = TensorCoding(p, _context_bits(values, p))
+                coding = TensorCoding(p, context.code_length(values, p))
             else:
                 lo, span, m = p
                 if span >= 2:

@@ -127,9 +127,7 @@ def describe_settings(codec: str, settings: dict) -> str:
     codec still registered under that name, or else its settings as they are."""
     from vcm import codecs
 
-    if codec in codecs.names():
-        return codecs.get(codec).describe(settings)
-    return ", ".join(f"{k} {v}" for k, v in settings.items())
+    return (codecs.get(codec) if codec in codecs.names() else codecs.Codec()).describe(settings)
 
 
 def table1(curves: dict, metric: str = "psnr_y", monotone: frozenset = frozenset()) -> tuple[list[str], list[list]]:
