@@ -111,12 +111,12 @@ def optimise(model: torch.nn.Module, frames_u8: np.ndarray, masks_u8, fit_cfg: T
     step_lr = opts.step_lr or fit_cfg.rd_step_lr or DEFAULT_LR
     opt = torch.optim.Adam([*param_groups(model, cfg), *rd.optimizer_groups(cfg.lr, step_lr, opts.entropy_lr or step_lr)],
                            lr=cfg.lr, betas=cfg.betas)
-    schedule = QuantizationSchedule.over(steps, 0.0, opts.noise_fraction, soft_round=fit_cfg.soft_round)
+    schedule = QuantizationSchedule.over(steps, 0.0, opts.noise_fraction)
     to_bpp = opts.lam * bpp_scale(h, w, t_frames)
 
     def forward(t):
         # noise from the generator seeded above, once per stage (a stage is never resumed)
-        x_hat, bits = rd(t, schedule.mode(), temperature=schedule.temperature())
+        x_hat, bits = rd(t, schedule.mode())
         return x_hat, to_bpp * bits
 
     history = []

@@ -10,9 +10,7 @@ Every parameter tensor ``w`` (rows grouped into C channels, see ``quant_channels
 Symbols are y = w / Δ. Modes:
 
 - ``noise``: y + u, u ~ U(−½, ½) — a smooth stand-in for rounding whose rate estimate is
-  differentiable (used first). With a soft-rounding temperature T (C3, Cool-chic) the rate is taken
-  on s_T(y) + u and the network sees s_T(s_T(y) + u): as T anneals towards 0 the forward pass nears
-  rounding while the gradient stays informative (``soft_round``);
+  differentiable (used first);
 - ``round``: round(y) with a straight-through gradient — the forward pass sees exactly the
   weights the decoder rebuilds, ŵ = q · Δ in float32 (used last);
 - ``hard``: round(y), no gradient (what is written to the stream).
@@ -27,7 +25,6 @@ of the symbols themselves on the demo's base grid), and the rate term teaches th
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import torch
@@ -59,14 +56,6 @@ def _step_from_code_torch(k: torch.Tensor) -> torch.Tensor:
 def _straight_through(exact: torch.Tensor, surrogate: torch.Tensor) -> torch.Tensor:
     """Value of ``exact`` (bit for bit), gradient of ``surrogate``."""
     return exact.detach() + (surrogate - surrogate.detach())
-
-
-def soft_round(y: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Soft rounding s_T(y) = ⌊y⌋ + ½ + tanh(r / T) / (2 tanh(1 / 2T)), r = y − ⌊y⌋ − ½ (Agustsson & Theis):
-    the identity as T → ∞, rounding as T → 0; continuous and differentiable in between."""
-    floor = torch.floor(y)
-    r = y - floor - 0.5
-    return floor + 0.5 + 0.5 * torch.tanh(r / temperature) / math.tanh(0.5 / temperature)
 
 
 def _step_codes(log2_step: torch.Tensor) -> torch.Tensor:
@@ -179,10 +168,8 @@ class RateDistortionModel(nn.Module):
     def quantizer(self, name: str) -> TensorQuantizer:
         return self.quantizers[_key(name)]
 
-    def quantized_params(self, mode: str, generator: torch.Generator | None = None,
-                         temperature: float | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """({name: ŵ}, bits of all symbols under their entropy models); ``generator`` draws the noise;
-        ``temperature``: soft rounding in ``noise`` mode (None: plain additive noise)."""
+    def quantized_params(self, mode: str, generator: torch.Generator | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """({name: ŵ}, bits of all symbols under their entropy models); ``generator`` draws the noise."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
         quantizers = [self.quantizer(n) for n in self._names]
@@ -190,11 +177,7 @@ class RateDistortionModel(nn.Module):
         w = torch.cat([params[n].reshape(-1) for n in self._names])
         step = _step(torch.cat([q.log2_step for q in quantizers]), snapped=mode != "noise")[self._channel]
         y = w / step
-        rated = None
-        if mode == "noise" and temperature:
-            rated = soft_round(y, temperature) + torch.empty_like(y).uniform_(-0.5, 0.5, generator=generator)
-            y = soft_round(rated, temperature)
-        elif mode == "noise":
+        if mode == "noise":
             y = y + torch.empty_like(y).uniform_(-0.5, 0.5, generator=generator)
         elif mode == "round":
             y = _straight_through(torch.round(y), y)
@@ -202,18 +185,16 @@ class RateDistortionModel(nn.Module):
             y = torch.round(y).detach()
         if self._keep is not None:
             y = y * self._keep
-            rated = None if rated is None else rated * self._keep
         w_hat = y * step
-        rated = y if rated is None else rated
-        coded = torch.cat([rated[a:b] if shape is None else along_time(rated[a:b], shape) for a, b, shape in self._segments])
+        coded = torch.cat([y[a:b] if shape is None else along_time(y[a:b], shape) for a, b, shape in self._segments])
         log_b = torch.stack([q.log_b for q in quantizers])[self._tensor]
         bits = laplace.bits(coded, log_b).sum()
         pieces = torch.split(w_hat, self._sizes)
         return {n: piece.view(params[n].shape) for n, piece in zip(self._names, pieces)}, bits
 
-    def forward(self, t: torch.Tensor, mode: str = "noise", generator: torch.Generator | None = None,
-                temperature: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        params, total = self.quantized_params(mode, generator, temperature)
+    def forward(self, t: torch.Tensor, mode: str = "noise",
+                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        params, total = self.quantized_params(mode, generator)
         return torch.func.functional_call(self.model, params, (t,)), total
 
     def optimizer_groups(self, base_lr: float, step_lr: float, entropy_lr: float) -> list[dict]:

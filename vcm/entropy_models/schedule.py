@@ -4,8 +4,7 @@
 Optimiser steps ``[0, start)`` train without quantization; ``[start, switch)`` through additive
 uniform noise of one quantization step (a differentiable stand-in for rounding); ``[switch, end)``
 through rounding with a straight-through gradient, so that the last steps see exactly what the
-decoder will. With ``soft_round = (T0, T1)`` the noise steps soft-round too, their temperature
-annealed linearly from T0 to T1 (C3's schedule), so the way from noise to rounding has no jump. The schedule owns its step count: the training loop calls ``advance`` after each
+decoder will. The schedule owns its step count: the training loop calls ``advance`` after each
 optimiser step.
 """
 
@@ -21,23 +20,13 @@ class QuantizationSchedule:
     start: int  # first step trained through the quantizers
     switch: int  # first step trained through rounding
     step: int = 0  # the next optimiser step
-    soft_round: tuple[float, float] | None = None  # soft-rounding temperatures at the first and last noise step
 
     @classmethod
-    def over(cls, total: int, start_fraction: float, noise_fraction: float, step: int = 0,
-             soft_round: tuple[float, float] | None = None) -> "QuantizationSchedule":
+    def over(cls, total: int, start_fraction: float, noise_fraction: float, step: int = 0) -> "QuantizationSchedule":
         """The schedule of a ``total``-step stage: quantizers from ``start_fraction`` of it; of the steps
         after that, ``noise_fraction`` with noise, the rest rounded."""
         start = round(start_fraction * total)
-        return cls(start, start + round(noise_fraction * (total - start)), step, soft_round)
-
-    def temperature(self) -> float | None:
-        """The soft-rounding temperature of the current step (None: plain noise, or not a noise step)."""
-        if self.soft_round is None or self.mode() != "noise":
-            return None
-        t0, t1 = self.soft_round
-        span = max(self.switch - self.start - 1, 1)
-        return t0 + (t1 - t0) * (self.step - self.start) / span
+        return cls(start, start + round(noise_fraction * (total - start)), step)
 
     def mode(self) -> str | None:
         """How the current step quantizes: None (not yet), ``"noise"`` or ``"round"``."""

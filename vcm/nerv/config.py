@@ -39,7 +39,6 @@ class TrainConfig:
     rate_lambda: float = 0.0  # > 0: rate-aware fit, loss D + λ·bpp after rate_start (vcm fit --lambda)
     rate_start: float = 0.5  # fraction of the steps before the rate term joins
     rate_noise_fraction: float = 0.6  # of the rate-aware steps: additive noise first, then rounding
-    soft_round: tuple[float, float] | None = None  # soft rounding in the noise steps, temperature T0 → T1 (None: off)
     # The rate–distortion stage that `vcm compress --lambda` runs on this fit unless told otherwise:
     rd_steps: int | None = None  # its optimiser steps (None: half the fit's), the same on any clip
     rd_step_lr: float | None = None  # Adam lr of its quantization steps and entropy models (None: 2e-2)
@@ -47,8 +46,6 @@ class TrainConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["betas"] = list(self.betas)
-        if self.soft_round is not None:
-            d["soft_round"] = list(self.soft_round)
         return d
 
     def check(self) -> None:
@@ -67,8 +64,6 @@ class TrainConfig:
             raise VcmError("rd_steps must be at least 1 and rd_step_lr > 0")
         if not (self.rate_lambda >= 0 and 0 <= self.rate_start < 1 and 0 <= self.rate_noise_fraction <= 1):
             raise VcmError("rate_lambda must be ≥ 0, rate_start in [0, 1) and rate_noise_fraction in [0, 1]")
-        if self.soft_round is not None and not (len(self.soft_round) == 2 and all(t > 0 for t in self.soft_round)):
-            raise VcmError(f"soft_round must be two temperatures > 0 (start, end), got {self.soft_round}")
         if not (0 <= self.warmup < 1 and 0 <= self.beta <= 1 and self.grad_clip >= 0 and self.grid_lr_scale > 0):
             raise VcmError("warmup must be in [0, 1), beta in [0, 1], grad_clip ≥ 0 and grid_lr_scale > 0")
 

@@ -24,8 +24,7 @@ class RateTerm:
     def __init__(self, model: torch.nn.Module, opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int,
                  height: int, width: int, frames: int, step: int = 0):
         self.model, self.opt, self.cfg = model, opt, cfg
-        self.schedule = QuantizationSchedule.over(total_steps, cfg.rate_start, cfg.rate_noise_fraction, step,
-                                                     soft_round=cfg.soft_round)
+        self.schedule = QuantizationSchedule.over(total_steps, cfg.rate_start, cfg.rate_noise_fraction, step)
         self.weight = cfg.rate_lambda * bpp_scale(height, width, frames)
         self.rd: RateDistortionModel | None = None
 
@@ -52,7 +51,7 @@ class RateTerm:
             self.activate()
         # Noise seeded by (seed, step): a resumed run draws exactly what an uninterrupted one would.
         gen = torch.Generator(device=t.device).manual_seed(self.cfg.seed * 1_000_003 + self.schedule.step)
-        x_hat, bits = self.rd(t, mode, gen, self.schedule.temperature())
+        x_hat, bits = self.rd(t, mode, gen)
         return x_hat, self.weight * bits
 
     def after_step(self) -> None:
