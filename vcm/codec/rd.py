@@ -32,7 +32,8 @@ class RDOptions:
     lam: float  # λ: weight of the rate in bits per pixel against the distortion
     epochs: int | None = None  # None: half of the fit's epochs (0 for a rate-aware fit: code its own quantizers)
     steps: int | None = None  # optimiser steps instead of epochs: the same on any clip (wins over epochs)
-    noise_fraction: float = 0.6  # share of the steps trained with additive noise, then straight-through rounding
+    noise_fraction: float | None = None  # share of the steps with additive noise, then straight-through rounding
+                                         # (None: the fit's rd_noise_fraction)
     lr_scale: float = 0.2  # weights' peak lr = fit lr × this
     step_lr: float | None = None  # Adam lr of the log2 steps (None: the fit's rd_step_lr, else 2e-2; short schedules want more)
     entropy_lr: float | None = None  # Adam lr of the entropy models' log scales (None: as for step_lr)
@@ -46,7 +47,7 @@ class RDOptions:
             raise VcmError(f"--lambda must be a positive number, got {self.lam}")
         if not 0.0 <= self.prune < 1.0:
             raise VcmError(f"--prune must be in [0, 1), got {self.prune}")
-        if not 0.0 <= self.noise_fraction <= 1.0:
+        if self.noise_fraction is not None and not 0.0 <= self.noise_fraction <= 1.0:
             raise VcmError(f"noise_fraction must be in [0, 1], got {self.noise_fraction}")
         if self.epochs is not None and self.epochs < 0:
             raise VcmError(f"rate-distortion epochs must be 0 or more, got {self.epochs}")
@@ -111,7 +112,8 @@ def optimise(model: torch.nn.Module, frames_u8: np.ndarray, masks_u8, fit_cfg: T
     step_lr = opts.step_lr or fit_cfg.rd_step_lr or DEFAULT_LR
     opt = torch.optim.Adam([*param_groups(model, cfg), *rd.optimizer_groups(cfg.lr, step_lr, opts.entropy_lr or step_lr)],
                            lr=cfg.lr, betas=cfg.betas)
-    schedule = QuantizationSchedule.over(steps, 0.0, opts.noise_fraction)
+    noise_fraction = opts.noise_fraction if opts.noise_fraction is not None else fit_cfg.rd_noise_fraction
+    schedule = QuantizationSchedule.over(steps, 0.0, noise_fraction)
     to_bpp = opts.lam * bpp_scale(h, w, t_frames)
 
     def forward(t):
@@ -136,6 +138,6 @@ def optimise(model: torch.nn.Module, frames_u8: np.ndarray, masks_u8, fit_cfg: T
         tensors.append(RDTensor(n, tuple(p.shape), q.step_codes().cpu().numpy().astype(np.int64),
                                 laplace.s_code(float(q.log_b.detach())), q.symbols(p.cpu(), keep_n), q.temporal))
     report = {"method": "rate-distortion", "lambda": opts.lam, "prune": opts.prune, "rd_epochs": epochs, "rd_steps": steps,
-              "step_lr": step_lr}
+              "step_lr": step_lr, "noise_fraction": noise_fraction}
     return tensors, StageResult(report, rd.estimate_bits(), history,
                                 {k: v.detach().clone() for k, v in rd.quantizers.state_dict().items()})

@@ -42,6 +42,7 @@ class TrainConfig:
     # The rate–distortion stage that `vcm compress --lambda` runs on this fit unless told otherwise:
     rd_steps: int | None = None  # its optimiser steps (None: half the fit's), the same on any clip
     rd_step_lr: float | None = None  # Adam lr of its quantization steps and entropy models (None: 2e-2)
+    rd_noise_fraction: float = 0.6  # share of its steps with additive noise; the rest round (straight-through)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -62,6 +63,8 @@ class TrainConfig:
             raise VcmError(f"max_epochs must be at least 1, got {self.max_epochs}")
         if not (self.rd_steps is None or self.rd_steps >= 1) or not (self.rd_step_lr is None or self.rd_step_lr > 0):
             raise VcmError("rd_steps must be at least 1 and rd_step_lr > 0")
+        if not 0 <= self.rd_noise_fraction <= 1:
+            raise VcmError(f"rd_noise_fraction must be in [0, 1], got {self.rd_noise_fraction}")
         if not (self.rate_lambda >= 0 and 0 <= self.rate_start < 1 and 0 <= self.rate_noise_fraction <= 1):
             raise VcmError("rate_lambda must be ≥ 0, rate_start in [0, 1) and rate_noise_fraction in [0, 1]")
         if not (0 <= self.warmup < 1 and 0 <= self.beta <= 1 and self.grad_clip >= 0 and self.grid_lr_scale > 0):
