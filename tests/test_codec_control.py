@@ -42,10 +42,12 @@ def test_a_fit_carries_its_rate_distortion_schedule_and_flags_win_over_it(tmp_pa
     """A preset's rd_steps / rd_step_lr are recorded with the fit and become `vcm compress --lambda`'s
     defaults (the demo's codec is the product's default); steps given to compress win."""
     video = tiny_video(tmp_path, t=4)
-    fit(video, tiny_nerv(), TrainConfig(steps=6, batch=2, lr=3e-3, rd_steps=3, rd_step_lr=0.1), tmp_path / "run", CPU)
-    own, told = compress_many(tmp_path / "run", [RDOptions(lam=1.0), RDOptions(lam=1.0, steps=2)], CPU,
+    fit(video, tiny_nerv(), TrainConfig(steps=6, batch=2, lr=3e-3, rd_steps=3, rd_step_lr=0.1, rd_noise_fraction=0.3),
+        tmp_path / "run", CPU)
+    own, told = compress_many(tmp_path / "run", [RDOptions(lam=1.0), RDOptions(lam=1.0, steps=2, noise_fraction=1.0)], CPU,
                               outs=[tmp_path / "own.nerv", tmp_path / "told.nerv"])
     assert own["rd_steps"] == 3 and told["rd_steps"] == 2 and own["step_lr"] == told["step_lr"] == 0.1
+    assert own["noise_fraction"] == 0.3 and told["noise_fraction"] == 1.0
     from vcm.nerv.model import NeRV
 
     assert own["decoder_kmac_per_pixel"] == round(NeRV.frame_macs(tiny_nerv()) / (24 * 32) / 1e3, 3) > 0
@@ -55,7 +57,7 @@ def test_epochs_asked_for_replace_a_presets_steps_and_steps_asked_for_run_in_ful
     from vcm.nerv.run import plan
 
     _, preset = plan("hinerv-demo")
-    assert preset.steps == 900 and preset.rd_steps == 180 and preset.rd_step_lr == 0.1
+    assert preset.steps == 900 and preset.rd_steps == 180 and preset.rd_step_lr == 0.1 and preset.rd_noise_fraction == 0.3
     _, by_epochs = plan("hinerv-demo", epochs=2)
     assert by_epochs.steps is None and by_epochs.total_steps(8) == 2 * 2
     _, both = plan("hinerv-demo", epochs=2, steps=5)
@@ -75,6 +77,8 @@ def test_train_config_counts_steps():
     assert stepped.total_epochs(48) == 75 and TrainConfig(steps=31, batch=4).total_epochs(120) == 2
     with pytest.raises(VcmError, match="steps"):
         TrainConfig(steps=0).check()
+    with pytest.raises(VcmError, match="rd_noise_fraction"):
+        TrainConfig(rd_noise_fraction=1.5).check()
 
 
 def test_budgets_parse_and_become_steps():
