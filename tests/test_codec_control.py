@@ -39,8 +39,8 @@ def test_the_same_steps_on_a_short_and_a_long_clip(tmp_path, frames):
 
 
 def test_a_fit_carries_its_rate_distortion_schedule_and_flags_win_over_it(tmp_path):
-    """A preset's rd_steps / rd_step_lr are recorded with the fit and become `vcm compress --lambda`'s
-    defaults (the demo's codec is the product's default); steps given to compress win."""
+    """A preset's rd_steps / rd_step_lr / rd_noise_fraction are recorded with the fit and become `vcm compress
+    --lambda`'s defaults (the demo's codec is the product's default); steps or a noise share given to compress win."""
     video = tiny_video(tmp_path, t=4)
     fit(video, tiny_nerv(), TrainConfig(steps=6, batch=2, lr=3e-3, rd_steps=3, rd_step_lr=0.1, rd_noise_fraction=0.3),
         tmp_path / "run", CPU)
