@@ -39,15 +39,19 @@ def test_the_same_steps_on_a_short_and_a_long_clip(tmp_path, frames):
 
 
 def test_a_fit_carries_its_rate_distortion_schedule_and_flags_win_over_it(tmp_path):
-    """A preset's rd_steps / rd_step_lr / rd_noise_fraction are recorded with the fit and become `vcm compress
-    --lambda`'s defaults (the demo's codec is the product's default); steps or a noise share given to compress win."""
+    """A preset's rd_steps / rd_step_lr / rd_noise_fraction / rd_lr_scale are recorded with the fit and become
+    `vcm compress --lambda`'s defaults (the demo's codec is the product's default); steps, a noise share or an lr
+    scale given to compress win."""
     video = tiny_video(tmp_path, t=4)
-    fit(video, tiny_nerv(), TrainConfig(steps=6, batch=2, lr=3e-3, rd_steps=3, rd_step_lr=0.1, rd_noise_fraction=0.3),
+    fit(video, tiny_nerv(), TrainConfig(steps=6, batch=2, lr=3e-3, rd_steps=3, rd_step_lr=0.1, rd_noise_fraction=0.3,
+                                    rd_lr_scale=0.7),
         tmp_path / "run", CPU)
-    own, told = compress_many(tmp_path / "run", [RDOptions(lam=1.0), RDOptions(lam=1.0, steps=2, noise_fraction=1.0)], CPU,
+    told_opts = RDOptions(lam=1.0, steps=2, noise_fraction=1.0, lr_scale=0.3)
+    own, told = compress_many(tmp_path / "run", [RDOptions(lam=1.0), told_opts], CPU,
                               outs=[tmp_path / "own.nerv", tmp_path / "told.nerv"])
     assert own["rd_steps"] == 3 and told["rd_steps"] == 2 and own["step_lr"] == told["step_lr"] == 0.1
     assert own["noise_fraction"] == 0.3 and told["noise_fraction"] == 1.0
+    assert own["lr_scale"] == 0.7 and told["lr_scale"] == 0.3
     from vcm.nerv.model import NeRV
 
     assert own["decoder_kmac_per_pixel"] == round(NeRV.frame_macs(tiny_nerv()) / (24 * 32) / 1e3, 3) > 0
@@ -79,6 +83,8 @@ def test_train_config_counts_steps():
         TrainConfig(steps=0).check()
     with pytest.raises(VcmError, match="rd_noise_fraction"):
         TrainConfig(rd_noise_fraction=1.5).check()
+    with pytest.raises(VcmError, match="rd_lr_scale"):
+        TrainConfig(rd_lr_scale=0).check()
 
 
 def test_budgets_parse_and_become_steps():

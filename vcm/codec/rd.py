@@ -34,7 +34,7 @@ class RDOptions:
     steps: int | None = None  # optimiser steps instead of epochs: the same on any clip (wins over epochs)
     noise_fraction: float | None = None  # share of the steps with additive noise, then straight-through rounding
                                          # (None: the fit's rd_noise_fraction)
-    lr_scale: float = 0.2  # weights' peak lr = fit lr × this
+    lr_scale: float | None = None  # the network's peak lr = fit lr × this (None: the fit's rd_lr_scale)
     step_lr: float | None = None  # Adam lr of the log2 steps (None: the fit's rd_step_lr, else 2e-2; short schedules want more)
     entropy_lr: float | None = None  # Adam lr of the entropy models' log scales (None: as for step_lr)
     init_bits: int = 8  # initial steps: max|w| per channel / 2^(init_bits − 1)
@@ -49,6 +49,8 @@ class RDOptions:
             raise VcmError(f"--prune must be in [0, 1), got {self.prune}")
         if self.noise_fraction is not None and not 0.0 <= self.noise_fraction <= 1.0:
             raise VcmError(f"noise_fraction must be in [0, 1], got {self.noise_fraction}")
+        if self.lr_scale is not None and not 0.0 < self.lr_scale <= 10.0:
+            raise VcmError(f"lr_scale must be in (0, 10], got {self.lr_scale}")
         if self.epochs is not None and self.epochs < 0:
             raise VcmError(f"rate-distortion epochs must be 0 or more, got {self.epochs}")
         if self.steps is not None and self.steps < 0:
@@ -98,7 +100,8 @@ def optimise(model: torch.nn.Module, frames_u8: np.ndarray, masks_u8, fit_cfg: T
     t_frames, _, h, w = frames_u8.shape
     steps = rd_steps(opts, fit_cfg, t_frames, init_quantizers is not None)
     epochs = -(-steps // fit_cfg.steps_per_epoch(t_frames))
-    cfg = replace(fit_cfg, epochs=max(epochs, 1), steps=None, warmup=0.05, lr=fit_cfg.lr * opts.lr_scale, seed=opts.seed,
+    lr_scale = opts.lr_scale if opts.lr_scale is not None else fit_cfg.rd_lr_scale
+    cfg = replace(fit_cfg, epochs=max(epochs, 1), steps=None, warmup=0.05, lr=fit_cfg.lr * lr_scale, seed=opts.seed,
                   rate_lambda=0.0)
     rd = RateDistortionModel(model, keep, init_bits=opts.init_bits, temporal=opts.temporal)
     if init_quantizers is not None and not _same_layout(rd, init_quantizers):
@@ -138,6 +141,6 @@ def optimise(model: torch.nn.Module, frames_u8: np.ndarray, masks_u8, fit_cfg: T
         tensors.append(RDTensor(n, tuple(p.shape), q.step_codes().cpu().numpy().astype(np.int64),
                                 laplace.s_code(float(q.log_b.detach())), q.symbols(p.cpu(), keep_n), q.temporal))
     report = {"method": "rate-distortion", "lambda": opts.lam, "prune": opts.prune, "rd_epochs": epochs, "rd_steps": steps,
-              "step_lr": step_lr, "noise_fraction": noise_fraction}
+              "step_lr": step_lr, "noise_fraction": noise_fraction, "lr_scale": lr_scale}
     return tensors, StageResult(report, rd.estimate_bits(), history,
                                 {k: v.detach().clone() for k, v in rd.quantizers.state_dict().items()})

@@ -43,6 +43,7 @@ class TrainConfig:
     rd_steps: int | None = None  # its optimiser steps (None: half the fit's), the same on any clip
     rd_step_lr: float | None = None  # Adam lr of its quantization steps and entropy models (None: 2e-2)
     rd_noise_fraction: float = 0.6  # share of its steps with additive noise; the rest round (straight-through)
+    rd_lr_scale: float = 0.2  # the network's peak lr in it = lr × this (the quantization steps keep rd_step_lr)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -65,6 +66,8 @@ class TrainConfig:
             raise VcmError("rd_steps must be at least 1 and rd_step_lr > 0")
         if not 0 <= self.rd_noise_fraction <= 1:
             raise VcmError(f"rd_noise_fraction must be in [0, 1], got {self.rd_noise_fraction}")
+        if not 0 < self.rd_lr_scale <= 10:
+            raise VcmError(f"rd_lr_scale must be in (0, 10], got {self.rd_lr_scale}")
         if not (self.rate_lambda >= 0 and 0 <= self.rate_start < 1 and 0 <= self.rate_noise_fraction <= 1):
             raise VcmError("rate_lambda must be ≥ 0, rate_start in [0, 1) and rate_noise_fraction in [0, 1]")
         if not (0 <= self.warmup < 1 and 0 <= self.beta <= 1 and self.grad_clip >= 0 and self.grid_lr_scale > 0):
