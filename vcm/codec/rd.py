@@ -67,6 +67,11 @@ def _same_layout(rd: RateDistortionModel, state: dict) -> bool:
     return set(state) == set(mine) and all(state[k].shape == mine[k].shape for k in mine)
 
 
+def _or_fit(asked, fit_value):
+    """An option left unset (None) takes the fit's setting; a value asked for wins, 0 included."""
+    return fit_value if asked is None else asked
+
+
 def rd_steps(opts: RDOptions, fit_cfg: TrainConfig, num_frames: int, has_quantizers: bool) -> int:
     """Optimiser steps of the rate–distortion stage: ``opts.steps``, else ``opts.epochs`` passes, else none for
     a rate-aware fit (its own quantizers are coded), else the fit's ``rd_steps``, else half of its schedule."""
@@ -100,7 +105,7 @@ def optimise(model: torch.nn.Module, frames_u8: np.ndarray, masks_u8, fit_cfg: T
     t_frames, _, h, w = frames_u8.shape
     steps = rd_steps(opts, fit_cfg, t_frames, init_quantizers is not None)
     epochs = -(-steps // fit_cfg.steps_per_epoch(t_frames))
-    lr_scale = opts.lr_scale if opts.lr_scale is not None else fit_cfg.rd_lr_scale
+    lr_scale = _or_fit(opts.lr_scale, fit_cfg.rd_lr_scale)
     cfg = replace(fit_cfg, epochs=max(epochs, 1), steps=None, warmup=0.05, lr=fit_cfg.lr * lr_scale, seed=opts.seed,
                   rate_lambda=0.0)
     rd = RateDistortionModel(model, keep, init_bits=opts.init_bits, temporal=opts.temporal)
@@ -115,7 +120,7 @@ def optimise(model: torch.nn.Module, frames_u8: np.ndarray, masks_u8, fit_cfg: T
     step_lr = opts.step_lr or fit_cfg.rd_step_lr or DEFAULT_LR
     opt = torch.optim.Adam([*param_groups(model, cfg), *rd.optimizer_groups(cfg.lr, step_lr, opts.entropy_lr or step_lr)],
                            lr=cfg.lr, betas=cfg.betas)
-    noise_fraction = opts.noise_fraction if opts.noise_fraction is not None else fit_cfg.rd_noise_fraction
+    noise_fraction = _or_fit(opts.noise_fraction, fit_cfg.rd_noise_fraction)
     schedule = QuantizationSchedule.over(steps, 0.0, noise_fraction)
     to_bpp = opts.lam * bpp_scale(h, w, t_frames)
 
