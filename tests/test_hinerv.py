@@ -69,6 +69,42 @@ def test_convnext_block_folds_the_norm_affine_exactly():
         assert not torch.allclose(block(x), plain(None, None), atol=1e-3)  # γ and β matter here: the check can fail
 
 
+def test_head_moves_ahead_of_a_blockless_last_stage_exactly():
+    """A last stage without blocks takes the 1×1 head into its projection (upsampling only the head's
+    channels): the same frames and the same gradients as the stage followed by the head."""
+    from vcm.nerv.hinerv import Stage
+
+    torch.manual_seed(0)
+    cfg = HinervShape(grid_channels=4, channels=(6, 5), depths=(1, 0), local_frame_ratio=0.5, expansion=2.0,
+                      min_grid=4).config(16, 24, 6)
+    assert HiNeRV.folds_head(cfg) and cfg.local_frames
+    model = HiNeRV(cfg)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.uniform_(-0.5, 0.5)  # local grids start at zero: give every path a say
+    t = torch.tensor([0.1, 0.55, 0.9])
+
+    def unfolded():
+        x = torch.cat([_interpolate(g, t) for g in model.grids], dim=1).permute(0, 2, 3, 1)
+        for stage in model.stages:
+            x = stage(x, t)
+        x = model.head(x).permute(0, 3, 1, 2)[:, :, :16, :24]
+        return (torch.tanh(x) + 1) * 0.5
+
+    folded_out, plain_out = model(t), unfolded()
+    assert torch.allclose(folded_out, plain_out, atol=1e-6)
+    grads = []
+    for out in (folded_out, plain_out):
+        model.zero_grad()
+        out.square().sum().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+        assert model.stages[-1].local.grad.abs().sum() > 0
+    assert torch.allclose(grads[0], grads[1], rtol=1e-4, atol=1e-6)
+    # the decoder's work as counted: 6 grid channels on 4×6, stage 1's 1×1 (6→6) and its block on 8×12,
+    # then the head at stage 2's input (3·6 per pixel of 8×12), not 6→5 there plus 5→3 on 16×24
+    assert HiNeRV.frame_macs(cfg) == 6 * 6 * 24 + (9 * 6 + 2 * 6 * 12) * 96 + 3 * 6 * 96
+
+
 @pytest.mark.parametrize("preset", ["hinerv-xs", "hinerv-demo", "hinerv-s", "hinerv-m"])
 def test_budget_is_filled_and_grid_frames_stay_within_the_video(preset):
     spec, cfg = load_preset(preset)
