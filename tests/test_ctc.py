@@ -8,6 +8,7 @@ import pytest
 from tests.conftest import moving_frames, progress_gaps, run_cli
 from vcm import sequences
 from vcm.ctc.bd import bd, monotone
+from vcm.ctc.points import FITTED, network_ready
 from vcm.errors import VcmError
 from vcm.eval.gt import Box, GroundTruth, to_coco_json
 from vcm.video.yuv import write_yuv420
@@ -247,6 +248,47 @@ def test_a_lone_fit_takes_every_core_and_the_rest_waits_for_it():
     taken = [sched.take(2), sched.take(1), sched.take(1)]
     assert [t["point_id"] for t in taken] == ["h1", "h2", "q1"] and {sched.slots(t) for t in taken} == {1}
     assert sched.take(2) is None
+    # once the network is on disk (before its point has finished) the point keeps one slot and the
+    # group's other points take the one it gave back, still ahead of the anchor
+    sched = Schedule(specs, jobs=2)
+    first = sched.take(2)
+    sched.fitted(first)
+    assert sched.slots(first) == 1 and sched.take(1)["point_id"] == "h1"
+    sched.finished(first)  # nothing is released twice
+    assert [sched.take(1)["point_id"] for _ in range(2)] == ["h2", "q1"] and sched.take(1) is None
+
+
+def test_a_lone_fit_gives_its_cores_back_once_the_network_is_on_disk(tmp_path):
+    """Run for real on two workers: the fitting point trains on both slots' threads, then goes on with
+    one thread (its marker left) while the network's other points start in the slot it gave back."""
+    cfg = tmp_path / "lone.yaml"
+    cfg.write_text(json.dumps({
+        "sequences": [{"name": "carphone", "path": "sample:carphone", "frames": "0:4"}], "device": "cpu",
+        "detector": None, "codecs": {
+            "nerv": {"fits": [{"preset": "nerv-xs", "params": "8k", "epochs": 2, "batch": 2, "points": [
+                {"prune": 0.2, "bits": 8, "finetune_epochs": 60},  # the first point works on after the fit
+                {"prune": 0.2, "bits": 7, "finetune_epochs": 0}, {"prune": 0.4, "bits": 6, "finetune_epochs": 0}]}]},
+            "hevc": {"qps": [40]}}}))
+    proc = run_cli("ctc", "run", cfg, "--out", tmp_path / "o", "--jobs", "2", "--json",
+                   env={"VCM_PROGRESS": "lines", "VCM_PROGRESS_INTERVAL": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout)["failed"] == 0
+    assert "network on disk; its other points start beside it" in proc.stderr
+    markers = list((tmp_path / "o" / "points" / "carphone" / "nerv").glob(f"*/{FITTED}"))
+    assert len(markers) == 1  # only the point that trained on both slots
+
+
+def test_a_point_that_trained_wide_goes_on_with_fewer_threads(tmp_path):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        network_ready({"workdir": str(tmp_path), "threads_after_fit": None})  # a one-slot point: nothing changes
+        assert not (tmp_path / FITTED).exists() and torch.get_num_threads() == before
+        network_ready({"workdir": str(tmp_path), "threads_after_fit": 1})
+        assert (tmp_path / FITTED).exists() and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_codecs_name_their_points_and_the_report_shows_those_names():

@@ -191,8 +191,11 @@ class NervFamily(Codec):
     def encode_decode(self, spec: dict, video, device) -> dict:
         from vcm.codec.compress import CompressOptions, RDOptions, compress_run, decode_file
 
+        from vcm.ctc.points import network_ready
+
         p = spec["point"]
         fit_dir, fit_seconds = self._fit(spec, video, device)
+        network_ready(spec)
         if "lambda" in p:
             fast = {} if p.get("step_lr") is None else {"step_lr": p["step_lr"], "entropy_lr": p["step_lr"]}
             opts = RDOptions(lam=p["lambda"], epochs=p.get("rd_epochs"), steps=p.get("rd_steps"), prune=p["prune"],
