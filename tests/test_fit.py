@@ -73,3 +73,25 @@ def test_resume_refuses_other_frames(tmp_path):
     other = make_video(moving_frames(t=4, h=24, w=24, seed=9))
     with pytest.raises(VcmError, match="other frames"):
         fit(other, mcfg, cfg, tmp_path / "r", CPU, resume=True)
+
+
+@pytest.mark.parametrize("size, cache_bytes", [((40, 56), 1 << 30), ((40, 56), 0), ((8, 56), 1 << 30)])
+def test_the_clip_loss_is_eq4_with_the_targets_ssim_half_computed_once(size, cache_bytes):
+    """The training loss on a clip's frames: the value and the gradient of eq. (4) with pytorch-msssim's
+    SSIM, whether the target's window statistics are cached (frames of 11×11 or more, within the memory
+    budget) or not."""
+    from vcm.nerv.loss import ClipLoss, nerv_loss
+
+    torch.manual_seed(0)
+    frames = (torch.rand(10, 3, *size) * 255).to(torch.uint8)
+    loss = ClipLoss(frames, 0.7, cache_bytes=cache_bytes, chunk=3)  # chunks that do not divide the clip
+    assert (loss.stats is not None) == (cache_bytes > 0 and min(size) >= 11)
+    idx = torch.tensor([9, 2, 5])
+    x = frames[idx].float() / 255
+    x_hat = (x + 0.1 * torch.randn_like(x)).clamp(0, 1).requires_grad_()
+    ours, reference = loss(x_hat, x, idx), nerv_loss(x_hat, x, 0.7)
+    assert ours.item() == pytest.approx(reference.item(), abs=1e-7)
+    (g_ours,), (g_ref,) = torch.autograd.grad(ours, x_hat), torch.autograd.grad(reference, x_hat)
+    assert torch.allclose(g_ours, g_ref, atol=1e-9)
+    if loss.stats is not None:  # other frames' statistics give another value: the cache is indexed, not ignored
+        assert abs(loss(x_hat, x, torch.tensor([0, 1, 3])).item() - reference.item()) > 1e-3

@@ -34,15 +34,17 @@ def seconds_per_step(model_cfg, cfg, frames_u8, masks_u8, device, trials: int = 
 
     model = registry.create_representation(registry.arch_of_config(model_cfg), model_cfg).to(device)
     opt = torch.optim.Adam(param_groups(model, cfg), lr=cfg.lr, betas=cfg.betas)
-    loss_fn = make_loss(cfg, device)
     n = min(cfg.batch, len(frames_u8))
-    x = torch.from_numpy(frames_u8[:n]).to(device).float().div_(255)
+    clip = torch.from_numpy(frames_u8[:n]).to(device)
+    loss_fn = make_loss(cfg, device, clip)
+    idx = torch.arange(n, device=device)
+    x = clip.float().div_(255)
     mask = None if masks_u8 is None else torch.from_numpy(masks_u8[:n].astype("uint8")).to(device)
     t = frame_times(len(frames_u8), device)[:n]
     times = []
     for i in range(trials + 1):
         start = time.perf_counter()
-        loss = loss_fn(model(t), x, mask)
+        loss = loss_fn(model(t), x, mask, idx)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -29,7 +29,7 @@ from vcm import progress
 from vcm.errors import VcmError
 from vcm.fsutil import load_torch_dict, save_torch, write_json
 from vcm.nerv.config import TrainConfig
-from vcm.nerv.loss import nerv_loss
+from vcm.nerv.loss import ClipLoss
 from vcm.nerv import registry
 from vcm.nerv.frames import frame_times, reconstruct, to_u8  # noqa: F401  (public through the trainer too)
 from vcm.provenance import provenance
@@ -85,14 +85,17 @@ def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
     return cfg.lr * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
 
 
-def make_loss(cfg: TrainConfig, device) -> Callable:
-    """``loss(x_hat, x, mask | None)`` for the configured loss and implementation."""
+def make_loss(cfg: TrainConfig, device, frames: torch.Tensor) -> Callable:
+    """``loss(x_hat, x, mask | None, idx)`` for the configured loss and implementation, on ``x =
+    frames[idx] / 255`` (``frames``: the clip, ``uint8 [T,3,H,W]`` on ``device``)."""
     if cfg.loss == "nerv":
-        return lambda x_hat, x, mask: nerv_loss(x_hat, x, cfg.beta)
+        clip_loss = ClipLoss(frames, cfg.beta)
+        return lambda x_hat, x, mask, idx: clip_loss(x_hat, x, idx)
     if cfg.loss == "sa-nerv":
         from vcm.nerv.sa_loss import sa_nerv_loss_fn
 
-        return sa_nerv_loss_fn(cfg.beta, cfg.mask_weight, cfg.loss_impl, device)
+        sa_loss = sa_nerv_loss_fn(cfg.beta, cfg.mask_weight, cfg.loss_impl, device)
+        return lambda x_hat, x, mask, idx: sa_loss(x_hat, x, mask)
     raise VcmError(f"unknown loss {cfg.loss!r}; use nerv or sa-nerv")
 
 
@@ -172,7 +175,7 @@ def train_epochs(
     num_frames = frames.shape[0]
     t_all = frame_times(num_frames, device)
     steps_per_epoch = math.ceil(num_frames / cfg.batch)
-    loss_fn = make_loss(cfg, device)
+    loss_fn = make_loss(cfg, device, frames)
     amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and cfg.amp)
     epoch = step // steps_per_epoch
     while step < total_steps:
@@ -193,7 +196,7 @@ def train_epochs(
             with amp:
                 x_hat, penalty = forward(t_all[idx])
             x_hat = x_hat.float()
-            loss = loss_fn(x_hat, x, None if masks is None else masks[idx])
+            loss = loss_fn(x_hat, x, None if masks is None else masks[idx], idx)
             if penalty is not None:
                 loss = loss + penalty
                 penalty_sum += penalty.detach()
