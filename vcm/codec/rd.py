@@ -74,8 +74,7 @@ def _or_fit(asked, fit_value):
 
 def rd_steps(opts: RDOptions, fit_cfg: TrainConfig, num_frames: int, has_quantizers: bool) -> int:
     """Optimiser steps of the rate–distortion stage: ``opts.steps``, else ``opts.epochs`` passes, else none for
-    a rate-aware fit (its own quantizers are coded), else the fit's ``rd_steps`` (at most ``rd_max_epochs`` passes
-    over the clip), else half of its schedule."""
+    a rate-aware fit (its own quantizers are coded), else the fit's ``rd_steps``, else half of its schedule."""
     if opts.steps is not None:
         return opts.steps
     if opts.epochs is not None:
@@ -83,9 +82,7 @@ def rd_steps(opts: RDOptions, fit_cfg: TrainConfig, num_frames: int, has_quantiz
     if has_quantizers:
         return 0
     if fit_cfg.rd_steps is not None:
-        if fit_cfg.rd_max_epochs is None:
-            return fit_cfg.rd_steps
-        return min(fit_cfg.rd_steps, fit_cfg.rd_max_epochs * fit_cfg.steps_per_epoch(num_frames))
+        return fit_cfg.rd_steps
     if fit_cfg.steps is not None:
         return max(1, round(0.5 * fit_cfg.total_steps(num_frames)))
     return max(1, round(0.5 * fit_cfg.epochs)) * fit_cfg.steps_per_epoch(num_frames)

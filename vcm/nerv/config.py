@@ -41,7 +41,6 @@ class TrainConfig:
     rate_noise_fraction: float = 0.6  # of the rate-aware steps: additive noise first, then rounding
     # The rate–distortion stage that `vcm compress --lambda` runs on this fit unless told otherwise:
     rd_steps: int | None = None  # its optimiser steps (None: half the fit's), the same on any clip
-    rd_max_epochs: int | None = None  # with rd_steps: never more passes over the clip per λ than this
     rd_step_lr: float | None = None  # Adam lr of its quantization steps and entropy models (None: 2e-2)
     rd_noise_fraction: float = 0.6  # share of its steps with additive noise; the rest round (straight-through)
     rd_lr_scale: float = 0.2  # the network's peak lr in it = lr × this (the quantization steps keep rd_step_lr)
@@ -63,8 +62,6 @@ class TrainConfig:
             raise VcmError(f"steps must be at least 1, got {self.steps}")
         if self.max_epochs is not None and self.max_epochs < 1:
             raise VcmError(f"max_epochs must be at least 1, got {self.max_epochs}")
-        if self.rd_max_epochs is not None and self.rd_max_epochs < 1:
-            raise VcmError(f"rd_max_epochs must be at least 1, got {self.rd_max_epochs}")
         if not (self.rd_steps is None or self.rd_steps >= 1) or not (self.rd_step_lr is None or self.rd_step_lr > 0):
             raise VcmError("rd_steps must be at least 1 and rd_step_lr > 0")
         if not 0 <= self.rd_noise_fraction <= 1:
