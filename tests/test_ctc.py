@@ -8,7 +8,7 @@ import pytest
 from tests.conftest import moving_frames, progress_gaps, run_cli
 from vcm import sequences
 from vcm.ctc.bd import bd, monotone
-from vcm.ctc.points import FITTED, network_ready
+from vcm.codecs import FITTED, network_ready
 from vcm.errors import VcmError
 from vcm.eval.gt import Box, GroundTruth, to_coco_json
 from vcm.video.yuv import write_yuv420

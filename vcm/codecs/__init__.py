@@ -11,12 +11,27 @@ runner and the report only ask this registry.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable
 
 from vcm.registry import Registry
 
 _REGISTRY: Registry["Codec"] = Registry("codec", ("vcm.codecs.nerv_family:register_representations", "vcm.codecs.anchors",
                                                  "vcm.codecs.sa_icm"))
+
+
+FITTED = "fitted"  # marker in a point's folder: the network it trained on several slots is on disk
+
+
+def network_ready(spec: dict) -> None:
+    """Called by a codec once the network its point trains (or shares) is on disk. A point that trained
+    it on several slots' threads goes on with ``threads_after_fit`` and leaves the ``FITTED`` marker in
+    its workdir, from which the CTC runner starts the network's other points in the slots given back."""
+    if spec.get("threads_after_fit"):
+        import torch
+
+        torch.set_num_threads(int(spec["threads_after_fit"]))
+        (Path(spec["workdir"]) / FITTED).touch()
 
 
 class Codec:

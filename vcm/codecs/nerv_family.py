@@ -25,7 +25,7 @@ import fcntl
 import time
 from pathlib import Path
 
-from vcm.codecs import Codec, register_codec
+from vcm.codecs import Codec, network_ready, register_codec
 from vcm.errors import VcmError
 
 _FIT_KEYS = {"preset", "params", "epochs", "steps", "batch", "lr", "points", "rate_aware"}
@@ -190,8 +190,6 @@ class NervFamily(Codec):
 
     def encode_decode(self, spec: dict, video, device) -> dict:
         from vcm.codec.compress import CompressOptions, RDOptions, compress_run, decode_file
-
-        from vcm.ctc.points import network_ready
 
         p = spec["point"]
         fit_dir, fit_seconds = self._fit(spec, video, device)

@@ -17,7 +17,6 @@ from vcm.quality import summarize
 from vcm.rate import rate
 
 POINT_LOG = "point.log"  # every message and progress line of one point, in its folder
-FITTED = "fitted"  # marker in a point's folder: the network it trained on several slots is on disk
 
 
 def _video(spec: dict):
@@ -52,15 +51,6 @@ def _detect(spec: dict, video, frames_u8: np.ndarray, device) -> dict:
     return {"map": scores["map"], "ap50": scores["ap50"], "detections": str(Path(spec["workdir"]) / "detections.json"),
             "ground_truth": scores["ground_truth"], "detector_settings": scores["detector_settings"],
             "detect_seconds_per_frame": scores["detect_seconds_per_frame"]}
-
-
-def network_ready(spec: dict) -> None:
-    """Called by a codec once the network its point trains (or shares) is on disk. A point that trained
-    it on several slots' threads goes on with ``threads_after_fit`` and leaves the ``FITTED`` marker in
-    its workdir, from which the runner starts the network's other points in the slots given back."""
-    if spec.get("threads_after_fit"):
-        torch.set_num_threads(int(spec["threads_after_fit"]))
-        (Path(spec["workdir"]) / FITTED).touch()
 
 
 def run_point(spec: dict) -> dict:

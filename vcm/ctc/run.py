@@ -15,8 +15,9 @@ import traceback
 from pathlib import Path
 
 from vcm import progress
+from vcm.codecs import FITTED
 from vcm.ctc import config as ctc_config
-from vcm.ctc.points import FITTED, read_result, run_point
+from vcm.ctc.points import read_result, run_point
 from vcm.errors import VcmError
 
 LOG = "ctc.log"
@@ -207,11 +208,12 @@ class Schedule:
     are to train than there are slots, each fitting point takes an equal share of them all and starts
     alone: one HiNeRV fit on 2 threads runs 1.8× as fast as on one (bikes 640×272), while the anchors
     it would otherwise share the cores with wait only as long. Once its network is on disk the point
-    goes on with one slot's threads and gives the others back (``fitted``): its group's other points
-    start beside it, as two rate–distortion stages on one thread each get through more than one after
-    the other on two (bikes 640×272: two in 172 s, one alone in 100 s). The shares and thread counts follow
-    from the config alone (never from timing), so a run's bytes do not depend on which point happened
-    to finish first."""
+    goes on with one slot's threads and gives the others back (``fitted``), and its group's other
+    points start beside it: four λ points after a fit run as two pairs, where the first used to run
+    alone on both slots and the last alone on one, the other slot idle when no anchor was left (two
+    stages on one thread each take about as long as one after the other on two). The shares and thread
+    counts follow from the config alone (never from timing), so a run's bytes do not depend on which
+    point happened to finish first."""
 
     def __init__(self, specs: list[dict], jobs: int = 1):
         groups: dict[tuple, list[dict]] = {}

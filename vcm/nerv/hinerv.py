@@ -214,7 +214,7 @@ class Stage(nn.Module):
         With no block in between, projection, upsampling, local grid and head are all linear (bilinear
         weights sum to 1), so the head moves ahead of the upsampling, exactly: one 1×1 from C_in to the
         head's channels at the low resolution, and only those few channels upsampled and added to at the
-        high one (on bikes 640×272, 10 % of a training step)."""
+        high one (on bikes 640×272 about a tenth of a training step)."""
         weight = head.weight @ self.proj.weight
         bias = torch.addmv(head.bias, head.weight, self.proj.bias)
         local = None if self.local is None else torch.einsum("oc,tcij->toij", head.weight, self.local)
