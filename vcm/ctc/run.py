@@ -167,31 +167,30 @@ def execute(specs: list[dict], jobs: int, backend: str, ray_address: str | None)
     rows, schedule = [], Schedule(specs, jobs)
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool, \
             progress.progress("ctc points", len(specs)) as bar:
-        running: dict = {}  # future → (spec, relay, slots)
+        running: dict = {}  # future → (spec, relay); the slots a point holds are the schedule's to say
         while True:
-            for fut, (spec, relay, slots) in list(running.items()):
-                if slots > 1 and (Path(spec["workdir"]) / FITTED).exists():
-                    running[fut] = (spec, relay, 1)
+            for spec, relay in list(running.values()):
+                if schedule.slots(spec) > 1 and (Path(spec["workdir"]) / FITTED).exists():
                     schedule.fitted(spec)
                     progress.log(f"{relay.what}: network on disk; its other points start beside it")
-            free = jobs - sum(slots for _, _, slots in running.values())
+            free = jobs - sum(schedule.slots(spec) for spec, _ in running.values())
             while (spec := schedule.take(free)) is not None:
                 slots = schedule.slots(spec)
                 free -= slots
                 (Path(spec["workdir"]) / FITTED).unlink(missing_ok=True)  # a marker left by an earlier run
                 running[pool.submit(safe_run_point, {**spec, "threads": threads * slots, "quiet": True,
                                                      "threads_after_fit": threads if slots > 1 else None})] = \
-                    (spec, _Relay(spec), slots)
+                    (spec, _Relay(spec))
             if not running:
                 break
             done, _ = wait(running, timeout=max(1.0, progress.interval()), return_when=FIRST_COMPLETED)
             for fut in done:
-                spec, _, _ = running.pop(fut)
+                spec, _ = running.pop(fut)
                 schedule.finished(spec)
                 rows.append(fut.result())
                 _log_point(rows[-1])
                 bar.advance(1)
-            for _, relay, _ in running.values():
+            for _, relay in running.values():
                 relay.show()
     return rows
 
@@ -242,9 +241,11 @@ class Schedule:
         """``spec`` (running) has its network on disk: its group's other points may start, and it keeps
         one slot."""
         self.wide.pop(id(spec), None)
-        self.ready[:0] = self.held.pop(id(spec), [])
+        self.finished(spec)
 
     def finished(self, spec: dict) -> None:
+        """``spec`` has finished (or, through ``fitted``, has its network on disk): its group's other
+        points may start."""
         self.ready[:0] = self.held.pop(id(spec), [])
 
 

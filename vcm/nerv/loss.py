@@ -15,9 +15,8 @@ steps blur only what depends on x̂ (six of SSIM's ten Gaussian passes instead o
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from pytorch_msssim import ssim
-from pytorch_msssim.ssim import _fspecial_gauss_1d
+from pytorch_msssim.ssim import _fspecial_gauss_1d, gaussian_filter
 
 WINDOW, SIGMA = 11, 1.5  # pytorch-msssim's defaults
 C1, C2 = 0.01 ** 2, 0.03 ** 2  # K1², K2² at data range 1
@@ -37,27 +36,25 @@ def nerv_loss(x_hat: torch.Tensor, x: torch.Tensor, beta: float = 0.7) -> torch.
     return l1_ssim(x_hat, x, beta)
 
 
-def _blur(x: torch.Tensor) -> torch.Tensor:
-    """pytorch-msssim's separable Gaussian over the valid windows: ``[B, C, H, W] → [B, C, H−10, W−10]``."""
-    win = _fspecial_gauss_1d(WINDOW, SIGMA).to(x.device, x.dtype)  # [1, 1, 11]
-    c = x.shape[1]
-    x = F.conv2d(x, win.view(1, 1, WINDOW, 1).expand(c, 1, WINDOW, 1), groups=c)  # along H first, as the library
-    return F.conv2d(x, win.view(1, 1, 1, WINDOW).expand(c, 1, 1, WINDOW), groups=c)
+def _window(channels: int, device) -> torch.Tensor:
+    """pytorch-msssim's 1-D Gaussian as its ``gaussian_filter`` takes it, ``float32 [C, 1, 1, 11]``."""
+    return _fspecial_gauss_1d(WINDOW, SIGMA).to(device).repeat(channels, 1, 1, 1)
 
 
-def target_stats(x: torch.Tensor) -> torch.Tensor:
+def target_stats(x: torch.Tensor, win: torch.Tensor) -> torch.Tensor:
     """The target's half of SSIM's window statistics, ``[B, 2, C, H−10, W−10]``: blurred x and blurred x²."""
-    return torch.stack([_blur(x), _blur(x * x)], dim=1)
+    return torch.stack([gaussian_filter(x, win), gaussian_filter(x * x, win)], dim=1)
 
 
-def ssim_given_target(x_hat: torch.Tensor, x: torch.Tensor, stats: torch.Tensor) -> torch.Tensor:
+def ssim_given_target(x_hat: torch.Tensor, x: torch.Tensor, stats: torch.Tensor, win: torch.Tensor) -> torch.Tensor:
     """pytorch-msssim's SSIM (mean over the batch) with the target's statistics precomputed
-    (``stats`` from :func:`target_stats` of ``x``); frames of at least 11×11."""
-    mu1, mu2 = _blur(x_hat), stats[:, 0]
+    (``stats`` from :func:`target_stats` of ``x``); frames of at least 11×11. The same formula as the
+    library's ``_ssim``, which blurs the target's maps itself at every call."""
+    mu1, mu2 = gaussian_filter(x_hat, win), stats[:, 0]
     mu1_sq, mu2_sq, mu1_mu2 = mu1.pow(2), mu2.pow(2), mu1 * mu2
-    sigma1_sq = _blur(x_hat * x_hat) - mu1_sq
+    sigma1_sq = gaussian_filter(x_hat * x_hat, win) - mu1_sq
     sigma2_sq = stats[:, 1] - mu2_sq
-    sigma12 = _blur(x_hat * x) - mu1_mu2
+    sigma12 = gaussian_filter(x_hat * x, win) - mu1_mu2
     cs_map = (2 * sigma12 + C2) / (sigma1_sq + sigma2_sq + C2)
     ssim_map = ((2 * mu1_mu2 + C1) / (mu1_sq + mu2_sq + C1)) * cs_map
     return torch.flatten(ssim_map, 2).mean(-1).mean()
@@ -74,12 +71,14 @@ class ClipLoss:
         self.beta = beta
         t, c, h, w = frames_u8.shape
         self.stats = None
+        self.win = _window(c, frames_u8.device)
         if beta < 1.0 and min(h, w) >= WINDOW and 2 * t * c * (h - WINDOW + 1) * (w - WINDOW + 1) * 4 <= cache_bytes:
             with torch.no_grad():
-                self.stats = torch.cat([target_stats(frames_u8[i:i + chunk].float().div_(255)) for i in range(0, t, chunk)])
+                self.stats = torch.cat([target_stats(frames_u8[i:i + chunk].float().div_(255), self.win)
+                                        for i in range(0, t, chunk)])
 
     def __call__(self, x_hat: torch.Tensor, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         if self.stats is None:
             return l1_ssim(x_hat, x, self.beta)
         l1 = (x_hat - x).abs().mean()
-        return self.beta * l1 + (1 - self.beta) * (1 - ssim_given_target(x_hat, x, self.stats[idx]))
+        return self.beta * l1 + (1 - self.beta) * (1 - ssim_given_target(x_hat, x, self.stats[idx], self.win))
