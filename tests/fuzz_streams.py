@@ -9,8 +9,9 @@ the compressed header itself (truncation, junk, zip bombs, deep nesting), tensor
 data, header edits that change tensor shapes, declared frames / frame size / strides / widths,
 and (``.icm``) frame sizes rewritten consistently in the header and every frame's latent shape —
 and, except for a few container-level cases, **recomputes the checksums** so that the inner
-parsers are reached. Every case is decoded whole through the library's real entry points, each
-in a fresh forked process, so that a native crash (a signal) is an outcome, not the end of the run.
+parsers are reached. Every case is decoded whole through the library's real entry points in a forked
+worker process, so that a native crash (a signal) is an outcome, not the end of the run; a worker that
+dies or hangs is replaced by a fresh one (and a case that killed one is tried again alone in a fresh one).
 
 Outcome classes: ``decoded``, ``rejected`` (a one-line StreamError/VcmError), ``crash`` (any
 other exception: a bug), ``signal`` (the process was killed by one: a native crash) and ``slow``
@@ -21,6 +22,7 @@ consistent-size rewrites that once crashed the native entropy decoder (``fixed``
 
 from __future__ import annotations
 
+import faulthandler
 import gc
 import json
 import math
@@ -425,57 +427,124 @@ def decode_icm(data: bytes, folder: Path) -> None:
         pass
 
 
-def _child(decode, data: bytes, folder: Path, what: str, fd: int) -> None:
-    """Runs in a forked process: decode one case, write its outcome as JSON to ``fd``, exit."""
+def _decode_one(decode, data: bytes, folder: Path, what: str) -> dict:
+    """Decode one case in the worker → its outcome; the environment is restored afterwards."""
     from vcm.errors import VcmError
 
+    saved = os.environ.get("VCM_MEMORY_BUDGET")
     if what.split(":")[0] in MUST_REFUSE + DECLARED or what.startswith("resize:"):
         os.environ.pop("VCM_MEMORY_BUDGET", None)  # the default budget, as a user has it
     try:
         decode(data, folder)
-        result = {"outcome": "decoded"}
+        return {"outcome": "decoded"}
     except VcmError as err:
-        result = {"outcome": "rejected" if "\n" not in str(err) else "crash", "error": str(err)[:300]}
+        return {"outcome": "rejected" if "\n" not in str(err) else "crash", "error": str(err)[:300]}
     except Exception as err:  # noqa: BLE001 - a bug the fuzzer found
-        result = {"outcome": "crash", "error": f"{type(err).__name__}: {err}"[:300],
-                  "where": traceback.format_exc(limit=-3)[-800:]}
-    os.write(fd, json.dumps(result).encode())
-    os._exit(0)
+        return {"outcome": "crash", "error": f"{type(err).__name__}: {err}"[:300],
+                "where": traceback.format_exc(limit=-3)[-800:]}
+    finally:
+        if saved is not None:
+            os.environ["VCM_MEMORY_BUDGET"] = saved
 
 
-def run_case(decode, data: bytes, folder: Path, what: str, limit: float) -> tuple[dict, float]:
-    """One case in a fresh (forked) process → (result, seconds): a native crash ends the child
-    with a signal (outcome ``signal``), a hang is killed after ``limit`` seconds (``slow``)."""
-    read_fd, write_fd = os.pipe()
-    start = time.time()
-    pid = os.fork()
-    if pid == 0:
-        os.close(read_fd)
-        try:
-            _child(decode, data, folder, what, write_fd)
-        finally:
-            os._exit(3)
-    os.close(write_fd)
-    chunks = []
-    while True:
-        ready, _, _ = select.select([read_fd], [], [], max(0.0, limit - (time.time() - start)))
-        if not ready:
-            os.kill(pid, signal.SIGKILL)
-            break
-        chunk = os.read(read_fd, 1 << 16)
+def _read_exactly(fd: int, n: int) -> bytes | None:
+    out = bytearray()
+    while len(out) < n:
+        chunk = os.read(fd, n - len(out))
         if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(read_fd)
-    _, status = os.waitpid(pid, 0)
-    seconds = time.time() - start
-    if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL and not chunks:
-        return {"outcome": "slow"}, seconds
-    if os.WIFSIGNALED(status):
-        return {"outcome": "signal", "error": f"signal {os.WTERMSIG(status)}"}, seconds
-    if not chunks:
-        return {"outcome": "crash", "error": f"exit {os.WEXITSTATUS(status)} without an outcome"}, seconds
-    return json.loads(b"".join(chunks)), seconds
+            return None
+        out += chunk
+    return bytes(out)
+
+
+def _serve(decode, folder: Path, cases_fd: int, results_fd: int) -> None:
+    """The worker's loop: read a case (``<II`` lengths, name, bytes), decode it, write its outcome."""
+    while True:
+        head = _read_exactly(cases_fd, 8)
+        if head is None:
+            return
+        n_what, n_data = struct.unpack("<II", head)
+        what = _read_exactly(cases_fd, n_what).decode()
+        data = _read_exactly(cases_fd, n_data)
+        reply = json.dumps(_decode_one(decode, data, folder, what)).encode()
+        os.write(results_fd, struct.pack("<I", len(reply)) + reply)
+
+
+class Worker:
+    """A forked process that decodes case after case (a fork per case cost 5× the decode itself).
+
+    A native crash ends it with a signal and a hang is killed after the case's time limit: either is
+    that case's outcome, and the next case gets a fresh worker forked from the warmed parent."""
+
+    def __init__(self, decode, folder: Path):
+        self.decode, self.folder, self.pid = decode, folder, None
+
+    def _start(self) -> None:
+        cases_r, self.cases_w = os.pipe()
+        self.results_r, results_w = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:
+            faulthandler.disable()  # a signal here is an outcome the parent records, not a report to print
+            os.close(self.cases_w)
+            os.close(self.results_r)
+            try:
+                _serve(self.decode, self.folder, cases_r, results_w)
+            finally:
+                os._exit(0)
+        os.close(cases_r)
+        os.close(results_w)
+
+    def _end(self, kill: bool) -> int:
+        os.close(self.cases_w)
+        if kill:
+            os.kill(self.pid, signal.SIGKILL)
+        _, status = os.waitpid(self.pid, 0)
+        os.close(self.results_r)
+        self.pid = None
+        return status
+
+    def close(self) -> None:
+        if self.pid is not None:
+            self._end(kill=False)
+
+    def run(self, data: bytes, what: str, limit: float) -> tuple[dict, float]:
+        """One case → (result, seconds): outcome ``signal`` if the worker died of one, ``slow`` if
+        it gave no answer within ``limit`` seconds."""
+        if self.pid is None:
+            self._start()
+        start = time.time()
+        name = what.encode()
+        try:
+            os.write(self.cases_w, struct.pack("<II", len(name), len(data)) + name + data)
+        except BrokenPipeError:
+            pass  # the worker is gone; its exit status says why below
+        reply = bytearray()
+        while len(reply) < 4 or len(reply) < 4 + struct.unpack_from("<I", reply)[0]:
+            ready, _, _ = select.select([self.results_r], [], [], max(0.0, limit - (time.time() - start)))
+            if not ready:
+                self._end(kill=True)
+                return {"outcome": "slow"}, time.time() - start
+            chunk = os.read(self.results_r, 1 << 16)
+            if not chunk:
+                status = self._end(kill=False)
+                seconds = time.time() - start
+                if os.WIFSIGNALED(status):
+                    return {"outcome": "signal", "error": f"signal {os.WTERMSIG(status)}"}, seconds
+                return {"outcome": "crash", "error": f"exit {os.WEXITSTATUS(status)} without an outcome"}, seconds
+            reply += chunk
+        return json.loads(bytes(reply[4:])), time.time() - start
+
+
+def run_case(worker: Worker, data: bytes, what: str, limit: float) -> tuple[dict, float]:
+    """One case in ``worker`` → (result, seconds). A case whose worker died of a signal is tried again
+    in a fresh one: if it then survives, an earlier case left the worker broken, which is a crash too."""
+    result, seconds = worker.run(data, what, limit)
+    if result["outcome"] == "signal":
+        alone, _ = worker.run(data, what, limit)
+        if alone["outcome"] != "signal":
+            result = {"outcome": "crash", "error": f"{result['error']}, only after earlier cases in the same "
+                                                   f"process (alone: {alone['outcome']})"}
+    return result, seconds
 
 
 def _cache_checkpoint_loads() -> None:
@@ -515,14 +584,15 @@ def run(kind: str, cases: int, seed: int, report: Path | None) -> dict:
     for s in seeds:  # the unmutated streams must decode (in this process: it also warms the caches)
         decode(s, folder)
     gc.collect()
-    gc.freeze()  # the children's garbage collector then leaves the parent's pages shared (fork stays cheap)
+    gc.freeze()  # the workers' garbage collector then leaves the parent's pages shared (fork stays cheap)
+    worker = Worker(decode, folder)
     outcomes: dict[str, int] = {}
     by_mutation: dict[str, dict[str, int]] = {}
     crashes, slowest, fixed_results = [], 0.0, {}
     for i in range(len(fixed) + cases):
         if i < len(fixed):  # the known rewrites, under the default budgets, with time to decode
             data, what = fixed[i]
-            result, seconds = run_case(decode, data, folder, what, FIXED_SECONDS)
+            result, seconds = worker.run(data, what, FIXED_SECONDS)
             fixed_results[what] = {"outcome": result["outcome"], "seconds": round(seconds, 2),
                                    "error": result.get("error", "")[:200]}
             continue
@@ -530,7 +600,7 @@ def run(kind: str, cases: int, seed: int, report: Path | None) -> dict:
         data, what = mutate(base, rng, kind == "icm")
         if report is not None:
             report.write_text(json.dumps({"case": i, "mutation": what, "hex": data.hex()}))
-        result, seconds = run_case(decode, data, folder, what, 4 * SLOW_SECONDS)
+        result, seconds = run_case(worker, data, what, 4 * SLOW_SECONDS)
         outcome = result["outcome"]
         if outcome in ("crash", "signal"):
             crashes.append({"case": i, "mutation": what, "error": result.get("error", ""), "where": result.get("where", "")})
@@ -541,6 +611,7 @@ def run(kind: str, cases: int, seed: int, report: Path | None) -> dict:
         cls = what.split(":")[0]
         by_mutation.setdefault(cls, {}).setdefault(outcome, 0)
         by_mutation[cls][outcome] += 1
+    worker.close()  # ended and waited for, so that its peak memory is in RUSAGE_CHILDREN
     gc.unfreeze()
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return {"kind": kind, "cases": cases, "seed": seed, "outcomes": outcomes, "by_mutation": by_mutation,

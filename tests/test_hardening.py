@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import zlib
 from pathlib import Path
 
@@ -74,6 +75,40 @@ def test_structure_aware_fuzz_of_both_formats_never_crashes_hangs_or_balloons(tm
             assert set(fixed) == {f"resize:{w}x{h}" for w, h in ((1024, 1024), (2048, 2048), (2048, 1024), (16384, 1), (1, 16384))}
             assert all(r["outcome"] in ("decoded", "rejected") for r in fixed.values()), fixed
             assert fixed["resize:1024x1024"]["outcome"] == "decoded"  # padded strings decode what they declare
+
+
+def _harness_decode(data: bytes, folder) -> None:
+    """A stand-in decoder for the fuzzer's worker: each case's bytes say what goes wrong."""
+    import signal as signals
+
+    if data == b"segv":
+        os.kill(os.getpid(), signals.SIGSEGV)
+    if data == b"hang":
+        time.sleep(60)
+    if data == b"bug":
+        raise IndexError("a bug")
+    if data == b"poison":
+        os.environ["VCM_FUZZ_POISONED"] = "1"  # harmless alone; kills a later case in the same worker
+    if data == b"victim" and os.environ.get("VCM_FUZZ_POISONED"):
+        os.kill(os.getpid(), signals.SIGSEGV)
+
+
+def test_the_fuzzers_worker_reports_crashes_signals_and_hangs_and_survives_them(tmp_path):
+    from tests.fuzz_streams import Worker, run_case
+
+    worker = Worker(_harness_decode, tmp_path)
+    try:
+        outcomes = [worker.run(case, "case", 2.0)[0]["outcome"] for case in (b"ok", b"bug", b"ok", b"segv", b"ok")]
+        assert outcomes == ["decoded", "crash", "decoded", "signal", "decoded"]
+        result, seconds = worker.run(b"hang", "case", 1.0)
+        assert result["outcome"] == "slow" and seconds < 5
+        assert worker.run(b"ok", "case", 2.0)[0]["outcome"] == "decoded"  # a fresh worker after the kill
+        assert run_case(worker, b"segv", "case", 2.0)[0]["outcome"] == "signal"  # alone too
+        assert run_case(worker, b"poison", "case", 2.0)[0]["outcome"] == "decoded"
+        result, _ = run_case(worker, b"victim", "case", 2.0)  # dies after the poison, survives alone
+        assert result["outcome"] == "crash" and "only after earlier cases" in result["error"], result
+    finally:
+        worker.close()
 
 
 # ------------------------------------------------------------------ .nerv decoder
