@@ -9,6 +9,12 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("VCM_PROGRESS", "0")
+# Under pytest-xdist each worker gets its share of the cores: two torch processes that each spin
+# two threads on two cores run a training step 10× slower, not 2×. Set before torch is imported,
+# and inherited by every CLI subprocess a test starts.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    _share = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(_share)
 # Reference detections are cached per user; the tests keep theirs apart (and start empty).
 os.environ["VCM_CACHE"] = __import__("tempfile").mkdtemp(prefix="vcm-test-cache-")
 # Where the environment forbids bytecode caches, every CLI subprocess recompiles torch._dynamo and
@@ -24,6 +30,18 @@ if "TRITON_INTERPRET" not in os.environ:
     if not torch.cuda.is_available():
         os.environ["TRITON_INTERPRET"] = "1"
 SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto``: a worker per core, at most four (each holds torch, a CLI subprocess and a clip)."""
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
+def pytest_collection_modifyitems(config, items):
+    """The tests marked ``slow`` start first, so that on several workers none of them is left for last."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: otherwise in file order
+
+
 ANNOTATIONS = SHARED / "data" / "sfu-hw-annotations"
 
 

@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from tests.conftest import moving_frames, run_cli
 from vcm.video.yuv import frame_bytes, write_yuv420
@@ -39,6 +40,7 @@ def test_info_json_for_a_bare_sfu_name(tmp_path):
     assert info["source_frames"] == [471, 600] and info["md5_match"] is False
 
 
+@pytest.mark.slow
 def test_fit_bqmall_named_file_writes_resumable_run(tmp_path):
     """`vcm fit BQMall.yuv --params 0.05M` on a BQMall-sized file (CTC-clip length, 3 frames used)."""
     path = tmp_path / "BQMall.yuv"
@@ -68,6 +70,7 @@ def test_fit_bqmall_named_file_writes_resumable_run(tmp_path):
     assert json.loads(comp.stdout)["frames"] == 3 and (tmp_path / "b.nerv").exists()
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tmp_path):
     import os
     import signal

@@ -100,6 +100,7 @@ def test_budgets_parse_and_become_steps():
     assert steps_for_budget(60, 0.25) == 240 and steps_for_budget(0.1, 5.0) == 1
 
 
+@pytest.mark.slow
 def test_fit_with_a_budget_records_the_steps_it_resolved(tmp_path):
     tiny_video(tmp_path, t=4)
     cfg = tmp_path / "tiny.yaml"

@@ -100,6 +100,7 @@ def ctc_inputs(tmp_path_factory, carphone):
     return root, cfg
 
 
+@pytest.mark.slow
 def test_ctc_run_and_report_end_to_end(ctc_inputs):
     root, cfg = ctc_inputs
     out = root / "out"
@@ -136,6 +137,7 @@ def test_ctc_run_and_report_end_to_end(ctc_inputs):
     assert "class D" in (out / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_ctc_ray_backend(ctc_inputs):
     pytest.importorskip("ray")
     root, cfg = ctc_inputs
@@ -147,6 +149,7 @@ def test_ctc_ray_backend(ctc_inputs):
     assert json.loads((root / "ray" / "points" / "carphone" / "hevc" / "qp34" / "result.json").read_text())["status"] == "ok"
 
 
+@pytest.mark.slow
 def test_demo_runs_end_to_end_with_hinerv_and_sa_hinerv(tmp_path):
     """The README's first command on one epoch: every codec of the demo, the report, both BD-rates and
     Table 1 (SA-HiNeRV vs HiNeRV); with a detector (here a cheap one of the user's, as a machine with

@@ -116,6 +116,7 @@ def test_a_non_sfu_clip_without_ground_truth_says_what_to_pass(tmp_path):
     assert proc.returncode == 1 and "--annotations gt.json" in proc.stderr and "--reference original" in proc.stderr
 
 
+@pytest.mark.slow
 def test_randomly_initialised_faster_rcnn_on_a_coco_json_gives_a_number(tmp_path):
     gt = write_coco(tmp_path / "gt.json", "name0", frames=[0, 6])
     proc = run_cli("eval", "sample:carphone", "--annotations", gt, "--detector", "fasterrcnn_resnet50_fpn_v2",
@@ -129,6 +130,7 @@ def test_randomly_initialised_faster_rcnn_on_a_coco_json_gives_a_number(tmp_path
     assert st["weights"].startswith("random initialisation")
 
 
+@pytest.mark.slow
 def test_reference_original_scores_the_original_100_and_a_coded_copy_less(tmp_path):
     """Pseudo ground truth from a randomly initialised Faster R-CNN on the real clip: cached, reused."""
     from vcm.samples import sample_clip

@@ -45,6 +45,7 @@ def with_header(data: bytes, edit) -> bytes:
 # ------------------------------------------------------------------ fuzzing both stream formats
 
 
+@pytest.mark.slow
 def test_structure_aware_fuzz_of_both_formats_never_crashes_hangs_or_balloons(tmp_path):
     """≥ 1000 mutated streams per format, checksums recomputed, each decoded whole by the real entry
     points in a fresh process (both formats at once, one per core)."""
@@ -494,6 +495,7 @@ def test_an_output_larger_than_the_free_space_is_refused_before_decoding(nerv_by
     plan.check(None)  # nothing written: nothing to fit
 
 
+@pytest.mark.slow
 def test_frames_a_b_decode_exactly_those_frames(nerv_bytes, tmp_path):
     twelve = with_header(nerv_bytes, lambda h: h["video"].update(frames=12, source_frames=[0, 12]))
     (tmp_path / "s.nerv").write_bytes(twelve)

@@ -78,6 +78,7 @@ def test_bad_checkpoints_are_one_line_errors(tmp_path, tiny_ckpt):
     assert proc.returncode == 1 and proc.stderr.startswith("error:") and len(proc.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_icm_train_lowers_the_masked_loss_and_resumes(tmp_path):
     from PIL import Image
 

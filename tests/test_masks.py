@@ -96,6 +96,7 @@ def test_vcm_masks_with_tiny_sam_writes_resumes_and_validates(tmp_path, tiny_sam
         load_masks_for_video(out, open_video(carphone, "1:4"))
 
 
+@pytest.mark.slow
 def test_fit_sa_nerv_trains_on_masks_and_refuses_mismatches(tmp_path, tiny_sam, carphone):
     cfg = tmp_path / "loose.yaml"
     cfg.write_text(LOOSE)
