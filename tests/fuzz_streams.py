@@ -15,8 +15,8 @@ dies or hangs is replaced by a fresh one (and a case that killed one is tried ag
 
 Outcome classes: ``decoded``, ``rejected`` (a one-line StreamError/VcmError), ``crash`` (any
 other exception: a bug), ``signal`` (the process was killed by one: a native crash) and ``slow``
-(over ``SLOW_SECONDS``). Prints one JSON summary with the peak resident memory of any case; the
-case being decoded is written to ``--report`` first. ``.icm`` runs first decode the five
+(over ``SLOW_SECONDS``). Prints one JSON summary with the peak resident memory of any worker (so
+of any case); the case being decoded is written to ``--report`` first. ``.icm`` runs first decode the five
 consistent-size rewrites that once crashed the native entropy decoder (``fixed`` in the summary).
 """
 

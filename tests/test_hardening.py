@@ -48,7 +48,7 @@ def with_header(data: bytes, edit) -> bytes:
 @pytest.mark.slow
 def test_structure_aware_fuzz_of_both_formats_never_crashes_hangs_or_balloons(tmp_path):
     """≥ 1000 mutated streams per format, checksums recomputed, each decoded whole by the real entry
-    points in a fresh process (both formats at once, one per core)."""
+    points in a forked worker that a crash or a hang replaces (both formats at once, one per core)."""
     env = dict(os.environ, OMP_NUM_THREADS="1", VCM_MEMORY_BUDGET="1G", VCM_WORK_BUDGET="3G", PYTHONWARNINGS="ignore")
     procs = {kind: subprocess.Popen([sys.executable, "-m", "tests.fuzz_streams", kind, "1000", "7", "--report",
                                      str(tmp_path / f"{kind}.json")], cwd=ROOT, env=env, stdout=subprocess.PIPE,
