@@ -195,6 +195,49 @@ def test_lambda_points_get_their_own_rate_aware_fit_unless_told_to_share():
     assert len({p["fit_key"] for _, p in shared}) == 1 and all("rate_lambda" not in p["fit"] for _, p in shared)
 
 
+def test_a_fit_sections_seed_keys_its_folder_and_seeds_the_fit_and_its_stages(tmp_path, monkeypatch):
+    """The same section from another start (a run-to-run spread): its own fit folder, the fit's seed in
+    training, and the same seed in each point's rate–distortion or fine-tuning stage."""
+    import vcm.codec.compress as compress
+    import vcm.nerv.train as train
+    from tests.conftest import tiny_video
+    from vcm import codecs
+
+    hinerv = codecs.get("hinerv")
+    seq = {"name": "carphone"}
+    fit = {"preset": "hinerv-demo", "rate_aware": False, "points": [{"lambda": 4}, {"prune": 0.4}]}
+    plain = hinerv.points({"fits": [fit]}, seq)
+    seeded = hinerv.points({"fits": [{**fit, "seed": 3}]}, seq)
+    assert [p["fit_key"] for _, p in plain] == ["hinerv-demo"] * 2
+    assert [p["fit_key"] for _, p in seeded] == ["hinerv-demo_seed3"] * 2
+    assert all(p["fit"]["seed"] == 3 for _, p in seeded) and "seed" not in plain[0][1]["fit"]
+    for bad in (-1, "1", 1.5, True):
+        with pytest.raises(VcmError, match="seed must be a whole number"):
+            hinerv.points({"fits": [{**fit, "seed": bad}]}, seq)
+
+    class Stop(Exception):
+        pass
+
+    def caught(name):
+        def record(*args, **kwargs):
+            raise Stop(name, args, kwargs)
+        return record
+
+    monkeypatch.setattr(train, "fit", caught("fit"))
+    video = tiny_video(tmp_path, t=4)
+    (pid, point), = [seeded[0]]
+    spec = {"point": point, "out": str(tmp_path / "out"), "sequence": "carphone", "workdir": str(tmp_path / "w")}
+    with pytest.raises(Stop) as fitted:
+        hinerv.encode_decode(spec, video, "cpu")
+    assert fitted.value.args[0] == "fit" and fitted.value.args[1][2].seed == 3  # fit(video, model, cfg, ...)
+    monkeypatch.setattr(type(hinerv), "_fit", lambda self, spec, video, device: (tmp_path, 0.0))
+    monkeypatch.setattr(compress, "compress_run", caught("compress"))
+    for (_, point), expected in ((seeded[0], 3), (seeded[1], 3), (plain[0], 0)):
+        with pytest.raises(Stop) as stage:
+            hinerv.encode_decode({**spec, "point": point}, video, "cpu")
+        assert stage.value.args[1][2].seed == expected  # compress_run(fit_dir, out, opts, device)
+
+
 @pytest.mark.parametrize("edit, message", [
     ({"codecs": {"nerv": {"fits": [{"preset": "demo", "points": [{"prun": 0.4}]}]}}}, "prun"),
     ({"codecs": {"hevc": {"qp": [22]}}}, "codec hevc: unknown key(s) qp"),

@@ -28,7 +28,7 @@ from pathlib import Path
 from vcm.codecs import Codec, network_ready, register_codec
 from vcm.errors import VcmError
 
-_FIT_KEYS = {"preset", "params", "epochs", "steps", "batch", "lr", "points", "rate_aware"}
+_FIT_KEYS = {"preset", "params", "epochs", "steps", "batch", "lr", "seed", "points", "rate_aware"}
 _AFFINE_KEYS = {"prune", "bits", "qat", "finetune_epochs"}
 _RD_KEYS = {"lambda", "rd_epochs", "rd_steps", "prune", "step_lr", "temporal"}
 _MATCH_KEYS = {"match", "lambda", "rd_epochs", "rd_steps", "step_lr", "temporal"}
@@ -93,6 +93,10 @@ class NervFamily(Codec):
                 fit_key += f"_e{fit['epochs']}"
             if fit.get("steps") is not None:
                 fit_key += f"_s{fit['steps']}"
+            if fit.get("seed") is not None:  # the same section again from another start: a run-to-run spread
+                if isinstance(fit["seed"], bool) or not isinstance(fit["seed"], int) or fit["seed"] < 0:
+                    raise VcmError(f"{self.name} fit: seed must be a whole number ≥ 0, not {fit['seed']!r}")
+                fit_key += f"_seed{fit['seed']}"
             for p in fit.get("points") or [{}]:
                 common = {"fit": {k: v for k, v in fit.items() if k not in ("points", "rate_aware")},
                           "fit_key": fit_key, "masks": section.get("masks")}
@@ -167,7 +171,8 @@ class NervFamily(Codec):
         f = p["fit"]
         fit_dir = Path(spec["out"]) / "fits" / spec["sequence"] / self.name / p["fit_key"]
         model_spec, train = plan(f.get("preset", self.default_preset), f.get("params"), epochs=f.get("epochs"),
-                                 steps=f.get("steps"), batch=f.get("batch"), lr=f.get("lr"), loss=self.loss, rate_lambda=f.get("rate_lambda"))
+                                 steps=f.get("steps"), batch=f.get("batch"), lr=f.get("lr"), seed=f.get("seed"), loss=self.loss,
+                                 rate_lambda=f.get("rate_lambda"))
         if model_spec.arch != self.arch:
             raise VcmError(f"codec {self.name} fits {self.arch} networks; preset {f.get('preset')!r} is {model_spec.arch}")
         with _locked(fit_dir.with_suffix(".lock")):
@@ -194,12 +199,14 @@ class NervFamily(Codec):
         p = spec["point"]
         fit_dir, fit_seconds = self._fit(spec, video, device)
         network_ready(spec)
+        seed = {} if p["fit"].get("seed") is None else {"seed": int(p["fit"]["seed"])}  # the fit's seed seeds its stages
         if "lambda" in p:
             fast = {} if p.get("step_lr") is None else {"step_lr": p["step_lr"], "entropy_lr": p["step_lr"]}
             opts = RDOptions(lam=p["lambda"], epochs=p.get("rd_epochs"), steps=p.get("rd_steps"), prune=p["prune"],
-                             temporal=p.get("temporal", True), **fast)
+                             temporal=p.get("temporal", True), **fast, **seed)
         else:
-            opts = CompressOptions(prune=p["prune"], bits=p["bits"], qat=p["qat"], finetune_epochs=p.get("finetune_epochs"))
+            opts = CompressOptions(prune=p["prune"], bits=p["bits"], qat=p["qat"], finetune_epochs=p.get("finetune_epochs"),
+                                   **seed)
         out = Path(spec["workdir"]) / "stream.nerv"
         t = time.time()
         if "target_kbps" in p:  # a match point: the anchor's rate, found by rate control
