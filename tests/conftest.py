@@ -106,7 +106,7 @@ def reseal(data: bytes, tag: bytes, new_payload: bytes) -> bytes:
     """Replace one section's payload and fix its length and CRC (exercises the inner parsers)."""
     pos = 6
     out = bytearray(data[:6])
-    while pos < len(data):
+    while pos + 8 <= len(data):
         t = data[pos:pos + 4]
         (n,) = struct.unpack_from("<I", data, pos + 4)
         payload = data[pos + 8:pos + 8 + n]
@@ -114,12 +114,13 @@ def reseal(data: bytes, tag: bytes, new_payload: bytes) -> bytes:
             payload = new_payload
         out += t + struct.pack("<I", len(payload)) + payload + struct.pack("<I", zlib.crc32(t + payload) & 0xFFFFFFFF)
         pos += 12 + n
+    out += data[pos:]  # a cut through a section's tag or length stays cut: the decoder must refuse it
     return bytes(out)
 
 
 def section(data: bytes, tag: bytes) -> bytes:
     pos = 6
-    while pos < len(data):
+    while pos + 8 <= len(data):
         (n,) = struct.unpack_from("<I", data, pos + 4)
         if data[pos:pos + 4] == tag:
             return data[pos + 8:pos + 8 + n]

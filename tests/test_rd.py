@@ -6,7 +6,7 @@ import zlib
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import head_json, moving_frames, reseal, run_cli, section
@@ -239,6 +239,7 @@ mutation = st.tuples(st.sampled_from(["data", "data", "head", "cut"]), st.intege
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(mutations=st.lists(mutation, min_size=1, max_size=3))
+@example(mutations=[("cut", 80, 1), ("head", 0, 1)])  # a cut through a section's length, then a resealed header
 def test_fuzz_resealed_v2_streams_fail_cleanly(rd_streams, mutations):
     root, _, _ = rd_streams
     data = (root / "high.nerv").read_bytes()
