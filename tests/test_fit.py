@@ -95,3 +95,26 @@ def test_the_clip_loss_is_eq4_with_the_targets_ssim_half_computed_once(size, cac
     assert torch.allclose(g_ours, g_ref, atol=1e-9)
     if loss.stats is not None:  # other frames' statistics give another value: the cache is indexed, not ignored
         assert abs(loss(x_hat, x, torch.tensor([0, 1, 3])).item() - reference.item()) > 1e-3
+
+
+def test_the_channels_last_blur_is_pytorch_msssims_gaussian_filter_value_and_gradient():
+    """The loss blurs channels-last copies (oneDNN's fast depthwise path); that must stay the library's
+    filter: same values and same gradient as ``gaussian_filter`` on the NCHW tensor (bit-identical on
+    the development machine; float rounding allowed elsewhere), and the result keeps the NCHW shape."""
+    from pytorch_msssim.ssim import gaussian_filter
+    from pytorch_msssim import ssim
+
+    from vcm.nerv.loss import _window, blur, l1_ssim
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 30, 47)
+    x_hat = torch.rand(2, 3, 30, 47, requires_grad=True)
+    win = _window(3, CPU)
+    ours, reference = blur(x_hat * x, win), gaussian_filter(x_hat * x, win)
+    assert ours.shape == reference.shape == (2, 3, 20, 37)
+    assert torch.allclose(ours, reference, rtol=0, atol=1e-7)
+    weights = torch.rand_like(reference)
+    (g_ours,), (g_ref,) = (torch.autograd.grad((y * weights).sum(), x_hat) for y in (ours, reference))
+    assert torch.allclose(g_ours, g_ref, rtol=0, atol=1e-7)
+    library = 0.7 * (x_hat - x).abs().mean() + 0.3 * (1 - ssim(x_hat, x, data_range=1.0, size_average=True))
+    assert l1_ssim(x_hat, x, 0.7).item() == pytest.approx(library.item(), abs=1e-7)
