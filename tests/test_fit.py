@@ -118,3 +118,22 @@ def test_the_channels_last_blur_is_pytorch_msssims_gaussian_filter_value_and_gra
     assert torch.allclose(g_ours, g_ref, rtol=0, atol=1e-7)
     library = 0.7 * (x_hat - x).abs().mean() + 0.3 * (1 - ssim(x_hat, x, data_range=1.0, size_average=True))
     assert l1_ssim(x_hat, x, 0.7).item() == pytest.approx(library.item(), abs=1e-7)
+
+
+def test_ms_ssim_per_frame_is_pytorch_msssims_and_none_below_its_minimum_side():
+    """The measurement runs the library's MS-SSIM on channels-last batches (faster); per frame it must
+    give the library's values on the NCHW frames, in frame order across batches."""
+    from pytorch_msssim import ms_ssim as library
+
+    from vcm.quality import ms_ssim
+
+    rng = np.random.default_rng(0)
+    ref = rng.integers(0, 256, (5, 3, 168, 176), dtype=np.uint8)
+    test = np.clip(ref.astype(np.int16) + rng.integers(-20, 21, ref.shape), 0, 255).astype(np.uint8)
+    test[3] = ref[3]  # one exact frame: 1.0 where the others are below it
+    ours = ms_ssim(ref, test, batch=2)
+    expected = library(torch.from_numpy(ref).float() / 255, torch.from_numpy(test).float() / 255,
+                       data_range=1.0, size_average=False).numpy()
+    assert ours.shape == (5,) and np.allclose(ours, expected, rtol=0, atol=1e-6)
+    assert ours[3] == pytest.approx(1.0) and ours[[0, 1, 2, 4]].max() < 0.99
+    assert ms_ssim(ref[:, :, :150], test[:, :, :150]) is None
