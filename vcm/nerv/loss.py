@@ -8,8 +8,8 @@ x, x̂: ``float [B,3,H,W]`` in [0,1]; s: ``float/bool [B,1,H,W]`` edge mask in {
 data range 1, averaged over the batch) — the reference NeRV's choice.
 
 Every Gaussian pass runs on a channels-last copy of its input: oneDNN's depthwise convolution is
-2–3× faster on NHWC than on NCHW with three channels, and the results (forward and gradient) are
-bit-identical, so the loss is the same function computed faster.
+2–3× faster on NHWC than on NCHW with three channels. Forward and gradient were bit-identical to the
+NCHW call where measured (docs/hinerv.md): the same function, computed faster.
 
 Training fits one clip, so the target's half of SSIM's window statistics (its blurred mean and
 blurred square) is the same at every step: :class:`ClipLoss` computes it once per clip and the
