@@ -56,8 +56,8 @@ def ms_ssim(ref_u8: np.ndarray, test_u8: np.ndarray, batch: int = 16) -> np.ndar
     with torch.no_grad(), progress.progress("MS-SSIM", ref_u8.shape[0]) as bar:
         for i in range(0, ref_u8.shape[0], batch):
             # channels-last: oneDNN's 3-channel Gaussian passes run ~3× faster (same values to ~1e-7)
-            a = (torch.from_numpy(ref_u8[i:i + batch]).float() / 255).contiguous(memory_format=torch.channels_last)
-            b = (torch.from_numpy(test_u8[i:i + batch]).float() / 255).contiguous(memory_format=torch.channels_last)
+            a, b = ((torch.from_numpy(u8[i:i + batch]).float() / 255).contiguous(memory_format=torch.channels_last)
+                    for u8 in (ref_u8, test_u8))
             out.append(_ms_ssim(a, b, data_range=1.0, size_average=False).numpy())
             bar.advance(len(a))
     return np.concatenate(out).astype(np.float64)

@@ -199,7 +199,7 @@ class NervFamily(Codec):
         p = spec["point"]
         fit_dir, fit_seconds = self._fit(spec, video, device)
         network_ready(spec)
-        seed = {} if p["fit"].get("seed") is None else {"seed": int(p["fit"]["seed"])}  # the fit's seed seeds its stages
+        seed = {} if p["fit"].get("seed") is None else {"seed": p["fit"]["seed"]}  # the fit's seed seeds its stages (checked in points())
         if "lambda" in p:
             fast = {} if p.get("step_lr") is None else {"step_lr": p["step_lr"], "entropy_lr": p["step_lr"]}
             opts = RDOptions(lam=p["lambda"], epochs=p.get("rd_epochs"), steps=p.get("rd_steps"), prune=p["prune"],
