@@ -168,7 +168,8 @@ def _summary(out: Path, rows: list[dict], report: dict, detector: dict | None, s
     fits = {}
     for metrics in sorted((out / "fits").glob("*/*/*/metrics.json")):
         m = json.loads(metrics.read_text())
-        fits[metrics.parent.parent.name] = {"params": m["params"], "epochs": m["epochs"],
+        # "codec/fit": a curve may take its rate points from more than one network (a network per rate range)
+        fits[f"{metrics.parent.parent.name}/{metrics.parent.name}"] = {"params": m["params"], "epochs": m["epochs"],
                                             "seconds": round(m["train_seconds"], 1), "psnr": round(m["psnr"], 3)}
     own = [c for c in sorted(next(iter(curves.values())), key=curve_order) if c not in ("hevc", "vvc")]
     summary = {
