@@ -216,6 +216,10 @@ def test_a_fit_sections_seed_keys_its_folder_and_seeds_the_fit_and_its_stages(tm
     for bad in (-1, "1", 1.5, True):
         with pytest.raises(VcmError, match="seed must be a whole number"):
             hinerv.points({"fits": [{**fit, "seed": bad}]}, seq)
+    scaled = hinerv.points({"fits": [{**fit, "width_scale": 0.45}]}, seq)
+    assert [p["fit_key"] for _, p in scaled] == ["hinerv-demo_w0p45"] * 2  # its own folder: another network
+    with pytest.raises(VcmError, match="width_scale"):
+        hinerv.points({"fits": [{**fit, "width_scale": "half"}]}, seq)
 
     class Stop(Exception):
         pass

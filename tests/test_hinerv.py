@@ -1,5 +1,6 @@
 """HiNeRV: shapes at odd sizes, grid interpolation, budgets, both compression methods, SA loss, resume."""
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -9,6 +10,7 @@ import torch.nn.functional as F
 
 from tests.conftest import head_json, moving_frames, run_cli, tiny_video
 from vcm.codec import nerv_stream
+from vcm.errors import VcmError
 from vcm.codec.compress import CompressOptions, RDOptions, compress_many, decode_file
 from vcm.nerv import registry
 from vcm.nerv.config import TrainConfig, load_preset
@@ -126,6 +128,25 @@ def test_stages_widen_only_when_grid_frames_are_spent():
     assert quarter.grid_frames > 12 and quarter.channels[0] < cfg.channels[0]  # frames before widths
 
 
+def test_width_scale_shrinks_widths_not_grid_frames_so_the_size_follows_the_clip():
+    from vcm.nerv.run import plan
+
+    spec, _ = plan("hinerv-demo", width_scale=0.45)
+    full, _ = plan("hinerv-demo")
+    shares = {}
+    for h, w, t in [(144, 176, 120), (240, 416, 48)]:
+        big, small = full.build(h, w, t), spec.build(h, w, t)
+        assert small.grid_frames == big.grid_frames and small.local_frames == big.local_frames
+        assert small.channels == tuple(max(1, round(c * 0.45)) for c in big.channels)
+        assert small.grid_channels == max(1, round(big.grid_channels * 0.45))
+        shares[t] = HiNeRV.count_params(small) / HiNeRV.count_params(big)
+    # many grid frames (120) hold most of the parameters: the same scale keeps more of them there
+    assert shares[120] > shares[48] + 0.1
+    for bad in (0, -1, 9, "wide", True):
+        with pytest.raises(VcmError, match="width_scale"):
+            plan("hinerv-demo", width_scale=bad)
+
+
 def test_registry_knows_both_representations():
     assert {"nerv", "hinerv"} <= set(registry.names())
     cfg = TINY.config(24, 32, 4)
@@ -200,6 +221,12 @@ def test_cli_fit_arch_hinerv(tmp_path):
     proc = run_cli("fit", src, "--arch", "hinerv", "--params", "5k", "--epochs", "1", "--out", tmp_path / "run", "--json")
     assert proc.returncode == 0, proc.stderr
     assert '"params"' in proc.stdout
+    scaled = run_cli("fit", src, "--arch", "hinerv", "--params", "5k", "--width-scale", "0.5", "--epochs", "1",
+                     "--out", tmp_path / "half", "--json")
+    assert scaled.returncode == 0, scaled.stderr
+    assert json.loads(scaled.stdout)["params"] < json.loads(proc.stdout)["params"]
+    refused = run_cli("fit", src, "--arch", "hinerv", "--width-scale", "0", "--out", tmp_path / "none")
+    assert refused.returncode == 1 and "width_scale" in refused.stderr and "Traceback" not in refused.stderr
     bad = run_cli("fit", src, "--arch", "hinerv", "--preset", "nerv-s")
     assert bad.returncode == 1 and "not hinerv" in bad.stderr
 

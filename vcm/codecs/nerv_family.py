@@ -28,7 +28,7 @@ from pathlib import Path
 from vcm.codecs import Codec, network_ready, register_codec
 from vcm.errors import VcmError
 
-_FIT_KEYS = {"preset", "params", "epochs", "steps", "batch", "lr", "seed", "points", "rate_aware"}
+_FIT_KEYS = {"preset", "params", "width_scale", "epochs", "steps", "batch", "lr", "seed", "points", "rate_aware"}
 _AFFINE_KEYS = {"prune", "bits", "qat", "finetune_epochs"}
 _RD_KEYS = {"lambda", "rd_epochs", "rd_steps", "prune", "step_lr", "temporal"}
 _MATCH_KEYS = {"match", "lambda", "rd_epochs", "rd_steps", "step_lr", "temporal"}
@@ -89,6 +89,10 @@ class NervFamily(Codec):
             fit_key = _preset_key(str(fit.get("preset", self.default_preset)))
             if fit.get("params") is not None:
                 fit_key += f"_{_label(fit['params'])}"
+            if fit.get("width_scale") is not None:
+                from vcm.nerv.config import parse_width_scale
+
+                fit_key += f"_w{_label(parse_width_scale(fit['width_scale']))}"
             if fit.get("epochs") is not None:
                 fit_key += f"_e{fit['epochs']}"
             if fit.get("steps") is not None:
@@ -170,7 +174,7 @@ class NervFamily(Codec):
         p = spec["point"]
         f = p["fit"]
         fit_dir = Path(spec["out"]) / "fits" / spec["sequence"] / self.name / p["fit_key"]
-        model_spec, train = plan(f.get("preset", self.default_preset), f.get("params"), epochs=f.get("epochs"),
+        model_spec, train = plan(f.get("preset", self.default_preset), f.get("params"), f.get("width_scale"), epochs=f.get("epochs"),
                                  steps=f.get("steps"), batch=f.get("batch"), lr=f.get("lr"), seed=f.get("seed"), loss=self.loss,
                                  rate_lambda=f.get("rate_lambda"))
         if model_spec.arch != self.arch:

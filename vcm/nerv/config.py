@@ -104,18 +104,24 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A representation's shape plus how to size it: a parameter budget, or the widths as they are."""
+    """A representation's shape plus how to size it: a parameter budget, or the widths as they are;
+    then, with ``width_scale`` ≠ 1, every width of that network (not the frame counts of its grids)
+    times ``width_scale``. A scale follows the clip where a budget does not: the same scale leaves a
+    clip whose grids hold most of the parameters (many frames) a larger share of them."""
 
     shape: object  # the representation's shape (NervShape, HinervShape, …)
     params: int | None = None
     arch: str = "nerv"
+    width_scale: float = 1.0
 
     def build(self, height: int, width: int, frames: int, shots: tuple[int, ...] = ()):
         """The representation's config for an H×W video of ``frames`` frames (``shots``: frames per
         shot of a clip with scene cuts, for a shape that follows them)."""
         from vcm.nerv import registry
 
-        return registry.entry(self.arch).model_cls.config_for(self.shape, height, width, frames, self.params, shots)
+        model_cls = registry.entry(self.arch).model_cls
+        cfg = model_cls.config_for(self.shape, height, width, frames, self.params, shots)
+        return cfg if self.width_scale == 1.0 else model_cls.scale_widths(cfg, self.width_scale)
 
     def build_for(self, video):
         """``build`` for a loaded clip, its scene cuts found when the shape follows them."""
@@ -136,11 +142,24 @@ def model_spec_from_dict(d: dict) -> ModelSpec:
     if arch not in registry.names():
         raise VcmError(f"unknown representation {arch!r} in the model section; use {' or '.join(registry.names())}")
     params = parse_param_count(d["params"]) if d.get("params") is not None else None
+    width_scale = parse_width_scale(d["width_scale"]) if d.get("width_scale") is not None else 1.0
     try:
-        shape = registry.entry(arch).model_cls.shape_from_preset({k: v for k, v in d.items() if k not in ("arch", "params")})
+        shape = registry.entry(arch).model_cls.shape_from_preset(
+            {k: v for k, v in d.items() if k not in ("arch", "params", "width_scale")})
     except (TypeError, ValueError) as err:
         raise VcmError(str(err)) from None
-    return ModelSpec(shape=shape, params=params, arch=arch)
+    return ModelSpec(shape=shape, params=params, arch=arch, width_scale=width_scale)
+
+
+def parse_width_scale(value) -> float:
+    """A width scale: a number in (0, 8]."""
+    try:
+        scale = float(value)
+    except (TypeError, ValueError):
+        scale = float("nan")
+    if isinstance(value, bool) or not 0 < scale <= 8:
+        raise VcmError(f"width_scale must be a number above 0 and at most 8, got {value!r}")
+    return scale
 
 
 def load_preset(name_or_path: str) -> tuple[ModelSpec, TrainConfig]:

@@ -374,6 +374,13 @@ class HiNeRV(Representation):
         return solve_for_params(shape, height, width, frames, params, shots)
 
     @staticmethod
+    def scale_widths(cfg: HinervConfig, scale: float) -> HinervConfig:
+        """``cfg`` with its stages' widths and its base-grid channels times ``scale`` (at least 1 each);
+        grid sizes and frame counts stay."""
+        return replace(cfg, channels=tuple(max(1, round(c * scale)) for c in cfg.channels),
+                       grid_channels=max(1, round(cfg.grid_channels * scale)))
+
+    @staticmethod
     def check_config(cfg: HinervConfig, limits: dict) -> None:
         """Refuse configs no decoder should build (sizes from a possibly hostile stream)."""
         side, width = limits["side"], limits["width_channels"]

@@ -195,6 +195,12 @@ class NeRV(Representation):
         return shape.config(height, width, 1.0) if params is None else solve_for_params(shape, height, width, params)
 
     @staticmethod
+    def scale_widths(cfg: "NervConfig", scale: float) -> "NervConfig":
+        """``cfg`` with every width (stem, grid channels, lower width) times ``scale``, at least 1 each."""
+        return replace(cfg, fc_dim=max(1, round(cfg.fc_dim * scale)), lower_width=max(1, round(cfg.lower_width * scale)),
+                       stem_dims=tuple(max(1, round(d * scale)) for d in cfg.stem_dims))
+
+    @staticmethod
     def check_config(cfg: "NervConfig", limits: dict) -> None:
         """Refuse configs no decoder should build (sizes from a possibly hostile stream)."""
         side, width = limits["side"], limits["width_channels"]

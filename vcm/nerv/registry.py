@@ -29,6 +29,8 @@ Every class provides, beside ``forward(t: float [B]) → float [B,3,H,W]`` in [0
   ``arch`` and ``params``), refusing unknown keys with ``ValueError``;
 - ``config_for(shape, height, width, frames, params, shots)`` (static): the config of that shape for
   a clip, its widths solved for ``params`` parameters (None: the shape as it is).
+- ``scale_widths(cfg, scale)`` (static): ``cfg`` with its widths (not its sizes or frame counts) times
+  ``scale`` (a fit's ``width_scale``).
 
 Subclassing :class:`Representation` gives the instance conveniences. The CTC codecs (``NAME`` with
 the NeRV loss, ``sa-NAME`` with the SA-NeRV loss) are registered from this registry.

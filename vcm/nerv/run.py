@@ -9,7 +9,7 @@ import numpy as np
 
 from vcm.errors import VcmError
 from vcm.fsutil import point_symlink
-from vcm.nerv.config import ModelSpec, TrainConfig, load_preset, override
+from vcm.nerv.config import ModelSpec, TrainConfig, load_preset, override, parse_width_scale
 from vcm.nerv.model import parse_param_count
 from vcm.nerv.train import FitResult, fit
 from vcm.video import Video
@@ -42,13 +42,16 @@ def preset_for(arch: str | None, preset: str | None) -> str:
     return preset
 
 
-def plan(preset: str, params: str | None = None, **train_overrides) -> tuple[ModelSpec, TrainConfig]:
+def plan(preset: str, params: str | None = None, width_scale: float | None = None,
+         **train_overrides) -> tuple[ModelSpec, TrainConfig]:
     """The preset with CLI overrides applied (None means 'keep the preset's value'). Epochs asked for
     replace a preset's steps (the schedule is one or the other); steps asked for are run in full (the
     preset's ``max_epochs`` cap is for its own steps)."""
     spec, cfg = load_preset(preset)
     if params is not None:
         spec = replace(spec, params=parse_param_count(params))
+    if width_scale is not None:
+        spec = replace(spec, width_scale=parse_width_scale(width_scale))
     if train_overrides.get("epochs") is not None and train_overrides.get("steps") is None:
         cfg = replace(cfg, steps=None)
     if train_overrides.get("steps") is not None and train_overrides.get("max_epochs") is None:
