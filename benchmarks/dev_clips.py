@@ -114,11 +114,16 @@ def rate_control_check(name: str, rows: list[dict], out: Path, qp: int) -> dict:
     from vcm.codec.rate_control import Target, achieved, compress_to_target
     from vcm.errors import VcmError
 
+    from vcm import codecs
+
+    # the demo's first fit section (the preset's own network), named, not whichever fit folder sorts first
+    first_fit = yaml.safe_load((data_dir("configs") / "ctc" / "demo.yaml").read_text())["codecs"]["hinerv"]["fits"][0]
+    _, first_point = codecs.get("hinerv").points({"fits": [first_fit]}, {"name": name})[0]
     anchor = next((r for r in rows if r["codec"] == "hevc" and r.get("qp") == qp), None)
-    fit_dir = next(iter(sorted((out / "fits" / name / "hinerv").glob("*/metrics.json"))), None)
-    if anchor is None or fit_dir is None:
-        raise VcmError(f"{name}: no x265 point at QP {qp} or no hinerv fit to control the rate of")
-    demo_point = yaml.safe_load((data_dir("configs") / "ctc" / "demo.yaml").read_text())["codecs"]["hinerv"]["fits"][0]["points"][0]
+    fit_dir = out / "fits" / name / "hinerv" / first_point["fit_key"] / "metrics.json"
+    if anchor is None or not fit_dir.is_file():
+        raise VcmError(f"{name}: no x265 point at QP {qp} or no hinerv fit {first_point['fit_key']} to control the rate of")
+    demo_point = first_fit["points"][0]
     opts = RDOptions(lam=1.0, steps=demo_point.get("rd_steps"), step_lr=demo_point.get("step_lr", 2e-2),
                      entropy_lr=demo_point.get("step_lr", 2e-2))
     start = time.time()
