@@ -167,8 +167,8 @@ def test_demo_runs_end_to_end_with_hinerv_and_sa_hinerv(tmp_path):
     assert all(set(v) == {"hevc", "vvc"} for v in summary["bd_rate"].values())
     assert all("overlap" in b for v in summary["bd_rate"].values() for b in v.values())
     # a network per rate range: the preset's network for the upper points, a smaller one for the lower
-    assert set(summary["fits"]) == {f"{codec}/hinerv-demo{size}_e1" for codec in ("hinerv", "sa-hinerv") for size in ("", "_45k")}
-    assert summary["fits"]["hinerv/hinerv-demo_45k_e1"]["params"] < summary["fits"]["hinerv/hinerv-demo_e1"]["params"]
+    assert set(summary["fits"]) == {f"{codec}/hinerv-demo{size}_e1" for codec in ("hinerv", "sa-hinerv") for size in ("", "_w0p5")}
+    assert summary["fits"]["hinerv/hinerv-demo_w0p5_e1"]["params"] < summary["fits"]["hinerv/hinerv-demo_e1"]["params"]
     html = (tmp_path / "demo" / "report.html").read_text()
     assert "hinerv-rd" in html and "sa-hinerv-rd" in html and "the paper's Table 1" in html
     assert [row["comparison"] for row in summary["table1"]] == ["sa-hinerv-rd vs hinerv-rd"]
