@@ -124,8 +124,9 @@ def rate_control_check(name: str, rows: list[dict], out: Path, qp: int) -> dict:
     if anchor is None or not fit_dir.is_file():
         raise VcmError(f"{name}: no x265 point at QP {qp} or no hinerv fit {first_point['fit_key']} to control the rate of")
     demo_point = first_fit["points"][0]
-    opts = RDOptions(lam=1.0, steps=demo_point.get("rd_steps"), step_lr=demo_point.get("step_lr", 2e-2),
-                     entropy_lr=demo_point.get("step_lr", 2e-2))
+    # what the demo's points train with: unset keys fall to the preset's rate-distortion defaults (rd_step_lr)
+    opts = RDOptions(lam=1.0, steps=demo_point.get("rd_steps"), step_lr=demo_point.get("step_lr"),
+                     entropy_lr=demo_point.get("step_lr"))
     start = time.time()
     report = compress_to_target(fit_dir.parent, out / f"rate_control_qp{qp}.nerv", Target(kbps=anchor["kbps"]), opts,
                                 torch.device("cpu"))
