@@ -24,6 +24,21 @@ def test_bd_rate_of_a_constant_rate_factor_is_that_factor():
     assert bd(rates[:3], quality[:3], rates[:3], quality[:3])["error"] == "needs 4 points per curve"
 
 
+def test_a_bd_figure_that_cannot_be_computed_says_why_even_without_a_message(monkeypatch):
+    """An error with an empty message (as a 1-epoch demo's curves once raised inside bjontegaard) becomes
+    the figure's reason, named by its type, not a crash of the report."""
+    import bjontegaard
+
+    def fails(*args, **kwargs):
+        raise ValueError()
+
+    monkeypatch.setattr(bjontegaard, "bd_rate", fails)
+    rates = np.array([100.0, 200.0, 400.0, 800.0])
+    quality = np.array([30.0, 33.0, 35.5, 37.5])
+    r = bd(rates, quality, 0.8 * rates, quality)
+    assert r["bd_rate"] is None and r["error"] == "BD-rate: ValueError" and r["bd_metric"] is not None
+
+
 def test_monotone_fit():
     assert np.allclose(monotone(np.array([1.0, 3.0, 2.0, 4.0])), [1.0, 2.5, 2.5, 4.0])
     assert np.allclose(monotone(np.array([1.0, 2.0, 3.0])), [1.0, 2.0, 3.0])

@@ -88,7 +88,8 @@ def bd(anchor_rate, anchor_metric, test_rate, test_metric, use_monotone: bool = 
             if msgs:  # e.g. partial overlap: the figure covers the overlapping interval only
                 notes.append(f"{label}: {'; '.join(msgs)}")
         except Exception as err:  # no overlap of the quality ranges, non-monotone curves
-            notes.append(f"{label}: {str(err).splitlines()[0][:100] or type(err).__name__}")
+            first_line = next(iter(str(err).splitlines()), "")  # some errors carry no message at all
+            notes.append(f"{label}: {first_line[:100] or type(err).__name__}")
     out["error"] = "; ".join(notes) or None
     for key in ("bd_rate", "bd_metric"):
         if out[key] is not None and not np.isfinite(out[key]):
