@@ -325,6 +325,25 @@ def test_a_lone_fit_takes_every_core_and_the_rest_waits_for_it():
     assert [sched.take(1)["point_id"] for _ in range(2)] == ["h2", "q1"] and sched.take(1) is None
 
 
+def test_a_networks_other_points_start_once_it_is_on_disk_the_last_trained_first():
+    """Two networks on two slots (a large and a small one, as the demo's sections): the small one is on
+    disk first and its point goes on with its stage; when the large one lands, its other point goes
+    ahead of the small one's, so that it runs beside the large network's first stage."""
+    from vcm.ctc.run import Schedule
+
+    specs = [{"sequence": "s", "codec": "hinerv", "point_id": pid, "point": {"fit_key": fit}}
+             for pid, fit in [("L1", "large"), ("L2", "large"), ("S1", "small"), ("S2", "small")]]
+    sched = Schedule(specs, jobs=2)
+    large, small = sched.take(1), sched.take(1)
+    assert (large["point_id"], small["point_id"]) == ("L1", "S1") and sched.take(0) is None
+    assert sched.holds_back(large) and sched.holds_back(small)
+    sched.fitted(small)
+    sched.fitted(large)
+    assert not sched.holds_back(large) and not sched.holds_back(small)
+    sched.finished(small)  # S1's stage done: nothing is released twice
+    assert [sched.take(1)["point_id"] for _ in range(2)] == ["L2", "S2"] and sched.take(1) is None
+
+
 def test_a_lone_fit_gives_its_cores_back_once_the_network_is_on_disk(tmp_path):
     """Run for real on two workers: the fitting point trains on both slots' threads, then goes on with
     one thread (its marker left) while the network's other points start in the slot it gave back."""
@@ -342,7 +361,7 @@ def test_a_lone_fit_gives_its_cores_back_once_the_network_is_on_disk(tmp_path):
     assert json.loads(proc.stdout)["failed"] == 0
     assert "network on disk; its other points start beside it" in proc.stderr
     markers = list((tmp_path / "o" / "points" / "carphone" / "nerv").glob(f"*/{FITTED}"))
-    assert len(markers) == 1  # only the point that trained on both slots
+    assert len(markers) == 3  # every point whose network is on disk says so (the runner reads the first's)
 
 
 def test_a_point_that_trained_wide_goes_on_with_fewer_threads(tmp_path):
@@ -350,8 +369,9 @@ def test_a_point_that_trained_wide_goes_on_with_fewer_threads(tmp_path):
 
     before = torch.get_num_threads()
     try:
-        network_ready({"workdir": str(tmp_path), "threads_after_fit": None})  # a one-slot point: nothing changes
-        assert not (tmp_path / FITTED).exists() and torch.get_num_threads() == before
+        network_ready({"workdir": str(tmp_path), "threads_after_fit": None})  # a one-slot point keeps its threads
+        assert (tmp_path / FITTED).exists() and torch.get_num_threads() == before
+        (tmp_path / FITTED).unlink()
         network_ready({"workdir": str(tmp_path), "threads_after_fit": 1})
         assert (tmp_path / FITTED).exists() and torch.get_num_threads() == 1
     finally:

@@ -20,17 +20,19 @@ _REGISTRY: Registry["Codec"] = Registry("codec", ("vcm.codecs.nerv_family:regist
                                                  "vcm.codecs.sa_icm"))
 
 
-FITTED = "fitted"  # marker in a point's folder: the network it trained on several slots is on disk
+FITTED = "fitted"  # marker in a point's folder: the network its point trains (or shares) is on disk
 
 
 def network_ready(spec: dict) -> None:
-    """Called by a codec once the network its point trains (or shares) is on disk. A point that trained
-    it on several slots' threads goes on with ``threads_after_fit`` and leaves the ``FITTED`` marker in
-    its workdir, from which the CTC runner starts the network's other points in the slots given back."""
+    """Called by a codec once the network its point trains (or shares) is on disk: it leaves the
+    ``FITTED`` marker in its workdir, from which the CTC runner lets the network's other points start
+    while this one goes on; a point that trained it on several slots' threads goes on with
+    ``threads_after_fit``."""
     if spec.get("threads_after_fit"):
         import torch
 
         torch.set_num_threads(int(spec["threads_after_fit"]))
+    if spec.get("workdir"):
         (Path(spec["workdir"]) / FITTED).touch()
 
 

@@ -170,7 +170,7 @@ def execute(specs: list[dict], jobs: int, backend: str, ray_address: str | None)
         running: dict = {}  # future → (spec, relay); the slots a point holds are the schedule's to say
         while True:
             for spec, relay in list(running.values()):
-                if schedule.slots(spec) > 1 and (Path(spec["workdir"]) / FITTED).exists():
+                if schedule.holds_back(spec) and (Path(spec["workdir"]) / FITTED).exists():
                     schedule.fitted(spec)
                     progress.log(f"{relay.what}: network on disk; its other points start beside it")
             free = jobs - sum(schedule.slots(spec) for spec, _ in running.values())
@@ -201,7 +201,11 @@ class Schedule:
     networks train at once; then single points (an anchor's QP); a group's other points once its first
     has finished (the network is on disk, so they start at once), ahead of single points, being longer;
     a point whose fit is still training only when nothing else is left (it waits on the lock, as an
-    idle worker would).
+    idle worker would). A group's other points are released as soon as its network is on disk, not when
+    its first point has also finished its own stage, and the group released last goes first: the
+    network that finished training last has the most work left. With two networks of different
+    sizes on two slots (the demo's sections), the large network's second stage then runs beside its
+    first instead of after it, and the small network's last stage fills the end.
 
     A point takes one of the ``jobs`` slots (``cores / jobs`` threads), except that when fewer networks
     are to train than there are slots, each fitting point takes an equal share of them all and starts
@@ -236,6 +240,10 @@ class Schedule:
         if free < 1:
             return None
         return next((rest.pop(0) for rest in self.held.values() if rest), None)
+
+    def holds_back(self, spec: dict) -> bool:
+        """Whether ``spec`` (running) still holds slots or points that its network on disk would release."""
+        return id(spec) in self.wide or bool(self.held.get(id(spec)))
 
     def fitted(self, spec: dict) -> None:
         """``spec`` (running) has its network on disk: its group's other points may start, and it keeps
