@@ -112,9 +112,8 @@ def rate_control_check(name: str, rows: list[dict], out: Path, qp: int) -> dict:
 
     from vcm.codec.compress import RDOptions
     from vcm.codec.rate_control import Target, achieved, compress_to_target
-    from vcm.errors import VcmError
-
     from vcm import codecs
+    from vcm.errors import VcmError
 
     # the demo's first fit section (the preset's own network), named, not whichever fit folder sorts first
     first_fit = yaml.safe_load((data_dir("configs") / "ctc" / "demo.yaml").read_text())["codecs"]["hinerv"]["fits"][0]

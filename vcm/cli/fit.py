@@ -21,7 +21,7 @@ def fit(
     preset: Optional[str] = typer.Option(None, "--preset", "-p", help=f"A preset in configs/nerv/ ({PRESETS}). Default nerv-s, or hinerv-demo (vcm's codec: the demo's network and schedule) with --arch hinerv."),
     config: Optional[Path] = typer.Option(None, "--config", help="A YAML file with 'model' and 'train' sections (instead of --preset)."),
     params: Optional[str] = typer.Option(None, "--params", help="Parameter budget, e.g. 0.3M or 50k: widths are solved for it."),
-    width_scale: Optional[float] = typer.Option(None, "--width-scale", help="Then every width of that network times this (e.g. 0.45: a smaller network of the same shape whose size follows the clip)."),
+    width_scale: Optional[float] = typer.Option(None, "--width-scale", help="Then every width of that network times this (e.g. 0.5: a smaller network of the same shape whose size follows the clip)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Training epochs (passes over all frames); default from the preset."),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Optimiser steps of the whole fit, the same on any clip (instead of --epochs)."),
     budget: Optional[str] = typer.Option(None, "--budget", help="Wall-time budget, e.g. 5m: a few steps are timed and the fit gets the steps that fit in it (recorded as train.steps; --steps N reproduces it)."),
