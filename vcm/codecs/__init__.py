@@ -33,6 +33,7 @@ def network_ready(spec: dict) -> None:
 
         torch.set_num_threads(int(spec["threads_after_fit"]))
     if spec.get("workdir"):
+        Path(spec["workdir"]).mkdir(parents=True, exist_ok=True)
         (Path(spec["workdir"]) / FITTED).touch()
 
 
