@@ -364,6 +364,24 @@ def test_a_lone_fit_gives_its_cores_back_once_the_network_is_on_disk(tmp_path):
     assert len(markers) == 3  # every point whose network is on disk says so (the runner reads the first's)
 
 
+def test_two_networks_on_two_workers_release_their_other_points_once_on_disk(tmp_path):
+    """Run for real: each network's first point works on after its fit, and its other point starts then
+    (one slot each, nothing wide), not once that first point has finished."""
+    def fit(params):
+        return {"preset": "nerv-xs", "params": params, "epochs": 2, "batch": 2, "points": [
+            {"prune": 0.2, "bits": 8, "finetune_epochs": 60}, {"prune": 0.4, "bits": 6, "finetune_epochs": 0}]}
+
+    cfg = tmp_path / "two.yaml"
+    cfg.write_text(json.dumps({
+        "sequences": [{"name": "carphone", "path": "sample:carphone", "frames": "0:4"}], "device": "cpu",
+        "detector": None, "codecs": {"nerv": {"fits": [fit("8k"), fit("6k")]}}}))
+    proc = run_cli("ctc", "run", cfg, "--out", tmp_path / "o", "--jobs", "2", "--json",
+                   env={"VCM_PROGRESS": "lines", "VCM_PROGRESS_INTERVAL": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout)["failed"] == 0
+    assert proc.stderr.count("network on disk; its other points start beside it") == 2
+
+
 def test_a_point_that_trained_wide_goes_on_with_fewer_threads(tmp_path):
     import torch
 

@@ -37,3 +37,15 @@ def test_parse_param_count():
     assert parse_param_count("0.3M") == 300_000 and parse_param_count("50k") == 50_000
     with pytest.raises(VcmError):
         parse_param_count("lots")
+
+
+def test_width_scale_shrinks_every_nerv_width():
+    from vcm.nerv.run import plan
+
+    full, _ = plan("nerv-xs")
+    half, _ = plan("nerv-xs", width_scale=0.5)
+    big, small = full.build(144, 176, 8), half.build(144, 176, 8)
+    assert small.fc_dim == max(1, round(big.fc_dim * 0.5)) and small.lower_width == max(1, round(big.lower_width * 0.5))
+    assert small.stem_dims == tuple(max(1, round(d * 0.5)) for d in big.stem_dims) and small.strides == big.strides
+    assert count_params(small) < 0.5 * count_params(big)
+    assert NeRV(small)(torch.tensor([0.0])).shape == (1, 3, 144, 176)

@@ -198,14 +198,12 @@ def execute(specs: list[dict], jobs: int, backend: str, ray_address: str | None)
 class Schedule:
     """The order in which free parallel workers take points. Points sharing a fit (a network trained
     once, under a lock) form a group: the first point of every group goes first, so that different
-    networks train at once; then single points (an anchor's QP); a group's other points once its first
-    has finished (the network is on disk, so they start at once), ahead of single points, being longer;
-    a point whose fit is still training only when nothing else is left (it waits on the lock, as an
-    idle worker would). A group's other points are released as soon as its network is on disk, not when
-    its first point has also finished its own stage, and the group released last goes first: the
-    network that finished training last has the most work left. With two networks of different
-    sizes on two slots (the demo's sections), the large network's second stage then runs beside its
-    first instead of after it, and the small network's last stage fills the end.
+    networks train at once; then single points (an anchor's QP); a group's other points as soon as its
+    network is on disk (they start at once, beside its first point's own stage), ahead of single points,
+    being longer, the group released last first: the network that finished training last has the most
+    work left (two networks of different sizes on two slots, as the demo's sections: the large one's
+    second stage runs beside its first, the small one's last stage fills the end); a point whose fit is
+    still training only when nothing else is left (it waits on the lock, as an idle worker would).
 
     A point takes one of the ``jobs`` slots (``cores / jobs`` threads), except that when fewer networks
     are to train than there are slots, each fitting point takes an equal share of them all and starts
