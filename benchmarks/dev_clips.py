@@ -106,23 +106,24 @@ def report_clip(name: str, rows: list[dict], seconds: dict, pixels: int) -> dict
                        for r in rows]}
 
 
-def rate_control_check(name: str, rows: list[dict], out: Path, qp: int) -> dict:
-    """``vcm compress --target-kbps`` on the clip's fit at the rate of x265's point at ``qp``."""
+def rate_control_check(name: str, rows: list[dict], out: Path, qp: int, seed: int | None = None) -> dict:
+    """``vcm compress --target-kbps`` at the rate of x265's point at ``qp``, on the clip's fit whose demo
+    section spans that rate (``seed``: the run's, which names its fits)."""
     import torch
 
     from vcm.codec.compress import RDOptions
     from vcm.codec.rate_control import Target, achieved, compress_to_target
-    from vcm import codecs
     from vcm.errors import VcmError
 
-    # the demo's first fit section (the preset's own network), named, not whichever fit folder sorts first
-    first_fit = yaml.safe_load((data_dir("configs") / "ctc" / "demo.yaml").read_text())["codecs"]["hinerv"]["fits"][0]
-    _, first_point = codecs.get("hinerv").points({"fits": [first_fit]}, {"name": name})[0]
     anchor = next((r for r in rows if r["codec"] == "hevc" and r.get("qp") == qp), None)
-    fit_dir = out / "fits" / name / "hinerv" / first_point["fit_key"] / "metrics.json"
-    if anchor is None or not fit_dir.is_file():
-        raise VcmError(f"{name}: no x265 point at QP {qp} or no hinerv fit {first_point['fit_key']} to control the rate of")
-    demo_point = first_fit["points"][0]
+    if anchor is None:
+        raise VcmError(f"{name}: no x265 point at QP {qp} to take the target rate from")
+    fits = clip_config(name, "", "", ["hinerv"], seed)["codecs"]["hinerv"]["fits"]
+    fit, fit_key = _section_for_rate(name, fits, rows, anchor["kbps"])
+    fit_dir = out / "fits" / name / "hinerv" / fit_key / "metrics.json"
+    if not fit_dir.is_file():
+        raise VcmError(f"{name}: no hinerv fit {fit_key} to control the rate of")
+    demo_point = fit["points"][0]
     # what the demo's points train with: unset keys fall to the preset's rate-distortion defaults (rd_step_lr)
     opts = RDOptions(lam=1.0, steps=demo_point.get("rd_steps"), step_lr=demo_point.get("step_lr"),
                      entropy_lr=demo_point.get("step_lr"))
@@ -131,11 +132,39 @@ def rate_control_check(name: str, rows: list[dict], out: Path, qp: int) -> dict:
                                 torch.device("cpu"))
     a = achieved(report)
     trials = report["rate_control"]["trials"]
-    print_table(f"{name}: rate control at x265 QP {qp}'s rate", ["target kbps", "achieved kbps", "error", "trials", "λ", "Y-PSNR",
-                                                                "x265 Y-PSNR", "seconds"],
+    print_table(f"{name}: rate control at x265 QP {qp}'s rate, fit {fit_key}",
+                ["target kbps", "achieved kbps", "error", "trials", "λ", "Y-PSNR", "x265 Y-PSNR", "seconds"],
                 [[f"{a['target']:.2f}", f"{a['achieved']:.2f}", f"{a['error']:+.1%}", str(len(trials)),
                   f"{report['lambda']:.3g}", f"{report['psnr_y']:.2f}", f"{anchor['psnr_y']:.2f}", f"{time.time() - start:.0f}"]])
-    return {"qp": qp, **a, "trials": trials, "psnr_y": report["psnr_y"], "anchor_psnr_y": anchor["psnr_y"]}
+    return {"qp": qp, "fit": fit_key, **a, "trials": trials, "psnr_y": report["psnr_y"],
+            "anchor_psnr_y": anchor["psnr_y"]}
+
+
+def _section_for_rate(name: str, fits: list[dict], rows: list[dict], kbps: float) -> tuple[dict, str]:
+    """The hinerv fit section (of ``fits``) a user aiming at ``kbps`` would control, and its fit key: the one whose
+    finished points span that rate, else the one whose points come nearest to it (in log rate). The demo
+    takes its low rates from a smaller network; coarsening the large one down to them lands on the rate
+    at a much lower quality."""
+    import math
+
+    from vcm import codecs
+
+    best, best_gap = None, math.inf
+    for fit in fits:
+        specs = codecs.get("hinerv").points({"fits": [fit]}, {"name": name})
+        ids = {pid for pid, _ in specs}
+        rates = [r["kbps"] for r in rows if r["codec"] == "hinerv" and r["point"] in ids]
+        if not rates:
+            continue
+        lo, hi = min(rates), max(rates)
+        gap = 0.0 if lo <= kbps <= hi else min(abs(math.log(kbps / lo)), abs(math.log(kbps / hi)))
+        if gap < best_gap:
+            best, best_gap = (fit, specs[0][1]["fit_key"]), gap
+    if best is None:
+        from vcm.errors import VcmError
+
+        raise VcmError(f"{name}: no finished hinerv point to choose a fit by rate")
+    return best
 
 
 def main() -> None:
@@ -148,8 +177,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("runs/dev-clips"))
     ap.add_argument("--jobs", type=int, default=default_jobs())
     ap.add_argument("--rate-control", metavar="QP", type=int, default=None,
-                    help="also code the curve's fit at the rate of x265's point at this QP (vcm compress "
-                         "--target-kbps) and print target vs achieved")
+                    help="also code a fit at the rate of x265's point at this QP (vcm compress --target-kbps; "
+                         "the fit of the demo section whose points span that rate) and print target vs achieved")
     ap.add_argument("--only-rate-control", action="store_true", help="reuse finished points; run the rate control only")
     ap.add_argument("--seed", type=int, default=None,
                     help="seed every fit and its stages with this (the demo: the preset's, 0): runs at several seeds "
@@ -178,7 +207,7 @@ def main() -> None:
             rows += [r for r in result["rows"] if r.get("status") == "ok"]
         summary.append(report_clip(name, rows, seconds, pixels))
         if args.rate_control is not None:
-            summary[-1]["rate_control"] = rate_control_check(name, rows, args.out / name, args.rate_control)
+            summary[-1]["rate_control"] = rate_control_check(name, rows, args.out / name, args.rate_control, args.seed)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
     print(f"summary: {args.out / 'summary.json'}")
 
