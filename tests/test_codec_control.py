@@ -9,7 +9,7 @@ import torch
 
 from tests.conftest import moving_frames, run_cli, tiny_video
 from vcm.codec.compress import RDOptions, compress_many, decode_file
-from vcm.codec.rate_control import Target, _Trial, next_lambda, target_bytes
+from vcm.codec.rate_control import Target, _Trial, next_lambda, next_trial, target_bytes
 from vcm.errors import VcmError
 from vcm.nerv.budget import parse_duration, steps_for_budget
 from vcm.nerv.config import TrainConfig
@@ -120,8 +120,8 @@ def test_fit_with_a_budget_records_the_steps_it_resolved(tmp_path):
 
 # --- rate control ------------------------------------------------------------------------------
 
-def _fake(lam: float, value: float) -> _Trial:
-    return _Trial(lam, 1, value, None, {}, None)
+def _fake(lam: float, value: float, cold: bool = False) -> _Trial:
+    return _Trial(lam, 1, value, None, {}, None, cold)
 
 
 @pytest.mark.parametrize("exponent", [-0.2, -0.5, -1.0])
@@ -138,6 +138,24 @@ def test_the_lambda_search_converges_on_a_power_law_curve(exponent):
                 break
             lam = next_lambda(trials, goal, target)
         assert target.hit(trials[-1].value, goal), (exponent, goal, [(t.lam, t.value) for t in trials])
+
+
+def test_a_stalled_warm_search_goes_back_to_the_fit_and_never_repeats_a_trial():
+    """Measured on bikes 640 (goal 4,443 B): warm trials from a coarsened network came out smaller at a
+    smaller λ, and the search then ran λ 3.89 three times over. Now: after a pair that disagrees on the
+    direction the next trial is cold; a λ tried warm comes back cold; a λ tried cold is not run again."""
+    target, goal = Target(kbps=1.0), 4443.0
+    first = _fake(1.0, 7484.0, cold=True)
+    assert next_trial([first], goal, target)[1] is False  # the search is on course: warm
+    drifted = [first, _fake(4.433, 4245.0), _fake(3.931, 4215.0)]  # smaller λ, fewer bytes
+    lam, cold = next_trial(drifted, goal, target)
+    assert cold and lam < 4.433
+    again = drifted + [_fake(lam, 4183.0)]  # had it run warm: the secant asks for the same λ
+    assert next_trial(again, goal, target) == (pytest.approx(lam), True)
+    assert next_trial(drifted + [_fake(lam, 4183.0, cold=True)], goal, target) is None
+    # a search that works keeps going warm
+    on_course = [first, _fake(4.433, 4245.0)]
+    assert next_trial(on_course, goal, target)[1] is False
 
 
 def test_quality_targets_move_lambda_the_right_way():

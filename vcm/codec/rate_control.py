@@ -5,8 +5,12 @@ method. Trial 1 runs the full schedule from the fit at the first λ (``--lambda`
 later trial starts warm from the trained network and quantizers of the trial nearest the target and
 runs a shorter schedule (``warm_fraction`` of the steps). The next λ comes from the secant through the
 two trials nearest the target in (ln λ, ln bytes) — or (ln λ, Y-PSNR) — with the slope measured on the
-dev clips as the first guess. The search stops within ``tolerance`` of the target or after
-``max_trials``; the trial nearest the target is written, and every trial is in the report.
+dev clips as the first guess. A warm trial's outcome depends on where it started as well as on λ, so a
+search whose warm trials stall — the two nearest trials disagree on which way λ moves the result, or
+the secant asks for a λ already tried warm — runs its next trial cold, the full schedule from the fit,
+whose outcome follows λ. The search stops within ``tolerance`` of the target, after ``max_trials``, or
+when the next trial would repeat a cold one; the trial nearest the target is written, and every trial
+is in the report.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from vcm.errors import VcmError
 RATE_SLOPE = -0.35
 PSNR_SLOPE = -1.6
 MAX_STEP = math.log(30.0)  # one trial moves λ by at most ×/÷ 30
+SAME_LAMBDA = 0.01  # λs within 1 % (in ln λ) are the same trial again
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,7 @@ class _Trial:
     stream: nerv_stream.NervStream
     result: StageResult
     model: torch.nn.Module
+    cold: bool = False  # the full schedule from the fit (not warm from an earlier trial)
 
 
 def target_bytes(kbps: float, fps: float, frames: int) -> float:
@@ -91,19 +97,38 @@ def _psnr_y(prep, stream: nerv_stream.NervStream) -> float:
     return float(summarize(prep.video.frames_u8, frames)["psnr_y"])
 
 
+def _measured_slope(trials: list[_Trial], goal: float, target: Target) -> float | None:
+    """d miss / d ln λ through the two trials nearest the goal; None with fewer than two λs."""
+    near = sorted(trials, key=lambda t: abs(target.miss(t.value, goal)))
+    if len(near) < 2 or near[1].lam == near[0].lam:
+        return None
+    a, b = near[0], near[1]
+    return (target.miss(a.value, goal) - target.miss(b.value, goal)) / (math.log(a.lam) - math.log(b.lam))
+
+
 def next_lambda(trials: list[_Trial], goal: float, target: Target) -> float:
     """λ of the next trial: secant through the two trials nearest the goal (the first-guess slope when
     there is one trial or the two disagree on the direction)."""
-    near = sorted(trials, key=lambda t: abs(target.miss(t.value, goal)))
-    a = near[0]
+    a = min(trials, key=lambda t: abs(target.miss(t.value, goal)))
     slope = RATE_SLOPE if target.by_rate else PSNR_SLOPE
-    if len(near) > 1 and near[1].lam != a.lam:
-        b = near[1]
-        measured = (target.miss(a.value, goal) - target.miss(b.value, goal)) / (math.log(a.lam) - math.log(b.lam))
-        if measured < 0:  # rate and quality fall as λ grows; a noisy pair may say otherwise
-            slope = measured
+    measured = _measured_slope(trials, goal, target)
+    if measured is not None and measured < 0:  # rate and quality fall as λ grows; a noisy pair may say otherwise
+        slope = measured
     step = -target.miss(a.value, goal) / slope
     return a.lam * math.exp(max(-MAX_STEP, min(MAX_STEP, step)))
+
+
+def next_trial(trials: list[_Trial], goal: float, target: Target) -> tuple[float, bool] | None:
+    """(λ, cold) of the next trial, or None when it would repeat a cold trial. Warm unless the warm
+    trials stalled: the two nearest the goal disagree on the direction (measured slope ≥ 0), or
+    ``next_lambda`` asks for a λ already tried warm."""
+    lam = next_lambda(trials, goal, target)
+    same = [t for t in trials if abs(math.log(t.lam / lam)) < SAME_LAMBDA]
+    measured = _measured_slope(trials, goal, target)
+    cold = (measured is not None and measured >= 0) or any(not t.cold for t in same)
+    if cold and any(t.cold for t in same):
+        return None
+    return lam, cold
 
 
 def search(prep, target: Target, opts: RDOptions, device) -> tuple[nerv_stream.NervStream, StageResult]:
@@ -119,9 +144,9 @@ def search(prep, target: Target, opts: RDOptions, device) -> tuple[nerv_stream.N
     full = rd_steps(opts, prep.fit_cfg, prep.video.num_frames, fit_quantizers is not None)
     warm = max(1, round(target.warm_fraction * (full or 0.5 * prep.fit_cfg.total_steps(prep.video.num_frames))))
     trials: list[_Trial] = []
-    lam = opts.lam
+    lam, cold = opts.lam, True
     for k in range(target.max_trials):
-        if k == 0:  # the full schedule from the fit
+        if cold:  # the full schedule from the fit
             model, init, steps = prep.fresh_model(), fit_quantizers, full
         else:  # warm, from the trial nearest the target
             start = min(trials, key=lambda t: abs(target.miss(t.value, goal)))
@@ -129,19 +154,24 @@ def search(prep, target: Target, opts: RDOptions, device) -> tuple[nerv_stream.N
         o = replace(opts, lam=lam, steps=steps, epochs=None)
         stream, result = optimise(prep, o, device, model=model, init_quantizers=init)
         value = len(nerv_stream.encode(stream).data) if target.by_rate else _psnr_y(prep, stream)
-        trials.append(_Trial(lam, steps, value, stream, result, model))
+        trials.append(_Trial(lam, steps, value, stream, result, model, cold))
         shown = (f"{value:,.0f} bytes ({value / goal - 1:+.1%} from {goal:,.0f})" if target.by_rate
                  else f"Y-PSNR {value:.2f} dB ({value - goal:+.2f} dB)")
-        progress.log(f"rate control trial {k + 1}: λ = {lam:.4g}, {o.steps} steps → {shown}")
+        progress.log(f"rate control trial {k + 1}: λ = {lam:.4g}, {o.steps} steps from "
+                     f"{'the fit' if cold else 'the nearest trial'} → {shown}")
         if target.hit(value, goal):
             break
-        lam = next_lambda(trials, goal, target)
+        planned = next_trial(trials, goal, target)
+        if planned is None:
+            progress.log("rate control: the next trial would repeat one; keeping the nearest")
+            break
+        lam, cold = planned
     best = min(trials, key=lambda t: abs(target.miss(t.value, goal)))
     control = {
         "target": {"kbps": target.kbps} if target.by_rate else {"psnr_y": target.psnr_y},
         "goal": goal, "tolerance": target.tol(), "hit": target.hit(best.value, goal), "lambda": best.lam,
-        "trials": [{"lambda": t.lam, "steps": t.steps, ("bytes" if target.by_rate else "psnr_y"): t.value}
-                   for t in trials],
+        "trials": [{"lambda": t.lam, "steps": t.steps, "start": "fit" if t.cold else "warm",
+                    ("bytes" if target.by_rate else "psnr_y"): t.value} for t in trials],
     }
     return best.stream, replace(best.result, report={**best.result.report, "rate_control": control, "lambda": best.lam})
 
