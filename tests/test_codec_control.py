@@ -149,10 +149,12 @@ def test_a_stalled_warm_search_goes_back_to_the_fit_and_never_repeats_a_trial():
     assert next_trial([first], goal, target)[1] is False  # the search is on course: warm
     drifted = [first, _fake(4.433, 4245.0), _fake(3.931, 4215.0)]  # smaller λ, fewer bytes
     lam, cold = next_trial(drifted, goal, target)
-    assert cold and lam < 4.433
-    again = drifted + [_fake(lam, 4183.0)]  # had it run warm: the secant asks for the same λ
+    assert cold and lam == pytest.approx(next_lambda([first], goal, target))  # aimed by the cold trials alone
+    again = drifted + [_fake(3.89, 4183.0)]  # a warm trial at the λ the secant of all trials asks for
     assert next_trial(again, goal, target) == (pytest.approx(lam), True)
-    assert next_trial(drifted + [_fake(lam, 4183.0, cold=True)], goal, target) is None
+    # a stall whose cold λ was already run cold: nothing new to try (a tight tolerance, a cold trial 0.2 % off)
+    tight = Target(kbps=1.0, tolerance=0.001)
+    assert next_trial([_fake(1.0, 1002.0, cold=True), _fake(2.0, 1010.0)], 1000.0, tight) is None
     # a search that works keeps going warm
     on_course = [first, _fake(4.433, 4245.0)]
     assert next_trial(on_course, goal, target)[1] is False
