@@ -160,6 +160,15 @@ def test_a_stalled_warm_search_goes_back_to_the_fit_and_never_repeats_a_trial():
     assert next_trial(on_course, goal, target)[1] is False
 
 
+def test_a_nearly_flat_secant_does_not_throw_lambda_far():
+    """Carphone at QP 51's rate (goal 4,354 B): trials at λ 9.9 and 12.1 gave 4,535 and 4,510 B, a secant of
+    −0.03 that sent the next trial to λ 43 (2,078 B). The slope is held to a third of the first guess."""
+    target, goal = Target(kbps=1.0), 4354.0
+    trials = [_fake(1.0, 9725.0, cold=True), _fake(9.935, 4535.0), _fake(12.11, 4510.0, cold=True)]
+    lam = next_lambda(trials, goal, target)
+    assert 12.11 < lam < 20.0
+
+
 def test_quality_targets_move_lambda_the_right_way():
     target = Target(psnr_y=30.0)
     assert next_lambda([_fake(1.0, 28.0)], 30.0, target) < 1.0  # too low a quality: smaller λ

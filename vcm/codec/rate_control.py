@@ -113,7 +113,9 @@ def next_lambda(trials: list[_Trial], goal: float, target: Target) -> float:
     slope = RATE_SLOPE if target.by_rate else PSNR_SLOPE
     measured = _measured_slope(trials, goal, target)
     if measured is not None and measured < 0:  # rate and quality fall as λ grows; a noisy pair may say otherwise
-        slope = measured
+        # at least a third of the first guess: two trials a few % apart in λ and in rate give a secant that is
+        # mostly noise (carphone at QP 51's rate: −0.03 from λ 9.9 and 12.1, and the next trial jumped to λ 43)
+        slope = min(measured, slope / 3)
     step = -target.miss(a.value, goal) / slope
     return a.lam * math.exp(max(-MAX_STEP, min(MAX_STEP, step)))
 
