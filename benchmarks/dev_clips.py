@@ -106,9 +106,9 @@ def report_clip(name: str, rows: list[dict], seconds: dict, pixels: int) -> dict
                        for r in rows]}
 
 
-def rate_control_check(name: str, rows: list[dict], out: Path, qp: int, seed: int | None = None) -> dict:
-    """``vcm compress --target-kbps`` at the rate of x265's point at ``qp``, on the clip's fit whose demo
-    section spans that rate (``seed``: the run's, which names its fits)."""
+def rate_control_check(name: str, rows: list[dict], out: Path, qp: int, fits: list[dict]) -> dict:
+    """``vcm compress --target-kbps`` at the rate of x265's point at ``qp``, on the fit of the section (of
+    ``fits``, the hinerv fit sections the run used) whose points span that rate."""
     import torch
 
     from vcm.codec.compress import RDOptions
@@ -118,7 +118,6 @@ def rate_control_check(name: str, rows: list[dict], out: Path, qp: int, seed: in
     anchor = next((r for r in rows if r["codec"] == "hevc" and r.get("qp") == qp), None)
     if anchor is None:
         raise VcmError(f"{name}: no x265 point at QP {qp} to take the target rate from")
-    fits = clip_config(name, "", "", ["hinerv"], seed)["codecs"]["hinerv"]["fits"]
     fit, fit_key = _section_for_rate(name, fits, rows, anchor["kbps"])
     fit_dir = out / "fits" / name / "hinerv" / fit_key / "metrics.json"
     if not fit_dir.is_file():
@@ -207,7 +206,8 @@ def main() -> None:
             rows += [r for r in result["rows"] if r.get("status") == "ok"]
         summary.append(report_clip(name, rows, seconds, pixels))
         if args.rate_control is not None:
-            summary[-1]["rate_control"] = rate_control_check(name, rows, args.out / name, args.rate_control, args.seed)
+            fits = yaml.safe_load((args.out / f"{name}-curves.yaml").read_text())["codecs"]["hinerv"]["fits"]
+            summary[-1]["rate_control"] = rate_control_check(name, rows, args.out / name, args.rate_control, fits)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
     print(f"summary: {args.out / 'summary.json'}")
 

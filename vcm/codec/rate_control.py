@@ -5,12 +5,12 @@ method. Trial 1 runs the full schedule from the fit at the first λ (``--lambda`
 later trial starts warm from the trained network and quantizers of the trial nearest the target and
 runs a shorter schedule (``warm_fraction`` of the steps). The next λ comes from the secant through the
 two trials nearest the target in (ln λ, ln bytes) — or (ln λ, Y-PSNR) — with the slope measured on the
-dev clips as the first guess and a third of it as the flattest slope believed. A warm trial's outcome depends on where it started as well as on λ, so a
-search whose warm trials stall — the two nearest trials disagree on which way λ moves the result, or
-the secant asks for a λ already tried warm — runs its next trial cold, the full schedule from the fit,
-at the λ that the cold trials alone point to. The search stops within ``tolerance`` of the target, after ``max_trials``, or
-when the next trial would repeat a cold one; the trial nearest the target is written, and every trial
-is in the report.
+dev clips as the first guess and a third of it as the flattest slope believed. A warm trial's outcome
+depends on where it started as well as on λ, so a search whose warm trials stall — the two nearest
+trials disagree on which way λ moves the result, or the secant asks for a λ already tried warm — runs
+its next trial cold, the full schedule from the fit, at the λ that the cold trials alone point to. The
+search stops within ``tolerance`` of the target, after ``max_trials``, or when the next trial would
+repeat a cold one; the trial nearest the target is written, and every trial is in the report.
 """
 
 from __future__ import annotations
