@@ -193,7 +193,7 @@ def test_demo_runs_end_to_end_with_hinerv_and_sa_hinerv(tmp_path):
     assert len(streams) == 4 and all(s.read_bytes()[4] == 4 for s in streams)
     assert summary["detector"]["ground_truth"].startswith("pseudo ground truth: ") and summary["detector"]["every"] == 12
     assert all(p["map"] is not None for p in summary["points"])
-    assert {p["label"] for p in summary["points"] if p["curve"] == "hinerv-rd"} == {"λ0.3", "λ1.0", "λ4.0", "λ20.0"}
+    assert {p["label"] for p in summary["points"] if p["curve"] == "hinerv-rd"} == {"λ0.1", "λ1.0", "λ4.0", "λ20.0"}
     assert set(summary["bd_rate_map"]) == {"hinerv-rd", "sa-hinerv-rd"} and "BD-rate (mAP)" in html
     assert "no detector weights" not in proc.stderr
 
