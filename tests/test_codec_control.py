@@ -9,7 +9,7 @@ import torch
 
 from tests.conftest import moving_frames, run_cli, tiny_video
 from vcm.codec.compress import RDOptions, compress_many, decode_file
-from vcm.codec.rate_control import Target, _Trial, next_lambda, next_trial, target_bytes
+from vcm.codec.rate_control import Target, _Trial, beyond, beyond_hint, next_lambda, next_trial, target_bytes
 from vcm.errors import VcmError
 from vcm.nerv.budget import parse_duration, steps_for_budget
 from vcm.nerv.config import TrainConfig
@@ -176,6 +176,22 @@ def test_quality_targets_move_lambda_the_right_way():
     assert target.hit(30.05, 30.0) and not target.hit(30.2, 30.0)
 
 
+def test_a_target_that_every_trial_missed_on_one_side_says_so():
+    """A goal past every trial (e.g. a rate below what the network reaches) is named in the report, with
+    what reaches further; trials on both sides of the goal, or a hit, name nothing."""
+    target, goal = Target(kbps=1.0), 1000.0
+    assert beyond([_fake(1.0, 4000.0, cold=True), _fake(30.0, 2500.0), _fake(900.0, 2400.0)], goal, target) == "above"
+    assert beyond([_fake(1.0, 400.0, cold=True), _fake(0.03, 700.0)], goal, target) == "below"
+    assert beyond([_fake(1.0, 1500.0, cold=True), _fake(3.0, 800.0)], goal, target) is None  # bracketed
+    assert beyond([_fake(1.0, 1500.0, cold=True), _fake(3.0, 1010.0)], goal, target) is None  # the last one hit
+    assert beyond([_fake(1.0, 28.0)], 30.0, Target(psnr_y=30.0)) == "below"
+    hint = beyond_hint({"unit": "kbps", "beyond": "above"}, 900.0)
+    assert hint.startswith("target not reached: every trial gave more bytes than asked") and "λ 900" in hint
+    assert "smaller network" in hint
+    assert "larger network" in beyond_hint({"unit": "dB", "beyond": "below"}, 0.5)
+    assert beyond_hint({"unit": "kbps", "beyond": None}, 1.0) == ""
+
+
 def test_targets_are_checked():
     for bad in (Target(), Target(kbps=10, psnr_y=30), Target(kbps=-1), Target(psnr_y=0), Target(kbps=5, max_trials=0)):
         with pytest.raises(VcmError):
@@ -199,6 +215,16 @@ def test_target_kbps_lands_within_five_percent(tiny_run, tmp_path):
     assert report["rate_control"]["trials"][0]["steps"] == 12 and report["lambda"] == report["rate_control"]["lambda"]
     frames, _, _ = decode_file(tmp_path / "t.nerv", CPU)
     assert frames.shape == video.frames_u8.shape
+    assert report["rate_control"]["beyond"] is None
+    # a rate far below what the network reaches: the nearest trial is written and the report says why
+    proc = run_cli("compress", root / "run", "--target-kbps", f"{low['kbps'] / 1000:.6f}", "--rd-steps", "4",
+                   "--out", tmp_path / "far.nerv", "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    far = json.loads(proc.stdout)
+    assert far["rate_control"]["beyond"] == "above" and not far["rate_control"]["hit"]
+    from vcm.cli.compress import _report_rows
+
+    assert any(text.startswith("target not reached: every trial gave more bytes") for _, text in _report_rows(far))
     refused = run_cli("compress", root / "run", "--target-kbps", "10", "--bits", "6", "--out", tmp_path / "u.nerv")
     assert refused.returncode != 0 and "paper pipeline" in refused.stderr
 

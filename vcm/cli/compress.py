@@ -98,12 +98,15 @@ def _report_rows(r: dict) -> list[tuple[str, str]]:
         per = f", {part['bits_per_param']:.2f} bits/param" if part["bits_per_param"] is not None else ""
         rows.append((f"  {part['part']}", f"{part['bytes']:,.0f} bytes ({100 * part['share']:.1f} %{per})"))
     if r.get("rate_control"):
-        from vcm.codec.rate_control import achieved
+        from vcm.codec.rate_control import achieved, beyond_hint
 
         a = achieved(r)
         err = f"{a['error']:+.1%}" if a["unit"] == "kbps" else f"{a['error']:+.2f} dB"
         rows.append(("rate control", f"target {a['target']:g} {a['unit']}, achieved {a['achieved']:.2f} {a['unit']} "
                                      f"({err}) in {len(r['rate_control']['trials'])} trial(s)"))
+        hint = beyond_hint(a, r["rate_control"]["lambda"])
+        if hint:
+            rows.append(("", hint))
     rows.append(("encode time", f"{r['encode_seconds']:.1f} s"))
     return rows
 

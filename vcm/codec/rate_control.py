@@ -10,7 +10,8 @@ depends on where it started as well as on λ, so a search whose warm trials stal
 trials disagree on which way λ moves the result, or the secant asks for a λ already tried warm — runs
 its next trial cold, the full schedule from the fit, at the λ that the cold trials alone point to. The
 search stops within ``tolerance`` of the target, after ``max_trials``, or when the next trial would
-repeat a cold one; the trial nearest the target is written, and every trial is in the report.
+repeat a cold one; the trial nearest the target is written, and every trial is in the report, which
+names the side (``beyond``) when every trial missed the target on the same one.
 """
 
 from __future__ import annotations
@@ -137,6 +138,19 @@ def next_trial(trials: list[_Trial], goal: float, target: Target) -> tuple[float
     return lam, True
 
 
+def beyond(trials: list[_Trial], goal: float, target: Target) -> str | None:
+    """``"above"`` or ``"below"`` when no trial hit and every one came out on that side of the goal (more
+    bytes or a higher quality than asked: ``"above"``), so that the goal may lie beyond what the network
+    reaches within the λs tried; None otherwise."""
+    if any(target.hit(t.value, goal) for t in trials):
+        return None
+    if all(t.value > goal for t in trials):
+        return "above"
+    if all(t.value < goal for t in trials):
+        return "below"
+    return None
+
+
 def _same(a: float, b: float) -> bool:
     return abs(math.log(a / b)) < SAME_LAMBDA
 
@@ -180,6 +194,7 @@ def search(prep, target: Target, opts: RDOptions, device) -> tuple[nerv_stream.N
     control = {
         "target": {"kbps": target.kbps} if target.by_rate else {"psnr_y": target.psnr_y},
         "goal": goal, "tolerance": target.tol(), "hit": target.hit(best.value, goal), "lambda": best.lam,
+        "beyond": beyond(trials, goal, target),
         "trials": [{"lambda": t.lam, "steps": t.steps, "start": "fit" if t.cold else "warm",
                     ("bytes" if target.by_rate else "psnr_y"): t.value} for t in trials],
     }
@@ -187,13 +202,33 @@ def search(prep, target: Target, opts: RDOptions, device) -> tuple[nerv_stream.N
 
 
 def achieved(report: dict) -> dict:
-    """``{target, achieved, error}`` of a written stream's report (error: relative for a rate, dB for a quality)."""
+    """``{target, achieved, error, unit, beyond}`` of a written stream's report (error: relative for a rate, dB
+    for a quality; beyond: ``rate_control``'s ``beyond``, None in reports written before it)."""
     rc = report["rate_control"]
     if "kbps" in rc["target"]:
         t = rc["target"]["kbps"]
-        return {"target": t, "achieved": report["kbps"], "error": report["kbps"] / t - 1, "unit": "kbps"}
-    t = rc["target"]["psnr_y"]
-    return {"target": t, "achieved": report["psnr_y"], "error": report["psnr_y"] - t, "unit": "dB"}
+        out = {"target": t, "achieved": report["kbps"], "error": report["kbps"] / t - 1, "unit": "kbps"}
+    else:
+        t = rc["target"]["psnr_y"]
+        out = {"target": t, "achieved": report["psnr_y"], "error": report["psnr_y"] - t, "unit": "dB"}
+    return {**out, "beyond": rc.get("beyond")}
+
+
+_BEYOND = {  # (unit, side) → what every trial gave, and what reaches further
+    ("kbps", "above"): ("more bytes", "a smaller network (vcm fit --width-scale 0.5, or --params) reaches lower rates"),
+    ("kbps", "below"): ("fewer bytes", "a larger network (vcm fit --params) reaches higher rates"),
+    ("dB", "above"): ("a higher Y-PSNR", "a smaller network (vcm fit --width-scale 0.5) reaches lower ones in fewer bytes"),
+    ("dB", "below"): ("a lower Y-PSNR", "a larger network (vcm fit --params) or a longer fit (--steps) reaches higher ones"),
+}
+
+
+def beyond_hint(a: dict, lam: float) -> str:
+    """One line for a search whose every trial missed on the same side (``a``: from ``achieved``; ``lam``: the
+    written trial's λ), or '' when the trials bracket the target or one hit it."""
+    if not a["beyond"]:
+        return ""
+    gave, reach = _BEYOND[(a["unit"], a["beyond"])]
+    return f"target not reached: every trial gave {gave} than asked (the nearest, λ {lam:.4g}, is written); {reach}"
 
 
 def compress_to_target(run_dir: Path, out: Path | None, target: Target, opts: RDOptions, device,
