@@ -108,3 +108,27 @@ def test_ctrl_c_in_a_sweep_records_no_interrupted_point(tmp_path):
     assert all(json.loads(r.read_text()).get("status") != "ok" for r in results)
     assert list((tmp_path / "out" / "fits").rglob("checkpoint.pt"))  # the fit's progress is kept for a re-run
     assert "vcm ctc run" in (tmp_path / "out" / "ctc.log").read_text()
+
+
+def test_a_stage_waiting_on_workers_keeps_a_piped_log_alive(monkeypatch, capsys):
+    """Parallel CTC workers print nothing while they load their clips; the waiting stage's heartbeat
+    fills the silence, and stays quiet while other lines flow."""
+    from vcm import progress
+
+    monkeypatch.setenv("VCM_PROGRESS", "lines")
+    monkeypatch.setenv("VCM_PROGRESS_INTERVAL", "0.2")
+    with progress.progress("ctc points", 4) as bar:
+        capsys.readouterr()
+        bar.heartbeat()  # a line was just printed (the stage's start): nothing to fill
+        assert capsys.readouterr().err == ""
+        time.sleep(0.3)
+        bar.heartbeat()
+        assert capsys.readouterr().err.count("ctc points: 0/4") == 1
+        time.sleep(0.3)
+        progress.log("a worker's line")
+        bar.heartbeat()
+        assert "ctc points" not in capsys.readouterr().err
+        time.sleep(0.3)
+        bar.heartbeat()
+        err = capsys.readouterr().err
+    assert "ctc points: 0/4" in err and "elapsed" in err, err

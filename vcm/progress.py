@@ -37,6 +37,7 @@ from rich.text import Text
 console = Console(stderr=True, highlight=False)
 _quiet = False
 _log_files: list[Path] = []
+_last_line = time.time()  # when this process last printed a line (lines rendering), for heartbeats
 
 
 def set_quiet(quiet: bool) -> None:
@@ -92,12 +93,18 @@ def _to_files(line: str) -> None:
             pass
 
 
+def _print_line(stamped: str) -> None:
+    global _last_line
+    _last_line = time.time()
+    console.print(stamped, markup=False, soft_wrap=True)
+
+
 def log(message: str) -> None:
     """Print one status line (suppressed in quiet mode; always written to the log files)."""
     _to_files(_stamp(message))
     if not _quiet:
         if mode() == "lines":
-            console.print(_stamp(message), markup=False, soft_wrap=True)
+            _print_line(_stamp(message))
         else:
             console.print(message)
 
@@ -130,7 +137,7 @@ class _Task:
         stamped = _stamp(line)
         _to_files(stamped)
         if self._lines:
-            console.print(stamped, markup=False, soft_wrap=True)
+            _print_line(stamped)
 
     def _line(self) -> str:
         elapsed = time.time() - self._start
@@ -152,6 +159,12 @@ class _Task:
             self._bar.update(self._id, advance=n, **fields)
         if time.time() - self._last >= interval():  # called once per training step: no line built otherwise
             self._emit(self._line())
+
+    def heartbeat(self) -> None:
+        """For a stage that waits on others (parallel workers): print its status line when the
+        console has had no line at all for an interval, so a piped log is never silent for long."""
+        if self._lines and time.time() - _last_line >= interval():
+            self._emit(self._line(), force=True)
 
     def update(self, **fields) -> None:
         if "completed" in fields:

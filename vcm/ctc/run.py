@@ -192,6 +192,7 @@ def execute(specs: list[dict], jobs: int, backend: str, ray_address: str | None)
                 bar.advance(1)
             for _, relay in running.values():
                 relay.show()
+            bar.heartbeat()  # workers still loading their clips print nothing yet
     return rows
 
 
@@ -305,8 +306,10 @@ def _execute_ray(specs: list[dict], jobs: int, address: str | None) -> list[dict
             gpu = 1 if str(s.get("device", "auto")).startswith("cuda") else 0
             pending.append(remote.options(num_cpus=1, num_gpus=gpu).remote({**s, "threads": 1, "quiet": True}))
         while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            rows.append(ray.get(done[0]))
-            _log_point(rows[-1])
-            bar.advance(1)
+            done, pending = ray.wait(pending, num_returns=1, timeout=max(1.0, progress.interval()))
+            for ref in done:
+                rows.append(ray.get(ref))
+                _log_point(rows[-1])
+                bar.advance(1)
+            bar.heartbeat()
     return rows
