@@ -441,6 +441,12 @@ codecs:
         qp = r["point"].rsplit("qp", 1)[1]
         assert r["label"] == f"λ{r['rate_control']['lambda']:.3g} (≈ hevc QP{qp})"  # named by its codec
     assert {r["label"] for r in hevc.values()} == {"QP30", "QP40"}
+    from vcm.ctc.report import make_report
+
+    make_report(tmp_path / "out", anchor="hevc")
+    section = (tmp_path / "out" / "report.md").read_text().split("## Rate control", 1)[1]
+    for r in matched:  # the report says what each search aimed at and what its stream gave
+        assert f"| {r['label']} | {r['rate_control']['target']['kbps']:.2f} kbps | {r['kbps']:.2f} kbps |" in section
     cfg.write_text(cfg.read_text().replace("  hevc: {qps: [30, 40]}\n", ""))
     with pytest.raises(VcmError, match="matches hevc, which this run does not code"):
         run(cfg, tmp_path / "out2")
@@ -470,3 +476,21 @@ def test_an_encoder_that_writes_nothing_is_run_again_then_a_clear_failure(tmp_pa
     monkeypatch.setattr(ffmpeg, "_run", first_try_writes_nothing)
     r = ffmpeg.encode_decode("hevc", planes, 8, 96, 64, 30, 37, tmp_path / "o.hevc")
     assert (tmp_path / "o.hevc").stat().st_size > 0 and r.frames_u8.shape == (2, 3, 64, 96)
+
+
+def test_the_report_names_a_target_beyond_every_trial():
+    """A point whose every λ trial gave more bytes than its anchor's rate is listed with a line that says
+    so and names what reaches further; one that landed has no such line."""
+    from vcm.ctc.render import rate_control_section
+
+    def row(point, kbps, beyond):
+        return {"sequence": "clip", "codec": "hinerv", "curve": "hinerv-rd", "point": point, "label": point,
+                "kbps": kbps, "psnr_y": 30.0, "rate_control": {"target": {"kbps": 10.0}, "lambda": 20.0,
+                                                               "trials": [{}, {}, {}], "beyond": beyond}}
+
+    lines = "\n".join(rate_control_section([row("far", 25.0, "above"), row("near", 10.2, None)]))
+    assert "| far | 10.00 kbps | 25.00 kbps | +150.0 % | 3 | 20 |" in lines
+    assert "| near | 10.00 kbps | 10.20 kbps | +2.0 % | 3 | 20 |" in lines
+    notes = [line for line in lines.splitlines() if line.startswith("- ")]
+    assert len(notes) == 1 and notes[0].startswith("- clip hinerv-rd far: target not reached: every trial gave more bytes")
+    assert rate_control_section([{**row("q", 9.0, None), "rate_control": None}]) == []

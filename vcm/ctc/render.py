@@ -56,6 +56,7 @@ def report_markdown(data: ReportData) -> str:
         [_fmt(r["encode_seconds"], 1), _fmt(r.get("fit_seconds"), 1), _fmt(r["decode_seconds"], 1)]
         for seq in curves.values() for pts in seq.values() for r in pts]))
     md += breakdown_section([r for seq in curves.values() for pts in seq.values() for r in pts])
+    md += rate_control_section([r for seq in curves.values() for pts in seq.values() for r in pts])
     if cls_curves:
         md += ["", "## Per class (detections pooled over the class's sequences)", ""]
         md.append(_md_table(["class", "curve", "point #", "mean kbps", "mAP %", "AP50 %"],
@@ -101,6 +102,32 @@ def breakdown_section(rows: list[dict]) -> list[str]:
             "Bytes of each part of the stream (share of the file · bits per parameter); side information is the "
             "quantization steps and the entropy models' parameters.", "",
             _md_table(["sequence", "curve", "point", "bytes"] + parts, table)]
+
+
+def rate_control_section(rows: list[dict]) -> list[str]:
+    """Markdown lines: each point coded to a target (``{match: ANCHOR}``, ``target_kbps``) with what it
+    aimed at, what its stream gave and the λ searches' count; a target beyond every trial says so and
+    what reaches further. Nothing when no point searched."""
+    from vcm.codec.rate_control import achieved, beyond_hint
+
+    rows = [r for r in rows if r.get("rate_control")]
+    if not rows:
+        return []
+    table, notes = [], []
+    for r in rows:
+        rc = r["rate_control"]
+        a = achieved({**r, "rate_control": rc})
+        error = f"{100 * a['error']:+.1f} %" if a["unit"] == "kbps" else f"{a['error']:+.2f} dB"
+        table.append([r["sequence"], r.get("curve") or r["codec"], point_label(r), f"{a['target']:.2f} {a['unit']}",
+                      f"{a['achieved']:.2f} {a['unit']}", error, str(len(rc.get("trials") or [])), f"{rc['lambda']:.4g}"])
+        hint = beyond_hint(a, rc["lambda"])
+        if hint:
+            notes.append(f"- {r['sequence']} {r.get('curve') or r['codec']} {point_label(r)}: {hint}.")
+    return ["", "## Rate control", "",
+            "Points coded to a target: the λ search's aim, what the written stream gave (its file size, or its "
+            "decoded Y-PSNR), and how many trials it took.", "",
+            _md_table(["sequence", "curve", "point", "target", "achieved", "error", "trials", "λ"], table)] + \
+        ([""] + notes if notes else [])
 
 
 def _md_cell(value) -> str:
