@@ -116,19 +116,19 @@ def test_a_stage_waiting_on_workers_keeps_a_piped_log_alive(monkeypatch, capsys)
     from vcm import progress
 
     monkeypatch.setenv("VCM_PROGRESS", "lines")
-    monkeypatch.setenv("VCM_PROGRESS_INTERVAL", "0.2")
+    monkeypatch.setenv("VCM_PROGRESS_INTERVAL", "1")  # long enough that no stall between two lines reaches it
     with progress.progress("ctc points", 4) as bar:
         capsys.readouterr()
         bar.heartbeat()  # a line was just printed (the stage's start): nothing to fill
         assert capsys.readouterr().err == ""
-        time.sleep(0.3)
+        time.sleep(1.1)
         bar.heartbeat()
         assert capsys.readouterr().err.count("ctc points: 0/4") == 1
-        time.sleep(0.3)
+        time.sleep(1.1)
         progress.log("a worker's line")
         bar.heartbeat()
         assert "ctc points" not in capsys.readouterr().err
-        time.sleep(0.3)
+        time.sleep(1.1)
         bar.heartbeat()
         err = capsys.readouterr().err
     assert "ctc points: 0/4" in err and "elapsed" in err, err

@@ -116,7 +116,7 @@ def rate_control_section(rows: list[dict]) -> list[str]:
     table, notes = [], []
     for r in rows:
         rc = r["rate_control"]
-        a = achieved({**r, "rate_control": rc})
+        a = achieved(r)
         error = f"{100 * a['error']:+.1f} %" if a["unit"] == "kbps" else f"{a['error']:+.2f} dB"
         table.append([r["sequence"], r.get("curve") or r["codec"], point_label(r), f"{a['target']:.2f} {a['unit']}",
                       f"{a['achieved']:.2f} {a['unit']}", error, str(len(rc.get("trials") or [])), f"{rc['lambda']:.4g}"])
