@@ -101,9 +101,8 @@ def _report_rows(r: dict) -> list[tuple[str, str]]:
         from vcm.codec.rate_control import achieved, beyond_hint
 
         a = achieved(r)
-        err = f"{a['error']:+.1%}" if a["unit"] == "kbps" else f"{a['error']:+.2f} dB"
         rows.append(("rate control", f"target {a['target']:g} {a['unit']}, achieved {a['achieved']:.2f} {a['unit']} "
-                                     f"({err}) in {len(r['rate_control']['trials'])} trial(s)"))
+                                     f"({a['error_text']}) in {len(r['rate_control']['trials'])} trial(s)"))
         hint = beyond_hint(a, r["rate_control"]["lambda"])
         if hint:
             rows.append(("", hint))

@@ -202,15 +202,18 @@ def search(prep, target: Target, opts: RDOptions, device) -> tuple[nerv_stream.N
 
 
 def achieved(report: dict) -> dict:
-    """``{target, achieved, error, unit, beyond}`` of a written stream's report (error: relative for a rate, dB
-    for a quality; beyond: ``rate_control``'s ``beyond``, None in reports written before it)."""
+    """``{target, achieved, error, error_text, unit, beyond}`` of a written stream's report or a CTC row
+    (error: relative for a rate, dB for a quality, and as shown: ``+2.0 %``, ``-0.05 dB``; beyond:
+    ``rate_control``'s ``beyond``, None in reports written before it)."""
     rc = report["rate_control"]
     if "kbps" in rc["target"]:
         t = rc["target"]["kbps"]
-        out = {"target": t, "achieved": report["kbps"], "error": report["kbps"] / t - 1, "unit": "kbps"}
+        error = report["kbps"] / t - 1
+        out = {"target": t, "achieved": report["kbps"], "error": error, "error_text": f"{100 * error:+.1f} %", "unit": "kbps"}
     else:
         t = rc["target"]["psnr_y"]
-        out = {"target": t, "achieved": report["psnr_y"], "error": report["psnr_y"] - t, "unit": "dB"}
+        error = report["psnr_y"] - t
+        out = {"target": t, "achieved": report["psnr_y"], "error": error, "error_text": f"{error:+.2f} dB", "unit": "dB"}
     return {**out, "beyond": rc.get("beyond")}
 
 

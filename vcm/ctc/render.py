@@ -45,6 +45,7 @@ def report_markdown(data: ReportData) -> str:
             for b in bd_rows]))
     md += ["", "## RD plots", ""]
     md += [f"![{seq}](plots/{seq}.png)" for seq in plots]
+    points = [r for seq in curves.values() for pts in seq.values() for r in pts]
     md += ["", "## Results per point", ""]
     head = ["sequence", "curve", "point", "kbps", "bpp", "Y-PSNR", "YUV-PSNR", "RGB PSNR", "MS-SSIM"]
     head += (["mAP %", "AP50 %", "ground truth"] if has_map else []) + ["encode s", "of which fit s", "decode s"]
@@ -54,9 +55,9 @@ def report_markdown(data: ReportData) -> str:
         ([_fmt(r["map"]), _fmt(r["ap50"]), (r.get("ground_truth") or {}).get("kind", "–" if r["map"] is None else "sfu-hw")]
          if has_map else []) +
         [_fmt(r["encode_seconds"], 1), _fmt(r.get("fit_seconds"), 1), _fmt(r["decode_seconds"], 1)]
-        for seq in curves.values() for pts in seq.values() for r in pts]))
-    md += breakdown_section([r for seq in curves.values() for pts in seq.values() for r in pts])
-    md += rate_control_section([r for seq in curves.values() for pts in seq.values() for r in pts])
+        for r in points]))
+    md += breakdown_section(points)
+    md += rate_control_section(points)
     if cls_curves:
         md += ["", "## Per class (detections pooled over the class's sequences)", ""]
         md.append(_md_table(["class", "curve", "point #", "mean kbps", "mAP %", "AP50 %"],
@@ -115,11 +116,9 @@ def rate_control_section(rows: list[dict]) -> list[str]:
         return []
     table, notes = [], []
     for r in rows:
-        rc = r["rate_control"]
-        a = achieved(r)
-        error = f"{100 * a['error']:+.1f} %" if a["unit"] == "kbps" else f"{a['error']:+.2f} dB"
+        rc, a = r["rate_control"], achieved(r)
         table.append([r["sequence"], r.get("curve") or r["codec"], point_label(r), f"{a['target']:.2f} {a['unit']}",
-                      f"{a['achieved']:.2f} {a['unit']}", error, str(len(rc.get("trials") or [])), f"{rc['lambda']:.4g}"])
+                      f"{a['achieved']:.2f} {a['unit']}", a["error_text"], str(len(rc["trials"])), f"{rc['lambda']:.4g}"])
         hint = beyond_hint(a, rc["lambda"])
         if hint:
             notes.append(f"- {r['sequence']} {r.get('curve') or r['codec']} {point_label(r)}: {hint}.")
