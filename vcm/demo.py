@@ -19,7 +19,7 @@ from pathlib import Path
 from vcm import progress
 from vcm.codecs import curve_order
 from vcm.ctc.report import make_report
-from vcm.ctc.tables import bd_table, curves_by_sequence, table1
+from vcm.ctc.tables import bd_table, curve_of, curves_by_sequence, table1
 from vcm.ctc.run import run
 from vcm.nerv.config import load_preset
 from vcm.resources import data_dir
@@ -160,7 +160,7 @@ def _announce(detector: dict | None) -> None:
 
 def _summary(out: Path, rows: list[dict], report: dict, detector: dict | None, start: float) -> dict:
     """The demo's summary: fits, points, BD-rates against both anchors, Table 1, the report's path."""
-    rows = sorted(rows, key=lambda r: (curve_order(r.get("curve") or r["codec"]), r["kbps"]))
+    rows = sorted(rows, key=lambda r: (curve_order(curve_of(r)), r["kbps"]))
     curves = curves_by_sequence(rows)
     metric = report["metric"]
     vs = {anchor: {b["codec"]: b for b in bd_table(curves, anchor, frozenset({"map"}), metric)}

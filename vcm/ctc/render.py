@@ -6,7 +6,7 @@ import base64
 import html
 
 from vcm.ctc.bd import MIN_OVERLAP, describe
-from vcm.ctc.tables import METRICS, ReportData, point_label
+from vcm.ctc.tables import METRICS, ReportData, curve_of, point_label
 
 
 def _fmt(v, digits=2, signed=False):
@@ -50,7 +50,7 @@ def report_markdown(data: ReportData) -> str:
     head = ["sequence", "curve", "point", "kbps", "bpp", "Y-PSNR", "YUV-PSNR", "RGB PSNR", "MS-SSIM"]
     head += (["mAP %", "AP50 %", "ground truth"] if has_map else []) + ["encode s", "of which fit s", "decode s"]
     md.append(_md_table(head, [
-        [r["sequence"], r.get("curve") or r["codec"], point_label(r), f"{r['kbps']:.2f}", f"{r['bpp']:.4f}",
+        [r["sequence"], curve_of(r), point_label(r), f"{r['kbps']:.2f}", f"{r['bpp']:.4f}",
          _fmt(r["psnr_y"]), _fmt(r.get("psnr_yuv")), _fmt(r["psnr"]), _fmt(r["ms_ssim"], 4)] +
         ([_fmt(r["map"]), _fmt(r["ap50"]), (r.get("ground_truth") or {}).get("kind", "–" if r["map"] is None else "sfu-hw")]
          if has_map else []) +
@@ -98,7 +98,7 @@ def breakdown_section(rows: list[dict]) -> list[str]:
             p = by_part.get(part)
             per = f" · {p['bits_per_param']:.2f} b/p" if p and p.get("bits_per_param") is not None else ""
             cells.append(f"{p['bytes']:,.0f} ({100 * p['share']:.0f} %{per})" if p else "–")
-        table.append([r["sequence"], r.get("curve") or r["codec"], point_label(r), f"{r['bytes']:,}"] + cells)
+        table.append([r["sequence"], curve_of(r), point_label(r), f"{r['bytes']:,}"] + cells)
     return ["", "## Where the bytes go", "",
             "Bytes of each part of the stream (share of the file · bits per parameter); side information is the "
             "quantization steps and the entropy models' parameters.", "",
@@ -116,12 +116,12 @@ def rate_control_section(rows: list[dict]) -> list[str]:
         return []
     table, notes = [], []
     for r in rows:
-        rc, a = r["rate_control"], achieved(r)
-        table.append([r["sequence"], r.get("curve") or r["codec"], point_label(r), f"{a['target']:.2f} {a['unit']}",
-                      f"{a['achieved']:.2f} {a['unit']}", a["error_text"], str(len(rc["trials"])), f"{rc['lambda']:.4g}"])
+        rc, a, name = r["rate_control"], achieved(r), [r["sequence"], curve_of(r), point_label(r)]
+        table.append(name + [f"{a['target']:.2f} {a['unit']}", f"{a['achieved']:.2f} {a['unit']}", a["error_text"],
+                             str(len(rc["trials"])), f"{rc['lambda']:.4g}"])
         hint = beyond_hint(a, rc["lambda"])
         if hint:
-            notes.append(f"- {r['sequence']} {r.get('curve') or r['codec']} {point_label(r)}: {hint}.")
+            notes.append(f"- {' '.join(name)}: {hint}.")
     return ["", "## Rate control", "",
             "Points coded to a target: the λ search's aim, what the written stream gave (its file size, or its "
             "decoded Y-PSNR), and how many trials it took.", "",

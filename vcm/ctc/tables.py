@@ -44,7 +44,7 @@ def summary_rows(rows: list[dict]) -> list[dict]:
                     "bitrate (kbps)": round(r["kbps"], 4), "end_accuracy": _round(r["map"], 4),
                     "encode": round(r["encode_seconds"], 3), "decode": round(r["decode_seconds"], 3),
                     "nn_task": "detection" if r["map"] is not None else "none", "codec": r["codec"],
-                    "curve": r.get("curve") or r["codec"], "bytes": r["bytes"], "bpp": round(r["bpp"], 6),
+                    "curve": curve_of(r), "bytes": r["bytes"], "bpp": round(r["bpp"], 6),
                     "psnr": round(r["psnr"], 4), "psnr_y": round(r["psnr_y"], 4), "psnr_yuv": _round(r.get("psnr_yuv"), 4),
                     "ms_ssim": _round(r["ms_ssim"], 6), "map": _round(r["map"], 4), "ap50": _round(r["ap50"], 4),
                     "fit_seconds": _round(r.get("fit_seconds"), 1), "compress_seconds": _round(r.get("compress_seconds"), 1),
@@ -56,7 +56,7 @@ def curves_by_sequence(rows: list[dict]) -> dict:
     """{sequence: {curve: [rows sorted by rate]}}; a curve is a codec, or one method of it (``nerv-rd``)."""
     by = defaultdict(lambda: defaultdict(list))
     for r in rows:
-        by[r["sequence"]][r.get("curve") or r["codec"]].append(r)
+        by[r["sequence"]][curve_of(r)].append(r)
     for seq in by.values():
         for codec in seq:
             seq[codec].sort(key=lambda r: r["kbps"])
@@ -83,6 +83,11 @@ def bd_table(curves: dict, anchor: str, monotone: frozenset = frozenset(), metri
                             f"overlap_{m}": res["overlap_rate"], f"withheld_{m}": res["withheld_rate"]})
             table.append(row)
     return table
+
+
+def curve_of(r: dict) -> str:
+    """The curve a result row belongs to: its codec, or the method of it that made the row (``nerv-rd``)."""
+    return r.get("curve") or r["codec"]
 
 
 def point_label(r: dict) -> str:
