@@ -61,7 +61,7 @@ def test_epochs_asked_for_replace_a_presets_steps_and_steps_asked_for_run_in_ful
     from vcm.nerv.run import plan
 
     _, preset = plan("hinerv-demo")
-    assert preset.steps == 900 and preset.rd_steps == 180 and preset.rd_step_lr == 0.1 and preset.rd_noise_fraction == 0.3
+    assert preset.steps == 900 and preset.rd_steps == 360 and preset.rd_step_lr == 0.1 and preset.rd_noise_fraction == 0.3
     from vcm.nerv.presets import list_presets
 
     others = {name: plan(name)[1].rd_lr_scale for name in list_presets() if name != "hinerv-demo"}
