@@ -73,12 +73,12 @@ def report_clip(name: str, rows: list[dict], seconds: dict, pixels: int) -> dict
     (``"curves"``, held to the compute rule) and of the anchors (``"anchors"``)."""
     from vcm.codec.breakdown import format_rows
     from vcm.ctc.bd import describe
-    from vcm.ctc.tables import bd_table, curves_by_sequence, point_label
+    from vcm.ctc.tables import bd_table, curve_of, curves_by_sequence, point_label
 
-    rows = sorted(rows, key=lambda r: (r.get("curve") or r["codec"], r["kbps"]))
+    rows = sorted(rows, key=lambda r: (curve_of(r), r["kbps"]))
     print_table(f"{name}: points", ["curve", "point", "bytes", "kbps", "Y-PSNR", "RGB PSNR", "decoder kMAC/px",
                                     "where the bytes go"],
-                [[r.get("curve") or r["codec"], point_label(r), f"{r['bytes']:,}", f"{r['kbps']:.2f}",
+                [[curve_of(r), point_label(r), f"{r['bytes']:,}", f"{r['kbps']:.2f}",
                   f"{r['psnr_y']:.2f}", f"{r['psnr']:.2f}",
                   f"{r['decoder_kmac_per_pixel']:.2f}" if r.get("decoder_kmac_per_pixel") else "",
                   format_rows(r["breakdown"]) if r.get("breakdown") else ""]
