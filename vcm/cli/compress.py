@@ -23,6 +23,7 @@ def compress(
     rd_steps: Optional[int] = typer.Option(None, "--rd-steps", min=1, help="Rate–distortion method: optimiser steps per λ, the same on any clip (instead of --rd-epochs)."),
     target_kbps: Optional[float] = typer.Option(None, "--target-kbps", help="Rate control: search λ (warm-started trials) for a stream of this rate; --lambda is the first guess (default 1)."),
     target_psnr: Optional[float] = typer.Option(None, "--target-psnr", help="Rate control: search λ for this luma PSNR (dB) of the decoded frames."),
+    chain: Optional[bool] = typer.Option(None, "--chain/--no-chain", help="Several --lambda: each λ's stage starts where the next-smaller λ's ended, not from the fit (default: the fit's preset, rd_chain)."),
     seed: int = typer.Option(0, "--seed", help="Seed of fine-tuning / rate–distortion training (same seed, same bytes)."),
     input: Optional[Path] = typer.Option(None, "--input", help="The source video, if it moved since vcm fit."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output .nerv file (default: inside the run directory); with several --lambda, a folder."),
@@ -70,7 +71,7 @@ def compress(
             outs = [out / f"{run.resolve().name}_rd_{o.label()}.nerv" for o in opts_list]
         elif out is not None:
             outs = [out]
-        reports = compress_many(run, opts_list, resolve_device(device), source=input, outs=outs)
+        reports = compress_many(run, opts_list, resolve_device(device), source=input, outs=outs, chain=chain)
     if json_out:  # one stream: its report; several λ: a list of them
         short = [{k: v for k, v in r.items() if k not in ("per_frame", "rd_history")} for r in reports]
         print_json(short if len(lam or []) > 1 else short[0])
@@ -81,7 +82,8 @@ def compress(
 
 def _report_rows(r: dict) -> list[tuple[str, str]]:
     """The table of one stream's report: size, rate, quality, parameters, where the bytes go, rate control."""
-    method = (f"rate–distortion, λ = {r['lambda']:g}, {r['rd_steps']:,} steps" if r["coding"] == "rd" else
+    start = f", from λ {r['start']['lambda']:g}'s stage" if r.get("start") else ""
+    method = (f"rate–distortion, λ = {r['lambda']:g}, {r['rd_steps']:,} steps{start}" if r["coding"] == "rd" else
               f"prune {r['prune']:.0%} / {r['bits']} bits / QAT {'yes' if r['qat'] else 'no'}")
     rows = [
         ("bitstream", r["bitstream"]), ("method", method), ("size", f"{r['bytes']:,} bytes"),
@@ -106,7 +108,8 @@ def _report_rows(r: dict) -> list[tuple[str, str]]:
         hint = beyond_hint(a, r["rate_control"]["lambda"])
         if hint:
             rows.append(("", hint))
-    rows.append(("encode time", f"{r['encode_seconds']:.1f} s"))
+    chained = f" ({r['chain_encode_seconds']:.1f} s with the chain's earlier stages)" if r.get("chain_encode_seconds") else ""
+    rows.append(("encode time", f"{r['encode_seconds']:.1f} s{chained}"))
     return rows
 
 

@@ -14,13 +14,14 @@ The quality reported is measured on the frames the real decoder rebuilds from th
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from vcm.codec import affine, nerv_stream, rd
+from vcm.codec.chain import StageEnd, chain_order
 from vcm.codec.affine import CompressOptions, parse_group_bits  # noqa: F401  (public names)
 from vcm.codec.decode import decode_file, decode_frames, decode_stream, frame_batch, frame_range, iter_frames  # noqa: F401  (public names)
 from vcm.codec.rd import RDOptions
@@ -132,10 +133,33 @@ def measure(prep: Prepared, path: Path) -> dict:
 
 def compress_prepared(prep: Prepared, out: Path | None, opts: Options, device) -> dict:
     """optimise → write → measure for one option set; writes ``out`` and ``out.json``; returns the report."""
-    start = time.time()
+    return compress_stage(prep, out, opts, device)[0]
+
+
+def compress_stage(prep: Prepared, out: Path | None, opts: Options, device,
+                   start: StageEnd | None = None) -> tuple[dict, StageEnd | None]:
+    """``compress_prepared``, from ``start`` (a chained λ point: where the previous λ's stage ended) instead of
+    the fit when given → (the report, where this rate–distortion stage ended; None for the paper's pipeline).
+    A chained stage runs the steps a stage from the fit would (the fit's ``rd_steps`` unless ``opts`` says)."""
+    began = time.time()
     out = check_out(out if out is not None else default_out(prep, opts), prep)
-    stream, result = optimise(prep, opts, device)
-    return publish(prep, out, stream, result, start, device)
+    if start is None:
+        model, init = prep.fresh_model(), load_quantizers(prep.run_dir)
+    else:
+        if not isinstance(opts, RDOptions):
+            raise VcmError("only rate–distortion points (λ) are chained")
+        model, init = start.model, start.quantizers
+        opts = replace(opts, steps=rd.rd_steps(opts, prep.fit_cfg, prep.video.num_frames, False), epochs=None)
+    stream, result = optimise(prep, opts, device, model=model, init_quantizers=init)
+    if start is not None:
+        result = replace(result, report={**result.report, "start": {"lambda": start.lam}})
+    report = publish(prep, out, stream, result, began, device)
+    if not isinstance(opts, RDOptions):
+        return report, None
+    seconds = (start.seconds if start is not None else 0.0) + report["encode_seconds"]
+    if start is not None:
+        report["chain_encode_seconds"] = round(seconds, 3)  # every stage of the chain up to this stream
+    return report, StageEnd(model, result.quantizers, opts.lam, seconds)
 
 
 def publish(prep: Prepared, out: Path, stream: nerv_stream.NervStream, result: StageResult, start: float,
@@ -184,20 +208,38 @@ def _report(prep: Prepared, out: Path, stream, encoded: nerv_stream.Encoded, res
     return report
 
 
-def compress_run(run_dir: Path, out: Path | None, opts: Options, device, source: Path | None = None) -> dict:
-    """Compress a fitted run into ``out`` (.nerv) with one method and write ``out.json``; returns the report."""
+def compress_run(run_dir: Path, out: Path | None, opts: Options, device, source: Path | None = None,
+                 start_from: Path | None = None, keep_end: Path | None = None) -> dict:
+    """Compress a fitted run into ``out`` (.nerv) with one method and write ``out.json``; returns the report.
+    A chained λ point (:mod:`vcm.codec.chain`) starts from the stage end saved at ``start_from`` and saves
+    its own at ``keep_end``."""
     opts.check()
-    return compress_prepared(prepare(run_dir, source), out, opts, device)
+    prep = prepare(run_dir, source)
+    start = StageEnd.load(start_from, prep.fresh_model()) if start_from is not None else None
+    report, end = compress_stage(prep, out, opts, device, start=start)
+    if keep_end is not None and end is not None:
+        end.save(keep_end)
+    return report
 
 
 def compress_many(run_dir: Path, opts_list: list[Options], device, source: Path | None = None,
-                  outs: list[Path | None] | None = None) -> list[dict]:
-    """Several streams (e.g. several λ) from one fit: the run and its frames are read once."""
+                  outs: list[Path | None] | None = None, chain: bool | None = None) -> list[dict]:
+    """Several streams (e.g. several λ) from one fit: the run and its frames are read once. ``chain``
+    (default: the fit's ``rd_chain``): λ points run from the smallest λ up, each from where the one before
+    ended (:mod:`vcm.codec.chain`); never on a rate-aware fit, whose own quantizers each λ starts from.
+    Reports come in the order of ``opts_list``."""
     for opts in opts_list:
         opts.check()
     outs = outs or [None] * len(opts_list)
     prep = prepare(run_dir, source)
-    return [compress_prepared(prep, out, opts, device) for out, opts in zip(outs, opts_list)]
+    chain = prep.fit_cfg.rd_chain if chain is None else chain
+    if not (chain and all(isinstance(o, RDOptions) for o in opts_list) and load_quantizers(prep.run_dir) is None):
+        return [compress_prepared(prep, out, opts, device) for out, opts in zip(outs, opts_list)]
+    reports: list = [None] * len(opts_list)
+    end = None
+    for i in chain_order([o.lam for o in opts_list]):
+        reports[i], end = compress_stage(prep, outs[i], opts_list[i], device, start=end)
+    return reports
 
 
 def _real(path: Path) -> Path:

@@ -28,7 +28,7 @@ from pathlib import Path
 from vcm.codecs import Codec, network_ready, register_codec
 from vcm.errors import VcmError
 
-_FIT_KEYS = {"preset", "params", "width_scale", "epochs", "steps", "batch", "lr", "seed", "points", "rate_aware"}
+_FIT_KEYS = {"preset", "params", "width_scale", "epochs", "steps", "batch", "lr", "seed", "points", "rate_aware", "chain"}
 _AFFINE_KEYS = {"prune", "bits", "qat", "finetune_epochs"}
 _RD_KEYS = {"lambda", "rd_epochs", "rd_steps", "prune", "step_lr", "temporal"}
 _MATCH_KEYS = {"match", "lambda", "rd_epochs", "rd_steps", "step_lr", "temporal"}
@@ -36,6 +36,11 @@ _MATCH_KEYS = {"match", "lambda", "rd_epochs", "rd_steps", "step_lr", "temporal"
 
 def _label(value) -> str:
     return str(value).replace(".", "p")
+
+
+def _chain_link(point: dict) -> bool:
+    """A point that a chained fit runs as a link of its chain: a λ point (not one matching an anchor)."""
+    return "lambda" in point and "match" not in point
 
 
 def _preset_key(preset: str) -> str:
@@ -101,8 +106,14 @@ class NervFamily(Codec):
                 if isinstance(fit["seed"], bool) or not isinstance(fit["seed"], int) or fit["seed"] < 0:
                     raise VcmError(f"{self.name} fit: seed must be a whole number ≥ 0, not {fit['seed']!r}")
                 fit_key += f"_seed{fit['seed']}"
-            for p in fit.get("points") or [{}]:
-                common = {"fit": {k: v for k, v in fit.items() if k not in ("points", "rate_aware")},
+            chained = self._chained(fit)
+            fit_points = fit.get("points") or [{}]
+            if chained:  # the chain's λ points first, from the smallest λ up: the first trains the fit
+                fit_points = sorted(fit_points, key=lambda p: (not _chain_link(p), float(p.get("lambda", 0))))
+            last_link = [q for q in fit_points if _chain_link(q)][-1] if chained else None
+            previous = None  # (point id, λ) of the chain's previous link
+            for p in fit_points:
+                common = {"fit": {k: v for k, v in fit.items() if k not in ("points", "rate_aware", "chain")},
                           "fit_key": fit_key, "masks": section.get("masks")}
                 if "match" in p:  # one point per point of the anchor, at its rate (expanded by the CTC planner)
                     unknown = set(p) - _MATCH_KEYS
@@ -125,6 +136,12 @@ class NervFamily(Codec):
                            + ("" if temporal else "_flat"))
                     point = {**common, "lambda": lam, "prune": prune, "rd_epochs": p.get("rd_epochs"), "rd_steps": p.get("rd_steps"),
                              "step_lr": p.get("step_lr"), "temporal": temporal}
+                    if chained:  # starts where the previous λ's stage ended (its own folder: another stream)
+                        if previous is not None:
+                            pid += f"_from_l{_label(previous[1])}"
+                        point["warm_from"] = previous and previous[0]
+                        point["keeps_state"] = p is not last_link  # the last link keeps no state
+                        previous = (pid, lam)
                 else:
                     unknown = set(p) - _AFFINE_KEYS
                     prune, bits = float(p.get("prune", 0.0)), int(p.get("bits", 8))
@@ -136,6 +153,22 @@ class NervFamily(Codec):
                                    f"{{{', '.join(sorted(_AFFINE_KEYS))}}} or {{{', '.join(sorted(_RD_KEYS))}}}")
                 pts.append((pid, point))
         return pts
+
+    def _chained(self, fit: dict) -> bool:
+        """Whether a fit's λ points run as a chain (:mod:`vcm.codec.chain`): its ``chain`` key, else its
+        preset's ``rd_chain``; only on a plain fit shared by two or more λ points."""
+        asked = fit.get("chain")
+        if asked is not None and not isinstance(asked, bool):
+            raise VcmError(f"{self.name} fit: chain must be true or false, not {asked!r}")
+        if asked and fit.get("rate_aware", True):
+            raise VcmError(f"{self.name} fit: chain: true runs λ points on one plain fit; set rate_aware: false")
+        if fit.get("rate_aware", True) or sum(_chain_link(p) for p in fit.get("points") or []) < 2:
+            return False
+        if asked is not None:
+            return asked
+        from vcm.nerv.config import load_preset
+
+        return load_preset(str(fit.get("preset", self.default_preset)))[1].rd_chain
 
     def curve(self, point: dict) -> str:
         return f"{self.name}-rd" if "lambda" in point else self.name
@@ -219,15 +252,24 @@ class NervFamily(Codec):
 
             report = compress_to_target(fit_dir, out, Target(kbps=p["target_kbps"]), opts, device)
         else:
-            report = compress_run(fit_dir, out, opts, device)
+            from vcm.codec.chain import STATE
+
+            keep = Path(spec["workdir"]) / STATE if p.get("keeps_state") else None
+            if keep is not None:
+                keep.unlink(missing_ok=True)  # an earlier run's: the next point must never start from it
+            start = Path(spec["workdir"]).with_name(p["warm_from"]) / STATE if p.get("warm_from") else None
+            report = compress_run(fit_dir, out, opts, device, start_from=start, keep_end=keep)
         compress_seconds = time.time() - t
+        # a chained point's stream costs its chain's earlier stages too
+        earlier = report.get("chain_encode_seconds", report["encode_seconds"]) - report["encode_seconds"]
         frames, _, _ = decode_file(out, device)
         row = {"bitstream": str(out), "bytes": out.stat().st_size, "frames_u8": frames,
-               "encode": fit_seconds + compress_seconds, "fit_seconds": fit_seconds,
+               "encode": fit_seconds + compress_seconds + earlier, "fit_seconds": fit_seconds,
                "compress_seconds": compress_seconds, "decode": time.time() - t - compress_seconds, "qp": None,
                "params": report["params"], "bits_per_param": report["bits_per_param"],
                "settings": {"representation": self.arch, "loss": self.loss, "fit": p["fit"],
-                            "method": "rate-distortion" if "lambda" in p else "prune/quantize (paper)"}}
+                            "method": ("prune/quantize (paper)" if "lambda" not in p else "rate-distortion" +
+                                       (f", from λ {report['start']['lambda']:g}'s stage" if report.get("start") else ""))}}
         for key in ("estimate_bytes", "breakdown", "rate_control", "decoder_kmac_per_pixel"):
             if key in report:
                 row[key] = report[key]

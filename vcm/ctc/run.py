@@ -215,7 +215,10 @@ class Schedule:
     alone on both slots and the last alone on one, the other slot idle when no anchor was left (two
     stages on one thread each take about as long as one after the other on two). The shares and thread
     counts follow from the config alone (never from timing), so a run's bytes do not depend on which
-    point happened to finish first."""
+    point happened to finish first.
+
+    A chained λ point (``warm_from``: :mod:`vcm.codec.chain`) starts from where the previous point of its
+    chain ended, so it waits for that point to finish, not only for the network."""
 
     def __init__(self, specs: list[dict], jobs: int = 1):
         groups: dict[tuple, list[dict]] = {}
@@ -227,6 +230,8 @@ class Schedule:
         self.held = {id(g[0]): g[1:] for g in shared}
         share = jobs // len(shared) if shared else 1
         self.wide = {id(g[0]): share for g in shared} if share > 1 else {}
+        self.waiting: list[dict] = []  # released points whose chain's previous point has not finished
+        self.done: set[tuple] = set()
 
     def slots(self, spec: dict) -> int:
         """Slots (shares of the cores) the point runs on."""
@@ -245,15 +250,29 @@ class Schedule:
         return id(spec) in self.wide or bool(self.held.get(id(spec)))
 
     def fitted(self, spec: dict) -> None:
-        """``spec`` (running) has its network on disk: its group's other points may start, and it keeps
-        one slot."""
+        """``spec`` (running) has its network on disk: its group's other points may start (a chained one
+        once its chain's previous point has finished), and it keeps one slot."""
         self.wide.pop(id(spec), None)
-        self.finished(spec)
+        self._release(self.held.pop(id(spec), []))
 
     def finished(self, spec: dict) -> None:
-        """``spec`` has finished (or, through ``fitted``, has its network on disk): its group's other
-        points may start."""
-        self.ready[:0] = self.held.pop(id(spec), [])
+        """``spec`` has finished: its group's other points may start, and the chained point after it."""
+        self.done.add(_chain_key(spec, spec["point_id"]))
+        self._release(self.held.pop(id(spec), []))
+        self._release(self.waiting)
+
+    def _release(self, specs: list[dict]) -> None:
+        waits = [s for s in specs if self._waits(s)]
+        self.ready[:0] = [s for s in specs if not self._waits(s)]
+        self.waiting = waits + [s for s in self.waiting if all(s is not t for t in specs)]
+
+    def _waits(self, spec: dict) -> bool:
+        before = (spec.get("point") or {}).get("warm_from")
+        return before is not None and _chain_key(spec, before) not in self.done
+
+
+def _chain_key(spec: dict, point_id: str) -> tuple:
+    return spec["sequence"], spec["codec"], point_id
 
 
 class _Relay:
@@ -290,6 +309,11 @@ def _log_point(row: dict) -> None:
         progress.log(f"point {what}: failed ({row.get('error')})")
 
 
+def _run_after(spec: dict, *earlier) -> dict:
+    """``safe_run_point`` as a Ray task that starts once the points it is handed (as results) have finished."""
+    return safe_run_point(spec)
+
+
 def _execute_ray(specs: list[dict], jobs: int, address: str | None) -> list[dict]:
     try:
         import ray
@@ -299,12 +323,16 @@ def _execute_ray(specs: list[dict], jobs: int, address: str | None) -> list[dict
         kwargs = {"address": address} if address else {"num_cpus": max(jobs, 1)}
         ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False, **kwargs)
     rows = []
-    remote = ray.remote(safe_run_point)
+    remote = ray.remote(_run_after)
     with progress.progress("ctc points (ray)", len(specs)) as bar:
-        pending = []
-        for s in specs:
+        pending, by_id = [], {}
+        for s in specs:  # a chained point's previous point comes before it (vcm.codecs.nerv_family)
             gpu = 1 if str(s.get("device", "auto")).startswith("cuda") else 0
-            pending.append(remote.options(num_cpus=1, num_gpus=gpu).remote({**s, "threads": 1, "quiet": True}))
+            before = (s.get("point") or {}).get("warm_from")
+            after = [by_id[_chain_key(s, before)]] if before and _chain_key(s, before) in by_id else []
+            ref = remote.options(num_cpus=1, num_gpus=gpu).remote({**s, "threads": 1, "quiet": True}, *after)
+            by_id[_chain_key(s, s["point_id"])] = ref
+            pending.append(ref)
         while pending:
             done, pending = ray.wait(pending, num_returns=1, timeout=max(1.0, progress.interval()))
             for ref in done:

@@ -44,6 +44,7 @@ class TrainConfig:
     rd_step_lr: float | None = None  # Adam lr of its quantization steps and entropy models (None: 2e-2)
     rd_noise_fraction: float = 0.6  # share of its steps with additive noise; the rest round (straight-through)
     rd_lr_scale: float = 0.2  # the network's peak lr in it = lr × this (the quantization steps keep rd_step_lr)
+    rd_chain: bool = False  # several λ on this fit: each stage from where the next-smaller λ's ended (vcm.codec.chain)
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -1,0 +1,99 @@
+"""λ points chained on one fit: each stage starts where the next-smaller λ's stage ended."""
+
+import pytest
+import torch
+
+from vcm.codec.chain import STATE, StageEnd, chain_order
+from vcm.codec.compress import RDOptions, compress_many, compress_stage, decode_file, prepare
+from vcm.errors import VcmError
+
+CPU = torch.device("cpu")
+
+
+def test_a_chain_runs_from_the_smallest_lambda_up():
+    assert chain_order([4.0, 0.1, 20.0, 1.0]) == [1, 3, 0, 2]
+
+
+def test_chained_points_start_where_the_previous_lambda_ended(tiny_run, tmp_path):
+    """The chain's first stream is the one a stage from the fit gives; the next starts from its end (a
+    state that survives being saved and loaded, as CTC points hand it on), not from the fit."""
+    root, video = tiny_run
+    lams = [RDOptions(lam=5.0, steps=6), RDOptions(lam=0.05, steps=6)]
+    high, low = compress_many(root / "run", lams, CPU, outs=[tmp_path / "c5.nerv", tmp_path / "c005.nerv"], chain=True)
+    assert high["start"] == {"lambda": 0.05} and "start" not in low  # reports in the order asked
+    assert high["chain_encode_seconds"] > high["encode_seconds"]
+    plain = compress_many(root / "run", lams, CPU, outs=[tmp_path / "p5.nerv", tmp_path / "p005.nerv"], chain=False)
+    assert "start" not in plain[0]
+    assert (tmp_path / "c005.nerv").read_bytes() == (tmp_path / "p005.nerv").read_bytes()
+    assert (tmp_path / "c5.nerv").read_bytes() != (tmp_path / "p5.nerv").read_bytes()
+    assert decode_file(tmp_path / "c5.nerv", CPU)[0].shape == video.frames_u8.shape
+
+    prep = prepare(root / "run")
+    _, end = compress_stage(prep, tmp_path / "m005.nerv", lams[1], CPU)
+    end.save(tmp_path / STATE)
+    again = StageEnd.load(tmp_path / STATE, prep.fresh_model())
+    assert again.lam == 0.05 and again.seconds == pytest.approx(end.seconds)
+    report, _ = compress_stage(prep, tmp_path / "m5.nerv", lams[0], CPU, start=again)
+    assert report["rd_steps"] == 6  # a chained stage runs a stage's steps, not the none of a warm rate-aware start
+    assert (tmp_path / "m5.nerv").read_bytes() == (tmp_path / "c5.nerv").read_bytes()
+
+
+def test_a_missing_or_foreign_state_is_one_clear_error(tiny_run, tmp_path):
+    root, _ = tiny_run
+    prep = prepare(root / "run")
+    with pytest.raises(VcmError, match="--force"):
+        StageEnd.load(tmp_path / "gone" / STATE, prep.fresh_model())
+    torch.save({"model": {"nothing": torch.zeros(1)}, "quantizers": {}, "lambda": 1.0, "seconds": 1.0}, tmp_path / STATE)
+    with pytest.raises(VcmError, match="does not hold the end state"):
+        StageEnd.load(tmp_path / STATE, prep.fresh_model())
+    (tmp_path / STATE).write_bytes(b"not a torch file")
+    with pytest.raises(VcmError):
+        StageEnd.load(tmp_path / STATE, prep.fresh_model())
+
+
+def test_ctc_points_of_a_chained_fit_link_in_lambda_order():
+    """A plain fit's λ points form a chain when its preset says (hinerv-demo) or its section does: the
+    smallest λ first (it trains the fit), each later one naming the one it starts from in its own id; an
+    affine or a match point stays outside the chain."""
+    from vcm import codecs
+
+    hinerv = codecs.get("hinerv")
+    seq = {"name": "carphone"}
+    fit = {"preset": "hinerv-demo", "rate_aware": False, "chain": True,
+           "points": [{"lambda": 4}, {"prune": 0.4}, {"lambda": 0.1}, {"lambda": 1}]}
+    pts = hinerv.points({"fits": [fit]}, seq)
+    ids = [pid for pid, _ in pts]
+    assert ids == ["hinerv-demo_rd_l0p1", "hinerv-demo_rd_l1p0_from_l0p1", "hinerv-demo_rd_l4p0_from_l1p0",
+                   "hinerv-demo_pr0p4_b8"]
+    assert [p.get("warm_from") for _, p in pts] == [None, ids[0], ids[1], None]
+    assert [p.get("keeps_state", False) for _, p in pts] == [True, True, False, False]
+    assert all("chain" not in p["fit"] for _, p in pts)
+    unchained = hinerv.points({"fits": [{**fit, "chain": False}]}, seq)
+    assert [pid for pid, _ in unchained][0] == "hinerv-demo_rd_l4p0"
+    assert not any(p.get("warm_from") for _, p in unchained)
+    single = hinerv.points({"fits": [{**fit, "points": [{"lambda": 1}]}]}, seq)  # one λ: nothing to chain
+    assert single[0][1].get("keeps_state") is None
+    with pytest.raises(VcmError, match="rate_aware: false"):
+        hinerv.points({"fits": [{**fit, "rate_aware": True}]}, seq)
+    with pytest.raises(VcmError, match="chain must be true or false"):
+        hinerv.points({"fits": [{**fit, "chain": "yes"}]}, seq)
+
+
+def test_a_chained_point_waits_for_the_point_before_it_not_only_for_the_network():
+    from vcm.ctc.run import Schedule
+
+    def spec(pid, fit, after=None):
+        return {"sequence": "s", "codec": "hinerv", "point_id": pid, "point": {"fit_key": fit, "warm_from": after}}
+
+    specs = [spec("L1", "large"), spec("L2", "large", "L1"), spec("S1", "small"), spec("S2", "small", "S1"),
+             {"sequence": "s", "codec": "hevc", "point_id": "q1", "point": {}}]
+    sched = Schedule(specs, jobs=2)
+    large, small = sched.take(1), sched.take(1)
+    assert (large["point_id"], small["point_id"]) == ("L1", "S1")
+    sched.fitted(large)
+    sched.fitted(small)
+    assert sched.take(1)["point_id"] == "q1" and sched.take(1) is None  # L2 and S2 wait for L1 and S1's stages
+    sched.finished(small)
+    assert sched.take(1)["point_id"] == "S2" and sched.take(1) is None
+    sched.finished(large)
+    assert sched.take(1)["point_id"] == "L2" and sched.take(1) is None
