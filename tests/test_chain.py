@@ -71,6 +71,8 @@ def test_ctc_points_of_a_chained_fit_link_in_lambda_order():
     unchained = hinerv.points({"fits": [{**fit, "chain": False}]}, seq)
     assert [pid for pid, _ in unchained][0] == "hinerv-demo_rd_l4p0"
     assert not any(p.get("warm_from") for _, p in unchained)
+    from_preset = hinerv.points({"fits": [{k: v for k, v in fit.items() if k != "chain"}]}, seq)  # hinerv-demo's rd_chain
+    assert [pid for pid, _ in from_preset] == ids
     single = hinerv.points({"fits": [{**fit, "points": [{"lambda": 1}]}]}, seq)  # one λ: nothing to chain
     assert single[0][1].get("keeps_state") is None
     with pytest.raises(VcmError, match="rate_aware: false"):
@@ -97,3 +99,24 @@ def test_a_chained_point_waits_for_the_point_before_it_not_only_for_the_network(
     assert sched.take(1)["point_id"] == "S2" and sched.take(1) is None
     sched.finished(large)
     assert sched.take(1)["point_id"] == "L2" and sched.take(1) is None
+
+
+def test_cli_chain_flag(tiny_run, tmp_path):
+    """--chain on several --lambda: the larger λ's report names the stage it started from, as does the
+    table; --chain has no meaning with rate control and is refused in one line."""
+    import json
+
+    from tests.conftest import run_cli
+
+    root, _ = tiny_run
+    proc = run_cli("compress", root / "run", "--lambda", "1", "--lambda", "0.1", "--rd-steps", "3", "--chain",
+                   "--out", tmp_path, "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    one, tenth = json.loads(proc.stdout)
+    assert one["start"] == {"lambda": 0.1} and "start" not in tenth
+    from vcm.cli.compress import _report_rows
+
+    rows = dict(_report_rows(one))
+    assert "from λ 0.1's stage" in rows["method"] and "earlier stages" in rows["encode time"]
+    refused = run_cli("compress", root / "run", "--target-kbps", "5", "--chain", "--out", tmp_path / "t.nerv")
+    assert refused.returncode == 1 and "--chain" in refused.stderr and "Traceback" not in refused.stderr

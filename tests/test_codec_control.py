@@ -66,6 +66,8 @@ def test_epochs_asked_for_replace_a_presets_steps_and_steps_asked_for_run_in_ful
 
     others = {name: plan(name)[1].rd_lr_scale for name in list_presets() if name != "hinerv-demo"}
     assert preset.rd_lr_scale == 1.0 and others and set(others.values()) == {0.2}  # only vcm's codec was measured at 1.0
+    chains = {name: plan(name)[1].rd_chain for name in list_presets() if name != "hinerv-demo"}
+    assert preset.rd_chain and not any(chains.values())  # only vcm's codec chains its λ points (measured on the dev clips)
     _, by_epochs = plan("hinerv-demo", epochs=2)
     assert by_epochs.steps is None and by_epochs.total_steps(8) == 2 * 2
     _, both = plan("hinerv-demo", epochs=2, steps=5)

@@ -202,8 +202,8 @@ class Schedule:
     networks train at once; then single points (an anchor's QP); a group's other points as soon as its
     network is on disk (they start at once, beside its first point's own stage), ahead of single points,
     being longer, the group released last first: the network that finished training last has the most
-    work left (two networks of different sizes on two slots, as the demo's sections: the large one's
-    second stage runs beside its first, the small one's last stage fills the end); a point whose fit is
+    work left (two networks of different sizes on two slots, each point from its network: the large
+    one's second stage runs beside its first, the small one's last stage fills the end); a point whose fit is
     still training only when nothing else is left (it waits on the lock, as an idle worker would).
 
     A point takes one of the ``jobs`` slots (``cores / jobs`` threads), except that when fewer networks
@@ -217,8 +217,9 @@ class Schedule:
     counts follow from the config alone (never from timing), so a run's bytes do not depend on which
     point happened to finish first.
 
-    A chained λ point (``warm_from``: :mod:`vcm.codec.chain`) starts from where the previous point of its
-    chain ended, so it waits for that point to finish, not only for the network."""
+    A chained λ point (``warm_from``: :mod:`vcm.codec.chain`, as the demo's sections) starts from where the
+    previous point of its chain ended, so it waits for that point to finish, not only for the network:
+    each chain runs on one slot, one stage after another."""
 
     def __init__(self, specs: list[dict], jobs: int = 1):
         groups: dict[tuple, list[dict]] = {}
