@@ -120,3 +120,16 @@ def test_cli_chain_flag(tiny_run, tmp_path):
     assert "from λ 0.1's stage" in rows["method"] and "earlier stages" in rows["encode time"]
     refused = run_cli("compress", root / "run", "--target-kbps", "5", "--chain", "--out", tmp_path / "t.nerv")
     assert refused.returncode == 1 and "--chain" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_a_chained_point_whose_previous_point_ran_before_starts_at_once():
+    """A curve run again where only a later link is left to do (the one before it reused from disk):
+    nothing is left waiting for a point that this run will never finish."""
+    from vcm.ctc.run import Schedule
+
+    specs = [{"sequence": "s", "codec": "hinerv", "point_id": pid, "point": {"fit_key": "f", "warm_from": after}}
+             for pid, after in [("L1", None), ("L3", "L2")]]  # L2 finished in an earlier run
+    sched = Schedule(specs, jobs=2)
+    first = sched.take(2)
+    sched.fitted(first)
+    assert sched.take(1)["point_id"] == "L3"

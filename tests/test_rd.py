@@ -284,3 +284,7 @@ def test_rate_aware_fit_resumes_and_compresses_from_its_quantizers(tmp_path):
     assert report["rd_epochs"] == 0 and abs(report["bytes"] - report["estimate_bytes"]) / report["bytes"] < 0.03
     # The fit measured the network its quantizers round, which is exactly what the stream decodes to.
     assert whole.metrics["quantized"] and report["psnr"] == pytest.approx(whole.metrics["psnr"], abs=1e-9)
+    from vcm.errors import VcmError
+
+    with pytest.raises(VcmError, match="rate-aware fit"):  # its λs start from its own quantizers: nothing to chain
+        compress_many(tmp_path / "whole", [RDOptions(lam=1.0), RDOptions(lam=2.0)], CPU, chain=True)

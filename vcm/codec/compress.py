@@ -232,8 +232,11 @@ def compress_many(run_dir: Path, opts_list: list[Options], device, source: Path 
         opts.check()
     outs = outs or [None] * len(opts_list)
     prep = prepare(run_dir, source)
+    rate_aware = load_quantizers(prep.run_dir) is not None
+    if chain and rate_aware:
+        raise VcmError(f"{prep.run_dir} is a rate-aware fit: each λ starts from its own quantizers, with no chain")
     chain = prep.fit_cfg.rd_chain if chain is None else chain
-    if not (chain and all(isinstance(o, RDOptions) for o in opts_list) and load_quantizers(prep.run_dir) is None):
+    if not (chain and all(isinstance(o, RDOptions) for o in opts_list) and not rate_aware):
         return [compress_prepared(prep, out, opts, device) for out, opts in zip(outs, opts_list)]
     reports: list = [None] * len(opts_list)
     end = None

@@ -233,6 +233,7 @@ class Schedule:
         self.wide = {id(g[0]): share for g in shared} if share > 1 else {}
         self.waiting: list[dict] = []  # released points whose chain's previous point has not finished
         self.done: set[tuple] = set()
+        self.planned = {_chain_key(s, s["point_id"]) for s in specs}  # a previous point not among them has run before
 
     def slots(self, spec: dict) -> int:
         """Slots (shares of the cores) the point runs on."""
@@ -269,7 +270,7 @@ class Schedule:
 
     def _waits(self, spec: dict) -> bool:
         before = (spec.get("point") or {}).get("warm_from")
-        return before is not None and _chain_key(spec, before) not in self.done
+        return before is not None and _chain_key(spec, before) in self.planned - self.done
 
 
 def _chain_key(spec: dict, point_id: str) -> tuple:
