@@ -60,13 +60,13 @@ def test_ctc_points_of_a_chained_fit_link_in_lambda_order():
     hinerv = codecs.get("hinerv")
     seq = {"name": "carphone"}
     fit = {"preset": "hinerv-demo", "rate_aware": False, "chain": True,
-           "points": [{"lambda": 4}, {"prune": 0.4}, {"lambda": 0.1}, {"lambda": 1}]}
+           "points": [{"lambda": 4}, {"prune": 0.4}, {"lambda": 0.1}, {"match": "hevc"}, {"lambda": 1}]}
     pts = hinerv.points({"fits": [fit]}, seq)
     ids = [pid for pid, _ in pts]
     assert ids == ["hinerv-demo_rd_l0p1", "hinerv-demo_rd_l1p0_from_l0p1", "hinerv-demo_rd_l4p0_from_l1p0",
-                   "hinerv-demo_pr0p4_b8"]
-    assert [p.get("warm_from") for _, p in pts] == [None, ids[0], ids[1], None]
-    assert [p.get("keeps_state", False) for _, p in pts] == [True, True, False, False]
+                   "hinerv-demo_pr0p4_b8", "hinerv-demo_rd_match_hevc"]
+    assert [p.get("warm_from") for _, p in pts] == [None, ids[0], ids[1], None, None]
+    assert [p.get("keeps_state", False) for _, p in pts] == [True, True, False, False, False]
     assert all("chain" not in p["fit"] for _, p in pts)
     unchained = hinerv.points({"fits": [{**fit, "chain": False}]}, seq)
     assert [pid for pid, _ in unchained][0] == "hinerv-demo_rd_l4p0"
