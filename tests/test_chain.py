@@ -133,3 +133,42 @@ def test_a_chained_point_whose_previous_point_ran_before_starts_at_once():
     first = sched.take(2)
     sched.fitted(first)
     assert sched.take(1)["point_id"] == "L3"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["local", "ray"])
+def test_a_chained_curve_runs_through_the_ctc_runner_in_order(tmp_path, backend):
+    """A tiny chained curve through the CTC runner, on two jobs: every link runs after the one it starts
+    from (its report names that λ), the chain's state is handed on on disk, and a rerun with the later link
+    left to do starts it from the earlier link's saved end."""
+    if backend == "ray":
+        pytest.importorskip("ray")
+    from tests.conftest import moving_frames
+    from vcm.ctc.run import run
+    from vcm.video.yuv import write_yuv420
+
+    write_yuv420(tmp_path / "Tiny_48x32_25.yuv", moving_frames(t=4, h=32, w=48))
+    preset = tmp_path / "tiny.yaml"
+    preset.write_text("model: {arch: nerv, fc_dim: 8, stem_dims: [24], lower_width: 6, embed: '1.25_8'}\n"
+                      "train: {steps: 8, batch: 2, lr: 3.0e-3, rd_steps: 3, rd_chain: true}\n")
+    cfg = tmp_path / "chain.yaml"
+    cfg.write_text(f"""
+sequences: [{{name: tiny, path: {tmp_path / 'Tiny_48x32_25.yuv'}, frames: all}}]
+device: cpu
+codecs:
+  nerv:
+    fits: [{{preset: {preset}, rate_aware: false, points: [{{lambda: 4}}, {{lambda: 0.1}}, {{lambda: 1}}]}}]
+""")
+    result = run(cfg, tmp_path / "out", jobs=2, backend=backend)
+    assert result["failed"] == 0, [r.get("error") for r in result["rows"]]
+    rows = {r["point"]: r for r in result["rows"]}
+    assert set(rows) == {"tiny_rd_l0p1", "tiny_rd_l1p0_from_l0p1", "tiny_rd_l4p0_from_l1p0"}
+    assert rows["tiny_rd_l4p0_from_l1p0"]["settings"]["method"] == "rate-distortion, from λ 1's stage"
+    assert rows["tiny_rd_l4p0_from_l1p0"]["encode_seconds"] > rows["tiny_rd_l4p0_from_l1p0"]["compress_seconds"]
+    points = tmp_path / "out" / "points" / "tiny" / "nerv"
+    last = points / "tiny_rd_l4p0_from_l1p0"
+    first_bytes = (last / "stream.nerv").read_bytes()
+    (last / "result.json").unlink()  # the last link alone is left to do: it starts from λ 1's saved end
+    again = run(cfg, tmp_path / "out", jobs=2, backend=backend)
+    assert again["ran"] == 1 and again["failed"] == 0
+    assert (last / "stream.nerv").read_bytes() == first_bytes
