@@ -74,6 +74,22 @@ def tiny_video(folder: Path, t: int = 6, name: str = "Tiny_32x24_25.yuv"):
     return open_video(folder / name)
 
 
+def tiny_ctc_config(folder: Path, train: str, codecs: str) -> Path:
+    """A CTC config on a 4-frame 48×32 clip of :func:`moving_frames` with a tiny NeRV preset (``train``: the
+    preset's train section, YAML flow mapping; ``codecs``: the config's codecs section, where ``{preset}``
+    names the preset's file), all written into ``folder``; returns the config's path."""
+    from vcm.video.yuv import write_yuv420
+
+    write_yuv420(folder / "Tiny_48x32_25.yuv", moving_frames(t=4, h=32, w=48))
+    preset = folder / "tiny.yaml"
+    preset.write_text("model: {arch: nerv, fc_dim: 8, stem_dims: [24], lower_width: 6, embed: '1.25_8'}\n"
+                      f"train: {train}\n")
+    cfg = folder / "ctc.yaml"
+    cfg.write_text(f"sequences: [{{name: tiny, path: {folder / 'Tiny_48x32_25.yuv'}, frames: all}}]\n"
+                   f"device: cpu\ncodecs:\n{codecs.format(preset=preset)}")
+    return cfg
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """A tiny NeRV fitted on a 6-frame 32×24 YUV clip: (folder holding ``run/``, video)."""

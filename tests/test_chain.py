@@ -143,22 +143,12 @@ def test_a_chained_curve_runs_through_the_ctc_runner_in_order(tmp_path, backend)
     left to do starts it from the earlier link's saved end."""
     if backend == "ray":
         pytest.importorskip("ray")
-    from tests.conftest import moving_frames
+    from tests.conftest import tiny_ctc_config
     from vcm.ctc.run import run
-    from vcm.video.yuv import write_yuv420
 
-    write_yuv420(tmp_path / "Tiny_48x32_25.yuv", moving_frames(t=4, h=32, w=48))
-    preset = tmp_path / "tiny.yaml"
-    preset.write_text("model: {arch: nerv, fc_dim: 8, stem_dims: [24], lower_width: 6, embed: '1.25_8'}\n"
-                      "train: {steps: 8, batch: 2, lr: 3.0e-3, rd_steps: 3, rd_chain: true}\n")
-    cfg = tmp_path / "chain.yaml"
-    cfg.write_text(f"""
-sequences: [{{name: tiny, path: {tmp_path / 'Tiny_48x32_25.yuv'}, frames: all}}]
-device: cpu
-codecs:
-  nerv:
-    fits: [{{preset: {preset}, rate_aware: false, points: [{{lambda: 4}}, {{lambda: 0.1}}, {{lambda: 1}}]}}]
-""")
+    cfg = tiny_ctc_config(tmp_path, "{steps: 8, batch: 2, lr: 3.0e-3, rd_steps: 3, rd_chain: true}",
+                          "  nerv:\n    fits: [{{preset: {preset}, rate_aware: false, "
+                          "points: [{{lambda: 4}}, {{lambda: 0.1}}, {{lambda: 1}}]}}]\n")
     result = run(cfg, tmp_path / "out", jobs=2, backend=backend)
     assert result["failed"] == 0, [r.get("error") for r in result["rows"]]
     rows = {r["point"]: r for r in result["rows"]}

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import moving_frames, progress_gaps, run_cli
+from tests.conftest import moving_frames, progress_gaps, run_cli, tiny_ctc_config
 from vcm import sequences
 from vcm.ctc.bd import bd, monotone
 from vcm.codecs import FITTED, network_ready
@@ -415,19 +415,9 @@ def test_match_points_follow_the_anchor_and_run_after_it(tmp_path):
     rate control; without the anchor the config is refused before anything runs."""
     from vcm.ctc.run import run
 
-    write_yuv420(tmp_path / "Tiny_48x32_25.yuv", moving_frames(t=4, h=32, w=48))
-    preset = tmp_path / "tiny.yaml"
-    preset.write_text("model: {arch: nerv, fc_dim: 8, stem_dims: [24], lower_width: 6, embed: '1.25_8'}\n"
-                      "train: {epochs: 1, batch: 2, lr: 3.0e-3}\n")
-    cfg = tmp_path / "match.yaml"
-    cfg.write_text(f"""
-sequences: [{{name: tiny, path: {tmp_path / 'Tiny_48x32_25.yuv'}, frames: all}}]
-device: cpu
-codecs:
-  nerv:
-    fits: [{{preset: {preset}, steps: 40, rate_aware: false, points: [{{match: hevc, rd_steps: 10}}]}}]
-  hevc: {{qps: [30, 40]}}
-""")
+    cfg = tiny_ctc_config(tmp_path, "{epochs: 1, batch: 2, lr: 3.0e-3}",
+                          "  nerv:\n    fits: [{{preset: {preset}, steps: 40, rate_aware: false, "
+                          "points: [{{match: hevc, rd_steps: 10}}]}}]\n  hevc: {{qps: [30, 40]}}\n")
     result = run(cfg, tmp_path / "out", jobs=1)
     assert result["failed"] == 0, [r.get("error") for r in result["rows"]]
     rows = {r["point"]: r for r in result["rows"]}
