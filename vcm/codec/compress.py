@@ -69,6 +69,11 @@ class Prepared:
         model, _ = load_run(self.run_dir)
         return model
 
+    def fit_start(self) -> tuple[torch.nn.Module, dict | None]:
+        """Where a stage from the fit starts: a new copy of the network and the fit's own quantizers (a
+        rate-aware fit's; None for a plain one)."""
+        return self.fresh_model(), load_quantizers(self.run_dir)
+
 
 def prepare(run_dir: Path, source: Path | None = None) -> Prepared:
     run_dir = _real(Path(run_dir))  # runs/latest → the run it points at
@@ -87,8 +92,7 @@ def optimise(prep: Prepared, opts: Options, device, model: torch.nn.Module | Non
     """Run one method on a fresh copy of the fitted network (or on ``model``, trained in place, with
     ``init_quantizers``: a warm start from another λ) → (stream to write, the method's result)."""
     if model is None:
-        model = prep.fresh_model()
-        init_quantizers = load_quantizers(prep.run_dir)
+        model, init_quantizers = prep.fit_start()
     if isinstance(opts, RDOptions):
         tensors, result = rd.optimise(model, prep.video.frames_u8, prep.masks_u8, prep.fit_cfg, opts, device,
                                       init_quantizers=init_quantizers)
@@ -144,7 +148,7 @@ def compress_stage(prep: Prepared, out: Path | None, opts: Options, device,
     began = time.time()
     out = check_out(out if out is not None else default_out(prep, opts), prep)
     if start is None:
-        model, init = prep.fresh_model(), load_quantizers(prep.run_dir)
+        model, init = prep.fit_start()
     else:
         if not isinstance(opts, RDOptions):
             raise VcmError("only rate–distortion points (λ) are chained")

@@ -264,13 +264,16 @@ class Schedule:
         self._release(self.waiting)
 
     def _release(self, specs: list[dict]) -> None:
-        waits = [s for s in specs if self._waits(s)]
-        self.ready[:0] = [s for s in specs if not self._waits(s)]
-        self.waiting = waits + [s for s in self.waiting if all(s is not t for t in specs)]
+        """``specs`` may start, those whose chain's previous point is still to finish once it has."""
+        waits = {id(s) for s in specs if self._waits(s)}
+        self.ready[:0] = [s for s in specs if id(s) not in waits]
+        kept = [s for s in self.waiting if all(s is not t for t in specs)]
+        self.waiting = [s for s in specs if id(s) in waits] + kept
 
     def _waits(self, spec: dict) -> bool:
         before = (spec.get("point") or {}).get("warm_from")
-        return before is not None and _chain_key(spec, before) in self.planned - self.done
+        key = _chain_key(spec, before)
+        return before is not None and key in self.planned and key not in self.done
 
 
 def _chain_key(spec: dict, point_id: str) -> tuple:
