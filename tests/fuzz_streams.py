@@ -6,7 +6,7 @@ Starts from real streams (a paper-pipeline NeRV stream, rate–distortion NeRV a
 a tiny SA-ICM stream), mutates them — header fields (values, types, deletions, unknown keys),
 the compressed header itself (truncation, junk, zip bombs, deep nesting), tensor/frame data
 (bit flips, truncation, extension, forged varints, latent shapes), junk words before the ANS
-data, header edits that change tensor shapes, declared frames / frame size / strides / widths,
+data, bit flips in the bit-packed tensor records of version-5 rd streams, header edits that change tensor shapes, declared frames / frame size / strides / widths,
 and (``.icm``) frame sizes rewritten consistently in the header and every frame's latent shape —
 and, except for a few container-level cases, **recomputes the checksums** so that the inner
 parsers are reached. Every case is decoded whole through the library's real entry points in a forked
@@ -246,6 +246,26 @@ def junk_words(data: bytes, rng) -> tuple[bytes, str]:
     return join(prefix, sections), "junk_words"
 
 
+def record_bits(data: bytes, rng) -> tuple[bytes, str]:
+    """A bit flipped in the bit-packed tensor records of a version-5 rd stream (between the step
+    codes and the ANS words), resealed: a law, a range, a mode or the padding changes."""
+    from vcm.bitstream.bits import Writer
+    from vcm.codec import nerv_stream, rd_coding
+
+    prefix, sections = split(data)
+    dat = next(s for s in sections if s[0] == b"DATA")
+    tensors = nerv_stream.decode(data).tensors
+    w = Writer()
+    w.varint(sum(int(np.prod(t.shape)) for t in tensors))  # the parameter count that opens DATA
+    rd_coding._write_step_codes(tensors, w)
+    start, end = len(w.getvalue()), _ans_words_at(dat[1])
+    bit = int(rng.integers(8 * start, 8 * end))
+    payload = bytearray(dat[1])
+    payload[bit // 8] ^= 0x80 >> (bit % 8)
+    dat[1] = bytes(payload)
+    return join(prefix, sections), "records"
+
+
 def shape_edits(header: dict) -> dict:
     """Header edits (name → function editing ``header`` in place) that change the declared tensor
     shapes or the tensors coded along time."""
@@ -313,6 +333,8 @@ def mutate(data: bytes, rng, icm: bool) -> tuple[bytes, str]:
         head = next(s for s in sections if s[0] == b"HEAD")
         if roll < 0.10 and header.get("coding") == "rd":
             return junk_words(data, rng)
+        if roll < 0.14 and header.get("coding") == "rd" and data[4] >= 5:
+            return record_bits(data, rng)
         if roll < 0.18:
             what = "shape:" + _edit_model(header, rng)
         else:

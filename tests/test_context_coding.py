@@ -1,5 +1,6 @@
-"""What ``.nerv`` v4 codes differently: the grids' causal context model (chosen where it pays, lossless,
-refused when forged), step codes against a base per tensor, the header's preset dictionary."""
+"""What ``.nerv`` v4 and v5 code differently: the grids' causal context model (chosen where it pays,
+lossless, refused when forged), step codes against a base per tensor, the header's preset dictionary;
+v5's bit-packed records with 8-bit Laplace codes."""
 
 from __future__ import annotations
 
@@ -54,6 +55,16 @@ def test_uncorrelated_grids_stay_plain_and_round_trip():
     assert np.array_equal(back.symbols, t.symbols)
 
 
+def test_version_4_still_reads_and_its_choices_are_made_afresh_on_re_encoding():
+    t = grid(correlated=True)
+    w = Writer()
+    rd_coding.write([t], w, version=4)
+    (back,) = rd_coding.read(Reader(w.getvalue(), "test"), [(t.name, t.shape, 1)], frozenset([t.name]), version=4)
+    assert np.array_equal(back.symbols, t.symbols) and back.coding is None
+    assert rd_coding.coding_of(back).params is not None  # re-encoding in the latest version chooses again
+    assert rd_coding.coding_of(back, 4).params.ms != rd_coding.coding_of(back).params.ms  # 16-bit laws, then 8-bit
+
+
 def test_older_layout_has_no_mode_byte():
     t = grid(correlated=True)
     w = Writer()
@@ -63,6 +74,7 @@ def test_older_layout_has_no_mode_byte():
 
 
 def forged(shape, mode: int, params: context.ContextParams | None) -> bytes:
+    """A version-4 payload of one temporal tensor with this mode byte and these parameters."""
     w = Writer()
     encode_array(np.array([-10]), w)  # the tensor's one step code (its base)
     encode_array(np.zeros(0, np.int64), w)  # no tensor of several channels: no deviations
@@ -73,7 +85,7 @@ def forged(shape, mode: int, params: context.ContextParams | None) -> bytes:
     return w.getvalue()
 
 
-def test_forged_context_sections_are_refused():
+def test_forged_context_sections_are_refused():  # version 4
     name = "grids.0"
     ok = context.ContextParams((0, 0, 0), 1, 1, (context.UNUSED_M,) * context.BUCKETS)
     cases = [
@@ -84,10 +96,10 @@ def test_forged_context_sections_are_refused():
     ]
     for shape, mode, params, fragment in cases:
         with pytest.raises(StreamError, match=fragment):
-            rd_coding.read(Reader(forged(shape, mode, params), "test"), [(name, shape, 1)], frozenset([name]))
+            rd_coding.read(Reader(forged(shape, mode, params), "test"), [(name, shape, 1)], frozenset([name]), version=4)
     bad_m = forged(SHAPE, 1, context.ContextParams((0, 0, 0), -3, 7, (0,) * context.BUCKETS))
     with pytest.raises(StreamError, match="entropy model"):
-        rd_coding.read(Reader(bad_m, "test"), [(name, SHAPE, 1)], frozenset([name]))
+        rd_coding.read(Reader(bad_m, "test"), [(name, SHAPE, 1)], frozenset([name]), version=4)
 
 
 def test_contexts_row_by_row_equal_contexts_at_once():
@@ -135,3 +147,121 @@ def test_the_header_dictionary_shrinks_a_real_header_and_plain_zlib_still_reads(
     with pytest.raises(StreamError, match="unreadable header"):
         container.read_header(with_dict, "test")  # the dictionary is part of the format
     assert without == zlib.compress(json.dumps(header, separators=(",", ":"), sort_keys=True).encode(), 9)
+
+
+def test_the_8_bit_laplace_codes_are_exact_and_ordered():
+    m = laplace.M_OF_CODE
+    assert len(m) == laplace.CODES == 248
+    assert (m[0], m[8], m[119], m[120], m[200], m[247]) == (1, 2, 30048, 32768, 65536 - 32, 65535)
+    assert all(a <= b for a, b in zip(m, m[1:])) and 1 <= min(m) and max(m) < laplace.S_ONE
+    assert all(laplace.M_OF_CODE[laplace.CODE_OF_M[v]] == v for v in m)
+    with pytest.raises(ValueError):
+        laplace.m_of_code(248)
+
+
+@pytest.mark.parametrize("scale", [0.05, 0.6, 4.0, 40.0])
+def test_an_8_bit_code_costs_next_to_nothing_against_the_best_16_bit_law(scale):
+    s = np.round(np.random.default_rng(2).laplace(0, scale, 20_000)).astype(np.int64)
+    lo, hi = int(s.min()), int(s.max())
+    _, bits16 = context.best_m(s, lo, hi, compact=False)
+    m8, bits8 = context.best_m(s, lo, hi)
+    assert m8 in laplace.CODE_OF_M and bits8 <= 1.002 * bits16 + 1
+
+
+def network_tensors() -> list[RDTensor]:
+    """A small network as the encoder hands it over: a context-coded grid, weights with per-channel
+    steps, a bias, a constant tensor and an empty one."""
+    rng = np.random.default_rng(3)
+    weights = np.round(rng.laplace(0, 1.5, (6, 20))).astype(np.int32)
+    return [grid(correlated=True),
+            RDTensor("w", (6, 20), np.array([-30, -31, -30, -29, -30, -33]), 40_000, weights),
+            RDTensor("b", (6,), np.array([-20]), 30_000, np.array([[3, -1, 0, 2, 0, 1]], np.int32)),
+            RDTensor("zero", (4, 5), np.array([-12]), 1_000, np.zeros((1, 20), np.int32)),
+            RDTensor("empty", (0, 5), np.array([-12]), 1_000, np.zeros((1, 0), np.int32))]
+
+
+def layout_of(tensors):
+    return [(t.name, t.shape, len(t.step_codes)) for t in tensors]
+
+
+def test_version_5_records_are_smaller_lossless_and_re_encode_to_the_same_bytes():
+    tensors = network_tensors()
+    v4, v5 = Writer(), Writer()
+    rd_coding.write(tensors, v4, version=4)
+    rd_coding.write(network_tensors(), v5)
+    assert len(v5.getvalue()) < len(v4.getvalue()) - 12  # 16-bit laws and byte-aligned records cost more
+    back = rd_coding.read(Reader(v5.getvalue(), "test"), layout_of(tensors), frozenset(["grids.0"]))
+    assert rd_coding.coding_of(back[0]).params is not None
+    for a, b in zip(tensors, back):
+        assert np.array_equal(a.dequantize(), b.dequantize()), a.name
+    again = Writer()
+    rd_coding.write(back, again)
+    assert again.getvalue() == v5.getvalue()
+
+
+def compact_payload(records: BitWriter) -> bytes:
+    """A version-5 payload of the one temporal tensor ``grids.0`` (shape ``SHAPE``) with these records."""
+    w = Writer()
+    encode_array(np.array([-10]), w)
+    encode_array(np.zeros(0, np.int64), w)
+    w.raw(records.getvalue())
+    w.varint(0)
+    return w.getvalue()
+
+
+def test_forged_version_5_records_are_refused():
+    from vcm.bitstream.bits import BitWriter
+
+    def record(mode: int, weights=(0, 0, 0), lo=-1, span_minus_1=2, code=100, padding=False) -> BitWriter:
+        bw = BitWriter()
+        bw.fixed(mode, 1)
+        if mode:
+            for v in weights:
+                bw.signed(v)
+        bw.signed(lo)
+        bw.exp_golomb(span_minus_1)
+        for _ in range(context.BUCKETS if mode else 1):
+            bw.fixed(code, 8)
+        if padding:
+            bw.fixed(1, 1)
+        return bw
+
+    layout = [("grids.0", SHAPE, 1)]
+    cases = [
+        (record(1, code=250), layout, "entropy model"),  # codes 248 … 255 are no law
+        (record(0, code=255), layout, "entropy model"),
+        (record(1, weights=(0, 128, 0)), layout, "context weights"),  # beyond a signed byte
+        (record(1, weights=(0, 200, 0)), layout, "out of range"),
+        (record(1), [("grids.0", (4, 12), 1)], "coding mode"),  # no rows to predict from
+        (record(0, padding=True), layout, "padding"),
+        (record(0, lo=3, span_minus_1=1 << 20), layout, "out of range"),
+    ]
+    for bits, lay, fragment in cases:
+        with pytest.raises(StreamError, match=fragment):
+            rd_coding.read(Reader(compact_payload(bits), "test"), lay, frozenset(["grids.0"]))
+    truncated = compact_payload(record(1))[:-6]
+    with pytest.raises(StreamError, match="truncated|malformed"):
+        rd_coding.read(Reader(truncated, "test"), layout, frozenset(["grids.0"]))
+
+
+def test_bit_fields_round_trip_and_refuse_what_no_writer_produces():
+    from vcm.bitstream.bits import BitReader, BitWriter
+
+    bw = BitWriter()
+    values = [0, 1, 2, 7, 1000, 2**30]
+    for v in values:
+        bw.exp_golomb(v)
+    bw.signed(-5)
+    bw.fixed(201, 8)
+    data = bw.getvalue() + b"\xff"  # what follows the records is not theirs
+    r = Reader(data, "test")
+    br = BitReader(r, 64)
+    assert [br.exp_golomb() for _ in values] == values and br.signed() == -5 and br.fixed(8) == 201
+    br.close()
+    assert r.pos == len(data) - 1 and 8 * (r.pos - 1) < bw.bit_length() <= 8 * r.pos
+    with pytest.raises(StreamError, match="malformed integer"):
+        BitReader(Reader(bytes(8), "test"), 8).exp_golomb()  # 64 zero bits: no code of vcm's
+    with pytest.raises(StreamError, match="out of range"):
+        bw2 = BitWriter()
+        bw2.exp_golomb(99)
+        BitReader(Reader(bw2.getvalue(), "test"), 8).exp_golomb(limit=98)

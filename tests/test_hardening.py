@@ -67,7 +67,7 @@ def test_structure_aware_fuzz_of_both_formats_never_crashes_hangs_or_balloons(tm
         if kind == "nerv":
             for cls in ("junk_words", "shape"):  # every one would otherwise decode to other frames
                 assert classes[cls].get("rejected", 0) > 20 and set(classes[cls]) == {"rejected"}, (cls, classes[cls])
-            for cls in ("declared.frames", "declared.size", "declared.strides", "declared.widths"):
+            for cls in ("declared.frames", "declared.size", "declared.strides", "declared.widths", "records"):
                 assert sum(classes[cls].values()) > 10, cls
         else:
             assert sum(classes["resize"].values()) > 100
@@ -538,7 +538,7 @@ def _hinerv_demo_stream(height: int, width: int, frames: int) -> bytes:
     return nerv_stream.encode(nerv_stream.NervStream(cfg, video, tensors, "hinerv", "rd")).data
 
 
-@pytest.mark.parametrize("height, width, frames", [(2048, 2048, 96), (144, 176, 50_000)])
+@pytest.mark.parametrize("height, width, frames", [(2048, 2048, 64), (144, 176, 50_000)])
 def test_work_out_of_proportion_is_refused_by_default_and_decodes_when_allowed(height, width, frames, monkeypatch):
     import time
 

@@ -144,7 +144,7 @@ def test_rd_stream_decodes_from_the_file_alone_bit_exactly(rd_streams):
     root, video, reports = rd_streams
     frames, stream, _ = decode_file(root / "low.nerv", CPU)
     again, _, _ = decode_file(root / "low.nerv", CPU)
-    assert stream.coding == "rd" and stream.arch == "nerv" and (root / "low.nerv").read_bytes()[4] == nerv_stream.VERSION == 4
+    assert stream.coding == "rd" and stream.arch == "nerv" and (root / "low.nerv").read_bytes()[4] == nerv_stream.VERSION == 5
     assert np.array_equal(frames, again)
     assert reports[0]["psnr"] == pytest.approx(float(__import__("vcm.quality", fromlist=["x"]).psnr_rgb(video.frames_u8, frames).mean()))
     # Re-encoding the decoded stream gives the same bytes.
@@ -194,7 +194,18 @@ def test_version_3_streams_still_decode():
     assert data[4] == 3 and stream.coding == "rd" and stream.arch == "hinerv"
     assert np.array_equal(frames, np.load(DATA / "v2_rd_hinerv_frames.npy"))
     again = nerv_stream.encode(stream).data
-    assert again[4] == 4 and np.array_equal(decode_file_bytes(again), frames)
+    assert again[4] == nerv_stream.VERSION and np.array_equal(decode_file_bytes(again), frames)
+
+
+def test_version_4_streams_still_decode():
+    """The same network as vcm wrote it with byte-aligned records and 16-bit Laplace codes."""
+    data = (DATA / "v4_rd_hinerv.nerv").read_bytes()
+    frames, stream, _ = decode_file(DATA / "v4_rd_hinerv.nerv", CPU)
+    assert data[4] == 4 and stream.coding == "rd" and stream.arch == "hinerv"
+    assert np.array_equal(frames, np.load(DATA / "v2_rd_hinerv_frames.npy"))
+    again = nerv_stream.encode(stream).data
+    assert again[4] == nerv_stream.VERSION == 5 and len(again) < len(data)
+    assert np.array_equal(decode_file_bytes(again), frames)
 
 
 def decode_file_bytes(data: bytes) -> np.ndarray:
@@ -281,7 +292,9 @@ def test_rate_aware_fit_resumes_and_compresses_from_its_quantizers(tmp_path):
     assert qa.keys() == qb.keys() and all(torch.equal(qa[k], qb[k]) for k in qa)
     # Compressing codes the fit's own quantizers without further training (epochs default to 0).
     (report,) = compress_many(tmp_path / "whole", [RDOptions(lam=1.0)], CPU, outs=[tmp_path / "w.nerv"])
-    assert report["rd_epochs"] == 0 and abs(report["bytes"] - report["estimate_bytes"]) / report["bytes"] < 0.03
+    # The stream codes each tensor under the 8-bit law that fits its symbols best, so after 12 steps, whose
+    # learned laws are not yet the symbols' own, it may come in under the training's estimate; never over it.
+    assert report["rd_epochs"] == 0 and -0.06 < (report["bytes"] - report["estimate_bytes"]) / report["bytes"] < 0.01
     # The fit measured the network its quantizers round, which is exactly what the stream decodes to.
     assert whole.metrics["quantized"] and report["psnr"] == pytest.approx(whole.metrics["psnr"], abs=1e-9)
     from vcm.errors import VcmError

@@ -4,7 +4,9 @@
    two: each tensor's base code, then the channels' deviations from it (tensors of 2+ channels);
 2. per tensor: svarint lo · varint span · (span ≥ 2) u16 m, the Laplace parameter; from version 4
    a temporal tensor starts its record with a mode byte, and mode 1 (context) replaces lo/span/m by
-   the parameters of :mod:`vcm.entropy_models.context`;
+   the parameters of :mod:`vcm.entropy_models.context`. From version 5 the records are bit-packed
+   (Exp-Golomb integers, a mode bit, 8-bit Laplace codes chosen by the encoder) and an empty tensor
+   has none;
 3. varint n_words · n_words × u32: one constriction ANS stream holding every tensor's symbols in
    model order: a plain tensor's under ``Categorical(laplace.table(m, lo, hi), perfect=False)``, a
    context-coded tensor's row by row (axis −2), within a row bucket by bucket, each bucket under its
@@ -23,22 +25,27 @@ from dataclasses import dataclass, field
 import constriction
 import numpy as np
 
-from vcm.bitstream.bits import Reader, StreamError, Writer
+from vcm.bitstream.bits import BitReader, BitWriter, Reader, StreamError, Writer
 from vcm.entropy_models import context, laplace
 from vcm.codec.entropy import MAX_SPAN, decode_array, encode_array
 from vcm.entropy_models.learned import STEP_CODE_RANGE, step_from_code
 
 CONTEXT_VERSION = 4  # the first format version whose temporal tensors carry a mode byte
-PLAIN, CONTEXT = 0, 1  # the mode byte
+COMPACT_VERSION = 5  # the first whose records are bit-packed, with 8-bit Laplace codes
+LATEST = COMPACT_VERSION
+PLAIN, CONTEXT = 0, 1  # the mode byte (bit from version 5)
+MAX_RECORD_BYTES = 64  # a version-5 record is at most 1 + 5·83 + 64 bits: bounds what its reader unpacks
 
 
 @dataclass(frozen=True)
 class TensorCoding:
     """How a tensor's symbols are coded: under its one Laplace (``params`` None) or the context
-    model with ``params``; ``bits``: the symbols' code length under it."""
+    model with ``params``; ``bits``: the symbols' code length under it; ``m``: the one Laplace's code
+    (from version 5 the encoder's choice among the 8-bit codes; before, the trained one)."""
 
     params: context.ContextParams | None
     bits: float
+    m: int = 0
 
 
 @dataclass
@@ -80,21 +87,39 @@ def context_capable(shape: tuple[int, ...], temporal: bool) -> bool:
     return temporal and len(shape) >= 3 and shape[-2] >= 2
 
 
-def _plain_bits(t: RDTensor) -> float:
+def _plain_coding(t: RDTensor, compact: bool) -> TensorCoding:
+    """The one Laplace: from version 5 the 8-bit code with the fewest bits, before it the trained m."""
     s = t.coded_symbols()
-    return 0.0 if s.size == 0 or s.min() == s.max() else laplace.model_bits(s, t.m)
+    if s.size == 0 or s.min() == s.max():
+        return TensorCoding(None, 0.0, t.m)
+    lo, hi = int(s.min()), int(s.max())
+    if compact:
+        m, bits = laplace.best_code(np.bincount(s - lo, minlength=hi - lo + 1), lo, hi)
+        return TensorCoding(None, bits, m)
+    return TensorCoding(None, laplace.model_bits(s, t.m), t.m)
 
 
-def coding_of(t: RDTensor) -> TensorCoding:
-    """The coding the encoder writes for ``t``: the context model where its symbols and parameters
-    take fewer bits than the one Laplace and its 16-bit code (decided once, then kept on ``t``)."""
+def _choose(t: RDTensor, compact: bool) -> TensorCoding:
+    """The context model where its symbols and parameters take fewer bits than the one Laplace and
+    its code; else the one Laplace."""
+    plain = _plain_coding(t, compact)
+    if context_capable(t.shape, t.temporal) and t.symbols.size and plain.bits > 0:
+        params, bits = context.fit(t.coded_values(), compact)
+        if compact:
+            if bits + _record_bits(t, TensorCoding(params, bits)) < plain.bits + _record_bits(t, plain):
+                return TensorCoding(params, bits)
+        elif bits + 8 * _params_bytes(params) < plain.bits + 8 * 2:
+            return TensorCoding(params, bits)
+    return plain
+
+
+def coding_of(t: RDTensor, version: int = LATEST) -> TensorCoding:
+    """The coding the encoder writes for ``t`` in format ``version`` (for the latest, decided once,
+    then kept on ``t``; a decoded tensor keeps the coding its stream used)."""
+    if version < LATEST:
+        return _choose(t, compact=False)
     if t.coding is None:
-        plain = TensorCoding(None, _plain_bits(t))
-        t.coding = plain
-        if context_capable(t.shape, t.temporal) and t.symbols.size and plain.bits > 0:
-            params, bits = context.fit(t.coded_values())
-            if bits + 8 * _params_bytes(params) < plain.bits + 8 * 2:
-                t.coding = TensorCoding(params, bits)
+        t.coding = _choose(t, compact=True)
     return t.coding
 
 
@@ -187,9 +212,52 @@ def _context_chunks(values: np.ndarray, p: context.ContextParams) -> list[tuple[
     return chunks
 
 
-def write(tensors: list[RDTensor], w: Writer, version: int = CONTEXT_VERSION) -> int:
+def _plain_chunk(t: RDTensor, m: int) -> tuple[int, int, list[tuple[np.ndarray, object]]]:
+    """(lo, span, [(symbols − lo, model)]) of a tensor coded under its one Laplace m (no chunk when its
+    symbols are one value or none)."""
+    s = t.coded_symbols()
+    lo, hi = (int(s.min()), int(s.max())) if s.size else (0, -1)
+    if hi - lo + 1 > MAX_SPAN:
+        raise ValueError(f"symbol span of {t.name} too large")
+    return lo, hi - lo + 1, ([(s - lo, _model(m, lo, hi))] if hi > lo else [])
+
+
+def _write_compact_record(t: RDTensor, coding: TensorCoding, bw: BitWriter) -> list[tuple[np.ndarray, object]]:
+    """Version 5's record of ``t`` into ``bw`` (none for an empty tensor); returns its ANS chunks."""
+    if not t.symbols.size:
+        return []
+    if t.temporal:
+        bw.fixed(CONTEXT if coding.params else PLAIN, 1)
+    p = coding.params
+    if p is not None:
+        if p.span > MAX_SPAN:
+            raise ValueError(f"residual span of {t.name} too large")
+        for weight in p.weights:
+            bw.signed(weight)
+        bw.signed(p.lo)
+        bw.exp_golomb(p.span - 1)
+        if p.span >= 2:
+            for m in p.ms:
+                bw.fixed(laplace.CODE_OF_M[m], 8)
+        return _context_chunks(t.coded_values().reshape(t.shape), p)
+    lo, span, chunks = _plain_chunk(t, coding.m)
+    bw.signed(lo)
+    bw.exp_golomb(span - 1)
+    if span >= 2:
+        bw.fixed(laplace.CODE_OF_M[coding.m], 8)
+    return chunks
+
+
+def _record_bits(t: RDTensor, coding: TensorCoding) -> int:
+    bw = BitWriter()
+    _write_compact_record(t, coding, bw)
+    return bw.bit_length()
+
+
+def write(tensors: list[RDTensor], w: Writer, version: int = LATEST) -> int:
     """Append the tensors to ``w`` in the layout of format ``version`` (before 4: no mode bytes, every
-    tensor plain); returns the bytes of the ANS payload (the words)."""
+    tensor plain; before 5: byte-aligned records with 16-bit Laplace codes); returns the bytes of the
+    ANS payload (the words)."""
     if version >= CONTEXT_VERSION:
         _write_step_codes(tensors, w)
     else:
@@ -198,25 +266,29 @@ def write(tensors: list[RDTensor], w: Writer, version: int = CONTEXT_VERSION) ->
     for t in tensors:
         if t.temporal and t.symbols.size and int(np.abs(t.symbols).max()) > SYMBOL_LIMIT:
             raise ValueError(f"symbols of {t.name} too large")
-        with_mode = version >= CONTEXT_VERSION and t.temporal
-        params = coding_of(t).params if with_mode else None
-        if with_mode:
-            w.raw(bytes([CONTEXT if params else PLAIN]))
-        if params is not None:
-            if params.span > MAX_SPAN:
-                raise ValueError(f"residual span of {t.name} too large")
-            _write_params(params, w)
-            coded += _context_chunks(t.coded_values().reshape(t.shape), params)
-            continue
-        s = t.coded_symbols()
-        lo, hi = (int(s.min()), int(s.max())) if s.size else (0, -1)
-        if hi - lo + 1 > MAX_SPAN:
-            raise ValueError(f"symbol span of {t.name} too large")
-        w.svarint(lo)
-        w.varint(hi - lo + 1)
-        if hi > lo:
-            w.raw(int(t.m).to_bytes(2, "little"))
-            coded.append((s - lo, _model(t.m, lo, hi)))
+    if version >= COMPACT_VERSION:
+        bw = BitWriter()
+        for t in tensors:
+            coded += _write_compact_record(t, coding_of(t, version), bw)
+        w.raw(bw.getvalue())
+    else:
+        for t in tensors:
+            with_mode = version >= CONTEXT_VERSION and t.temporal
+            params = coding_of(t, version).params if with_mode else None
+            if with_mode:
+                w.raw(bytes([CONTEXT if params else PLAIN]))
+            if params is not None:
+                if params.span > MAX_SPAN:
+                    raise ValueError(f"residual span of {t.name} too large")
+                _write_params(params, w)
+                coded += _context_chunks(t.coded_values().reshape(t.shape), params)
+                continue
+            lo, span, chunks = _plain_chunk(t, t.m)
+            w.svarint(lo)
+            w.varint(span)
+            if span >= 2:
+                w.raw(int(t.m).to_bytes(2, "little"))
+            coded += chunks
     words = _encode_words(coded)
     w.varint(int(words.size))
     w.raw(words.astype("<u4").tobytes())
@@ -283,8 +355,55 @@ def _read_record(r: Reader, name: str, shape: tuple[int, ...], with_mode: bool):
     return lo, span, m
 
 
+def _read_code(br: BitReader, name: str) -> int:
+    c = br.fixed(8)
+    if c >= laplace.CODES:
+        raise StreamError(f"malformed vcm NeRV bitstream (entropy model of {name})")
+    return laplace.M_OF_CODE[c]
+
+
+def _read_compact_record(br: BitReader, name: str, shape: tuple[int, ...], temporal: bool):
+    """Version 5's record: ``ContextParams`` (mode 1) or (lo, span, m); (0, 0, 0) for an empty tensor."""
+    count = int(np.prod(shape))
+    if not count:
+        return 0, 0, 0
+    if temporal and br.fixed(1) == CONTEXT:
+        if not context_capable(shape, True):
+            raise StreamError(f"malformed vcm NeRV bitstream (coding mode of {name})")
+        lo_w, hi_w = context.WEIGHT_RANGE
+        weights = tuple(br.signed(-lo_w) for _ in range(3))
+        if not all(lo_w <= v <= hi_w for v in weights):
+            raise StreamError(f"malformed vcm NeRV bitstream (context weights of {name})")
+        lo = br.signed(MAX_SPAN)
+        span = br.exp_golomb(MAX_SPAN - 1) + 1
+        ms = tuple(_read_code(br, name) for _ in range(context.BUCKETS)) if span >= 2 else (context.UNUSED_M,) * context.BUCKETS
+        return context.ContextParams(weights, lo, span, ms)
+    lo = br.signed(MAX_SPAN)
+    span = br.exp_golomb(MAX_SPAN - 1) + 1
+    return lo, span, (_read_code(br, name) if span >= 2 else 0)
+
+
+def _read_record(r: Reader, name: str, shape: tuple[int, ...], with_mode: bool):
+    """One tensor's record of part 2: ``ContextParams`` (mode 1) or (lo, span, m) (its one Laplace)."""
+    count = int(np.prod(shape))
+    if with_mode:
+        mode = r.raw(1)[0]
+        if mode not in (PLAIN, CONTEXT) or (mode == CONTEXT and not (count and context_capable(shape, True))):
+            raise StreamError(f"malformed vcm NeRV bitstream (coding mode of {name})")
+        if mode == CONTEXT:
+            return _read_params(r, name)
+    lo = r.svarint(MAX_SPAN)
+    span = r.varint(MAX_SPAN)
+    if (span == 0) != (count == 0):
+        raise StreamError(f"malformed vcm NeRV bitstream (symbol range of {name})")
+    m = int.from_bytes(r.raw(2), "little") if span >= 2 else 0
+    if span >= 2 and not 1 <= m < laplace.S_ONE:
+        raise StreamError(f"malformed vcm NeRV bitstream (entropy model of {name})")
+    return lo, span, m
+
+
 def read(r: Reader, layout: list[tuple[str, tuple[int, ...], int]], temporal: frozenset[str] = frozenset(),
-         version: int = CONTEXT_VERSION) -> list[RDTensor]:
+         version: int = LATEST) -> list[RDTensor]:
     """Tensors of ``layout`` = [(name, shape, channels)] from the payload of format ``version``
     (``temporal``: names coded along time; their channels must be 1); StreamError on any defect."""
     n_channels = sum(c for _, _, c in layout)
@@ -292,7 +411,12 @@ def read(r: Reader, layout: list[tuple[str, tuple[int, ...], int]], temporal: fr
     lo_code, hi_code = STEP_CODE_RANGE
     if codes.size and (codes.min() < lo_code or codes.max() > hi_code):
         raise StreamError("malformed vcm NeRV bitstream (quantization step out of range)")
-    params = [_read_record(r, name, shape, version >= CONTEXT_VERSION and name in temporal) for name, shape, _ in layout]
+    if version >= COMPACT_VERSION:
+        br = BitReader(r, MAX_RECORD_BYTES * len(layout))
+        params = [_read_compact_record(br, name, shape, name in temporal) for name, shape, _ in layout]
+        br.close()
+    else:
+        params = [_read_record(r, name, shape, version >= CONTEXT_VERSION and name in temporal) for name, shape, _ in layout]
     n_words = r.varint(limit=max(r.remaining() // 4, 0))
     words = r.array("<u4", n_words).astype(np.uint32)
     try:
@@ -300,7 +424,6 @@ def read(r: Reader, layout: list[tuple[str, tuple[int, ...], int]], temporal: fr
         tensors, decoded, c0 = [], [], 0
         for (name, shape, channels), p in zip(layout, params):
             count = int(np.prod(shape))
-            coding = None  # a stream before version 4 made no choice: re-encoding makes it afresh
             if isinstance(p, context.ContextParams):
                 values = _decode_context(coder, shape, p, name, decoded)
                 flat = values.ravel()
@@ -313,8 +436,9 @@ def read(r: Reader, layout: list[tuple[str, tuple[int, ...], int]], temporal: fr
                     flat = decoded[-1][0].astype(np.int64) + lo
                 else:
                     flat = np.full(count, lo, dtype=np.int64)
-                if version >= CONTEXT_VERSION and name in temporal:
-                    coding = TensorCoding(None, laplace.model_bits(flat, m) if span >= 2 else 0.0)
+                coding = TensorCoding(None, laplace.model_bits(flat, m) if span >= 2 else 0.0, m)
+            if version < LATEST:  # an older stream's choices were made for its own layout: re-encoding makes them afresh
+                coding = None
             if name in temporal:
                 flat = np.cumsum(flat.reshape(shape), axis=0).ravel()
                 if flat.size and max(-int(flat.min()), int(flat.max())) > SYMBOL_LIMIT:

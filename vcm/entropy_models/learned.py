@@ -36,8 +36,7 @@ DEFAULT_LR = 2e-2  # Adam lr of the log2 steps and of the entropy models' log sc
 
 STEP_RES = 8  # log2-step grid: steps per octave
 # 2^(j/8), j < 8, as float literals (parsed exactly everywhere; no pow() from libm).
-_ROOTS = (1.0, 1.0905077326652577, 1.189207115002721, 1.2968395546510096, 1.4142135623730951,
-          1.5422108254079407, 1.681792830507429, 1.8340080864093424)
+_ROOTS = laplace.EIGHTH_ROOTS
 STEP_CODE_RANGE = (-40 * STEP_RES, 8 * STEP_RES)  # steps from 2^-40 to 2^8
 MODES = ("noise", "round", "hard")
 
