@@ -265,3 +265,35 @@ def test_bit_fields_round_trip_and_refuse_what_no_writer_produces():
         bw2 = BitWriter()
         bw2.exp_golomb(99)
         BitReader(Reader(bw2.getvalue(), "test"), 8).exp_golomb(limit=98)
+
+
+def test_training_buckets_are_the_coders_buckets():
+    """The rate–distortion stage weighs each coded grid value by the scale of the bucket the stream's
+    context model will put it in: the same buckets, from the values rounded as the coder sees them."""
+    import torch
+
+    d = grid(correlated=True).coded_values().reshape(SHAPE)
+    bucket, _ = context.contexts(d, context.fit_weights(d))
+    noisy = torch.from_numpy(d).double() + torch.empty(SHAPE, dtype=torch.float64).uniform_(-0.49, 0.49)
+    assert torch.equal(context.buckets_torch(noisy), torch.from_numpy(bucket))
+    assert bucket.min() == 0 and bucket.max() >= 4
+
+
+def test_quantizers_saved_before_context_scales_load_with_each_bucket_at_the_grids_scale():
+    import torch
+
+    from vcm.entropy_models.learned import RateDistortionModel
+    from vcm.nerv.hinerv import HinervShape
+    from vcm.nerv.registry import create_representation
+
+    model = create_representation("hinerv", HinervShape(grid_channels=2, channels=(8, 6), depths=(1, 0),
+                                                        min_grid=4).config(24, 32, 4))
+    rd = RateDistortionModel(model)
+    contextual = [k for k, q in rd.quantizers.items() if q.contextual]
+    assert contextual and any(not q.contextual for q in rd.quantizers.values())
+    old = {k: v for k, v in rd.quantizers.state_dict().items() if not k.endswith("log_b_context")}
+    old[f"{contextual[0]}.log_b"] = torch.tensor(1.25)
+    fresh = RateDistortionModel(model)
+    fresh.quantizers.load_state_dict(fresh.complete_state(old))
+    assert torch.equal(fresh.quantizers[contextual[0]].log_b_context, torch.full((context.BUCKETS,), 1.25))
+    assert fresh.complete_state(rd.quantizers.state_dict()).keys() == rd.quantizers.state_dict().keys()

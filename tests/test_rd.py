@@ -51,7 +51,7 @@ def stream_tensors(rd, keep):
     tensors = {}
     for n, p in rd.model.named_parameters():
         q = rd.quantizer(n)
-        tensors[n] = RDTensor(n, tuple(p.shape), q.step_codes().numpy(), laplace.s_code(float(q.log_b)),
+        tensors[n] = RDTensor(n, tuple(p.shape), q.step_codes().numpy(), laplace.s_code(q.coded_log_b()),
                               q.symbols(p, keep.get(n)), q.temporal)
     return tensors
 
@@ -59,28 +59,46 @@ def stream_tensors(rd, keep):
 def test_round_mode_gives_exactly_the_decoders_weights_and_the_coded_rate():
     """Round and hard modes rebuild, bit for bit, what the decoder dequantizes from the stream's tensors
     (plain, pruned and temporal alike), and rate exactly what the stream codes: frame differences for
-    a grid; gradients reach weights, steps and entropy models through one pass over all tensors."""
+    a grid, each under the scale of its context bucket; gradients reach weights, steps and entropy models
+    through one pass over all tensors."""
+    from vcm.entropy_models import context
     from vcm.entropy_models.learned import RateDistortionModel
 
     torch.manual_seed(0)
     model = Tensors(a=torch.randn(6, 5), b=torch.randn(3, 8), grid=torch.randn(7, 2, 3).cumsum(0) * 0.2)
     keep = {"b": torch.rand(3, 8) > 0.5}
     rd = RateDistortionModel(model, keep, init_bits=4)
+    grid = rd.quantizer("grid")
+    assert grid.contextual and not rd.quantizer("a").contextual
+    with torch.no_grad():
+        grid.log_b_context.copy_(torch.linspace(-1.0, 2.0, context.BUCKETS))  # a scale of its own per bucket
     coded = stream_tensors(rd, keep)
+
+    def scale(n: str, t) -> torch.Tensor:  # per coded value: the bucket the stream's context model puts it in
+        q = rd.quantizer(n)
+        if not q.contextual:
+            return q.log_b
+        bucket, _ = context.contexts(t.coded_values().reshape(t.shape), (0, 0, 0))
+        return q.log_b_context[torch.from_numpy(bucket.ravel())]
+
     for mode in ("round", "hard"):
         params, bits = rd.quantized_params(mode)
         for n, t in coded.items():
             assert np.array_equal(params[n].detach().numpy(), t.dequantize()), (mode, n)  # bit for bit
         with torch.no_grad():
-            expected = sum(laplace.bits(torch.from_numpy(t.coded_symbols()).float(), rd.quantizer(n).log_b).sum()
+            expected = sum(laplace.bits(torch.from_numpy(t.coded_symbols()).float(), scale(n, t)).sum()
                            for n, t in coded.items())
-        assert float(bits) == pytest.approx(float(expected), rel=1e-5)
+            single = sum(laplace.bits(torch.from_numpy(t.coded_symbols()).float(), rd.quantizer(n).log_b).sum()
+                         for n, t in coded.items())
+        assert float(bits) == pytest.approx(float(expected), rel=1e-5) and abs(float(bits) - float(single)) > 1
     assert np.all(coded["b"].symbols[~keep["b"].numpy()] == 0) and torch.all(params["b"][~keep["b"]] == 0)
     assert not np.array_equal(coded["grid"].coded_symbols(), coded["grid"].symbols.ravel())  # differences coded
     w_hat, bits = rd.quantized_params("round")
     (sum(v.square().sum() for v in w_hat.values()) + bits).backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())  # straight-through
-    assert all(q.log2_step.grad.abs().sum() > 0 and q.log_b.grad.abs() > 0 for q in rd.quantizers.values())
+    assert all(q.log2_step.grad.abs().sum() > 0 for q in rd.quantizers.values())
+    assert rd.quantizer("a").log_b.grad.abs() > 0 and rd.quantizer("b").log_b.grad.abs() > 0
+    assert (grid.log_b_context.grad != 0).sum() >= 2 and not grid.log_b.grad  # its one scale is not trained
 
 
 def test_noise_mode_perturbs_within_half_a_step_and_is_not_rounding():

@@ -109,6 +109,8 @@ def optimise(model: torch.nn.Module, frames_u8: np.ndarray, masks_u8, fit_cfg: T
     cfg = replace(fit_cfg, epochs=max(epochs, 1), steps=None, warmup=0.05, lr=fit_cfg.lr * lr_scale, seed=opts.seed,
                   rate_lambda=0.0)
     rd = RateDistortionModel(model, keep, init_bits=opts.init_bits, temporal=opts.temporal)
+    if init_quantizers is not None:
+        init_quantizers = rd.complete_state(init_quantizers)
     if init_quantizers is not None and not _same_layout(rd, init_quantizers):
         if not steps:
             raise VcmError("this rate-aware fit's quantizers have another layout than vcm codes now (an earlier vcm, "
@@ -144,7 +146,7 @@ def optimise(model: torch.nn.Module, frames_u8: np.ndarray, masks_u8, fit_cfg: T
         q = rd.quantizer(n)
         keep_n = None if keep is None or n not in keep else keep[n].cpu()
         tensors.append(RDTensor(n, tuple(p.shape), q.step_codes().cpu().numpy().astype(np.int64),
-                                laplace.s_code(float(q.log_b.detach())), q.symbols(p.cpu(), keep_n), q.temporal))
+                                laplace.s_code(q.coded_log_b()), q.symbols(p.cpu(), keep_n), q.temporal))
     report = {"method": "rate-distortion", "lambda": opts.lam, "prune": opts.prune, "rd_epochs": epochs, "rd_steps": steps,
               "step_lr": step_lr, "noise_fraction": noise_fraction, "lr_scale": lr_scale}
     return tensors, StageResult(report, rd.estimate_bits(), history,

@@ -84,7 +84,7 @@ SYMBOL_LIMIT = MAX_SPAN  # |q| of a temporal tensor after summing its difference
 
 def context_capable(shape: tuple[int, ...], temporal: bool) -> bool:
     """Whether a tensor may be context-coded: temporal, with rows (axis −2) and columns to predict from."""
-    return temporal and len(shape) >= 3 and shape[-2] >= 2
+    return temporal and context.has_rows(shape)
 
 
 def _plain_coding(t: RDTensor, compact: bool) -> TensorCoding:

@@ -25,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from vcm.entropy_models import laplace
 
@@ -43,6 +44,24 @@ class ContextParams:
     lo: int  # smallest residual
     span: int  # largest − smallest + 1
     ms: tuple[int, ...]  # one Laplace code per bucket (BUCKETS of them, each 1 … 2¹⁶ − 1)
+
+
+def has_rows(shape: tuple[int, ...]) -> bool:
+    """Whether a grid ``[T, …, H, W]`` has rows (axis −2) and columns to predict from."""
+    return len(shape) >= 3 and shape[-2] >= 2
+
+
+def buckets_torch(d: torch.Tensor) -> torch.Tensor:
+    """The bucket of every value of ``d`` (``[T, …, H, W]``, any real values: rounded first), as
+    :func:`contexts` gives it — what training weighs each coded value's scale by."""
+    d = torch.round(d)
+    u = torch.zeros_like(d)
+    u[..., 1:, :] = d[..., :-1, :]
+    ul, ur = torch.zeros_like(u), torch.zeros_like(u)
+    ul[..., 1:] = u[..., :-1]
+    ur[..., :-1] = u[..., 1:]
+    activity = 2 * u.abs() + ul.abs() + ur.abs()
+    return torch.bucketize(activity, torch.as_tensor(THRESHOLDS, dtype=activity.dtype), right=True)
 
 
 def neighbours(above: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

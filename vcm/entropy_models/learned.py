@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from vcm.entropy_models import laplace
+from vcm.entropy_models import context, laplace
 
 DEFAULT_LR = 2e-2  # Adam lr of the log2 steps and of the entropy models' log scales, unless a schedule says otherwise
 
@@ -96,9 +96,20 @@ class TensorQuantizer(nn.Module):
         y = w2 / 2 ** self.log2_step.detach()[:, None]
         y = along_time(y, self.shape) if self.temporal else y
         self.log_b = nn.Parameter(torch.log(y.abs().mean().clamp(min=0.5)).reshape(()))
+        # A grid the stream may code with the context model gets a scale per bucket of that model (the
+        # size of the decoded values above), so that the rate it trains against is the one it is coded
+        # at; its one scale ``log_b`` is then unused. Prediction weights are the encoder's, not trained.
+        self.contextual = self.temporal and context.has_rows(self.shape)
+        if self.contextual:
+            self.log_b_context = nn.Parameter(self.log_b.detach().clone().repeat(context.BUCKETS))
 
     def step_codes(self) -> torch.Tensor:
         return _step_codes(self.log2_step)
+
+    def coded_log_b(self) -> float:
+        """The one scale a stream that codes this tensor under one Laplace starts from (a contextual
+        grid's: the mean of its buckets')."""
+        return float((self.log_b_context.mean() if self.contextual else self.log_b).detach())
 
     def step(self, snapped: bool) -> torch.Tensor:
         """Δ per channel ``[C]``; snapped to the stream's grid with a straight-through gradient."""
@@ -160,6 +171,10 @@ class RateDistortionModel(nn.Module):
                 segments.append((start, start + size, None))
             start, first_channel = start + size, first_channel + q.channels
         self._names, self._sizes, self._segments = names, sizes, segments
+        # the quantizer of each temporal segment (None for a run of plain tensors)
+        by_start = {start: q for start, q in zip(np.cumsum([0] + sizes[:-1]).tolist(), quantizers)}
+        self._segment_quantizers = [by_start[a] if shape is not None else None for a, _, shape in segments]
+        self._contextual = any(q is not None and q.contextual for q in self._segment_quantizers)
         self.register_buffer("_channel", torch.cat(channel), persistent=False)
         self.register_buffer("_tensor", torch.cat(tensor), persistent=False)
         self.register_buffer("_keep", torch.cat(keep) if keep_masks else None, persistent=False)
@@ -187,6 +202,13 @@ class RateDistortionModel(nn.Module):
         w_hat = y * step
         coded = torch.cat([y[a:b] if shape is None else along_time(y[a:b], shape) for a, b, shape in self._segments])
         log_b = torch.stack([q.log_b for q in quantizers])[self._tensor]
+        if self._contextual:
+            scales = []
+            for (a, b, shape), q in zip(self._segments, self._segment_quantizers):
+                contextual = q is not None and q.contextual
+                scales.append(q.log_b_context[context.buckets_torch(coded[a:b].detach().reshape(shape)).reshape(-1)]
+                              if contextual else log_b[a:b])
+            log_b = torch.cat(scales)
         bits = laplace.bits(coded, log_b).sum()
         pieces = torch.split(w_hat, self._sizes)
         return {n: piece.view(params[n].shape) for n, piece in zip(self._names, pieces)}, bits
@@ -201,8 +223,18 @@ class RateDistortionModel(nn.Module):
         schedule's ``base_lr``, as ``train_epochs`` applies it)."""
         return [
             {"params": [q.log2_step for q in self.quantizers.values()], "lr_scale": step_lr / base_lr, "betas": (0.9, 0.999)},
-            {"params": [q.log_b for q in self.quantizers.values()], "lr_scale": entropy_lr / base_lr, "betas": (0.9, 0.999)},
+            {"params": [q.log_b_context if q.contextual else q.log_b for q in self.quantizers.values()],
+             "lr_scale": entropy_lr / base_lr, "betas": (0.9, 0.999)},
         ]
+
+    def complete_state(self, state: dict) -> dict:
+        """A quantizer state saved before grids had a scale per context bucket, completed: each of a
+        contextual grid's buckets starts at the grid's one saved scale. Any other state is returned as is."""
+        out = dict(state)
+        for key, q in self.quantizers.items():
+            if q.contextual and f"{key}.log_b_context" not in out and f"{key}.log_b" in out:
+                out[f"{key}.log_b_context"] = out[f"{key}.log_b"].detach().reshape(()).repeat(context.BUCKETS)
+        return out
 
     @torch.no_grad()
     def estimate_bits(self) -> float:

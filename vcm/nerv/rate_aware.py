@@ -39,7 +39,7 @@ class RateTerm:
         device = next(self.model.parameters()).device
         self.rd = RateDistortionModel(self.model).to(device)
         if state is not None:
-            self.rd.quantizers.load_state_dict(state)
+            self.rd.quantizers.load_state_dict(self.rd.complete_state(state))
         for group in self.rd.optimizer_groups(self.cfg.lr, DEFAULT_LR, DEFAULT_LR):
             self.opt.add_param_group(group)
 
