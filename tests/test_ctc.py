@@ -190,7 +190,7 @@ def test_demo_runs_end_to_end_with_hinerv_and_sa_hinerv(tmp_path):
     fit_config = next((tmp_path / "demo" / "fits" / "carphone" / "sa-hinerv").glob("*/config.json"))
     assert json.loads(fit_config.read_text())["masks"]["source"] == "boxes:opencv-face"  # the edge loss ran, without SAM
     streams = sorted((tmp_path / "demo" / "points" / "carphone" / "hinerv").glob("*/stream.nerv"))
-    assert len(streams) == 4 and all(s.read_bytes()[4] == 4 for s in streams)
+    assert len(streams) == 4 and all(s.read_bytes()[4] == 5 for s in streams)
     assert summary["detector"]["ground_truth"].startswith("pseudo ground truth: ") and summary["detector"]["every"] == 12
     assert all(p["map"] is not None for p in summary["points"])
     assert {p["label"] for p in summary["points"] if p["curve"] == "hinerv-rd"} == {"λ0.1", "λ1.0", "λ4.0", "λ20.0"}
