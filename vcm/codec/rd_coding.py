@@ -34,7 +34,7 @@ CONTEXT_VERSION = 4  # the first format version whose temporal tensors carry a m
 COMPACT_VERSION = 5  # the first whose records are bit-packed, with 8-bit Laplace codes
 LATEST = COMPACT_VERSION
 PLAIN, CONTEXT = 0, 1  # the mode byte (bit from version 5)
-MAX_RECORD_BYTES = 64  # a version-5 record is at most 1 + 5·83 + 64 bits: bounds what its reader unpacks
+MAX_RECORD_BYTES = 64  # a version-5 record is at most 1 + 5·81 + 64 bits (59 bytes): bounds what its reader unpacks
 
 
 @dataclass(frozen=True)
@@ -381,25 +381,6 @@ def _read_compact_record(br: BitReader, name: str, shape: tuple[int, ...], tempo
     lo = br.signed(MAX_SPAN)
     span = br.exp_golomb(MAX_SPAN - 1) + 1
     return lo, span, (_read_code(br, name) if span >= 2 else 0)
-
-
-def _read_record(r: Reader, name: str, shape: tuple[int, ...], with_mode: bool):
-    """One tensor's record of part 2: ``ContextParams`` (mode 1) or (lo, span, m) (its one Laplace)."""
-    count = int(np.prod(shape))
-    if with_mode:
-        mode = r.raw(1)[0]
-        if mode not in (PLAIN, CONTEXT) or (mode == CONTEXT and not (count and context_capable(shape, True))):
-            raise StreamError(f"malformed vcm NeRV bitstream (coding mode of {name})")
-        if mode == CONTEXT:
-            return _read_params(r, name)
-    lo = r.svarint(MAX_SPAN)
-    span = r.varint(MAX_SPAN)
-    if (span == 0) != (count == 0):
-        raise StreamError(f"malformed vcm NeRV bitstream (symbol range of {name})")
-    m = int.from_bytes(r.raw(2), "little") if span >= 2 else 0
-    if span >= 2 and not 1 <= m < laplace.S_ONE:
-        raise StreamError(f"malformed vcm NeRV bitstream (entropy model of {name})")
-    return lo, span, m
 
 
 def read(r: Reader, layout: list[tuple[str, tuple[int, ...], int]], temporal: frozenset[str] = frozenset(),

@@ -157,6 +157,7 @@ class RateDistortionModel(nn.Module):
         params = dict(self.model.named_parameters())
         sizes = [params[n].numel() for n in names]
         channel, tensor, keep, segments = [], [], [], []
+        contextual = {}  # segment index → the quantizer of a grid rated per context bucket
         start = first_channel = 0
         for i, (n, q, size) in enumerate(zip(names, quantizers, sizes)):
             channel.append(first_channel + torch.arange(size) // max(1, size // q.channels))
@@ -164,17 +165,15 @@ class RateDistortionModel(nn.Module):
             mask = keep_masks.get(n)
             keep.append(torch.ones(size) if mask is None else mask.detach().reshape(-1).float().cpu())
             if q.temporal:
+                if q.contextual:
+                    contextual[len(segments)] = q
                 segments.append((start, start + size, q.shape))
             elif segments and segments[-1][2] is None and segments[-1][1] == start:
                 segments[-1] = (segments[-1][0], start + size, None)  # runs of plain tensors: one slice
             else:
                 segments.append((start, start + size, None))
             start, first_channel = start + size, first_channel + q.channels
-        self._names, self._sizes, self._segments = names, sizes, segments
-        # the quantizer of each temporal segment (None for a run of plain tensors)
-        by_start = {start: q for start, q in zip(np.cumsum([0] + sizes[:-1]).tolist(), quantizers)}
-        self._segment_quantizers = [by_start[a] if shape is not None else None for a, _, shape in segments]
-        self._contextual = any(q is not None and q.contextual for q in self._segment_quantizers)
+        self._names, self._sizes, self._segments, self._contextual = names, sizes, segments, contextual
         self.register_buffer("_channel", torch.cat(channel), persistent=False)
         self.register_buffer("_tensor", torch.cat(tensor), persistent=False)
         self.register_buffer("_keep", torch.cat(keep) if keep_masks else None, persistent=False)
@@ -202,12 +201,12 @@ class RateDistortionModel(nn.Module):
         w_hat = y * step
         coded = torch.cat([y[a:b] if shape is None else along_time(y[a:b], shape) for a, b, shape in self._segments])
         log_b = torch.stack([q.log_b for q in quantizers])[self._tensor]
-        if self._contextual:
+        if self._contextual:  # a grid rated per context bucket: each value under its bucket's scale
             scales = []
-            for (a, b, shape), q in zip(self._segments, self._segment_quantizers):
-                contextual = q is not None and q.contextual
-                scales.append(q.log_b_context[context.buckets_torch(coded[a:b].detach().reshape(shape)).reshape(-1)]
-                              if contextual else log_b[a:b])
+            for i, (a, b, shape) in enumerate(self._segments):
+                q = self._contextual.get(i)
+                scales.append(log_b[a:b] if q is None else
+                              q.log_b_context[context.buckets_torch(coded[a:b].detach().reshape(shape)).reshape(-1)])
             log_b = torch.cat(scales)
         bits = laplace.bits(coded, log_b).sum()
         pieces = torch.split(w_hat, self._sizes)
