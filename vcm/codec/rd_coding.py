@@ -212,20 +212,28 @@ def _context_chunks(values: np.ndarray, p: context.ContextParams) -> list[tuple[
     return chunks
 
 
-def _plain_chunk(t: RDTensor, m: int) -> tuple[int, int, list[tuple[np.ndarray, object]]]:
-    """(lo, span, [(symbols − lo, model)]) of a tensor coded under its one Laplace m (no chunk when its
-    symbols are one value or none)."""
+def _symbol_range(t: RDTensor) -> tuple[int, int]:
+    """(lo, span) of the symbols ``t`` codes under its one Laplace ((0, 0) when it has none)."""
     s = t.coded_symbols()
     lo, hi = (int(s.min()), int(s.max())) if s.size else (0, -1)
     if hi - lo + 1 > MAX_SPAN:
         raise ValueError(f"symbol span of {t.name} too large")
-    return lo, hi - lo + 1, ([(s - lo, _model(m, lo, hi))] if hi > lo else [])
+    return lo, hi - lo + 1
 
 
-def _write_compact_record(t: RDTensor, coding: TensorCoding, bw: BitWriter) -> list[tuple[np.ndarray, object]]:
-    """Version 5's record of ``t`` into ``bw`` (none for an empty tensor); returns its ANS chunks."""
+def _chunks(t: RDTensor, params: context.ContextParams | None, m: int) -> list[tuple[np.ndarray, object]]:
+    """``t``'s [(symbols ≥ 0, model)] in decoding order: under the context model ``params``, else under
+    its one Laplace m (nothing when its symbols are one value or none)."""
+    if params is not None:
+        return _context_chunks(t.coded_values().reshape(t.shape), params)
+    lo, span = _symbol_range(t)
+    return [(t.coded_symbols() - lo, _model(m, lo, lo + span - 1))] if span >= 2 else []
+
+
+def _write_compact_record(t: RDTensor, coding: TensorCoding, bw: BitWriter) -> None:
+    """Version 5's record of ``t`` into ``bw`` (none for an empty tensor)."""
     if not t.symbols.size:
-        return []
+        return
     if t.temporal:
         bw.fixed(CONTEXT if coding.params else PLAIN, 1)
     p = coding.params
@@ -234,18 +242,14 @@ def _write_compact_record(t: RDTensor, coding: TensorCoding, bw: BitWriter) -> l
             raise ValueError(f"residual span of {t.name} too large")
         for weight in p.weights:
             bw.signed(weight)
-        bw.signed(p.lo)
-        bw.exp_golomb(p.span - 1)
-        if p.span >= 2:
-            for m in p.ms:
-                bw.fixed(laplace.CODE_OF_M[m], 8)
-        return _context_chunks(t.coded_values().reshape(t.shape), p)
-    lo, span, chunks = _plain_chunk(t, coding.m)
+        lo, span, laws = p.lo, p.span, p.ms
+    else:
+        (lo, span), laws = _symbol_range(t), (coding.m,)
     bw.signed(lo)
     bw.exp_golomb(span - 1)
     if span >= 2:
-        bw.fixed(laplace.CODE_OF_M[coding.m], 8)
-    return chunks
+        for m in laws:
+            bw.fixed(laplace.CODE_OF_M[m], 8)
 
 
 def _record_bits(t: RDTensor, coding: TensorCoding) -> int:
@@ -269,7 +273,9 @@ def write(tensors: list[RDTensor], w: Writer, version: int = LATEST) -> int:
     if version >= COMPACT_VERSION:
         bw = BitWriter()
         for t in tensors:
-            coded += _write_compact_record(t, coding_of(t, version), bw)
+            coding = coding_of(t, version)
+            _write_compact_record(t, coding, bw)
+            coded += _chunks(t, coding.params, coding.m)
         w.raw(bw.getvalue())
     else:
         for t in tensors:
@@ -281,14 +287,13 @@ def write(tensors: list[RDTensor], w: Writer, version: int = LATEST) -> int:
                 if params.span > MAX_SPAN:
                     raise ValueError(f"residual span of {t.name} too large")
                 _write_params(params, w)
-                coded += _context_chunks(t.coded_values().reshape(t.shape), params)
-                continue
-            lo, span, chunks = _plain_chunk(t, t.m)
-            w.svarint(lo)
-            w.varint(span)
-            if span >= 2:
-                w.raw(int(t.m).to_bytes(2, "little"))
-            coded += chunks
+            else:
+                lo, span = _symbol_range(t)
+                w.svarint(lo)
+                w.varint(span)
+                if span >= 2:
+                    w.raw(int(t.m).to_bytes(2, "little"))
+            coded += _chunks(t, params, t.m)
     words = _encode_words(coded)
     w.varint(int(words.size))
     w.raw(words.astype("<u4").tobytes())

@@ -61,7 +61,7 @@ def buckets_torch(d: torch.Tensor) -> torch.Tensor:
     ul[..., 1:] = u[..., :-1]
     ur[..., :-1] = u[..., 1:]
     activity = 2 * u.abs() + ul.abs() + ur.abs()
-    return torch.bucketize(activity, torch.as_tensor(THRESHOLDS, dtype=activity.dtype), right=True)
+    return torch.bucketize(activity, torch.as_tensor(THRESHOLDS, dtype=activity.dtype, device=activity.device), right=True)
 
 
 def neighbours(above: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
