@@ -29,11 +29,11 @@ def grid(correlated: bool, seed: int = 0) -> RDTensor:
     return RDTensor("grids.0", SHAPE, np.array([-10]), m, q.reshape(1, -1), temporal=True)
 
 
-def round_trip(t: RDTensor) -> tuple[RDTensor, int]:
+def round_trip(t: RDTensor, version: int = rd_coding.LATEST) -> tuple[RDTensor, int]:
+    """``t`` written alone in format ``version`` and read back: (the decoded tensor, the ANS payload's bytes)."""
     w = Writer()
-    payload = rd_coding.write([t], w)
-    data = w.getvalue()
-    (back,) = rd_coding.read(Reader(data, "test"), [(t.name, t.shape, 1)], frozenset([t.name]))
+    payload = rd_coding.write([t], w, version=version)
+    (back,) = rd_coding.read(Reader(w.getvalue(), "test"), [(t.name, t.shape, 1)], frozenset([t.name]), version=version)
     return back, payload
 
 
@@ -57,9 +57,7 @@ def test_uncorrelated_grids_stay_plain_and_round_trip():
 
 def test_version_4_still_reads_and_its_choices_are_made_afresh_on_re_encoding():
     t = grid(correlated=True)
-    w = Writer()
-    rd_coding.write([t], w, version=4)
-    (back,) = rd_coding.read(Reader(w.getvalue(), "test"), [(t.name, t.shape, 1)], frozenset([t.name]), version=4)
+    back, _ = round_trip(t, version=4)
     assert np.array_equal(back.symbols, t.symbols) and back.coding is None
     assert rd_coding.coding_of(back).params is not None  # re-encoding in the latest version chooses again
     assert rd_coding.coding_of(back, 4).params.ms != rd_coding.coding_of(back).params.ms  # 16-bit laws, then 8-bit
@@ -67,9 +65,7 @@ def test_version_4_still_reads_and_its_choices_are_made_afresh_on_re_encoding():
 
 def test_older_layout_has_no_mode_byte():
     t = grid(correlated=True)
-    w = Writer()
-    rd_coding.write([t], w, version=3)
-    (back,) = rd_coding.read(Reader(w.getvalue(), "test"), [(t.name, t.shape, 1)], frozenset([t.name]), version=3)
+    back, _ = round_trip(t, version=3)
     assert np.array_equal(back.symbols, t.symbols) and back.coding is None
 
 
