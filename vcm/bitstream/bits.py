@@ -89,32 +89,16 @@ class Reader:
 
 def exp_golomb_pack(values: list[int]) -> bytes:
     """Order-0 Exp-Golomb codes of non-negative integers, MSB first, zero-padded to a byte."""
-    bits: list[str] = []
+    bw = BitWriter()
     for v in values:
-        code = bin(v + 1)[2:]
-        bits.append("0" * (len(code) - 1) + code)
-    s = "".join(bits)
-    s += "0" * (-len(s) % 8)
-    return int(s, 2).to_bytes(len(s) // 8, "big") if s else b""
+        bw.exp_golomb(v)
+    return bw.getvalue()
 
 
 def exp_golomb_unpack(data: bytes, count: int, what: str = "table") -> tuple[list[int], int]:
-    """Read ``count`` Exp-Golomb values; returns (values, bytes consumed)."""
-    bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8))
-    out, pos, n = [], 0, len(bits)
-    for _ in range(count):
-        zeros = 0
-        while pos < n and bits[pos] == 0:
-            zeros += 1
-            pos += 1
-        if zeros > 40 or pos + zeros + 1 > n:  # a code is `zeros` 0-bits, then zeros + 1 value bits
-            raise StreamError(f"truncated or malformed {what}")
-        value = 0
-        for b in bits[pos:pos + zeros + 1]:
-            value = (value << 1) | int(b)
-        pos += zeros + 1
-        out.append(value - 1)
-    return out, (pos + 7) // 8
+    """Read ``count`` Exp-Golomb values; returns (values, bytes consumed). The padding is not checked."""
+    br = BitReader(Reader(data, what), len(data))
+    return [br.exp_golomb() for _ in range(count)], (br.pos + 7) // 8
 
 
 class BitWriter:
