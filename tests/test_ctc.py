@@ -259,6 +259,44 @@ def test_a_fit_sections_seed_keys_its_folder_and_seeds_the_fit_and_its_stages(tm
         assert stage.value.args[1][2].seed == expected  # compress_run(fit_dir, out, opts, device)
 
 
+def test_a_stage_seed_reseeds_the_stages_alone_and_names_its_points(tmp_path, monkeypatch):
+    """``stage_seed``: the same fit (same folder, same fit seed), its points under their own names (a chain's
+    links too) and their stages seeded with it; refused unless a whole number ≥ 0."""
+    import vcm.codec.compress as compress
+    from tests.conftest import tiny_video
+    from vcm import codecs
+
+    hinerv = codecs.get("hinerv")
+    seq = {"name": "carphone"}
+    fit = {"preset": "hinerv-demo", "rate_aware": False, "seed": 2, "points": [{"lambda": 1}, {"lambda": 4}, {"prune": 0.4}]}
+    plain = hinerv.points({"fits": [fit]}, seq)
+    restaged = hinerv.points({"fits": [{**fit, "stage_seed": 5}]}, seq)
+    assert [p["fit_key"] for _, p in restaged] == [p["fit_key"] for _, p in plain] == ["hinerv-demo_seed2"] * 3
+    assert [pid for pid, _ in restaged] == ["hinerv-demo_seed2_rd_l1p0_ss5", "hinerv-demo_seed2_rd_l4p0_ss5_from_l1p0",
+                                            "hinerv-demo_seed2_pr0p4_b8_ss5"]
+    assert restaged[1][1]["warm_from"] == restaged[0][0]  # the chain follows its own links, not the plain ones
+    assert all("stage_seed" not in p and "stage_seed" not in p["fit"] for _, p in plain)
+    for bad in (-1, "1", 1.5, True):
+        with pytest.raises(VcmError, match="stage_seed must be a whole number"):
+            hinerv.points({"fits": [{**fit, "stage_seed": bad}]}, seq)
+
+    class Stop(Exception):
+        pass
+
+    def caught(*args, **kwargs):
+        raise Stop(args, kwargs)
+
+    monkeypatch.setattr(type(hinerv), "_fit", lambda self, spec, video, device: (tmp_path, 0.0))
+    monkeypatch.setattr(compress, "compress_run", caught)
+    video = tiny_video(tmp_path, t=4)
+    spec = {"out": str(tmp_path / "out"), "sequence": "carphone", "workdir": str(tmp_path / "w")}
+    for points, expected in ((restaged, 5), (plain, 2)):
+        for _, point in points:
+            with pytest.raises(Stop) as stage:
+                hinerv.encode_decode({**spec, "point": point}, video, "cpu")
+            assert stage.value.args[0][2].seed == expected  # compress_run(fit_dir, out, opts, device)
+
+
 @pytest.mark.parametrize("edit, message", [
     ({"codecs": {"nerv": {"fits": [{"preset": "demo", "points": [{"prun": 0.4}]}]}}}, "prun"),
     ({"codecs": {"hevc": {"qp": [22]}}}, "codec hevc: unknown key(s) qp"),

@@ -28,7 +28,8 @@ from pathlib import Path
 from vcm.codecs import Codec, network_ready, register_codec
 from vcm.errors import VcmError
 
-_FIT_KEYS = {"preset", "params", "width_scale", "epochs", "steps", "batch", "lr", "seed", "points", "rate_aware", "chain"}
+_FIT_KEYS = {"preset", "params", "width_scale", "epochs", "steps", "batch", "lr", "seed", "stage_seed", "points", "rate_aware",
+             "chain"}
 _AFFINE_KEYS = {"prune", "bits", "qat", "finetune_epochs"}
 _RD_KEYS = {"lambda", "rd_epochs", "rd_steps", "prune", "step_lr", "temporal"}
 _MATCH_KEYS = {"match", "lambda", "rd_epochs", "rd_steps", "step_lr", "temporal"}
@@ -41,6 +42,14 @@ def _label(value) -> str:
 def _chain_link(point: dict) -> bool:
     """A point that a chained fit runs as a link of its chain: a λ point (not one matching an anchor)."""
     return "lambda" in point and "match" not in point
+
+
+def _seed_of(name: str, fit: dict, key: str) -> int | None:
+    """A fit's ``seed`` or ``stage_seed``: None when absent, else a whole number ≥ 0 (refused otherwise)."""
+    value = fit.get(key)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise VcmError(f"{name} fit: {key} must be a whole number ≥ 0, not {value!r}")
+    return value
 
 
 def _preset_key(preset: str) -> str:
@@ -102,10 +111,10 @@ class NervFamily(Codec):
                 fit_key += f"_e{fit['epochs']}"
             if fit.get("steps") is not None:
                 fit_key += f"_s{fit['steps']}"
-            if fit.get("seed") is not None:  # the same section again from another start: a run-to-run spread
-                if isinstance(fit["seed"], bool) or not isinstance(fit["seed"], int) or fit["seed"] < 0:
-                    raise VcmError(f"{self.name} fit: seed must be a whole number ≥ 0, not {fit['seed']!r}")
+            if _seed_of(self.name, fit, "seed") is not None:  # the same section again from another start: a run-to-run spread
                 fit_key += f"_seed{fit['seed']}"
+            # the same fit's stages from another start (the stages' own spread): the points' names say so, the fit's do not
+            stage_key = "" if _seed_of(self.name, fit, "stage_seed") is None else f"_ss{fit['stage_seed']}"
             chained = self._chained(fit)
             fit_points = fit.get("points") or [{}]
             if chained:  # the chain's λ points first, from the smallest λ up: the first trains the fit
@@ -113,13 +122,15 @@ class NervFamily(Codec):
             last_link = [q for q in fit_points if _chain_link(q)][-1] if chained else None
             previous = None  # (point id, λ) of the chain's previous link
             for p in fit_points:
-                common = {"fit": {k: v for k, v in fit.items() if k not in ("points", "rate_aware", "chain")},
+                common = {"fit": {k: v for k, v in fit.items() if k not in ("points", "rate_aware", "chain", "stage_seed")},
                           "fit_key": fit_key, "masks": section.get("masks")}
+                if stage_key:
+                    common["stage_seed"] = fit["stage_seed"]
                 if "match" in p:  # one point per point of the anchor, at its rate (expanded by the CTC planner)
                     unknown = set(p) - _MATCH_KEYS
                     if fit.get("rate_aware", True):
                         raise VcmError(f"{self.name}: match points search λ on one plain fit; set rate_aware: false on their fit")
-                    pid = f"{fit_key}_rd_match_{p['match']}"
+                    pid = f"{fit_key}_rd_match_{p['match']}{stage_key}"
                     point = {**common, "match": str(p["match"]), "lambda": float(p.get("lambda", 1.0)), "prune": 0.0,
                              "rd_epochs": p.get("rd_epochs"), "rd_steps": p.get("rd_steps"), "step_lr": p.get("step_lr"),
                              "temporal": p.get("temporal", True)}
@@ -133,7 +144,7 @@ class NervFamily(Codec):
                     if not isinstance(temporal, bool):
                         raise VcmError(f"{self.name} point {p}: temporal must be true or false")
                     pid = (f"{fit_key}_rd_l{_label(lam)}" + (f"_pr{_label(prune)}" if prune else "")
-                           + ("" if temporal else "_flat"))
+                           + ("" if temporal else "_flat") + stage_key)
                     point = {**common, "lambda": lam, "prune": prune, "rd_epochs": p.get("rd_epochs"), "rd_steps": p.get("rd_steps"),
                              "step_lr": p.get("step_lr"), "temporal": temporal}
                     if chained:  # starts where the previous λ's stage ended (its own folder: another stream)
@@ -145,7 +156,7 @@ class NervFamily(Codec):
                 else:
                     unknown = set(p) - _AFFINE_KEYS
                     prune, bits = float(p.get("prune", 0.0)), int(p.get("bits", 8))
-                    pid = f"{fit_key}_pr{_label(prune)}_b{bits}{'_qat' if p.get('qat') else ''}"
+                    pid = f"{fit_key}_pr{_label(prune)}_b{bits}{'_qat' if p.get('qat') else ''}{stage_key}"
                     point = {**common, "prune": prune, "bits": bits, "qat": bool(p.get("qat")),
                              "finetune_epochs": p.get("finetune_epochs")}
                 if unknown:
@@ -236,7 +247,9 @@ class NervFamily(Codec):
         p = spec["point"]
         fit_dir, fit_seconds = self._fit(spec, video, device)
         network_ready(spec)
-        seed = {} if p["fit"].get("seed") is None else {"seed": p["fit"]["seed"]}  # the fit's seed seeds its stages (checked in points())
+        # the stages' seed: the fit's stage_seed, else the fit's own seed (both checked in points())
+        stage_seed = p.get("stage_seed") if p.get("stage_seed") is not None else p["fit"].get("seed")
+        seed = {} if stage_seed is None else {"seed": stage_seed}
         if "lambda" in p:
             fast = {} if p.get("step_lr") is None else {"step_lr": p["step_lr"], "entropy_lr": p["step_lr"]}
             opts = RDOptions(lam=p["lambda"], epochs=p.get("rd_epochs"), steps=p.get("rd_steps"), prune=p["prune"],
@@ -267,7 +280,8 @@ class NervFamily(Codec):
                "encode": fit_seconds + compress_seconds + earlier, "fit_seconds": fit_seconds,
                "compress_seconds": compress_seconds, "decode": time.time() - t - compress_seconds, "qp": None,
                "params": report["params"], "bits_per_param": report["bits_per_param"],
-               "settings": {"representation": self.arch, "loss": self.loss, "fit": p["fit"],
+               "settings": {"representation": self.arch, "loss": self.loss,
+                            "fit": p["fit"] if p.get("stage_seed") is None else {**p["fit"], "stage_seed": p["stage_seed"]},
                             "method": ("prune/quantize (paper)" if "lambda" not in p else "rate-distortion" +
                                        (f", from λ {report['start']['lambda']:g}'s stage" if report.get("start") else ""))}}
         for key in ("estimate_bytes", "breakdown", "rate_control", "decoder_kmac_per_pixel"):
