@@ -85,7 +85,6 @@ def report_clip(name: str, rows: list[dict], seconds: dict, pixels: int, earlier
     the run whose fits these curves started from (``--fits-from``): each curve is compared with its own
     there, and its wall time is the stages' alone, not held to the rule."""
     from vcm.codec.breakdown import format_rows
-    from vcm.ctc.bd import describe
     from vcm.ctc.tables import bd_table, curve_of, curves_by_sequence, point_label
 
     if earlier is not None:  # the anchors not run now are those of the fits' run (their encodes are the same bytes)
@@ -105,9 +104,8 @@ def report_clip(name: str, rows: list[dict], seconds: dict, pixels: int, earlier
         for b in bd_table(curves, anchor):
             if b["codec"] in ("hevc", "vvc"):
                 continue
-            bds.setdefault(b["codec"], {})[anchor] = {
-                "bd_rate": b["bd_rate_psnr_y"], "overlap": b["overlap_psnr_y"], "withheld": b["withheld_psnr_y"],
-                "text": describe(b["bd_rate_psnr_y"], b["overlap_psnr_y"], b["withheld_psnr_y"], b["note_psnr_y"])}
+            bds.setdefault(b["codec"], {})[anchor] = _cell(b["bd_rate_psnr_y"], b["overlap_psnr_y"], b["withheld_psnr_y"],
+                                                           b["note_psnr_y"])
     if earlier is not None:
         before = curves_by_sequence(earlier).get(name, {})
         for codec, curve in curves.get(name, {}).items():
@@ -133,15 +131,21 @@ def report_clip(name: str, rows: list[dict], seconds: dict, pixels: int, earlier
                        for r in rows]}
 
 
+def _cell(bd_rate: float | None, overlap: float | None, withheld: bool, note: str | None) -> dict:
+    """One BD-rate as the summary keeps it: the figures and the report's text for them."""
+    from vcm.ctc.bd import describe
+
+    return {"bd_rate": bd_rate, "overlap": overlap, "withheld": withheld, "text": describe(bd_rate, overlap, withheld, note)}
+
+
 def _against(before: list[dict], after: list[dict]) -> dict:
     """Y-PSNR BD-rate of curve ``after`` against ``before`` (result rows, as ``curves_by_sequence`` gives
-    them), in the report's cell form."""
-    from vcm.ctc.bd import bd, describe
+    them), as a :func:`_cell`."""
+    from vcm.ctc.bd import bd
 
     b = bd([r["kbps"] for r in before], [r["psnr_y"] for r in before], [r["kbps"] for r in after],
            [r["psnr_y"] for r in after])
-    return {"bd_rate": b["bd_rate"], "overlap": b["overlap_rate"], "withheld": b["withheld_rate"],
-            "text": describe(b["bd_rate"], b["overlap_rate"], b["withheld_rate"], b["error"])}
+    return _cell(b["bd_rate"], b["overlap_rate"], b["withheld_rate"], b["error"])
 
 
 def reuse_fits(name: str, run: Path, out: Path, codecs: list[str], cfg: dict) -> list[dict]:

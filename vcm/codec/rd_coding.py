@@ -408,11 +408,15 @@ def read(r: Reader, layout: list[tuple[str, tuple[int, ...], int]], temporal: fr
     try:
         coder = constriction.stream.stack.AnsCoder(words)
         tensors, decoded, c0 = [], [], 0
+        keeps_coding = version == LATEST  # an older stream's choices were made for its own layout: re-encoding makes them afresh
         for (name, shape, channels), p in zip(layout, params):
             count = int(np.prod(shape))
+            coding = None
             if isinstance(p, context.ContextParams):
                 values = _decode_context(coder, shape, p, name, decoded)
                 flat = values.ravel()
+                if keeps_coding:
+                    coding = TensorCoding(p, context.code_length(values, p))
             else:
                 lo, span, m = p
                 if span >= 2:
@@ -421,12 +425,8 @@ def read(r: Reader, layout: list[tuple[str, tuple[int, ...], int]], temporal: fr
                     flat = decoded[-1][0].astype(np.int64) + lo
                 else:
                     flat = np.full(count, lo, dtype=np.int64)
-            if version < LATEST:  # an older stream's choices were made for its own layout: re-encoding makes them afresh
-                coding = None
-            elif isinstance(p, context.ContextParams):
-                coding = TensorCoding(p, context.code_length(values, p))
-            else:
-                coding = TensorCoding(None, laplace.model_bits(flat, m) if span >= 2 else 0.0, m)
+                if keeps_coding:
+                    coding = TensorCoding(None, laplace.model_bits(flat, m) if span >= 2 else 0.0, m)
             if name in temporal:
                 flat = np.cumsum(flat.reshape(shape), axis=0).ravel()
                 if flat.size and max(-int(flat.min()), int(flat.max())) > SYMBOL_LIMIT:
