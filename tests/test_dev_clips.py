@@ -1,0 +1,56 @@
+"""The development-clip benchmark's configs: the demo's sections unchanged, or with K times their schedule."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def dev_clips():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        yield importlib.import_module("dev_clips")
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+
+def _fits(cfg: dict) -> list[dict]:
+    return cfg["codecs"]["hinerv"]["fits"]
+
+
+def test_compute_scales_the_capped_fit_and_every_stage(dev_clips):
+    from vcm.nerv.config import load_preset
+    from vcm.nerv.run import plan
+
+    _, preset = load_preset("hinerv-demo")
+    plain = dev_clips.clip_config("bikes416", "x.yuv", "all", ["hinerv"])
+    assert all("steps" not in fit for fit in _fits(plain))  # without --compute: the demo's sections as they are
+    for frames in (48, 120):
+        capped = preset.total_steps(frames)
+        scaled = dev_clips.clip_config("clip", "x.yuv", "all", ["hinerv"], compute=4, num_frames=frames)
+        assert len(_fits(scaled)) == len(_fits(plain))
+        for fit, before in zip(_fits(scaled), _fits(plain)):
+            assert fit["steps"] == 4 * capped
+            # what the fit then runs: its explicit steps in full, the preset's cap on passes lifted
+            _, train = plan(fit["preset"], width_scale=fit.get("width_scale"), steps=fit["steps"])
+            assert train.total_steps(frames) == 4 * capped
+            assert {k: v for k, v in fit.items() if k not in ("steps", "points")} == \
+                   {k: v for k, v in before.items() if k != "points"}
+            assert [p["rd_steps"] for p in fit["points"]] == [4 * preset.rd_steps] * len(before["points"])
+            assert [p["lambda"] for p in fit["points"]] == [p["lambda"] for p in before["points"]]
+    # the crop's 48 frames are capped by the preset's passes, carphone's 120 are not: the factor follows the cap
+    assert preset.total_steps(48) < preset.total_steps(120)
+
+
+def test_compute_scales_a_fits_own_steps(dev_clips):
+    fit = {"preset": "hinerv-demo", "steps": 100, "points": [{"lambda": 1, "rd_steps": 30}, {"prune": 0.4, "bits": 8}]}
+    scaled = dev_clips._scaled(fit, 2.5, num_frames=8)
+    assert scaled["steps"] == 250  # an explicit count has no cap on passes to apply first
+    assert scaled["points"] == [{"lambda": 1, "rd_steps": 75}, {"prune": 0.4, "bits": 8}]
+    assert fit["steps"] == 100 and fit["points"][0]["rd_steps"] == 30  # the demo's own sections are left alone
