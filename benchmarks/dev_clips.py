@@ -87,18 +87,19 @@ def clip_config(name: str, source: str, frames: str, codecs: list[str], seed: in
 
 def _scaled(fit: dict, factor: float, num_frames: int) -> dict:
     """``fit`` with ``factor`` times the optimiser steps it would take on a clip of ``num_frames`` frames
-    (an explicit ``steps`` lifts the preset's cap on passes, so the capped count is scaled) and ``factor``
-    times each λ point's rate–distortion steps."""
-    from vcm.nerv.config import load_preset
+    (its schedule as ``vcm.nerv.run.plan`` resolves it, after the preset's cap on passes: an explicit ``steps``
+    lifts that cap, so the capped count is what is scaled) and ``factor`` times the steps each λ point's
+    rate–distortion stage would run (as ``vcm.codec.rd.rd_steps`` counts them; a stage of none stays none)."""
+    from vcm.codec.rd import RDOptions, rd_steps
+    from vcm.nerv.run import plan
 
-    _, train = load_preset(fit["preset"])
-    if fit.get("steps") is not None or fit.get("epochs") is not None:
-        from dataclasses import replace
-
-        train = replace(train, steps=fit.get("steps"), epochs=fit.get("epochs") or train.epochs,
-                        max_epochs=None if fit.get("steps") is not None else train.max_epochs)
-    points = [{**p, "rd_steps": max(1, round(factor * (p.get("rd_steps") or train.rd_steps)))}
-              if "lambda" in p and train.rd_steps else dict(p) for p in fit.get("points") or []]
+    _, train = plan(fit["preset"], steps=fit.get("steps"), epochs=fit.get("epochs"))
+    points = []
+    for p in fit.get("points") or []:
+        stage = rd_steps(RDOptions(lam=float(p["lambda"]), epochs=p.get("rd_epochs"), steps=p.get("rd_steps")), train,
+                         num_frames, bool(fit.get("rate_aware", True))) if "lambda" in p else 0
+        kept = {k: v for k, v in p.items() if k != "rd_epochs"} if stage else dict(p)
+        points.append({**kept, "rd_steps": max(1, round(factor * stage))} if stage else kept)
     return {**fit, "steps": max(1, round(factor * train.total_steps(num_frames))), "points": points}
 
 

@@ -54,3 +54,16 @@ def test_compute_scales_a_fits_own_steps(dev_clips):
     assert scaled["steps"] == 250  # an explicit count has no cap on passes to apply first
     assert scaled["points"] == [{"lambda": 1, "rd_steps": 75}, {"prune": 0.4, "bits": 8}]
     assert fit["steps"] == 100 and fit["points"][0]["rd_steps"] == 30  # the demo's own sections are left alone
+
+
+def test_compute_counts_a_stage_as_the_stage_would(dev_clips):
+    from vcm.nerv.config import load_preset
+
+    _, preset = load_preset("hinerv-demo")
+    fit = {"preset": "hinerv-demo", "rate_aware": False, "points": [{"lambda": 1, "rd_epochs": 2}]}
+    scaled = dev_clips._scaled(fit, 3, num_frames=8)
+    # two passes over 8 frames become steps (epochs would no longer scale with the schedule), then three times them
+    assert scaled["points"] == [{"lambda": 1, "rd_steps": 3 * 2 * preset.steps_per_epoch(8)}]
+    # a rate-aware fit codes its own quantizers: its stage runs no steps, and K times none is still none
+    rate_aware = dev_clips._scaled({"preset": "hinerv-demo", "points": [{"lambda": 1}]}, 3, num_frames=8)
+    assert rate_aware["points"] == [{"lambda": 1}]
