@@ -363,6 +363,29 @@ def test_a_lone_fit_takes_every_core_and_the_rest_waits_for_it():
     assert [sched.take(1)["point_id"] for _ in range(2)] == ["h2", "q1"] and sched.take(1) is None
 
 
+def test_a_fit_of_one_point_is_a_network_to_train_too():
+    """Beside a fit of two points, a fit of one point is the second network on two slots: each takes one
+    slot and both start at once (not the first on both slots while the other waits). Alone with an
+    anchor, a fit of one point takes both slots until its network is on disk."""
+    from vcm.ctc.run import Schedule
+
+    def spec(pid, fit=None):
+        return {"sequence": "s", "codec": "hinerv" if fit else "hevc", "point_id": pid,
+                "point": {"fit_key": fit} if fit else {}}
+
+    specs = [spec("L1", "large"), spec("L2", "large"), spec("S1", "small"), spec("q1")]
+    sched = Schedule(specs, jobs=2)
+    first = sched.take(2)
+    second = sched.take(2 - sched.slots(first))
+    assert (first["point_id"], second["point_id"]) == ("L1", "S1")
+    assert sched.slots(first) == sched.slots(second) == 1
+    sched = Schedule([spec("S1", "small"), spec("q1")], jobs=2)
+    lone = sched.take(2)
+    assert lone["point_id"] == "S1" and sched.slots(lone) == 2 and sched.take(0) is None
+    sched.fitted(lone)
+    assert sched.slots(lone) == 1 and sched.take(1)["point_id"] == "q1"
+
+
 def test_a_networks_other_points_start_once_it_is_on_disk_the_last_trained_first():
     """Two networks on two slots (a large and a small one, as the demo's sections): the small one is on
     disk first and its point goes on with its stage; when the large one lands, its other point goes

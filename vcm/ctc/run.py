@@ -207,8 +207,8 @@ class Schedule:
     still training only when nothing else is left (it waits on the lock, as an idle worker would).
 
     A point takes one of the ``jobs`` slots (``cores / jobs`` threads), except that when fewer networks
-    are to train than there are slots, each fitting point takes an equal share of them all and starts
-    alone: one HiNeRV fit on 2 threads runs 1.8× as fast as on one (bikes 640×272), while the anchors
+    are to train than there are slots (a fit of one point counts as one, as a fit of several does), each
+    fitting point takes an equal share of them all and starts alone: one HiNeRV fit on 2 threads runs 1.8× as fast as on one (bikes 640×272), while the anchors
     it would otherwise share the cores with wait only as long. Once its network is on disk the point
     goes on with one slot's threads and gives the others back (``fitted``), and its group's other
     points start beside it: four λ points after a fit run as two pairs, where the first used to run
@@ -229,8 +229,11 @@ class Schedule:
         shared = [g for g in groups.values() if len(g) > 1]
         self.ready = [g[0] for g in shared] + [g[0] for g in groups.values() if len(g) == 1]
         self.held = {id(g[0]): g[1:] for g in shared}
-        share = jobs // len(shared) if shared else 1
-        self.wide = {id(g[0]): share for g in shared} if share > 1 else {}
+        # every group with a fit trains a network: one of several points, or of one alone (a fit with one
+        # point, or a rate-aware fit's λ, which is its own network)
+        networks = [g for g in groups.values() if (g[0].get("point") or {}).get("fit_key")]
+        share = jobs // len(networks) if networks else 1
+        self.wide = {id(g[0]): share for g in networks} if share > 1 else {}
         self.waiting: list[dict] = []  # released points whose chain's previous point has not finished
         self.done: set[tuple] = set()
         self.planned = {_chain_key(s, s["point_id"]) for s in specs}  # a previous point not among them has run before
