@@ -379,7 +379,7 @@ def test_a_fit_of_one_point_is_a_network_to_train_too():
     second = sched.take(2 - sched.slots(first))
     assert (first["point_id"], second["point_id"]) == ("L1", "S1")
     assert sched.slots(first) == sched.slots(second) == 1
-    sched = Schedule([spec("S1", "small"), spec("q1")], jobs=2)
+    sched = Schedule([spec("q1"), spec("S1", "small")], jobs=2)  # the network goes first whatever the order
     lone = sched.take(2)
     assert lone["point_id"] == "S1" and sched.slots(lone) == 2 and sched.take(0) is None
     sched.fitted(lone)

@@ -208,8 +208,9 @@ class Schedule:
 
     A point takes one of the ``jobs`` slots (``cores / jobs`` threads), except that when fewer networks
     are to train than there are slots (a fit of one point counts as one, as a fit of several does), each
-    fitting point takes an equal share of them all and starts alone: one HiNeRV fit on 2 threads runs 1.8× as fast as on one (bikes 640×272), while the anchors
-    it would otherwise share the cores with wait only as long. Once its network is on disk the point
+    fitting point takes an equal share of them all and starts alone: one HiNeRV fit on 2 threads runs
+    1.8× as fast as on one (bikes 640×272), while the anchors it would otherwise share the cores with
+    wait only as long. Once its network is on disk the point
     goes on with one slot's threads and gives the others back (``fitted``), and its group's other
     points start beside it: four λ points after a fit run as two pairs, where the first used to run
     alone on both slots and the last alone on one, the other slot idle when no anchor was left (two
@@ -227,11 +228,13 @@ class Schedule:
             key = (s["sequence"], s["codec"], (s.get("point") or {}).get("fit_key") or s["point_id"])
             groups.setdefault(key, []).append(s)
         shared = [g for g in groups.values() if len(g) > 1]
-        self.ready = [g[0] for g in shared] + [g[0] for g in groups.values() if len(g) == 1]
-        self.held = {id(g[0]): g[1:] for g in shared}
         # every group with a fit trains a network: one of several points, or of one alone (a fit with one
-        # point, or a rate-aware fit's λ, which is its own network)
+        # point, or a rate-aware fit's λ, which is its own network); a lone one starts ahead of the anchors
         networks = [g for g in groups.values() if (g[0].get("point") or {}).get("fit_key")]
+        lone = [g[0] for g in groups.values() if len(g) == 1]
+        trains = {id(g[0]) for g in networks}
+        self.ready = [g[0] for g in shared] + [s for s in lone if id(s) in trains] + [s for s in lone if id(s) not in trains]
+        self.held = {id(g[0]): g[1:] for g in shared}
         share = jobs // len(networks) if networks else 1
         self.wide = {id(g[0]): share for g in networks} if share > 1 else {}
         self.waiting: list[dict] = []  # released points whose chain's previous point has not finished
