@@ -76,30 +76,33 @@ def clip_config(name: str, source: str, frames: str, codecs: list[str], seed: in
         raise VcmError(f"the demo config has no section {', '.join(sorted(missing))}; it has {', '.join(demo['codecs'])}")
     sections = {c: dict(demo["codecs"][c]) for c in codecs}
     given = {k: v for k, v in (("seed", seed), ("stage_seed", stage_seed)) if v is not None}
-    for section in sections.values():
+    for codec, section in sections.items():
         if "fits" in section and given:
             section["fits"] = [{**fit, **given} for fit in section["fits"]]
         if "fits" in section and compute is not None:
-            section["fits"] = [_scaled(fit, compute, num_frames) for fit in section["fits"]]
+            section["fits"] = [_scaled(fit, compute, num_frames, codec) for fit in section["fits"]]
     return {"sequences": [{"name": name, "path": source, "frames": frames}], "device": "cpu", "detector": None,
             "codecs": sections}
 
 
-def _scaled(fit: dict, factor: float, num_frames: int) -> dict:
-    """``fit`` with ``factor`` times the optimiser steps it would take on a clip of ``num_frames`` frames
-    (its schedule as ``vcm.nerv.run.plan`` resolves it, after the preset's cap on passes: an explicit ``steps``
-    lifts that cap, so the capped count is what is scaled) and ``factor`` times the steps each λ point's
-    rate–distortion stage would run (as ``vcm.codec.rd.rd_steps`` counts them; a stage of none stays none)."""
+def _scaled(fit: dict, factor: float, num_frames: int, codec: str = "hinerv") -> dict:
+    """``fit`` (of ``codec``'s section) with ``factor`` times the optimiser steps it would take on a clip of
+    ``num_frames`` frames (its schedule as the codec resolves it, after the preset's cap on passes: an
+    explicit ``steps`` lifts that cap, so the capped count is what is scaled) and ``factor`` times the steps
+    each λ point's rate–distortion stage would run (as ``vcm.codec.rd.rd_steps`` counts them; a stage of
+    none stays none)."""
     from vcm.codec.rd import RDOptions, rd_steps
-    from vcm.nerv.run import plan
+    from vcm.codecs import get
+    from vcm.codecs.nerv_family import fit_plan, rate_aware
 
-    _, train = plan(fit["preset"], steps=fit.get("steps"), epochs=fit.get("epochs"))
+    _, train = fit_plan(fit, get(codec).default_preset)
     points = []
     for p in fit.get("points") or []:
         stage = rd_steps(RDOptions(lam=float(p["lambda"]), epochs=p.get("rd_epochs"), steps=p.get("rd_steps")), train,
-                         num_frames, bool(fit.get("rate_aware", True))) if "lambda" in p else 0
-        kept = {k: v for k, v in p.items() if k != "rd_epochs"} if stage else dict(p)
-        points.append({**kept, "rd_steps": max(1, round(factor * stage))} if stage else kept)
+                         num_frames, rate_aware(fit)) if "lambda" in p else 0
+        if stage:  # the stage's count as steps, scaled (epochs would no longer follow the schedule)
+            p = {**{k: v for k, v in p.items() if k != "rd_epochs"}, "rd_steps": max(1, round(factor * stage))}
+        points.append(dict(p))
     return {**fit, "steps": max(1, round(factor * train.total_steps(num_frames))), "points": points}
 
 

@@ -29,6 +29,8 @@ def test_compute_scales_the_capped_fit_and_every_stage(dev_clips):
     from vcm.nerv.run import plan
 
     _, preset = load_preset("hinerv-demo")
+    # the test's premise: the crop's 48 frames are capped by the preset's passes, carphone's 120 are not
+    assert preset.total_steps(48) < preset.total_steps(120)
     plain = dev_clips.clip_config("bikes416", "x.yuv", "all", ["hinerv"])
     assert all("steps" not in fit for fit in _fits(plain))  # without --compute: the demo's sections as they are
     for frames in (48, 120):
@@ -44,8 +46,6 @@ def test_compute_scales_the_capped_fit_and_every_stage(dev_clips):
                    {k: v for k, v in before.items() if k != "points"}
             assert [p["rd_steps"] for p in fit["points"]] == [4 * preset.rd_steps] * len(before["points"])
             assert [p["lambda"] for p in fit["points"]] == [p["lambda"] for p in before["points"]]
-    # the crop's 48 frames are capped by the preset's passes, carphone's 120 are not: the factor follows the cap
-    assert preset.total_steps(48) < preset.total_steps(120)
 
 
 def test_compute_scales_a_fits_own_steps(dev_clips):

@@ -52,6 +52,22 @@ def _seed_of(name: str, fit: dict, key: str) -> int | None:
     return value
 
 
+def rate_aware(fit: dict) -> bool:
+    """Whether a CTC fit section trains a network per λ with the rate in its loss (the default) rather than
+    one plain fit that its λ points share (``rate_aware: false``)."""
+    return bool(fit.get("rate_aware", True))
+
+
+def fit_plan(fit: dict, default_preset: str, loss: str = "nerv"):
+    """(model spec, training config) of a CTC fit section (a point's ``fit``), as ``vcm.nerv.run.plan``
+    resolves its preset and overrides: what the fit runs."""
+    from vcm.nerv.run import plan
+
+    return plan(fit.get("preset", default_preset), fit.get("params"), fit.get("width_scale"), epochs=fit.get("epochs"),
+                steps=fit.get("steps"), batch=fit.get("batch"), lr=fit.get("lr"), seed=fit.get("seed"), loss=loss,
+                rate_lambda=fit.get("rate_lambda"))
+
+
 def _preset_key(preset: str) -> str:
     """A preset's part of a fit's folder name: its name, or a YAML path's file stem (a path has separators)."""
     return Path(preset).stem if "/" in preset or preset.endswith((".yaml", ".yml")) else preset
@@ -128,7 +144,7 @@ class NervFamily(Codec):
                     common["stage_seed"] = fit["stage_seed"]
                 if "match" in p:  # one point per point of the anchor, at its rate (expanded by the CTC planner)
                     unknown = set(p) - _MATCH_KEYS
-                    if fit.get("rate_aware", True):
+                    if rate_aware(fit):
                         raise VcmError(f"{self.name}: match points search λ on one plain fit; set rate_aware: false on their fit")
                     pid = f"{fit_key}_rd_match_{p['match']}{stage_key}"
                     point = {**common, "match": str(p["match"]), "lambda": float(p.get("lambda", 1.0)), "prune": 0.0,
@@ -137,7 +153,7 @@ class NervFamily(Codec):
                 elif "lambda" in p:
                     unknown = set(p) - _RD_KEYS
                     lam, prune = float(p["lambda"]), float(p.get("prune", 0.0))
-                    if fit.get("rate_aware", True):  # its own fit, born with the rate in its loss
+                    if rate_aware(fit):  # its own fit, born with the rate in its loss
                         common["fit"]["rate_lambda"] = lam
                         common["fit_key"] = f"{fit_key}_ra_l{_label(lam)}"
                     temporal = p.get("temporal", True)
@@ -171,9 +187,9 @@ class NervFamily(Codec):
         asked = fit.get("chain")
         if asked is not None and not isinstance(asked, bool):
             raise VcmError(f"{self.name} fit: chain must be true or false, not {asked!r}")
-        if asked and fit.get("rate_aware", True):
+        if asked and rate_aware(fit):
             raise VcmError(f"{self.name} fit: chain: true runs λ points on one plain fit; set rate_aware: false")
-        if fit.get("rate_aware", True) or sum(_chain_link(p) for p in fit.get("points") or []) < 2:
+        if rate_aware(fit) or sum(_chain_link(p) for p in fit.get("points") or []) < 2:
             return False
         if asked is not None:
             return asked
@@ -212,15 +228,12 @@ class NervFamily(Codec):
         return f"prune {float(point['prune'])}, {point['bits']} bit" + (" QAT" if point.get("qat") else "")
 
     def _fit(self, spec: dict, video, device) -> tuple[Path, float]:
-        from vcm.nerv.run import plan
         from vcm.nerv.train import fit, read_metrics
 
         p = spec["point"]
         f = p["fit"]
         fit_dir = Path(spec["out"]) / "fits" / spec["sequence"] / self.name / p["fit_key"]
-        model_spec, train = plan(f.get("preset", self.default_preset), f.get("params"), f.get("width_scale"), epochs=f.get("epochs"),
-                                 steps=f.get("steps"), batch=f.get("batch"), lr=f.get("lr"), seed=f.get("seed"), loss=self.loss,
-                                 rate_lambda=f.get("rate_lambda"))
+        model_spec, train = fit_plan(f, self.default_preset, self.loss)
         if model_spec.arch != self.arch:
             raise VcmError(f"codec {self.name} fits {self.arch} networks; preset {f.get('preset')!r} is {model_spec.arch}")
         with _locked(fit_dir.with_suffix(".lock")):

@@ -206,17 +206,16 @@ class Schedule:
     one's second stage runs beside its first, the small one's last stage fills the end); a point whose fit is
     still training only when nothing else is left (it waits on the lock, as an idle worker would).
 
-    A point takes one of the ``jobs`` slots (``cores / jobs`` threads), except that when fewer networks
-    are to train than there are slots (a fit of one point counts as one, as a fit of several does), each
-    fitting point takes an equal share of them all and starts alone: one HiNeRV fit on 2 threads runs
-    1.8× as fast as on one (bikes 640×272), while the anchors it would otherwise share the cores with
-    wait only as long. Once its network is on disk the point
-    goes on with one slot's threads and gives the others back (``fitted``), and its group's other
-    points start beside it: four λ points after a fit run as two pairs, where the first used to run
-    alone on both slots and the last alone on one, the other slot idle when no anchor was left (two
-    stages on one thread each take about as long as one after the other on two). The shares and thread
-    counts follow from the config alone (never from timing), so a run's bytes do not depend on which
-    point happened to finish first.
+    A point takes one of the ``jobs`` slots (``cores / jobs`` threads), except that when fewer networks are
+    to train than there are slots (a fit of one point counts as one, as a fit of several does), each fitting
+    point takes an equal share of them all and starts alone: one HiNeRV fit on 2 threads runs 1.8× as fast
+    as on one (bikes 640×272), while the anchors it would otherwise share the cores with wait only as long.
+    Once its network is on disk the point goes on with one slot's threads and gives the others back
+    (``fitted``), and its group's other points start beside it: four λ points after a fit run as two pairs,
+    where the first used to run alone on both slots and the last alone on one, the other slot idle when no
+    anchor was left (two stages on one thread each take about as long as one after the other on two). The
+    shares and thread counts follow from the config alone (never from timing), so a run's bytes do not
+    depend on which point happened to finish first.
 
     A chained λ point (``warm_from``: :mod:`vcm.codec.chain`, as the demo's sections) starts from where the
     previous point of its chain ended, so it waits for that point to finish, not only for the network:
@@ -230,10 +229,9 @@ class Schedule:
         shared = [g for g in groups.values() if len(g) > 1]
         # every group with a fit trains a network: one of several points, or of one alone (a fit with one
         # point, or a rate-aware fit's λ, which is its own network); a lone one starts ahead of the anchors
-        networks = [g for g in groups.values() if (g[0].get("point") or {}).get("fit_key")]
+        networks = [g for g in groups.values() if _trains(g[0])]
         lone = [g[0] for g in groups.values() if len(g) == 1]
-        trains = {id(g[0]) for g in networks}
-        self.ready = [g[0] for g in shared] + [s for s in lone if id(s) in trains] + [s for s in lone if id(s) not in trains]
+        self.ready = [g[0] for g in shared] + sorted(lone, key=lambda s: not _trains(s))  # sorted() keeps ties in order
         self.held = {id(g[0]): g[1:] for g in shared}
         share = jobs // len(networks) if networks else 1
         self.wide = {id(g[0]): share for g in networks} if share > 1 else {}
@@ -280,6 +278,11 @@ class Schedule:
         before = (spec.get("point") or {}).get("warm_from")
         key = _chain_key(spec, before)
         return before is not None and key in self.planned and key not in self.done
+
+
+def _trains(spec: dict) -> bool:
+    """Whether the point trains (or shares) a network: a NeRV-family point, whose ``fit_key`` names its fit."""
+    return bool((spec.get("point") or {}).get("fit_key"))
 
 
 def _chain_key(spec: dict, point_id: str) -> tuple:
