@@ -93,6 +93,28 @@ def test_train_config_counts_steps():
         TrainConfig(rd_lr_scale=0).check()
 
 
+@pytest.mark.parametrize("betas, message", [([1.5, 0.9], "betas must be two numbers in \\[0, 1\\)"),
+                                            ([0.9, -0.1], "betas must be two numbers"),
+                                            ([0.9], "'betas' must be a list of 2 values, got 1"),
+                                            ([0.9, 0.99, 0.5], "'betas' must be a list of 2 values, got 3")])
+def test_adams_betas_are_two_numbers_below_one(tmp_path, betas, message):
+    """Out of range, Adam itself raised mid-setup (a traceback); a list of another length got past the
+    schema. Both are refused before any frame is read, in one line naming the field."""
+    with pytest.raises(VcmError, match=message):
+        TrainConfig.from_dict({"betas": betas}).check()
+    if betas == [1.5, 0.9]:  # the same through the command line and a preset file
+        import yaml
+
+        from tests.test_cli import assert_one_line_error
+        from vcm.nerv.presets import preset_path
+
+        preset = yaml.safe_load(preset_path("hinerv-demo").read_text())
+        preset["train"]["betas"] = betas
+        (tmp_path / "bad.yaml").write_text(yaml.safe_dump(preset))
+        assert_one_line_error(run_cli("fit", "sample:carphone", "--config", tmp_path / "bad.yaml", "--frames", "0:2",
+                                      "--steps", "1", "--out", tmp_path / "run"), "betas must be two numbers")
+
+
 def test_budgets_parse_and_become_steps():
     assert parse_duration("90") == parse_duration("90s") == parse_duration("1.5m") == 90
     assert parse_duration("2h") == 7200

@@ -1,8 +1,8 @@
 """Strict dataclass loading for configs that come from files or bitstreams.
 
 ``strict_from_dict(Cls, d)`` accepts exactly the dataclass's fields, checks every value against
-its annotation (``int``, ``float``, ``str``, ``bool``, ``tuple[int, ...]``, ``tuple[float, ...]``, and
-``X | None``)
+its annotation (``int``, ``float``, ``str``, ``bool``, ``tuple[int, ...]`` of any length, ``tuple[float, float]`` of
+exactly that length, and ``X | None``)
 and raises ``ValueError`` with one line naming the field. Unknown keys are listed with the
 valid ones. Nothing is evaluated or allocated from the values.
 """
@@ -23,10 +23,14 @@ def _check(name: str, annotation, value):
         if len(inner) == 1:
             return _check(name, inner[0], value)
     if origin is tuple:
-        (inner, *_rest) = typing.get_args(annotation)
+        args = typing.get_args(annotation)
         if not isinstance(value, (list, tuple)) or len(value) > 64:
             raise ValueError(f"field {name!r} must be a short list")
-        return tuple(_check(name, inner, v) for v in value)
+        if len(args) == 2 and args[1] is Ellipsis:  # ``tuple[X, ...]``: any length
+            return tuple(_check(name, args[0], v) for v in value)
+        if len(value) != len(args):  # ``tuple[X, Y]``: exactly that many
+            raise ValueError(f"field {name!r} must be a list of {len(args)} values, got {len(value)}")
+        return tuple(_check(name, a, v) for a, v in zip(args, value))
     if annotation is bool:
         if not isinstance(value, bool):
             raise ValueError(f"field {name!r} must be true or false")

@@ -71,6 +71,8 @@ class TrainConfig:
             raise VcmError(f"rd_lr_scale must be in (0, 10], got {self.rd_lr_scale}")
         if not (self.rate_lambda >= 0 and 0 <= self.rate_start < 1 and 0 <= self.rate_noise_fraction <= 1):
             raise VcmError("rate_lambda must be ≥ 0, rate_start in [0, 1) and rate_noise_fraction in [0, 1]")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise VcmError(f"betas must be two numbers in [0, 1) (Adam's β1, β2), got {list(self.betas)}")
         if not (0 <= self.warmup < 1 and 0 <= self.beta <= 1 and self.grad_clip >= 0 and self.grid_lr_scale > 0):
             raise VcmError("warmup must be in [0, 1), beta in [0, 1], grad_clip ≥ 0 and grid_lr_scale > 0")
 
