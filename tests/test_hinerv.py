@@ -158,6 +158,45 @@ def test_registry_knows_both_representations():
         HiNeRV.check_config(type(cfg)(**{**cfg.__dict__, "grid_levels": 30}), nerv_stream.LIMITS)
 
 
+@pytest.mark.parametrize("arch, preset, key, value, message", [
+    ("hinerv", "hinerv-demo", "grid_levels", 0, "grid_levels must be a whole number from 1 to 8, got 0"),
+    ("hinerv", "hinerv-demo", "grid_channels", -1, "grid_channels must be a whole number from 1 to 4096"),
+    ("hinerv", "hinerv-demo", "channels", [], "channels must be 1 to 8 widths"),
+    ("hinerv", "hinerv-demo", "kernel", 4, "kernel must be 1, 3, 5 or 7"),
+    ("hinerv", "hinerv-demo", "depths", [1.5, 1], "'depths' must be an integer"),
+    ("hinerv", "hinerv-demo", "scene_cuts", "yes", "'scene_cuts' must be true or false"),
+    ("nerv", "nerv-s", "stem_dims", [0], "stem_dims must be 1 to 8 widths"),
+    ("nerv", "nerv-s", "embed", "0.5_80", "embed_base must be above 1"),
+    ("nerv", "nerv-s", "reduction", 0, "reduction must be from 1 to 16")])
+def test_a_presets_model_values_are_checked_before_a_budget_is_solved(arch, preset, key, value, message):
+    """Before, grid_levels 0 left the budget solver adding grid frames that cost nothing (a hang), and a
+    negative grid_channels fitted a network of one channel without a word."""
+    import yaml
+
+    from vcm.nerv.config import model_spec_from_dict
+    from vcm.nerv.presets import preset_path
+
+    model = yaml.safe_load(preset_path(preset).read_text())["model"]
+    assert model_spec_from_dict(model).arch == arch  # the preset itself is valid
+    with pytest.raises(VcmError, match=message.replace("(", r"\(")):
+        model_spec_from_dict({**model, key: value})
+
+
+def test_a_preset_that_hung_the_solver_is_one_line_at_once(tmp_path):
+    import yaml
+
+    from tests.test_cli import assert_one_line_error
+    from vcm.nerv.presets import preset_path
+
+    preset = yaml.safe_load(preset_path("hinerv-demo").read_text())
+    preset["model"]["grid_levels"] = 0
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(preset))
+    proc = run_cli("fit", "sample:carphone", "--config", tmp_path / "bad.yaml", "--frames", "0:2", "--steps", "1",
+                   "--out", tmp_path / "run", timeout=60)
+    assert_one_line_error(proc, "grid_levels must be a whole number from 1 to 8")
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.fixture(scope="module")
 def hinerv_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("hinerv")

@@ -359,11 +359,9 @@ class HiNeRV(Representation):
         if unknown:
             raise ValueError(f"unknown hinerv model option(s) {', '.join(sorted(unknown))}; known: arch, params, "
                              f"{', '.join(sorted(known))}")
-        kw = dict(d)
-        for key in ("channels", "depths"):
-            if key in kw:
-                kw[key] = tuple(int(x) for x in kw[key])
-        return HinervShape(**kw)
+        shape = strict_from_dict(HinervShape, d)
+        shape.check()
+        return shape
 
     @staticmethod
     def config_for(shape: "HinervShape", height: int, width: int, frames: int, params: int | None,
@@ -431,6 +429,25 @@ class HinervShape:
     min_grid: int = 8  # shortest side of the base grid (a larger one means fewer, cheaper upsampling stages)
     head: str = "pointwise"  # "subpixel": the last upsampling is a 3×3 conv + PixelShuffle (per-pixel detail)
     scene_cuts: bool = False  # a clip with cuts: grid frames per shot, each run spread over its shot end to end
+
+    def check(self) -> None:
+        """Refuse a shape no network can be built from (ValueError naming the field), before a budget is
+        solved for it: a level count below one, for one, left the solver adding grid frames that cost nothing."""
+        rules = [("grid_channels", 1 <= self.grid_channels <= 4096, "a whole number from 1 to 4096"),
+                 ("grid_levels", 1 <= self.grid_levels <= 8, "a whole number from 1 to 8"),
+                 ("grid_frame_ratio", 0 < self.grid_frame_ratio <= 1, "above 0 and at most 1 (grid frames per video frame)"),
+                 ("channels", 1 <= len(self.channels) <= 8 and all(1 <= c <= 4096 for c in self.channels),
+                  "1 to 8 widths, each from 1 to 4096"),
+                 ("depths", 1 <= len(self.depths) <= 8 and all(0 <= n <= 16 for n in self.depths),
+                  "1 to 8 block counts, each from 0 to 16"),
+                 ("local_frame_ratio", 0 <= self.local_frame_ratio <= 1, "from 0 (no local grids) to 1"),
+                 ("expansion", 0 < self.expansion <= 16, "above 0 and at most 16"),
+                 ("kernel", self.kernel in (1, 3, 5, 7), "1, 3, 5 or 7"),
+                 ("min_grid", 1 <= self.min_grid <= 1024, "a whole number from 1 to 1024"),
+                 ("head", self.head in ("pointwise", "subpixel"), "pointwise or subpixel")]
+        for name, ok, allowed in rules:
+            if not ok:
+                raise ValueError(f"hinerv model option {name} must be {allowed}, got {getattr(self, name)!r}")
 
     def config(self, height: int, width: int, frames: int, scale: float = 1.0,
                shots: tuple[int, ...] = ()) -> HinervConfig:

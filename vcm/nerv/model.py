@@ -181,12 +181,12 @@ class NeRV(Representation):
         if unknown:
             raise ValueError(f"unknown model option(s) {', '.join(sorted(unknown))}; known: arch, params, "
                              f"{', '.join(sorted(_SHAPE_KEYS))}")
-        kw = {k: d[k] for k in ("fc_dim", "lower_width", "expansion", "reduction", "activation") if k in d}
-        if "stem_dims" in d:
-            kw["stem_dims"] = tuple(int(x) for x in d["stem_dims"])
+        kw = {k: d[k] for k in ("fc_dim", "lower_width", "expansion", "reduction", "activation", "stem_dims") if k in d}
         if "embed" in d:
             kw["embed_base"], kw["embed_levels"] = parse_embed(str(d["embed"]))
-        return NervShape(**kw)
+        shape = strict_from_dict(NervShape, kw)
+        shape.check()
+        return shape
 
     @staticmethod
     def config_for(shape: "NervShape", height: int, width: int, frames: int, params: int | None,
@@ -301,6 +301,21 @@ class NervShape:
     embed_levels: int = 80
     activation: str = "silu"
     extra: dict = field(default_factory=dict)
+
+    def check(self) -> None:
+        """Refuse a shape no network can be built from (ValueError naming the field)."""
+        rules = [("fc_dim", 1 <= self.fc_dim <= 4096, "a whole number from 1 to 4096"),
+                 ("stem_dims", 1 <= len(self.stem_dims) <= 8 and all(1 <= c <= 8192 for c in self.stem_dims),
+                  "1 to 8 widths, each from 1 to 8192"),
+                 ("lower_width", 1 <= self.lower_width <= 4096, "a whole number from 1 to 4096"),
+                 ("expansion", 0 < self.expansion <= 16, "above 0 and at most 16"),
+                 ("reduction", 1 <= self.reduction <= 16, "from 1 to 16"),
+                 ("embed_base", 1 < self.embed_base <= 4, "above 1 and at most 4 (embed: BASE_LEVELS)"),
+                 ("embed_levels", 1 <= self.embed_levels <= 256, "from 1 to 256 (embed: BASE_LEVELS)"),
+                 ("activation", self.activation in ACTIVATIONS, " or ".join(ACTIVATIONS))]
+        for name, ok, allowed in rules:
+            if not ok:
+                raise ValueError(f"nerv model option {name} must be {allowed}, got {getattr(self, name)!r}")
 
     def config(self, height: int, width: int, scale: float = 1.0) -> NervConfig:
         strides, gh, gw = choose_strides(height, width)
