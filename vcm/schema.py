@@ -80,3 +80,11 @@ def check_keys(d, valid, where: str) -> dict:
         raise ValueError(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; "
                          f"valid: {', '.join(sorted(valid))}")
     return d
+
+
+def refuse_first_broken(label: str, obj, rules) -> None:
+    """Raise ``ValueError`` for the first of ``rules`` — ``(field, holds, what it may be)`` — that does not
+    hold: ``{label} {field} must be {what}, got {value}``, one line naming the field."""
+    for name, holds, allowed in rules:
+        if not holds:
+            raise ValueError(f"{label} {name} must be {allowed}, got {getattr(obj, name)!r}")

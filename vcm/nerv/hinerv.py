@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vcm.nerv.registry import Representation, register_representation
-from vcm.schema import strict_from_dict
+from vcm.schema import refuse_first_broken, strict_from_dict
 
 
 @dataclass(frozen=True)
@@ -445,9 +445,7 @@ class HinervShape:
                  ("kernel", self.kernel in (1, 3, 5, 7), "1, 3, 5 or 7"),
                  ("min_grid", 1 <= self.min_grid <= 1024, "a whole number from 1 to 1024"),
                  ("head", self.head in ("pointwise", "subpixel"), "pointwise or subpixel")]
-        for name, ok, allowed in rules:
-            if not ok:
-                raise ValueError(f"hinerv model option {name} must be {allowed}, got {getattr(self, name)!r}")
+        refuse_first_broken("hinerv model option", self, rules)
 
     def config(self, height: int, width: int, frames: int, scale: float = 1.0,
                shots: tuple[int, ...] = ()) -> HinervConfig:

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from vcm.nerv.registry import Representation, register_representation
-from vcm.schema import strict_from_dict
+from vcm.schema import refuse_first_broken, strict_from_dict
 
 ACTIVATIONS = {
     "silu": nn.SiLU,
@@ -313,9 +313,7 @@ class NervShape:
                  ("embed_base", 1 < self.embed_base <= 4, "above 1 and at most 4 (embed: BASE_LEVELS)"),
                  ("embed_levels", 1 <= self.embed_levels <= 256, "from 1 to 256 (embed: BASE_LEVELS)"),
                  ("activation", self.activation in ACTIVATIONS, " or ".join(ACTIVATIONS))]
-        for name, ok, allowed in rules:
-            if not ok:
-                raise ValueError(f"nerv model option {name} must be {allowed}, got {getattr(self, name)!r}")
+        refuse_first_broken("nerv model option", self, rules)
 
     def config(self, height: int, width: int, scale: float = 1.0) -> NervConfig:
         strides, gh, gw = choose_strides(height, width)
