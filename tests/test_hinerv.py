@@ -169,8 +169,9 @@ def test_registry_knows_both_representations():
     ("nerv", "nerv-s", "embed", "0.5_80", "embed_base must be above 1"),
     ("nerv", "nerv-s", "reduction", 0, "reduction must be from 1 to 16")])
 def test_a_presets_model_values_are_checked_before_a_budget_is_solved(arch, preset, key, value, message):
-    """Before, grid_levels 0 left the budget solver adding grid frames that cost nothing (a hang), and a
-    negative grid_channels fitted a network of one channel without a word."""
+    """Before, with grid_levels 0 grid channels cost nothing and the budget solver added them one at a time up
+    to the budget (a hang of minutes), and a negative grid_channels fitted a network of one channel without
+    a word."""
     import yaml
 
     from vcm.nerv.config import model_spec_from_dict

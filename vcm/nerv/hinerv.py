@@ -432,7 +432,8 @@ class HinervShape:
 
     def check(self) -> None:
         """Refuse a shape no network can be built from (ValueError naming the field), before a budget is
-        solved for it: a level count below one, for one, left the solver adding grid frames that cost nothing."""
+        solved for it: with no grid level, for one, grid channels cost nothing, and the solver added them one at a
+        time up to the budget (minutes)."""
         rules = [("grid_channels", 1 <= self.grid_channels <= 4096, "a whole number from 1 to 4096"),
                  ("grid_levels", 1 <= self.grid_levels <= 8, "a whole number from 1 to 8"),
                  ("grid_frame_ratio", 0 < self.grid_frame_ratio <= 1, "above 0 and at most 1 (grid frames per video frame)"),
