@@ -85,7 +85,7 @@ def clip_config(name: str, source: str, frames: str, codecs: list[str], seed: in
             "codecs": sections}
 
 
-def _scaled(fit: dict, factor: float, num_frames: int, codec: str = "hinerv") -> dict:
+def _scaled(fit: dict, factor: float, num_frames: int, codec: str) -> dict:
     """``fit`` (of ``codec``'s section) with ``factor`` times the optimiser steps it would take on a clip of
     ``num_frames`` frames (its schedule as the codec resolves it, after the preset's cap on passes: an
     explicit ``steps`` lifts that cap, so the capped count is what is scaled) and ``factor`` times the steps

@@ -50,7 +50,7 @@ def test_compute_scales_the_capped_fit_and_every_stage(dev_clips):
 
 def test_compute_scales_a_fits_own_steps(dev_clips):
     fit = {"preset": "hinerv-demo", "steps": 100, "points": [{"lambda": 1, "rd_steps": 30}, {"prune": 0.4, "bits": 8}]}
-    scaled = dev_clips._scaled(fit, 2.5, num_frames=8)
+    scaled = dev_clips._scaled(fit, 2.5, num_frames=8, codec="hinerv")
     assert scaled["steps"] == 250  # an explicit count has no cap on passes to apply first
     assert scaled["points"] == [{"lambda": 1, "rd_steps": 75}, {"prune": 0.4, "bits": 8}]
     assert fit["steps"] == 100 and fit["points"][0]["rd_steps"] == 30  # the demo's own sections are left alone
@@ -61,9 +61,10 @@ def test_compute_counts_a_stage_as_the_stage_would(dev_clips):
 
     _, preset = load_preset("hinerv-demo")
     fit = {"preset": "hinerv-demo", "rate_aware": False, "points": [{"lambda": 1, "rd_epochs": 2}]}
-    scaled = dev_clips._scaled(fit, 3, num_frames=8)
+    scaled = dev_clips._scaled(fit, 3, num_frames=8, codec="hinerv")
     # two passes over 8 frames become steps (epochs would no longer scale with the schedule), then three times them
     assert scaled["points"] == [{"lambda": 1, "rd_steps": 3 * 2 * preset.steps_per_epoch(8)}]
     # a rate-aware fit codes its own quantizers: its stage runs no steps, and K times none is still none
-    rate_aware = dev_clips._scaled({"preset": "hinerv-demo", "points": [{"lambda": 1}]}, 3, num_frames=8)
+    rate_aware = dev_clips._scaled({"preset": "hinerv-demo", "points": [{"lambda": 1}]}, 3, num_frames=8,
+                                   codec="hinerv")
     assert rate_aware["points"] == [{"lambda": 1}]

@@ -224,14 +224,14 @@ class Schedule:
     def __init__(self, specs: list[dict], jobs: int = 1):
         groups: dict[tuple, list[dict]] = {}
         for s in specs:
-            key = (s["sequence"], s["codec"], (s.get("point") or {}).get("fit_key") or s["point_id"])
+            key = (s["sequence"], s["codec"], _fit_key(s) or s["point_id"])
             groups.setdefault(key, []).append(s)
         shared = [g for g in groups.values() if len(g) > 1]
         # every group with a fit trains a network: one of several points, or of one alone (a fit with one
         # point, or a rate-aware fit's λ, which is its own network); a lone one starts ahead of the anchors
-        networks = [g for g in groups.values() if _trains(g[0])]
+        networks = [g for g in groups.values() if _fit_key(g[0])]
         lone = [g[0] for g in groups.values() if len(g) == 1]
-        self.ready = [g[0] for g in shared] + sorted(lone, key=lambda s: not _trains(s))  # sorted() keeps ties in order
+        self.ready = [g[0] for g in shared] + sorted(lone, key=lambda s: not _fit_key(s))  # sorted() keeps ties in order
         self.held = {id(g[0]): g[1:] for g in shared}
         share = jobs // len(networks) if networks else 1
         self.wide = {id(g[0]): share for g in networks} if share > 1 else {}
@@ -280,9 +280,9 @@ class Schedule:
         return before is not None and key in self.planned and key not in self.done
 
 
-def _trains(spec: dict) -> bool:
-    """Whether the point trains (or shares) a network: a NeRV-family point, whose ``fit_key`` names its fit."""
-    return bool((spec.get("point") or {}).get("fit_key"))
+def _fit_key(spec: dict) -> str | None:
+    """The network a point trains or shares (a NeRV-family point's ``fit_key``); None for a point without one."""
+    return (spec.get("point") or {}).get("fit_key") or None
 
 
 def _chain_key(spec: dict, point_id: str) -> tuple:
