@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from tests.conftest import moving_frames, run_cli, tiny_video
-from vcm.codec.compress import RDOptions, compress_many, decode_file
-from vcm.codec.rate_control import Target, _Trial, beyond, beyond_hint, next_lambda, next_trial, target_bytes
+from vcm.codec.compress import RDOptions, compress_many, decode_file, prepare
+from vcm.codec.rate_control import Target, _Trial, beyond, beyond_hint, next_lambda, next_trial, smallest_stream_bytes, target_bytes
 from vcm.errors import VcmError
 from vcm.nerv.budget import parse_duration, steps_for_budget
 from vcm.nerv.config import TrainConfig
@@ -240,8 +240,15 @@ def test_target_kbps_lands_within_five_percent(tiny_run, tmp_path):
     frames, _, _ = decode_file(tmp_path / "t.nerv", CPU)
     assert frames.shape == video.frames_u8.shape
     assert report["rate_control"]["beyond"] is None
-    # a rate far below what the network reaches: the nearest trial is written and the report says why
-    proc = run_cli("compress", root / "run", "--target-kbps", f"{low['kbps'] / 1000:.6f}", "--rd-steps", "4",
+    # a rate below the smallest stream the network can become: refused at once, no trial run
+    least = smallest_stream_bytes(prepare(root / "run"))
+    least_kbps = least * 8 * video.info.fps / video.num_frames / 1000
+    assert 0 < least < low["bytes"]
+    proc = run_cli("compress", root / "run", "--target-kbps", f"{least_kbps * 0.9:.6f}", "--out", tmp_path / "no.nerv")
+    assert proc.returncode == 1 and "smallest stream" in proc.stderr and f"{least:,} bytes" in proc.stderr
+    assert "rate control trial" not in proc.stderr + proc.stdout and not (tmp_path / "no.nerv").exists()
+    # a rate far below what the network reaches in 4 steps: the nearest trial is written and the report says why
+    proc = run_cli("compress", root / "run", "--target-kbps", f"{least_kbps * 1.05:.6f}", "--rd-steps", "4",
                    "--out", tmp_path / "far.nerv", "--json")
     assert proc.returncode == 0, proc.stderr[-2000:]
     far = json.loads(proc.stdout)

@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from vcm import progress
@@ -88,6 +89,25 @@ class _Trial:
 def target_bytes(kbps: float, fps: float, frames: int) -> float:
     """The file size of ``frames`` frames at ``kbps`` (1 kbit = 1000 bits) and ``fps``."""
     return kbps * 1000 / 8 * frames / fps
+
+
+def smallest_stream_bytes(prep) -> int:
+    """Bytes of the smallest stream the run's network can become: every weight rounded to zero, so that
+    only the header, the step codes and each tensor's record are left (no λ goes below it)."""
+    from vcm.codec.compress import stream_of
+    from vcm.codec.rd_coding import RDTensor
+    from vcm.entropy_models import laplace
+    from vcm.entropy_models.learned import RateDistortionModel
+
+    model = prep.fresh_model()
+    rd = RateDistortionModel(model)
+    tensors = []
+    for n, p in model.named_parameters():
+        q = rd.quantizer(n)
+        zeros = np.zeros_like(q.symbols(p.detach()))
+        tensors.append(RDTensor(n, tuple(p.shape), q.step_codes().numpy().astype(np.int64),
+                                laplace.s_code(q.coded_log_b()), zeros, q.temporal))
+    return len(nerv_stream.encode(stream_of(prep, model, tensors, "rd")).data)
 
 
 def _psnr_y(prep, stream: nerv_stream.NervStream) -> float:
@@ -164,6 +184,11 @@ def search(prep, target: Target, opts: RDOptions, device) -> tuple[nerv_stream.N
     target.check()
     v = prep.config["video"]
     goal = target_bytes(target.kbps, v["fps"], v["num_frames"]) if target.by_rate else target.psnr_y
+    if target.by_rate and goal < (least := smallest_stream_bytes(prep)):
+        raise VcmError(f"--target-kbps {target.kbps:g} is {goal:,.0f}{'' if goal >= 10 else f' ({goal:.2g})'} bytes for these {v['num_frames']} frames; "
+                       f"this network's smallest stream (every weight zero: header, step codes, records) is {least:,} "
+                       f"bytes, {least * 8 * v['fps'] / v['num_frames'] / 1000:.3g} kbps; a smaller network "
+                       f"(vcm fit --width-scale 0.5, or --params) goes lower")
     fit_quantizers = load_quantizers(prep.run_dir)  # a rate-aware fit's own; None for a plain fit
     full = rd_steps(opts, prep.fit_cfg, prep.video.num_frames, fit_quantizers is not None)
     warm = max(1, round(target.warm_fraction * (full or 0.5 * prep.fit_cfg.total_steps(prep.video.num_frames))))
