@@ -1,4 +1,5 @@
 import json
+import shlex
 
 import numpy as np
 import pytest
@@ -98,7 +99,10 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tmp_path):
 
     saved_step = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["step"]
     assert 0 < saved_step < 150 * 8  # stopped mid-run, between checkpoints (every 1000 epochs)
-    done = run_cli(*args[3:], "--resume", "--json")
+    # the command it suggests is the one typed plus --resume, on one line
+    suggested = shlex.split((out + err).split("Continue with: ", 1)[1].splitlines()[0])
+    assert suggested == ["vcm", *args[3:], "--resume"]
+    done = run_cli(*suggested[1:], "--json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["epochs"] == 150 and (tmp_path / "run" / "metrics.json").exists()
 

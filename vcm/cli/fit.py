@@ -98,10 +98,18 @@ def fit(
         cfg = _budget_steps(budget, budget_seconds, spec, cfg, video, masks_u8, dev, run_dir if resume else None)
     result = fit_video(video, spec, cfg, out, dev, resume=resume, masks_u8=masks_u8, masks_meta=masks_meta)
     if result.interrupted:
+        import shlex
+        import sys
+
+        from rich.markup import escape
+
         from vcm.progress import console
 
+        # the command as typed (a sample's name, --frames, the preset and schedule options), so that the
+        # resumed run is the same fit; on one line, whatever the terminal's width, to be copied whole
+        again = shlex.join(["vcm", *sys.argv[1:]] + ([] if "--resume" in sys.argv else ["--resume"]))
         console.print(f"[yellow]stopped after epoch {result.epochs_done}; checkpoint saved in {result.run_dir}. "
-                      f"Continue with: vcm fit {input} --resume --out {result.run_dir}[/yellow]")
+                      f"Continue with: {escape(again)}[/yellow]", soft_wrap=True)
         raise SystemExit(130)  # reported above (typer's Exit(130) means an unhandled Ctrl-C)
     if save_video is not None:
         model, _ = load_run(result.run_dir)
