@@ -317,6 +317,29 @@ def test_a_typo_anywhere_in_a_ctc_config_is_refused_with_the_valid_keys(tmp_path
     assert not (tmp_path / "o").exists()  # refused before anything is written
 
 
+@pytest.mark.parametrize("point, message", [
+    ({"lambda": "abc"}, "lambda must be a number, got 'abc'"),  # was a traceback
+    ({"lambda": -1}, "lambda must be a positive number"),  # each was refused only once its fit had trained
+    ({"lambda": 1, "prune": 1.5}, "prune must be in [0, 1)"),
+    ({"lambda": 1, "rd_steps": 2.5}, "rd_steps must be a whole number"),
+    ({"match": "hevc", "lambda": 0}, "lambda must be a positive number"),
+    ({"prune": 0.4, "bits": 1}, "bits must be in 2..16"),
+    ({"prune": 0.4, "bits": "8"}, "bits must be a whole number"),
+])
+def test_a_points_values_are_checked_before_anything_is_fitted(tmp_path, point, message):
+    from vcm.ctc.run import run
+
+    codec = "nerv" if "bits" in point else "hinerv"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(json.dumps({"sequences": [{"name": "c", "path": "sample:carphone", "frames": "0:2"}],
+                               "codecs": {codec: {"fits": [{"rate_aware": False, "points": [point]}]},
+                                          "hevc": {"qps": [40]}}}))
+    with pytest.raises(VcmError) as err:
+        run(cfg, tmp_path / "o")
+    assert message in str(err.value) and str(err.value).startswith(f"{codec} point ")
+    assert not (tmp_path / "o").exists()
+
+
 def test_parallel_workers_start_on_different_fits():
     """Two workers train two networks at once instead of one waiting on the other's fit lock; a fit's
     other points follow once it exists, ahead of anchors (single points); a point whose fit is still

@@ -95,6 +95,27 @@ def _stream_bytes(path) -> bytes:
 _MASKS_KEYS = {"masks", "sam_checkpoint", "sam_model", "alpha", "config", "source"}
 
 
+def _number(codec: str, point: dict, key: str, default: float | None = None, whole: bool = False) -> float:
+    """A point's number ``key`` (``default`` when absent); a one-line error naming it when it is not one."""
+    value = point.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (whole and value != int(value)):
+        raise VcmError(f"{codec} point {point}: {key} must be {'a whole number' if whole else 'a number'}, got {value!r}")
+    return int(value) if whole else float(value)
+
+
+def _options(p: dict, seed: dict | None = None):
+    """The compression options of a planned point ``p``: rate–distortion (it has a λ) or the paper's
+    prune/quantize; ``seed``: the stages' seed, when one is set."""
+    from vcm.codec.compress import CompressOptions, RDOptions
+
+    seed = seed or {}
+    if "lambda" in p:
+        fast = {} if p.get("step_lr") is None else {"step_lr": p["step_lr"], "entropy_lr": p["step_lr"]}
+        return RDOptions(lam=p["lambda"], epochs=p.get("rd_epochs"), steps=p.get("rd_steps"), prune=p["prune"],
+                         temporal=p.get("temporal", True), **fast, **seed)
+    return CompressOptions(prune=p["prune"], bits=p["bits"], qat=p["qat"], finetune_epochs=p.get("finetune_epochs"), **seed)
+
+
 class NervFamily(Codec):
     section_keys = ("fits", "masks")
     suffix = ".nerv"
@@ -147,12 +168,12 @@ class NervFamily(Codec):
                     if rate_aware(fit):
                         raise VcmError(f"{self.name}: match points search λ on one plain fit; set rate_aware: false on their fit")
                     pid = f"{fit_key}_rd_match_{p['match']}{stage_key}"
-                    point = {**common, "match": str(p["match"]), "lambda": float(p.get("lambda", 1.0)), "prune": 0.0,
+                    point = {**common, "match": str(p["match"]), "lambda": _number(self.name, p, "lambda", 1.0), "prune": 0.0,
                              "rd_epochs": p.get("rd_epochs"), "rd_steps": p.get("rd_steps"), "step_lr": p.get("step_lr"),
                              "temporal": p.get("temporal", True)}
                 elif "lambda" in p:
                     unknown = set(p) - _RD_KEYS
-                    lam, prune = float(p["lambda"]), float(p.get("prune", 0.0))
+                    lam, prune = _number(self.name, p, "lambda"), _number(self.name, p, "prune", 0.0)
                     if rate_aware(fit):  # its own fit, born with the rate in its loss
                         common["fit"]["rate_lambda"] = lam
                         common["fit_key"] = f"{fit_key}_ra_l{_label(lam)}"
@@ -171,13 +192,20 @@ class NervFamily(Codec):
                         previous = (pid, lam)
                 else:
                     unknown = set(p) - _AFFINE_KEYS
-                    prune, bits = float(p.get("prune", 0.0)), int(p.get("bits", 8))
+                    prune, bits = _number(self.name, p, "prune", 0.0), _number(self.name, p, "bits", 8, whole=True)
                     pid = f"{fit_key}_pr{_label(prune)}_b{bits}{'_qat' if p.get('qat') else ''}{stage_key}"
                     point = {**common, "prune": prune, "bits": bits, "qat": bool(p.get("qat")),
                              "finetune_epochs": p.get("finetune_epochs")}
                 if unknown:
                     raise VcmError(f"{self.name} point {p}: unknown key(s) {', '.join(sorted(unknown))}; valid: "
                                    f"{{{', '.join(sorted(_AFFINE_KEYS))}}} or {{{', '.join(sorted(_RD_KEYS))}}}")
+                for key in ("rd_steps", "rd_epochs", "finetune_epochs", "step_lr"):  # its values, before any fit trains for it
+                    if p.get(key) is not None:
+                        _number(self.name, p, key, whole=key != "step_lr")
+                try:
+                    _options(point).check()
+                except VcmError as err:  # the options' messages name the command line's flags; here they are keys
+                    raise VcmError(f"{self.name} point {p}: {str(err).replace('--', '')}") from None
                 pts.append((pid, point))
         return pts
 
@@ -255,7 +283,7 @@ class NervFamily(Codec):
         return fit_dir, float(read_metrics(fit_dir)["train_seconds"])
 
     def encode_decode(self, spec: dict, video, device) -> dict:
-        from vcm.codec.compress import CompressOptions, RDOptions, compress_run, decode_file
+        from vcm.codec.compress import compress_run, decode_file
 
         p = spec["point"]
         fit_dir, fit_seconds = self._fit(spec, video, device)
@@ -263,13 +291,7 @@ class NervFamily(Codec):
         # the stages' seed: the fit's stage_seed, else the fit's own seed (both checked in points())
         stage_seed = p.get("stage_seed") if p.get("stage_seed") is not None else p["fit"].get("seed")
         seed = {} if stage_seed is None else {"seed": stage_seed}
-        if "lambda" in p:
-            fast = {} if p.get("step_lr") is None else {"step_lr": p["step_lr"], "entropy_lr": p["step_lr"]}
-            opts = RDOptions(lam=p["lambda"], epochs=p.get("rd_epochs"), steps=p.get("rd_steps"), prune=p["prune"],
-                             temporal=p.get("temporal", True), **fast, **seed)
-        else:
-            opts = CompressOptions(prune=p["prune"], bits=p["bits"], qat=p["qat"], finetune_epochs=p.get("finetune_epochs"),
-                                   **seed)
+        opts = _options(p, seed)
         out = Path(spec["workdir"]) / "stream.nerv"
         t = time.time()
         if "target_kbps" in p:  # a match point: the anchor's rate, found by rate control
