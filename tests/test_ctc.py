@@ -340,6 +340,26 @@ def test_a_points_values_are_checked_before_anything_is_fitted(tmp_path, point, 
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("fit, message", [
+    ({"steps": "abc"}, "steps must be a whole number, got 'abc'"),  # was a TypeError from the fit
+    ({"steps": -5}, "steps must be at least 1"),  # each was refused only when its fit started,
+    ({"batch": 0}, "batch"),  # after every fit before it in the config had trained
+    ({"params": "abc"}, "params must look like"),
+    ({"preset": "nope"}, "unknown preset 'nope'"),
+])
+def test_a_fits_values_are_checked_before_anything_is_fitted(tmp_path, fit, message):
+    from vcm.ctc.run import run
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(json.dumps({"sequences": [{"name": "c", "path": "sample:carphone", "frames": "0:2"}],
+                               "codecs": {"hinerv": {"fits": [{"points": [{"lambda": 1}]},
+                                                              {**fit, "points": [{"lambda": 2}]}]}}}))
+    with pytest.raises(VcmError) as err:
+        run(cfg, tmp_path / "o")
+    assert message in str(err.value) and str(err.value).startswith("hinerv fit ")
+    assert not (tmp_path / "o").exists()
+
+
 def test_parallel_workers_start_on_different_fits():
     """Two workers train two networks at once instead of one waiting on the other's fit lock; a fit's
     other points follow once it exists, ahead of anchors (single points); a point whose fit is still

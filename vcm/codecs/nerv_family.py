@@ -95,11 +95,12 @@ def _stream_bytes(path) -> bytes:
 _MASKS_KEYS = {"masks", "sam_checkpoint", "sam_model", "alpha", "config", "source"}
 
 
-def _number(codec: str, point: dict, key: str, default: float | None = None, whole: bool = False) -> float:
-    """A point's number ``key`` (``default`` when absent); a one-line error naming it when it is not one."""
-    value = point.get(key, default)
+def _number(where: str, section: dict, key: str, default: float | None = None, whole: bool = False) -> float:
+    """A config section's number ``key`` (``default`` when absent); a one-line error naming ``where`` it sits
+    and the key when it is not one."""
+    value = section.get(key, default)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (whole and value != int(value)):
-        raise VcmError(f"{codec} point {point}: {key} must be {'a whole number' if whole else 'a number'}, got {value!r}")
+        raise VcmError(f"{where}: {key} must be {'a whole number' if whole else 'a number'}, got {value!r}")
     return int(value) if whole else float(value)
 
 
@@ -137,6 +138,7 @@ class NervFamily(Codec):
             unknown = set(fit) - _FIT_KEYS
             if unknown:
                 raise VcmError(f"{self.name} fit: unknown key(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(_FIT_KEYS))}")
+            self._check_fit(fit)
             fit_key = _preset_key(str(fit.get("preset", self.default_preset)))
             if fit.get("params") is not None:
                 fit_key += f"_{_label(fit['params'])}"
@@ -159,6 +161,7 @@ class NervFamily(Codec):
             last_link = [q for q in fit_points if _chain_link(q)][-1] if chained else None
             previous = None  # (point id, λ) of the chain's previous link
             for p in fit_points:
+                where = f"{self.name} point {p}"
                 common = {"fit": {k: v for k, v in fit.items() if k not in ("points", "rate_aware", "chain", "stage_seed")},
                           "fit_key": fit_key, "masks": section.get("masks")}
                 if stage_key:
@@ -168,12 +171,12 @@ class NervFamily(Codec):
                     if rate_aware(fit):
                         raise VcmError(f"{self.name}: match points search λ on one plain fit; set rate_aware: false on their fit")
                     pid = f"{fit_key}_rd_match_{p['match']}{stage_key}"
-                    point = {**common, "match": str(p["match"]), "lambda": _number(self.name, p, "lambda", 1.0), "prune": 0.0,
+                    point = {**common, "match": str(p["match"]), "lambda": _number(where, p, "lambda", 1.0), "prune": 0.0,
                              "rd_epochs": p.get("rd_epochs"), "rd_steps": p.get("rd_steps"), "step_lr": p.get("step_lr"),
                              "temporal": p.get("temporal", True)}
                 elif "lambda" in p:
                     unknown = set(p) - _RD_KEYS
-                    lam, prune = _number(self.name, p, "lambda"), _number(self.name, p, "prune", 0.0)
+                    lam, prune = _number(where, p, "lambda"), _number(where, p, "prune", 0.0)
                     if rate_aware(fit):  # its own fit, born with the rate in its loss
                         common["fit"]["rate_lambda"] = lam
                         common["fit_key"] = f"{fit_key}_ra_l{_label(lam)}"
@@ -192,7 +195,7 @@ class NervFamily(Codec):
                         previous = (pid, lam)
                 else:
                     unknown = set(p) - _AFFINE_KEYS
-                    prune, bits = _number(self.name, p, "prune", 0.0), _number(self.name, p, "bits", 8, whole=True)
+                    prune, bits = _number(where, p, "prune", 0.0), _number(where, p, "bits", 8, whole=True)
                     pid = f"{fit_key}_pr{_label(prune)}_b{bits}{'_qat' if p.get('qat') else ''}{stage_key}"
                     point = {**common, "prune": prune, "bits": bits, "qat": bool(p.get("qat")),
                              "finetune_epochs": p.get("finetune_epochs")}
@@ -201,13 +204,26 @@ class NervFamily(Codec):
                                    f"{{{', '.join(sorted(_AFFINE_KEYS))}}} or {{{', '.join(sorted(_RD_KEYS))}}}")
                 for key in ("rd_steps", "rd_epochs", "finetune_epochs", "step_lr"):  # its values, before any fit trains for it
                     if p.get(key) is not None:
-                        _number(self.name, p, key, whole=key != "step_lr")
+                        _number(where, p, key, whole=key != "step_lr")
                 try:
                     _options(point).check()
                 except VcmError as err:  # the options' messages name the command line's flags; here they are keys
-                    raise VcmError(f"{self.name} point {p}: {str(err).replace('--', '')}") from None
+                    raise VcmError(f"{where}: {str(err).replace('--', '')}") from None
                 pts.append((pid, point))
         return pts
+
+    def _check_fit(self, fit: dict) -> None:
+        """A fit section's values, as its fit would resolve them, before any fit trains."""
+        where = f"{self.name} fit {({k: v for k, v in fit.items() if k != 'points'})}"
+        for key in ("steps", "epochs", "batch"):
+            if fit.get(key) is not None:
+                _number(where, fit, key, whole=True)
+        if fit.get("lr") is not None:
+            _number(where, fit, "lr")
+        try:
+            fit_plan(fit, self.default_preset, self.loss)
+        except VcmError as err:  # as for a point: keys, not the command line's flags
+            raise VcmError(f"{where}: {str(err).replace('--', '')}") from None
 
     def _chained(self, fit: dict) -> bool:
         """Whether a fit's λ points run as a chain (:mod:`vcm.codec.chain`): its ``chain`` key, else its
