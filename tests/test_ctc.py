@@ -360,6 +360,25 @@ def test_a_fits_values_are_checked_before_anything_is_fitted(tmp_path, fit, mess
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("sequence, codecs, message", [
+    ({}, {"hevc": {"qps": ["abc"]}}, "qps must be a list of whole numbers from 0 to 51"),  # was a traceback
+    ({}, {"hevc": {"qps": 30}}, "qps must be a list"),  # a traceback too
+    ({}, {"hevc": {"qps": [-1]}}, "from 0 to 51"),  # x265 crashed (exit code -11)
+    ({}, {"vvc": {"qps": [30.5]}}, "from 0 to 63"),  # ran as QP 30
+    ({"frames": 5}, {"hevc": {"qps": [40]}}, "sequence c: frames must be"),  # an AttributeError in each point
+])
+def test_anchor_and_sequence_values_are_checked_before_any_point_runs(tmp_path, sequence, codecs, message):
+    from vcm.ctc.run import run
+
+    cfg = tmp_path / "c.yaml"
+    seq = {"name": "c", "path": "sample:carphone", "frames": "0:2", **sequence}
+    cfg.write_text(json.dumps({"sequences": [seq], "codecs": codecs}))
+    with pytest.raises(VcmError) as err:
+        run(cfg, tmp_path / "o")
+    assert message in str(err.value)
+    assert not (tmp_path / "o").exists()
+
+
 def test_parallel_workers_start_on_different_fits():
     """Two workers train two networks at once instead of one waiting on the other's fit lock; a fit's
     other points follow once it exists, ahead of anchors (single points); a point whose fit is still

@@ -11,6 +11,7 @@ from vcm.errors import VcmError
 
 class Anchor(Codec):
     section_keys = ("qps", "config", "preset", "vtm")
+    qp_range = (0, 51)  # what the encoder takes
 
     def points(self, section: dict, sequence: dict) -> list[tuple[str, dict]]:
         qps = section.get("qps", "manifest")
@@ -18,8 +19,17 @@ class Anchor(Codec):
             entry = sequences.lookup(sequence["name"])
             if entry is None:
                 raise VcmError(f"{sequence['name']}: QPs 'manifest' need an SFU-HW sequence; list qps explicitly")
-            qps = entry.qps(section.get("config", "ra"))
-        return [(f"qp{int(q)}", {"qp": int(q), "preset": section.get("preset"), "vtm": section.get("vtm")}) for q in qps]
+            config = section.get("config", "ra")
+            if config not in entry.qp_start:
+                raise VcmError(f"codec {self.name}: config must be one of {', '.join(sorted(entry.qp_start))}, got {config!r}")
+            qps = entry.qps(config)
+        lo, hi = self.qp_range
+        # a QP out of range crashed the encoder (x265 at -1: exit code -11) and 30.5 ran as 30
+        if not (isinstance(qps, list) and qps and all(isinstance(q, int) and not isinstance(q, bool) and lo <= q <= hi
+                                                      for q in qps)):
+            raise VcmError(f"codec {self.name}: qps must be a list of whole numbers from {lo} to {hi} (or 'manifest'), "
+                           f"got {qps!r}")
+        return [(f"qp{q}", {"qp": q, "preset": section.get("preset"), "vtm": section.get("vtm")}) for q in qps]
 
     def label(self, point: dict, coded: dict) -> str:
         return f"QP{point['qp']}"
@@ -51,3 +61,4 @@ class Hevc(Anchor):
 @register_codec("vvc", order=50)
 class Vvc(Anchor):
     description = "VVC anchor (libvvenc, or VTM)"
+    qp_range = (0, 63)

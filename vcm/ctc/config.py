@@ -72,6 +72,14 @@ def find_source(name: str, data: Path | None) -> Path:
     raise VcmError(f"{seq.name}: no {seq.file} (or {seq.name}.yuv) in {data}")
 
 
+def _check_frames(entry: dict) -> None:
+    """A sequence's ``frames`` is a frame spec (a number here was an AttributeError in each of its points).
+    Whether the file exists and holds them is each point's to find: a missing sequence fails its own points
+    and the others run on."""
+    if not isinstance(entry["frames"], str):
+        raise VcmError(f"sequence {entry['name']}: frames must be ctc, all, auto or A:B (a string), got {entry['frames']!r}")
+
+
 def sequence_entries(cfg: dict, data: Path | None, only: list[str] | None) -> list[dict]:
     out = []
     for entry in cfg["sequences"]:
@@ -87,6 +95,7 @@ def sequence_entries(cfg: dict, data: Path | None, only: list[str] | None) -> li
             e = {"frames": cfg.get("frames", "auto"), **entry, "path": path}
         if only and e["name"].lower() not in {o.lower() for o in only}:
             continue
+        _check_frames(e)
         out.append(e)
     if not out:
         raise VcmError("no sequence left to run (check --only)")
