@@ -366,6 +366,9 @@ def test_a_fits_values_are_checked_before_anything_is_fitted(tmp_path, fit, mess
     ({}, {"hevc": {"qps": [-1]}}, "from 0 to 51"),  # x265 crashed (exit code -11)
     ({}, {"vvc": {"qps": [30.5]}}, "from 0 to 63"),  # ran as QP 30
     ({"frames": 5}, {"hevc": {"qps": [40]}}, "sequence c: frames must be"),  # an AttributeError in each point
+    ({"detector": {"name": "yolo7"}}, {"hevc": {"qps": [40]}}, "unknown detector 'yolo7'"),  # no mAP, no word
+    ({"detector": {"name": "opencv-face", "every": 0}}, {"hevc": {"qps": [40]}}, "every must be a whole number"),
+    ({"reference_score": 7}, {"hevc": {"qps": [40]}}, "reference_score must be a number between 0 and 1"),
 ])
 def test_anchor_and_sequence_values_are_checked_before_any_point_runs(tmp_path, sequence, codecs, message):
     from vcm.ctc.run import run

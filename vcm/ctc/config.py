@@ -44,6 +44,7 @@ def check_schema(cfg, path: Path) -> None:
             check_keys(section or {}, codecs.get(name).section_keys, f"codec {name}")
         if cfg.get("detector") is not None:
             check_keys(cfg["detector"], DETECTOR_KEYS, "detector")
+            _check_detector(cfg["detector"], "detector")
         if cfg.get("reference", "annotations") not in ("annotations", "original"):
             raise ValueError(f"reference must be annotations or original, not {cfg.get('reference')!r}")
         if not cfg.get("sequences") or not isinstance(cfg["sequences"], list):
@@ -53,8 +54,23 @@ def check_schema(cfg, path: Path) -> None:
                 check_keys(entry, SEQUENCE_KEYS, f"sequence {entry.get('name', '?') if isinstance(entry, dict) else entry}")
                 if isinstance(entry.get("detector"), dict):
                     check_keys(entry["detector"], DETECTOR_KEYS, "sequence detector")
+                    _check_detector(entry["detector"], "sequence detector")
     except ValueError as err:
         raise VcmError(f"{path}: {err}") from None
+
+
+def _check_detector(d: dict, what: str) -> None:
+    """A detector section names a detector vcm has (or a user's MODULE:ATTR) and whole numbers where it
+    counts: a typo in its name ran the points without one, and no mAP was measured, without a word."""
+    from vcm.detectors.registry import describe, names
+
+    name = d.get("name")
+    if not isinstance(name, str) or (name not in names() and ":" not in name):
+        raise ValueError(f"{what}: unknown detector {name!r}; use {describe()}")
+    for key in ("every", "batch"):
+        value = d.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{what}: {key} must be a whole number of at least 1, got {value!r}")
 
 
 def find_source(name: str, data: Path | None) -> Path:

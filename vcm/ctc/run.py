@@ -78,7 +78,9 @@ def truth_of(cfg: dict, seq: dict, annotations: Path | None) -> dict:
     try:
         score = float(seq.get("reference_score", cfg.get("reference_score", 0.5)))
     except (TypeError, ValueError):
-        raise VcmError(f"sequence {seq['name']}: reference_score must be a number between 0 and 1") from None
+        score = float("nan")
+    if not 0 <= score <= 1:  # 7 used to be taken: no detection scores that high, an empty ground truth
+        raise VcmError(f"sequence {seq['name']}: reference_score must be a number between 0 and 1")
     return TruthSpec(
         reference=reference,
         annotations=seq.get("annotations") or (str(annotations) if annotations else cfg.get("annotations")),
