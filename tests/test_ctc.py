@@ -382,6 +382,18 @@ def test_anchor_and_sequence_values_are_checked_before_any_point_runs(tmp_path, 
     assert not (tmp_path / "o").exists()
 
 
+def test_ctc_results_folder_that_is_a_file_is_one_line(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(json.dumps({"sequences": [{"name": "c", "path": "sample:carphone", "frames": "0:2"}],
+                                  "codecs": {"hevc": {"qps": [40]}}}))
+    for out in (tmp_path / "taken.yuv", config):  # a FileExistsError, with a traceback
+        if out != config:
+            out.write_bytes(b"keep")
+        proc = run_cli("ctc", "run", config, "--out", out)
+        assert proc.returncode == 1 and "is a file; name a folder" in proc.stderr and "Traceback" not in proc.stderr
+    assert (tmp_path / "taken.yuv").read_bytes() == b"keep"
+
+
 def test_parallel_workers_start_on_different_fits():
     """Two workers train two networks at once instead of one waiting on the other's fit lock; a fit's
     other points follow once it exists, ahead of anchors (single points); a point whose fit is still

@@ -151,6 +151,26 @@ def test_vcm_masks_from_a_source_feed_the_sa_nerv_loss(tmp_path, carphone, sourc
     assert torch.isfinite(loss) and loss > 0
 
 
+def test_vcm_masks_never_writes_over_its_input_or_a_file_of_another_kind(tmp_path):
+    """`--out clip.yuv` replaced the input video with the masks, and `--out s.nerv` a stream."""
+    from tests.conftest import moving_frames
+    from vcm.video.yuv import write_yuv420
+
+    clip = tmp_path / "clip_44x36_25.yuv"
+    write_yuv420(clip, moving_frames())
+    stream = tmp_path / "s.nerv"
+    stream.write_bytes(b"stream")
+    before = clip.read_bytes()
+    for out, message in ((clip, "must end in .npz"), (stream, "must end in .npz"),
+                         (tmp_path / "clip_44x36_25.npz", None)):
+        proc = run_cli("masks", clip, "--source", "canny", "--out", out)
+        if message is None:
+            assert proc.returncode == 0, proc.stderr
+        else:
+            assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr
+    assert clip.read_bytes() == before and stream.read_bytes() == b"stream"
+
+
 def test_fit_sa_nerv_makes_its_masks_from_a_source_without_sam(tmp_path, carphone):
     fit = run_cli("fit", carphone, "--frames", "0:4", "--loss", "sa-nerv", "--mask-source", "canny", "--preset", "nerv-xs",
                   "--params", "20k", "--epochs", "10", "--batch", "2", "--out", tmp_path / "run", "--json", "--device", "cpu")

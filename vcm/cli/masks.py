@@ -41,6 +41,12 @@ def masks(
     if kind == "sam" and sam_checkpoint is None:
         raise VcmError("--source sam needs --sam-checkpoint PATH (or use --source canny, which needs no weights)")
     input = resolve(input)  # sample:NAME → the bundled clip
+    if out is not None:  # `--out clip.yuv` used to replace the input video with the masks
+        from vcm.outputs import check_output
+
+        if Path(out).suffix != ".npz":
+            raise VcmError(f"--out {out}: a mask file name must end in .npz")
+        check_output(out, inputs=[input, sam_checkpoint, config], kind="file")
     video = load(probe_input(input, size, fps, bit_depth), frames)
     if kind != "sam":
         from vcm.masks.sources import SourceSettings, default_path, make_source_masks

@@ -112,8 +112,10 @@ def safe_run_point(spec: dict) -> dict:
 def run(config_path: Path, out: Path, data: Path | None = None, annotations: Path | None = None,
         only: list[str] | None = None, codecs: list[str] | None = None, jobs: int = 1, backend: str = "local",
         ray_address: str | None = None, force: bool = False, device: str | None = None) -> dict:
+    from vcm.outputs import check_output
+
     cfg = ctc_config.load(config_path)
-    out = Path(out)
+    out = check_output(Path(out), inputs=[config_path], kind="dir")  # an existing file was a FileExistsError
     specs = plan(cfg, out, data, annotations, only, codecs, device)
     out.mkdir(parents=True, exist_ok=True)
     with progress.log_to(out / LOG):  # the run's own record, beside its results
