@@ -120,6 +120,14 @@ def test_txt_labels_convert_to_ctc_json(tmp_path):
     assert [im["file_name"] for im in data["images"]] == [f"BQSquare_416x240_60_val_00{i}.png" for i in range(3)]
     again = load_coco_json(tmp_path / "gt.json", "BQSquare")
     assert sorted(again.frames) == [471, 472, 473] and len(again.frames[471]) == 2
+    # never over a file of another kind (--out clip.yuv replaced the video), never an empty range (5:3 was written)
+    (tmp_path / "clip.yuv").write_bytes(b"video")
+    for frames, out, message in (("471:474", tmp_path / "clip.yuv", "must end in .json"),
+                                 ("474:471", tmp_path / "e.json", "not a range within"),
+                                 ("471:99999", tmp_path / "e.json", "not a range within")):
+        proc = run_cli("gt", "convert", labels, "--sequence", "BQSquare", "--frames", frames, "--out", out)
+        assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr
+    assert (tmp_path / "clip.yuv").read_bytes() == b"video" and not (tmp_path / "e.json").exists()
 
 
 FAKE_YOLO = '''

@@ -118,6 +118,12 @@ def gt_convert(
     from vcm.eval.gt import load_yolo_labels, to_coco_json
     from vcm.fsutil import write_json
 
+    from vcm.outputs import check_output
+    from vcm.video.source import parse_span
+
+    if out.suffix.lower() != ".json":  # `--out clip.yuv` replaced a video with the JSON
+        raise VcmError(f"--out {out}: a COCO JSON file name must end in .json")
+    check_output(out, inputs=[labels], kind="file")
     seq = sequences.lookup(sequence)
     if seq is None:
         raise VcmError(f"{sequence!r} is not an SFU-HW class C/D sequence")
@@ -126,11 +132,12 @@ def gt_convert(
     elif frames == "all":
         rng = range(0, seq.frames)
     else:
-        a, _, b = frames.partition(":")
         try:
-            rng = range(int(a or 0), int(b or seq.frames))
+            rng = parse_span(frames, range(0, seq.frames))
         except ValueError:
             raise VcmError(f"--frames must be ctc, all or A:B, got {frames!r}") from None
+        if not 0 <= rng.start < rng.stop <= seq.frames:  # 5:3 wrote an empty ground truth
+            raise VcmError(f"--frames {frames} is not a range within {seq.name}'s frames 0:{seq.frames}")
     gt = load_yolo_labels(labels, seq.name, rng)
     write_json(out, to_coco_json(gt, first_frame=rng.start))
     n = sum(len(v) for v in gt.frames.values())
