@@ -99,11 +99,16 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tmp_path):
 
     saved_step = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["step"]
     assert 0 < saved_step < 150 * 8  # stopped mid-run, between checkpoints (every 1000 epochs)
+    # coding the unfinished network says so
+    early = run_cli("compress", tmp_path / "run", "--lambda", "1", "--rd-steps", "1", "--out", tmp_path / "early.nerv")
+    assert early.returncode == 0 and "holds an unfinished fit" in " ".join(early.stderr.split()), early.stderr[-1000:]
     # the command it suggests is the one typed plus --resume, on one line
     suggested = shlex.split((out + err).split("Continue with: ", 1)[1].splitlines()[0])
     assert suggested == ["vcm", *args[3:], "--resume"]
     done = run_cli(*suggested[1:], "--json")
     assert done.returncode == 0, done.stderr
+    late = run_cli("compress", tmp_path / "run", "--lambda", "1", "--rd-steps", "1", "--out", tmp_path / "late.nerv")
+    assert late.returncode == 0 and "unfinished" not in late.stderr
     assert json.loads(done.stdout)["epochs"] == 150 and (tmp_path / "run" / "metrics.json").exists()
 
 

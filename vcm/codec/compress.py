@@ -22,6 +22,7 @@ import torch
 
 from vcm.codec import affine, nerv_stream, rd
 from vcm.codec.chain import StageEnd, chain_order
+from vcm import progress
 from vcm.codec.affine import CompressOptions, parse_group_bits  # noqa: F401  (public names)
 from vcm.codec.decode import decode_file, decode_frames, decode_stream, frame_batch, frame_range, iter_frames  # noqa: F401  (public names)
 from vcm.codec.rd import RDOptions
@@ -32,7 +33,7 @@ from vcm.nerv import registry
 from vcm.nerv.config import TrainConfig
 from vcm.outputs import check_stream_output
 from vcm.provenance import provenance
-from vcm.nerv.train import load_quantizers, load_run
+from vcm.nerv.train import METRICS, load_quantizers, load_run
 from vcm.quality import summarize
 from vcm.rate import rate
 from vcm.video import Video, load, probe
@@ -78,6 +79,9 @@ class Prepared:
 def prepare(run_dir: Path, source: Path | None = None) -> Prepared:
     run_dir = _real(Path(run_dir))  # runs/latest → the run it points at
     _, config = load_run(run_dir)
+    if not (run_dir / METRICS).is_file():  # a fit writes its metrics when it has run all its steps
+        progress.log(f"[yellow]{run_dir} holds an unfinished fit (stopped before its last step): this codes the "
+                     f"network as it was then; its vcm fit command again with --resume finishes it")
     video = source_video(config, source)
     masks_u8 = None
     if config["train"]["loss"] == "sa-nerv":
