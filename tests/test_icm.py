@@ -111,6 +111,23 @@ def test_icm_train_lowers_the_masked_loss_and_resumes(tmp_path):
     assert "mse" in json.loads(plain.stdout)["history"][0]  # eq. (1): no SAM needed
 
 
+@pytest.mark.parametrize("option, message", [
+    (["--crop", "48"], "--crop 48 must be a multiple of 64 for --arch tcm-tiny"),  # a reshape error in its windows
+    (["--lambda", "-1"], "--lambda must be a positive number"),  # trained on
+    (["--lr", "-1"], "--lr must be a positive number"),  # a ValueError from torch
+])
+def test_icm_train_refuses_values_no_training_can_use(tmp_path, option, message):
+    from PIL import Image
+
+    images = tmp_path / "imgs"
+    images.mkdir()
+    Image.fromarray(moving_frames(t=1, h=80, w=96)[0].transpose(1, 2, 0)).save(images / "im.png")
+    proc = run_cli("icm", "train", "--images", images, "--masks", "none", "--arch", "tcm-tiny", "--crop", "64",
+                   "--epochs", "1", "--out", tmp_path / "run", *option)
+    assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-800:]
+    assert not (tmp_path / "run").exists()
+
+
 def test_sa_icm_is_a_ctc_codec(tmp_path, tiny_ckpt, carphone):
     cfg = tmp_path / "icm.yaml"
     cfg.write_text(f"""

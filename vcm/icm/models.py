@@ -51,6 +51,13 @@ def pad_multiple(model: torch.nn.Module) -> int:
     return model.cfg.pad_multiple if isinstance(model, TCM) else 64
 
 
+def default_pad_multiple(arch: str) -> int:
+    """``pad_multiple`` of ``create(arch)`` (its default configuration), without building it."""
+    if arch in ("tcm", "tcm-tiny"):
+        return (TCMConfig() if arch == "tcm" else TINY).pad_multiple
+    return 64
+
+
 def decode_bytes_per_pixel(model: torch.nn.Module) -> int:
     """Peak memory of coding one frame per padded pixel. Measured for TCM (maximum resident size over
     compress + decompress): N = 16 at 512²: 617 B (38·N); N = 128: 5.4 KB at 512² (42·N), 7.3 KB at
