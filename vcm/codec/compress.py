@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vcm import progress
 from vcm.codec import affine, nerv_stream, rd
 from vcm.codec.chain import StageEnd, chain_order
-from vcm import progress
 from vcm.codec.affine import CompressOptions, parse_group_bits  # noqa: F401  (public names)
 from vcm.codec.decode import decode_file, decode_frames, decode_stream, frame_batch, frame_range, iter_frames  # noqa: F401  (public names)
 from vcm.codec.rd import RDOptions

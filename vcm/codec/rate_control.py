@@ -185,7 +185,8 @@ def search(prep, target: Target, opts: RDOptions, device) -> tuple[nerv_stream.N
     v = prep.config["video"]
     goal = target_bytes(target.kbps, v["fps"], v["num_frames"]) if target.by_rate else target.psnr_y
     if target.by_rate and goal < (least := smallest_stream_bytes(prep)):
-        raise VcmError(f"--target-kbps {target.kbps:g} is {goal:,.0f}{'' if goal >= 10 else f' ({goal:.2g})'} bytes for these {v['num_frames']} frames; "
+        shown = f"{goal:,.0f}" if goal >= 10 else f"{goal:.2g}"
+        raise VcmError(f"--target-kbps {target.kbps:g} is {shown} bytes for these {v['num_frames']} frames; "
                        f"this network's smallest stream (every weight zero: header, step codes, records) is {least:,} "
                        f"bytes, {least * 8 * v['fps'] / v['num_frames'] / 1000:.3g} kbps; a smaller network "
                        f"(vcm fit --width-scale 0.5, or --params) goes lower")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import math
 import time
 from pathlib import Path
 
@@ -99,7 +100,8 @@ def _number(where: str, section: dict, key: str, default: float | None = None, w
     """A config section's number ``key`` (``default`` when absent); a one-line error naming ``where`` it sits
     and the key when it is not one."""
     value = section.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (whole and value != int(value)):
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or (whole and not (math.isfinite(value) and value == int(value)))):
         raise VcmError(f"{where}: {key} must be {'a whole number' if whole else 'a number'}, got {value!r}")
     return int(value) if whole else float(value)
 
