@@ -256,6 +256,8 @@ def test_target_kbps_lands_within_five_percent(tiny_run, tmp_path):
     from vcm.cli.compress import _report_rows
 
     assert any(text.startswith("target not reached: every trial gave more bytes") for _, text in _report_rows(far))
+    twice = run_cli("compress", root / "run", "--lambda", "1", "--lambda", "1", "--out", tmp_path / "two")
+    assert twice.returncode == 1 and "--lambda 1 is given twice" in twice.stderr  # both streams went to one file
     refused = run_cli("compress", root / "run", "--target-kbps", "10", "--bits", "6", "--out", tmp_path / "u.nerv")
     assert refused.returncode != 0 and "paper pipeline" in refused.stderr
 

@@ -382,6 +382,18 @@ def test_anchor_and_sequence_values_are_checked_before_any_point_runs(tmp_path, 
     assert not (tmp_path / "o").exists()
 
 
+def test_two_points_that_would_share_a_results_folder_are_refused(tmp_path):
+    """They ran into one folder: one point's results, run twice (its second run chained onto the first)."""
+    from vcm.ctc.run import run
+
+    config = tmp_path / "c.yaml"
+    config.write_text(json.dumps({"sequences": [{"name": "c", "path": "sample:carphone", "frames": "0:2"}],
+                                  "codecs": {"hinerv": {"fits": [{"points": [{"lambda": 1}, {"lambda": 1, "rd_steps": 9}]}]}}}))
+    with pytest.raises(VcmError, match="two points would share the results folder hinerv-demo_rd_l1p0"):
+        run(config, tmp_path / "o")
+    assert not (tmp_path / "o").exists()
+
+
 def test_ctc_results_folder_that_is_a_file_is_one_line(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text(json.dumps({"sequences": [{"name": "c", "path": "sample:carphone", "frames": "0:2"}],

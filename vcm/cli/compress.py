@@ -48,6 +48,9 @@ def compress(
             bits != 8 or group_bits or qat or finetune_epochs is not None):
         raise VcmError("--bits/--group-bits/--qat/--finetune-epochs belong to the paper pipeline; "
                        "the rate–distortion method (--lambda, --target-kbps/--target-psnr) learns its quantization")
+    if lam and len(set(lam)) < len(lam):  # both streams went to one file, the second (chained) over the first
+        twice = next(v for v in lam if lam.count(v) > 1)
+        raise VcmError(f"--lambda {twice:g} is given twice; give each λ once")
     if chain and (not lam or target_kbps is not None or target_psnr is not None):
         raise VcmError("--chain runs several --lambda one after another; rate control and the paper pipeline have no chain")
     if target_kbps is not None or target_psnr is not None:

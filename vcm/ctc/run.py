@@ -30,10 +30,15 @@ def plan(cfg: dict, out: Path, data: Path | None, annotations: Path | None, only
     unknown = set(chosen) - set(cfg.get("codecs") or {})
     if unknown:
         raise VcmError(f"--codecs names codecs the config does not define: {', '.join(sorted(unknown))}")
-    specs = []
+    specs, seen = [], set()
     for seq in seqs:
         for codec in chosen:
             for pid, point in ctc_config.points_for(codec, cfg["codecs"][codec] or {}, seq):
+                if (seq["name"], codec, pid) in seen:  # they shared one folder: one point's results, run twice
+                    raise VcmError(f"{codec} on {seq['name']}: two points would share the results folder {pid} (the same "
+                                   f"point twice, or points that differ only in rd_steps, rd_epochs, step_lr or "
+                                   f"finetune_epochs, which the folder's name does not carry)")
+                seen.add((seq["name"], codec, pid))
                 workdir = out / "points" / seq["name"] / codec / pid
                 spec = {"sequence": seq["name"], "source": seq["path"], "frames": seq["frames"], "codec": codec,
                         "point_id": pid, "point": point, "workdir": str(workdir),
