@@ -105,6 +105,15 @@ def test_frame_index_mapping(tmp_path, kind):
         score(decode_any(tmp_path / path.name, "cpu", "0:10"), gt, IndexCheckingDetector(gt))
 
 
+def test_annotations_that_do_not_fit_the_video_say_what_would(tmp_path):
+    from vcm.eval.gt import find_annotations
+
+    with pytest.raises(VcmError, match="--annotations .*nowhere does not exist"):  # was blamed on the sequence
+        find_annotations("BQMall", tmp_path / "nowhere")
+    with pytest.raises(VcmError, match="not an SFU-HW class C/D sequence.*--annotations gt.json"):
+        find_annotations("carphone", tmp_path)
+
+
 def test_txt_labels_convert_to_ctc_json(tmp_path):
     labels = tmp_path / "labels"
     labels.mkdir()

@@ -164,9 +164,12 @@ def to_coco_json(gt: GroundTruth, first_frame: int) -> dict:
 
 def find_annotations(sequence: str, annotations: Path | None = None) -> Path:
     """Resolve the CTC JSON of ``sequence``: --annotations (file or folder), $VCM_ANNOTATIONS, sequences/annotations/."""
+    if annotations is not None and not Path(annotations).exists():  # was reported as the sequence's fault
+        raise VcmError(f"--annotations {annotations} does not exist")
     seq = sequences.lookup(sequence)
     if seq is None:
-        raise VcmError(f"{sequence!r} is not an SFU-HW class C/D sequence; see sequences/sfu-hw-cd.yaml")
+        raise VcmError(f"{sequence!r} is not an SFU-HW class C/D sequence, whose ground truth a folder may hold: "
+                       "pass --annotations gt.json (COCO, any video) or --reference original (pseudo ground truth)")
     if annotations is not None and Path(annotations).is_file():
         return Path(annotations)
     folders = [Path(annotations)] if annotations is not None else []
