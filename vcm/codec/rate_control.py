@@ -95,18 +95,11 @@ def smallest_stream_bytes(prep) -> int:
     """Bytes of the smallest stream the run's network can become: every weight rounded to zero, so that
     only the header, the step codes and each tensor's record are left (no λ goes below it)."""
     from vcm.codec.compress import stream_of
-    from vcm.codec.rd_coding import RDTensor
-    from vcm.entropy_models import laplace
+    from vcm.codec.rd import coded_tensors
     from vcm.entropy_models.learned import RateDistortionModel
 
     model = prep.fresh_model()
-    rd = RateDistortionModel(model)
-    tensors = []
-    for n, p in model.named_parameters():
-        q = rd.quantizer(n)
-        zeros = np.zeros_like(q.symbols(p.detach()))
-        tensors.append(RDTensor(n, tuple(p.shape), q.step_codes().numpy().astype(np.int64),
-                                laplace.s_code(q.coded_log_b()), zeros, q.temporal))
+    tensors = [replace(t, symbols=np.zeros_like(t.symbols)) for t in coded_tensors(model, RateDistortionModel(model))]
     return len(nerv_stream.encode(stream_of(prep, model, tensors, "rd")).data)
 
 

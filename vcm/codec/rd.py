@@ -141,13 +141,20 @@ def optimise(model: torch.nn.Module, frames_u8: np.ndarray, masks_u8, fit_cfg: T
     train_stage(forward, opt, frames_u8, masks_u8, cfg, steps, device, f"{label} λ={opts.lam:g}", status,
                 after_step=schedule.advance)
     rd.cpu().eval()
+    tensors = coded_tensors(model, rd, keep)
+    report = {"method": "rate-distortion", "lambda": opts.lam, "prune": opts.prune, "rd_epochs": epochs, "rd_steps": steps,
+              "step_lr": step_lr, "noise_fraction": noise_fraction, "lr_scale": lr_scale}
+    return tensors, StageResult(report, rd.estimate_bits(), history,
+                                {k: v.detach().clone() for k, v in rd.quantizers.state_dict().items()})
+
+
+def coded_tensors(model: torch.nn.Module, rd, keep: dict | None = None) -> list[RDTensor]:
+    """``model``'s parameters as its quantizers ``rd`` (on the CPU) code them: step codes, Laplace code and
+    symbols of each (``keep``: pruning masks by name)."""
     tensors = []
     for n, p in model.named_parameters():
         q = rd.quantizer(n)
         keep_n = None if keep is None or n not in keep else keep[n].cpu()
         tensors.append(RDTensor(n, tuple(p.shape), q.step_codes().cpu().numpy().astype(np.int64),
-                                laplace.s_code(q.coded_log_b()), q.symbols(p.cpu(), keep_n), q.temporal))
-    report = {"method": "rate-distortion", "lambda": opts.lam, "prune": opts.prune, "rd_epochs": epochs, "rd_steps": steps,
-              "step_lr": step_lr, "noise_fraction": noise_fraction, "lr_scale": lr_scale}
-    return tensors, StageResult(report, rd.estimate_bits(), history,
-                                {k: v.detach().clone() for k, v in rd.quantizers.state_dict().items()})
+                                laplace.s_code(q.coded_log_b()), q.symbols(p.detach().cpu(), keep_n), q.temporal))
+    return tensors

@@ -26,10 +26,11 @@ SA_ICM_PAGE = "https://github.com/final-0/SA-ICM"
 
 
 def create(arch: str, config: dict | None = None, quality: int = 6) -> torch.nn.Module:
+    check_arch(arch)
     config = dict(config or {})
     if arch in ("tcm", "tcm-tiny"):
         try:
-            cfg = TCMConfig.from_dict(config) if config else (TCMConfig() if arch == "tcm" else TINY)
+            cfg = TCMConfig.from_dict(config) if config else _default_tcm(arch)
         except ValueError as err:
             raise VcmError(f"{arch} configuration: {err}") from None
         return TCM(cfg)
@@ -38,7 +39,7 @@ def create(arch: str, config: dict | None = None, quality: int = 6) -> torch.nn.
 
         fn = {"cheng2020-attn": zoo.cheng2020_attn, "mbt2018-mean": zoo.mbt2018_mean}[arch]
         return fn(quality=int(config.get("quality", quality)), pretrained=False)
-    raise VcmError(f"unknown codec architecture {arch!r}; choose one of {', '.join(ARCHS)}")
+    raise AssertionError(f"{arch} is in ARCHS but create() does not build it")
 
 
 def arch_config(model: torch.nn.Module, arch: str, quality: int = 6) -> dict:
@@ -51,11 +52,19 @@ def pad_multiple(model: torch.nn.Module) -> int:
     return model.cfg.pad_multiple if isinstance(model, TCM) else 64
 
 
+def check_arch(arch: str) -> None:
+    if arch not in ARCHS:
+        raise VcmError(f"unknown codec architecture {arch!r}; choose one of {', '.join(ARCHS)}")
+
+
+def _default_tcm(arch: str) -> TCMConfig:
+    return TCMConfig() if arch == "tcm" else TINY
+
+
 def default_pad_multiple(arch: str) -> int:
     """``pad_multiple`` of ``create(arch)`` (its default configuration), without building it."""
-    if arch in ("tcm", "tcm-tiny"):
-        return (TCMConfig() if arch == "tcm" else TINY).pad_multiple
-    return 64
+    check_arch(arch)
+    return _default_tcm(arch).pad_multiple if arch in ("tcm", "tcm-tiny") else 64
 
 
 def decode_bytes_per_pixel(model: torch.nn.Module) -> int:

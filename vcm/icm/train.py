@@ -25,7 +25,7 @@ import torch
 from vcm import progress
 from vcm.errors import VcmError
 from vcm.fsutil import atomic_path, save_torch, write_json
-from vcm.icm.models import ARCHS, arch_config, create, default_pad_multiple, pad_multiple
+from vcm.icm.models import arch_config, create, default_pad_multiple, pad_multiple
 from vcm.video.source import IMAGE_SUFFIXES, _read_image
 
 CHECKPOINT = "checkpoint.pth.tar"
@@ -50,15 +50,13 @@ class IcmTrainConfig:
     def check(self) -> None:
         """Refuse values no training can use, before any image is read (a crop off the network's multiple
         was a reshape error in its attention windows, a negative lr one from torch, λ ≤ 0 trained on)."""
-        if self.arch not in ARCHS:
-            raise VcmError(f"unknown codec architecture {self.arch!r}; choose one of {', '.join(ARCHS)}")
         if not (self.lmbda > 0 and math.isfinite(self.lmbda)):
             raise VcmError(f"--lambda must be a positive number, got {self.lmbda}")
         if not (self.lr > 0 and math.isfinite(self.lr) and self.aux_lr > 0):
             raise VcmError(f"--lr must be a positive number, got {self.lr}")
         if not 0 <= self.alpha <= 1:
             raise VcmError(f"--alpha must be in [0, 1], got {self.alpha}")
-        mult = default_pad_multiple(self.arch)
+        mult = default_pad_multiple(self.arch)  # refuses an unknown architecture
         if self.crop < mult or self.crop % mult:
             raise VcmError(f"--crop {self.crop} must be a multiple of {mult} for --arch {self.arch} "
                            f"(the side its windows and downsampling need)")
