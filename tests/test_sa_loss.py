@@ -71,3 +71,28 @@ def test_kernel_module_does_not_import_the_dispatcher():
 
     imported = {n.module for n in ast.walk(ast.parse(inspect.getsource(kernel))) if isinstance(n, ast.ImportFrom)}
     assert "vcm.nerv.sa_loss" not in imported
+
+
+@pytest.mark.parametrize("size", [(40, 56), (8, 56)])
+def test_the_clip_sa_loss_is_eq6_with_both_targets_statistics_computed_once(size):
+    """The SA-NeRV training loss on a clip's frames and masks: eq. (6)'s value and gradient, whether the
+    targets' SSIM statistics (of x and of x⊙s) are cached or, for frames under 11×11, not; the masked
+    statistics belong to each frame's own mask."""
+    from vcm.nerv.sa_loss import sa_nerv_loss_fn
+
+    torch.manual_seed(0)
+    frames = (torch.rand(10, 3, *size) * 255).to(torch.uint8)
+    masks = (torch.rand(10, 1, *size) > 0.7).to(torch.uint8)
+    loss = sa_nerv_loss_fn(0.6, 1.5, "torch", "cpu", clip=(frames, masks))
+    idx = torch.tensor([9, 2, 5])
+    x = frames[idx].float() / 255
+    x_hat = (x + 0.1 * torch.randn_like(x)).clamp(0, 1).requires_grad_()
+    ours, reference = loss(x_hat, x, masks[idx], idx), sa_nerv_loss(x_hat, x, masks[idx], 0.6, 1.5)
+    assert ours.item() == pytest.approx(reference.item(), abs=1e-7)
+    (g_ours,), (g_ref,) = torch.autograd.grad(ours, x_hat), torch.autograd.grad(reference, x_hat)
+    assert torch.allclose(g_ours, g_ref, atol=1e-9)
+    if min(size) >= 11:  # another frame's masked statistics give another value: they are indexed per frame
+        other = masks.clone()
+        other[idx] = masks[torch.tensor([0, 1, 3])]
+        swapped = sa_nerv_loss_fn(0.6, 1.5, "torch", "cpu", clip=(frames, other))
+        assert abs(swapped(x_hat, x, masks[idx], idx).item() - reference.item()) > 1e-4

@@ -36,10 +36,10 @@ def seconds_per_step(model_cfg, cfg, frames_u8, masks_u8, device, trials: int = 
     opt = torch.optim.Adam(param_groups(model, cfg), lr=cfg.lr, betas=cfg.betas)
     n = min(cfg.batch, len(frames_u8))
     clip = torch.from_numpy(frames_u8[:n]).to(device)
-    loss_fn = make_loss(cfg, device, clip)
     idx = torch.arange(n, device=device)
     x = clip.float().div_(255)
     mask = None if masks_u8 is None else torch.from_numpy(masks_u8[:n].astype("uint8")).to(device)
+    loss_fn = make_loss(cfg, device, clip, mask)
     t = frame_times(len(frames_u8), device)[:n]
     times = []
     for i in range(trials + 1):

@@ -85,17 +85,18 @@ def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
     return cfg.lr * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
 
 
-def make_loss(cfg: TrainConfig, device, frames: torch.Tensor) -> Callable:
+def make_loss(cfg: TrainConfig, device, frames: torch.Tensor, masks: torch.Tensor | None = None) -> Callable:
     """``loss(x_hat, x, mask | None, idx)`` for the configured loss and implementation, on ``x =
-    frames[idx] / 255`` (``frames``: the clip, ``uint8 [T,3,H,W]`` on ``device``)."""
+    frames[idx] / 255`` and ``mask = masks[idx]`` (``frames``: the clip, ``uint8 [T,3,H,W]`` on ``device``;
+    ``masks``: its edge masks, ``uint8 [T,1,H,W]``, for SA-NeRV)."""
     if cfg.loss == "nerv":
         clip_loss = ClipLoss(frames, cfg.beta)
         return lambda x_hat, x, mask, idx: clip_loss(x_hat, x, idx)
     if cfg.loss == "sa-nerv":
         from vcm.nerv.sa_loss import sa_nerv_loss_fn
 
-        sa_loss = sa_nerv_loss_fn(cfg.beta, cfg.mask_weight, cfg.loss_impl, device)
-        return lambda x_hat, x, mask, idx: sa_loss(x_hat, x, mask)
+        return sa_nerv_loss_fn(cfg.beta, cfg.mask_weight, cfg.loss_impl, device,
+                               None if masks is None else (frames, masks))
     raise VcmError(f"unknown loss {cfg.loss!r}; use nerv or sa-nerv")
 
 
@@ -175,7 +176,7 @@ def train_epochs(
     num_frames = frames.shape[0]
     t_all = frame_times(num_frames, device)
     steps_per_epoch = math.ceil(num_frames / cfg.batch)
-    loss_fn = make_loss(cfg, device, frames)
+    loss_fn = make_loss(cfg, device, frames, masks)
     amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and cfg.amp)
     epoch = step // steps_per_epoch
     while step < total_steps:
