@@ -27,6 +27,7 @@ def test_user_errors_are_one_line(tmp_path):
     assert_one_line_error(run_cli("fit", ok, "--frames", "0:9"), "outside")
     assert_one_line_error(run_cli("fit", ok, "--preset", "nope"), "unknown preset")
     assert_one_line_error(run_cli("fit", ok, "--params", "lots"), "--params")
+    assert_one_line_error(run_cli("fit", ok, "--arch", "hinerv", "--params", "50"), "too small for a network")
     assert_one_line_error(run_cli("fit", ok, "--epochs", "zero"), "--epochs")
     assert_one_line_error(run_cli("fit"), "'input'")
 

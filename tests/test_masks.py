@@ -171,6 +171,21 @@ def test_vcm_masks_never_writes_over_its_input_or_a_file_of_another_kind(tmp_pat
     assert clip.read_bytes() == before and stream.read_bytes() == b"stream"
 
 
+@pytest.mark.parametrize("source, option", [("canny", ["--alpha", "0.5"]), ("boxes:opencv-face", ["--alpha", "0.5"]),
+                                            ("canny", ["--config", "x.yaml"]), ("canny", ["--fill"]),
+                                            ("sam", ["--fill"])])
+def test_vcm_masks_refuses_an_option_its_source_does_not_use(tmp_path, source, option):
+    """`--source canny --alpha 2` used to make Canny masks without a word about α."""
+    from tests.conftest import moving_frames
+    from vcm.video.yuv import write_yuv420
+
+    clip = tmp_path / "clip_44x36_25.yuv"
+    write_yuv420(clip, moving_frames())
+    proc = run_cli("masks", clip, "--source", source, *option, "--out", tmp_path / "m.npz")
+    assert proc.returncode == 1 and f"{option[0]} does not apply to --source {source}" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "m.npz").exists()
+
+
 def test_fit_sa_nerv_makes_its_masks_from_a_source_without_sam(tmp_path, carphone):
     fit = run_cli("fit", carphone, "--frames", "0:4", "--loss", "sa-nerv", "--mask-source", "canny", "--preset", "nerv-xs",
                   "--params", "20k", "--epochs", "10", "--batch", "2", "--out", tmp_path / "run", "--json", "--device", "cpu")

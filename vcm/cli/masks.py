@@ -38,6 +38,12 @@ def masks(
 
     start()
     kind, _ = parse_source(source)
+    # options another source would use were silently ignored (and --fill named the file _fill regardless)
+    unused = [opt for opt, given in (("--alpha", alpha), ("--sam-checkpoint", sam_checkpoint), ("--config", config))
+              if given and kind != "sam"] + ["--fill"] * (fill and kind != "boxes")
+    if unused:
+        raise VcmError(f"{unused[0]} does not apply to --source {source} "
+                       f"({'--fill is for --source boxes:DETECTOR' if unused[0] == '--fill' else 'it is for --source sam'})")
     if kind == "sam" and sam_checkpoint is None:
         raise VcmError("--source sam needs --sam-checkpoint PATH (or use --source canny, which needs no weights)")
     input = resolve(input)  # sample:NAME → the bundled clip

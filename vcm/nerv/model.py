@@ -391,6 +391,6 @@ def parse_param_count(text: str) -> int:
     if value < 100:
         from vcm.errors import VcmError
 
-        raise VcmError(f"--params {text} is too small for a NeRV network")
+        raise VcmError(f"--params {text} is too small for a network (at least 100 parameters)")
     return int(value)
 
