@@ -126,3 +126,14 @@ def test_fit_help_lists_every_preset_and_each_representations_default():
     assert list_presets() and all(re.search(rf"[ (]{re.escape(n)}[,;)]", help_text) for n in list_presets())
     assert set(presets_by_arch()) == {"nerv", "hinerv"} and "hinerv-demo" in presets_by_arch()["hinerv"]
     assert f"Default {registry.entry('nerv').default_preset}, or {registry.entry('hinerv').default_preset} " in help_text
+
+
+@pytest.mark.parametrize("command", ["decode", "icm"])
+def test_decode_refuses_an_output_name_no_writer_takes_before_reading_the_stream(tmp_path, command):
+    """`vcm decode s.nerv --out x.png` read and decoded the stream, then failed on the name; the name is
+    now refused first (here the stream is not even a stream, and the answer is about the name)."""
+    stream = tmp_path / ("s.nerv" if command == "decode" else "s.icm")
+    stream.write_bytes(b"not a stream")
+    args = ("decode",) if command == "decode" else ("icm", "decode")
+    assert_one_line_error(run_cli(*args, stream, "--out", tmp_path / "x.png"), "cannot write x.png: use .yuv, .mp4")
+    assert not (tmp_path / "x.png").exists()

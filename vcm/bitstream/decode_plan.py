@@ -61,13 +61,14 @@ def human_macs(n: float) -> str:
 
 
 def human_seconds(s: float) -> str:
+    """An estimate in words: "under a second", "about 12 s", "about 3 min", "about 1.5 h"."""
     if s < 1:
         return "under a second"
     if s < 90:
-        return f"{s:.0f} s"
+        return f"about {s:.0f} s"
     if s < 5400:
-        return f"{s / 60:.0f} min"
-    return f"{s / 3600:.1f} h"
+        return f"about {s / 60:.0f} min"
+    return f"about {s / 3600:.1f} h"
 
 
 def output_bytes(out: Path | None, frames: int, width: int, height: int) -> int:
@@ -115,7 +116,7 @@ class DecodePlan:
         if out is not None:
             parts.append(f"{human_bytes(output_bytes(out, self.frames, self.width, self.height))} to write")
         if self.macs is not None:
-            parts.append(f"{human_macs(self.macs)}, about {human_seconds(self.seconds)} on 2 CPU cores")
+            parts.append(f"{human_macs(self.macs)}, {human_seconds(self.seconds)} on 2 CPU cores")
         return ", ".join(parts)
 
     def check(self, out: Path | None = None, allow_large: bool = False) -> None:
@@ -144,6 +145,6 @@ class DecodePlan:
             why = (f"the work budget of {allowed / 1e9:,.0f} GMAC" if budget is not None else
                    f"{allowed / 1e9:,.0f} GMAC allowed for a {self.stream_bytes:,}-byte stream")
             raise StreamError(f"{self.name} would take {self.macs / 1e9:,.0f} GMAC to decode ({self.frames:,} frames of "
-                              f"{self.width}x{self.height}, about {human_seconds(self.seconds)} on 2 CPU cores), more "
+                              f"{self.width}x{self.height}, {human_seconds(self.seconds)} on 2 CPU cores), more "
                               f"than {why}{disk}; pass --allow-large or set VCM_WORK_BUDGET (e.g. 50T, or "
                               f"unlimited) if it is genuine")

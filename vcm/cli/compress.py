@@ -141,6 +141,9 @@ def decode(
         raise VcmError(f"{bitstream} does not exist")
     if out is not None:
         check_output(out, inputs=[bitstream], kind="any")
+        from vcm.video.writer import check_writable
+
+        check_writable(out)
     from vcm.bitstream.decode_plan import human_macs
     from vcm.codec.decode import decode_stream, frame_range, iter_frames
     from vcm.device import resolve_device

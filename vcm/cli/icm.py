@@ -122,6 +122,9 @@ def icm_decode(
         raise VcmError(f"{bitstream} does not exist")
     if out is not None:
         check_output(out, inputs=[bitstream, checkpoint], kind="any")
+        from vcm.video.writer import check_writable
+
+        check_writable(out)
     from vcm.device import resolve_device
     from vcm.bitstream.decode_plan import DecodePlan
     from vcm.icm.codec import open_icm

@@ -23,6 +23,12 @@ from vcm.video import yuv
 CONTAINERS = (".mp4", ".mkv", ".avi", ".mov")
 
 
+def check_writable(path: str | Path) -> None:
+    """Refuse an output name no writer takes, before any frame is decoded (a folder has no suffix)."""
+    if Path(path).suffix.lower() not in (".yuv", "", *CONTAINERS):
+        raise VcmError(f"cannot write {Path(path).name}: use .yuv, {', '.join(CONTAINERS)} or a folder name")
+
+
 def write_video(path: str | Path, frames_u8: np.ndarray | Iterable[np.ndarray], fps: float, bit_depth: int = 8) -> Path:
     """Write ``uint8 [T,3,H,W]`` RGB (or an iterable of ``[B,3,H,W]`` chunks) to ``path`` by its
     suffix; a path without suffix becomes a folder of PNG frames.
@@ -41,6 +47,7 @@ def write_video(path: str | Path, frames_u8: np.ndarray | Iterable[np.ndarray], 
 def open_writer(path: str | Path, fps: float, bit_depth: int = 8) -> Iterator:
     """Yield ``write(frames_u8 [B,3,H,W])``; the file (or folder) appears complete on success only."""
     path = Path(path)
+    check_writable(path)
     suffix = path.suffix.lower()
     if suffix == ".yuv":
         with atomic_path(path) as tmp, open(tmp, "wb") as f:  # one handle for the whole video
@@ -48,11 +55,9 @@ def open_writer(path: str | Path, fps: float, bit_depth: int = 8) -> Iterator:
     elif suffix in CONTAINERS:
         with _container_writer(path, fps) as write:
             yield write
-    elif suffix == "":
+    else:
         with _png_writer(path) as write:
             yield write
-    else:
-        raise VcmError(f"cannot write {path.name}: use .yuv, .mp4, .mkv or a folder name")
 
 
 @contextlib.contextmanager
