@@ -118,6 +118,8 @@ def test_cli_chain_flag(tiny_run, tmp_path):
 
     rows = dict(_report_rows(one))
     assert "from λ 0.1's stage" in rows["method"] and "earlier stages" in rows["encode time"]
+    assert "pruned" not in rows["method"]
+    assert "40% pruned" in dict(_report_rows({**one, "prune": 0.4}))["method"]  # --prune composes with --lambda
     refused = run_cli("compress", root / "run", "--target-kbps", "5", "--chain", "--out", tmp_path / "t.nerv")
     assert refused.returncode == 1 and "--chain" in refused.stderr and "Traceback" not in refused.stderr
 

@@ -142,6 +142,22 @@ def test_fit_with_a_budget_records_the_steps_it_resolved(tmp_path):
     assert both.returncode != 0 and "drop --steps/--epochs" in both.stderr
 
 
+def test_a_length_given_two_ways_is_refused(tmp_path):
+    """`vcm fit --epochs 2 --steps 3` fitted 3 steps and `vcm compress --rd-epochs 2 --rd-steps 5` ran 5,
+    each ignoring the other option without a word."""
+    tiny_video(tmp_path, t=4)
+    clip = tmp_path / "Tiny_32x24_25.yuv"
+    fit = run_cli("fit", clip, "--epochs", "2", "--steps", "3", "--out", tmp_path / "r")
+    assert fit.returncode == 1 and "--steps and --epochs both set the fit's length" in fit.stderr
+    assert "Traceback" not in fit.stderr and not (tmp_path / "r").exists()
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "checkpoint.pt").write_bytes(b"")  # refused before the run is read
+    rd = run_cli("compress", tmp_path / "run", "--lambda", "1", "--rd-epochs", "2", "--rd-steps", "5",
+                 "--out", tmp_path / "s.nerv")
+    assert rd.returncode == 1 and "--rd-steps and --rd-epochs both set" in rd.stderr and "Traceback" not in rd.stderr
+    assert not (tmp_path / "s.nerv").exists()
+
+
 # --- rate control ------------------------------------------------------------------------------
 
 def _fake(lam: float, value: float, cold: bool = False) -> _Trial:

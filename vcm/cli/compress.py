@@ -48,6 +48,8 @@ def compress(
             bits != 8 or group_bits or qat or finetune_epochs is not None):
         raise VcmError("--bits/--group-bits/--qat/--finetune-epochs belong to the paper pipeline; "
                        "the rate–distortion method (--lambda, --target-kbps/--target-psnr) learns its quantization")
+    if rd_steps is not None and rd_epochs is not None:  # --rd-steps used to win without a word
+        raise VcmError("--rd-steps and --rd-epochs both set the rate–distortion stage's length; give one of them")
     if lam and len(set(lam)) < len(lam):  # both streams went to one file, the second (chained) over the first
         twice = next(v for v in lam if lam.count(v) > 1)
         raise VcmError(f"--lambda {twice:g} is given twice; give each λ once")
@@ -88,7 +90,8 @@ def compress(
 def _report_rows(r: dict) -> list[tuple[str, str]]:
     """The table of one stream's report: size, rate, quality, parameters, where the bytes go, rate control."""
     start = f", from λ {r['start']['lambda']:g}'s stage" if r.get("start") else ""
-    method = (f"rate–distortion, λ = {r['lambda']:g}, {r['rd_steps']:,} steps{start}" if r["coding"] == "rd" else
+    pruned = f", {r['prune']:.0%} pruned" if r.get("prune") else ""
+    method = (f"rate–distortion, λ = {r['lambda']:g}, {r['rd_steps']:,} steps{pruned}{start}" if r["coding"] == "rd" else
               f"prune {r['prune']:.0%} / {r['bits']} bits / QAT {'yes' if r['qat'] else 'no'}")
     rows = [
         ("bitstream", r["bitstream"]), ("method", method), ("size", f"{r['bytes']:,} bytes"),

@@ -70,6 +70,8 @@ def fit(
     from vcm.nerv.run import default_run_dir_for, fit_video, plan, preset_for
     from vcm.nerv.train import CHECKPOINT, load_run, reconstruct
 
+    if steps is not None and epochs is not None:  # --steps used to win without a word
+        raise VcmError("--steps and --epochs both set the fit's length; give one of them")
     budget_seconds = _budget_seconds(budget, steps, epochs)
     spec, cfg = plan(str(config) if config else preset_for(arch, preset), params, width_scale, epochs=epochs, steps=steps, batch=batch, lr=lr,
                      loss=loss, loss_impl=loss_impl, rate_lambda=lam, seed=seed, checkpoint_every=checkpoint_every,
