@@ -137,3 +137,19 @@ def test_decode_refuses_an_output_name_no_writer_takes_before_reading_the_stream
     args = ("decode",) if command == "decode" else ("icm", "decode")
     assert_one_line_error(run_cli(*args, stream, "--out", tmp_path / "x.png"), "cannot write x.png: use .yuv, .mp4")
     assert not (tmp_path / "x.png").exists()
+
+
+def test_video_options_a_file_contradicts_or_no_rate_can_be_are_refused(tmp_path, carphone):
+    """`--fps nan` was recorded as the run's frame rate (every kbps after it NaN); `--size` and `--bit-depth`
+    on a container that says its own were ignored without a word."""
+    for args, fragment in ((["--fps", "nan"], "--fps must be a frame rate above 0"),
+                           (["--fps", "0"], "--fps must be a frame rate above 0"),
+                           (["--size", "10x10"], "holds 176x144 frames (--size is for a raw .yuv)"),
+                           (["--bit-depth", "10"], "holds 8-bit frames (--bit-depth is for a raw .yuv)")):
+        assert_one_line_error(run_cli("info", carphone, *args), fragment)
+    ok = run_cli("info", carphone, "--size", "176x144", "--bit-depth", "8", "--fps", "25", "--json")
+    assert ok.returncode == 0 and json.loads(ok.stdout)["fps"] == 25
+    clip = tmp_path / "Bar_16x16_30.yuv"
+    write_yuv420(clip, moving_frames(t=2, h=16, w=16))
+    assert_one_line_error(run_cli("fit", clip, "--fps", "nan", "--out", tmp_path / "r"), "--fps must be")
+    assert not (tmp_path / "r").exists()

@@ -8,6 +8,7 @@ CTC clip of an SFU-HW sequence, its frame 0 is source frame ``ctc_first``.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from vcm.video.naming import parse_name
 CONTAINER_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".y4m"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 DEFAULT_IMAGE_FPS = 30.0
+MAX_FPS = 1000  # frames per second a --fps may give
 
 
 @dataclass(frozen=True)
@@ -92,18 +94,29 @@ def probe(
     path = resolve(path)
     if not path.exists():
         raise VcmError(f"{path} does not exist")
-    if path.is_dir():
-        return _probe_images(path, fps)
+    if fps is not None and not (math.isfinite(fps) and 0 < fps <= MAX_FPS):  # NaN was recorded as the run's rate
+        raise VcmError(f"--fps must be a frame rate above 0 and at most {MAX_FPS}, got {fps:g}")
     suffix = path.suffix.lower()
-    if suffix == ".yuv":
+    if suffix == ".yuv" and not path.is_dir():
         return _probe_yuv(path, size, fps, bit_depth)
-    if suffix in CONTAINER_SUFFIXES:
-        return _probe_container(path, fps)
-    if suffix in IMAGE_SUFFIXES:  # a single image: a one-frame video
+    if path.is_dir():
+        info = _probe_images(path, fps)
+    elif suffix in CONTAINER_SUFFIXES:
+        info = _probe_container(path, fps)
+    elif suffix in IMAGE_SUFFIXES:  # a single image: a one-frame video
         first = _read_image(path)
-        return VideoInfo(path=path, kind="image", name=path.stem, width=first.shape[2], height=first.shape[1],
+        info = VideoInfo(path=path, kind="image", name=path.stem, width=first.shape[2], height=first.shape[1],
                          fps=fps or DEFAULT_IMAGE_FPS, num_frames=1, bit_depth=8, first_source_frame=0,
                          sequence=None, is_ctc_clip=False)
+    else:
+        info = None
+    if info is not None:  # a file that says its own size and depth: a --size or --bit-depth against it was ignored
+        if size is not None and tuple(size) != (info.width, info.height):
+            raise VcmError(f"--size {size[0]}x{size[1]}: {path.name} holds {info.width}x{info.height} frames "
+                           f"(--size is for a raw .yuv)")
+        if bit_depth not in (None, 8):
+            raise VcmError(f"--bit-depth {bit_depth}: {path.name} holds 8-bit frames (--bit-depth is for a raw .yuv)")
+        return info
     raise VcmError(
         f"{path.name}: unknown video type {suffix!r}; vcm reads .yuv, "
         f"{', '.join(sorted(CONTAINER_SUFFIXES))}, images and folders of PNG/JPEG frames"
