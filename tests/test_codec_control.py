@@ -93,6 +93,18 @@ def test_train_config_counts_steps():
         TrainConfig(rd_lr_scale=0).check()
 
 
+@pytest.mark.parametrize("field, value, message", [
+    ("lr", 0.0, "lr must be above 0, got 0.0"), ("lr", float("nan"), "lr must be above 0, got nan"),
+    ("batch", 0, "batch must be at least 1"), ("checkpoint_every", 0, "checkpoint_every must be at least 1"),
+    ("mask_weight", -1.0, "mask_weight must be 0 or more"), ("warmup", 1.0, "warmup must be in \\[0, 1\\)"),
+    ("rate_start", float("nan"), "rate_start must be in"), ("grid_lr_scale", 0.0, "grid_lr_scale must be above 0")])
+def test_a_training_value_no_fit_can_use_is_named_alone(field, value, message):
+    """`--lr 0` was answered with every rule at once ("lr must be > 0 and epochs, batch and
+    checkpoint_every at least 1"), and a negative mask_weight (eq. 6's w) trained on."""
+    with pytest.raises(VcmError, match=message):
+        TrainConfig(**{field: value}).check()
+
+
 @pytest.mark.parametrize("betas, message", [([1.5, 0.9], "betas must be two numbers in \\[0, 1\\)"),
                                             ([0.9, -0.1], "betas must be two numbers"),
                                             ([0.9], "'betas' must be a list of 2 values, got 1"),

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, replace
 import yaml
 
 from vcm.errors import VcmError
+from vcm.schema import refuse_first_broken
 from vcm.nerv.model import parse_param_count
 from vcm.nerv.presets import preset_path
 
@@ -57,24 +58,26 @@ class TrainConfig:
             raise VcmError(f"unknown loss {self.loss!r}; use nerv or sa-nerv")
         if self.loss_impl not in ("auto", "torch", "triton"):
             raise VcmError(f"unknown loss implementation {self.loss_impl!r}; use auto, torch or triton")
-        if not (self.lr > 0 and self.epochs >= 1 and self.batch >= 1 and self.checkpoint_every >= 1):
-            raise VcmError("lr must be > 0 and epochs, batch and checkpoint_every at least 1")
-        if self.steps is not None and self.steps < 1:
-            raise VcmError(f"steps must be at least 1, got {self.steps}")
-        if self.max_epochs is not None and self.max_epochs < 1:
-            raise VcmError(f"max_epochs must be at least 1, got {self.max_epochs}")
-        if not (self.rd_steps is None or self.rd_steps >= 1) or not (self.rd_step_lr is None or self.rd_step_lr > 0):
-            raise VcmError("rd_steps must be at least 1 and rd_step_lr > 0")
-        if not 0 <= self.rd_noise_fraction <= 1:
-            raise VcmError(f"rd_noise_fraction must be in [0, 1], got {self.rd_noise_fraction}")
-        if not 0 < self.rd_lr_scale <= 10:
-            raise VcmError(f"rd_lr_scale must be in (0, 10], got {self.rd_lr_scale}")
-        if not (self.rate_lambda >= 0 and 0 <= self.rate_start < 1 and 0 <= self.rate_noise_fraction <= 1):
-            raise VcmError("rate_lambda must be ≥ 0, rate_start in [0, 1) and rate_noise_fraction in [0, 1]")
-        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
-            raise VcmError(f"betas must be two numbers in [0, 1) (Adam's β1, β2), got {list(self.betas)}")
-        if not (0 <= self.warmup < 1 and 0 <= self.beta <= 1 and self.grad_clip >= 0 and self.grid_lr_scale > 0):
-            raise VcmError("warmup must be in [0, 1), beta in [0, 1], grad_clip ≥ 0 and grid_lr_scale > 0")
+        # one rule per field, so that the message names the value at fault (NaN fails every rule)
+        rules = [("lr", self.lr > 0, "above 0"), ("epochs", self.epochs >= 1, "at least 1"),
+                 ("batch", self.batch >= 1, "at least 1"), ("checkpoint_every", self.checkpoint_every >= 1, "at least 1"),
+                 ("steps", self.steps is None or self.steps >= 1, "at least 1"),
+                 ("max_epochs", self.max_epochs is None or self.max_epochs >= 1, "at least 1"),
+                 ("rd_steps", self.rd_steps is None or self.rd_steps >= 1, "at least 1"),
+                 ("rd_step_lr", self.rd_step_lr is None or self.rd_step_lr > 0, "above 0"),
+                 ("rd_noise_fraction", 0 <= self.rd_noise_fraction <= 1, "in [0, 1]"),
+                 ("rd_lr_scale", 0 < self.rd_lr_scale <= 10, "in (0, 10]"),
+                 ("rate_lambda", self.rate_lambda >= 0, "0 or more"), ("rate_start", 0 <= self.rate_start < 1, "in [0, 1)"),
+                 ("rate_noise_fraction", 0 <= self.rate_noise_fraction <= 1, "in [0, 1]"),
+                 ("betas", len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
+                  "two numbers in [0, 1) (Adam's β1, β2)"),
+                 ("warmup", 0 <= self.warmup < 1, "in [0, 1)"), ("beta", 0 <= self.beta <= 1, "in [0, 1]"),
+                 ("mask_weight", self.mask_weight >= 0, "0 or more"), ("grad_clip", self.grad_clip >= 0, "0 or more"),
+                 ("grid_lr_scale", self.grid_lr_scale > 0, "above 0")]
+        try:
+            refuse_first_broken("training option", self, rules)
+        except ValueError as err:
+            raise VcmError(str(err)) from None
 
     def steps_per_epoch(self, num_frames: int) -> int:
         """Optimiser steps of one pass over ``num_frames`` frames."""
