@@ -69,6 +69,10 @@ def test_container_and_png_folder(tmp_path, carphone):
     assert np.array_equal(again.frames_u8, clip.frames_u8)
     write_video(tmp_path / "lossless.mp4", clip.frames_u8, clip.fps)
     assert np.array_equal(open_video(tmp_path / "lossless.mp4").frames_u8, clip.frames_u8)
+    write_video(tmp_path / "frames" / "x", clip.frames_u8[:1, :, :100], clip.fps)  # a frame of another size: a traceback
+    (tmp_path / "frames" / "x" / "frame_00000.png").rename(tmp_path / "frames" / "frame_00002b.png")
+    with pytest.raises(VcmError, match="frame_00002b.png is 176x100, the folder's first frame 176x144"):
+        open_video(tmp_path / "frames")
 
 
 def test_sfu_names_clip_recognition_and_ctc_frames(tmp_path):

@@ -277,9 +277,12 @@ def load(info: VideoInfo, frames: range | str = "auto") -> Video:
         data = _read_image(info.path)[None]
     else:
         files = _image_files(info.path)[a:b]
-        data = np.stack([_read_image(f) for f in files])
-        if data.shape[2:] != (info.height, info.width):
-            raise VcmError(f"{info.path}: frames differ in size")
+        frames = [_read_image(f) for f in files]
+        for f, frame in zip(files, frames):  # np.stack's own complaint was a traceback
+            if frame.shape[1:] != (info.height, info.width):
+                raise VcmError(f"{info.path.name}: {f.name} is {frame.shape[2]}x{frame.shape[1]}, the folder's first "
+                               f"frame {info.width}x{info.height}; every frame must have one size")
+        data = np.stack(frames)
     return Video(info=info, frames_u8=data, source_frames=rng)
 
 
