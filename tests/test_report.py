@@ -91,6 +91,19 @@ def test_other_quality_metrics_and_a_bad_one(results):
     assert proc.returncode == 1 and "--metric must be one of" in proc.stderr
 
 
+def test_an_anchor_the_results_do_not_hold_is_refused_and_the_default_is_one_they_hold(results):
+    """`--anchor foo` replaced the last report with one against foo, without a single BD figure; with no
+    --anchor, a results folder that holds HEVC but not VVC gets its BD figures against HEVC."""
+    make_report(results, anchor="hevc")
+    before = (results / "report.md").read_text()
+    proc = run_cli("ctc", "report", results, "--anchor", "foo")
+    assert proc.returncode == 1 and "--anchor foo: the results hold no such curve (curves: " in proc.stderr
+    assert "hevc" in proc.stderr and "Traceback" not in proc.stderr
+    assert (results / "report.md").read_text() == before
+    assert make_report(results)["bd"]  # the fixture's anchor is HEVC alone: measured against it, not against no VVC
+    assert json.loads((results / "bd.json").read_text())["anchor"] == "hevc"
+
+
 def test_report_renders_in_headless_chromium(results, tmp_path):
     from vcm.ctc.screenshot import find_chromium
 

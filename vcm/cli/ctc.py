@@ -48,7 +48,7 @@ def ctc_run(
 @ctc_app.command("report")
 def ctc_report(
     out: Path = typer.Argument(Path("ctc"), help="A results folder of vcm ctc run."),
-    anchor: str = typer.Option("vvc", "--anchor", help="Codec the BD figures are measured against."),
+    anchor: Optional[str] = typer.Option(None, "--anchor", help="Curve the BD figures are measured against (default: vvc, else hevc, whichever the results hold)."),
     monotone: bool = typer.Option(False, "--monotone", metavar="", help="Fit each curve monotonically before BD."),
     screenshot: Optional[Path] = typer.Option(None, "--screenshot", help="Also render report.html in headless Chromium to this PNG."),
     metric: str = typer.Option("psnr_y", "--metric", help="Quality of the plots and BD figures: psnr_y, psnr_yuv (6:1:1) or psnr (RGB)."),

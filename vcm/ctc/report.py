@@ -14,15 +14,20 @@ from pathlib import Path
 from vcm.ctc.bd import MIN_OVERLAP
 from vcm.ctc.plots import curve_styles, rd_plot
 from vcm.ctc.render import report_html, report_markdown
-from vcm.ctc.tables import METRICS, SUMMARY_COLUMNS, collect, report_data, summary_rows
+from vcm.ctc.tables import METRICS, SUMMARY_COLUMNS, collect, curve_of, report_data, summary_rows
 from vcm.errors import VcmError
 from vcm.fsutil import write_bytes, write_json, write_text
 
 
-def make_report(out: Path, anchor: str = "vvc", use_monotone: bool = False, annotations: Path | None = None,
+DEFAULT_ANCHORS = ("vvc", "hevc")  # the anchor of a report that names none: the first of these the results hold
+
+
+def make_report(out: Path, anchor: str | None = None, use_monotone: bool = False, annotations: Path | None = None,
                 metric: str = "psnr_y", monotone_map: bool = False) -> dict:
     """summary.csv, bd.json, plots/<sequence>.png, report.md and report.html from ``out/points``.
 
+    ``anchor``: the curve BD figures are measured against; one the results do not hold is refused before
+    anything is written (None: the first of :data:`DEFAULT_ANCHORS` they hold).
     ``metric``: the quality of the RD plots and BD figures (``psnr_y`` default, ``psnr_yuv``, ``psnr``).
     ``use_monotone``: make every curve monotone before BD; ``monotone_map``: only the mAP curves.
     """
@@ -30,6 +35,7 @@ def make_report(out: Path, anchor: str = "vvc", use_monotone: bool = False, anno
         raise VcmError(f"--metric must be one of {', '.join(METRICS)}, got {metric!r}")
     out = Path(out)
     rows, failed = collect(out)
+    anchor = _anchor(anchor, {curve_of(r) for r in rows})
     summary = summary_rows(rows)
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=SUMMARY_COLUMNS)
@@ -55,3 +61,13 @@ def make_report(out: Path, anchor: str = "vvc", use_monotone: bool = False, anno
     write_json(out / "bd.json", {"anchor": anchor, "monotone": sorted(monotone), "metric": metric,
                                  "min_overlap": MIN_OVERLAP, "sequences": data.bd_rows, "classes": data.class_bd})
     return result
+
+
+def _anchor(anchor: str | None, curves: set[str]) -> str:
+    """The anchor to measure against: ``anchor`` if the results hold that curve (a report against a curve
+    that is not there used to replace the last report with one without a single BD figure)."""
+    if anchor is None:
+        return next((a for a in DEFAULT_ANCHORS if a in curves), DEFAULT_ANCHORS[0])
+    if anchor not in curves:
+        raise VcmError(f"--anchor {anchor}: the results hold no such curve (curves: {', '.join(sorted(curves)) or 'none'})")
+    return anchor
