@@ -115,6 +115,8 @@ def test_icm_train_lowers_the_masked_loss_and_resumes(tmp_path):
     (["--crop", "48"], "--crop 48 must be a multiple of 64 for --arch tcm-tiny"),  # a reshape error in its windows
     (["--lambda", "-1"], "--lambda must be a positive number"),  # trained on
     (["--lr", "-1"], "--lr must be a positive number"),  # a ValueError from torch
+    (["--alpha", "0.5"], "--alpha does not apply to --masks none"),  # SAM's threshold, ignored by the plain loss
+    (["--sam-checkpoint", "sam.pth"], "--sam-checkpoint does not apply to --masks none"),
 ])
 def test_icm_train_refuses_values_no_training_can_use(tmp_path, option, message):
     from PIL import Image

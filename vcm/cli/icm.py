@@ -20,7 +20,7 @@ def icm_train(
     val: Optional[Path] = typer.Option(None, "--val", help="Folder of validation images."),
     sam_checkpoint: Optional[Path] = typer.Option(None, "--sam-checkpoint", help="SAM weights for the edge masks."),
     sam_model: str = typer.Option("vit_h", "--sam-model", help="SAM model of --sam-checkpoint (vit_h, vit_l, vit_b, tiny)."),
-    alpha: float = typer.Option(0.93, "--alpha", help="SAM threshold α (pred_iou_thresh)."),
+    alpha: Optional[float] = typer.Option(None, "--alpha", help="SAM threshold α (pred_iou_thresh). Default 0.93."),
     lmbda: float = typer.Option(0.05, "--lambda", help="Rate-distortion trade-off λ (paper: 0.05)."),
     masks: str = typer.Option("sam", "--masks", help="sam (eq. 5) or none (the plain eq. 1 baseline)."),
     arch: str = typer.Option("tcm", "--arch", help="tcm, tcm-tiny, cheng2020-attn or mbt2018-mean."),
@@ -41,10 +41,15 @@ def icm_train(
 
     from vcm.outputs import check_output
 
+    from vcm.errors import VcmError
+
     start()
+    given = [opt for opt, value in (("--alpha", alpha), ("--sam-checkpoint", sam_checkpoint)) if value is not None]
+    if masks == "none" and given:  # the plain loss uses no masks: these were ignored without a word
+        raise VcmError(f"{given[0]} does not apply to --masks none (the plain loss uses no edge masks)")
     check_output(out, inputs=[images, val, sam_checkpoint], kind="dir")
     cfg = IcmTrainConfig(arch=arch, lmbda=lmbda, epochs=epochs, batch=batch, crop=crop, lr=lr, masks=masks,
-                         alpha=alpha, sam_model=sam_model, seed=seed, steps_per_epoch=steps)
+                         alpha=0.93 if alpha is None else alpha, sam_model=sam_model, seed=seed, steps_per_epoch=steps)
     r = train(images, out, cfg, resolve_device(device), val, sam_checkpoint, resume)
     if json_out:
         print_json(r)
