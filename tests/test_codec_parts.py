@@ -76,3 +76,27 @@ def test_global_pruning_counts_and_targets():
     params = dict(model.named_parameters())
     threshold = max(float(params[n].detach().abs()[~m].max()) for n, m in masks.items() if (~m).any())
     assert all(float(params[n].detach().abs()[m].min()) >= threshold for n, m in masks.items())
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"qat": True, "finetune_epochs": 0}, "--qat fine-tunes through quantization"),  # reported "QAT yes", no QAT step
+    ({"finetune_epochs": 5}, "nothing to fine-tune without --prune or --qat"),  # skipped without a word
+])
+def test_the_paper_pipeline_refuses_a_fine_tune_that_cannot_run(options, message):
+    from vcm.codec.affine import CompressOptions
+    from vcm.errors import VcmError
+
+    with pytest.raises(VcmError, match=message):
+        CompressOptions(**options).check()
+    CompressOptions(prune=0.4, finetune_epochs=5).check()
+    CompressOptions(qat=True, finetune_epochs=1).check()
+    CompressOptions(finetune_epochs=0).check()
+
+
+def test_group_bits_name_each_group_once():
+    from vcm.codec.affine import parse_group_bits
+    from vcm.errors import VcmError
+
+    assert parse_group_bits("head=10,bias=12") == {"head": 10, "bias": 12}
+    with pytest.raises(VcmError, match="gives stem twice"):  # the last one used to win
+        parse_group_bits("stem=4,stem=6")

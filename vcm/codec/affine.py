@@ -36,6 +36,11 @@ class CompressOptions:
             raise VcmError(f"--prune must be in [0, 1), got {self.prune}")
         if not 2 <= self.bits <= 16:
             raise VcmError(f"--bits must be in 2..16, got {self.bits}")
+        # a fine-tune that cannot run was reported as if it had ("QAT yes" after no QAT step)
+        if self.qat and self.finetune_epochs == 0:
+            raise VcmError("--qat fine-tunes through quantization: give it --finetune-epochs above 0 (or leave it out)")
+        if self.finetune_epochs and not (self.prune > 0 or self.qat):
+            raise VcmError(f"--finetune-epochs {self.finetune_epochs}: nothing to fine-tune without --prune or --qat")
 
     def label(self) -> str:
         return f"p{round(self.prune * 100)}_b{self.bits}{'_qat' if self.qat else ''}"
@@ -50,6 +55,8 @@ def parse_group_bits(text: str | None) -> dict:
         name = name.strip()
         if not name or not value.strip().isdigit() or not 2 <= int(value) <= 16:
             raise VcmError(f"--group-bits takes GROUP=BITS pairs with 2..16 bits (e.g. head=10,bias=12); got {part!r}")
+        if name in out:  # the last one used to win without a word
+            raise VcmError(f"--group-bits gives {name} twice; give each group once")
         out[name] = int(value)
     return out
 
