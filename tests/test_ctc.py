@@ -406,6 +406,19 @@ def test_ctc_results_folder_that_is_a_file_is_one_line(tmp_path):
     assert (tmp_path / "taken.yuv").read_bytes() == b"keep"
 
 
+def test_a_device_this_machine_lacks_is_refused_before_any_point_runs(tmp_path):
+    """`vcm ctc run --device tpu` (and `vcm demo --device tpu`) ran every point, each failing on the device,
+    then reported them all failed."""
+    config = tmp_path / "c.yaml"
+    config.write_text(json.dumps({"sequences": [{"name": "c", "path": "sample:carphone", "frames": "0:2"}],
+                                  "codecs": {"hevc": {"qps": [40]}}}))
+    proc = run_cli("ctc", "run", config, "--out", tmp_path / "out", "--device", "tpu")
+    assert proc.returncode == 1 and "unknown device 'tpu'" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()
+    demo = run_cli("demo", "--device", "tpu", "--out", tmp_path / "demo")
+    assert demo.returncode == 1 and "unknown device 'tpu'" in demo.stderr and not (tmp_path / "demo").exists()
+
+
 def test_parallel_workers_start_on_different_fits():
     """Two workers train two networks at once instead of one waiting on the other's fit lock; a fit's
     other points follow once it exists, ahead of anchors (single points); a point whose fit is still

@@ -125,7 +125,10 @@ def run_demo(out: Path, device: str = "auto", epochs: int | None = None, jobs: i
 
     from vcm.fsutil import write_json, write_text
 
+    from vcm.device import resolve_device
+
     start = time.time()
+    resolve_device(device)  # before anything is written: a device this machine lacks would fail every point
     out = Path(out)
     prepare_out(out)
     out.mkdir(parents=True, exist_ok=True)

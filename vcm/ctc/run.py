@@ -122,6 +122,10 @@ def run(config_path: Path, out: Path, data: Path | None = None, annotations: Pat
     cfg = ctc_config.load(config_path)
     out = check_output(Path(out), inputs=[config_path], kind="dir")  # an existing file was a FileExistsError
     specs = plan(cfg, out, data, annotations, only, codecs, device)
+    if backend == "local":  # a device this machine lacks failed every point, one after another (ray's workers may have it)
+        from vcm.device import resolve_device
+
+        resolve_device(device or cfg.get("device") or "auto")
     out.mkdir(parents=True, exist_ok=True)
     with progress.log_to(out / LOG):  # the run's own record, beside its results
         from vcm.provenance import provenance
