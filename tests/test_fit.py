@@ -75,6 +75,21 @@ def test_resume_refuses_other_frames(tmp_path):
         fit(other, mcfg, cfg, tmp_path / "r", CPU, resume=True)
 
 
+def test_resume_refuses_a_schedule_shorter_than_what_is_done(tmp_path):
+    """Resumed with fewer steps than it had trained, a run reported "done 4/2" and recorded the shorter
+    schedule in config.json; a longer one goes on from where it stopped."""
+    import json
+
+    mcfg = TINY.config(24, 24)
+    video = make_video(moving_frames(t=4, h=24, w=24))
+    fit(video, mcfg, TrainConfig(steps=4, batch=2, checkpoint_every=1), tmp_path / "r", CPU)
+    with pytest.raises(VcmError, match="has trained 4 steps, more than the 2 now asked for"):
+        fit(video, mcfg, TrainConfig(steps=2, batch=2, checkpoint_every=1), tmp_path / "r", CPU, resume=True)
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["train"]["steps"] == 4
+    longer = fit(video, mcfg, TrainConfig(steps=6, batch=2, checkpoint_every=1), tmp_path / "r", CPU, resume=True)
+    assert not longer.interrupted and longer.epochs_done == 3
+
+
 @pytest.mark.parametrize("size, cache_bytes", [((40, 56), 1 << 30), ((40, 56), 0), ((8, 56), 1 << 30)])
 def test_the_clip_loss_is_eq4_with_the_targets_ssim_half_computed_once(size, cache_bytes):
     """The training loss on a clip's frames: the value and the gradient of eq. (4) with pytorch-msssim's

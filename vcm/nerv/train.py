@@ -262,6 +262,10 @@ def _start(video: Video, model_cfg, cfg: TrainConfig, run_dir: Path, device, res
     ckpt_path = run_dir / CHECKPOINT
     if resume:
         run.step, run.history = _resume(ckpt_path, config, model, opt, device, rate)
+        total = cfg.total_steps(video.num_frames)
+        if run.step > total:  # it reported "done 40/20" and recorded the shorter schedule in config.json
+            raise VcmError(f"cannot resume: {run_dir} has trained {run.step} steps, more than the {total} now asked for; "
+                           f"give at least {run.step} (--steps) or the schedule it was started with")
     elif ckpt_path.exists():
         raise VcmError(f"{run_dir} already holds a run; pass --resume to continue it or --out DIR for a new one")
     run_dir.mkdir(parents=True, exist_ok=True)
