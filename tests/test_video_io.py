@@ -69,6 +69,11 @@ def test_container_and_png_folder(tmp_path, carphone):
     assert np.array_equal(again.frames_u8, clip.frames_u8)
     write_video(tmp_path / "lossless.mp4", clip.frames_u8, clip.fps)
     assert np.array_equal(open_video(tmp_path / "lossless.mp4").frames_u8, clip.frames_u8)
+    (tmp_path / "frames" / "notes.txt").write_text("mine")
+    write_video(tmp_path / "frames", clip.frames_u8[:2], clip.fps)  # fewer frames into the same folder: only those
+    assert np.array_equal(open_video(tmp_path / "frames").frames_u8, clip.frames_u8[:2])  # (it read 2 new + 2 old)
+    assert (tmp_path / "frames" / "notes.txt").read_text() == "mine"
+    write_video(tmp_path / "frames", clip.frames_u8, clip.fps)
     write_video(tmp_path / "frames" / "x", clip.frames_u8[:1, :, :100], clip.fps)  # a frame of another size: a traceback
     (tmp_path / "frames" / "x" / "frame_00000.png").rename(tmp_path / "frames" / "frame_00002b.png")
     with pytest.raises(VcmError, match="frame_00002b.png is 176x100, the folder's first frame 176x144"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -118,7 +119,13 @@ def _png_writer(folder: Path) -> Iterator:
     try:
         yield write
         folder.mkdir(exist_ok=True)
+        written = {f.name for f in staging.iterdir()}
         for f in sorted(staging.iterdir()):  # into place one by one: other files in the folder stay
             os.replace(f, folder / f.name)
+        # frames of an earlier, longer write are this writer's own output, replaced as a set: left behind, they
+        # made the folder read back as a video of new frames followed by old ones
+        for f in folder.glob("frame_*.png"):
+            if f.name not in written and re.fullmatch(r"frame_\d{5,}\.png", f.name):
+                f.unlink()
     finally:
         shutil.rmtree(staging, ignore_errors=True)
