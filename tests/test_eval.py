@@ -278,3 +278,19 @@ def test_vcm_eval_end_to_end_with_fake_hub(tmp_path, fake_hub):
     missing = run_cli("eval", clip, "--annotations", tmp_path / "ann", "--weights", tmp_path / "nope.pt",
                       "--yolov7-repo", fake_hub, cwd=tmp_path)
     assert missing.returncode == 1 and "releases/download" in missing.stderr and len(missing.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--reference", "original", "--category-map", "person=person"], "--category-map does not apply to --reference original"),
+    (["--reference", "original", "--frame-mapping", "order"], "--frame-mapping does not apply to --reference original"),
+    (["--reference", "annotations", "--original", "x.mp4"], "--original does not apply to --reference annotations"),
+    (["--reference", "annotations", "--reference-score", "0.3"], "--reference-score does not apply to --reference annotations"),
+])
+def test_eval_refuses_options_of_the_other_reference(tmp_path, carphone, args, message):
+    """Options for annotations were ignored under pseudo ground truth, and the other way round, without a word
+    (a mistyped --category-map was taken as well)."""
+    from tests.conftest import run_cli
+
+    proc = run_cli("eval", carphone, "--detector", "opencv-face", "--out", tmp_path / "e", *args)
+    assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-500:]
+    assert not (tmp_path / "e").exists()

@@ -20,7 +20,7 @@ def eval_command(
     annotations: Optional[Path] = typer.Option(None, "--annotations", help="Ground truth: for any video a COCO JSON; for SFU-HW also a folder of CTC JSONs or of txt labels."),
     reference: str = typer.Option("annotations", "--reference", help="annotations (ground truth) or original (pseudo ground truth: the detector's confident detections on the uncompressed frames)."),
     original: Optional[Path] = typer.Option(None, "--original", help="With --reference original: the uncompressed video (default: the input, when it is a video)."),
-    reference_score: float = typer.Option(0.5, "--reference-score", help="With --reference original: detections on the original with at least this score are the ground truth."),
+    reference_score: Optional[float] = typer.Option(None, "--reference-score", help="With --reference original: detections on the original with at least this score are the ground truth (default 0.5)."),
     frame_mapping: str = typer.Option("auto", "--frame-mapping", help="How COCO images match frames: auto, field (frame_index), name0 / name1 (number in the file name from 0 / 1), order (with --frames A:B)."),
     category_ids: str = typer.Option("auto", "--category-ids", help="How COCO categories match the detector's classes: auto, names, coco80 (0-based), coco91 (1-based COCO ids)."),
     category_map: Optional[list[str]] = typer.Option(None, "--category-map", help="NAME=CLASS: rename an annotation category to a detector class (repeatable)."),
@@ -54,6 +54,16 @@ def eval_command(
     input = resolve(input)  # sample:NAME → the bundled clip
     if not input.exists():
         raise VcmError(f"{input} does not exist")
+    # options of the other kind of reference were ignored without a word
+    unused = ([("--original", original), ("--reference-score", reference_score)] if reference != "original" else
+              [("--annotations", annotations), ("--category-map", category_map),
+               ("--frame-mapping", None if frame_mapping == "auto" else frame_mapping),
+               ("--category-ids", None if category_ids == "auto" else category_ids)])
+    given = [name for name, value in unused if value is not None]
+    if given and reference in ("annotations", "original"):
+        raise VcmError(f"{given[0]} does not apply to --reference {reference} "
+                       f"({'it is for --reference original' if reference != 'original' else 'it reads ground-truth annotations'})")
+    reference_score = 0.5 if reference_score is None else reference_score
     if original is not None:
         original = resolve(original)
     elif reference == "original" and not _is_stream(input):
