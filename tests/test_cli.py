@@ -153,3 +153,23 @@ def test_video_options_a_file_contradicts_or_no_rate_can_be_are_refused(tmp_path
     write_yuv420(clip, moving_frames(t=2, h=16, w=16))
     assert_one_line_error(run_cli("fit", clip, "--fps", "nan", "--out", tmp_path / "r"), "--fps must be")
     assert not (tmp_path / "r").exists()
+
+
+def test_info_on_a_stream_reports_what_its_header_declares(tmp_path, tiny_run):
+    """`vcm info s.nerv` was "unknown video type '.nerv'": a stream now reports its video, its rate and
+    its decoder (the same figures vcm compress reported when it wrote it), without decoding a frame."""
+    root, _ = tiny_run
+    made = run_cli("compress", root / "run", "--bits", "6", "--out", tmp_path / "s.nerv", "--json")
+    assert made.returncode == 0, made.stderr[-800:]
+    written = json.loads(made.stdout)
+    proc = run_cli("info", tmp_path / "s.nerv", "--json")
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)
+    assert (r["width"], r["height"], r["frames"], r["bytes"]) == (32, 24, 6, written["bytes"])
+    assert r["kbps"] == pytest.approx(written["kbps"]) and r["params"] == written["params"]
+    assert r["kmac_per_pixel"] == pytest.approx(written["decoder_kmac_per_pixel"], rel=1e-3)
+    assert "nerv, prune–quantize coding" in r["codec"]
+    assert_one_line_error(run_cli("info", tmp_path / "s.nerv", "--md5"), "a stream says what it holds")
+    broken = tmp_path / "b.nerv"
+    broken.write_bytes((tmp_path / "s.nerv").read_bytes()[:40])
+    assert_one_line_error(run_cli("info", broken), "truncated vcm NeRV bitstream")

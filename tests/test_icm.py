@@ -38,6 +38,10 @@ def test_encode_decode_equals_the_encoders_reconstruction(tmp_path, tiny_ckpt):
     assert proc.returncode == 0, proc.stderr
     r = json.loads(proc.stdout)
     assert r["bytes"] == (tmp_path / "c.icm").stat().st_size and r["frames"] == 2
+    info = run_cli("info", tmp_path / "c.icm", "--json")  # what the header declares, no checkpoint needed
+    assert info.returncode == 0, info.stderr
+    declared = json.loads(info.stdout)
+    assert (declared["frames"], declared["bytes"], declared["checkpoint"]) == (2, r["bytes"], "tiny.pth.tar")
     decoded, header = decode_icm_file(tmp_path / "c.icm", "cpu", checkpoint=tiny_ckpt)
     assert decoded.shape == frames.shape and header["arch"] == "tcm-tiny"
     assert np.array_equal(decoded, recon)

@@ -12,18 +12,31 @@ from vcm.cli.common import BitDepthOpt, FpsOpt, JsonOpt, SizeOpt, print_json, pr
 
 @app.command()
 def info(
-    input: Path = typer.Argument(..., help="A .yuv file, a video container or a folder of frames."),
+    input: Path = typer.Argument(..., help="A .yuv file, a video container, a folder of frames, or a .nerv/.icm stream."),
     size: Optional[str] = SizeOpt,
     fps: Optional[float] = FpsOpt,
     bit_depth: Optional[int] = BitDepthOpt,
     md5: bool = typer.Option(False, "--md5", metavar="", help="Check the CTC frames against the manifest's md5."),
     json_out: bool = JsonOpt,
 ) -> None:
-    """What vcm understands about a video: size, fps, frames, SFU-HW class and CTC range."""
+    """What vcm understands about a video: size, fps, frames, SFU-HW class and CTC range; or what a
+    .nerv/.icm stream declares (its video, rate and decoder), read without decoding a frame."""
+    from vcm.cli.stream_info import STREAM_SUFFIXES, describe_stream, stream_rows
     from vcm.video.source import clip_md5
 
     start()
     input = resolve(input)  # sample:NAME → the bundled clip
+    if input.suffix.lower() in STREAM_SUFFIXES and input.is_file():
+        from vcm.errors import VcmError
+
+        if size or fps or bit_depth or md5:
+            raise VcmError("--size, --fps, --bit-depth and --md5 are for videos; a stream says what it holds")
+        r = describe_stream(input)
+        if json_out:
+            print_json(r)
+        else:
+            table(f"vcm info: {input.name}", stream_rows(r))
+        return
     vi = probe_input(input, size, fps, bit_depth)
     seq = vi.sequence
     result = {

@@ -1,0 +1,52 @@
+"""``vcm info FILE.nerv | FILE.icm``: what a stream declares, read from its header (no frame decoded)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+STREAM_SUFFIXES = (".nerv", ".icm")
+
+
+def describe_stream(path: Path) -> dict:
+    """The stream's video (name, size, fps, frames, source range), its size and rate, and what decodes it:
+    a ``.nerv`` file's network (architecture, coding, parameters, decoder kMAC per pixel) is rebuilt from
+    its tensors, which :func:`vcm.codec.decode.decode_stream` checks as a decode would; a ``.icm`` file's
+    header names the image codec and the checkpoint its decoder needs."""
+    data_bytes = path.stat().st_size
+    if path.suffix.lower() == ".icm":
+        from vcm.icm.codec import read_header
+
+        header, _ = read_header(path.read_bytes())
+        video = {k: header[k] for k in ("name", "width", "height", "fps", "frames", "source_frames")}
+        decoder = {"codec": f"vcm ICM ({header['arch']})", "checkpoint": header["checkpoint"]}
+    else:
+        from vcm.codec.decode import decode_stream
+
+        stream = decode_stream(path, allow_large=True)  # no frame is decoded: the work is only reported
+        v = stream.video
+        video = {k: v[k] for k in ("name", "width", "height", "fps", "frames", "source_frames")}
+        plan = stream.plan(data_bytes)
+        macs = plan.macs_per_frame
+        decoder = {"codec": f"vcm NeRV ({stream.arch}, {'rate–distortion' if stream.coding == 'rd' else 'prune–quantize'} coding)",
+                   "params": sum(math.prod(t.shape) for t in stream.tensors),
+                   "kmac_per_pixel": None if macs is None else macs / (v["width"] * v["height"]) / 1e3}
+    seconds = video["frames"] / video["fps"]
+    return {"path": str(path), "kind": "stream", **video, "bytes": data_bytes,
+            "kbps": data_bytes * 8 / seconds / 1e3, "bpp": data_bytes * 8 / (video["frames"] * video["width"] * video["height"]),
+            **decoder}
+
+
+def stream_rows(r: dict) -> list[tuple[str, str]]:
+    """The table of :func:`describe_stream`'s result."""
+    rows = [("file", r["path"]), ("type", r["codec"]), ("name", r["name"]), ("size", f"{r['width']}x{r['height']}"),
+            ("fps", f"{r['fps']:g}"), ("frames", str(r["frames"])),
+            ("source frames", f"{r['source_frames'][0]}:{r['source_frames'][1]}"),
+            ("stream", f"{r['bytes']:,} bytes, {r['kbps']:.2f} kbps ({r['bpp']:.5f} bpp)")]
+    if "params" in r:
+        rows.append(("network", f"{r['params']:,} parameters"))
+    if r.get("kmac_per_pixel") is not None:
+        rows.append(("decoder", f"{r['kmac_per_pixel']:.2f} kMAC per pixel"))
+    if "checkpoint" in r:
+        rows.append(("decoder", f"needs the codec checkpoint {r['checkpoint']}"))
+    return rows
