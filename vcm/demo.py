@@ -123,9 +123,8 @@ def run_demo(out: Path, device: str = "auto", epochs: int | None = None, jobs: i
     ``jobs``: points run in parallel (default :func:`default_jobs`)."""
     import yaml
 
-    from vcm.fsutil import write_json, write_text
-
     from vcm.device import resolve_device
+    from vcm.fsutil import write_json, write_text
 
     start = time.time()
     resolve_device(device)  # before anything is written: a device this machine lacks would fail every point

@@ -38,10 +38,8 @@ def icm_train(
     """Train a learned image codec with the edge-masked SA-ICM loss (5), resumably."""
     from vcm.device import resolve_device
     from vcm.icm.train import IcmTrainConfig, train
-
-    from vcm.outputs import check_output
-
     from vcm.errors import VcmError
+    from vcm.outputs import check_output
 
     start()
     given = [opt for opt, value in (("--alpha", alpha), ("--sam-checkpoint", sam_checkpoint)) if value is not None]

@@ -75,7 +75,9 @@ def original_detections(original: Path, frames: list[int], detector, batch: int 
     if cached is not None:
         progress.log(f"reference detections of {original.name} from the cache ({path})")
         return cached, True
-    video = open_video(original, f"{frames[0]}:{frames[-1] + 1}", size=size, fps=fps, bit_depth=bit_depth)
+    raw = original.suffix.lower() == ".yuv"  # the input's --size and --bit-depth describe a raw original only
+    video = open_video(original, f"{frames[0]}:{frames[-1] + 1}", size=size if raw else None, fps=fps,
+                       bit_depth=bit_depth if raw else None)
     index = [f - video.source_frames.start for f in frames]
     if expect_hw is not None and video.frames_u8.shape[2:] != tuple(expect_hw):
         raise VcmError(f"the original {original.name} is {video.width}x{video.height}, the decoded frames are "
