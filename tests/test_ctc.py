@@ -419,6 +419,21 @@ def test_a_device_this_machine_lacks_is_refused_before_any_point_runs(tmp_path):
     assert demo.returncode == 1 and "unknown device 'tpu'" in demo.stderr and not (tmp_path / "demo").exists()
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--only", "c,nope"], "--only names no sequence of the config: nope (sequences: c, d)"),  # nope was dropped
+    (["--data", "/nonexistent"], "--data /nonexistent does not exist"),  # unread by a sequence with its own path
+    (["--annotations", "/nonexistent"], "--annotations /nonexistent does not exist"),
+    (["--backend", "foo"], "--backend must be local or ray"),  # refused only after the folder and its log were written
+])
+def test_ctc_run_options_are_checked_before_anything_is_written(tmp_path, args, message):
+    config = tmp_path / "c.yaml"
+    config.write_text(json.dumps({"sequences": [{"name": n, "path": "sample:carphone", "frames": "0:2"} for n in "cd"],
+                                  "codecs": {"hevc": {"qps": [40]}}}))
+    proc = run_cli("ctc", "run", config, "--out", tmp_path / "out", *args)
+    assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-500:]
+    assert not (tmp_path / "out").exists()
+
+
 def test_parallel_workers_start_on_different_fits():
     """Two workers train two networks at once instead of one waiting on the other's fit lock; a fit's
     other points follow once it exists, ahead of anchors (single points); a point whose fit is still

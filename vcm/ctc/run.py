@@ -21,6 +21,7 @@ from vcm.ctc.points import read_result, run_point
 from vcm.errors import VcmError
 
 LOG = "ctc.log"
+BACKENDS = ("local", "ray")
 
 
 def plan(cfg: dict, out: Path, data: Path | None, annotations: Path | None, only: list[str] | None,
@@ -119,6 +120,11 @@ def run(config_path: Path, out: Path, data: Path | None = None, annotations: Pat
         ray_address: str | None = None, force: bool = False, device: str | None = None) -> dict:
     from vcm.outputs import check_output
 
+    if backend not in BACKENDS:  # it was refused only once the results folder and its log were written
+        raise VcmError(f"--backend must be local or ray, got {backend!r}")
+    for option, folder in (("--data", data), ("--annotations", annotations)):
+        if folder is not None and not Path(folder).exists():  # a sequence with its own path never read it: no word
+            raise VcmError(f"{option} {folder} does not exist")
     cfg = ctc_config.load(config_path)
     out = check_output(Path(out), inputs=[config_path], kind="dir")  # an existing file was a FileExistsError
     specs = plan(cfg, out, data, annotations, only, codecs, device)
@@ -163,7 +169,7 @@ def execute(specs: list[dict], jobs: int, backend: str, ray_address: str | None)
         return []
     if backend == "ray":
         return _execute_ray(specs, jobs, ray_address)
-    if backend != "local":
+    if backend not in BACKENDS:
         raise VcmError(f"--backend must be local or ray, got {backend!r}")
     if jobs <= 1:
         rows = []
