@@ -115,6 +115,8 @@ def test_fit_sa_nerv_trains_on_masks_and_refuses_mismatches(tmp_path, tiny_sam, 
     assert wrong.returncode == 1 and "source frames" in wrong.stderr and "Traceback" not in wrong.stderr
     none = run_cli("fit", carphone, "--frames", "0:4", "--loss", "sa-nerv", "--out", tmp_path / "r3")
     assert none.returncode == 1 and "--masks" in none.stderr
+    unused = run_cli("fit", carphone, "--frames", "0:4", "--masks", masks, "--out", tmp_path / "r4")  # the plain loss
+    assert unused.returncode == 1 and "only the SA-NeRV loss uses" in unused.stderr and not (tmp_path / "r4").exists()
 
 
 # ------------------------------------------------------------------ mask sources without SAM's weights

@@ -145,7 +145,11 @@ def _check_mask_options(loss: str, masks: Path | None, sam_checkpoint: Path | No
             raise VcmError("--mask-source sam needs --sam-checkpoint PATH")
         if masks is not None:
             raise VcmError("--masks and --mask-source both name edge masks; pass one")
-    if loss == "sa-nerv" and masks is None and sam_checkpoint is None and mask_source is None:
+    given = [option for option, value in (("--masks", masks), ("--sam-checkpoint", sam_checkpoint),
+                                          ("--mask-source", mask_source)) if value is not None]
+    if loss != "sa-nerv" and given:  # the masks were made or read, then never used
+        raise VcmError(f"{given[0]} gives edge masks, which only the SA-NeRV loss uses; add --loss sa-nerv or drop it")
+    if loss == "sa-nerv" and not given:
         raise VcmError("--loss sa-nerv needs edge masks: pass --masks FILE, --sam-checkpoint PATH or --mask-source canny")
 
 
