@@ -28,6 +28,16 @@ def probe_input(path: Path, size: Optional[str], fps: Optional[float], bit_depth
     return probe(path, size=parse_size(size) if size else None, fps=fps, bit_depth=bit_depth)
 
 
+def refuse_unused(options: list[tuple[str, object]], context: str, why: str) -> None:
+    """One line for the first of ``options`` — ``(name, value)``, None when not given — that was given where
+    ``context`` (e.g. ``--source canny``) makes no use of it: such options used to be ignored without a word."""
+    given = next((name for name, value in options if value is not None and value is not False), None)
+    if given is not None:
+        from vcm.errors import VcmError
+
+        raise VcmError(f"{given} does not apply to {context} ({why})")
+
+
 def start() -> None:
     """Per-command setup. ``--json`` keeps stdout machine-readable; progress stays on stderr (a
     cluster job can keep both: ``vcm fit ... --json > result.json 2> fit.log``)."""

@@ -7,7 +7,7 @@ import typer
 
 from vcm.cli.app import app
 from vcm.samples import resolve
-from vcm.cli.common import BitDepthOpt, DeviceOpt, FpsOpt, JsonOpt, SizeOpt, fmt, print_json, start, table
+from vcm.cli.common import BitDepthOpt, DeviceOpt, FpsOpt, JsonOpt, SizeOpt, fmt, print_json, refuse_unused, start, table
 
 gt_app = typer.Typer(help="SFU-HW ground truth utilities.", no_args_is_help=True)
 app.add_typer(gt_app, name="gt")
@@ -54,15 +54,14 @@ def eval_command(
     input = resolve(input)  # sample:NAME → the bundled clip
     if not input.exists():
         raise VcmError(f"{input} does not exist")
-    # options of the other kind of reference were ignored without a word
-    unused = ([("--original", original), ("--reference-score", reference_score)] if reference != "original" else
-              [("--annotations", annotations), ("--category-map", category_map),
-               ("--frame-mapping", None if frame_mapping == "auto" else frame_mapping),
-               ("--category-ids", None if category_ids == "auto" else category_ids)])
-    given = [name for name, value in unused if value is not None]
-    if given and reference in ("annotations", "original"):
-        raise VcmError(f"{given[0]} does not apply to --reference {reference} "
-                       f"({'it is for --reference original' if reference != 'original' else 'it reads ground-truth annotations'})")
+    if reference == "annotations":  # options of the other kind of reference
+        refuse_unused([("--original", original), ("--reference-score", reference_score)], "--reference annotations",
+                      "it is for --reference original")
+    elif reference == "original":
+        refuse_unused([("--annotations", annotations), ("--category-map", category_map),
+                       ("--frame-mapping", None if frame_mapping == "auto" else frame_mapping),
+                       ("--category-ids", None if category_ids == "auto" else category_ids)],
+                      "--reference original", "it reads ground-truth annotations")
     reference_score = 0.5 if reference_score is None else reference_score
     if original is not None:
         original = resolve(original)

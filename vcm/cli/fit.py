@@ -8,7 +8,7 @@ import typer
 from vcm.cli.app import app
 from vcm.samples import resolve
 from vcm.cli.common import (BitDepthOpt, DeviceOpt, FpsOpt, JsonOpt, SizeOpt, fmt, print_json,
-                            probe_input, start, table)
+                            probe_input, refuse_unused, start, table)
 from vcm.nerv.presets import presets_by_arch
 
 PRESETS = "; ".join(f"{arch}: {', '.join(names)}" for arch, names in sorted(presets_by_arch().items(), reverse=True))
@@ -145,11 +145,10 @@ def _check_mask_options(loss: str, masks: Path | None, sam_checkpoint: Path | No
             raise VcmError("--mask-source sam needs --sam-checkpoint PATH")
         if masks is not None:
             raise VcmError("--masks and --mask-source both name edge masks; pass one")
-    given = [option for option, value in (("--masks", masks), ("--sam-checkpoint", sam_checkpoint),
-                                          ("--mask-source", mask_source)) if value is not None]
-    if loss != "sa-nerv" and given:  # the masks were made or read, then never used
-        raise VcmError(f"{given[0]} gives edge masks, which only the SA-NeRV loss uses; add --loss sa-nerv or drop it")
-    if loss == "sa-nerv" and not given:
+    mask_options = [("--masks", masks), ("--sam-checkpoint", sam_checkpoint), ("--mask-source", mask_source)]
+    if loss != "sa-nerv":  # the masks were made or read, then never used
+        refuse_unused(mask_options, f"--loss {loss}", "only the SA-NeRV loss uses edge masks; add --loss sa-nerv")
+    elif all(value is None for _, value in mask_options):
         raise VcmError("--loss sa-nerv needs edge masks: pass --masks FILE, --sam-checkpoint PATH or --mask-source canny")
 
 

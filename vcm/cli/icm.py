@@ -7,7 +7,7 @@ import typer
 
 from vcm.cli.app import app
 from vcm.samples import resolve
-from vcm.cli.common import (BitDepthOpt, DeviceOpt, FpsOpt, JsonOpt, SizeOpt, fmt, print_json, probe_input, start,
+from vcm.cli.common import (BitDepthOpt, DeviceOpt, FpsOpt, JsonOpt, SizeOpt, fmt, print_json, probe_input, refuse_unused, start,
                             table)
 
 icm_app = typer.Typer(help="SA-ICM: the edge-trained learned image codec (intra baseline).", no_args_is_help=True)
@@ -38,13 +38,12 @@ def icm_train(
     """Train a learned image codec with the edge-masked SA-ICM loss (5), resumably."""
     from vcm.device import resolve_device
     from vcm.icm.train import IcmTrainConfig, train
-    from vcm.errors import VcmError
     from vcm.outputs import check_output
 
     start()
-    given = [opt for opt, value in (("--alpha", alpha), ("--sam-checkpoint", sam_checkpoint)) if value is not None]
-    if masks == "none" and given:  # the plain loss uses no masks: these were ignored without a word
-        raise VcmError(f"{given[0]} does not apply to --masks none (the plain loss uses no edge masks)")
+    if masks == "none":
+        refuse_unused([("--alpha", alpha), ("--sam-checkpoint", sam_checkpoint)], "--masks none",
+                      "the plain loss uses no edge masks")
     check_output(out, inputs=[images, val, sam_checkpoint], kind="dir")
     cfg = IcmTrainConfig(arch=arch, lmbda=lmbda, epochs=epochs, batch=batch, crop=crop, lr=lr, masks=masks,
                          alpha=0.93 if alpha is None else alpha, sam_model=sam_model, seed=seed, steps_per_epoch=steps)

@@ -7,7 +7,7 @@ import typer
 
 from vcm.cli.app import app
 from vcm.samples import resolve
-from vcm.cli.common import BitDepthOpt, DeviceOpt, FpsOpt, JsonOpt, SizeOpt, print_json, probe_input, start
+from vcm.cli.common import BitDepthOpt, DeviceOpt, FpsOpt, JsonOpt, SizeOpt, print_json, probe_input, refuse_unused, start
 
 
 @app.command()
@@ -38,12 +38,11 @@ def masks(
 
     start()
     kind, _ = parse_source(source)
-    # options another source would use were silently ignored (and --fill named the file _fill regardless)
-    unused = [opt for opt, given in (("--alpha", alpha), ("--sam-checkpoint", sam_checkpoint), ("--config", config))
-              if given and kind != "sam"] + ["--fill"] * (fill and kind != "boxes")
-    if unused:
-        raise VcmError(f"{unused[0]} does not apply to --source {source} "
-                       f"({'--fill is for --source boxes:DETECTOR' if unused[0] == '--fill' else 'it is for --source sam'})")
+    if kind != "sam":  # (and --fill named a Canny file _fill)
+        refuse_unused([("--alpha", alpha), ("--sam-checkpoint", sam_checkpoint), ("--config", config)],
+                      f"--source {source}", "it is for --source sam")
+    if kind != "boxes":
+        refuse_unused([("--fill", fill)], f"--source {source}", "it is for --source boxes:DETECTOR")
     if kind == "sam" and sam_checkpoint is None:
         raise VcmError("--source sam needs --sam-checkpoint PATH (or use --source canny, which needs no weights)")
     input = resolve(input)  # sample:NAME → the bundled clip
