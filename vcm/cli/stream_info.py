@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
+
+from vcm.rate import rate
 
 STREAM_SUFFIXES = (".nerv", ".icm")
 
@@ -26,15 +27,10 @@ def describe_stream(path: Path) -> dict:
         stream = decode_stream(path, allow_large=True)  # no frame is decoded: the work is only reported
         v = stream.video
         video = {k: v[k] for k in ("name", "width", "height", "fps", "frames", "source_frames")}
-        plan = stream.plan(data_bytes)
-        macs = plan.macs_per_frame
         decoder = {"codec": f"vcm NeRV ({stream.arch}, {'rate–distortion' if stream.coding == 'rd' else 'prune–quantize'} coding)",
-                   "params": sum(math.prod(t.shape) for t in stream.tensors),
-                   "kmac_per_pixel": None if macs is None else macs / (v["width"] * v["height"]) / 1e3}
-    seconds = video["frames"] / video["fps"]
-    return {"path": str(path), "kind": "stream", **video, "bytes": data_bytes,
-            "kbps": data_bytes * 8 / seconds / 1e3, "bpp": data_bytes * 8 / (video["frames"] * video["width"] * video["height"]),
-            **decoder}
+                   "params": stream.param_count(), "kmac_per_pixel": stream.kmac_per_pixel(v["width"], v["height"])}
+    return {"path": str(path), "kind": "stream", **video,
+            **rate(data_bytes, video["fps"], video["frames"], video["width"], video["height"]), **decoder}
 
 
 def stream_rows(r: dict) -> list[tuple[str, str]]:
@@ -45,7 +41,7 @@ def stream_rows(r: dict) -> list[tuple[str, str]]:
             ("stream", f"{r['bytes']:,} bytes, {r['kbps']:.2f} kbps ({r['bpp']:.5f} bpp)")]
     if "params" in r:
         rows.append(("network", f"{r['params']:,} parameters"))
-    if r.get("kmac_per_pixel") is not None:
+    if "kmac_per_pixel" in r:
         rows.append(("decoder", f"{r['kmac_per_pixel']:.2f} kMAC per pixel"))
     if "checkpoint" in r:
         rows.append(("decoder", f"needs the codec checkpoint {r['checkpoint']}"))

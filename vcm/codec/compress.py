@@ -29,7 +29,6 @@ from vcm.codec.rd import RDOptions
 from vcm.codec.stage import StageResult
 from vcm.errors import VcmError
 from vcm.fsutil import atomic_path, write_json
-from vcm.nerv import registry
 from vcm.nerv.config import TrainConfig
 from vcm.outputs import check_stream_output
 from vcm.provenance import provenance
@@ -188,7 +187,7 @@ def _report(prep: Prepared, out: Path, stream, encoded: nerv_stream.Encoded, res
             encode_seconds: float, device) -> dict:
     v = prep.config["video"]
     data = encoded.data
-    params = int(sum(int(np.prod(t.shape)) for t in stream.tensors))
+    params = stream.param_count()
     nonzero = int(sum(int(np.count_nonzero(t.dequantize())) for t in stream.tensors))
     report = {
         "bitstream": str(out), "run": str(prep.run_dir), "arch": stream.arch, "coding": stream.coding,
@@ -197,7 +196,7 @@ def _report(prep: Prepared, out: Path, stream, encoded: nerv_stream.Encoded, res
         **rate(len(data), v["fps"], v["num_frames"], v["width"], v["height"]),
         "psnr": quality["psnr"], "psnr_y": quality["psnr_y"], "ms_ssim": quality["ms_ssim"],
         "params": params, "nonzero_params": nonzero, "bits_per_param": 8 * len(data) / params,
-        "decoder_kmac_per_pixel": round(registry.entry(stream.arch).model_cls.frame_macs(stream.model) / (v["width"] * v["height"]) / 1e3, 3),
+        "decoder_kmac_per_pixel": stream.kmac_per_pixel(v["width"], v["height"]),
         **result.report,
         "encode_seconds": round(encode_seconds, 3), "per_frame": quality["per_frame"],
         "provenance": provenance(device),

@@ -22,6 +22,8 @@ paper's pipeline on NeRV, byte for byte as before, and every version-1 stream st
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -79,6 +81,14 @@ class NervStream:
         """The cost of decoding ``frames`` (default: all) of this stream of ``stream_bytes`` bytes."""
         count = len(frames) if frames is not None else self.video["frames"]
         return decode_plan(self.arch, self.model, count, stream_bytes, name)
+
+    def param_count(self) -> int:
+        """Parameters the stream codes (pruned ones included)."""
+        return int(sum(math.prod(t.shape) for t in self.tensors))
+
+    def kmac_per_pixel(self, width: int, height: int) -> float:
+        """Multiply–accumulates of the decoder per pixel of a ``width``×``height`` frame, in thousands (3 decimals)."""
+        return round(registry.entry(self.arch).model_cls.frame_macs(self.model) / (width * height) / 1e3, 3)
 
     def build_model(self) -> torch.nn.Module:
         model = registry.create_representation(self.arch, self.model)
