@@ -90,6 +90,25 @@ def test_resume_refuses_a_schedule_shorter_than_what_is_done(tmp_path):
     assert not longer.interrupted and longer.epochs_done == 3
 
 
+@pytest.mark.parametrize("change", [{"lr": 1e-3}, {"betas": (0.9, 0.99)}, {"warmup": 0.5}, {"grad_clip": 1.0},
+                                    {"grid_lr_scale": 3.0}])
+def test_resume_refuses_another_optimiser_schedule(tmp_path, change):
+    """Resumed with another learning rate (or Adam's betas, warm-up, clipping), a run went on as a different
+    fit while config.json recorded the new value as if it had held from the first step."""
+    from dataclasses import replace
+
+    mcfg = TINY.config(24, 24)
+    video = make_video(moving_frames(t=4, h=24, w=24))
+    cfg = TrainConfig(steps=4, batch=2, lr=2e-3, checkpoint_every=1)
+    fit(video, mcfg, cfg, tmp_path / "r", CPU, should_stop=lambda step: step == 2)
+    (key, value), = change.items()
+    with pytest.raises(VcmError, match=f"cannot resume: training option '{key}' was"):
+        fit(video, mcfg, replace(cfg, **change), tmp_path / "r", CPU, resume=True)
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["train"][key] == \
+        (list(getattr(cfg, key)) if key == "betas" else getattr(cfg, key))
+    assert not fit(video, mcfg, cfg, tmp_path / "r", CPU, resume=True).interrupted  # the run's own values go on
+
+
 @pytest.mark.parametrize("size, cache_bytes", [((40, 56), 1 << 30), ((40, 56), 0), ((8, 56), 1 << 30)])
 def test_the_clip_loss_is_eq4_with_the_targets_ssim_half_computed_once(size, cache_bytes):
     """The training loss on a clip's frames: the value and the gradient of eq. (4) with pytorch-msssim's

@@ -405,15 +405,25 @@ def _resume(ckpt_path: Path, config: dict, model, opt, device, rate=None) -> tup
         raise VcmError(f"{ckpt_path.parent} was trained on other frames (different video or --frames); cannot resume")
     if old["model"] != config["model"] or registry.arch_of(old) != config["arch"]:
         raise VcmError(f"{ckpt_path.parent} holds a different model configuration; cannot resume with these options")
-    for key in ("loss", "beta", "batch", "seed", "mask_weight", "rate_lambda", "rate_start", "rate_noise_fraction"):
-        before = old["train"].get(key, getattr(TrainConfig, key))  # runs older than the option had its default
-        if before != config["train"].get(key):
-            raise VcmError(f"cannot resume: training option {key!r} was {before!r}, now {config['train'].get(key)!r}")
+    # What shapes the steps already taken: the loss, the batches and the optimiser's schedule. A run resumed
+    # with another of these would go on as a different fit while config.json names one value for all of it.
+    for key in ("loss", "beta", "batch", "seed", "mask_weight", "rate_lambda", "rate_start", "rate_noise_fraction",
+                "lr", "betas", "warmup", "grad_clip", "grid_lr_scale"):
+        before = _as_recorded(old["train"].get(key, getattr(TrainConfig, key)))  # older runs: the default then
+        now = _as_recorded(config["train"].get(key))
+        if before != now:
+            raise VcmError(f"cannot resume: training option {key!r} was {before!r}, now {now!r} "
+                           f"(resume with the run's value, or start a new run with --out)")
     model.load_state_dict(ckpt["model"])
     if rate is not None:  # once the rate term had joined, its parameters are in the optimizer: add them first
         rate.restore(int(ckpt["step"]), ckpt.get("quantizers"))
     opt.load_state_dict(ckpt["optimizer"])
     return int(ckpt["step"]), list(ckpt.get("history", []))
+
+
+def _as_recorded(value):
+    """A training option as config.json holds it (a tuple such as Adam's betas is a list there)."""
+    return list(value) if isinstance(value, tuple) else value
 
 
 def load_quantizers(run_dir: Path) -> dict | None:
