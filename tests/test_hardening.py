@@ -649,3 +649,66 @@ def test_damaged_checkpoint_on_compress_is_one_line(tmp_path, tiny_run):
         load_quantizers(run)
     proc = run_cli("compress", run, "--lambda", "1", "--out", tmp_path / "x.nerv", cwd=tmp_path)
     assert one_line_error(proc) and "damaged" in proc.stderr
+
+
+def test_a_network_too_large_to_train_here_is_refused_before_it_is_built(tmp_path, monkeypatch):
+    """`vcm fit --params 1G` built the network first: torch's allocator failed with a traceback (or the
+    machine swapped for minutes). The training state is now checked against the free memory."""
+    from vcm.nerv import train_memory
+    from vcm.nerv.hinerv import HiNeRV, HinervShape
+    from vcm.nerv.train import fit
+    from tests.test_fit import make_video
+
+    cfg = HinervShape(grid_channels=2, channels=(8, 6), depths=(1, 0), min_grid=4).config(16, 16, 2)
+    need = train_memory.training_bytes("hinerv", cfg, batch=2)
+    assert need >= 16 * HiNeRV.count_params(cfg)
+    assert need > train_memory.training_bytes("hinerv", cfg, batch=1)
+    train_memory.check_training_memory("hinerv", cfg, 2, CPU, available=need)  # enough: nothing to say
+    with pytest.raises(VcmError, match=r"needs at least .* to train at batch 2 .* \(--params\)"):
+        train_memory.check_training_memory("hinerv", cfg, 2, CPU, available=need - 1)
+    monkeypatch.setattr(train_memory, "available_bytes", lambda device: 1 << 10)
+    from vcm.nerv.config import TrainConfig
+
+    with pytest.raises(VcmError, match="needs at least"):
+        fit(make_video(moving_frames(t=2, h=16, w=16)), cfg, TrainConfig(steps=1), tmp_path / "run", CPU)
+    assert not (tmp_path / "run").exists()
+    assert train_memory.available_bytes(CPU) is None or train_memory.available_bytes(CPU) > 0
+
+
+@pytest.mark.parametrize("failure", [
+    RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you tried "
+                 "to allocate 3030141312 bytes. Error code 12 (Cannot allocate memory)"),
+    torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB. GPU 0 has a total capacity of 79 GiB"),
+    MemoryError(),
+])
+def test_an_allocation_that_fails_is_one_line_not_a_traceback(tmp_path, monkeypatch, capsys, failure):
+    """An allocation failure anywhere (here: building the network) ends as one line and exit code 1."""
+    from vcm.cli import main
+    from vcm.nerv import registry
+    from vcm.video.yuv import write_yuv420
+
+    clip = tmp_path / "Clip_16x16_30.yuv"
+    write_yuv420(clip, moving_frames(t=2, h=16, w=16))
+
+    def fail(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setattr(registry, "create_representation", fail)
+    with pytest.raises(SystemExit) as exited:
+        main(["fit", str(clip), "--steps", "1", "--out", str(tmp_path / "run")])
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error:")]
+    assert exited.value.code == 1 and len(lines) == 1 and lines[0].startswith("error: out of memory")
+    assert ("could not allocate 2.8 GiB" in lines[0]) == ("3030141312" in str(failure))
+    assert ("could not allocate 20.00 GiB" in lines[0]) == ("CUDA" in str(failure))
+
+
+def test_a_runtime_error_that_is_not_about_memory_is_not_called_one(tmp_path, monkeypatch):
+    from vcm.cli import main
+    from vcm.nerv import registry
+    from vcm.video.yuv import write_yuv420
+
+    clip = tmp_path / "Clip_16x16_30.yuv"
+    write_yuv420(clip, moving_frames(t=2, h=16, w=16))
+    monkeypatch.setattr(registry, "create_representation", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("bug")))
+    with pytest.raises(RuntimeError, match="bug"):
+        main(["fit", str(clip), "--steps", "1", "--out", str(tmp_path / "run")])

@@ -40,6 +40,12 @@ def main(argv: list[str] | None = None) -> None:
     except (KeyboardInterrupt, typer.Abort):
         _interrupted(console)
         sys.exit(130)
+    except (MemoryError, RuntimeError) as err:
+        if not _out_of_memory(err):
+            raise
+        console.print(f"[red]error:[/red] out of memory: {escape(_what_failed(err))}; free memory, or ask for less "
+                      "(--params, --batch or --frames, where the command takes them)", soft_wrap=True, highlight=False)
+        sys.exit(1)
     except typer.TyperException as err:  # usage errors: bad option, missing argument...
         message = err.format_message() if hasattr(err, "format_message") else str(err)
         ctx = getattr(err, "ctx", None)
@@ -54,3 +60,25 @@ def main(argv: list[str] | None = None) -> None:
 def _interrupted(console) -> None:
     console.print("[yellow]interrupted (Ctrl-C): stopped; finished results and saved checkpoints are kept, "
                   "nothing unfinished was recorded[/yellow]", soft_wrap=True)
+
+
+def _out_of_memory(err: BaseException) -> bool:
+    """An allocation that failed: Python's MemoryError, torch's CUDA OutOfMemoryError or its CPU allocator's
+    RuntimeError (which has no class of its own)."""
+    if isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError":
+        return True
+    return "can't allocate memory" in str(err) or "out of memory" in str(err).lower()
+
+
+def _what_failed(err: BaseException) -> str:
+    """The allocation that failed, in a few words: its size where the allocator gave one."""
+    import re
+
+    from vcm.bitstream.budget import human
+
+    text = str(err)
+    asked = re.search(r"tried to allocate (\d+) bytes", text) or re.search(r"[Tt]ried to allocate ([\d.]+ [KMGT]iB)", text)
+    if asked:
+        size = asked.group(1)
+        return f"could not allocate {human(int(size)) if size.isdigit() else size}"
+    return (text.strip().splitlines() or [type(err).__name__])[0]

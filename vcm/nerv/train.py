@@ -30,6 +30,7 @@ from vcm.errors import VcmError
 from vcm.fsutil import load_torch_dict, save_torch, write_json
 from vcm.nerv.config import TrainConfig
 from vcm.nerv.loss import ClipLoss
+from vcm.nerv.train_memory import check_training_memory
 from vcm.nerv import registry
 from vcm.nerv.frames import frame_times, reconstruct, to_u8  # noqa: F401  (public through the trainer too)
 from vcm.provenance import provenance
@@ -251,6 +252,7 @@ def _start(video: Video, model_cfg, cfg: TrainConfig, run_dir: Path, device, res
     arch = registry.arch_of_config(model_cfg)
     config = {"arch": arch, "model": model_cfg.to_dict(), "train": cfg.to_dict(), "video": video_description(video),
               "masks": masks_meta}
+    check_training_memory(arch, model_cfg, cfg.batch, device)
     model = registry.create_representation(arch, model_cfg).to(device)
     opt = torch.optim.Adam(param_groups(model, cfg), lr=cfg.lr, betas=cfg.betas)
     rate = None
