@@ -40,8 +40,10 @@ def eval_command(
     bit_depth: Optional[int] = BitDepthOpt,
     json_out: bool = JsonOpt,
 ) -> None:
-    """Detect objects on decoded frames and score them (COCO mAP) against ground truth: SFU-HW's, a COCO
-    JSON of any video, or the detector's own detections on the original (--reference original)."""
+    """Detect objects on decoded frames and score them (COCO mAP) against ground truth.
+
+    The ground truth is SFU-HW's, a COCO JSON of any video, or the detector's own detections on the
+    original (--reference original)."""
     from vcm.device import resolve_device
     from vcm.detectors.factory import parse_set
     from vcm.eval.run import TruthSpec, complete, decode_any, input_name, score, truth_and_detector, write_outputs

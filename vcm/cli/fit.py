@@ -48,7 +48,7 @@ def fit(
     bit_depth: Optional[int] = BitDepthOpt,
     json_out: bool = JsonOpt,
 ) -> None:
-    """Model a video as a NeRV network (one network per sequence), resumably."""
+    """Model a video as a network of the NeRV family (NeRV or HiNeRV; one per sequence), resumably."""
     from vcm import progress
     from vcm.errors import VcmError
     from vcm.nerv.presets import preset_path

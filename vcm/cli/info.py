@@ -19,8 +19,10 @@ def info(
     md5: bool = typer.Option(False, "--md5", metavar="", help="Check the CTC frames against the manifest's md5."),
     json_out: bool = JsonOpt,
 ) -> None:
-    """What vcm understands about a video: size, fps, frames, SFU-HW class and CTC range; or what a
-    .nerv/.icm stream declares (its video, rate and decoder), read without decoding a frame."""
+    """What vcm understands about a video, or what a .nerv/.icm stream declares.
+
+    For a video: size, fps, frames, SFU-HW class and CTC range. For a stream: its video, rate and
+    decoder, read without decoding a frame."""
     from vcm.cli.stream_info import STREAM_SUFFIXES, describe_stream, stream_rows
     from vcm.video.source import clip_md5
 

@@ -28,8 +28,9 @@ def masks(
     bit_depth: Optional[int] = BitDepthOpt,
     json_out: bool = JsonOpt,
 ) -> None:
-    """SAM automatic masks → Canny edges → cached, bit-packed per-frame edge masks (resumable); or
-    masks without SAM's weights (--source canny | boxes:DETECTOR)."""
+    """SAM automatic masks → Canny edges → cached, bit-packed per-frame edge masks (resumable).
+
+    Without SAM's weights: --source canny, or --source boxes:DETECTOR (the outlines of a detector's boxes)."""
     from vcm.cli.common import out as stdout
     from vcm.device import resolve_device
     from vcm.errors import VcmError
