@@ -662,3 +662,27 @@ def test_the_report_names_a_target_beyond_every_trial():
     notes = [line for line in lines.splitlines() if line.startswith("- ")]
     assert len(notes) == 1 and notes[0].startswith("- clip hinerv-rd far: target not reached: every trial gave more bytes")
     assert rate_control_section([{**row("q", 9.0, None), "rate_control": None}]) == []
+
+
+def test_a_target_the_trials_bracket_but_none_landed_on_is_named_with_the_two_lambdas():
+    """A search that ran out of trials between two λ wrote its nearest stream 7 % off a ±3 % target and
+    said nothing: the achieved figure alone did not tell the user the target was missed."""
+    from vcm.codec.rate_control import achieved, missed_hint
+    from vcm.ctc.render import rate_control_section
+
+    trials = [{"lambda": 900.0, "bytes": 23435}, {"lambda": 27000.0, "bytes": 12846},
+              {"lambda": 39696.0, "bytes": 9470}, {"lambda": 29428.0, "bytes": 9467}]
+    control = {"target": {"kbps": 200.0}, "goal": 12000.0, "tolerance": 0.03, "hit": False, "lambda": 27000.0,
+               "beyond": None, "trials": trials}
+    row = {"sequence": "clip", "codec": "hinerv", "curve": "hinerv-rd", "point": "k200", "label": "k200",
+           "kbps": 214.1, "psnr_y": 30.0, "rate_control": control}
+    notes = [ln for ln in rate_control_section([row]) if ln.startswith("- ")]
+    assert len(notes) == 1 and "target missed: no trial of 4 came within ±3 %" in notes[0]
+    assert "between λ 2.7e+04 and 2.943e+04" in notes[0]  # the written λ and the closest one across the target
+    assert missed_hint(achieved(row), {**control, "hit": True}) == ""
+    far = {**control, "beyond": "above"}
+    assert missed_hint(achieved({**row, "rate_control": far}), far) == ""  # beyond_hint's line says it
+    quality = {**control, "target": {"psnr_y": 31.0}, "tolerance": 0.1, "goal": 31.0, "lambda": 1.0,
+               "trials": [{"lambda": 1.0, "psnr_y": 30.7}, {"lambda": 0.5, "psnr_y": 31.6}]}
+    hint = missed_hint(achieved({**row, "rate_control": quality}), quality)
+    assert "within ±0.1 dB" in hint and "between λ 0.5 and 1" in hint

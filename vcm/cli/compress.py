@@ -108,12 +108,12 @@ def _report_rows(r: dict) -> list[tuple[str, str]]:
         per = f", {part['bits_per_param']:.2f} bits/param" if part["bits_per_param"] is not None else ""
         rows.append((f"  {part['part']}", f"{part['bytes']:,.0f} bytes ({100 * part['share']:.1f} %{per})"))
     if r.get("rate_control"):
-        from vcm.codec.rate_control import achieved, beyond_hint
+        from vcm.codec.rate_control import achieved, beyond_hint, missed_hint
 
         a = achieved(r)
         rows.append(("rate control", f"target {a['target']:g} {a['unit']}, achieved {a['achieved']:.2f} {a['unit']} "
                                      f"({a['error_text']}) in {len(r['rate_control']['trials'])} trial(s)"))
-        hint = beyond_hint(a, r["rate_control"]["lambda"])
+        hint = beyond_hint(a, r["rate_control"]["lambda"]) or missed_hint(a, r["rate_control"])
         if hint:
             rows.append(("", hint))
     chained = f" ({r['chain_encode_seconds']:.1f} s with the chain's earlier stages)" if r.get("chain_encode_seconds") else ""

@@ -253,6 +253,28 @@ def beyond_hint(a: dict, lam: float) -> str:
     return f"target not reached: every trial gave {gave} than asked (the nearest, λ {lam:.4g}, is written); {reach}"
 
 
+def missed_hint(a: dict, control: dict) -> str:
+    """One line for a search whose trials bracket the target without one landing within the tolerance (``a``:
+    from ``achieved``; ``control``: the report's ``rate_control``), naming the two λ the target lies between;
+    '' when a trial hit it, when every trial missed on one side (:func:`beyond_hint` says that), or for
+    reports written before ``hit`` was recorded."""
+    if a["beyond"] or control.get("hit", True):
+        return ""
+    key = "bytes" if a["unit"] == "kbps" else "psnr_y"
+    goal, trials = control["goal"], [t for t in control["trials"] if key in t]
+    tol = f"±{100 * control['tolerance']:g} %" if a["unit"] == "kbps" else f"±{control['tolerance']:g} dB"
+    text = f"target missed: no trial of {len(trials)} came within {tol} (the nearest, λ {control['lambda']:.4g}, is written)"
+    nearest = [t for t in trials if t["lambda"] == control["lambda"]]
+    if nearest:  # the written trial, and the trial of closest λ that missed on the other side
+        side = nearest[0][key] >= goal
+        other = [t for t in trials if (t[key] >= goal) != side]
+        if other:
+            across = min(other, key=lambda t: abs(math.log(t["lambda"] / control["lambda"])))
+            lo, hi = sorted((control["lambda"], across["lambda"]))
+            text += f"; it lies between λ {lo:.4g} and {hi:.4g}: a stage at a λ between them (--lambda) may land nearer"
+    return text
+
+
 def compress_to_target(run_dir: Path, out: Path | None, target: Target, opts: RDOptions, device,
                        source: Path | None = None) -> dict:
     """The rate–distortion method at the λ that meets ``target``; ``opts.lam`` is the first guess. Writes

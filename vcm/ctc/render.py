@@ -109,7 +109,7 @@ def rate_control_section(rows: list[dict]) -> list[str]:
     """Markdown lines: each point coded to a target (``{match: ANCHOR}``, ``target_kbps``) with what it
     aimed at, what its stream gave and the λ searches' count; a target beyond every trial says so and
     what reaches further. Nothing when no point searched."""
-    from vcm.codec.rate_control import achieved, beyond_hint
+    from vcm.codec.rate_control import achieved, beyond_hint, missed_hint
 
     rows = [r for r in rows if r.get("rate_control")]
     if not rows:
@@ -119,7 +119,7 @@ def rate_control_section(rows: list[dict]) -> list[str]:
         rc, a, name = r["rate_control"], achieved(r), [r["sequence"], curve_of(r), point_label(r)]
         table.append(name + [f"{a['target']:.2f} {a['unit']}", f"{a['achieved']:.2f} {a['unit']}", a["error_text"],
                              str(len(rc["trials"])), f"{rc['lambda']:.4g}"])
-        hint = beyond_hint(a, rc["lambda"])
+        hint = beyond_hint(a, rc["lambda"]) or missed_hint(a, rc)
         if hint:
             notes.append(f"- {' '.join(name)}: {hint}.")
     return ["", "## Rate control", "",
