@@ -173,3 +173,27 @@ def test_info_on_a_stream_reports_what_its_header_declares(tmp_path, tiny_run):
     broken = tmp_path / "b.nerv"
     broken.write_bytes((tmp_path / "s.nerv").read_bytes()[:40])
     assert_one_line_error(run_cli("info", broken), "truncated vcm NeRV bitstream")
+
+
+def test_decode_refuses_a_raw_name_that_says_another_format_and_says_how_to_read_a_nameless_one(tmp_path, tiny_run):
+    """`vcm decode s.nerv --out Foo_16x12_25.yuv` wrote 32×24 frames under a name that vcm reads back as 16×12
+    (four times as many wrong frames); `--out dec.yuv` wrote a file no vcm command could read without the
+    size and rate, which nothing named."""
+    root, video = tiny_run
+    stream = tmp_path / "s.nerv"
+    assert run_cli("compress", root / "run", "--bits", "6", "--out", stream).returncode == 0
+    fps = f"{video.info.fps:g}"
+    for name, fragment in ((f"Foo_16x12_{fps}.yuv", "says 16x12, but the frames are 32x24"),
+                           ("Foo_32x24_7.yuv", f"says 7 fps, but the video is at {fps} fps"),
+                           (f"Foo_32x24_{fps}_10bit.yuv", "says 10-bit"), ("BQMall.yuv", "says 832x480")):
+        proc = run_cli("decode", stream, "--out", tmp_path / name)
+        assert_one_line_error(proc, fragment)
+        assert "name it Foo_32x24_" in proc.stderr or "name it BQMall_32x24_" in proc.stderr
+        assert not (tmp_path / name).exists()
+    nameless = run_cli("decode", stream, "--out", tmp_path / "dec.yuv")
+    assert nameless.returncode == 0 and f"--size 32x24 --fps {fps}" in " ".join(nameless.stdout.split())
+    back = run_cli("info", tmp_path / "dec.yuv", "--size", "32x24", "--fps", fps, "--json")
+    assert back.returncode == 0 and json.loads(back.stdout)["frames"] == 6
+    named = run_cli("decode", stream, "--out", tmp_path / f"dec_32x24_{fps}.yuv")
+    assert named.returncode == 0 and "--size" not in named.stdout
+    assert json.loads(run_cli("info", tmp_path / f"dec_32x24_{fps}.yuv", "--json").stdout)["frames"] == 6

@@ -45,6 +45,12 @@ def test_encode_decode_equals_the_encoders_reconstruction(tmp_path, tiny_ckpt):
     decoded, header = decode_icm_file(tmp_path / "c.icm", "cpu", checkpoint=tiny_ckpt)
     assert decoded.shape == frames.shape and header["arch"] == "tcm-tiny"
     assert np.array_equal(decoded, recon)
+    # a raw output named for another size is refused; one named for none says how to read it back
+    wrong = run_cli("icm", "decode", tmp_path / "c.icm", "--checkpoint", tiny_ckpt, "--out", tmp_path / "d_28x20_25.yuv")
+    assert wrong.returncode == 1 and "says 28x20, but the frames are 56x40" in wrong.stderr
+    assert not (tmp_path / "d_28x20_25.yuv").exists()
+    nameless = run_cli("icm", "decode", tmp_path / "c.icm", "--checkpoint", tiny_ckpt, "--out", tmp_path / "d.yuv")
+    assert nameless.returncode == 0 and "--size 56x40 --fps 30" in " ".join(nameless.stdout.split())  # a PNG folder is 30 fps
     data = bytearray((tmp_path / "c.icm").read_bytes())
     data[-10] ^= 0xFF
     (tmp_path / "bad.icm").write_bytes(bytes(data))

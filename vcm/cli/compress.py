@@ -150,7 +150,7 @@ def decode(
     from vcm.bitstream.decode_plan import human_macs
     from vcm.codec.decode import decode_stream, frame_range, iter_frames
     from vcm.device import resolve_device
-    from vcm.video.writer import open_writer
+    from vcm.video.writer import check_raw_name, open_writer
 
     t0 = time.time()
     stream = decode_stream(bitstream, allow_large=True)  # its plan is checked below, with the output and range
@@ -158,6 +158,7 @@ def decode(
     selected = frame_range(frames, v["frames"])
     plan = stream.plan(bitstream.stat().st_size, selected, bitstream.name)
     plan.check(out, allow_large)
+    read_back = check_raw_name(out, v["width"], v["height"], v["fps"]) if out is not None else ""
     progress.log(f"decode {bitstream.name}: {plan.describe(out)}")
     with progress.progress(f"decode {bitstream.name}", len(selected)) as bar, \
             (open_writer(out, v["fps"]) if out is not None else contextlib.nullcontext(None)) as write:
@@ -179,4 +180,4 @@ def decode(
                    f"{result['source_frames'][0]}:{result['source_frames'][1]})"),
         ("size", result["size"]), ("work", f"{human_macs(plan.macs)} (estimated)"),
         ("decode speed", f"{fps:.1f} frames/s"), ("written to", str(out) if out else "– (use --out)"),
-    ])
+    ] + ([("", read_back)] if read_back else []))

@@ -130,12 +130,13 @@ def icm_decode(
     from vcm.device import resolve_device
     from vcm.bitstream.decode_plan import DecodePlan
     from vcm.icm.codec import open_icm
-    from vcm.video.writer import open_writer
+    from vcm.video.writer import check_raw_name, open_writer
 
     header, frames = open_icm(bitstream, resolve_device(device), checkpoint)
     plan = DecodePlan("vcm ICM", bitstream.name, header["frames"], header["width"], header["height"],
                       bitstream.stat().st_size)
     plan.check(out)
+    read_back = check_raw_name(out, header["width"], header["height"], header["fps"]) if out is not None else ""
     progress.log(f"decode {bitstream.name}: {plan.describe(out)}")
     with progress.progress(f"decode {bitstream.name}", header["frames"]) as bar, \
             (open_writer(out, header["fps"]) if out is not None else contextlib.nullcontext(None)) as write:
@@ -148,4 +149,4 @@ def icm_decode(
     if json_out:
         print_json(r)
         return
-    table(f"vcm icm decode: {bitstream.name}", [(k, str(v)) for k, v in r.items()])
+    table(f"vcm icm decode: {bitstream.name}", [(k, str(v)) for k, v in r.items()] + ([("", read_back)] if read_back else []))

@@ -123,30 +123,36 @@ def probe(
     )
 
 
+def _named(stem: str):
+    """A raw file's stem parsed (``Name_WxH_fps…``, or None) and the SFU-HW sequence it names (or None)."""
+    parsed = parse_name(stem)
+    if parsed is not None:
+        return parsed, sequences.lookup_parsed(parsed.name, parsed.width, parsed.height)
+    return None, sequences.lookup(stem.removesuffix("_val"))
+
+
+def raw_name_says(stem: str) -> tuple[tuple[int, int] | None, float | None, int | None]:
+    """What a raw .yuv file's name tells the reader: (width, height), fps and bit depth, each None where the
+    name says nothing (then ``--size``, ``--fps`` must be given; the depth is 8)."""
+    parsed, seq = _named(stem)
+    size = (parsed.width, parsed.height) if parsed else (seq.width, seq.height) if seq else None
+    return size, (parsed.fps if parsed else None) or (seq.fps if seq else None), parsed.bit_depth if parsed else None
+
+
 def _probe_yuv(path: Path, size, fps, bit_depth) -> VideoInfo:
     stem = path.stem
-    parsed = parse_name(stem)
-    seq = None
-    if parsed is not None:
-        seq = sequences.lookup_parsed(parsed.name, parsed.width, parsed.height)
-    else:
-        seq = sequences.lookup(stem.removesuffix("_val"))
-    width = height = None
-    if parsed is not None:
-        width, height = parsed.width, parsed.height
-    elif seq is not None:
-        width, height = seq.width, seq.height
-    if size is not None:
-        width, height = size
+    parsed, seq = _named(stem)
+    named_size, named_fps, named_depth = raw_name_says(stem)
+    width, height = size or named_size or (None, None)
     if width is None:
         raise VcmError(
             f"{path.name}: unknown frame size; name the file Name_WxH_fps.yuv, use an SFU-HW "
             "sequence name (e.g. BQMall.yuv), or pass --size WxH --fps F"
         )
-    rate = fps or (parsed.fps if parsed else None) or (seq.fps if seq else None)
+    rate = fps or named_fps
     if rate is None:
         raise VcmError(f"{path.name}: unknown frame rate; pass --fps F or name the file Name_WxH_fps.yuv")
-    depth = bit_depth or (parsed.bit_depth if parsed else None) or 8
+    depth = bit_depth or named_depth or 8
     if depth not in (8, 10, 12, 16):
         raise VcmError(f"--bit-depth must be 8, 10, 12 or 16, got {depth}")
     if seq is not None and (seq.width, seq.height) != (width, height):

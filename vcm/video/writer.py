@@ -30,6 +30,34 @@ def check_writable(path: str | Path) -> None:
         raise VcmError(f"cannot write {Path(path).name}: use .yuv, {', '.join(CONTAINERS)} or a folder name")
 
 
+def check_raw_name(path: str | Path, width: int, height: int, fps: float) -> str:
+    """For a ``.yuv`` output (8-bit 4:2:0): refuse a name that declares another size, frame rate or bit depth
+    than the frames it will hold (vcm reads a raw file back by what its name says, so ``Foo_208x120_25.yuv``
+    holding 416×240 frames would read back as four times as many wrong frames). Returns a hint when the name
+    declares no size (the file cannot be read back without ``--size``/``--fps``), else ''."""
+    from vcm.video.naming import parse_name
+    from vcm.video.source import raw_name_says
+
+    path = Path(path)
+    if path.suffix.lower() != ".yuv":
+        return ""
+    size, named_fps, depth = raw_name_says(path.stem)
+    parsed = parse_name(path.stem)
+    fitting = f"{parsed.name if parsed else path.stem}_{width}x{height}_{fps:g}.yuv"
+    if size is not None and tuple(size) != (width, height):
+        raise VcmError(f"--out {path.name} says {size[0]}x{size[1]}, but the frames are {width}x{height}: vcm would "
+                       f"read it back at the size its name says; name it {fitting}")
+    if named_fps is not None and abs(named_fps - fps) > 0.05 and round(fps) != named_fps:
+        raise VcmError(f"--out {path.name} says {named_fps:g} fps, but the video is at {fps:g} fps: rates read back "
+                       f"from it would be wrong; name it {fitting}")
+    if depth not in (None, 8):
+        raise VcmError(f"--out {path.name} says {depth}-bit, but decoded frames are written as 8-bit 4:2:0; name it {fitting}")
+    if size is None or named_fps is None:
+        return (f"raw 8-bit 4:2:0 whose name gives no size or rate: read it with --size {width}x{height} --fps {fps:g}, "
+                f"or name it {fitting}")
+    return ""
+
+
 def write_video(path: str | Path, frames_u8: np.ndarray | Iterable[np.ndarray], fps: float, bit_depth: int = 8) -> Path:
     """Write ``uint8 [T,3,H,W]`` RGB (or an iterable of ``[B,3,H,W]`` chunks) to ``path`` by its
     suffix; a path without suffix becomes a folder of PNG frames.
