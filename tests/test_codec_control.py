@@ -239,7 +239,7 @@ def test_a_target_that_every_trial_missed_on_one_side_says_so():
     assert beyond([_fake(1.0, 28.0)], 30.0, Target(psnr_y=30.0)) == "below"
     hint = beyond_hint({"unit": "kbps", "beyond": "above"}, 900.0)
     assert hint.startswith("target not reached: every trial gave more bytes than asked") and "λ 900" in hint
-    assert "smaller network" in hint
+    assert "smaller network (vcm fit --width-scale 0.5, or --params)" in hint
     assert "larger network" in beyond_hint({"unit": "dB", "beyond": "below"}, 0.5)
     assert beyond_hint({"unit": "kbps", "beyond": None}, 1.0) == ""
 

@@ -661,6 +661,7 @@ def test_the_report_names_a_target_beyond_every_trial():
     assert "| near | 10.00 kbps | 10.20 kbps | +2.0 % | 3 | 20 |" in lines
     notes = [line for line in lines.splitlines() if line.startswith("- ")]
     assert len(notes) == 1 and notes[0].startswith("- clip hinerv-rd far: target not reached: every trial gave more bytes")
+    assert "width_scale: 0.5, or params, in the fit's section" in notes[0]  # said as a config says it
     assert rate_control_section([{**row("q", 9.0, None), "rate_control": None}]) == []
 
 
@@ -679,6 +680,7 @@ def test_a_target_the_trials_bracket_but_none_landed_on_is_named_with_the_two_la
     notes = [ln for ln in rate_control_section([row]) if ln.startswith("- ")]
     assert len(notes) == 1 and "target missed: no trial of 4 came within ±3 %" in notes[0]
     assert "between λ 2.7e+04 and 2.943e+04" in notes[0]  # the written λ and the closest one across the target
+    assert "(a lambda point)" in notes[0] and "(--lambda)" in missed_hint(achieved(row), control)
     assert missed_hint(achieved(row), {**control, "hit": True}) == ""
     far = {**control, "beyond": "above"}
     assert missed_hint(achieved({**row, "rate_control": far}), far) == ""  # beyond_hint's line says it

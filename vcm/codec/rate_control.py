@@ -236,27 +236,33 @@ def achieved(report: dict) -> dict:
     return {**out, "beyond": rc.get("beyond")}
 
 
-_BEYOND = {  # (unit, side) → what every trial gave, and what reaches further
-    ("kbps", "above"): ("more bytes", "a smaller network (vcm fit --width-scale 0.5, or --params) reaches lower rates"),
-    ("kbps", "below"): ("fewer bytes", "a larger network (vcm fit --params) reaches higher rates"),
-    ("dB", "above"): ("a higher Y-PSNR", "a smaller network (vcm fit --width-scale 0.5) reaches lower ones in fewer bytes"),
-    ("dB", "below"): ("a lower Y-PSNR", "a larger network (vcm fit --params) or a longer fit (--steps) reaches higher ones"),
+_BEYOND = {  # (unit, side) → what every trial gave, and what reaches further ({smaller} etc.: see _SAY)
+    ("kbps", "above"): ("more bytes", "a smaller network ({smaller}) reaches lower rates"),
+    ("kbps", "below"): ("fewer bytes", "a larger network ({larger}) reaches higher rates"),
+    ("dB", "above"): ("a higher Y-PSNR", "a smaller network ({smaller}) reaches lower ones in fewer bytes"),
+    ("dB", "below"): ("a lower Y-PSNR", "a larger network ({larger}) or a longer fit ({longer}) reaches higher ones"),
 }
+# How a user asks for it: on vcm fit's command line, or in a CTC config's fit section.
+_SAY = {"cli": {"smaller": "vcm fit --width-scale 0.5, or --params", "larger": "vcm fit --params", "longer": "--steps"},
+        "config": {"smaller": "width_scale: 0.5, or params, in the fit's section", "larger": "params in the fit's section",
+                   "longer": "steps"}}
 
 
-def beyond_hint(a: dict, lam: float) -> str:
+def beyond_hint(a: dict, lam: float, where: str = "cli") -> str:
     """One line for a search whose every trial missed on the same side (``a``: from ``achieved``; ``lam``: the
-    written trial's λ), or '' when the trials bracket the target or one hit it."""
+    written trial's λ; ``where``: "cli" or "config", how the remedy is named), or '' when the trials bracket
+    the target or one hit it."""
     if not a["beyond"]:
         return ""
     gave, reach = _BEYOND[(a["unit"], a["beyond"])]
-    return f"target not reached: every trial gave {gave} than asked (the nearest, λ {lam:.4g}, is written); {reach}"
+    return (f"target not reached: every trial gave {gave} than asked (the nearest, λ {lam:.4g}, is written); "
+            f"{reach.format(**_SAY[where])}")
 
 
-def missed_hint(a: dict, control: dict) -> str:
+def missed_hint(a: dict, control: dict, where: str = "cli") -> str:
     """One line for a search whose trials bracket the target without one landing within the tolerance (``a``:
-    from ``achieved``; ``control``: the report's ``rate_control``), naming the two λ the target lies between;
-    '' when a trial hit it, when every trial missed on one side (:func:`beyond_hint` says that), or for
+    from ``achieved``; ``control``: the report's ``rate_control``; ``where`` as for :func:`beyond_hint`), naming
+    the two λ the target lies between; '' when a trial hit it, when every trial missed on one side (:func:`beyond_hint` says that), or for
     reports written before ``hit`` was recorded."""
     if a["beyond"] or control.get("hit", True):
         return ""
@@ -271,7 +277,8 @@ def missed_hint(a: dict, control: dict) -> str:
         if other:
             across = min(other, key=lambda t: abs(math.log(t["lambda"] / control["lambda"])))
             lo, hi = sorted((control["lambda"], across["lambda"]))
-            text += f"; it lies between λ {lo:.4g} and {hi:.4g}: a stage at a λ between them (--lambda) may land nearer"
+            ask = "--lambda" if where == "cli" else "a lambda point"
+            text += f"; it lies between λ {lo:.4g} and {hi:.4g}: a stage at a λ between them ({ask}) may land nearer"
     return text
 
 

@@ -119,7 +119,7 @@ def rate_control_section(rows: list[dict]) -> list[str]:
         rc, a, name = r["rate_control"], achieved(r), [r["sequence"], curve_of(r), point_label(r)]
         table.append(name + [f"{a['target']:.2f} {a['unit']}", f"{a['achieved']:.2f} {a['unit']}", a["error_text"],
                              str(len(rc["trials"])), f"{rc['lambda']:.4g}"])
-        hint = beyond_hint(a, rc["lambda"]) or missed_hint(a, rc)
+        hint = beyond_hint(a, rc["lambda"], "config") or missed_hint(a, rc, "config")
         if hint:
             notes.append(f"- {' '.join(name)}: {hint}.")
     return ["", "## Rate control", "",
