@@ -220,7 +220,7 @@ def score(decoded: Decoded, gt: GroundTruth, detector: Detector, batch: int = 16
                        f"({gt.sequence} is annotated on frames {have[0]}:{have[-1] + 1})")
     if len(frames) < len(decoded.source_frames):
         progress.log(f"evaluating {len(frames)} of {len(decoded.source_frames)} frames "
-                     f"({'those with ground truth, every ' + str(every) + 'th frame' if every > 1 else 'those with ground truth'})")
+                     f"(those with ground truth{', one in ' + str(every) if every > 1 else ''})")
     index = [f - decoded.source_frames.start for f in frames]
     detections, start = [], time.time()
     with progress.progress(f"detect ({detector.name})", len(index)) as bar:
