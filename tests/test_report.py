@@ -117,3 +117,24 @@ def test_report_renders_in_headless_chromium(results, tmp_path):
         assert im.size == (1500, 2400)
         colours = len(set(im.convert("RGB").resize((150, 240)).getdata()))
     assert colours > 50  # a rendered page with a plot, not a blank or error screen
+
+
+def test_a_damaged_result_row_is_listed_as_failed_and_run_again_not_a_traceback(results):
+    """A result.json cut short, replaced by something else or holding text where a rate goes stopped
+    `vcm ctc report` with a JSON or type traceback; it is now a failed point naming the file and the fault,
+    and `vcm ctc run` treats it as not run."""
+    from vcm.ctc.points import read_result
+
+    points = results / "points" / "clip"
+    cut = points / "hevc" / "qp37" / "result.json"
+    cut.write_text(cut.read_text()[:40])
+    (points / "hevc" / "qp41" / "result.json").write_text("[]")
+    wrong = points / "nerv" / "demo_pr0_b8" / "result.json"
+    wrong.write_text(json.dumps({**json.loads(wrong.read_text()), "kbps": "abc"}))
+    r = make_report(results, anchor="hevc")
+    assert r["points"] == 9 and r["failed"] == 3
+    md = (results / "report.md").read_text()
+    assert "qp37/result.json is damaged (not readable JSON" in md and "qp41/result.json is damaged (not an object)" in md
+    assert "demo_pr0_b8/result.json is damaged (field 'kbps' is not a number above 0)" in md
+    assert read_result(cut.parent) is None and read_result(wrong.parent) is None  # ctc run runs them again
+    assert read_result(points / "hevc" / "qp45")["kbps"] == 25.0

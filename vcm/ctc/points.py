@@ -6,7 +6,6 @@ row; it raises only for bugs (user-caused failures are caught by the runner and 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -112,10 +111,7 @@ def _matched_kbps(anchor_workdir: Path) -> float:
 
 
 def read_result(workdir: Path) -> dict | None:
-    path = Path(workdir) / "result.json"
-    if not path.exists():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except ValueError:
-        return None
+    """A point's result row, or None when it has none or a damaged one (then the point runs again)."""
+    from vcm.ctc import result_row
+
+    return result_row.load(Path(workdir) / result_row.RESULT)[0]

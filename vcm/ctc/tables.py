@@ -4,12 +4,12 @@
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 from vcm.codecs import curve_order
+from vcm.ctc import result_row
 from vcm.ctc.bd import MIN_OVERLAP, bd, describe
 from vcm.errors import VcmError
 
@@ -22,8 +22,10 @@ METRICS = {"psnr_y": "Y-PSNR (dB)", "psnr_yuv": "YUV-PSNR 6:1:1 (dB)", "psnr": "
 def collect(out: Path) -> tuple[list[dict], list[dict]]:
     """(finished rows, failed rows) under ``out/points``."""
     rows, failed = [], []
-    for p in sorted(Path(out).glob("points/*/*/*/result.json")):
-        r = json.loads(p.read_text())
+    for p in sorted(Path(out).glob(f"points/*/*/*/{result_row.RESULT}")):
+        r, why = result_row.load(p)
+        if r is None:
+            r = result_row.damaged_row(p, why or "gone while it was read")
         (rows if r.get("status") == "ok" else failed).append(r)
     if not rows and not failed:
         raise VcmError(f"{out} holds no CTC results; run vcm ctc run first")
