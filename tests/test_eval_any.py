@@ -99,6 +99,11 @@ def test_frame_and_category_mapping_rules(tmp_path):
     (lambda d: d["categories"][0].update(name="unicorn"), "no class of the detector: unicorn"),
     (lambda d: d["images"][1].update(file_name=d["images"][0]["file_name"]), "map to a frame another image already has"),
     (lambda d: d["images"][0].update(width=352), "is 352x144, the video is 176x144"),
+    # a box no detection can overlap counted as an object every detector missed; a non-object was dropped
+    (lambda d: d["annotations"][0].update(bbox=[0, 0, -4, 10]), "the width and height above 0"),
+    (lambda d: d["annotations"][0].update(bbox=[0, 0, 4, float("inf")]), "the width and height above 0"),
+    (lambda d: d["annotations"].append("person"), "'annotations' must be a list of objects"),
+    (lambda d: (d["annotations"][0].pop("id", None), d["annotations"][0].pop("bbox")), "annotation #1 (no id) has no"),
 ])
 def test_unmatched_frames_and_categories_are_one_clear_line(tmp_path, edit, message):
     path = write_coco(tmp_path / "gt.json", "name0")

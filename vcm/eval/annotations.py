@@ -18,6 +18,7 @@ without a class is an error unless none of its objects is used.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -194,20 +195,31 @@ def load_annotations(path: Path, name: str, width: int, height: int, num_frames:
         if "id" not in im:
             raise VcmError(f"{path.name}: image {im.get('file_name')!r} has no id")
         frame_of[im["id"]] = f
-    anns = [a for a in data["annotations"] if isinstance(a, dict)]
+    anns = data["annotations"]
+    if not all(isinstance(a, dict) for a in anns):  # one dropped without a word is an object never counted
+        raise VcmError(f"{path.name}: 'annotations' must be a list of objects")
     used = set()
-    for a in anns:
+    for i, a in enumerate(anns):
         if a.get("image_id") not in frame_of:
-            raise VcmError(f"{path.name}: annotation {a.get('id')} refers to image {a.get('image_id')!r}, which is not listed")
+            raise VcmError(f"{path.name}: {_annotation(a, i)} refers to image {a.get('image_id')!r}, which is not listed")
         used.add(a.get("category_id"))
     cat_of, cats_how = map_categories(data, path, classes, category_ids, category_map, used)
     gt = GroundTruth(name, width, height, {f: [] for f in index}, tuple(classes), "annotations",
                      f"COCO JSON {path.name} (images matched {frames_how}; categories {cats_how})")
-    for a in anns:
+    for i, a in enumerate(anns):
         try:
             x, y, w, h = (float(v) for v in a["bbox"])
         except (KeyError, TypeError, ValueError):
-            raise VcmError(f"{path.name}: annotation {a.get('id')} has no [x, y, w, h] bbox") from None
+            raise VcmError(f"{path.name}: {_annotation(a, i)} has no [x, y, w, h] bbox") from None
+        if not all(math.isfinite(v) for v in (x, y, w, h)) or w <= 0 or h <= 0:
+            # no detection can overlap such a box: it would count as an object every detector misses
+            raise VcmError(f"{path.name}: {_annotation(a, i)} has the bbox {a['bbox']}; x and y must be numbers and "
+                           f"the width and height above 0")
         gt.frames[frame_of[a["image_id"]]].append(
             Box(x, y, w, h, cat_of[a["category_id"]], int(a.get("iscrowd", 0) or 0), float(a.get("area", w * h))))
     return gt, Mapping(frames_how, cats_how)
+
+
+def _annotation(a: dict, i: int) -> str:
+    """An annotation as an error message names it: by its id, else by its place in the list."""
+    return f"annotation {a['id']}" if "id" in a else f"annotation #{i + 1} (no id)"
