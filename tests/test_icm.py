@@ -114,6 +114,12 @@ def test_icm_train_lowers_the_masked_loss_and_resumes(tmp_path):
     assert json.loads(again.stdout)["epochs"] == 4 and len(json.loads(again.stdout)["history"]) == 4
     refused = run_cli(*args, "--epochs", "4")
     assert refused.returncode == 1 and "--resume" in refused.stderr
+    # resumed as another codec (another λ here), or with fewer epochs than done: refused, the run untouched
+    other = run_cli(*args, "--epochs", "5", "--resume", "--lambda", "0.5")
+    assert other.returncode == 1 and "was trained with --lambda 0.05, now 0.5" in other.stderr
+    shorter = run_cli(*args, "--epochs", "2", "--resume")
+    assert shorter.returncode == 1 and "has trained 4 epochs, more than the 2 now asked for" in shorter.stderr
+    assert torch.load(tmp_path / "run" / "checkpoint.pth.tar", weights_only=True)["epoch"] == 4
     plain = run_cli("icm", "train", "--images", images, "--masks", "none", "--arch", "tcm-tiny", "--batch", "2",
                     "--crop", "64", "--steps-per-epoch", "2", "--epochs", "1", "--out", tmp_path / "plain", "--json",
                     "--device", "cpu")

@@ -169,17 +169,36 @@ def _images_and_masks(folder: Path | None, out: Path, cfg: IcmTrainConfig, sam_c
     return imgs, [None] * len(imgs) if validation else [np.ones(i.shape[1:], bool) for i in imgs]
 
 
-def _resume(ckpt_path: Path, arch: str, model, opt, aux_opt, device) -> tuple[int, list]:
-    """Load a checkpoint into the model and both optimizers → (epochs done, history)."""
+# What shapes the epochs already trained: resumed with another of these, a run would go on as a different
+# codec (an SA-ICM run resumed with --masks none, another λ) while its checkpoint recorded only the new value.
+_SAME_ON_RESUME = ("arch", "lmbda", "batch", "crop", "lr", "aux_lr", "clip", "masks", "alpha", "sam_model", "seed",
+                   "steps_per_epoch")
+_OPTION = {"lmbda": "--lambda", "aux_lr": "the aux learning rate", "clip": "gradient clipping",
+           "steps_per_epoch": "--steps-per-epoch", "sam_model": "--sam-model"}
+
+
+def _resume(ckpt_path: Path, cfg: "IcmTrainConfig", model, opt, aux_opt, device) -> tuple[int, list]:
+    """Load a checkpoint into the model and both optimizers → (epochs done, history); refuse one trained
+    with other settings, or for more epochs than ``cfg`` now asks for."""
+    from vcm.fsutil import load_torch_dict
+
     if not ckpt_path.exists():
         raise VcmError(f"nothing to resume: {ckpt_path} does not exist")
-    ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
-    if ckpt.get("train", {}).get("arch") != arch:
-        raise VcmError(f"{ckpt_path} was trained with --arch {ckpt.get('train', {}).get('arch')}")
+    ckpt = load_torch_dict(ckpt_path, "an SA-ICM training checkpoint")
+    before = ckpt.get("train") if isinstance(ckpt.get("train"), dict) else {}
+    for key in _SAME_ON_RESUME:
+        was, now = before.get(key), getattr(cfg, key)
+        if was != now:
+            raise VcmError(f"cannot resume: {ckpt_path.parent} was trained with {_OPTION.get(key, '--' + key)} {was!r}, "
+                           f"now {now!r} (resume with the run's value, or start a new run with --out)")
+    done = int(ckpt["epoch"])
+    if done > cfg.epochs:
+        raise VcmError(f"cannot resume: {ckpt_path.parent} has trained {done} epochs, more than the {cfg.epochs} now "
+                       f"asked for; give at least {done} (--epochs)")
     model.load_state_dict(ckpt["state_dict"])
     opt.load_state_dict(ckpt["optimizer"])
     aux_opt.load_state_dict(ckpt["aux_optimizer"])
-    return int(ckpt["epoch"]), list(ckpt.get("history", []))
+    return done, list(ckpt.get("history", []))
 
 
 def train(images_dir: Path, out: Path, cfg: IcmTrainConfig, device, val_dir: Path | None = None,
@@ -198,7 +217,7 @@ def train(images_dir: Path, out: Path, cfg: IcmTrainConfig, device, val_dir: Pat
     main, aux = _split_params(model)
     opt = torch.optim.Adam(main, lr=cfg.lr)
     aux_opt = torch.optim.Adam(aux, lr=cfg.aux_lr)
-    epoch, history = _resume(ckpt_path, cfg.arch, model, opt, aux_opt, device) if resume else (0, [])
+    epoch, history = _resume(ckpt_path, cfg, model, opt, aux_opt, device) if resume else (0, [])
     steps = cfg.steps_per_epoch or max(1, math.ceil(len(imgs) / cfg.batch))
     start, step = time.time(), 0
     with progress.progress(f"icm train ({cfg.arch}, {'SA-ICM' if cfg.masks == 'sam' else 'plain'})", cfg.epochs) as bar:
