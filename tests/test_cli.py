@@ -197,3 +197,37 @@ def test_decode_refuses_a_raw_name_that_says_another_format_and_says_how_to_read
     named = run_cli("decode", stream, "--out", tmp_path / f"dec_32x24_{fps}.yuv")
     assert named.returncode == 0 and "--size" not in named.stdout
     assert json.loads(run_cli("info", tmp_path / f"dec_32x24_{fps}.yuv", "--json").stdout)["frames"] == 6
+
+
+def test_info_on_a_run_folder_says_what_it_trained_how_far_and_what_was_compressed(tmp_path, tiny_run):
+    """`vcm info runs/NAME` answered "holds no PNG/JPEG frames": a run folder now reports its video, network,
+    schedule, whether it finished (or where it stopped) and the streams compressed from it."""
+    import shutil
+
+    import torch
+
+    from vcm.nerv.config import TrainConfig
+    from vcm.nerv.model import NervShape
+    from vcm.nerv.train import fit, load_run
+
+    root, video = tiny_run
+    run = tmp_path / "run"
+    shutil.copytree(root / "run", run)
+    assert run_cli("compress", run, "--bits", "6").returncode == 0
+    proc = run_cli("info", run, "--json")
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)
+    model, config = load_run(run)
+    assert (r["kind"], r["arch"], r["frames"], r["width"], r["height"]) == ("run", "nerv", 6, 32, 24)
+    assert r["params"] == sum(p.numel() for p in model.parameters()) and r["kmac_per_pixel"] > 0
+    assert r["finished"] and r["step"] == r["total_steps"] == 60 and r["psnr"] is not None  # 20 epochs of 3 steps
+    (stream,) = r["streams"]
+    assert stream["file"].endswith(".nerv") and stream["bytes"] == (run / stream["file"]).stat().st_size
+    assert stream["kbps"] > 0
+    stopped = tmp_path / "stopped"
+    mcfg = NervShape(fc_dim=12, stem_dims=(48,), lower_width=8, embed_levels=16).config(24, 32)
+    fit(video, mcfg, TrainConfig(epochs=4, batch=2, checkpoint_every=1), stopped, torch.device("cpu"),
+        should_stop=lambda step: step == 4)
+    table = " ".join(run_cli("info", stopped).stdout.split())
+    assert "interrupted at step 4 of 12" in table and "--resume" in table and "none yet" in table
+    assert_one_line_error(run_cli("info", run, "--size", "32x24"), "a run folder says what it holds")

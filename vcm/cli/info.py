@@ -12,17 +12,18 @@ from vcm.cli.common import BitDepthOpt, FpsOpt, JsonOpt, SizeOpt, print_json, pr
 
 @app.command()
 def info(
-    input: Path = typer.Argument(..., help="A .yuv file, a video container, a folder of frames, or a .nerv/.icm stream."),
+    input: Path = typer.Argument(..., help="A .yuv file, a video container, a folder of frames, a .nerv/.icm stream, or a vcm fit's run folder."),
     size: Optional[str] = SizeOpt,
     fps: Optional[float] = FpsOpt,
     bit_depth: Optional[int] = BitDepthOpt,
     md5: bool = typer.Option(False, "--md5", metavar="", help="Check the CTC frames against the manifest's md5."),
     json_out: bool = JsonOpt,
 ) -> None:
-    """What vcm understands about a video, or what a .nerv/.icm stream declares.
+    """What vcm understands about a video, what a .nerv/.icm stream declares, or what a run folder holds.
 
     For a video: size, fps, frames, SFU-HW class and CTC range. For a stream: its video, rate and
-    decoder, read without decoding a frame."""
+    decoder, read without decoding a frame. For a run (runs/NAME, runs/latest): its video, network,
+    schedule, how far it trained and the streams compressed from it."""
     from vcm.cli.stream_info import STREAM_SUFFIXES, describe_stream, stream_rows
     from vcm.video.source import clip_md5
 
@@ -38,6 +39,19 @@ def info(
             print_json(r)
         else:
             table(f"vcm info: {input.name}", stream_rows(r))
+        return
+    from vcm.cli.run_info import describe_run, is_run, run_rows
+
+    if is_run(input):
+        from vcm.errors import VcmError
+
+        if size or fps or bit_depth or md5:
+            raise VcmError("--size, --fps, --bit-depth and --md5 are for videos; a run folder says what it holds")
+        r = describe_run(input)
+        if json_out:
+            print_json(r)
+        else:
+            table(f"vcm info: {input.name}", run_rows(r))
         return
     vi = probe_input(input, size, fps, bit_depth)
     seq = vi.sequence

@@ -88,7 +88,7 @@ class NervStream:
 
     def kmac_per_pixel(self, width: int, height: int) -> float:
         """Multiply–accumulates of the decoder per pixel of a ``width``×``height`` frame, in thousands (3 decimals)."""
-        return round(registry.entry(self.arch).model_cls.frame_macs(self.model) / (width * height) / 1e3, 3)
+        return registry.kmac_per_pixel(self.arch, self.model, width, height)
 
     def build_model(self) -> torch.nn.Module:
         model = registry.create_representation(self.arch, self.model)

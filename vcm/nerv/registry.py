@@ -132,6 +132,11 @@ def frame_memory(arch: str, cfg) -> int:
     return int(ACTIVATION_SLACK * model_cls.frame_bytes(cfg)) + 16 * cfg.height * cfg.width
 
 
+def kmac_per_pixel(arch: str, cfg, width: int, height: int) -> float:
+    """The decoder's multiply–accumulates per pixel of a ``width``×``height`` frame, in thousands (3 decimals)."""
+    return round(entry(arch).model_cls.frame_macs(cfg) / (width * height) / 1e3, 3)
+
+
 def arch_of_config(cfg) -> str:
     """The representation name a config object belongs to."""
     for e in _REGISTRY.load().values():

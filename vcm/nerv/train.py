@@ -440,5 +440,25 @@ def _read_checkpoint(ckpt_path: Path) -> dict:
     return load_torch_dict(ckpt_path, "a vcm fit's checkpoint")
 
 
+def run_state(run_dir: Path) -> dict:
+    """What a run folder holds, read from its checkpoint and records (nothing is built or trained):
+    ``config`` (as config.json), ``step`` (optimiser steps done), ``total_steps`` (of its schedule),
+    ``finished`` (all steps run and measured) and ``metrics`` (metrics.json, None before the end)."""
+    run_dir = Path(run_dir)
+    ckpt = _read_checkpoint(run_dir / CHECKPOINT)
+    try:
+        config, step = ckpt["config"], int(ckpt["step"])
+        total = TrainConfig.from_dict(config["train"]).total_steps(int(config["video"]["num_frames"]))
+    except (KeyError, TypeError, ValueError):
+        raise VcmError(f"{run_dir / CHECKPOINT} does not hold a vcm fit's state; the file is damaged") from None
+    metrics = None
+    if (run_dir / METRICS).is_file():
+        try:
+            metrics = read_metrics(run_dir)
+        except ValueError:
+            raise VcmError(f"{run_dir / METRICS} is damaged (not JSON)") from None
+    return {"config": config, "step": step, "total_steps": total, "finished": metrics is not None, "metrics": metrics}
+
+
 def read_metrics(run_dir: Path) -> dict:
     return json.loads((Path(run_dir) / METRICS).read_text())
