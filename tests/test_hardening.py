@@ -712,3 +712,30 @@ def test_a_runtime_error_that_is_not_about_memory_is_not_called_one(tmp_path, mo
     monkeypatch.setattr(registry, "create_representation", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("bug")))
     with pytest.raises(RuntimeError, match="bug"):
         main(["fit", str(clip), "--steps", "1", "--out", str(tmp_path / "run")])
+
+
+def test_a_new_fit_never_replaces_a_config_or_metrics_file_it_did_not_write(tmp_path):
+    """`vcm fit clip --out mydata` replaced the user's own mydata/config.json and metrics.json without a word.
+    Now refused before anything is read; the fit's own config.json from an attempt that died before its first
+    checkpoint is replaced as before, and other files in the folder stay."""
+    from vcm.video.yuv import write_yuv420
+
+    clip = tmp_path / "Clip_16x16_30.yuv"
+    write_yuv420(clip, moving_frames(t=2, h=16, w=16))
+    mine = tmp_path / "mydata"
+    mine.mkdir()
+    for name in ("config.json", "metrics.json"):
+        (mine / name).write_text('{"mine": 1}')
+        before = digest(mine / name)
+        proc = run_cli("fit", clip, "--steps", "1", "--out", mine)
+        assert one_line_error(proc) and f"holds a {name} that no unfinished vcm fit wrote" in proc.stderr
+        assert digest(mine / name) == before and not (mine / "checkpoint.pt").exists()
+        (mine / name).unlink()
+    (mine / "notes.txt").write_text("kept")
+    first = run_cli("fit", clip, "--steps", "1", "--out", mine)
+    assert first.returncode == 0, first.stderr
+    (mine / "checkpoint.pt").unlink()
+    (mine / "metrics.json").unlink()  # as a fit killed before its first checkpoint leaves it: its config.json
+    again = run_cli("fit", clip, "--steps", "1", "--out", mine)
+    assert again.returncode == 0, again.stderr
+    assert (mine / "notes.txt").read_text() == "kept" and (mine / "checkpoint.pt").exists()

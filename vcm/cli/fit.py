@@ -68,7 +68,7 @@ def fit(
         check_output(out, inputs=reads, kind="dir")
     from vcm.device import resolve_device
     from vcm.nerv.run import default_run_dir_for, fit_video, plan, preset_for
-    from vcm.nerv.train import CHECKPOINT, load_run, reconstruct
+    from vcm.nerv.train import CHECKPOINT, check_new_run_dir, load_run, reconstruct
 
     if steps is not None and epochs is not None:  # --steps used to win without a word
         raise VcmError("--steps and --epochs both set the fit's length; give one of them")
@@ -88,6 +88,8 @@ def fit(
         raise VcmError(f"nothing to resume: {run_dir / CHECKPOINT} does not exist")
     if not resume and (run_dir / CHECKPOINT).exists():
         raise VcmError(f"{run_dir} already holds a run; pass --resume to continue it or --out DIR for a new one")
+    if not resume:  # before any mask is made or frame read
+        check_new_run_dir(run_dir)
     progress.log(f"reading {len(source_frames)} frames of {input.name} ({info.width}x{info.height})")
     video = load(info, source_frames)
     masks_u8 = masks_meta = None

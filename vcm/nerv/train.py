@@ -246,6 +246,30 @@ class _Run:
             "config": self.config, **({"quantizers": quantizers} if quantizers is not None else {})})
 
 
+def check_new_run_dir(run_dir: Path) -> None:
+    """Refuse to start a fit in a folder where it would replace a file that no fit wrote: a new fit writes
+    config.json, then checkpoint.pt and metrics.json, and a user's own config.json or metrics.json there was
+    replaced without a word. An earlier attempt's config.json (a fit that died before its first checkpoint)
+    is the fit's own; other files are left as they are."""
+    run_dir = Path(run_dir)
+    for name in (CONFIG, METRICS, CHECKPOINT):
+        path = run_dir / name
+        if not (path.exists() or path.is_symlink()):
+            continue
+        if name == CONFIG and not (run_dir / METRICS).exists() and _a_fits_config(path):
+            continue
+        raise VcmError(f"{run_dir} holds a {name} that no unfinished vcm fit wrote; a new fit would replace it: "
+                       f"name a new or empty folder with --out")
+
+
+def _a_fits_config(path: Path) -> bool:
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(d, dict) and {"model", "train", "video"} <= d.keys()
+
+
 def _start(video: Video, model_cfg, cfg: TrainConfig, run_dir: Path, device, resume: bool, masks_meta) -> _Run:
     """Build the network and optimizer (and the rate term), resume or refuse to overwrite, write config.json."""
     torch.manual_seed(cfg.seed)
@@ -270,6 +294,8 @@ def _start(video: Video, model_cfg, cfg: TrainConfig, run_dir: Path, device, res
                            f"give at least {run.step} (--steps) or the schedule it was started with")
     elif ckpt_path.exists():
         raise VcmError(f"{run_dir} already holds a run; pass --resume to continue it or --out DIR for a new one")
+    else:
+        check_new_run_dir(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     # Provenance goes to config.json only: the checkpoint stays a function of the inputs alone.
     write_json(run_dir / CONFIG, {**config, "provenance": provenance(device)})
