@@ -146,6 +146,22 @@ def test_icm_train_refuses_values_no_training_can_use(tmp_path, option, message)
     assert not (tmp_path / "run").exists()
 
 
+def test_icm_train_never_replaces_a_summary_it_did_not_write(tmp_path):
+    """`vcm icm train --out mydata` replaced the user's own mydata/train.json at the end of training."""
+    from PIL import Image
+
+    images = tmp_path / "imgs"
+    images.mkdir()
+    Image.fromarray(moving_frames(t=1, h=80, w=96)[0].transpose(1, 2, 0)).save(images / "im.png")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "train.json").write_text('{"mine": 1}')
+    proc = run_cli("icm", "train", "--images", images, "--masks", "none", "--arch", "tcm-tiny", "--crop", "64",
+                   "--epochs", "1", "--out", tmp_path / "mine")
+    assert proc.returncode == 1 and "holds a train.json that no vcm icm train wrote" in proc.stderr
+    assert (tmp_path / "mine" / "train.json").read_text() == '{"mine": 1}'
+    assert not (tmp_path / "mine" / "checkpoint.pth.tar").exists()
+
+
 def test_sa_icm_is_a_ctc_codec(tmp_path, tiny_ckpt, carphone):
     cfg = tmp_path / "icm.yaml"
     cfg.write_text(f"""

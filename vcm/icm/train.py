@@ -29,6 +29,7 @@ from vcm.icm.models import arch_config, create, default_pad_multiple, pad_multip
 from vcm.video.source import IMAGE_SUFFIXES, _read_image
 
 CHECKPOINT = "checkpoint.pth.tar"
+SUMMARY = "train.json"
 
 
 @dataclass(frozen=True)
@@ -207,6 +208,9 @@ def train(images_dir: Path, out: Path, cfg: IcmTrainConfig, device, val_dir: Pat
     ckpt_path = out / CHECKPOINT
     if ckpt_path.exists() and not resume:
         raise VcmError(f"{out} already holds a checkpoint; pass --resume to continue or --out DIR for a new run")
+    if not ckpt_path.exists() and (out / SUMMARY).exists():  # training writes its checkpoint before its summary
+        raise VcmError(f"{out} holds a {SUMMARY} that no vcm icm train wrote; a new training would replace it: "
+                       f"name a new or empty folder with --out")
     if cfg.masks not in ("sam", "none"):
         raise VcmError("--masks must be sam or none")
     cfg.check()
@@ -253,5 +257,5 @@ def train(images_dir: Path, out: Path, cfg: IcmTrainConfig, device, val_dir: Pat
                 break
     summary = {"checkpoint": str(ckpt_path), "epochs": epoch, "history": history, "seconds": time.time() - start,
                "images": len(imgs), "masks": cfg.masks, "lambda": cfg.lmbda}
-    write_json(out / "train.json", summary)
+    write_json(out / SUMMARY, summary)
     return summary
