@@ -412,3 +412,20 @@ def test_ctc_sequences_with_annotations_or_pseudo_ground_truth(tmp_path):
     md = (tmp_path / "out" / "report.md").read_text()
     assert "| ground truth |" in md and "| pseudo |" in md and "| annotations |" in md
     assert "pseudo ground truth: " in md and "blob_detector.py:make" in md
+
+
+def test_eval_never_replaces_detections_or_scores_it_did_not_write(tmp_path):
+    """`vcm eval clip --out results` replaced the user's own results/detections.json without a word; an
+    earlier vcm eval's pair there is replaced as before (the same command again)."""
+    gt = write_coco(tmp_path / "gt.json", "name0", frames=[0, 6])
+    folder = tmp_path / "results"
+    folder.mkdir()
+    (folder / "detections.json").write_text("[]")
+    args = ("eval", "sample:carphone", "--annotations", gt, "--detector", "oracle", "--frames", "0:8", "--out", folder)
+    proc = run_cli(*args, cwd=tmp_path)
+    assert proc.returncode == 1 and "holds detections.json that no vcm eval wrote" in proc.stderr, proc.stderr
+    assert (folder / "detections.json").read_text() == "[]" and not (folder / "scores.json").exists()
+    (folder / "detections.json").unlink()
+    assert run_cli(*args, cwd=tmp_path).returncode == 0
+    again = run_cli(*args, "--json", cwd=tmp_path)
+    assert again.returncode == 0 and json.loads(again.stdout)["map"] == 100.0

@@ -46,7 +46,8 @@ def eval_command(
     original (--reference original)."""
     from vcm.device import resolve_device
     from vcm.detectors.factory import parse_set
-    from vcm.eval.run import TruthSpec, complete, decode_any, input_name, score, truth_and_detector, write_outputs
+    from vcm.eval.run import (TruthSpec, check_output_folder, complete, decode_any, input_name, score,
+                              truth_and_detector, write_outputs)
     from vcm.errors import VcmError
     from vcm.outputs import check_output
     from vcm.provenance import file_fingerprint, provenance
@@ -71,6 +72,7 @@ def eval_command(
         original = input  # the input is the original: a check of the pipeline (mAP 100)
     folder = out or default_folder(input)
     check_output(folder, inputs=[input, annotations, checkpoint, original], kind="dir")
+    check_output_folder(folder)
     spec = TruthSpec(reference, str(annotations) if annotations else None, str(original) if original else None,
                      reference_score, frame_mapping, category_ids, list(category_map or []),
                      frames if ":" in frames else None)

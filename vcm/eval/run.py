@@ -7,6 +7,7 @@ ground truth from the detector on the original frames (``vcm.eval.reference``).
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -239,6 +240,25 @@ def score(decoded: Decoded, gt: GroundTruth, detector: Detector, batch: int = 16
     return clip, scores
 
 
+OUTPUTS = ("detections.json", "scores.json")
+
+
+def check_output_folder(out: Path) -> None:
+    """Refuse a folder where writing :data:`OUTPUTS` would replace files that no vcm eval wrote (an earlier
+    evaluation's pair is replaced: the same command again)."""
+    out = Path(out)
+    present = [name for name in OUTPUTS if (out / name).exists()]
+    if not present:
+        return
+    try:
+        scores = json.loads((out / "scores.json").read_text())
+    except (OSError, ValueError):
+        scores = None
+    if not (isinstance(scores, dict) and {"input", "truth", "map"} <= scores.keys()):
+        raise VcmError(f"{out} holds {' and '.join(present)} that no vcm eval wrote; an evaluation would replace "
+                       f"{'them' if len(present) > 1 else 'it'}: name a new or empty folder with --out")
+
+
 def write_outputs(out: Path, clip: ScoredClip, scores: dict) -> None:
-    write_json(Path(out) / "detections.json", results_json(clip))
-    write_json(Path(out) / "scores.json", scores)
+    write_json(Path(out) / OUTPUTS[0], results_json(clip))
+    write_json(Path(out) / OUTPUTS[1], scores)
