@@ -688,3 +688,21 @@ def test_a_target_the_trials_bracket_but_none_landed_on_is_named_with_the_two_la
                "trials": [{"lambda": 1.0, "psnr_y": 30.7}, {"lambda": 0.5, "psnr_y": 31.6}]}
     hint = missed_hint(achieved({**row, "rate_control": quality}), quality)
     assert "within ±0.1 dB" in hint and "between λ 0.5 and 1" in hint
+
+
+def test_ctc_run_refuses_a_folder_whose_report_files_are_not_a_ctc_runs(tmp_path):
+    """`vcm ctc run cfg --out results` into a folder of the user's own report.md (no CTC results there) let the
+    report replace it; a CTC folder's own report files are replaced as before."""
+    from vcm.ctc.run import _check_not_someone_elses
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("sequences:\n  - {name: clip, path: 'sample:carphone'}\ncodecs:\n  hevc: {qps: [40]}\n")
+    mine = tmp_path / "results"
+    mine.mkdir()
+    (mine / "report.md").write_text("# mine")
+    proc = run_cli("ctc", "run", cfg, "--out", mine)
+    assert proc.returncode == 1 and "holds report.md but no CTC results" in proc.stderr, proc.stderr
+    assert (mine / "report.md").read_text() == "# mine" and sorted(p.name for p in mine.iterdir()) == ["report.md"]
+    (mine / "points").mkdir()
+    _check_not_someone_elses(mine)  # a CTC folder: its report is its own
+    _check_not_someone_elses(tmp_path / "new")

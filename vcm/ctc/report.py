@@ -19,6 +19,9 @@ from vcm.errors import VcmError
 from vcm.fsutil import write_bytes, write_json, write_text
 
 
+# What a report writes into its CTC folder, beside points/ and ctc.log.
+SUMMARY, BD_JSON, PLOTS, REPORT_MD, REPORT_HTML = "summary.csv", "bd.json", "plots", "report.md", "report.html"
+REPORT_FILES = (SUMMARY, BD_JSON, PLOTS, REPORT_MD, REPORT_HTML)
 DEFAULT_ANCHORS = ("vvc", "hevc")  # the anchor of a report that names none: the first of these the results hold
 
 
@@ -41,24 +44,24 @@ def make_report(out: Path, anchor: str | None = None, use_monotone: bool = False
     w = csv.DictWriter(buf, fieldnames=SUMMARY_COLUMNS)
     w.writeheader()
     w.writerows(summary)
-    write_text(out / "summary.csv", buf.getvalue())
+    write_text(out / SUMMARY, buf.getvalue())
 
     monotone = frozenset({metric, "map"} if use_monotone else {"map"} if monotone_map else ())
     data = report_data(rows, failed, anchor, metric, monotone, annotations)
     styles = curve_styles(sorted({c for seq in data.curves.values() for c in seq}))
     plots = {}
-    (out / "plots").mkdir(exist_ok=True)
+    (out / PLOTS).mkdir(exist_ok=True)
     for seq, codecs in data.curves.items():
         png = rd_plot(seq, codecs, metric, styles)
-        write_bytes(out / "plots" / f"{seq}.png", png)
+        write_bytes(out / PLOTS / f"{seq}.png", png)
         plots[seq] = png
     md_text = report_markdown(data)
-    write_text(out / "report.md", md_text)
-    write_text(out / "report.html", report_html(md_text, plots))
-    result = {"summary_csv": str(out / "summary.csv"), "report_md": str(out / "report.md"),
-              "report_html": str(out / "report.html"), "points": len(rows), "failed": len(failed),
+    write_text(out / REPORT_MD, md_text)
+    write_text(out / REPORT_HTML, report_html(md_text, plots))
+    result = {"summary_csv": str(out / SUMMARY), "report_md": str(out / REPORT_MD),
+              "report_html": str(out / REPORT_HTML), "points": len(rows), "failed": len(failed),
               "metric": metric, "bd": data.bd_rows, "class_bd": data.class_bd}
-    write_json(out / "bd.json", {"anchor": anchor, "monotone": sorted(monotone), "metric": metric,
+    write_json(out / BD_JSON, {"anchor": anchor, "monotone": sorted(monotone), "metric": metric,
                                  "min_overlap": MIN_OVERLAP, "sequences": data.bd_rows, "classes": data.class_bd})
     return result
 

@@ -127,6 +127,7 @@ def run(config_path: Path, out: Path, data: Path | None = None, annotations: Pat
             raise VcmError(f"{option} {folder} does not exist")
     cfg = ctc_config.load(config_path)
     out = check_output(Path(out), inputs=[config_path], kind="dir")  # an existing file was a FileExistsError
+    _check_not_someone_elses(out)
     specs = plan(cfg, out, data, annotations, only, codecs, device)
     if backend == "local":  # a device this machine lacks failed every point, one after another (ray's workers may have it)
         from vcm.device import resolve_device
@@ -138,6 +139,19 @@ def run(config_path: Path, out: Path, data: Path | None = None, annotations: Pat
 
         progress.log(f"vcm ctc run {config_path} into {out}: {json.dumps(provenance())}")
         return _run(specs, out, jobs, backend, ray_address, force)
+
+
+def _check_not_someone_elses(out: Path) -> None:
+    """Refuse a folder that holds a report's files (report.md, summary.csv, …) but no CTC results: its report
+    would replace files that no vcm ctc report wrote."""
+    from vcm.ctc.report import REPORT_FILES
+
+    if not out.is_dir() or (out / "points").is_dir() or (out / LOG).exists():
+        return
+    theirs = [name for name in REPORT_FILES if (out / name).exists()]
+    if theirs:
+        raise VcmError(f"--out {out} holds {', '.join(theirs)} but no CTC results: the report would replace "
+                       f"{'them' if len(theirs) > 1 else 'it'}; name a new or empty folder")
 
 
 def _run(specs: list[dict], out: Path, jobs: int, backend: str, ray_address: str | None, force: bool) -> dict:
