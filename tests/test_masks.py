@@ -171,6 +171,21 @@ def test_vcm_masks_never_writes_over_its_input_or_a_file_of_another_kind(tmp_pat
         else:
             assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr
     assert clip.read_bytes() == before and stream.read_bytes() == b"stream"
+    # an .npz that is not a mask file (the user's own arrays) is refused too; a mask file is made again
+    np.savez(tmp_path / "mine.npz", a=np.arange(3))
+    theirs = (tmp_path / "mine.npz").read_bytes()
+    proc = run_cli("masks", clip, "--source", "canny", "--out", tmp_path / "mine.npz")
+    assert proc.returncode == 1 and "exists and is not a vcm edge-mask file" in proc.stderr
+    assert (tmp_path / "mine.npz").read_bytes() == theirs
+    assert run_cli("masks", clip, "--source", "canny", "--out", tmp_path / "clip_44x36_25.npz").returncode == 0
+    from vcm.masks.make import make_masks
+    from vcm.masks.sam import load_settings
+    from vcm.video import open_video
+
+    with pytest.raises(VcmError, match="exists and is not a vcm edge-mask file"):  # before SAM is even loaded
+        make_masks(open_video(clip), "tiny", tmp_path / "no-weights.pth", [0.5], load_settings(), tmp_path / "mine.npz",
+                   torch.device("cpu"))
+    assert (tmp_path / "mine.npz").read_bytes() == theirs
 
 
 @pytest.mark.parametrize("source, option", [("canny", ["--alpha", "0.5"]), ("boxes:opencv-face", ["--alpha", "0.5"]),
