@@ -739,3 +739,26 @@ def test_a_new_fit_never_replaces_a_config_or_metrics_file_it_did_not_write(tmp_
     again = run_cli("fit", clip, "--steps", "1", "--out", mine)
     assert again.returncode == 0, again.stderr
     assert (mine / "notes.txt").read_text() == "kept" and (mine / "checkpoint.pt").exists()
+
+
+def test_a_stream_never_replaces_a_file_that_is_not_a_stream_or_its_report(tmp_path, tiny_run):
+    """`vcm compress RUN --out x.nerv` replaced whatever file was named x.nerv (or x.json beside it), and
+    `vcm icm encode --out x.icm` likewise; an earlier stream of the same name (and its report) is replaced as before."""
+    root, _ = tiny_run
+    theirs = tmp_path / "x.nerv"
+    theirs.write_bytes(b"mine")
+    proc = run_cli("compress", root / "run", "--bits", "6", "--out", theirs)
+    assert one_line_error(proc) and "exists and is not a vcm NeRV bitstream" in proc.stderr
+    assert theirs.read_bytes() == b"mine"
+    theirs.unlink()
+    (tmp_path / "x.json").write_text('{"mine": 1}')
+    proc = run_cli("compress", root / "run", "--bits", "6", "--out", theirs)
+    assert one_line_error(proc) and "x.json exists and is not a stream's report" in proc.stderr
+    assert (tmp_path / "x.json").read_text() == '{"mine": 1}' and not theirs.exists()
+    (tmp_path / "x.json").unlink()
+    for _ in range(2):  # the second time over its own stream and report
+        assert run_cli("compress", root / "run", "--bits", "6", "--out", theirs).returncode == 0
+    (tmp_path / "y.icm").write_bytes(b"VCMN" + b"\0" * 10)  # a stream, but not of this kind
+    proc = run_cli("icm", "encode", root / "Tiny_32x24_25.yuv", "--checkpoint", tmp_path / "none.pth",
+                   "--out", tmp_path / "y.icm")
+    assert one_line_error(proc) and "exists and is not a vcm ICM bitstream" in proc.stderr

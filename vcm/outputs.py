@@ -77,13 +77,38 @@ def check_output(
     return path
 
 
-def check_stream_output(path: str | os.PathLike, suffix: str, *, inputs=(), protected=()) -> Path:
+def check_stream_output(path: str | os.PathLike, suffix: str, *, magic: bytes, kind: str, inputs=(), protected=()) -> Path:
     """A bitstream output: named ``*<suffix>``, and neither it nor the ``.json`` report written
-    beside it may replace an input or a protected file."""
+    beside it may replace an input, a protected file, or a file vcm did not write (a stream that does not
+    start with ``magic``, a JSON that is not a stream's report)."""
     path = Path(path)
     if path.suffix != suffix:
         raise VcmError(f"--out {path}: a bitstream file name must end in {suffix} (its report goes beside it as .json)")
     inputs, protected = list(inputs), list(protected)
     check_output(path, inputs=inputs, protected=protected, kind="file")
     check_output(path.with_suffix(".json"), inputs=inputs, protected=protected, kind="file", option="--out (its report)")
+    check_own_stream(path, magic, kind)
+    report = path.with_suffix(".json")
+    if report.is_file():
+        import json
+
+        try:
+            said = json.loads(report.read_text())
+        except (OSError, ValueError):
+            said = None
+        if not (isinstance(said, dict) and "bitstream" in said):
+            raise VcmError(f"{report} exists and is not a stream's report; the stream's report would replace it: "
+                           f"name another --out")
     return path
+
+
+def check_own_stream(path: str | os.PathLike, magic: bytes, kind: str, option: str = "--out") -> None:
+    """Refuse to write a stream over an existing file that is not a ``kind`` bitstream (does not start with
+    ``magic``): an earlier stream of that name is replaced, anything else was the user's."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    with open(path, "rb") as f:
+        if f.read(len(magic)) != magic:
+            raise VcmError(f"{option} {path} exists and is not a {kind} bitstream; writing would replace it: "
+                           f"name another file")

@@ -14,6 +14,10 @@ import zlib
 
 from vcm.bitstream.bits import StreamError
 
+# The first four bytes of each kind of vcm stream (what tells a stream of that kind from any other file).
+NERV_MAGIC = b"VCMN"
+ICM_MAGIC = b"VCMI"
+
 
 def pack(magic: bytes, version: int, sections: list[tuple[bytes, bytes]]) -> bytes:
     out = bytearray(magic + bytes([version, len(sections)]))

@@ -129,7 +129,7 @@ def check_out(out: Path, prep: "Prepared | None" = None) -> Path:
     if prep is not None:
         inputs = [prep.video.info.path, (prep.config.get("masks") or {}).get("path")]
         protected = [prep.run_dir / name for name in ("checkpoint.pt", "config.json", "metrics.json")]
-    return check_stream_output(out, ".nerv", inputs=inputs, protected=protected)
+    return check_stream_output(out, ".nerv", magic=nerv_stream.MAGIC, kind="vcm NeRV", inputs=inputs, protected=protected)
 
 
 def measure(prep: Prepared, path: Path) -> dict:

@@ -38,7 +38,7 @@ from vcm.codec.quant import QTensor, bf16_bytes, bf16_from, levels
 from vcm.nerv import registry
 
 COLOUR = "RGB output; YUV sources were converted with BT.601 limited range (vcm.video.color)"
-MAGIC = b"VCMN"
+MAGIC = container.NERV_MAGIC
 VERSION = rd_coding.LATEST  # 5: only the rd layout has moved since version 3
 CODINGS = ("affine", "rd")
 # Version 4 compresses its header with this preset dictionary: typical NeRV and HiNeRV headers, so that

@@ -27,7 +27,7 @@ from vcm.fsutil import write_bytes
 from vcm.icm import rans_guard
 from vcm.icm.models import ARCHS, decode_bytes_per_pixel, fingerprint, load_checkpoint, pad_multiple, string_symbols
 
-MAGIC, VERSION = b"VCMI", 1
+MAGIC, VERSION = container.ICM_MAGIC, 1
 
 
 def _pad(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
