@@ -29,29 +29,21 @@ def info(
 
     start()
     input = resolve(input)  # sample:NAME → the bundled clip
-    if input.suffix.lower() in STREAM_SUFFIXES and input.is_file():
-        from vcm.errors import VcmError
-
-        if size or fps or bit_depth or md5:
-            raise VcmError("--size, --fps, --bit-depth and --md5 are for videos; a stream says what it holds")
-        r = describe_stream(input)
-        if json_out:
-            print_json(r)
-        else:
-            table(f"vcm info: {input.name}", stream_rows(r))
-        return
     from vcm.cli.run_info import describe_run, is_run, run_rows
 
-    if is_run(input):
+    said = (("a stream", describe_stream, stream_rows) if input.suffix.lower() in STREAM_SUFFIXES and input.is_file()
+            else ("a run folder", describe_run, run_rows) if is_run(input) else None)
+    if said is not None:  # it says what it holds: read it, nothing to probe
         from vcm.errors import VcmError
 
+        what, describe, rows_of = said
         if size or fps or bit_depth or md5:
-            raise VcmError("--size, --fps, --bit-depth and --md5 are for videos; a run folder says what it holds")
-        r = describe_run(input)
+            raise VcmError(f"--size, --fps, --bit-depth and --md5 are for videos; {what} says what it holds")
+        r = describe(input)
         if json_out:
             print_json(r)
         else:
-            table(f"vcm info: {input.name}", run_rows(r))
+            table(f"vcm info: {input.name}", rows_of(r))
         return
     vi = probe_input(input, size, fps, bit_depth)
     seq = vi.sequence
