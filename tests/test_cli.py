@@ -182,21 +182,24 @@ def test_decode_refuses_a_raw_name_that_says_another_format_and_says_how_to_read
     root, video = tiny_run
     stream = tmp_path / "s.nerv"
     assert run_cli("compress", root / "run", "--bits", "6", "--out", stream).returncode == 0
+    from vcm.errors import VcmError
+    from vcm.video.writer import check_raw_name
+
     fps = f"{video.info.fps:g}"
     for name, fragment in ((f"Foo_16x12_{fps}.yuv", "says 16x12, but the frames are 32x24"),
                            ("Foo_32x24_7.yuv", f"says 7 fps, but the video is at {fps} fps"),
                            (f"Foo_32x24_{fps}_10bit.yuv", "says 10-bit"), ("BQMall.yuv", "says 832x480")):
-        proc = run_cli("decode", stream, "--out", tmp_path / name)
-        assert_one_line_error(proc, fragment)
-        assert "name it Foo_32x24_" in proc.stderr or "name it BQMall_32x24_" in proc.stderr
-        assert not (tmp_path / name).exists()
+        with pytest.raises(VcmError, match=fragment) as refused:
+            check_raw_name(tmp_path / name, 32, 24, video.info.fps)
+        assert "name it Foo_32x24_" in str(refused.value) or "name it BQMall_32x24_" in str(refused.value)
+    proc = run_cli("decode", stream, "--out", tmp_path / "BQMall.yuv")  # refused before a frame is written
+    assert_one_line_error(proc, "says 832x480, but the frames are 32x24")
+    assert not (tmp_path / "BQMall.yuv").exists()
     nameless = run_cli("decode", stream, "--out", tmp_path / "dec.yuv")
     assert nameless.returncode == 0 and f"--size 32x24 --fps {fps}" in " ".join(nameless.stdout.split())
     back = run_cli("info", tmp_path / "dec.yuv", "--size", "32x24", "--fps", fps, "--json")
     assert back.returncode == 0 and json.loads(back.stdout)["frames"] == 6
-    named = run_cli("decode", stream, "--out", tmp_path / f"dec_32x24_{fps}.yuv")
-    assert named.returncode == 0 and "--size" not in named.stdout
-    assert json.loads(run_cli("info", tmp_path / f"dec_32x24_{fps}.yuv", "--json").stdout)["frames"] == 6
+    assert check_raw_name(tmp_path / f"dec_32x24_{fps}.yuv", 32, 24, video.info.fps) == ""  # says all: no hint
 
 
 def test_info_on_a_run_folder_says_what_it_trained_how_far_and_what_was_compressed(tmp_path, tiny_run):

@@ -732,13 +732,21 @@ def test_a_new_fit_never_replaces_a_config_or_metrics_file_it_did_not_write(tmp_
         assert digest(mine / name) == before and not (mine / "checkpoint.pt").exists()
         (mine / name).unlink()
     (mine / "notes.txt").write_text("kept")
-    first = run_cli("fit", clip, "--steps", "1", "--out", mine)
-    assert first.returncode == 0, first.stderr
+    from vcm.nerv.config import TrainConfig
+    from vcm.nerv.model import NervShape
+    from vcm.nerv.train import fit
+    from vcm.video import open_video
+
+    video, mcfg = open_video(clip), NervShape(fc_dim=8, stem_dims=(16,), lower_width=4, embed_levels=8).config(16, 16)
+    fit(video, mcfg, TrainConfig(steps=1), mine, CPU)
     (mine / "checkpoint.pt").unlink()
     (mine / "metrics.json").unlink()  # as a fit killed before its first checkpoint leaves it: its config.json
-    again = run_cli("fit", clip, "--steps", "1", "--out", mine)
-    assert again.returncode == 0, again.stderr
+    fit(video, mcfg, TrainConfig(steps=1), mine, CPU)
     assert (mine / "notes.txt").read_text() == "kept" and (mine / "checkpoint.pt").exists()
+    (mine / "config.json").write_text('{"mine": 1}')
+    (mine / "checkpoint.pt").unlink()
+    with pytest.raises(VcmError, match="holds a config.json that no unfinished vcm fit wrote"):  # the library too
+        fit(video, mcfg, TrainConfig(steps=1), mine, CPU)
 
 
 def test_a_stream_never_replaces_a_file_that_is_not_a_stream_or_its_report(tmp_path, tiny_run):
