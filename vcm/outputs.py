@@ -87,28 +87,30 @@ def check_stream_output(path: str | os.PathLike, suffix: str, *, magic: bytes, k
     inputs, protected = list(inputs), list(protected)
     check_output(path, inputs=inputs, protected=protected, kind="file")
     check_output(path.with_suffix(".json"), inputs=inputs, protected=protected, kind="file", option="--out (its report)")
-    check_own_stream(path, magic, kind)
-    report = path.with_suffix(".json")
-    if report.is_file():
-        import json
-
-        try:
-            said = json.loads(report.read_text())
-        except (OSError, ValueError):
-            said = None
-        if not (isinstance(said, dict) and "bitstream" in said):
-            raise VcmError(f"{report} exists and is not a stream's report; the stream's report would replace it: "
-                           f"name another --out")
+    check_own(path, lambda p: starts_with(p, magic), f"a {kind} bitstream")
+    check_own(path.with_suffix(".json"), _is_stream_report, "a stream's report", option="--out (its report)")
     return path
 
 
-def check_own_stream(path: str | os.PathLike, magic: bytes, kind: str, option: str = "--out") -> None:
-    """Refuse to write a stream over an existing file that is not a ``kind`` bitstream (does not start with
-    ``magic``): an earlier stream of that name is replaced, anything else was the user's."""
+def check_own(path: str | os.PathLike, is_own, what: str, option: str = "--out") -> None:
+    """Refuse to write over an existing file that ``is_own(path)`` does not recognise as ``what`` (this command's
+    kind of output, which it may replace: the same command again); anything else there was the user's."""
     path = Path(path)
-    if not path.is_file():
-        return
+    if path.is_file() and not is_own(path):
+        raise VcmError(f"{option} {path} exists and is not {what}; writing would replace it: name another file")
+
+
+def starts_with(path: Path, magic: bytes) -> bool:
+    """Whether the file at ``path`` begins with ``magic`` (a stream kind's first bytes)."""
     with open(path, "rb") as f:
-        if f.read(len(magic)) != magic:
-            raise VcmError(f"{option} {path} exists and is not a {kind} bitstream; writing would replace it: "
-                           f"name another file")
+        return f.read(len(magic)) == magic
+
+
+def _is_stream_report(path: Path) -> bool:
+    import json
+
+    try:
+        said = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(said, dict) and "bitstream" in said

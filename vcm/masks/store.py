@@ -68,16 +68,18 @@ def load_masks(path: Path) -> tuple[np.ndarray, dict]:
 def check_replaceable(path: Path) -> None:
     """Refuse to write masks over ``path`` when it holds something else than a vcm edge-mask file (a mask file
     is made again from the same inputs; a user's own .npz was replaced without a word)."""
-    path = Path(path)
-    if not path.exists():
-        return
+    from vcm.outputs import check_own
+
+    check_own(path, _is_mask_file, "a vcm edge-mask file")
+
+
+def _is_mask_file(path: Path) -> bool:
     try:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(bytes(z["meta"]).decode())
     except Exception:
-        meta = None
-    if not (isinstance(meta, dict) and meta.get("format") == FORMAT):
-        raise VcmError(f"{path} exists and is not a vcm edge-mask file; masks would replace it: name another file")
+        return False
+    return isinstance(meta, dict) and meta.get("format") == FORMAT
 
 
 def _check_meta(meta: dict, path: Path) -> None:
