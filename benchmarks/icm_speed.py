@@ -18,7 +18,8 @@ from _common import print_table, run
 
 from vcm.device import describe, resolve_device
 from vcm.icm.codec import _crop, _pad
-from vcm.icm.tcm import TCM, TCMConfig
+from vcm.icm.archs import TCMConfig
+from vcm.icm.tcm import TCM
 from vcm.video.naming import parse_size
 
 

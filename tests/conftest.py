@@ -118,6 +118,26 @@ def run_cli(*args, cwd=None, timeout=600, env=None):
                           cwd=cwd, timeout=timeout, env=env)
 
 
+BLOCKING_RUNNER = """
+import importlib.abc, sys
+BLOCKED = set(sys.argv[1].split(","))
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name in BLOCKED:
+            raise ImportError("blocked module imported: " + name)
+sys.meta_path.insert(0, Block())
+sys.argv = ["vcm"] + sys.argv[2:]
+from vcm.cli import main
+main()
+"""
+
+
+def run_blocked(blocked: list[str], *args):
+    """Run the real entry point in a subprocess in which importing any of the modules ``blocked`` fails."""
+    return subprocess.run([sys.executable, "-c", BLOCKING_RUNNER, ",".join(blocked), *map(str, args)],
+                          capture_output=True, text=True, timeout=300)
+
+
 def reseal(data: bytes, tag: bytes, new_payload: bytes) -> bytes:
     """Replace one section's payload and fix its length and CRC (exercises the inner parsers)."""
     pos = 6

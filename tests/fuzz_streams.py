@@ -408,7 +408,8 @@ def icm_seed(folder: Path) -> tuple[bytes, Path]:
     from tests.conftest import moving_frames
     from vcm.icm.codec import encode_frames, MAGIC, VERSION
     from vcm.icm.models import fingerprint
-    from vcm.icm.tcm import TCM, TINY
+    from vcm.icm.archs import TINY
+    from vcm.icm.tcm import TCM
     from vcm.bitstream import container
 
     torch.manual_seed(0)

@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import moving_frames, run_cli
+from tests.conftest import moving_frames, run_blocked, run_cli
 from vcm.errors import VcmError
 from vcm.icm.models import create, load_checkpoint
-from vcm.icm.tcm import TCM, TINY, TCMConfig
+from vcm.icm.archs import TINY, TCMConfig
+from vcm.icm.tcm import TCM
 
 
 def test_full_tcm_parameter_counts_match_the_reference():
@@ -133,15 +134,18 @@ def test_icm_train_lowers_the_masked_loss_and_resumes(tmp_path):
     (["--lr", "-1"], "--lr must be a positive number"),  # a ValueError from torch
     (["--alpha", "0.5"], "--alpha does not apply to --masks none"),  # SAM's threshold, ignored by the plain loss
     (["--sam-checkpoint", "sam.pth"], "--sam-checkpoint does not apply to --masks none"),
+    (["--arch", "tcm-huge"], "unknown codec architecture 'tcm-huge'"),
+    (["--masks", "both"], "--masks must be sam or none"),
 ])
 def test_icm_train_refuses_values_no_training_can_use(tmp_path, option, message):
+    """At once: torch and CompressAI (about ten seconds of imports) are not loaded to refuse an option."""
     from PIL import Image
 
     images = tmp_path / "imgs"
     images.mkdir()
     Image.fromarray(moving_frames(t=1, h=80, w=96)[0].transpose(1, 2, 0)).save(images / "im.png")
-    proc = run_cli("icm", "train", "--images", images, "--masks", "none", "--arch", "tcm-tiny", "--crop", "64",
-                   "--epochs", "1", "--out", tmp_path / "run", *option)
+    proc = run_blocked(["torch", "compressai"], "icm", "train", "--images", images, "--masks", "none", "--arch",
+                       "tcm-tiny", "--crop", "64", "--epochs", "1", "--out", tmp_path / "run", *option)
     assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-800:]
     assert not (tmp_path / "run").exists()
 

@@ -7,35 +7,17 @@ from pathlib import Path
 
 import torch
 
-from tests.conftest import run_cli
+from tests.conftest import BLOCKING_RUNNER, run_blocked, run_cli
 
 TRAINING = ["vcm.nerv.train", "vcm.nerv.rate_aware", "vcm.nerv.loss", "vcm.nerv.sa_loss", "vcm.codec.rd",
             "vcm.codec.affine", "vcm.codec.compress", "vcm.codec.prune", "vcm.icm.train"]
-
-BLOCKING_RUNNER = """
-import importlib.abc, sys
-BLOCKED = set(sys.argv[1].split(","))
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name in BLOCKED:
-            raise ImportError("training module imported by a decoder: " + name)
-sys.meta_path.insert(0, Block())
-sys.argv = ["vcm"] + sys.argv[2:]
-from vcm.cli import main
-main()
-"""
-
-
-def run_blocked(*args):
-    return subprocess.run([sys.executable, "-c", BLOCKING_RUNNER, ",".join(TRAINING), *map(str, args)],
-                          capture_output=True, text=True, timeout=300)
 
 
 def test_the_blocker_blocks():
     """The check itself can fail: importing the compressor (which trains) under it is refused."""
     code = BLOCKING_RUNNER.replace("from vcm.cli import main\nmain()", "import vcm.codec.compress")
     proc = subprocess.run([sys.executable, "-c", code, ",".join(TRAINING)], capture_output=True, text=True)
-    assert proc.returncode != 0 and "training module imported by a decoder: vcm.codec" in proc.stderr
+    assert proc.returncode != 0 and "blocked module imported: vcm.codec" in proc.stderr
 
 
 def test_vcm_decode_imports_no_training_module(tiny_run, tmp_path):
@@ -43,13 +25,14 @@ def test_vcm_decode_imports_no_training_module(tiny_run, tmp_path):
     from vcm.codec.compress import RDOptions, compress_many
 
     compress_many(root / "run", [RDOptions(lam=1.0, steps=2)], torch.device("cpu"), outs=[tmp_path / "s.nerv"])
-    proc = run_blocked("decode", tmp_path / "s.nerv", "--out", tmp_path / "s.yuv", "--json")
+    proc = run_blocked(TRAINING, "decode", tmp_path / "s.nerv", "--out", tmp_path / "s.yuv", "--json")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / "s.yuv").stat().st_size > 0
 
 
 def test_vcm_icm_decode_imports_no_training_module(tmp_path):
-    from vcm.icm.tcm import TCM, TINY
+    from vcm.icm.archs import TINY
+    from vcm.icm.tcm import TCM
 
     torch.manual_seed(0)
     model = TCM(TINY)
@@ -62,7 +45,7 @@ def test_vcm_icm_decode_imports_no_training_module(tmp_path):
     write_yuv420(tmp_path / "c_64x64_25.yuv", moving_frames(t=1, h=64, w=64))
     enc = run_cli("icm", "encode", tmp_path / "c_64x64_25.yuv", "--checkpoint", ckpt, "--out", tmp_path / "c.icm")
     assert enc.returncode == 0, enc.stderr[-2000:]
-    proc = run_blocked("icm", "decode", tmp_path / "c.icm", "--checkpoint", ckpt, "--out", tmp_path / "c.yuv")
+    proc = run_blocked(TRAINING, "icm", "decode", tmp_path / "c.icm", "--checkpoint", ckpt, "--out", tmp_path / "c.yuv")
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 

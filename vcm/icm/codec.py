@@ -25,7 +25,8 @@ from vcm.bitstream.bits import Reader, StreamError, Writer
 from vcm.errors import VcmError
 from vcm.fsutil import write_bytes
 from vcm.icm import rans_guard
-from vcm.icm.models import ARCHS, decode_bytes_per_pixel, fingerprint, load_checkpoint, pad_multiple, string_symbols
+from vcm.icm.archs import ARCHS
+from vcm.icm.models import decode_bytes_per_pixel, fingerprint, load_checkpoint, pad_multiple, string_symbols
 
 MAGIC, VERSION = container.ICM_MAGIC, 1
 

@@ -19,9 +19,8 @@ import torch
 
 from vcm.errors import VcmError
 from vcm.fsutil import load_torch_dict
-from vcm.icm.tcm import TCM, TINY, TCMConfig
-
-ARCHS = ("tcm", "tcm-tiny", "cheng2020-attn", "mbt2018-mean")
+from vcm.icm.archs import TINY, TCMConfig, check_arch, default_tcm
+from vcm.icm.tcm import TCM
 SA_ICM_PAGE = "https://github.com/final-0/SA-ICM"
 
 
@@ -30,7 +29,7 @@ def create(arch: str, config: dict | None = None, quality: int = 6) -> torch.nn.
     config = dict(config or {})
     if arch in ("tcm", "tcm-tiny"):
         try:
-            cfg = TCMConfig.from_dict(config) if config else _default_tcm(arch)
+            cfg = TCMConfig.from_dict(config) if config else default_tcm(arch)
         except ValueError as err:
             raise VcmError(f"{arch} configuration: {err}") from None
         return TCM(cfg)
@@ -50,21 +49,6 @@ def arch_config(model: torch.nn.Module, arch: str, quality: int = 6) -> dict:
 
 def pad_multiple(model: torch.nn.Module) -> int:
     return model.cfg.pad_multiple if isinstance(model, TCM) else 64
-
-
-def check_arch(arch: str) -> None:
-    if arch not in ARCHS:
-        raise VcmError(f"unknown codec architecture {arch!r}; choose one of {', '.join(ARCHS)}")
-
-
-def _default_tcm(arch: str) -> TCMConfig:
-    return TCMConfig() if arch == "tcm" else TINY
-
-
-def default_pad_multiple(arch: str) -> int:
-    """``pad_multiple`` of ``create(arch)`` (its default configuration), without building it."""
-    check_arch(arch)
-    return _default_tcm(arch).pad_multiple if arch in ("tcm", "tcm-tiny") else 64
 
 
 def decode_bytes_per_pixel(model: torch.nn.Module) -> int:

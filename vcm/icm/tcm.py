@@ -14,7 +14,6 @@ head_dim [8,16,32,32,16,8], z with 192 channels.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
@@ -24,54 +23,7 @@ from compressai.layers import (AttentionBlock, ResidualBlock, ResidualBlockUpsam
 from compressai.models import CompressionModel
 from torch import nn
 
-
-@dataclass(frozen=True)
-class TCMConfig:
-    N: int = 128
-    M: int = 320
-    num_slices: int = 5
-    max_support_slices: int = 5
-    window: int = 8
-    config: tuple[int, ...] = (2, 2, 2, 2, 2, 2)
-    head_dim: tuple[int, ...] = (8, 16, 32, 32, 16, 8)
-    z_channels: int = 192
-    hyper_head_dim: int = 32
-    hyper_window: int = 4
-    atten_dim: int = 128  # inter_dim of the slice attention blocks
-    atten_head_dim: int = 16
-    cc_hidden: tuple[int, int] = (224, 128)
-
-    def __post_init__(self):
-        pairs = [("N", self.N, h) for h in (*self.head_dim, self.hyper_head_dim)]
-        pairs.append(("atten_dim", self.atten_dim, self.atten_head_dim))
-        for name, width, head in pairs:
-            if head <= 0 or width % head:
-                from vcm.errors import VcmError
-
-                raise VcmError(f"TCM {name}={width} is not a multiple of its attention head size {head}")
-        if self.M % self.num_slices:
-            from vcm.errors import VcmError
-
-            raise VcmError(f"TCM M={self.M} does not split into {self.num_slices} equal slices")
-
-    @property
-    def pad_multiple(self) -> int:
-        return 16 * self.window
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TCMConfig":
-        """Strict: unknown keys and wrongly typed values raise ValueError naming the field."""
-        from vcm.schema import strict_from_dict
-
-        return strict_from_dict(cls, d)
-
-
-TINY = TCMConfig(N=16, M=40, config=(1, 1, 1, 1, 1, 1), head_dim=(8, 8, 8, 8, 8, 8), z_channels=16,
-                 hyper_head_dim=8, atten_dim=16, atten_head_dim=8, cc_hidden=(24, 16), window=4, hyper_window=2)
+from vcm.icm.archs import TCMConfig
 
 
 def ste_round(x: torch.Tensor) -> torch.Tensor:

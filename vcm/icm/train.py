@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -25,42 +25,12 @@ import torch
 from vcm import progress
 from vcm.errors import VcmError
 from vcm.fsutil import atomic_path, save_torch, write_json
-from vcm.icm.models import arch_config, create, default_pad_multiple, pad_multiple
+from vcm.icm.models import arch_config, create, pad_multiple
+from vcm.icm.train_config import IcmTrainConfig
 from vcm.video.source import IMAGE_SUFFIXES, _read_image
 
 CHECKPOINT = "checkpoint.pth.tar"
 SUMMARY = "train.json"
-
-
-@dataclass(frozen=True)
-class IcmTrainConfig:
-    arch: str = "tcm"
-    lmbda: float = 0.05
-    epochs: int = 50
-    batch: int = 8
-    crop: int = 256
-    lr: float = 1e-4
-    aux_lr: float = 1e-3
-    clip: float = 1.0
-    masks: str = "sam"  # sam | none
-    alpha: float = 0.93
-    sam_model: str = "vit_h"
-    seed: int = 0
-    steps_per_epoch: int | None = None  # default: one pass over the images
-
-    def check(self) -> None:
-        """Refuse values no training can use, before any image is read (a crop off the network's multiple
-        was a reshape error in its attention windows, a negative lr one from torch, λ ≤ 0 trained on)."""
-        if not (self.lmbda > 0 and math.isfinite(self.lmbda)):
-            raise VcmError(f"--lambda must be a positive number, got {self.lmbda}")
-        if not (self.lr > 0 and math.isfinite(self.lr) and self.aux_lr > 0):
-            raise VcmError(f"--lr must be a positive number, got {self.lr}")
-        if not 0 <= self.alpha <= 1:
-            raise VcmError(f"--alpha must be in [0, 1], got {self.alpha}")
-        mult = default_pad_multiple(self.arch)  # refuses an unknown architecture
-        if self.crop < mult or self.crop % mult:
-            raise VcmError(f"--crop {self.crop} must be a multiple of {mult} for --arch {self.arch} "
-                           f"(the side its windows and downsampling need)")
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -211,8 +181,6 @@ def train(images_dir: Path, out: Path, cfg: IcmTrainConfig, device, val_dir: Pat
     if not ckpt_path.exists() and (out / SUMMARY).exists():  # training writes its checkpoint before its summary
         raise VcmError(f"{out} holds a {SUMMARY} that no vcm icm train wrote; a new training would replace it: "
                        f"name a new or empty folder with --out")
-    if cfg.masks not in ("sam", "none"):
-        raise VcmError("--masks must be sam or none")
     cfg.check()
     torch.manual_seed(cfg.seed)
     imgs, masks = _images_and_masks(images_dir, out, cfg, sam_checkpoint, device)

@@ -1,0 +1,43 @@
+"""What ``vcm icm train`` trains with, and the values it refuses, without torch or CompressAI:
+the command checks its options before the network's libraries (seconds of imports) are loaded."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from vcm.errors import VcmError
+from vcm.icm.archs import default_pad_multiple
+
+
+@dataclass(frozen=True)
+class IcmTrainConfig:
+    arch: str = "tcm"
+    lmbda: float = 0.05
+    epochs: int = 50
+    batch: int = 8
+    crop: int = 256
+    lr: float = 1e-4
+    aux_lr: float = 1e-3
+    clip: float = 1.0
+    masks: str = "sam"  # sam | none
+    alpha: float = 0.93
+    sam_model: str = "vit_h"
+    seed: int = 0
+    steps_per_epoch: int | None = None  # default: one pass over the images
+
+    def check(self) -> None:
+        """Refuse values no training can use, before any image is read (a crop off the network's multiple
+        was a reshape error in its attention windows, a negative lr one from torch, λ ≤ 0 trained on)."""
+        if self.masks not in ("sam", "none"):
+            raise VcmError("--masks must be sam or none")
+        if not (self.lmbda > 0 and math.isfinite(self.lmbda)):
+            raise VcmError(f"--lambda must be a positive number, got {self.lmbda}")
+        if not (self.lr > 0 and math.isfinite(self.lr) and self.aux_lr > 0):
+            raise VcmError(f"--lr must be a positive number, got {self.lr}")
+        if not 0 <= self.alpha <= 1:
+            raise VcmError(f"--alpha must be in [0, 1], got {self.alpha}")
+        mult = default_pad_multiple(self.arch)  # refuses an unknown architecture
+        if self.crop < mult or self.crop % mult:
+            raise VcmError(f"--crop {self.crop} must be a multiple of {mult} for --arch {self.arch} "
+                           f"(the side its windows and downsampling need)")
