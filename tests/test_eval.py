@@ -137,6 +137,14 @@ def test_txt_labels_convert_to_ctc_json(tmp_path):
         proc = run_cli("gt", "convert", labels, "--sequence", "BQSquare", "--frames", frames, "--out", out)
         assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr
     assert (tmp_path / "clip.yuv").read_bytes() == b"video" and not (tmp_path / "e.json").exists()
+    # an existing ground truth (the official one has the same layout) is replaced only when asked
+    (tmp_path / "gt.json").write_text('{"official": 1}')
+    proc = run_cli("gt", "convert", labels, "--sequence", "BQSquare", "--frames", "471:474", "--out", tmp_path / "gt.json")
+    assert proc.returncode == 1 and "exists; pass --overwrite to replace it" in proc.stderr
+    assert (tmp_path / "gt.json").read_text() == '{"official": 1}'
+    proc = run_cli("gt", "convert", labels, "--sequence", "BQSquare", "--frames", "471:474", "--out", tmp_path / "gt.json",
+                   "--overwrite")
+    assert proc.returncode == 0 and json.loads((tmp_path / "gt.json").read_text())["images"], proc.stderr
 
 
 FAKE_YOLO = '''

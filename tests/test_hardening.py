@@ -324,6 +324,32 @@ def test_outputs_that_would_destroy_an_input_are_refused(tmp_path, tiny_run, icm
     assert (tmp_path / "afile").read_text() == "x"
 
 
+def test_a_video_output_that_exists_is_replaced_only_with_overwrite(tmp_path):
+    """A raw .yuv carries no mark of who wrote it: `vcm decode s.nerv --out BQMall_832x480_60.yuv` beside the
+    source replaced the original sequence. Every video output is now refused when it exists, unless --overwrite."""
+    from vcm.video.yuv import write_yuv420
+
+    original = tmp_path / "Tiny_32x24_25.yuv"
+    write_yuv420(original, moving_frames(t=3, h=24, w=32))
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    (frames / "frame_00000.png").write_bytes(b"mine")
+    (tmp_path / "x.icm").write_bytes(b"VCMI")  # refused before it is read
+    (tmp_path / "earlier.yuv").write_bytes(b"an earlier result")
+    before = {p: digest(p) for p in (original, frames / "frame_00000.png", tmp_path / "earlier.yuv")}
+    for args in (("decode", DATA / "v1_tiny.nerv", "--out", original),
+                 ("decode", DATA / "v1_tiny.nerv", "--out", frames),
+                 ("icm", "decode", tmp_path / "x.icm", "--out", original),
+                 ("fit", original, "--epochs", "1", "--save-video", tmp_path / "earlier.yuv", "--out", tmp_path / "run")):
+        proc = run_cli(*args, cwd=tmp_path)
+        assert one_line_error(proc) and "pass --overwrite" in proc.stderr, (args, proc.stderr[-500:])
+    assert {p: digest(p) for p in before} == before and not (tmp_path / "run").exists()
+    out = tmp_path / "decoded.yuv"
+    for _ in range(2):  # asked: the second decode replaces the first
+        proc = run_cli("decode", DATA / "v1_tiny.nerv", "--out", out, "--overwrite", cwd=tmp_path)
+        assert proc.returncode == 0 and out.stat().st_size > 0, proc.stderr[-500:]
+
+
 def test_unwritable_output_folder_is_refused_before_work(tmp_path, monkeypatch):
     """The permission check itself (os.access says no: a read-only mount, another user's folder;
     root writes anywhere, so chmod cannot stage it here)."""

@@ -92,6 +92,19 @@ def check_stream_output(path: str | os.PathLike, suffix: str, *, magic: bytes, k
     return path
 
 
+def check_replaceable(path: str | os.PathLike, overwrite: bool, option: str = "--out") -> None:
+    """Refuse to replace an existing output that carries no mark of who wrote it (a raw ``.yuv``, a video,
+    a folder of PNG frames, a COCO JSON in the official layout) unless ``overwrite`` (``--overwrite``): it may
+    be the user's original, as ``--out BQMall_832x480_60.yuv`` beside the source is."""
+    path = Path(path)
+    if overwrite:
+        return
+    if path.is_file():
+        raise VcmError(f"{option} {path} exists; pass --overwrite to replace it, or name another file")
+    if path.is_dir() and any(path.glob("frame_*.png")):
+        raise VcmError(f"{option} {path} already holds PNG frames; pass --overwrite to replace them, or name another folder")
+
+
 def check_own(path: str | os.PathLike, is_own, what: str, option: str = "--out") -> None:
     """Refuse to write over an existing file that ``is_own(path)`` does not recognise as ``what`` (this command's
     kind of output, which it may replace: the same command again); anything else there was the user's."""

@@ -18,6 +18,7 @@ SizeOpt = typer.Option(None, "--size", help="Frame size WxH of a raw .yuv whose 
 FpsOpt = typer.Option(None, "--fps", help="Frame rate, when the file name or container does not say it.")
 BitDepthOpt = typer.Option(None, "--bit-depth", help="Sample bit depth of a raw .yuv (8, 10; default from the name or 8).")
 DeviceOpt = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda[:N].")
+OverwriteOpt = typer.Option(False, "--overwrite", metavar="", help="Replace the output if it exists (it is refused otherwise: a video or JSON carries no mark of who wrote it).")
 JsonOpt = typer.Option(False, "--json", metavar="", help="Print machine-readable JSON on stdout (progress stays on stderr; VCM_PROGRESS=0 silences it).")
 
 

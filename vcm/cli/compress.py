@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from vcm.cli.app import app
-from vcm.cli.common import DeviceOpt, JsonOpt, fmt, print_json, start, table
+from vcm.cli.common import DeviceOpt, JsonOpt, OverwriteOpt, fmt, print_json, start, table
 
 
 @app.command()
@@ -129,6 +129,7 @@ def decode(
     out: Optional[Path] = typer.Option(None, "--out", help="Output: .yuv, .mp4/.mkv (lossless) or a folder of PNGs."),
     frames: Optional[str] = typer.Option(None, "--frames", help="Decode only frames A:B of the stream (0-based, B exclusive): every frame of a neural representation decodes on its own."),
     allow_large: bool = typer.Option(False, "--allow-large", metavar="", help="Decode a stream whose frame count or decoding work is far out of proportion to its size (refused by default; see VCM_WORK_BUDGET)."),
+    overwrite: bool = OverwriteOpt,
     device: str = DeviceOpt,
     json_out: bool = JsonOpt,
 ) -> None:
@@ -137,7 +138,7 @@ def decode(
 
     from vcm import progress
     from vcm.errors import VcmError
-    from vcm.outputs import check_output
+    from vcm.outputs import check_output, check_replaceable
 
     start()
     if bitstream.is_dir():  # the usual mistakes are answered before torch is imported
@@ -146,6 +147,7 @@ def decode(
         raise VcmError(f"{bitstream} does not exist")
     if out is not None:
         check_output(out, inputs=[bitstream], kind="any")
+        check_replaceable(out, overwrite)
         from vcm.video.writer import check_writable
 
         check_writable(out)

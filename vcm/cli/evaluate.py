@@ -7,7 +7,7 @@ import typer
 
 from vcm.cli.app import app
 from vcm.samples import resolve
-from vcm.cli.common import BitDepthOpt, DeviceOpt, FpsOpt, JsonOpt, SizeOpt, fmt, print_json, refuse_unused, start, table
+from vcm.cli.common import BitDepthOpt, DeviceOpt, FpsOpt, JsonOpt, OverwriteOpt, SizeOpt, fmt, print_json, refuse_unused, start, table
 
 gt_app = typer.Typer(help="SFU-HW ground truth utilities.", no_args_is_help=True)
 app.add_typer(gt_app, name="gt")
@@ -124,6 +124,7 @@ def gt_convert(
     sequence: str = typer.Option(..., "--sequence", help="SFU-HW sequence name (e.g. BQMall)."),
     frames: str = typer.Option("ctc", "--frames", help="ctc | all | A:B (source frames, B exclusive)."),
     out: Path = typer.Option(..., "--out", help="COCO JSON to write (the CTC m59143 layout)."),
+    overwrite: bool = OverwriteOpt,
 ) -> None:
     """Write COCO JSON (CTC layout) from the original per-frame SFU-HW txt labels."""
     from vcm import sequences
@@ -131,12 +132,13 @@ def gt_convert(
     from vcm.eval.gt import load_yolo_labels, to_coco_json
     from vcm.fsutil import write_json
 
-    from vcm.outputs import check_output
+    from vcm.outputs import check_output, check_replaceable
     from vcm.video.source import parse_span
 
     if out.suffix.lower() != ".json":  # `--out clip.yuv` replaced a video with the JSON
         raise VcmError(f"--out {out}: a COCO JSON file name must end in .json")
     check_output(out, inputs=[labels], kind="file")
+    check_replaceable(out, overwrite)  # the official annotations have the same layout
     seq = sequences.lookup(sequence)
     if seq is None:
         raise VcmError(f"{sequence!r} is not an SFU-HW class C/D sequence")

@@ -43,6 +43,7 @@ def fit(
     compile: bool = typer.Option(False, "--compile", metavar="", help="torch.compile the network (faster on CUDA after warm-up)."),
     checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", min=1, help="Save a checkpoint every N epochs."),
     save_video: Optional[Path] = typer.Option(None, "--save-video", help="Also write the decoded frames (.yuv, .mp4 or a folder)."),
+    overwrite: bool = typer.Option(False, "--overwrite", metavar="", help="Let --save-video replace an existing video (refused otherwise: it may be your original)."),
     size: Optional[str] = SizeOpt,
     fps: Optional[float] = FpsOpt,
     bit_depth: Optional[int] = BitDepthOpt,
@@ -52,7 +53,7 @@ def fit(
     from vcm import progress
     from vcm.errors import VcmError
     from vcm.nerv.presets import preset_path
-    from vcm.outputs import check_output
+    from vcm.outputs import check_output, check_replaceable
     from vcm.video import load, resolve_frames, write_video
 
     start()
@@ -80,6 +81,7 @@ def fit(
     if save_video is not None:
         run_files = [out / name for name in ("checkpoint.pt", "config.json", "metrics.json")] if out else []
         check_output(save_video, inputs=reads, protected=run_files, kind="any", option="--save-video")
+        check_replaceable(save_video, overwrite, option="--save-video")
     dev = resolve_device(device)
     info = probe_input(input, size, fps, bit_depth)
     source_frames = resolve_frames(info, frames)

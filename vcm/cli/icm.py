@@ -7,7 +7,7 @@ import typer
 
 from vcm.cli.app import app
 from vcm.samples import resolve
-from vcm.cli.common import (BitDepthOpt, DeviceOpt, FpsOpt, JsonOpt, SizeOpt, fmt, print_json, probe_input, refuse_unused, start,
+from vcm.cli.common import (BitDepthOpt, DeviceOpt, FpsOpt, JsonOpt, OverwriteOpt, SizeOpt, fmt, print_json, probe_input, refuse_unused, start,
                             table)
 
 icm_app = typer.Typer(help="SA-ICM: the edge-trained learned image codec (intra baseline).", no_args_is_help=True)
@@ -112,6 +112,7 @@ def icm_decode(
     bitstream: Path = typer.Argument(..., help="A .icm file."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="The codec checkpoint (default: beside the file)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output .yuv, .mp4/.mkv (lossless) or a folder of PNGs."),
+    overwrite: bool = OverwriteOpt,
     device: str = DeviceOpt,
     json_out: bool = JsonOpt,
 ) -> None:
@@ -120,7 +121,7 @@ def icm_decode(
 
     from vcm import progress
     from vcm.errors import VcmError
-    from vcm.outputs import check_output
+    from vcm.outputs import check_output, check_replaceable
 
     start()
     if bitstream.is_dir():  # the usual mistakes are answered before torch and CompressAI are imported
@@ -129,6 +130,7 @@ def icm_decode(
         raise VcmError(f"{bitstream} does not exist")
     if out is not None:
         check_output(out, inputs=[bitstream, checkpoint], kind="any")
+        check_replaceable(out, overwrite)
         from vcm.video.writer import check_writable
 
         check_writable(out)
