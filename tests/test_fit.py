@@ -171,3 +171,51 @@ def test_ms_ssim_per_frame_is_pytorch_msssims_and_none_below_its_minimum_side():
     assert ours.shape == (5,) and np.allclose(ours, expected, rtol=0, atol=1e-6)
     assert ours[3] == pytest.approx(1.0) and ours[[0, 1, 2, 4]].max() < 0.99
     assert ms_ssim(ref[:, :, :150], test[:, :, :150]) is None
+
+
+def test_a_second_fit_into_a_folder_a_fit_is_writing_is_refused_and_the_lock_dies_with_its_holder(tmp_path):
+    """Two `vcm fit --out R` at once (or a --resume while the fit still ran) both trained, each resuming from and
+    overwriting the other's checkpoints. The folder's lock refuses the second at once, naming the first's pid."""
+    import os
+    import subprocess
+    import sys
+
+    from vcm.fsutil import lock_holder, run_lock
+
+    video = make_video(moving_frames(t=2, h=24, w=24))
+    cfg = TrainConfig(epochs=2, batch=1, lr=3e-3)
+    run = tmp_path / "run"
+    with run_lock(run):
+        assert lock_holder(run) == os.getpid()
+        for resume in (False, True):
+            with pytest.raises(VcmError, match=f"being written by another vcm fit \\(pid {os.getpid()}\\)"):
+                fit(video, TINY.config(24, 24), cfg, run, CPU, resume=resume)
+        assert sorted(p.name for p in run.iterdir()) == [".lock"]  # nothing written by the refused fits
+    assert lock_holder(run) is None
+    assert fit(video, TINY.config(24, 24), cfg, run, CPU).metrics is not None  # free again: this fit runs
+    from vcm import progress
+    from vcm.codec.compress import prepare
+
+    (run / "metrics.json").rename(tmp_path / "metrics.json")  # as while its fit still trains
+    with run_lock(run), progress.log_to(tmp_path / "log.txt"), pytest.raises(VcmError, match="source video"):
+        prepare(run)  # its warning comes first; a synthetic clip has no file to reopen
+    assert f"is still being trained by a vcm fit (pid {os.getpid()})" in (tmp_path / "log.txt").read_text()
+    # the command says so before "already holds a run; pass --resume", which would only be refused next
+    from tests.conftest import run_cli, tiny_video
+
+    clip = tiny_video(tmp_path).info.path
+    with run_lock(run):
+        proc = run_cli("fit", clip, "--epochs", "1", "--out", run)
+    assert proc.returncode == 1 and f"being written by another vcm fit (pid {os.getpid()})" in proc.stderr, proc.stderr
+    # a holder killed outright leaves no lock behind
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from vcm.fsutil import run_lock\n"
+                               "with run_lock(sys.argv[1]):\n    print('held', flush=True); time.sleep(60)",
+                               str(tmp_path / "other")], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held" and lock_holder(tmp_path / "other") == holder.pid
+    holder.kill()
+    holder.wait()
+    assert lock_holder(tmp_path / "other") is None
+    # a fit refused before it wrote anything leaves no folder it created
+    with pytest.raises(VcmError):
+        fit(video, TINY.config(24, 24), cfg, tmp_path / "new", CPU, resume=True)  # nothing there to resume
+    assert not (tmp_path / "new").exists()

@@ -6,6 +6,7 @@ A crash or Ctrl-C never leaves a half-written checkpoint, bitstream or report th
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import glob
 import json
 import os
@@ -13,6 +14,8 @@ import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
+
+from vcm.errors import VcmError
 
 
 _swept: set[tuple[Path, str]] = set()
@@ -43,6 +46,71 @@ def sweep_stale(folder: Path, prefix: str) -> None:
                     shutil.rmtree(tmp)
                 else:
                     tmp.unlink()
+
+
+RUN_LOCK = ".lock"
+
+
+@contextlib.contextmanager
+def run_lock(folder: str | os.PathLike) -> Iterator[None]:
+    """Hold a run folder's lock (``folder/.lock``, created with the folder) while a fit writes it; a second
+    one is refused at once in one line naming the holder's pid. The kernel releases the lock when its
+    holder exits, killed or not, so a stale lock cannot block a later run. A folder this call created is
+    removed again when the body fails before writing anything else into it (a refused fit leaves no folder)."""
+    folder = Path(folder)
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = folder / RUN_LOCK
+    with open(lock, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            check_unlocked(folder)
+            raise VcmError(f"{folder} is being written by another vcm fit") from None  # it ended in between
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        try:
+            yield
+        except BaseException:
+            if created and [p.name for p in folder.iterdir()] == [RUN_LOCK]:
+                lock.unlink()
+                folder.rmdir()
+            raise
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def check_unlocked(folder: str | os.PathLike) -> None:
+    """Refuse, in one line, a run folder whose :func:`run_lock` another process holds."""
+    holder = lock_holder(folder)
+    if holder is not None:
+        raise VcmError(f"{folder} is being written by another vcm fit{pid_note(holder)}; wait for it to end, or name "
+                       f"another folder with --out")
+
+
+def pid_note(holder: int | None) -> str:
+    """`` (pid N)`` for a lock holder whose pid is known, else ''."""
+    return f" (pid {holder})" if holder else ""
+
+
+def lock_holder(folder: str | os.PathLike) -> int | None:
+    """The pid of the process holding ``folder``'s :func:`run_lock` (0 when it cannot be read), or None when
+    no process holds it."""
+    lock = Path(folder) / RUN_LOCK
+    try:
+        f = open(lock)
+    except OSError:
+        return None
+    with f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = f.read().strip()
+            return int(text) if text.isdigit() else 0
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return None
 
 
 @contextlib.contextmanager
@@ -115,8 +183,6 @@ def load_torch_dict(path: str | os.PathLike, what: str, weights_only: bool = Tru
     """``torch.load`` on the CPU of a file that must hold a dict (a checkpoint); a file that cannot be
     read, or holds something else, is one clear error naming ``what`` it should have been."""
     import torch
-
-    from vcm.errors import VcmError
 
     try:
         obj = torch.load(path, map_location="cpu", weights_only=weights_only)

@@ -52,6 +52,7 @@ def fit(
     """Model a video as a network of the NeRV family (NeRV or HiNeRV; one per sequence), resumably."""
     from vcm import progress
     from vcm.errors import VcmError
+    from vcm.fsutil import check_unlocked
     from vcm.nerv.presets import preset_path
     from vcm.outputs import check_output, check_replaceable
     from vcm.video import load, resolve_frames, write_video
@@ -86,6 +87,7 @@ def fit(
     info = probe_input(input, size, fps, bit_depth)
     source_frames = resolve_frames(info, frames)
     run_dir = out if out is not None else default_run_dir_for(info.name)
+    check_unlocked(run_dir)  # before "already holds a run; pass --resume", which would be refused next
     if resume and not (run_dir / CHECKPOINT).is_file():
         raise VcmError(f"nothing to resume: {run_dir / CHECKPOINT} does not exist")
     if not resume and (run_dir / CHECKPOINT).exists():

@@ -28,7 +28,7 @@ from vcm.codec.decode import decode_file, decode_frames, decode_stream, frame_ba
 from vcm.codec.rd import RDOptions
 from vcm.codec.stage import StageResult
 from vcm.errors import VcmError
-from vcm.fsutil import atomic_path, write_json
+from vcm.fsutil import atomic_path, lock_holder, pid_note, write_json
 from vcm.nerv.config import TrainConfig
 from vcm.outputs import check_stream_output
 from vcm.provenance import provenance
@@ -79,8 +79,13 @@ def prepare(run_dir: Path, source: Path | None = None) -> Prepared:
     run_dir = _real(Path(run_dir))  # runs/latest → the run it points at
     _, config = load_run(run_dir)
     if not (run_dir / METRICS).is_file():  # a fit writes its metrics when it has run all its steps
-        progress.log(f"[yellow]{run_dir} holds an unfinished fit (stopped before its last step): this codes the "
-                     f"network as it was then; its vcm fit command again with --resume finishes it")
+        holder = lock_holder(run_dir)
+        if holder is not None:
+            progress.log(f"[yellow]{run_dir} is still being trained by a vcm fit{pid_note(holder)}: "
+                         f"this codes its last checkpoint; compress again when the fit has ended")
+        else:
+            progress.log(f"[yellow]{run_dir} holds an unfinished fit (stopped before its last step): this codes the "
+                         f"network as it was then; its vcm fit command again with --resume finishes it")
     video = source_video(config, source)
     masks_u8 = None
     if config["train"]["loss"] == "sa-nerv":

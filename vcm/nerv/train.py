@@ -27,7 +27,7 @@ import torch
 
 from vcm import progress
 from vcm.errors import VcmError
-from vcm.fsutil import load_torch_dict, save_torch, write_json
+from vcm.fsutil import load_torch_dict, run_lock, save_torch, write_json
 from vcm.nerv.config import TrainConfig
 from vcm.nerv.loss import ClipLoss
 from vcm.nerv.train_memory import check_training_memory
@@ -321,33 +321,34 @@ def fit(
     run_dir = Path(run_dir)
     if cfg.loss == "sa-nerv" and masks_u8 is None:
         raise VcmError("--loss sa-nerv needs edge masks: pass --masks FILE or --sam-checkpoint PATH")
-    run = _start(video, model_cfg, cfg, run_dir, device, resume, masks_meta)
-    total_steps = cfg.total_steps(video.num_frames)
-    frames, masks = to_device(video.frames_u8, masks_u8, device)
-    if device.type == "cuda" and cfg.channels_last:
-        run.model = run.model.to(memory_format=torch.channels_last)
-    # the rate term wraps the plain module (torch.compile is not applied then)
-    forward = run.rate if run.rate is not None else _plain(torch.compile(run.model) if cfg.compile else run.model)
-    start_time, first_step = time.time(), run.step
-    with _StopFlag(should_stop) as stop, progress.progress(f"fit {video.name} (steps)", total_steps) as bar:
-        bar.update(completed=run.step)
-        step, interrupted = train_epochs(forward, run.opt, frames, masks, cfg, run.step, total_steps, stop,
-                                         _epoch_logger(run, cfg, video.num_frames, bar),
-                                         after_step=None if run.rate is None else run.rate.after_step,
-                                         on_step=lambda _: bar.advance(1))
+    with run_lock(run_dir):  # a second fit (or resume) into the same folder interleaved its checkpoints with this one's
+        run = _start(video, model_cfg, cfg, run_dir, device, resume, masks_meta)
+        total_steps = cfg.total_steps(video.num_frames)
+        frames, masks = to_device(video.frames_u8, masks_u8, device)
+        if device.type == "cuda" and cfg.channels_last:
+            run.model = run.model.to(memory_format=torch.channels_last)
+        # the rate term wraps the plain module (torch.compile is not applied then)
+        forward = run.rate if run.rate is not None else _plain(torch.compile(run.model) if cfg.compile else run.model)
+        start_time, first_step = time.time(), run.step
+        with _StopFlag(should_stop) as stop, progress.progress(f"fit {video.name} (steps)", total_steps) as bar:
+            bar.update(completed=run.step)
+            step, interrupted = train_epochs(forward, run.opt, frames, masks, cfg, run.step, total_steps, stop,
+                                             _epoch_logger(run, cfg, video.num_frames, bar),
+                                             after_step=None if run.rate is None else run.rate.after_step,
+                                             on_step=lambda _: bar.advance(1))
+            if interrupted:
+                run.save(step)
+        seconds = time.time() - start_time
+        fps = (step - first_step) * cfg.batch / max(seconds, 1e-9)
+        epochs_done = step // cfg.steps_per_epoch(video.num_frames)
         if interrupted:
-            run.save(step)
-    seconds = time.time() - start_time
-    fps = (step - first_step) * cfg.batch / max(seconds, 1e-9)
-    epochs_done = step // cfg.steps_per_epoch(video.num_frames)
-    if interrupted:
-        return FitResult(run_dir, epochs_done, True, None, seconds, fps)
-    metrics = _measure(run, video, device)
-    metrics.update({"params": registry.entry(run.config["arch"]).model_cls.count_params(model_cfg),
-                    "epochs": cfg.total_epochs(video.num_frames), "steps": total_steps, "history": run.history,
-                    "train_seconds": seconds, "train_frames_per_second": fps})
-    write_json(run_dir / METRICS, metrics)
-    return FitResult(run_dir, epochs_done, False, metrics, seconds, fps)
+            return FitResult(run_dir, epochs_done, True, None, seconds, fps)
+        metrics = _measure(run, video, device)
+        metrics.update({"params": registry.entry(run.config["arch"]).model_cls.count_params(model_cfg),
+                        "epochs": cfg.total_epochs(video.num_frames), "steps": total_steps, "history": run.history,
+                        "train_seconds": seconds, "train_frames_per_second": fps})
+        write_json(run_dir / METRICS, metrics)
+        return FitResult(run_dir, epochs_done, False, metrics, seconds, fps)
 
 
 def _plain(model) -> Callable[[torch.Tensor], tuple[torch.Tensor, None]]:
