@@ -36,7 +36,7 @@ def icm_train(
     json_out: bool = JsonOpt,
 ) -> None:
     """Train a learned image codec with the edge-masked SA-ICM loss (5), resumably."""
-    from vcm.icm.train_config import IcmTrainConfig
+    from vcm.icm.train_config import IcmTrainConfig, check_run_folder
     from vcm.outputs import check_output
 
     start()
@@ -46,7 +46,8 @@ def icm_train(
     check_output(out, inputs=[images, val, sam_checkpoint], kind="dir")
     cfg = IcmTrainConfig(arch=arch, lmbda=lmbda, epochs=epochs, batch=batch, crop=crop, lr=lr, masks=masks,
                          alpha=0.93 if alpha is None else alpha, sam_model=sam_model, seed=seed, steps_per_epoch=steps)
-    cfg.check()  # before torch and CompressAI are imported: a wrong value is refused at once
+    cfg.check()  # before torch and CompressAI are imported: a wrong value or folder is refused at once
+    check_run_folder(out, resume)
     from vcm.device import resolve_device
     from vcm.icm.train import train
 

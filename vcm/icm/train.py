@@ -26,11 +26,9 @@ from vcm import progress
 from vcm.errors import VcmError
 from vcm.fsutil import atomic_path, save_torch, write_json
 from vcm.icm.models import arch_config, create, pad_multiple
-from vcm.icm.train_config import IcmTrainConfig
+from vcm.icm.train_config import CHECKPOINT, SUMMARY, IcmTrainConfig, check_run_folder
 from vcm.video.source import IMAGE_SUFFIXES, _read_image
 
-CHECKPOINT = "checkpoint.pth.tar"
-SUMMARY = "train.json"
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -153,8 +151,6 @@ def _resume(ckpt_path: Path, cfg: "IcmTrainConfig", model, opt, aux_opt, device)
     with other settings, or for more epochs than ``cfg`` now asks for."""
     from vcm.fsutil import load_torch_dict
 
-    if not ckpt_path.exists():
-        raise VcmError(f"nothing to resume: {ckpt_path} does not exist")
     ckpt = load_torch_dict(ckpt_path, "an SA-ICM training checkpoint")
     before = ckpt.get("train") if isinstance(ckpt.get("train"), dict) else {}
     for key in _SAME_ON_RESUME:
@@ -176,11 +172,7 @@ def train(images_dir: Path, out: Path, cfg: IcmTrainConfig, device, val_dir: Pat
           sam_checkpoint: Path | None = None, resume: bool = False, should_stop=None) -> dict:
     out = Path(out)
     ckpt_path = out / CHECKPOINT
-    if ckpt_path.exists() and not resume:
-        raise VcmError(f"{out} already holds a checkpoint; pass --resume to continue or --out DIR for a new run")
-    if not ckpt_path.exists() and (out / SUMMARY).exists():  # training writes its checkpoint before its summary
-        raise VcmError(f"{out} holds a {SUMMARY} that no vcm icm train wrote; a new training would replace it: "
-                       f"name a new or empty folder with --out")
+    check_run_folder(out, resume)
     cfg.check()
     torch.manual_seed(cfg.seed)
     imgs, masks = _images_and_masks(images_dir, out, cfg, sam_checkpoint, device)

@@ -5,9 +5,27 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 from vcm.errors import VcmError
 from vcm.icm.archs import default_pad_multiple
+
+CHECKPOINT = "checkpoint.pth.tar"
+SUMMARY = "train.json"
+
+
+def check_run_folder(out: Path, resume: bool) -> None:
+    """Refuse a run folder this training cannot start or resume in: a new training where a checkpoint is (or
+    where a ``train.json`` is without one: training writes its checkpoint first, so that one is the user's), a
+    resume where none is."""
+    ckpt_path = Path(out) / CHECKPOINT
+    if resume and not ckpt_path.exists():
+        raise VcmError(f"nothing to resume: {ckpt_path} does not exist")
+    if ckpt_path.exists() and not resume:
+        raise VcmError(f"{out} already holds a checkpoint; pass --resume to continue or --out DIR for a new run")
+    if not ckpt_path.exists() and (Path(out) / SUMMARY).exists():
+        raise VcmError(f"{out} holds a {SUMMARY} that no vcm icm train wrote; a new training would replace it: "
+                       f"name a new or empty folder with --out")
 
 
 @dataclass(frozen=True)
