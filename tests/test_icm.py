@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -70,6 +71,42 @@ def test_official_layout_with_module_prefix_loads(tmp_path):
     params = dict(loaded.named_parameters())
     for k, v in model.named_parameters():  # every weight (entropy tables are rebuilt by update())
         assert torch.equal(params[k], v), k
+
+
+def _touch(path):
+    Path(path).write_text("code from the checkpoint ran")
+    return 0
+
+
+class _RunsCodeWhenUnpickled:
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return _touch, (str(self.path),)
+
+
+def test_a_checkpoint_is_unpickled_only_as_tensors_and_numbers_unless_trusted(tmp_path, monkeypatch):
+    """A .icm stream names its checkpoint and is decoded with the one beside it: the pair may come from anyone,
+    and the checkpoint was unpickled in full (weights_only=False), running any code it named."""
+    from collections import Counter
+
+    torch.manual_seed(1)
+    model = TCM(TINY)
+    opt = torch.optim.Adam(model.parameters())
+    official = {"epoch": 3, "state_dict": {"module." + k: v for k, v in model.state_dict().items()},
+                "loss": np.float64(0.25), "optimizer": opt.state_dict(),
+                "lr_scheduler": {"milestones": Counter({450: 1, 550: 1}), "gamma": 0.1, "last_epoch": 3}}
+    torch.save(official, tmp_path / "icm_93.pth.tar")  # the official training script's layout: loads as it is
+    assert load_checkpoint(tmp_path / "icm_93.pth.tar", arch="tcm-tiny")[1] == "tcm-tiny"
+    marker = tmp_path / "ran.txt"
+    torch.save({**official, "extra": _RunsCodeWhenUnpickled(marker)}, tmp_path / "hostile.pth.tar")
+    monkeypatch.delenv("VCM_TRUST_CHECKPOINTS", raising=False)
+    with pytest.raises(VcmError, match="holds Python objects beyond tensors and numbers .*VCM_TRUST_CHECKPOINTS=1"):
+        load_checkpoint(tmp_path / "hostile.pth.tar", arch="tcm-tiny")
+    assert not marker.exists()
+    monkeypatch.setenv("VCM_TRUST_CHECKPOINTS", "1")  # the user's word that the file is theirs
+    assert load_checkpoint(tmp_path / "hostile.pth.tar", arch="tcm-tiny")[1] == "tcm-tiny" and marker.exists()
 
 
 def test_bad_checkpoints_are_one_line_errors(tmp_path, tiny_ckpt):

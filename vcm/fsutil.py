@@ -179,18 +179,47 @@ def save_torch(path: str | os.PathLike, obj: Any) -> None:
             os.fsync(f.fileno())
 
 
+TRUST_CHECKPOINTS = "VCM_TRUST_CHECKPOINTS"
+
+
 def load_torch_dict(path: str | os.PathLike, what: str, weights_only: bool = True) -> dict:
     """``torch.load`` on the CPU of a file that must hold a dict (a checkpoint); a file that cannot be
-    read, or holds something else, is one clear error naming ``what`` it should have been."""
+    read, or holds something else, is one clear error naming ``what`` it should have been.
+
+    ``weights_only``: tensors, containers, numbers (numpy's too) and strings only; a file holding any other
+    Python object is refused, since unpickling it would run code the file names (a checkpoint found beside a
+    received stream is as untrusted as the stream), unless ``$VCM_TRUST_CHECKPOINTS`` is 1."""
+    import pickle
+    import re
+
     import torch
 
+    trusted = not weights_only or os.environ.get(TRUST_CHECKPOINTS) == "1"
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=weights_only)
+        with torch.serialization.safe_globals(_numpy_number_globals()):
+            obj = torch.load(path, map_location="cpu", weights_only=not trusted)
+    except pickle.UnpicklingError as err:
+        named = re.search(r"GLOBAL (\S+)|got <class '([^']+)'>", str(err))
+        if named is None:
+            raise VcmError(f"{path} cannot be read as {what} (UnpicklingError); the file is damaged") from None
+        raise VcmError(f"{path} holds Python objects beyond tensors and numbers ({named.group(1) or named.group(2)}); "
+                       f"loading it would run code the file names: if you trust its source, set "
+                       f"{TRUST_CHECKPOINTS}=1 to load it anyway") from None
     except Exception as err:
         raise VcmError(f"{path} cannot be read as {what} ({type(err).__name__}); the file is damaged") from None
     if not isinstance(obj, dict):
         raise VcmError(f"{path} does not hold {what}; the file is damaged")
     return obj
+
+
+def _numpy_number_globals() -> list:
+    """What unpickling a numpy number needs (a loss or a PSNR saved as ``np.float64``): its scalar constructor
+    and the dtype classes; not ``_reconstruct`` (arrays)."""
+    import numpy as np
+
+    scalar = getattr(getattr(np, "_core", None), "multiarray", None) or np.core.multiarray
+    dtypes = getattr(np, "dtypes", None)
+    return [scalar.scalar, np.dtype, *(getattr(dtypes, n) for n in dir(dtypes) if n.endswith("DType"))]
 
 
 def point_symlink(link: str | os.PathLike, target: str | os.PathLike) -> None:

@@ -100,7 +100,7 @@ def load_checkpoint(path: Path, arch: str | None = None, device="cpu") -> tuple[
     if not path.is_file():
         raise VcmError(f"checkpoint {path} not found; the official SA-ICM weights (icm_78.pth.tar, icm_93.pth.tar) "
                        f"are published with the SA-ICM code ({SA_ICM_PAGE}); or train one with vcm icm train")
-    ckpt = load_torch_dict(path, "an image codec's checkpoint (a dict with 'state_dict')", weights_only=False)
+    ckpt = load_torch_dict(path, "an image codec's checkpoint (a dict with 'state_dict')")
     state = _strip(ckpt.get("state_dict", ckpt))
     if not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise VcmError(f"{path.name} holds no state_dict of tensors")
