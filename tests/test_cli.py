@@ -1,3 +1,4 @@
+import os
 import json
 import shlex
 
@@ -233,4 +234,9 @@ def test_info_on_a_run_folder_says_what_it_trained_how_far_and_what_was_compress
         should_stop=lambda step: step == 4)
     table = " ".join(run_cli("info", stopped).stdout.split())
     assert "interrupted at step 4 of 12" in table and "--resume" in table and "none yet" in table
+    from vcm.fsutil import run_lock
+
+    with run_lock(stopped):  # as while a vcm fit trains it: --resume would be refused
+        table = " ".join(run_cli("info", stopped).stdout.split())
+    assert f"training now (pid {os.getpid()}): step 4 of 12 at its last checkpoint" in table and "--resume" not in table
     assert_one_line_error(run_cli("info", run, "--size", "32x24"), "a run folder says what it holds")

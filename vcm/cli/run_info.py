@@ -17,6 +17,7 @@ def is_run(path: Path) -> bool:
 def describe_run(path: Path) -> dict:
     """The run's video, network (parameters, decoder kMAC per pixel), loss and schedule, how far it trained,
     its quality when finished, and each ``.nerv`` stream in the folder with its report's figures."""
+    from vcm.fsutil import lock_holder
     from vcm.nerv import registry
     from vcm.nerv.train import run_state
 
@@ -32,6 +33,7 @@ def describe_run(path: Path) -> dict:
          "loss": train["loss"], "masks": (config.get("masks") or {}).get("path"), "batch": train["batch"],
          "lr": train["lr"], "rate_lambda": train.get("rate_lambda", 0.0),
          "step": state["step"], "total_steps": state["total_steps"], "finished": state["finished"],
+         "training_pid": None if state["finished"] else lock_holder(path),
          "streams": [_stream(p) for p in sorted(path.glob("*.nerv"))]}
     m = state["metrics"]
     if m:
@@ -53,6 +55,8 @@ def _stream(path: Path) -> dict:
 
 def run_rows(r: dict) -> list[tuple[str, str]]:
     """The table of :func:`describe_run`'s result."""
+    from vcm.fsutil import pid_note
+
     first, stop = r["source_frames"]
     rows = [("run", r["path"] + (f" → {r['resolved']}" if r["resolved"] else "")),
             ("video", f"{r['name']}: {r['width']}x{r['height']}, {r['frames']} frames (source {first}:{stop}), "
@@ -69,6 +73,9 @@ def run_rows(r: dict) -> list[tuple[str, str]]:
                    f"Y-PSNR {r['psnr_y']:.2f} dB" if r.get("psnr_y") is not None else None,
                    f"MS-SSIM {r['ms_ssim']:.4f}" if r.get("ms_ssim") is not None else None]
         rows.append(("fitted network", ", ".join(q for q in quality if q) or "–"))
+    elif r["training_pid"] is not None:
+        rows.append(("state", f"training now{pid_note(r['training_pid'])}: step {r['step']:,} of "
+                              f"{r['total_steps']:,} at its last checkpoint"))
     else:
         rows.append(("state", f"interrupted at step {r['step']:,} of {r['total_steps']:,}: its vcm fit command "
                               f"again with --resume finishes it"))
