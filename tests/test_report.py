@@ -91,6 +91,17 @@ def test_other_quality_metrics_and_a_bad_one(results):
     assert proc.returncode == 1 and "--metric must be one of" in proc.stderr
 
 
+def test_a_results_folder_that_is_missing_or_empty_is_named_as_such(tmp_path):
+    """A mistyped folder was reported as "holds no CTC results; run vcm ctc run first"."""
+    from vcm.errors import VcmError
+
+    with pytest.raises(VcmError, match="nope does not exist; name the folder vcm ctc run wrote"):
+        make_report(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(VcmError, match="empty holds no CTC results; run vcm ctc run first"):
+        make_report(tmp_path / "empty")
+
+
 def test_an_anchor_the_results_do_not_hold_is_refused_and_the_default_is_one_they_hold(results):
     """`--anchor foo` replaced the last report with one against foo, without a single BD figure; with no
     --anchor, a results folder that holds HEVC but not VVC gets its BD figures against HEVC."""

@@ -28,6 +28,8 @@ def collect(out: Path) -> tuple[list[dict], list[dict]]:
             r = result_row.damaged_row(p, why or "gone while it was read")
         (rows if r.get("status") == "ok" else failed).append(r)
     if not rows and not failed:
+        if not Path(out).exists():  # a mistyped folder was reported as one without results
+            raise VcmError(f"{out} does not exist; name the folder vcm ctc run wrote (its --out)")
         raise VcmError(f"{out} holds no CTC results; run vcm ctc run first")
     return rows, failed
 
