@@ -65,8 +65,7 @@ def run_lock(folder: str | os.PathLike) -> Iterator[None]:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            check_unlocked(folder)
-            raise VcmError(f"{folder} is being written by another vcm fit") from None  # it ended in between
+            raise VcmError(_held(folder, lock_holder(folder))) from None
         f.seek(0)
         f.truncate()
         f.write(f"{os.getpid()}\n")
@@ -86,8 +85,11 @@ def check_unlocked(folder: str | os.PathLike) -> None:
     """Refuse, in one line, a run folder whose :func:`run_lock` another process holds."""
     holder = lock_holder(folder)
     if holder is not None:
-        raise VcmError(f"{folder} is being written by another vcm fit{pid_note(holder)}; wait for it to end, or name "
-                       f"another folder with --out")
+        raise VcmError(_held(folder, holder))
+
+
+def _held(folder, holder: int | None) -> str:
+    return f"{folder} is being written by another vcm fit{pid_note(holder)}; wait for it to end, or name another folder with --out"
 
 
 def pid_note(holder: int | None) -> str:

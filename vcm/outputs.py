@@ -77,21 +77,6 @@ def check_output(
     return path
 
 
-def check_stream_output(path: str | os.PathLike, suffix: str, *, magic: bytes, kind: str, inputs=(), protected=()) -> Path:
-    """A bitstream output: named ``*<suffix>``, and neither it nor the ``.json`` report written
-    beside it may replace an input, a protected file, or a file vcm did not write (a stream that does not
-    start with ``magic``, a JSON that is not a stream's report)."""
-    path = Path(path)
-    if path.suffix != suffix:
-        raise VcmError(f"--out {path}: a bitstream file name must end in {suffix} (its report goes beside it as .json)")
-    inputs, protected = list(inputs), list(protected)
-    check_output(path, inputs=inputs, protected=protected, kind="file")
-    check_output(path.with_suffix(".json"), inputs=inputs, protected=protected, kind="file", option="--out (its report)")
-    check_own(path, lambda p: starts_with(p, magic), f"a {kind} bitstream")
-    check_own(path.with_suffix(".json"), _is_stream_report, "a stream's report", option="--out (its report)")
-    return path
-
-
 def check_replaceable(path: str | os.PathLike, overwrite: bool, option: str = "--out") -> None:
     """Refuse to replace an existing output that carries no mark of who wrote it (a raw ``.yuv``, a video,
     a folder of PNG frames, a COCO JSON in the official layout) unless ``overwrite`` (``--overwrite``): it may
@@ -113,17 +98,13 @@ def check_own(path: str | os.PathLike, is_own, what: str, option: str = "--out")
         raise VcmError(f"{option} {path} exists and is not {what}; writing would replace it: name another file")
 
 
-def starts_with(path: Path, magic: bytes) -> bool:
-    """Whether the file at ``path`` begins with ``magic`` (a stream kind's first bytes)."""
-    with open(path, "rb") as f:
-        return f.read(len(magic)) == magic
-
-
-def _is_stream_report(path: Path) -> bool:
+def json_has_keys(path: str | os.PathLike, keys: set[str]) -> bool:
+    """Whether ``path`` holds a JSON object with every one of ``keys`` (how a command tells its own record,
+    a stream's report or a run's config, from a user's JSON of the same name)."""
     import json
 
     try:
-        said = json.loads(path.read_text())
+        said = json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return False
-    return isinstance(said, dict) and "bitstream" in said
+    return isinstance(said, dict) and keys <= said.keys()

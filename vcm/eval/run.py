@@ -7,7 +7,6 @@ ground truth from the detector on the original frames (``vcm.eval.reference``).
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from vcm.eval.coco import ScoredClip, evaluate, results_json
 from vcm.detectors.registry import Detector
 from vcm.eval.gt import GroundTruth
 from vcm.fsutil import write_json
+from vcm.outputs import json_has_keys
 
 
 @dataclass
@@ -248,13 +248,7 @@ def check_output_folder(out: Path) -> None:
     evaluation's pair is replaced: the same command again)."""
     out = Path(out)
     present = [name for name in OUTPUTS if (out / name).exists()]
-    if not present:
-        return
-    try:
-        scores = json.loads((out / "scores.json").read_text())
-    except (OSError, ValueError):
-        scores = None
-    if not (isinstance(scores, dict) and {"input", "truth", "map"} <= scores.keys()):
+    if present and not json_has_keys(out / OUTPUTS[1], {"input", "truth", "map"}):
         raise VcmError(f"{out} holds {' and '.join(present)} that no vcm eval wrote; an evaluation would replace "
                        f"{'them' if len(present) > 1 else 'it'}: name a new or empty folder with --out")
 

@@ -30,7 +30,6 @@ from vcm.icm.train_config import CHECKPOINT, SUMMARY, IcmTrainConfig, check_run_
 from vcm.video.source import IMAGE_SUFFIXES, _read_image
 
 
-
 def list_images(folder: Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():

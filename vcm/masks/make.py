@@ -30,10 +30,10 @@ def path_for_alpha(out: Path | None, video: Video, sam_model: str, alpha: float,
 def make_masks(video: Video, sam_model: str, checkpoint: Path, alphas: list[float], settings: MaskSettings,
                out: Path | None, device, should_stop=None) -> list[dict]:
     """Make one mask file per α; returns a summary per file. Finished frames are never redone."""
-    from vcm.masks.store import check_replaceable
+    from vcm.masks.store import check_mask_output
 
     for alpha in alphas:  # before SAM is loaded: a name taken by another file is refused at once
-        check_replaceable(path_for_alpha(out, video, sam_model, alpha, len(alphas) > 1))
+        check_mask_output(path_for_alpha(out, video, sam_model, alpha, len(alphas) > 1))
     sam = load_sam(sam_model, checkpoint, device)
     ckpt_fp = checkpoint_fingerprint(Path(checkpoint))
     video_fp = video.fingerprint()

@@ -76,12 +76,12 @@ def make_source_masks(video: Video, source: str, out: Path, settings: SourceSett
     """Make and save ``out`` (a vcm edge-mask file) from ``canny`` or ``boxes:DETECTOR``; a summary."""
     import time
 
-    from vcm.masks.store import check_replaceable
+    from vcm.masks.store import check_mask_output
 
     kind, detector_name = parse_source(source)
     if kind == "sam":
         raise VcmError("SAM masks are made by vcm masks --sam-checkpoint PATH")
-    check_replaceable(out)
+    check_mask_output(out)
     start, masks = time.time(), []
     detector = None
     if kind == "boxes":

@@ -65,7 +65,7 @@ def load_masks(path: Path) -> tuple[np.ndarray, dict]:
     return masks, meta
 
 
-def check_replaceable(path: Path) -> None:
+def check_mask_output(path: Path) -> None:
     """Refuse to write masks over ``path`` when it holds something else than a vcm edge-mask file (a mask file
     is made again from the same inputs; a user's own .npz was replaced without a word)."""
     from vcm.outputs import check_own

@@ -31,6 +31,7 @@ from vcm.fsutil import load_torch_dict, run_lock, save_torch, write_json
 from vcm.nerv.config import TrainConfig
 from vcm.nerv.loss import ClipLoss
 from vcm.nerv.train_memory import check_training_memory
+from vcm.outputs import json_has_keys
 from vcm.nerv import registry
 from vcm.nerv.frames import frame_times, reconstruct, to_u8  # noqa: F401  (public through the trainer too)
 from vcm.provenance import provenance
@@ -256,18 +257,10 @@ def check_new_run_dir(run_dir: Path) -> None:
         path = run_dir / name
         if not (path.exists() or path.is_symlink()):
             continue
-        if name == CONFIG and not (run_dir / METRICS).exists() and _a_fits_config(path):
+        if name == CONFIG and not (run_dir / METRICS).exists() and json_has_keys(path, {"model", "train", "video"}):
             continue
         raise VcmError(f"{run_dir} holds a {name} that no unfinished vcm fit wrote; a new fit would replace it: "
                        f"name a new or empty folder with --out")
-
-
-def _a_fits_config(path: Path) -> bool:
-    try:
-        d = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(d, dict) and {"model", "train", "video"} <= d.keys()
 
 
 def _start(video: Video, model_cfg, cfg: TrainConfig, run_dir: Path, device, resume: bool, masks_meta) -> _Run:
