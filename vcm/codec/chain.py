@@ -33,11 +33,20 @@ class StageEnd:
     lam: float
     seconds: float
 
+    def state(self) -> dict:
+        """The state as saved (network and quantizers, a few hundred kB)."""
+        return {"model": self.model.state_dict(), "quantizers": self.quantizers, "lambda": self.lam, "seconds": self.seconds}
+
     def save(self, path: Path) -> None:
-        """Write the state (network and quantizers, a few hundred kB) atomically to ``path``."""
+        """Write the state atomically to ``path``."""
         with atomic_path(Path(path)) as tmp:
-            torch.save({"model": self.model.state_dict(), "quantizers": self.quantizers, "lambda": self.lam,
-                        "seconds": self.seconds}, tmp)
+            torch.save(self.state(), tmp)
+
+    @classmethod
+    def from_state(cls, state: dict, fresh_model: torch.nn.Module) -> "StageEnd":
+        """A saved state loaded into ``fresh_model`` (a new copy of the same fit's network)."""
+        fresh_model.load_state_dict(state["model"])
+        return cls(fresh_model, dict(state["quantizers"]), float(state["lambda"]), float(state["seconds"]))
 
     @classmethod
     def load(cls, path: Path, fresh_model: torch.nn.Module) -> "StageEnd":
@@ -48,8 +57,7 @@ class StageEnd:
                            "failed or was run by an earlier vcm); run the curve again with --force")
         state = load_torch_dict(path, "a rate–distortion stage's end state")
         try:
-            fresh_model.load_state_dict(state["model"])
-            return cls(fresh_model, dict(state["quantizers"]), float(state["lambda"]), float(state["seconds"]))
+            return cls.from_state(state, fresh_model)
         except (KeyError, RuntimeError, TypeError, ValueError) as err:
             raise VcmError(f"{path} does not hold the end state of a stage on this fit ({type(err).__name__})") from None
 

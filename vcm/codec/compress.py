@@ -13,26 +13,29 @@ The quality reported is measured on the frames the real decoder rebuilds from th
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
 from vcm import progress
-from vcm.codec import affine, nerv_stream, rd
+from vcm.codec import affine, nerv_stream, rd, stage_state
 from vcm.codec.chain import StageEnd, chain_order
 from vcm.codec.affine import CompressOptions, parse_group_bits  # noqa: F401  (public names)
 from vcm.codec.decode import decode_file, decode_frames, decode_stream, frame_batch, frame_range, iter_frames  # noqa: F401  (public names)
 from vcm.codec.rd import RDOptions
 from vcm.codec.stage import StageResult
+from vcm.codec.stage_state import StageCheckpoint, tensors_digest
 from vcm.errors import VcmError
 from vcm.fsutil import atomic_path, lock_holder, pid_note, write_json
 from vcm.nerv.config import TrainConfig
 from vcm.bitstream.stream_output import check_stream_output
 from vcm.provenance import provenance
-from vcm.nerv.train import METRICS, load_quantizers, load_run
+from vcm.nerv.train import CHECKPOINT, METRICS, load_quantizers, load_run
 from vcm.quality import summarize
 from vcm.rate import rate
 from vcm.video import Video, load, probe
@@ -96,14 +99,16 @@ def prepare(run_dir: Path, source: Path | None = None) -> Prepared:
 
 
 def optimise(prep: Prepared, opts: Options, device, model: torch.nn.Module | None = None,
-             init_quantizers: dict | None = None) -> tuple[nerv_stream.NervStream, StageResult]:
+             init_quantizers: dict | None = None, checkpoint: StageCheckpoint | None = None,
+             should_stop: Callable[[int], bool] | None = None) -> tuple[nerv_stream.NervStream, StageResult]:
     """Run one method on a fresh copy of the fitted network (or on ``model``, trained in place, with
-    ``init_quantizers``: a warm start from another λ) → (stream to write, the method's result)."""
+    ``init_quantizers``: a warm start from another λ) → (stream to write, the method's result).
+    ``checkpoint``: where a rate–distortion stage keeps its state to continue after an interruption."""
     if model is None:
         model, init_quantizers = prep.fit_start()
     if isinstance(opts, RDOptions):
         tensors, result = rd.optimise(model, prep.video.frames_u8, prep.masks_u8, prep.fit_cfg, opts, device,
-                                      init_quantizers=init_quantizers)
+                                      init_quantizers=init_quantizers, checkpoint=checkpoint, should_stop=should_stop)
         coding = "rd"
     else:
         tensors, result = affine.optimise(model, prep.video.frames_u8, prep.masks_u8, prep.fit_cfg, opts, device)
@@ -148,11 +153,19 @@ def compress_prepared(prep: Prepared, out: Path | None, opts: Options, device) -
     return compress_stage(prep, out, opts, device)[0]
 
 
-def compress_stage(prep: Prepared, out: Path | None, opts: Options, device,
-                   start: StageEnd | None = None) -> tuple[dict, StageEnd | None]:
+def stage_key(prep: Prepared, opts: RDOptions, device, start: StageEnd | None = None) -> str:
+    """The key of a rate–distortion stage's saved state (:func:`vcm.codec.stage_state.stage_key`)."""
+    origin = "fit" if start is None else tensors_digest(start.model.state_dict(), start.quantizers)
+    return stage_state.stage_key(prep.run_dir / CHECKPOINT, origin, opts, prep.masks_u8, device)
+
+
+def compress_stage(prep: Prepared, out: Path | None, opts: Options, device, start: StageEnd | None = None,
+                   should_stop: Callable[[int], bool] | None = None) -> tuple[dict, StageEnd | None]:
     """``compress_prepared``, from ``start`` (a chained λ point: where the previous λ's stage ended) instead of
     the fit when given → (the report, where this rate–distortion stage ended; None for the paper's pipeline).
-    A chained stage runs the steps a stage from the fit would (the fit's ``rd_steps`` unless ``opts`` says)."""
+    A chained stage runs the steps a stage from the fit would (the fit's ``rd_steps`` unless ``opts`` says).
+    A rate–distortion stage keeps its state beside ``out`` until its stream is written, and continues one
+    that the same stage saved there (:mod:`vcm.codec.stage_state`)."""
     began = time.time()
     out = check_out(out if out is not None else default_out(prep, opts), prep)
     if start is None:
@@ -162,10 +175,17 @@ def compress_stage(prep: Prepared, out: Path | None, opts: Options, device,
             raise VcmError("only rate–distortion points (λ) are chained")
         model, init = start.model, start.quantizers
         opts = replace(opts, steps=rd.rd_steps(opts, prep.fit_cfg, prep.video.num_frames, False), epochs=None)
-    stream, result = optimise(prep, opts, device, model=model, init_quantizers=init)
+    checkpoint = None
+    if isinstance(opts, RDOptions):
+        checkpoint = StageCheckpoint(stage_state.partial_path(out), stage_key(prep, opts, device, start))
+    stream, result = optimise(prep, opts, device, model=model, init_quantizers=init, checkpoint=checkpoint,
+                              should_stop=should_stop)
     if start is not None:
         result = replace(result, report={**result.report, "start": {"lambda": start.lam}})
+    began -= result.report.get("resumed", {}).get("seconds", 0.0)  # the stage's time before it was interrupted
     report = publish(prep, out, stream, result, began, device)
+    if checkpoint is not None:
+        checkpoint.discard()
     if not isinstance(opts, RDOptions):
         return report, None
     seconds = (start.seconds if start is not None else 0.0) + report["encode_seconds"]
@@ -235,26 +255,57 @@ def compress_run(run_dir: Path, out: Path | None, opts: Options, device, source:
 
 
 def compress_many(run_dir: Path, opts_list: list[Options], device, source: Path | None = None,
-                  outs: list[Path | None] | None = None, chain: bool | None = None) -> list[dict]:
+                  outs: list[Path | None] | None = None, chain: bool | None = None,
+                  should_stop: Callable[[int], bool] | None = None) -> list[dict]:
     """Several streams (e.g. several λ) from one fit: the run and its frames are read once. ``chain``
     (default: the fit's ``rd_chain``): λ points run from the smallest λ up, each from where the one before
     ended (:mod:`vcm.codec.chain`); never on a rate-aware fit, whose own quantizers each λ starts from.
-    Reports come in the order of ``opts_list``."""
+    Reports come in the order of ``opts_list``.
+
+    Interrupted (Ctrl-C, or ``should_stop(step)`` of a stage returning True), the same call again keeps
+    the streams already written, and continues the stage that was stopped where it stopped: with several
+    λ each finished stage's end is kept beside its stream until the last one is written."""
     for opts in opts_list:
         opts.check()
-    outs = outs or [None] * len(opts_list)
     prep = prepare(run_dir, source)
+    outs = [out if out is not None else default_out(prep, opts) for out, opts in zip(outs or [None] * len(opts_list), opts_list)]
     rate_aware = load_quantizers(prep.run_dir) is not None
     if chain and rate_aware:
         raise VcmError(f"{prep.run_dir} is a rate-aware fit: each λ starts from its own quantizers, with no chain")
     chain = prep.fit_cfg.rd_chain if chain is None else chain
-    if not (chain and all(isinstance(o, RDOptions) for o in opts_list) and not rate_aware):
-        return [compress_prepared(prep, out, opts, device) for out, opts in zip(outs, opts_list)]
+    keep_ends = len(opts_list) > 1
     reports: list = [None] * len(opts_list)
-    end = None
-    for i in chain_order([o.lam for o in opts_list]):
-        reports[i], end = compress_stage(prep, outs[i], opts_list[i], device, start=end)
+    if not (chain and all(isinstance(o, RDOptions) for o in opts_list) and not rate_aware):
+        for i, (out, opts) in enumerate(zip(outs, opts_list)):
+            reports[i], _ = _stage_or_kept(prep, out, opts, device, None, keep_ends, should_stop)
+    else:
+        end = None
+        for i in chain_order([o.lam for o in opts_list]):
+            reports[i], end = _stage_or_kept(prep, outs[i], opts_list[i], device, end, keep_ends, should_stop)
+    for out in outs:
+        stage_state.end_path(out).unlink(missing_ok=True)
     return reports
+
+
+def _stage_or_kept(prep: Prepared, out: Path, opts: Options, device, start: StageEnd | None, keep_end: bool,
+                   should_stop) -> tuple[dict, StageEnd | None]:
+    """``compress_stage``, or, when an interrupted run of the same command already wrote this stream (its
+    kept end carries this stage's key), that stream's report and end. ``keep_end``: keep this stage's end
+    beside its stream (removed by ``compress_many`` once every stream is written)."""
+    if not isinstance(opts, RDOptions):
+        return compress_stage(prep, out, opts, device, start=start, should_stop=should_stop)
+    if start is not None:  # as compress_stage runs it, so that the key is the same
+        opts = replace(opts, steps=rd.rd_steps(opts, prep.fit_cfg, prep.video.num_frames, False), epochs=None)
+    kept = StageCheckpoint(stage_state.end_path(check_out(out, prep)), stage_key(prep, opts, device, start))
+    state = kept.load() if keep_end else None
+    report_path = out.with_suffix(".json")
+    if state is not None and out.is_file() and report_path.is_file():
+        progress.log(f"λ={opts.lam:g}: {out} was written by an earlier run of this command; kept")
+        return json.loads(report_path.read_text()), StageEnd.from_state(state, prep.fresh_model())
+    report, end = compress_stage(prep, out, opts, device, start=start, should_stop=should_stop)
+    if keep_end and end is not None:
+        kept.save(end.state())
+    return report, end
 
 
 def _real(path: Path) -> Path:

@@ -10,14 +10,18 @@ straight-through gradient, so the last steps see exactly what the decoder rebuil
 
 from __future__ import annotations
 
+import contextlib
 import math
+import time
 from dataclasses import dataclass, replace
+from typing import Callable
 
 import numpy as np
 import torch
 
 from vcm import progress
 from vcm.codec.rd_coding import RDTensor
+from vcm.codec.stage_state import StageCheckpoint, rng_state, set_rng_state
 from vcm.codec.stage import StageResult
 from vcm.entropy_models import laplace
 from vcm.entropy_models.learned import DEFAULT_LR, RateDistortionModel, bpp_scale
@@ -89,13 +93,19 @@ def rd_steps(opts: RDOptions, fit_cfg: TrainConfig, num_frames: int, has_quantiz
 
 
 def optimise(model: torch.nn.Module, frames_u8: np.ndarray, masks_u8, fit_cfg: TrainConfig, opts: RDOptions,
-             device, init_quantizers: dict | None = None, label: str = "rate-distortion") -> tuple[list[RDTensor], StageResult]:
+             device, init_quantizers: dict | None = None, label: str = "rate-distortion",
+             checkpoint: StageCheckpoint | None = None,
+             should_stop: Callable[[int], bool] | None = None) -> tuple[list[RDTensor], StageResult]:
     """Train ``model`` (in place) through its quantizers at λ = ``opts.lam`` → (coded tensors, its
     result: report fields, the entropy models' estimate, the history and the trained quantizers).
-    ``init_quantizers``: learned quantizers to start from (a rate-aware fit's, or another λ's)."""
+    ``init_quantizers``: learned quantizers to start from (a rate-aware fit's, or another λ's).
+
+    ``checkpoint``: where this stage keeps its state (:mod:`vcm.codec.stage_state`): a state saved there
+    by the same stage is continued, and Ctrl-C (or ``should_stop(step)`` returning True) saves it and
+    raises KeyboardInterrupt. Without it the stage runs to its end, as rate control's trials do."""
     from vcm.codec.prune import apply_masks, magnitude_masks
     from vcm.entropy_models.schedule import QuantizationSchedule
-    from vcm.nerv.train import param_groups, train_stage
+    from vcm.nerv.train import StopFlag, param_groups, train_stage
 
     opts.check()
     torch.manual_seed(opts.seed)
@@ -127,23 +137,55 @@ def optimise(model: torch.nn.Module, frames_u8: np.ndarray, masks_u8, fit_cfg: T
     to_bpp = opts.lam * bpp_scale(h, w, t_frames)
 
     def forward(t):
-        # noise from the generator seeded above, once per stage (a stage is never resumed)
+        # noise from the global generator seeded above (a resumed stage restores its state)
         x_hat, bits = rd(t, schedule.mode())
         return x_hat, to_bpp * bits
 
-    history = []
+    history: list[dict] = []
+    start, earlier_seconds = 0, 0.0
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        rd.quantizers.load_state_dict(saved["quantizers"])
+        opt.load_state_dict(saved["optimizer"])
+        set_rng_state(saved["rng"], device)
+        start, history, earlier_seconds = int(saved["step"]), list(saved["history"]), float(saved["seconds"])
+        schedule.step = start
+        progress.log(f"{label} λ={opts.lam:g}: continuing from step {start} of {steps} (saved in {checkpoint.path.name})")
 
     def status(s) -> str:
         bpp = s.penalty / opts.lam
         history.append({"epoch": s.epoch, "loss": s.loss, "train_psnr": s.train_psnr, "bpp": bpp})
         return f"epoch {s.epoch}/{epochs}  PSNR {s.train_psnr:.2f} dB  rate {bpp:.4f} bpp"
 
-    train_stage(forward, opt, frames_u8, masks_u8, cfg, steps, device, f"{label} λ={opts.lam:g}", status,
-                after_step=schedule.advance)
+    began = time.time()
+
+    def save(step: int) -> None:
+        checkpoint.save({"model": model.state_dict(), "quantizers": rd.quantizers.state_dict(),
+                         "optimizer": opt.state_dict(), "rng": rng_state(device), "step": step, "steps": steps,
+                         "lambda": opts.lam, "history": history, "seconds": earlier_seconds + time.time() - began})
+
+    def on_step(step: int) -> None:
+        if checkpoint is not None and checkpoint.due():
+            save(step)
+
+    # Ctrl-C stops a stage that can keep its state after the step in progress; any other stops at once
+    with StopFlag(should_stop) if checkpoint is not None else contextlib.nullcontext() as stop:
+        step, interrupted = train_stage(forward, opt, frames_u8, masks_u8, cfg, steps, device,
+                                        f"{label} λ={opts.lam:g}", status, after_step=schedule.advance, start=start,
+                                        stop=stop, on_step=on_step)
+    if checkpoint is not None:
+        save(step)  # the last step's too: a stage stopped before its stream is written need not train again
+    if interrupted:
+        progress.log(f"[yellow]{label} λ={opts.lam:g}: stopped at step {step} of {steps}; its state is saved in "
+                     f"{checkpoint.path}: the same command again continues from there")
+        raise KeyboardInterrupt
     rd.cpu().eval()
     tensors = coded_tensors(model, rd, keep)
     report = {"method": "rate-distortion", "lambda": opts.lam, "prune": opts.prune, "rd_epochs": epochs, "rd_steps": steps,
               "step_lr": step_lr, "noise_fraction": noise_fraction, "lr_scale": lr_scale}
+    if start:
+        report["resumed"] = {"step": start, "seconds": round(earlier_seconds, 3)}
     return tensors, StageResult(report, rd.estimate_bits(), history,
                                 {k: v.detach().clone() for k, v in rd.quantizers.state_dict().items()})
 

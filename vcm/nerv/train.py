@@ -102,7 +102,7 @@ def make_loss(cfg: TrainConfig, device, frames: torch.Tensor, masks: torch.Tenso
     raise VcmError(f"unknown loss {cfg.loss!r}; use nerv or sa-nerv")
 
 
-class _StopFlag:
+class StopFlag:
     """SIGINT sets a flag checked between steps; a second Ctrl-C aborts at once."""
 
     def __init__(self, extra: Callable[[int], bool] | None):
@@ -323,7 +323,7 @@ def fit(
         # the rate term wraps the plain module (torch.compile is not applied then)
         forward = run.rate if run.rate is not None else _plain(torch.compile(run.model) if cfg.compile else run.model)
         start_time, first_step = time.time(), run.step
-        with _StopFlag(should_stop) as stop, progress.progress(f"fit {video.name} (steps)", total_steps) as bar:
+        with StopFlag(should_stop) as stop, progress.progress(f"fit {video.name} (steps)", total_steps) as bar:
             bar.update(completed=run.step)
             step, interrupted = train_epochs(forward, run.opt, frames, masks, cfg, run.step, total_steps, stop,
                                              _epoch_logger(run, cfg, video.num_frames, bar),
@@ -351,16 +351,25 @@ def _plain(model) -> Callable[[torch.Tensor], tuple[torch.Tensor, None]]:
 
 def train_stage(forward, opt: torch.optim.Optimizer, frames_u8: np.ndarray, masks_u8: np.ndarray | None,
                 cfg: TrainConfig, steps: int, device, label: str, status: Callable[[EpochStats], str],
-                after_step: Callable[[], None] | None = None) -> None:
-    """A fixed-length stage after a fit (pruning fine-tune, QAT, rate–distortion): ``steps`` steps of
-    ``train_epochs`` on the clip, with ``status(stats)`` on the progress line after each epoch; no stop
-    and no checkpoint (a stage is minutes at most and reruns from the fit)."""
+                after_step: Callable[[], None] | None = None, start: int = 0,
+                stop: Callable[[int], bool] | None = None, on_step: Callable[[int], None] | None = None) -> tuple[int, bool]:
+    """A fixed-length stage after a fit (pruning fine-tune, QAT, rate–distortion): steps ``start`` to
+    ``steps`` of ``train_epochs`` on the clip, with ``status(stats)`` on the progress line after each
+    epoch → (the step it stopped at, whether ``stop`` stopped it early). ``stop(step)`` is polled after
+    every step; ``on_step(step)`` runs after it (a stage that keeps its state saves it there)."""
     frames, masks = to_device(frames_u8, masks_u8, device)
+
+    def after(step: int) -> None:
+        bar.advance(1)
+        if on_step is not None:
+            on_step(step)
+
     with progress.progress(f"{label} (steps)", steps) as bar:
-        if steps:
-            train_epochs(forward, opt, frames, masks, cfg, 0, steps, lambda step: False,
-                         lambda stats: bar.update(status=status(stats)), after_step=after_step,
-                         on_step=lambda _: bar.advance(1))
+        bar.update(completed=start)
+        if start >= steps:
+            return start, False
+        return train_epochs(forward, opt, frames, masks, cfg, start, steps, stop or (lambda step: False),
+                            lambda stats: bar.update(status=status(stats)), after_step=after_step, on_step=after)
 
 
 def _epoch_logger(run: _Run, cfg: TrainConfig, num_frames: int, bar) -> Callable[[EpochStats], None]:
