@@ -103,8 +103,14 @@ def test_ctrl_c_in_vcm_compress_says_how_to_continue_and_the_same_command_does(t
     (partial,) = run.glob("*" + stage_state.PARTIAL)
     step = torch.load(partial, weights_only=True)["step"]
     assert 2 <= step < 600
+    info = json.loads(run_cli("info", run, "--json", cwd=tmp_path).stdout)
+    assert info["stopped_stages"] == [{"file": partial.name[:-len(stage_state.PARTIAL)], "lambda": 0.05, "step": step,
+                                       "steps": 600}]
+    assert "stopped stage" in run_cli("info", run, cwd=tmp_path).stdout
 
     done = run_cli(*args, "--json", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert f"continuing from step {step} of 600" in done.stderr
     assert json.loads(done.stdout)["resumed"]["step"] == step
+    info = json.loads(run_cli("info", run, "--json", cwd=tmp_path).stdout)
+    assert info["stopped_stages"] == [] and len(info["streams"]) == 1

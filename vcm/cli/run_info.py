@@ -17,6 +17,7 @@ def is_run(path: Path) -> bool:
 def describe_run(path: Path) -> dict:
     """The run's video, network (parameters, decoder kMAC per pixel), loss and schedule, how far it trained,
     its quality when finished, and each ``.nerv`` stream in the folder with its report's figures."""
+    from vcm.codec.stage_state import PARTIAL
     from vcm.fsutil import lock_holder
     from vcm.nerv import registry
     from vcm.nerv.train import run_state
@@ -34,7 +35,8 @@ def describe_run(path: Path) -> dict:
          "lr": train["lr"], "rate_lambda": train.get("rate_lambda", 0.0),
          "step": state["step"], "total_steps": state["total_steps"], "finished": state["finished"],
          "training_pid": None if state["finished"] else lock_holder(path),
-         "streams": [_stream(p) for p in sorted(path.glob("*.nerv"))]}
+         "streams": [_stream(p) for p in sorted(path.glob("*.nerv"))],
+         "stopped_stages": [s for s in map(_stopped_stage, sorted(path.glob("*.nerv" + PARTIAL))) if s]}
     m = state["metrics"]
     if m:
         r.update(psnr=m.get("psnr"), psnr_y=m.get("psnr_y"), ms_ssim=m.get("ms_ssim"), train_seconds=m.get("train_seconds"))
@@ -51,6 +53,21 @@ def _stream(path: Path) -> dict:
     if isinstance(report, dict) and report.get("bytes") == s["bytes"]:  # the report of this very file
         s.update({k: report.get(k) for k in ("kbps", "psnr_y", "method", "lambda")})
     return s
+
+
+def _stopped_stage(path: Path) -> dict | None:
+    """A rate–distortion stage that was stopped before its stream was written (:mod:`vcm.codec.stage_state`):
+    its stream, λ and how far it trained; None for a file that is not such a state."""
+    import torch
+
+    from vcm.codec.stage_state import PARTIAL
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        return {"file": path.name[:-len(PARTIAL)], "lambda": float(state["lambda"]), "step": int(state["step"]),
+                "steps": int(state["steps"])}
+    except Exception:  # unreadable, or saved without these fields: nothing to say about it
+        return None
 
 
 def run_rows(r: dict) -> list[tuple[str, str]]:
@@ -84,6 +101,9 @@ def run_rows(r: dict) -> list[tuple[str, str]]:
                 f"Y-PSNR {s['psnr_y']:.2f} dB" if s.get("psnr_y") is not None else None,
                 f"λ {s['lambda']:g}" if s.get("method") == "rate-distortion" and s.get("lambda") is not None else None]
         rows.append(("stream", f"{s['file']}: {s['bytes']:,} bytes" + "".join(f", {x}" for x in said if x)))
+    for s in r["stopped_stages"]:
+        rows.append(("stopped stage", f"{s['file']} (λ {s['lambda']:g}): step {s['step']:,} of {s['steps']:,}; "
+                                      f"the vcm compress command that started it continues it"))
     if not r["streams"]:
         rows.append(("streams", "none yet (vcm compress " + r["path"] + " --lambda 1)"))
     return rows
