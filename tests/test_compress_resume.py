@@ -114,3 +114,28 @@ def test_ctrl_c_in_vcm_compress_says_how_to_continue_and_the_same_command_does(t
     assert json.loads(done.stdout)["resumed"]["step"] == step
     info = json.loads(run_cli("info", run, "--json", cwd=tmp_path).stdout)
     assert info["stopped_stages"] == [] and len(info["streams"]) == 1
+
+
+def test_a_stopped_rate_control_search_goes_on_from_its_trials_to_the_same_stream(tiny_run, tmp_path):
+    from vcm.codec.rate_control import Target, compress_to_target
+
+    root, _ = tiny_run
+    first = compress_many(root / "run", [RDOptions(lam=1.0, steps=12)], CPU, outs=[tmp_path / "a.nerv"])[0]
+    target = Target(kbps=0.9 * first["kbps"])  # the first trial (λ 1) misses it: a search of several trials
+    opts = RDOptions(lam=1.0, steps=12)
+    whole = StopAt()
+    report = compress_to_target(root / "run", tmp_path / "whole.nerv", target, opts, CPU, should_stop=whole)
+    trials = report["rate_control"]["trials"]
+    assert len(trials) >= 2  # the stop below falls in the second trial
+    out = tmp_path / "t.nerv"
+    with pytest.raises(KeyboardInterrupt):
+        compress_to_target(root / "run", out, target, opts, CPU, should_stop=StopAt(12 + 3))
+    assert not out.exists() and (tmp_path / "t.nerv.trial0.pt").is_file()
+    assert stage_state.partial_path(out).is_file()
+
+    rest = StopAt()
+    again = compress_to_target(root / "run", out, target, opts, CPU, should_stop=rest)
+    assert rest.polls == whole.polls - 12 - 3  # neither the first trial nor the second's first steps again
+    assert again["rate_control"]["trials"] == trials
+    assert out.read_bytes() == (tmp_path / "whole.nerv").read_bytes()
+    assert not list(tmp_path.glob("t.nerv.*.pt"))  # written: nothing kept

@@ -17,19 +17,23 @@ names the side (``beyond``) when every trial missed the target on the same one.
 from __future__ import annotations
 
 import copy
+import glob
 import math
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
 from vcm import progress
-from vcm.codec import nerv_stream
+from vcm.codec import nerv_stream, stage_state
 from vcm.codec.rd import RDOptions, rd_steps
 from vcm.codec.stage import StageResult
+from vcm.codec.stage_state import StageCheckpoint
 from vcm.errors import VcmError
+from vcm.nerv.train import CHECKPOINT
 
 # d ln(bytes) / d ln λ and d Y-PSNR / d ln λ of vcm's HiNeRV curves (carphone, λ 0.3 → 20: rate ÷ 4.3,
 # Y-PSNR −6.8 dB): the first step's guesses; later steps use the measured secant.
@@ -168,9 +172,55 @@ def _same(a: float, b: float) -> bool:
     return abs(math.log(a / b)) < SAME_LAMBDA
 
 
-def search(prep, target: Target, opts: RDOptions, device) -> tuple[nerv_stream.NervStream, StageResult]:
+class _KeptTrials:
+    """The trials of a search that writes ``out``, kept beside it until it is written: each finished
+    trial's network, quantizers, stream and result (``<out>.trial<k>.pt``), and the trial in progress as
+    any stage keeps it (``<out>.partial.pt``, :mod:`vcm.codec.stage_state`). The same search run again
+    reuses a kept trial whose key (the fit, where the trial started, its options, …) is its own, and
+    continues the stopped one: the same trials, the same stream."""
+
+    def __init__(self, prep, out: Path, device):
+        self.prep, self.out, self.device = prep, out, device
+
+    def key(self, o: RDOptions, model: torch.nn.Module, init: dict | None, cold: bool) -> str:
+        origin = "fit" if cold else stage_state.tensors_digest(model.state_dict(), init)
+        return stage_state.stage_key(self.prep.run_dir / CHECKPOINT, origin, o, self.prep.masks_u8, self.device)
+
+    def _record(self, k: int, key: str) -> StageCheckpoint:
+        return StageCheckpoint(self.out.with_name(f"{self.out.name}.trial{k}.pt"), key)
+
+    def partial(self, key: str) -> StageCheckpoint:
+        return StageCheckpoint(stage_state.partial_path(self.out), key)
+
+    def load(self, k: int, key: str, model: torch.nn.Module) -> tuple[nerv_stream.NervStream, StageResult, float] | None:
+        """Trial ``k`` as kept (its network loaded into ``model``), or None."""
+        rec = self._record(k, key).load()
+        if rec is None:
+            return None
+        model.load_state_dict(rec["model"])
+        stream = nerv_stream.decode(rec["stream"].numpy().tobytes())
+        result = StageResult(rec["report"], rec["estimate_bits"], rec["history"], rec["quantizers"])
+        return stream, result, float(rec["value"])
+
+    def save(self, k: int, key: str, trial: "_Trial") -> None:
+        data = nerv_stream.encode(trial.stream).data
+        self._record(k, key).save({
+            "model": trial.model.state_dict(), "stream": torch.frombuffer(bytearray(data), dtype=torch.uint8),
+            "report": trial.result.report, "estimate_bits": trial.result.estimate_bits,
+            "history": trial.result.history, "quantizers": trial.result.quantizers, "value": trial.value})
+
+    def discard(self) -> None:
+        for path in self.out.parent.glob(glob.escape(self.out.name) + ".trial*.pt"):
+            path.unlink(missing_ok=True)
+
+
+def search(prep, target: Target, opts: RDOptions, device, out: Path | None = None,
+           should_stop: Callable[[int], bool] | None = None) -> tuple[nerv_stream.NervStream, StageResult]:
     """Trials until one lands within the tolerance → (the nearest trial's stream, its result, whose report
-    adds ``rate_control``: target, achieved, and every trial's λ, steps and result)."""
+    adds ``rate_control``: target, achieved, and every trial's λ, steps and result). ``out``: the stream
+    the search is for, beside which its trials are kept until it is written (``_KeptTrials``), so that
+    an interrupted search (Ctrl-C, or ``should_stop(step)`` of a trial returning True) run again goes on
+    where it stopped."""
     from vcm.codec.compress import optimise
     from vcm.nerv.train import load_quantizers
 
@@ -188,6 +238,7 @@ def search(prep, target: Target, opts: RDOptions, device) -> tuple[nerv_stream.N
     warm = max(1, round(target.warm_fraction * (full or 0.5 * prep.fit_cfg.total_steps(prep.video.num_frames))))
     trials: list[_Trial] = []
     lam, cold = opts.lam, True
+    kept = _KeptTrials(prep, out, device) if out is not None else None
     for k in range(target.max_trials):
         if cold:  # the full schedule from the fit
             model, init, steps = prep.fresh_model(), fit_quantizers, full
@@ -195,9 +246,18 @@ def search(prep, target: Target, opts: RDOptions, device) -> tuple[nerv_stream.N
             start = min(trials, key=lambda t: abs(target.miss(t.value, goal)))
             model, init, steps = copy.deepcopy(start.model), start.result.quantizers, warm
         o = replace(opts, lam=lam, steps=steps, epochs=None)
-        stream, result = optimise(prep, o, device, model=model, init_quantizers=init)
-        value = len(nerv_stream.encode(stream).data) if target.by_rate else _psnr_y(prep, stream)
+        key = kept.key(o, model, init, cold) if kept is not None else None
+        earlier = kept.load(k, key, model) if kept is not None else None
+        if earlier is not None:
+            stream, result, value = earlier
+        else:
+            stream, result = optimise(prep, o, device, model=model, init_quantizers=init,
+                                      checkpoint=kept.partial(key) if kept is not None else None, should_stop=should_stop)
+            value = len(nerv_stream.encode(stream).data) if target.by_rate else _psnr_y(prep, stream)
         trials.append(_Trial(lam, steps, value, stream, result, model, cold))
+        if kept is not None and earlier is None:
+            kept.save(k, key, trials[-1])
+            kept.partial(key).discard()
         shown = (f"{value:,.0f} bytes ({value / goal - 1:+.1%} from {goal:,.0f})" if target.by_rate
                  else f"Y-PSNR {value:.2f} dB ({value - goal:+.2f} dB)")
         progress.log(f"rate control trial {k + 1}: λ = {lam:.4g}, {o.steps} steps from "
@@ -283,9 +343,10 @@ def missed_hint(a: dict, control: dict, where: str = "cli") -> str:
 
 
 def compress_to_target(run_dir: Path, out: Path | None, target: Target, opts: RDOptions, device,
-                       source: Path | None = None) -> dict:
+                       source: Path | None = None, should_stop: Callable[[int], bool] | None = None) -> dict:
     """The rate–distortion method at the λ that meets ``target``; ``opts.lam`` is the first guess. Writes
-    ``out`` and ``out.json``; returns the report."""
+    ``out`` and ``out.json``; returns the report. Interrupted, the same call again goes on from the trials
+    it had run and the one it had begun (``search``)."""
     from vcm.codec.compress import check_out, default_out, prepare, publish
 
     opts.check()
@@ -297,5 +358,7 @@ def compress_to_target(run_dir: Path, out: Path | None, target: Target, opts: RD
         plain = default_out(prep, opts)
         out = plain.with_name(plain.name.replace(opts.label(), what))
     out = check_out(out, prep)
-    stream, result = search(prep, target, opts, device)
-    return publish(prep, out, stream, result, start, device)
+    stream, result = search(prep, target, opts, device, out=out, should_stop=should_stop)
+    report = publish(prep, out, stream, result, start, device)
+    _KeptTrials(prep, out, device).discard()
+    return report
