@@ -51,7 +51,7 @@ def test_a_stopped_stage_continues_from_its_step_to_the_same_bytes(tiny_run, tmp
     assert not partial.exists()  # the stream is written: nothing left to continue
 
 
-def test_a_state_saved_by_another_stage_is_never_continued(tiny_run, tmp_path):
+def test_a_state_saved_by_another_stage_is_never_continued(tiny_run, tmp_path, capsys):
     root, _ = tiny_run
     out = tmp_path / "a.nerv"
     with pytest.raises(KeyboardInterrupt):
@@ -61,6 +61,7 @@ def test_a_state_saved_by_another_stage_is_never_continued(tiny_run, tmp_path):
     other = StopAt()
     report = compress_many(root / "run", [RDOptions(lam=1.0, steps=12)], CPU, outs=[out], should_stop=other)[0]
     assert other.polls == 12 and "resumed" not in report and not partial.exists()
+    assert "holds another stage's state" in capsys.readouterr().err
 
     partial.write_bytes(b"not a state")  # damaged: the stage starts afresh and replaces it
     again = StopAt()

@@ -152,6 +152,9 @@ def optimise(model: torch.nn.Module, frames_u8: np.ndarray, masks_u8, fit_cfg: T
         start, history, earlier_seconds = int(saved["step"]), list(saved["history"]), float(saved["seconds"])
         schedule.step = start
         progress.log(f"{label} λ={opts.lam:g}: continuing from step {start} of {steps} (saved in {checkpoint.path.name})")
+    elif checkpoint is not None and checkpoint.path.exists():
+        progress.log(f"{label} λ={opts.lam:g}: {checkpoint.path.name} holds another stage's state (another fit, start, "
+                     f"options or device) or a damaged one; this stage starts from its first step and replaces it")
 
     def status(s) -> str:
         bpp = s.penalty / opts.lam
