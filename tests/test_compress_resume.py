@@ -102,6 +102,7 @@ def test_ctrl_c_in_vcm_compress_says_how_to_continue_and_the_same_command_does(t
     _, err = interrupt_when(proc, "(steps): 2")
     assert proc.returncode == 130 and "Traceback" not in err, err
     assert "the same command again continues" in err and not list(run.glob("*.nerv"))
+    assert "λ=0.05 (steps): stopped at " in err and "λ=0.05 (steps): done" not in err  # not done: stopped
     (partial,) = run.glob("*" + stage_state.PARTIAL)
     step = torch.load(partial, weights_only=True)["step"]
     assert 2 <= step < 200

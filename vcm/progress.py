@@ -176,7 +176,9 @@ class _Task:
 
     def finish(self) -> None:
         elapsed = time.time() - self._start
-        self._emit(f"{self.description}: done {self.completed:g}" + (f"/{self.total:g}" if self.total else "") +
+        short = bool(self.total) and self.completed < self.total  # a stage stopped early (Ctrl-C) did not get done
+        self._emit(f"{self.description}: {'stopped at' if short else 'done'} {self.completed:g}" +
+                   (f"/{self.total:g}" if self.total else "") +
                    f" in {_clock(elapsed)}" + (f"  {_plain(self.status)}" if self.status else ""), force=True)
 
 
