@@ -107,8 +107,8 @@ def test_ctrl_c_in_vcm_compress_says_how_to_continue_and_the_same_command_does(t
     step = torch.load(partial, weights_only=True)["step"]
     assert 2 <= step < 200
     info = describe_run(run)  # what vcm info RUN shows
-    assert info["stopped_stages"] == [{"file": partial.name[:-len(stage_state.PARTIAL)], "lambda": 0.05, "step": step,
-                                       "steps": 200}]
+    assert info["stopped_stages"] == [{"file": partial.name[:-len(stage_state.PARTIAL)], "what": "rate-distortion λ=0.05",
+                                       "step": step, "steps": 200}]
     assert any(label == "stopped stage" and f"step {step} of 200" in text for label, text in run_rows(info))
 
     done = run_cli(*args, "--json", cwd=tmp_path)
@@ -142,3 +142,21 @@ def test_a_stopped_rate_control_search_goes_on_from_its_trials_to_the_same_strea
     assert again["rate_control"]["trials"] == trials
     assert out.read_bytes() == (tmp_path / "whole.nerv").read_bytes()
     assert not list(tmp_path.glob("t.nerv.*.pt"))  # written: nothing kept
+
+
+def test_the_paper_pipelines_fine_tunes_continue_too(tiny_run, tmp_path):
+    from vcm.codec.compress import CompressOptions
+
+    root, _ = tiny_run
+    opts = CompressOptions(prune=0.4, bits=8, finetune_epochs=2, qat=True)  # two phases of 6 steps each
+    compress_many(root / "run", [opts], CPU, outs=[tmp_path / "whole.nerv"])
+    out = tmp_path / "paper.nerv"
+    with pytest.raises(KeyboardInterrupt):
+        compress_many(root / "run", [opts], CPU, outs=[out], should_stop=StopAt(6 + 2))  # in QAT's third step
+    assert sorted(p.name for p in tmp_path.glob("paper.nerv.*")) == ["paper.nerv.prune.partial.pt",
+                                                                     "paper.nerv.qat.partial.pt"]
+    rest = StopAt()
+    compress_many(root / "run", [opts], CPU, outs=[out], should_stop=rest)
+    assert rest.polls == 6 - 2  # the pruning's fine-tune is done, QAT's goes on from its step 2
+    assert out.read_bytes() == (tmp_path / "whole.nerv").read_bytes()
+    assert not list(tmp_path.glob("paper.nerv.*.pt"))

@@ -36,7 +36,7 @@ def describe_run(path: Path) -> dict:
          "step": state["step"], "total_steps": state["total_steps"], "finished": state["finished"],
          "training_pid": None if state["finished"] else lock_holder(path),
          "streams": [_stream(p) for p in sorted(path.glob("*.nerv"))],
-         "stopped_stages": [s for s in map(_stopped_stage, sorted(path.glob("*.nerv" + PARTIAL))) if s]}
+         "stopped_stages": [s for s in map(_stopped_stage, sorted(path.glob("*.nerv*" + PARTIAL))) if s]}
     m = state["metrics"]
     if m:
         r.update(psnr=m.get("psnr"), psnr_y=m.get("psnr_y"), ms_ssim=m.get("ms_ssim"), train_seconds=m.get("train_seconds"))
@@ -56,16 +56,15 @@ def _stream(path: Path) -> dict:
 
 
 def _stopped_stage(path: Path) -> dict | None:
-    """A rate–distortion stage that was stopped before its stream was written (:mod:`vcm.codec.stage_state`):
-    its stream, λ and how far it trained; None for a file that is not such a state."""
+    """A stage of vcm compress stopped before its stream was written (:mod:`vcm.codec.stage_state`): its
+    stream, what it is (a rate–distortion stage at λ, a fine-tune) and how far it trained; None for a file
+    that is not such a state."""
     import torch
-
-    from vcm.codec.stage_state import PARTIAL
 
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-        return {"file": path.name[:-len(PARTIAL)], "lambda": float(state["lambda"]), "step": int(state["step"]),
-                "steps": int(state["steps"])}
+        return {"file": path.name[:path.name.index(".nerv") + len(".nerv")], "what": str(state["what"]),
+                "step": int(state["step"]), "steps": int(state["steps"])}
     except Exception:  # unreadable, or saved without these fields: nothing to say about it
         return None
 
@@ -102,7 +101,7 @@ def run_rows(r: dict) -> list[tuple[str, str]]:
                 f"λ {s['lambda']:g}" if s.get("method") == "rate-distortion" and s.get("lambda") is not None else None]
         rows.append(("stream", f"{s['file']}: {s['bytes']:,} bytes" + "".join(f", {x}" for x in said if x)))
     for s in r["stopped_stages"]:
-        rows.append(("stopped stage", f"{s['file']} (λ {s['lambda']:g}): step {s['step']:,} of {s['steps']:,}; "
+        rows.append(("stopped stage", f"{s['file']} ({s['what']}): step {s['step']:,} of {s['steps']:,}; "
                                       f"the vcm compress command that started it continues it"))
     if not r["streams"]:
         rows.append(("streams", "none yet (vcm compress " + r["path"] + " --lambda 1)"))

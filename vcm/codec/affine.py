@@ -6,12 +6,14 @@ with the pruned weights held at zero → optional quantization-aware fine-tuning
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Callable
 
 import torch
 
 from vcm.codec.prune import apply_masks, magnitude_masks
 from vcm.codec.quant import QTensor, fake_quantize, quantize
 from vcm.codec.stage import StageResult
+from vcm.codec.stage_state import ResumableStage, StageCheckpoint
 from vcm.errors import VcmError
 from vcm.nerv.config import TrainConfig
 
@@ -61,8 +63,10 @@ def parse_group_bits(text: str | None) -> dict:
     return out
 
 
-def _finetune(model, frames_u8, masks_u8, cfg: TrainConfig, epochs: int, keep, qat_bits, device, label: str):
-    """Fine-tune in place: pruned weights held at zero; with ``qat_bits`` through fake quantization."""
+def _finetune(model, frames_u8, masks_u8, cfg: TrainConfig, epochs: int, keep, qat_bits, device, label: str,
+              checkpoint: StageCheckpoint | None = None, should_stop: Callable[[int], bool] | None = None):
+    """Fine-tune in place: pruned weights held at zero; with ``qat_bits`` through fake quantization.
+    ``checkpoint``: where it keeps its state to continue after an interruption (:mod:`vcm.codec.stage_state`)."""
     from vcm.nerv.train import param_groups, train_stage
 
     cfg = replace(cfg, epochs=epochs, warmup=0.0)
@@ -76,14 +80,21 @@ def _finetune(model, frames_u8, masks_u8, cfg: TrainConfig, epochs: int, keep, q
         params = {n: fake_quantize(p, qat_bits[n], channels[n]) for n, p in model.named_parameters()}
         return torch.func.functional_call(model, params, (t,)), None
 
-    train_stage(forward, opt, frames_u8, masks_u8, cfg, epochs * cfg.steps_per_epoch(len(frames_u8)), device, label,
-                lambda s: f"epoch {s.epoch}/{epochs}  loss {s.loss:.4f}  PSNR {s.train_psnr:.2f} dB",
-                after_step=lambda: apply_masks(model, keep))
+    steps = epochs * cfg.steps_per_epoch(len(frames_u8))
+    stage = ResumableStage(checkpoint, {"model": model, "optimizer": opt}, device, label)
+    stage.resume(steps)
+    stage.run(lambda start, stop, on_step: train_stage(
+        forward, opt, frames_u8, masks_u8, cfg, steps, device, label,
+        lambda s: f"epoch {s.epoch}/{epochs}  loss {s.loss:.4f}  PSNR {s.train_psnr:.2f} dB",
+        after_step=lambda: apply_masks(model, keep), start=start, stop=stop, on_step=on_step), steps, should_stop)
     model.cpu().eval()
 
 
-def optimise(model, frames_u8, masks_u8, fit_cfg: TrainConfig, opts: CompressOptions, device) -> tuple[list[QTensor], StageResult]:
-    """Prune, fine-tune and quantize ``model`` in place → (quantized tensors, report fields)."""
+def optimise(model, frames_u8, masks_u8, fit_cfg: TrainConfig, opts: CompressOptions, device,
+             checkpoint: StageCheckpoint | None = None,
+             should_stop: Callable[[int], bool] | None = None) -> tuple[list[QTensor], StageResult]:
+    """Prune, fine-tune and quantize ``model`` in place → (quantized tensors, report fields). ``checkpoint``:
+    where the fine-tunes keep their states (a phase each), so that an interrupted run continues them."""
     opts.check()
     unknown = set(opts.group_bits) - set(model.GROUPS)
     if unknown:
@@ -97,10 +108,13 @@ def optimise(model, frames_u8, masks_u8, fit_cfg: TrainConfig, opts: CompressOpt
     keep = magnitude_masks(model, opts.prune)
     apply_masks(model, keep)
     bits = {n: opts.bits_for(model.param_group(n)) for n, _ in model.named_parameters()}
+    phase = (lambda name: checkpoint.phase(name)) if checkpoint is not None else (lambda name: None)
     if epochs and opts.prune > 0:
-        _finetune(model, frames_u8, masks_u8, cfg, epochs, keep, None, device, "prune fine-tune")
+        _finetune(model, frames_u8, masks_u8, cfg, epochs, keep, None, device, "prune fine-tune", phase("prune"),
+                  should_stop)
     if epochs and opts.qat:
-        _finetune(model, frames_u8, masks_u8, cfg, epochs, keep, bits, device, "QAT fine-tune")
+        _finetune(model, frames_u8, masks_u8, cfg, epochs, keep, bits, device, "QAT fine-tune", phase("qat"),
+                  should_stop)
     tensors = [quantize(n, p.detach().cpu().numpy(), bits[n], model.quant_channels(n, tuple(p.shape)))
                for n, p in model.named_parameters()]
     return tensors, StageResult({"method": "prune-quantize", "prune": opts.prune, "bits": opts.bits,

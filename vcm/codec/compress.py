@@ -103,7 +103,7 @@ def optimise(prep: Prepared, opts: Options, device, model: torch.nn.Module | Non
              should_stop: Callable[[int], bool] | None = None) -> tuple[nerv_stream.NervStream, StageResult]:
     """Run one method on a fresh copy of the fitted network (or on ``model``, trained in place, with
     ``init_quantizers``: a warm start from another λ) → (stream to write, the method's result).
-    ``checkpoint``: where a rate–distortion stage keeps its state to continue after an interruption."""
+    ``checkpoint``: where the method's training keeps its state to continue after an interruption."""
     if model is None:
         model, init_quantizers = prep.fit_start()
     if isinstance(opts, RDOptions):
@@ -111,7 +111,8 @@ def optimise(prep: Prepared, opts: Options, device, model: torch.nn.Module | Non
                                       init_quantizers=init_quantizers, checkpoint=checkpoint, should_stop=should_stop)
         coding = "rd"
     else:
-        tensors, result = affine.optimise(model, prep.video.frames_u8, prep.masks_u8, prep.fit_cfg, opts, device)
+        tensors, result = affine.optimise(model, prep.video.frames_u8, prep.masks_u8, prep.fit_cfg, opts, device,
+                                          checkpoint=checkpoint, should_stop=should_stop)
         coding = "affine"
     return stream_of(prep, model, tensors, coding), result
 
@@ -153,8 +154,8 @@ def compress_prepared(prep: Prepared, out: Path | None, opts: Options, device) -
     return compress_stage(prep, out, opts, device)[0]
 
 
-def stage_key(prep: Prepared, opts: RDOptions, device, start: StageEnd | None = None) -> str:
-    """The key of a rate–distortion stage's saved state (:func:`vcm.codec.stage_state.stage_key`)."""
+def stage_key(prep: Prepared, opts: Options, device, start: StageEnd | None = None) -> str:
+    """The key of a stage's saved state (:func:`vcm.codec.stage_state.stage_key`)."""
     origin = "fit" if start is None else tensors_digest(start.model.state_dict(), start.quantizers)
     return stage_state.stage_key(prep.run_dir / CHECKPOINT, origin, opts, prep.masks_u8, device)
 
@@ -164,8 +165,8 @@ def compress_stage(prep: Prepared, out: Path | None, opts: Options, device, star
     """``compress_prepared``, from ``start`` (a chained λ point: where the previous λ's stage ended) instead of
     the fit when given → (the report, where this rate–distortion stage ended; None for the paper's pipeline).
     A chained stage runs the steps a stage from the fit would (the fit's ``rd_steps`` unless ``opts`` says).
-    A rate–distortion stage keeps its state beside ``out`` until its stream is written, and continues one
-    that the same stage saved there (:mod:`vcm.codec.stage_state`)."""
+    Its training (a rate–distortion stage, the paper pipeline's fine-tunes) keeps its state beside ``out``
+    until the stream is written, and continues one that the same stage saved there (:mod:`vcm.codec.stage_state`)."""
     began = time.time()
     out = check_out(out if out is not None else default_out(prep, opts), prep)
     if start is None:
@@ -175,17 +176,14 @@ def compress_stage(prep: Prepared, out: Path | None, opts: Options, device, star
             raise VcmError("only rate–distortion points (λ) are chained")
         model, init = start.model, start.quantizers
         opts = replace(opts, steps=rd.rd_steps(opts, prep.fit_cfg, prep.video.num_frames, False), epochs=None)
-    checkpoint = None
-    if isinstance(opts, RDOptions):
-        checkpoint = StageCheckpoint(stage_state.partial_path(out), stage_key(prep, opts, device, start))
+    checkpoint = StageCheckpoint(stage_state.partial_path(out), stage_key(prep, opts, device, start))
     stream, result = optimise(prep, opts, device, model=model, init_quantizers=init, checkpoint=checkpoint,
                               should_stop=should_stop)
     if start is not None:
         result = replace(result, report={**result.report, "start": {"lambda": start.lam}})
     began -= result.report.get("resumed", {}).get("seconds", 0.0)  # the stage's time before it was interrupted
     report = publish(prep, out, stream, result, began, device)
-    if checkpoint is not None:
-        checkpoint.discard()
+    stage_state.discard_partials(out)
     if not isinstance(opts, RDOptions):
         return report, None
     seconds = (start.seconds if start is not None else 0.0) + report["encode_seconds"]

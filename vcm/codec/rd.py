@@ -10,9 +10,7 @@ straight-through gradient, so the last steps see exactly what the decoder rebuil
 
 from __future__ import annotations
 
-import contextlib
 import math
-import time
 from dataclasses import dataclass, replace
 from typing import Callable
 
@@ -21,7 +19,7 @@ import torch
 
 from vcm import progress
 from vcm.codec.rd_coding import RDTensor
-from vcm.codec.stage_state import StageCheckpoint, rng_state, set_rng_state
+from vcm.codec.stage_state import ResumableStage, StageCheckpoint
 from vcm.codec.stage import StageResult
 from vcm.entropy_models import laplace
 from vcm.entropy_models.learned import DEFAULT_LR, RateDistortionModel, bpp_scale
@@ -105,7 +103,7 @@ def optimise(model: torch.nn.Module, frames_u8: np.ndarray, masks_u8, fit_cfg: T
     raises KeyboardInterrupt. Without it the stage runs to its end, as rate control's trials do."""
     from vcm.codec.prune import apply_masks, magnitude_masks
     from vcm.entropy_models.schedule import QuantizationSchedule
-    from vcm.nerv.train import StopFlag, param_groups, train_stage
+    from vcm.nerv.train import param_groups, train_stage
 
     opts.check()
     torch.manual_seed(opts.seed)
@@ -141,54 +139,23 @@ def optimise(model: torch.nn.Module, frames_u8: np.ndarray, masks_u8, fit_cfg: T
         x_hat, bits = rd(t, schedule.mode())
         return x_hat, to_bpp * bits
 
-    history: list[dict] = []
-    start, earlier_seconds = 0, 0.0
-    saved = checkpoint.load() if checkpoint is not None else None
-    if saved is not None:
-        model.load_state_dict(saved["model"])
-        rd.quantizers.load_state_dict(saved["quantizers"])
-        opt.load_state_dict(saved["optimizer"])
-        set_rng_state(saved["rng"], device)
-        start, history, earlier_seconds = int(saved["step"]), list(saved["history"]), float(saved["seconds"])
-        schedule.step = start
-        progress.log(f"{label} λ={opts.lam:g}: continuing from step {start} of {steps} (saved in {checkpoint.path.name})")
-    elif checkpoint is not None and checkpoint.path.exists():
-        progress.log(f"{label} λ={opts.lam:g}: {checkpoint.path.name} holds another stage's state (another fit, start, "
-                     f"options or device) or a damaged one; this stage starts from its first step and replaces it")
+    stage = ResumableStage(checkpoint, {"model": model, "quantizers": rd.quantizers, "optimizer": opt}, device,
+                           f"{label} λ={opts.lam:g}", info={"lambda": opts.lam})
+    schedule.step = stage.resume(steps)
+    history = stage.history
 
     def status(s) -> str:
         bpp = s.penalty / opts.lam
         history.append({"epoch": s.epoch, "loss": s.loss, "train_psnr": s.train_psnr, "bpp": bpp})
         return f"epoch {s.epoch}/{epochs}  PSNR {s.train_psnr:.2f} dB  rate {bpp:.4f} bpp"
 
-    began = time.time()
-
-    def save(step: int) -> None:
-        checkpoint.save({"model": model.state_dict(), "quantizers": rd.quantizers.state_dict(),
-                         "optimizer": opt.state_dict(), "rng": rng_state(device), "step": step, "steps": steps,
-                         "lambda": opts.lam, "history": history, "seconds": earlier_seconds + time.time() - began})
-
-    def on_step(step: int) -> None:
-        if checkpoint is not None and checkpoint.due():
-            save(step)
-
-    # Ctrl-C stops a stage that can keep its state after the step in progress; any other stops at once
-    with StopFlag(should_stop) if checkpoint is not None else contextlib.nullcontext() as stop:
-        step, interrupted = train_stage(forward, opt, frames_u8, masks_u8, cfg, steps, device,
-                                        f"{label} λ={opts.lam:g}", status, after_step=schedule.advance, start=start,
-                                        stop=stop, on_step=on_step)
-    if checkpoint is not None:
-        save(step)  # the last step's too: a stage stopped before its stream is written need not train again
-    if interrupted:
-        progress.log(f"[yellow]{label} λ={opts.lam:g}: stopped at step {step} of {steps}; its state is saved in "
-                     f"{checkpoint.path}: the same command again continues from there")
-        raise KeyboardInterrupt
+    stage.run(lambda start, stop, on_step: train_stage(forward, opt, frames_u8, masks_u8, cfg, steps, device,
+                                                       stage.what, status, after_step=schedule.advance, start=start,
+                                                       stop=stop, on_step=on_step), steps, should_stop)
     rd.cpu().eval()
     tensors = coded_tensors(model, rd, keep)
     report = {"method": "rate-distortion", "lambda": opts.lam, "prune": opts.prune, "rd_epochs": epochs, "rd_steps": steps,
-              "step_lr": step_lr, "noise_fraction": noise_fraction, "lr_scale": lr_scale}
-    if start:
-        report["resumed"] = {"step": start, "seconds": round(earlier_seconds, 3)}
+              "step_lr": step_lr, "noise_fraction": noise_fraction, "lr_scale": lr_scale, **stage.resumed()}
     return tensors, StageResult(report, rd.estimate_bits(), history,
                                 {k: v.detach().clone() for k, v in rd.quantizers.state_dict().items()})
 
