@@ -160,3 +160,20 @@ def test_the_paper_pipelines_fine_tunes_continue_too(tiny_run, tmp_path):
     assert rest.polls == 6 - 2  # the pruning's fine-tune is done, QAT's goes on from its step 2
     assert out.read_bytes() == (tmp_path / "whole.nerv").read_bytes()
     assert not list(tmp_path.glob("paper.nerv.*.pt"))
+
+
+def test_a_second_compress_into_the_same_stream_is_refused_while_the_first_runs(tiny_run, tmp_path):
+    """Two commands writing one stream would each continue and overwrite the other's saved state."""
+    import os
+
+    from vcm.errors import VcmError
+    from vcm.fsutil import output_lock
+
+    root, _ = tiny_run
+    out = tmp_path / "s.nerv"
+    with output_lock(out):  # as a first vcm compress holds it
+        with pytest.raises(VcmError, match=f"being written by another vcm command \\(pid {os.getpid()}\\)"):
+            compress_many(root / "run", [RDOptions(lam=1.0, steps=3)], CPU, outs=[out])
+        assert not out.exists() and not stage_state.partial_path(out).exists()
+    compress_many(root / "run", [RDOptions(lam=1.0, steps=3)], CPU, outs=[out])  # free again
+    assert out.is_file() and not list(tmp_path.glob(".*lock"))

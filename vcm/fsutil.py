@@ -62,14 +62,8 @@ def run_lock(folder: str | os.PathLike) -> Iterator[None]:
     folder.mkdir(parents=True, exist_ok=True)
     lock = folder / RUN_LOCK
     with open(lock, "a+") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise VcmError(_held(folder, lock_holder(folder))) from None
-        f.seek(0)
-        f.truncate()
-        f.write(f"{os.getpid()}\n")
-        f.flush()
+        if not _acquire(f):
+            raise VcmError(_held(folder, lock_holder(folder)))
         try:
             yield
         except BaseException:
@@ -78,6 +72,41 @@ def run_lock(folder: str | os.PathLike) -> Iterator[None]:
                 folder.rmdir()
             raise
         finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _acquire(f) -> bool:
+    """Take ``f``'s exclusive lock without waiting and write this process's pid into it; False when another
+    process holds it."""
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    f.seek(0)
+    f.truncate()
+    f.write(f"{os.getpid()}\n")
+    f.flush()
+    return True
+
+
+@contextlib.contextmanager
+def output_lock(path: str | os.PathLike) -> Iterator[None]:
+    """Hold ``.<name>.lock`` beside ``path`` while a command writes it and the training states it keeps
+    beside it (``vcm compress``): a second command writing the same output is refused at once, naming the
+    first one's pid, instead of each continuing and overwriting the other's saved states. The kernel drops
+    the lock when its holder exits; the file is removed when the holder is done."""
+    path = Path(path)
+    lock = path.with_name(f".{path.name}.lock")
+    with open(lock, "a+") as f:
+        if not _acquire(f):
+            f.seek(0)
+            text = f.read().strip()
+            raise VcmError(f"{path} is being written by another vcm command{pid_note(int(text) if text.isdigit() else 0)}; "
+                           "wait for it to end, or name another output")
+        try:
+            yield
+        finally:
+            lock.unlink(missing_ok=True)
             fcntl.flock(f, fcntl.LOCK_UN)
 
 

@@ -31,7 +31,7 @@ from vcm.codec.rd import RDOptions
 from vcm.codec.stage import StageResult
 from vcm.codec.stage_state import StageCheckpoint, tensors_digest
 from vcm.errors import VcmError
-from vcm.fsutil import atomic_path, lock_holder, pid_note, write_json
+from vcm.fsutil import atomic_path, lock_holder, output_lock, pid_note, write_json
 from vcm.nerv.config import TrainConfig
 from vcm.bitstream.stream_output import check_stream_output
 from vcm.provenance import provenance
@@ -177,13 +177,14 @@ def compress_stage(prep: Prepared, out: Path | None, opts: Options, device, star
         model, init = start.model, start.quantizers
         opts = replace(opts, steps=rd.rd_steps(opts, prep.fit_cfg, prep.video.num_frames, False), epochs=None)
     checkpoint = StageCheckpoint(stage_state.partial_path(out), stage_key(prep, opts, device, start))
-    stream, result = optimise(prep, opts, device, model=model, init_quantizers=init, checkpoint=checkpoint,
-                              should_stop=should_stop)
-    if start is not None:
-        result = replace(result, report={**result.report, "start": {"lambda": start.lam}})
-    began -= result.report.get("resumed", {}).get("seconds", 0.0)  # the stage's time before it was interrupted
-    report = publish(prep, out, stream, result, began, device)
-    stage_state.discard_partials(out)
+    with output_lock(out):
+        stream, result = optimise(prep, opts, device, model=model, init_quantizers=init, checkpoint=checkpoint,
+                                  should_stop=should_stop)
+        if start is not None:
+            result = replace(result, report={**result.report, "start": {"lambda": start.lam}})
+        began -= result.report.get("resumed", {}).get("seconds", 0.0)  # the stage's time before it was interrupted
+        report = publish(prep, out, stream, result, began, device)
+        stage_state.discard_partials(out)
     if not isinstance(opts, RDOptions):
         return report, None
     seconds = (start.seconds if start is not None else 0.0) + report["encode_seconds"]

@@ -33,6 +33,7 @@ from vcm.codec.rd import RDOptions, rd_steps
 from vcm.codec.stage import StageResult
 from vcm.codec.stage_state import StageCheckpoint
 from vcm.errors import VcmError
+from vcm.fsutil import output_lock
 from vcm.nerv.train import CHECKPOINT
 
 # d ln(bytes) / d ln λ and d Y-PSNR / d ln λ of vcm's HiNeRV curves (carphone, λ 0.3 → 20: rate ÷ 4.3,
@@ -358,7 +359,8 @@ def compress_to_target(run_dir: Path, out: Path | None, target: Target, opts: RD
         plain = default_out(prep, opts)
         out = plain.with_name(plain.name.replace(opts.label(), what))
     out = check_out(out, prep)
-    stream, result = search(prep, target, opts, device, out=out, should_stop=should_stop)
-    report = publish(prep, out, stream, result, start, device)
-    _KeptTrials(prep, out, device).discard()
+    with output_lock(out):
+        stream, result = search(prep, target, opts, device, out=out, should_stop=should_stop)
+        report = publish(prep, out, stream, result, start, device)
+        _KeptTrials(prep, out, device).discard()
     return report
