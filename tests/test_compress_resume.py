@@ -177,3 +177,24 @@ def test_a_second_compress_into_the_same_stream_is_refused_while_the_first_runs(
         assert not out.exists() and not stage_state.partial_path(out).exists()
     compress_many(root / "run", [RDOptions(lam=1.0, steps=3)], CPU, outs=[out])  # free again
     assert out.is_file() and not list(tmp_path.glob(".*lock"))
+
+
+def test_a_stage_killed_outright_continues_from_its_last_periodic_save(tiny_run, tmp_path, monkeypatch):
+    """kill -9 (a CTC worker, a cluster's time limit) leaves no time to save: the periodic saves are what
+    is left, and they are enough to continue to the same bytes."""
+    root, _ = tiny_run
+    opts = RDOptions(lam=0.05, steps=12, noise_fraction=0.8)
+    compress_many(root / "run", [opts], CPU, outs=[tmp_path / "whole.nerv"])
+    monkeypatch.setattr(stage_state, "SAVE_EVERY_S", 0.0)  # save after every step
+
+    def killed(step):
+        if step == 7:
+            raise SystemExit("killed")  # not the Ctrl-C path: nothing is saved on the way out
+
+    out = tmp_path / "killed.nerv"
+    with pytest.raises(SystemExit):
+        compress_many(root / "run", [opts], CPU, outs=[out], should_stop=killed)
+    assert torch.load(stage_state.partial_path(out), weights_only=True)["step"] == 7
+    report = compress_many(root / "run", [opts], CPU, outs=[out])[0]
+    assert report["resumed"]["step"] == 7
+    assert out.read_bytes() == (tmp_path / "whole.nerv").read_bytes()
