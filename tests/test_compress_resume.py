@@ -111,9 +111,10 @@ def test_ctrl_c_in_vcm_compress_says_how_to_continue_and_the_same_command_does(t
                                        "step": step, "steps": 200}]
     assert any(label == "stopped stage" and f"step {step} of 200" in text for label, text in run_rows(info))
 
-    done = run_cli(*args, "--json", cwd=tmp_path)
+    done = run_cli(*args, "--json", cwd=tmp_path, env={"VCM_PROGRESS": "lines"})
     assert done.returncode == 0, done.stderr
     assert f"continuing from step {step} of 200" in done.stderr
+    assert f"λ=0.05 (steps): continuing at {step}/200 ({200 - step} to do)" in done.stderr  # not "started (200 to do)"
     assert json.loads(done.stdout)["resumed"]["step"] == step
     info = describe_run(run)
     assert info["stopped_stages"] == [] and len(info["streams"]) == 1

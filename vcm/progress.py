@@ -118,16 +118,18 @@ def _clock(seconds: float) -> str:
 class _Task:
     """Handle for one stage: ``advance(n, status=...)`` and ``update(completed=..., status=...)``."""
 
-    def __init__(self, description: str, total: float | None, status: str, bar: Progress | None, lines: bool):
+    def __init__(self, description: str, total: float | None, status: str, bar: Progress | None, lines: bool,
+                 completed: float = 0.0):
         self.description, self.total, self.status = description, total, status
-        self.completed = 0.0
+        self.completed = self._start_completed = completed  # a resumed stage starts part-way
         self._bar, self._id = bar, None
         self._lines = lines
         self._start = self._last = time.time()
-        self._start_completed = 0.0
         if bar is not None:
-            self._id = bar.add_task(description, total=total, status=status)
-        self._emit(f"{description}: started" + (f" ({total:g} to do)" if total else ""), force=True)
+            self._id = bar.add_task(description, total=total, status=status, completed=completed)
+        todo = f" ({total - completed:g} to do)" if total else ""
+        self._emit(f"{description}: " + (f"continuing at {completed:g}/{total:g}{todo}" if completed and total
+                                         else f"started{todo}"), force=True)
 
     def _emit(self, line: str, force: bool = False) -> None:
         now = time.time()
@@ -183,11 +185,12 @@ class _Task:
 
 
 @contextlib.contextmanager
-def progress(description: str, total: float | None, status: str = "") -> Iterator[_Task]:
-    """A stage with a known (or unknown) amount of work and a free-form ``status`` (e.g. loss and PSNR)."""
+def progress(description: str, total: float | None, status: str = "", completed: float = 0.0) -> Iterator[_Task]:
+    """A stage with a known (or unknown) amount of work and a free-form ``status`` (e.g. loss and PSNR);
+    ``completed``: the work a resumed stage had done before."""
     shown = "off" if _quiet else mode()
     if shown != "bars":
-        task = _Task(description, total, status, None, lines=shown == "lines")
+        task = _Task(description, total, status, None, lines=shown == "lines", completed=completed)
         yield task
         task.finish()
         return
@@ -200,6 +203,6 @@ def progress(description: str, total: float | None, status: str = "") -> Iterato
         TextColumn("{task.fields[status]}"),
     ]
     with Progress(*columns, console=console, transient=False) as bar:
-        task = _Task(description, total, status, bar, lines=False)
+        task = _Task(description, total, status, bar, lines=False, completed=completed)
         yield task
         task.finish()

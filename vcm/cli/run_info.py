@@ -103,7 +103,7 @@ def run_rows(r: dict) -> list[tuple[str, str]]:
     for s in r["stopped_stages"]:
         rows.append(("stopped stage", f"{s['file']} ({s['what']}): step {s['step']:,} of {s['steps']:,}; "
                                       f"the vcm compress command that started it continues it"))
-    if not r["streams"]:
+    if not r["streams"] and not r["stopped_stages"]:
         rows.append(("streams", "none yet (vcm compress " + r["path"] + " --lambda 1)"))
     return rows
 

@@ -183,8 +183,8 @@ def train(images_dir: Path, out: Path, cfg: IcmTrainConfig, device, val_dir: Pat
     epoch, history = _resume(ckpt_path, cfg, model, opt, aux_opt, device) if resume else (0, [])
     steps = cfg.steps_per_epoch or max(1, math.ceil(len(imgs) / cfg.batch))
     start, step = time.time(), 0
-    with progress.progress(f"icm train ({cfg.arch}, {'SA-ICM' if cfg.masks == 'sam' else 'plain'})", cfg.epochs) as bar:
-        bar.update(completed=epoch)
+    with progress.progress(f"icm train ({cfg.arch}, {'SA-ICM' if cfg.masks == 'sam' else 'plain'})", cfg.epochs,
+                           completed=epoch) as bar:
         while epoch < cfg.epochs:
             gen = np.random.default_rng(cfg.seed * 7919 + epoch)
             sums = torch.zeros(3, device=device)

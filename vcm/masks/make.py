@@ -50,8 +50,7 @@ def make_masks(video: Video, sam_model: str, checkpoint: Path, alphas: list[floa
         if len(todo) < video.num_frames:
             progress.log(f"masks α={alpha:g}: resuming, {video.num_frames - len(todo)} of {video.num_frames} frames already done")
         start, done = time.time(), 0
-        with progress.progress(f"SAM masks α={alpha:g}", video.num_frames) as bar:
-            bar.update(completed=video.num_frames - len(todo))
+        with progress.progress(f"SAM masks α={alpha:g}", video.num_frames, completed=video.num_frames - len(todo)) as bar:
             for i in todo:
                 if should_stop is not None and should_stop(i):
                     from vcm.errors import VcmError

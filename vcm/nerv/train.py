@@ -323,8 +323,8 @@ def fit(
         # the rate term wraps the plain module (torch.compile is not applied then)
         forward = run.rate if run.rate is not None else _plain(torch.compile(run.model) if cfg.compile else run.model)
         start_time, first_step = time.time(), run.step
-        with StopFlag(should_stop) as stop, progress.progress(f"fit {video.name} (steps)", total_steps) as bar:
-            bar.update(completed=run.step)
+        with StopFlag(should_stop) as stop, \
+                progress.progress(f"fit {video.name} (steps)", total_steps, completed=run.step) as bar:
             step, interrupted = train_epochs(forward, run.opt, frames, masks, cfg, run.step, total_steps, stop,
                                              _epoch_logger(run, cfg, video.num_frames, bar),
                                              after_step=None if run.rate is None else run.rate.after_step,
@@ -364,8 +364,7 @@ def train_stage(forward, opt: torch.optim.Optimizer, frames_u8: np.ndarray, mask
         if on_step is not None:
             on_step(step)
 
-    with progress.progress(f"{label} (steps)", steps) as bar:
-        bar.update(completed=start)
+    with progress.progress(f"{label} (steps)", steps, completed=start) as bar:
         if start >= steps:
             return start, False
         return train_epochs(forward, opt, frames, masks, cfg, start, steps, stop or (lambda step: False),
