@@ -178,6 +178,9 @@ def test_a_second_compress_into_the_same_stream_is_refused_while_the_first_runs(
         assert not out.exists() and not stage_state.partial_path(out).exists()
     compress_many(root / "run", [RDOptions(lam=1.0, steps=3)], CPU, outs=[out])  # free again
     assert out.is_file() and not list(tmp_path.glob(".*lock"))
+    nested = tmp_path / "new" / "folder" / "s.nerv"  # an output in a folder not made yet
+    compress_many(root / "run", [RDOptions(lam=1.0, steps=3)], CPU, outs=[nested])
+    assert nested.is_file() and not list(nested.parent.glob(".*lock"))
 
 
 def test_a_stage_killed_outright_continues_from_its_last_periodic_save(tiny_run, tmp_path, monkeypatch):

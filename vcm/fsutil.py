@@ -96,6 +96,7 @@ def output_lock(path: str | os.PathLike) -> Iterator[None]:
     first one's pid, instead of each continuing and overwriting the other's saved states. The kernel drops
     the lock when its holder exits; the file is removed when the holder is done."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)  # an output may name a folder not made yet
     lock = path.with_name(f".{path.name}.lock")
     with open(lock, "a+") as f:
         if not _acquire(f):
