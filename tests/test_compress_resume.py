@@ -157,8 +157,10 @@ def test_the_paper_pipelines_fine_tunes_continue_too(tiny_run, tmp_path):
     assert sorted(p.name for p in tmp_path.glob("paper.nerv.*")) == ["paper.nerv.prune.partial.pt",
                                                                      "paper.nerv.qat.partial.pt"]
     rest = StopAt()
-    compress_many(root / "run", [opts], CPU, outs=[out], should_stop=rest)
+    report = compress_many(root / "run", [opts], CPU, outs=[out], should_stop=rest)[0]
     assert rest.polls == 6 - 2  # the pruning's fine-tune is done, QAT's goes on from its step 2
+    assert report["resumed"]["phases"] == {"prune": 6, "qat": 2} and report["resumed"]["seconds"] > 0
+    assert report["encode_seconds"] >= report["resumed"]["seconds"]  # the time before the stop counts too
     assert out.read_bytes() == (tmp_path / "whole.nerv").read_bytes()
     assert not list(tmp_path.glob("paper.nerv.*.pt"))
 

@@ -88,6 +88,7 @@ def _finetune(model, frames_u8, masks_u8, cfg: TrainConfig, epochs: int, keep, q
         lambda s: f"epoch {s.epoch}/{epochs}  loss {s.loss:.4f}  PSNR {s.train_psnr:.2f} dB",
         after_step=lambda: apply_masks(model, keep), start=start, stop=stop, on_step=on_step), steps, should_stop)
     model.cpu().eval()
+    return stage.resumed()
 
 
 def optimise(model, frames_u8, masks_u8, fit_cfg: TrainConfig, opts: CompressOptions, device,
@@ -109,14 +110,19 @@ def optimise(model, frames_u8, masks_u8, fit_cfg: TrainConfig, opts: CompressOpt
     apply_masks(model, keep)
     bits = {n: opts.bits_for(model.param_group(n)) for n, _ in model.named_parameters()}
     phase = (lambda name: checkpoint.phase(name)) if checkpoint is not None else (lambda name: None)
+    resumed = {}  # phase → where a continued phase started again, and its seconds before
     if epochs and opts.prune > 0:
-        _finetune(model, frames_u8, masks_u8, cfg, epochs, keep, None, device, "prune fine-tune", phase("prune"),
-                  should_stop)
+        resumed["prune"] = _finetune(model, frames_u8, masks_u8, cfg, epochs, keep, None, device, "prune fine-tune",
+                                     phase("prune"), should_stop).get("resumed")
     if epochs and opts.qat:
-        _finetune(model, frames_u8, masks_u8, cfg, epochs, keep, bits, device, "QAT fine-tune", phase("qat"),
-                  should_stop)
+        resumed["qat"] = _finetune(model, frames_u8, masks_u8, cfg, epochs, keep, bits, device, "QAT fine-tune",
+                                   phase("qat"), should_stop).get("resumed")
+    resumed = {name: r for name, r in resumed.items() if r}
     tensors = [quantize(n, p.detach().cpu().numpy(), bits[n], model.quant_channels(n, tuple(p.shape)))
                for n, p in model.named_parameters()]
     return tensors, StageResult({"method": "prune-quantize", "prune": opts.prune, "bits": opts.bits,
                                  "group_bits": {g: opts.bits_for(g) for g in model.GROUPS}, "qat": opts.qat,
-                                 "finetune_epochs": epochs})
+                                 "finetune_epochs": epochs,
+                                 **({"resumed": {"phases": {n: r["step"] for n, r in resumed.items()},
+                                                 "seconds": round(sum(r["seconds"] for r in resumed.values()), 3)}}
+                                    if resumed else {})})
