@@ -100,9 +100,7 @@ def output_lock(path: str | os.PathLike) -> Iterator[None]:
     lock = path.with_name(f".{path.name}.lock")
     with open(lock, "a+") as f:
         if not _acquire(f):
-            f.seek(0)
-            text = f.read().strip()
-            raise VcmError(f"{path} is being written by another vcm command{pid_note(int(text) if text.isdigit() else 0)}; "
+            raise VcmError(f"{path} is being written by another vcm command{pid_note(_pid_in(f))}; "
                            "wait for it to end, or name another output")
         try:
             yield
@@ -139,10 +137,16 @@ def lock_holder(folder: str | os.PathLike) -> int | None:
         try:
             fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            text = f.read().strip()
-            return int(text) if text.isdigit() else 0
+            return _pid_in(f)
         fcntl.flock(f, fcntl.LOCK_UN)
         return None
+
+
+def _pid_in(f) -> int:
+    """The pid a lock's holder wrote into the lock file ``f`` (0 when it cannot be read)."""
+    f.seek(0)
+    text = f.read().strip()
+    return int(text) if text.isdigit() else 0
 
 
 @contextlib.contextmanager

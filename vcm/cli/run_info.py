@@ -59,13 +59,14 @@ def _stopped_stage(path: Path) -> dict | None:
     """A stage of vcm compress stopped before its stream was written (:mod:`vcm.codec.stage_state`): its
     stream, what it is (a rate–distortion stage at λ, a fine-tune) and how far it trained; None for a file
     that is not such a state."""
-    import torch
+    from vcm.errors import VcmError
+    from vcm.fsutil import load_torch_dict
 
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_torch_dict(path, "a stage's saved state")
         return {"file": path.name[:path.name.index(".nerv") + len(".nerv")], "what": str(state["what"]),
                 "step": int(state["step"]), "steps": int(state["steps"])}
-    except Exception:  # unreadable, or saved without these fields: nothing to say about it
+    except (VcmError, KeyError, TypeError, ValueError):  # unreadable, or saved without these fields
         return None
 
 

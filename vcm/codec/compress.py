@@ -13,6 +13,7 @@ The quality reported is measured on the frames the real decoder rebuilds from th
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from dataclasses import dataclass, replace
@@ -66,6 +67,11 @@ class Prepared:
     video: Video
     masks_u8: np.ndarray | None
     fit_cfg: TrainConfig
+
+    @functools.cached_property
+    def fit_digest(self) -> str:
+        """sha256 of the fit's checkpoint: part of every stage's key, read once however many stages run."""
+        return stage_state.file_digest(self.run_dir / CHECKPOINT)
 
     def fresh_model(self) -> torch.nn.Module:
         """A new copy of the fitted network (each method, each λ starts from the fit)."""
@@ -154,19 +160,32 @@ def compress_prepared(prep: Prepared, out: Path | None, opts: Options, device) -
     return compress_stage(prep, out, opts, device)[0]
 
 
-def stage_key(prep: Prepared, opts: Options, device, start: StageEnd | None = None) -> str:
-    """The key of a stage's saved state (:func:`vcm.codec.stage_state.stage_key`)."""
-    origin = "fit" if start is None else tensors_digest(start.model.state_dict(), start.quantizers)
-    return stage_state.stage_key(prep.run_dir / CHECKPOINT, origin, opts, prep.masks_u8, device)
+def stage_key(prep: Prepared, opts: Options, device, model: torch.nn.Module | None = None,
+              quantizers: dict | None = None) -> str:
+    """The key of a stage's saved state (:func:`vcm.codec.stage_state.stage_key`) for a stage that starts
+    from the fit, or from ``model`` and ``quantizers`` (where another stage ended)."""
+    origin = "fit" if model is None else tensors_digest(model.state_dict(), quantizers)
+    return stage_state.stage_key(prep.fit_digest, origin, opts, prep.masks_u8, device)
+
+
+def _chained(prep: Prepared, opts: RDOptions) -> RDOptions:
+    """A chained stage's options: the steps a stage from the fit would run (the fit's ``rd_steps`` unless
+    ``opts`` says), not the none of a warm rate-aware start."""
+    return replace(opts, steps=rd.rd_steps(opts, prep.fit_cfg, prep.video.num_frames, False), epochs=None)
+
+
+def _start_key(prep: Prepared, opts: Options, device, start: StageEnd | None) -> str:
+    return stage_key(prep, opts, device, *((start.model, start.quantizers) if start is not None else ()))
 
 
 def compress_stage(prep: Prepared, out: Path | None, opts: Options, device, start: StageEnd | None = None,
-                   should_stop: Callable[[int], bool] | None = None) -> tuple[dict, StageEnd | None]:
+                   should_stop: Callable[[int], bool] | None = None, key: str | None = None) -> tuple[dict, StageEnd | None]:
     """``compress_prepared``, from ``start`` (a chained λ point: where the previous λ's stage ended) instead of
     the fit when given → (the report, where this rate–distortion stage ended; None for the paper's pipeline).
     A chained stage runs the steps a stage from the fit would (the fit's ``rd_steps`` unless ``opts`` says).
     Its training (a rate–distortion stage, the paper pipeline's fine-tunes) keeps its state beside ``out``
-    until the stream is written, and continues one that the same stage saved there (:mod:`vcm.codec.stage_state`)."""
+    until the stream is written, and continues one that the same stage saved there (:mod:`vcm.codec.stage_state`);
+    ``key``: its :func:`stage_key`, when the caller has it."""
     began = time.time()
     out = check_out(out if out is not None else default_out(prep, opts), prep)
     if start is None:
@@ -175,8 +194,8 @@ def compress_stage(prep: Prepared, out: Path | None, opts: Options, device, star
         if not isinstance(opts, RDOptions):
             raise VcmError("only rate–distortion points (λ) are chained")
         model, init = start.model, start.quantizers
-        opts = replace(opts, steps=rd.rd_steps(opts, prep.fit_cfg, prep.video.num_frames, False), epochs=None)
-    checkpoint = StageCheckpoint(stage_state.partial_path(out), stage_key(prep, opts, device, start))
+        opts = _chained(prep, opts)
+    checkpoint = StageCheckpoint(stage_state.partial_path(out), key or _start_key(prep, opts, device, start))
     with output_lock(out):
         stream, result = optimise(prep, opts, device, model=model, init_quantizers=init, checkpoint=checkpoint,
                                   should_stop=should_stop)
@@ -294,14 +313,14 @@ def _stage_or_kept(prep: Prepared, out: Path, opts: Options, device, start: Stag
     if not isinstance(opts, RDOptions):
         return compress_stage(prep, out, opts, device, start=start, should_stop=should_stop)
     if start is not None:  # as compress_stage runs it, so that the key is the same
-        opts = replace(opts, steps=rd.rd_steps(opts, prep.fit_cfg, prep.video.num_frames, False), epochs=None)
-    kept = StageCheckpoint(stage_state.end_path(check_out(out, prep)), stage_key(prep, opts, device, start))
+        opts = _chained(prep, opts)
+    kept = StageCheckpoint(stage_state.end_path(out), _start_key(prep, opts, device, start))
     state = kept.load() if keep_end else None
     report_path = out.with_suffix(".json")
     if state is not None and out.is_file() and report_path.is_file():
         progress.log(f"λ={opts.lam:g}: {out} was written by an earlier run of this command; kept")
         return json.loads(report_path.read_text()), StageEnd.from_state(state, prep.fresh_model())
-    report, end = compress_stage(prep, out, opts, device, start=start, should_stop=should_stop)
+    report, end = compress_stage(prep, out, opts, device, start=start, should_stop=should_stop, key=kept.key)
     if keep_end and end is not None:
         kept.save(end.state())
     return report, end

@@ -34,7 +34,6 @@ from vcm.codec.stage import StageResult
 from vcm.codec.stage_state import StageCheckpoint
 from vcm.errors import VcmError
 from vcm.fsutil import output_lock
-from vcm.nerv.train import CHECKPOINT
 
 # d ln(bytes) / d ln λ and d Y-PSNR / d ln λ of vcm's HiNeRV curves (carphone, λ 0.3 → 20: rate ÷ 4.3,
 # Y-PSNR −6.8 dB): the first step's guesses; later steps use the measured secant.
@@ -184,8 +183,9 @@ class _KeptTrials:
         self.prep, self.out, self.device = prep, out, device
 
     def key(self, o: RDOptions, model: torch.nn.Module, init: dict | None, cold: bool) -> str:
-        origin = "fit" if cold else stage_state.tensors_digest(model.state_dict(), init)
-        return stage_state.stage_key(self.prep.run_dir / CHECKPOINT, origin, o, self.prep.masks_u8, self.device)
+        from vcm.codec.compress import stage_key
+
+        return stage_key(self.prep, o, self.device, *(() if cold else (model, init)))
 
     def _record(self, k: int, key: str) -> StageCheckpoint:
         return StageCheckpoint(self.out.with_name(f"{self.out.name}.trial{k}.pt"), key)

@@ -28,7 +28,8 @@ import numpy as np
 import torch
 
 from vcm import progress
-from vcm.fsutil import atomic_path
+from vcm.errors import VcmError
+from vcm.fsutil import atomic_path, load_torch_dict
 
 PARTIAL = ".partial.pt"  # appended to the stream's name: the stage in progress
 END = ".stage_end.pt"  # appended to the stream's name: a finished stage of a command still running
@@ -57,21 +58,27 @@ def tensors_digest(*states: dict | None) -> str:
         for name in sorted(state or {}):
             t = state[name].detach().cpu().contiguous()
             h.update(f"{name}:{tuple(t.shape)}:{t.dtype};".encode())
-            h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
+            h.update(t.numpy().tobytes())
         h.update(b"|")
     return h.hexdigest()
 
 
-def stage_key(fit_checkpoint: Path, start: str, opts, masks_u8: np.ndarray | None, device: torch.device) -> str:
-    """What makes a stage's run the same run: the fit's checkpoint (its bytes, which hold the frames'
-    fingerprint), where the stage starts (``start``: "fit", or :func:`tensors_digest` of another stage's
-    end), the options, the edge masks (SA-NeRV), the kind of device and vcm's version."""
-    from vcm import __version__
-
+def file_digest(path: Path) -> str:
+    """sha256 of a file's bytes (a fit's checkpoint: what every stage on that fit starts from)."""
     h = hashlib.sha256()
-    with open(fit_checkpoint, "rb") as f:
+    with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
+    return h.hexdigest()
+
+
+def stage_key(fit: str, start: str, opts, masks_u8: np.ndarray | None, device: torch.device) -> str:
+    """What makes a stage's run the same run: the fit (``fit``: :func:`file_digest` of its checkpoint, which
+    holds the frames' fingerprint), where the stage starts (``start``: "fit", or :func:`tensors_digest` of
+    another stage's end), the options, the edge masks (SA-NeRV), the kind of device and vcm's version."""
+    from vcm import __version__
+
+    h = hashlib.sha256(fit.encode())
     h.update(json.dumps({"start": start, "options": asdict(opts), "device": device.type, "vcm": __version__},
                         sort_keys=True, default=str).encode())
     if masks_u8 is not None:
@@ -92,12 +99,10 @@ class StageCheckpoint:
         if not self.path.is_file():
             return None
         try:
-            state = torch.load(self.path, map_location="cpu", weights_only=True)
-        except Exception:  # damaged or not ours: the stage starts afresh and replaces it
+            state = load_torch_dict(self.path, "a stage's saved state")
+        except VcmError:  # damaged or not ours: the stage starts afresh and replaces it
             return None
-        if not isinstance(state, dict) or state.get("key") != self.key:
-            return None
-        return state
+        return state if state.get("key") == self.key else None
 
     def save(self, state: dict) -> None:
         with atomic_path(self.path) as tmp:
