@@ -55,6 +55,17 @@ def test_a_saturating_map_curve_gets_a_bd_rate_once_made_monotone():
     assert res["bd_rate"] is not None and res["overlap_rate"] is not None
 
 
+def test_a_curve_whose_quality_falls_gets_no_bd_rate_and_a_note_that_says_where_it_falls():
+    """A point beaten outright by a cheaper one (33.0 dB at 30 kbps after 33.5 dB at 22 kbps) leaves no
+    rising curve: the note names the two points instead of the interpolator's own message."""
+    hevc = ([10, 20, 40, 80], [30.0, 33.0, 36.0, 39.0])
+    res = bd(*hevc, [12, 22, 30, 70], [30.5, 33.5, 33.0, 38.5])
+    assert res["bd_rate"] is None and res["bd_metric"] is not None
+    assert "tested curve's quality does not rise with its rate (33.50 at 22.0 kbps, then 33.00 at 30.0 kbps)" \
+        in res["error"] and "--monotone" in res["error"]
+    assert bd(*hevc, [12, 22, 30, 70], [30.5, 33.5, 33.0, 38.5], use_monotone=True)["bd_rate"] is not None
+
+
 @pytest.mark.parametrize("codec", ["hevc", "vvc"])
 def test_anchor_round_trip(tmp_path, codec):
     from vcm.anchors.ffmpeg import encode_decode, intra_period

@@ -50,6 +50,13 @@ def _curve(rates, metric, use_monotone: bool):
     return r, m
 
 
+def _first_fall(rates: np.ndarray, metric: np.ndarray) -> str | None:
+    """Where a curve (sorted by rate) stops rising, in words; None for a rising curve."""
+    for i in np.flatnonzero(np.diff(metric) <= 0):
+        return f"{metric[i]:.2f} at {rates[i]:.1f} kbps, then {metric[i + 1]:.2f} at {rates[i + 1]:.1f} kbps"
+    return None
+
+
 def bd(anchor_rate, anchor_metric, test_rate, test_metric, use_monotone: bool = False) -> dict:
     """{"bd_rate": % (negative = test saves bits), "bd_metric": metric units, "overlap_rate" /
     "overlap_metric": the overlap (0–1) each figure integrates over, "withheld_rate" /
@@ -88,6 +95,11 @@ def bd(anchor_rate, anchor_metric, test_rate, test_metric, use_monotone: bool = 
             if msgs:  # e.g. partial overlap: the figure covers the overlapping interval only
                 notes.append(f"{label}: {'; '.join(msgs)}")
         except Exception as err:  # no overlap of the quality ranges, non-monotone curves
+            falls = [f"the {name} curve's quality does not rise with its rate ({fall})"
+                     for name, fall in (("anchor", _first_fall(ra, ma)), ("tested", _first_fall(rt, mt))) if fall]
+            if key == "bd_rate" and falls:  # BD-rate integrates rate over quality: it needs rising curves
+                notes.append(f"{label}: {'; '.join(falls)}; a report made with --monotone fits each curve first")
+                continue
             first_line = next(iter(str(err).splitlines()), "")  # some errors carry no message at all
             notes.append(f"{label}: {first_line[:100] or type(err).__name__}")
     out["error"] = "; ".join(notes) or None
