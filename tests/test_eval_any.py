@@ -429,3 +429,98 @@ def test_eval_never_replaces_detections_or_scores_it_did_not_write(tmp_path):
     assert run_cli(*args, cwd=tmp_path).returncode == 0
     again = run_cli(*args, "--json", cwd=tmp_path)
     assert again.returncode == 0 and json.loads(again.stdout)["map"] == 100.0
+
+
+COUNTING = '''
+import importlib.util, os
+
+spec = importlib.util.spec_from_file_location("blob", {blob!r})
+blob = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(blob)
+
+
+def make(device=None, min_area=12):
+    inner = blob.make(device, min_area)
+
+    def detect(frames_u8):
+        with open(os.environ["CALLS"], "a") as log:
+            calls = sum(1 for _ in open(os.environ["CALLS"])) + 1
+            log.write(f"{{len(frames_u8)}}\\n")
+        if calls == int(os.environ.get("STOP_AT", 0)):
+            raise KeyboardInterrupt
+        return inner(frames_u8)
+
+    detect.settings = inner.settings
+    return detect
+'''
+
+
+def test_a_stopped_eval_keeps_its_detections_and_the_same_command_continues_to_the_same_scores(tmp_path):
+    """Ctrl-C in the detector's third call keeps the two batches before it; the same command then detects only
+    the frames left and writes the scores of a run never stopped; another detector setting starts afresh."""
+    gt = write_coco(tmp_path / "gt.json", "name0", frames=range(0, 12, 2))  # 6 annotated frames: 3 batches of 2
+    (tmp_path / "counting.py").write_text(COUNTING.format(blob=str(BLOB)))
+    calls = tmp_path / "calls.txt"
+
+    def evaluate(out, *extra, stop_at=0):
+        calls.write_text("")
+        args = ["--annotations", gt, "--detector", f"{tmp_path / 'counting.py'}:make", "--batch", "2", "--json"]
+        proc = run_cli("eval", "sample:carphone", *args, *extra, "--out", tmp_path / out, cwd=tmp_path,
+                       env={"CALLS": str(calls), "STOP_AT": str(stop_at), "VCM_PROGRESS": "lines"})
+        return proc, calls.read_text().split()
+
+    whole, n = evaluate("whole")
+    assert whole.returncode == 0, whole.stderr
+    assert n == ["2", "2", "2"]
+    stopped, n = evaluate("o", stop_at=3)
+    assert stopped.returncode == 130 and "stopped after 4 of 6 frames" in stopped.stderr, stopped.stderr
+    assert (tmp_path / "o" / "detections.partial.json").is_file() and not (tmp_path / "o" / "scores.json").exists()
+    again, n = evaluate("o")
+    assert again.returncode == 0, again.stderr
+    assert n == ["2"] and "continuing at 4/6" in again.stderr  # only the last batch is detected again
+    assert not (tmp_path / "o" / "detections.partial.json").exists()
+    for name in ("detections.json", "scores.json"):
+        a, b = (json.loads((tmp_path / d / name).read_text()) for d in ("whole", "o"))
+        if name == "scores.json":
+            a, b = ({k: v for k, v in s.items() if "seconds" not in k and "per_second" not in k and k != "provenance"}
+                    for s in (a, b))
+        assert a == b, name
+    # kept detections are used only for the same evaluation: another detector setting starts afresh
+    evaluate("o2", stop_at=3)
+    other, n = evaluate("o2", "--set", "min_area=20")
+    assert other.returncode == 0 and n == ["2", "2", "2"] and "another evaluation" in other.stderr, other.stderr
+
+
+def test_reference_detections_stopped_midway_continue_from_the_batches_done(tmp_path, monkeypatch):
+    """Pseudo ground truth's detections on the original keep their batches across a stop too, beside the cache."""
+    from vcm.eval.reference import cache_dir, original_detections
+    from vcm.samples import sample_clip
+
+    monkeypatch.setenv("VCM_CACHE", str(tmp_path / "cache"))
+
+    class Counting:
+        name, classes = "counting", ("thing",)
+
+        def __init__(self, stop_at=0):
+            self.calls, self.stop_at = [], stop_at
+
+        def settings(self):
+            return {"name": "counting"}
+
+        def detect(self, frames_u8, source_frames):
+            self.calls.append(list(source_frames))
+            if len(self.calls) == self.stop_at:
+                raise KeyboardInterrupt
+            from vcm.detectors.classes import Detections
+
+            return [Detections(np.array([[f, 0, f + 4, 4]], np.float32), np.ones(1, np.float32), np.zeros(1, np.int64))
+                    for f in source_frames]
+
+    frames = list(range(6))
+    with pytest.raises(KeyboardInterrupt):
+        original_detections(sample_clip("carphone"), frames, Counting(stop_at=2), batch=4)
+    assert len(list(cache_dir().glob("*.partial.json"))) == 1
+    det = Counting()
+    dets, cached = original_detections(sample_clip("carphone"), frames, det, batch=4)
+    assert det.calls == [[4, 5]] and not cached  # the first batch came from the kept part
+    assert [d.boxes[0, 0] for d in dets] == frames and not list(cache_dir().glob("*.partial.json"))

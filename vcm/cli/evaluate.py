@@ -46,7 +46,8 @@ def eval_command(
     original (--reference original)."""
     from vcm.device import resolve_device
     from vcm.detectors.factory import parse_set
-    from vcm.eval.run import (TruthSpec, check_output_folder, complete, decode_any, input_name, score,
+    from vcm.eval.reference import settings_key
+    from vcm.eval.run import (KEPT, TruthSpec, check_output_folder, complete, decode_any, input_name, score,
                               truth_and_detector, write_outputs)
     from vcm.errors import VcmError
     from vcm.outputs import check_output
@@ -83,8 +84,12 @@ def eval_command(
     video_options = {"size": parse_size(size) if size else None, "fps": fps, "bit_depth": bit_depth}
     decoded = decode_any(input, dev, frames, video_options["size"], fps, bit_depth, checkpoint, gt, every)
     gt, det = complete(spec, decoded, gt, det, every, batch, video_options)
-    clip, scores = score(decoded, gt, det, batch, every)
-    scores.update(input=str(input.resolve()), input_fingerprint=file_fingerprint(input), truth=spec.to_dict(),
+    fingerprint = file_fingerprint(input)
+    # what the detections depend on besides the frames: a stopped evaluation continues only with all of it unchanged
+    key = {"input": fingerprint, "checkpoint": file_fingerprint(checkpoint) if checkpoint else None,
+           "detector": settings_key(det.settings()), "device": dev.type, "video": video_options}
+    clip, scores = score(decoded, gt, det, batch, every, folder / KEPT, key)
+    scores.update(input=str(input.resolve()), input_fingerprint=fingerprint, truth=spec.to_dict(),
                   provenance=provenance(dev))
     write_outputs(folder, clip, scores)
     if json_out:

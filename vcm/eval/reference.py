@@ -13,11 +13,10 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
-
 from vcm import progress
 from vcm.errors import VcmError
 from vcm.eval.coco import Detections
+from vcm.eval.kept_detections import detect_frames, from_json, to_json
 from vcm.eval.gt import Box, GroundTruth
 
 DEFAULT_SCORE = 0.5
@@ -28,7 +27,7 @@ def cache_dir() -> Path:
     return Path(os.environ.get("VCM_CACHE") or Path.home() / ".cache" / "vcm") / "reference"
 
 
-def _settings_key(settings: dict) -> dict:
+def settings_key(settings: dict) -> dict:
     """The detector settings, with a weights *file* named by its content (a retrained file at the same path is new)."""
     from vcm.provenance import file_fingerprint
 
@@ -40,7 +39,7 @@ def _settings_key(settings: dict) -> dict:
 
 
 def cache_path(fingerprint: str, name: str, settings: dict, frames: list[int]) -> Path:
-    key = json.dumps({"video": fingerprint, "detector": _settings_key(settings), "frames": frames}, sort_keys=True)
+    key = json.dumps({"video": fingerprint, "detector": settings_key(settings), "frames": frames}, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:40]
     return cache_dir() / f"{safe}-{digest}.json"
@@ -51,8 +50,7 @@ def _read_cache(path: Path, frames: list[int]) -> list[Detections] | None:
         data = json.loads(path.read_text())
         if data["frames"] != frames:
             return None
-        return [Detections(np.asarray(d["boxes"], np.float32).reshape(-1, 4), np.asarray(d["scores"], np.float32),
-                           np.asarray(d["classes"], np.int64)) for d in data["detections"]]
+        return from_json(data["detections"])
     except (OSError, ValueError, KeyError, TypeError):
         return None  # absent or damaged: computed again
 
@@ -82,15 +80,10 @@ def original_detections(original: Path, frames: list[int], detector, batch: int 
     if expect_hw is not None and video.frames_u8.shape[2:] != tuple(expect_hw):
         raise VcmError(f"the original {original.name} is {video.width}x{video.height}, the decoded frames are "
                        f"{expect_hw[1]}x{expect_hw[0]}: name the video they were coded from")
-    dets = []
-    with progress.progress(f"detect on the original ({detector.name})", len(index)) as bar:
-        for i in range(0, len(index), batch):
-            chunk = index[i:i + batch]
-            dets += detector.detect(video.frames_u8[chunk], frames[i:i + batch])
-            bar.advance(len(chunk))
+    dets = detect_frames(video.frames_u8, index, frames, detector, batch, f"detect on the original ({detector.name})",
+                         path.with_name(path.stem + ".partial.json"), {"cache": path.name})
     write_json(path, {"video": str(original.resolve()), "fingerprint": fingerprint, "detector": detector.settings(),
-                      "frames": frames, "detections": [{"boxes": d.boxes.tolist(), "scores": d.scores.tolist(),
-                                                        "classes": d.classes.tolist()} for d in dets]})
+                      "frames": frames, "detections": to_json(dets)})
     return dets, False
 
 

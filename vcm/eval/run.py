@@ -18,6 +18,7 @@ from vcm.errors import VcmError
 from vcm.eval.coco import ScoredClip, evaluate, results_json
 from vcm.detectors.registry import Detector
 from vcm.eval.gt import GroundTruth
+from vcm.eval.kept_detections import detect_frames
 from vcm.fsutil import write_json
 from vcm.outputs import json_has_keys
 
@@ -206,8 +207,10 @@ def input_name(path: Path, size=None, fps=None, bit_depth=None) -> str:
 
 
 def score(decoded: Decoded, gt: GroundTruth, detector: Detector, batch: int = 16,
-          every: int = 1) -> tuple[ScoredClip, dict]:
-    """Run the detector on the decoded frames that have ground truth (every ``every``-th) and score them."""
+          every: int = 1, keep: Path | None = None, key: dict | None = None) -> tuple[ScoredClip, dict]:
+    """Run the detector on the decoded frames that have ground truth (every ``every``-th) and score them
+    (``keep``, ``key``: where a stopped run keeps its detections, and what they depend on;
+    :func:`vcm.eval.kept_detections.detect_frames`)."""
     if decoded.frames_u8.shape[2:] != (gt.height, gt.width):
         raise VcmError(f"decoded frames are {decoded.frames_u8.shape[3]}x{decoded.frames_u8.shape[2]}, "
                        f"the ground truth of {gt.sequence} is {gt.width}x{gt.height}")
@@ -223,12 +226,8 @@ def score(decoded: Decoded, gt: GroundTruth, detector: Detector, batch: int = 16
         progress.log(f"evaluating {len(frames)} of {len(decoded.source_frames)} frames "
                      f"(those with ground truth{', one in ' + str(every) if every > 1 else ''})")
     index = [f - decoded.source_frames.start for f in frames]
-    detections, start = [], time.time()
-    with progress.progress(f"detect ({detector.name})", len(index)) as bar:
-        for i in range(0, len(index), batch):
-            chunk = index[i:i + batch]
-            detections += detector.detect(decoded.frames_u8[chunk], frames[i:i + batch])
-            bar.advance(len(chunk))
+    start = time.time()
+    detections = detect_frames(decoded.frames_u8, index, frames, detector, batch, f"detect ({detector.name})", keep, key)
     seconds = time.time() - start
     clip = ScoredClip(gt, frames, detections)
     scores = evaluate([clip])
@@ -241,6 +240,7 @@ def score(decoded: Decoded, gt: GroundTruth, detector: Detector, batch: int = 16
 
 
 OUTPUTS = ("detections.json", "scores.json")
+KEPT = "detections.partial.json"  # a stopped evaluation's detections so far, beside its outputs
 
 
 def check_output_folder(out: Path) -> None:
