@@ -220,3 +220,41 @@ codecs:
     assert proc.returncode == 0, proc.stderr
     row = json.loads((tmp_path / "out" / "points" / "carphone" / "sa-icm" / "tiny" / "result.json").read_text())
     assert row["status"] == "ok" and row["bytes"] > 0 and row["psnr"] > 0
+
+
+def test_a_stopped_icm_encode_keeps_its_coded_frames_and_continues_to_the_same_bytes(tmp_path, tiny_ckpt, monkeypatch):
+    """Ctrl-C while the third of five frames is coded keeps two; the same encode then codes only the three left
+    and writes the bytes of an encode never stopped. Kept frames of another checkpoint are never used."""
+    from vcm.icm.codec import encode_video
+    from vcm.video import open_video, write_video
+
+    write_video(tmp_path / "clip", moving_frames(t=5, h=40, w=56), 25)
+    video = open_video(tmp_path / "clip")
+    calls, real = [], TCM.compress
+
+    def compress(self, x):
+        calls.append(1)
+        if len(calls) == stop_at:
+            raise KeyboardInterrupt
+        return real(self, x)
+
+    monkeypatch.setattr(TCM, "compress", compress)
+    stop_at = 0
+    encode_video(video, tiny_ckpt, tmp_path / "whole.icm", "cpu")
+    stop_at, calls[:] = 3, []
+    with pytest.raises(KeyboardInterrupt):
+        encode_video(video, tiny_ckpt, tmp_path / "c.icm", "cpu")
+    assert (tmp_path / "c.icm.partial.pt").is_file() and not (tmp_path / "c.icm").exists()
+    stop_at, calls[:] = 0, []
+    encode_video(video, tiny_ckpt, tmp_path / "c.icm", "cpu")
+    assert len(calls) == 3 and not (tmp_path / "c.icm.partial.pt").exists()
+    assert (tmp_path / "c.icm").read_bytes() == (tmp_path / "whole.icm").read_bytes()
+    # frames kept with another checkpoint: coded again from the first
+    other = tmp_path / "other.pth.tar"
+    other.write_bytes(tiny_ckpt.read_bytes() + b"\0")  # same network, other bytes
+    stop_at, calls[:] = 3, []
+    with pytest.raises(KeyboardInterrupt):
+        encode_video(video, tiny_ckpt, tmp_path / "d.icm", "cpu")
+    stop_at, calls[:] = 0, []
+    encode_video(video, other, tmp_path / "d.icm", "cpu")
+    assert len(calls) == 5

@@ -23,7 +23,7 @@ from vcm import progress
 from vcm.bitstream import budget, container
 from vcm.bitstream.bits import Reader, StreamError, Writer
 from vcm.errors import VcmError
-from vcm.fsutil import write_bytes
+from vcm.fsutil import output_lock, write_bytes
 from vcm.icm import rans_guard
 from vcm.icm.archs import ARCHS
 from vcm.icm.models import decode_bytes_per_pixel, fingerprint, load_checkpoint, pad_multiple, string_symbols
@@ -46,16 +46,56 @@ def to_u8(x_hat: torch.Tensor) -> np.ndarray:
     return torch.round(x_hat.clamp(0, 1) * 255).to(torch.uint8).cpu().numpy()
 
 
-def encode_frames(model, frames_u8: np.ndarray, device) -> tuple[bytes, np.ndarray]:
-    """(DATA payload, the encoder's own reconstruction ``uint8 [T,3,H,W]``)."""
+SAVE_EVERY_S = 30.0  # how often a long encode saves the frames it has coded
+
+
+def _kept_frames(keep: Path, key: dict) -> tuple[int, bytes]:
+    """(frames, their DATA payload) that ``keep`` holds for exactly ``key``; (0, b"") for none, another
+    key or a damaged file."""
+    from vcm.fsutil import load_torch_dict
+
+    if not keep.is_file():
+        return 0, b""
+    try:
+        kept = load_torch_dict(keep, "a stopped icm encode's frames")
+    except VcmError:
+        kept = {}
+    if kept.get("key") != key or not isinstance(kept.get("frames"), int) or not isinstance(kept.get("data"), bytes):
+        progress.log(f"{keep.name} holds another encode's frames (or is damaged); starting from the first frame")
+        return 0, b""
+    return kept["frames"], kept["data"]
+
+
+def encode_frames(model, frames_u8: np.ndarray, device, keep: Path | None = None,
+                  key: dict | None = None) -> tuple[bytes, np.ndarray | None]:
+    """(DATA payload, the encoder's own reconstruction ``uint8 [T,3,H,W]``).
+
+    ``keep``: a file where the frames coded so far are kept (every ``SAVE_EVERY_S`` seconds and on
+    Ctrl-C) under ``key`` (what the payload depends on), and from which the same encode continues;
+    frames are coded independently, so the payload is the same. A continued encode has no
+    reconstruction of its kept frames: it returns ``None`` for it."""
+    from vcm.fsutil import save_torch
+
+    start, kept = _kept_frames(keep, key) if keep is not None else (0, b"")
     w = Writer()
+    w.raw(kept)
     recon = []
     mult = pad_multiple(model)
-    with progress.progress("icm encode", len(frames_u8)) as bar:
-        for frame in frames_u8:
-            x = torch.from_numpy(frame).float().div(255).unsqueeze(0).to(device)
-            xp, pads = _pad(x, mult)
-            out = model.compress(xp)
+    saved_at, stopped = time.monotonic(), False
+
+    def save(frames: int) -> None:
+        save_torch(keep, {"key": key, "frames": frames, "data": w.getvalue()})
+
+    with progress.progress("icm encode", len(frames_u8), completed=start) as bar:
+        for i in range(start, len(frames_u8)):
+            frame = frames_u8[i]
+            try:
+                x = torch.from_numpy(frame).float().div(255).unsqueeze(0).to(device)
+                xp, pads = _pad(x, mult)
+                out = model.compress(xp)
+            except KeyboardInterrupt:  # the frame in progress is coded again
+                stopped = True
+                break
             w.varint(int(out["shape"][0]))
             w.varint(int(out["shape"][1]))
             w.varint(len(out["strings"]))
@@ -65,23 +105,50 @@ def encode_frames(model, frames_u8: np.ndarray, device) -> tuple[bytes, np.ndarr
             if "x_hat" in out:
                 recon.append(to_u8(_crop(out["x_hat"], pads, *frame.shape[1:]))[0])
             bar.advance(1)
-    return w.getvalue(), (np.stack(recon) if recon else None)
+            if keep is not None and time.monotonic() - saved_at >= SAVE_EVERY_S:
+                save(i + 1)
+                saved_at = time.monotonic()
+    if stopped:
+        if keep is not None and i > 0:
+            save(i)
+            progress.log(f"stopped after {i} of {len(frames_u8)} frames; they are kept in {keep}: the same command "
+                         "again continues from there")
+        raise KeyboardInterrupt
+    return w.getvalue(), (np.stack(recon) if recon and start == 0 else None)
 
 
 def encode_video(video, checkpoint: Path, out: Path, device, arch: str | None = None) -> dict:
-    """Code every frame of ``video`` into ``out`` (.icm); returns a summary with bytes and time."""
+    """Code every frame of ``video`` into ``out`` (.icm); returns a summary with bytes and time.
+
+    A stopped encode keeps its coded frames in ``<out>.partial.pt`` and the same call continues it."""
+    import hashlib
+
+    from vcm import __version__
+    from vcm.provenance import file_fingerprint
+
     start = time.time()
     model, arch, config = load_checkpoint(checkpoint, arch, device)
-    data, _ = encode_frames(model, video.frames_u8, device)
+    keep = out.with_name(out.name + ".partial.pt")
+    key = {"vcm": __version__, "checkpoint": file_fingerprint(checkpoint), "arch": arch,
+           "frames": hashlib.sha256(np.ascontiguousarray(video.frames_u8).data).hexdigest(),
+           "shape": list(video.frames_u8.shape), "device": torch.device(device).type}
+    with output_lock(out):  # a second encode into ``out`` would continue and overwrite the same kept frames
+        data, _ = encode_frames(model, video.frames_u8, device, keep, key)
+        blob = _stream(video, checkpoint, arch, config, data)
+        write_bytes(out, blob)
+        keep.unlink(missing_ok=True)
+    return {"bitstream": str(out), "bytes": len(blob), "seconds": time.time() - start, "frames": video.num_frames}
+
+
+def _stream(video, checkpoint: Path, arch: str, config: dict, data: bytes) -> bytes:
+    """The ``.icm`` file's bytes: container, header and the frames' DATA payload."""
     seq = video.info.sequence
     header = {"name": video.name, "sequence": seq.name if seq else None, "width": video.width, "height": video.height,
               "fps": video.fps, "frames": video.num_frames,
               "source_frames": [video.source_frames.start, video.source_frames.stop], "arch": arch, "config": config,
               "checkpoint": Path(checkpoint).name, "checkpoint_fingerprint": fingerprint(Path(checkpoint))}
     head = container.pack_header(header)
-    blob = container.pack(MAGIC, VERSION, [(b"HEAD", head), (b"DATA", data)])
-    write_bytes(out, blob)
-    return {"bitstream": str(out), "bytes": len(blob), "seconds": time.time() - start, "frames": video.num_frames}
+    return container.pack(MAGIC, VERSION, [(b"HEAD", head), (b"DATA", data)])
 
 
 MAX_SIDE = 16384
