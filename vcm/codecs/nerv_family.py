@@ -139,7 +139,11 @@ class NervFamily(Codec):
         for fit in section.get("fits") or []:
             unknown = set(fit) - _FIT_KEYS
             if unknown:
-                raise VcmError(f"{self.name} fit: unknown key(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(_FIT_KEYS))}")
+                of_points = sorted(unknown & (_AFFINE_KEYS | _RD_KEYS | _MATCH_KEYS))
+                hint = (f" ({', '.join(of_points)} {'is a key' if len(of_points) == 1 else 'are keys'} of each point: "
+                        f"points: [{{{of_points[0]}: ..., ...}}])") if of_points else ""
+                raise VcmError(f"{self.name} fit: unknown key(s) {', '.join(sorted(unknown))}; valid: "
+                               f"{', '.join(sorted(_FIT_KEYS))}{hint}")
             self._check_fit(fit)
             fit_key = _preset_key(str(fit.get("preset", self.default_preset)))
             if fit.get("params") is not None:
