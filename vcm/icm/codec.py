@@ -77,6 +77,8 @@ def encode_frames(model, frames_u8: np.ndarray, device, keep: Path | None = None
     from vcm.fsutil import save_torch
 
     start, kept = _kept_frames(keep, key) if keep is not None else (0, b"")
+    if not 0 <= start <= len(frames_u8):
+        start, kept = 0, b""
     w = Writer()
     w.raw(kept)
     recon = []
