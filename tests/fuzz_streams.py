@@ -406,7 +406,8 @@ def icm_seed(folder: Path) -> tuple[bytes, Path]:
     import torch
 
     from tests.conftest import moving_frames
-    from vcm.icm.codec import encode_frames, MAGIC, VERSION
+    from vcm.icm.codec import encode_frames
+    from vcm.icm.stream_header import MAGIC, VERSION
     from vcm.icm.models import fingerprint
     from vcm.icm.archs import TINY
     from vcm.icm.tcm import TCM

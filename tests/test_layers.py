@@ -47,6 +47,9 @@ def test_vcm_icm_decode_imports_no_training_module(tmp_path):
     assert enc.returncode == 0, enc.stderr[-2000:]
     proc = run_blocked(TRAINING, "icm", "decode", tmp_path / "c.icm", "--checkpoint", ckpt, "--out", tmp_path / "c.yuv")
     assert proc.returncode == 0, proc.stderr[-2000:]
+    # what a stream declares is read from its header alone: no network code (CompressAI took 5 s to import)
+    info = run_blocked(["compressai", "torch"], "info", tmp_path / "c.icm", "--json")
+    assert info.returncode == 0 and '"codec": "vcm ICM (tcm-tiny)"' in info.stdout, info.stderr[-2000:]
 
 
 def import_graph(root: Path = Path(__file__).parents[1] / "vcm") -> dict[str, set[str]]:

@@ -16,7 +16,7 @@ def describe_stream(path: Path) -> dict:
     header names the image codec and the checkpoint its decoder needs."""
     data_bytes = path.stat().st_size
     if path.suffix.lower() == ".icm":
-        from vcm.icm.codec import read_header
+        from vcm.icm.stream_header import read_header
 
         header, _ = read_header(path.read_bytes())
         video = {k: header[k] for k in ("name", "width", "height", "fps", "frames", "source_frames")}

@@ -22,7 +22,7 @@ class SaIcm(Codec):
 
     def stream_sequence(self, path) -> str:
         from vcm.errors import VcmError
-        from vcm.icm.codec import read_header
+        from vcm.icm.stream_header import read_header
 
         if not Path(path).is_file():
             raise VcmError(f"{path} does not exist")
