@@ -25,7 +25,6 @@ from vcm.icm.models import decode_bytes_per_pixel, fingerprint, load_checkpoint,
 from vcm.icm.stream_header import MAGIC, MAX_STRINGS, VERSION, read_header
 
 
-
 def _pad(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
     h, w = x.shape[-2:]
     ph, pw = -h % multiple, -w % multiple
