@@ -478,10 +478,14 @@ def test_a_stopped_eval_keeps_its_detections_and_the_same_command_continues_to_t
     again, n = evaluate("o")
     assert again.returncode == 0, again.stderr
     assert n == ["2"] and "continuing at 4/6" in again.stderr  # only the last batch is detected again
+    continued = json.loads(again.stdout)  # its speed is over the 2 frames it detected, not the 6 it scored
+    assert continued["detections_continued"] == 4 and continued["detect_frames_per_second"] == pytest.approx(
+        2 / continued["detect_seconds"])
     assert not (tmp_path / "o" / "detections.partial.json").exists()
     for name in ("detections.json", "scores.json"):
         a, b = (json.loads((tmp_path / d / name).read_text()) for d in ("whole", "o"))
         if name == "scores.json":
+            assert b.pop("detections_continued") == 4 and "detections_continued" not in a
             a, b = ({k: v for k, v in s.items() if "seconds" not in k and "per_second" not in k and k != "provenance"}
                     for s in (a, b))
         assert a == b, name

@@ -101,7 +101,9 @@ def eval_command(
         ("ground truth", gt.source or gt.kind),
         ("objects / detections", f"{scores['objects']} / {scores['detections']}"),
         ("mAP@[.5:.95]", fmt(scores["map"], 2, " %")), ("AP50", fmt(scores["ap50"], 2, " %")),
-        ("detection speed", f"{scores['detect_seconds_per_frame']:.3f} s/frame"),
+        ("detection speed", fmt(scores["detect_seconds_per_frame"], 3, " s/frame")
+         + (f" (over the {scores['frames'] - scores['detections_continued']} frames detected in this run; "
+            f"{scores['detections_continued']} were kept from a stopped one)" if scores.get("detections_continued") else "")),
         ("written to", str(folder)),
     ])
 

@@ -49,17 +49,18 @@ def _kept(keep: Path, key: dict) -> list[Detections]:
 
 
 def detect_frames(frames_u8: np.ndarray, index: list[int], frames: list[int], detector, batch: int, what: str,
-                  keep: Path | None = None, key: dict | None = None) -> list[Detections]:
+                  keep: Path | None = None, key: dict | None = None) -> tuple[list[Detections], int]:
     """The detector on ``frames_u8[index]`` (``uint8 [N,3,H,W]``; ``frames``: the source frame each stands
-    for), ``batch`` frames a call. With ``keep``, the run continues from and saves to that file under
-    ``key`` (JSON-able: what the detections depend on), and removes it once every frame is done."""
+    for), ``batch`` frames a call → (one ``Detections`` per frame, how many of them came from ``keep``).
+    With ``keep``, the run continues from and saves to that file under ``key`` (JSON-able: what the
+    detections depend on), and removes it once every frame is done."""
     from vcm.fsutil import write_json
 
     key = json.loads(json.dumps({**(key or {}), "frames": list(frames), "batch": batch}))  # as it reads back
     done = _kept(keep, key) if keep is not None else []
     if len(done) > len(index) or len(done) % batch and len(done) != len(index):
         done = []  # not a run of whole batches of these frames
-    saved_at = time.monotonic()
+    kept, saved_at = len(done), time.monotonic()
 
     def save() -> None:
         write_json(keep, {"key": key, "detections": to_json(done)})
@@ -76,7 +77,7 @@ def detect_frames(frames_u8: np.ndarray, index: list[int], frames: list[int], de
             bar.advance(len(dets))
             if keep is not None and time.monotonic() - saved_at >= SAVE_EVERY_S:
                 save()
-                saved_at = time.monotonic()
+                kept, saved_at = len(done), time.monotonic()
     if stopped:
         if keep is not None and done:
             save()
@@ -85,4 +86,4 @@ def detect_frames(frames_u8: np.ndarray, index: list[int], frames: list[int], de
         raise KeyboardInterrupt
     if keep is not None:
         keep.unlink(missing_ok=True)
-    return done
+    return done, kept

@@ -227,15 +227,17 @@ def score(decoded: Decoded, gt: GroundTruth, detector: Detector, batch: int = 16
                      f"(those with ground truth{', one in ' + str(every) if every > 1 else ''})")
     index = [f - decoded.source_frames.start for f in frames]
     start = time.time()
-    detections = detect_frames(decoded.frames_u8, index, frames, detector, batch, f"detect ({detector.name})", keep, key)
-    seconds = time.time() - start
+    detections, kept = detect_frames(decoded.frames_u8, index, frames, detector, batch, f"detect ({detector.name})",
+                                     keep, key)
+    seconds, detected = time.time() - start, len(frames) - kept  # the speed is this run's: kept frames took no time
     clip = ScoredClip(gt, frames, detections)
     scores = evaluate([clip])
     scores.update({"sequence": gt.sequence, "source_frames": [frames[0], frames[-1] + 1], "frames": len(frames),
                    "every": every, "ground_truth": {"kind": gt.kind, "source": gt.source},
                    "detector": detector.name, "detector_settings": detector.settings(), "detect_seconds": seconds,
-                   "detect_seconds_per_frame": seconds / len(frames),
-                   "detect_frames_per_second": len(frames) / max(seconds, 1e-9)})
+                   "detect_seconds_per_frame": seconds / detected if detected else None,
+                   "detect_frames_per_second": detected / max(seconds, 1e-9) if detected else None,
+                   **({"detections_continued": kept} if kept else {})})
     return clip, scores
 
 
