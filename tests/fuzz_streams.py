@@ -420,7 +420,7 @@ def icm_seed(folder: Path) -> tuple[bytes, Path]:
     torch.save({"arch": "tcm-tiny", "config": TINY.to_dict(), "state_dict": model.state_dict()}, ckpt)
     frames = moving_frames(t=1, h=40, w=56)
     with torch.no_grad():
-        data, _ = encode_frames(model, frames, "cpu")
+        data, _, _ = encode_frames(model, frames, "cpu")
     header = {"name": "fuzz", "sequence": None, "width": 56, "height": 40, "fps": 25.0, "frames": 1,
               "source_frames": [0, 1], "arch": "tcm-tiny", "config": TINY.to_dict(), "checkpoint": ckpt.name,
               "checkpoint_fingerprint": fingerprint(ckpt)}

@@ -34,7 +34,7 @@ def test_encode_decode_equals_the_encoders_reconstruction(tmp_path, tiny_ckpt):
 
     frames = moving_frames(t=2, h=40, w=56)  # odd sizes: padded to 64 and cropped back
     model, _, _ = load_checkpoint(tiny_ckpt)
-    _, recon = encode_frames(model, frames, "cpu")
+    _, recon, _ = encode_frames(model, frames, "cpu")
     write_video(tmp_path / "clip", frames, 25)
     proc = run_cli("icm", "encode", tmp_path / "clip", "--checkpoint", tiny_ckpt, "--out", tmp_path / "c.icm", "--json")
     assert proc.returncode == 0, proc.stderr
@@ -246,8 +246,9 @@ def test_a_stopped_icm_encode_keeps_its_coded_frames_and_continues_to_the_same_b
         encode_video(video, tiny_ckpt, tmp_path / "c.icm", "cpu")
     assert (tmp_path / "c.icm.partial.pt").is_file() and not (tmp_path / "c.icm").exists()
     stop_at, calls[:] = 0, []
-    encode_video(video, tiny_ckpt, tmp_path / "c.icm", "cpu")
+    r = encode_video(video, tiny_ckpt, tmp_path / "c.icm", "cpu")
     assert len(calls) == 3 and not (tmp_path / "c.icm.partial.pt").exists()
+    assert (r["frames"], r["frames_coded"], r["frames_continued"]) == (5, 3, 2)  # its speed is over the 3 it coded
     assert (tmp_path / "c.icm").read_bytes() == (tmp_path / "whole.icm").read_bytes()
     # frames kept with another checkpoint: coded again from the first
     other = tmp_path / "other.pth.tar"

@@ -105,7 +105,10 @@ def icm_encode(
         return
     table(f"vcm icm encode: {input.name}", [("bitstream", r["bitstream"]), ("size", f"{r['bytes']:,} bytes"),
                                             ("rate", f"{r['kbps']:.2f} kbps ({r['bpp']:.4f} bpp)"),
-                                            ("speed", f"{r['frames'] / r['seconds']:.2f} frames/s")])
+                                            ("speed", f"{r['frames_coded'] / r['seconds']:.2f} frames/s"
+                                                      + (f" (over the {r['frames_coded']} frames coded in this run; "
+                                                         f"{r['frames_continued']} were kept from a stopped one)"
+                                                         if r.get("frames_continued") else ""))])
 
 
 @icm_app.command("decode")

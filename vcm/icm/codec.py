@@ -61,8 +61,8 @@ def _kept_frames(keep: Path, key: dict) -> tuple[int, bytes]:
 
 
 def encode_frames(model, frames_u8: np.ndarray, device, keep: Path | None = None,
-                  key: dict | None = None) -> tuple[bytes, np.ndarray | None]:
-    """(DATA payload, the encoder's own reconstruction ``uint8 [T,3,H,W]``).
+                  key: dict | None = None) -> tuple[bytes, np.ndarray | None, int]:
+    """(DATA payload, the encoder's own reconstruction ``uint8 [T,3,H,W]``, how many frames came from ``keep``).
 
     ``keep``: a file where the frames coded so far are kept (every ``SAVE_EVERY_S`` seconds and on
     Ctrl-C) under ``key`` (what the payload depends on), and from which the same encode continues;
@@ -110,7 +110,7 @@ def encode_frames(model, frames_u8: np.ndarray, device, keep: Path | None = None
             progress.log(f"stopped after {i} of {len(frames_u8)} frames; they are kept in {keep}: the same command "
                          "again continues from there")
         raise KeyboardInterrupt
-    return w.getvalue(), (np.stack(recon) if recon and start == 0 else None)
+    return w.getvalue(), (np.stack(recon) if recon and start == 0 else None), start
 
 
 def encode_video(video, checkpoint: Path, out: Path, device, arch: str | None = None) -> dict:
@@ -129,11 +129,13 @@ def encode_video(video, checkpoint: Path, out: Path, device, arch: str | None = 
            "frames": hashlib.sha256(np.ascontiguousarray(video.frames_u8).data).hexdigest(),
            "shape": list(video.frames_u8.shape), "device": torch.device(device).type}
     with output_lock(out):  # a second encode into ``out`` would continue and overwrite the same kept frames
-        data, _ = encode_frames(model, video.frames_u8, device, keep, key)
+        data, _, continued = encode_frames(model, video.frames_u8, device, keep, key)
         blob = _stream(video, checkpoint, arch, config, data)
         write_bytes(out, blob)
         keep.unlink(missing_ok=True)
-    return {"bitstream": str(out), "bytes": len(blob), "seconds": time.time() - start, "frames": video.num_frames}
+    # the time is this run's: frames kept from a stopped one took none of it
+    return {"bitstream": str(out), "bytes": len(blob), "seconds": time.time() - start, "frames": video.num_frames,
+            "frames_coded": video.num_frames - continued, **({"frames_continued": continued} if continued else {})}
 
 
 def _stream(video, checkpoint: Path, arch: str, config: dict, data: bytes) -> bytes:
