@@ -10,7 +10,6 @@ import contextlib
 import io
 from dataclasses import dataclass
 
-
 from vcm.detectors.classes import COCO80, Detections
 from vcm.eval.gt import GroundTruth
 
