@@ -475,6 +475,8 @@ def test_a_stopped_eval_keeps_its_detections_and_the_same_command_continues_to_t
     stopped, n = evaluate("o", stop_at=3)
     assert stopped.returncode == 130 and "stopped after 4 of 6 frames" in stopped.stderr, stopped.stderr
     assert (tmp_path / "o" / "detections.partial.json").is_file() and not (tmp_path / "o" / "scores.json").exists()
+    info = run_cli("info", tmp_path / "o", "--json")  # the folder says how far the evaluation got
+    assert info.returncode == 0 and json.loads(info.stdout)["stopped"] == {"detected": 4, "frames": 6}, info.stderr
     again, n = evaluate("o")
     assert again.returncode == 0, again.stderr
     assert n == ["2"] and "continuing at 4/6" in again.stderr  # only the last batch is detected again
@@ -482,6 +484,8 @@ def test_a_stopped_eval_keeps_its_detections_and_the_same_command_continues_to_t
     assert continued["detections_continued"] == 4 and continued["detect_frames_per_second"] == pytest.approx(
         2 / continued["detect_seconds"])
     assert not (tmp_path / "o" / "detections.partial.json").exists()
+    info = json.loads(run_cli("info", tmp_path / "o", "--json").stdout)
+    assert info["scored"] and info["stopped"] is None and info["map"] == continued["map"]
     for name in ("detections.json", "scores.json"):
         a, b = (json.loads((tmp_path / d / name).read_text()) for d in ("whole", "o"))
         if name == "scores.json":
