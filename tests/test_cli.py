@@ -240,3 +240,31 @@ def test_info_on_a_run_folder_says_what_it_trained_how_far_and_what_was_compress
         table = " ".join(run_cli("info", stopped).stdout.split())
     assert f"training now (pid {os.getpid()}): step 4 of 12 at its last checkpoint" in table and "--resume" not in table
     assert_one_line_error(run_cli("info", run, "--size", "32x24"), "a run folder says what it holds")
+
+
+def test_info_on_a_ctc_results_folder_says_which_points_finished_failed_or_stopped(tmp_path):
+    """A CTC folder read back: finished points with their rate range, a failed one with its error, one left
+    with a stopped stage, one with a damaged result; and that no report is written yet."""
+    ok = {"status": "ok", "sequence": "clip", "codec": "hinerv", "curve": "hinerv-rd", "bytes": 900, "fps": 30.0,
+          "frames": 8}
+    points = tmp_path / "out" / "points" / "clip"
+    for name, row in (("l1", {**ok, "point": "l1", "kbps": 12.5}), ("l4", {**ok, "point": "l4", "kbps": 7.25}),
+                      ("l20", {"status": "failed", "sequence": "clip", "codec": "hinerv", "point": "l20",
+                               "error": "out of memory"})):
+        (points / "hinerv" / name).mkdir(parents=True)
+        (points / "hinerv" / name / "result.json").write_text(json.dumps(row))
+    (points / "hinerv" / "l0p1").mkdir()
+    (points / "hinerv" / "l0p1" / "stream.nerv.partial.pt").write_bytes(b"state")
+    (points / "hevc" / "qp37").mkdir(parents=True)
+    (points / "hevc" / "qp37" / "result.json").write_text("{not json")
+    (tmp_path / "out" / "ctc.log").write_text("")
+    proc = run_cli("info", tmp_path / "out", "--json")
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)
+    assert r["kind"] == "ctc results" and r["points"] == {"ok": 2, "failed": 2, "unfinished": 1} and r["report"] == []
+    hinerv = next(c for c in r["curves"] if c["codec"] == "hinerv")
+    assert hinerv["curves"] == ["hinerv-rd"] and hinerv["kbps"] == [7.25, 12.5]
+    assert hinerv["unfinished"] == [{"point": "l0p1", "stopped_stage": True}]
+    table = " ".join(run_cli("info", tmp_path / "out", env={"COLUMNS": "250"}).stdout.split())
+    assert "l20 failed: out of memory" in table and "damaged result" in table
+    assert "a stage stopped in it" in table and "none yet: vcm ctc report" in table

@@ -12,7 +12,7 @@ from vcm.cli.common import BitDepthOpt, FpsOpt, JsonOpt, SizeOpt, print_json, pr
 
 @app.command()
 def info(
-    input: Path = typer.Argument(..., help="A .yuv file, a video container, a folder of frames, a .nerv/.icm stream, a vcm fit's run folder or a vcm eval's output folder."),
+    input: Path = typer.Argument(..., help="A .yuv file, a video container, a folder of frames, a .nerv/.icm stream, a vcm fit's run folder, a vcm eval's output folder or a vcm ctc run's."),
     size: Optional[str] = SizeOpt,
     fps: Optional[float] = FpsOpt,
     bit_depth: Optional[int] = BitDepthOpt,
@@ -24,18 +24,21 @@ def info(
     For a video: size, fps, frames, SFU-HW class and CTC range. For a stream: its video, rate and
     decoder, read without decoding a frame. For a run (runs/NAME, runs/latest): its video, network,
     schedule, how far it trained and the streams compressed from it. For a vcm eval's folder: its scores, or
-    how far a stopped evaluation got."""
+    how far a stopped evaluation got. For a vcm ctc run's folder: its points, finished, failed or not, and
+    its report."""
     from vcm.cli.stream_info import STREAM_SUFFIXES, describe_stream, stream_rows
     from vcm.video.source import clip_md5
 
     start()
     input = resolve(input)  # sample:NAME → the bundled clip
+    from vcm.cli.ctc_info import ctc_rows, describe_ctc_results, is_ctc_results
     from vcm.cli.eval_info import describe_evaluation, evaluation_rows, is_evaluation
     from vcm.cli.run_info import describe_run, is_run, run_rows
 
     said = (("a stream", describe_stream, stream_rows) if input.suffix.lower() in STREAM_SUFFIXES and input.is_file()
             else ("a run folder", describe_run, run_rows) if is_run(input)
-            else ("an evaluation folder", describe_evaluation, evaluation_rows) if is_evaluation(input) else None)
+            else ("an evaluation folder", describe_evaluation, evaluation_rows) if is_evaluation(input)
+            else ("a CTC results folder", describe_ctc_results, ctc_rows) if is_ctc_results(input) else None)
     if said is not None:  # it says what it holds: read it, nothing to probe
         from vcm.errors import VcmError
 
