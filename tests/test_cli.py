@@ -268,3 +268,7 @@ def test_info_on_a_ctc_results_folder_says_which_points_finished_failed_or_stopp
     table = " ".join(run_cli("info", tmp_path / "out", env={"COLUMNS": "250"}).stdout.split())
     assert "l20 failed: out of memory" in table and "damaged result" in table
     assert "a stage stopped in it" in table and "none yet: vcm ctc report" in table
+    (tmp_path / "empty").mkdir()
+    nothing = run_cli("info", tmp_path / "empty")
+    assert nothing.returncode == 1 and "holds no PNG/JPEG frames; nor is it a vcm fit's run folder, a vcm eval's " \
+        "output folder or a vcm ctc run's results folder" in " ".join(nothing.stderr.split()), nothing.stderr

@@ -27,6 +27,7 @@ def info(
     how far a stopped evaluation got. For a vcm ctc run's folder: its points, finished, failed or not, and
     its report."""
     from vcm.cli.stream_info import STREAM_SUFFIXES, describe_stream, stream_rows
+    from vcm.errors import VcmError
     from vcm.video.source import clip_md5
 
     start()
@@ -40,8 +41,6 @@ def info(
             else ("an evaluation folder", describe_evaluation, evaluation_rows) if is_evaluation(input)
             else ("a CTC results folder", describe_ctc_results, ctc_rows) if is_ctc_results(input) else None)
     if said is not None:  # it says what it holds: read it, nothing to probe
-        from vcm.errors import VcmError
-
         what, describe, rows_of = said
         if size or fps or bit_depth or md5:
             raise VcmError(f"--size, --fps, --bit-depth and --md5 are for videos; {what} says what it holds")
@@ -51,7 +50,13 @@ def info(
         else:
             table(f"vcm info: {input.name}", rows_of(r))
         return
-    vi = probe_input(input, size, fps, bit_depth)
+    try:
+        vi = probe_input(input, size, fps, bit_depth)
+    except VcmError as err:
+        if not input.is_dir():
+            raise
+        raise VcmError(f"{err}; nor is it a vcm fit's run folder, a vcm eval's output folder or a vcm ctc run's "
+                       "results folder") from None
     seq = vi.sequence
     result = {
         "path": str(vi.path), "kind": vi.kind, "name": vi.name, "width": vi.width, "height": vi.height,
