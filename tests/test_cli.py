@@ -266,7 +266,7 @@ def test_info_on_a_ctc_results_folder_says_which_points_finished_failed_or_stopp
     assert hinerv["curves"] == ["hinerv-rd"] and hinerv["kbps"] == [7.25, 12.5]
     assert hinerv["unfinished"] == [{"point": "l0p1", "stopped_stage": True}]
     table = " ".join(run_cli("info", tmp_path / "out", env={"COLUMNS": "250"}).stdout.split())
-    assert "l20 failed: out of memory" in table and "damaged result" in table
+    assert "l20 failed: out of memory" in table and "result.json is damaged" in table
     assert "a stage stopped in it" in table and "none yet: vcm ctc report" in table
     (tmp_path / "empty").mkdir()
     nothing = run_cli("info", tmp_path / "empty")

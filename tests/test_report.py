@@ -53,6 +53,7 @@ def test_report_flags_low_overlap_and_leaves_out_empty_sections(results):
     hinerv_line = next(line for line in md.splitlines() if line.startswith("| clip | hinerv-rd |"))
     assert "% (overlap" in hinerv_line and "withheld" not in hinerv_line
     assert "Table 1" not in md and "mAP %" not in md and "Failed points" not in md  # nothing to show there
+    assert "without a result" not in md and r["unfinished"] == 0
     assert "x265 (ffmpeg libx265), preset medium, random access, intra period 32, 10-bit" in md
     assert "torch 2.x" in md and "commit abc" in md
     assert "| 3.0 | 120.0 | 0.5 |" in md  # encode seconds and the fit's share of them, side by side
@@ -149,3 +150,21 @@ def test_a_damaged_result_row_is_listed_as_failed_and_run_again_not_a_traceback(
     assert "demo_pr0_b8/result.json is damaged (field 'kbps' is not a number above 0)" in md
     assert read_result(cut.parent) is None and read_result(wrong.parent) is None  # ctc run runs them again
     assert read_result(points / "hevc" / "qp45")["kbps"] == 25.0
+
+
+def test_points_without_a_result_are_listed_not_silently_left_out_of_the_curves(results):
+    """A point stopped mid-stage (its state kept) and one killed before any state: the curves leave them out,
+    and the report and `vcm ctc report` say so instead of showing a curve that looks whole."""
+    from tests.conftest import run_cli
+
+    stopped = results / "points" / "clip" / "hinerv" / "s_rd_l5"
+    stopped.mkdir()
+    (stopped / "stream.nerv.partial.pt").write_bytes(b"state")
+    (results / "points" / "clip" / "hinerv" / "s_rd_l6").mkdir()
+    r = make_report(results, anchor="hevc")
+    assert r["points"] == 12 and r["failed"] == 0 and r["unfinished"] == 2
+    md = (results / "report.md").read_text()
+    assert "## Points without a result yet" in md
+    assert "| clip | hinerv | s_rd_l5 | a stage stopped in it |" in md and "| clip | hinerv | s_rd_l6 | no result |" in md
+    proc = run_cli("ctc", "report", results, "--anchor", "hevc")
+    assert proc.returncode == 0 and "12 (0 failed, 2 without a result yet)" in " ".join(proc.stdout.split())

@@ -68,4 +68,6 @@ def ctc_report(
         print_json(r)
         return
     table("vcm ctc report", [("summary", r["summary_csv"]), ("report", r["report_html"]),
-                             ("points", f"{r['points']} ({r['failed']} failed)")])
+                             ("points", f"{r['points']} ({r['failed']} failed"
+                                        + (f", {r['unfinished']} without a result yet" if r["unfinished"] else "")
+                                        + ")")])

@@ -15,35 +15,34 @@ def is_ctc_results(path: Path) -> bool:
 
 
 def describe_ctc_results(path: Path) -> dict:
-    """Per (sequence, codec): the curves its finished points belong to, the points ``ok`` (with their rate range in kbps), ``failed`` (with the error)
-    and ``unfinished`` (a folder without a result: stopped, killed or still running; ``stopped_stage``
-    when a rate–distortion stage kept its state there); and the report's files present."""
-    from vcm.codec.stage_state import PARTIAL
-    from vcm.ctc import result_row
+    """Per (sequence, codec): the curves its finished points belong to, the points ``ok`` (with their rate
+    range in kbps), ``failed`` (with the error) and ``unfinished`` (``vcm.ctc.tables.collect``: a folder
+    without a result, with ``stopped_stage`` when a stage kept its state there); and the report's files."""
     from vcm.ctc.report import REPORT_FILES
-    from vcm.ctc.tables import curve_of
+    from vcm.ctc.tables import collect, curve_of
 
+    rows, failed, unfinished = collect(path, require=False)
     curves: dict[tuple[str, str], dict] = {}
-    for point in sorted(p for p in (path / "points").glob("*/*/*") if p.is_dir()):
-        seq, codec = point.parent.parent.name, point.parent.name
-        row, damaged = result_row.load(point / result_row.RESULT)
-        c = curves.setdefault((seq, codec), {"sequence": seq, "codec": codec, "curves": [], "ok": 0, "kbps": [],
-                                             "failed": [], "unfinished": []})
-        if row is not None and row["status"] == "ok":
-            c["ok"] += 1
-            c["kbps"].append(row["kbps"])
-            c["curves"] = sorted(set(c["curves"]) | {curve_of(row)})  # a codec's methods (hinerv → hinerv-rd)
-        elif row is not None or damaged:
-            c["failed"].append({"point": point.name, "error": row["error"] if row else f"damaged result ({damaged})"})
-        else:
-            c["unfinished"].append({"point": point.name,
-                                    "stopped_stage": any(point.glob("*" + PARTIAL))})
-    for c in curves.values():
+
+    def entry(r: dict) -> dict:
+        return curves.setdefault((r["sequence"], r["codec"]), {"sequence": r["sequence"], "codec": r["codec"],
+                                                               "curves": [], "ok": 0, "kbps": [], "failed": [],
+                                                               "unfinished": []})
+
+    for r in rows:
+        c = entry(r)
+        c["ok"] += 1
+        c["kbps"].append(r["kbps"])
+        c["curves"] = sorted(set(c["curves"]) | {curve_of(r)})  # a codec's methods (hinerv → hinerv-rd)
+    for r in failed:
+        entry(r)["failed"].append({"point": r["point"], "error": r["error"]})
+    for u in unfinished:
+        entry(u)["unfinished"].append({"point": u["point"], "stopped_stage": u["stopped_stage"]})
+    listed = [curves[k] for k in sorted(curves)]
+    for c in listed:
         c["kbps"] = [min(c["kbps"]), max(c["kbps"])] if c["kbps"] else None
-    listed = list(curves.values())
     return {"path": str(path), "kind": "ctc results", "curves": listed,
-            "points": {"ok": sum(c["ok"] for c in listed), "failed": sum(len(c["failed"]) for c in listed),
-                       "unfinished": sum(len(c["unfinished"]) for c in listed)},
+            "points": {"ok": len(rows), "failed": len(failed), "unfinished": len(unfinished)},
             "report": [name for name in REPORT_FILES if (path / name).exists()]}
 
 

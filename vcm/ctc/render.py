@@ -80,6 +80,13 @@ def report_markdown(data: ReportData) -> str:
         md += ["", "## Failed points", ""]
         md.append(_md_table(["sequence", "codec", "point", "error"],
                             [[f["sequence"], f["codec"], f["point"], f["error"]] for f in failed]))
+    if data.unfinished:
+        md += ["", "## Points without a result yet", "",
+               "Stopped, killed or still running when this report was made: the curves above leave them out, and "
+               "the same `vcm ctc run` finishes them (a stopped stage continues where it stopped).", ""]
+        md.append(_md_table(["sequence", "codec", "point", "state"],
+                            [[u["sequence"], u["codec"], u["point"],
+                              "a stage stopped in it" if u["stopped_stage"] else "no result"] for u in data.unfinished]))
     return "\n".join(md) + "\n"
 
 

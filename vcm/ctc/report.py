@@ -37,7 +37,7 @@ def make_report(out: Path, anchor: str | None = None, use_monotone: bool = False
     if metric not in METRICS:
         raise VcmError(f"--metric must be one of {', '.join(METRICS)}, got {metric!r}")
     out = Path(out)
-    rows, failed = collect(out)
+    rows, failed, unfinished = collect(out)
     anchor = _anchor(anchor, {curve_of(r) for r in rows})
     summary = summary_rows(rows)
     buf = io.StringIO()
@@ -47,7 +47,7 @@ def make_report(out: Path, anchor: str | None = None, use_monotone: bool = False
     write_text(out / SUMMARY, buf.getvalue())
 
     monotone = frozenset({metric, "map"} if use_monotone else {"map"} if monotone_map else ())
-    data = report_data(rows, failed, anchor, metric, monotone, annotations)
+    data = report_data(rows, failed, anchor, metric, monotone, annotations, unfinished)
     styles = curve_styles(sorted({c for seq in data.curves.values() for c in seq}))
     plots = {}
     (out / PLOTS).mkdir(exist_ok=True)
@@ -60,6 +60,7 @@ def make_report(out: Path, anchor: str | None = None, use_monotone: bool = False
     write_text(out / REPORT_HTML, report_html(md_text, plots))
     result = {"summary_csv": str(out / SUMMARY), "report_md": str(out / REPORT_MD),
               "report_html": str(out / REPORT_HTML), "points": len(rows), "failed": len(failed),
+              "unfinished": len(unfinished),
               "metric": metric, "bd": data.bd_rows, "class_bd": data.class_bd}
     write_json(out / BD_JSON, {"anchor": anchor, "monotone": sorted(monotone), "metric": metric,
                                  "min_overlap": MIN_OVERLAP, "sequences": data.bd_rows, "classes": data.class_bd})

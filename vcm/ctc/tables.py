@@ -19,19 +19,29 @@ SUMMARY_COLUMNS = ["Dataset", "fps", "num_of_coded_frame", "qp", "rate_point", "
 METRICS = {"psnr_y": "Y-PSNR (dB)", "psnr_yuv": "YUV-PSNR 6:1:1 (dB)", "psnr": "RGB PSNR (dB)"}
 
 
-def collect(out: Path) -> tuple[list[dict], list[dict]]:
-    """(finished rows, failed rows) under ``out/points``."""
-    rows, failed = [], []
-    for p in sorted(Path(out).glob(f"points/*/*/*/{result_row.RESULT}")):
+def collect(out: Path, require: bool = True) -> tuple[list[dict], list[dict], list[dict]]:
+    """(finished rows, failed rows, unfinished points) under ``out/points``. An unfinished point is a
+    point's folder without a result (stopped, killed or still running): ``{"sequence", "codec", "point",
+    "stopped_stage"}``, the last true when a rate–distortion stage kept its state there. ``require``: a
+    folder without any point is an error."""
+    from vcm.codec.stage_state import PARTIAL
+
+    rows, failed, unfinished = [], [], []
+    for folder in sorted(p for p in Path(out).glob("points/*/*/*") if p.is_dir()):
+        p = folder / result_row.RESULT
         r, why = result_row.load(p)
+        if r is None and why is None and not p.exists():
+            unfinished.append({"sequence": folder.parent.parent.name, "codec": folder.parent.name,
+                               "point": folder.name, "stopped_stage": any(folder.glob("*" + PARTIAL))})
+            continue
         if r is None:
             r = result_row.damaged_row(p, why or "gone while it was read")
         (rows if r.get("status") == "ok" else failed).append(r)
-    if not rows and not failed:
+    if require and not rows and not failed and not unfinished:
         if not Path(out).exists():  # a mistyped folder was reported as one without results
             raise VcmError(f"{out} does not exist; name the folder vcm ctc run wrote (its --out)")
         raise VcmError(f"{out} holds no CTC results; run vcm ctc run first")
-    return rows, failed
+    return rows, failed, unfinished
 
 
 def _round(v, digits):
@@ -165,8 +175,8 @@ class ReportData:
     """Everything a report shows, computed once: the finished and failed result rows, the curves per
     sequence ({sequence: {curve: [rows by rate]}}), BD figures per sequence and per class (``bd_table``
     rows), pooled class curves, the anchor, the quality metric, the metrics made monotone before BD, the
-    sequences that have a plot, the paper's Table 1 (header, rows) and how the experiment was made
-    ((item, text) lines)."""
+    sequences that have a plot, the paper's Table 1 (header, rows), how the experiment was made
+    ((item, text) lines) and the points that have no result yet (:func:`collect`)."""
 
     rows: list[dict]
     failed: list[dict]
@@ -180,10 +190,11 @@ class ReportData:
     plotted: list[str]
     table1: tuple[list[str], list[list]]
     experiment: list[tuple[str, str]]
+    unfinished: list[dict]
 
 
 def report_data(rows: list[dict], failed: list[dict], anchor: str, metric: str, monotone: frozenset,
-                annotations: Path | None = None) -> ReportData:
+                annotations: Path | None = None, unfinished: list[dict] | None = None) -> ReportData:
     """The report's data from result rows (pooled class mAP only when some point ran a detector)."""
     curves = curves_by_sequence(rows)
     cls_curves = {}
@@ -194,4 +205,4 @@ def report_data(rows: list[dict], failed: list[dict], anchor: str, metric: str, 
     cls_bd = bd_table({f"class {c}": v for c, v in cls_curves.items()}, anchor, monotone, metric)
     return ReportData(rows, failed, curves, bd_table(curves, anchor, monotone, metric), cls_curves, cls_bd,
                       anchor, metric, monotone, list(curves), table1(curves, metric, monotone),
-                      experiment_lines(rows, anchor, metric, monotone))
+                      experiment_lines(rows, anchor, metric, monotone), list(unfinished or []))
