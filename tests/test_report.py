@@ -168,3 +168,8 @@ def test_points_without_a_result_are_listed_not_silently_left_out_of_the_curves(
     assert "| clip | hinerv | s_rd_l5 | a stage stopped in it |" in md and "| clip | hinerv | s_rd_l6 | no result |" in md
     proc = run_cli("ctc", "report", results, "--anchor", "hevc")
     assert proc.returncode == 0 and "12 (0 failed, 2 without a result yet)" in " ".join(proc.stdout.split())
+    from vcm.errors import VcmError
+
+    (results / "fresh" / "points" / "clip" / "hevc" / "qp37").mkdir(parents=True)
+    with pytest.raises(VcmError, match="holds no finished CTC point yet \\(1 without a result"):
+        make_report(results / "fresh")

@@ -38,6 +38,9 @@ def make_report(out: Path, anchor: str | None = None, use_monotone: bool = False
         raise VcmError(f"--metric must be one of {', '.join(METRICS)}, got {metric!r}")
     out = Path(out)
     rows, failed, unfinished = collect(out)
+    if not rows and not failed:
+        raise VcmError(f"{out} holds no finished CTC point yet ({len(unfinished)} without a result: stopped, killed or "
+                       "still running); the same vcm ctc run finishes them")
     anchor = _anchor(anchor, {curve_of(r) for r in rows})
     summary = summary_rows(rows)
     buf = io.StringIO()
