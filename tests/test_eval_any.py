@@ -474,7 +474,7 @@ def test_a_stopped_eval_keeps_its_detections_and_the_same_command_continues_to_t
     assert n == ["2", "2", "2"]
     stopped, n = evaluate("o", stop_at=3)
     assert stopped.returncode == 130 and "stopped after 4 of 6 frames" in stopped.stderr, stopped.stderr
-    assert (tmp_path / "o" / "detections.partial.json").is_file() and not (tmp_path / "o" / "scores.json").exists()
+    assert (tmp_path / "o" / "detections.partial.pt").is_file() and not (tmp_path / "o" / "scores.json").exists()
     info = run_cli("info", tmp_path / "o", "--json")  # the folder says how far the evaluation got
     assert info.returncode == 0 and json.loads(info.stdout)["stopped"] == {"detected": 4, "frames": 6}, info.stderr
     again, n = evaluate("o")
@@ -483,7 +483,7 @@ def test_a_stopped_eval_keeps_its_detections_and_the_same_command_continues_to_t
     continued = json.loads(again.stdout)  # its speed is over the 2 frames it detected, not the 6 it scored
     assert continued["detections_continued"] == 4 and continued["detect_frames_per_second"] == pytest.approx(
         2 / continued["detect_seconds"])
-    assert not (tmp_path / "o" / "detections.partial.json").exists()
+    assert not (tmp_path / "o" / "detections.partial.pt").exists()
     info = json.loads(run_cli("info", tmp_path / "o", "--json").stdout)
     assert info["scored"] and info["stopped"] is None and info["map"] == continued["map"]
     for name in ("detections.json", "scores.json"):
@@ -527,8 +527,8 @@ def test_reference_detections_stopped_midway_continue_from_the_batches_done(tmp_
     frames = list(range(6))
     with pytest.raises(KeyboardInterrupt):
         original_detections(sample_clip("carphone"), frames, Counting(stop_at=2), batch=4)
-    assert len(list(cache_dir().glob("*.partial.json"))) == 1
+    assert len(list(cache_dir().glob("*.partial.pt"))) == 1
     det = Counting()
     dets, cached = original_detections(sample_clip("carphone"), frames, det, batch=4)
     assert det.calls == [[4, 5]] and not cached  # the first batch came from the kept part
-    assert [d.boxes[0, 0] for d in dets] == frames and not list(cache_dir().glob("*.partial.json"))
+    assert [d.boxes[0, 0] for d in dets] == frames and not list(cache_dir().glob("*.partial.pt"))

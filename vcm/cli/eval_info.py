@@ -33,11 +33,15 @@ def describe_evaluation(path: Path) -> dict:
                  frames=scores.get("frames"), source_frames=scores.get("source_frames"), every=scores.get("every"),
                  map=scores["map"], ap50=scores.get("ap50"), objects=scores.get("objects"),
                  detections=scores.get("detections"))
-    try:
-        kept = json.loads((path / KEPT).read_text())
-        r["stopped"] = {"detected": len(kept["detections"]), "frames": len(kept["key"]["frames"])}
-    except (OSError, ValueError, KeyError, TypeError):
-        pass  # none, or not readable: the next vcm eval says so and starts afresh
+    if (path / KEPT).is_file():
+        from vcm.errors import VcmError
+        from vcm.fsutil import load_torch_dict
+
+        try:
+            kept = load_torch_dict(path / KEPT, "a stopped evaluation's detections")
+            r["stopped"] = {"detected": len(kept["detections"]), "frames": int(kept["frames"])}
+        except (VcmError, KeyError, TypeError, ValueError):
+            pass  # not readable: the next vcm eval says so and starts afresh
     return r
 
 

@@ -71,7 +71,9 @@ class Prepared:
     @functools.cached_property
     def fit_digest(self) -> str:
         """sha256 of the fit's checkpoint: part of every stage's key, read once however many stages run."""
-        return stage_state.file_digest(self.run_dir / CHECKPOINT)
+        from vcm.provenance import file_fingerprint
+
+        return file_fingerprint(self.run_dir / CHECKPOINT)
 
     def fresh_model(self) -> torch.nn.Module:
         """A new copy of the fitted network (each method, each λ starts from the fit)."""

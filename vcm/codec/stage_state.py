@@ -63,17 +63,8 @@ def tensors_digest(*states: dict | None) -> str:
     return h.hexdigest()
 
 
-def file_digest(path: Path) -> str:
-    """sha256 of a file's bytes (a fit's checkpoint: what every stage on that fit starts from)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def stage_key(fit: str, start: str, opts, masks_u8: np.ndarray | None, device: torch.device) -> str:
-    """What makes a stage's run the same run: the fit (``fit``: :func:`file_digest` of its checkpoint, which
+    """What makes a stage's run the same run: the fit (``fit``: ``vcm.provenance.file_fingerprint`` of its checkpoint, which
     holds the frames' fingerprint), where the stage starts (``start``: "fit", or :func:`tensors_digest` of
     another stage's end), the options, the edge masks (SA-NeRV), the kind of device and vcm's version."""
     from vcm import __version__
@@ -93,6 +84,11 @@ class StageCheckpoint:
     path: Path
     key: str
     _saved_at: float = 0.0
+
+    @classmethod
+    def keyed(cls, path: Path, what: dict) -> "StageCheckpoint":
+        """A checkpoint whose key is a digest of ``what`` (JSON-able: everything the saved work depends on)."""
+        return cls(Path(path), hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest())
 
     def load(self) -> dict | None:
         """The saved state of this very stage, or None (nothing saved, unreadable, or another stage's)."""

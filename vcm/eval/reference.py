@@ -81,7 +81,7 @@ def original_detections(original: Path, frames: list[int], detector, batch: int 
         raise VcmError(f"the original {original.name} is {video.width}x{video.height}, the decoded frames are "
                        f"{expect_hw[1]}x{expect_hw[0]}: name the video they were coded from")
     dets, _ = detect_frames(video.frames_u8, index, frames, detector, batch,
-                            f"detect on the original ({detector.name})", path.with_name(path.stem + ".partial.json"),
+                            f"detect on the original ({detector.name})", path.with_name(path.stem + ".partial.pt"),
                             {"cache": path.name})
     write_json(path, {"video": str(original.resolve()), "fingerprint": fingerprint, "detector": detector.settings(),
                       "frames": frames, "detections": to_json(dets)})

@@ -242,7 +242,7 @@ def score(decoded: Decoded, gt: GroundTruth, detector: Detector, batch: int = 16
 
 
 OUTPUTS = ("detections.json", "scores.json")
-KEPT = "detections.partial.json"  # a stopped evaluation's detections so far, beside its outputs
+KEPT = "detections.partial.pt"  # a stopped evaluation's detections so far, beside its outputs
 
 
 def check_output_folder(out: Path) -> None:

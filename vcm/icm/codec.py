@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from vcm import progress
 from vcm.bitstream import budget, container
 from vcm.bitstream.bits import Reader, StreamError, Writer
+from vcm.codec.stage_state import StageCheckpoint, partial_path
 from vcm.errors import VcmError
 from vcm.fsutil import output_lock, write_bytes
 from vcm.icm import rans_guard
@@ -40,47 +41,36 @@ def to_u8(x_hat: torch.Tensor) -> np.ndarray:
     return torch.round(x_hat.clamp(0, 1) * 255).to(torch.uint8).cpu().numpy()
 
 
-SAVE_EVERY_S = 30.0  # how often a long encode saves the frames it has coded
+def _kept_frames(checkpoint: StageCheckpoint, frames: int) -> tuple[int, bytes]:
+    """(frames, their DATA payload) that ``checkpoint`` holds for this very encode; (0, b"") for none,
+    another encode's or a damaged one."""
+    kept = checkpoint.load()
+    if kept is not None and isinstance(kept.get("frames"), int) and 0 <= kept["frames"] <= frames \
+            and isinstance(kept.get("data"), bytes):
+        return kept["frames"], kept["data"]
+    if checkpoint.path.exists():
+        progress.log(f"{checkpoint.path.name} holds another encode's frames (or is damaged); starting from the "
+                     "first frame")
+    return 0, b""
 
 
-def _kept_frames(keep: Path, key: dict) -> tuple[int, bytes]:
-    """(frames, their DATA payload) that ``keep`` holds for exactly ``key``; (0, b"") for none, another
-    key or a damaged file."""
-    from vcm.fsutil import load_torch_dict
+def encode_frames(model, frames_u8: np.ndarray, device,
+                  checkpoint: StageCheckpoint | None = None) -> tuple[bytes, np.ndarray | None, int]:
+    """(DATA payload, the encoder's own reconstruction ``uint8 [T,3,H,W]``, how many frames came from
+    ``checkpoint``).
 
-    if not keep.is_file():
-        return 0, b""
-    try:
-        kept = load_torch_dict(keep, "a stopped icm encode's frames")
-    except VcmError:
-        kept = {}
-    if kept.get("key") != key or not isinstance(kept.get("frames"), int) or not isinstance(kept.get("data"), bytes):
-        progress.log(f"{keep.name} holds another encode's frames (or is damaged); starting from the first frame")
-        return 0, b""
-    return kept["frames"], kept["data"]
-
-
-def encode_frames(model, frames_u8: np.ndarray, device, keep: Path | None = None,
-                  key: dict | None = None) -> tuple[bytes, np.ndarray | None, int]:
-    """(DATA payload, the encoder's own reconstruction ``uint8 [T,3,H,W]``, how many frames came from ``keep``).
-
-    ``keep``: a file where the frames coded so far are kept (every ``SAVE_EVERY_S`` seconds and on
-    Ctrl-C) under ``key`` (what the payload depends on), and from which the same encode continues;
-    frames are coded independently, so the payload is the same. A continued encode has no
-    reconstruction of its kept frames: it returns ``None`` for it."""
-    from vcm.fsutil import save_torch
-
-    start, kept = _kept_frames(keep, key) if keep is not None else (0, b"")
-    if not 0 <= start <= len(frames_u8):
-        start, kept = 0, b""
+    ``checkpoint``: where the frames coded so far are kept (every ``SAVE_EVERY_S`` seconds and on Ctrl-C),
+    and from which the same encode continues; frames are coded independently, so the payload is the
+    same. A continued encode has no reconstruction of its kept frames: it returns ``None`` for it."""
+    start, kept = _kept_frames(checkpoint, len(frames_u8)) if checkpoint is not None else (0, b"")
     w = Writer()
     w.raw(kept)
     recon = []
     mult = pad_multiple(model)
-    saved_at, stopped = time.monotonic(), False
+    stopped = False
 
     def save(frames: int) -> None:
-        save_torch(keep, {"key": key, "frames": frames, "data": w.getvalue()})
+        checkpoint.save({"frames": frames, "data": w.getvalue()})
 
     with progress.progress("icm encode", len(frames_u8), completed=start) as bar:
         for i in range(start, len(frames_u8)):
@@ -101,14 +91,13 @@ def encode_frames(model, frames_u8: np.ndarray, device, keep: Path | None = None
             if "x_hat" in out:
                 recon.append(to_u8(_crop(out["x_hat"], pads, *frame.shape[1:]))[0])
             bar.advance(1)
-            if keep is not None and time.monotonic() - saved_at >= SAVE_EVERY_S:
+            if checkpoint is not None and checkpoint.due():
                 save(i + 1)
-                saved_at = time.monotonic()
     if stopped:
-        if keep is not None and i > 0:
+        if checkpoint is not None and i > 0:
             save(i)
-            progress.log(f"stopped after {i} of {len(frames_u8)} frames; they are kept in {keep}: the same command "
-                         "again continues from there")
+            progress.log(f"stopped after {i} of {len(frames_u8)} frames; they are kept in {checkpoint.path}: the "
+                         "same command again continues from there")
         raise KeyboardInterrupt
     return w.getvalue(), (np.stack(recon) if recon and start == 0 else None), start
 
@@ -124,15 +113,15 @@ def encode_video(video, checkpoint: Path, out: Path, device, arch: str | None = 
 
     start = time.time()
     model, arch, config = load_checkpoint(checkpoint, arch, device)
-    keep = out.with_name(out.name + ".partial.pt")
-    key = {"vcm": __version__, "checkpoint": file_fingerprint(checkpoint), "arch": arch,
-           "frames": hashlib.sha256(np.ascontiguousarray(video.frames_u8).data).hexdigest(),
-           "shape": list(video.frames_u8.shape), "device": torch.device(device).type}
+    kept = StageCheckpoint.keyed(partial_path(out), {
+        "vcm": __version__, "checkpoint": file_fingerprint(checkpoint), "arch": arch,
+        "frames": hashlib.sha256(np.ascontiguousarray(video.frames_u8).data).hexdigest(),
+        "shape": list(video.frames_u8.shape), "device": torch.device(device).type})
     with output_lock(out):  # a second encode into ``out`` would continue and overwrite the same kept frames
-        data, _, continued = encode_frames(model, video.frames_u8, device, keep, key)
+        data, _, continued = encode_frames(model, video.frames_u8, device, kept)
         blob = _stream(video, checkpoint, arch, config, data)
         write_bytes(out, blob)
-        keep.unlink(missing_ok=True)
+        kept.discard()
     # the time is this run's: frames kept from a stopped one took none of it
     return {"bitstream": str(out), "bytes": len(blob), "seconds": time.time() - start, "frames": video.num_frames,
             "frames_coded": video.num_frames - continued, **({"frames_continued": continued} if continued else {})}
