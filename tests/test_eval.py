@@ -1,4 +1,5 @@
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -145,6 +146,39 @@ def test_txt_labels_convert_to_ctc_json(tmp_path):
     proc = run_cli("gt", "convert", labels, "--sequence", "BQSquare", "--frames", "471:474", "--out", tmp_path / "gt.json",
                    "--overwrite")
     assert proc.returncode == 0 and json.loads((tmp_path / "gt.json").read_text())["images"], proc.stderr
+
+
+
+@pytest.mark.parametrize("line, message", [
+    ("85 0.5 0.5 0.2 0.2", "class 85 is not a COCO-80 index"),  # was a traceback
+    ("-1 0.5 0.5 0.2 0.2", "class -1 is not a COCO-80 index"),  # was written as a toothbrush
+    ("0 0.5 0.5 0.2 0.2 0.9", "expected 'class cx cy w h'"),  # a detector's output, not labels
+    ("0 nan 0.5 0.2 0.2", "is not made of finite numbers"),
+    ("0 0.5 0.5 0 0.2", "needs a width and height above 0"),
+    ("0 1.5 0.5 0.2 0.2", "lies wholly outside the 416x240 frame"),
+])
+def test_sfu_hw_labels_no_detector_could_match_are_one_clear_line(tmp_path, line, message):
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    (labels / "BQSquare_416x240_60_seq_471.txt").write_text("0 0.5 0.5 0.25 0.5\n" + line + "\n")
+    proc = run_cli("gt", "convert", labels, "--sequence", "BQSquare", "--frames", "471:472", "--out", tmp_path / "gt.json")
+    assert proc.returncode == 1 and "seq_471.txt:2: " in proc.stderr and message in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "gt.json").exists()
+
+
+def test_a_ctc_json_with_an_unusable_box_is_one_clear_line(tmp_path):
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "labels" / "BQSquare_416x240_60_seq_471.txt").write_text("0 0.5 0.5 0.25 0.5\n")
+    assert run_cli("gt", "convert", tmp_path / "labels", "--sequence", "BQSquare", "--frames", "471:472",
+                   "--out", tmp_path / "gt.json").returncode == 0
+    good = json.loads((tmp_path / "gt.json").read_text())
+    for edit, message in ((lambda a: a.update(bbox=[float("nan"), 0, 4, 4]), "is not made of finite numbers"),
+                          (lambda a: a.pop("bbox"), "needs image_id, an [x, y, w, h] bbox and category_id")):
+        data = json.loads(json.dumps(good))
+        edit(data["annotations"][0])
+        (tmp_path / "bad.json").write_text(json.dumps(data))
+        with pytest.raises(VcmError, match=re.escape(message)):
+            load_coco_json(tmp_path / "bad.json", "BQSquare")
 
 
 FAKE_YOLO = '''

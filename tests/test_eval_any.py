@@ -100,8 +100,9 @@ def test_frame_and_category_mapping_rules(tmp_path):
     (lambda d: d["images"][1].update(file_name=d["images"][0]["file_name"]), "map to a frame another image already has"),
     (lambda d: d["images"][0].update(width=352), "is 352x144, the video is 176x144"),
     # a box no detection can overlap counted as an object every detector missed; a non-object was dropped
-    (lambda d: d["annotations"][0].update(bbox=[0, 0, -4, 10]), "the width and height above 0"),
-    (lambda d: d["annotations"][0].update(bbox=[0, 0, 4, float("inf")]), "the width and height above 0"),
+    (lambda d: d["annotations"][0].update(bbox=[0, 0, -4, 10]), "needs a width and height above 0"),
+    (lambda d: d["annotations"][0].update(bbox=[0, 0, 4, float("inf")]), "is not made of finite numbers"),
+    (lambda d: d["annotations"][0].update(bbox=[176, 0, 4, 4]), "lies wholly outside the 176x144 frame"),
     (lambda d: d["annotations"].append("person"), "'annotations' must be a list of objects"),
     (lambda d: (d["annotations"][0].pop("id", None), d["annotations"][0].pop("bbox")), "annotation #1 (no id) has no"),
 ])

@@ -18,14 +18,13 @@ without a class is an error unless none of its objects is used.
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from vcm.errors import VcmError
 from vcm.detectors.classes import norm
-from vcm.eval.gt import COCO80, Box, GroundTruth
+from vcm.eval.gt import COCO80, Box, GroundTruth, box_fault
 
 FRAME_MAPPINGS = ("auto", "field", "name0", "name1", "order")
 CATEGORY_IDS = ("auto", "names", "coco80", "coco91")
@@ -211,10 +210,9 @@ def load_annotations(path: Path, name: str, width: int, height: int, num_frames:
             x, y, w, h = (float(v) for v in a["bbox"])
         except (KeyError, TypeError, ValueError):
             raise VcmError(f"{path.name}: {_annotation(a, i)} has no [x, y, w, h] bbox") from None
-        if not all(math.isfinite(v) for v in (x, y, w, h)) or w <= 0 or h <= 0:
-            # no detection can overlap such a box: it would count as an object every detector misses
-            raise VcmError(f"{path.name}: {_annotation(a, i)} has the bbox {a['bbox']}; x and y must be numbers and "
-                           f"the width and height above 0")
+        fault = box_fault(x, y, w, h, width, height)
+        if fault:
+            raise VcmError(f"{path.name}: {_annotation(a, i)}'s bbox {a['bbox']} {fault}")
         gt.frames[frame_of[a["image_id"]]].append(
             Box(x, y, w, h, cat_of[a["category_id"]], int(a.get("iscrowd", 0) or 0), float(a.get("area", w * h))))
     return gt, Mapping(frames_how, cats_how)

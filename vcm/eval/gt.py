@@ -11,6 +11,7 @@ Two sources:
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -56,6 +57,23 @@ class GroundTruth:
         return [i for i in source_frames if i in self.frames]
 
 
+def box_fault(x: float, y: float, w: float, h: float, width: int, height: int) -> str | None:
+    """Why a ground-truth box (absolute ``x, y, w, h`` pixels) in a ``width``×``height`` frame
+    cannot be scored, or None when it can.
+
+    Such a box would count as an object every detector misses (no detection can overlap it), so
+    the loaders refuse it rather than lower every score in silence. A box partly outside the
+    frame is fine: SFU-HW's own labels have them.
+    """
+    if not all(math.isfinite(v) for v in (x, y, w, h)):
+        return "is not made of finite numbers"
+    if w <= 0 or h <= 0:
+        return "needs a width and height above 0"
+    if x >= width or y >= height or x + w <= 0 or y + h <= 0:
+        return f"lies wholly outside the {width}x{height} frame"
+    return None
+
+
 _VAL_RE = re.compile(r"^(?P<stem>.+)_val_(?P<n>\d+)\.\w+$")
 _SEQ_RE = re.compile(r"^(?P<stem>.+)_seq_(?P<n>\d+)\.txt$")
 
@@ -97,14 +115,21 @@ def load_coco_json(path: Path, sequence: str | None = None) -> GroundTruth:
     if gt is None:
         raise VcmError(f"{path.name} lists no images")
     for a in anns:
-        frame = frame_of_image.get(float(a["image_id"]))
+        try:
+            frame = frame_of_image.get(float(a["image_id"]))
+            x, y, w, h = (float(v) for v in a["bbox"])
+            cat, iscrowd, area = int(a["category_id"]), int(a.get("iscrowd", 0)), float(a.get("area", w * h))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise VcmError(f"{path.name}: annotation {a.get('id') if isinstance(a, dict) else a!r} needs image_id, "
+                           "an [x, y, w, h] bbox and category_id as numbers") from None
         if frame is None:
             raise VcmError(f"{path.name}: annotation {a.get('id')} refers to unknown image {a['image_id']}")
-        x, y, w, h = (float(v) for v in a["bbox"])
-        cat = int(a["category_id"])
         if not 0 <= cat < 80:
             raise VcmError(f"{path.name}: category_id {cat} is not a COCO-80 index (0..79)")
-        gt.frames[frame].append(Box(x, y, w, h, cat, int(a.get("iscrowd", 0)), float(a.get("area", w * h))))
+        fault = box_fault(x, y, w, h, gt.width, gt.height)
+        if fault:
+            raise VcmError(f"{path.name}: annotation {a.get('id')}'s bbox {a['bbox']} {fault}")
+        gt.frames[frame].append(Box(x, y, w, h, cat, iscrowd, area))
     return gt
 
 
@@ -132,11 +157,19 @@ def load_yolo_labels(folder: Path, sequence: str, frames: range | None = None) -
             if not parts:
                 continue
             try:
+                if len(parts) != 5:  # a sixth column (a detector's confidence) is not a label
+                    raise ValueError
                 cat, cx, cy, w, h = int(parts[0]), *map(float, parts[1:5])
-            except (ValueError, TypeError):
+            except ValueError:
                 raise VcmError(f"{p.name}:{ln}: expected 'class cx cy w h', got {line!r}") from None
+            if not 0 <= cat < 80:
+                raise VcmError(f"{p.name}:{ln}: class {cat} is not a COCO-80 index (0..79)")
             bw, bh = w * seq.width, h * seq.height
-            boxes.append(Box(cx * seq.width - bw / 2, cy * seq.height - bh / 2, bw, bh, cat, 0, bw * bh))
+            box = Box(cx * seq.width - bw / 2, cy * seq.height - bh / 2, bw, bh, cat, 0, bw * bh)
+            fault = box_fault(box.x, box.y, box.w, box.h, seq.width, seq.height)
+            if fault:
+                raise VcmError(f"{p.name}:{ln}: the box {line.strip()!r} {fault}")
+            boxes.append(box)
         gt.frames[frame] = boxes
     if not found:
         raise VcmError(f"no label files of {seq.name} (…_seq_NNN.txt) in {folder}")
