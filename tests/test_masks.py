@@ -82,6 +82,8 @@ def test_vcm_masks_with_tiny_sam_writes_resumes_and_validates(tmp_path, tiny_sam
 
         make.make_masks(video, "tiny", tiny_sam, [0.0], load_settings(cfg), out, "cpu", should_stop=lambda i: i == 1)
     assert (tmp_path / "m.npz.partial" / "frame_000000.npy").exists() and not out.exists()
+    info = run_cli("info", out, "--json")  # how far the stopped run got
+    assert info.returncode == 0 and json.loads(info.stdout)["stopped"] == {"made": 1, "frames": 3}, info.stderr
     proc = run_cli(*args)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)[0]
@@ -92,6 +94,15 @@ def test_vcm_masks_with_tiny_sam_writes_resumes_and_validates(tmp_path, tiny_sam
     assert meta["alpha"] == 0.0 and meta["sam_model"] == "tiny" and meta["source_frames"] == [0, 3]
     assert not (tmp_path / "m.npz.partial").exists()
     assert load_masks_for_video(out, video).shape[0] == 3
+    info = run_cli("info", out)  # what the file holds, without a video to probe
+    assert info.returncode == 0 and "sam (tiny), α 0" in info.stdout and "source frames 0:3" in info.stdout, info.stderr
+    assert f"{masks.mean() * 100:.2f} %" in info.stdout
+    damaged = tmp_path / "d.npz"
+    with np.load(out) as z:
+        np.savez(damaged, packed=z["packed"][:2], meta=z["meta"])
+    info = run_cli("info", damaged)
+    assert info.returncode == 1 and "is damaged (mask array does not match its metadata)" in info.stderr
+    assert len(info.stderr.strip().splitlines()) == 1
     with pytest.raises(VcmError, match="source frames"):
         load_masks_for_video(out, open_video(carphone, "1:4"))
 

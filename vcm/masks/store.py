@@ -70,10 +70,10 @@ def check_mask_output(path: Path) -> None:
     is made again from the same inputs; a user's own .npz was replaced without a word)."""
     from vcm.outputs import check_own
 
-    check_own(path, _is_mask_file, "a vcm edge-mask file")
+    check_own(path, is_mask_file, "a vcm edge-mask file")
 
 
-def _is_mask_file(path: Path) -> bool:
+def is_mask_file(path: Path) -> bool:
     try:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(bytes(z["meta"]).decode())
