@@ -8,7 +8,7 @@ from tests.conftest import run_cli
 from vcm.errors import VcmError
 from vcm.masks.edges import edge_mask, edges_from_labels, label_map
 from vcm.masks.sam import build_tiny_sam, load_sam
-from vcm.masks.store import load_masks, load_masks_for_video
+from vcm.masks.store import load_masks, load_masks_for_video, save_masks
 from vcm.video import open_video
 
 LOOSE = """
@@ -103,6 +103,12 @@ def test_vcm_masks_with_tiny_sam_writes_resumes_and_validates(tmp_path, tiny_sam
     info = run_cli("info", damaged)
     assert info.returncode == 1 and "is damaged (mask array does not match its metadata)" in info.stderr
     assert len(info.stderr.strip().splitlines()) == 1
+    # a consistent file whose masks would not fit the memory budget is refused before they are read
+    big = tmp_path / "big.npz"
+    save_masks(big, np.zeros((40, 480, 640), bool), {**meta, "source_frames": [0, 40]})
+    assert load_masks(big)[0].shape == (40, 1, 480, 640)
+    info = run_cli("info", big, env={"VCM_MEMORY_BUDGET": "8M"})
+    assert info.returncode == 1 and "declares 40 masks of 640x480, which would need 13.2 MiB" in info.stderr, info.stderr
     with pytest.raises(VcmError, match="source frames"):
         load_masks_for_video(out, open_video(carphone, "1:4"))
 

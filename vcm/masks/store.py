@@ -49,20 +49,56 @@ def load_masks(path: Path) -> tuple[np.ndarray, dict]:
         raise VcmError(f"mask file {path} does not exist; make one with vcm masks")
     try:
         with np.load(path, allow_pickle=False) as z:
+            if _declared_shape(z, "meta")[0] > _MAX_META:
+                raise ValueError("metadata too large")
             meta = json.loads(bytes(z["meta"]).decode())
+            if isinstance(meta, dict) and meta.get("format") == FORMAT:
+                _check_meta(meta, path)
+                _check_declared(meta, _declared_shape(z, "packed"), path)  # before the array is allocated
             packed = z["packed"]
+    except VcmError:
+        raise
     except Exception:
         raise VcmError(f"{path} is not a vcm edge-mask file") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         fmt = meta.get("format") if isinstance(meta, dict) else None
         raise VcmError(f"{path} is not a vcm edge-mask file (format {fmt!r})")
-    _check_meta(meta, path)
     h, w = meta["height"], meta["width"]
     a, b = meta["source_frames"]
     if packed.ndim != 2 or packed.shape != (b - a, (h * w + 7) // 8):
         raise VcmError(f"{path} is damaged (mask array does not match its metadata)")
     masks = np.stack([unpack(p, h, w) for p in packed]).astype(np.uint8)[:, None]
     return masks, meta
+
+
+_MAX_META = 1 << 20  # bytes of JSON metadata; a real file's is under 2 KB
+
+
+def _declared_shape(z, name: str) -> tuple[int, ...]:
+    """The shape the ``.npy`` member ``name`` of an open ``.npz`` declares, read from its header alone (a
+    compressed member can declare gigabytes in a few bytes; numpy allocates what it declares)."""
+    with z.zip.open(name + ".npy") as f:
+        version = np.lib.format.read_magic(f)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(f)
+    if dtype != np.uint8:
+        raise ValueError(f"{name} is {dtype}, not uint8")
+    return (int(np.prod(shape, dtype=np.int64)),) if name == "meta" else tuple(shape)
+
+
+def _check_declared(meta: dict, shape: tuple[int, ...], path: Path) -> None:
+    """The packed array must have the shape its metadata declares, and the unpacked masks
+    (``uint8 [T, 1, H, W]``) must fit the memory budget (``VCM_MEMORY_BUDGET``)."""
+    from vcm.bitstream.budget import human, memory_budget
+
+    h, w = meta["height"], meta["width"]
+    a, b = meta["source_frames"]
+    if shape != (b - a, (h * w + 7) // 8):
+        raise VcmError(f"{path} is damaged (mask array does not match its metadata)")
+    need, budget = (b - a) * h * w * 9 // 8, memory_budget()
+    if need > budget:
+        raise VcmError(f"{path} declares {b - a} masks of {w}x{h}, which would need {human(need)} to read, more than "
+                       f"the memory budget of {human(budget)}; set VCM_MEMORY_BUDGET (e.g. 16G) if it is genuine")
 
 
 def check_mask_output(path: Path) -> None:
@@ -76,6 +112,8 @@ def check_mask_output(path: Path) -> None:
 def is_mask_file(path: Path) -> bool:
     try:
         with np.load(path, allow_pickle=False) as z:
+            if _declared_shape(z, "meta")[0] > _MAX_META:
+                return False
             meta = json.loads(bytes(z["meta"]).decode())
     except Exception:
         return False
