@@ -101,6 +101,8 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tmp_path):
 
     saved_step = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["step"]
     assert 0 < saved_step < 150 * 8  # stopped mid-run, between checkpoints (every 1000 epochs)
+    # where it stopped, in the schedule's steps (it said 'after epoch 0' for a stop within the first epoch)
+    assert f"stopped at step {saved_step} of 1200;" in " ".join((out + err).split())
     # coding the unfinished network says so
     early = run_cli("compress", tmp_path / "run", "--lambda", "1", "--rd-steps", "1", "--out", tmp_path / "early.nerv")
     assert early.returncode == 0 and "holds an unfinished fit" in " ".join(early.stderr.split()), early.stderr[-1000:]

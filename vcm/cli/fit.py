@@ -116,7 +116,7 @@ def fit(
         # the command as typed (a sample's name, --frames, the preset and schedule options), so that the
         # resumed run is the same fit; on one line, whatever the terminal's width, to be copied whole
         again = shlex.join(["vcm", *sys.argv[1:]] + ([] if "--resume" in sys.argv else ["--resume"]))
-        console.print(f"[yellow]stopped after epoch {result.epochs_done}; checkpoint saved in {result.run_dir}. "
+        console.print(f"[yellow]stopped at step {result.steps_done} of {result.total_steps}; checkpoint saved in {result.run_dir}. "
                       f"Continue with: {escape(again)}[/yellow]", soft_wrap=True)
         raise SystemExit(130)  # reported above (typer's Exit(130) means an unhandled Ctrl-C)
     if save_video is not None:

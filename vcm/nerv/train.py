@@ -51,6 +51,8 @@ class FitResult:
     metrics: dict | None
     seconds: float
     frames_per_second: float
+    steps_done: int = 0
+    total_steps: int = 0
 
 
 def video_description(video: Video) -> dict:
@@ -335,13 +337,13 @@ def fit(
         fps = (step - first_step) * cfg.batch / max(seconds, 1e-9)
         epochs_done = step // cfg.steps_per_epoch(video.num_frames)
         if interrupted:
-            return FitResult(run_dir, epochs_done, True, None, seconds, fps)
+            return FitResult(run_dir, epochs_done, True, None, seconds, fps, step, total_steps)
         metrics = _measure(run, video, device)
         metrics.update({"params": registry.entry(run.config["arch"]).model_cls.count_params(model_cfg),
                         "epochs": cfg.total_epochs(video.num_frames), "steps": total_steps, "history": run.history,
                         "train_seconds": seconds, "train_frames_per_second": fps})
         write_json(run_dir / METRICS, metrics)
-        return FitResult(run_dir, epochs_done, False, metrics, seconds, fps)
+        return FitResult(run_dir, epochs_done, False, metrics, seconds, fps, step, total_steps)
 
 
 def _plain(model) -> Callable[[torch.Tensor], tuple[torch.Tensor, None]]:
