@@ -173,3 +173,28 @@ def test_points_without_a_result_are_listed_not_silently_left_out_of_the_curves(
     (results / "fresh" / "points" / "clip" / "hevc" / "qp37").mkdir(parents=True)
     with pytest.raises(VcmError, match="holds no finished CTC point yet \\(1 without a result"):
         make_report(results / "fresh")
+
+
+def test_a_report_made_again_keeps_the_last_reports_settings_unless_told_otherwise(results):
+    """`vcm ctc report runs/demo` after the demo wrote a report against VVC with no curve made monotone, where
+    the demo's was against HEVC with its mAP curves monotone: the same folder, two different reports."""
+    write_point(results, "vvc", "qp40", 30.0, 31.0, qp=40)  # a VVC curve, the default anchor when held
+    make_report(results, anchor="hevc", monotone_map=True)  # as vcm demo makes its report
+    first = json.loads((results / "bd.json").read_text())
+    proc = run_cli("ctc", "report", results)
+    assert proc.returncode == 0, proc.stderr
+    said = " ".join(proc.stderr.split())
+    assert "as the last report of" in said and "anchor hevc" in said and "mAP curves made monotone" in said
+    again = json.loads((results / "bd.json").read_text())
+    assert (again["anchor"], again["monotone"], again["metric"]) == ("hevc", ["map"], "psnr_y") == \
+        (first["anchor"], first["monotone"], first["metric"])
+    # an option given changes that setting alone; the others stay as they were
+    assert run_cli("ctc", "report", results, "--metric", "psnr", "--no-monotone").returncode == 0
+    changed = json.loads((results / "bd.json").read_text())
+    assert (changed["anchor"], changed["monotone"], changed["metric"]) == ("hevc", [], "psnr")
+    proc = run_cli("ctc", "report", results, "--monotone-map", "--monotone")
+    assert proc.returncode == 1 and "goes with neither --monotone nor --no-monotone" in proc.stderr
+    # a folder with no report of its own gets the defaults
+    (results / "bd.json").unlink()
+    assert run_cli("ctc", "report", results).returncode == 0
+    assert json.loads((results / "bd.json").read_text())["anchor"] == "vvc"

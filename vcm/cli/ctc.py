@@ -49,17 +49,24 @@ def ctc_run(
 def ctc_report(
     out: Path = typer.Argument(Path("ctc"), help="A results folder of vcm ctc run."),
     anchor: Optional[str] = typer.Option(None, "--anchor", help="Curve the BD figures are measured against (default: vvc, else hevc, whichever the results hold)."),
-    monotone: bool = typer.Option(False, "--monotone", metavar="", help="Fit each curve monotonically before BD."),
+    monotone: Optional[bool] = typer.Option(None, "--monotone/--no-monotone", show_default=False, help="Fit each curve monotonically before BD, or none."),
+    monotone_map: bool = typer.Option(False, "--monotone-map", help="Fit only the mAP curves monotonically (as vcm demo's report)."),
     screenshot: Optional[Path] = typer.Option(None, "--screenshot", help="Also render report.html in headless Chromium to this PNG."),
-    metric: str = typer.Option("psnr_y", "--metric", help="Quality of the plots and BD figures: psnr_y, psnr_yuv (6:1:1) or psnr (RGB)."),
+    metric: Optional[str] = typer.Option(None, "--metric", help="Quality of the plots and BD figures: psnr_y (default), psnr_yuv (6:1:1) or psnr (RGB)."),
     annotations: Optional[Path] = typer.Option(None, "--annotations", help="Ground truth for class pooling (default: as in the run)."),
     json_out: bool = JsonOpt,
 ) -> None:
-    """summary.csv, BD-rate tables, RD plots and report.md / report.html."""
+    """summary.csv, BD-rate tables, RD plots and report.md / report.html.
+
+    Settings not given are those of the folder's last report, if it has one (a report made again is the
+    report it had); else the defaults."""
+    from vcm.errors import VcmError
     from vcm.ctc.report import make_report
 
     start()
-    r = make_report(out, anchor, monotone, annotations, metric)
+    if monotone_map and monotone is not None:
+        raise VcmError("--monotone-map fits only the mAP curves; it goes with neither --monotone nor --no-monotone")
+    r = make_report(out, anchor, monotone, annotations, metric, monotone_map=monotone_map, as_last=True)
     if screenshot is not None:
         from vcm.ctc.screenshot import screenshot as take
 

@@ -25,23 +25,29 @@ REPORT_FILES = (SUMMARY, BD_JSON, PLOTS, REPORT_MD, REPORT_HTML)
 DEFAULT_ANCHORS = ("vvc", "hevc")  # the anchor of a report that names none: the first of these the results hold
 
 
-def make_report(out: Path, anchor: str | None = None, use_monotone: bool = False, annotations: Path | None = None,
-                metric: str = "psnr_y", monotone_map: bool = False) -> dict:
+def make_report(out: Path, anchor: str | None = None, use_monotone: bool | None = False, annotations: Path | None = None,
+                metric: str | None = "psnr_y", monotone_map: bool = False, as_last: bool = False) -> dict:
     """summary.csv, bd.json, plots/<sequence>.png, report.md and report.html from ``out/points``.
 
     ``anchor``: the curve BD figures are measured against; one the results do not hold is refused before
     anything is written (None: the first of :data:`DEFAULT_ANCHORS` they hold).
     ``metric``: the quality of the RD plots and BD figures (``psnr_y`` default, ``psnr_yuv``, ``psnr``).
     ``use_monotone``: make every curve monotone before BD; ``monotone_map``: only the mAP curves.
+    ``as_last``: the settings left as None (anchor, metric, use_monotone) are those of the folder's last
+    report (its bd.json), so that a report made again is the report the folder had, e.g. ``vcm demo``'s.
     """
-    if metric not in METRICS:
-        raise VcmError(f"--metric must be one of {', '.join(METRICS)}, got {metric!r}")
     out = Path(out)
     rows, failed, unfinished = collect(out)
     if not rows and not failed:
         raise VcmError(f"{out} holds no finished CTC point yet ({len(unfinished)} without a result: stopped, killed or "
                        "still running); the same vcm ctc run finishes them")
-    anchor = _anchor(anchor, {curve_of(r) for r in rows})
+    curves = {curve_of(r) for r in rows}
+    if as_last:
+        anchor, metric, use_monotone, monotone_map = _as_last(out, curves, anchor, metric, use_monotone, monotone_map)
+    metric = metric or "psnr_y"
+    if metric not in METRICS:
+        raise VcmError(f"--metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    anchor = _anchor(anchor, curves)
     summary = summary_rows(rows)
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=SUMMARY_COLUMNS)
@@ -68,6 +74,35 @@ def make_report(out: Path, anchor: str | None = None, use_monotone: bool = False
     write_json(out / BD_JSON, {"anchor": anchor, "monotone": sorted(monotone), "metric": metric,
                                  "min_overlap": MIN_OVERLAP, "sequences": data.bd_rows, "classes": data.class_bd})
     return result
+
+
+def _as_last(out: Path, curves: set[str], anchor, metric, use_monotone, monotone_map):
+    """(anchor, metric, use_monotone, monotone_map) with those not given taken from ``out``'s last report;
+    says on the log which ones, and how to change them."""
+    import json
+
+    from vcm import progress
+
+    try:
+        last = json.loads((out / BD_JSON).read_text())
+        last_anchor, last_metric, last_monotone = last["anchor"], last["metric"], set(last["monotone"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return anchor, metric, use_monotone, monotone_map  # no earlier report (or not ours): the defaults
+    kept = []
+    if anchor is None and last_anchor in curves:
+        anchor = last_anchor
+        kept.append(f"anchor {anchor}")
+    if metric is None and last_metric in METRICS:
+        metric = last_metric
+        kept.append(f"metric {metric}")
+    if use_monotone is None and not monotone_map:
+        use_monotone, monotone_map = last_metric in last_monotone, last_monotone == {"map"}
+        if last_monotone:
+            kept.append("every curve made monotone" if use_monotone else "mAP curves made monotone")
+    if kept:
+        progress.log(f"as the last report of {out}: {', '.join(kept)} (--anchor, --metric, --monotone, "
+                     "--monotone-map or --no-monotone change them)")
+    return anchor, metric, bool(use_monotone), monotone_map
 
 
 def _anchor(anchor: str | None, curves: set[str]) -> str:
