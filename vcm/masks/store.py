@@ -49,7 +49,7 @@ def load_masks(path: Path) -> tuple[np.ndarray, dict]:
         raise VcmError(f"mask file {path} does not exist; make one with vcm masks")
     try:
         with np.load(path, allow_pickle=False) as z:
-            if _declared_shape(z, "meta")[0] > _MAX_META:
+            if np.prod(_declared_shape(z, "meta"), dtype=np.int64) > _MAX_META:
                 raise ValueError("metadata too large")
             meta = json.loads(bytes(z["meta"]).decode())
             if isinstance(meta, dict) and meta.get("format") == FORMAT:
@@ -83,7 +83,7 @@ def _declared_shape(z, name: str) -> tuple[int, ...]:
         shape, _, dtype = read(f)
     if dtype != np.uint8:
         raise ValueError(f"{name} is {dtype}, not uint8")
-    return (int(np.prod(shape, dtype=np.int64)),) if name == "meta" else tuple(shape)
+    return tuple(shape)
 
 
 def _check_declared(meta: dict, shape: tuple[int, ...], path: Path) -> None:
@@ -112,7 +112,7 @@ def check_mask_output(path: Path) -> None:
 def is_mask_file(path: Path) -> bool:
     try:
         with np.load(path, allow_pickle=False) as z:
-            if _declared_shape(z, "meta")[0] > _MAX_META:
+            if np.prod(_declared_shape(z, "meta"), dtype=np.int64) > _MAX_META:
                 return False
             meta = json.loads(bytes(z["meta"]).decode())
     except Exception:
