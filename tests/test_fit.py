@@ -2,6 +2,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import re
 import pytest
 import torch
 
@@ -219,3 +220,18 @@ def test_a_second_fit_into_a_folder_a_fit_is_writing_is_refused_and_the_lock_die
     with pytest.raises(VcmError):
         fit(video, TINY.config(24, 24), cfg, tmp_path / "new", CPU, resume=True)  # nothing there to resume
     assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("text, message", [
+    ("model: [1, 2]\n", "the 'model' section must be a mapping of option: value, got list [1, 2]"),  # was a traceback
+    ("model: {arch: hinerv}\ntrain: 5\n", "the 'train' section must be a mapping of option: value, got int 5"),
+    ("model: {arch: hinerv, params: lots}\n", "the model's params must look like 0.3M"),  # it named --params
+])
+def test_a_fit_config_whose_sections_are_not_mappings_is_one_line(tmp_path, text, message):
+    from vcm.errors import VcmError
+    from vcm.nerv.config import load_preset
+
+    path = tmp_path / "fit.yaml"
+    path.write_text(text)
+    with pytest.raises(VcmError, match=re.escape(message)):
+        load_preset(str(path))

@@ -147,7 +147,7 @@ def model_spec_from_dict(d: dict) -> ModelSpec:
     arch = d.get("arch", "nerv")
     if arch not in registry.names():
         raise VcmError(f"unknown representation {arch!r} in the model section; use {' or '.join(registry.names())}")
-    params = parse_param_count(d["params"]) if d.get("params") is not None else None
+    params = parse_param_count(d["params"], "the model's params") if d.get("params") is not None else None
     width_scale = parse_width_scale(d["width_scale"]) if d.get("width_scale") is not None else 1.0
     try:
         shape = registry.entry(arch).model_cls.shape_from_preset(
@@ -177,6 +177,10 @@ def load_preset(name_or_path: str) -> tuple[ModelSpec, TrainConfig]:
         raise VcmError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
     if not isinstance(raw, dict) or not {"model", "train"} >= set(raw):
         raise VcmError(f"{path}: a fit config has the sections 'model' and 'train' only")
+    for section in ("model", "train"):
+        if not isinstance(raw.get(section) or {}, dict):
+            raise VcmError(f"{path}: the {section!r} section must be a mapping of option: value, "
+                           f"got {type(raw[section]).__name__} {raw[section]!r}")
     return model_spec_from_dict(raw.get("model") or {}), TrainConfig.from_dict(raw.get("train") or {})
 
 

@@ -378,8 +378,8 @@ def parse_embed(text: str) -> tuple[float, int]:
         raise ValueError(f"embed must look like BASE_LEVELS (e.g. 1.25_80), got {text!r}") from None
 
 
-def parse_param_count(text: str) -> int:
-    """``"0.3M"``, ``"50k"``, ``"120000"`` → integer parameter count."""
+def parse_param_count(text: str, name: str = "--params") -> int:
+    """``"0.3M"``, ``"50k"``, ``"120000"`` → integer parameter count (``name``: what the error calls it)."""
     t = str(text).strip().lower().replace("_", "")
     mult = {"k": 1e3, "m": 1e6, "g": 1e9}.get(t[-1:], 1)
     try:
@@ -387,10 +387,10 @@ def parse_param_count(text: str) -> int:
     except ValueError:
         from vcm.errors import VcmError
 
-        raise VcmError(f"--params must look like 0.3M, 50k or 120000, got {text!r}") from None
+        raise VcmError(f"{name} must look like 0.3M, 50k or 120000, got {text!r}") from None
     if value < 100:
         from vcm.errors import VcmError
 
-        raise VcmError(f"--params {text} is too small for a network (at least 100 parameters)")
+        raise VcmError(f"{name} {text} is too small for a network (at least 100 parameters)")
     return int(value)
 
