@@ -383,13 +383,24 @@ def test_a_fits_values_are_checked_before_anything_is_fitted(tmp_path, fit, mess
     ({"detector": {"name": "yolo7"}}, {"hevc": {"qps": [40]}}, "unknown detector 'yolo7'"),  # no mAP, no word
     ({"detector": {"name": "opencv-face", "every": 0}}, {"hevc": {"qps": [40]}}, "every must be a whole number"),
     ({"reference_score": 7}, {"hevc": {"qps": [40]}}, "reference_score must be a number between 0 and 1"),
+    # sections of the wrong shape: each was a TypeError or AttributeError traceback
+    ({}, 3, "codecs must be a mapping of codec name: its section, got 3"),
+    ({}, {"hinerv": {"fits": 3}}, "hinerv fits must be a list of fits"),
+    ({}, {"hinerv": {"fits": [3]}}, "hinerv fits must be a list of fits"),
+    ({}, {"hinerv": {"fits": [{"points": 3}]}}, "hinerv fit: points must be a list of points"),
+    ({}, {"hinerv": {"fits": [{"points": [3]}]}}, "hinerv fit: points must be a list of points"),
+    ({}, {"sa-hinerv": {"masks": 3}}, "sa-hinerv masks must be a mapping such as {source: canny}, got 3"),
+    ({}, {"sa-icm": {"checkpoints": 3}}, "sa-icm checkpoints must be a list of checkpoint paths"),
+    ({}, {"sa-icm": {"checkpoints": ["m.pth"], "arch": "foo"}}, "unknown codec architecture 'foo'"),
+    ({"top": {"device": [1]}}, {"hevc": {"qps": [40]}}, "device must be auto, cpu or cuda[:N] (a string), got [1]"),
 ])
 def test_anchor_and_sequence_values_are_checked_before_any_point_runs(tmp_path, sequence, codecs, message):
     from vcm.ctc.run import run
 
     cfg = tmp_path / "c.yaml"
+    top = sequence.pop("top", {})
     seq = {"name": "c", "path": "sample:carphone", "frames": "0:2", **sequence}
-    cfg.write_text(json.dumps({"sequences": [seq], "codecs": codecs}))
+    cfg.write_text(json.dumps({"sequences": [seq], "codecs": codecs, **top}))
     with pytest.raises(VcmError) as err:
         run(cfg, tmp_path / "o")
     assert message in str(err.value)

@@ -222,6 +222,16 @@ codecs:
     assert row["status"] == "ok" and row["bytes"] > 0 and row["psnr"] > 0
 
 
+def test_sa_icm_checkpoints_with_one_file_name_in_two_folders_are_two_points():
+    """q1/model.pth and q2/model.pth were one point id, refused as 'the same point twice' (with a hint about
+    rd_steps, a NeRV key); they are two rates of one codec, as trained checkpoints are often laid out."""
+    from vcm import codecs
+
+    pts = codecs.get("sa-icm").points({"checkpoints": ["q1/model.pth", "q2/model.pth", "icm_78.pth.tar"]}, {})
+    assert [pid for pid, _ in pts] == ["q1_model", "q2_model", "icm_78"]
+    assert [p["checkpoint"] for _, p in pts] == ["q1/model.pth", "q2/model.pth", "icm_78.pth.tar"]
+
+
 def test_a_stopped_icm_encode_keeps_its_coded_frames_and_continues_to_the_same_bytes(tmp_path, tiny_ckpt, monkeypatch):
     """Ctrl-C while the third of five frames is coded keeps two; the same encode then codes only the three left
     and writes the bytes of an encode never stopped. Kept frames of another checkpoint are never used."""

@@ -129,14 +129,23 @@ class NervFamily(Codec):
     def points(self, section: dict, sequence: dict) -> list[tuple[str, dict]]:
         pts = []
         if section.get("masks") is not None:
-            unknown = set(section["masks"]) - _MASKS_KEYS if isinstance(section["masks"], dict) else {"(not a mapping)"}
+            if not isinstance(section["masks"], dict):
+                raise VcmError(f"{self.name} masks must be a mapping such as {{source: canny}}, got {section['masks']!r}")
+            unknown = set(section["masks"]) - _MASKS_KEYS
             if unknown:
                 raise VcmError(f"{self.name} masks: unknown key(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(_MASKS_KEYS))}")
             if section["masks"].get("source") is not None:
                 from vcm.masks.sources import parse_source
 
                 parse_source(section["masks"]["source"])  # a typo is refused before anything is fitted
-        for fit in section.get("fits") or []:
+        fits = section.get("fits") or []
+        if not isinstance(fits, list) or not all(isinstance(f, dict) for f in fits):
+            raise VcmError(f"{self.name} fits must be a list of fits ({{preset: ..., points: [...]}}), got {fits!r}")
+        for fit in fits:
+            points = fit.get("points") or []
+            if not isinstance(points, list) or not all(isinstance(p, dict) for p in points):
+                raise VcmError(f"{self.name} fit: points must be a list of points ({{lambda: 1}} or "
+                               f"{{prune: 0.4, bits: 8}}), got {fit.get('points')!r}")
             unknown = set(fit) - _FIT_KEYS
             if unknown:
                 of_points = sorted(unknown & (_AFFINE_KEYS | _RD_KEYS | _MATCH_KEYS))

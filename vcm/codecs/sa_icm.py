@@ -30,8 +30,19 @@ class SaIcm(Codec):
         return header.get("sequence") or header["name"]
 
     def points(self, section: dict, sequence: dict) -> list[tuple[str, dict]]:
-        return [(Path(c).name.split(".")[0], {"checkpoint": str(c), "arch": section.get("arch", "tcm")})
-                for c in section.get("checkpoints") or []]
+        """One point per checkpoint, named by its file's stem (by its folder too where two stems agree:
+        ``q1/model.pth`` and ``q2/model.pth`` are ``q1_model`` and ``q2_model``)."""
+        from vcm.errors import VcmError
+        from vcm.icm.archs import check_arch
+
+        checkpoints = section.get("checkpoints") or []
+        if not isinstance(checkpoints, list) or not all(isinstance(c, str) for c in checkpoints):
+            raise VcmError(f"sa-icm checkpoints must be a list of checkpoint paths, got {checkpoints!r}")
+        arch = section.get("arch", "tcm")
+        check_arch(str(arch))
+        stems = [Path(c).name.split(".")[0] for c in checkpoints]
+        names = [f"{Path(c).parent.name}_{s}" if stems.count(s) > 1 else s for c, s in zip(checkpoints, stems)]
+        return [(n, {"checkpoint": c, "arch": arch}) for n, c in zip(names, checkpoints)]
 
     def encode_decode(self, spec: dict, video, device) -> dict:
         from vcm.icm.codec import decode_icm_file, encode_video

@@ -38,6 +38,12 @@ def check_schema(cfg, path: Path) -> None:
 
     try:
         check_keys(cfg, TOP_KEYS, "the config")
+        if not isinstance(cfg.get("codecs") or {}, dict):
+            raise ValueError(f"codecs must be a mapping of codec name: its section, got {cfg['codecs']!r}")
+        for key, what in (("device", "auto, cpu or cuda[:N]"), ("frames", "ctc, all, auto or A:B"),
+                          ("annotations", "a path")):
+            if cfg.get(key) is not None and not isinstance(cfg[key], str):
+                raise ValueError(f"{key} must be {what} (a string), got {cfg[key]!r}")
         unknown = set(cfg.get("codecs") or {}) - set(codecs.names())
         if unknown:
             raise ValueError(f"unknown codec(s) {', '.join(sorted(unknown))}; known: {', '.join(codecs.names())}")
