@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pytest
@@ -229,3 +230,22 @@ def test_fit_sa_nerv_makes_its_masks_from_a_source_without_sam(tmp_path, carphon
     assert len(list((tmp_path / "run").glob("*_0-4_canny.npz"))) == 1  # cached beside the run, as SAM's masks are
     bad = run_cli("fit", carphone, "--frames", "0:4", "--loss", "sa-nerv", "--mask-source", "sobel", "--out", tmp_path / "r2")
     assert bad.returncode == 1 and "mask source 'sobel'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("text, message", [
+    ("generator: 3\n", "generator must be a mapping of SAM generator option: value, got 3"),  # a TypeError
+    ("edges: {dilation: x}\n", "edges: dilation must be a whole number of pixels ≥ 0, got 'x'"),  # a ValueError
+    ("generator: {points_per_side: x}\n", "generator: points_per_side must be a whole number, got 'x'"),
+    ("generator: {points_per_side: null}\n", "points_per_side must be a whole number, got None"),
+    ("generator: {crop_n_layers: 1.5}\n", "generator: crop_n_layers must be a whole number, got 1.5"),
+    ("generator: {pred_iou_thresh: high}\n", "generator: pred_iou_thresh must be a number, got 'high'"),
+])
+def test_a_masks_config_with_a_value_sam_cannot_take_is_one_line_before_sam_loads(tmp_path, text, message):
+    """Each failed inside SAM after its weights had loaded, or was a traceback while reading the file."""
+    from vcm.masks.sam import load_settings
+
+    path = tmp_path / "m.yaml"
+    path.write_text(text)
+    with pytest.raises(VcmError, match=re.escape(message)):
+        load_settings(path)
+    assert load_settings(None).generator["points_per_side"] == 32  # the shipped config passes

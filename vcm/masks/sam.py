@@ -132,19 +132,42 @@ def load_settings(path: Path | None = None, dilation: int | None = None) -> Mask
     alpha_param = raw.get("alpha_param", "pred_iou_thresh")
     if alpha_param not in _ALPHA_PARAMS:
         raise VcmError(f"{path}: alpha_param must be one of {', '.join(_ALPHA_PARAMS)}")
+    if not isinstance(raw.get("generator") or {}, dict):
+        raise VcmError(f"{path}: generator must be a mapping of SAM generator option: value, got {raw['generator']!r}")
     gen = dict(raw.get("generator") or {})
+    _check_generator(gen, path)
+    d = (raw.get("edges") or {}).get("dilation", 0) if dilation is None else dilation
+    if isinstance(d, bool) or not isinstance(d, int) or d < 0:
+        raise VcmError(f"{path}: edges: dilation must be a whole number of pixels ≥ 0, got {d!r}"
+                       if dilation is None else "--dilation must be ≥ 0")
+    return MaskSettings(generator=gen, alpha_param=alpha_param, dilation=d)
+
+
+def _check_generator(gen: dict, path: Path) -> None:
+    """Only SamAutomaticMaskGenerator's own options, each of the type its signature declares (a wrong one
+    failed inside SAM, after its weights had loaded)."""
     import inspect
+    import math
+    import typing
 
     from segment_anything import SamAutomaticMaskGenerator
 
-    known = set(inspect.signature(SamAutomaticMaskGenerator.__init__).parameters) - {"self", "model", "output_mode"}
+    params = inspect.signature(SamAutomaticMaskGenerator.__init__).parameters
+    known = set(params) - {"self", "model", "output_mode", "point_grids"}
     unknown = set(gen) - known
     if unknown:
         raise VcmError(f"{path}: unknown SAM generator option(s) {', '.join(sorted(unknown))}")
-    d = int((raw.get("edges") or {}).get("dilation", 0)) if dilation is None else int(dilation)
-    if d < 0:
-        raise VcmError("--dilation must be ≥ 0")
-    return MaskSettings(generator=gen, alpha_param=alpha_param, dilation=d)
+    for key, value in gen.items():
+        annotation = params[key].annotation
+        # points_per_side may be null only with point_grids, which a YAML file cannot give
+        optional = type(None) in typing.get_args(annotation) and key != "points_per_side"
+        kind = next((a for a in (typing.get_args(annotation) or (annotation,)) if a is not type(None)), annotation)
+        if value is None and optional:
+            continue
+        number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if not number or (kind is int and not isinstance(value, int)):
+            raise VcmError(f"{path}: generator: {key} must be {'a whole number' if kind is int else 'a number'}"
+                           f"{' or null' if optional else ''}, got {value!r}")
 
 
 def make_generator(sam, settings: MaskSettings, alpha: float):
