@@ -69,6 +69,8 @@ def test_malformed_streams_are_refused_clearly(stream_bytes):
         "truncated": (data[: len(data) // 2], "truncated"),
         "flipped bit": (data[:40] + bytes([data[40] ^ 1]) + data[41:], "checksum"),
         "empty": (b"", "wrong magic"),
+        # the other kind of vcm stream says which command reads it
+        "an ICM stream": (b"VCMI" + data[4:], r"wrong magic bytes\); it is a vcm ICM bitstream \(vcm icm decode decodes it\)"),
     }
     for name, (bad, fragment) in cases.items():
         with pytest.raises(StreamError, match=fragment):

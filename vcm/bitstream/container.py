@@ -18,6 +18,7 @@ from vcm.bitstream.bits import StreamError
 NERV_MAGIC = b"VCMN"
 ICM_MAGIC = b"VCMI"
 STREAM_KINDS = {".nerv": (NERV_MAGIC, "vcm NeRV"), ".icm": (ICM_MAGIC, "vcm ICM")}  # file suffix → (magic, name)
+_DECODER = {NERV_MAGIC: "vcm decode", ICM_MAGIC: "vcm icm decode"}  # the command that reads each kind
 
 
 def pack(magic: bytes, version: int, sections: list[tuple[bytes, bytes]]) -> bytes:
@@ -32,7 +33,9 @@ def pack(magic: bytes, version: int, sections: list[tuple[bytes, bytes]]) -> byt
 def unpack(data: bytes, magic: bytes, version: int, kind: str) -> dict[bytes, bytes]:
     """Validate and split a container; raises StreamError with a one-line reason."""
     if len(data) < 6 or data[:4] != magic:
-        raise StreamError(f"not a {kind} bitstream (wrong magic bytes)")
+        other = next((f"; it is a {name} bitstream ({_DECODER[m]} decodes it)" for m, name in STREAM_KINDS.values()
+                      if m != magic and data[:4] == m), "")
+        raise StreamError(f"not a {kind} bitstream (wrong magic bytes){other}")
     if data[4] > version:
         raise StreamError(f"this {kind} bitstream has format version {data[4]}, newer than this vcm "
                           f"understands ({version}); upgrade vcm")
