@@ -103,6 +103,8 @@ def test_frame_and_category_mapping_rules(tmp_path):
     (lambda d: d["annotations"][0].update(bbox=[0, 0, -4, 10]), "needs a width and height above 0"),
     (lambda d: d["annotations"][0].update(bbox=[0, 0, 4, float("inf")]), "is not made of finite numbers"),
     (lambda d: d["annotations"][0].update(bbox=[176, 0, 4, 4]), "lies wholly outside the 176x144 frame"),
+    (lambda d: d["images"][0].update(id=[1]), "has the id [1]; an id is a number or a string"),  # tracebacks
+    (lambda d: d["annotations"][0].update(category_id=[1]), "has the category_id [1]; an id is a number or a string"),
     (lambda d: d["annotations"].append("person"), "'annotations' must be a list of objects"),
     (lambda d: (d["annotations"][0].pop("id", None), d["annotations"][0].pop("bbox")), "annotation #1 (no id) has no"),
 ])
