@@ -172,10 +172,13 @@ def test_a_ctc_json_with_an_unusable_box_is_one_clear_line(tmp_path):
     assert run_cli("gt", "convert", tmp_path / "labels", "--sequence", "BQSquare", "--frames", "471:472",
                    "--out", tmp_path / "gt.json").returncode == 0
     good = json.loads((tmp_path / "gt.json").read_text())
-    for edit, message in ((lambda a: a.update(bbox=[float("nan"), 0, 4, 4]), "is not made of finite numbers"),
-                          (lambda a: a.pop("bbox"), "needs image_id, an [x, y, w, h] bbox and category_id")):
+    for edit, message in ((lambda d: d["annotations"][0].update(bbox=[float("nan"), 0, 4, 4]), "is not made of finite numbers"),
+                          (lambda d: d["annotations"][0].pop("bbox"), "needs image_id, an [x, y, w, h] bbox and category_id"),
+                          (lambda d: d["images"][0].update(id=[0]), "has the id [0]; an id is a number or a string"),
+                          (lambda d: d["images"].append(3), "every image must be an object with a numeric id"),
+                          (lambda d: d["images"][0].update(width="wide"), "is widex240; BQSquare is 416x240")):
         data = json.loads(json.dumps(good))
-        edit(data["annotations"][0])
+        edit(data)
         (tmp_path / "bad.json").write_text(json.dumps(data))
         with pytest.raises(VcmError, match=re.escape(message)):
             load_coco_json(tmp_path / "bad.json", "BQSquare")

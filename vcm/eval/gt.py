@@ -10,7 +10,6 @@ Two sources:
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -90,15 +89,16 @@ def _sequence_of(stem: str):
 
 def load_coco_json(path: Path, sequence: str | None = None) -> GroundTruth:
     """Read a CTC COCO JSON (m59143 layout or any COCO JSON with ``_val_NNN`` file names)."""
+    from vcm.eval.annotations import read_json  # the same checks of shape and ids as a user's COCO JSON
+
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-        images, anns = data["images"], data["annotations"]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise VcmError(f"{path} is not a COCO ground-truth JSON (needs 'images' and 'annotations')") from None
+    data = read_json(path)
+    images, anns = data["images"], data["annotations"]
     seq = sequences.lookup(sequence) if sequence else None
     frame_of_image: dict[float, int] = {}
     gt = None
+    if not all(isinstance(im, dict) and isinstance(im.get("id"), (int, float)) for im in images):
+        raise VcmError(f"{path.name}: every image must be an object with a numeric id (the CTC layout)")
     for im in images:
         m = _VAL_RE.match(str(im.get("file_name", "")))
         if not m:
@@ -107,8 +107,11 @@ def load_coco_json(path: Path, sequence: str | None = None) -> GroundTruth:
         if s is None:
             raise VcmError(f"{path.name}: {m.group('stem')} is not an SFU-HW class C/D sequence; pass --sequence")
         if gt is None:
-            gt = GroundTruth(s.name, int(im.get("width", s.width)), int(im.get("height", s.height)),
-                             source=f"SFU-HW ground truth {path.name}")
+            width, height = im.get("width", s.width), im.get("height", s.height)
+            if (width, height) != (s.width, s.height):  # the boxes are in the sequence's pixels
+                raise VcmError(f"{path.name}: image {im.get('file_name')!r} is {width}x{height}; {s.name} is "
+                               f"{s.width}x{s.height}")
+            gt = GroundTruth(s.name, s.width, s.height, source=f"SFU-HW ground truth {path.name}")
         frame = s.ctc_first + int(m.group("n"))
         frame_of_image[float(im["id"])] = frame
         gt.frames.setdefault(frame, [])
