@@ -797,3 +797,55 @@ def test_a_stream_never_replaces_a_file_that_is_not_a_stream_or_its_report(tmp_p
     proc = run_cli("icm", "encode", root / "Tiny_32x24_25.yuv", "--checkpoint", tmp_path / "none.pth",
                    "--out", tmp_path / "y.icm")
     assert one_line_error(proc) and "exists and is not a vcm ICM bitstream" in proc.stderr
+
+
+def test_a_stopped_demo_continues_with_what_it_kept_and_a_finished_or_other_one_starts_afresh(tmp_path, monkeypatch, capsys):
+    """Ctrl-C in a 10-minute demo, then `vcm demo` again: the demo folder was replaced and every fit started from
+    step 0, though the message had said its checkpoints were kept. The CTC runner reuses finished points and
+    resumes fits, so the demo now keeps a stopped demo's files when its config and vcm are the same."""
+    from vcm import demo, progress
+
+    monkeypatch.setenv("VCM_DEMO_DETECTOR", "none")
+    monkeypatch.setenv("VCM_PROGRESS", "lines")
+    progress.set_quiet(False)
+    out = tmp_path / "demo"
+    kept = out / "points" / "carphone" / "hinerv" / "p" / "result.json"
+    seen = []
+
+    def stopped_run(config, out_, **kw):  # a run stopped after one point had finished
+        seen.append(kept.exists())
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        kept.write_text("{}")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(demo, "run", stopped_run)
+    for epochs in (None, None, 1):
+        with pytest.raises(KeyboardInterrupt):
+            demo.run_demo(out, epochs=epochs)
+    # the second run found the first one's point; the third (another --epochs) started afresh
+    assert seen == [False, True, False]
+    err = " ".join(capsys.readouterr().err.split())
+    assert err.count(f"continuing the demo stopped in {out}") == 1 and "delete" in err
+    # a finished demo is replaced: each demo that got to its report is a fresh run
+    marker = json.loads((out / demo.MARKER).read_text())
+    (out / demo.MARKER).write_text(json.dumps({**marker, "finished": True}))
+    with pytest.raises(KeyboardInterrupt):
+        demo.run_demo(out, epochs=1)
+    assert seen == [False, True, False, False]
+
+
+@pytest.mark.parametrize("argv, continues", [(["demo"], True), (["ctc", "run", "c.yaml"], True),
+                                             (["masks", "x.yuv"], True), (["ctc", "report"], False),
+                                             (["decode", "x.nerv"], False)])
+def test_ctrl_c_says_the_same_command_continues_where_it_does(monkeypatch, argv, continues):
+    import io
+
+    from rich.console import Console
+
+    from vcm import cli
+
+    monkeypatch.setattr(sys, "argv", ["vcm", *argv])
+    buf = io.StringIO()
+    cli._interrupted(Console(file=buf, width=300))
+    said = buf.getvalue()
+    assert "interrupted (Ctrl-C)" in said and ("the same command again continues from there" in said) == continues

@@ -31,19 +31,42 @@ DEMO_ENTRIES = ("points", "fits", "plots", DEMO_CONFIG, "summary.csv", "report.m
                 "ctc.log", MARKER)
 
 
-def prepare_out(out: Path) -> None:
+def _stamp(config_text: str, finished: bool, epochs: int | None) -> dict:
+    """The marker's content: what makes a stopped demo's files reusable by the next one (the same config,
+    written by the same vcm) and whether it got to its report."""
+    from vcm import __version__
+    from vcm.provenance import git_commit
+
+    return {"demo": "carphone", "epochs": epochs, "finished": finished, "vcm": __version__, "commit": git_commit(),
+            "config": config_text}
+
+
+def prepare_out(out: Path, config_text: str | None = None) -> bool:
     """Make ``out`` ready for a demo: new, empty, or an earlier demo's folder (whose demo files go;
-    anything else the user put there stays). Any other non-empty folder is refused."""
+    anything else the user put there stays). Any other non-empty folder is refused.
+
+    A demo stopped before its report (Ctrl-C, a closed terminal) with the same ``config_text`` and vcm
+    keeps its files: finished points, fits and stages are reused and the run continues where it
+    stopped (returns True). A finished demo is replaced, so that each demo is a fresh run."""
     from vcm.errors import VcmError
     from vcm.outputs import check_output
 
     check_output(out, kind="dir")
     if not out.exists():
-        return
+        return False
     entries = list(out.iterdir())
     if entries and not (out / MARKER).is_file():
         raise VcmError(f"--out {out} is a folder with other files in it, not an earlier demo's output; "
                        f"name a new or empty folder")
+    try:
+        marker = json.loads((out / MARKER).read_text())
+    except (OSError, ValueError):
+        marker = None
+    if config_text is not None and isinstance(marker, dict) and marker.get("finished") is False and \
+            marker == _stamp(config_text, False, marker.get("epochs")):
+        progress.log(f"continuing the demo stopped in {out}: its finished points, fits and stages are kept "
+                     f"(delete {out} to start afresh)")
+        return True
     for name in DEMO_ENTRIES:
         p = out / name
         if p.is_dir() and not p.is_symlink():
@@ -129,13 +152,14 @@ def run_demo(out: Path, device: str = "auto", epochs: int | None = None, jobs: i
     start = time.time()
     resolve_device(device)  # before anything is written: a device this machine lacks would fail every point
     out = Path(out)
-    prepare_out(out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / MARKER, {"demo": "carphone", "epochs": epochs})
     detector = demo_detector()
     cfg = demo_config(yaml.safe_load((data_dir("configs") / "ctc" / DEMO_CONFIG).read_text()), epochs, detector)
+    config_text = yaml.safe_dump(cfg, sort_keys=False)
+    prepare_out(out, config_text)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / MARKER, _stamp(config_text, False, epochs))
     config = out / DEMO_CONFIG
-    write_text(config, yaml.safe_dump(cfg, sort_keys=False))
+    write_text(config, config_text)
     _announce(detector)
     result = run(config, out, device=device, jobs=jobs or default_jobs())
     if result["failed"]:
@@ -144,6 +168,7 @@ def run_demo(out: Path, device: str = "auto", epochs: int | None = None, jobs: i
         raise VcmError(f"{result['failed']} demo point(s) failed; see {out}/points/*/*/*/result.json")
     # mAP curves saturate and wobble at the detector's ceiling: made monotone before BD (the report says so)
     report = make_report(out, anchor="hevc", monotone_map=True)
+    write_json(out / MARKER, _stamp(config_text, True, epochs))
     return _summary(out, result["rows"], report, detector, start)
 
 

