@@ -17,13 +17,13 @@ without a class is an error unless none of its objects is used.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from vcm.errors import VcmError
 from vcm.detectors.classes import norm
+from vcm.eval.coco_json import read_json
 from vcm.eval.gt import COCO80, Box, GroundTruth, box_fault
 
 FRAME_MAPPINGS = ("auto", "field", "name0", "name1", "order")
@@ -44,29 +44,6 @@ class Mapping:
 
     frames: str
     categories: str
-
-
-def read_json(path: Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise VcmError(f"annotations {path} do not exist (a COCO JSON file)")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError, UnicodeDecodeError):
-        raise VcmError(f"{path} is not JSON") from None
-    if not isinstance(data, dict) or not isinstance(data.get("images"), list) or not isinstance(data.get("annotations"), list):
-        raise VcmError(f"{path} is not a COCO ground-truth JSON (needs 'images' and 'annotations' lists)")
-    # ids key the images, the categories and the annotations' links to both: a list or a mapping there was a traceback
-    for section, keys in (("images", ("id",)), ("annotations", ("image_id", "category_id")), ("categories", ("id",))):
-        entries = data.get(section)
-        for entry in entries if isinstance(entries, list) else []:
-            for key in keys:
-                value = entry.get(key) if isinstance(entry, dict) else None
-                if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float, str))):
-                    label = entry.get({"images": "file_name", "categories": "name"}.get(section, "id"))
-                    raise VcmError(f"{path.name}: {section} entry {label!r} has the {key} {value!r}; an id is a "
-                                   "number or a string")
-    return data
 
 
 def _frame_numbers(images: list[dict], path: Path) -> list[int]:

@@ -89,7 +89,7 @@ def _sequence_of(stem: str):
 
 def load_coco_json(path: Path, sequence: str | None = None) -> GroundTruth:
     """Read a CTC COCO JSON (m59143 layout or any COCO JSON with ``_val_NNN`` file names)."""
-    from vcm.eval.annotations import read_json  # the same checks of shape and ids as a user's COCO JSON
+    from vcm.eval.coco_json import read_json  # the same checks of shape and ids as a user's COCO JSON
 
     path = Path(path)
     data = read_json(path)

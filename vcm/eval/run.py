@@ -73,7 +73,8 @@ def early_ground_truth(spec: TruthSpec, name: str, sequence: str | None = None) 
     """The ground truth that needs no decoded frames (SFU-HW's), loaded before any decoding; None
     when it must wait for the frames (a user's JSON is checked here, mapped later)."""
     from vcm import sequences
-    from vcm.eval.annotations import CATEGORY_IDS, FRAME_MAPPINGS, read_json
+    from vcm.eval.annotations import CATEGORY_IDS, FRAME_MAPPINGS
+    from vcm.eval.coco_json import read_json
     from vcm.eval.gt import load_ground_truth
     from vcm.eval.reference import REFERENCES
 
