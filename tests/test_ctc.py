@@ -445,6 +445,27 @@ def test_sequence_names_are_plain_unique_folder_names_taken_from_the_file_when_n
     assert not (tmp_path / "o").exists() and not (tmp_path / "escape").exists()
 
 
+def test_a_sequence_given_as_a_path_or_sample_string_is_that_video_and_an_sfu_name_stays_a_name(tmp_path, monkeypatch):
+    """`sequences: [sample:carphone]` or `[clips/mine.yuv]` was refused as "not an SFU-HW sequence", though
+    `{path: ...}` took the same string: a string that names a file is now that file."""
+    from vcm.ctc.config import sequence_entries
+
+    (tmp_path / "clips").mkdir()
+    write_yuv420(tmp_path / "clips" / "Clip_48x32_25.yuv", moving_frames(t=2, h=32, w=48))
+    monkeypatch.chdir(tmp_path)
+    got = sequence_entries({"sequences": ["sample:carphone", "clips/Clip_48x32_25.yuv"]}, None, None)
+    assert [(e["name"], Path(e["path"]).name, e["frames"]) for e in got] == [
+        ("carphone_pristine", "carphone_pristine.mp4", "auto"), ("Clip", "Clip_48x32_25.yuv", "auto")]
+    sfu = tmp_path / "sfu"
+    sfu.mkdir()
+    (sfu / "BQMall_832x480_60.yuv").write_bytes(b"")
+    for name in ("BQMall", "BQMall.yuv"):  # SFU-HW names, with or without the suffix, are found in --data
+        (entry,) = sequence_entries({"sequences": [name]}, sfu, None)
+        assert (entry["name"], entry["frames"]) == ("BQMall", "ctc") and entry["path"] == str(sfu / "BQMall_832x480_60.yuv")
+    with pytest.raises(VcmError, match="not an SFU-HW sequence; for another video give its path"):
+        sequence_entries({"sequences": ["BQMal"]}, sfu, None)
+
+
 def test_ctc_results_folder_that_is_a_file_is_one_line(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text(json.dumps({"sequences": [{"name": "c", "path": "sample:carphone", "frames": "0:2"}],

@@ -80,11 +80,17 @@ def _check_detector(d: dict, what: str) -> None:
             raise ValueError(f"{what}: {key} must be a whole number of at least 1, got {value!r}")
 
 
+def _sfu_sequence(name: str):
+    """The SFU-HW sequence a config's string names, with or without a file suffix (BQMall, BQMall.yuv), or None."""
+    return sequences.lookup(name) or sequences.lookup(Path(name).stem)
+
+
 def find_source(name: str, data: Path | None) -> Path:
     """The YUV of a manifest sequence in ``data``: full JCT-VC name, _val clip, bare name or alias."""
-    seq = sequences.lookup(name)
+    seq = _sfu_sequence(name)
     if seq is None:
-        raise VcmError(f"{name!r} is not an SFU-HW sequence; give {{name, path}} for other videos")
+        raise VcmError(f"{name!r} is not an SFU-HW sequence; for another video give its path (a/clip.yuv, "
+                       f"sample:NAME) or {{name, path}}")
     if data is None:
         raise VcmError(f"where is {seq.name}? pass --data DIR (the folder with the SFU-HW YUVs)")
     stem = seq.file.rsplit(".", 1)[0]
@@ -124,12 +130,26 @@ def _entry_name(entry: dict, path: str) -> str:
     return name
 
 
+def _names_a_file(entry: str) -> bool:
+    """A sequence written as a string that is a video rather than an SFU-HW name: ``sample:NAME``, a path with a
+    folder in it, or a file name with a video suffix (an SFU-HW file name such as ``BQMall.yuv`` is still the
+    sequence, looked up in ``--data``)."""
+    from vcm.video.source import CONTAINER_SUFFIXES
+
+    if entry.startswith("sample:") or "/" in entry or "\\" in entry:
+        return True
+    suffix = Path(entry).suffix.lower()
+    return (suffix in CONTAINER_SUFFIXES or suffix == ".yuv") and _sfu_sequence(entry) is None
+
+
 def sequence_entries(cfg: dict, data: Path | None, only: list[str] | None) -> list[dict]:
     out, names = [], []
     for entry in cfg["sequences"]:
+        if isinstance(entry, str) and _names_a_file(entry):  # as {path: entry}: sample:NAME, a/b.yuv, clip.mp4
+            entry = {"path": entry}
         if isinstance(entry, str):
-            e = {"name": sequences.lookup(entry).name if sequences.lookup(entry) else entry,
-                 "path": str(find_source(entry, data)), "frames": cfg.get("frames", "ctc")}
+            path = find_source(entry, data)
+            e = {"name": _sfu_sequence(entry).name, "path": str(path), "frames": cfg.get("frames", "ctc")}
         else:
             if "path" not in entry:
                 raise VcmError("a sequence entry needs a 'path' (and may give a 'name'), or is a manifest name")
