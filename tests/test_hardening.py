@@ -286,9 +286,17 @@ def test_icm_header_must_be_an_object_and_is_capped(icm_stream):
             _icm_decode(folder, reseal(data, b"HEAD", blob))
 
 
-def test_icm_decode_of_a_folder_says_so(tmp_path):
+def test_decoding_a_folder_says_so_and_names_the_streams_it_holds(tmp_path):
+    """`vcm decode runs/clip` (the run folder, not its stream) said only "name a .nerv file": the user then had
+    to list the folder to find what vcm compress had written there."""
     proc = run_cli("icm", "decode", tmp_path)
-    assert one_line_error(proc) and "is a directory" in proc.stderr
+    assert one_line_error(proc) and "is a directory; name a .icm file" in proc.stderr
+    (tmp_path / "a_p0_b8.nerv").write_bytes(b"VCMN")
+    (tmp_path / "b.icm").write_bytes(b"VCMI")
+    for argv, stream in ((["decode"], "a_p0_b8.nerv"), (["icm", "decode"], "b.icm")):
+        proc = run_cli(*argv, tmp_path)
+        assert one_line_error(proc) and f"is a directory; name one of its {Path(stream).suffix} streams: " \
+            f"{tmp_path / stream}" in " ".join(proc.stderr.split())
 
 
 # ------------------------------------------------------------------ never destroy the user's data

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import struct
 import zlib
+from pathlib import Path
 
 from vcm.bitstream.bits import StreamError
 
@@ -19,6 +20,17 @@ NERV_MAGIC = b"VCMN"
 ICM_MAGIC = b"VCMI"
 STREAM_KINDS = {".nerv": (NERV_MAGIC, "vcm NeRV"), ".icm": (ICM_MAGIC, "vcm ICM")}  # file suffix → (magic, name)
 _DECODER = {NERV_MAGIC: "vcm decode", ICM_MAGIC: "vcm icm decode"}  # the command that reads each kind
+
+
+def folder_given(path: Path, suffix: str) -> str:
+    """The one line for a folder named where a ``suffix`` stream (``.nerv``, ``.icm``) was wanted, naming the
+    streams it holds (a run folder holds those ``vcm compress`` wrote), newest first."""
+    found = sorted((p for p in Path(path).glob(f"*{suffix}") if p.is_file()), key=lambda p: p.stat().st_mtime,
+                   reverse=True)
+    if not found:
+        return f"{path} is a directory; name a {suffix} file"
+    listed = ", ".join(str(p) for p in found[:4]) + (f" and {len(found) - 4} more" if len(found) > 4 else "")
+    return f"{path} is a directory; name one of its {suffix} streams: {listed}"
 
 
 def pack(magic: bytes, version: int, sections: list[tuple[bytes, bytes]]) -> bytes:

@@ -141,7 +141,9 @@ def decode(
 
     start()
     if bitstream.is_dir():  # the usual mistakes are answered before torch is imported
-        raise VcmError(f"{bitstream} is a directory; name a .nerv file")
+        from vcm.bitstream.container import folder_given
+
+        raise VcmError(folder_given(bitstream, ".nerv"))
     if not bitstream.is_file():
         raise VcmError(f"{bitstream} does not exist")
     if out is not None:

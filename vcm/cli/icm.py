@@ -129,7 +129,9 @@ def icm_decode(
 
     start()
     if bitstream.is_dir():  # the usual mistakes are answered before torch and CompressAI are imported
-        raise VcmError(f"{bitstream} is a directory; name a .icm file")
+        from vcm.bitstream.container import folder_given
+
+        raise VcmError(folder_given(bitstream, ".icm"))
     if not bitstream.is_file():
         raise VcmError(f"{bitstream} does not exist")
     if out is not None:

@@ -33,7 +33,9 @@ def decode_stream(path: Path, allow_large: bool = False) -> nerv_stream.NervStre
     if not path.exists():
         raise VcmError(f"{path} does not exist")
     if path.is_dir():
-        raise VcmError(f"{path} is a directory; name a .nerv file")
+        from vcm.bitstream.container import folder_given
+
+        raise VcmError(folder_given(path, ".nerv"))
     return nerv_stream.decode(path.read_bytes(), allow_large)
 
 

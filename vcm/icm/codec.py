@@ -158,7 +158,9 @@ def open_icm(path: Path, device, checkpoint: Path | None = None) -> tuple[dict, 
     """
     path = Path(path)
     if path.is_dir():
-        raise VcmError(f"{path} is a directory; name a .icm file")
+        from vcm.bitstream.container import folder_given
+
+        raise VcmError(folder_given(path, ".icm"))
     if not path.is_file():
         raise VcmError(f"{path} does not exist")
     header, data = read_header(path.read_bytes())
