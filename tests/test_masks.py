@@ -95,6 +95,18 @@ def test_vcm_masks_with_tiny_sam_writes_resumes_and_validates(tmp_path, tiny_sam
     assert meta["alpha"] == 0.0 and meta["sam_model"] == "tiny" and meta["source_frames"] == [0, 3]
     assert not (tmp_path / "m.npz.partial").exists()
     assert load_masks_for_video(out, video).shape[0] == 3
+    # the same command again keeps the finished file (SAM takes minutes a frame on a CPU: it was all made again);
+    # another α into it is refused, unless --overwrite
+    made = out.read_bytes()
+    proc = run_cli(*args)
+    assert proc.returncode == 0 and json.loads(proc.stdout)[0]["cached"] and out.read_bytes() == made, proc.stderr
+    other = [a if a != "0.0" else "0.5" for a in args]
+    proc = run_cli(*other)
+    assert proc.returncode == 1 and "m.npz holds edge masks made with other α; pass --overwrite" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and out.read_bytes() == made
+    proc = run_cli(*other, "--overwrite")
+    assert proc.returncode == 0 and load_masks(out)[1]["alpha"] == 0.5, proc.stderr
+    save_masks(out, masks[:, 0].astype(bool), meta)  # the α 0 file again, for what follows
     info = run_cli("info", out)  # what the file holds, without a video to probe
     assert info.returncode == 0 and "sam (tiny), α 0" in info.stdout and "source frames 0:3" in info.stdout, info.stderr
     assert f"{masks.mean() * 100:.2f} %" in info.stdout
@@ -195,7 +207,14 @@ def test_vcm_masks_never_writes_over_its_input_or_a_file_of_another_kind(tmp_pat
     proc = run_cli("masks", clip, "--source", "canny", "--out", tmp_path / "mine.npz")
     assert proc.returncode == 1 and "exists and is not a vcm edge-mask file" in proc.stderr
     assert (tmp_path / "mine.npz").read_bytes() == theirs
-    assert run_cli("masks", clip, "--source", "canny", "--out", tmp_path / "clip_44x36_25.npz").returncode == 0
+    mask_file = tmp_path / "clip_44x36_25.npz"  # made above: the same command keeps it, other settings are refused
+    made = mask_file.read_bytes()
+    proc = run_cli("masks", clip, "--source", "canny", "--out", mask_file)
+    assert proc.returncode == 0 and "cached" in proc.stdout and mask_file.read_bytes() == made, proc.stderr
+    proc = run_cli("masks", clip, "--source", "canny", "--dilation", "1", "--out", mask_file)
+    assert proc.returncode == 1 and "made with other settings; pass --overwrite" in proc.stderr
+    proc = run_cli("masks", clip, "--source", "canny", "--dilation", "1", "--out", mask_file, "--overwrite")
+    assert proc.returncode == 0 and load_masks(mask_file)[1]["settings"]["dilation"] == 1, proc.stderr
     from vcm.masks.make import make_masks
     from vcm.masks.sam import load_settings
     from vcm.video import open_video

@@ -22,6 +22,7 @@ def masks(
     dilation: Optional[int] = typer.Option(None, "--dilation", min=0, help="Dilate edges by N pixels (default from the config: 0)."),
     frames: str = typer.Option("auto", "--frames", help="ctc | all | A:B (source frames, B exclusive)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Mask file (.npz); with several α, _a<α> is added to the name."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Make the masks again over a mask file made from other frames, weights or settings (one made the same way is reused as it is)."),
     device: str = DeviceOpt,
     size: Optional[str] = SizeOpt,
     fps: Optional[float] = FpsOpt,
@@ -59,13 +60,14 @@ def masks(
 
         settings = SourceSettings(dilation=dilation or 0, fill=fill)
         target = Path(out) if out is not None else default_path(video, source, settings, Path("masks"))
-        results = [{**make_source_masks(video, source, target, settings), "alpha": None, "masks_per_second": None}]
+        results = [{**make_source_masks(video, source, target, settings, overwrite=overwrite), "alpha": None, "masks_per_second": None}]
     else:
         from vcm.masks.make import make_masks
         from vcm.masks.sam import load_settings
 
         settings = load_settings(config, dilation)
-        results = make_masks(video, sam_model, sam_checkpoint, alpha or [0.93], settings, out, resolve_device(device))
+        results = make_masks(video, sam_model, sam_checkpoint, alpha or [0.93], settings, out, resolve_device(device),
+                             overwrite=overwrite)
     if json_out:
         print_json(results)
         return
@@ -75,7 +77,7 @@ def masks(
     for col in ("α / source", "file", "edge pixels", "masks/s"):
         t.add_column(col, justify="right")
     for r in results:
-        mps = "cached" if r["masks_per_second"] is None else f"{r['masks_per_second']:.2f}"
-        t.add_row(f"{r['alpha']:g}" if r["alpha"] is not None else source, r["path"], f"{100 * r['edge_fraction']:.2f} %",
-                  mps if r["alpha"] is not None else f"{r['frames'] / max(r['seconds'], 1e-9):.1f}")
+        mps = ("cached" if r.get("cached") or r["masks_per_second"] is None and r["alpha"] is not None
+               else f"{r['masks_per_second']:.2f}" if r["alpha"] is not None else f"{r['frames'] / max(r['seconds'], 1e-9):.1f}")
+        t.add_row(f"{r['alpha']:g}" if r["alpha"] is not None else source, r["path"], f"{100 * r['edge_fraction']:.2f} %", mps)
     stdout.print(t)

@@ -28,22 +28,33 @@ def path_for_alpha(out: Path | None, video: Video, sam_model: str, alpha: float,
 
 
 def make_masks(video: Video, sam_model: str, checkpoint: Path, alphas: list[float], settings: MaskSettings,
-               out: Path | None, device, should_stop=None) -> list[dict]:
-    """Make one mask file per α; returns a summary per file. Finished frames are never redone."""
-    from vcm.masks.store import check_mask_output
+               out: Path | None, device, should_stop=None, overwrite: bool = False) -> list[dict]:
+    """Make one mask file per α; returns a summary per file. Finished frames are never redone, and a finished
+    file made from the same frames, weights and settings is reused as it is (``overwrite``: made again)."""
+    from vcm.masks.store import check_mask_output, kept_masks, load_masks
 
-    for alpha in alphas:  # before SAM is loaded: a name taken by another file is refused at once
-        check_mask_output(path_for_alpha(out, video, sam_model, alpha, len(alphas) > 1))
-    sam = load_sam(sam_model, checkpoint, device)
+    paths = [path_for_alpha(out, video, sam_model, alpha, len(alphas) > 1) for alpha in alphas]
+    for path in paths:  # before SAM is loaded: a name taken by another file is refused at once
+        check_mask_output(path)
     ckpt_fp = checkpoint_fingerprint(Path(checkpoint))
     video_fp = video.fingerprint()
-    results = []
-    for alpha in alphas:
-        path = path_for_alpha(out, video, sam_model, alpha, len(alphas) > 1)
+    jobs = []
+    for alpha, path in zip(alphas, paths):
         meta = {"alpha": float(alpha), "sam_model": sam_model, "checkpoint": str(checkpoint),
                 "checkpoint_fingerprint": ckpt_fp, "settings": settings.to_dict(),
                 "source_frames": [video.source_frames.start, video.source_frames.stop],
                 "video": video.name, "video_fingerprint": video_fp, "width": video.width, "height": video.height}
+        jobs.append((alpha, path, meta, kept_masks(path, meta, overwrite)))
+    sam = load_sam(sam_model, checkpoint, device) if not all(kept for *_, kept in jobs) else None
+    results = []
+    for alpha, path, meta, kept in jobs:
+        if kept:
+            masks, _ = load_masks(path)
+            progress.log(f"masks α={alpha:g}: {path} already holds them (same frames, weights and settings); kept")
+            results.append({"path": str(path), "alpha": alpha, "frames": video.num_frames,
+                            "reused_frames": video.num_frames, "edge_fraction": float(masks.mean()), "seconds": 0.0,
+                            "masks_per_second": None, "cached": True})
+            continue
         partial = PartialMasks(path, meta)
         generator = make_generator(sam, settings, alpha)
         todo = [i for i in range(video.num_frames) if not partial.has(i)]

@@ -72,11 +72,12 @@ def box_mask(boxes_xyxy: np.ndarray, shape: tuple[int, int], fill: bool = False,
 
 
 def make_source_masks(video: Video, source: str, out: Path, settings: SourceSettings = SourceSettings(),
-                      batch: int = 16) -> dict:
-    """Make and save ``out`` (a vcm edge-mask file) from ``canny`` or ``boxes:DETECTOR``; a summary."""
+                      batch: int = 16, overwrite: bool = False) -> dict:
+    """Make and save ``out`` (a vcm edge-mask file) from ``canny`` or ``boxes:DETECTOR``; a summary. A finished
+    file made from the same frames, source and settings is reused as it is (``overwrite``: made again)."""
     import time
 
-    from vcm.masks.store import check_mask_output
+    from vcm.masks.store import check_mask_output, kept_masks, load_masks
 
     kind, detector_name = parse_source(source)
     if kind == "sam":
@@ -88,6 +89,15 @@ def make_source_masks(video: Video, source: str, out: Path, settings: SourceSett
         from vcm.detectors.factory import create_detector
 
         detector = create_detector(detector_name)
+    meta = {"source": source, "alpha": None, "sam_model": None, "settings": asdict(settings),
+            "detector_settings": detector.settings() if detector is not None else None,
+            "source_frames": [video.source_frames.start, video.source_frames.stop], "video": video.name,
+            "video_fingerprint": video.fingerprint()}
+    if kept_masks(Path(out), meta, overwrite):
+        stack, _ = load_masks(Path(out))
+        progress.log(f"{source} masks: {out} already holds them (same frames, source and settings); kept")
+        return {"path": str(out), "source": source, "frames": video.num_frames, "edge_fraction": float(stack.mean()),
+                "seconds": 0.0, "cached": True}
     with progress.progress(f"{source} masks", video.num_frames) as bar:
         for i in range(0, video.num_frames, batch):
             chunk = video.frames_u8[i:i + batch]
@@ -99,13 +109,9 @@ def make_source_masks(video: Video, source: str, out: Path, settings: SourceSett
                     masks.append(box_mask(d.boxes[keep], (video.height, video.width), settings.fill, settings.dilation))
             bar.advance(len(chunk))
     stack = np.stack(masks)
-    meta = {"source": source, "alpha": None, "sam_model": None, "settings": asdict(settings),
-            "detector_settings": detector.settings() if detector is not None else None,
-            "source_frames": [video.source_frames.start, video.source_frames.stop], "video": video.name,
-            "video_fingerprint": video.fingerprint()}
     save_masks(Path(out), stack, meta)
     return {"path": str(out), "source": source, "frames": video.num_frames, "edge_fraction": float(stack.mean()),
-            "seconds": time.time() - start}
+            "seconds": time.time() - start, "cached": False}
 
 
 def default_path(video: Video, source: str, settings: SourceSettings, folder: Path) -> Path:

@@ -109,15 +109,44 @@ def check_mask_output(path: Path) -> None:
     check_own(path, is_mask_file, "a vcm edge-mask file")
 
 
-def is_mask_file(path: Path) -> bool:
+def _read_meta(path: Path) -> dict | None:
+    """The metadata of the vcm edge-mask file at ``path`` (its masks are not read), or None if it is not one."""
     try:
         with np.load(path, allow_pickle=False) as z:
             if np.prod(_declared_shape(z, "meta"), dtype=np.int64) > _MAX_META:
-                return False
+                return None
             meta = json.loads(bytes(z["meta"]).decode())
     except Exception:
+        return None
+    return meta if isinstance(meta, dict) and meta.get("format") == FORMAT else None
+
+
+def is_mask_file(path: Path) -> bool:
+    return _read_meta(path) is not None
+
+
+# What a differing metadata key means to the user (the rest are named as they are).
+_KEY_WORDS = {"video_fingerprint": "frames (their content)", "checkpoint_fingerprint": "SAM weights",
+              "source_frames": "source frames", "sam_model": "SAM model", "alpha": "α",
+              "detector_settings": "detector settings"}
+
+
+def kept_masks(path: Path, meta: dict, overwrite: bool = False) -> bool:
+    """Whether the mask file at ``path`` already holds what ``meta`` (the metadata a new run would write)
+    describes, so that it is reused as it is: made again it would be the same, and SAM takes minutes a frame
+    on a CPU. A mask file made otherwise is refused unless ``overwrite``; without a file, False."""
+    path = Path(path)
+    if overwrite or not path.exists():
         return False
-    return isinstance(meta, dict) and meta.get("format") == FORMAT
+    check_mask_output(path)  # a file that is not a mask file is never replaced
+    saved = _read_meta(path) or {}
+    differs = [k for k in meta if k != "checkpoint" and saved.get(k) != json.loads(json.dumps(meta[k]))]
+    if not differs:
+        return True
+    if {"video", "source_frames"} & set(differs):  # other frames have other content: said once
+        differs = [k for k in differs if k != "video_fingerprint"]
+    raise VcmError(f"{path} holds edge masks made with other {', '.join(_KEY_WORDS.get(k, k) for k in differs)}; "
+                   f"pass --overwrite to replace them, or name another --out")
 
 
 def _check_meta(meta: dict, path: Path) -> None:
