@@ -668,7 +668,19 @@ def test_match_points_follow_the_anchor_and_run_after_it(tmp_path):
     cfg = tiny_ctc_config(tmp_path, "{epochs: 1, batch: 2, lr: 3.0e-3}",
                           "  nerv:\n    fits: [{{preset: {preset}, steps: 40, rate_aware: false, "
                           "points: [{{match: hevc, rd_steps: 10}}]}}]\n  hevc: {{qps: [30, 40]}}\n")
+    from vcm.ctc.run import preview
+
+    # --dry-run: what would run, in what order, with the networks to train, and nothing written
+    plan = preview(cfg, tmp_path / "out")
+    assert [(p["codec"], p["state"]) for p in plan["plan"]] == [("nerv", "after anchors")] * 2 + [("hevc", "to run")] * 2
+    assert (plan["to_run"], plan["after_anchors"], plan["finished"], plan["networks_to_train"]) == (2, 2, 0, 1)
+    proc = run_cli("ctc", "run", cfg, "--out", tmp_path / "out", "--dry-run")
+    assert proc.returncode == 0 and "4 point(s): 0 finished" in " ".join(proc.stdout.split()), proc.stderr
+    assert not (tmp_path / "out").exists()
     result = run(cfg, tmp_path / "out", jobs=1)
+    plan = preview(cfg, tmp_path / "out")
+    assert (plan["finished"], plan["to_run"], plan["networks_to_train"]) == (4, 0, 0)
+    assert preview(cfg, tmp_path / "out", force=True)["to_run"] == 2
     assert result["failed"] == 0, [r.get("error") for r in result["rows"]]
     rows = {r["point"]: r for r in result["rows"]}
     hevc = {r["qp"]: r for r in rows.values() if r["codec"] == "hevc"}

@@ -29,12 +29,16 @@ def ctc_run(
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="An existing Ray cluster (default: a local instance)."),
     force: bool = typer.Option(False, "--force", metavar="", help="Redo finished points."),
     device: Optional[str] = typer.Option(None, "--device", help="Override the config's device."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List every point with its state (finished, failed, to run) and the networks to train; run and write nothing."),
     json_out: bool = JsonOpt,
 ) -> None:
     """Encode, decode and evaluate every (sequence, codec, rate point); finished points are reused."""
-    from vcm.ctc.run import run
+    from vcm.ctc.run import preview, run
 
     start()
+    if dry_run:
+        _show_plan(preview(config, out, data, annotations, _split(only), _split(codecs), backend, force, device), json_out)
+        return
     r = run(config, out, data, annotations, _split(only), _split(codecs), jobs, backend, ray_address, force, device)
     if json_out:
         print_json({k: v for k, v in r.items() if k != "rows"})
@@ -43,6 +47,26 @@ def ctc_run(
                               ("reused", str(r["reused"])), ("failed", str(r["failed"]))])
     if r["failed"]:  # recorded in the results; the exit code tells scripts
         raise typer.Exit(1)
+
+
+def _show_plan(p: dict, json_out: bool) -> None:
+    """``vcm ctc run --dry-run``'s table: one row a point, then the counts."""
+    if json_out:
+        print_json(p)
+        return
+    from rich.table import Table
+
+    from vcm.cli.common import out as stdout
+
+    t = Table(title=f"vcm ctc run --dry-run: {p['out']} (nothing run or written)", title_justify="left")
+    for col in ("sequence", "codec", "point", "state"):
+        t.add_column(col)
+    for row in p["plan"]:
+        t.add_row(row["sequence"], row["codec"], row["point"], row["state"])
+    stdout.print(t)
+    stdout.print(f"{p['points']} point(s): {p['finished']} finished (reused), {p['failed']} failed before (run again), "
+                 f"{p['to_run']} to run, {p['after_anchors']} after the anchors; "
+                 f"{p['networks_to_train']} network(s) to train", soft_wrap=True)
 
 
 @ctc_app.command("report")

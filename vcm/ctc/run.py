@@ -118,6 +118,47 @@ def safe_run_point(spec: dict) -> dict:
 def run(config_path: Path, out: Path, data: Path | None = None, annotations: Path | None = None,
         only: list[str] | None = None, codecs: list[str] | None = None, jobs: int = 1, backend: str = "local",
         ray_address: str | None = None, force: bool = False, device: str | None = None) -> dict:
+    out, specs = _checked_plan(config_path, out, data, annotations, only, codecs, backend, device)
+    out.mkdir(parents=True, exist_ok=True)
+    with progress.log_to(out / LOG):  # the run's own record, beside its results
+        from vcm.provenance import provenance
+
+        progress.log(f"vcm ctc run {config_path} into {out}: {json.dumps(provenance())}")
+        return _run(specs, out, jobs, backend, ray_address, force)
+
+
+def preview(config_path: Path, out: Path, data: Path | None = None, annotations: Path | None = None,
+            only: list[str] | None = None, codecs: list[str] | None = None, backend: str = "local",
+            force: bool = False, device: str | None = None) -> dict:
+    """What :func:`run` would do with the same arguments, checked as it checks them, with nothing run or written
+    (``vcm ctc run --dry-run``): every point with its state (``finished``: reused; ``failed``: run again;
+    ``to run``; ``after anchors``: a point aiming at an anchor's rate, run once the anchors have) and the
+    networks its points would train, each shared by the points of one fit."""
+    out, specs = _checked_plan(config_path, out, data, annotations, only, codecs, backend, device)
+    points = []
+    for spec in specs:
+        state = _state(spec, force)
+        if state != "finished" and "after" in spec:
+            state = "after anchors"
+        points.append({"sequence": spec["sequence"], "codec": spec["codec"], "point": spec["point_id"], "state": state})
+    training = {(s["sequence"], s["codec"], _fit_key(s) or s["point_id"]) for s, p in zip(specs, points)
+                if p["state"] != "finished" and _fit_key(s)}
+    counts = {state: sum(p["state"] == state for p in points) for state in ("finished", "failed", "to run", "after anchors")}
+    return {"out": str(out), "points": len(points), **{k.replace(" ", "_"): v for k, v in counts.items()},
+            "networks_to_train": len(training), "plan": points}
+
+
+def _state(spec: dict, force: bool) -> str:
+    """``finished`` (a result of status ok, reused unless ``force``), ``failed`` (run again) or ``to run``."""
+    old = read_result(Path(spec["workdir"]))
+    if old is not None and old.get("status") == "ok" and not force:
+        return "finished"
+    return "failed" if old is not None and old.get("status") == "failed" else "to run"
+
+
+def _checked_plan(config_path: Path, out: Path, data: Path | None, annotations: Path | None, only: list[str] | None,
+                  codecs: list[str] | None, backend: str, device: str | None) -> tuple[Path, list[dict]]:
+    """The results folder and every point's spec, after every check that needs no point to run."""
     from vcm.outputs import check_output
 
     if backend not in BACKENDS:  # it was refused only once the results folder and its log were written
@@ -133,12 +174,7 @@ def run(config_path: Path, out: Path, data: Path | None = None, annotations: Pat
         from vcm.device import resolve_device
 
         resolve_device(device or cfg.get("device") or "auto")
-    out.mkdir(parents=True, exist_ok=True)
-    with progress.log_to(out / LOG):  # the run's own record, beside its results
-        from vcm.provenance import provenance
-
-        progress.log(f"vcm ctc run {config_path} into {out}: {json.dumps(provenance())}")
-        return _run(specs, out, jobs, backend, ray_address, force)
+    return out, specs
 
 
 def _check_not_someone_elses(out: Path) -> None:
@@ -157,11 +193,11 @@ def _check_not_someone_elses(out: Path) -> None:
 def _run(specs: list[dict], out: Path, jobs: int, backend: str, ray_address: str | None, force: bool) -> dict:
     todo, reused, retried = [], [], 0
     for spec in specs:
-        old = read_result(Path(spec["workdir"]))
-        if old is not None and old.get("status") == "ok" and not force:
-            reused.append(old)
+        state = _state(spec, force)
+        if state == "finished":
+            reused.append(read_result(Path(spec["workdir"])))
         else:
-            retried += old is not None and old.get("status") == "failed"
+            retried += state == "failed"
             todo.append(spec)
     if reused:
         progress.log(f"reusing {len(reused)} finished point(s) from {out} (--force redoes them)")
