@@ -699,6 +699,14 @@ def test_match_points_follow_the_anchor_and_run_after_it(tmp_path):
     section = (tmp_path / "out" / "report.md").read_text().split("## Rate control", 1)[1]
     for r in matched:  # the report says what each search aimed at and what its stream gave
         assert f"| {r['label']} | {r['rate_control']['target']['kbps']:.2f} kbps | {r['kbps']:.2f} kbps |" in section
+    # a setting the folder's name does not carry, changed in place: those points are not reused as they were
+    edited = tmp_path / "edited.yaml"
+    edited.write_text(cfg.read_text().replace("rd_steps: 10", "rd_steps: 12"))
+    plan = preview(edited, tmp_path / "out")
+    assert [(p["codec"], p["state"]) for p in plan["plan"]] == [("nerv", "changed")] * 2 + [("hevc", "finished")] * 2
+    again = run(edited, tmp_path / "out", jobs=1)
+    assert (again["ran"], again["reused"], again["failed"]) == (2, 2, 0)
+    assert preview(edited, tmp_path / "out")["finished"] == 4
     cfg.write_text(cfg.read_text().replace("  hevc: {qps: [30, 40]}\n", ""))
     with pytest.raises(VcmError, match="matches hevc, which this run does not code"):
         run(cfg, tmp_path / "out2")

@@ -29,7 +29,7 @@ def ctc_run(
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="An existing Ray cluster (default: a local instance)."),
     force: bool = typer.Option(False, "--force", metavar="", help="Redo finished points."),
     device: Optional[str] = typer.Option(None, "--device", help="Override the config's device."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="List every point with its state (finished, failed, to run) and the networks to train; run and write nothing."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List every point with its state (finished, changed, failed, to run) and the networks to train; run and write nothing."),
     json_out: bool = JsonOpt,
 ) -> None:
     """Encode, decode and evaluate every (sequence, codec, rate point); finished points are reused."""
@@ -64,7 +64,8 @@ def _show_plan(p: dict, json_out: bool) -> None:
     for row in p["plan"]:
         t.add_row(row["sequence"], row["codec"], row["point"], row["state"])
     stdout.print(t)
-    stdout.print(f"{p['points']} point(s): {p['finished']} finished (reused), {p['failed']} failed before (run again), "
+    stdout.print(f"{p['points']} point(s): {p['finished']} finished (reused), {p['changed']} finished from another "
+                 f"config (run again), {p['failed']} failed before (run again), "
                  f"{p['to_run']} to run, {p['after_anchors']} after the anchors; "
                  f"{p['networks_to_train']} network(s) to train", soft_wrap=True)
 

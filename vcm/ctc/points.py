@@ -93,7 +93,7 @@ def _run_point(spec: dict, device) -> dict:
         **{k: coded[k] for k in ("fit_seconds", "compress_seconds", "params", "bits_per_param", "estimate_bytes",
                                  "breakdown", "rate_control", "decoder_kmac_per_pixel") if k in coded},
         "settings": coded.get("settings"), "experiment": codec.describe(coded["settings"]) if coded.get("settings") else None,
-        "provenance": provenance(device),
+        "provenance": provenance(device), "point_key": spec.get("point_key"),
     }
     write_json(Path(spec["workdir"]) / "result.json", row)
     return row

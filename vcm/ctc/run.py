@@ -49,7 +49,28 @@ def plan(cfg: dict, out: Path, data: Path | None, annotations: Path | None, only
                         "sequence_annotations": seq.get("annotations"),
                         "device": device or cfg.get("device", "auto"), "out": str(out)}
                 specs.append(spec)
-    return expand_matches(specs)
+    return [{**s, "point_key": point_key(s)} for s in expand_matches(specs)]
+
+
+def point_key(spec: dict) -> str:
+    """A digest of what the config says a point is: its codec and parameters, its video (file name and size),
+    frames, detector and ground truth. A finished point whose key differs was made from another config (a
+    frames range, a detector, a point's rd_steps changed in place): it runs again instead of being reused.
+    Absolute paths enter by file name only, so a results or data folder moved elsewhere keeps its points."""
+    import hashlib
+
+    def named(path) -> list | None:
+        if not path:
+            return None
+        p = Path(str(path))
+        return [p.name, p.stat().st_size if p.is_file() else None]
+
+    point = {k: v for k, v in (spec.get("point") or {}).items() if k != "target_from"}  # the anchor's folder
+    truth = {**(spec.get("truth") or {})}
+    truth["annotations"], truth["original"] = named(truth.get("annotations")), named(truth.get("original"))
+    what = {"codec": spec["codec"], "point": point, "source": named(spec["source"]), "frames": spec["frames"],
+            "detector": spec.get("detector"), "truth": truth}
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def expand_matches(specs: list[dict]) -> list[dict]:
@@ -131,28 +152,32 @@ def preview(config_path: Path, out: Path, data: Path | None = None, annotations:
             only: list[str] | None = None, codecs: list[str] | None = None, backend: str = "local",
             force: bool = False, device: str | None = None) -> dict:
     """What :func:`run` would do with the same arguments, checked as it checks them, with nothing run or written
-    (``vcm ctc run --dry-run``): every point with its state (``finished``: reused; ``failed``: run again;
+    (``vcm ctc run --dry-run``): every point with its state (``finished``: reused; ``changed``: finished from
+    another config, run again; ``failed``: run again;
     ``to run``; ``after anchors``: a point aiming at an anchor's rate, run once the anchors have) and the
     networks its points would train, each shared by the points of one fit."""
     out, specs = _checked_plan(config_path, out, data, annotations, only, codecs, backend, device)
     points = []
     for spec in specs:
         state = _state(spec, force)
-        if state != "finished" and "after" in spec:
+        if state == "to run" and "after" in spec:
             state = "after anchors"
         points.append({"sequence": spec["sequence"], "codec": spec["codec"], "point": spec["point_id"], "state": state})
     training = {(s["sequence"], s["codec"], _fit_key(s) or s["point_id"]) for s, p in zip(specs, points)
                 if p["state"] != "finished" and _fit_key(s)}
-    counts = {state: sum(p["state"] == state for p in points) for state in ("finished", "failed", "to run", "after anchors")}
+    counts = {state: sum(p["state"] == state for p in points)
+              for state in ("finished", "changed", "failed", "to run", "after anchors")}
     return {"out": str(out), "points": len(points), **{k.replace(" ", "_"): v for k, v in counts.items()},
             "networks_to_train": len(training), "plan": points}
 
 
 def _state(spec: dict, force: bool) -> str:
-    """``finished`` (a result of status ok, reused unless ``force``), ``failed`` (run again) or ``to run``."""
+    """``finished`` (a result of status ok, reused unless ``force``), ``changed`` (a result made from another
+    config: run again), ``failed`` (run again) or ``to run``."""
     old = read_result(Path(spec["workdir"]))
     if old is not None and old.get("status") == "ok" and not force:
-        return "finished"
+        made_from = old.get("point_key")  # rows written before keys were recorded are taken as they are
+        return "finished" if made_from in (None, spec.get("point_key")) else "changed"
     return "failed" if old is not None and old.get("status") == "failed" else "to run"
 
 
@@ -191,18 +216,22 @@ def _check_not_someone_elses(out: Path) -> None:
 
 
 def _run(specs: list[dict], out: Path, jobs: int, backend: str, ray_address: str | None, force: bool) -> dict:
-    todo, reused, retried = [], [], 0
+    todo, reused, retried, changed = [], [], 0, 0
     for spec in specs:
         state = _state(spec, force)
         if state == "finished":
             reused.append(read_result(Path(spec["workdir"])))
         else:
             retried += state == "failed"
+            changed += state == "changed"
             todo.append(spec)
     if reused:
         progress.log(f"reusing {len(reused)} finished point(s) from {out} (--force redoes them)")
     if retried:
         progress.log(f"retrying {retried} point(s) that failed before")
+    if changed:
+        progress.log(f"running again {changed} finished point(s) whose config changed since they ran "
+                     f"(frames, detector, ground truth or the point's settings)")
     progress.log(f"running {len(todo)} point(s) with backend {backend}, {jobs} job(s)")
     # points that aim at another point's rate run once every other point has
     rows = execute([s for s in todo if "after" not in s], jobs, backend, ray_address)
