@@ -152,10 +152,10 @@ def preview(config_path: Path, out: Path, data: Path | None = None, annotations:
             only: list[str] | None = None, codecs: list[str] | None = None, backend: str = "local",
             force: bool = False, device: str | None = None) -> dict:
     """What :func:`run` would do with the same arguments, checked as it checks them, with nothing run or written
-    (``vcm ctc run --dry-run``): every point with its state (``finished``: reused; ``changed``: finished from
-    another config, run again; ``failed``: run again;
-    ``to run``; ``after anchors``: a point aiming at an anchor's rate, run once the anchors have) and the
-    networks its points would train, each shared by the points of one fit."""
+    (``vcm ctc run --dry-run``): every point with its state and the networks its points would train, each
+    shared by the points of one fit. States: ``finished`` (reused), ``changed`` (finished from another config:
+    run again), ``failed`` (run again), ``to run``, and ``after anchors`` (a point aiming at an anchor's rate,
+    run once the anchors have)."""
     out, specs = _checked_plan(config_path, out, data, annotations, only, codecs, backend, device)
     points = []
     for spec in specs:
@@ -163,7 +163,7 @@ def preview(config_path: Path, out: Path, data: Path | None = None, annotations:
         if state == "to run" and "after" in spec:
             state = "after anchors"
         points.append({"sequence": spec["sequence"], "codec": spec["codec"], "point": spec["point_id"], "state": state})
-    training = {(s["sequence"], s["codec"], _fit_key(s) or s["point_id"]) for s, p in zip(specs, points)
+    training = {(s["sequence"], s["codec"], _fit_key(s)) for s, p in zip(specs, points)
                 if p["state"] != "finished" and _fit_key(s)}
     counts = {state: sum(p["state"] == state for p in points)
               for state in ("finished", "changed", "failed", "to run", "after anchors")}
