@@ -798,3 +798,34 @@ def test_ctc_run_refuses_a_folder_whose_report_files_are_not_a_ctc_runs(tmp_path
     (mine / "points").mkdir()
     _check_not_someone_elses(mine)  # a CTC folder: its report is its own
     _check_not_someone_elses(tmp_path / "new")
+
+
+def test_a_fit_made_from_another_config_under_the_same_name_is_trained_again_not_reused(tmp_path, monkeypatch, capsys):
+    """A CTC fit is cached under fits/<sequence>/<codec>/<fit>/ by its preset's name: a sequence's frames changed,
+    or the preset file edited, left the old network there: a point run again on it failed with "ValueError: shape
+    mismatch (3, 3, 32, 48) vs (4, 3, 32, 48)", or compressed an old network as the new one. Such a fit is trained
+    again; the same fit is reused."""
+    from tests.conftest import tiny_ctc_config
+    from vcm import progress
+    from vcm.ctc.run import run
+
+    monkeypatch.setenv("VCM_PROGRESS", "lines")
+    progress.set_quiet(False)
+    cfg = tiny_ctc_config(tmp_path, "{steps: 6, batch: 2, lr: 3.0e-3}",
+                          "  nerv:\n    fits: [{{preset: {preset}, points: [{{prune: 0.0, bits: 8}}]}}]\n")
+    fit_dir = tmp_path / "out" / "fits" / "tiny" / "nerv" / "tiny"
+    assert run(cfg, tmp_path / "out")["failed"] == 0
+    trained = (fit_dir / "checkpoint.pt").read_bytes()
+    capsys.readouterr()
+    assert run(cfg, tmp_path / "out", force=True)["failed"] == 0  # the point again, on the same network
+    assert (fit_dir / "checkpoint.pt").read_bytes() == trained and "training it again" not in capsys.readouterr().err
+    cfg.write_text(cfg.read_text().replace("frames: all", "frames: '0:3'"))
+    result = run(cfg, tmp_path / "out")
+    assert result["failed"] == 0 and result["ran"] == 1 and result["rows"][0]["frames"] == 3
+    err = " ".join(capsys.readouterr().err.split())
+    assert "holds a fit of other frames than this config asks for: training it again" in err
+    assert json.loads((fit_dir / "config.json").read_text())["video"]["source_frames"] == [0, 3]
+    preset = tmp_path / "tiny.yaml"  # the preset file edited in place: another network under the same name
+    preset.write_text(preset.read_text().replace("fc_dim: 8", "fc_dim: 10"))
+    assert run(cfg, tmp_path / "out", force=True)["failed"] == 0
+    assert "holds a fit of another network" in " ".join(capsys.readouterr().err.split())

@@ -287,7 +287,7 @@ class NervFamily(Codec):
         return f"prune {float(point['prune'])}, {point['bits']} bit" + (" QAT" if point.get("qat") else "")
 
     def _fit(self, spec: dict, video, device) -> tuple[Path, float]:
-        from vcm.nerv.train import fit, read_metrics
+        from vcm.nerv.train import finished_run_differs, fit, read_metrics
 
         p = spec["point"]
         f = p["fit"]
@@ -296,6 +296,14 @@ class NervFamily(Codec):
         if model_spec.arch != self.arch:
             raise VcmError(f"codec {self.name} fits {self.arch} networks; preset {f.get('preset')!r} is {model_spec.arch}")
         with _locked(fit_dir.with_suffix(".lock")):
+            stale = finished_run_differs(fit_dir, video, model_spec.build_for(video), train)
+            if stale:  # the config changed under the same fit name (the sequence's frames, a preset edited)
+                import shutil
+
+                from vcm import progress
+
+                progress.log(f"{fit_dir} holds a fit of {stale} than this config asks for: training it again")
+                shutil.rmtree(fit_dir)
             if not (fit_dir / "metrics.json").exists():
                 masks_u8 = masks_meta = None
                 if self.loss == "sa-nerv":

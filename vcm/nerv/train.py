@@ -453,6 +453,30 @@ def _resume(ckpt_path: Path, config: dict, model, opt, device, rate=None) -> tup
     return int(ckpt["step"]), list(ckpt.get("history", []))
 
 
+def finished_run_differs(run_dir: Path, video: Video, model_cfg, cfg: TrainConfig) -> str | None:
+    """What differs between the finished fit in ``run_dir`` and the one ``video``, ``model_cfg`` and ``cfg``
+    would train (other frames, another network, a training option), in words; None when it is the same fit
+    or ``run_dir`` holds no finished fit. A fit cache (a CTC run's ``fits/``) reuses a run only when None."""
+    try:
+        old = json.loads((Path(run_dir) / CONFIG).read_text())
+    except (OSError, ValueError):
+        return None if not (Path(run_dir) / METRICS).exists() else "its config.json is unreadable"
+    if not (Path(run_dir) / METRICS).exists():
+        return None
+    if not isinstance(old, dict) or (old.get("video") or {}).get("fingerprint") != video.fingerprint():
+        return "other frames"
+    if registry.arch_of(old) != registry.arch_of_config(model_cfg) or not _same(old.get("model"), model_cfg.to_dict()):
+        return "another network"
+    now, before = cfg.to_dict(), old.get("train") or {}
+    changed = [k for k in now if not _same(before.get(k, getattr(TrainConfig, k, None)), now[k])]
+    return f"other training options ({', '.join(changed)})" if changed else None
+
+
+def _same(a, b) -> bool:
+    """Equal as config.json records them (a tuple such as Adam's betas is a list there)."""
+    return json.loads(json.dumps(a)) == json.loads(json.dumps(b))
+
+
 def _as_recorded(value):
     """A training option as config.json holds it (a tuple such as Adam's betas is a list there)."""
     return list(value) if isinstance(value, tuple) else value
