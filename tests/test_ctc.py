@@ -829,3 +829,31 @@ def test_a_fit_made_from_another_config_under_the_same_name_is_trained_again_not
     preset.write_text(preset.read_text().replace("fc_dim: 8", "fc_dim: 10"))
     assert run(cfg, tmp_path / "out", force=True)["failed"] == 0
     assert "holds a fit of another network" in " ".join(capsys.readouterr().err.split())
+
+
+def test_an_sa_nerv_fit_made_with_other_edge_masks_is_trained_again(tmp_path, monkeypatch, capsys):
+    """The SA-NeRV loss weighs the edge masks: a fit trained on Canny edges was reused when the config then named
+    another mask file (or source) under the same fit name, so the points said one thing and coded another."""
+    from tests.conftest import tiny_ctc_config
+    from vcm import progress
+    from vcm.ctc.run import run
+    from vcm.masks.sources import SourceSettings, make_source_masks
+    from vcm.video import open_video
+
+    monkeypatch.setenv("VCM_PROGRESS", "lines")
+    progress.set_quiet(False)
+    cfg = tiny_ctc_config(tmp_path, "{steps: 6, batch: 2, lr: 3.0e-3}",
+                          "  sa-nerv:\n    masks: {{source: canny}}\n"
+                          "    fits: [{{preset: {preset}, points: [{{prune: 0.0, bits: 8}}]}}]\n")
+    assert run(cfg, tmp_path / "out")["failed"] == 0
+    fit_config = tmp_path / "out" / "fits" / "tiny" / "sa-nerv" / "tiny" / "config.json"
+    assert json.loads(fit_config.read_text())["masks"]["source"] == "canny"
+    capsys.readouterr()
+    assert run(cfg, tmp_path / "out", force=True)["failed"] == 0  # the same masks: the same fit
+    assert "training it again" not in capsys.readouterr().err
+    mine = tmp_path / "mine.npz"
+    make_source_masks(open_video(tmp_path / "Tiny_48x32_25.yuv", "all"), "canny", mine, SourceSettings(dilation=1))
+    cfg.write_text(cfg.read_text().replace("masks: {source: canny}", f"masks: {{masks: '{mine}'}}"))
+    assert run(cfg, tmp_path / "out")["failed"] == 0
+    assert "holds a fit of other edge masks than this config asks for" in " ".join(capsys.readouterr().err.split())
+    assert json.loads(fit_config.read_text())["masks"]["path"] == str(mine.resolve())

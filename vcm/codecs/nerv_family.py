@@ -286,6 +286,18 @@ class NervFamily(Codec):
             return f"λ{float(point['lambda'])}"
         return f"prune {float(point['prune'])}, {point['bits']} bit" + (" QAT" if point.get("qat") else "")
 
+    def _wanted_masks(self, point: dict) -> dict | None:
+        """What the record of this point's edge masks in its fit's config.json must hold for a finished fit to
+        be reused (``vcm.masks.provide.masks_for_fit`` writes it); None for the plain loss."""
+        if self.loss != "sa-nerv":
+            return None
+        m = point.get("masks") or {}
+        if m.get("masks"):
+            return {"path": str(Path(m["masks"]).resolve())}
+        if m.get("source") not in (None, "sam"):
+            return {"source": m["source"]}
+        return {"source": "sam", "alpha": float(m.get("alpha", 0.93)), "sam_model": m.get("sam_model", "vit_h")}
+
     def _fit(self, spec: dict, video, device) -> tuple[Path, float]:
         from vcm.nerv.train import finished_run_differs, fit, read_metrics
 
@@ -296,7 +308,7 @@ class NervFamily(Codec):
         if model_spec.arch != self.arch:
             raise VcmError(f"codec {self.name} fits {self.arch} networks; preset {f.get('preset')!r} is {model_spec.arch}")
         with _locked(fit_dir.with_suffix(".lock")):
-            stale = finished_run_differs(fit_dir, video, model_spec.build_for(video), train)
+            stale = finished_run_differs(fit_dir, video, model_spec.build_for(video), train, self._wanted_masks(p))
             if stale:  # the config changed under the same fit name (the sequence's frames, a preset edited)
                 import shutil
 

@@ -453,10 +453,12 @@ def _resume(ckpt_path: Path, config: dict, model, opt, device, rate=None) -> tup
     return int(ckpt["step"]), list(ckpt.get("history", []))
 
 
-def finished_run_differs(run_dir: Path, video: Video, model_cfg, cfg: TrainConfig) -> str | None:
+def finished_run_differs(run_dir: Path, video: Video, model_cfg, cfg: TrainConfig,
+                         masks: dict | None = None) -> str | None:
     """What differs between the finished fit in ``run_dir`` and the one ``video``, ``model_cfg`` and ``cfg``
-    would train (other frames, another network, a training option), in words; None when it is the same fit
-    or ``run_dir`` holds no finished fit. A fit cache (a CTC run's ``fits/``) reuses a run only when None."""
+    would train (other frames, another network, a training option, and with ``masks``, the fields its edge
+    masks' record in config.json must hold), in words; None when it is the same fit or ``run_dir`` holds no
+    finished fit. A fit cache (a CTC run's ``fits/``) reuses a run only when None."""
     try:
         old = json.loads((Path(run_dir) / CONFIG).read_text())
     except (OSError, ValueError):
@@ -469,7 +471,12 @@ def finished_run_differs(run_dir: Path, video: Video, model_cfg, cfg: TrainConfi
         return "another network"
     now, before = cfg.to_dict(), old.get("train") or {}
     changed = [k for k in now if not _same(before.get(k, getattr(TrainConfig, k, None)), now[k])]
-    return f"other training options ({', '.join(changed)})" if changed else None
+    if changed:
+        return f"other training options ({', '.join(changed)})"
+    recorded = old.get("masks") if isinstance(old.get("masks"), dict) else {}
+    if masks is not None and any(not _same(recorded.get(k), v) for k, v in masks.items()):
+        return "other edge masks"
+    return None
 
 
 def _same(a, b) -> bool:
