@@ -286,19 +286,18 @@ class NervFamily(Codec):
             return f"λ{float(point['lambda'])}"
         return f"prune {float(point['prune'])}, {point['bits']} bit" + (" QAT" if point.get("qat") else "")
 
-    def _wanted_masks(self, point: dict) -> dict | None:
-        """What the record of this point's edge masks in its fit's config.json must hold for a finished fit to
-        be reused (``vcm.masks.provide.masks_for_fit`` writes it); None for the plain loss."""
+    def _mask_args(self, point: dict) -> dict | None:
+        """``vcm.masks.provide.masks_for_fit``'s arguments for this point's fit; None for the plain loss."""
         if self.loss != "sa-nerv":
             return None
         m = point.get("masks") or {}
-        if m.get("masks"):
-            return {"path": str(Path(m["masks"]).resolve())}
-        if m.get("source") not in (None, "sam"):
-            return {"source": m["source"]}
-        return {"source": "sam", "alpha": float(m.get("alpha", 0.93)), "sam_model": m.get("sam_model", "vit_h")}
+        return {"masks": Path(m["masks"]) if m.get("masks") else None,
+                "sam_checkpoint": Path(m["sam_checkpoint"]) if m.get("sam_checkpoint") else None,
+                "alpha": float(m.get("alpha", 0.93)), "sam_model": m.get("sam_model", "vit_h"),
+                "settings_path": Path(m["config"]) if m.get("config") else None, "source": m.get("source")}
 
     def _fit(self, spec: dict, video, device) -> tuple[Path, float]:
+        from vcm.masks.provide import masks_for_fit, masks_record
         from vcm.nerv.train import finished_run_differs, fit, read_metrics
 
         p = spec["point"]
@@ -308,7 +307,9 @@ class NervFamily(Codec):
         if model_spec.arch != self.arch:
             raise VcmError(f"codec {self.name} fits {self.arch} networks; preset {f.get('preset')!r} is {model_spec.arch}")
         with _locked(fit_dir.with_suffix(".lock")):
-            stale = finished_run_differs(fit_dir, video, model_spec.build_for(video), train, self._wanted_masks(p))
+            mask_args = self._mask_args(p)
+            stale = finished_run_differs(fit_dir, video, model_spec.build_for(video), train,
+                                         None if mask_args is None else masks_record(**mask_args))
             if stale:  # the config changed under the same fit name (the sequence's frames, a preset edited)
                 import shutil
 
@@ -318,15 +319,8 @@ class NervFamily(Codec):
                 shutil.rmtree(fit_dir)
             if not (fit_dir / "metrics.json").exists():
                 masks_u8 = masks_meta = None
-                if self.loss == "sa-nerv":
-                    from vcm.masks.provide import masks_for_fit
-
-                    m = p.get("masks") or {}
-                    masks_u8, masks_meta = masks_for_fit(
-                        video, Path(m["masks"]) if m.get("masks") else None,
-                        Path(m["sam_checkpoint"]) if m.get("sam_checkpoint") else None, float(m.get("alpha", 0.93)),
-                        fit_dir, device, sam_model=m.get("sam_model", "vit_h"),
-                        settings_path=Path(m["config"]) if m.get("config") else None, source=m.get("source"))
+                if mask_args is not None:
+                    masks_u8, masks_meta = masks_for_fit(video, run_dir=fit_dir, device=device, **mask_args)
                 result = fit(video, model_spec.build_for(video), train, fit_dir, device,
                              resume=(fit_dir / "checkpoint.pt").exists(), masks_u8=masks_u8, masks_meta=masks_meta)
                 if result.interrupted:  # never compress a half-trained network

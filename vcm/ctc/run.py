@@ -159,7 +159,7 @@ def preview(config_path: Path, out: Path, data: Path | None = None, annotations:
     out, specs = _checked_plan(config_path, out, data, annotations, only, codecs, backend, device)
     points = []
     for spec in specs:
-        state = _state(spec, force)
+        state, _ = _state(spec, force)
         if state == "to run" and "after" in spec:
             state = "after anchors"
         points.append({"sequence": spec["sequence"], "codec": spec["codec"], "point": spec["point_id"], "state": state})
@@ -171,14 +171,14 @@ def preview(config_path: Path, out: Path, data: Path | None = None, annotations:
             "networks_to_train": len(training), "plan": points}
 
 
-def _state(spec: dict, force: bool) -> str:
-    """``finished`` (a result of status ok, reused unless ``force``), ``changed`` (a result made from another
-    config: run again), ``failed`` (run again) or ``to run``."""
+def _state(spec: dict, force: bool) -> tuple[str, dict | None]:
+    """The point's state, ``finished`` (a result of status ok, reused unless ``force``), ``changed`` (a result
+    made from another config: run again), ``failed`` (run again) or ``to run``, and its result row if any."""
     old = read_result(Path(spec["workdir"]))
     if old is not None and old.get("status") == "ok" and not force:
         made_from = old.get("point_key")  # rows written before keys were recorded are taken as they are
-        return "finished" if made_from in (None, spec.get("point_key")) else "changed"
-    return "failed" if old is not None and old.get("status") == "failed" else "to run"
+        return ("finished" if made_from in (None, spec.get("point_key")) else "changed"), old
+    return ("failed" if old is not None and old.get("status") == "failed" else "to run"), old
 
 
 def _checked_plan(config_path: Path, out: Path, data: Path | None, annotations: Path | None, only: list[str] | None,
@@ -218,9 +218,9 @@ def _check_not_someone_elses(out: Path) -> None:
 def _run(specs: list[dict], out: Path, jobs: int, backend: str, ray_address: str | None, force: bool) -> dict:
     todo, reused, retried, changed = [], [], 0, 0
     for spec in specs:
-        state = _state(spec, force)
+        state, old = _state(spec, force)
         if state == "finished":
-            reused.append(read_result(Path(spec["workdir"])))
+            reused.append(old)
         else:
             retried += state == "failed"
             changed += state == "changed"

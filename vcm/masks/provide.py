@@ -10,6 +10,17 @@ from vcm.errors import VcmError
 from vcm.video import Video
 
 
+def masks_record(masks: Path | None, sam_checkpoint: Path | None, alpha: float, sam_model: str = "vit_h",
+                 settings_path: Path | None = None, source: str | None = None) -> dict:
+    """The fields of the record :func:`masks_for_fit` returns (a fit's ``masks`` in its config.json) that
+    these arguments decide: a finished fit whose record holds other values was trained on other masks."""
+    if masks is not None:
+        return {"path": str(Path(masks).resolve())}
+    if source not in (None, "sam"):
+        return {"source": source}
+    return {"source": "sam", "alpha": alpha, "sam_model": sam_model}
+
+
 def masks_for_fit(video: Video, masks: Path | None, sam_checkpoint: Path | None, alpha: float,
                   run_dir: Path | None, device, sam_model: str = "vit_h",
                   settings_path: Path | None = None, source: str | None = None) -> tuple[np.ndarray, dict]:

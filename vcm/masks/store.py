@@ -49,29 +49,30 @@ def load_masks(path: Path) -> tuple[np.ndarray, dict]:
         raise VcmError(f"mask file {path} does not exist; make one with vcm masks")
     try:
         with np.load(path, allow_pickle=False) as z:
-            if np.prod(_declared_shape(z, "meta"), dtype=np.int64) > _MAX_META:
-                raise ValueError("metadata too large")
-            meta = json.loads(bytes(z["meta"]).decode())
-            if isinstance(meta, dict) and meta.get("format") == FORMAT:
-                _check_meta(meta, path)
-                _check_declared(meta, _declared_shape(z, "packed"), path)  # before the array is allocated
+            meta = _meta_of(z)
+            if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+                fmt = meta.get("format") if isinstance(meta, dict) else None
+                raise VcmError(f"{path} is not a vcm edge-mask file (format {fmt!r})")
+            _check_meta(meta, path)
+            _check_declared(meta, _declared_shape(z, "packed"), path)  # before the array is allocated
             packed = z["packed"]
     except VcmError:
         raise
     except Exception:
         raise VcmError(f"{path} is not a vcm edge-mask file") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        fmt = meta.get("format") if isinstance(meta, dict) else None
-        raise VcmError(f"{path} is not a vcm edge-mask file (format {fmt!r})")
     h, w = meta["height"], meta["width"]
-    a, b = meta["source_frames"]
-    if packed.ndim != 2 or packed.shape != (b - a, (h * w + 7) // 8):
-        raise VcmError(f"{path} is damaged (mask array does not match its metadata)")
     masks = np.stack([unpack(p, h, w) for p in packed]).astype(np.uint8)[:, None]
     return masks, meta
 
 
 _MAX_META = 1 << 20  # bytes of JSON metadata; a real file's is under 2 KB
+
+
+def _meta_of(z):
+    """The parsed JSON metadata of an open mask ``.npz``, its declared size bounded before it is read."""
+    if np.prod(_declared_shape(z, "meta"), dtype=np.int64) > _MAX_META:
+        raise ValueError("metadata too large")
+    return json.loads(bytes(z["meta"]).decode())
 
 
 def _declared_shape(z, name: str) -> tuple[int, ...]:
@@ -113,9 +114,7 @@ def _read_meta(path: Path) -> dict | None:
     """The metadata of the vcm edge-mask file at ``path`` (its masks are not read), or None if it is not one."""
     try:
         with np.load(path, allow_pickle=False) as z:
-            if np.prod(_declared_shape(z, "meta"), dtype=np.int64) > _MAX_META:
-                return None
-            meta = json.loads(bytes(z["meta"]).decode())
+            meta = _meta_of(z)
     except Exception:
         return None
     return meta if isinstance(meta, dict) and meta.get("format") == FORMAT else None
@@ -138,8 +137,10 @@ def kept_masks(path: Path, meta: dict, overwrite: bool = False) -> bool:
     path = Path(path)
     if overwrite or not path.exists():
         return False
-    check_mask_output(path)  # a file that is not a mask file is never replaced
-    saved = _read_meta(path) or {}
+    saved = _read_meta(path)
+    if saved is None:
+        check_mask_output(path)  # refuses it: a file that is not a mask file is never replaced
+        saved = {}
     differs = [k for k in meta if k != "checkpoint" and saved.get(k) != json.loads(json.dumps(meta[k]))]
     if not differs:
         return True

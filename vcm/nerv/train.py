@@ -459,12 +459,12 @@ def finished_run_differs(run_dir: Path, video: Video, model_cfg, cfg: TrainConfi
     would train (other frames, another network, a training option, and with ``masks``, the fields its edge
     masks' record in config.json must hold), in words; None when it is the same fit or ``run_dir`` holds no
     finished fit. A fit cache (a CTC run's ``fits/``) reuses a run only when None."""
+    if not (Path(run_dir) / METRICS).exists():
+        return None
     try:
         old = json.loads((Path(run_dir) / CONFIG).read_text())
     except (OSError, ValueError):
-        return None if not (Path(run_dir) / METRICS).exists() else "its config.json is unreadable"
-    if not (Path(run_dir) / METRICS).exists():
-        return None
+        return "its config.json is unreadable"
     if not isinstance(old, dict) or (old.get("video") or {}).get("fingerprint") != video.fingerprint():
         return "other frames"
     if registry.arch_of(old) != registry.arch_of_config(model_cfg) or not _same(old.get("model"), model_cfg.to_dict()):
@@ -480,13 +480,13 @@ def finished_run_differs(run_dir: Path, video: Video, model_cfg, cfg: TrainConfi
 
 
 def _same(a, b) -> bool:
-    """Equal as config.json records them (a tuple such as Adam's betas is a list there)."""
-    return json.loads(json.dumps(a)) == json.loads(json.dumps(b))
+    """Equal as config.json records them."""
+    return _as_recorded(a) == _as_recorded(b)
 
 
 def _as_recorded(value):
-    """A training option as config.json holds it (a tuple such as Adam's betas is a list there)."""
-    return list(value) if isinstance(value, tuple) else value
+    """A value as config.json holds it (a tuple such as Adam's betas is a list there, at any depth)."""
+    return json.loads(json.dumps(value))
 
 
 def load_quantizers(run_dir: Path) -> dict | None:
