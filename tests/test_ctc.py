@@ -392,6 +392,9 @@ def test_a_fits_values_are_checked_before_anything_is_fitted(tmp_path, fit, mess
     ({}, {"sa-hinerv": {"masks": 3}}, "sa-hinerv masks must be a mapping such as {source: canny}, got 3"),
     ({}, {"sa-icm": {"checkpoints": 3}}, "sa-icm checkpoints must be a list of checkpoint paths"),
     ({}, {"sa-icm": {"checkpoints": ["m.pth"], "arch": "foo"}}, "unknown codec architecture 'foo'"),
+    ({}, {"sa-icm": {"checkpoints": ["m.pth"]}}, "sa-icm checkpoint m.pth not found"),  # failed in every point
+    ({}, {"sa-hinerv": {"masks": {"masks": "gone.npz"}, "fits": [{"points": [{"lambda": 1}]}]}},
+     "mask file gone.npz does not exist"),
     ({"top": {"device": [1]}}, {"hevc": {"qps": [40]}}, "device must be auto, cpu or cuda[:N] (a string), got [1]"),
 ])
 def test_anchor_and_sequence_values_are_checked_before_any_point_runs(tmp_path, sequence, codecs, message):
@@ -827,8 +830,11 @@ def test_a_fit_made_from_another_config_under_the_same_name_is_trained_again_not
     assert json.loads((fit_dir / "config.json").read_text())["video"]["source_frames"] == [0, 3]
     preset = tmp_path / "tiny.yaml"  # the preset file edited in place: another network under the same name
     preset.write_text(preset.read_text().replace("fc_dim: 8", "fc_dim: 10"))
-    assert run(cfg, tmp_path / "out", force=True)["failed"] == 0
-    assert "holds a fit of another network" in " ".join(capsys.readouterr().err.split())
+    result = run(cfg, tmp_path / "out")  # the finished point was reused as it was, the old network's result
+    assert (result["failed"], result["ran"], result["reused"]) == (0, 1, 0)
+    err = " ".join(capsys.readouterr().err.split())
+    assert "running again 1 finished point(s) whose config changed" in err and "holds a fit of another network" in err
+    assert run(cfg, tmp_path / "out")["reused"] == 1
 
 
 def test_an_sa_nerv_fit_made_with_other_edge_masks_is_trained_again(tmp_path, monkeypatch, capsys):
@@ -857,3 +863,16 @@ def test_an_sa_nerv_fit_made_with_other_edge_masks_is_trained_again(tmp_path, mo
     assert run(cfg, tmp_path / "out")["failed"] == 0
     assert "holds a fit of other edge masks than this config asks for" in " ".join(capsys.readouterr().err.split())
     assert json.loads(fit_config.read_text())["masks"]["path"] == str(mine.resolve())
+    # the same mask file made again, other masks under the same name: the point and its fit run again
+    mine.unlink()
+    make_source_masks(open_video(tmp_path / "Tiny_48x32_25.yuv", "all"), "canny", mine, SourceSettings(dilation=2))
+    result = run(cfg, tmp_path / "out")
+    assert (result["failed"], result["ran"]) == (0, 1)
+    assert "holds a fit of other edge masks than this config asks for" in " ".join(capsys.readouterr().err.split())
+    # vcm compress on that fit with its mask file since replaced would fine-tune against other masks
+    fit_dir = fit_config.parent
+    mine.unlink()
+    make_source_masks(open_video(tmp_path / "Tiny_48x32_25.yuv", "all"), "canny", mine, SourceSettings(dilation=3))
+    proc = run_cli("compress", fit_dir, "--prune", "0", "--bits", "8", "--out", tmp_path / "x.nerv")
+    assert proc.returncode == 1 and "is not the mask file" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "x.nerv").exists()

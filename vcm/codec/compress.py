@@ -102,7 +102,15 @@ def prepare(run_dir: Path, source: Path | None = None) -> Prepared:
     if config["train"]["loss"] == "sa-nerv":
         from vcm.masks.store import load_masks_for_video
 
-        masks_u8 = load_masks_for_video(Path(config["masks"]["path"]), video)
+        masks_path = Path(config["masks"]["path"])
+        fitted_on = config["masks"].get("fingerprint")  # recorded by fits since masks are fingerprinted
+        if fitted_on is not None and masks_path.is_file():
+            from vcm.provenance import file_fingerprint
+
+            if file_fingerprint(masks_path) != fitted_on:
+                raise VcmError(f"{masks_path} is not the mask file {run_dir} was fitted with (it was replaced since); "
+                               f"fit again with it, or put the fit's masks back")
+        masks_u8 = load_masks_for_video(masks_path, video)
     return Prepared(run_dir, config, video, masks_u8, TrainConfig.from_dict(config["train"]))
 
 

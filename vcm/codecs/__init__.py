@@ -50,6 +50,13 @@ class Codec:
         """(point id, JSON-able point parameters) of one sequence, from the codec's config section."""
         raise NotImplementedError
 
+    def point_inputs(self, point: dict) -> dict:
+        """What decides a point beyond its own values in the config, JSON-able: what the presets and files it
+        names by name or path hold (a preset edited in place or changed by an upgrade, a checkpoint or mask
+        file replaced under the same name). A finished point whose inputs differ runs again. A file it names
+        that does not exist is a VcmError, so that the config is refused before any point runs."""
+        return {}
+
     def curve(self, point: dict) -> str:
         """The RD curve a point belongs to (one codec may draw several, e.g. two methods)."""
         return self.name

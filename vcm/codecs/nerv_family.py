@@ -286,6 +286,20 @@ class NervFamily(Codec):
             return f"λ{float(point['lambda'])}"
         return f"prune {float(point['prune'])}, {point['bits']} bit" + (" QAT" if point.get("qat") else "")
 
+    def point_inputs(self, point: dict) -> dict:
+        """The network and schedule its preset resolves to (what the fit and the point's stage run), and the
+        fingerprint of a mask file it names."""
+        from dataclasses import asdict
+
+        model_spec, train = fit_plan(point["fit"], self.default_preset, self.loss)
+        inputs = {"model": asdict(model_spec), "train": train.to_dict()}
+        mask_args = self._mask_args(point)
+        if mask_args is not None and mask_args["masks"] is not None:
+            from vcm.masks.provide import masks_record
+
+            inputs["masks"] = masks_record(**mask_args)
+        return inputs
+
     def _mask_args(self, point: dict) -> dict | None:
         """``vcm.masks.provide.masks_for_fit``'s arguments for this point's fit; None for the plain loss."""
         if self.loss != "sa-nerv":

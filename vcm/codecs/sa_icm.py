@@ -44,6 +44,16 @@ class SaIcm(Codec):
         names = [f"{Path(c).parent.name}_{s}" if stems.count(s) > 1 else s for c, s in zip(checkpoints, stems)]
         return [(n, {"checkpoint": c, "arch": arch}) for n, c in zip(names, checkpoints)]
 
+    def point_inputs(self, point: dict) -> dict:
+        """The checkpoint's fingerprint (a file replaced under the same name is another codec)."""
+        from vcm.errors import VcmError
+        from vcm.icm.archs import missing_checkpoint
+        from vcm.provenance import file_fingerprint
+
+        if not Path(point["checkpoint"]).is_file():
+            raise VcmError(f"sa-icm {missing_checkpoint(point['checkpoint'])}")
+        return {"checkpoint": file_fingerprint(point["checkpoint"])}
+
     def encode_decode(self, spec: dict, video, device) -> dict:
         from vcm.icm.codec import decode_icm_file, encode_video
 

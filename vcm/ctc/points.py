@@ -94,6 +94,7 @@ def _run_point(spec: dict, device) -> dict:
                                  "breakdown", "rate_control", "decoder_kmac_per_pixel") if k in coded},
         "settings": coded.get("settings"), "experiment": codec.describe(coded["settings"]) if coded.get("settings") else None,
         "provenance": provenance(device), "point_key": spec.get("point_key"),
+        "inputs_key": spec.get("inputs_key"),
     }
     write_json(Path(spec["workdir"]) / "result.json", row)
     return row

@@ -49,7 +49,7 @@ def plan(cfg: dict, out: Path, data: Path | None, annotations: Path | None, only
                         "sequence_annotations": seq.get("annotations"),
                         "device": device or cfg.get("device", "auto"), "out": str(out)}
                 specs.append(spec)
-    return [{**s, "point_key": point_key(s)} for s in expand_matches(specs)]
+    return [{**s, "point_key": point_key(s), "inputs_key": inputs_key(s)} for s in expand_matches(specs)]
 
 
 def point_key(spec: dict) -> str:
@@ -71,6 +71,18 @@ def point_key(spec: dict) -> str:
     what = {"codec": spec["codec"], "point": point, "source": named(spec["source"]), "frames": spec["frames"],
             "detector": spec.get("detector"), "truth": truth}
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def inputs_key(spec: dict) -> str:
+    """A digest of what the presets and files a point names hold (its codec's ``point_inputs``): a preset
+    edited in place, a checkpoint or mask file replaced under the same name. Kept beside ``point_key`` so
+    that rows written before it was recorded are still taken as they are."""
+    import hashlib
+
+    from vcm import codecs
+
+    inputs = codecs.get(spec["codec"]).point_inputs(spec["point"])
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def expand_matches(specs: list[dict]) -> list[dict]:
@@ -176,8 +188,9 @@ def _state(spec: dict, force: bool) -> tuple[str, dict | None]:
     made from another config: run again), ``failed`` (run again) or ``to run``, and its result row if any."""
     old = read_result(Path(spec["workdir"]))
     if old is not None and old.get("status") == "ok" and not force:
-        made_from = old.get("point_key")  # rows written before keys were recorded are taken as they are
-        return ("finished" if made_from in (None, spec.get("point_key")) else "changed"), old
+        # rows written before a key was recorded are taken as they are
+        same = all(old.get(key) in (None, spec.get(key)) for key in ("point_key", "inputs_key"))
+        return ("finished" if same else "changed"), old
     return ("failed" if old is not None and old.get("status") == "failed" else "to run"), old
 
 
@@ -231,7 +244,7 @@ def _run(specs: list[dict], out: Path, jobs: int, backend: str, ray_address: str
         progress.log(f"retrying {retried} point(s) that failed before")
     if changed:
         progress.log(f"running again {changed} finished point(s) whose config changed since they ran "
-                     f"(frames, detector, ground truth or the point's settings)")
+                     f"(frames, detector, ground truth, the point's settings, or a preset or file it names)")
     progress.log(f"running {len(todo)} point(s) with backend {backend}, {jobs} job(s)")
     # points that aim at another point's rate run once every other point has
     rows = execute([s for s in todo if "after" not in s], jobs, backend, ray_address)

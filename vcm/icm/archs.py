@@ -12,6 +12,13 @@ from dataclasses import asdict, dataclass
 from vcm.errors import VcmError
 
 ARCHS = ("tcm", "tcm-tiny", "cheng2020-attn", "mbt2018-mean")
+SA_ICM_PAGE = "https://github.com/final-0/SA-ICM"
+
+
+def missing_checkpoint(path) -> str:
+    """The message for a checkpoint that is not there: where the official weights are, or how to make one."""
+    return (f"checkpoint {path} not found; the official SA-ICM weights (icm_78.pth.tar, icm_93.pth.tar) are published "
+            f"with the SA-ICM code ({SA_ICM_PAGE}); or train one with vcm icm train")
 
 
 @dataclass(frozen=True)

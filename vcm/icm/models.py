@@ -19,9 +19,8 @@ import torch
 
 from vcm.errors import VcmError
 from vcm.fsutil import load_torch_dict
-from vcm.icm.archs import TINY, TCMConfig, check_arch, default_tcm
+from vcm.icm.archs import TINY, TCMConfig, check_arch, default_tcm, missing_checkpoint
 from vcm.icm.tcm import TCM
-SA_ICM_PAGE = "https://github.com/final-0/SA-ICM"
 
 
 def create(arch: str, config: dict | None = None, quality: int = 6) -> torch.nn.Module:
@@ -98,8 +97,7 @@ def load_checkpoint(path: Path, arch: str | None = None, device="cpu") -> tuple[
     """(model in eval mode with entropy tables updated, arch, config) from a vcm or official checkpoint."""
     path = Path(path)
     if not path.is_file():
-        raise VcmError(f"checkpoint {path} not found; the official SA-ICM weights (icm_78.pth.tar, icm_93.pth.tar) "
-                       f"are published with the SA-ICM code ({SA_ICM_PAGE}); or train one with vcm icm train")
+        raise VcmError(missing_checkpoint(path))
     ckpt = load_torch_dict(path, "an image codec's checkpoint (a dict with 'state_dict')")
     state = _strip(ckpt.get("state_dict", ckpt))
     if not all(isinstance(v, torch.Tensor) for v in state.values()):

@@ -14,8 +14,12 @@ def masks_record(masks: Path | None, sam_checkpoint: Path | None, alpha: float, 
                  settings_path: Path | None = None, source: str | None = None) -> dict:
     """The fields of the record :func:`masks_for_fit` returns (a fit's ``masks`` in its config.json) that
     these arguments decide: a finished fit whose record holds other values was trained on other masks."""
-    if masks is not None:
-        return {"path": str(Path(masks).resolve())}
+    if masks is not None:  # a file replaced under the same name is other masks
+        from vcm.provenance import file_fingerprint
+
+        if not Path(masks).is_file():
+            raise VcmError(f"mask file {masks} does not exist")
+        return {"path": str(Path(masks).resolve()), "fingerprint": file_fingerprint(masks)}
     if source not in (None, "sam"):
         return {"source": source}
     return {"source": "sam", "alpha": alpha, "sam_model": sam_model}
@@ -55,5 +59,8 @@ def masks_for_fit(video: Video, masks: Path | None, sam_checkpoint: Path | None,
         masks = target
     data, meta = load_masks(masks)
     check_matches(meta, video, Path(masks))
-    return data, {"path": str(Path(masks).resolve()), "source": meta.get("source", "sam"), "alpha": meta.get("alpha"),
+    from vcm.provenance import file_fingerprint
+
+    return data, {"path": str(Path(masks).resolve()), "fingerprint": file_fingerprint(masks),
+                  "source": meta.get("source", "sam"), "alpha": meta.get("alpha"),
                   "sam_model": meta.get("sam_model"), "edge_fraction": float(data.mean())}
