@@ -132,3 +132,30 @@ def test_a_stage_waiting_on_workers_keeps_a_piped_log_alive(monkeypatch, capsys)
         bar.heartbeat()
         err = capsys.readouterr().err
     assert "ctc points: 0/4" in err and "elapsed" in err, err
+
+
+def test_the_run_log_relays_every_line_a_worker_wrote_not_only_its_newest(tmp_path):
+    """A quiet worker's point.log is relayed into the run's log: it used to show only the newest line of each
+    10 s look, so a stage's "started" line was dropped or stamped up to 10 s late."""
+    from vcm import progress
+    from vcm.ctc.run import _Relay
+
+    workdir = tmp_path / "points" / "c" / "hinerv" / "p"
+    workdir.mkdir(parents=True)
+    (workdir / "point.log").write_text("2026-01-01 00:00:00 left by an earlier run\n")
+    relay = _Relay({"workdir": str(workdir), "sequence": "c", "codec": "hinerv", "point_id": "p"})
+    assert not (workdir / "point.log").exists()  # the worker logs afresh; nothing of the earlier run is shown
+    relay.show()  # not started yet: nothing, and no error
+    log = workdir.parent / "run.log"
+    with progress.log_to(log), open(workdir / "point.log", "a") as f:
+        f.write("2026-01-01 10:00:00 fit (steps): started (900 to do)\n"
+                "2026-01-01 10:00:04 fit (steps): done\n2026-01-01 10:00:05 rate-distortion λ=1 (steps): sta")
+        f.flush()
+        relay.show()
+        f.write("rted (360 to do)\n")
+        f.flush()
+        relay.show()
+        relay.show()  # nothing new: nothing shown again
+    shown = [line.split(" ", 2)[2] for line in log.read_text().splitlines()]
+    assert shown == ["  [c hinerv p] fit (steps): started (900 to do)", "  [c hinerv p] fit (steps): done",
+                     "  [c hinerv p] rate-distortion λ=1 (steps): started (360 to do)"]

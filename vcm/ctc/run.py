@@ -287,14 +287,15 @@ def execute(specs: list[dict], jobs: int, backend: str, ray_address: str | None)
                 slots = schedule.slots(spec)
                 free -= slots
                 (Path(spec["workdir"]) / FITTED).unlink(missing_ok=True)  # a marker left by an earlier run
+                relay = _Relay(spec)  # before the worker starts its log
                 running[pool.submit(safe_run_point, {**spec, "threads": threads * slots, "quiet": True,
-                                                     "threads_after_fit": threads if slots > 1 else None})] = \
-                    (spec, _Relay(spec))
+                                                     "threads_after_fit": threads if slots > 1 else None})] = (spec, relay)
             if not running:
                 break
-            done, _ = wait(running, timeout=max(1.0, progress.interval()), return_when=FIRST_COMPLETED)
+            done, _ = wait(running, timeout=1.0, return_when=FIRST_COMPLETED)  # the relays look once a second
             for fut in done:
-                spec, _ = running.pop(fut)
+                spec, relay = running.pop(fut)
+                relay.show()  # its last lines, ahead of its result
                 schedule.finished(spec)
                 rows.append(fut.result())
                 _log_point(rows[-1])
@@ -399,29 +400,39 @@ def _chain_key(spec: dict, point_id: str) -> tuple:
 
 
 class _Relay:
-    """Shows what a quiet worker's point is doing: the newest line of its ``point.log``, when it changes."""
+    """Shows what a quiet worker's point is doing: every line its ``point.log`` gained since the last look (the
+    runner looks about once a second, so the run's log says when a stage started to within that, where it
+    used to show the newest line of each 10 s and drop the rest); a log that grew by more than a screenful at
+    once shows its last lines."""
+
+    SHOWN = 8  # lines at most per look
 
     def __init__(self, spec: dict):
         from vcm.ctc.points import POINT_LOG
 
         self.path = Path(spec["workdir"]) / POINT_LOG
         self.what = f"{spec['sequence']} {spec['codec']} {spec['point_id']}"
-        self.last = ""
+        self.offset = 0  # where the last look ended
+        self.path.unlink(missing_ok=True)  # a log left by an earlier run of the point (its worker logs afresh)
 
     def show(self) -> None:
+        from rich.markup import escape
+
         try:
             with open(self.path, "rb") as f:
-                f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
-                lines = f.read().decode("utf-8", "replace").splitlines()
+                end = f.seek(0, os.SEEK_END)
+                if end < self.offset:  # the point started its log afresh
+                    self.offset = 0
+                f.seek(max(self.offset, end - 64 * 1024))
+                text = f.read()
         except OSError:
             return  # not started yet
-        # a log line is "YYYY-MM-DD HH:MM:SS message"; the message is what is shown
-        newest = lines[-1].split(" ", 2)[-1] if lines else ""
-        if newest and newest != self.last:
-            self.last = newest
-            from rich.markup import escape
-
-            progress.log(escape(f"  [{self.what}] {newest}"))
+        complete = text.rfind(b"\n") + 1  # a line still being written is shown next time
+        self.offset = end - len(text) + complete
+        for line in text[:complete].decode("utf-8", "replace").splitlines()[-self.SHOWN:]:
+            message = line.split(" ", 2)[-1]  # a log line is "YYYY-MM-DD HH:MM:SS message"
+            if message.strip():
+                progress.log(escape(f"  [{self.what}] {message}"))
 
 
 def _log_point(row: dict) -> None:
