@@ -158,11 +158,11 @@ def encode_decode(codec: str, planes, bit_depth: int, width: int, height: int, f
 
 
 def planes_of(video) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], int]:
-    """The source's own YUV samples for raw YUV inputs; others converted with vcm.video.color."""
+    """The source's own YUV samples for raw YUV and Y4M inputs; others converted with vcm.video.color."""
     info = video.info
-    if info.kind == "yuv":
-        from vcm.video.yuv import read_yuv420
+    if info.kind in ("yuv", "y4m"):
+        from vcm.video.source import read_planes
 
         a = video.source_frames.start - info.first_source_frame
-        return read_yuv420(info.path, info.width, info.height, info.bit_depth, a, a + video.num_frames), info.bit_depth
+        return read_planes(info, a, a + video.num_frames), info.bit_depth
     return rgb_to_yuv420(video.frames_u8, 8), 8

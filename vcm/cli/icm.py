@@ -115,7 +115,7 @@ def icm_encode(
 def icm_decode(
     bitstream: Path = typer.Argument(..., help="A .icm file."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="The codec checkpoint (default: beside the file)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Output .yuv, .mp4/.mkv (lossless) or a folder of PNGs."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output .yuv, .y4m, .mp4/.mkv (lossless) or a folder of PNGs."),
     overwrite: bool = OverwriteOpt,
     device: str = DeviceOpt,
     json_out: bool = JsonOpt,

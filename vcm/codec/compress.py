@@ -54,7 +54,9 @@ def source_video(config: dict, source: Path | None = None) -> Video:
                  fps=v["fps"], bit_depth=v.get("bit_depth"))
     video = load(info, range(*v["source_frames"]))
     if video.fingerprint() != v["fingerprint"]:
-        raise VcmError(f"{path} does not hold the frames this run was fitted on (fingerprint differs)")
+        hint = ("; vcm reads a .y4m itself now, with its own colour conversion, where an earlier vcm read it through "
+                "ffmpeg's: a run fitted from one then is fitted again" if path.suffix.lower() == ".y4m" else "")
+        raise VcmError(f"{path} does not hold the frames this run was fitted on (fingerprint differs){hint}")
     return video
 
 

@@ -134,12 +134,11 @@ def _names_a_file(entry: str) -> bool:
     """A sequence written as a string that is a video rather than an SFU-HW name: ``sample:NAME``, a path with a
     folder in it, or a file name with a video suffix (an SFU-HW file name such as ``BQMall.yuv`` is still the
     sequence, looked up in ``--data``)."""
-    from vcm.video.source import CONTAINER_SUFFIXES
+    from vcm.video.source import VIDEO_SUFFIXES
 
     if entry.startswith("sample:") or "/" in entry or "\\" in entry:
         return True
-    suffix = Path(entry).suffix.lower()
-    return (suffix in CONTAINER_SUFFIXES or suffix == ".yuv") and _sfu_sequence(entry) is None
+    return Path(entry).suffix.lower() in VIDEO_SUFFIXES and _sfu_sequence(entry) is None
 
 
 def sequence_entries(cfg: dict, data: Path | None, only: list[str] | None) -> list[dict]:

@@ -1,4 +1,4 @@
-"""Open any video vcm reads: raw YUV, containers (mp4/avi/mkv/... via decord), folders of images.
+"""Open any video vcm reads: raw YUV, YUV4MPEG2, containers (mp4/avi/mkv/... via decord), folders of images.
 
 ``probe`` looks at a file without decoding it; ``load`` reads a frame range into memory as
 ``uint8 [T,3,H,W]`` RGB. Frame indices are always *source* indices: for a file that holds only the
@@ -16,10 +16,13 @@ import numpy as np
 
 from vcm import sequences
 from vcm.errors import VcmError
-from vcm.video import yuv
+from vcm.video import y4m, yuv
+from vcm.video.color import yuv420_to_rgb
 from vcm.video.naming import parse_name
 
-CONTAINER_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".y4m"}
+CONTAINER_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v"}
+Y4M_SUFFIX = ".y4m"  # read by vcm itself (vcm.video.y4m), as a raw .yuv is
+VIDEO_SUFFIXES = {".yuv", Y4M_SUFFIX, *CONTAINER_SUFFIXES}  # files that hold a video (not images)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 DEFAULT_IMAGE_FPS = 30.0
 MAX_FPS = 1000  # frames per second a --fps may give
@@ -30,7 +33,7 @@ class VideoInfo:
     """What vcm knows about a video file without reading its frames."""
 
     path: Path
-    kind: str  # "yuv" | "container" | "images" (a folder) | "image" (one file)
+    kind: str  # "yuv" | "y4m" | "container" | "images" (a folder) | "image" (one file)
     name: str  # manifest name for SFU-HW sequences, else the file stem
     width: int
     height: int
@@ -103,6 +106,8 @@ def probe(
         return _probe_yuv(path, size, fps, bit_depth, need_fps)
     if path.is_dir():
         info = _probe_images(path, fps)
+    elif suffix == Y4M_SUFFIX:
+        info = _probe_y4m(path, fps)
     elif suffix in CONTAINER_SUFFIXES:
         info = _probe_container(path, fps)
     elif suffix in IMAGE_SUFFIXES:  # a single image: a one-frame video
@@ -116,11 +121,12 @@ def probe(
         if size is not None and tuple(size) != (info.width, info.height):
             raise VcmError(f"--size {size[0]}x{size[1]}: {path.name} holds {info.width}x{info.height} frames "
                            f"(--size is for a raw .yuv)")
-        if bit_depth not in (None, 8):
-            raise VcmError(f"--bit-depth {bit_depth}: {path.name} holds 8-bit frames (--bit-depth is for a raw .yuv)")
+        if bit_depth not in (None, info.bit_depth):
+            raise VcmError(f"--bit-depth {bit_depth}: {path.name} holds {info.bit_depth}-bit frames (--bit-depth is "
+                           f"for a raw .yuv)")
         return info
     raise VcmError(
-        f"{path.name}: unknown video type {suffix!r}; vcm reads .yuv, "
+        f"{path.name}: unknown video type {suffix!r}; vcm reads .yuv, .y4m, "
         f"{', '.join(sorted(CONTAINER_SUFFIXES))}, images and folders of PNG/JPEG frames"
     )
 
@@ -198,6 +204,30 @@ def _probe_container(path: Path, fps) -> VideoInfo:
     )
 
 
+def _probe_y4m(path: Path, fps) -> VideoInfo:
+    header = y4m.read_header(path)
+    n = y4m.count_frames(path, header)
+    seq = sequences.lookup(path.stem)
+    if seq is not None and (seq.width, seq.height) != (header.width, header.height):
+        seq = None
+    is_clip = seq is not None and n == seq.ctc_count and n != seq.frames
+    return VideoInfo(
+        path=path, kind="y4m", name=seq.name if seq else path.stem, width=header.width, height=header.height,
+        fps=float(fps or header.fps), num_frames=n, bit_depth=header.bit_depth,
+        first_source_frame=seq.ctc_first if is_clip else 0, sequence=seq, is_ctc_clip=is_clip,
+    )
+
+
+def read_planes(info: VideoInfo, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The file's own 4:2:0 samples of its frames [start, stop) (file indices, not source ones) for a raw
+    ``.yuv`` or a ``.y4m``: Y ``[T,H,W]``, U and V ``[T,h,w]``, uint8 or uint16 above 8 bits."""
+    if info.kind == "yuv":
+        return yuv.read_yuv420(info.path, info.width, info.height, info.bit_depth, start, stop)
+    if info.kind == "y4m":
+        return y4m.read_planes(info.path, y4m.read_header(info.path), start, stop)
+    raise ValueError(f"{info.path.name} holds no YUV samples of its own ({info.kind})")
+
+
 def _image_files(path: Path) -> list[Path]:
     return sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
@@ -272,8 +302,8 @@ def load(info: VideoInfo, frames: range | str = "auto") -> Video:
     """Read ``frames`` (source indices or a spec string) as ``uint8 [T,3,H,W]`` RGB."""
     rng = resolve_frames(info, frames) if isinstance(frames, str) else frames
     a, b = rng.start - info.first_source_frame, rng.stop - info.first_source_frame
-    if info.kind == "yuv":
-        data = yuv.read_yuv420_rgb(info.path, info.width, info.height, info.bit_depth, a, b)
+    if info.kind in ("yuv", "y4m"):
+        data = yuv420_to_rgb(*read_planes(info, a, b), bit_depth=info.bit_depth)
     elif info.kind == "container":
         reader = _open_decord(info.path)
         try:

@@ -1,4 +1,4 @@
-"""Write decoded frames: raw YUV 4:2:0, a lossless video container, or a folder of PNGs.
+"""Write decoded frames: raw YUV 4:2:0, YUV4MPEG2, a lossless video container, or a folder of PNGs.
 
 Frames can be written as they are decoded (:func:`open_writer`), so a long video never has to be
 held in memory; the output appears only when it is complete (written to a temporary sibling,
@@ -19,15 +19,15 @@ import numpy as np
 
 from vcm.errors import VcmError
 from vcm.fsutil import atomic_path
-from vcm.video import yuv
+from vcm.video import y4m, yuv
 
 CONTAINERS = (".mp4", ".mkv", ".avi", ".mov")
 
 
 def check_writable(path: str | Path) -> None:
     """Refuse an output name no writer takes, before any frame is decoded (a folder has no suffix)."""
-    if Path(path).suffix.lower() not in (".yuv", "", *CONTAINERS):
-        raise VcmError(f"cannot write {Path(path).name}: use .yuv, {', '.join(CONTAINERS)} or a folder name")
+    if Path(path).suffix.lower() not in (".yuv", ".y4m", "", *CONTAINERS):
+        raise VcmError(f"cannot write {Path(path).name}: use .yuv, .y4m, {', '.join(CONTAINERS)} or a folder name")
 
 
 def check_raw_name(path: str | Path, width: int, height: int, fps: float) -> str:
@@ -62,7 +62,8 @@ def write_video(path: str | Path, frames_u8: np.ndarray | Iterable[np.ndarray], 
     """Write ``uint8 [T,3,H,W]`` RGB (or an iterable of ``[B,3,H,W]`` chunks) to ``path`` by its
     suffix; a path without suffix becomes a folder of PNG frames.
 
-    ``.yuv``: planar 4:2:0 (BT.601 limited, see :mod:`vcm.video.color`). ``.mp4``/``.mkv``:
+    ``.yuv``: planar 4:2:0 (BT.601 limited, see :mod:`vcm.video.color`); ``.y4m``: the same samples in
+    YUV4MPEG2, whose header gives the size, rate and depth (:mod:`vcm.video.y4m`). ``.mp4``/``.mkv``:
     lossless RGB H.264 (``libx264rgb -qp 0``) so that re-reading gives the same pixels.
     """
     chunks = [frames_u8] if isinstance(frames_u8, np.ndarray) else frames_u8
@@ -81,6 +82,14 @@ def open_writer(path: str | Path, fps: float, bit_depth: int = 8) -> Iterator:
     if suffix == ".yuv":
         with atomic_path(path) as tmp, open(tmp, "wb") as f:  # one handle for the whole video
             yield lambda chunk: yuv.write_yuv420_to(f, chunk, bit_depth)
+    elif suffix == ".y4m":
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            def write(chunk: np.ndarray) -> None:
+                if f.tell() == 0:  # the size is known from the first frames
+                    f.write(y4m.header_line(chunk.shape[3], chunk.shape[2], fps, bit_depth))
+                y4m.write_frames_to(f, chunk, bit_depth)
+
+            yield write
     elif suffix in CONTAINERS:
         with _container_writer(path, fps) as write:
             yield write

@@ -1,0 +1,106 @@
+"""YUV4MPEG2 files: read with vcm's own colour conversion (as a raw .yuv), written by `vcm decode`, refused in
+one line when they are not what they declare."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import numpy as np
+import pytest
+
+from tests.conftest import moving_frames, run_cli
+from vcm.errors import VcmError
+from vcm.video import y4m
+from vcm.video.source import open_video
+from vcm.video.writer import write_video
+
+
+def _ffmpeg(*args) -> None:
+    import imageio_ffmpeg
+
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *map(str, args)],
+                   check=True)
+
+
+def test_a_y4m_reads_as_the_raw_yuv_of_the_same_samples(tmp_path):
+    """A .y4m went through the container reader (ffmpeg's own YUV→RGB): its frames differed from the same
+    samples read as a raw .yuv by up to 3 levels, so a sequence kept as .y4m was fitted and scored on other
+    pixels, and its anchors coded a converted copy instead of its own samples."""
+    frames = moving_frames(5, 32, 48)
+    raw = write_video(tmp_path / "clip_48x32_25.yuv", frames, 25.0)
+    _ffmpeg("-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", "48x32", "-r", "30000/1001", "-i", raw, tmp_path / "clip.y4m")
+    as_raw, as_y4m = open_video(raw, "all"), open_video(tmp_path / "clip.y4m", "all")
+    assert np.array_equal(as_y4m.frames_u8, as_raw.frames_u8)
+    info = as_y4m.info
+    assert (info.kind, info.width, info.height, info.num_frames, info.bit_depth) == ("y4m", 48, 32, 5, 8)
+    assert info.fps == pytest.approx(30000 / 1001)
+    part = open_video(tmp_path / "clip.y4m", "2:4").frames_u8  # a frame range reads only its frames
+    assert np.array_equal(part, as_raw.frames_u8[2:4])
+    from vcm.anchors.ffmpeg import planes_of
+
+    (y, u, v), depth = planes_of(as_y4m)  # the anchors code the file's own samples
+    (ry, ru, rv), _ = planes_of(as_raw)
+    assert depth == 8 and all(np.array_equal(a, b) for a, b in ((y, ry), (u, ru), (v, rv)))
+    # 10-bit: C420p10, little-endian 16-bit samples, read as the raw 10-bit file of the same samples
+    raw10 = write_video(tmp_path / "clip_48x32_25_10bit.yuv", frames, 25.0, bit_depth=10)
+    _ffmpeg("-f", "rawvideo", "-pix_fmt", "yuv420p10le", "-s", "48x32", "-r", "25", "-i", raw10, "-strict", "-1",
+            tmp_path / "clip10.y4m")
+    ten = open_video(tmp_path / "clip10.y4m", "all")
+    assert ten.info.bit_depth == 10 and np.array_equal(ten.frames_u8, open_video(raw10, "all").frames_u8)
+
+
+def test_vcm_writes_y4m_that_ffmpeg_and_vcm_read_back(tmp_path):
+    frames = moving_frames(4, 24, 40)
+    out = write_video(tmp_path / "dec.y4m", iter([frames[:3], frames[3:]]), 29.97)  # in chunks, as decode writes
+    assert out.read_bytes().startswith(b"YUV4MPEG2 W40 H24 F30000:1001 Ip A1:1 C420jpeg\n")
+    back = open_video(out, "all")
+    raw = open_video(write_video(tmp_path / "dec_40x24_29.97.yuv", frames, 29.97), "all")
+    assert np.array_equal(back.frames_u8, raw.frames_u8) and back.info.fps == pytest.approx(30000 / 1001)
+    _ffmpeg("-i", out, "-f", "rawvideo", "-pix_fmt", "yuv420p", tmp_path / "via_ffmpeg.yuv")  # a standard file
+    assert (tmp_path / "via_ffmpeg.yuv").read_bytes() == (tmp_path / "dec_40x24_29.97.yuv").read_bytes()
+    assert y4m.header_line(8, 8, 25.0) == b"YUV4MPEG2 W8 H8 F25:1 Ip A1:1 C420jpeg\n"
+    assert b" F60000:1001 " in y4m.header_line(8, 8, 59.94) and b" F24:1 " in y4m.header_line(8, 8, 24)
+
+
+def test_vcm_decode_writes_a_y4m_that_needs_no_size_or_rate(tmp_path, tiny_run):
+    root, video = tiny_run
+    stream = tmp_path / "s.nerv"
+    assert run_cli("compress", root / "run", "--bits", "6", "--out", stream).returncode == 0
+    assert run_cli("decode", stream, "--out", tmp_path / "dec.yuv").returncode == 0
+    proc = run_cli("decode", stream, "--out", tmp_path / "dec.y4m")
+    assert proc.returncode == 0 and "--size" not in proc.stdout, proc.stderr
+    info = json.loads(run_cli("info", tmp_path / "dec.y4m", "--json").stdout)
+    assert (info["width"], info["height"], info["frames"]) == (32, 24, 6)
+    assert info["fps"] == pytest.approx(video.info.fps, abs=1e-3)
+    raw = open_video(tmp_path / "dec.yuv", "all", size=(32, 24), fps=video.info.fps).frames_u8
+    assert np.array_equal(open_video(tmp_path / "dec.y4m", "all").frames_u8, raw)
+
+
+def _y4m(tmp_path, header: bytes, frames: int = 2, frame_line: bytes = b"FRAME\n", w: int = 4, h: int = 2,
+         cut: int = 0) -> str:
+    body = (frame_line + bytes(w * h * 3 // 2)) * frames
+    path = tmp_path / "bad.y4m"
+    path.write_bytes(header + body[:len(body) - cut])
+    return path
+
+
+@pytest.mark.parametrize("header, kwargs, message", [
+    (b"YUV4MPEG W4 H2 F25:1\n", {}, "not a YUV4MPEG2 file"),
+    (b"YUV4MPEG2 W4 F25:1\n", {}, "gives no frame size"),
+    (b"YUV4MPEG2 W4 H2 F25:0\n", {}, "frame rate F25:0"),
+    (b"YUV4MPEG2 W4 H2 F25:1 C444\n", {}, "colour space C444; vcm reads 4:2:0"),
+    (b"YUV4MPEG2 W4 H2 F25:1 It\n", {}, "interlaced YUV4MPEG2 (It)"),
+    (b"YUV4MPEG2 W99999 H2 F25:1\n", {}, "declares 99999x2 frames"),
+    (b"YUV4MPEG2 W4 H2 F25:1\n", {"cut": 3}, "not a whole number of 4x2 8-bit 4:2:0 frames"),
+    (b"YUV4MPEG2 W4 H2 F25:1\n", {"frames": 0}, "holds no frames"),
+    (b"YUV4MPEG2 W4 H2 F25:1\n", {"frame_line": b"FRAME Ixyz\n"}, "not a whole number"),
+    (b"YUV4MPEG2 W4 H2 F25:1\n", {"frame_line": b"FRAMX\n"}, "frame 0 does not start with a bare FRAME line"),
+])
+def test_a_y4m_that_is_not_what_it_declares_is_one_clear_line(tmp_path, header, kwargs, message):
+    path = _y4m(tmp_path, header, **kwargs)
+    with pytest.raises(VcmError, match="bad.y4m") as err:
+        open_video(path, "all")
+    assert message in str(err.value)
+    proc = run_cli("fit", path, "--steps", "1", "--out", tmp_path / "run")
+    assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr

@@ -1,0 +1,157 @@
+"""YUV4MPEG2 (``.y4m``) files, 4:2:0, 8-bit or 9–16-bit (little-endian 16-bit samples), read and written
+with vcm's own colour conversion, as a raw ``.yuv`` is: the file says its size, rate and depth, and its own
+samples reach the anchors' encoders unconverted.
+
+A file is a header line (``YUV4MPEG2 W176 H144 F30000:1001 Ip A1:1 C420jpeg``), then per frame a line
+``FRAME`` and the planes Y, U, V. Reading is memory-mapped (a frame range touches only its own bytes) and
+so needs every frame line to be a bare ``FRAME``, as the encoders and ffmpeg write them; a file whose
+frames carry parameters, or whose bytes are not a whole number of frames, is refused in one line.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from vcm.errors import VcmError
+from vcm.video.color import chroma_size, rgb_to_yuv420, yuv420_to_rgb
+from vcm.video.yuv import frame_bytes
+
+MAGIC = b"YUV4MPEG2"
+FRAME = b"FRAME\n"
+MAX_HEADER = 4096  # bytes of header line read at most
+MAX_SIDE = 16384  # pixels a side may declare
+_CHROMA_420 = {"420", "420jpeg", "420mpeg2", "420paldv"}  # 4:2:0 whatever the chroma siting
+
+
+@dataclass(frozen=True)
+class Y4mHeader:
+    """What a Y4M header declares: size in pixels, frames per second, bits per sample, and the byte offset
+    of the first frame line."""
+
+    width: int
+    height: int
+    fps: float
+    bit_depth: int
+    data_offset: int
+
+
+def read_header(path: Path) -> Y4mHeader:
+    """The header of ``path``; a one-line VcmError for anything vcm cannot read as 4:2:0 progressive frames."""
+    with open(path, "rb") as f:
+        head = f.read(MAX_HEADER)
+    end = head.find(b"\n")
+    if not head.startswith(MAGIC + b" ") or end < 0:
+        raise VcmError(f"{path.name}: not a YUV4MPEG2 file (its first line must start with 'YUV4MPEG2 ')")
+    fields = {}
+    for token in head[len(MAGIC) + 1:end].decode("ascii", "replace").split():
+        fields.setdefault(token[0], token[1:])
+    try:
+        width, height = int(fields["W"]), int(fields["H"])
+    except (KeyError, ValueError):
+        raise VcmError(f"{path.name}: its YUV4MPEG2 header gives no frame size (W and H)") from None
+    if not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE):
+        raise VcmError(f"{path.name}: its YUV4MPEG2 header declares {width}x{height} frames (1 to {MAX_SIDE} a side)")
+    fps = _rate(path, fields.get("F", "25:1"))
+    if fields.get("I", "p") not in ("p", "?"):
+        raise VcmError(f"{path.name}: interlaced YUV4MPEG2 (I{fields['I']}); vcm reads progressive frames "
+                       f"(deinterlace it first, e.g. ffmpeg -vf yadif)")
+    chroma = fields.get("C", "420jpeg")
+    depth = 8
+    if chroma.startswith("420p") and chroma[4:].isdigit():
+        chroma, depth = "420", int(chroma[4:])
+    if chroma not in _CHROMA_420 or not 8 <= depth <= 16:
+        raise VcmError(f"{path.name}: YUV4MPEG2 colour space C{fields.get('C')}; vcm reads 4:2:0 of 8 to 16 bits "
+                       f"(convert it, e.g. ffmpeg -i IN -pix_fmt yuv420p OUT.y4m)")
+    return Y4mHeader(width, height, fps, depth, end + 1)
+
+
+def _rate(path: Path, value: str) -> float:
+    try:
+        num, den = (int(x) for x in value.split(":"))
+        fps = num / den
+    except (ValueError, ZeroDivisionError):
+        fps = float("nan")
+    if not 0 < fps <= 1000:
+        raise VcmError(f"{path.name}: its YUV4MPEG2 header gives the frame rate F{value} (need N:D, above 0 and at "
+                       f"most 1000 frames a second)")
+    return fps
+
+
+def _frame_record(header: Y4mHeader) -> int:
+    """Bytes of one frame in the file: its ``FRAME`` line and its planes."""
+    return len(FRAME) + frame_bytes(header.width, header.height, header.bit_depth)
+
+
+def count_frames(path: Path, header: Y4mHeader) -> int:
+    """Frames in ``path``; a one-line error unless its bytes after the header are a whole number of frames."""
+    data = os.path.getsize(path) - header.data_offset
+    per = _frame_record(header)
+    if data <= 0:
+        raise VcmError(f"{path.name} holds no frames")
+    if data % per:
+        raise VcmError(f"{path.name}: {data:,} bytes of frames are not a whole number of {header.width}x{header.height} "
+                       f"{header.bit_depth}-bit 4:2:0 frames ({per:,} bytes each, with a bare FRAME line): a cut file, "
+                       f"or frames that carry parameters, which vcm does not read")
+    return data // per
+
+
+def read_planes(path: Path, header: Y4mHeader, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Planes of frames [start, stop): Y ``[T,H,W]``, U and V ``[T,h,w]`` (uint8, or uint16 above 8 bits)."""
+    n = count_frames(path, header)
+    if not 0 <= start < stop <= n:
+        raise VcmError(f"frames {start}:{stop} are outside {path.name}, which has {n} frames")
+    per = _frame_record(header)
+    mm = np.memmap(path, dtype=np.uint8, mode="r", offset=header.data_offset + start * per, shape=(stop - start, per))
+    try:
+        marks = np.asarray(mm[:, :len(FRAME)])
+        bad = np.flatnonzero((marks != np.frombuffer(FRAME, np.uint8)).any(axis=1))
+        if bad.size:
+            raise VcmError(f"{path.name}: frame {start + int(bad[0])} does not start with a bare FRAME line (frames "
+                           f"that carry parameters, or a damaged file)")
+        planes = np.array(mm[:, len(FRAME):])
+    finally:
+        del mm
+    if header.bit_depth > 8:
+        planes = planes.view("<u2")
+    w, h = header.width, header.height
+    ch, cw = chroma_size(h, w)
+    ny, nc = w * h, ch * cw
+    y = planes[:, :ny].reshape(-1, h, w)
+    u = planes[:, ny:ny + nc].reshape(-1, ch, cw)
+    v = planes[:, ny + nc:ny + 2 * nc].reshape(-1, ch, cw)
+    if header.bit_depth > 8 and int(max(y.max(), u.max(), v.max())) >= (1 << header.bit_depth):
+        raise VcmError(f"{path.name} has samples above the {header.bit_depth}-bit range its header declares")
+    return y, u, v
+
+
+def read_rgb(path: Path, header: Y4mHeader, start: int, stop: int) -> np.ndarray:
+    """Frames [start, stop) as ``uint8 [T,3,H,W]`` RGB (vcm's BT.601 limited-range conversion)."""
+    return yuv420_to_rgb(*read_planes(path, header, start, stop), bit_depth=header.bit_depth)
+
+
+def header_line(width: int, height: int, fps: float, bit_depth: int = 8) -> bytes:
+    """The header vcm writes: progressive 4:2:0 with the chroma siting its conversion makes (the centre of
+    each 2×2 block: ``420jpeg``), square pixels, and the rate as a fraction (29.97 → 30000:1001)."""
+    ntsc = round(fps * 1.001)  # 29.97, 59.94, 23.976: the NTSC rates, N·1000/1001
+    if abs(fps - ntsc * 1000 / 1001) < 5e-3 < abs(fps - ntsc):
+        rate = Fraction(ntsc * 1000, 1001)
+    else:
+        rate = Fraction(fps).limit_denominator(1000)
+    chroma = "C420jpeg" if bit_depth == 8 else f"C420p{bit_depth}"
+    return f"YUV4MPEG2 W{width} H{height} F{rate.numerator}:{rate.denominator} Ip A1:1 {chroma}\n".encode()
+
+
+def write_frames_to(f, rgb_u8: np.ndarray, bit_depth: int = 8) -> None:
+    """Append ``uint8 [T,3,H,W]`` RGB frames, each a ``FRAME`` line and its planes, to an open binary file
+    whose header is written."""
+    y, u, v = rgb_to_yuv420(rgb_u8, bit_depth)
+    dtype = np.uint8 if bit_depth == 8 else np.dtype("<u2")
+    for t in range(y.shape[0]):
+        f.write(FRAME)
+        for plane in (y[t], u[t], v[t]):
+            f.write(np.ascontiguousarray(plane, dtype=dtype).tobytes())
