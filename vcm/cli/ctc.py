@@ -103,3 +103,50 @@ def ctc_report(
                              ("points", f"{r['points']} ({r['failed']} failed"
                                         + (f", {r['unfinished']} without a result yet" if r["unfinished"] else "")
                                         + ")")])
+
+
+@ctc_app.command("compare")
+def ctc_compare(
+    base: Path = typer.Argument(..., help="Results folder of the codec before (a vcm ctc run --out)."),
+    new: Path = typer.Argument(..., help="Results folder of the codec after, run on the same sequences and frames."),
+    metric: str = typer.Option("psnr_y", "--metric", help="Quality of the BD figures: psnr_y (default), psnr_yuv (6:1:1) or psnr (RGB)."),
+    monotone: bool = typer.Option(False, "--monotone", help="Fit each curve monotonically before BD."),
+    monotone_map: bool = typer.Option(False, "--monotone-map", help="Fit only the mAP curves monotonically (as vcm demo's report)."),
+    points: bool = typer.Option(False, "--points", help="Also list both curves' points (kbps @ quality)."),
+    json_out: bool = JsonOpt,
+) -> None:
+    """BD-rate of every curve of NEW against the same curve of BASE (same codec, sequence and frames), on quality and
+    mAP, each with its overlap: how a codec change is judged. Negative: NEW needs fewer bits."""
+    from rich.table import Table
+
+    from vcm.cli.common import out as stdout
+    from vcm.ctc.bd import describe
+    from vcm.ctc.compare import compare
+
+    start()
+    r = compare(base, new, metric, frozenset({metric, "map"} if monotone else {"map"} if monotone_map else ()))
+    if json_out:
+        print_json(r)
+        return
+    t = Table(title=f"vcm ctc compare: {r['new']} against {r['base']}", title_justify="left")
+    for col in ("sequence", "curve", f"BD-rate ({metric})", "BD-rate (mAP)"):
+        t.add_column(col)
+    for c in r["curves"]:
+        if "note" in c:
+            t.add_row(c["sequence"], c["curve"], c["note"], "")
+        else:
+            t.add_row(c["sequence"], c["curve"], *(describe(c[f"bd_rate_{m}"], c[f"overlap_{m}"], c[f"withheld_{m}"],
+                                                            _short(c[f"note_{m}"])) for m in (metric, "map")))
+    stdout.print(t)
+    if points:
+        for c in r["curves"]:
+            for side in ("base", "new"):
+                listed = " · ".join(f"{k:.2f} @ {q:.2f}" if q is not None else f"{k:.2f}" for k, q in c[f"{side}_points"])
+                stdout.print(f"{c['sequence']} {c['curve']}, {side}: {listed or 'none'}", soft_wrap=True)
+
+
+def _short(note: str | None) -> str | None:
+    """A BD figure's note in a table cell: a curve that does not rise says so in a line (--json has it in full)."""
+    if note and "does not rise" in note:
+        return "a curve's quality does not rise with its rate; --monotone or --monotone-map fits it first"
+    return note

@@ -1,0 +1,63 @@
+"""``vcm ctc compare BASE NEW``: every curve of one results folder against the same curve of another, as a codec
+change is judged: the same codec (its curve name) on the same sequence and frames, before and after.
+
+Per (sequence, curve) found in both folders: the BD-rate of NEW against BASE on the quality metric and on mAP
+(where both measured it), each with its overlap (withheld below 75 %, as in the report), and both curves'
+points. A curve in one folder only is listed as such; one made from other frames or another size is not
+compared (its figure would measure the clip, not the codec)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vcm.codecs import curve_order
+from vcm.ctc.bd import bd
+from vcm.ctc.tables import METRICS, collect, curves_by_sequence
+from vcm.errors import VcmError
+
+
+def compare(base: Path, new: Path, metric: str = "psnr_y", monotone: frozenset = frozenset()) -> dict:
+    """{"base", "new", "metric", "curves": [one dict per (sequence, curve)]}. A compared curve has
+    ``bd_rate_<m>``, ``overlap_<m>`` (0–1), ``withheld_<m>`` and ``note_<m>`` for ``metric`` and ``map``
+    (negative BD-rate: NEW needs fewer bits for the same quality), and ``base_points``/``new_points`` as
+    ``[kbps, quality]``; any other has a ``note`` saying why it was not compared. ``monotone``: the metrics,
+    among ``metric`` and ``map``, whose curves are made monotone first (as the report's)."""
+    if metric not in METRICS:
+        raise VcmError(f"--metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    if Path(base).resolve() == Path(new).resolve():
+        raise VcmError(f"{base} and {new} are one folder; compare two vcm ctc run results folders")
+    curves_b = curves_by_sequence(collect(base)[0])
+    curves_n = curves_by_sequence(collect(new)[0])
+    out = []
+    for seq in sorted(set(curves_b) | set(curves_n)):
+        names = set(curves_b.get(seq, {})) | set(curves_n.get(seq, {}))
+        for curve in sorted(names, key=curve_order):
+            b, n = curves_b.get(seq, {}).get(curve, []), curves_n.get(seq, {}).get(curve, [])
+            row = {"sequence": seq, "curve": curve, "base_points": _points(b, metric), "new_points": _points(n, metric)}
+            if not b or not n:
+                row["note"] = f"only in {'new' if n else 'base'}"
+            elif _clip(b) != _clip(n):
+                row["note"] = f"other frames (base {_describe_clip(b)}, new {_describe_clip(n)})"
+            else:
+                for m in (metric, "map"):
+                    res = bd([p["kbps"] for p in b], [p.get(m) for p in b], [p["kbps"] for p in n], [p.get(m) for p in n],
+                             m in monotone)
+                    row.update({f"bd_rate_{m}": res["bd_rate"], f"overlap_{m}": res["overlap_rate"],
+                                f"withheld_{m}": res["withheld_rate"], f"note_{m}": res["error"]})
+            out.append(row)
+    if not any("note" not in r for r in out):
+        raise VcmError(f"{base} and {new} share no curve of the same sequence and frames to compare")
+    return {"base": str(base), "new": str(new), "metric": metric, "curves": out}
+
+
+def _points(rows: list[dict], metric: str) -> list[list[float]]:
+    return [[r["kbps"], r.get(metric)] for r in rows]
+
+
+def _clip(rows: list[dict]) -> set:
+    """What the rows coded: frame range and size (a curve of another clip is not the same codec's curve)."""
+    return {(tuple(r.get("source_frames") or ()), r.get("width"), r.get("height")) for r in rows}
+
+
+def _describe_clip(rows: list[dict]) -> str:
+    return ", ".join(f"{w}x{h} frames {f[0]}:{f[1]}" if len(f) == 2 else f"{w}x{h}" for f, w, h in sorted(_clip(rows), key=str))
