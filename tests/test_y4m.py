@@ -102,5 +102,10 @@ def test_a_y4m_that_is_not_what_it_declares_is_one_clear_line(tmp_path, header, 
     with pytest.raises(VcmError, match="bad.y4m") as err:
         open_video(path, "all")
     assert message in str(err.value)
+
+
+def test_a_bad_y4m_given_to_a_command_is_one_line_and_exit_1(tmp_path):
+    path = _y4m(tmp_path, b"YUV4MPEG2 W4 H2 F25:1\n", frame_line=b"FRAMX\n")  # its header is sound: the frames are not
     proc = run_cli("fit", path, "--steps", "1", "--out", tmp_path / "run")
-    assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 1 and "frame 0 does not start with a bare FRAME line" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "run").exists()
