@@ -53,6 +53,18 @@ def test_encode_decode_equals_the_encoders_reconstruction(tmp_path, tiny_ckpt):
     assert not (tmp_path / "d_28x20_25.yuv").exists()
     nameless = run_cli("icm", "decode", tmp_path / "c.icm", "--checkpoint", tiny_ckpt, "--out", tmp_path / "d.yuv")
     assert nameless.returncode == 0 and "--size 56x40 --fps 30" in " ".join(nameless.stdout.split())  # a PNG folder is 30 fps
+    import subprocess
+    import sys
+
+    piped = subprocess.run([sys.executable, "-m", "vcm", "icm", "decode", str(tmp_path / "c.icm"), "--checkpoint",
+                            str(tiny_ckpt), "--out", "-"], capture_output=True)  # Y4M on stdout, the summary on stderr
+    assert piped.returncode == 0 and piped.stdout.startswith(b"YUV4MPEG2 W56 H40 F30:1 ") and b"stdout" in piped.stderr
+    from vcm.video import open_video
+    from vcm.video.y4m import read_header, read_rgb
+
+    (tmp_path / "piped.y4m").write_bytes(piped.stdout)
+    assert np.array_equal(read_rgb(tmp_path / "piped.y4m", read_header(tmp_path / "piped.y4m"), 0, 2),
+                          open_video(tmp_path / "d.yuv", "all", size=(56, 40), fps=30).frames_u8)
     data = bytearray((tmp_path / "c.icm").read_bytes())
     data[-10] ^= 0xFF
     (tmp_path / "bad.icm").write_bytes(bytes(data))

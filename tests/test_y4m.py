@@ -77,6 +77,34 @@ def test_vcm_decode_writes_a_y4m_that_needs_no_size_or_rate(tmp_path, tiny_run):
     assert np.array_equal(open_video(tmp_path / "dec.y4m", "all").frames_u8, raw)
 
 
+def test_vcm_decode_pipes_y4m_to_stdout(tmp_path, tiny_run):
+    """`vcm decode s.nerv --out - | ffplay -` (or into x265 --y4m --input -): the frames on stdout as YUV4MPEG2,
+    the summary on stderr; a reader that stops early is one line, not a silent exit."""
+    import sys
+
+    root, _ = tiny_run
+    stream = tmp_path / "s.nerv"
+    assert run_cli("compress", root / "run", "--bits", "6", "--out", stream).returncode == 0
+    assert run_cli("decode", stream, "--out", tmp_path / "dec.y4m").returncode == 0
+    piped = subprocess.run([sys.executable, "-m", "vcm", "decode", str(stream), "--out", "-"], capture_output=True)
+    assert piped.returncode == 0 and piped.stdout == (tmp_path / "dec.y4m").read_bytes()
+    assert b"stdout (YUV4MPEG2)" in piped.stderr
+    proc = run_cli("decode", stream, "--out", "-", "--json")
+    assert proc.returncode == 1 and "--out - writes the frames to stdout, where --json would print" in proc.stderr
+    # a reader that stops early: the writer's error is one line, and nothing is left to fail at exit. The tiny
+    # stream fits in a pipe's buffer, so the writer is driven with more frames than a pipe holds.
+    script = ("import numpy as np, sys\nfrom vcm.errors import VcmError\nfrom vcm.video.writer import open_writer\n"
+              "try:\n    with open_writer('-', 25.0) as write:\n        for _ in range(40):\n"
+              "            write(np.zeros((4, 3, 240, 416), np.uint8))\n"
+              "except VcmError as err:\n    print(err, file=sys.stderr)\n    sys.exit(1)\n")
+    reader = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert reader.stdout.read(60).startswith(b"YUV4MPEG2 W416 H240 F25:1")
+    reader.stdout.close()
+    err = reader.stderr.read().decode()
+    assert reader.wait(timeout=60) == 1, err
+    assert "the program reading stdout closed it before the last frame" in err and "Exception ignored" not in err, err
+
+
 def _y4m(tmp_path, header: bytes, frames: int = 2, frame_line: bytes = b"FRAME\n", w: int = 4, h: int = 2,
          cut: int = 0) -> str:
     body = (frame_line + bytes(w * h * 3 // 2)) * frames

@@ -73,11 +73,16 @@ def human_seconds(s: float) -> str:
 
 def output_bytes(out: Path | None, frames: int, width: int, height: int) -> int:
     """Bytes ``frames`` decoded frames will take in ``out``'s format (0 when nothing is written):
-    4:2:0 for ``.yuv`` (exact), raw RGB as the bound for PNG folders and lossless containers."""
+    4:2:0 for ``.yuv`` and ``.y4m`` (exact, with Y4M's header and frame lines), raw RGB as the bound for PNG
+    folders and lossless containers."""
     if out is None:
         return 0
-    if Path(out).suffix.lower() == ".yuv":
-        return frames * (width * height + 2 * ((width + 1) // 2) * ((height + 1) // 2))
+    planes = frames * (width * height + 2 * ((width + 1) // 2) * ((height + 1) // 2))
+    suffix = Path(out).suffix.lower()
+    if suffix == ".yuv":
+        return planes
+    if suffix == ".y4m" or str(out) == "-":
+        return 64 + planes + 6 * frames
     return frames * 3 * width * height
 
 
@@ -125,7 +130,7 @@ class DecodePlan:
         work against ``VCM_WORK_BUDGET`` instead when it is set)."""
         need = output_bytes(out, self.frames, self.width, self.height)
         disk = ""
-        if out is not None:
+        if out is not None and str(out) != "-":  # "-": stdout, a pipe
             free, folder = free_space(out)
             disk = f"; {human_bytes(need)} to write, {human_bytes(free)} free on {folder}"
             if need > free:

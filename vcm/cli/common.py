@@ -29,6 +29,26 @@ def probe_input(path: Path, size: Optional[str], fps: Optional[float], bit_depth
     return probe(path, size=parse_size(size) if size else None, fps=fps, bit_depth=bit_depth, need_fps=need_fps)
 
 
+def check_frames_output(out: Optional[Path], inputs: list, overwrite: bool, json_out: bool) -> bool:
+    """Check a decoder's ``--out`` before any frame is decoded: a name no writer takes, an output that would
+    replace an input or an existing file without ``--overwrite``; ``-`` (Y4M on stdout) with ``--json``, which
+    prints there too. True when the frames go to stdout (the summary then goes to stderr)."""
+    from vcm.outputs import check_output, check_replaceable
+    from vcm.video.writer import check_writable, to_stdout
+
+    if to_stdout(out):
+        if json_out:
+            from vcm.errors import VcmError
+
+            raise VcmError("--out - writes the frames to stdout, where --json would print; give one of them")
+        return True
+    if out is not None:
+        check_output(out, inputs=inputs, kind="any")
+        check_replaceable(out, overwrite)
+        check_writable(out)
+    return False
+
+
 def refuse_unused(options: list[tuple[str, object]], context: str, why: str) -> None:
     """One line for the first of ``options`` — ``(name, value)``, None when not given — that was given where
     ``context`` (e.g. ``--source canny``) makes no use of it: such options used to be ignored without a word."""
@@ -49,13 +69,14 @@ def print_json(obj) -> None:
     print(json.dumps(obj, indent=2, default=str))
 
 
-def table(title: str, rows: list[tuple[str, str]]) -> None:
+def table(title: str, rows: list[tuple[str, str]], stderr: bool = False) -> None:
+    """A two-column table on stdout (``stderr``: on stderr, where stdout carries data, as ``vcm decode --out -``)."""
     t = Table(title=title, show_header=False, title_justify="left")
     t.add_column(style="bold")
     t.add_column()
     for k, v in rows:
         t.add_row(k, v)
-    out.print(t)
+    (Console(stderr=True, highlight=False) if stderr else out).print(t)
 
 
 def fmt(value, digits: int = 2, unit: str = "") -> str:

@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from vcm.cli.app import app
-from vcm.cli.common import DeviceOpt, JsonOpt, OverwriteOpt, fmt, print_json, start, table
+from vcm.cli.common import DeviceOpt, JsonOpt, OverwriteOpt, check_frames_output, fmt, print_json, start, table
 
 
 @app.command()
@@ -125,7 +125,7 @@ def _report_rows(r: dict) -> list[tuple[str, str]]:
 @app.command()
 def decode(
     bitstream: Path = typer.Argument(..., help="A .nerv file."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Output: .yuv, .y4m, .mp4/.mkv (lossless) or a folder of PNGs."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output: .yuv, .y4m, .mp4/.mkv (lossless), a folder of PNGs, or - for Y4M on stdout (a pipe: | ffplay -)."),
     frames: Optional[str] = typer.Option(None, "--frames", help="Decode only frames A:B of the stream (0-based, B exclusive): every frame of a neural representation decodes on its own."),
     allow_large: bool = typer.Option(False, "--allow-large", metavar="", help="Decode a stream whose frame count or decoding work is far out of proportion to its size (refused by default; see VCM_WORK_BUDGET)."),
     overwrite: bool = OverwriteOpt,
@@ -137,7 +137,6 @@ def decode(
 
     from vcm import progress
     from vcm.errors import VcmError
-    from vcm.outputs import check_output, check_replaceable
 
     start()
     if bitstream.is_dir():  # the usual mistakes are answered before torch is imported
@@ -146,12 +145,7 @@ def decode(
         raise VcmError(folder_given(bitstream, ".nerv"))
     if not bitstream.is_file():
         raise VcmError(f"{bitstream} does not exist")
-    if out is not None:
-        check_output(out, inputs=[bitstream], kind="any")
-        check_replaceable(out, overwrite)
-        from vcm.video.writer import check_writable
-
-        check_writable(out)
+    piped = check_frames_output(out, [bitstream], overwrite, json_out)
     from vcm.bitstream.decode_plan import human_macs
     from vcm.codec.decode import decode_stream, frame_range, iter_frames
     from vcm.device import resolve_device
@@ -163,7 +157,7 @@ def decode(
     selected = frame_range(frames, v["frames"])
     plan = stream.plan(bitstream.stat().st_size, selected, bitstream.name)
     plan.check(out, allow_large)
-    read_back = check_raw_name(out, v["width"], v["height"], v["fps"]) if out is not None else ""
+    read_back = check_raw_name(out, v["width"], v["height"], v["fps"]) if out is not None and not piped else ""
     progress.log(f"decode {bitstream.name}: {plan.describe(out)}")
     with progress.progress(f"decode {bitstream.name}", len(selected)) as bar, \
             (open_writer(out, v["fps"]) if out is not None else contextlib.nullcontext(None)) as write:
@@ -184,5 +178,6 @@ def decode(
         ("frames", f"{len(selected)} (stream {selected.start}:{selected.stop} of {v['frames']}, source "
                    f"{result['source_frames'][0]}:{result['source_frames'][1]})"),
         ("size", result["size"]), ("work", f"{human_macs(plan.macs)} (estimated)"),
-        ("decode speed", f"{fps:.1f} frames/s"), ("written to", str(out) if out else "– (use --out)"),
-    ] + ([("", read_back)] if read_back else []))
+        ("decode speed", f"{fps:.1f} frames/s"),
+        ("written to", "stdout (YUV4MPEG2)" if piped else str(out) if out else "– (use --out)"),
+    ] + ([("", read_back)] if read_back else []), stderr=piped)

@@ -7,8 +7,8 @@ import typer
 
 from vcm.cli.app import app
 from vcm.samples import resolve
-from vcm.cli.common import (BitDepthOpt, DeviceOpt, FpsOpt, JsonOpt, OverwriteOpt, SizeOpt, fmt, print_json, probe_input, refuse_unused, start,
-                            table)
+from vcm.cli.common import (BitDepthOpt, DeviceOpt, FpsOpt, JsonOpt, OverwriteOpt, SizeOpt, check_frames_output, fmt, print_json,
+                            probe_input, refuse_unused, start, table)
 
 icm_app = typer.Typer(help="SA-ICM: the edge-trained learned image codec (intra baseline).", no_args_is_help=True)
 app.add_typer(icm_app, name="icm")
@@ -125,7 +125,6 @@ def icm_decode(
 
     from vcm import progress
     from vcm.errors import VcmError
-    from vcm.outputs import check_output, check_replaceable
 
     start()
     if bitstream.is_dir():  # the usual mistakes are answered before torch and CompressAI are imported
@@ -134,12 +133,7 @@ def icm_decode(
         raise VcmError(folder_given(bitstream, ".icm"))
     if not bitstream.is_file():
         raise VcmError(f"{bitstream} does not exist")
-    if out is not None:
-        check_output(out, inputs=[bitstream, checkpoint], kind="any")
-        check_replaceable(out, overwrite)
-        from vcm.video.writer import check_writable
-
-        check_writable(out)
+    piped = check_frames_output(out, [bitstream, checkpoint], overwrite, json_out)
     from vcm.device import resolve_device
     from vcm.bitstream.decode_plan import DecodePlan
     from vcm.icm.codec import open_icm
@@ -149,7 +143,7 @@ def icm_decode(
     plan = DecodePlan("vcm ICM", bitstream.name, header["frames"], header["width"], header["height"],
                       bitstream.stat().st_size)
     plan.check(out)
-    read_back = check_raw_name(out, header["width"], header["height"], header["fps"]) if out is not None else ""
+    read_back = check_raw_name(out, header["width"], header["height"], header["fps"]) if out is not None and not piped else ""
     progress.log(f"decode {bitstream.name}: {plan.describe(out)}")
     with progress.progress(f"decode {bitstream.name}", header["frames"]) as bar, \
             (open_writer(out, header["fps"]) if out is not None else contextlib.nullcontext(None)) as write:
@@ -158,8 +152,9 @@ def icm_decode(
                 write(frame)
             bar.advance(1)
     r = {"frames": header["frames"], "size": f"{header['width']}x{header['height']}", "arch": header["arch"],
-         "out": str(out) if out else None}
+         "out": "stdout (YUV4MPEG2)" if piped else str(out) if out else None}
     if json_out:
         print_json(r)
         return
-    table(f"vcm icm decode: {bitstream.name}", [(k, str(v)) for k, v in r.items()] + ([("", read_back)] if read_back else []))
+    table(f"vcm icm decode: {bitstream.name}", [(k, str(v)) for k, v in r.items()] + ([("", read_back)] if read_back else []),
+          stderr=piped)

@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -22,10 +23,17 @@ from vcm.fsutil import atomic_path
 from vcm.video import y4m, yuv
 
 CONTAINERS = (".mp4", ".mkv", ".avi", ".mov")
+STDOUT = "-"  # an output of that name is YUV4MPEG2 on stdout, for a pipe (ffplay -, x265 --y4m --input -)
+
+
+def to_stdout(path: str | Path | None) -> bool:
+    return path is not None and str(path) == STDOUT
 
 
 def check_writable(path: str | Path) -> None:
     """Refuse an output name no writer takes, before any frame is decoded (a folder has no suffix)."""
+    if to_stdout(path):
+        return
     if Path(path).suffix.lower() not in (".yuv", ".y4m", "", *CONTAINERS):
         raise VcmError(f"cannot write {Path(path).name}: use .yuv, .y4m, {', '.join(CONTAINERS)} or a folder name")
 
@@ -76,26 +84,52 @@ def write_video(path: str | Path, frames_u8: np.ndarray | Iterable[np.ndarray], 
 @contextlib.contextmanager
 def open_writer(path: str | Path, fps: float, bit_depth: int = 8) -> Iterator:
     """Yield ``write(frames_u8 [B,3,H,W])``; the file (or folder) appears complete on success only."""
-    path = Path(path)
     check_writable(path)
+    if to_stdout(path):
+        yield _piped(_y4m_writer(sys.stdout.buffer, fps, bit_depth))
+        _piped(lambda: sys.stdout.buffer.flush())()
+        return
+    path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".yuv":
         with atomic_path(path) as tmp, open(tmp, "wb") as f:  # one handle for the whole video
             yield lambda chunk: yuv.write_yuv420_to(f, chunk, bit_depth)
     elif suffix == ".y4m":
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
-            def write(chunk: np.ndarray) -> None:
-                if f.tell() == 0:  # the size is known from the first frames
-                    f.write(y4m.header_line(chunk.shape[3], chunk.shape[2], fps, bit_depth))
-                y4m.write_frames_to(f, chunk, bit_depth)
-
-            yield write
+            yield _y4m_writer(f, fps, bit_depth)
     elif suffix in CONTAINERS:
         with _container_writer(path, fps) as write:
             yield write
     else:
         with _png_writer(path) as write:
             yield write
+
+
+def _piped(write):
+    """``write`` into stdout, where a reader that closed the pipe early (``| head``, a player closed) is one line."""
+
+    def guarded(*args) -> None:
+        try:
+            write(*args)
+        except BrokenPipeError:
+            raise VcmError("stopped: the program reading stdout closed it before the last frame") from None
+
+    return guarded
+
+
+def _y4m_writer(f, fps: float, bit_depth: int):
+    """``write(frames_u8 [B,3,H,W])`` appending YUV4MPEG2 to the binary file ``f``, its header first (the size
+    is known from the first frames)."""
+    started = False
+
+    def write(chunk: np.ndarray) -> None:
+        nonlocal started
+        if not started:
+            f.write(y4m.header_line(chunk.shape[3], chunk.shape[2], fps, bit_depth))
+            started = True
+        y4m.write_frames_to(f, chunk, bit_depth)
+
+    return write
 
 
 @contextlib.contextmanager
