@@ -835,6 +835,13 @@ def test_a_fit_made_from_another_config_under_the_same_name_is_trained_again_not
     err = " ".join(capsys.readouterr().err.split())
     assert "running again 1 finished point(s) whose config changed" in err and "holds a fit of another network" in err
     assert run(cfg, tmp_path / "out")["reused"] == 1
+    # a fit stopped before its end, then its preset's lr edited: it was resumed, and refused in the point
+    # ("cannot resume: training option 'lr' was 0.003, now 0.004 ... start a new run with --out")
+    (fit_dir / "metrics.json").unlink()
+    preset.write_text(preset.read_text().replace("lr: 3.0e-3", "lr: 4.0e-3"))
+    result = run(cfg, tmp_path / "out")
+    assert (result["failed"], result["ran"]) == (0, 1), [r.get("error") for r in result["rows"]]
+    assert "holds a fit of other training options (lr) than this config asks for" in " ".join(capsys.readouterr().err.split())
 
 
 def test_an_sa_nerv_fit_made_with_other_edge_masks_is_trained_again(tmp_path, monkeypatch, capsys):

@@ -312,7 +312,7 @@ class NervFamily(Codec):
 
     def _fit(self, spec: dict, video, device) -> tuple[Path, float]:
         from vcm.masks.provide import masks_for_fit, masks_record
-        from vcm.nerv.train import finished_run_differs, fit, read_metrics
+        from vcm.nerv.train import fit, read_metrics, run_differs
 
         p = spec["point"]
         f = p["fit"]
@@ -322,8 +322,8 @@ class NervFamily(Codec):
             raise VcmError(f"codec {self.name} fits {self.arch} networks; preset {f.get('preset')!r} is {model_spec.arch}")
         with _locked(fit_dir.with_suffix(".lock")):
             mask_args = self._mask_args(p)
-            stale = finished_run_differs(fit_dir, video, model_spec.build_for(video), train,
-                                         None if mask_args is None else masks_record(**mask_args))
+            stale = run_differs(fit_dir, video, model_spec.build_for(video), train,
+                                None if mask_args is None else masks_record(**mask_args))
             if stale:  # the config changed under the same fit name (the sequence's frames, a preset edited)
                 import shutil
 

@@ -453,13 +453,13 @@ def _resume(ckpt_path: Path, config: dict, model, opt, device, rate=None) -> tup
     return int(ckpt["step"]), list(ckpt.get("history", []))
 
 
-def finished_run_differs(run_dir: Path, video: Video, model_cfg, cfg: TrainConfig,
-                         masks: dict | None = None) -> str | None:
-    """What differs between the finished fit in ``run_dir`` and the one ``video``, ``model_cfg`` and ``cfg``
-    would train (other frames, another network, a training option, and with ``masks``, the fields its edge
-    masks' record in config.json must hold), in words; None when it is the same fit or ``run_dir`` holds no
-    finished fit. A fit cache (a CTC run's ``fits/``) reuses a run only when None."""
-    if not (Path(run_dir) / METRICS).exists():
+def run_differs(run_dir: Path, video: Video, model_cfg, cfg: TrainConfig, masks: dict | None = None) -> str | None:
+    """What differs between the fit in ``run_dir``, finished or stopped with a checkpoint, and the one ``video``,
+    ``model_cfg`` and ``cfg`` would train (other frames, another network, a training option, and with ``masks``,
+    the fields its edge masks' record in config.json must hold), in words; None when it is the same fit or
+    ``run_dir`` holds none. A fit cache (a CTC run's ``fits/``) reuses or resumes a run only when None: a stopped
+    fit of another config was resumed, and refused ("cannot resume: training option ...") in every point."""
+    if not ((Path(run_dir) / METRICS).exists() or (Path(run_dir) / CHECKPOINT).exists()):
         return None
     try:
         old = json.loads((Path(run_dir) / CONFIG).read_text())
