@@ -229,7 +229,6 @@ def test_ctc_compare_gives_each_curve_of_a_change_against_the_same_curve_before(
     text = " ".join(proc.stdout.split())
     assert proc.returncode == 0 and "hinerv-rd │ -20.0 % (overlap 100 %) │ -20.0 % (overlap 100 %)" in text, proc.stdout
     assert "clip hinerv-rd, new: 11.20 @ 28.00 · 20.00 @ 30.00 · 36.00 @ 32.00 · 64.00 @ 34.00" in text
-    assert json.loads(run_cli("ctc", "compare", base, new, "--json").stdout)["curves"] == json.loads(json.dumps(r["curves"]))
     with pytest.raises(VcmError, match="are one folder"):
         compare(base, base)
     with pytest.raises(VcmError, match="holds no CTC results"):

@@ -288,7 +288,7 @@ class NervFamily(Codec):
 
     def point_inputs(self, point: dict) -> dict:
         """The network and schedule its preset resolves to (what the fit and the point's stage run), and the
-        fingerprint of a mask file it names."""
+        fingerprint of a mask file it names (its content: a folder moved elsewhere keeps its points)."""
         from dataclasses import asdict
 
         model_spec, train = fit_plan(point["fit"], self.default_preset, self.loss)
@@ -297,7 +297,7 @@ class NervFamily(Codec):
         if mask_args is not None and mask_args["masks"] is not None:
             from vcm.masks.provide import masks_record
 
-            inputs["masks"] = masks_record(**mask_args)
+            inputs["masks"] = masks_record(**mask_args)["fingerprint"]
         return inputs
 
     def _mask_args(self, point: dict) -> dict | None:
