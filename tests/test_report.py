@@ -216,8 +216,10 @@ def test_ctc_compare_gives_each_curve_of_a_change_against_the_same_curve_before(
         write_point(new, "vvc", f"qp{i}", kbps, q)  # a curve the base has not
         write_point(base, "nerv", f"n{i}", kbps, q, source_frames=[0, 10])
         write_point(new, "nerv", f"n{i}", kbps, q, source_frames=[5, 15])  # another clip: not compared
+        write_point(base, "hinerv", f"other{i}", kbps, q, curve="hinerv-rd", sequence="clip2")
+        write_point(new, "hinerv", f"other{i}", kbps * 1.1, q, curve="hinerv-rd", sequence="clip2")  # 10 % more here
     r = compare(base, new)
-    by = {c["curve"]: c for c in r["curves"]}
+    by = {c["curve"]: c for c in r["curves"] if c["sequence"] == "clip"}
     assert by["hinerv-rd"]["bd_rate_psnr_y"] == pytest.approx(-20.0, abs=0.01)
     assert by["hinerv-rd"]["bd_rate_map"] == pytest.approx(-20.0, abs=0.01)
     assert by["hinerv-rd"]["overlap_psnr_y"] == 1.0 and not by["hinerv-rd"]["withheld_psnr_y"]
@@ -229,6 +231,12 @@ def test_ctc_compare_gives_each_curve_of_a_change_against_the_same_curve_before(
     text = " ".join(proc.stdout.split())
     assert proc.returncode == 0 and "hinerv-rd │ -20.0 % (overlap 100 %) │ -20.0 % (overlap 100 %)" in text, proc.stdout
     assert "clip hinerv-rd, new: 11.20 @ 28.00 · 20.00 @ 30.00 · 36.00 @ 32.00 · 64.00 @ 34.00" in text
+    # per curve, over the sequences: where NEW needs fewer bits, and the mean of the figures shown
+    summary = {c["curve"]: c for c in r["summary"]}
+    assert set(summary) == {"hinerv-rd", "hevc"}
+    assert (summary["hinerv-rd"]["fewer_bits"], summary["hinerv-rd"]["sequences"]) == (1, 2)
+    assert summary["hinerv-rd"]["mean_bd_rate"] == pytest.approx(-5.0, abs=0.01) and summary["hevc"]["fewer_bits"] == 0
+    assert "hinerv-rd: fewer bits (psnr_y) on 1 of 2 sequence(s), mean -5.0 %" in text
     with pytest.raises(VcmError, match="are one folder"):
         compare(base, base)
     with pytest.raises(VcmError, match="holds no CTC results"):

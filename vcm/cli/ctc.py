@@ -138,6 +138,11 @@ def ctc_compare(
             t.add_row(c["sequence"], c["curve"], *(describe(c[f"bd_rate_{m}"], c[f"overlap_{m}"], c[f"withheld_{m}"],
                                                             _short(c[f"note_{m}"])) for m in (metric, "map")))
     stdout.print(t)
+    for c in r["summary"]:
+        mean = "" if c["mean_bd_rate"] is None else f", mean {c['mean_bd_rate']:+.1f} %"
+        stdout.print(f"{c['curve']}: fewer bits ({metric}) on {c['fewer_bits']} of {c['sequences']} sequence(s)"
+                     + (f" ({c['sequences'] - c['shown']} figure(s) withheld or not measured)" if c["shown"] < c["sequences"] else "")
+                     + mean, soft_wrap=True)
     if points:
         for c in r["curves"]:
             for side in ("base", "new"):

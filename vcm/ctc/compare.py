@@ -47,7 +47,20 @@ def compare(base: Path, new: Path, metric: str = "psnr_y", monotone: frozenset =
             out.append(row)
     if not any("note" not in r for r in out):
         raise VcmError(f"{base} and {new} share no curve of the same sequence and frames to compare")
-    return {"base": str(base), "new": str(new), "metric": metric, "curves": out}
+    return {"base": str(base), "new": str(new), "metric": metric, "curves": out, "summary": _summary(out, metric)}
+
+
+def _summary(rows: list[dict], metric: str) -> list[dict]:
+    """Per curve: on how many sequences it was compared, on how many of those NEW needs fewer bits (a figure
+    withheld for its overlap counts as neither), and the mean BD-rate over the figures not withheld."""
+    out = []
+    for curve in sorted({r["curve"] for r in rows if "note" not in r}, key=curve_order):
+        compared = [r for r in rows if r["curve"] == curve and "note" not in r]
+        shown = [r[f"bd_rate_{metric}"] for r in compared
+                 if r[f"bd_rate_{metric}"] is not None and not r[f"withheld_{metric}"]]
+        out.append({"curve": curve, "sequences": len(compared), "shown": len(shown),
+                    "fewer_bits": sum(v < 0 for v in shown), "mean_bd_rate": sum(shown) / len(shown) if shown else None})
+    return out
 
 
 def _points(rows: list[dict], metric: str) -> list[list[float]]:
