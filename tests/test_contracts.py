@@ -234,3 +234,24 @@ def test_every_detector_entry_describes_itself_and_the_buildable_ones_report_jso
         assert len(det.detect(frames, [0, 1])) == 2
         built += 1
     assert built >= 2  # the OpenCV-shipped detectors always build
+
+
+def test_a_file_fingerprint_is_read_once_and_again_once_the_file_is_written(tmp_path, monkeypatch):
+    """A CTC plan fingerprints one checkpoint or mask file for each of its points (and the encoder once more):
+    the file is hashed once, and again as soon as it is rewritten, even in place at the same size."""
+    import hashlib
+
+    from vcm import provenance
+
+    path = tmp_path / "weights.bin"
+    path.write_bytes(b"a" * 4096)
+    reads = []
+    real = provenance._hash_into
+    monkeypatch.setattr(provenance, "_hash_into", lambda h, p: (reads.append(p), real(h, p)))
+    first = provenance.file_fingerprint(path)
+    assert provenance.file_fingerprint(path) == first and len(reads) == 1
+    with open(path, "r+b") as f:
+        f.write(b"b")
+    second = provenance.file_fingerprint(path)
+    assert second != first and len(reads) == 2
+    assert second == hashlib.sha256(b"b" + b"a" * 4095).hexdigest()[:16]

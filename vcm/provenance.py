@@ -65,14 +65,29 @@ def provenance(device=None) -> dict:
 
 
 def file_fingerprint(path: str | os.PathLike) -> str:
-    """sha256 (hex, 16 chars) of a file's bytes, or of a folder's file names and bytes."""
+    """sha256 (hex, 16 chars) of a file's bytes, or of a folder's file names and bytes. A file is read once per
+    process while its inode, size and change times stay (a CTC plan names one checkpoint or mask file in many
+    points, and the encoder asks again)."""
     path = Path(path)
-    h = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for f in files:
-        if path.is_dir():
+    if path.is_dir():
+        h = hashlib.sha256()
+        for f in sorted(p for p in path.rglob("*") if p.is_file()):
             h.update(str(f.relative_to(path)).encode())
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
+            _hash_into(h, f)
+        return h.hexdigest()[:16]
+    st = path.stat()
+    return _file_digest(str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _file_digest(path: str, *stat_key: int) -> str:
+    """``stat_key`` only keys the cache: a file written since is read again."""
+    h = hashlib.sha256()
+    _hash_into(h, Path(path))
     return h.hexdigest()[:16]
+
+
+def _hash_into(h, path: Path) -> None:
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)

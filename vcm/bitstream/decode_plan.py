@@ -27,6 +27,7 @@ from pathlib import Path
 from vcm.bitstream.bits import StreamError
 from vcm.bitstream.budget import human as human_bytes
 from vcm.errors import VcmError
+from vcm.video.writer import to_stdout
 
 MIN_BYTES_PER_FRAME = 4
 # Measured on 2 CPU cores: vcm's HiNeRV and NeRV presets decode at 2–9 GMAC/s; the lower end
@@ -81,7 +82,7 @@ def output_bytes(out: Path | None, frames: int, width: int, height: int) -> int:
     suffix = Path(out).suffix.lower()
     if suffix == ".yuv":
         return planes
-    if suffix == ".y4m" or str(out) == "-":
+    if suffix == ".y4m" or to_stdout(out):
         return 64 + planes + 6 * frames
     return frames * 3 * width * height
 
@@ -130,7 +131,7 @@ class DecodePlan:
         work against ``VCM_WORK_BUDGET`` instead when it is set)."""
         need = output_bytes(out, self.frames, self.width, self.height)
         disk = ""
-        if out is not None and str(out) != "-":  # "-": stdout, a pipe
+        if out is not None and not to_stdout(out):  # a pipe has no disk to fill
             free, folder = free_space(out)
             disk = f"; {human_bytes(need)} to write, {human_bytes(free)} free on {folder}"
             if need > free:

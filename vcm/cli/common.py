@@ -76,7 +76,7 @@ def table(title: str, rows: list[tuple[str, str]], stderr: bool = False) -> None
     t.add_column()
     for k, v in rows:
         t.add_row(k, v)
-    (Console(stderr=True, highlight=False) if stderr else out).print(t)
+    (progress.console if stderr else out).print(t)
 
 
 def fmt(value, digits: int = 2, unit: str = "") -> str:

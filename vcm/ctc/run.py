@@ -57,7 +57,6 @@ def point_key(spec: dict) -> str:
     frames, detector and ground truth. A finished point whose key differs was made from another config (a
     frames range, a detector, a point's rd_steps changed in place): it runs again instead of being reused.
     Absolute paths enter by file name only, so a results or data folder moved elsewhere keeps its points."""
-    import hashlib
 
     def named(path) -> list | None:
         if not path:
@@ -68,21 +67,23 @@ def point_key(spec: dict) -> str:
     point = {k: v for k, v in (spec.get("point") or {}).items() if k != "target_from"}  # the anchor's folder
     truth = {**(spec.get("truth") or {})}
     truth["annotations"], truth["original"] = named(truth.get("annotations")), named(truth.get("original"))
-    what = {"codec": spec["codec"], "point": point, "source": named(spec["source"]), "frames": spec["frames"],
-            "detector": spec.get("detector"), "truth": truth}
-    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return _digest({"codec": spec["codec"], "point": point, "source": named(spec["source"]), "frames": spec["frames"],
+                    "detector": spec.get("detector"), "truth": truth})
 
 
 def inputs_key(spec: dict) -> str:
     """A digest of what the presets and files a point names hold (its codec's ``point_inputs``): a preset
     edited in place, a checkpoint or mask file replaced under the same name. Kept beside ``point_key`` so
     that rows written before it was recorded are still taken as they are."""
-    import hashlib
-
     from vcm import codecs
 
-    inputs = codecs.get(spec["codec"]).point_inputs(spec["point"])
-    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return _digest(codecs.get(spec["codec"]).point_inputs(spec["point"]))
+
+
+def _digest(what) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def expand_matches(specs: list[dict]) -> list[dict]:
@@ -421,8 +422,6 @@ class _Relay:
         try:
             with open(self.path, "rb") as f:
                 end = f.seek(0, os.SEEK_END)
-                if end < self.offset:  # the point started its log afresh
-                    self.offset = 0
                 f.seek(max(self.offset, end - 64 * 1024))
                 text = f.read()
         except OSError:

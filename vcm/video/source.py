@@ -195,8 +195,7 @@ def _probe_container(path: Path, fps) -> VideoInfo:
         raise VcmError(f"{path.name}: the container holds no video frames")
     h, w = reader[0].shape[:2]
     rate = fps or float(reader.get_avg_fps()) or DEFAULT_IMAGE_FPS
-    seq = sequences.lookup(path.stem)
-    is_clip = seq is not None and n == seq.ctc_count
+    seq, is_clip = _sequence_of(path, n, int(w), int(h))
     return VideoInfo(
         path=path, kind="container", name=seq.name if seq else path.stem, width=int(w), height=int(h), fps=rate,
         num_frames=n, bit_depth=8, first_source_frame=seq.ctc_first if is_clip else 0, sequence=seq,
@@ -207,15 +206,21 @@ def _probe_container(path: Path, fps) -> VideoInfo:
 def _probe_y4m(path: Path, fps) -> VideoInfo:
     header = y4m.read_header(path)
     n = y4m.count_frames(path, header)
-    seq = sequences.lookup(path.stem)
-    if seq is not None and (seq.width, seq.height) != (header.width, header.height):
-        seq = None
-    is_clip = seq is not None and n == seq.ctc_count and n != seq.frames
+    seq, is_clip = _sequence_of(path, n, header.width, header.height)
     return VideoInfo(
         path=path, kind="y4m", name=seq.name if seq else path.stem, width=header.width, height=header.height,
         fps=float(fps or header.fps), num_frames=n, bit_depth=header.bit_depth,
         first_source_frame=seq.ctc_first if is_clip else 0, sequence=seq, is_ctc_clip=is_clip,
     )
+
+
+def _sequence_of(path: Path, frames: int, width: int, height: int):
+    """(the SFU-HW sequence a file that says its own size is named for, or None; whether it holds only that
+    sequence's CTC frames). A file of another size is not that sequence."""
+    seq = sequences.lookup(path.stem)
+    if seq is None or (seq.width, seq.height) != (width, height):
+        return None, False
+    return seq, frames == seq.ctc_count
 
 
 def read_planes(info: VideoInfo, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

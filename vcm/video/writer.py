@@ -86,8 +86,11 @@ def open_writer(path: str | Path, fps: float, bit_depth: int = 8) -> Iterator:
     """Yield ``write(frames_u8 [B,3,H,W])``; the file (or folder) appears complete on success only."""
     check_writable(path)
     if to_stdout(path):
-        yield _piped(_y4m_writer(sys.stdout.buffer, fps, bit_depth))
-        _piped(lambda: sys.stdout.buffer.flush())()
+        try:  # the with-block's writes raise here too
+            yield _y4m_writer(sys.stdout.buffer, fps, bit_depth)
+            sys.stdout.buffer.flush()
+        except BrokenPipeError:  # the reader stopped early: `| head`, a player closed
+            raise VcmError("stopped: the program reading stdout closed it before the last frame") from None
         return
     path = Path(path)
     suffix = path.suffix.lower()
@@ -103,18 +106,6 @@ def open_writer(path: str | Path, fps: float, bit_depth: int = 8) -> Iterator:
     else:
         with _png_writer(path) as write:
             yield write
-
-
-def _piped(write):
-    """``write`` into stdout, where a reader that closed the pipe early (``| head``, a player closed) is one line."""
-
-    def guarded(*args) -> None:
-        try:
-            write(*args)
-        except BrokenPipeError:
-            raise VcmError("stopped: the program reading stdout closed it before the last frame") from None
-
-    return guarded
 
 
 def _y4m_writer(f, fps: float, bit_depth: int):

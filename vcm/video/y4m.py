@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from vcm.errors import VcmError
-from vcm.video.color import chroma_size, rgb_to_yuv420, yuv420_to_rgb
-from vcm.video.yuv import frame_bytes
+from vcm.video.color import yuv420_to_rgb
+from vcm.video.yuv import frame_bytes, split_planes, write_yuv420_to
 
 MAGIC = b"YUV4MPEG2"
 FRAME = b"FRAME\n"
@@ -108,25 +108,15 @@ def read_planes(path: Path, header: Y4mHeader, start: int, stop: int) -> tuple[n
     per = _frame_record(header)
     mm = np.memmap(path, dtype=np.uint8, mode="r", offset=header.data_offset + start * per, shape=(stop - start, per))
     try:
-        marks = np.asarray(mm[:, :len(FRAME)])
-        bad = np.flatnonzero((marks != np.frombuffer(FRAME, np.uint8)).any(axis=1))
-        if bad.size:
-            raise VcmError(f"{path.name}: frame {start + int(bad[0])} does not start with a bare FRAME line (frames "
-                           f"that carry parameters, or a damaged file)")
-        planes = np.array(mm[:, len(FRAME):])
+        records = np.array(mm)
     finally:
         del mm
-    if header.bit_depth > 8:
-        planes = planes.view("<u2")
-    w, h = header.width, header.height
-    ch, cw = chroma_size(h, w)
-    ny, nc = w * h, ch * cw
-    y = planes[:, :ny].reshape(-1, h, w)
-    u = planes[:, ny:ny + nc].reshape(-1, ch, cw)
-    v = planes[:, ny + nc:ny + 2 * nc].reshape(-1, ch, cw)
-    if header.bit_depth > 8 and int(max(y.max(), u.max(), v.max())) >= (1 << header.bit_depth):
-        raise VcmError(f"{path.name} has samples above the {header.bit_depth}-bit range its header declares")
-    return y, u, v
+    bad = np.flatnonzero((records[:, :len(FRAME)] != np.frombuffer(FRAME, np.uint8)).any(axis=1))
+    if bad.size:
+        raise VcmError(f"{path.name}: frame {start + int(bad[0])} does not start with a bare FRAME line (frames "
+                       f"that carry parameters, or a damaged file)")
+    return split_planes(records[:, len(FRAME):], header.width, header.height, header.bit_depth,
+                        f"{path.name} has samples above the {header.bit_depth}-bit range its header declares")
 
 
 def read_rgb(path: Path, header: Y4mHeader, start: int, stop: int) -> np.ndarray:
@@ -149,9 +139,4 @@ def header_line(width: int, height: int, fps: float, bit_depth: int = 8) -> byte
 def write_frames_to(f, rgb_u8: np.ndarray, bit_depth: int = 8) -> None:
     """Append ``uint8 [T,3,H,W]`` RGB frames, each a ``FRAME`` line and its planes, to an open binary file
     whose header is written."""
-    y, u, v = rgb_to_yuv420(rgb_u8, bit_depth)
-    dtype = np.uint8 if bit_depth == 8 else np.dtype("<u2")
-    for t in range(y.shape[0]):
-        f.write(FRAME)
-        for plane in (y[t], u[t], v[t]):
-            f.write(np.ascontiguousarray(plane, dtype=dtype).tobytes())
+    write_yuv420_to(f, rgb_u8, bit_depth, FRAME)

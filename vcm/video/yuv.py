@@ -41,18 +41,29 @@ def read_yuv420(
     n = count_frames(path, width, height, bit_depth)
     if not (0 <= start < stop <= n):
         raise VcmError(f"frames {start}:{stop} are outside {path.name}, which has {n} frames")
-    dtype = np.dtype(np.uint8) if bit_depth == 8 else np.dtype("<u2")
-    samples = frame_bytes(width, height, bit_depth) // dtype.itemsize
-    mm = np.memmap(path, dtype=dtype, mode="r", offset=start * samples * dtype.itemsize,
-                   shape=(stop - start, samples))
+    per = frame_bytes(width, height, bit_depth)
+    mm = np.memmap(path, dtype=np.uint8, mode="r", offset=start * per, shape=(stop - start, per))
+    try:
+        frames = np.array(mm)
+    finally:
+        del mm
+    return split_planes(frames, width, height, bit_depth, f"{path.name} has samples above the {bit_depth}-bit "
+                                                          f"range; check --bit-depth")
+
+
+def split_planes(frames: np.ndarray, width: int, height: int, bit_depth: int,
+                 above_range: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``uint8 [T, frame_bytes]`` (each row one frame's planes, as a file holds them) → Y ``[T,H,W]``, U and V
+    ``[T,h,w]``, little-endian 16-bit samples above 8 bits; ``above_range``: the error for a sample beyond
+    ``bit_depth``."""
+    samples = frames if bit_depth == 8 else frames.view("<u2")
     ch, cw = chroma_size(height, width)
     ny, nc = width * height, ch * cw
-    y = np.array(mm[:, :ny]).reshape(-1, height, width)
-    u = np.array(mm[:, ny:ny + nc]).reshape(-1, ch, cw)
-    v = np.array(mm[:, ny + nc:ny + 2 * nc]).reshape(-1, ch, cw)
-    del mm
+    y = samples[:, :ny].reshape(-1, height, width)
+    u = samples[:, ny:ny + nc].reshape(-1, ch, cw)
+    v = samples[:, ny + nc:ny + 2 * nc].reshape(-1, ch, cw)
     if bit_depth != 8 and int(max(y.max(), u.max(), v.max())) >= (1 << bit_depth):
-        raise VcmError(f"{path.name} has samples above the {bit_depth}-bit range; check --bit-depth")
+        raise VcmError(above_range)
     return y, u, v
 
 
@@ -67,10 +78,12 @@ def write_yuv420(path: Path, rgb_u8: np.ndarray, bit_depth: int = 8, append: boo
         write_yuv420_to(f, rgb_u8, bit_depth)
 
 
-def write_yuv420_to(f, rgb_u8: np.ndarray, bit_depth: int = 8) -> None:
-    """Append ``uint8 [T,3,H,W]`` RGB frames as planar 4:2:0 to an open binary file."""
+def write_yuv420_to(f, rgb_u8: np.ndarray, bit_depth: int = 8, frame_line: bytes = b"") -> None:
+    """Append ``uint8 [T,3,H,W]`` RGB frames as planar 4:2:0 to an open binary file, each after ``frame_line``
+    (YUV4MPEG2's ``FRAME``; nothing for a raw file)."""
     y, u, v = rgb_to_yuv420(rgb_u8, bit_depth)
     dtype = np.uint8 if bit_depth == 8 else np.dtype("<u2")
     for t in range(y.shape[0]):
+        f.write(frame_line)
         for plane in (y[t], u[t], v[t]):
             f.write(np.ascontiguousarray(plane, dtype=dtype).tobytes())
