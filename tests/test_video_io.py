@@ -91,6 +91,9 @@ def test_sfu_names_clip_recognition_and_ctc_frames(tmp_path):
     assert resolve_frames(info, "240:250") == range(240, 250)
     with pytest.raises(VcmError, match="outside"):
         resolve_frames(info, "0:10")
+    for empty in ("250:250", "250:240"):  # an empty or reversed range is named as such, not as "outside"
+        with pytest.raises(VcmError, match="selects no frame"):
+            resolve_frames(info, empty)
     # Full sequence under its JCT-VC name: ctc selects the tail.
     full = tmp_path / "RaceHorses_416x240_30.yuv"
     full.write_bytes(np.zeros(per * 300, np.uint8).tobytes())

@@ -295,7 +295,10 @@ def resolve_frames(info: VideoInfo, spec: str = "auto") -> range:
             want = parse_span(spec, src)
         except ValueError:
             raise VcmError(f"--frames A:B needs integers, got {spec!r}") from None
-    if len(want) == 0 or want.start < src.start or want.stop > src.stop:
+    if len(want) == 0:
+        raise VcmError(f"--frames {want.start}:{want.stop} selects no frame (A:B is A up to B, B exclusive; "
+                       f"{info.path.name} holds source frames {src.start}:{src.stop})")
+    if want.start < src.start or want.stop > src.stop:
         raise VcmError(
             f"frames {want.start}:{want.stop} are outside {info.path.name}, which holds source "
             f"frames {src.start}:{src.stop}"
