@@ -68,6 +68,13 @@ def test_missing_and_wrong_checkpoints_are_clear(tmp_path, tiny_sam):
         load_sam("tiny", junk, "cpu")
 
 
+def test_vcm_masks_with_a_missing_checkpoint_is_one_line(tmp_path, carphone):
+    """The weights' fingerprint is taken before SAM loads: a missing file was a FileNotFoundError traceback."""
+    r = run_cli("masks", carphone, "--sam-checkpoint", tmp_path / "nope.pth", "--frames", "0:2", "--out", tmp_path / "m.npz")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "SAM checkpoint" in r.stderr and "sam_vit_h_4b8939.pth" in r.stderr and not (tmp_path / "m.npz").exists()
+
+
 def test_vcm_masks_with_tiny_sam_writes_resumes_and_validates(tmp_path, tiny_sam, carphone):
     cfg = tmp_path / "loose.yaml"
     cfg.write_text(LOOSE)

@@ -36,7 +36,7 @@ def make_masks(video: Video, sam_model: str, checkpoint: Path, alphas: list[floa
     paths = [path_for_alpha(out, video, sam_model, alpha, len(alphas) > 1) for alpha in alphas]
     for path in paths:  # before SAM is loaded: a name taken by another file is refused at once
         check_mask_output(path)
-    ckpt_fp = checkpoint_fingerprint(Path(checkpoint))
+    ckpt_fp = checkpoint_fingerprint(Path(checkpoint), sam_model)
     video_fp = video.fingerprint()
     jobs = []
     for alpha, path in zip(alphas, paths):

@@ -52,8 +52,11 @@ def build_tiny_sam():
     )
 
 
-def checkpoint_fingerprint(path: Path) -> str:
-    """sha256 (16 hex) of the size and the first and last 4 MiB: fast on 2.4 GB files."""
+def checkpoint_fingerprint(path: Path, model_type: str = "") -> str:
+    """sha256 (16 hex) of the size and the first and last 4 MiB: fast on 2.4 GB files. A missing file is
+    :func:`load_sam`'s error (where ``model_type``'s weights are published)."""
+    if not Path(path).is_file():
+        raise _missing(model_type, Path(path))
     h = hashlib.sha256(str(os.path.getsize(path)).encode())
     with open(path, "rb") as f:
         h.update(f.read(4 << 20))
