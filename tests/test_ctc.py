@@ -883,3 +883,51 @@ def test_an_sa_nerv_fit_made_with_other_edge_masks_is_trained_again(tmp_path, mo
     proc = run_cli("compress", fit_dir, "--prune", "0", "--bits", "8", "--out", tmp_path / "x.nerv")
     assert proc.returncode == 1 and "is not the mask file" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "x.nerv").exists()
+
+
+def test_an_sa_nerv_fit_on_sam_masks_follows_the_weights_and_settings_not_their_names(tmp_path, monkeypatch, capsys):
+    """Masks SAM makes for a CTC fit were cached in the fit's folder by model and α alone: weights replaced
+    under the same path, or the masks config edited, left the old masks, fit and points in place. A fit
+    recorded before the weights and settings were is taken as it is while its mask file says they match."""
+    import torch
+
+    from tests.conftest import tiny_ctc_config
+    from tests.test_masks import LOOSE
+    from vcm import progress
+    from vcm.ctc.run import run
+    from vcm.masks.sam import build_tiny_sam
+
+    monkeypatch.setenv("VCM_PROGRESS", "lines")
+    progress.set_quiet(False)
+    weights, settings = tmp_path / "sam.pth", tmp_path / "loose.yaml"
+    torch.manual_seed(0)
+    torch.save(build_tiny_sam().state_dict(), weights)
+    settings.write_text(LOOSE)
+    cfg = tiny_ctc_config(tmp_path, "{steps: 4, batch: 2, lr: 3.0e-3}",
+                          f"  sa-nerv:\n    masks: {{{{sam_checkpoint: '{weights}', sam_model: tiny, alpha: 0.0, "
+                          f"config: '{settings}'}}}}\n"
+                          "    fits: [{{preset: {preset}, points: [{{prune: 0.0, bits: 8}}]}}]\n")
+    assert run(cfg, tmp_path / "out")["failed"] == 0
+    fit_config = tmp_path / "out" / "fits" / "tiny" / "sa-nerv" / "tiny" / "config.json"
+    record = json.loads(fit_config.read_text())["masks"]
+    assert len(record["checkpoint_fingerprint"]) == 16 and record["settings"]["generator"]["points_per_side"] == 4
+    # recorded before the weights and settings were: the mask file it names says what they were
+    written = json.loads(fit_config.read_text())
+    for key in ("checkpoint_fingerprint", "settings"):
+        del written["masks"][key]
+    fit_config.write_text(json.dumps(written))
+    capsys.readouterr()
+    assert run(cfg, tmp_path / "out", force=True)["failed"] == 0
+    assert "training it again" not in capsys.readouterr().err
+    for change in ("weights", "settings"):
+        if change == "weights":
+            torch.manual_seed(1)
+            torch.save(build_tiny_sam().state_dict(), weights)
+        else:
+            settings.write_text(LOOSE.replace("points_per_side: 4", "points_per_side: 3"))
+        result = run(cfg, tmp_path / "out")
+        assert (result["failed"], result["ran"]) == (0, 1), [r.get("error") for r in result["rows"]]
+        err = " ".join(capsys.readouterr().err.split())
+        assert "holds a fit of other edge masks than this config asks for: training it again" in err
+    assert json.loads(fit_config.read_text())["masks"]["settings"]["generator"]["points_per_side"] == 3
+    assert run(cfg, tmp_path / "out")["reused"] == 1

@@ -275,3 +275,29 @@ def test_a_masks_config_with_a_value_sam_cannot_take_is_one_line_before_sam_load
     with pytest.raises(VcmError, match=re.escape(message)):
         load_settings(path)
     assert load_settings(None).generator["points_per_side"] == 32  # the shipped config passes
+
+
+def test_a_runs_sam_masks_are_reused_only_for_the_same_weights_and_settings(tmp_path, tiny_sam, carphone):
+    """``vcm fit --sam-checkpoint`` keeps the masks it makes in the run's folder; another checkpoint at a resume
+    went on with the old masks without a word. Now the same inputs reuse them and other ones are refused."""
+    from vcm.masks.provide import masks_for_fit
+
+    video = open_video(carphone, "0:2")
+    cfg = tmp_path / "loose.yaml"
+    cfg.write_text(LOOSE)
+    args = dict(masks=None, alpha=0.0, run_dir=tmp_path / "run", device="cpu", sam_model="tiny", settings_path=cfg)
+    first, meta = masks_for_fit(video, sam_checkpoint=tiny_sam, **args)
+    made = tmp_path / "run" / "masks_tiny_a0.npz"
+    assert made.is_file() and len(meta["checkpoint_fingerprint"]) == 16
+    stamp = made.stat().st_mtime_ns
+    again, _ = masks_for_fit(video, sam_checkpoint=tiny_sam, **args)
+    assert np.array_equal(first, again) and made.stat().st_mtime_ns == stamp
+    other = tmp_path / "other.pth"
+    torch.manual_seed(1)
+    torch.save(build_tiny_sam().state_dict(), other)
+    with pytest.raises(VcmError, match=r"made with other SAM weights; .*start a new run with --out"):
+        masks_for_fit(video, sam_checkpoint=other, **args)
+    cfg.write_text(LOOSE.replace("points_per_side: 4", "points_per_side: 3"))
+    with pytest.raises(VcmError, match="made with other settings; .*start a new run"):
+        masks_for_fit(video, sam_checkpoint=tiny_sam, **args)
+    assert made.stat().st_mtime_ns == stamp

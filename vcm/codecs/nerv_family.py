@@ -288,16 +288,20 @@ class NervFamily(Codec):
 
     def point_inputs(self, point: dict) -> dict:
         """The network and schedule its preset resolves to (what the fit and the point's stage run), and the
-        fingerprint of a mask file it names (its content: a folder moved elsewhere keeps its points)."""
+        fingerprint of a mask file it names (its content: a folder moved elsewhere keeps its points), or for
+        masks SAM makes, its weights' fingerprint and the generator settings."""
         from dataclasses import asdict
 
         model_spec, train = fit_plan(point["fit"], self.default_preset, self.loss)
         inputs = {"model": asdict(model_spec), "train": train.to_dict()}
         mask_args = self._mask_args(point)
-        if mask_args is not None and mask_args["masks"] is not None:
+        if mask_args is not None and (mask_args["masks"] is not None or mask_args["sam_checkpoint"] is not None):
             from vcm.masks.provide import masks_record
 
-            inputs["masks"] = masks_record(**mask_args)["fingerprint"]
+            record = masks_record(**mask_args)
+            made_by = {k: record[k] for k in ("checkpoint_fingerprint", "settings") if k in record}
+            if "fingerprint" in record or made_by:
+                inputs["masks"] = record.get("fingerprint") or made_by
         return inputs
 
     def _mask_args(self, point: dict) -> dict | None:

@@ -27,6 +27,16 @@ def path_for_alpha(out: Path | None, video: Video, sam_model: str, alpha: float,
     return out.with_name(f"{out.stem}_a{alpha:g}{out.suffix}") if several else out
 
 
+def sam_mask_meta(video: Video, sam_model: str, checkpoint: Path, alpha: float, settings: MaskSettings,
+                  checkpoint_fp: str | None = None) -> dict:
+    """The metadata a mask file made by SAM from these inputs carries: what decides its masks (the frames'
+    content, the weights' content, the generator settings, α) and the frames' size and range."""
+    return {"alpha": float(alpha), "sam_model": sam_model, "checkpoint": str(checkpoint),
+            "checkpoint_fingerprint": checkpoint_fp or checkpoint_fingerprint(Path(checkpoint), sam_model),
+            "settings": settings.to_dict(), "source_frames": [video.source_frames.start, video.source_frames.stop],
+            "video": video.name, "video_fingerprint": video.fingerprint(), "width": video.width, "height": video.height}
+
+
 def make_masks(video: Video, sam_model: str, checkpoint: Path, alphas: list[float], settings: MaskSettings,
                out: Path | None, device, should_stop=None, overwrite: bool = False) -> list[dict]:
     """Make one mask file per α; returns a summary per file. Finished frames are never redone, and a finished
@@ -37,13 +47,9 @@ def make_masks(video: Video, sam_model: str, checkpoint: Path, alphas: list[floa
     for path in paths:  # before SAM is loaded: a name taken by another file is refused at once
         check_mask_output(path)
     ckpt_fp = checkpoint_fingerprint(Path(checkpoint), sam_model)
-    video_fp = video.fingerprint()
     jobs = []
     for alpha, path in zip(alphas, paths):
-        meta = {"alpha": float(alpha), "sam_model": sam_model, "checkpoint": str(checkpoint),
-                "checkpoint_fingerprint": ckpt_fp, "settings": settings.to_dict(),
-                "source_frames": [video.source_frames.start, video.source_frames.stop],
-                "video": video.name, "video_fingerprint": video_fp, "width": video.width, "height": video.height}
+        meta = sam_mask_meta(video, sam_model, checkpoint, alpha, settings, ckpt_fp)
         jobs.append((alpha, path, meta, kept_masks(path, meta, overwrite)))
     sam = load_sam(sam_model, checkpoint, device) if not all(kept for *_, kept in jobs) else None
     results = []

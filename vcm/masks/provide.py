@@ -22,7 +22,27 @@ def masks_record(masks: Path | None, sam_checkpoint: Path | None, alpha: float, 
         return {"path": str(Path(masks).resolve()), "fingerprint": file_fingerprint(masks)}
     if source not in (None, "sam"):
         return {"source": source}
-    return {"source": "sam", "alpha": alpha, "sam_model": sam_model}
+    record = {"source": "sam", "alpha": alpha, "sam_model": sam_model}
+    if sam_checkpoint is not None:  # weights or a masks config replaced under the same name make other masks
+        from vcm.masks.sam import checkpoint_fingerprint, load_settings
+
+        record.update(checkpoint_fingerprint=checkpoint_fingerprint(Path(sam_checkpoint), sam_model),
+                      settings=load_settings(settings_path).to_dict())
+    return record
+
+
+def completed_record(record: dict) -> dict:
+    """A fit's masks record as its config.json holds it, with the SAM weights' fingerprint and the generator
+    settings read from the mask file it names when the fit was recorded before they were (so that it is not
+    taken for a fit on other masks)."""
+    if record.get("source", "sam") != "sam" or "checkpoint_fingerprint" in record or not record.get("path"):
+        return record
+    from vcm.masks.store import read_meta
+
+    saved = read_meta(Path(record["path"]))
+    if not saved:
+        return record
+    return {**record, **{k: saved[k] for k in ("checkpoint_fingerprint", "settings") if k in saved}}
 
 
 def masks_for_fit(video: Video, masks: Path | None, sam_checkpoint: Path | None, alpha: float,
@@ -48,19 +68,26 @@ def masks_for_fit(video: Video, masks: Path | None, sam_checkpoint: Path | None,
         if sam_checkpoint is None:
             raise VcmError("--loss sa-nerv needs edge masks: pass --masks FILE (from vcm masks), --sam-checkpoint PATH, "
                            "or --mask-source canny (no weights needed)")
-        from vcm.masks.make import make_masks
+        from vcm.masks.make import make_masks, sam_mask_meta
         from vcm.masks.sam import load_settings
+        from vcm.masks.store import kept_masks
         from vcm.nerv.run import default_run_dir
 
         folder = Path(run_dir) if run_dir is not None else default_run_dir(video)
         target = folder / f"masks_{sam_model}_a{alpha:g}.npz"
-        if not target.exists():
-            make_masks(video, sam_model, sam_checkpoint, [alpha], load_settings(settings_path), target, device)
+        settings = load_settings(settings_path)
+        # The run's own masks are reused only when made from these weights and settings: they were reused
+        # by name, and other weights or a masks config edited went on with the old masks without a word.
+        if not kept_masks(target, sam_mask_meta(video, sam_model, sam_checkpoint, alpha, settings),
+                          hint=f"the run in {folder} was trained on them; give the weights and settings they were "
+                               f"made with, or start a new run with --out DIR"):
+            make_masks(video, sam_model, sam_checkpoint, [alpha], settings, target, device)
         masks = target
     data, meta = load_masks(masks)
     check_matches(meta, video, Path(masks))
     from vcm.provenance import file_fingerprint
 
+    made_by = {k: meta[k] for k in ("checkpoint_fingerprint", "settings") if k in meta}  # SAM's weights, settings
     return data, {"path": str(Path(masks).resolve()), "fingerprint": file_fingerprint(masks),
                   "source": meta.get("source", "sam"), "alpha": meta.get("alpha"),
-                  "sam_model": meta.get("sam_model"), "edge_fraction": float(data.mean())}
+                  "sam_model": meta.get("sam_model"), **made_by, "edge_fraction": float(data.mean())}

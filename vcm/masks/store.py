@@ -110,7 +110,7 @@ def check_mask_output(path: Path) -> None:
     check_own(path, is_mask_file, "a vcm edge-mask file")
 
 
-def _read_meta(path: Path) -> dict | None:
+def read_meta(path: Path) -> dict | None:
     """The metadata of the vcm edge-mask file at ``path`` (its masks are not read), or None if it is not one."""
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -121,7 +121,7 @@ def _read_meta(path: Path) -> dict | None:
 
 
 def is_mask_file(path: Path) -> bool:
-    return _read_meta(path) is not None
+    return read_meta(path) is not None
 
 
 # What a differing metadata key means to the user (the rest are named as they are).
@@ -130,14 +130,15 @@ _KEY_WORDS = {"video_fingerprint": "frames (their content)", "checkpoint_fingerp
               "detector_settings": "detector settings"}
 
 
-def kept_masks(path: Path, meta: dict, overwrite: bool = False) -> bool:
+def kept_masks(path: Path, meta: dict, overwrite: bool = False,
+               hint: str = "pass --overwrite to replace them, or name another --out") -> bool:
     """Whether the mask file at ``path`` already holds what ``meta`` (the metadata a new run would write)
     describes, so that it is reused as it is: made again it would be the same, and SAM takes minutes a frame
     on a CPU. A mask file made otherwise is refused unless ``overwrite``; without a file, False."""
     path = Path(path)
     if overwrite or not path.exists():
         return False
-    saved = _read_meta(path)
+    saved = read_meta(path)
     if saved is None:
         check_mask_output(path)  # refuses it: a file that is not a mask file is never replaced
         saved = {}
@@ -147,7 +148,7 @@ def kept_masks(path: Path, meta: dict, overwrite: bool = False) -> bool:
     if {"video", "source_frames"} & set(differs):  # other frames have other content: said once
         differs = [k for k in differs if k != "video_fingerprint"]
     raise VcmError(f"{path} holds edge masks made with other {', '.join(_KEY_WORDS.get(k, k) for k in differs)}; "
-                   f"pass --overwrite to replace them, or name another --out")
+                   f"{hint}")
 
 
 def _check_meta(meta: dict, path: Path) -> None:

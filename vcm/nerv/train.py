@@ -474,6 +474,10 @@ def run_differs(run_dir: Path, video: Video, model_cfg, cfg: TrainConfig, masks:
     if changed:
         return f"other training options ({', '.join(changed)})"
     recorded = old.get("masks") if isinstance(old.get("masks"), dict) else {}
+    if masks is not None:
+        from vcm.masks.provide import completed_record
+
+        recorded = completed_record(recorded)
     if masks is not None and any(not _same(recorded.get(k), v) for k, v in masks.items()):
         return "other edge masks"
     return None
