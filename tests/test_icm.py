@@ -162,6 +162,13 @@ def test_icm_train_lowers_the_masked_loss_and_resumes(tmp_path):
     again = run_cli(*args, "--epochs", "4", "--resume")
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["epochs"] == 4 and len(json.loads(again.stdout)["history"]) == 4
+    # resumed with other SAM weights: the cached masks were used for seen images, the new weights for the rest
+    torch.manual_seed(1)
+    torch.save(build_tiny_sam().state_dict(), tmp_path / "sam.pth")
+    swapped = run_cli(*args, "--epochs", "5", "--resume")
+    assert swapped.returncode == 1 and "were made with other SAM weights" in swapped.stderr, swapped.stderr[-500:]
+    torch.manual_seed(0)
+    torch.save(build_tiny_sam().state_dict(), tmp_path / "sam.pth")
     refused = run_blocked(["torch", "compressai"], *args, "--epochs", "4")  # at once, before the libraries load
     assert refused.returncode == 1 and "--resume" in refused.stderr, refused.stderr[-500:]
     # resumed as another codec (another λ here), or with fewer epochs than done: refused, the run untouched

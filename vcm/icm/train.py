@@ -52,11 +52,13 @@ def edge_masks(images: list[Path], pixels: list[np.ndarray], cache: Path, sam_ch
 
     cache.mkdir(parents=True, exist_ok=True)
     paths = [cache / f"{p.stem}_{_image_key(p)}_{sam_model}_a{alpha:g}.npy" for p in images]
+    settings = load_settings(settings_path)
+    if sam_checkpoint is not None:
+        _check_made_with(cache, sam_checkpoint, sam_model, settings)
     todo = [i for i, c in enumerate(paths) if not c.exists()]
     if todo:
         if sam_checkpoint is None:
             raise VcmError("--masks sam needs --sam-checkpoint PATH (or --masks none for the plain loss)")
-        settings = load_settings(settings_path)
         generator = make_generator(load_sam(sam_model, sam_checkpoint, device), settings, alpha)
         with progress.progress("SAM edge masks", len(todo)) as bar:
             for i in todo:
@@ -65,6 +67,31 @@ def edge_masks(images: list[Path], pixels: list[np.ndarray], cache: Path, sam_ch
                     np.save(f, pack(mask))
                 bar.advance(1)
     return [unpack(np.load(p), *img.shape[1:]) for p, img in zip(paths, pixels)]
+
+
+MADE_WITH = "made_with.json"
+
+
+def _check_made_with(cache: Path, sam_checkpoint: Path, sam_model: str, settings) -> None:
+    """Refuse a run's cached masks made with other SAM weights or settings (a resume with another checkpoint
+    trained on old masks for the images it had seen and new ones for the rest); record them on first use."""
+    import json
+
+    from vcm.masks.sam import checkpoint_fingerprint
+
+    made_with = {"checkpoint_fingerprint": checkpoint_fingerprint(Path(sam_checkpoint), sam_model),
+                 "settings": settings.to_dict()}
+    record = cache / MADE_WITH
+    try:
+        before = json.loads(record.read_text()) if record.exists() else None
+    except (OSError, ValueError):
+        before = {}
+    if before is None:  # a run's masks from before this record are taken as made with these weights
+        write_json(record, made_with)
+    elif before != json.loads(json.dumps(made_with)):
+        what = "weights" if before.get("checkpoint_fingerprint") != made_with["checkpoint_fingerprint"] else "settings"
+        raise VcmError(f"the edge masks in {cache} were made with other SAM {what} than --sam-checkpoint gives; "
+                       f"give the ones this run was started with, or start a new run with --out DIR")
 
 
 def _crop_batch(images, masks, crop: int, batch: int, gen: np.random.Generator):
