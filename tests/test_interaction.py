@@ -22,13 +22,16 @@ def start_cli(*args, cwd, env=None):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
-def interrupt_when(proc, needle: str, timeout: float = 300) -> tuple[str, str]:
-    """Read stderr until a line contains ``needle``, send SIGINT, and collect the rest."""
+def interrupt_when(proc, needle: str, timeout: float = 300, signum=signal.SIGINT, before=None) -> tuple[str, str]:
+    """Read stderr until a line contains ``needle``, call ``before``, send ``signum`` (SIGINT) to ``proc`` alone,
+    and collect the rest."""
     seen, deadline = [], time.time() + timeout
     for line in proc.stderr:
         seen.append(line)
         if needle in line:
-            proc.send_signal(signal.SIGINT)
+            if before is not None:
+                before()
+            proc.send_signal(signum)
             break
         assert time.time() < deadline, "".join(seen)[-2000:]
     out, err = proc.communicate(timeout=timeout)
@@ -108,6 +111,58 @@ def test_ctrl_c_in_a_sweep_records_no_interrupted_point(tmp_path):
     assert all(json.loads(r.read_text()).get("status") != "ok" for r in results)
     assert list((tmp_path / "out" / "fits").rglob("checkpoint.pt"))  # the fit's progress is kept for a re-run
     assert "vcm ctc run" in (tmp_path / "out" / "ctc.log").read_text()
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` now (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc")
+def test_sigterm_to_a_parallel_sweep_stops_its_workers_and_keeps_their_work(tmp_path):
+    """`kill` (or a scheduler's time limit) on `vcm ctc run --jobs 2` ended the runner alone: its worker went on
+    training outside any run, holding its fit's lock and a core. Now SIGTERM stops the workers as Ctrl-C
+    does, each fit saving its checkpoint, and the runner says so."""
+    cfg = tmp_path / "sweep.yaml"
+    cfg.write_text("sequences: [{name: carphone, path: 'sample:carphone', frames: '0:8'}]\n"
+                   "device: cpu\ncodecs:\n  nerv:\n    fits: [{preset: demo, epochs: 400, points: [{bits: 8}]}]\n"
+                   "  hevc: {qps: [40]}\n")
+    proc = start_cli("ctc", "run", cfg, "--out", tmp_path / "out", "--jobs", "2", cwd=tmp_path)
+    workers: list[int] = []
+    _, err = interrupt_when(proc, "/800  (", signum=signal.SIGTERM,  # a worker's relayed step line: it trains
+                            before=lambda: workers.extend(_children(proc.pid)))
+    assert proc.returncode == 130 and "interrupted (SIGTERM)" in err and "Traceback" not in err, err[-2000:]
+    deadline = time.time() + 30
+    while any(_alive(w) for w in workers) and time.time() < deadline:
+        time.sleep(0.2)
+    assert workers and not any(_alive(w) for w in workers)  # the pool's workers (and its resource tracker) ended
+    log = (tmp_path / "out" / "points" / "carphone" / "nerv").rglob("point.log")
+    assert any("SIGTERM: finishing this step and saving a checkpoint" in p.read_text() for p in log)
+    assert list((tmp_path / "out" / "fits").rglob("checkpoint.pt"))
+
+
+def test_sigterm_to_a_fit_saves_its_checkpoint_as_ctrl_c_does(tmp_path):
+    proc = start_cli("fit", "sample:carphone", "--preset", "demo", "--epochs", "400", "--frames", "0:8", "--out",
+                     tmp_path / "run", cwd=tmp_path)
+    _, err = interrupt_when(proc, "(steps): 2/", signum=signal.SIGTERM)
+    assert proc.returncode == 130 and "SIGTERM: finishing this step" in err and "Traceback" not in err, err[-2000:]
+    assert "Continue with: " in err and (tmp_path / "run" / "checkpoint.pt").exists()
 
 
 def test_a_stage_waiting_on_workers_keeps_a_piped_log_alive(monkeypatch, capsys):

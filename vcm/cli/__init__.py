@@ -23,9 +23,12 @@ def main(argv: list[str] | None = None) -> None:
 
     import signal
 
+    from vcm.stopping import stop_on_terminate
+
     # Ctrl-C is a KeyboardInterrupt at every stage, even when the shell started vcm with SIGINT
     # ignored (a background job of a script): stages that can save work install their own handler.
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    stop_on_terminate()  # `kill`, a scheduler's time limit: stopped as by Ctrl-C, work saved, no worker left behind
     # CompressAI scripts functions with torch.jit.script, which torch now deprecates: not actionable here.
     warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*deprecated", category=FutureWarning)
     try:
@@ -62,9 +65,11 @@ _CONTINUED_BY_RERUN = (("demo",), ("ctc", "run"), ("masks",))
 
 
 def _interrupted(console) -> None:
+    from vcm.stopping import cause
+
     args = sys.argv[1:]
     again = any(args[:len(c)] == list(c) for c in _CONTINUED_BY_RERUN)
-    console.print("[yellow]interrupted (Ctrl-C): stopped; finished results and saved checkpoints are kept, "
+    console.print(f"[yellow]interrupted ({cause()}): stopped; finished results and saved checkpoints are kept, "
                   "nothing unfinished was recorded" + ("; the same command again continues from there" if again else "")
                   + "[/yellow]", soft_wrap=True)
 

@@ -55,7 +55,9 @@ def _detect(spec: dict, video, frames_u8: np.ndarray, device) -> dict:
 def run_point(spec: dict) -> dict:
     """Encode, decode and evaluate one point; returns its result row (also written to result.json)."""
     from vcm.device import resolve_device
+    from vcm.stopping import stop_on_terminate
 
+    stop_on_terminate()  # a worker process: its runner's stop reaches it as SIGTERM
     progress.set_quiet(spec.get("quiet", False))
     if spec.get("threads"):
         torch.set_num_threads(int(spec["threads"]))

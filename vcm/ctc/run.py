@@ -9,7 +9,9 @@ Layout of the output folder:
 
 from __future__ import annotations
 
+import contextlib
 import json
+import multiprocessing
 import os
 import traceback
 from pathlib import Path
@@ -270,13 +272,12 @@ def execute(specs: list[dict], jobs: int, backend: str, ray_address: str | None)
                 _log_point(rows[-1])
                 bar.advance(1, status=f"{spec['sequence']} {spec['codec']} {spec['point_id']}")
         return rows
-    import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     threads = max(1, (os.cpu_count() or 2) // jobs)
     rows, schedule = [], Schedule(specs, jobs)
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool, \
-            progress.progress("ctc points", len(specs)) as bar:
+            progress.progress("ctc points", len(specs)) as bar, _workers_stop_with(pool):
         running: dict = {}  # future → (spec, relay); the slots a point holds are the schedule's to say
         while True:
             for spec, relay in list(running.values()):
@@ -305,6 +306,20 @@ def execute(specs: list[dict], jobs: int, backend: str, ray_address: str | None)
                 relay.show()
             bar.heartbeat()  # workers still loading their clips print nothing yet
     return rows
+
+
+@contextlib.contextmanager
+def _workers_stop_with(pool):
+    """A stop of this process (Ctrl-C, SIGTERM) stops its workers too, each saving its work as a command of its
+    own would; then the pool waits for them and starts nothing more."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        from vcm.stopping import stop_workers
+
+        stop_workers(multiprocessing.active_children())
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
 
 
 class Schedule:

@@ -105,32 +105,40 @@ def make_loss(cfg: TrainConfig, device, frames: torch.Tensor, masks: torch.Tenso
 
 
 class StopFlag:
-    """SIGINT sets a flag checked between steps; a second Ctrl-C aborts at once."""
+    """SIGINT or SIGTERM sets a flag checked between steps; a second Ctrl-C aborts at once (a second SIGTERM,
+    as a parent process passes one on to its workers after the terminal's Ctrl-C, changes nothing)."""
 
     def __init__(self, extra: Callable[[int], bool] | None):
         self.requested = False
         self.extra = extra
-        self._old = None
+        self._old: dict = {}
 
     def __enter__(self):
+        from vcm.stopping import STOP_SIGNALS
+
         try:
-            self._old = signal.signal(signal.SIGINT, self._handle)
+            self._old = {s: signal.signal(s, self._handle) for s in STOP_SIGNALS}
         except ValueError:  # not in the main thread
-            self._old = None
+            self._old = {}
         return self
 
     def _handle(self, signum, frame):
+        from vcm.stopping import received
+
+        name = received(signum)
         if self.requested:
-            raise KeyboardInterrupt
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            return
         self.requested = True
-        progress.log("[yellow]Ctrl-C: finishing this step and saving a checkpoint (Ctrl-C again to abort)")
+        progress.log(f"[yellow]{name}: finishing this step and saving a checkpoint (Ctrl-C again to abort)")
 
     def __call__(self, step: int) -> bool:
         return self.requested or (self.extra is not None and self.extra(step))
 
     def __exit__(self, *exc):
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
+        for s, old in self._old.items():
+            signal.signal(s, old)
 
 
 def load_run(run_dir: Path) -> tuple[torch.nn.Module, dict]:
