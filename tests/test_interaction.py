@@ -157,6 +157,37 @@ def test_sigterm_to_a_parallel_sweep_stops_its_workers_and_keeps_their_work(tmp_
     assert list((tmp_path / "out" / "fits").rglob("checkpoint.pt"))
 
 
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc")
+def test_a_killed_worker_fails_its_point_and_the_sweep_goes_on(tmp_path):
+    """A worker killed (the system out of memory, SIGKILL) ended `vcm ctc run --jobs 2` with a BrokenProcessPool
+    traceback and left the other points unrun. Now its point is recorded as failed, run again next time (its fit
+    from its checkpoint), and the others run on new workers."""
+    cfg = tmp_path / "sweep.yaml"
+    cfg.write_text("sequences: [{name: carphone, path: 'sample:carphone', frames: '0:8'}]\n"
+                   "device: cpu\ncodecs:\n  nerv:\n    fits: [{preset: demo, epochs: 400, points: [{bits: 8}]}]\n"
+                   "  hevc: {qps: [40]}\n")
+    proc = start_cli("ctc", "run", cfg, "--out", tmp_path / "out", "--jobs", "2", cwd=tmp_path)
+
+    def kill_the_worker():
+        workers = [pid for pid in _children(proc.pid) if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        assert len(workers) == 1  # the lone fit runs alone, the anchor waits for its network
+        os.kill(workers[0], signal.SIGKILL)
+
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if "/800  (" in line:  # the worker's fit is training
+            kill_the_worker()
+            break
+    _, rest = proc.communicate(timeout=300)
+    err = " ".join(("".join(seen) + rest).split())
+    assert proc.returncode == 1 and "Traceback" not in err, err[-2000:]
+    assert "failed carphone nerv demo_e400_pr0p0_b8: its worker process ended abruptly while it ran" in err
+    points = tmp_path / "out" / "points" / "carphone"
+    assert json.loads((points / "hevc" / "qp40" / "result.json").read_text())["status"] == "ok"
+    assert json.loads((points / "nerv" / "demo_e400_pr0p0_b8" / "result.json").read_text())["status"] == "failed"
+
+
 def test_sigterm_to_a_fit_saves_its_checkpoint_as_ctrl_c_does(tmp_path):
     proc = start_cli("fit", "sample:carphone", "--preset", "demo", "--epochs", "400", "--frames", "0:8", "--out",
                      tmp_path / "run", cwd=tmp_path)

@@ -9,7 +9,6 @@ Layout of the output folder:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import multiprocessing
 import os
@@ -140,15 +139,20 @@ def safe_run_point(spec: dict) -> dict:
     except BaseException as err:  # noqa: BLE001 - a failed point must not end the run
         if isinstance(err, KeyboardInterrupt):
             raise
-        from vcm.fsutil import write_json
-
         msg = str(err) if isinstance(err, VcmError) else f"{type(err).__name__}: {err}"
-        row = {"status": "failed", "sequence": spec["sequence"], "codec": spec["codec"], "point": spec["point_id"],
-               "error": msg.splitlines()[0] if msg else type(err).__name__,
-               "traceback": None if isinstance(err, VcmError) else traceback.format_exc(limit=5)}
-        Path(spec["workdir"]).mkdir(parents=True, exist_ok=True)
-        write_json(Path(spec["workdir"]) / "result.json", row)
-        return row
+        return failed_row(spec, msg.splitlines()[0] if msg else type(err).__name__,
+                          None if isinstance(err, VcmError) else traceback.format_exc(limit=5))
+
+
+def failed_row(spec: dict, error: str, trace: str | None = None) -> dict:
+    """Record ``spec``'s point as failed (its result.json; run again by the next ``vcm ctc run``); the row."""
+    from vcm.fsutil import write_json
+
+    row = {"status": "failed", "sequence": spec["sequence"], "codec": spec["codec"], "point": spec["point_id"],
+           "error": error, "traceback": trace}
+    Path(spec["workdir"]).mkdir(parents=True, exist_ok=True)
+    write_json(Path(spec["workdir"]) / "result.json", row)
+    return row
 
 
 def run(config_path: Path, out: Path, data: Path | None = None, annotations: Path | None = None,
@@ -272,54 +276,79 @@ def execute(specs: list[dict], jobs: int, backend: str, ray_address: str | None)
                 _log_point(rows[-1])
                 bar.advance(1, status=f"{spec['sequence']} {spec['codec']} {spec['point_id']}")
         return rows
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures import FIRST_COMPLETED, wait
+    from concurrent.futures.process import BrokenProcessPool
 
     threads = max(1, (os.cpu_count() or 2) // jobs)
     rows, schedule = [], Schedule(specs, jobs)
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool, \
-            progress.progress("ctc points", len(specs)) as bar, _workers_stop_with(pool):
-        running: dict = {}  # future → (spec, relay); the slots a point holds are the schedule's to say
+    with _Workers(jobs) as workers, progress.progress("ctc points", len(specs)) as bar:
+        running: dict = {}  # future → (spec, relay, pool); the slots a point holds are the schedule's to say
         while True:
-            for spec, relay in list(running.values()):
+            for spec, relay, _ in list(running.values()):
                 if schedule.holds_back(spec) and (Path(spec["workdir"]) / FITTED).exists():
                     schedule.fitted(spec)
                     progress.log(f"{relay.what}: network on disk; its other points start beside it")
-            free = jobs - sum(schedule.slots(spec) for spec, _ in running.values())
+            free = jobs - sum(schedule.slots(spec) for spec, *_ in running.values())
             while (spec := schedule.take(free)) is not None:
                 slots = schedule.slots(spec)
                 free -= slots
                 (Path(spec["workdir"]) / FITTED).unlink(missing_ok=True)  # a marker left by an earlier run
                 relay = _Relay(spec)  # before the worker starts its log
-                running[pool.submit(safe_run_point, {**spec, "threads": threads * slots, "quiet": True,
-                                                     "threads_after_fit": threads if slots > 1 else None})] = (spec, relay)
+                fut = workers.pool.submit(safe_run_point, {**spec, "threads": threads * slots, "quiet": True,
+                                                           "threads_after_fit": threads if slots > 1 else None})
+                running[fut] = (spec, relay, workers.pool)
             if not running:
                 break
             done, _ = wait(running, timeout=1.0, return_when=FIRST_COMPLETED)  # the relays look once a second
             for fut in done:
-                spec, relay = running.pop(fut)
+                spec, relay, pool = running.pop(fut)
                 relay.show()  # its last lines, ahead of its result
                 schedule.finished(spec)
-                rows.append(fut.result())
+                try:
+                    rows.append(fut.result())
+                except BrokenProcessPool:  # a worker was killed (the system out of memory, a signal): every point
+                    # of that pool ends here, recorded as failed, and the rest run on a new one
+                    rows.append(failed_row(spec, "its worker process ended abruptly while it ran (killed: the system "
+                                                 "out of memory, or a signal); vcm ctc run runs it again, a fit from "
+                                                 "its last checkpoint"))
+                    workers.replace(pool)
                 _log_point(rows[-1])
                 bar.advance(1)
-            for _, relay in running.values():
+            for _, relay, _ in running.values():
                 relay.show()
             bar.heartbeat()  # workers still loading their clips print nothing yet
     return rows
 
 
-@contextlib.contextmanager
-def _workers_stop_with(pool):
-    """A stop of this process (Ctrl-C, SIGTERM) stops its workers too, each saving its work as a command of its
-    own would; then the pool waits for them and starts nothing more."""
-    try:
-        yield
-    except KeyboardInterrupt:
-        from vcm.stopping import stop_workers
+class _Workers:
+    """The worker processes of a parallel run: a pool, replaced when a worker of it dies (``replace``), and
+    stopped with this process (Ctrl-C, SIGTERM: each worker saves its work as a command of its own would; the
+    pool then waits for them and starts nothing more)."""
 
-        stop_workers(multiprocessing.active_children())
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
+    def __init__(self, jobs: int):
+        self.jobs = jobs
+        self.pool = self._new()
+
+    def _new(self):
+        from concurrent.futures import ProcessPoolExecutor
+
+        return ProcessPoolExecutor(max_workers=self.jobs, mp_context=multiprocessing.get_context("spawn"))
+
+    def replace(self, broken) -> None:
+        if broken is self.pool:
+            broken.shutdown(wait=False, cancel_futures=True)
+            self.pool = self._new()
+
+    def __enter__(self) -> "_Workers":
+        return self
+
+    def __exit__(self, kind, err, tb) -> None:
+        if kind is not None and issubclass(kind, KeyboardInterrupt):
+            from vcm.stopping import stop_workers
+
+            stop_workers(multiprocessing.active_children())
+            self.pool.shutdown(wait=True, cancel_futures=True)
+        self.pool.shutdown(wait=True)
 
 
 class Schedule:
