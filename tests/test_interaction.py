@@ -80,6 +80,23 @@ def test_argument_errors_come_before_any_frame_is_read(tmp_path, args, message):
     assert message in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize("code, said", [("ENOSPC", "No space left on device"), ("EACCES", "Permission denied")])
+def test_a_full_disk_or_a_folder_it_may_not_write_is_one_line(tmp_path, code, said):
+    """An OSError of the place a command writes was a traceback; it is one line that says what and where."""
+    script = ("import errno, os, pathlib, sys\n"
+              "real = pathlib.Path.mkdir\n"
+              "def mkdir(self, *a, **k):\n"
+              f"    if self.name == 'blocked':\n        raise OSError(errno.{code}, os.strerror(errno.{code}), str(self))\n"
+              "    return real(self, *a, **k)\n"
+              "pathlib.Path.mkdir = mkdir\n"
+              "from vcm.cli import main\nmain(sys.argv[1:])\n")
+    proc = subprocess.run([sys.executable, "-c", script, "fit", "sample:carphone", "--frames", "0:2", "--preset", "demo",
+                           "--steps", "1", "--out", tmp_path / "blocked"], cwd=tmp_path, capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=300)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-1500:]
+    assert f"error: {said}: {tmp_path / 'blocked'};" in " ".join(proc.stderr.split())
+
+
 def test_version():
     proc = run_cli("--version")
     assert proc.returncode == 0 and proc.stdout.startswith("vcm ")

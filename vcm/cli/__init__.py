@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 
 import typer
@@ -49,6 +50,11 @@ def main(argv: list[str] | None = None) -> None:
         console.print(f"[red]error:[/red] out of memory: {escape(_what_failed(err))}; free memory, or ask for less "
                       "(--params, --batch or --frames, where the command takes them)", soft_wrap=True, highlight=False)
         sys.exit(1)
+    except OSError as err:
+        if err.errno not in _WHERE_IT_WRITES:
+            raise
+        console.print(f"[red]error:[/red] {escape(_os_error(err))}", soft_wrap=True, highlight=False)
+        sys.exit(1)
     except typer.TyperException as err:  # usage errors: bad option, missing argument...
         message = err.format_message() if hasattr(err, "format_message") else str(err)
         ctx = getattr(err, "ctx", None)
@@ -72,6 +78,19 @@ def _interrupted(console) -> None:
     console.print(f"[yellow]interrupted ({cause()}): stopped; finished results and saved checkpoints are kept, "
                   "nothing unfinished was recorded" + ("; the same command again continues from there" if again else "")
                   + "[/yellow]", soft_wrap=True)
+
+
+# Errors of the place a command reads or writes, not of vcm: one line, what and where. Writes go to a temporary
+# file renamed into place, so nothing the user had is lost; a stopped run continues from what it saved.
+_WHERE_IT_WRITES = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def _os_error(err: OSError) -> str:
+    where = f": {err.filename}" if err.filename else ""
+    full = "; free space there, or write elsewhere: a stopped run continues from what it saved"
+    hint = {errno.ENOSPC: full, errno.EDQUOT: full, errno.EROFS: "; write elsewhere"}.get(
+        err.errno, "; check the permissions, or write elsewhere")
+    return f"{err.strerror or type(err).__name__}{where}{hint}"
 
 
 def _out_of_memory(err: BaseException) -> bool:
