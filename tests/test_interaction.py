@@ -262,3 +262,37 @@ def test_the_run_log_relays_every_line_a_worker_wrote_not_only_its_newest(tmp_pa
     shown = [line.split(" ", 2)[2] for line in log.read_text().splitlines()]
     assert shown == ["  [c hinerv p] fit (steps): started (900 to do)", "  [c hinerv p] fit (steps): done",
                      "  [c hinerv p] rate-distortion λ=1 (steps): started (360 to do)"]
+
+
+def test_a_second_sweep_on_the_same_results_leaves_a_running_point_to_the_first(tmp_path):
+    """Two `vcm ctc run` on one results folder (another --only, another machine on a shared disk): the second
+    waited for the first's fit, then failed the point ("stream.nerv is being written by another vcm command"),
+    recording a failure over a point that was about to finish, after clearing the first one's point.log."""
+    from tests.conftest import tiny_ctc_config
+
+    cfg = tiny_ctc_config(tmp_path, "{steps: 3000, batch: 2, lr: 3.0e-3}",
+                          "  nerv:\n    fits: [{{preset: {preset}, points: [{{prune: 0.0, bits: 8}}]}}]\n")
+    import threading
+
+    first = start_cli("ctc", "run", cfg, "--out", tmp_path / "out", cwd=tmp_path)
+    seen, training = [], threading.Event()
+
+    def drain():  # read the first one's log all along: a full pipe would stall it while the second one waits
+        for line in first.stderr:
+            seen.append(line)
+            if "/3000  (" in line:  # its fit is training
+                training.set()
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    assert training.wait(timeout=120), "".join(seen)[-1500:]
+    second = run_cli("ctc", "run", cfg, "--out", tmp_path / "out", cwd=tmp_path, timeout=120)
+    said = " ".join(second.stderr.split())
+    assert second.returncode == 0 and f"(pid {first.pid}) is running it; left to it" in said, second.stderr[-1500:]
+    point = tmp_path / "out" / "points" / "tiny" / "nerv" / "tiny_pr0p0_b8"
+    assert not (point / "result.json").exists()
+    first.wait(timeout=300)
+    reader.join(timeout=10)
+    assert first.returncode == 0, "".join(seen)[-1500:]
+    assert json.loads((point / "result.json").read_text())["status"] == "ok"
+    assert "(steps): started (3000 to do)" in (point / "point.log").read_text()  # its log was left alone

@@ -166,6 +166,11 @@ def run_demo(out: Path, device: str = "auto", epochs: int | None = None, jobs: i
         from vcm.errors import VcmError
 
         raise VcmError(f"{result['failed']} demo point(s) failed; see {out}/points/*/*/*/result.json")
+    if result["elsewhere"]:
+        from vcm.errors import VcmError
+
+        raise VcmError(f"{result['elsewhere']} demo point(s) are being run by another vcm command in {out}; "
+                       f"run vcm demo again once it ends")
     # mAP curves saturate and wobble at the detector's ceiling: made monotone before BD (the report says so)
     report = make_report(out, anchor="hevc", monotone_map=True)
     write_json(out / MARKER, _stamp(config_text, True, epochs))

@@ -89,6 +89,14 @@ def _acquire(f) -> bool:
     return True
 
 
+class Busy(VcmError):
+    """An output another process is writing now (:func:`output_lock`); ``pid`` is that process's, 0 unknown."""
+
+    def __init__(self, message: str, pid: int):
+        super().__init__(message)
+        self.pid = pid
+
+
 @contextlib.contextmanager
 def output_lock(path: str | os.PathLike) -> Iterator[None]:
     """Hold ``.<name>.lock`` beside ``path`` while a command writes it and the training states it keeps
@@ -100,8 +108,9 @@ def output_lock(path: str | os.PathLike) -> Iterator[None]:
     lock = path.with_name(f".{path.name}.lock")
     with open(lock, "a+") as f:
         if not _acquire(f):
-            raise VcmError(f"{path} is being written by another vcm command{pid_note(_pid_in(f))}; "
-                           "wait for it to end, or name another output")
+            holder = _pid_in(f)
+            raise Busy(f"{path} is being written by another vcm command{pid_note(holder)}; "
+                       "wait for it to end, or name another output", holder or 0)
         try:
             yield
         finally:

@@ -44,7 +44,8 @@ def ctc_run(
         print_json({k: v for k, v in r.items() if k != "rows"})
     else:
         table("vcm ctc run", [("results", r["out"]), ("points", str(r["points"])), ("ran", str(r["ran"])),
-                              ("reused", str(r["reused"])), ("failed", str(r["failed"]))])
+                              ("reused", str(r["reused"])), ("failed", str(r["failed"]))]
+              + ([("left to another run", str(r["elsewhere"]))] if r["elsewhere"] else []))
     if r["failed"]:  # recorded in the results; the exit code tells scripts
         raise typer.Exit(1)
 

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from vcm import codecs, progress
+from vcm.ctc.result_row import RESULT
 from vcm.quality import summarize
 from vcm.rate import rate
 
@@ -57,16 +58,20 @@ def run_point(spec: dict) -> dict:
     from vcm.device import resolve_device
     from vcm.stopping import stop_on_terminate
 
+    from vcm.fsutil import output_lock
+
     stop_on_terminate()  # a worker process: its runner's stop reaches it as SIGTERM
     progress.set_quiet(spec.get("quiet", False))
     if spec.get("threads"):
         torch.set_num_threads(int(spec["threads"]))
     device = resolve_device(spec.get("device", "auto"))
     workdir = Path(spec["workdir"])
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / POINT_LOG).unlink(missing_ok=True)  # a point run again logs afresh
-    with progress.log_to(workdir / POINT_LOG):  # what a quiet worker did, read by the runner
-        return _run_point(spec, device)
+    # Held while the point runs: a second vcm ctc run on the same results folder (another --only, another
+    # machine on a shared disk) leaves it to this one (fsutil.Busy) instead of failing it or clobbering its log.
+    with output_lock(workdir / RESULT):
+        (workdir / POINT_LOG).unlink(missing_ok=True)  # a point run again logs afresh
+        with progress.log_to(workdir / POINT_LOG):  # what a quiet worker did, read by the runner
+            return _run_point(spec, device)
 
 
 def _run_point(spec: dict, device) -> dict:
@@ -98,7 +103,7 @@ def _run_point(spec: dict, device) -> dict:
         "provenance": provenance(device), "point_key": spec.get("point_key"),
         "inputs_key": spec.get("inputs_key"),
     }
-    write_json(Path(spec["workdir"]) / "result.json", row)
+    write_json(Path(spec["workdir"]) / RESULT, row)
     return row
 
 

@@ -132,10 +132,18 @@ def truth_of(cfg: dict, seq: dict, annotations: Path | None) -> dict:
     ).to_dict()
 
 
+ELSEWHERE = "elsewhere"  # a row's status: the point was being run by another vcm command, and was left to it
+
+
 def safe_run_point(spec: dict) -> dict:
     """run_point, with any failure recorded as a failed row instead of stopping the sweep."""
+    from vcm.fsutil import Busy
+
     try:
         return run_point(spec)
+    except Busy as err:  # another vcm command runs this point now: left to it, nothing recorded here
+        return {"status": ELSEWHERE, "sequence": spec["sequence"], "codec": spec["codec"], "point": spec["point_id"],
+                "pid": err.pid}
     except BaseException as err:  # noqa: BLE001 - a failed point must not end the run
         if isinstance(err, KeyboardInterrupt):
             raise
@@ -256,11 +264,16 @@ def _run(specs: list[dict], out: Path, jobs: int, backend: str, ray_address: str
     # points that aim at another point's rate run once every other point has
     rows = execute([s for s in todo if "after" not in s], jobs, backend, ray_address)
     rows += execute([s for s in todo if "after" in s], jobs, backend, ray_address)
-    failed = [r for r in rows if r.get("status") != "ok"]
+    failed = [r for r in rows if r.get("status") not in ("ok", ELSEWHERE)]
     for r in failed:
         progress.log(f"[red]failed[/red] {r['sequence']} {r['codec']} {r['point']}: {r['error']}")
-    return {"out": str(out), "points": len(specs), "ran": len(todo), "reused": len(reused), "failed": len(failed),
-            "rows": reused + rows}
+    elsewhere = [r for r in rows if r.get("status") == ELSEWHERE]
+    if elsewhere:
+        progress.log(f"left {len(elsewhere)} point(s) to the other vcm command that was running them; their results "
+                     f"join {out} when it ends (vcm ctc report then shows them)")
+    return {"out": str(out), "points": len(specs), "ran": len(todo) - len(elsewhere), "reused": len(reused),
+            "failed": len(failed), "elsewhere": len(elsewhere),
+            "rows": reused + [r for r in rows if r.get("status") != ELSEWHERE]}
 
 
 def execute(specs: list[dict], jobs: int, backend: str, ray_address: str | None) -> list[dict]:
@@ -480,7 +493,11 @@ class _Relay:
 
 def _log_point(row: dict) -> None:
     what = f"{row['sequence']} {row['codec']} {row['point']}"
-    if row.get("status") == "ok":
+    if row.get("status") == ELSEWHERE:
+        from vcm.fsutil import pid_note
+
+        progress.log(f"point {what}: another vcm command{pid_note(row.get('pid'))} is running it; left to it")
+    elif row.get("status") == "ok":
         progress.log(f"point {what}: {row['bytes']:,} bytes, {row['kbps']:.2f} kbps, PSNR {row['psnr']:.2f} dB")
     else:
         progress.log(f"point {what}: failed ({row.get('error')})")
