@@ -4,24 +4,42 @@ the command stops with what it finished and its saved checkpoints kept, as after
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import threading
+from typing import Iterator
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _received: list[int] = []  # the stop signals this process was sent, in order
 
 
-def stop_on_terminate() -> None:
-    """From now on SIGTERM raises KeyboardInterrupt in this process, once: a second one while it stops is
-    ignored, so that a stop already under way (a checkpoint being written) is not cut short by a repeat."""
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _as_interrupt)
+def install() -> dict:
+    """From now on Ctrl-C and SIGTERM raise KeyboardInterrupt in this process: every Ctrl-C (a second one aborts a
+    stop under way), a SIGTERM only when it is the first stop (a parent passing its stop on to its workers after the
+    terminal's Ctrl-C reached them must not cut their stop short). Returns the handlers it replaced."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {s: signal.signal(s, _as_interrupt) for s in STOP_SIGNALS}
+
+
+@contextlib.contextmanager
+def like_a_command() -> Iterator[None]:
+    """:func:`install` while a worker process runs a task for its parent, then its own handlers again: an idle
+    worker that a stop reaches ends quietly instead of raising in its pool's loop."""
+    old = install()
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
 
 
 def _as_interrupt(signum, frame) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    first = not _received
     received(signum)
-    raise KeyboardInterrupt
+    if first or signum == signal.SIGINT:
+        raise KeyboardInterrupt
 
 
 def received(signum: int) -> str:
@@ -31,17 +49,14 @@ def received(signum: int) -> str:
 
 
 def cause() -> str:
-    """What stopped this process, for the closing message: the first stop signal noted, else Ctrl-C (a
-    KeyboardInterrupt raised by Python's own SIGINT handler)."""
+    """What stopped this process, for the closing message: the first stop signal noted, else Ctrl-C."""
     return _name(_received[0]) if _received else "Ctrl-C"
 
 
 def stop_workers(processes) -> None:
     """Ask worker processes (``multiprocessing`` children) to stop as this one does: SIGTERM, which a worker
-    that runs :func:`stop_on_terminate` takes as Ctrl-C. A worker started by ``kill``-ing its parent alone
-    went on with its point, outside any run, holding its fit's lock and the cores."""
-    import os
-
+    running a task under :func:`like_a_command` takes as Ctrl-C. A worker whose parent alone was ``kill``-ed went
+    on with its point outside any run, holding its fit's lock and the cores."""
     for p in processes:
         if p.is_alive() and p.pid is not None:
             try:

@@ -19,17 +19,14 @@ def main(argv: list[str] | None = None) -> None:
 
     from rich.markup import escape
 
+    from vcm import stopping
     from vcm.errors import VcmError
     from vcm.progress import console
 
-    import signal
-
-    from vcm.stopping import stop_on_terminate
-
-    # Ctrl-C is a KeyboardInterrupt at every stage, even when the shell started vcm with SIGINT
-    # ignored (a background job of a script): stages that can save work install their own handler.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    stop_on_terminate()  # `kill`, a scheduler's time limit: stopped as by Ctrl-C, work saved, no worker left behind
+    # Ctrl-C is a KeyboardInterrupt at every stage, even when the shell started vcm with SIGINT ignored (a
+    # background job of a script), and so is SIGTERM (`kill`, a scheduler's time limit): stages that can save
+    # work install their own handler, and a parallel run passes the stop on to its workers.
+    stopping.install()
     # CompressAI scripts functions with torch.jit.script, which torch now deprecates: not actionable here.
     warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*deprecated", category=FutureWarning)
     try:

@@ -55,12 +55,16 @@ def _detect(spec: dict, video, frames_u8: np.ndarray, device) -> dict:
 
 def run_point(spec: dict) -> dict:
     """Encode, decode and evaluate one point; returns its result row (also written to result.json)."""
-    from vcm.device import resolve_device
-    from vcm.stopping import stop_on_terminate
+    from vcm import stopping
 
+    with stopping.like_a_command():  # in a worker process, its runner's stop reaches it as SIGTERM
+        return _run_point_here(spec)
+
+
+def _run_point_here(spec: dict) -> dict:
+    from vcm.device import resolve_device
     from vcm.fsutil import output_lock
 
-    stop_on_terminate()  # a worker process: its runner's stop reaches it as SIGTERM
     progress.set_quiet(spec.get("quiet", False))
     if spec.get("threads"):
         torch.set_num_threads(int(spec["threads"]))
