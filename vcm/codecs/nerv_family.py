@@ -315,7 +315,7 @@ class NervFamily(Codec):
                 "settings_path": Path(m["config"]) if m.get("config") else None, "source": m.get("source")}
 
     def _fit(self, spec: dict, video, device) -> tuple[Path, float]:
-        from vcm.masks.provide import masks_for_fit, masks_record
+        from vcm.masks.provide import completed_record, masks_for_fit, masks_record
         from vcm.nerv.train import fit, read_metrics, run_differs
 
         p = spec["point"]
@@ -327,7 +327,7 @@ class NervFamily(Codec):
         with _locked(fit_dir.with_suffix(".lock")):
             mask_args = self._mask_args(p)
             stale = run_differs(fit_dir, video, model_spec.build_for(video), train,
-                                None if mask_args is None else masks_record(**mask_args))
+                                None if mask_args is None else masks_record(**mask_args), completed_record)
             if stale:  # the config changed under the same fit name (the sequence's frames, a preset edited)
                 import shutil
 

@@ -461,10 +461,12 @@ def _resume(ckpt_path: Path, config: dict, model, opt, device, rate=None) -> tup
     return int(ckpt["step"]), list(ckpt.get("history", []))
 
 
-def run_differs(run_dir: Path, video: Video, model_cfg, cfg: TrainConfig, masks: dict | None = None) -> str | None:
+def run_differs(run_dir: Path, video: Video, model_cfg, cfg: TrainConfig, masks: dict | None = None,
+                completed: Callable[[dict], dict] | None = None) -> str | None:
     """What differs between the fit in ``run_dir``, finished or stopped with a checkpoint, and the one ``video``,
     ``model_cfg`` and ``cfg`` would train (other frames, another network, a training option, and with ``masks``,
-    the fields its edge masks' record in config.json must hold), in words; None when it is the same fit or
+    the fields its edge masks' record in config.json must hold, that record first passed through ``completed``
+    when given: fields a fit recorded before they were can be read elsewhere), in words; None when it is the same fit or
     ``run_dir`` holds none. A fit cache (a CTC run's ``fits/``) reuses or resumes a run only when None: a stopped
     fit of another config was resumed, and refused ("cannot resume: training option ...") in every point."""
     if not ((Path(run_dir) / METRICS).exists() or (Path(run_dir) / CHECKPOINT).exists()):
@@ -482,10 +484,8 @@ def run_differs(run_dir: Path, video: Video, model_cfg, cfg: TrainConfig, masks:
     if changed:
         return f"other training options ({', '.join(changed)})"
     recorded = old.get("masks") if isinstance(old.get("masks"), dict) else {}
-    if masks is not None:
-        from vcm.masks.provide import completed_record
-
-        recorded = completed_record(recorded)
+    if completed is not None:
+        recorded = completed(recorded)
     if masks is not None and any(not _same(recorded.get(k), v) for k, v in masks.items()):
         return "other edge masks"
     return None
