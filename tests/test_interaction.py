@@ -247,9 +247,11 @@ def test_the_run_log_relays_every_line_a_worker_wrote_not_only_its_newest(tmp_pa
     workdir.mkdir(parents=True)
     (workdir / "point.log").write_text("2026-01-01 00:00:00 left by an earlier run\n")
     relay = _Relay({"workdir": str(workdir), "sequence": "c", "codec": "hinerv", "point_id": "p"})
-    assert not (workdir / "point.log").exists()  # the worker logs afresh; nothing of the earlier run is shown
-    relay.show()  # not started yet: nothing, and no error
     log = workdir.parent / "run.log"
+    with progress.log_to(log):
+        relay.show()  # the worker has not started: nothing of the earlier run (or of another command's) is shown
+    assert (workdir / "point.log").exists()  # nor is that log removed: it may be another run's, still being written
+    (workdir / "point.log").unlink()  # the worker starts its own afresh
     with progress.log_to(log), open(workdir / "point.log", "a") as f:
         f.write("2026-01-01 10:00:00 fit (steps): started (900 to do)\n"
                 "2026-01-01 10:00:04 fit (steps): done\n2026-01-01 10:00:05 rate-distortion λ=1 (steps): sta")
@@ -286,7 +288,8 @@ def test_a_second_sweep_on_the_same_results_leaves_a_running_point_to_the_first(
     reader = threading.Thread(target=drain, daemon=True)
     reader.start()
     assert training.wait(timeout=120), "".join(seen)[-1500:]
-    second = run_cli("ctc", "run", cfg, "--out", tmp_path / "out", cwd=tmp_path, timeout=120)
+    # in parallel, whose runner relays each point's log: it removed the log of a point it was about to start
+    second = run_cli("ctc", "run", cfg, "--out", tmp_path / "out", "--jobs", "2", cwd=tmp_path, timeout=120)
     said = " ".join(second.stderr.split())
     assert second.returncode == 0 and f"(pid {first.pid}) is running it; left to it" in said, second.stderr[-1500:]
     point = tmp_path / "out" / "points" / "tiny" / "nerv" / "tiny_pr0p0_b8"

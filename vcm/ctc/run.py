@@ -9,6 +9,7 @@ Layout of the output folder:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
@@ -19,6 +20,7 @@ from vcm import progress
 from vcm.codecs import FITTED
 from vcm.ctc import config as ctc_config
 from vcm.ctc.points import read_result, run_point
+from vcm.ctc.result_row import RESULT
 from vcm.errors import VcmError
 
 LOG = "ctc.log"
@@ -159,7 +161,7 @@ def failed_row(spec: dict, error: str, trace: str | None = None) -> dict:
     row = {"status": "failed", "sequence": spec["sequence"], "codec": spec["codec"], "point": spec["point_id"],
            "error": error, "traceback": trace}
     Path(spec["workdir"]).mkdir(parents=True, exist_ok=True)
-    write_json(Path(spec["workdir"]) / "result.json", row)
+    write_json(Path(spec["workdir"]) / RESULT, row)
     return row
 
 
@@ -470,14 +472,33 @@ class _Relay:
 
         self.path = Path(spec["workdir"]) / POINT_LOG
         self.what = f"{spec['sequence']} {spec['codec']} {spec['point_id']}"
-        self.offset = 0  # where the last look ended
-        self.path.unlink(missing_ok=True)  # a log left by an earlier run of the point (its worker logs afresh)
+        # A log there now is an earlier run's, or another command's that runs the point (and keeps it): never
+        # removed here, never shown. The worker starts its own afresh under the point's lock, and a log is told
+        # from another by its first line (a new file may get the old one's inode).
+        self.head, self.offset = self._head(), 0  # offset: where the last look ended, in the log of that head
+        if self.head is not None:
+            self.offset = self.path.stat().st_size
+
+    def _head(self, f=None) -> bytes | None:
+        """The log's first line (a complete one, or b"" while there is none yet); None without a log."""
+        try:
+            with open(self.path, "rb") if f is None else contextlib.nullcontext(f) as g:
+                g.seek(0)
+                line = g.readline(1024)
+        except OSError:
+            return None
+        return line if line.endswith(b"\n") else b""
 
     def show(self) -> None:
         from rich.markup import escape
 
         try:
             with open(self.path, "rb") as f:
+                head = self._head(f)
+                if not head:
+                    return  # no complete line yet
+                if head != self.head:  # the point's own log, started afresh
+                    self.head, self.offset = head, 0
                 end = f.seek(0, os.SEEK_END)
                 f.seek(max(self.offset, end - 64 * 1024))
                 text = f.read()
