@@ -255,3 +255,19 @@ def test_a_file_fingerprint_is_read_once_and_again_once_the_file_is_written(tmp_
     second = provenance.file_fingerprint(path)
     assert second != first and len(reads) == 2
     assert second == hashlib.sha256(b"b" + b"a" * 4095).hexdigest()[:16]
+
+
+def test_a_sam_checkpoints_fingerprint_is_read_once_per_plan(tmp_path, monkeypatch):
+    """SA-NeRV points on SAM masks each name the weights (2.4 GB for vit_h): their head and tail are read once
+    while the file stays, through the same cache as any file's fingerprint, and again once it is replaced."""
+    from vcm.masks import sam
+
+    path = tmp_path / "sam.pth"
+    path.write_bytes(b"a" * 4096)
+    reads = []
+    real = sam._head_and_tail_digest
+    monkeypatch.setattr(sam, "_head_and_tail_digest", lambda p: (reads.append(p), real(p))[1])
+    first = sam.checkpoint_fingerprint(path)
+    assert sam.checkpoint_fingerprint(path) == first and len(reads) == 1
+    path.write_bytes(b"b" * 4096)
+    assert sam.checkpoint_fingerprint(path) != first and len(reads) == 2

@@ -169,6 +169,10 @@ def test_icm_train_lowers_the_masked_loss_and_resumes(tmp_path):
     assert swapped.returncode == 1 and "were made with other SAM weights" in swapped.stderr, swapped.stderr[-500:]
     torch.manual_seed(0)
     torch.save(build_tiny_sam().state_dict(), tmp_path / "sam.pth")
+    (tmp_path / "run" / "masks" / "made_with.json").write_text("{damaged")
+    damaged = run_cli(*args, "--epochs", "5", "--resume")
+    assert damaged.returncode == 1 and "made_with.json cannot be read" in damaged.stderr, damaged.stderr[-500:]
+    (tmp_path / "run" / "masks" / "made_with.json").unlink()  # a run from before the record: taken as it is
     refused = run_blocked(["torch", "compressai"], *args, "--epochs", "4")  # at once, before the libraries load
     assert refused.returncode == 1 and "--resume" in refused.stderr, refused.stderr[-500:]
     # resumed as another codec (another λ here), or with fewer epochs than done: refused, the run untouched

@@ -15,6 +15,7 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 
 @functools.lru_cache(maxsize=1)
@@ -75,15 +76,26 @@ def file_fingerprint(path: str | os.PathLike) -> str:
             h.update(str(f.relative_to(path)).encode())
             _hash_into(h, f)
         return h.hexdigest()[:16]
+    return digest_while_unchanged(path, _file_digest)
+
+
+def digest_while_unchanged(path: str | os.PathLike, digest: Callable[[Path], str]) -> str:
+    """``digest(path)``, computed once per process while the file's inode, size and change times stay: a file
+    written since is read again."""
+    path = Path(path)
     st = path.stat()
-    return _file_digest(str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    return _cached_digest(digest, str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 @functools.lru_cache(maxsize=256)
-def _file_digest(path: str, *stat_key: int) -> str:
-    """``stat_key`` only keys the cache: a file written since is read again."""
+def _cached_digest(digest: Callable[[Path], str], path: str, *stat_key: int) -> str:
+    """``stat_key`` only keys the cache."""
+    return digest(Path(path))
+
+
+def _file_digest(path: Path) -> str:
     h = hashlib.sha256()
-    _hash_into(h, Path(path))
+    _hash_into(h, path)
     return h.hexdigest()[:16]
 
 

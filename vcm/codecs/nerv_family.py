@@ -296,10 +296,10 @@ class NervFamily(Codec):
         inputs = {"model": asdict(model_spec), "train": train.to_dict()}
         mask_args = self._mask_args(point)
         if mask_args is not None and (mask_args["masks"] is not None or mask_args["sam_checkpoint"] is not None):
-            from vcm.masks.provide import masks_record
+            from vcm.masks.provide import SAM_INPUTS, masks_record
 
             record = masks_record(**mask_args)
-            made_by = {k: record[k] for k in ("checkpoint_fingerprint", "settings") if k in record}
+            made_by = {k: record[k] for k in SAM_INPUTS if k in record}
             if "fingerprint" in record or made_by:
                 inputs["masks"] = record.get("fingerprint") or made_by
         return inputs

@@ -85,11 +85,12 @@ def _check_made_with(cache: Path, sam_checkpoint: Path, sam_model: str, settings
     try:
         before = json.loads(record.read_text()) if record.exists() else None
     except (OSError, ValueError):
-        before = {}
+        raise VcmError(f"{record} cannot be read, so the masks beside it cannot be checked against the SAM weights; "
+                       f"start a new run with --out DIR") from None
     if before is None:  # a run's masks from before this record are taken as made with these weights
         write_json(record, made_with)
     elif before != json.loads(json.dumps(made_with)):
-        what = "weights" if before.get("checkpoint_fingerprint") != made_with["checkpoint_fingerprint"] else "settings"
+        what = "weights" if not isinstance(before, dict) or before.get("checkpoint_fingerprint") != made_with["checkpoint_fingerprint"] else "settings"
         raise VcmError(f"the edge masks in {cache} were made with other SAM {what} than --sam-checkpoint gives; "
                        f"give the ones this run was started with, or start a new run with --out DIR")
 

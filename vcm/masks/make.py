@@ -27,30 +27,26 @@ def path_for_alpha(out: Path | None, video: Video, sam_model: str, alpha: float,
     return out.with_name(f"{out.stem}_a{alpha:g}{out.suffix}") if several else out
 
 
-def sam_mask_meta(video: Video, sam_model: str, checkpoint: Path, alpha: float, settings: MaskSettings,
-                  checkpoint_fp: str | None = None) -> dict:
-    """The metadata a mask file made by SAM from these inputs carries: what decides its masks (the frames'
-    content, the weights' content, the generator settings, α) and the frames' size and range."""
-    return {"alpha": float(alpha), "sam_model": sam_model, "checkpoint": str(checkpoint),
-            "checkpoint_fingerprint": checkpoint_fp or checkpoint_fingerprint(Path(checkpoint), sam_model),
-            "settings": settings.to_dict(), "source_frames": [video.source_frames.start, video.source_frames.stop],
-            "video": video.name, "video_fingerprint": video.fingerprint(), "width": video.width, "height": video.height}
-
-
 def make_masks(video: Video, sam_model: str, checkpoint: Path, alphas: list[float], settings: MaskSettings,
-               out: Path | None, device, should_stop=None, overwrite: bool = False) -> list[dict]:
+               out: Path | None, device, should_stop=None, overwrite: bool = False,
+               hint: str = "pass --overwrite to replace them, or name another --out") -> list[dict]:
     """Make one mask file per α; returns a summary per file. Finished frames are never redone, and a finished
-    file made from the same frames, weights and settings is reused as it is (``overwrite``: made again)."""
+    file made from the same frames, weights and settings is reused as it is (``overwrite``: made again); one made
+    otherwise is refused, ``hint`` saying what to do."""
     from vcm.masks.store import check_mask_output, kept_masks, load_masks
 
     paths = [path_for_alpha(out, video, sam_model, alpha, len(alphas) > 1) for alpha in alphas]
     for path in paths:  # before SAM is loaded: a name taken by another file is refused at once
         check_mask_output(path)
     ckpt_fp = checkpoint_fingerprint(Path(checkpoint), sam_model)
+    video_fp = video.fingerprint()
     jobs = []
     for alpha, path in zip(alphas, paths):
-        meta = sam_mask_meta(video, sam_model, checkpoint, alpha, settings, ckpt_fp)
-        jobs.append((alpha, path, meta, kept_masks(path, meta, overwrite)))
+        meta = {"alpha": float(alpha), "sam_model": sam_model, "checkpoint": str(checkpoint),
+                "checkpoint_fingerprint": ckpt_fp, "settings": settings.to_dict(),
+                "source_frames": [video.source_frames.start, video.source_frames.stop],
+                "video": video.name, "video_fingerprint": video_fp, "width": video.width, "height": video.height}
+        jobs.append((alpha, path, meta, kept_masks(path, meta, overwrite, hint)))
     sam = load_sam(sam_model, checkpoint, device) if not all(kept for *_, kept in jobs) else None
     results = []
     for alpha, path, meta, kept in jobs:

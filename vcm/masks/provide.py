@@ -10,6 +10,9 @@ from vcm.errors import VcmError
 from vcm.video import Video
 
 
+SAM_INPUTS = ("checkpoint_fingerprint", "settings")  # what SAM-made masks depend on besides the frames, model, α
+
+
 def masks_record(masks: Path | None, sam_checkpoint: Path | None, alpha: float, sam_model: str = "vit_h",
                  settings_path: Path | None = None, source: str | None = None) -> dict:
     """The fields of the record :func:`masks_for_fit` returns (a fit's ``masks`` in its config.json) that
@@ -42,7 +45,7 @@ def completed_record(record: dict) -> dict:
     saved = read_meta(Path(record["path"]))
     if not saved:
         return record
-    return {**record, **{k: saved[k] for k in ("checkpoint_fingerprint", "settings") if k in saved}}
+    return {**record, **{k: saved[k] for k in SAM_INPUTS if k in saved}}
 
 
 def masks_for_fit(video: Video, masks: Path | None, sam_checkpoint: Path | None, alpha: float,
@@ -68,26 +71,23 @@ def masks_for_fit(video: Video, masks: Path | None, sam_checkpoint: Path | None,
         if sam_checkpoint is None:
             raise VcmError("--loss sa-nerv needs edge masks: pass --masks FILE (from vcm masks), --sam-checkpoint PATH, "
                            "or --mask-source canny (no weights needed)")
-        from vcm.masks.make import make_masks, sam_mask_meta
+        from vcm.masks.make import make_masks
         from vcm.masks.sam import load_settings
-        from vcm.masks.store import kept_masks
         from vcm.nerv.run import default_run_dir
 
         folder = Path(run_dir) if run_dir is not None else default_run_dir(video)
         target = folder / f"masks_{sam_model}_a{alpha:g}.npz"
-        settings = load_settings(settings_path)
-        # The run's own masks are reused only when made from these weights and settings: they were reused
-        # by name, and other weights or a masks config edited went on with the old masks without a word.
-        if not kept_masks(target, sam_mask_meta(video, sam_model, sam_checkpoint, alpha, settings),
-                          hint=f"the run in {folder} was trained on them; give the weights and settings they were "
-                               f"made with, or start a new run with --out DIR"):
-            make_masks(video, sam_model, sam_checkpoint, [alpha], settings, target, device)
+        # The run's own masks are reused only when made from these weights and settings (they were reused by
+        # name: other weights or a masks config edited went on with the old masks without a word).
+        make_masks(video, sam_model, sam_checkpoint, [alpha], load_settings(settings_path), target, device,
+                   hint=f"the run in {folder} was trained on them; give the weights and settings they were "
+                           f"made with, or start a new run with --out DIR")
         masks = target
     data, meta = load_masks(masks)
     check_matches(meta, video, Path(masks))
     from vcm.provenance import file_fingerprint
 
-    made_by = {k: meta[k] for k in ("checkpoint_fingerprint", "settings") if k in meta}  # SAM's weights, settings
+    made_by = {k: meta[k] for k in SAM_INPUTS if k in meta}
     return data, {"path": str(Path(masks).resolve()), "fingerprint": file_fingerprint(masks),
                   "source": meta.get("source", "sam"), "alpha": meta.get("alpha"),
                   "sam_model": meta.get("sam_model"), **made_by, "edge_fraction": float(data.mean())}

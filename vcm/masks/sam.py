@@ -53,10 +53,17 @@ def build_tiny_sam():
 
 
 def checkpoint_fingerprint(path: Path, model_type: str = "") -> str:
-    """sha256 (16 hex) of the size and the first and last 4 MiB: fast on 2.4 GB files. A missing file is
-    :func:`load_sam`'s error (where ``model_type``'s weights are published)."""
+    """sha256 (16 hex) of the size and the first and last 4 MiB: fast on 2.4 GB files, and read once per process
+    while the file stays (a CTC plan asks for every SA-NeRV point). A missing file is :func:`load_sam`'s error
+    (where ``model_type``'s weights are published)."""
+    from vcm.provenance import digest_while_unchanged
+
     if not Path(path).is_file():
         raise _missing(model_type, Path(path))
+    return digest_while_unchanged(path, _head_and_tail_digest)
+
+
+def _head_and_tail_digest(path: Path) -> str:
     h = hashlib.sha256(str(os.path.getsize(path)).encode())
     with open(path, "rb") as f:
         h.update(f.read(4 << 20))
