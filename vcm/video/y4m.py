@@ -106,11 +106,8 @@ def read_planes(path: Path, header: Y4mHeader, start: int, stop: int) -> tuple[n
     if not 0 <= start < stop <= n:
         raise VcmError(f"frames {start}:{stop} are outside {path.name}, which has {n} frames")
     per = _frame_record(header)
-    mm = np.memmap(path, dtype=np.uint8, mode="r", offset=header.data_offset + start * per, shape=(stop - start, per))
-    try:
-        records = np.array(mm)
-    finally:
-        del mm
+    records = np.fromfile(path, np.uint8, count=(stop - start) * per, offset=header.data_offset + start * per)
+    records = records.reshape(-1, per)
     bad = np.flatnonzero((records[:, :len(FRAME)] != np.frombuffer(FRAME, np.uint8)).any(axis=1))
     if bad.size:
         raise VcmError(f"{path.name}: frame {start + int(bad[0])} does not start with a bare FRAME line (frames "

@@ -42,11 +42,7 @@ def read_yuv420(
     if not (0 <= start < stop <= n):
         raise VcmError(f"frames {start}:{stop} are outside {path.name}, which has {n} frames")
     per = frame_bytes(width, height, bit_depth)
-    mm = np.memmap(path, dtype=np.uint8, mode="r", offset=start * per, shape=(stop - start, per))
-    try:
-        frames = np.array(mm)
-    finally:
-        del mm
+    frames = np.fromfile(path, np.uint8, count=(stop - start) * per, offset=start * per).reshape(-1, per)
     return split_planes(frames, width, height, bit_depth, f"{path.name} has samples above the {bit_depth}-bit "
                                                           f"range; check --bit-depth")
 
