@@ -94,13 +94,16 @@ def test_train_config_counts_steps():
 
 
 @pytest.mark.parametrize("field, value, message", [
-    ("lr", 0.0, "lr must be above 0, got 0.0"), ("lr", float("nan"), "lr must be above 0, got nan"),
+    ("lr", 0.0, "lr must be above 0, got 0.0"), ("lr", float("nan"), "lr must be a finite number, got nan"),
+    ("lr", float("inf"), "lr must be a finite number, got inf"), ("rate_lambda", float("inf"), "rate_lambda must be a finite"),
+    ("grad_clip", float("inf"), "grad_clip must be a finite"), ("betas", (0.9, float("nan")), "betas must be a finite"),
     ("batch", 0, "batch must be at least 1"), ("checkpoint_every", 0, "checkpoint_every must be at least 1"),
     ("mask_weight", -1.0, "mask_weight must be 0 or more"), ("warmup", 1.0, "warmup must be in \\[0, 1\\)"),
-    ("rate_start", float("nan"), "rate_start must be in"), ("grid_lr_scale", 0.0, "grid_lr_scale must be above 0")])
+    ("rate_start", float("nan"), "rate_start must be a finite"), ("grid_lr_scale", 0.0, "grid_lr_scale must be above 0")])
 def test_a_training_value_no_fit_can_use_is_named_alone(field, value, message):
     """`--lr 0` was answered with every rule at once ("lr must be > 0 and epochs, batch and
-    checkpoint_every at least 1"), and a negative mask_weight (eq. 6's w) trained on."""
+    checkpoint_every at least 1"), and a negative mask_weight (eq. 6's w) trained on; `--lr inf` and
+    `--lambda inf` passed "above 0" and trained to NaN, exit code 0."""
     with pytest.raises(VcmError, match=message):
         TrainConfig(**{field: value}).check()
 

@@ -10,6 +10,7 @@ valid ones. Nothing is evaluated or allocated from the values.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 
@@ -84,7 +85,14 @@ def check_keys(d, valid, where: str) -> dict:
 
 def refuse_first_broken(label: str, obj, rules) -> None:
     """Raise ``ValueError`` for the first of ``rules`` — ``(field, holds, what it may be)`` — that does not
-    hold: ``{label} {field} must be {what}, got {value}``, one line naming the field."""
+    hold: ``{label} {field} must be {what}, got {value}``, one line naming the field. Before the rules, any
+    float field (or float in a tuple field) of the dataclass ``obj`` that is not finite: a command-line
+    ``--lr inf`` passes ``lr > 0`` and trains to NaN."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        numbers = value if isinstance(value, (tuple, list)) else (value,)
+        if any(isinstance(v, float) and not math.isfinite(v) for v in numbers):
+            raise ValueError(f"{label} {f.name} must be a finite number, got {value!r}")
     for name, holds, allowed in rules:
         if not holds:
             raise ValueError(f"{label} {name} must be {allowed}, got {getattr(obj, name)!r}")
