@@ -235,3 +235,48 @@ def test_a_fit_config_whose_sections_are_not_mappings_is_one_line(tmp_path, text
     path.write_text(text)
     with pytest.raises(VcmError, match=re.escape(message)):
         load_preset(str(path))
+
+
+def test_a_fit_that_diverges_stops_with_one_line_and_never_saves_its_nan_weights(tmp_path):
+    """At lr 1e30 the weights overflow to NaN in the first steps; the fit trained on as NaN and "finished"
+    at 4 dB with exit code 0, saving NaN checkpoints over the good ones."""
+    video = make_video(moving_frames(t=4, h=24, w=24))
+    mcfg = TINY.config(24, 24)
+    good = fit(video, mcfg, TrainConfig(epochs=2, batch=2, lr=2e-3, checkpoint_every=1), tmp_path / "run", CPU,
+               should_stop=lambda step: step == 2)
+    assert good.interrupted
+    saved = (tmp_path / "run" / "checkpoint.pt").read_bytes()
+    from vcm.nerv.train import TrainingDiverged
+
+    with pytest.raises(TrainingDiverged, match=r"the loss was nan in pass 1 over the frames \(steps 1–2\); lower the learning rate"):
+        fit(video, mcfg, TrainConfig(epochs=3, batch=2, lr=1e30, checkpoint_every=1), tmp_path / "wild", CPU)
+    assert not (tmp_path / "wild" / "checkpoint.pt").exists() and not (tmp_path / "wild" / "metrics.json").exists()
+    # Stopped (Ctrl-C) mid-pass after the weights went NaN: the stop's save refuses, the last good state stays.
+    model, _ = load_run(tmp_path / "run")
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("nan"))
+    from vcm.nerv.train import _Run
+
+    with pytest.raises(TrainingDiverged, match="the network's .* holds NaN or infinity, so it was not saved"):
+        _Run(tmp_path / "run", {}, model, torch.optim.Adam(model.parameters()), None).save(3)
+    assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == saved
+
+
+def test_a_rate_distortion_stage_never_saves_a_nan_state_over_its_last_one(tmp_path):
+    from vcm.codec.stage_state import ResumableStage, StageCheckpoint
+    from vcm.nerv.train import TrainingDiverged
+
+    net = torch.nn.Linear(2, 2)
+    checkpoint = StageCheckpoint.keyed(tmp_path / "s.partial.pt", {"stage": 1})
+    stage = ResumableStage(checkpoint, {"model": net}, CPU, "rate-distortion λ=1")
+    stage.run(lambda start, stop, on_step: (2, False), 2)
+    kept = checkpoint.path.read_bytes()
+
+    def diverge(start, stop, on_step):
+        with torch.no_grad():
+            net.weight.fill_(float("inf"))
+        return 4, False
+
+    with pytest.raises(TrainingDiverged, match="rate-distortion λ=1: model's weight holds NaN or infinity"):
+        stage.run(diverge, 4)
+    assert checkpoint.path.read_bytes() == kept

@@ -43,6 +43,24 @@ CONFIG = "config.json"
 METRICS = "metrics.json"
 
 
+DIVERGED_ADVICE = ("lower the learning rate (vcm fit --lr; rd_lr_scale and rd_step_lr for a rate–distortion stage) "
+                   "or clip the gradient norm (train.grad_clip in a --config file), and start again")
+
+
+class TrainingDiverged(VcmError):
+    """The loss or the weights stopped being finite numbers: training cannot recover from that."""
+
+
+def refuse_nonfinite(state: dict, what: str) -> None:
+    """Raise :class:`TrainingDiverged` when a floating tensor of ``state`` (a state dict) holds NaN or
+    infinity, so that such a state is never saved over the last good one (a resume would replay it)."""
+    bad = next((name for name, value in state.items()
+                if torch.is_tensor(value) and value.is_floating_point() and not bool(torch.isfinite(value).all())), None)
+    if bad is not None:
+        raise TrainingDiverged(f"training diverged: {what}'s {bad} holds NaN or infinity, so it was not saved "
+                               f"(what was saved before is kept); {DIVERGED_ADVICE}")
+
+
 @dataclass
 class FitResult:
     run_dir: Path
@@ -231,6 +249,9 @@ def train_epochs(
                 break
         n = step - epoch * steps_per_epoch - first
         mean_loss, mean_mse, mean_penalty = (torch.stack([loss_sum, mse_sum, penalty_sum]) / n).tolist()  # one sync
+        if not math.isfinite(mean_loss):  # NaN weights train on as NaN, and a fit "finished" at 4 dB with exit code 0
+            raise TrainingDiverged(f"training diverged: the loss was {mean_loss} in pass {epoch + 1} over the frames "
+                                   f"(steps {epoch * steps_per_epoch + first + 1}–{step}); {DIVERGED_ADVICE}")
         epoch += 1
         on_epoch(EpochStats(epoch, mean_loss, 10 * math.log10(1 / max(mean_mse, 1e-12)), mean_penalty))
         if stop(step) and step < total_steps:
@@ -252,8 +273,10 @@ class _Run:
 
     def save(self, at_step: int) -> None:
         quantizers = None if self.rate is None else self.rate.state()
+        weights = _state(self.model)
+        refuse_nonfinite(weights, "the network")
         save_torch(self.run_dir / CHECKPOINT, {
-            "model": _state(self.model), "optimizer": self.opt.state_dict(), "step": at_step, "history": self.history,
+            "model": weights, "optimizer": self.opt.state_dict(), "step": at_step, "history": self.history,
             "config": self.config, **({"quantizers": quantizers} if quantizers is not None else {})})
 
 
