@@ -246,7 +246,7 @@ def test_a_fit_that_diverges_stops_with_one_line_and_never_saves_its_nan_weights
                should_stop=lambda step: step == 2)
     assert good.interrupted
     saved = (tmp_path / "run" / "checkpoint.pt").read_bytes()
-    from vcm.nerv.train import TrainingDiverged
+    from vcm.diverged import TrainingDiverged
 
     with pytest.raises(TrainingDiverged, match=r"the loss was nan in pass 1 over the frames \(steps 1–2\); lower the learning rate"):
         fit(video, mcfg, TrainConfig(epochs=3, batch=2, lr=1e30, checkpoint_every=1), tmp_path / "wild", CPU)
@@ -264,7 +264,7 @@ def test_a_fit_that_diverges_stops_with_one_line_and_never_saves_its_nan_weights
 
 def test_a_rate_distortion_stage_never_saves_a_nan_state_over_its_last_one(tmp_path):
     from vcm.codec.stage_state import ResumableStage, StageCheckpoint
-    from vcm.nerv.train import TrainingDiverged
+    from vcm.diverged import TrainingDiverged
 
     net = torch.nn.Linear(2, 2)
     checkpoint = StageCheckpoint.keyed(tmp_path / "s.partial.pt", {"stage": 1})

@@ -292,3 +292,20 @@ def test_a_stopped_icm_encode_keeps_its_coded_frames_and_continues_to_the_same_b
     stop_at, calls[:] = 0, []
     encode_video(video, other, tmp_path / "d.icm", "cpu")
     assert len(calls) == 5
+
+
+def test_icm_training_that_diverges_stops_with_one_line_and_saves_nothing(tmp_path):
+    """At lr 1e30 the codec's weights turned NaN in the first epoch and training went on, saving NaN
+    checkpoints and a summary with exit code 0."""
+    from PIL import Image
+
+    images = tmp_path / "imgs"
+    images.mkdir()
+    for i in range(2):
+        Image.fromarray(moving_frames(t=1, h=80, w=96, seed=i)[0].transpose(1, 2, 0)).save(images / f"im{i}.png")
+    proc = run_cli("icm", "train", "--images", images, "--masks", "none", "--arch", "tcm-tiny", "--batch", "2",
+                   "--crop", "64", "--steps-per-epoch", "2", "--lr", "1e30", "--epochs", "2", "--out", tmp_path / "run",
+                   "--device", "cpu")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-800:]
+    assert "error: training diverged: the loss was nan in epoch 1; lower the learning rate" in proc.stderr
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()

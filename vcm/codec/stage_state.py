@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from vcm import progress
+from vcm.diverged import refuse_nonfinite
 from vcm.errors import VcmError
 from vcm.fsutil import atomic_path, load_torch_dict
 
@@ -160,14 +161,14 @@ class ResumableStage:
     def run(self, train: Callable[[int, Callable[[int], bool] | None, Callable[[int], None]], tuple[int, bool]],
             steps: int, should_stop: Callable[[int], bool] | None = None) -> None:
         """``train(start, stop, on_step) → (step, interrupted)`` from :meth:`resume`'s step to ``steps``."""
-        from vcm.nerv.train import StopFlag, refuse_nonfinite
+        from vcm.nerv.train import DIVERGED_ADVICE, StopFlag
 
         began = time.time()
 
         def save(step: int) -> None:
             for name, part in self.parts.items():
                 if isinstance(part, torch.nn.Module):
-                    refuse_nonfinite(part.state_dict(), f"{self.what}: {name}")
+                    refuse_nonfinite(part.state_dict(), f"{self.what}: {name}", DIVERGED_ADVICE)
             self.checkpoint.save({**{name: part.state_dict() for name, part in self.parts.items()},
                                   "rng": rng_state(self.device), "step": step, "steps": steps, "what": self.what,
                                   **self.info, "history": self.history,

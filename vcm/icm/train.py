@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from vcm import progress
+from vcm.diverged import TrainingDiverged, refuse_nonfinite
 from vcm.errors import VcmError
 from vcm.fsutil import atomic_path, save_torch, write_json
 from vcm.icm.models import arch_config, create, pad_multiple
@@ -112,6 +113,9 @@ def _crop_batch(images, masks, crop: int, batch: int, gen: np.random.Generator):
     x = torch.from_numpy(np.stack(xs)).float() / 255
     s = torch.from_numpy(np.stack(ss)[:, None].astype(np.float32))
     return x, s
+
+
+_DIVERGED_ADVICE = "lower the learning rate (vcm icm train --lr) and start a new run"
 
 
 def rd_loss(out: dict, x: torch.Tensor, s: torch.Tensor | None, lmbda: float) -> tuple[torch.Tensor, dict]:
@@ -232,6 +236,9 @@ def train(images_dir: Path, out: Path, cfg: IcmTrainConfig, device, val_dir: Pat
                 step += 1
             epoch += 1
             loss_v, bpp_v, mse_v = (sums / steps).tolist()
+            if not math.isfinite(loss_v):
+                raise TrainingDiverged(f"training diverged: the loss was {loss_v} in epoch {epoch}; {_DIVERGED_ADVICE}")
+            refuse_nonfinite(model.state_dict(), "the codec", _DIVERGED_ADVICE)
             record = {"epoch": epoch, "loss": loss_v, "bpp": bpp_v, "masked_mse" if cfg.masks == "sam" else "mse": mse_v}
             if val_imgs:
                 record["val"] = validate(model, val_imgs, val_masks, device)

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from vcm import progress
+from vcm.diverged import TrainingDiverged, refuse_nonfinite
 from vcm.errors import VcmError
 from vcm.fsutil import load_torch_dict, run_lock, save_torch, write_json
 from vcm.nerv.config import TrainConfig
@@ -45,20 +46,6 @@ METRICS = "metrics.json"
 
 DIVERGED_ADVICE = ("lower the learning rate (vcm fit --lr; rd_lr_scale and rd_step_lr for a rate–distortion stage) "
                    "or clip the gradient norm (train.grad_clip in a --config file), and start again")
-
-
-class TrainingDiverged(VcmError):
-    """The loss or the weights stopped being finite numbers: training cannot recover from that."""
-
-
-def refuse_nonfinite(state: dict, what: str) -> None:
-    """Raise :class:`TrainingDiverged` when a floating tensor of ``state`` (a state dict) holds NaN or
-    infinity, so that such a state is never saved over the last good one (a resume would replay it)."""
-    bad = next((name for name, value in state.items()
-                if torch.is_tensor(value) and value.is_floating_point() and not bool(torch.isfinite(value).all())), None)
-    if bad is not None:
-        raise TrainingDiverged(f"training diverged: {what}'s {bad} holds NaN or infinity, so it was not saved "
-                               f"(what was saved before is kept); {DIVERGED_ADVICE}")
 
 
 @dataclass
@@ -274,7 +261,7 @@ class _Run:
     def save(self, at_step: int) -> None:
         quantizers = None if self.rate is None else self.rate.state()
         weights = _state(self.model)
-        refuse_nonfinite(weights, "the network")
+        refuse_nonfinite(weights, "the network", DIVERGED_ADVICE)
         save_torch(self.run_dir / CHECKPOINT, {
             "model": weights, "optimizer": self.opt.state_dict(), "step": at_step, "history": self.history,
             "config": self.config, **({"quantizers": quantizers} if quantizers is not None else {})})
