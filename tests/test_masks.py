@@ -301,3 +301,25 @@ def test_a_runs_sam_masks_are_reused_only_for_the_same_weights_and_settings(tmp_
     with pytest.raises(VcmError, match="made with other settings; .*start a new run"):
         masks_for_fit(video, sam_checkpoint=tiny_sam, **args)
     assert made.stat().st_mtime_ns == stamp
+
+
+@pytest.mark.parametrize("args, message", [
+    (["masks", "CLIP", "--sam-checkpoint", "EMPTY", "--alpha", "0.5", "--alpha", "2"], "--alpha must be in [0, 1], got 2.0"),
+    (["fit", "CLIP", "--loss", "sa-nerv", "--sam-checkpoint", "EMPTY", "--alpha", "nan"], "--alpha must be in [0, 1], got nan"),
+    (["fit", "CLIP", "--loss", "sa-nerv", "--masks", "EMPTY", "--alpha", "0.5"],
+     "--alpha does not apply to a fit without --sam-checkpoint"),
+])
+def test_sams_alpha_is_checked_before_the_weights_load_and_refused_where_unused(tmp_path, args, message):
+    """An α out of range was refused only once SAM's weights were loaded (a 2.4 GB checkpoint: here the empty
+    file's read error came first); `vcm fit --masks FILE --alpha 0.5` ignored α without a word."""
+    from tests.conftest import moving_frames
+    from tests.test_cli import assert_one_line_error
+    from vcm.video.yuv import write_yuv420
+
+    clip = tmp_path / "clip_44x36_25.yuv"
+    write_yuv420(clip, moving_frames())
+    (tmp_path / "empty").write_bytes(b"")
+    names = {"CLIP": clip, "EMPTY": tmp_path / "empty"}
+    out = tmp_path / ("out.npz" if args[0] == "masks" else "out")
+    assert_one_line_error(run_cli(*[names.get(a, a) for a in args], "--out", out), message)
+    assert not out.exists()

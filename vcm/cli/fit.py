@@ -32,7 +32,7 @@ def fit(
     loss_impl: Optional[str] = typer.Option(None, "--loss-impl", help="SA-NeRV loss implementation: auto, torch or triton."),
     masks: Optional[Path] = typer.Option(None, "--masks", help="Edge-mask file from 'vcm masks' (for --loss sa-nerv)."),
     sam_checkpoint: Optional[Path] = typer.Option(None, "--sam-checkpoint", help="Make the edge masks first with this SAM checkpoint."),
-    alpha: float = typer.Option(0.93, "--alpha", help="SAM threshold α when masks are made here."),
+    alpha: Optional[float] = typer.Option(None, "--alpha", help="SAM threshold α when masks are made here (with --sam-checkpoint). Default 0.93."),
     sam_model: str = typer.Option("vit_h", "--sam-model", help="SAM model of --sam-checkpoint (vit_h, vit_l, vit_b, tiny)."),
     mask_source: Optional[str] = typer.Option(None, "--mask-source", help="Make the edge masks here without SAM: canny (edges of the frame's luma) or boxes:DETECTOR (outlines of a detector's boxes, e.g. boxes:opencv-face); SAM's when --sam-checkpoint is given."),
     frames: str = typer.Option("auto", "--frames", help="ctc | all | A:B (source frames, B exclusive); auto = ctc for SFU-HW, else all."),
@@ -78,7 +78,7 @@ def fit(
     spec, cfg = plan(str(config) if config else preset_for(arch, preset), params, width_scale, epochs=epochs, steps=steps, batch=batch, lr=lr,
                      loss=loss, loss_impl=loss_impl, rate_lambda=lam, seed=seed, checkpoint_every=checkpoint_every,
                      compile=compile or None)
-    _check_mask_options(cfg.loss, masks, sam_checkpoint, mask_source)
+    _check_mask_options(cfg.loss, masks, sam_checkpoint, mask_source, alpha)
     if save_video is not None:
         run_files = [out / name for name in ("checkpoint.pt", "config.json", "metrics.json")] if out else []
         check_output(save_video, inputs=reads, protected=run_files, kind="any", option="--save-video")
@@ -100,7 +100,7 @@ def fit(
     if cfg.loss == "sa-nerv" or masks is not None or sam_checkpoint is not None or mask_source is not None:
         from vcm.masks.provide import masks_for_fit
 
-        masks_u8, masks_meta = masks_for_fit(video, masks, sam_checkpoint, alpha, run_dir, dev, sam_model=sam_model,
+        masks_u8, masks_meta = masks_for_fit(video, masks, sam_checkpoint, 0.93 if alpha is None else alpha, run_dir, dev, sam_model=sam_model,
                                              source=mask_source)
     if budget_seconds is not None:
         cfg = _budget_steps(budget, budget_seconds, spec, cfg, video, masks_u8, dev, run_dir if resume else None)
@@ -137,9 +137,17 @@ def _budget_seconds(budget: str | None, steps: int | None, epochs: int | None) -
     return parse_duration(budget)
 
 
-def _check_mask_options(loss: str, masks: Path | None, sam_checkpoint: Path | None, mask_source: str | None) -> None:
-    """The edge-mask options name files that exist, one source at most, and one for the SA-NeRV loss."""
+def _check_mask_options(loss: str, masks: Path | None, sam_checkpoint: Path | None, mask_source: str | None,
+                        alpha: float | None) -> None:
+    """The edge-mask options name files that exist, one source at most, and one for the SA-NeRV loss; α only
+    with SAM's weights, and in range."""
     from vcm.errors import VcmError
+    from vcm.masks.sam import check_alpha
+
+    if alpha is not None:
+        if sam_checkpoint is None:  # a mask file or source has its own α, or none: this one was ignored
+            refuse_unused([("--alpha", alpha)], "a fit without --sam-checkpoint", "SAM's threshold α applies to masks made here from its weights")
+        check_alpha(alpha)
 
     for path, option in ((masks, "--masks"), (sam_checkpoint, "--sam-checkpoint")):
         if path is not None and not path.is_file():

@@ -47,6 +47,10 @@ def masks(
         refuse_unused([("--fill", fill)], f"--source {source}", "it is for --source boxes:DETECTOR")
     if kind == "sam" and sam_checkpoint is None:
         raise VcmError("--source sam needs --sam-checkpoint PATH (or use --source canny, which needs no weights)")
+    if kind == "sam":
+        from vcm.masks.sam import check_alpha
+
+        alpha = [check_alpha(a) for a in alpha or [0.93]]
     input = resolve(input)  # sample:NAME → the bundled clip
     if out is not None:  # `--out clip.yuv` used to replace the input video with the masks
         from vcm.outputs import check_output
@@ -66,7 +70,7 @@ def masks(
         from vcm.masks.sam import load_settings
 
         settings = load_settings(config, dilation)
-        results = make_masks(video, sam_model, sam_checkpoint, alpha or [0.93], settings, out, resolve_device(device),
+        results = make_masks(video, sam_model, sam_checkpoint, alpha, settings, out, resolve_device(device),
                              overwrite=overwrite)
     if json_out:
         print_json(results)

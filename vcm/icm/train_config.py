@@ -9,6 +9,7 @@ from pathlib import Path
 
 from vcm.errors import VcmError
 from vcm.icm.archs import default_pad_multiple
+from vcm.masks.sam import check_alpha
 
 CHECKPOINT = "checkpoint.pth.tar"
 SUMMARY = "train.json"
@@ -53,8 +54,7 @@ class IcmTrainConfig:
             raise VcmError(f"--lambda must be a positive number, got {self.lmbda}")
         if not (self.lr > 0 and math.isfinite(self.lr) and self.aux_lr > 0):
             raise VcmError(f"--lr must be a positive number, got {self.lr}")
-        if not 0 <= self.alpha <= 1:
-            raise VcmError(f"--alpha must be in [0, 1], got {self.alpha}")
+        check_alpha(self.alpha)
         mult = default_pad_multiple(self.arch)  # refuses an unknown architecture
         if self.crop < mult or self.crop % mult:
             raise VcmError(f"--crop {self.crop} must be a multiple of {mult} for --arch {self.arch} "

@@ -180,11 +180,18 @@ def _check_generator(gen: dict, path: Path) -> None:
                            f"{' or null' if optional else ''}, got {value!r}")
 
 
+def check_alpha(alpha: float) -> float:
+    """SAM's confidence threshold α, refused unless in [0, 1] (NaN included) → ``alpha``. The commands check it
+    before any frame is read or the weights (2.4 GB for vit_h) are loaded."""
+    if not 0.0 <= alpha <= 1.0:
+        raise VcmError(f"--alpha must be in [0, 1], got {alpha}")
+    return alpha
+
+
 def make_generator(sam, settings: MaskSettings, alpha: float):
     from segment_anything import SamAutomaticMaskGenerator
 
-    if not 0.0 <= alpha <= 1.0:
-        raise VcmError(f"--alpha must be in [0, 1], got {alpha}")
+    check_alpha(alpha)
     return SamAutomaticMaskGenerator(sam, output_mode="binary_mask", **settings.for_alpha(alpha))
 
 
