@@ -40,6 +40,7 @@ import yaml
 from _common import dev_clip, print_table, run
 
 from vcm.resources import data_dir
+from vcm.yamlfile import load_yaml
 
 CLIPS = ("carphone", "bikes416", "bikes640")
 ANCHORS = ("hevc", "vvc")  # reference curves: run after vcm's, timed apart from the compute rule
@@ -69,7 +70,7 @@ def clip_config(name: str, source: str, frames: str, codecs: list[str], seed: in
     rate–distortion stages alone (the same fits, their stages from elsewhere); ``compute`` (when given)
     scales every fit's steps on this clip of ``num_frames`` frames (after the preset's cap on passes) and
     every λ point's rate–distortion steps by that factor: the same sections with K times the schedule."""
-    demo = yaml.safe_load((data_dir("configs") / "ctc" / "demo.yaml").read_text())
+    demo = load_yaml((data_dir("configs") / "ctc" / "demo.yaml").read_text())
     missing = set(codecs) - set(demo["codecs"])
     if missing:
         from vcm.errors import VcmError
@@ -318,7 +319,7 @@ def main() -> None:
             rows += [r for r in result["rows"] if r.get("status") == "ok"]
         summary.append(report_clip(name, rows, seconds, pixels, earlier, args.compute or 1.0))
         if args.rate_control is not None:
-            fits = yaml.safe_load((args.out / f"{name}-curves.yaml").read_text())["codecs"]["hinerv"]["fits"]
+            fits = load_yaml((args.out / f"{name}-curves.yaml").read_text())["codecs"]["hinerv"]["fits"]
             summary[-1]["rate_control"] = rate_control_check(name, rows, args.out / name, args.rate_control, fits)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
     print(f"summary: {args.out / 'summary.json'}")

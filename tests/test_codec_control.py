@@ -317,3 +317,23 @@ def test_hinerv_breakdown_separates_base_and_local_grids(tmp_path):
     assert {"base grids", "local grids", "weights", "biases/norms"} <= set(parts)
     assert sum(r["bytes"] for r in report["breakdown"]) == pytest.approx(report["bytes"], abs=0.5)
     assert np.isfinite([r["bits_per_param"] for r in report["breakdown"] if r["params"]]).all()
+
+
+def test_numbers_with_an_exponent_in_a_config_file_are_numbers(tmp_path):
+    """PyYAML (YAML 1.1) read `lr: 2e-3` and `lambda: 1e-1` as strings: a fit config was refused with "lr must
+    be a number, got '2e-3'"; `1.0e30` likewise. They are numbers now; quoted ones stay strings."""
+    from vcm.ctc.config import load as load_ctc
+    from vcm.nerv.config import load_preset
+    from vcm.yamlfile import load_yaml
+
+    (tmp_path / "fit.yaml").write_text("model: {arch: hinerv}\ntrain: {lr: 2e-3, steps: 1e2, grid_lr_scale: 3E+0, batch: 2}\n")
+    with pytest.raises(VcmError, match="steps must be an integer|'steps' must be an integer"):
+        load_preset(str(tmp_path / "fit.yaml"))  # 1e2 is the float 100.0, not a step count
+    (tmp_path / "fit.yaml").write_text("model: {arch: hinerv}\ntrain: {lr: 2e-3, steps: 100, grid_lr_scale: .5e1}\n")
+    _, cfg = load_preset(str(tmp_path / "fit.yaml"))
+    assert (cfg.lr, cfg.grid_lr_scale, cfg.steps) == (0.002, 5.0, 100)
+    (tmp_path / "ctc.yaml").write_text("sequences: [{name: c, path: c.yuv}]\ncodecs:\n  hinerv:\n"
+                                       "    fits: [{preset: hinerv-demo, points: [{lambda: 1e-1}, {lambda: 2.5e1}]}]\n")
+    points = load_ctc(tmp_path / "ctc.yaml")["codecs"]["hinerv"]["fits"][0]["points"]
+    assert [p["lambda"] for p in points] == [0.1, 25.0]
+    assert load_yaml("a: 1.0e30\nb: '1e5'\nc: 1e\nd: 12\ne: .inf") == {"a": 1e30, "b": "1e5", "c": "1e", "d": 12, "e": float("inf")}

@@ -23,6 +23,7 @@ from vcm.ctc.tables import bd_table, curve_of, curves_by_sequence, table1
 from vcm.ctc.run import run
 from vcm.nerv.config import load_preset
 from vcm.resources import data_dir
+from vcm.yamlfile import load_yaml
 
 DEMO_CONFIG = "demo.yaml"
 MARKER = "vcm-demo.json"
@@ -153,7 +154,7 @@ def run_demo(out: Path, device: str = "auto", epochs: int | None = None, jobs: i
     resolve_device(device)  # before anything is written: a device this machine lacks would fail every point
     out = Path(out)
     detector = demo_detector()
-    cfg = demo_config(yaml.safe_load((data_dir("configs") / "ctc" / DEMO_CONFIG).read_text()), epochs, detector)
+    cfg = demo_config(load_yaml((data_dir("configs") / "ctc" / DEMO_CONFIG).read_text()), epochs, detector)
     config_text = yaml.safe_dump(cfg, sort_keys=False)
     prepare_out(out, config_text)
     out.mkdir(parents=True, exist_ok=True)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-import yaml
 
 from vcm.resources import data_dir
+from vcm.yamlfile import load_yaml
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class Sequence:
 
 @functools.lru_cache(maxsize=1)
 def manifest() -> tuple[Sequence, ...]:
-    raw = yaml.safe_load((data_dir("sequences") / "sfu-hw-cd.yaml").read_text())
+    raw = load_yaml((data_dir("sequences") / "sfu-hw-cd.yaml").read_text())
     out = []
     for e in raw["sequences"]:
         out.append(

@@ -10,6 +10,7 @@ import yaml
 from vcm import sequences
 from vcm.errors import VcmError
 from vcm.schema import check_keys
+from vcm.yamlfile import load_yaml
 
 TOP_KEYS = ("sequences", "frames", "device", "detector", "annotations", "reference", "reference_score", "codecs")
 # annotations, frame_mapping, category_ids, category_map: a COCO JSON for this video (as vcm eval reads it);
@@ -25,7 +26,7 @@ def load(path: Path) -> dict:
     if not path.is_file():
         raise VcmError(f"CTC config {path} does not exist")
     try:
-        cfg = yaml.safe_load(path.read_text()) or {}
+        cfg = load_yaml(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise VcmError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
     check_schema(cfg, path)

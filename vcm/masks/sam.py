@@ -20,6 +20,7 @@ import yaml
 from vcm.errors import VcmError
 from vcm.schema import check_keys
 from vcm.resources import data_dir
+from vcm.yamlfile import load_yaml
 
 OFFICIAL = {
     "vit_h": "sam_vit_h_4b8939.pth",
@@ -132,7 +133,7 @@ def load_settings(path: Path | None = None, dilation: int | None = None) -> Mask
     if not path.exists():
         raise VcmError(f"masks config {path} does not exist")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = load_yaml(path.read_text()) or {}
         check_keys(raw, ("alpha_param", "generator", "edges"), str(path))
         check_keys(raw.get("edges") or {}, ("dilation",), f"{path}: edges")
     except yaml.YAMLError as err:

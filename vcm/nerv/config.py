@@ -13,6 +13,7 @@ from vcm.errors import VcmError
 from vcm.schema import refuse_first_broken
 from vcm.nerv.model import parse_param_count
 from vcm.nerv.presets import preset_path
+from vcm.yamlfile import load_yaml
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,7 @@ def load_preset(name_or_path: str) -> tuple[ModelSpec, TrainConfig]:
     """Read a preset by name (``configs/nerv/NAME.yaml``) or a YAML path with ``model``/``train``."""
     path = preset_path(name_or_path)
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = load_yaml(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise VcmError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
     if not isinstance(raw, dict) or not {"model", "train"} >= set(raw):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from vcm.errors import VcmError
 from vcm.resources import data_dir
+from vcm.yamlfile import load_yaml
 
 
 def preset_path(name_or_path: str) -> Path:
@@ -33,7 +34,7 @@ def presets_by_arch() -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for name in list_presets():
         try:
-            raw = yaml.safe_load((data_dir("configs") / "nerv" / f"{name}.yaml").read_text()) or {}
+            raw = load_yaml((data_dir("configs") / "nerv" / f"{name}.yaml").read_text()) or {}
             arch = (raw.get("model") or {}).get("arch", "nerv")
         except (yaml.YAMLError, AttributeError):
             continue  # a damaged preset is reported when it is used, not in every --help
