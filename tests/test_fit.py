@@ -280,3 +280,19 @@ def test_a_rate_distortion_stage_never_saves_a_nan_state_over_its_last_one(tmp_p
     with pytest.raises(TrainingDiverged, match="rate-distortion λ=1: model's weight holds NaN or infinity"):
         stage.run(diverge, 4)
     assert checkpoint.path.read_bytes() == kept
+
+
+def test_frames_per_second_counts_the_frames_each_step_held():
+    """`vcm fit --batch 100` on a 6-frame clip reported 790 frames/s: steps × batch, 100 frames a step where
+    each step held the clip's 6; each pass's last, partial batch was counted whole too."""
+    from vcm.nerv.train import frames_seen
+
+    assert frames_seen(0, 2, 6, 100) == 12  # the batch is the clip
+    assert frames_seen(0, 3, 5, 2) == 5 and frames_seen(2, 5, 5, 2) == 5  # batches 2, 2, 1 per pass; resumed at 2
+    assert frames_seen(0, 900, 120, 4) == 900 * 4 and frames_seen(7, 7, 9, 2) == 0
+
+
+def test_a_fits_frame_rate_is_the_frames_it_trained_on(tmp_path):
+    video = make_video(moving_frames(t=3, h=24, w=24))
+    result = fit(video, TINY.config(24, 24), TrainConfig(epochs=2, batch=100, lr=2e-3), tmp_path / "run", CPU)
+    assert result.frames_per_second * result.seconds == pytest.approx(6)

@@ -352,7 +352,7 @@ def fit(
             if interrupted:
                 run.save(step)
         seconds = time.time() - start_time
-        fps = (step - first_step) * cfg.batch / max(seconds, 1e-9)
+        fps = frames_seen(first_step, step, video.num_frames, cfg.batch) / max(seconds, 1e-9)
         epochs_done = step // cfg.steps_per_epoch(video.num_frames)
         if interrupted:
             return FitResult(run_dir, epochs_done, True, None, seconds, fps, step, total_steps)
@@ -362,6 +362,16 @@ def fit(
                         "train_seconds": seconds, "train_frames_per_second": fps})
         write_json(run_dir / METRICS, metrics)
         return FitResult(run_dir, epochs_done, False, metrics, seconds, fps, step, total_steps)
+
+
+def frames_seen(first: int, last: int, num_frames: int, batch: int) -> int:
+    """Frames trained on from step ``first`` to ``last`` (0-based, ``last`` exclusive) over a clip of
+    ``num_frames``: each pass's last batch holds what is left, and a batch above the clip holds the clip."""
+    per_epoch = -(-num_frames // batch)
+    sizes = [min(batch, num_frames - i * batch) for i in range(per_epoch)]
+    whole, rest = divmod(last, per_epoch)
+    done_whole, done_rest = divmod(first, per_epoch)
+    return (whole - done_whole) * num_frames + sum(sizes[:rest]) - sum(sizes[:done_rest])
 
 
 def _plain(model) -> Callable[[torch.Tensor], tuple[torch.Tensor, None]]:
