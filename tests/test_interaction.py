@@ -299,3 +299,20 @@ def test_a_second_sweep_on_the_same_results_leaves_a_running_point_to_the_first(
     assert first.returncode == 0, "".join(seen)[-1500:]
     assert json.loads((point / "result.json").read_text())["status"] == "ok"
     assert "(steps): started (3000 to do)" in (point / "point.log").read_text()  # its log was left alone
+
+
+def test_a_point_another_run_finished_after_this_one_planned_is_taken_not_run_again(tmp_path):
+    """Two `vcm ctc run` on one results folder: a point that neither held when the second one planned (an anchor
+    the first finished a moment later) was coded again by the second once it got the point's lock."""
+    from vcm.ctc.run import safe_run_point
+
+    spec = {"sequence": "s", "codec": "no-such-codec", "point_id": "p", "workdir": str(tmp_path), "device": "cpu",
+            "quiet": True, "point_key": "settings", "inputs_key": "inputs"}
+    theirs = {"status": "ok", "sequence": "s", "codec": "no-such-codec", "curve": "c", "point": "p", "kbps": 1.0,
+              "bytes": 10, "fps": 25.0, "frames": 2, "point_key": "settings", "inputs_key": "inputs"}
+    (tmp_path / "result.json").write_text(json.dumps(theirs))
+    assert safe_run_point(spec) == theirs  # running it would fail: its codec does not exist
+    assert json.loads((tmp_path / "result.json").read_text()) == theirs
+    for asked in ({**spec, "force": True}, {**spec, "point_key": "other settings"}):  # --force, or a changed point
+        (tmp_path / "result.json").write_text(json.dumps(theirs))
+        assert safe_run_point(asked)["status"] == "failed"

@@ -73,6 +73,11 @@ def _run_point_here(spec: dict) -> dict:
     # Held while the point runs: a second vcm ctc run on the same results folder (another --only, another
     # machine on a shared disk) leaves it to this one (fsutil.Busy) instead of failing it or clobbering its log.
     with output_lock(workdir / RESULT):
+        done = None if spec.get("force") else read_result(workdir)
+        if done is not None and finished_as_asked(done, spec):  # another run finished it after this one planned
+            progress.log(f"{spec['sequence']} {spec['codec']} {spec['point_id']}: finished meanwhile by another vcm "
+                         f"command; its result is reused")
+            return done
         (workdir / POINT_LOG).unlink(missing_ok=True)  # a point run again logs afresh
         with progress.log_to(workdir / POINT_LOG):  # what a quiet worker did, read by the runner
             return _run_point(spec, device)
@@ -120,6 +125,12 @@ def _matched_kbps(anchor_workdir: Path) -> float:
         raise VcmError(f"the point to match ({anchor_workdir.parent.name} {anchor_workdir.name}) has no result: "
                        f"{(row or {}).get('error', 'it did not run')}")
     return float(row["kbps"])
+
+
+def finished_as_asked(row: dict, spec: dict) -> bool:
+    """Whether ``row`` (a point's result) is a finished result of ``spec`` as it is now: status ok, from the same
+    settings and inputs (rows written before a key was recorded are taken as they are)."""
+    return row.get("status") == "ok" and all(row.get(key) in (None, spec.get(key)) for key in ("point_key", "inputs_key"))
 
 
 def read_result(workdir: Path) -> dict | None:

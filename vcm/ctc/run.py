@@ -19,7 +19,7 @@ from pathlib import Path
 from vcm import progress
 from vcm.codecs import FITTED
 from vcm.ctc import config as ctc_config
-from vcm.ctc.points import read_result, run_point
+from vcm.ctc.points import finished_as_asked, read_result, run_point
 from vcm.ctc.result_row import RESULT
 from vcm.errors import VcmError
 
@@ -205,9 +205,7 @@ def _state(spec: dict, force: bool) -> tuple[str, dict | None]:
     made from another config: run again), ``failed`` (run again) or ``to run``, and its result row if any."""
     old = read_result(Path(spec["workdir"]))
     if old is not None and old.get("status") == "ok" and not force:
-        # rows written before a key was recorded are taken as they are
-        same = all(old.get(key) in (None, spec.get(key)) for key in ("point_key", "inputs_key"))
-        return ("finished" if same else "changed"), old
+        return ("finished" if finished_as_asked(old, spec) else "changed"), old
     return ("failed" if old is not None and old.get("status") == "failed" else "to run"), old
 
 
@@ -254,7 +252,8 @@ def _run(specs: list[dict], out: Path, jobs: int, backend: str, ray_address: str
         else:
             retried += state == "failed"
             changed += state == "changed"
-            todo.append(spec)
+            # with --force the point runs even when another run finishes it first (else its result is taken)
+            todo.append({**spec, "force": True} if force else spec)
     if reused:
         progress.log(f"reusing {len(reused)} finished point(s) from {out} (--force redoes them)")
     if retried:
