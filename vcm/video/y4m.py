@@ -3,9 +3,10 @@ with vcm's own colour conversion, as a raw ``.yuv`` is: the file says its size, 
 samples reach the anchors' encoders unconverted.
 
 A file is a header line (``YUV4MPEG2 W176 H144 F30000:1001 Ip A1:1 C420jpeg``), then per frame a line
-``FRAME`` and the planes Y, U, V. Reading is memory-mapped (a frame range touches only its own bytes) and
-so needs every frame line to be a bare ``FRAME``, as the encoders and ffmpeg write them; a file whose
-frames carry parameters, or whose bytes are not a whole number of frames, is refused in one line.
+``FRAME`` and the planes Y, U, V. A frame range is read from its own bytes alone. Frames whose lines are a
+bare ``FRAME``, as the encoders and ffmpeg write them, are found by arithmetic; a file whose frame lines
+carry parameters (``FRAME Ip Xkey=value``) is walked frame line by frame line, its parameters ignored
+except an interlaced frame's, which is refused. A cut or damaged file is refused in one line.
 """
 
 from __future__ import annotations
@@ -87,32 +88,76 @@ def _frame_record(header: Y4mHeader) -> int:
     return len(FRAME) + frame_bytes(header.width, header.height, header.bit_depth)
 
 
-def count_frames(path: Path, header: Y4mHeader) -> int:
-    """Frames in ``path``; a one-line error unless its bytes after the header are a whole number of frames."""
+MAX_FRAME_LINE = 1024  # bytes of a frame line (FRAME and its parameters) read at most
+
+
+def frame_offsets(path: Path, header: Y4mHeader) -> tuple[np.ndarray, bool]:
+    """Byte offset of each frame's planes in ``path``, ``int64 [frames]``, and whether they were found by
+    arithmetic (every frame line taken to be bare, checked as a range is read); a one-line error for a file that
+    holds no frames, is cut short or is not a sequence of frame lines and planes."""
     data = os.path.getsize(path) - header.data_offset
     per = _frame_record(header)
     if data <= 0:
         raise VcmError(f"{path.name} holds no frames")
-    if data % per:
-        raise VcmError(f"{path.name}: {data:,} bytes of frames are not a whole number of {header.width}x{header.height} "
-                       f"{header.bit_depth}-bit 4:2:0 frames ({per:,} bytes each, with a bare FRAME line): a cut file, "
-                       f"or frames that carry parameters, which vcm does not read")
-    return data // per
+    with open(path, "rb") as f:
+        f.seek(header.data_offset)
+        bare = f.read(len(FRAME)) == FRAME
+    if bare and data % per == 0:
+        return header.data_offset + len(FRAME) + per * np.arange(data // per, dtype=np.int64), True
+    return _walk(path, header, header.data_offset + data), False
+
+
+def _walk(path: Path, header: Y4mHeader, size: int) -> np.ndarray:
+    """:func:`frame_offsets` of a file whose frame lines are not all bare: each line is read and its planes
+    skipped (one small read a frame)."""
+    planes = frame_bytes(header.width, header.height, header.bit_depth)
+    offsets, pos = [], header.data_offset
+    with open(path, "rb") as f:
+        while pos < size:
+            f.seek(pos)
+            line = f.read(MAX_FRAME_LINE)
+            end = line.find(b"\n")
+            if not line.startswith(b"FRAME") or end < 0 or line[5:6] not in (b"\n", b" "):
+                raise VcmError(f"{path.name}: frame {len(offsets)} does not start with a FRAME line (a damaged file, "
+                               f"or planes that are not the {header.width}x{header.height} {header.bit_depth}-bit 4:2:0 "
+                               f"its header declares)")
+            for param in line[6:end].decode("ascii", "replace").split():
+                if param[0] == "I" and "i" in param[2:4]:  # Ixyz: y temporal, z spatial sampling
+                    raise VcmError(f"{path.name}: frame {len(offsets)} is interlaced ({param}); vcm reads progressive "
+                                   f"frames (deinterlace it first, e.g. ffmpeg -vf yadif)")
+            start = pos + end + 1
+            if start + planes > size:
+                raise VcmError(f"{path.name}: frame {len(offsets)} is cut short ({max(size - start, 0):,} of its "
+                               f"{planes:,} bytes of planes): a cut file")
+            offsets.append(start)
+            pos = start + planes
+    return np.array(offsets, dtype=np.int64)
+
+
+def count_frames(path: Path, header: Y4mHeader) -> int:
+    """Frames in ``path`` (see :func:`frame_offsets`)."""
+    return len(frame_offsets(path, header)[0])
 
 
 def read_planes(path: Path, header: Y4mHeader, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Planes of frames [start, stop): Y ``[T,H,W]``, U and V ``[T,h,w]`` (uint8, or uint16 above 8 bits)."""
-    n = count_frames(path, header)
+    offsets, bare = frame_offsets(path, header)
+    n = len(offsets)
     if not 0 <= start < stop <= n:
         raise VcmError(f"frames {start}:{stop} are outside {path.name}, which has {n} frames")
     per = _frame_record(header)
-    records = np.fromfile(path, np.uint8, count=(stop - start) * per, offset=header.data_offset + start * per)
-    records = records.reshape(-1, per)
-    bad = np.flatnonzero((records[:, :len(FRAME)] != np.frombuffer(FRAME, np.uint8)).any(axis=1))
-    if bad.size:
-        raise VcmError(f"{path.name}: frame {start + int(bad[0])} does not start with a bare FRAME line (frames "
-                       f"that carry parameters, or a damaged file)")
-    return split_planes(records[:, len(FRAME):], header.width, header.height, header.bit_depth,
+    offsets = offsets[start:stop]
+    if bare:  # one read of the range, its frame lines checked
+        records = np.fromfile(path, np.uint8, count=(stop - start) * per, offset=int(offsets[0]) - len(FRAME))
+        records = records.reshape(-1, per)
+        bad = np.flatnonzero((records[:, :len(FRAME)] != np.frombuffer(FRAME, np.uint8)).any(axis=1))
+        if bad.size:
+            raise VcmError(f"{path.name}: frame {start + int(bad[0])} does not start with a FRAME line (a damaged "
+                           f"file)")
+        samples = records[:, len(FRAME):]
+    else:
+        samples = np.stack([np.fromfile(path, np.uint8, count=per - len(FRAME), offset=int(o)) for o in offsets])
+    return split_planes(samples, header.width, header.height, header.bit_depth,
                         f"{path.name} has samples above the {header.bit_depth}-bit range its header declares")
 
 
