@@ -706,6 +706,10 @@ def test_a_network_too_large_to_train_here_is_refused_before_it_is_built(tmp_pat
     with pytest.raises(VcmError, match="needs at least"):
         fit(make_video(moving_frames(t=2, h=16, w=16)), cfg, TrainConfig(steps=1), tmp_path / "run", CPU)
     assert not (tmp_path / "run").exists()
+    # a batch above the clip's frames holds the clip: --batch 100000 on 2 frames was refused as a TiB to train
+    monkeypatch.setattr(train_memory, "available_bytes", lambda device: need)
+    fit(make_video(moving_frames(t=2, h=16, w=16)), cfg, TrainConfig(steps=1, batch=100_000), tmp_path / "wide", CPU)
+    assert (tmp_path / "wide" / "metrics.json").is_file()
     if Path("/proc/meminfo").is_file():  # Linux: what the machine has free, read as the check reads it
         assert 0 < train_memory.available_bytes(CPU) < 1 << 50
 
