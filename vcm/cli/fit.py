@@ -100,8 +100,10 @@ def fit(
     if cfg.loss == "sa-nerv" or masks is not None or sam_checkpoint is not None or mask_source is not None:
         from vcm.masks.provide import masks_for_fit
 
-        masks_u8, masks_meta = masks_for_fit(video, masks, sam_checkpoint, 0.93 if alpha is None else alpha, run_dir, dev, sam_model=sam_model,
-                                             source=mask_source)
+        from vcm.masks.sam import check_alpha
+
+        masks_u8, masks_meta = masks_for_fit(video, masks, sam_checkpoint, check_alpha(alpha), run_dir, dev,
+                                             sam_model=sam_model, source=mask_source)
     if budget_seconds is not None:
         cfg = _budget_steps(budget, budget_seconds, spec, cfg, video, masks_u8, dev, run_dir if resume else None)
     result = fit_video(video, spec, cfg, out, dev, resume=resume, masks_u8=masks_u8, masks_meta=masks_meta)
@@ -146,7 +148,8 @@ def _check_mask_options(loss: str, masks: Path | None, sam_checkpoint: Path | No
 
     if alpha is not None:
         if sam_checkpoint is None:  # a mask file or source has its own α, or none: this one was ignored
-            refuse_unused([("--alpha", alpha)], "a fit without --sam-checkpoint", "SAM's threshold α applies to masks made here from its weights")
+            refuse_unused([("--alpha", alpha)], "a fit without --sam-checkpoint",
+                          "SAM's threshold α applies to masks made here from its weights")
         check_alpha(alpha)
 
     for path, option in ((masks, "--masks"), (sam_checkpoint, "--sam-checkpoint")):

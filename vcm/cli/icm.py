@@ -45,7 +45,8 @@ def icm_train(
                       "the plain loss uses no edge masks")
     check_output(out, inputs=[images, val, sam_checkpoint], kind="dir")
     cfg = IcmTrainConfig(arch=arch, lmbda=lmbda, epochs=epochs, batch=batch, crop=crop, lr=lr, masks=masks,
-                         alpha=0.93 if alpha is None else alpha, sam_model=sam_model, seed=seed, steps_per_epoch=steps)
+                         **({} if alpha is None else {"alpha": alpha}), sam_model=sam_model, seed=seed,
+                         steps_per_epoch=steps)
     cfg.check()  # before torch and CompressAI are imported: a wrong value or folder is refused at once
     check_run_folder(out, resume)
     from vcm.device import resolve_device

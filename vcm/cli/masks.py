@@ -50,7 +50,7 @@ def masks(
     if kind == "sam":
         from vcm.masks.sam import check_alpha
 
-        alpha = [check_alpha(a) for a in alpha or [0.93]]
+        alpha = [check_alpha(a) for a in alpha or [None]]
     input = resolve(input)  # sample:NAME → the bundled clip
     if out is not None:  # `--out clip.yuv` used to replace the input video with the masks
         from vcm.outputs import check_output

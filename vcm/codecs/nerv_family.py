@@ -308,10 +308,12 @@ class NervFamily(Codec):
         """``vcm.masks.provide.masks_for_fit``'s arguments for this point's fit; None for the plain loss."""
         if self.loss != "sa-nerv":
             return None
+        from vcm.masks.sam import DEFAULT_ALPHA
+
         m = point.get("masks") or {}
         return {"masks": Path(m["masks"]) if m.get("masks") else None,
                 "sam_checkpoint": Path(m["sam_checkpoint"]) if m.get("sam_checkpoint") else None,
-                "alpha": float(m.get("alpha", 0.93)), "sam_model": m.get("sam_model", "vit_h"),
+                "alpha": float(m.get("alpha", DEFAULT_ALPHA)), "sam_model": m.get("sam_model", "vit_h"),
                 "settings_path": Path(m["config"]) if m.get("config") else None, "source": m.get("source")}
 
     def _fit(self, spec: dict, video, device) -> tuple[Path, float]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from vcm.errors import VcmError
 from vcm.icm.archs import default_pad_multiple
-from vcm.masks.sam import check_alpha
+from vcm.masks.sam import DEFAULT_ALPHA, check_alpha
 
 CHECKPOINT = "checkpoint.pth.tar"
 SUMMARY = "train.json"
@@ -40,7 +40,7 @@ class IcmTrainConfig:
     aux_lr: float = 1e-3
     clip: float = 1.0
     masks: str = "sam"  # sam | none
-    alpha: float = 0.93
+    alpha: float = DEFAULT_ALPHA
     sam_model: str = "vit_h"
     seed: int = 0
     steps_per_epoch: int | None = None  # default: one pass over the images

@@ -181,9 +181,15 @@ def _check_generator(gen: dict, path: Path) -> None:
                            f"{' or null' if optional else ''}, got {value!r}")
 
 
-def check_alpha(alpha: float) -> float:
-    """SAM's confidence threshold α, refused unless in [0, 1] (NaN included) → ``alpha``. The commands check it
-    before any frame is read or the weights (2.4 GB for vit_h) are loaded."""
+DEFAULT_ALPHA = 0.93  # SAM's confidence threshold α where none is given (the paper's)
+
+
+def check_alpha(alpha: float | None) -> float:
+    """SAM's confidence threshold α to use: ``alpha``, refused unless in [0, 1] (NaN included), or
+    ``DEFAULT_ALPHA`` for None. The commands check it before any frame is read or the weights (2.4 GB for vit_h)
+    are loaded."""
+    if alpha is None:
+        return DEFAULT_ALPHA
     if not 0.0 <= alpha <= 1.0:
         raise VcmError(f"--alpha must be in [0, 1], got {alpha}")
     return alpha
