@@ -91,10 +91,11 @@ def _frame_record(header: Y4mHeader) -> int:
 MAX_FRAME_LINE = 1024  # bytes of a frame line (FRAME and its parameters) read at most
 
 
-def frame_offsets(path: Path, header: Y4mHeader) -> tuple[np.ndarray, bool]:
-    """Byte offset of each frame's planes in ``path``, ``int64 [frames]``, and whether they were found by
-    arithmetic (every frame line taken to be bare, checked as a range is read); a one-line error for a file that
-    holds no frames, is cut short or is not a sequence of frame lines and planes."""
+def frame_index(path: Path, header: Y4mHeader) -> tuple[int, np.ndarray | None]:
+    """``(frames, offsets)``: how many frames ``path`` holds, and the byte offset of each one's planes
+    (``int64 [frames]``) when its frame lines carry parameters; None when they are bare (frame i's line then
+    starts at ``data_offset + i · record``, checked as a range is read). A one-line error for a file that holds
+    no frames, is cut short or is not a sequence of frame lines and planes."""
     data = os.path.getsize(path) - header.data_offset
     per = _frame_record(header)
     if data <= 0:
@@ -103,19 +104,22 @@ def frame_offsets(path: Path, header: Y4mHeader) -> tuple[np.ndarray, bool]:
         f.seek(header.data_offset)
         bare = f.read(len(FRAME)) == FRAME
     if bare and data % per == 0:
-        return header.data_offset + len(FRAME) + per * np.arange(data // per, dtype=np.int64), True
-    return _walk(path, header, header.data_offset + data), False
+        return data // per, None
+    offsets = _walk(path, header, header.data_offset + data)
+    return len(offsets), offsets
 
 
 def _walk(path: Path, header: Y4mHeader, size: int) -> np.ndarray:
-    """:func:`frame_offsets` of a file whose frame lines are not all bare: each line is read and its planes
+    """The planes' offsets of a file whose frame lines are not all bare: each line is read and its planes
     skipped (one small read a frame)."""
     planes = frame_bytes(header.width, header.height, header.bit_depth)
     offsets, pos = [], header.data_offset
     with open(path, "rb") as f:
         while pos < size:
             f.seek(pos)
-            line = f.read(MAX_FRAME_LINE)
+            line = f.read(64)
+            if b"\n" not in line:
+                line += f.read(MAX_FRAME_LINE - len(line))
             end = line.find(b"\n")
             if not line.startswith(b"FRAME") or end < 0 or line[5:6] not in (b"\n", b" "):
                 raise VcmError(f"{path.name}: frame {len(offsets)} does not start with a FRAME line (a damaged file, "
@@ -135,20 +139,18 @@ def _walk(path: Path, header: Y4mHeader, size: int) -> np.ndarray:
 
 
 def count_frames(path: Path, header: Y4mHeader) -> int:
-    """Frames in ``path`` (see :func:`frame_offsets`)."""
-    return len(frame_offsets(path, header)[0])
+    """Frames in ``path`` (see :func:`frame_index`)."""
+    return frame_index(path, header)[0]
 
 
 def read_planes(path: Path, header: Y4mHeader, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Planes of frames [start, stop): Y ``[T,H,W]``, U and V ``[T,h,w]`` (uint8, or uint16 above 8 bits)."""
-    offsets, bare = frame_offsets(path, header)
-    n = len(offsets)
+    n, offsets = frame_index(path, header)
     if not 0 <= start < stop <= n:
         raise VcmError(f"frames {start}:{stop} are outside {path.name}, which has {n} frames")
     per = _frame_record(header)
-    offsets = offsets[start:stop]
-    if bare:  # one read of the range, its frame lines checked
-        records = np.fromfile(path, np.uint8, count=(stop - start) * per, offset=int(offsets[0]) - len(FRAME))
+    if offsets is None:  # bare frame lines: one read of the range, its lines checked
+        records = np.fromfile(path, np.uint8, count=(stop - start) * per, offset=header.data_offset + start * per)
         records = records.reshape(-1, per)
         bad = np.flatnonzero((records[:, :len(FRAME)] != np.frombuffer(FRAME, np.uint8)).any(axis=1))
         if bad.size:
@@ -156,7 +158,8 @@ def read_planes(path: Path, header: Y4mHeader, start: int, stop: int) -> tuple[n
                            f"file)")
         samples = records[:, len(FRAME):]
     else:
-        samples = np.stack([np.fromfile(path, np.uint8, count=per - len(FRAME), offset=int(o)) for o in offsets])
+        samples = np.stack([np.fromfile(path, np.uint8, count=per - len(FRAME), offset=int(o))
+                            for o in offsets[start:stop]])
     return split_planes(samples, header.width, header.height, header.bit_depth,
                         f"{path.name} has samples above the {header.bit_depth}-bit range its header declares")
 
