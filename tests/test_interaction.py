@@ -316,3 +316,35 @@ def test_a_point_another_run_finished_after_this_one_planned_is_taken_not_run_ag
     for asked in ({**spec, "force": True}, {**spec, "point_key": "other settings"}):  # --force, or a changed point
         (tmp_path / "result.json").write_text(json.dumps(theirs))
         assert safe_run_point(asked)["status"] == "failed"
+
+
+def test_a_ray_task_whose_worker_died_fails_its_point_and_the_sweep_goes_on(tmp_path, monkeypatch):
+    """With --backend ray, a point whose worker died beyond Ray's own retries (out of memory, a signal, a lost node)
+    raised out of ray.get and ended the whole sweep with a traceback. Ray is stood in for here, so that the worker's
+    death is certain: its exception types are the real ones."""
+    import types
+
+    from ray.exceptions import WorkerCrashedError
+
+    from vcm.ctc import run as ctc_run
+
+    class Ref:
+        def __init__(self, spec):
+            self.spec = spec
+
+    def get(ref):
+        if ref.spec["point_id"] == "died":
+            raise WorkerCrashedError()
+        return {"status": "ok", "sequence": "s", "codec": "c", "point": ref.spec["point_id"], "bytes": 10,
+                "kbps": 1.0, "psnr": 30.0}
+
+    task = types.SimpleNamespace(options=lambda **kw: types.SimpleNamespace(remote=lambda spec, *after: Ref(spec)))
+    fake = types.ModuleType("ray")
+    fake.is_initialized, fake.remote, fake.get = (lambda: True), (lambda fn: task), get
+    fake.wait = lambda pending, num_returns, timeout: (pending[:1], pending[1:])
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    specs = [{"sequence": "s", "codec": "c", "point_id": name, "workdir": str(tmp_path / name)} for name in ("died", "ok")]
+    rows = ctc_run.execute(specs, 2, "ray", None)
+    assert [r["status"] for r in rows] == ["failed", "ok"]
+    assert "its Ray task failed (WorkerCrashedError" in rows[0]["error"] and "runs it again" in rows[0]["error"]
+    assert json.loads((tmp_path / "died" / "result.json").read_text())["status"] == "failed"

@@ -536,21 +536,30 @@ def _execute_ray(specs: list[dict], jobs: int, address: str | None) -> list[dict
     if not ray.is_initialized():
         kwargs = {"address": address} if address else {"num_cpus": max(jobs, 1)}
         ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False, **kwargs)
+    from ray.exceptions import RayError
+
     rows = []
     remote = ray.remote(_run_after)
     with progress.progress("ctc points (ray)", len(specs)) as bar:
-        pending, by_id = [], {}
+        pending, by_id, spec_of = [], {}, {}
         for s in specs:  # a chained point's previous point comes before it (vcm.codecs.nerv_family)
             gpu = 1 if str(s.get("device", "auto")).startswith("cuda") else 0
             before = (s.get("point") or {}).get("warm_from")
             after = [by_id[_chain_key(s, before)]] if before and _chain_key(s, before) in by_id else []
             ref = remote.options(num_cpus=1, num_gpus=gpu).remote({**s, "threads": 1, "quiet": True}, *after)
             by_id[_chain_key(s, s["point_id"])] = ref
+            spec_of[ref] = s
             pending.append(ref)
         while pending:
             done, pending = ray.wait(pending, num_returns=1, timeout=max(1.0, progress.interval()))
             for ref in done:
-                rows.append(ray.get(ref))
+                try:
+                    rows.append(ray.get(ref))
+                except RayError as err:  # its worker died after Ray's own retries (out of memory, a signal, a lost
+                    # node), or the point it waited on did: that point fails, the sweep goes on
+                    why = (str(err).strip().splitlines() or [""])[0][:200]
+                    rows.append(failed_row(spec_of[ref], f"its Ray task failed ({type(err).__name__}: {why}); vcm ctc "
+                                                         f"run runs it again, a fit from its last checkpoint"))
                 _log_point(rows[-1])
                 bar.advance(1)
             bar.heartbeat()
