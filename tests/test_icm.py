@@ -309,3 +309,35 @@ def test_icm_training_that_diverges_stops_with_one_line_and_saves_nothing(tmp_pa
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-800:]
     assert "error: training diverged: the loss was nan in epoch 1; lower the learning rate" in proc.stderr
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_icm_training_stopped_mid_epoch_resumes_to_the_same_codec(tmp_path):
+    """Ctrl-C (or SIGTERM) in `vcm icm train` lost the epoch in progress: checkpoints were written only at the
+    end of an epoch, and a resumed run began the next one from the seed's random state, not the run's. A stop now
+    saves after the step in progress, with where it was in its epoch, and the resumed run ends where an
+    uninterrupted one does, bit for bit."""
+    from PIL import Image
+
+    from vcm.icm.train import train
+    from vcm.icm.train_config import IcmTrainConfig
+
+    images = tmp_path / "imgs"
+    images.mkdir()
+    for i in range(2):
+        Image.fromarray(moving_frames(t=1, h=80, w=96, seed=i)[0].transpose(1, 2, 0)).save(images / f"im{i}.png")
+    cfg = IcmTrainConfig(arch="tcm-tiny", lmbda=0.05, epochs=2, batch=2, crop=64, lr=1e-3, masks="none",
+                         steps_per_epoch=3)
+    cpu = torch.device("cpu")
+    whole = train(images, tmp_path / "whole", cfg, cpu)
+    stopped = train(images, tmp_path / "parts", cfg, cpu, should_stop=lambda step: step == 4)  # epoch 2, its 1st step
+    assert stopped["stopped"] == {"epoch": 2, "step": 1, "steps": 3}
+    assert not (tmp_path / "parts" / "train.json").exists()
+    resumed = train(images, tmp_path / "parts", cfg, cpu, resume=True)
+    assert resumed["history"] == whole["history"] and resumed["epochs"] == 2
+    a = torch.load(tmp_path / "whole" / "checkpoint.pth.tar", weights_only=False)["state_dict"]
+    b = torch.load(tmp_path / "parts" / "checkpoint.pth.tar", weights_only=False)["state_dict"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # stopped between epochs: the next one starts from the run's random state too
+    again = train(images, tmp_path / "epochs", cfg, cpu, should_stop=lambda step: step == 3)
+    assert again["stopped"] == {"epoch": 2, "step": 0, "steps": 3}
+    assert train(images, tmp_path / "epochs", cfg, cpu, resume=True)["history"] == whole["history"]

@@ -28,3 +28,22 @@ def describe(device) -> str:
         return torch.cuda.get_device_name(device)
     n = torch.get_num_threads()
     return f"cpu ({n} thread{'s' if n != 1 else ''})"
+
+
+def rng_state(device) -> dict:
+    """The generators training draws its noise from (the CPU's, and the GPU's on CUDA), to save with its state."""
+    import torch
+
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict, device) -> None:
+    """Restore what :func:`rng_state` saved."""
+    import torch
+
+    torch.set_rng_state(state["cpu"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)

@@ -49,6 +49,23 @@ def check_frames_output(out: Optional[Path], inputs: list, overwrite: bool, json
     return False
 
 
+def exit_stopped(what: str) -> None:
+    """End a stopped training (``what``: where it stopped and where its checkpoint is) with the command that
+    continues it, and exit code 130 (reported here: typer's Exit(130) means an unhandled Ctrl-C)."""
+    import shlex
+    import sys
+
+    from rich.markup import escape
+
+    from vcm.progress import console
+
+    # the command as typed (a sample's name, --frames, the preset and schedule options), so that the resumed
+    # run is the same training; on one line, whatever the terminal's width, to be copied whole
+    again = shlex.join(["vcm", *sys.argv[1:]] + ([] if "--resume" in sys.argv else ["--resume"]))
+    console.print(f"[yellow]{escape(what)}. Continue with: {escape(again)}[/yellow]", soft_wrap=True)
+    raise SystemExit(130)
+
+
 def refuse_unused(options: list[tuple[str, object]], context: str, why: str) -> None:
     """One line for the first of ``options`` — ``(name, value)``, None when not given — that was given where
     ``context`` (e.g. ``--source canny``) makes no use of it: such options used to be ignored without a word."""

@@ -7,7 +7,7 @@ import typer
 
 from vcm.cli.app import app
 from vcm.samples import resolve
-from vcm.cli.common import (BitDepthOpt, DeviceOpt, FpsOpt, JsonOpt, SizeOpt, fmt, print_json,
+from vcm.cli.common import (BitDepthOpt, DeviceOpt, FpsOpt, JsonOpt, SizeOpt, exit_stopped, fmt, print_json,
                             probe_input, refuse_unused, start, table)
 from vcm.nerv.presets import presets_by_arch
 
@@ -108,19 +108,7 @@ def fit(
         cfg = _budget_steps(budget, budget_seconds, spec, cfg, video, masks_u8, dev, run_dir if resume else None)
     result = fit_video(video, spec, cfg, out, dev, resume=resume, masks_u8=masks_u8, masks_meta=masks_meta)
     if result.interrupted:
-        import shlex
-        import sys
-
-        from rich.markup import escape
-
-        from vcm.progress import console
-
-        # the command as typed (a sample's name, --frames, the preset and schedule options), so that the
-        # resumed run is the same fit; on one line, whatever the terminal's width, to be copied whole
-        again = shlex.join(["vcm", *sys.argv[1:]] + ([] if "--resume" in sys.argv else ["--resume"]))
-        console.print(f"[yellow]stopped at step {result.steps_done} of {result.total_steps}; checkpoint saved in {result.run_dir}. "
-                      f"Continue with: {escape(again)}[/yellow]", soft_wrap=True)
-        raise SystemExit(130)  # reported above (typer's Exit(130) means an unhandled Ctrl-C)
+        exit_stopped(f"stopped at step {result.steps_done} of {result.total_steps}; checkpoint saved in {result.run_dir}")
     if save_video is not None:
         model, _ = load_run(result.run_dir)
         write_video(save_video, reconstruct(model, video.num_frames, dev), video.fps)

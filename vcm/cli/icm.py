@@ -7,8 +7,8 @@ import typer
 
 from vcm.cli.app import app
 from vcm.samples import resolve
-from vcm.cli.common import (BitDepthOpt, DeviceOpt, FpsOpt, JsonOpt, OverwriteOpt, SizeOpt, check_frames_output, fmt, print_json,
-                            probe_input, refuse_unused, start, table)
+from vcm.cli.common import (BitDepthOpt, DeviceOpt, FpsOpt, JsonOpt, OverwriteOpt, SizeOpt, check_frames_output,
+                            exit_stopped, fmt, print_json, probe_input, refuse_unused, start, table)
 
 icm_app = typer.Typer(help="SA-ICM: the edge-trained learned image codec (intra baseline).", no_args_is_help=True)
 app.add_typer(icm_app, name="icm")
@@ -53,6 +53,10 @@ def icm_train(
     from vcm.icm.train import train
 
     r = train(images, out, cfg, resolve_device(device), val, sam_checkpoint, resume)
+    if "stopped" in r:
+        where = r["stopped"]
+        exit_stopped(f"stopped in epoch {where['epoch']} at step {where['step']} of {where['steps']}; checkpoint saved "
+                     f"in {r['checkpoint']}")
     if json_out:
         print_json(r)
         return

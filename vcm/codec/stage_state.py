@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from vcm import progress
+from vcm.device import rng_state, set_rng_state
 from vcm.diverged import refuse_nonfinite
 from vcm.errors import VcmError
 from vcm.fsutil import atomic_path, load_torch_dict
@@ -192,17 +193,3 @@ class ResumableStage:
     def resumed(self) -> dict:
         """Report fields: where a continued stage started again, and its seconds before (none when it did not)."""
         return {"resumed": {"step": self.start, "seconds": round(self.earlier_seconds, 3)}} if self.start else {}
-
-
-def rng_state(device: torch.device) -> dict:
-    """The generators a stage draws its noise from (the CPU's, and the GPU's on CUDA)."""
-    state = {"cpu": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def set_rng_state(state: dict, device: torch.device) -> None:
-    torch.set_rng_state(state["cpu"])
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)

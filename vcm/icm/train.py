@@ -7,8 +7,9 @@ as the reference scales it: mse is the mean over all B·3·H·W values (masked-o
 zeros) of [0,1] images, bpp = Σ −log2(likelihoods of y and z) / (B·H·W). Adam (lr 1e-4) on the
 network, a separate Adam (1e-3) on the entropy bottleneck's quantiles minimising its auxiliary
 loss, gradient norm clipped to 1.0, random crops. Edge masks are made once per image and cached.
-Checkpoints (``checkpoint.pth.tar``: arch, config, state_dict, optimizers, epoch, history) are
-written atomically every epoch; ``--resume`` continues from the last one.
+Checkpoints (``checkpoint.pth.tar``: arch, config, state_dict, optimizers, epoch, history, random
+states) are written atomically every epoch, and on Ctrl-C or SIGTERM after the step in progress (with where
+in its epoch it stopped); ``--resume`` continues from there as the run would have gone on.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 
 from vcm import progress
+from vcm.device import rng_state, set_rng_state
 from vcm.diverged import TrainingDiverged, refuse_nonfinite
 from vcm.errors import VcmError
 from vcm.fsutil import atomic_path, save_torch, write_json
@@ -177,9 +179,10 @@ _OPTION = {"lmbda": "--lambda", "aux_lr": "the aux learning rate", "clip": "grad
            "steps_per_epoch": "--steps-per-epoch", "sam_model": "--sam-model"}
 
 
-def _resume(ckpt_path: Path, cfg: "IcmTrainConfig", model, opt, aux_opt, device) -> tuple[int, list]:
-    """Load a checkpoint into the model and both optimizers → (epochs done, history); refuse one trained
-    with other settings, or for more epochs than ``cfg`` now asks for."""
+def _resume(ckpt_path: Path, cfg: "IcmTrainConfig", model, opt, aux_opt, device) -> tuple[int, list, dict | None]:
+    """Load a checkpoint into the model, both optimizers and the random generator → (epochs done, history, where in
+    the next epoch a stopped run stopped or None); refuse one trained with other settings, or for more epochs than
+    ``cfg`` now asks for."""
     from vcm.fsutil import load_torch_dict
 
     ckpt = load_torch_dict(ckpt_path, "an SA-ICM training checkpoint")
@@ -196,11 +199,18 @@ def _resume(ckpt_path: Path, cfg: "IcmTrainConfig", model, opt, aux_opt, device)
     model.load_state_dict(ckpt["state_dict"])
     opt.load_state_dict(ckpt["optimizer"])
     aux_opt.load_state_dict(ckpt["aux_optimizer"])
-    return done, list(ckpt.get("history", []))
+    if "rng" in ckpt:  # (checkpoints written before it went on from the seed's state)
+        set_rng_state(ckpt["rng"], device)
+    return done, list(ckpt.get("history", [])), ckpt.get("stopped")
 
 
 def train(images_dir: Path, out: Path, cfg: IcmTrainConfig, device, val_dir: Path | None = None,
           sam_checkpoint: Path | None = None, resume: bool = False, should_stop=None) -> dict:
+    """Train the codec → its summary (also written to train.json); or, stopped by Ctrl-C, SIGTERM or
+    ``should_stop(step)`` (polled after every step), ``{"checkpoint", "stopped": {epoch, step, steps}}`` once the
+    checkpoint is saved, nothing summarised."""
+    from vcm.nerv.train import StopFlag
+
     out = Path(out)
     ckpt_path = out / CHECKPOINT
     check_run_folder(out, resume)
@@ -212,15 +222,31 @@ def train(images_dir: Path, out: Path, cfg: IcmTrainConfig, device, val_dir: Pat
     main, aux = _split_params(model)
     opt = torch.optim.Adam(main, lr=cfg.lr)
     aux_opt = torch.optim.Adam(aux, lr=cfg.aux_lr)
-    epoch, history = _resume(ckpt_path, cfg, model, opt, aux_opt, device) if resume else (0, [])
+    epoch, history, stopped = _resume(ckpt_path, cfg, model, opt, aux_opt, device) if resume else (0, [], None)
     steps = cfg.steps_per_epoch or max(1, math.ceil(len(imgs) / cfg.batch))
     start, step = time.time(), 0
-    with progress.progress(f"icm train ({cfg.arch}, {'SA-ICM' if cfg.masks == 'sam' else 'plain'})", cfg.epochs,
-                           completed=epoch) as bar:
+
+    def save(**where) -> None:
+        save_torch(ckpt_path, {"arch": cfg.arch, "config": arch_config(model, cfg.arch), "state_dict": model.state_dict(),
+                               "optimizer": opt.state_dict(), "aux_optimizer": aux_opt.state_dict(), "epoch": epoch,
+                               "history": history, "train": asdict(cfg), "rng": rng_state(device), **where})
+
+    with StopFlag(should_stop) as stop, progress.progress(
+            f"icm train ({cfg.arch}, {'SA-ICM' if cfg.masks == 'sam' else 'plain'})", cfg.epochs, completed=epoch) as bar:
         while epoch < cfg.epochs:
             gen = np.random.default_rng(cfg.seed * 7919 + epoch)
             sums = torch.zeros(3, device=device)
-            for _ in range(steps):
+            first = 0
+            if stopped is not None:  # this epoch was stopped part-way: its crops and sums go on from there
+                if int(stopped["steps"]) != steps:
+                    raise VcmError(f"cannot resume: {out} stopped at step {stopped['step']} of an epoch of "
+                                   f"{stopped['steps']} steps, and these images make {steps}; resume with the run's "
+                                   f"images (or --steps-per-epoch), or start a new run with --out")
+                gen.bit_generator.state, first = stopped["crops"], int(stopped["step"])
+                sums = torch.tensor(stopped["sums"], device=device)
+                progress.log(f"continuing epoch {epoch + 1} at step {first} of {steps}")
+                stopped = None
+            for k in range(first, steps):
                 x, s = _crop_batch(imgs, masks, cfg.crop, cfg.batch, gen)
                 x, s = x.to(device), (s.to(device) if cfg.masks == "sam" else None)
                 loss, parts = rd_loss(model(x), x, s, cfg.lmbda)
@@ -234,6 +260,11 @@ def train(images_dir: Path, out: Path, cfg: IcmTrainConfig, device, val_dir: Pat
                 aux_opt.step()
                 sums += torch.stack([loss.detach(), parts["bpp"].detach(), parts["mse"].detach()])
                 step += 1
+                if stop(step) and k + 1 < steps:
+                    refuse_nonfinite(model.state_dict(), "the codec", _DIVERGED_ADVICE)
+                    save(stopped={"step": k + 1, "steps": steps, "crops": gen.bit_generator.state,
+                                  "sums": sums.tolist()})
+                    return {"checkpoint": str(ckpt_path), "stopped": {"epoch": epoch + 1, "step": k + 1, "steps": steps}}
             epoch += 1
             loss_v, bpp_v, mse_v = (sums / steps).tolist()
             if not math.isfinite(loss_v):
@@ -243,12 +274,10 @@ def train(images_dir: Path, out: Path, cfg: IcmTrainConfig, device, val_dir: Pat
             if val_imgs:
                 record["val"] = validate(model, val_imgs, val_masks, device)
             history.append(record)
-            save_torch(ckpt_path, {"arch": cfg.arch, "config": arch_config(model, cfg.arch), "state_dict": model.state_dict(),
-                                   "optimizer": opt.state_dict(), "aux_optimizer": aux_opt.state_dict(), "epoch": epoch,
-                                   "history": history, "train": asdict(cfg)})
+            save()
             bar.advance(1, status=f"loss {loss_v:.4f}  bpp {bpp_v:.3f}")
-            if should_stop is not None and should_stop(epoch):
-                break
+            if stop(step) and epoch < cfg.epochs:
+                return {"checkpoint": str(ckpt_path), "stopped": {"epoch": epoch + 1, "step": 0, "steps": steps}}
     summary = {"checkpoint": str(ckpt_path), "epochs": epoch, "history": history, "seconds": time.time() - start,
                "images": len(imgs), "masks": cfg.masks, "lambda": cfg.lmbda}
     write_json(out / SUMMARY, summary)
