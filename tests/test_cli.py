@@ -288,5 +288,6 @@ def test_info_on_a_ctc_results_folder_says_which_points_finished_failed_or_stopp
     assert "a stage stopped in it" in table and "none yet: vcm ctc report" in table
     (tmp_path / "empty").mkdir()
     nothing = run_cli("info", tmp_path / "empty")
-    assert nothing.returncode == 1 and "holds no PNG/JPEG frames; nor is it a vcm fit's run folder, a vcm eval's " \
-        "output folder or a vcm ctc run's results folder" in " ".join(nothing.stderr.split()), nothing.stderr
+    assert nothing.returncode == 1 and "holds no PNG/JPEG frames; nor is it a vcm fit's run folder, a vcm icm " \
+        "train's, a vcm eval's output folder or a vcm ctc run's results folder" in " ".join(nothing.stderr.split()), \
+        nothing.stderr

@@ -332,8 +332,16 @@ def test_icm_training_stopped_mid_epoch_resumes_to_the_same_codec(tmp_path):
     stopped = train(images, tmp_path / "parts", cfg, cpu, should_stop=lambda step: step == 4)  # epoch 2, its 1st step
     assert stopped["stopped"] == {"epoch": 2, "step": 1, "steps": 3}
     assert not (tmp_path / "parts" / "train.json").exists()
+    info = run_cli("info", tmp_path / "parts", "--json")  # it was "not a run folder"
+    assert info.returncode == 0, info.stderr[-500:]
+    said = json.loads(info.stdout)
+    assert said["kind"] == "icm run" and said["stopped"] == {"epoch": 2, "step": 1, "steps": 3}
+    assert said["epochs"] == 1 and not said["finished"] and said["loss"] == whole["history"][0]["loss"]
     resumed = train(images, tmp_path / "parts", cfg, cpu, resume=True)
     assert resumed["history"] == whole["history"] and resumed["epochs"] == 2
+    from vcm.cli.icm_info import describe_icm_run
+
+    assert describe_icm_run(tmp_path / "parts")["finished"] and describe_icm_run(tmp_path / "parts")["stopped"] is None
     a = torch.load(tmp_path / "whole" / "checkpoint.pth.tar", weights_only=False)["state_dict"]
     b = torch.load(tmp_path / "parts" / "checkpoint.pth.tar", weights_only=False)["state_dict"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -12,7 +12,7 @@ from vcm.cli.common import BitDepthOpt, FpsOpt, JsonOpt, SizeOpt, print_json, pr
 
 @app.command()
 def info(
-    input: Path = typer.Argument(..., help="A .yuv file, a video container, a folder of frames, a .nerv/.icm stream, a vcm masks file, a vcm fit's run folder, a vcm eval's output folder or a vcm ctc run's."),
+    input: Path = typer.Argument(..., help="A .yuv file, a video container, a folder of frames, a .nerv/.icm stream, a vcm masks file, a vcm fit's or vcm icm train's run folder, a vcm eval's output folder or a vcm ctc run's."),
     size: Optional[str] = SizeOpt,
     fps: Optional[float] = FpsOpt,
     bit_depth: Optional[int] = BitDepthOpt,
@@ -24,7 +24,8 @@ def info(
     For a video: size, fps, frames, SFU-HW class and CTC range. For a stream: its video, rate and
     decoder, read without decoding a frame. For a mask file: its video, source and edge share, or how
     far a stopped vcm masks got. For a run (runs/NAME, runs/latest): its video, network,
-    schedule, how far it trained and the streams compressed from it. For a vcm eval's folder: its scores, or
+    schedule, how far it trained and the streams compressed from it; for a vcm icm train run, its codec, λ and how
+    far it trained. For a vcm eval's folder: its scores, or
     how far a stopped evaluation got. For a vcm ctc run's folder: its points, finished, failed or not, and
     its report."""
     from vcm.cli.stream_info import STREAM_SUFFIXES, describe_stream, stream_rows
@@ -35,11 +36,13 @@ def info(
     input = resolve(input)  # sample:NAME → the bundled clip
     from vcm.cli.ctc_info import ctc_rows, describe_ctc_results, is_ctc_results
     from vcm.cli.eval_info import describe_evaluation, evaluation_rows, is_evaluation
+    from vcm.cli.icm_info import describe_icm_run, icm_run_rows, is_icm_run
     from vcm.cli.mask_info import describe_masks, is_masks, mask_rows
     from vcm.cli.run_info import describe_run, is_run, run_rows
 
     said = (("a stream", describe_stream, stream_rows) if input.suffix.lower() in STREAM_SUFFIXES and input.is_file()
             else ("a run folder", describe_run, run_rows) if is_run(input)
+            else ("an SA-ICM training folder", describe_icm_run, icm_run_rows) if is_icm_run(input)
             else ("an evaluation folder", describe_evaluation, evaluation_rows) if is_evaluation(input)
             else ("a CTC results folder", describe_ctc_results, ctc_rows) if is_ctc_results(input)
             else ("a mask file", describe_masks, mask_rows) if is_masks(input) else None)
@@ -58,8 +61,8 @@ def info(
     except VcmError as err:
         if not input.is_dir():
             raise
-        raise VcmError(f"{err}; nor is it a vcm fit's run folder, a vcm eval's output folder or a vcm ctc run's "
-                       "results folder") from None
+        raise VcmError(f"{err}; nor is it a vcm fit's run folder, a vcm icm train's, a vcm eval's output folder or "
+                       "a vcm ctc run's results folder") from None
     seq = vi.sequence
     result = {
         "path": str(vi.path), "kind": vi.kind, "name": vi.name, "width": vi.width, "height": vi.height,
