@@ -349,3 +349,18 @@ def test_icm_training_stopped_mid_epoch_resumes_to_the_same_codec(tmp_path):
     again = train(images, tmp_path / "epochs", cfg, cpu, should_stop=lambda step: step == 3)
     assert again["stopped"] == {"epoch": 2, "step": 0, "steps": 3}
     assert train(images, tmp_path / "epochs", cfg, cpu, resume=True)["history"] == whole["history"]
+
+
+def test_a_second_icm_training_into_a_folder_being_trained_is_refused(tmp_path):
+    """Two `vcm icm train --resume` into one folder (two terminals, a resubmitted job) both trained, each saving
+    its checkpoints over the other's. The folder is locked while one trains."""
+    import os
+
+    from vcm.fsutil import run_lock
+    from vcm.icm.train import train
+    from vcm.icm.train_config import IcmTrainConfig
+
+    cfg = IcmTrainConfig(arch="tcm-tiny", epochs=1, batch=2, crop=64, masks="none")
+    with run_lock(tmp_path / "run", who="vcm icm train"):  # this process stands for the first training
+        with pytest.raises(VcmError, match=f"being written by another vcm icm train \\(pid {os.getpid()}\\)"):
+            train(tmp_path / "no-images", tmp_path / "run", cfg, torch.device("cpu"))

@@ -52,9 +52,9 @@ RUN_LOCK = ".lock"
 
 
 @contextlib.contextmanager
-def run_lock(folder: str | os.PathLike) -> Iterator[None]:
-    """Hold a run folder's lock (``folder/.lock``, created with the folder) while a fit writes it; a second
-    one is refused at once in one line naming the holder's pid. The kernel releases the lock when its
+def run_lock(folder: str | os.PathLike, who: str = "vcm fit") -> Iterator[None]:
+    """Hold a run folder's lock (``folder/.lock``, created with the folder) while a fit (or ``who``) writes it; a
+    second one is refused at once in one line naming the holder's pid. The kernel releases the lock when its
     holder exits, killed or not, so a stale lock cannot block a later run. A folder this call created is
     removed again when the body fails before writing anything else into it (a refused fit leaves no folder)."""
     folder = Path(folder)
@@ -63,7 +63,7 @@ def run_lock(folder: str | os.PathLike) -> Iterator[None]:
     lock = folder / RUN_LOCK
     with open(lock, "a+") as f:
         if not _acquire(f):
-            raise VcmError(_held(folder, lock_holder(folder)))
+            raise VcmError(_held(folder, lock_holder(folder), who))
         try:
             yield
         except BaseException:
@@ -125,8 +125,8 @@ def check_unlocked(folder: str | os.PathLike) -> None:
         raise VcmError(_held(folder, holder))
 
 
-def _held(folder, holder: int | None) -> str:
-    return f"{folder} is being written by another vcm fit{pid_note(holder)}; wait for it to end, or name another folder with --out"
+def _held(folder, holder: int | None, who: str = "vcm fit") -> str:
+    return f"{folder} is being written by another {who}{pid_note(holder)}; wait for it to end, or name another folder with --out"
 
 
 def pid_note(holder: int | None) -> str:

@@ -27,7 +27,7 @@ from vcm import progress
 from vcm.device import rng_state, set_rng_state
 from vcm.diverged import TrainingDiverged, refuse_nonfinite
 from vcm.errors import VcmError
-from vcm.fsutil import atomic_path, save_torch, write_json
+from vcm.fsutil import atomic_path, run_lock, save_torch, write_json
 from vcm.icm.models import arch_config, create, pad_multiple
 from vcm.icm.train_config import CHECKPOINT, SUMMARY, IcmTrainConfig, check_run_folder
 from vcm.video.source import IMAGE_SUFFIXES, _read_image
@@ -208,12 +208,19 @@ def train(images_dir: Path, out: Path, cfg: IcmTrainConfig, device, val_dir: Pat
           sam_checkpoint: Path | None = None, resume: bool = False, should_stop=None) -> dict:
     """Train the codec → its summary (also written to train.json); or, stopped by Ctrl-C, SIGTERM or
     ``should_stop(step)`` (polled after every step), ``{"checkpoint", "stopped": {epoch, step, steps}}`` once the
-    checkpoint is saved, nothing summarised."""
+    checkpoint is saved, nothing summarised. The run folder is locked meanwhile: a second training into it (a
+    --resume in another terminal) interleaved its checkpoints with this one's."""
+    check_run_folder(Path(out), resume)
+    with run_lock(out, who="vcm icm train"):
+        return _train(images_dir, Path(out), cfg, device, val_dir, sam_checkpoint, resume, should_stop)
+
+
+def _train(images_dir: Path, out: Path, cfg: IcmTrainConfig, device, val_dir: Path | None,
+           sam_checkpoint: Path | None, resume: bool, should_stop) -> dict:
     from vcm.nerv.train import StopFlag
 
-    out = Path(out)
     ckpt_path = out / CHECKPOINT
-    check_run_folder(out, resume)
+    check_run_folder(out, resume)  # again under the lock: another training may have written it meanwhile
     cfg.check()
     torch.manual_seed(cfg.seed)
     imgs, masks = _images_and_masks(images_dir, out, cfg, sam_checkpoint, device)
