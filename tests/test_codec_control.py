@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import moving_frames, run_cli, tiny_video
+from tests.conftest import run_cli, tiny_video
 from vcm.codec.compress import RDOptions, compress_many, decode_file, prepare
 from vcm.codec.rate_control import Target, _Trial, beyond, beyond_hint, next_lambda, next_trial, smallest_stream_bytes, target_bytes
 from vcm.errors import VcmError
