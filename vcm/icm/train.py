@@ -234,6 +234,7 @@ def _train(images_dir: Path, out: Path, cfg: IcmTrainConfig, device, val_dir: Pa
     start, step = time.time(), 0
 
     def save(**where) -> None:
+        refuse_nonfinite(model.state_dict(), "the codec", _DIVERGED_ADVICE)  # never over the last finite state
         save_torch(ckpt_path, {"arch": cfg.arch, "config": arch_config(model, cfg.arch), "state_dict": model.state_dict(),
                                "optimizer": opt.state_dict(), "aux_optimizer": aux_opt.state_dict(), "epoch": epoch,
                                "history": history, "train": asdict(cfg), "rng": rng_state(device), **where})
@@ -268,7 +269,6 @@ def _train(images_dir: Path, out: Path, cfg: IcmTrainConfig, device, val_dir: Pa
                 sums += torch.stack([loss.detach(), parts["bpp"].detach(), parts["mse"].detach()])
                 step += 1
                 if stop(step) and k + 1 < steps:
-                    refuse_nonfinite(model.state_dict(), "the codec", _DIVERGED_ADVICE)
                     save(stopped={"step": k + 1, "steps": steps, "crops": gen.bit_generator.state,
                                   "sums": sums.tolist()})
                     return {"checkpoint": str(ckpt_path), "stopped": {"epoch": epoch + 1, "step": k + 1, "steps": steps}}
@@ -276,7 +276,6 @@ def _train(images_dir: Path, out: Path, cfg: IcmTrainConfig, device, val_dir: Pa
             loss_v, bpp_v, mse_v = (sums / steps).tolist()
             if not math.isfinite(loss_v):
                 raise TrainingDiverged(f"training diverged: the loss was {loss_v} in epoch {epoch}; {_DIVERGED_ADVICE}")
-            refuse_nonfinite(model.state_dict(), "the codec", _DIVERGED_ADVICE)
             record = {"epoch": epoch, "loss": loss_v, "bpp": bpp_v, "masked_mse" if cfg.masks == "sam" else "mse": mse_v}
             if val_imgs:
                 record["val"] = validate(model, val_imgs, val_masks, device)
