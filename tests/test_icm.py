@@ -364,3 +364,10 @@ def test_a_second_icm_training_into_a_folder_being_trained_is_refused(tmp_path):
     with run_lock(tmp_path / "run", who="vcm icm train"):  # this process stands for the first training
         with pytest.raises(VcmError, match=f"being written by another vcm icm train \\(pid {os.getpid()}\\)"):
             train(tmp_path / "no-images", tmp_path / "run", cfg, torch.device("cpu"))
+        torch.save({"arch": "tcm-tiny", "epoch": 0, "history": [], "train": {"epochs": 1, "lmbda": 0.05, "masks": "none"}},
+                   tmp_path / "run" / "checkpoint.pth.tar")
+        from vcm.cli.icm_info import describe_icm_run, icm_run_rows
+
+        said = describe_icm_run(tmp_path / "run")  # vcm info names the training that runs in it
+        assert said["training_pid"] == os.getpid()
+        assert f"training now (pid {os.getpid()})" in dict(icm_run_rows(said))["trained"]

@@ -17,7 +17,7 @@ def describe_icm_run(path: Path) -> dict:
     """The run's codec, λ, loss (SA-ICM or plain), epochs done of those asked for, where a stopped one stopped,
     and its last epoch's training (and validation) figures."""
     from vcm.errors import VcmError
-    from vcm.fsutil import load_torch_dict
+    from vcm.fsutil import load_torch_dict, lock_holder
     from vcm.icm.train_config import CHECKPOINT, SUMMARY
 
     ckpt = load_torch_dict(path / CHECKPOINT, "a vcm icm train checkpoint")
@@ -31,6 +31,7 @@ def describe_icm_run(path: Path) -> dict:
             "stopped": None if stopped is None else {"epoch": ckpt["epoch"] + 1, "step": stopped.get("step"),
                                                      "steps": stopped.get("steps")},
             "finished": (path / SUMMARY).is_file() and stopped is None and ckpt["epoch"] == train.get("epochs"),
+            "training_pid": lock_holder(path),  # a training running in it now (0: its pid unreadable)
             "loss": last.get("loss"), "bpp": last.get("bpp"), "val": last.get("val")}
 
 
@@ -39,9 +40,12 @@ def icm_run_rows(r: dict) -> list[tuple[str, str]]:
     from vcm.cli.common import fmt
 
     loss = "SA-ICM (edge-masked, eq. 5)" if r["masks"] == "sam" else "plain (eq. 1)"
+    from vcm.fsutil import pid_note
+
     state = ("finished" if r["finished"] else
+             f"training now{pid_note(r['training_pid'])}" if r["training_pid"] is not None else
              f"stopped in epoch {r['stopped']['epoch']} at step {r['stopped']['step']} of {r['stopped']['steps']}"
-             if r["stopped"] else "not finished (stopped between epochs, or training now)")
+             if r["stopped"] else "stopped between epochs")
     rows = [("run", r["path"]), ("codec", f"vcm ICM ({r['arch']})"), ("loss", f"{loss}, λ = {r['lambda']:g}"),
             ("trained", f"{r['epochs']} of {r['total_epochs']} epochs, {state}")]
     if r["loss"] is not None:
