@@ -292,7 +292,8 @@ def test_frames_per_second_counts_the_frames_each_step_held():
     assert frames_seen(0, 900, 120, 4) == 900 * 4 and frames_seen(7, 7, 9, 2) == 0
 
 
-def test_a_fits_frame_rate_is_the_frames_it_trained_on(tmp_path):
+def test_a_fits_frame_rate_is_the_frames_it_trained_on(tmp_path, capsys):
     video = make_video(moving_frames(t=3, h=24, w=24))
     result = fit(video, TINY.config(24, 24), TrainConfig(epochs=2, batch=100, lr=2e-3), tmp_path / "run", CPU)
     assert result.frames_per_second * result.seconds == pytest.approx(6)
+    assert "batch 100 is more than the clip's 3 frames: each step takes them all" in capsys.readouterr().err

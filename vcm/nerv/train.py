@@ -336,6 +336,8 @@ def fit(
         raise VcmError("--loss sa-nerv needs edge masks: pass --masks FILE or --sam-checkpoint PATH")
     with run_lock(run_dir):  # a second fit (or resume) into the same folder interleaved its checkpoints with this one's
         run = _start(video, model_cfg, cfg, run_dir, device, resume, masks_meta)
+        if cfg.batch > video.num_frames:
+            progress.log(f"batch {cfg.batch} is more than the clip's {video.num_frames} frames: each step takes them all")
         total_steps = cfg.total_steps(video.num_frames)
         frames, masks = to_device(video.frames_u8, masks_u8, device)
         if device.type == "cuda" and cfg.channels_last:
