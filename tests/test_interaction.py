@@ -306,8 +306,9 @@ def test_a_point_another_run_finished_after_this_one_planned_is_taken_not_run_ag
     the first finished a moment later) was coded again by the second once it got the point's lock."""
     from vcm.ctc.run import safe_run_point
 
+    # (not "quiet": a worker's setting, it would silence the progress lines of later tests in this process)
     spec = {"sequence": "s", "codec": "no-such-codec", "point_id": "p", "workdir": str(tmp_path), "device": "cpu",
-            "quiet": True, "point_key": "settings", "inputs_key": "inputs"}
+            "point_key": "settings", "inputs_key": "inputs"}
     theirs = {"status": "ok", "sequence": "s", "codec": "no-such-codec", "curve": "c", "point": "p", "kbps": 1.0,
               "bytes": 10, "fps": 25.0, "frames": 2, "point_key": "settings", "inputs_key": "inputs"}
     (tmp_path / "result.json").write_text(json.dumps(theirs))
