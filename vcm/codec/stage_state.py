@@ -167,10 +167,11 @@ class ResumableStage:
         began = time.time()
 
         def save(step: int) -> None:
+            states = {name: part.state_dict() for name, part in self.parts.items()}
             for name, part in self.parts.items():
                 if isinstance(part, torch.nn.Module):
-                    refuse_nonfinite(part.state_dict(), f"{self.what}: {name}", DIVERGED_ADVICE)
-            self.checkpoint.save({**{name: part.state_dict() for name, part in self.parts.items()},
+                    refuse_nonfinite(states[name], f"{self.what}: {name}", DIVERGED_ADVICE)
+            self.checkpoint.save({**states,
                                   "rng": rng_state(self.device), "step": step, "steps": steps, "what": self.what,
                                   **self.info, "history": self.history,
                                   "seconds": self.earlier_seconds + time.time() - began})

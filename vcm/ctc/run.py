@@ -357,12 +357,12 @@ class _Workers:
         return self
 
     def __exit__(self, kind, err, tb) -> None:
-        if kind is not None and issubclass(kind, KeyboardInterrupt):
+        stopped = kind is not None and issubclass(kind, KeyboardInterrupt)
+        if stopped:
             from vcm.stopping import stop_workers
 
             stop_workers(multiprocessing.active_children())
-            self.pool.shutdown(wait=True, cancel_futures=True)
-        self.pool.shutdown(wait=True)
+        self.pool.shutdown(wait=True, cancel_futures=stopped)
 
 
 class Schedule:

@@ -210,7 +210,6 @@ def train(images_dir: Path, out: Path, cfg: IcmTrainConfig, device, val_dir: Pat
     ``should_stop(step)`` (polled after every step), ``{"checkpoint", "stopped": {epoch, step, steps}}`` once the
     checkpoint is saved, nothing summarised. The run folder is locked meanwhile: a second training into it (a
     --resume in another terminal) interleaved its checkpoints with this one's."""
-    check_run_folder(Path(out), resume)
     with run_lock(out, who="vcm icm train"):
         return _train(images_dir, Path(out), cfg, device, val_dir, sam_checkpoint, resume, should_stop)
 
@@ -220,7 +219,7 @@ def _train(images_dir: Path, out: Path, cfg: IcmTrainConfig, device, val_dir: Pa
     from vcm.nerv.train import StopFlag
 
     ckpt_path = out / CHECKPOINT
-    check_run_folder(out, resume)  # again under the lock: another training may have written it meanwhile
+    check_run_folder(out, resume)  # under the lock: another training may have written it meanwhile
     cfg.check()
     torch.manual_seed(cfg.seed)
     imgs, masks = _images_and_masks(images_dir, out, cfg, sam_checkpoint, device)

@@ -157,9 +157,10 @@ def read_planes(path: Path, header: Y4mHeader, start: int, stop: int) -> tuple[n
             raise VcmError(f"{path.name}: frame {start + int(bad[0])} does not start with a FRAME line (a damaged "
                            f"file)")
         samples = records[:, len(FRAME):]
-    else:
-        samples = np.stack([np.fromfile(path, np.uint8, count=per - len(FRAME), offset=int(o))
-                            for o in offsets[start:stop]])
+    else:  # one read of the range too, each frame's planes taken from it past its line
+        planes, first = per - len(FRAME), int(offsets[start])
+        span = np.fromfile(path, np.uint8, count=int(offsets[stop - 1]) + planes - first, offset=first)
+        samples = np.stack([span[o - first:o - first + planes] for o in offsets[start:stop]])
     return split_planes(samples, header.width, header.height, header.bit_depth,
                         f"{path.name} has samples above the {header.bit_depth}-bit range its header declares")
 
