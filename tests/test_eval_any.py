@@ -90,6 +90,11 @@ def test_frame_and_category_mapping_rules(tmp_path):
         load(tmp_path / "e.json")
     gt = load(tmp_path / "e.json", category_map=["scooter=motorcycle"])
     assert {b.category for bs in gt.frames.values() for b in bs} == {0, 3} and "scooter→motorcycle" in gt.source
+    # ids the categories do not name are COCO's when the user says so
+    data["annotations"][0]["category_id"] = 7
+    (tmp_path / "e.json").write_text(json.dumps(data))
+    gt = load(tmp_path / "e.json", category_ids="coco91")
+    assert 6 in {b.category for bs in gt.frames.values() for b in bs}  # COCO-91 id 7 is train
 
 
 @pytest.mark.parametrize("edit, message", [
@@ -99,6 +104,8 @@ def test_frame_and_category_mapping_rules(tmp_path):
     (lambda d: d["categories"][0].update(name="unicorn"), "no class of the detector: unicorn"),
     (lambda d: d["images"][1].update(file_name=d["images"][0]["file_name"]), "map to a frame another image already has"),
     (lambda d: d["images"][0].update(width=352), "is 352x144, the video is 176x144"),
+    # an id the JSON's own categories do not name was reported as "categories have no names"
+    (lambda d: d["annotations"][0].update(category_id=7), "use category id(s) 7 that 'categories' does not name"),
     # a box no detection can overlap counted as an object every detector missed; a non-object was dropped
     (lambda d: d["annotations"][0].update(bbox=[0, 0, -4, 10]), "needs a width and height above 0"),
     (lambda d: d["annotations"][0].update(bbox=[0, 0, 4, float("inf")]), "is not made of finite numbers"),

@@ -119,11 +119,17 @@ def map_categories(data: dict, path: Path, classes: tuple[str, ...], mode: str,
     renames = _parse_category_map(rename)
     cats = data.get("categories") if isinstance(data.get("categories"), list) else []
     named = {c.get("id"): c.get("name") for c in cats if isinstance(c, dict) and c.get("name") is not None}
+    unlisted = sorted(map(str, used - set(named)))
+    if mode == "names" or (mode == "auto" and named):
+        if unlisted:  # not "no names" (they have some), not "no class" (there is no name to match)
+            listed = ", ".join(f"{i} {n}" for i, n in list(named.items())[:5]) or "none"
+            raise VcmError(f"{path.name}: annotations use category id(s) {', '.join(unlisted[:6])} that 'categories' "
+                           f"does not name (it names {listed}); fix the JSON, or pass --category-ids coco80 or "
+                           "coco91 to read the ids as COCO's")
+        mode = "names"
     if mode == "auto":
         ids = {i for i in used if isinstance(i, (int, float))}
-        if named and used <= set(named):
-            mode = "names"
-        elif ids and (0 in ids or ids - set(COCO91_IDS)) and max(ids) < 80:
+        if ids and (0 in ids or ids - set(COCO91_IDS)) and max(ids) < 80:
             mode = "coco80"  # 0, or an id in one of COCO-91's gaps (12, 26, …)
         elif ids and max(ids) >= 80:
             mode = "coco91"
