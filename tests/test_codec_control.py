@@ -278,6 +278,10 @@ def test_target_kbps_lands_within_five_percent(tiny_run, tmp_path):
     proc = run_cli("compress", root / "run", "--target-kbps", f"{least_kbps * 0.9:.6f}", "--out", tmp_path / "no.nerv")
     assert proc.returncode == 1 and "smallest stream" in proc.stderr and f"{least:,} bytes" in proc.stderr
     assert "rate control trial" not in proc.stderr + proc.stdout and not (tmp_path / "no.nerv").exists()
+    # a rate above the network's weights as 32-bit floats: refused at once (it ran every trial, minutes)
+    proc = run_cli("compress", root / "run", "--target-kbps", "1e9", "--out", tmp_path / "no.nerv")
+    assert proc.returncode == 1 and "every parameter as a 32-bit float" in proc.stderr, proc.stderr[-2000:]
+    assert "rate control trial" not in proc.stderr + proc.stdout and not (tmp_path / "no.nerv").exists()
     # a rate far below what the network reaches in 4 steps: the nearest trial is written and the report says why
     proc = run_cli("compress", root / "run", "--target-kbps", f"{least_kbps * 1.05:.6f}", "--rd-steps", "4",
                    "--out", tmp_path / "far.nerv", "--json")

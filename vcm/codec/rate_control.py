@@ -107,6 +107,12 @@ def smallest_stream_bytes(prep) -> int:
     return len(nerv_stream.encode(stream_of(prep, model, tensors, "rd")).data)
 
 
+def float32_bytes(prep) -> int:
+    """Bytes of the run's network as 32-bit floats, every parameter exact: a rate target above it asks a
+    stream of this network for more than all it holds."""
+    return 4 * sum(p.numel() for p in prep.fresh_model().parameters())
+
+
 def _psnr_y(prep, stream: nerv_stream.NervStream) -> float:
     from vcm.nerv.train import reconstruct
     from vcm.quality import summarize
@@ -234,6 +240,11 @@ def search(prep, target: Target, opts: RDOptions, device, out: Path | None = Non
                        f"this network's smallest stream (every weight zero: header, step codes, records) is {least:,} "
                        f"bytes, {least * 8 * v['fps'] / v['num_frames'] / 1000:.3g} kbps; a smaller network "
                        f"(vcm fit --width-scale 0.5, or --params) goes lower")
+    if target.by_rate and goal > (most := float32_bytes(prep)):
+        raise VcmError(f"--target-kbps {target.kbps:g} is {goal:,.0f} bytes for these {v['num_frames']} frames, more "
+                       f"than this network's every parameter as a 32-bit float ({most:,} bytes, "
+                       f"{most * 8 * v['fps'] / v['num_frames'] / 1000:,.1f} kbps); a larger network "
+                       f"(vcm fit --params) reaches higher rates")
     fit_quantizers = load_quantizers(prep.run_dir)  # a rate-aware fit's own; None for a plain fit
     full = rd_steps(opts, prep.fit_cfg, prep.video.num_frames, fit_quantizers is not None)
     warm = max(1, round(target.warm_fraction * (full or 0.5 * prep.fit_cfg.total_steps(prep.video.num_frames))))
