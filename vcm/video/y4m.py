@@ -36,7 +36,7 @@ class Y4mHeader:
 
     width: int
     height: int
-    fps: float
+    fps: float | None  # None when the header has no F (a rate is never guessed: the reader asks for --fps)
     bit_depth: int
     data_offset: int
 
@@ -57,7 +57,7 @@ def read_header(path: Path) -> Y4mHeader:
         raise VcmError(f"{path.name}: its YUV4MPEG2 header gives no frame size (W and H)") from None
     if not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE):
         raise VcmError(f"{path.name}: its YUV4MPEG2 header declares {width}x{height} frames (1 to {MAX_SIDE} a side)")
-    fps = _rate(path, fields.get("F", "25:1"))
+    fps = _rate(path, fields["F"]) if "F" in fields else None
     if fields.get("I", "p") not in ("p", "?"):
         raise VcmError(f"{path.name}: interlaced YUV4MPEG2 (I{fields['I']}); vcm reads progressive frames "
                        f"(deinterlace it first, e.g. ffmpeg -vf yadif)")
