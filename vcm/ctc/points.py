@@ -20,9 +20,15 @@ POINT_LOG = "point.log"  # every message and progress line of one point, in its 
 
 
 def _video(spec: dict):
+    from vcm.errors import VcmError
     from vcm.video import open_video
 
-    return open_video(spec["source"], spec["frames"])
+    try:
+        return open_video(spec["source"], spec["frames"], **(spec.get("video") or {}))
+    except VcmError as err:  # the video layer names the command's options; a config gives them in the entry
+        if any(flag in str(err) for flag in ("--fps", "--size", "--bit-depth")):
+            raise VcmError(f"{err} (in a CTC config: size, fps or bit_depth in the sequence's entry)") from None
+        raise
 
 
 def _detect(spec: dict, video, frames_u8: np.ndarray, device) -> dict:
@@ -45,7 +51,7 @@ def _detect(spec: dict, video, frames_u8: np.ndarray, device) -> dict:
     gt, detector = truth_and_detector(spec_t, name, det_cfg.get("name", "yolov7"), weights=det_cfg.get("weights"),
                                       repo=det_cfg.get("repo"), device=device, batch=batch,
                                       options=det_cfg.get("settings"))
-    gt, detector = complete(spec_t, decoded, gt, detector, every, batch)
+    gt, detector = complete(spec_t, decoded, gt, detector, every, batch, spec.get("video"))
     clip, scores = score(decoded, gt, detector, batch, every)
     write_outputs(Path(spec["workdir"]), clip, scores)
     return {"map": scores["map"], "ap50": scores["ap50"], "detections": str(Path(spec["workdir"]) / "detections.json"),

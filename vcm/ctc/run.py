@@ -51,6 +51,8 @@ def plan(cfg: dict, out: Path, data: Path | None, annotations: Path | None, only
                         "truth": truth_of(cfg, seq, annotations),
                         "sequence_annotations": seq.get("annotations"),
                         "device": device or cfg.get("device", "auto"), "out": str(out)}
+                if seq.get("video"):  # absent, not empty, where the file says it all: the keys of earlier runs hold
+                    spec["video"] = seq["video"]
                 specs.append(spec)
     return [{**s, "point_key": point_key(s), "inputs_key": inputs_key(s)} for s in expand_matches(specs)]
 
@@ -70,8 +72,9 @@ def point_key(spec: dict) -> str:
     point = {k: v for k, v in (spec.get("point") or {}).items() if k != "target_from"}  # the anchor's folder
     truth = {**(spec.get("truth") or {})}
     truth["annotations"], truth["original"] = named(truth.get("annotations")), named(truth.get("original"))
+    video = {"video": spec["video"]} if spec.get("video") else {}  # size, fps, bit_depth the entry gives
     return _digest({"codec": spec["codec"], "point": point, "source": named(spec["source"]), "frames": spec["frames"],
-                    "detector": spec.get("detector"), "truth": truth})
+                    "detector": spec.get("detector"), "truth": truth, **video})
 
 
 def inputs_key(spec: dict) -> str:
