@@ -126,6 +126,10 @@ def test_txt_labels_convert_to_ctc_json(tmp_path):
     assert gt.frames[472] == []
     proc = run_cli("gt", "convert", labels, "--sequence", "BQSquare", "--frames", "471:474", "--out", tmp_path / "gt.json")
     assert proc.returncode == 0, proc.stderr
+    # frame 472 has no file: it is written as a frame without objects, and the summary says so (it was silent, and
+    # --frames all on a folder holding part of the labels wrote hundreds of empty frames without a word)
+    table = " ".join(proc.stdout.replace("│", " ").split())  # the table's cells, wrapped lines joined
+    assert "2 of the 3 frames (the other 1 count as frames without objects)" in table, proc.stdout
     data = json.loads((tmp_path / "gt.json").read_text())
     assert [im["file_name"] for im in data["images"]] == [f"BQSquare_416x240_60_val_00{i}.png" for i in range(3)]
     again = load_coco_json(tmp_path / "gt.json", "BQSquare")

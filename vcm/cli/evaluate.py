@@ -136,7 +136,7 @@ def gt_convert(
     """Write COCO JSON (CTC layout) from the original per-frame SFU-HW txt labels."""
     from vcm import sequences
     from vcm.errors import VcmError
-    from vcm.eval.gt import load_yolo_labels, to_coco_json
+    from vcm.eval.gt import label_files, load_yolo_labels, to_coco_json
     from vcm.fsutil import write_json
 
     from vcm.outputs import check_output, check_replaceable
@@ -163,7 +163,12 @@ def gt_convert(
     gt = load_yolo_labels(labels, seq.name, rng)
     write_json(out, to_coco_json(gt, first_frame=rng.start))
     n = sum(len(v) for v in gt.frames.values())
-    table("vcm gt convert", [("sequence", seq.name), ("frames", f"{rng.start}:{rng.stop}"), ("objects", str(n)), ("written to", str(out))])
+    found = sum(f in rng for f in label_files(labels, seq))
+    # said, not silent: --frames all on a folder holding part of the labels wrote hundreds of empty frames
+    files = f"{found} of the {len(rng)} frames" + (f" (the other {len(rng) - found} count as frames without objects)"
+                                                   if found < len(rng) else "")
+    table("vcm gt convert", [("sequence", seq.name), ("frames", f"{rng.start}:{rng.stop}"), ("label files", files),
+                             ("objects", str(n)), ("written to", str(out))])
 
 
 def _is_stream(path: Path) -> bool:

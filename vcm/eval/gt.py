@@ -146,11 +146,7 @@ def load_yolo_labels(folder: Path, sequence: str, frames: range | None = None) -
         raise VcmError(f"{folder} is not a folder of SFU-HW label files")
     gt = GroundTruth(seq.name, seq.width, seq.height, source=f"SFU-HW labels in {folder}")
     found = 0
-    for p in sorted(folder.iterdir()):
-        m = _SEQ_RE.match(p.name)
-        if not m or _sequence_of(m.group("stem")) not in (seq, None):
-            continue
-        frame = int(m.group("n"))
+    for frame, p in label_files(folder, seq).items():
         if frames is not None and frame not in frames:
             continue
         found += 1
@@ -180,6 +176,16 @@ def load_yolo_labels(folder: Path, sequence: str, frames: range | None = None) -
         for f in frames:  # frames without a file have no objects
             gt.frames.setdefault(f, [])
     return gt
+
+
+def label_files(folder: Path, seq) -> dict[int, Path]:
+    """{source frame: its label file} of SFU-HW sequence ``seq`` in ``folder``, in frame order."""
+    out = {}
+    for p in sorted(Path(folder).iterdir()):
+        m = _SEQ_RE.match(p.name)
+        if m and _sequence_of(m.group("stem")) in (seq, None):
+            out[int(m.group("n"))] = p
+    return dict(sorted(out.items()))
 
 
 def to_coco_json(gt: GroundTruth, first_frame: int) -> dict:
