@@ -41,6 +41,13 @@ def test_info_json_for_a_bare_sfu_name(tmp_path):
     info = json.loads(proc.stdout)
     assert info["sequence"] == "BQSquare" and info["class"] == "D" and info["is_ctc_clip"]
     assert info["source_frames"] == [471, 600] and info["md5_match"] is False
+    # a Y4M of the same frames is checked as the raw file is (its planes are the same bytes): it was "not applicable"
+    y4m = tmp_path / "BQSquare.y4m"
+    y4m.write_bytes(b"YUV4MPEG2 W416 H240 F60:1 Ip C420jpeg\n" + b"".join(
+        b"FRAME\n" + bytes(frame_bytes(416, 240, 8)) for _ in range(129)))
+    proc = run_cli("info", y4m, "--json", "--md5")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["clip_md5"] == info["clip_md5"] is not None
 
 
 def test_info_shows_a_raw_file_whose_rate_nothing_says_and_fit_still_asks_for_it(tmp_path):

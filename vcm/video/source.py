@@ -347,13 +347,23 @@ def open_video(
 
 
 def clip_md5(info: VideoInfo) -> str | None:
-    """md5 of the raw 8-bit YUV bytes of the CTC frames (None unless an 8-bit SFU-HW YUV)."""
+    """md5 of the raw 8-bit YUV bytes of the CTC frames (None unless an 8-bit SFU-HW YUV or Y4M: a Y4M's
+    planes, read past each frame's line, are those bytes, so a converted file is checked too)."""
     seq = info.sequence
-    if info.kind != "yuv" or seq is None or info.bit_depth != 8:
+    if info.kind not in ("yuv", "y4m") or seq is None or info.bit_depth != 8:
         return None
-    per = yuv.frame_bytes(info.width, info.height, 8)
     first = seq.ctc_first - info.first_source_frame
     h = hashlib.md5()
+    if info.kind == "y4m":
+        header = y4m.read_header(info.path)
+        stop = min(first + seq.ctc_count, info.num_frames)  # a file cut short hashes what it holds, as a raw one
+        for start in range(first, stop, 16):  # a few MB at a time
+            planes = y4m.read_planes(info.path, header, start, min(start + 16, stop))
+            for frame in zip(*planes):  # Y, U, V of each frame, as a raw file holds them
+                for plane in frame:
+                    h.update(np.ascontiguousarray(plane).tobytes())
+        return h.hexdigest()
+    per = yuv.frame_bytes(info.width, info.height, 8)
     with open(info.path, "rb") as f:
         f.seek(first * per)
         remaining = seq.ctc_count * per
