@@ -349,3 +349,40 @@ def test_a_ray_task_whose_worker_died_fails_its_point_and_the_sweep_goes_on(tmp_
     assert [r["status"] for r in rows] == ["failed", "ok"]
     assert "its Ray task failed (WorkerCrashedError" in rows[0]["error"] and "runs it again" in rows[0]["error"]
     assert json.loads((tmp_path / "died" / "result.json").read_text())["status"] == "failed"
+
+
+@pytest.mark.slow
+def test_sigterm_to_a_ray_sweep_stops_its_points_as_ctrl_c_does(tmp_path):
+    """`vcm ctc run --backend ray` took SIGTERM (a cluster scheduler's time limit, Ray's main use here) as Ray's
+    driver does: a C++ stack dump, no word of vcm's, and the local Ray instance shut down under the fit, which lost
+    what it had trained since its last checkpoint. Now the sweep stops as any command does: each running point gets
+    its Ctrl-C, its fit finishes the step in progress and saves, and the run ends with vcm's line and code 130."""
+    import threading
+
+    pytest.importorskip("ray")
+    cfg = tmp_path / "sweep.yaml"
+    cfg.write_text("sequences: [{name: c, path: 'sample:carphone', frames: '0:4'}]\ndevice: cpu\ncodecs:\n"
+                   "  hinerv:\n    fits: [{preset: hinerv-demo, steps: 100000, rate_aware: false, points: [{lambda: 1}]}]\n")
+    proc = start_cli("ctc", "run", cfg, "--out", tmp_path / "out", "--backend", "ray", cwd=tmp_path)
+    err: list[str] = []
+    drain = threading.Thread(target=lambda: err.extend(proc.stderr), daemon=True)  # a full pipe would stall it
+    drain.start()
+    log = None
+    deadline = time.time() + 240
+    while log is None or "/100000  (" not in log.read_text():  # the point's fit is training in its Ray worker
+        assert time.time() < deadline and proc.poll() is None, "".join(err)[-2000:]
+        time.sleep(0.5)
+        log = next((tmp_path / "out" / "points").rglob("point.log"), None) if (tmp_path / "out" / "points").exists() else None
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=120)
+    drain.join(timeout=10)
+    text = "".join(err)
+    assert proc.returncode == 130 and "interrupted (SIGTERM): stopped" in text, text[-2000:]
+    assert "SIGTERM received" not in text and "Traceback" not in text
+    stopped = [line for line in log.read_text().splitlines() if "(steps): stopped at " in line]
+    assert stopped, log.read_text()[-2000:]  # the fit saved where it stopped, not at its last periodic checkpoint
+    step = int(stopped[0].split("stopped at ")[1].split("/")[0])
+    import torch
+
+    (ckpt,) = (tmp_path / "out" / "fits").rglob("checkpoint.pt")
+    assert torch.load(ckpt, weights_only=False)["step"] == step

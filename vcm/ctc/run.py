@@ -531,6 +531,21 @@ def _run_after(spec: dict, *earlier) -> dict:
     return safe_run_point(spec)
 
 
+RAY_STOP_GRACE = 60.0  # seconds the stopped points have to save their work before the sweep ends without them
+
+
+def _stop_ray_tasks(ray, pending: list) -> None:
+    """Cancel the sweep's unfinished Ray tasks: one running gets a KeyboardInterrupt, which its stage takes as
+    Ctrl-C (it finishes the step in progress and saves, as `vcm fit` does); one waiting never starts. Waits for
+    them up to ``RAY_STOP_GRACE`` (a second Ctrl-C ends the wait), so that the local Ray instance is not shut
+    down under a save: a point's workers were killed where they stood, its fit losing what it had trained
+    since its last checkpoint."""
+    for ref in pending:
+        ray.cancel(ref, force=False)
+    progress.log(f"stopping {len(pending)} Ray task(s): each saves its work (Ctrl-C again to end at once)")
+    ray.wait(pending, num_returns=len(pending), timeout=RAY_STOP_GRACE)
+
+
 def _execute_ray(specs: list[dict], jobs: int, address: str | None) -> list[dict]:
     try:
         import ray
@@ -539,6 +554,11 @@ def _execute_ray(specs: list[dict], jobs: int, address: str | None) -> list[dict
     if not ray.is_initialized():
         kwargs = {"address": address} if address else {"num_cpus": max(jobs, 1)}
         ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False, **kwargs)
+        # Ray's driver takes SIGTERM for itself (a stack dump, then exit): a scheduler's time limit stops a Ray
+        # sweep as it stops any vcm command, its points saving their work (below)
+        from vcm import stopping
+
+        stopping.install()
     from ray.exceptions import RayError
 
     rows = []
@@ -554,7 +574,11 @@ def _execute_ray(specs: list[dict], jobs: int, address: str | None) -> list[dict
             spec_of[ref] = s
             pending.append(ref)
         while pending:
-            done, pending = ray.wait(pending, num_returns=1, timeout=max(1.0, progress.interval()))
+            try:
+                done, pending = ray.wait(pending, num_returns=1, timeout=max(1.0, progress.interval()))
+            except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the points stop as a command does, saving their work
+                _stop_ray_tasks(ray, pending)
+                raise
             for ref in done:
                 try:
                     rows.append(ray.get(ref))
