@@ -300,6 +300,7 @@ def execute(specs: list[dict], jobs: int, backend: str, ray_address: str | None)
     rows, schedule = [], Schedule(specs, jobs)
     with _Workers(jobs) as workers, progress.progress("ctc points", len(specs)) as bar:
         running: dict = {}  # future → (spec, relay, pool); the slots a point holds are the schedule's to say
+        broken: set[int] = set()  # points whose worker died under them once (each runs once more)
         while True:
             for spec, relay, _ in list(running.values()):
                 if schedule.holds_back(spec) and (Path(spec["workdir"]) / FITTED).exists():
@@ -320,15 +321,23 @@ def execute(specs: list[dict], jobs: int, backend: str, ray_address: str | None)
             for fut in done:
                 spec, relay, pool = running.pop(fut)
                 relay.show()  # its last lines, ahead of its result
-                schedule.finished(spec)
                 try:
-                    rows.append(fut.result())
+                    row = fut.result()
                 except BrokenProcessPool:  # a worker was killed (the system out of memory, a signal): every point
-                    # of that pool ends here, recorded as failed, and the rest run on a new one
-                    rows.append(failed_row(spec, "its worker process ended abruptly while it ran (killed: the system "
-                                                 "out of memory, or a signal); vcm ctc run runs it again, a fit from "
-                                                 "its last checkpoint"))
+                    # of that pool ends here, the rest run on a new one
                     workers.replace(pool)
+                    if id(spec) not in broken:  # the points beside the one killed lost their workers too
+                        broken.add(id(spec))
+                        progress.log(f"{relay.what}: its worker process ended abruptly (killed: the system out of "
+                                     f"memory, or a signal); running it again on a new one, a fit from its last "
+                                     f"checkpoint")
+                        schedule.again(spec)
+                        continue
+                    row = failed_row(spec, "its worker process ended abruptly while it ran, twice (killed: the "
+                                           "system out of memory, or a signal); vcm ctc run runs it again, a fit "
+                                           "from its last checkpoint")
+                schedule.finished(spec)
+                rows.append(row)
                 _log_point(rows[-1])
                 bar.advance(1)
             for _, relay, _ in running.values():
@@ -432,6 +441,11 @@ class Schedule:
         once its chain's previous point has finished), and it keeps one slot."""
         self.wide.pop(id(spec), None)
         self._release(self.held.pop(id(spec), []))
+
+    def again(self, spec: dict) -> None:
+        """``spec`` (running) lost its worker: it starts again first, with what it held (its group's points that
+        wait for its network, its slots until then)."""
+        self.ready.insert(0, spec)
 
     def finished(self, spec: dict) -> None:
         """``spec`` has finished: its group's other points may start, and the chained point after it."""
