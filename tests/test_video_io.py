@@ -105,3 +105,22 @@ def test_sfu_names_clip_recognition_and_ctc_frames(tmp_path):
     c.write_bytes(np.zeros(frame_bytes(832, 480, 8) * 65, np.uint8).tobytes())
     info = probe(c)
     assert info.sequence.name == "RaceHorsesC" and info.is_ctc_clip
+
+
+def test_a_rate_vcm_assumes_is_said_where_the_clip_is_read_and_described(tmp_path):
+    """A folder of PNG frames carries no frame rate: vcm reads it at 30 fps, and every kbps of the clip follows
+    from that, but nothing said so (`vcm info` showed "30" as if the files gave it). It is said now, and a
+    rate the user gives is theirs."""
+    import json
+
+    from tests.conftest import run_cli
+
+    write_video(tmp_path / "frames", moving_frames(t=3, h=16, w=16), fps=30)
+    info = probe(tmp_path / "frames")
+    assert (info.fps, info.fps_assumed) == (30, True) and not probe(tmp_path / "frames", fps=24).fps_assumed
+    shown = run_cli("info", tmp_path / "frames")
+    assert "30 (assumed: images carry no frame rate; pass --fps F)" in " ".join(shown.stdout.replace("│", " ").split())
+    given = json.loads(run_cli("info", tmp_path / "frames", "--fps", "24", "--json").stdout)
+    assert (given["fps"], given["fps_assumed"]) == (24, False)
+    fit = run_cli("fit", tmp_path / "frames", "--arch", "hinerv", "--steps", "1", "--out", tmp_path / "run")
+    assert fit.returncode == 0 and "at 30 fps (assumed: images carry no frame rate; pass --fps F)" in " ".join(fit.stderr.split())

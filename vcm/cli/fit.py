@@ -56,6 +56,7 @@ def fit(
     from vcm.nerv.presets import preset_path
     from vcm.outputs import check_output, check_replaceable
     from vcm.video import load, resolve_frames, write_video
+    from vcm.video.source import rate_note
 
     start()
     # Everything that can be wrong with the command line is checked before a frame is read; the
@@ -94,7 +95,8 @@ def fit(
         raise VcmError(f"{run_dir} already holds a run; pass --resume to continue it or --out DIR for a new one")
     if not resume:  # before any mask is made or frame read
         check_new_run_dir(run_dir)
-    progress.log(f"reading {len(source_frames)} frames of {input.name} ({info.width}x{info.height})")
+    assumed = f" at {info.fps:g} fps {rate_note(info)}" if info.fps_assumed else ""
+    progress.log(f"reading {len(source_frames)} frames of {input.name} ({info.width}x{info.height}){assumed}")
     video = load(info, source_frames)
     masks_u8 = masks_meta = None
     if cfg.loss == "sa-nerv" or masks is not None or sam_checkpoint is not None or mask_source is not None:

@@ -30,7 +30,7 @@ def info(
     its report."""
     from vcm.cli.stream_info import STREAM_SUFFIXES, describe_stream, stream_rows
     from vcm.errors import VcmError
-    from vcm.video.source import clip_md5
+    from vcm.video.source import clip_md5, rate_note
 
     start()
     input = resolve(input)  # sample:NAME → the bundled clip
@@ -66,7 +66,7 @@ def info(
     seq = vi.sequence
     result = {
         "path": str(vi.path), "kind": vi.kind, "name": vi.name, "width": vi.width, "height": vi.height,
-        "fps": vi.fps, "frames": vi.num_frames, "bit_depth": vi.bit_depth,
+        "fps": vi.fps, "fps_assumed": vi.fps_assumed, "frames": vi.num_frames, "bit_depth": vi.bit_depth,
         "source_frames": [vi.source_range.start, vi.source_range.stop],
         "sequence": seq.name if seq else None, "class": seq.seq_class if seq else None,
         "ctc_frames": [seq.ctc_first, seq.ctc_last] if seq else None,
@@ -84,7 +84,7 @@ def info(
     rows = [
         ("file", str(vi.path)), ("type", vi.kind), ("name", vi.name),
         ("size", f"{vi.width}x{vi.height}"),
-        ("fps", f"{vi.fps:g}" if vi.fps is not None else "unknown (pass --fps F" +
+        ("fps", f"{vi.fps:g} {rate_note(vi)}".strip() if vi.fps is not None else "unknown (pass --fps F" +
          (", or name the file Name_WxH_fps.yuv)" if vi.kind == "yuv" else "; its header has no F)")),
         ("frames", str(vi.num_frames)),
         ("bit depth", str(vi.bit_depth)),

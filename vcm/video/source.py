@@ -43,6 +43,7 @@ class VideoInfo:
     first_source_frame: int  # source index of the file's frame 0
     sequence: sequences.Sequence | None
     is_ctc_clip: bool
+    fps_assumed: bool = False  # fps is DEFAULT_IMAGE_FPS: images, or a container, that give no rate, and no --fps
 
     @property
     def source_range(self) -> range:
@@ -114,7 +115,7 @@ def probe(
         first = _read_image(path)
         info = VideoInfo(path=path, kind="image", name=path.stem, width=first.shape[2], height=first.shape[1],
                          fps=fps or DEFAULT_IMAGE_FPS, num_frames=1, bit_depth=8, first_source_frame=0,
-                         sequence=None, is_ctc_clip=False)
+                         sequence=None, is_ctc_clip=False, fps_assumed=not fps)
     else:
         info = None
     if info is not None:  # a file that says its own size and depth: a --size or --bit-depth against it was ignored
@@ -194,12 +195,12 @@ def _probe_container(path: Path, fps) -> VideoInfo:
     if n == 0:
         raise VcmError(f"{path.name}: the container holds no video frames")
     h, w = reader[0].shape[:2]
-    rate = fps or float(reader.get_avg_fps()) or DEFAULT_IMAGE_FPS
+    said = fps or float(reader.get_avg_fps())
     seq, is_clip = _sequence_of(path, n, int(w), int(h))
     return VideoInfo(
-        path=path, kind="container", name=seq.name if seq else path.stem, width=int(w), height=int(h), fps=rate,
-        num_frames=n, bit_depth=8, first_source_frame=seq.ctc_first if is_clip else 0, sequence=seq,
-        is_ctc_clip=is_clip,
+        path=path, kind="container", name=seq.name if seq else path.stem, width=int(w), height=int(h),
+        fps=said or DEFAULT_IMAGE_FPS, num_frames=n, bit_depth=8, first_source_frame=seq.ctc_first if is_clip else 0,
+        sequence=seq, is_ctc_clip=is_clip, fps_assumed=not said,
     )
 
 
@@ -240,6 +241,15 @@ def _image_files(path: Path) -> list[Path]:
     return sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+def rate_note(info: VideoInfo) -> str:
+    """``(assumed: …; pass --fps F)`` when ``info.fps`` is vcm's default for a source that gives no rate, else ``""``:
+    every kbps of such a clip follows that choice, so it is said where the clip is read and described."""
+    if not info.fps_assumed:
+        return ""
+    what = "images carry no frame rate" if info.kind in ("images", "image") else "the container gives no frame rate"
+    return f"(assumed: {what}; pass --fps F)"
+
+
 def _probe_images(path: Path, fps) -> VideoInfo:
     files = _image_files(path)
     if not files:
@@ -248,7 +258,7 @@ def _probe_images(path: Path, fps) -> VideoInfo:
     return VideoInfo(
         path=path, kind="images", name=path.name, width=first.shape[2], height=first.shape[1],
         fps=fps or DEFAULT_IMAGE_FPS, num_frames=len(files), bit_depth=8, first_source_frame=0,
-        sequence=None, is_ctc_clip=False,
+        sequence=None, is_ctc_clip=False, fps_assumed=not fps,
     )
 
 
