@@ -175,3 +175,23 @@ def test_a_y4m_without_a_frame_rate_is_asked_for_one_as_a_raw_file_is(tmp_path):
     proc = run_cli("fit", path, "--steps", "1", "--out", tmp_path / "run")
     assert proc.returncode == 1 and "gives no frame rate (F); pass --fps F" in proc.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_a_changed_y4m_under_a_run_is_named_as_such_and_the_reader_note_only_for_runs_before_it(tmp_path):
+    """`vcm compress` on a run whose .y4m no longer holds its frames blamed vcm's own Y4M reader (before it, vcm read
+    them through ffmpeg) for every run, a file edited since a fit of today included. The note is for the runs fitted
+    before that change now; the message says first that the file changed."""
+    path = tmp_path / "clip.y4m"
+    write_video(path, moving_frames(t=3, h=16, w=24), fps=25)
+    assert run_cli("fit", path, "--arch", "hinerv", "--steps", "1", "--out", tmp_path / "run").returncode == 0
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0x40
+    path.write_bytes(bytes(data))
+    proc = run_cli("compress", tmp_path / "run", "--lambda", "1", "--rd-steps", "1", "--out", tmp_path / "s.nerv")
+    assert proc.returncode == 1 and "fingerprint differs: the file changed since, or is another" in proc.stderr
+    assert "ffmpeg" not in proc.stderr, proc.stderr
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    config["provenance"]["date"] = "2026-11-20T10:00:00+00:00"  # a run fitted when vcm read a .y4m through ffmpeg
+    (tmp_path / "run" / "config.json").write_text(json.dumps(config))
+    proc = run_cli("compress", tmp_path / "run", "--lambda", "1", "--rd-steps", "1", "--out", tmp_path / "s.nerv")
+    assert proc.returncode == 1 and "read it through ffmpeg's" in proc.stderr

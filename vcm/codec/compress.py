@@ -42,10 +42,13 @@ from vcm.rate import rate
 from vcm.video import Video, load, probe
 
 Options = CompressOptions | RDOptions
+# When vcm began to read .y4m files itself (before, through ffmpeg's YUV-to-RGB: other pixels of the same file).
+Y4M_READ_BY_VCM_SINCE = "2026-12-04T14:37:06+00:00"
 
 
-def source_video(config: dict, source: Path | None = None) -> Video:
-    """Re-open the frames a run was fitted on, and check they are the same frames."""
+def source_video(config: dict, source: Path | None = None, fitted: str = "") -> Video:
+    """Re-open the frames a run was fitted on, and check they are the same frames. ``fitted``: when the run was
+    fitted (its config.json's provenance date, ISO 8601; "" unknown)."""
     v = config["video"]
     path = Path(source) if source else Path(v["source"])
     if not path.exists():
@@ -54,9 +57,11 @@ def source_video(config: dict, source: Path | None = None) -> Video:
                  fps=v["fps"], bit_depth=v.get("bit_depth"))
     video = load(info, range(*v["source_frames"]))
     if video.fingerprint() != v["fingerprint"]:
-        hint = ("; vcm reads a .y4m itself now, with its own colour conversion, where an earlier vcm read it through "
-                "ffmpeg's: a run fitted from one then is fitted again" if path.suffix.lower() == ".y4m" else "")
-        raise VcmError(f"{path} does not hold the frames this run was fitted on (fingerprint differs){hint}")
+        hint = ("; vcm reads a .y4m itself now, with its own colour conversion, where the vcm that fitted this run read "
+                "it through ffmpeg's: a run fitted from one then is fitted again"
+                if path.suffix.lower() == ".y4m" and fitted < Y4M_READ_BY_VCM_SINCE else "")  # ISO dates sort as text
+        raise VcmError(f"{path} does not hold the frames this run was fitted on (fingerprint differs: the file changed "
+                       f"since, or is another){hint}")
     return video
 
 
@@ -88,6 +93,14 @@ class Prepared:
         return self.fresh_model(), load_quantizers(self.run_dir)
 
 
+def _fit_date(run_dir: Path) -> str:
+    """When the run was fitted (config.json's provenance date), "" when it does not say."""
+    try:
+        return str(json.loads((run_dir / "config.json").read_text())["provenance"]["date"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+
+
 def prepare(run_dir: Path, source: Path | None = None) -> Prepared:
     run_dir = _real(Path(run_dir))  # runs/latest → the run it points at
     _, config = load_run(run_dir)
@@ -99,7 +112,7 @@ def prepare(run_dir: Path, source: Path | None = None) -> Prepared:
         else:
             progress.log(f"[yellow]{run_dir} holds an unfinished fit (stopped before its last step): this codes the "
                          f"network as it was then; its vcm fit command again with --resume finishes it")
-    video = source_video(config, source)
+    video = source_video(config, source, _fit_date(run_dir))
     masks_u8 = None
     if config["train"]["loss"] == "sa-nerv":
         from vcm.masks.store import load_masks_for_video
