@@ -250,6 +250,18 @@ def _icm_decode(folder, data):
     return decode_icm_file(path, "cpu")
 
 
+def test_eval_selects_the_frames_asked_of_an_icm_stream_too(icm_stream):
+    """`vcm eval x.icm --frames A:B` scored every frame of the stream, the selection dropped without a word."""
+    from vcm.eval.run import decode_any
+
+    folder, data, ckpt = icm_stream
+    path = folder / "frames.icm"
+    path.write_bytes(data)
+    assert decode_any(path, CPU, frames="0:1", checkpoint=ckpt).source_frames == range(0, 1)
+    with pytest.raises(VcmError, match="frames 1:2 are outside frames.icm"):
+        decode_any(path, CPU, frames="1:2", checkpoint=ckpt)
+
+
 def test_icm_latent_shape_is_checked_against_the_header(icm_stream):
     folder, data, _ = icm_stream
     payload = bytearray(section(data, b"DATA"))
@@ -666,6 +678,13 @@ def test_eval_decodes_only_the_frames_it_scores(nerv_bytes, tmp_path):
     assert frames_to_score(gt, every_second.source_frames, 2) == [104, 106, 110]  # the same frames as after a full decode
     whole = decode_any(path, CPU)  # no ground truth known yet (pseudo ground truth): every frame
     assert whole.source_frames == range(100, 112) and np.array_equal(whole.frames_u8, full)
+    # --frames A:B on a stream selects among its source frames (it was dropped without a word: every frame scored)
+    part = decode_any(path, CPU, frames="105:109")
+    assert part.source_frames == range(105, 109) and np.array_equal(part.frames_u8, full[5:9])
+    assert decode_any(path, CPU, frames="105:109", gt=gt, every=2).source_frames == range(107, 108)  # even offsets from 105
+    for frames, message in (("109:105", "selects no frame"), ("90:105", "outside s.nerv"), ("ctc", "needs an SFU-HW")):
+        with pytest.raises(VcmError, match=message):
+            decode_any(path, CPU, frames=frames)
 
 
 def test_damaged_checkpoint_on_compress_is_one_line(tmp_path, tiny_run):

@@ -18,7 +18,10 @@ class SaIcm(Codec):
         from vcm.icm.codec import decode_icm_file
 
         out, header = decode_icm_file(Path(path), device, checkpoint)
-        return out, range(*header["source_frames"]), header.get("sequence") or header["name"]
+        source = range(*header["source_frames"])
+        part = wanted(source) if wanted is not None else source  # every frame is decoded, the asked ones kept
+        return (out[part.start - source.start:part.stop - source.start], part,
+                header.get("sequence") or header["name"])
 
     def stream_sequence(self, path) -> str:
         from vcm.errors import VcmError

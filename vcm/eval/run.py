@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vcm import progress
+from vcm import progress, sequences
 from vcm.errors import VcmError
 from vcm.eval.coco import ScoredClip, evaluate, results_json
 from vcm.detectors.registry import Detector
@@ -169,15 +169,20 @@ def decode_any(path: Path, device, frames: str = "auto", size=None, fps=None, bi
                checkpoint: Path | None = None, gt: GroundTruth | None = None, every: int = 1) -> Decoded:
     """A ``.nerv`` bitstream is decoded; anything else is read as a video (the original too).
 
-    With ground truth known before decoding (``gt``), a ``.nerv`` stream decodes only the range of
-    frames that will be scored (each frame of a neural representation decodes on its own); the
-    frames chosen by :func:`frames_to_score` are the same as after a full decode."""
+    A stream decodes the source frames ``frames`` selects among those it holds (``auto``: all of them; ``ctc``,
+    ``A:B`` as for a video), and with ground truth known before decoding (``gt``), only the range of them
+    that will be scored (each frame decodes on its own); the frames chosen by :func:`frames_to_score` are
+    the same as after a full decode."""
     from vcm import codecs
 
     path = Path(path)
     codec = codecs.for_stream(path)
     if codec is not None:
         def wanted(source: range) -> range:
+            if frames not in (None, "auto"):  # --frames on a stream was dropped without a word
+                from vcm.video.source import select_frames
+
+                source = select_frames(frames, source, sequences.lookup(codec.stream_sequence(path)), path.name)
             picked = frames_to_score(gt, source, every) if gt is not None else []
             # no frame to score: all of them are decoded, and score() says why
             return range(picked[0], picked[-1] + 1) if picked else source

@@ -290,16 +290,20 @@ def resolve_frames(info: VideoInfo, spec: str = "auto") -> range:
 
     ``auto`` is ``ctc`` for SFU-HW sequences and ``all`` otherwise. ``A:B`` may leave A or B out.
     """
+    return select_frames(spec, info.source_range, info.sequence, info.path.name)
+
+
+def select_frames(spec: str, src: range, seq: sequences.Sequence | None, name: str) -> range:
+    """:func:`resolve_frames` of anything that holds the source frames ``src`` (a video ``name``, or a stream's
+    frames) of SFU-HW sequence ``seq`` (or None)."""
     spec = (spec or "auto").strip().lower()
-    src = info.source_range
     if spec == "auto":
-        spec = "ctc" if info.sequence is not None else "all"
+        spec = "ctc" if seq is not None else "all"
     if spec == "all":
         return src
     if spec == "ctc":
-        seq = info.sequence
         if seq is None:
-            raise VcmError(f"--frames ctc needs an SFU-HW sequence; {info.path.name} is not one (use all or A:B)")
+            raise VcmError(f"--frames ctc needs an SFU-HW sequence; {name} is not one (use all or A:B)")
         want = range(seq.ctc_first, seq.ctc_last + 1)
     else:
         if spec.count(":") != 1:
@@ -310,12 +314,10 @@ def resolve_frames(info: VideoInfo, spec: str = "auto") -> range:
             raise VcmError(f"--frames A:B needs integers, got {spec!r}") from None
     if len(want) == 0:
         raise VcmError(f"--frames {want.start}:{want.stop} selects no frame (A:B is A up to B, B exclusive; "
-                       f"{info.path.name} holds source frames {src.start}:{src.stop})")
+                       f"{name} holds source frames {src.start}:{src.stop})")
     if want.start < src.start or want.stop > src.stop:
-        raise VcmError(
-            f"frames {want.start}:{want.stop} are outside {info.path.name}, which holds source "
-            f"frames {src.start}:{src.stop}"
-        )
+        raise VcmError(f"frames {want.start}:{want.stop} are outside {name}, which holds source frames "
+                       f"{src.start}:{src.stop}")
     return want
 
 
