@@ -36,7 +36,7 @@ from vcm.fsutil import atomic_path, lock_holder, output_lock, pid_note, write_js
 from vcm.nerv.config import TrainConfig
 from vcm.bitstream.stream_output import check_stream_output
 from vcm.provenance import provenance
-from vcm.nerv.train import CHECKPOINT, METRICS, load_quantizers, load_run
+from vcm.nerv.train import CHECKPOINT, CONFIG, METRICS, load_quantizers, load_run
 from vcm.quality import summarize
 from vcm.rate import rate
 from vcm.video import Video, load, probe
@@ -96,7 +96,7 @@ class Prepared:
 def _fit_date(run_dir: Path) -> str:
     """When the run was fitted (config.json's provenance date), "" when it does not say."""
     try:
-        return str(json.loads((run_dir / "config.json").read_text())["provenance"]["date"])
+        return str(json.loads((run_dir / CONFIG).read_text())["provenance"]["date"])
     except (OSError, ValueError, KeyError, TypeError):
         return ""
 
