@@ -124,3 +124,24 @@ def test_a_rate_vcm_assumes_is_said_where_the_clip_is_read_and_described(tmp_pat
     assert (given["fps"], given["fps_assumed"]) == (24, False)
     fit = run_cli("fit", tmp_path / "frames", "--arch", "hinerv", "--steps", "1", "--out", tmp_path / "run")
     assert fit.returncode == 0 and "at 30 fps (assumed: images carry no frame rate; pass --fps F)" in " ".join(fit.stderr.split())
+
+
+def test_a_raw_name_that_says_another_chroma_format_is_refused_not_read_as_four_two_zero(tmp_path):
+    """A 4:4:4 file's bytes divide into twice as many 4:2:0 frames, so `Clip_16x16_30_444.yuv` was read as garbage
+    frames without an error; writing decoded 4:2:0 frames under such a name made a file that says what it is not."""
+    import re
+
+    from vcm.video.naming import parse_name
+    from vcm.video.writer import check_raw_name
+
+    frames = moving_frames(t=2, h=16, w=16)
+    for name, chroma in (("Clip_16x16_30_444", "4:4:4"), ("Clip_16x16_30_8bit_yuv422p", "4:2:2"),
+                         ("Clip_16x16_30_400", "4:0:0 (luma only)")):
+        write_yuv420(tmp_path / f"{name}.yuv", frames)
+        with pytest.raises(VcmError, match=re.escape(f"its name says {chroma} chroma; vcm reads raw 4:2:0")):
+            probe(tmp_path / f"{name}.yuv")
+        with pytest.raises(VcmError, match=re.escape(f"says {chroma} chroma")):
+            check_raw_name(tmp_path / f"out_{name}.yuv", 16, 16, 30)
+    write_yuv420(tmp_path / "Clip_16x16_30Hz_8bit_P420.yuv", frames)  # CompressAI-Vision's names say 4:2:0
+    assert probe(tmp_path / "Clip_16x16_30Hz_8bit_P420.yuv").num_frames == 2
+    assert parse_name("Clip_16x16_30_400frames").chroma is None  # a number in a word is not a chroma format

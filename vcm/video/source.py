@@ -18,7 +18,7 @@ from vcm import sequences
 from vcm.errors import VcmError
 from vcm.video import y4m, yuv
 from vcm.video.color import yuv420_to_rgb
-from vcm.video.naming import parse_name
+from vcm.video.naming import CHROMA_FORMATS, parse_name
 
 CONTAINER_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v"}
 Y4M_SUFFIX = ".y4m"  # read by vcm itself (vcm.video.y4m), as a raw .yuv is
@@ -151,6 +151,10 @@ def raw_name_says(stem: str) -> tuple[tuple[int, int] | None, float | None, int 
 def _probe_yuv(path: Path, size, fps, bit_depth, need_fps: bool = True) -> VideoInfo:
     stem = path.stem
     parsed, seq = _named(stem)
+    if parsed is not None and parsed.chroma not in (None, "420"):  # its bytes would divide into 4:2:0 frames all the same
+        label, pix_fmt = CHROMA_FORMATS[parsed.chroma]
+        raise VcmError(f"{path.name}: its name says {label} chroma; vcm reads raw 4:2:0 (convert it, e.g. ffmpeg -f "
+                       f"rawvideo -pix_fmt {pix_fmt} -s WxH -i IN -pix_fmt yuv420p OUT.yuv)")
     named_size, named_fps, named_depth = raw_name_says(stem)
     width, height = size or named_size or (None, None)
     if width is None:

@@ -43,7 +43,7 @@ def check_raw_name(path: str | Path, width: int, height: int, fps: float) -> str
     than the frames it will hold (vcm reads a raw file back by what its name says, so ``Foo_208x120_25.yuv``
     holding 416×240 frames would read back as four times as many wrong frames). Returns a hint when the name
     declares no size (the file cannot be read back without ``--size``/``--fps``), else ''."""
-    from vcm.video.naming import parse_name
+    from vcm.video.naming import CHROMA_FORMATS, parse_name
     from vcm.video.source import raw_name_says
 
     path = Path(path)
@@ -60,6 +60,9 @@ def check_raw_name(path: str | Path, width: int, height: int, fps: float) -> str
                        f"from it would be wrong; name it {fitting}")
     if depth not in (None, 8):
         raise VcmError(f"--out {path.name} says {depth}-bit, but decoded frames are written as 8-bit 4:2:0; name it {fitting}")
+    if parsed is not None and parsed.chroma not in (None, "420"):
+        raise VcmError(f"--out {path.name} says {CHROMA_FORMATS[parsed.chroma][0]} chroma, but decoded frames are "
+                       f"written as 8-bit 4:2:0; name it {fitting}")
     if size is None or named_fps is None:
         return (f"raw 8-bit 4:2:0 whose name gives no size or rate: read it with --size {width}x{height} --fps {fps:g}, "
                 f"or name it {fitting}")
