@@ -145,3 +145,22 @@ def test_a_raw_name_that_says_another_chroma_format_is_refused_not_read_as_four_
     write_yuv420(tmp_path / "Clip_16x16_30Hz_8bit_P420.yuv", frames)  # CompressAI-Vision's names say 4:2:0
     assert probe(tmp_path / "Clip_16x16_30Hz_8bit_P420.yuv").num_frames == 2
     assert parse_name("Clip_16x16_30_400frames").chroma is None  # a number in a word is not a chroma format
+
+
+def test_a_ten_bit_file_whose_name_does_not_say_so_is_not_read_as_twice_as_many_8_bit_frames(tmp_path):
+    """VTM writes its reconstructions at 10 bits by default, and `vcm eval rec.yuv --size 416x240 --fps 30` read one
+    as 8-bit: twice as many frames of noise, scored without an error. Such samples are told by their bytes now;
+    --bit-depth 10 reads them, --bit-depth 8 still forces 8-bit, and 8-bit files (or a frame of zeros) are untouched."""
+    rng = np.random.default_rng(0)
+    ten = rng.integers(64, 941, frame_bytes(16, 16, 8) * 3).astype("<u2")
+    ten.tofile(tmp_path / "rec.yuv")
+    with pytest.raises(VcmError, match=r"rec.yuv: its samples look like 10-bit little-endian.*--bit-depth 10"):
+        probe(tmp_path / "rec.yuv", size=(16, 16), fps=30)
+    assert probe(tmp_path / "rec.yuv", size=(16, 16), fps=30, bit_depth=10).num_frames == 3
+    assert probe(tmp_path / "rec.yuv", size=(16, 16), fps=30, bit_depth=8).num_frames == 6  # as asked
+    (tmp_path / "rec_16x16_30_10bit.yuv").write_bytes((tmp_path / "rec.yuv").read_bytes())
+    assert probe(tmp_path / "rec_16x16_30_10bit.yuv").bit_depth == 10
+    write_yuv420(tmp_path / "eight_16x16_30.yuv", moving_frames(t=2, h=16, w=16))
+    assert probe(tmp_path / "eight_16x16_30.yuv").num_frames == 2
+    (tmp_path / "black_16x16_30.yuv").write_bytes(bytes(frame_bytes(16, 16, 8) * 2))
+    assert probe(tmp_path / "black_16x16_30.yuv").num_frames == 2

@@ -168,6 +168,10 @@ def _probe_yuv(path: Path, size, fps, bit_depth, need_fps: bool = True) -> Video
     depth = bit_depth or named_depth or 8
     if depth not in (8, 10, 12, 16):
         raise VcmError(f"--bit-depth must be 8, 10, 12 or 16, got {depth}")
+    if bit_depth is None and named_depth is None and _looks_wider_than_8_bit(path, width, height):
+        # a 10-bit file (VTM's reconstructions, by default) divides into twice as many 8-bit frames, no error
+        raise VcmError(f"{path.name}: its samples look like 10-bit little-endian (every second byte is 0 to 3): pass "
+                       f"--bit-depth 10 (or name it Name_WxH_fps_10bit.yuv); --bit-depth 8 reads it as 8-bit all the same")
     if seq is not None and (seq.width, seq.height) != (width, height):
         seq = None  # the user said another size: not that sequence
     n = yuv.count_frames(path, width, height, depth)
@@ -182,6 +186,16 @@ def _probe_yuv(path: Path, size, fps, bit_depth, need_fps: bool = True) -> Video
         width=width, height=height, fps=None if rate is None else float(rate), num_frames=n, bit_depth=depth,
         first_source_frame=first, sequence=seq, is_ctc_clip=is_clip,
     )
+
+
+def _looks_wider_than_8_bit(path: Path, width: int, height: int) -> bool:
+    """Whether the first frame's bytes (1 MB at most) are those of samples of 9 to 10 bits in 16-bit little-endian
+    words: every high byte 0 to 3 and some low byte above 3. 8-bit video does not look so: its chroma alone, near
+    128, fills every other byte with values above 3; a frame of zeros is not taken for it."""
+    head = np.fromfile(path, np.uint8, count=min(yuv.frame_bytes(width, height, 8), 1 << 20))
+    if head.size < 128:  # too few samples to tell
+        return False
+    return int(head[1::2].max()) <= 3 < int(head[0::2].max())
 
 
 def _open_decord(path: Path):
