@@ -31,7 +31,7 @@ class ParsedName:
     fps: float | None
     bit_depth: int | None
     is_val_clip: bool
-    chroma: str | None = None  # "420", "422", "444" or "400" where the name says it
+    chroma: str | None = None  # "420", "422", "444", "440" or "400" where the name says it
 
 
 def parse_name(stem: str) -> ParsedName | None:
