@@ -181,17 +181,24 @@ def test_a_changed_y4m_under_a_run_is_named_as_such_and_the_reader_note_only_for
     """`vcm compress` on a run whose .y4m no longer holds its frames blamed vcm's own Y4M reader (before it, vcm read
     them through ffmpeg) for every run, a file edited since a fit of today included. The note is for the runs fitted
     before that change now; the message says first that the file changed."""
+    from vcm.codec.compress import _fit_date, source_video
+
     path = tmp_path / "clip.y4m"
     write_video(path, moving_frames(t=3, h=16, w=24), fps=25)
-    assert run_cli("fit", path, "--arch", "hinerv", "--steps", "1", "--out", tmp_path / "run").returncode == 0
+    video = open_video(path, "all")
+    config = {"video": {"source": str(path), "width": 24, "height": 16, "fps": 25.0, "source_frames": [0, 3],
+                        "bit_depth": 8, "fingerprint": video.fingerprint()}}
+    assert source_video(config).fingerprint() == video.fingerprint()
     data = bytearray(path.read_bytes())
     data[-3] ^= 0x40
     path.write_bytes(bytes(data))
-    proc = run_cli("compress", tmp_path / "run", "--lambda", "1", "--rd-steps", "1", "--out", tmp_path / "s.nerv")
-    assert proc.returncode == 1 and "fingerprint differs: the file changed since, or is another" in proc.stderr
-    assert "ffmpeg" not in proc.stderr, proc.stderr
-    config = json.loads((tmp_path / "run" / "config.json").read_text())
-    config["provenance"]["date"] = "2026-11-20T10:00:00+00:00"  # a run fitted when vcm read a .y4m through ffmpeg
-    (tmp_path / "run" / "config.json").write_text(json.dumps(config))
-    proc = run_cli("compress", tmp_path / "run", "--lambda", "1", "--rd-steps", "1", "--out", tmp_path / "s.nerv")
-    assert proc.returncode == 1 and "read it through ffmpeg's" in proc.stderr
+    with pytest.raises(VcmError, match="fingerprint differs: the file changed since, or is another") as err:
+        source_video(config, fitted="2026-12-04T22:30:02+00:00")
+    assert "ffmpeg" not in str(err.value)
+    with pytest.raises(VcmError, match="read it through ffmpeg's"):  # a run fitted when vcm read a .y4m through ffmpeg
+        source_video(config, fitted="2026-11-20T10:00:00+00:00")
+    # the date comes from the run's config.json, "" (before any date) when it does not say
+    (tmp_path / "run").mkdir()
+    assert _fit_date(tmp_path / "run") == ""
+    (tmp_path / "run" / "config.json").write_text(json.dumps({"provenance": {"date": "2026-12-04T22:30:02+00:00"}}))
+    assert _fit_date(tmp_path / "run") == "2026-12-04T22:30:02+00:00"
