@@ -174,6 +174,7 @@ def test_sigterm_to_a_parallel_sweep_stops_its_workers_and_keeps_their_work(tmp_
     assert list((tmp_path / "out" / "fits").rglob("checkpoint.pt"))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc")
 def test_a_killed_worker_runs_its_point_once_more_then_fails_it_and_the_sweep_goes_on(tmp_path):
     """A worker killed (the system out of memory, SIGKILL) ended `vcm ctc run --jobs 2` with a BrokenProcessPool
