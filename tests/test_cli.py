@@ -48,6 +48,12 @@ def test_info_json_for_a_bare_sfu_name(tmp_path):
     proc = run_cli("info", y4m, "--json", "--md5")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["clip_md5"] == info["clip_md5"] is not None
+    from vcm.video.source import clip_md5, probe
+
+    walked = tmp_path / "walked" / "BQSquare.y4m"  # frame lines with parameters: each frame found by a walk
+    walked.parent.mkdir()
+    walked.write_bytes(y4m.read_bytes().replace(b"FRAME\n", b"FRAME Xa=1\n"))
+    assert clip_md5(probe(walked)) == info["clip_md5"]
 
 
 def test_info_shows_a_raw_file_whose_rate_nothing_says_and_fit_still_asks_for_it(tmp_path):

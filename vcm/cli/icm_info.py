@@ -38,9 +38,9 @@ def describe_icm_run(path: Path) -> dict:
 def icm_run_rows(r: dict) -> list[tuple[str, str]]:
     """The table of :func:`describe_icm_run`'s result."""
     from vcm.cli.common import fmt
+    from vcm.fsutil import pid_note
 
     loss = "SA-ICM (edge-masked, eq. 5)" if r["masks"] == "sam" else "plain (eq. 1)"
-    from vcm.fsutil import pid_note
 
     state = ("finished" if r["finished"] else
              f"training now{pid_note(r['training_pid'])}" if r["training_pid"] is not None else

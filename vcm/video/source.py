@@ -384,14 +384,9 @@ def clip_md5(info: VideoInfo) -> str | None:
         return None
     first = seq.ctc_first - info.first_source_frame
     h = hashlib.md5()
-    if info.kind == "y4m":
-        header = y4m.read_header(info.path)
-        stop = min(first + seq.ctc_count, info.num_frames)  # a file cut short hashes what it holds, as a raw one
-        for start in range(first, stop, 16):  # a few MB at a time
-            planes = y4m.read_planes(info.path, header, start, min(start + 16, stop))
-            for frame in zip(*planes):  # Y, U, V of each frame, as a raw file holds them
-                for plane in frame:
-                    h.update(np.ascontiguousarray(plane).tobytes())
+    if info.kind == "y4m":  # a file cut short hashes what it holds, as a raw one
+        for samples in y4m.frame_samples(info.path, y4m.read_header(info.path), first, first + seq.ctc_count):
+            h.update(samples)
         return h.hexdigest()
     per = yuv.frame_bytes(info.width, info.height, 8)
     with open(info.path, "rb") as f:

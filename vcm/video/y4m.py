@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -163,6 +164,17 @@ def read_planes(path: Path, header: Y4mHeader, start: int, stop: int) -> tuple[n
         samples = np.stack([span[o - first:o - first + planes] for o in offsets[start:stop]])
     return split_planes(samples, header.width, header.height, header.bit_depth,
                         f"{path.name} has samples above the {header.bit_depth}-bit range its header declares")
+
+
+def frame_samples(path: Path, header: Y4mHeader, start: int, stop: int) -> Iterator[bytes]:
+    """The planes' bytes of frames [start, stop) as they lie in the file (Y, U, V: a raw .yuv's bytes), one frame
+    at a time; frames past the end are left out."""
+    n, offsets = frame_index(path, header)
+    per, planes = _frame_record(header), frame_bytes(header.width, header.height, header.bit_depth)
+    with open(path, "rb") as f:
+        for i in range(max(start, 0), min(stop, n)):
+            f.seek(int(offsets[i]) if offsets is not None else header.data_offset + i * per + len(FRAME))
+            yield f.read(planes)
 
 
 def read_rgb(path: Path, header: Y4mHeader, start: int, stop: int) -> np.ndarray:
