@@ -863,6 +863,13 @@ def test_a_stopped_demo_continues_with_what_it_kept_and_a_finished_or_other_one_
     with pytest.raises(KeyboardInterrupt):
         demo.run_demo(out, epochs=1)
     assert seen == [False, True, False, False]
+    with pytest.raises(KeyboardInterrupt):  # stopped, then asked for other frames: another experiment
+        demo.run_demo(out, epochs=1, frames="0:24")
+    assert seen == [False, True, False, False, False]
+    for bad, message in (("5:2", "selects no frame"), ("0:200", "outside"), ("ctc", "needs an SFU-HW sequence")):
+        with pytest.raises(VcmError, match=message):  # refused before the folder is touched
+            demo.run_demo(out, epochs=1, frames=bad)
+    assert seen == [False, True, False, False, False] and (out / "points").is_dir()
 
 
 @pytest.mark.parametrize("argv, continues", [(["demo"], True), (["ctc", "run", "c.yaml"], True),

@@ -26,6 +26,7 @@ from vcm.resources import data_dir
 from vcm.yamlfile import load_yaml
 
 DEMO_CONFIG = "demo.yaml"
+DEMO_CLIP = "sample:carphone"  # the clip configs/ctc/demo.yaml names
 MARKER = "vcm-demo.json"
 # Everything a demo writes into its folder; an earlier demo's copies of these (and only these) are replaced.
 DEMO_ENTRIES = ("points", "fits", "plots", DEMO_CONFIG, "summary.csv", "report.md", "report.html", "bd.json",
@@ -90,7 +91,7 @@ STRONGER_HINT = ("for YOLOv7's mAP instead, set VCM_YOLOV7_WEIGHTS=yolov7.pt (wi
                  "--reference original --detector fasterrcnn_resnet50_fpn_v2)")
 
 
-def demo_detector(clip: str = "sample:carphone") -> dict | None:
+def demo_detector(clip: str = DEMO_CLIP) -> dict | None:
     """The demo's detector section: ``$VCM_DEMO_DETECTOR`` when set, else one whose weights are local,
     else the OpenCV-shipped detector that finds the most in ``clip`` (nothing to download)."""
     import os
@@ -115,9 +116,11 @@ def demo_detector(clip: str = "sample:carphone") -> dict | None:
     return {**det, "every": every, **({"settings": settings} if settings else {})}
 
 
-def demo_config(cfg: dict, epochs: int | None, detector: dict | None) -> dict:
-    """The demo's CTC config with ``--epochs`` applied and, when there is a detector, pseudo ground
-    truth from the original clip (carphone has no annotations)."""
+def demo_config(cfg: dict, epochs: int | None, detector: dict | None, frames: str = "all") -> dict:
+    """The demo's CTC config with ``--epochs`` and ``--frames`` (all or A:B) applied and, when there is a
+    detector, pseudo ground truth from the original clip (carphone has no annotations)."""
+    for sequence in cfg["sequences"]:
+        sequence["frames"] = frames
     # a YAML alias (the demo's shared fits) is one object in several sections: each fit is changed once
     fits = list({id(fit): fit for section in cfg["codecs"].values() for fit in section.get("fits") or []}.values())
     for fit in fits if epochs is not None else []:
@@ -142,9 +145,11 @@ def default_jobs() -> int:
     return 2 if (os.cpu_count() or 1) >= 2 else 1
 
 
-def run_demo(out: Path, device: str = "auto", epochs: int | None = None, jobs: int | None = None) -> dict:
+def run_demo(out: Path, device: str = "auto", epochs: int | None = None, jobs: int | None = None,
+             frames: str = "all") -> dict:
     """Run the demo experiment into ``out`` (replacing an earlier demo's files there); returns the summary.
-    ``jobs``: points run in parallel (default :func:`default_jobs`)."""
+    ``jobs``: points run in parallel (default :func:`default_jobs`); ``frames``: carphone's frames, all or
+    A:B (B exclusive; fewer frames make a quicker run whose figures are not the demo's)."""
     import yaml
 
     from vcm.device import resolve_device
@@ -152,16 +157,17 @@ def run_demo(out: Path, device: str = "auto", epochs: int | None = None, jobs: i
 
     start = time.time()
     resolve_device(device)  # before anything is written: a device this machine lacks would fail every point
+    span = demo_frames(frames)
     out = Path(out)
     detector = demo_detector()
-    cfg = demo_config(load_yaml((data_dir("configs") / "ctc" / DEMO_CONFIG).read_text()), epochs, detector)
+    cfg = demo_config(load_yaml((data_dir("configs") / "ctc" / DEMO_CONFIG).read_text()), epochs, detector, frames)
     config_text = yaml.safe_dump(cfg, sort_keys=False)
     prepare_out(out, config_text)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / MARKER, _stamp(config_text, False, epochs))
     config = out / DEMO_CONFIG
     write_text(config, config_text)
-    _announce(detector)
+    _announce(detector, span)
     result = run(config, out, device=device, jobs=jobs or default_jobs())
     if result["failed"]:
         from vcm.errors import VcmError
@@ -178,9 +184,18 @@ def run_demo(out: Path, device: str = "auto", epochs: int | None = None, jobs: i
     return _summary(out, result["rows"], report, detector, start)
 
 
-def _announce(detector: dict | None) -> None:
+def demo_frames(spec: str) -> range:
+    """The frames of the embedded clip that ``--frames`` (all or A:B) selects; a one-line error otherwise."""
+    from vcm.samples import resolve
+    from vcm.video import probe, resolve_frames
+
+    return resolve_frames(probe(resolve(Path(DEMO_CLIP))), spec)
+
+
+def _announce(detector: dict | None, span: range) -> None:
     """Say what the demo runs and how its mAP is measured (or how to get one)."""
-    progress.log("vcm demo on carphone (176x144, 120 frames): HiNeRV with rate-distortion training, with the plain "
+    which = "120 frames" if len(span) == 120 else f"frames {span.start}:{span.stop} of 120, not the demo's figures"
+    progress.log(f"vcm demo on carphone (176x144, {which}): HiNeRV with rate-distortion training, with the plain "
                  "loss and with SA-NeRV's edge loss (4 rate points each), HEVC and VVC anchors at 6 QPs, then the report")
     if detector is None:
         progress.log(ENABLE_HINT)

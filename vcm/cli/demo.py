@@ -13,6 +13,8 @@ from vcm.cli.common import DeviceOpt, JsonOpt, print_json, start
 def demo(
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Override the demo preset's epochs."),
     device: str = DeviceOpt,
+    frames: str = typer.Option("all", "--frames", help="Carphone's frames, all or A:B (B exclusive): fewer make a "
+                               "quicker run, whose figures are not the demo's."),
     jobs: Optional[int] = typer.Option(None, "--jobs", min=1, help="Points run in parallel (default 2 on 2 or more cores)."),
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Where the demo writes: a finished demo there is replaced; a stopped one continues."),
     json_out: bool = JsonOpt,
@@ -21,7 +23,7 @@ def demo(
     from vcm.demo import run_demo
 
     start()
-    summary = run_demo(out, device=device, epochs=epochs, jobs=jobs)
+    summary = run_demo(out, device=device, epochs=epochs, jobs=jobs, frames=frames)
     if json_out:
         print_json(summary)
         return
