@@ -118,6 +118,50 @@ def run_cli(*args, cwd=None, timeout=600, env=None):
                           cwd=cwd, timeout=timeout, env=env)
 
 
+def run_main(*args, cwd=None, env=None):
+    """:func:`run_cli` in this process: the entry point ``vcm.cli.main(ARGS)`` with its stdout and stderr
+    captured, returned as ``run_cli`` returns them (``cwd``: the working folder and ``env``: extra variables
+    while it runs). For commands
+    that end in a moment (a refusal, ``vcm info``), where a new interpreter's start would be most of the
+    cost (2–3 s, 5 s with CompressAI); what needs a process of its own (signals, stdout as bytes, blocked
+    imports, rich's width from ``COLUMNS``) stays with :func:`run_cli`. An exception that ``main`` lets through fails
+    the test, as its traceback would in a subprocess's stderr."""
+    import contextlib
+    import io
+    import signal
+
+    from vcm import progress
+    from vcm.cli import main
+
+    out, err = (io.TextIOWrapper(io.BytesIO(), encoding="utf-8", write_through=True) for _ in range(2))
+    saved_env = {k: os.environ.get(k) for k in env or {}}
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    saved_argv, saved_cwd, quiet, code = sys.argv, os.getcwd(), progress._quiet, 0
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        os.environ.update({k: str(v) for k, v in (env or {}).items()})
+        sys.argv = ["vcm", *map(str, args)]
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main([str(a) for a in args])
+            except SystemExit as ex:
+                code = ex.code if isinstance(ex.code, int) else (0 if ex.code is None else 1)
+    finally:
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        for s, handler in handlers.items():
+            signal.signal(s, handler)
+        sys.argv = saved_argv
+        os.chdir(saved_cwd)
+        progress.set_quiet(quiet)
+    text = [stream.buffer.getvalue().decode("utf-8") for stream in (out, err)]
+    return subprocess.CompletedProcess(["vcm", *map(str, args)], code, *text)
+
+
 BLOCKING_RUNNER = """
 import importlib.abc, sys
 BLOCKED = set(sys.argv[1].split(","))

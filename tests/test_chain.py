@@ -106,11 +106,11 @@ def test_cli_chain_flag(tiny_run, tmp_path):
     table; --chain has no meaning with rate control and is refused in one line."""
     import json
 
-    from tests.conftest import run_cli
+    from tests.conftest import run_main
 
     root, _ = tiny_run
-    proc = run_cli("compress", root / "run", "--lambda", "1", "--lambda", "0.1", "--rd-steps", "3", "--chain",
-                   "--out", tmp_path, "--json")
+    proc = run_main("compress", root / "run", "--lambda", "1", "--lambda", "0.1", "--rd-steps", "3", "--chain",
+                    "--out", tmp_path, "--json")
     assert proc.returncode == 0, proc.stderr[-2000:]
     one, tenth = json.loads(proc.stdout)
     assert one["start"] == {"lambda": 0.1} and "start" not in tenth
@@ -123,7 +123,7 @@ def test_cli_chain_flag(tiny_run, tmp_path):
     # a file far from the training's estimate (a stage too short for its λ) says what to do about it
     hint = [text for _, text in _report_rows({**one, "estimate_error": -0.4}) if "more --rd-steps" in text]
     assert len(hint) == 1 and not any("more --rd-steps" in text for _, text in _report_rows({**one, "estimate_error": -0.02}))
-    refused = run_cli("compress", root / "run", "--target-kbps", "5", "--chain", "--out", tmp_path / "t.nerv")
+    refused = run_main("compress", root / "run", "--target-kbps", "5", "--chain", "--out", tmp_path / "t.nerv")
     assert refused.returncode == 1 and "--chain" in refused.stderr and "Traceback" not in refused.stderr
 
 

@@ -5,7 +5,7 @@ import shlex
 import numpy as np
 import pytest
 
-from tests.conftest import moving_frames, run_cli
+from tests.conftest import moving_frames, run_cli, run_main
 from vcm.video.yuv import frame_bytes, write_yuv420
 
 
@@ -18,25 +18,25 @@ def assert_one_line_error(proc, fragment):
 
 
 def test_user_errors_are_one_line(tmp_path):
-    assert_one_line_error(run_cli("info", tmp_path / "missing.yuv"), "does not exist")
-    assert_one_line_error(run_cli("info", tmp_path / "[run 1]" / "a.yuv"), "[run 1]/a.yuv")  # no rich markup
+    assert_one_line_error(run_main("info", tmp_path / "missing.yuv"), "does not exist")
+    assert_one_line_error(run_main("info", tmp_path / "[run 1]" / "a.yuv"), "[run 1]/a.yuv")  # no rich markup
     bad = tmp_path / "Foo_832x480_60.yuv"
     bad.write_bytes(b"\0" * 1000)
-    assert_one_line_error(run_cli("info", bad), "not a whole number")
+    assert_one_line_error(run_main("info", bad), "not a whole number")
     ok = tmp_path / "Bar_16x16_30.yuv"
     write_yuv420(ok, moving_frames(t=2, h=16, w=16))
-    assert_one_line_error(run_cli("fit", ok, "--frames", "0:9"), "outside")
-    assert_one_line_error(run_cli("fit", ok, "--preset", "nope"), "unknown preset")
-    assert_one_line_error(run_cli("fit", ok, "--params", "lots"), "--params")
-    assert_one_line_error(run_cli("fit", ok, "--arch", "hinerv", "--params", "50"), "too small for a network")
-    assert_one_line_error(run_cli("fit", ok, "--epochs", "zero"), "--epochs")
-    assert_one_line_error(run_cli("fit"), "'input'")
+    assert_one_line_error(run_main("fit", ok, "--frames", "0:9"), "outside")
+    assert_one_line_error(run_main("fit", ok, "--preset", "nope"), "unknown preset")
+    assert_one_line_error(run_main("fit", ok, "--params", "lots"), "--params")
+    assert_one_line_error(run_main("fit", ok, "--arch", "hinerv", "--params", "50"), "too small for a network")
+    assert_one_line_error(run_main("fit", ok, "--epochs", "zero"), "--epochs")
+    assert_one_line_error(run_main("fit"), "'input'")
 
 
 def test_info_json_for_a_bare_sfu_name(tmp_path):
     path = tmp_path / "BQSquare.yuv"
     path.write_bytes(np.zeros(frame_bytes(416, 240, 8) * 129, np.uint8).tobytes())
-    proc = run_cli("info", path, "--json", "--md5")
+    proc = run_main("info", path, "--json", "--md5")
     assert proc.returncode == 0, proc.stderr
     info = json.loads(proc.stdout)
     assert info["sequence"] == "BQSquare" and info["class"] == "D" and info["is_ctc_clip"]
@@ -45,7 +45,7 @@ def test_info_json_for_a_bare_sfu_name(tmp_path):
     y4m = tmp_path / "BQSquare.y4m"
     y4m.write_bytes(b"YUV4MPEG2 W416 H240 F60:1 Ip C420jpeg\n" + b"".join(
         b"FRAME\n" + bytes(frame_bytes(416, 240, 8)) for _ in range(129)))
-    proc = run_cli("info", y4m, "--json", "--md5")
+    proc = run_main("info", y4m, "--json", "--md5")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["clip_md5"] == info["clip_md5"] is not None
     from vcm.video.source import clip_md5, probe
@@ -62,14 +62,14 @@ def test_info_shows_a_raw_file_whose_rate_nothing_says_and_fit_still_asks_for_it
     that needs the rate (fit records it in the stream) still refuses."""
     path = tmp_path / "clip_16x16.yuv"
     write_yuv420(path, moving_frames(t=3, h=16, w=16))
-    proc = run_cli("info", path, "--json")
+    proc = run_main("info", path, "--json")
     assert proc.returncode == 0, proc.stderr
     info = json.loads(proc.stdout)
     assert (info["width"], info["height"], info["frames"], info["fps"]) == (16, 16, 3, None)
-    proc = run_cli("info", path)
+    proc = run_main("info", path)
     assert proc.returncode == 0 and "unknown (pass --fps F" in " ".join(proc.stdout.split())
-    assert json.loads(run_cli("info", path, "--fps", "25", "--json").stdout)["fps"] == 25
-    assert_one_line_error(run_cli("fit", path, "--epochs", "1"), "unknown frame rate")
+    assert json.loads(run_main("info", path, "--fps", "25", "--json").stdout)["fps"] == 25
+    assert_one_line_error(run_main("fit", path, "--epochs", "1"), "unknown frame rate")
 
 
 @pytest.mark.slow
@@ -81,7 +81,7 @@ def test_fit_bqmall_named_file_writes_resumable_run(tmp_path):
     with open(path, "ab") as f:  # pad to the CTC clip's 129 frames so the name resolves as the clip
         f.write(np.zeros(frame_bytes(832, 480, 8) * 126, np.uint8).tobytes())
     args = ["fit", path, "--frames", "471:474", "--epochs", "1", "--params", "0.05M", "--json", "--device", "cpu"]
-    proc = run_cli(*args, cwd=tmp_path)
+    proc = run_main(*args, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["params"] <= 50_000 and "per_frame" not in result  # per-frame figures live in metrics.json
@@ -90,14 +90,14 @@ def test_fit_bqmall_named_file_writes_resumable_run(tmp_path):
     assert (run / "checkpoint.pt").exists() and (tmp_path / "runs" / "latest").resolve() == run.resolve()
     config = json.loads((run / "config.json").read_text())
     assert config["video"]["source_frames"] == [471, 474] and config["model"]["grid_h"] == 15
-    again = run_cli(*args, cwd=tmp_path)
+    again = run_main(*args, cwd=tmp_path)
     assert_one_line_error(again, "--resume")
-    resumed = run_cli("fit", path, "--frames", "471:474", "--epochs", "2", "--params", "0.05M", "--resume",
-                      "--json", "--device", "cpu", cwd=tmp_path)
+    resumed = run_main("fit", path, "--frames", "471:474", "--epochs", "2", "--params", "0.05M", "--resume",
+                       "--json", "--device", "cpu", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout)["epochs"] == 2
     # The run remembers where its source is, so it compresses from any working directory.
-    comp = run_cli("compress", run, "--finetune-epochs", "0", "--out", tmp_path / "b.nerv", "--json")
+    comp = run_main("compress", run, "--finetune-epochs", "0", "--out", tmp_path / "b.nerv", "--json")
     assert comp.returncode == 0, comp.stderr
     assert json.loads(comp.stdout)["frames"] == 3 and (tmp_path / "b.nerv").exists()
 
@@ -133,14 +133,14 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tmp_path):
     # where it stopped, in the schedule's steps (it said 'after epoch 0' for a stop within the first epoch)
     assert f"stopped at step {saved_step} of 1200;" in " ".join((out + err).split())
     # coding the unfinished network says so
-    early = run_cli("compress", tmp_path / "run", "--lambda", "1", "--rd-steps", "1", "--out", tmp_path / "early.nerv")
+    early = run_main("compress", tmp_path / "run", "--lambda", "1", "--rd-steps", "1", "--out", tmp_path / "early.nerv")
     assert early.returncode == 0 and "holds an unfinished fit" in " ".join(early.stderr.split()), early.stderr[-1000:]
     # the command it suggests is the one typed plus --resume, on one line
     suggested = shlex.split((out + err).split("Continue with: ", 1)[1].splitlines()[0])
     assert suggested == ["vcm", *args[3:], "--resume"]
-    done = run_cli(*suggested[1:], "--json")
+    done = run_main(*suggested[1:], "--json")
     assert done.returncode == 0, done.stderr
-    late = run_cli("compress", tmp_path / "run", "--lambda", "1", "--rd-steps", "1", "--out", tmp_path / "late.nerv")
+    late = run_main("compress", tmp_path / "run", "--lambda", "1", "--rd-steps", "1", "--out", tmp_path / "late.nerv")
     assert late.returncode == 0 and "unfinished" not in late.stderr
     assert json.loads(done.stdout)["epochs"] == 150 and (tmp_path / "run" / "metrics.json").exists()
 
@@ -167,7 +167,7 @@ def test_decode_refuses_an_output_name_no_writer_takes_before_reading_the_stream
     stream = tmp_path / ("s.nerv" if command == "decode" else "s.icm")
     stream.write_bytes(b"not a stream")
     args = ("decode",) if command == "decode" else ("icm", "decode")
-    assert_one_line_error(run_cli(*args, stream, "--out", tmp_path / "x.png"), "cannot write x.png: use .yuv, .y4m, .mp4")
+    assert_one_line_error(run_main(*args, stream, "--out", tmp_path / "x.png"), "cannot write x.png: use .yuv, .y4m, .mp4")
     assert not (tmp_path / "x.png").exists()
 
 
@@ -178,12 +178,12 @@ def test_video_options_a_file_contradicts_or_no_rate_can_be_are_refused(tmp_path
                            (["--fps", "0"], "--fps must be a frame rate above 0"),
                            (["--size", "10x10"], "holds 176x144 frames (--size is for a raw .yuv)"),
                            (["--bit-depth", "10"], "holds 8-bit frames (--bit-depth is for a raw .yuv)")):
-        assert_one_line_error(run_cli("info", carphone, *args), fragment)
-    ok = run_cli("info", carphone, "--size", "176x144", "--bit-depth", "8", "--fps", "25", "--json")
+        assert_one_line_error(run_main("info", carphone, *args), fragment)
+    ok = run_main("info", carphone, "--size", "176x144", "--bit-depth", "8", "--fps", "25", "--json")
     assert ok.returncode == 0 and json.loads(ok.stdout)["fps"] == 25
     clip = tmp_path / "Bar_16x16_30.yuv"
     write_yuv420(clip, moving_frames(t=2, h=16, w=16))
-    assert_one_line_error(run_cli("fit", clip, "--fps", "nan", "--out", tmp_path / "r"), "--fps must be")
+    assert_one_line_error(run_main("fit", clip, "--fps", "nan", "--out", tmp_path / "r"), "--fps must be")
     assert not (tmp_path / "r").exists()
 
 
@@ -191,20 +191,20 @@ def test_info_on_a_stream_reports_what_its_header_declares(tmp_path, tiny_run):
     """`vcm info s.nerv` was "unknown video type '.nerv'": a stream now reports its video, its rate and
     its decoder (the same figures vcm compress reported when it wrote it), without decoding a frame."""
     root, _ = tiny_run
-    made = run_cli("compress", root / "run", "--bits", "6", "--out", tmp_path / "s.nerv", "--json")
+    made = run_main("compress", root / "run", "--bits", "6", "--out", tmp_path / "s.nerv", "--json")
     assert made.returncode == 0, made.stderr[-800:]
     written = json.loads(made.stdout)
-    proc = run_cli("info", tmp_path / "s.nerv", "--json")
+    proc = run_main("info", tmp_path / "s.nerv", "--json")
     assert proc.returncode == 0, proc.stderr
     r = json.loads(proc.stdout)
     assert (r["width"], r["height"], r["frames"], r["bytes"]) == (32, 24, 6, written["bytes"])
     assert r["kbps"] == pytest.approx(written["kbps"]) and r["params"] == written["params"]
     assert r["kmac_per_pixel"] == pytest.approx(written["decoder_kmac_per_pixel"], rel=1e-3)
     assert "nerv, prune–quantize coding" in r["codec"]
-    assert_one_line_error(run_cli("info", tmp_path / "s.nerv", "--md5"), "a stream says what it holds")
+    assert_one_line_error(run_main("info", tmp_path / "s.nerv", "--md5"), "a stream says what it holds")
     broken = tmp_path / "b.nerv"
     broken.write_bytes((tmp_path / "s.nerv").read_bytes()[:40])
-    assert_one_line_error(run_cli("info", broken), "truncated vcm NeRV bitstream")
+    assert_one_line_error(run_main("info", broken), "truncated vcm NeRV bitstream")
 
 
 def test_decode_refuses_a_raw_name_that_says_another_format_and_says_how_to_read_a_nameless_one(tmp_path, tiny_run):
@@ -213,7 +213,7 @@ def test_decode_refuses_a_raw_name_that_says_another_format_and_says_how_to_read
     size and rate, which nothing named."""
     root, video = tiny_run
     stream = tmp_path / "s.nerv"
-    assert run_cli("compress", root / "run", "--bits", "6", "--out", stream).returncode == 0
+    assert run_main("compress", root / "run", "--bits", "6", "--out", stream).returncode == 0
     from vcm.errors import VcmError
     from vcm.video.writer import check_raw_name
 
@@ -224,12 +224,12 @@ def test_decode_refuses_a_raw_name_that_says_another_format_and_says_how_to_read
         with pytest.raises(VcmError, match=fragment) as refused:
             check_raw_name(tmp_path / name, 32, 24, video.info.fps)
         assert "name it Foo_32x24_" in str(refused.value) or "name it BQMall_32x24_" in str(refused.value)
-    proc = run_cli("decode", stream, "--out", tmp_path / "BQMall.yuv")  # refused before a frame is written
+    proc = run_main("decode", stream, "--out", tmp_path / "BQMall.yuv")  # refused before a frame is written
     assert_one_line_error(proc, "says 832x480, but the frames are 32x24")
     assert not (tmp_path / "BQMall.yuv").exists()
-    nameless = run_cli("decode", stream, "--out", tmp_path / "dec.yuv")
+    nameless = run_main("decode", stream, "--out", tmp_path / "dec.yuv")
     assert nameless.returncode == 0 and f"--size 32x24 --fps {fps}" in " ".join(nameless.stdout.split())
-    back = run_cli("info", tmp_path / "dec.yuv", "--size", "32x24", "--fps", fps, "--json")
+    back = run_main("info", tmp_path / "dec.yuv", "--size", "32x24", "--fps", fps, "--json")
     assert back.returncode == 0 and json.loads(back.stdout)["frames"] == 6
     assert check_raw_name(tmp_path / f"dec_32x24_{fps}.yuv", 32, 24, video.info.fps) == ""  # says all: no hint
 
@@ -248,8 +248,8 @@ def test_info_on_a_run_folder_says_what_it_trained_how_far_and_what_was_compress
     root, video = tiny_run
     run = tmp_path / "run"
     shutil.copytree(root / "run", run)
-    assert run_cli("compress", run, "--bits", "6").returncode == 0
-    proc = run_cli("info", run, "--json")
+    assert run_main("compress", run, "--bits", "6").returncode == 0
+    proc = run_main("info", run, "--json")
     assert proc.returncode == 0, proc.stderr
     r = json.loads(proc.stdout)
     model, config = load_run(run)
@@ -263,14 +263,14 @@ def test_info_on_a_run_folder_says_what_it_trained_how_far_and_what_was_compress
     mcfg = NervShape(fc_dim=12, stem_dims=(48,), lower_width=8, embed_levels=16).config(24, 32)
     fit(video, mcfg, TrainConfig(epochs=4, batch=2, checkpoint_every=1), stopped, torch.device("cpu"),
         should_stop=lambda step: step == 4)
-    table = " ".join(run_cli("info", stopped).stdout.split())
+    table = " ".join(run_main("info", stopped).stdout.split())
     assert "interrupted at step 4 of 12" in table and "--resume" in table and "none yet" in table
     from vcm.fsutil import run_lock
 
     with run_lock(stopped):  # as while a vcm fit trains it: --resume would be refused
-        table = " ".join(run_cli("info", stopped).stdout.split())
+        table = " ".join(run_main("info", stopped).stdout.split())
     assert f"training now (pid {os.getpid()}): step 4 of 12 at its last checkpoint" in table and "--resume" not in table
-    assert_one_line_error(run_cli("info", run, "--size", "32x24"), "a run folder says what it holds")
+    assert_one_line_error(run_main("info", run, "--size", "32x24"), "a run folder says what it holds")
 
 
 def test_info_on_a_ctc_results_folder_says_which_points_finished_failed_or_stopped(tmp_path):
@@ -289,18 +289,18 @@ def test_info_on_a_ctc_results_folder_says_which_points_finished_failed_or_stopp
     (points / "hevc" / "qp37").mkdir(parents=True)
     (points / "hevc" / "qp37" / "result.json").write_text("{not json")
     (tmp_path / "out" / "ctc.log").write_text("")
-    proc = run_cli("info", tmp_path / "out", "--json")
+    proc = run_main("info", tmp_path / "out", "--json")
     assert proc.returncode == 0, proc.stderr
     r = json.loads(proc.stdout)
     assert r["kind"] == "ctc results" and r["points"] == {"ok": 2, "failed": 2, "unfinished": 1} and r["report"] == []
     hinerv = next(c for c in r["curves"] if c["codec"] == "hinerv")
     assert hinerv["curves"] == ["hinerv-rd"] and hinerv["kbps"] == [7.25, 12.5]
     assert hinerv["unfinished"] == [{"point": "l0p1", "stopped_stage": True}]
-    table = " ".join(run_cli("info", tmp_path / "out", env={"COLUMNS": "250"}).stdout.split())
+    table = " ".join(run_cli("info", tmp_path / "out", env={"COLUMNS": "250"}).stdout.split())  # COLUMNS: read at start
     assert "l20 failed: out of memory" in table and "result.json is damaged" in table
     assert "a stage stopped in it" in table and "none yet: vcm ctc report" in table
     (tmp_path / "empty").mkdir()
-    nothing = run_cli("info", tmp_path / "empty")
+    nothing = run_main("info", tmp_path / "empty")
     assert nothing.returncode == 1 and "holds no PNG/JPEG frames; nor is it a vcm fit's run folder, a vcm icm " \
         "train's, a vcm eval's output folder or a vcm ctc run's results folder" in " ".join(nothing.stderr.split()), \
         nothing.stderr

@@ -8,7 +8,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import head_json, reseal as _reseal, run_cli, section as _section
+from tests.conftest import head_json, reseal as _reseal, section as _section, run_main
 from vcm.codec import nerv_stream
 from vcm.bitstream.bits import StreamError
 from vcm.codec.compress import CompressOptions, compress_run, decode_file
@@ -90,7 +90,7 @@ def test_malformed_streams_are_refused_clearly(stream_bytes):
 def test_cli_decode_errors_are_one_line(tmp_path, stream_bytes):
     bad = tmp_path / "bad.nerv"
     bad.write_bytes(stream_bytes[0][:-7])
-    proc = run_cli("decode", bad)
+    proc = run_main("decode", bad)
     assert proc.returncode == 1 and proc.stderr.startswith("error:") and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import run_cli, tiny_video
+from tests.conftest import tiny_video, run_main
 from vcm.codec.compress import RDOptions, compress_many, decode_file, prepare
 from vcm.codec.rate_control import Target, _Trial, beyond, beyond_hint, next_lambda, next_trial, smallest_stream_bytes, target_bytes
 from vcm.errors import VcmError
@@ -126,8 +126,8 @@ def test_adams_betas_are_two_numbers_below_one(tmp_path, betas, message):
         preset = yaml.safe_load(preset_path("hinerv-demo").read_text())
         preset["train"]["betas"] = betas
         (tmp_path / "bad.yaml").write_text(yaml.safe_dump(preset))
-        assert_one_line_error(run_cli("fit", "sample:carphone", "--config", tmp_path / "bad.yaml", "--frames", "0:2",
-                                      "--steps", "1", "--out", tmp_path / "run"), "betas must be two numbers")
+        assert_one_line_error(run_main("fit", "sample:carphone", "--config", tmp_path / "bad.yaml", "--frames", "0:2",
+                                       "--steps", "1", "--out", tmp_path / "run"), "betas must be two numbers")
 
 
 def test_budgets_parse_and_become_steps():
@@ -145,15 +145,15 @@ def test_fit_with_a_budget_records_the_steps_it_resolved(tmp_path):
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text("model: {arch: nerv, fc_dim: 8, stem_dims: [24], lower_width: 6, embed: '1.25_8'}\n"
                    "train: {epochs: 1, batch: 2, lr: 3.0e-3}\n")
-    proc = run_cli("fit", tmp_path / "Tiny_32x24_25.yuv", "--config", cfg, "--budget", "2s", "--out", tmp_path / "r",
-                   "--json")
+    proc = run_main("fit", tmp_path / "Tiny_32x24_25.yuv", "--config", cfg, "--budget", "2s", "--out", tmp_path / "r",
+                    "--json")
     assert proc.returncode == 0, proc.stderr
     steps = json.loads((tmp_path / "r" / "config.json").read_text())["train"]["steps"]
     assert steps >= 1 and json.loads(proc.stdout)["steps"] == steps
     assert f"--steps {steps}" in " ".join(proc.stderr.split())
-    bad = run_cli("fit", tmp_path / "Tiny_32x24_25.yuv", "--config", cfg, "--budget", "soon", "--out", tmp_path / "r2")
+    bad = run_main("fit", tmp_path / "Tiny_32x24_25.yuv", "--config", cfg, "--budget", "soon", "--out", tmp_path / "r2")
     assert bad.returncode != 0 and "--budget must be a positive duration" in bad.stderr and "Traceback" not in bad.stderr
-    both = run_cli("fit", tmp_path / "Tiny_32x24_25.yuv", "--budget", "5s", "--steps", "9", "--out", tmp_path / "r3")
+    both = run_main("fit", tmp_path / "Tiny_32x24_25.yuv", "--budget", "5s", "--steps", "9", "--out", tmp_path / "r3")
     assert both.returncode != 0 and "drop --steps/--epochs" in both.stderr
 
 
@@ -162,13 +162,13 @@ def test_a_length_given_two_ways_is_refused(tmp_path):
     each ignoring the other option without a word."""
     tiny_video(tmp_path, t=4)
     clip = tmp_path / "Tiny_32x24_25.yuv"
-    fit = run_cli("fit", clip, "--epochs", "2", "--steps", "3", "--out", tmp_path / "r")
+    fit = run_main("fit", clip, "--epochs", "2", "--steps", "3", "--out", tmp_path / "r")
     assert fit.returncode == 1 and "--steps and --epochs both set the fit's length" in fit.stderr
     assert "Traceback" not in fit.stderr and not (tmp_path / "r").exists()
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "checkpoint.pt").write_bytes(b"")  # refused before the run is read
-    rd = run_cli("compress", tmp_path / "run", "--lambda", "1", "--rd-epochs", "2", "--rd-steps", "5",
-                 "--out", tmp_path / "s.nerv")
+    rd = run_main("compress", tmp_path / "run", "--lambda", "1", "--rd-epochs", "2", "--rd-steps", "5",
+                  "--out", tmp_path / "s.nerv")
     assert rd.returncode == 1 and "--rd-steps and --rd-epochs both set" in rd.stderr and "Traceback" not in rd.stderr
     assert not (tmp_path / "s.nerv").exists()
 
@@ -261,8 +261,8 @@ def test_target_kbps_lands_within_five_percent(tiny_run, tmp_path):
     low, high = compress_many(root / "run", [RDOptions(lam=5.0, steps=12), RDOptions(lam=0.05, steps=12)], CPU,
                               outs=[tmp_path / "a.nerv", tmp_path / "b.nerv"])
     goal = math.sqrt(low["kbps"] * high["kbps"])
-    proc = run_cli("compress", root / "run", "--target-kbps", f"{goal:.3f}", "--rd-steps", "12",
-                   "--out", tmp_path / "t.nerv", "--json")
+    proc = run_main("compress", root / "run", "--target-kbps", f"{goal:.3f}", "--rd-steps", "12",
+                    "--out", tmp_path / "t.nerv", "--json")
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(proc.stdout)
     assert abs(report["kbps"] / goal - 1) <= 0.05, report["rate_control"]
@@ -275,25 +275,25 @@ def test_target_kbps_lands_within_five_percent(tiny_run, tmp_path):
     least = smallest_stream_bytes(prepare(root / "run"))
     least_kbps = least * 8 * video.info.fps / video.num_frames / 1000
     assert 0 < least < low["bytes"]
-    proc = run_cli("compress", root / "run", "--target-kbps", f"{least_kbps * 0.9:.6f}", "--out", tmp_path / "no.nerv")
+    proc = run_main("compress", root / "run", "--target-kbps", f"{least_kbps * 0.9:.6f}", "--out", tmp_path / "no.nerv")
     assert proc.returncode == 1 and "smallest stream" in proc.stderr and f"{least:,} bytes" in proc.stderr
     assert "rate control trial" not in proc.stderr + proc.stdout and not (tmp_path / "no.nerv").exists()
     # a rate above the network's weights as 32-bit floats: refused at once (it ran every trial, minutes)
-    proc = run_cli("compress", root / "run", "--target-kbps", "1e9", "--out", tmp_path / "no.nerv")
+    proc = run_main("compress", root / "run", "--target-kbps", "1e9", "--out", tmp_path / "no.nerv")
     assert proc.returncode == 1 and "every parameter as a 32-bit float" in proc.stderr, proc.stderr[-2000:]
     assert "rate control trial" not in proc.stderr + proc.stdout and not (tmp_path / "no.nerv").exists()
     # a rate far below what the network reaches in 4 steps: the nearest trial is written and the report says why
-    proc = run_cli("compress", root / "run", "--target-kbps", f"{least_kbps * 1.05:.6f}", "--rd-steps", "4",
-                   "--out", tmp_path / "far.nerv", "--json")
+    proc = run_main("compress", root / "run", "--target-kbps", f"{least_kbps * 1.05:.6f}", "--rd-steps", "4",
+                    "--out", tmp_path / "far.nerv", "--json")
     assert proc.returncode == 0, proc.stderr[-2000:]
     far = json.loads(proc.stdout)
     assert far["rate_control"]["beyond"] == "above" and not far["rate_control"]["hit"]
     from vcm.cli.compress import _report_rows
 
     assert any(text.startswith("target not reached: every trial gave more bytes") for _, text in _report_rows(far))
-    twice = run_cli("compress", root / "run", "--lambda", "1", "--lambda", "1", "--out", tmp_path / "two")
+    twice = run_main("compress", root / "run", "--lambda", "1", "--lambda", "1", "--out", tmp_path / "two")
     assert twice.returncode == 1 and "--lambda 1 is given twice" in twice.stderr  # both streams went to one file
-    refused = run_cli("compress", root / "run", "--target-kbps", "10", "--bits", "6", "--out", tmp_path / "u.nerv")
+    refused = run_main("compress", root / "run", "--target-kbps", "10", "--bits", "6", "--out", tmp_path / "u.nerv")
     assert refused.returncode != 0 and "paper pipeline" in refused.stderr
 
 

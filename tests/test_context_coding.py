@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vcm.bitstream.bits import Reader, StreamError, Writer
+from vcm.bitstream.bits import BitWriter, Reader, StreamError, Writer
 from vcm.codec import rd_coding
 from vcm.codec.entropy import encode_array
 from vcm.codec.rd_coding import RDTensor
@@ -206,8 +206,6 @@ def compact_payload(records: BitWriter) -> bytes:
 
 
 def test_forged_version_5_records_are_refused():
-    from vcm.bitstream.bits import BitWriter
-
     def record(mode: int, weights=(0, 0, 0), lo=-1, span_minus_1=2, code=100, padding=False) -> BitWriter:
         bw = BitWriter()
         bw.fixed(mode, 1)

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import moving_frames, progress_gaps, run_cli, tiny_ctc_config
+from tests.conftest import moving_frames, progress_gaps, run_cli, tiny_ctc_config, run_main
 from vcm import sequences
 from vcm.ctc.bd import bd, monotone
 from vcm.codecs import FITTED, network_ready
@@ -130,7 +130,7 @@ def ctc_inputs(tmp_path_factory, carphone):
 def test_ctc_run_and_report_end_to_end(ctc_inputs):
     root, cfg = ctc_inputs
     out = root / "out"
-    first = run_cli("ctc", "run", cfg, "--out", out, "--json")
+    first = run_main("ctc", "run", cfg, "--out", out, "--json")
     assert first.returncode == 1  # the Missing sequence fails; the others run on
     r = json.loads(first.stdout)
     assert r["points"] == 3 * 12 and r["failed"] == 12 and r["ran"] == 36
@@ -138,13 +138,13 @@ def test_ctc_run_and_report_end_to_end(ctc_inputs):
     assert failed["status"] == "failed" and "does not exist" in failed["error"]
     # One fit serves the four NeRV points of a sequence.
     assert len(list((out / "fits" / "carphone" / "nerv").glob("*/checkpoint.pt"))) == 1
-    again = run_cli("ctc", "run", cfg, "--out", out, "--json", "--only", "carphone,RaceHorsesD")
+    again = run_main("ctc", "run", cfg, "--out", out, "--json", "--only", "carphone,RaceHorsesD")
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["reused"] == 24 and json.loads(again.stdout)["ran"] == 0
-    plain = run_cli("ctc", "run", cfg, "--out", out, "--only", "carphone")
+    plain = run_main("ctc", "run", cfg, "--out", out, "--only", "carphone")
     assert plain.returncode == 0 and "reusing 12 finished point(s)" in plain.stderr  # never a silent skip
 
-    rep = run_cli("ctc", "report", out, "--anchor", "hevc", "--json")
+    rep = run_main("ctc", "report", out, "--anchor", "hevc", "--json")
     assert rep.returncode == 0, rep.stderr
     with open(out / "summary.csv") as f:
         rows = list(csv.DictReader(f))
@@ -167,8 +167,8 @@ def test_ctc_run_and_report_end_to_end(ctc_inputs):
 def test_ctc_ray_backend(ctc_inputs):
     pytest.importorskip("ray")
     root, cfg = ctc_inputs
-    proc = run_cli("ctc", "run", cfg, "--out", root / "ray", "--json", "--only", "carphone", "--codecs", "hevc",
-                   "--backend", "ray", "--jobs", "2")
+    proc = run_main("ctc", "run", cfg, "--out", root / "ray", "--json", "--only", "carphone", "--codecs", "hevc",
+                    "--backend", "ray", "--jobs", "2")
     assert proc.returncode == 0, proc.stderr
     r = json.loads(proc.stdout)
     assert r["ran"] == 4 and r["failed"] == 0
@@ -516,7 +516,7 @@ def test_ctc_results_folder_that_is_a_file_is_one_line(tmp_path):
     for out in (tmp_path / "taken.yuv", config):  # a FileExistsError, with a traceback
         if out != config:
             out.write_bytes(b"keep")
-        proc = run_cli("ctc", "run", config, "--out", out)
+        proc = run_main("ctc", "run", config, "--out", out)
         assert proc.returncode == 1 and "is a file; name a folder" in proc.stderr and "Traceback" not in proc.stderr
     assert (tmp_path / "taken.yuv").read_bytes() == b"keep"
 
@@ -527,10 +527,10 @@ def test_a_device_this_machine_lacks_is_refused_before_any_point_runs(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text(json.dumps({"sequences": [{"name": "c", "path": "sample:carphone", "frames": "0:2"}],
                                   "codecs": {"hevc": {"qps": [40]}}}))
-    proc = run_cli("ctc", "run", config, "--out", tmp_path / "out", "--device", "tpu")
+    proc = run_main("ctc", "run", config, "--out", tmp_path / "out", "--device", "tpu")
     assert proc.returncode == 1 and "unknown device 'tpu'" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists()
-    demo = run_cli("demo", "--device", "tpu", "--out", tmp_path / "demo")
+    demo = run_main("demo", "--device", "tpu", "--out", tmp_path / "demo")
     assert demo.returncode == 1 and "unknown device 'tpu'" in demo.stderr and not (tmp_path / "demo").exists()
 
 
@@ -544,7 +544,7 @@ def test_ctc_run_options_are_checked_before_anything_is_written(tmp_path, args, 
     config = tmp_path / "c.yaml"
     config.write_text(json.dumps({"sequences": [{"name": n, "path": "sample:carphone", "frames": "0:2"} for n in "cd"],
                                   "codecs": {"hevc": {"qps": [40]}}}))
-    proc = run_cli("ctc", "run", config, "--out", tmp_path / "out", *args)
+    proc = run_main("ctc", "run", config, "--out", tmp_path / "out", *args)
     assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-500:]
     assert not (tmp_path / "out").exists()
 
@@ -648,8 +648,8 @@ def test_a_lone_fit_gives_its_cores_back_once_the_network_is_on_disk(tmp_path):
                 {"prune": 0.2, "bits": 8, "finetune_epochs": 60},  # the first point works on after the fit
                 {"prune": 0.2, "bits": 7, "finetune_epochs": 0}, {"prune": 0.4, "bits": 6, "finetune_epochs": 0}]}]},
             "hevc": {"qps": [40]}}}))
-    proc = run_cli("ctc", "run", cfg, "--out", tmp_path / "o", "--jobs", "2", "--json",
-                   env={"VCM_PROGRESS": "lines", "VCM_PROGRESS_INTERVAL": "1"})
+    proc = run_main("ctc", "run", cfg, "--out", tmp_path / "o", "--jobs", "2", "--json",
+                    env={"VCM_PROGRESS": "lines", "VCM_PROGRESS_INTERVAL": "1"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout)["failed"] == 0
     assert "network on disk; its other points start beside it" in proc.stderr
@@ -668,8 +668,8 @@ def test_two_networks_on_two_workers_release_their_other_points_once_on_disk(tmp
     cfg.write_text(json.dumps({
         "sequences": [{"name": "carphone", "path": "sample:carphone", "frames": "0:4"}], "device": "cpu",
         "detector": None, "codecs": {"nerv": {"fits": [fit("8k"), fit("6k")]}}}))
-    proc = run_cli("ctc", "run", cfg, "--out", tmp_path / "o", "--jobs", "2", "--json",
-                   env={"VCM_PROGRESS": "lines", "VCM_PROGRESS_INTERVAL": "1"})
+    proc = run_main("ctc", "run", cfg, "--out", tmp_path / "o", "--jobs", "2", "--json",
+                    env={"VCM_PROGRESS": "lines", "VCM_PROGRESS_INTERVAL": "1"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout)["failed"] == 0
     assert proc.stderr.count("network on disk; its other points start beside it") == 2
@@ -717,7 +717,7 @@ def test_match_points_follow_the_anchor_and_run_after_it(tmp_path):
     plan = preview(cfg, tmp_path / "out")
     assert [(p["codec"], p["state"]) for p in plan["plan"]] == [("nerv", "after anchors")] * 2 + [("hevc", "to run")] * 2
     assert (plan["to_run"], plan["after_anchors"], plan["finished"], plan["networks_to_train"]) == (2, 2, 0, 1)
-    proc = run_cli("ctc", "run", cfg, "--out", tmp_path / "out", "--dry-run")
+    proc = run_main("ctc", "run", cfg, "--out", tmp_path / "out", "--dry-run")
     assert proc.returncode == 0 and "4 point(s): 0 finished" in " ".join(proc.stdout.split()), proc.stderr
     assert not (tmp_path / "out").exists()
     result = run(cfg, tmp_path / "out", jobs=1)
@@ -835,7 +835,7 @@ def test_ctc_run_refuses_a_folder_whose_report_files_are_not_a_ctc_runs(tmp_path
     mine = tmp_path / "results"
     mine.mkdir()
     (mine / "report.md").write_text("# mine")
-    proc = run_cli("ctc", "run", cfg, "--out", mine)
+    proc = run_main("ctc", "run", cfg, "--out", mine)
     assert proc.returncode == 1 and "holds report.md but no CTC results" in proc.stderr, proc.stderr
     assert (mine / "report.md").read_text() == "# mine" and sorted(p.name for p in mine.iterdir()) == ["report.md"]
     (mine / "points").mkdir()
@@ -920,7 +920,7 @@ def test_an_sa_nerv_fit_made_with_other_edge_masks_is_trained_again(tmp_path, mo
     fit_dir = fit_config.parent
     mine.unlink()
     make_source_masks(open_video(tmp_path / "Tiny_48x32_25.yuv", "all"), "canny", mine, SourceSettings(dilation=3))
-    proc = run_cli("compress", fit_dir, "--prune", "0", "--bits", "8", "--out", tmp_path / "x.nerv")
+    proc = run_main("compress", fit_dir, "--prune", "0", "--bits", "8", "--out", tmp_path / "x.nerv")
     assert proc.returncode == 1 and "is not the mask file" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "x.nerv").exists()
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import ANNOTATIONS, run_cli
+from tests.conftest import ANNOTATIONS, run_main
 from vcm import sequences
 from vcm.errors import VcmError
 from vcm.eval.coco import Detections, ScoredClip, evaluate
@@ -124,7 +124,7 @@ def test_txt_labels_convert_to_ctc_json(tmp_path):
     b = gt.frames[471][0]
     assert (b.x, b.y, b.w, b.h, b.category) == pytest.approx((156.0, 60.0, 104.0, 120.0, 0))
     assert gt.frames[472] == []
-    proc = run_cli("gt", "convert", labels, "--sequence", "BQSquare", "--frames", "471:474", "--out", tmp_path / "gt.json")
+    proc = run_main("gt", "convert", labels, "--sequence", "BQSquare", "--frames", "471:474", "--out", tmp_path / "gt.json")
     assert proc.returncode == 0, proc.stderr
     # frame 472 has no file: it is written as a frame without objects, and the summary says so (it was silent, and
     # --frames all on a folder holding part of the labels wrote hundreds of empty frames without a word)
@@ -139,16 +139,16 @@ def test_txt_labels_convert_to_ctc_json(tmp_path):
     for frames, out, message in (("471:474", tmp_path / "clip.yuv", "must end in .json"),
                                  ("474:471", tmp_path / "e.json", "not a range within"),
                                  ("471:99999", tmp_path / "e.json", "not a range within")):
-        proc = run_cli("gt", "convert", labels, "--sequence", "BQSquare", "--frames", frames, "--out", out)
+        proc = run_main("gt", "convert", labels, "--sequence", "BQSquare", "--frames", frames, "--out", out)
         assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr
     assert (tmp_path / "clip.yuv").read_bytes() == b"video" and not (tmp_path / "e.json").exists()
     # an existing ground truth (the official one has the same layout) is replaced only when asked
     (tmp_path / "gt.json").write_text('{"official": 1}')
-    proc = run_cli("gt", "convert", labels, "--sequence", "BQSquare", "--frames", "471:474", "--out", tmp_path / "gt.json")
+    proc = run_main("gt", "convert", labels, "--sequence", "BQSquare", "--frames", "471:474", "--out", tmp_path / "gt.json")
     assert proc.returncode == 1 and "exists; pass --overwrite to replace it" in proc.stderr
     assert (tmp_path / "gt.json").read_text() == '{"official": 1}'
-    proc = run_cli("gt", "convert", labels, "--sequence", "BQSquare", "--frames", "471:474", "--out", tmp_path / "gt.json",
-                   "--overwrite")
+    proc = run_main("gt", "convert", labels, "--sequence", "BQSquare", "--frames", "471:474", "--out", tmp_path / "gt.json",
+                    "--overwrite")
     assert proc.returncode == 0 and json.loads((tmp_path / "gt.json").read_text())["images"], proc.stderr
 
 
@@ -165,7 +165,7 @@ def test_sfu_hw_labels_no_detector_could_match_are_one_clear_line(tmp_path, line
     labels = tmp_path / "labels"
     labels.mkdir()
     (labels / "BQSquare_416x240_60_seq_471.txt").write_text("0 0.5 0.5 0.25 0.5\n" + line + "\n")
-    proc = run_cli("gt", "convert", labels, "--sequence", "BQSquare", "--frames", "471:472", "--out", tmp_path / "gt.json")
+    proc = run_main("gt", "convert", labels, "--sequence", "BQSquare", "--frames", "471:472", "--out", tmp_path / "gt.json")
     assert proc.returncode == 1 and "seq_471.txt:2: " in proc.stderr and message in proc.stderr, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "gt.json").exists()
 
@@ -173,8 +173,8 @@ def test_sfu_hw_labels_no_detector_could_match_are_one_clear_line(tmp_path, line
 def test_a_ctc_json_with_an_unusable_box_is_one_clear_line(tmp_path):
     (tmp_path / "labels").mkdir()
     (tmp_path / "labels" / "BQSquare_416x240_60_seq_471.txt").write_text("0 0.5 0.5 0.25 0.5\n")
-    assert run_cli("gt", "convert", tmp_path / "labels", "--sequence", "BQSquare", "--frames", "471:472",
-                   "--out", tmp_path / "gt.json").returncode == 0
+    assert run_main("gt", "convert", tmp_path / "labels", "--sequence", "BQSquare", "--frames", "471:472",
+                    "--out", tmp_path / "gt.json").returncode == 0
     good = json.loads((tmp_path / "gt.json").read_text())
     for edit, message in ((lambda d: d["annotations"][0].update(bbox=[float("nan"), 0, 4, 4]), "is not made of finite numbers"),
                           (lambda d: d["annotations"][0].pop("bbox"), "needs image_id, an [x, y, w, h] bbox and category_id"),
@@ -279,16 +279,16 @@ def test_yolov7_trained_on_custom_classes_is_scored_in_their_names(tmp_path, fak
                              "iscrowd": 0} for i in range(4)],
             "categories": [{"id": 1, "name": "cone"}, {"id": 2, "name": "drone"}, {"id": 3, "name": "buoy"}]}
     (tmp_path / "gt.json").write_text(json.dumps(coco))
-    proc = run_cli("eval", clip, "--annotations", tmp_path / "gt.json", "--weights", tmp_path / "custom.pt",
-                   "--yolov7-repo", tmp_path, "--out", tmp_path / "out", "--json", "--device", "cpu", cwd=tmp_path)
+    proc = run_main("eval", clip, "--annotations", tmp_path / "gt.json", "--weights", tmp_path / "custom.pt",
+                    "--yolov7-repo", tmp_path, "--out", tmp_path / "out", "--json", "--device", "cpu", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     scores = json.loads(proc.stdout)
     assert scores["detector_settings"]["classes"] == ["cone", "drone", "buoy"]
     assert scores["frames"] == 4 and scores["detections"] == 4 and scores["ap50"] == pytest.approx(100.0)
     dets = json.loads((tmp_path / "out" / "detections.json").read_text())
     assert {d["category_id"] for d in dets} == {1}  # "drone", the checkpoint's class 1
-    coco_weights = run_cli("eval", clip, "--annotations", tmp_path / "gt.json", "--weights", fake_hub / "yolov7.pt",
-                           "--yolov7-repo", fake_hub, "--out", tmp_path / "out2", "--json", cwd=tmp_path)
+    coco_weights = run_main("eval", clip, "--annotations", tmp_path / "gt.json", "--weights", fake_hub / "yolov7.pt",
+                            "--yolov7-repo", fake_hub, "--out", tmp_path / "out2", "--json", cwd=tmp_path)
     assert coco_weights.returncode == 1 and "drone" in coco_weights.stderr  # a COCO-80 detector cannot score them
 
 
@@ -315,17 +315,17 @@ def test_vcm_eval_end_to_end_with_fake_hub(tmp_path, fake_hub):
     (tmp_path / "ann" / seq.annotations).write_text(json.dumps(to_coco_json(gt, seq.ctc_first)))
     clip = tmp_path / "RaceHorsesD.yuv"
     write_indexed_yuv(clip, seq.ctc_first, seq.ctc_count)
-    proc = run_cli("eval", clip, "--frames", "240:250", "--annotations", tmp_path / "ann", "--weights",
-                   fake_hub / "yolov7.pt", "--yolov7-repo", fake_hub, "--out", tmp_path / "out", "--json",
-                   "--device", "cpu", cwd=tmp_path)
+    proc = run_main("eval", clip, "--frames", "240:250", "--annotations", tmp_path / "ann", "--weights",
+                    fake_hub / "yolov7.pt", "--yolov7-repo", fake_hub, "--out", tmp_path / "out", "--json",
+                    "--device", "cpu", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     scores = json.loads(proc.stdout)
     assert scores["frames"] == 10 and scores["detections"] == 10 and scores["detector"] == "yolov7"
     assert 0.0 <= scores["map"] <= 100.0 and scores["ap50"] is not None
     dets = json.loads((tmp_path / "out" / "detections.json").read_text())
     assert len(dets) == 10 and dets[0]["source_frame"] == 240 and dets[0]["category_id"] == 0
-    missing = run_cli("eval", clip, "--annotations", tmp_path / "ann", "--weights", tmp_path / "nope.pt",
-                      "--yolov7-repo", fake_hub, cwd=tmp_path)
+    missing = run_main("eval", clip, "--annotations", tmp_path / "ann", "--weights", tmp_path / "nope.pt",
+                       "--yolov7-repo", fake_hub, cwd=tmp_path)
     assert missing.returncode == 1 and "releases/download" in missing.stderr and len(missing.stderr.strip().splitlines()) == 1
 
 
@@ -338,8 +338,7 @@ def test_vcm_eval_end_to_end_with_fake_hub(tmp_path, fake_hub):
 def test_eval_refuses_options_of_the_other_reference(tmp_path, carphone, args, message):
     """Options for annotations were ignored under pseudo ground truth, and the other way round, without a word
     (a mistyped --category-map was taken as well)."""
-    from tests.conftest import run_cli
 
-    proc = run_cli("eval", carphone, "--detector", "opencv-face", "--out", tmp_path / "e", *args)
+    proc = run_main("eval", carphone, "--detector", "opencv-face", "--out", tmp_path / "e", *args)
     assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-500:]
     assert not (tmp_path / "e").exists()

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import run_main
 from vcm.errors import VcmError
 
 BLOB = Path(__file__).with_name("blob_detector.py")
@@ -49,8 +49,8 @@ def write_coco(path: Path, convention: str, frames=range(0, 12, 3), categories="
 def test_oracle_scores_100_on_a_coco_json_for_a_non_sfu_clip(tmp_path, convention, extra, expect):
     frames = range(3, 7) if convention == "order" else range(0, 12, 3)
     gt = write_coco(tmp_path / "gt.json", convention, frames)
-    proc = run_cli("eval", "sample:carphone", "--annotations", gt, "--detector", "oracle", *extra,
-                   "--out", tmp_path / "out", "--json", cwd=tmp_path)
+    proc = run_main("eval", "sample:carphone", "--annotations", gt, "--detector", "oracle", *extra,
+                    "--out", tmp_path / "out", "--json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     scores = json.loads(proc.stdout)
     assert scores["map"] == pytest.approx(100.0) and scores["objects"] == 8 and scores["frames"] == 4
@@ -120,23 +120,23 @@ def test_unmatched_frames_and_categories_are_one_clear_line(tmp_path, edit, mess
     data = json.loads(path.read_text())
     edit(data)
     path.write_text(json.dumps(data))
-    proc = run_cli("eval", "sample:carphone", "--annotations", path, "--detector", "oracle", "--out", tmp_path / "o",
-                   cwd=tmp_path)
+    proc = run_main("eval", "sample:carphone", "--annotations", path, "--detector", "oracle", "--out", tmp_path / "o",
+                    cwd=tmp_path)
     assert proc.returncode == 1 and message in proc.stderr, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
 
 
 def test_a_non_sfu_clip_without_ground_truth_says_what_to_pass(tmp_path):
-    proc = run_cli("eval", "sample:carphone", "--detector", "oracle", "--out", tmp_path / "o", cwd=tmp_path)
+    proc = run_main("eval", "sample:carphone", "--detector", "oracle", "--out", tmp_path / "o", cwd=tmp_path)
     assert proc.returncode == 1 and "--annotations gt.json" in proc.stderr and "--reference original" in proc.stderr
 
 
 @pytest.mark.slow
 def test_randomly_initialised_faster_rcnn_on_a_coco_json_gives_a_number(tmp_path):
     gt = write_coco(tmp_path / "gt.json", "name0", frames=[0, 6])
-    proc = run_cli("eval", "sample:carphone", "--annotations", gt, "--detector", "fasterrcnn_resnet50_fpn_v2",
-                   "--weights", "random", "--set", "min_size=144", "--frames", "0:8", "--out", tmp_path / "o", "--json",
-                   cwd=tmp_path)
+    proc = run_main("eval", "sample:carphone", "--annotations", gt, "--detector", "fasterrcnn_resnet50_fpn_v2",
+                    "--weights", "random", "--set", "min_size=144", "--frames", "0:8", "--out", tmp_path / "o", "--json",
+                    cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     scores = json.loads(proc.stdout)
     assert scores["frames"] == 2 and 0.0 <= scores["map"] <= 100.0 and scores["detections"] > 0
@@ -154,8 +154,8 @@ def test_reference_original_scores_the_original_100_and_a_coded_copy_less(tmp_pa
 
     args = ["--reference", "original", "--detector", "fasterrcnn_resnet50_fpn_v2", "--weights", "random",
             "--set", "min_size=144", "--frames", "0:2", "--json"]
-    proc = run_cli("eval", "sample:carphone", *args, "--out", tmp_path / "self", cwd=tmp_path,
-                   env={"VCM_CACHE": str(tmp_path / "cache"), "VCM_PROGRESS": "lines"})
+    proc = run_main("eval", "sample:carphone", *args, "--out", tmp_path / "self", cwd=tmp_path,
+                    env={"VCM_CACHE": str(tmp_path / "cache"), "VCM_PROGRESS": "lines"})
     assert proc.returncode == 0, proc.stderr
     scores = json.loads(proc.stdout)
     assert scores["map"] == pytest.approx(100.0) and scores["objects"] > 0
@@ -165,8 +165,8 @@ def test_reference_original_scores_the_original_100_and_a_coded_copy_less(tmp_pa
     frames = open_video(sample_clip("carphone"), "0:2").frames_u8.astype(np.float32)
     blurred = (frames[:, :, ::2, ::2].repeat(2, 2).repeat(2, 3) * 0.7).astype(np.uint8)
     write_yuv420(tmp_path / "coded_176x144_30.yuv", blurred)
-    proc = run_cli("eval", tmp_path / "coded_176x144_30.yuv", *args, "--original", "sample:carphone",
-                   "--out", tmp_path / "coded", cwd=tmp_path, env={"VCM_CACHE": str(tmp_path / "cache"), "VCM_PROGRESS": "lines"})
+    proc = run_main("eval", tmp_path / "coded_176x144_30.yuv", *args, "--original", "sample:carphone",
+                    "--out", tmp_path / "coded", cwd=tmp_path, env={"VCM_CACHE": str(tmp_path / "cache"), "VCM_PROGRESS": "lines"})
     assert proc.returncode == 0, proc.stderr
     assert "from the cache" in proc.stderr
     coded = json.loads(proc.stdout)
@@ -182,7 +182,7 @@ def test_reference_original_scores_the_original_100_and_a_coded_copy_less(tmp_pa
 
 
 def test_oracle_cannot_make_pseudo_ground_truth(tmp_path):
-    proc = run_cli("eval", "sample:carphone", "--reference", "original", "--detector", "oracle", cwd=tmp_path)
+    proc = run_main("eval", "sample:carphone", "--reference", "original", "--detector", "oracle", cwd=tmp_path)
     assert proc.returncode == 1 and "oracle detector needs ground truth" in proc.stderr
 
 
@@ -218,8 +218,8 @@ def test_detector_registry_names_settings_and_weights_files(tmp_path):
 
 def test_a_users_own_detector_by_file_and_attribute(tmp_path):
     gt = write_coco(tmp_path / "gt.json", "name0")
-    proc = run_cli("eval", "sample:carphone", "--annotations", gt, "--detector", f"{BLOB}:make", "--set", "min_area=20",
-                   "--out", tmp_path / "o", "--json", cwd=tmp_path)
+    proc = run_main("eval", "sample:carphone", "--annotations", gt, "--detector", f"{BLOB}:make", "--set", "min_area=20",
+                    "--out", tmp_path / "o", "--json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     scores = json.loads(proc.stdout)
     assert scores["detector_settings"]["min_area"] == 20 and scores["detections"] > 0 and scores["map"] is not None
@@ -227,8 +227,8 @@ def test_a_users_own_detector_by_file_and_attribute(tmp_path):
     for spec, message in ((f"{tmp_path / 'bad.py'}:make", "must return (boxes [N,4], scores [N], labels [N])"),
                           (f"{tmp_path / 'bad.py'}:nope", "has no 'nope'"),
                           ("no_such_module_x:make", "could not import no_such_module_x")):
-        proc = run_cli("eval", "sample:carphone", "--annotations", gt, "--detector", spec, "--out", tmp_path / "b",
-                       cwd=tmp_path)
+        proc = run_main("eval", "sample:carphone", "--annotations", gt, "--detector", spec, "--out", tmp_path / "b",
+                        cwd=tmp_path)
         errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
         assert proc.returncode == 1 and len(errors) == 1 and message in errors[0] and "Traceback" not in proc.stderr, proc.stderr
 
@@ -365,9 +365,9 @@ def test_a_real_yolov7_trained_on_custom_classes_is_scored_in_their_names(tmp_pa
                             for i in range(3)],
             "categories": [{"id": 5, "name": "cone"}, {"id": 7, "name": "drone"}, {"id": 9, "name": "buoy"}]}
     (tmp_path / "gt.json").write_text(json.dumps(coco))
-    proc = run_cli("eval", "sample:carphone", "--annotations", tmp_path / "gt.json", "--detector", "yolov7",
-                   "--weights", repo / "tiny-custom.pt", "--yolov7-repo", repo, "--frames", "0:3", "--set", "max_det=50",
-                   "--out", tmp_path / "o", "--json", cwd=tmp_path)
+    proc = run_main("eval", "sample:carphone", "--annotations", tmp_path / "gt.json", "--detector", "yolov7",
+                    "--weights", repo / "tiny-custom.pt", "--yolov7-repo", repo, "--frames", "0:3", "--set", "max_det=50",
+                    "--out", tmp_path / "o", "--json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     scores = json.loads(proc.stdout)
     assert scores["detector_settings"]["classes"] == ["cone", "drone", "buoy"]
@@ -378,9 +378,9 @@ def test_a_real_yolov7_trained_on_custom_classes_is_scored_in_their_names(tmp_pa
 
 def test_a_checkpoint_made_by_the_real_yolov7_code_loads_and_detects(tmp_path, real_yolov7):
     repo, weights = real_yolov7
-    proc = run_cli("eval", "sample:carphone", "--reference", "original", "--detector", "yolov7", "--weights", weights,
-                   "--yolov7-repo", repo, "--frames", "0:3", "--set", "max_det=50", "--out", tmp_path / "o", "--json",
-                   cwd=tmp_path)
+    proc = run_main("eval", "sample:carphone", "--reference", "original", "--detector", "yolov7", "--weights", weights,
+                    "--yolov7-repo", repo, "--frames", "0:3", "--set", "max_det=50", "--out", tmp_path / "o", "--json",
+                    cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     scores = json.loads(proc.stdout)  # stdout is the JSON alone: what YOLOv7's fuse() prints went to stderr
     # (COCO's mAP counts 100 detections per image: 50 confident boxes a frame keep every reference box in play)
@@ -405,7 +405,7 @@ def test_ctc_sequences_with_annotations_or_pseudo_ground_truth(tmp_path):
          "detector": {"name": f"{BLOB}:make", "every": 2}},
     ], "device": "cpu", "codecs": {"hevc": {"qps": [30, 40, 46, 51]}}}
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
-    proc = run_cli("ctc", "run", tmp_path / "c.yaml", "--out", tmp_path / "out", "--json", cwd=tmp_path)
+    proc = run_main("ctc", "run", tmp_path / "c.yaml", "--out", tmp_path / "out", "--json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["failed"] == 0
     rows = {(r["sequence"], r["point"]): r for r in
@@ -417,7 +417,7 @@ def test_ctc_sequences_with_annotations_or_pseudo_ground_truth(tmp_path):
     assert pseudo[0]["map"] > pseudo[-1]["map"]  # QP 51 moves and splits the bright blobs more than QP 30
     scores = json.loads((tmp_path / "out" / "points" / "pseudo" / "hevc" / "qp30" / "scores.json").read_text())
     assert scores["frames"] == 2 and scores["every"] == 2
-    proc = run_cli("ctc", "report", tmp_path / "out", "--anchor", "hevc", cwd=tmp_path)
+    proc = run_main("ctc", "report", tmp_path / "out", "--anchor", "hevc", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     md = (tmp_path / "out" / "report.md").read_text()
     assert "| ground truth |" in md and "| pseudo |" in md and "| annotations |" in md
@@ -432,12 +432,12 @@ def test_eval_never_replaces_detections_or_scores_it_did_not_write(tmp_path):
     folder.mkdir()
     (folder / "detections.json").write_text("[]")
     args = ("eval", "sample:carphone", "--annotations", gt, "--detector", "oracle", "--frames", "0:8", "--out", folder)
-    proc = run_cli(*args, cwd=tmp_path)
+    proc = run_main(*args, cwd=tmp_path)
     assert proc.returncode == 1 and "holds detections.json that no vcm eval wrote" in proc.stderr, proc.stderr
     assert (folder / "detections.json").read_text() == "[]" and not (folder / "scores.json").exists()
     (folder / "detections.json").unlink()
-    assert run_cli(*args, cwd=tmp_path).returncode == 0
-    again = run_cli(*args, "--json", cwd=tmp_path)
+    assert run_main(*args, cwd=tmp_path).returncode == 0
+    again = run_main(*args, "--json", cwd=tmp_path)
     assert again.returncode == 0 and json.loads(again.stdout)["map"] == 100.0
 
 
@@ -475,8 +475,8 @@ def test_a_stopped_eval_keeps_its_detections_and_the_same_command_continues_to_t
     def evaluate(out, *extra, stop_at=0):
         calls.write_text("")
         args = ["--annotations", gt, "--detector", f"{tmp_path / 'counting.py'}:make", "--batch", "2", "--json"]
-        proc = run_cli("eval", "sample:carphone", *args, *extra, "--out", tmp_path / out, cwd=tmp_path,
-                       env={"CALLS": str(calls), "STOP_AT": str(stop_at), "VCM_PROGRESS": "lines"})
+        proc = run_main("eval", "sample:carphone", *args, *extra, "--out", tmp_path / out, cwd=tmp_path,
+                        env={"CALLS": str(calls), "STOP_AT": str(stop_at), "VCM_PROGRESS": "lines"})
         return proc, calls.read_text().split()
 
     whole, n = evaluate("whole")
@@ -485,7 +485,7 @@ def test_a_stopped_eval_keeps_its_detections_and_the_same_command_continues_to_t
     stopped, n = evaluate("o", stop_at=3)
     assert stopped.returncode == 130 and "stopped after 4 of 6 frames" in stopped.stderr, stopped.stderr
     assert (tmp_path / "o" / "detections.partial.pt").is_file() and not (tmp_path / "o" / "scores.json").exists()
-    info = run_cli("info", tmp_path / "o", "--json")  # the folder says how far the evaluation got
+    info = run_main("info", tmp_path / "o", "--json")  # the folder says how far the evaluation got
     assert info.returncode == 0 and json.loads(info.stdout)["stopped"] == {"detected": 4, "frames": 6}, info.stderr
     again, n = evaluate("o")
     assert again.returncode == 0, again.stderr
@@ -494,7 +494,7 @@ def test_a_stopped_eval_keeps_its_detections_and_the_same_command_continues_to_t
     assert continued["detections_continued"] == 4 and continued["detect_frames_per_second"] == pytest.approx(
         2 / continued["detect_seconds"])
     assert not (tmp_path / "o" / "detections.partial.pt").exists()
-    info = json.loads(run_cli("info", tmp_path / "o", "--json").stdout)
+    info = json.loads(run_main("info", tmp_path / "o", "--json").stdout)
     assert info["scored"] and info["stopped"] is None and info["map"] == continued["map"]
     for name in ("detections.json", "scores.json"):
         a, b = (json.loads((tmp_path / d / name).read_text()) for d in ("whole", "o"))

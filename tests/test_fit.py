@@ -11,7 +11,7 @@ from vcm.nerv.config import TrainConfig
 from vcm.nerv.model import NervShape
 from vcm.nerv.train import fit, load_run, reconstruct
 from vcm.video.source import Video, VideoInfo
-from tests.conftest import moving_frames
+from tests.conftest import moving_frames, run_main
 
 CPU = torch.device("cpu")
 
@@ -202,11 +202,11 @@ def test_a_second_fit_into_a_folder_a_fit_is_writing_is_refused_and_the_lock_die
         prepare(run)  # its warning comes first; a synthetic clip has no file to reopen
     assert f"is still being trained by a vcm fit (pid {os.getpid()})" in (tmp_path / "log.txt").read_text()
     # the command says so before "already holds a run; pass --resume", which would only be refused next
-    from tests.conftest import run_cli, tiny_video
+    from tests.conftest import tiny_video
 
     clip = tiny_video(tmp_path).info.path
     with run_lock(run):
-        proc = run_cli("fit", clip, "--epochs", "1", "--out", run)
+        proc = run_main("fit", clip, "--epochs", "1", "--out", run)
     assert proc.returncode == 1 and f"being written by another vcm fit (pid {os.getpid()})" in proc.stderr, proc.stderr
     # a holder killed outright leaves no lock behind
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from vcm.fsutil import run_lock\n"

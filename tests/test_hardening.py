@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import head_json, moving_frames, reseal, run_cli, section
+from tests.conftest import head_json, moving_frames, reseal, section, run_main
 from vcm.bitstream.bits import StreamError
 from vcm.codec import nerv_stream
 from vcm.codec.compress import CompressOptions, compress_run
@@ -301,12 +301,12 @@ def test_icm_header_must_be_an_object_and_is_capped(icm_stream):
 def test_decoding_a_folder_says_so_and_names_the_streams_it_holds(tmp_path):
     """`vcm decode runs/clip` (the run folder, not its stream) said only "name a .nerv file": the user then had
     to list the folder to find what vcm compress had written there."""
-    proc = run_cli("icm", "decode", tmp_path)
+    proc = run_main("icm", "decode", tmp_path)
     assert one_line_error(proc) and "is a directory; name a .icm file" in proc.stderr
     (tmp_path / "a_p0_b8.nerv").write_bytes(b"VCMN")
     (tmp_path / "b.icm").write_bytes(b"VCMI")
     for argv, stream in ((["decode"], "a_p0_b8.nerv"), (["icm", "decode"], "b.icm")):
-        proc = run_cli(*argv, tmp_path)
+        proc = run_main(*argv, tmp_path)
         assert one_line_error(proc) and f"is a directory; name one of its {Path(stream).suffix} streams: " \
             f"{tmp_path / stream}" in " ".join(proc.stderr.split())
 
@@ -338,7 +338,7 @@ def test_outputs_that_would_destroy_an_input_are_refused(tmp_path, tiny_run, icm
         ("decode", tmp_path),
     ]
     for args in cases:
-        proc = run_cli(*args, cwd=tmp_path)
+        proc = run_main(*args, cwd=tmp_path)
         assert one_line_error(proc), (args, proc.stderr[-500:])
     assert {p: digest(p) for p in before} == before
     assert (tmp_path / "afile").read_text() == "x"
@@ -361,12 +361,12 @@ def test_a_video_output_that_exists_is_replaced_only_with_overwrite(tmp_path):
                  ("decode", DATA / "v1_tiny.nerv", "--out", frames),
                  ("icm", "decode", tmp_path / "x.icm", "--out", original),
                  ("fit", original, "--epochs", "1", "--save-video", tmp_path / "earlier.yuv", "--out", tmp_path / "run")):
-        proc = run_cli(*args, cwd=tmp_path)
+        proc = run_main(*args, cwd=tmp_path)
         assert one_line_error(proc) and "pass --overwrite" in proc.stderr, (args, proc.stderr[-500:])
     assert {p: digest(p) for p in before} == before and not (tmp_path / "run").exists()
     out = tmp_path / "decoded.yuv"
     for _ in range(2):  # asked: the second decode replaces the first
-        proc = run_cli("decode", DATA / "v1_tiny.nerv", "--out", out, "--overwrite", cwd=tmp_path)
+        proc = run_main("decode", DATA / "v1_tiny.nerv", "--out", out, "--overwrite", cwd=tmp_path)
         assert proc.returncode == 0 and out.stat().st_size > 0, proc.stderr[-500:]
 
 
@@ -403,7 +403,7 @@ def test_demo_out_keeps_foreign_folders_and_user_files(tmp_path):
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep")
-    proc = run_cli("demo", "--out", foreign, "--epochs", "1")
+    proc = run_main("demo", "--out", foreign, "--epochs", "1")
     assert one_line_error(proc) and "not an earlier demo" in proc.stderr
     assert (foreign / "notes.txt").read_text() == "keep"
     earlier = tmp_path / "demo"
@@ -423,7 +423,7 @@ def test_failed_resume_leaves_runs_latest_alone(tmp_path, tiny_run):
     write_yuv420(clip, moving_frames(t=3, h=24, w=32, seed=5))
     (tmp_path / "runs").mkdir()
     os.symlink(root / "run", tmp_path / "runs" / "latest")
-    proc = run_cli("fit", clip, "--resume", "--out", root / "run", "--preset", "nerv-xs", "--params", "4k", cwd=tmp_path)
+    proc = run_main("fit", clip, "--resume", "--out", root / "run", "--preset", "nerv-xs", "--params", "4k", cwd=tmp_path)
     assert one_line_error(proc)
     assert os.path.realpath(tmp_path / "runs" / "latest") == str((root / "run").resolve())
 
@@ -433,7 +433,7 @@ def test_truncated_checkpoint_on_resume_is_one_line(tmp_path, tiny_run):
     run = tmp_path / "run"
     run.mkdir()
     (run / "checkpoint.pt").write_bytes((root / "run" / "checkpoint.pt").read_bytes()[:500])
-    proc = run_cli("fit", video.info.path, "--resume", "--out", run, "--preset", "nerv-xs", "--params", "4k", cwd=tmp_path)
+    proc = run_main("fit", video.info.path, "--resume", "--out", run, "--preset", "nerv-xs", "--params", "4k", cwd=tmp_path)
     assert one_line_error(proc) and "damaged" in proc.stderr
 
 
@@ -494,8 +494,8 @@ def test_eval_writes_one_folder_per_input_and_records_it(tmp_path):
     for clip in inputs:
         clip.parent.mkdir(exist_ok=True)
         write_indexed_yuv(clip, seq.ctc_first, seq.ctc_count)
-        proc = run_cli("eval", clip, "--frames", "240:244", "--annotations", tmp_path / "ann", "--detector", "oracle",
-                       "--json", cwd=tmp_path)
+        proc = run_main("eval", clip, "--frames", "240:244", "--annotations", tmp_path / "ann", "--detector", "oracle",
+                        "--json", cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr
     # Same file name, two files: two folders; the same file again: its own folder again.
     assert sorted(p.name for p in (tmp_path / "eval").iterdir()) == ["RaceHorsesD_yuv", "RaceHorsesD_yuv_2"]
@@ -553,7 +553,7 @@ def test_a_stream_declaring_a_million_frames_is_refused_at_once_naming_size_and_
     with pytest.raises(StreamError, match="1,000,000 frames"):
         decode_stream(tmp_path / "many.nerv")
     assert time.time() - start < 1
-    proc = run_cli("decode", tmp_path / "many.nerv", "--out", tmp_path / "many.yuv")
+    proc = run_main("decode", tmp_path / "many.nerv", "--out", tmp_path / "many.yuv")
     assert one_line_error(proc) and "1,000,000 frames" in proc.stderr
     assert "1.1 GiB to write" in proc.stderr and "free on" in proc.stderr  # 10⁶ × 32×24 × 1.5 bytes
     assert sorted(p.name for p in tmp_path.iterdir()) == ["many.nerv"]  # nothing written, not even a temporary file
@@ -576,16 +576,16 @@ def test_an_output_larger_than_the_free_space_is_refused_before_decoding(nerv_by
 def test_frames_a_b_decode_exactly_those_frames(nerv_bytes, tmp_path):
     twelve = with_header(nerv_bytes, lambda h: h["video"].update(frames=12, source_frames=[0, 12]))
     (tmp_path / "s.nerv").write_bytes(twelve)
-    full = run_cli("decode", tmp_path / "s.nerv", "--out", tmp_path / "all.yuv", "--json")
-    part = run_cli("decode", tmp_path / "s.nerv", "--out", tmp_path / "part.yuv", "--frames", "0:10", "--json")
+    full = run_main("decode", tmp_path / "s.nerv", "--out", tmp_path / "all.yuv", "--json")
+    part = run_main("decode", tmp_path / "s.nerv", "--out", tmp_path / "part.yuv", "--frames", "0:10", "--json")
     assert full.returncode == 0 and part.returncode == 0, part.stderr
     assert json.loads(part.stdout)["frames"] == 10 and json.loads(part.stdout)["source_frames"] == [0, 10]
     frame = 32 * 24 * 3 // 2  # bytes of one 4:2:0 frame
     whole = (tmp_path / "all.yuv").read_bytes()
     assert len(whole) == 12 * frame and (tmp_path / "part.yuv").read_bytes() == whole[:10 * frame]
-    late = run_cli("decode", tmp_path / "s.nerv", "--out", tmp_path / "late.yuv", "--frames", "7:", "--json")
+    late = run_main("decode", tmp_path / "s.nerv", "--out", tmp_path / "late.yuv", "--frames", "7:", "--json")
     assert late.returncode == 0 and (tmp_path / "late.yuv").read_bytes() == whole[7 * frame:]
-    bad = run_cli("decode", tmp_path / "s.nerv", "--frames", "5:50")
+    bad = run_main("decode", tmp_path / "s.nerv", "--frames", "5:50")
     assert one_line_error(bad) and "0 <= A < B <= 12" in bad.stderr
 
 
@@ -643,7 +643,7 @@ def test_work_out_of_proportion_is_refused_by_default_and_decodes_when_allowed(h
 
 def test_decode_states_its_cost_up_front(nerv_bytes, tmp_path):
     (tmp_path / "s.nerv").write_bytes(nerv_bytes)
-    proc = run_cli("decode", tmp_path / "s.nerv", "--out", tmp_path / "s.yuv", env={"VCM_PROGRESS": "lines"})
+    proc = run_main("decode", tmp_path / "s.nerv", "--out", tmp_path / "s.yuv", env={"VCM_PROGRESS": "lines"})
     assert proc.returncode == 0, proc.stderr
     first = proc.stderr.strip().splitlines()[0]
     assert "frames of 32x24" in first and "to write" in first and "MAC" in first and "CPU cores" in first
@@ -700,7 +700,7 @@ def test_damaged_checkpoint_on_compress_is_one_line(tmp_path, tiny_run):
     (run / "checkpoint.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(__import__("vcm.errors", fromlist=["VcmError"]).VcmError, match="damaged"):
         load_quantizers(run)
-    proc = run_cli("compress", run, "--lambda", "1", "--out", tmp_path / "x.nerv", cwd=tmp_path)
+    proc = run_main("compress", run, "--lambda", "1", "--out", tmp_path / "x.nerv", cwd=tmp_path)
     assert one_line_error(proc) and "damaged" in proc.stderr
 
 
@@ -785,7 +785,7 @@ def test_a_new_fit_never_replaces_a_config_or_metrics_file_it_did_not_write(tmp_
     for name in ("config.json", "metrics.json"):
         (mine / name).write_text('{"mine": 1}')
         before = digest(mine / name)
-        proc = run_cli("fit", clip, "--steps", "1", "--out", mine)
+        proc = run_main("fit", clip, "--steps", "1", "--out", mine)
         assert one_line_error(proc) and f"holds a {name} that no unfinished vcm fit wrote" in proc.stderr
         assert digest(mine / name) == before and not (mine / "checkpoint.pt").exists()
         (mine / name).unlink()
@@ -813,20 +813,20 @@ def test_a_stream_never_replaces_a_file_that_is_not_a_stream_or_its_report(tmp_p
     root, _ = tiny_run
     theirs = tmp_path / "x.nerv"
     theirs.write_bytes(b"mine")
-    proc = run_cli("compress", root / "run", "--bits", "6", "--out", theirs)
+    proc = run_main("compress", root / "run", "--bits", "6", "--out", theirs)
     assert one_line_error(proc) and "exists and is not a vcm NeRV bitstream" in proc.stderr
     assert theirs.read_bytes() == b"mine"
     theirs.unlink()
     (tmp_path / "x.json").write_text('{"mine": 1}')
-    proc = run_cli("compress", root / "run", "--bits", "6", "--out", theirs)
+    proc = run_main("compress", root / "run", "--bits", "6", "--out", theirs)
     assert one_line_error(proc) and "x.json exists and is not a stream's report" in proc.stderr
     assert (tmp_path / "x.json").read_text() == '{"mine": 1}' and not theirs.exists()
     (tmp_path / "x.json").unlink()
     for _ in range(2):  # the second time over its own stream and report
-        assert run_cli("compress", root / "run", "--bits", "6", "--out", theirs).returncode == 0
+        assert run_main("compress", root / "run", "--bits", "6", "--out", theirs).returncode == 0
     (tmp_path / "y.icm").write_bytes(b"VCMN" + b"\0" * 10)  # a stream, but not of this kind
-    proc = run_cli("icm", "encode", root / "Tiny_32x24_25.yuv", "--checkpoint", tmp_path / "none.pth",
-                   "--out", tmp_path / "y.icm")
+    proc = run_main("icm", "encode", root / "Tiny_32x24_25.yuv", "--checkpoint", tmp_path / "none.pth",
+                    "--out", tmp_path / "y.icm")
     assert one_line_error(proc) and "exists and is not a vcm ICM bitstream" in proc.stderr
 
 

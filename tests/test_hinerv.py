@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.conftest import head_json, moving_frames, run_cli, tiny_video
+from tests.conftest import head_json, moving_frames, run_cli, tiny_video, run_main
 from vcm.codec import nerv_stream
 from vcm.errors import VcmError
 from vcm.codec.compress import CompressOptions, RDOptions, compress_many, decode_file
@@ -74,7 +74,6 @@ def test_convnext_block_folds_the_norm_affine_exactly():
 def test_head_moves_ahead_of_a_blockless_last_stage_exactly():
     """A last stage without blocks takes the 1×1 head into its projection (upsampling only the head's
     channels): the same frames and the same gradients as the stage followed by the head."""
-    from vcm.nerv.hinerv import Stage
 
     torch.manual_seed(0)
     cfg = HinervShape(grid_channels=4, channels=(6, 5), depths=(1, 0), local_frame_ratio=0.5, expansion=2.0,
@@ -258,16 +257,16 @@ def test_resume_is_bit_identical(tmp_path):
 def test_cli_fit_arch_hinerv(tmp_path):
     src = tmp_path / "Tiny_32x24_25.yuv"
     write_yuv420(src, moving_frames(t=4, h=24, w=32))
-    proc = run_cli("fit", src, "--arch", "hinerv", "--params", "5k", "--epochs", "1", "--out", tmp_path / "run", "--json")
+    proc = run_main("fit", src, "--arch", "hinerv", "--params", "5k", "--epochs", "1", "--out", tmp_path / "run", "--json")
     assert proc.returncode == 0, proc.stderr
     assert '"params"' in proc.stdout
-    scaled = run_cli("fit", src, "--arch", "hinerv", "--params", "5k", "--width-scale", "0.5", "--epochs", "1",
-                     "--out", tmp_path / "half", "--json")
+    scaled = run_main("fit", src, "--arch", "hinerv", "--params", "5k", "--width-scale", "0.5", "--epochs", "1",
+                      "--out", tmp_path / "half", "--json")
     assert scaled.returncode == 0, scaled.stderr
     assert json.loads(scaled.stdout)["params"] < json.loads(proc.stdout)["params"]
-    refused = run_cli("fit", src, "--arch", "hinerv", "--width-scale", "0", "--out", tmp_path / "none")
+    refused = run_main("fit", src, "--arch", "hinerv", "--width-scale", "0", "--out", tmp_path / "none")
     assert refused.returncode == 1 and "width_scale" in refused.stderr and "Traceback" not in refused.stderr
-    bad = run_cli("fit", src, "--arch", "hinerv", "--preset", "nerv-s")
+    bad = run_main("fit", src, "--arch", "hinerv", "--preset", "nerv-s")
     assert bad.returncode == 1 and "not hinerv" in bad.stderr
 
 

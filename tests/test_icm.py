@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import moving_frames, run_blocked, run_cli
+from tests.conftest import moving_frames, run_blocked, run_main
 from vcm.errors import VcmError
 from vcm.icm.models import create, load_checkpoint
 from vcm.icm.archs import TINY, TCMConfig
@@ -36,11 +36,11 @@ def test_encode_decode_equals_the_encoders_reconstruction(tmp_path, tiny_ckpt):
     model, _, _ = load_checkpoint(tiny_ckpt)
     _, recon, _ = encode_frames(model, frames, "cpu")
     write_video(tmp_path / "clip", frames, 25)
-    proc = run_cli("icm", "encode", tmp_path / "clip", "--checkpoint", tiny_ckpt, "--out", tmp_path / "c.icm", "--json")
+    proc = run_main("icm", "encode", tmp_path / "clip", "--checkpoint", tiny_ckpt, "--out", tmp_path / "c.icm", "--json")
     assert proc.returncode == 0, proc.stderr
     r = json.loads(proc.stdout)
     assert r["bytes"] == (tmp_path / "c.icm").stat().st_size and r["frames"] == 2
-    info = run_cli("info", tmp_path / "c.icm", "--json")  # what the header declares, no checkpoint needed
+    info = run_main("info", tmp_path / "c.icm", "--json")  # what the header declares, no checkpoint needed
     assert info.returncode == 0, info.stderr
     declared = json.loads(info.stdout)
     assert (declared["frames"], declared["bytes"], declared["checkpoint"]) == (2, r["bytes"], "tiny.pth.tar")
@@ -48,10 +48,10 @@ def test_encode_decode_equals_the_encoders_reconstruction(tmp_path, tiny_ckpt):
     assert decoded.shape == frames.shape and header["arch"] == "tcm-tiny"
     assert np.array_equal(decoded, recon)
     # a raw output named for another size is refused; one named for none says how to read it back
-    wrong = run_cli("icm", "decode", tmp_path / "c.icm", "--checkpoint", tiny_ckpt, "--out", tmp_path / "d_28x20_25.yuv")
+    wrong = run_main("icm", "decode", tmp_path / "c.icm", "--checkpoint", tiny_ckpt, "--out", tmp_path / "d_28x20_25.yuv")
     assert wrong.returncode == 1 and "says 28x20, but the frames are 56x40" in wrong.stderr
     assert not (tmp_path / "d_28x20_25.yuv").exists()
-    nameless = run_cli("icm", "decode", tmp_path / "c.icm", "--checkpoint", tiny_ckpt, "--out", tmp_path / "d.yuv")
+    nameless = run_main("icm", "decode", tmp_path / "c.icm", "--checkpoint", tiny_ckpt, "--out", tmp_path / "d.yuv")
     assert nameless.returncode == 0 and "--size 56x40 --fps 30" in " ".join(nameless.stdout.split())  # a PNG folder is 30 fps
     import subprocess
     import sys
@@ -68,7 +68,7 @@ def test_encode_decode_equals_the_encoders_reconstruction(tmp_path, tiny_ckpt):
     data = bytearray((tmp_path / "c.icm").read_bytes())
     data[-10] ^= 0xFF
     (tmp_path / "bad.icm").write_bytes(bytes(data))
-    bad = run_cli("icm", "decode", tmp_path / "bad.icm", "--checkpoint", tiny_ckpt)
+    bad = run_main("icm", "decode", tmp_path / "bad.icm", "--checkpoint", tiny_ckpt)
     assert bad.returncode == 1 and "checksum" in bad.stderr and "Traceback" not in bad.stderr
 
 
@@ -134,7 +134,7 @@ def test_bad_checkpoints_are_one_line_errors(tmp_path, tiny_ckpt):
     from vcm.video import write_video
 
     write_video(frames_dir, moving_frames(t=1, h=32, w=32), 25)
-    proc = run_cli("icm", "encode", frames_dir, "--checkpoint", tmp_path / "other.pth.tar", "--arch", "tcm")
+    proc = run_main("icm", "encode", frames_dir, "--checkpoint", tmp_path / "other.pth.tar", "--arch", "tcm")
     assert proc.returncode == 1 and proc.stderr.startswith("error:") and len(proc.stderr.strip().splitlines()) == 1
 
 
@@ -153,37 +153,37 @@ def test_icm_train_lowers_the_masked_loss_and_resumes(tmp_path):
     args = ["icm", "train", "--images", images, "--val", images, "--sam-checkpoint", tmp_path / "sam.pth",
             "--sam-model", "tiny", "--alpha", "0.0", "--arch", "tcm-tiny", "--batch", "2", "--crop", "64",
             "--steps-per-epoch", "4", "--lr", "1e-3", "--out", tmp_path / "run", "--json", "--device", "cpu"]
-    proc = run_cli(*args, "--epochs", "3")
+    proc = run_main(*args, "--epochs", "3")
     assert proc.returncode == 0, proc.stderr
     hist = json.loads(proc.stdout)["history"]
     assert hist[-1]["loss"] < hist[0]["loss"] and "masked_mse" in hist[0]
     assert hist[-1]["val"]["bpp"] is not None and hist[-1]["val"]["psnr"] is not None
     assert len(list((tmp_path / "run" / "masks").glob("*.npy"))) == 3  # made once, cached
-    again = run_cli(*args, "--epochs", "4", "--resume")
+    again = run_main(*args, "--epochs", "4", "--resume")
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["epochs"] == 4 and len(json.loads(again.stdout)["history"]) == 4
     # resumed with other SAM weights: the cached masks were used for seen images, the new weights for the rest
     torch.manual_seed(1)
     torch.save(build_tiny_sam().state_dict(), tmp_path / "sam.pth")
-    swapped = run_cli(*args, "--epochs", "5", "--resume")
+    swapped = run_main(*args, "--epochs", "5", "--resume")
     assert swapped.returncode == 1 and "were made with other SAM weights" in swapped.stderr, swapped.stderr[-500:]
     torch.manual_seed(0)
     torch.save(build_tiny_sam().state_dict(), tmp_path / "sam.pth")
     (tmp_path / "run" / "masks" / "made_with.json").write_text("{damaged")
-    damaged = run_cli(*args, "--epochs", "5", "--resume")
+    damaged = run_main(*args, "--epochs", "5", "--resume")
     assert damaged.returncode == 1 and "made_with.json cannot be read" in damaged.stderr, damaged.stderr[-500:]
     (tmp_path / "run" / "masks" / "made_with.json").unlink()  # a run from before the record: taken as it is
     refused = run_blocked(["torch", "compressai"], *args, "--epochs", "4")  # at once, before the libraries load
     assert refused.returncode == 1 and "--resume" in refused.stderr, refused.stderr[-500:]
     # resumed as another codec (another λ here), or with fewer epochs than done: refused, the run untouched
-    other = run_cli(*args, "--epochs", "5", "--resume", "--lambda", "0.5")
+    other = run_main(*args, "--epochs", "5", "--resume", "--lambda", "0.5")
     assert other.returncode == 1 and "was trained with --lambda 0.05, now 0.5" in other.stderr
-    shorter = run_cli(*args, "--epochs", "2", "--resume")
+    shorter = run_main(*args, "--epochs", "2", "--resume")
     assert shorter.returncode == 1 and "has trained 4 epochs, more than the 2 now asked for" in shorter.stderr
     assert torch.load(tmp_path / "run" / "checkpoint.pth.tar", weights_only=True)["epoch"] == 4
-    plain = run_cli("icm", "train", "--images", images, "--masks", "none", "--arch", "tcm-tiny", "--batch", "2",
-                    "--crop", "64", "--steps-per-epoch", "2", "--epochs", "1", "--out", tmp_path / "plain", "--json",
-                    "--device", "cpu")
+    plain = run_main("icm", "train", "--images", images, "--masks", "none", "--arch", "tcm-tiny", "--batch", "2",
+                     "--crop", "64", "--steps-per-epoch", "2", "--epochs", "1", "--out", tmp_path / "plain", "--json",
+                     "--device", "cpu")
     assert plain.returncode == 0, plain.stderr
     assert "mse" in json.loads(plain.stdout)["history"][0]  # eq. (1): no SAM needed
 
@@ -239,7 +239,7 @@ detector: null
 codecs:
   sa-icm: {{checkpoints: [{tiny_ckpt}]}}
 """)
-    proc = run_cli("ctc", "run", cfg, "--out", tmp_path / "out", "--json")
+    proc = run_main("ctc", "run", cfg, "--out", tmp_path / "out", "--json")
     assert proc.returncode == 0, proc.stderr
     row = json.loads((tmp_path / "out" / "points" / "carphone" / "sa-icm" / "tiny" / "result.json").read_text())
     assert row["status"] == "ok" and row["bytes"] > 0 and row["psnr"] > 0
@@ -303,9 +303,9 @@ def test_icm_training_that_diverges_stops_with_one_line_and_saves_nothing(tmp_pa
     images.mkdir()
     for i in range(2):
         Image.fromarray(moving_frames(t=1, h=80, w=96, seed=i)[0].transpose(1, 2, 0)).save(images / f"im{i}.png")
-    proc = run_cli("icm", "train", "--images", images, "--masks", "none", "--arch", "tcm-tiny", "--batch", "2",
-                   "--crop", "64", "--steps-per-epoch", "2", "--lr", "1e30", "--epochs", "2", "--out", tmp_path / "run",
-                   "--device", "cpu")
+    proc = run_main("icm", "train", "--images", images, "--masks", "none", "--arch", "tcm-tiny", "--batch", "2",
+                    "--crop", "64", "--steps-per-epoch", "2", "--lr", "1e30", "--epochs", "2", "--out", tmp_path / "run",
+                    "--device", "cpu")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-800:]
     assert "error: training diverged: the loss was nan in epoch 1; lower the learning rate" in proc.stderr
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
@@ -332,7 +332,7 @@ def test_icm_training_stopped_mid_epoch_resumes_to_the_same_codec(tmp_path):
     stopped = train(images, tmp_path / "parts", cfg, cpu, should_stop=lambda step: step == 4)  # epoch 2, its 1st step
     assert stopped["stopped"] == {"epoch": 2, "step": 1, "steps": 3}
     assert not (tmp_path / "parts" / "train.json").exists()
-    info = run_cli("info", tmp_path / "parts", "--json")  # it was "not a run folder"
+    info = run_main("info", tmp_path / "parts", "--json")  # it was "not a run folder"
     assert info.returncode == 0, info.stderr[-500:]
     said = json.loads(info.stdout)
     assert said["kind"] == "icm run" and said["stopped"] == {"epoch": 2, "step": 1, "steps": 3}

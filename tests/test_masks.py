@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import run_cli
+from tests.conftest import run_main
 from vcm.errors import VcmError
 from vcm.masks.edges import edge_mask, edges_from_labels, label_map
 from vcm.masks.sam import build_tiny_sam, load_sam
@@ -70,7 +70,7 @@ def test_missing_and_wrong_checkpoints_are_clear(tmp_path, tiny_sam):
 
 def test_vcm_masks_with_a_missing_checkpoint_is_one_line(tmp_path, carphone):
     """The weights' fingerprint is taken before SAM loads: a missing file was a FileNotFoundError traceback."""
-    r = run_cli("masks", carphone, "--sam-checkpoint", tmp_path / "nope.pth", "--frames", "0:2", "--out", tmp_path / "m.npz")
+    r = run_main("masks", carphone, "--sam-checkpoint", tmp_path / "nope.pth", "--frames", "0:2", "--out", tmp_path / "m.npz")
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert "SAM checkpoint" in r.stderr and "sam_vit_h_4b8939.pth" in r.stderr and not (tmp_path / "m.npz").exists()
 
@@ -90,9 +90,9 @@ def test_vcm_masks_with_tiny_sam_writes_resumes_and_validates(tmp_path, tiny_sam
 
         make.make_masks(video, "tiny", tiny_sam, [0.0], load_settings(cfg), out, "cpu", should_stop=lambda i: i == 1)
     assert (tmp_path / "m.npz.partial" / "frame_000000.npy").exists() and not out.exists()
-    info = run_cli("info", out, "--json")  # how far the stopped run got
+    info = run_main("info", out, "--json")  # how far the stopped run got
     assert info.returncode == 0 and json.loads(info.stdout)["stopped"] == {"made": 1, "frames": 3}, info.stderr
-    proc = run_cli(*args)
+    proc = run_main(*args)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)[0]
     assert result["frames"] == 3 and result["edge_fraction"] > 0
@@ -105,29 +105,29 @@ def test_vcm_masks_with_tiny_sam_writes_resumes_and_validates(tmp_path, tiny_sam
     # the same command again keeps the finished file (SAM takes minutes a frame on a CPU: it was all made again);
     # another α into it is refused, unless --overwrite
     made = out.read_bytes()
-    proc = run_cli(*args)
+    proc = run_main(*args)
     assert proc.returncode == 0 and json.loads(proc.stdout)[0]["cached"] and out.read_bytes() == made, proc.stderr
     other = [a if a != "0.0" else "0.5" for a in args]
-    proc = run_cli(*other)
+    proc = run_main(*other)
     assert proc.returncode == 1 and "m.npz holds edge masks made with other α; pass --overwrite" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and out.read_bytes() == made
-    proc = run_cli(*other, "--overwrite")
+    proc = run_main(*other, "--overwrite")
     assert proc.returncode == 0 and load_masks(out)[1]["alpha"] == 0.5, proc.stderr
     save_masks(out, masks[:, 0].astype(bool), meta)  # the α 0 file again, for what follows
-    info = run_cli("info", out)  # what the file holds, without a video to probe
+    info = run_main("info", out)  # what the file holds, without a video to probe
     assert info.returncode == 0 and "sam (tiny), α 0" in info.stdout and "source frames 0:3" in info.stdout, info.stderr
     assert f"{masks.mean() * 100:.2f} %" in info.stdout
     damaged = tmp_path / "d.npz"
     with np.load(out) as z:
         np.savez(damaged, packed=z["packed"][:2], meta=z["meta"])
-    info = run_cli("info", damaged)
+    info = run_main("info", damaged)
     assert info.returncode == 1 and "is damaged (mask array does not match its metadata)" in info.stderr
     assert len(info.stderr.strip().splitlines()) == 1
     # a consistent file whose masks would not fit the memory budget is refused before they are read
     big = tmp_path / "big.npz"
     save_masks(big, np.zeros((40, 480, 640), bool), {**meta, "source_frames": [0, 40]})
     assert load_masks(big)[0].shape == (40, 1, 480, 640)
-    info = run_cli("info", big, env={"VCM_MEMORY_BUDGET": "8M"})
+    info = run_main("info", big, env={"VCM_MEMORY_BUDGET": "8M"})
     assert info.returncode == 1 and "declares 40 masks of 640x480, which would need 13.2 MiB" in info.stderr, info.stderr
     with pytest.raises(VcmError, match="source frames"):
         load_masks_for_video(out, open_video(carphone, "1:4"))
@@ -138,21 +138,21 @@ def test_fit_sa_nerv_trains_on_masks_and_refuses_mismatches(tmp_path, tiny_sam, 
     cfg = tmp_path / "loose.yaml"
     cfg.write_text(LOOSE)
     masks = tmp_path / "m.npz"
-    assert run_cli("masks", carphone, "--sam-checkpoint", tiny_sam, "--sam-model", "tiny", "--frames", "0:4",
-                   "--alpha", "0.0", "--config", cfg, "--out", masks).returncode == 0
-    fit = run_cli("fit", carphone, "--frames", "0:4", "--loss", "sa-nerv", "--masks", masks, "--preset", "nerv-xs",
-                  "--params", "20k", "--epochs", "30", "--batch", "2", "--lr", "5e-3", "--out", tmp_path / "run",
-                  "--json", "--device", "cpu")
+    assert run_main("masks", carphone, "--sam-checkpoint", tiny_sam, "--sam-model", "tiny", "--frames", "0:4",
+                    "--alpha", "0.0", "--config", cfg, "--out", masks).returncode == 0
+    fit = run_main("fit", carphone, "--frames", "0:4", "--loss", "sa-nerv", "--masks", masks, "--preset", "nerv-xs",
+                   "--params", "20k", "--epochs", "30", "--batch", "2", "--lr", "5e-3", "--out", tmp_path / "run",
+                   "--json", "--device", "cpu")
     assert fit.returncode == 0, fit.stderr
     hist = json.loads(fit.stdout)["history"]
     assert hist[-1]["loss"] < 0.7 * hist[0]["loss"]  # measured: 0.457 → 0.239
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["train"]["loss"] == "sa-nerv" and config["masks"]["alpha"] == 0.0
-    wrong = run_cli("fit", carphone, "--frames", "1:5", "--loss", "sa-nerv", "--masks", masks, "--out", tmp_path / "r2")
+    wrong = run_main("fit", carphone, "--frames", "1:5", "--loss", "sa-nerv", "--masks", masks, "--out", tmp_path / "r2")
     assert wrong.returncode == 1 and "source frames" in wrong.stderr and "Traceback" not in wrong.stderr
-    none = run_cli("fit", carphone, "--frames", "0:4", "--loss", "sa-nerv", "--out", tmp_path / "r3")
+    none = run_main("fit", carphone, "--frames", "0:4", "--loss", "sa-nerv", "--out", tmp_path / "r3")
     assert none.returncode == 1 and "--masks" in none.stderr
-    unused = run_cli("fit", carphone, "--frames", "0:4", "--masks", masks, "--out", tmp_path / "r4")  # the plain loss
+    unused = run_main("fit", carphone, "--frames", "0:4", "--masks", masks, "--out", tmp_path / "r4")  # the plain loss
     assert unused.returncode == 1 and "only the SA-NeRV loss uses" in unused.stderr and not (tmp_path / "r4").exists()
 
 
@@ -179,7 +179,7 @@ def test_vcm_masks_from_a_source_feed_the_sa_nerv_loss(tmp_path, carphone, sourc
     from vcm.nerv.sa_loss import sa_nerv_loss
 
     out = tmp_path / "m.npz"
-    proc = run_cli("masks", carphone, "--source", source, "--frames", "0:4", "--out", out, "--json")
+    proc = run_main("masks", carphone, "--source", source, "--frames", "0:4", "--out", out, "--json")
     assert proc.returncode == 0, proc.stderr
     masks, meta = load_masks(out)
     video = open_video(carphone, "0:4")
@@ -202,7 +202,7 @@ def test_vcm_masks_never_writes_over_its_input_or_a_file_of_another_kind(tmp_pat
     before = clip.read_bytes()
     for out, message in ((clip, "must end in .npz"), (stream, "must end in .npz"),
                          (tmp_path / "clip_44x36_25.npz", None)):
-        proc = run_cli("masks", clip, "--source", "canny", "--out", out)
+        proc = run_main("masks", clip, "--source", "canny", "--out", out)
         if message is None:
             assert proc.returncode == 0, proc.stderr
         else:
@@ -211,16 +211,16 @@ def test_vcm_masks_never_writes_over_its_input_or_a_file_of_another_kind(tmp_pat
     # an .npz that is not a mask file (the user's own arrays) is refused too; a mask file is made again
     np.savez(tmp_path / "mine.npz", a=np.arange(3))
     theirs = (tmp_path / "mine.npz").read_bytes()
-    proc = run_cli("masks", clip, "--source", "canny", "--out", tmp_path / "mine.npz")
+    proc = run_main("masks", clip, "--source", "canny", "--out", tmp_path / "mine.npz")
     assert proc.returncode == 1 and "exists and is not a vcm edge-mask file" in proc.stderr
     assert (tmp_path / "mine.npz").read_bytes() == theirs
     mask_file = tmp_path / "clip_44x36_25.npz"  # made above: the same command keeps it, other settings are refused
     made = mask_file.read_bytes()
-    proc = run_cli("masks", clip, "--source", "canny", "--out", mask_file)
+    proc = run_main("masks", clip, "--source", "canny", "--out", mask_file)
     assert proc.returncode == 0 and "cached" in proc.stdout and mask_file.read_bytes() == made, proc.stderr
-    proc = run_cli("masks", clip, "--source", "canny", "--dilation", "1", "--out", mask_file)
+    proc = run_main("masks", clip, "--source", "canny", "--dilation", "1", "--out", mask_file)
     assert proc.returncode == 1 and "made with other settings; pass --overwrite" in proc.stderr
-    proc = run_cli("masks", clip, "--source", "canny", "--dilation", "1", "--out", mask_file, "--overwrite")
+    proc = run_main("masks", clip, "--source", "canny", "--dilation", "1", "--out", mask_file, "--overwrite")
     assert proc.returncode == 0 and load_masks(mask_file)[1]["settings"]["dilation"] == 1, proc.stderr
     from vcm.masks.make import make_masks
     from vcm.masks.sam import load_settings
@@ -242,19 +242,19 @@ def test_vcm_masks_refuses_an_option_its_source_does_not_use(tmp_path, source, o
 
     clip = tmp_path / "clip_44x36_25.yuv"
     write_yuv420(clip, moving_frames())
-    proc = run_cli("masks", clip, "--source", source, *option, "--out", tmp_path / "m.npz")
+    proc = run_main("masks", clip, "--source", source, *option, "--out", tmp_path / "m.npz")
     assert proc.returncode == 1 and f"{option[0]} does not apply to --source {source}" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "m.npz").exists()
 
 
 def test_fit_sa_nerv_makes_its_masks_from_a_source_without_sam(tmp_path, carphone):
-    fit = run_cli("fit", carphone, "--frames", "0:4", "--loss", "sa-nerv", "--mask-source", "canny", "--preset", "nerv-xs",
-                  "--params", "20k", "--epochs", "10", "--batch", "2", "--out", tmp_path / "run", "--json", "--device", "cpu")
+    fit = run_main("fit", carphone, "--frames", "0:4", "--loss", "sa-nerv", "--mask-source", "canny", "--preset", "nerv-xs",
+                   "--params", "20k", "--epochs", "10", "--batch", "2", "--out", tmp_path / "run", "--json", "--device", "cpu")
     assert fit.returncode == 0, fit.stderr
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["train"]["loss"] == "sa-nerv" and config["masks"]["source"] == "canny"
     assert len(list((tmp_path / "run").glob("*_0-4_canny.npz"))) == 1  # cached beside the run, as SAM's masks are
-    bad = run_cli("fit", carphone, "--frames", "0:4", "--loss", "sa-nerv", "--mask-source", "sobel", "--out", tmp_path / "r2")
+    bad = run_main("fit", carphone, "--frames", "0:4", "--loss", "sa-nerv", "--mask-source", "sobel", "--out", tmp_path / "r2")
     assert bad.returncode == 1 and "mask source 'sobel'" in bad.stderr and "Traceback" not in bad.stderr
 
 
@@ -321,5 +321,5 @@ def test_sams_alpha_is_checked_before_the_weights_load_and_refused_where_unused(
     (tmp_path / "empty").write_bytes(b"")
     names = {"CLIP": clip, "EMPTY": tmp_path / "empty"}
     out = tmp_path / ("out.npz" if args[0] == "masks" else "out")
-    assert_one_line_error(run_cli(*[names.get(a, a) for a in args], "--out", out), message)
+    assert_one_line_error(run_main(*[names.get(a, a) for a in args], "--out", out), message)
     assert not out.exists()

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import run_main
 from vcm.errors import VcmError
 from vcm.detectors.factory import create_detector
 from vcm.detectors.registry import names
@@ -74,14 +74,14 @@ def test_pseudo_ground_truth_scores_the_original_100_and_a_blurred_copy_less(tmp
     from vcm.video.writer import write_video
 
     base = ["--reference", "original", "--detector", "opencv-face", "--every", "4", "--json"]
-    original = run_cli("eval", CARPHONE, *base, "--out", tmp_path / "orig", cwd=tmp_path)
+    original = run_main("eval", CARPHONE, *base, "--out", tmp_path / "orig", cwd=tmp_path)
     assert original.returncode == 0, original.stderr
     scores = json.loads(original.stdout)
     assert scores["map"] == pytest.approx(100.0) and scores["objects"] > 10
     assert scores["detector_settings"]["detects"] == "frontal face" and scores["detector_settings"]["min_neighbors"] == 3
     blurred = np.stack([cv2.GaussianBlur(f.transpose(1, 2, 0), (0, 0), 4).transpose(2, 0, 1) for f in carphone])
     write_video(tmp_path / "blurred_176x144_30.yuv", blurred, 30)
-    worse = run_cli("eval", tmp_path / "blurred_176x144_30.yuv", *base, "--original", CARPHONE,
-                    "--out", tmp_path / "blur", cwd=tmp_path)
+    worse = run_main("eval", tmp_path / "blurred_176x144_30.yuv", *base, "--original", CARPHONE,
+                     "--out", tmp_path / "blur", cwd=tmp_path)
     assert worse.returncode == 0, worse.stderr
     assert json.loads(worse.stdout)["map"] < 90

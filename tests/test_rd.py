@@ -9,7 +9,7 @@ import torch
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import head_json, moving_frames, reseal, run_cli, section
+from tests.conftest import head_json, moving_frames, reseal, section, run_main
 from vcm.bitstream.bits import StreamError
 from vcm.codec import nerv_stream
 from vcm.entropy_models import laplace
@@ -230,14 +230,14 @@ def test_v2_header_is_validated(rd_streams):
 
 def test_cli_compress_with_several_lambdas(rd_streams, tmp_path):
     root, _, _ = rd_streams
-    proc = run_cli("compress", root / "run", "--lambda", "0.1", "--lambda", "1", "--rd-epochs", "2", "--out", tmp_path, "--json")
+    proc = run_main("compress", root / "run", "--lambda", "0.1", "--lambda", "1", "--rd-epochs", "2", "--out", tmp_path, "--json")
     assert proc.returncode == 0, proc.stderr
     reports = json.loads(proc.stdout)
     assert [r["lambda"] for r in reports] == [0.1, 1.0]
     assert all((tmp_path / r["bitstream"].split("/")[-1]).exists() for r in reports)
-    bad = run_cli("compress", root / "run", "--lambda", "-1")
+    bad = run_main("compress", root / "run", "--lambda", "-1")
     assert bad.returncode == 1 and bad.stderr.startswith("error:") and "Traceback" not in bad.stderr
-    mixed = run_cli("compress", root / "run", "--lambda", "1", "--bits", "6")
+    mixed = run_main("compress", root / "run", "--lambda", "1", "--bits", "6")
     assert mixed.returncode == 1 and "paper pipeline" in mixed.stderr
 
 

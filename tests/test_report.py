@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import run_main
 from vcm.ctc.report import make_report
 
 PROV = {"vcm": "0.1.0", "commit": "abc", "torch": "2.x", "cuda": None, "python": "3.11", "device": "cpu (2 threads)",
@@ -88,7 +88,7 @@ def test_rd_plot_is_large_and_every_curve_has_its_own_marker(results):
 
 def test_other_quality_metrics_and_a_bad_one(results):
     assert make_report(results, anchor="hevc", metric="psnr")["metric"] == "psnr"
-    proc = run_cli("ctc", "report", results, "--anchor", "hevc", "--metric", "ssim")
+    proc = run_main("ctc", "report", results, "--anchor", "hevc", "--metric", "ssim")
     assert proc.returncode == 1 and "--metric must be one of" in proc.stderr
 
 
@@ -108,7 +108,7 @@ def test_an_anchor_the_results_do_not_hold_is_refused_and_the_default_is_one_the
     --anchor, a results folder that holds HEVC but not VVC gets its BD figures against HEVC."""
     make_report(results, anchor="hevc")
     before = (results / "report.md").read_text()
-    proc = run_cli("ctc", "report", results, "--anchor", "foo")
+    proc = run_main("ctc", "report", results, "--anchor", "foo")
     assert proc.returncode == 1 and "--anchor foo: the results hold no such curve (curves: " in proc.stderr
     assert "hevc" in proc.stderr and "Traceback" not in proc.stderr
     assert (results / "report.md").read_text() == before
@@ -121,7 +121,7 @@ def test_report_renders_in_headless_chromium(results, tmp_path):
 
     if find_chromium() is None:
         pytest.skip("no Chromium on this machine (apt-get install chromium)")
-    proc = run_cli("ctc", "report", results, "--anchor", "hevc", "--screenshot", tmp_path / "shot.png", "--json")
+    proc = run_main("ctc", "report", results, "--anchor", "hevc", "--screenshot", tmp_path / "shot.png", "--json")
     assert proc.returncode == 0, proc.stderr
     from PIL import Image
 
@@ -155,7 +155,6 @@ def test_a_damaged_result_row_is_listed_as_failed_and_run_again_not_a_traceback(
 def test_points_without_a_result_are_listed_not_silently_left_out_of_the_curves(results):
     """A point stopped mid-stage (its state kept) and one killed before any state: the curves leave them out,
     and the report and `vcm ctc report` say so instead of showing a curve that looks whole."""
-    from tests.conftest import run_cli
 
     stopped = results / "points" / "clip" / "hinerv" / "s_rd_l5"
     stopped.mkdir()
@@ -166,7 +165,7 @@ def test_points_without_a_result_are_listed_not_silently_left_out_of_the_curves(
     md = (results / "report.md").read_text()
     assert "## Points without a result yet" in md
     assert "| clip | hinerv | s_rd_l5 | a stage stopped in it |" in md and "| clip | hinerv | s_rd_l6 | no result |" in md
-    proc = run_cli("ctc", "report", results, "--anchor", "hevc")
+    proc = run_main("ctc", "report", results, "--anchor", "hevc")
     assert proc.returncode == 0 and "12 (0 failed, 2 without a result yet)" in " ".join(proc.stdout.split())
     from vcm.errors import VcmError
 
@@ -181,7 +180,7 @@ def test_a_report_made_again_keeps_the_last_reports_settings_unless_told_otherwi
     write_point(results, "vvc", "qp40", 30.0, 31.0, qp=40)  # a VVC curve, the default anchor when held
     make_report(results, anchor="hevc", monotone_map=True)  # as vcm demo makes its report
     first = json.loads((results / "bd.json").read_text())
-    proc = run_cli("ctc", "report", results)
+    proc = run_main("ctc", "report", results)
     assert proc.returncode == 0, proc.stderr
     said = " ".join(proc.stderr.split())
     assert "as the last report of" in said and "anchor hevc" in said and "mAP curves made monotone" in said
@@ -189,14 +188,14 @@ def test_a_report_made_again_keeps_the_last_reports_settings_unless_told_otherwi
     assert (again["anchor"], again["monotone"], again["metric"]) == ("hevc", ["map"], "psnr_y") == \
         (first["anchor"], first["monotone"], first["metric"])
     # an option given changes that setting alone; the others stay as they were
-    assert run_cli("ctc", "report", results, "--metric", "psnr", "--no-monotone").returncode == 0
+    assert run_main("ctc", "report", results, "--metric", "psnr", "--no-monotone").returncode == 0
     changed = json.loads((results / "bd.json").read_text())
     assert (changed["anchor"], changed["monotone"], changed["metric"]) == ("hevc", [], "psnr")
-    proc = run_cli("ctc", "report", results, "--monotone-map", "--monotone")
+    proc = run_main("ctc", "report", results, "--monotone-map", "--monotone")
     assert proc.returncode == 1 and "goes with neither --monotone nor --no-monotone" in proc.stderr
     # a folder with no report of its own gets the defaults
     (results / "bd.json").unlink()
-    assert run_cli("ctc", "report", results).returncode == 0
+    assert run_main("ctc", "report", results).returncode == 0
     assert json.loads((results / "bd.json").read_text())["anchor"] == "vvc"
 
 
@@ -227,7 +226,7 @@ def test_ctc_compare_gives_each_curve_of_a_change_against_the_same_curve_before(
     assert by["vvc"]["note"] == "only in new"
     assert by["nerv"]["note"] == "other frames (base 176x144 frames 0:10, new 176x144 frames 5:15)"
     assert by["hinerv-rd"]["new_points"][0] == [pytest.approx(11.2), 28.0]  # by rate, as the curves
-    proc = run_cli("ctc", "compare", base, new, "--points")
+    proc = run_main("ctc", "compare", base, new, "--points")
     text = " ".join(proc.stdout.split())
     assert proc.returncode == 0 and "hinerv-rd │ -20.0 % (overlap 100 %) │ -20.0 % (overlap 100 %)" in text, proc.stdout
     assert "clip hinerv-rd, new: 11.20 @ 28.00 · 20.00 @ 30.00 · 36.00 @ 32.00 · 64.00 @ 34.00" in text

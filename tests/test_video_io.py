@@ -4,7 +4,7 @@ import pytest
 from vcm.errors import VcmError
 from vcm.video import open_video, probe, resolve_frames, write_video
 from vcm.video.yuv import frame_bytes, read_yuv420, write_yuv420
-from tests.conftest import moving_frames
+from tests.conftest import moving_frames, run_main
 
 
 @pytest.mark.parametrize("bit_depth", [8, 10])
@@ -113,16 +113,15 @@ def test_a_rate_vcm_assumes_is_said_where_the_clip_is_read_and_described(tmp_pat
     rate the user gives is theirs."""
     import json
 
-    from tests.conftest import run_cli
 
     write_video(tmp_path / "frames", moving_frames(t=3, h=16, w=16), fps=30)
     info = probe(tmp_path / "frames")
     assert (info.fps, info.fps_assumed) == (30, True) and not probe(tmp_path / "frames", fps=24).fps_assumed
-    shown = run_cli("info", tmp_path / "frames")
+    shown = run_main("info", tmp_path / "frames")
     assert "30 (assumed: images carry no frame rate; pass --fps F)" in " ".join(shown.stdout.replace("│", " ").split())
-    given = json.loads(run_cli("info", tmp_path / "frames", "--fps", "24", "--json").stdout)
+    given = json.loads(run_main("info", tmp_path / "frames", "--fps", "24", "--json").stdout)
     assert (given["fps"], given["fps_assumed"]) == (24, False)
-    fit = run_cli("fit", tmp_path / "frames", "--arch", "hinerv", "--steps", "1", "--out", tmp_path / "run")
+    fit = run_main("fit", tmp_path / "frames", "--arch", "hinerv", "--steps", "1", "--out", tmp_path / "run")
     assert fit.returncode == 0 and "at 30 fps (assumed: images carry no frame rate; pass --fps F)" in " ".join(fit.stderr.split())
 
 

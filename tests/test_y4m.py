@@ -9,7 +9,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from tests.conftest import moving_frames, run_cli
+from tests.conftest import moving_frames, run_cli, run_main
 from vcm.errors import VcmError
 from vcm.video import y4m
 from vcm.video.source import open_video
@@ -66,11 +66,11 @@ def test_vcm_writes_y4m_that_ffmpeg_and_vcm_read_back(tmp_path):
 def test_vcm_decode_writes_a_y4m_that_needs_no_size_or_rate(tmp_path, tiny_run):
     root, video = tiny_run
     stream = tmp_path / "s.nerv"
-    assert run_cli("compress", root / "run", "--bits", "6", "--out", stream).returncode == 0
-    assert run_cli("decode", stream, "--out", tmp_path / "dec.yuv").returncode == 0
-    proc = run_cli("decode", stream, "--out", tmp_path / "dec.y4m")
+    assert run_main("compress", root / "run", "--bits", "6", "--out", stream).returncode == 0
+    assert run_main("decode", stream, "--out", tmp_path / "dec.yuv").returncode == 0
+    proc = run_main("decode", stream, "--out", tmp_path / "dec.y4m")
     assert proc.returncode == 0 and "--size" not in proc.stdout, proc.stderr
-    info = json.loads(run_cli("info", tmp_path / "dec.y4m", "--json").stdout)
+    info = json.loads(run_main("info", tmp_path / "dec.y4m", "--json").stdout)
     assert (info["width"], info["height"], info["frames"]) == (32, 24, 6)
     assert info["fps"] == pytest.approx(video.info.fps, abs=1e-3)
     raw = open_video(tmp_path / "dec.yuv", "all", size=(32, 24), fps=video.info.fps).frames_u8
@@ -84,8 +84,8 @@ def test_vcm_decode_pipes_y4m_to_stdout(tmp_path, tiny_run):
 
     root, _ = tiny_run
     stream = tmp_path / "s.nerv"
-    assert run_cli("compress", root / "run", "--bits", "6", "--out", stream).returncode == 0
-    assert run_cli("decode", stream, "--out", tmp_path / "dec.y4m").returncode == 0
+    assert run_main("compress", root / "run", "--bits", "6", "--out", stream).returncode == 0
+    assert run_main("decode", stream, "--out", tmp_path / "dec.y4m").returncode == 0
     piped = subprocess.run([sys.executable, "-m", "vcm", "decode", str(stream), "--out", "-"], capture_output=True)
     assert piped.returncode == 0 and piped.stdout == (tmp_path / "dec.y4m").read_bytes()
     assert b"stdout (YUV4MPEG2)" in piped.stderr
@@ -135,7 +135,7 @@ def test_a_y4m_that_is_not_what_it_declares_is_one_clear_line(tmp_path, header, 
 
 def test_a_bad_y4m_given_to_a_command_is_one_line_and_exit_1(tmp_path):
     path = _y4m(tmp_path, b"YUV4MPEG2 W4 H2 F25:1\n", frame_line=b"FRAMX\n")  # its header is sound: the frames are not
-    proc = run_cli("fit", path, "--steps", "1", "--out", tmp_path / "run")
+    proc = run_main("fit", path, "--steps", "1", "--out", tmp_path / "run")
     assert proc.returncode == 1 and "frame 0 does not start with a FRAME line" in proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "run").exists()
 
@@ -169,10 +169,10 @@ def test_a_y4m_without_a_frame_rate_is_asked_for_one_as_a_raw_file_is(tmp_path):
     with pytest.raises(VcmError, match=r"bad.y4m: its YUV4MPEG2 header gives no frame rate \(F\); pass --fps F"):
         open_video(path, "all")
     assert open_video(path, "all", fps=24).fps == 24
-    proc = run_cli("info", path, "--json")
+    proc = run_main("info", path, "--json")
     assert proc.returncode == 0 and json.loads(proc.stdout)["fps"] is None, proc.stderr
-    assert "unknown (pass --fps F; its header has no F)" in " ".join(run_cli("info", path).stdout.split())
-    proc = run_cli("fit", path, "--steps", "1", "--out", tmp_path / "run")
+    assert "unknown (pass --fps F; its header has no F)" in " ".join(run_main("info", path).stdout.split())
+    proc = run_main("fit", path, "--steps", "1", "--out", tmp_path / "run")
     assert proc.returncode == 1 and "gives no frame rate (F); pass --fps F" in proc.stderr
     assert not (tmp_path / "run").exists()
 
