@@ -24,6 +24,7 @@ import math
 import os
 import sys
 import types
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -260,7 +261,9 @@ class YoloV7Detector:
         for i in range(0, len(frames_u8), self.batch):
             x, gain, pad = preprocess(frames_u8[i:i + self.batch], self.s.img_size)
             x = x.to(self.device, torch.float16 if self.half else torch.float32)
-            pred = self.model(x)
+            with warnings.catch_warnings():  # the repo's Detect head calls torch.meshgrid without indexing=
+                warnings.filterwarnings("ignore", message=r"torch\.meshgrid", category=UserWarning)
+                pred = self.model(x)
             pred = pred[0] if isinstance(pred, (tuple, list)) else pred
             if pred.shape[-1] != 5 + len(self.classes):
                 raise VcmError(f"{self.weights.name} predicts {pred.shape[-1] - 5} classes but names {len(self.classes)}")
