@@ -450,6 +450,32 @@ def test_a_sequence_entry_gives_the_size_and_rate_its_file_does_not_say(tmp_path
     assert point_key({**spec, "video": {}}) == point_key(spec)
 
 
+def test_a_fit_reused_after_the_entrys_fps_changed_codes_streams_that_declare_the_new_rate(tmp_path):
+    """An entry's fps corrected after its fit: the frames are the same, so the fit is reused, but its streams
+    declared the rate the fit had recorded (a decoded .y4m played at it) while the point's kbps used the new one."""
+    from vcm.codec.nerv_stream import peek_video
+    from vcm.ctc.run import run
+
+    write_yuv420(tmp_path / "clip.yuv", moving_frames(t=4, h=32, w=48))
+    (tmp_path / "tiny.yaml").write_text("model: {arch: nerv, fc_dim: 8, stem_dims: [24], lower_width: 6, embed: '1.25_8'}\n"
+                                        "train: {epochs: 2, batch: 2, lr: 0.003}\n")
+    config = tmp_path / "c.yaml"
+    rows = {}
+    for fps in (25, 12.5):
+        config.write_text(json.dumps({
+            "sequences": [{"name": "raw", "path": str(tmp_path / "clip.yuv"), "size": "48x32", "fps": fps, "frames": "all"}],
+            "device": "cpu", "codecs": {"nerv": {"fits": [{"preset": str(tmp_path / "tiny.yaml"),
+                                                           "points": [{"prune": 0, "bits": 8}]}]}}}))
+        (row,) = run(config, tmp_path / "o")["rows"]
+        assert row["status"] == "ok", row
+        rows[fps] = row
+    fit = next((tmp_path / "o" / "fits").glob("raw/nerv/*/config.json"))
+    assert json.loads(fit.read_text())["video"]["fps"] == 25  # the fit of the first run, reused
+    assert peek_video((tmp_path / "o" / "points" / "raw" / "nerv").glob("*/stream.nerv").__next__().read_bytes())["fps"] == 12.5
+    assert abs(rows[12.5]["bytes"] - rows[25]["bytes"]) <= 4  # the same network; only the header's rate differs
+    assert rows[12.5]["kbps"] == pytest.approx(rows[12.5]["bytes"] * 8 * 12.5 / 4 / 1000)
+
+
 def test_two_points_that_would_share_a_results_folder_are_refused(tmp_path):
     """They ran into one folder: one point's results, run twice (its second run chained onto the first)."""
     from vcm.ctc.run import run

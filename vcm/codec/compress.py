@@ -101,9 +101,14 @@ def _fit_date(run_dir: Path) -> str:
         return ""
 
 
-def prepare(run_dir: Path, source: Path | None = None) -> Prepared:
+def prepare(run_dir: Path, source: Path | None = None, fps: float | None = None) -> Prepared:
+    """The run in ``run_dir`` ready to compress. ``fps``: the frame rate its streams declare and their kbps count
+    in, when it is not the one the fit recorded (a CTC entry's rate corrected after its fit: the frames, and so
+    the network, are the same)."""
     run_dir = _real(Path(run_dir))  # runs/latest → the run it points at
     _, config = load_run(run_dir)
+    if fps is not None and fps != config["video"]["fps"]:
+        config = {**config, "video": {**config["video"], "fps": fps}}
     if not (run_dir / METRICS).is_file():  # a fit writes its metrics when it has run all its steps
         holder = lock_holder(run_dir)
         if holder is not None:
@@ -284,12 +289,12 @@ def _report(prep: Prepared, out: Path, stream, encoded: nerv_stream.Encoded, res
 
 
 def compress_run(run_dir: Path, out: Path | None, opts: Options, device, source: Path | None = None,
-                 start_from: Path | None = None, keep_end: Path | None = None) -> dict:
+                 start_from: Path | None = None, keep_end: Path | None = None, fps: float | None = None) -> dict:
     """Compress a fitted run into ``out`` (.nerv) with one method and write ``out.json``; returns the report.
     A chained λ point (:mod:`vcm.codec.chain`) starts from the stage end saved at ``start_from`` and saves
-    its own at ``keep_end``."""
+    its own at ``keep_end``. ``fps``: as :func:`prepare` takes it."""
     opts.check()
-    prep = prepare(run_dir, source)
+    prep = prepare(run_dir, source, fps)
     start = StageEnd.load(start_from, prep.fresh_model()) if start_from is not None else None
     report, end = compress_stage(prep, out, opts, device, start=start)
     if keep_end is not None and end is not None:

@@ -355,15 +355,16 @@ def missed_hint(a: dict, control: dict, where: str = "cli") -> str:
 
 
 def compress_to_target(run_dir: Path, out: Path | None, target: Target, opts: RDOptions, device,
-                       source: Path | None = None, should_stop: Callable[[int], bool] | None = None) -> dict:
+                       source: Path | None = None, should_stop: Callable[[int], bool] | None = None,
+                       fps: float | None = None) -> dict:
     """The rate–distortion method at the λ that meets ``target``; ``opts.lam`` is the first guess. Writes
     ``out`` and ``out.json``; returns the report. Interrupted, the same call again goes on from the trials
-    it had run and the one it had begun (``search``)."""
+    it had run and the one it had begun (``search``). ``fps``: as :func:`vcm.codec.compress.prepare` takes it."""
     from vcm.codec.compress import check_out, default_out, prepare, publish
 
     opts.check()
     target.check()
-    prep = prepare(run_dir, source)
+    prep = prepare(run_dir, source, fps)
     start = time.time()
     if out is None:
         what = (f"k{target.kbps:g}" if target.by_rate else f"q{target.psnr_y:g}").replace(".", "p")

@@ -363,7 +363,7 @@ class NervFamily(Codec):
             from vcm.codec.rate_control import compress_to_target
             from vcm.codec.rate_control import Target
 
-            report = compress_to_target(fit_dir, out, Target(kbps=p["target_kbps"]), opts, device)
+            report = compress_to_target(fit_dir, out, Target(kbps=p["target_kbps"]), opts, device, fps=video.fps)
         else:
             from vcm.codec.chain import STATE
 
@@ -371,7 +371,8 @@ class NervFamily(Codec):
             if keep is not None:
                 keep.unlink(missing_ok=True)  # an earlier run's: the next point must never start from it
             start = Path(spec["workdir"]).with_name(p["warm_from"]) / STATE if p.get("warm_from") else None
-            report = compress_run(fit_dir, out, opts, device, start_from=start, keep_end=keep)
+            # the entry's rate, which may have been corrected since the fit it reuses
+            report = compress_run(fit_dir, out, opts, device, start_from=start, keep_end=keep, fps=video.fps)
         compress_seconds = time.time() - t
         # a chained point's stream costs its chain's earlier stages too
         earlier = report.get("chain_encode_seconds", report["encode_seconds"]) - report["encode_seconds"]
