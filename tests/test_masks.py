@@ -49,6 +49,19 @@ def test_overlapping_masks_smallest_on_top():
     assert np.array_equal(edge_mask([], (4, 5)), np.zeros((4, 5), bool))
 
 
+def test_dilation_is_a_square_and_any_width_past_the_frame_is_the_whole_frame():
+    """`--dilation 1000000` allocated a (2d+1)² kernel (4 TB) and failed on memory; past the frame's size
+    every dilation gives the same mask, the frame covered from any edge pixel."""
+    from vcm.masks.edges import dilate
+
+    mask = np.zeros((12, 20), bool)
+    mask[3, 4] = True
+    wide = dilate(mask, 2)
+    assert wide.sum() == 25 and wide[1:6, 2:7].all()  # a 5×5 square around the pixel
+    assert dilate(mask, 10**6).all() and np.array_equal(dilate(mask, 10**6), dilate(mask, 20))
+    assert not dilate(np.zeros((12, 20), bool), 10**6).any() and dilate(mask, 0) is mask
+
+
 @pytest.fixture(scope="module")
 def tiny_sam(tmp_path_factory):
     path = tmp_path_factory.mktemp("sam") / "tiny_sam.pth"

@@ -39,12 +39,16 @@ def edges_from_labels(labels: np.ndarray, dilation: int = 0) -> np.ndarray:
 
 
 def dilate(mask: np.ndarray, dilation: int) -> np.ndarray:
-    """``bool [H,W]`` widened by ``dilation`` pixels (a (2d+1)² square); unchanged for 0."""
+    """``bool [H,W]`` widened by ``dilation`` pixels (a (2d+1)² square); unchanged for 0. A square wider than
+    the frame covers it from any edge pixel, so ``dilation`` counts up to max(H, W) only; the square is
+    applied as a row and then a column (the same mask, with kernels of 2d+1 bytes instead of (2d+1)²)."""
     import cv2
 
     if dilation <= 0:
         return mask
-    return cv2.dilate(mask.astype(np.uint8), np.ones((2 * dilation + 1,) * 2, np.uint8)) > 0
+    side = 2 * min(int(dilation), max(mask.shape)) + 1
+    rows = cv2.dilate(mask.astype(np.uint8), np.ones((1, side), np.uint8))
+    return cv2.dilate(rows, np.ones((side, 1), np.uint8)) > 0
 
 
 def edge_mask(segmentations: list[np.ndarray], shape: tuple[int, int], dilation: int = 0,
