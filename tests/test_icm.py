@@ -72,6 +72,36 @@ def test_encode_decode_equals_the_encoders_reconstruction(tmp_path, tiny_ckpt):
     assert bad.returncode == 1 and "checksum" in bad.stderr and "Traceback" not in bad.stderr
 
 
+def test_some_frames_of_a_stream_decode_alone(tmp_path, tiny_ckpt, monkeypatch):
+    """Intra frames: `vcm icm decode --frames A:B` and `vcm eval x.icm --frames` decode only those (every frame
+    was decoded and the others dropped); the rest are parsed, and a range outside the stream is refused."""
+    from vcm.icm.codec import decode_icm_file, encode_video
+    from vcm.video import open_video
+    from vcm.video.yuv import write_yuv420
+
+    write_yuv420(tmp_path / "clip_56x40_25.yuv", moving_frames(t=3, h=40, w=56))
+    encode_video(open_video(tmp_path / "clip_56x40_25.yuv", "all"), tiny_ckpt, tmp_path / "c.icm", "cpu")
+    every, _ = decode_icm_file(tmp_path / "c.icm", "cpu", checkpoint=tiny_ckpt)
+    calls = []
+    original = TCM.decompress
+    monkeypatch.setattr(TCM, "decompress", lambda self, *a: calls.append(1) or original(self, *a))
+    some, _ = decode_icm_file(tmp_path / "c.icm", "cpu", checkpoint=tiny_ckpt, frames=range(1, 3))
+    assert np.array_equal(some, every[1:3]) and len(calls) == 2
+    proc = run_main("icm", "decode", tmp_path / "c.icm", "--checkpoint", tiny_ckpt, "--frames", "2:3",
+                    "--out", tmp_path / "png", "--json")  # PNGs: the decoded RGB as it is
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)
+    assert (r["frames"], r["stream_frames"], r["source_frames"]) == (1, [2, 3], [2, 3]) and len(calls) == 3
+    assert np.array_equal(open_video(tmp_path / "png", "all").frames_u8, every[2:3])
+    bad = run_main("icm", "decode", tmp_path / "c.icm", "--checkpoint", tiny_ckpt, "--frames", "2:9")
+    assert bad.returncode == 1 and "--frames must be A:B with 0 <= A < B <= 3" in bad.stderr
+    scored = run_main("eval", tmp_path / "c.icm", "--checkpoint", tiny_ckpt, "--original", tmp_path / "clip_56x40_25.yuv",
+                      "--reference", "original", "--detector", "opencv-face", "--frames", "1:2", "--out", tmp_path / "e",
+                      "--json")
+    assert scored.returncode == 0, scored.stderr
+    assert json.loads(scored.stdout)["frames"] == 1 and len(calls) == 4
+
+
 def test_official_layout_with_module_prefix_loads(tmp_path):
     torch.manual_seed(1)
     model = TCM(TINY)

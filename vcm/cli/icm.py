@@ -121,11 +121,12 @@ def icm_decode(
     bitstream: Path = typer.Argument(..., help="A .icm file."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="The codec checkpoint (default: beside the file)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output .yuv, .y4m, .mp4/.mkv (lossless) or a folder of PNGs."),
+    frames: Optional[str] = typer.Option(None, "--frames", help="Decode only frames A:B of the stream (0-based, B exclusive): every frame of an image codec decodes on its own."),
     overwrite: bool = OverwriteOpt,
     device: str = DeviceOpt,
     json_out: bool = JsonOpt,
 ) -> None:
-    """Decode a .icm file and write its frames (as they are decoded)."""
+    """Decode a .icm file (or some of its frames) and write its frames (as they are decoded)."""
     import contextlib
 
     from vcm import progress
@@ -141,22 +142,28 @@ def icm_decode(
     piped = check_frames_output(out, [bitstream, checkpoint], overwrite, json_out)
     from vcm.device import resolve_device
     from vcm.bitstream.decode_plan import DecodePlan
+    from vcm.codec.decode import frame_range
     from vcm.icm.codec import open_icm
+    from vcm.icm.stream_header import read_header
     from vcm.video.writer import check_raw_name, open_writer
 
-    header, frames = open_icm(bitstream, resolve_device(device), checkpoint)
-    plan = DecodePlan("vcm ICM", bitstream.name, header["frames"], header["width"], header["height"],
+    selected = frame_range(frames, read_header(bitstream.read_bytes())[0]["frames"])
+    header, decoded = open_icm(bitstream, resolve_device(device), checkpoint, selected)
+    plan = DecodePlan("vcm ICM", bitstream.name, len(selected), header["width"], header["height"],
                       bitstream.stat().st_size)
     plan.check(out)
     read_back = check_raw_name(out, header["width"], header["height"], header["fps"]) if out is not None and not piped else ""
     progress.log(f"decode {bitstream.name}: {plan.describe(out)}")
-    with progress.progress(f"decode {bitstream.name}", header["frames"]) as bar, \
+    with progress.progress(f"decode {bitstream.name}", len(selected)) as bar, \
             (open_writer(out, header["fps"]) if out is not None else contextlib.nullcontext(None)) as write:
-        for frame in frames:
+        for frame in decoded:
             if write is not None:
                 write(frame)
             bar.advance(1)
-    r = {"frames": header["frames"], "size": f"{header['width']}x{header['height']}", "arch": header["arch"],
+    first = header["source_frames"][0]
+    r = {"frames": len(selected), "stream_frames": [selected.start, selected.stop],
+         "source_frames": [first + selected.start, first + selected.stop],
+         "size": f"{header['width']}x{header['height']}", "arch": header["arch"],
          "out": "stdout (YUV4MPEG2)" if piped else str(out) if out else None}
     if json_out:
         print_json(r)

@@ -150,8 +150,11 @@ def _load_decoder(path: Path, header: dict, device, checkpoint: Path | None):
     return model
 
 
-def open_icm(path: Path, device, checkpoint: Path | None = None) -> tuple[dict, Iterator[np.ndarray]]:
+def open_icm(path: Path, device, checkpoint: Path | None = None,
+             frames: range | None = None) -> tuple[dict, Iterator[np.ndarray]]:
     """Validate a ``.icm`` file and load its decoder → (header, frames ``uint8 [1,3,H,W]`` one at a time).
+    ``frames``: stream indices (0-based) to decode, default all; every frame is intra-coded, so the others are
+    only parsed (each frame's record, as the container's checksum already covered its bytes).
 
     Every frame's latent shape is checked against the header's frame size and the memory budget
     is checked before the first frame is decoded.
@@ -164,6 +167,9 @@ def open_icm(path: Path, device, checkpoint: Path | None = None) -> tuple[dict, 
     if not path.is_file():
         raise VcmError(f"{path} does not exist")
     header, data = read_header(path.read_bytes())
+    if frames is not None and not 0 <= frames.start < frames.stop <= header["frames"]:
+        raise VcmError(f"--frames must be A:B with 0 <= A < B <= {header['frames']} (the stream's frames), "
+                       f"got {frames.start}:{frames.stop}")
     model = _load_decoder(path, header, device, checkpoint)
     h, w = header["height"], header["width"]
     mult = pad_multiple(model)
@@ -173,17 +179,17 @@ def open_icm(path: Path, device, checkpoint: Path | None = None) -> tuple[dict, 
     # twice while decoding (Python's bytes and the native decoder's copy).
     padding = 2 * (sum(rans_guard.padded_bytes(0, n) for n in string_symbols(model, latent)) + 17 * len(data))
     budget.check(decode_bytes_per_pixel(model) * ph * pw + padding, f"{w}x{h} frames with {header['arch']}", "vcm ICM")
-    return header, _frames(model, data, header, latent)
+    return header, _frames(model, data, header, latent, range(header["frames"]) if frames is None else frames)
 
 
 LATENT_STRIDE = 64  # the hyper-latent z is 1/64 of the padded frame in every supported architecture
 
 
-def _frames(model, data: bytes, header: dict, latent: tuple[int, int]) -> Iterator[np.ndarray]:
+def _frames(model, data: bytes, header: dict, latent: tuple[int, int], wanted: range) -> Iterator[np.ndarray]:
     h, w = header["height"], header["width"]
     pads = _pad(torch.zeros(1, 1, h, w), pad_multiple(model))[1]
     r = Reader(data, "frame data")
-    for _ in range(header["frames"]):
+    for i in range(header["frames"]):
         shape = (r.varint(1 << 16), r.varint(1 << 16))
         if shape != latent:
             raise StreamError(f"malformed vcm ICM frame data (latent {shape[0]}x{shape[1]}, the header's "
@@ -193,7 +199,10 @@ def _frames(model, data: bytes, header: dict, latent: tuple[int, int]) -> Iterat
         if n != len(symbols):
             raise StreamError(f"malformed vcm ICM frame data ({n} entropy-coded strings, {header['arch']} writes "
                               f"{len(symbols)})")
-        strings = [[rans_guard.pad(r.raw(r.varint(r.remaining())), count)] for count in symbols]
+        strings = [r.raw(r.varint(r.remaining())) for _ in symbols]
+        if i not in wanted:
+            continue
+        strings = [[rans_guard.pad(string, count)] for string, count in zip(strings, symbols)]
         try:
             with torch.no_grad():
                 out = model.decompress(strings, shape)
@@ -204,10 +213,11 @@ def _frames(model, data: bytes, header: dict, latent: tuple[int, int]) -> Iterat
         raise StreamError("malformed vcm ICM bitstream (trailing frame data)")
 
 
-def decode_icm_file(path: Path, device, checkpoint: Path | None = None) -> tuple[np.ndarray, dict]:
-    """Decode a ``.icm`` file → (``uint8 [T,3,H,W]``, header), for callers that need every frame at
-    once (checked against the memory budget). The checkpoint is looked up beside the file."""
-    header, frames = open_icm(path, device, checkpoint)
-    budget.check(header["frames"] * 3 * header["width"] * header["height"], f"{header['frames']} frames held at once",
-                 "vcm ICM")
-    return np.concatenate(list(frames)), header
+def decode_icm_file(path: Path, device, checkpoint: Path | None = None,
+                    frames: range | None = None) -> tuple[np.ndarray, dict]:
+    """Decode a ``.icm`` file (or ``frames`` of it, stream indices) → (``uint8 [T,3,H,W]``, header), for callers
+    that need them at once (checked against the memory budget). The checkpoint is looked up beside the file."""
+    header, decoded = open_icm(path, device, checkpoint, frames)
+    count = header["frames"] if frames is None else len(frames)
+    budget.check(count * 3 * header["width"] * header["height"], f"{count} frames held at once", "vcm ICM")
+    return np.concatenate(list(decoded)), header
