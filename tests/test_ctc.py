@@ -575,6 +575,18 @@ def test_ctc_run_options_are_checked_before_anything_is_written(tmp_path, args, 
     assert not (tmp_path / "out").exists()
 
 
+def test_a_folder_or_a_device_named_as_the_config_is_not_said_to_be_missing(tmp_path):
+    """`vcm ctc run runs/ctc` (the results folder, which vcm ctc report takes) said the config "does not exist"."""
+    (tmp_path / "results").mkdir()
+    folder = run_main("ctc", "run", tmp_path / "results", "--out", tmp_path / "out")
+    assert folder.returncode == 1 and "is a folder: name the config's YAML file" in folder.stderr
+    device = run_main("ctc", "run", "/dev/null", "--out", tmp_path / "out")
+    assert device.returncode == 1 and "CTC config /dev/null is not a regular file" in device.stderr
+    missing = run_main("ctc", "run", tmp_path / "c.yaml", "--out", tmp_path / "out")
+    assert missing.returncode == 1 and "c.yaml does not exist" in missing.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_parallel_workers_start_on_different_fits():
     """Two workers train two networks at once instead of one waiting on the other's fit lock; a fit's
     other points follow once it exists, ahead of anchors (single points); a point whose fit is still

@@ -26,8 +26,11 @@ DETECTOR_KEYS = ("name", "weights", "repo", "batch", "settings", "every")
 
 def load(path: Path) -> dict:
     path = Path(path)
+    if path.is_dir():
+        raise VcmError(f"CTC config {path} is a folder: name the config's YAML file (vcm ctc report and vcm info "
+                       f"take a results folder)")
     if not path.is_file():
-        raise VcmError(f"CTC config {path} does not exist")
+        raise VcmError(f"CTC config {path} " + ("is not a regular file" if path.exists() else "does not exist"))
     try:
         cfg = load_yaml(path.read_text()) or {}
     except yaml.YAMLError as err:
