@@ -157,7 +157,7 @@ def run_demo(out: Path, device: str = "auto", epochs: int | None = None, jobs: i
 
     start = time.time()
     resolve_device(device)  # before anything is written: a device this machine lacks would fail every point
-    span = demo_frames(frames)
+    span, total = demo_frames(frames)
     out = Path(out)
     detector = demo_detector()
     cfg = demo_config(load_yaml((data_dir("configs") / "ctc" / DEMO_CONFIG).read_text()), epochs, detector, frames)
@@ -167,7 +167,7 @@ def run_demo(out: Path, device: str = "auto", epochs: int | None = None, jobs: i
     write_json(out / MARKER, _stamp(config_text, False, epochs))
     config = out / DEMO_CONFIG
     write_text(config, config_text)
-    _announce(detector, span)
+    _announce(detector, span, total)
     result = run(config, out, device=device, jobs=jobs or default_jobs())
     if result["failed"]:
         from vcm.errors import VcmError
@@ -184,17 +184,19 @@ def run_demo(out: Path, device: str = "auto", epochs: int | None = None, jobs: i
     return _summary(out, result["rows"], report, detector, start)
 
 
-def demo_frames(spec: str) -> range:
-    """The frames of the embedded clip that ``--frames`` (all or A:B) selects; a one-line error otherwise."""
+def demo_frames(spec: str) -> tuple[range, int]:
+    """The frames of the embedded clip that ``--frames`` (all or A:B) selects, and how many it holds; a one-line
+    error for a range outside it."""
     from vcm.samples import resolve
     from vcm.video import probe, resolve_frames
 
-    return resolve_frames(probe(resolve(Path(DEMO_CLIP))), spec)
+    info = probe(resolve(Path(DEMO_CLIP)))
+    return resolve_frames(info, spec), len(info.source_range)
 
 
-def _announce(detector: dict | None, span: range) -> None:
+def _announce(detector: dict | None, span: range, total: int) -> None:
     """Say what the demo runs and how its mAP is measured (or how to get one)."""
-    which = "120 frames" if len(span) == 120 else f"frames {span.start}:{span.stop} of 120, not the demo's figures"
+    which = f"{total} frames" if len(span) == total else f"frames {span.start}:{span.stop} of {total}, not the demo's figures"
     progress.log(f"vcm demo on carphone (176x144, {which}): HiNeRV with rate-distortion training, with the plain "
                  "loss and with SA-NeRV's edge loss (4 rate points each), HEVC and VVC anchors at 6 QPs, then the report")
     if detector is None:
