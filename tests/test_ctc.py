@@ -188,6 +188,7 @@ def test_demo_runs_end_to_end_with_hinerv_and_sa_hinerv(tmp_path):
     gaps = progress_gaps(proc.stderr)  # piped, as in a cluster log: never silent for long
     assert len(gaps) > 20 and max(gaps) <= 15, (max(gaps), proc.stderr[-3000:])
     summary = json.loads(proc.stdout)
+    assert summary["frames"] == [0, 24]
     curves = {p["curve"] for p in summary["points"]}
     assert curves == {"hinerv-rd", "sa-hinerv-rd", "hevc", "vvc"}
     assert set(summary["bd_rate"]) == {"hinerv-rd", "sa-hinerv-rd"} and summary["bd_metric"] == "psnr_y"

@@ -872,6 +872,27 @@ def test_a_stopped_demo_continues_with_what_it_kept_and_a_finished_or_other_one_
     assert seen == [False, True, False, False, False] and (out / "points").is_dir()
 
 
+def test_the_demos_table_names_the_frames_it_ran_on(monkeypatch):
+    """The table `vcm demo` prints at its end (after minutes of work: a slip there loses the run's summary)."""
+    from vcm import demo
+
+    point = {"codec": "hevc", "curve": "hevc", "point": "qp36", "label": "QP36", "qp": 36, "bytes": 1000, "kbps": 10.0,
+             "psnr": 30.0, "psnr_y": 32.0, "psnr_yuv": 33.0, "map": 50.0, "ap50": 70.0}
+    bd = {"bd_rate": -3.8, "overlap": 0.92, "withheld": False, "note": None}
+    summary = {"clip": "carphone", "frames": [0, 24], "points": [point], "bd_metric": "psnr_y",
+               "fits": {"hinerv/hinerv-demo": {"params": 76546, "epochs": 30, "seconds": 300.0, "psnr": 30.1}},
+               "bd_rate": {"hinerv-rd": {"hevc": bd}}, "bd_rate_map": {"hinerv-rd": {"hevc": bd}},
+               "detector": {"name": "opencv-face", "ground_truth": "pseudo ground truth: x", "every": 2},
+               "table1": [{"comparison": "sa-hinerv-rd vs hinerv-rd", "bd_rate_map": "+1.0 %", "bd_rate_psnr": "-1.0 %"}],
+               "report_html": "runs/demo/report.html", "seconds": 600.0}
+    monkeypatch.setattr(demo, "run_demo", lambda *a, **k: summary)
+    proc = run_main("demo")
+    assert proc.returncode == 0, proc.stderr
+    text = " ".join(proc.stdout.split())
+    assert "vcm demo: carphone frames 0:24" in text and "76,546 params" in text and "QP36" in text
+    assert "hinerv-rd BD-rate (psnr_y) vs HEVC: -3.8 %" in text and "Table 1, sa-hinerv-rd vs hinerv-rd" in text
+
+
 @pytest.mark.parametrize("argv, continues", [(["demo"], True), (["ctc", "run", "c.yaml"], True),
                                              (["masks", "x.yuv"], True), (["ctc", "report"], False),
                                              (["decode", "x.nerv"], False)])

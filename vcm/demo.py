@@ -181,7 +181,7 @@ def run_demo(out: Path, device: str = "auto", epochs: int | None = None, jobs: i
     # mAP curves saturate and wobble at the detector's ceiling: made monotone before BD (the report says so)
     report = make_report(out, anchor="hevc", monotone_map=True)
     write_json(out / MARKER, _stamp(config_text, True, epochs))
-    return _summary(out, result["rows"], report, detector, start)
+    return _summary(out, result["rows"], report, detector, start, span)
 
 
 def demo_frames(spec: str) -> tuple[range, int]:
@@ -208,8 +208,9 @@ def _announce(detector: dict | None, span: range, total: int) -> None:
             progress.log(STRONGER_HINT)
 
 
-def _summary(out: Path, rows: list[dict], report: dict, detector: dict | None, start: float) -> dict:
-    """The demo's summary: fits, points, BD-rates against both anchors, Table 1, the report's path."""
+def _summary(out: Path, rows: list[dict], report: dict, detector: dict | None, start: float, span: range) -> dict:
+    """The demo's summary: the clip's frames (``span``), fits, points, BD-rates against both anchors, Table 1, the
+    report's path."""
     rows = sorted(rows, key=lambda r: (curve_order(curve_of(r)), r["kbps"]))
     curves = curves_by_sequence(rows)
     metric = report["metric"]
@@ -223,7 +224,7 @@ def _summary(out: Path, rows: list[dict], report: dict, detector: dict | None, s
                                             "seconds": round(m["train_seconds"], 1), "psnr": round(m["psnr"], 3)}
     own = [c for c in sorted(next(iter(curves.values())), key=curve_order) if c not in ("hevc", "vvc")]
     summary = {
-        "clip": "carphone", "fits": fits,
+        "clip": "carphone", "frames": [span.start, span.stop], "fits": fits,
         "points": [{k: r.get(k) for k in ("codec", "curve", "point", "label", "qp", "bytes", "kbps", "psnr", "psnr_y",
                                           "psnr_yuv", "map", "ap50")}
                    for r in rows],

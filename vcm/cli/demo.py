@@ -33,7 +33,8 @@ def demo(
 
     fits = "; ".join(f"{name}: {f['params']:,} params, {f['epochs']} epochs, {f['seconds']:.0f} s, {f['psnr']:.2f} dB"
                      for name, f in summary["fits"].items())
-    t = Table(title=f"vcm demo: carphone — fits before compression: {fits}", title_justify="left")
+    first, stop = summary["frames"]
+    t = Table(title=f"vcm demo: carphone frames {first}:{stop} — fits before compression: {fits}", title_justify="left")
     from vcm.ctc.tables import point_label
 
     has_map = summary.get("detector") is not None
