@@ -163,3 +163,12 @@ def test_a_ten_bit_file_whose_name_does_not_say_so_is_not_read_as_twice_as_many_
     assert probe(tmp_path / "eight_16x16_30.yuv").num_frames == 2
     (tmp_path / "black_16x16_30.yuv").write_bytes(bytes(frame_bytes(16, 16, 8) * 2))
     assert probe(tmp_path / "black_16x16_30.yuv").num_frames == 2
+    # 12-bit samples (high bytes up to 15) were read as 8-bit without a word; 8-bit limited-range black is not 12-bit
+    rng.integers(256, 3761, frame_bytes(16, 16, 8) * 3).astype("<u2").tofile(tmp_path / "twelve.yuv")
+    with pytest.raises(VcmError, match=r"twelve.yuv: its samples look like 12-bit little-endian \(every second byte "
+                                       r"is 0 to 15\): pass --bit-depth 12"):
+        probe(tmp_path / "twelve.yuv", size=(16, 16), fps=30)
+    assert probe(tmp_path / "twelve.yuv", size=(16, 16), fps=30, bit_depth=12).num_frames == 3
+    limited_black = np.concatenate([np.full(16 * 16, 16), np.full(2 * 8 * 8, 128)]).astype(np.uint8)
+    np.tile(limited_black, 2).tofile(tmp_path / "dark_16x16_30.yuv")
+    assert probe(tmp_path / "dark_16x16_30.yuv").num_frames == 2

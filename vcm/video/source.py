@@ -168,10 +168,12 @@ def _probe_yuv(path: Path, size, fps, bit_depth, need_fps: bool = True) -> Video
     depth = bit_depth or named_depth or 8
     if depth not in (8, 10, 12, 16):
         raise VcmError(f"--bit-depth must be 8, 10, 12 or 16, got {depth}")
-    if bit_depth is None and named_depth is None and _looks_wider_than_8_bit(path, width, height):
+    wide = _looks_wider_than_8_bit(path, width, height) if bit_depth is None and named_depth is None else None
+    if wide is not None:
         # a 10-bit file (VTM's reconstructions, by default) divides into twice as many 8-bit frames, no error
-        raise VcmError(f"{path.name}: its samples look like 10-bit little-endian (every second byte is 0 to 3): pass "
-                       f"--bit-depth 10 (or name it Name_WxH_fps_10bit.yuv); --bit-depth 8 reads it as 8-bit all the same")
+        raise VcmError(f"{path.name}: its samples look like {wide}-bit little-endian (every second byte is 0 to "
+                       f"{(1 << wide - 8) - 1}): pass --bit-depth {wide} (or name it Name_WxH_fps_{wide}bit.yuv); "
+                       f"--bit-depth 8 reads it as 8-bit all the same")
     if seq is not None and (seq.width, seq.height) != (width, height):
         seq = None  # the user said another size: not that sequence
     n = yuv.count_frames(path, width, height, depth)
@@ -188,14 +190,16 @@ def _probe_yuv(path: Path, size, fps, bit_depth, need_fps: bool = True) -> Video
     )
 
 
-def _looks_wider_than_8_bit(path: Path, width: int, height: int) -> bool:
-    """Whether the first frame's bytes (1 MB at most) are those of samples of 9 to 10 bits in 16-bit little-endian
-    words: every high byte 0 to 3 and some low byte above 3. 8-bit video does not look so: its chroma alone, near
-    128, fills every other byte with values above 3; a frame of zeros is not taken for it."""
+def _looks_wider_than_8_bit(path: Path, width: int, height: int) -> int | None:
+    """10 or 12 when the first frame's bytes (1 MB at most) are those of samples of that many bits in 16-bit
+    little-endian words: every high byte at most 3 (10-bit) or 15 (12-bit), and some low byte above it; None
+    otherwise. 8-bit video does not look so: limited-range luma starts at 16 and chroma sits near 128, so every
+    other byte holds values above 15; a frame of zeros is not taken for either."""
     head = np.fromfile(path, np.uint8, count=min(yuv.frame_bytes(width, height, 8), 1 << 20))
     if head.size < 128:  # too few samples to tell
-        return False
-    return int(head[1::2].max()) <= 3 < int(head[0::2].max())
+        return None
+    high, low = int(head[1::2].max()), int(head[0::2].max())
+    return next((bits for bits in (10, 12) if high <= (1 << bits - 8) - 1 < low), None)
 
 
 def _open_decord(path: Path):
