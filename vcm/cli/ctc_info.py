@@ -9,9 +9,11 @@ from pathlib import Path
 
 def is_ctc_results(path: Path) -> bool:
     """A ``vcm ctc run`` output folder: its log or its points' folder is there."""
+    if not path.is_dir():  # a file: answered before the runner's modules (and torch) are imported
+        return False
     from vcm.ctc.run import LOG
 
-    return path.is_dir() and ((path / "points").is_dir() or (path / LOG).is_file())
+    return (path / "points").is_dir() or (path / LOG).is_file()
 
 
 def describe_ctc_results(path: Path) -> dict:

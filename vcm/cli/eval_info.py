@@ -11,10 +11,12 @@ _SCORES_KEYS = {"input", "truth", "map"}  # a vcm eval's scores.json, not a user
 
 def is_evaluation(path: Path) -> bool:
     """A folder that ``vcm eval`` wrote: its scores, or the detections of a stopped evaluation."""
+    if not path.is_dir():  # a file: answered before the evaluation's modules (and torch) are imported
+        return False
     from vcm.eval.run import KEPT, OUTPUTS
     from vcm.outputs import json_has_keys
 
-    return path.is_dir() and (json_has_keys(path / OUTPUTS[1], _SCORES_KEYS) or (path / KEPT).is_file())
+    return json_has_keys(path / OUTPUTS[1], _SCORES_KEYS) or (path / KEPT).is_file()
 
 
 def describe_evaluation(path: Path) -> dict:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 def is_run(path: Path) -> bool:
     """A run folder (or ``runs/latest``): one that holds a vcm fit's checkpoint."""
-    from vcm.nerv.train import CHECKPOINT
+    from vcm.nerv.run_files import CHECKPOINT
 
     return path.is_dir() and (path / CHECKPOINT).is_file()
 

@@ -39,9 +39,7 @@ from vcm.provenance import provenance
 from vcm.quality import summarize
 from vcm.video import Video
 
-CHECKPOINT = "checkpoint.pt"
-CONFIG = "config.json"
-METRICS = "metrics.json"
+from vcm.nerv.run_files import CHECKPOINT, CONFIG, METRICS  # noqa: F401  (public through the trainer too)
 
 
 DIVERGED_ADVICE = ("lower the learning rate (vcm fit --lr; rd_lr_scale and rd_step_lr for a rate–distortion stage) "
