@@ -173,6 +173,9 @@ def test_ctc_ray_backend(ctc_inputs):
     r = json.loads(proc.stdout)
     assert r["ran"] == 4 and r["failed"] == 0
     assert json.loads((root / "ray" / "points" / "carphone" / "hevc" / "qp34" / "result.json").read_text())["status"] == "ok"
+    import ray
+
+    assert not ray.is_initialized()  # the Ray it started ended with the sweep (a library caller goes on without it)
 
 
 @pytest.mark.slow

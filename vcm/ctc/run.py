@@ -565,14 +565,28 @@ def _execute_ray(specs: list[dict], jobs: int, address: str | None) -> list[dict
         import ray
     except ImportError:
         raise VcmError("--backend ray needs Ray: pip install 'vcm[ray]'") from None
-    if not ray.is_initialized():
-        kwargs = {"address": address} if address else {"num_cpus": max(jobs, 1)}
-        ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False, **kwargs)
-        # Ray's driver takes SIGTERM for itself (a stack dump, then exit): a scheduler's time limit stops a Ray
-        # sweep as it stops any vcm command, its points saving their work (below)
-        from vcm import stopping
+    if ray.is_initialized():  # the caller's Ray (a notebook, a script): used and left as it was
+        return _sweep_on_ray(ray, specs)
+    import signal
 
-        stopping.install()
+    from vcm import stopping
+
+    handlers = {s: signal.getsignal(s) for s in stopping.STOP_SIGNALS}
+    kwargs = {"address": address} if address else {"num_cpus": max(jobs, 1)}
+    ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False, **kwargs)
+    # Ray's driver takes SIGTERM for itself (a stack dump, then exit): a scheduler's time limit stops a Ray
+    # sweep as it stops any vcm command, its points saving their work (below)
+    stopping.install()
+    try:
+        return _sweep_on_ray(ray, specs)
+    finally:  # the Ray vcm started ends with the sweep, not with the process (a caller that goes on)
+        ray.shutdown()
+        for s, handler in handlers.items():
+            signal.signal(s, handler)
+
+
+def _sweep_on_ray(ray, specs: list[dict]) -> list[dict]:
+    """Run ``specs`` as Ray tasks, a chained point after the one it starts from → their result rows."""
     from ray.exceptions import RayError
 
     rows = []
