@@ -1,5 +1,6 @@
 import csv
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -176,6 +177,27 @@ def test_ctc_ray_backend(ctc_inputs):
     import ray
 
     assert not ray.is_initialized()  # the Ray it started ended with the sweep (a library caller goes on without it)
+
+
+def test_a_ray_sweep_ends_only_the_ray_it_started_and_gives_back_the_signal_handlers(monkeypatch):
+    import signal
+    import types
+
+    import vcm.ctc.run as runner
+
+    calls = []
+    fake = types.SimpleNamespace(is_initialized=lambda: "caller" in calls, init=lambda **kw: calls.append("init"),
+                                 shutdown=lambda: calls.append("shutdown"))
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    monkeypatch.setattr(runner, "_sweep_on_ray", lambda ray, specs: calls.append("sweep") or [])
+    mine = lambda signum, frame: None  # noqa: E731
+    monkeypatch.setattr(signal, "getsignal", lambda s: mine)
+    restored = []
+    monkeypatch.setattr(signal, "signal", lambda s, h: restored.append((s, h)))
+    assert runner._execute_ray([], 1, None) == [] and calls == ["init", "sweep", "shutdown"]
+    assert restored[-2:] == [(signal.SIGINT, mine), (signal.SIGTERM, mine)]  # after vcm's own, during the sweep
+    calls[:] = ["caller"]  # Ray already up: the caller's, used and left running
+    assert runner._execute_ray([], 1, None) == [] and calls == ["caller", "sweep"]
 
 
 @pytest.mark.slow
