@@ -121,11 +121,11 @@ def run_cli(*args, cwd=None, timeout=600, env=None):
 def run_main(*args, cwd=None, env=None):
     """:func:`run_cli` in this process: the entry point ``vcm.cli.main(ARGS)`` with its stdout and stderr
     captured, returned as ``run_cli`` returns them (``cwd``: the working folder and ``env``: extra variables
-    while it runs). For commands
-    that end in a moment (a refusal, ``vcm info``), where a new interpreter's start would be most of the
-    cost (2–3 s, 5 s with CompressAI); what needs a process of its own (signals, stdout as bytes, blocked
-    imports, rich's width from ``COLUMNS``) stays with :func:`run_cli`. An exception that ``main`` lets through fails
-    the test, as its traceback would in a subprocess's stderr."""
+    while it runs). For commands that end in a moment (a refusal, ``vcm info``), where a new interpreter's
+    start would be most of the cost (2–3 s, 5 s with CompressAI); what needs a process of its own (signals,
+    stdout as bytes, blocked imports, rich's width from ``COLUMNS``, a warning torch gives once a process)
+    stays with :func:`run_cli`. An exception that ``main`` lets through fails the test, as its traceback
+    would in a subprocess's stderr."""
     import contextlib
     import io
     import signal
