@@ -450,7 +450,7 @@ def decode_icm(data: bytes, folder: Path) -> None:
 
     path = folder / f"case{os.getpid()}.icm"
     path.write_bytes(data)
-    _, frames = open_icm(path, "cpu")
+    _, _, frames = open_icm(path, "cpu")
     for _ in frames:
         pass
 

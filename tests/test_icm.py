@@ -85,7 +85,7 @@ def test_some_frames_of_a_stream_decode_alone(tmp_path, tiny_ckpt, monkeypatch):
     calls = []
     original = TCM.decompress
     monkeypatch.setattr(TCM, "decompress", lambda self, *a: calls.append(1) or original(self, *a))
-    some, _ = decode_icm_file(tmp_path / "c.icm", "cpu", checkpoint=tiny_ckpt, frames=range(1, 3))
+    some, _ = decode_icm_file(tmp_path / "c.icm", "cpu", checkpoint=tiny_ckpt, select=lambda header: range(1, 3))
     assert np.array_equal(some, every[1:3]) and len(calls) == 2
     proc = run_main("icm", "decode", tmp_path / "c.icm", "--checkpoint", tiny_ckpt, "--frames", "2:3",
                     "--out", tmp_path / "png", "--json")  # PNGs: the decoded RGB as it is

@@ -144,11 +144,10 @@ def icm_decode(
     from vcm.bitstream.decode_plan import DecodePlan
     from vcm.codec.decode import frame_range
     from vcm.icm.codec import open_icm
-    from vcm.icm.stream_header import read_header
     from vcm.video.writer import check_raw_name, open_writer
 
-    selected = frame_range(frames, read_header(bitstream.read_bytes())[0]["frames"])
-    header, decoded = open_icm(bitstream, resolve_device(device), checkpoint, selected)
+    header, selected, decoded = open_icm(bitstream, resolve_device(device), checkpoint,
+                                         lambda header: frame_range(frames, header["frames"]))
     plan = DecodePlan("vcm ICM", bitstream.name, len(selected), header["width"], header["height"],
                       bitstream.stat().st_size)
     plan.check(out)

@@ -72,10 +72,10 @@ class Codec:
         experiment table; stored in the result row when the point runs."""
         return ", ".join(f"{k} {v}" for k, v in settings.items())
 
-    def read_stream(self, path, device, wanted: Callable[[range], range] | None = None, checkpoint=None):
+    def read_stream(self, path, device, wanted: Callable[[range, str], range] | None = None, checkpoint=None):
         """Decode one of its stream files → (``uint8 [T,3,H,W]`` frames, their source frame range, the
-        sequence name). ``wanted(source range) → range`` narrows the frames to decode where the format
-        decodes frames on their own; ``checkpoint``: a decoder's weights, for formats that need them."""
+        sequence name). ``wanted(source range, sequence name) → range`` narrows the frames to decode where the
+        format decodes frames on their own; ``checkpoint``: a decoder's weights, for formats that need them."""
         raise NotImplementedError
 
     def stream_sequence(self, path) -> str:

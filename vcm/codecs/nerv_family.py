@@ -263,10 +263,10 @@ class NervFamily(Codec):
         from vcm.codec.decode import decode_frames, decode_stream
 
         stream = decode_stream(Path(path))
-        source = range(*stream.video["source_frames"])
-        part = wanted(source) if wanted is not None else source  # each frame decodes on its own
+        source, name = range(*stream.video["source_frames"]), stream.video.get("sequence") or stream.video["name"]
+        part = wanted(source, name) if wanted is not None else source  # each frame decodes on its own
         out = decode_frames(stream, device, range(part.start - source.start, part.stop - source.start))
-        return out, part, stream.video.get("sequence") or stream.video["name"]
+        return out, part, name
 
     def stream_sequence(self, path) -> str:
         from vcm.codec.nerv_stream import peek_video

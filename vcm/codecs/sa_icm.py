@@ -17,14 +17,24 @@ class SaIcm(Codec):
     def read_stream(self, path, device, wanted=None, checkpoint=None):
         from vcm.icm.codec import decode_icm_file
 
-        source = range(*_header(path)["source_frames"])
-        part = wanted(source) if wanted is not None else source  # intra frames: only the asked ones are decoded
-        out, header = decode_icm_file(Path(path), device, checkpoint,
-                                      range(part.start - source.start, part.stop - source.start))
+        part = None
+
+        def select(header: dict) -> range:  # intra frames: only the asked ones are decoded
+            nonlocal part
+            source = range(*header["source_frames"])
+            part = wanted(source, header.get("sequence") or header["name"]) if wanted is not None else source
+            return range(part.start - source.start, part.stop - source.start)
+
+        out, header = decode_icm_file(Path(path), device, checkpoint, select)
         return out, part, header.get("sequence") or header["name"]
 
     def stream_sequence(self, path) -> str:
-        header = _header(path)
+        from vcm.errors import VcmError
+        from vcm.icm.stream_header import read_header
+
+        if not Path(path).is_file():
+            raise VcmError(f"{path} does not exist")
+        header, _ = read_header(Path(path).read_bytes())
         return header.get("sequence") or header["name"]
 
     def points(self, section: dict, sequence: dict) -> list[tuple[str, dict]]:
@@ -63,14 +73,3 @@ class SaIcm(Codec):
         frames, _ = decode_icm_file(out, device, checkpoint=Path(p["checkpoint"]))
         return {"bitstream": str(out), "bytes": out.stat().st_size, "frames_u8": frames, "encode": encode,
                 "decode": time.time() - t - encode, "qp": None}
-
-
-def _header(path) -> dict:
-    """A ``.icm`` file's header, its container checked (no decoder loaded)."""
-    from vcm.errors import VcmError
-    from vcm.icm.stream_header import read_header
-
-    if not Path(path).is_file():
-        raise VcmError(f"{path} does not exist")
-    header, _ = read_header(Path(path).read_bytes())
-    return header

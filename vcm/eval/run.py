@@ -178,11 +178,11 @@ def decode_any(path: Path, device, frames: str = "auto", size=None, fps=None, bi
     path = Path(path)
     codec = codecs.for_stream(path)
     if codec is not None:
-        def wanted(source: range) -> range:
+        def wanted(source: range, sequence: str) -> range:
             if frames not in (None, "auto"):  # --frames on a stream was dropped without a word
                 from vcm.video.source import select_frames
 
-                source = select_frames(frames, source, sequences.lookup(codec.stream_sequence(path)), path.name)
+                source = select_frames(frames, source, sequences.lookup(sequence), path.name)
             picked = frames_to_score(gt, source, every) if gt is not None else []
             # no frame to score: all of them are decoded, and score() says why
             return range(picked[0], picked[-1] + 1) if picked else source

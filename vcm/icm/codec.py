@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -150,11 +150,12 @@ def _load_decoder(path: Path, header: dict, device, checkpoint: Path | None):
     return model
 
 
-def open_icm(path: Path, device, checkpoint: Path | None = None,
-             frames: range | None = None) -> tuple[dict, Iterator[np.ndarray]]:
-    """Validate a ``.icm`` file and load its decoder → (header, frames ``uint8 [1,3,H,W]`` one at a time).
-    ``frames``: stream indices (0-based) to decode, default all; every frame is intra-coded, so the others are
-    only parsed (each frame's record, as the container's checksum already covered its bytes).
+def open_icm(path: Path, device, checkpoint: Path | None = None, select: Callable[[dict], range] | None = None
+             ) -> tuple[dict, range, Iterator[np.ndarray]]:
+    """Validate a ``.icm`` file and load its decoder → (header, the stream indices decoded, their frames ``uint8
+    [1,3,H,W]`` one at a time). ``select(header)``: the stream indices (0-based) to decode, chosen from the header
+    (default all); every frame is intra-coded, so the others are only parsed (the container's checksum already
+    covered their bytes).
 
     Every frame's latent shape is checked against the header's frame size and the memory budget
     is checked before the first frame is decoded.
@@ -167,9 +168,9 @@ def open_icm(path: Path, device, checkpoint: Path | None = None,
     if not path.is_file():
         raise VcmError(f"{path} does not exist")
     header, data = read_header(path.read_bytes())
-    if frames is not None and not 0 <= frames.start < frames.stop <= header["frames"]:
-        raise VcmError(f"--frames must be A:B with 0 <= A < B <= {header['frames']} (the stream's frames), "
-                       f"got {frames.start}:{frames.stop}")
+    chosen = range(header["frames"]) if select is None else select(header)
+    if not 0 <= chosen.start < chosen.stop <= header["frames"]:  # the callers' selections are checked already
+        raise ValueError(f"frames {chosen.start}:{chosen.stop} of a stream of {header['frames']}")
     model = _load_decoder(path, header, device, checkpoint)
     h, w = header["height"], header["width"]
     mult = pad_multiple(model)
@@ -179,7 +180,7 @@ def open_icm(path: Path, device, checkpoint: Path | None = None,
     # twice while decoding (Python's bytes and the native decoder's copy).
     padding = 2 * (sum(rans_guard.padded_bytes(0, n) for n in string_symbols(model, latent)) + 17 * len(data))
     budget.check(decode_bytes_per_pixel(model) * ph * pw + padding, f"{w}x{h} frames with {header['arch']}", "vcm ICM")
-    return header, _frames(model, data, header, latent, range(header["frames"]) if frames is None else frames)
+    return header, chosen, _frames(model, data, header, latent, chosen)
 
 
 LATENT_STRIDE = 64  # the hyper-latent z is 1/64 of the padded frame in every supported architecture
@@ -214,10 +215,10 @@ def _frames(model, data: bytes, header: dict, latent: tuple[int, int], wanted: r
 
 
 def decode_icm_file(path: Path, device, checkpoint: Path | None = None,
-                    frames: range | None = None) -> tuple[np.ndarray, dict]:
-    """Decode a ``.icm`` file (or ``frames`` of it, stream indices) → (``uint8 [T,3,H,W]``, header), for callers
-    that need them at once (checked against the memory budget). The checkpoint is looked up beside the file."""
-    header, decoded = open_icm(path, device, checkpoint, frames)
-    count = header["frames"] if frames is None else len(frames)
-    budget.check(count * 3 * header["width"] * header["height"], f"{count} frames held at once", "vcm ICM")
+                    select: Callable[[dict], range] | None = None) -> tuple[np.ndarray, dict]:
+    """Decode a ``.icm`` file (or the frames ``select`` chooses, as :func:`open_icm` takes it) → (``uint8
+    [T,3,H,W]``, header), for callers that need them at once (checked against the memory budget). The
+    checkpoint is looked up beside the file."""
+    header, chosen, decoded = open_icm(path, device, checkpoint, select)
+    budget.check(len(chosen) * 3 * header["width"] * header["height"], f"{len(chosen)} frames held at once", "vcm ICM")
     return np.concatenate(list(decoded)), header
