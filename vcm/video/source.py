@@ -168,7 +168,7 @@ def _probe_yuv(path: Path, size, fps, bit_depth, need_fps: bool = True) -> Video
     depth = bit_depth or named_depth or 8
     if depth not in (8, 10, 12, 16):
         raise VcmError(f"--bit-depth must be 8, 10, 12 or 16, got {depth}")
-    wide = _looks_wider_than_8_bit(path, width, height) if bit_depth is None and named_depth is None else None
+    wide = _wide_sample_bits(path, width, height) if bit_depth is None and named_depth is None else None
     if wide is not None:
         # a 10-bit file (VTM's reconstructions, by default) divides into twice as many 8-bit frames, no error
         raise VcmError(f"{path.name}: its samples look like {wide}-bit little-endian (every second byte is 0 to "
@@ -190,7 +190,7 @@ def _probe_yuv(path: Path, size, fps, bit_depth, need_fps: bool = True) -> Video
     )
 
 
-def _looks_wider_than_8_bit(path: Path, width: int, height: int) -> int | None:
+def _wide_sample_bits(path: Path, width: int, height: int) -> int | None:
     """10 or 12 when the first frame's bytes (1 MB at most) are those of samples of that many bits in 16-bit
     little-endian words: every high byte at most 3 (10-bit) or 15 (12-bit), and some low byte above it; None
     otherwise. 8-bit video does not look so: limited-range luma starts at 16 and chroma sits near 128, so every
