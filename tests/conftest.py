@@ -1,5 +1,8 @@
+import atexit
 import os
+import shutil
 import struct
+import tempfile
 import zlib
 import subprocess
 import sys
@@ -15,8 +18,10 @@ os.environ.setdefault("VCM_PROGRESS", "0")
 if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
     _share = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(_share)
-# Reference detections are cached per user; the tests keep theirs apart (and start empty).
-os.environ["VCM_CACHE"] = __import__("tempfile").mkdtemp(prefix="vcm-test-cache-")
+# Reference detections are cached per user; the tests keep theirs apart (and start empty), and
+# each process that made one removes it when it ends.
+os.environ["VCM_CACHE"] = tempfile.mkdtemp(prefix="vcm-test-cache-")
+atexit.register(shutil.rmtree, os.environ["VCM_CACHE"], ignore_errors=True)
 # Where the environment forbids bytecode caches, every CLI subprocess recompiles torch._dynamo and
 # sympy (imported on an optimizer's first call): ~10 s each. Let the first one write the caches.
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)

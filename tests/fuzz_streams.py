@@ -599,8 +599,14 @@ def _cache_checkpoint_loads() -> None:
 
 
 def run(kind: str, cases: int, seed: int, report: Path | None) -> dict:
+    """Fuzz ``cases`` mutations of ``kind``'s streams; the decoded files go to a temporary folder
+    that is removed at the end."""
+    with tempfile.TemporaryDirectory(prefix="vcm-fuzz-") as folder:
+        return _run_in(Path(folder), kind, cases, seed, report)
+
+
+def _run_in(folder: Path, kind: str, cases: int, seed: int, report: Path | None) -> dict:
     rng = np.random.default_rng(seed)
-    folder = Path(tempfile.mkdtemp(prefix="vcm-fuzz-"))
     fixed: list[tuple[bytes, str]] = []
     if kind == "nerv":
         seeds, decode = nerv_seeds(), decode_nerv

@@ -49,7 +49,10 @@ def with_header(data: bytes, edit) -> bytes:
 def test_structure_aware_fuzz_of_both_formats_never_crashes_hangs_or_balloons(tmp_path):
     """≥ 1000 mutated streams per format, checksums recomputed, each decoded whole by the real entry
     points in a forked worker that a crash or a hang replaces (both formats at once, one per core)."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", VCM_MEMORY_BUDGET="1G", VCM_WORK_BUDGET="3G", PYTHONWARNINGS="ignore")
+    scratch = tmp_path / "scratch"  # the fuzzers' temporary folders, which they remove
+    scratch.mkdir()
+    env = dict(os.environ, OMP_NUM_THREADS="1", VCM_MEMORY_BUDGET="1G", VCM_WORK_BUDGET="3G", PYTHONWARNINGS="ignore",
+               TMPDIR=str(scratch))
     procs = {kind: subprocess.Popen([sys.executable, "-m", "tests.fuzz_streams", kind, "1000", "7", "--report",
                                      str(tmp_path / f"{kind}.json")], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, text=True)
@@ -76,6 +79,7 @@ def test_structure_aware_fuzz_of_both_formats_never_crashes_hangs_or_balloons(tm
             assert set(fixed) == {f"resize:{w}x{h}" for w, h in ((1024, 1024), (2048, 2048), (2048, 1024), (16384, 1), (1, 16384))}
             assert all(r["outcome"] in ("decoded", "rejected") for r in fixed.values()), fixed
             assert fixed["resize:1024x1024"]["outcome"] == "decoded"  # padded strings decode what they declare
+    assert not list(scratch.iterdir())  # nothing left behind (a run used to leave ~5 MB of decoded files)
 
 
 def _harness_decode(data: bytes, folder) -> None:
@@ -908,3 +912,15 @@ def test_ctrl_c_says_the_same_command_continues_where_it_does(monkeypatch, argv,
     cli._interrupted(Console(file=buf, width=300))
     said = buf.getvalue()
     assert "interrupted (Ctrl-C)" in said and ("the same command again continues from there" in said) == continues
+
+
+def test_the_test_suite_removes_its_own_cache_folder(tmp_path):
+    """Every pytest process makes a cache folder for the tests; it must not outlive the process
+    (a thousand runs had left a thousand folders in the temporary directory)."""
+    env = dict(os.environ, TMPDIR=str(tmp_path))
+    env.pop("VCM_CACHE", None)
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider", "--collect-only",
+                           "tests/test_color.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-1500:] + proc.stderr[-1500:]
+    assert "test_" in proc.stdout  # it did collect, so the conftest ran
+    assert not list(tmp_path.glob("vcm-test-cache-*"))
