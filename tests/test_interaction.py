@@ -244,6 +244,30 @@ def test_a_stage_waiting_on_workers_keeps_a_piped_log_alive(monkeypatch, capsys)
     assert "ctc points: 0/4" in err and "elapsed" in err, err
 
 
+def test_the_points_stage_shows_no_estimate_from_its_mean_point(monkeypatch, capsys):
+    """A sweep's points take very different times (a network's fit, then its other λ points in
+    seconds; an x265 encode): an ETA from the mean point was six times off, so the stage shows its
+    count and elapsed time only, while a stage of uniform steps keeps its ETA."""
+    from vcm import progress
+    from vcm.ctc import run
+
+    monkeypatch.setenv("VCM_PROGRESS", "lines")
+    monkeypatch.setenv("VCM_PROGRESS_INTERVAL", "0")
+    monkeypatch.setattr(run, "safe_run_point", lambda spec: {"sequence": spec["sequence"], "codec": spec["codec"], "point": spec["point_id"],
+                                                            "status": "failed", "error": "stand-in"})
+    specs = [{"sequence": "S", "codec": "x265", "point_id": f"qp{q}"} for q in (22, 27, 32)]
+    capsys.readouterr()
+    run.execute(specs, jobs=1, backend="local", ray_address=None)
+    err = capsys.readouterr().err
+    assert "ctc points: 2/3" in err and "elapsed" in err, err
+    assert "ETA" not in err, err
+    with progress.progress("steps", 3) as bar:
+        bar.advance(1)
+        time.sleep(0.01)
+        bar.advance(1)
+    assert "ETA" in capsys.readouterr().err
+
+
 def test_the_run_log_relays_every_line_a_worker_wrote_not_only_its_newest(tmp_path):
     """A quiet worker's point.log is relayed into the run's log: it used to show only the newest line of each
     10 s look, so a stage's "started" line was dropped or stamped up to 10 s late."""

@@ -119,8 +119,8 @@ class _Task:
     """Handle for one stage: ``advance(n, status=...)`` and ``update(completed=..., status=...)``."""
 
     def __init__(self, description: str, total: float | None, status: str, bar: Progress | None, lines: bool,
-                 completed: float = 0.0):
-        self.description, self.total, self.status = description, total, status
+                 completed: float = 0.0, eta: bool = True):
+        self.description, self.total, self.status, self.eta = description, total, status, eta
         self.completed = self._start_completed = completed  # a resumed stage starts part-way
         self._bar, self._id = bar, None
         self._lines = lines
@@ -150,7 +150,7 @@ class _Task:
             parts.append(_plain(self.status))
         parts.append(f"elapsed {_clock(elapsed)}")
         done = self.completed - self._start_completed
-        if self.total and done > 0 and self.completed < self.total:
+        if self.eta and self.total and done > 0 and self.completed < self.total:
             parts.append(f"ETA {_clock(elapsed / done * (self.total - self.completed))}")
         return "  ".join(parts)
 
@@ -185,12 +185,15 @@ class _Task:
 
 
 @contextlib.contextmanager
-def progress(description: str, total: float | None, status: str = "", completed: float = 0.0) -> Iterator[_Task]:
+def progress(description: str, total: float | None, status: str = "", completed: float = 0.0,
+             eta: bool = True) -> Iterator[_Task]:
     """A stage with a known (or unknown) amount of work and a free-form ``status`` (e.g. loss and PSNR);
-    ``completed``: the work a resumed stage had done before."""
+    ``completed``: the work a resumed stage had done before. ``eta=False`` for a stage whose units
+    take very different times (a network's fit beside an x265 encode): an estimate from the mean unit
+    would be far off, so only the elapsed time is shown."""
     shown = "off" if _quiet else mode()
     if shown != "bars":
-        task = _Task(description, total, status, None, lines=shown == "lines", completed=completed)
+        task = _Task(description, total, status, None, lines=shown == "lines", completed=completed, eta=eta)
         yield task
         task.finish()
         return
@@ -199,10 +202,10 @@ def progress(description: str, total: float | None, status: str = "", completed:
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        TimeRemainingColumn(),
+        *([TimeRemainingColumn()] if eta else []),
         TextColumn("{task.fields[status]}"),
     ]
     with Progress(*columns, console=console, transient=False) as bar:
-        task = _Task(description, total, status, bar, lines=False, completed=completed)
+        task = _Task(description, total, status, bar, lines=False, completed=completed, eta=eta)
         yield task
         task.finish()

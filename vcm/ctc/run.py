@@ -287,7 +287,7 @@ def execute(specs: list[dict], jobs: int, backend: str, ray_address: str | None)
         return _execute_ray(specs, jobs, ray_address)
     if jobs <= 1:
         rows = []
-        with progress.progress("ctc points", len(specs)) as bar:
+        with progress.progress("ctc points", len(specs), eta=False) as bar:
             for spec in specs:
                 rows.append(safe_run_point(spec))
                 _log_point(rows[-1])
@@ -298,7 +298,7 @@ def execute(specs: list[dict], jobs: int, backend: str, ray_address: str | None)
 
     threads = max(1, (os.cpu_count() or 2) // jobs)
     rows, schedule = [], Schedule(specs, jobs)
-    with _Workers(jobs) as workers, progress.progress("ctc points", len(specs)) as bar:
+    with _Workers(jobs) as workers, progress.progress("ctc points", len(specs), eta=False) as bar:
         running: dict = {}  # future → (spec, relay, pool); the slots a point holds are the schedule's to say
         broken: set[int] = set()  # points whose worker died under them once (each runs once more)
         while True:
@@ -591,7 +591,7 @@ def _sweep_on_ray(ray, specs: list[dict]) -> list[dict]:
 
     rows = []
     remote = ray.remote(_run_after)
-    with progress.progress("ctc points (ray)", len(specs)) as bar:
+    with progress.progress("ctc points (ray)", len(specs), eta=False) as bar:
         pending, by_id, spec_of = [], {}, {}
         for s in specs:  # a chained point's previous point comes before it (vcm.codecs.nerv_family)
             gpu = 1 if str(s.get("device", "auto")).startswith("cuda") else 0
