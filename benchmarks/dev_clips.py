@@ -64,12 +64,14 @@ def clip_source(name: str, work: Path) -> tuple[str, str, int, int]:
 
 
 def clip_config(name: str, source: str, frames: str, codecs: list[str], seed: int | None = None,
-                stage_seed: int | None = None, compute: float | None = None, num_frames: int | None = None) -> dict:
+                stage_seed: int | None = None, compute: float | None = None) -> dict:
     """The CTC config of one clip: the demo's sections named by ``codecs``; ``seed`` (when given) on every
     fit, so that the same sections start from elsewhere; ``stage_seed`` (when given) on every fit's
-    rate–distortion stages alone (the same fits, their stages from elsewhere); ``compute`` (when given)
-    scales every fit's steps on this clip of ``num_frames`` frames (after the preset's cap on passes) and
-    every λ point's rate–distortion steps by that factor: the same sections with K times the schedule."""
+    rate–distortion stages alone (the same fits, their stages from elsewhere); ``compute`` (when given) on
+    every fit: K times the steps of its fit and of each of its λ points' stages on this clip
+    (``vcm.codecs.compute``, as ``vcm ctc run --compute`` sets it)."""
+    from vcm.ctc.run import with_compute
+
     demo = load_yaml((data_dir("configs") / "ctc" / "demo.yaml").read_text())
     missing = set(codecs) - set(demo["codecs"])
     if missing:
@@ -81,31 +83,9 @@ def clip_config(name: str, source: str, frames: str, codecs: list[str], seed: in
     for codec, section in sections.items():
         if "fits" in section and given:
             section["fits"] = [{**fit, **given} for fit in section["fits"]]
-        if "fits" in section and compute is not None:
-            section["fits"] = [_scaled(fit, compute, num_frames, codec) for fit in section["fits"]]
-    return {"sequences": [{"name": name, "path": source, "frames": frames}], "device": "cpu", "detector": None,
-            "codecs": sections}
-
-
-def _scaled(fit: dict, factor: float, num_frames: int, codec: str) -> dict:
-    """``fit`` (of ``codec``'s section) with ``factor`` times the optimiser steps it would take on a clip of
-    ``num_frames`` frames (its schedule as the codec resolves it, after the preset's cap on passes: an
-    explicit ``steps`` lifts that cap, so the capped count is what is scaled) and ``factor`` times the steps
-    each λ point's rate–distortion stage would run (as ``vcm.codec.rd.rd_steps`` counts them; a stage of
-    none stays none)."""
-    from vcm.codec.rd import RDOptions, rd_steps
-    from vcm.codecs import get
-    from vcm.codecs.nerv_family import fit_plan, rate_aware
-
-    _, train = fit_plan(fit, get(codec).default_preset)
-    points = []
-    for p in fit.get("points") or []:
-        stage = rd_steps(RDOptions(lam=float(p["lambda"]), epochs=p.get("rd_epochs"), steps=p.get("rd_steps")), train,
-                         num_frames, rate_aware(fit)) if "lambda" in p else 0
-        if stage:  # the stage's count as steps, scaled (epochs would no longer follow the schedule)
-            p = {**{k: v for k, v in p.items() if k != "rd_epochs"}, "rd_steps": max(1, round(factor * stage))}
-        points.append(dict(p))
-    return {**fit, "steps": max(1, round(factor * train.total_steps(num_frames))), "points": points}
+    cfg = {"sequences": [{"name": name, "path": source, "frames": frames}], "device": "cpu", "detector": None,
+           "codecs": sections}
+    return cfg if compute is None else with_compute(cfg, compute)
 
 
 def report_clip(name: str, rows: list[dict], seconds: dict, pixels: int, earlier: list[dict] | None = None,
@@ -289,10 +269,10 @@ def main() -> None:
                          "λ point's rate-distortion steps; the wall time is held to K times the rule. Shows what the "
                          "codec reaches with more compute (a faster machine, a GPU) than the rule gives 2 cores")
     args = ap.parse_args()
-    if args.compute is not None and not args.compute > 0:
-        from vcm.errors import VcmError
+    if args.compute is not None:
+        from vcm.codecs.compute import check_factor
 
-        raise VcmError(f"--compute must be a factor > 0, not {args.compute:g}")
+        check_factor(args.compute, "--compute")
     clips = [c.strip() for c in args.clips.split(",") if c.strip()]
     unknown = set(clips) - set(CLIPS)
     if unknown:
@@ -302,13 +282,13 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     summary = []
     for name in clips:
-        source, frames, num_frames, pixels = clip_source(name, args.out)
+        source, frames, _, pixels = clip_source(name, args.out)
         codecs = [c.strip() for c in args.codecs.split(",") if c.strip()]
         rows, seconds, earlier = [], {}, None
         for part, names in (("curves", [c for c in codecs if c not in ANCHORS]), ("anchors", [c for c in codecs if c in ANCHORS])):
             if not names:
                 continue
-            cfg = clip_config(name, source, frames, names, args.seed, args.stage_seed, args.compute, num_frames)
+            cfg = clip_config(name, source, frames, names, args.seed, args.stage_seed, args.compute)
             cfg_path = args.out / f"{name}-{part}.yaml"
             cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
             if args.fits_from is not None and part == "curves":

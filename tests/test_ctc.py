@@ -344,7 +344,7 @@ def test_a_stage_seed_reseeds_the_stages_alone_and_names_its_points(tmp_path, mo
     ({"sequence": ["x"]}, "unknown key(s) sequence"),
     ({"codecs": {"nerv": {"fits": [{"preset": "demo", "epoch": 3}]}}}, "epoch"),
     ({"codecs": {"hinerv": {"fits": [{"preset": "hinerv-demo", "rd_steps": 6, "points": [{"lambda": 1}]}]}}},
-     "unknown key(s) rd_steps; valid: batch, chain, epochs, lr, params, points, preset, rate_aware, seed, stage_seed, "
+     "unknown key(s) rd_steps; valid: batch, chain, compute, epochs, lr, params, points, preset, rate_aware, seed, stage_seed, "
      "steps, width_scale (rd_steps is a key of each point: points: [{rd_steps: ..., ...}])"),
     ({"codecs": {"sa-hinerv": {"masks": {"source": "sobel"}, "fits": [{"preset": "hinerv-demo"}]}}}, "mask source 'sobel'"),
 ])

@@ -20,7 +20,7 @@ from vcm import progress
 from vcm.codecs import curve_order
 from vcm.ctc.report import make_report
 from vcm.ctc.tables import bd_table, curve_of, curves_by_sequence, table1
-from vcm.ctc.run import run
+from vcm.ctc.run import run, with_compute
 from vcm.nerv.config import load_preset
 from vcm.resources import data_dir
 from vcm.yamlfile import load_yaml
@@ -146,10 +146,12 @@ def default_jobs() -> int:
 
 
 def run_demo(out: Path, device: str = "auto", epochs: int | None = None, jobs: int | None = None,
-             frames: str = "all") -> dict:
+             frames: str = "all", compute: float | None = None) -> dict:
     """Run the demo experiment into ``out`` (replacing an earlier demo's files there); returns the summary.
     ``jobs``: points run in parallel (default :func:`default_jobs`); ``frames``: carphone's frames, all or
-    A:B (B exclusive; fewer frames make a quicker run whose figures are not the demo's)."""
+    A:B (B exclusive; fewer frames make a quicker run whose figures are not the demo's); ``compute``: K
+    times the training of every network (:mod:`vcm.codecs.compute`), what a faster machine or a GPU gives
+    the same codec."""
     import yaml
 
     from vcm.device import resolve_device
@@ -161,13 +163,15 @@ def run_demo(out: Path, device: str = "auto", epochs: int | None = None, jobs: i
     out = Path(out)
     detector = demo_detector()
     cfg = demo_config(load_yaml((data_dir("configs") / "ctc" / DEMO_CONFIG).read_text()), epochs, detector, frames)
+    if compute is not None:  # in the config the demo writes, so that its folder says what ran
+        cfg = with_compute(cfg, compute)
     config_text = yaml.safe_dump(cfg, sort_keys=False)
     prepare_out(out, config_text)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / MARKER, _stamp(config_text, False, epochs))
     config = out / DEMO_CONFIG
     write_text(config, config_text)
-    _announce(detector, span, total)
+    _announce(detector, span, total, compute)
     result = run(config, out, device=device, jobs=jobs or default_jobs())
     if result["failed"]:
         from vcm.errors import VcmError
@@ -181,7 +185,7 @@ def run_demo(out: Path, device: str = "auto", epochs: int | None = None, jobs: i
     # mAP curves saturate and wobble at the detector's ceiling: made monotone before BD (the report says so)
     report = make_report(out, anchor="hevc", monotone_map=True)
     write_json(out / MARKER, _stamp(config_text, True, epochs))
-    return _summary(out, result["rows"], report, detector, start, span)
+    return {**_summary(out, result["rows"], report, detector, start, span), "compute": compute or 1.0}
 
 
 def demo_frames(spec: str) -> tuple[range, int]:
@@ -194,10 +198,11 @@ def demo_frames(spec: str) -> tuple[range, int]:
     return resolve_frames(info, spec), len(info.source_range)
 
 
-def _announce(detector: dict | None, span: range, total: int) -> None:
+def _announce(detector: dict | None, span: range, total: int, compute: float | None = None) -> None:
     """Say what the demo runs and how its mAP is measured (or how to get one)."""
     which = f"{total} frames" if len(span) == total else f"frames {span.start}:{span.stop} of {total}, not the demo's figures"
-    progress.log(f"vcm demo on carphone (176x144, {which}): HiNeRV with rate-distortion training, with the plain "
+    scaled = "" if compute in (None, 1) else f", {compute:g} times the training (--compute)"
+    progress.log(f"vcm demo on carphone (176x144, {which}{scaled}): HiNeRV with rate-distortion training, with the plain "
                  "loss and with SA-NeRV's edge loss (4 rate points each), HEVC and VVC anchors at 6 QPs, then the report")
     if detector is None:
         progress.log(ENABLE_HINT)

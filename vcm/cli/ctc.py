@@ -29,6 +29,7 @@ def ctc_run(
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="An existing Ray cluster (default: a local instance)."),
     force: bool = typer.Option(False, "--force", metavar="", help="Redo finished points."),
     device: Optional[str] = typer.Option(None, "--device", help="Override the config's device."),
+    compute: Optional[float] = typer.Option(None, "--compute", metavar="K", help="K times the training of every network (each fit's steps and its rate–distortion stages'), where a fit sets no compute of its own: what the same config gives a faster machine or a GPU."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List every point with its state (finished, changed, failed, to run) and the networks to train; run and write nothing."),
     json_out: bool = JsonOpt,
 ) -> None:
@@ -37,9 +38,11 @@ def ctc_run(
 
     start()
     if dry_run:
-        _show_plan(preview(config, out, data, annotations, _split(only), _split(codecs), backend, force, device), json_out)
+        _show_plan(preview(config, out, data, annotations, _split(only), _split(codecs), backend, force, device, compute),
+                   json_out)
         return
-    r = run(config, out, data, annotations, _split(only), _split(codecs), jobs, backend, ray_address, force, device)
+    r = run(config, out, data, annotations, _split(only), _split(codecs), jobs, backend, ray_address, force, device,
+            compute)
     if json_out:
         print_json({k: v for k, v in r.items() if k != "rows"})
     else:

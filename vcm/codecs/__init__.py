@@ -50,6 +50,12 @@ class Codec:
         """(point id, JSON-able point parameters) of one sequence, from the codec's config section."""
         raise NotImplementedError
 
+    def with_compute(self, section: dict, factor: float) -> dict:
+        """Its config section with ``factor`` times the training its points do, where a part of the section
+        does not set its own (``vcm ctc run --compute``); a codec that trains nothing (an anchor, whose effort
+        is its preset) returns the section as it is."""
+        return section
+
     def point_inputs(self, point: dict) -> dict:
         """What decides a point beyond its own values in the config, JSON-able: what the presets and files it
         names by name or path hold (a preset edited in place or changed by an upgrade, a checkpoint or mask

@@ -30,7 +30,7 @@ from vcm.codecs import Codec, network_ready, register_codec
 from vcm.errors import VcmError
 
 _FIT_KEYS = {"preset", "params", "width_scale", "epochs", "steps", "batch", "lr", "seed", "stage_seed", "points", "rate_aware",
-             "chain"}
+             "chain", "compute"}
 _AFFINE_KEYS = {"prune", "bits", "qat", "finetune_epochs"}
 _RD_KEYS = {"lambda", "rd_epochs", "rd_steps", "prune", "step_lr", "temporal"}
 _MATCH_KEYS = {"match", "lambda", "rd_epochs", "rd_steps", "step_lr", "temporal"}
@@ -67,6 +67,18 @@ def fit_plan(fit: dict, default_preset: str, loss: str = "nerv"):
     return plan(fit.get("preset", default_preset), fit.get("params"), fit.get("width_scale"), epochs=fit.get("epochs"),
                 steps=fit.get("steps"), batch=fit.get("batch"), lr=fit.get("lr"), seed=fit.get("seed"), loss=loss,
                 rate_lambda=fit.get("rate_lambda"))
+
+
+def run_plan(fit: dict, default_preset: str, loss: str, num_frames: int):
+    """(model spec, training config) that a fit section's fit runs on a clip of ``num_frames`` frames: its
+    plan, with ``compute: K`` (when set) turned into K times the steps that plan gives the clip."""
+    model_spec, train = fit_plan(fit, default_preset, loss)
+    if fit.get("compute") is None:
+        return model_spec, train
+    from vcm.codecs.compute import fit_steps
+
+    steps = fit_steps(train, float(fit["compute"]), num_frames)
+    return fit_plan({**{k: v for k, v in fit.items() if k != "epochs"}, "steps": steps}, default_preset, loss)
 
 
 def _preset_key(preset: str) -> str:
@@ -165,6 +177,8 @@ class NervFamily(Codec):
                 fit_key += f"_e{fit['epochs']}"
             if fit.get("steps") is not None:
                 fit_key += f"_s{fit['steps']}"
+            if fit.get("compute") is not None and float(fit["compute"]) != 1:
+                fit_key += f"_x{_label(format(float(fit['compute']), 'g'))}"
             if _seed_of(self.name, fit, "seed") is not None:  # the same section again from another start: a run-to-run spread
                 fit_key += f"_seed{fit['seed']}"
             # the same fit's stages from another start (the stages' own spread): the points' names say so, the fit's do not
@@ -177,7 +191,9 @@ class NervFamily(Codec):
             previous = None  # (point id, λ) of the chain's previous link
             for p in fit_points:
                 where = f"{self.name} point {p}"
-                common = {"fit": {k: v for k, v in fit.items() if k not in ("points", "rate_aware", "chain", "stage_seed")},
+                # compute: 1 is the schedule as it is: the same fit and points as without it (finished ones are kept)
+                common = {"fit": {k: v for k, v in fit.items() if k not in ("points", "rate_aware", "chain", "stage_seed")
+                                  and not (k == "compute" and float(v) == 1)},
                           "fit_key": fit_key, "masks": section.get("masks")}
                 if stage_key:
                     common["stage_seed"] = fit["stage_seed"]
@@ -227,6 +243,14 @@ class NervFamily(Codec):
                 pts.append((pid, point))
         return pts
 
+    def with_compute(self, section: dict, factor: float) -> dict:
+        """Every fit that gives no ``compute`` of its own gets ``compute: factor`` (:mod:`vcm.codecs.compute`)."""
+        fits = (section or {}).get("fits")
+        if not isinstance(fits, list):  # nothing to scale (points() refuses a malformed section)
+            return section
+        return {**section, "fits": [{**f, "compute": factor} if isinstance(f, dict) and "compute" not in f else f
+                                    for f in fits]}
+
     def _check_fit(self, fit: dict) -> None:
         """A fit section's values, as its fit would resolve them, before any fit trains."""
         where = f"{self.name} fit {({k: v for k, v in fit.items() if k != 'points'})}"
@@ -235,6 +259,10 @@ class NervFamily(Codec):
                 _number(where, fit, key, whole=True)
         if fit.get("lr") is not None:
             _number(where, fit, "lr")
+        if fit.get("compute") is not None:
+            from vcm.codecs.compute import check_factor
+
+            check_factor(fit["compute"], f"{self.name} fit: compute")
         try:
             fit_plan(fit, self.default_preset, self.loss)
         except VcmError as err:  # as for a point: keys, not the command line's flags
@@ -323,7 +351,7 @@ class NervFamily(Codec):
         p = spec["point"]
         f = p["fit"]
         fit_dir = Path(spec["out"]) / "fits" / spec["sequence"] / self.name / p["fit_key"]
-        model_spec, train = fit_plan(f, self.default_preset, self.loss)
+        model_spec, train = run_plan(f, self.default_preset, self.loss, video.num_frames)
         if model_spec.arch != self.arch:
             raise VcmError(f"codec {self.name} fits {self.arch} networks; preset {f.get('preset')!r} is {model_spec.arch}")
         with _locked(fit_dir.with_suffix(".lock")):
@@ -357,6 +385,11 @@ class NervFamily(Codec):
         stage_seed = p.get("stage_seed") if p.get("stage_seed") is not None else p["fit"].get("seed")
         seed = {} if stage_seed is None else {"seed": stage_seed}
         opts = _options(p, seed)
+        if p["fit"].get("compute") is not None:  # K times the steps the stage would run on this fit
+            from vcm.codecs.compute import stage_options
+
+            _, train = fit_plan(p["fit"], self.default_preset, self.loss)
+            opts = stage_options(opts, train, float(p["fit"]["compute"]), video.num_frames, "rate_lambda" in p["fit"])
         out = Path(spec["workdir"]) / "stream.nerv"
         t = time.time()
         if "target_kbps" in p:  # a match point: the anchor's rate, found by rate control

@@ -170,8 +170,11 @@ def failed_row(spec: dict, error: str, trace: str | None = None) -> dict:
 
 def run(config_path: Path, out: Path, data: Path | None = None, annotations: Path | None = None,
         only: list[str] | None = None, codecs: list[str] | None = None, jobs: int = 1, backend: str = "local",
-        ray_address: str | None = None, force: bool = False, device: str | None = None) -> dict:
-    out, specs = _checked_plan(config_path, out, data, annotations, only, codecs, backend, device)
+        ray_address: str | None = None, force: bool = False, device: str | None = None,
+        compute: float | None = None) -> dict:
+    """Every point of the config at ``config_path`` into ``out`` (see the module's docstring); ``compute``: K
+    times the training of every fit that sets no ``compute`` of its own (:mod:`vcm.codecs.compute`)."""
+    out, specs = _checked_plan(config_path, out, data, annotations, only, codecs, backend, device, compute)
     out.mkdir(parents=True, exist_ok=True)
     with progress.log_to(out / LOG):  # the run's own record, beside its results
         from vcm.provenance import provenance
@@ -182,13 +185,13 @@ def run(config_path: Path, out: Path, data: Path | None = None, annotations: Pat
 
 def preview(config_path: Path, out: Path, data: Path | None = None, annotations: Path | None = None,
             only: list[str] | None = None, codecs: list[str] | None = None, backend: str = "local",
-            force: bool = False, device: str | None = None) -> dict:
+            force: bool = False, device: str | None = None, compute: float | None = None) -> dict:
     """What :func:`run` would do with the same arguments, checked as it checks them, with nothing run or written
     (``vcm ctc run --dry-run``): every point with its state and the networks its points would train, each
     shared by the points of one fit. States: ``finished`` (reused), ``changed`` (finished from another config:
     run again), ``failed`` (run again), ``to run``, and ``after anchors`` (a point aiming at an anchor's rate,
     run once the anchors have)."""
-    out, specs = _checked_plan(config_path, out, data, annotations, only, codecs, backend, device)
+    out, specs = _checked_plan(config_path, out, data, annotations, only, codecs, backend, device, compute)
     points = []
     for spec in specs:
         state, _ = _state(spec, force)
@@ -213,7 +216,8 @@ def _state(spec: dict, force: bool) -> tuple[str, dict | None]:
 
 
 def _checked_plan(config_path: Path, out: Path, data: Path | None, annotations: Path | None, only: list[str] | None,
-                  codecs: list[str] | None, backend: str, device: str | None) -> tuple[Path, list[dict]]:
+                  codecs: list[str] | None, backend: str, device: str | None,
+                  compute: float | None = None) -> tuple[Path, list[dict]]:
     """The results folder and every point's spec, after every check that needs no point to run."""
     from vcm.outputs import check_output
 
@@ -223,6 +227,8 @@ def _checked_plan(config_path: Path, out: Path, data: Path | None, annotations: 
         if folder is not None and not Path(folder).exists():  # a sequence with its own path never read it: no word
             raise VcmError(f"{option} {folder} does not exist")
     cfg = ctc_config.load(config_path)
+    if compute is not None:
+        cfg = with_compute(cfg, compute)
     out = check_output(Path(out), inputs=[config_path], kind="dir")  # an existing file was a FileExistsError
     _check_not_someone_elses(out)
     specs = plan(cfg, out, data, annotations, only, codecs, device)
@@ -231,6 +237,17 @@ def _checked_plan(config_path: Path, out: Path, data: Path | None, annotations: 
 
         resolve_device(device or cfg.get("device") or "auto")
     return out, specs
+
+
+def with_compute(cfg: dict, factor: float) -> dict:
+    """The config with ``factor`` times the training of every fit that sets no ``compute`` of its own (each
+    codec scales its own section: anchors train nothing)."""
+    from vcm import codecs
+    from vcm.codecs.compute import check_factor
+
+    factor = check_factor(factor, "--compute")
+    return {**cfg, "codecs": {name: codecs.get(name).with_compute(section, factor)
+                              for name, section in (cfg.get("codecs") or {}).items()}}
 
 
 def _check_not_someone_elses(out: Path) -> None:
