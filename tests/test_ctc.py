@@ -40,6 +40,21 @@ def test_a_bd_figure_that_cannot_be_computed_says_why_even_without_a_message(mon
     assert r["bd_rate"] is None and r["error"] == "BD-rate: ValueError" and r["bd_metric"] is not None
 
 
+def test_curves_that_share_no_range_say_which_ranges_in_one_clause_each():
+    from vcm.ctc.bd import bd
+
+    # the tested curve sits below the anchor in quality and within its rates: no BD-rate, a BD-metric
+    r = bd([10, 20, 40, 80], [27, 29, 31, 33], [15, 25, 35, 45], [22, 23, 24, 25])
+    assert r["bd_rate"] is None and r["overlap_rate"] == 0 and r["bd_metric"] is not None
+    assert r["error"] == "BD-rate: the quality ranges do not overlap (tested 22.00 to 25.00, anchor 27.00 to 33.00)"
+    # and one far above the anchor's rates: neither figure
+    r = bd([10, 20, 40, 80], [27, 29, 31, 33], [100, 200, 300, 400], [22, 23, 24, 25])
+    assert r["bd_rate"] is None and r["bd_metric"] is None
+    assert r["error"].endswith("BD-metric: the rate ranges do not overlap (tested 100.0 to 400.0 kbps, anchor 10.0 to "
+                               "80.0 kbps)")
+    assert "Curves do not overlap" not in r["error"] and ".;" not in r["error"]
+
+
 def test_monotone_fit():
     assert np.allclose(monotone(np.array([1.0, 3.0, 2.0, 4.0])), [1.0, 2.5, 2.5, 4.0])
     assert np.allclose(monotone(np.array([1.0, 2.0, 3.0])), [1.0, 2.0, 3.0])

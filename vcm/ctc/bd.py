@@ -86,6 +86,9 @@ def bd(anchor_rate, anchor_metric, test_rate, test_metric, use_monotone: bool = 
 
     notes = []
     for key, fn, label in (("bd_rate", bjontegaard.bd_rate, "BD-rate"), ("bd_metric", bjontegaard.bd_psnr, "BD-metric")):
+        if out["overlap_rate" if key == "bd_rate" else "overlap_metric"] == 0:  # nothing to integrate over
+            notes.append(f"{label}: {_apart(key, ra, ma, rt, mt)}")
+            continue
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
@@ -101,12 +104,21 @@ def bd(anchor_rate, anchor_metric, test_rate, test_metric, use_monotone: bool = 
                 notes.append(f"{label}: {'; '.join(falls)}; a report made with --monotone fits each curve first")
                 continue
             first_line = next(iter(str(err).splitlines()), "")  # some errors carry no message at all
-            notes.append(f"{label}: {first_line[:100] or type(err).__name__}")
+            notes.append(f"{label}: {first_line[:100].rstrip('.') or type(err).__name__}")
     out["error"] = "; ".join(notes) or None
     for key in ("bd_rate", "bd_metric"):
         if out[key] is not None and not np.isfinite(out[key]):
             out[key] = None
     return out
+
+
+def _apart(key: str, ra: np.ndarray, ma: np.ndarray, rt: np.ndarray, mt: np.ndarray) -> str:
+    """Why a figure has nothing to integrate over: the two ranges it needs to share, side by side."""
+    if key == "bd_rate":
+        return (f"the quality ranges do not overlap (tested {mt.min():.2f} to {mt.max():.2f}, anchor {ma.min():.2f} to "
+                f"{ma.max():.2f})")
+    return (f"the rate ranges do not overlap (tested {rt.min():.1f} to {rt.max():.1f} kbps, anchor {ra.min():.1f} to "
+            f"{ra.max():.1f} kbps)")
 
 
 def describe(value: float | None, overlap_share: float | None, withheld: bool, note: str | None, unit: str = "%") -> str:
