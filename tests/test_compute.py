@@ -45,8 +45,13 @@ def test_a_stage_runs_k_times_the_steps_it_would_run_on_that_fit():
     assert (by_passes.steps, by_passes.epochs) == (3 * 2 * train.steps_per_epoch(8), None)
     # a rate-aware fit codes its own quantizers: no stage, and K times none is still none
     assert stage_options(RDOptions(lam=1), train, 3, 8, True) == RDOptions(lam=1)
-    paper = CompressOptions(prune=0.4, bits=8)
-    assert stage_options(paper, train, 3, 8, False) is paper
+    # the paper's pipeline: its fine-tuning epochs (10 % of the fit's by default, or its own), none without one
+    nerv_train = fit_plan({"preset": "demo"}, "demo")[1]
+    assert stage_options(CompressOptions(prune=0.4, bits=8), nerv_train, 3, 8, False).finetune_epochs == \
+        3 * max(1, round(0.1 * nerv_train.epochs))
+    assert stage_options(CompressOptions(prune=0.4, finetune_epochs=2), nerv_train, 3, 8, False).finetune_epochs == 6
+    quantized_only = CompressOptions(bits=8)
+    assert stage_options(quantized_only, nerv_train, 3, 8, False) is quantized_only
 
 
 def test_a_fit_with_more_compute_has_its_own_folder_and_a_bad_factor_is_one_line():

@@ -29,7 +29,7 @@ def ctc_run(
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="An existing Ray cluster (default: a local instance)."),
     force: bool = typer.Option(False, "--force", metavar="", help="Redo finished points."),
     device: Optional[str] = typer.Option(None, "--device", help="Override the config's device."),
-    compute: Optional[float] = typer.Option(None, "--compute", metavar="K", help="K times the training of every network (each fit's steps and its rate–distortion stages'), where a fit sets no compute of its own: what the same config gives a faster machine or a GPU."),
+    compute: Optional[float] = typer.Option(None, "--compute", metavar="K", help="K times the training of every network (each fit's steps and its points' stages'), where a fit sets no compute of its own: what the same config gives a faster machine or a GPU."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List every point with its state (finished, changed, failed, to run) and the networks to train; run and write nothing."),
     json_out: bool = JsonOpt,
 ) -> None:

@@ -16,7 +16,7 @@ def demo(
     frames: str = typer.Option("all", "--frames", help="Carphone's frames, all or A:B (B exclusive): fewer make a "
                                "quicker run, whose figures are not the demo's."),
     compute: Optional[float] = typer.Option(None, "--compute", metavar="K", help="K times the training of every network "
-                                            "(its fit's steps and its rate–distortion stages'): what the same codec gives "
+                                            "(its fit's steps and its points' stages'): what the same codec gives "
                                             "a machine K times faster, or a GPU."),
     jobs: Optional[int] = typer.Option(None, "--jobs", min=1, help="Points run in parallel (default 2 on 2 or more cores)."),
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Where the demo writes: a finished demo there is replaced; a stopped one continues."),

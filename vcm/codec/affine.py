@@ -63,6 +63,14 @@ def parse_group_bits(text: str | None) -> dict:
     return out
 
 
+def finetune_epochs(opts: CompressOptions, fit_cfg: TrainConfig) -> int:
+    """Epochs of each fine-tune (after pruning, and of QAT): ``opts.finetune_epochs``, else 10 % of the fit's
+    epochs when it prunes or runs QAT, else none."""
+    if opts.finetune_epochs is not None:
+        return opts.finetune_epochs
+    return max(1, round(0.1 * fit_cfg.epochs)) if (opts.prune > 0 or opts.qat) else 0
+
+
 def _finetune(model, frames_u8, masks_u8, cfg: TrainConfig, epochs: int, keep, qat_bits, device, label: str,
               checkpoint: StageCheckpoint | None = None, should_stop: Callable[[int], bool] | None = None):
     """Fine-tune in place: pruned weights held at zero; with ``qat_bits`` through fake quantization.
@@ -103,9 +111,7 @@ def optimise(model, frames_u8, masks_u8, fit_cfg: TrainConfig, opts: CompressOpt
                        f"(groups: {', '.join(model.GROUPS)})")
     torch.manual_seed(opts.seed)
     cfg = replace(fit_cfg, seed=opts.seed, lr=fit_cfg.lr * opts.finetune_lr_scale)
-    epochs = opts.finetune_epochs
-    if epochs is None:
-        epochs = max(1, round(0.1 * fit_cfg.epochs)) if (opts.prune > 0 or opts.qat) else 0
+    epochs = finetune_epochs(opts, fit_cfg)
     keep = magnitude_masks(model, opts.prune)
     apply_masks(model, keep)
     bits = {n: opts.bits_for(model.param_group(n)) for n, _ in model.named_parameters()}

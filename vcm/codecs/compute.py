@@ -1,5 +1,6 @@
 """More compute for the same codec: ``compute: K`` on a fit runs K times the optimiser steps its schedule
-gives the clip, in its fit and in each of its points' rate–distortion stages.
+gives the clip, in its fit and in each of its points' stages (rate–distortion steps, or the paper
+pipeline's fine-tuning epochs).
 
 The steps are counted as the schedule would count them on that clip (after a preset's cap on passes over
 the frames, a stage's passes turned into steps), then multiplied, so a fit and its stages keep their
@@ -35,11 +36,16 @@ def fit_steps(train, factor: float, num_frames: int) -> int:
 
 
 def stage_options(opts, train, factor: float, num_frames: int, has_quantizers: bool):
-    """A point's compression options with ``factor`` times the steps of its rate–distortion stage, counted as
-    the stage counts them on the fit of schedule ``train`` (``vcm.codec.rd.rd_steps``); options of the paper's
-    pipeline, and a stage of no steps (a rate-aware fit codes its own quantizers), are returned as they are."""
+    """A point's compression options with ``factor`` times the training of its stage, counted as the stage
+    counts it on the fit of schedule ``train``: the rate–distortion stage's steps (``vcm.codec.rd.rd_steps``),
+    or the paper pipeline's fine-tuning epochs (``vcm.codec.affine.finetune_epochs``). A stage that trains
+    nothing (a rate-aware fit codes its own quantizers; quantization alone) stays so."""
+    from vcm.codec.affine import CompressOptions, finetune_epochs
     from vcm.codec.rd import RDOptions, rd_steps
 
+    if isinstance(opts, CompressOptions):
+        epochs = finetune_epochs(opts, train)
+        return replace(opts, finetune_epochs=max(1, round(factor * epochs))) if epochs else opts
     if not isinstance(opts, RDOptions):
         return opts
     steps = rd_steps(opts, train, num_frames, has_quantizers)
