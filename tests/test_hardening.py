@@ -895,6 +895,8 @@ def test_the_demos_table_names_the_frames_it_ran_on(monkeypatch):
     text = " ".join(proc.stdout.split())
     assert "vcm demo: carphone frames 0:24" in text and "76,546 params" in text and "QP36" in text
     assert "hinerv-rd BD-rate (psnr_y) vs HEVC: -3.8 %" in text and "Table 1, sa-hinerv-rd vs hinerv-rd" in text
+    monkeypatch.setattr(demo, "run_demo", lambda *a, **k: {**summary, "compute": 2.5})
+    assert "vcm demo: carphone frames 0:24, 2.5 times the training" in " ".join(run_main("demo").stdout.split())
 
 
 @pytest.mark.parametrize("argv, continues", [(["demo"], True), (["ctc", "run", "c.yaml"], True),

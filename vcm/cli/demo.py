@@ -37,7 +37,8 @@ def demo(
     fits = "; ".join(f"{name}: {f['params']:,} params, {f['epochs']} epochs, {f['seconds']:.0f} s, {f['psnr']:.2f} dB"
                      for name, f in summary["fits"].items())
     first, stop = summary["frames"]
-    scaled = "" if summary["compute"] == 1 else f", {summary['compute']:g} times the training"
+    compute = summary.get("compute", 1)
+    scaled = "" if compute == 1 else f", {compute:g} times the training"
     t = Table(title=f"vcm demo: carphone frames {first}:{stop}{scaled} — fits before compression: {fits}",
               title_justify="left")
     from vcm.ctc.tables import point_label
