@@ -160,6 +160,13 @@ def test_a_chained_curve_runs_through_the_ctc_runner_in_order(tmp_path, backend)
     assert set(rows) == {"tiny_rd_l0p1", "tiny_rd_l1p0_from_l0p1", "tiny_rd_l4p0_from_l1p0"}
     assert rows["tiny_rd_l4p0_from_l1p0"]["settings"]["method"] == "rate-distortion, from λ 1's stage"
     assert rows["tiny_rd_l4p0_from_l1p0"]["encode_seconds"] > rows["tiny_rd_l4p0_from_l1p0"]["compress_seconds"]
+    # the report's experiment table: a chain's points were all made one way, the head link included
+    from vcm.ctc.tables import experiment_lines
+
+    assert all(r["settings"].get("chained") for r in rows.values())
+    assert [v for k, v in experiment_lines(result["rows"], "hevc", "psnr_y", frozenset()) if k == "nerv"] == \
+        [rows["tiny_rd_l0p1"]["experiment"]]
+    assert "its λ points chained" in rows["tiny_rd_l0p1"]["experiment"]
     points = tmp_path / "out" / "points" / "tiny" / "nerv"
     last = points / "tiny_rd_l4p0_from_l1p0"
     first_bytes = (last / "stream.nerv").read_bytes()

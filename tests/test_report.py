@@ -242,3 +242,32 @@ def test_ctc_compare_gives_each_curve_of_a_change_against_the_same_curve_before(
         compare(base, tmp_path)
     with pytest.raises(VcmError, match="--metric must be one of"):
         compare(base, new, metric="ssim")
+
+
+def test_the_experiment_table_names_each_way_a_curves_points_were_made():
+    """A curve may take its points from several networks (a network per rate range): each way gets its line with
+    the points made so, where only the first point's settings were shown; an SA curve names its edge masks."""
+    from vcm import codecs
+    from vcm.ctc.tables import experiment_lines
+
+    sa = codecs.get("sa-hinerv")
+    large, half = {"preset": "hinerv-demo"}, {"preset": "hinerv-demo", "width_scale": 0.5}
+
+    def row(codec, label, kbps, settings):
+        describe = codecs.get(codec).describe
+        return {"sequence": "c", "codec": codec, "point": label, "label": label, "kbps": kbps, "settings": settings,
+                "experiment": describe(settings)}
+
+    def rd(fit, head=False):
+        return {"representation": "hinerv", "loss": "sa-nerv", "masks": {"source": "boxes:opencv-face"}, "fit": fit,
+                "method": "rate-distortion" if head else "rate-distortion, from λ 4's stage", "chained": True}
+
+    rows = [row("sa-hinerv", "λ0.1", 50, rd(large, head=True)), row("sa-hinerv", "λ1.0", 27, rd(large)),
+            row("sa-hinerv", "λ4.0", 12, rd(half, head=True)), row("sa-hinerv", "λ20.0", 6, rd(half)),
+            *(row("hevc", f"QP{q}", 40 - q / 2, {"encoder": "x265", "preset": "medium"}) for q in (36, 42))]
+    lines = experiment_lines(rows, "hevc", "psnr_y", frozenset())
+    ways = [v for k, v in lines if k == "sa-hinerv"]
+    assert ways == [sa.describe(rd(half)) + " (λ20.0, λ4.0)", sa.describe(rd(large)) + " (λ1.0, λ0.1)"]
+    assert "width_scale 0.5" in ways[0] and "width_scale" not in ways[1]
+    assert "edge masks: source boxes:opencv-face" in ways[0] and "its λ points chained" in ways[0]
+    assert [k for k, _ in lines].count("hevc") == 1 and "QP" not in dict(lines)["hevc"]  # one way: one line, as before

@@ -305,7 +305,13 @@ class NervFamily(Codec):
     def describe(self, settings: dict) -> str:
         fit = settings.get("fit") or {}
         fit_text = ", ".join(f"{k} {v}" for k, v in fit.items() if k not in ("rate_lambda",))
-        return f"{settings.get('representation')} with loss {settings.get('loss')}, {settings.get('method')}; fit: {fit_text}"
+        method = settings.get("method")
+        if settings.get("chained"):  # the same for every link, so that a chain's points read as one way
+            method = "rate-distortion, its λ points chained (each from the stage of the next-smaller λ)"
+        masks = settings.get("masks") or {}
+        edges = f" (edge masks: {', '.join(f'{k} {v}' for k, v in masks.items())})" if masks else ""
+        return (f"{settings.get('representation')} with loss {settings.get('loss')}{edges}, {method}; "
+                f"fit: {fit_text}")
 
     def label(self, point: dict, coded: dict) -> str:
         if "match" in point:  # the λ rate control found, and the anchor point it aimed at
@@ -415,6 +421,8 @@ class NervFamily(Codec):
                "compress_seconds": compress_seconds, "decode": time.time() - t - compress_seconds, "qp": None,
                "params": report["params"], "bits_per_param": report["bits_per_param"],
                "settings": {"representation": self.arch, "loss": self.loss,
+                            **({"masks": p["masks"]} if self.loss == "sa-nerv" and p.get("masks") else {}),
+                            **({"chained": True} if p.get("warm_from") or p.get("keeps_state") else {}),
                             "fit": p["fit"] if p.get("stage_seed") is None else {**p["fit"], "stage_seed": p["stage_seed"]},
                             "method": ("prune/quantize (paper)" if "lambda" not in p else "rate-distortion" +
                                        (f", from λ {report['start']['lambda']:g}'s stage" if report.get("start") else ""))}}

@@ -114,12 +114,17 @@ def experiment_lines(rows: list[dict], anchor: str, metric: str, monotone: froze
     """(item, value) lines saying how the numbers were made: each codec's settings as it described them
     when its points ran, the code, libraries, machine and date (from the points' own records)."""
     lines = []
-    by_codec: dict[str, str] = {}
-    for r in rows:
-        if r.get("settings") and r["codec"] not in by_codec:
-            by_codec[r["codec"]] = r.get("experiment") or describe_settings(r["codec"], r["settings"])
+    by_codec: dict[str, dict[str, list[str]]] = {}  # codec → its descriptions, each with the points made so
+    for r in sorted(rows, key=lambda r: (r["sequence"], r.get("kbps") or 0)):
+        if r.get("settings"):
+            text = r.get("experiment") or describe_settings(r["codec"], r["settings"])
+            points = by_codec.setdefault(r["codec"], {}).setdefault(text, [])
+            if point_label(r) not in points:
+                points.append(point_label(r))
     for codec in sorted(by_codec, key=curve_order):
-        lines.append((codec, by_codec[codec]))
+        ways = by_codec[codec]
+        # a codec whose points were all made alike is one line; otherwise each way names its points
+        lines += [(codec, text if len(ways) == 1 else f"{text} ({', '.join(points)})") for text, points in ways.items()]
     truths = sorted({(r["sequence"], r["ground_truth"]["source"]) for r in rows if r.get("ground_truth")})
     for seq, source in truths:
         lines.append((f"ground truth ({seq})", source))
