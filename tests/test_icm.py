@@ -211,11 +211,21 @@ def test_icm_train_lowers_the_masked_loss_and_resumes(tmp_path):
     shorter = run_main(*args, "--epochs", "2", "--resume")
     assert shorter.returncode == 1 and "has trained 4 epochs, more than the 2 now asked for" in shorter.stderr
     assert torch.load(tmp_path / "run" / "checkpoint.pth.tar", weights_only=True)["epoch"] == 4
-    plain = run_main("icm", "train", "--images", images, "--masks", "none", "--arch", "tcm-tiny", "--batch", "2",
+    # the folder as the argument, as `vcm fit VIDEO` takes its video
+    plain = run_main("icm", "train", images, "--masks", "none", "--arch", "tcm-tiny", "--batch", "2",
                      "--crop", "64", "--steps-per-epoch", "2", "--epochs", "1", "--out", tmp_path / "plain", "--json",
                      "--device", "cpu")
     assert plain.returncode == 0, plain.stderr
     assert "mse" in json.loads(plain.stdout)["history"][0]  # eq. (1): no SAM needed
+
+
+def test_icm_train_takes_its_images_once_as_the_argument_or_with_images(tmp_path):
+    neither = run_main("icm", "train", "--out", tmp_path / "run")
+    assert neither.returncode == 1 and "needs a folder of training images: vcm icm train FOLDER (or --images" \
+        in neither.stderr
+    both = run_main("icm", "train", tmp_path / "a", "--images", tmp_path / "b", "--out", tmp_path / "run")
+    assert both.returncode == 1 and "the training images are given twice" in both.stderr
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("option, message", [

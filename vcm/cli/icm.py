@@ -16,7 +16,9 @@ app.add_typer(icm_app, name="icm")
 
 @icm_app.command("train")
 def icm_train(
-    images: Path = typer.Option(..., "--images", help="Folder of training images (PNG/JPEG)."),
+    folder: Optional[Path] = typer.Argument(None, metavar="IMAGES", show_default=False,
+                                            help="Folder of training images (PNG/JPEG); or --images."),
+    images: Optional[Path] = typer.Option(None, "--images", help="Folder of training images (PNG/JPEG)."),
     val: Optional[Path] = typer.Option(None, "--val", help="Folder of validation images."),
     sam_checkpoint: Optional[Path] = typer.Option(None, "--sam-checkpoint", help="SAM weights for the edge masks."),
     sam_model: str = typer.Option("vit_h", "--sam-model", help="SAM model of --sam-checkpoint (vit_h, vit_l, vit_b, tiny)."),
@@ -40,6 +42,7 @@ def icm_train(
     from vcm.outputs import check_output
 
     start()
+    images = _training_images(folder, images)
     if masks == "none":
         refuse_unused([("--alpha", alpha), ("--sam-checkpoint", sam_checkpoint)], "--masks none",
                       "the plain loss uses no edge masks")
@@ -67,6 +70,17 @@ def icm_train(
         v = last["val"]
         rows += [("val bpp", fmt(v["bpp"], 4)), ("val PSNR", fmt(v["psnr"], 2, " dB")), ("val masked PSNR", fmt(v["masked_psnr"], 2, " dB"))]
     table(f"vcm icm train ({'SA-ICM' if masks == 'sam' else 'plain'}, λ={lmbda})", rows)
+
+
+def _training_images(folder: Path | None, images: Path | None) -> Path:
+    """The training images' folder, given as the argument (as `vcm fit VIDEO` takes its video) or as --images."""
+    from vcm.errors import VcmError
+
+    if folder is None and images is None:
+        raise VcmError("vcm icm train needs a folder of training images: vcm icm train FOLDER (or --images FOLDER)")
+    if folder is not None and images is not None and folder != images:
+        raise VcmError(f"the training images are given twice ({folder} and --images {images}); give one folder")
+    return folder if folder is not None else images
 
 
 @icm_app.command("encode")
