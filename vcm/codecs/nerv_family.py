@@ -166,6 +166,8 @@ class NervFamily(Codec):
                 raise VcmError(f"{self.name} fit: unknown key(s) {', '.join(sorted(unknown))}; valid: "
                                f"{', '.join(sorted(_FIT_KEYS))}{hint}")
             self._check_fit(fit)
+            if fit.get("compute") is not None and float(fit["compute"]) == 1:  # the schedule as it is: the same fit
+                fit = {k: v for k, v in fit.items() if k != "compute"}  # and points as without it (finished ones kept)
             fit_key = _preset_key(str(fit.get("preset", self.default_preset)))
             if fit.get("params") is not None:
                 fit_key += f"_{_label(fit['params'])}"
@@ -177,7 +179,7 @@ class NervFamily(Codec):
                 fit_key += f"_e{fit['epochs']}"
             if fit.get("steps") is not None:
                 fit_key += f"_s{fit['steps']}"
-            if fit.get("compute") is not None and float(fit["compute"]) != 1:
+            if fit.get("compute") is not None:
                 fit_key += f"_x{_label(format(float(fit['compute']), 'g'))}"
             if _seed_of(self.name, fit, "seed") is not None:  # the same section again from another start: a run-to-run spread
                 fit_key += f"_seed{fit['seed']}"
@@ -191,9 +193,7 @@ class NervFamily(Codec):
             previous = None  # (point id, λ) of the chain's previous link
             for p in fit_points:
                 where = f"{self.name} point {p}"
-                # compute: 1 is the schedule as it is: the same fit and points as without it (finished ones are kept)
-                common = {"fit": {k: v for k, v in fit.items() if k not in ("points", "rate_aware", "chain", "stage_seed")
-                                  and not (k == "compute" and float(v) == 1)},
+                common = {"fit": {k: v for k, v in fit.items() if k not in ("points", "rate_aware", "chain", "stage_seed")},
                           "fit_key": fit_key, "masks": section.get("masks")}
                 if stage_key:
                     common["stage_seed"] = fit["stage_seed"]
