@@ -304,3 +304,25 @@ def test_info_on_a_ctc_results_folder_says_which_points_finished_failed_or_stopp
     assert nothing.returncode == 1 and "holds no PNG/JPEG frames; nor is it a vcm fit's run folder, a vcm icm " \
         "train's, a vcm eval's output folder or a vcm ctc run's results folder" in " ".join(nothing.stderr.split()), \
         nothing.stderr
+
+
+def _command_paths(command, path=()):
+    """Every command and group of the CLI, as the argument paths that reach them."""
+    yield path
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from _command_paths(sub, (*path, name))
+
+
+def test_no_help_screen_shows_a_value_for_a_flag():
+    """typer 0.29 showed ``--help <bool>`` on every help screen, as if the flag took a value; vcm's own
+    flags hide theirs, and the dependency range leaves that typer out."""
+    import typer
+
+    from vcm.cli import app
+
+    paths = list(_command_paths(typer.main.get_command(app)))
+    assert len(paths) > 15 and ("ctc", "run") in paths
+    for path in paths:
+        shown = run_main(*path, "--help")
+        assert shown.returncode == 0 and "--help" in shown.stdout, (path, shown.stderr[-500:])
+        assert "<bool>" not in shown.stdout, (path, [line for line in shown.stdout.splitlines() if "<bool>" in line])
