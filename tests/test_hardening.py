@@ -51,8 +51,10 @@ def test_structure_aware_fuzz_of_both_formats_never_crashes_hangs_or_balloons(tm
     points in a forked worker that a crash or a hang replaces (both formats at once, one per core)."""
     scratch = tmp_path / "scratch"  # the fuzzers' temporary folders, which they remove
     scratch.mkdir()
+    # torch makes its compiler's cache folder in TMPDIR when an optimizer is first built, unless this names one (which
+    # it then sets for the rest of the process: the test passed after another test had built one, and failed alone)
     env = dict(os.environ, OMP_NUM_THREADS="1", VCM_MEMORY_BUDGET="1G", VCM_WORK_BUDGET="3G", PYTHONWARNINGS="ignore",
-               TMPDIR=str(scratch))
+               TMPDIR=str(scratch), TORCHINDUCTOR_CACHE_DIR=str(tmp_path / "torch-cache"))
     procs = {kind: subprocess.Popen([sys.executable, "-m", "tests.fuzz_streams", kind, "1000", "7", "--report",
                                      str(tmp_path / f"{kind}.json")], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, text=True)
