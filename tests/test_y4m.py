@@ -161,6 +161,28 @@ def test_frames_whose_lines_carry_parameters_read_as_bare_ones(tmp_path):
     assert np.array_equal(open_video(tagged, "2:3").frames_u8, open_video(bare, "2:3").frames_u8)
 
 
+def test_a_file_whose_frame_lines_carry_parameters_is_walked_once_until_it_changes(tmp_path, monkeypatch):
+    """Opening such a file walked its frame lines twice (the probe counted the frames, the read found them
+    again); a long file paid that walk twice. Now its index is kept while the file is unchanged."""
+    from vcm.video.yuv import frame_bytes
+
+    frames = moving_frames(t=3, h=8, w=8)
+    bare = tmp_path / "bare.y4m"
+    write_video(bare, frames, 25.0)
+    header = y4m.read_header(bare)
+    tagged = tmp_path / "tagged.y4m"
+    tagged.write_bytes(bare.read_bytes().replace(b"FRAME\n", b"FRAME Ip\n"))
+    walks = []
+    real_walk = y4m._walk
+    monkeypatch.setattr(y4m, "_walk", lambda *a: walks.append(a[0]) or real_walk(*a))
+    expected = open_video(bare, "all").frames_u8  # bare frame lines are found by arithmetic: no walk
+    assert np.array_equal(open_video(tagged, "all").frames_u8, expected) and len(walks) == 1
+    assert np.array_equal(open_video(tagged, "1:3").frames_u8, expected[1:3]) and len(walks) == 1
+    with open(tagged, "ab") as f:  # a frame more: the file changed, so it is walked again
+        f.write(b"FRAME Ip\n" + bare.read_bytes()[header.data_offset + 6:][:frame_bytes(8, 8, 8)])
+    assert open_video(tagged, "all").num_frames == 4 and len(walks) == 2
+
+
 def test_a_y4m_without_a_frame_rate_is_asked_for_one_as_a_raw_file_is(tmp_path):
     """A header without F was read at 25 fps without a word, so every rate figure of the clip (kbps, BD-rate)
     was off by the true rate's ratio. Now its rate is unknown as a raw file's is: `vcm info` shows the rest and

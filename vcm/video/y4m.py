@@ -94,10 +94,29 @@ MAX_FRAME_LINE = 1024  # bytes of a frame line (FRAME and its parameters) read a
 
 def frame_index(path: Path, header: Y4mHeader) -> tuple[int, np.ndarray | None]:
     """``(frames, offsets)``: how many frames ``path`` holds, and the byte offset of each one's planes
-    (``int64 [frames]``) when its frame lines carry parameters; None when they are bare (frame i's line then
-    starts at ``data_offset + i · record``, checked as a range is read). A one-line error for a file that holds
-    no frames, is cut short or is not a sequence of frame lines and planes."""
-    data = os.path.getsize(path) - header.data_offset
+    (``int64 [frames]``, read-only) when its frame lines carry parameters; None when they are bare (frame i's
+    line then starts at ``data_offset + i · record``, checked as a range is read). A one-line error for a file
+    that holds no frames, is cut short or is not a sequence of frame lines and planes.
+
+    A walked file's index is kept for the file as it is (its size and modification time), so that a probe and
+    the reads after it walk it once."""
+    st = os.stat(path)
+    key = (os.path.realpath(path), st.st_size, st.st_mtime_ns, header)
+    if key in _walked:
+        return _walked[key]
+    found = _frame_index(path, header, st.st_size)
+    if found[1] is not None:
+        found[1].flags.writeable = False
+        _walked.clear()  # one walked file at a time: the index of a long file is 8 bytes a frame
+        _walked[key] = found
+    return found
+
+
+_walked: dict[tuple, tuple[int, np.ndarray]] = {}
+
+
+def _frame_index(path: Path, header: Y4mHeader, size: int) -> tuple[int, np.ndarray | None]:
+    data = size - header.data_offset
     per = _frame_record(header)
     if data <= 0:
         raise VcmError(f"{path.name} holds no frames")
