@@ -11,6 +11,7 @@ except an interlaced frame's, which is refused. A cut or damaged file is refused
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from fractions import Fraction
@@ -98,24 +99,14 @@ def frame_index(path: Path, header: Y4mHeader) -> tuple[int, np.ndarray | None]:
     line then starts at ``data_offset + i · record``, checked as a range is read). A one-line error for a file
     that holds no frames, is cut short or is not a sequence of frame lines and planes.
 
-    A walked file's index is kept for the file as it is (its size and modification time), so that a probe and
-    the reads after it walk it once."""
+    The index is kept for the file as it is (its path, size and modification time), so that a probe and the
+    reads after it walk a file once."""
     st = os.stat(path)
-    key = (os.path.realpath(path), st.st_size, st.st_mtime_ns, header)
-    if key in _walked:
-        return _walked[key]
-    found = _frame_index(path, header, st.st_size)
-    if found[1] is not None:
-        found[1].flags.writeable = False
-        _walked.clear()  # one walked file at a time: the index of a long file is 8 bytes a frame
-        _walked[key] = found
-    return found
+    return _frame_index(Path(path), st.st_size, st.st_mtime_ns, header)
 
 
-_walked: dict[tuple, tuple[int, np.ndarray]] = {}
-
-
-def _frame_index(path: Path, header: Y4mHeader, size: int) -> tuple[int, np.ndarray | None]:
+@functools.lru_cache(maxsize=1)  # one file at a time: a walked file's index is 8 bytes a frame
+def _frame_index(path: Path, size: int, mtime_ns: int, header: Y4mHeader) -> tuple[int, np.ndarray | None]:
     data = size - header.data_offset
     per = _frame_record(header)
     if data <= 0:
@@ -126,6 +117,7 @@ def _frame_index(path: Path, header: Y4mHeader, size: int) -> tuple[int, np.ndar
     if bare and data % per == 0:
         return data // per, None
     offsets = _walk(path, header, header.data_offset + data)
+    offsets.flags.writeable = False  # shared by every read of the file
     return len(offsets), offsets
 
 
