@@ -67,12 +67,13 @@ def test_a_fit_with_more_compute_has_its_own_folder_and_a_bad_factor_is_one_line
 
 
 def test_compute_reaches_every_fit_that_sets_none_and_no_anchor():
-    shared = [{"preset": "hinerv-demo", "points": [{"lambda": 1}]}, {"preset": "hinerv-demo", "compute": 2}]
+    shared = [{"preset": "hinerv-demo", "points": [{"lambda": 1}]}, {"preset": "hinerv-demo", "compute": 2},
+              {"preset": "hinerv-demo", "compute": None}]  # `compute:` left empty in YAML sets none
     cfg = {"sequences": [], "codecs": {"hinerv": {"fits": shared}, "sa-hinerv": {"fits": shared},  # a YAML alias
                                        "hevc": {"qps": [30]}}}
     scaled = with_compute(cfg, 3)
     for codec in ("hinerv", "sa-hinerv"):
-        assert [f["compute"] for f in scaled["codecs"][codec]["fits"]] == [3, 2]
+        assert [f["compute"] for f in scaled["codecs"][codec]["fits"]] == [3, 2, 3]
     assert scaled["codecs"]["hevc"] == {"qps": [30]}
     assert "compute" not in shared[0]  # the config it was given is left as it was
     with pytest.raises(VcmError, match="--compute must be a factor above 0"):

@@ -248,7 +248,7 @@ class NervFamily(Codec):
         fits = (section or {}).get("fits")
         if not isinstance(fits, list):  # nothing to scale (points() refuses a malformed section)
             return section
-        return {**section, "fits": [{**f, "compute": factor} if isinstance(f, dict) and "compute" not in f else f
+        return {**section, "fits": [{**f, "compute": factor} if isinstance(f, dict) and f.get("compute") is None else f
                                     for f in fits]}
 
     def _check_fit(self, fit: dict) -> None:
