@@ -219,6 +219,67 @@ def test_a_table_coded_array_with_span_one_is_a_stream_error():
         decode_array(Reader(w.getvalue(), "t"), 4)
 
 
+def _coded_array(span: int, body: bytes, symbols=None) -> bytes:
+    """One coded array as ``encode_array`` lays it out: lo 0, ``span``, the mode and table ``body``, then
+    the ANS words of ``symbols`` under that body's model (none when ``symbols`` is None)."""
+    import constriction
+
+    from vcm.bitstream.bits import Writer, exp_golomb_unpack, unzigzag
+    from vcm.codec.entropy import MODE_TABLE, _model
+
+    w = Writer()
+    w.svarint(0)
+    w.varint(span)
+    w.raw(body)
+    words = np.zeros(0, np.uint32)
+    if symbols is not None:
+        if body[0] == MODE_TABLE:
+            diffs, _ = exp_golomb_unpack(body[2:] + bytes(16), span)
+            model = _model(np.cumsum([unzigzag(d) for d in diffs]), body[1])
+        else:
+            model = constriction.stream.model.Uniform(span)
+        coder = constriction.stream.stack.AnsCoder()
+        coder.encode_reverse(np.asarray(symbols, np.int32), model)
+        words = coder.get_compressed()
+    w.varint(int(words.size))
+    w.raw(words.astype("<u4").tobytes())
+    return w.getvalue()
+
+
+def _table(entries) -> bytes:
+    from vcm.bitstream.bits import exp_golomb_pack, zigzag
+
+    return exp_golomb_pack([zigzag(int(d)) for d in np.diff(entries, prepend=0)])
+
+
+@pytest.mark.parametrize("span, body, symbols", [
+    (3, bytes([1, 1]) + _table([5, 0, 0]), [0, 0, 0, 0]),  # one usable symbol: the encoder writes constant mode
+    (3, bytes([1, 1]) + _table([0, 5, 5]), [1, 2, 1, 2]),  # a lowest symbol that cannot occur (lo is the minimum)
+    (3, bytes([1, 1]) + _table([5, 5, 0]), [0, 1, 1, 0]),  # a highest one that cannot occur
+    (3, bytes([1, 1]) + _table([5, 5, 5]), [0, 2, 2, 0]),  # a table weighting a symbol that never occurs
+    (3, bytes([2]), [0, 1, 1, 0]),  # uniform over 0..2, where 2 never occurs
+], ids=["one-symbol", "lowest-absent", "highest-absent", "inner-absent", "uniform-beyond"])
+def test_a_coded_array_the_encoder_could_not_have_written_is_a_stream_error(span, body, symbols):
+    """The table of a coded array lists exactly the symbols that occur, from the least to the greatest
+    (``encode_array`` builds it from their counts): these crafted arrays decoded, to symbols whose
+    re-encoding would be other bytes."""
+    from vcm.bitstream.bits import Reader
+    from vcm.codec.entropy import decode_array
+
+    with pytest.raises(StreamError, match="symbols that do not occur"):
+        decode_array(Reader(_coded_array(span, body, symbols), "t"), len(symbols))
+
+
+@pytest.mark.parametrize("symbols", [[0, 1, 2, 1, 0, 2], [-3, 4] * 40, list(range(-20, 20)) * 3])
+def test_every_array_the_encoder_writes_still_decodes(symbols):
+    from vcm.bitstream.bits import Reader, Writer
+    from vcm.codec.entropy import decode_array, encode_array
+
+    w = Writer()
+    encode_array(np.array(symbols), w)
+    assert decode_array(Reader(w.getvalue(), "t"), len(symbols)).tolist() == symbols
+
+
 def test_decode_streams_frames_to_the_writer(tiny_run, tmp_path, nerv_bytes):
     """A stream declaring many frames is decoded chunk by chunk: memory does not grow with them."""
     many = with_header(nerv_bytes, lambda h: h["video"].update(frames=12_000, source_frames=[0, 12_000]))

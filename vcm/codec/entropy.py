@@ -139,4 +139,9 @@ def decode_array(r: Reader, count: int) -> np.ndarray:
     # a larger array), none decoded past the coded ones (a declared count larger than was coded).
     if not np.array_equal(again.get_compressed(), words):
         raise StreamError("malformed entropy-coded data (its words do not match the declared symbol count)")
+    # The encoder's span runs from the least symbol to the greatest, and its table weights exactly the
+    # symbols that occur: anything else decodes, but to symbols whose re-encoding is other bytes.
+    occurs = np.bincount(out, minlength=span) > 0
+    if not (occurs[0] and occurs[-1] and (mode != MODE_TABLE or np.array_equal(occurs, v > 0))):
+        raise StreamError("malformed entropy-coded data (its table or span counts symbols that do not occur)")
     return out.astype(np.int64) + lo
