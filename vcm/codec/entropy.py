@@ -118,7 +118,7 @@ def decode_array(r: Reader, count: int) -> np.ndarray:
         v = np.cumsum([unzigzag(d) for d in diffs], dtype=np.int64)
         if v.min() < 0 or v.max() > res * 64 or not v.any():
             raise StreamError("malformed probability table")
-        try:  # constriction validates the table here (e.g. a single usable symbol)
+        try:  # constriction checks the weights itself; a table it refuses is the stream's fault too
             model = _model(v, res)
         except (ValueError, AssertionError) as err:
             raise StreamError(f"malformed probability table ({type(err).__name__})") from None
