@@ -262,6 +262,42 @@ def test_a_fit_that_diverges_stops_with_one_line_and_never_saves_its_nan_weights
     assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == saved
 
 
+def _saturated_fit(frames_u8: np.ndarray, pre_tanh: float, steps: int, grad_clip: float = 1.0):
+    """``train_epochs`` on a "network" whose output is (tanh(z) + 1) / 2 of one learned map z, started at
+    ``pre_tanh`` everywhere: far beyond ±9 every gradient is exactly zero, as in a fit whose output saturated."""
+    from vcm.nerv.train import train_epochs
+
+    t, c, h, w = frames_u8.shape
+    z = torch.nn.Parameter(torch.full((1, c, h, w), pre_tanh))
+    opt = torch.optim.Adam([z], lr=1e-2)
+    forward = lambda times: ((torch.tanh(z.expand(len(times), c, h, w)) + 1) / 2, None)  # noqa: E731
+    cfg = TrainConfig(epochs=1, batch=2, lr=1e-2, grad_clip=grad_clip)
+    passes = []
+    return train_epochs(forward, opt, torch.from_numpy(frames_u8), None, cfg, 0, steps, lambda step: False,
+                        passes.append), passes
+
+
+@pytest.mark.parametrize("grad_clip", [1.0, 0.0])
+def test_a_fit_whose_output_saturated_stops_with_one_line_instead_of_finishing_at_4_db(grad_clip):
+    """hinerv-xs at `--steps 60` on 8 frames of carphone: at step 14 every output pixel was pinned at 0 or 1
+    (pre-tanh values of 30 and more), every later gradient was exactly zero, and the fit "finished" at 4.4 dB
+    with exit code 0."""
+    from vcm.diverged import TrainingDiverged
+
+    gray = np.full((4, 3, 16, 16), 128, np.uint8)
+    with pytest.raises(TrainingDiverged, match=r"training stalled: no step of passes 1–5 over the frames \(steps "
+                                               r"1–10\) changed the network.*saturated.*lower the learning rate"):
+        _saturated_fit(gray, 50.0, 40, grad_clip)
+    with pytest.raises(TrainingDiverged, match=r"no step of pass 1 over the frames \(steps 1–2\)"):
+        _saturated_fit(gray, 50.0, 2, grad_clip)  # a fit that ends saturated, however short
+
+
+def test_an_output_saturated_where_the_frames_are_is_not_a_stall():
+    """Black frames fitted by an output pinned at 0: zero gradients at a loss of ~0 are a finished fit."""
+    (step, interrupted), passes = _saturated_fit(np.zeros((4, 3, 16, 16), np.uint8), -50.0, 40)
+    assert (step, interrupted) == (40, False) and len(passes) == 20 and passes[-1].loss < 1e-6
+
+
 def test_a_rate_distortion_stage_never_saves_a_nan_state_over_its_last_one(tmp_path):
     from vcm.codec.stage_state import ResumableStage, StageCheckpoint
     from vcm.diverged import TrainingDiverged

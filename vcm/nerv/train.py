@@ -44,6 +44,8 @@ from vcm.nerv.run_files import CHECKPOINT, CONFIG, METRICS  # noqa: F401  (publi
 
 DIVERGED_ADVICE = ("lower the learning rate (vcm fit --lr; rd_lr_scale and rd_step_lr for a rate–distortion stage) "
                    "or clip the gradient norm (train.grad_clip in a --config file), and start again")
+STALLED_STEPS = 10  # consecutive steps of whole passes without a gradient that make a fit stalled
+STALLED_LOSS = 1e-3  # a loss above this with no gradient is an output pinned away from the frames, not a fit done
 
 
 @dataclass
@@ -194,12 +196,14 @@ def train_epochs(
     loss_fn = make_loss(cfg, device, frames, masks)
     amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and cfg.amp)
     epoch = step // steps_per_epoch
+    stalled_from = None  # (pass, step) where the current run of passes without any gradient began
     while step < total_steps:
         gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
         perm = torch.randperm(num_frames, generator=gen).to(device)
         loss_sum = torch.zeros((), device=device)
         mse_sum = torch.zeros((), device=device)
         penalty_sum = torch.zeros((), device=device)
+        still_steps = torch.zeros((), device=device)  # steps of this pass whose gradient was exactly zero
         first = step - epoch * steps_per_epoch
         for i in range(first, min(steps_per_epoch, total_steps - epoch * steps_per_epoch)):  # the last may be partial
             idx = perm[i * cfg.batch:(i + 1) * cfg.batch]
@@ -218,8 +222,12 @@ def train_epochs(
                 penalty_sum += penalty.detach()
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            if cfg.grad_clip > 0:  # groups may be added mid-run (the rate term joining), so read them here
-                torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], cfg.grad_clip)
+            params = [p for g in opt.param_groups for p in g["params"]]  # groups may be added mid-run (the rate term)
+            if cfg.grad_clip > 0:
+                grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            else:
+                grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+            still_steps += grad_norm == 0
             opt.step()
             if after_step is not None:
                 after_step()
@@ -233,15 +241,31 @@ def train_epochs(
                     return step, True
                 break
         n = step - epoch * steps_per_epoch - first
-        mean_loss, mean_mse, mean_penalty = (torch.stack([loss_sum, mse_sum, penalty_sum]) / n).tolist()  # one sync
+        means = torch.stack([loss_sum, mse_sum, penalty_sum]) / n
+        mean_loss, mean_mse, mean_penalty, still = torch.cat([means, still_steps[None]]).tolist()  # one sync
+        first_step = epoch * steps_per_epoch + first + 1
         if not math.isfinite(mean_loss):  # NaN weights train on as NaN, and a fit "finished" at 4 dB with exit code 0
             raise TrainingDiverged(f"training diverged: the loss was {mean_loss} in pass {epoch + 1} over the frames "
-                                   f"(steps {epoch * steps_per_epoch + first + 1}–{step}); {DIVERGED_ADVICE}")
+                                   f"(steps {first_step}–{step}); {DIVERGED_ADVICE}")
+        stalled_from = (stalled_from or (epoch + 1, first_step)) if still == n and mean_loss > STALLED_LOSS else None
+        if stalled_from and (step - stalled_from[1] + 1 >= STALLED_STEPS or step >= total_steps):
+            _stalled(stalled_from, epoch + 1, step, mean_loss)
         epoch += 1
         on_epoch(EpochStats(epoch, mean_loss, 10 * math.log10(1 / max(mean_mse, 1e-12)), mean_penalty))
         if stop(step) and step < total_steps:
             return step, True
     return step, False
+
+
+def _stalled(since: tuple[int, int], last_pass: int, last_step: int, loss: float) -> None:
+    """Raise :class:`TrainingDiverged` for passes ``since[0]``–``last_pass`` (steps ``since[1]``–``last_step``)
+    in which no gradient reached the network: a fit "finished" at 4 dB with exit code 0 after its output had
+    saturated (hinerv-xs, 60 steps on 8 frames: pre-tanh values over 30 at step 14, then zero gradients)."""
+    passes = f"pass {last_pass}" if since[0] == last_pass else f"passes {since[0]}–{last_pass}"
+    raise TrainingDiverged(
+        f"training stalled: no step of {passes} over the frames (steps {since[1]}–{last_step}) changed the network "
+        f"(every gradient was zero at a loss of {loss:.3f}): its output is saturated, pixels pinned at 0 or 1, and "
+        f"cannot learn again; lower the learning rate (vcm fit --lr) or give more steps (a slower warm-up), and start again")
 
 
 @dataclass
