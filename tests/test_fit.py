@@ -298,6 +298,31 @@ def test_an_output_saturated_where_the_frames_are_is_not_a_stall():
     assert (step, interrupted) == (40, False) and len(passes) == 20 and passes[-1].loss < 1e-6
 
 
+def test_the_flat_frame_baseline_is_the_clips_mean_colour_against_every_frame():
+    from vcm.quality import flat_psnr, psnr_rgb
+
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (5, 3, 6, 7), dtype=np.uint8)
+    flat = np.broadcast_to(np.rint(frames.astype(np.float64).mean(axis=(0, 2, 3)))[None, :, None, None],
+                           frames.shape).astype(np.uint8)
+    assert flat_psnr(frames, chunk=2) == pytest.approx(psnr_rgb(frames, flat).mean(), abs=1e-9)
+    assert flat_psnr(np.full((2, 3, 4, 4), 77, np.uint8)) == 100.0  # a flat clip is its own mean colour
+
+
+@pytest.mark.parametrize("reached, said", [(3.5, True), (60.0, False)])
+def test_a_fit_no_better_than_a_flat_frame_says_so(tmp_path, monkeypatch, capsys, reached, said):
+    """A 20-step hinerv-xs fit on 8 frames of carphone finished at 3.5 dB (its output saturated, some gradient
+    left), with nothing said; a flat frame of the clip's mean colour reaches ~11 dB."""
+    import vcm.nerv.train as train
+
+    real = train._measure
+    monkeypatch.setattr(train, "_measure", lambda *a: {**real(*a), "psnr": reached})
+    video = make_video(moving_frames(t=4, h=24, w=24))
+    fit(video, TINY.config(24, 24), TrainConfig(epochs=1, batch=2, lr=2e-3), tmp_path / "run", CPU)
+    err = " ".join(capsys.readouterr().err.split())
+    assert ("the fitted network reaches 3.50 dB, less than a flat frame of the clip's mean colour" in err) is said
+
+
 def test_a_rate_distortion_stage_never_saves_a_nan_state_over_its_last_one(tmp_path):
     from vcm.codec.stage_state import ResumableStage, StageCheckpoint
     from vcm.diverged import TrainingDiverged

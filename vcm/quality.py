@@ -63,6 +63,21 @@ def ms_ssim(ref_u8: np.ndarray, test_u8: np.ndarray, batch: int = 16) -> np.ndar
     return np.concatenate(out).astype(np.float64)
 
 
+def flat_psnr(frames_u8: np.ndarray, chunk: int = 16) -> float:
+    """Mean RGB PSNR (dB, as :func:`psnr_rgb`) of one flat frame, the clip's mean colour rounded to 8 bits,
+    against every frame of ``frames_u8`` ``uint8 [T,3,H,W]``: what a network that learned nothing of the
+    picture but its colour reaches. Reads the clip in chunks of frames (no float copy of all of it)."""
+    t = len(frames_u8)
+    sums = np.zeros((t, frames_u8.shape[1]))
+    squares = np.zeros_like(sums)
+    for i in range(0, t, chunk):
+        part = frames_u8[i:i + chunk].astype(np.float64)
+        sums[i:i + chunk], squares[i:i + chunk] = part.mean(axis=(2, 3)), (part * part).mean(axis=(2, 3))
+    colour = np.rint(sums.mean(axis=0))  # [C]
+    mse = (squares - 2 * colour * sums + colour * colour).mean(axis=1)  # per frame: E[(x − c)²] over channels
+    return float(_psnr(np.maximum(mse, 0.0), 255.0).mean())
+
+
 def summarize(ref_u8: np.ndarray, test_u8: np.ndarray) -> dict:
     """Per-frame and mean PSNR (RGB, Y) and MS-SSIM as a JSON-ready dict."""
     if ref_u8.shape != test_u8.shape:
