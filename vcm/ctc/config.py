@@ -109,11 +109,28 @@ def find_source(name: str, data: Path | None) -> Path:
 
 
 def _check_frames(entry: dict) -> None:
-    """A sequence's ``frames`` is a frame spec (a number here was an AttributeError in each of its points).
-    Whether the file exists and holds them is each point's to find: a missing sequence fails its own points
-    and the others run on."""
-    if not isinstance(entry["frames"], str):
-        raise VcmError(f"sequence {entry['name']}: frames must be ctc, all, auto or A:B (a string), got {entry['frames']!r}")
+    """A sequence's ``frames`` is a frame spec (a number here was an AttributeError in each of its points), and
+    an ``A:B`` one selects frames of some file. Whether the file exists and holds them is each point's to find:
+    a missing sequence fails its own points and the others run on."""
+    name, spec = entry["name"], entry["frames"]
+    if not isinstance(spec, str):
+        raise VcmError(f"sequence {name}: frames must be ctc, all, auto or A:B (a string), got {spec!r}")
+    if spec.strip().lower() in ("ctc", "all", "auto"):
+        return
+    # A span that selects nothing on any file is the config's error, said once here; before, every point of the
+    # sequence failed on it, naming a command's --frames
+    from vcm.video.source import parse_span
+
+    if spec.count(":") != 1:
+        raise VcmError(f"sequence {name}: frames must be ctc, all, auto or A:B, got {spec!r}")
+    try:
+        span = parse_span(spec, range(0, 1 << 62))
+    except ValueError:
+        raise VcmError(f"sequence {name}: frames A:B needs whole numbers, got {spec!r}") from None
+    if span.start < 0:
+        raise VcmError(f"sequence {name}: frames {spec.strip()} starts before frame 0")
+    if len(span) == 0:
+        raise VcmError(f"sequence {name}: frames {spec.strip()} selects no frame (A:B is A up to B, B exclusive)")
 
 
 # A sequence's name is a folder of the results (points/<name>/, fits/<name>/): "../x" wrote outside --out.
