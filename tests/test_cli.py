@@ -313,6 +313,23 @@ def _command_paths(command, path=()):
         yield from _command_paths(sub, (*path, name))
 
 
+def test_every_paragraph_of_a_commands_help_is_one_line():
+    """Help screens keep a docstring's line breaks: `vcm ctc --help` broke compare's summary after "on quality
+    and", mid-sentence, across its table. Each paragraph of a command's help is written on one line."""
+    import typer
+
+    from vcm.cli import app
+
+    root = typer.main.get_command(app)
+    paths = list(_command_paths(root))
+    for path in paths:
+        cmd = root
+        for name in path:
+            cmd = cmd.commands[name]
+        paragraphs = [p.strip() for p in (cmd.help or "").strip().split("\n\n")]
+        assert paragraphs[0] and not [p for p in paragraphs if "\n" in p], (path, paragraphs)
+
+
 def test_no_help_screen_shows_a_value_for_a_flag():
     """typer 0.29 showed ``--help <bool>`` on every help screen, as if the flag took a value; vcm's own
     flags hide theirs, and the dependency range leaves that typer out."""

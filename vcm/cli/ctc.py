@@ -87,8 +87,8 @@ def ctc_report(
 ) -> None:
     """summary.csv, BD-rate tables, RD plots and report.md / report.html.
 
-    Settings not given are those of the folder's last report, if it has one (a report made again is the
-    report it had); else the defaults."""
+    Settings not given are those of the folder's last report, if it has one (a report made again is the same), else the defaults.
+    """
     from vcm.errors import VcmError
     from vcm.ctc.report import make_report
 
@@ -119,8 +119,10 @@ def ctc_compare(
     points: bool = typer.Option(False, "--points", help="Also list both curves' points (kbps @ quality)."),
     json_out: bool = JsonOpt,
 ) -> None:
-    """BD-rate of every curve of NEW against the same curve of BASE (same codec, sequence and frames), on quality and
-    mAP, each with its overlap: how a codec change is judged. Negative: NEW needs fewer bits."""
+    """BD-rate of every curve of NEW against the same curve of BASE, on quality and mAP, each with its overlap.
+
+    Curves are matched by codec, sequence and frames. This is how a codec change is judged: negative, NEW needs fewer bits.
+    """
     from rich.table import Table
 
     from vcm.cli.common import out as stdout

@@ -42,8 +42,8 @@ def eval_command(
 ) -> None:
     """Detect objects on decoded frames and score them (COCO mAP) against ground truth.
 
-    The ground truth is SFU-HW's, a COCO JSON of any video, or the detector's own detections on the
-    original (--reference original)."""
+    The ground truth is SFU-HW's, a COCO JSON of any video, or the detector's own detections on the original (--reference original).
+    """
     from vcm.device import resolve_device
     from vcm.detectors.factory import parse_set
     from vcm.eval.reference import settings_key

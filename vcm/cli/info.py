@@ -21,13 +21,20 @@ def info(
 ) -> None:
     """What vcm understands about a video, what a .nerv/.icm stream declares, or what a run folder holds.
 
-    For a video: size, fps, frames, SFU-HW class and CTC range. For a stream: its video, rate and
-    decoder, read without decoding a frame. For a mask file: its video, source and edge share, or how
-    far a stopped vcm masks got. For a run (runs/NAME, runs/latest): its video, network,
-    schedule, how far it trained and the streams compressed from it; for a vcm icm train run, its codec, λ and how
-    far it trained. For a vcm eval's folder: its scores, or
-    how far a stopped evaluation got. For a vcm ctc run's folder: its points, finished, failed or not, and
-    its report."""
+    For a video: size, fps, frames, SFU-HW class and CTC range.
+
+    For a stream: its video, rate and decoder, read without decoding a frame.
+
+    For a mask file: its video, source and edge share, or how far a stopped vcm masks got.
+
+    For a run (runs/NAME, runs/latest): its video, network, schedule, how far it trained and its streams.
+
+    For a vcm icm train run: its codec, λ and how far it trained.
+
+    For a vcm eval's folder: its scores, or how far a stopped evaluation got.
+
+    For a vcm ctc run's folder: its points, finished, failed or not, and its report.
+    """
     from vcm.cli.stream_info import STREAM_SUFFIXES, describe_stream, stream_rows
     from vcm.errors import VcmError
     from vcm.video.source import clip_md5, rate_note
