@@ -63,7 +63,7 @@ def ms_ssim(ref_u8: np.ndarray, test_u8: np.ndarray, batch: int = 16) -> np.ndar
     return np.concatenate(out).astype(np.float64)
 
 
-def flat_psnr(frames_u8: np.ndarray, chunk: int = 16) -> float:
+def flat_psnr(frames_u8: np.ndarray, chunk: int = 4) -> float:
     """Mean RGB PSNR (dB, as :func:`psnr_rgb`) of one flat frame, the clip's mean colour rounded to 8 bits,
     against every frame of ``frames_u8`` ``uint8 [T,3,H,W]``: what a network that learned nothing of the
     picture but its colour reaches. Reads the clip in chunks of frames (no float copy of all of it)."""
