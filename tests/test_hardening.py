@@ -350,6 +350,9 @@ def test_icm_latent_shape_is_checked_against_the_header(icm_stream):
     (lambda h: h.update(checkpoint=7), "'checkpoint'"),
     (lambda h: h.update(checkpoint="../../etc/passwd"), "'checkpoint'"),
     (lambda h: h["config"].update(N=64), "configuration"),
+    (lambda h: h.update(extra=1), "unknown header field 'extra'"),
+    (lambda h: h.update(source_frames=[0, h["frames"] + 1]), "source frame range does not match the frame count"),
+    (lambda h: h.update(frames=50_000, source_frames=[0, 50_000]), "declares 50,000 frames in"),
 ])
 def test_icm_header_is_a_schema(icm_stream, edit, fragment):
     folder, data, _ = icm_stream
