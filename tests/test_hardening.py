@@ -188,6 +188,14 @@ def test_memory_budget_is_configurable_and_states_itself(nerv_bytes, monkeypatch
     (lambda h: h["model"].update(embed_base=3.0, embed_levels=1024), "model"),
     (lambda h: h.update(extra=1), "unknown header field"),
     (lambda h: h["video"].update(sequence=5), "sequence"),
+    # source frames that no file has: `vcm info` showed -5:3 or a 31-digit range, as declared
+    (lambda h: h["video"].update(source_frames=[-5, h["video"]["frames"] - 5]), "source frame range"),
+    (lambda h: h["video"].update(source_frames=[False, h["video"]["frames"]]), "source frame range"),
+    (lambda h: h["video"].update(source_frames=[10**30, 10**30 + h["video"]["frames"]]), "source frame range"),
+    (lambda h: h["video"].update(source_frames=[0, h["video"]["frames"] + 1]), "source frame range"),
+    (lambda h: h["video"].update(fps=0), "fps"),
+    (lambda h: h["video"].update(name=5), "video name"),
+    (lambda h: h["video"].update(colour="bt709"), "unknown video field"),
 ])
 def test_header_fields_are_typed_and_checked(nerv_bytes, edit, fragment):
     with pytest.raises(StreamError, match=fragment):
@@ -353,6 +361,7 @@ def test_icm_latent_shape_is_checked_against_the_header(icm_stream):
     (lambda h: h.update(extra=1), "unknown header field 'extra'"),
     (lambda h: h.update(source_frames=[0, h["frames"] + 1]), "source frame range does not match the frame count"),
     (lambda h: h.update(frames=50_000, source_frames=[0, 50_000]), "declares 50,000 frames in"),
+    (lambda h: h.update(source_frames=[10**30, 10**30 + h["frames"]]), "'source_frames' is invalid"),
 ])
 def test_icm_header_is_a_schema(icm_stream, edit, fragment):
     folder, data, _ = icm_stream

@@ -77,6 +77,13 @@ def unpack(data: bytes, magic: bytes, version: int, kind: str) -> dict[bytes, by
 
 MAX_HEADER_BYTES = 1 << 20  # decompressed; real headers are under 2 KiB
 MAX_HEADER_DEPTH = 32  # nesting of JSON arrays/objects; real headers nest 3 deep
+MAX_SOURCE_FRAME = 1 << 31  # the largest source frame index a header may declare (a 32-bit index)
+
+
+def valid_source_range(v) -> bool:
+    """Whether a header's ``source_frames`` is ``[a, b]``: whole numbers (not booleans), 0 ≤ a < b ≤ 2³¹."""
+    return (isinstance(v, list) and len(v) == 2 and all(isinstance(s, int) and not isinstance(s, bool) for s in v)
+            and 0 <= v[0] < v[1] <= MAX_SOURCE_FRAME)
 
 
 def pack_header(header: dict, zdict: bytes | None = None) -> bytes:

@@ -329,7 +329,7 @@ def _video(v, cfg) -> dict:
     if not isinstance(fps, (int, float)) or isinstance(fps, bool) or not 0 < fps <= 1000:
         raise StreamError("malformed vcm NeRV bitstream (fps)")
     src = v.get("source_frames")
-    if not (isinstance(src, list) and len(src) == 2 and all(isinstance(s, int) for s in src) and src[1] - src[0] == frames):
+    if not (container.valid_source_range(src) and src[1] - src[0] == frames):
         raise StreamError("malformed vcm NeRV bitstream (source frame range)")
     return {**v, "width": cfg.width, "height": cfg.height, "colour": COLOUR}
 

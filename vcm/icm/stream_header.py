@@ -28,7 +28,7 @@ _HEADER = {
     "height": lambda v: _is_int(v) and 1 <= v <= MAX_SIDE,
     "fps": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1000,
     "frames": lambda v: _is_int(v) and 1 <= v <= MAX_FRAMES,
-    "source_frames": lambda v: isinstance(v, list) and len(v) == 2 and all(map(_is_int, v)) and 0 <= v[0] < v[1],
+    "source_frames": container.valid_source_range,
     "arch": lambda v: isinstance(v, str) and v in ARCHS,
     "config": lambda v: isinstance(v, dict),
     "checkpoint": lambda v: isinstance(v, str) and 0 < len(v) <= 255 and "/" not in v and "\\" not in v and v not in (".", ".."),
