@@ -195,6 +195,7 @@ def test_memory_budget_is_configurable_and_states_itself(nerv_bytes, monkeypatch
     (lambda h: h["video"].update(source_frames=[0, h["video"]["frames"] + 1]), "source frame range"),
     (lambda h: h["video"].update(fps=0), "fps"),
     (lambda h: h["video"].update(name=5), "video name"),
+    (lambda h: h["video"].update(name="x" * 257), "video name"),  # vcm info printed a name of any length
     (lambda h: h["video"].update(colour="bt709"), "unknown video field"),
 ])
 def test_header_fields_are_typed_and_checked(nerv_bytes, edit, fragment):

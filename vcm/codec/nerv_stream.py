@@ -323,7 +323,7 @@ def _video(v, cfg) -> dict:
     if v.get("sequence") is not None and not (isinstance(v["sequence"], str) and len(v["sequence"]) <= 256):
         raise StreamError("malformed vcm NeRV bitstream (video sequence)")
     frames = _int(v, "frames", 1, LIMITS["frames"])
-    if not isinstance(v.get("name"), str):
+    if not (isinstance(v.get("name"), str) and len(v["name"]) <= 256):  # a file's stem: at most 255 characters
         raise StreamError("malformed vcm NeRV bitstream (video name)")
     fps = v.get("fps")
     if not isinstance(fps, (int, float)) or isinstance(fps, bool) or not 0 < fps <= 1000:
