@@ -33,6 +33,41 @@ def test_user_errors_are_one_line(tmp_path):
     assert_one_line_error(run_main("fit"), "'input'")
 
 
+def test_paths_and_declared_names_with_brackets_are_shown_as_they_are(tmp_path):
+    """Tables, progress and messages are plain text: `vcm info d[/x]/clip.yuv` and `vcm fit` of it ended in a
+    rich MarkupError traceback, `d[bold]/clip.yuv` lost its brackets, and a stream declaring the name
+    "[/bold]" broke `vcm info` the same way."""
+    for folder in ("d[/x]", "d[bold]"):
+        (tmp_path / folder).mkdir(parents=True)  # "d[/x]" is the folder x] in the folder d[
+        write_yuv420(tmp_path / folder / "a_16x16_30.yuv", moving_frames(t=2, h=16, w=16))
+        shown = run_main("info", f"{folder}/a_16x16_30.yuv", cwd=tmp_path)
+        assert shown.returncode == 0 and f"{folder}/a_16x16_30.yuv" in shown.stdout, shown.stderr[-800:]
+    fitted = run_main("fit", "d[/x]/a_16x16_30.yuv", "--steps", "2", "--out", "o[/x]", cwd=tmp_path,
+                      env={"VCM_PROGRESS": "lines"})
+    assert fitted.returncode == 0 and "o[/x]" in fitted.stdout, fitted.stderr[-800:]
+    streamed = run_main("compress", "o[/x]", "--out", "s.nerv", cwd=tmp_path)
+    assert streamed.returncode == 0, streamed.stderr[-800:]
+    from tests.test_hardening import with_header
+
+    (tmp_path / "named.nerv").write_bytes(with_header((tmp_path / "s.nerv").read_bytes(),
+                                                      lambda h: h["video"].update(name="[/bold]")))
+    shown = run_main("info", "named.nerv", cwd=tmp_path)
+    assert shown.returncode == 0 and "[/bold]" in shown.stdout, shown.stderr[-800:]
+
+
+def test_progress_bars_show_a_description_and_a_status_as_plain_text(monkeypatch):
+    from vcm import progress
+
+    monkeypatch.setenv("VCM_PROGRESS", "bars")
+    monkeypatch.setattr(progress, "_quiet", False)
+    with progress.console.capture() as shown:
+        with progress.progress("fit d[/x] (steps)", 2, status="[/y]") as bar:
+            bar.advance(2, status="loss [bold]1")
+        progress.log("reading d[/z]/a.yuv", style="yellow")
+    text = shown.get()
+    assert "fit d[/x] (steps)" in text and "loss [bold]1" in text and "reading d[/z]/a.yuv" in text
+
+
 def test_info_json_for_a_bare_sfu_name(tmp_path):
     path = tmp_path / "BQSquare.yuv"
     path.write_bytes(np.zeros(frame_bytes(416, 240, 8) * 129, np.uint8).tobytes())

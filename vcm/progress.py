@@ -32,9 +32,10 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from rich.text import Text
 
-console = Console(stderr=True, highlight=False)
+# Plain text, never markup: messages carry paths, names and errors that a user gave or a stream declared, and
+# "d[/x]/clip.yuv" raised a MarkupError (a traceback) where "d[bold]/clip.yuv" lost its brackets.
+console = Console(stderr=True, highlight=False, markup=False)
 _quiet = False
 _log_files: list[Path] = []
 _last_line = time.time()  # when this process last printed a line (lines rendering), for heartbeats
@@ -76,12 +77,8 @@ def log_to(path: str | os.PathLike) -> Iterator[Path]:
         _log_files.remove(path)
 
 
-def _plain(message: str) -> str:
-    return Text.from_markup(message).plain if "[" in message else message
-
-
 def _stamp(message: str) -> str:
-    return f"{time.strftime('%H:%M:%S')} {_plain(message)}"
+    return f"{time.strftime('%H:%M:%S')} {message}"
 
 
 def _to_files(line: str) -> None:
@@ -99,14 +96,15 @@ def _print_line(stamped: str) -> None:
     console.print(stamped, markup=False, soft_wrap=True)
 
 
-def log(message: str) -> None:
-    """Print one status line (suppressed in quiet mode; always written to the log files)."""
+def log(message: str, style: str | None = None) -> None:
+    """Print one status line, plain text in ``style`` (e.g. ``"yellow"`` for a warning) on a terminal
+    (suppressed in quiet mode; always written to the log files)."""
     _to_files(_stamp(message))
     if not _quiet:
         if mode() == "lines":
             _print_line(_stamp(message))
         else:
-            console.print(message)
+            console.print(message, style=style)
 
 
 def _clock(seconds: float) -> str:
@@ -147,7 +145,7 @@ class _Task:
         if self.total:
             parts.append(f"({100 * self.completed / self.total:.0f} %)")
         if self.status:
-            parts.append(_plain(self.status))
+            parts.append(self.status)
         parts.append(f"elapsed {_clock(elapsed)}")
         done = self.completed - self._start_completed
         if self.eta and self.total and done > 0 and self.completed < self.total:
@@ -181,7 +179,7 @@ class _Task:
         short = bool(self.total) and self.completed < self.total  # a stage stopped early (Ctrl-C) did not get done
         self._emit(f"{self.description}: {'stopped at' if short else 'done'} {self.completed:g}" +
                    (f"/{self.total:g}" if self.total else "") +
-                   f" in {_clock(elapsed)}" + (f"  {_plain(self.status)}" if self.status else ""), force=True)
+                   f" in {_clock(elapsed)}" + (f"  {self.status}" if self.status else ""), force=True)
 
 
 @contextlib.contextmanager
@@ -198,12 +196,12 @@ def progress(description: str, total: float | None, status: str = "", completed:
         task.finish()
         return
     columns = [
-        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.description}", style="bold", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         *([TimeRemainingColumn()] if eta else []),
-        TextColumn("{task.fields[status]}"),
+        TextColumn("{task.fields[status]}", markup=False),
     ]
     with Progress(*columns, console=console, transient=False) as bar:
         task = _Task(description, total, status, bar, lines=False, completed=completed, eta=eta)

@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         rv = app(args=argv, prog_name="vcm", standalone_mode=False)
     except VcmError as err:
-        console.print(f"[red]error:[/red] {escape(str(err))}", soft_wrap=True, highlight=False)
+        console.print(f"[red]error:[/red] {escape(str(err))}", soft_wrap=True, highlight=False, markup=True)
         sys.exit(1)
     except typer.Exit as ex:
         if ex.exit_code == 130:  # typer's form of a Ctrl-C that no stage handled itself
@@ -45,18 +45,18 @@ def main(argv: list[str] | None = None) -> None:
         if not _out_of_memory(err):
             raise
         console.print(f"[red]error:[/red] out of memory: {escape(_what_failed(err))}; free memory, or ask for less "
-                      "(--params, --batch or --frames, where the command takes them)", soft_wrap=True, highlight=False)
+                      "(--params, --batch or --frames, where the command takes them)", soft_wrap=True, highlight=False, markup=True)
         sys.exit(1)
     except OSError as err:
         if err.errno not in _WHERE_IT_WRITES:
             raise
-        console.print(f"[red]error:[/red] {escape(_os_error(err))}", soft_wrap=True, highlight=False)
+        console.print(f"[red]error:[/red] {escape(_os_error(err))}", soft_wrap=True, highlight=False, markup=True)
         sys.exit(1)
     except typer.TyperException as err:  # usage errors: bad option, missing argument...
         message = err.format_message() if hasattr(err, "format_message") else str(err)
         ctx = getattr(err, "ctx", None)
         where = f" (see {ctx.command_path} --help)" if ctx is not None else ""
-        console.print(f"[red]error:[/red] {escape(message + where)}", soft_wrap=True, highlight=False)
+        console.print(f"[red]error:[/red] {escape(message + where)}", soft_wrap=True, highlight=False, markup=True)
         sys.exit(getattr(err, "exit_code", 2))
     if rv == 130:  # typer returns a Ctrl-C that no stage handled as exit code 130 (non-standalone mode)
         _interrupted(console)
@@ -74,7 +74,7 @@ def _interrupted(console) -> None:
     again = any(args[:len(c)] == list(c) for c in _CONTINUED_BY_RERUN)
     console.print(f"[yellow]interrupted ({cause()}): stopped; finished results and saved checkpoints are kept, "
                   "nothing unfinished was recorded" + ("; the same command again continues from there" if again else "")
-                  + "[/yellow]", soft_wrap=True)
+                  + "[/yellow]", soft_wrap=True, markup=True)
 
 
 # Errors of the place a command reads or writes, not of vcm: one line, what and where. Writes go to a temporary

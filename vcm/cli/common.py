@@ -12,7 +12,7 @@ from rich.table import Table
 
 from vcm import progress
 
-out = Console(highlight=False)
+out = Console(highlight=False, markup=False)  # tables hold paths and names: plain text (vcm.progress)
 
 SizeOpt = typer.Option(None, "--size", help="Frame size WxH of a raw .yuv whose name does not say it.")
 FpsOpt = typer.Option(None, "--fps", help="Frame rate, when the file name or container does not say it.")
@@ -62,7 +62,7 @@ def exit_stopped(what: str) -> None:
     # the command as typed (a sample's name, --frames, the preset and schedule options), so that the resumed
     # run is the same training; on one line, whatever the terminal's width, to be copied whole
     again = shlex.join(["vcm", *sys.argv[1:]] + ([] if "--resume" in sys.argv else ["--resume"]))
-    console.print(f"[yellow]{escape(what)}. Continue with: {escape(again)}[/yellow]", soft_wrap=True)
+    console.print(f"[yellow]{escape(what)}. Continue with: {escape(again)}[/yellow]", soft_wrap=True, markup=True)
     raise SystemExit(130)
 
 

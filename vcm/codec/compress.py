@@ -112,11 +112,11 @@ def prepare(run_dir: Path, source: Path | None = None, fps: float | None = None)
     if not (run_dir / METRICS).is_file():  # a fit writes its metrics when it has run all its steps
         holder = lock_holder(run_dir)
         if holder is not None:
-            progress.log(f"[yellow]{run_dir} is still being trained by a vcm fit{pid_note(holder)}: "
-                         f"this codes its last checkpoint; compress again when the fit has ended")
+            progress.log(f"{run_dir} is still being trained by a vcm fit{pid_note(holder)}: "
+                         f"this codes its last checkpoint; compress again when the fit has ended", style="yellow")
         else:
-            progress.log(f"[yellow]{run_dir} holds an unfinished fit (stopped before its last step): this codes the "
-                         f"network as it was then; its vcm fit command again with --resume finishes it")
+            progress.log(f"{run_dir} holds an unfinished fit (stopped before its last step): this codes the "
+                         f"network as it was then; its vcm fit command again with --resume finishes it", style="yellow")
     video = source_video(config, source, _fit_date(run_dir))
     masks_u8 = None
     if config["train"]["loss"] == "sa-nerv":

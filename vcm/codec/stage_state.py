@@ -187,8 +187,8 @@ class ResumableStage:
             step, interrupted = train(self.start, stop, on_step)
         save(step)  # the last step's too: a stage stopped before its stream is written need not train again
         if interrupted:
-            progress.log(f"[yellow]{self.what}: stopped at step {step} of {steps}; its state is saved in "
-                         f"{self.checkpoint.path}: the same command again continues from there")
+            progress.log(f"{self.what}: stopped at step {step} of {steps}; its state is saved in "
+                         f"{self.checkpoint.path}: the same command again continues from there", style="yellow")
             raise KeyboardInterrupt
 
     def resumed(self) -> dict:

@@ -287,7 +287,7 @@ def _run(specs: list[dict], out: Path, jobs: int, backend: str, ray_address: str
     rows += execute([s for s in todo if "after" in s], jobs, backend, ray_address)
     failed = [r for r in rows if r.get("status") not in ("ok", ELSEWHERE)]
     for r in failed:
-        progress.log(f"[red]failed[/red] {r['sequence']} {r['codec']} {r['point']}: {r['error']}")
+        progress.log(f"failed {r['sequence']} {r['codec']} {r['point']}: {r['error']}", style="red")
     elsewhere = [r for r in rows if r.get("status") == ELSEWHERE]
     if elsewhere:
         progress.log(f"left {len(elsewhere)} point(s) to the other vcm command that was running them; their results "
@@ -523,8 +523,6 @@ class _Relay:
         return line if line.endswith(b"\n") else b""
 
     def show(self) -> None:
-        from rich.markup import escape
-
         try:
             with open(self.path, "rb") as f:
                 head = self._head(f)
@@ -542,7 +540,7 @@ class _Relay:
         for line in text[:complete].decode("utf-8", "replace").splitlines()[-self.SHOWN:]:
             message = line.split(" ", 2)[-1]  # a log line is "YYYY-MM-DD HH:MM:SS message"
             if message.strip():
-                progress.log(escape(f"  [{self.what}] {message}"))
+                progress.log(f"  [{self.what}] {message}")  # plain text, as every message
 
 
 def _log_point(row: dict) -> None:

@@ -136,7 +136,7 @@ class StopFlag:
                 raise KeyboardInterrupt
             return
         self.requested = True
-        progress.log(f"[yellow]{name}: finishing this step and saving a checkpoint (Ctrl-C again to abort)")
+        progress.log(f"{name}: finishing this step and saving a checkpoint (Ctrl-C again to abort)", style="yellow")
 
     def __call__(self, step: int) -> bool:
         return self.requested or (self.extra is not None and self.extra(step))
