@@ -33,9 +33,10 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-# Plain text, never markup: messages carry paths, names and errors that a user gave or a stream declared, and
-# "d[/x]/clip.yuv" raised a MarkupError (a traceback) where "d[bold]/clip.yuv" lost its brackets.
-console = Console(stderr=True, highlight=False, markup=False)
+# Plain text, never markup or emoji codes: messages carry paths, names and errors that a user gave or a stream
+# declared; "d[/x]/clip.yuv" raised a MarkupError (a traceback), "d[bold]/clip.yuv" lost its brackets and
+# "e:car:/clip.yuv" was shown with a car in it.
+console = Console(stderr=True, highlight=False, markup=False, emoji=False)
 _quiet = False
 _log_files: list[Path] = []
 _last_line = time.time()  # when this process last printed a line (lines rendering), for heartbeats

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from vcm import progress
 
-out = Console(highlight=False, markup=False)  # tables hold paths and names: plain text (vcm.progress)
+out = Console(highlight=False, markup=False, emoji=False)  # tables hold paths and names: plain text (vcm.progress)
 
 SizeOpt = typer.Option(None, "--size", help="Frame size WxH of a raw .yuv whose name does not say it.")
 FpsOpt = typer.Option(None, "--fps", help="Frame rate, when the file name or container does not say it.")
