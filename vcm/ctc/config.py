@@ -119,18 +119,10 @@ def _check_frames(entry: dict) -> None:
         return
     # A span that selects nothing on any file is the config's error, said once here; before, every point of the
     # sequence failed on it, naming a command's --frames
-    from vcm.video.source import parse_span
+    from vcm.video.source import frame_span
 
-    if spec.count(":") != 1:
-        raise VcmError(f"sequence {name}: frames must be ctc, all, auto or A:B, got {spec!r}")
-    try:
-        span = parse_span(spec, range(0, 1 << 62))
-    except ValueError:
-        raise VcmError(f"sequence {name}: frames A:B needs whole numbers, got {spec!r}") from None
-    if span.start < 0:
+    if frame_span(spec, range(0, 1 << 62), f"sequence {name}: frames").start < 0:
         raise VcmError(f"sequence {name}: frames {spec.strip()} starts before frame 0")
-    if len(span) == 0:
-        raise VcmError(f"sequence {name}: frames {spec.strip()} selects no frame (A:B is A up to B, B exclusive)")
 
 
 # A sequence's name is a folder of the results (points/<name>/, fits/<name>/): "../x" wrote outside --out.

@@ -315,6 +315,21 @@ def resolve_frames(info: VideoInfo, spec: str = "auto") -> range:
     return select_frames(spec, info.source_range, info.sequence, info.path.name)
 
 
+def frame_span(spec: str, within: range, option: str = "--frames", holds: str = "") -> range:
+    """The frames ``A:B`` selects (a side left out: ``within``'s start or stop), not checked against ``within``;
+    a one-line error naming ``option`` (e.g. a CTC config's field) unless it is two whole numbers around one
+    colon with A < B. ``holds``: what the error adds about the frames there are."""
+    if spec.count(":") != 1:
+        raise VcmError(f"{option} must be ctc, all or A:B (source frame indices, B exclusive), got {spec!r}")
+    try:
+        want = parse_span(spec, within)
+    except ValueError:
+        raise VcmError(f"{option} A:B needs integers, got {spec!r}") from None
+    if len(want) == 0:
+        raise VcmError(f"{option} {want.start}:{want.stop} selects no frame (A:B is A up to B, B exclusive{holds})")
+    return want
+
+
 def select_frames(spec: str, src: range, seq: sequences.Sequence | None, name: str) -> range:
     """:func:`resolve_frames` of anything that holds the source frames ``src`` (a video ``name``, or a stream's
     frames) of SFU-HW sequence ``seq`` (or None)."""
@@ -328,15 +343,7 @@ def select_frames(spec: str, src: range, seq: sequences.Sequence | None, name: s
             raise VcmError(f"--frames ctc needs an SFU-HW sequence; {name} is not one (use all or A:B)")
         want = range(seq.ctc_first, seq.ctc_last + 1)
     else:
-        if spec.count(":") != 1:
-            raise VcmError(f"--frames must be ctc, all or A:B (source frame indices, B exclusive), got {spec!r}")
-        try:
-            want = parse_span(spec, src)
-        except ValueError:
-            raise VcmError(f"--frames A:B needs integers, got {spec!r}") from None
-    if len(want) == 0:
-        raise VcmError(f"--frames {want.start}:{want.stop} selects no frame (A:B is A up to B, B exclusive; "
-                       f"{name} holds source frames {src.start}:{src.stop})")
+        want = frame_span(spec, src, holds=f"; {name} holds source frames {src.start}:{src.stop}")
     if want.start < src.start or want.stop > src.stop:
         raise VcmError(f"frames {want.start}:{want.stop} are outside {name}, which holds source frames "
                        f"{src.start}:{src.stop}")
