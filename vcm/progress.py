@@ -94,7 +94,7 @@ def _to_files(line: str) -> None:
 def _print_line(stamped: str) -> None:
     global _last_line
     _last_line = time.time()
-    console.print(stamped, markup=False, soft_wrap=True)
+    console.print(stamped, soft_wrap=True)
 
 
 def log(message: str, style: str | None = None) -> None:

@@ -17,8 +17,6 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors become one line on stderr and a non-zero exit code."""
     import warnings
 
-    from rich.markup import escape
-
     from vcm import stopping
     from vcm.errors import VcmError
     from vcm.progress import console
@@ -32,7 +30,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         rv = app(args=argv, prog_name="vcm", standalone_mode=False)
     except VcmError as err:
-        console.print(f"[red]error:[/red] {escape(str(err))}", soft_wrap=True, highlight=False, markup=True)
+        _error(console, str(err))
         sys.exit(1)
     except typer.Exit as ex:
         if ex.exit_code == 130:  # typer's form of a Ctrl-C that no stage handled itself
@@ -44,23 +42,30 @@ def main(argv: list[str] | None = None) -> None:
     except (MemoryError, RuntimeError) as err:
         if not _out_of_memory(err):
             raise
-        console.print(f"[red]error:[/red] out of memory: {escape(_what_failed(err))}; free memory, or ask for less "
-                      "(--params, --batch or --frames, where the command takes them)", soft_wrap=True, highlight=False, markup=True)
+        _error(console, f"out of memory: {_what_failed(err)}; free memory, or ask for less "
+                        "(--params, --batch or --frames, where the command takes them)")
         sys.exit(1)
     except OSError as err:
         if err.errno not in _WHERE_IT_WRITES:
             raise
-        console.print(f"[red]error:[/red] {escape(_os_error(err))}", soft_wrap=True, highlight=False, markup=True)
+        _error(console, _os_error(err))
         sys.exit(1)
     except typer.TyperException as err:  # usage errors: bad option, missing argument...
         message = err.format_message() if hasattr(err, "format_message") else str(err)
         ctx = getattr(err, "ctx", None)
         where = f" (see {ctx.command_path} --help)" if ctx is not None else ""
-        console.print(f"[red]error:[/red] {escape(message + where)}", soft_wrap=True, highlight=False, markup=True)
+        _error(console, message + where)
         sys.exit(getattr(err, "exit_code", 2))
     if rv == 130:  # typer returns a Ctrl-C that no stage handled as exit code 130 (non-standalone mode)
         _interrupted(console)
     sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _error(console, text: str) -> None:
+    """The one line of a user error: ``error:`` in red, then ``text`` as it is (the console reads no markup)."""
+    from rich.text import Text
+
+    console.print(Text.assemble(("error:", "red"), " ", text), soft_wrap=True)
 
 
 # Commands that pick up what a stopped run of theirs kept: run again, they continue where it stopped.
@@ -72,9 +77,9 @@ def _interrupted(console) -> None:
 
     args = sys.argv[1:]
     again = any(args[:len(c)] == list(c) for c in _CONTINUED_BY_RERUN)
-    console.print(f"[yellow]interrupted ({cause()}): stopped; finished results and saved checkpoints are kept, "
-                  "nothing unfinished was recorded" + ("; the same command again continues from there" if again else "")
-                  + "[/yellow]", soft_wrap=True, markup=True)
+    console.print(f"interrupted ({cause()}): stopped; finished results and saved checkpoints are kept, "
+                  "nothing unfinished was recorded" + ("; the same command again continues from there" if again else ""),
+                  style="yellow", soft_wrap=True)
 
 
 # Errors of the place a command reads or writes, not of vcm: one line, what and where. Writes go to a temporary

@@ -55,14 +55,12 @@ def exit_stopped(what: str) -> None:
     import shlex
     import sys
 
-    from rich.markup import escape
-
     from vcm.progress import console
 
     # the command as typed (a sample's name, --frames, the preset and schedule options), so that the resumed
     # run is the same training; on one line, whatever the terminal's width, to be copied whole
     again = shlex.join(["vcm", *sys.argv[1:]] + ([] if "--resume" in sys.argv else ["--resume"]))
-    console.print(f"[yellow]{escape(what)}. Continue with: {escape(again)}[/yellow]", soft_wrap=True, markup=True)
+    console.print(f"{what}. Continue with: {again}", style="yellow", soft_wrap=True)
     raise SystemExit(130)
 
 
