@@ -91,8 +91,8 @@ def test_resume_refuses_a_schedule_shorter_than_what_is_done(tmp_path):
     assert not longer.interrupted and longer.epochs_done == 3
 
 
-@pytest.mark.parametrize("change", [{"lr": 1e-3}, {"betas": (0.9, 0.99)}, {"warmup": 0.5}, {"grad_clip": 1.0},
-                                    {"grid_lr_scale": 3.0}])
+@pytest.mark.parametrize("change", [{"lr": 1e-3}, {"betas": (0.9, 0.99)}, {"warmup": 0.5}, {"warmup_min_steps": 1},
+                                    {"grad_clip": 1.0}, {"grid_lr_scale": 3.0}])
 def test_resume_refuses_another_optimiser_schedule(tmp_path, change):
     """Resumed with another learning rate (or Adam's betas, warm-up, clipping), a run went on as a different
     fit while config.json recorded the new value as if it had held from the first step."""
@@ -290,6 +290,56 @@ def test_a_fit_whose_output_saturated_stops_with_one_line_instead_of_finishing_a
         _saturated_fit(gray, 50.0, 40, grad_clip)
     with pytest.raises(TrainingDiverged, match=r"no step of pass 1 over the frames \(steps 1–2\)"):
         _saturated_fit(gray, 50.0, 2, grad_clip)  # a fit that ends saturated, however short
+
+
+@pytest.mark.parametrize("total, warm", [(900, 90), (400, 40), (100, 30), (20, 10), (1, 1)])
+def test_the_warm_up_lasts_at_least_30_steps_or_half_a_shorter_fit(total, warm):
+    """A 10 % ramp was 2 to 10 steps in a short fit: too fast for a HiNeRV rate (next test). The presets' own
+    schedules (warmup × steps ≥ 30) keep their ramp to the step."""
+    from vcm.nerv.train import lr_at
+
+    cfg = TrainConfig(lr=1.0, warmup=0.1)
+    ramp = [lr_at(step, total, cfg) for step in range(total)]
+    assert ramp[warm - 1] == 1.0 and ramp[0] == pytest.approx(1 / warm)
+    assert all(a < b for a, b in zip(ramp[:warm], ramp[1:warm]))  # rising until the peak, falling after it
+    assert all(a >= b for a, b in zip(ramp[warm - 1:], ramp[warm:]))
+
+
+def test_the_compression_stages_keep_their_own_short_ramp(monkeypatch):
+    """A rate–distortion stage (5 % of its steps) and the paper's fine-tuning (none) start from a fitted
+    network: the minimum is off for them, so their learning rates are what they were, step for step."""
+    from vcm.codec import affine, rd
+    from vcm.nerv import train
+    from vcm.nerv.model import NeRV
+
+    seen = {}
+    real = train.lr_at
+
+    def recording(step, total, cfg):
+        seen.setdefault((cfg.warmup, total), []).append(real(step, total, cfg) / cfg.lr)
+        return real(step, total, cfg)
+
+    monkeypatch.setattr(train, "lr_at", recording)
+    frames = moving_frames(t=4, h=32, w=48)
+    fit_cfg = TrainConfig(batch=2, lr=1e-3)  # the minimum of 30 steps is on in the fit's config
+    rd.optimise(NeRV(TINY.config(32, 48)), frames, None, fit_cfg, rd.RDOptions(lam=1.0, steps=40), CPU)
+    affine._finetune(NeRV(TINY.config(32, 48)), frames, None, fit_cfg, 3, {}, None, CPU, "fine-tune")
+    assert seen[(0.05, 40)][:3] == [0.5, 1.0, pytest.approx(1.0, abs=0.01)]  # a 2-step ramp, as before
+    assert seen[(0.0, 6)][0] == 1.0  # no ramp
+
+
+def test_a_short_hinerv_fit_learns_instead_of_saturating(tmp_path):
+    """`vcm fit sample:carphone --frames 0:8 --preset hinerv-xs --steps 60` stopped as stalled (its 6-step ramp
+    to 3e-2 pinned every pixel at 0 or 1 by step 14); with a 30-step ramp it learns the picture."""
+    from vcm.quality import flat_psnr
+    from vcm.video.source import open_video
+
+    done = run_main("fit", "sample:carphone", "--frames", "0:8", "--preset", "hinerv-xs", "--steps", "60",
+                    "--out", tmp_path / "run")
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    flat = flat_psnr(open_video("sample:carphone", frames="0:8").frames_u8)
+    assert metrics["psnr"] > flat + 5, (metrics["psnr"], flat)
 
 
 def test_an_output_saturated_where_the_frames_are_is_not_a_stall():

@@ -77,7 +77,7 @@ def _finetune(model, frames_u8, masks_u8, cfg: TrainConfig, epochs: int, keep, q
     ``checkpoint``: where it keeps its state to continue after an interruption (:mod:`vcm.codec.stage_state`)."""
     from vcm.nerv.train import param_groups, train_stage
 
-    cfg = replace(cfg, epochs=epochs, warmup=0.0)
+    cfg = replace(cfg, epochs=epochs, warmup=0.0, warmup_min_steps=0)
     model.to(device).train()
     opt = torch.optim.Adam(param_groups(model, cfg), lr=cfg.lr, betas=cfg.betas)
     channels = {n: model.quant_channels(n, tuple(p.shape)) for n, p in model.named_parameters()}

@@ -114,8 +114,8 @@ def optimise(model: torch.nn.Module, frames_u8: np.ndarray, masks_u8, fit_cfg: T
     steps = rd_steps(opts, fit_cfg, t_frames, init_quantizers is not None)
     epochs = -(-steps // fit_cfg.steps_per_epoch(t_frames))
     lr_scale = _or_fit(opts.lr_scale, fit_cfg.rd_lr_scale)
-    cfg = replace(fit_cfg, epochs=max(epochs, 1), steps=None, warmup=0.05, lr=fit_cfg.lr * lr_scale, seed=opts.seed,
-                  rate_lambda=0.0)
+    cfg = replace(fit_cfg, epochs=max(epochs, 1), steps=None, warmup=0.05, warmup_min_steps=0, lr=fit_cfg.lr * lr_scale,
+                  seed=opts.seed, rate_lambda=0.0)
     rd = RateDistortionModel(model, keep, init_bits=opts.init_bits, temporal=opts.temporal)
     if init_quantizers is not None:
         init_quantizers = rd.complete_state(init_quantizers)

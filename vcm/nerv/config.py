@@ -27,6 +27,10 @@ class TrainConfig:
     lr: float = 5e-4
     betas: tuple[float, float] = (0.5, 0.999)
     warmup: float = 0.2  # fraction of all steps with a linear ramp, then cosine to 0
+    # The ramp lasts at least this many steps (at most half the fit): a fit of a few hundred steps or less at a
+    # HiNeRV rate (2e-2 to 9e-2) otherwise saturated its output (every pixel pinned at 0 or 1) and stopped
+    # learning. Any fit with warmup × steps ≥ this (the presets' own schedules) is unchanged by it.
+    warmup_min_steps: int = 30
     loss: str = "nerv"  # "nerv" (eq. 4) or "sa-nerv" (eq. 6)
     beta: float = 0.7  # weight of L1 against (1 − SSIM)
     mask_weight: float = 1.0  # weight of the masked term of eq. (6)
@@ -72,7 +76,8 @@ class TrainConfig:
                  ("rate_noise_fraction", 0 <= self.rate_noise_fraction <= 1, "in [0, 1]"),
                  ("betas", len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
                   "two numbers in [0, 1) (Adam's β1, β2)"),
-                 ("warmup", 0 <= self.warmup < 1, "in [0, 1)"), ("beta", 0 <= self.beta <= 1, "in [0, 1]"),
+                 ("warmup", 0 <= self.warmup < 1, "in [0, 1)"),
+                 ("warmup_min_steps", self.warmup_min_steps >= 0, "0 or more"), ("beta", 0 <= self.beta <= 1, "in [0, 1]"),
                  ("mask_weight", self.mask_weight >= 0, "0 or more"), ("grad_clip", self.grad_clip >= 0, "0 or more"),
                  ("grid_lr_scale", self.grid_lr_scale > 0, "above 0")]
         try:

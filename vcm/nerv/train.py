@@ -87,8 +87,9 @@ def param_groups(model: torch.nn.Module, cfg: TrainConfig) -> list[dict]:
 
 
 def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
-    """Linear warmup over ``cfg.warmup`` of all steps, then cosine decay to 0 (reference NeRV)."""
-    warm = max(1, int(total * cfg.warmup))
+    """Linear warmup over ``cfg.warmup`` of all steps, but at least ``cfg.warmup_min_steps`` (or half of
+    them, when fewer), then cosine decay to 0 (reference NeRV)."""
+    warm = max(1, int(total * cfg.warmup), min(cfg.warmup_min_steps, total // 2))
     if step < warm:
         return cfg.lr * (step + 1) / warm
     return cfg.lr * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
@@ -504,7 +505,7 @@ def _resume(ckpt_path: Path, config: dict, model, opt, device, rate=None) -> tup
     # What shapes the steps already taken: the loss, the batches and the optimiser's schedule. A run resumed
     # with another of these would go on as a different fit while config.json names one value for all of it.
     for key in ("loss", "beta", "batch", "seed", "mask_weight", "rate_lambda", "rate_start", "rate_noise_fraction",
-                "lr", "betas", "warmup", "grad_clip", "grid_lr_scale"):
+                "lr", "betas", "warmup", "warmup_min_steps", "grad_clip", "grid_lr_scale"):
         before = _as_recorded(old["train"].get(key, getattr(TrainConfig, key)))  # older runs: the default then
         now = _as_recorded(config["train"].get(key))
         if before != now:
