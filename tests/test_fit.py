@@ -408,3 +408,12 @@ def test_a_fits_frame_rate_is_the_frames_it_trained_on(tmp_path, capsys):
     result = fit(video, TINY.config(24, 24), TrainConfig(epochs=2, batch=100, lr=2e-3), tmp_path / "run", CPU)
     assert result.frames_per_second * result.seconds == pytest.approx(6)
     assert "batch 100 is more than the clip's 3 frames: each step takes them all" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("steps, shown", [(1, "1 (1 epoch)"), (3, "3 (2 epochs)")])
+def test_the_fit_table_counts_its_passes_in_words_that_agree(tmp_path, steps, shown):
+    """A one-pass fit's table said "1 (1 epochs)"."""
+    done = run_main("fit", "sample:carphone", "--frames", "0:4", "--preset", "hinerv-xs", "--steps", str(steps),
+                    "--out", tmp_path / "run")
+    assert done.returncode == 0, done.stderr
+    assert re.search(rf"│ steps\s+│ {re.escape(shown)}\s+│", done.stdout), done.stdout
