@@ -99,7 +99,8 @@ def test_train_config_counts_steps():
     ("grad_clip", float("inf"), "grad_clip must be a finite"), ("betas", (0.9, float("nan")), "betas must be a finite"),
     ("batch", 0, "batch must be at least 1"), ("checkpoint_every", 0, "checkpoint_every must be at least 1"),
     ("mask_weight", -1.0, "mask_weight must be 0 or more"), ("warmup", 1.0, "warmup must be in \\[0, 1\\)"),
-    ("rate_start", float("nan"), "rate_start must be a finite"), ("grid_lr_scale", 0.0, "grid_lr_scale must be above 0")])
+    ("rate_start", float("nan"), "rate_start must be a finite"), ("grid_lr_scale", 0.0, "grid_lr_scale must be above 0"),
+    ("warmup_min_steps", -1, "warmup_min_steps must be 0 or more")])
 def test_a_training_value_no_fit_can_use_is_named_alone(field, value, message):
     """`--lr 0` was answered with every rule at once ("lr must be > 0 and epochs, batch and
     checkpoint_every at least 1"), and a negative mask_weight (eq. 6's w) trained on; `--lr inf` and
