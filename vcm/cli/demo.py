@@ -13,8 +13,9 @@ from vcm.cli.common import DeviceOpt, JsonOpt, print_json, start
 def demo(
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Override the demo preset's epochs."),
     device: str = DeviceOpt,
-    frames: str = typer.Option("all", "--frames", help="Carphone's frames, all or A:B (B exclusive): fewer make a "
-                               "quicker run, whose figures are not the demo's."),
+    frames: str = typer.Option("all", "--frames", help="Carphone's frames, all or A:B (B exclusive), for a run whose "
+                               "figures are not the demo's. Fewer shorten the fits only (each rate point's stage "
+                               "trains as many steps on any clip): with --compute 0.25 too, a quick look."),
     compute: Optional[float] = typer.Option(None, "--compute", metavar="K", help="K times the training of every network "
                                             "(its fit's steps and its points' stages'): what the same codec gives "
                                             "a machine K times faster, or a GPU."),
