@@ -328,6 +328,32 @@ def test_the_compression_stages_keep_their_own_short_ramp(monkeypatch):
     assert seen[(0.0, 6)][0] == 1.0  # no ramp
 
 
+@pytest.mark.parametrize("steps, same", [(200, True), (20, False)])
+def test_a_fit_recorded_before_the_minimum_warm_up_is_the_same_fit_where_its_ramp_is(tmp_path, steps, same):
+    """A run that an earlier vcm started (config.json and checkpoint without warmup_min_steps) ramped over its
+    fraction alone: with a ramp of 40 steps it is the fit this vcm would train, and a CTC fit cache reuses or
+    resumes it; with one of 4 steps it is not, and neither may pass it off as this schedule's."""
+    from vcm.nerv.train import run_differs
+
+    mcfg = TINY.config(24, 24)
+    video = make_video(moving_frames(t=4, h=24, w=24))
+    cfg = TrainConfig(steps=steps, batch=2, lr=2e-3, checkpoint_every=1)
+    fit(video, mcfg, cfg, tmp_path / "r", CPU, should_stop=lambda step: step == 2)
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    del config["train"]["warmup_min_steps"]
+    (tmp_path / "r" / "config.json").write_text(json.dumps(config))
+    ckpt = torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=True)
+    del ckpt["config"]["train"]["warmup_min_steps"]
+    torch.save(ckpt, tmp_path / "r" / "checkpoint.pt")
+    differs = run_differs(tmp_path / "r", video, mcfg, cfg)
+    assert differs == (None if same else "other training options (warmup_min_steps)")
+    if same:
+        assert not fit(video, mcfg, cfg, tmp_path / "r", CPU, resume=True).interrupted
+    else:
+        with pytest.raises(VcmError, match="cannot resume: training option 'warmup_min_steps' was 0, now 30"):
+            fit(video, mcfg, cfg, tmp_path / "r", CPU, resume=True)
+
+
 def test_a_short_hinerv_fit_learns_instead_of_saturating(tmp_path):
     """`vcm fit sample:carphone --frames 0:8 --preset hinerv-xs --steps 60` stopped as stalled (its 6-step ramp
     to 3e-2 pinned every pixel at 0 or 1 by step 14); with a 30-step ramp it learns the picture."""

@@ -86,10 +86,22 @@ def param_groups(model: torch.nn.Module, cfg: TrainConfig) -> list[dict]:
     return [{"params": grids, "lr_scale": cfg.grid_lr_scale}, {"params": rest}]
 
 
+def warmup_steps(total: int, fraction: float, minimum: int) -> int:
+    """Steps of the linear ramp in a schedule of ``total`` steps: ``fraction`` of them, but at least ``minimum``
+    (or half of them, when fewer), and at least one."""
+    return max(1, int(total * fraction), min(minimum, total // 2))
+
+
+def _recorded_ramp(train: dict, total: int) -> int:
+    """``warmup_steps`` for a fit's ``train`` section as config.json records it; a fit recorded before
+    ``warmup_min_steps`` existed ramped over its fraction alone."""
+    return warmup_steps(total, train.get("warmup", TrainConfig.warmup), train.get("warmup_min_steps", 0))
+
+
 def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
     """Linear warmup over ``cfg.warmup`` of all steps, but at least ``cfg.warmup_min_steps`` (or half of
     them, when fewer), then cosine decay to 0 (reference NeRV)."""
-    warm = max(1, int(total * cfg.warmup), min(cfg.warmup_min_steps, total // 2))
+    warm = warmup_steps(total, cfg.warmup, cfg.warmup_min_steps)
     if step < warm:
         return cfg.lr * (step + 1) / warm
     return cfg.lr * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
@@ -323,8 +335,8 @@ def _start(video: Video, model_cfg, cfg: TrainConfig, run_dir: Path, device, res
     run = _Run(run_dir, config, model, opt, rate)
     ckpt_path = run_dir / CHECKPOINT
     if resume:
-        run.step, run.history = _resume(ckpt_path, config, model, opt, device, rate)
         total = cfg.total_steps(video.num_frames)
+        run.step, run.history = _resume(ckpt_path, config, model, opt, device, total, rate)
         if run.step > total:  # it reported "done 40/20" and recorded the shorter schedule in config.json
             raise VcmError(f"cannot resume: {run_dir} has trained {run.step} steps, more than the {total} now asked for; "
                            f"give at least {run.step} (--steps) or the schedule it was started with")
@@ -490,7 +502,7 @@ def _state(model) -> dict:
     return {k: v.detach().contiguous().cpu() for k, v in _unwrap(model).state_dict().items()}
 
 
-def _resume(ckpt_path: Path, config: dict, model, opt, device, rate=None) -> tuple[int, list]:
+def _resume(ckpt_path: Path, config: dict, model, opt, device, total: int, rate=None) -> tuple[int, list]:
     if not ckpt_path.exists():
         raise VcmError(f"nothing to resume: {ckpt_path} does not exist")
     try:
@@ -508,6 +520,10 @@ def _resume(ckpt_path: Path, config: dict, model, opt, device, rate=None) -> tup
                 "lr", "betas", "warmup", "warmup_min_steps", "grad_clip", "grid_lr_scale"):
         before = _as_recorded(old["train"].get(key, getattr(TrainConfig, key)))  # older runs: the default then
         now = _as_recorded(config["train"].get(key))
+        if key == "warmup_min_steps":  # none before it existed; a minimum matters where it lengthens the ramp
+            before = old["train"].get(key, 0)
+            if _recorded_ramp(old["train"], total) == _recorded_ramp(config["train"], total):
+                continue
         if before != now:
             raise VcmError(f"cannot resume: training option {key!r} was {before!r}, now {now!r} "
                            f"(resume with the run's value, or start a new run with --out)")
@@ -537,7 +553,11 @@ def run_differs(run_dir: Path, video: Video, model_cfg, cfg: TrainConfig, masks:
     if registry.arch_of(old) != registry.arch_of_config(model_cfg) or not _same(old.get("model"), model_cfg.to_dict()):
         return "another network"
     now, before = cfg.to_dict(), old.get("train") or {}
-    changed = [k for k in now if not _same(before.get(k, getattr(TrainConfig, k, None)), now[k])]
+    changed = [k for k in now if k != "warmup_min_steps"
+               and not _same(before.get(k, getattr(TrainConfig, k, None)), now[k])]
+    total = cfg.total_steps(video.num_frames)
+    if not changed and _recorded_ramp(before, total) != _recorded_ramp(now, total):  # a minimum that lengthens it
+        changed = ["warmup_min_steps"]
     if changed:
         return f"other training options ({', '.join(changed)})"
     recorded = old.get("masks") if isinstance(old.get("masks"), dict) else {}
