@@ -155,9 +155,8 @@ def run_demo(out: Path, device: str = "auto", epochs: int | None = None, jobs: i
     """Run the demo experiment into ``out`` (replacing an earlier demo's files there); returns the summary.
     ``jobs``: points run in parallel (default :func:`default_jobs`); ``frames``: carphone's frames, all or
     A:B (B exclusive; fewer frames shorten the fits, not the points' stages, and the figures are not the
-    demo's); ``compute``: K
-    times the training of every network (:mod:`vcm.codecs.compute`), what a faster machine or a GPU gives
-    the same codec."""
+    demo's); ``compute``: K times the training of every network (:mod:`vcm.codecs.compute`), what a faster
+    machine or a GPU gives the same codec."""
     import yaml
 
     from vcm.device import resolve_device

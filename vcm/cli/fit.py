@@ -166,7 +166,8 @@ def _print_fit(result, video, loss: str, json_out: bool) -> None:
         return
     table(f"vcm fit: {video.name}", [
         ("run", str(result.run_dir)), ("frames", f"{video.num_frames} ({video.source_frames.start}:{video.source_frames.stop})"),
-        ("params", f"{m['params']:,}"), ("steps", f"{m['steps']:,} ({m['epochs']} epoch{'' if m['epochs'] == 1 else 's'})"), ("loss", loss),
+        ("params", f"{m['params']:,}"),
+        ("steps", f"{m['steps']:,} ({m['epochs']} epoch{'' if m['epochs'] == 1 else 's'})"), ("loss", loss),
         ("time", f"{result.seconds:.1f} s ({result.frames_per_second:.1f} frames/s)"),
         ("PSNR", fmt(m["psnr"], 2, " dB")), ("PSNR-Y", fmt(m["psnr_y"], 2, " dB")),
         ("MS-SSIM", fmt(m["ms_ssim"], 4)),

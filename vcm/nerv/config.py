@@ -77,7 +77,8 @@ class TrainConfig:
                  ("betas", len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
                   "two numbers in [0, 1) (Adam's β1, β2)"),
                  ("warmup", 0 <= self.warmup < 1, "in [0, 1)"),
-                 ("warmup_min_steps", self.warmup_min_steps >= 0, "0 or more"), ("beta", 0 <= self.beta <= 1, "in [0, 1]"),
+                 ("warmup_min_steps", self.warmup_min_steps >= 0, "0 or more"),
+                 ("beta", 0 <= self.beta <= 1, "in [0, 1]"),
                  ("mask_weight", self.mask_weight >= 0, "0 or more"), ("grad_clip", self.grad_clip >= 0, "0 or more"),
                  ("grid_lr_scale", self.grid_lr_scale > 0, "above 0")]
         try:
