@@ -92,10 +92,25 @@ def warmup_steps(total: int, fraction: float, minimum: int) -> int:
     return max(1, int(total * fraction), min(minimum, total // 2))
 
 
-def _recorded_ramp(train: dict, total: int) -> int:
-    """``warmup_steps`` for a fit's ``train`` section as config.json records it; a fit recorded before
-    ``warmup_min_steps`` existed ramped over its fraction alone."""
-    return warmup_steps(total, train.get("warmup", TrainConfig.warmup), train.get("warmup_min_steps", 0))
+# Training options whose default changed the fit when they were added: a run recorded before had this value.
+_BEFORE_IT_EXISTED = {"warmup_min_steps": 0}
+
+
+def _recorded(train: dict, key: str):
+    """Training option ``key`` of a ``train`` section as config.json records it (a list for a tuple); a key that
+    an older run lacks had the default of its day."""
+    return _as_recorded(train.get(key, _BEFORE_IT_EXISTED.get(key, getattr(TrainConfig, key, None))))
+
+
+def _option_differs(key: str, before: dict, now: dict, total: int) -> bool:
+    """Whether training option ``key`` of a recorded ``train`` section and of this one's make different fits of
+    ``total`` steps: another value, except a minimum warm-up that leaves the ramp as it was."""
+    if _recorded(before, key) == _recorded(now, key):
+        return False
+    if key != "warmup_min_steps":
+        return True
+    return (warmup_steps(total, _recorded(before, "warmup"), _recorded(before, key))
+            != warmup_steps(total, _recorded(now, "warmup"), _recorded(now, key)))
 
 
 def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
@@ -518,13 +533,8 @@ def _resume(ckpt_path: Path, config: dict, model, opt, device, total: int, rate=
     # with another of these would go on as a different fit while config.json names one value for all of it.
     for key in ("loss", "beta", "batch", "seed", "mask_weight", "rate_lambda", "rate_start", "rate_noise_fraction",
                 "lr", "betas", "warmup", "warmup_min_steps", "grad_clip", "grid_lr_scale"):
-        before = _as_recorded(old["train"].get(key, getattr(TrainConfig, key)))  # older runs: the default then
-        now = _as_recorded(config["train"].get(key))
-        if key == "warmup_min_steps":  # none before it existed; a minimum matters where it lengthens the ramp
-            before = old["train"].get(key, 0)
-            if _recorded_ramp(old["train"], total) == _recorded_ramp(config["train"], total):
-                continue
-        if before != now:
+        if _option_differs(key, old["train"], config["train"], total):
+            before, now = _recorded(old["train"], key), _recorded(config["train"], key)
             raise VcmError(f"cannot resume: training option {key!r} was {before!r}, now {now!r} "
                            f"(resume with the run's value, or start a new run with --out)")
     model.load_state_dict(ckpt["model"])
@@ -553,11 +563,7 @@ def run_differs(run_dir: Path, video: Video, model_cfg, cfg: TrainConfig, masks:
     if registry.arch_of(old) != registry.arch_of_config(model_cfg) or not _same(old.get("model"), model_cfg.to_dict()):
         return "another network"
     now, before = cfg.to_dict(), old.get("train") or {}
-    changed = [k for k in now if k != "warmup_min_steps"
-               and not _same(before.get(k, getattr(TrainConfig, k, None)), now[k])]
-    total = cfg.total_steps(video.num_frames)
-    if not changed and _recorded_ramp(before, total) != _recorded_ramp(now, total):  # a minimum that lengthens it
-        changed = ["warmup_min_steps"]
+    changed = [k for k in now if _option_differs(k, before, now, cfg.total_steps(video.num_frames))]
     if changed:
         return f"other training options ({', '.join(changed)})"
     recorded = old.get("masks") if isinstance(old.get("masks"), dict) else {}
