@@ -40,6 +40,7 @@ import yaml
 from _common import dev_clip, print_table, run
 
 from vcm.resources import data_dir
+from vcm.words import noun
 from vcm.yamlfile import load_yaml
 
 CLIPS = ("carphone", "bikes416", "bikes640")
@@ -278,7 +279,7 @@ def main() -> None:
     if unknown:
         from vcm.errors import VcmError
 
-        raise VcmError(f"unknown clip(s) {', '.join(sorted(unknown))}; use {', '.join(CLIPS)}")
+        raise VcmError(f"unknown {noun(len(unknown), 'clip')} {', '.join(sorted(unknown))}; use {', '.join(CLIPS)}")
     args.out.mkdir(parents=True, exist_ok=True)
     summary = []
     for name in clips:

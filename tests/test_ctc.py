@@ -158,7 +158,7 @@ def test_ctc_run_and_report_end_to_end(ctc_inputs):
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["reused"] == 24 and json.loads(again.stdout)["ran"] == 0
     plain = run_main("ctc", "run", cfg, "--out", out, "--only", "carphone")
-    assert plain.returncode == 0 and "reusing 12 finished point(s)" in plain.stderr  # never a silent skip
+    assert plain.returncode == 0 and "reusing 12 finished points from" in plain.stderr  # never a silent skip
 
     rep = run_main("ctc", "report", out, "--anchor", "hevc", "--json")
     assert rep.returncode == 0, rep.stderr
@@ -354,12 +354,12 @@ def test_a_stage_seed_reseeds_the_stages_alone_and_names_its_points(tmp_path, mo
 
 @pytest.mark.parametrize("edit, message", [
     ({"codecs": {"nerv": {"fits": [{"preset": "demo", "points": [{"prun": 0.4}]}]}}}, "prun"),
-    ({"codecs": {"hevc": {"qp": [22]}}}, "codec hevc: unknown key(s) qp"),
+    ({"codecs": {"hevc": {"qp": [22]}}}, "codec hevc: unknown key qp"),
     ({"detector": {"name": "oracle", "weight": "x.pt"}}, "weight"),
-    ({"sequence": ["x"]}, "unknown key(s) sequence"),
+    ({"sequence": ["x"]}, "unknown key sequence"),
     ({"codecs": {"nerv": {"fits": [{"preset": "demo", "epoch": 3}]}}}, "epoch"),
     ({"codecs": {"hinerv": {"fits": [{"preset": "hinerv-demo", "rd_steps": 6, "points": [{"lambda": 1}]}]}}},
-     "unknown key(s) rd_steps; valid: batch, chain, compute, epochs, lr, params, points, preset, rate_aware, seed, stage_seed, "
+     "unknown key rd_steps; valid: batch, chain, compute, epochs, lr, params, points, preset, rate_aware, seed, stage_seed, "
      "steps, width_scale (rd_steps is a key of each point: points: [{rd_steps: ..., ...}])"),
     ({"codecs": {"sa-hinerv": {"masks": {"source": "sobel"}, "fits": [{"preset": "hinerv-demo"}]}}}, "mask source 'sobel'"),
 ])
@@ -802,7 +802,7 @@ def test_match_points_follow_the_anchor_and_run_after_it(tmp_path):
     assert [(p["codec"], p["state"]) for p in plan["plan"]] == [("nerv", "after anchors")] * 2 + [("hevc", "to run")] * 2
     assert (plan["to_run"], plan["after_anchors"], plan["finished"], plan["networks_to_train"]) == (2, 2, 0, 1)
     proc = run_main("ctc", "run", cfg, "--out", tmp_path / "out", "--dry-run")
-    assert proc.returncode == 0 and "4 point(s): 0 finished" in " ".join(proc.stdout.split()), proc.stderr
+    assert proc.returncode == 0 and "4 points: 0 finished" in " ".join(proc.stdout.split()), proc.stderr
     assert not (tmp_path / "out").exists()
     result = run(cfg, tmp_path / "out", jobs=1)
     plan = preview(cfg, tmp_path / "out")
@@ -957,7 +957,7 @@ def test_a_fit_made_from_another_config_under_the_same_name_is_trained_again_not
     result = run(cfg, tmp_path / "out")  # the finished point was reused as it was, the old network's result
     assert (result["failed"], result["ran"], result["reused"]) == (0, 1, 0)
     err = " ".join(capsys.readouterr().err.split())
-    assert "running again 1 finished point(s) whose config changed" in err and "holds a fit of another network" in err
+    assert "running again 1 finished point whose config changed" in err and "holds a fit of another network" in err
     assert run(cfg, tmp_path / "out")["reused"] == 1
     # a fit stopped before its end, then its preset's lr edited: it was resumed, and refused in the point
     # ("cannot resume: training option 'lr' was 0.003, now 0.004 ... start a new run with --out")

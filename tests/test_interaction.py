@@ -323,6 +323,7 @@ def test_a_second_sweep_on_the_same_results_leaves_a_running_point_to_the_first(
     second = run_cli("ctc", "run", cfg, "--out", tmp_path / "out", "--jobs", "2", cwd=tmp_path, timeout=120)
     said = " ".join(second.stderr.split())
     assert second.returncode == 0 and f"(pid {first.pid}) is running it; left to it" in said, second.stderr[-1500:]
+    assert "left 1 point to the other vcm command that was running it; its result joins" in said, said[-800:]
     point = tmp_path / "out" / "points" / "tiny" / "nerv" / "tiny_pr0p0_b8"
     assert not (point / "result.json").exists()
     first.wait(timeout=300)

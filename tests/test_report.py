@@ -235,7 +235,7 @@ def test_ctc_compare_gives_each_curve_of_a_change_against_the_same_curve_before(
     assert set(summary) == {"hinerv-rd", "hevc"}
     assert (summary["hinerv-rd"]["fewer_bits"], summary["hinerv-rd"]["sequences"]) == (1, 2)
     assert summary["hinerv-rd"]["mean_bd_rate"] == pytest.approx(-5.0, abs=0.01) and summary["hevc"]["fewer_bits"] == 0
-    assert "hinerv-rd: fewer bits (psnr_y) on 1 of 2 sequence(s), mean -5.0 %" in text
+    assert "hinerv-rd: fewer bits (psnr_y) on 1 of 2 sequences, mean -5.0 %" in text
     with pytest.raises(VcmError, match="are one folder"):
         compare(base, base)
     with pytest.raises(VcmError, match="holds no CTC results"):

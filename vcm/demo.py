@@ -24,6 +24,7 @@ from vcm.ctc.run import run, with_compute
 from vcm.nerv.config import load_preset
 from vcm.resources import data_dir
 from vcm.yamlfile import load_yaml
+from vcm.words import counted, noun
 
 DEMO_CONFIG = "demo.yaml"
 DEMO_CLIP = "sample:carphone"  # the clip configs/ctc/demo.yaml names
@@ -181,11 +182,12 @@ def run_demo(out: Path, device: str = "auto", epochs: int | None = None, jobs: i
     if result["failed"]:
         from vcm.errors import VcmError
 
-        raise VcmError(f"{result['failed']} demo point(s) failed; see {out}/points/*/*/*/result.json")
+        raise VcmError(f"{counted(result['failed'], 'demo point')} failed; see {out}/points/*/*/*/result.json")
     if result["elsewhere"]:
         from vcm.errors import VcmError
 
-        raise VcmError(f"{result['elsewhere']} demo point(s) are being run by another vcm command in {out}; "
+        n = result["elsewhere"]
+        raise VcmError(f"{counted(n, 'demo point')} {noun(n, 'is', 'are')} being run by another vcm command in {out}; "
                        f"run vcm demo again once it ends")
     # mAP curves saturate and wobble at the detector's ceiling: made monotone before BD (the report says so)
     report = make_report(out, anchor="hevc", monotone_map=True)

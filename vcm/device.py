@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from vcm.errors import VcmError
+from vcm.words import counted
 
 
 def resolve_device(name: str = "auto"):
@@ -27,7 +28,7 @@ def describe(device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     n = torch.get_num_threads()
-    return f"cpu ({n} thread{'s' if n != 1 else ''})"
+    return f"cpu ({counted(n, 'thread')})"
 
 
 def rng_state(device) -> dict:

@@ -14,6 +14,8 @@ import math
 import types
 import typing
 
+from vcm.words import noun
+
 
 def _check(name: str, annotation, value):
     origin = typing.get_origin(annotation)
@@ -59,7 +61,7 @@ def strict_from_dict(cls, d, defaults: bool = True):
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = set(d) - set(fields)
     if unknown:
-        raise ValueError(f"unknown field(s) {', '.join(sorted(map(str, unknown)))}; valid: {', '.join(fields)}")
+        raise ValueError(f"unknown {noun(len(unknown), 'field')} {', '.join(sorted(map(str, unknown)))}; valid: {', '.join(fields)}")
     kwargs = {}
     for name, f in fields.items():
         if name not in d:
@@ -78,7 +80,7 @@ def check_keys(d, valid, where: str) -> dict:
         raise ValueError(f"{where} must be a mapping, got {type(d).__name__}")
     unknown = set(d) - set(valid)
     if unknown:
-        raise ValueError(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; "
+        raise ValueError(f"{where}: unknown {noun(len(unknown), 'key')} {', '.join(sorted(map(str, unknown)))}; "
                          f"valid: {', '.join(sorted(valid))}")
     return d
 

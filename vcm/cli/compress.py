@@ -8,6 +8,7 @@ import typer
 
 from vcm.cli.app import app
 from vcm.cli.common import DeviceOpt, JsonOpt, OverwriteOpt, check_frames_output, fmt, print_json, start, table
+from vcm.words import counted
 
 
 @app.command()
@@ -121,7 +122,7 @@ def _report_rows(r: dict) -> list[tuple[str, str]]:
 
         a = achieved(r)
         rows.append(("rate control", f"target {a['target']:g} {a['unit']}, achieved {a['achieved']:.2f} {a['unit']} "
-                                     f"({a['error_text']}) in {len(r['rate_control']['trials'])} trial(s)"))
+                                     f"({a['error_text']}) in {counted(len(r['rate_control']['trials']), 'trial')}"))
         hint = beyond_hint(a, r["rate_control"]["lambda"]) or missed_hint(a, r["rate_control"])
         if hint:
             rows.append(("", hint))

@@ -7,6 +7,7 @@ import typer
 
 from vcm.cli.app import app
 from vcm.cli.common import JsonOpt, print_json, start, table
+from vcm.words import counted
 
 ctc_app = typer.Typer(help="The MPEG VCM CTC experiment: run every point, then report.", no_args_is_help=True)
 app.add_typer(ctc_app, name="ctc")
@@ -68,10 +69,11 @@ def _show_plan(p: dict, json_out: bool) -> None:
     for row in p["plan"]:
         t.add_row(row["sequence"], row["codec"], row["point"], row["state"])
     stdout.print(t)
-    stdout.print(f"{p['points']} point(s): {p['finished']} finished (reused), {p['changed']} finished from another "
+    stdout.print(f"{counted(p['points'], 'point')}: {p['finished']} finished (reused), "
+                 f"{p['changed']} finished from another "
                  f"config (run again), {p['failed']} failed before (run again), "
                  f"{p['to_run']} to run, {p['after_anchors']} after the anchors; "
-                 f"{p['networks_to_train']} network(s) to train", soft_wrap=True)
+                 f"{counted(p['networks_to_train'], 'network')} to train", soft_wrap=True)
 
 
 @ctc_app.command("report")
@@ -146,8 +148,9 @@ def ctc_compare(
     stdout.print(t)
     for c in r["summary"]:
         mean = "" if c["mean_bd_rate"] is None else f", mean {c['mean_bd_rate']:+.1f} %"
-        stdout.print(f"{c['curve']}: fewer bits ({metric}) on {c['fewer_bits']} of {c['sequences']} sequence(s)"
-                     + (f" ({c['sequences'] - c['shown']} figure(s) withheld or not measured)" if c["shown"] < c["sequences"] else "")
+        unshown = c["sequences"] - c["shown"]
+        stdout.print(f"{c['curve']}: fewer bits ({metric}) on {c['fewer_bits']} of {counted(c['sequences'], 'sequence')}"
+                     + (f" ({counted(unshown, 'figure')} withheld or not measured)" if unshown else "")
                      + mean, soft_wrap=True)
     if points:
         for c in r["curves"]:

@@ -10,6 +10,7 @@ from vcm.samples import resolve
 from vcm.cli.common import (BitDepthOpt, DeviceOpt, FpsOpt, JsonOpt, SizeOpt, exit_stopped, fmt, print_json,
                             probe_input, refuse_unused, start, table)
 from vcm.nerv.presets import presets_by_arch
+from vcm.words import counted
 
 PRESETS = "; ".join(f"{arch}: {', '.join(names)}" for arch, names in sorted(presets_by_arch().items(), reverse=True))
 
@@ -167,7 +168,7 @@ def _print_fit(result, video, loss: str, json_out: bool) -> None:
     table(f"vcm fit: {video.name}", [
         ("run", str(result.run_dir)), ("frames", f"{video.num_frames} ({video.source_frames.start}:{video.source_frames.stop})"),
         ("params", f"{m['params']:,}"),
-        ("steps", f"{m['steps']:,} ({m['epochs']} epoch{'' if m['epochs'] == 1 else 's'})"), ("loss", loss),
+        ("steps", f"{m['steps']:,} ({counted(m['epochs'], 'epoch')})"), ("loss", loss),
         ("time", f"{result.seconds:.1f} s ({result.frames_per_second:.1f} frames/s)"),
         ("PSNR", fmt(m["psnr"], 2, " dB")), ("PSNR-Y", fmt(m["psnr_y"], 2, " dB")),
         ("MS-SSIM", fmt(m["ms_ssim"], 4)),

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from vcm.words import counted
+
 
 def is_run(path: Path) -> bool:
     """A run folder (or ``runs/latest``): one that holds a vcm fit's checkpoint."""
@@ -110,4 +112,4 @@ def run_rows(r: dict) -> list[tuple[str, str]]:
 
 
 def _steps(n: int) -> str:
-    return f"{n:,} step{'' if n == 1 else 's'}"
+    return counted(n, "step")

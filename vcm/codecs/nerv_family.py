@@ -28,6 +28,7 @@ from pathlib import Path
 
 from vcm.codecs import Codec, network_ready, register_codec
 from vcm.errors import VcmError
+from vcm.words import noun
 
 _FIT_KEYS = {"preset", "params", "width_scale", "epochs", "steps", "batch", "lr", "seed", "stage_seed", "points", "rate_aware",
              "chain", "compute"}
@@ -145,7 +146,8 @@ class NervFamily(Codec):
                 raise VcmError(f"{self.name} masks must be a mapping such as {{source: canny}}, got {section['masks']!r}")
             unknown = set(section["masks"]) - _MASKS_KEYS
             if unknown:
-                raise VcmError(f"{self.name} masks: unknown key(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(_MASKS_KEYS))}")
+                raise VcmError(f"{self.name} masks: unknown {noun(len(unknown), 'key')} {', '.join(sorted(unknown))}; "
+                               f"valid: {', '.join(sorted(_MASKS_KEYS))}")
             if section["masks"].get("source") is not None:
                 from vcm.masks.sources import parse_source
 
@@ -161,10 +163,10 @@ class NervFamily(Codec):
             unknown = set(fit) - _FIT_KEYS
             if unknown:
                 of_points = sorted(unknown & (_AFFINE_KEYS | _RD_KEYS | _MATCH_KEYS))
-                hint = (f" ({', '.join(of_points)} {'is a key' if len(of_points) == 1 else 'are keys'} of each point: "
+                hint = (f" ({', '.join(of_points)} {noun(len(of_points), 'is a key', 'are keys')} of each point: "
                         f"points: [{{{of_points[0]}: ..., ...}}])") if of_points else ""
-                raise VcmError(f"{self.name} fit: unknown key(s) {', '.join(sorted(unknown))}; valid: "
-                               f"{', '.join(sorted(_FIT_KEYS))}{hint}")
+                raise VcmError(f"{self.name} fit: unknown {noun(len(unknown), 'key')} {', '.join(sorted(unknown))}; "
+                               f"valid: {', '.join(sorted(_FIT_KEYS))}{hint}")
             self._check_fit(fit)
             if fit.get("compute") is not None and float(fit["compute"]) == 1:  # the schedule as it is: the same fit
                 fit = {k: v for k, v in fit.items() if k != "compute"}  # and points as without it (finished ones kept)
@@ -231,7 +233,8 @@ class NervFamily(Codec):
                     point = {**common, "prune": prune, "bits": bits, "qat": bool(p.get("qat")),
                              "finetune_epochs": p.get("finetune_epochs")}
                 if unknown:
-                    raise VcmError(f"{self.name} point {p}: unknown key(s) {', '.join(sorted(unknown))}; valid: "
+                    raise VcmError(f"{self.name} point {p}: unknown {noun(len(unknown), 'key')} "
+                                   f"{', '.join(sorted(unknown))}; valid: "
                                    f"{{{', '.join(sorted(_AFFINE_KEYS))}}} or {{{', '.join(sorted(_RD_KEYS))}}}")
                 for key in ("rd_steps", "rd_epochs", "finetune_epochs", "step_lr"):  # its values, before any fit trains for it
                     if p.get(key) is not None:

@@ -11,6 +11,7 @@ from vcm import sequences
 from vcm.errors import VcmError
 from vcm.schema import check_keys
 from vcm.yamlfile import load_yaml
+from vcm.words import noun
 
 TOP_KEYS = ("sequences", "frames", "device", "detector", "annotations", "reference", "reference_score", "codecs")
 # annotations, frame_mapping, category_ids, category_map: a COCO JSON for this video (as vcm eval reads it);
@@ -53,7 +54,8 @@ def check_schema(cfg, path: Path) -> None:
                 raise ValueError(f"{key} must be {what} (a string), got {cfg[key]!r}")
         unknown = set(cfg.get("codecs") or {}) - set(codecs.names())
         if unknown:
-            raise ValueError(f"unknown codec(s) {', '.join(sorted(unknown))}; known: {', '.join(codecs.names())}")
+            raise ValueError(f"unknown {noun(len(unknown), 'codec')} {', '.join(sorted(unknown))}; "
+                             f"known: {', '.join(codecs.names())}")
         for name, section in (cfg.get("codecs") or {}).items():
             check_keys(section or {}, codecs.get(name).section_keys, f"codec {name}")
         if cfg.get("detector") is not None:

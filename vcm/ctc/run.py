@@ -22,6 +22,7 @@ from vcm.ctc import config as ctc_config
 from vcm.ctc.points import finished_as_asked, read_result, run_point
 from vcm.ctc.result_row import RESULT
 from vcm.errors import VcmError
+from vcm.words import counted, noun
 
 LOG = "ctc.log"
 BACKENDS = ("local", "ray")
@@ -275,13 +276,13 @@ def _run(specs: list[dict], out: Path, jobs: int, backend: str, ray_address: str
             # with --force the point runs even when another run finishes it first (else its result is taken)
             todo.append({**spec, "force": True} if force else spec)
     if reused:
-        progress.log(f"reusing {len(reused)} finished point(s) from {out} (--force redoes them)")
+        progress.log(f"reusing {counted(len(reused), 'finished point')} from {out} (--force redoes them)")
     if retried:
-        progress.log(f"retrying {retried} point(s) that failed before")
+        progress.log(f"retrying {counted(retried, 'point')} that failed before")
     if changed:
-        progress.log(f"running again {changed} finished point(s) whose config changed since they ran "
+        progress.log(f"running again {counted(changed, 'finished point')} whose config changed since they ran "
                      f"(frames, detector, ground truth, the point's settings, or a preset or file it names)")
-    progress.log(f"running {len(todo)} point(s) with backend {backend}, {jobs} job(s)")
+    progress.log(f"running {counted(len(todo), 'point')} with backend {backend}, {counted(jobs, 'job')}")
     # points that aim at another point's rate run once every other point has
     rows = execute([s for s in todo if "after" not in s], jobs, backend, ray_address)
     rows += execute([s for s in todo if "after" in s], jobs, backend, ray_address)
@@ -290,8 +291,10 @@ def _run(specs: list[dict], out: Path, jobs: int, backend: str, ray_address: str
         progress.log(f"failed {r['sequence']} {r['codec']} {r['point']}: {r['error']}", style="red")
     elsewhere = [r for r in rows if r.get("status") == ELSEWHERE]
     if elsewhere:
-        progress.log(f"left {len(elsewhere)} point(s) to the other vcm command that was running them; their results "
-                     f"join {out} when it ends (vcm ctc report then shows them)")
+        n = len(elsewhere)
+        progress.log(f"left {counted(n, 'point')} to the other vcm command that was running {noun(n, 'it', 'them')}; "
+                     f"{noun(n, 'its result joins', 'their results join')} {out} when that command ends "
+                     f"(vcm ctc report then shows {noun(n, 'it', 'them')})")
     return {"out": str(out), "points": len(specs), "ran": len(todo) - len(elsewhere), "reused": len(reused),
             "failed": len(failed), "elsewhere": len(elsewhere),
             "rows": reused + [r for r in rows if r.get("status") != ELSEWHERE]}
@@ -571,7 +574,7 @@ def _stop_ray_tasks(ray, pending: list) -> None:
     since its last checkpoint."""
     for ref in pending:
         ray.cancel(ref, force=False)
-    progress.log(f"stopping {len(pending)} Ray task(s): each saves its work (Ctrl-C again to end at once)")
+    progress.log(f"stopping {counted(len(pending), 'Ray task')}: each saves its work (Ctrl-C again to end at once)")
     ray.wait(pending, num_returns=len(pending), timeout=RAY_STOP_GRACE)
 
 

@@ -25,6 +25,7 @@ from vcm.errors import VcmError
 from vcm.detectors.classes import norm
 from vcm.eval.coco_json import read_json
 from vcm.eval.gt import COCO80, Box, GroundTruth, box_fault
+from vcm.words import counted, noun
 
 FRAME_MAPPINGS = ("auto", "field", "name0", "name1", "order")
 CATEGORY_IDS = ("auto", "names", "coco80", "coco91")
@@ -93,10 +94,11 @@ def map_frames(images: list[dict], path: Path, mapping: str, num_frames: int,
     if bad:
         name, i = bad[0]
         raise VcmError(f"{path.name}: image {name!r} maps to frame {i}, but the video has frames 0:{num_frames} "
-                       f"({len(bad)} image(s) outside; check --frame-mapping)")
+                       f"({counted(len(bad), 'image')} outside; check --frame-mapping)")
     dup = len(index) - len(set(index))
     if dup:
-        raise VcmError(f"{path.name}: {dup} image(s) map to a frame another image already has; check --frame-mapping")
+        raise VcmError(f"{path.name}: {counted(dup, 'image')} {noun(dup, 'maps', 'map')} to a frame another image "
+                       f"already has; check --frame-mapping")
     return index, how
 
 
@@ -123,7 +125,7 @@ def map_categories(data: dict, path: Path, classes: tuple[str, ...], mode: str,
     if mode == "names" or (mode == "auto" and named):
         if unlisted:  # not "no names" (they have some), not "no class" (there is no name to match)
             listed = ", ".join(f"{i} {n}" for i, n in list(named.items())[:5]) or "none"
-            raise VcmError(f"{path.name}: annotations use category id(s) {', '.join(unlisted[:6])} that 'categories' "
+            raise VcmError(f"{path.name}: annotations use {noun(len(unlisted), 'category id')} {', '.join(unlisted[:6])} that 'categories' "
                            f"does not name (it names {listed}); fix the JSON, or pass --category-ids coco80 or "
                            "coco91 to read the ids as COCO's")
         mode = "names"

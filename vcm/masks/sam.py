@@ -21,6 +21,7 @@ from vcm.errors import VcmError
 from vcm.schema import check_keys
 from vcm.resources import data_dir
 from vcm.yamlfile import load_yaml
+from vcm.words import noun
 
 OFFICIAL = {
     "vit_h": "sam_vit_h_4b8939.pth",
@@ -167,7 +168,7 @@ def _check_generator(gen: dict, path: Path) -> None:
     known = set(params) - {"self", "model", "output_mode", "point_grids"}
     unknown = set(gen) - known
     if unknown:
-        raise VcmError(f"{path}: unknown SAM generator option(s) {', '.join(sorted(unknown))}")
+        raise VcmError(f"{path}: unknown SAM generator {noun(len(unknown), 'option')} {', '.join(sorted(unknown))}")
     for key, value in gen.items():
         annotation = params[key].annotation
         # points_per_side may be null only with point_grids, which a YAML file cannot give

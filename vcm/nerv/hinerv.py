@@ -26,6 +26,7 @@ from torch import nn
 
 from vcm.nerv.registry import Representation, register_representation
 from vcm.schema import refuse_first_broken, strict_from_dict
+from vcm.words import noun
 
 
 @dataclass(frozen=True)
@@ -357,7 +358,7 @@ class HiNeRV(Representation):
         known = {f.name for f in fields(HinervShape)}
         unknown = set(d) - known
         if unknown:
-            raise ValueError(f"unknown hinerv model option(s) {', '.join(sorted(unknown))}; known: arch, params, "
+            raise ValueError(f"unknown hinerv model {noun(len(unknown), 'option')} {', '.join(sorted(unknown))}; known: arch, params, "
                              f"{', '.join(sorted(known))}")
         shape = strict_from_dict(HinervShape, d)
         shape.check()

@@ -19,6 +19,7 @@ from torch import nn
 
 from vcm.nerv.registry import Representation, register_representation
 from vcm.schema import refuse_first_broken, strict_from_dict
+from vcm.words import noun
 
 ACTIVATIONS = {
     "silu": nn.SiLU,
@@ -179,7 +180,7 @@ class NeRV(Representation):
         """A preset's model section: widths at unit scale, ``embed: BASE_LEVELS`` (e.g. ``1.25_80``)."""
         unknown = set(d) - _SHAPE_KEYS
         if unknown:
-            raise ValueError(f"unknown model option(s) {', '.join(sorted(unknown))}; known: arch, params, "
+            raise ValueError(f"unknown model {noun(len(unknown), 'option')} {', '.join(sorted(unknown))}; known: arch, params, "
                              f"{', '.join(sorted(_SHAPE_KEYS))}")
         kw = {k: d[k] for k in ("fc_dim", "lower_width", "expansion", "reduction", "activation", "stem_dims") if k in d}
         if "embed" in d:

@@ -1,0 +1,14 @@
+"""Counts in messages: "1 point", "3 points", never "point(s)"."""
+
+from __future__ import annotations
+
+
+def noun(n: int, singular: str, plural: str | None = None) -> str:
+    """``singular`` when ``n`` is 1, else ``plural`` (``singular + "s"`` unless given)."""
+    return singular if n == 1 else plural or singular + "s"
+
+
+def counted(n: int, singular: str, plural: str | None = None) -> str:
+    """``n`` with thousands separators, then :func:`noun`: ``counted(1, "point") == "1 point"``,
+    ``counted(1200, "frame") == "1,200 frames"``."""
+    return f"{n:,} {noun(n, singular, plural)}"
