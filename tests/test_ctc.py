@@ -477,7 +477,9 @@ def test_a_sequence_entry_gives_the_size_and_rate_its_file_does_not_say(tmp_path
         b"FRAME\n" + raw[i * len(raw) // 2:(i + 1) * len(raw) // 2] for i in range(2)))
     seqs = [{"name": "raw", "path": str(tmp_path / "clip.yuv"), "size": "48x32", "fps": 12.5, "frames": "all"},
             {"name": "y4m", "path": str(y4m), "fps": 12.5, "frames": "all"},
-            {"name": "asks", "path": str(y4m), "frames": "all"}]
+            {"name": "asks", "path": str(y4m), "frames": "all"},
+            # the CTC range of a clip that is no SFU-HW sequence: the point named only the commands' --frames
+            {"name": "notsfu", "path": str(y4m), "fps": 12.5, "frames": "ctc"}]
     config = tmp_path / "c.yaml"
     config.write_text(json.dumps({"sequences": seqs, "codecs": {"hevc": {"qps": [45]}}}))
     rows = {r["sequence"]: r for r in run(config, tmp_path / "o")["rows"]}
@@ -485,7 +487,9 @@ def test_a_sequence_entry_gives_the_size_and_rate_its_file_does_not_say(tmp_path
         assert rows[name]["status"] == "ok" and (rows[name]["fps"], rows[name]["width"]) == (12.5, 48), rows[name]
         assert rows[name]["kbps"] == pytest.approx(rows[name]["bytes"] * 8 * 12.5 / 2 / 1000)
     assert rows["asks"]["status"] == "failed"
-    assert "gives no frame rate (F); pass --fps F (in a CTC config: size, fps or bit_depth" in rows["asks"]["error"]
+    assert "gives no frame rate (F); pass --fps F (in a CTC config: frames, size, fps or bit_depth" in rows["asks"]["error"]
+    assert rows["notsfu"]["error"] == ("--frames ctc needs an SFU-HW sequence; norate.y4m is not one (use all or A:B) "
+                                       "(in a CTC config: frames, size, fps or bit_depth in the sequence's entry)")
     from vcm.ctc.config import sequence_entries
 
     (entry,) = sequence_entries({"sequences": [{"path": str(tmp_path / "clip.yuv"), "size": "48x32"}]}, None, None)

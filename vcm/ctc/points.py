@@ -20,15 +20,13 @@ POINT_LOG = "point.log"  # every message and progress line of one point, in its 
 
 
 def _video(spec: dict):
-    from vcm.errors import VcmError
+    from vcm.errors import VcmError, VideoOptionError
     from vcm.video import open_video
 
     try:
         return open_video(spec["source"], spec["frames"], **(spec.get("video") or {}))
-    except VcmError as err:  # the video layer names the command's options; a config gives them in the entry
-        if any(flag in str(err) for flag in ("--fps", "--size", "--bit-depth")):
-            raise VcmError(f"{err} (in a CTC config: size, fps or bit_depth in the sequence's entry)") from None
-        raise
+    except VideoOptionError as err:  # the video layer names the command's options; a config gives them in the entry
+        raise VcmError(f"{err} (in a CTC config: frames, size, fps or bit_depth in the sequence's entry)") from None
 
 
 def _detect(spec: dict, video, frames_u8: np.ndarray, device) -> dict:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from vcm import sequences
-from vcm.errors import VcmError
+from vcm.errors import VcmError, VideoOptionError
 from vcm.video import y4m, yuv
 from vcm.video.color import yuv420_to_rgb
 from vcm.video.naming import CHROMA_FORMATS, parse_name
@@ -101,7 +101,7 @@ def probe(
     if not path.exists():
         raise VcmError(f"{path} does not exist")
     if fps is not None and not (math.isfinite(fps) and 0 < fps <= MAX_FPS):  # NaN was recorded as the run's rate
-        raise VcmError(f"--fps must be a frame rate above 0 and at most {MAX_FPS}, got {fps:g}")
+        raise VideoOptionError(f"--fps must be a frame rate above 0 and at most {MAX_FPS}, got {fps:g}")
     suffix = path.suffix.lower()
     if suffix == ".yuv" and not path.is_dir():
         return _probe_yuv(path, size, fps, bit_depth, need_fps)
@@ -120,10 +120,10 @@ def probe(
         info = None
     if info is not None:  # a file that says its own size and depth: a --size or --bit-depth against it was ignored
         if size is not None and tuple(size) != (info.width, info.height):
-            raise VcmError(f"--size {size[0]}x{size[1]}: {path.name} holds {info.width}x{info.height} frames "
+            raise VideoOptionError(f"--size {size[0]}x{size[1]}: {path.name} holds {info.width}x{info.height} frames "
                            f"(--size is for a raw .yuv)")
         if bit_depth not in (None, info.bit_depth):
-            raise VcmError(f"--bit-depth {bit_depth}: {path.name} holds {info.bit_depth}-bit frames (--bit-depth is "
+            raise VideoOptionError(f"--bit-depth {bit_depth}: {path.name} holds {info.bit_depth}-bit frames (--bit-depth is "
                            f"for a raw .yuv)")
         return info
     raise VcmError(
@@ -158,20 +158,20 @@ def _probe_yuv(path: Path, size, fps, bit_depth, need_fps: bool = True) -> Video
     named_size, named_fps, named_depth = raw_name_says(stem)
     width, height = size or named_size or (None, None)
     if width is None:
-        raise VcmError(
+        raise VideoOptionError(
             f"{path.name}: unknown frame size; name the file Name_WxH_fps.yuv, use an SFU-HW "
             "sequence name (e.g. BQMall.yuv), or pass --size WxH --fps F"
         )
     rate = fps or named_fps
     if rate is None and need_fps:
-        raise VcmError(f"{path.name}: unknown frame rate; pass --fps F or name the file Name_WxH_fps.yuv")
+        raise VideoOptionError(f"{path.name}: unknown frame rate; pass --fps F or name the file Name_WxH_fps.yuv")
     depth = bit_depth or named_depth or 8
     if depth not in (8, 10, 12, 16):
-        raise VcmError(f"--bit-depth must be 8, 10, 12 or 16, got {depth}")
+        raise VideoOptionError(f"--bit-depth must be 8, 10, 12 or 16, got {depth}")
     wide = _wide_sample_bits(path, width, height) if bit_depth is None and named_depth is None else None
     if wide is not None:
         # a 10-bit file (VTM's reconstructions, by default) divides into twice as many 8-bit frames, no error
-        raise VcmError(f"{path.name}: its samples look like {wide}-bit little-endian (every second byte is 0 to "
+        raise VideoOptionError(f"{path.name}: its samples look like {wide}-bit little-endian (every second byte is 0 to "
                        f"{(1 << wide - 8) - 1}): pass --bit-depth {wide} (or name it Name_WxH_fps_{wide}bit.yuv); "
                        f"--bit-depth 8 reads it as 8-bit all the same")
     if seq is not None and (seq.width, seq.height) != (width, height):
@@ -232,7 +232,7 @@ def _probe_y4m(path: Path, fps, need_fps: bool = True) -> VideoInfo:
     seq, is_clip = _sequence_of(path, n, header.width, header.height)
     rate = fps or header.fps or (seq.fps if seq else None)  # a header without F: as a raw file's name without one
     if rate is None and need_fps:  # (read at 25 fps, every kbps figure of it off by the true rate's ratio)
-        raise VcmError(f"{path.name}: its YUV4MPEG2 header gives no frame rate (F); pass --fps F")
+        raise VideoOptionError(f"{path.name}: its YUV4MPEG2 header gives no frame rate (F); pass --fps F")
     return VideoInfo(
         path=path, kind="y4m", name=seq.name if seq else path.stem, width=header.width, height=header.height,
         fps=None if rate is None else float(rate), num_frames=n, bit_depth=header.bit_depth,
@@ -320,13 +320,13 @@ def frame_span(spec: str, within: range, option: str = "--frames", holds: str = 
     a one-line error naming ``option`` (e.g. a CTC config's field) unless it is two whole numbers around one
     colon with A < B. ``holds``: what the error adds about the frames there are."""
     if spec.count(":") != 1:
-        raise VcmError(f"{option} must be ctc, all or A:B (source frame indices, B exclusive), got {spec!r}")
+        raise VideoOptionError(f"{option} must be ctc, all or A:B (source frame indices, B exclusive), got {spec!r}")
     try:
         want = parse_span(spec, within)
     except ValueError:
-        raise VcmError(f"{option} A:B needs integers, got {spec!r}") from None
+        raise VideoOptionError(f"{option} A:B needs integers, got {spec!r}") from None
     if len(want) == 0:
-        raise VcmError(f"{option} {want.start}:{want.stop} selects no frame (A:B is A up to B, B exclusive{holds})")
+        raise VideoOptionError(f"{option} {want.start}:{want.stop} selects no frame (A:B is A up to B, B exclusive{holds})")
     return want
 
 
@@ -340,12 +340,12 @@ def select_frames(spec: str, src: range, seq: sequences.Sequence | None, name: s
         return src
     if spec == "ctc":
         if seq is None:
-            raise VcmError(f"--frames ctc needs an SFU-HW sequence; {name} is not one (use all or A:B)")
+            raise VideoOptionError(f"--frames ctc needs an SFU-HW sequence; {name} is not one (use all or A:B)")
         want = range(seq.ctc_first, seq.ctc_last + 1)
     else:
         want = frame_span(spec, src, holds=f"; {name} holds source frames {src.start}:{src.stop}")
     if want.start < src.start or want.stop > src.stop:
-        raise VcmError(f"frames {want.start}:{want.stop} are outside {name}, which holds source frames "
+        raise VideoOptionError(f"frames {want.start}:{want.stop} are outside {name}, which holds source frames "
                        f"{src.start}:{src.stop}")
     return want
 

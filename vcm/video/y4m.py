@@ -174,7 +174,7 @@ def read_planes(path: Path, header: Y4mHeader, start: int, stop: int) -> tuple[n
         span = np.fromfile(path, np.uint8, count=int(offsets[stop - 1]) + planes - first, offset=first)
         samples = np.stack([span[o - first:o - first + planes] for o in offsets[start:stop]])
     return split_planes(samples, header.width, header.height, header.bit_depth,
-                        f"{path.name} has samples above the {header.bit_depth}-bit range its header declares")
+                        VcmError(f"{path.name} has samples above the {header.bit_depth}-bit range its header declares"))
 
 
 def frame_samples(path: Path, header: Y4mHeader, start: int, stop: int) -> Iterator[bytes]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vcm.errors import VcmError
+from vcm.errors import VcmError, VideoOptionError
 from vcm.video.color import chroma_size, rgb_to_yuv420, yuv420_to_rgb
 
 
@@ -27,7 +27,7 @@ def count_frames(path: Path, width: int, height: int, bit_depth: int) -> int:
     if size == 0:
         raise VcmError(f"{path} is empty")
     if size % per:
-        raise VcmError(
+        raise VideoOptionError(
             f"{path} is {size} bytes, not a whole number of {width}x{height} {bit_depth}-bit 4:2:0 "
             f"frames ({per} bytes each); check --size and --bit-depth"
         )
@@ -43,12 +43,12 @@ def read_yuv420(
         raise VcmError(f"frames {start}:{stop} are outside {path.name}, which has {n} frames")
     per = frame_bytes(width, height, bit_depth)
     frames = np.fromfile(path, np.uint8, count=(stop - start) * per, offset=start * per).reshape(-1, per)
-    return split_planes(frames, width, height, bit_depth, f"{path.name} has samples above the {bit_depth}-bit "
-                                                          f"range; check --bit-depth")
+    return split_planes(frames, width, height, bit_depth, VideoOptionError(
+        f"{path.name} has samples above the {bit_depth}-bit range; check --bit-depth"))
 
 
 def split_planes(frames: np.ndarray, width: int, height: int, bit_depth: int,
-                 above_range: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 above_range: VcmError) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``uint8 [T, frame_bytes]`` (each row one frame's planes, as a file holds them) → Y ``[T,H,W]``, U and V
     ``[T,h,w]``, little-endian 16-bit samples above 8 bits; ``above_range``: the error for a sample beyond
     ``bit_depth``."""
@@ -59,7 +59,7 @@ def split_planes(frames: np.ndarray, width: int, height: int, bit_depth: int,
     u = samples[:, ny:ny + nc].reshape(-1, ch, cw)
     v = samples[:, ny + nc:ny + 2 * nc].reshape(-1, ch, cw)
     if bit_depth != 8 and int(max(y.max(), u.max(), v.max())) >= (1 << bit_depth):
-        raise VcmError(above_range)
+        raise above_range
     return y, u, v
 
 
