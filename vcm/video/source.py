@@ -121,10 +121,10 @@ def probe(
     if info is not None:  # a file that says its own size and depth: a --size or --bit-depth against it was ignored
         if size is not None and tuple(size) != (info.width, info.height):
             raise VideoOptionError(f"--size {size[0]}x{size[1]}: {path.name} holds {info.width}x{info.height} frames "
-                           f"(--size is for a raw .yuv)")
+                                   f"(--size is for a raw .yuv)")
         if bit_depth not in (None, info.bit_depth):
-            raise VideoOptionError(f"--bit-depth {bit_depth}: {path.name} holds {info.bit_depth}-bit frames (--bit-depth is "
-                           f"for a raw .yuv)")
+            raise VideoOptionError(f"--bit-depth {bit_depth}: {path.name} holds {info.bit_depth}-bit frames "
+                                   f"(--bit-depth is for a raw .yuv)")
         return info
     raise VcmError(
         f"{path.name}: unknown video type {suffix!r}; vcm reads .yuv, .y4m, "
@@ -171,9 +171,9 @@ def _probe_yuv(path: Path, size, fps, bit_depth, need_fps: bool = True) -> Video
     wide = _wide_sample_bits(path, width, height) if bit_depth is None and named_depth is None else None
     if wide is not None:
         # a 10-bit file (VTM's reconstructions, by default) divides into twice as many 8-bit frames, no error
-        raise VideoOptionError(f"{path.name}: its samples look like {wide}-bit little-endian (every second byte is 0 to "
-                       f"{(1 << wide - 8) - 1}): pass --bit-depth {wide} (or name it Name_WxH_fps_{wide}bit.yuv); "
-                       f"--bit-depth 8 reads it as 8-bit all the same")
+        raise VideoOptionError(f"{path.name}: its samples look like {wide}-bit little-endian (every second byte "
+                               f"is 0 to {(1 << wide - 8) - 1}): pass --bit-depth {wide} (or name it "
+                               f"Name_WxH_fps_{wide}bit.yuv); --bit-depth 8 reads it as 8-bit all the same")
     if seq is not None and (seq.width, seq.height) != (width, height):
         seq = None  # the user said another size: not that sequence
     n = yuv.count_frames(path, width, height, depth)
@@ -326,7 +326,8 @@ def frame_span(spec: str, within: range, option: str = "--frames", holds: str = 
     except ValueError:
         raise VideoOptionError(f"{option} A:B needs integers, got {spec!r}") from None
     if len(want) == 0:
-        raise VideoOptionError(f"{option} {want.start}:{want.stop} selects no frame (A:B is A up to B, B exclusive{holds})")
+        raise VideoOptionError(f"{option} {want.start}:{want.stop} selects no frame "
+                               f"(A:B is A up to B, B exclusive{holds})")
     return want
 
 
@@ -346,7 +347,7 @@ def select_frames(spec: str, src: range, seq: sequences.Sequence | None, name: s
         want = frame_span(spec, src, holds=f"; {name} holds source frames {src.start}:{src.stop}")
     if want.start < src.start or want.stop > src.stop:
         raise VideoOptionError(f"frames {want.start}:{want.stop} are outside {name}, which holds source frames "
-                       f"{src.start}:{src.stop}")
+                               f"{src.start}:{src.stop}")
     return want
 
 
