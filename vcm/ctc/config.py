@@ -43,12 +43,13 @@ def load(path: Path) -> dict:
 def check_schema(cfg, path: Path) -> None:
     """Every section of a CTC config holds only keys vcm knows (a typo is an error, not a default)."""
     from vcm import codecs
+    from vcm.video.source import FRAMES_SAID
 
     try:
         check_keys(cfg, TOP_KEYS, "the config")
         if not isinstance(cfg.get("codecs") or {}, dict):
             raise ValueError(f"codecs must be a mapping of codec name: its section, got {cfg['codecs']!r}")
-        for key, what in (("device", "auto, cpu or cuda[:N]"), ("frames", "ctc, all, auto or A:B"),
+        for key, what in (("device", "auto, cpu or cuda[:N]"), ("frames", FRAMES_SAID),
                           ("annotations", "a path")):
             if cfg.get(key) is not None and not isinstance(cfg[key], str):
                 raise ValueError(f"{key} must be {what} (a string), got {cfg[key]!r}")
@@ -114,15 +115,15 @@ def _check_frames(entry: dict) -> None:
     """A sequence's ``frames`` is a frame spec (a number here was an AttributeError in each of its points), and
     an ``A:B`` one selects frames of some file. Whether the file exists and holds them is each point's to find:
     a missing sequence fails its own points and the others run on."""
+    from vcm.video.source import FRAME_KEYWORDS, FRAMES_SAID, frame_span
+
     name, spec = entry["name"], entry["frames"]
     if not isinstance(spec, str):
-        raise VcmError(f"sequence {name}: frames must be ctc, all, auto or A:B (a string), got {spec!r}")
-    if spec.strip().lower() in ("ctc", "all", "auto"):
+        raise VcmError(f"sequence {name}: frames must be {FRAMES_SAID} (a string), got {spec!r}")
+    if spec.strip().lower() in FRAME_KEYWORDS:
         return
     # A span that selects nothing on any file is the config's error, said once here; before, every point of the
     # sequence failed on it, naming a command's --frames
-    from vcm.video.source import frame_span
-
     if frame_span(spec, range(0, 1 << 62), f"sequence {name}: frames").start < 0:
         raise VcmError(f"sequence {name}: frames {spec.strip()} starts before frame 0")
 

@@ -307,6 +307,10 @@ def parse_span(spec: str, within: range) -> range:
     return range(a, b)
 
 
+FRAME_KEYWORDS = ("ctc", "all", "auto")  # the frame specs besides A:B (see resolve_frames)
+FRAMES_SAID = "ctc, all, auto or A:B"  # how a message names them
+
+
 def resolve_frames(info: VideoInfo, spec: str = "auto") -> range:
     """Turn ``ctc | all | auto | A:B`` into a range of *source* frame indices (B exclusive).
 
