@@ -248,7 +248,8 @@ def test_a_fit_that_diverges_stops_with_one_line_and_never_saves_its_nan_weights
     saved = (tmp_path / "run" / "checkpoint.pt").read_bytes()
     from vcm.diverged import TrainingDiverged
 
-    with pytest.raises(TrainingDiverged, match=r"the loss was nan in pass 1 over the frames \(steps 1–2\); lower the learning rate"):
+    with pytest.raises(TrainingDiverged, match=r"the loss was nan in pass 1 over the frames \(steps 1–2\); lower the learning "
+                                               r"rate \(vcm fit: --lr; a CTC config: the fit's lr; "):
         fit(video, mcfg, TrainConfig(epochs=3, batch=2, lr=1e30, checkpoint_every=1), tmp_path / "wild", CPU)
     assert not (tmp_path / "wild" / "checkpoint.pt").exists() and not (tmp_path / "wild" / "metrics.json").exists()
     # Stopped (Ctrl-C) mid-pass after the weights went NaN: the stop's save refuses, the last good state stays.
@@ -286,7 +287,9 @@ def test_a_fit_whose_output_saturated_stops_with_one_line_instead_of_finishing_a
 
     gray = np.full((4, 3, 16, 16), 128, np.uint8)
     with pytest.raises(TrainingDiverged, match=r"training stalled: no step of passes 1–5 over the frames \(steps "
-                                               r"1–10\) changed the network.*saturated.*lower the learning rate"):
+                                               r"1–10\) changed the network.*saturated.*lower the learning rate or "
+                                               r"give more steps \(vcm fit: --lr, --steps; a CTC config: the fit's lr, "
+                                               r"steps\), and start again"):
         _saturated_fit(gray, 50.0, 40, grad_clip)
     with pytest.raises(TrainingDiverged, match=r"no step of pass 1 over the frames \(steps 1–2\)"):
         _saturated_fit(gray, 50.0, 2, grad_clip)  # a fit that ends saturated, however short
@@ -397,6 +400,8 @@ def test_a_fit_no_better_than_a_flat_frame_says_so(tmp_path, monkeypatch, capsys
     fit(video, TINY.config(24, 24), TrainConfig(epochs=1, batch=2, lr=2e-3), tmp_path / "run", CPU)
     err = " ".join(capsys.readouterr().err.split())
     assert ("the fitted network reaches 3.50 dB, less than a flat frame of the clip's mean colour" in err) is said
+    # the same trainer runs in a CTC config's fits (and the demo's): its advice names where each sets the values
+    assert ("give more steps (vcm fit: --lr, --steps; a CTC config: the fit's lr, steps)" in err) is said
 
 
 def test_a_rate_distortion_stage_never_saves_a_nan_state_over_its_last_one(tmp_path):

@@ -42,8 +42,12 @@ from vcm.video import Video
 from vcm.nerv.run_files import CHECKPOINT, CONFIG, METRICS  # noqa: F401  (public through the trainer too)
 
 
-DIVERGED_ADVICE = ("lower the learning rate (vcm fit --lr; rd_lr_scale and rd_step_lr for a rate–distortion stage) "
-                   "or clip the gradient norm (train.grad_clip in a --config file), and start again")
+# Where a user sets a fit's learning rate and length: the same trainer runs under vcm fit and in a CTC config's
+# fits (vcm demo's too), so its advice names both.
+DIVERGED_ADVICE = ("lower the learning rate (vcm fit: --lr; a CTC config: the fit's lr; a rate–distortion stage: the "
+                   "preset's rd_lr_scale and rd_step_lr, a CTC point's step_lr) or clip the gradient norm "
+                   "(train.grad_clip in a preset file: vcm fit --config FILE, a CTC fit's preset: FILE), and start again")
+LR_OR_STEPS = "lower the learning rate or give more steps (vcm fit: --lr, --steps; a CTC config: the fit's lr, steps)"
 STALLED_STEPS = 10  # consecutive steps of whole passes without a gradient that make a fit stalled
 STALLED_LOSS = 1e-3  # a loss above this with no gradient is an output pinned away from the frames, not a fit done
 
@@ -293,7 +297,7 @@ def _stalled(since: tuple[int, int], last_pass: int, last_step: int, loss: float
     raise TrainingDiverged(
         f"training stalled: no step of {passes} over the frames (steps {since[1]}–{last_step}) changed the network "
         f"(every gradient was zero at a loss of {loss:.3f}): its output is saturated, pixels pinned at 0 or 1, and "
-        f"cannot learn again; lower the learning rate (vcm fit --lr) or give more steps (a slower warm-up), and start again")
+        f"cannot learn again; {LR_OR_STEPS}, and start again")
 
 
 @dataclass
@@ -425,7 +429,7 @@ def _say_if_no_better_than_flat(psnr: float, frames_u8: np.ndarray) -> None:
     flat = flat_psnr(frames_u8)
     if psnr < flat:
         progress.log(f"the fitted network reaches {psnr:.2f} dB, less than a flat frame of the clip's mean colour "
-                     f"({flat:.2f} dB): it has learned nothing of the picture; lower --lr or give more steps")
+                     f"({flat:.2f} dB): it has learned nothing of the picture; {LR_OR_STEPS}")
 
 
 def frames_seen(first: int, last: int, num_frames: int, batch: int) -> int:
