@@ -248,8 +248,8 @@ def test_a_fit_that_diverges_stops_with_one_line_and_never_saves_its_nan_weights
     saved = (tmp_path / "run" / "checkpoint.pt").read_bytes()
     from vcm.diverged import TrainingDiverged
 
-    with pytest.raises(TrainingDiverged, match=r"the loss was nan in pass 1 over the frames \(steps 1–2\); lower the learning "
-                                               r"rate \(vcm fit: --lr; a CTC config: the fit's lr; "):
+    with pytest.raises(TrainingDiverged, match=r"the loss was nan in pass 1 over the frames \(steps 1–2\); "
+                                               r"lower the learning rate \(vcm fit: --lr; a CTC config: the fit's lr; "):
         fit(video, mcfg, TrainConfig(epochs=3, batch=2, lr=1e30, checkpoint_every=1), tmp_path / "wild", CPU)
     assert not (tmp_path / "wild" / "checkpoint.pt").exists() and not (tmp_path / "wild" / "metrics.json").exists()
     # Stopped (Ctrl-C) mid-pass after the weights went NaN: the stop's save refuses, the last good state stays.

@@ -61,7 +61,8 @@ def strict_from_dict(cls, d, defaults: bool = True):
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = set(d) - set(fields)
     if unknown:
-        raise ValueError(f"unknown {noun(len(unknown), 'field')} {', '.join(sorted(map(str, unknown)))}; valid: {', '.join(fields)}")
+        raise ValueError(f"unknown {noun(len(unknown), 'field')} {', '.join(sorted(map(str, unknown)))}; "
+                         f"valid: {', '.join(fields)}")
     kwargs = {}
     for name, f in fields.items():
         if name not in d:

@@ -149,7 +149,8 @@ def ctc_compare(
     for c in r["summary"]:
         mean = "" if c["mean_bd_rate"] is None else f", mean {c['mean_bd_rate']:+.1f} %"
         unshown = c["sequences"] - c["shown"]
-        stdout.print(f"{c['curve']}: fewer bits ({metric}) on {c['fewer_bits']} of {counted(c['sequences'], 'sequence')}"
+        stdout.print(f"{c['curve']}: fewer bits ({metric}) on {c['fewer_bits']} of "
+                     f"{counted(c['sequences'], 'sequence')}"
                      + (f" ({counted(unshown, 'figure')} withheld or not measured)" if unshown else "")
                      + mean, soft_wrap=True)
     if points:

@@ -125,9 +125,9 @@ def map_categories(data: dict, path: Path, classes: tuple[str, ...], mode: str,
     if mode == "names" or (mode == "auto" and named):
         if unlisted:  # not "no names" (they have some), not "no class" (there is no name to match)
             listed = ", ".join(f"{i} {n}" for i, n in list(named.items())[:5]) or "none"
-            raise VcmError(f"{path.name}: annotations use {noun(len(unlisted), 'category id')} {', '.join(unlisted[:6])} that 'categories' "
-                           f"does not name (it names {listed}); fix the JSON, or pass --category-ids coco80 or "
-                           "coco91 to read the ids as COCO's")
+            raise VcmError(f"{path.name}: annotations use {noun(len(unlisted), 'category id')} "
+                           f"{', '.join(unlisted[:6])} that 'categories' does not name (it names {listed}); "
+                           "fix the JSON, or pass --category-ids coco80 or coco91 to read the ids as COCO's")
         mode = "names"
     if mode == "auto":
         ids = {i for i in used if isinstance(i, (int, float))}

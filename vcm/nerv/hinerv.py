@@ -358,7 +358,8 @@ class HiNeRV(Representation):
         known = {f.name for f in fields(HinervShape)}
         unknown = set(d) - known
         if unknown:
-            raise ValueError(f"unknown hinerv model {noun(len(unknown), 'option')} {', '.join(sorted(unknown))}; known: arch, params, "
+            raise ValueError(f"unknown hinerv model {noun(len(unknown), 'option')} {', '.join(sorted(unknown))}; "
+                             f"known: arch, params, "
                              f"{', '.join(sorted(known))}")
         shape = strict_from_dict(HinervShape, d)
         shape.check()

@@ -180,7 +180,8 @@ class NeRV(Representation):
         """A preset's model section: widths at unit scale, ``embed: BASE_LEVELS`` (e.g. ``1.25_80``)."""
         unknown = set(d) - _SHAPE_KEYS
         if unknown:
-            raise ValueError(f"unknown model {noun(len(unknown), 'option')} {', '.join(sorted(unknown))}; known: arch, params, "
+            raise ValueError(f"unknown model {noun(len(unknown), 'option')} {', '.join(sorted(unknown))}; "
+                             f"known: arch, params, "
                              f"{', '.join(sorted(_SHAPE_KEYS))}")
         kw = {k: d[k] for k in ("fc_dim", "lower_width", "expansion", "reduction", "activation", "stem_dims") if k in d}
         if "embed" in d:

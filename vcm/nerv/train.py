@@ -46,7 +46,8 @@ from vcm.nerv.run_files import CHECKPOINT, CONFIG, METRICS  # noqa: F401  (publi
 # fits (vcm demo's too), so its advice names both.
 DIVERGED_ADVICE = ("lower the learning rate (vcm fit: --lr; a CTC config: the fit's lr; a rate–distortion stage: the "
                    "preset's rd_lr_scale and rd_step_lr, a CTC point's step_lr) or clip the gradient norm "
-                   "(train.grad_clip in a preset file: vcm fit --config FILE, a CTC fit's preset: FILE), and start again")
+                   "(train.grad_clip in a preset file: vcm fit --config FILE, a CTC fit's preset: FILE), "
+                   "and start again")
 LR_OR_STEPS = "lower the learning rate or give more steps (vcm fit: --lr, --steps; a CTC config: the fit's lr, steps)"
 STALLED_STEPS = 10  # consecutive steps of whole passes without a gradient that make a fit stalled
 STALLED_LOSS = 1e-3  # a loss above this with no gradient is an output pinned away from the frames, not a fit done
