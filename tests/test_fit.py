@@ -91,7 +91,7 @@ def test_resume_refuses_a_schedule_shorter_than_what_is_done(tmp_path):
     assert not longer.interrupted and longer.epochs_done == 3
 
 
-@pytest.mark.parametrize("change", [{"lr": 1e-3}, {"betas": (0.9, 0.99)}, {"warmup": 0.5}, {"warmup_min_steps": 1},
+@pytest.mark.parametrize("change", [{"lr": 1e-3}, {"betas": (0.9, 0.99)}, {"warmup": 0.9}, {"warmup_min_steps": 1},
                                     {"grad_clip": 1.0}, {"grid_lr_scale": 3.0}])
 def test_resume_refuses_another_optimiser_schedule(tmp_path, change):
     """Resumed with another learning rate (or Adam's betas, warm-up, clipping), a run went on as a different
@@ -355,6 +355,28 @@ def test_a_fit_recorded_before_the_minimum_warm_up_is_the_same_fit_where_its_ram
     else:
         with pytest.raises(VcmError, match="cannot resume: training option 'warmup_min_steps' was 0, now 30"):
             fit(video, mcfg, cfg, tmp_path / "r", CPU, resume=True)
+
+
+@pytest.mark.parametrize("warmup, same", [(0.3, True), (0.9, False)])
+def test_the_ramps_options_are_one_fit_where_they_give_one_ramp(tmp_path, warmup, same):
+    """warmup and warmup_min_steps reach the schedule only through the ramp's length: 0.2 and 0.3 of 40 steps
+    both ramp over the minimum's 20, the same learning rate at every step, so a fit cache keeps the run and
+    resume continues it; 0.9 ramps over 36 steps, another fit."""
+    from dataclasses import replace
+
+    from vcm.nerv.train import run_differs
+
+    mcfg = TINY.config(24, 24)
+    video = make_video(moving_frames(t=4, h=24, w=24))
+    cfg = TrainConfig(steps=40, batch=2, lr=2e-3, warmup=0.2, checkpoint_every=1)
+    fit(video, mcfg, cfg, tmp_path / "r", CPU, should_stop=lambda step: step == 2)
+    other = replace(cfg, warmup=warmup)
+    assert run_differs(tmp_path / "r", video, mcfg, other) == (None if same else "other training options (warmup)")
+    if same:
+        assert not fit(video, mcfg, other, tmp_path / "r", CPU, resume=True).interrupted
+    else:
+        with pytest.raises(VcmError, match="cannot resume: training option 'warmup' was 0.2, now 0.9"):
+            fit(video, mcfg, other, tmp_path / "r", CPU, resume=True)
 
 
 def test_a_short_hinerv_fit_learns_instead_of_saturating(tmp_path):

@@ -107,15 +107,23 @@ def _recorded(train: dict, key: str):
     return _as_recorded(train.get(key, _BEFORE_IT_EXISTED.get(key, getattr(TrainConfig, key, None))))
 
 
+# Options the schedule reads only through the length of its warm-up ramp (lr_at): two values of them make the
+# same fit where the ramps are equal (a run recorded before warmup_min_steps existed, with a ramp of 30 steps or
+# more, is this vcm's fit).
+_RAMP_OPTIONS = ("warmup", "warmup_min_steps")
+
+
+def _ramp(train: dict, total: int) -> int:
+    """Steps of the warm-up ramp that a recorded ``train`` section gives a schedule of ``total`` steps."""
+    return warmup_steps(total, _recorded(train, "warmup"), _recorded(train, "warmup_min_steps"))
+
+
 def _option_differs(key: str, before: dict, now: dict, total: int) -> bool:
     """Whether training option ``key`` of a recorded ``train`` section and of this one's make different fits of
-    ``total`` steps: another value, except a minimum warm-up that leaves the ramp as it was."""
+    ``total`` steps: another value, and for the ramp's options another ramp too."""
     if _recorded(before, key) == _recorded(now, key):
         return False
-    if key != "warmup_min_steps":
-        return True
-    return (warmup_steps(total, _recorded(before, "warmup"), _recorded(before, key))
-            != warmup_steps(total, _recorded(now, "warmup"), _recorded(now, key)))
+    return key not in _RAMP_OPTIONS or _ramp(before, total) != _ramp(now, total)
 
 
 def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
@@ -567,8 +575,8 @@ def run_differs(run_dir: Path, video: Video, model_cfg, cfg: TrainConfig, masks:
         return "other frames"
     if registry.arch_of(old) != registry.arch_of_config(model_cfg) or not _same(old.get("model"), model_cfg.to_dict()):
         return "another network"
-    now, before = cfg.to_dict(), old.get("train") or {}
-    changed = [k for k in now if _option_differs(k, before, now, cfg.total_steps(video.num_frames))]
+    now, before, total = cfg.to_dict(), old.get("train") or {}, cfg.total_steps(video.num_frames)
+    changed = [k for k in now if _option_differs(k, before, now, total)]
     if changed:
         return f"other training options ({', '.join(changed)})"
     recorded = old.get("masks") if isinstance(old.get("masks"), dict) else {}
