@@ -83,10 +83,10 @@ def run_rows(r: dict) -> list[tuple[str, str]]:
             ("source", r["source"] or "–"),
             ("network", f"{r['arch']}, {r['params']:,} parameters, {r['kmac_per_pixel']:.2f} kMAC per pixel to decode"),
             ("loss", r["loss"] + (f" (edge masks {r['masks']})" if r["masks"] else "")),
-            ("schedule", f"{_steps(r['total_steps'])}, batch {r['batch']}, lr {r['lr']:g}"
+            ("schedule", f"{counted(r['total_steps'], 'step')}, batch {r['batch']}, lr {r['lr']:g}"
                          + (f", rate-aware at λ {r['rate_lambda']:g}" if r["rate_lambda"] else ""))]
     if r["finished"]:
-        rows.append(("state", f"finished ({_steps(r['step'])}"
+        rows.append(("state", f"finished ({counted(r['step'], 'step')}"
                               + (f" in {r['train_seconds']:.0f} s)" if r.get("train_seconds") else ")")))
         quality = [f"PSNR {r['psnr']:.2f} dB" if r.get("psnr") is not None else None,
                    f"Y-PSNR {r['psnr_y']:.2f} dB" if r.get("psnr_y") is not None else None,
@@ -109,7 +109,3 @@ def run_rows(r: dict) -> list[tuple[str, str]]:
     if not r["streams"] and not r["stopped_stages"]:
         rows.append(("streams", "none yet (vcm compress " + r["path"] + " --lambda 1)"))
     return rows
-
-
-def _steps(n: int) -> str:
-    return counted(n, "step")
