@@ -426,7 +426,7 @@ def test_a_fits_values_are_checked_before_anything_is_fitted(tmp_path, fit, mess
     ({"frames": 5}, {"hevc": {"qps": [40]}}, "sequence c: frames must be"),  # an AttributeError in each point
     # each failed in every point, named as a command's --frames
     ({"frames": "9:4"}, {"hevc": {"qps": [40]}}, "sequence c: frames 9:4 selects no frame (A:B is A up to B, B exclusive)"),
-    ({"frames": "1:2:3"}, {"hevc": {"qps": [40]}}, "sequence c: frames must be ctc, all or A:B (source frame indices, B exclusive), got '1:2:3'"),
+    ({"frames": "1:2:3"}, {"hevc": {"qps": [40]}}, "sequence c: frames must be ctc, all, auto or A:B (source frame indices, B exclusive), got '1:2:3'"),
     ({"frames": "a:b"}, {"hevc": {"qps": [40]}}, "sequence c: frames A:B needs integers, got 'a:b'"),
     ({"frames": "-3:5"}, {"hevc": {"qps": [40]}}, "sequence c: frames -3:5 starts before frame 0"),
     ({"detector": {"name": "yolo7"}}, {"hevc": {"qps": [40]}}, "unknown detector 'yolo7'"),  # no mAP, no word

@@ -324,7 +324,7 @@ def frame_span(spec: str, within: range, option: str = "--frames", holds: str = 
     a one-line error naming ``option`` (e.g. a CTC config's field) unless it is two whole numbers around one
     colon with A < B. ``holds``: what the error adds about the frames there are."""
     if spec.count(":") != 1:
-        raise VideoOptionError(f"{option} must be ctc, all or A:B (source frame indices, B exclusive), got {spec!r}")
+        raise VideoOptionError(f"{option} must be {FRAMES_SAID} (source frame indices, B exclusive), got {spec!r}")
     try:
         want = parse_span(spec, within)
     except ValueError:
