@@ -378,3 +378,27 @@ def test_no_help_screen_shows_a_value_for_a_flag():
         shown = run_main(*path, "--help")
         assert shown.returncode == 0 and "--help" in shown.stdout, (path, shown.stderr[-500:])
         assert "<bool>" not in shown.stdout, (path, [line for line in shown.stdout.splitlines() if "<bool>" in line])
+
+
+def test_every_command_that_reads_source_frames_says_the_same_of_frames():
+    """`vcm masks --help` listed ``ctc | all | A:B`` for a ``--frames`` whose default, ``auto``, it never
+    explained, where `vcm fit` and `vcm icm encode` did. Every command that selects a video's source frames
+    (default ``auto``) names all four specs and says what ``auto`` picks, in one wording (`vcm eval` then adds
+    what it does with a stream)."""
+    import typer
+
+    from vcm.cli import app
+
+    root = typer.main.get_command(app)
+    helps = {}
+    for path in _command_paths(root):
+        cmd = root
+        for name in path:
+            cmd = cmd.commands[name]
+        for param in getattr(cmd, "params", []):
+            if "--frames" in getattr(param, "opts", ()) and param.default == "auto":
+                helps[path] = param.help
+    assert {("fit",), ("masks",), ("icm", "encode"), ("eval",)} <= set(helps), sorted(helps)
+    said = helps["fit",]
+    assert all(spec in said for spec in ("ctc", "all", "auto", "A:B", "SFU-HW")), said
+    assert all(h.startswith(said) for h in helps.values()), helps

@@ -17,6 +17,8 @@ out = Console(highlight=False, markup=False, emoji=False)  # tables hold paths a
 SizeOpt = typer.Option(None, "--size", help="Frame size WxH of a raw .yuv whose name does not say it.")
 FpsOpt = typer.Option(None, "--fps", help="Frame rate, when the file name or container does not say it.")
 BitDepthOpt = typer.Option(None, "--bit-depth", help="Sample bit depth of a raw .yuv (8, 10; default from the name or 8).")
+SOURCE_FRAMES_HELP = "ctc | all | auto | A:B (source frames, B exclusive); auto, the default, is ctc for an SFU-HW sequence and all for any other video."
+SourceFramesOpt = typer.Option("auto", "--frames", help=SOURCE_FRAMES_HELP)
 DeviceOpt = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda[:N].")
 OverwriteOpt = typer.Option(False, "--overwrite", metavar="", help="Replace the output if it exists (it is refused otherwise: a video or JSON carries no mark of who wrote it).")
 JsonOpt = typer.Option(False, "--json", metavar="", help="Print machine-readable JSON on stdout (progress stays on stderr; VCM_PROGRESS=0 silences it).")

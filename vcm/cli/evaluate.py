@@ -7,7 +7,8 @@ import typer
 
 from vcm.cli.app import app
 from vcm.samples import resolve
-from vcm.cli.common import BitDepthOpt, DeviceOpt, FpsOpt, JsonOpt, OverwriteOpt, SizeOpt, fmt, print_json, refuse_unused, start, table
+from vcm.cli.common import (SOURCE_FRAMES_HELP, BitDepthOpt, DeviceOpt, FpsOpt, JsonOpt, OverwriteOpt, SizeOpt, fmt,
+                            print_json, refuse_unused, start, table)
 
 gt_app = typer.Typer(help="SFU-HW ground truth utilities.", no_args_is_help=True)
 app.add_typer(gt_app, name="gt")
@@ -29,7 +30,7 @@ def eval_command(
     yolov7_repo: Optional[Path] = typer.Option(None, "--yolov7-repo", help="Local clone of WongKinYiu/yolov7 (offline); default $VCM_YOLOV7_REPO or torch.hub."),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Detector setting KEY=VALUE (repeatable), e.g. min_size=480, img_size=640, score_threshold=0.05."),
     every: int = typer.Option(1, "--every", min=1, help="Score every N-th frame that has ground truth (detection is the slow part on a CPU)."),
-    frames: str = typer.Option("auto", "--frames", help="ctc | all | A:B (source frames, B exclusive; of a .nerv/.icm stream, among those it holds: all by default; with --frame-mapping order: the frames the images stand for)."),
+    frames: str = typer.Option("auto", "--frames", help=SOURCE_FRAMES_HELP + " Of a .nerv/.icm stream: among the frames it holds, all by default; with --frame-mapping order: the frames the images stand for."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="For .icm inputs: the codec checkpoint (default: beside the file)."),
     batch: int = typer.Option(8, "--batch", min=1, help="Frames per detector call."),
     half: bool = typer.Option(False, "--half", metavar="", help="fp16 inference on CUDA (yolov7)."),

@@ -7,8 +7,8 @@ import typer
 
 from vcm.cli.app import app
 from vcm.samples import resolve
-from vcm.cli.common import (BitDepthOpt, DeviceOpt, FpsOpt, JsonOpt, SizeOpt, exit_stopped, fmt, print_json,
-                            probe_input, refuse_unused, start, table)
+from vcm.cli.common import (BitDepthOpt, DeviceOpt, FpsOpt, JsonOpt, SizeOpt, SourceFramesOpt, exit_stopped, fmt,
+                            print_json, probe_input, refuse_unused, start, table)
 from vcm.nerv.presets import presets_by_arch
 from vcm.words import counted
 
@@ -36,7 +36,7 @@ def fit(
     alpha: Optional[float] = typer.Option(None, "--alpha", help="SAM threshold α when masks are made here (with --sam-checkpoint). Default 0.93."),
     sam_model: str = typer.Option("vit_h", "--sam-model", help="SAM model of --sam-checkpoint (vit_h, vit_l, vit_b, tiny)."),
     mask_source: Optional[str] = typer.Option(None, "--mask-source", help="Make the edge masks here without SAM: canny (edges of the frame's luma) or boxes:DETECTOR (outlines of a detector's boxes, e.g. boxes:opencv-face); SAM's when --sam-checkpoint is given."),
-    frames: str = typer.Option("auto", "--frames", help="ctc | all | A:B (source frames, B exclusive); auto = ctc for SFU-HW, else all."),
+    frames: str = SourceFramesOpt,
     device: str = DeviceOpt,
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of initialisation and frame order (same seed, same network)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/<sequence>/)."),

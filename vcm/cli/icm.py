@@ -7,8 +7,9 @@ import typer
 
 from vcm.cli.app import app
 from vcm.samples import resolve
-from vcm.cli.common import (BitDepthOpt, DeviceOpt, FpsOpt, JsonOpt, OverwriteOpt, SizeOpt, check_frames_output,
-                            exit_stopped, fmt, print_json, probe_input, refuse_unused, start, table)
+from vcm.cli.common import (BitDepthOpt, DeviceOpt, FpsOpt, JsonOpt, OverwriteOpt, SizeOpt, SourceFramesOpt,
+                            check_frames_output, exit_stopped, fmt, print_json, probe_input, refuse_unused, start,
+                            table)
 
 icm_app = typer.Typer(help="SA-ICM: the edge-trained learned image codec (intra baseline).", no_args_is_help=True)
 app.add_typer(icm_app, name="icm")
@@ -88,7 +89,7 @@ def icm_encode(
     input: Path = typer.Argument(..., help="A video (any format vcm reads) or a single image."),
     checkpoint: Path = typer.Option(..., "--checkpoint", help="Codec checkpoint (vcm's or the official icm_78/icm_93)."),
     arch: Optional[str] = typer.Option(None, "--arch", help="Architecture, if the checkpoint does not say."),
-    frames: str = typer.Option("auto", "--frames", help="ctc | all | A:B (source frames, B exclusive); auto = ctc for SFU-HW, else all."),
+    frames: str = SourceFramesOpt,
     out: Optional[Path] = typer.Option(None, "--out", help="Output .icm file (default <input>.icm)."),
     device: str = DeviceOpt,
     size: Optional[str] = SizeOpt,

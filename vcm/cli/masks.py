@@ -7,7 +7,8 @@ import typer
 
 from vcm.cli.app import app
 from vcm.samples import resolve
-from vcm.cli.common import BitDepthOpt, DeviceOpt, FpsOpt, JsonOpt, SizeOpt, print_json, probe_input, refuse_unused, start
+from vcm.cli.common import (BitDepthOpt, DeviceOpt, FpsOpt, JsonOpt, SizeOpt, SourceFramesOpt, print_json, probe_input,
+                            refuse_unused, start)
 
 
 @app.command()
@@ -20,7 +21,7 @@ def masks(
     alpha: Optional[List[float]] = typer.Option(None, "--alpha", help="SAM confidence threshold α (repeat for several: one file each). Default 0.93."),
     config: Optional[Path] = typer.Option(None, "--config", help="Generator settings YAML (default configs/masks/default.yaml)."),
     dilation: Optional[int] = typer.Option(None, "--dilation", min=0, help="Dilate edges by N pixels (default from the config: 0)."),
-    frames: str = typer.Option("auto", "--frames", help="ctc | all | A:B (source frames, B exclusive)."),
+    frames: str = SourceFramesOpt,
     out: Optional[Path] = typer.Option(None, "--out", help="Mask file (.npz); with several α, _a<α> is added to the name."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Make the masks again over a mask file made from other frames, weights or settings (one made the same way is reused as it is)."),
     device: str = DeviceOpt,
