@@ -402,3 +402,15 @@ def test_every_command_that_reads_source_frames_says_the_same_of_frames():
     said = helps["fit",]
     assert all(spec in said for spec in ("ctc", "all", "auto", "A:B", "SFU-HW")), said
     assert all(h.startswith(said) for h in helps.values()), helps
+
+
+def test_the_fit_and_stream_tables_say_why_a_small_clip_has_no_ms_ssim(tmp_path):
+    """MS-SSIM's five scales need frames of 161 px or more: the demo's own clip (176×144) has none, and
+    `vcm fit` and `vcm compress` showed a bare "–" in its row. They now say what it needs."""
+    write_yuv420(tmp_path / "a_32x24_30.yuv", moving_frames(t=2, h=24, w=32))
+    fitted = run_main("fit", tmp_path / "a_32x24_30.yuv", "--steps", "2", "--out", tmp_path / "run")
+    streamed = run_main("compress", tmp_path / "run", "--out", tmp_path / "s.nerv")
+    for shown in (fitted, streamed):
+        assert shown.returncode == 0, shown.stderr[-800:]
+        row = next(line for line in shown.stdout.splitlines() if "MS-SSIM" in line)
+        assert "n/a (needs frames of 161 px or more on each side)" in row, shown.stdout

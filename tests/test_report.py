@@ -57,6 +57,7 @@ def test_report_flags_low_overlap_and_leaves_out_empty_sections(results):
     assert "x265 (ffmpeg libx265), preset medium, random access, intra period 32, 10-bit" in md
     assert "torch 2.x" in md and "commit abc" in md
     assert "| 3.0 | 120.0 | 0.5 |" in md  # encode seconds and the fit's share of them, side by side
+    assert "MS-SSIM is left out (–) for frames under 161 px on a side" in md  # 176×144: too small for it
     page = (results / "report.html").read_text()
     assert page.count("<table>") >= 3 and "**" not in page and "`" not in page  # rendered, not pasted
     assert "data:image/png;base64," in page

@@ -96,6 +96,13 @@ def table(title: str, rows: list[tuple[str, str]], stderr: bool = False) -> None
     (progress.console if stderr else out).print(t)
 
 
+def fmt_ms_ssim(value: float | None) -> str:
+    """An MS-SSIM cell: the value, or why there is none (frames too small for its five scales)."""
+    from vcm.quality import MS_SSIM_MIN_SIDE
+
+    return fmt(value, 4) if value is not None else f"n/a (needs frames of {MS_SSIM_MIN_SIDE} px or more on each side)"
+
+
 def fmt(value, digits: int = 2, unit: str = "") -> str:
     if value is None:
         return "–"

@@ -8,7 +8,7 @@ import typer
 from vcm.cli.app import app
 from vcm.samples import resolve
 from vcm.cli.common import (BitDepthOpt, DeviceOpt, FpsOpt, JsonOpt, SizeOpt, SourceFramesOpt, exit_stopped, fmt,
-                            print_json, probe_input, refuse_unused, start, table)
+                            fmt_ms_ssim, print_json, probe_input, refuse_unused, start, table)
 from vcm.nerv.presets import presets_by_arch
 from vcm.words import counted
 
@@ -171,7 +171,7 @@ def _print_fit(result, video, loss: str, json_out: bool) -> None:
         ("steps", f"{m['steps']:,} ({counted(m['epochs'], 'epoch')})"), ("loss", loss),
         ("time", f"{result.seconds:.1f} s ({result.frames_per_second:.1f} frames/s)"),
         ("PSNR", fmt(m["psnr"], 2, " dB")), ("PSNR-Y", fmt(m["psnr_y"], 2, " dB")),
-        ("MS-SSIM", fmt(m["ms_ssim"], 4)),
+        ("MS-SSIM", fmt_ms_ssim(m["ms_ssim"])),
     ])
 
 
