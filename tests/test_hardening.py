@@ -590,6 +590,7 @@ def test_provenance_names_the_code_and_the_command():
     p = provenance(CPU)
     assert p["vcm"] and p["torch"] == torch.__version__ and p["device"].startswith("cpu")
     assert p["commit"] is None or len(p["commit"].split("+")[0]) == 40
+    assert p["cpu"] and p["cpu"] != "unknown" and p["cores"] == os.cpu_count()  # another CPU trains other networks
 
 
 def test_solving_a_small_budget_terminates():

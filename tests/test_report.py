@@ -272,3 +272,19 @@ def test_the_experiment_table_names_each_way_a_curves_points_were_made():
     assert "width_scale 0.5" in ways[0] and "width_scale" not in ways[1]
     assert "edge masks: source boxes:opencv-face" in ways[0] and "its λ points chained" in ways[0]
     assert [k for k, _ in lines].count("hevc") == 1 and "QP" not in dict(lines)["hevc"]  # one way: one line, as before
+
+
+def test_the_machine_line_names_the_cpu_and_every_device_the_points_ran_on(tmp_path):
+    """The same seed trains other networks on another CPU, and a parallel run gives each point its share of the
+    threads: the report named the first point's device alone ("cpu (1 thread)" for a demo that ran on two cores)
+    and no CPU. It now names the CPU and its cores, and every device its points ran on."""
+    prov = {**PROV, "cpu": "Some CPU 9000", "cores": 2}
+    for qp, kbps, q in ((37, 80.0, 34.0), (41, 45.0, 32.0), (45, 25.0, 30.0), (49, 14.0, 28.0)):
+        write_point(tmp_path, "hevc", f"qp{qp}", kbps, q, qp=qp, provenance={**prov, "device": "cpu (1 thread)"})
+    for i, (kbps, q) in enumerate(((100.0, 33.5), (60.0, 31.8), (33.0, 30.1), (19.0, 28.4))):
+        write_point(tmp_path, "hinerv", f"s_rd_l{i + 1}", kbps, q, curve="hinerv-rd", provenance=prov)
+    make_report(tmp_path, anchor="hevc")
+    md = (tmp_path / "report.md").read_text()
+    line = next(line for line in md.splitlines() if line.startswith("| machine |"))
+    assert "Some CPU 9000, 2 cores (h, Linux)" in line, line
+    assert "points ran on cpu (1 thread) or cpu (2 threads)" in line, line

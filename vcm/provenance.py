@@ -35,6 +35,21 @@ def git_commit() -> str | None:
         return None
 
 
+@functools.lru_cache(maxsize=1)
+def cpu_model() -> str:
+    """The processor's name (``/proc/cpuinfo``'s model name on Linux), or the architecture when nothing names it:
+    the same seed trains other networks on another CPU, so a result says which one made it."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and value.strip():
+                    return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
 def command_line() -> str:
     """The command as the user typed it (``vcm fit clip.yuv ...``), shell-quoted."""
     argv = list(sys.argv)
@@ -49,7 +64,7 @@ def provenance(device=None) -> dict:
 
     info = {"vcm": __version__, "commit": git_commit(), "python": platform.python_version(),
             "command": command_line(), "cwd": os.getcwd(), "host": platform.node(),
-            "platform": platform.platform(terse=True),
+            "platform": platform.platform(terse=True), "cpu": cpu_model(), "cores": os.cpu_count(),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     try:
         import torch

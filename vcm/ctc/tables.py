@@ -12,6 +12,7 @@ from vcm.codecs import curve_order
 from vcm.ctc import result_row
 from vcm.ctc.bd import MIN_OVERLAP, bd, describe
 from vcm.errors import VcmError
+from vcm.words import counted
 
 SUMMARY_COLUMNS = ["Dataset", "fps", "num_of_coded_frame", "qp", "rate_point", "bitrate (kbps)", "end_accuracy", "encode",
                    "decode", "nn_task", "codec", "curve", "bytes", "bpp", "psnr", "psnr_y", "psnr_yuv", "ms_ssim", "map",
@@ -137,7 +138,7 @@ def experiment_lines(rows: list[dict], anchor: str, metric: str, monotone: froze
     if prov:
         lines.append(("vcm", f"{prov.get('vcm')}, commit {prov.get('commit') or 'unknown'}"))
         lines.append(("libraries", f"torch {prov.get('torch')}, CUDA {prov.get('cuda') or 'none'}, Python {prov.get('python')}"))
-        lines.append(("machine", f"{prov.get('device', '?')} on {prov.get('host')} ({prov.get('platform')})"))
+        lines.append(("machine", machine_line(prov, [r["provenance"] for r in rows if r.get("provenance")])))
         dates = sorted(r["provenance"]["date"] for r in rows if r.get("provenance"))
         lines.append(("date", dates[0] if dates[0][:10] == dates[-1][:10] else f"{dates[0]} – {dates[-1]}"))
     lines.append(("BD method", f"PCHIP on log-rate (bjontegaard package) against {anchor}, quality {METRICS.get(metric, metric)}"
@@ -145,6 +146,17 @@ def experiment_lines(rows: list[dict], anchor: str, metric: str, monotone: froze
                                f"{', mAP curves made monotone first' if monotone == {'map'} else ''}; figures whose curves overlap "
                                f"less than {100 * MIN_OVERLAP:.0f} % are withheld"))
     return lines
+
+
+def machine_line(prov: dict, all_provs: list[dict]) -> str:
+    """The machine behind the points: its CPU and cores (where the points recorded them), host and platform, and
+    the devices the points ran on (a parallel run gives each point its share of the threads)."""
+    devices = sorted({p["device"] for p in all_provs if p.get("device")}) or ["?"]
+    where = f"{prov.get('host')}, {prov.get('platform')}"
+    if prov.get("cpu") and prov.get("cores"):
+        where = f"{prov['cpu']}, {counted(prov['cores'], 'core')} ({where})"
+    return f"{where}; points ran on {' or '.join(devices)}"
+
 
 def describe_settings(codec: str, settings: dict) -> str:
     """A result row's settings in words, for rows written before each codec described its own: by the
