@@ -43,9 +43,14 @@ def psnr_yuv(ref_u8: np.ndarray, test_u8: np.ndarray, y: np.ndarray | None = Non
     return (6 * y + chroma[0] + chroma[1]) / 8
 
 
+def ms_ssim_measurable(height: int, width: int) -> bool:
+    """Whether frames of this size have an MS-SSIM: its five scales need 161 px or more on each side."""
+    return min(height, width) >= MS_SSIM_MIN_SIDE
+
+
 def ms_ssim(ref_u8: np.ndarray, test_u8: np.ndarray, batch: int = 16) -> np.ndarray | None:
     """MS-SSIM (RGB, data range 1) per frame, or None when frames are too small (≤ 160 px)."""
-    if min(ref_u8.shape[2:]) < MS_SSIM_MIN_SIDE:
+    if not ms_ssim_measurable(*ref_u8.shape[2:]):
         return None
     import torch
     from pytorch_msssim import ms_ssim as _ms_ssim

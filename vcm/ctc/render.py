@@ -7,7 +7,7 @@ import html
 
 from vcm.ctc.bd import MIN_OVERLAP, describe
 from vcm.ctc.tables import METRICS, ReportData, curve_of, point_label
-from vcm.quality import MS_SSIM_MIN_SIDE
+from vcm.quality import MS_SSIM_MIN_SIDE, ms_ssim_measurable
 
 
 def _fmt(v, digits=2, signed=False):
@@ -57,7 +57,7 @@ def report_markdown(data: ReportData) -> str:
          if has_map else []) +
         [_fmt(r["encode_seconds"], 1), _fmt(r.get("fit_seconds"), 1), _fmt(r["decode_seconds"], 1)]
         for r in points]))
-    if any(r["ms_ssim"] is None and min(r["width"], r["height"]) < MS_SSIM_MIN_SIDE for r in points):
+    if any(r["ms_ssim"] is None and not ms_ssim_measurable(r["height"], r["width"]) for r in points):
         md += ["", f"MS-SSIM is left out (–) for frames under {MS_SSIM_MIN_SIDE} px on a side: its five scales need them."]
     md += breakdown_section(points)
     md += rate_control_section(points)
