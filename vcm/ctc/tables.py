@@ -134,12 +134,13 @@ def experiment_lines(rows: list[dict], anchor: str, metric: str, monotone: froze
         per_frame = [r["detect_seconds_per_frame"] for r in rows if r.get("detect_seconds_per_frame")]
         lines.append(("detector", ", ".join(f"{k} {v}" for k, v in det.items())
                       + (f"; {min(per_frame):.3f}–{max(per_frame):.3f} s/frame" if per_frame else "")))
-    prov = next((r["provenance"] for r in rows if r.get("provenance")), None)
-    if prov:
+    provs = [r["provenance"] for r in rows if r.get("provenance")]
+    if provs:
+        prov = provs[0]
         lines.append(("vcm", f"{prov.get('vcm')}, commit {prov.get('commit') or 'unknown'}"))
         lines.append(("libraries", f"torch {prov.get('torch')}, CUDA {prov.get('cuda') or 'none'}, Python {prov.get('python')}"))
-        lines.append(("machine", machine_line(prov, [r["provenance"] for r in rows if r.get("provenance")])))
-        dates = sorted(r["provenance"]["date"] for r in rows if r.get("provenance"))
+        lines.append(("machine", machine_line(provs)))
+        dates = sorted(p["date"] for p in provs)
         lines.append(("date", dates[0] if dates[0][:10] == dates[-1][:10] else f"{dates[0]} – {dates[-1]}"))
     lines.append(("BD method", f"PCHIP on log-rate (bjontegaard package) against {anchor}, quality {METRICS.get(metric, metric)}"
                                f"{', curves made monotone first' if metric in monotone else ''}"
@@ -148,10 +149,12 @@ def experiment_lines(rows: list[dict], anchor: str, metric: str, monotone: froze
     return lines
 
 
-def machine_line(prov: dict, all_provs: list[dict]) -> str:
-    """The machine behind the points: its CPU and cores (where the points recorded them), host and platform, and
-    the devices the points ran on (a parallel run gives each point its share of the threads)."""
-    devices = sorted({p["device"] for p in all_provs if p.get("device")}) or ["?"]
+def machine_line(provs: list[dict]) -> str:
+    """The machine behind the points (``provs``: their provenance records, at least one): the first's CPU and cores
+    (where it recorded them), host and platform, and every device the points ran on (a parallel run gives each
+    point its share of the threads)."""
+    prov = provs[0]
+    devices = sorted({p["device"] for p in provs if p.get("device")}) or ["?"]
     where = f"{prov.get('host')}, {prov.get('platform')}"
     if prov.get("cpu") and prov.get("cores"):
         where = f"{prov['cpu']}, {counted(prov['cores'], 'core')} ({where})"
