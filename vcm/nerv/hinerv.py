@@ -359,8 +359,7 @@ class HiNeRV(Representation):
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown hinerv model {noun(len(unknown), 'option')} {', '.join(sorted(unknown))}; "
-                             f"known: arch, params, "
-                             f"{', '.join(sorted(known))}")
+                             f"known: arch, params, {', '.join(sorted(known))}")
         shape = strict_from_dict(HinervShape, d)
         shape.check()
         return shape

@@ -181,8 +181,7 @@ class NeRV(Representation):
         unknown = set(d) - _SHAPE_KEYS
         if unknown:
             raise ValueError(f"unknown model {noun(len(unknown), 'option')} {', '.join(sorted(unknown))}; "
-                             f"known: arch, params, "
-                             f"{', '.join(sorted(_SHAPE_KEYS))}")
+                             f"known: arch, params, {', '.join(sorted(_SHAPE_KEYS))}")
         kw = {k: d[k] for k in ("fc_dim", "lower_width", "expansion", "reduction", "activation", "stem_dims") if k in d}
         if "embed" in d:
             kw["embed_base"], kw["embed_levels"] = parse_embed(str(d["embed"]))
