@@ -71,6 +71,7 @@ def clip_config(name: str, source: str, frames: str, codecs: list[str], seed: in
     rate–distortion stages alone (the same fits, their stages from elsewhere); ``compute`` (when given) on
     every fit: K times the steps of its fit and of each of its λ points' stages on this clip
     (``vcm.codecs.compute``, as ``vcm ctc run --compute`` sets it)."""
+    from vcm.ctc.config import with_defaults
     from vcm.ctc.run import with_compute
 
     demo = load_yaml((data_dir("configs") / "ctc" / "demo.yaml").read_text())
@@ -79,7 +80,7 @@ def clip_config(name: str, source: str, frames: str, codecs: list[str], seed: in
         from vcm.errors import VcmError
 
         raise VcmError(f"the demo config has no section {', '.join(sorted(missing))}; it has {', '.join(demo['codecs'])}")
-    sections = {c: dict(demo["codecs"][c]) for c in codecs}
+    sections = {c: dict(with_defaults(demo)["codecs"][c]) for c in codecs}
     given = {k: v for k, v in (("seed", seed), ("stage_seed", stage_seed)) if v is not None}
     for codec, section in sections.items():
         if "fits" in section and given:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from vcm import progress
 from vcm.codecs import curve_order
+from vcm.ctc.config import with_defaults
 from vcm.ctc.report import make_report
 from vcm.ctc.tables import bd_table, curve_of, curves_by_sequence, table1
 from vcm.ctc.run import run, with_compute
@@ -168,7 +169,9 @@ def run_demo(out: Path, device: str = "auto", epochs: int | None = None, jobs: i
     span, total = demo_frames(frames)
     out = Path(out)
     detector = demo_detector()
-    cfg = demo_config(load_yaml((data_dir("configs") / "ctc" / DEMO_CONFIG).read_text()), epochs, detector, frames)
+    # the sections' defaults written out, so that the config the demo leaves in its folder says what ran
+    cfg = demo_config(with_defaults(load_yaml((data_dir("configs") / "ctc" / DEMO_CONFIG).read_text())), epochs,
+                      detector, frames)
     if compute is not None:  # in the config the demo writes, so that its folder says what ran
         cfg = with_compute(cfg, compute)
     config_text = yaml.safe_dump(cfg, sort_keys=False)

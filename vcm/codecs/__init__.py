@@ -50,6 +50,12 @@ class Codec:
         """(point id, JSON-able point parameters) of one sequence, from the codec's config section."""
         raise NotImplementedError
 
+    def with_defaults(self, section: dict | None) -> dict:
+        """Its config section with what the codec's defaults fill in where the section leaves it out (a
+        NeRV-family section without ``fits`` runs its default preset's curve), so that what runs is written
+        out in every config that records it; a codec without defaults returns the section as it is."""
+        return section or {}
+
     def with_compute(self, section: dict, factor: float) -> dict:
         """Its config section with ``factor`` times the training its points do, where a part of the section
         does not set its own (``vcm ctc run --compute``); a codec that trains nothing (an anchor, whose effort

@@ -16,6 +16,9 @@ Config section::
         points: [{prune: 0.4, bits: 8}, {lambda: 0.3}, {lambda: 1.0, rd_epochs: 20}]
         rate_aware: true        # default; false: λ points share the plain fit
     masks: {sam_checkpoint: ..., alpha: 0.93}   # SA-NeRV entries only (or {source: canny | boxes:DETECTOR})
+
+A section without ``fits`` runs the ``curve`` of the representation's default preset (HiNeRV:
+``configs/nerv/hinerv-demo.yaml``, the product's default curve, written out by ``with_defaults``).
 """
 
 from __future__ import annotations
@@ -139,8 +142,27 @@ class NervFamily(Codec):
     def __init__(self, arch: str, loss: str, default_preset: str):
         self.arch, self.loss, self.default_preset = arch, loss, default_preset
 
+    def with_defaults(self, section: dict | None) -> dict:
+        """A section without ``fits`` (or with ``fits:`` left empty) gets its default preset's ``curve``
+        (``configs/nerv/hinerv-demo.yaml`` for HiNeRV: the demo's curve, the product's default); one whose
+        preset has no curve is refused, as is an empty list of fits (a curve of no points)."""
+        section = section or {}
+        if not isinstance(section, dict) or section.get("fits") is not None:
+            if isinstance(section, dict) and section.get("fits") == []:
+                raise VcmError(f"{self.name}: fits is an empty list, a curve of no points; leave fits out for "
+                               f"the default curve of preset {self.default_preset}, or list fits")
+            return section
+        from vcm.nerv.presets import preset_curve
+
+        curve = preset_curve(self.default_preset)
+        if curve is None:
+            raise VcmError(f"{self.name} needs fits ({{preset: ..., points: [...]}}): its default preset "
+                           f"{self.default_preset} has no curve to run")
+        return {**section, "fits": curve}
+
     def points(self, section: dict, sequence: dict) -> list[tuple[str, dict]]:
         pts = []
+        section = self.with_defaults(section)
         if section.get("masks") is not None:
             if not isinstance(section["masks"], dict):
                 raise VcmError(f"{self.name} masks must be a mapping such as {{source: canny}}, got {section['masks']!r}")
@@ -248,7 +270,8 @@ class NervFamily(Codec):
 
     def with_compute(self, section: dict, factor: float) -> dict:
         """Every fit that gives no ``compute`` of its own gets ``compute: factor`` (:mod:`vcm.codecs.compute`)."""
-        fits = (section or {}).get("fits")
+        section = self.with_defaults(section)
+        fits = section.get("fits")
         if not isinstance(fits, list):  # nothing to scale (points() refuses a malformed section)
             return section
         return {**section, "fits": [{**f, "compute": factor} if isinstance(f, dict) and f.get("compute") is None else f

@@ -37,7 +37,20 @@ def load(path: Path) -> dict:
     except yaml.YAMLError as err:
         raise VcmError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
     check_schema(cfg, path)
-    return cfg
+    try:
+        return with_defaults(cfg)
+    except VcmError as err:
+        raise VcmError(f"{path}: {err}") from None
+
+
+def with_defaults(cfg: dict) -> dict:
+    """The config with every codec section completed by its codec's defaults (``Codec.with_defaults``: a
+    NeRV-family section without ``fits`` runs its preset's default curve), a new dict; the one given is left
+    as it is."""
+    from vcm import codecs
+
+    sections = {name: codecs.get(name).with_defaults(section) for name, section in (cfg.get("codecs") or {}).items()}
+    return {**cfg, "codecs": sections}
 
 
 def check_schema(cfg, path: Path) -> None:

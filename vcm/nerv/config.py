@@ -182,8 +182,9 @@ def load_preset(name_or_path: str) -> tuple[ModelSpec, TrainConfig]:
         raw = load_yaml(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise VcmError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
-    if not isinstance(raw, dict) or not {"model", "train"} >= set(raw):
-        raise VcmError(f"{path}: a fit config has the sections 'model' and 'train' only")
+    if not isinstance(raw, dict) or not {"model", "train", "curve"} >= set(raw):
+        raise VcmError(f"{path}: a fit config has the sections 'model' and 'train' only (and 'curve': its default "
+                       f"rate points in a CTC config)")
     for section in ("model", "train"):
         if not isinstance(raw.get(section) or {}, dict):
             raise VcmError(f"{path}: the {section!r} section must be a mapping of option: value, "

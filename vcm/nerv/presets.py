@@ -40,3 +40,22 @@ def presets_by_arch() -> dict[str, list[str]]:
             continue  # a damaged preset is reported when it is used, not in every --help
         out.setdefault(str(arch), []).append(name)
     return out
+
+
+def preset_curve(name_or_path: str) -> list[dict] | None:
+    """The preset's default rate points: its ``curve`` section, the fits (``{points: [...], width_scale, ...}``,
+    as a CTC codec section's ``fits``) that a codec section without ``fits`` runs on this preset, each naming
+    the preset unless it names another. None when the preset has no curve."""
+    import yaml
+
+    path = preset_path(name_or_path)
+    try:
+        raw = load_yaml(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise VcmError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    curve = raw.get("curve") if isinstance(raw, dict) else None
+    if curve is None:
+        return None
+    if not (isinstance(curve, list) and curve and all(isinstance(fit, dict) for fit in curve)):
+        raise VcmError(f"{path}: curve must be a list of fits ({{points: [{{lambda: 1}}, ...]}}), got {curve!r}")
+    return [{"preset": name_or_path, **fit} for fit in curve]
