@@ -442,6 +442,11 @@ def test_a_fits_values_are_checked_before_anything_is_fitted(tmp_path, fit, mess
     ({}, {"sa-icm": {"checkpoints": 3}}, "sa-icm checkpoints must be a list of checkpoint paths"),
     ({}, {"sa-icm": {"checkpoints": ["m.pth"], "arch": "foo"}}, "unknown codec architecture 'foo'"),
     ({}, {"sa-icm": {"checkpoints": ["m.pth"]}}, "sa-icm checkpoint m.pth not found"),  # failed in every point
+    # sections of no points: each ran as a curve of none, silently
+    ({}, {"sa-icm": {}}, "sa-icm needs checkpoints: [a list of SA-ICM checkpoint paths]"),
+    ({}, {"sa-icm": {"checkpoints": []}}, "sa-icm needs checkpoints"),
+    ({}, {"hinerv": {"fits": []}}, "hinerv: fits is an empty list, a curve of no points"),
+    ({}, {"nerv": None}, "nerv needs fits ({preset: ..., points: [...]}): its default preset nerv-s has no curve"),
     ({}, {"sa-hinerv": {"masks": {"masks": "gone.npz"}, "fits": [{"points": [{"lambda": 1}]}]}},
      "mask file gone.npz does not exist"),
     ({"top": {"device": [1]}}, {"hevc": {"qps": [40]}}, "device must be auto, cpu or cuda[:N] (a string), got [1]"),

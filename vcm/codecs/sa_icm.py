@@ -43,7 +43,10 @@ class SaIcm(Codec):
         from vcm.errors import VcmError
         from vcm.icm.archs import check_arch
 
-        checkpoints = section.get("checkpoints") or []
+        checkpoints = section.get("checkpoints")
+        if checkpoints is None or checkpoints == []:  # a section with none was a curve of no points, run silently
+            raise VcmError("sa-icm needs checkpoints: [a list of SA-ICM checkpoint paths], one rate point each "
+                           "(vcm icm train writes them)")
         if not isinstance(checkpoints, list) or not all(isinstance(c, str) for c in checkpoints):
             raise VcmError(f"sa-icm checkpoints must be a list of checkpoint paths, got {checkpoints!r}")
         arch = section.get("arch", "tcm")
