@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import moving_frames, progress_gaps, run_cli, tiny_ctc_config, run_main
-from vcm import sequences
+from vcm import codecs, sequences
 from vcm.ctc.bd import bd, monotone
 from vcm.codecs import FITTED, network_ready
 from vcm.errors import VcmError
@@ -100,6 +100,60 @@ def test_anchor_round_trip(tmp_path, codec):
     assert lo.bitstream.stat().st_size > hi.bitstream.stat().st_size > 0
     assert psnr_rgb(video.frames_u8, lo.frames_u8).mean() > 35
     assert intra_period(60) == 64 and intra_period(30) == 32
+
+
+def coded_structure(path) -> list[tuple[bool, int]]:
+    """(intra, picture order count) of each picture of an HEVC or VVC stream, in decoding order, from ffmpeg's
+    trace of its headers (x265's one slice per picture; VVC's picture headers)."""
+    import re
+    import subprocess
+
+    from vcm.anchors.ffmpeg import ffmpeg_exe
+
+    trace = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path), "-c", "copy", "-bsf:v",
+                            "trace_headers", "-f", "null", "-"], capture_output=True, text=True).stderr
+    pictures: list[list] = []
+    for name, value in re.findall(r"\]\s+\d+\s+(\w+)\s+[01]+ = (-?\d+)", trace):
+        if (name == "first_slice_segment_in_pic_flag" and value == "1") or name == "ph_inter_slice_allowed_flag":
+            pictures.append([name == "ph_inter_slice_allowed_flag" and value == "0", 0])
+        elif name == "slice_type" and pictures:
+            pictures[-1][0] = value == "2"
+        elif name in ("slice_pic_order_cnt_lsb", "ph_pic_order_cnt_lsb") and pictures:
+            pictures[-1][1] = int(value)
+    return [tuple(p) for p in pictures]
+
+
+@pytest.mark.parametrize("codec", ["hevc", "vvc"])
+def test_anchor_configs_code_the_ctcs_three_structures(tmp_path, codec):
+    """config: ld and ai were read only for the manifest's QPs, and every anchor coded random access."""
+    from vcm.anchors.ffmpeg import encode_decode, intra_period, planes_of, settings
+    from vcm.video import open_video
+
+    write_yuv420(tmp_path / "A_96x64_30.yuv", moving_frames(t=17, h=64, w=96, noise=0))
+    video = open_video(tmp_path / "A_96x64_30.yuv")
+    planes, bit_depth = planes_of(video)
+    coded = {}
+    for config in ("ra", "ld", "ai"):
+        r = encode_decode(codec, planes, bit_depth, 96, 64, 30, 37, tmp_path / f"{config}.bin", config=config)
+        assert r.frames_u8.shape == video.frames_u8.shape
+        coded[config] = coded_structure(r.bitstream)
+        assert len(coded[config]) == 17
+    ra_order = [poc for _, poc in coded["ra"]]
+    assert ra_order != sorted(ra_order)  # random access reorders (hierarchical B frames)
+    assert [poc for _, poc in coded["ld"]] == list(range(17))  # low delay: display order
+    assert [intra for intra, _ in coded["ld"]] == [True] + [False] * 16
+    assert all(intra for intra, _ in coded["ai"])  # (x265 makes each an IDR picture, of order count 0)
+    assert (intra_period(30, "ld"), intra_period(30, "ai"), intra_period(30)) == (-1, 1, 32)
+    assert "low delay" in settings(codec, 30, config="ld")["config"]
+    with pytest.raises(VcmError, match=r"config must be one of ra, ld, ai \(random access, low delay, all intra\)"):
+        intra_period(30, "lowdelay")
+    # in a CTC config: the point carries the configuration, except random access (finished points keep their keys)
+    anchor, seq = codecs.get(codec), {"name": "A"}
+    assert anchor.points({"qps": [40]}, seq) == anchor.points({"qps": [40], "config": "ra"}, seq) == \
+        [("qp40", {"qp": 40, "preset": None, "vtm": None})]
+    assert anchor.points({"qps": [40], "config": "ai"}, seq)[0][1]["config"] == "ai"
+    assert anchor.points({"qps": "manifest", "config": "ai"}, {"name": "RaceHorsesD"})[0][1] == \
+        {"qp": 12, "preset": None, "vtm": None, "config": "ai"}
 
 
 TINY = """
@@ -443,6 +497,7 @@ def test_a_fits_values_are_checked_before_anything_is_fitted(tmp_path, fit, mess
     ({}, {"sa-icm": {"checkpoints": ["m.pth"], "arch": "foo"}}, "unknown codec architecture 'foo'"),
     ({}, {"sa-icm": {"checkpoints": ["m.pth"]}}, "sa-icm checkpoint m.pth not found"),  # failed in every point
     # sections of no points: each ran as a curve of none, silently
+    ({}, {"hevc": {"qps": [40], "config": "lowdelay"}}, "codec hevc: config must be one of ra, ld, ai"),
     ({}, {"sa-icm": {}}, "sa-icm needs checkpoints: [a list of SA-ICM checkpoint paths]"),
     ({}, {"sa-icm": {"checkpoints": []}}, "sa-icm needs checkpoints"),
     ({}, {"hinerv": {"fits": []}}, "hinerv: fits is an empty list, a curve of no points"),

@@ -3,8 +3,10 @@
 Both encoders get 10-bit 4:2:0 input (the CTC's internal bit depth; libvvenc accepts nothing
 else): 8-bit source samples are shifted left by 2 here, and the decoder's 10-bit output is read
 back with vcm's own 10-bit reader and colour conversion, so no ffmpeg scaler or dither touches
-the samples. Random-access-like settings: fixed QP (no adaptive quantisation), intra period from
-the CTC (64 at 50/60 fps, 32 at 24/30 fps), closed GOPs, hierarchical B frames.
+the samples. Fixed QP (no adaptive quantisation) in one of the CTC's three configurations (``CONFIGS``):
+random access (the default: intra period from the CTC, 64 at 50/60 fps and 32 at 24/30 fps, closed GOPs,
+hierarchical B frames), low delay (one intra frame, then frames in display order, no reordering) or all
+intra.
 
 An external VTM (``EncoderApp``/``DecoderApp``) can be used instead by giving their paths.
 """
@@ -27,24 +29,43 @@ from vcm.video.yuv import read_yuv420_rgb
 CODECS = {"hevc": ("libx265", "hevc", ".hevc"), "vvc": ("libvvenc", "vvc", ".266")}
 
 
-def intra_period(fps: float) -> int:
-    """CTC random-access intra period: 64 frames at 50/60 fps, 32 at 24/30 fps."""
-    return 64 if fps >= 48 else 32
+CONFIGS = {"ra": "random access", "ld": "low delay", "ai": "all intra"}
 
 
-def settings(codec: str, fps: float, preset: str | None = None, vtm: dict | None = None) -> dict:
+def check_config(config) -> str:
+    """One of the CTC's configurations (``ra``, ``ld``, ``ai``), or a one-line error naming them."""
+    if config not in CONFIGS:
+        raise VcmError(f"config must be one of {', '.join(CONFIGS)} ({', '.join(CONFIGS.values())}), got {config!r}")
+    return config
+
+
+def intra_period(fps: float, config: str = "ra") -> int:
+    """Frames from one intra frame to the next: the CTC's random-access period (64 frames at 50/60 fps, 32 at
+    24/30 fps), -1 in low delay (the first frame only), 1 in all intra."""
+    return {"ld": -1, "ai": 1}.get(check_config(config), 64 if fps >= 48 else 32)
+
+
+_STRUCTURE = {  # what each encoder's GOP is in each configuration, for the report
+    ("hevc", "ra"): "random access: 7 B-frames, hierarchical (b-pyramid), closed GOP, no scene cut, AQ off",
+    ("hevc", "ld"): "low delay: P frames in display order (x265 has no low-delay B), no scene cut, AQ off",
+    ("hevc", "ai"): "all intra, AQ off",
+    ("vvc", "ra"): "random access (VVenC default GOP), perceptual QPA off",
+    ("vvc", "ld"): "low delay: B frames in display order (GOP 8, no reordering), perceptual QPA off",
+    ("vvc", "ai"): "all intra, perceptual QPA off",
+}
+
+
+def settings(codec: str, fps: float, preset: str | None = None, vtm: dict | None = None, config: str = "ra") -> dict:
     """What an anchor point was encoded with, for the report's experiment block."""
-    period = intra_period(fps)
+    period = intra_period(fps, config)
     if vtm:
-        return {"encoder": "VTM (external)", "config": Path(str(vtm.get("config", "?"))).name,
+        return {"encoder": "VTM (external)", "config": f"{CONFIGS[config]}, {Path(str(vtm.get('config', '?'))).name}",
                 "intra_period": period, "bit_depth": 10}
     if codec == "hevc":
-        return {"encoder": "x265 (ffmpeg libx265)", "preset": preset or "medium",
-                "config": "random access: 7 B-frames, hierarchical (b-pyramid), closed GOP, no scene cut, AQ off",
+        return {"encoder": "x265 (ffmpeg libx265)", "preset": preset or "medium", "config": _STRUCTURE[codec, config],
                 "intra_period": period, "bit_depth": 10, "ffmpeg": ffmpeg_version()}
-    return {"encoder": "VVenC (ffmpeg libvvenc)", "preset": preset or "faster",
-            "config": "random access (VVenC default GOP), perceptual QPA off", "intra_period": period, "bit_depth": 10,
-            "ffmpeg": ffmpeg_version()}
+    return {"encoder": "VVenC (ffmpeg libvvenc)", "preset": preset or "faster", "config": _STRUCTURE[codec, config],
+            "intra_period": period, "bit_depth": 10, "ffmpeg": ffmpeg_version()}
 
 
 @functools.lru_cache(maxsize=1)
@@ -120,15 +141,17 @@ def _encode_until_written(cmd: list[str], out: Path, encoder: str, qp: int) -> f
 
 
 def encode_decode(codec: str, planes, bit_depth: int, width: int, height: int, fps: float, qp: int,
-                  out: Path, preset: str | None = None, vtm: dict | None = None) -> AnchorResult:
-    """Encode planar 4:2:0 ``planes`` (Y, U, V ``[T,h,w]``) at ``qp``; write ``out``; decode it back."""
+                  out: Path, preset: str | None = None, vtm: dict | None = None, config: str = "ra") -> AnchorResult:
+    """Encode planar 4:2:0 ``planes`` (Y, U, V ``[T,h,w]``) at ``qp`` in ``config`` (``CONFIGS``); write ``out``;
+    decode it back. An external VTM takes the structure from its own ``.cfg`` (give the one of that
+    configuration) and the intra period from here."""
     if codec not in CODECS:
         raise VcmError(f"unknown anchor codec {codec!r}; use hevc or vvc")
     encoder, fmt, _ = CODECS[codec]
     frames = planes[0].shape[0]
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    period = intra_period(fps)
+    period = intra_period(fps, config)
     from vcm import progress
 
     progress.log(f"{codec} QP {qp}: encoding {frames} frames ({'VTM' if vtm else encoder}), then decoding")
@@ -144,12 +167,16 @@ def encode_decode(codec: str, planes, bit_depth: int, width: int, height: int, f
         else:
             raw = ["-f", "rawvideo", "-pix_fmt", "yuv420p10le", "-s", f"{width}x{height}", "-r", f"{fps}", "-i", str(src)]
             if codec == "hevc":
-                params = (f"qp={qp}:keyint={period}:min-keyint={period}:scenecut=0:open-gop=0:bframes=7:"
-                          "b-pyramid=1:aq-mode=0:info=0:log-level=error")
+                gop = {"ra": f"keyint={period}:min-keyint={period}:scenecut=0:open-gop=0:bframes=7:b-pyramid=1",
+                       "ld": "keyint=-1:scenecut=0:bframes=0",
+                       "ai": "keyint=1:min-keyint=1:scenecut=0:bframes=0"}[config]
+                params = f"qp={qp}:{gop}:aq-mode=0:info=0:log-level=error"
                 opts = ["-c:v", encoder, "-preset", preset or "medium", "-x265-params", params]
             else:
+                gop = {"ra": f"IntraPeriod={period}", "ai": "IntraPeriod=1",
+                       "ld": "IntraPeriod=-1:DecodingRefreshType=0:GOPSize=8:PicReordering=0"}[config]
                 opts = ["-c:v", encoder, "-preset", preset or "faster", "-qp", str(qp), "-qpa", "0",
-                        "-vvenc-params", f"IntraPeriod={period}"]
+                        "-vvenc-params", gop]
             base = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
             enc = _encode_until_written(base + raw + opts + ["-f", fmt, str(out)], out, encoder, qp)
             dec = _run(base + ["-i", str(out), "-f", "rawvideo", "-pix_fmt", "yuv420p10le", str(rec)], f"{codec} decoding")

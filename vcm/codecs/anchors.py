@@ -14,14 +14,17 @@ class Anchor(Codec):
     qp_range = (0, 51)  # what the encoder takes
 
     def points(self, section: dict, sequence: dict) -> list[tuple[str, dict]]:
+        from vcm.anchors.ffmpeg import check_config
+
         qps = section.get("qps", "manifest")
+        try:  # the encoder's structure too, not only the manifest's QPs: config ai coded random access before
+            config = check_config(section.get("config", "ra"))
+        except VcmError as err:
+            raise VcmError(f"codec {self.name}: {err}") from None
         if qps == "manifest":
             entry = sequences.lookup(sequence["name"])
             if entry is None:
                 raise VcmError(f"{sequence['name']}: QPs 'manifest' need an SFU-HW sequence; list qps explicitly")
-            config = section.get("config", "ra")
-            if config not in entry.qp_start:
-                raise VcmError(f"codec {self.name}: config must be one of {', '.join(sorted(entry.qp_start))}, got {config!r}")
             qps = entry.qps(config)
         lo, hi = self.qp_range
         # a QP out of range crashed the encoder (x265 at -1: exit code -11) and 30.5 ran as 30
@@ -29,7 +32,9 @@ class Anchor(Codec):
                                                       for q in qps)):
             raise VcmError(f"codec {self.name}: qps must be a list of whole numbers from {lo} to {hi} (or 'manifest'), "
                            f"got {qps!r}")
-        return [(f"qp{q}", {"qp": q, "preset": section.get("preset"), "vtm": section.get("vtm")}) for q in qps]
+        # random access, the default, is left out of the point: its finished points keep their keys
+        extra = {} if config == "ra" else {"config": config}
+        return [(f"qp{q}", {"qp": q, "preset": section.get("preset"), "vtm": section.get("vtm"), **extra}) for q in qps]
 
     def label(self, point: dict, coded: dict) -> str:
         return f"QP{point['qp']}"
@@ -46,11 +51,12 @@ class Anchor(Codec):
         p = spec["point"]
         planes, bit_depth = planes_of(video)
         out = Path(spec["workdir"]) / f"stream{CODECS[self.name][2]}"
+        config = p.get("config", "ra")
         r = encode_decode(self.name, planes, bit_depth, video.width, video.height, video.fps, p["qp"], out,
-                          preset=p.get("preset"), vtm=p.get("vtm"))
+                          preset=p.get("preset"), vtm=p.get("vtm"), config=config)
         return {"bitstream": str(out), "bytes": out.stat().st_size, "frames_u8": r.frames_u8,
                 "encode": r.encode_seconds, "decode": r.decode_seconds, "qp": p["qp"],
-                "settings": settings(self.name, video.fps, p.get("preset"), p.get("vtm"))}
+                "settings": settings(self.name, video.fps, p.get("preset"), p.get("vtm"), config)}
 
 
 @register_codec("hevc", order=40)
