@@ -102,6 +102,70 @@ def test_anchor_round_trip(tmp_path, codec):
     assert intra_period(60) == 64 and intra_period(30) == 32
 
 
+def test_an_external_vtms_programs_and_cfg_are_part_of_its_points_inputs(tmp_path):
+    """A VTM build or .cfg replaced under the same name is another anchor: its finished points run again."""
+    from vcm.ctc.run import inputs_key
+
+    for name in ("EncoderApp", "DecoderApp", "encoder_randomaccess_vtm.cfg"):
+        (tmp_path / name).write_text(name)
+    vtm = {k: str(tmp_path / n) for k, n in (("encoder", "EncoderApp"), ("decoder", "DecoderApp"),
+                                            ("config", "encoder_randomaccess_vtm.cfg"))}
+    (_, point), = codecs.get("vvc").points({"qps": [30], "vtm": vtm}, {"name": "A"})
+    spec = {"codec": "vvc", "point": point}
+    before = inputs_key(spec)
+    assert inputs_key(spec) == before and inputs_key({"codec": "vvc", "point": {"qp": 30}}) != before
+    (tmp_path / "encoder_randomaccess_vtm.cfg").write_text("GOPSize : 16")
+    assert inputs_key(spec) != before
+    (tmp_path / "encoder_randomaccess_vtm.cfg").unlink()
+    with pytest.raises(VcmError, match="codec vvc: vtm config .*encoder_randomaccess_vtm.cfg does not exist"):
+        inputs_key(spec)
+
+
+FAKE_VTM = """#!{python}
+# Stands in for VTM's EncoderApp / DecoderApp with their command lines, coding through ffmpeg's libvvenc.
+import subprocess, sys
+from vcm.anchors.ffmpeg import ffmpeg_exe
+args = sys.argv[1:]
+open({log!r}, "a").write(" ".join(args) + "\\n")
+opt = {{a: b for a, b in zip(args, args[1:]) if a.startswith("-")}}
+base = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y"]
+if "-i" in opt:
+    period = [a.split("=")[1] for a in args if a.startswith("--IntraPeriod=")][0]
+    subprocess.run(base + ["-f", "rawvideo", "-pix_fmt", "yuv420p10le", "-s", opt["-wdt"] + "x" + opt["-hgt"],
+                           "-i", opt["-i"], "-frames:v", opt["-f"], "-c:v", "libvvenc", "-qp", opt["-q"],
+                           "-vvenc-params", "IntraPeriod=" + period, "-f", "vvc", opt["-b"]], check=True)
+else:
+    subprocess.run(base + ["-i", opt["-b"], "-f", "rawvideo", "-pix_fmt", "yuv420p10le", opt["-o"]], check=True)
+"""
+
+
+def test_an_external_vtm_is_run_with_its_command_line_and_the_configurations_intra_period(tmp_path):
+    import os
+    import stat
+
+    from vcm.anchors.ffmpeg import encode_decode, planes_of
+    from vcm.quality import psnr_rgb
+    from vcm.video import open_video
+
+    log = tmp_path / "argv.txt"
+    for name in ("EncoderApp", "DecoderApp"):
+        (tmp_path / name).write_text(FAKE_VTM.format(python=sys.executable, log=str(log)))
+        os.chmod(tmp_path / name, stat.S_IRWXU)
+    (tmp_path / "encoder_lowdelay_vtm.cfg").write_text("")
+    vtm = {"encoder": str(tmp_path / "EncoderApp"), "decoder": str(tmp_path / "DecoderApp"),
+           "config": str(tmp_path / "encoder_lowdelay_vtm.cfg")}
+    write_yuv420(tmp_path / "A_96x64_30.yuv", moving_frames(t=5, h=64, w=96, noise=0))
+    video = open_video(tmp_path / "A_96x64_30.yuv")
+    planes, bit_depth = planes_of(video)
+    r = encode_decode("vvc", planes, bit_depth, 96, 64, 30, 27, tmp_path / "s.266", vtm=vtm, config="ld")
+    assert r.frames_u8.shape == video.frames_u8.shape and r.bitstream.stat().st_size > 0
+    assert psnr_rgb(video.frames_u8, r.frames_u8).mean() > 30  # its 10-bit output read back as the frames
+    encoder, decoder = log.read_text().splitlines()
+    assert f"-c {vtm['config']}" in encoder and "-wdt 96 -hgt 64 -fr 30 -f 5 -q 27" in encoder
+    assert "--InternalBitDepth=10" in encoder and "--IntraPeriod=-1" in encoder
+    assert decoder.startswith(f"-b {tmp_path / 's.266'} -o ") and decoder.endswith(" -d 10")
+
+
 def coded_structure(path) -> list[tuple[bool, int]]:
     """(intra, picture order count) of each picture of an HEVC or VVC stream, in decoding order, from ffmpeg's
     trace of its headers (x265's one slice per picture; VVC's picture headers)."""
@@ -498,6 +562,14 @@ def test_a_fits_values_are_checked_before_anything_is_fitted(tmp_path, fit, mess
     ({}, {"sa-icm": {"checkpoints": ["m.pth"]}}, "sa-icm checkpoint m.pth not found"),  # failed in every point
     # sections of no points: each ran as a curve of none, silently
     ({}, {"hevc": {"qps": [40], "config": "lowdelay"}}, "codec hevc: config must be one of ra, ld, ai"),
+    # each failed in every point: ffmpeg's "Nothing was written", a TypeError, a KeyError
+    ({}, {"hevc": {"qps": [40], "preset": "warp"}}, "codec hevc: preset must be one of ultrafast, superfast"),
+    ({}, {"vvc": {"qps": [40], "preset": 7}}, "codec vvc: preset must be one of faster, fast, medium, slow, slower, "
+                                              "got 7"),
+    ({}, {"hevc": {"qps": [40], "vtm": {"encoder": "EncoderApp"}}}, "codec hevc: vtm must be {encoder: EncoderApp"),
+    ({}, {"vvc": {"qps": [40], "vtm": 3}}, "codec vvc: vtm must be {encoder: EncoderApp"),
+    ({}, {"vvc": {"qps": [40], "vtm": {"encoder": "no-such-EncoderApp", "decoder": "d", "config": "c.cfg"}}},
+     "codec vvc: vtm encoder no-such-EncoderApp is neither a file nor a command on PATH"),
     ({}, {"sa-icm": {}}, "sa-icm needs checkpoints: [a list of SA-ICM checkpoint paths]"),
     ({}, {"sa-icm": {"checkpoints": []}}, "sa-icm needs checkpoints"),
     ({}, {"hinerv": {"fits": []}}, "hinerv: fits is an empty list, a curve of no points"),

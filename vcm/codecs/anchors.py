@@ -9,9 +9,13 @@ from vcm.codecs import Codec, register_codec
 from vcm.errors import VcmError
 
 
+VTM_KEYS = ("encoder", "decoder", "config")
+
+
 class Anchor(Codec):
     section_keys = ("qps", "config", "preset", "vtm")
     qp_range = (0, 51)  # what the encoder takes
+    presets: tuple[str, ...] = ()  # the ffmpeg encoder's presets, fastest first
 
     def points(self, section: dict, sequence: dict) -> list[tuple[str, dict]]:
         from vcm.anchors.ffmpeg import check_config
@@ -32,9 +36,37 @@ class Anchor(Codec):
                                                       for q in qps)):
             raise VcmError(f"codec {self.name}: qps must be a list of whole numbers from {lo} to {hi} (or 'manifest'), "
                            f"got {qps!r}")
+        preset, vtm = section.get("preset"), section.get("vtm")
+        if preset is not None and preset not in self.presets:  # was a failed point per QP, or a TypeError
+            raise VcmError(f"codec {self.name}: preset must be one of {', '.join(self.presets)}, got {preset!r}")
+        if vtm is not None:
+            missing = [k for k in VTM_KEYS if not isinstance(vtm, dict) or not isinstance(vtm.get(k), str)]
+            unknown = sorted(set(vtm) - set(VTM_KEYS)) if isinstance(vtm, dict) else []
+            if missing or unknown:
+                raise VcmError(f"codec {self.name}: vtm must be {{encoder: EncoderApp, decoder: DecoderApp, config: "
+                               f"FILE.cfg}} (paths or commands on PATH), got {vtm!r}")
         # random access, the default, is left out of the point: its finished points keep their keys
         extra = {} if config == "ra" else {"config": config}
-        return [(f"qp{q}", {"qp": q, "preset": section.get("preset"), "vtm": section.get("vtm"), **extra}) for q in qps]
+        return [(f"qp{q}", {"qp": q, "preset": preset, "vtm": vtm, **extra}) for q in qps]
+
+    def point_inputs(self, point: dict) -> dict:
+        """An external VTM's programs and configuration file, found and fingerprinted (a build or a .cfg replaced
+        under the same name is another anchor); the ffmpeg encoders' version is in each point's settings."""
+        vtm = point.get("vtm")
+        if not vtm:
+            return {}
+        import shutil
+
+        from vcm.provenance import file_fingerprint
+
+        found = {}
+        for key in VTM_KEYS:
+            path = vtm[key] if key == "config" or Path(vtm[key]).is_file() else shutil.which(vtm[key])
+            if path is None or not Path(path).is_file():
+                raise VcmError(f"codec {self.name}: vtm {key} {vtm[key]} " +
+                               ("does not exist" if key == "config" else "is neither a file nor a command on PATH"))
+            found[key] = file_fingerprint(path)
+        return {"vtm": found}
 
     def label(self, point: dict, coded: dict) -> str:
         return f"QP{point['qp']}"
@@ -62,9 +94,12 @@ class Anchor(Codec):
 @register_codec("hevc", order=40)
 class Hevc(Anchor):
     description = "HEVC anchor (libx265, or HM/VTM-style external encoder)"
+    presets = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+               "placebo")
 
 
 @register_codec("vvc", order=50)
 class Vvc(Anchor):
     description = "VVC anchor (libvvenc, or VTM)"
     qp_range = (0, 63)
+    presets = ("faster", "fast", "medium", "slow", "slower")
