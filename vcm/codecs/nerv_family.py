@@ -189,6 +189,9 @@ class NervFamily(Codec):
                         f"points: [{{{of_points[0]}: ..., ...}}])") if of_points else ""
                 raise VcmError(f"{self.name} fit: unknown {noun(len(unknown), 'key')} {', '.join(sorted(unknown))}; "
                                f"valid: {', '.join(sorted(_FIT_KEYS))}{hint}")
+            if not points:  # such a fit was dropped without a word: no network trained, no point on the curve
+                raise VcmError(f"{self.name} fit {({k: v for k, v in fit.items() if k != 'points'})}: no points; give "
+                               f"points: [{{lambda: 1}}, ...] or [{{prune: 0.4, bits: 8}}, ...]")
             self._check_fit(fit)
             if fit.get("compute") is not None and float(fit["compute"]) == 1:  # the schedule as it is: the same fit
                 fit = {k: v for k, v in fit.items() if k != "compute"}  # and points as without it (finished ones kept)

@@ -79,6 +79,9 @@ def check_schema(cfg, path: Path) -> None:
             raise ValueError(f"reference must be annotations or original, not {cfg.get('reference')!r}")
         if not cfg.get("sequences") or not isinstance(cfg["sequences"], list):
             raise ValueError("no sequences (a list of SFU-HW names or {name, path} entries)")
+        if not cfg.get("codecs"):  # ran as zero points, and a report of nothing
+            raise ValueError("no codecs (a mapping such as {hinerv: {}, hevc: {qps: [37, 42]}}; known: "
+                             f"{', '.join(codecs.names())})")
         for entry in cfg["sequences"]:
             if not isinstance(entry, str):
                 check_keys(entry, SEQUENCE_KEYS, f"sequence {entry.get('name', '?') if isinstance(entry, dict) else entry}")
