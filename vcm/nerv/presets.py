@@ -46,16 +46,21 @@ def preset_curve(name_or_path: str) -> list[dict] | None:
     """The preset's default rate points: its ``curve`` section, the fits (``{points: [...], width_scale, ...}``,
     as a CTC codec section's ``fits``) that a codec section without ``fits`` runs on this preset, each naming
     the preset unless it names another. None when the preset has no curve."""
-    import yaml
-
     path = preset_path(name_or_path)
-    try:
-        raw = load_yaml(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise VcmError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    raw = read_preset(path)
     curve = raw.get("curve") if isinstance(raw, dict) else None
     if curve is None:
         return None
     if not (isinstance(curve, list) and curve and all(isinstance(fit, dict) for fit in curve)):
         raise VcmError(f"{path}: curve must be a list of fits ({{points: [{{lambda: 1}}, ...]}}), got {curve!r}")
     return [{"preset": name_or_path, **fit} for fit in curve]
+
+
+def read_preset(path: Path):
+    """A preset file's YAML as read (``{}`` when empty), or a one-line error for YAML that does not parse."""
+    import yaml
+
+    try:
+        return load_yaml(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise VcmError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
