@@ -91,6 +91,24 @@ def test_info_json_for_a_bare_sfu_name(tmp_path):
     assert clip_md5(probe(walked)) == info["clip_md5"]
 
 
+def test_info_on_a_yaml_file_of_vcms_names_the_command_that_reads_it(tmp_path):
+    """It said "unknown video type '.yaml'" for a CTC config, a preset or a mask generator's settings."""
+    from vcm.resources import data_dir
+
+    configs = data_dir("configs")
+    ctc, preset = configs / "ctc" / "demo.yaml", configs / "nerv" / "hinerv-demo.yaml"
+    for path, said in ((ctc, f"demo.yaml is a CTC config: vcm ctc run {ctc} --dry-run lists its points"),
+                       (preset, f"hinerv-demo.yaml is a fit preset: vcm fit VIDEO --preset {preset} fits it; its curve"),
+                       (configs / "nerv" / "nerv-s.yaml", "fits it"),
+                       (configs / "masks" / "default.yaml", "SAM mask generator's settings: vcm masks VIDEO --config")):
+        r = run_main("info", path)
+        assert r.returncode == 1 and said in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert "its curve" not in run_main("info", configs / "nerv" / "nerv-s.yaml").stderr
+    (tmp_path / "other.yaml").write_text("a: [\n")
+    r = run_main("info", tmp_path / "other.yaml")
+    assert r.returncode == 1 and "vcm info reads videos, .nerv/.icm streams" in r.stderr
+
+
 def test_info_shows_a_raw_file_whose_rate_nothing_says_and_fit_still_asks_for_it(tmp_path):
     """`vcm info clip_16x16.yuv` refused the file over its unknown frame rate, though size, frames and depth were
     known: info is where a user looks to learn what to pass. It shows them and says the rate is unknown; a command

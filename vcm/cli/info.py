@@ -63,6 +63,8 @@ def info(
         else:
             table(f"vcm info: {input.name}", rows_of(r))
         return
+    if input.suffix.lower() in (".yaml", ".yml") and input.is_file():
+        raise VcmError(_config_hint(input))
     try:
         vi = probe_input(input, size, fps, bit_depth, need_fps=False)  # info shows what it can without a rate
     except VcmError as err:
@@ -105,3 +107,24 @@ def info(
         rows.append(("CTC md5", "not applicable" if result["clip_md5"] is None else
                      f"{result['clip_md5']} ({'matches' if result['md5_match'] else 'DIFFERS from'} the CTC clip)"))
     table(f"vcm info: {input.name}", rows)
+
+
+def _config_hint(path: Path) -> str:
+    """What to run on a YAML file of vcm's instead of ``vcm info`` (which reads videos, streams and folders)."""
+    import yaml
+
+    from vcm.yamlfile import load_yaml
+
+    try:
+        raw = load_yaml(path.read_text())
+    except (yaml.YAMLError, OSError, UnicodeDecodeError):
+        raw = None
+    keys = set(raw) if isinstance(raw, dict) else set()
+    if keys & {"sequences", "codecs"}:
+        return f"{path.name} is a CTC config: vcm ctc run {path} --dry-run lists its points and what each would run"
+    if keys & {"model", "train"}:
+        curve = "; its curve is what a CTC codec section without fits runs" if "curve" in keys else ""
+        return f"{path.name} is a fit preset: vcm fit VIDEO --preset {path} fits it{curve}"
+    if keys & {"generator", "alpha_param"}:
+        return f"{path.name} is a SAM mask generator's settings: vcm masks VIDEO --config {path} uses them"
+    return f"{path.name}: vcm info reads videos, .nerv/.icm streams, mask files and vcm's run and results folders"
