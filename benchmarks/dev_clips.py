@@ -81,7 +81,8 @@ def clip_config(name: str, source: str, frames: str, codecs: list[str], seed: in
         from vcm.errors import VcmError
 
         raise VcmError(f"the demo config has no section {', '.join(sorted(missing))}; it has {', '.join(demo['codecs'])}")
-    sections = {c: dict(with_defaults(demo)["codecs"][c]) for c in codecs}
+    resolved = with_defaults(demo)["codecs"]
+    sections = {c: dict(resolved[c]) for c in codecs}
     given = {k: v for k, v in (("seed", seed), ("stage_seed", stage_seed)) if v is not None}
     for codec, section in sections.items():
         if "fits" in section and given:

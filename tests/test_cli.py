@@ -432,3 +432,8 @@ def test_the_fit_and_stream_tables_say_why_a_small_clip_has_no_ms_ssim(tmp_path)
         assert shown.returncode == 0, shown.stderr[-800:]
         row = next(line for line in shown.stdout.splitlines() if "MS-SSIM" in line)
         assert "n/a (needs frames of 161 px or more on each side)" in row, shown.stdout
+    from vcm.cli.common import fmt_ms_ssim
+
+    # the reason is given only where it is the reason: a value missing on frames large enough stays "–"
+    assert fmt_ms_ssim(None, 240, 416) == "–" and fmt_ms_ssim(0.98765, 144, 176) == "0.9877"
+    assert fmt_ms_ssim(None, 144, 176).startswith("n/a (needs frames of 161 px")

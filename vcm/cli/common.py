@@ -96,11 +96,14 @@ def table(title: str, rows: list[tuple[str, str]], stderr: bool = False) -> None
     (progress.console if stderr else out).print(t)
 
 
-def fmt_ms_ssim(value: float | None) -> str:
-    """An MS-SSIM cell: the value, or why there is none (frames too small for its five scales)."""
-    from vcm.quality import MS_SSIM_MIN_SIDE
+def fmt_ms_ssim(value: float | None, height: int, width: int) -> str:
+    """An MS-SSIM cell for frames of ``height`` × ``width``: the value, or why there is none where the frames are
+    too small for its five scales (a value missing for another reason stays "–")."""
+    from vcm.quality import MS_SSIM_MIN_SIDE, ms_ssim_measurable
 
-    return fmt(value, 4) if value is not None else f"n/a (needs frames of {MS_SSIM_MIN_SIDE} px or more on each side)"
+    if value is None and not ms_ssim_measurable(height, width):
+        return f"n/a (needs frames of {MS_SSIM_MIN_SIDE} px or more on each side)"
+    return fmt(value, 4)
 
 
 def fmt(value, digits: int = 2, unit: str = "") -> str:

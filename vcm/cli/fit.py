@@ -171,7 +171,7 @@ def _print_fit(result, video, loss: str, json_out: bool) -> None:
         ("steps", f"{m['steps']:,} ({counted(m['epochs'], 'epoch')})"), ("loss", loss),
         ("time", f"{result.seconds:.1f} s ({result.frames_per_second:.1f} frames/s)"),
         ("PSNR", fmt(m["psnr"], 2, " dB")), ("PSNR-Y", fmt(m["psnr_y"], 2, " dB")),
-        ("MS-SSIM", fmt_ms_ssim(m["ms_ssim"])),
+        ("MS-SSIM", fmt_ms_ssim(m["ms_ssim"], video.height, video.width)),
     ])
 
 

@@ -111,13 +111,12 @@ def info(
 
 def _config_hint(path: Path) -> str:
     """What to run on a YAML file of vcm's instead of ``vcm info`` (which reads videos, streams and folders)."""
-    import yaml
-
-    from vcm.yamlfile import load_yaml
+    from vcm.errors import VcmError
+    from vcm.nerv.presets import read_preset
 
     try:
-        raw = load_yaml(path.read_text())
-    except (yaml.YAMLError, OSError, UnicodeDecodeError):
+        raw = read_preset(path)
+    except (VcmError, OSError, UnicodeDecodeError):  # not YAML: no command of vcm's reads it
         raw = None
     keys = set(raw) if isinstance(raw, dict) else set()
     if keys & {"sequences", "codecs"}:
