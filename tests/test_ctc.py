@@ -547,6 +547,11 @@ def test_a_fits_values_are_checked_before_anything_is_fitted(tmp_path, fit, mess
     ({"frames": "1:2:3"}, {"hevc": {"qps": [40]}}, "sequence c: frames must be ctc, all, auto or A:B (source frame indices, B exclusive), got '1:2:3'"),
     ({"frames": "a:b"}, {"hevc": {"qps": [40]}}, "sequence c: frames A:B needs integers, got 'a:b'"),
     ({"frames": "-3:5"}, {"hevc": {"qps": [40]}}, "sequence c: frames -3:5 starts before frame 0"),
+    ({"frames": "ctc"}, {"hevc": {"qps": [40]}},  # failed in every point, each saying so
+     "sequence c: frames ctc needs an SFU-HW sequence, and carphone_pristine.mp4 is not one; give the entry frames: "
+     "all, auto or A:B"),
+    ({"frames": None, "top": {"frames": "ctc"}}, {"hevc": {"qps": [40]}},
+     "sequence c: frames ctc (the config's frames, which every entry without its own takes) needs an SFU-HW"),
     ({"detector": {"name": "yolo7"}}, {"hevc": {"qps": [40]}}, "unknown detector 'yolo7'"),  # no mAP, no word
     ({"detector": {"name": "opencv-face", "every": 0}}, {"hevc": {"qps": [40]}}, "every must be a whole number"),
     ({"reference_score": 7}, {"hevc": {"qps": [40]}}, "reference_score must be a number between 0 and 1"),
@@ -590,7 +595,8 @@ def test_anchor_and_sequence_values_are_checked_before_any_point_runs(tmp_path, 
 
     cfg = tmp_path / "c.yaml"
     top = sequence.pop("top", {})
-    seq = {"name": "c", "path": "sample:carphone", "frames": "0:2", **sequence}
+    seq = {k: v for k, v in {"name": "c", "path": "sample:carphone", "frames": "0:2", **sequence}.items()
+           if v is not None}
     cfg.write_text(json.dumps({"sequences": [seq], "codecs": codecs, **top}))
     with pytest.raises(VcmError) as err:
         run(cfg, tmp_path / "o")
@@ -612,9 +618,7 @@ def test_a_sequence_entry_gives_the_size_and_rate_its_file_does_not_say(tmp_path
         b"FRAME\n" + raw[i * len(raw) // 2:(i + 1) * len(raw) // 2] for i in range(2)))
     seqs = [{"name": "raw", "path": str(tmp_path / "clip.yuv"), "size": "48x32", "fps": 12.5, "frames": "all"},
             {"name": "y4m", "path": str(y4m), "fps": 12.5, "frames": "all"},
-            {"name": "asks", "path": str(y4m), "frames": "all"},
-            # the CTC range of a clip that is no SFU-HW sequence: the point named only the commands' --frames
-            {"name": "notsfu", "path": str(y4m), "fps": 12.5, "frames": "ctc"}]
+            {"name": "asks", "path": str(y4m), "frames": "all"}]
     config = tmp_path / "c.yaml"
     config.write_text(json.dumps({"sequences": seqs, "codecs": {"hevc": {"qps": [45]}}}))
     rows = {r["sequence"]: r for r in run(config, tmp_path / "o")["rows"]}
@@ -623,8 +627,6 @@ def test_a_sequence_entry_gives_the_size_and_rate_its_file_does_not_say(tmp_path
         assert rows[name]["kbps"] == pytest.approx(rows[name]["bytes"] * 8 * 12.5 / 2 / 1000)
     assert rows["asks"]["status"] == "failed"
     assert "gives no frame rate (F); pass --fps F (in a CTC config: frames, size, fps or bit_depth" in rows["asks"]["error"]
-    assert rows["notsfu"]["error"] == ("--frames ctc needs an SFU-HW sequence; norate.y4m is not one (use all or A:B) "
-                                       "(in a CTC config: frames, size, fps or bit_depth in the sequence's entry)")
     from vcm.ctc.config import sequence_entries
 
     (entry,) = sequence_entries({"sequences": [{"path": str(tmp_path / "clip.yuv"), "size": "48x32"}]}, None, None)

@@ -127,15 +127,21 @@ def find_source(name: str, data: Path | None) -> Path:
     raise VcmError(f"{seq.name}: no {seq.file} (or {seq.name}.yuv) in {data}")
 
 
-def _check_frames(entry: dict) -> None:
-    """A sequence's ``frames`` is a frame spec (a number here was an AttributeError in each of its points), and
-    an ``A:B`` one selects frames of some file. Whether the file exists and holds them is each point's to find:
-    a missing sequence fails its own points and the others run on."""
-    from vcm.video.source import FRAME_KEYWORDS, FRAMES_SAID, frame_span
+def _check_frames(entry: dict, own: bool = True) -> None:
+    """A sequence's ``frames`` is a frame spec (a number here was an AttributeError in each of its points), an
+    ``A:B`` one selects frames of some file, and ``ctc`` is said of a file that may be an SFU-HW sequence (``own``:
+    the entry gives its frames rather than taking the config's). Whether the file exists and holds them is each
+    point's to find: a missing sequence fails its own points and the others run on."""
+    from vcm.video.source import FRAME_KEYWORDS, FRAMES_SAID, frame_span, may_name_a_sequence
 
     name, spec = entry["name"], entry["frames"]
     if not isinstance(spec, str):
         raise VcmError(f"sequence {name}: frames must be {FRAMES_SAID} (a string), got {spec!r}")
+    if spec.strip().lower() == "ctc" and not may_name_a_sequence(Path(entry["path"])):
+        # the CTC's frames are an SFU-HW sequence's; before, each point of such a clip failed on it
+        said = "" if own else " (the config's frames, which every entry without its own takes)"
+        raise VcmError(f"sequence {name}: frames ctc{said} needs an SFU-HW sequence, and {Path(entry['path']).name} "
+                       f"is not one; give the entry frames: all, auto or A:B")
     if spec.strip().lower() in FRAME_KEYWORDS:
         return
     # A span that selects nothing on any file is the config's error, said once here; before, every point of the
@@ -224,7 +230,7 @@ def sequence_entries(cfg: dict, data: Path | None, only: list[str] | None) -> li
         names.append(e["name"])
         if only and e["name"].lower() not in {o.lower() for o in only}:
             continue
-        _check_frames(e)
+        _check_frames(e, own=not isinstance(entry, dict) or "frames" in entry)
         out.append(e)
     unknown = [o for o in only or [] if o.lower() not in {n.lower() for n in names}]
     if unknown:  # a mistyped name among others was dropped without a word

@@ -140,6 +140,16 @@ def _named(stem: str):
     return None, sequences.lookup(stem.removesuffix("_val"))
 
 
+def may_name_a_sequence(path: Path) -> bool:
+    """Whether a file of this name could be read as an SFU-HW sequence (its size, known only from the file, decides
+    then); False where no size could make it one, so that ``frames: ctc`` can be refused before anything runs."""
+    stem, parsed = path.stem, parse_name(path.stem)
+    if sequences.lookup(stem) or sequences.lookup(stem.removesuffix("_val")):
+        return True
+    return parsed is not None and any(sequences.lookup_parsed(parsed.name, s.width, s.height)
+                                      for s in sequences.manifest())
+
+
 def raw_name_says(stem: str) -> tuple[tuple[int, int] | None, float | None, int | None]:
     """What a raw .yuv file's name tells the reader: (width, height), fps and bit depth, each None where the
     name says nothing (then ``--size``, ``--fps`` must be given; the depth is 8)."""
