@@ -942,8 +942,13 @@ def test_match_points_follow_the_anchor_and_run_after_it(tmp_path):
     plan = preview(cfg, tmp_path / "out")
     assert [(p["codec"], p["state"]) for p in plan["plan"]] == [("nerv", "after anchors")] * 2 + [("hevc", "to run")] * 2
     assert (plan["to_run"], plan["after_anchors"], plan["finished"], plan["networks_to_train"]) == (2, 2, 0, 1)
+    # the shared fit's 40 steps; each search's trials are rate control's to decide
+    assert (plan["fit_steps"], plan["stage_steps"], plan["stages_by_rate_control"]) == (40, 0, 2)
     proc = run_main("ctc", "run", cfg, "--out", tmp_path / "out", "--dry-run")
-    assert proc.returncode == 0 and "4 points: 0 finished" in " ".join(proc.stdout.split()), proc.stderr
+    said = " ".join(proc.stdout.split())
+    assert proc.returncode == 0 and "4 points: 0 finished" in said, proc.stderr
+    assert ("1 network to train: 40 optimiser steps of fits and 0 of the points' stages, besides the trials of 2 "
+            "rate-control searches") in said and "fit 40 + rate" in said, said
     assert not (tmp_path / "out").exists()
     result = run(cfg, tmp_path / "out", jobs=1)
     plan = preview(cfg, tmp_path / "out")
@@ -1196,3 +1201,41 @@ def test_an_sa_nerv_fit_on_sam_masks_follows_the_weights_and_settings_not_their_
         assert "holds a fit of other edge masks than this config asks for: training it again" in err
     assert json.loads(fit_config.read_text())["masks"]["settings"]["generator"]["points_per_side"] == 3
     assert run(cfg, tmp_path / "out")["reused"] == 1
+
+
+def test_the_dry_run_counts_the_optimiser_steps_each_point_then_trains(tmp_path):
+    """--dry-run said how many networks a run trains, not how long: each point it would run now gives the steps
+    of the fit it is the first to train and of its own stage, and those are the steps the run then takes."""
+    from vcm.ctc.run import preview, run
+
+    cfg = tiny_ctc_config(tmp_path, "{epochs: 2, batch: 2, lr: 3.0e-3}",
+                          "  nerv:\n    fits:\n"
+                          "      - {{preset: {preset}, rate_aware: false, points: [{{lambda: 1, rd_steps: 3}}, "
+                          "{{lambda: 4}}, {{prune: 0.4, bits: 8, finetune_epochs: 1}}]}}\n"
+                          "      - {{preset: {preset}, compute: 1.5, points: [{{lambda: 2, rd_steps: 2}}]}}\n"
+                          "  hevc: {{qps: [40]}}\n")
+    plan = preview(cfg, tmp_path / "out")
+    steps = {p["point"]: p.get("steps") for p in plan["plan"]}  # an anchor trains nothing: None
+    # 4 frames at batch 2: 2 steps a pass; the shared fit's 4 steps counted once, on its first point
+    # λ 4's stage: half the fit's passes; the fine-tune: one pass; compute 1.5: 6 fit steps and 1.5 × 2 stage steps
+    assert steps == {"tiny_rd_l1p0": {"fit": 4, "stage": 3}, "tiny_rd_l4p0": {"fit": 0, "stage": 2},
+                     "tiny_pr0p4_b8": {"fit": 0, "stage": 2}, "tiny_x1p5_rd_l2p0": {"fit": 6, "stage": 3}, "qp40": None}
+    assert (plan["networks_to_train"], plan["fit_steps"], plan["stage_steps"]) == (2, 4 + 6, 3 + 2 + 2 + 3)
+    result = run(cfg, tmp_path / "out", jobs=1)
+    assert result["failed"] == 0, [r.get("error") for r in result["rows"]]
+    for r in result["rows"]:
+        if r["codec"] != "nerv":
+            continue
+        fit = json.loads((Path(json.loads(Path(r["bitstream"]).with_suffix(".json").read_text())["run"])
+                          / "metrics.json").read_text())
+        coded = json.loads(Path(r["bitstream"]).with_suffix(".json").read_text())
+        ran = coded.get("rd_steps", coded.get("finetune_epochs", 0) * 2)
+        want = steps[r["point"]]
+        assert (want["stage"], want["fit"] in (0, fit["steps"])) == (ran, True), (r["point"], want, ran, fit["steps"])
+    again = preview(cfg, tmp_path / "out")
+    assert (again["fit_steps"], again["stage_steps"]) == (0, 0) and all("steps" not in p for p in again["plan"])
+    (tmp_path / "Tiny_48x32_25.yuv").unlink()  # a video the run could not read: its steps are not guessed
+    gone = preview(cfg, tmp_path / "out", force=True)
+    assert gone["fit_steps"] == 0 and gone["unread"] and "Tiny_48x32_25.yuv" in gone["unread"][0]
+    proc = run_main("ctc", "run", cfg, "--out", tmp_path / "out", "--dry-run", "--force")
+    assert proc.returncode == 0 and "steps not counted for tiny:" in " ".join(proc.stdout.split()), proc.stdout

@@ -31,7 +31,7 @@ def ctc_run(
     force: bool = typer.Option(False, "--force", metavar="", help="Redo finished points."),
     device: Optional[str] = typer.Option(None, "--device", help="Override the config's device."),
     compute: Optional[float] = typer.Option(None, "--compute", metavar="K", help="K times the training of every network (each fit's steps and its points' stages'), where a fit sets no compute of its own: what the same config gives a faster machine or a GPU."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="List every point with its state (finished, changed, failed, to run) and the networks to train; run and write nothing."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List every point with its state (finished, changed, failed, to run), the networks to train and the optimiser steps each point would take; run and write nothing."),
     json_out: bool = JsonOpt,
 ) -> None:
     """Encode, decode and evaluate every (sequence, codec, rate point); finished points are reused."""
@@ -64,16 +64,32 @@ def _show_plan(p: dict, json_out: bool) -> None:
     from vcm.cli.common import out as stdout
 
     t = Table(title=f"vcm ctc run --dry-run: {p['out']} (nothing run or written)", title_justify="left")
-    for col in ("sequence", "codec", "point", "state"):
-        t.add_column(col)
+    for col in ("sequence", "codec", "point", "state", "steps"):  # steps: optimiser steps; a long id folds, whole
+        t.add_column(col, justify="right" if col == "steps" else "left", overflow="fold")
     for row in p["plan"]:
-        t.add_row(row["sequence"], row["codec"], row["point"], row["state"])
+        t.add_row(row["sequence"], row["codec"], row["point"], row["state"], _steps_cell(row.get("steps")))
     stdout.print(t)
+    by_control = p["stages_by_rate_control"]
     stdout.print(f"{counted(p['points'], 'point')}: {p['finished']} finished (reused), "
                  f"{p['changed']} finished from another "
                  f"config (run again), {p['failed']} failed before (run again), "
                  f"{p['to_run']} to run, {p['after_anchors']} after the anchors; "
-                 f"{counted(p['networks_to_train'], 'network')} to train", soft_wrap=True)
+                 f"{counted(p['networks_to_train'], 'network')} to train: {p['fit_steps']:,} optimiser steps of fits "
+                 f"and {p['stage_steps']:,} of the points' stages"
+                 + (f", besides the trials of {counted(by_control, 'rate-control search', 'rate-control searches')}"
+                    if by_control else ""), soft_wrap=True)
+    for why in p["unread"]:
+        stdout.print(f"steps not counted for {why}", soft_wrap=True)
+
+
+def _steps_cell(steps: dict | None) -> str:
+    """A plan row's optimiser steps: the fit's where this point is the first to train it, then its stage's."""
+    if not steps:
+        return ""
+    if "unread" in steps:
+        return "?"
+    stage = "rate control" if steps["stage"] is None else f"{steps['stage']:,}"
+    return f"fit {steps['fit']:,} + {stage}" if steps["fit"] else stage
 
 
 @ctc_app.command("report")

@@ -62,6 +62,12 @@ class Codec:
         is its preset) returns the section as it is."""
         return section
 
+    def training_steps(self, point: dict, num_frames: int) -> dict | None:
+        """The optimiser steps a point's encoding trains on a clip of ``num_frames`` frames: ``{fit: the steps
+        of the network it trains or shares, stage: those of its own stage, or None where rate control decides
+        them}``; None for a codec that trains nothing (an anchor, a pretrained codec)."""
+        return None
+
     def point_inputs(self, point: dict) -> dict:
         """What decides a point beyond its own values in the config, JSON-able: what the presets and files it
         names by name or path hold (a preset edited in place or changed by an upgrade, a checkpoint or mask

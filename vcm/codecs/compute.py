@@ -50,3 +50,18 @@ def stage_options(opts, train, factor: float, num_frames: int, has_quantizers: b
         return opts
     steps = rd_steps(opts, train, num_frames, has_quantizers)
     return replace(opts, steps=max(1, round(factor * steps)), epochs=None) if steps else opts
+
+
+def stage_steps(opts, train, num_frames: int, has_quantizers: bool) -> int:
+    """Optimiser steps of a point's own stage after the fit of schedule ``train`` on ``num_frames`` frames, as
+    it runs them: the rate–distortion stage's (``vcm.codec.rd.rd_steps``), or the paper pipeline's fine-tunes
+    (one after pruning and one of QAT, each ``finetune_epochs`` passes); 0 for quantization alone."""
+    from vcm.codec.affine import CompressOptions, finetune_epochs
+    from vcm.codec.rd import RDOptions, rd_steps
+
+    if isinstance(opts, RDOptions):
+        return rd_steps(opts, train, num_frames, has_quantizers)
+    if isinstance(opts, CompressOptions):
+        tunes = (opts.prune > 0) + bool(opts.qat)
+        return tunes * finetune_epochs(opts, train) * train.steps_per_epoch(num_frames)
+    return 0

@@ -280,6 +280,21 @@ class NervFamily(Codec):
         return {**section, "fits": [{**f, "compute": factor} if isinstance(f, dict) and f.get("compute") is None else f
                                     for f in fits]}
 
+    def training_steps(self, point: dict, num_frames: int) -> dict:
+        """The fit's steps as :meth:`_fit` runs them, and the point's stage's as :meth:`encode_decode` does (a
+        match point's stage: its rate control's trials, unknown before they run)."""
+        from vcm.codecs.compute import stage_options, stage_steps
+
+        _, train = run_plan(point["fit"], self.default_preset, self.loss, num_frames)
+        if "match" in point:
+            return {"fit": train.total_steps(num_frames), "stage": None}
+        _, planned = fit_plan(point["fit"], self.default_preset, self.loss)
+        rate_aware_fit = "rate_lambda" in point["fit"]
+        opts = _options(point)
+        if point["fit"].get("compute") is not None:
+            opts = stage_options(opts, planned, float(point["fit"]["compute"]), num_frames, rate_aware_fit)
+        return {"fit": train.total_steps(num_frames), "stage": stage_steps(opts, planned, num_frames, rate_aware_fit)}
+
     def _check_fit(self, fit: dict) -> None:
         """A fit section's values, as its fit would resolve them, before any fit trains."""
         where = f"{self.name} fit {({k: v for k, v in fit.items() if k != 'points'})}"

@@ -20,13 +20,31 @@ POINT_LOG = "point.log"  # every message and progress line of one point, in its 
 
 
 def _video(spec: dict):
-    from vcm.errors import VcmError, VideoOptionError
+    from vcm.errors import VideoOptionError
     from vcm.video import open_video
 
     try:
         return open_video(spec["source"], spec["frames"], **(spec.get("video") or {}))
-    except VideoOptionError as err:  # the video layer names the command's options; a config gives them in the entry
-        raise VcmError(f"{err} (in a CTC config: frames, size, fps or bit_depth in the sequence's entry)") from None
+    except VideoOptionError as err:
+        raise _from_entry(err) from None
+
+
+def frame_count(spec: dict) -> int:
+    """The number of frames a point reads (:func:`_video`), from the file's header alone."""
+    from vcm.errors import VideoOptionError
+    from vcm.video import probe, resolve_frames
+
+    try:
+        return len(resolve_frames(probe(spec["source"], **(spec.get("video") or {})), spec["frames"]))
+    except VideoOptionError as err:
+        raise _from_entry(err) from None
+
+
+def _from_entry(err: Exception):
+    """The video layer's error, which names the command's options, said of a CTC config's entry."""
+    from vcm.errors import VcmError
+
+    return VcmError(f"{err} (in a CTC config: frames, size, fps or bit_depth in the sequence's entry)")
 
 
 def _detect(spec: dict, video, frames_u8: np.ndarray, device) -> dict:

@@ -191,20 +191,53 @@ def preview(config_path: Path, out: Path, data: Path | None = None, annotations:
     (``vcm ctc run --dry-run``): every point with its state and the networks its points would train, each
     shared by the points of one fit. States: ``finished`` (reused), ``changed`` (finished from another config:
     run again), ``failed`` (run again), ``to run``, and ``after anchors`` (a point aiming at an anchor's rate,
-    run once the anchors have)."""
+    run once the anchors have). Each point not finished gives its optimiser ``steps`` (:func:`_training_steps`),
+    summed in ``fit_steps`` and ``stage_steps``. A fit is counted as to train even where an earlier run of
+    the same points left it finished in ``fits/`` (the run reuses it when its records match)."""
     out, specs = _checked_plan(config_path, out, data, annotations, only, codecs, backend, device, compute)
-    points = []
+    points, training, frames = [], set(), {}
     for spec in specs:
         state, _ = _state(spec, force)
         if state == "to run" and "after" in spec:
             state = "after anchors"
-        points.append({"sequence": spec["sequence"], "codec": spec["codec"], "point": spec["point_id"], "state": state})
-    training = {(s["sequence"], s["codec"], _fit_key(s)) for s, p in zip(specs, points)
-                if p["state"] != "finished" and _fit_key(s)}
+        row = {"sequence": spec["sequence"], "codec": spec["codec"], "point": spec["point_id"], "state": state}
+        if state != "finished":
+            fit = (spec["sequence"], spec["codec"], _fit_key(spec))
+            row["steps"] = _training_steps(spec, frames, counts_fit=fit not in training)
+            if _fit_key(spec):
+                training.add(fit)
+        points.append(row)
     counts = {state: sum(p["state"] == state for p in points)
               for state in ("finished", "changed", "failed", "to run", "after anchors")}
+    steps = [p["steps"] for p in points if p.get("steps")]
     return {"out": str(out), "points": len(points), **{k.replace(" ", "_"): v for k, v in counts.items()},
-            "networks_to_train": len(training), "plan": points}
+            "networks_to_train": len(training),
+            "fit_steps": sum(s.get("fit") or 0 for s in steps), "stage_steps": sum(s.get("stage") or 0 for s in steps),
+            "stages_by_rate_control": sum("stage" in s and s["stage"] is None for s in steps),
+            "unread": sorted({s["unread"] for s in steps if "unread" in s}), "plan": points}
+
+
+def _training_steps(spec: dict, frames: dict, counts_fit: bool) -> dict | None:
+    """The optimiser steps a point would train (:meth:`vcm.codecs.Codec.training_steps`) on its sequence's frames,
+    the fit's only where ``counts_fit`` (the first point of the plan that trains or shares it, 0 on the others);
+    None for a codec that trains nothing, ``{unread: why}`` where the video cannot be read (the point would fail
+    on it). ``frames`` caches each sequence's frame count."""
+    from vcm import codecs
+    from vcm.ctc.points import frame_count
+
+    codec = codecs.get(spec["codec"])
+    if type(codec).training_steps is codecs.Codec.training_steps:
+        return None
+    key = (spec["source"], spec["frames"], json.dumps(spec.get("video") or {}, sort_keys=True))
+    if key not in frames:
+        try:
+            frames[key] = frame_count(spec)
+        except VcmError as err:
+            frames[key] = f"{spec['sequence']}: {err}"
+    if isinstance(frames[key], str):
+        return {"unread": frames[key]}
+    steps = codec.training_steps(spec["point"], frames[key])
+    return steps if counts_fit else {**steps, "fit": 0}
 
 
 def _state(spec: dict, force: bool) -> tuple[str, dict | None]:
