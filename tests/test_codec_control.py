@@ -246,6 +246,18 @@ def test_a_target_that_every_trial_missed_on_one_side_says_so():
     assert "smaller network (vcm fit --width-scale 0.5, or --params)" in hint
     assert "larger network" in beyond_hint({"unit": "dB", "beyond": "below"}, 0.5)
     assert beyond_hint({"unit": "kbps", "beyond": None}, 1.0) == ""
+    # a stream far from its stage's estimate: the stage was too short for its quantization steps to grow (10 steps
+    # on 16 frames of carphone wrote +1,417 % of a 20 kbps target at λ 2.4e7; 100 steps reached it)
+    from vcm.codec.rate_control import achieved
+
+    row = {"bytes": 20_000, "kbps": 300.0, "estimate_bytes": 35_000.0,
+           "rate_control": {"target": {"kbps": 20.0}, "beyond": "above"}}
+    hint = beyond_hint(achieved(row), 2.4e7)
+    assert "its stage ended before its rate settled (the file is far from its estimate): more steps (--rd-steps) " \
+           "come first; a smaller network" in hint, hint
+    assert "rd_steps in the point" in beyond_hint(achieved(row), 2.4e7, "config")
+    settled = beyond_hint(achieved({**row, "estimate_bytes": 20_500.0}), 2.4e7)
+    assert "more steps" not in settled and "smaller network" in settled
 
 
 def test_targets_are_checked():

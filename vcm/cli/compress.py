@@ -90,11 +90,6 @@ def compress(
         table(f"vcm compress: {r['sequence']}", _report_rows(r))
 
 
-# A file this far from the training's estimate comes from a stage too short for its λ (8 frames of carphone, one
-# fit, λ 10: 60 rate–distortion steps wrote 4,974 bytes at -76 % of their estimate, 360 steps 717 bytes at -3 %).
-FAR_FROM_ESTIMATE = 0.10
-
-
 def _report_rows(r: dict) -> list[tuple[str, str]]:
     """The table of one stream's report: size, rate, quality, parameters, where the bytes go, rate control."""
     start = f", from λ {r['start']['lambda']:g}'s stage" if r.get("start") else ""
@@ -112,7 +107,9 @@ def _report_rows(r: dict) -> list[tuple[str, str]]:
     if r["coding"] == "rd":
         rows.append(("rate estimate", f"{r['estimate_bytes']:,.0f} bytes (file {r['estimate_error']:+.2%} vs estimate; "
                                       f"{r['side_bytes']:,} bytes side information)"))
-        if abs(r["estimate_error"]) > FAR_FROM_ESTIMATE:
+        from vcm.codec.rate_control import unsettled
+
+        if unsettled(r):
             rows.append(("", "the stage ended before its entropy models caught up with its quantization steps, far "
                              "from where its λ leads: more --rd-steps let it get there"))
     for part in r.get("breakdown") or []:
