@@ -422,6 +422,27 @@ def test_every_command_that_reads_source_frames_says_the_same_of_frames():
     assert all(h.startswith(said) for h in helps.values()), helps
 
 
+def test_every_output_option_has_the_short_o(tmp_path):
+    """`vcm compress RUN -o a.nerv` was "No such option: -o": every command that writes to --out takes -o too."""
+    import typer
+
+    from vcm.cli import app
+
+    root = typer.main.get_command(app)
+    outs = {}
+    for path in _command_paths(root):
+        cmd = root
+        for name in path:
+            cmd = cmd.commands[name]
+        for param in getattr(cmd, "params", []):
+            if "--out" in getattr(param, "opts", ()):
+                outs[path] = param.opts
+    assert {("fit",), ("compress",), ("decode",), ("eval",), ("masks",), ("demo",), ("ctc", "run")} <= set(outs)
+    assert all("-o" in opts for opts in outs.values()), outs
+    proc = run_main("ctc", "run", tmp_path / "none.yaml", "-o", tmp_path / "o")
+    assert proc.returncode == 1 and "No such option" not in proc.stderr and "none.yaml" in proc.stderr, proc.stderr
+
+
 def test_the_fit_and_stream_tables_say_why_a_small_clip_has_no_ms_ssim(tmp_path):
     """MS-SSIM's five scales need frames of 161 px or more: the demo's own clip (176×144) has none, and
     `vcm fit` and `vcm compress` showed a bare "–" in its row. They now say what it needs."""

@@ -28,7 +28,7 @@ def compress(
     chain: Optional[bool] = typer.Option(None, "--chain/--no-chain", help="Several --lambda: each λ's stage starts where the next-smaller λ's ended, not from the fit (default: the fit's preset, rd_chain)."),
     seed: int = typer.Option(0, "--seed", help="Seed of fine-tuning / rate–distortion training (same seed, same bytes)."),
     input: Optional[Path] = typer.Option(None, "--input", help="The source video, if it moved since vcm fit."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Output .nerv file (default: inside the run directory); with several --lambda, a folder."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output .nerv file (default: inside the run directory); with several --lambda, a folder."),
     device: str = DeviceOpt,
     json_out: bool = JsonOpt,
 ) -> None:
@@ -132,7 +132,7 @@ def _report_rows(r: dict) -> list[tuple[str, str]]:
 @app.command()
 def decode(
     bitstream: Path = typer.Argument(..., help="A .nerv file."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Output: .yuv, .y4m, .mp4/.mkv (lossless), a folder of PNGs, or - for Y4M on stdout (a pipe: | ffplay -)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output: .yuv, .y4m, .mp4/.mkv (lossless), a folder of PNGs, or - for Y4M on stdout (a pipe: | ffplay -)."),
     frames: Optional[str] = typer.Option(None, "--frames", help="Decode only frames A:B of the stream (0-based, B exclusive): every frame of a neural representation decodes on its own."),
     allow_large: bool = typer.Option(False, "--allow-large", metavar="", help="Decode a stream whose frame count or decoding work is far out of proportion to its size (refused by default; see VCM_WORK_BUDGET)."),
     overwrite: bool = OverwriteOpt,

@@ -20,7 +20,7 @@ def _split(text: Optional[str]) -> Optional[list[str]]:
 @ctc_app.command("run")
 def ctc_run(
     config: Path = typer.Argument(..., help="Experiment config, e.g. configs/ctc/sfu-cd.yaml."),
-    out: Path = typer.Option(Path("ctc"), "--out", help="Results folder (re-running resumes it)."),
+    out: Path = typer.Option(Path("ctc"), "--out", "-o", help="Results folder (re-running resumes it)."),
     data: Optional[Path] = typer.Option(None, "--data", help="Folder with the SFU-HW YUVs."),
     annotations: Optional[Path] = typer.Option(None, "--annotations", help="Folder with the CTC ground-truth JSONs."),
     only: Optional[str] = typer.Option(None, "--only", help="Comma-separated sequences to run."),

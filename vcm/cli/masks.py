@@ -22,7 +22,7 @@ def masks(
     config: Optional[Path] = typer.Option(None, "--config", help="Generator settings YAML (default configs/masks/default.yaml)."),
     dilation: Optional[int] = typer.Option(None, "--dilation", min=0, help="Dilate edges by N pixels (default from the config: 0)."),
     frames: str = SourceFramesOpt,
-    out: Optional[Path] = typer.Option(None, "--out", help="Mask file (.npz); with several α, _a<α> is added to the name."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Mask file (.npz); with several α, _a<α> is added to the name."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Make the masks again over a mask file made from other frames, weights or settings (one made the same way is reused as it is)."),
     device: str = DeviceOpt,
     size: Optional[str] = SizeOpt,
