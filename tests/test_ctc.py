@@ -1218,8 +1218,8 @@ def test_the_dry_run_counts_the_optimiser_steps_each_point_then_trains(tmp_path)
     steps = {p["point"]: p.get("steps") for p in plan["plan"]}  # an anchor trains nothing: None
     # 4 frames at batch 2: 2 steps a pass; the shared fit's 4 steps counted once, on its first point
     # λ 4's stage: half the fit's passes; the fine-tune: one pass; compute 1.5: 6 fit steps and 1.5 × 2 stage steps
-    assert steps == {"tiny_rd_l1p0": {"fit": 4, "stage": 3}, "tiny_rd_l4p0": {"fit": 0, "stage": 2},
-                     "tiny_pr0p4_b8": {"fit": 0, "stage": 2}, "tiny_x1p5_rd_l2p0": {"fit": 6, "stage": 3}, "qp40": None}
+    assert {p: s and (s["fit"], s["stage"]) for p, s in steps.items()} == {
+        "tiny_rd_l1p0": (4, 3), "tiny_rd_l4p0": (0, 2), "tiny_pr0p4_b8": (0, 2), "tiny_x1p5_rd_l2p0": (6, 3), "qp40": None}
     assert (plan["networks_to_train"], plan["fit_steps"], plan["stage_steps"]) == (2, 4 + 6, 3 + 2 + 2 + 3)
     result = run(cfg, tmp_path / "out", jobs=1)
     assert result["failed"] == 0, [r.get("error") for r in result["rows"]]
@@ -1234,6 +1234,21 @@ def test_the_dry_run_counts_the_optimiser_steps_each_point_then_trains(tmp_path)
         assert (want["stage"], want["fit"] in (0, fit["steps"])) == (ran, True), (r["point"], want, ran, fit["steps"])
     again = preview(cfg, tmp_path / "out")
     assert (again["fit_steps"], again["stage_steps"]) == (0, 0) and all("steps" not in p for p in again["plan"])
+    # every point again (--force): the networks on disk are reused, only the stages train
+    forced = preview(cfg, tmp_path / "out", force=True)
+    assert (forced["networks_to_train"], forced["fit_steps"], forced["stage_steps"]) == (0, 0, 10)
+    # a fit stopped at its first step (as Ctrl-C leaves it) resumes: its 3 steps left of 4
+    import torch
+
+    fit_dir = next(p for p in (tmp_path / "out" / "fits" / "tiny" / "nerv").iterdir() if p.name == "tiny")
+    state = torch.load(fit_dir / "checkpoint.pt", weights_only=False)
+    torch.save({**state, "step": 1}, fit_dir / "checkpoint.pt")
+    (fit_dir / "metrics.json").unlink()
+    stopped = preview(cfg, tmp_path / "out", force=True)
+    assert (stopped["networks_to_train"], stopped["fit_steps"]) == (1, 3)
+    assert {p["point"]: p["steps"]["fit_done"] for p in stopped["plan"] if p["steps"]}["tiny_rd_l1p0"] == 1
+    shown = " ".join(run_main("ctc", "run", cfg, "--out", tmp_path / "out", "--dry-run", "--force").stdout.split())
+    assert "fit 3 of 4 + 3" in shown and "1 network to train: 3 optimiser steps of fits" in shown, shown
     (tmp_path / "Tiny_48x32_25.yuv").unlink()  # a video the run could not read: its steps are not guessed
     gone = preview(cfg, tmp_path / "out", force=True)
     assert gone["fit_steps"] == 0 and gone["unread"] and "Tiny_48x32_25.yuv" in gone["unread"][0]

@@ -83,13 +83,17 @@ def _show_plan(p: dict, json_out: bool) -> None:
 
 
 def _steps_cell(steps: dict | None) -> str:
-    """A plan row's optimiser steps: the fit's where this point is the first to train it, then its stage's."""
+    """A plan row's optimiser steps: the fit's where this point is the first to train it (those left of a
+    stopped one, of its total), then its stage's."""
     if not steps:
         return ""
     if "unread" in steps:
         return "?"
     stage = "rate control" if steps["stage"] is None else f"{steps['stage']:,}"
-    return f"fit {steps['fit']:,} + {stage}" if steps["fit"] else stage
+    if not steps["fit"]:
+        return stage
+    left = f" of {steps['fit'] + steps['fit_done']:,}" if steps.get("fit_done") else ""  # a stopped fit resumes
+    return f"fit {steps['fit']:,}{left} + {stage}"
 
 
 @ctc_app.command("report")

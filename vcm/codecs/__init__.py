@@ -62,10 +62,12 @@ class Codec:
         is its preset) returns the section as it is."""
         return section
 
-    def training_steps(self, point: dict, num_frames: int) -> dict | None:
-        """The optimiser steps a point's encoding trains on a clip of ``num_frames`` frames: ``{fit: the steps
-        of the network it trains or shares, stage: those of its own stage, or None where rate control decides
-        them}``; None for a codec that trains nothing (an anchor, a pretrained codec)."""
+    def training_steps(self, spec: dict, num_frames: int) -> dict | None:
+        """The optimiser steps the encoding of a planned point (``spec``: its ``point``, results folder ``out``
+        and ``sequence``) would train on a clip of ``num_frames`` frames: ``{fit: the steps left of the network
+        it trains or shares (0 where that network is on disk), fit_done: its steps already on disk, stage:
+        those of its own stage, or None where rate control decides them}``; None for a codec that trains
+        nothing (an anchor, a pretrained codec)."""
         return None
 
     def point_inputs(self, point: dict) -> dict:

@@ -85,6 +85,24 @@ def run_plan(fit: dict, default_preset: str, loss: str, num_frames: int):
     return fit_plan({**{k: v for k, v in fit.items() if k != "epochs"}, "steps": steps}, default_preset, loss)
 
 
+def _steps_on_disk(fit_dir: Path, total: int, num_frames: int) -> int:
+    """The optimiser steps of a fit of ``total`` steps on ``num_frames`` frames that ``fit_dir`` already holds:
+    all of them when finished, the step it stopped at otherwise; 0 for none, or for a fit of another schedule
+    or frame count (the run trains that one again)."""
+    from vcm.nerv.run_files import CHECKPOINT
+    from vcm.nerv.train import run_state
+
+    if not (fit_dir / CHECKPOINT).is_file():
+        return 0
+    try:
+        state = run_state(fit_dir)
+    except VcmError:  # damaged: the run says so and trains it again
+        return 0
+    if state["total_steps"] != total or int(state["config"]["video"]["num_frames"]) != num_frames:
+        return 0
+    return total if state["finished"] else min(state["step"], total)
+
+
 def _preset_key(preset: str) -> str:
     """A preset's part of a fit's folder name: its name, or a YAML path's file stem (a path has separators)."""
     return Path(preset).stem if "/" in preset or preset.endswith((".yaml", ".yml")) else preset
@@ -280,20 +298,31 @@ class NervFamily(Codec):
         return {**section, "fits": [{**f, "compute": factor} if isinstance(f, dict) and f.get("compute") is None else f
                                     for f in fits]}
 
-    def training_steps(self, point: dict, num_frames: int) -> dict:
-        """The fit's steps as :meth:`_fit` runs them, and the point's stage's as :meth:`encode_decode` does (a
-        match point's stage: its rate control's trials, unknown before they run)."""
+    def training_steps(self, spec: dict, num_frames: int) -> dict:
+        """The fit's steps as :meth:`_fit` runs them, less those its folder holds (a finished fit of the same
+        schedule and frame count, or a stopped one it resumes; one of another schedule is trained again), and
+        the point's stage's as :meth:`encode_decode` runs them (a match point's stage: its rate control's
+        trials, unknown before they run). A fit edited in place with the same schedule (another preset's
+        network under the same name) is retrained by the run though counted here as on disk."""
         from vcm.codecs.compute import stage_options, stage_steps
 
+        point = spec["point"]
         _, train = run_plan(point["fit"], self.default_preset, self.loss, num_frames)
+        total = train.total_steps(num_frames)
+        done = _steps_on_disk(self._fit_dir(spec), total, num_frames)
+        fit = {"fit": total - done, "fit_done": done}
         if "match" in point:
-            return {"fit": train.total_steps(num_frames), "stage": None}
+            return {**fit, "stage": None}
         _, planned = fit_plan(point["fit"], self.default_preset, self.loss)
         rate_aware_fit = "rate_lambda" in point["fit"]
         opts = _options(point)
         if point["fit"].get("compute") is not None:
             opts = stage_options(opts, planned, float(point["fit"]["compute"]), num_frames, rate_aware_fit)
-        return {"fit": train.total_steps(num_frames), "stage": stage_steps(opts, planned, num_frames, rate_aware_fit)}
+        return {**fit, "stage": stage_steps(opts, planned, num_frames, rate_aware_fit)}
+
+    def _fit_dir(self, spec: dict) -> Path:
+        """The folder of the network a planned point trains or shares (a results folder's ``fits/``)."""
+        return Path(spec["out"]) / "fits" / spec["sequence"] / self.name / spec["point"]["fit_key"]
 
     def _check_fit(self, fit: dict) -> None:
         """A fit section's values, as its fit would resolve them, before any fit trains."""
@@ -400,7 +429,7 @@ class NervFamily(Codec):
 
         p = spec["point"]
         f = p["fit"]
-        fit_dir = Path(spec["out"]) / "fits" / spec["sequence"] / self.name / p["fit_key"]
+        fit_dir = self._fit_dir(spec)
         model_spec, train = run_plan(f, self.default_preset, self.loss, video.num_frames)
         if model_spec.arch != self.arch:
             raise VcmError(f"codec {self.name} fits {self.arch} networks; preset {f.get('preset')!r} is {model_spec.arch}")

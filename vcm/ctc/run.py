@@ -192,10 +192,10 @@ def preview(config_path: Path, out: Path, data: Path | None = None, annotations:
     shared by the points of one fit. States: ``finished`` (reused), ``changed`` (finished from another config:
     run again), ``failed`` (run again), ``to run``, and ``after anchors`` (a point aiming at an anchor's rate,
     run once the anchors have). Each point not finished gives its optimiser ``steps`` (:func:`_training_steps`),
-    summed in ``fit_steps`` and ``stage_steps``. A fit is counted as to train even where an earlier run of
-    the same points left it finished in ``fits/`` (the run reuses it when its records match)."""
+    summed in ``fit_steps`` and ``stage_steps``; a network an earlier run left finished in ``fits/`` is not
+    counted as to train, a stopped one by the steps it has left."""
     out, specs = _checked_plan(config_path, out, data, annotations, only, codecs, backend, device, compute)
-    points, training, frames = [], set(), {}
+    points, fits, training, frames = [], set(), set(), {}
     for spec in specs:
         state, _ = _state(spec, force)
         if state == "to run" and "after" in spec:
@@ -203,8 +203,9 @@ def preview(config_path: Path, out: Path, data: Path | None = None, annotations:
         row = {"sequence": spec["sequence"], "codec": spec["codec"], "point": spec["point_id"], "state": state}
         if state != "finished":
             fit = (spec["sequence"], spec["codec"], _fit_key(spec))
-            row["steps"] = _training_steps(spec, frames, counts_fit=fit not in training)
-            if _fit_key(spec):
+            row["steps"] = _training_steps(spec, frames, counts_fit=fit not in fits)
+            fits.add(fit)
+            if _fit_key(spec) and (row["steps"] or {}).get("fit", 1):  # a network on disk is not trained again
                 training.add(fit)
         points.append(row)
     counts = {state: sum(p["state"] == state for p in points)
@@ -236,8 +237,8 @@ def _training_steps(spec: dict, frames: dict, counts_fit: bool) -> dict | None:
             frames[key] = f"{spec['sequence']}: {err}"
     if isinstance(frames[key], str):
         return {"unread": frames[key]}
-    steps = codec.training_steps(spec["point"], frames[key])
-    return steps if counts_fit else {**steps, "fit": 0}
+    steps = codec.training_steps(spec, frames[key])
+    return steps if counts_fit else {**steps, "fit": 0, "fit_done": 0}
 
 
 def _state(spec: dict, force: bool) -> tuple[str, dict | None]:
