@@ -147,8 +147,8 @@ def ctc_compare(
     """BD-rate of every curve of NEW against the same curve of BASE, on quality and mAP, each with its overlap.
 
     Curves are matched by codec, sequence and frames. This is how a codec change is judged: negative, NEW needs fewer bits.
-    With several pairs (runs from several starts), each curve's figures in every pair, their mean, the spread of the
-    starts (either side's later runs against its first) and a verdict: fewer or more bits beyond that spread, or within it.
+
+    With several pairs (runs from several starts), each curve's figures in every pair, their mean, the spread of the starts (either side's later runs against its first) and a verdict: fewer or more bits beyond that spread, or within it.
     """
     from rich.table import Table
 
