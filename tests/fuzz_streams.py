@@ -6,7 +6,7 @@ Starts from real streams (a paper-pipeline NeRV stream, rate–distortion NeRV a
 a tiny SA-ICM stream), mutates them — header fields (values, types, deletions, unknown keys),
 the compressed header itself (truncation, junk, zip bombs, deep nesting), tensor/frame data
 (bit flips, truncation, extension, forged varints, latent shapes), junk words before the ANS
-data, bit flips in the bit-packed tensor records of version-5 rd streams, header edits that change tensor shapes, declared frames / frame size / strides / widths,
+data, bit flips in the bit-packed tensor records of version-5 and -6 rd streams, header edits that change tensor shapes, declared frames / frame size / strides / widths,
 and (``.icm``) frame sizes rewritten consistently in the header and every frame's latent shape —
 and, except for a few container-level cases, **recomputes the checksums** so that the inner
 parsers are reached. Every case is decoded whole through the library's real entry points in a forked
@@ -251,7 +251,7 @@ def junk_words(data: bytes, rng) -> tuple[bytes, str]:
 
 
 def record_bits(data: bytes, rng) -> tuple[bytes, str]:
-    """A bit flipped in the bit-packed tensor records of a version-5 rd stream (between the step
+    """A bit flipped in the bit-packed tensor records of a version-5 or -6 rd stream (between the step
     codes and the ANS words), resealed: a law, a range, a mode or the padding changes."""
     from vcm.bitstream.bits import Writer
     from vcm.codec import nerv_stream, rd_coding
@@ -397,11 +397,13 @@ def nerv_seeds() -> list[bytes]:
         video = {"name": "fuzz", "fps": 25, "frames": 4, "source_frames": [0, 4]}
         seeds.append(nerv_stream.encode(nerv_stream.NervStream(cfg, video, tensors, arch, "rd")).data)
     # The same HiNeRV with every grid that can be context-coded coded so, though at this size it
-    # does not pay: the fuzzer then reaches the context model's parameters and row-by-row decoding.
-    for t in tensors:
-        if rd_coding.context_capable(t.shape, t.temporal):
-            t.coding = rd_coding.TensorCoding(*context.fit(t.coded_values()))
-    seeds.append(nerv_stream.encode(nerv_stream.NervStream(cfg, video, tensors, "hinerv", "rd")).data)
+    # does not pay, once under each model: the fuzzer then reaches the context model's parameters, the
+    # row-by-row decoding and (format version 6) the wave-by-wave one.
+    for model in (context.ROWS, context.WAVES):
+        for t in tensors:
+            if rd_coding.context_capable(t.shape, t.temporal):
+                t.coding = rd_coding.TensorCoding(*context.fit(t.coded_values(), model=model))
+        seeds.append(nerv_stream.encode(nerv_stream.NervStream(cfg, video, tensors, "hinerv", "rd")).data)
     return seeds
 
 

@@ -361,7 +361,7 @@ def test_demo_runs_end_to_end_with_hinerv_and_sa_hinerv(tmp_path):
     fit_config = next((tmp_path / "demo" / "fits" / "carphone" / "sa-hinerv").glob("*/config.json"))
     assert json.loads(fit_config.read_text())["masks"]["source"] == "boxes:opencv-face"  # the edge loss ran, without SAM
     streams = sorted((tmp_path / "demo" / "points" / "carphone" / "hinerv").glob("*/stream.nerv"))
-    assert len(streams) == 4 and all(s.read_bytes()[4] == 5 for s in streams)
+    assert len(streams) == 4 and all(s.read_bytes()[4] == 6 for s in streams)
     results = [json.loads(r.read_text()) for r in (tmp_path / "demo" / "points").glob("*/*/*/result.json")]
     assert len(results) == 20 and {r["frames"] for r in results} == {24}  # every codec coded the frames asked for
     assert summary["detector"]["ground_truth"].startswith("pseudo ground truth: ") and summary["detector"]["every"] == 12

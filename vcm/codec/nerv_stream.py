@@ -14,7 +14,8 @@ varint), checked against the header's network. Versions 2 and 3 differ in nothin
 (``rd`` only) compresses the header with a preset dictionary (``HEADER_DICT``), codes the step codes
 against a base per tensor, and lets each grid choose the causal context model
 (:mod:`vcm.entropy_models.context`). Version 5 (``rd`` only) bit-packs the tensors' records and
-writes each Laplace law as an 8-bit code the encoder chooses.
+writes each Laplace law as an 8-bit code the encoder chooses. Version 6 (``rd`` only) adds the context
+model's wave form (left and earlier-frame neighbours, decoded in waves), one bit naming each grid's model.
 
 Version 1 streams (NeRV, affine, no ``arch``/``coding`` in the header) are still written for the
 paper's pipeline on NeRV, byte for byte as before, and every version-1 stream still decodes.
@@ -39,7 +40,7 @@ from vcm.nerv import registry
 
 COLOUR = "RGB output; YUV sources were converted with BT.601 limited range (vcm.video.color)"
 MAGIC = container.NERV_MAGIC
-VERSION = rd_coding.LATEST  # 5: only the rd layout has moved since version 3
+VERSION = rd_coding.LATEST  # 6: only the rd layout has moved since version 3
 CODINGS = ("affine", "rd")
 # Version 4 compresses its header with this preset dictionary: typical NeRV and HiNeRV headers, so that
 # the keys and the usual values cost a few bits each instead of ~250 bytes a stream. Part of the format:

@@ -294,7 +294,9 @@ def search(prep, target: Target, opts: RDOptions, device, out: Path | None = Non
 
 # A file this far from the training's estimate comes from a stage too short for its λ (8 frames of carphone, one
 # fit, λ 10: 60 rate–distortion steps wrote 4,974 bytes at -76 % of their estimate, 360 steps 717 bytes at -3 %).
-FAR_FROM_ESTIMATE = 0.10
+# Settled streams of the dev clips come in 0.5–6.4 % under it in format version 5, and version 6's wave context
+# takes up to 5.2 % more off the grids than the row buckets training estimates with: up to about -11 %.
+FAR_FROM_ESTIMATE = 0.15
 
 
 def unsettled(report: dict) -> bool:

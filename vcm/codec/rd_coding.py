@@ -6,11 +6,13 @@
    a temporal tensor starts its record with a mode byte, and mode 1 (context) replaces lo/span/m by
    the parameters of :mod:`vcm.entropy_models.context`. From version 5 the records are bit-packed
    (Exp-Golomb integers, a mode bit, 8-bit Laplace codes chosen by the encoder) and an empty tensor
-   has none;
+   has none. From version 6 a context-coded tensor's record names its model in one bit after the mode
+   bit: 0 the row model (three weights), 1 the wave model (five);
 3. varint n_words · n_words × u32: one constriction ANS stream holding every tensor's symbols in
    model order: a plain tensor's under ``Categorical(laplace.table(m, lo, hi), perfect=False)``, a
    context-coded tensor's row by row (axis −2), within a row bucket by bucket, each bucket under its
-   own table.
+   own table; under the wave model (from version 6) slice by slice (axis 0), within a slice wave by
+   wave (:func:`vcm.entropy_models.context.waves`), within a wave bucket by bucket.
 
 A temporal tensor (named in the header's ``temporal`` list; one step code) is coded as its first
 slice along axis 0 followed by the differences of consecutive slices; lo/span/m describe those.
@@ -32,9 +34,10 @@ from vcm.entropy_models.learned import STEP_CODE_RANGE, step_from_code
 
 CONTEXT_VERSION = 4  # the first format version whose temporal tensors carry a mode byte
 COMPACT_VERSION = 5  # the first whose records are bit-packed, with 8-bit Laplace codes
-LATEST = COMPACT_VERSION
+WAVE_VERSION = 6  # the first whose context-coded tensors use the wave model (left and earlier-slice neighbours too)
+LATEST = WAVE_VERSION
 PLAIN, CONTEXT = 0, 1  # the mode byte (bit from version 5)
-MAX_RECORD_BYTES = 64  # a version-5 record is at most 1 + 5·81 + 64 bits (59 bytes): bounds what its reader unpacks
+MAX_RECORD_BYTES = 80  # a record is at most 1 + 1 + 7·81 + 64 bits (80 bytes; version 5: 59): bounds what its reader unpacks
 
 
 @dataclass(frozen=True)
@@ -99,14 +102,14 @@ def _plain_coding(t: RDTensor, compact: bool) -> TensorCoding:
     return TensorCoding(None, laplace.model_bits(s, t.m), t.m)
 
 
-def _choose(t: RDTensor, compact: bool) -> TensorCoding:
-    """The context model where its symbols and parameters take fewer bits than the one Laplace and
-    its code; else the one Laplace."""
+def _choose(t: RDTensor, compact: bool, model: int = context.ROWS, version: int = COMPACT_VERSION) -> TensorCoding:
+    """The context model (``model``: its kind) where its symbols and parameters take fewer bits than the one
+    Laplace and its code; else the one Laplace."""
     plain = _plain_coding(t, compact)
     if context_capable(t.shape, t.temporal) and t.symbols.size and plain.bits > 0:
-        params, bits = context.fit(t.coded_values(), compact)
+        params, bits = context.fit(t.coded_values(), compact, model)
         if compact:
-            if bits + _record_bits(t, TensorCoding(params, bits)) < plain.bits + _record_bits(t, plain):
+            if bits + _record_bits(t, TensorCoding(params, bits), version) < plain.bits + _record_bits(t, plain, version):
                 return TensorCoding(params, bits)
         elif bits + 8 * _params_bytes(params) < plain.bits + 8 * 2:
             return TensorCoding(params, bits)
@@ -116,10 +119,13 @@ def _choose(t: RDTensor, compact: bool) -> TensorCoding:
 def coding_of(t: RDTensor, version: int = LATEST) -> TensorCoding:
     """The coding the encoder writes for ``t`` in format ``version`` (for the latest, decided once,
     then kept on ``t``; a decoded tensor keeps the coding its stream used)."""
-    if version < LATEST:
+    if version < COMPACT_VERSION:
         return _choose(t, compact=False)
-    if t.coding is None:
-        t.coding = _choose(t, compact=True)
+    if version < WAVE_VERSION:
+        return _choose(t, compact=True)
+    if t.coding is None:  # the wave model, or the row model where it codes this tensor in fewer bits
+        t.coding = min((_choose(t, compact=True, model=m, version=version) for m in (context.WAVES, context.ROWS)),
+                       key=lambda c: c.bits + _record_bits(t, c, version))
     return t.coding
 
 
@@ -194,21 +200,33 @@ def _params_bytes(p: context.ContextParams) -> int:
 
 
 def _context_chunks(values: np.ndarray, p: context.ContextParams) -> list[tuple[np.ndarray, object]]:
-    """[(residuals − lo, model)] of a context-coded tensor in decoding order: row by row, bucket by bucket."""
+    """[(residuals − lo, model)] of a context-coded tensor in decoding order: row by row (the row model) or
+    slice by slice and wave by wave (the wave model), then bucket by bucket."""
     if p.span < 2:
         return []
     bucket, pred = context.contexts(values, p.weights)
     residual = values - pred - p.lo
     models = {}
     chunks = []
-    for h in range(values.shape[-2]):
-        row_bucket, row_residual = bucket[..., h, :], residual[..., h, :]
+
+    def add(group_bucket: np.ndarray, group_residual: np.ndarray) -> None:
         for k in range(context.BUCKETS):
-            chosen = row_residual[row_bucket == k]
+            chosen = group_residual[group_bucket == k]
             if chosen.size:
                 if k not in models:
                     models[k] = _model(p.ms[k], p.lo, p.lo + p.span - 1)
                 chunks.append((chosen, models[k]))
+
+    if len(p.weights) == context.ROWS:
+        for h in range(values.shape[-2]):
+            add(bucket[..., h, :], residual[..., h, :])
+        return chunks
+    rows, cols = values.shape[-2:]
+    bucket, residual = bucket.reshape(len(values), -1, rows, cols), residual.reshape(len(values), -1, rows, cols)
+    cells = context.waves(rows, cols)
+    for t in range(len(values)):
+        for i, j in cells:  # [C, n]: a wave's cells of every channel, channel by channel
+            add(bucket[t][:, i, j], residual[t][:, i, j])
     return chunks
 
 
@@ -230,8 +248,9 @@ def _chunks(t: RDTensor, params: context.ContextParams | None, m: int) -> list[t
     return [(t.coded_symbols() - lo, _model(m, lo, lo + span - 1))] if span >= 2 else []
 
 
-def _write_compact_record(t: RDTensor, coding: TensorCoding, bw: BitWriter) -> None:
-    """Version 5's record of ``t`` into ``bw`` (none for an empty tensor)."""
+def _write_compact_record(t: RDTensor, coding: TensorCoding, bw: BitWriter, version: int = LATEST) -> None:
+    """Version 5's (and 6's) record of ``t`` into ``bw`` (none for an empty tensor); version 6 adds a bit to a
+    context-coded tensor's: its model (0: rows, 1: waves)."""
     if not t.symbols.size:
         return
     if t.temporal:
@@ -240,6 +259,10 @@ def _write_compact_record(t: RDTensor, coding: TensorCoding, bw: BitWriter) -> N
     if p is not None:
         if p.span > MAX_SPAN:
             raise ValueError(f"residual span of {t.name} too large")
+        if version >= WAVE_VERSION:
+            bw.fixed(int(len(p.weights) == context.WAVES), 1)
+        elif len(p.weights) != context.ROWS:
+            raise ValueError(f"{t.name}: version {version} has no wave model")
         for weight in p.weights:
             bw.signed(weight)
         lo, span, laws = p.lo, p.span, p.ms
@@ -252,9 +275,9 @@ def _write_compact_record(t: RDTensor, coding: TensorCoding, bw: BitWriter) -> N
             bw.fixed(laplace.CODE_OF_M[m], 8)
 
 
-def _record_bits(t: RDTensor, coding: TensorCoding) -> int:
+def _record_bits(t: RDTensor, coding: TensorCoding, version: int = LATEST) -> int:
     bw = BitWriter()
-    _write_compact_record(t, coding, bw)
+    _write_compact_record(t, coding, bw, version)
     return bw.bit_length()
 
 
@@ -274,7 +297,7 @@ def write(tensors: list[RDTensor], w: Writer, version: int = LATEST) -> int:
         bw = BitWriter()
         for t in tensors:
             coding = coding_of(t, version)
-            _write_compact_record(t, coding, bw)
+            _write_compact_record(t, coding, bw, version)
             coded += _chunks(t, coding.params, coding.m)
         w.raw(bw.getvalue())
     else:
@@ -314,8 +337,10 @@ def _read_params(r: Reader, name: str) -> context.ContextParams:
 
 def _decode_context(coder, shape: tuple[int, ...], p: context.ContextParams, name: str,
                     decoded: list) -> np.ndarray:
-    """The coded values (``int64``, ``shape``) of a context-coded tensor, row by row; each chunk read
-    is appended to ``decoded`` for the exactness check."""
+    """The coded values (``int64``, ``shape``) of a context-coded tensor, row by row (or wave by wave); each
+    chunk read is appended to ``decoded`` for the exactness check."""
+    if len(p.weights) == context.WAVES:
+        return _decode_waves(coder, shape, p, name, decoded)
     values = np.zeros(shape, dtype=np.int64)
     models = {}
     above = np.zeros(shape[:-2] + shape[-1:], dtype=np.int64)
@@ -339,6 +364,40 @@ def _decode_context(coder, shape: tuple[int, ...], p: context.ContextParams, nam
         values[..., h, :] = row
         above = row
     return values
+
+
+def _decode_waves(coder, shape: tuple[int, ...], p: context.ContextParams, name: str, decoded: list) -> np.ndarray:
+    """:func:`_decode_context` of the wave model: slice by slice, in each slice wave by wave, every channel's
+    cells of a wave at once (their neighbours all lie on earlier waves or the slice before)."""
+    rows, cols = shape[-2:]
+    channels = int(np.prod(shape[1:-2]))
+    values = np.zeros((shape[0], channels, rows, cols), dtype=np.int64)
+    padded = np.zeros((channels, rows + 1, cols + 2), dtype=np.int64)  # the slice being decoded, zero-bordered
+    before = np.zeros((channels, rows, cols), dtype=np.int64)
+    models = {}
+    cells = context.waves(rows, cols)
+    for t in range(shape[0]):
+        padded[:] = 0
+        for i, j in cells:
+            bucket, wave = context.wave_context(padded, before, i, j, p.weights)
+            wave = wave + p.lo
+            if p.span >= 2:
+                for k in range(context.BUCKETS):
+                    where = bucket == k
+                    n = int(where.sum())
+                    if n:
+                        if k not in models:
+                            models[k] = _model(p.ms[k], p.lo, p.lo + p.span - 1)
+                        symbols = np.asarray(coder.decode(models[k], n), dtype=np.int32)
+                        decoded.append((symbols, models[k]))
+                        wave[where] += symbols
+            # as for the rows: bounded at every wave, so the next waves' predictions stay far from overflow
+            if wave.size and int(np.abs(wave).max()) > 2 * SYMBOL_LIMIT:
+                raise StreamError(f"malformed vcm NeRV bitstream (symbols of {name} out of range)")
+            padded[:, i + 1, j + 1] = wave
+        values[t] = padded[:, 1:, 1:-1]
+        before = values[t]
+    return values.reshape(shape)
 
 
 def _read_record(r: Reader, name: str, shape: tuple[int, ...], with_mode: bool):
@@ -367,8 +426,10 @@ def _read_code(br: BitReader, name: str) -> int:
     return laplace.M_OF_CODE[c]
 
 
-def _read_compact_record(br: BitReader, name: str, shape: tuple[int, ...], temporal: bool):
-    """Version 5's record: ``ContextParams`` (mode 1) or (lo, span, m); (0, 0, 0) for an empty tensor."""
+def _read_compact_record(br: BitReader, name: str, shape: tuple[int, ...], temporal: bool,
+                         version: int = COMPACT_VERSION):
+    """Version 5's record (and 6's, whose context-coded tensors name their model in one bit): ``ContextParams``
+    (mode 1) or (lo, span, m); (0, 0, 0) for an empty tensor."""
     count = int(np.prod(shape))
     if not count:
         return 0, 0, 0
@@ -376,7 +437,8 @@ def _read_compact_record(br: BitReader, name: str, shape: tuple[int, ...], tempo
         if not context_capable(shape, True):
             raise StreamError(f"malformed vcm NeRV bitstream (coding mode of {name})")
         lo_w, hi_w = context.WEIGHT_RANGE
-        weights = tuple(br.signed(-lo_w) for _ in range(3))
+        model = context.WAVES if version >= WAVE_VERSION and br.fixed(1) else context.ROWS
+        weights = tuple(br.signed(-lo_w) for _ in range(model))
         if not all(lo_w <= v <= hi_w for v in weights):
             raise StreamError(f"malformed vcm NeRV bitstream (context weights of {name})")
         lo = br.signed(MAX_SPAN)
@@ -399,7 +461,7 @@ def read(r: Reader, layout: list[tuple[str, tuple[int, ...], int]], temporal: fr
         raise StreamError("malformed vcm NeRV bitstream (quantization step out of range)")
     if version >= COMPACT_VERSION:
         br = BitReader(r, MAX_RECORD_BYTES * len(layout))
-        params = [_read_compact_record(br, name, shape, name in temporal) for name, shape, _ in layout]
+        params = [_read_compact_record(br, name, shape, name in temporal, version) for name, shape, _ in layout]
         br.close()
     else:
         params = [_read_record(r, name, shape, version >= CONTEXT_VERSION and name in temporal) for name, shape, _ in layout]
