@@ -398,24 +398,28 @@ def test_no_help_screen_shows_a_value_for_a_flag():
         assert "<bool>" not in shown.stdout, (path, [line for line in shown.stdout.splitlines() if "<bool>" in line])
 
 
-def test_every_command_that_reads_source_frames_says_the_same_of_frames():
-    """`vcm masks --help` listed ``ctc | all | A:B`` for a ``--frames`` whose default, ``auto``, it never
-    explained, where `vcm fit` and `vcm icm encode` did. Every command that selects a video's source frames
-    (default ``auto``) names all four specs and says what ``auto`` picks, in one wording (`vcm eval` then adds
-    what it does with a stream)."""
+def _options_named(flag: str) -> dict:
+    """Every command's option that answers to ``flag``, by the command's path."""
     import typer
 
     from vcm.cli import app
 
     root = typer.main.get_command(app)
-    helps = {}
+    found = {}
     for path in _command_paths(root):
         cmd = root
         for name in path:
             cmd = cmd.commands[name]
-        for param in getattr(cmd, "params", []):
-            if "--frames" in getattr(param, "opts", ()) and param.default == "auto":
-                helps[path] = param.help
+        found.update({path: param for param in getattr(cmd, "params", []) if flag in getattr(param, "opts", ())})
+    return found
+
+
+def test_every_command_that_reads_source_frames_says_the_same_of_frames():
+    """`vcm masks --help` listed ``ctc | all | A:B`` for a ``--frames`` whose default, ``auto``, it never
+    explained, where `vcm fit` and `vcm icm encode` did. Every command that selects a video's source frames
+    (default ``auto``) names all four specs and says what ``auto`` picks, in one wording (`vcm eval` then adds
+    what it does with a stream)."""
+    helps = {path: param.help for path, param in _options_named("--frames").items() if param.default == "auto"}
     assert {("fit",), ("masks",), ("icm", "encode"), ("eval",)} <= set(helps), sorted(helps)
     said = helps["fit",]
     assert all(spec in said for spec in ("ctc", "all", "auto", "A:B", "SFU-HW")), said
@@ -424,19 +428,7 @@ def test_every_command_that_reads_source_frames_says_the_same_of_frames():
 
 def test_every_output_option_has_the_short_o(tmp_path):
     """`vcm compress RUN -o a.nerv` was "No such option: -o": every command that writes to --out takes -o too."""
-    import typer
-
-    from vcm.cli import app
-
-    root = typer.main.get_command(app)
-    outs = {}
-    for path in _command_paths(root):
-        cmd = root
-        for name in path:
-            cmd = cmd.commands[name]
-        for param in getattr(cmd, "params", []):
-            if "--out" in getattr(param, "opts", ()):
-                outs[path] = param.opts
+    outs = {path: param.opts for path, param in _options_named("--out").items()}
     assert {("fit",), ("compress",), ("decode",), ("eval",), ("masks",), ("demo",), ("ctc", "run")} <= set(outs)
     assert all("-o" in opts for opts in outs.values()), outs
     proc = run_main("ctc", "run", tmp_path / "none.yaml", "-o", tmp_path / "o")

@@ -346,23 +346,32 @@ def _decode_context(coder, shape: tuple[int, ...], p: context.ContextParams, nam
     above = np.zeros(shape[:-2] + shape[-1:], dtype=np.int64)
     for h in range(shape[-2]):
         bucket, row = context.row_context(above, p.weights)
-        row = row + p.lo
-        if p.span >= 2:
-            for k in range(context.BUCKETS):
-                where = bucket == k
-                n = int(where.sum())
-                if n:
-                    if k not in models:
-                        models[k] = _model(p.ms[k], p.lo, p.lo + p.span - 1)
-                    symbols = np.asarray(coder.decode(models[k], n), dtype=np.int32)
-                    decoded.append((symbols, models[k]))
-                    row[where] += symbols
-        # A difference of two symbols within the limit stays within twice it; bounding every row
-        # also keeps the next row's prediction far from overflow.
-        if row.size and int(np.abs(row).max()) > 2 * SYMBOL_LIMIT:
-            raise StreamError(f"malformed vcm NeRV bitstream (symbols of {name} out of range)")
+        row = _decode_group(coder, bucket, row, p, models, name, decoded)
         values[..., h, :] = row
         above = row
+    return values
+
+
+def _decode_group(coder, bucket: np.ndarray, pred: np.ndarray, p: context.ContextParams, models: dict, name: str,
+                  decoded: list) -> np.ndarray:
+    """The values of one group of cells decoded together (a row, or a wave): their predictions ``pred`` plus lo
+    plus each bucket's residuals (read bucket by bucket, in C order within a bucket), bounded. ``models`` caches
+    each bucket's table; every chunk read is appended to ``decoded``."""
+    values = pred + p.lo
+    if p.span >= 2:
+        for k in range(context.BUCKETS):
+            where = bucket == k
+            n = int(where.sum())
+            if n:
+                if k not in models:
+                    models[k] = _model(p.ms[k], p.lo, p.lo + p.span - 1)
+                symbols = np.asarray(coder.decode(models[k], n), dtype=np.int32)
+                decoded.append((symbols, models[k]))
+                values[where] += symbols
+    # A difference of two symbols within the limit stays within twice it; bounding every group also keeps the
+    # next groups' predictions far from overflow.
+    if values.size and int(np.abs(values).max()) > 2 * SYMBOL_LIMIT:
+        raise StreamError(f"malformed vcm NeRV bitstream (symbols of {name} out of range)")
     return values
 
 
@@ -379,22 +388,8 @@ def _decode_waves(coder, shape: tuple[int, ...], p: context.ContextParams, name:
     for t in range(shape[0]):
         padded[:] = 0
         for i, j in cells:
-            bucket, wave = context.wave_context(padded, before, i, j, p.weights)
-            wave = wave + p.lo
-            if p.span >= 2:
-                for k in range(context.BUCKETS):
-                    where = bucket == k
-                    n = int(where.sum())
-                    if n:
-                        if k not in models:
-                            models[k] = _model(p.ms[k], p.lo, p.lo + p.span - 1)
-                        symbols = np.asarray(coder.decode(models[k], n), dtype=np.int32)
-                        decoded.append((symbols, models[k]))
-                        wave[where] += symbols
-            # as for the rows: bounded at every wave, so the next waves' predictions stay far from overflow
-            if wave.size and int(np.abs(wave).max()) > 2 * SYMBOL_LIMIT:
-                raise StreamError(f"malformed vcm NeRV bitstream (symbols of {name} out of range)")
-            padded[:, i + 1, j + 1] = wave
+            bucket, pred = context.wave_context(padded, before, i, j, p.weights)
+            padded[:, i + 1, j + 1] = _decode_group(coder, bucket, pred, p, models, name, decoded)
         values[t] = padded[:, 1:, 1:-1]
         before = values[t]
     return values.reshape(shape)
