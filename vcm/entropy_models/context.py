@@ -22,7 +22,7 @@ the same cell's difference one slice earlier along time, T (axis 0):
 
 and decodes slice by slice along time, and within a slice in waves of the cells with the same 2·row +
 column: a cell's U, UL, UR and L all lie on earlier waves, so every cell of a wave (in every channel)
-decodes at once. On the dev clips' streams this took another 0.5–4.6 % off the files (docs/entropy-coding.md).
+decodes at once. On the dev clips' streams this took another 0.5–6.2 % off the files (docs/entropy-coding.md).
 
 Parameters per tensor, fitted by the encoder on the symbols it codes: the three weights (least
 squares, then rounded) and one Laplace code m per bucket (maximum likelihood over the 8-bit codes
