@@ -260,6 +260,29 @@ def test_info_on_a_stream_reports_what_its_header_declares(tmp_path, tiny_run):
     assert_one_line_error(run_main("info", broken), "truncated vcm NeRV bitstream")
 
 
+def test_info_on_a_stream_names_its_format_version_and_how_its_grids_are_coded(tmp_path):
+    """A codec engineer could not tell a stream's format, nor which context model coded each grid, without a
+    script: `vcm info` now says both (the grids' coding only for the latest format, whose choices are kept)."""
+    from vcm.codec import nerv_stream
+    from vcm.codec.rd_coding import TensorCoding, context_capable
+    from vcm.entropy_models import context
+
+    from pathlib import Path
+
+    old = Path(__file__).parent / "data" / "v5_rd_hinerv.nerv"
+    shown = run_main("info", old)
+    assert shown.returncode == 0 and "│ format        │ version 5 " in shown.stdout, shown.stdout
+    stream = nerv_stream.decode(old.read_bytes())
+    (grid,) = [t for t in stream.tensors if context_capable(t.shape, t.temporal)]  # this tiny network has one
+    for model, words in ((context.WAVES, "1 in waves"), (context.ROWS, "1 row by row"), (None, "1 plain")):
+        grid.coding = None if model is None else TensorCoding(*context.fit(grid.coded_values(), model=model))
+        (tmp_path / "v6.nerv").write_bytes(nerv_stream.encode(stream).data)
+        r = json.loads(run_main("info", tmp_path / "v6.nerv", "--json").stdout)
+        assert r["format_version"] == 6 and sum(r["grid_coding"].values()) == 1
+        said = " ".join(run_main("info", tmp_path / "v6.nerv").stdout.split())
+        assert f"version 6; grids: {words}" in said, said
+
+
 def test_decode_refuses_a_raw_name_that_says_another_format_and_says_how_to_read_a_nameless_one(tmp_path, tiny_run):
     """`vcm decode s.nerv --out Foo_16x12_25.yuv` wrote 32×24 frames under a name that vcm reads back as 16×12
     (four times as many wrong frames); `--out dec.yuv` wrote a file no vcm command could read without the

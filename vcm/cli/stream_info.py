@@ -28,9 +28,25 @@ def describe_stream(path: Path) -> dict:
         v = stream.video
         video = {k: v[k] for k in ("name", "width", "height", "fps", "frames", "source_frames")}
         decoder = {"codec": f"vcm NeRV ({stream.arch}, {'rate–distortion' if stream.coding == 'rd' else 'prune–quantize'} coding)",
-                   "params": stream.param_count(), "kmac_per_pixel": stream.kmac_per_pixel(v["width"], v["height"])}
+                   "params": stream.param_count(), "kmac_per_pixel": stream.kmac_per_pixel(v["width"], v["height"]),
+                   "format_version": path.read_bytes()[4], **_grid_coding(stream)}
     return {"path": str(path), "kind": "stream", **video,
             **rate(data_bytes, video["fps"], video["frames"], video["width"], video["height"]), **decoder}
+
+
+def _grid_coding(stream) -> dict:
+    """``{grid_coding: {waves, rows, plain}}``: how a rate–distortion stream of the latest format codes its grids
+    that could be context-coded (in waves, row by row, or under one Laplace each); nothing for other streams
+    (an older stream's choices are not kept when it is read)."""
+    from vcm.codec.rd_coding import context_capable
+    from vcm.entropy_models.context import WAVES
+
+    grids = [t for t in stream.tensors if getattr(t, "coding", None) is not None and context_capable(t.shape, t.temporal)]
+    if stream.coding != "rd" or not grids:
+        return {}
+    kinds = ["plain" if t.coding.params is None else "waves" if len(t.coding.params.weights) == WAVES else "rows"
+             for t in grids]
+    return {"grid_coding": {k: kinds.count(k) for k in ("waves", "rows", "plain")}}
 
 
 def stream_rows(r: dict) -> list[tuple[str, str]]:
@@ -43,6 +59,11 @@ def stream_rows(r: dict) -> list[tuple[str, str]]:
         rows.append(("network", f"{r['params']:,} parameters"))
     if "kmac_per_pixel" in r:
         rows.append(("decoder", f"{r['kmac_per_pixel']:.2f} kMAC per pixel"))
+    if "format_version" in r:
+        g = r.get("grid_coding")
+        grids = "" if not g else ("; grids: " + ", ".join(
+            f"{n} {what}" for n, what in ((g["waves"], "in waves"), (g["rows"], "row by row"), (g["plain"], "plain")) if n))
+        rows.append(("format", f"version {r['format_version']}{grids}"))
     if "checkpoint" in r:
         rows.append(("decoder", f"needs the codec checkpoint {r['checkpoint']}"))
     return rows
