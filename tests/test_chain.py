@@ -121,8 +121,9 @@ def test_cli_chain_flag(tiny_run, tmp_path):
     assert "pruned" not in rows["method"]
     assert "40% pruned" in dict(_report_rows({**one, "prune": 0.4}))["method"]  # --prune composes with --lambda
     # a file far from the training's estimate (a stage too short for its λ) says what to do about it
-    hint = [text for _, text in _report_rows({**one, "estimate_error": -0.4}) if "more --rd-steps" in text]
-    assert len(hint) == 1 and not any("more --rd-steps" in text for _, text in _report_rows({**one, "estimate_error": -0.02}))
+    far, near = ({**one, "estimate_bytes": one["bytes"] / (1 + e), "estimate_error": e} for e in (-0.4, -0.02))
+    hint = [text for _, text in _report_rows(far) if "more --rd-steps" in text]
+    assert len(hint) == 1 and not any("more --rd-steps" in text for _, text in _report_rows(near))
     refused = run_main("compress", root / "run", "--target-kbps", "5", "--chain", "--out", tmp_path / "t.nerv")
     assert refused.returncode == 1 and "--chain" in refused.stderr and "Traceback" not in refused.stderr
 

@@ -283,6 +283,8 @@ def test_ctc_compare_judges_a_change_over_several_starts_against_their_spread(tm
     one = run_main("ctc", "compare", tmp_path / "base0", tmp_path / "new0")  # a folder of results folders, one pair
     said = " ".join(one.stdout.split())
     assert one.returncode == 0 and "one start" in said and "one pair gives no spread to judge against" in said, said
+    listed = run_main("ctc", "compare", *(f for pair in pairs for f in pair), "--points")  # it printed a table, then
+    assert listed.returncode == 1 and "--points lists the curves of one pair" in listed.stderr  # a note that it had not
     odd = run_main("ctc", "compare", tmp_path / "base0", tmp_path / "new0", tmp_path / "base1")
     assert odd.returncode == 1 and "compare takes folders in pairs, BASE NEW [BASE NEW ...]; got 3 folders" in odd.stderr
     (tmp_path / "empty").mkdir()

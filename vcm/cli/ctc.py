@@ -200,7 +200,10 @@ def _show_judgement(pairs: list[tuple[Path, Path]], metric: str, bends: frozense
 
     from vcm.cli.common import out as stdout
     from vcm.ctc.judge import judge
+    from vcm.errors import VcmError
 
+    if points:  # it listed nothing and said so, after the table
+        raise VcmError("--points lists the curves of one pair of results folders: vcm ctc compare BASE NEW --points")
     r = judge(pairs, metric, bends)
     if json_out:
         print_json(r)
@@ -231,8 +234,6 @@ def _show_judgement(pairs: list[tuple[Path, Path]], metric: str, bends: frozense
         stdout.print(f"{c['curve']}: fewer bits beyond the spread on {beyond} of {counted(c['judged'], 'curve')} "
                      f"judged ({c['more bits beyond the spread']} more bits beyond it, {c['within the spread']} within "
                      f"it, {c['not judged']} not judged)", soft_wrap=True)
-    if points:
-        stdout.print("--points lists one pair's curves: vcm ctc compare BASE NEW", soft_wrap=True)
 
 
 def _figure_cell(f: dict) -> str:

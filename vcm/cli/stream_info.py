@@ -29,9 +29,15 @@ def describe_stream(path: Path) -> dict:
         video = {k: v[k] for k in ("name", "width", "height", "fps", "frames", "source_frames")}
         decoder = {"codec": f"vcm NeRV ({stream.arch}, {'rate–distortion' if stream.coding == 'rd' else 'prune–quantize'} coding)",
                    "params": stream.param_count(), "kmac_per_pixel": stream.kmac_per_pixel(v["width"], v["height"]),
-                   "format_version": path.read_bytes()[4], **_grid_coding(stream)}
+                   "format_version": _format_version(path), **_grid_coding(stream)}
     return {"path": str(path), "kind": "stream", **video,
             **rate(data_bytes, video["fps"], video["frames"], video["width"], video["height"]), **decoder}
+
+
+def _format_version(path: Path) -> int:
+    """The stream's format version: the byte after its magic (the stream was read and checked already)."""
+    with open(path, "rb") as f:
+        return f.read(5)[4]
 
 
 def _grid_coding(stream) -> dict:
@@ -41,8 +47,10 @@ def _grid_coding(stream) -> dict:
     from vcm.codec.rd_coding import context_capable
     from vcm.entropy_models.context import WAVES
 
-    grids = [t for t in stream.tensors if getattr(t, "coding", None) is not None and context_capable(t.shape, t.temporal)]
-    if stream.coding != "rd" or not grids:
+    if stream.coding != "rd":
+        return {}
+    grids = [t for t in stream.tensors if t.coding is not None and context_capable(t.shape, t.temporal)]
+    if not grids:
         return {}
     kinds = ["plain" if t.coding.params is None else "waves" if len(t.coding.params.weights) == WAVES else "rows"
              for t in grids]

@@ -302,10 +302,8 @@ FAR_FROM_ESTIMATE = 0.15
 def unsettled(report: dict) -> bool:
     """Whether a written stream's report (or a CTC row) says its stage ended before its entropy models caught
     up with its quantization steps: the file's size more than :data:`FAR_FROM_ESTIMATE` from the estimate."""
-    error = report.get("estimate_error")  # a written stream's report; a CTC row has the estimate's bytes
-    if error is None and report.get("estimate_bytes"):
-        error = report["bytes"] / report["estimate_bytes"] - 1
-    return error is not None and abs(error) > FAR_FROM_ESTIMATE
+    estimate = report.get("estimate_bytes")  # both a stream's report and a CTC row hold it beside the bytes
+    return bool(estimate) and abs(report["bytes"] / estimate - 1) > FAR_FROM_ESTIMATE
 
 
 def achieved(report: dict) -> dict:

@@ -102,18 +102,18 @@ def _plain_coding(t: RDTensor, compact: bool) -> TensorCoding:
     return TensorCoding(None, laplace.model_bits(s, t.m), t.m)
 
 
-def _choose(t: RDTensor, compact: bool, model: int = context.ROWS, version: int = COMPACT_VERSION) -> TensorCoding:
-    """The context model (``model``: its kind) where its symbols and parameters take fewer bits than the one
-    Laplace and its code; else the one Laplace."""
+def _choose(t: RDTensor, compact: bool, models: tuple[int, ...] = (context.ROWS,),
+            version: int = COMPACT_VERSION) -> TensorCoding:
+    """The coding of fewest bits, its record's included, among the one Laplace and the context ``models`` (their
+    kinds: the row model, and from version 6 the wave model too)."""
     plain = _plain_coding(t, compact)
-    if context_capable(t.shape, t.temporal) and t.symbols.size and plain.bits > 0:
-        params, bits = context.fit(t.coded_values(), compact, model)
-        if compact:
-            if bits + _record_bits(t, TensorCoding(params, bits), version) < plain.bits + _record_bits(t, plain, version):
-                return TensorCoding(params, bits)
-        elif bits + 8 * _params_bytes(params) < plain.bits + 8 * 2:
-            return TensorCoding(params, bits)
-    return plain
+    if not (context_capable(t.shape, t.temporal) and t.symbols.size and plain.bits > 0):
+        return plain
+    if not compact:  # version 4: byte-aligned parameters against a 16-bit law
+        params, bits = context.fit(t.coded_values(), compact)
+        return TensorCoding(params, bits) if bits + 8 * _params_bytes(params) < plain.bits + 8 * 2 else plain
+    candidates = [plain] + [TensorCoding(*context.fit(t.coded_values(), compact, m)) for m in models]
+    return min(candidates, key=lambda c: c.bits + _record_bits(t, c, version))  # a tie keeps the earlier
 
 
 def coding_of(t: RDTensor, version: int = LATEST) -> TensorCoding:
@@ -123,9 +123,8 @@ def coding_of(t: RDTensor, version: int = LATEST) -> TensorCoding:
         return _choose(t, compact=False)
     if version < WAVE_VERSION:
         return _choose(t, compact=True)
-    if t.coding is None:  # the wave model, or the row model where it codes this tensor in fewer bits
-        t.coding = min((_choose(t, compact=True, model=m, version=version) for m in (context.WAVES, context.ROWS)),
-                       key=lambda c: c.bits + _record_bits(t, c, version))
+    if t.coding is None:
+        t.coding = _choose(t, compact=True, models=(context.WAVES, context.ROWS), version=version)
     return t.coding
 
 

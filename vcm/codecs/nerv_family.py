@@ -304,7 +304,7 @@ class NervFamily(Codec):
         the point's stage's as :meth:`encode_decode` runs them (a match point's stage: its rate control's
         trials, unknown before they run). A fit edited in place with the same schedule (another preset's
         network under the same name) is retrained by the run though counted here as on disk."""
-        from vcm.codecs.compute import stage_options, stage_steps
+        from vcm.codecs.compute import stage_steps
 
         point = spec["point"]
         _, train = run_plan(point["fit"], self.default_preset, self.loss, num_frames)
@@ -313,12 +313,19 @@ class NervFamily(Codec):
         fit = {"fit": total - done, "fit_done": done}
         if "match" in point:
             return {**fit, "stage": None}
+        opts, planned = self._stage_plan(point, num_frames)
+        return {**fit, "stage": stage_steps(opts, planned, num_frames, "rate_lambda" in point["fit"])}
+
+    def _stage_plan(self, point: dict, num_frames: int, seed: dict | None = None):
+        """(the compression options a point's stage runs, the schedule of the fit it starts from as its preset
+        gives it): with ``compute: K``, K times the stage's steps on a clip of ``num_frames`` frames."""
+        from vcm.codecs.compute import stage_options
+
+        opts = _options(point, seed)
         _, planned = fit_plan(point["fit"], self.default_preset, self.loss)
-        rate_aware_fit = "rate_lambda" in point["fit"]
-        opts = _options(point)
-        if point["fit"].get("compute") is not None:
-            opts = stage_options(opts, planned, float(point["fit"]["compute"]), num_frames, rate_aware_fit)
-        return {**fit, "stage": stage_steps(opts, planned, num_frames, rate_aware_fit)}
+        if point["fit"].get("compute") is not None:  # K times the steps the stage would run on this fit
+            opts = stage_options(opts, planned, float(point["fit"]["compute"]), num_frames, "rate_lambda" in point["fit"])
+        return opts, planned
 
     def _fit_dir(self, spec: dict) -> Path:
         """The folder of the network a planned point trains or shares (a results folder's ``fits/``)."""
@@ -463,12 +470,7 @@ class NervFamily(Codec):
         # the stages' seed: the fit's stage_seed, else the fit's own seed (both checked in points())
         stage_seed = p.get("stage_seed") if p.get("stage_seed") is not None else p["fit"].get("seed")
         seed = {} if stage_seed is None else {"seed": stage_seed}
-        opts = _options(p, seed)
-        if p["fit"].get("compute") is not None:  # K times the steps the stage would run on this fit
-            from vcm.codecs.compute import stage_options
-
-            _, train = fit_plan(p["fit"], self.default_preset, self.loss)
-            opts = stage_options(opts, train, float(p["fit"]["compute"]), video.num_frames, "rate_lambda" in p["fit"])
+        opts, _ = self._stage_plan(p, video.num_frames, seed)
         out = Path(spec["workdir"]) / "stream.nerv"
         t = time.time()
         if "target_kbps" in p:  # a match point: the anchor's rate, found by rate control
