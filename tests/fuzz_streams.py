@@ -662,7 +662,10 @@ if __name__ == "__main__":
     report = None
     if "--report" in args:
         i = args.index("--report")
+        if i + 1 == len(args):
+            sys.exit("--report needs a file")
         report = Path(args[i + 1])
         del args[i:i + 2]
-    kind, cases, seed = args[0], int(args[1]), int(args[2])
-    print(json.dumps(run(kind, cases, seed, report)))
+    if len(args) != 3 or args[0] not in ("nerv", "icm") or not (args[1].isdigit() and args[2].isdigit()):
+        sys.exit("usage: python -m tests.fuzz_streams nerv|icm CASES SEED [--report FILE]")
+    print(json.dumps(run(args[0], int(args[1]), int(args[2]), report)))
