@@ -231,6 +231,8 @@ def test_ctc_compare_gives_each_curve_of_a_change_against_the_same_curve_before(
     text = " ".join(proc.stdout.split())
     assert proc.returncode == 0 and "hinerv-rd │ -20.0 % (overlap 100 %) │ -20.0 % (overlap 100 %)" in text, proc.stdout
     assert "clip hinerv-rd, new: 11.20 @ 28.00 · 20.00 @ 30.00 · 36.00 @ 32.00 · 64.00 @ 34.00" in text
+    # a curve one side lacks is one line under the table, not a row each (JSON keeps the row)
+    assert "not compared, only in NEW: vvc (on clip)" in text and "│ only in new" not in text
     # per curve, over the sequences: where NEW needs fewer bits, and the mean of the figures shown
     summary = {c["curve"]: c for c in r["summary"]}
     assert set(summary) == {"hinerv-rd", "hevc"}
@@ -262,9 +264,11 @@ def test_ctc_compare_judges_a_change_over_several_starts_against_their_spread(tm
                 shift = 6.0 if (clip, side, start) == ("far", "new", 0) else 0.0  # overlap too small to judge
                 write_point(tmp_path / f"{side}{start}" / clip, "hinerv", f"p{i}", kbps * factor, q + shift,
                             curve="hinerv-rd")
+                if side == "base" and clip != "far":  # anchors run with the base only (a run with --codecs hinerv)
+                    write_point(tmp_path / f"{side}{start}" / clip, "hevc", f"qp{i}", kbps, q)
     pairs = [(tmp_path / "base0", tmp_path / "new0"), (tmp_path / "base1", tmp_path / "new1")]
     r = judge(pairs)
-    by = {c["set"]: c for c in r["curves"]}
+    by = {c["set"]: c for c in r["curves"] if c["curve"] == "hinerv-rd"}
     assert [f["bd_rate"] for f in by["gains"]["pairs_psnr_y"]] == [pytest.approx(-20.0, abs=0.01),
                                                                    pytest.approx(-20.19, abs=0.01)]
     assert (by["gains"]["spread_base"], by["gains"]["spread_new"]) == (pytest.approx(4.0, abs=0.01),
@@ -280,6 +284,8 @@ def test_ctc_compare_judges_a_change_over_several_starts_against_their_spread(tm
     assert proc.returncode == 0 and "-20.0 %" in text and "-20.2 %" in text and "±4.0 %" in text, proc.stdout
     assert "hinerv-rd: fewer bits beyond the spread on 1 of 3 curves judged (0 more bits beyond it, 1 within it, " \
            "1 not judged)" in text
+    assert "not compared, only in BASE: hevc (on gains, noise)" in text and "│ only in base" not in text, proc.stdout
+    assert {c["note"] for c in r["curves"] if c["curve"] == "hevc"} == {"only in base"}
     one = run_main("ctc", "compare", tmp_path / "base0", tmp_path / "new0")  # a folder of results folders, one pair
     said = " ".join(one.stdout.split())
     assert one.returncode == 0 and "one start" in said and "one pair gives no spread to judge against" in said, said

@@ -174,12 +174,16 @@ def ctc_compare(
     for col in ("sequence", "curve", f"BD-rate ({metric})", "BD-rate (mAP)"):
         t.add_column(col)
     for c in r["curves"]:
+        if _unpaired(c):
+            continue
         if "note" in c:
             t.add_row(c["sequence"], c["curve"], c["note"], "")
         else:
             t.add_row(c["sequence"], c["curve"], *(describe(c[f"bd_rate_{m}"], c[f"overlap_{m}"], c[f"withheld_{m}"],
                                                             _short(c[f"note_{m}"])) for m in (metric, "map")))
     stdout.print(t)
+    for line in _unpaired_lines(r["curves"], lambda c: c["sequence"]):
+        stdout.print(line, soft_wrap=True)
     for c in r["summary"]:
         mean = "" if c["mean_bd_rate"] is None else f", mean {c['mean_bd_rate']:+.1f} %"
         unshown = c["sequences"] - c["shown"]
@@ -215,6 +219,8 @@ def _show_judgement(pairs: list[tuple[Path, Path]], metric: str, bends: frozense
         t.add_column(col, overflow="fold")
     for c in r["curves"]:
         where = (c["set"] or "–", c["sequence"], c["curve"])
+        if _unpaired(c):
+            continue
         if "note" in c:
             t.add_row(*where, c["note"], "", "", "")
             continue
@@ -225,6 +231,8 @@ def _show_judgement(pairs: list[tuple[Path, Path]], metric: str, bends: frozense
         t.add_row(*where, per, mean, spread, c["verdict"],
                   *((" · ".join(_figure_cell(f) for f in c["pairs_map"]),) if maps else ()))
     stdout.print(t)
+    for line in _unpaired_lines(r["curves"], lambda c: c["set"] or c["sequence"]):
+        stdout.print(line, soft_wrap=True)
     for c in r["summary"]:
         beyond = c["fewer bits beyond the spread"]
         if len(pairs) == 1:
@@ -234,6 +242,26 @@ def _show_judgement(pairs: list[tuple[Path, Path]], metric: str, bends: frozense
         stdout.print(f"{c['curve']}: fewer bits beyond the spread on {beyond} of {counted(c['judged'], 'curve')} "
                      f"judged ({c['more bits beyond the spread']} more bits beyond it, {c['within the spread']} within "
                      f"it, {c['not judged']} not judged)", soft_wrap=True)
+
+
+def _unpaired(c: dict) -> bool:
+    """Whether a compared row is a curve that only one side holds (an anchor the other run left out, say)."""
+    return c.get("note") in ("only in base", "only in new")
+
+
+def _unpaired_lines(curves: list[dict], place) -> list[str]:
+    """One line per side for the curves only that side holds, with where (``place(row)``), instead of a table row
+    each: a run made with fewer codecs (``benchmarks/dev_clips.py --codecs hinerv``) would fill the table with them."""
+    from vcm.codecs import curve_order
+
+    lines = []
+    for side in ("base", "new"):
+        rows = [c for c in curves if c.get("note") == f"only in {side}"]
+        if rows:
+            names = sorted({c["curve"] for c in rows}, key=curve_order)
+            places = sorted({place(c) for c in rows})
+            lines.append(f"not compared, only in {side.upper()}: {', '.join(names)} (on {', '.join(places)})")
+    return lines
 
 
 def _figure_cell(f: dict) -> str:
