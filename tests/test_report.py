@@ -251,17 +251,20 @@ def test_ctc_compare_judges_a_change_over_several_starts_against_their_spread(tm
     """A change was kept only with a gain on every clip beyond that clip's spread between starts, worked out by
     one-off scripts from runs at two or three seeds. `vcm ctc compare B1 N1 B2 N2` pairs the runs of each start,
     takes folders of results folders as benchmarks/dev_clips.py writes them, and says it per curve."""
+    from vcm.ctc.compare import compare
     from vcm.ctc.judge import judge
     from vcm.errors import VcmError
 
     points = ((80.0, 34.0), (45.0, 32.0), (25.0, 30.0), (14.0, 28.0))
     rates = {"gains": ((1.0, 1.04), (0.80, 0.83)),  # (base at starts 0, 1), (new at starts 0, 1)
              "noise": ((1.0, 1.10), (0.95, 1.02)),  # a 5–7 % gain inside a 10 % spread
-             "far": ((1.0, 1.0), (0.5, 0.5))}
+             "far": ((1.0, 1.0), (0.5, 0.5)),
+             "apart": ((1.0, 1.0), (0.8, 0.8))}  # the starts' curves 1.2 dB apart: their own figures withheld
     for clip, ((b0, b1), (n0, n1)) in rates.items():
         for i, (kbps, q) in enumerate(points):
             for side, start, factor in (("base", 0, b0), ("base", 1, b1), ("new", 0, n0), ("new", 1, n1)):
                 shift = 6.0 if (clip, side, start) == ("far", "new", 0) else 0.0  # overlap too small to judge
+                shift += 1.2 if (clip, start) == ("apart", 1) else 0.0
                 write_point(tmp_path / f"{side}{start}" / clip, "hinerv", f"p{i}", kbps * factor, q + shift,
                             curve="hinerv-rd")
                 if side == "base" and clip != "far":  # anchors run with the base only (a run with --codecs hinerv)
@@ -276,15 +279,21 @@ def test_ctc_compare_judges_a_change_over_several_starts_against_their_spread(tm
     assert by["gains"]["verdict"] == "fewer bits beyond the spread" and by["gains"]["spread"] == pytest.approx(4.0, abs=0.01)
     assert by["noise"]["verdict"] == "within the spread" and by["noise"]["spread"] == pytest.approx(10.0, abs=0.01)
     assert by["far"]["verdict"] == "not judged" and by["far"]["pairs_psnr_y"][0]["withheld"]
+    # a start's curve withheld against the first start's still measures the spread (its extrapolation: it can only
+    # widen it), instead of leaving the curve unjudged; here it is wider than the 20 % gain
+    own = compare(tmp_path / "base0" / "apart", tmp_path / "base1" / "apart")["curves"][0]
+    assert own["withheld_psnr_y"] and own["bd_rate_psnr_y"] < -25
+    assert by["apart"]["spread"] == pytest.approx(abs(own["bd_rate_psnr_y"])) and "withheld" in by["apart"]["spread_note"]
+    assert by["apart"]["verdict"] == "within the spread" and by["apart"]["pairs_psnr_y"][1]["withheld"] is False
     (summary,) = r["summary"]
     assert (summary["judged"], summary["fewer bits beyond the spread"], summary["within the spread"],
-            summary["not judged"]) == (3, 1, 1, 1)
+            summary["not judged"]) == (4, 1, 2, 1)
     proc = run_main("ctc", "compare", *(f for pair in pairs for f in pair))
     text = " ".join(proc.stdout.split())
     assert proc.returncode == 0 and "-20.0 %" in text and "-20.2 %" in text and "±4.0 %" in text, proc.stdout
-    assert "hinerv-rd: fewer bits beyond the spread on 1 of 3 curves judged (0 more bits beyond it, 1 within it, " \
-           "1 not judged)" in text
-    assert "not compared, only in BASE: hevc (on gains, noise)" in text and "│ only in base" not in text, proc.stdout
+    assert "hinerv-rd: fewer bits beyond the spread on 1 of 4 curves judged (0 more bits beyond it, 2 within it, " \
+           "1 not judged)" in text and "±29.5 %" in text and "(counts a" in text
+    assert "not compared, only in BASE: hevc (on apart, gains, noise)" in text and "│ only in base" not in text, proc.stdout
     assert {c["note"] for c in r["curves"] if c["curve"] == "hevc"} == {"only in base"}
     one = run_main("ctc", "compare", tmp_path / "base0", tmp_path / "new0")  # a folder of results folders, one pair
     said = " ".join(one.stdout.split())

@@ -148,7 +148,9 @@ def ctc_compare(
 
     Curves are matched by codec, sequence and frames. This is how a codec change is judged: negative, NEW needs fewer bits.
 
-    With several pairs (runs from several starts), each curve's figures in every pair, their mean, the spread of the starts (either side's later runs against its first) and a verdict: fewer or more bits beyond that spread, or within it.
+    With several pairs (runs from several starts), each curve's figures in every pair, their mean, the spread of the starts (either side's later runs against its first; a figure withheld for its overlap counts as its extrapolation) and a verdict: fewer or more bits beyond that spread, or within it.
+
+    Curves that only one side holds (anchors a run left out) are named in a line under the table.
     """
     from rich.table import Table
 
@@ -226,8 +228,8 @@ def _show_judgement(pairs: list[tuple[Path, Path]], metric: str, bends: frozense
             continue
         per = " · ".join(_figure_cell(f) for f in c[f"pairs_{metric}"])
         mean = "–" if c[f"mean_{metric}"] is None else f"{c[f'mean_{metric}']:+.1f} %"
-        spread = "one start" if c["spread"] is None and "spread_note" not in c else \
-            ("withheld" if c["spread"] is None else f"±{c['spread']:.1f} %")  # the larger side's
+        spread = "one start" if c["spread"] is None and "spread_note" not in c else "n/a" if c["spread"] is None \
+            else f"±{c['spread']:.1f} %" + (" (counts a withheld figure)" if "spread_note" in c else "")  # the larger side's
         t.add_row(*where, per, mean, spread, c["verdict"],
                   *((" · ".join(_figure_cell(f) for f in c["pairs_map"]),) if maps else ()))
     stdout.print(t)

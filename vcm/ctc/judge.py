@@ -7,9 +7,10 @@ may be one results folder or a folder of them (``benchmarks/dev_clips.py --out``
 
 Per (clip, sequence, curve): the BD-rate of NEW against BASE in every pair (:func:`vcm.ctc.compare.compare`), their
 mean, the spread of the starts (the largest BD-rate, either sign, of a later run against the first of its side,
-BASE's or NEW's; none with a single pair) and a verdict: ``fewer bits`` or ``more bits`` *beyond the spread* when every pair's figure is shown,
-of that sign and larger than the spread, ``within the spread`` otherwise, ``not judged`` where a figure is withheld
-(overlap under 75 %) or missing, and ``one start`` for a single pair (no spread to judge against)."""
+BASE's or NEW's, a figure withheld for its overlap counted as its extrapolation; none with a single pair) and a
+verdict: ``fewer bits`` or ``more bits`` *beyond the spread* when every pair's figure is shown, of that sign and
+larger than the spread, ``within the spread`` otherwise, ``not judged`` where a pair's figure is withheld (overlap
+under 75 %) or missing, and ``one start`` for a single pair (no spread to judge against)."""
 
 from __future__ import annotations
 
@@ -38,8 +39,9 @@ def result_sets(folder: Path) -> dict[str, Path]:
 def judge(pairs: list[tuple[Path, Path]], metric: str = "psnr_y", monotone: frozenset = frozenset()) -> dict:
     """{"pairs", "metric", "curves": one dict per (set, sequence, curve), "summary": one per curve}. A judged
     curve has ``pairs_<m>`` (per pair: ``{bd_rate, overlap, withheld, note}``) and ``mean_<m>`` for ``metric`` and
-    ``map``, ``spread_base`` and ``spread_new`` (each side's own, percent on ``metric``), ``spread`` (the larger;
-    None with one pair, or where a side's figure is withheld or missing: then ``spread_note``), and ``verdict``
+    ``map``, ``spread_base`` and ``spread_new`` (each side's own, percent on ``metric``, figures withheld for their overlap
+    counted as their extrapolation: then ``spread_note`` says so), ``spread`` (the larger; None with one pair, or
+    where a side's figure is missing: then ``spread_note``), and ``verdict``
     (one of :data:`VERDICTS`); a curve compared in no pair has ``note``."""
     if not pairs:
         raise VcmError("compare needs a BASE and a NEW results folder")
@@ -92,15 +94,21 @@ def _judged(name: str, key: tuple[str, str], rows: list[dict | None], own: dict[
         out[f"pairs_{m}"] = figures
         out[f"mean_{m}"] = sum(shown) / len(shown) if shown else None
     out["spread"] = None
+    extrapolated = False
     for side, side_rows in own.items():
         figures = [_figure(r, metric) for r in side_rows]
-        out[f"spread_{side}"] = None if any(f["bd_rate"] is None or f["withheld"] for f in figures) or not figures \
+        # a figure withheld for its overlap still measures how far two starts lie apart: counted, it can only widen
+        # the spread (and so make a verdict harder), where leaving it out would leave the curve unjudged
+        out[f"spread_{side}"] = None if any(f["bd_rate"] is None for f in figures) or not figures \
             else max(abs(f["bd_rate"]) for f in figures)
+        extrapolated |= any(f["withheld"] and f["bd_rate"] is not None for f in figures)
     has_spread = len(rows) > 1
     if has_spread and None in (out["spread_base"], out["spread_new"]):
-        out["spread_note"] = "a run's curve against its side's first run is withheld or missing"
+        out["spread_note"] = "a run's curve against its side's first run has no figure"
     elif has_spread:
         out["spread"] = max(out["spread_base"], out["spread_new"])
+        if extrapolated:
+            out["spread_note"] = "counts a figure withheld for its overlap (its extrapolation)"
     out["verdict"] = _verdict(out[f"pairs_{metric}"], out["spread"], has_spread)
     return out
 
