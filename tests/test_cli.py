@@ -261,8 +261,9 @@ def test_info_on_a_stream_reports_what_its_header_declares(tmp_path, tiny_run):
 
 
 def test_info_on_a_stream_names_its_format_version_and_how_its_grids_are_coded(tmp_path):
-    """A codec engineer could not tell a stream's format, nor which context model coded each grid, without a
-    script: `vcm info` now says both (the grids' coding only for the latest format, whose choices are kept)."""
+    """A codec engineer could not tell a stream's format, nor which context model coded each grid, nor where its
+    bytes go (only `vcm compress`'s report had that) without a script: `vcm info` now says all three (the grids'
+    coding and the bytes by part for the latest format, whose choices are kept)."""
     from vcm.codec import nerv_stream
     from vcm.codec.rd_coding import TensorCoding, context_capable
     from vcm.entropy_models import context
@@ -281,6 +282,13 @@ def test_info_on_a_stream_names_its_format_version_and_how_its_grids_are_coded(t
         assert r["format_version"] == 6 and sum(r["grid_coding"].values()) == 1
         said = " ".join(run_main("info", tmp_path / "v6.nerv").stdout.split())
         assert f"version 6; grids: {words}" in said, said
+        # where its bytes go, as vcm compress reports it: the parts sum to the file and to the network
+        parts = {row["part"]: row for row in r["breakdown"]}
+        assert sum(row["bytes"] for row in r["breakdown"]) == pytest.approx((tmp_path / "v6.nerv").stat().st_size, abs=0.5)
+        assert sum(row["params"] for row in r["breakdown"]) == r["params"] and parts["base grids"]["params"] > 0
+        assert list(parts)[-2:] == ["side information", "header"] and "│ side information │" in run_main(
+            "info", tmp_path / "v6.nerv").stdout
+    assert "breakdown" not in json.loads(run_main("info", old, "--json").stdout)  # its sizes are not what v6 writes
 
 
 def test_decode_refuses_a_raw_name_that_says_another_format_and_says_how_to_read_a_nameless_one(tmp_path, tiny_run):

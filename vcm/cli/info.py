@@ -23,7 +23,7 @@ def info(
 
     For a video: size, fps, frames, SFU-HW class and CTC range.
 
-    For a stream: its video, rate and decoder, read without decoding a frame.
+    For a stream: its video, rate and decoder, read without decoding a frame; for a .nerv of the latest format also how its grids are coded and where its bytes go.
 
     For a mask file: its video, source and edge share, or how far a stopped vcm masks got.
 

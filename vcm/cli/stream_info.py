@@ -27,9 +27,10 @@ def describe_stream(path: Path) -> dict:
         stream = decode_stream(path, allow_large=True)  # no frame is decoded: the work is only reported
         v = stream.video
         video = {k: v[k] for k in ("name", "width", "height", "fps", "frames", "source_frames")}
+        version = _format_version(path)
         decoder = {"codec": f"vcm NeRV ({stream.arch}, {'rate–distortion' if stream.coding == 'rd' else 'prune–quantize'} coding)",
                    "params": stream.param_count(), "kmac_per_pixel": stream.kmac_per_pixel(v["width"], v["height"]),
-                   "format_version": _format_version(path), **_grid_coding(stream)}
+                   "format_version": version, **_grid_coding(stream), **_breakdown(path, stream, version)}
     return {"path": str(path), "kind": "stream", **video,
             **rate(data_bytes, video["fps"], video["frames"], video["width"], video["height"]), **decoder}
 
@@ -38,6 +39,23 @@ def _format_version(path: Path) -> int:
     """The stream's format version: the byte after its magic (the stream was read and checked already)."""
     with open(path, "rb") as f:
         return f.read(5)[4]
+
+
+def _breakdown(path: Path, stream, version: int) -> dict:
+    """``{breakdown: rows}``: where a rate–distortion stream's bytes go, per part (:mod:`vcm.codec.breakdown`, as
+    ``vcm compress`` reports it). The sizes it needs come from writing the decoded stream again, which for the
+    latest format gives the file's own bytes (checked); nothing for other streams."""
+    from vcm.codec import nerv_stream
+    from vcm.codec.breakdown import rd_breakdown
+
+    if stream.coding != "rd" or version != nerv_stream.VERSION:
+        return {}
+    data = path.read_bytes()
+    again = nerv_stream.encode(stream)
+    if again.data != data:  # a stream this vcm would not have written so: no sizes to split it by
+        return {}
+    return {"breakdown": rd_breakdown(stream.arch, stream.tensors, len(data), again.data_bytes,
+                                      again.entropy_coded_bytes)}
 
 
 def _grid_coding(stream) -> dict:
@@ -72,6 +90,9 @@ def stream_rows(r: dict) -> list[tuple[str, str]]:
         grids = "" if not g else ("; grids: " + ", ".join(
             f"{n} {what}" for n, what in ((g["waves"], "in waves"), (g["rows"], "row by row"), (g["plain"], "plain")) if n))
         rows.append(("format", f"version {r['format_version']}{grids}"))
+    for part in r.get("breakdown", []):
+        per = f", {part['bits_per_param']:.2f} bits per parameter" if part["bits_per_param"] is not None else ""
+        rows.append((part["part"], f"{part['bytes']:,.0f} bytes ({100 * part['share']:.0f} %{per})"))
     if "checkpoint" in r:
         rows.append(("decoder", f"needs the codec checkpoint {r['checkpoint']}"))
     return rows
