@@ -284,7 +284,8 @@ def test_info_on_a_stream_names_its_format_version_and_how_its_grids_are_coded(t
         assert f"version 6; grids: {words}" in said, said
         # where its bytes go, as vcm compress reports it: the parts sum to the file and to the network
         parts = {row["part"]: row for row in r["breakdown"]}
-        assert sum(row["bytes"] for row in r["breakdown"]) == pytest.approx((tmp_path / "v6.nerv").stat().st_size, abs=0.5)
+        size = (tmp_path / "v6.nerv").stat().st_size
+        assert sum(row["bytes"] for row in r["breakdown"]) == pytest.approx(size, abs=0.5)
         assert sum(row["params"] for row in r["breakdown"]) == r["params"] and parts["base grids"]["params"] > 0
         assert list(parts)[-2:] == ["side information", "header"] and "│ side information │" in run_main(
             "info", tmp_path / "v6.nerv").stdout

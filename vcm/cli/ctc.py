@@ -228,8 +228,7 @@ def _show_judgement(pairs: list[tuple[Path, Path]], metric: str, bends: frozense
             continue
         per = " · ".join(_figure_cell(f) for f in c[f"pairs_{metric}"])
         mean = "–" if c[f"mean_{metric}"] is None else f"{c[f'mean_{metric}']:+.1f} %"
-        spread = "one start" if c["spread"] is None and "spread_note" not in c else "n/a" if c["spread"] is None \
-            else f"±{c['spread']:.1f} %" + (" (counts a withheld figure)" if "spread_note" in c else "")  # the larger side's
+        spread = _spread_cell(c)
         t.add_row(*where, per, mean, spread, c["verdict"],
                   *((" · ".join(_figure_cell(f) for f in c["pairs_map"]),) if maps else ()))
     stdout.print(t)
@@ -264,6 +263,14 @@ def _unpaired_lines(curves: list[dict], place) -> list[str]:
             places = sorted({place(c) for c in rows})
             lines.append(f"not compared, only in {side.upper()}: {', '.join(names)} (on {', '.join(places)})")
     return lines
+
+
+def _spread_cell(c: dict) -> str:
+    """A judged curve's spread (the larger side's) in a cell: ``±4.0 %``, noting a withheld figure it counts; ``one start``
+    with a single pair; ``n/a`` where a start's figure is missing."""
+    if c["spread"] is None:
+        return "n/a" if "spread_note" in c else "one start"
+    return f"±{c['spread']:.1f} %" + (" (counts a withheld figure)" if "spread_note" in c else "")
 
 
 def _figure_cell(f: dict) -> str:

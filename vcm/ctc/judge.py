@@ -39,9 +39,9 @@ def result_sets(folder: Path) -> dict[str, Path]:
 def judge(pairs: list[tuple[Path, Path]], metric: str = "psnr_y", monotone: frozenset = frozenset()) -> dict:
     """{"pairs", "metric", "curves": one dict per (set, sequence, curve), "summary": one per curve}. A judged
     curve has ``pairs_<m>`` (per pair: ``{bd_rate, overlap, withheld, note}``) and ``mean_<m>`` for ``metric`` and
-    ``map``, ``spread_base`` and ``spread_new`` (each side's own, percent on ``metric``, figures withheld for their overlap
-    counted as their extrapolation: then ``spread_note`` says so), ``spread`` (the larger; None with one pair, or
-    where a side's figure is missing: then ``spread_note``), and ``verdict``
+    ``map``, ``spread_base`` and ``spread_new`` (each side's own, percent on ``metric``, figures withheld for their
+    overlap counted as their extrapolation: then ``spread_note`` says so), ``spread`` (the larger; None with one
+    pair, or where a side's figure is missing: then ``spread_note``), and ``verdict``
     (one of :data:`VERDICTS`); a curve compared in no pair has ``note``."""
     if not pairs:
         raise VcmError("compare needs a BASE and a NEW results folder")
