@@ -266,8 +266,8 @@ def _unpaired_lines(curves: list[dict], place) -> list[str]:
 
 
 def _spread_cell(c: dict) -> str:
-    """A judged curve's spread (the larger side's) in a cell: ``±4.0 %``, noting a withheld figure it counts; ``one start``
-    with a single pair; ``n/a`` where a start's figure is missing."""
+    """A judged curve's spread (the larger side's) in a cell: ``±4.0 %``, noting a withheld figure it counts;
+    ``one start`` with a single pair; ``n/a`` where a start's figure is missing."""
     if c["spread"] is None:
         return "n/a" if "spread_note" in c else "one start"
     return f"±{c['spread']:.1f} %" + (" (counts a withheld figure)" if "spread_note" in c else "")
