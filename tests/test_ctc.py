@@ -1254,3 +1254,47 @@ def test_the_dry_run_counts_the_optimiser_steps_each_point_then_trains(tmp_path)
     assert gone["fit_steps"] == 0 and gone["unread"] and "Tiny_48x32_25.yuv" in gone["unread"][0]
     proc = run_main("ctc", "run", cfg, "--out", tmp_path / "out", "--dry-run", "--force")
     assert proc.returncode == 0 and "steps not counted for tiny:" in " ".join(proc.stdout.split()), proc.stdout
+
+
+def test_the_dry_run_plans_sfu_sequences_before_their_videos_and_weights_are_here(tmp_path):
+    """`vcm ctc run sfu-cd.yaml --dry-run` stopped at the first thing missing ("where is BasketballDrill?", then the
+    SAM checkpoint), so a lab could not see what a CTC run costs before fetching the SFU-HW YUVs: each point it
+    cannot run yet now says so, its steps counted on the frames the manifest gives the sequence, and every missing
+    input is listed; the run itself still refuses."""
+    import os
+
+    from vcm.ctc.run import preview
+
+    cfg = tmp_path / "ctc.yaml"
+    fit = "fits: [{preset: hinerv-demo, rate_aware: false, points: [{lambda: 1}]}]"
+    sam = tmp_path / "sam_vit_h_4b8939.pth"
+    cfg.write_text(f"sequences: [BQSquare]\nframes: ctc\ndevice: cpu\ncodecs:\n  hinerv: {{{fit}}}\n"
+                   f"  sa-hinerv: {{masks: {{source: sam, sam_checkpoint: {sam}}}, {fit}}}\n  hevc: {{qps: [40]}}\n")
+    data = tmp_path / "data"
+    data.mkdir()
+    without = preview(cfg, tmp_path / "out")
+    assert {p["state"] for p in without["plan"]} == {"missing input"} and without["missing_input"] == 3
+    assert without["missing"][-1] == "where is BQSquare? pass --data DIR (the folder with the SFU-HW YUVs)"
+    assert any("sam_vit_h_4b8939.pth" in why for why in without["missing"]), without["missing"]
+    elsewhere = preview(cfg, tmp_path / "out", data=data)
+    assert "BQSquare: no BQSquare_416x240_60.yuv" in " ".join(elsewhere["missing"])
+    # the same steps as with the video there (a sparse file of the manifest's 600 frames)
+    with open(data / "BQSquare_416x240_60.yuv", "wb") as f:
+        os.truncate(f.fileno(), 600 * 416 * 240 * 3 // 2)
+    here = preview(cfg, tmp_path / "out", data=data)
+    steps = {p["point"]: p["steps"] for p in here["plan"]}
+    assert steps == {p["point"]: p["steps"] for p in without["plan"]} and steps["qp40"] is None
+    assert {p["codec"]: p["state"] for p in here["plan"]} == {"hinerv": "to run", "sa-hinerv": "missing input",
+                                                               "hevc": "to run"}
+    assert here["fit_steps"] == without["fit_steps"] > 0 and here["missing"] == without["missing"][:-1]
+    shown = run_main("ctc", "run", cfg, "--out", tmp_path / "out", "--dry-run")
+    said = " ".join(shown.stdout.split())
+    assert shown.returncode == 0 and "3 missing an input" in said and "where is BQSquare?" in said, said
+    refused = run_main("ctc", "run", cfg, "--out", tmp_path / "out")
+    assert refused.returncode == 1 and "where is BQSquare?" in refused.stderr
+    assert not (tmp_path / "out").exists()
+    # frames the manifest's sequence does not hold: no steps guessed for them
+    cfg.write_text(cfg.read_text().replace("frames: ctc", "frames: '590:700'"))
+    beyond = preview(cfg, tmp_path / "out")
+    assert beyond["fit_steps"] == 0
+    assert beyond["unread"] == ["BQSquare: frames 590:700 are not in the manifest's BQSquare"]

@@ -31,7 +31,7 @@ def ctc_run(
     force: bool = typer.Option(False, "--force", metavar="", help="Redo finished points."),
     device: Optional[str] = typer.Option(None, "--device", help="Override the config's device."),
     compute: Optional[float] = typer.Option(None, "--compute", metavar="K", help="K times the training of every network (each fit's steps and its points' stages'), where a fit sets no compute of its own: what the same config gives a faster machine or a GPU."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="List every point with its state (finished, changed, failed, to run), the networks to train and the optimiser steps each point would take; run and write nothing."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List every point with its state (finished, changed, failed, to run, missing an input), the networks to train and the optimiser steps each point would take, also before the SFU-HW videos or a checkpoint are at hand; run and write nothing."),
     json_out: bool = JsonOpt,
 ) -> None:
     """Encode, decode and evaluate every (sequence, codec, rate point); finished points are reused."""
@@ -73,13 +73,19 @@ def _show_plan(p: dict, json_out: bool) -> None:
     stdout.print(f"{counted(p['points'], 'point')}: {p['finished']} finished (reused), "
                  f"{p['changed']} finished from another "
                  f"config (run again), {p['failed']} failed before (run again), "
-                 f"{p['to_run']} to run, {p['after_anchors']} after the anchors; "
+                 f"{p['to_run']} to run, {p['after_anchors']} after the anchors"
+                 + (f", {p['missing_input']} missing an input" if p["missing_input"] else "") + "; "
                  f"{counted(p['networks_to_train'], 'network')} to train: {p['fit_steps']:,} optimiser steps of fits "
                  f"and {p['stage_steps']:,} of the points' stages"
                  + (f", besides the trials of {counted(by_control, 'rate-control search', 'rate-control searches')}"
                     if by_control else ""), soft_wrap=True)
     for why in p["unread"]:
         stdout.print(f"steps not counted for {why}", soft_wrap=True)
+    if p["missing"]:  # the plan is shown before the data or weights are at hand; the run itself refuses
+        stdout.print("the run needs what is missing (a missing sequence's steps are counted on the frames the "
+                     "manifest gives it):", soft_wrap=True)
+        for why in p["missing"]:
+            stdout.print(f"  {why}", soft_wrap=True)
 
 
 def _steps_cell(steps: dict | None) -> str:

@@ -127,6 +127,19 @@ def find_source(name: str, data: Path | None) -> Path:
     raise VcmError(f"{seq.name}: no {seq.file} (or {seq.name}.yuv) in {data}")
 
 
+def _missing(seq, data: Path | None, frames: str, why: str) -> dict:
+    """An SFU-HW sequence whose YUV is not at hand, as a plan shows it: the file where it would be, why it is
+    missing and how many frames ``frames`` selects of it by the manifest."""
+    from vcm.errors import VideoOptionError
+    from vcm.video.source import select_frames
+
+    try:
+        count = len(select_frames(frames, range(seq.frames), seq, seq.file))
+    except VideoOptionError:  # frames the sequence does not hold: the real run says so once the file is there
+        count = None
+    return {"path": str(Path(data or ".") / seq.file), "missing": why, "manifest_frames": count}
+
+
 def _check_frames(entry: dict, own: bool = True) -> None:
     """A sequence's ``frames`` is a frame spec (a number here was an AttributeError in each of its points), an
     ``A:B`` one selects frames of some file, and ``ctc`` is said of a file that may be an SFU-HW sequence (``own``:
@@ -206,14 +219,24 @@ def _names_a_file(entry: str) -> bool:
     return Path(entry).suffix.lower() in VIDEO_SUFFIXES and _sfu_sequence(entry) is None
 
 
-def sequence_entries(cfg: dict, data: Path | None, only: list[str] | None) -> list[dict]:
+def sequence_entries(cfg: dict, data: Path | None, only: list[str] | None, missing_ok: bool = False) -> list[dict]:
+    """The config's sequences to run (``only``: those named), each ``{name, path, frames, …}``. An SFU-HW sequence
+    named by the manifest is looked up in ``data``; one not there is refused, or with ``missing_ok`` (a plan run
+    before the data is at hand) kept with ``missing`` (why) and ``manifest_frames`` (the frames its ``frames``
+    select by the manifest)."""
     out, names = [], []
     for entry in cfg["sequences"]:
         if isinstance(entry, str) and _names_a_file(entry):  # as {path: entry}: sample:NAME, a/b.yuv, clip.mp4
             entry = {"path": entry}
         if isinstance(entry, str):
-            path = find_source(entry, data)
-            e = {"name": _sfu_sequence(entry).name, "path": str(path), "frames": cfg.get("frames", "ctc")}
+            seq = _sfu_sequence(entry)
+            e = {"name": seq.name if seq else entry, "frames": cfg.get("frames", "ctc")}
+            try:
+                e["path"] = str(find_source(entry, data))
+            except VcmError as err:
+                if not (missing_ok and seq):
+                    raise
+                e.update(_missing(seq, data, e["frames"], str(err)))
         else:
             if "path" not in entry:
                 raise VcmError("a sequence entry needs a 'path' (and may give a 'name'), or is a manifest name")

@@ -29,8 +29,11 @@ BACKENDS = ("local", "ray")
 
 
 def plan(cfg: dict, out: Path, data: Path | None, annotations: Path | None, only: list[str] | None,
-         codecs: list[str] | None, device: str | None) -> list[dict]:
-    seqs = ctc_config.sequence_entries(cfg, data, only)
+         codecs: list[str] | None, device: str | None, missing_ok: bool = False) -> list[dict]:
+    """Every point's spec; ``missing_ok``: SFU-HW sequences not in ``data`` are planned from the manifest (their
+    specs carry ``missing`` and ``manifest_frames``), and a point whose other inputs (a checkpoint its masks need,
+    say) are not at hand carries ``missing`` too, instead of refused, as ``--dry-run`` shows them."""
+    seqs = ctc_config.sequence_entries(cfg, data, only, missing_ok)
     chosen = codecs or list((cfg.get("codecs") or {}).keys())
     unknown = set(chosen) - set(cfg.get("codecs") or {})
     if unknown:
@@ -54,8 +57,19 @@ def plan(cfg: dict, out: Path, data: Path | None, annotations: Path | None, only
                         "device": device or cfg.get("device", "auto"), "out": str(out)}
                 if seq.get("video"):  # absent, not empty, where the file says it all: the keys of earlier runs hold
                     spec["video"] = seq["video"]
+                if "missing" in seq:
+                    spec.update(missing=[seq["missing"]], manifest_frames=seq["manifest_frames"])
                 specs.append(spec)
-    return [{**s, "point_key": point_key(s), "inputs_key": inputs_key(s)} for s in expand_matches(specs)]
+    out = []
+    for s in expand_matches(specs):
+        try:
+            keys = {"point_key": point_key(s), "inputs_key": inputs_key(s)}
+        except VcmError as err:
+            if not missing_ok:
+                raise
+            keys = {"point_key": point_key(s), "inputs_key": None, "missing": [*s.get("missing", []), str(err)]}
+        out.append({**s, **keys})
+    return out
 
 
 def point_key(spec: dict) -> str:
@@ -190,17 +204,23 @@ def preview(config_path: Path, out: Path, data: Path | None = None, annotations:
     """What :func:`run` would do with the same arguments, checked as it checks them, with nothing run or written
     (``vcm ctc run --dry-run``): every point with its state and the networks its points would train, each
     shared by the points of one fit. States: ``finished`` (reused), ``changed`` (finished from another config:
-    run again), ``failed`` (run again), ``to run``, and ``after anchors`` (a point aiming at an anchor's rate,
-    run once the anchors have). Each point not finished gives its optimiser ``steps`` (:func:`_training_steps`),
+    run again), ``failed`` (run again), ``to run``, ``after anchors`` (a point aiming at an anchor's rate,
+    run once the anchors have) and ``missing input`` (an SFU-HW sequence not in ``data``, a checkpoint not found:
+    the run refuses until they are there; ``missing`` says why, and a missing sequence's steps are counted on the
+    frames the manifest gives it). Each point not finished gives its optimiser ``steps`` (:func:`_training_steps`),
     summed in ``fit_steps`` and ``stage_steps``; a network an earlier run left finished in ``fits/`` is not
     counted as to train, a stopped one by the steps it has left."""
-    out, specs = _checked_plan(config_path, out, data, annotations, only, codecs, backend, device, compute)
+    out, specs = _checked_plan(config_path, out, data, annotations, only, codecs, backend, device, compute,
+                               missing_ok=True)
     points, fits, training, frames = [], set(), set(), {}
     for spec in specs:
         state, _ = _state(spec, force)
-        if state == "to run" and "after" in spec:
+        if "missing" in spec:  # the run refuses until its inputs are there
+            state = "missing input"
+        elif state == "to run" and "after" in spec:
             state = "after anchors"
-        row = {"sequence": spec["sequence"], "codec": spec["codec"], "point": spec["point_id"], "state": state}
+        row = {"sequence": spec["sequence"], "codec": spec["codec"], "point": spec["point_id"], "state": state,
+               **({"missing": spec["missing"]} if "missing" in spec else {})}
         if state != "finished":
             fit = (spec["sequence"], spec["codec"], _fit_key(spec))
             row["steps"] = _training_steps(spec, frames, counts_fit=fit not in fits)
@@ -209,13 +229,14 @@ def preview(config_path: Path, out: Path, data: Path | None = None, annotations:
                 training.add(fit)
         points.append(row)
     counts = {state: sum(p["state"] == state for p in points)
-              for state in ("finished", "changed", "failed", "to run", "after anchors")}
+              for state in ("finished", "changed", "failed", "to run", "after anchors", "missing input")}
     steps = [p["steps"] for p in points if p.get("steps")]
     return {"out": str(out), "points": len(points), **{k.replace(" ", "_"): v for k, v in counts.items()},
             "networks_to_train": len(training),
             "fit_steps": sum(s.get("fit") or 0 for s in steps), "stage_steps": sum(s.get("stage") or 0 for s in steps),
             "stages_by_rate_control": sum("stage" in s and s["stage"] is None for s in steps),
-            "unread": sorted({s["unread"] for s in steps if "unread" in s}), "plan": points}
+            "unread": sorted({s["unread"] for s in steps if "unread" in s}),
+            "missing": sorted({why for s in specs for why in s.get("missing", [])}), "plan": points}
 
 
 def _training_steps(spec: dict, frames: dict, counts_fit: bool) -> dict | None:
@@ -230,6 +251,9 @@ def _training_steps(spec: dict, frames: dict, counts_fit: bool) -> dict | None:
     if type(codec).training_steps is codecs.Codec.training_steps:
         return None
     key = (spec["source"], spec["frames"], json.dumps(spec.get("video") or {}, sort_keys=True))
+    if key not in frames and "manifest_frames" in spec:  # counted by the manifest (None: frames it does not hold)
+        frames[key] = spec["manifest_frames"] if spec["manifest_frames"] is not None else \
+            f"{spec['sequence']}: frames {spec['frames']} are not in the manifest's {spec['sequence']}"
     if key not in frames:
         try:
             frames[key] = frame_count(spec)
@@ -252,8 +276,9 @@ def _state(spec: dict, force: bool) -> tuple[str, dict | None]:
 
 def _checked_plan(config_path: Path, out: Path, data: Path | None, annotations: Path | None, only: list[str] | None,
                   codecs: list[str] | None, backend: str, device: str | None,
-                  compute: float | None = None) -> tuple[Path, list[dict]]:
-    """The results folder and every point's spec, after every check that needs no point to run."""
+                  compute: float | None = None, missing_ok: bool = False) -> tuple[Path, list[dict]]:
+    """The results folder and every point's spec, after every check that needs no point to run (``missing_ok``:
+    as :func:`plan` takes it)."""
     from vcm.outputs import check_output
 
     if backend not in BACKENDS:  # it was refused only once the results folder and its log were written
@@ -266,7 +291,7 @@ def _checked_plan(config_path: Path, out: Path, data: Path | None, annotations: 
         cfg = with_compute(cfg, compute)
     out = check_output(Path(out), inputs=[config_path], kind="dir")  # an existing file was a FileExistsError
     _check_not_someone_elses(out)
-    specs = plan(cfg, out, data, annotations, only, codecs, device)
+    specs = plan(cfg, out, data, annotations, only, codecs, device, missing_ok)
     if backend == "local":  # a device this machine lacks failed every point, one after another (ray's workers may have it)
         from vcm.device import resolve_device
 
