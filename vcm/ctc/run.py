@@ -236,7 +236,19 @@ def preview(config_path: Path, out: Path, data: Path | None = None, annotations:
             "fit_steps": sum(s.get("fit") or 0 for s in steps), "stage_steps": sum(s.get("stage") or 0 for s in steps),
             "stages_by_rate_control": sum("stage" in s and s["stage"] is None for s in steps),
             "unread": sorted({s["unread"] for s in steps if "unread" in s}),
-            "missing": sorted({why for s in specs for why in s.get("missing", [])}), "plan": points}
+            "missing": _missing_inputs(specs, data), "plan": points}
+
+
+def _missing_inputs(specs: list[dict], data: Path | None) -> list[str]:
+    """Why points of the plan cannot run yet, each reason once; without ``data`` the SFU-HW sequences it leaves
+    unfound are one reason naming them all."""
+    videos = {s["missing"][0] for s in specs if "manifest_frames" in s}  # a sequence's first reason is its video's
+    reasons = sorted({why for s in specs for why in s.get("missing", [])} - (videos if data is None else set()))
+    if data is None and videos:
+        names = sorted({s["sequence"] for s in specs if "manifest_frames" in s})
+        where = "where is" if len(names) == 1 else "where are"
+        reasons.insert(0, f"{where} {', '.join(names)}? pass --data DIR (the folder with the SFU-HW YUVs)")
+    return reasons
 
 
 def _training_steps(spec: dict, frames: dict, counts_fit: bool) -> dict | None:
