@@ -60,7 +60,7 @@ def plan(cfg: dict, out: Path, data: Path | None, annotations: Path | None, only
                 if "missing" in seq:
                     spec.update(missing=[seq["missing"]], manifest_frames=seq["manifest_frames"])
                 specs.append(spec)
-    out = []
+    keyed = []
     for s in expand_matches(specs):
         try:
             keys = {"point_key": point_key(s), "inputs_key": inputs_key(s)}
@@ -68,8 +68,8 @@ def plan(cfg: dict, out: Path, data: Path | None, annotations: Path | None, only
             if not missing_ok:
                 raise
             keys = {"point_key": point_key(s), "inputs_key": None, "missing": [*s.get("missing", []), str(err)]}
-        out.append({**s, **keys})
-    return out
+        keyed.append({**s, **keys})
+    return keyed
 
 
 def point_key(spec: dict) -> str:
