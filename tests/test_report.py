@@ -224,7 +224,7 @@ def test_ctc_compare_gives_each_curve_of_a_change_against_the_same_curve_before(
     assert by["hinerv-rd"]["bd_rate_map"] == pytest.approx(-20.0, abs=0.01)
     assert by["hinerv-rd"]["overlap_psnr_y"] == 1.0 and not by["hinerv-rd"]["withheld_psnr_y"]
     assert by["hevc"]["bd_rate_psnr_y"] == pytest.approx(0.0, abs=1e-9) and by["hevc"]["note_map"] == "not measured"
-    assert by["vvc"]["note"] == "only in new"
+    assert by["vvc"]["note"] == "only in new" and by["vvc"]["only_in"] == "new"
     assert by["nerv"]["note"] == "other frames (base 176x144 frames 0:10, new 176x144 frames 5:15)"
     assert by["hinerv-rd"]["new_points"][0] == [pytest.approx(11.2), 28.0]  # by rate, as the curves
     proc = run_main("ctc", "compare", base, new, "--points")
@@ -296,7 +296,7 @@ def test_ctc_compare_judges_a_change_over_several_starts_against_their_spread(tm
            "1 not judged)" in text and "±29.5 %" in text and "(counts a" in text
     assert "not compared, only in BASE: hevc (on apart, gains, noise)" in text, proc.stdout
     assert "│ only in base" not in text
-    assert {c["note"] for c in r["curves"] if c["curve"] == "hevc"} == {"only in base"}
+    assert {(c["note"], c["only_in"]) for c in r["curves"] if c["curve"] == "hevc"} == {("only in base", "base")}
     one = run_main("ctc", "compare", tmp_path / "base0", tmp_path / "new0")  # a folder of results folders, one pair
     said = " ".join(one.stdout.split())
     assert one.returncode == 0 and "one start" in said and "one pair gives no spread to judge against" in said, said

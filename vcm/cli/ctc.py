@@ -253,7 +253,7 @@ def _show_judgement(pairs: list[tuple[Path, Path]], metric: str, bends: frozense
 
 def _unpaired(c: dict) -> bool:
     """Whether a compared row is a curve that only one side holds (an anchor the other run left out, say)."""
-    return c.get("note") in ("only in base", "only in new")
+    return "only_in" in c
 
 
 def _unpaired_lines(curves: list[dict], place) -> list[str]:
@@ -263,7 +263,7 @@ def _unpaired_lines(curves: list[dict], place) -> list[str]:
 
     lines = []
     for side in ("base", "new"):
-        rows = [c for c in curves if c.get("note") == f"only in {side}"]
+        rows = [c for c in curves if c.get("only_in") == side]
         if rows:
             names = sorted({c["curve"] for c in rows}, key=curve_order)
             places = sorted({place(c) for c in rows})

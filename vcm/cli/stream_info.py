@@ -25,32 +25,25 @@ def describe_stream(path: Path) -> dict:
         from vcm.codec.decode import decode_stream
 
         stream = decode_stream(path, allow_large=True)  # no frame is decoded: the work is only reported
+        data = path.read_bytes()  # read and checked as a stream already
         v = stream.video
         video = {k: v[k] for k in ("name", "width", "height", "fps", "frames", "source_frames")}
-        version = _format_version(path)
         decoder = {"codec": f"vcm NeRV ({stream.arch}, {'rate–distortion' if stream.coding == 'rd' else 'prune–quantize'} coding)",
                    "params": stream.param_count(), "kmac_per_pixel": stream.kmac_per_pixel(v["width"], v["height"]),
-                   "format_version": version, **_grid_coding(stream), **_breakdown(path, stream, version)}
+                   "format_version": data[4], **_grid_coding(stream), **_breakdown(data, stream)}
     return {"path": str(path), "kind": "stream", **video,
             **rate(data_bytes, video["fps"], video["frames"], video["width"], video["height"]), **decoder}
 
 
-def _format_version(path: Path) -> int:
-    """The stream's format version: the byte after its magic (the stream was read and checked already)."""
-    with open(path, "rb") as f:
-        return f.read(5)[4]
-
-
-def _breakdown(path: Path, stream, version: int) -> dict:
-    """``{breakdown: rows}``: where a rate–distortion stream's bytes go, per part (:mod:`vcm.codec.breakdown`, as
-    ``vcm compress`` reports it). The sizes it needs come from writing the decoded stream again, which for the
-    latest format gives the file's own bytes (checked); nothing for other streams."""
+def _breakdown(data: bytes, stream) -> dict:
+    """``{breakdown: rows}``: where a rate–distortion stream's bytes (``data``, the file) go, per part
+    (:mod:`vcm.codec.breakdown`, as ``vcm compress`` reports it). The sizes it needs come from writing the decoded
+    stream again, which for the latest format gives the file's own bytes (checked); nothing for other streams."""
     from vcm.codec import nerv_stream
     from vcm.codec.breakdown import rd_breakdown
 
-    if stream.coding != "rd" or version != nerv_stream.VERSION:
+    if stream.coding != "rd" or data[4] != nerv_stream.VERSION:  # the byte after the magic: the format version
         return {}
-    data = path.read_bytes()
     again = nerv_stream.encode(stream)
     if again.data != data:  # a stream this vcm would not have written so: no sizes to split it by
         return {}

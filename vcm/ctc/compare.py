@@ -20,7 +20,8 @@ def compare(base: Path, new: Path, metric: str = "psnr_y", monotone: frozenset =
     """{"base", "new", "metric", "curves": [one dict per (sequence, curve)]}. A compared curve has
     ``bd_rate_<m>``, ``overlap_<m>`` (0–1), ``withheld_<m>`` and ``note_<m>`` for ``metric`` and ``map``
     (negative BD-rate: NEW needs fewer bits for the same quality), and ``base_points``/``new_points`` as
-    ``[kbps, quality]``; any other has a ``note`` saying why it was not compared. ``monotone``: the metrics,
+    ``[kbps, quality]``; any other has a ``note`` saying why it was not compared (and ``only_in``, ``base`` or
+    ``new``, where only that side has the curve). ``monotone``: the metrics,
     among ``metric`` and ``map``, whose curves are made monotone first (as the report's)."""
     if metric not in METRICS:
         raise VcmError(f"--metric must be one of {', '.join(METRICS)}, got {metric!r}")
@@ -35,7 +36,8 @@ def compare(base: Path, new: Path, metric: str = "psnr_y", monotone: frozenset =
             b, n = curves_b.get(seq, {}).get(curve, []), curves_n.get(seq, {}).get(curve, [])
             row = {"sequence": seq, "curve": curve, "base_points": _points(b, metric), "new_points": _points(n, metric)}
             if not b or not n:
-                row["note"] = f"only in {'new' if n else 'base'}"
+                row["only_in"] = "new" if n else "base"
+                row["note"] = f"only in {row['only_in']}"
             elif _clip(b) != _clip(n):
                 row["note"] = f"other frames (base {_describe_clip(b)}, new {_describe_clip(n)})"
             else:

@@ -87,7 +87,8 @@ def _judged(name: str, key: tuple[str, str], rows: list[dict | None], own: dict[
     (``own``: each side's later runs against its first, on the same curve)."""
     out = {"set": name, "sequence": key[0], "curve": key[1]}
     if all(r is None or "note" in r for r in rows):
-        return {**out, "note": next((r["note"] for r in rows if r is not None), "not in every pair")}
+        first = next((r for r in rows if r is not None), {"note": "not in every pair"})
+        return {**out, "note": first["note"], **({"only_in": first["only_in"]} if "only_in" in first else {})}
     for m in (metric, "map"):
         figures = [_figure(r, m) for r in rows]
         shown = [f["bd_rate"] for f in figures if f["bd_rate"] is not None and not f["withheld"]]

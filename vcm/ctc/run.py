@@ -31,8 +31,9 @@ BACKENDS = ("local", "ray")
 def plan(cfg: dict, out: Path, data: Path | None, annotations: Path | None, only: list[str] | None,
          codecs: list[str] | None, device: str | None, missing_ok: bool = False) -> list[dict]:
     """Every point's spec; ``missing_ok``: SFU-HW sequences not in ``data`` are planned from the manifest (their
-    specs carry ``missing`` and ``manifest_frames``), and a point whose other inputs (a checkpoint its masks need,
-    say) are not at hand carries ``missing`` too, instead of refused, as ``--dry-run`` shows them."""
+    specs carry ``missing_video``, why, and ``manifest_frames``), and a point whose other inputs (a checkpoint its
+    masks need, say) are not at hand carries ``missing_inputs``, why, instead of refused, as ``--dry-run`` shows
+    them."""
     seqs = ctc_config.sequence_entries(cfg, data, only, missing_ok)
     chosen = codecs or list((cfg.get("codecs") or {}).keys())
     unknown = set(chosen) - set(cfg.get("codecs") or {})
@@ -58,18 +59,23 @@ def plan(cfg: dict, out: Path, data: Path | None, annotations: Path | None, only
                 if seq.get("video"):  # absent, not empty, where the file says it all: the keys of earlier runs hold
                     spec["video"] = seq["video"]
                 if "missing" in seq:
-                    spec.update(missing=[seq["missing"]], manifest_frames=seq["manifest_frames"])
+                    spec.update(missing_video=seq["missing"], manifest_frames=seq["manifest_frames"])
                 specs.append(spec)
     keyed = []
     for s in expand_matches(specs):
         try:
-            keys = {"point_key": point_key(s), "inputs_key": inputs_key(s)}
+            keys = {"inputs_key": inputs_key(s)}
         except VcmError as err:
             if not missing_ok:
                 raise
-            keys = {"point_key": point_key(s), "inputs_key": None, "missing": [*s.get("missing", []), str(err)]}
-        keyed.append({**s, **keys})
+            keys = {"inputs_key": None, "missing_inputs": str(err)}
+        keyed.append({**s, "point_key": point_key(s), **keys})
     return keyed
+
+
+def _missing(spec: dict) -> list[str]:
+    """Why a planned point cannot run yet (:func:`plan` with ``missing_ok``): its video, its other inputs."""
+    return [spec[k] for k in ("missing_video", "missing_inputs") if k in spec]
 
 
 def point_key(spec: dict) -> str:
@@ -215,12 +221,12 @@ def preview(config_path: Path, out: Path, data: Path | None = None, annotations:
     points, fits, training, frames = [], set(), set(), {}
     for spec in specs:
         state, _ = _state(spec, force)
-        if "missing" in spec:  # the run refuses until its inputs are there
+        if _missing(spec):  # the run refuses until its inputs are there
             state = "missing input"
         elif state == "to run" and "after" in spec:
             state = "after anchors"
         row = {"sequence": spec["sequence"], "codec": spec["codec"], "point": spec["point_id"], "state": state,
-               **({"missing": spec["missing"]} if "missing" in spec else {})}
+               **({"missing": _missing(spec)} if _missing(spec) else {})}
         if state != "finished":
             fit = (spec["sequence"], spec["codec"], _fit_key(spec))
             row["steps"] = _training_steps(spec, frames, counts_fit=fit not in fits)
@@ -242,13 +248,14 @@ def preview(config_path: Path, out: Path, data: Path | None = None, annotations:
 def _missing_inputs(specs: list[dict], data: Path | None) -> list[str]:
     """Why points of the plan cannot run yet, each reason once; without ``data`` the SFU-HW sequences it leaves
     unfound are one reason naming them all."""
-    videos = {s["missing"][0] for s in specs if "manifest_frames" in s}  # a sequence's first reason is its video's
-    reasons = sorted({why for s in specs for why in s.get("missing", [])} - (videos if data is None else set()))
-    if data is None and videos:
-        names = sorted({s["sequence"] for s in specs if "manifest_frames" in s})
-        where = "where is" if len(names) == 1 else "where are"
-        reasons.insert(0, f"{where} {', '.join(names)}? pass --data DIR (the folder with the SFU-HW YUVs)")
-    return reasons
+    reasons = sorted({s["missing_inputs"] for s in specs if "missing_inputs" in s})
+    if data is not None:
+        return sorted({s["missing_video"] for s in specs if "missing_video" in s}) + reasons
+    names = sorted({s["sequence"] for s in specs if "missing_video" in s})
+    if not names:
+        return reasons
+    where = "where is" if len(names) == 1 else "where are"
+    return [f"{where} {', '.join(names)}? pass --data DIR (the folder with the SFU-HW YUVs)"] + reasons
 
 
 def _training_steps(spec: dict, frames: dict, counts_fit: bool) -> dict | None:

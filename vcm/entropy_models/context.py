@@ -91,12 +91,7 @@ def neighbours(above: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def row_context(above: np.ndarray, weights: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
     """(bucket, prediction) of every value of the row below ``above`` (both ``int64``, same shape)."""
-    u, ul, ur = neighbours(above)
-    activity = 2 * np.abs(u) + np.abs(ul) + np.abs(ur)
-    bucket = np.searchsorted(THRESHOLDS, activity, side="right")
-    w_u, w_ul, w_ur = weights
-    pred = (w_u * u + w_ul * ul + w_ur * ur + WEIGHT_UNIT // 2) // WEIGHT_UNIT
-    return bucket, pred
+    return _combine(neighbours(above), weights)
 
 
 def _rows_above(d: np.ndarray) -> np.ndarray:
@@ -109,9 +104,13 @@ def _rows_above(d: np.ndarray) -> np.ndarray:
 def contexts(d: np.ndarray, weights: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     """(bucket, prediction) of every value of ``d`` (``int64 [T, …, H, W]``) at once (encoder side), under the
     row model (three weights) or the wave model (five)."""
-    if len(weights) == ROWS:
-        return row_context(_rows_above(d), weights)
-    return _combine(wave_neighbours(d), weights)
+    return _combine(_features(d, len(weights)), weights)
+
+
+def _features(d: np.ndarray, model: int) -> tuple[np.ndarray, ...]:
+    """The neighbours each value of ``d`` is predicted from: U, UL, UR under the row model; also L and T under the
+    wave model."""
+    return neighbours(_rows_above(d)) if model == ROWS else wave_neighbours(d)
 
 
 def wave_neighbours(d: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -125,7 +124,8 @@ def wave_neighbours(d: np.ndarray) -> tuple[np.ndarray, ...]:
 
 
 def _combine(features: tuple[np.ndarray, ...], weights: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """(bucket, prediction) from the wave model's neighbours (any shapes alike, ``int64``)."""
+    """(bucket, prediction) from a model's neighbours (U, UL, UR, then L, T under the wave model; any shapes alike,
+    ``int64``): each weighs in the activity by :data:`ACTIVITY` and in the prediction by its weight."""
     activity = sum(a * np.abs(f) for a, f in zip(ACTIVITY, features))
     bucket = np.searchsorted(THRESHOLDS, activity, side="right")
     pred = (sum(w * f for w, f in zip(weights, features)) + WEIGHT_UNIT // 2) // WEIGHT_UNIT
@@ -155,8 +155,7 @@ def wave_context(padded: np.ndarray, before: np.ndarray, rows: np.ndarray, cols:
 def fit_weights(d: np.ndarray, model: int = ROWS) -> tuple[int, ...]:
     """Least-squares prediction weights of ``d`` from its neighbours (above; with ``WAVES`` also left and one
     slice earlier), in units of 1/32."""
-    features = neighbours(_rows_above(d)) if model == ROWS else wave_neighbours(d)
-    x = np.stack([n.ravel() for n in features], axis=1).astype(np.float64)
+    x = np.stack([n.ravel() for n in _features(d, model)], axis=1).astype(np.float64)
     if not x.any():
         return (0,) * model
     w = np.linalg.lstsq(x, d.ravel().astype(np.float64), rcond=None)[0]
