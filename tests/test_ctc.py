@@ -493,6 +493,27 @@ def test_a_typo_anywhere_in_a_ctc_config_is_refused_with_the_valid_keys(tmp_path
     assert not (tmp_path / "o").exists()  # refused before anything is written
 
 
+_SEQ = {"name": "c", "path": "sample:carphone", "frames": "0:2"}
+
+
+@pytest.mark.parametrize("edit, message", [  # each was a traceback (TypeError, ValueError, OverflowError) in the planner
+    ({"sequences": [{**_SEQ, "path": ["a.yuv"]}]}, "sequence c: path must be a video's path or sample:NAME (a string), got"),
+    ({"codecs": {"hinerv": {"fits": [{"preset": True, "points": [{"lambda": 1}]}]}}}, "preset must be a preset's name"),
+    ({"codecs": {"hinerv": {"fits": [{"params": "inf", "points": [{"lambda": 1}]}]}}}, "params inf is more than a .nerv"),
+    ({"codecs": {"hevc": {"qps": [40], "config": {"ra": 1}}}}, "config must be one of ra, ld, ai"),
+    ({"codecs": {"sa-hinerv": {"masks": {"source": "canny", "config": ["x.yaml"]}}}}, "sa-hinerv masks: config must be a string"),
+    ({"codecs": {"sa-hinerv": {"masks": {"source": "canny", "alpha": "high"}}}}, "masks: alpha must be a number in [0, 1]"),
+    ({"codecs": {"hinerv": {"fits": [{"rate_aware": False, "points": [{"lambda": 1}, {"lambda": "2:5"}]}]}}},
+     "lambda must be a number, got '2:5'"),
+])
+def test_a_value_of_the_wrong_type_in_a_ctc_config_is_one_line_not_a_traceback(tmp_path, edit, message):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(json.dumps({"sequences": [_SEQ], "codecs": {"hevc": {"qps": [40]}}, **edit}))
+    r = run_main("ctc", "run", cfg, "--out", tmp_path / "o", "--dry-run")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.startswith("error: ") and message in r.stderr and r.stderr.count("\n") == 1, r.stderr
+
+
 @pytest.mark.parametrize("point, message", [
     ({"lambda": "abc"}, "lambda must be a number, got 'abc'"),  # was a traceback
     ({"lambda": -1}, "lambda must be a positive number"),  # each was refused only once its fit had trained

@@ -38,6 +38,11 @@ def test_parse_param_count():
     assert parse_param_count("0.3M") == 300_000 and parse_param_count("50k") == 50_000
     with pytest.raises(VcmError):
         parse_param_count("lots")
+    for text, message in (("nan", "must look like"), ("inf", "more than a .nerv stream holds"),  # were a
+                          ("0.2G", "more than a .nerv stream holds")):  # ValueError and an OverflowError
+        with pytest.raises(VcmError, match=message):
+            parse_param_count(text)
+    assert parse_param_count("134217728") == 1 << 27  # the most a stream holds
 
 
 def test_width_scale_shrinks_every_nerv_width():

@@ -34,7 +34,7 @@ CONFIGS = {"ra": "random access", "ld": "low delay", "ai": "all intra"}
 
 def check_config(config) -> str:
     """One of the CTC's configurations (``ra``, ``ld``, ``ai``), or a one-line error naming them."""
-    if config not in CONFIGS:
+    if not isinstance(config, str) or config not in CONFIGS:  # a list or mapping here is not hashable
         raise VcmError(f"config must be one of {', '.join(CONFIGS)} ({', '.join(CONFIGS.values())}), got {config!r}")
     return config
 

@@ -103,6 +103,18 @@ def _steps_on_disk(fit_dir: Path, total: int, num_frames: int) -> int:
     return total if state["finished"] else min(state["step"], total)
 
 
+def _check_masks_values(codec: str, masks: dict) -> None:
+    """A masks section's values: paths and names are strings, ``alpha`` a threshold in [0, 1] (a list or a number
+    where a path goes was a TypeError in the planner, a word for alpha a ValueError)."""
+    for key in ("masks", "sam_checkpoint", "config", "sam_model", "source"):
+        value = masks.get(key)
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise VcmError(f"{codec} masks: {key} must be a string, got {value!r}")
+    alpha = masks.get("alpha")
+    if alpha is not None and (isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1):
+        raise VcmError(f"{codec} masks: alpha must be a number in [0, 1], got {alpha!r}")
+
+
 def _preset_key(preset: str) -> str:
     """A preset's part of a fit's folder name: its name, or a YAML path's file stem (a path has separators)."""
     return Path(preset).stem if "/" in preset or preset.endswith((".yaml", ".yml")) else preset
@@ -188,6 +200,7 @@ class NervFamily(Codec):
             if unknown:
                 raise VcmError(f"{self.name} masks: unknown {noun(len(unknown), 'key')} {', '.join(sorted(unknown))}; "
                                f"valid: {', '.join(sorted(_MASKS_KEYS))}")
+            _check_masks_values(self.name, section["masks"])
             if section["masks"].get("source") is not None:
                 from vcm.masks.sources import parse_source
 
@@ -233,7 +246,10 @@ class NervFamily(Codec):
             chained = self._chained(fit)
             fit_points = fit.get("points") or [{}]
             if chained:  # the chain's λ points first, from the smallest λ up: the first trains the fit
-                fit_points = sorted(fit_points, key=lambda p: (not _chain_link(p), float(p.get("lambda", 0))))
+                for p in fit_points:  # each λ a number before the order is taken from it
+                    if _chain_link(p):
+                        _number(f"{self.name} point {p}", p, "lambda")
+                fit_points = sorted(fit_points, key=lambda p: (0, float(p["lambda"])) if _chain_link(p) else (1, 0.0))
             last_link = [q for q in fit_points if _chain_link(q)][-1] if chained else None
             previous = None  # (point id, λ) of the chain's previous link
             for p in fit_points:
@@ -334,6 +350,9 @@ class NervFamily(Codec):
     def _check_fit(self, fit: dict) -> None:
         """A fit section's values, as its fit would resolve them, before any fit trains."""
         where = f"{self.name} fit {({k: v for k, v in fit.items() if k != 'points'})}"
+        if "preset" in fit and (not isinstance(fit["preset"], str) or not fit["preset"].strip()):
+            raise VcmError(f"{where}: preset must be a preset's name or a YAML file's path (a string), got "
+                           f"{fit['preset']!r}")
         for key in ("steps", "epochs", "batch"):
             if fit.get(key) is not None:
                 _number(where, fit, key, whole=True)

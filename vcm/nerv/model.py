@@ -385,6 +385,8 @@ def parse_param_count(text: str, name: str = "--params") -> int:
     mult = {"k": 1e3, "m": 1e6, "g": 1e9}.get(t[-1:], 1)
     try:
         value = float(t[:-1] if t[-1:] in "kmg" else t) * mult
+        if value != value:  # NaN
+            raise ValueError
     except ValueError:
         from vcm.errors import VcmError
 
@@ -393,5 +395,11 @@ def parse_param_count(text: str, name: str = "--params") -> int:
         from vcm.errors import VcmError
 
         raise VcmError(f"{name} {text} is too small for a network (at least 100 parameters)")
+    from vcm.codec.nerv_stream import LIMITS
+
+    if value > LIMITS["params"]:  # inf was an OverflowError here
+        from vcm.errors import VcmError
+
+        raise VcmError(f"{name} {text} is more than a .nerv stream holds ({LIMITS['params']:,} parameters)")
     return int(value)
 
