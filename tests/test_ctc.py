@@ -496,13 +496,18 @@ def test_a_typo_anywhere_in_a_ctc_config_is_refused_with_the_valid_keys(tmp_path
 _SEQ = {"name": "c", "path": "sample:carphone", "frames": "0:2"}
 
 
-@pytest.mark.parametrize("edit, message", [  # each was a traceback (TypeError, ValueError, OverflowError) in the planner
-    ({"sequences": [{**_SEQ, "path": ["a.yuv"]}]}, "sequence c: path must be a video's path or sample:NAME (a string), got"),
+# each was a traceback (TypeError, ValueError, OverflowError) in the planner
+@pytest.mark.parametrize("edit, message", [
+    ({"sequences": [{**_SEQ, "path": ["a.yuv"]}]},
+     "sequence c: path must be a video's path or sample:NAME (a string), got"),
     ({"codecs": {"hinerv": {"fits": [{"preset": True, "points": [{"lambda": 1}]}]}}}, "preset must be a preset's name"),
-    ({"codecs": {"hinerv": {"fits": [{"params": "inf", "points": [{"lambda": 1}]}]}}}, "params inf is more than a .nerv"),
+    ({"codecs": {"hinerv": {"fits": [{"params": "inf", "points": [{"lambda": 1}]}]}}},
+     "params inf is more than a .nerv"),
     ({"codecs": {"hevc": {"qps": [40], "config": {"ra": 1}}}}, "config must be one of ra, ld, ai"),
-    ({"codecs": {"sa-hinerv": {"masks": {"source": "canny", "config": ["x.yaml"]}}}}, "sa-hinerv masks: config must be a string"),
-    ({"codecs": {"sa-hinerv": {"masks": {"source": "canny", "alpha": "high"}}}}, "masks: alpha must be a number in [0, 1]"),
+    ({"codecs": {"sa-hinerv": {"masks": {"source": "canny", "config": ["x.yaml"]}}}},
+     "sa-hinerv masks: config must be a string"),
+    ({"codecs": {"sa-hinerv": {"masks": {"source": "canny", "alpha": "high"}}}},
+     "masks: alpha must be a number in [0, 1]"),
     ({"codecs": {"hinerv": {"fits": [{"rate_aware": False, "points": [{"lambda": 1}, {"lambda": "2:5"}]}]}}},
      "lambda must be a number, got '2:5'"),
 ])
