@@ -178,6 +178,7 @@ def test_a_ctc_json_with_an_unusable_box_is_one_clear_line(tmp_path):
     good = json.loads((tmp_path / "gt.json").read_text())
     for edit, message in ((lambda d: d["annotations"][0].update(bbox=[float("nan"), 0, 4, 4]), "is not made of finite numbers"),
                           (lambda d: d["annotations"][0].pop("bbox"), "needs image_id, an [x, y, w, h] bbox and category_id"),
+                          (lambda d: d["annotations"][0].update(iscrowd=float("inf")), "needs image_id"),
                           (lambda d: d["images"][0].update(id=[0]), "has the id [0]; an id is a number or a string"),
                           (lambda d: d["images"].append(3), "every image must be an object with a numeric id"),
                           (lambda d: d["images"][0].update(width="wide"), "is widex240; BQSquare is 416x240")):

@@ -114,6 +114,10 @@ def test_frame_and_category_mapping_rules(tmp_path):
     (lambda d: d["annotations"][0].update(category_id=[1]), "has the category_id [1]; an id is a number or a string"),
     (lambda d: d["annotations"].append("person"), "'annotations' must be a list of objects"),
     (lambda d: (d["annotations"][0].pop("id", None), d["annotations"][0].pop("bbox")), "annotation #1 (no id) has no"),
+    # each was a traceback of int() or float()
+    (lambda d: d["annotations"][0].update(area="big"), "iscrowd and area must be numbers, got 0 and 'big'"),
+    (lambda d: d["annotations"][0].update(iscrowd=float("inf")), "iscrowd and area must be numbers, got inf"),
+    (lambda d: d["annotations"][0].update(iscrowd=2), "iscrowd must be 0 or 1 and its area a number of at least 0"),
 ])
 def test_unmatched_frames_and_categories_are_one_clear_line(tmp_path, edit, message):
     path = write_coco(tmp_path / "gt.json", "name0")

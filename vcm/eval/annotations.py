@@ -17,6 +17,8 @@ without a class is an error unless none of its objects is used.
 
 from __future__ import annotations
 
+import math
+
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -208,8 +210,15 @@ def load_annotations(path: Path, name: str, width: int, height: int, num_frames:
         fault = box_fault(x, y, w, h, width, height)
         if fault:
             raise VcmError(f"{path.name}: {_annotation(a, i)}'s bbox {a['bbox']} {fault}")
-        gt.frames[frame_of[a["image_id"]]].append(
-            Box(x, y, w, h, cat_of[a["category_id"]], int(a.get("iscrowd", 0) or 0), float(a.get("area", w * h))))
+        try:
+            iscrowd, area = int(a.get("iscrowd", 0) or 0), float(a.get("area", w * h))
+        except (TypeError, ValueError, OverflowError):  # was a traceback of int() or float() (int() of inf)
+            raise VcmError(f"{path.name}: {_annotation(a, i)}'s iscrowd and area must be numbers, got "
+                           f"{a.get('iscrowd')!r} and {a.get('area')!r}") from None
+        if not (iscrowd in (0, 1) and math.isfinite(area) and area >= 0):
+            raise VcmError(f"{path.name}: {_annotation(a, i)}'s iscrowd must be 0 or 1 and its area a number of at "
+                           f"least 0, got {a.get('iscrowd')!r} and {a.get('area')!r}")
+        gt.frames[frame_of[a["image_id"]]].append(Box(x, y, w, h, cat_of[a["category_id"]], iscrowd, area))
     return gt, Mapping(frames_how, cats_how)
 
 

@@ -122,7 +122,7 @@ def load_coco_json(path: Path, sequence: str | None = None) -> GroundTruth:
             frame = frame_of_image.get(float(a["image_id"]))
             x, y, w, h = (float(v) for v in a["bbox"])
             cat, iscrowd, area = int(a["category_id"]), int(a.get("iscrowd", 0)), float(a.get("area", w * h))
-        except (KeyError, TypeError, ValueError, AttributeError):
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError):  # OverflowError: int() of inf
             raise VcmError(f"{path.name}: annotation {a.get('id') if isinstance(a, dict) else a!r} needs image_id, "
                            "an [x, y, w, h] bbox and category_id as numbers") from None
         if frame is None:
