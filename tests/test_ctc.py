@@ -1,5 +1,6 @@
 import csv
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -517,6 +518,30 @@ def test_a_value_of_the_wrong_type_in_a_ctc_config_is_one_line_not_a_traceback(t
     r = run_main("ctc", "run", cfg, "--out", tmp_path / "o", "--dry-run")
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert r.stderr.startswith("error: ") and message in r.stderr and r.stderr.count("\n") == 1, r.stderr
+
+
+@pytest.mark.parametrize("detector, message", [
+    ({"name": "oracle", "settings": {"conf": 1}}, "the oracle detector has no settings"),
+    ({"name": "opencv-face", "settings": {"scale_fator": 1.2}}, "unknown key scale_fator; valid: max_size"),
+    ({"name": "opencv-face", "settings": {"scale_factor": 0.5}}, "scale_factor must be above 1"),
+    ({"name": "yolov7", "settings": {"img_size": "big"}}, "yolov7 setting img_size must be int, got 'big'"),
+    ({"name": "fasterrcnn_mobilenet_v3_large_fpn", "settings": {"score_threshold": float("nan")}},
+     "score_threshold must be a number of at least 0"),
+    ({"name": "fasterrcnn_mobilenet_v3_large_fpn", "settings": ["score_threshold=0.5"]}, "settings must be a mapping"),
+])
+def test_a_detectors_settings_are_checked_before_any_point_is_coded(tmp_path, detector, message):
+    """Each ran the anchors' encoder and failed every point at its evaluation."""
+    from vcm.ctc.run import run
+
+    for where in ("config", "sequence"):
+        cfg = tmp_path / f"{where}.yaml"
+        seq = {**_SEQ, "reference": "original"}
+        cfg.write_text(json.dumps({"sequences": [{**seq, "detector": detector} if where == "sequence" else seq],
+                                   "codecs": {"hevc": {"qps": [40]}},
+                                   **({"detector": detector, "reference": "original"} if where == "config" else {})}))
+        with pytest.raises(VcmError, match=re.escape(message)):
+            run(cfg, tmp_path / "o")
+        assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize("point, message", [

@@ -17,6 +17,6 @@ every score file and report). Entries:
 
 Evaluation adds ``oracle`` (the ground truth itself, :mod:`vcm.eval.detect`). Adding one = a module
 with a function decorated by :func:`vcm.detectors.registry.register_detector` (a leaf) + its module in
-that registry's list. Options (``--set key=value``) are checked against the entry's settings
-dataclass: a typo is an error.
+that registry's list. Options (``--set key=value``, a CTC config's ``settings``) are checked against the
+entry's settings dataclass by its ``settings_of``, a CTC config's before any point is coded: a typo is an error.
 """

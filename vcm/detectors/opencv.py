@@ -94,11 +94,15 @@ def _check(settings: CascadeSettings, name: str) -> None:
 
 
 def _register_cascade(name: str) -> None:
-    @register_detector(name, f"OpenCV's shipped Haar cascade ({CASCADES[name][1]}; counts as person)", family="opencv")
-    def create(weights=None, repo=None, device="cpu", batch=8, half=False, options=None):
+    def settings_of(options):
         settings = apply_options(CascadeSettings(), options, name)
         _check(settings, name)
-        return CascadeDetector(name, settings)
+        return settings
+
+    @register_detector(name, f"OpenCV's shipped Haar cascade ({CASCADES[name][1]}; counts as person)", family="opencv",
+                       settings_of=settings_of)
+    def create(weights=None, repo=None, device="cpu", batch=8, half=False, options=None):
+        return CascadeDetector(name, settings_of(options))
 
 
 for _name in CASCADES:

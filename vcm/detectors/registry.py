@@ -38,20 +38,38 @@ class Entry:
     family: str
     local: Callable[[], dict | None] | None = None  # a detector section when its weights are here, else None
     preference: int = 1000  # the order in which the demo asks the probes (lowest first)
+    settings_of: Callable[[dict | None], object] | None = None  # options → its settings, checked (the factory's too)
 
 
 _REGISTRY: Registry[Entry] = Registry("detector", ("vcm.detectors.yolov7", "vcm.detectors.torchvision_models", "vcm.detectors.opencv"))
 
 
 def register_detector(name: str, description: str = "", family: str = "",
-                      local: Callable[[], dict | None] | None = None, preference: int = 1000) -> Callable:
-    """Function decorator: register ``factory(weights=, repo=, device=, batch=, half=, options=)``."""
+                      local: Callable[[], dict | None] | None = None, preference: int = 1000,
+                      settings_of: Callable[[dict | None], object] | None = None) -> Callable:
+    """Function decorator: register ``factory(weights=, repo=, device=, batch=, half=, options=)``; ``settings_of``:
+    the function the factory reads its ``options`` with (options → its settings, checked), so that they can be
+    checked before any detector is built (:func:`check_options`)."""
 
     def wrap(factory):
-        _REGISTRY.add(name, Entry(name, factory, description, family or name, local, preference))
+        _REGISTRY.add(name, Entry(name, factory, description, family or name, local, preference, settings_of))
         return factory
 
     return wrap
+
+
+def check_options(name: str, options, what: str) -> None:
+    """A detector's ``options`` (a CTC config's ``settings``) checked as its factory will apply them, without
+    building it: a mapping of its settings' keys and values of their types. A typo there failed every point of a
+    CTC run once its video was coded. A user's own detector (``MODULE:ATTR``) checks its options when it is built."""
+    if options is None:
+        return
+    if not isinstance(options, dict):
+        raise VcmError(f"{what} settings must be a mapping of setting: value, got {options!r}")
+    if name == "oracle" and options:
+        raise VcmError("the oracle detector has no settings")
+    if name in _REGISTRY and _REGISTRY.get(name).settings_of is not None:
+        _REGISTRY.get(name).settings_of(options)
 
 
 def names() -> list[str]:
@@ -80,8 +98,8 @@ def apply_options(settings, options: dict | None, what: str):
             value = _coerce(kind, raw)
         except (TypeError, ValueError):
             raise VcmError(f"{what} setting {key} must be {kind.__name__}, got {raw!r}") from None
-        if kind in (int, float) and value < 0:
-            raise VcmError(f"{what} setting {key} must not be negative, got {raw!r}")
+        if kind in (int, float) and not value >= 0:  # NaN too
+            raise VcmError(f"{what} setting {key} must be a number of at least 0, got {raw!r}")
         values[key] = value
     return dataclasses.replace(settings, **values)
 

@@ -148,13 +148,16 @@ def _local(name: str):
 def _register(name: str) -> None:
     rank = LOCAL_PREFERENCE.index(name) + 1 if name in LOCAL_PREFERENCE else None
 
-    @register_detector(name, f"torchvision {name} (COCO)", family="torchvision",
-                       local=_local(name) if rank else None, preference=rank or 1000)
-    def create(weights=None, repo=None, device="cpu", batch=8, half=False, options=None):
+    def settings_of(options):
         settings = apply_options(FAMILIES[name][1], options, name)
         if settings.min_size < 32 or settings.max_size < settings.min_size:
             raise VcmError(f"{name}: min_size must be ≥ 32 and max_size ≥ min_size")
-        return TorchvisionDetector(name, None if weights is None else str(weights), device, batch, settings)
+        return settings
+
+    @register_detector(name, f"torchvision {name} (COCO)", family="torchvision",
+                       local=_local(name) if rank else None, preference=rank or 1000, settings_of=settings_of)
+    def create(weights=None, repo=None, device="cpu", batch=8, half=False, options=None):
+        return TorchvisionDetector(name, None if weights is None else str(weights), device, batch, settings_of(options))
 
 
 for _name in FAMILIES:

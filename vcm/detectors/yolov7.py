@@ -278,10 +278,16 @@ def local_weights() -> dict | None:
     return {"name": "yolov7", "weights": str(weights), "repo": str(repo)} if weights and repo else None
 
 
-@register_detector("yolov7", "YOLOv7 (WongKinYiu/yolov7), evaluated as its test.py; the checkpoint's classes (COCO-80 "
-                   "for the published weights)", local=local_weights, preference=0)
-def create(weights=None, repo=None, device="cpu", batch=8, half=False, options=None) -> YoloV7Detector:
+def settings_of(options: dict | None) -> YoloV7Settings:
+    """``options`` (``--set`` or a CTC config's ``settings``) applied to YOLOv7's settings, checked."""
     settings = apply_options(YoloV7Settings(), options, "yolov7")
     if settings.img_size < STRIDE:
         raise VcmError(f"yolov7 img_size must be at least {STRIDE}")
-    return YoloV7Detector(weights=weights, repo=repo, device=device, batch=batch, half=half, settings=settings)
+    return settings
+
+
+@register_detector("yolov7", "YOLOv7 (WongKinYiu/yolov7), evaluated as its test.py; the checkpoint's classes (COCO-80 "
+                   "for the published weights)", local=local_weights, preference=0, settings_of=settings_of)
+def create(weights=None, repo=None, device="cpu", batch=8, half=False, options=None) -> YoloV7Detector:
+    return YoloV7Detector(weights=weights, repo=repo, device=device, batch=batch, half=half,
+                          settings=settings_of(options))
