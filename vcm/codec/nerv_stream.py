@@ -37,6 +37,7 @@ from vcm.codec import rd_coding
 from vcm.codec.entropy import decode_array, encode_array
 from vcm.codec.quant import QTensor, bf16_bytes, bf16_from, levels
 from vcm.nerv import registry
+from vcm.nerv.model import MAX_PARAMS
 
 COLOUR = "RGB output; YUV sources were converted with BT.601 limited range (vcm.video.color)"
 MAGIC = container.NERV_MAGIC
@@ -58,7 +59,7 @@ HEADER_DICT = (
 )
 # Limits every representation's config is checked against (a representation adds its own in its
 # registry entry: NeRV's stem layers and positional-encoding levels).
-LIMITS = {"side": 16384, "frames": 1_000_000, "params": 1 << 27, "width_channels": 1 << 16, "stages": 8}
+LIMITS = {"side": 16384, "frames": 1_000_000, "params": MAX_PARAMS, "width_channels": 1 << 16, "stages": 8}
 
 
 @dataclass

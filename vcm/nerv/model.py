@@ -379,6 +379,9 @@ def parse_embed(text: str) -> tuple[float, int]:
         raise ValueError(f"embed must look like BASE_LEVELS (e.g. 1.25_80), got {text!r}") from None
 
 
+MAX_PARAMS = 1 << 27  # the most parameters a network may have: what a .nerv stream's decoder accepts
+
+
 def parse_param_count(text: str, name: str = "--params") -> int:
     """``"0.3M"``, ``"50k"``, ``"120000"`` → integer parameter count (``name``: what the error calls it)."""
     t = str(text).strip().lower().replace("_", "")
@@ -395,11 +398,9 @@ def parse_param_count(text: str, name: str = "--params") -> int:
         from vcm.errors import VcmError
 
         raise VcmError(f"{name} {text} is too small for a network (at least 100 parameters)")
-    from vcm.codec.nerv_stream import LIMITS
-
-    if value > LIMITS["params"]:  # inf was an OverflowError here
+    if value > MAX_PARAMS:  # inf was an OverflowError here
         from vcm.errors import VcmError
 
-        raise VcmError(f"{name} {text} is more than a .nerv stream holds ({LIMITS['params']:,} parameters)")
+        raise VcmError(f"{name} {text} is more than a .nerv stream holds ({MAX_PARAMS:,} parameters)")
     return int(value)
 
