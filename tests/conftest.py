@@ -116,6 +116,11 @@ def small_clip():
     return moving_frames()
 
 
+# What every finished CTC row measures beside its rate (vcm.ctc.result_row reads them), for rows a test writes by hand.
+ROW_MEASURES = {"psnr": 30.0, "psnr_y": 31.0, "bpp": 0.01, "encode_seconds": 1.0, "decode_seconds": 0.1, "width": 176,
+                "height": 144, "ms_ssim": None, "map": None, "ap50": None}
+
+
 def run_cli(*args, cwd=None, timeout=600, env=None):
     """Run the real entry point in a subprocess: ``python -m vcm ARGS`` (``env``: extra variables)."""
     env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))

@@ -5,7 +5,7 @@ import shlex
 import numpy as np
 import pytest
 
-from tests.conftest import moving_frames, run_cli, run_main
+from tests.conftest import ROW_MEASURES, moving_frames, run_cli, run_main
 from vcm.video.yuv import frame_bytes, write_yuv420
 
 
@@ -362,7 +362,7 @@ def test_info_on_a_ctc_results_folder_says_which_points_finished_failed_or_stopp
     """A CTC folder read back: finished points with their rate range, a failed one with its error, one left
     with a stopped stage, one with a damaged result; and that no report is written yet."""
     ok = {"status": "ok", "sequence": "clip", "codec": "hinerv", "curve": "hinerv-rd", "bytes": 900, "fps": 30.0,
-          "frames": 8}
+          "frames": 8, **ROW_MEASURES}
     points = tmp_path / "out" / "points" / "clip"
     for name, row in (("l1", {**ok, "point": "l1", "kbps": 12.5}), ("l4", {**ok, "point": "l4", "kbps": 7.25}),
                       ("l20", {"status": "failed", "sequence": "clip", "codec": "hinerv", "point": "l20",

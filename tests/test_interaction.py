@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import progress_gaps, run_cli
+from tests.conftest import ROW_MEASURES, progress_gaps, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -342,7 +342,7 @@ def test_a_point_another_run_finished_after_this_one_planned_is_taken_not_run_ag
     spec = {"sequence": "s", "codec": "no-such-codec", "point_id": "p", "workdir": str(tmp_path), "device": "cpu",
             "point_key": "settings", "inputs_key": "inputs"}
     theirs = {"status": "ok", "sequence": "s", "codec": "no-such-codec", "curve": "c", "point": "p", "kbps": 1.0,
-              "bytes": 10, "fps": 25.0, "frames": 2, "point_key": "settings", "inputs_key": "inputs"}
+              "bytes": 10, "fps": 25.0, "frames": 2, "point_key": "settings", "inputs_key": "inputs", **ROW_MEASURES}
     (tmp_path / "result.json").write_text(json.dumps(theirs))
     assert safe_run_point(spec) == theirs  # running it would fail: its codec does not exist
     assert json.loads((tmp_path / "result.json").read_text()) == theirs

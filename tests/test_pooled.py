@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -42,3 +43,32 @@ def test_points_of_the_same_rank_pool_over_the_class(tmp_path):
     assert low["map"] == pytest.approx(0.0)
     # Half of the class's objects found, each exactly: pooled AP is 50 on both classes present.
     assert high["map"] == pytest.approx(50.0, abs=0.5) and high["ap50"] == pytest.approx(50.0, abs=0.5)
+
+
+def test_a_results_folder_moved_off_its_machine_still_pools_and_an_edited_detections_file_is_one_line(tmp_path):
+    """A row records its detections' absolute path; a folder copied elsewhere pooled nothing but a
+    FileNotFoundError, and an edited detections.json a KeyError."""
+    from vcm.ctc.tables import collect
+    from vcm.errors import VcmError
+
+    out = tmp_path / "moved"
+    for i, name in enumerate(CLASS_D):
+        seq = sequences.lookup(name)
+        gt = GroundTruth(name, 416, 240, {seq.ctc_first: [Box(10, 10, 40, 30, 0)]})
+        (tmp_path / seq.annotations).write_text(json.dumps(to_coco_json(gt, seq.ctc_first)))
+        folder = out / "points" / name / "x" / "p0"
+        folder.mkdir(parents=True)
+        row = write_point(folder, name, gt, 0, 10.0 + i, found=True)
+        (folder / f"{name}_0.json").rename(folder / "detections.json")
+        row.update(status="ok", point="p0", fps=50.0, frames=1, bytes=100, bpp=0.01, psnr=30.0, psnr_y=31.0,
+                   ms_ssim=None, map=100.0, ap50=100.0, encode_seconds=1.0, decode_seconds=1.0, width=416, height=240,
+                   detections=f"/machine/that/ran/it/points/{name}/x/p0/detections.json",
+                   ground_truth={"kind": "sfu-hw", "source": "SFU-HW ground truth"})
+        (folder / "result.json").write_text(json.dumps(row))
+    rows, failed, _ = collect(out)
+    assert not failed and all(r["detections"].startswith(str(out)) for r in rows)
+    pooled = class_curves(curves_by_sequence(rows), tmp_path)
+    assert pooled["D"]["x"][0]["map"] == pytest.approx(100.0)
+    (out / "points" / CLASS_D[1] / "x" / "p0" / "detections.json").write_text(json.dumps([{"bbox": [1, 2, 3, 4]}]))
+    with pytest.raises(VcmError, match=re.escape(f"(the detections of {CLASS_D[1]} x p0) is not a list of detections")):
+        class_curves(curves_by_sequence(collect(out)[0]), tmp_path)

@@ -153,6 +153,30 @@ def test_a_damaged_result_row_is_listed_as_failed_and_run_again_not_a_traceback(
     assert read_result(points / "hevc" / "qp45")["kbps"] == 25.0
 
 
+@pytest.mark.parametrize("edit, fault", [  # each stopped vcm ctc report with a traceback
+    ({"breakdown": [{"part": "grids", "bytes": "many", "share": 0.5}]}, "field 'breakdown' is not a list of parts"),
+    ({"ground_truth": "sfu-hw"}, "field 'ground_truth' is not a mapping with its source and kind as text"),
+    ({"provenance": {"vcm": "0.1", "date": 5}}, "field 'provenance' has no date as text"),
+    ({"encode_seconds": None}, "field 'encode_seconds' is not a number"),
+    ({"label": ["l1"]}, "field 'label' is not text"),
+    ({"width": None}, "field 'width' is not a whole number above 0"),
+    ({"source_frames": [0, "end"]}, "field 'source_frames' is not [first, end]"),
+    ({"rate_control": {"target": {"kbps": 20.0}, "lambda": 1.0, "trials": [{"lambda": "x"}]}},
+     "field 'rate_control' is not a search's record"),
+])
+def test_a_result_row_is_damaged_when_any_field_the_report_reads_has_another_type(results, edit, fault):
+    from vcm.ctc.points import read_result
+
+    row = results / "points" / "clip" / "hinerv" / "s_rd_l1" / "result.json"
+    row.write_text(json.dumps({**json.loads(row.read_text()), **edit}))
+    r = make_report(results, anchor="hevc")
+    assert r["failed"] == 1 and f"s_rd_l1/result.json is damaged ({fault}" in (results / "report.md").read_text()
+    assert read_result(row.parent) is None
+    from vcm.ctc.tables import collect
+
+    assert [r["point"] for r in collect(results)[1]] == ["s_rd_l1"]  # vcm ctc compare reads rows through it too
+
+
 def test_points_without_a_result_are_listed_not_silently_left_out_of_the_curves(results):
     """A point stopped mid-stage (its state kept) and one killed before any state: the curves leave them out,
     and the report and `vcm ctc report` say so instead of showing a curve that looks whole."""

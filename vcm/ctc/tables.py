@@ -37,6 +37,10 @@ def collect(out: Path, require: bool = True) -> tuple[list[dict], list[dict], li
             continue
         if r is None:
             r = result_row.damaged_row(p, why or "gone while it was read")
+        elif r.get("detections") and (folder / Path(r["detections"]).name).is_file():
+            # the point's own file, where the folder is now: a results folder copied off the machine that ran it
+            # keeps the absolute paths it was written with
+            r = {**r, "detections": str(folder / Path(r["detections"]).name)}
         (rows if r.get("status") == "ok" else failed).append(r)
     if require and not rows and not failed and not unfinished:
         if not Path(out).exists():  # a mistyped folder was reported as one without results

@@ -41,9 +41,8 @@ def class_curves(curves: dict, annotations: Path | None) -> dict:
                 for s in seqs:
                     r = curves[s][codec][k]
                     gt = gts.setdefault(s, load_ground_truth(s, annotations or (Path(r["annotations"]) if r.get("annotations") else None)))
-                    dets = json.loads(Path(r["detections"]).read_text())
                     per = defaultdict(list)
-                    for d in dets:
+                    for d in _read_detections(Path(r["detections"]), r):
                         per[d["source_frame"]].append(d)
                     frames = gt.covers(range(*r["source_frames"]))
                     clips.append(ScoredClip(gt, frames, [Detections(
@@ -55,3 +54,27 @@ def class_curves(curves: dict, annotations: Path | None) -> dict:
                 points.append({"kbps": float(np.mean(kbps)), "map": res["map"], "ap50": res["ap50"], "psnr": None})
             out[cls][codec] = points
     return out
+
+
+def _read_detections(path: Path, row: dict) -> list[dict]:
+    """A point's ``detections.json`` (as ``vcm eval`` writes it: objects with ``source_frame``, an ``[x, y, w, h]``
+    ``bbox``, ``score`` and ``category_id``), checked: a missing or edited file is one line naming it."""
+    from vcm.errors import VcmError
+
+    where = " ".join(str(row.get(k, "?")) for k in ("sequence", "codec", "point"))
+    try:
+        dets = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise VcmError(f"the detections of {where} cannot be read for class pooling ({path}: {type(err).__name__}); "
+                       f"put the point's detections.json back, or delete its result.json and run vcm ctc run again") \
+            from None
+
+    def sound(d) -> bool:
+        return (isinstance(d, dict) and isinstance(d.get("source_frame"), int) and isinstance(d.get("bbox"), list)
+                and len(d["bbox"]) == 4 and all(isinstance(v, (int, float)) for v in d["bbox"] + [d.get("score")])
+                and isinstance(d.get("category_id"), int))
+
+    if not isinstance(dets, list) or not all(map(sound, dets)):
+        raise VcmError(f"{path} (the detections of {where}) is not a list of detections with source_frame, bbox, "
+                       f"score and category_id; delete the point's result.json and run vcm ctc run again")
+    return dets
