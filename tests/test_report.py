@@ -218,6 +218,10 @@ def test_a_report_made_again_keeps_the_last_reports_settings_unless_told_otherwi
     assert (changed["anchor"], changed["monotone"], changed["metric"]) == ("hevc", [], "psnr")
     proc = run_main("ctc", "report", results, "--monotone-map", "--monotone")
     assert proc.returncode == 1 and "goes with neither --monotone nor --no-monotone" in proc.stderr
+    # an edited bd.json is no last report (a list for the anchor was a TypeError): the defaults
+    (results / "bd.json").write_text(json.dumps({**changed, "anchor": ["hevc"]}))
+    assert run_main("ctc", "report", results).returncode == 0
+    assert json.loads((results / "bd.json").read_text())["anchor"] == "vvc"
     # a folder with no report of its own gets the defaults
     (results / "bd.json").unlink()
     assert run_main("ctc", "report", results).returncode == 0

@@ -86,6 +86,8 @@ def _as_last(out: Path, curves: set[str], anchor, metric, use_monotone, monotone
     try:
         last = json.loads((out / BD_JSON).read_text())
         last_anchor, last_metric, last_monotone = last["anchor"], last["metric"], set(last["monotone"])
+        if not all(isinstance(v, str) for v in (last_anchor, last_metric, *last_monotone)):
+            raise TypeError  # an edited file: a list here was unhashable below
     except (OSError, ValueError, KeyError, TypeError):
         return anchor, metric, use_monotone, monotone_map  # no earlier report (or not ours): the defaults
     kept = []
