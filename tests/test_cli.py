@@ -356,6 +356,9 @@ def test_info_on_a_run_folder_says_what_it_trained_how_far_and_what_was_compress
         table = " ".join(run_main("info", stopped).stdout.split())
     assert f"training now (pid {os.getpid()}): step 4 of 12 at its last checkpoint" in table and "--resume" not in table
     assert_one_line_error(run_main("info", run, "--size", "32x24"), "a run folder says what it holds")
+    metrics = json.loads((run / "metrics.json").read_text())
+    (run / "metrics.json").write_text(json.dumps({**metrics, "psnr_y": "high"}))  # was a ValueError of a format
+    assert_one_line_error(run_main("info", run), "metrics.json is damaged (field 'psnr_y' is not a number)")
 
 
 def test_info_on_a_ctc_results_folder_says_which_points_finished_failed_or_stopped(tmp_path):

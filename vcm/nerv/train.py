@@ -622,12 +622,28 @@ def run_state(run_dir: Path) -> dict:
         raise VcmError(f"{run_dir / CHECKPOINT} does not hold a vcm fit's state; the file is damaged") from None
     metrics = None
     if (run_dir / METRICS).is_file():
-        try:
-            metrics = read_metrics(run_dir)
-        except ValueError:
-            raise VcmError(f"{run_dir / METRICS} is damaged (not JSON)") from None
+        metrics = read_metrics(run_dir)
     return {"config": config, "step": step, "total_steps": total, "finished": metrics is not None, "metrics": metrics}
 
 
+# A finished fit's measures in metrics.json that vcm reads back (vcm info, a CTC point's fit time); None where not
+# measured (train_seconds is always measured).
+_METRIC_NUMBERS = ("psnr", "psnr_y", "psnr_yuv", "ms_ssim", "train_seconds")
+
+
 def read_metrics(run_dir: Path) -> dict:
-    return json.loads((Path(run_dir) / METRICS).read_text())
+    """A finished fit's ``metrics.json``, checked: an object whose measures are numbers (or None); a file that
+    is not is damaged, in one line (it was a ValueError of a format or a KeyError where it is read)."""
+    path = Path(run_dir) / METRICS
+    try:
+        metrics = json.loads(path.read_text())
+    except ValueError:
+        raise VcmError(f"{path} is damaged (not JSON)") from None
+    if not isinstance(metrics, dict):
+        raise VcmError(f"{path} is damaged (not an object)")
+    for key in _METRIC_NUMBERS:
+        v = metrics.get(key)
+        if (v is not None or key == "train_seconds") and (
+                isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
+            raise VcmError(f"{path} is damaged (field {key!r} is not a number)")
+    return metrics
