@@ -1003,3 +1003,15 @@ def test_the_test_suite_removes_its_own_cache_folder(tmp_path):
     assert proc.returncode == 0, proc.stdout[-1500:] + proc.stderr[-1500:]
     assert "test_" in proc.stdout  # it did collect, so the conftest ran
     assert not list(tmp_path.glob("vcm-test-cache-*"))
+
+
+@pytest.mark.parametrize("kind, cases", [("ctc-config", 60), ("result-rows", 20), ("coco", 100)])
+def test_fuzzed_configs_result_rows_and_annotations_are_read_or_refused_in_one_line(kind, cases):
+    """tests/fuzz_files.py at a fixed seed: each case is read, or refused with one line; none is a traceback. At
+    this seed the code before gave 4, 6 and 20 tracebacks in 60 cases of each kind (a path or preset given as a
+    number, an area given as text, a row's breakdown or provenance edited)."""
+    from tests.fuzz_files import run
+
+    summary = run(kind, cases, 1)
+    assert summary["crashes"] == [], json.dumps(summary["crashes"][:3], indent=1)
+    assert summary["outcomes"]["accepted"] > 0 and sum(summary["outcomes"].values()) == cases

@@ -1,0 +1,218 @@
+"""Mutation fuzzing of the files vcm reads that a user writes or edits: CTC configs, a results folder's rows
+and COCO annotations.
+
+    python -m tests.fuzz_files ctc-config|result-rows|coco CASES SEED
+
+Starts from real inputs (``configs/ctc/*.yaml`` and a config using every section; the rows of a results folder
+with anchors, a HiNeRV curve with its byte breakdown, a rate-controlled point, provenance and ground truth; a COCO
+JSON of two frames), replaces one to three values anywhere in them with values of other types (numbers where text
+goes, lists, mappings, NaN, infinities, words, frame spans), adds known keys with such values, deletes keys or
+repeats list items, and reads each case through the library's entry points: ``vcm ctc run --dry-run``'s planner,
+``vcm ctc report`` and ``vcm ctc compare``, and both annotation loaders. Outcomes: ``accepted``, ``refused`` (a
+one-line VcmError) and ``crash`` (any other exception: a bug). Prints one JSON summary with each crash's case,
+exception and the innermost frames of vcm's code.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import random
+import shutil
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+HOSTILE = [None, -1, 0, 1, 2.5, float("nan"), float("inf"), 10 ** 30, True, False, "", "x", "all", "0:5", "5:0", "-3:",
+           [], [1], [None], ["a", 1], {}, {"a": 1}, {"lambda": -1}, [{}], "sample:carphone", "/nonexistent", [[]],
+           {"qps": [99]}, "1.5k", "416x240", "hevc", "ra", "canny", "yolov7", 1e9]
+KEYS = ["preset", "params", "width_scale", "epochs", "steps", "batch", "lr", "seed", "stage_seed", "points",
+        "rate_aware", "chain", "compute", "prune", "bits", "lambda", "rd_steps", "step_lr", "temporal", "match", "qps",
+        "config", "checkpoints", "arch", "fits", "masks", "size", "fps", "bit_depth", "frames", "name", "path",
+        "detector", "reference", "every", "weights", "settings", "alpha", "sam_checkpoint", "source", "status", "curve",
+        "kbps", "bytes", "psnr_y", "map", "breakdown", "share", "label", "width", "source_frames", "ground_truth",
+        "rate_control", "provenance", "date", "bbox", "area", "iscrowd", "category_id", "image_id", "id", "file_name"]
+
+# A config that uses every section (the planner reads them all before anything runs).
+RICH_CONFIG = {
+    "sequences": [{"name": "clip", "path": "sample:carphone", "frames": "0:8", "size": "176x144", "fps": 30,
+                   "bit_depth": 8, "detector": {"name": "yolov7", "weights": "yolov7.pt", "batch": 2, "every": 2},
+                   "reference": "original", "reference_score": 0.25},
+                  {"path": "sample:bikes", "frames": "0:4"}],
+    "frames": "auto", "device": "cpu",
+    "detector": {"name": "yolov7", "weights": "yolov7.pt", "batch": 8, "settings": {"conf_thres": 0.001}},
+    "codecs": {
+        "hinerv": {"fits": [{"preset": "hinerv-demo", "params": "20k", "width_scale": 0.5, "steps": 10, "batch": 2,
+                             "lr": 0.01, "seed": 1, "stage_seed": 2, "rate_aware": False, "chain": True, "compute": 0.5,
+                             "points": [{"lambda": 1, "rd_steps": 5, "step_lr": 0.1, "temporal": True}, {"lambda": 4}]},
+                            {"preset": "hinerv-demo", "epochs": 2, "rate_aware": False,
+                             "points": [{"match": "hevc", "rd_steps": 5}]}]},
+        "sa-nerv": {"masks": {"source": "canny", "alpha": 0.9},
+                    "fits": [{"preset": "demo", "epochs": 1, "points": [{"prune": 0.4, "bits": 8}, {"lambda": 2}]}]},
+        "sa-icm": {"checkpoints": ["a.pth", "b.pth"], "arch": "tcm"},
+        "hevc": {"qps": [40, 44], "config": "ld", "preset": "medium"},
+        "vvc": {"qps": [40], "config": "ai"}}}
+
+
+def _paths(node, path=()):
+    yield path
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _paths(v, path + (k,))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _paths(v, path + (i,))
+
+
+def mutate(doc, rng: random.Random):
+    """``doc`` (parsed JSON/YAML) with one to three values replaced, keys added or deleted, or list items repeated."""
+    doc = copy.deepcopy(doc)
+    for _ in range(rng.randint(1, 3)):
+        path = rng.choice([p for p in _paths(doc) if p] or [()])
+        if not path:
+            break
+        parent = doc
+        for k in path[:-1]:
+            parent = parent[k]
+        r = rng.random()
+        if r < 0.7:
+            parent[path[-1]] = copy.deepcopy(rng.choice(HOSTILE))
+        elif r < 0.8 and isinstance(parent[path[-1]], dict):
+            parent[path[-1]][rng.choice(KEYS)] = copy.deepcopy(rng.choice(HOSTILE))
+        elif r < 0.88 and isinstance(parent, dict):
+            del parent[path[-1]]
+        elif isinstance(parent, list):
+            parent.append(copy.deepcopy(parent[path[-1]]))
+    return doc
+
+
+def _row(codec: str, point: str, kbps: float, psnr_y: float, **extra) -> dict:
+    return {"status": "ok", "sequence": "clip", "class": None, "codec": codec, "curve": extra.pop("curve", codec),
+            "point": point, "label": None, "qp": extra.pop("qp", None), "fps": 30.0, "frames": 10,
+            "source_frames": [0, 10], "width": 176, "height": 144, "bytes": int(kbps * 1000 / 8 / 3), "kbps": kbps,
+            "bpp": kbps / 7603, "psnr": psnr_y - 1.5, "psnr_y": psnr_y, "psnr_yuv": psnr_y + 0.8, "ms_ssim": None,
+            "map": 40.0, "ap50": 60.0, "detections": None, "encode_seconds": 3.0, "decode_seconds": 0.5,
+            "ground_truth": {"kind": "pseudo", "source": "the detector on the original frames"},
+            "provenance": {"vcm": "0.1.0", "commit": "abc", "date": "2026-12-06T00:00:00+00:00", "device": "cpu",
+                           "cores": 2, "host": "h", "platform": "p"}, **extra}
+
+
+def results_folder(out: Path) -> Path:
+    """A results folder with HEVC and VVC anchors, a HiNeRV curve with its byte breakdown and a rate-controlled
+    point: the rows ``vcm ctc report`` and ``compare`` read."""
+    breakdown = [{"part": "base grids", "bytes": 600.0, "params": 2000, "bits_per_param": 2.4, "share": 0.6},
+                 {"part": "weights", "bytes": 400.0, "params": 1500, "bits_per_param": 2.1, "share": 0.4}]
+    rows = [_row(codec, f"qp{qp}", kbps * scale, q, qp=qp)
+            for codec, scale in (("hevc", 1.0), ("vvc", 0.8))
+            for qp, kbps, q in ((37, 80.0, 34.0), (41, 45.0, 32.0), (45, 25.0, 30.0), (49, 14.0, 28.0))]
+    rows += [_row("hinerv", f"l{i}", kbps, q, curve="hinerv-rd", breakdown=breakdown, params=3500,
+                  bits_per_param=2.3, estimate_bytes=1000.0, settings={"representation": "hinerv"})
+             for i, (kbps, q) in enumerate(((100.0, 33.5), (60.0, 31.8), (33.0, 30.1)))]
+    rows.append(_row("hinerv", "match_qp49", 15.0, 28.2, curve="hinerv-rd", label="λ8 (≈ hevc QP49)",
+                     rate_control={"target": {"kbps": 14.0}, "goal": 5250, "tolerance": 0.05, "hit": False,
+                                   "lambda": 8.0, "beyond": None,
+                                   "trials": [{"lambda": 4.0, "steps": 5, "start": "fit", "bytes": 7000},
+                                              {"lambda": 8.0, "steps": 5, "start": "warm", "bytes": 5625}]}))
+    for r in rows:
+        folder = out / "points" / r["sequence"] / r["codec"] / r["point"]
+        folder.mkdir(parents=True)
+        (folder / "result.json").write_text(json.dumps(r))
+    return out
+
+
+def coco_json() -> dict:
+    """A COCO JSON of the first two frames of a 176×144 clip, in COCO-80 category ids."""
+    images = [{"id": i, "file_name": f"clip_{i:03d}.png", "width": 176, "height": 144} for i in range(2)]
+    anns = [{"id": k, "image_id": k % 2, "category_id": 0, "bbox": [10.0 + k, 12.0, 30.0, 40.0], "area": 1200.0,
+             "iscrowd": 0} for k in range(4)]
+    return {"images": images, "annotations": anns, "categories": [{"id": 0, "name": "person"}]}
+
+
+def _case_ctc_config(doc, work: Path) -> None:
+    from vcm.ctc.run import preview
+
+    (work / "c.yaml").write_text(yaml.safe_dump(doc))
+    preview(work / "c.yaml", work / "out")
+
+
+def _case_result_rows(doc, work: Path) -> None:
+    from vcm.ctc.compare import compare
+    from vcm.ctc.report import make_report
+
+    base, folder = doc
+    make_report(folder, None, None, None, None)
+    compare(base, folder)
+
+
+def _case_coco(doc, work: Path) -> None:
+    from vcm.eval.annotations import load_annotations
+
+    (work / "gt.json").write_text(json.dumps(doc, allow_nan=True))
+    load_annotations(work / "gt.json", "clip", 176, 144, 120, ("person",))
+
+
+def run(kind: str, cases: int, seed: int) -> dict:
+    """Fuzz ``kind`` for ``cases`` cases from ``seed``; the summary (``crashes``: what was not a one-line refusal)."""
+    from vcm.errors import VcmError
+
+    rng = random.Random(seed)
+    outcomes = {"accepted": 0, "refused": 0, "crash": 0}
+    crashes = []
+    with tempfile.TemporaryDirectory(prefix="vcm-fuzz-") as tmp:
+        tmp = Path(tmp)
+        base = results_folder(tmp / "base") if kind == "result-rows" else None
+        sources = {"ctc-config": [yaml.safe_load((ROOT / "configs" / "ctc" / n).read_text())
+                                  for n in ("demo.yaml", "sfu-cd.yaml")] + [RICH_CONFIG],
+                   "coco": [coco_json()]}
+        for i in range(cases):
+            work = tmp / f"case{i}"
+            work.mkdir()
+            if kind == "result-rows":
+                folder = shutil.copytree(base, work / "results")
+                rows = sorted(folder.rglob("result.json"))
+                edited = rng.sample(rows, rng.randint(1, 2))
+                for path in edited:
+                    path.write_text(json.dumps(mutate(json.loads(path.read_text()), rng)))
+                doc, case, what = (base, folder), _case_result_rows, [p.read_text()[:300] for p in edited]
+            else:
+                doc = mutate(rng.choice(sources[kind]), rng)
+                case = _case_ctc_config if kind == "ctc-config" else _case_coco
+                what = json.dumps(doc, default=str)[:600]
+            try:
+                case(doc, work)
+                outcomes["accepted"] += 1
+            except VcmError:
+                outcomes["refused"] += 1
+            except Exception as err:  # noqa: BLE001  (any other exception is what this looks for)
+                outcomes["crash"] += 1
+                frames = [f"{Path(f.filename).relative_to(ROOT)}:{f.lineno} {f.name}"
+                          for f in traceback.extract_tb(err.__traceback__) if str(ROOT / "vcm") in f.filename]
+                crashes.append({"case": i, "error": f"{type(err).__name__}: {str(err)[:200]}", "where": frames[-3:],
+                                "input": what})
+            shutil.rmtree(work, ignore_errors=True)
+    return {"kind": kind, "cases": cases, "seed": seed, "outcomes": outcomes, "crashes": crashes}
+
+
+KINDS = ("ctc-config", "result-rows", "coco")
+
+
+def main() -> None:
+    args = sys.argv[1:]
+    if len(args) != 3 or args[0] not in KINDS or not all(a.isdigit() for a in args[1:]):
+        sys.exit(f"usage: python -m tests.fuzz_files {'|'.join(KINDS)} CASES SEED")
+    from vcm import progress
+
+    progress.set_quiet(True)  # the planner's and the report's progress lines are not what this reports
+    summary = run(args[0], int(args[1]), int(args[2]))
+    print(json.dumps(summary, indent=1, default=lambda v: None if isinstance(v, float) and not math.isfinite(v) else v))
+    sys.exit(1 if summary["crashes"] else 0)
+
+
+if __name__ == "__main__":
+    main()
