@@ -153,7 +153,7 @@ def test_a_damaged_result_row_is_listed_as_failed_and_run_again_not_a_traceback(
     assert read_result(points / "hevc" / "qp45")["kbps"] == 25.0
 
 
-@pytest.mark.parametrize("edit, fault", [  # each stopped vcm ctc report with a traceback
+@pytest.mark.parametrize("edit, fault", [  # each was read unchecked (most stopped vcm ctc report with a traceback)
     ({"breakdown": [{"part": "grids", "bytes": "many", "share": 0.5}]}, "field 'breakdown' is not a list of parts"),
     ({"ground_truth": "sfu-hw"}, "field 'ground_truth' is not a mapping with its source and kind as text"),
     ({"provenance": {"vcm": "0.1", "date": 5}}, "field 'provenance' has no date as text"),
