@@ -60,21 +60,22 @@ RICH_CONFIG = {
         "vvc": {"qps": [40], "config": "ai"}}}
 
 
-def _paths(node, path=()):
+def paths_in(obj, path=()):
+    """Every path (a tuple of keys and list indices) into parsed JSON ``obj``, the empty one first."""
     yield path
-    if isinstance(node, dict):
-        for k, v in node.items():
-            yield from _paths(v, path + (k,))
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            yield from _paths(v, path + (i,))
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from paths_in(v, path + (k,))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from paths_in(v, path + (i,))
 
 
 def mutate(doc, rng: random.Random):
     """``doc`` (parsed JSON/YAML) with one to three values replaced, keys added or deleted, or list items repeated."""
     doc = copy.deepcopy(doc)
     for _ in range(rng.randint(1, 3)):
-        path = rng.choice([p for p in _paths(doc) if p] or [()])
+        path = rng.choice([p for p in paths_in(doc) if p] or [()])
         if not path:
             break
         parent = doc

@@ -40,6 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tests.fuzz_files import paths_in
+
 os.environ.setdefault("VCM_MEMORY_BUDGET", "1G")
 # Each case may decode every frame it declares; the work cap (about 2 s on one core) keeps a case
 # short as a user's VCM_WORK_BUDGET would. The default rules are tested on their own.
@@ -84,16 +86,6 @@ def join(prefix: bytes, sections: list[list]) -> bytes:
     return bytes(out)
 
 
-def _leaves(obj, path=()):
-    yield path
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            yield from _leaves(v, path + (k,))
-    elif isinstance(obj, list):
-        for i, v in enumerate(obj):
-            yield from _leaves(v, path + (i,))
-
-
 def _get(obj, path):
     for p in path:
         obj = obj[p]
@@ -108,7 +100,7 @@ def _hostile_value(rng, old):
 
 
 def mutate_header(header: dict, rng) -> tuple[dict, str]:
-    paths = list(_leaves(header))[1:]
+    paths = list(paths_in(header))[1:]
     path = paths[rng.integers(len(paths))]
     parent, key = _get(header, path[:-1]), path[-1]
     op = rng.choice(["replace", "replace", "replace", "delete", "unknown", "wrap"])
