@@ -170,6 +170,21 @@ def test_sfu_hw_labels_no_detector_could_match_are_one_clear_line(tmp_path, line
     assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "gt.json").exists()
 
 
+def test_a_label_file_that_is_not_text_or_not_a_file_is_one_line(tmp_path):
+    """A label that is not UTF-8 was a UnicodeDecodeError, a folder named like a label file an IsADirectoryError."""
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    (labels / "BQSquare_416x240_60_seq_471.txt").write_bytes(b"\xff\xfe0 0.5 0.5 0.1 0.1\n")
+    args = ("gt", "convert", labels, "--sequence", "BQSquare", "--frames", "471:473", "--out", tmp_path / "gt.json")
+    proc = run_main(*args)
+    assert proc.returncode == 1 and "seq_471.txt: not a text file of labels" in proc.stderr, proc.stderr
+    (labels / "BQSquare_416x240_60_seq_471.txt").write_text("0 0.5 0.5 0.25 0.5\n")
+    (labels / "BQSquare_416x240_60_seq_472.txt").mkdir()  # not a label file: frame 472 has none
+    proc = run_main(*args)
+    assert proc.returncode == 0, proc.stderr
+    assert len(json.loads((tmp_path / "gt.json").read_text())["annotations"]) == 1
+
+
 def test_a_ctc_json_with_an_unusable_box_is_one_clear_line(tmp_path):
     (tmp_path / "labels").mkdir()
     (tmp_path / "labels" / "BQSquare_416x240_60_seq_471.txt").write_text("0 0.5 0.5 0.25 0.5\n")

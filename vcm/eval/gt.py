@@ -151,7 +151,11 @@ def load_yolo_labels(folder: Path, sequence: str, frames: range | None = None) -
             continue
         found += 1
         boxes = []
-        for ln, line in enumerate(p.read_text().splitlines(), 1):
+        try:
+            text = p.read_text()
+        except UnicodeDecodeError:  # was a traceback
+            raise VcmError(f"{p.name}: not a text file of labels ('class cx cy w h' per line)") from None
+        for ln, line in enumerate(text.splitlines(), 1):
             parts = line.split()
             if not parts:
                 continue
@@ -183,7 +187,7 @@ def label_files(folder: Path, seq) -> dict[int, Path]:
     out = {}
     for p in sorted(Path(folder).iterdir()):
         m = _SEQ_RE.match(p.name)
-        if m and _sequence_of(m.group("stem")) in (seq, None):
+        if m and p.is_file() and _sequence_of(m.group("stem")) in (seq, None):  # a folder of that name is no label file
             out[int(m.group("n"))] = p
     return dict(sorted(out.items()))
 
