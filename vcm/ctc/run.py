@@ -221,12 +221,13 @@ def preview(config_path: Path, out: Path, data: Path | None = None, annotations:
     points, fits, training, frames = [], set(), set(), {}
     for spec in specs:
         state, _ = _state(spec, force)
-        if _missing(spec):  # the run refuses until its inputs are there
+        missing = _missing(spec)
+        if missing:  # the run refuses until its inputs are there
             state = "missing input"
         elif state == "to run" and "after" in spec:
             state = "after anchors"
         row = {"sequence": spec["sequence"], "codec": spec["codec"], "point": spec["point_id"], "state": state,
-               **({"missing": _missing(spec)} if _missing(spec) else {})}
+               **({"missing": missing} if missing else {})}
         if state != "finished":
             fit = (spec["sequence"], spec["codec"], _fit_key(spec))
             row["steps"] = _training_steps(spec, frames, counts_fit=fit not in fits)

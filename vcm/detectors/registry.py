@@ -68,8 +68,9 @@ def check_options(name: str, options, what: str) -> None:
         raise VcmError(f"{what} settings must be a mapping of setting: value, got {options!r}")
     if name == "oracle" and options:
         raise VcmError("the oracle detector has no settings")
-    if name in _REGISTRY and _REGISTRY.get(name).settings_of is not None:
-        _REGISTRY.get(name).settings_of(options)
+    settings_of = _REGISTRY.get(name).settings_of if name in _REGISTRY else None
+    if settings_of is not None:
+        settings_of(options)
 
 
 def names() -> list[str]:
