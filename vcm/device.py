@@ -7,17 +7,24 @@ from vcm.words import counted
 
 
 def resolve_device(name: str = "auto"):
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` as a torch.device, refused in one line when this machine lacks it
+    (torch also names devices vcm never runs on, such as ``mps`` or ``meta``: they failed deep in a run)."""
     import torch
 
-    name = (name or "auto").lower()
+    name = (name or "auto").strip().lower()
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise VcmError("--device cuda was asked for but no CUDA GPU is available; use --device cpu or auto")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise VcmError(f"unknown device {name!r}; use auto, cpu or cuda[:N]") from None
+    kind, _, index = name.partition(":")
+    if kind not in ("cpu", "cuda") or (index and not (index.isdigit() and (kind == "cuda" or int(index) == 0))):
+        raise VcmError(f"unknown device {name!r}; use auto, cpu or cuda[:N]")
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise VcmError("--device cuda was asked for but no CUDA GPU is available; use --device cpu or auto")
+        count = torch.cuda.device_count()
+        if index and int(index) >= count:
+            raise VcmError(f"--device {name}: this machine has {counted(count, 'CUDA GPU')} (cuda:0"
+                           f"{f' to cuda:{count - 1}' if count > 1 else ''}); use one of them, or auto")
+    return torch.device(name)
 
 
 def describe(device) -> str:
