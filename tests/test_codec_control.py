@@ -94,7 +94,7 @@ def test_train_config_counts_steps():
 
 
 @pytest.mark.parametrize("field, value, message", [
-    ("lr", 0.0, "lr must be above 0, got 0.0"), ("lr", float("nan"), "lr must be a finite number, got nan"),
+    ("lr", 0.0, r"lr must be in \(0, 10\], got 0.0"), ("lr", float("nan"), "lr must be a finite number, got nan"),
     ("lr", float("inf"), "lr must be a finite number, got inf"), ("rate_lambda", float("inf"), "rate_lambda must be a finite"),
     ("grad_clip", float("inf"), "grad_clip must be a finite"), ("betas", (0.9, float("nan")), "betas must be a finite"),
     ("batch", 0, "batch must be at least 1"), ("checkpoint_every", 0, "checkpoint_every must be at least 1"),

@@ -3,7 +3,7 @@ refused in one line before any work, or run as asked; none is a traceback."""
 
 import pytest
 
-from tests.conftest import run_main
+from tests.conftest import moving_frames, run_main
 from tests.test_hardening import one_line_error
 from vcm.errors import VcmError
 
@@ -36,3 +36,47 @@ def test_decode_on_a_device_torch_was_built_without_is_one_line(tiny_run, tmp_pa
     proc = run_main("decode", tmp_path / "s.nerv", "--out", tmp_path / "d.y4m", "--device", "mps")
     assert one_line_error(proc) and "unknown device 'mps'" in proc.stderr, proc.stderr[-800:]
     assert not (tmp_path / "d.y4m").exists()
+
+
+@pytest.mark.parametrize("command", [["fit", "{clip}", "--preset", "nerv-xs", "--frames", "0:1"],
+                                     ["compress", "{run}", "--bits", "8"],
+                                     ["icm", "train", "{images}", "--masks", "none", "--arch", "tcm-tiny"]])
+@pytest.mark.parametrize("seed", ["-1", str(2**63), "99999999999999999999"])
+def test_a_seed_no_generator_takes_is_refused_before_any_work(tmp_path, tiny_run, command, seed):
+    """A seed of 2^63 or more was an OverflowError of torch's generator, -1 one of numpy's (vcm icm train)."""
+    from vcm.video.yuv import write_yuv420
+
+    write_yuv420(tmp_path / "c_32x24_25.yuv", moving_frames(t=2, h=24, w=32))
+    (tmp_path / "images").mkdir()
+    args = [a.format(clip=tmp_path / "c_32x24_25.yuv", run=tiny_run[0] / "run", images=tmp_path / "images")
+            for a in command]
+    proc = run_main(*args, "--seed", seed, "--out", tmp_path / "out")
+    assert one_line_error(proc) and "--seed" in proc.stderr and "0<=x<=9223372036854775807" in proc.stderr, \
+        proc.stderr[-800:]
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_preset_or_icm_settings_seed_and_lr_are_held_to_what_training_takes():
+    from vcm.icm.train_config import IcmTrainConfig
+    from vcm.nerv.config import TrainConfig
+
+    for bad, message in (({"seed": -1}, "seed must be a whole number in"), ({"seed": 2**63}, "seed must be a whole"),
+                         ({"lr": 1e308}, r"lr must be in \(0, 10\]"), ({"lr": 11.0}, r"lr must be in \(0, 10\]")):
+        with pytest.raises(VcmError, match=message):  # lr 1e308 overflowed float32 inside Adam's step
+            TrainConfig(**bad).check()
+    TrainConfig(seed=2**63 - 1, lr=10.0).check()
+    with pytest.raises(VcmError, match=r"--seed must be in \[0, 2\^63 − 1\], got -1"):
+        IcmTrainConfig(arch="tcm-tiny", seed=-1, crop=64).check()
+
+
+def test_an_icm_batch_beyond_the_memory_budget_is_refused_before_a_crop_is_cut(monkeypatch):
+    """``--batch 100000`` cut crops one by one until the system killed the process."""
+    from vcm.icm.train_config import IcmTrainConfig
+
+    monkeypatch.delenv("VCM_MEMORY_BUDGET", raising=False)  # the default budget (the stream fuzzer sets its own)
+    with pytest.raises(VcmError, match=r"--batch 100000 of 256×256 crops needs 73\.2 GiB for the crops alone, more "
+                                       r"than the memory budget of 4\.0 GiB; lower --batch or --crop"):
+        IcmTrainConfig(arch="tcm-tiny", batch=100_000).check()
+    IcmTrainConfig(arch="tcm-tiny", batch=8).check()
+    monkeypatch.setenv("VCM_MEMORY_BUDGET", "100G")
+    IcmTrainConfig(arch="tcm-tiny", batch=100_000).check()

@@ -86,6 +86,11 @@ def check_keys(d, valid, where: str) -> dict:
     return d
 
 
+# The largest seed every generator vcm seeds takes: torch's are seeded from a signed 64-bit integer (a larger one
+# was an OverflowError deep in a fit), numpy's SeedSequence from a whole number ≥ 0.
+SEED_MAX = 2**63 - 1
+
+
 def refuse_first_broken(label: str, obj, rules) -> None:
     """Raise ``ValueError`` for the first of ``rules`` — ``(field, holds, what it may be)`` — that does not
     hold: ``{label} {field} must be {what}, got {value}``, one line naming the field. Before the rules, any

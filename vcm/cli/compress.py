@@ -7,6 +7,7 @@ from typing import Optional
 import typer
 
 from vcm.cli.app import app
+from vcm.schema import SEED_MAX
 from vcm.cli.common import (DeviceOpt, JsonOpt, OverwriteOpt, check_frames_output, fmt, fmt_ms_ssim, print_json, start,
                             table)
 from vcm.words import counted
@@ -26,7 +27,7 @@ def compress(
     target_kbps: Optional[float] = typer.Option(None, "--target-kbps", help="Rate control: search λ (warm-started trials) for a stream of this rate; --lambda is the first guess (default 1)."),
     target_psnr: Optional[float] = typer.Option(None, "--target-psnr", help="Rate control: search λ for this luma PSNR (dB) of the decoded frames."),
     chain: Optional[bool] = typer.Option(None, "--chain/--no-chain", help="Several --lambda: each λ's stage starts where the next-smaller λ's ended, not from the fit (default: the fit's preset, rd_chain)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of fine-tuning / rate–distortion training (same seed, same bytes)."),
+    seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX, help="Seed of fine-tuning / rate–distortion training (same seed, same bytes)."),
     input: Optional[Path] = typer.Option(None, "--input", help="The source video, if it moved since vcm fit."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output .nerv file (default: inside the run directory); with several --lambda, a folder."),
     device: str = DeviceOpt,

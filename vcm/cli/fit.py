@@ -6,6 +6,7 @@ from typing import Optional
 import typer
 
 from vcm.cli.app import app
+from vcm.schema import SEED_MAX
 from vcm.samples import resolve
 from vcm.cli.common import (BitDepthOpt, DeviceOpt, FpsOpt, JsonOpt, SizeOpt, SourceFramesOpt, exit_stopped, fmt,
                             fmt_ms_ssim, print_json, probe_input, refuse_unused, start, table)
@@ -38,7 +39,7 @@ def fit(
     mask_source: Optional[str] = typer.Option(None, "--mask-source", help="Make the edge masks here without SAM: canny (edges of the frame's luma) or boxes:DETECTOR (outlines of a detector's boxes, e.g. boxes:opencv-face); SAM's when --sam-checkpoint is given."),
     frames: str = SourceFramesOpt,
     device: str = DeviceOpt,
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of initialisation and frame order (same seed, same network)."),
+    seed: Optional[int] = typer.Option(None, "--seed", min=0, max=SEED_MAX, help="Seed of initialisation and frame order (same seed, same network)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory (default runs/<sequence>/)."),
     resume: bool = typer.Option(False, "--resume", metavar="", help="Continue the interrupted run in the run directory."),
     compile: bool = typer.Option(False, "--compile", metavar="", help="torch.compile the network (faster on CUDA after warm-up)."),

@@ -6,6 +6,7 @@ from typing import Optional
 import typer
 
 from vcm.cli.app import app
+from vcm.schema import SEED_MAX
 from vcm.samples import resolve
 from vcm.cli.common import (BitDepthOpt, DeviceOpt, FpsOpt, JsonOpt, OverwriteOpt, SizeOpt, SourceFramesOpt,
                             check_frames_output, exit_stopped, fmt, print_json, probe_input, refuse_unused, start,
@@ -32,7 +33,7 @@ def icm_train(
     crop: int = typer.Option(256, "--crop", min=16, help="Side of the random square training crops, in pixels."),
     lr: float = typer.Option(1e-4, "--lr", help="Adam learning rate of the codec network."),
     steps: Optional[int] = typer.Option(None, "--steps-per-epoch", min=1, help="Steps per epoch (default: one pass over the images)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of initialisation and crops."),
+    seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX, help="Seed of initialisation and crops."),
     out: Path = typer.Option(Path("runs/icm"), "--out", "-o", help="Run folder: checkpoint, history and cached edge masks."),
     resume: bool = typer.Option(False, "--resume", metavar="", help="Continue the interrupted training in --out."),
     device: str = DeviceOpt,

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 
 from vcm.errors import VcmError
-from vcm.schema import refuse_first_broken
+from vcm.schema import SEED_MAX, refuse_first_broken
 from vcm.nerv.model import parse_param_count
 from vcm.nerv.presets import preset_path, read_preset
 
@@ -61,7 +61,10 @@ class TrainConfig:
         if self.loss_impl not in ("auto", "torch", "triton"):
             raise VcmError(f"unknown loss implementation {self.loss_impl!r}; use auto, torch or triton")
         # one rule per field, so that the message names the value at fault (NaN fails every rule)
-        rules = [("lr", self.lr > 0, "above 0"), ("epochs", self.epochs >= 1, "at least 1"),
+        # lr at most 10: a larger one only diverges, and one beyond float32's range failed inside the optimiser
+        rules = [("lr", 0 < self.lr <= 10, "in (0, 10]"),
+                 ("seed", type(self.seed) is int and 0 <= self.seed <= SEED_MAX, "a whole number in [0, 2^63 − 1]"),
+                 ("epochs", self.epochs >= 1, "at least 1"),
                  ("batch", self.batch >= 1, "at least 1"), ("checkpoint_every", self.checkpoint_every >= 1, "at least 1"),
                  ("steps", self.steps is None or self.steps >= 1, "at least 1"),
                  ("max_epochs", self.max_epochs is None or self.max_epochs >= 1, "at least 1"),
