@@ -80,3 +80,34 @@ def test_an_icm_batch_beyond_the_memory_budget_is_refused_before_a_crop_is_cut(m
     IcmTrainConfig(arch="tcm-tiny", batch=8).check()
     monkeypatch.setenv("VCM_MEMORY_BUDGET", "100G")
     IcmTrainConfig(arch="tcm-tiny", batch=100_000).check()
+
+
+def test_a_yaml_option_given_a_binary_file_or_a_folder_is_one_line(tmp_path):
+    """A video or a stream given as a CTC config was a UnicodeDecodeError; a folder given as the masks config an
+    IsADirectoryError; ``--config my.conf`` (a file without .yaml) an "unknown preset"."""
+    from vcm.video.yuv import write_yuv420
+
+    clip = tmp_path / "c_32x24_25.yuv"
+    write_yuv420(clip, moving_frames(t=2, h=24, w=32))
+    ctc = run_main("ctc", "run", clip, "--out", tmp_path / "o", "--dry-run")
+    assert one_line_error(ctc) and "CTC config" in ctc.stderr and "is not a YAML text file (byte" in ctc.stderr
+    fit = run_main("fit", clip, "--config", clip, "--out", tmp_path / "run")
+    assert one_line_error(fit) and "is not a YAML text file" in fit.stderr, fit.stderr[-500:]
+    missing = run_main("fit", clip, "--config", tmp_path / "nope.conf", "--out", tmp_path / "run")
+    assert one_line_error(missing) and "--config" in missing.stderr and "nope.conf does not exist" in missing.stderr
+    (tmp_path / "settings").mkdir()
+    folder = run_main("masks", clip, "--sam-model", "tiny", "--sam-checkpoint", clip, "--config", tmp_path / "settings",
+                      "--out", tmp_path / "m.npz")
+    assert one_line_error(folder) and "masks config" in folder.stderr and "is a folder" in folder.stderr, \
+        folder.stderr[-500:]
+    assert not (tmp_path / "o").exists() and not (tmp_path / "run").exists() and not (tmp_path / "m.npz").exists()
+
+
+def test_a_preset_file_of_any_name_and_with_a_byte_order_mark_is_read(tmp_path):
+    """A preset saved by a Windows editor starts with a byte-order mark; one named ``my.conf`` is still a file."""
+    from vcm.nerv.presets import preset_path, read_preset
+
+    conf = tmp_path / "my.conf"
+    conf.write_bytes("\ufefftrain: {steps: 6}\n".encode("utf-8"))
+    assert preset_path(str(conf)) == conf and read_preset(conf) == {"train": {"steps": 6}}
+    assert preset_path("nerv-xs").name == "nerv-xs.yaml"

@@ -24,3 +24,27 @@ _Loader.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("
 def load_yaml(text: str):
     """The document in ``text`` (safe: plain data only), ``2e-3`` read as a float."""
     return yaml.load(text, Loader=_Loader)
+
+
+def read_yaml_file(path, what: str):
+    """The YAML document in the file at ``path`` (``what`` names it in errors, e.g. "CTC config"), refused in one
+    line when it is missing, a folder or another non-file, not UTF-8 text (a video or a stream given by mistake
+    was a UnicodeDecodeError), or not valid YAML. A byte-order mark, as some Windows editors write, is skipped."""
+    from pathlib import Path
+
+    from vcm.errors import VcmError
+
+    path = Path(path)
+    if path.is_dir():
+        raise VcmError(f"{what} {path} is a folder: name its YAML file")
+    if not path.is_file():
+        raise VcmError(f"{what} {path} " + ("is not a regular file" if path.exists() else "does not exist"))
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise VcmError(f"{what} {path} is not a YAML text file (byte {err.start} is not UTF-8)") from None
+    try:
+        return load_yaml(text)
+    except yaml.YAMLError as err:
+        raise VcmError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None

@@ -5,12 +5,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import yaml
 
 from vcm import sequences
 from vcm.errors import VcmError
 from vcm.schema import check_keys
-from vcm.yamlfile import load_yaml
+from vcm.yamlfile import read_yaml_file
 from vcm.words import noun
 
 TOP_KEYS = ("sequences", "frames", "device", "detector", "annotations", "reference", "reference_score", "codecs")
@@ -30,12 +29,7 @@ def load(path: Path) -> dict:
     if path.is_dir():
         raise VcmError(f"CTC config {path} is a folder: name the config's YAML file (vcm ctc report and vcm info "
                        f"take a results folder)")
-    if not path.is_file():
-        raise VcmError(f"CTC config {path} " + ("is not a regular file" if path.exists() else "does not exist"))
-    try:
-        cfg = load_yaml(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise VcmError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    cfg = read_yaml_file(path, "CTC config") or {}
     check_schema(cfg, path)
     try:
         return with_defaults(cfg)

@@ -15,12 +15,11 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from vcm.errors import VcmError
 from vcm.schema import check_keys
 from vcm.resources import data_dir
-from vcm.yamlfile import load_yaml
+from vcm.yamlfile import read_yaml_file
 from vcm.words import noun
 
 OFFICIAL = {
@@ -131,14 +130,10 @@ _ALPHA_PARAMS = ("pred_iou_thresh", "stability_score_thresh")
 def load_settings(path: Path | None = None, dilation: int | None = None) -> MaskSettings:
     """Read a masks config (``configs/masks/default.yaml`` by default)."""
     path = Path(path) if path else data_dir("configs") / "masks" / "default.yaml"
-    if not path.exists():
-        raise VcmError(f"masks config {path} does not exist")
+    raw = read_yaml_file(path, "masks config") or {}
     try:
-        raw = load_yaml(path.read_text()) or {}
         check_keys(raw, ("alpha_param", "generator", "edges"), str(path))
         check_keys(raw.get("edges") or {}, ("dilation",), f"{path}: edges")
-    except yaml.YAMLError as err:
-        raise VcmError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
     except ValueError as err:
         raise VcmError(str(err)) from None
     alpha_param = raw.get("alpha_param", "pred_iou_thresh")

@@ -7,16 +7,22 @@ from pathlib import Path
 
 from vcm.errors import VcmError
 from vcm.resources import data_dir
-from vcm.yamlfile import load_yaml
+from vcm.yamlfile import load_yaml, read_yaml_file
 
 
 def preset_path(name_or_path: str) -> Path:
+    """A preset's file (``configs/nerv/<name>.yaml``) for a bare name, else the file a path names: one ending in
+    ``.yaml``/``.yml``, one with a folder in it, or any file there is (``--config my.conf`` was an "unknown
+    preset")."""
     p = Path(name_or_path)
-    if p.suffix in (".yaml", ".yml"):
-        if not p.exists():
-            raise VcmError(f"config file {p} does not exist")
-        return p
     candidate = data_dir("configs") / "nerv" / f"{name_or_path}.yaml"
+    if p.suffix in (".yaml", ".yml") or len(p.parts) > 1 or p.is_file() or p.is_dir():
+        if not (len(p.parts) == 1 and p.suffix == "" and candidate.is_file()):
+            if p.is_dir():
+                raise VcmError(f"config file {p} is a folder: name its YAML file")
+            if not p.exists():
+                raise VcmError(f"config file {p} does not exist")
+            return p
     if not candidate.exists():
         raise VcmError(f"unknown preset {name_or_path!r}; available: {', '.join(list_presets())}")
     return candidate
@@ -57,10 +63,5 @@ def preset_curve(name_or_path: str) -> list[dict] | None:
 
 
 def read_preset(path: Path):
-    """A preset file's YAML as read (``{}`` when empty), or a one-line error for YAML that does not parse."""
-    import yaml
-
-    try:
-        return load_yaml(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise VcmError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    """A preset file's YAML as read (``{}`` when empty), or a one-line error for a file that is not YAML."""
+    return read_yaml_file(path, "config file") or {}
