@@ -1,6 +1,8 @@
 """Command-line values no one should give (found by giving every option of every command such values): each is
 refused in one line before any work, or run as asked; none is a traceback."""
 
+import json
+
 import pytest
 
 from tests.conftest import moving_frames, run_main
@@ -111,3 +113,28 @@ def test_a_preset_file_of_any_name_and_with_a_byte_order_mark_is_read(tmp_path):
     conf.write_bytes("\ufefftrain: {steps: 6}\n".encode("utf-8"))
     assert preset_path(str(conf)) == conf and read_preset(conf) == {"train": {"steps": 6}}
     assert preset_path("nerv-xs").name == "nerv-xs.yaml"
+
+
+def test_jobs_beyond_any_machine_and_an_output_folder_that_cannot_be_made_are_one_line(tmp_path):
+    """``--jobs 99999999999999999999`` overflowed a semaphore's C int; ``--out /proc/x`` was a FileNotFoundError."""
+    config = tmp_path / "c.yaml"
+    config.write_text(json.dumps({"sequences": [{"name": "c", "path": "sample:carphone", "frames": "0:2"}],
+                                  "codecs": {"hevc": {"qps": [40]}}}))
+    for command in (["demo", "--out", tmp_path / "demo"], ["ctc", "run", config, "--out", tmp_path / "o"]):
+        proc = run_main(*command, "--jobs", "99999999999999999999")
+        assert one_line_error(proc) and "--jobs" in proc.stderr and "1<=x<=4096" in proc.stderr, proc.stderr[-500:]
+    made = run_main("demo", "--out", "/proc/vcm-demo")
+    assert one_line_error(made) and "No such file or directory: /proc/vcm-demo" in made.stderr, made.stderr[-500:]
+    assert not (tmp_path / "demo").exists() and not (tmp_path / "o").exists()
+
+
+def test_a_symbolic_link_that_leads_back_to_itself_is_one_line(tiny_run, tmp_path):
+    """``--out loop`` where ``loop`` links to itself was pathlib's RuntimeError from ``resolve()``."""
+    import torch
+
+    from vcm.codec.compress import CompressOptions, compress_run
+
+    compress_run(tiny_run[0] / "run", tmp_path / "s.nerv", CompressOptions(bits=8, finetune_epochs=0), torch.device("cpu"))
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    proc = run_main("decode", tmp_path / "s.nerv", "--out", tmp_path / "loop")
+    assert one_line_error(proc) and "a symbolic link that leads back to itself" in proc.stderr, proc.stderr[-500:]

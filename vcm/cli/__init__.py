@@ -40,13 +40,16 @@ def main(argv: list[str] | None = None) -> None:
         _interrupted(console)
         sys.exit(130)
     except (MemoryError, RuntimeError) as err:
+        if str(err).startswith("Symlink loop from "):  # pathlib's resolve() before Python 3.13 (then an OSError)
+            _error(console, f"a symbolic link that leads back to itself: {str(err).split(' from ', 1)[1]}")
+            sys.exit(1)
         if not _out_of_memory(err):
             raise
         _error(console, f"out of memory: {_what_failed(err)}; free memory, or ask for less "
                         "(--params, --batch or --frames, where the command takes them)")
         sys.exit(1)
     except OSError as err:
-        if err.errno not in _WHERE_IT_WRITES:
+        if err.errno not in _WHERE_IT_WRITES and not err.filename:
             raise
         _error(console, _os_error(err))
         sys.exit(1)
@@ -83,15 +86,17 @@ def _interrupted(console) -> None:
 
 
 # Errors of the place a command reads or writes, not of vcm: one line, what and where. Writes go to a temporary
-# file renamed into place, so nothing the user had is lost; a stopped run continues from what it saved.
+# file renamed into place, so nothing the user had is lost; a stopped run continues from what it saved. Any other
+# OSError that names a file is one line too (`vcm demo --out /proc/x`: a folder that cannot be made there).
 _WHERE_IT_WRITES = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
 def _os_error(err: OSError) -> str:
     where = f": {err.filename}" if err.filename else ""
     full = "; free space there, or write elsewhere: a stopped run continues from what it saved"
-    hint = {errno.ENOSPC: full, errno.EDQUOT: full, errno.EROFS: "; write elsewhere"}.get(
-        err.errno, "; check the permissions, or write elsewhere")
+    permissions = "; check the permissions, or write elsewhere"
+    hint = {errno.ENOSPC: full, errno.EDQUOT: full, errno.EROFS: "; write elsewhere", errno.EACCES: permissions,
+            errno.EPERM: permissions}.get(err.errno, "")
     return f"{err.strerror or type(err).__name__}{where}{hint}"
 
 

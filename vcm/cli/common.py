@@ -21,6 +21,8 @@ SOURCE_FRAMES_HELP = "ctc | all | auto | A:B (source frames, B exclusive); auto,
 SourceFramesOpt = typer.Option("auto", "--frames", help=SOURCE_FRAMES_HELP)
 DeviceOpt = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda[:N].")
 OverwriteOpt = typer.Option(False, "--overwrite", metavar="", help="Replace the output if it exists (it is refused otherwise: a video or JSON carries no mark of who wrote it).")
+# Points run at once, at most: far above any machine's cores, below the C int that --jobs 1e20 overflowed.
+JOBS_MAX = 4096
 JsonOpt = typer.Option(False, "--json", metavar="", help="Print machine-readable JSON on stdout (progress stays on stderr; VCM_PROGRESS=0 silences it).")
 
 

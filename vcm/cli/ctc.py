@@ -6,7 +6,7 @@ from typing import Optional
 import typer
 
 from vcm.cli.app import app
-from vcm.cli.common import JsonOpt, print_json, start, table
+from vcm.cli.common import JOBS_MAX, JsonOpt, print_json, start, table
 from vcm.words import counted
 
 ctc_app = typer.Typer(help="The MPEG VCM CTC experiment: run every point, then report.", no_args_is_help=True)
@@ -25,7 +25,7 @@ def ctc_run(
     annotations: Optional[Path] = typer.Option(None, "--annotations", help="Folder with the CTC ground-truth JSONs."),
     only: Optional[str] = typer.Option(None, "--only", help="Comma-separated sequences to run."),
     codecs: Optional[str] = typer.Option(None, "--codecs", help="Comma-separated codecs to run (default: all in the config)."),
-    jobs: int = typer.Option(1, "--jobs", min=1, help="Points run in parallel."),
+    jobs: int = typer.Option(1, "--jobs", min=1, max=JOBS_MAX, help="Points run in parallel."),
     backend: str = typer.Option("local", "--backend", help="local (process pool) or ray."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="An existing Ray cluster (default: a local instance)."),
     force: bool = typer.Option(False, "--force", metavar="", help="Redo finished points."),

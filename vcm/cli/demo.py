@@ -6,7 +6,7 @@ from typing import Optional
 import typer
 
 from vcm.cli.app import app
-from vcm.cli.common import DeviceOpt, JsonOpt, print_json, start
+from vcm.cli.common import JOBS_MAX, DeviceOpt, JsonOpt, print_json, start
 
 
 @app.command()
@@ -19,7 +19,7 @@ def demo(
     compute: Optional[float] = typer.Option(None, "--compute", metavar="K", help="K times the training of every network "
                                             "(its fit's steps and its points' stages'): what the same codec gives "
                                             "a machine K times faster, or a GPU."),
-    jobs: Optional[int] = typer.Option(None, "--jobs", min=1, help="Points run in parallel (default 2 on 2 or more cores)."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", min=1, max=JOBS_MAX, help="Points run in parallel (default 2 on 2 or more cores)."),
     out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Where the demo writes: a finished demo there is replaced; a stopped one continues."),
     json_out: bool = JsonOpt,
 ) -> None:
