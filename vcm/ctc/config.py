@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-
 from vcm import sequences
 from vcm.errors import VcmError
 from vcm.schema import check_keys

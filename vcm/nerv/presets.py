@@ -16,13 +16,13 @@ def preset_path(name_or_path: str) -> Path:
     preset")."""
     p = Path(name_or_path)
     candidate = data_dir("configs") / "nerv" / f"{name_or_path}.yaml"
-    if p.suffix in (".yaml", ".yml") or len(p.parts) > 1 or p.is_file() or p.is_dir():
-        if not (len(p.parts) == 1 and p.suffix == "" and candidate.is_file()):
-            if p.is_dir():
-                raise VcmError(f"config file {p} is a folder: name its YAML file")
-            if not p.exists():
-                raise VcmError(f"config file {p} does not exist")
-            return p
+    a_preset_name = len(p.parts) == 1 and p.suffix == "" and candidate.is_file()
+    if not a_preset_name and (p.suffix in (".yaml", ".yml") or len(p.parts) > 1 or p.exists()):
+        if p.is_dir():
+            raise VcmError(f"config file {p} is a folder: name its YAML file")
+        if not p.exists():
+            raise VcmError(f"config file {p} does not exist")
+        return p
     if not candidate.exists():
         raise VcmError(f"unknown preset {name_or_path!r}; available: {', '.join(list_presets())}")
     return candidate
