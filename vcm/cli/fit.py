@@ -67,7 +67,8 @@ def fit(
     if not input.exists():
         raise VcmError(f"{input} does not exist")
     if config is not None and not config.is_file():  # a path, never a preset's name
-        raise VcmError(f"--config {config} " + ("is a folder: name its YAML file" if config.is_dir() else "does not exist"))
+        what = "is a folder: name its YAML file" if config.is_dir() else "does not exist"
+        raise VcmError(f"--config {config} {what}")
     if config is not None or preset is not None:
         preset_path(str(config) if config else preset)
     reads = [input, masks, config, sam_checkpoint]
