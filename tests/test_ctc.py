@@ -403,7 +403,7 @@ def test_a_fit_sections_seed_keys_its_folder_and_seeds_the_fit_and_its_stages(tm
     assert [p["fit_key"] for _, p in seeded] == ["hinerv-demo_seed3"] * 2
     assert all(p["fit"]["seed"] == 3 for _, p in seeded) and "seed" not in plain[0][1]["fit"]
     for bad in (-1, "1", 1.5, True, 2**63):  # 2^63: torch's generators overflowed deep in the fit
-        with pytest.raises(VcmError, match="seed must be (a whole number|in)"):
+        with pytest.raises(VcmError, match="seed must be a whole number"):
             hinerv.points({"fits": [{**fit, "seed": bad}]}, seq)
     assert hinerv.points({"fits": [{**fit, "seed": 2**63 - 1}]}, seq)[0][1]["fit"]["seed"] == 2**63 - 1
     scaled = hinerv.points({"fits": [{**fit, "width_scale": 0.45}]}, seq)

@@ -67,7 +67,7 @@ def test_a_preset_or_icm_settings_seed_and_lr_are_held_to_what_training_takes():
         with pytest.raises(VcmError, match=message):  # lr 1e308 overflowed float32 inside Adam's step
             TrainConfig(**bad).check()
     TrainConfig(seed=2**63 - 1, lr=10.0).check()
-    with pytest.raises(VcmError, match=r"--seed must be in \[0, 2\^63 − 1\], got -1"):
+    with pytest.raises(VcmError, match=r"--seed must be a whole number in \[0, 2\^63 − 1\], got -1"):
         IcmTrainConfig(arch="tcm-tiny", seed=-1, crop=64).check()
 
 

@@ -86,9 +86,19 @@ def check_keys(d, valid, where: str) -> dict:
     return d
 
 
+def finite_number(v) -> bool:
+    """An int or float (not a bool) that is finite: what a JSON or YAML measure must be to be computed with."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
 # The largest seed every generator vcm seeds takes: torch's are seeded from a signed 64-bit integer (a larger one
 # was an OverflowError deep in a fit), numpy's SeedSequence from a whole number ≥ 0.
 SEED_MAX = 2**63 - 1
+SEED_RULE = "a whole number in [0, 2^63 − 1]"
+
+
+def is_seed(v) -> bool:
+    return type(v) is int and 0 <= v <= SEED_MAX
 
 
 def refuse_first_broken(label: str, obj, rules) -> None:

@@ -3,7 +3,8 @@
 A stream of a few hundred bytes can declare a 16384×16384 video or a hundred million parameters;
 decoders compute what such a declaration would cost (:func:`check`) and refuse it with one line
 when it exceeds the budget: ``VCM_MEMORY_BUDGET`` (e.g. ``8G``, ``512M``; default 4 GiB: enough
-for SA-ICM on class C frames, far from what a 16384² declaration would take).
+for SA-ICM on class C frames, far from what a 16384² declaration would take). ``vcm icm train`` holds the crops
+of one batch to the same budget.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from vcm.codecs import Codec, network_ready, register_codec
 from vcm.errors import VcmError
-from vcm.schema import SEED_MAX
+from vcm.schema import SEED_RULE, is_seed
 from vcm.words import noun
 
 _FIT_KEYS = {"preset", "params", "width_scale", "epochs", "steps", "batch", "lr", "seed", "stage_seed", "points", "rate_aware",
@@ -51,10 +51,10 @@ def _chain_link(point: dict) -> bool:
 
 
 def _seed_of(name: str, fit: dict, key: str) -> int | None:
-    """A fit's ``seed`` or ``stage_seed``: None when absent, else a whole number ≥ 0 (refused otherwise)."""
+    """A fit's ``seed`` or ``stage_seed``: None when absent, else a seed (refused otherwise)."""
     value = fit.get(key)
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= SEED_MAX):
-        raise VcmError(f"{name} fit: {key} must be a whole number from 0 to 2^63 − 1, not {value!r}")
+    if value is not None and not is_seed(value):
+        raise VcmError(f"{name} fit: {key} must be {SEED_RULE}, not {value!r}")
     return value
 
 

@@ -9,8 +9,9 @@ reads (or holds text where a number goes) is *damaged*: ``vcm ctc run`` runs its
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
+
+from vcm.schema import finite_number as _number
 
 RESULT = "result.json"
 _TEXT = ("sequence", "codec", "point")
@@ -21,10 +22,6 @@ _OPTIONAL_NUMBER = ("psnr_yuv", "fit_seconds", "compress_seconds", "detect_secon
                     "bits_per_param", "estimate_bytes", "params")
 _OPTIONAL_TEXT = ("class", "label", "experiment", "detections")
 _OPTIONAL_MAPPING = ("settings", "detector_settings", "provenance")
-
-
-def _number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _whole(v) -> bool:
@@ -52,8 +49,8 @@ def problem(row) -> str | None:
     for key in _NUMBER_OR_NONE + _OPTIONAL_NUMBER:
         if row.get(key) is not None and not _number(row[key]):
             return f"field {key!r} is not a number"
-    for key, kind, what in ((_OPTIONAL_TEXT, str, "text"), (_OPTIONAL_MAPPING, dict, "a mapping")):
-        for k in key:
+    for keys, kind, what in ((_OPTIONAL_TEXT, str, "text"), (_OPTIONAL_MAPPING, dict, "a mapping")):
+        for k in keys:
             if row.get(k) is not None and not isinstance(row[k], kind):
                 return f"field {k!r} is not {what}"
     for key in ("width", "height"):  # the plots' pixel rate and the MS-SSIM note read them

@@ -60,6 +60,7 @@ def _read_detections(path: Path, row: dict) -> list[dict]:
     """A point's ``detections.json`` (as ``vcm eval`` writes it: objects with ``source_frame``, an ``[x, y, w, h]``
     ``bbox``, ``score`` and ``category_id``), checked: a missing or edited file is one line naming it."""
     from vcm.errors import VcmError
+    from vcm.schema import finite_number
 
     where = " ".join(str(row.get(k, "?")) for k in ("sequence", "codec", "point"))
     try:
@@ -71,7 +72,7 @@ def _read_detections(path: Path, row: dict) -> list[dict]:
 
     def sound(d) -> bool:
         return (isinstance(d, dict) and isinstance(d.get("source_frame"), int) and isinstance(d.get("bbox"), list)
-                and len(d["bbox"]) == 4 and all(isinstance(v, (int, float)) for v in d["bbox"] + [d.get("score")])
+                and len(d["bbox"]) == 4 and all(map(finite_number, d["bbox"] + [d.get("score")]))
                 and isinstance(d.get("category_id"), int))
 
     if not isinstance(dets, list) or not all(map(sound, dets)):

@@ -11,7 +11,7 @@ from vcm.bitstream.budget import human, memory_budget
 from vcm.errors import VcmError
 from vcm.icm.archs import default_pad_multiple
 from vcm.masks.sam import DEFAULT_ALPHA, check_alpha
-from vcm.schema import SEED_MAX
+from vcm.schema import SEED_RULE, is_seed
 
 CHECKPOINT = "checkpoint.pth.tar"
 SUMMARY = "train.json"
@@ -61,12 +61,12 @@ class IcmTrainConfig:
         if self.crop < mult or self.crop % mult:
             raise VcmError(f"--crop {self.crop} must be a multiple of {mult} for --arch {self.arch} "
                            f"(the side its windows and downsampling need)")
-        if not 0 <= self.seed <= SEED_MAX:
-            raise VcmError(f"--seed must be in [0, 2^63 − 1], got {self.seed}")
+        if not is_seed(self.seed):
+            raise VcmError(f"--seed must be {SEED_RULE}, got {self.seed!r}")
         # A batch's crops alone, before the network's activations (many times more): --batch 100000 built them
         # one by one until the system killed the process.
-        crops = self.batch * 3 * self.crop * self.crop * 4
-        if crops > memory_budget():
+        crops, budget = self.batch * 3 * self.crop * self.crop * 4, memory_budget()
+        if crops > budget:
             raise VcmError(f"--batch {self.batch} of {self.crop}×{self.crop} crops needs {human(crops)} for the crops "
-                           f"alone, more than the memory budget of {human(memory_budget())}; lower --batch or --crop "
+                           f"alone, more than the memory budget of {human(budget)}; lower --batch or --crop "
                            f"(or raise VCM_MEMORY_BUDGET)")

@@ -6,9 +6,10 @@ A preset is data: every default of a fit lives in its YAML file, and CLI flags o
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 from vcm.errors import VcmError
-from vcm.schema import SEED_MAX, refuse_first_broken
+from vcm.schema import SEED_RULE, is_seed, refuse_first_broken
 from vcm.nerv.model import parse_param_count
 from vcm.nerv.presets import preset_path, read_preset
 
@@ -63,7 +64,7 @@ class TrainConfig:
         # one rule per field, so that the message names the value at fault (NaN fails every rule)
         # lr at most 10: a larger one only diverges, and one beyond float32's range failed inside the optimiser
         rules = [("lr", 0 < self.lr <= 10, "in (0, 10]"),
-                 ("seed", type(self.seed) is int and 0 <= self.seed <= SEED_MAX, "a whole number in [0, 2^63 − 1]"),
+                 ("seed", is_seed(self.seed), SEED_RULE),
                  ("epochs", self.epochs >= 1, "at least 1"),
                  ("batch", self.batch >= 1, "at least 1"), ("checkpoint_every", self.checkpoint_every >= 1, "at least 1"),
                  ("steps", self.steps is None or self.steps >= 1, "at least 1"),

@@ -37,6 +37,7 @@ from vcm.nerv import registry
 from vcm.nerv.frames import frame_times, reconstruct, to_u8  # noqa: F401  (public through the trainer too)
 from vcm.provenance import provenance
 from vcm.quality import summarize
+from vcm.schema import finite_number
 from vcm.video import Video
 
 from vcm.nerv.run_files import CHECKPOINT, CONFIG, METRICS  # noqa: F401  (public through the trainer too)
@@ -643,7 +644,6 @@ def read_metrics(run_dir: Path) -> dict:
         raise VcmError(f"{path} is damaged (not an object)")
     for key in _METRIC_NUMBERS:
         v = metrics.get(key)
-        if (v is not None or key == "train_seconds") and (
-                isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
+        if (v is not None or key == "train_seconds") and not finite_number(v):
             raise VcmError(f"{path} is damaged (field {key!r} is not a number)")
     return metrics
