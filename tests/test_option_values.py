@@ -96,7 +96,7 @@ def test_a_yaml_option_given_a_binary_file_or_a_folder_is_one_line(tmp_path):
     fit = run_main("fit", clip, "--config", clip, "--out", tmp_path / "run")
     assert one_line_error(fit) and "is not a YAML text file" in fit.stderr, fit.stderr[-500:]
     missing = run_main("fit", clip, "--config", tmp_path / "nope.conf", "--out", tmp_path / "run")
-    assert one_line_error(missing) and "--config" in missing.stderr and "nope.conf does not exist" in missing.stderr
+    assert one_line_error(missing) and "config file" in missing.stderr and "nope.conf does not exist" in missing.stderr
     (tmp_path / "settings").mkdir()
     folder = run_main("masks", clip, "--sam-model", "tiny", "--sam-checkpoint", clip, "--config", tmp_path / "settings",
                       "--out", tmp_path / "m.npz")
@@ -105,14 +105,22 @@ def test_a_yaml_option_given_a_binary_file_or_a_folder_is_one_line(tmp_path):
     assert not (tmp_path / "o").exists() and not (tmp_path / "run").exists() and not (tmp_path / "m.npz").exists()
 
 
-def test_a_preset_file_of_any_name_and_with_a_byte_order_mark_is_read(tmp_path):
-    """A preset saved by a Windows editor starts with a byte-order mark; one named ``my.conf`` is still a file."""
+def test_a_preset_file_of_any_name_and_with_a_byte_order_mark_is_read(tmp_path, monkeypatch):
+    """A preset saved by a Windows editor starts with a byte-order mark; one named ``my.conf`` is still a file, and
+    so is a file ``vcm fit --config`` names (a Path) even when it is named like a preset."""
+    from pathlib import Path
+
     from vcm.nerv.presets import preset_path, read_preset
 
     conf = tmp_path / "my.conf"
     conf.write_bytes("\ufefftrain: {steps: 6}\n".encode("utf-8"))
     assert preset_path(str(conf)) == conf and read_preset(conf) == {"train": {"steps": 6}}
     assert preset_path("nerv-xs").name == "nerv-xs.yaml"
+    (tmp_path / "nerv-xs").write_text("train: {steps: 6}\n")
+    monkeypatch.chdir(tmp_path)
+    assert preset_path(Path("nerv-xs")) == Path("nerv-xs") and preset_path("nerv-xs").name == "nerv-xs.yaml"
+    with pytest.raises(VcmError, match="config file nope does not exist"):
+        preset_path(Path("nope"))
 
 
 def test_jobs_beyond_any_machine_and_an_output_folder_that_cannot_be_made_are_one_line(tmp_path):

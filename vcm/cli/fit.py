@@ -66,11 +66,8 @@ def fit(
     input = resolve(input)  # sample:NAME → the bundled clip
     if not input.exists():
         raise VcmError(f"{input} does not exist")
-    if config is not None and not config.is_file():  # a path, never a preset's name
-        what = "is a folder: name its YAML file" if config.is_dir() else "does not exist"
-        raise VcmError(f"--config {config} {what}")
     if config is not None or preset is not None:
-        preset_path(str(config) if config else preset)
+        preset_path(config or preset)  # a Path: --config names a file, never a preset
     reads = [input, masks, config, sam_checkpoint]
     if out is not None:
         check_output(out, inputs=reads, kind="dir")
@@ -81,7 +78,7 @@ def fit(
     if steps is not None and epochs is not None:  # --steps used to win without a word
         raise VcmError("--steps and --epochs both set the fit's length; give one of them")
     budget_seconds = _budget_seconds(budget, steps, epochs)
-    spec, cfg = plan(str(config) if config else preset_for(arch, preset), params, width_scale, epochs=epochs, steps=steps, batch=batch, lr=lr,
+    spec, cfg = plan(config or preset_for(arch, preset), params, width_scale, epochs=epochs, steps=steps, batch=batch, lr=lr,
                      loss=loss, loss_impl=loss_impl, rate_lambda=lam, seed=seed, checkpoint_every=checkpoint_every,
                      compile=compile or None)
     _check_mask_options(cfg.loss, masks, sam_checkpoint, mask_source, alpha)

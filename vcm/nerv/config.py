@@ -176,8 +176,9 @@ def parse_width_scale(value) -> float:
     return scale
 
 
-def load_preset(name_or_path: str) -> tuple[ModelSpec, TrainConfig]:
-    """Read a preset by name (``configs/nerv/NAME.yaml``) or a YAML path with ``model``/``train``."""
+def load_preset(name_or_path: str | Path) -> tuple[ModelSpec, TrainConfig]:
+    """Read a preset by name (``configs/nerv/NAME.yaml``) or a YAML path with ``model``/``train`` (a ``Path`` is
+    always a file: :func:`vcm.nerv.presets.preset_path`)."""
     path = preset_path(name_or_path)
     raw = read_preset(path)
     if not isinstance(raw, dict) or not {"model", "train", "curve"} >= set(raw):

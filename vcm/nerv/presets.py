@@ -10,22 +10,28 @@ from vcm.resources import data_dir
 from vcm.yamlfile import load_yaml, read_yaml_file
 
 
-def preset_path(name_or_path: str) -> Path:
-    """A preset's file (``configs/nerv/<name>.yaml``) for a bare name, else the file a path names: one ending in
-    ``.yaml``/``.yml``, one with a folder in it, or any file there is (``--config my.conf`` was an "unknown
-    preset")."""
+def preset_path(name_or_path: str | Path) -> Path:
+    """The YAML file of a preset or config. A ``Path`` (``vcm fit --config``) is always a file, of any name. A
+    string is a preset's name (``configs/nerv/<name>.yaml``) unless it ends in ``.yaml``/``.yml``, has a folder in
+    it, or names a file that is there and no preset."""
+    if isinstance(name_or_path, Path):
+        return _config_file(name_or_path)
     p = Path(name_or_path)
     candidate = data_dir("configs") / "nerv" / f"{name_or_path}.yaml"
     a_preset_name = len(p.parts) == 1 and p.suffix == "" and candidate.is_file()
     if not a_preset_name and (p.suffix in (".yaml", ".yml") or len(p.parts) > 1 or p.exists()):
-        if p.is_dir():
-            raise VcmError(f"config file {p} is a folder: name its YAML file")
-        if not p.exists():
-            raise VcmError(f"config file {p} does not exist")
-        return p
+        return _config_file(p)
     if not candidate.exists():
         raise VcmError(f"unknown preset {name_or_path!r}; available: {', '.join(list_presets())}")
     return candidate
+
+
+def _config_file(p: Path) -> Path:
+    if p.is_dir():
+        raise VcmError(f"config file {p} is a folder: name its YAML file")
+    if not p.exists():
+        raise VcmError(f"config file {p} does not exist")
+    return p
 
 
 def list_presets() -> list[str]:

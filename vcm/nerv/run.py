@@ -42,7 +42,7 @@ def preset_for(arch: str | None, preset: str | None) -> str:
     return preset
 
 
-def plan(preset: str, params: str | None = None, width_scale: float | None = None,
+def plan(preset: str | Path, params: str | None = None, width_scale: float | None = None,
          **train_overrides) -> tuple[ModelSpec, TrainConfig]:
     """The preset with CLI overrides applied (None means 'keep the preset's value'). Epochs asked for
     replace a preset's steps (the schedule is one or the other); steps asked for are run in full (the
