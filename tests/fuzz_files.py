@@ -158,6 +158,12 @@ def _case_coco(doc, work: Path) -> None:
     load_annotations(work / "gt.json", "clip", 176, 144, 120, ("person",))
 
 
+def where(err: BaseException) -> list[str]:
+    """The innermost three frames of vcm's own code that ``err`` passed through, as ``path:line function``."""
+    return [f"{Path(f.filename).relative_to(ROOT)}:{f.lineno} {f.name}"
+            for f in traceback.extract_tb(err.__traceback__) if str(ROOT / "vcm") in f.filename][-3:]
+
+
 def run(kind: str, cases: int, seed: int) -> dict:
     """Fuzz ``kind`` for ``cases`` cases from ``seed``; the summary (``crashes``: what was not a one-line refusal)."""
     from vcm.errors import VcmError
@@ -192,9 +198,7 @@ def run(kind: str, cases: int, seed: int) -> dict:
                 outcomes["refused"] += 1
             except Exception as err:  # noqa: BLE001  (any other exception is what this looks for)
                 outcomes["crash"] += 1
-                frames = [f"{Path(f.filename).relative_to(ROOT)}:{f.lineno} {f.name}"
-                          for f in traceback.extract_tb(err.__traceback__) if str(ROOT / "vcm") in f.filename]
-                crashes.append({"case": i, "error": f"{type(err).__name__}: {str(err)[:200]}", "where": frames[-3:],
+                crashes.append({"case": i, "error": f"{type(err).__name__}: {str(err)[:200]}", "where": where(err),
                                 "input": what})
             shutil.rmtree(work, ignore_errors=True)
     return {"kind": kind, "cases": cases, "seed": seed, "outcomes": outcomes, "crashes": crashes}

@@ -29,10 +29,8 @@ import signal
 import sys
 import tempfile
 import time
-import traceback
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
 
 # The command line each command starts from; {name} is a fixture, {out} the case's own folder, {results} a copy of
 # the CTC results made for the case.
@@ -196,9 +194,9 @@ def run_case(command: str, argv: list[str], fx: dict, work: Path, limit: int) ->
     except _Slow:
         outcome, detail = "slow", ""
     except BaseException as err:  # noqa: BLE001  (anything main lets through is what this looks for)
-        frames = [f"{Path(f.filename).relative_to(ROOT)}:{f.lineno} {f.name}"
-                  for f in traceback.extract_tb(err.__traceback__) if str(ROOT / "vcm") in f.filename]
-        outcome, detail = "crash", f"{type(err).__name__}: {str(err)[:200]} at {frames[-3:]}"
+        from tests.fuzz_files import where
+
+        outcome, detail = "crash", f"{type(err).__name__}: {str(err)[:200]} at {where(err)}"
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)

@@ -42,14 +42,19 @@ import numpy as np
 
 from tests.fuzz_files import paths_in
 
-os.environ.setdefault("VCM_MEMORY_BUDGET", "1G")
-# Each case may decode every frame it declares; the work cap (about 2 s on one core) keeps a case
-# short as a user's VCM_WORK_BUDGET would. The default rules are tested on their own.
-os.environ.setdefault("VCM_WORK_BUDGET", "3G")
-# Workers are forked from a process that has run torch: a forked copy of a multi-threaded OpenMP pool stalls
-# (run with the default threads on 2 cores, 9 of 400 cases hit the 20 s limit and read as "slow"; with one
-# thread all 400 took under 0.3 s). Set before torch is imported.
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+def _fuzzing_environment() -> None:
+    """The fuzzer's process settings, made where it runs as a program (main), never on import: a test that imports
+    a helper from here kept them, and a later CLI test in the same pytest worker decoded under a 3 GMAC budget."""
+    os.environ.setdefault("VCM_MEMORY_BUDGET", "1G")
+    # Each case may decode every frame it declares; the work cap (about 2 s on one core) keeps a case
+    # short as a user's VCM_WORK_BUDGET would. The default rules are tested on their own.
+    os.environ.setdefault("VCM_WORK_BUDGET", "3G")
+    # Workers are forked from a process that has run torch: a forked copy of a multi-threaded OpenMP pool stalls
+    # (run with the default threads on 2 cores, 9 of 400 cases hit the 20 s limit and read as "slow"; with one
+    # thread all 400 took under 0.3 s). Set before torch is imported.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 
 SLOW_SECONDS = 5.0
 FIXED_SECONDS = 120.0
@@ -660,4 +665,5 @@ if __name__ == "__main__":
         del args[i:i + 2]
     if len(args) != 3 or args[0] not in ("nerv", "icm") or not (args[1].isdigit() and args[2].isdigit()):
         sys.exit("usage: python -m tests.fuzz_streams nerv|icm CASES SEED [--report FILE]")
+    _fuzzing_environment()
     print(json.dumps(run(args[0], int(args[1]), int(args[2]), report)))

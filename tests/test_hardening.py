@@ -100,6 +100,15 @@ def _harness_decode(data: bytes, folder) -> None:
         os.kill(os.getpid(), signals.SIGSEGV)
 
 
+def test_importing_the_stream_fuzzer_changes_no_environment_variable():
+    """Importing a helper from tests.fuzz_streams set its budgets for the whole pytest worker: a later demo test in
+    it decoded under a 3 GMAC work budget and failed its points."""
+    code = "import os; before = dict(os.environ); import tests.fuzz_streams; print(dict(os.environ) == before)"
+    env = {k: v for k, v in os.environ.items() if k not in ("VCM_MEMORY_BUDGET", "VCM_WORK_BUDGET", "OMP_NUM_THREADS")}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "True", proc.stdout + proc.stderr[-500:]
+
+
 def test_the_fuzzers_worker_reports_crashes_signals_and_hangs_and_survives_them(tmp_path):
     from tests.fuzz_streams import Worker, run_case
 

@@ -75,7 +75,7 @@ def test_an_icm_batch_beyond_the_memory_budget_is_refused_before_a_crop_is_cut(m
     """``--batch 100000`` cut crops one by one until the system killed the process."""
     from vcm.icm.train_config import IcmTrainConfig
 
-    monkeypatch.delenv("VCM_MEMORY_BUDGET", raising=False)  # the default budget (the stream fuzzer sets its own)
+    monkeypatch.delenv("VCM_MEMORY_BUDGET", raising=False)  # the default budget, whatever the shell sets
     with pytest.raises(VcmError, match=r"--batch 100000 of 256×256 crops needs 73\.2 GiB for the crops alone, more "
                                        r"than the memory budget of 4\.0 GiB; lower --batch or --crop"):
         IcmTrainConfig(arch="tcm-tiny", batch=100_000).check()
@@ -159,4 +159,5 @@ def test_every_option_of_every_command_given_values_no_one_should_give_is_run_or
 
     summary = run(list(COMMANDS), few=True, limit=3)
     assert summary["crashes"] == [], json.dumps(summary["crashes"][:3], indent=1)
-    assert summary["outcomes"]["accepted"] > 50 and summary["outcomes"]["refused"] > 400, summary["outcomes"]
+    ran = summary["outcomes"]["accepted"] + summary["outcomes"]["slow"]  # on a busy machine some outlast the limit
+    assert ran > 50 and summary["outcomes"]["refused"] > 400, summary["outcomes"]
