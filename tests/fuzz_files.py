@@ -1,14 +1,17 @@
-"""Mutation fuzzing of the files vcm reads that a user writes or edits: CTC configs, a results folder's rows
-and COCO annotations.
+"""Mutation fuzzing of the files vcm reads that a user writes, edits or brings: CTC configs, a results folder's
+rows, COCO annotations, and the videos themselves (YUV4MPEG2 files and PNG frames).
 
-    python -m tests.fuzz_files ctc-config|result-rows|coco CASES SEED
+    python -m tests.fuzz_files ctc-config|result-rows|coco|y4m|png CASES SEED
 
 Starts from real inputs (``configs/ctc/*.yaml`` and a config using every section; the rows of a results folder
 with anchors, a HiNeRV curve with its byte breakdown, a rate-controlled point, provenance and ground truth; a COCO
 JSON of two frames), replaces one to three values anywhere in them with values of other types (numbers where text
 goes, lists, mappings, NaN, infinities, words, frame spans), adds known keys with such values, deletes keys or
 repeats list items, and reads each case through the library's entry points: ``vcm ctc run --dry-run``'s planner,
-``vcm ctc report`` and ``vcm ctc compare``, and both annotation loaders. Outcomes: ``accepted``, ``refused`` (a
+``vcm ctc report`` and ``vcm ctc compare``, and both annotation loaders. A video starts from a valid 3-frame
+8×6 file; its header's fields get hostile values, are repeated or dropped, bytes anywhere in it are changed, it
+is cut or grows (a PNG's checksums are recomputed, so that its header is read as declared), and it is read as
+``vcm fit`` reads a clip (``vcm.video.open_video``). Outcomes: ``accepted``, ``refused`` (a
 one-line VcmError) and ``crash`` (any other exception: a bug). Prints one JSON summary with each crash's case,
 exception and the innermost frames of vcm's code.
 """
@@ -158,6 +161,82 @@ def _case_coco(doc, work: Path) -> None:
     load_annotations(work / "gt.json", "clip", 176, 144, 120, ("person",))
 
 
+Y4M_VALUES = ["0", "1", "-4", "8", "7", "99999", "16385", "x", "", "25:0", "0:1", "1e400:1", "30000:1001", "p",
+              "t", "?", "420", "420p10", "420p17", "444", "mono", "1:1", "0:0"]
+
+
+def _y4m_bytes(rng: random.Random) -> bytes:
+    """A 3-frame 8×6 YUV4MPEG2 file, mutated."""
+    tokens = ["W8", "H6", "F25:1", "Ip", "A1:1", "C420jpeg"]
+    frame = b"FRAME\n" + bytes(range(72))
+    for _ in range(rng.randint(1, 3)):
+        r, i = rng.random(), rng.randrange(len(tokens))
+        if r < 0.5:
+            tokens[i] = tokens[i][0] + rng.choice(Y4M_VALUES)
+        elif r < 0.7:
+            tokens.append(rng.choice("WHFIACX") + rng.choice(Y4M_VALUES))
+        elif tokens:
+            del tokens[i]
+    data = bytearray(b"YUV4MPEG2 " + " ".join(tokens).encode() + b"\n" + frame * 3)
+    r = rng.random()
+    if r < 0.3:
+        for _ in range(rng.randint(1, 4)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+    elif r < 0.45:
+        del data[rng.randrange(len(data)):]
+    elif r < 0.55:
+        data += bytes(rng.randrange(200))
+    elif r < 0.65:
+        data = data.replace(b"FRAME\n", b"FRAME " + rng.choice([b"Ib", b"Ip", b"Xa=b", b"x" * 300]) + b"\n", 1)
+    return bytes(data)
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    import struct
+    import zlib
+
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def _png_bytes(rng: random.Random | None) -> bytes:
+    """An 8×6 RGB PNG whose header fields (size, depth, colour type) or data are mutated, checksums recomputed
+    (``rng`` None: the sound one)."""
+    import struct
+    import zlib
+
+    fields = [8, 6, 8, 2, 0, 0, 0]  # width, height, bit depth, colour type, compression, filter, interlace
+    if rng is None:
+        return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", *fields))
+                + _png_chunk(b"IDAT", zlib.compress((b"\0" + bytes(range(24))) * 6)) + _png_chunk(b"IEND", b""))
+    for _ in range(rng.randint(1, 2)):
+        i = rng.randrange(len(fields))
+        fields[i] = rng.choice([0, 1, 2, 3, 4, 6, 16, 255, 16385, 20000, 1 << 20, (1 << 31) - 1] if i < 2
+                               else [0, 1, 2, 3, 4, 6, 8, 16, 255])
+    raw = bytearray((b"\0" + bytes(range(24))) * 6)
+    if rng.random() < 0.4:
+        for _ in range(rng.randint(1, 4)):
+            raw[rng.randrange(len(raw))] = rng.randrange(256)
+    data = zlib.compress(bytes(raw))
+    if rng.random() < 0.2:
+        data = data[:rng.randrange(len(data))]
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", *fields)) + _png_chunk(b"IDAT", data)
+            + _png_chunk(b"IEND", b""))
+
+
+def _case_video(doc: bytes, work: Path, name: str) -> None:
+    from vcm.video.source import open_video
+
+    path = work / name
+    if name.endswith(".png"):  # a folder of frames: the mutated one after a sound one
+        path = work / "frames"
+        path.mkdir()
+        (path / "0.png").write_bytes(_png_bytes(None))
+        (path / "1.png").write_bytes(doc)
+    else:
+        path.write_bytes(doc)
+    open_video(path, "all")
+
+
 def where(err: BaseException) -> list[str]:
     """The innermost three frames of vcm's own code that ``err`` passed through, as ``path:line function``."""
     return [f"{Path(f.filename).relative_to(ROOT)}:{f.lineno} {f.name}"
@@ -187,6 +266,9 @@ def run(kind: str, cases: int, seed: int) -> dict:
                 for path in edited:
                     path.write_text(json.dumps(mutate(json.loads(path.read_text()), rng)))
                 doc, case, what = (base, folder), _case_result_rows, [p.read_text()[:300] for p in edited]
+            elif kind in ("y4m", "png"):
+                doc = _y4m_bytes(rng) if kind == "y4m" else _png_bytes(rng)
+                case, what = (lambda d, w, name=f"clip.{kind}": _case_video(d, w, name)), doc[:120].hex()
             else:
                 doc = mutate(rng.choice(sources[kind]), rng)
                 case = _case_ctc_config if kind == "ctc-config" else _case_coco
@@ -204,7 +286,7 @@ def run(kind: str, cases: int, seed: int) -> dict:
     return {"kind": kind, "cases": cases, "seed": seed, "outcomes": outcomes, "crashes": crashes}
 
 
-KINDS = ("ctc-config", "result-rows", "coco")
+KINDS = ("ctc-config", "result-rows", "coco", "y4m", "png")
 
 
 def main() -> None:

@@ -194,3 +194,55 @@ def test_a_name_refused_for_the_ctc_frames_is_never_one_read_as_a_sequence(tmp_p
         path.write_bytes(np.zeros(frame_bytes(*size, 8) * 2, np.uint8).tobytes())
         assert (probe(path).sequence is not None) == is_sequence
     assert may_name_a_sequence(path) == may_be and (may_be or not is_sequence)
+
+
+def test_frames_of_a_one_pixel_side_or_too_many_pixels_are_refused_before_anything_reads_them(tmp_path):
+    """A 1×24 raw file or 1×1 PNGs fitted until SSIM failed with a traceback; a PNG header declaring 20000×20000
+    (a few hundred bytes on disk) stopped `vcm info` with Pillow's DecompressionBombError; a raw name's rate of a
+    million frames a second was taken (a Y4M's or --fps's is refused above 1000)."""
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    thin = tmp_path / "Thin_1x24_30.yuv"
+    thin.write_bytes(bytes(48 * 3))  # three 1x24 frames (4:2:0 rounds the chroma up)
+    with pytest.raises(VcmError, match="its name gives frames of 1x24 pixels; vcm reads frames of 2 to 16384"):
+        probe(thin)
+    with pytest.raises(VcmError, match="--size gives frames of 16x1 pixels"):
+        probe(thin, size=(16, 1))
+    dots = tmp_path / "dots"
+    dots.mkdir()
+    for i in range(2):
+        Image.new("RGB", (1, 1)).save(dots / f"{i}.png")
+    proc = run_main("fit", dots, "--steps", "1", "--out", tmp_path / "run")
+    assert proc.returncode == 1 and "0.png: an image of 1x1 pixels" in proc.stderr and "Traceback" not in proc.stderr
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    side = 20000  # 1-bit grey: the header's size is all it takes
+    bomb = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(bytes((side + 7) // 8 + 1) * side, 9)) + chunk(b"IEND", b""))
+    (tmp_path / "bomb.png").write_bytes(bomb)
+    proc = run_main("info", tmp_path / "bomb.png")
+    assert proc.returncode == 1 and "bomb.png: an image of more pixels than Pillow decodes" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    fast = tmp_path / "Fast_8x8_1000000.yuv"
+    write_yuv420(fast, moving_frames(t=2, h=8, w=8))
+    with pytest.raises(VcmError, match="its name gives the frame rate 1e"):
+        probe(fast)
+    assert probe(fast, fps=25).fps == 25  # --fps says what the name got wrong
+
+
+def test_a_damaged_container_is_refused_without_the_decoders_own_lines(tmp_path, capfd):
+    """libav and decord wrote their own lines from C ('moov atom not found', 'ERROR opening: ...') before vcm's
+    one-line error; they are silenced while the container opens, and stderr works after it."""
+    import sys
+
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"")
+    with pytest.raises(VcmError, match="broken.mp4: cannot read this video container"):
+        probe(broken)
+    print("after", file=sys.stderr)
+    assert capfd.readouterr().err == "after\n"

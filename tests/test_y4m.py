@@ -119,7 +119,11 @@ def _y4m(tmp_path, header: bytes, frames: int = 2, frame_line: bytes = b"FRAME\n
     (b"YUV4MPEG2 W4 H2 F25:0\n", {}, "frame rate F25:0"),
     (b"YUV4MPEG2 W4 H2 F25:1 C444\n", {}, "colour space C444; vcm reads 4:2:0"),
     (b"YUV4MPEG2 W4 H2 F25:1 It\n", {}, "interlaced YUV4MPEG2 (It)"),
-    (b"YUV4MPEG2 W99999 H2 F25:1\n", {}, "declares 99999x2 frames"),
+    (b"YUV4MPEG2 W99999 H2 F25:1\n", {}, "declares frames of 99999x2 pixels; vcm reads frames of 2 to 16384"),
+    (b"YUV4MPEG2 W4 H2 F25:1", {"frames": 0}, "header line does not end within 4096 bytes"),  # was 'not a Y4M'
+    (b"YUV4MPEG2 W4 H1 F25:1\n", {}, "declares frames of 4x1 pixels"),  # its fit failed in SSIM with a traceback
+    (b"YUV4MPEG2 W4 H2 F25:1 W8\n", {}, "gives W twice (W4 and W8)"),  # ffmpeg reads the last: 8x2, not 4x2
+    (b"YUV4MPEG2 W4 H2 F25:1 C420jpeg C444\n", {}, "gives C twice (C420jpeg and C444)"),
     (b"YUV4MPEG2 W4 H2 F25:1\n", {"cut": 3}, "frame 1 is cut short (9 of its 12 bytes of planes): a cut file"),
     (b"YUV4MPEG2 W4 H2 F25:1\n", {"frames": 0}, "holds no frames"),
     (b"YUV4MPEG2 W4 H2 F25:1\n", {"frame_line": b"FRAME Itii\n"}, "frame 0 is interlaced (Itii)"),

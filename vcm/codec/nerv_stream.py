@@ -38,6 +38,7 @@ from vcm.codec.entropy import decode_array, encode_array
 from vcm.codec.quant import QTensor, bf16_bytes, bf16_from, levels
 from vcm.nerv import registry
 from vcm.nerv.model import MAX_PARAMS
+from vcm.video.limits import MAX_SIDE
 
 COLOUR = "RGB output; YUV sources were converted with BT.601 limited range (vcm.video.color)"
 MAGIC = container.NERV_MAGIC
@@ -59,7 +60,7 @@ HEADER_DICT = (
 )
 # Limits every representation's config is checked against (a representation adds its own in its
 # registry entry: NeRV's stem layers and positional-encoding levels).
-LIMITS = {"side": 16384, "frames": 1_000_000, "params": MAX_PARAMS, "width_channels": 1 << 16, "stages": 8}
+LIMITS = {"side": MAX_SIDE, "frames": 1_000_000, "params": MAX_PARAMS, "width_channels": 1 << 16, "stages": 8}
 
 
 @dataclass

@@ -13,10 +13,10 @@ from __future__ import annotations
 from vcm.bitstream import container
 from vcm.bitstream.bits import StreamError
 from vcm.icm.archs import ARCHS
+from vcm.video.limits import MAX_SIDE
 
 MAGIC, VERSION = container.ICM_MAGIC, 1
 
-MAX_SIDE = 16384
 MAX_FRAMES = 1_000_000
 MIN_FRAME_BYTES = 4  # a frame's data: two latent varints, the string count and a length per string
 MAX_STRINGS = 8  # entropy-coded strings per frame read before the count is checked (TCM: slices + 1, others 2)

@@ -7,8 +7,11 @@ CTC clip of an SFU-HW sequence, its frame 0 is source frame ``ctc_first``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +21,7 @@ from vcm import sequences
 from vcm.errors import VcmError, VideoOptionError
 from vcm.video import y4m, yuv
 from vcm.video.color import yuv420_to_rgb
+from vcm.video.limits import MAX_FPS, check_frame_size
 from vcm.video.naming import CHROMA_FORMATS, parse_name
 
 CONTAINER_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v"}
@@ -25,7 +29,6 @@ Y4M_SUFFIX = ".y4m"  # read by vcm itself (vcm.video.y4m), as a raw .yuv is
 VIDEO_SUFFIXES = {".yuv", Y4M_SUFFIX, *CONTAINER_SUFFIXES}  # files that hold a video (not images)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 DEFAULT_IMAGE_FPS = 30.0
-MAX_FPS = 1000  # frames per second a --fps may give
 
 
 @dataclass(frozen=True)
@@ -172,6 +175,10 @@ def _probe_yuv(path: Path, size, fps, bit_depth, need_fps: bool = True) -> Video
             f"{path.name}: unknown frame size; name the file Name_WxH_fps.yuv, use an SFU-HW "
             "sequence name (e.g. BQMall.yuv), or pass --size WxH --fps F"
         )
+    check_frame_size(width, height, f"{path.name}: " + ("--size gives" if size else "its name gives") + " frames of")
+    if fps is None and named_fps is not None and not 0 < named_fps <= MAX_FPS:  # 0 is no rate, as if absent
+        raise VideoOptionError(f"{path.name}: its name gives the frame rate {named_fps:g} (above 0 and at most "
+                               f"{MAX_FPS} frames a second); rename it or pass --fps F")
     rate = fps or named_fps
     if rate is None and need_fps:
         raise VideoOptionError(f"{path.name}: unknown frame rate; pass --fps F or name the file Name_WxH_fps.yuv")
@@ -212,11 +219,27 @@ def _wide_sample_bits(path: Path, width: int, height: int) -> int | None:
     return next((bits for bits in (10, 12) if high <= (1 << bits - 8) - 1 < low), None)
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """File descriptor 2 pointed at /dev/null: libav and decord print their own lines there from C (a damaged
+    file gave three before vcm's one-line error); Python's ``sys.stderr`` object is not touched."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _open_decord(path: Path):
     try:
         import decord
 
-        return decord.VideoReader(str(path), ctx=decord.cpu(0))
+        with _native_stderr_silenced():
+            return decord.VideoReader(str(path), ctx=decord.cpu(0))
     except Exception as err:  # decord raises its own DECORDError and RuntimeError
         raise VcmError(f"{path.name}: cannot read this video container ({str(err).splitlines()[0][:120]})") from None
 
@@ -227,6 +250,7 @@ def _probe_container(path: Path, fps) -> VideoInfo:
     if n == 0:
         raise VcmError(f"{path.name}: the container holds no video frames")
     h, w = reader[0].shape[:2]
+    check_frame_size(int(w), int(h), f"{path.name}: the container holds frames of")
     said = fps or float(reader.get_avg_fps())
     seq, is_clip = _sequence_of(path, n, int(w), int(h))
     return VideoInfo(
@@ -299,8 +323,12 @@ def _read_image(path: Path) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
+        with Image.open(path) as im:  # the header alone: its size is checked before any pixel is decoded
+            check_frame_size(*im.size, f"{path.name}: an image of")
             rgb = np.asarray(im.convert("RGB"))
+    except Image.DecompressionBombError:  # Pillow's own ceiling, below a 16384² frame
+        raise VcmError(f"{path.name}: an image of more pixels than Pillow decodes ({Image.MAX_IMAGE_PIXELS * 2:,}); "
+                       f"scale it down first") from None
     except (UnidentifiedImageError, OSError):
         raise VcmError(f"{path.name}: not a readable image") from None
     return np.ascontiguousarray(rgb.transpose(2, 0, 1))

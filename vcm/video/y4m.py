@@ -22,12 +22,13 @@ import numpy as np
 
 from vcm.errors import VcmError
 from vcm.video.color import yuv420_to_rgb
+from vcm.video.limits import MAX_FPS, check_frame_size
 from vcm.video.yuv import frame_bytes, split_planes, write_yuv420_to
 
 MAGIC = b"YUV4MPEG2"
 FRAME = b"FRAME\n"
 MAX_HEADER = 4096  # bytes of header line read at most
-MAX_SIDE = 16384  # pixels a side may declare
+_DECLARED = set("WHFIC")  # the header's fields that say how to read the frames (X, a comment, may repeat)
 _CHROMA_420 = {"420", "420jpeg", "420mpeg2", "420paldv"}  # 4:2:0 whatever the chroma siting
 
 
@@ -48,17 +49,22 @@ def read_header(path: Path) -> Y4mHeader:
     with open(path, "rb") as f:
         head = f.read(MAX_HEADER)
     end = head.find(b"\n")
-    if not head.startswith(MAGIC + b" ") or end < 0:
+    if not head.startswith(MAGIC + b" "):
         raise VcmError(f"{path.name}: not a YUV4MPEG2 file (its first line must start with 'YUV4MPEG2 ')")
+    if end < 0:
+        raise VcmError(f"{path.name}: its YUV4MPEG2 header line does not end within {MAX_HEADER} bytes "
+                       f"(a damaged file)")
     fields = {}
     for token in head[len(MAGIC) + 1:end].decode("ascii", "replace").split():
-        fields.setdefault(token[0], token[1:])
+        key, value = token[0], token[1:]
+        if key in _DECLARED and fields.get(key, value) != value:  # readers disagree on which counts (ffmpeg: the last)
+            raise VcmError(f"{path.name}: its YUV4MPEG2 header gives {key} twice ({key}{fields[key]} and {token})")
+        fields.setdefault(key, value)
     try:
         width, height = int(fields["W"]), int(fields["H"])
     except (KeyError, ValueError):
         raise VcmError(f"{path.name}: its YUV4MPEG2 header gives no frame size (W and H)") from None
-    if not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE):
-        raise VcmError(f"{path.name}: its YUV4MPEG2 header declares {width}x{height} frames (1 to {MAX_SIDE} a side)")
+    check_frame_size(width, height, f"{path.name}: its YUV4MPEG2 header declares frames of")
     fps = _rate(path, fields["F"]) if "F" in fields else None
     if fields.get("I", "p") not in ("p", "?"):
         raise VcmError(f"{path.name}: interlaced YUV4MPEG2 (I{fields['I']}); vcm reads progressive frames "
@@ -79,9 +85,9 @@ def _rate(path: Path, value: str) -> float:
         fps = num / den
     except (ValueError, ZeroDivisionError):
         fps = float("nan")
-    if not 0 < fps <= 1000:
+    if not 0 < fps <= MAX_FPS:
         raise VcmError(f"{path.name}: its YUV4MPEG2 header gives the frame rate F{value} (need N:D, above 0 and at "
-                       f"most 1000 frames a second)")
+                       f"most {MAX_FPS} frames a second)")
     return fps
 
 
