@@ -807,7 +807,7 @@ def test_a_network_too_large_to_train_here_is_refused_before_it_is_built(tmp_pat
     assert need >= 16 * HiNeRV.count_params(cfg)
     assert need > train_memory.training_bytes("hinerv", cfg, batch=1)
     train_memory.check_training_memory("hinerv", cfg, 2, CPU, available=need)  # enough: nothing to say
-    with pytest.raises(VcmError, match=r"needs at least .* to train at batch 2 .* \(--params\)"):
+    with pytest.raises(VcmError, match=r"needs at least .* to train at batch 2 on 16x16 frames .* \(--params\)"):
         train_memory.check_training_memory("hinerv", cfg, 2, CPU, available=need - 1)
     monkeypatch.setattr(train_memory, "available_bytes", lambda device: 1 << 10)
     from vcm.nerv.config import TrainConfig
@@ -821,6 +821,22 @@ def test_a_network_too_large_to_train_here_is_refused_before_it_is_built(tmp_pat
     assert (tmp_path / "wide" / "metrics.json").is_file()
     if Path("/proc/meminfo").is_file():  # Linux: what the machine has free, read as the check reads it
         assert 0 < train_memory.available_bytes(CPU) < 1 << 50
+
+
+def test_a_fit_step_counts_its_loss_maps_against_the_free_memory():
+    """A folder of two 9000×9000 images: the check counted one batch's network activations (6.6 GB for the NeRV
+    that ran), the step took ~28 GB, and the kernel killed the fit. Eq. (4)'s maps and their gradients take
+    ~250 bytes a pixel of each frame, eq. (6)'s ~466 (docs in vcm.nerv.train_memory): they are counted now."""
+    from vcm.nerv import registry, train_memory
+    from vcm.nerv.model import NervConfig
+
+    cfg = NervConfig(height=9000, width=9000, strides=(5, 5, 5, 2), grid_h=36, grid_w=36, fc_dim=1, stem_dims=(13,),
+                     lower_width=2)
+    activations_only = 16 * registry.entry("nerv").model_cls.count_params(cfg) + registry.frame_memory("nerv", cfg)
+    with pytest.raises(VcmError, match="on 9000x9000 frames .* or smaller frames"):
+        train_memory.check_training_memory("nerv", cfg, 1, CPU, available=activations_only)
+    plain, edge = (train_memory.training_bytes("nerv", cfg, 1, loss) for loss in ("nerv", "sa-nerv"))
+    assert plain >= 224 * 9000 * 9000 and edge - plain >= 190 * 9000 * 9000
 
 
 @pytest.mark.parametrize("failure", [

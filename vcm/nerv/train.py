@@ -353,7 +353,7 @@ def _start(video: Video, model_cfg, cfg: TrainConfig, run_dir: Path, device, res
     arch = registry.arch_of_config(model_cfg)
     config = {"arch": arch, "model": model_cfg.to_dict(), "train": cfg.to_dict(), "video": video_description(video),
               "masks": masks_meta}
-    check_training_memory(arch, model_cfg, min(cfg.batch, video.num_frames), device)  # a batch holds the clip at most
+    check_training_memory(arch, model_cfg, min(cfg.batch, video.num_frames), device, loss=cfg.loss)  # batch ≤ clip
     model = registry.create_representation(arch, model_cfg).to(device)
     opt = torch.optim.Adam(param_groups(model, cfg), lr=cfg.lr, betas=cfg.betas)
     rate = None
