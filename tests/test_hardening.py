@@ -825,8 +825,8 @@ def test_a_network_too_large_to_train_here_is_refused_before_it_is_built(tmp_pat
 
 def test_a_fit_step_counts_its_loss_maps_against_the_free_memory():
     """A folder of two 9000×9000 images: the check counted one batch's network activations (6.6 GB for the NeRV
-    that ran), the step took ~28 GB, and the kernel killed the fit. Eq. (4)'s maps and their gradients take
-    ~250 bytes a pixel of each frame, eq. (6)'s ~466 (docs in vcm.nerv.train_memory): they are counted now."""
+    that ran), the step needed about 28 GB, and the kernel killed the fit. Eq. (4)'s maps and their gradients take
+    ~250 bytes a pixel of each frame, eq. (6)'s ~466 (vcm.nerv.train_memory): they are counted now."""
     from vcm.nerv import registry, train_memory
     from vcm.nerv.model import NervConfig
 

@@ -4,8 +4,8 @@
 torch's allocator with a traceback (or, with swap, after minutes). The check here is a lower bound —
 the training state of every parameter, one batch's activations and the loss's maps, forward and backward —
 so it never refuses a fit that would have run; what it catches is a size off by orders of magnitude, and
-frames so large that one step cannot fit (a folder of two 9000×9000 images asked for ~28 GB where the
-check, counting the network's activations alone, allowed 7: the kernel killed the fit).
+frames far too large for one step. Before the loss was counted, a fit on 9000×9000 frames that needed about
+28 GB was counted at 6.6 (now 21.7: a machine with between the two free still ends such a fit in the kernel).
 """
 
 from __future__ import annotations
