@@ -149,6 +149,43 @@ def test_a_symbolic_link_that_leads_back_to_itself_is_one_line(tiny_run, tmp_pat
     assert one_line_error(proc) and "a symbolic link that leads back to itself" in proc.stderr, proc.stderr[-500:]
 
 
+@pytest.mark.parametrize("args, named", [
+    (["info", "{fifo}.y4m"], "{fifo}.y4m"),
+    (["fit", "{fifo}.png", "--steps", "1", "--out", "{tmp}/run"], "{fifo}.png"),
+    (["decode", "{fifo}.nerv", "--out", "{tmp}/d.y4m"], "{fifo}.nerv"),
+    (["info", "{fifo}.nerv"], "{fifo}.nerv"),
+    (["eval", "sample:carphone", "--detector", "oracle", "--checkpoint", "{fifo}", "--out", "{tmp}/e"],
+     "--checkpoint {fifo}"),
+    (["masks", "sample:carphone", "--sam-model", "tiny", "--sam-checkpoint", "{fifo}", "--out", "{tmp}/m.npz"],
+     "SAM checkpoint {fifo}"),
+    (["icm", "encode", "sample:carphone", "--checkpoint", "{fifo}", "--out", "{tmp}/c.icm"], "checkpoint {fifo}"),
+    (["ctc", "run", "{fifo}.yaml", "--dry-run", "--out", "{tmp}/c"], "CTC config {fifo}.yaml"),
+])
+def test_a_named_pipe_given_as_an_input_is_one_line_not_a_wait_for_a_writer(tmp_path, args, named):
+    """vcm reads its inputs at offsets, so a pipe can never serve; given one, `vcm info` and `vcm fit` opened it and
+    waited for a writer forever, `vcm eval --checkpoint` after decoding and detecting every frame, and the other
+    commands said it did not exist or was not found."""
+    import os
+    import signal
+
+    fifo = tmp_path / "pipe"
+    for suffix in ("", ".y4m", ".png", ".nerv", ".yaml"):
+        os.mkfifo(f"{fifo}{suffix}")
+
+    def hung(*_):
+        raise TimeoutError("waited on the pipe")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(60)
+    try:
+        proc = run_main(*[a.format(fifo=fifo, tmp=tmp_path) for a in args])
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert one_line_error(proc), proc.stderr[-500:]
+    assert f"{named.format(fifo=fifo)} is not a regular file (a pipe" in proc.stderr, proc.stderr[-500:]
+
+
 @pytest.mark.slow
 def test_every_option_of_every_command_given_values_no_one_should_give_is_run_or_refused_in_one_line():
     """tests/fuzz_options.py with four values of each kind (numbers that overflow, NaN, -1; an empty word, ``mps``,

@@ -21,6 +21,29 @@ from vcm.errors import VcmError
 _swept: set[tuple[Path, str]] = set()
 
 
+NOT_SEEKABLE = "is not a regular file (a pipe, socket or device: vcm reads files it can seek in)"
+
+
+def path_problem(path: str | os.PathLike, folder_ok: bool = False) -> str | None:
+    """Why ``path`` cannot be read as an input file (or, with ``folder_ok``, a folder), as the end of a sentence that
+    starts with the path, or None when it can. A named pipe given as an input was opened and waited on forever
+    for a writer (vcm reads its inputs at offsets, so a pipe could never have served)."""
+    path = Path(path)
+    if path.is_dir():
+        return None if folder_ok else "is a folder"
+    if path.is_file():
+        return None
+    return NOT_SEEKABLE if path.exists() else "does not exist"
+
+
+def require_input(path: str | os.PathLike, what: str = "", folder_ok: bool = False) -> None:
+    """Refuse in one line (``{what} {path} does not exist``, ``… is a folder``, ``… is not a regular file …``) an
+    input :func:`path_problem` finds fault with."""
+    problem = path_problem(path, folder_ok)
+    if problem:
+        raise VcmError(f"{what} {path} {problem}".lstrip())
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

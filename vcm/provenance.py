@@ -84,7 +84,10 @@ def file_fingerprint(path: str | os.PathLike) -> str:
     """sha256 (hex, 16 chars) of a file's bytes, or of a folder's file names and bytes. A file is read once per
     process while its inode, size and change times stay (a CTC plan names one checkpoint or mask file in many
     points, and the encoder asks again)."""
+    from vcm.fsutil import require_input
+
     path = Path(path)
+    require_input(path, folder_ok=True)  # a named pipe was read until a writer came (vcm eval --checkpoint)
     if path.is_dir():
         h = hashlib.sha256()
         for f in sorted(p for p in path.rglob("*") if p.is_file()):

@@ -33,12 +33,12 @@ def read_yaml_file(path, what: str):
     from pathlib import Path
 
     from vcm.errors import VcmError
+    from vcm.fsutil import require_input
 
     path = Path(path)
     if path.is_dir():
         raise VcmError(f"{what} {path} is a folder: name its YAML file")
-    if not path.is_file():
-        raise VcmError(f"{what} {path} " + ("is not a regular file" if path.exists() else "does not exist"))
+    require_input(path, what)
     data = path.read_bytes()
     try:
         text = data.decode("utf-8-sig")

@@ -151,8 +151,9 @@ def decode(
         from vcm.bitstream.container import folder_given
 
         raise VcmError(folder_given(bitstream, ".nerv"))
-    if not bitstream.is_file():
-        raise VcmError(f"{bitstream} does not exist")
+    from vcm.fsutil import require_input
+
+    require_input(bitstream)
     piped = check_frames_output(out, [bitstream], overwrite, json_out)
     from vcm.bitstream.decode_plan import human_macs
     from vcm.codec.decode import decode_stream, frame_range, iter_frames

@@ -50,15 +50,16 @@ def eval_command(
     from vcm.eval.reference import settings_key
     from vcm.eval.run import (KEPT, TruthSpec, check_output_folder, complete, decode_any, input_name, score,
                               truth_and_detector, write_outputs)
-    from vcm.errors import VcmError
+    from vcm.fsutil import require_input
     from vcm.outputs import check_output
     from vcm.provenance import file_fingerprint, provenance
     from vcm.video.naming import parse_size
 
     start()
     input = resolve(input)  # sample:NAME → the bundled clip
-    if not input.exists():
-        raise VcmError(f"{input} does not exist")
+    require_input(input, folder_ok=True)
+    if checkpoint is not None:  # before frames are decoded and detected: it is fingerprinted after them
+        require_input(checkpoint, "--checkpoint")
     if reference == "annotations":  # options of the other kind of reference
         refuse_unused([("--original", original), ("--reference-score", reference_score)], "--reference annotations",
                       "it is for --reference original")

@@ -54,7 +54,7 @@ def fit(
     """Model a video as a network of the NeRV family (NeRV or HiNeRV; one per sequence), resumably."""
     from vcm import progress
     from vcm.errors import VcmError
-    from vcm.fsutil import check_unlocked
+    from vcm.fsutil import check_unlocked, require_input
     from vcm.nerv.presets import preset_path
     from vcm.outputs import check_output, check_replaceable
     from vcm.video import load, resolve_frames, write_video
@@ -64,8 +64,7 @@ def fit(
     # Everything that can be wrong with the command line is checked before a frame is read; the
     # usual mistakes (a path, a preset name, an output) even before torch is imported.
     input = resolve(input)  # sample:NAME → the bundled clip
-    if not input.exists():
-        raise VcmError(f"{input} does not exist")
+    require_input(input, folder_ok=True)
     if config is not None or preset is not None:
         preset_path(config or preset)  # a Path: --config names a file, never a preset
     reads = [input, masks, config, sam_checkpoint]
@@ -136,6 +135,7 @@ def _check_mask_options(loss: str, masks: Path | None, sam_checkpoint: Path | No
     """The edge-mask options name files that exist, one source at most, and one for the SA-NeRV loss; α only
     with SAM's weights, and in range."""
     from vcm.errors import VcmError
+    from vcm.fsutil import require_input
     from vcm.masks.sam import check_alpha
 
     if alpha is not None:
@@ -145,8 +145,8 @@ def _check_mask_options(loss: str, masks: Path | None, sam_checkpoint: Path | No
         check_alpha(alpha)
 
     for path, option in ((masks, "--masks"), (sam_checkpoint, "--sam-checkpoint")):
-        if path is not None and not path.is_file():
-            raise VcmError(f"{option} {path} does not exist")
+        if path is not None:
+            require_input(path, option)
     if mask_source is not None:
         from vcm.masks.sources import parse_source
 

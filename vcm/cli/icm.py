@@ -111,7 +111,9 @@ def icm_encode(
     check_output(target, inputs=[input, checkpoint], kind="file")  # before torch and CompressAI are imported
     check_own_stream(target)
     if not checkpoint.is_file():
-        raise VcmError(f"checkpoint {checkpoint} not found")
+        from vcm.icm.archs import missing_checkpoint
+
+        raise VcmError(missing_checkpoint(checkpoint))
     from vcm.device import resolve_device
     from vcm.icm.codec import encode_video
     from vcm.video import load
@@ -153,8 +155,9 @@ def icm_decode(
         from vcm.bitstream.container import folder_given
 
         raise VcmError(folder_given(bitstream, ".icm"))
-    if not bitstream.is_file():
-        raise VcmError(f"{bitstream} does not exist")
+    from vcm.fsutil import require_input
+
+    require_input(bitstream)
     piped = check_frames_output(out, [bitstream, checkpoint], overwrite, json_out)
     from vcm.device import resolve_device
     from vcm.bitstream.decode_plan import DecodePlan

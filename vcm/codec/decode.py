@@ -15,6 +15,7 @@ import torch
 
 from vcm.codec import nerv_stream
 from vcm.errors import VcmError
+from vcm.fsutil import require_input
 from vcm.nerv import registry
 from vcm.nerv.frames import frame_times, to_u8
 
@@ -30,8 +31,7 @@ def frame_batch(stream: nerv_stream.NervStream, limit: int = 8) -> int:
 def decode_stream(path: Path, allow_large: bool = False) -> nerv_stream.NervStream:
     """Read and validate a ``.nerv`` file (no frame is decoded yet); see :func:`nerv_stream.decode`."""
     path = Path(path)
-    if not path.exists():
-        raise VcmError(f"{path} does not exist")
+    require_input(path, folder_ok=True)
     if path.is_dir():
         from vcm.bitstream.container import folder_given
 

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from vcm.codecs import Codec, network_ready, register_codec
 from vcm.errors import VcmError
+from vcm.fsutil import require_input
 from vcm.schema import SEED_RULE, is_seed
 from vcm.words import noun
 
@@ -134,10 +135,8 @@ def _locked(path: Path):
 
 
 def _stream_bytes(path) -> bytes:
-    path = Path(path)
-    if not path.is_file():
-        raise VcmError(f"{path} does not exist")
-    return path.read_bytes()
+    require_input(path)
+    return Path(path).read_bytes()
 
 
 _MASKS_KEYS = {"masks", "sam_checkpoint", "sam_model", "alpha", "config", "source"}

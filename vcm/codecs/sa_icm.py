@@ -29,11 +29,11 @@ class SaIcm(Codec):
         return out, part, header.get("sequence") or header["name"]
 
     def stream_sequence(self, path) -> str:
-        from vcm.errors import VcmError
         from vcm.icm.stream_header import read_header
 
-        if not Path(path).is_file():
-            raise VcmError(f"{path} does not exist")
+        from vcm.fsutil import require_input
+
+        require_input(path)
         header, _ = read_header(Path(path).read_bytes())
         return header.get("sequence") or header["name"]
 

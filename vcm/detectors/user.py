@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from vcm.errors import VcmError
+from vcm.fsutil import require_input
 from vcm.detectors.classes import Detections
 from vcm.detectors.classes import COCO80
 
@@ -27,8 +28,7 @@ def _resolve(spec: str):
     try:
         if target.endswith(".py"):
             path = Path(target)
-            if not path.is_file():
-                raise VcmError(f"detector file {path} does not exist")
+            require_input(path, "detector file")
             module_spec = importlib.util.spec_from_file_location(f"vcm_user_detector_{path.stem}", path)
             module = importlib.util.module_from_spec(module_spec)
             module_spec.loader.exec_module(module)

@@ -19,6 +19,7 @@ from pathlib import Path
 from vcm import sequences
 from vcm.detectors.classes import COCO80
 from vcm.errors import VcmError
+from vcm.fsutil import require_input
 from vcm.resources import data_dir
 
 @dataclass(frozen=True)
@@ -210,8 +211,8 @@ def to_coco_json(gt: GroundTruth, first_frame: int) -> dict:
 
 def find_annotations(sequence: str, annotations: Path | None = None) -> Path:
     """Resolve the CTC JSON of ``sequence``: --annotations (file or folder), $VCM_ANNOTATIONS, sequences/annotations/."""
-    if annotations is not None and not Path(annotations).exists():  # was reported as the sequence's fault
-        raise VcmError(f"--annotations {annotations} does not exist")
+    if annotations is not None:  # a missing file was reported as the sequence's fault
+        require_input(annotations, "--annotations", folder_ok=True)
     seq = sequences.lookup(sequence)
     if seq is None:
         raise VcmError(f"{sequence!r} is not an SFU-HW class C/D sequence, whose ground truth a folder may hold: "

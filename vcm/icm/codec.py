@@ -20,7 +20,7 @@ from vcm.bitstream import budget, container
 from vcm.bitstream.bits import Reader, StreamError, Writer
 from vcm.codec.stage_state import StageCheckpoint, partial_path
 from vcm.errors import VcmError
-from vcm.fsutil import output_lock, write_bytes
+from vcm.fsutil import output_lock, require_input, write_bytes
 from vcm.icm import rans_guard
 from vcm.icm.models import decode_bytes_per_pixel, fingerprint, load_checkpoint, pad_multiple, string_symbols
 from vcm.icm.stream_header import MAGIC, MAX_STRINGS, VERSION, read_header
@@ -165,8 +165,7 @@ def open_icm(path: Path, device, checkpoint: Path | None = None, select: Callabl
         from vcm.bitstream.container import folder_given
 
         raise VcmError(folder_given(path, ".icm"))
-    if not path.is_file():
-        raise VcmError(f"{path} does not exist")
+    require_input(path)
     header, data = read_header(path.read_bytes())
     chosen = range(header["frames"]) if select is None else select(header)
     if not 0 <= chosen.start < chosen.stop <= header["frames"]:  # the callers' selections are checked already

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from vcm.errors import VcmError
+from vcm.fsutil import require_input
 from vcm.video import Video
 
 
@@ -20,8 +21,7 @@ def masks_record(masks: Path | None, sam_checkpoint: Path | None, alpha: float, 
     if masks is not None:  # a file replaced under the same name is other masks
         from vcm.provenance import file_fingerprint
 
-        if not Path(masks).is_file():
-            raise VcmError(f"mask file {masks} does not exist")
+        require_input(masks, "mask file")
         return {"path": str(Path(masks).resolve()), "fingerprint": file_fingerprint(masks)}
     if source not in (None, "sam"):
         return {"source": source}

@@ -74,6 +74,11 @@ def _head_and_tail_digest(path: Path) -> str:
 
 
 def _missing(model_type: str, path: Path) -> VcmError:
+    from vcm.fsutil import path_problem
+
+    problem = path_problem(path)
+    if problem not in (None, "does not exist"):
+        return VcmError(f"SAM checkpoint {path} {problem}")
     if model_type in OFFICIAL:
         name = OFFICIAL[model_type]
         return VcmError(f"SAM checkpoint {path} not found; the {model_type} weights are {name}, published at "

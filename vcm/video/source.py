@@ -19,6 +19,7 @@ import numpy as np
 
 from vcm import sequences
 from vcm.errors import VcmError, VideoOptionError
+from vcm.fsutil import require_input
 from vcm.video import y4m, yuv
 from vcm.video.color import yuv420_to_rgb
 from vcm.video.limits import MAX_FPS, check_frame_size
@@ -101,8 +102,7 @@ def probe(
     from vcm.samples import resolve
 
     path = resolve(path)
-    if not path.exists():
-        raise VcmError(f"{path} does not exist")
+    require_input(path, folder_ok=True)
     if fps is not None and not (math.isfinite(fps) and 0 < fps <= MAX_FPS):  # NaN was recorded as the run's rate
         raise VideoOptionError(f"--fps must be a frame rate above 0 and at most {MAX_FPS}, got {fps:g}")
     suffix = path.suffix.lower()
