@@ -6,7 +6,7 @@ Each command starts from a command line that works on tiny inputs made here (a 6
 it and its stream, a CTC config and its results, SFU-HW labels, a COCO JSON, tiny SA-ICM and SAM checkpoints). Then
 each option (and argument) in turn gets each value of its kind: numbers that overflow, NaN, infinities, zero and
 negatives; words, frame spans, devices torch knows but vcm does not run on; paths to a folder, a binary file, a
-symbolic link that leads back to itself, a name too long for the file system. ``--few`` takes four values of each
+symbolic link that leads back to itself, a name too long for the file system, a named pipe. ``--few`` takes four values of each
 kind; ``--pairs N`` instead draws N command lines per command, each with one to three options set at random from
 those values and some valid edge values (a frame, a preset name, 1, 0.5). Every case runs the real entry point in
 this process (``vcm.cli.main``), in a folder of its own.
@@ -66,7 +66,7 @@ def paths(fx: dict) -> list[str]:
     """Path values: a folder, files of the wrong kind, a link loop, a name too long, a file given as a folder."""
     return [str(fx["root"]), fx["junk"], fx["loop"], str(Path(fx["root"]) / ("n" * 300)), fx["y4m"] + "/",
             str(Path(fx["root"]) / "absent" / "x.y4m"), "", fx["clip"], fx["stream"], fx["coco"], fx["run"],
-            "/proc/version", fx["labels"]]
+            "/proc/version", fx["labels"], fx["fifo"]]
 
 
 def kind_of(param) -> str:
@@ -101,6 +101,7 @@ def fixtures(root: Path) -> dict:
     write_video(root / "tiny.y4m", frames, 25)
     (root / "junk.bin").write_bytes(b"\x00\xffjunk" * 50)
     (root / "loop").symlink_to(root / "loop")
+    os.mkfifo(root / "pipe")  # an input vcm cannot seek in: opening it waited for a writer
     (root / "preset.yaml").write_text("model: {arch: nerv, fc_dim: 8, stem_dims: [24], lower_width: 6, "
                                       "embed: '1.25_8'}\ntrain: {steps: 6, batch: 2, lr: 3.0e-3}\n")
     ok(run_main("fit", root / "Tiny_32x24_25.yuv", "--config", root / "preset.yaml", "--out", root / "run",
@@ -135,7 +136,7 @@ def fixtures(root: Path) -> dict:
              "preset": "preset.yaml",
              "run": "run", "stream": "tiny.nerv", "ctc_config": "ctc/ctc.yaml", "results": "results",
              "results2": "results2", "labels": "labels", "coco": "gt.json", "icm": "icm.pth.tar", "icm_stream": "c.icm",
-             "images": "images", "sam": "tiny_sam.pth"}
+             "images": "images", "sam": "tiny_sam.pth", "fifo": "pipe"}
     return {"root": str(root), **{k: str(root / v) for k, v in names.items()}}
 
 
