@@ -190,6 +190,14 @@ def test_memory_budget_is_configurable_and_states_itself(nerv_bytes, monkeypatch
     monkeypatch.setenv("VCM_MEMORY_BUDGET", "lots")
     with pytest.raises(VcmError, match="not a size"):
         nerv_stream.decode(nerv_bytes)
+    for value in ("nan", "inf", "1e400", "-1", "0", "0.5"):  # NaN and inf were tracebacks; -1 refused every stream
+        monkeypatch.setenv("VCM_MEMORY_BUDGET", value)
+        with pytest.raises(VcmError, match=f"VCM_MEMORY_BUDGET='{value}' is not a size such as 2G"):
+            nerv_stream.decode(nerv_bytes)
+    monkeypatch.setenv("VCM_MEMORY_BUDGET", "1.5g")
+    from vcm.bitstream.budget import memory_budget
+
+    assert memory_budget() == 3 << 29
 
 
 @pytest.mark.parametrize("edit, fragment", [
@@ -726,9 +734,10 @@ def test_work_out_of_proportion_is_refused_by_default_and_decodes_when_allowed(h
     monkeypatch.setenv("VCM_WORK_BUDGET", "1G")  # a fixed cap on the work; the frame rule stays
     with pytest.raises(StreamError, match="the work budget of 1 GMAC" if frames < 1000 else "bytes per frame"):
         nerv_stream.decode(data)
-    monkeypatch.setenv("VCM_WORK_BUDGET", "lots")
-    with pytest.raises(VcmError, match="VCM_WORK_BUDGET"):
-        nerv_stream.decode(data)
+    for value in ("lots", "nan", "-1", "0.5"):
+        monkeypatch.setenv("VCM_WORK_BUDGET", value)
+        with pytest.raises(VcmError, match=f"VCM_WORK_BUDGET='{value}' is not an amount"):
+            nerv_stream.decode(data)
 
 
 def test_decode_states_its_cost_up_front(nerv_bytes, tmp_path):

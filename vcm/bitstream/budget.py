@@ -9,6 +9,7 @@ of one batch to the same budget.
 
 from __future__ import annotations
 
+import math
 import os
 
 from vcm.bitstream.bits import StreamError
@@ -24,12 +25,14 @@ def memory_budget() -> int:
         return DEFAULT_BUDGET
     unit = text[-1] if text[-1] in _UNITS else ""
     try:
-        value = float(text[: len(text) - len(unit)])
+        value = float(text[: len(text) - len(unit)]) * _UNITS[unit]
     except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 1):  # NaN and inf were tracebacks, -1 and 0 refused every stream
         from vcm.errors import VcmError
 
-        raise VcmError(f"VCM_MEMORY_BUDGET={os.environ['VCM_MEMORY_BUDGET']!r} is not a size such as 2G or 512M") from None
-    return int(value * _UNITS[unit])
+        raise VcmError(f"VCM_MEMORY_BUDGET={os.environ['VCM_MEMORY_BUDGET']!r} is not a size such as 2G or 512M")
+    return int(value)
 
 
 def human(n: float) -> str:

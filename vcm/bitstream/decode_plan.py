@@ -52,7 +52,7 @@ def work_budget() -> float | None:
         value = float(text[: len(text) - len(unit)]) * _UNITS[unit]
     except ValueError:
         value = -1.0
-    if not value > 0:
+    if not value >= 1:  # a fraction of one was 'more than the work budget of 0 GMAC' for any stream
         raise VcmError(f"VCM_WORK_BUDGET={raw!r} is not an amount such as 50T (multiply–accumulates) or unlimited")
     return value
 
