@@ -159,6 +159,8 @@ def test_a_symbolic_link_that_leads_back_to_itself_is_one_line(tiny_run, tmp_pat
     (["masks", "sample:carphone", "--sam-model", "tiny", "--sam-checkpoint", "{fifo}", "--out", "{tmp}/m.npz"],
      "SAM checkpoint {fifo}"),
     (["icm", "encode", "sample:carphone", "--checkpoint", "{fifo}", "--out", "{tmp}/c.icm"], "checkpoint {fifo}"),
+    (["eval", "sample:carphone", "--reference", "original", "--detector", "yolov7", "--weights", "{fifo}", "--out",
+      "{tmp}/y"], "YOLOv7 weights {fifo}"),
     (["ctc", "run", "{fifo}.yaml", "--dry-run", "--out", "{tmp}/c"], "CTC config {fifo}.yaml"),
 ])
 def test_a_named_pipe_given_as_an_input_is_one_line_not_a_wait_for_a_writer(tmp_path, args, named):

@@ -132,12 +132,13 @@ def _pkg_resources_stand_in() -> types.ModuleType:
 
 
 def load_model(weights: Path | None, repo: Path | None, device) -> torch.nn.Module:
-    found = find_weights(weights)
     from vcm.fsutil import path_problem
 
-    if found is not None and path_problem(found) not in (None, "does not exist"):
-        raise VcmError(f"YOLOv7 weights {found} {path_problem(found)}")
-    if found is None or not found.is_file():
+    found = find_weights(weights)
+    problem = path_problem(found) if found is not None else "does not exist"
+    if problem not in (None, "does not exist"):  # a folder or a pipe: not the download hint below
+        raise VcmError(f"YOLOv7 weights {found} {problem}")
+    if problem:
         raise VcmError(f"YOLOv7 weights {found or 'yolov7.pt'} not found; download yolov7.pt from {WEIGHTS_URL} "
                        f"and pass --weights PATH (or set {WEIGHTS_ENV})")
     weights = found
