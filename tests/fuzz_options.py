@@ -167,11 +167,16 @@ def with_value(argv: list[str], param, value: str) -> list[str]:
     return argv + [param.opts[0], value]
 
 
-class _Slow(Exception):
+class _Slow(BaseException):  # not an Exception: code that catches those does not take it for its own error
     pass
 
 
+_alarm_fired = False
+
+
 def _alarm(*_):
+    global _alarm_fired
+    _alarm_fired = True
     raise _Slow()
 
 
@@ -183,10 +188,14 @@ def run_case(command: str, argv: list[str], fx: dict, work: Path, limit: int) ->
     shutil.copytree(fx["results"], out / "results")
     fill = {**fx, "out": str(out), "results": str(out / "results")}
     argv = [a.format(**fill) for a in argv]
+    global _alarm_fired
+    _alarm_fired = False
     previous = signal.signal(signal.SIGALRM, _alarm)
     signal.alarm(limit)
     try:
         proc = run_main(*command.removesuffix("-sam").split(), *argv, cwd=out)
+        if _alarm_fired:  # stopped at the limit, whatever the interruption then made the code do
+            raise _Slow()
         if "Traceback" in proc.stderr or proc.returncode not in (0, 1, 2, 130):
             outcome, detail = "crash", proc.stderr[-600:]
         else:
@@ -197,7 +206,9 @@ def run_case(command: str, argv: list[str], fx: dict, work: Path, limit: int) ->
     except BaseException as err:  # noqa: BLE001  (anything main lets through is what this looks for)
         from tests.fuzz_files import where
 
-        outcome, detail = "crash", f"{type(err).__name__}: {str(err)[:200]} at {where(err)}"
+        # the limit's exception may come out wrapped in, or replaced by, an error of the code it interrupted
+        outcome, detail = ("slow", "") if _alarm_fired else ("crash", f"{type(err).__name__}: {str(err)[:200]} at "
+                                                                      f"{where(err)}")
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
