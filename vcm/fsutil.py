@@ -36,12 +36,16 @@ def path_problem(path: str | os.PathLike, folder_ok: bool = False) -> str | None
     return NOT_SEEKABLE if path.exists() else "does not exist"
 
 
-def require_input(path: str | os.PathLike, what: str = "", folder_ok: bool = False) -> None:
-    """Refuse in one line (``{what} {path} does not exist``, ``… is a folder``, ``… is not a regular file …``) an
-    input :func:`path_problem` finds fault with."""
+def require_input(path: str | os.PathLike, what: str = "", folder_ok: bool = False, missing: str | None = None,
+                  folder_hint: str = "") -> None:
+    """Refuse in one line (``{what} {path} does not exist``, ``… is a folder{folder_hint}``, ``… is not a regular
+    file …``) an input :func:`path_problem` finds fault with; ``missing``, where given, is the whole message for a
+    path that does not exist (where the file is published, how to make one)."""
     problem = path_problem(path, folder_ok)
+    if problem == "does not exist" and missing:
+        raise VcmError(missing)
     if problem:
-        raise VcmError(f"{what} {path} {problem}".lstrip())
+        raise VcmError(f"{what} {path} {problem}{folder_hint if problem == 'is a folder' else ''}".lstrip())
 
 
 def _alive(pid: int) -> bool:

@@ -26,6 +26,9 @@ def load_yaml(text: str):
     return yaml.load(text, Loader=_Loader)
 
 
+YAML_FOLDER_HINT = ": name its YAML file"
+
+
 def read_yaml_file(path, what: str):
     """The YAML document in the file at ``path`` (``what`` names it in errors, e.g. "CTC config"), refused in one
     line when it is missing, a folder or another non-file, not UTF-8 text (a video or a stream given by mistake
@@ -36,9 +39,7 @@ def read_yaml_file(path, what: str):
     from vcm.fsutil import require_input
 
     path = Path(path)
-    if path.is_dir():
-        raise VcmError(f"{what} {path} is a folder: name its YAML file")
-    require_input(path, what)
+    require_input(path, what, folder_hint=YAML_FOLDER_HINT)
     data = path.read_bytes()
     try:
         text = data.decode("utf-8-sig")

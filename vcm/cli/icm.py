@@ -110,10 +110,10 @@ def icm_encode(
         raise VcmError(f"--out {target}: a bitstream file name must end in .icm")
     check_output(target, inputs=[input, checkpoint], kind="file")  # before torch and CompressAI are imported
     check_own_stream(target)
-    if not checkpoint.is_file():
-        from vcm.icm.archs import missing_checkpoint
+    from vcm.fsutil import require_input
+    from vcm.icm.archs import missing_checkpoint
 
-        raise VcmError(missing_checkpoint(checkpoint))
+    require_input(checkpoint, "checkpoint", missing=missing_checkpoint(checkpoint))
     from vcm.device import resolve_device
     from vcm.icm.codec import encode_video
     from vcm.video import load

@@ -57,12 +57,12 @@ class SaIcm(Codec):
 
     def point_inputs(self, point: dict) -> dict:
         """The checkpoint's fingerprint (a file replaced under the same name is another codec)."""
-        from vcm.errors import VcmError
+        from vcm.fsutil import require_input
         from vcm.icm.archs import missing_checkpoint
         from vcm.provenance import file_fingerprint
 
-        if not Path(point["checkpoint"]).is_file():
-            raise VcmError(f"sa-icm {missing_checkpoint(point['checkpoint'])}")
+        path = point["checkpoint"]
+        require_input(path, "sa-icm checkpoint", missing=f"sa-icm {missing_checkpoint(path)}")
         return {"checkpoint": file_fingerprint(point["checkpoint"])}
 
     def encode_decode(self, spec: dict, video, device) -> dict:

@@ -132,15 +132,14 @@ def _pkg_resources_stand_in() -> types.ModuleType:
 
 
 def load_model(weights: Path | None, repo: Path | None, device) -> torch.nn.Module:
-    from vcm.fsutil import path_problem
+    from vcm.fsutil import require_input
 
     found = find_weights(weights)
-    problem = path_problem(found) if found is not None else "does not exist"
-    if problem not in (None, "does not exist"):  # a folder or a pipe: not the download hint below
-        raise VcmError(f"YOLOv7 weights {found} {problem}")
-    if problem:
-        raise VcmError(f"YOLOv7 weights {found or 'yolov7.pt'} not found; download yolov7.pt from {WEIGHTS_URL} "
-                       f"and pass --weights PATH (or set {WEIGHTS_ENV})")
+    missing = (f"YOLOv7 weights {found or 'yolov7.pt'} not found; download yolov7.pt from {WEIGHTS_URL} and pass "
+               f"--weights PATH (or set {WEIGHTS_ENV})")
+    if found is None:
+        raise VcmError(missing)
+    require_input(found, "YOLOv7 weights", missing=missing)
     weights = found
     repo_dir = resolve_repo(repo)
     with isolated_repo_import(repo_dir):

@@ -16,13 +16,7 @@ SA_ICM_PAGE = "https://github.com/final-0/SA-ICM"
 
 
 def missing_checkpoint(path) -> str:
-    """The message for a checkpoint that is not there (where the official weights are, or how to make one), or that
-    is no file vcm can read."""
-    from vcm.fsutil import path_problem
-
-    problem = path_problem(path)
-    if problem not in (None, "does not exist"):
-        return f"checkpoint {path} {problem}"
+    """The message for a checkpoint that is not there: where the official weights are, or how to make one."""
     return (f"checkpoint {path} not found; the official SA-ICM weights (icm_78.pth.tar, icm_93.pth.tar) are published "
             f"with the SA-ICM code ({SA_ICM_PAGE}); or train one with vcm icm train")
 

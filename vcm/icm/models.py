@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from vcm.errors import VcmError
-from vcm.fsutil import load_torch_dict
+from vcm.fsutil import load_torch_dict, require_input
 from vcm.icm.archs import TINY, TCMConfig, check_arch, default_tcm, missing_checkpoint
 from vcm.icm.tcm import TCM
 
@@ -96,8 +96,7 @@ def _infer_tcm(state: dict, base: TCMConfig) -> TCMConfig:
 def load_checkpoint(path: Path, arch: str | None = None, device="cpu") -> tuple[torch.nn.Module, str, dict]:
     """(model in eval mode with entropy tables updated, arch, config) from a vcm or official checkpoint."""
     path = Path(path)
-    if not path.is_file():
-        raise VcmError(missing_checkpoint(path))
+    require_input(path, "checkpoint", missing=missing_checkpoint(path))
     ckpt = load_torch_dict(path, "an image codec's checkpoint (a dict with 'state_dict')")
     state = _strip(ckpt.get("state_dict", ckpt))
     if not all(isinstance(v, torch.Tensor) for v in state.values()):

@@ -59,8 +59,7 @@ def checkpoint_fingerprint(path: Path, model_type: str = "") -> str:
     (where ``model_type``'s weights are published)."""
     from vcm.provenance import digest_while_unchanged
 
-    if not Path(path).is_file():
-        raise _missing(model_type, Path(path))
+    _require_checkpoint(model_type, Path(path))
     return digest_while_unchanged(path, _head_and_tail_digest)
 
 
@@ -73,17 +72,14 @@ def _head_and_tail_digest(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def _missing(model_type: str, path: Path) -> VcmError:
-    from vcm.fsutil import path_problem
+def _require_checkpoint(model_type: str, path: Path) -> None:
+    """Refuse SAM weights that are not a readable file; a missing one names where ``model_type``'s are published."""
+    from vcm.fsutil import require_input
 
-    problem = path_problem(path)
-    if problem not in (None, "does not exist"):
-        return VcmError(f"SAM checkpoint {path} {problem}")
-    if model_type in OFFICIAL:
-        name = OFFICIAL[model_type]
-        return VcmError(f"SAM checkpoint {path} not found; the {model_type} weights are {name}, published at "
-                        f"{WEIGHTS_URL}{name} (see {WEIGHTS_PAGE})")
-    return VcmError(f"SAM checkpoint {path} not found")
+    name = OFFICIAL.get(model_type)
+    where = f"; the {model_type} weights are {name}, published at {WEIGHTS_URL}{name} (see {WEIGHTS_PAGE})" if name \
+        else ""
+    require_input(path, "SAM checkpoint", missing=f"SAM checkpoint {path} not found{where}")
 
 
 def load_sam(model_type: str, checkpoint: Path, device):
@@ -93,8 +89,7 @@ def load_sam(model_type: str, checkpoint: Path, device):
     if model_type not in MODEL_TYPES:
         raise VcmError(f"unknown SAM model {model_type!r}; choose one of {', '.join(MODEL_TYPES)}")
     checkpoint = Path(checkpoint)
-    if not checkpoint.is_file():
-        raise _missing(model_type, checkpoint)
+    _require_checkpoint(model_type, checkpoint)
     try:
         if model_type == "tiny":
             sam = build_tiny_sam()

@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from vcm.errors import VcmError
+from vcm.fsutil import require_input
 from vcm.resources import data_dir
-from vcm.yamlfile import load_yaml, read_yaml_file
+from vcm.yamlfile import YAML_FOLDER_HINT, load_yaml, read_yaml_file
 
 
 def preset_path(name_or_path: str | Path) -> Path:
@@ -27,10 +28,7 @@ def preset_path(name_or_path: str | Path) -> Path:
 
 
 def _config_file(p: Path) -> Path:
-    if p.is_dir():
-        raise VcmError(f"config file {p} is a folder: name its YAML file")
-    if not p.exists():
-        raise VcmError(f"config file {p} does not exist")
+    require_input(p, "config file", folder_hint=YAML_FOLDER_HINT)
     return p
 
 
