@@ -339,15 +339,17 @@ def test_a_point_another_run_finished_after_this_one_planned_is_taken_not_run_ag
     from vcm.ctc.run import safe_run_point
 
     # (not "quiet": a worker's setting, it would silence the progress lines of later tests in this process)
-    spec = {"sequence": "s", "codec": "no-such-codec", "point_id": "p", "workdir": str(tmp_path), "device": "cpu",
+    workdir = tmp_path / "points" / "s" / "no-such-codec" / "p"  # where vcm ctc run puts the point
+    workdir.mkdir(parents=True)
+    spec = {"sequence": "s", "codec": "no-such-codec", "point_id": "p", "workdir": str(workdir), "device": "cpu",
             "point_key": "settings", "inputs_key": "inputs"}
     theirs = {"status": "ok", "sequence": "s", "codec": "no-such-codec", "curve": "c", "point": "p", "kbps": 1.0,
               "bytes": 10, "fps": 25.0, "frames": 2, "point_key": "settings", "inputs_key": "inputs", **ROW_MEASURES}
-    (tmp_path / "result.json").write_text(json.dumps(theirs))
+    (workdir / "result.json").write_text(json.dumps(theirs))
     assert safe_run_point(spec) == theirs  # running it would fail: its codec does not exist
-    assert json.loads((tmp_path / "result.json").read_text()) == theirs
+    assert json.loads((workdir / "result.json").read_text()) == theirs
     for asked in ({**spec, "force": True}, {**spec, "point_key": "other settings"}):  # --force, or a changed point
-        (tmp_path / "result.json").write_text(json.dumps(theirs))
+        (workdir / "result.json").write_text(json.dumps(theirs))
         assert safe_run_point(asked)["status"] == "failed"
 
 

@@ -2,6 +2,7 @@
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 
@@ -19,7 +20,7 @@ def write_point(out, codec, point, kbps, psnr_y, qp=None, curve=None, settings=N
            "psnr": psnr_y - 1.5, "psnr_y": psnr_y, "psnr_yuv": psnr_y + 0.8, "ms_ssim": None, "map": None, "ap50": None,
            "detections": None, "encode_seconds": 3.0, "decode_seconds": 0.5, "bitstream": "x", "annotations": None,
            "settings": settings, "provenance": PROV, **extra}
-    folder = out / "points" / "clip" / codec / point
+    folder = out / "points" / row["sequence"] / codec / point
     folder.mkdir(parents=True)
     (folder / "result.json").write_text(json.dumps(row))
 
@@ -384,3 +385,72 @@ def test_the_machine_line_names_the_cpu_and_every_device_the_points_ran_on(tmp_p
     line = next(line for line in md.splitlines() if line.startswith("| machine |"))
     assert "Some CPU 9000, 2 cores (h, Linux)" in line, line
     assert "points ran on cpu (1 thread) or cpu (2 threads)" in line, line
+
+
+def test_text_from_a_result_row_is_shown_as_text_in_the_html_report_never_run(results):
+    """report.html rendered the Markdown with raw HTML passed through, so a row's label or ground-truth source (a
+    results folder shared between labs) put a script into the page that ran when the report was opened."""
+    row = results / "points" / "clip" / "hinerv" / "s_rd_l1" / "result.json"
+    row.write_text(json.dumps({**json.loads(row.read_text()), "label": "<script>alert(1)</script>",
+                               "ground_truth": {"kind": "pseudo", "source": "<img src=x onerror=alert(2)>"}}))
+    make_report(results, anchor="hevc")
+    assert "<script>alert(1)</script>" in (results / "report.md").read_text()  # the row's words, kept
+    page = (results / "report.html").read_text()
+    assert "<script" not in page and "<img src=x" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "&lt;img src=x onerror=alert(2)&gt;" in page
+
+
+@pytest.mark.parametrize("key, value", [("sequence", "../../outside"), ("codec", "hevc"), ("point", "s_rd_l2")])
+def test_a_row_that_names_another_points_folder_is_damaged_and_nothing_is_written_outside(results, key, value):
+    """The report names each plot after its row's sequence: a row naming `../../outside` wrote outside.png two
+    folders above the report's own plots/ folder."""
+    from vcm.ctc.points import read_result
+
+    row = results / "points" / "clip" / "hinerv" / "s_rd_l1" / "result.json"
+    row.write_text(json.dumps({**json.loads(row.read_text()), key: value}))
+    r = make_report(results, anchor="hevc")
+    assert r["failed"] == 1 and not (results.parent / "outside.png").exists()
+    assert sorted(p.name for p in (results / "plots").iterdir()) == ["clip.png"]
+    md = (results / "report.md").read_text()
+    assert "s_rd_l1/result.json is damaged (it names the point " in md and "not the folders it lies in" in md
+    assert read_result(row.parent) is None  # vcm ctc run runs it again
+
+
+def test_a_result_or_detections_file_that_is_a_pipe_is_damaged_not_waited_on(results):
+    """`vcm ctc report` opened a named pipe in place of a result.json and waited for a writer forever; a row's
+    detections were read from whatever path it named (class pooling), pipes included."""
+    import os
+    import signal
+
+    from vcm.errors import VcmError
+    from vcm.eval.pooled import _read_detections
+
+    pipe = results / "points" / "clip" / "hevc" / "qp37" / "result.json"
+    pipe.unlink()
+    os.mkfifo(pipe)
+    dets = results / "points" / "clip" / "hevc" / "qp41" / "detections.json"
+    os.mkfifo(dets)
+    (results / "elsewhere.json").write_text("[]")
+    row = dets.parent / "result.json"
+    row.write_text(json.dumps({**json.loads(row.read_text()), "detections": str(results / "elsewhere.json")}))
+
+    class Hung(BaseException):  # not an OSError, which the code reading the file would take for a damaged one
+        pass
+
+    def hung(*_):
+        raise Hung("waited on the pipe")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(60)
+    try:
+        r = make_report(results, anchor="hevc")
+        from vcm.ctc.tables import collect
+
+        kept = next(r for r in collect(results)[0] if r["point"] == "qp41")
+        with pytest.raises(VcmError, match="qp41/detections.json: is not a regular file"):
+            _read_detections(Path(kept["detections"]), kept)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert r["failed"] == 1 and "qp37/result.json is damaged (not a regular file)" in (results / "report.md").read_text()
+    assert kept["detections"] == str(dets)  # the point's own file, not the one the row named

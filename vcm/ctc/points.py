@@ -58,7 +58,7 @@ def _detect(spec: dict, video, frames_u8: np.ndarray, device) -> dict:
     if truth.get("reference", "annotations") == "annotations" and video.info.sequence is None \
             and not spec.get("sequence_annotations"):
         return none  # a video without its own annotations (the config's are SFU-HW's), and no pseudo ground truth
-    from vcm.eval.run import Decoded, TruthSpec, complete, score, truth_and_detector, write_outputs
+    from vcm.eval.run import OUTPUTS, Decoded, TruthSpec, complete, score, truth_and_detector, write_outputs
 
     spec_t = TruthSpec(**truth)
     name = video.info.sequence.name if video.info.sequence else video.name
@@ -70,7 +70,7 @@ def _detect(spec: dict, video, frames_u8: np.ndarray, device) -> dict:
     gt, detector = complete(spec_t, decoded, gt, detector, every, batch, spec.get("video"))
     clip, scores = score(decoded, gt, detector, batch, every)
     write_outputs(Path(spec["workdir"]), clip, scores)
-    return {"map": scores["map"], "ap50": scores["ap50"], "detections": str(Path(spec["workdir"]) / "detections.json"),
+    return {"map": scores["map"], "ap50": scores["ap50"], "detections": str(Path(spec["workdir"]) / OUTPUTS[0]),
             "ground_truth": scores["ground_truth"], "detector_settings": scores["detector_settings"],
             "detect_seconds_per_frame": scores["detect_seconds_per_frame"]}
 

@@ -144,11 +144,12 @@ def _md_cell(value) -> str:
 
 
 def report_html(md_text: str, plots: dict) -> str:
-    """A self-contained HTML page: the Markdown rendered by markdown-it-py (CommonMark + tables),
-    plots embedded as data URIs."""
+    """A self-contained HTML page: the Markdown rendered by markdown-it-py (CommonMark + tables, raw HTML shown as
+    text: the report quotes result rows, which a shared results folder could fill with scripts), plots embedded
+    as data URIs."""
     from markdown_it import MarkdownIt
 
-    body = MarkdownIt("commonmark").enable("table").render(md_text)
+    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(md_text)
     for seq, png in plots.items():
         src = html.escape(f"plots/{seq}.png", quote=True)
         body = body.replace(f'src="{src}"', f'src="data:image/png;base64,{base64.b64encode(png).decode()}"')

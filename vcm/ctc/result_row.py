@@ -117,18 +117,32 @@ def _rate_control_problem(rc) -> str | None:
 
 
 def load(path: Path) -> tuple[dict | None, str | None]:
-    """``(row, None)`` for a sound row, ``(None, why)`` for a damaged one, ``(None, None)`` when there is none."""
+    """``(row, None)`` for a sound row, ``(None, why)`` for a damaged one, ``(None, None)`` when there is none.
+
+    ``path`` is ``points/<sequence>/<codec>/<point>/result.json``, and a sound row names those three folders: the
+    report writes files named after a row's sequence (its plot), so a row naming ``../..`` wrote outside the
+    results folder."""
     path = Path(path)
     if not path.exists():
         return None, None
+    if not path.is_file():  # a named pipe was waited on for a writer forever
+        return None, "not a regular file"
     try:
         row = json.loads(path.read_text())
     except (OSError, ValueError) as err:
         return None, f"not readable JSON ({type(err).__name__})"
-    why = problem(row)
+    why = problem(row) or _filed_elsewhere(row, path)
     if why:
         return None, why
     return ({**row, **{k: row.get(k) for k in _NUMBER_OR_NONE}} if row["status"] == "ok" else row), None
+
+
+def _filed_elsewhere(row: dict, path: Path) -> str | None:
+    """Why ``row``'s sequence, codec and point are not the folders ``path`` lies in, or None when they are."""
+    said, folders = [row[k] for k in _TEXT], list(path.parts[-4:-1])
+    if said != folders:
+        return f"it names the point {'/'.join(said)!r}, not the folders it lies in"
+    return None
 
 
 def damaged_row(path: Path, why: str) -> dict:

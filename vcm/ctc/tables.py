@@ -26,6 +26,7 @@ def collect(out: Path, require: bool = True) -> tuple[list[dict], list[dict], li
     "stopped_stage"}``, the last true when a rate–distortion stage kept its state there. ``require``: a
     folder without any point is an error."""
     from vcm.codec.stage_state import PARTIAL
+    from vcm.eval.run import OUTPUTS
 
     rows, failed, unfinished = [], [], []
     for folder in sorted(p for p in Path(out).glob("points/*/*/*") if p.is_dir()):
@@ -37,10 +38,10 @@ def collect(out: Path, require: bool = True) -> tuple[list[dict], list[dict], li
             continue
         if r is None:
             r = result_row.damaged_row(p, why or "gone while it was read")
-        elif r.get("detections") and (folder / Path(r["detections"]).name).is_file():
-            # the point's own file, where the folder is now: a results folder copied off the machine that ran it
-            # keeps the absolute paths it was written with
-            r = {**r, "detections": str(folder / Path(r["detections"]).name)}
+        elif r.get("detections"):
+            # always the point's own file, where the folder is now: a results folder copied off the machine that ran
+            # it keeps the absolute paths it was written with, and an edited row could name any file
+            r = {**r, "detections": str(folder / OUTPUTS[0])}
         (rows if r.get("status") == "ok" else failed).append(r)
     if require and not rows and not failed and not unfinished:
         if not Path(out).exists():  # a mistyped folder was reported as one without results

@@ -60,13 +60,18 @@ def _read_detections(path: Path, row: dict) -> list[dict]:
     """A point's ``detections.json`` (as ``vcm eval`` writes it: objects with ``source_frame``, an ``[x, y, w, h]``
     ``bbox``, ``score`` and ``category_id``), checked: a missing or edited file is one line naming it."""
     from vcm.errors import VcmError
+    from vcm.fsutil import path_problem
     from vcm.schema import finite_number
 
     where = " ".join(str(row.get(k, "?")) for k in ("sequence", "codec", "point"))
+    why = path_problem(path)  # a named pipe was waited on for a writer forever
     try:
+        if why:
+            raise OSError(why)
         dets = json.loads(path.read_text())
     except (OSError, ValueError) as err:
-        raise VcmError(f"the detections of {where} cannot be read for class pooling ({path}: {type(err).__name__}); "
+        why = why or type(err).__name__
+        raise VcmError(f"the detections of {where} cannot be read for class pooling ({path}: {why}); "
                        f"put the point's detections.json back, or delete its result.json and run vcm ctc run again") \
             from None
 
