@@ -454,3 +454,22 @@ def test_a_result_or_detections_file_that_is_a_pipe_is_damaged_not_waited_on(res
         signal.signal(signal.SIGALRM, previous)
     assert r["failed"] == 1 and "qp37/result.json is damaged (not a regular file)" in (results / "report.md").read_text()
     assert kept["detections"] == str(dets)  # the point's own file, not the one the row named
+
+
+def test_settings_or_a_search_record_edited_into_shapes_the_codec_never_wrote_are_reported_not_a_traceback(results):
+    """An HEVC row's settings without their encoder, a HiNeRV row's fit settings as text, and a missed rate-control
+    search with a trial whose bytes are null (which a sound row may hold) each stopped `vcm ctc report` with a
+    KeyError, AttributeError or TypeError traceback."""
+    points = results / "points" / "clip"
+    for folder, edit in ((points / "hevc" / "qp37", {"settings": {"preset": "medium"}}),
+                         (points / "hinerv" / "s_rd_l1", {"settings": {"representation": "hinerv", "fit": "hinerv-s"}}),
+                         (points / "hinerv" / "s_rd_l2", {"rate_control": {
+                             "target": {"kbps": 50.0}, "goal": 1000, "tolerance": 0.05, "hit": False, "lambda": 2.0,
+                             "beyond": None, "trials": [{"lambda": 1.0, "bytes": None}, {"lambda": 2.0, "bytes": 900}]}})):
+        row = folder / "result.json"
+        row.write_text(json.dumps({**json.loads(row.read_text()), **edit}))
+    r = make_report(results, anchor="hevc")
+    assert r["failed"] == 0
+    md = (results / "report.md").read_text()
+    assert "representation hinerv, fit hinerv-s" in md and "preset medium" in md  # the settings as they are
+    assert "## Rate control" in md and "target missed: no trial of 1 came within ±5 %" in md

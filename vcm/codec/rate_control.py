@@ -358,7 +358,7 @@ def missed_hint(a: dict, control: dict, where: str = "cli") -> str:
     if a["beyond"] or control.get("hit", True):
         return ""
     key = "bytes" if a["unit"] == "kbps" else "psnr_y"
-    goal, trials = control["goal"], [t for t in control["trials"] if key in t]
+    goal, trials = control["goal"], [t for t in control["trials"] if t.get(key) is not None]
     tol = f"±{100 * control['tolerance']:g} %" if a["unit"] == "kbps" else f"±{control['tolerance']:g} dB"
     text = f"target missed: no trial of {len(trials)} came within {tol} (the nearest, λ {control['lambda']:.4g}, is written)"
     nearest = [t for t in trials if t["lambda"] == control["lambda"]]

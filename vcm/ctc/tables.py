@@ -168,10 +168,14 @@ def machine_line(provs: list[dict]) -> str:
 
 def describe_settings(codec: str, settings: dict) -> str:
     """A result row's settings in words, for rows written before each codec described its own: by the
-    codec still registered under that name, or else its settings as they are."""
+    codec still registered under that name, or else (or where it cannot read them: an edited row) its settings as
+    they are."""
     from vcm import codecs
 
-    return (codecs.get(codec) if codec in codecs.names() else codecs.Codec()).describe(settings)
+    try:
+        return (codecs.get(codec) if codec in codecs.names() else codecs.Codec()).describe(settings)
+    except (KeyError, TypeError, AttributeError, ValueError):
+        return codecs.Codec().describe(settings)
 
 
 def table1(curves: dict, metric: str = "psnr_y", monotone: frozenset = frozenset()) -> tuple[list[str], list[list]]:
