@@ -34,7 +34,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 HOSTILE = [None, -1, 0, 1, 2.5, float("nan"), float("inf"), 10 ** 30, True, False, "", "x", "all", "0:5", "5:0", "-3:",
            [], [1], [None], ["a", 1], {}, {"a": 1}, {"lambda": -1}, [{}], "sample:carphone", "/nonexistent", [[]],
-           {"qps": [99]}, "1.5k", "416x240", "hevc", "ra", "canny", "yolov7", 1e9]
+           {"qps": [99]}, "1.5k", "416x240", "hevc", "ra", "canny", "yolov7", 1e9, "../../escaped",
+           "<script>alert(1)</script>"]
+ROW_TEXT = ["sequence", "codec", "point", "curve", "label", "experiment", "error", "class"]
+HOSTILE_TEXT = ["../../escaped", "<script>alert(1)</script>", "clip", "hevc", "qp37", "l0", "a|b\nc", "[/x]", ""]
 KEYS = ["preset", "params", "width_scale", "epochs", "steps", "batch", "lr", "seed", "stage_seed", "points",
         "rate_aware", "chain", "compute", "prune", "bits", "lambda", "rd_steps", "step_lr", "temporal", "match", "qps",
         "config", "checkpoints", "arch", "fits", "masks", "size", "fps", "bit_depth", "frames", "name", "path",
@@ -145,13 +148,26 @@ def _case_ctc_config(doc, work: Path) -> None:
     preview(work / "c.yaml", work / "out")
 
 
+class Escaped(Exception):
+    """A case whose text reached where it must not: a file written outside the results folder, or a script into
+    report.html (a results folder can be someone else's)."""
+
+
 def _case_result_rows(doc, work: Path) -> None:
     from vcm.ctc.compare import compare
     from vcm.ctc.report import make_report
 
     base, folder = doc
-    make_report(folder, None, None, None, None)
-    compare(base, folder)
+    try:
+        make_report(folder, None, None, None, None)
+        compare(base, folder)
+    finally:
+        outside = [str(p.relative_to(work)) for p in work.rglob("*") if folder not in p.parents and p != folder]
+        if outside:
+            raise Escaped(f"wrote {outside[:3]} outside the results folder")
+        page = folder / "report.html"
+        if page.is_file() and "<script" in page.read_text():
+            raise Escaped("a row's <script> is in report.html")
 
 
 def _case_coco(doc, work: Path) -> None:
@@ -264,7 +280,10 @@ def run(kind: str, cases: int, seed: int) -> dict:
                 rows = sorted(folder.rglob("result.json"))
                 edited = rng.sample(rows, rng.randint(1, 2))
                 for path in edited:
-                    path.write_text(json.dumps(mutate(json.loads(path.read_text()), rng)))
+                    row = mutate(json.loads(path.read_text()), rng)
+                    if rng.random() < 0.3 and isinstance(row, dict):  # text the report writes out or names files by
+                        row[rng.choice(ROW_TEXT)] = rng.choice(HOSTILE_TEXT)
+                    path.write_text(json.dumps(row))
                 doc, case, what = (base, folder), _case_result_rows, [p.read_text()[:300] for p in edited]
             elif kind in ("y4m", "png"):
                 doc = _y4m_bytes(rng) if kind == "y4m" else _png_bytes(rng)
