@@ -37,8 +37,7 @@ from vcm.codec import rd_coding
 from vcm.codec.entropy import decode_array, encode_array
 from vcm.codec.quant import QTensor, bf16_bytes, bf16_from, levels
 from vcm.nerv import registry
-from vcm.nerv.model import MAX_PARAMS
-from vcm.video.limits import MAX_SIDE
+from vcm.nerv.limits import LIMITS, limits_of
 
 COLOUR = "RGB output; YUV sources were converted with BT.601 limited range (vcm.video.color)"
 MAGIC = container.NERV_MAGIC
@@ -58,9 +57,6 @@ HEADER_DICT = (
     b'"temporal":["grids.0","grids.1","stages.0.local","stages.1.local","stages.2.local","stages.3.local"],'
     b'"video":{"fps":25.0,"frames":48,"name":"","source_frames":[0,48]}}'
 )
-# Limits every representation's config is checked against (a representation adds its own in its
-# registry entry: NeRV's stem layers and positional-encoding levels).
-LIMITS = {"side": MAX_SIDE, "frames": 1_000_000, "params": MAX_PARAMS, "width_channels": 1 << 16, "stages": 8}
 
 
 @dataclass
@@ -298,11 +294,6 @@ def _int(d: dict, key: str, lo: int, hi: int) -> int:
     if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
         raise StreamError(f"malformed vcm NeRV bitstream (header field {key!r} = {v!r} is out of range)")
     return v
-
-
-def limits_of(e) -> dict:
-    """The limits a representation's config is checked against: the common ones and its own."""
-    return {**LIMITS, **e.limits}
 
 
 def _model_config(arch: str, m):

@@ -80,7 +80,7 @@ class Entry:
     config_cls: type
     default_preset: str | None = None  # configs/nerv/<preset>.yaml, what ``vcm fit --arch NAME`` fits
     codec_order: int = 90  # where its CTC codecs sort in tables and plots (its SA-NeRV codec one after)
-    limits: dict = field(default_factory=dict)  # stream limits of its own, beside nerv_stream.LIMITS
+    limits: dict = field(default_factory=dict)  # limits of its own, beside vcm.nerv.limits.LIMITS
 
 
 # The modules are imported on first use; each registers itself.
