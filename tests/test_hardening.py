@@ -803,6 +803,32 @@ def test_damaged_checkpoint_on_compress_is_one_line(tmp_path, tiny_run):
     assert one_line_error(proc) and "damaged" in proc.stderr
 
 
+@pytest.mark.parametrize("edit, said", [
+    ({"embed_levels": 10 ** 7}, "does not describe a network a .nerv stream can hold (widths); the file is damaged"),
+    ({"fc_dim": 512}, "declares a network of 14,259,251 parameters and holds 119,751 values"),  # within the limits
+])
+def test_a_checkpoint_whose_config_declares_another_network_is_refused_before_it_is_built(tmp_path, tiny_run, edit,
+                                                                                          said):
+    """A run's checkpoint carries the config its network is rebuilt from: an edited one was built before it failed to
+    load (a HiNeRV run with a million blocks hung `vcm info` and `vcm compress`; grid frames declaring 5·10⁹ parameters
+    took 79 s and 20 GB before the refusal). Its sizes are now held to what a stream holds, and its parameters to the
+    values the file holds."""
+    import shutil
+
+    import torch
+
+    root, _ = tiny_run
+    run = tmp_path / "run"
+    shutil.copytree(root / "run", run)
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
+    ckpt["config"]["model"].update(edit)
+    torch.save(ckpt, run / "checkpoint.pt")
+    for args in (("compress", run, "--lambda", "1", "--out", tmp_path / "x.nerv"), ("info", run)):
+        proc = run_main(*args, cwd=tmp_path)
+        assert one_line_error(proc) and said in proc.stderr, proc.stderr[-300:]
+    assert not (tmp_path / "x.nerv").exists()
+
+
 def test_a_network_too_large_to_train_here_is_refused_before_it_is_built(tmp_path, monkeypatch):
     """`vcm fit --params 1G` built the network first: torch's allocator failed with a traceback (or the
     machine swapped for minutes). The training state is now checked against the free memory."""

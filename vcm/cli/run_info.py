@@ -26,8 +26,7 @@ def describe_run(path: Path) -> dict:
 
     state = run_state(path)
     config, video, train = state["config"], state["config"]["video"], state["config"]["train"]
-    arch = registry.arch_of(config)
-    model_cfg = registry.config_from_dict(arch, config["model"])
+    arch, model_cfg = state["arch"], state["model"]
     r = {"path": str(path), "kind": "run", "resolved": str(path.resolve()) if path.is_symlink() else None,
          "name": video["name"], "source": video.get("source"), "width": video["width"], "height": video["height"],
          "fps": video["fps"], "frames": video["num_frames"], "source_frames": video["source_frames"],

@@ -192,12 +192,35 @@ def load_run(run_dir: Path) -> tuple[torch.nn.Module, dict]:
     """Rebuild the trained network of a run directory (on CPU) and return it with its config."""
     ckpt_path = Path(run_dir) / CHECKPOINT
     ckpt = _read_checkpoint(ckpt_path)
+    arch, model_cfg = stored_model_config(ckpt_path, ckpt)
     try:
-        model = registry.create_representation(registry.arch_of(ckpt["config"]), ckpt["config"]["model"])
+        model = registry.create_representation(arch, model_cfg)
         model.load_state_dict(ckpt["model"])
     except (KeyError, ValueError, TypeError, RuntimeError) as err:
         raise VcmError(f"{ckpt_path} does not hold a usable network ({type(err).__name__}); the file is damaged") from None
     return model.eval(), ckpt["config"]
+
+
+def stored_model_config(ckpt_path: Path, ckpt: dict) -> tuple[str, object]:
+    """(representation name, model config) of the network a run's checkpoint ``ckpt`` describes, held to what a
+    .nerv stream holds and to the values the checkpoint holds: an edited config was built before it failed to load
+    (a million blocks hung, 5·10⁹ parameters took gigabytes and minutes)."""
+    from vcm.nerv.limits import limits_of
+
+    try:
+        arch = registry.arch_of(ckpt["config"])
+        e = registry.entry(arch)
+        model_cfg = e.config_cls.from_dict(ckpt["config"]["model"])
+        e.model_cls.check_config(model_cfg, limits_of(e))
+        declared, held = e.model_cls.count_params(model_cfg), sum(t.numel() for t in ckpt["model"].values())
+    except (KeyError, ValueError, TypeError, AttributeError, OverflowError) as err:
+        why = str(err)[:80] or type(err).__name__
+        raise VcmError(f"{ckpt_path} does not describe a network a .nerv stream can hold ({why}); the file is "
+                       "damaged") from None
+    if declared > held:
+        raise VcmError(f"{ckpt_path} declares a network of {declared:,} parameters and holds {held:,} values; the "
+                       "file is damaged")
+    return arch, model_cfg
 
 
 @dataclass
@@ -612,7 +635,8 @@ def _read_checkpoint(ckpt_path: Path) -> dict:
 
 def run_state(run_dir: Path) -> dict:
     """What a run folder holds, read from its checkpoint and records (nothing is built or trained):
-    ``config`` (as config.json), ``step`` (optimiser steps done), ``total_steps`` (of its schedule),
+    ``config`` (as config.json), ``arch`` and ``model`` (its representation and network config, checked as
+    :func:`stored_model_config` does), ``step`` (optimiser steps done), ``total_steps`` (of its schedule),
     ``finished`` (all steps run and measured) and ``metrics`` (metrics.json, None before the end)."""
     run_dir = Path(run_dir)
     ckpt = _read_checkpoint(run_dir / CHECKPOINT)
@@ -621,10 +645,12 @@ def run_state(run_dir: Path) -> dict:
         total = TrainConfig.from_dict(config["train"]).total_steps(int(config["video"]["num_frames"]))
     except (KeyError, TypeError, ValueError):
         raise VcmError(f"{run_dir / CHECKPOINT} does not hold a vcm fit's state; the file is damaged") from None
+    arch, model_cfg = stored_model_config(run_dir / CHECKPOINT, ckpt)
     metrics = None
     if (run_dir / METRICS).is_file():
         metrics = read_metrics(run_dir)
-    return {"config": config, "step": step, "total_steps": total, "finished": metrics is not None, "metrics": metrics}
+    return {"config": config, "arch": arch, "model": model_cfg, "step": step, "total_steps": total,
+            "finished": metrics is not None, "metrics": metrics}
 
 
 # A finished fit's measures in metrics.json that vcm reads back (vcm info, a CTC point's fit time); None where not
