@@ -1,4 +1,5 @@
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -166,6 +167,35 @@ def test_bad_checkpoints_are_one_line_errors(tmp_path, tiny_ckpt):
     write_video(frames_dir, moving_frames(t=1, h=32, w=32), 25)
     proc = run_main("icm", "encode", frames_dir, "--checkpoint", tmp_path / "other.pth.tar", "--arch", "tcm")
     assert proc.returncode == 1 and proc.stderr.startswith("error:") and len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("edit, said", [
+    ({"config": [1, 1]}, "a TCM config has 6 stages"),
+    ({"config": [100_000, 1, 1, 1, 1, 1]}, "TCM blocks per stage (0…32)"),
+    ({"N": 8 * 4096 * 4}, "TCM N=131072 is outside 1…4096"),
+])
+def test_a_checkpoint_whose_config_no_tcm_has_is_refused_before_it_is_built(tmp_path, tiny_ckpt, edit, said):
+    """The checkpoint's config is built before its weights are loaded: two stages where TCM has six were an IndexError
+    traceback, 100,000 blocks in a stage ran for minutes, and only the allocator stopped 131,072 channels."""
+    import signal
+
+    ckpt = torch.load(tiny_ckpt, weights_only=True)
+    torch.save({**ckpt, "config": {**ckpt["config"], **edit}}, tmp_path / "edited.pth")
+
+    class Hung(BaseException):
+        pass
+
+    def hung(*_):
+        raise Hung("still building")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(60)
+    try:
+        with pytest.raises(VcmError, match=re.escape(said)):
+            load_checkpoint(tmp_path / "edited.pth")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 @pytest.mark.slow

@@ -21,6 +21,10 @@ def missing_checkpoint(path) -> str:
             f"with the SA-ICM code ({SA_ICM_PAGE}); or train one with vcm icm train")
 
 
+# The largest TCM a checkpoint may describe (the official one: widths up to 320, 2 blocks a stage).
+MAX_WIDTH, MAX_BLOCKS = 4096, 32
+
+
 @dataclass(frozen=True)
 class TCMConfig:
     N: int = 128
@@ -38,6 +42,19 @@ class TCMConfig:
     cc_hidden: tuple[int, int] = (224, 128)
 
     def __post_init__(self):
+        # a checkpoint's config is built before its weights are loaded: a six-stage config of another length was an
+        # IndexError traceback, and a stage of 100,000 blocks ran for minutes
+        if len(self.config) != 6 or len(self.head_dim) != 6 or len(self.cc_hidden) != 2:
+            raise VcmError("a TCM config has 6 stages (config, head_dim) and 2 hidden widths (cc_hidden)")
+        widths = {"N": self.N, "M": self.M, "z_channels": self.z_channels, "atten_dim": self.atten_dim,
+                  "cc_hidden": max(self.cc_hidden), "num_slices": self.num_slices}
+        for name, value in widths.items():
+            if not 1 <= value <= MAX_WIDTH:
+                raise VcmError(f"TCM {name}={value} is outside 1…{MAX_WIDTH}")
+        if not all(0 <= c <= MAX_BLOCKS for c in self.config) or not 0 <= self.max_support_slices <= self.num_slices \
+                or not (1 <= self.window <= 64 and 1 <= self.hyper_window <= 64) or min(self.cc_hidden) < 1:
+            raise VcmError(f"TCM blocks per stage (0…{MAX_BLOCKS}), support slices (0…num_slices) or windows (1…64) "
+                           "out of range")
         pairs = [("N", self.N, h) for h in (*self.head_dim, self.hyper_head_dim)]
         pairs.append(("atten_dim", self.atten_dim, self.atten_head_dim))
         for name, width, head in pairs:
