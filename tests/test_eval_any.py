@@ -547,3 +547,21 @@ def test_reference_detections_stopped_midway_continue_from_the_batches_done(tmp_
     dets, cached = original_detections(sample_clip("carphone"), frames, det, batch=4)
     assert det.calls == [[4, 5]] and not cached  # the first batch came from the kept part
     assert [d.boxes[0, 0] for d in dets] == frames and not list(cache_dir().glob("*.partial.pt"))
+
+
+@pytest.mark.parametrize("edit, field", [({"every": "2"}, "every"), ({"source_frames": [0]}, "source_frames"),
+                                         ({"ground_truth": "pseudo"}, "ground_truth"), ({"map": "high"}, "map")])
+def test_vcm_info_shows_an_edited_scores_file_as_damaged_not_a_traceback(tmp_path, edit, field):
+    """`vcm info EVAL_FOLDER` read scores.json's fields as the types vcm eval writes: `every` as text was a TypeError
+    traceback, a ground truth as text an AttributeError, a one-number frame span an IndexError."""
+    scores = {"input": "clip.mp4", "truth": {}, "map": 41.5, "ap50": 60.0, "sequence": "clip", "detector": "yolov7",
+              "ground_truth": {"kind": "pseudo", "source": "the detector on the original"}, "frames": 8,
+              "source_frames": [0, 8], "every": 1, "objects": 5, "detections": 7}
+    (tmp_path / "scores.json").write_text(json.dumps(scores))
+    proc = run_main("info", tmp_path)
+    assert proc.returncode == 0 and "41.50 %" in proc.stdout
+    (tmp_path / "scores.json").write_text(json.dumps({**scores, **edit}))
+    proc = run_main("info", tmp_path)
+    text = " ".join(proc.stdout.split()).replace("│ ", "").replace(" │", "")
+    assert proc.returncode == 0 and f"is damaged (field '{field}' is not what vcm eval writes)" in text, proc.stdout
+    assert "41.50 %" not in proc.stdout

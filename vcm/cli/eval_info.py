@@ -29,7 +29,10 @@ def describe_evaluation(path: Path) -> dict:
         scores = json.loads((path / OUTPUTS[1]).read_text())
     except (OSError, ValueError):
         scores = None
-    if isinstance(scores, dict) and _SCORES_KEYS <= scores.keys():
+    damaged = _scores_problem(scores) if isinstance(scores, dict) and _SCORES_KEYS <= scores.keys() else None
+    if damaged:
+        r["damaged"] = f"{path / OUTPUTS[1]} is damaged ({damaged}); the same vcm eval writes it again"
+    elif isinstance(scores, dict) and _SCORES_KEYS <= scores.keys():
         r.update(scored=True, input=scores["input"], sequence=scores.get("sequence"),
                  detector=scores.get("detector"), ground_truth=(scores.get("ground_truth") or {}).get("source"),
                  frames=scores.get("frames"), source_frames=scores.get("source_frames"), every=scores.get("every"),
@@ -47,11 +50,41 @@ def describe_evaluation(path: Path) -> dict:
     return r
 
 
+def _scores_problem(scores: dict) -> str | None:
+    """Why ``scores`` (a parsed scores.json) cannot be shown, or None: each field shown has the type it is shown as
+    (an edited one was a TypeError traceback)."""
+    from vcm.schema import finite_number
+
+    def whole(v) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    def text(v) -> bool:
+        return isinstance(v, str)
+
+    def span(v) -> bool:
+        return isinstance(v, list) and len(v) == 2 and all(map(whole, v))
+
+    def truth(v) -> bool:
+        return isinstance(v, dict) and text(v.get("source", ""))
+
+    kinds = {"input": (text, False), "map": (finite_number, True), "ap50": (finite_number, True),
+             "sequence": (text, True), "detector": (text, True), "ground_truth": (truth, True),
+             "frames": (whole, True), "every": (whole, True), "objects": (whole, True), "detections": (whole, True),
+             "source_frames": (span, True)}
+    for key, (sound, none_ok) in kinds.items():
+        v = scores.get(key)
+        if not (sound(v) or (none_ok and v is None)):
+            return f"field {key!r} is not what vcm eval writes"
+    return None
+
+
 def evaluation_rows(r: dict) -> list[tuple[str, str]]:
     """The table of :func:`describe_evaluation`'s result."""
     from vcm.cli.common import fmt
 
     rows = [("folder", r["path"])]
+    if r.get("damaged"):
+        rows.append(("scores", r["damaged"]))
     if r["scored"]:
         rows += [("input", r["input"]), ("sequence", str(r["sequence"])), ("detector", str(r["detector"])),
                  ("ground truth", str(r["ground_truth"])),
