@@ -829,6 +829,37 @@ def test_a_checkpoint_whose_config_declares_another_network_is_refused_before_it
     assert not (tmp_path / "x.nerv").exists()
 
 
+@pytest.mark.parametrize("edit, said", [
+    ({"fps": "fast"}, "its fps is not a rate above 0 and at most 1000"),
+    ({"width": 33}, "its size is not the network's"),
+    ({"source_frames": [0]}, "its frames are not a source frame range of that many frames"),
+    ({"source": ["a", 1]}, "its name, source or sequence is not text"),
+])
+def test_a_checkpoint_whose_video_section_is_edited_is_one_line_and_a_streams_edited_report_is_left_out(
+        tmp_path, tiny_run, edit, said):
+    """`vcm info RUN` showed the checkpoint's video section as it read it: fps as text, a one-number frame span or a
+    list where the source goes were tracebacks (12 kinds in 150 mutations, a one-off fuzz), and so were the figures
+    of a stream's report beside it."""
+    import shutil
+
+    import torch
+
+    root, _ = tiny_run
+    run = tmp_path / "run"
+    shutil.copytree(root / "run", run)
+    (run / "s.nerv").write_bytes(b"0123456789")
+    (run / "s.json").write_text(json.dumps({"bytes": 10, "kbps": "fast", "psnr_y": [30], "method": "rate-distortion",
+                                            "lambda": {}}))
+    proc = run_main("info", run)
+    assert proc.returncode == 0 and "s.nerv: 10 bytes" in proc.stdout and "fast" not in proc.stdout, proc.stderr
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
+    ckpt["config"]["video"].update(edit)
+    torch.save(ckpt, run / "checkpoint.pt")
+    for args in (("info", run), ("compress", run, "--lambda", "1", "--out", tmp_path / "x.nerv")):
+        proc = run_main(*args, cwd=tmp_path)
+        assert one_line_error(proc) and f"describes its video wrongly ({said})" in proc.stderr, proc.stderr[-300:]
+
+
 def test_a_network_too_large_to_train_here_is_refused_before_it_is_built(tmp_path, monkeypatch):
     """`vcm fit --params 1G` built the network first: torch's allocator failed with a traceback (or the
     machine swapped for minutes). The training state is now checked against the free memory."""

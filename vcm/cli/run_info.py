@@ -52,7 +52,11 @@ def _stream(path: Path) -> dict:
     except (OSError, ValueError):
         return s
     if isinstance(report, dict) and report.get("bytes") == s["bytes"]:  # the report of this very file
-        s.update({k: report.get(k) for k in ("kbps", "psnr_y", "method", "lambda")})
+        from vcm.schema import finite_number
+
+        # an edited figure is left out (it was a traceback where the table formats it)
+        s.update({k: report.get(k) for k in ("kbps", "psnr_y", "lambda") if finite_number(report.get(k))})
+        s.update({"method": report["method"]} if isinstance(report.get("method"), str) else {})
     return s
 
 

@@ -220,7 +220,32 @@ def stored_model_config(ckpt_path: Path, ckpt: dict) -> tuple[str, object]:
     if declared > held:
         raise VcmError(f"{ckpt_path} declares a network of {declared:,} parameters and holds {held:,} values; the "
                        "file is damaged")
+    why = _video_problem(ckpt["config"].get("video"), model_cfg)
+    if why:  # what vcm info shows and a stream's header carries (an edited one was a traceback in either)
+        raise VcmError(f"{ckpt_path} describes its video wrongly ({why}); the file is damaged")
     return arch, model_cfg
+
+
+def _video_problem(video, model_cfg) -> str | None:
+    """Why a run's stored ``video`` section (name, source, sequence, size, fps, frames and their source range)
+    cannot be the video its network ``model_cfg`` was fitted on, or None."""
+    from vcm.bitstream.container import valid_source_range
+    from vcm.schema import finite_number
+    from vcm.video.limits import MAX_FPS
+
+    if not isinstance(video, dict):
+        return "no video section"
+    if not (isinstance(video.get("name"), str) and all(video.get(k) is None or isinstance(video[k], str)
+                                                       for k in ("source", "sequence"))):
+        return "its name, source or sequence is not text"
+    if [video.get("width"), video.get("height")] != [model_cfg.width, model_cfg.height]:
+        return "its size is not the network's"
+    if not (finite_number(video.get("fps")) and 0 < video["fps"] <= MAX_FPS):
+        return f"its fps is not a rate above 0 and at most {MAX_FPS}"
+    span, n = video.get("source_frames"), video.get("num_frames")
+    if not (valid_source_range(span) and isinstance(n, int) and n == span[1] - span[0]):
+        return "its frames are not a source frame range of that many frames"
+    return None
 
 
 @dataclass
