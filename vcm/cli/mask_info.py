@@ -35,16 +35,25 @@ def describe_masks(path: Path) -> dict:
     else:
         try:
             meta = json.loads((_partial(path) / "meta.json").read_text())
+            if not isinstance(meta, dict):
+                raise ValueError
             a, b = meta["source_frames"]
+            meta["source_frames"] = [int(a), int(b)]
             r["stopped"] = {"made": len(list(_partial(path).glob("frame_*.npy"))), "frames": int(b) - int(a)}
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             raise VcmError(f"{path} is not made yet and its {_partial(path).name}/ is not readable") from None
-    settings = meta.get("settings") or {}
-    alpha, sam_model = meta.get("alpha"), meta.get("sam_model")
-    source = meta.get("source") or (f"sam ({sam_model})" if sam_model else "sam")
+    from vcm.schema import finite_number
+
+    # what the file says, where it says it in the types vcm masks writes (an edited α or source was a traceback)
+    settings = meta.get("settings") if isinstance(meta.get("settings"), dict) else {}
+    alpha = meta.get("alpha") if finite_number(meta.get("alpha")) else None
+    sam_model = meta.get("sam_model") if isinstance(meta.get("sam_model"), str) else None
+    source = meta.get("source") if isinstance(meta.get("source"), str) and meta["source"] else \
+        (f"sam ({sam_model})" if sam_model else "sam")
+    dilation = settings.get("dilation", 0)
     r.update(video=meta.get("video"), width=meta.get("width"), height=meta.get("height"),
              source_frames=meta.get("source_frames"), source=source, alpha=alpha,
-             dilation=settings.get("dilation", 0) if isinstance(settings, dict) else None,
+             dilation=dilation if isinstance(dilation, int) and not isinstance(dilation, bool) else None,
              checkpoint=meta.get("checkpoint"), video_fingerprint=meta.get("video_fingerprint"))
     if r["source_frames"] is not None:
         r["frames"] = r["source_frames"][1] - r["source_frames"][0]
