@@ -1,4 +1,5 @@
 import atexit
+import contextlib
 import os
 import shutil
 import struct
@@ -119,6 +120,29 @@ def small_clip():
 # What every finished CTC row measures beside its rate (vcm.ctc.result_row reads them), for rows a test writes by hand.
 ROW_MEASURES = {"psnr": 30.0, "psnr_y": 31.0, "bpp": 0.01, "encode_seconds": 1.0, "decode_seconds": 0.1, "width": 176,
                 "height": 144, "ms_ssim": None, "map": None, "ap50": None}
+
+
+class Hung(BaseException):
+    """What :func:`fails_after` raises: not an Exception, so that no handler of the code under test (an ``except
+    OSError`` around a read, say) takes it for an error of its own and carries on."""
+
+
+@contextlib.contextmanager
+def fails_after(seconds: int, what: str):
+    """Run the block in this process, ended by :class:`Hung` ``what`` after ``seconds``: for code that used to wait
+    forever (on a named pipe, building a network of a million layers)."""
+    import signal
+
+    def hung(*_):
+        raise Hung(what)
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def run_cli(*args, cwd=None, timeout=600, env=None):

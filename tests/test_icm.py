@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import moving_frames, run_blocked, run_main
+from tests.conftest import fails_after, moving_frames, run_blocked, run_main
 from vcm.errors import VcmError
 from vcm.icm.models import create, load_checkpoint
 from vcm.icm.archs import TINY, TCMConfig
@@ -177,25 +177,10 @@ def test_bad_checkpoints_are_one_line_errors(tmp_path, tiny_ckpt):
 def test_a_checkpoint_whose_config_no_tcm_has_is_refused_before_it_is_built(tmp_path, tiny_ckpt, edit, said):
     """The checkpoint's config is built before its weights are loaded: two stages where TCM has six were an IndexError
     traceback, 100,000 blocks in a stage ran for minutes, and only the allocator stopped 131,072 channels."""
-    import signal
-
     ckpt = torch.load(tiny_ckpt, weights_only=True)
     torch.save({**ckpt, "config": {**ckpt["config"], **edit}}, tmp_path / "edited.pth")
-
-    class Hung(BaseException):
-        pass
-
-    def hung(*_):
-        raise Hung("still building")
-
-    previous = signal.signal(signal.SIGALRM, hung)
-    signal.alarm(60)
-    try:
-        with pytest.raises(VcmError, match=re.escape(said)):
-            load_checkpoint(tmp_path / "edited.pth")
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
+    with fails_after(60, "still building"), pytest.raises(VcmError, match=re.escape(said)):
+        load_checkpoint(tmp_path / "edited.pth")
 
 
 @pytest.mark.slow

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from tests.conftest import moving_frames, run_main
+from tests.conftest import fails_after, moving_frames, run_main
 from tests.test_hardening import one_line_error
 from vcm.errors import VcmError
 
@@ -168,22 +168,12 @@ def test_a_named_pipe_given_as_an_input_is_one_line_not_a_wait_for_a_writer(tmp_
     waited for a writer forever, `vcm eval --checkpoint` after decoding and detecting every frame, and the other
     commands said it did not exist or was not found."""
     import os
-    import signal
 
     fifo = tmp_path / "pipe"
     for suffix in ("", ".y4m", ".png", ".nerv", ".yaml"):
         os.mkfifo(f"{fifo}{suffix}")
-
-    def hung(*_):
-        raise TimeoutError("waited on the pipe")
-
-    previous = signal.signal(signal.SIGALRM, hung)
-    signal.alarm(60)
-    try:
+    with fails_after(60, "waited on the pipe"):
         proc = run_main(*[a.format(fifo=fifo, tmp=tmp_path) for a in args])
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
     assert one_line_error(proc), proc.stderr[-500:]
     assert f"{named.format(fifo=fifo)} is not a regular file (a pipe" in proc.stderr, proc.stderr[-500:]
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_main
+from tests.conftest import fails_after, run_main
 from vcm.ctc.report import make_report
 
 PROV = {"vcm": "0.1.0", "commit": "abc", "torch": "2.x", "cuda": None, "python": "3.11", "device": "cpu (2 threads)",
@@ -420,8 +420,8 @@ def test_a_result_or_detections_file_that_is_a_pipe_is_damaged_not_waited_on(res
     """`vcm ctc report` opened a named pipe in place of a result.json and waited for a writer forever; a row's
     detections were read from whatever path it named (class pooling), pipes included."""
     import os
-    import signal
 
+    from vcm.ctc.tables import collect
     from vcm.errors import VcmError
     from vcm.eval.pooled import _read_detections
 
@@ -433,26 +433,13 @@ def test_a_result_or_detections_file_that_is_a_pipe_is_damaged_not_waited_on(res
     (results / "elsewhere.json").write_text("[]")
     row = dets.parent / "result.json"
     row.write_text(json.dumps({**json.loads(row.read_text()), "detections": str(results / "elsewhere.json")}))
-
-    class Hung(BaseException):  # not an OSError, which the code reading the file would take for a damaged one
-        pass
-
-    def hung(*_):
-        raise Hung("waited on the pipe")
-
-    previous = signal.signal(signal.SIGALRM, hung)
-    signal.alarm(60)
-    try:
+    with fails_after(60, "waited on the pipe"):
         r = make_report(results, anchor="hevc")
-        from vcm.ctc.tables import collect
-
         kept = next(r for r in collect(results)[0] if r["point"] == "qp41")
         with pytest.raises(VcmError, match="qp41/detections.json: is not a regular file"):
             _read_detections(Path(kept["detections"]), kept)
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
-    assert r["failed"] == 1 and "qp37/result.json is damaged (not a regular file)" in (results / "report.md").read_text()
+    md = (results / "report.md").read_text()
+    assert r["failed"] == 1 and "qp37/result.json is damaged (not a regular file)" in md
     assert kept["detections"] == str(dets)  # the point's own file, not the one the row named
 
 
@@ -465,7 +452,8 @@ def test_settings_or_a_search_record_edited_into_shapes_the_codec_never_wrote_ar
                          (points / "hinerv" / "s_rd_l1", {"settings": {"representation": "hinerv", "fit": "hinerv-s"}}),
                          (points / "hinerv" / "s_rd_l2", {"rate_control": {
                              "target": {"kbps": 50.0}, "goal": 1000, "tolerance": 0.05, "hit": False, "lambda": 2.0,
-                             "beyond": None, "trials": [{"lambda": 1.0, "bytes": None}, {"lambda": 2.0, "bytes": 900}]}})):
+                             "beyond": None, "trials": [{"lambda": 1.0, "bytes": None},
+                                                        {"lambda": 2.0, "bytes": 900}]}})):
         row = folder / "result.json"
         row.write_text(json.dumps({**json.loads(row.read_text()), **edit}))
     r = make_report(results, anchor="hevc")
