@@ -16,6 +16,7 @@ from vcm.codec import nerv_stream
 from vcm.codec.quant import quantize
 from vcm.nerv import registry
 from vcm.nerv.config import load_preset
+from vcm.nerv.limits import limits_of
 
 ENTRIES = registry.entries()
 
@@ -49,7 +50,7 @@ def test_every_representation_builds_at_odd_sizes_and_bounds_its_activations(ent
 def test_every_representation_round_trips_through_a_stream_within_its_limits(entry):
     cfg = _small(entry, 24, 32, 4)
     model = registry.create_representation(entry.name, cfg)
-    entry.model_cls.check_config(cfg, nerv_stream.limits_of(entry))
+    entry.model_cls.check_config(cfg, limits_of(entry))
     tensors = [quantize(n, p.detach().numpy(), 8, model.quant_channels(n, tuple(p.shape)))
                for n, p in model.named_parameters()]
     video = {"name": "t", "width": 32, "height": 24, "fps": 25.0, "frames": 4, "source_frames": [0, 4]}

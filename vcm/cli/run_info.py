@@ -30,7 +30,7 @@ def describe_run(path: Path) -> dict:
     r = {"path": str(path), "kind": "run", "resolved": str(path.resolve()) if path.is_symlink() else None,
          "name": video["name"], "source": video.get("source"), "width": video["width"], "height": video["height"],
          "fps": video["fps"], "frames": video["num_frames"], "source_frames": video["source_frames"],
-         "arch": arch, "params": registry.entry(arch).model_cls.count_params(model_cfg),
+         "arch": arch, "params": state["params"],
          "kmac_per_pixel": registry.kmac_per_pixel(arch, model_cfg, video["width"], video["height"]),
          "loss": train["loss"], "masks": (config.get("masks") or {}).get("path"), "batch": train["batch"],
          "lr": train["lr"], "rate_lambda": train.get("rate_lambda", 0.0),

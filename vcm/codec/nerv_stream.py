@@ -37,7 +37,7 @@ from vcm.codec import rd_coding
 from vcm.codec.entropy import decode_array, encode_array
 from vcm.codec.quant import QTensor, bf16_bytes, bf16_from, levels
 from vcm.nerv import registry
-from vcm.nerv.limits import LIMITS, limits_of
+from vcm.nerv.limits import LIMITS, checked_config
 
 COLOUR = "RGB output; YUV sources were converted with BT.601 limited range (vcm.video.color)"
 MAGIC = container.NERV_MAGIC
@@ -300,13 +300,11 @@ def _model_config(arch: str, m):
     """The representation's config from the header: strictly typed, then checked against its limits."""
     if not isinstance(m, dict):
         raise StreamError("malformed vcm NeRV bitstream (no model description)")
-    e = registry.entry(arch)
     try:
-        cfg = e.config_cls.from_dict(m)
-        e.model_cls.check_config(cfg, limits_of(e))
+        cfg = checked_config(arch, m)
     except (ValueError, TypeError, OverflowError) as err:
         raise StreamError(f"malformed vcm NeRV bitstream (model: {str(err)[:120]})") from None
-    return cfg, e.model_cls
+    return cfg, registry.entry(arch).model_cls
 
 
 def _video(v, cfg) -> dict:

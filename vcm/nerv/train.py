@@ -192,7 +192,7 @@ def load_run(run_dir: Path) -> tuple[torch.nn.Module, dict]:
     """Rebuild the trained network of a run directory (on CPU) and return it with its config."""
     ckpt_path = Path(run_dir) / CHECKPOINT
     ckpt = _read_checkpoint(ckpt_path)
-    arch, model_cfg = stored_model_config(ckpt_path, ckpt)
+    arch, model_cfg, _ = stored_model_config(ckpt_path, ckpt)
     try:
         model = registry.create_representation(arch, model_cfg)
         model.load_state_dict(ckpt["model"])
@@ -201,18 +201,17 @@ def load_run(run_dir: Path) -> tuple[torch.nn.Module, dict]:
     return model.eval(), ckpt["config"]
 
 
-def stored_model_config(ckpt_path: Path, ckpt: dict) -> tuple[str, object]:
-    """(representation name, model config) of the network a run's checkpoint ``ckpt`` describes, held to what a
-    .nerv stream holds and to the values the checkpoint holds: an edited config was built before it failed to load
-    (a million blocks hung, 5·10⁹ parameters took gigabytes and minutes)."""
-    from vcm.nerv.limits import limits_of
+def stored_model_config(ckpt_path: Path, ckpt: dict) -> tuple[str, object, int]:
+    """(representation name, model config, parameters) of the network a run's checkpoint ``ckpt`` describes, held
+    to what a .nerv stream holds and to the values the checkpoint holds: an edited config was built before it failed
+    to load (a million blocks hung, 5·10⁹ parameters took gigabytes and minutes)."""
+    from vcm.nerv.limits import checked_config
 
     try:
         arch = registry.arch_of(ckpt["config"])
-        e = registry.entry(arch)
-        model_cfg = e.config_cls.from_dict(ckpt["config"]["model"])
-        e.model_cls.check_config(model_cfg, limits_of(e))
-        declared, held = e.model_cls.count_params(model_cfg), sum(t.numel() for t in ckpt["model"].values())
+        model_cfg = checked_config(arch, ckpt["config"]["model"])
+        declared = registry.entry(arch).model_cls.count_params(model_cfg)
+        held = sum(t.numel() for t in ckpt["model"].values())
     except (KeyError, ValueError, TypeError, AttributeError, OverflowError) as err:
         why = str(err)[:80] or type(err).__name__
         raise VcmError(f"{ckpt_path} does not describe a network a .nerv stream can hold ({why}); the file is "
@@ -223,14 +222,14 @@ def stored_model_config(ckpt_path: Path, ckpt: dict) -> tuple[str, object]:
     why = _video_problem(ckpt["config"].get("video"), model_cfg)
     if why:  # what vcm info shows and a stream's header carries (an edited one was a traceback in either)
         raise VcmError(f"{ckpt_path} describes its video wrongly ({why}); the file is damaged")
-    return arch, model_cfg
+    return arch, model_cfg, declared
 
 
 def _video_problem(video, model_cfg) -> str | None:
     """Why a run's stored ``video`` section (name, source, sequence, size, fps, frames and their source range)
     cannot be the video its network ``model_cfg`` was fitted on, or None."""
     from vcm.bitstream.container import valid_source_range
-    from vcm.schema import finite_number
+    from vcm.schema import finite_number, whole_number
     from vcm.video.limits import MAX_FPS
 
     if not isinstance(video, dict):
@@ -243,7 +242,7 @@ def _video_problem(video, model_cfg) -> str | None:
     if not (finite_number(video.get("fps")) and 0 < video["fps"] <= MAX_FPS):
         return f"its fps is not a rate above 0 and at most {MAX_FPS}"
     span, n = video.get("source_frames"), video.get("num_frames")
-    if not (valid_source_range(span) and isinstance(n, int) and n == span[1] - span[0]):
+    if not (valid_source_range(span) and whole_number(n) and n == span[1] - span[0]):
         return "its frames are not a source frame range of that many frames"
     return None
 
@@ -660,9 +659,9 @@ def _read_checkpoint(ckpt_path: Path) -> dict:
 
 def run_state(run_dir: Path) -> dict:
     """What a run folder holds, read from its checkpoint and records (nothing is built or trained):
-    ``config`` (as config.json), ``arch`` and ``model`` (its representation and network config, checked as
-    :func:`stored_model_config` does), ``step`` (optimiser steps done), ``total_steps`` (of its schedule),
-    ``finished`` (all steps run and measured) and ``metrics`` (metrics.json, None before the end)."""
+    ``config`` (as config.json), ``arch``, ``model`` and ``params`` (its representation, network config and
+    parameters, checked as :func:`stored_model_config` does), ``step`` (optimiser steps done), ``total_steps``
+    (of its schedule), ``finished`` (all steps run and measured) and ``metrics`` (metrics.json, None before the end)."""
     run_dir = Path(run_dir)
     ckpt = _read_checkpoint(run_dir / CHECKPOINT)
     try:
@@ -670,11 +669,11 @@ def run_state(run_dir: Path) -> dict:
         total = TrainConfig.from_dict(config["train"]).total_steps(int(config["video"]["num_frames"]))
     except (KeyError, TypeError, ValueError):
         raise VcmError(f"{run_dir / CHECKPOINT} does not hold a vcm fit's state; the file is damaged") from None
-    arch, model_cfg = stored_model_config(run_dir / CHECKPOINT, ckpt)
+    arch, model_cfg, params = stored_model_config(run_dir / CHECKPOINT, ckpt)
     metrics = None
     if (run_dir / METRICS).is_file():
         metrics = read_metrics(run_dir)
-    return {"config": config, "arch": arch, "model": model_cfg, "step": step, "total_steps": total,
+    return {"config": config, "arch": arch, "model": model_cfg, "params": params, "step": step, "total_steps": total,
             "finished": metrics is not None, "metrics": metrics}
 
 
