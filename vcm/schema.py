@@ -91,6 +91,11 @@ def finite_number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+def whole_number(v) -> bool:
+    """An int that is not a bool: what a JSON or YAML count, index or frame number must be."""
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
 # The largest seed every generator vcm seeds takes: torch's are seeded from a signed 64-bit integer (a larger one
 # was an OverflowError deep in a fit), numpy's SeedSequence from a whole number ≥ 0.
 SEED_MAX = 2**63 - 1

@@ -54,9 +54,7 @@ def _scores_problem(scores: dict) -> str | None:
     """Why ``scores`` (a parsed scores.json) cannot be shown, or None: each field shown has the type it is shown as
     (an edited one was a TypeError traceback)."""
     from vcm.schema import finite_number
-
-    def whole(v) -> bool:
-        return isinstance(v, int) and not isinstance(v, bool)
+    from vcm.schema import whole_number as whole
 
     def text(v) -> bool:
         return isinstance(v, str)

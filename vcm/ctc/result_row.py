@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from vcm.schema import finite_number as _number
+from vcm.schema import whole_number as _whole
 
 RESULT = "result.json"
 _TEXT = ("sequence", "codec", "point")
@@ -22,10 +23,6 @@ _OPTIONAL_NUMBER = ("psnr_yuv", "fit_seconds", "compress_seconds", "detect_secon
                     "bits_per_param", "estimate_bytes", "params")
 _OPTIONAL_TEXT = ("class", "label", "experiment", "detections")
 _OPTIONAL_MAPPING = ("settings", "detector_settings", "provenance")
-
-
-def _whole(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def problem(row) -> str | None:

@@ -65,12 +65,12 @@ def _read_detections(path: Path, row: dict) -> list[dict]:
 
     where = " ".join(str(row.get(k, "?")) for k in ("sequence", "codec", "point"))
     why = path_problem(path)  # a named pipe was waited on for a writer forever
-    try:
-        if why:
-            raise OSError(why)
-        dets = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        why = why or type(err).__name__
+    if not why:
+        try:
+            dets = json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            why = type(err).__name__
+    if why:
         raise VcmError(f"the detections of {where} cannot be read for class pooling ({path}: {why}); "
                        f"put the point's detections.json back, or delete its result.json and run vcm ctc run again") \
             from None

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from vcm.errors import VcmError
+from vcm.schema import whole_number
 from vcm.fsutil import atomic_path, write_json
 from vcm.video import Video
 
@@ -153,14 +154,11 @@ def kept_masks(path: Path, meta: dict, overwrite: bool = False,
 
 def _check_meta(meta: dict, path: Path) -> None:
     """The fields a mask file must carry, with their types: one clear line for a damaged file."""
-    def is_int(v):
-        return isinstance(v, int) and not isinstance(v, bool)
-
     for key in ("width", "height"):
-        if not (is_int(meta.get(key)) and 0 < meta[key] <= 1 << 16):
+        if not (whole_number(meta.get(key)) and 0 < meta[key] <= 1 << 16):
             raise VcmError(f"{path} is damaged (metadata field {key!r} missing or invalid)")
     src = meta.get("source_frames")
-    if not (isinstance(src, list) and len(src) == 2 and all(map(is_int, src)) and 0 <= src[0] < src[1]):
+    if not (isinstance(src, list) and len(src) == 2 and all(map(whole_number, src)) and 0 <= src[0] < src[1]):
         raise VcmError(f"{path} is damaged (metadata field 'source_frames' missing or invalid); make it again with vcm masks")
     if not isinstance(meta.get("video_fingerprint"), str):
         raise VcmError(f"{path} is damaged (metadata field 'video_fingerprint' missing)")
