@@ -1,4 +1,5 @@
 import json
+import os
 import re
 from pathlib import Path
 
@@ -218,6 +219,25 @@ def test_icm_train_lowers_the_masked_loss_and_resumes(tmp_path):
     damaged = run_main(*args, "--epochs", "5", "--resume")
     assert damaged.returncode == 1 and "made_with.json cannot be read" in damaged.stderr, damaged.stderr[-500:]
     (tmp_path / "run" / "masks" / "made_with.json").unlink()  # a run from before the record: taken as it is
+    # the record, or a cached mask, as a named pipe (waited on forever) or a mask cut short (padded with zeros: its
+    # edges lost without a word): one line each, the run untouched
+    os.mkfifo(tmp_path / "run" / "masks" / "made_with.json")
+    with fails_after(60, "the record of the masks' weights was waited on"):
+        piped = run_main(*args, "--epochs", "5", "--resume")
+    assert piped.returncode == 1 and "made_with.json is not a regular file" in piped.stderr, piped.stderr[-500:]
+    (tmp_path / "run" / "masks" / "made_with.json").unlink()
+    cached = sorted((tmp_path / "run" / "masks").glob("*.npy"))[1]
+    kept = cached.read_bytes()
+    np.save(cached, np.load(cached)[:-1])
+    short = run_main(*args, "--epochs", "5", "--resume")
+    assert short.returncode == 1 and f"{cached} is a damaged cached edge mask" in short.stderr, short.stderr[-500:]
+    cached.unlink()
+    os.mkfifo(cached)
+    with fails_after(60, "a cached mask was waited on"):
+        piped = run_main(*args, "--epochs", "5", "--resume")
+    assert piped.returncode == 1 and f"{cached} is not a regular file" in piped.stderr, piped.stderr[-500:]
+    cached.unlink()
+    cached.write_bytes(kept)
     refused = run_blocked(["torch", "compressai"], *args, "--epochs", "4")  # at once, before the libraries load
     assert refused.returncode == 1 and "--resume" in refused.stderr, refused.stderr[-500:]
     # resumed as another codec (another λ here), or with fewer epochs than done: refused, the run untouched

@@ -6,11 +6,13 @@ A crash or Ctrl-C never leaves a half-written checkpoint, bitstream or report th
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import glob
 import json
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -34,6 +36,34 @@ def path_problem(path: str | os.PathLike, folder_ok: bool = False) -> str | None
     if path.is_file():
         return None
     return NOT_SEEKABLE if path.exists() else "does not exist"
+
+
+_OPEN_FLAGS = {"r": os.O_RDONLY, "r+": os.O_RDWR, "w": os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+               "a": os.O_WRONLY | os.O_CREAT | os.O_APPEND, "a+": os.O_RDWR | os.O_CREAT | os.O_APPEND}
+
+
+def open_regular(path: str | os.PathLike, mode: str = "r", kept: str = "", **kwargs):
+    """``open(path, mode, **kwargs)`` for a file that must be a regular one: a file vcm keeps for itself (a lock,
+    a log: name it in ``kept``) or reads inside a folder. Anything else there (a named pipe, a socket, a device)
+    is refused in one line: opening a pipe waited for its other end forever, and a lock in one could not be
+    taken. The open itself never waits (``O_NONBLOCK``, cleared again on a regular file)."""
+    path = Path(path)
+    where = f" where vcm keeps its {kept}; remove it" if kept else ""
+    refusal = f"{path} is not a regular file (a pipe, socket or device){where}"
+    try:
+        fd = os.open(path, _OPEN_FLAGS[mode.replace("b", "")] | os.O_NONBLOCK | os.O_CLOEXEC, 0o666)
+    except OSError as err:
+        if err.errno == errno.ENXIO:  # a pipe opened for writing with no reader
+            raise VcmError(refusal) from None
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise VcmError(refusal)
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+        return os.fdopen(fd, mode, **kwargs)
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def require_input(path: str | os.PathLike, what: str = "", folder_ok: bool = False, missing: str | None = None,
@@ -88,7 +118,7 @@ def run_lock(folder: str | os.PathLike, who: str = "vcm fit") -> Iterator[None]:
     created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     lock = folder / RUN_LOCK
-    with open(lock, "a+") as f:
+    with open_regular(lock, "a+", kept="run lock") as f:
         if not _acquire(f):
             raise VcmError(_held(folder, lock_holder(folder), who))
         try:
@@ -133,7 +163,7 @@ def output_lock(path: str | os.PathLike) -> Iterator[None]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)  # an output may name a folder not made yet
     lock = path.with_name(f".{path.name}.lock")
-    with open(lock, "a+") as f:
+    with open_regular(lock, "a+", kept=f"lock for {path.name}") as f:
         if not _acquire(f):
             holder = _pid_in(f)
             raise Busy(f"{path} is being written by another vcm command{pid_note(holder)}; "
@@ -166,7 +196,7 @@ def lock_holder(folder: str | os.PathLike) -> int | None:
     no process holds it."""
     lock = Path(folder) / RUN_LOCK
     try:
-        f = open(lock)
+        f = open_regular(lock, kept="run lock")
     except OSError:
         return None
     with f:

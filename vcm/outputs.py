@@ -103,8 +103,11 @@ def json_has_keys(path: str | os.PathLike, keys: set[str]) -> bool:
     a stream's report or a run's config, from a user's JSON of the same name)."""
     import json
 
+    from vcm.fsutil import open_regular
+
     try:
-        said = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
+        with open_regular(path, "rb") as f:  # a named pipe of that name is no record of vcm's (it was waited on)
+            said = json.loads(f.read())
+    except (OSError, ValueError, VcmError):
         return False
     return isinstance(said, dict) and keys <= said.keys()

@@ -33,6 +33,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from vcm.errors import VcmError
+from vcm.fsutil import open_regular
+
 # Plain text, never markup or emoji codes: messages carry paths, names and errors that a user gave or a stream
 # declared; "d[/x]/clip.yuv" raised a MarkupError (a traceback), "d[bold]/clip.yuv" lost its brackets and
 # "e:car:/clip.yuv" was shown with a car in it.
@@ -71,6 +74,8 @@ def log_to(path: str | os.PathLike) -> Iterator[Path]:
     """Also append every message and progress line to ``path`` while the block runs."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and not path.is_file():  # a pipe there waited for a reader at the first line
+        raise VcmError(f"{path} is not a regular file (a pipe, socket or device) where vcm keeps its log; remove it")
     _log_files.append(path)
     try:
         yield path
@@ -85,9 +90,9 @@ def _stamp(message: str) -> str:
 def _to_files(line: str) -> None:
     for path in list(_log_files):
         try:
-            with open(path, "a", encoding="utf-8") as f:
+            with open_regular(path, "a", encoding="utf-8") as f:
                 f.write(f"{time.strftime('%Y-%m-%d')} {line}\n")
-        except OSError:
+        except (OSError, VcmError):  # a log is kept where possible; log_to refused a path that never could be
             pass
 
 

@@ -22,6 +22,7 @@ from vcm.ctc import config as ctc_config
 from vcm.ctc.points import finished_as_asked, read_result, run_point
 from vcm.ctc.result_row import RESULT
 from vcm.errors import VcmError
+from vcm.fsutil import open_regular
 from vcm.words import counted, noun
 
 LOG = "ctc.log"
@@ -597,16 +598,16 @@ class _Relay:
     def _head(self, f=None) -> bytes | None:
         """The log's first line (a complete one, or b"" while there is none yet); None without a log."""
         try:
-            with open(self.path, "rb") if f is None else contextlib.nullcontext(f) as g:
+            with open_regular(self.path, "rb") if f is None else contextlib.nullcontext(f) as g:
                 g.seek(0)
                 line = g.readline(1024)
-        except OSError:
+        except (OSError, VcmError):
             return None
         return line if line.endswith(b"\n") else b""
 
     def show(self) -> None:
         try:
-            with open(self.path, "rb") as f:
+            with open_regular(self.path, "rb") as f:
                 head = self._head(f)
                 if not head:
                     return  # no complete line yet
@@ -615,8 +616,8 @@ class _Relay:
                 end = f.seek(0, os.SEEK_END)
                 f.seek(max(self.offset, end - 64 * 1024))
                 text = f.read()
-        except OSError:
-            return  # not started yet
+        except (OSError, VcmError):
+            return  # not started yet (the worker refuses a log it cannot keep)
         complete = text.rfind(b"\n") + 1  # a line still being written is shown next time
         self.offset = end - len(text) + complete
         for line in text[:complete].decode("utf-8", "replace").splitlines()[-self.SHOWN:]:

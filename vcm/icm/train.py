@@ -27,17 +27,17 @@ from vcm import progress
 from vcm.device import rng_state, set_rng_state
 from vcm.diverged import TrainingDiverged, refuse_nonfinite
 from vcm.errors import VcmError
-from vcm.fsutil import atomic_path, run_lock, save_torch, write_json
+from vcm.fsutil import atomic_path, open_regular, run_lock, save_torch, write_json
 from vcm.icm.models import arch_config, create, pad_multiple
 from vcm.icm.train_config import CHECKPOINT, SUMMARY, IcmTrainConfig, check_run_folder
-from vcm.video.source import IMAGE_SUFFIXES, _read_image
+from vcm.video.source import _read_image, image_files
 
 
 def list_images(folder: Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise VcmError(f"{folder} is not a folder of images")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = image_files(folder)
     if not files:
         raise VcmError(f"{folder} holds no PNG/JPEG images")
     return files
@@ -69,7 +69,24 @@ def edge_masks(images: list[Path], pixels: list[np.ndarray], cache: Path, sam_ch
                 with atomic_path(paths[i]) as tmp, open(tmp, "wb") as f:
                     np.save(f, pack(mask))
                 bar.advance(1)
-    return [unpack(np.load(p), *img.shape[1:]) for p, img in zip(paths, pixels)]
+    return [_cached_mask(p, *img.shape[1:]) for p, img in zip(paths, pixels)]
+
+
+def _cached_mask(path: Path, height: int, width: int) -> np.ndarray:
+    """A mask of the cache, ``bool [height, width]``; a damaged one (or one that is not a file) is one line."""
+    from vcm.masks.store import unpack
+
+    try:
+        with open_regular(path, "rb", kept="cached edge mask") as f:
+            packed = np.load(f, allow_pickle=False)
+    except VcmError:
+        raise
+    except Exception:  # noqa: BLE001  (whatever numpy makes of damaged bytes)
+        packed = None
+    # unpackbits pads a short array with zeros: a mask cut short would have lost its edges without a word
+    if not isinstance(packed, np.ndarray) or packed.dtype != np.uint8 or packed.shape != (-(-height * width // 8),):
+        raise VcmError(f"{path} is a damaged cached edge mask; delete it and run again to make it anew")
+    return unpack(packed, height, width)
 
 
 MADE_WITH = "made_with.json"
@@ -86,7 +103,10 @@ def _check_made_with(cache: Path, sam_checkpoint: Path, sam_model: str, settings
                  "settings": settings.to_dict()}
     record = cache / MADE_WITH
     try:
-        before = json.loads(record.read_text()) if record.exists() else None
+        with open_regular(record, kept="record of the masks' SAM weights") as f:
+            before = json.loads(f.read())
+    except FileNotFoundError:
+        before = None
     except (OSError, ValueError):
         raise VcmError(f"{record} cannot be read, so the masks beside it cannot be checked against the SAM weights; "
                        f"start a new run with --out DIR") from None

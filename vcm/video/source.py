@@ -19,7 +19,7 @@ import numpy as np
 
 from vcm import sequences
 from vcm.errors import VcmError, VideoOptionError
-from vcm.fsutil import require_input
+from vcm.fsutil import path_problem, require_input
 from vcm.video import y4m, yuv
 from vcm.video.color import yuv420_to_rgb
 from vcm.video.limits import MAX_FPS, check_frame_size
@@ -293,8 +293,15 @@ def read_planes(info: VideoInfo, start: int, stop: int) -> tuple[np.ndarray, np.
     raise ValueError(f"{info.path.name} holds no YUV samples of its own ({info.kind})")
 
 
-def _image_files(path: Path) -> list[Path]:
-    return sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+def image_files(folder: Path) -> list[Path]:
+    """The images of ``folder`` (by suffix, sorted by name); one of them that is not a regular file (a named pipe
+    opened as a frame waited for a writer forever) is refused in one line."""
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    for p in files:
+        problem = path_problem(p)
+        if problem:
+            raise VcmError(f"{p} {problem}")
+    return files
 
 
 def rate_note(info: VideoInfo) -> str:
@@ -307,7 +314,7 @@ def rate_note(info: VideoInfo) -> str:
 
 
 def _probe_images(path: Path, fps) -> VideoInfo:
-    files = _image_files(path)
+    files = image_files(path)
     if not files:
         raise VcmError(f"{path} holds no PNG/JPEG frames")
     first = _read_image(files[0])
@@ -409,7 +416,7 @@ def load(info: VideoInfo, frames: range | str = "auto") -> Video:
     elif info.kind == "image":
         data = _read_image(info.path)[None]
     else:
-        files = _image_files(info.path)[a:b]
+        files = image_files(info.path)[a:b]
         frames = [_read_image(f) for f in files]
         for f, frame in zip(files, frames):  # np.stack's own complaint was a traceback
             if frame.shape[1:] != (info.height, info.width):
