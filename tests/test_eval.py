@@ -1,4 +1,5 @@
 import json
+import os
 import re
 import subprocess
 import sys
@@ -8,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import ANNOTATIONS, run_main
+from tests.conftest import ANNOTATIONS, fails_after, run_main
 from vcm import sequences
 from vcm.errors import VcmError
 from vcm.eval.coco import Detections, ScoredClip, evaluate
@@ -158,6 +159,9 @@ def test_txt_labels_convert_to_ctc_json(tmp_path):
     ("-1 0.5 0.5 0.2 0.2", "class -1 is not a COCO-80 index"),  # was written as a toothbrush
     ("0 0.5 0.5 0.2 0.2 0.9", "expected 'class cx cy w h'"),  # a detector's output, not labels
     ("0 nan 0.5 0.2 0.2", "is not made of finite numbers"),
+    ("1_0 0.5 0.5 0.2 0.2", "expected 'class cx cy w h'"),  # was read as class 10
+    ("\uff11 0.5 0.5 0.2 0.2", "expected 'class cx cy w h'"),  # a full-width 1, was read as class 1
+    ("0 0.5 0.5 0_2 0.2", "expected 'class cx cy w h'"),  # was a box 2 frames wide
     ("0 0.5 0.5 0 0.2", "needs a width and height above 0"),
     ("0 1.5 0.5 0.2 0.2", "lies wholly outside the 416x240 frame"),
 ])
@@ -183,6 +187,17 @@ def test_a_label_file_that_is_not_text_or_not_a_file_is_one_line(tmp_path):
     proc = run_main(*args)
     assert proc.returncode == 0, proc.stderr
     assert len(json.loads((tmp_path / "gt.json").read_text())["annotations"]) == 1
+    # a named pipe named like a label file, and two files of one frame, were skipped or dropped without a word: the
+    # frame's objects lost
+    os.mkfifo(labels / "BQSquare_416x240_60_seq_0472.txt")
+    with fails_after(30, "a label file that is a pipe was waited on"):
+        proc = run_main(*args, "--overwrite")
+    assert proc.returncode == 1 and "seq_0472.txt is not a regular file" in proc.stderr, proc.stderr
+    (labels / "BQSquare_416x240_60_seq_0472.txt").unlink()
+    (labels / "BQSquare_416x240_60_seq_0471.txt").write_text("2 0.5 0.5 0.25 0.5\n")
+    proc = run_main(*args, "--overwrite")
+    assert proc.returncode == 1 and "seq_0471.txt and BQSquare_416x240_60_seq_471.txt both hold the labels of frame 471" \
+        in proc.stderr, proc.stderr
 
 
 def test_a_ctc_json_with_an_unusable_box_is_one_clear_line(tmp_path):

@@ -19,7 +19,7 @@ from pathlib import Path
 from vcm import sequences
 from vcm.detectors.classes import COCO80
 from vcm.errors import VcmError
-from vcm.fsutil import require_input
+from vcm.fsutil import path_problem, require_input
 from vcm.resources import data_dir
 
 @dataclass(frozen=True)
@@ -74,8 +74,12 @@ def box_fault(x: float, y: float, w: float, h: float, width: int, height: int) -
     return None
 
 
-_VAL_RE = re.compile(r"^(?P<stem>.+)_val_(?P<n>\d+)\.\w+$")
-_SEQ_RE = re.compile(r"^(?P<stem>.+)_seq_(?P<n>\d+)\.txt$")
+# ASCII digits only: int() and float() also read "1_0" as 10 and full-width "１" as 1, so a label's typo, or a file
+# named with other digits, was taken as another class or frame without a word
+_VAL_RE = re.compile(r"^(?P<stem>.+)_val_(?P<n>[0-9]+)\.\w+$")
+_SEQ_RE = re.compile(r"^(?P<stem>.+)_seq_(?P<n>[0-9]+)\.txt$")
+_CLASS_RE = re.compile(r"[-+]?[0-9]+")
+_NUMBER_RE = re.compile(r"[-+]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:e[-+]?[0-9]+)?|nan|inf(?:inity)?)", re.IGNORECASE)
 
 
 def _sequence_of(stem: str):
@@ -161,7 +165,8 @@ def load_yolo_labels(folder: Path, sequence: str, frames: range | None = None) -
             if not parts:
                 continue
             try:
-                if len(parts) != 5:  # a sixth column (a detector's confidence) is not a label
+                if len(parts) != 5 or not _CLASS_RE.fullmatch(parts[0]) or not all(
+                        _NUMBER_RE.fullmatch(v) for v in parts[1:]):  # a sixth column (a confidence) is no label
                     raise ValueError
                 cat, cx, cy, w, h = int(parts[0]), *map(float, parts[1:5])
             except ValueError:
@@ -188,8 +193,15 @@ def label_files(folder: Path, seq) -> dict[int, Path]:
     out = {}
     for p in sorted(Path(folder).iterdir()):
         m = _SEQ_RE.match(p.name)
-        if m and p.is_file() and _sequence_of(m.group("stem")) in (seq, None):  # a folder of that name is no label file
-            out[int(m.group("n"))] = p
+        if not m or p.is_dir() or _sequence_of(m.group("stem")) not in (seq, None):  # a folder of that name is no label
+            continue
+        problem = path_problem(p)  # a pipe was skipped: its frame counted as one without objects
+        if problem:
+            raise VcmError(f"{p} {problem}")
+        frame = int(m.group("n"))
+        if frame in out:  # _seq_7.txt and _seq_007.txt: one of them was dropped without a word
+            raise VcmError(f"{out[frame].name} and {p.name} both hold the labels of frame {frame}; keep one")
+        out[frame] = p
     return dict(sorted(out.items()))
 
 
