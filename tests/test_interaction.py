@@ -2,6 +2,7 @@
 argument errors before any frame is read, Ctrl-C at every stage."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -420,3 +421,12 @@ def test_sigterm_to_a_ray_sweep_stops_its_points_as_ctrl_c_does(tmp_path):
 
     (ckpt,) = (tmp_path / "out" / "fits").rglob("checkpoint.pt")
     assert torch.load(ckpt, weights_only=False)["step"] == step
+
+
+@pytest.mark.parametrize("value, seconds", [("5", 5.0), ("-3", 0.0), ("soon", 10.0), ("nan", 10.0), ("inf", math.inf)])
+def test_the_progress_interval_reads_what_it_can_and_keeps_the_default_otherwise(monkeypatch, value, seconds):
+    """nan was taken as 0 seconds: a progress line at every update of every stage."""
+    from vcm import progress
+
+    monkeypatch.setenv("VCM_PROGRESS_INTERVAL", value)
+    assert progress.interval() == seconds

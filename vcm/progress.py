@@ -18,6 +18,7 @@ shown on the console (``vcm ctc run`` keeps ``ctc.log`` in its output folder).
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import time
 from pathlib import Path
@@ -64,9 +65,10 @@ def mode() -> str:
 
 def interval() -> float:
     try:
-        return max(0.0, float(os.environ.get("VCM_PROGRESS_INTERVAL", "10")))
+        seconds = float(os.environ.get("VCM_PROGRESS_INTERVAL", "10"))
     except ValueError:
         return 10.0
+    return 10.0 if math.isnan(seconds) else max(0.0, seconds)  # nan was 0: a line at every update
 
 
 @contextlib.contextmanager
