@@ -37,7 +37,8 @@ HOSTILE = [None, -1, 0, 1, 2.5, float("nan"), float("inf"), 10 ** 30, True, Fals
            {"qps": [99]}, "1.5k", "416x240", "hevc", "ra", "canny", "yolov7", 1e9, "../../escaped",
            "<script>alert(1)</script>"]
 ROW_TEXT = ["sequence", "codec", "point", "curve", "label", "experiment", "error", "class"]
-HOSTILE_TEXT = ["../../escaped", "<script>alert(1)</script>", "clip", "hevc", "qp37", "l0", "a|b\nc", "[/x]", ""]
+HOSTILE_TEXT = ["../../escaped", "<script>alert(1)</script>", "clip", "hevc", "qp37", "l0", "a|b\nc", "[/x]", "",
+                "[a link](http://elsewhere.example)", "my clip"]
 KEYS = ["preset", "params", "width_scale", "epochs", "steps", "batch", "lr", "seed", "stage_seed", "points",
         "rate_aware", "chain", "compute", "prune", "bits", "lambda", "rd_steps", "step_lr", "temporal", "match", "qps",
         "config", "checkpoints", "arch", "fits", "masks", "size", "fps", "bit_depth", "frames", "name", "path",
@@ -168,6 +169,8 @@ def _case_result_rows(doc, work: Path) -> None:
         page = folder / "report.html"
         if page.is_file() and "<script" in page.read_text():
             raise Escaped("a row's <script> is in report.html")
+        if page.is_file() and "href=" in page.read_text():  # the report links nowhere; a row's text made links
+            raise Escaped("a row's text is a link in report.html")
 
 
 def _case_coco(doc, work: Path) -> None:

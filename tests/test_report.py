@@ -1,7 +1,9 @@
 """The CTC report from a results folder of known points (no encoding: fast and exact)."""
 
 import csv
+import html
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -13,8 +15,8 @@ PROV = {"vcm": "0.1.0", "commit": "abc", "torch": "2.x", "cuda": None, "python":
         "host": "h", "platform": "Linux", "date": "2026-11-23T10:00:00+00:00", "command": "vcm ctc run x"}
 
 
-def write_point(out, codec, point, kbps, psnr_y, qp=None, curve=None, settings=None, **extra):
-    row = {"status": "ok", "sequence": "clip", "class": None, "codec": codec, "curve": curve or codec, "point": point,
+def write_point(out, codec, point, kbps, psnr_y, qp=None, curve=None, settings=None, sequence="clip", **extra):
+    row = {"status": "ok", "sequence": sequence, "class": None, "codec": codec, "curve": curve or codec, "point": point,
            "qp": qp, "fps": 30000 / 1001, "frames": 10, "source_frames": [0, 10], "width": 176, "height": 144,
            "bytes": int(kbps * 1000 / 8 * 10 / 29.97), "kbps": kbps, "bpp": kbps * 1000 / (29.97 * 176 * 144),
            "psnr": psnr_y - 1.5, "psnr_y": psnr_y, "psnr_yuv": psnr_y + 0.8, "ms_ssim": None, "map": None, "ap50": None,
@@ -171,7 +173,7 @@ def test_a_result_row_is_damaged_when_any_field_the_report_reads_has_another_typ
     row = results / "points" / "clip" / "hinerv" / "s_rd_l1" / "result.json"
     row.write_text(json.dumps({**json.loads(row.read_text()), **edit}))
     r = make_report(results, anchor="hevc")
-    assert r["failed"] == 1 and f"s_rd_l1/result.json is damaged ({fault}" in (results / "report.md").read_text()
+    assert r["failed"] == 1 and f"s_rd_l1/result.json is damaged ({fault}" in md_words(results / "report.md")
     assert read_result(row.parent) is None
     from vcm.ctc.tables import collect
 
@@ -394,10 +396,42 @@ def test_text_from_a_result_row_is_shown_as_text_in_the_html_report_never_run(re
     row.write_text(json.dumps({**json.loads(row.read_text()), "label": "<script>alert(1)</script>",
                                "ground_truth": {"kind": "pseudo", "source": "<img src=x onerror=alert(2)>"}}))
     make_report(results, anchor="hevc")
-    assert "<script>alert(1)</script>" in (results / "report.md").read_text()  # the row's words, kept
+    assert "<script>alert(1)</script>" in md_words(results / "report.md")  # the row's words, kept
     page = (results / "report.html").read_text()
     assert "<script" not in page and "<img src=x" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "&lt;img src=x onerror=alert(2)&gt;" in page
+
+
+def md_words(path) -> str:
+    """A Markdown file's text with its backslash escapes taken out: the words a reader sees."""
+    return re.sub(r"\\(.)", r"\1", path.read_text())
+
+
+def test_a_rows_words_are_shown_as_written_never_as_links_emphasis_or_code(results):
+    """A row's text was Markdown in report.html: a curve named with a link became a link to anywhere, with
+    asterisks bold type, with backticks code."""
+    words = "x [go](http://elsewhere.example) **b** `c` _d_ &amp; ~~e~~ ![i](http://elsewhere.example/i.png)"
+    for point in ("s_rd_l1", "s_rd_l2", "s_rd_l3", "s_rd_l4"):
+        row = results / "points" / "clip" / "hinerv" / point / "result.json"
+        row.write_text(json.dumps({**json.loads(row.read_text()), "curve": words}))
+    make_report(results, anchor="hevc")
+    page = (results / "report.html").read_text()
+    assert "href" not in page and "elsewhere.example/i.png\"" not in page and "<code>" not in page
+    assert page.count("<strong>") == 2 and "<em>" not in page  # the report's own bold words only
+    cells = re.findall(r"<td>([^<]*elsewhere[^<]*)</td>", page)
+    assert cells and {html.unescape(c) for c in cells} == {words}
+    assert words in md_words(results / "report.md") and "s_rd_l1" in (results / "report.md").read_text()
+
+
+def test_a_sequence_named_with_a_space_has_its_plot_in_the_page(tmp_path):
+    """`![my clip](plots/my clip.png)` is no image in CommonMark: the page showed the line as text, without its plot."""
+    for qp, kbps, q in ((37, 80.0, 34.0), (41, 45.0, 32.0), (45, 25.0, 30.0), (49, 14.0, 28.0)):
+        write_point(tmp_path, "hevc", f"qp{qp}", kbps, q, qp=qp, sequence="my clip")
+    make_report(tmp_path, anchor="hevc")
+    assert (tmp_path / "plots" / "my clip.png").is_file()
+    page = (tmp_path / "report.html").read_text()
+    assert page.count('<img src="data:image/png;base64,') == 1 and "plots/my clip.png" not in page
+    assert "![my clip](<plots/my clip.png>)" in (tmp_path / "report.md").read_text()
 
 
 @pytest.mark.parametrize("key, value", [("sequence", "../../outside"), ("codec", "hevc"), ("point", "s_rd_l2")])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-import html
+import re
 
 from vcm.ctc.bd import MIN_OVERLAP, describe
 from vcm.ctc.tables import METRICS, ReportData, curve_of, point_label
@@ -14,6 +14,25 @@ def _fmt(v, digits=2, signed=False):
     if v is None:
         return "–"
     return f"{v:+.{digits}f}" if signed else f"{v:.{digits}f}"
+
+
+# What could start Markdown in text a result row gave (names, settings, errors): links, images, emphasis, code,
+# autolinks, entities, table cells, strikethrough. An underscore only where it could open or close emphasis, so
+# that ids such as s_rd_l1 stay readable in report.md.
+_MD_SPECIAL = re.compile(r"[\\`*\[\]<>!|&~]|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
+
+
+def md_text(value) -> str:
+    """``value`` as Markdown that renders as exactly its text, on one line (a row's text made links and bold type
+    in report.html)."""
+    return _MD_SPECIAL.sub(lambda m: "\\" + m.group(0), str(value).replace("\r", " ").replace("\n", " "))
+
+
+def plot_markdown(seq: str, target: str | None = None) -> str:
+    """The Markdown image of ``seq``'s RD plot: its file in ``plots/``, or ``target`` (a data URI) in its place. The
+    destination in angle brackets: a name with a space was no image at all."""
+    dest = target or "plots/" + re.sub(r"([<>\\])", r"\\\1", seq.replace("\n", " ")) + ".png"
+    return f"![{md_text(seq)}](<{dest}>)"
 
 
 def _md_table(header: list[str], rows: list[list]) -> str:
@@ -31,13 +50,14 @@ def report_markdown(data: ReportData) -> str:
     quality = METRICS[metric].split(" (")[0]
     md = ["# vcm CTC report", ""]
     md.append(f"Quality is **{quality}** (RGB PSNR, Y-PSNR and YUV-PSNR are all in summary.csv); BD figures are "
-              f"against **{anchor}**, negative BD-rate = fewer bits than {anchor} for the same quality. A figure is "
+              f"against **{md_text(anchor)}**, negative BD-rate = fewer bits than {md_text(anchor)} for the same "
+              f"quality. A figure is "
               f"shown with the overlap of the two curves it integrates over, and withheld below "
               f"{100 * MIN_OVERLAP:.0f} %.")
     md += ["", "## Experiment", ""]
     md.append(_md_table(["item", "how it was made"], [[k, v] for k, v in data.experiment]))
     if bd_rows:
-        md += ["", f"## BD-rate against {anchor}", ""]
+        md += ["", f"## BD-rate against {md_text(anchor)}", ""]
         head = ["sequence", "curve", f"BD-rate ({quality})", f"BD-{quality}"] + (["BD-rate (mAP)"] if has_map else [])
         md.append(_md_table(head, [
             [b["sequence"], b["codec"], describe(b[f"bd_rate_{metric}"], b[f"overlap_{metric}"], b[f"withheld_{metric}"], b[f"note_{metric}"]),
@@ -45,7 +65,7 @@ def report_markdown(data: ReportData) -> str:
             ([describe(b["bd_rate_map"], b["overlap_map"], b["withheld_map"], b["note_map"])] if has_map else [])
             for b in bd_rows]))
     md += ["", "## RD plots", ""]
-    md += [f"![{seq}](plots/{seq}.png)" for seq in plots]
+    md += [plot_markdown(seq) for seq in plots]
     points = [r for seq in curves.values() for pts in seq.values() for r in pts]
     md += ["", "## Results per point", ""]
     head = ["sequence", "curve", "point", "kbps", "bpp", "Y-PSNR", "YUV-PSNR", "RGB PSNR", "MS-SSIM"]
@@ -67,7 +87,7 @@ def report_markdown(data: ReportData) -> str:
                             [[c, codec, str(k + 1), f"{p['kbps']:.2f}", _fmt(p["map"]), _fmt(p["ap50"])]
                              for c, v in sorted(cls_curves.items()) for codec, pts in v.items() for k, p in enumerate(pts)]))
         if cls_bd:
-            md += ["", f"BD-rate (mAP) against {anchor} per class:", ""]
+            md += ["", f"BD-rate (mAP) against {md_text(anchor)} per class:", ""]
             md.append(_md_table(["class", "curve", "BD-rate (mAP)", "BD-mAP"],
                                 [[b["sequence"], b["codec"], describe(b["bd_rate_map"], b["overlap_map"], b["withheld_map"], b["note_map"]),
                                   _fmt(b["bd_map"], 2, True)] for b in cls_bd]))
@@ -131,7 +151,7 @@ def rate_control_section(rows: list[dict]) -> list[str]:
                              str(len(rc["trials"])), f"{rc['lambda']:.4g}"])
         hint = beyond_hint(a, rc["lambda"], "config") or missed_hint(a, rc, "config")
         if hint:
-            notes.append(f"- {' '.join(name)}: {hint}.")
+            notes.append(f"- {md_text(' '.join(name))}: {md_text(hint)}.")
     return ["", "## Rate control", "",
             "Points coded to a target: the λ search's aim, what the written stream gave (its file size, or its "
             "decoded Y-PSNR), and how many trials it took.", "",
@@ -140,19 +160,19 @@ def rate_control_section(rows: list[dict]) -> list[str]:
 
 
 def _md_cell(value) -> str:
-    return str(value).replace("|", "\\|").replace("\n", " ")
+    return md_text(value)
 
 
-def report_html(md_text: str, plots: dict) -> str:
+def report_html(markdown: str, plots: dict) -> str:
     """A self-contained HTML page: the Markdown rendered by markdown-it-py (CommonMark + tables, raw HTML shown as
     text: the report quotes result rows, which a shared results folder could fill with scripts), plots embedded
     as data URIs."""
     from markdown_it import MarkdownIt
 
-    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(md_text)
-    for seq, png in plots.items():
-        src = html.escape(f"plots/{seq}.png", quote=True)
-        body = body.replace(f'src="{src}"', f'src="data:image/png;base64,{base64.b64encode(png).decode()}"')
+    for seq, png in plots.items():  # the very line report_markdown wrote, pointing at the picture itself
+        markdown = markdown.replace(plot_markdown(seq), plot_markdown(seq, "data:image/png;base64,"
+                                                                      + base64.b64encode(png).decode()))
+    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(markdown)
     style = ("body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1500px;padding:0 1em;color:#222}"
              "table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border:1px solid #ccc;padding:3px 8px}"
              "td{text-align:right}td:first-child,td:nth-child(2){text-align:left}th{background:#f3f3f3}"
