@@ -180,6 +180,33 @@ def validate(model, images, masks, device) -> dict:
     return {"bpp": mean(bpps), "psnr": mean(psnrs), "masked_psnr": mean(mpsnrs)}
 
 
+# What an image holds while it trains (bytes a pixel): its RGB samples and its edge mask.
+HELD_BYTES_PER_PIXEL = 4
+
+
+def _check_images_fit_in_memory(*folders: Path | None) -> None:
+    """Refuse, in one line and before any is decoded, training images that would not fit in the memory this machine
+    has free: every image is held decoded for the whole training (a large folder was read until the kernel ended
+    the process). Sizes come from the images' headers."""
+    from PIL import Image
+
+    from vcm.bitstream.budget import human
+    from vcm.nerv.train_memory import available_bytes
+
+    files = [p for folder in folders if folder is not None for p in list_images(folder)]
+    need = 0
+    for p in files:
+        try:
+            with Image.open(p) as im:
+                need += HELD_BYTES_PER_PIXEL * im.size[0] * im.size[1]
+        except Exception:  # noqa: BLE001  (reading it says what is wrong with it)
+            continue
+    available = available_bytes(torch.device("cpu"))
+    if available is not None and need > available:
+        raise VcmError(f"the {len(files):,} training and validation images take {human(need)} decoded (with their "
+                       f"edge masks), and this machine has {human(available)} free; train on fewer or smaller images")
+
+
 def _images_and_masks(folder: Path | None, out: Path, cfg: IcmTrainConfig, sam_checkpoint: Path | None, device,
                       validation: bool = False) -> tuple[list[np.ndarray], list]:
     """The images of ``folder`` (none without one) and their edge masks: SAM's with ``--masks sam``, else
@@ -242,6 +269,7 @@ def _train(images_dir: Path, out: Path, cfg: IcmTrainConfig, device, val_dir: Pa
     check_run_folder(out, resume)  # under the lock: another training may have written it meanwhile
     cfg.check()
     torch.manual_seed(cfg.seed)
+    _check_images_fit_in_memory(images_dir, val_dir)
     imgs, masks = _images_and_masks(images_dir, out, cfg, sam_checkpoint, device)
     val_imgs, val_masks = _images_and_masks(val_dir, out, cfg, sam_checkpoint, device, validation=True)
     model = create(cfg.arch).to(device).train()
