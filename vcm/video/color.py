@@ -64,9 +64,23 @@ def rgb_to_yuv420(rgb_u8: np.ndarray, bit_depth: int = 8) -> tuple[np.ndarray, n
     return y, cbcr[:, 0], cbcr[:, 1]
 
 
+# Pixels converted at once: the float maps of a conversion take about 26 bytes a pixel, so a whole clip at once
+# (BQMall's 600 frames) held over 6 GB for an output of 0.7 GB.
+CHUNK_PIXELS = 1 << 22
+
+
 def yuv420_to_rgb(y: np.ndarray, u: np.ndarray, v: np.ndarray, bit_depth: int = 8) -> np.ndarray:
-    """(Y [T,H,W], U, V [T,h,w]) limited-range samples → ``uint8 [T,3,H,W]`` RGB."""
+    """(Y [T,H,W], U, V [T,h,w]) limited-range samples → ``uint8 [T,3,H,W]`` RGB, a few frames at a time."""
     y = np.asarray(y)
+    t, h, w = y.shape
+    out = np.empty((t, 3, h, w), np.uint8)
+    step = max(1, CHUNK_PIXELS // max(1, h * w))
+    for a in range(0, t, step):
+        out[a:a + step] = _yuv420_to_rgb(y[a:a + step], u[a:a + step], v[a:a + step], bit_depth)
+    return out
+
+
+def _yuv420_to_rgb(y: np.ndarray, u: np.ndarray, v: np.ndarray, bit_depth: int) -> np.ndarray:
     t, h, w = y.shape
     scale = float(1 << (bit_depth - 8))
     yf = (y.astype(np.float32) / scale - 16.0) / 219.0
