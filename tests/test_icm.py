@@ -454,7 +454,7 @@ def test_training_images_that_would_not_fit_in_memory_are_refused_before_any_is_
     from PIL import Image
 
     import vcm.icm.train as icm_train
-    import vcm.nerv.train_memory as train_memory
+    import vcm.memory as memory
 
     images = tmp_path / "imgs"
     images.mkdir()
@@ -462,12 +462,12 @@ def test_training_images_that_would_not_fit_in_memory_are_refused_before_any_is_
         Image.fromarray(moving_frames(t=1, h=80, w=96, seed=i)[0].transpose(1, 2, 0)).save(images / f"im{i}.png")
     decoded = []
     monkeypatch.setattr(icm_train, "_read_image", lambda p, real=icm_train._read_image: decoded.append(p) or real(p))
-    monkeypatch.setattr(train_memory, "available_bytes", lambda device: 3 * 4 * 96 * 80 - 1)
+    monkeypatch.setattr(memory, "free_host_bytes", lambda: 3 * 4 * 96 * 80 - 1)
     args = ["icm", "train", images, "--masks", "none", "--arch", "tcm-tiny", "--batch", "2", "--crop", "64",
             "--steps-per-epoch", "1", "--epochs", "1", "--device", "cpu"]
     proc = run_main(*args, "--out", tmp_path / "run")
-    assert proc.returncode == 1 and "the 3 training and validation images take 90.0 KiB decoded" in proc.stderr, \
+    assert proc.returncode == 1 and "the 3 training and validation images, decoded with their edge masks, take 90.0 KiB" in proc.stderr, \
         proc.stderr[-500:]
     assert "train on fewer or smaller images" in proc.stderr and not decoded and not (tmp_path / "run").exists()
-    monkeypatch.setattr(train_memory, "available_bytes", lambda device: 3 * 4 * 96 * 80)  # just enough: trains
+    monkeypatch.setattr(memory, "free_host_bytes", lambda: 3 * 4 * 96 * 80)  # just enough: trains
     assert run_main(*args, "--out", tmp_path / "run").returncode == 0 and len(decoded) == 3

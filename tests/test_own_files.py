@@ -92,3 +92,21 @@ def test_a_frame_of_a_folder_that_is_a_pipe_is_one_line(tmp_path, command):
         proc = run_main(*argv)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-800:]
     assert f"{images / 'i1.png'} is not a regular file" in proc.stderr
+
+
+def test_frames_that_would_not_fit_in_memory_are_refused_before_any_is_read(tmp_path, monkeypatch):
+    """A clip is read whole before a fit: one larger than the memory free was read until the kernel ended vcm."""
+    import vcm.memory as memory
+    from vcm.video.yuv import write_yuv420
+
+    clip = tmp_path / "Tiny_32x24_25.yuv"
+    write_yuv420(clip, moving_frames(t=6, h=24, w=32))
+    need = 6 * (3 * 32 * 24 + 32 * 24 * 3 // 2)  # the RGB frames and the file's own samples
+    monkeypatch.setattr(memory, "free_host_bytes", lambda: need - 1)
+    argv = ["fit", clip, "--arch", "nerv", "--steps", "1", "--out", tmp_path / "run", "--device", "cpu"]
+    proc = run_main(*argv)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert f"frames 0:6 of Tiny_32x24_25.yuv (6 of 32x24), decoded, take {need / 1024:.1f} KiB" in proc.stderr
+    assert "ask for fewer frames" in proc.stderr and not (tmp_path / "run").exists()
+    monkeypatch.setattr(memory, "free_host_bytes", lambda: 1 << 40)
+    assert run_main(*argv).returncode == 0

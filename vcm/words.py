@@ -12,3 +12,12 @@ def counted(n: int, singular: str, plural: str | None = None) -> str:
     """``n`` with thousands separators, then :func:`noun`: ``counted(1, "point") == "1 point"``,
     ``counted(1200, "frame") == "1,200 frames"``."""
     return f"{n:,} {noun(n, singular, plural)}"
+
+
+def human(n: float) -> str:
+    """A size in bytes in words: ``512 B``, ``1.5 KiB`` … ``2.0 TiB``."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError

@@ -13,6 +13,7 @@ import math
 import os
 
 from vcm.bitstream.bits import StreamError
+from vcm.words import human
 
 DEFAULT_BUDGET = 4 << 30
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -33,14 +34,6 @@ def memory_budget() -> int:
 
         raise VcmError(f"VCM_MEMORY_BUDGET={os.environ['VCM_MEMORY_BUDGET']!r} is not a size such as 2G or 512M")
     return int(value)
-
-
-def human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError
 
 
 def check(need: int, what: str, kind: str) -> None:

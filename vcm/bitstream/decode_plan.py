@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vcm.bitstream.bits import StreamError
-from vcm.bitstream.budget import human as human_bytes
+from vcm.words import human as human_bytes
 from vcm.errors import VcmError
 from vcm.video.writer import to_stdout
 

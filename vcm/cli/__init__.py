@@ -112,7 +112,7 @@ def _what_failed(err: BaseException) -> str:
     """The allocation that failed, in a few words: its size where the allocator gave one."""
     import re
 
-    from vcm.bitstream.budget import human
+    from vcm.words import human
 
     text = str(err)
     asked = re.search(r"tried to allocate (\d+) bytes", text) or re.search(r"[Tt]ried to allocate ([\d.]+ [KMGT]iB)", text)

@@ -190,8 +190,7 @@ def _check_images_fit_in_memory(*folders: Path | None) -> None:
     the process). Sizes come from the images' headers."""
     from PIL import Image
 
-    from vcm.bitstream.budget import human
-    from vcm.nerv.train_memory import available_bytes
+    from vcm.memory import check_fits_in_memory
 
     files = [p for folder in folders if folder is not None for p in list_images(folder)]
     need = 0
@@ -201,10 +200,8 @@ def _check_images_fit_in_memory(*folders: Path | None) -> None:
                 need += HELD_BYTES_PER_PIXEL * im.size[0] * im.size[1]
         except Exception:  # noqa: BLE001  (reading it says what is wrong with it)
             continue
-    available = available_bytes(torch.device("cpu"))
-    if available is not None and need > available:
-        raise VcmError(f"the {len(files):,} training and validation images take {human(need)} decoded (with their "
-                       f"edge masks), and this machine has {human(available)} free; train on fewer or smaller images")
+    check_fits_in_memory(need, f"the {len(files):,} training and validation images, decoded with their edge masks,",
+                         "train on fewer or smaller images")
 
 
 def _images_and_masks(folder: Path | None, out: Path, cfg: IcmTrainConfig, sam_checkpoint: Path | None, device,

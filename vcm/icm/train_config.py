@@ -7,7 +7,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from vcm.bitstream.budget import human, memory_budget
+from vcm.bitstream.budget import memory_budget
+from vcm.words import human
 from vcm.errors import VcmError
 from vcm.icm.archs import default_pad_multiple
 from vcm.masks.sam import DEFAULT_ALPHA, check_alpha

@@ -91,7 +91,8 @@ def _declared_shape(z, name: str) -> tuple[int, ...]:
 def _check_declared(meta: dict, shape: tuple[int, ...], path: Path) -> None:
     """The packed array must have the shape its metadata declares, and the unpacked masks
     (``uint8 [T, 1, H, W]``) must fit the memory budget (``VCM_MEMORY_BUDGET``)."""
-    from vcm.bitstream.budget import human, memory_budget
+    from vcm.bitstream.budget import memory_budget
+    from vcm.words import human
 
     h, w = meta["height"], meta["width"]
     a, b = meta["source_frames"]

@@ -10,12 +10,11 @@ frames far too large for one step. Before the loss was counted, a fit on 9000×9
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
-from vcm.bitstream.budget import human
+from vcm.words import human
 from vcm.errors import VcmError
+from vcm import memory
 from vcm.nerv import registry
 
 # float32 weight, its gradient and Adam's two moments.
@@ -40,22 +39,7 @@ def available_bytes(device: torch.device) -> int | None:
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
         return int(free)
-    if device.type != "cpu":
-        return None
-    found = []
-    try:  # Linux: what can be had without swapping, page cache included
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                found.append(int(line.split()[1]) * 1024)
-    except (OSError, ValueError, IndexError):
-        pass
-    try:  # a container's own limit (cgroup v2), which /proc/meminfo does not show
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        if limit != "max":
-            found.append(int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text()))
-    except (OSError, ValueError):
-        pass
-    return min(found) if found else None
+    return memory.free_host_bytes() if device.type == "cpu" else None
 
 
 def check_training_memory(arch: str, model_cfg, batch: int, device: torch.device, available: int | None = None,

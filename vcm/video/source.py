@@ -20,6 +20,7 @@ import numpy as np
 from vcm import sequences
 from vcm.errors import VcmError, VideoOptionError
 from vcm.fsutil import path_problem, require_input
+from vcm.memory import check_fits_in_memory
 from vcm.video import y4m, yuv
 from vcm.video.color import yuv420_to_rgb
 from vcm.video.limits import MAX_FPS, check_frame_size
@@ -401,9 +402,12 @@ def select_frames(spec: str, src: range, seq: sequences.Sequence | None, name: s
 
 
 def load(info: VideoInfo, frames: range | str = "auto") -> Video:
-    """Read ``frames`` (source indices or a spec string) as ``uint8 [T,3,H,W]`` RGB."""
+    """Read ``frames`` (source indices or a spec string) as ``uint8 [T,3,H,W]`` RGB; frames that would not fit in the
+    memory free are refused in one line before any is read."""
     rng = resolve_frames(info, frames) if isinstance(frames, str) else frames
     a, b = rng.start - info.first_source_frame, rng.stop - info.first_source_frame
+    check_fits_in_memory(loading_bytes(info, len(rng)), f"frames {rng.start}:{rng.stop} of {info.path.name} "
+                         f"({len(rng):,} of {info.width}x{info.height}), decoded,", "ask for fewer frames")
     if info.kind in ("yuv", "y4m"):
         data = yuv420_to_rgb(*read_planes(info, a, b), bit_depth=info.bit_depth)
     elif info.kind == "container":
@@ -424,6 +428,15 @@ def load(info: VideoInfo, frames: range | str = "auto") -> Video:
                                f"frame {info.width}x{info.height}; every frame must have one size")
         data = np.stack(frames)
     return Video(info=info, frames_u8=data, source_frames=rng)
+
+
+def loading_bytes(info: VideoInfo, frames: int) -> int:
+    """What reading ``frames`` of ``info`` holds at its peak (bytes): the RGB frames, and the file's own samples
+    (YUV) or a second copy of the frames (a container's decoder, a folder's list of images) beside them."""
+    pixels = frames * info.width * info.height
+    if info.kind in ("yuv", "y4m"):
+        return 3 * pixels + frames * yuv.frame_bytes(info.width, info.height, info.bit_depth)
+    return 6 * pixels
 
 
 def open_video(
