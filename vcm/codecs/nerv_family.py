@@ -112,9 +112,9 @@ def _check_masks_values(codec: str, masks: dict) -> None:
         value = masks.get(key)
         if value is not None and (not isinstance(value, str) or not value.strip()):
             raise VcmError(f"{codec} masks: {key} must be a string, got {value!r}")
-    alpha = masks.get("alpha")
-    if alpha is not None and (isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1):
-        raise VcmError(f"{codec} masks: alpha must be a number in [0, 1], got {alpha!r}")
+    from vcm.masks.sam import check_alpha
+
+    check_alpha(masks.get("alpha"), f"{codec} masks: alpha")
 
 
 def _preset_key(preset: str) -> str:

@@ -180,14 +180,14 @@ def _check_generator(gen: dict, path: Path) -> None:
 DEFAULT_ALPHA = 0.93  # SAM's confidence threshold α where none is given (the paper's)
 
 
-def check_alpha(alpha: float | None) -> float:
-    """SAM's confidence threshold α to use: ``alpha``, refused unless in [0, 1] (NaN included), or
-    ``DEFAULT_ALPHA`` for None. The commands check it before any frame is read or the weights (2.4 GB for vit_h)
-    are loaded."""
+def check_alpha(alpha: float | None, where: str = "--alpha") -> float:
+    """SAM's confidence threshold α to use: ``alpha``, refused (naming ``where`` it was given) unless a number in
+    [0, 1] (NaN, a word or a flag included), or ``DEFAULT_ALPHA`` for None. The commands and CTC configs check it
+    before any frame is read or the weights (2.4 GB for vit_h) are loaded."""
     if alpha is None:
         return DEFAULT_ALPHA
-    if not 0.0 <= alpha <= 1.0:
-        raise VcmError(f"--alpha must be in [0, 1], got {alpha}")
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
+        raise VcmError(f"{where} must be a number in [0, 1], got {alpha!r}")
     return alpha
 
 
