@@ -196,8 +196,8 @@ def test_a_label_file_that_is_not_text_or_not_a_file_is_one_line(tmp_path):
     (labels / "BQSquare_416x240_60_seq_0472.txt").unlink()
     (labels / "BQSquare_416x240_60_seq_0471.txt").write_text("2 0.5 0.5 0.25 0.5\n")
     proc = run_main(*args, "--overwrite")
-    assert proc.returncode == 1 and "seq_0471.txt and BQSquare_416x240_60_seq_471.txt both hold the labels of frame 471" \
-        in proc.stderr, proc.stderr
+    both = "seq_0471.txt and BQSquare_416x240_60_seq_471.txt both hold the labels of frame 471"
+    assert proc.returncode == 1 and both in proc.stderr, proc.stderr
 
 
 def test_a_ctc_json_with_an_unusable_box_is_one_clear_line(tmp_path):

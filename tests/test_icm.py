@@ -466,8 +466,8 @@ def test_training_images_that_would_not_fit_in_memory_are_refused_before_any_is_
     args = ["icm", "train", images, "--masks", "none", "--arch", "tcm-tiny", "--batch", "2", "--crop", "64",
             "--steps-per-epoch", "1", "--epochs", "1", "--device", "cpu"]
     proc = run_main(*args, "--out", tmp_path / "run")
-    assert proc.returncode == 1 and "the 3 training and validation images, decoded with their edge masks, take 90.0 KiB" in proc.stderr, \
-        proc.stderr[-500:]
+    said = "the 3 training and validation images, decoded with their edge masks, take 90.0 KiB"
+    assert proc.returncode == 1 and said in proc.stderr, proc.stderr[-500:]
     assert "train on fewer or smaller images" in proc.stderr and not decoded and not (tmp_path / "run").exists()
     monkeypatch.setattr(memory, "free_host_bytes", lambda: 3 * 4 * 96 * 80)  # just enough: trains
     assert run_main(*args, "--out", tmp_path / "run").returncode == 0 and len(decoded) == 3

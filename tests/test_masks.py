@@ -317,8 +317,10 @@ def test_a_runs_sam_masks_are_reused_only_for_the_same_weights_and_settings(tmp_
 
 
 @pytest.mark.parametrize("args, message", [
-    (["masks", "CLIP", "--sam-checkpoint", "EMPTY", "--alpha", "0.5", "--alpha", "2"], "--alpha must be a number in [0, 1], got 2.0"),
-    (["fit", "CLIP", "--loss", "sa-nerv", "--sam-checkpoint", "EMPTY", "--alpha", "nan"], "--alpha must be a number in [0, 1], got nan"),
+    (["masks", "CLIP", "--sam-checkpoint", "EMPTY", "--alpha", "0.5", "--alpha", "2"],
+     "--alpha must be a number in [0, 1], got 2.0"),
+    (["fit", "CLIP", "--loss", "sa-nerv", "--sam-checkpoint", "EMPTY", "--alpha", "nan"],
+     "--alpha must be a number in [0, 1], got nan"),
     (["fit", "CLIP", "--loss", "sa-nerv", "--masks", "EMPTY", "--alpha", "0.5"],
      "--alpha does not apply to a fit without --sam-checkpoint"),
 ])

@@ -86,8 +86,9 @@ def test_a_frame_of_a_folder_that_is_a_pipe_is_one_line(tmp_path, command):
     os.mkfifo(images / "i1.png")
     argv = {"fit": ["fit", images, "--arch", "nerv", "--steps", "1", "--out", tmp_path / "run", "--device", "cpu"],
             "info": ["info", images],
-            "icm train": ["icm", "train", images, "--masks", "none", "--arch", "tcm-tiny", "--batch", "2", "--crop", "64",
-                          "--steps-per-epoch", "1", "--epochs", "1", "--out", tmp_path / "icm", "--device", "cpu"]}[command]
+            "icm train": ["icm", "train", images, "--masks", "none", "--arch", "tcm-tiny", "--batch", "2",
+                          "--crop", "64", "--steps-per-epoch", "1", "--epochs", "1", "--out", tmp_path / "icm",
+                          "--device", "cpu"]}[command]
     with fails_after(60, f"vcm {command} waited on a frame"):
         proc = run_main(*argv)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-800:]

@@ -38,6 +38,13 @@ def path_problem(path: str | os.PathLike, folder_ok: bool = False) -> str | None
     return NOT_SEEKABLE if path.exists() else "does not exist"
 
 
+def not_regular(path: str | os.PathLike, kept: str = "") -> VcmError:
+    """The one-line error for ``path``, which is not a regular file: one that vcm keeps (``kept`` names it) is to be
+    removed."""
+    where = f" where vcm keeps its {kept}; remove it" if kept else ""
+    return VcmError(f"{path} is not a regular file (a pipe, socket or device){where}")
+
+
 _OPEN_FLAGS = {"r": os.O_RDONLY, "r+": os.O_RDWR, "w": os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
                "a": os.O_WRONLY | os.O_CREAT | os.O_APPEND, "a+": os.O_RDWR | os.O_CREAT | os.O_APPEND}
 
@@ -47,18 +54,16 @@ def open_regular(path: str | os.PathLike, mode: str = "r", kept: str = "", **kwa
     a log: name it in ``kept``) or reads inside a folder. Anything else there (a named pipe, a socket, a device)
     is refused in one line: opening a pipe waited for its other end forever, and a lock in one could not be
     taken. The open itself never waits (``O_NONBLOCK``, cleared again on a regular file)."""
-    path = Path(path)
-    where = f" where vcm keeps its {kept}; remove it" if kept else ""
-    refusal = f"{path} is not a regular file (a pipe, socket or device){where}"
+    refusal = not_regular(path, kept)
     try:
         fd = os.open(path, _OPEN_FLAGS[mode.replace("b", "")] | os.O_NONBLOCK | os.O_CLOEXEC, 0o666)
     except OSError as err:
         if err.errno == errno.ENXIO:  # a pipe opened for writing with no reader
-            raise VcmError(refusal) from None
+            raise refusal from None
         raise
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise VcmError(refusal)
+            raise refusal
         fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
         return os.fdopen(fd, mode, **kwargs)
     except BaseException:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vcm.words import human
 from vcm.errors import VcmError
+from vcm.words import human
 
 
 def free_host_bytes() -> int | None:

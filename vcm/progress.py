@@ -35,7 +35,7 @@ from rich.progress import (
 )
 
 from vcm.errors import VcmError
-from vcm.fsutil import open_regular
+from vcm.fsutil import not_regular, open_regular
 
 # Plain text, never markup or emoji codes: messages carry paths, names and errors that a user gave or a stream
 # declared; "d[/x]/clip.yuv" raised a MarkupError (a traceback), "d[bold]/clip.yuv" lost its brackets and
@@ -77,7 +77,7 @@ def log_to(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists() and not path.is_file():  # a pipe there waited for a reader at the first line
-        raise VcmError(f"{path} is not a regular file (a pipe, socket or device) where vcm keeps its log; remove it")
+        raise not_regular(path, "log")
     _log_files.append(path)
     try:
         yield path

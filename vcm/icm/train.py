@@ -51,7 +51,7 @@ def edge_masks(images: list[Path], pixels: list[np.ndarray], cache: Path, sam_ch
                sam_model: str, alpha: float, device, settings_path: Path | None = None) -> list[np.ndarray]:
     """``bool [H,W]`` edge mask per image (``pixels``: their ``uint8 [3,H,W]``), made once with SAM and cached."""
     from vcm.masks.sam import frame_edges, load_sam, load_settings, make_generator
-    from vcm.masks.store import pack, unpack
+    from vcm.masks.store import pack
 
     cache.mkdir(parents=True, exist_ok=True)
     paths = [cache / f"{p.stem}_{_image_key(p)}_{sam_model}_a{alpha:g}.npy" for p in images]

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vcm.bitstream.budget import memory_budget
-from vcm.words import human
 from vcm.errors import VcmError
 from vcm.icm.archs import default_pad_multiple
 from vcm.masks.sam import DEFAULT_ALPHA, check_alpha
 from vcm.schema import SEED_RULE, is_seed
+from vcm.words import human
 
 CHECKPOINT = "checkpoint.pth.tar"
 SUMMARY = "train.json"

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import torch
 
-from vcm.words import human
-from vcm.errors import VcmError
 from vcm import memory
+from vcm.errors import VcmError
 from vcm.nerv import registry
+from vcm.words import human
 
 # float32 weight, its gradient and Adam's two moments.
 TRAIN_BYTES_PER_PARAM = 16
