@@ -495,3 +495,22 @@ def test_settings_or_a_search_record_edited_into_shapes_the_codec_never_wrote_ar
     md = (results / "report.md").read_text()
     assert "representation hinerv, fit hinerv-s" in md and "preset medium" in md  # the settings as they are
     assert "## Rate control" in md and "target missed: no trial of 1 came within ±5 %" in md
+
+
+@pytest.mark.parametrize("text", ["x [go](http://e.example) **b** `c` _d_ &amp; &#65; ~~e~~ ![i](http://e.example/i.png)",
+                                  "<http://e.example> <b>t</b> a>b", "> q", "# h", "- l", "+ l", "1234. w", "3) y",
+                                  "a|b\\c"])
+def test_a_rows_text_renders_as_itself_in_a_cell_and_at_the_start_of_a_note(text):
+    """What md_text escapes: nothing a row's text holds may become a link, emphasis, code, a tag or entity, or (where
+    the text starts a note's line) a quote, heading or list; vcm's own words and ids are left as they are."""
+    from markdown_it import MarkdownIt
+
+    from vcm.ctc.render import md_text
+
+    md = MarkdownIt("commonmark", {"html": False}).enable("table")
+    cell = md.render(f"| a |\n|---|\n| {md_text(text)} |")
+    assert re.search(r"<td>(.*)</td>", cell).group(1) == html.escape(text, quote=False)
+    note = md.render(f"- {md_text(text, starts_line=True)}: hint.")
+    assert note == f"<ul>\n<li>{html.escape(text, quote=False)}: hint.</li>\n</ul>\n"
+    for own in ("overlap 72 % < 75 %", "s_rd_l1", "-0.45", "+7.4 % (overlap 91 %)"):
+        assert md_text(own) == own

@@ -16,16 +16,22 @@ def _fmt(v, digits=2, signed=False):
     return f"{v:+.{digits}f}" if signed else f"{v:.{digits}f}"
 
 
-# What could start Markdown in text a result row gave (names, settings, errors): links, images, emphasis, code,
-# autolinks, entities, table cells, strikethrough. An underscore only where it could open or close emphasis, so
-# that ids such as s_rd_l1 stay readable in report.md.
-_MD_SPECIAL = re.compile(r"[\\`*\[\]<>!|&~]|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
+# What could start Markdown in text a result row gave (names, settings, errors): links and images, emphasis, code,
+# table cells, strikethrough; a "<" only where a tag or an autolink could begin, an "&" where an entity could, an
+# underscore where it could open or close emphasis, so that vcm's own words ("overlap 72 % < 75 %") and ids such
+# as s_rd_l1 stay readable in report.md.
+_MD_SPECIAL = re.compile(r"[\\`*\[\]|~]|<(?=[A-Za-z/!?])|&(?=[A-Za-z#])|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
+# What opens a block at the start of a line's text (a list item's note): a quote, a heading, a list.
+_BLOCK_START = re.compile(r"^(?:([>#+=-])|([0-9]+)([.)]))")
 
 
-def md_text(value) -> str:
+def md_text(value, starts_line: bool = False) -> str:
     """``value`` as Markdown that renders as exactly its text, on one line (a row's text made links and bold type
-    in report.html)."""
-    return _MD_SPECIAL.sub(lambda m: "\\" + m.group(0), str(value).replace("\r", " ").replace("\n", " "))
+    in report.html); ``starts_line``: the text begins a line's content, where it could also open a block."""
+    text = _MD_SPECIAL.sub(lambda m: "\\" + m.group(0), str(value).replace("\r", " ").replace("\n", " "))
+    if starts_line:
+        text = _BLOCK_START.sub(lambda m: "\\" + m.group(1) if m.group(1) else m.group(2) + "\\" + m.group(3), text)
+    return text
 
 
 def plot_markdown(seq: str, target: str | None = None) -> str:
@@ -151,7 +157,7 @@ def rate_control_section(rows: list[dict]) -> list[str]:
                              str(len(rc["trials"])), f"{rc['lambda']:.4g}"])
         hint = beyond_hint(a, rc["lambda"], "config") or missed_hint(a, rc, "config")
         if hint:
-            notes.append(f"- {md_text(' '.join(name))}: {md_text(hint)}.")
+            notes.append(f"- {md_text(' '.join(name), starts_line=True)}: {md_text(hint)}.")
     return ["", "## Rate control", "",
             "Points coded to a target: the λ search's aim, what the written stream gave (its file size, or its "
             "decoded Y-PSNR), and how many trials it took.", "",
