@@ -64,5 +64,9 @@ def test_a_clip_converted_a_few_frames_at_a_time_is_the_clip_converted_at_once(m
     y = rng.integers(0, top, (11, h, w)).astype(np.uint16 if bit_depth > 8 else np.uint8)
     u, v = (rng.integers(0, top, (11, (h + 1) // 2, (w + 1) // 2)).astype(y.dtype) for _ in range(2))
     whole = yuv420_to_rgb(y, u, v, bit_depth)
+    chunks = []
     monkeypatch.setattr(color, "CHUNK_PIXELS", 3 * h * w)  # three frames at a time, the last chunk two
+    monkeypatch.setattr(color, "_yuv420_to_rgb", lambda y, *a, real=color._yuv420_to_rgb: chunks.append(len(y))
+                        or real(y, *a))
     assert np.array_equal(yuv420_to_rgb(y, u, v, bit_depth), whole) and whole.shape == (11, 3, h, w)
+    assert chunks == [3, 3, 3, 2]

@@ -105,6 +105,13 @@ def test_vcm_masks_with_tiny_sam_writes_resumes_and_validates(tmp_path, tiny_sam
     assert (tmp_path / "m.npz.partial" / "frame_000000.npy").exists() and not out.exists()
     info = run_main("info", out, "--json")  # how far the stopped run got
     assert info.returncode == 0 and json.loads(info.stdout)["stopped"] == {"made": 1, "frames": 3}, info.stderr
+    meta_file = tmp_path / "m.npz.partial" / "meta.json"
+    kept = meta_file.read_text()
+    for span in (["0", 3], [0, 2.7]):  # int() read them as frames 0:3 and 0:2
+        meta_file.write_text(json.dumps({**json.loads(kept), "source_frames": span}))
+        edited = run_main("info", out)
+        assert edited.returncode == 1 and "m.npz.partial/ is not readable" in edited.stderr, edited.stderr
+    meta_file.write_text(kept)
     proc = run_main(*args)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)[0]

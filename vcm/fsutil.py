@@ -54,16 +54,15 @@ def open_regular(path: str | os.PathLike, mode: str = "r", kept: str = "", **kwa
     a log: name it in ``kept``) or reads inside a folder. Anything else there (a named pipe, a socket, a device)
     is refused in one line: opening a pipe waited for its other end forever, and a lock in one could not be
     taken. The open itself never waits (``O_NONBLOCK``, cleared again on a regular file)."""
-    refusal = not_regular(path, kept)
     try:
         fd = os.open(path, _OPEN_FLAGS[mode.replace("b", "")] | os.O_NONBLOCK | os.O_CLOEXEC, 0o666)
     except OSError as err:
         if err.errno == errno.ENXIO:  # a pipe opened for writing with no reader
-            raise refusal from None
+            raise not_regular(path, kept) from None
         raise
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise refusal
+            raise not_regular(path, kept)
         fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
         return os.fdopen(fd, mode, **kwargs)
     except BaseException:

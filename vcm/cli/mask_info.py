@@ -26,6 +26,7 @@ def describe_masks(path: Path) -> dict:
     (all frames, and the least and most of one frame, in %); a stopped run's frames made and to make."""
     from vcm.errors import VcmError
     from vcm.masks.store import load_masks
+    from vcm.schema import finite_number, whole_number
 
     r = {"path": str(path), "kind": "masks", "made": path.is_file(), "stopped": None}
     if path.is_file():
@@ -38,11 +39,11 @@ def describe_masks(path: Path) -> dict:
             if not isinstance(meta, dict):
                 raise ValueError
             a, b = meta["source_frames"]
-            meta["source_frames"] = [int(a), int(b)]
-            r["stopped"] = {"made": len(list(_partial(path).glob("frame_*.npy"))), "frames": int(b) - int(a)}
+            if not (whole_number(a) and whole_number(b)):  # int() took "3" and 2.7 as frame numbers
+                raise ValueError
+            r["stopped"] = {"made": len(list(_partial(path).glob("frame_*.npy"))), "frames": b - a}
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             raise VcmError(f"{path} is not made yet and its {_partial(path).name}/ is not readable") from None
-    from vcm.schema import finite_number
 
     # what the file says, where it says it in the types vcm masks writes (an edited α or source was a traceback)
     settings = meta.get("settings") if isinstance(meta.get("settings"), dict) else {}

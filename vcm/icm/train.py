@@ -184,7 +184,7 @@ def validate(model, images, masks, device) -> dict:
 HELD_BYTES_PER_PIXEL = 4
 
 
-def _check_images_fit_in_memory(*folders: Path | None) -> None:
+def _check_images_fit_in_memory(files: list[Path]) -> None:
     """Refuse, in one line and before any is decoded, training images that would not fit in the memory this machine
     has free: every image is held decoded for the whole training (a large folder was read until the kernel ended
     the process). Sizes come from the images' headers."""
@@ -192,7 +192,6 @@ def _check_images_fit_in_memory(*folders: Path | None) -> None:
 
     from vcm.memory import check_fits_in_memory
 
-    files = [p for folder in folders if folder is not None for p in list_images(folder)]
     need = 0
     for p in files:
         try:
@@ -204,11 +203,10 @@ def _check_images_fit_in_memory(*folders: Path | None) -> None:
                          "train on fewer or smaller images")
 
 
-def _images_and_masks(folder: Path | None, out: Path, cfg: IcmTrainConfig, sam_checkpoint: Path | None, device,
+def _images_and_masks(files: list[Path], out: Path, cfg: IcmTrainConfig, sam_checkpoint: Path | None, device,
                       validation: bool = False) -> tuple[list[np.ndarray], list]:
-    """The images of ``folder`` (none without one) and their edge masks: SAM's with ``--masks sam``, else
-    all-ones masks for training and None for validation."""
-    files = list_images(folder) if folder or not validation else []
+    """The images ``files`` and their edge masks: SAM's with ``--masks sam``, else all-ones masks for training and
+    None for validation."""
     imgs = [_read_image(p) for p in files]
     if cfg.masks == "sam" and files:
         return imgs, edge_masks(files, imgs, out / "masks", sam_checkpoint, cfg.sam_model, cfg.alpha, device)
@@ -266,9 +264,10 @@ def _train(images_dir: Path, out: Path, cfg: IcmTrainConfig, device, val_dir: Pa
     check_run_folder(out, resume)  # under the lock: another training may have written it meanwhile
     cfg.check()
     torch.manual_seed(cfg.seed)
-    _check_images_fit_in_memory(images_dir, val_dir)
-    imgs, masks = _images_and_masks(images_dir, out, cfg, sam_checkpoint, device)
-    val_imgs, val_masks = _images_and_masks(val_dir, out, cfg, sam_checkpoint, device, validation=True)
+    files, val_files = list_images(images_dir), list_images(val_dir) if val_dir else []
+    _check_images_fit_in_memory(files + val_files)
+    imgs, masks = _images_and_masks(files, out, cfg, sam_checkpoint, device)
+    val_imgs, val_masks = _images_and_masks(val_files, out, cfg, sam_checkpoint, device, validation=True)
     model = create(cfg.arch).to(device).train()
     main, aux = _split_params(model)
     opt = torch.optim.Adam(main, lr=cfg.lr)

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from vcm.errors import VcmError
-from vcm.schema import whole_number
 from vcm.fsutil import atomic_path, write_json
+from vcm.schema import whole_number
 from vcm.video import Video
 
 FORMAT = "vcm-edge-masks/1"
