@@ -123,7 +123,7 @@ def run_lock(folder: str | os.PathLike, who: str = "vcm fit") -> Iterator[None]:
     folder.mkdir(parents=True, exist_ok=True)
     lock = folder / RUN_LOCK
     with open_regular(lock, "a+", kept="run lock") as f:
-        if not _acquire(f):
+        if not _acquire(f, lock):
             raise VcmError(_held(folder, lock_holder(folder), who))
         try:
             yield
@@ -136,17 +136,17 @@ def run_lock(folder: str | os.PathLike, who: str = "vcm fit") -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _acquire(f) -> bool:
-    """Take ``f``'s exclusive lock without waiting and write this process's pid into it; False when another
-    process holds it."""
+def _acquire(f, lock: Path) -> bool:
+    """Take the exclusive lock of ``f`` (the file ``lock``) without waiting and write this process's pid into
+    it; False when another process holds it."""
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         return False
     f.seek(0)
     f.truncate()
-    f.write(f"{os.getpid()}\n")
-    f.flush()
+    with naming_write_errors(lock):  # the first write of a command onto a full disk; unbuffered, or closing
+        os.write(f.fileno(), f"{os.getpid()}\n".encode())  # the file would try it again and lose the name
     return True
 
 
@@ -168,7 +168,7 @@ def output_lock(path: str | os.PathLike) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)  # an output may name a folder not made yet
     lock = path.with_name(f".{path.name}.lock")
     with open_regular(lock, "a+", kept=f"lock for {path.name}") as f:
-        if not _acquire(f):
+        if not _acquire(f, lock):
             holder = _pid_in(f)
             raise Busy(f"{path} is being written by another vcm command{pid_note(holder)}; "
                        "wait for it to end, or name another output", holder or 0)
@@ -234,6 +234,22 @@ def scratch_dir(folder: str | os.PathLike, name: str = "scratch") -> Iterator[Pa
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+# The errors of a write that the place written to could not take: a full disk or quota, a file-size limit.
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+@contextlib.contextmanager
+def naming_write_errors(path: str | os.PathLike) -> Iterator[None]:
+    """A write error of :data:`WRITE_ERRNOS` raised in the body without a file name (``write()`` on a full disk
+    names none) is raised again naming ``path``, the output being written: the user learns where space ran out."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno in WRITE_ERRNOS and not err.filename:
+            raise OSError(err.errno, err.strerror, str(path)) from None
+        raise
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path`` (``.<name>.<pid>.<random>.tmp``); on success it is
@@ -250,7 +266,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.umask(umask)
     os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; outputs get the user's usual mode
     try:
-        yield tmp_path
+        with naming_write_errors(path):
+            yield tmp_path
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
@@ -258,31 +275,70 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+    write_together([(path, data)])
+
+
+def write_together(files: list[tuple[str | os.PathLike, bytes]]) -> None:
+    """Write each ``(path, data)`` of ``files``, renaming none into place before all are written, then in the
+    order given (the last one marks the set whole): a write that fails (a full disk, Ctrl-C) leaves every path as
+    it was, never a new file beside an old one."""
+    with contextlib.ExitStack() as stack:
+        temporaries = [stack.enter_context(atomic_path(path)) for path, _ in reversed(files)][::-1]
+        for tmp, (path, data) in zip(temporaries, files):  # the stack renames the first entered last
+            with naming_write_errors(path), open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
 
 
+def json_bytes(obj: Any) -> bytes:
+    """``obj`` as vcm writes its JSON files: indented, keys in their order, a final newline."""
+    return (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode("utf-8")
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    write_bytes(path, json_bytes(obj))
 
 
 def save_torch(path: str | os.PathLike, obj: Any) -> None:
     """torch.save, atomically and reproducibly: saved through a file object, the archive does not
-    embed the temporary file's name, so identical objects give identical bytes."""
+    embed the temporary file's name, so identical objects give identical bytes. A write that fails (a full
+    disk) is that OSError, naming ``path``."""
     import torch
 
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
-            torch.save(obj, f)
+            sink = _KeepsWriteError(f)
+            try:
+                torch.save(obj, sink)
+            except RuntimeError:
+                if sink.error is None:
+                    raise
+                raise sink.error from None
             f.flush()
             os.fsync(f.fileno())
+
+
+class _KeepsWriteError:
+    """The file object torch.save writes to, keeping the OSError a write raised: torch turns it into a
+    RuntimeError of its own ("unexpected pos …") that no longer says the disk was full."""
+
+    def __init__(self, f):
+        self._f, self.error = f, None
+
+    def write(self, data) -> int:
+        try:
+            return self._f.write(data)
+        except OSError as err:
+            self.error = err
+            raise
+
+    def flush(self) -> None:
+        self._f.flush()
 
 
 TRUST_CHECKPOINTS = "VCM_TRUST_CHECKPOINTS"

@@ -88,15 +88,17 @@ def _interrupted(console) -> None:
 # Errors of the place a command reads or writes, not of vcm: one line, what and where. Writes go to a temporary
 # file renamed into place, so nothing the user had is lost; a stopped run continues from what it saved. Any other
 # OSError that names a file is one line too (`vcm demo --out /proc/x`: a folder that cannot be made there).
-_WHERE_IT_WRITES = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+_WHERE_IT_WRITES = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
 def _os_error(err: OSError) -> str:
     where = f": {err.filename}" if err.filename else ""
     full = "; free space there, or write elsewhere: a stopped run continues from what it saved"
     permissions = "; check the permissions, or write elsewhere"
-    hint = {errno.ENOSPC: full, errno.EDQUOT: full, errno.EROFS: "; write elsewhere", errno.EACCES: permissions,
-            errno.EPERM: permissions}.get(err.errno, "")
+    too_large = ("; the file system, or a limit on file sizes (ulimit -f), takes no larger file there: write elsewhere"
+                 ": a stopped run continues from what it saved")
+    hint = {errno.ENOSPC: full, errno.EDQUOT: full, errno.EFBIG: too_large, errno.EROFS: "; write elsewhere",
+            errno.EACCES: permissions, errno.EPERM: permissions}.get(err.errno, "")
     return f"{err.strerror or type(err).__name__}{where}{hint}"
 
 

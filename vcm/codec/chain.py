@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from vcm.errors import VcmError
-from vcm.fsutil import atomic_path, load_torch_dict
+from vcm.fsutil import load_torch_dict, save_torch
 
 STATE = "stage_end.pt"  # in a chained point's folder: where its stage ended, for the next point
 
@@ -39,8 +39,7 @@ class StageEnd:
 
     def save(self, path: Path) -> None:
         """Write the state atomically to ``path``."""
-        with atomic_path(Path(path)) as tmp:
-            torch.save(self.state(), tmp)
+        save_torch(path, self.state())
 
     @classmethod
     def from_state(cls, state: dict, fresh_model: torch.nn.Module) -> "StageEnd":

@@ -31,7 +31,7 @@ from vcm import progress
 from vcm.device import rng_state, set_rng_state
 from vcm.diverged import refuse_nonfinite
 from vcm.errors import VcmError
-from vcm.fsutil import atomic_path, load_torch_dict
+from vcm.fsutil import load_torch_dict, save_torch
 
 PARTIAL = ".partial.pt"  # appended to the stream's name: the stage in progress
 END = ".stage_end.pt"  # appended to the stream's name: a finished stage of a command still running
@@ -103,8 +103,7 @@ class StageCheckpoint:
         return state if state.get("key") == self.key else None
 
     def save(self, state: dict) -> None:
-        with atomic_path(self.path) as tmp:
-            torch.save({**state, "key": self.key}, tmp)
+        save_torch(self.path, {**state, "key": self.key})
         self._saved_at = time.monotonic()
 
     def due(self) -> bool:

@@ -163,8 +163,10 @@ ELSEWHERE = "elsewhere"  # a row's status: the point was being run by another vc
 
 
 def safe_run_point(spec: dict) -> dict:
-    """run_point, with any failure recorded as a failed row instead of stopping the sweep."""
-    from vcm.fsutil import Busy
+    """run_point, with any failure recorded as a failed row instead of stopping the sweep; except a write the
+    results folder's disk could not take (full, a quota, a file-size limit), which stops it: every point after
+    would do its work again only to fail the same way."""
+    from vcm.fsutil import WRITE_ERRNOS, Busy
 
     try:
         return run_point(spec)
@@ -172,7 +174,7 @@ def safe_run_point(spec: dict) -> dict:
         return {"status": ELSEWHERE, "sequence": spec["sequence"], "codec": spec["codec"], "point": spec["point_id"],
                 "pid": err.pid}
     except BaseException as err:  # noqa: BLE001 - a failed point must not end the run
-        if isinstance(err, KeyboardInterrupt):
+        if isinstance(err, KeyboardInterrupt) or (isinstance(err, OSError) and err.errno in WRITE_ERRNOS):
             raise
         msg = str(err) if isinstance(err, VcmError) else f"{type(err).__name__}: {err}"
         return failed_row(spec, msg.splitlines()[0] if msg else type(err).__name__,
@@ -448,8 +450,8 @@ def execute(specs: list[dict], jobs: int, backend: str, ray_address: str | None)
 
 class _Workers:
     """The worker processes of a parallel run: a pool, replaced when a worker of it dies (``replace``), and
-    stopped with this process (Ctrl-C, SIGTERM: each worker saves its work as a command of its own would; the
-    pool then waits for them and starts nothing more)."""
+    stopped with this process (Ctrl-C, SIGTERM, a point's write that stops the sweep: each worker saves its work
+    as a command of its own would; the pool then waits for them and starts nothing more)."""
 
     def __init__(self, jobs: int):
         self.jobs = jobs
@@ -469,7 +471,7 @@ class _Workers:
         return self
 
     def __exit__(self, kind, err, tb) -> None:
-        stopped = kind is not None and issubclass(kind, KeyboardInterrupt)
+        stopped = kind is not None  # Ctrl-C, SIGTERM, or a point's write the disk could not take: all stop
         if stopped:
             from vcm.stopping import stop_workers
 

@@ -19,7 +19,7 @@ from vcm.eval.coco import ScoredClip, evaluate, results_json
 from vcm.detectors.registry import Detector
 from vcm.eval.gt import GroundTruth
 from vcm.eval.kept_detections import detect_frames
-from vcm.fsutil import write_json
+from vcm.fsutil import json_bytes, write_together
 from vcm.outputs import json_has_keys
 
 
@@ -262,5 +262,6 @@ def check_output_folder(out: Path) -> None:
 
 
 def write_outputs(out: Path, clip: ScoredClip, scores: dict) -> None:
-    write_json(Path(out) / OUTPUTS[0], results_json(clip))
-    write_json(Path(out) / OUTPUTS[1], scores)
+    """Both outputs, or neither: detections.json alone was no evaluation's that a run again could replace."""
+    write_together([(Path(out) / OUTPUTS[0], json_bytes(results_json(clip))),
+                    (Path(out) / OUTPUTS[1], json_bytes(scores))])

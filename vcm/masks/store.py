@@ -11,6 +11,7 @@ frame, written atomically); an interrupted run continues from there.
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 from pathlib import Path
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from vcm.errors import VcmError
-from vcm.fsutil import atomic_path, write_json
+from vcm.fsutil import atomic_path, write_bytes, write_json
 from vcm.schema import whole_number
 from vcm.video import Video
 
@@ -38,9 +39,9 @@ def save_masks(path: Path, masks: np.ndarray, meta: dict) -> None:
     t, h, w = masks.shape
     packed = np.stack([pack(m) for m in masks])
     meta = {"format": FORMAT, **meta, "width": w, "height": h}
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, packed=packed, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
+    archive = io.BytesIO()  # numpy's archive, left open by a failed write, complained when collected
+    np.savez_compressed(archive, packed=packed, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
+    write_bytes(path, archive.getvalue())
 
 
 def load_masks(path: Path) -> tuple[np.ndarray, dict]:

@@ -19,7 +19,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from vcm.errors import VcmError
-from vcm.fsutil import atomic_path
+from vcm.fsutil import atomic_path, naming_write_errors
 from vcm.video import y4m, yuv
 
 CONTAINERS = (".mp4", ".mkv", ".avi", ".mov")
@@ -182,7 +182,8 @@ def _png_writer(folder: Path) -> Iterator:
             count += 1
 
     try:
-        yield write
+        with naming_write_errors(folder):
+            yield write
         folder.mkdir(exist_ok=True)
         written = {f.name for f in staging.iterdir()}
         for f in sorted(staging.iterdir()):  # into place one by one: other files in the folder stay
