@@ -565,3 +565,14 @@ def test_vcm_info_shows_an_edited_scores_file_as_damaged_not_a_traceback(tmp_pat
     text = " ".join(proc.stdout.split()).replace("│ ", "").replace(" │", "")
     assert proc.returncode == 0 and f"is damaged (field '{field}' is not what vcm eval writes)" in text, proc.stdout
     assert "41.50 %" not in proc.stdout
+
+
+def test_a_cache_folder_vcm_cannot_write_costs_a_line_not_the_evaluation(tmp_path):
+    """The reference detections were computed, then the cache's write failed the whole evaluation."""
+    (tmp_path / "afile").write_text("x")
+    proc = run_main("eval", "sample:carphone", "--reference", "original", "--detector", "opencv-face", "--frames", "0:2",
+                    "--json", "--out", tmp_path / "e", cwd=tmp_path, env={"VCM_CACHE": str(tmp_path / "afile")})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    said = "".join(proc.stderr.split())  # rich wraps a long path anywhere
+    assert "".join(f"the cache folder {tmp_path / 'afile' / 'reference'} cannot be written (Not a directory)".split()) in said
+    assert json.loads(proc.stdout)["ground_truth"]["kind"] == "pseudo" and (tmp_path / "e" / "scores.json").is_file()

@@ -80,12 +80,33 @@ def original_detections(original: Path, frames: list[int], detector, batch: int 
     if expect_hw is not None and video.frames_u8.shape[2:] != tuple(expect_hw):
         raise VcmError(f"the original {original.name} is {video.width}x{video.height}, the decoded frames are "
                        f"{expect_hw[1]}x{expect_hw[0]}: name the video they were coded from")
+    problem = _cache_problem(path.parent)
+    if problem:  # a cache is worth a line, never the evaluation it serves
+        progress.log(f"the cache folder {path.parent} cannot be written ({problem}): the reference detections are "
+                     f"not cached, nor kept if stopped (VCM_CACHE names a folder vcm may write)", style="yellow")
     dets, _ = detect_frames(video.frames_u8, index, frames, detector, batch,
-                            f"detect on the original ({detector.name})", path.with_name(path.stem + ".partial.pt"),
-                            {"cache": path.name})
-    write_json(path, {"video": str(original.resolve()), "fingerprint": fingerprint, "detector": detector.settings(),
-                      "frames": frames, "detections": to_json(dets)})
+                            f"detect on the original ({detector.name})",
+                            None if problem else path.with_name(path.stem + ".partial.pt"), {"cache": path.name})
+    if not problem:
+        try:
+            write_json(path, {"video": str(original.resolve()), "fingerprint": fingerprint,
+                              "detector": detector.settings(), "frames": frames, "detections": to_json(dets)})
+        except OSError as err:  # a disk that filled up meanwhile
+            progress.log(f"the reference detections were not cached ({err.strerror}: {err.filename or path}); "
+                         f"they are computed again next time", style="yellow")
     return dets, False
+
+
+def _cache_problem(folder: Path) -> str | None:
+    """Why no file can be written into ``folder`` (made if absent); None when one can."""
+    import tempfile
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            return None
+    except OSError as err:
+        return err.strerror or type(err).__name__
 
 
 def pseudo_ground_truth(original: Path, name: str, width: int, height: int, frames: list[int], detector,
