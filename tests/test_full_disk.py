@@ -124,3 +124,21 @@ def test_files_written_together_appear_only_when_all_are_written(tmp_path):
     assert (tmp_path / "a").read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["a"]
     write_together([(tmp_path / "a", b"new"), (tmp_path / "b", b"b")])
     assert (tmp_path / "a").read_bytes() == b"new" and (tmp_path / "b").read_bytes() == b"b"
+
+
+def test_a_report_is_replaced_whole_or_not_at_all(tmp_path):
+    """report.md and the plots of the new report were written beside the last report's bd.json, from which a
+    report made again (``vcm demo``) takes its settings."""
+    cfg = tiny_ctc_config(tmp_path, "{steps: 4, batch: 2, lr: 3.0e-3}",
+                          "  nerv:\n    fits: [{{preset: {preset}, points: [{{prune: 0.0, bits: 8}}, "
+                          "{{prune: 0.0, bits: 6}}]}}]\n")
+    assert run_main("ctc", "run", cfg, "--out", tmp_path / "out", cwd=tmp_path).returncode == 0
+    assert run_main("ctc", "report", tmp_path / "out", cwd=tmp_path).returncode == 0
+    names = ("summary.csv", "report.md", "report.html", "bd.json", "plots/tiny.png")
+    before = {name: (tmp_path / "out" / name).read_bytes() for name in names}
+    largest = max(len(b) for b in before.values())
+    said = one_line_error(run_limited(largest - 1, "ctc", "report", tmp_path / "out", "--metric", "psnr",
+                                      cwd=tmp_path))
+    assert "File too large" in said
+    assert {name: (tmp_path / "out" / name).read_bytes() for name in names} == before
+    assert temporaries(tmp_path / "out") == []

@@ -16,7 +16,7 @@ from vcm.ctc.plots import curve_styles, rd_plot
 from vcm.ctc.render import report_html, report_markdown
 from vcm.ctc.tables import METRICS, SUMMARY_COLUMNS, collect, curve_of, report_data, summary_rows
 from vcm.errors import VcmError
-from vcm.fsutil import write_bytes, write_json, write_text
+from vcm.fsutil import json_bytes, write_together
 
 
 # What a report writes into its CTC folder, beside points/ and ctc.log.
@@ -53,26 +53,24 @@ def make_report(out: Path, anchor: str | None = None, use_monotone: bool | None 
     w = csv.DictWriter(buf, fieldnames=SUMMARY_COLUMNS)
     w.writeheader()
     w.writerows(summary)
-    write_text(out / SUMMARY, buf.getvalue())
 
     monotone = frozenset({metric, "map"} if use_monotone else {"map"} if monotone_map else ())
     data = report_data(rows, failed, anchor, metric, monotone, annotations, unfinished)
     styles = curve_styles(sorted({c for seq in data.curves.values() for c in seq}))
-    plots = {}
-    (out / PLOTS).mkdir(exist_ok=True)
-    for seq, codecs in data.curves.items():
-        png = rd_plot(seq, codecs, metric, styles)
-        write_bytes(out / PLOTS / f"{seq}.png", png)
-        plots[seq] = png
+    plots = {seq: rd_plot(seq, codecs, metric, styles) for seq, codecs in data.curves.items()}
     md_text = report_markdown(data)
-    write_text(out / REPORT_MD, md_text)
-    write_text(out / REPORT_HTML, report_html(md_text, plots))
+    # all files or none (a full disk): a report.md of new settings beside the last report's bd.json, which a
+    # report made again (`vcm demo`) takes its settings from, was no report
+    write_together([(out / SUMMARY, buf.getvalue().encode()),
+                    *((out / PLOTS / f"{seq}.png", png) for seq, png in plots.items()),
+                    (out / REPORT_MD, md_text.encode()), (out / REPORT_HTML, report_html(md_text, plots).encode()),
+                    (out / BD_JSON, json_bytes({"anchor": anchor, "monotone": sorted(monotone), "metric": metric,
+                                                "min_overlap": MIN_OVERLAP, "sequences": data.bd_rows,
+                                                "classes": data.class_bd}))])
     result = {"summary_csv": str(out / SUMMARY), "report_md": str(out / REPORT_MD),
               "report_html": str(out / REPORT_HTML), "points": len(rows), "failed": len(failed),
               "unfinished": len(unfinished),
               "metric": metric, "bd": data.bd_rows, "class_bd": data.class_bd}
-    write_json(out / BD_JSON, {"anchor": anchor, "monotone": sorted(monotone), "metric": metric,
-                                 "min_overlap": MIN_OVERLAP, "sequences": data.bd_rows, "classes": data.class_bd})
     return result
 
 
