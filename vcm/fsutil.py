@@ -179,6 +179,16 @@ def output_lock(path: str | os.PathLike) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def nothing_to_resume(folder: str | os.PathLike, checkpoint: str) -> str:
+    """The refusal of ``--resume`` where ``folder`` holds no ``checkpoint``: a folder that a stopped run made (killed
+    before its first checkpoint) is started by the same command without ``--resume``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return f"nothing to resume: {folder} does not exist; name the run's folder with --out"
+    return (f"nothing to resume: {folder / checkpoint} does not exist (a run stopped before its first checkpoint "
+            f"saved none); the same command without --resume starts it")
+
+
 def check_unlocked(folder: str | os.PathLike) -> None:
     """Refuse, in one line, a run folder whose :func:`run_lock` another process holds."""
     holder = lock_holder(folder)

@@ -54,7 +54,7 @@ def fit(
     """Model a video as a network of the NeRV family (NeRV or HiNeRV; one per sequence), resumably."""
     from vcm import progress
     from vcm.errors import VcmError
-    from vcm.fsutil import check_unlocked, require_input
+    from vcm.fsutil import check_unlocked, nothing_to_resume, require_input
     from vcm.nerv.presets import preset_path
     from vcm.outputs import check_output, check_replaceable
     from vcm.video import load, resolve_frames, write_video
@@ -91,7 +91,7 @@ def fit(
     run_dir = out if out is not None else default_run_dir_for(info.name)
     check_unlocked(run_dir)  # before "already holds a run; pass --resume", which would be refused next
     if resume and not (run_dir / CHECKPOINT).is_file():
-        raise VcmError(f"nothing to resume: {run_dir / CHECKPOINT} does not exist")
+        raise VcmError(nothing_to_resume(run_dir, CHECKPOINT))
     if not resume and (run_dir / CHECKPOINT).exists():
         raise VcmError(f"{run_dir} already holds a run; pass --resume to continue it or --out DIR for a new one")
     if not resume:  # before any mask is made or frame read

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from vcm.bitstream.budget import memory_budget
 from vcm.errors import VcmError
+from vcm.fsutil import nothing_to_resume
 from vcm.icm.archs import default_pad_multiple
 from vcm.masks.sam import DEFAULT_ALPHA, check_alpha
 from vcm.schema import SEED_RULE, is_seed
@@ -24,7 +25,7 @@ def check_run_folder(out: Path, resume: bool) -> None:
     resume where none is."""
     ckpt_path = Path(out) / CHECKPOINT
     if resume and not ckpt_path.exists():
-        raise VcmError(f"nothing to resume: {ckpt_path} does not exist")
+        raise VcmError(nothing_to_resume(Path(out), CHECKPOINT))
     if ckpt_path.exists() and not resume:
         raise VcmError(f"{out} already holds a checkpoint; pass --resume to continue or --out DIR for a new run")
     if not ckpt_path.exists() and (Path(out) / SUMMARY).exists():

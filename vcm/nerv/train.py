@@ -28,7 +28,7 @@ import torch
 from vcm import progress
 from vcm.diverged import TrainingDiverged, refuse_nonfinite
 from vcm.errors import VcmError
-from vcm.fsutil import load_torch_dict, run_lock, save_torch, write_json
+from vcm.fsutil import load_torch_dict, nothing_to_resume, run_lock, save_torch, write_json
 from vcm.nerv.config import TrainConfig
 from vcm.nerv.loss import ClipLoss
 from vcm.nerv.train_memory import check_training_memory
@@ -580,7 +580,7 @@ def _state(model) -> dict:
 
 def _resume(ckpt_path: Path, config: dict, model, opt, device, total: int, rate=None) -> tuple[int, list]:
     if not ckpt_path.exists():
-        raise VcmError(f"nothing to resume: {ckpt_path} does not exist")
+        raise VcmError(nothing_to_resume(ckpt_path.parent, ckpt_path.name))
     try:
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
         old = ckpt["config"]

@@ -1,5 +1,6 @@
-"""A disk that takes no more: each command stops with one line naming the file it could not write, leaves nothing
-half-written, and the same command again (with room) finishes.
+"""Stops no Ctrl-C handler sees. A disk that takes no more: each command stops with one line naming the file it could
+not write, leaves nothing half-written, and the same command again (with room) finishes. A process killed outright
+(kill -9, a lost machine): the same command again finishes, or says how to.
 
 The disk is made full by a limit on file sizes (``RLIMIT_FSIZE``, as ``ulimit -f`` sets): a write beyond it fails with
 EFBIG as a write onto a full disk fails with ENOSPC, through the same code (Python ignores the SIGXFSZ that comes with
@@ -142,3 +143,16 @@ def test_a_report_is_replaced_whole_or_not_at_all(tmp_path):
     assert "File too large" in said
     assert {name: (tmp_path / "out" / name).read_bytes() for name in names} == before
     assert temporaries(tmp_path / "out") == []
+
+
+def test_a_fit_killed_before_its_first_checkpoint_says_how_to_start_it(tmp_path, tiny_clip):
+    """A fit killed (kill -9, a lost machine) before its first checkpoint leaves its folder and lock only: --resume
+    said the checkpoint did not exist, and not that the same command without it starts the fit."""
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / ".lock").write_text("12345\n")
+    args = ("fit", tiny_clip, "--config", tmp_path / "tiny.yaml", "--out", tmp_path / "run")
+    said = " ".join(run_main(*args, "--resume", cwd=tmp_path).stderr.split())
+    assert "(a run stopped before its first checkpoint saved none); the same command without --resume starts it" in said
+    assert run_main(*args, cwd=tmp_path).returncode == 0
+    absent = " ".join(run_main(*args[:-1], tmp_path / "elsewhere", "--resume", cwd=tmp_path).stderr.split())
+    assert f"nothing to resume: {tmp_path / 'elsewhere'} does not exist; name the run's folder with --out" in absent
