@@ -156,3 +156,19 @@ def test_a_fit_killed_before_its_first_checkpoint_says_how_to_start_it(tmp_path,
     assert run_main(*args, cwd=tmp_path).returncode == 0
     absent = " ".join(run_main(*args[:-1], tmp_path / "elsewhere", "--resume", cwd=tmp_path).stderr.split())
     assert f"nothing to resume: {tmp_path / 'elsewhere'} does not exist; name the run's folder with --out" in absent
+
+
+def test_an_output_that_cannot_be_made_is_named_not_its_temporary(tmp_path, monkeypatch):
+    """On a read-only folder, vcm ctc report said 'Read-only file system: …/.bd.json.25312.tp87p4c_.tmp'."""
+    import errno
+    import tempfile
+
+    from vcm.fsutil import write_bytes
+
+    def read_only(prefix, suffix, dir):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), os.path.join(dir, f"{prefix}x1y2z3{suffix}"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    with pytest.raises(OSError) as caught:
+        write_bytes(tmp_path / "bd.json", b"{}")
+    assert caught.value.errno == errno.EROFS and caught.value.filename == str(tmp_path / "bd.json")

@@ -269,7 +269,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     if (path.parent, path.name) not in _swept:  # once per output and process: writes can be per frame
         _swept.add((path.parent, path.name))
         sweep_stale(path.parent, f".{path.name}.")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:  # a read-only folder, a full disk: the output is what could not be written, not its temporary
+        raise OSError(err.errno, err.strerror, str(path)) from None
     os.close(fd)
     tmp_path = Path(tmp)
     umask = os.umask(0)
