@@ -430,3 +430,19 @@ def test_the_progress_interval_reads_what_it_can_and_keeps_the_default_otherwise
 
     monkeypatch.setenv("VCM_PROGRESS_INTERVAL", value)
     assert progress.interval() == seconds
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "latin-1"])
+def test_a_terminal_that_cannot_write_every_character_gets_question_marks(tmp_path, encoding):
+    """λ, ≥ and – in help, progress and tables ended the command in a UnicodeEncodeError (PYTHONIOENCODING=ascii, a
+    Latin-1 locale)."""
+    def vcm(*args):
+        proc = subprocess.run([sys.executable, "-m", "vcm", *map(str, args)], cwd=tmp_path, capture_output=True,
+                              timeout=300, env=dict(os.environ, PYTHONIOENCODING=encoding, COLUMNS="200"))
+        return proc.returncode, proc.stdout.decode(encoding), proc.stderr.decode(encoding)
+
+    code, out, err = vcm("compress", "--help")
+    assert code == 0 and "Traceback" not in err, err[-1500:]
+    assert "Rate?distortion" in out
+    code, _, err = vcm("fit", "sample:carphone", "--frames", "9:3")
+    assert code == 1 and "Traceback" not in err and "error:" in err

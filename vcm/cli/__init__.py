@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> None:
     # background job of a script), and so is SIGTERM (`kill`, a scheduler's time limit): stages that can save
     # work install their own handler, and a parallel run passes the stop on to its workers.
     stopping.install()
+    _tolerate_narrow_encodings()
     # CompressAI scripts functions with torch.jit.script, which torch now deprecates: not actionable here.
     warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*deprecated", category=FutureWarning)
     try:
@@ -62,6 +63,20 @@ def main(argv: list[str] | None = None) -> None:
     if rv == 130:  # typer returns a Ctrl-C that no stage handled as exit code 130 (non-standalone mode)
         _interrupted(console)
     sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _tolerate_narrow_encodings() -> None:
+    """On a terminal or pipe whose encoding cannot write λ, ≥ or – (``PYTHONIOENCODING=ascii``, a Latin-1 locale),
+    vcm's messages show ``?`` for them: each one ended the command in a UnicodeEncodeError. JSON on stdout is ASCII
+    either way (``json.dumps`` escapes the rest), and binary output goes to the buffer underneath."""
+    import codecs
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if codecs.lookup(stream.encoding).name != "utf-8":
+                stream.reconfigure(errors="replace")
+        except (AttributeError, LookupError, TypeError, ValueError):  # a stream replaced by one without them
+            pass
 
 
 def _error(console, text: str) -> None:
