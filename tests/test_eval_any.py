@@ -574,5 +574,27 @@ def test_a_cache_folder_vcm_cannot_write_costs_a_line_not_the_evaluation(tmp_pat
                     "--json", "--out", tmp_path / "e", cwd=tmp_path, env={"VCM_CACHE": str(tmp_path / "afile")})
     assert proc.returncode == 0, proc.stderr[-2000:]
     said = "".join(proc.stderr.split())  # rich wraps a long path anywhere
-    assert "".join(f"the cache folder {tmp_path / 'afile' / 'reference'} cannot be written (Not a directory)".split()) in said
+    assert "".join(f"no cache of reference detections ({tmp_path / 'afile' / 'reference'} cannot be written: "
+                   f"Not a directory)".split()) in said
     assert json.loads(proc.stdout)["ground_truth"]["kind"] == "pseudo" and (tmp_path / "e" / "scores.json").is_file()
+
+
+def test_a_user_with_no_home_folder_evaluates_without_a_cache(tmp_path, monkeypatch):
+    """A container's user with no home folder (no HOME, no passwd entry): Path.home() raised a RuntimeError that
+    ended the evaluation in a traceback."""
+    from pathlib import Path
+
+    from vcm.eval.reference import cache_dir
+
+    def no_home(cls=None):
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.delenv("VCM_CACHE")
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setattr(Path, "home", classmethod(no_home))
+    assert cache_dir() is None
+    proc = run_main("eval", "sample:carphone", "--reference", "original", "--detector", "opencv-face", "--frames", "0:2",
+                    "--out", tmp_path / "e", cwd=tmp_path)
+    assert proc.returncode == 0 and "no home folder to keep it in" in " ".join(proc.stderr.split()), proc.stderr[-2000:]
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "xdg" / "vcm" / "reference"

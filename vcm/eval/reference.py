@@ -23,8 +23,16 @@ DEFAULT_SCORE = 0.5
 REFERENCES = ("annotations", "original")
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("VCM_CACHE") or Path.home() / ".cache" / "vcm") / "reference"
+def cache_dir() -> Path | None:
+    """Where reference detections are cached: ``$VCM_CACHE/reference``, else under ``$XDG_CACHE_HOME`` or
+    ``~/.cache``; None where there is none to name (a container's user with no home folder)."""
+    if os.environ.get("VCM_CACHE"):
+        return Path(os.environ["VCM_CACHE"]) / "reference"
+    try:
+        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    except RuntimeError:  # "Could not determine home directory"
+        return None
+    return root / "vcm" / "reference"
 
 
 def settings_key(settings: dict) -> dict:
@@ -38,14 +46,20 @@ def settings_key(settings: dict) -> dict:
     return out
 
 
-def cache_path(fingerprint: str, name: str, settings: dict, frames: list[int]) -> Path:
+def cache_path(fingerprint: str, name: str, settings: dict, frames: list[int]) -> Path | None:
+    """The cache file of these detections (None: no cache folder, :func:`cache_dir`)."""
+    folder = cache_dir()
+    if folder is None:
+        return None
     key = json.dumps({"video": fingerprint, "detector": settings_key(settings), "frames": frames}, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:40]
-    return cache_dir() / f"{safe}-{digest}.json"
+    return folder / f"{safe}-{digest}.json"
 
 
-def _read_cache(path: Path, frames: list[int]) -> list[Detections] | None:
+def _read_cache(path: Path | None, frames: list[int]) -> list[Detections] | None:
+    if path is None:
+        return None
     try:
         data = json.loads(path.read_text())
         if data["frames"] != frames:
@@ -80,13 +94,14 @@ def original_detections(original: Path, frames: list[int], detector, batch: int 
     if expect_hw is not None and video.frames_u8.shape[2:] != tuple(expect_hw):
         raise VcmError(f"the original {original.name} is {video.width}x{video.height}, the decoded frames are "
                        f"{expect_hw[1]}x{expect_hw[0]}: name the video they were coded from")
-    problem = _cache_problem(path.parent)
+    problem = _cache_problem(path.parent) if path is not None else "no home folder to keep it in"
     if problem:  # a cache is worth a line, never the evaluation it serves
-        progress.log(f"the cache folder {path.parent} cannot be written ({problem}): the reference detections are "
-                     f"not cached, nor kept if stopped (VCM_CACHE names a folder vcm may write)", style="yellow")
+        progress.log(f"no cache of reference detections ({problem}): they are not cached, nor kept if stopped "
+                     f"(VCM_CACHE names a folder vcm may write)", style="yellow")
     dets, _ = detect_frames(video.frames_u8, index, frames, detector, batch,
                             f"detect on the original ({detector.name})",
-                            None if problem else path.with_name(path.stem + ".partial.pt"), {"cache": path.name})
+                            *((None, None) if problem else (path.with_name(path.stem + ".partial.pt"),
+                                                            {"cache": path.name})))
     if not problem:
         try:
             write_json(path, {"video": str(original.resolve()), "fingerprint": fingerprint,
@@ -106,7 +121,7 @@ def _cache_problem(folder: Path) -> str | None:
         with tempfile.TemporaryFile(dir=folder):
             return None
     except OSError as err:
-        return err.strerror or type(err).__name__
+        return f"{folder} cannot be written: {err.strerror or type(err).__name__}"
 
 
 def pseudo_ground_truth(original: Path, name: str, width: int, height: int, frames: list[int], detector,
