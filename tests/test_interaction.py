@@ -446,3 +446,13 @@ def test_a_terminal_that_cannot_write_every_character_gets_question_marks(tmp_pa
     assert "Rate?distortion" in out
     code, _, err = vcm("fit", "sample:carphone", "--frames", "9:3")
     assert code == 1 and "Traceback" not in err and "error:" in err
+
+
+def test_a_working_folder_removed_under_the_shell_is_one_line(tmp_path):
+    """torch's libraries failed to load there ('Intel oneMKL FATAL ERROR: Cannot load libtorch_cpu.so'), exit 2."""
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    proc = subprocess.run(["sh", "-c", 'cd "$1" && rmdir "$1" && exec "$2" -m vcm fit sample:carphone --frames 0:2',
+                           "sh", str(gone), sys.executable], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-1500:]
+    assert "the current folder no longer exists" in proc.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import sys
 
 import typer
@@ -26,6 +27,12 @@ def main(argv: list[str] | None = None) -> None:
     # work install their own handler, and a parallel run passes the stop on to its workers.
     stopping.install()
     _tolerate_narrow_encodings()
+    try:
+        os.getcwd()
+    except FileNotFoundError:  # torch's libraries then failed to load, with a message about MKL
+        _error(console, "the current folder no longer exists (removed or moved while the shell was in it); cd into "
+                        "one that does")
+        sys.exit(1)
     # CompressAI scripts functions with torch.jit.script, which torch now deprecates: not actionable here.
     warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*deprecated", category=FutureWarning)
     try:
