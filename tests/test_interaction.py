@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROW_MEASURES, progress_gaps, run_cli
+from tests.conftest import ROW_MEASURES, progress_gaps, run_cli, run_main, tiny_ctc_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -456,3 +456,16 @@ def test_a_working_folder_removed_under_the_shell_is_one_line(tmp_path):
                            "sh", str(gone), sys.executable], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-1500:]
     assert "the current folder no longer exists" in proc.stderr
+
+
+@pytest.mark.parametrize("variable, value, said", [
+    ("VCM_MEMORY_BUDGET", "abc", "VCM_MEMORY_BUDGET='abc' is not a size such as 2G or 512M"),
+    ("VCM_WORK_BUDGET", "-1", "VCM_WORK_BUDGET='-1' is not an amount such as 50T")])
+def test_a_limit_mistyped_in_the_environment_is_refused_before_any_work(tmp_path, variable, value, said):
+    """Read where a stream is decoded, a typo failed every CTC point after its network had trained."""
+    cfg = tiny_ctc_config(tmp_path, "{steps: 4, batch: 2, lr: 3.0e-3}",
+                          "  nerv:\n    fits: [{{preset: {preset}, points: [{{prune: 0.0, bits: 8}}]}}]\n")
+    proc = run_main("ctc", "run", cfg, "--out", tmp_path / "out", cwd=tmp_path, env={variable: value})
+    assert proc.returncode == 1 and said in " ".join(proc.stderr.split()), proc.stderr[-1500:]
+    assert not (tmp_path / "out").exists()
+    assert run_main("--help", env={variable: value}).returncode == 0

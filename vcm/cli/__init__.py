@@ -36,6 +36,8 @@ def main(argv: list[str] | None = None) -> None:
     # CompressAI scripts functions with torch.jit.script, which torch now deprecates: not actionable here.
     warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*deprecated", category=FutureWarning)
     try:
+        if not {"--help", "--version"} & set(sys.argv[1:] if argv is None else argv):
+            _check_limits()
         rv = app(args=argv, prog_name="vcm", standalone_mode=False)
     except VcmError as err:
         _error(console, str(err))
@@ -70,6 +72,16 @@ def main(argv: list[str] | None = None) -> None:
     if rv == 130:  # typer returns a Ctrl-C that no stage handled as exit code 130 (non-standalone mode)
         _interrupted(console)
     sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _check_limits() -> None:
+    """The limits vcm reads from the environment (``VCM_MEMORY_BUDGET``, ``VCM_WORK_BUDGET``), refused in one line
+    before any work: read where a stream is decoded, a typo failed every CTC point after its network had trained."""
+    from vcm.bitstream.budget import memory_budget
+    from vcm.bitstream.decode_plan import work_budget
+
+    memory_budget()
+    work_budget()
 
 
 def _tolerate_narrow_encodings() -> None:
