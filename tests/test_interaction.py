@@ -469,3 +469,14 @@ def test_a_limit_mistyped_in_the_environment_is_refused_before_any_work(tmp_path
     assert proc.returncode == 1 and said in " ".join(proc.stderr.split()), proc.stderr[-1500:]
     assert not (tmp_path / "out").exists()
     assert run_main("--help", env={variable: value}).returncode == 0
+
+
+def test_a_detector_that_cannot_be_used_is_refused_before_any_network_trains(tmp_path):
+    """A MODULE:ATTR that does not import, or weights that are not there, failed every point after its training."""
+    cfg = tiny_ctc_config(tmp_path, "{steps: 4, batch: 2, lr: 3.0e-3}",
+                          "  nerv:\n    fits: [{{preset: {preset}, points: [{{prune: 0.0, bits: 8}}]}}]\n")
+    cfg.write_text(cfg.read_text().replace("device: cpu\n", "device: cpu\ndetector: {name: 'no_such_module:Detector'}\n"))
+    proc = run_main("ctc", "run", cfg, "--out", tmp_path / "out", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr[-1500:]
+    assert "sequence tiny: its detector cannot be used: could not import no_such_module" in " ".join(proc.stderr.split())
+    assert not (tmp_path / "out" / "fits").exists() and not list((tmp_path / "out").rglob("result.json"))
