@@ -471,12 +471,20 @@ def test_a_limit_mistyped_in_the_environment_is_refused_before_any_work(tmp_path
     assert run_main("--help", env={variable: value}).returncode == 0
 
 
-def test_a_detector_that_cannot_be_used_is_refused_before_any_network_trains(tmp_path):
-    """A MODULE:ATTR that does not import, or weights that are not there, failed every point after its training."""
+@pytest.mark.parametrize("entry, said", [
+    ("reference: original, detector: {name: 'no_such_module:Detector'}", "could not import no_such_module"),
+    ("annotations: absent.json, detector: {name: opencv-face}", "absent.json does not exist"),
+    ("annotations: preset.yaml, detector: {name: opencv-face}", "preset.yaml is not JSON")])
+def test_what_a_point_is_scored_with_is_checked_before_any_network_trains(tmp_path, entry, said):
+    """A detector that does not import (or weights that are not there) and an annotation file that is missing or
+    not COCO's failed every point after its network had trained; a point that scores nothing needs neither."""
     cfg = tiny_ctc_config(tmp_path, "{steps: 4, batch: 2, lr: 3.0e-3}",
                           "  nerv:\n    fits: [{{preset: {preset}, points: [{{prune: 0.0, bits: 8}}]}}]\n")
-    cfg.write_text(cfg.read_text().replace("device: cpu\n", "device: cpu\ndetector: {name: 'no_such_module:Detector'}\n"))
+    (tmp_path / "preset.yaml").write_text("not: coco\n")
+    cfg.write_text(cfg.read_text().replace("frames: all}", f"frames: all, {entry}}}"))
     proc = run_main("ctc", "run", cfg, "--out", tmp_path / "out", cwd=tmp_path)
-    assert proc.returncode == 1, proc.stderr[-1500:]
-    assert "sequence tiny: its detector cannot be used: could not import no_such_module" in " ".join(proc.stderr.split())
+    assert proc.returncode == 1 and "error: sequence tiny: " in proc.stderr, proc.stderr[-1500:]
+    assert said in " ".join(proc.stderr.split())
     assert not (tmp_path / "out" / "fits").exists() and not list((tmp_path / "out").rglob("result.json"))
+    cfg.write_text(cfg.read_text().replace(entry, "detector: {name: 'no_such_module:Detector'}"))
+    assert run_main("ctc", "run", cfg, "--out", tmp_path / "out", cwd=tmp_path).returncode == 0  # scores nothing

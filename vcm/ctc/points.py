@@ -47,21 +47,32 @@ def _from_entry(err: Exception):
     return VcmError(f"{err} (in a CTC config: frames, size, fps or bit_depth in the sequence's entry)")
 
 
+def evaluation(spec: dict, info) -> tuple | None:
+    """What evaluating the point of ``spec`` on its video (``info``: :class:`vcm.video.source.VideoInfo`) takes:
+    (``TruthSpec``, the name its ground truth is looked up by, the detector's section), or None when it evaluates
+    nothing (no detector; a video without annotations of its own, the config's being SFU-HW's, and no pseudo
+    ground truth)."""
+    from vcm.eval.run import TruthSpec
+
+    det_cfg = spec.get("detector") or {}
+    truth = dict(spec.get("truth") or {"annotations": spec.get("annotations")})
+    if not det_cfg:
+        return None
+    if truth.get("reference", "annotations") == "annotations" and info.sequence is None \
+            and not spec.get("sequence_annotations"):
+        return None
+    return TruthSpec(**truth), info.sequence.name if info.sequence else info.name, det_cfg
+
+
 def _detect(spec: dict, video, frames_u8: np.ndarray, device) -> dict:
     """Detector on the decoded frames against the sequence's ground truth (SFU-HW's, a COCO JSON, or
     pseudo ground truth from the original); nothing when no detector or no ground truth is configured."""
-    det_cfg = spec.get("detector") or {}
-    truth = dict(spec.get("truth") or {"annotations": spec.get("annotations")})
-    none = {"map": None, "ap50": None, "detections": None, "ground_truth": None}
-    if not det_cfg:
-        return none
-    if truth.get("reference", "annotations") == "annotations" and video.info.sequence is None \
-            and not spec.get("sequence_annotations"):
-        return none  # a video without its own annotations (the config's are SFU-HW's), and no pseudo ground truth
-    from vcm.eval.run import OUTPUTS, Decoded, TruthSpec, complete, score, truth_and_detector, write_outputs
+    planned = evaluation(spec, video.info)
+    if planned is None:
+        return {"map": None, "ap50": None, "detections": None, "ground_truth": None}
+    from vcm.eval.run import OUTPUTS, Decoded, complete, score, truth_and_detector, write_outputs
 
-    spec_t = TruthSpec(**truth)
-    name = video.info.sequence.name if video.info.sequence else video.name
+    spec_t, name, det_cfg = planned
     decoded = Decoded(frames_u8, video.source_frames, name, video.info.first_source_frame + video.info.num_frames)
     batch, every = int(det_cfg.get("batch", 8)), int(det_cfg.get("every", 1))
     gt, detector = truth_and_detector(spec_t, name, det_cfg.get("name", "yolov7"), weights=det_cfg.get("weights"),
@@ -73,6 +84,46 @@ def _detect(spec: dict, video, frames_u8: np.ndarray, device) -> dict:
     return {"map": scores["map"], "ap50": scores["ap50"], "detections": str(Path(spec["workdir"]) / OUTPUTS[0]),
             "ground_truth": scores["ground_truth"], "detector_settings": scores["detector_settings"],
             "detect_seconds_per_frame": scores["detect_seconds_per_frame"]}
+
+
+def check_evaluations(specs: list[dict]) -> None:
+    """Before any of ``specs`` runs: the ground truth each point will be scored against that needs no frames (an
+    annotation file that is missing or not COCO's), and each detector, built once on the CPU (a ``MODULE:ATTR``
+    that does not import, weights that are not there). Each failed every point after its network had trained. The
+    oracle builds from a point's ground truth alone, so it is not built here."""
+    import json
+
+    from vcm.errors import VcmError
+    from vcm.eval.detect import create_detector
+    from vcm.eval.run import early_ground_truth
+    from vcm.video import probe
+
+    seen: set[str] = set()
+    for spec in specs:
+        key = json.dumps([spec["source"], spec.get("video"), spec.get("truth"), spec.get("annotations"),
+                          spec.get("sequence_annotations"), spec.get("detector")], sort_keys=True, default=str)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            planned = evaluation(spec, probe(spec["source"], **(spec.get("video") or {})))
+        except VcmError:  # the point itself says what is wrong with its video
+            continue
+        if planned is None:
+            continue
+        spec_t, name, det_cfg = planned
+        detector = det_cfg.get("name", "yolov7")
+        built = json.dumps([detector, det_cfg.get("weights"), det_cfg.get("repo"), det_cfg.get("settings")],
+                           sort_keys=True, default=str)
+        try:
+            early_ground_truth(spec_t, name)
+            if detector != "oracle" and built not in seen:
+                seen.add(built)
+                progress.log(f"loading the detector {detector} once to check it, before any point runs")
+                create_detector(detector, weights=det_cfg.get("weights"), repo=det_cfg.get("repo"), device="cpu",
+                                options=det_cfg.get("settings"))
+        except VcmError as err:
+            raise VcmError(f"sequence {spec['sequence']}: {err}") from None
 
 
 def run_point(spec: dict) -> dict:

@@ -19,7 +19,7 @@ from pathlib import Path
 from vcm import progress
 from vcm.codecs import FITTED
 from vcm.ctc import config as ctc_config
-from vcm.ctc.points import finished_as_asked, read_result, run_point
+from vcm.ctc.points import check_evaluations, finished_as_asked, read_result, run_point
 from vcm.ctc.result_row import RESULT
 from vcm.errors import VcmError
 from vcm.fsutil import open_regular
@@ -364,8 +364,8 @@ def _run(specs: list[dict], out: Path, jobs: int, backend: str, ray_address: str
     if changed:
         progress.log(f"running again {counted(changed, 'finished point')} whose config changed since they ran "
                      f"(frames, detector, ground truth, the point's settings, or a preset or file it names)")
-    if backend == "local":  # a Ray worker may hold weights this machine does not
-        check_detectors(todo)
+    if backend == "local":  # a Ray worker may hold weights and annotations this machine does not
+        check_evaluations(todo)
     progress.log(f"running {counted(len(todo), 'point')} with backend {backend}, {counted(jobs, 'job')}")
     # points that aim at another point's rate run once every other point has
     rows = execute([s for s in todo if "after" not in s], jobs, backend, ray_address)
@@ -382,30 +382,6 @@ def _run(specs: list[dict], out: Path, jobs: int, backend: str, ray_address: str
     return {"out": str(out), "points": len(specs), "ran": len(todo) - len(elsewhere), "reused": len(reused),
             "failed": len(failed), "elsewhere": len(elsewhere),
             "rows": reused + [r for r in rows if r.get("status") != ELSEWHERE]}
-
-
-def check_detectors(specs: list[dict]) -> None:
-    """Build once, on the CPU, each detector that ``specs`` will run, before any point does: weights that cannot be
-    found or a ``MODULE:ATTR`` that does not import failed every point after its network had trained. The oracle
-    needs a point's ground truth and builds from nothing else, so it is not built here."""
-    import json
-
-    from vcm.eval.detect import create_detector
-
-    built = set()
-    for spec in specs:
-        det = spec.get("detector") or {}
-        name = det.get("name", "yolov7")
-        key = json.dumps([name, det.get("weights"), det.get("repo"), det.get("settings")], sort_keys=True, default=str)
-        if not det or name == "oracle" or key in built:
-            continue
-        built.add(key)
-        progress.log(f"loading the detector {name} once to check it, before any point runs")
-        try:
-            create_detector(name, weights=det.get("weights"), repo=det.get("repo"), device="cpu",
-                            options=det.get("settings"))
-        except VcmError as err:
-            raise VcmError(f"sequence {spec['sequence']}: its detector cannot be used: {err}") from None
 
 
 def execute(specs: list[dict], jobs: int, backend: str, ray_address: str | None) -> list[dict]:
