@@ -570,8 +570,9 @@ def test_vcm_info_shows_an_edited_scores_file_as_damaged_not_a_traceback(tmp_pat
 def test_a_cache_folder_vcm_cannot_write_costs_a_line_not_the_evaluation(tmp_path):
     """The reference detections were computed, then the cache's write failed the whole evaluation."""
     (tmp_path / "afile").write_text("x")
-    proc = run_main("eval", "sample:carphone", "--reference", "original", "--detector", "opencv-face", "--frames", "0:2",
-                    "--json", "--out", tmp_path / "e", cwd=tmp_path, env={"VCM_CACHE": str(tmp_path / "afile")})
+    proc = run_main("eval", "sample:carphone", "--reference", "original", "--detector", "opencv-face",
+                    "--frames", "0:2", "--json", "--out", tmp_path / "e", cwd=tmp_path,
+                    env={"VCM_CACHE": str(tmp_path / "afile")})
     assert proc.returncode == 0, proc.stderr[-2000:]
     said = "".join(proc.stderr.split())  # rich wraps a long path anywhere
     assert "".join(f"no cache of reference detections ({tmp_path / 'afile' / 'reference'} cannot be written: "
@@ -593,8 +594,8 @@ def test_a_user_with_no_home_folder_evaluates_without_a_cache(tmp_path, monkeypa
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     monkeypatch.setattr(Path, "home", classmethod(no_home))
     assert cache_dir() is None
-    proc = run_main("eval", "sample:carphone", "--reference", "original", "--detector", "opencv-face", "--frames", "0:2",
-                    "--out", tmp_path / "e", cwd=tmp_path)
+    proc = run_main("eval", "sample:carphone", "--reference", "original", "--detector", "opencv-face",
+                    "--frames", "0:2", "--out", tmp_path / "e", cwd=tmp_path)
     assert proc.returncode == 0 and "no home folder to keep it in" in " ".join(proc.stderr.split()), proc.stderr[-2000:]
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert cache_dir() == tmp_path / "xdg" / "vcm" / "reference"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -24,13 +23,18 @@ TINY_NERV = ("model: {arch: nerv, fc_dim: 8, stem_dims: [24], lower_width: 6, em
              "train: {steps: 4, batch: 2, lr: 3.0e-3}\n")
 
 
+# ``python -m vcm ARGS`` that first limits its own file sizes (and those of the processes it starts): set in the
+# child itself, not through subprocess's preexec_fn, which is not safe in a process with threads (torch's).
+LIMITED = ("import resource, runpy, sys\n"
+           "limit = int(sys.argv.pop(1))\n"
+           "resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))\n"
+           "runpy.run_module('vcm', run_name='__main__', alter_sys=True)\n")
+
+
 def run_limited(limit: int, *args, cwd: Path) -> subprocess.CompletedProcess:
     """``python -m vcm ARGS`` where no file may grow beyond ``limit`` bytes (nor in the processes it starts)."""
-    def limit_file_sizes():
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
-
-    return subprocess.run([sys.executable, "-m", "vcm", *map(str, args)], cwd=cwd, capture_output=True, text=True,
-                          timeout=300, preexec_fn=limit_file_sizes, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    return subprocess.run([sys.executable, "-c", LIMITED, str(limit), *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, timeout=300, env=dict(os.environ, PYTHONUNBUFFERED="1"))
 
 
 def one_line_error(proc) -> str:

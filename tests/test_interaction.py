@@ -474,7 +474,8 @@ def test_a_limit_mistyped_in_the_environment_is_refused_before_any_work(tmp_path
 @pytest.mark.parametrize("entry, said", [
     ("reference: original, detector: {name: 'no_such_module:Detector'}", "could not import no_such_module"),
     ("annotations: absent.json, detector: {name: opencv-face}", "absent.json does not exist"),
-    ("annotations: preset.yaml, detector: {name: opencv-face}", "preset.yaml is not JSON")])
+    ("annotations: preset.yaml, detector: {name: opencv-face}", "preset.yaml is not JSON"),
+    ("reference: original, detector: {name: oracle}", "the oracle detector needs ground truth")])
 def test_what_a_point_is_scored_with_is_checked_before_any_network_trains(tmp_path, entry, said):
     """A detector that does not import (or weights that are not there) and an annotation file that is missing or
     not COCO's failed every point after its network had trained; a point that scores nothing needs neither."""

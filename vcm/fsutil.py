@@ -271,7 +271,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         sweep_stale(path.parent, f".{path.name}.")
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
-    except OSError as err:  # a read-only folder, a full disk: the output is what could not be written, not its temporary
+    except OSError as err:  # a read-only folder, a full disk: name the output, not the temporary file
         raise OSError(err.errno, err.strerror, str(path)) from None
     os.close(fd)
     tmp_path = Path(tmp)
@@ -297,7 +297,7 @@ def write_together(files: list[tuple[str | os.PathLike, bytes]]) -> None:
     it was, never a new file beside an old one."""
     with contextlib.ExitStack() as stack:
         temporaries = [stack.enter_context(atomic_path(path)) for path, _ in reversed(files)][::-1]
-        for tmp, (path, data) in zip(temporaries, files):  # the stack renames the first entered last
+        for tmp, (path, data) in zip(temporaries, files):  # files[0] was entered last: the stack renames it first
             with naming_write_errors(path), open(tmp, "wb") as f:
                 f.write(data)
                 f.flush()

@@ -89,8 +89,8 @@ def _detect(spec: dict, video, frames_u8: np.ndarray, device) -> dict:
 def check_evaluations(specs: list[dict]) -> None:
     """Before any of ``specs`` runs: the ground truth each point will be scored against that needs no frames (an
     annotation file that is missing or not COCO's), and each detector, built once on the CPU (a ``MODULE:ATTR``
-    that does not import, weights that are not there). Each failed every point after its network had trained. The
-    oracle builds from a point's ground truth alone, so it is not built here."""
+    that does not import, weights that are not there; the oracle with pseudo ground truth, which it cannot copy).
+    Each failed every point after its network had trained."""
     import json
 
     from vcm.errors import VcmError
@@ -98,13 +98,14 @@ def check_evaluations(specs: list[dict]) -> None:
     from vcm.eval.run import early_ground_truth
     from vcm.video import probe
 
-    seen: set[str] = set()
+    checked: set[str] = set()  # (video, truth, detector) of a point
+    built: set[str] = set()  # a detector and its weights and settings
     for spec in specs:
         key = json.dumps([spec["source"], spec.get("video"), spec.get("truth"), spec.get("annotations"),
                           spec.get("sequence_annotations"), spec.get("detector")], sort_keys=True, default=str)
-        if key in seen:
+        if key in checked:
             continue
-        seen.add(key)
+        checked.add(key)
         try:
             planned = evaluation(spec, probe(spec["source"], **(spec.get("video") or {})))
         except VcmError:  # the point itself says what is wrong with its video
@@ -113,12 +114,14 @@ def check_evaluations(specs: list[dict]) -> None:
             continue
         spec_t, name, det_cfg = planned
         detector = det_cfg.get("name", "yolov7")
-        built = json.dumps([detector, det_cfg.get("weights"), det_cfg.get("repo"), det_cfg.get("settings")],
-                           sort_keys=True, default=str)
+        same = json.dumps([detector, det_cfg.get("weights"), det_cfg.get("repo"), det_cfg.get("settings")],
+                          sort_keys=True, default=str)
         try:
             early_ground_truth(spec_t, name)
-            if detector != "oracle" and built not in seen:
-                seen.add(built)
+            if detector == "oracle" and spec_t.reference == "original":
+                create_detector("oracle")  # refused: no ground truth to copy
+            elif detector != "oracle" and same not in built:  # the oracle needs the point's ground truth only
+                built.add(same)
                 progress.log(f"loading the detector {detector} once to check it, before any point runs")
                 create_detector(detector, weights=det_cfg.get("weights"), repo=det_cfg.get("repo"), device="cpu",
                                 options=det_cfg.get("settings"))
