@@ -354,6 +354,28 @@ def test_a_point_another_run_finished_after_this_one_planned_is_taken_not_run_ag
         assert safe_run_point(asked)["status"] == "failed"
 
 
+def test_a_chained_point_whose_previous_point_runs_elsewhere_is_left_there_too(tmp_path):
+    """Two `vcm ctc run` (two `vcm demo`) on one results folder: the second left a λ point to the first, then
+    started the point chained after it, which found no state to start from and failed ("run the curve again with
+    --force"). It is left to the first command too, and runs where the previous point has ended."""
+    from vcm.codec.chain import STATE
+    from vcm.ctc.run import safe_run_point
+    from vcm.fsutil import output_lock
+
+    points = tmp_path / "points" / "s" / "no-such-codec"
+    (points / "l0p1").mkdir(parents=True)
+    spec = {"sequence": "s", "codec": "no-such-codec", "point_id": "l1p0_from_l0p1", "device": "cpu",
+            "workdir": str(points / "l1p0_from_l0p1"), "point": {"warm_from": "l0p1"}}
+    with output_lock(points / "l0p1" / "result.json"):  # the other command runs the previous point
+        row = safe_run_point(spec)
+    assert row == {"status": "elsewhere", "sequence": "s", "codec": "no-such-codec", "point": "l1p0_from_l0p1",
+                   "pid": os.getpid(), "after": "l0p1"}
+    assert not (points / "l1p0_from_l0p1" / "result.json").exists()
+    (points / "l0p1" / STATE).write_bytes(b"its end state")  # ended: the chained point runs here (its codec fails)
+    with output_lock(points / "l0p1" / "result.json"):
+        assert safe_run_point(spec)["status"] == "failed"
+
+
 def test_a_ray_task_whose_worker_died_fails_its_point_and_the_sweep_goes_on(tmp_path, monkeypatch):
     """With --backend ray, a point whose worker died beyond Ray's own retries (out of memory, a signal, a lost node)
     raised out of ray.get and ended the whole sweep with a traceback. Ray is stood in for here, so that the worker's

@@ -208,9 +208,19 @@ def pid_note(holder: int | None) -> str:
 def lock_holder(folder: str | os.PathLike) -> int | None:
     """The pid of the process holding ``folder``'s :func:`run_lock` (0 when it cannot be read), or None when
     no process holds it."""
-    lock = Path(folder) / RUN_LOCK
+    return _holder(Path(folder) / RUN_LOCK, "run lock")
+
+
+def output_holder(path: str | os.PathLike) -> int | None:
+    """The pid of the process holding the :func:`output_lock` of ``path`` (0 when it cannot be read), or None when
+    no process holds it."""
+    path = Path(path)
+    return _holder(path.with_name(f".{path.name}.lock"), f"lock for {path.name}")
+
+
+def _holder(lock: Path, kept: str) -> int | None:
     try:
-        f = open_regular(lock, kept="run lock")
+        f = open_regular(lock, kept=kept)
     except OSError:
         return None
     with f:

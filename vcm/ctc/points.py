@@ -17,6 +17,7 @@ from vcm.quality import summarize
 from vcm.rate import rate
 
 POINT_LOG = "point.log"  # every message and progress line of one point, in its folder
+ELSEWHERE = "elsewhere"  # a row's status: the point was being run by another vcm command, and was left to it
 
 
 def _video(spec: dict):
@@ -154,9 +155,30 @@ def _run_point_here(spec: dict) -> dict:
             progress.log(f"{spec['sequence']} {spec['codec']} {spec['point_id']}: finished meanwhile by another vcm "
                          f"command; its result is reused")
             return done
+        elsewhere = _previous_running_elsewhere(spec)
+        if elsewhere is not None:
+            return elsewhere
         (workdir / POINT_LOG).unlink(missing_ok=True)  # a point run again logs afresh
         with progress.log_to(workdir / POINT_LOG):  # what a quiet worker did, read by the runner
             return _run_point(spec, device)
+
+
+def _previous_running_elsewhere(spec: dict) -> dict | None:
+    """The row of a chained point (``warm_from``) whose previous point another vcm command is running now (a second
+    run on the same results folder left that point to it): left to that command as well. Started here, it found no
+    state to start from and failed. None for any other point."""
+    from vcm.codec.chain import STATE
+    from vcm.fsutil import output_holder
+
+    before = (spec.get("point") or {}).get("warm_from")
+    previous = Path(spec["workdir"]).with_name(before) if before else None
+    if previous is None or (previous / STATE).is_file():
+        return None
+    holder = output_holder(previous / RESULT)
+    if holder is None:
+        return None
+    return {"status": ELSEWHERE, "sequence": spec["sequence"], "codec": spec["codec"], "point": spec["point_id"],
+            "pid": holder, "after": before}
 
 
 def _run_point(spec: dict, device) -> dict:

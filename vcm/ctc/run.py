@@ -19,7 +19,7 @@ from pathlib import Path
 from vcm import progress
 from vcm.codecs import FITTED
 from vcm.ctc import config as ctc_config
-from vcm.ctc.points import check_evaluations, finished_as_asked, read_result, run_point
+from vcm.ctc.points import ELSEWHERE, check_evaluations, finished_as_asked, read_result, run_point
 from vcm.ctc.result_row import RESULT
 from vcm.errors import VcmError
 from vcm.fsutil import open_regular
@@ -157,9 +157,6 @@ def truth_of(cfg: dict, seq: dict, annotations: Path | None) -> dict:
         frame_mapping=seq.get("frame_mapping", "auto"), category_ids=seq.get("category_ids", "auto"),
         category_map=list(seq.get("category_map") or []), image_frames=frames if ":" in frames else None,
     ).to_dict()
-
-
-ELSEWHERE = "elsewhere"  # a row's status: the point was being run by another vcm command, and was left to it
 
 
 def safe_run_point(spec: dict) -> dict:
@@ -635,7 +632,8 @@ def _log_point(row: dict) -> None:
     if row.get("status") == ELSEWHERE:
         from vcm.fsutil import pid_note
 
-        progress.log(f"point {what}: another vcm command{pid_note(row.get('pid'))} is running it; left to it")
+        running = f"{row['after']}, the point it starts from" if row.get("after") else "it"
+        progress.log(f"point {what}: another vcm command{pid_note(row.get('pid'))} is running {running}; left to it")
     elif row.get("status") == "ok":
         progress.log(f"point {what}: {row['bytes']:,} bytes, {row['kbps']:.2f} kbps, PSNR {row['psnr']:.2f} dB")
     else:
