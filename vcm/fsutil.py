@@ -150,6 +150,11 @@ def _acquire(f, lock: Path) -> bool:
     return True
 
 
+def _output_lock_file(path: Path) -> Path:
+    """The file of :func:`output_lock` for the output ``path``: ``.<name>.lock`` beside it."""
+    return path.with_name(f".{path.name}.lock")
+
+
 class Busy(VcmError):
     """An output another process is writing now (:func:`output_lock`); ``pid`` is that process's, 0 unknown."""
 
@@ -166,7 +171,7 @@ def output_lock(path: str | os.PathLike) -> Iterator[None]:
     the lock when its holder exits; the file is removed when the holder is done."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)  # an output may name a folder not made yet
-    lock = path.with_name(f".{path.name}.lock")
+    lock = _output_lock_file(path)
     with open_regular(lock, "a+", kept=f"lock for {path.name}") as f:
         if not _acquire(f, lock):
             holder = _pid_in(f)
@@ -215,7 +220,7 @@ def output_holder(path: str | os.PathLike) -> int | None:
     """The pid of the process holding the :func:`output_lock` of ``path`` (0 when it cannot be read), or None when
     no process holds it."""
     path = Path(path)
-    return _holder(path.with_name(f".{path.name}.lock"), f"lock for {path.name}")
+    return _holder(_output_lock_file(path), f"lock for {path.name}")
 
 
 def _holder(lock: Path, kept: str) -> int | None:
