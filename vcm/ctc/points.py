@@ -95,8 +95,7 @@ def check_evaluations(specs: list[dict]) -> None:
     import json
 
     from vcm.errors import VcmError
-    from vcm.eval.detect import create_detector
-    from vcm.eval.run import early_ground_truth
+    from vcm.eval.run import early_ground_truth, truth_and_detector
     from vcm.video import probe
 
     checked: set[str] = set()  # (video, truth, detector) of a point
@@ -118,14 +117,14 @@ def check_evaluations(specs: list[dict]) -> None:
         same = json.dumps([detector, det_cfg.get("weights"), det_cfg.get("repo"), det_cfg.get("settings")],
                           sort_keys=True, default=str)
         try:
-            early_ground_truth(spec_t, name)
-            if detector == "oracle" and spec_t.reference == "original":
-                create_detector("oracle")  # refused: no ground truth to copy
-            elif detector != "oracle" and same not in built:  # the oracle needs the point's ground truth only
-                built.add(same)
-                progress.log(f"loading the detector {detector} once to check it, before any point runs")
-                create_detector(detector, weights=det_cfg.get("weights"), repo=det_cfg.get("repo"), device="cpu",
-                                options=det_cfg.get("settings"))
+            if detector == "oracle" or same not in built:  # the point's own rules; the oracle is built in a moment
+                if detector != "oracle":
+                    built.add(same)
+                    progress.log(f"loading the detector {detector} once to check it, before any point runs")
+                truth_and_detector(spec_t, name, detector, weights=det_cfg.get("weights"), repo=det_cfg.get("repo"),
+                                   device="cpu", options=det_cfg.get("settings"))
+            else:  # a detector built for another sequence: this one's ground truth only
+                early_ground_truth(spec_t, name)
         except VcmError as err:
             raise VcmError(f"sequence {spec['sequence']}: {err}") from None
 
