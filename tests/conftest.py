@@ -51,6 +51,17 @@ def pytest_collection_modifyitems(config, items):
 ANNOTATIONS = SHARED / "data" / "sfu-hw-annotations"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _working_folder_of_its_own(tmp_path_factory):
+    """Commands write beside the working folder (``runs/``, ``runs/latest``): the tests' processes work in a
+    folder of their own, so that the suite never repoints a checkout's ``runs/latest`` (``vcm compress``'s
+    default) at a test's run, which pytest then removes. Set after collection, which reads ``testpaths``."""
+    saved = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("cwd"))
+    yield
+    os.chdir(saved)
+
+
 @pytest.fixture(scope="session")
 def carphone():
     from vcm.samples import sample_clip
