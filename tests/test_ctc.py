@@ -313,6 +313,119 @@ def test_ctc_ray_backend(ctc_inputs):
     assert not ray.is_initialized()  # the Ray it started ended with the sweep (a library caller goes on without it)
 
 
+def _ray_sweep_here(folder: Path, cfg: Path, *args: str, prefix: tuple[str, ...] = (), env: dict | None = None):
+    """``vcm ctc run CFG --out out`` (a path relative to ``folder``, where it runs) on carphone's HEVC points with
+    the Ray backend → the finished process."""
+    import os
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")} | {"PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run([*prefix, sys.executable, "-m", "vcm", "ctc", "run", str(cfg), "--out", "out", "--only",
+                           "carphone", "--codecs", "hevc", "--backend", "ray", *args], cwd=folder, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def _points_in(folder: Path) -> list[str]:
+    return sorted(p.parent.name for p in folder.glob("out/points/carphone/hevc/*/result.json"))
+
+
+@pytest.mark.slow
+def test_a_ray_sweep_under_uv_run_writes_its_points_where_it_was_asked(ctc_inputs, tmp_path):
+    """Under `uv run` (the README's way), Ray copied the folder vcm ran in to /tmp/ray (a checkout's .venv
+    included: 6 GB a sweep) and ran the points in the copy: a relative --out got its points there, and the
+    user's folder none."""
+    import shutil
+
+    pytest.importorskip("ray")
+    uv = shutil.which("uv")
+    if uv is None:
+        pytest.skip("no uv on this machine")
+    _, cfg = ctc_inputs
+    done = _ray_sweep_here(tmp_path, cfg, prefix=(uv, "run", "--no-project", "--python", sys.executable))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert _points_in(tmp_path) == ["qp28", "qp34", "qp40", "qp46"]
+
+
+@pytest.mark.slow
+def test_a_ray_sweep_on_a_cluster_started_elsewhere_runs_its_points_in_its_own_folder(ctc_inputs, tmp_path):
+    """A cluster's workers start in the folder `ray start` ran in: a relative --out put the points there."""
+    import os
+    import shutil
+    import signal
+    import socket
+    import subprocess
+    import tempfile
+    import time
+
+    pytest.importorskip("ray")
+    _, cfg = ctc_inputs
+    mine, theirs = tmp_path / "mine", tmp_path / "theirs"
+    mine.mkdir()
+    theirs.mkdir()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    temp = tempfile.mkdtemp(prefix="vr")  # short: Ray's sockets live there; the cluster's address file too
+    env = {"RAY_AUTH_MODE": "disabled"}  # no token in ~/.ray to make or read
+    cluster = subprocess.Popen([str(Path(sys.executable).parent / "ray"), "start", "--head", "--port", str(port),
+                                "--num-cpus", "2", "--include-dashboard", "false", "--temp-dir", temp, "--block"],
+                               cwd=theirs, env=os.environ | env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while True:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert time.time() < deadline and cluster.poll() is None, "the cluster did not start"
+            time.sleep(0.5)
+        done = _ray_sweep_here(mine, cfg, "--ray-address", f"127.0.0.1:{port}", env=env)
+    finally:  # the whole cluster (its GCS, raylet and workers share the session)
+        os.killpg(cluster.pid, signal.SIGKILL)
+        cluster.wait()
+        shutil.rmtree(temp, ignore_errors=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert _points_in(mine) == ["qp28", "qp34", "qp40", "qp46"] and _points_in(theirs) == []
+
+
+def test_a_ray_address_nothing_answers_at_is_one_line_at_once(ctc_inputs, tmp_path):
+    """Ray retried such an address for minutes (a warning every few seconds, in its C++ client: a process of its
+    own, so that the test fails instead of waiting); RAY_ADDRESS, which Ray reads too, met vcm's CPU count with a
+    traceback."""
+    import socket
+
+    pytest.importorskip("ray")
+    _, cfg = ctc_inputs
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again: nothing listens
+    for how, env in ((("--ray-address", f"127.0.0.1:{port}"), {}), ((), {"RAY_ADDRESS": f"127.0.0.1:{port}"})):
+        done = run_cli("ctc", "run", cfg, "--out", tmp_path / "out", "--only", "carphone", "--codecs", "hevc",
+                       "--backend", "ray", *how, env=env, timeout=120)
+        named = f"--ray-address 127.0.0.1:{port}" if how else f"RAY_ADDRESS=127.0.0.1:{port}"
+        assert done.returncode == 1 and done.stderr.strip().splitlines() == [
+            f"error: {named}: nothing answers there (Connection refused); start the cluster (ray start --head), or "
+            f"leave the address out for a local Ray"], done.stderr
+        assert not (tmp_path / "out").exists()  # refused before the results folder is made
+
+
+def test_a_ray_that_does_not_start_is_one_line(monkeypatch):
+    import types
+
+    import vcm.ctc.run as runner
+
+    def refuse(**kwargs):
+        raise ConnectionError("Could not find any running Ray instance.\nmore")
+
+    monkeypatch.setitem(sys.modules, "ray", types.SimpleNamespace(is_initialized=lambda: False, init=refuse))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    with pytest.raises(VcmError, match=r"^Ray did not start \(--ray-address auto\): Could not find any running Ray "
+                                       r"instance\.$"):
+        runner._execute_ray([{}], 1, "auto")
+    with pytest.raises(VcmError, match=r"^Ray did not start: Could not"):
+        runner._execute_ray([{}], 1, None)
+
+
 def test_a_ray_sweep_ends_only_the_ray_it_started_and_gives_back_the_signal_handlers(monkeypatch):
     import signal
     import types

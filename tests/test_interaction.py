@@ -408,6 +408,47 @@ def test_a_ray_task_whose_worker_died_fails_its_point_and_the_sweep_goes_on(tmp_
     assert json.loads((tmp_path / "died" / "result.json").read_text())["status"] == "failed"
 
 
+def test_a_ray_node_without_the_sweeps_folder_fails_its_points_saying_so(tmp_path, monkeypatch):
+    """A Ray task runs its point in the folder `vcm ctc run` was started in; a node that lacks it (no shared disk)
+    fails the point with that reason, in one line, recorded in the driver's folder. Ray is stood in for (a task's
+    exception reaches ray.get wrapped as Ray wraps it, a RayTaskError that is also the exception's type)."""
+    import types
+
+    from ray.exceptions import RayTaskError
+
+    from vcm.ctc import run as ctc_run
+
+    here = os.getcwd()
+
+    class Ref:
+        def __init__(self, spec, folder):
+            self.spec, self.folder = spec, folder
+
+    def get(ref):
+        try:
+            return ctc_run._run_after(ref.spec, ref.folder)
+        except Exception as err:
+            raise RayTaskError("_run_after", "Traceback (most recent call last): …", err).as_instanceof_cause()
+
+    gone = tmp_path / "gone"  # the driver's folder as the node sees it: not there
+    sent = []
+    task = types.SimpleNamespace(options=lambda **kw: types.SimpleNamespace(
+        remote=lambda spec, folder, *after: sent.append(folder) or Ref(spec, str(gone))))
+    fake = types.ModuleType("ray")
+    fake.is_initialized, fake.remote, fake.get = (lambda: True), (lambda fn: task), get
+    fake.wait = lambda pending, num_returns, timeout: (pending[:1], pending[1:])
+    real = sys.modules["ray"]
+    fake.__getattr__ = lambda name: getattr(real, name)  # the rest (what Ray's wrapping of an exception reads)
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    spec = {"sequence": "s", "codec": "c", "point_id": "p", "workdir": str(tmp_path / "p")}
+    rows = ctc_run.execute([spec], 1, "ray", None)
+    assert sent == [os.getcwd()] and os.getcwd() == here  # the task is handed the driver's folder; the driver stays
+    assert rows[0]["status"] == "failed" and rows[0]["error"] == (
+        f"this Ray node has no folder {gone} (No such file or directory): vcm ctc run's points run in the folder it "
+        f"was started in, which every node of the cluster needs at the same path")
+    assert json.loads((tmp_path / "p" / "result.json").read_text())["error"] == rows[0]["error"]
+
+
 @pytest.mark.slow
 def test_sigterm_to_a_ray_sweep_stops_its_points_as_ctrl_c_does(tmp_path):
     """`vcm ctc run --backend ray` took SIGTERM (a cluster scheduler's time limit, Ray's main use here) as Ray's

@@ -27,7 +27,7 @@ def ctc_run(
     codecs: Optional[str] = typer.Option(None, "--codecs", help="Comma-separated codecs to run (default: all in the config)."),
     jobs: int = typer.Option(1, "--jobs", min=1, max=JOBS_MAX, help="Points run in parallel."),
     backend: str = typer.Option("local", "--backend", help="local (process pool) or ray."),
-    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="An existing Ray cluster (default: a local instance)."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="An existing Ray cluster (default: RAY_ADDRESS, else a Ray of vcm's own)."),
     force: bool = typer.Option(False, "--force", metavar="", help="Redo finished points."),
     device: Optional[str] = typer.Option(None, "--device", help="Override the config's device."),
     compute: Optional[float] = typer.Option(None, "--compute", metavar="K", help="K times the training of every network (each fit's steps and its points' stages'), where a fit sets no compute of its own: what the same config gives a faster machine or a GPU."),

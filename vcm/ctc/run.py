@@ -13,6 +13,7 @@ import contextlib
 import json
 import multiprocessing
 import os
+import socket
 import traceback
 from pathlib import Path
 
@@ -196,6 +197,8 @@ def run(config_path: Path, out: Path, data: Path | None = None, annotations: Pat
     """Every point of the config at ``config_path`` into ``out`` (see the module's docstring); ``compute``: K
     times the training of every fit that sets no ``compute`` of its own (:mod:`vcm.codecs.compute`)."""
     out, specs = _checked_plan(config_path, out, data, annotations, only, codecs, backend, device, compute)
+    if backend == "ray":
+        _ray_address_answers(*_cluster_address(ray_address))
     out.mkdir(parents=True, exist_ok=True)
     with progress.log_to(out / LOG):  # the run's own record, beside its results
         from vcm.provenance import provenance
@@ -640,8 +643,16 @@ def _log_point(row: dict) -> None:
         progress.log(f"point {what}: failed ({row.get('error')})")
 
 
-def _run_after(spec: dict, *earlier) -> dict:
-    """``safe_run_point`` as a Ray task that starts once the points it is handed (as results) have finished."""
+def _run_after(spec: dict, folder: str, *earlier) -> dict:
+    """``safe_run_point`` as a Ray task that starts once the points it is handed (as results) have finished, in
+    ``folder``, the one ``vcm ctc run`` was started in: a spec's paths are the user's, relative ones included, and
+    a Ray worker starts wherever its node puts it (a copy of the folder under ``/tmp/ray`` where Ray ships one, the
+    folder ``ray start`` ran in on a cluster)."""
+    try:
+        os.chdir(folder)
+    except OSError as err:
+        raise VcmError(f"this Ray node has no folder {folder} ({err.strerror}): vcm ctc run's points run in the "
+                       f"folder it was started in, which every node of the cluster needs at the same path") from None
     return safe_run_point(spec)
 
 
@@ -660,7 +671,50 @@ def _stop_ray_tasks(ray, pending: list) -> None:
     ray.wait(pending, num_returns=len(pending), timeout=RAY_STOP_GRACE)
 
 
+def _cluster_address(option: str | None) -> tuple[str | None, str]:
+    """(address, its name in a message) of the cluster a Ray sweep joins: ``--ray-address``, else ``RAY_ADDRESS``
+    as Ray reads it; (None, "") for a local Ray of vcm's own."""
+    if option:
+        return option, f"--ray-address {option}"
+    env = os.environ.get("RAY_ADDRESS")
+    return (env, f"RAY_ADDRESS={env}") if env else (None, "")
+
+
+def _ray_address_answers(address: str | None, named: str) -> None:
+    """Refuse at once a ``host:port`` (or ``ray://host:port``) address where nothing listens: Ray retries one for
+    minutes, a word at a time. Other forms (``auto``, ``local``, a port-less name) are Ray's to read."""
+    host, sep, port = (address or "").removeprefix("ray://").rpartition(":")
+    if not (sep and host and port.isdigit()):
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=RAY_CONNECT_TIMEOUT).close()
+    except OSError as err:
+        raise VcmError(f"{named}: nothing answers there ({err.strerror or err}); start the cluster (ray start "
+                       f"--head), or leave the address out for a local Ray") from None
+
+
+RAY_CONNECT_TIMEOUT = 5.0  # seconds a cluster's address has to answer
+
+
+def _start_ray(ray, jobs: int, option: str | None) -> None:
+    """A local Ray of ``jobs`` CPUs, or the cluster :func:`_cluster_address` names; a Ray that does not start is
+    one line, not Ray's traceback."""
+    address, named = _cluster_address(option)
+    # "local": without an address Ray would join the cluster a `ray start` on this machine left its address for
+    # (a dead one too), refusing then the CPU count
+    kwargs = {"address": address} if address else {"address": "local", "num_cpus": max(jobs, 1)}
+    try:
+        ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False, **kwargs)
+    except Exception as err:  # noqa: BLE001 - ConnectionError (no cluster), ValueError (ray:// without its client)
+        why = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise VcmError(f"Ray did not start{f' ({named})' if named else ''}: {why}") from None
+
+
 def _execute_ray(specs: list[dict], jobs: int, address: str | None) -> list[dict]:
+    # Under `uv run`, Ray would copy the folder vcm runs in (a checkout's .venv included: gigabytes) to every
+    # session under /tmp/ray and start its workers in the copy, with `uv run` again; vcm's workers run in the
+    # driver's own environment and folder. Read when Ray is imported; a user's own setting stays.
+    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
     try:
         import ray
     except ImportError:
@@ -672,8 +726,7 @@ def _execute_ray(specs: list[dict], jobs: int, address: str | None) -> list[dict
     from vcm import stopping
 
     handlers = {s: signal.getsignal(s) for s in stopping.STOP_SIGNALS}
-    kwargs = {"address": address} if address else {"num_cpus": max(jobs, 1)}
-    ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False, **kwargs)
+    _start_ray(ray, jobs, address)
     # Ray's driver takes SIGTERM for itself (a stack dump, then exit): a scheduler's time limit stops a Ray
     # sweep as it stops any vcm command, its points saving their work (below)
     stopping.install()
@@ -691,13 +744,14 @@ def _sweep_on_ray(ray, specs: list[dict]) -> list[dict]:
 
     rows = []
     remote = ray.remote(_run_after)
+    here = os.getcwd()
     with progress.progress("ctc points (ray)", len(specs), eta=False) as bar:
         pending, by_id, spec_of = [], {}, {}
         for s in specs:  # a chained point's previous point comes before it (vcm.codecs.nerv_family)
             gpu = 1 if str(s.get("device", "auto")).startswith("cuda") else 0
             before = (s.get("point") or {}).get("warm_from")
             after = [by_id[_chain_key(s, before)]] if before and _chain_key(s, before) in by_id else []
-            ref = remote.options(num_cpus=1, num_gpus=gpu).remote({**s, "threads": 1, "quiet": True}, *after)
+            ref = remote.options(num_cpus=1, num_gpus=gpu).remote({**s, "threads": 1, "quiet": True}, here, *after)
             by_id[_chain_key(s, s["point_id"])] = ref
             spec_of[ref] = s
             pending.append(ref)
@@ -713,8 +767,10 @@ def _sweep_on_ray(ray, specs: list[dict]) -> list[dict]:
                 except RayError as err:  # its worker died after Ray's own retries (out of memory, a signal, a lost
                     # node), or the point it waited on did: that point fails, the sweep goes on
                     why = (str(err).strip().splitlines() or [""])[0][:200]
-                    rows.append(failed_row(spec_of[ref], f"its Ray task failed ({type(err).__name__}: {why}); vcm ctc "
-                                                         f"run runs it again, a fit from its last checkpoint"))
+                    cause = getattr(err, "cause", None)  # a task's own exception, which Ray wraps
+                    rows.append(failed_row(spec_of[ref], str(cause) if isinstance(cause, VcmError) else
+                                           f"its Ray task failed ({type(err).__name__}: {why}); vcm ctc run runs it "
+                                           f"again, a fit from its last checkpoint"))
                 _log_point(rows[-1])
                 bar.advance(1)
             bar.heartbeat()
