@@ -463,6 +463,18 @@ def test_a_fits_frame_rate_is_the_frames_it_trained_on(tmp_path, capsys):
     assert "batch 100 is more than the clip's 3 frames: each step takes them all" in capsys.readouterr().err
 
 
+def test_a_fit_whose_runs_latest_cannot_be_made_still_succeeds(tmp_path):
+    """`vcm fit --out ELSEWHERE` from a folder where runs/latest cannot be made (read-only, a file system without
+    links; here a file named runs) trained, saved, and then ended with an error and code 1."""
+    (tmp_path / "runs").write_text("not a folder")
+    done = run_main("fit", "sample:carphone", "--frames", "0:4", "--preset", "hinerv-xs", "--steps", "1",
+                    "--out", tmp_path / "run", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "run" / "checkpoint.pt").is_file() and (tmp_path / "runs").read_text() == "not a folder"
+    said = "".join(done.stderr.split())  # rich may wrap a long path anywhere
+    assert "runs/latestnotpointedattherun(" in said and f"name{tmp_path / 'run'}tothecommands" in said
+
+
 @pytest.mark.parametrize("steps, shown", [(1, "1 (1 epoch)"), (3, "3 (2 epochs)")])
 def test_the_fit_table_counts_its_passes_in_words_that_agree(tmp_path, steps, shown):
     """A one-pass fit's table said "1 (1 epochs)"."""

@@ -80,5 +80,11 @@ def fit_video(
     # Finished or stopped with a checkpoint: this is now the latest run. A fit that failed (a refused
     # --resume, a bad option) leaves runs/latest where it was.
     if (run_dir / "checkpoint.pt").exists():
-        point_symlink(RUNS / "latest", run_dir)
+        try:
+            point_symlink(RUNS / "latest", run_dir)
+        except OSError as err:  # a read-only working folder, a file system without links: the run is saved anyway
+            from vcm import progress
+
+            progress.log(f"{RUNS / 'latest'} not pointed at the run ({err.strerror or err}): name {run_dir} to the "
+                         f"commands that take a run", style="yellow")
     return result
