@@ -409,6 +409,23 @@ def test_a_ray_address_nothing_answers_at_is_one_line_at_once(ctc_inputs, tmp_pa
         assert not (tmp_path / "out").exists()  # refused before the results folder is made
 
 
+def test_a_ray_sweep_of_vcms_own_on_a_device_this_machine_lacks_is_refused_at_once(ctc_inputs, tmp_path):
+    """A Ray of vcm's own runs its points on this machine: --device cuda without a GPU left every point waiting for
+    one, the sweep showing 0/N for ever (the local backend refused it already)."""
+    import torch
+
+    pytest.importorskip("ray")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    _, cfg = ctc_inputs
+    for dry in ((), ("--dry-run",)):
+        done = run_main("ctc", "run", cfg, "--out", tmp_path / "out", "--only", "carphone", "--codecs", "hevc",
+                        "--backend", "ray", "--device", "cuda", *dry)
+        assert done.returncode == 1 and done.stderr.strip().splitlines() == [
+            "error: --device cuda was asked for but no CUDA GPU is available; use --device cpu or auto"], done.stderr
+        assert not (tmp_path / "out").exists()
+
+
 def test_a_ray_that_does_not_start_is_one_line(monkeypatch):
     import types
 

@@ -449,6 +449,39 @@ def test_a_ray_node_without_the_sweeps_folder_fails_its_points_saying_so(tmp_pat
     assert json.loads((tmp_path / "p" / "result.json").read_text())["error"] == rows[0]["error"]
 
 
+def test_a_ray_sweep_on_cuda_says_when_its_cluster_has_no_gpu(tmp_path, monkeypatch):
+    """Points on CUDA wait for a GPU on a cluster that has none (an autoscaling one may add it): said at the start,
+    where the sweep only showed 0/N for as long as it ran. Ray is stood in for; the points here finish at once."""
+    import types
+
+    pytest.importorskip("ray.exceptions")  # the real one, which the sweep reads its errors from
+    from vcm.ctc import run as ctc_run
+
+    class Ref:
+        def __init__(self, spec):
+            self.spec = spec
+
+    task = types.SimpleNamespace(options=lambda **kw: types.SimpleNamespace(
+        remote=lambda spec, folder, *after: Ref({**spec, "gpus": kw["num_gpus"]})))
+    fake = types.ModuleType("ray")
+    fake.is_initialized, fake.remote = (lambda: True), (lambda fn: task)
+    fake.get = lambda ref: {"status": "ok", "sequence": "s", "codec": "c", "point": ref.spec["point_id"], "bytes": 10,
+                            "kbps": 1.0, "psnr": 30.0, "gpus": ref.spec["gpus"]}
+    fake.wait = lambda pending, num_returns, timeout: (pending[:1], pending[1:])
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    said = []
+    monkeypatch.setattr(ctc_run.progress, "log", lambda message, style=None: said.append(message))
+    for resources, device in (({"CPU": 8.0}, "cuda"), ({"CPU": 8.0, "GPU": 1.0}, "cuda"), ({"CPU": 8.0}, "cpu")):
+        fake.cluster_resources = lambda: resources
+        said.clear()
+        spec = {"sequence": "s", "codec": "c", "point_id": "p", "workdir": str(tmp_path / "p"), "device": device}
+        rows = ctc_run.execute([spec], 1, "ray", None)
+        assert rows[0]["gpus"] == (device == "cuda")
+        warned = [m for m in said if "no GPU" in m]
+        assert warned == (["the Ray cluster has no GPU now: its points on CUDA wait until a node with one joins "
+                           "(Ctrl-C stops the sweep)"] if device == "cuda" and "GPU" not in resources else [])
+
+
 @pytest.mark.slow
 def test_sigterm_to_a_ray_sweep_stops_its_points_as_ctrl_c_does(tmp_path):
     """`vcm ctc run --backend ray` took SIGTERM (a cluster scheduler's time limit, Ray's main use here) as Ray's

@@ -39,8 +39,9 @@ def ctc_run(
 
     start()
     if dry_run:
-        _show_plan(preview(config, out, data, annotations, _split(only), _split(codecs), backend, force, device, compute),
-                   json_out)
+        plan = preview(config, out, data, annotations, _split(only), _split(codecs), backend, force, device, compute,
+                       ray_address)
+        _show_plan(plan, json_out)
         return
     r = run(config, out, data, annotations, _split(only), _split(codecs), jobs, backend, ray_address, force, device,
             compute)

@@ -196,7 +196,8 @@ def run(config_path: Path, out: Path, data: Path | None = None, annotations: Pat
         compute: float | None = None) -> dict:
     """Every point of the config at ``config_path`` into ``out`` (see the module's docstring); ``compute``: K
     times the training of every fit that sets no ``compute`` of its own (:mod:`vcm.codecs.compute`)."""
-    out, specs = _checked_plan(config_path, out, data, annotations, only, codecs, backend, device, compute)
+    out, specs = _checked_plan(config_path, out, data, annotations, only, codecs, backend, device, compute,
+                               ray_address=ray_address)
     if backend == "ray":
         _ray_address_answers(*_cluster_address(ray_address))
     out.mkdir(parents=True, exist_ok=True)
@@ -209,7 +210,8 @@ def run(config_path: Path, out: Path, data: Path | None = None, annotations: Pat
 
 def preview(config_path: Path, out: Path, data: Path | None = None, annotations: Path | None = None,
             only: list[str] | None = None, codecs: list[str] | None = None, backend: str = "local",
-            force: bool = False, device: str | None = None, compute: float | None = None) -> dict:
+            force: bool = False, device: str | None = None, compute: float | None = None,
+            ray_address: str | None = None) -> dict:
     """What :func:`run` would do with the same arguments, checked as it checks them, with nothing run or written
     (``vcm ctc run --dry-run``): every point with its state and the networks its points would train, each
     shared by the points of one fit. States: ``finished`` (reused), ``changed`` (finished from another config:
@@ -220,7 +222,7 @@ def preview(config_path: Path, out: Path, data: Path | None = None, annotations:
     summed in ``fit_steps`` and ``stage_steps``; a network an earlier run left finished in ``fits/`` is not
     counted as to train, a stopped one by the steps it has left."""
     out, specs = _checked_plan(config_path, out, data, annotations, only, codecs, backend, device, compute,
-                               missing_ok=True)
+                               missing_ok=True, ray_address=ray_address)
     points, fits, training, frames = [], set(), set(), {}
     for spec in specs:
         state, _ = _state(spec, force)
@@ -299,9 +301,10 @@ def _state(spec: dict, force: bool) -> tuple[str, dict | None]:
 
 def _checked_plan(config_path: Path, out: Path, data: Path | None, annotations: Path | None, only: list[str] | None,
                   codecs: list[str] | None, backend: str, device: str | None,
-                  compute: float | None = None, missing_ok: bool = False) -> tuple[Path, list[dict]]:
+                  compute: float | None = None, missing_ok: bool = False,
+                  ray_address: str | None = None) -> tuple[Path, list[dict]]:
     """The results folder and every point's spec, after every check that needs no point to run (``missing_ok``:
-    as :func:`plan` takes it)."""
+    as :func:`plan` takes it; ``ray_address``: as :func:`run` takes it)."""
     from vcm.outputs import check_output
 
     if backend not in BACKENDS:  # it was refused only once the results folder and its log were written
@@ -315,7 +318,9 @@ def _checked_plan(config_path: Path, out: Path, data: Path | None, annotations: 
     out = check_output(Path(out), inputs=[config_path], kind="dir")  # an existing file was a FileExistsError
     _check_not_someone_elses(out)
     specs = plan(cfg, out, data, annotations, only, codecs, device, missing_ok)
-    if backend == "local":  # a device this machine lacks failed every point, one after another (ray's workers may have it)
+    if backend == "local" or _cluster_address(ray_address)[0] is None:  # the points run on this machine: a device
+        # it lacks failed every point, one after another, or left them waiting on a Ray of vcm's own for ever (a
+        # cluster's nodes may have it)
         from vcm.device import resolve_device
 
         resolve_device(device or cfg.get("device") or "auto")
@@ -738,17 +743,24 @@ def _execute_ray(specs: list[dict], jobs: int, address: str | None) -> list[dict
             signal.signal(s, handler)
 
 
+def _needs_gpu(spec: dict) -> bool:
+    return str(spec.get("device", "auto")).startswith("cuda")
+
+
 def _sweep_on_ray(ray, specs: list[dict]) -> list[dict]:
     """Run ``specs`` as Ray tasks, a chained point after the one it starts from → their result rows."""
     from ray.exceptions import RayError
 
     rows = []
+    if any(_needs_gpu(s) for s in specs) and not ray.cluster_resources().get("GPU"):
+        progress.log("the Ray cluster has no GPU now: its points on CUDA wait until a node with one joins (Ctrl-C "
+                     "stops the sweep)", style="yellow")
     remote = ray.remote(_run_after)
     here = os.getcwd()
     with progress.progress("ctc points (ray)", len(specs), eta=False) as bar:
         pending, by_id, spec_of = [], {}, {}
         for s in specs:  # a chained point's previous point comes before it (vcm.codecs.nerv_family)
-            gpu = 1 if str(s.get("device", "auto")).startswith("cuda") else 0
+            gpu = 1 if _needs_gpu(s) else 0
             before = (s.get("point") or {}).get("warm_from")
             after = [by_id[_chain_key(s, before)]] if before and _chain_key(s, before) in by_id else []
             ref = remote.options(num_cpus=1, num_gpus=gpu).remote({**s, "threads": 1, "quiet": True}, here, *after)
