@@ -662,6 +662,7 @@ def _run_after(spec: dict, folder: str, *earlier) -> dict:
 
 
 RAY_STOP_GRACE = 60.0  # seconds the stopped points have to save their work before the sweep ends without them
+RAY_CONNECT_TIMEOUT = 5.0  # seconds a cluster's address has to answer
 
 
 def _stop_ray_tasks(ray, pending: list) -> None:
@@ -696,9 +697,6 @@ def _ray_address_answers(address: str | None, named: str) -> None:
     except OSError as err:
         raise VcmError(f"{named}: nothing answers there ({err.strerror or err}); start the cluster (ray start "
                        f"--head), or leave the address out for a local Ray") from None
-
-
-RAY_CONNECT_TIMEOUT = 5.0  # seconds a cluster's address has to answer
 
 
 def _start_ray(ray, jobs: int, option: str | None) -> None:
