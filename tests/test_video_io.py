@@ -1,3 +1,6 @@
+import re
+import shutil
+
 import numpy as np
 import pytest
 
@@ -78,6 +81,20 @@ def test_container_and_png_folder(tmp_path, carphone):
     (tmp_path / "frames" / "x" / "frame_00000.png").rename(tmp_path / "frames" / "frame_00002b.png")
     with pytest.raises(VcmError, match="frame_00002b.png is 176x100, the folder's first frame 176x144"):
         open_video(tmp_path / "frames")
+
+
+def test_an_ffmpeg_that_is_not_there_or_fails_silently_is_named(tmp_path, carphone, monkeypatch):
+    """IMAGEIO_FFMPEG_EXE naming no program failed as "No such file or directory: /nonexistent" (what, not said), and
+    an ffmpeg that ended without a word as "ffmpeg could not write x.mp4: " (nothing after it)."""
+    frames = open_video(carphone, "0:2").frames_u8
+    monkeypatch.setenv("IMAGEIO_FFMPEG_EXE", str(tmp_path / "nonexistent"))
+    with pytest.raises(VcmError, match=rf"^no ffmpeg program at {re.escape(str(tmp_path))}/nonexistent "
+                                       rf"\(IMAGEIO_FFMPEG_EXE=.*/nonexistent\): name an ffmpeg binary"):
+        write_video(tmp_path / "a.mp4", frames, 30.0)
+    monkeypatch.setenv("IMAGEIO_FFMPEG_EXE", shutil.which("false"))
+    with pytest.raises(VcmError, match=r"^ffmpeg could not write b.mp4: it ended with code 1 and no message$"):
+        write_video(tmp_path / "b.mp4", frames, 30.0)
+    assert not list(tmp_path.glob("*.mp4"))
 
 
 def test_sfu_names_clip_recognition_and_ctc_frames(tmp_path):

@@ -24,6 +24,7 @@ import numpy as np
 from vcm.errors import VcmError
 from vcm.fsutil import scratch_dir
 from vcm.video.color import rgb_to_yuv420
+from vcm.video.ffmpeg_binary import ffmpeg_exe
 from vcm.video.yuv import read_yuv420_rgb
 
 CODECS = {"hevc": ("libx265", "hevc", ".hevc"), "vvc": ("libvvenc", "vvc", ".266")}
@@ -84,12 +85,6 @@ class AnchorResult:
     frames_u8: np.ndarray  # decoded, uint8 [T,3,H,W]
     encode_seconds: float
     decode_seconds: float
-
-
-def ffmpeg_exe() -> str:
-    import imageio_ffmpeg
-
-    return imageio_ffmpeg.get_ffmpeg_exe()
 
 
 def write_10bit(path: Path, planes: tuple[np.ndarray, np.ndarray, np.ndarray], bit_depth: int) -> None:

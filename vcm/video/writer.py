@@ -128,7 +128,7 @@ def _y4m_writer(f, fps: float, bit_depth: int):
 
 @contextlib.contextmanager
 def _container_writer(path: Path, fps: float) -> Iterator:
-    import imageio_ffmpeg
+    from vcm.video.ffmpeg_binary import ffmpeg_exe
 
     with atomic_path(path) as tmp:
         proc = None
@@ -137,7 +137,7 @@ def _container_writer(path: Path, fps: float) -> Iterator:
             nonlocal proc
             if proc is None:  # the size is known from the first frames
                 _, _, h, w = chunk.shape
-                cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
+                cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
                        "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", f"{fps}", "-i", "-",
                        "-c:v", "libx264rgb", "-qp", "0", "-preset", "veryfast",
                        "-f", path.suffix.lstrip(".").replace("mkv", "matroska"), str(tmp)]
@@ -158,8 +158,9 @@ def _container_writer(path: Path, fps: float) -> Iterator:
             raise VcmError(f"no frames to write to {path.name}")
         proc.stdin.close()
         err = proc.stderr.read()
-        if proc.wait():
-            raise VcmError(f"ffmpeg could not write {path.name}: {err.decode(errors='replace').strip()[:200]}")
+        if code := proc.wait():
+            said = err.decode(errors="replace").strip()[:200] or f"it ended with code {code} and no message"
+            raise VcmError(f"ffmpeg could not write {path.name}: {said}")
 
 
 @contextlib.contextmanager
