@@ -585,3 +585,17 @@ def test_what_a_point_is_scored_with_is_checked_before_any_network_trains(tmp_pa
     assert not (tmp_path / "out" / "fits").exists() and not list((tmp_path / "out").rglob("result.json"))
     cfg.write_text(cfg.read_text().replace(entry, "detector: {name: 'no_such_module:Detector'}"))
     assert run_main("ctc", "run", cfg, "--out", tmp_path / "out", cwd=tmp_path).returncode == 0  # scores nothing
+
+
+def test_a_ray_of_vcms_own_checks_what_its_points_are_scored_with_as_the_local_backend_does(tmp_path):
+    """Its points run on this machine too: a detector that does not import failed each of them after its training
+    (the check ran for the local backend only). A cluster's nodes may hold what this machine does not: unchecked."""
+    pytest.importorskip("ray")
+    cfg = tiny_ctc_config(tmp_path, "{steps: 4, batch: 2, lr: 3.0e-3}",
+                          "  nerv:\n    fits: [{{preset: {preset}, points: [{{prune: 0.0, bits: 8}}]}}]\n")
+    cfg.write_text(cfg.read_text().replace("frames: all}", "frames: all, reference: original, detector: "
+                                                           "{name: 'no_such_module:Detector'}}"))
+    proc = run_main("ctc", "run", cfg, "--out", tmp_path / "out", "--backend", "ray", cwd=tmp_path)
+    assert proc.returncode == 1 and "error: sequence tiny: " in proc.stderr, proc.stderr[-1500:]
+    assert "could not import no_such_module" in " ".join(proc.stderr.split())
+    assert not (tmp_path / "out" / "fits").exists() and not list((tmp_path / "out").rglob("result.json"))

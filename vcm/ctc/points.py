@@ -162,6 +162,13 @@ def _run_point_here(spec: dict) -> dict:
             return _run_point(spec, device)
 
 
+def elsewhere_row(spec: dict, pid: int, **extra) -> dict:
+    """The row of ``spec``'s point left to another vcm command (process ``pid``, 0 unknown) that is running it, or
+    (``after``) the point it starts from."""
+    return {"status": ELSEWHERE, "sequence": spec["sequence"], "codec": spec["codec"], "point": spec["point_id"],
+            "pid": pid, **extra}
+
+
 def _previous_running_elsewhere(spec: dict) -> dict | None:
     """The row of a chained point (``warm_from``) whose previous point another vcm command is running now (a second
     run on the same results folder left that point to it): left to that command as well. Started here, it found no
@@ -176,8 +183,7 @@ def _previous_running_elsewhere(spec: dict) -> dict | None:
     holder = output_holder(previous / RESULT)
     if holder is None:
         return None
-    return {"status": ELSEWHERE, "sequence": spec["sequence"], "codec": spec["codec"], "point": spec["point_id"],
-            "pid": holder, "after": before}
+    return elsewhere_row(spec, holder, after=before)
 
 
 def _run_point(spec: dict, device) -> dict:

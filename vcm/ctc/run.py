@@ -20,7 +20,7 @@ from pathlib import Path
 from vcm import progress
 from vcm.codecs import FITTED
 from vcm.ctc import config as ctc_config
-from vcm.ctc.points import ELSEWHERE, check_evaluations, finished_as_asked, read_result, run_point
+from vcm.ctc.points import ELSEWHERE, check_evaluations, elsewhere_row, finished_as_asked, read_result, run_point
 from vcm.ctc.result_row import RESULT
 from vcm.errors import VcmError
 from vcm.fsutil import open_regular
@@ -169,8 +169,7 @@ def safe_run_point(spec: dict) -> dict:
     try:
         return run_point(spec)
     except Busy as err:  # another vcm command runs this point now: left to it, nothing recorded here
-        return {"status": ELSEWHERE, "sequence": spec["sequence"], "codec": spec["codec"], "point": spec["point_id"],
-                "pid": err.pid}
+        return elsewhere_row(spec, err.pid)
     except BaseException as err:  # noqa: BLE001 - a failed point must not end the run
         if isinstance(err, KeyboardInterrupt) or (isinstance(err, OSError) and err.errno in WRITE_ERRNOS):
             raise
@@ -318,9 +317,8 @@ def _checked_plan(config_path: Path, out: Path, data: Path | None, annotations: 
     out = check_output(Path(out), inputs=[config_path], kind="dir")  # an existing file was a FileExistsError
     _check_not_someone_elses(out)
     specs = plan(cfg, out, data, annotations, only, codecs, device, missing_ok)
-    if backend == "local" or _cluster_address(ray_address)[0] is None:  # the points run on this machine: a device
-        # it lacks failed every point, one after another, or left them waiting on a Ray of vcm's own for ever (a
-        # cluster's nodes may have it)
+    if _points_run_here(backend, ray_address):  # a device this machine lacks failed every point, one after another,
+        # or left them waiting on a Ray of vcm's own for ever
         from vcm.device import resolve_device
 
         resolve_device(device or cfg.get("device") or "auto")
@@ -369,7 +367,7 @@ def _run(specs: list[dict], out: Path, jobs: int, backend: str, ray_address: str
     if changed:
         progress.log(f"running again {counted(changed, 'finished point')} whose config changed since they ran "
                      f"(frames, detector, ground truth, the point's settings, or a preset or file it names)")
-    if backend == "local":  # a Ray worker may hold weights and annotations this machine does not
+    if _points_run_here(backend, ray_address):
         check_evaluations(todo)
     progress.log(f"running {counted(len(todo), 'point')} with backend {backend}, {counted(jobs, 'job')}")
     # points that aim at another point's rate run once every other point has
@@ -684,6 +682,13 @@ def _cluster_address(option: str | None) -> tuple[str | None, str]:
         return option, f"--ray-address {option}"
     env = os.environ.get("RAY_ADDRESS")
     return (env, f"RAY_ADDRESS={env}") if env else (None, "")
+
+
+def _points_run_here(backend: str, ray_address: str | None) -> bool:
+    """Whether the points run on this machine (the local backend, or a Ray of vcm's own), so that what they need
+    (a device, weights, annotations) can be checked here before any runs; a cluster's nodes may hold what this
+    machine does not."""
+    return backend == "local" or _cluster_address(ray_address)[0] is None
 
 
 def _ray_address_answers(address: str | None, named: str) -> None:

@@ -98,10 +98,9 @@ def original_detections(original: Path, frames: list[int], detector, batch: int 
     if problem:  # a cache is worth a line, never the evaluation it serves
         progress.log(f"no cache of reference detections ({problem}): they are not cached, nor kept if stopped "
                      f"(VCM_CACHE names a folder vcm may write)", style="yellow")
+    partial, meta = (None, None) if problem else (path.with_name(path.stem + ".partial.pt"), {"cache": path.name})
     dets, _ = detect_frames(video.frames_u8, index, frames, detector, batch,
-                            f"detect on the original ({detector.name})",
-                            *((None, None) if problem else (path.with_name(path.stem + ".partial.pt"),
-                                                            {"cache": path.name})))
+                            f"detect on the original ({detector.name})", partial, meta)
     if not problem:
         try:
             write_json(path, {"video": str(original.resolve()), "fingerprint": fingerprint,
