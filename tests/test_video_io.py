@@ -97,6 +97,16 @@ def test_an_ffmpeg_that_is_not_there_or_fails_silently_is_named(tmp_path, carpho
     assert not list(tmp_path.glob("*.mp4"))
 
 
+def test_relative_names_with_a_colon_are_files_not_protocols(tmp_path, carphone, monkeypatch):
+    """libav reads the letters before a first colon as a protocol: a container named ``T10:00/x.mp4`` or ``a:b.mp4``
+    relative to the working folder was refused as "cannot read this video container (Error reading …)"."""
+    clip = open_video(carphone, "0:2")
+    monkeypatch.chdir(tmp_path)
+    for name in ("T10:00/x.mkv", "a:b.mp4"):
+        write_video(name, clip.frames_u8, clip.fps)
+        assert np.array_equal(open_video(name).frames_u8, clip.frames_u8)
+
+
 def test_sfu_names_clip_recognition_and_ctc_frames(tmp_path):
     # RaceHorsesD is 416x240: its CTC clip (frames 235..299, 65 frames) as a bare alias name.
     per = frame_bytes(416, 240, 8)

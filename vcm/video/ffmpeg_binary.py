@@ -1,4 +1,4 @@
-"""The ffmpeg binary vcm runs (lossless video files, the HEVC/VVC anchors)."""
+"""The ffmpeg binary vcm runs (lossless video files, the HEVC/VVC anchors), and paths as libav reads them."""
 
 from __future__ import annotations
 
@@ -24,3 +24,9 @@ def ffmpeg_exe() -> str:
         raise VcmError(f"no ffmpeg program at {exe} ({where}): name an ffmpeg binary, or unset {ENV} for the one "
                        f"imageio-ffmpeg ships")
     return exe
+
+
+def libav_path(path: str | os.PathLike) -> str:
+    """``path`` as ffmpeg (and decord, on the same libav) reads a file: absolute. libav takes the letters before a
+    first colon for a protocol, so a relative ``T10:00/x.mp4`` or ``a:b.mp4`` failed with "Protocol not found"."""
+    return os.path.abspath(path)

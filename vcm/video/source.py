@@ -239,8 +239,10 @@ def _open_decord(path: Path):
     try:
         import decord
 
+        from vcm.video.ffmpeg_binary import libav_path
+
         with _native_stderr_silenced():
-            return decord.VideoReader(str(path), ctx=decord.cpu(0))
+            return decord.VideoReader(libav_path(path), ctx=decord.cpu(0))
     except Exception as err:  # decord raises its own DECORDError and RuntimeError
         raise VcmError(f"{path.name}: cannot read this video container ({str(err).splitlines()[0][:120]})") from None
 

@@ -128,7 +128,7 @@ def _y4m_writer(f, fps: float, bit_depth: int):
 
 @contextlib.contextmanager
 def _container_writer(path: Path, fps: float) -> Iterator:
-    from vcm.video.ffmpeg_binary import ffmpeg_exe
+    from vcm.video.ffmpeg_binary import ffmpeg_exe, libav_path
 
     with atomic_path(path) as tmp:
         proc = None
@@ -140,7 +140,7 @@ def _container_writer(path: Path, fps: float) -> Iterator:
                 cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
                        "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", f"{fps}", "-i", "-",
                        "-c:v", "libx264rgb", "-qp", "0", "-preset", "veryfast",
-                       "-f", path.suffix.lstrip(".").replace("mkv", "matroska"), str(tmp)]
+                       "-f", path.suffix.lstrip(".").replace("mkv", "matroska"), libav_path(tmp)]
                 proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
             try:
                 proc.stdin.write(np.ascontiguousarray(chunk.transpose(0, 2, 3, 1)).tobytes())
