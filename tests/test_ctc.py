@@ -103,6 +103,21 @@ def test_anchor_round_trip(tmp_path, codec):
     assert intra_period(60) == 64 and intra_period(30) == 32
 
 
+def test_an_anchor_in_a_relative_folder_named_with_a_colon_is_coded(tmp_path, monkeypatch):
+    """ffmpeg took ``T10:00`` of a results folder ``T10:00/…`` for a protocol: every anchor point of
+    ``vcm ctc run --out T10:00`` failed with "Error opening input files: Protocol not found"."""
+    from vcm.anchors.ffmpeg import encode_decode, planes_of
+    from vcm.video import open_video
+
+    frames = moving_frames(t=2, h=32, w=48, noise=0)
+    write_yuv420(tmp_path / "A_48x32_30.yuv", frames)
+    planes, bit_depth = planes_of(open_video(tmp_path / "A_48x32_30.yuv"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "T10:00").mkdir()
+    result = encode_decode("hevc", planes, bit_depth, 48, 32, 30, 30, Path("T10:00/qp30.mp4"))
+    assert result.frames_u8.shape == frames.shape and (tmp_path / "T10:00" / "qp30.mp4").stat().st_size > 0
+
+
 def test_an_external_vtms_programs_and_cfg_are_part_of_its_points_inputs(tmp_path):
     """A VTM build or .cfg replaced under the same name is another anchor: its finished points run again."""
     from vcm.ctc.run import inputs_key

@@ -24,7 +24,7 @@ import numpy as np
 from vcm.errors import VcmError
 from vcm.fsutil import scratch_dir
 from vcm.video.color import rgb_to_yuv420
-from vcm.video.ffmpeg_binary import ffmpeg_exe
+from vcm.video.ffmpeg_binary import ffmpeg_exe, libav_path
 from vcm.video.yuv import read_yuv420_rgb
 
 CODECS = {"hevc": ("libx265", "hevc", ".hevc"), "vvc": ("libvvenc", "vvc", ".266")}
@@ -160,7 +160,8 @@ def encode_decode(codec: str, planes, bit_depth: int, width: int, height: int, f
             _check_written(out, "VTM encoder", qp)
             dec = _run([str(vtm["decoder"]), "-b", str(out), "-o", str(rec), "-d", "10"], "VTM decoder")
         else:
-            raw = ["-f", "rawvideo", "-pix_fmt", "yuv420p10le", "-s", f"{width}x{height}", "-r", f"{fps}", "-i", str(src)]
+            raw = ["-f", "rawvideo", "-pix_fmt", "yuv420p10le", "-s", f"{width}x{height}", "-r", f"{fps}", "-i",
+                   libav_path(src)]
             if codec == "hevc":
                 gop = {"ra": f"keyint={period}:min-keyint={period}:scenecut=0:open-gop=0:bframes=7:b-pyramid=1",
                        "ld": "keyint=-1:scenecut=0:bframes=0",
@@ -173,8 +174,9 @@ def encode_decode(codec: str, planes, bit_depth: int, width: int, height: int, f
                 opts = ["-c:v", encoder, "-preset", preset or "faster", "-qp", str(qp), "-qpa", "0",
                         "-vvenc-params", gop]
             base = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
-            enc = _encode_until_written(base + raw + opts + ["-f", fmt, str(out)], out, encoder, qp)
-            dec = _run(base + ["-i", str(out), "-f", "rawvideo", "-pix_fmt", "yuv420p10le", str(rec)], f"{codec} decoding")
+            enc = _encode_until_written(base + raw + opts + ["-f", fmt, libav_path(out)], out, encoder, qp)
+            dec = _run(base + ["-i", libav_path(out), "-f", "rawvideo", "-pix_fmt", "yuv420p10le", libav_path(rec)],
+                       f"{codec} decoding")
         decoded = read_yuv420_rgb(rec, width, height, 10, 0, frames)
     return AnchorResult(out, decoded, enc, dec)
 
