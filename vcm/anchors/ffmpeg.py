@@ -23,9 +23,9 @@ import numpy as np
 
 from vcm.errors import VcmError
 from vcm.fsutil import scratch_dir
-from vcm.video.color import rgb_to_yuv420
+from vcm.video.color import rgb_to_yuv420, yuv420_to_rgb
 from vcm.video.ffmpeg_binary import ffmpeg_exe, libav_path
-from vcm.video.yuv import read_yuv420_rgb
+from vcm.video.yuv import read_yuv420
 
 CODECS = {"hevc": ("libx265", "hevc", ".hevc"), "vvc": ("libvvenc", "vvc", ".266")}
 
@@ -135,15 +135,27 @@ def _encode_until_written(cmd: list[str], out: Path, encoder: str, qp: int) -> f
     return seconds
 
 
+def padded_to_even(planes: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """4:2:0 ``planes`` of an odd width or height with the luma's last column or row repeated to an even size, as an
+    HM or VTM encoder pads a picture to its coding size: x265, vvenc and VTM refuse a 4:2:0 picture of an odd size
+    ("Picture width must be an integer multiple of the specified chroma subsampling"). The chroma planes already hold
+    ceil(size / 2) samples and are kept as they are."""
+    y, u, v = planes
+    h, w = y.shape[1:]
+    return np.pad(y, ((0, 0), (0, h % 2), (0, w % 2)), mode="edge"), u, v
+
+
 def encode_decode(codec: str, planes, bit_depth: int, width: int, height: int, fps: float, qp: int,
                   out: Path, preset: str | None = None, vtm: dict | None = None, config: str = "ra") -> AnchorResult:
     """Encode planar 4:2:0 ``planes`` (Y, U, V ``[T,h,w]``) at ``qp`` in ``config`` (``CONFIGS``); write ``out``;
     decode it back. An external VTM takes the structure from its own ``.cfg`` (give the one of that
-    configuration) and the intra period from here."""
+    configuration) and the intra period from here. An odd width or height is coded at the next even size (the
+    stream's rate includes the repeated samples) and decoded frames are cropped back: ``padded_to_even``."""
     if codec not in CODECS:
         raise VcmError(f"unknown anchor codec {codec!r}; use hevc or vvc")
     encoder, fmt, _ = CODECS[codec]
     frames = planes[0].shape[0]
+    planes, coded_width, coded_height = padded_to_even(planes), width + width % 2, height + height % 2
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     period = intra_period(fps, config)
@@ -154,13 +166,14 @@ def encode_decode(codec: str, planes, bit_depth: int, width: int, height: int, f
         src, rec = Path(tmp) / "in.yuv", Path(tmp) / "rec.yuv"
         write_10bit(src, planes, bit_depth)
         if vtm:
-            enc = _run([str(vtm["encoder"]), "-c", str(vtm["config"]), "-i", str(src), "-wdt", str(width), "-hgt", str(height),
+            enc = _run([str(vtm["encoder"]), "-c", str(vtm["config"]), "-i", str(src), "-wdt", str(coded_width),
+                        "-hgt", str(coded_height),
                         "-fr", str(round(fps)), "-f", str(frames), "-q", str(qp), "--InputBitDepth=10",
                         "--InternalBitDepth=10", "--OutputBitDepth=10", f"--IntraPeriod={period}", "-b", str(out)], "VTM encoder")
             _check_written(out, "VTM encoder", qp)
             dec = _run([str(vtm["decoder"]), "-b", str(out), "-o", str(rec), "-d", "10"], "VTM decoder")
         else:
-            raw = ["-f", "rawvideo", "-pix_fmt", "yuv420p10le", "-s", f"{width}x{height}", "-r", f"{fps}", "-i",
+            raw = ["-f", "rawvideo", "-pix_fmt", "yuv420p10le", "-s", f"{coded_width}x{coded_height}", "-r", f"{fps}", "-i",
                    libav_path(src)]
             if codec == "hevc":
                 gop = {"ra": f"keyint={period}:min-keyint={period}:scenecut=0:open-gop=0:bframes=7:b-pyramid=1",
@@ -177,7 +190,8 @@ def encode_decode(codec: str, planes, bit_depth: int, width: int, height: int, f
             enc = _encode_until_written(base + raw + opts + ["-f", fmt, libav_path(out)], out, encoder, qp)
             dec = _run(base + ["-i", libav_path(out), "-f", "rawvideo", "-pix_fmt", "yuv420p10le", libav_path(rec)],
                        f"{codec} decoding")
-        decoded = read_yuv420_rgb(rec, width, height, 10, 0, frames)
+        y, u, v = read_yuv420(rec, coded_width, coded_height, 10, 0, frames)
+        decoded = yuv420_to_rgb(y[:, :height, :width], u, v, bit_depth=10)
     return AnchorResult(out, decoded, enc, dec)
 
 

@@ -63,11 +63,6 @@ def split_planes(frames: np.ndarray, width: int, height: int, bit_depth: int,
     return y, u, v
 
 
-def read_yuv420_rgb(path: Path, width: int, height: int, bit_depth: int, start: int, stop: int) -> np.ndarray:
-    """Frames [start, stop) as ``uint8 [T,3,H,W]`` RGB."""
-    return yuv420_to_rgb(*read_yuv420(path, width, height, bit_depth, start, stop), bit_depth=bit_depth)
-
-
 def write_yuv420(path: Path, rgb_u8: np.ndarray, bit_depth: int = 8, append: bool = False) -> None:
     """Write ``uint8 [T,3,H,W]`` RGB frames as planar 4:2:0 (not atomic: use fsutil for that)."""
     with open(path, "ab" if append else "wb") as f:
