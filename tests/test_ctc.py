@@ -122,6 +122,19 @@ def test_an_anchor_of_an_odd_size_is_coded_padded_and_cropped_back(tmp_path, cod
     assert result.frames_u8.shape == frames.shape and psnr_rgb(video.frames_u8, result.frames_u8).mean() > 30
 
 
+@pytest.mark.parametrize("codec", ["hevc", "vvc"])
+def test_an_anchor_decodes_every_frame_at_any_frame_rate(tmp_path, codec):
+    """ffmpeg fitted the decoded frames to the rate it read from the stream: a 240 fps clip's anchor decoded 2 of its
+    4 frames, and the point failed ("frames 0:4 are outside rec.yuv, which has 2 frames")."""
+    from vcm.anchors.ffmpeg import encode_decode, planes_of
+    from vcm.video import open_video
+
+    frames = moving_frames(t=4, h=32, w=48, noise=0)
+    write_yuv420(tmp_path / "A_48x32_240.yuv", frames)
+    planes, bit_depth = planes_of(open_video(tmp_path / "A_48x32_240.yuv"))
+    assert encode_decode(codec, planes, bit_depth, 48, 32, 240, 30, tmp_path / "s.bin").frames_u8.shape == frames.shape
+
+
 def test_an_anchor_in_a_relative_folder_named_with_a_colon_is_coded(tmp_path, monkeypatch):
     """ffmpeg took ``T10:00`` of a results folder ``T10:00/…`` for a protocol: every anchor point of
     ``vcm ctc run --out T10:00`` failed with "Error opening input files: Protocol not found"."""

@@ -187,9 +187,12 @@ def encode_decode(codec: str, planes, bit_depth: int, width: int, height: int, f
                 opts = ["-c:v", encoder, "-preset", preset or "faster", "-qp", str(qp), "-qpa", "0",
                         "-vvenc-params", gop]
             base = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
-            enc = _encode_until_written(base + raw + opts + ["-f", fmt, libav_path(out)], out, encoder, qp)
-            dec = _run(base + ["-i", libav_path(out), "-f", "rawvideo", "-pix_fmt", "yuv420p10le", libav_path(rec)],
-                       f"{codec} decoding")
+            # every frame in, every frame out: by default ffmpeg fits frames to the rate it reads from the stream,
+            # and dropped half of a 240 fps clip's decoded frames
+            once = ["-fps_mode", "passthrough"]
+            enc = _encode_until_written(base + raw + opts + once + ["-f", fmt, libav_path(out)], out, encoder, qp)
+            dec = _run(base + ["-i", libav_path(out)] + once + ["-f", "rawvideo", "-pix_fmt", "yuv420p10le",
+                                                                 libav_path(rec)], f"{codec} decoding")
         y, u, v = read_yuv420(rec, coded_width, coded_height, 10, 0, frames)
         decoded = yuv420_to_rgb(y[:, :height, :width], u, v, bit_depth=10)
     return AnchorResult(out, decoded, enc, dec)
