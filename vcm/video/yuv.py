@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from vcm.errors import VcmError, VideoOptionError
-from vcm.video.color import chroma_size, rgb_to_yuv420, yuv420_to_rgb
+from vcm.video.color import chroma_size, rgb_to_yuv420
 
 
 def frame_bytes(width: int, height: int, bit_depth: int) -> int:
