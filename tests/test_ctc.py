@@ -135,6 +135,23 @@ def test_an_anchor_decodes_every_frame_at_any_frame_rate(tmp_path, codec):
     assert encode_decode(codec, planes, bit_depth, 48, 32, 240, 30, tmp_path / "s.bin").frames_u8.shape == frames.shape
 
 
+def test_a_failed_anchor_says_the_encoders_first_line_not_ffmpegs_last(tmp_path, monkeypatch):
+    """A failed encode said ffmpeg's last line ("Nothing was written into output file, because at least one of its
+    streams received no packets.") where the encoder's first said why ("Picture width must be …")."""
+    from vcm.anchors.ffmpeg import encode_decode, planes_of
+    from vcm.video import open_video
+
+    fake = tmp_path / "ffmpeg"
+    fake.write_text("#!/bin/sh\necho '[vost#0:0/libx265 @ 0x55d4d282a600] [enc:libx265 @ 0x55d4] x265 [error]: the "
+                    "cause' >&2\necho '[out#0/hevc @ 0x55d4d282a600] Nothing was written into output file.' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    write_yuv420(tmp_path / "A_48x32_30.yuv", moving_frames(t=1, h=32, w=48))
+    planes, bit_depth = planes_of(open_video(tmp_path / "A_48x32_30.yuv"))
+    monkeypatch.setenv("IMAGEIO_FFMPEG_EXE", str(fake))
+    with pytest.raises(VcmError, match=r"^libx265 encoding failed: x265 \[error\]: the cause$"):
+        encode_decode("hevc", planes, bit_depth, 48, 32, 30, 30, tmp_path / "s.bin")
+
+
 def test_an_anchor_in_a_relative_folder_named_with_a_colon_is_coded(tmp_path, monkeypatch):
     """ffmpeg took ``T10:00`` of a results folder ``T10:00/…`` for a protocol: every anchor point of
     ``vcm ctc run --out T10:00`` failed with "Error opening input files: Protocol not found"."""

@@ -24,7 +24,7 @@ import numpy as np
 from vcm.errors import VcmError
 from vcm.fsutil import scratch_dir
 from vcm.video.color import rgb_to_yuv420, yuv420_to_rgb
-from vcm.video.ffmpeg_binary import ffmpeg_exe, libav_path
+from vcm.video.ffmpeg_binary import ffmpeg_exe, first_error, libav_path
 from vcm.video.yuv import read_yuv420
 
 CODECS = {"hevc": ("libx265", "hevc", ".hevc"), "vvc": ("libvvenc", "vvc", ".266")}
@@ -103,8 +103,7 @@ def _run(cmd: list[str], what: str) -> float:
     # encoder sharing the terminal could then stop early and leave an empty stream behind
     proc = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL)
     if proc.returncode:
-        err = proc.stderr.decode(errors="replace").strip().splitlines()
-        raise VcmError(f"{what} failed: {err[-1] if err else 'exit code ' + str(proc.returncode)}")
+        raise VcmError(f"{what} failed: {first_error(proc.stderr) or 'exit code ' + str(proc.returncode)}")
     return time.time() - start
 
 

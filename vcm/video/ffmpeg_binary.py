@@ -1,8 +1,10 @@
-"""The ffmpeg binary vcm runs (lossless video files, the HEVC/VVC anchors), and paths as libav reads them."""
+"""The ffmpeg binary vcm runs (lossless video files, the HEVC/VVC anchors), paths as libav reads them, and what
+ffmpeg said when it failed."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 
 from vcm.errors import VcmError
@@ -30,3 +32,16 @@ def libav_path(path: str | os.PathLike) -> str:
     """``path`` as ffmpeg (and decord, on the same libav) reads a file: absolute. libav takes the letters before a
     first colon for a protocol, so a relative ``T10:00/x.mp4`` or ``a:b.mp4`` failed with "Protocol not found"."""
     return os.path.abspath(path)
+
+
+_CONTEXT = re.compile(r"^(\[[^\]]* @ (0x)?[0-9a-fA-F]+\] *)+")  # ffmpeg's "[vost#0:0/libx265 @ 0x55d4…] "
+
+
+def first_error(stderr: bytes) -> str:
+    """The first line a program wrote to stderr, where the cause is ("x265 [error]: Picture width must be …"); the
+    lines after it are its consequences (ffmpeg ended with "Nothing was written into output file, …"), and ffmpeg's
+    "[component @ address]" prefixes are left out. Empty for no output."""
+    for line in stderr.decode(errors="replace").splitlines():
+        if line := _CONTEXT.sub("", line).strip():
+            return line[:300]
+    return ""

@@ -128,7 +128,7 @@ def _y4m_writer(f, fps: float, bit_depth: int):
 
 @contextlib.contextmanager
 def _container_writer(path: Path, fps: float) -> Iterator:
-    from vcm.video.ffmpeg_binary import ffmpeg_exe, libav_path
+    from vcm.video.ffmpeg_binary import ffmpeg_exe, first_error, libav_path
 
     with atomic_path(path) as tmp:
         proc = None
@@ -159,7 +159,7 @@ def _container_writer(path: Path, fps: float) -> Iterator:
         proc.stdin.close()
         err = proc.stderr.read()
         if code := proc.wait():
-            said = err.decode(errors="replace").strip()[:200] or f"it ended with code {code} and no message"
+            said = first_error(err) or f"it ended with code {code} and no message"
             raise VcmError(f"ffmpeg could not write {path.name}: {said}")
 
 
