@@ -107,6 +107,18 @@ def test_relative_names_with_a_colon_are_files_not_protocols(tmp_path, carphone,
         assert np.array_equal(open_video(name).frames_u8, clip.frames_u8)
 
 
+def test_a_16_bit_grayscale_png_is_scaled_not_clipped(tmp_path):
+    """Pillow's convert("RGB") clipped a 16-bit grayscale frame's values above 255: such a frame read as white."""
+    from PIL import Image
+
+    ramp = (np.arange(24 * 32).reshape(24, 32) % 256).astype(np.uint16) * 257  # 8-bit values k stored as k * 257
+    (tmp_path / "gray16").mkdir()
+    Image.fromarray(ramp).save(tmp_path / "gray16" / "f0.png")
+    assert Image.open(tmp_path / "gray16" / "f0.png").mode.startswith("I")
+    frames = open_video(tmp_path / "gray16").frames_u8
+    assert frames.shape == (1, 3, 24, 32) and all(np.array_equal(frames[0, c], ramp // 257) for c in range(3))
+
+
 def test_sfu_names_clip_recognition_and_ctc_frames(tmp_path):
     # RaceHorsesD is 416x240: its CTC clip (frames 235..299, 65 frames) as a bare alias name.
     per = frame_bytes(416, 240, 8)

@@ -328,6 +328,16 @@ def _probe_images(path: Path, fps) -> VideoInfo:
     )
 
 
+def _rgb_of(im) -> np.ndarray:
+    """A Pillow image as ``uint8 [H,W,3]`` RGB. A 16-bit grayscale image (modes ``I;16…``, and ``I`` as some Pillow
+    versions open such a PNG) is scaled to 8 bits (v / 257, rounded): ``convert("RGB")`` clipped every value above
+    255, and such a frame read as white."""
+    if im.mode.startswith("I;16") or im.mode == "I":
+        gray = np.clip(np.rint(np.asarray(im, dtype=np.float64) / 257.0), 0, 255).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2)
+    return np.asarray(im.convert("RGB"))
+
+
 def _read_image(path: Path) -> np.ndarray:
     """An image file as ``uint8 [3,H,W]`` RGB (Pillow: OpenCV's PNG codec breaks once decord is loaded)."""
     from PIL import Image, UnidentifiedImageError
@@ -335,7 +345,7 @@ def _read_image(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as im:  # the header alone: its size is checked before any pixel is decoded
             check_frame_size(*im.size, f"{path.name}: an image of")
-            rgb = np.asarray(im.convert("RGB"))
+            rgb = _rgb_of(im)
     except Image.DecompressionBombError:  # Pillow's own ceiling, below a 16384² frame
         raise VcmError(f"{path.name}: an image of more pixels than Pillow decodes ({Image.MAX_IMAGE_PIXELS * 2:,}); "
                        f"scale it down first") from None
