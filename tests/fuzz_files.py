@@ -1,11 +1,12 @@
 """Mutation fuzzing of the files vcm reads that a user writes, edits or brings: CTC configs, a results folder's
 rows, COCO annotations, and the videos themselves (YUV4MPEG2 files and PNG frames).
 
-    python -m tests.fuzz_files ctc-config|result-rows|coco|y4m|png CASES SEED
+    python -m tests.fuzz_files ctc-config|result-rows|coco|y4m|png|container CASES SEED
 
 Starts from real inputs (``configs/ctc/*.yaml`` and a config using every section; the rows of a results folder
 with anchors, a HiNeRV curve with its byte breakdown, a rate-controlled point, provenance and ground truth; a COCO
-JSON of two frames), replaces one to three values anywhere in them with values of other types (numbers where text
+JSON of two frames; 3-frame 32×24 containers: H.264 in mp4, read by decord, and VVC in mp4 and AV1 in mkv, read by
+the ffmpeg vcm ships), replaces one to three values anywhere in them with values of other types (numbers where text
 goes, lists, mappings, NaN, infinities, words, frame spans), adds known keys with such values, deletes keys or
 repeats list items, and reads each case through the library's entry points: ``vcm ctc run --dry-run``'s planner,
 ``vcm ctc report`` and ``vcm ctc compare``, and both annotation loaders. A video starts from a valid 3-frame
@@ -242,6 +243,42 @@ def _png_bytes(rng: random.Random | None) -> bytes:
             + _png_chunk(b"IEND", b""))
 
 
+def containers(tmp: Path) -> list[tuple[str, bytes]]:
+    """(suffix, bytes) of 3-frame 32×24 videos: H.264 in mp4, VVC in mp4, AV1 in mkv."""
+    import subprocess
+
+    from tests.conftest import moving_frames
+    from vcm.video.ffmpeg_binary import ffmpeg_exe
+    from vcm.video.yuv import write_yuv420
+
+    write_yuv420(tmp / "src.yuv", moving_frames(t=3, h=24, w=32))
+    made = []
+    for suffix, encoder in ((".mp4", "libx264"), (".mp4", "libvvenc"), (".mkv", "libaom-av1")):
+        out = tmp / f"c_{encoder}{suffix}"
+        subprocess.run([ffmpeg_exe(), "-v", "error", "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", "32x24", "-r",
+                        "25", "-i", str(tmp / "src.yuv"), "-c:v", encoder, str(out)], check=True, capture_output=True)
+        made.append((suffix, out.read_bytes()))
+    return made
+
+
+def _container_bytes(rng: random.Random, sources: list[tuple[str, bytes]]) -> tuple[str, bytes]:
+    """One of ``sources`` with bytes changed anywhere, cut, grown, or a span repeated."""
+    suffix, data = rng.choice(sources)
+    data = bytearray(data)
+    r = rng.random()
+    if r < 0.5:
+        for _ in range(rng.randint(1, 8)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+    elif r < 0.7:
+        del data[rng.randrange(len(data)):]
+    elif r < 0.8:
+        data += bytes(rng.randrange(256) for _ in range(rng.randrange(400)))
+    else:
+        a = rng.randrange(len(data))
+        data[a:a] = data[a:a + rng.randrange(1, 200)]
+    return suffix, bytes(data)
+
+
 def _case_video(doc: bytes, work: Path, name: str) -> None:
     from vcm.video.source import open_video
 
@@ -272,6 +309,7 @@ def run(kind: str, cases: int, seed: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="vcm-fuzz-") as tmp:
         tmp = Path(tmp)
         base = results_folder(tmp / "base") if kind == "result-rows" else None
+        videos = containers(tmp) if kind == "container" else None
         sources = {"ctc-config": [yaml.safe_load((ROOT / "configs" / "ctc" / n).read_text())
                                   for n in ("demo.yaml", "sfu-cd.yaml")] + [RICH_CONFIG],
                    "coco": [coco_json()]}
@@ -288,6 +326,9 @@ def run(kind: str, cases: int, seed: int) -> dict:
                         row[rng.choice(ROW_TEXT)] = rng.choice(HOSTILE_TEXT)
                     path.write_text(json.dumps(row))
                 doc, case, what = (base, folder), _case_result_rows, [p.read_text()[:300] for p in edited]
+            elif kind == "container":
+                suffix, doc = _container_bytes(rng, videos)
+                case, what = (lambda d, w, name=f"clip{suffix}": _case_video(d, w, name)), doc[:120].hex()
             elif kind in ("y4m", "png"):
                 doc = _y4m_bytes(rng) if kind == "y4m" else _png_bytes(rng)
                 case, what = (lambda d, w, name=f"clip.{kind}": _case_video(d, w, name)), doc[:120].hex()
@@ -308,7 +349,7 @@ def run(kind: str, cases: int, seed: int) -> dict:
     return {"kind": kind, "cases": cases, "seed": seed, "outcomes": outcomes, "crashes": crashes}
 
 
-KINDS = ("ctc-config", "result-rows", "coco", "y4m", "png")
+KINDS = ("ctc-config", "result-rows", "coco", "y4m", "png", "container")
 
 
 def main() -> None:

@@ -107,6 +107,31 @@ def test_relative_names_with_a_colon_are_files_not_protocols(tmp_path, carphone,
         assert np.array_equal(open_video(name).frames_u8, clip.frames_u8)
 
 
+@pytest.mark.parametrize("encoder", ["libvvenc", "libaom-av1"])
+def test_a_container_decords_libav_cannot_decode_is_read_by_ffmpeg(tmp_path, encoder):
+    """decord's libav decodes no VVC or AV1: such an mp4 was refused as "cannot read this video container (…
+    Check failed: st_nb >= 0 …)"; the ffmpeg vcm ships reads it, every frame once and in order."""
+    import subprocess
+
+    from vcm.quality import psnr_rgb
+    from vcm.video.container import _Decord, open_container
+    from vcm.video.ffmpeg_binary import ffmpeg_exe
+
+    frames = moving_frames(t=5, h=48, w=64, noise=0)
+    write_yuv420(tmp_path / "src.yuv", frames)
+    subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", "64x48", "-r",
+                    "25", "-i", str(tmp_path / "src.yuv"), "-c:v", encoder, "-qp" if encoder == "libvvenc" else "-crf",
+                    "10", str(tmp_path / "c.mp4")], check=True, capture_output=True)
+    assert not isinstance(open_container(tmp_path / "c.mp4"), _Decord)
+    info = probe(tmp_path / "c.mp4")
+    assert (info.width, info.height, info.num_frames, info.fps) == (64, 48, 5, 25.0)
+    whole = open_video(tmp_path / "c.mp4").frames_u8
+    assert whole.shape == frames.shape and psnr_rgb(frames, whole).min() > 25
+    mse = ((whole[:, None].astype(float) - frames[None]) ** 2).mean(axis=(2, 3, 4))  # [decoded, source]
+    assert list(mse.argmin(axis=1)) == list(range(5))  # each decoded frame is nearest its own source frame
+    assert np.array_equal(open_video(tmp_path / "c.mp4", "2:4").frames_u8, whole[2:4])
+
+
 def test_a_16_bit_grayscale_png_is_scaled_not_clipped(tmp_path):
     """Pillow's convert("RGB") clipped a 16-bit grayscale frame's values above 255: such a frame read as white."""
     from PIL import Image

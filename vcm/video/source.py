@@ -1,4 +1,5 @@
-"""Open any video vcm reads: raw YUV, YUV4MPEG2, containers (mp4/avi/mkv/... via decord), folders of images.
+"""Open any video vcm reads: raw YUV, YUV4MPEG2, containers (mp4/avi/mkv/...: ``vcm.video.container``), folders of
+images.
 
 ``probe`` looks at a file without decoding it; ``load`` reads a frame range into memory as
 ``uint8 [T,3,H,W]`` RGB. Frame indices are always *source* indices: for a file that holds only the
@@ -7,11 +8,8 @@ CTC clip of an SFU-HW sequence, its frame 0 is source frame ``ctc_first``.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import math
-import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from vcm.fsutil import path_problem, require_input
 from vcm.memory import check_fits_in_memory
 from vcm.video import y4m, yuv
 from vcm.video.color import yuv420_to_rgb
+from vcm.video.container import open_container, read_frames
 from vcm.video.limits import MAX_FPS, check_frame_size
 from vcm.video.naming import CHROMA_FORMATS, parse_name
 
@@ -220,41 +219,13 @@ def _wide_sample_bits(path: Path, width: int, height: int) -> int | None:
     return next((bits for bits in (10, 12) if high <= (1 << bits - 8) - 1 < low), None)
 
 
-@contextlib.contextmanager
-def _native_stderr_silenced():
-    """File descriptor 2 pointed at /dev/null: libav and decord print their own lines there from C (a damaged
-    file gave three before vcm's one-line error); Python's ``sys.stderr`` object is not touched."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-def _open_decord(path: Path):
-    try:
-        import decord
-
-        from vcm.video.ffmpeg_binary import libav_path
-
-        with _native_stderr_silenced():
-            return decord.VideoReader(libav_path(path), ctx=decord.cpu(0))
-    except Exception as err:  # decord raises its own DECORDError and RuntimeError
-        raise VcmError(f"{path.name}: cannot read this video container ({str(err).splitlines()[0][:120]})") from None
-
-
 def _probe_container(path: Path, fps) -> VideoInfo:
-    reader = _open_decord(path)
-    n = len(reader)
+    container = open_container(path)
+    n, w, h = container.frames, container.width, container.height
     if n == 0:
         raise VcmError(f"{path.name}: the container holds no video frames")
-    h, w = reader[0].shape[:2]
     check_frame_size(int(w), int(h), f"{path.name}: the container holds frames of")
-    said = fps or float(reader.get_avg_fps())
+    said = fps or container.fps
     seq, is_clip = _sequence_of(path, n, int(w), int(h))
     return VideoInfo(
         path=path, kind="container", name=seq.name if seq else path.stem, width=int(w), height=int(h),
@@ -423,12 +394,7 @@ def load(info: VideoInfo, frames: range | str = "auto") -> Video:
     if info.kind in ("yuv", "y4m"):
         data = yuv420_to_rgb(*read_planes(info, a, b), bit_depth=info.bit_depth)
     elif info.kind == "container":
-        reader = _open_decord(info.path)
-        try:
-            data = reader.get_batch(list(range(a, b))).asnumpy().transpose(0, 3, 1, 2)
-        except Exception as err:
-            raise VcmError(f"{info.path.name}: failed to decode frames {a}:{b} ({err})") from None
-        data = np.ascontiguousarray(data)
+        data = read_frames(open_container(info.path), info.path, a, b)
     elif info.kind == "image":
         data = _read_image(info.path)[None]
     else:

@@ -1,0 +1,134 @@
+"""Reading video containers (mp4, mkv, webm, …): decord where its libav decodes the codec (random access), else the
+ffmpeg vcm ships (frames decoded in order). decord's libav reads no AV1 or VVC stream ("Check failed: st_nb >= 0"),
+which the shipped ffmpeg decodes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from vcm.errors import VcmError
+from vcm.video.ffmpeg_binary import first_error, libav_path
+
+# every decoded frame once, whatever the rates the container states
+_PASSTHROUGH = ["-fps_mode", "passthrough"]
+
+
+class Container:
+    """An opened container: ``frames``, ``width``, ``height`` (pixels), ``fps`` (0 where the file gives none) and
+    ``read(a, b)``, its frames [a, b) as ``uint8 [T,H,W,3]`` RGB."""
+
+    frames: int
+    width: int
+    height: int
+    fps: float
+
+    def read(self, a: int, b: int) -> np.ndarray:
+        raise NotImplementedError
+
+
+class _Decord(Container):
+    def __init__(self, reader):
+        self._reader = reader
+        self.frames = len(reader)
+        self.height, self.width = reader[0].shape[:2] if self.frames else (0, 0)
+        self.fps = float(reader.get_avg_fps())
+
+    def read(self, a: int, b: int) -> np.ndarray:
+        with _native_stderr_silenced():  # a damaged stream's decoder complains per macroblock
+            return self._reader.get_batch(list(range(a, b))).asnumpy()
+
+
+class _Ffmpeg(Container):
+    def __init__(self, path: Path):
+        import imageio_ffmpeg
+
+        self._path = libav_path(path)
+        frames = imageio_ffmpeg.read_frames(self._path, output_params=_PASSTHROUGH)
+        try:
+            meta = next(frames)
+        finally:
+            frames.close()
+        self.width, self.height = (int(v) for v in meta["size"])
+        self.fps = float(meta.get("fps") or 0.0)
+        self.frames = int(imageio_ffmpeg.count_frames_and_secs(self._path)[0] or 0)
+
+    def read(self, a: int, b: int) -> np.ndarray:
+        import imageio_ffmpeg
+
+        out = np.empty((b - a, self.height, self.width, 3), np.uint8)
+        frames = imageio_ffmpeg.read_frames(self._path, output_params=_PASSTHROUGH + ["-frames:v", str(b)])
+        got = 0
+        try:
+            next(frames)
+            for i, data in enumerate(frames):
+                if i >= a:
+                    out[i - a] = np.frombuffer(data, np.uint8).reshape(self.height, self.width, 3)
+                    got += 1
+        finally:
+            frames.close()
+        if got != b - a:
+            raise RuntimeError(f"ffmpeg decoded {got} of frames {a}:{b}")
+        return out
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """File descriptor 2 pointed at /dev/null: libav and decord print their own lines there from C (a damaged
+    file gave three before vcm's one-line error); Python's ``sys.stderr`` object is not touched."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def open_container(path: Path) -> Container:
+    """``path`` opened by decord, or where decord cannot, by the shipped ffmpeg; one-line VcmError where neither
+    can read it."""
+    try:
+        import decord
+
+        with _native_stderr_silenced():
+            return _Decord(decord.VideoReader(libav_path(path), ctx=decord.cpu(0)))
+    except Exception as err:  # decord raises its own DECORDError and RuntimeError
+        said = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
+    try:
+        return _Ffmpeg(path)
+    except VcmError:
+        raise
+    except Exception:  # noqa: BLE001  (imageio-ffmpeg raises OSError and RuntimeError with ffmpeg's whole log)
+        said = _ffmpeg_error(path) or said
+    raise VcmError(f"{path.name}: cannot read this video container ({said[:160]})")
+
+
+def _ffmpeg_error(path: Path) -> str:
+    """What ffmpeg says, errors only, when it decodes the first frame of ``path`` ("moov atom not found")."""
+    import subprocess
+
+    from vcm.video.ffmpeg_binary import ffmpeg_exe
+
+    try:
+        proc = subprocess.run([ffmpeg_exe(), "-nostdin", "-v", "error", "-i", libav_path(path), "-map", "0:v:0",
+                               "-frames:v", "1", "-f", "null", "-"], capture_output=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return first_error(proc.stderr)
+
+
+def read_frames(container: Container, path: Path, a: int, b: int) -> np.ndarray:
+    """Frames [a, b) of an opened ``container`` as ``uint8 [T,3,H,W]`` RGB; one-line VcmError where they do not
+    decode."""
+    try:
+        data = container.read(a, b)
+    except Exception as err:
+        raise VcmError(f"{path.name}: failed to decode frames {a}:{b} ({str(err)[:160]})") from None
+    return np.ascontiguousarray(data.transpose(0, 3, 1, 2))
