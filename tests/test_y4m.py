@@ -126,6 +126,8 @@ def _y4m(tmp_path, header: bytes, frames: int = 2, frame_line: bytes = b"FRAME\n
     (b"YUV4MPEG2 W4 H2 F25:1 C420jpeg C444\n", {}, "gives C twice (C420jpeg and C444)"),
     (b"YUV4MPEG2 W4 H2 F25:1\n", {"cut": 3}, "frame 1 is cut short (9 of its 12 bytes of planes): a cut file"),
     (b"YUV4MPEG2 W4 H2 F25:1\n", {"frames": 0}, "holds no frames"),
+    # ffmpeg's yuvj420p (phone and MJPEG sources): read as limited range, its colours were 7.7 levels off on average
+    (b"YUV4MPEG2 W4 H2 F25:1 C420jpeg XYSCSS=420JPEG XCOLORRANGE=FULL\n", {}, "says full-range samples"),
     (b"YUV4MPEG2 W4 H2 F25:1\n", {"frame_line": b"FRAME Itii\n"}, "frame 0 is interlaced (Itii)"),
     (b"YUV4MPEG2 W4 H2 F25:1\n", {"frame_line": b"FRAMX\n"}, "frame 0 does not start with a FRAME line"),
     (b"YUV4MPEG2 W4 H2 F25:1\n", {"frame_line": b"FRAME" + b"X" * 2000}, "frame 0 does not start with a FRAME line"),
@@ -135,6 +137,11 @@ def test_a_y4m_that_is_not_what_it_declares_is_one_clear_line(tmp_path, header, 
     with pytest.raises(VcmError, match="bad.y4m") as err:
         open_video(path, "all")
     assert message in str(err.value)
+
+
+def test_a_y4m_that_says_limited_range_or_other_parameters_is_read(tmp_path):
+    path = _y4m(tmp_path, b"YUV4MPEG2 W4 H2 F25:1 XYSCSS=420JPEG XCOLORRANGE=LIMITED Xcustom=1\n")
+    assert open_video(path, "all").frames_u8.shape == (2, 3, 2, 4)
 
 
 def test_a_bad_y4m_given_to_a_command_is_one_line_and_exit_1(tmp_path):

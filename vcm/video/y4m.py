@@ -54,9 +54,11 @@ def read_header(path: Path) -> Y4mHeader:
     if end < 0:
         raise VcmError(f"{path.name}: its YUV4MPEG2 header line does not end within {MAX_HEADER} bytes "
                        f"(a damaged file)")
-    fields = {}
+    fields, extras = {}, []
     for token in head[len(MAGIC) + 1:end].decode("ascii", "replace").split():
         key, value = token[0], token[1:]
+        if key == "X":
+            extras.append(value.upper())
         if key in _DECLARED and fields.get(key, value) != value:  # readers disagree on which counts (ffmpeg: the last)
             raise VcmError(f"{path.name}: its YUV4MPEG2 header gives {key} twice ({key}{fields[key]} and {token})")
         fields.setdefault(key, value)
@@ -76,6 +78,9 @@ def read_header(path: Path) -> Y4mHeader:
     if chroma not in _CHROMA_420 or not 8 <= depth <= 16:
         raise VcmError(f"{path.name}: YUV4MPEG2 colour space C{fields.get('C')}; vcm reads 4:2:0 of 8 to 16 bits "
                        f"(convert it, e.g. ffmpeg -i IN -pix_fmt yuv420p OUT.y4m)")
+    if "COLORRANGE=FULL" in extras:  # read as limited range, its colours came out stretched
+        raise VcmError(f"{path.name}: its YUV4MPEG2 header says full-range samples (XCOLORRANGE=FULL); vcm reads "
+                       f"limited range, BT.601 (convert it, e.g. ffmpeg -i IN -pix_fmt yuv420p -color_range tv OUT.y4m)")
     return Y4mHeader(width, height, fps, depth, end + 1)
 
 
