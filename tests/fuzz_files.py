@@ -1,15 +1,16 @@
 """Mutation fuzzing of the files vcm reads that a user writes, edits or brings: CTC configs, a results folder's
 rows, COCO annotations, and the videos themselves (YUV4MPEG2 files and PNG frames).
 
-    python -m tests.fuzz_files ctc-config|result-rows|coco|y4m|png|container CASES SEED
+    python -m tests.fuzz_files ctc-config|result-rows|coco|y4m|png|container|preset CASES SEED
 
 Starts from real inputs (``configs/ctc/*.yaml`` and a config using every section; the rows of a results folder
 with anchors, a HiNeRV curve with its byte breakdown, a rate-controlled point, provenance and ground truth; a COCO
-JSON of two frames; 3-frame 32×24 containers: H.264 in mp4, read by decord, and VVC in mp4 and AV1 in mkv, read by
+JSON of two frames; the network presets ``configs/nerv/{nerv-xs,hinerv-xs,hinerv-demo}.yaml``; 3-frame 32×24 containers: H.264 in mp4, read by decord, and VVC in mp4 and AV1 in mkv, read by
 the ffmpeg vcm ships), replaces one to three values anywhere in them with values of other types (numbers where text
 goes, lists, mappings, NaN, infinities, words, frame spans), adds known keys with such values, deletes keys or
 repeats list items, and reads each case through the library's entry points: ``vcm ctc run --dry-run``'s planner,
-``vcm ctc report`` and ``vcm ctc compare``, and both annotation loaders. A video starts from a valid 3-frame
+``vcm ctc report`` and ``vcm ctc compare``, both annotation loaders, and ``vcm fit --config`` (2 steps on a 6-frame
+32×24 clip, in this process, 60 s at most). A video starts from a valid 3-frame
 8×6 file; its header's fields get hostile values, are repeated or dropped, bytes anywhere in it are changed, it
 is cut or grows (a PNG's checksums are recomputed, so that its header is read as declared), and it is read as
 ``vcm fit`` reads a clip (``vcm.video.open_video``). Outcomes: ``accepted``, ``refused`` (a
@@ -45,7 +46,13 @@ KEYS = ["preset", "params", "width_scale", "epochs", "steps", "batch", "lr", "se
         "config", "checkpoints", "arch", "fits", "masks", "size", "fps", "bit_depth", "frames", "name", "path",
         "detector", "reference", "every", "weights", "settings", "alpha", "sam_checkpoint", "source", "status", "curve",
         "kbps", "bytes", "psnr_y", "map", "breakdown", "share", "label", "width", "source_frames", "ground_truth",
-        "rate_control", "provenance", "date", "bbox", "area", "iscrowd", "category_id", "image_id", "id", "file_name"]
+        "rate_control", "provenance", "date", "bbox", "area", "iscrowd", "category_id", "image_id", "id", "file_name",
+        "activation", "betas", "channels", "checkpoint_every", "depths", "embed", "expansion", "fc_dim", "grad_clip",
+        "grid_channels", "grid_frame_ratio", "grid_levels", "grid_lr_scale", "head", "kernel", "local_frame_ratio",
+        "loss", "lower_width", "max_epochs", "min_grid", "rd_chain", "rd_lr_scale", "rd_noise_fraction", "rd_step_lr",
+        "reduction", "scene_cuts", "stem_dims", "warmup"]
+PRESETS = ("nerv-xs.yaml", "hinerv-xs.yaml", "hinerv-demo.yaml")
+PRESET_LIMIT = 60  # seconds a fuzzed preset's 2-step fit may take
 
 # A config that uses every section (the planner reads them all before anything runs).
 RICH_CONFIG = {
@@ -185,6 +192,37 @@ Y4M_VALUES = ["0", "1", "-4", "8", "7", "99999", "16385", "x", "", "25:0", "0:1"
               "t", "?", "420", "420p10", "420p17", "444", "mono", "1:1", "0:0"]
 
 
+class _Slow(Exception):
+    pass
+
+
+def _case_preset(doc, work: Path, clip: Path) -> None:
+    """``vcm fit CLIP --config PRESET --steps 2`` in this process: a refusal is exit code 1 (raised as VcmError
+    here), a traceback or an exception out of ``main`` a crash, and a fit past ``PRESET_LIMIT`` seconds slow."""
+    import signal
+
+    from tests.conftest import run_main
+    from vcm.errors import VcmError
+
+    (work / "preset.yaml").write_text(yaml.safe_dump(doc))
+
+    def stop(*_):
+        raise _Slow()
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.alarm(PRESET_LIMIT)
+    try:
+        proc = run_main("fit", clip, "--config", work / "preset.yaml", "--steps", "2", "--out", work / "run",
+                        "--device", "cpu", cwd=work)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    if "Traceback" in proc.stderr or proc.returncode not in (0, 1):
+        raise RuntimeError(f"exit {proc.returncode}: {proc.stderr[-400:]}")
+    if proc.returncode == 1:
+        raise VcmError((proc.stderr.strip().splitlines() or [""])[-1])
+
+
 def _y4m_bytes(rng: random.Random) -> bytes:
     """A 3-frame 8×6 YUV4MPEG2 file, mutated."""
     tokens = ["W8", "H6", "F25:1", "Ip", "A1:1", "C420jpeg"]
@@ -310,9 +348,16 @@ def run(kind: str, cases: int, seed: int) -> dict:
         tmp = Path(tmp)
         base = results_folder(tmp / "base") if kind == "result-rows" else None
         videos = containers(tmp) if kind == "container" else None
+        clip = None
+        if kind == "preset":
+            from tests.conftest import moving_frames
+            from vcm.video.yuv import write_yuv420
+
+            clip = tmp / "Tiny_32x24_25.yuv"
+            write_yuv420(clip, moving_frames(t=6, h=24, w=32))
         sources = {"ctc-config": [yaml.safe_load((ROOT / "configs" / "ctc" / n).read_text())
                                   for n in ("demo.yaml", "sfu-cd.yaml")] + [RICH_CONFIG],
-                   "coco": [coco_json()]}
+                   "coco": [coco_json()], "preset": [yaml.safe_load((ROOT / "configs" / "nerv" / n).read_text()) for n in PRESETS]}
         for i in range(cases):
             work = tmp / f"case{i}"
             work.mkdir()
@@ -332,6 +377,9 @@ def run(kind: str, cases: int, seed: int) -> dict:
             elif kind in ("y4m", "png"):
                 doc = _y4m_bytes(rng) if kind == "y4m" else _png_bytes(rng)
                 case, what = (lambda d, w, name=f"clip.{kind}": _case_video(d, w, name)), doc[:120].hex()
+            elif kind == "preset":
+                doc = mutate(rng.choice(sources[kind]), rng)
+                case, what = (lambda d, w: _case_preset(d, w, clip)), json.dumps(doc, default=str)[:600]
             else:
                 doc = mutate(rng.choice(sources[kind]), rng)
                 case = _case_ctc_config if kind == "ctc-config" else _case_coco
@@ -341,6 +389,9 @@ def run(kind: str, cases: int, seed: int) -> dict:
                 outcomes["accepted"] += 1
             except VcmError:
                 outcomes["refused"] += 1
+            except _Slow:
+                outcomes["slow"] = outcomes.get("slow", 0) + 1
+                crashes.append({"case": i, "error": f"slow: over {PRESET_LIMIT} s", "where": [], "input": what})
             except Exception as err:  # noqa: BLE001  (any other exception is what this looks for)
                 outcomes["crash"] += 1
                 crashes.append({"case": i, "error": f"{type(err).__name__}: {str(err)[:200]}", "where": where(err),
@@ -349,7 +400,7 @@ def run(kind: str, cases: int, seed: int) -> dict:
     return {"kind": kind, "cases": cases, "seed": seed, "outcomes": outcomes, "crashes": crashes}
 
 
-KINDS = ("ctc-config", "result-rows", "coco", "y4m", "png", "container")
+KINDS = ("ctc-config", "result-rows", "coco", "y4m", "png", "container", "preset")
 
 
 def main() -> None:

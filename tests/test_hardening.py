@@ -1097,7 +1097,7 @@ def test_the_test_suite_removes_its_own_cache_folder(tmp_path):
 
 
 @pytest.mark.parametrize("kind, cases", [("ctc-config", 60), ("result-rows", 40), ("coco", 100), ("y4m", 150),
-                                         ("png", 150)])
+                                         ("png", 150), ("preset", 40)])
 def test_fuzzed_configs_result_rows_annotations_and_videos_are_read_or_refused_in_one_line(kind, cases):
     """tests/fuzz_files.py at a fixed seed: each case is read, or refused with one line; none is a traceback. At
     this seed the code before gave 4, 6 and 20 tracebacks in 60 cases of each kind (a path or preset given as a
