@@ -7,7 +7,7 @@ import pytest
 from vcm.errors import VcmError
 from vcm.video import open_video, probe, resolve_frames, write_video
 from vcm.video.yuv import frame_bytes, read_yuv420, write_yuv420
-from tests.conftest import moving_frames, run_main
+from tests.conftest import moving_frames, run_cli, run_main
 
 
 @pytest.mark.parametrize("bit_depth", [8, 10])
@@ -130,6 +130,25 @@ def test_a_container_decords_libav_cannot_decode_is_read_by_ffmpeg(tmp_path, enc
     mse = ((whole[:, None].astype(float) - frames[None]) ** 2).mean(axis=(2, 3, 4))  # [decoded, source]
     assert list(mse.argmin(axis=1)) == list(range(5))  # each decoded frame is nearest its own source frame
     assert np.array_equal(open_video(tmp_path / "c.mp4", "2:4").frames_u8, whole[2:4])
+
+
+def test_a_rotated_container_read_by_ffmpeg_is_read_upright_without_a_word(tmp_path):
+    """A phone's portrait video (a rotation in its metadata) read by the shipped ffmpeg printed imageio-ffmpeg's
+    warning "The frame size for reading (48, 64) is different from the source frame size (64, 48)." on the
+    terminal."""
+    import subprocess
+
+    from vcm.video.ffmpeg_binary import ffmpeg_exe
+
+    write_yuv420(tmp_path / "src.yuv", moving_frames(t=2, h=48, w=64, noise=0))
+    base = [ffmpeg_exe(), "-loglevel", "error"]
+    subprocess.run(base + ["-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", "64x48", "-i", str(tmp_path / "src.yuv"),
+                           "-c:v", "libaom-av1", str(tmp_path / "a.mp4")], check=True, capture_output=True)
+    subprocess.run(base + ["-display_rotation", "90", "-i", str(tmp_path / "a.mp4"), "-c", "copy",
+                           str(tmp_path / "portrait.mp4")], check=True, capture_output=True)
+    assert open_video(tmp_path / "portrait.mp4").frames_u8.shape == (2, 3, 64, 48)
+    proc = run_cli("info", tmp_path / "portrait.mp4", timeout=120)  # in a process of its own: logging's last resort
+    assert proc.returncode == 0 and "48x64" in proc.stdout and proc.stderr == "", proc.stderr
 
 
 def test_a_16_bit_grayscale_png_is_scaled_not_clipped(tmp_path):

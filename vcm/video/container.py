@@ -45,8 +45,13 @@ class _Decord(Container):
 
 class _Ffmpeg(Container):
     def __init__(self, path: Path):
+        import logging
+
         import imageio_ffmpeg
 
+        # its one warning says that a rotated video's frames are rotated ("The frame size for reading (144, 176) is
+        # different from the source frame size (176, 144)."), on the terminal through logging's last resort
+        logging.getLogger("imageio_ffmpeg").setLevel(logging.ERROR)
         self._path = libav_path(path)
         frames = imageio_ffmpeg.read_frames(self._path, output_params=_PASSTHROUGH)
         try:
