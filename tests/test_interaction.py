@@ -544,6 +544,22 @@ def test_a_terminal_that_cannot_write_every_character_gets_question_marks(tmp_pa
     assert code == 1 and "Traceback" not in err and "error:" in err
 
 
+def test_a_results_folder_whose_name_is_not_utf8_is_run_and_reported(tmp_path):
+    """A Latin-1 folder name (b'r\\xe9s', as Python hands it on: 'r\\udce9s') ended ``vcm ctc run`` in a
+    UnicodeEncodeError when its first progress line was written to ctc.log."""
+    from tests.conftest import tiny_ctc_config
+
+    config = tiny_ctc_config(tmp_path, "{steps: 2, batch: 2}", "  hevc: {{qps: [40]}}\n")
+    out = os.fsdecode(b"r\xe9s")
+    run = subprocess.run([sys.executable, "-m", "vcm", "ctc", "run", config, "--out", out], cwd=tmp_path,
+                         capture_output=True, text=True, errors="replace", timeout=300)
+    assert run.returncode == 0 and "Traceback" not in run.stderr, run.stderr[-1500:]
+    assert "r\\udce9s" in (tmp_path / out / "ctc.log").read_text()
+    report = subprocess.run([sys.executable, "-m", "vcm", "ctc", "report", out], cwd=tmp_path, capture_output=True,
+                            text=True, errors="replace", timeout=300)
+    assert report.returncode == 0 and (tmp_path / out / "report.md").is_file(), report.stderr[-1500:]
+
+
 def test_a_working_folder_removed_under_the_shell_is_one_line(tmp_path):
     """torch's libraries failed to load there ('Intel oneMKL FATAL ERROR: Cannot load libtorch_cpu.so'), exit 2."""
     gone = tmp_path / "gone"

@@ -92,7 +92,8 @@ def _stamp(message: str) -> str:
 def _to_files(line: str) -> None:
     for path in list(_log_files):
         try:
-            with open_regular(path, "a", encoding="utf-8") as f:
+            # a path's bytes that are not UTF-8 (a latin-1 file name) are written as \xe9, not refused
+            with open_regular(path, "a", encoding="utf-8", errors="backslashreplace") as f:
                 f.write(f"{time.strftime('%Y-%m-%d')} {line}\n")
         except (OSError, VcmError):  # a log is kept where possible; log_to refused a path that never could be
             pass
