@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROW_MEASURES, progress_gaps, run_cli, run_main, tiny_ctc_config
+from tests.conftest import ROW_MEASURES, moving_frames, progress_gaps, run_cli, run_main, tiny_ctc_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -558,6 +558,19 @@ def test_a_results_folder_whose_name_is_not_utf8_is_run_and_reported(tmp_path):
     report = subprocess.run([sys.executable, "-m", "vcm", "ctc", "report", out], cwd=tmp_path, capture_output=True,
                             text=True, errors="replace", timeout=300)
     assert report.returncode == 0 and (tmp_path / out / "report.md").is_file(), report.stderr[-1500:]
+
+
+def test_a_file_name_that_is_not_utf8_is_written_as_its_bytes_on_a_utf8_terminal(tmp_path):
+    """Under a UTF-8 locale (here PYTHONIOENCODING=utf-8: stdout's errors 'strict'), the first table naming a Latin-1
+    file name ended the command in a UnicodeEncodeError; Python's C locale writes such a name's own bytes, as ls
+    does, and so does vcm now."""
+    from vcm.video.yuv import write_yuv420
+
+    write_yuv420(tmp_path / os.fsdecode(b"caf\xe9_32x24_25.yuv"), moving_frames(t=2, h=24, w=32))
+    proc = subprocess.run([sys.executable, "-m", "vcm", "info", os.fsdecode(b"caf\xe9_32x24_25.yuv")], cwd=tmp_path,
+                          capture_output=True, timeout=300, env=dict(os.environ, PYTHONIOENCODING="utf-8"))
+    assert proc.returncode == 0 and b"Traceback" not in proc.stderr, proc.stderr[-1500:]
+    assert b"caf\xe9_32x24_25.yuv" in proc.stdout
 
 
 def test_a_working_folder_removed_under_the_shell_is_one_line(tmp_path):

@@ -86,14 +86,19 @@ def _check_limits() -> None:
 
 def _tolerate_narrow_encodings() -> None:
     """On a terminal or pipe whose encoding cannot write λ, ≥ or – (``PYTHONIOENCODING=ascii``, a Latin-1 locale),
-    vcm's messages show ``?`` for them: each one ended the command in a UnicodeEncodeError. JSON on stdout is ASCII
-    either way (``json.dumps`` escapes the rest), and binary output goes to the buffer underneath."""
+    vcm's messages show ``?`` for them: each one ended the command in a UnicodeEncodeError. On a UTF-8 one, a file
+    name whose bytes are not UTF-8 (a Latin-1 ``café.yuv``, which Python holds as ``caf\\udce9.yuv``) is written as its
+    own bytes, as ``ls`` writes it and as Python's C locale does: under ``en_US.UTF-8`` the first table naming it
+    ended the command in a UnicodeEncodeError (stderr escapes it by itself). JSON on stdout is ASCII either way
+    (``json.dumps`` escapes the rest), and binary output goes to the buffer underneath."""
     import codecs
 
     for stream in (sys.stdout, sys.stderr):
         try:
             if codecs.lookup(stream.encoding).name != "utf-8":
                 stream.reconfigure(errors="replace")
+            elif stream is sys.stdout and stream.errors == "strict":
+                stream.reconfigure(errors="surrogateescape")
         except (AttributeError, LookupError, TypeError, ValueError):  # a stream replaced by one without them
             pass
 
