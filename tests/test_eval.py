@@ -174,6 +174,23 @@ def test_sfu_hw_labels_no_detector_could_match_are_one_clear_line(tmp_path, line
     assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "gt.json").exists()
 
 
+def test_labels_and_annotations_saved_by_a_windows_editor_are_read(tmp_path):
+    """A byte-order mark (Notepad's UTF-8) refused a label file ("expected 'class cx cy w h', got '\\ufeff0 0.5 …'")
+    and a COCO JSON ("gt.json is not JSON"), and made the SFU-HW check take such a JSON for another one."""
+    from vcm.eval.run import _is_sfu_json
+
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    (labels / "BQSquare_416x240_60_seq_471.txt").write_bytes(b"\xef\xbb\xbf0 0.5 0.5 0.25 0.5\r\n2 0.5 0.5 0.5 0.5\r\n")
+    gt = load_yolo_labels(labels, "BQSquare", range(471, 472))
+    assert [b.category for b in gt.frames[471]] == [0, 2]
+    proc = run_main("gt", "convert", labels, "--sequence", "BQSquare", "--frames", "471:472", "--out", tmp_path / "gt.json")
+    assert proc.returncode == 0, proc.stderr
+    (tmp_path / "bom.json").write_bytes(b"\xef\xbb\xbf" + (tmp_path / "gt.json").read_bytes())
+    assert sorted(load_coco_json(tmp_path / "bom.json", "BQSquare").frames) == [471]
+    assert _is_sfu_json(tmp_path / "bom.json") and _is_sfu_json(tmp_path / "gt.json")
+
+
 def test_a_label_file_that_is_not_text_or_not_a_file_is_one_line(tmp_path):
     """A label that is not UTF-8 was a UnicodeDecodeError, a folder named like a label file an IsADirectoryError."""
     labels = tmp_path / "labels"

@@ -19,7 +19,7 @@ def read_json(path: Path) -> dict:
     if not path.is_file():
         raise VcmError(f"annotations {path} do not exist (a COCO JSON file)")
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8-sig"))  # a byte-order mark, as some Windows editors write
     except (OSError, ValueError, UnicodeDecodeError):
         raise VcmError(f"{path} is not JSON") from None
     if not isinstance(data, dict) or not isinstance(data.get("images"), list) or not isinstance(data.get("annotations"), list):

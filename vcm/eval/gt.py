@@ -157,7 +157,7 @@ def load_yolo_labels(folder: Path, sequence: str, frames: range | None = None) -
         found += 1
         boxes = []
         try:
-            text = p.read_text()
+            text = p.read_text(encoding="utf-8-sig")  # a byte-order mark, as some Windows editors write
         except UnicodeDecodeError:  # was a traceback
             raise VcmError(f"{p.name}: not a text file of labels ('class cx cy w h' per line)") from None
         for ln, line in enumerate(text.splitlines(), 1):

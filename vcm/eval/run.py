@@ -62,7 +62,7 @@ def _is_sfu_json(path: Path) -> bool:
     from vcm.eval.gt import _VAL_RE, _sequence_of
 
     try:
-        images = json.loads(Path(path).read_text()).get("images") or []
+        images = json.loads(Path(path).read_text(encoding="utf-8-sig")).get("images") or []
         m = _VAL_RE.match(str(images[0].get("file_name", "")))
     except (OSError, ValueError, AttributeError, IndexError, TypeError):
         return False
