@@ -167,6 +167,21 @@ def test_an_anchor_in_a_relative_folder_named_with_a_colon_is_coded(tmp_path, mo
     assert result.frames_u8.shape == frames.shape and (tmp_path / "T10:00" / "qp30.mp4").stat().st_size > 0
 
 
+@pytest.mark.parametrize("file", ["BQSquare_416x240_60.yuv", "BQSquare_416x240_60_val.yuv", "BQSquare.yuv",
+                                  "BQSquare_416x240_60Hz_8bit_P420.yuv", "BQSquare_416x240_60.y4m", "BQSquare.y4m"])
+def test_data_finds_a_sequence_by_any_of_its_names_as_yuv_or_y4m(tmp_path, file):
+    """--data found SFU-HW sequences kept as raw .yuv only: the same samples kept as .y4m were "no
+    BQSquare_416x240_60.yuv (or BQSquare.yuv) in DIR"."""
+    from vcm.ctc.config import find_source
+
+    (tmp_path / file).write_bytes(b"")
+    (tmp_path / "BQMall.y4m").write_bytes(b"")
+    assert find_source("BQSquare", tmp_path) == tmp_path / file
+    (tmp_path / file).unlink()
+    with pytest.raises(VcmError, match=r"^BQSquare: no BQSquare_416x240_60.yuv \(or BQSquare.yuv, or a .y4m of either "):
+        find_source("BQSquare", tmp_path)
+
+
 def test_an_external_vtms_programs_and_cfg_are_part_of_its_points_inputs(tmp_path):
     """A VTM build or .cfg replaced under the same name is another anchor: its finished points run again."""
     from vcm.ctc.run import inputs_key
