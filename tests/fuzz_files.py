@@ -5,8 +5,9 @@ rows, COCO annotations, and the videos themselves (YUV4MPEG2 files and PNG frame
 
 Starts from real inputs (``configs/ctc/*.yaml`` and a config using every section; the rows of a results folder
 with anchors, a HiNeRV curve with its byte breakdown, a rate-controlled point, provenance and ground truth; a COCO
-JSON of two frames; the network presets ``configs/nerv/{nerv-xs,hinerv-xs,hinerv-demo}.yaml``; 3-frame 32×24 containers: H.264 in mp4, read by decord, and VVC in mp4 and AV1 in mkv, read by
-the ffmpeg vcm ships), replaces one to three values anywhere in them with values of other types (numbers where text
+JSON of two frames; the network presets ``configs/nerv/{nerv-xs,hinerv-xs,hinerv-demo}.yaml``; 3-frame 32×24
+containers: H.264 in mp4, read by decord, and VVC in mp4 and AV1 in mkv, read by the ffmpeg vcm ships), replaces one
+to three values anywhere in them with values of other types (numbers where text
 goes, lists, mappings, NaN, infinities, words, frame spans), adds known keys with such values, deletes keys or
 repeats list items, and reads each case through the library's entry points: ``vcm ctc run --dry-run``'s planner,
 ``vcm ctc report`` and ``vcm ctc compare``, both annotation loaders, and ``vcm fit --config`` (2 steps on a 6-frame
@@ -357,7 +358,8 @@ def run(kind: str, cases: int, seed: int) -> dict:
             write_yuv420(clip, moving_frames(t=6, h=24, w=32))
         sources = {"ctc-config": [yaml.safe_load((ROOT / "configs" / "ctc" / n).read_text())
                                   for n in ("demo.yaml", "sfu-cd.yaml")] + [RICH_CONFIG],
-                   "coco": [coco_json()], "preset": [yaml.safe_load((ROOT / "configs" / "nerv" / n).read_text()) for n in PRESETS]}
+                   "coco": [coco_json()],
+                   "preset": [yaml.safe_load((ROOT / "configs" / "nerv" / n).read_text()) for n in PRESETS]}
         for i in range(cases):
             work = tmp / f"case{i}"
             work.mkdir()

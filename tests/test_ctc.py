@@ -143,7 +143,8 @@ def test_a_failed_anchor_says_the_encoders_first_line_not_ffmpegs_last(tmp_path,
 
     fake = tmp_path / "ffmpeg"
     fake.write_text("#!/bin/sh\necho '[vost#0:0/libx265 @ 0x55d4d282a600] [enc:libx265 @ 0x55d4] x265 [error]: the "
-                    "cause' >&2\necho '[out#0/hevc @ 0x55d4d282a600] Nothing was written into output file.' >&2\nexit 1\n")
+                    "cause' >&2\necho '[out#0/hevc @ 0x55d4d282a600] Nothing was written into output file.' >&2\n"
+                    "exit 1\n")
     fake.chmod(0o755)
     write_yuv420(tmp_path / "A_48x32_30.yuv", moving_frames(t=1, h=32, w=48))
     planes, bit_depth = planes_of(open_video(tmp_path / "A_48x32_30.yuv"))

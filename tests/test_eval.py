@@ -184,7 +184,8 @@ def test_labels_and_annotations_saved_by_a_windows_editor_are_read(tmp_path):
     (labels / "BQSquare_416x240_60_seq_471.txt").write_bytes(b"\xef\xbb\xbf0 0.5 0.5 0.25 0.5\r\n2 0.5 0.5 0.5 0.5\r\n")
     gt = load_yolo_labels(labels, "BQSquare", range(471, 472))
     assert [b.category for b in gt.frames[471]] == [0, 2]
-    proc = run_main("gt", "convert", labels, "--sequence", "BQSquare", "--frames", "471:472", "--out", tmp_path / "gt.json")
+    proc = run_main("gt", "convert", labels, "--sequence", "BQSquare", "--frames", "471:472", "--out",
+                    tmp_path / "gt.json")
     assert proc.returncode == 0, proc.stderr
     (tmp_path / "bom.json").write_bytes(b"\xef\xbb\xbf" + (tmp_path / "gt.json").read_bytes())
     assert sorted(load_coco_json(tmp_path / "bom.json", "BQSquare").frames) == [471]

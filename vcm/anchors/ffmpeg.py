@@ -172,8 +172,8 @@ def encode_decode(codec: str, planes, bit_depth: int, width: int, height: int, f
             _check_written(out, "VTM encoder", qp)
             dec = _run([str(vtm["decoder"]), "-b", str(out), "-o", str(rec), "-d", "10"], "VTM decoder")
         else:
-            raw = ["-f", "rawvideo", "-pix_fmt", "yuv420p10le", "-s", f"{coded_width}x{coded_height}", "-r", f"{fps}", "-i",
-                   libav_path(src)]
+            raw = ["-f", "rawvideo", "-pix_fmt", "yuv420p10le", "-s", f"{coded_width}x{coded_height}", "-r", f"{fps}",
+                   "-i", libav_path(src)]
             if codec == "hevc":
                 gop = {"ra": f"keyint={period}:min-keyint={period}:scenecut=0:open-gop=0:bframes=7:b-pyramid=1",
                        "ld": "keyint=-1:scenecut=0:bframes=0",

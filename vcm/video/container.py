@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from vcm.errors import VcmError
-from vcm.video.ffmpeg_binary import first_error, libav_path
+from vcm.video.ffmpeg_binary import ffmpeg_exe, first_error, libav_path
 
 # every decoded frame once, whatever the rates the container states
 _PASSTHROUGH = ["-fps_mode", "passthrough"]
@@ -44,6 +45,9 @@ class _Decord(Container):
 
 
 class _Ffmpeg(Container):
+    """Frames decoded in order from the file's start: opening decodes it once to count them, reading [a, b) decodes
+    frames 0 to b."""
+
     def __init__(self, path: Path):
         import logging
 
@@ -117,10 +121,6 @@ def open_container(path: Path) -> Container:
 
 def _ffmpeg_error(path: Path) -> str:
     """What ffmpeg says, errors only, when it decodes the first frame of ``path`` ("moov atom not found")."""
-    import subprocess
-
-    from vcm.video.ffmpeg_binary import ffmpeg_exe
-
     try:
         proc = subprocess.run([ffmpeg_exe(), "-nostdin", "-v", "error", "-i", libav_path(path), "-map", "0:v:0",
                                "-frames:v", "1", "-f", "null", "-"], capture_output=True, timeout=60)

@@ -80,7 +80,8 @@ def read_header(path: Path) -> Y4mHeader:
                        f"(convert it, e.g. ffmpeg -i IN -pix_fmt yuv420p OUT.y4m)")
     if "COLORRANGE=FULL" in extras:  # read as limited range, its colours came out stretched
         raise VcmError(f"{path.name}: its YUV4MPEG2 header says full-range samples (XCOLORRANGE=FULL); vcm reads "
-                       f"limited range, BT.601 (convert it, e.g. ffmpeg -i IN -pix_fmt yuv420p -color_range tv OUT.y4m)")
+                       f"limited range, BT.601 (convert it, e.g. ffmpeg -i IN -pix_fmt yuv420p -color_range tv "
+                       f"OUT.y4m)")
     return Y4mHeader(width, height, fps, depth, end + 1)
 
 
