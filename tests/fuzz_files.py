@@ -238,16 +238,25 @@ def _y4m_bytes(rng: random.Random) -> bytes:
             del tokens[i]
     data = bytearray(b"YUV4MPEG2 " + " ".join(tokens).encode() + b"\n" + frame * 3)
     r = rng.random()
-    if r < 0.3:
-        for _ in range(rng.randint(1, 4)):
-            data[rng.randrange(len(data))] = rng.randrange(256)
-    elif r < 0.45:
-        del data[rng.randrange(len(data)):]
-    elif r < 0.55:
-        data += bytes(rng.randrange(200))
-    elif r < 0.65:
+    if not _damaged(data, rng, r, (0.3, 0.45, 0.55), 4, lambda g: bytes(g.randrange(200))) and r < 0.65:
         data = data.replace(b"FRAME\n", b"FRAME " + rng.choice([b"Ib", b"Ip", b"Xa=b", b"x" * 300]) + b"\n", 1)
     return bytes(data)
+
+
+def _damaged(data: bytearray, rng: random.Random, r: float, below: tuple[float, float, float], most_changed: int,
+             grown) -> bool:
+    """``data`` damaged in place as ``r`` (uniform in [0, 1)) picks against ``below``: 1 to ``most_changed`` bytes
+    changed anywhere, cut short, or grown by ``grown(rng)``'s bytes; False where ``r`` picks none of them."""
+    if r < below[0]:
+        for _ in range(rng.randint(1, most_changed)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+    elif r < below[1]:
+        del data[rng.randrange(len(data)):]
+    elif r < below[2]:
+        data += grown(rng)
+    else:
+        return False
+    return True
 
 
 def _png_chunk(kind: bytes, body: bytes) -> bytes:
@@ -304,15 +313,8 @@ def _container_bytes(rng: random.Random, sources: list[tuple[str, bytes]]) -> tu
     """One of ``sources`` with bytes changed anywhere, cut, grown, or a span repeated."""
     suffix, data = rng.choice(sources)
     data = bytearray(data)
-    r = rng.random()
-    if r < 0.5:
-        for _ in range(rng.randint(1, 8)):
-            data[rng.randrange(len(data))] = rng.randrange(256)
-    elif r < 0.7:
-        del data[rng.randrange(len(data)):]
-    elif r < 0.8:
-        data += bytes(rng.randrange(256) for _ in range(rng.randrange(400)))
-    else:
+    if not _damaged(data, rng, rng.random(), (0.5, 0.7, 0.8), 8,
+                    lambda g: bytes(g.randrange(256) for _ in range(g.randrange(400)))):
         a = rng.randrange(len(data))
         data[a:a] = data[a:a + rng.randrange(1, 200)]
     return suffix, bytes(data)
