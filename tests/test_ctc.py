@@ -153,6 +153,27 @@ def test_a_failed_anchor_says_the_encoders_first_line_not_ffmpegs_last(tmp_path,
         encode_decode("hevc", planes, bit_depth, 48, 32, 30, 30, tmp_path / "s.bin")
 
 
+def test_an_ffmpeg_without_the_anchors_encoder_is_named(tmp_path, monkeypatch):
+    """A system ffmpeg set in IMAGEIO_FFMPEG_EXE, built without libvvenc, failed each VVC point with "Unknown encoder
+    'libvvenc'", not saying which ffmpeg or what to do."""
+    from vcm.anchors.ffmpeg import encode_decode, planes_of
+    from vcm.video import open_video
+    from vcm.video.ffmpeg_binary import ffmpeg_exe
+
+    fake = tmp_path / "ffmpeg"  # the real ffmpeg, without libvvenc
+    fake.write_text(f"#!/bin/sh\nfor a in \"$@\"; do\n  if [ \"$a\" = -encoders ]; then {ffmpeg_exe()} \"$@\" "
+                    f"| grep -v libvvenc; exit 0; fi\n  if [ \"$a\" = libvvenc ]; then echo \"Unknown encoder "
+                    f"'libvvenc'\" >&2; exit 8; fi\ndone\nexec {ffmpeg_exe()} \"$@\"\n")
+    fake.chmod(0o755)
+    write_yuv420(tmp_path / "A_48x32_30.yuv", moving_frames(t=1, h=32, w=48))
+    planes, bit_depth = planes_of(open_video(tmp_path / "A_48x32_30.yuv"))
+    monkeypatch.setenv("IMAGEIO_FFMPEG_EXE", str(fake))
+    assert encode_decode("hevc", planes, bit_depth, 48, 32, 30, 30, tmp_path / "s.bin").frames_u8.shape[0] == 1
+    with pytest.raises(VcmError, match=rf"^the ffmpeg at {re.escape(str(fake))} \(IMAGEIO_FFMPEG_EXE=.*\) has no "
+                                       r"libvvenc encoder; unset IMAGEIO_FFMPEG_EXE for the one imageio-ffmpeg ships$"):
+        encode_decode("vvc", planes, bit_depth, 48, 32, 30, 30, tmp_path / "s.266")
+
+
 def test_an_anchor_in_a_relative_folder_named_with_a_colon_is_coded(tmp_path, monkeypatch):
     """ffmpeg took ``T10:00`` of a results folder ``T10:00/…`` for a protocol: every anchor point of
     ``vcm ctc run --out T10:00`` failed with "Error opening input files: Protocol not found"."""

@@ -24,7 +24,7 @@ import numpy as np
 from vcm.errors import VcmError
 from vcm.fsutil import scratch_dir
 from vcm.video.color import rgb_to_yuv420, yuv420_to_rgb
-from vcm.video.ffmpeg_binary import ffmpeg_exe, first_error, libav_path
+from vcm.video.ffmpeg_binary import ffmpeg_exe, first_error, libav_path, require_encoder
 from vcm.video.yuv import read_yuv420
 
 CODECS = {"hevc": ("libx265", "hevc", ".hevc"), "vvc": ("libvvenc", "vvc", ".266")}
@@ -185,6 +185,7 @@ def encode_decode(codec: str, planes, bit_depth: int, width: int, height: int, f
                        "ld": "IntraPeriod=-1:DecodingRefreshType=0:GOPSize=8:PicReordering=0"}[config]
                 opts = ["-c:v", encoder, "-preset", preset or "faster", "-qp", str(qp), "-qpa", "0",
                         "-vvenc-params", gop]
+            require_encoder(encoder)  # each point failed with "Unknown encoder 'libvvenc'", not saying whose
             base = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
             # every frame in, every frame out: by default ffmpeg fits frames to the rate it reads from the stream,
             # and dropped half of a 240 fps clip's decoded frames

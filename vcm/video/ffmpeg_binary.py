@@ -3,9 +3,11 @@ ffmpeg said when it failed."""
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
+import subprocess
 
 from vcm.errors import VcmError
 
@@ -22,10 +24,34 @@ def ffmpeg_exe() -> str:
     except RuntimeError as err:  # neither the setting, nor the wheel's binary, nor one on PATH
         raise VcmError(str(err).strip().splitlines()[0]) from None
     if shutil.which(exe) is None:
-        where = f"{ENV}={os.environ[ENV]}" if os.environ.get(ENV) else "imageio-ffmpeg's binary"
-        raise VcmError(f"no ffmpeg program at {exe} ({where}): name an ffmpeg binary, or unset {ENV} for the one "
+        raise VcmError(f"no ffmpeg program at {exe} ({_where()}): name an ffmpeg binary, or unset {ENV} for the one "
                        f"imageio-ffmpeg ships")
     return exe
+
+
+def _where() -> str:
+    return f"{ENV}={os.environ[ENV]}" if os.environ.get(ENV) else "imageio-ffmpeg's binary"
+
+
+@functools.lru_cache(maxsize=4)
+def _encoders(exe: str) -> str:
+    """``exe -encoders``'s listing, or empty where it gives none."""
+    try:
+        return subprocess.run([exe, "-hide_banner", "-encoders"], capture_output=True, text=True, timeout=20,
+                              stdin=subprocess.DEVNULL).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def require_encoder(encoder: str) -> None:
+    """VcmError, naming the ffmpeg, where it lists its encoders and ``encoder`` is not among them (a system ffmpeg
+    set in ``IMAGEIO_FFMPEG_EXE``, built without libvvenc); an ffmpeg that lists none is left to try."""
+    exe = ffmpeg_exe()
+    listed = _encoders(exe)
+    if listed and not re.search(rf"^\s*[A-Z.]{{6}}\s+{re.escape(encoder)}\s", listed, re.MULTILINE):
+        fix = (f"unset {ENV} for the one imageio-ffmpeg ships" if os.environ.get(ENV)
+               else f"name one that has it in {ENV}")
+        raise VcmError(f"the ffmpeg at {exe} ({_where()}) has no {encoder} encoder; {fix}")
 
 
 def libav_path(path: str | os.PathLike) -> str:
