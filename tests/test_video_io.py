@@ -1,3 +1,4 @@
+import os
 import re
 import shutil
 
@@ -108,9 +109,10 @@ def test_relative_names_with_a_colon_are_files_not_protocols(tmp_path, carphone,
 
 
 @pytest.mark.parametrize("encoder", ["libvvenc", "libaom-av1"])
-def test_a_container_decords_libav_cannot_decode_is_read_by_ffmpeg(tmp_path, encoder):
+def test_a_container_decords_libav_cannot_decode_is_read_by_ffmpeg(tmp_path, encoder, monkeypatch):
     """decord's libav decodes no VVC or AV1: such an mp4 was refused as "cannot read this video container (…
-    Check failed: st_nb >= 0 …)"; the ffmpeg vcm ships reads it, every frame once and in order."""
+    Check failed: st_nb >= 0 …)"; the ffmpeg vcm ships reads it, every frame once and in order. Its frames are
+    counted (a decode of the whole file) once per video opened, not again when it is read."""
     import subprocess
 
     from vcm.quality import psnr_rgb
@@ -123,6 +125,13 @@ def test_a_container_decords_libav_cannot_decode_is_read_by_ffmpeg(tmp_path, enc
                     "25", "-i", str(tmp_path / "src.yuv"), "-c:v", encoder, "-qp" if encoder == "libvvenc" else "-crf",
                     "10", str(tmp_path / "c.mp4")], check=True, capture_output=True)
     assert not isinstance(open_container(tmp_path / "c.mp4"), _Decord)
+    calls = tmp_path / "calls.txt"  # the shipped ffmpeg, each command line it runs written down
+    (tmp_path / "ffmpeg").write_text(f'#!/bin/sh\necho "$*" >> {calls}\nexec {ffmpeg_exe()} "$@"\n')
+    (tmp_path / "ffmpeg").chmod(0o755)
+    monkeypatch.setenv("IMAGEIO_FFMPEG_EXE", str(tmp_path / "ffmpeg"))
+    os.utime(tmp_path / "c.mp4", ns=(1, 1))  # another file as far as vcm knows: opened afresh
+    assert open_video(tmp_path / "c.mp4", "1:3").frames_u8.shape == (2, 3, 48, 64)
+    assert calls.read_text().count("-f null") == 1, calls.read_text()
     info = probe(tmp_path / "c.mp4")
     assert (info.width, info.height, info.num_frames, info.fps) == (64, 48, 5, 25.0)
     whole = open_video(tmp_path / "c.mp4").frames_u8

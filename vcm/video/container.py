@@ -5,6 +5,7 @@ which the shipped ffmpeg decodes."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import subprocess
 import sys
@@ -36,7 +37,7 @@ class _Decord(Container):
     def __init__(self, reader):
         self._reader = reader
         self.frames = len(reader)
-        self.height, self.width = reader[0].shape[:2] if self.frames else (0, 0)
+        self.height, self.width = reader[0].shape[:2] if self.frames else (0, 0)  # the first frame decoded for it
         self.fps = float(reader.get_avg_fps())
 
     def read(self, a: int, b: int) -> np.ndarray:
@@ -45,8 +46,8 @@ class _Decord(Container):
 
 
 class _Ffmpeg(Container):
-    """Frames decoded in order from the file's start: opening decodes it once to count them, reading [a, b) decodes
-    frames 0 to b."""
+    """Frames decoded in order from the file's start: counting them decodes the whole file once, reading [a, b)
+    decodes frames 0 to b."""
 
     def __init__(self, path: Path):
         import logging
@@ -102,7 +103,17 @@ def _native_stderr_silenced():
 
 def open_container(path: Path) -> Container:
     """``path`` opened by decord, or where decord cannot, by the shipped ffmpeg; one-line VcmError where neither
-    can read it."""
+    can read it. Its frame count and size are found as it opens (decord decodes the first frame for the size, ffmpeg
+    the whole file for the count), so that a file one reader opens but cannot decode goes to the other. The last two
+    opened are kept while their files stay as they were: ``load`` reads with the reader ``probe`` chose, and does
+    not count the frames again."""
+    st = path.stat()
+    return _opened(Path(os.path.abspath(path)), st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=2)
+def _opened(path: Path, *stat_key: int) -> Container:
+    """``stat_key`` only keys the cache."""
     try:
         import decord
 
@@ -114,7 +125,7 @@ def open_container(path: Path) -> Container:
         return _Ffmpeg(path)
     except VcmError:
         raise
-    except Exception:  # noqa: BLE001  (imageio-ffmpeg raises OSError and RuntimeError with ffmpeg's whole log)
+    except Exception:  # noqa: BLE001  (imageio-ffmpeg raises OSError, RuntimeError and ValueError)
         said = _ffmpeg_error(path) or said
     raise VcmError(f"{path.name}: cannot read this video container ({said[:160]})")
 
