@@ -153,18 +153,26 @@ def test_a_failed_anchor_says_the_encoders_first_line_not_ffmpegs_last(tmp_path,
         encode_decode("hevc", planes, bit_depth, 48, 32, 30, 30, tmp_path / "s.bin")
 
 
+def _ffmpeg_without_vvenc(folder: Path) -> Path:
+    """A stand-in for a system ffmpeg built without libvvenc: the real one, with libvvenc left out of its
+    ``-encoders`` listing and refused as ffmpeg refuses an encoder it lacks."""
+    from vcm.video.ffmpeg_binary import ffmpeg_exe
+
+    fake = folder / "ffmpeg"
+    fake.write_text(f"#!/bin/sh\nfor a in \"$@\"; do\n  if [ \"$a\" = -encoders ]; then {ffmpeg_exe()} \"$@\" "
+                    f"| grep -v libvvenc; exit 0; fi\n  if [ \"$a\" = libvvenc ]; then echo \"Unknown encoder "
+                    f"'libvvenc'\" >&2; exit 8; fi\ndone\nexec {ffmpeg_exe()} \"$@\"\n")
+    fake.chmod(0o755)
+    return fake
+
+
 def test_an_ffmpeg_without_the_anchors_encoder_is_named(tmp_path, monkeypatch):
     """A system ffmpeg set in IMAGEIO_FFMPEG_EXE, built without libvvenc, failed each VVC point with "Unknown encoder
     'libvvenc'", not saying which ffmpeg or what to do."""
     from vcm.anchors.ffmpeg import encode_decode, planes_of
     from vcm.video import open_video
-    from vcm.video.ffmpeg_binary import ffmpeg_exe
 
-    fake = tmp_path / "ffmpeg"  # the real ffmpeg, without libvvenc
-    fake.write_text(f"#!/bin/sh\nfor a in \"$@\"; do\n  if [ \"$a\" = -encoders ]; then {ffmpeg_exe()} \"$@\" "
-                    f"| grep -v libvvenc; exit 0; fi\n  if [ \"$a\" = libvvenc ]; then echo \"Unknown encoder "
-                    f"'libvvenc'\" >&2; exit 8; fi\ndone\nexec {ffmpeg_exe()} \"$@\"\n")
-    fake.chmod(0o755)
+    fake = _ffmpeg_without_vvenc(tmp_path)
     write_yuv420(tmp_path / "A_48x32_30.yuv", moving_frames(t=1, h=32, w=48))
     planes, bit_depth = planes_of(open_video(tmp_path / "A_48x32_30.yuv"))
     monkeypatch.setenv("IMAGEIO_FFMPEG_EXE", str(fake))
@@ -172,6 +180,23 @@ def test_an_ffmpeg_without_the_anchors_encoder_is_named(tmp_path, monkeypatch):
     with pytest.raises(VcmError, match=rf"^the ffmpeg at {re.escape(str(fake))} \(IMAGEIO_FFMPEG_EXE=.*\) has no "
                                        r"libvvenc encoder; unset IMAGEIO_FFMPEG_EXE for the one imageio-ffmpeg ships$"):
         encode_decode("vvc", planes, bit_depth, 48, 32, 30, 30, tmp_path / "s.266")
+
+
+def test_a_ctc_run_whose_ffmpeg_lacks_an_anchors_encoder_is_refused_before_any_point_runs(tmp_path, monkeypatch):
+    """The encoder was looked up only when its first point encoded: a run of NeRV fits beside VVC anchors trained
+    every network, then failed each VVC point."""
+    from vcm.ctc.run import run
+
+    cfg = tiny_ctc_config(tmp_path, "{steps: 4, batch: 2, lr: 3.0e-3}",
+                          "  nerv:\n    fits: [{{preset: {preset}, points: [{{prune: 0.0, bits: 8}}]}}]\n"
+                          "  hevc: {{qps: [40]}}\n  vvc: {{qps: [40]}}\n")
+    monkeypatch.setenv("IMAGEIO_FFMPEG_EXE", str(_ffmpeg_without_vvenc(tmp_path)))
+    with pytest.raises(VcmError, match=r"^codec vvc: the ffmpeg at .* has no libvvenc encoder; unset"):
+        run(cfg, tmp_path / "out", jobs=1)
+    assert not list((tmp_path / "out").rglob("result.json")) and not list((tmp_path / "out").rglob("*.pt"))
+    # the same config without the VVC anchor runs, its HEVC anchor through the same ffmpeg
+    cfg.write_text(cfg.read_text().replace("  vvc: {qps: [40]}\n", ""))
+    assert run(cfg, tmp_path / "out", jobs=1)["failed"] == 0
 
 
 def test_an_anchor_in_a_relative_folder_named_with_a_colon_is_coded(tmp_path, monkeypatch):

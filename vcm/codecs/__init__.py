@@ -77,6 +77,11 @@ class Codec:
         that does not exist is a VcmError, so that the config is refused before any point runs."""
         return {}
 
+    def check_programs(self, point: dict) -> None:
+        """Refuse (VcmError) a point whose programs this machine lacks (an encoder missing from the ffmpeg vcm
+        runs), called before any point runs where the points run on this machine: found by the point itself,
+        it failed once the networks of the points beside it had trained. Nothing to check by default."""
+
     def curve(self, point: dict) -> str:
         """The RD curve a point belongs to (one codec may draw several, e.g. two methods)."""
         return self.name

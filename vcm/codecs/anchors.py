@@ -68,6 +68,18 @@ class Anchor(Codec):
             found[key] = file_fingerprint(path)
         return {"vtm": found}
 
+    def check_programs(self, point: dict) -> None:
+        """The ffmpeg vcm runs has this codec's encoder (a VTM's programs are found by :meth:`point_inputs`)."""
+        if point.get("vtm"):
+            return
+        from vcm.anchors.ffmpeg import CODECS
+        from vcm.video.ffmpeg_binary import require_encoder
+
+        try:
+            require_encoder(CODECS[self.name][0])
+        except VcmError as err:
+            raise VcmError(f"codec {self.name}: {err}") from None
+
     def label(self, point: dict, coded: dict) -> str:
         return f"QP{point['qp']}"
 

@@ -87,6 +87,15 @@ def _detect(spec: dict, video, frames_u8: np.ndarray, device) -> dict:
             "detect_seconds_per_frame": scores["detect_seconds_per_frame"]}
 
 
+def check_programs(specs: list[dict]) -> None:
+    """Before any of ``specs`` runs: the programs each point's codec runs are on this machine
+    (:meth:`vcm.codecs.Codec.check_programs`)."""
+    from vcm import codecs
+
+    for spec in specs:
+        codecs.get(spec["codec"]).check_programs(spec["point"])
+
+
 def check_evaluations(specs: list[dict]) -> None:
     """Before any of ``specs`` runs: the ground truth each point will be scored against that needs no frames (an
     annotation file that is missing or not COCO's), and each detector, built once on the CPU (a ``MODULE:ATTR``

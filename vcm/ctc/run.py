@@ -20,7 +20,8 @@ from pathlib import Path
 from vcm import progress
 from vcm.codecs import FITTED
 from vcm.ctc import config as ctc_config
-from vcm.ctc.points import ELSEWHERE, check_evaluations, elsewhere_row, finished_as_asked, read_result, run_point
+from vcm.ctc.points import (ELSEWHERE, check_evaluations, check_programs, elsewhere_row, finished_as_asked, read_result,
+                            run_point)
 from vcm.ctc.result_row import RESULT
 from vcm.errors import VcmError
 from vcm.fsutil import open_regular
@@ -368,6 +369,7 @@ def _run(specs: list[dict], out: Path, jobs: int, backend: str, ray_address: str
         progress.log(f"running again {counted(changed, 'finished point')} whose config changed since they ran "
                      f"(frames, detector, ground truth, the point's settings, or a preset or file it names)")
     if _points_run_here(backend, ray_address):
+        check_programs(todo)
         check_evaluations(todo)
     progress.log(f"running {counted(len(todo), 'point')} with backend {backend}, {counted(jobs, 'job')}")
     # points that aim at another point's rate run once every other point has
