@@ -107,7 +107,7 @@ def test_anchor_round_trip(tmp_path, codec):
 def test_an_anchor_of_an_odd_size_is_coded_padded_and_cropped_back(tmp_path, codec):
     """x265 and vvenc refuse 4:2:0 pictures of an odd width or height; every anchor point of a 33x25 clip failed
     with "Nothing was written into output file"."""
-    from vcm.anchors.ffmpeg import encode_decode, padded_to_even, planes_of
+    from vcm.anchors.ffmpeg import encode_decode, padded_to_coded_size, planes_of
     from vcm.quality import psnr_rgb
     from vcm.video import open_video
 
@@ -115,11 +115,30 @@ def test_an_anchor_of_an_odd_size_is_coded_padded_and_cropped_back(tmp_path, cod
     write_yuv420(tmp_path / "A_33x25_30.yuv", frames)
     video = open_video(tmp_path / "A_33x25_30.yuv")
     planes, bit_depth = planes_of(video)
-    y, u, v = padded_to_even(planes)
-    assert y.shape == (2, 26, 34) and u.shape == v.shape == (2, 13, 17)
-    assert np.array_equal(y[:, :25, :33], planes[0]) and np.array_equal(y[:, 25, :33], planes[0][:, 24])
+    y, u, v = padded_to_coded_size(planes)
+    assert y.shape == (2, 32, 34) and u.shape == v.shape == (2, 16, 17)
+    assert np.array_equal(y[:, :25, :33], planes[0]) and np.array_equal(y[:, 25:, :33], planes[0][:, [24] * 7])
+    assert np.array_equal(y[:, :25, 33], planes[0][:, :, 32]) and np.array_equal(u[:, :13], planes[1])
     result = encode_decode(codec, planes, bit_depth, 33, 25, 30, 22, tmp_path / "s.bin")
     assert result.frames_u8.shape == frames.shape and psnr_rgb(video.frames_u8, result.frames_u8).mean() > 30
+
+
+@pytest.mark.parametrize("codec, preset", [("hevc", "medium"), ("hevc", "placebo"), ("vvc", "faster")])
+def test_an_anchor_of_a_tiny_size_is_coded_padded_and_cropped_back(tmp_path, codec, preset):
+    """x265 refuses a side under 16 ("Image size is too small (12x10)"), and under 32 at its placebo preset;
+    vvenc refuses 16x16 and 48x8 but codes 8x48: every anchor point of such a clip failed."""
+    from vcm.anchors.ffmpeg import encode_decode, planes_of
+    from vcm.quality import psnr_rgb
+    from vcm.video import open_video
+
+    for width, height in ((12, 10), (48, 8), (16, 24)):
+        name = f"A_{width}x{height}_30.yuv"
+        frames = moving_frames(t=2, h=height, w=width, noise=0)
+        write_yuv420(tmp_path / name, frames)
+        video = open_video(tmp_path / name)
+        planes, bit_depth = planes_of(video)
+        result = encode_decode(codec, planes, bit_depth, width, height, 30, 22, tmp_path / f"{name}.bin", preset=preset)
+        assert result.frames_u8.shape == frames.shape and psnr_rgb(video.frames_u8, result.frames_u8).mean() > 30
 
 
 @pytest.mark.parametrize("codec", ["hevc", "vvc"])

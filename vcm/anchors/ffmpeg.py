@@ -134,27 +134,43 @@ def _encode_until_written(cmd: list[str], out: Path, encoder: str, qp: int) -> f
     return seconds
 
 
-def padded_to_even(planes: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """4:2:0 ``planes`` of an odd width or height with the luma's last column or row repeated to an even size, as an
-    HM or VTM encoder pads a picture to its coding size: x265, vvenc and VTM refuse a 4:2:0 picture of an odd size
-    ("Picture width must be an integer multiple of the specified chroma subsampling"). The chroma planes already hold
-    ceil(size / 2) samples and are kept as they are."""
+# The smallest side the encoders are given: x265 refuses a side under 16 ("Image size is too small") and, at its
+# placebo preset, under 32; vvenc refuses some pictures with a side under 32 (16x16, 48x8) and takes others (8x48).
+MIN_CODED_SIDE = 32
+
+
+def coded_size(width: int, height: int) -> tuple[int, int]:
+    """The picture size (width, height) the encoders code a ``width`` x ``height`` clip at: even, as 4:2:0 needs
+    ("Picture width must be an integer multiple of the specified chroma subsampling"), and at least
+    ``MIN_CODED_SIDE`` a side."""
+    return max(width + width % 2, MIN_CODED_SIDE), max(height + height % 2, MIN_CODED_SIDE)
+
+
+def padded_to_coded_size(planes: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+    """4:2:0 ``planes`` (Y ``[T,h,w]``, U and V ``[T,ceil(h/2),ceil(w/2)]``) grown to :func:`coded_size` by
+    repeating their last column and row, as an HM or VTM encoder pads a picture to its coding size. A plane already
+    at its size is returned as it is (the chroma of an odd size holds ceil(size / 2) samples already)."""
     y, u, v = planes
-    h, w = y.shape[1:]
-    return np.pad(y, ((0, 0), (0, h % 2), (0, w % 2)), mode="edge"), u, v
+    width, height = coded_size(y.shape[2], y.shape[1])
+
+    def grown(plane: np.ndarray, w: int, h: int) -> np.ndarray:
+        rows, cols = h - plane.shape[1], w - plane.shape[2]
+        return np.pad(plane, ((0, 0), (0, rows), (0, cols)), mode="edge") if rows or cols else plane
+
+    return grown(y, width, height), grown(u, width // 2, height // 2), grown(v, width // 2, height // 2)
 
 
 def encode_decode(codec: str, planes, bit_depth: int, width: int, height: int, fps: float, qp: int,
                   out: Path, preset: str | None = None, vtm: dict | None = None, config: str = "ra") -> AnchorResult:
     """Encode planar 4:2:0 ``planes`` (Y, U, V ``[T,h,w]``) at ``qp`` in ``config`` (``CONFIGS``); write ``out``;
     decode it back. An external VTM takes the structure from its own ``.cfg`` (give the one of that
-    configuration) and the intra period from here. An odd width or height is coded at the next even size (the
-    stream's rate includes the repeated samples) and decoded frames are cropped back: ``padded_to_even``."""
+    configuration) and the intra period from here. A clip of an odd or small size is coded at :func:`coded_size`
+    (the stream's rate includes the repeated samples) and decoded frames are cropped back."""
     if codec not in CODECS:
         raise VcmError(f"unknown anchor codec {codec!r}; use hevc or vvc")
     encoder, fmt, _ = CODECS[codec]
     frames = planes[0].shape[0]
-    planes, coded_width, coded_height = padded_to_even(planes), width + width % 2, height + height % 2
+    planes, (coded_width, coded_height) = padded_to_coded_size(planes), coded_size(width, height)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     period = intra_period(fps, config)
@@ -194,7 +210,8 @@ def encode_decode(codec: str, planes, bit_depth: int, width: int, height: int, f
             dec = _run(base + ["-i", libav_path(out)] + once + ["-f", "rawvideo", "-pix_fmt", "yuv420p10le",
                                                                  libav_path(rec)], f"{codec} decoding")
         y, u, v = read_yuv420(rec, coded_width, coded_height, 10, 0, frames)
-        decoded = yuv420_to_rgb(y[:, :height, :width], u, v, bit_depth=10)
+        ch, cw = (height + 1) // 2, (width + 1) // 2
+        decoded = yuv420_to_rgb(y[:, :height, :width], u[:, :ch, :cw], v[:, :ch, :cw], bit_depth=10)
     return AnchorResult(out, decoded, enc, dec)
 
 
