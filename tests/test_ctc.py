@@ -141,6 +141,22 @@ def test_an_anchor_of_a_tiny_size_is_coded_padded_and_cropped_back(tmp_path, cod
         assert result.frames_u8.shape == frames.shape and psnr_rgb(video.frames_u8, result.frames_u8).mean() > 30
 
 
+@pytest.mark.parametrize("config", ["ra", "ld", "ai"])
+def test_every_x265_preset_codes_every_configuration(tmp_path, config):
+    """x265's ultrafast preset looks 5 frames ahead, fewer than random access's 7 B frames: it refused every point
+    ("Lookahead depth must be greater than the max consecutive bframe count")."""
+    from vcm.anchors.ffmpeg import encode_decode, planes_of
+    from vcm.codecs.anchors import Hevc
+    from vcm.video import open_video
+
+    write_yuv420(tmp_path / "A_48x32_30.yuv", moving_frames(t=9, h=32, w=48))
+    planes, bit_depth = planes_of(open_video(tmp_path / "A_48x32_30.yuv"))
+    for preset in Hevc.presets:
+        result = encode_decode("hevc", planes, bit_depth, 48, 32, 30, 34, tmp_path / f"{preset}.hevc", preset=preset,
+                               config=config)
+        assert result.frames_u8.shape == (9, 3, 32, 48), preset
+
+
 @pytest.mark.parametrize("codec", ["hevc", "vvc"])
 def test_an_anchor_decodes_every_frame_at_any_frame_rate(tmp_path, codec):
     """ffmpeg fitted the decoded frames to the rate it read from the stream: a 240 fps clip's anchor decoded 2 of its

@@ -194,6 +194,8 @@ def encode_decode(codec: str, planes, bit_depth: int, width: int, height: int, f
                 gop = {"ra": f"keyint={period}:min-keyint={period}:scenecut=0:open-gop=0:bframes=7:b-pyramid=1",
                        "ld": "keyint=-1:scenecut=0:bframes=0",
                        "ai": "keyint=1:min-keyint=1:scenecut=0:bframes=0"}[config]
+                if config == "ra" and preset == "ultrafast":  # its lookahead of 5 frames is under 7 B frames: x265
+                    gop += ":rc-lookahead=8"  # refused every point ("Lookahead depth must be greater than …")
                 params = f"qp={qp}:{gop}:aq-mode=0:info=0:log-level=error"
                 opts = ["-c:v", encoder, "-preset", preset or "medium", "-x265-params", params]
             else:
