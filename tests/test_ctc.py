@@ -107,7 +107,7 @@ def test_anchor_round_trip(tmp_path, codec):
 def test_an_anchor_of_an_odd_size_is_coded_padded_and_cropped_back(tmp_path, codec):
     """x265 and vvenc refuse 4:2:0 pictures of an odd width or height; every anchor point of a 33x25 clip failed
     with "Nothing was written into output file"."""
-    from vcm.anchors.ffmpeg import encode_decode, padded_to_coded_size, planes_of
+    from vcm.anchors.ffmpeg import coded_size, encode_decode, padded_to, planes_of
     from vcm.quality import psnr_rgb
     from vcm.video import open_video
 
@@ -115,7 +115,8 @@ def test_an_anchor_of_an_odd_size_is_coded_padded_and_cropped_back(tmp_path, cod
     write_yuv420(tmp_path / "A_33x25_30.yuv", frames)
     video = open_video(tmp_path / "A_33x25_30.yuv")
     planes, bit_depth = planes_of(video)
-    y, u, v = padded_to_coded_size(planes)
+    assert coded_size(33, 25) == (34, 32) and coded_size(33, 25, 2) == (34, 26)
+    y, u, v = padded_to(planes, 34, 32)
     assert y.shape == (2, 32, 34) and u.shape == v.shape == (2, 16, 17)
     assert np.array_equal(y[:, :25, :33], planes[0]) and np.array_equal(y[:, 25:, :33], planes[0][:, [24] * 7])
     assert np.array_equal(y[:, :25, 33], planes[0][:, :, 32]) and np.array_equal(u[:, :13], planes[1])

@@ -134,29 +134,30 @@ def _encode_until_written(cmd: list[str], out: Path, encoder: str, qp: int) -> f
     return seconds
 
 
-# The smallest side the encoders are given: x265 refuses a side under 16 ("Image size is too small") and, at its
+# The smallest side x265 and vvenc are given: x265 refuses a side under 16 ("Image size is too small") and, at its
 # placebo preset, under 32; vvenc refuses some pictures with a side under 32 (16x16, 48x8) and takes others (8x48).
+# A VTM pads a picture to its coding size itself and is given the clip's even size.
 MIN_CODED_SIDE = 32
 
 
-def coded_size(width: int, height: int) -> tuple[int, int]:
-    """The picture size (width, height) the encoders code a ``width`` x ``height`` clip at: even, as 4:2:0 needs
-    ("Picture width must be an integer multiple of the specified chroma subsampling"), and at least
-    ``MIN_CODED_SIDE`` a side."""
-    return max(width + width % 2, MIN_CODED_SIDE), max(height + height % 2, MIN_CODED_SIDE)
+def coded_size(width: int, height: int, smallest: int = MIN_CODED_SIDE) -> tuple[int, int]:
+    """The picture size (width, height) an encoder codes a ``width`` x ``height`` clip at: even, as 4:2:0 needs
+    ("Picture width must be an integer multiple of the specified chroma subsampling"), and at least ``smallest``
+    (even) a side."""
+    return max(width + width % 2, smallest), max(height + height % 2, smallest)
 
 
-def padded_to_coded_size(planes: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
-    """4:2:0 ``planes`` (Y ``[T,h,w]``, U and V ``[T,ceil(h/2),ceil(w/2)]``) grown to :func:`coded_size` by
-    repeating their last column and row, as an HM or VTM encoder pads a picture to its coding size. A plane already
-    at its size is returned as it is (the chroma of an odd size holds ceil(size / 2) samples already)."""
-    y, u, v = planes
-    width, height = coded_size(y.shape[2], y.shape[1])
+def padded_to(planes: tuple[np.ndarray, ...], width: int, height: int) -> tuple[np.ndarray, ...]:
+    """4:2:0 ``planes`` (Y ``[T,h,w]``, U and V ``[T,ceil(h/2),ceil(w/2)]``) grown to a ``width`` x ``height``
+    picture (even, at least their size) by repeating their last column and row, as an HM or VTM encoder pads a
+    picture to its coding size. A plane already at its size is returned as it is (the chroma of an odd size holds
+    ceil(size / 2) samples already)."""
 
     def grown(plane: np.ndarray, w: int, h: int) -> np.ndarray:
         rows, cols = h - plane.shape[1], w - plane.shape[2]
         return np.pad(plane, ((0, 0), (0, rows), (0, cols)), mode="edge") if rows or cols else plane
 
+    y, u, v = planes
     return grown(y, width, height), grown(u, width // 2, height // 2), grown(v, width // 2, height // 2)
 
 
@@ -170,7 +171,8 @@ def encode_decode(codec: str, planes, bit_depth: int, width: int, height: int, f
         raise VcmError(f"unknown anchor codec {codec!r}; use hevc or vvc")
     encoder, fmt, _ = CODECS[codec]
     frames = planes[0].shape[0]
-    planes, (coded_width, coded_height) = padded_to_coded_size(planes), coded_size(width, height)
+    coded_width, coded_height = coded_size(width, height, 2 if vtm else MIN_CODED_SIDE)
+    planes = padded_to(planes, coded_width, coded_height)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     period = intra_period(fps, config)
