@@ -1094,6 +1094,7 @@ def test_a_device_this_machine_lacks_is_refused_before_any_point_runs(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--only", "c,nope"], "--only names no sequence of the config: nope (sequences: c, d)"),  # nope was dropped
     (["--data", "/nonexistent"], "--data /nonexistent does not exist"),  # unread by a sequence with its own path
+    (["--data", "/dev/null"], "--data /dev/null is not a folder"),  # each sequence said "no … in /dev/null"
     (["--annotations", "/nonexistent"], "--annotations /nonexistent does not exist"),
     (["--backend", "foo"], "--backend must be local or ray"),  # refused only after the folder and its log were written
 ])
