@@ -265,6 +265,33 @@ def test_data_finds_a_sequence_by_any_of_its_names_as_yuv_or_y4m(tmp_path, file)
         find_source("BQSquare", tmp_path)
 
 
+def test_data_finds_sequences_kept_in_class_or_sequence_folders_below_it(tmp_path):
+    """--data DIR found a sequence only in DIR itself: the JCT-VC sequences kept as ClassC/ and ClassD/, or one
+    folder per sequence, were "no BQSquare_416x240_60.yuv … in DIR"."""
+    from vcm.ctc.config import find_source
+
+    for path in ("ClassD/BQSquare_416x240_60.yuv", "ClassC/BQMall_832x480_60.yuv",
+                 "seqs/PartyScene/PartyScene_832x480_50.yuv", "a/b/c/BasketballPass_416x240_50.yuv",
+                 ".trash/BlowingBubbles_416x240_50.yuv", "ClassD/BQSquare.yuv"):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_bytes(b"")
+    assert find_source("BQSquare", tmp_path) == tmp_path / "ClassD/BQSquare_416x240_60.yuv"
+    assert find_source("BQMall", tmp_path) == tmp_path / "ClassC/BQMall_832x480_60.yuv"
+    assert find_source("PartyScene", tmp_path) == tmp_path / "seqs/PartyScene/PartyScene_832x480_50.yuv"
+    for name in ("BasketballPass", "BlowingBubbles"):  # three levels down; a hidden folder
+        with pytest.raises(VcmError, match=rf"^{name}: no .* in {re.escape(str(tmp_path))} or the folders 2 levels "
+                                           r"below it$"):
+            find_source(name, tmp_path)
+    # a name two folders hold: neither is picked by the order folders are listed in
+    (tmp_path / "backup").mkdir()
+    (tmp_path / "backup/BQSquare_416x240_60.yuv").write_bytes(b"")
+    with pytest.raises(VcmError, match=r"^BQSquare: BQSquare_416x240_60.yuv is in .*/ClassD and in .*/backup; name the "
+                                       r"folder that holds the one to use$"):
+        find_source("BQSquare", tmp_path)
+    (tmp_path / "BQSquare_416x240_60_val.yuv").write_bytes(b"")  # one in DIR itself is taken, as before
+    assert find_source("BQSquare", tmp_path) == tmp_path / "BQSquare_416x240_60_val.yuv"
+
+
 def test_an_external_vtms_programs_and_cfg_are_part_of_its_points_inputs(tmp_path):
     """A VTM build or .cfg replaced under the same name is another anchor: its finished points run again."""
     from vcm.ctc.run import inputs_key

@@ -116,6 +116,23 @@ def test_annotations_that_do_not_fit_the_video_say_what_would(tmp_path):
         find_annotations("carphone", tmp_path)
 
 
+def test_annotations_are_found_in_folders_below_the_one_named(tmp_path, monkeypatch):
+    """--annotations DIR (and VCM_ANNOTATIONS) found a sequence's CTC JSON only in DIR itself: a dataset kept as one
+    folder per sequence (SEQ_val/annotations/SEQ_val.json) was "ground truth … not found"."""
+    from vcm.eval.gt import find_annotations
+
+    monkeypatch.delenv("VCM_ANNOTATIONS", raising=False)
+    json_path = tmp_path / "BQMall_832x480_60_val" / "annotations" / "BQMall_832x480_60_val.json"
+    json_path.parent.mkdir(parents=True)
+    json_path.write_text("{}")
+    assert find_annotations("BQMall", tmp_path) == json_path
+    monkeypatch.setenv("VCM_ANNOTATIONS", str(tmp_path))
+    assert find_annotations("BQMall") == json_path
+    with pytest.raises(VcmError, match=r"^ground truth BQSquare_416x240_60_val.json not found \(looked in .* and the "
+                                       r"folders 2 levels below each\)"):
+        find_annotations("BQSquare", tmp_path)
+
+
 def test_txt_labels_convert_to_ctc_json(tmp_path):
     labels = tmp_path / "labels"
     labels.mkdir()

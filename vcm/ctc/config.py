@@ -111,8 +111,11 @@ def _sfu_sequence(name: str):
 
 
 def find_source(name: str, data: Path | None) -> Path:
-    """The YUV of a manifest sequence in ``data``: full JCT-VC name, _val clip, bare name or alias, as a raw ``.yuv``
-    or a YUV4MPEG2 ``.y4m`` of the same samples (read alike)."""
+    """The YUV of a manifest sequence in ``data`` or a folder below it (:func:`vcm.dataset_files.find_in`): full
+    JCT-VC name, _val clip, bare name or alias, as a raw ``.yuv`` or a YUV4MPEG2 ``.y4m`` of the same samples (read
+    alike)."""
+    from vcm.dataset_files import DEPTH, find_in
+
     seq = _sfu_sequence(name)
     if seq is None:
         raise VcmError(f"{name!r} is not an SFU-HW sequence; for another video give its path (a/clip.yuv, "
@@ -122,10 +125,11 @@ def find_source(name: str, data: Path | None) -> Path:
     stem = seq.file.rsplit(".", 1)[0]
     names = (seq.file, f"{stem}_val.yuv", f"{seq.name}.yuv", *(f"{a}.yuv" for a in seq.aliases),
              f"{stem.split('_')[0]}_{seq.width}x{seq.height}_{int(seq.fps)}Hz_8bit_P420.yuv")
-    for candidate in (*names, *(n.removesuffix(".yuv") + ".y4m" for n in names)):
-        if (Path(data) / candidate).is_file():
-            return Path(data) / candidate
-    raise VcmError(f"{seq.name}: no {seq.file} (or {seq.name}.yuv, or a .y4m of either name) in {data}")
+    found = find_in(data, (*names, *(n.removesuffix(".yuv") + ".y4m" for n in names)), seq.name)
+    if found is None:
+        raise VcmError(f"{seq.name}: no {seq.file} (or {seq.name}.yuv, or a .y4m of either name) in {data} or the "
+                       f"folders {DEPTH} levels below it")
+    return found
 
 
 def _missing(seq, data: Path | None, frames: str, why: str) -> dict:

@@ -222,7 +222,10 @@ def to_coco_json(gt: GroundTruth, first_frame: int) -> dict:
 
 
 def find_annotations(sequence: str, annotations: Path | None = None) -> Path:
-    """Resolve the CTC JSON of ``sequence``: --annotations (file or folder), $VCM_ANNOTATIONS, sequences/annotations/."""
+    """Resolve the CTC JSON of ``sequence``: --annotations (file or folder), $VCM_ANNOTATIONS, sequences/annotations/
+    (a folder or one up to two levels below it, :func:`vcm.dataset_files.find_in`)."""
+    from vcm.dataset_files import DEPTH, find_in
+
     if annotations is not None:  # a missing file was reported as the sequence's fault
         require_input(annotations, "--annotations", folder_ok=True)
     seq = sequences.lookup(sequence)
@@ -236,10 +239,11 @@ def find_annotations(sequence: str, annotations: Path | None = None) -> Path:
         folders.append(Path(os.environ["VCM_ANNOTATIONS"]))
     folders.append(data_dir("sequences") / "annotations")
     for folder in folders:
-        if (folder / seq.annotations).is_file():
-            return folder / seq.annotations
-    raise VcmError(f"ground truth {seq.annotations} not found (looked in {', '.join(map(str, folders))}); "
-                   "pass --annotations FILE_OR_DIR or set VCM_ANNOTATIONS")
+        found = find_in(folder, [seq.annotations], seq.name)
+        if found is not None:
+            return found
+    raise VcmError(f"ground truth {seq.annotations} not found (looked in {', '.join(map(str, folders))} and the "
+                   f"folders {DEPTH} levels below each); pass --annotations FILE_OR_DIR or set VCM_ANNOTATIONS")
 
 
 def load_ground_truth(sequence: str, annotations: Path | None = None) -> GroundTruth:
