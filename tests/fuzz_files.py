@@ -267,8 +267,8 @@ def _png_chunk(kind: bytes, body: bytes) -> bytes:
 
 
 def _png_bytes(rng: random.Random | None) -> bytes:
-    """An 8×6 RGB PNG whose header fields (size, depth, colour type) or data are mutated, checksums recomputed
-    (``rng`` None: the sound one)."""
+    """An 8×6 RGB PNG whose header fields (size, depth, colour type) or data are mutated, at times with an EXIF
+    orientation, checksums recomputed (``rng`` None: the sound one)."""
     import struct
     import zlib
 
@@ -287,8 +287,20 @@ def _png_bytes(rng: random.Random | None) -> bytes:
     data = zlib.compress(bytes(raw))
     if rng.random() < 0.2:
         data = data[:rng.randrange(len(data))]
-    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", *fields)) + _png_chunk(b"IDAT", data)
-            + _png_chunk(b"IEND", b""))
+    exif = _png_chunk(b"eXIf", _exif_bytes(rng)) if rng.random() < 0.3 else b""
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", *fields)) + exif
+            + _png_chunk(b"IDAT", data) + _png_chunk(b"IEND", b""))
+
+
+def _exif_bytes(rng: random.Random) -> bytes:
+    """EXIF (a big-endian TIFF directory) holding one orientation, any value, with bytes changed or cut at times:
+    the image is read turned by it, or as stored where it cannot be read."""
+    import struct
+
+    blob = bytearray(b"MM\x00*" + struct.pack(">IHHHIHHI", 8, 1, 0x0112, 3, 1, rng.randrange(11), 0, 0))
+    for _ in range(rng.choice([0, 0, 1, 3])):
+        blob[rng.randrange(len(blob))] = rng.randrange(256)
+    return bytes(blob[:rng.randrange(len(blob) + 1)] if rng.random() < 0.2 else blob)
 
 
 def containers(tmp: Path) -> list[tuple[str, bytes]]:

@@ -172,6 +172,51 @@ def test_a_16_bit_grayscale_png_is_scaled_not_clipped(tmp_path):
     assert frames.shape == (1, 3, 24, 32) and all(np.array_equal(frames[0, c], ramp // 257) for c in range(3))
 
 
+@pytest.mark.parametrize("suffix", ["jpg", "png"])
+def test_an_image_is_read_upright_as_its_exif_orientation_says(tmp_path, suffix):
+    """A phone's portrait photo stores its pixels sideways and says so in its EXIF: vcm read it sideways (40x24 where
+    every viewer shows 24x40), so boxes annotated on what a viewer shows missed its objects."""
+    import warnings
+
+    from PIL import Image
+
+    stored = np.zeros((24, 40, 3), np.uint8)
+    stored[:4] = 255  # a white band along the stored top
+    for orientation, name in ((6, "turned"), (1, "as_stored")):
+        exif = Image.Exif()
+        exif[0x0112] = orientation  # 6: turn 90° clockwise to show
+        Image.fromarray(stored).save(tmp_path / f"{name}.{suffix}", exif=exif.tobytes(), quality=95)
+    turned = open_video(tmp_path / f"turned.{suffix}").frames_u8[0]
+    assert turned.shape == (3, 40, 24) and turned[:, :, -4:].min() > 200 and turned[:, :, :-6].max() < 40
+    assert open_video(tmp_path / f"as_stored.{suffix}").frames_u8.shape == (1, 3, 24, 40)
+    # EXIF that cannot be read: the image as stored; cut short after its orientation: turned; never Pillow's warning
+    cut = b"MM\x00*\x00\x00\x00\x08\x00\x02\x01\x12\x00\x03\x00\x00\x00\x01\x00\x06\x00\x00"  # 2nd entry cut
+    (tmp_path / "cut.png").write_bytes(_png_with_exif(stored, cut))
+    raw = (tmp_path / f"turned.{suffix}").read_bytes()
+    at = raw.index(b"MM\x00*" if b"MM\x00*" in raw else b"II*\x00")
+    damaged = tmp_path / f"damaged.{suffix}"
+    damaged.write_bytes(raw[:at] + b"XX" + raw[at + 2:] if suffix == "jpg" else _png_with_exif(stored, b"XX\x00*\x00"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert open_video(damaged).frames_u8.shape == (1, 3, 24, 40)
+        assert open_video(tmp_path / "cut.png").frames_u8.shape == (1, 3, 40, 24)
+
+
+def _png_with_exif(rgb: np.ndarray, exif: bytes) -> bytes:
+    """A PNG of ``rgb`` whose eXIf chunk holds ``exif`` as it is (Pillow would not write a damaged one)."""
+    import io
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG")
+    png = buf.getvalue()
+    chunk = struct.pack(">I", len(exif)) + b"eXIf" + exif + struct.pack(">I", zlib.crc32(b"eXIf" + exif))
+    return png[:33] + chunk + png[33:]  # after the 8-byte signature and the 25-byte IHDR chunk
+
+
 def test_sfu_names_clip_recognition_and_ctc_frames(tmp_path):
     # RaceHorsesD is 416x240: its CTC clip (frames 235..299, 65 frames) as a bare alias name.
     per = frame_bytes(416, 240, 8)

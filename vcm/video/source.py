@@ -309,14 +309,32 @@ def _rgb_of(im) -> np.ndarray:
     return np.asarray(im.convert("RGB"))
 
 
+def _upright(im):
+    """A loaded Pillow image turned by its EXIF orientation; as stored where its EXIF cannot be read, as viewers show
+    it."""
+    import warnings
+
+    from PIL import ImageOps
+
+    try:
+        with warnings.catch_warnings():  # "Corrupt EXIF data": what can be read of it is used
+            warnings.simplefilter("ignore")
+            return ImageOps.exif_transpose(im)
+    except Exception:  # noqa: BLE001 - damaged EXIF: Pillow's parser raises SyntaxError, struct.error, ValueError, …
+        return im
+
+
 def _read_image(path: Path) -> np.ndarray:
-    """An image file as ``uint8 [3,H,W]`` RGB (Pillow: OpenCV's PNG codec breaks once decord is loaded)."""
+    """An image file as ``uint8 [3,H,W]`` RGB, upright as a viewer shows it: turned by its EXIF orientation (a phone
+    stores a portrait photo's pixels sideways), as a rotated video is read (Pillow: OpenCV's PNG codec breaks once
+    decord is loaded)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:  # the header alone: its size is checked before any pixel is decoded
             check_frame_size(*im.size, f"{path.name}: an image of")
-            rgb = _rgb_of(im)
+            im.load()  # the pixels first: a damaged image is refused here, and not read as stored by _upright
+            rgb = _rgb_of(_upright(im))
     except Image.DecompressionBombError:  # Pillow's own ceiling, below a 16384² frame
         raise VcmError(f"{path.name}: an image of more pixels than Pillow decodes ({Image.MAX_IMAGE_PIXELS * 2:,}); "
                        f"scale it down first") from None
