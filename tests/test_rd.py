@@ -14,7 +14,7 @@ from vcm.bitstream.bits import StreamError
 from vcm.codec import nerv_stream
 from vcm.entropy_models import laplace
 from vcm.codec.compress import RDOptions, compress_many, decode_file
-from vcm.entropy_models.learned import STEP_RES, step_from_code
+from vcm.entropy_models.learned import STEP_RES, RateDistortionModel, step_from_code
 from vcm.errors import VcmError
 from vcm.nerv.config import TrainConfig
 from vcm.nerv.model import NervShape
@@ -62,7 +62,6 @@ def test_round_mode_gives_exactly_the_decoders_weights_and_the_coded_rate():
     a grid, each under the scale of its context bucket; gradients reach weights, steps and entropy models
     through one pass over all tensors."""
     from vcm.entropy_models import context
-    from vcm.entropy_models.learned import RateDistortionModel
 
     torch.manual_seed(0)
     model = Tensors(a=torch.randn(6, 5), b=torch.randn(3, 8), grid=torch.randn(7, 2, 3).cumsum(0) * 0.2)
@@ -100,6 +99,26 @@ def test_round_mode_gives_exactly_the_decoders_weights_and_the_coded_rate():
     assert all(q.log2_step.grad.abs().sum() > 0 for q in rd.quantizers.values())
     assert rd.quantizer("a").log_b.grad.abs() > 0 and rd.quantizer("b").log_b.grad.abs() > 0
     assert (grid.log_b_context.grad != 0).sum() >= 2 and not grid.log_b.grad  # its one scale is not trained
+
+
+@pytest.mark.parametrize("mode", ["noise", "round"])
+def test_the_rate_and_its_gradients_are_the_same_on_every_run_on_two_threads(mode):
+    """Indexing a tensor of steps or scales by a long index (``log_b[index]``) sums its gradient with atomic adds in
+    an order the threads decide: `vcm compress` twice with the same seed on two threads wrote other bytes."""
+    torch.manual_seed(0)
+    rd = RateDistortionModel(Tensors(grid=torch.randn(40, 8, 16, 16) * 0.1, w=torch.randn(512, 64) * 0.1))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        runs = []
+        for _ in range(6):
+            rd.zero_grad(set_to_none=True)
+            weights, bits = rd.quantized_params(mode, torch.Generator().manual_seed(1))
+            (bits + sum((w * w).sum() for w in weights.values())).backward()
+            runs.append([bits.detach()] + [p.grad.clone() for p in rd.quantizers.parameters() if p.grad is not None])
+    finally:
+        torch.set_num_threads(threads)
+    assert len(runs[0]) > 3 and all(torch.equal(a, b) for run in runs[1:] for a, b in zip(runs[0], run))
 
 
 def test_noise_mode_perturbs_within_half_a_step_and_is_not_rounding():

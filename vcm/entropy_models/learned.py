@@ -188,7 +188,10 @@ class RateDistortionModel(nn.Module):
         quantizers = [self.quantizer(n) for n in self._names]
         params = dict(self.model.named_parameters())
         w = torch.cat([params[n].reshape(-1) for n in self._names])
-        step = _step(torch.cat([q.log2_step for q in quantizers]), snapped=mode != "noise")[self._channel]
+        # index_select, not [index]: the latter's gradient sums in a thread-dependent order on the CPU (two runs of a
+        # stage on two threads gave other bytes), and is several times slower; on one thread the two are equal
+        step = torch.index_select(_step(torch.cat([q.log2_step for q in quantizers]), snapped=mode != "noise"), 0,
+                                  self._channel)
         y = w / step
         if mode == "noise":
             y = y + torch.empty_like(y).uniform_(-0.5, 0.5, generator=generator)
@@ -200,13 +203,14 @@ class RateDistortionModel(nn.Module):
             y = y * self._keep
         w_hat = y * step
         coded = torch.cat([y[a:b] if shape is None else along_time(y[a:b], shape) for a, b, shape in self._segments])
-        log_b = torch.stack([q.log_b for q in quantizers])[self._tensor]
+        log_b = torch.index_select(torch.stack([q.log_b for q in quantizers]), 0, self._tensor)
         if self._contextual:  # a grid rated per context bucket: each value under its bucket's scale
             scales = []
             for i, (a, b, shape) in enumerate(self._segments):
                 q = self._contextual.get(i)
                 scales.append(log_b[a:b] if q is None else
-                              q.log_b_context[context.buckets_torch(coded[a:b].detach().reshape(shape)).reshape(-1)])
+                              torch.index_select(q.log_b_context, 0, context.buckets_torch(
+                                  coded[a:b].detach().reshape(shape)).reshape(-1)))
             log_b = torch.cat(scales)
         bits = laplace.bits(coded, log_b).sum()
         pieces = torch.split(w_hat, self._sizes)
