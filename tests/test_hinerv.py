@@ -39,6 +39,25 @@ def test_grid_interpolation_between_and_at_grid_frames():
     assert between.flatten().tolist() == pytest.approx([12.5, 30.0])
 
 
+def test_a_grids_gradient_is_the_same_on_every_run_on_two_threads():
+    """grid[index]'s gradient sums the frames of a batch that share a grid frame with atomic adds in the order the
+    threads run, once a batch's rows are large enough to be split between them: a fit was not repeatable."""
+    torch.manual_seed(0)
+    grid = torch.randn(30, 16, 30, 40, requires_grad=True)  # rows of 19,200 values
+    upstream = torch.randn(4, 16, 30, 40)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        grads = []
+        for _ in range(8):
+            grid.grad = None
+            (_interpolate(grid, torch.tensor([0.2, 0.2, 0.201, 0.202])) * upstream).sum().backward()
+            grads.append(grid.grad.clone())
+    finally:
+        torch.set_num_threads(threads)
+    assert grads[0].abs().sum() > 0 and all(torch.equal(grads[0], g) for g in grads[1:])
+
+
 def test_unseen_frame_times_decode_smoothly():
     torch.manual_seed(0)
     cfg = TINY.config(24, 32, 4)

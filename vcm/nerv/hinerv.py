@@ -107,7 +107,9 @@ def _interpolate(grid: torch.Tensor, t: torch.Tensor, shots: tuple[int, ...] = (
         i0 = torch.minimum(pos.floor().long(), last)
         i1 = torch.minimum(i0 + 1, last)
     w = (pos - i0.float()).view(-1, *([1] * (grid.dim() - 1)))
-    return grid[i0] * (1 - w) + grid[i1] * w
+    # index_select, not grid[i0]: the latter's gradient sums frames that share a grid frame with atomic adds in the
+    # order the threads run (a fit on two threads was not repeatable); on one thread the two are equal
+    return torch.index_select(grid, 0, i0) * (1 - w) + torch.index_select(grid, 0, i1) * w
 
 
 @functools.lru_cache(maxsize=64)
