@@ -814,6 +814,25 @@ def test_a_typo_anywhere_in_a_ctc_config_is_refused_with_the_valid_keys(tmp_path
     assert not (tmp_path / "o").exists()  # refused before anything is written
 
 
+def test_a_config_may_keep_yaml_anchors_under_x_keys(tmp_path):
+    """A section shared by several codecs or sequences (a YAML anchor) had nowhere to live: every top-level key but
+    vcm's was refused. Keys starting with x- are the user's, as in Compose files; any other is still refused."""
+    from vcm.ctc.run import preview
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("x-seq: &seq {path: 'sample:carphone', frames: '0:2'}\n"
+                   "x-anchor: &anchor {qps: [40, 44]}\n"
+                   "sequences: [{<<: *seq, name: a}, {<<: *seq, name: b, frames: '2:4'}]\n"
+                   "codecs: {hevc: *anchor, vvc: *anchor}\n")
+    plan = preview(cfg, tmp_path / "out")
+    assert sorted((p["sequence"], p["codec"], p["point"]) for p in plan["plan"]) == [
+        (s, c, f"qp{q}") for s in "ab" for c in ("hevc", "vvc") for q in (40, 44)]
+    cfg.write_text(cfg.read_text().replace("x-anchor", "anchor"))
+    with pytest.raises(VcmError, match=r"unknown key anchor; valid: .* \(and x-NAME, yours: for YAML anchors\)$"):
+        preview(cfg, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 _SEQ = {"name": "c", "path": "sample:carphone", "frames": "0:2"}
 
 

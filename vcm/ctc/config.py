@@ -11,6 +11,7 @@ from vcm.schema import check_keys
 from vcm.yamlfile import read_yaml_file
 from vcm.words import noun
 
+EXTENSION_PREFIX = "x-"  # top-level keys vcm leaves to the user: x-fit: &fit {...}, then *fit where it is used
 TOP_KEYS = ("sequences", "frames", "device", "detector", "annotations", "reference", "reference_score", "codecs")
 # annotations, frame_mapping, category_ids, category_map: a COCO JSON for this video (as vcm eval reads it);
 # reference: annotations | original (pseudo ground truth from the detector on this sequence's own frames).
@@ -29,6 +30,8 @@ def load(path: Path) -> dict:
         raise VcmError(f"CTC config {path} is a folder: name the config's YAML file (vcm ctc report and vcm info "
                        f"take a results folder)")
     cfg = read_yaml_file(path, "CTC config") or {}
+    if isinstance(cfg, dict):  # x-NAME: a place for YAML anchors shared by sections (as Compose files have)
+        cfg = {k: v for k, v in cfg.items() if not (isinstance(k, str) and k.startswith(EXTENSION_PREFIX))}
     check_schema(cfg, path)
     try:
         return with_defaults(cfg)
@@ -52,7 +55,11 @@ def check_schema(cfg, path: Path) -> None:
     from vcm.video.source import FRAMES_SAID
 
     try:
-        check_keys(cfg, TOP_KEYS, "the config")
+        try:
+            check_keys(cfg, TOP_KEYS, "the config")
+        except ValueError as err:
+            extra = "" if not isinstance(cfg, dict) else f" (and {EXTENSION_PREFIX}NAME, yours: for YAML anchors)"
+            raise ValueError(f"{err}{extra}") from None
         if not isinstance(cfg.get("codecs") or {}, dict):
             raise ValueError(f"codecs must be a mapping of codec name: its section, got {cfg['codecs']!r}")
         for key, what in (("device", "auto, cpu or cuda[:N]"), ("frames", FRAMES_SAID),
