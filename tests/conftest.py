@@ -17,7 +17,9 @@ os.environ.setdefault("VCM_PROGRESS", "0")
 # two threads on two cores run a training step 10× slower, not 2×. Set before torch is imported,
 # and inherited by every CLI subprocess a test starts.
 if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
-    _share = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    from vcm.cpus import usable_cores  # no torch: read before torch is imported
+
+    _share = max(1, usable_cores() // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(_share)
 # Reference detections are cached per user; the tests keep theirs apart (and start empty), and
 # each process that made one removes it when it ends.
@@ -40,7 +42,9 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 def pytest_xdist_auto_num_workers(config):
     """``-n auto``: a worker per core, at most four (each holds torch, a CLI subprocess and a clip)."""
-    return max(1, min(os.cpu_count() or 1, 4))
+    from vcm.cpus import usable_cores
+
+    return max(1, min(usable_cores(), 4))
 
 
 def pytest_collection_modifyitems(config, items):

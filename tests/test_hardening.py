@@ -601,13 +601,51 @@ def test_eval_writes_one_folder_per_input_and_records_it(tmp_path):
     assert scores["detector"] == "oracle" and "provenance" in scores
 
 
+def test_the_cores_vcm_divides_are_those_this_process_may_use(tmp_path, monkeypatch):
+    """os.cpu_count() counts the machine's cores: in a Slurm job or a container given 4 of 64 cores, vcm ctc run gave
+    each point 64 / jobs threads, and two threads on one core made a training step 1.4x as long."""
+    from vcm import cpus, demo
+
+    monkeypatch.setattr(cpus.os, "sched_getaffinity", lambda pid: {3}, raising=False)
+    monkeypatch.setattr(cpus.os, "cpu_count", lambda: 64)
+    none = tmp_path / "none"
+    assert cpus.usable_cores(none) == 1
+    monkeypatch.setattr(cpus.os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    v2 = tmp_path / "v2"
+    v2.mkdir()
+    for text, cores in (("max 100000\n", 8), ("250000 100000\n", 3), ("50000 100000\n", 1), ("1600000 100000", 8),
+                        ("garbage", 8), ("100000 0", 8)):
+        (v2 / "cpu.max").write_text(text)
+        assert cpus.usable_cores(v2) == cores, text
+    v1 = tmp_path / "v1" / "cpu"
+    v1.mkdir(parents=True)
+    (v1 / "cpu.cfs_period_us").write_text("100000\n")
+    for quota, cores in (("-1\n", 8), ("200000\n", 2)):
+        (v1 / "cpu.cfs_quota_us").write_text(quota)
+        assert cpus.usable_cores(v1.parent) == cores
+    monkeypatch.setattr(cpus, "CGROUP", v2)  # a quota of one core, eight in the CPU set
+    (v2 / "cpu.max").write_text("100000 100000")
+    assert demo.default_jobs() == 1  # two lanes on one core: each waits on the other
+    # a plain command (vcm fit) under that quota: torch, imported after, starts one thread, not eight
+    from vcm.cli import _threads_within_quota
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delitem(sys.modules, "torch")
+    _threads_within_quota()
+    assert os.environ["OMP_NUM_THREADS"] == "1"
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's own setting stays
+    _threads_within_quota()
+    assert os.environ["OMP_NUM_THREADS"] == "3"
+
+
 def test_provenance_names_the_code_and_the_command():
+    from vcm.cpus import usable_cores
     from vcm.provenance import provenance
 
     p = provenance(CPU)
     assert p["vcm"] and p["torch"] == torch.__version__ and p["device"].startswith("cpu")
     assert p["commit"] is None or len(p["commit"].split("+")[0]) == 40
-    assert p["cpu"] and p["cpu"] != "unknown" and p["cores"] == os.cpu_count()  # another CPU trains other networks
+    assert p["cpu"] and p["cpu"] != "unknown" and p["cores"] == usable_cores()  # another CPU trains other networks
 
 
 def test_solving_a_small_budget_terminates():

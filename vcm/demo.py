@@ -11,7 +11,6 @@ anchors, the paper's Table 1 (edge loss vs plain loss), and RD plots.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from pathlib import Path
@@ -149,7 +148,9 @@ def demo_config(cfg: dict, epochs: int | None, detector: dict | None, frames: st
 def default_jobs() -> int:
     """Two points at a time where there are two cores: the demo's two fits (and then its rate points) train
     side by side on a core each, 1.6× the throughput of one fit on both cores (carphone, 2 vCPUs)."""
-    return 2 if (os.cpu_count() or 1) >= 2 else 1
+    from vcm.cpus import usable_cores
+
+    return 2 if usable_cores() >= 2 else 1
 
 
 def run_demo(out: Path, device: str = "auto", epochs: int | None = None, jobs: int | None = None,

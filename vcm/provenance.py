@@ -59,12 +59,14 @@ def command_line() -> str:
 
 
 def provenance(device=None) -> dict:
-    """A JSON-able description of the code, libraries, machine and command behind a result."""
+    """A JSON-able description of the code, libraries, machine and command behind a result (``cores``: those this
+    process may use, :func:`vcm.cpus.usable_cores`)."""
     from vcm import __version__
+    from vcm.cpus import usable_cores
 
     info = {"vcm": __version__, "commit": git_commit(), "python": platform.python_version(),
             "command": command_line(), "cwd": os.getcwd(), "host": platform.node(),
-            "platform": platform.platform(terse=True), "cpu": cpu_model(), "cores": os.cpu_count(),
+            "platform": platform.platform(terse=True), "cpu": cpu_model(), "cores": usable_cores(),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     try:
         import torch

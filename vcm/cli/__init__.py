@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     # work install their own handler, and a parallel run passes the stop on to its workers.
     stopping.install()
     _tolerate_narrow_encodings()
+    _threads_within_quota()
     try:
         os.getcwd()
     except FileNotFoundError:  # torch's libraries then failed to load, with a message about MKL
@@ -82,6 +83,22 @@ def _check_limits() -> None:
 
     memory_budget()
     work_budget()
+
+
+def _threads_within_quota() -> None:
+    """Under a CPU quota (``docker --cpus 4``, a Kubernetes limit) torch would start a thread per core of the CPU
+    set, and the threads beyond the quota only wait on each other: its threads are set to the cores the quota
+    gives (read by torch when it is imported, after this), unless the user set them."""
+    if "OMP_NUM_THREADS" in os.environ or "torch" in sys.modules:
+        return
+    from vcm.cpus import usable_cores
+
+    try:
+        in_set = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return
+    if usable_cores() < in_set:
+        os.environ["OMP_NUM_THREADS"] = str(usable_cores())
 
 
 def _tolerate_narrow_encodings() -> None:

@@ -407,7 +407,9 @@ def execute(specs: list[dict], jobs: int, backend: str, ray_address: str | None)
     from concurrent.futures import FIRST_COMPLETED, wait
     from concurrent.futures.process import BrokenProcessPool
 
-    threads = max(1, (os.cpu_count() or 2) // jobs)
+    from vcm.cpus import usable_cores
+
+    threads = max(1, usable_cores() // jobs)  # the cores this process may use: a CPU set or quota leaves fewer
     rows, schedule = [], Schedule(specs, jobs)
     with _Workers(jobs) as workers, progress.progress("ctc points", len(specs), eta=False) as bar:
         running: dict = {}  # future → (spec, relay, pool); the slots a point holds are the schedule's to say
