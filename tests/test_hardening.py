@@ -601,6 +601,33 @@ def test_eval_writes_one_folder_per_input_and_records_it(tmp_path):
     assert scores["detector"] == "oracle" and "provenance" in scores
 
 
+def test_a_file_system_without_locks_runs_unguarded_and_says_so_once(tmp_path, monkeypatch):
+    """flock raises ENOSYS on Lustre mounted noflock (ENOLCK, EOPNOTSUPP on some NFS, SMB and FUSE mounts): every
+    command that locks its output (fit, compress, ctc run) ended in a traceback there."""
+    import errno
+    import fcntl
+
+    real = fcntl.flock
+    monkeypatch.setattr(fcntl, "flock", lambda f, op: (_ for _ in ()).throw(OSError(errno.ENOSYS, "no locks")))
+    out = tmp_path / "run"
+    env = {"VCM_PROGRESS": "lines"}
+    fit = run_main("fit", "sample:carphone", "--preset", "hinerv-demo", "--steps", "2", "--frames", "0:2", "--out", out,
+                   env=env)
+    assert fit.returncode == 0, fit.stderr[-400:]
+    said = f"{out}: its file system takes no file locks (Function not implemented): a second vcm command"
+    assert fit.stderr.count("takes no file locks") == 1 and said in " ".join(fit.stderr.split())
+    compress = run_main("compress", out, "--lambda", "1", "--rd-steps", "1", "--out", out / "s.nerv", env=env)
+    assert compress.returncode == 0 and (out / "s.nerv").stat().st_size > 0, compress.stderr[-400:]
+    assert "takes no file locks" not in compress.stderr  # said once for the folder
+    # any other error of flock is not taken for a missing lock
+    monkeypatch.setattr(fcntl, "flock", lambda f, op: (_ for _ in ()).throw(OSError(errno.EIO, "I/O error")))
+    from vcm.fsutil import run_lock
+
+    with pytest.raises(OSError, match="I/O error"), run_lock(tmp_path / "other"):
+        pass
+    monkeypatch.setattr(fcntl, "flock", real)
+
+
 def test_the_cores_vcm_divides_are_those_this_process_may_use(tmp_path, monkeypatch):
     """os.cpu_count() counts the machine's cores: in a Slurm job or a container given 4 of 64 cores, vcm ctc run gave
     each point 64 / jobs threads, and two threads on one core made a training step 1.4x as long."""

@@ -133,14 +133,40 @@ def run_lock(folder: str | os.PathLike, who: str = "vcm fit") -> Iterator[None]:
                 folder.rmdir()
             raise
         finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+            flock(f, fcntl.LOCK_UN, lock)
+
+
+# What flock raises on a file system without locks (Lustre mounted noflock, some FUSE, SMB and NFS mounts)
+_NO_LOCKS = {errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP}
+_unlocked_said: set[Path] = set()
+
+
+def flock(f, operation: int, lock: Path) -> bool:
+    """``fcntl.flock(f, operation)`` on the file ``lock``; False, with nothing locked, where its file system
+    supports no locks: vcm then runs unguarded there, saying so once per folder (such a file system made every
+    command that locks a traceback). A lock another process holds raises BlockingIOError, as flock does."""
+    try:
+        fcntl.flock(f, operation)
+    except BlockingIOError:
+        raise
+    except OSError as err:
+        if err.errno not in _NO_LOCKS:
+            raise
+        if lock.parent not in _unlocked_said and operation != fcntl.LOCK_UN:
+            _unlocked_said.add(lock.parent)
+            from vcm import progress
+
+            progress.log(f"{lock.parent}: its file system takes no file locks ({os.strerror(err.errno)}): a second "
+                         f"vcm command writing there at the same time is not refused", style="yellow")
+        return False
+    return True
 
 
 def _acquire(f, lock: Path) -> bool:
     """Take the exclusive lock of ``f`` (the file ``lock``) without waiting and write this process's pid into
     it; False when another process holds it."""
     try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB, lock)
     except BlockingIOError:
         return False
     f.seek(0)
@@ -181,7 +207,7 @@ def output_lock(path: str | os.PathLike) -> Iterator[None]:
             yield
         finally:
             lock.unlink(missing_ok=True)
-            fcntl.flock(f, fcntl.LOCK_UN)
+            flock(f, fcntl.LOCK_UN, lock)
 
 
 def nothing_to_resume(folder: str | os.PathLike, checkpoint: str) -> str:
@@ -230,10 +256,10 @@ def _holder(lock: Path, kept: str) -> int | None:
         return None
     with f:
         try:
-            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            if flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB, lock):
+                flock(f, fcntl.LOCK_UN, lock)
         except BlockingIOError:
             return _pid_in(f)
-        fcntl.flock(f, fcntl.LOCK_UN)
         return None
 
 

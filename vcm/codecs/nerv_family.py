@@ -31,7 +31,7 @@ from pathlib import Path
 
 from vcm.codecs import Codec, network_ready, register_codec
 from vcm.errors import VcmError
-from vcm.fsutil import open_regular, require_input
+from vcm.fsutil import flock, open_regular, require_input
 from vcm.schema import SEED_RULE, is_seed
 from vcm.words import noun
 
@@ -127,11 +127,11 @@ def _locked(path: Path):
     """An exclusive lock file, so that parallel points sharing one fit train it once."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open_regular(path, "w", kept="lock for this fit") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+        flock(f, fcntl.LOCK_EX, path)
         try:
             yield
         finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+            flock(f, fcntl.LOCK_UN, path)
 
 
 def _stream_bytes(path) -> bytes:
