@@ -184,7 +184,9 @@ def run_main(*args, cwd=None, env=None):
 
     out, err = (io.TextIOWrapper(io.BytesIO(), encoding="utf-8", write_through=True) for _ in range(2))
     saved_env = {k: os.environ.get(k) for k in env or {}}
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    from vcm.stopping import STOP_SIGNALS, STOP_UNLESS_IGNORED
+
+    handlers = {s: signal.getsignal(s) for s in STOP_SIGNALS + STOP_UNLESS_IGNORED}
     saved_argv, saved_cwd, quiet, code = sys.argv, os.getcwd(), progress._quiet, 0
     try:
         if cwd is not None:

@@ -17,10 +17,10 @@ from tests.conftest import ROW_MEASURES, moving_frames, progress_gaps, run_cli, 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def start_cli(*args, cwd, env=None):
+def start_cli(*args, cwd, env=None, preexec_fn=None):
     env = dict(os.environ, PYTHONUNBUFFERED="1", VCM_PROGRESS="lines", VCM_PROGRESS_INTERVAL="0", **(env or {}))
     return subprocess.Popen([sys.executable, "-m", "vcm", *map(str, args)], cwd=cwd, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=preexec_fn)
 
 
 def interrupt_when(proc, needle: str, timeout: float = 300, signum=signal.SIGINT, before=None) -> tuple[str, str]:
@@ -219,6 +219,33 @@ def test_sigterm_to_a_fit_saves_its_checkpoint_as_ctrl_c_does(tmp_path):
     _, err = interrupt_when(proc, "(steps): 2/", signum=signal.SIGTERM)
     assert proc.returncode == 130 and "SIGTERM: finishing this step" in err and "Traceback" not in err, err[-2000:]
     assert "Continue with: " in err and (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_a_schedulers_warning_signal_saves_a_fit_and_an_ignored_hangup_stays_ignored(tmp_path):
+    """Slurm's warning before a time limit (--signal=USR1@120) ended a fit where it stood: SIGUSR1's default action
+    kills the process, losing what it had trained since its last checkpoint. It now stops as SIGTERM does. SIGHUP
+    too, but not under nohup, which starts the process with SIGHUP ignored."""
+    proc = start_cli("fit", "sample:carphone", "--preset", "demo", "--epochs", "400", "--frames", "0:8", "--out",
+                     tmp_path / "run", cwd=tmp_path)
+    _, err = interrupt_when(proc, "(steps): 2/", signum=signal.SIGUSR1)
+    assert proc.returncode == 130 and "SIGUSR1: finishing this step" in err and "Traceback" not in err, err[-2000:]
+    assert "Continue with: " in err and (tmp_path / "run" / "checkpoint.pt").exists()
+
+    def as_nohup():
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    proc = start_cli("fit", "sample:carphone", "--preset", "demo", "--epochs", "400", "--frames", "0:8", "--out",
+                     tmp_path / "run2", cwd=tmp_path, preexec_fn=as_nohup)
+    for line in proc.stderr:
+        if "(steps): 2/" in line:
+            proc.send_signal(signal.SIGHUP)
+            break
+    for line in proc.stderr:  # the hangup changed nothing: the fit trains on
+        if "(steps): 4/" in line:
+            break
+    assert proc.poll() is None
+    _, err = interrupt_when(proc, "(steps): ", signum=signal.SIGTERM)
+    assert proc.returncode == 130 and "SIGTERM: finishing this step" in err and "SIGHUP" not in err, err[-2000:]
 
 
 def test_a_stage_waiting_on_workers_keeps_a_piped_log_alive(monkeypatch, capsys):

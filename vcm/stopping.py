@@ -1,4 +1,5 @@
-"""Stopping a command: SIGTERM (``kill``, a batch scheduler's time limit, a container being stopped) does what
+"""Stopping a command: SIGTERM (``kill``, a batch scheduler's time limit, a container being stopped), and SIGUSR1,
+SIGUSR2 and SIGHUP where they are not ignored (a scheduler's warning before its limit, a closed terminal), do what
 Ctrl-C (SIGINT) does. A stage that can save its work finishes the step in progress and saves it; anywhere else
 the command stops with what it finished and its saved checkpoints kept, as after Ctrl-C."""
 
@@ -11,16 +12,28 @@ import threading
 from typing import Iterator
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# Stops too, unless the process was started with them ignored (nohup ignores SIGHUP): a batch scheduler's warning
+# before its time limit (Slurm's --signal=USR1@120, B:USR2), a terminal or an ssh session that closes. By default
+# each ended the process where it stood, losing what it had trained since its last save.
+STOP_UNLESS_IGNORED = tuple(getattr(signal, name) for name in ("SIGUSR1", "SIGUSR2", "SIGHUP") if hasattr(signal, name))
 _received: list[int] = []  # the stop signals this process was sent, in order
 
 
 def install() -> dict:
-    """From now on Ctrl-C and SIGTERM raise KeyboardInterrupt in this process: every Ctrl-C (a second one aborts a
-    stop under way), a SIGTERM only when it is the first stop (a parent passing its stop on to its workers after the
-    terminal's Ctrl-C reached them must not cut their stop short). Returns the handlers it replaced."""
+    """From now on Ctrl-C, SIGTERM and :data:`STOP_UNLESS_IGNORED` (where not ignored) raise KeyboardInterrupt in
+    this process: every Ctrl-C (a second one aborts a stop under way), another only when it is the first stop (a
+    parent passing its stop on to its workers after the terminal's Ctrl-C reached them must not cut their stop
+    short). Returns the handlers it replaced."""
     if threading.current_thread() is not threading.main_thread():
         return {}
-    return {s: signal.signal(s, _as_interrupt) for s in STOP_SIGNALS}
+    return {s: signal.signal(s, _as_interrupt) for s in stop_signals()}
+
+
+def stop_signals() -> tuple[int, ...]:
+    """The signals that stop this process as Ctrl-C does: :data:`STOP_SIGNALS`, and those of
+    :data:`STOP_UNLESS_IGNORED` it was not started with ignored. Whoever takes them for a while (a training stage
+    that saves before it stops) takes these."""
+    return STOP_SIGNALS + tuple(s for s in STOP_UNLESS_IGNORED if signal.getsignal(s) is not signal.SIG_IGN)
 
 
 @contextlib.contextmanager

@@ -739,7 +739,7 @@ def _execute_ray(specs: list[dict], jobs: int, address: str | None) -> list[dict
 
     from vcm import stopping
 
-    handlers = {s: signal.getsignal(s) for s in stopping.STOP_SIGNALS}
+    handlers = {s: signal.getsignal(s) for s in stopping.stop_signals()}
     _start_ray(ray, jobs, address)
     # Ray's driver takes SIGTERM for itself (a stack dump, then exit): a scheduler's time limit stops a Ray
     # sweep as it stops any vcm command, its points saving their work (below)

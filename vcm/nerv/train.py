@@ -152,8 +152,9 @@ def make_loss(cfg: TrainConfig, device, frames: torch.Tensor, masks: torch.Tenso
 
 
 class StopFlag:
-    """SIGINT or SIGTERM sets a flag checked between steps; a second Ctrl-C aborts at once (a second SIGTERM,
-    as a parent process passes one on to its workers after the terminal's Ctrl-C, changes nothing)."""
+    """SIGINT, SIGTERM or another of :func:`vcm.stopping.stop_signals` sets a flag checked between steps; a second
+    Ctrl-C aborts at once (a second SIGTERM, as a parent process passes one on to its workers after the terminal's
+    Ctrl-C, changes nothing)."""
 
     def __init__(self, extra: Callable[[int], bool] | None):
         self.requested = False
@@ -161,10 +162,10 @@ class StopFlag:
         self._old: dict = {}
 
     def __enter__(self):
-        from vcm.stopping import STOP_SIGNALS
+        from vcm.stopping import stop_signals
 
         try:
-            self._old = {s: signal.signal(s, self._handle) for s in STOP_SIGNALS}
+            self._old = {s: signal.signal(s, self._handle) for s in stop_signals()}
         except ValueError:  # not in the main thread
             self._old = {}
         return self
