@@ -141,6 +141,14 @@ _NO_LOCKS = {errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP}
 _unlocked_said: set[Path] = set()
 
 
+def say_warning(message: str) -> None:
+    """Where this module's warnings go: stderr, until :mod:`vcm.progress` (which imports this module) is imported
+    and sends them to its status lines and log files."""
+    import sys
+
+    print(message, file=sys.stderr)
+
+
 def flock(f, operation: int, lock: Path) -> bool:
     """``fcntl.flock(f, operation)`` on the file ``lock``; False, with nothing locked, where its file system
     supports no locks: vcm then runs unguarded there, saying so once per folder (such a file system made every
@@ -154,10 +162,8 @@ def flock(f, operation: int, lock: Path) -> bool:
             raise
         if lock.parent not in _unlocked_said and operation != fcntl.LOCK_UN:
             _unlocked_said.add(lock.parent)
-            from vcm import progress
-
-            progress.log(f"{lock.parent}: its file system takes no file locks ({os.strerror(err.errno)}): a second "
-                         f"vcm command writing there at the same time is not refused", style="yellow")
+            say_warning(f"{lock.parent}: its file system takes no file locks ({os.strerror(err.errno)}): a second "
+                        f"vcm command writing there at the same time is not refused")
         return False
     return True
 

@@ -35,6 +35,7 @@ from rich.progress import (
 )
 
 from vcm.errors import VcmError
+from vcm import fsutil
 from vcm.fsutil import not_regular, open_regular
 
 # Plain text, never markup or emoji codes: messages carry paths, names and errors that a user gave or a stream
@@ -114,6 +115,9 @@ def log(message: str, style: str | None = None) -> None:
             _print_line(_stamp(message))
         else:
             console.print(message, style=style)
+
+
+fsutil.say_warning = lambda message: log(message, style="yellow")  # a file system without locks, said once
 
 
 def _clock(seconds: float) -> str:
