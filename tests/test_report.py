@@ -3,6 +3,7 @@
 import csv
 import html
 import json
+import os
 import re
 from pathlib import Path
 
@@ -514,3 +515,21 @@ def test_a_rows_text_renders_as_itself_in_a_cell_and_at_the_start_of_a_note(text
     assert note == f"<ul>\n<li>{html.escape(text, quote=False)}: hint.</li>\n</ul>\n"
     for own in ("overlap 72 % < 75 %", "s_rd_l1", "-0.45", "+7.4 % (overlap 91 %)"):
         assert md_text(own) == own
+
+
+def test_matplotlib_is_given_a_folder_it_can_write_where_home_is_not(tmp_path):
+    """A container's user with a read-only or no home folder: matplotlib (imported by the plots and by bjontegaard
+    behind every BD figure) printed two lines of warnings in every report and built its font cache anew each time."""
+    import subprocess
+    import sys
+
+    code = "from vcm.matplotlib_home import matplotlib_config_dir; matplotlib_config_dir(); import matplotlib.pyplot"
+    env = {k: v for k, v in os.environ.items() if k not in ("MPLCONFIGDIR", "XDG_CONFIG_HOME", "XDG_CACHE_HOME")}
+    (tmp_path / "home").write_text("a file where the home folder should be")
+    env.update(HOME=str(tmp_path / "home"), TMPDIR=str(tmp_path))
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "Matplotlib created a temporary" not in proc.stderr, proc.stderr
+    assert proc.stderr == "" and any(p.name.startswith("vcm-matplotlib-") for p in tmp_path.iterdir())
+    plain = subprocess.run([sys.executable, "-c", "import matplotlib.pyplot"], env=env, capture_output=True, text=True,
+                           timeout=120)
+    assert "Matplotlib created a temporary" in plain.stderr  # what it said without the folder

@@ -61,6 +61,9 @@ def bd(anchor_rate, anchor_metric, test_rate, test_metric, use_monotone: bool = 
     """{"bd_rate": % (negative = test saves bits), "bd_metric": metric units, "overlap_rate" /
     "overlap_metric": the overlap (0–1) each figure integrates over, "withheld_rate" /
     "withheld_metric": overlap below ``MIN_OVERLAP``, "error": None | reason}."""
+    from vcm.matplotlib_home import matplotlib_config_dir
+
+    matplotlib_config_dir()  # bjontegaard imports matplotlib
     import bjontegaard
 
     out = {"bd_rate": None, "bd_metric": None, "overlap_rate": None, "overlap_metric": None,

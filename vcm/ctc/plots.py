@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 from vcm.codecs import curve_order
+from vcm.matplotlib_home import matplotlib_config_dir
 from vcm.ctc.tables import METRICS, point_label
 
 STYLES = [("o", "-"), ("s", "-"), ("D", "--"), ("^", "-."), ("v", ":"), ("P", "-"), ("X", "--"), ("*", "-."), ("h", ":")]
@@ -12,6 +13,7 @@ STYLES = [("o", "-"), ("s", "-"), ("D", "--"), ("^", "-."), ("v", ":"), ("P", "-
 
 def curve_styles(curves: list[str]) -> dict[str, dict]:
     """One marker, line style and colour per curve, the same in every plot of a report."""
+    matplotlib_config_dir()
     import matplotlib
 
     colours = matplotlib.colormaps["tab10"].colors
@@ -22,6 +24,7 @@ def curve_styles(curves: list[str]) -> dict[str, dict]:
 def rd_plot(seq: str, codecs: dict, metric: str = "psnr_y", styles: dict | None = None, bpp_axis: bool = True) -> bytes:
     """RD plot(s) of one sequence as PNG: ``metric`` against kbps (log axis with labelled ticks), and mAP
     when a detector ran; each curve its own marker and line style, each point labelled, bpp on top."""
+    matplotlib_config_dir()
     import matplotlib
 
     matplotlib.use("Agg")
