@@ -19,12 +19,17 @@ def usable_cores(cgroup: Path | None = None) -> int:
     """The cores this process may run on at once (at least 1): its CPU affinity where the system tells it, else
     the machine's cores, and no more than its cgroup's CPU quota (v2 ``cpu.max``, v1 ``cpu.cfs_quota_us``; in
     ``cgroup``, by default :data:`CGROUP`), rounded up."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not Linux
-        cores = os.cpu_count() or 1
+    cores = cores_in_set()
     quota = _quota(CGROUP if cgroup is None else cgroup)
     return max(1, min(cores, math.ceil(quota)) if quota else cores)
+
+
+def cores_in_set() -> int:
+    """The cores of this process's CPU affinity, where the system tells it; else the machine's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
 
 
 def _quota(cgroup: Path) -> float | None:

@@ -155,10 +155,8 @@ def flock(f, operation: int, lock: Path) -> bool:
     command that locks a traceback). A lock another process holds raises BlockingIOError, as flock does."""
     try:
         fcntl.flock(f, operation)
-    except BlockingIOError:
-        raise
     except OSError as err:
-        if err.errno not in _NO_LOCKS:
+        if err.errno not in _NO_LOCKS:  # BlockingIOError (EAGAIN) among them
             raise
         if lock.parent not in _unlocked_said and operation != fcntl.LOCK_UN:
             _unlocked_said.add(lock.parent)

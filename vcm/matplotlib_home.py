@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from pathlib import Path
 
 
+@functools.cache  # once per process: a report computes dozens of BD figures
 def matplotlib_config_dir() -> None:
     """Give matplotlib a folder it can write (``MPLCONFIGDIR``) where the user has not named one and its default
     (``~/.config/matplotlib``) cannot be made: a container's user with a read-only or no home folder. Matplotlib

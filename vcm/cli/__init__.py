@@ -91,14 +91,11 @@ def _threads_within_quota() -> None:
     gives (read by torch when it is imported, after this), unless the user set them."""
     if "OMP_NUM_THREADS" in os.environ or "torch" in sys.modules:
         return
-    from vcm.cpus import usable_cores
+    from vcm.cpus import cores_in_set, usable_cores
 
-    try:
-        in_set = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return
-    if usable_cores() < in_set:
-        os.environ["OMP_NUM_THREADS"] = str(usable_cores())
+    usable = usable_cores()
+    if usable < cores_in_set():
+        os.environ["OMP_NUM_THREADS"] = str(usable)
 
 
 def _tolerate_narrow_encodings() -> None:

@@ -50,14 +50,15 @@ def source_video(config: dict, source: Path | None = None, fitted: str = "") -> 
     """Re-open the frames a run was fitted on (``source``: where they are now, a path or ``sample:NAME``; a sample
     clip recorded in an environment that is gone is found in this one's), and check they are the same frames.
     ``fitted``: when the run was fitted (its config.json's provenance date, ISO 8601; "" unknown)."""
-    from vcm.samples import resolve, sample_named
+    from vcm.samples import resolve, sample_clip, sample_named
 
     v = config["video"]
     path = resolve(source) if source else Path(v["source"])
     if source and not path.exists():
         raise VcmError(f"--input {source} does not exist")
-    if not path.exists() and sample_named(path):  # a sample clip inside another environment (one made afresh)
-        path = resolve(f"sample:{sample_named(path)}")  # the same frames, as the fingerprint below checks
+    sample = None if path.exists() else sample_named(path)
+    if sample:  # a sample clip inside another environment (one made afresh): the same frames, as checked below
+        path = sample_clip(sample)
     if not path.exists():
         raise VcmError(f"the run's source video {path} is not there; pass --input PATH to point at it")
     info = probe(path, size=(v["width"], v["height"]) if path.suffix.lower() == ".yuv" else None,
