@@ -631,8 +631,9 @@ def test_a_file_system_without_locks_runs_unguarded_and_says_so_once(tmp_path, m
 def test_the_cores_vcm_divides_are_those_this_process_may_use(tmp_path, monkeypatch):
     """os.cpu_count() counts the machine's cores: in a Slurm job or a container given 4 of 64 cores, vcm ctc run gave
     each point 64 / jobs threads, and two threads on one core made a training step 1.4x as long."""
-    from vcm import cpus, demo
+    from vcm import cgroups, cpus, demo
 
+    monkeypatch.setattr(cgroups, "MEMBERSHIP", tmp_path / "no-membership")  # the mount's root is the process's cgroup
     monkeypatch.setattr(cpus.os, "sched_getaffinity", lambda pid: {3}, raising=False)
     monkeypatch.setattr(cpus.os, "cpu_count", lambda: 64)
     none = tmp_path / "none"
@@ -650,7 +651,7 @@ def test_the_cores_vcm_divides_are_those_this_process_may_use(tmp_path, monkeypa
     for quota, cores in (("-1\n", 8), ("200000\n", 2)):
         (v1 / "cpu.cfs_quota_us").write_text(quota)
         assert cpus.usable_cores(v1.parent) == cores
-    monkeypatch.setattr(cpus, "CGROUP", v2)  # a quota of one core, eight in the CPU set
+    monkeypatch.setattr(cgroups, "CGROUP", v2)  # a quota of one core, eight in the CPU set
     (v2 / "cpu.max").write_text("100000 100000")
     assert demo.default_jobs() == 1  # two lanes on one core: each waits on the other
     # a plain command (vcm fit) under that quota: torch, imported after, starts one thread, not eight
@@ -953,6 +954,65 @@ def test_a_network_too_large_to_train_here_is_refused_before_it_is_built(tmp_pat
     if Path("/proc/meminfo").is_file():  # Linux: what the machine has free, read as the check reads it
         assert 0 < train_memory.available_bytes(CPU) < 1 << 50
 
+
+def test_limits_of_the_cgroup_the_process_runs_in_are_found_below_the_mount(tmp_path, monkeypatch):
+    """A Slurm job's --mem and --cpus, or a systemd slice's limits, sit in a cgroup below /sys/fs/cgroup that
+    /proc/self/cgroup names; only the mount's root was read, so a clip too large for the job passed the memory check
+    and the kernel killed the fit. The page cache a cgroup holds (a clip just read) counted as used, and refused
+    loads that fit."""
+    from vcm import cgroups, cpus, memory
+    from vcm.errors import VcmError
+    from vcm.video.source import load, probe
+
+    gib = 1 << 30
+    mount = tmp_path / "cgroup"
+    job = mount / "system.slice" / "slurmstepd.scope" / "job_7"
+    step = job / "step_0"
+    step.mkdir(parents=True)
+    membership = tmp_path / "self-cgroup"
+    membership.write_text("0::/system.slice/slurmstepd.scope/job_7/step_0\n")
+    (step / "memory.max").write_text("max\n")
+    (step / "memory.current").write_text(f"{gib}\n")
+    (job / "memory.max").write_text(f"{4 * gib}\n")  # the job's --mem 4G
+    (job / "memory.current").write_text(f"{3 * gib}\n")
+    (job / "memory.stat").write_text(f"anon {gib}\nfile {2 * gib}\ninactive_file {gib // 2}\nactive_file {gib}\n")
+    assert memory.cgroup_room(mount, membership) == gib + gib // 2  # 4 − 3 GiB, and the inactive cache back
+    (job / "cpu.max").write_text("200000 100000\n")  # --cpus-per-task 2 as a quota
+    monkeypatch.setattr(cpus.os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    assert cpus.usable_cores(mount, membership) == 2
+    # where /proc/self/cgroup names a folder the mount does not show (a container's own mount), its root is read
+    other = tmp_path / "elsewhere"
+    other.write_text("0::/docker/0123abcd\n")
+    assert cgroups.own_folders(mount, "", other) == [mount] and memory.cgroup_room(mount, other) is None
+    assert cpus.usable_cores(mount, other) == 16
+    # cgroup v1, as this machine's own: the memory controller's folder of the process, a limit above it
+    v1 = tmp_path / "v1"
+    own = v1 / "memory" / "process_api" / "8b84"
+    own.mkdir(parents=True)
+    (own / "memory.limit_in_bytes").write_text("9223372036854771712\n")  # no limit
+    (own / "memory.usage_in_bytes").write_text(f"{gib}\n")
+    (own.parent / "memory.limit_in_bytes").write_text(f"{2 * gib}\n")
+    (own.parent / "memory.usage_in_bytes").write_text(f"{gib + gib // 4}\n")
+    (own.parent / "memory.stat").write_text(f"inactive_file 0\ntotal_inactive_file {gib // 4}\n")
+    membership_v1 = tmp_path / "self-cgroup-v1"
+    membership_v1.write_text("9:name=systemd:/\n4:memory:/process_api/8b84\n2:cpu,cpuacct:/\n0::/\n")
+    assert memory.cgroup_room(v1, membership_v1) == gib
+    (own.parent / "memory.usage_in_bytes").write_text(f"{3 * gib}\n")  # over its limit: no room, not a negative one
+    assert memory.cgroup_room(v1, membership_v1) == 0
+    # the limit reaches the checks: a clip of two 4096x4096 frames (48 MiB each as RGB) refused under 20 MiB of room
+    (own.parent / "memory.stat").write_text("total_inactive_file 0\n")
+    (own.parent / "memory.usage_in_bytes").write_text(f"{2 * gib - 20 * (1 << 20)}\n")
+    monkeypatch.setattr(cgroups, "CGROUP", v1)
+    monkeypatch.setattr(cgroups, "MEMBERSHIP", membership_v1)
+    assert memory.free_host_bytes() <= 20 * (1 << 20)
+    clip = tmp_path / "clip.y4m"
+    w, h = 4096, 4096
+    clip.write_bytes(f"YUV4MPEG2 W{w} H{h} F25:1 Ip A1:1 C420jpeg\n".encode()
+                     + b"".join(b"FRAME\n" + bytes(w * h * 3 // 2) for _ in range(2)))
+    with pytest.raises(VcmError, match=r"take .*, and this machine has .* free"):
+        load(probe(clip))
+    (own.parent / "memory.usage_in_bytes").write_text(f"{gib // 2}\n")
+    assert load(probe(clip)).num_frames == 2
 
 def test_a_fit_step_counts_its_loss_maps_against_the_free_memory():
     """A folder of two 9000×9000 images: the check counted one batch's network activations (6.6 GB for the NeRV

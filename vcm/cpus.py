@@ -12,15 +12,17 @@ import math
 import os
 from pathlib import Path
 
-CGROUP = Path("/sys/fs/cgroup")
+from vcm import cgroups
+from vcm.cgroups import own_folders, read_int
 
 
-def usable_cores(cgroup: Path | None = None) -> int:
+def usable_cores(cgroup: Path | None = None, membership: Path | None = None) -> int:
     """The cores this process may run on at once (at least 1): its CPU affinity where the system tells it, else
-    the machine's cores, and no more than its cgroup's CPU quota (v2 ``cpu.max``, v1 ``cpu.cfs_quota_us``; in
-    ``cgroup``, by default :data:`CGROUP`), rounded up."""
+    the machine's cores, and no more than its cgroups' CPU quota (v2 ``cpu.max``, v1 ``cpu.cfs_quota_us``; of its
+    own cgroup, named in ``membership``, and those above it, under the mount ``cgroup``; by default
+    :data:`vcm.cgroups.MEMBERSHIP` and :data:`vcm.cgroups.CGROUP`), rounded up."""
     cores = cores_in_set()
-    quota = _quota(CGROUP if cgroup is None else cgroup)
+    quota = _quota(cgroup or cgroups.CGROUP, membership or cgroups.MEMBERSHIP)
     return max(1, min(cores, math.ceil(quota)) if quota else cores)
 
 
@@ -32,16 +34,19 @@ def cores_in_set() -> int:
         return os.cpu_count() or 1
 
 
-def _quota(cgroup: Path) -> float | None:
-    """Cores' worth of CPU time per second the cgroup may use, or None when it sets no limit or cannot be read."""
-    try:  # v2: "max 100000" (no limit) or "200000 100000" (two cores' worth)
-        quota, period = (cgroup / "cpu.max").read_text().split()[:2]
-        return None if quota == "max" else int(quota) / int(period)
-    except (OSError, ValueError, ZeroDivisionError):
-        pass
-    try:  # v1: -1 for no limit
-        quota = int((cgroup / "cpu" / "cpu.cfs_quota_us").read_text())
-        period = int((cgroup / "cpu" / "cpu.cfs_period_us").read_text())
-        return quota / period if quota > 0 and period > 0 else None
-    except (OSError, ValueError):
-        return None
+def _quota(cgroup: Path, membership: Path) -> float | None:
+    """Cores' worth of CPU time per second this process's cgroups let it use (the smallest quota of its own cgroup and
+    those above it, under the mount ``cgroup``), or None where none sets a limit or none can be read."""
+    quotas = []
+    for folder in own_folders(cgroup, "", membership):  # v2: "max 100000" (no limit) or "200000 100000" (two cores)
+        try:
+            quota, period = (folder / "cpu.max").read_text().split()[:2]
+            if quota != "max":
+                quotas.append(int(quota) / int(period))
+        except (OSError, ValueError, ZeroDivisionError):
+            pass
+    for folder in own_folders(cgroup / "cpu", "cpu", membership):  # v1: -1 for no limit
+        quota, period = read_int(folder / "cpu.cfs_quota_us"), read_int(folder / "cpu.cfs_period_us")
+        if quota and period and quota > 0 and period > 0:
+            quotas.append(quota / period)
+    return min(quotas, default=None)
