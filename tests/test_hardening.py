@@ -1246,3 +1246,17 @@ def test_fuzzed_containers_are_read_or_refused_in_one_line_and_their_decoders_sa
     assert summary["crashes"] == [], json.dumps(summary["crashes"][:3], indent=1)
     assert summary["outcomes"]["accepted"] > 0 and summary["outcomes"]["refused"] > 0
     assert " @ 0x" not in capfd.readouterr().err
+
+
+def test_a_fit_of_frames_under_the_ssim_window_prints_no_library_warning(tmp_path):
+    """On frames under 11 px a side SSIM (eq. 4) blurs along the other side only; pytorch-msssim said so in four lines
+    naming its own file, on every fit of such a clip."""
+    clip = tmp_path / "small.y4m"
+    clip.write_bytes(b"YUV4MPEG2 W8 H12 F25:1 Ip A1:1 C420jpeg\n"
+                     + b"".join(b"FRAME\n" + bytes(range(i, i + 96)) + bytes(48) for i in range(2)))
+    proc = subprocess.run([sys.executable, "-m", "vcm", "fit", str(clip), "--steps", "2", "--out", str(tmp_path / "run")],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-600:]
+    assert "UserWarning" not in proc.stderr and "pytorch_msssim" not in proc.stderr, proc.stderr
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["steps"] == 2
+

@@ -18,9 +18,15 @@ steps blur only what depends on x̂ (six of SSIM's ten Gaussian passes instead o
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from pytorch_msssim import ssim
 from pytorch_msssim.ssim import _fspecial_gauss_1d, gaussian_filter
+
+# On frames under 11 px a side SSIM blurs along the other side only, as pytorch-msssim does; it says so in a warning
+# per side, which reached `vcm fit`'s user as four lines naming a file of the library, with nothing to act on.
+warnings.filterwarnings("ignore", message="Skipping Gaussian Smoothing", category=UserWarning, module="pytorch_msssim")
 
 WINDOW, SIGMA = 11, 1.5  # pytorch-msssim's defaults
 C1, C2 = 0.01 ** 2, 0.03 ** 2  # K1², K2² at data range 1
