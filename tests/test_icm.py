@@ -1,4 +1,5 @@
 import json
+import math
 import os
 import re
 from pathlib import Path
@@ -471,3 +472,22 @@ def test_training_images_that_would_not_fit_in_memory_are_refused_before_any_is_
     assert "train on fewer or smaller images" in proc.stderr and not decoded and not (tmp_path / "run").exists()
     monkeypatch.setattr(memory, "free_host_bytes", lambda: 3 * 4 * 96 * 80)  # just enough: trains
     assert run_main(*args, "--out", tmp_path / "run").returncode == 0 and len(decoded) == 3
+
+
+def test_validation_measures_each_whole_image_as_the_encoder_pads_it():
+    """Validation cropped each image to the model's multiple of 64: a 70x70 image was measured on its top-left 64x64
+    (a change in its last rows went unseen), and a 40x40 one was left out, leaving the figures empty."""
+    from vcm.icm.models import create
+    from vcm.icm.train import validate
+
+    torch.manual_seed(0)
+    model = create("tcm-tiny")
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (3, 70, 70), dtype=np.uint8)
+    base = validate(model, [image], [None], "cpu")
+    changed = image.copy()
+    changed[:, 64:] = 255 - changed[:, 64:]
+    after = validate(model, [changed], [None], "cpu")
+    assert base["psnr"] is not None and after["psnr"] != base["psnr"] and after["bpp"] != base["bpp"]
+    small = validate(model, [rng.integers(0, 256, (3, 40, 40), dtype=np.uint8)], [np.ones((40, 40), bool)], "cpu")
+    assert all(isinstance(small[k], float) and math.isfinite(small[k]) for k in ("bpp", "psnr", "masked_psnr"))

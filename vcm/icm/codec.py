@@ -26,14 +26,16 @@ from vcm.icm.models import decode_bytes_per_pixel, fingerprint, load_checkpoint,
 from vcm.icm.stream_header import MAGIC, MAX_STRINGS, VERSION, read_header
 
 
-def _pad(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
+    """``x [..., H, W]`` zero-padded on both sides of each axis to a multiple of ``multiple`` (the size the codec
+    codes), with the pads (left, right, top, bottom) that :func:`crop_back` takes off again."""
     h, w = x.shape[-2:]
     ph, pw = -h % multiple, -w % multiple
     pads = (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)
     return F.pad(x, pads), pads
 
 
-def _crop(x: torch.Tensor, pads, h: int, w: int) -> torch.Tensor:
+def crop_back(x: torch.Tensor, pads, h: int, w: int) -> torch.Tensor:
     return x[..., pads[2]:pads[2] + h, pads[0]:pads[0] + w]
 
 
@@ -77,7 +79,7 @@ def encode_frames(model, frames_u8: np.ndarray, device,
             frame = frames_u8[i]
             try:
                 x = torch.from_numpy(frame).float().div(255).unsqueeze(0).to(device)
-                xp, pads = _pad(x, mult)
+                xp, pads = pad_to_multiple(x, mult)
                 out = model.compress(xp)
             except KeyboardInterrupt:  # the frame in progress is coded again
                 stopped = True
@@ -89,7 +91,7 @@ def encode_frames(model, frames_u8: np.ndarray, device,
                 w.varint(len(s[0]))
                 w.raw(s[0])
             if "x_hat" in out:
-                recon.append(to_u8(_crop(out["x_hat"], pads, *frame.shape[1:]))[0])
+                recon.append(to_u8(crop_back(out["x_hat"], pads, *frame.shape[1:]))[0])
             bar.advance(1)
             if checkpoint is not None and checkpoint.due():
                 save(i + 1)
@@ -187,7 +189,7 @@ LATENT_STRIDE = 64  # the hyper-latent z is 1/64 of the padded frame in every su
 
 def _frames(model, data: bytes, header: dict, latent: tuple[int, int], wanted: range) -> Iterator[np.ndarray]:
     h, w = header["height"], header["width"]
-    pads = _pad(torch.zeros(1, 1, h, w), pad_multiple(model))[1]
+    pads = pad_to_multiple(torch.zeros(1, 1, h, w), pad_multiple(model))[1]
     r = Reader(data, "frame data")
     for i in range(header["frames"]):
         shape = (r.varint(1 << 16), r.varint(1 << 16))
@@ -208,7 +210,7 @@ def _frames(model, data: bytes, header: dict, latent: tuple[int, int], wanted: r
                 out = model.decompress(strings, shape)
         except (ValueError, RuntimeError, IndexError, TypeError, OverflowError) as err:
             raise StreamError(f"corrupt vcm ICM frame data ({type(err).__name__})") from None
-        yield to_u8(_crop(out["x_hat"], pads, h, w))
+        yield to_u8(crop_back(out["x_hat"], pads, h, w))
     if r.remaining():
         raise StreamError("malformed vcm ICM bitstream (trailing frame data)")
 
