@@ -1260,3 +1260,12 @@ def test_a_fit_of_frames_under_the_ssim_window_prints_no_library_warning(tmp_pat
     assert "UserWarning" not in proc.stderr and "pytorch_msssim" not in proc.stderr, proc.stderr
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["steps"] == 2
 
+
+def test_on_windows_the_command_says_in_one_line_where_it_runs():
+    """vcm takes file locks (fcntl) and POSIX signals: on Windows its first import ended in a traceback about
+    fcntl."""
+    code = "import os; os.name = 'nt'; from vcm.cli import main; main(['--version'])"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().startswith("error: vcm needs Linux or macOS") and "WSL" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and proc.stdout == ""

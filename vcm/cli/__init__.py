@@ -6,7 +6,11 @@ import errno
 import os
 import sys
 
-import typer
+if os.name == "nt":  # file locks (fcntl) and POSIX signals: the first import below failed with a traceback about fcntl
+    sys.exit("error: vcm needs Linux or macOS (file locks, POSIX signals); on Windows, run it in WSL (the Windows "
+             "Subsystem for Linux)")
+
+import typer  # noqa: E402
 
 from vcm.cli.app import app  # noqa: E402,F401  (the Typer app; commands register on it)
 
