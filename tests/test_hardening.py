@@ -1014,6 +1014,17 @@ def test_limits_of_the_cgroup_the_process_runs_in_are_found_below_the_mount(tmp_
     (own.parent / "memory.usage_in_bytes").write_text(f"{gib // 2}\n")
     assert load(probe(clip)).num_frames == 2
 
+def test_gpu_memory_this_process_holds_cached_counts_as_free(monkeypatch):
+    """The driver counts the blocks torch's allocator keeps cached as taken: a CTC worker's second fit on a GPU, after
+    a first that left gigabytes cached in the same process, was refused for want of memory it held itself."""
+    from vcm.nerv import train_memory
+
+    gib = 1 << 30
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (1 * gib, 80 * gib))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 6 * gib)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 2 * gib)
+    assert train_memory.available_bytes(torch.device("cuda", 0)) == 5 * gib  # 1 free + 4 cached, unused
+
 def test_a_fit_step_counts_its_loss_maps_against_the_free_memory():
     """A folder of two 9000×9000 images: the check counted one batch's network activations (6.6 GB for the NeRV
     that ran), the step needed about 28 GB, and the kernel killed the fit. Eq. (4)'s maps and their gradients take
@@ -1255,7 +1266,7 @@ def test_a_fit_of_frames_under_the_ssim_window_prints_no_library_warning(tmp_pat
     clip.write_bytes(b"YUV4MPEG2 W8 H12 F25:1 Ip A1:1 C420jpeg\n"
                      + b"".join(b"FRAME\n" + bytes(range(i, i + 96)) + bytes(48) for i in range(2)))
     proc = subprocess.run([sys.executable, "-m", "vcm", "fit", str(clip), "--steps", "2", "--out", str(tmp_path / "run")],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+                          capture_output=True, text=True, cwd=tmp_path, timeout=300)  # runs/latest goes there
     assert proc.returncode == 0, proc.stderr[-600:]
     assert "UserWarning" not in proc.stderr and "pytorch_msssim" not in proc.stderr, proc.stderr
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["steps"] == 2

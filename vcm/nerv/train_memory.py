@@ -35,10 +35,12 @@ def training_bytes(arch: str, model_cfg, batch: int, loss: str = "nerv") -> int:
 
 
 def available_bytes(device: torch.device) -> int | None:
-    """Memory a new allocation can take on ``device`` (bytes), or None where it cannot be told."""
+    """Memory a new allocation can take on ``device`` (bytes), or None where it cannot be told. On CUDA: what the
+    driver has free, and what this process's allocator holds unused (the blocks an earlier fit in the same process,
+    a CTC worker's earlier point, left cached: the driver counts them as taken, and the next fit was refused)."""
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
-        return int(free)
+        return int(free) + int(torch.cuda.memory_reserved(device)) - int(torch.cuda.memory_allocated(device))
     return memory.free_host_bytes() if device.type == "cpu" else None
 
 
