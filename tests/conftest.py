@@ -64,6 +64,10 @@ def _working_folder_of_its_own(tmp_path_factory):
     os.chdir(tmp_path_factory.mktemp("cwd"))
     yield
     os.chdir(saved)
+    # a test that starts a command in the repository (cwd=ROOT) leaves runs/latest there, pointing at its run
+    latest = Path(__file__).resolve().parents[1] / "runs" / "latest"
+    if latest.is_symlink() and tmp_path_factory.getbasetemp().parent in latest.resolve().parents:
+        pytest.fail(f"a test pointed {latest} at its own run: start its command in its tmp_path, not the repository")
 
 
 @pytest.fixture(scope="session")
