@@ -400,3 +400,24 @@ def test_a_damaged_container_is_refused_without_the_decoders_own_lines(tmp_path,
         probe(broken)
     print("after", file=sys.stderr)
     assert capfd.readouterr().err == "after\n"
+
+
+def test_writing_a_container_leaves_no_pipe_to_ffmpeg_open(tmp_path):
+    """The pipe ffmpeg's messages came back on stayed open after each .mp4/.mkv written (a ResourceWarning under
+    `python -X dev`), also when the frames stopped coming (an interrupted decode)."""
+    import gc
+    import warnings
+
+    from vcm.video.writer import open_writer
+
+    frames = moving_frames(t=3, h=16, w=32)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        write_video(tmp_path / "a.mp4", frames, 25)
+        with pytest.raises(KeyboardInterrupt), open_writer(tmp_path / "b.mkv", 25) as write:
+            write(frames)
+            raise KeyboardInterrupt
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)], [str(w.message) for w in caught]
+    assert open_video(tmp_path / "a.mp4").num_frames == 3 and not (tmp_path / "b.mkv").exists()
+

@@ -152,13 +152,12 @@ def _container_writer(path: Path, fps: float) -> Iterator:
         except BaseException:
             if proc is not None:
                 proc.kill()
-                proc.wait()
+                proc.communicate()  # its pipes closed too
             raise
         if proc is None:
             raise VcmError(f"no frames to write to {path.name}")
-        proc.stdin.close()
-        err = proc.stderr.read()
-        if code := proc.wait():
+        _, err = proc.communicate()  # closes its input, reads what it said, waits, and closes the pipes
+        if code := proc.returncode:
             said = first_error(err) or f"it ended with code {code} and no message"
             raise VcmError(f"ffmpeg could not write {path.name}: {said}")
 
