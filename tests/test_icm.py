@@ -491,3 +491,18 @@ def test_validation_measures_each_whole_image_as_the_encoder_pads_it():
     assert base["psnr"] is not None and after["psnr"] != base["psnr"] and after["bpp"] != base["bpp"]
     small = validate(model, [rng.integers(0, 256, (3, 40, 40), dtype=np.uint8)], [np.ones((40, 40), bool)], "cpu")
     assert all(isinstance(small[k], float) and math.isfinite(small[k]) for k in ("bpp", "psnr", "masked_psnr"))
+
+
+def test_an_encode_without_out_writes_into_the_working_folder(tmp_path, tiny_ckpt, monkeypatch):
+    """The default stream went beside the input: into a read-only dataset's folder (refused) or, for sample:NAME,
+    into the installed package's data, without a word."""
+    from vcm.video import write_video
+
+    data, work = tmp_path / "data", tmp_path / "work"
+    work.mkdir()
+    write_video(data / "clip.y4m", moving_frames(t=2, h=32, w=32), 25)
+    monkeypatch.chdir(work)
+    proc = run_main("icm", "encode", data / "clip.y4m", "--checkpoint", tiny_ckpt, "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert (work / "clip.icm").is_file() and not (data / "clip.icm").exists()
+    assert Path(json.loads(proc.stdout)["bitstream"]).resolve() == (work / "clip.icm").resolve()

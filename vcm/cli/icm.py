@@ -91,7 +91,7 @@ def icm_encode(
     checkpoint: Path = typer.Option(..., "--checkpoint", help="Codec checkpoint (vcm's or the official icm_78/icm_93)."),
     arch: Optional[str] = typer.Option(None, "--arch", help="Architecture, if the checkpoint does not say."),
     frames: str = SourceFramesOpt,
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output .icm file (default <input>.icm)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output .icm file (default: the input's name with .icm, in the working folder)."),
     device: str = DeviceOpt,
     size: Optional[str] = SizeOpt,
     fps: Optional[float] = FpsOpt,
@@ -105,7 +105,9 @@ def icm_encode(
 
     start()
     input = resolve(input)  # sample:NAME → the bundled clip
-    target = out or input.with_suffix(".icm")
+    # in the working folder, as runs/, masks/ and eval/: beside the input it went into a read-only dataset's folder
+    # (refused), or for sample:NAME into the installed package's data (without a word)
+    target = out or Path(input.name).with_suffix(".icm")
     if target.suffix != ".icm":
         raise VcmError(f"--out {target}: a bitstream file name must end in .icm")
     check_output(target, inputs=[input, checkpoint], kind="file")  # before torch and CompressAI are imported
