@@ -612,9 +612,12 @@ def test_a_working_folder_removed_under_the_shell_is_one_line(tmp_path):
 
 @pytest.mark.parametrize("variable, value, said", [
     ("VCM_MEMORY_BUDGET", "abc", "VCM_MEMORY_BUDGET='abc' is not a size such as 2G or 512M"),
-    ("VCM_WORK_BUDGET", "-1", "VCM_WORK_BUDGET='-1' is not an amount such as 50T")])
+    ("VCM_WORK_BUDGET", "-1", "VCM_WORK_BUDGET='-1' is not an amount such as 50T"),
+    ("VCM_PROGRESS", "bar", "VCM_PROGRESS='bar': use bars, lines or 0 (off)"),
+    ("VCM_PROGRESS_INTERVAL", "1m", "VCM_PROGRESS_INTERVAL='1m': give the seconds between progress lines")])
 def test_a_limit_mistyped_in_the_environment_is_refused_before_any_work(tmp_path, variable, value, said):
-    """Read where a stream is decoded, a typo failed every CTC point after its network had trained."""
+    """Read where a stream is decoded, a typo failed every CTC point after its network had trained; a progress setting
+    vcm does not know was taken for its default without a word (VCM_PROGRESS=bar gave lines in a log)."""
     cfg = tiny_ctc_config(tmp_path, "{steps: 4, batch: 2, lr: 3.0e-3}",
                           "  nerv:\n    fits: [{{preset: {preset}, points: [{{prune: 0.0, bits: 8}}]}}]\n")
     proc = run_main("ctc", "run", cfg, "--out", tmp_path / "out", cwd=tmp_path, env={variable: value})

@@ -52,24 +52,42 @@ def set_quiet(quiet: bool) -> None:
     _quiet = quiet
 
 
+_MODES = {"": None, "0": "off", "off": "off", "none": "off", "1": "bars", "bars": "bars", "lines": "lines"}
+
+
 def mode() -> str:
-    """``bars``, ``lines`` or ``off`` for the console (see the module docstring)."""
-    value = os.environ.get("VCM_PROGRESS", "").strip().lower()
-    if value in ("0", "off", "none"):
-        return "off"
-    if value in ("1", "bars"):
-        return "bars"
-    if value == "lines":
-        return "lines"
-    return "bars" if console.is_terminal else "lines"
+    """``bars``, ``lines`` or ``off`` for the console (see the module docstring); a ``VCM_PROGRESS`` vcm does not know
+    is the default here, and refused by :func:`check_settings`."""
+    chosen = _MODES.get(os.environ.get("VCM_PROGRESS", "").strip().lower())
+    return chosen or ("bars" if console.is_terminal else "lines")
 
 
 def interval() -> float:
+    """Seconds between progress lines: ``VCM_PROGRESS_INTERVAL``, else (or where it is no such number) 10."""
     try:
         seconds = float(os.environ.get("VCM_PROGRESS_INTERVAL", "10"))
     except ValueError:
         return 10.0
     return 10.0 if math.isnan(seconds) else max(0.0, seconds)  # nan was 0: a line at every update
+
+
+def check_settings() -> None:
+    """Refuse, in one line, a ``VCM_PROGRESS`` or ``VCM_PROGRESS_INTERVAL`` vcm does not know (``VCM_PROGRESS=bar``
+    gave lines in a log with no word of the typo)."""
+    from vcm.errors import VcmError
+
+    value = os.environ.get("VCM_PROGRESS", "")
+    if value.strip().lower() not in _MODES:
+        raise VcmError(f"VCM_PROGRESS={value!r}: use bars, lines or 0 (off), or unset it for bars on a terminal and "
+                       "lines elsewhere")
+    text = os.environ.get("VCM_PROGRESS_INTERVAL", "")
+    try:
+        seconds = float(text) if text.strip() else 10.0  # set empty: unset
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise VcmError(f"VCM_PROGRESS_INTERVAL={text!r}: give the seconds between progress lines, a number of 0 or "
+                       "more (default 10)")
 
 
 @contextlib.contextmanager

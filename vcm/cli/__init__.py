@@ -80,13 +80,16 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _check_limits() -> None:
-    """The limits vcm reads from the environment (``VCM_MEMORY_BUDGET``, ``VCM_WORK_BUDGET``), refused in one line
-    before any work: read where a stream is decoded, a typo failed every CTC point after its network had trained."""
+    """The settings vcm reads from the environment (``VCM_MEMORY_BUDGET``, ``VCM_WORK_BUDGET``, ``VCM_PROGRESS``,
+    ``VCM_PROGRESS_INTERVAL``), refused in one line before any work: read where a stream is decoded, a typo failed
+    every CTC point after its network had trained."""
     from vcm.bitstream.budget import memory_budget
     from vcm.bitstream.decode_plan import work_budget
+    from vcm.progress import check_settings
 
     memory_budget()
     work_budget()
+    check_settings()
 
 
 def _threads_within_quota() -> None:
