@@ -1265,8 +1265,8 @@ def test_a_fit_of_frames_under_the_ssim_window_prints_no_library_warning(tmp_pat
     clip = tmp_path / "small.y4m"
     clip.write_bytes(b"YUV4MPEG2 W8 H12 F25:1 Ip A1:1 C420jpeg\n"
                      + b"".join(b"FRAME\n" + bytes(range(i, i + 96)) + bytes(48) for i in range(2)))
-    proc = subprocess.run([sys.executable, "-m", "vcm", "fit", str(clip), "--steps", "2", "--out", str(tmp_path / "run")],
-                          capture_output=True, text=True, cwd=tmp_path, timeout=300)  # runs/latest goes there
+    proc = subprocess.run([sys.executable, "-m", "vcm", "fit", str(clip), "--steps", "2", "--out", "run"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=300)  # runs/latest goes there too
     assert proc.returncode == 0, proc.stderr[-600:]
     assert "UserWarning" not in proc.stderr and "pytorch_msssim" not in proc.stderr, proc.stderr
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["steps"] == 2
