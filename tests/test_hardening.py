@@ -983,7 +983,7 @@ def test_limits_of_the_cgroup_the_process_runs_in_are_found_below_the_mount(tmp_
     # where /proc/self/cgroup names a folder the mount does not show (a container's own mount), its root is read
     other = tmp_path / "elsewhere"
     other.write_text("0::/docker/0123abcd\n")
-    assert cgroups.own_folders(mount, "", other) == [mount] and memory.cgroup_room(mount, other) is None
+    assert cgroups.own_folders("", mount, other) == [mount] and memory.cgroup_room(mount, other) is None
     assert cpus.usable_cores(mount, other) == 16
     # cgroup v1, as this machine's own: the memory controller's folder of the process, a limit above it
     v1 = tmp_path / "v1"

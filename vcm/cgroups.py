@@ -14,12 +14,16 @@ CGROUP = Path("/sys/fs/cgroup")
 MEMBERSHIP = Path("/proc/self/cgroup")
 
 
-def own_folders(mount: Path, controller: str = "", membership: Path = MEMBERSHIP) -> list[Path]:
-    """This process's cgroup folder under ``mount`` and each folder above it up to ``mount``, innermost first: the
-    limits of every one of them apply. ``controller``: a v1 controller (``memory``, ``cpu``), or ``""`` for the v2
-    hierarchy. Only ``mount`` where ``/proc/self/cgroup`` names a folder this mount does not show (a path of the
-    host's namespace, in a container that mounts its own cgroup at the root) or cannot be read."""
-    inner = mount / _paths(membership).get(controller, "/").lstrip("/")
+def own_folders(controller: str = "", root: Path | None = None, membership: Path | None = None) -> list[Path]:
+    """This process's cgroup folder and each folder above it up to the hierarchy's mount, innermost first: the
+    limits of every one of them apply. ``controller``: a v1 controller (``memory``, ``cpu``: mounted at
+    ``root/controller``), or ``""`` for the v2 hierarchy (mounted at ``root``). ``root`` defaults to :data:`CGROUP`,
+    ``membership`` (the process's ``/proc/self/cgroup``) to :data:`MEMBERSHIP`. Only the mount where that file names a
+    folder this mount does not show (a path of the host's namespace, in a container that mounts its own cgroup at the
+    root) or cannot be read."""
+    root = CGROUP if root is None else root
+    mount = root / controller if controller else root
+    inner = mount / _paths(MEMBERSHIP if membership is None else membership).get(controller, "/").lstrip("/")
     if inner != mount and (mount not in inner.parents or not inner.is_dir()):
         return [mount]
     folders = [inner]

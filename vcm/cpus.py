@@ -12,7 +12,6 @@ import math
 import os
 from pathlib import Path
 
-from vcm import cgroups
 from vcm.cgroups import own_folders, read_int
 
 
@@ -22,7 +21,7 @@ def usable_cores(cgroup: Path | None = None, membership: Path | None = None) -> 
     own cgroup, named in ``membership``, and those above it, under the mount ``cgroup``; by default
     :data:`vcm.cgroups.MEMBERSHIP` and :data:`vcm.cgroups.CGROUP`), rounded up."""
     cores = cores_in_set()
-    quota = _quota(cgroup or cgroups.CGROUP, membership or cgroups.MEMBERSHIP)
+    quota = _quota(cgroup, membership)
     return max(1, min(cores, math.ceil(quota)) if quota else cores)
 
 
@@ -34,18 +33,18 @@ def cores_in_set() -> int:
         return os.cpu_count() or 1
 
 
-def _quota(cgroup: Path, membership: Path) -> float | None:
+def _quota(cgroup: Path | None, membership: Path | None) -> float | None:
     """Cores' worth of CPU time per second this process's cgroups let it use (the smallest quota of its own cgroup and
     those above it, under the mount ``cgroup``), or None where none sets a limit or none can be read."""
     quotas = []
-    for folder in own_folders(cgroup, "", membership):  # v2: "max 100000" (no limit) or "200000 100000" (two cores)
+    for folder in own_folders("", cgroup, membership):  # v2: "max 100000" (no limit) or "200000 100000" (two cores)
         try:
             quota, period = (folder / "cpu.max").read_text().split()[:2]
             if quota != "max":
                 quotas.append(int(quota) / int(period))
         except (OSError, ValueError, ZeroDivisionError):
             pass
-    for folder in own_folders(cgroup / "cpu", "cpu", membership):  # v1: -1 for no limit
+    for folder in own_folders("cpu", cgroup, membership):  # v1: -1 for no limit
         quota, period = read_int(folder / "cpu.cfs_quota_us"), read_int(folder / "cpu.cfs_period_us")
         if quota and period and quota > 0 and period > 0:
             quotas.append(quota / period)

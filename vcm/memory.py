@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vcm import cgroups
 from vcm.cgroups import own_folders, read_int, stat_value
 from vcm.errors import VcmError
 from vcm.words import human
@@ -13,12 +12,12 @@ MEMINFO = Path("/proc/meminfo")
 V1_NO_LIMIT = 1 << 60  # v1 writes "no limit" as the largest page-aligned 63-bit number
 
 
-def free_host_bytes(meminfo: Path = MEMINFO) -> int | None:
+def free_host_bytes() -> int | None:
     """Bytes a new allocation can take in this machine's memory without swapping (page cache included), within the
     limits of this process's cgroups (:func:`cgroup_room`); None where it cannot be told (not Linux)."""
     found = []
     try:
-        for line in meminfo.read_text().splitlines():
+        for line in MEMINFO.read_text().splitlines():
             if line.startswith("MemAvailable:"):
                 found.append(int(line.split()[1]) * 1024)
     except (OSError, ValueError, IndexError):
@@ -32,15 +31,14 @@ def cgroup_room(cgroup: Path | None = None, membership: Path | None = None) -> i
     ``--mem``): the least, over its own cgroup and those above it, of the limit less what the cgroup holds that the
     kernel cannot simply drop (its usage less its inactive page cache, as ``docker stats`` and Kubernetes' working
     set count it: a clip just read sits in the cache, and counted as used it refused loads that fit). None where no
-    cgroup sets a limit or none can be read. ``cgroup``: the mount (:data:`vcm.cgroups.CGROUP`); ``membership``: the
-    process's ``/proc/self/cgroup`` (:data:`vcm.cgroups.MEMBERSHIP`)."""
-    cgroup, membership = cgroup or cgroups.CGROUP, membership or cgroups.MEMBERSHIP
+    cgroup sets a limit or none can be read. ``cgroup``, ``membership``: as :func:`vcm.cgroups.own_folders` takes
+    them."""
     rooms = []
-    for folder in own_folders(cgroup, "", membership):  # v2
+    for folder in own_folders("", cgroup, membership):  # v2
         limit, used = read_int(folder / "memory.max"), read_int(folder / "memory.current")
         if limit is not None and used is not None:
             rooms.append(limit - used + (stat_value(folder / "memory.stat", "inactive_file") or 0))
-    for folder in own_folders(cgroup / "memory", "memory", membership):  # v1: no limit reads as about 2**63
+    for folder in own_folders("memory", cgroup, membership):  # v1: no limit reads as about 2**63
         limit, used = read_int(folder / "memory.limit_in_bytes"), read_int(folder / "memory.usage_in_bytes")
         if limit is not None and used is not None and limit < V1_NO_LIMIT:
             cache = stat_value(folder / "memory.stat", "total_inactive_file")  # its own and its children's
