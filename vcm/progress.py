@@ -64,11 +64,19 @@ def mode() -> str:
 
 def interval() -> float:
     """Seconds between progress lines: ``VCM_PROGRESS_INTERVAL``, else (or where it is no such number) 10."""
+    seconds = _interval_setting()
+    return 10.0 if seconds is None else seconds
+
+
+def _interval_setting() -> float | None:
+    """``VCM_PROGRESS_INTERVAL`` in seconds (10 where it is unset or empty), None where it is not a finite number of
+    0 or more."""
+    text = os.environ.get("VCM_PROGRESS_INTERVAL", "")
     try:
-        seconds = float(os.environ.get("VCM_PROGRESS_INTERVAL", "10"))
+        seconds = float(text) if text.strip() else 10.0
     except ValueError:
-        return 10.0
-    return 10.0 if math.isnan(seconds) else max(0.0, seconds)  # nan was 0: a line at every update
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None  # nan was 0: a line at every update
 
 
 def check_settings() -> None:
@@ -80,14 +88,9 @@ def check_settings() -> None:
     if value.strip().lower() not in _MODES:
         raise VcmError(f"VCM_PROGRESS={value!r}: use bars, lines or 0 (off), or unset it for bars on a terminal and "
                        "lines elsewhere")
-    text = os.environ.get("VCM_PROGRESS_INTERVAL", "")
-    try:
-        seconds = float(text) if text.strip() else 10.0  # set empty: unset
-    except ValueError:
-        seconds = math.nan
-    if not (math.isfinite(seconds) and seconds >= 0):
-        raise VcmError(f"VCM_PROGRESS_INTERVAL={text!r}: give the seconds between progress lines, a number of 0 or "
-                       "more (default 10)")
+    if _interval_setting() is None:
+        raise VcmError(f"VCM_PROGRESS_INTERVAL={os.environ['VCM_PROGRESS_INTERVAL']!r}: give the seconds between "
+                       "progress lines, a number of 0 or more (default 10)")
 
 
 @contextlib.contextmanager
