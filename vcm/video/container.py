@@ -43,10 +43,10 @@ class _Decord(Container):
     def read(self, a: int, b: int) -> np.ndarray:
         with _native_stderr_silenced():  # a damaged stream's decoder complains per macroblock
             frames = self._reader.get_batch(list(range(a, b))).asnumpy()
-        # At some narrow widths (2, 4, 6, 8, 12, 16, 24, 48 and 72 px of the even widths to 1000, 16 rows) decord's
-        # frames come with four channels and a batch fails to copy ("Check failed: from_size == to_size"): vcm's own
-        # lossless .mp4 of such a clip could not be read back. The first frame is read so when the file is opened, and
-        # a file decord fails goes to the shipped ffmpeg.
+        # At some narrow widths (2, 4, 6, 8, 12, 16, 24, 48 and 72 px: of the even widths to 198 at 16 rows and every
+        # fourth from 200 to 996 at 8 rows) decord's frames come with four channels and a batch fails to copy ("Check
+        # failed: from_size == to_size"): vcm's own lossless .mp4 of such a clip could not be read back. The first
+        # frame is read so when the file is opened, and a file decord fails goes to the shipped ffmpeg.
         if frames.ndim != 4 or frames.shape[3] != 3:
             raise RuntimeError(f"decord decoded frames of shape {frames.shape[1:]}, not height x width x 3")
         return frames
