@@ -51,6 +51,24 @@ def test_triton_matches_reference_values_and_gradients(fused, shape, mask_kind, 
     assert torch.allclose(g_got, g_ref, atol=1e-7, rtol=1e-4), (g_got - g_ref).abs().max()
 
 
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA GPUs")
+def test_the_fused_loss_runs_on_a_gpu_that_is_not_the_current_one(fused):
+    """`--device cuda:1` leaves cuda:0 the current device; Triton launched on the current one and refused the
+    tensors of the other ("cannot be accessed from Triton")."""
+    device = f"cuda:{torch.cuda.device_count() - 1}"
+    torch.manual_seed(3)
+    x = torch.rand(2, 3, 24, 40, device=device)
+    y = (x + 0.1 * torch.randn_like(x)).clamp(0, 1).requires_grad_(True)
+    m = (torch.rand(2, 1, 24, 40, device=device) > 0.5).float()
+    got = fused(y, x, m)
+    (g_got,) = torch.autograd.grad(got, y)
+    ref = sa_nerv_loss(y, x, m)
+    (g_ref,) = torch.autograd.grad(ref, y)
+    assert torch.cuda.current_device() == 0 and got.device == y.device
+    assert got.item() == pytest.approx(ref.item(), abs=2e-6)
+    assert torch.allclose(g_got, g_ref, atol=1e-7, rtol=1e-4)
+
+
 def test_small_frames_go_to_the_reference_through_the_dispatcher(fused):
     from vcm.nerv.sa_loss import sa_nerv_loss_fn
 

@@ -20,6 +20,8 @@ for testing. It knows nothing of the PyTorch implementation: ``vcm.nerv.sa_loss`
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import triton
 import triton.language as tl
@@ -29,6 +31,13 @@ SIGMA = 1.5
 C1 = 0.01**2
 C2 = 0.03**2
 BLOCK_H, BLOCK_W = 16, 32
+
+
+def _on_device_of(t: torch.Tensor):
+    """The context in which a kernel on ``t`` is launched: ``t``'s GPU as the current CUDA device. Triton launches
+    on the current device, not on its arguments' (tensors on ``cuda:1`` with ``cuda:0`` current were refused as
+    "cannot be accessed from Triton"), and ``--device cuda:N`` leaves the current device as it was."""
+    return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
 
 
 def gaussian_window(device) -> torch.Tensor:
@@ -186,10 +195,11 @@ class _FusedSANeRV(torch.autograd.Function):
         g = gaussian_window(y.device)
         partial = torch.empty((planes, n_tiles, 4), device=y.device, dtype=torch.float32)
         dmap = torch.empty((6, planes, Ho, Wo), device=y.device, dtype=torch.float32)
-        _sa_nerv_fwd[(planes, n_tiles)](
-            x, y, m, g, partial, dmap, C, H, W, Ho, Wo, planes, tiles_w, n_tiles,
-            C1, C2, -(1 - beta) / n_map, -weight * (1 - beta) / n_map,
-            BH=BLOCK_H, BW=BLOCK_W, WIN=WIN)
+        with _on_device_of(y):
+            _sa_nerv_fwd[(planes, n_tiles)](
+                x, y, m, g, partial, dmap, C, H, W, Ho, Wo, planes, tiles_w, n_tiles,
+                C1, C2, -(1 - beta) / n_map, -weight * (1 - beta) / n_map,
+                BH=BLOCK_H, BW=BLOCK_W, WIN=WIN)
         sums = partial.sum(dim=(0, 1))
         loss = (beta * sums[0] / n + (1 - beta) * (1 - sums[2] / n_map)
                 + weight * (beta * sums[1] / n + (1 - beta) * (1 - sums[3] / n_map)))
@@ -204,9 +214,10 @@ class _FusedSANeRV(torch.autograd.Function):
         beta, weight, n, tiles_w, n_tiles = ctx.consts
         B, C, H, W = y.shape
         grad = torch.empty_like(y)
-        _sa_nerv_bwd[(B * C, n_tiles)](
-            x, y, m, g, dmap, grad, C, H, W, H - WIN + 1, W - WIN + 1, B * C, tiles_w,
-            beta / n, weight * beta / n, BH=BLOCK_H, BW=BLOCK_W, WIN=WIN)
+        with _on_device_of(y):
+            _sa_nerv_bwd[(B * C, n_tiles)](
+                x, y, m, g, dmap, grad, C, H, W, H - WIN + 1, W - WIN + 1, B * C, tiles_w,
+                beta / n, weight * beta / n, BH=BLOCK_H, BW=BLOCK_W, WIN=WIN)
         return (grad * grad_out).to(ctx.input_dtype), None, None, None, None
 
 
