@@ -426,6 +426,7 @@ def test_a_ray_task_whose_worker_died_fails_its_point_and_the_sweep_goes_on(tmp_
     fake = types.ModuleType("ray")
     fake.is_initialized, fake.remote, fake.get = (lambda: True), (lambda fn: task), get
     fake.wait = lambda pending, num_returns, timeout: (pending[:1], pending[1:])
+    fake.cluster_resources = lambda: {"CPU": 2.0}
     monkeypatch.setitem(sys.modules, "ray", fake)
     specs = [{"sequence": "s", "codec": "c", "point_id": name, "workdir": str(tmp_path / name)} for name in ("died", "ok")]
     rows = ctc_run.execute(specs, 2, "ray", None)
@@ -463,6 +464,7 @@ def test_a_ray_node_without_the_sweeps_folder_fails_its_points_saying_so(tmp_pat
     fake = types.ModuleType("ray")
     fake.is_initialized, fake.remote, fake.get = (lambda: True), (lambda fn: task), get
     fake.wait = lambda pending, num_returns, timeout: (pending[:1], pending[1:])
+    fake.cluster_resources = lambda: {"CPU": 2.0}
     real = sys.modules["ray"]
     fake.__getattr__ = lambda name: getattr(real, name)  # the rest (what Ray's wrapping of an exception reads)
     monkeypatch.setitem(sys.modules, "ray", fake)
@@ -477,7 +479,10 @@ def test_a_ray_node_without_the_sweeps_folder_fails_its_points_saying_so(tmp_pat
 
 def test_a_ray_sweep_on_cuda_says_when_its_cluster_has_no_gpu(tmp_path, monkeypatch):
     """Points on CUDA wait for a GPU on a cluster that has none (an autoscaling one may add it): said at the start,
-    where the sweep only showed 0/N for as long as it ran. Ray is stood in for; the points here finish at once."""
+    where the sweep only showed 0/N for as long as it ran. A point on ``auto`` asks for a GPU where the cluster has
+    one: it asked for none, so Ray showed it every GPU of its node and it took the first, beside every other point
+    of that node. A point that asks for a GPU runs on the one Ray gives it, as ``cuda`` (``cuda:1`` failed: Ray
+    shows a task its own GPU alone). Ray is stood in for; the points here finish at once."""
     import types
 
     pytest.importorskip("ray.exceptions")  # the real one, which the sweep reads its errors from
@@ -492,7 +497,7 @@ def test_a_ray_sweep_on_cuda_says_when_its_cluster_has_no_gpu(tmp_path, monkeypa
     fake = types.ModuleType("ray")
     fake.is_initialized, fake.remote = (lambda: True), (lambda fn: task)
     fake.get = lambda ref: {"status": "ok", "sequence": "s", "codec": "c", "point": ref.spec["point_id"], "bytes": 10,
-                            "kbps": 1.0, "psnr": 30.0, "gpus": ref.spec["gpus"]}
+                            "kbps": 1.0, "psnr": 30.0, "gpus": ref.spec["gpus"], "device": ref.spec["device"]}
     fake.wait = lambda pending, num_returns, timeout: (pending[:1], pending[1:])
     monkeypatch.setitem(sys.modules, "ray", fake)
     said = []
@@ -506,6 +511,68 @@ def test_a_ray_sweep_on_cuda_says_when_its_cluster_has_no_gpu(tmp_path, monkeypa
         warned = [m for m in said if "no GPU" in m]
         assert warned == (["the Ray cluster has no GPU now: its points on CUDA wait until a node with one joins "
                            "(Ctrl-C stops the sweep)"] if device == "cuda" and "GPU" not in resources else [])
+    for resources, device, gpus, runs_on in (({"CPU": 8.0, "GPU": 2.0}, "auto", 1, "cuda"),
+                                             ({"CPU": 8.0}, "auto", 0, "auto"),
+                                             ({"CPU": 8.0, "GPU": 2.0}, "cuda:1", 1, "cuda")):
+        fake.cluster_resources = lambda: resources
+        said.clear()
+        spec = {"sequence": "s", "codec": "c", "point_id": "p", "workdir": str(tmp_path / "p"), "device": device}
+        row = ctc_run.execute([spec], 1, "ray", None)[0]
+        assert (row["gpus"], row["device"]) == (gpus, runs_on)
+        assert any("cuda:1 read as cuda" in m for m in said) == (device == "cuda:1")
+
+
+def test_parallel_points_spread_over_the_machines_gpus(tmp_path, monkeypatch):
+    """`vcm ctc run --jobs N` on a machine with several GPUs: a point on ``auto`` or ``cuda`` starts on the GPU the
+    fewest running points use, where every worker took cuda:0 and the other GPUs stood idle; a point on ``cuda:N``
+    keeps its GPU and counts on it; a GPU is free again once its point has finished. torch's CUDA is stood in
+    for (three GPUs), and so are the workers (each point finishes as it starts)."""
+    import concurrent.futures
+
+    import torch
+
+    from vcm.ctc import run as ctc_run
+    from vcm.ctc.gpu_share import GpuShare
+
+    given = []
+
+    class Pool:
+        def submit(self, fn, spec):
+            given.append(spec["device"])
+            done = concurrent.futures.Future()
+            done.set_result({"status": "ok", "sequence": "s", "codec": "c", "point": spec["point_id"], "bytes": 10,
+                             "kbps": 1.0, "psnr": 30.0})
+            return done
+
+        def shutdown(self, **kw):
+            pass
+
+    class Workers:
+        def __init__(self, jobs):
+            self.pool = Pool()
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            pass
+
+    monkeypatch.setattr(ctc_run, "_Workers", Workers)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+    said = []
+    monkeypatch.setattr(ctc_run.progress, "log", lambda message, style=None: said.append(message))
+    devices = ["auto", "cuda:0", "cuda", "auto", "cpu", "auto"]
+    specs = [{"sequence": "s", "codec": "c", "point_id": f"p{i}", "workdir": str(tmp_path / f"p{i}"), "device": d}
+             for i, d in enumerate(devices)]
+    rows = ctc_run.execute(specs, 4, "local", None)
+    assert [r["status"] for r in rows] == ["ok"] * 6
+    # four at once (cuda:0 twice: the pinned point counts), then the last two once those four have finished
+    assert given == ["cuda:0", "cuda:0", "cuda:1", "cuda:2", "cpu", "cuda:0"]
+    assert sum("spread over this machine's 3 CUDA GPUs" in m for m in said) == 1
+    assert GpuShare.for_points(specs, 1) is None and GpuShare.for_points(specs[4:5], 4) is None
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert GpuShare.for_points(specs, 4) is None
 
 
 @pytest.mark.slow

@@ -408,9 +408,10 @@ def execute(specs: list[dict], jobs: int, backend: str, ray_address: str | None)
     from concurrent.futures.process import BrokenProcessPool
 
     from vcm.cpus import usable_cores
+    from vcm.ctc.gpu_share import GpuShare
 
     threads = max(1, usable_cores() // jobs)  # the cores this process may use: a CPU set or quota leaves fewer
-    rows, schedule = [], Schedule(specs, jobs)
+    rows, schedule, gpus = [], Schedule(specs, jobs), GpuShare.for_points(specs, jobs)
     with _Workers(jobs) as workers, progress.progress("ctc points", len(specs), eta=False) as bar:
         running: dict = {}  # future → (spec, relay, pool); the slots a point holds are the schedule's to say
         broken: set[int] = set()  # points whose worker died under them once (each runs once more)
@@ -425,7 +426,8 @@ def execute(specs: list[dict], jobs: int, backend: str, ray_address: str | None)
                 free -= slots
                 (Path(spec["workdir"]) / FITTED).unlink(missing_ok=True)  # a marker left by an earlier run
                 relay = _Relay(spec)  # before the worker starts its log
-                fut = workers.pool.submit(safe_run_point, {**spec, "threads": threads * slots, "quiet": True,
+                placed = {"device": gpus.place(spec)} if gpus else {}
+                fut = workers.pool.submit(safe_run_point, {**spec, **placed, "threads": threads * slots, "quiet": True,
                                                            "threads_after_fit": threads if slots > 1 else None})
                 running[fut] = (spec, relay, workers.pool)
             if not running:
@@ -433,6 +435,8 @@ def execute(specs: list[dict], jobs: int, backend: str, ray_address: str | None)
             done, _ = wait(running, timeout=1.0, return_when=FIRST_COMPLETED)  # the relays look once a second
             for fut in done:
                 spec, relay, pool = running.pop(fut)
+                if gpus:
+                    gpus.release(spec)
                 relay.show()  # its last lines, ahead of its result
                 try:
                     row = fut.result()
@@ -753,7 +757,15 @@ def _execute_ray(specs: list[dict], jobs: int, address: str | None) -> list[dict
 
 
 def _needs_gpu(spec: dict) -> bool:
-    return str(spec.get("device", "auto")).startswith("cuda")
+    return str(spec.get("device", "auto")).strip().lower().startswith("cuda")
+
+
+def _asks_ray_for_gpu(spec: dict, cluster_has_gpu: bool) -> bool:
+    """Whether a point's Ray task asks for a GPU: on ``cuda[:N]`` always, on ``auto`` where the cluster has one. Ray
+    shows such a task its GPU alone, so the point runs on ``cuda``, whatever index that GPU has on its node. A
+    task that asks for none sees every GPU of its node: ``auto`` took the node's first, beside as many other
+    points as the node has CPUs, while its other GPUs stood idle."""
+    return _needs_gpu(spec) or (cluster_has_gpu and str(spec.get("device", "auto")).strip().lower() == "auto")
 
 
 def _sweep_on_ray(ray, specs: list[dict]) -> list[dict]:
@@ -761,18 +773,24 @@ def _sweep_on_ray(ray, specs: list[dict]) -> list[dict]:
     from ray.exceptions import RayError
 
     rows = []
-    if any(_needs_gpu(s) for s in specs) and not ray.cluster_resources().get("GPU"):
+    has_gpu = bool(ray.cluster_resources().get("GPU"))
+    if any(_needs_gpu(s) for s in specs) and not has_gpu:
         progress.log("the Ray cluster has no GPU now: its points on CUDA wait until a node with one joins (Ctrl-C "
                      "stops the sweep)", style="yellow")
+    pinned = sorted({str(s.get("device")) for s in specs if _needs_gpu(s) and ":" in str(s.get("device"))})
+    if pinned:
+        progress.log(f"on Ray each point on CUDA runs on the GPU that Ray gives it ({', '.join(pinned)} read as cuda); "
+                     f"CUDA_VISIBLE_DEVICES set before `ray start` limits the GPUs Ray gives")
     remote = ray.remote(_run_after)
     here = os.getcwd()
     with progress.progress("ctc points (ray)", len(specs), eta=False) as bar:
         pending, by_id, spec_of = [], {}, {}
         for s in specs:  # a chained point's previous point comes before it (vcm.codecs.nerv_family)
-            gpu = 1 if _needs_gpu(s) else 0
+            gpu = 1 if _asks_ray_for_gpu(s, has_gpu) else 0
             before = (s.get("point") or {}).get("warm_from")
             after = [by_id[_chain_key(s, before)]] if before and _chain_key(s, before) in by_id else []
-            ref = remote.options(num_cpus=1, num_gpus=gpu).remote({**s, "threads": 1, "quiet": True}, here, *after)
+            task = {**s, "threads": 1, "quiet": True, **({"device": "cuda"} if gpu else {})}
+            ref = remote.options(num_cpus=1, num_gpus=gpu).remote(task, here, *after)
             by_id[_chain_key(s, s["point_id"])] = ref
             spec_of[ref] = s
             pending.append(ref)
