@@ -1690,3 +1690,28 @@ def test_the_dry_run_plans_sfu_sequences_before_their_videos_and_weights_are_her
     beyond = preview(cfg, tmp_path / "out")
     assert beyond["fit_steps"] == 0
     assert beyond["unread"] == ["BQSquare: frames 590:700 are not in the manifest's BQSquare"]
+
+
+def test_a_ctc_config_vcm_ships_is_named_by_its_name_in_any_folder_and_from_a_wheel(tmp_path, monkeypatch):
+    """`vcm ctc run sfu-cd`: the configs vcm ships are run by name, as presets are. Installed from a wheel they lie
+    inside the package (``vcm/_data/configs``), where ``configs/ctc/sfu-cd.yaml`` named nothing in the user's
+    folder. A bare name that is no shipped config is one line naming them; a file's path is still a file."""
+    from vcm import resources
+    from vcm.ctc.config import config_file
+
+    r = run_main("ctc", "run", "demo", "--dry-run", "--out", tmp_path / "o", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "20 points" in r.stdout and not (tmp_path / "o").exists()
+    r = run_main("ctc", "run", "sfu_cd", "--dry-run", "--out", tmp_path / "o", cwd=tmp_path)
+    assert r.returncode == 1 and r.stderr == "error: no CTC config 'sfu_cd': name a YAML file, or a config vcm ships: " \
+                                             "demo, sfu-cd\n"
+    mine = tmp_path / "sweep.yaml"
+    mine.write_text(json.dumps({"sequences": [_SEQ], "codecs": {"hevc": {"qps": [40]}}}))
+    assert config_file(str(mine)) == mine and config_file("sweep.yaml") == Path("sweep.yaml")
+    wheel = tmp_path / "site-packages" / "vcm"  # an installed package: its data under _data, no checkout above it
+    (wheel / "_data" / "configs" / "ctc").mkdir(parents=True)
+    (wheel / "_data" / "configs" / "ctc" / "lab.yaml").write_text(mine.read_text())
+    monkeypatch.setattr(resources, "_PKG", wheel)
+    assert config_file("lab") == wheel / "_data" / "configs" / "ctc" / "lab.yaml"
+    with pytest.raises(VcmError, match="a config vcm ships: lab$"):
+        config_file("sfu-cd")

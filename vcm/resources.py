@@ -13,3 +13,20 @@ def data_dir(name: str) -> Path:
         if candidate.is_dir():
             return candidate
     raise FileNotFoundError(f"vcm data folder {name!r} is missing from this installation")
+
+
+def shipped_config(kind: str, name_or_path: str | Path) -> Path | None:
+    """The config vcm ships as ``configs/<kind>/<name>.yaml`` that ``name_or_path`` names, in a checkout or an
+    installed wheel alike; None where it is a path instead: it has a suffix or a folder in it, or no shipped config
+    has that name. A shipped name wins over a file of the same name (no suffix) in the working folder."""
+    p = Path(name_or_path)
+    if len(p.parts) != 1 or p.suffix:
+        return None
+    candidate = data_dir("configs") / kind / f"{name_or_path}.yaml"
+    return candidate if candidate.is_file() else None
+
+
+def shipped_configs(kind: str) -> list[str]:
+    """The names of the configs vcm ships in ``configs/<kind>/``."""
+    return sorted(p.stem for p in (data_dir("configs") / kind).glob("*.yaml"))
+

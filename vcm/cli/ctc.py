@@ -19,7 +19,7 @@ def _split(text: Optional[str]) -> Optional[list[str]]:
 
 @ctc_app.command("run")
 def ctc_run(
-    config: Path = typer.Argument(..., help="Experiment config, e.g. configs/ctc/sfu-cd.yaml."),
+    config: Path = typer.Argument(..., help="Experiment config: a YAML file (e.g. my-sweep.yaml), or a config vcm ships, by its name: sfu-cd (SFU-HW classes C and D), demo."),
     out: Path = typer.Option(Path("ctc"), "--out", "-o", help="Results folder (re-running resumes it)."),
     data: Optional[Path] = typer.Option(None, "--data", help="Folder with the SFU-HW YUVs."),
     annotations: Optional[Path] = typer.Option(None, "--annotations", help="Folder with the CTC ground-truth JSONs."),

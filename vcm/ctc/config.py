@@ -24,7 +24,25 @@ VIDEO_KEYS = ("size", "fps", "bit_depth")
 DETECTOR_KEYS = ("name", "weights", "repo", "batch", "settings", "every")
 
 
+def config_file(name_or_path: str | Path) -> Path:
+    """The file of the CTC config a command names: one vcm ships, by its name (``sfu-cd``, ``demo``: what
+    ``configs/ctc/`` holds in a checkout and in an installed wheel, where that folder is out of reach), else a
+    YAML file's path. A bare name that is neither is refused in one line with the shipped names."""
+    from vcm.resources import shipped_config, shipped_configs
+
+    shipped = shipped_config("ctc", name_or_path)
+    if shipped is not None:
+        return shipped
+    path = Path(name_or_path)
+    if len(path.parts) == 1 and not path.suffix and not path.exists():
+        raise VcmError(f"no CTC config {str(name_or_path)!r}: name a YAML file, or a config vcm ships: "
+                       f"{', '.join(shipped_configs('ctc'))}")
+    return path
+
+
 def load(path: Path) -> dict:
+    """The CTC config in the YAML file ``path`` (:func:`config_file` reads a name), checked and completed by
+    each codec's defaults."""
     path = Path(path)
     if path.is_dir():
         raise VcmError(f"CTC config {path} is a folder: name the config's YAML file (vcm ctc report and vcm info "

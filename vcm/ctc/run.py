@@ -314,6 +314,7 @@ def _checked_plan(config_path: Path, out: Path, data: Path | None, annotations: 
             raise VcmError(f"{option} {folder} does not exist")
     if data is not None and not Path(data).is_dir():  # each sequence said "no BQMall_832x480_60.yuv … in clip.yuv"
         raise VcmError(f"--data {data} is not a folder: name the folder that holds the SFU-HW sequences")
+    config_path = ctc_config.config_file(config_path)
     cfg = ctc_config.load(config_path)
     if compute is not None:
         cfg = with_compute(cfg, compute)

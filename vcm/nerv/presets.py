@@ -7,7 +7,7 @@ from pathlib import Path
 
 from vcm.errors import VcmError
 from vcm.fsutil import require_input
-from vcm.resources import data_dir
+from vcm.resources import data_dir, shipped_config, shipped_configs
 from vcm.yamlfile import YAML_FOLDER_HINT, load_yaml, read_yaml_file
 
 
@@ -17,14 +17,13 @@ def preset_path(name_or_path: str | Path) -> Path:
     it, or names a file that is there and no preset."""
     if isinstance(name_or_path, Path):
         return _config_file(name_or_path)
+    shipped = shipped_config("nerv", name_or_path)
+    if shipped is not None:
+        return shipped
     p = Path(name_or_path)
-    candidate = data_dir("configs") / "nerv" / f"{name_or_path}.yaml"
-    a_preset_name = len(p.parts) == 1 and p.suffix == "" and candidate.is_file()
-    if not a_preset_name and (p.suffix in (".yaml", ".yml") or len(p.parts) > 1 or p.exists()):
+    if p.suffix in (".yaml", ".yml") or len(p.parts) > 1 or p.exists():
         return _config_file(p)
-    if not candidate.exists():
-        raise VcmError(f"unknown preset {name_or_path!r}; available: {', '.join(list_presets())}")
-    return candidate
+    raise VcmError(f"unknown preset {name_or_path!r}; available: {', '.join(list_presets())}")
 
 
 def _config_file(p: Path) -> Path:
@@ -33,7 +32,7 @@ def _config_file(p: Path) -> Path:
 
 
 def list_presets() -> list[str]:
-    return sorted(p.stem for p in (data_dir("configs") / "nerv").glob("*.yaml"))
+    return shipped_configs("nerv")
 
 
 def presets_by_arch() -> dict[str, list[str]]:
