@@ -431,3 +431,60 @@ def test_a_narrow_clip_written_as_mp4_is_read_back_exactly(tmp_path, width):
     write_video(tmp_path / "narrow.mp4", frames, 25)
     assert np.array_equal(open_video(tmp_path / "narrow.mp4").frames_u8, frames)
     assert np.array_equal(open_video(tmp_path / "narrow.mp4", "1:3").frames_u8, frames[1:3])
+
+
+@pytest.mark.parametrize("line, expected", [
+    ("Stream #0:0[0x1](und): Video: hevc (Main 10) (hev1 / 0x31766568), yuv420p10le(tv, bt2020nc/bt2020/"
+     "arib-std-b67, progressive), 176x144 [SAR 1:1 DAR 11:9], 129 kb/s, 30 fps", ("yuv420p10le", 10, "HLG", None)),
+    ("Stream #0:0: Video: hevc (Main 10), yuv420p10le(tv, bt2020nc/bt2020/smpte2084), 3840x2160, 60 fps",
+     ("yuv420p10le", 10, "PQ", None)),
+    ("Stream #0:0[0x100]: Video: h264 (High) ([27][0][0][0] / 0x001B), yuv420p(tv, bt709, top coded first "
+     "(swapped)), 1920x1080 [SAR 1:1 DAR 16:9], 25 fps", ("yuv420p", 8, None, "top coded first (swapped)")),
+    ("Stream #0:0(eng): Video: h264 (High) (avc1 / 0x31637661), yuvj420p(pc, bt470bg/bt470bg/smpte170m), 1280x720, "
+     "30 fps", ("yuvj420p", 8, None, None)),
+    ("Stream #0:0: Video: ffv1 (FFV1 / 0x31564646), bgr0, 176x144, q=2-31, 25 fps", ("bgr0", 8, None, None)),
+    ("Stream #0:0(und): Video: h264 (High 10), 1 reference frame (avc1 / 0x31637661), yuv420p10le(tv, bottom first, "
+     "left), 720x576 (720x580)", ("yuv420p10le", 10, None, "bottom first")),  # an older ffmpeg's listing
+    ("Stream #0:0: Video: prores (HQ) (apch / 0x68637061), yuv422p10le(bt709, progressive), 1920x1080, 24 fps",
+     ("yuv422p10le", 10, None, None)),
+])
+def test_a_containers_pixel_format_transfer_and_field_order_are_read_from_ffmpegs_listing(line, expected):
+    from vcm.video.stream_format import parse_stream_line
+
+    fmt = parse_stream_line(f"Input #0, mov,mp4, from 'x.mp4':\n  Duration: 00:00:01.00\n  {line}\n"
+                            f"  Stream #0:1: Video: png, rgb48be, 16x16\n")
+    assert (fmt.pix_fmt, fmt.bits, fmt.transfer, fmt.field_order) == expected
+    assert parse_stream_line("  Stream #0:0: Audio: aac (LC), 48000 Hz, stereo, fltp\n") is None
+
+
+def test_what_reading_as_8_bit_rgb_loses_is_said_and_interlaced_video_is_refused(tmp_path):
+    """vcm reads every video as 8-bit RGB frames. A 10-bit or HDR (PQ, HLG) container was listed by `vcm info` as
+    "bit depth 8", with nothing said of its two low bits or of its transfer, read as coded; a 10-bit raw file
+    likewise. An interlaced container was read as frames that weave two fields each, where a YUV4MPEG2 file that
+    says it is interlaced is refused: now the same one line."""
+    import subprocess
+
+    from vcm.video.ffmpeg_binary import ffmpeg_exe
+
+    def make(name, *codec):
+        subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25",
+                        "-frames:v", "4", *codec, str(tmp_path / name)], check=True)
+        return tmp_path / name
+
+    hlg = make("hlg.mp4", "-c:v", "libx265", "-pix_fmt", "yuv420p10le", "-x265-params",
+               "log-level=error:colorprim=bt2020:transfer=arib-std-b67:colormatrix=bt2020nc")
+    woven = make("woven.mp4", "-c:v", "libx264", "-flags", "+ildct+ilme", "-x264-params", "tff=1",
+                 "-pix_fmt", "yuv420p")
+    plain = make("plain.mp4", "-c:v", "libx264", "-pix_fmt", "yuv420p")
+    assert probe(hlg).reading_note == ("its 10-bit samples read as 8-bit RGB, its HLG (HDR) transfer read as coded, "
+                                       "not tone-mapped")
+    assert probe(plain).reading_note is None and open_video(hlg, "all").frames_u8.shape == (4, 3, 48, 64)
+    raw = tmp_path / "Clip_20x16_25_10bit.yuv"
+    write_yuv420(raw, moving_frames(t=2, h=16, w=20), 10)
+    assert probe(raw).reading_note == "its 10-bit samples read as 8-bit RGB"
+    r = run_main("info", hlg)
+    assert r.returncode == 0 and "8 (its 10-bit samples read as 8-bit RGB, its HLG (HDR)" in " ".join(r.stdout.split())
+    r = run_main("info", woven)
+    assert r.returncode == 1 and r.stderr == ("error: woven.mp4: interlaced video (top first); vcm reads progressive "
+                                              "frames (deinterlace it first, e.g. ffmpeg -i woven.mp4 -vf yadif "
+                                              "woven_p.mp4)\n")

@@ -97,7 +97,8 @@ def fit(
     if not resume:  # before any mask is made or frame read
         check_new_run_dir(run_dir)
     assumed = f" at {info.fps:g} fps {rate_note(info)}" if info.fps_assumed else ""
-    progress.log(f"reading {len(source_frames)} frames of {input.name} ({info.width}x{info.height}){assumed}")
+    lost = f"; {info.reading_note}" if info.reading_note else ""
+    progress.log(f"reading {len(source_frames)} frames of {input.name} ({info.width}x{info.height}{lost}){assumed}")
     video = load(info, source_frames)
     masks_u8 = masks_meta = None
     if cfg.loss == "sa-nerv" or masks is not None or sam_checkpoint is not None or mask_source is not None:

@@ -76,6 +76,7 @@ def info(
     result = {
         "path": str(vi.path), "kind": vi.kind, "name": vi.name, "width": vi.width, "height": vi.height,
         "fps": vi.fps, "fps_assumed": vi.fps_assumed, "frames": vi.num_frames, "bit_depth": vi.bit_depth,
+        "reading_note": vi.reading_note,
         "source_frames": [vi.source_range.start, vi.source_range.stop],
         "sequence": seq.name if seq else None, "class": seq.seq_class if seq else None,
         "ctc_frames": [seq.ctc_first, seq.ctc_last] if seq else None,
@@ -96,7 +97,7 @@ def info(
         ("fps", f"{vi.fps:g} {rate_note(vi)}".strip() if vi.fps is not None else "unknown (pass --fps F" +
          (", or name the file Name_WxH_fps.yuv)" if vi.kind == "yuv" else "; its header has no F)")),
         ("frames", str(vi.num_frames)),
-        ("bit depth", str(vi.bit_depth)),
+        ("bit depth", str(vi.bit_depth) + (f" ({vi.reading_note})" if vi.reading_note else "")),
         ("source frames", f"{vi.source_range.start}:{vi.source_range.stop}"),
         ("holds", result["holds"]),
     ]

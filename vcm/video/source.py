@@ -23,6 +23,7 @@ from vcm.video import y4m, yuv
 from vcm.video.color import yuv420_to_rgb
 from vcm.video.container import open_container, read_frames
 from vcm.video.limits import MAX_FPS, check_frame_size
+from vcm.video.stream_format import reading_note, stream_format
 from vcm.video.naming import CHROMA_FORMATS, parse_name
 
 CONTAINER_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v"}
@@ -48,6 +49,7 @@ class VideoInfo:
     sequence: sequences.Sequence | None
     is_ctc_clip: bool
     fps_assumed: bool = False  # fps is DEFAULT_IMAGE_FPS: images, or a container, that give no rate, and no --fps
+    reading_note: str | None = None  # what reading the file as 8-bit RGB loses, e.g. a container's 10-bit samples
 
     @property
     def source_range(self) -> range:
@@ -203,7 +205,7 @@ def _probe_yuv(path: Path, size, fps, bit_depth, need_fps: bool = True) -> Video
     return VideoInfo(
         path=path, kind="yuv", name=seq.name if seq else (parsed.name if parsed else stem),
         width=width, height=height, fps=None if rate is None else float(rate), num_frames=n, bit_depth=depth,
-        first_source_frame=first, sequence=seq, is_ctc_clip=is_clip,
+        first_source_frame=first, sequence=seq, is_ctc_clip=is_clip, reading_note=reading_note(depth),
     )
 
 
@@ -225,12 +227,16 @@ def _probe_container(path: Path, fps) -> VideoInfo:
     if n == 0:
         raise VcmError(f"{path.name}: the container holds no video frames")
     check_frame_size(int(w), int(h), f"{path.name}: the container holds frames of")
+    fmt = stream_format(path)
+    if fmt is not None and fmt.field_order:
+        raise VcmError(f"{path.name}: interlaced video ({fmt.field_order}); vcm reads progressive frames "
+                       f"(deinterlace it first, e.g. ffmpeg -i {path.name} -vf yadif {path.stem}_p.mp4)")
     said = fps or container.fps
     seq, is_clip = _sequence_of(path, n, int(w), int(h))
     return VideoInfo(
         path=path, kind="container", name=seq.name if seq else path.stem, width=int(w), height=int(h),
         fps=said or DEFAULT_IMAGE_FPS, num_frames=n, bit_depth=8, first_source_frame=seq.ctc_first if is_clip else 0,
-        sequence=seq, is_ctc_clip=is_clip, fps_assumed=not said,
+        sequence=seq, is_ctc_clip=is_clip, fps_assumed=not said, reading_note=fmt.reading_note() if fmt else None,
     )
 
 
@@ -245,6 +251,7 @@ def _probe_y4m(path: Path, fps, need_fps: bool = True) -> VideoInfo:
         path=path, kind="y4m", name=seq.name if seq else path.stem, width=header.width, height=header.height,
         fps=None if rate is None else float(rate), num_frames=n, bit_depth=header.bit_depth,
         first_source_frame=seq.ctc_first if is_clip else 0, sequence=seq, is_ctc_clip=is_clip,
+        reading_note=reading_note(header.bit_depth),
     )
 
 
