@@ -578,6 +578,42 @@ def test_stale_temp_files_of_killed_processes_are_swept(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [".out.nerv.json.tmp", "out.nerv"]
 
 
+@pytest.mark.parametrize("name", ["s" * 236 + ".nerv", "\udce9" * 225 + ".nerv.partial.pt"])
+def test_an_output_whose_name_fits_is_written_even_where_its_temporary_names_would_not(tmp_path, name):
+    """A file is written to ``.<name>.<pid>.<random>.tmp`` beside it, then renamed. For a name within 22 bytes of
+    the 255-byte limit (a clip named near it: its stream ``<name>_hinerv_rd_l1.nerv`` and that stream's stage state
+    ``….partial.pt``) the temporary name was too long: `vcm compress` trained its stage, then failed with "File
+    name too long" and lost it. The temporary names of such an output are cut and marked with a hash of the whole
+    name; a killed process's are still swept. Also a Latin-1 name (undecodable bytes), 2 bytes a character in UTF-8
+    but one on disk."""
+    from vcm.fsutil import scratch_dir, write_bytes
+
+    write_bytes(tmp_path / name, b"first")
+    with scratch_dir(tmp_path, name) as scratch:
+        assert scratch.is_dir()
+    from vcm.fsutil import temp_prefix
+
+    prefix = temp_prefix(tmp_path, name)
+    assert prefix != f".{name}." and len(os.fsencode(prefix)) + 20 <= 255
+    assert temp_prefix(tmp_path, name[:-1]) != prefix and temp_prefix(tmp_path, "out.nerv") == ".out.nerv."
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f"{prefix}{int(dead.stdout)}.abc12345.tmp"
+    stale.write_bytes(b"half")
+    from vcm import fsutil
+
+    fsutil._swept.clear()  # swept once per output and process: as a new command would
+    write_bytes(tmp_path / name, b"whole")
+    assert (tmp_path / name).read_bytes() == b"whole" and not stale.exists()
+    assert os.listdir(tmp_path) == [name]
+
+
+def test_an_output_name_beyond_the_limit_is_one_line_that_says_what_to_do(tmp_path):
+    r = run_main("fit", "sample:carphone", "--frames", "0:2", "--steps", "1", "--out", tmp_path / ("d" * 300))
+    assert r.returncode == 1 and r.stderr.startswith("error: File name too long: ") and r.stderr.count("\n") == 1
+    assert r.stderr.endswith("; name a shorter output (--out), or give the input a shorter name: vcm names what it "
+                             "writes after it\n")
+
+
 def test_eval_writes_one_folder_per_input_and_records_it(tmp_path):
     from tests.test_eval import write_indexed_yuv
     from vcm import sequences

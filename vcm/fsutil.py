@@ -92,6 +92,28 @@ def _alive(pid: int) -> bool:
     return True
 
 
+# What a temporary file's name adds after its output's: ".<pid>.<8 random characters>.tmp", a pid of up to 7 digits
+TEMP_TAIL = 1 + 7 + 1 + 8 + 4
+
+
+def temp_prefix(folder: Path, name: str) -> str:
+    """``.<name>.``, the start of the names of the temporary files and folders that become ``folder/name``. A name
+    that leaves the folder's file-name limit too little room for :data:`TEMP_TAIL` is cut, and the cut marked with a
+    hash of the whole name: an output whose own name fits is then written too, where it failed with "File name too
+    long" once its work was done (a rate–distortion stage of a clip named near the 255-byte limit)."""
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    whole = os.fsencode(name)
+    if len(whole) + 2 + TEMP_TAIL <= limit:
+        return f".{name}."
+    import hashlib
+
+    digest = hashlib.sha256(whole).hexdigest()[:16]
+    return f".{os.fsdecode(whole[:max(0, limit - TEMP_TAIL - len(digest) - 3)])}~{digest}."
+
+
 def sweep_stale(folder: Path, prefix: str) -> None:
     """Remove ``<prefix><pid>.*.tmp`` files (or folders) in ``folder`` left by processes that no longer run
     (a kill -9 skips every cleanup; the next write of the same output tidies up after it)."""
@@ -281,8 +303,9 @@ def scratch_dir(folder: str | os.PathLike, name: str = "scratch") -> Iterator[Pa
     them forever after a kill -9)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    sweep_stale(folder, f".{name}.")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.{os.getpid()}.", suffix=".tmp", dir=folder))
+    prefix = temp_prefix(folder, name)
+    sweep_stale(folder, prefix)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}.", suffix=".tmp", dir=folder))
     try:
         yield tmp
     finally:
@@ -311,11 +334,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     renamed onto ``path``, on failure removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    prefix = temp_prefix(path.parent, path.name)
     if (path.parent, path.name) not in _swept:  # once per output and process: writes can be per frame
         _swept.add((path.parent, path.name))
-        sweep_stale(path.parent, f".{path.name}.")
+        sweep_stale(path.parent, prefix)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f"{prefix}{os.getpid()}.", suffix=".tmp", dir=path.parent)
     except OSError as err:  # a read-only folder, a full disk: name the output, not the temporary file
         raise OSError(err.errno, err.strerror, str(path)) from None
     os.close(fd)

@@ -157,8 +157,10 @@ def _os_error(err: OSError) -> str:
     permissions = "; check the permissions, or write elsewhere"
     too_large = ("; the file system, or a limit on file sizes (ulimit -f), takes no larger file there: write elsewhere"
                  ": a stopped run continues from what it saved")
+    long_name = ("; name a shorter output (--out), or give the input a shorter name: vcm names what it writes after "
+                 "it")
     hint = {errno.ENOSPC: full, errno.EDQUOT: full, errno.EFBIG: too_large, errno.EROFS: "; write elsewhere",
-            errno.EACCES: permissions, errno.EPERM: permissions}.get(err.errno, "")
+            errno.EACCES: permissions, errno.EPERM: permissions, errno.ENAMETOOLONG: long_name}.get(err.errno, "")
     return f"{err.strerror or type(err).__name__}{where}{hint}"
 
 

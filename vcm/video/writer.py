@@ -19,7 +19,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from vcm.errors import VcmError
-from vcm.fsutil import atomic_path, naming_write_errors
+from vcm.fsutil import atomic_path, naming_write_errors, temp_prefix
 from vcm.video import y4m, yuv
 
 CONTAINERS = (".mp4", ".mkv", ".avi", ".mov")
@@ -170,7 +170,7 @@ def _png_writer(folder: Path) -> Iterator:
         raise VcmError(f"{folder} is a file; name a folder for PNG frames")
     parent = folder.parent
     parent.mkdir(parents=True, exist_ok=True)
-    staging = parent / f".{folder.name}.{os.getpid()}.partial"
+    staging = parent / f"{temp_prefix(parent, folder.name)}{os.getpid()}.partial"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     count = 0
