@@ -1703,8 +1703,8 @@ def test_a_ctc_config_vcm_ships_is_named_by_its_name_in_any_folder_and_from_a_wh
     assert r.returncode == 0, r.stderr
     assert "20 points" in r.stdout and not (tmp_path / "o").exists()
     r = run_main("ctc", "run", "sfu_cd", "--dry-run", "--out", tmp_path / "o", cwd=tmp_path)
-    assert r.returncode == 1 and r.stderr == "error: no CTC config 'sfu_cd': name a YAML file, or a config vcm ships: " \
-                                             "demo, sfu-cd\n"
+    assert r.returncode == 1
+    assert r.stderr == "error: no CTC config 'sfu_cd': name a YAML file, or a config vcm ships: demo, sfu-cd\n"
     mine = tmp_path / "sweep.yaml"
     mine.write_text(json.dumps({"sequences": [_SEQ], "codecs": {"hevc": {"qps": [40]}}}))
     assert config_file(str(mine)) == mine and config_file("sweep.yaml") == Path("sweep.yaml")

@@ -455,6 +455,15 @@ def test_a_containers_pixel_format_transfer_and_field_order_are_read_from_ffmpeg
                             f"  Stream #0:1: Video: png, rgb48be, 16x16\n")
     assert (fmt.pix_fmt, fmt.bits, fmt.transfer, fmt.field_order) == expected
     assert parse_stream_line("  Stream #0:0: Audio: aac (LC), 48000 Hz, stereo, fltp\n") is None
+    # the stream the reader reads, told by its frames' size: not a thumbnail track listed first, nor a cover picture
+    others = ("  Stream #0:0: Video: mjpeg (Baseline), yuvj420p(pc, bt470bg/unknown/unknown), 320x240, 90k tbr "
+              "(attached pic)\n  Stream #0:1: Video: h264 (High 4:4:4 Predictive), yuv444p10le(progressive), 64x48, "
+              "25 fps\n")
+    size = (176, 144) if "176x144" in line else None
+    if size:
+        assert parse_stream_line(others + f"  {line}\n", size) == fmt
+        assert parse_stream_line(others + f"  {line}\n", size[::-1]) == fmt  # a rotated video's frames
+    assert parse_stream_line(others).pix_fmt == "yuv444p10le"  # no size given: the first but the cover
 
 
 def test_what_reading_as_8_bit_rgb_loses_is_said_and_interlaced_video_is_refused(tmp_path):

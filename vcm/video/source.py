@@ -227,7 +227,7 @@ def _probe_container(path: Path, fps) -> VideoInfo:
     if n == 0:
         raise VcmError(f"{path.name}: the container holds no video frames")
     check_frame_size(int(w), int(h), f"{path.name}: the container holds frames of")
-    fmt = stream_format(path)
+    fmt = stream_format(path, (int(w), int(h)))
     if fmt is not None and fmt.field_order:
         raise VcmError(f"{path.name}: interlaced video ({fmt.field_order}); vcm reads progressive frames "
                        f"(deinterlace it first, e.g. ffmpeg -i {path.name} -vf yadif {path.stem}_p.mp4)")

@@ -42,30 +42,42 @@ def reading_note(bits: int, transfer: str | None = None) -> str | None:
     return ", ".join(said) or None
 
 
-def stream_format(path: str | Path) -> StreamFormat | None:
-    """The format of the first video stream of the container at ``path``, from the shipped ffmpeg's listing of the
-    file; None where ffmpeg lists none (an error, a file it cannot open: the reader says why)."""
+def stream_format(path: str | Path, size: tuple[int, int] | None = None) -> StreamFormat | None:
+    """The format of the video stream vcm reads from the container at ``path``, from the shipped ffmpeg's listing
+    of the file; None where ffmpeg lists none (an error, a file it cannot open: the reader says why). ``size``:
+    the (width, height) of the frames the reader gives, which tells that stream from the others of a file with
+    several (a thumbnail track listed first, a cover picture)."""
     try:
         listing = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", libav_path(path)],
                                  capture_output=True, timeout=30, stdin=subprocess.DEVNULL).stderr
     except (OSError, subprocess.SubprocessError, VcmError):  # no ffmpeg: decord may still read the file
         return None
-    return parse_stream_line(listing.decode("utf-8", "replace"))
+    return parse_stream_line(listing.decode("utf-8", "replace"), size)
 
 
 _VIDEO = re.compile(r"^\s*Stream #\d+:\d+\S*: Video: (.*)$", re.MULTILINE)
+_SIZE = re.compile(r"^(\d+)x(\d+)\b")
 
 
-def parse_stream_line(listing: str) -> StreamFormat | None:
-    """The :class:`StreamFormat` of the first ``Stream #0:0: Video: codec, pix_fmt(range, colour, field order), …``
-    line of an ffmpeg listing; None without one, or with a pixel format ffmpeg does not list."""
-    match = _VIDEO.search(listing)
-    if match is None:
-        return None
+def parse_stream_line(listing: str, size: tuple[int, int] | None = None) -> StreamFormat | None:
+    """The :class:`StreamFormat` of a ``Stream #0:0: Video: codec, pix_fmt(range, colour, field order), WxH, …``
+    line of an ffmpeg listing: the first that is not a cover picture and, given ``size``, has that size (turned, for
+    a rotated video; the first where none has); None without one, or with a pixel format ffmpeg does not list."""
+    streams = [_top_level(m.group(1)) for m in _VIDEO.finditer(listing) if "(attached pic)" not in m.group(1)]
+    if size is not None:  # the reader's frames of a rotated video are turned: their size is the stream's turned
+        def sizes(parts):
+            return {(int(m.group(1)), int(m.group(2))) for p in parts if (m := _SIZE.match(p))}
+
+        streams = ([p for p in streams if tuple(size) in sizes(p)]
+                   or [p for p in streams if tuple(size[::-1]) in sizes(p)] or streams)
+    return _format(streams[0]) if streams else None
+
+
+def _format(parts: list[str]) -> StreamFormat | None:
     known = pixel_format_bits()
     # the pixel format is the first part after the codec's that names one (older ffmpegs put "1 reference frame"
     # between them)
-    for part in _top_level(match.group(1))[1:]:
+    for part in parts[1:]:
         pix_fmt, _, details = part.partition("(")
         if pix_fmt.strip() in known:
             break
