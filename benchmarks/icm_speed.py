@@ -17,7 +17,7 @@ import torch
 from _common import print_table, run
 
 from vcm.device import describe, resolve_device
-from vcm.icm.codec import _crop, _pad
+from vcm.icm.codec import crop_back, pad_to_multiple
 from vcm.icm.archs import TCMConfig
 from vcm.icm.tcm import TCM
 from vcm.video.naming import parse_size
@@ -43,15 +43,15 @@ def main() -> None:
             torch.cuda.synchronize()
 
     with torch.no_grad():
-        xp, pads = _pad(frames[0], 128)
+        xp, pads = pad_to_multiple(frames[0], 128)
         model.decompress(**{k: v for k, v in model.compress(xp).items() if k in ("strings", "shape")})  # warm-up
         sync()
         t0 = time.perf_counter()
-        coded = [model.compress(_pad(f, 128)[0]) for f in frames]
+        coded = [model.compress(pad_to_multiple(f, 128)[0]) for f in frames]
         sync()
         t1 = time.perf_counter()
         for c in coded:
-            _crop(model.decompress(c["strings"], c["shape"])["x_hat"], pads, h, w)
+            crop_back(model.decompress(c["strings"], c["shape"])["x_hat"], pads, h, w)
         sync()
         t2 = time.perf_counter()
     nbytes = np.mean([sum(len(s[0]) for s in c["strings"]) for c in coded])
