@@ -1715,3 +1715,84 @@ def test_a_ctc_config_vcm_ships_is_named_by_its_name_in_any_folder_and_from_a_wh
     assert config_file("lab") == wheel / "_data" / "configs" / "ctc" / "lab.yaml"
     with pytest.raises(VcmError, match="a config vcm ships: lab$"):
         config_file("sfu-cd")
+
+
+LAB_CODEC = '''
+import zlib
+from pathlib import Path
+
+from vcm.codecs import Codec, register_codec
+
+
+@register_codec("lab", order=70)
+class Lab(Codec):
+    """Keeps every q-th grey level of each sample, coded with zlib."""
+
+    section_keys = ("levels",)
+
+    def points(self, section, sequence):
+        return [(f"q{q}", {"q": q}) for q in section.get("levels", [4])]
+
+    def label(self, point, coded):
+        return f"Q{point['q']}"
+
+    def encode_decode(self, spec, video, device):
+        q = spec["point"]["q"]
+        out = Path(spec["workdir"]) / "stream.lab"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(zlib.compress((video.frames_u8 // q).tobytes(), 9))
+        frames = (video.frames_u8 // q) * q + q // 2
+        return {"bitstream": str(out), "bytes": out.stat().st_size, "frames_u8": frames, "encode": 0.0,
+                "decode": 0.0, "qp": None, "settings": {"levels": 256 // q}}
+'''
+
+
+def _plugin_package(site: Path, module: str, source: str) -> None:
+    """An installed distribution as pip leaves one in site-packages: its module and its dist-info, whose entry point
+    names the module in the group vcm.codecs."""
+    info = site / "lab_codec-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: lab-codec\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[vcm.codecs]\nlab = {module}\n")
+    (site / f"{module}.py").write_text(source)
+
+
+def test_a_codec_of_another_package_runs_through_its_entry_point(tmp_path):
+    """A lab's own codec joins `vcm ctc run` without an edit to vcm: its package names its module in the entry-point
+    group ``vcm.codecs``, whose import registers the codec (``@register_codec``), as vcm's own codecs register. Stood
+    in for by a distribution on PYTHONPATH whose codec keeps every q-th grey level; its points run in worker processes
+    (--jobs 2), which load the plugin as the command does, and the report draws its curve."""
+    site = tmp_path / "site"
+    _plugin_package(site, "lab_codec", LAB_CODEC)
+    cfg = tmp_path / "lab.yaml"
+    cfg.write_text(json.dumps({"sequences": [_SEQ], "device": "cpu", "codecs": {"lab": {"levels": [4, 16]}}}))
+    env = {"PYTHONPATH": str(site)}
+    r = run_cli("ctc", "run", cfg, "--out", tmp_path / "out", "--jobs", "2", cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    points = tmp_path / "out" / "points" / "c" / "lab"
+    rows = {p.parent.name: json.loads(p.read_text()) for p in points.glob("*/result.json")}
+    assert sorted(rows) == ["q16", "q4"] and all(row["status"] == "ok" for row in rows.values())
+    assert rows["q4"]["label"] == "Q4" and rows["q16"]["bytes"] < rows["q4"]["bytes"]
+    assert rows["q16"]["psnr"] < rows["q4"]["psnr"] and rows["q4"]["experiment"] == "levels 64"
+    r = run_cli("ctc", "report", tmp_path / "out", cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "| c | lab |" in (tmp_path / "out" / "report.md").read_text().replace("  ", " ")
+    # without the package, the codec is unknown, in one line that lists the ones there are
+    r = run_main("ctc", "run", cfg, "--out", tmp_path / "out2", "--dry-run", cwd=tmp_path)
+    assert r.returncode == 1 and r.stderr.endswith(": unknown codec lab; known: nerv, sa-nerv, hinerv, sa-hinerv, "
+                                                   "sa-icm, hevc, vvc (another package's codec is known once installed "
+                                                   "with an entry point in vcm.codecs)\n")
+
+
+@pytest.mark.parametrize("source, message", [
+    ("raise ImportError('No module named torchaudio')", "the codec plugin lab of lab-codec (vcm.codecs: broken) does "
+                                                         "not load: ImportError: No module named torchaudio; fix or "
+                                                         "uninstall that package"),
+    (LAB_CODEC.replace('"lab", order=70', '"hevc", order=70'), "two codecs are named 'hevc': broken.Lab and "
+                                                               "vcm.codecs.anchors.Hevc; rename one"),
+])
+def test_a_codec_plugin_that_fails_or_takes_a_name_of_vcms_is_one_line(tmp_path, source, message):
+    site = tmp_path / "site"
+    _plugin_package(site, "broken", source)
+    r = run_cli("ctc", "run", "demo", "--dry-run", "--out", tmp_path / "o", cwd=tmp_path, env={"PYTHONPATH": str(site)})
+    assert r.returncode == 1 and r.stderr == f"error: {message}\n"

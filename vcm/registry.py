@@ -16,23 +16,54 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str, modules: tuple[str, ...]):
-        self.kind, self.modules = kind, modules
+    def __init__(self, kind: str, modules: tuple[str, ...], plugins: str | None = None):
+        """``plugins``: the entry-point group through which other installed packages add entries (each names a
+        module that registers them when imported), loaded with the registry's own modules."""
+        self.kind, self.modules, self.plugins = kind, modules, plugins
         self._entries: dict[str, T] = {}
+        self._plugins_loaded = False
 
     def add(self, name: str, entry: T) -> None:
+        """Register ``entry`` as ``name``; an entry of another class under a name taken (a plugin's codec named
+        as one of vcm's) is refused in one line, where the one imported last silently won."""
+        held = self._entries.get(name)
+        if held is not None and type(held) is not type(entry):
+            def where(e):
+                return f"{type(e).__module__}.{type(e).__qualname__}"
+
+            raise VcmError(f"two {self.kind}s are named {name!r}: {where(held)} and {where(entry)}; rename one")
         self._entries[name] = entry
 
     def load(self) -> dict[str, T]:
         """Every entry (the defining modules imported first). A ``"module:function"`` in the list is
         called on every load: it registers entries derived from another registry (the NeRV-family
         codecs from the representations), including ones registered since the last load."""
+        if self.plugins and not self._plugins_loaded:
+            self._plugins_loaded = True
+            self._load_plugins()
         for module in self.modules:
             name, _, function = module.partition(":")
             loaded = importlib.import_module(name)
             if function:
                 getattr(loaded, function)()
         return self._entries
+
+    def _load_plugins(self) -> None:
+        """Import what the installed packages name in the entry-point group ``plugins``; one that fails is one line
+        naming the package, for every command (a plugin's codec missing from a sweep would fail its points
+        only, after the others had run)."""
+        from importlib.metadata import entry_points
+
+        for ep in entry_points(group=self.plugins):
+            try:
+                ep.load()
+            except Exception as err:  # noqa: BLE001 - whatever another package's import raises
+                self._plugins_loaded = False  # said again by the next command, not only the first
+                owner = f" of {ep.dist.name}" if getattr(ep, "dist", None) else ""
+                why = (str(err).strip().splitlines() or [""])[0]
+                why = f"{type(err).__name__}{f': {why}' if why else ''}"
+                raise VcmError(f"the {self.kind} plugin {ep.name}{owner} ({self.plugins}: {ep.value}) does not load: "
+                               f"{why}; fix or uninstall that package") from None
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.load())

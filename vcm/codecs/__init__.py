@@ -5,8 +5,9 @@ encode and decode one point, and which RD curve a point belongs to.
     @register_codec("hevc", order=40)
     class Hevc(Codec): ...
 
-Adding a codec = one module with one decorated class + its module in ``_REGISTRY``'s list; the CLI, the CTC
-runner and the report only ask this registry.
+Adding a codec = one module with one decorated class + its module in ``_REGISTRY``'s list (or, from another
+package, its module in the entry-point group :data:`PLUGINS`); the CLI, the CTC runner and the report only ask
+this registry.
 """
 
 from __future__ import annotations
@@ -16,8 +17,12 @@ from typing import Callable
 
 from vcm.registry import Registry
 
+# Another package's codec: its pyproject.toml names its module in this entry-point group
+# ([project.entry-points."vcm.codecs"] mine = "mylab.vcm_codec"), and the module registers the codec as these do.
+PLUGINS = "vcm.codecs"
+
 _REGISTRY: Registry["Codec"] = Registry("codec", ("vcm.codecs.nerv_family:register_representations", "vcm.codecs.anchors",
-                                                 "vcm.codecs.sa_icm"))
+                                                 "vcm.codecs.sa_icm"), plugins=PLUGINS)
 
 
 FITTED = "fitted"  # marker in a point's folder: the network its point trains (or shares) is on disk

@@ -87,7 +87,8 @@ def check_schema(cfg, path: Path) -> None:
         unknown = set(cfg.get("codecs") or {}) - set(codecs.names())
         if unknown:
             raise ValueError(f"unknown {noun(len(unknown), 'codec')} {', '.join(sorted(unknown))}; "
-                             f"known: {', '.join(codecs.names())}")
+                             f"known: {', '.join(codecs.names())} (another package's codec is known once installed "
+                             f"with an entry point in {codecs.PLUGINS})")
         for name, section in (cfg.get("codecs") or {}).items():
             check_keys(section or {}, codecs.get(name).section_keys, f"codec {name}")
         if cfg.get("detector") is not None:
