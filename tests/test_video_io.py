@@ -496,4 +496,4 @@ def test_what_reading_as_8_bit_rgb_loses_is_said_and_interlaced_video_is_refused
     r = run_main("info", woven)
     assert r.returncode == 1 and r.stderr == ("error: woven.mp4: interlaced video (top first); vcm reads progressive "
                                               "frames (deinterlace it first, e.g. ffmpeg -i woven.mp4 -vf yadif "
-                                              "woven_p.mp4)\n")
+                                              "woven_p.y4m)\n")

@@ -49,9 +49,9 @@ class Registry(Generic[T]):
         return self._entries
 
     def _load_plugins(self) -> None:
-        """Import what the installed packages name in the entry-point group ``plugins``; one that fails is one line
-        naming the package, for every command (a plugin's codec missing from a sweep would fail its points
-        only, after the others had run)."""
+        """Import what the installed packages name in the entry-point group ``plugins``. One that fails stops every
+        command that asks the registry, in one line naming the package and how to get past it, where its traceback
+        would say nothing of vcm's plugins."""
         from importlib.metadata import entry_points
 
         for ep in entry_points(group=self.plugins):

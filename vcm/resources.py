@@ -29,4 +29,3 @@ def shipped_config(kind: str, name_or_path: str | Path) -> Path | None:
 def shipped_configs(kind: str) -> list[str]:
     """The names of the configs vcm ships in ``configs/<kind>/``."""
     return sorted(p.stem for p in (data_dir("configs") / kind).glob("*.yaml"))
-

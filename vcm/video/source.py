@@ -230,7 +230,7 @@ def _probe_container(path: Path, fps) -> VideoInfo:
     fmt = stream_format(path, (int(w), int(h)))
     if fmt is not None and fmt.field_order:
         raise VcmError(f"{path.name}: interlaced video ({fmt.field_order}); vcm reads progressive frames "
-                       f"(deinterlace it first, e.g. ffmpeg -i {path.name} -vf yadif {path.stem}_p.mp4)")
+                       f"(deinterlace it first, e.g. ffmpeg -i {path.name} -vf yadif {path.stem}_p.y4m)")
     said = fps or container.fps
     seq, is_clip = _sequence_of(path, n, int(w), int(h))
     return VideoInfo(
