@@ -107,6 +107,12 @@ def test_info_on_a_yaml_file_of_vcms_names_the_command_that_reads_it(tmp_path):
     (tmp_path / "other.yaml").write_text("a: [\n")
     r = run_main("info", tmp_path / "other.yaml")
     assert r.returncode == 1 and "vcm info reads videos, .nerv/.icm streams" in r.stderr
+    # a config vcm ships, by the name the commands take it by (it said "sfu-cd does not exist")
+    for name, said in (("sfu-cd", "error: sfu-cd is a CTC config vcm ships: vcm ctc run sfu-cd --dry-run lists"),
+                       ("hinerv-xs", "error: hinerv-xs is a fit preset vcm ships: vcm fit VIDEO --preset hinerv-xs")):
+        r = run_main("info", name, cwd=tmp_path)
+        assert r.returncode == 1 and r.stderr.startswith(said) and r.stderr.count("\n") == 1
+    assert run_main("info", "sfu_cd", cwd=tmp_path).stderr == "error: sfu_cd does not exist\n"
 
 
 def test_info_shows_a_raw_file_whose_rate_nothing_says_and_fit_still_asks_for_it(tmp_path):

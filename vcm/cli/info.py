@@ -65,6 +65,12 @@ def info(
         return
     if input.suffix.lower() in (".yaml", ".yml") and input.is_file():
         raise VcmError(_config_hint(input))
+    if not input.exists():  # a config vcm ships, named as `vcm ctc run` and `--preset` take it
+        from vcm.resources import shipped_config
+
+        shipped = shipped_config("ctc", input) or shipped_config("nerv", input)
+        if shipped is not None:
+            raise VcmError(_config_hint(shipped, named=str(input)))
     try:
         vi = probe_input(input, size, fps, bit_depth, need_fps=False)  # info shows what it can without a rate
     except VcmError as err:
@@ -110,8 +116,9 @@ def info(
     table(f"vcm info: {input.name}", rows)
 
 
-def _config_hint(path: Path) -> str:
-    """What to run on a YAML file of vcm's instead of ``vcm info`` (which reads videos, streams and folders)."""
+def _config_hint(path: Path, named: str | None = None) -> str:
+    """What to run on a YAML file of vcm's instead of ``vcm info`` (which reads videos, streams and folders);
+    ``named``: the name of a config vcm ships, by which the commands take it."""
     from vcm.errors import VcmError
     from vcm.nerv.presets import read_preset
 
@@ -120,11 +127,12 @@ def _config_hint(path: Path) -> str:
     except (VcmError, OSError, UnicodeDecodeError):  # not YAML: no command of vcm's reads it
         raw = None
     keys = set(raw) if isinstance(raw, dict) else set()
+    what, how, ships = (named, named, " vcm ships") if named else (path.name, path, "")
     if keys & {"sequences", "codecs"}:
-        return f"{path.name} is a CTC config: vcm ctc run {path} --dry-run lists its points and what each would run"
+        return f"{what} is a CTC config{ships}: vcm ctc run {how} --dry-run lists its points and what each would run"
     if keys & {"model", "train"}:
         curve = "; its curve is what a CTC codec section without fits runs" if "curve" in keys else ""
-        return f"{path.name} is a fit preset: vcm fit VIDEO --preset {path} fits it{curve}"
+        return f"{what} is a fit preset{ships}: vcm fit VIDEO --preset {how} fits it{curve}"
     if keys & {"generator", "alpha_param"}:
         return f"{path.name} is a SAM mask generator's settings: vcm masks VIDEO --config {path} uses them"
     return f"{path.name}: vcm info reads videos, .nerv/.icm streams, mask files and vcm's run and results folders"
