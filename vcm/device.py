@@ -6,6 +6,13 @@ from vcm.errors import VcmError
 from vcm.words import counted
 
 
+def device_kind(name: str | None) -> tuple[str, int | None]:
+    """``(kind, GPU index)`` that a ``--device`` value names, unchecked: ``("auto", None)``, ``("cuda", 1)`` for
+    ``cuda:1``, ``("cuda", None)`` for ``cuda``, ``("cpu", None)``."""
+    kind, _, index = (name or "auto").strip().lower().partition(":")
+    return kind, int(index) if index.isdigit() else None
+
+
 def resolve_device(name: str = "auto"):
     """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` as a torch.device, refused in one line when this machine lacks it
     (torch also names devices vcm never runs on, such as ``mps`` or ``meta``: they failed deep in a run)."""

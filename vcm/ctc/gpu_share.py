@@ -8,19 +8,16 @@ runs on each. A point given ``cuda:N`` keeps that GPU, and counts on it.
 
 from __future__ import annotations
 
+from collections import Counter
+
 from vcm import progress
+from vcm.device import device_kind
 from vcm.words import counted
-
-
-def _pinned_index(device: str) -> int | None:
-    """The GPU index a device string names (``cuda:2`` → 2); None for any other."""
-    kind, _, index = str(device).strip().lower().partition(":")
-    return int(index) if kind == "cuda" and index.isdigit() else None
 
 
 def _any_gpu(device: str) -> bool:
     """Whether a point's device leaves the GPU to vcm: ``auto`` (on a machine with CUDA) or ``cuda``."""
-    return str(device).strip().lower() in ("auto", "cuda")
+    return device_kind(device) in (("auto", None), ("cuda", None))
 
 
 class GpuShare:
@@ -28,8 +25,8 @@ class GpuShare:
     once it has finished (or lost its worker)."""
 
     def __init__(self, count: int):
-        self.busy = [0] * count
-        self.held: dict[int, int] = {}  # id(spec) → the GPU it was placed on
+        self.count = count
+        self.held: dict[int, int] = {}  # id(spec) of each running point on a GPU → its GPU
 
     @classmethod
     def for_points(cls, specs: list[dict], jobs: int) -> GpuShare | None:
@@ -49,16 +46,14 @@ class GpuShare:
     def place(self, spec: dict) -> str:
         """The device ``spec`` runs on: the least busy GPU for ``auto``/``cuda``, its own otherwise."""
         device = spec.get("device", "auto")
-        index = _pinned_index(device)
-        if index is None and _any_gpu(device):
-            index = min(range(len(self.busy)), key=lambda k: (self.busy[k], k))
+        kind, index = device_kind(device)
+        if _any_gpu(device):
+            busy = Counter(self.held.values())
+            index = min(range(self.count), key=lambda k: (busy[k], k))
             device = f"cuda:{index}"
-        if index is not None and index < len(self.busy):
-            self.busy[index] += 1
+        if kind != "cpu" and index is not None and index < self.count:
             self.held[id(spec)] = index
         return device
 
     def release(self, spec: dict) -> None:
-        index = self.held.pop(id(spec), None)
-        if index is not None:
-            self.busy[index] -= 1
+        self.held.pop(id(spec), None)

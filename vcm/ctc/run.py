@@ -20,6 +20,7 @@ from pathlib import Path
 from vcm import progress
 from vcm.codecs import FITTED
 from vcm.ctc import config as ctc_config
+from vcm.device import device_kind
 from vcm.ctc.points import (ELSEWHERE, check_evaluations, check_programs, elsewhere_row, finished_as_asked, read_result,
                             run_point)
 from vcm.ctc.result_row import RESULT
@@ -758,7 +759,7 @@ def _execute_ray(specs: list[dict], jobs: int, address: str | None) -> list[dict
 
 
 def _needs_gpu(spec: dict) -> bool:
-    return str(spec.get("device", "auto")).strip().lower().startswith("cuda")
+    return device_kind(spec.get("device"))[0] == "cuda"
 
 
 def _asks_ray_for_gpu(spec: dict, cluster_has_gpu: bool) -> bool:
@@ -766,7 +767,7 @@ def _asks_ray_for_gpu(spec: dict, cluster_has_gpu: bool) -> bool:
     shows such a task its GPU alone, so the point runs on ``cuda``, whatever index that GPU has on its node. A
     task that asks for none sees every GPU of its node: ``auto`` took the node's first, beside as many other
     points as the node has CPUs, while its other GPUs stood idle."""
-    return _needs_gpu(spec) or (cluster_has_gpu and str(spec.get("device", "auto")).strip().lower() == "auto")
+    return _needs_gpu(spec) or (cluster_has_gpu and device_kind(spec.get("device"))[0] == "auto")
 
 
 def _sweep_on_ray(ray, specs: list[dict]) -> list[dict]:
@@ -778,7 +779,7 @@ def _sweep_on_ray(ray, specs: list[dict]) -> list[dict]:
     if any(_needs_gpu(s) for s in specs) and not has_gpu:
         progress.log("the Ray cluster has no GPU now: its points on CUDA wait until a node with one joins (Ctrl-C "
                      "stops the sweep)", style="yellow")
-    pinned = sorted({str(s.get("device")) for s in specs if _needs_gpu(s) and ":" in str(s.get("device"))})
+    pinned = sorted({str(s["device"]) for s in specs if _needs_gpu(s) and device_kind(s["device"])[1] is not None})
     if pinned:
         progress.log(f"on Ray each point on CUDA runs on the GPU that Ray gives it ({', '.join(pinned)} read as cuda); "
                      f"CUDA_VISIBLE_DEVICES set before `ray start` limits the GPUs Ray gives")

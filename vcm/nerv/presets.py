@@ -7,7 +7,7 @@ from pathlib import Path
 
 from vcm.errors import VcmError
 from vcm.fsutil import require_input
-from vcm.resources import data_dir, shipped_config, shipped_configs
+from vcm.resources import shipped_config, shipped_configs
 from vcm.yamlfile import YAML_FOLDER_HINT, load_yaml, read_yaml_file
 
 
@@ -43,7 +43,7 @@ def presets_by_arch() -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for name in list_presets():
         try:
-            raw = load_yaml((data_dir("configs") / "nerv" / f"{name}.yaml").read_text()) or {}
+            raw = load_yaml(shipped_config("nerv", name).read_text()) or {}
             arch = (raw.get("model") or {}).get("arch", "nerv")
         except (yaml.YAMLError, AttributeError):
             continue  # a damaged preset is reported when it is used, not in every --help
