@@ -654,6 +654,28 @@ def test_a_ray_sweep_ends_only_the_ray_it_started_and_gives_back_the_signal_hand
     assert runner._execute_ray([], 1, None) == [] and calls == ["caller", "sweep"]
 
 
+def test_a_ray_imported_before_the_sweep_still_starts_its_workers_in_the_drivers_environment(monkeypatch):
+    """Ray reads RAY_ENABLE_UV_RUN_RUNTIME_ENV once, when first imported: a Ray a script (or pytest.importorskip)
+    imported before vcm's sweep started its workers under `uv run --python X.Y.Z` in a copy of the folder, and on a
+    pyenv Python 3.10, where uv found no such interpreter, every point failed after minutes of retries."""
+    pytest.importorskip("ray")
+    from ray._private import ray_constants, worker
+    from ray._private.runtime_env import uv_runtime_env_hook
+
+    import vcm.ctc.run as runner
+
+    monkeypatch.setenv("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "")  # recorded, so that the test leaves it as it was
+    monkeypatch.delenv("RAY_ENABLE_UV_RUN_RUNTIME_ENV")
+    monkeypatch.setattr(ray_constants, "RAY_ENABLE_UV_RUN_RUNTIME_ENV", True)  # Ray's reading of it unset
+    monkeypatch.setattr(uv_runtime_env_hook, "_get_uv_run_cmdline", lambda: ["uv", "run", "pytest"])
+    assert "py_executable" in worker._maybe_modify_runtime_env(None, False)  # Ray's own decision, under `uv run`
+    runner._ray_without_uv_workers()
+    assert not worker._maybe_modify_runtime_env(None, False)
+    monkeypatch.setenv("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "1")  # the user's own setting stays
+    runner._ray_without_uv_workers()
+    assert "py_executable" in worker._maybe_modify_runtime_env(None, False)
+
+
 @pytest.mark.slow
 def test_demo_runs_end_to_end_with_hinerv_and_sa_hinerv(tmp_path):
     """The README's first command on one epoch of carphone's first 24 frames: every codec of the demo, the

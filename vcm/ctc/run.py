@@ -730,13 +730,30 @@ def _start_ray(ray, jobs: int, option: str | None) -> None:
         raise VcmError(f"Ray did not start{f' ({named})' if named else ''}: {why}") from None
 
 
-def _execute_ray(specs: list[dict], jobs: int, address: str | None) -> list[dict]:
-    # Under `uv run`, Ray would copy the folder vcm runs in (a checkout's .venv included: gigabytes) to every
-    # session under /tmp/ray and start its workers in the copy, with `uv run` again; vcm's workers run in the
-    # driver's own environment and folder. Read when Ray is imported; a user's own setting stays.
+def _ray_without_uv_workers():
+    """Ray, its workers to start in the driver's own environment → the ``ray`` module.
+
+    Under `uv run` (any ancestor process), Ray would copy the folder vcm runs in to every session under /tmp/ray
+    and start its workers in the copy with `uv run --python X.Y.Z` again: a second environment built per sweep,
+    relative paths read in the copy, and no worker at all where uv finds no interpreter of that exact version
+    (a pyenv install: Ray retried for minutes, then failed every point). vcm sets
+    ``RAY_ENABLE_UV_RUN_RUNTIME_ENV=0`` unless the user set it. Ray reads it once, when it is first imported, so
+    a Ray a script (or a test) imported before vcm's sweep is given the same reading."""
     os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+    import ray
+
     try:
-        import ray
+        from ray._private import ray_constants
+    except ImportError:  # a Ray without the module: it reads the variable where it reads it
+        return ray
+    if hasattr(ray_constants, "RAY_ENABLE_UV_RUN_RUNTIME_ENV"):
+        ray_constants.RAY_ENABLE_UV_RUN_RUNTIME_ENV = ray_constants.env_bool("RAY_ENABLE_UV_RUN_RUNTIME_ENV", True)
+    return ray
+
+
+def _execute_ray(specs: list[dict], jobs: int, address: str | None) -> list[dict]:
+    try:
+        ray = _ray_without_uv_workers()
     except ImportError:
         raise VcmError("--backend ray needs Ray: pip install 'vcm[ray]'") from None
     if ray.is_initialized():  # the caller's Ray (a notebook, a script): used and left as it was
