@@ -491,3 +491,63 @@ def test_the_fit_and_stream_tables_say_why_a_small_clip_has_no_ms_ssim(tmp_path)
     # the reason is given only where it is the reason: a value missing on frames large enough stays "–"
     assert fmt_ms_ssim(None, 240, 416) == "–" and fmt_ms_ssim(0.98765, 144, 176) == "0.9877"
     assert fmt_ms_ssim(None, 144, 176).startswith("n/a (needs frames of 161 px")
+
+
+def test_the_installed_versions_are_read_against_what_vcm_declares(monkeypatch):
+    """A torch installed after vcm (`pip install torch==2.4.1` for a cluster's CUDA; pip warns and installs it)
+    lacks functions vcm calls: every checkpoint then read as "damaged". The declared versions are read back from
+    vcm's own metadata, extras and other platforms' markers left out."""
+    from importlib import metadata
+
+    from vcm import installed
+
+    installed.unmet_requirements.cache_clear()
+    assert installed.unmet_requirements() == () and installed.unmet_requirements_line() == ""  # this environment
+    declared = ["torch>=2.6", "numpy<2,>=1.24", "ray>=2.9; extra == 'ray'", "gone>=1; sys_platform == 'nowhere'",
+                "absent>=1.0"]
+    have = {"torch": "2.4.1+cu121", "numpy": "1.26.4", "ray": "1.0"}
+
+    def version(name):
+        if name not in have:
+            raise metadata.PackageNotFoundError(name)
+        return have[name]
+
+    monkeypatch.setattr(metadata, "requires", lambda dist: declared)
+    monkeypatch.setattr(metadata, "version", version)
+    installed.unmet_requirements.cache_clear()
+    try:
+        assert installed.unmet_requirements() == (("torch 2.4.1+cu121 where vcm needs torch>=2.6", "torch>=2.6"),
+                                                  ("absent is not installed", "absent>=1.0"))
+        assert installed.unmet_requirements_line().endswith("install them (pip install 'torch>=2.6' 'absent>=1.0', "
+                                                            "or uv sync in a checkout of vcm)")
+    finally:
+        installed.unmet_requirements.cache_clear()
+
+
+def test_an_error_names_the_dependencies_installed_at_versions_vcm_does_not_declare(monkeypatch, tmp_path):
+    """The error a too-old torch gave did not say so: after an error vcm names them in a second line (checked only
+    then: reading them costs ~90 ms, a third of a quick command's time); a command that succeeds says nothing."""
+    from vcm import installed
+
+    line = "vcm's dependencies are not the versions it needs: torch 2.4.1 where vcm needs torch>=2.6; install them"
+    monkeypatch.setattr(installed, "unmet_requirements_line", lambda: line)
+    failed = run_main("info", tmp_path / "absent.y4m")
+    assert failed.returncode == 1 and failed.stderr.splitlines()[-1] == f"note: {line}", failed.stderr
+    assert failed.stderr.splitlines()[0].startswith("error: "), failed.stderr
+    write_yuv420(tmp_path / "a_32x24_30.yuv", moving_frames(t=2, h=24, w=32))
+    fine = run_main("info", tmp_path / "a_32x24_30.yuv")
+    assert fine.returncode == 0 and "note:" not in fine.stderr, fine.stderr
+    usage = run_main("info", "--no-such-option")
+    assert usage.returncode == 2 and "note:" not in usage.stderr, usage.stderr
+    version = run_main("--version")
+    assert version.returncode == 0 and version.stderr.splitlines() == [f"note: {line}"], version.stderr
+    import vcm.cli
+
+    def crash(argv, console):  # what torch 2.4 gave in a fit: a function vcm calls is not there
+        raise AttributeError("module 'torch.nn.utils' has no attribute 'get_total_norm'")
+
+    monkeypatch.setattr(vcm.cli, "_run", crash)
+    crashed = run_main("fit", tmp_path / "a_32x24_30.yuv")
+    said = crashed.stderr.splitlines()
+    assert crashed.returncode == 1 and said[0] == "Traceback (most recent call last):", crashed.stderr
+    assert said[-2:] == ["AttributeError: module 'torch.nn.utils' has no attribute 'get_total_norm'", f"note: {line}"]

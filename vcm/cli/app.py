@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 app = typer.Typer(
@@ -21,8 +23,13 @@ def _print_version(value: bool) -> None:
         from vcm import __version__
         from vcm.provenance import git_commit
 
+        from vcm.installed import unmet_requirements_line
+
         commit = git_commit()
         print(f"vcm {__version__}" + (f" (commit {commit})" if commit else ""))
+        unmet = unmet_requirements_line()
+        if unmet:
+            print(f"note: {unmet}", file=sys.stderr)
         raise typer.Exit()
 
 
