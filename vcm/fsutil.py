@@ -458,12 +458,18 @@ def load_torch_dict(path: str | os.PathLike, what: str, weights_only: bool = Tru
 
 def _numpy_number_globals() -> list:
     """What unpickling a numpy number needs (a loss or a PSNR saved as ``np.float64``): its scalar constructor
-    and the dtype classes; not ``_reconstruct`` (arrays)."""
+    and the dtype classes; not ``_reconstruct`` (arrays). The classes are those of each type code's dtype:
+    before numpy 1.25 they are not in ``numpy.dtypes`` (a pickle names ``numpy.dtype[float64]``)."""
     import numpy as np
 
     scalar = getattr(getattr(np, "_core", None), "multiarray", None) or np.core.multiarray
-    dtypes = getattr(np, "dtypes", None)
-    return [scalar.scalar, np.dtype, *(getattr(dtypes, n) for n in dir(dtypes) if n.endswith("DType"))]
+    classes = []
+    for code in np.typecodes["All"]:
+        try:
+            classes.append(type(np.dtype(code)))
+        except TypeError:  # a code this numpy does not take
+            continue
+    return [scalar.scalar, np.dtype, *dict.fromkeys(classes)]
 
 
 def point_symlink(link: str | os.PathLike, target: str | os.PathLike) -> None:
