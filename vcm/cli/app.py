@@ -21,9 +21,8 @@ app = typer.Typer(
 def _print_version(value: bool) -> None:
     if value:
         from vcm import __version__
-        from vcm.provenance import git_commit
-
         from vcm.installed import unmet_requirements_line
+        from vcm.provenance import git_commit
 
         commit = git_commit()
         print(f"vcm {__version__}" + (f" (commit {commit})" if commit else ""))
