@@ -523,6 +523,12 @@ def test_the_installed_versions_are_read_against_what_vcm_declares(monkeypatch):
     finally:
         installed.unmet_requirements.cache_clear()
 
+    def unreadable():
+        raise ModuleNotFoundError("No module named 'packaging'")
+
+    monkeypatch.setattr(installed, "unmet_requirements", unreadable)
+    assert installed.unmet_requirements_line() == ""  # said beside an error, never in its place
+
 
 def test_an_error_names_the_dependencies_installed_at_versions_vcm_does_not_declare(monkeypatch, tmp_path):
     """The error a too-old torch gave did not say so: after an error vcm names them in a second line (checked only

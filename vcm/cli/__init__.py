@@ -23,6 +23,9 @@ def main(argv: list[str] | None = None) -> None:
     import warnings
 
     from vcm import stopping
+    # after an error, its likely cause: a package at a version vcm does not declare (a torch too old for vcm read
+    # every checkpoint as damaged)
+    from vcm.installed import unmet_requirements_line
     from vcm.progress import console
 
     # Ctrl-C is a KeyboardInterrupt at every stage, even when the shell started vcm with SIGINT ignored (a
@@ -43,10 +46,10 @@ def main(argv: list[str] | None = None) -> None:
         _run(argv, console)
     except SystemExit as done:
         if done.code == 1:  # an error (a usage error is 2, a stop 130)
-            _note(console, _unmet_requirements())
+            _note(console, unmet_requirements_line())
         raise
     except Exception:
-        unmet = _unmet_requirements()
+        unmet = unmet_requirements_line()
         if not unmet:
             raise
         import traceback
@@ -97,18 +100,6 @@ def _run(argv: list[str] | None, console) -> None:
     if rv == 130:  # typer returns a Ctrl-C that no stage handled as exit code 130 (non-standalone mode)
         _interrupted(console)
     sys.exit(rv if isinstance(rv, int) else 0)
-
-
-def _unmet_requirements() -> str:
-    """After an error: the packages installed at versions vcm does not declare, its likely cause (a torch too old
-    for vcm failed as a "damaged" checkpoint) → one line, or "". Read only then: it costs ~90 ms, a third of
-    `vcm info`'s time. A line that cannot be made stays out of the error's way."""
-    try:
-        from vcm.installed import unmet_requirements_line
-
-        return unmet_requirements_line()
-    except Exception:  # noqa: BLE001
-        return ""
 
 
 def _note(console, line: str) -> None:

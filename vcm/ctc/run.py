@@ -20,10 +20,10 @@ from pathlib import Path
 from vcm import progress
 from vcm.codecs import FITTED
 from vcm.ctc import config as ctc_config
-from vcm.device import device_kind
 from vcm.ctc.points import (ELSEWHERE, check_evaluations, check_programs, elsewhere_row, finished_as_asked, read_result,
                             run_point)
 from vcm.ctc.result_row import RESULT
+from vcm.device import device_kind
 from vcm.errors import VcmError
 from vcm.fsutil import open_regular
 from vcm.words import counted, noun
