@@ -171,6 +171,16 @@ def run_cli(*args, cwd=None, timeout=600, env=None):
                           cwd=cwd, timeout=timeout, env=env)
 
 
+def plugin_package(site: Path, dist: str, group: str, name: str, module: str, source: str) -> None:
+    """An installed distribution ``dist`` as pip leaves one in site-packages (``site``, put on PYTHONPATH): its module
+    and its dist-info, whose entry point ``name`` names the module in the entry-point ``group``."""
+    info = site / f"{dist.replace('-', '_')}-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[{group}]\n{name} = {module}\n")
+    (site / f"{module}.py").write_text(source)
+
+
 def run_main(*args, cwd=None, env=None):
     """:func:`run_cli` in this process: the entry point ``vcm.cli.main(ARGS)`` with its stdout and stderr
     captured, returned as ``run_cli`` returns them (``cwd``: the working folder and ``env``: extra variables

@@ -76,10 +76,9 @@ def test_every_codec_lists_points_from_a_sample_section(name):
         assert codec.curve(point)
 
 
-THROWAWAY = textwrap.dedent('''
-    import json, sys
+# A throwaway representation: a grid per frame, upsampled by 4, and a 1×1 head to RGB.
+TINYGRID = textwrap.dedent('''
     from dataclasses import asdict, dataclass
-    from pathlib import Path
     import torch
     import torch.nn.functional as F
     from torch import nn
@@ -155,6 +154,12 @@ THROWAWAY = textwrap.dedent('''
         @staticmethod
         def config_for(shape, height, width, frames, params, shots=()):
             return TinyConfig(height, width, frames, shape.channels)
+''')
+
+THROWAWAY = TINYGRID + textwrap.dedent('''
+    import json, sys
+    from pathlib import Path
+    import torch
 
     root, clip = Path(sys.argv[1]), sys.argv[2]
     preset = root / "tinygrid.yaml"
@@ -202,6 +207,50 @@ def test_a_representation_is_one_module_and_one_registry_entry(tmp_path):
     assert out["reports"] == ["affine", "rd"] and out["frames"] == [[4, 3, 24, 32]] * 2
     assert ("tinygrid", "ok", "λ1.0") in [tuple(r) for r in out["ctc"]]
     assert "tinygrid-rd" in out["report"]
+
+
+def test_a_representation_of_another_package_runs_through_its_entry_point(tmp_path):
+    """A lab's own representation joins vcm without an edit to it: its package names its module in the entry-point
+    group ``vcm.representations``. Stood in for by a distribution on PYTHONPATH holding the throwaway above: the real
+    commands fit it from a preset that names it, code it, decode the stream, and run its CTC codec on worker processes
+    (--jobs 2), which load the plugin as the command does. Without the package, its stream is one line that names
+    the representation it needs and how one is installed."""
+    from tests.conftest import moving_frames, plugin_package, run_cli, run_main
+    from vcm.video.yuv import write_yuv420
+
+    site = tmp_path / "site"
+    plugin_package(site, "lab-repr", "vcm.representations", "tinygrid", "lab_repr", TINYGRID)
+    env = {"PYTHONPATH": str(site)}
+    clip = tmp_path / "Tiny_32x24_25.yuv"
+    write_yuv420(clip, moving_frames(t=4, h=24, w=32))
+    preset = tmp_path / "tinygrid.yaml"
+    preset.write_text("model: {arch: tinygrid, channels: 4}\ntrain: {steps: 6, batch: 2, lr: 1.0e-2}\n")
+    r = run_cli("fit", clip, "--preset", preset, "--out", tmp_path / "run", cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    stream = tmp_path / "t.nerv"
+    r = run_cli("compress", tmp_path / "run", "--lambda", "1", "--rd-steps", "3", "--out", stream, cwd=tmp_path,
+                env=env)
+    assert r.returncode == 0, r.stderr
+    r = run_cli("decode", stream, "--out", tmp_path / "t.y4m", cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "t.y4m").read_bytes().startswith(b"YUV4MPEG2 W32 H24 ")
+    cfg = tmp_path / "ctc.yaml"
+    cfg.write_text(json.dumps({"sequences": [{"name": "tiny", "path": str(clip), "frames": "all"}], "device": "cpu",
+                               "codecs": {"tinygrid": {"fits": [{"preset": str(preset), "rate_aware": False,
+                                                                  "points": [{"lambda": 1, "rd_steps": 3},
+                                                                             {"lambda": 20, "rd_steps": 3}]}]}}}))
+    r = run_cli("ctc", "run", cfg, "--out", tmp_path / "ctc", "--jobs", "2", cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(p.read_text()) for p in (tmp_path / "ctc" / "points").glob("*/tinygrid/*/result.json")]
+    assert len(rows) == 2 and all(row["status"] == "ok" for row in rows)
+    hint = "known: nerv, hinerv (another package's representation is known once installed with an entry point in " \
+           "vcm.representations)\n"
+    r = run_main("info", stream, cwd=tmp_path)
+    assert r.returncode == 1 and r.stderr.endswith(
+        f"this vcm NeRV bitstream needs the representation 'tinygrid', which is not installed; {hint}")
+    r = run_main("compress", tmp_path / "run", "--lambda", "1", "--out", tmp_path / "u.nerv", cwd=tmp_path)
+    assert r.returncode == 1 and r.stderr == f"error: unknown representation 'tinygrid'; {hint}"
+    assert not (tmp_path / "u.nerv").exists()
 
 
 def test_a_stream_file_finds_its_decoder_in_the_codec_registry():

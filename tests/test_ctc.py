@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import moving_frames, progress_gaps, run_cli, tiny_ctc_config, run_main
+from tests.conftest import moving_frames, plugin_package, progress_gaps, run_cli, tiny_ctc_config, run_main
 from vcm import codecs, sequences
 from vcm.ctc.bd import bd, monotone
 from vcm.codecs import FITTED, network_ready
@@ -1769,23 +1769,13 @@ class Lab(Codec):
 '''
 
 
-def _plugin_package(site: Path, module: str, source: str) -> None:
-    """An installed distribution as pip leaves one in site-packages: its module and its dist-info, whose entry point
-    names the module in the group vcm.codecs."""
-    info = site / "lab_codec-0.1.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: lab-codec\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(f"[vcm.codecs]\nlab = {module}\n")
-    (site / f"{module}.py").write_text(source)
-
-
 def test_a_codec_of_another_package_runs_through_its_entry_point(tmp_path):
     """A lab's own codec joins `vcm ctc run` without an edit to vcm: its package names its module in the entry-point
     group ``vcm.codecs``, whose import registers the codec (``@register_codec``), as vcm's own codecs register. Stood
     in for by a distribution on PYTHONPATH whose codec keeps every q-th grey level; its points run in worker processes
     (--jobs 2), which load the plugin as the command does, and the report draws its curve."""
     site = tmp_path / "site"
-    _plugin_package(site, "lab_codec", LAB_CODEC)
+    plugin_package(site, "lab-codec", "vcm.codecs", "lab", "lab_codec", LAB_CODEC)
     cfg = tmp_path / "lab.yaml"
     cfg.write_text(json.dumps({"sequences": [_SEQ], "device": "cpu", "codecs": {"lab": {"levels": [4, 16]}}}))
     env = {"PYTHONPATH": str(site)}
@@ -1803,7 +1793,8 @@ def test_a_codec_of_another_package_runs_through_its_entry_point(tmp_path):
     r = run_main("ctc", "run", cfg, "--out", tmp_path / "out2", "--dry-run", cwd=tmp_path)
     assert r.returncode == 1 and r.stderr.endswith(": unknown codec lab; known: nerv, sa-nerv, hinerv, sa-hinerv, "
                                                    "sa-icm, hevc, vvc (another package's codec is known once installed "
-                                                   "with an entry point in vcm.codecs)\n")
+                                                   "with an entry point in vcm.codecs, a representation's two in "
+                                                   "vcm.representations)\n")
 
 
 @pytest.mark.parametrize("source, message", [
@@ -1815,6 +1806,6 @@ def test_a_codec_of_another_package_runs_through_its_entry_point(tmp_path):
 ])
 def test_a_codec_plugin_that_fails_or_takes_a_name_of_vcms_is_one_line(tmp_path, source, message):
     site = tmp_path / "site"
-    _plugin_package(site, "broken", source)
+    plugin_package(site, "lab-codec", "vcm.codecs", "lab", "broken", source)
     r = run_cli("ctc", "run", "demo", "--dry-run", "--out", tmp_path / "o", cwd=tmp_path, env={"PYTHONPATH": str(site)})
     assert r.returncode == 1 and r.stderr == f"error: {message}\n"

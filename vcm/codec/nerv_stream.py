@@ -169,8 +169,11 @@ def decode(data: bytes, allow_large: bool = False) -> NervStream:
         arch, coding = "nerv", "affine"
     else:
         arch, coding = header.get("arch"), header.get("coding")
-        if not isinstance(arch, str) or arch not in registry.names():
-            raise StreamError(f"malformed vcm NeRV bitstream (unknown representation {str(arch)[:40]!r})")
+        if not isinstance(arch, str):
+            raise StreamError("malformed vcm NeRV bitstream (no representation named)")
+        if arch not in registry.names():  # a lab's own, not installed here, or damage
+            raise StreamError(f"this vcm NeRV bitstream needs the representation {arch[:40]!r}, which is not "
+                              f"installed; known: {registry.known()}")
         if coding not in CODINGS:
             raise StreamError("malformed vcm NeRV bitstream (unknown coding)")
     cfg, model_cls = _model_config(arch, header.get("model"))

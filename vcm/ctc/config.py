@@ -70,6 +70,7 @@ def with_defaults(cfg: dict) -> dict:
 def check_schema(cfg, path: Path) -> None:
     """Every section of a CTC config holds only keys vcm knows (a typo is an error, not a default)."""
     from vcm import codecs
+    from vcm.nerv import registry
     from vcm.video.source import FRAMES_SAID
 
     try:
@@ -88,7 +89,7 @@ def check_schema(cfg, path: Path) -> None:
         if unknown:
             raise ValueError(f"unknown {noun(len(unknown), 'codec')} {', '.join(sorted(unknown))}; "
                              f"known: {', '.join(codecs.names())} (another package's codec is known once installed "
-                             f"with an entry point in {codecs.PLUGINS})")
+                             f"with an entry point in {codecs.PLUGINS}, a representation's two in {registry.PLUGINS})")
         for name, section in (cfg.get("codecs") or {}).items():
             check_keys(section or {}, codecs.get(name).section_keys, f"codec {name}")
         if cfg.get("detector") is not None:

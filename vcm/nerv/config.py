@@ -154,7 +154,7 @@ def model_spec_from_dict(d: dict) -> ModelSpec:
 
     arch = d.get("arch", "nerv")
     if arch not in registry.names():
-        raise VcmError(f"unknown representation {arch!r} in the model section; use {' or '.join(registry.names())}")
+        raise VcmError(f"unknown representation {arch!r} in the model section; known: {registry.known()}")
     params = parse_param_count(d["params"], "the model's params") if d.get("params") is not None else None
     width_scale = parse_width_scale(d["width_scale"]) if d.get("width_scale") is not None else 1.0
     try:

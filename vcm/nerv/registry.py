@@ -35,7 +35,8 @@ Every class provides, beside ``forward(t: float [B]) → float [B,3,H,W]`` in [0
 Subclassing :class:`Representation` gives the instance conveniences. The CTC codecs (``NAME`` with
 the NeRV loss, ``sa-NAME`` with the SA-NeRV loss) are registered from this registry.
 
-Adding a representation = one module with one decorated class + its module in ``_REGISTRY``.
+Adding a representation = one module with one decorated class + its module in ``_REGISTRY``, or, from another
+installed package, its module named in the entry-point group ``vcm.representations``.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from vcm.errors import VcmError
 from vcm.registry import Registry
 
 
@@ -83,8 +85,12 @@ class Entry:
     limits: dict = field(default_factory=dict)  # limits of its own, beside vcm.nerv.limits.LIMITS
 
 
+# Another package's representation: its pyproject.toml names its module in this entry-point group
+# ([project.entry-points."vcm.representations"] mine = "mylab.vcm_repr"), and the module registers it as these do.
+PLUGINS = "vcm.representations"
+
 # The modules are imported on first use; each registers itself.
-_REGISTRY: Registry[Entry] = Registry("representation", ("vcm.nerv.model", "vcm.nerv.hinerv"))
+_REGISTRY: Registry[Entry] = Registry("representation", ("vcm.nerv.model", "vcm.nerv.hinerv"), plugins=PLUGINS)
 
 
 def register_representation(name: str, config_cls: type, default_preset: str | None = None, codec_order: int = 90,
@@ -102,7 +108,16 @@ def names() -> list[str]:
 
 
 def entry(name: str) -> Entry:
+    """Representation ``name``; one that is not installed here (a run or stream of a lab's own) is one line."""
+    if name not in _REGISTRY:
+        raise VcmError(f"unknown representation {name!r}; known: {known()}")
     return _REGISTRY.get(name)
+
+
+def known() -> str:
+    """The representations installed here, in words for an error about one that is not."""
+    return (f"{', '.join(names())} (another package's representation is known once installed with an entry point "
+            f"in {PLUGINS})")
 
 
 def entries() -> list[Entry]:
