@@ -1135,6 +1135,22 @@ def test_a_sequence_given_as_a_path_or_sample_string_is_that_video_and_an_sfu_na
         sequence_entries({"sequences": ["BQMal"]}, sfu, None)
 
 
+def test_a_config_path_that_starts_with_a_tilde_is_in_the_home_folder(tmp_path):
+    """`path: ~/clips/x.yuv` named a folder called `~` (YAML leaves `~/` as it is): the dry run listed the points
+    to run, and each then failed, "~/clips/… does not exist"; the string entry `~/clips/x.yuv` was refused."""
+    home = tmp_path / "home"
+    (home / "clips").mkdir(parents=True)
+    for name in ("Clip_48x32_25.yuv", "Other_48x32_25.yuv"):
+        write_yuv420(home / "clips" / name, moving_frames(t=2, h=32, w=48))
+    config = tmp_path / "c.yaml"
+    config.write_text("sequences: [{path: ~/clips/Clip_48x32_25.yuv, frames: all}, ~/clips/Other_48x32_25.yuv]\n"
+                      "codecs: {hevc: {qps: [45]}}\n")
+    proc = run_main("ctc", "run", config, "--out", tmp_path / "out", cwd=tmp_path, env={"HOME": str(home)})
+    assert proc.returncode == 0, proc.stderr
+    rows = {p.parts[-4]: json.loads(p.read_text()) for p in (tmp_path / "out" / "points").glob("*/*/*/result.json")}
+    assert sorted(rows) == ["Clip", "Other"] and all(r["status"] == "ok" for r in rows.values()), rows
+
+
 def test_ctc_results_folder_that_is_a_file_is_one_line(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text(json.dumps({"sequences": [{"name": "c", "path": "sample:carphone", "frames": "0:2"}],

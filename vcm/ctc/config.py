@@ -52,9 +52,22 @@ def load(path: Path) -> dict:
         cfg = {k: v for k, v in cfg.items() if not (isinstance(k, str) and k.startswith(EXTENSION_PREFIX))}
     check_schema(cfg, path)
     try:
-        return with_defaults(cfg)
+        return with_defaults(home_expanded(cfg))
     except VcmError as err:
         raise VcmError(f"{path}: {err}") from None
+
+
+def home_expanded(value):
+    """``value`` (a config's data) with every string that starts with ``~`` expanded as a shell expands a path
+    (``~/clips/x.yuv``, ``~lab/weights.pt``), a new object: YAML leaves ``~/`` as it is, so such a path named
+    nothing, and its points failed only when they ran. No other string of a config starts with ``~``."""
+    import os
+
+    if isinstance(value, dict):
+        return {k: home_expanded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [home_expanded(v) for v in value]
+    return os.path.expanduser(value) if isinstance(value, str) and value.startswith("~") else value
 
 
 def with_defaults(cfg: dict) -> dict:
