@@ -51,6 +51,8 @@ COMMANDS = {
                   "--steps-per-epoch", "1", "--epochs", "1", "--out", "{out}/r", "--device", "cpu"],
     "icm encode": ["{y4m}", "--checkpoint", "{icm}", "--out", "{out}/c.icm"],
     "icm decode": ["{icm_stream}", "--checkpoint", "{icm}", "--out", "{out}/d.y4m"],
+    "config list": [],
+    "config copy": ["ctc/sfu-cd", "--out", "{out}/c.yaml"],
 }
 
 NUMBERS = ["99999999999999999999", "nan", "-1", "1e308", "0", "inf", "-inf", "1e-320", "abc", ""]

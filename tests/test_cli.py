@@ -112,7 +112,49 @@ def test_info_on_a_yaml_file_of_vcms_names_the_command_that_reads_it(tmp_path):
                        ("hinerv-xs", "error: hinerv-xs is a fit preset vcm ships: vcm fit VIDEO --preset hinerv-xs")):
         r = run_main("info", name, cwd=tmp_path)
         assert r.returncode == 1 and r.stderr.startswith(said) and r.stderr.count("\n") == 1
+        assert r.stderr.endswith(f"; vcm config copy {'ctc' if name == 'sfu-cd' else 'nerv'}/{name} writes it out to "
+                                 f"edit\n")
     assert run_main("info", "sfu_cd", cwd=tmp_path).stderr == "error: sfu_cd does not exist\n"
+
+
+def test_config_copy_writes_a_shipped_config_out_to_edit_and_list_shows_every_one(tmp_path):
+    """Installed from a wheel, the configs vcm ships lie inside the package: `vcm ctc run sfu-cd` found one by name,
+    but nothing gave a user the file to edit. `vcm config list` names each with the command that reads it;
+    `vcm config copy` writes one, comments and all, into the working folder, and the copy runs where the name went."""
+    from vcm.resources import data_dir
+
+    configs = data_dir("configs")
+    r = run_main("config", "list", "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    listed = {row["name"]: row for row in json.loads(r.stdout)}
+    assert set(listed) == {f"{p.parent.name}/{p.stem}" for p in configs.glob("*/*.yaml")}
+    assert listed["ctc/sfu-cd"]["used_by"] == "vcm ctc run sfu-cd"
+    assert listed["nerv/hinerv-demo"]["about"] == ("HiNeRV for rate-distortion coding: vcm's own codec, and the "
+                                                   "default of `vcm fit --arch hinerv`.")
+    assert listed["ctc/demo"]["about"].endswith("carphone clip (176x144, 120 frames)")  # to the colon before a list
+    r = run_main("config", "copy", "sfu-cd", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    copied = tmp_path / "sfu-cd.yaml"
+    assert copied.read_bytes() == (configs / "ctc" / "sfu-cd.yaml").read_bytes()
+    assert "vcm ctc run sfu-cd.yaml" in r.stdout
+    # edited, the copy is what runs
+    copied.write_text(copied.read_text().replace("sequences: [BasketballDrill, BQMall,", "sequences: [BQMall,"))
+    r = run_main("ctc", "run", copied, "--out", tmp_path / "plan", "--dry-run", "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "BasketballDrill" not in r.stdout and "BQMall" in r.stdout
+    # what the user already has is kept; a name of two kinds, none, or a file vcm would not read as a config: one line
+    edited = copied.read_bytes()
+    for args, said in ((("sfu-cd",), "--out sfu-cd.yaml exists; pass --overwrite to replace it"),
+                       (("demo",), "'demo' names 2 shipped configs, ctc/demo and nerv/demo: name one of them"),
+                       (("sfu",), "vcm ships no config 'sfu'; vcm config list shows those it does"),
+                       (("nerv/demo", "--out", "demo"), "--out demo: a config's file name must end in .yaml or .yml")):
+        r = run_main("config", "copy", *args, cwd=tmp_path)
+        assert r.returncode == 1 and r.stderr.startswith(f"error: {said}") and r.stderr.count("\n") == 1, r.stderr
+    assert copied.read_bytes() == edited and not (tmp_path / "demo").exists()
+    r = run_main("config", "copy", "nerv/demo", "-o", tmp_path / "mine.yml", cwd=tmp_path)
+    assert r.returncode == 0 and (tmp_path / "mine.yml").read_bytes() == (configs / "nerv" / "demo.yaml").read_bytes()
+    assert run_main("config", "copy", "sfu-cd", "--overwrite", cwd=tmp_path).returncode == 0
+    assert copied.read_bytes() == (configs / "ctc" / "sfu-cd.yaml").read_bytes()
 
 
 def test_info_shows_a_raw_file_whose_rate_nothing_says_and_fit_still_asks_for_it(tmp_path):

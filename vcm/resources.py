@@ -29,3 +29,21 @@ def shipped_config(kind: str, name_or_path: str | Path) -> Path | None:
 def shipped_configs(kind: str) -> list[str]:
     """The names of the configs vcm ships in ``configs/<kind>/``."""
     return sorted(p.stem for p in (data_dir("configs") / kind).glob("*.yaml"))
+
+
+# What each kind of shipped config is for, by the command that reads it.
+CONFIG_KINDS = {"ctc": "vcm ctc run NAME", "nerv": "vcm fit --preset NAME", "masks": "vcm masks --config FILE"}
+
+
+def shipped_config_names() -> list[str]:
+    """Every config vcm ships, as ``KIND/NAME`` (``ctc/sfu-cd``, ``nerv/hinerv-demo``, ``masks/default``)."""
+    return [f"{kind}/{name}" for kind in CONFIG_KINDS for name in shipped_configs(kind)]
+
+
+def shipped_configs_named(name: str) -> list[str]:
+    """The shipped configs ``name`` names, as ``KIND/NAME``: itself when it is one, else each kind's config of
+    that name (``demo`` is both ``ctc/demo`` and ``nerv/demo``)."""
+    every = shipped_config_names()
+    if name in every:
+        return [name]
+    return [f"{kind}/{name}" for kind in CONFIG_KINDS if f"{kind}/{name}" in every]

@@ -128,11 +128,16 @@ def _config_hint(path: Path, named: str | None = None) -> str:
         raw = None
     keys = set(raw) if isinstance(raw, dict) else set()
     what, how, ships = (named, named, " vcm ships") if named else (path.name, path, "")
+
+    def copy(kind: str) -> str:
+        return f"; vcm config copy {kind}/{named} writes it out to edit" if named else ""
+
     if keys & {"sequences", "codecs"}:
-        return f"{what} is a CTC config{ships}: vcm ctc run {how} --dry-run lists its points and what each would run"
+        return (f"{what} is a CTC config{ships}: vcm ctc run {how} --dry-run lists its points and what each would "
+                f"run{copy('ctc')}")
     if keys & {"model", "train"}:
         curve = "; its curve is what a CTC codec section without fits runs" if "curve" in keys else ""
-        return f"{what} is a fit preset{ships}: vcm fit VIDEO --preset {how} fits it{curve}"
+        return f"{what} is a fit preset{ships}: vcm fit VIDEO --preset {how} fits it{curve}{copy('nerv')}"
     if keys & {"generator", "alpha_param"}:
         return f"{path.name} is a SAM mask generator's settings: vcm masks VIDEO --config {path} uses them"
     return f"{path.name}: vcm info reads videos, .nerv/.icm streams, mask files and vcm's run and results folders"
