@@ -237,6 +237,69 @@ def test_a_users_own_detector_by_file_and_attribute(tmp_path):
         assert proc.returncode == 1 and len(errors) == 1 and message in errors[0] and "Traceback" not in proc.stderr, proc.stderr
 
 
+LAB_DETECTOR = """
+import importlib.util
+from dataclasses import dataclass
+
+from vcm.detectors.classes import COCO80, Detections
+from vcm.detectors.registry import apply_options, register_detector
+
+spec = importlib.util.spec_from_file_location("blobs", {blob!r})
+blobs = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(blobs)
+
+
+@dataclass(frozen=True)
+class Settings:
+    min_area: int = 12
+
+
+def settings_of(options):
+    return apply_options(Settings(), options, "lab-blobs")
+
+
+class LabBlobs:
+    name, classes = "lab-blobs", COCO80
+
+    def __init__(self, settings):
+        self.s, self.fn = settings, blobs.make(min_area=settings.min_area)
+
+    def settings(self):
+        return {{"name": self.name, "min_area": self.s.min_area}}
+
+    def detect(self, frames_u8, source_frames):
+        return [Detections(b, s, c) for b, s, c in self.fn(frames_u8)]
+
+
+@register_detector("lab-blobs", "a lab's bright-blob finder", family="lab", settings_of=settings_of)
+def create(weights=None, repo=None, device="cpu", batch=8, half=False, options=None):
+    return LabBlobs(settings_of(options))
+"""
+
+
+def test_a_detector_of_another_package_runs_by_its_name_through_its_entry_point(tmp_path):
+    """A lab's detector package joins as codecs and representations do: its module, named in the entry-point group
+    ``vcm.detectors``, registers a detector that `vcm eval --detector NAME` builds with its checked `--set` options
+    (a stand-in distribution on PYTHONPATH); without the package the name is one line saying where such names come
+    from."""
+    from tests.conftest import plugin_package
+
+    site = tmp_path / "site"
+    plugin_package(site, "lab-det", "vcm.detectors", "lab", "lab_det", LAB_DETECTOR.format(blob=str(BLOB)))
+    gt = write_coco(tmp_path / "gt.json", "name0")
+    env = {"PYTHONPATH": str(site)}
+    args = ["eval", "sample:carphone", "--annotations", gt, "--detector", "lab-blobs", "--set", "min_area=20"]
+    proc = run_cli(*args, "--out", tmp_path / "o", "--json", cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr
+    scores = json.loads(proc.stdout)
+    assert scores["detector_settings"] == {"name": "lab-blobs", "min_area": 20} and scores["detections"] > 0
+    proc = run_cli(*args[:-1], "min_are=20", "--out", tmp_path / "b", cwd=tmp_path, env=env)
+    assert proc.returncode == 1 and "lab-blobs settings" in proc.stderr and "min_are" in proc.stderr
+    proc = run_main(*args, "--out", tmp_path / "c", cwd=tmp_path)
+    assert proc.returncode == 1 and proc.stderr.startswith("error: unknown detector 'lab-blobs'; known: oracle, ")
+    assert proc.stderr.endswith("(an installed package's joins through vcm.detectors)\n")
+
+
 def test_local_detector_is_found_only_when_its_weights_are_on_disk(tmp_path, monkeypatch):
     import torch
 

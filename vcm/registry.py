@@ -2,7 +2,8 @@
 
 The codecs (``vcm.codecs``), the representations (``vcm.nerv.registry``) and the task networks
 (``vcm.detectors.registry``) each keep one: adding an entry is one decorated definition in its own
-module plus that module's name in the registry's list.
+module plus that module's name in the registry's list, or, from another installed package, that module named in
+the registry's entry-point group (``vcm.codecs``, ``vcm.representations``, ``vcm.detectors``).
 """
 
 from __future__ import annotations

@@ -41,7 +41,12 @@ class Entry:
     settings_of: Callable[[dict | None], object] | None = None  # options → its settings, checked (the factory's too)
 
 
-_REGISTRY: Registry[Entry] = Registry("detector", ("vcm.detectors.yolov7", "vcm.detectors.torchvision_models", "vcm.detectors.opencv"))
+# Another package's detector: its pyproject.toml names its module in this entry-point group
+# ([project.entry-points."vcm.detectors"] mine = "mylab.vcm_detector"), and the module registers it as these do.
+PLUGINS = "vcm.detectors"
+
+_REGISTRY: Registry[Entry] = Registry("detector", ("vcm.detectors.yolov7", "vcm.detectors.torchvision_models",
+                                                   "vcm.detectors.opencv"), plugins=PLUGINS)
 
 
 def register_detector(name: str, description: str = "", family: str = "",
@@ -79,7 +84,8 @@ def names() -> list[str]:
 
 def describe() -> str:
     """One line for ``--help``: the registered names and the user-callable form."""
-    return ", ".join(names()) + ", or MODULE:ATTR / FILE.py:ATTR for your own"
+    return (", ".join(names()) + ", or MODULE:ATTR / FILE.py:ATTR for your own "
+            f"(an installed package's joins through {PLUGINS})")
 
 
 def apply_options(settings, options: dict | None, what: str):
