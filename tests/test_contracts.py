@@ -227,6 +227,9 @@ def test_a_representation_of_another_package_runs_through_its_entry_point(tmp_pa
     preset.write_text("model: {arch: tinygrid, channels: 4}\ntrain: {steps: 6, batch: 2, lr: 1.0e-2}\n")
     r = run_cli("fit", clip, "--preset", preset, "--out", tmp_path / "run", cwd=tmp_path, env=env)
     assert r.returncode == 0, r.stderr
+    r = run_cli("fit", clip, "--arch", "tinygrid", "--out", tmp_path / "r2", cwd=tmp_path, env=env)
+    assert r.returncode == 1 and r.stderr == ("error: --arch tinygrid: that representation has no default preset; fit "
+                                              "a preset whose model names it (--preset FILE.yaml)\n")
     stream = tmp_path / "t.nerv"
     r = run_cli("compress", tmp_path / "run", "--lambda", "1", "--rd-steps", "3", "--out", stream, cwd=tmp_path,
                 env=env)
@@ -245,6 +248,8 @@ def test_a_representation_of_another_package_runs_through_its_entry_point(tmp_pa
     assert len(rows) == 2 and all(row["status"] == "ok" for row in rows)
     hint = "known: nerv, hinerv (another package's representation is known once installed with an entry point in " \
            "vcm.representations)\n"
+    r = run_main("fit", clip, "--arch", "tinygrid", "--out", tmp_path / "r3", cwd=tmp_path)
+    assert r.returncode == 1 and r.stderr == f"error: --arch 'tinygrid' is no representation installed here; {hint}"
     r = run_main("info", stream, cwd=tmp_path)
     assert r.returncode == 1 and r.stderr.endswith(
         f"this vcm NeRV bitstream needs the representation 'tinygrid', which is not installed; {hint}")

@@ -19,7 +19,7 @@ PRESETS = "; ".join(f"{arch}: {', '.join(names)}" for arch, names in sorted(pres
 @app.command()
 def fit(
     input: Path = typer.Argument(..., help="The video to model (.yuv, .y4m, mp4/avi/mkv, folder of frames)."),
-    arch: Optional[str] = typer.Option(None, "--arch", help="Representation: nerv (the paper's NeRV) or hinerv (hierarchical grids; vcm's strongest). Picks the default preset of that representation."),
+    arch: Optional[str] = typer.Option(None, "--arch", help="Representation: nerv (the paper's NeRV), hinerv (hierarchical grids; vcm's strongest), or one an installed package adds (entry points vcm.representations). Picks the default preset of that representation."),
     preset: Optional[str] = typer.Option(None, "--preset", "-p", help=f"A preset in configs/nerv/ ({PRESETS}). Default nerv-s, or hinerv-demo (vcm's codec: the demo's network and schedule) with --arch hinerv."),
     config: Optional[Path] = typer.Option(None, "--config", help="A YAML file with 'model' and 'train' sections (instead of --preset)."),
     params: Optional[str] = typer.Option(None, "--params", help="Parameter budget, e.g. 0.3M or 50k: widths are solved for it."),

@@ -32,7 +32,10 @@ def preset_for(arch: str | None, preset: str | None) -> str:
 
     defaults = {e.name: e.default_preset for e in registry.entries() if e.default_preset}
     if arch is not None and arch not in defaults:
-        raise VcmError(f"--arch must be one of {', '.join(defaults)}, got {arch!r}")
+        if arch in registry.names():  # a representation of another package may come without one
+            raise VcmError(f"--arch {arch}: that representation has no default preset; fit a preset whose model "
+                           f"names it (--preset FILE.yaml)")
+        raise VcmError(f"--arch {arch!r} is no representation installed here; known: {registry.known()}")
     if preset is None:
         return defaults[arch or "nerv"]
     if arch is not None:
