@@ -336,6 +336,36 @@ def test_hinerv_breakdown_separates_base_and_local_grids(tmp_path):
     assert np.isfinite([r["bits_per_param"] for r in report["breakdown"] if r["params"]]).all()
 
 
+def test_a_key_written_twice_in_a_config_is_refused_with_its_line_and_a_merge_may_still_override(tmp_path):
+    """YAML keeps a mapping's last value for a key written twice, so a CTC config's second `codecs:` block (or a
+    codec named twice) dropped the first's codecs without a word, and a preset's second `lr:` won unseen. Each is now
+    refused, naming both lines; keys a merge brings (`<<: *anchor`) may still be overridden, as YAML means. A tab
+    in the indentation is said as one, with its line, where PyYAML said "while scanning for the next token"."""
+    from tests.conftest import run_main
+
+    (tmp_path / "two.yaml").write_text("sequences: [sample:carphone]\ncodecs: {hevc: {qps: [40]}}\n"
+                                       "codecs: {vvc: {qps: [40]}}\n")
+    (tmp_path / "same.yaml").write_text("sequences: [sample:carphone]\ncodecs:\n  hevc: {qps: [40]}\n"
+                                        "  hevc: {qps: [30]}\n")
+    (tmp_path / "fit.yaml").write_text("model: {arch: hinerv}\ntrain:\n  lr: 2e-3\n  steps: 10\n  lr: 2e-2\n")
+    (tmp_path / "tab.yaml").write_text("sequences:\n\t- sample:carphone\ncodecs: {hevc: {qps: [40]}}\n")
+    for args, said in ((("ctc", "run", "two.yaml"), "two.yaml line 3, column 1: the key 'codecs' is written twice in "
+                                                      "one mapping (first on line 2); YAML would keep only the last"),
+                       (("ctc", "run", "same.yaml"), "same.yaml line 4, column 3: the key 'hevc' is written twice"),
+                       (("fit", "sample:carphone", "--config", "fit.yaml"), "fit.yaml line 5, column 3: the key 'lr'"),
+                       (("ctc", "run", "tab.yaml"), "tab.yaml line 2, column 1: not valid YAML (a tab: YAML indents "
+                                                      "with spaces only)")):
+        r = run_main(*args, "--dry-run" if args[0] == "ctc" else "--steps", *([] if args[0] == "ctc" else ["1"]),
+                     "--out", tmp_path / "out", cwd=tmp_path)
+        assert r.returncode == 1 and r.stderr.startswith(f"error: {said}") and r.stderr.count("\n") == 1, r.stderr
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "merge.yaml").write_text("x-hevc: &h {qps: [40], preset: medium}\nsequences: [sample:carphone]\n"
+                                         "codecs:\n  hevc: {<<: *h, qps: [30, 35]}\n")
+    r = run_main("ctc", "run", "merge.yaml", "--dry-run", "--json", "--out", tmp_path / "out", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p["point"] for p in json.loads(r.stdout)["plan"]) == ["qp30", "qp35"]
+
+
 def test_numbers_with_an_exponent_in_a_config_file_are_numbers(tmp_path):
     """PyYAML (YAML 1.1) read `lr: 2e-3` and `lambda: 1e-1` as strings: a fit config was refused with "lr must
     be a number, got '2e-3'"; `1.0e30` likewise. They are numbers now; quoted ones stay strings."""

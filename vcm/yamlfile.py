@@ -12,9 +12,27 @@ import re
 import yaml
 
 
+class DuplicateKey(yaml.MarkedYAMLError):
+    """A mapping that names one key twice: YAML keeps the last, and what the first said was lost unseen."""
+
+
 class _Loader(yaml.SafeLoader):
     """``yaml.SafeLoader`` that also resolves a number with an exponent as a float, with or without a dot or
-    the exponent's sign."""
+    the exponent's sign, and refuses a key written twice in one mapping (a config's second ``codecs:`` dropped
+    the first's codecs without a word). Keys a merge (``<<: *anchor``) brings may still be overridden."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+                    continue
+                key = self.construct_object(key_node)
+                if key in seen:
+                    raise DuplicateKey(None, None, f"the key {key!r} is written twice in one mapping (first on "
+                                       f"line {seen[key] + 1}); YAML would keep only the last", key_node.start_mark)
+                seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
 
 
 _EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
@@ -48,4 +66,19 @@ def read_yaml_file(path, what: str):
     try:
         return load_yaml(text)
     except yaml.YAMLError as err:
-        raise VcmError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+        raise VcmError(f"{path}{_where(err)}: {_what_is_wrong(err)}") from None
+
+
+def _where(err: yaml.YAMLError) -> str:
+    mark = getattr(err, "problem_mark", None)
+    return f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+
+
+def _what_is_wrong(err: yaml.YAMLError) -> str:
+    """PyYAML's problem in words: "found character '\\t' that cannot start any token" said as the tab it is."""
+    if isinstance(err, DuplicateKey):
+        return err.problem
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    if "'\\t'" in problem:
+        return "not valid YAML (a tab: YAML indents with spaces only)"
+    return f"not valid YAML ({problem})"
