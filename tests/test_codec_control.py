@@ -341,8 +341,6 @@ def test_a_key_written_twice_in_a_config_is_refused_with_its_line_and_a_merge_ma
     codec named twice) dropped the first's codecs without a word, and a preset's second `lr:` won unseen. Each is now
     refused, naming both lines; keys a merge brings (`<<: *anchor`) may still be overridden, as YAML means. A tab
     in the indentation is said as one, with its line, where PyYAML said "while scanning for the next token"."""
-    from tests.conftest import run_main
-
     (tmp_path / "two.yaml").write_text("sequences: [sample:carphone]\ncodecs: {hevc: {qps: [40]}}\n"
                                        "codecs: {vvc: {qps: [40]}}\n")
     (tmp_path / "same.yaml").write_text("sequences: [sample:carphone]\ncodecs:\n  hevc: {qps: [40]}\n"
@@ -364,6 +362,21 @@ def test_a_key_written_twice_in_a_config_is_refused_with_its_line_and_a_merge_ma
     r = run_main("ctc", "run", "merge.yaml", "--dry-run", "--json", "--out", tmp_path / "out", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert sorted(p["point"] for p in json.loads(r.stdout)["plan"]) == ["qp30", "qp35"]
+
+
+def test_a_frame_span_in_a_config_is_a_span_however_it_starts(tmp_path):
+    """YAML 1.1 reads `10:20` as a base-60 number: a sequence's `frames: 10:20` was the integer 620, refused as
+    "got 620", while `frames: 0:20` was the span. Both are spans now; `017` is no longer octal 15."""
+    from vcm.ctc.config import load as load_ctc
+    from vcm.yamlfile import load_yaml
+
+    (tmp_path / "ctc.yaml").write_text("sequences: [{path: sample:carphone, frames: 10:20}, {path: sample:bikes, "
+                                       "name: b, frames: 0:20}]\ncodecs: {hevc: {qps: [40]}}\n")
+    assert [e["frames"] for e in load_ctc(tmp_path / "ctc.yaml")["sequences"]] == ["10:20", "0:20"]
+    r = run_main("ctc", "run", tmp_path / "ctc.yaml", "--dry-run", "--out", tmp_path / "o", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert load_yaml("a: 1:30:00\nb: 017\nc: 0x1f\nd: -.5e1\ne: 1_000") == {"a": "1:30:00", "b": "017", "c": 31,
+                                                                                "d": -5.0, "e": 1000}
 
 
 def test_numbers_with_an_exponent_in_a_config_file_are_numbers(tmp_path):

@@ -2,7 +2,7 @@
 
 PyYAML follows YAML 1.1, whose floats need a dot and a signed exponent: ``2e-3``, ``1e5`` and ``1.0e30`` were
 read as strings, and a config's ``lr: 2e-3`` was refused as "must be a number, got '2e-3'".
-:func:`load_yaml` reads them as YAML 1.2 (and Python) do; everything else is ``yaml.safe_load``'s.
+:func:`load_yaml` reads numbers as YAML 1.2 (and Python) do; everything else is ``yaml.safe_load``'s.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ class DuplicateKey(yaml.MarkedYAMLError):
 
 
 class _Loader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that also resolves a number with an exponent as a float, with or without a dot or
-    the exponent's sign, and refuses a key written twice in one mapping (a config's second ``codecs:`` dropped
+    """``yaml.SafeLoader`` that reads numbers as YAML 1.2 does (one with an exponent is a float, with or without a
+    dot or the exponent's sign; no base-60 or leading-0 octal numbers), and refuses a key written twice in one mapping (a config's second ``codecs:`` dropped
     the first's codecs without a word). Keys a merge (``<<: *anchor``) brings may still be overridden."""
 
     def construct_mapping(self, node, deep=False):
@@ -35,8 +35,18 @@ class _Loader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-_EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
-_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+.0123456789"))
+_INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+# YAML 1.1's base-60 numbers are gone, as in YAML 1.2: a sequence's `frames: 10:20` was the integer 620 (and refused
+# as "got 620"), while `frames: 0:20` stayed the span; so are its octal numbers written with a leading 0 (`017` was
+# 15). Such words are strings now, refused or taken as what they say by the option that reads them.
+_Loader.yaml_implicit_resolvers = {first: [(tag, rx) for tag, rx in resolvers if tag not in (_INT, _FLOAT)]
+                                   for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver(_INT, re.compile(r"^[-+]?(?:0b[0-1_]+|0x[0-9a-fA-F_]+|0|[1-9][0-9_]*)$"),
+                              list("-+0123456789"))
+_Loader.add_implicit_resolver(_FLOAT, re.compile(r"^(?:[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?"
+                                                 r"|[-+]?\.[0-9][0-9_]*(?:[eE][-+]?[0-9]+)?"
+                                                 r"|[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+"
+                                                 r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"), list("-+.0123456789"))
 
 
 def load_yaml(text: str):
