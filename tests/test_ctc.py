@@ -994,10 +994,19 @@ def test_a_fits_values_are_checked_before_anything_is_fitted(tmp_path, fit, mess
     ({}, {"hinerv": {"fits": []}}, "hinerv: fits is an empty list, a curve of no points"),
     ({}, {"hinerv": {"fits": [{"preset": "hinerv-demo"}]}}, "hinerv fit {'preset': 'hinerv-demo'}: no points; give"),
     ({}, {"nerv": {"fits": [{"points": []}]}}, "nerv fit {}: no points"),
+    ({}, {"nerv": {"fits": [{"steps": 10, "epochs": 2, "points": [{"prune": 0.4, "bits": 8}]}]}},
+     "nerv fit {'steps': 10, 'epochs': 2}: steps and epochs both set the fit's length; give one of them"),
+    # each point failed on it, after a dry run that listed them to run
+    ({}, {"hinerv": {"fits": [{"preset": "nerv-s", "points": [{"lambda": 1}]}]}},
+     "codec hinerv fits hinerv networks; preset 'nerv-s' is a nerv one: put that fit under the nerv codec"),
     ({}, {"nerv": None}, "nerv needs fits ({preset: ..., points: [...]}): its default preset nerv-s has no curve"),
     ({}, {"sa-hinerv": {"masks": {"masks": "gone.npz"}, "fits": [{"points": [{"lambda": 1}]}]}},
      "mask file gone.npz does not exist"),
     ({"top": {"device": [1]}}, {"hevc": {"qps": [40]}}, "device must be auto, cpu or cuda[:N] (a string), got [1]"),
+    # "no sequences", of sequences written as one
+    ({"top": {"sequences": "sample:carphone"}}, {"hevc": {"qps": [40]}}, "sequences must be a list of SFU-HW names "
+                                                                          "or {name, path} entries, got 'sample:carph"
+                                                                          "one'; one is written [sample:carphone]"),
     ({"fps": 0}, {"hevc": {"qps": [40]}}, "sequence c: fps must be a frame rate above 0 and at most 1000, got 0"),
     ({"fps": "25"}, {"hevc": {"qps": [40]}}, "sequence c: fps must be a frame rate"),
     ({"size": "416"}, {"hevc": {"qps": [40]}}, "sequence c: size must look like WIDTHxHEIGHT"),

@@ -356,6 +356,8 @@ class NervFamily(Codec):
         for key in ("steps", "epochs", "batch"):
             if fit.get(key) is not None:
                 _number(where, fit, key, whole=True)
+        if fit.get("steps") is not None and fit.get("epochs") is not None:  # steps won without a word
+            raise VcmError(f"{where}: steps and epochs both set the fit's length; give one of them")
         if fit.get("lr") is not None:
             _number(where, fit, "lr")
         if fit.get("compute") is not None:
@@ -363,9 +365,13 @@ class NervFamily(Codec):
 
             check_factor(fit["compute"], f"{self.name} fit: compute")
         try:
-            fit_plan(fit, self.default_preset, self.loss)
+            model_spec, _ = fit_plan(fit, self.default_preset, self.loss)
         except VcmError as err:  # as for a point: keys, not the command line's flags
             raise VcmError(f"{where}: {str(err).replace('--', '')}") from None
+        if model_spec.arch != self.arch:  # each of its points failed on it, after a dry run that listed them
+            raise VcmError(f"codec {self.name} fits {self.arch} networks; preset {fit.get('preset')!r} is a "
+                           f"{model_spec.arch} one: put that fit under the {model_spec.arch} codec, or name a "
+                           f"{self.arch} preset")
 
     def _chained(self, fit: dict) -> bool:
         """Whether a fit's λ points run as a chain (:mod:`vcm.codec.chain`): its ``chain`` key, else its
@@ -457,8 +463,6 @@ class NervFamily(Codec):
         f = p["fit"]
         fit_dir = self._fit_dir(spec)
         model_spec, train = run_plan(f, self.default_preset, self.loss, video.num_frames)
-        if model_spec.arch != self.arch:
-            raise VcmError(f"codec {self.name} fits {self.arch} networks; preset {f.get('preset')!r} is {model_spec.arch}")
         with _locked(fit_dir.with_suffix(".lock")):
             mask_args = self._mask_args(p)
             stale = run_differs(fit_dir, video, model_spec.build_for(video), train,

@@ -110,8 +110,13 @@ def check_schema(cfg, path: Path) -> None:
             _check_detector(cfg["detector"], "detector")
         if cfg.get("reference", "annotations") not in ("annotations", "original"):
             raise ValueError(f"reference must be annotations or original, not {cfg.get('reference')!r}")
-        if not cfg.get("sequences") or not isinstance(cfg["sequences"], list):
+        if not cfg.get("sequences"):
             raise ValueError("no sequences (a list of SFU-HW names or {name, path} entries)")
+        sequences = cfg["sequences"]
+        if not isinstance(sequences, list):  # it said "no sequences" of `sequences: BQMall`
+            one = f"; one is written [{sequences}]" if isinstance(sequences, str) else ""
+            raise ValueError(f"sequences must be a list of SFU-HW names or {{name, path}} entries, got "
+                             f"{sequences!r}{one}")
         if not cfg.get("codecs"):  # ran as zero points, and a report of nothing
             raise ValueError("no codecs (a mapping such as {hinerv: {}, hevc: {qps: [37, 42]}}; known: "
                              f"{', '.join(codecs.names())})")
