@@ -226,8 +226,10 @@ def test_a_second_fit_into_a_folder_a_fit_is_writing_is_refused_and_the_lock_die
     ("model: [1, 2]\n", "the 'model' section must be a mapping of option: value, got list [1, 2]"),  # was a traceback
     ("model: {arch: hinerv}\ntrain: 5\n", "the 'train' section must be a mapping of option: value, got int 5"),
     ("model: {arch: hinerv, params: lots}\n", "the model's params must look like 0.3M"),  # it named --params
+    # the steps ran and the epochs were dropped without a word (vcm fit --steps --epochs is refused)
+    ("model: {arch: hinerv}\ntrain: {steps: 5, epochs: 2}\n", "train sets steps and epochs, both the fit's length"),
 ])
-def test_a_fit_config_whose_sections_are_not_mappings_is_one_line(tmp_path, text, message):
+def test_a_fit_config_with_a_section_not_a_mapping_or_its_length_set_twice_is_one_line(tmp_path, text, message):
     from vcm.errors import VcmError
     from vcm.nerv.config import load_preset
 

@@ -188,7 +188,10 @@ def load_preset(name_or_path: str | Path) -> tuple[ModelSpec, TrainConfig]:
         if not isinstance(raw.get(section) or {}, dict):
             raise VcmError(f"{path}: the {section!r} section must be a mapping of option: value, "
                            f"got {type(raw[section]).__name__} {raw[section]!r}")
-    return model_spec_from_dict(raw.get("model") or {}), TrainConfig.from_dict(raw.get("train") or {})
+    train = raw.get("train") or {}
+    if train.get("steps") is not None and train.get("epochs") is not None:  # steps won without a word
+        raise VcmError(f"{path}: train sets steps and epochs, both the fit's length; give one of them")
+    return model_spec_from_dict(raw.get("model") or {}), TrainConfig.from_dict(train)
 
 
 def override(cfg: TrainConfig, **changes) -> TrainConfig:
