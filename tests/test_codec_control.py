@@ -174,6 +174,21 @@ def test_a_length_given_two_ways_is_refused(tmp_path):
     assert not (tmp_path / "s.nerv").exists()
 
 
+@pytest.mark.parametrize("args, said", [
+    # each was ignored without a word: the method that ran takes no such option
+    (("--lambda", "1", "--bits", "8"), "--bits/--group-bits/--qat/--finetune-epochs belong to the paper pipeline"),
+    (("--target-kbps", "9", "--qat"), "--bits/--group-bits/--qat/--finetune-epochs belong to the paper pipeline"),
+    (("--prune", "0.4", "--rd-steps", "3"), "--rd-steps/--rd-epochs belong to the rate–distortion method"),
+    (("--rd-epochs", "2",), "--rd-steps/--rd-epochs belong to the rate–distortion method"),
+])
+def test_an_option_of_the_other_compression_method_is_refused(tmp_path, args, said):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "checkpoint.pt").write_bytes(b"")  # refused before the run is read
+    r = run_main("compress", tmp_path / "run", *args, "--out", tmp_path / "s.nerv")
+    assert r.returncode == 1 and r.stderr.startswith(f"error: {said}") and r.stderr.count("\n") == 1, r.stderr
+    assert not (tmp_path / "s.nerv").exists()
+
+
 # --- rate control ------------------------------------------------------------------------------
 
 def _fake(lam: float, value: float, cold: bool = False) -> _Trial:

@@ -18,7 +18,7 @@ def compress(
     run: Path = typer.Argument(Path("runs/latest"), help="A run directory from vcm fit (default: the newest)."),
     lam: Optional[list[float]] = typer.Option(None, "--lambda", help="Rate–distortion method: train through learned quantizers with loss D + λ·bpp and code with the trained entropy models. Repeat for several streams from one fit (e.g. --lambda 0.3 --lambda 1)."),
     prune: float = typer.Option(0.0, "--prune", help="Fraction of stem and conv weights pruned by magnitude (e.g. 0.4); composes with --lambda."),
-    bits: int = typer.Option(8, "--bits", help="Paper pipeline: quantization bits for every tensor group."),
+    bits: Optional[int] = typer.Option(None, "--bits", help="Paper pipeline: quantization bits for every tensor group (default 8)."),
     group_bits: Optional[str] = typer.Option(None, "--group-bits", help="Paper pipeline: per-group bits, e.g. head=10,bias=12 (NeRV groups: stem, blocks, head, bias)."),
     finetune_epochs: Optional[int] = typer.Option(None, "--finetune-epochs", min=0, help="Paper pipeline: fine-tune epochs after pruning / for QAT (default 10 % of the fit's)."),
     qat: bool = typer.Option(False, "--qat", metavar="", help="Paper pipeline: quantization-aware fine-tuning (straight-through estimator)."),
@@ -48,10 +48,13 @@ def compress(
     from vcm.codec.compress import CompressOptions, RDOptions, compress_many, parse_group_bits
     from vcm.device import resolve_device
 
-    if (lam or target_kbps is not None or target_psnr is not None) and (
-            bits != 8 or group_bits or qat or finetune_epochs is not None):
+    rate_distortion = bool(lam) or target_kbps is not None or target_psnr is not None
+    if rate_distortion and (bits is not None or group_bits or qat or finetune_epochs is not None):
         raise VcmError("--bits/--group-bits/--qat/--finetune-epochs belong to the paper pipeline; "
                        "the rate–distortion method (--lambda, --target-kbps/--target-psnr) learns its quantization")
+    if not rate_distortion and (rd_steps is not None or rd_epochs is not None):  # the pipeline ran without them
+        raise VcmError("--rd-steps/--rd-epochs belong to the rate–distortion method (--lambda, --target-kbps/"
+                       "--target-psnr); the paper pipeline fine-tunes for --finetune-epochs")
     if rd_steps is not None and rd_epochs is not None:  # --rd-steps used to win without a word
         raise VcmError("--rd-steps and --rd-epochs both set the rate–distortion stage's length; give one of them")
     if lam and len(set(lam)) < len(lam):  # both streams went to one file, the second (chained) over the first
@@ -73,8 +76,9 @@ def compress(
     elif lam:
         opts_list = [RDOptions(lam=v, epochs=rd_epochs, steps=rd_steps, prune=prune, seed=seed) for v in lam]
     else:
-        opts_list = [CompressOptions(prune=prune, bits=bits, group_bits=parse_group_bits(group_bits),
-                                     finetune_epochs=finetune_epochs, qat=qat, seed=seed)]
+        opts_list = [CompressOptions(prune=prune, bits=8 if bits is None else bits,
+                                     group_bits=parse_group_bits(group_bits), finetune_epochs=finetune_epochs,
+                                     qat=qat, seed=seed)]
     if target_kbps is None and target_psnr is None:
         outs = None
         if out is not None and len(opts_list) > 1:
