@@ -300,6 +300,25 @@ def test_a_detector_of_another_package_runs_by_its_name_through_its_entry_point(
     assert proc.stderr.endswith("(an installed package's joins through vcm.detectors)\n")
 
 
+def test_weights_given_to_a_detector_that_reads_none_are_refused(tmp_path):
+    """OpenCV's cascades, the oracle and a user's FILE.py:ATTR read no weights: `--weights w.pt` (a file that was not
+    even there) was ignored without a word, in vcm eval and in a CTC config's detector section."""
+    gt = write_coco(tmp_path / "gt.json", "name0")
+    for detector, extra in (("opencv-face", ()), ("oracle", ()), (f"{BLOB}:make", (" (a detector of your own takes "
+                                                                                   "its settings through --set)",))):
+        r = run_main("eval", "sample:carphone", "--annotations", gt, "--detector", detector, "--weights", "w.pt",
+                     "--out", tmp_path / "o", cwd=tmp_path)
+        assert r.returncode == 1 and r.stderr == (f"error: --weights: detector {detector} reads no weights, so w.pt "
+                                                  f"would be ignored; leave them out{''.join(extra)}\n"), r.stderr
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(json.dumps({"sequences": [{"path": "sample:carphone", "frames": "0:2"}], "reference": "original",
+                               "codecs": {"hevc": {"qps": [40]}}, "detector": {"name": "opencv-face",
+                                                                               "weights": "w.pt"}}))
+    r = run_main("ctc", "run", cfg, "--dry-run", "--out", tmp_path / "c", cwd=tmp_path)
+    assert r.returncode == 1 and "detector: detector opencv-face reads no weights, so w.pt would be ignored" in r.stderr
+    assert not (tmp_path / "o").exists() and not (tmp_path / "c").exists()
+
+
 def test_local_detector_is_found_only_when_its_weights_are_on_disk(tmp_path, monkeypatch):
     import torch
 

@@ -100,7 +100,7 @@ def _register_cascade(name: str) -> None:
         return settings
 
     @register_detector(name, f"OpenCV's shipped Haar cascade ({CASCADES[name][1]}; counts as person)", family="opencv",
-                       settings_of=settings_of)
+                       settings_of=settings_of, weights=False)
     def create(weights=None, repo=None, device="cpu", batch=8, half=False, options=None):
         return CascadeDetector(name, settings_of(options))
 

@@ -39,6 +39,7 @@ class Entry:
     local: Callable[[], dict | None] | None = None  # a detector section when its weights are here, else None
     preference: int = 1000  # the order in which the demo asks the probes (lowest first)
     settings_of: Callable[[dict | None], object] | None = None  # options → its settings, checked (the factory's too)
+    weights: bool = True  # whether it reads weights (--weights, a detector section's weights): OpenCV's ship with it
 
 
 # Another package's detector: its pyproject.toml names its module in this entry-point group
@@ -51,13 +52,13 @@ _REGISTRY: Registry[Entry] = Registry("detector", ("vcm.detectors.yolov7", "vcm.
 
 def register_detector(name: str, description: str = "", family: str = "",
                       local: Callable[[], dict | None] | None = None, preference: int = 1000,
-                      settings_of: Callable[[dict | None], object] | None = None) -> Callable:
+                      settings_of: Callable[[dict | None], object] | None = None, weights: bool = True) -> Callable:
     """Function decorator: register ``factory(weights=, repo=, device=, batch=, half=, options=)``; ``settings_of``:
     the function the factory reads its ``options`` with (options → its settings, checked), so that they can be
     checked before any detector is built (:func:`check_options`)."""
 
     def wrap(factory):
-        _REGISTRY.add(name, Entry(name, factory, description, family or name, local, preference, settings_of))
+        _REGISTRY.add(name, Entry(name, factory, description, family or name, local, preference, settings_of, weights))
         return factory
 
     return wrap
@@ -76,6 +77,17 @@ def check_options(name: str, options, what: str) -> None:
     settings_of = _REGISTRY.get(name).settings_of if name in _REGISTRY else None
     if settings_of is not None:
         settings_of(options)
+
+
+def check_weights(name: str, weights, what: str) -> None:
+    """Weights given to a detector that reads none (OpenCV's cascades, the oracle, a user's ``MODULE:ATTR``, whose
+    settings come through ``--set``) are refused: they were ignored without a word, a missing file too."""
+    if weights is None:
+        return
+    reads = ":" not in name and name != "oracle" and name in _REGISTRY and _REGISTRY.get(name).weights
+    if not reads:
+        own = " (a detector of your own takes its settings through --set)" if ":" in name else ""
+        raise VcmError(f"{what}: detector {name} reads no weights, so {weights} would be ignored; leave them out{own}")
 
 
 def names() -> list[str]:
