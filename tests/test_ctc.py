@@ -1002,6 +1002,11 @@ def test_a_fits_values_are_checked_before_anything_is_fitted(tmp_path, fit, mess
     ({}, {"nerv": None}, "nerv needs fits ({preset: ..., points: [...]}): its default preset nerv-s has no curve"),
     ({}, {"sa-hinerv": {"masks": {"masks": "gone.npz"}, "fits": [{"points": [{"lambda": 1}]}]}},
      "mask file gone.npz does not exist"),
+    # the file, or the other source, made the masks and the rest was ignored without a word
+    ({}, {"sa-hinerv": {"masks": {"masks": "m.npz", "sam_checkpoint": "s.pth"}, "fits": [{"points": [{"lambda": 1}]}]}},
+     "sa-hinerv masks: masks names a mask file, and sam_checkpoint would make masks; give one"),
+    ({}, {"sa-hinerv": {"masks": {"source": "canny", "alpha": 0.5}, "fits": [{"points": [{"lambda": 1}]}]}},
+     "sa-hinerv masks: alpha is for SAM's masks, and source canny makes them without SAM; leave it out"),
     ({"top": {"device": [1]}}, {"hevc": {"qps": [40]}}, "device must be auto, cpu or cuda[:N] (a string), got [1]"),
     # "no sequences", of sequences written as one
     ({"top": {"sequences": "sample:carphone"}}, {"hevc": {"qps": [40]}}, "sequences must be a list of SFU-HW names "

@@ -254,7 +254,7 @@ def test_vcm_masks_never_writes_over_its_input_or_a_file_of_another_kind(tmp_pat
 
 @pytest.mark.parametrize("source, option", [("canny", ["--alpha", "0.5"]), ("boxes:opencv-face", ["--alpha", "0.5"]),
                                             ("canny", ["--config", "x.yaml"]), ("canny", ["--fill"]),
-                                            ("sam", ["--fill"])])
+                                            ("sam", ["--fill"]), ("canny", ["--sam-model", "vit_b"])])
 def test_vcm_masks_refuses_an_option_its_source_does_not_use(tmp_path, source, option):
     """`--source canny --alpha 2` used to make Canny masks without a word about α."""
     from tests.conftest import moving_frames
@@ -330,10 +330,18 @@ def test_a_runs_sam_masks_are_reused_only_for_the_same_weights_and_settings(tmp_
      "--alpha must be a number in [0, 1], got nan"),
     (["fit", "CLIP", "--loss", "sa-nerv", "--masks", "EMPTY", "--alpha", "0.5"],
      "--alpha does not apply to a fit without --sam-checkpoint"),
+    # each ignored without a word: the mask file or the other source made the masks
+    (["fit", "CLIP", "--loss", "sa-nerv", "--mask-source", "canny", "--sam-model", "vit_b"],
+     "--sam-model does not apply to a fit without --sam-checkpoint (it names the model of SAM's weights)"),
+    (["fit", "CLIP", "--loss", "sa-nerv", "--mask-source", "canny", "--sam-checkpoint", "EMPTY"],
+     "--sam-checkpoint does not apply to --mask-source canny"),
+    (["fit", "CLIP", "--loss", "sa-nerv", "--masks", "EMPTY", "--sam-checkpoint", "EMPTY"],
+     "--masks and --sam-checkpoint both name edge masks (a file, and weights to make them); pass one"),
 ])
-def test_sams_alpha_is_checked_before_the_weights_load_and_refused_where_unused(tmp_path, args, message):
+def test_sams_options_are_checked_before_the_weights_load_and_refused_where_unused(tmp_path, args, message):
     """An α out of range was refused only once SAM's weights were loaded (a 2.4 GB checkpoint: here the empty
-    file's read error came first); `vcm fit --masks FILE --alpha 0.5` ignored α without a word."""
+    file's read error came first); `vcm fit --masks FILE --alpha 0.5` ignored α without a word, as SAM's options
+    beside a mask file or another source were ignored."""
     from tests.conftest import moving_frames
     from tests.test_cli import assert_one_line_error
     from vcm.video.yuv import write_yuv420

@@ -35,7 +35,7 @@ def fit(
     masks: Optional[Path] = typer.Option(None, "--masks", help="Edge-mask file from 'vcm masks' (for --loss sa-nerv)."),
     sam_checkpoint: Optional[Path] = typer.Option(None, "--sam-checkpoint", help="Make the edge masks first with this SAM checkpoint."),
     alpha: Optional[float] = typer.Option(None, "--alpha", help="SAM threshold α when masks are made here (with --sam-checkpoint). Default 0.93."),
-    sam_model: str = typer.Option("vit_h", "--sam-model", help="SAM model of --sam-checkpoint (vit_h, vit_l, vit_b, tiny)."),
+    sam_model: Optional[str] = typer.Option(None, "--sam-model", help="SAM model of --sam-checkpoint (vit_h, the default; vit_l, vit_b, tiny)."),
     mask_source: Optional[str] = typer.Option(None, "--mask-source", help="Make the edge masks here without SAM: canny (edges of the frame's luma) or boxes:DETECTOR (outlines of a detector's boxes, e.g. boxes:opencv-face); SAM's when --sam-checkpoint is given."),
     frames: str = SourceFramesOpt,
     device: str = DeviceOpt,
@@ -80,7 +80,7 @@ def fit(
     spec, cfg = plan(config or preset_for(arch, preset), params, width_scale, epochs=epochs, steps=steps, batch=batch, lr=lr,
                      loss=loss, loss_impl=loss_impl, rate_lambda=lam, seed=seed, checkpoint_every=checkpoint_every,
                      compile=compile or None)
-    _check_mask_options(cfg.loss, masks, sam_checkpoint, mask_source, alpha)
+    _check_mask_options(cfg.loss, masks, sam_checkpoint, mask_source, alpha, sam_model)
     if save_video is not None:
         run_files = [out / name for name in ("checkpoint.pt", "config.json", "metrics.json")] if out else []
         check_output(save_video, inputs=reads, protected=run_files, kind="any", option="--save-video")
@@ -107,7 +107,7 @@ def fit(
         from vcm.masks.sam import check_alpha
 
         masks_u8, masks_meta = masks_for_fit(video, masks, sam_checkpoint, check_alpha(alpha), run_dir, dev,
-                                             sam_model=sam_model, source=mask_source)
+                                             sam_model=sam_model or "vit_h", source=mask_source)
     if budget_seconds is not None:
         cfg = _budget_steps(budget, budget_seconds, spec, cfg, video, masks_u8, dev, run_dir if resume else None)
     result = fit_video(video, spec, cfg, out, dev, resume=resume, masks_u8=masks_u8, masks_meta=masks_meta)
@@ -132,9 +132,9 @@ def _budget_seconds(budget: str | None, steps: int | None, epochs: int | None) -
 
 
 def _check_mask_options(loss: str, masks: Path | None, sam_checkpoint: Path | None, mask_source: str | None,
-                        alpha: float | None) -> None:
-    """The edge-mask options name files that exist, one source at most, and one for the SA-NeRV loss; α only
-    with SAM's weights, and in range."""
+                        alpha: float | None, sam_model: str | None = None) -> None:
+    """The edge-mask options name files that exist, one source at most, and one for the SA-NeRV loss; α and the
+    SAM model only with SAM's weights, and in range."""
     from vcm.errors import VcmError
     from vcm.fsutil import require_input
     from vcm.masks.sam import check_alpha
@@ -144,6 +144,9 @@ def _check_mask_options(loss: str, masks: Path | None, sam_checkpoint: Path | No
             refuse_unused([("--alpha", alpha)], "a fit without --sam-checkpoint",
                           "SAM's threshold α applies to masks made here from its weights")
         check_alpha(alpha)
+    if sam_checkpoint is None:  # vit_h's weights with --sam-model vit_b failed; without weights it was ignored
+        refuse_unused([("--sam-model", sam_model)], "a fit without --sam-checkpoint", "it names the model of SAM's "
+                      "weights")
 
     for path, option in ((masks, "--masks"), (sam_checkpoint, "--sam-checkpoint")):
         if path is not None:
@@ -155,6 +158,11 @@ def _check_mask_options(loss: str, masks: Path | None, sam_checkpoint: Path | No
             raise VcmError("--mask-source sam needs --sam-checkpoint PATH")
         if masks is not None:
             raise VcmError("--masks and --mask-source both name edge masks; pass one")
+        if parse_source(mask_source)[0] != "sam":  # the source made the masks and the weights were never read
+            refuse_unused([("--sam-checkpoint", sam_checkpoint)], f"--mask-source {mask_source}",
+                          "SAM's weights make masks only for --mask-source sam")
+    if masks is not None and sam_checkpoint is not None:  # the file was read and the weights never
+        raise VcmError("--masks and --sam-checkpoint both name edge masks (a file, and weights to make them); pass one")
     mask_options = [("--masks", masks), ("--sam-checkpoint", sam_checkpoint), ("--mask-source", mask_source)]
     if loss != "sa-nerv":  # the masks were made or read, then never used
         refuse_unused(mask_options, f"--loss {loss}", "only the SA-NeRV loss uses edge masks; add --loss sa-nerv")

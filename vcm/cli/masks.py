@@ -17,7 +17,7 @@ def masks(
     sam_checkpoint: Optional[Path] = typer.Option(None, "--sam-checkpoint", help="SAM weights, e.g. sam_vit_h_4b8939.pth (needed for --source sam)."),
     source: str = typer.Option("sam", "--source", help="sam (the paper's: SAM masks → Canny), canny (Canny on the frame's luma, no weights) or boxes:DETECTOR (outlines of a detector's boxes, e.g. boxes:opencv-face)."),
     fill: bool = typer.Option(False, "--fill", metavar="", help="With --source boxes: box interiors instead of outlines."),
-    sam_model: str = typer.Option("vit_h", "--sam-model", help="vit_h, vit_l, vit_b (official) or tiny (tests)."),
+    sam_model: Optional[str] = typer.Option(None, "--sam-model", help="vit_h (default), vit_l, vit_b (official) or tiny (tests)."),
     alpha: Optional[List[float]] = typer.Option(None, "--alpha", help="SAM confidence threshold α (repeat for several: one file each). Default 0.93."),
     config: Optional[Path] = typer.Option(None, "--config", help="Generator settings YAML (default configs/masks/default.yaml)."),
     dilation: Optional[int] = typer.Option(None, "--dilation", min=0, help="Dilate edges by N pixels (default from the config: 0)."),
@@ -42,7 +42,8 @@ def masks(
     start()
     kind, _ = parse_source(source)
     if kind != "sam":  # (and --fill named a Canny file _fill)
-        refuse_unused([("--alpha", alpha), ("--sam-checkpoint", sam_checkpoint), ("--config", config)],
+        refuse_unused([("--alpha", alpha), ("--sam-checkpoint", sam_checkpoint), ("--sam-model", sam_model),
+                       ("--config", config)],
                       f"--source {source}", "it is for --source sam")
     if kind != "boxes":
         refuse_unused([("--fill", fill)], f"--source {source}", "it is for --source boxes:DETECTOR")
@@ -71,7 +72,7 @@ def masks(
         from vcm.masks.sam import load_settings
 
         settings = load_settings(config, dilation)
-        results = make_masks(video, sam_model, sam_checkpoint, alpha, settings, out, resolve_device(device),
+        results = make_masks(video, sam_model or "vit_h", sam_checkpoint, alpha, settings, out, resolve_device(device),
                              overwrite=overwrite)
     if json_out:
         print_json(results)

@@ -115,6 +115,15 @@ def _check_masks_values(codec: str, masks: dict) -> None:
     from vcm.masks.sam import check_alpha
 
     check_alpha(masks.get("alpha"), f"{codec} masks: alpha")
+    # keys that make masks beside a file that is the masks, or SAM's beside another source: the first won, unseen
+    making = [k for k in ("source", "sam_checkpoint", "sam_model", "alpha", "config") if masks.get(k) is not None]
+    if masks.get("masks") is not None and making:
+        raise VcmError(f"{codec} masks: masks names a mask file, and {', '.join(making)} would make masks; give one")
+    sam_only = [k for k in making if k != "source"]
+    if masks.get("source") not in (None, "sam") and sam_only:
+        them = noun(len(sam_only), "it", "them")
+        raise VcmError(f"{codec} masks: {', '.join(sam_only)} {noun(len(sam_only), 'is', 'are')} for SAM's masks, "
+                       f"and source {masks['source']} makes them without SAM; leave {them} out")
 
 
 def _preset_key(preset: str) -> str:
