@@ -18,8 +18,9 @@ class DuplicateKey(yaml.MarkedYAMLError):
 
 class _Loader(yaml.SafeLoader):
     """``yaml.SafeLoader`` that reads numbers as YAML 1.2 does (one with an exponent is a float, with or without a
-    dot or the exponent's sign; no base-60 or leading-0 octal numbers), and refuses a key written twice in one mapping (a config's second ``codecs:`` dropped
-    the first's codecs without a word). Keys a merge (``<<: *anchor``) brings may still be overridden."""
+    dot or the exponent's sign; no base-60 or leading-0 octal numbers), and refuses a key written twice in one
+    mapping (a config's second ``codecs:`` dropped the first's codecs without a word). Keys a merge (``<<: *anchor``)
+    brings may still be overridden."""
 
     def construct_mapping(self, node, deep=False):
         if isinstance(node, yaml.MappingNode):

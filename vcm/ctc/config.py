@@ -50,9 +50,10 @@ def load(path: Path) -> dict:
     cfg = read_yaml_file(path, "CTC config") or {}
     if isinstance(cfg, dict):  # x-NAME: a place for YAML anchors shared by sections (as Compose files have)
         cfg = {k: v for k, v in cfg.items() if not (isinstance(k, str) and k.startswith(EXTENSION_PREFIX))}
+    cfg = home_expanded(cfg)
     check_schema(cfg, path)
     try:
-        return with_defaults(home_expanded(cfg))
+        return with_defaults(cfg)
     except VcmError as err:
         raise VcmError(f"{path}: {err}") from None
 
