@@ -13,6 +13,7 @@ import torch
 
 from vcm import codecs
 from vcm.codec import nerv_stream
+from vcm.errors import VcmError
 from vcm.codec.quant import quantize
 from vcm.nerv import registry
 from vcm.nerv.config import load_preset
@@ -256,6 +257,17 @@ def test_a_representation_of_another_package_runs_through_its_entry_point(tmp_pa
     r = run_main("compress", tmp_path / "run", "--lambda", "1", "--out", tmp_path / "u.nerv", cwd=tmp_path)
     assert r.returncode == 1 and r.stderr == f"error: unknown representation 'tinygrid'; {hint}"
     assert not (tmp_path / "u.nerv").exists()
+
+
+def test_every_registry_says_where_another_packages_entries_come_from():
+    """The hint is the shared registry's, not each caller's: an unknown codec asked for by name said only
+    "known: nerv, ...", where an unknown representation named its entry-point group."""
+    from vcm.detectors import registry as detectors
+
+    for get, group in ((codecs.get, "vcm.codecs"), (registry.entry, "vcm.representations"),
+                       (detectors.entry, "vcm.detectors")):
+        with pytest.raises(VcmError, match=rf"known: .* is known once installed with an entry point in {group}\)$"):
+            get("nope")
 
 
 def test_a_stream_file_finds_its_decoder_in_the_codec_registry():

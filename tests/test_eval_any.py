@@ -297,7 +297,8 @@ def test_a_detector_of_another_package_runs_by_its_name_through_its_entry_point(
     assert proc.returncode == 1 and "lab-blobs settings" in proc.stderr and "min_are" in proc.stderr
     proc = run_main(*args, "--out", tmp_path / "c", cwd=tmp_path)
     assert proc.returncode == 1 and proc.stderr.startswith("error: unknown detector 'lab-blobs'; known: oracle, ")
-    assert proc.stderr.endswith("(an installed package's joins through vcm.detectors)\n")
+    assert proc.stderr.endswith("or MODULE:ATTR / FILE.py:ATTR for your own (another package's detector is known once "
+                                "installed with an entry point in vcm.detectors)\n")
 
 
 def test_weights_given_to_a_detector_that_reads_none_are_refused(tmp_path):

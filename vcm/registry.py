@@ -72,9 +72,17 @@ class Registry(Generic[T]):
     def __contains__(self, name: str) -> bool:
         return name in self.load()
 
+    def known(self, names: list[str] | None = None) -> str:
+        """``names`` (default: every entry's) in words for an error about a name that is none of them, saying where
+        another package's entries come from."""
+        listed = ", ".join(self.load() if names is None else names)
+        if not self.plugins:
+            return listed
+        return f"{listed} (another package's {self.kind} is known once installed with an entry point in {self.plugins})"
+
     def get(self, name: str, known: list[str] | None = None) -> T:
         """The entry ``name``; an unknown name is a one-line error listing ``known`` (default: all names)."""
         entries = self.load()
         if name not in entries:
-            raise VcmError(f"unknown {self.kind} {name!r}; known: {', '.join(known or entries)}")
+            raise VcmError(f"unknown {self.kind} {name!r}; known: {self.known(known)}")
         return entries[name]

@@ -45,6 +45,7 @@ class Entry:
 # Another package's detector: its pyproject.toml names its module in this entry-point group
 # ([project.entry-points."vcm.detectors"] mine = "mylab.vcm_detector"), and the module registers it as these do.
 PLUGINS = "vcm.detectors"
+YOUR_OWN = "or MODULE:ATTR / FILE.py:ATTR for your own"  # a detector of one's own, by its factory (vcm.detectors.user)
 
 _REGISTRY: Registry[Entry] = Registry("detector", ("vcm.detectors.yolov7", "vcm.detectors.torchvision_models",
                                                    "vcm.detectors.opencv"), plugins=PLUGINS)
@@ -96,8 +97,7 @@ def names() -> list[str]:
 
 def describe() -> str:
     """One line for ``--help``: the registered names and the user-callable form."""
-    return (", ".join(names()) + ", or MODULE:ATTR / FILE.py:ATTR for your own "
-            f"(an installed package's joins through {PLUGINS})")
+    return _REGISTRY.known([*names(), YOUR_OWN])
 
 
 def apply_options(settings, options: dict | None, what: str):
@@ -139,7 +139,7 @@ def _coerce(kind: type, raw):
 
 
 def entry(name: str) -> Entry:
-    return _REGISTRY.get(name, [describe()])
+    return _REGISTRY.get(name, [*names(), YOUR_OWN])
 
 
 def local_detector() -> dict | None:

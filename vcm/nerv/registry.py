@@ -45,7 +45,6 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from vcm.errors import VcmError
 from vcm.registry import Registry
 
 
@@ -108,16 +107,12 @@ def names() -> list[str]:
 
 
 def entry(name: str) -> Entry:
-    """Representation ``name``; one that is not installed here (a run or stream of a lab's own) is one line."""
-    if name not in _REGISTRY:
-        raise VcmError(f"unknown representation {name!r}; known: {known()}")
     return _REGISTRY.get(name)
 
 
 def known() -> str:
     """The representations installed here, in words for an error about one that is not."""
-    return (f"{', '.join(names())} (another package's representation is known once installed with an entry point "
-            f"in {PLUGINS})")
+    return _REGISTRY.known()
 
 
 def entries() -> list[Entry]:
