@@ -67,7 +67,7 @@ def test_every_representation_round_trips_through_a_stream_within_its_limits(ent
 def test_every_codec_lists_points_from_a_sample_section(name):
     codec = codecs.get(name)
     samples = {"fits": [{"points": [{"lambda": 1}, {"prune": 0.4, "bits": 8}]}], "qps": [37, 42],
-               "checkpoints": ["a/ckpt.pth.tar"]}
+               "checkpoints": ["a/ckpt.pth.tar"], "masks": {"source": "canny"}}
     section = {k: v for k, v in samples.items() if k in codec.section_keys}
     points = codec.points(section, {"name": "BQMall"})
     assert points and all(isinstance(pid, str) for pid, _ in points)

@@ -1004,9 +1004,22 @@ def test_a_fits_values_are_checked_before_anything_is_fitted(tmp_path, fit, mess
      "mask file gone.npz does not exist"),
     # the file, or the other source, made the masks and the rest was ignored without a word
     ({}, {"sa-hinerv": {"masks": {"masks": "m.npz", "sam_checkpoint": "s.pth"}, "fits": [{"points": [{"lambda": 1}]}]}},
-     "sa-hinerv masks: masks names a mask file, and sam_checkpoint would make masks; give one"),
+     "sa-hinerv masks: masks and sam_checkpoint both name edge masks (a file, and weights to make them); pass one"),
     ({}, {"sa-hinerv": {"masks": {"source": "canny", "alpha": 0.5}, "fits": [{"points": [{"lambda": 1}]}]}},
-     "sa-hinerv masks: alpha is for SAM's masks, and source canny makes them without SAM; leave it out"),
+     "sa-hinerv masks: alpha does not apply to a fit without sam_checkpoint (SAM's threshold α applies to"),
+    # each point failed on it once the anchors had run, in words of vcm fit's options, or it was ignored: the
+    # rules of vcm fit's mask options (vcm.masks.choice) hold for a config's masks section
+    ({}, {"sa-hinerv": {"fits": [{"points": [{"lambda": 1}]}]}}, "sa-hinerv needs edge masks: masks: {source: canny}"),
+    ({}, {"sa-nerv": {"masks": {}, "fits": [{"points": [{"prune": 0.4, "bits": 8}]}]}}, "sa-nerv needs edge masks"),
+    ({}, {"sa-hinerv": {"masks": {"alpha": 0.5}}}, "sa-hinerv masks: alpha does not apply to a fit without sam_chec"),
+    ({}, {"sa-hinerv": {"masks": {"source": "sam"}}}, "sa-hinerv masks: source sam needs sam_checkpoint PATH"),
+    ({}, {"sa-hinerv": {"masks": {"masks": "m.npz", "source": "canny"}}},
+     "sa-hinerv masks: masks and source both name edge masks; pass one"),
+    ({}, {"sa-hinerv": {"masks": {"source": "boxes:opencv-face", "sam_checkpoint": "s.pth"}}},
+     "sa-hinerv masks: sam_checkpoint does not apply to source boxes:opencv-face (SAM's weights make masks only"),
+    ({}, {"hinerv": {"masks": {"source": "canny"}}},
+     "codec hinerv: unknown key masks; valid: fits (masks is a key of sa-nerv, sa-hinerv)"),
+    ({}, {"nerv": {"qps": [37]}}, "codec nerv: unknown key qps; valid: fits (qps is a key of hevc, vvc)"),
     ({"top": {"device": [1]}}, {"hevc": {"qps": [40]}}, "device must be auto, cpu or cuda[:N] (a string), got [1]"),
     # "no sequences", of sequences written as one
     ({"top": {"sequences": "sample:carphone"}}, {"hevc": {"qps": [40]}}, "sequences must be a list of SFU-HW names "

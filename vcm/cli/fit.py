@@ -133,36 +133,17 @@ def _budget_seconds(budget: str | None, steps: int | None, epochs: int | None) -
 
 def _check_mask_options(loss: str, masks: Path | None, sam_checkpoint: Path | None, mask_source: str | None,
                         alpha: float | None, sam_model: str | None = None) -> None:
-    """The edge-mask options name files that exist, one source at most, and one for the SA-NeRV loss; α and the
-    SAM model only with SAM's weights, and in range."""
+    """The edge-mask options choose one place (``vcm.masks.choice``'s rules), name files that exist, and are
+    given for the SA-NeRV loss, which needs one."""
     from vcm.errors import VcmError
     from vcm.fsutil import require_input
-    from vcm.masks.sam import check_alpha
+    from vcm.masks.choice import CLI_NAMES, MaskChoice, check_choice
 
-    if alpha is not None:
-        if sam_checkpoint is None:  # a mask file or source has its own α, or none: this one was ignored
-            refuse_unused([("--alpha", alpha)], "a fit without --sam-checkpoint",
-                          "SAM's threshold α applies to masks made here from its weights")
-        check_alpha(alpha)
-    if sam_checkpoint is None:  # vit_h's weights with --sam-model vit_b failed; without weights it was ignored
-        refuse_unused([("--sam-model", sam_model)], "a fit without --sam-checkpoint", "it names the model of SAM's "
-                      "weights")
-
+    check_choice(MaskChoice(masks=masks, sam_checkpoint=sam_checkpoint, source=mask_source, alpha=alpha,
+                            sam_model=sam_model), CLI_NAMES)
     for path, option in ((masks, "--masks"), (sam_checkpoint, "--sam-checkpoint")):
         if path is not None:
             require_input(path, option)
-    if mask_source is not None:
-        from vcm.masks.sources import parse_source
-
-        if parse_source(mask_source)[0] == "sam" and sam_checkpoint is None:
-            raise VcmError("--mask-source sam needs --sam-checkpoint PATH")
-        if masks is not None:
-            raise VcmError("--masks and --mask-source both name edge masks; pass one")
-        if parse_source(mask_source)[0] != "sam":  # the source made the masks and the weights were never read
-            refuse_unused([("--sam-checkpoint", sam_checkpoint)], f"--mask-source {mask_source}",
-                          "SAM's weights make masks only for --mask-source sam")
-    if masks is not None and sam_checkpoint is not None:  # the file was read and the weights never
-        raise VcmError("--masks and --sam-checkpoint both name edge masks (a file, and weights to make them); pass one")
     mask_options = [("--masks", masks), ("--sam-checkpoint", sam_checkpoint), ("--mask-source", mask_source)]
     if loss != "sa-nerv":  # the masks were made or read, then never used
         refuse_unused(mask_options, f"--loss {loss}", "only the SA-NeRV loss uses edge masks; add --loss sa-nerv")

@@ -27,11 +27,13 @@ import contextlib
 import fcntl
 import math
 import time
+from dataclasses import fields
 from pathlib import Path
 
 from vcm.codecs import Codec, network_ready, register_codec
 from vcm.errors import VcmError
 from vcm.fsutil import flock, open_regular, require_input
+from vcm.masks.choice import MaskChoice, check_choice
 from vcm.schema import SEED_RULE, is_seed
 from vcm.words import noun
 
@@ -106,24 +108,15 @@ def _steps_on_disk(fit_dir: Path, total: int, num_frames: int) -> int:
 
 
 def _check_masks_values(codec: str, masks: dict) -> None:
-    """A masks section's values: paths and names are strings, ``alpha`` a threshold in [0, 1] (a list or a number
-    where a path goes was a TypeError in the planner, a word for alpha a ValueError)."""
+    """A masks section's values: paths and names are strings (a list or a number where a path goes was a
+    TypeError in the planner), and they choose one place by ``vcm.masks.choice``'s rules, as ``vcm fit``'s
+    options do (α a threshold in [0, 1]; a file beside weights, or SAM's settings beside another source, refused:
+    the first won, unseen)."""
     for key in ("masks", "sam_checkpoint", "config", "sam_model", "source"):
         value = masks.get(key)
         if value is not None and (not isinstance(value, str) or not value.strip()):
             raise VcmError(f"{codec} masks: {key} must be a string, got {value!r}")
-    from vcm.masks.sam import check_alpha
-
-    check_alpha(masks.get("alpha"), f"{codec} masks: alpha")
-    # keys that make masks beside a file that is the masks, or SAM's beside another source: the first won, unseen
-    making = [k for k in ("source", "sam_checkpoint", "sam_model", "alpha", "config") if masks.get(k) is not None]
-    if masks.get("masks") is not None and making:
-        raise VcmError(f"{codec} masks: masks names a mask file, and {', '.join(making)} would make masks; give one")
-    sam_only = [k for k in making if k != "source"]
-    if masks.get("source") not in (None, "sam") and sam_only:
-        them = noun(len(sam_only), "it", "them")
-        raise VcmError(f"{codec} masks: {', '.join(sam_only)} {noun(len(sam_only), 'is', 'are')} for SAM's masks, "
-                       f"and source {masks['source']} makes them without SAM; leave {them} out")
+    check_choice(MaskChoice(**masks), prefix=f"{codec} masks: ")
 
 
 def _preset_key(preset: str) -> str:
@@ -148,7 +141,7 @@ def _stream_bytes(path) -> bytes:
     return Path(path).read_bytes()
 
 
-_MASKS_KEYS = {"masks", "sam_checkpoint", "sam_model", "alpha", "config", "source"}
+_MASKS_KEYS = {f.name for f in fields(MaskChoice)}
 
 
 def _number(where: str, section: dict, key: str, default: float | None = None, whole: bool = False) -> float:
@@ -175,11 +168,12 @@ def _options(p: dict, seed: dict | None = None):
 
 
 class NervFamily(Codec):
-    section_keys = ("fits", "masks")
     suffix = ".nerv"
 
     def __init__(self, arch: str, loss: str, default_preset: str):
         self.arch, self.loss, self.default_preset = arch, loss, default_preset
+        # masks under a plain-loss codec were never read: its section holds no such key
+        self.section_keys = ("fits", "masks") if loss == "sa-nerv" else ("fits",)
 
     def with_defaults(self, section: dict | None) -> dict:
         """A section without ``fits`` (or with ``fits:`` left empty) gets its default preset's ``curve``
@@ -202,6 +196,9 @@ class NervFamily(Codec):
     def points(self, section: dict, sequence: dict) -> list[tuple[str, dict]]:
         pts = []
         section = self.with_defaults(section)
+        if self.loss == "sa-nerv" and not section.get("masks"):  # each point failed on it, after the anchors ran
+            raise VcmError(f"{self.name} needs edge masks: masks: {{source: canny}} (no weights needed), "
+                           f"{{sam_checkpoint: PATH}} or {{masks: FILE}} (from vcm masks)")
         if section.get("masks") is not None:
             if not isinstance(section["masks"], dict):
                 raise VcmError(f"{self.name} masks must be a mapping such as {{source: canny}}, got {section['masks']!r}")
@@ -210,10 +207,6 @@ class NervFamily(Codec):
                 raise VcmError(f"{self.name} masks: unknown {noun(len(unknown), 'key')} {', '.join(sorted(unknown))}; "
                                f"valid: {', '.join(sorted(_MASKS_KEYS))}")
             _check_masks_values(self.name, section["masks"])
-            if section["masks"].get("source") is not None:
-                from vcm.masks.sources import parse_source
-
-                parse_source(section["masks"]["source"])  # a typo is refused before anything is fitted
         fits = section.get("fits") or []
         if not isinstance(fits, list) or not all(isinstance(f, dict) for f in fits):
             raise VcmError(f"{self.name} fits must be a list of fits ({{preset: ..., points: [...]}}), got {fits!r}")

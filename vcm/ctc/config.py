@@ -105,7 +105,12 @@ def check_schema(cfg, path: Path) -> None:
                              f"known: {', '.join(codecs.names())} (another package's codec is known once installed "
                              f"with an entry point in {codecs.PLUGINS}, a representation's two in {registry.PLUGINS})")
         for name, section in (cfg.get("codecs") or {}).items():
-            check_keys(section or {}, codecs.get(name).section_keys, f"codec {name}")
+            try:
+                check_keys(section or {}, codecs.get(name).section_keys, f"codec {name}")
+            except ValueError as err:
+                mine = codecs.get(name).section_keys
+                raise ValueError(f"{err}{_keys_of_other_codecs(name, set(section) - set(mine))}"
+                                 if isinstance(section, dict) else str(err)) from None
         if cfg.get("detector") is not None:
             check_keys(cfg["detector"], DETECTOR_KEYS, "detector")
             _check_detector(cfg["detector"], "detector")
@@ -129,6 +134,19 @@ def check_schema(cfg, path: Path) -> None:
                     _check_detector(entry["detector"], "sequence detector")
     except ValueError as err:
         raise VcmError(f"{path}: {err}") from None
+
+
+def _keys_of_other_codecs(name: str, keys: set) -> str:
+    """`` (masks is a key of sa-nerv, sa-hinerv)``: where the unknown ``keys`` of codec ``name``'s section belong,
+    for those another codec's section holds (edge masks under a plain-loss codec, qps under a NeRV one)."""
+    from vcm import codecs
+
+    said = []
+    for key in sorted(map(str, keys)):
+        owners = [other for other in codecs.names() if other != name and key in codecs.get(other).section_keys]
+        if owners:
+            said.append(f"{key} is a key of {', '.join(owners)}")
+    return f" ({'; '.join(said)})" if said else ""
 
 
 def _check_detector(d: dict, what: str) -> None:
