@@ -270,8 +270,10 @@ def test_icm_train_takes_its_images_once_as_the_argument_or_with_images(tmp_path
     (["--lr", "-1"], "--lr must be a positive number"),  # a ValueError from torch
     (["--alpha", "0.5"], "--alpha does not apply to --masks none"),  # SAM's threshold, ignored by the plain loss
     (["--sam-checkpoint", "sam.pth"], "--sam-checkpoint does not apply to --masks none"),
+    (["--sam-model", "vit_b"], "--sam-model does not apply to --masks none"),  # it names the weights' model
     (["--arch", "tcm-huge"], "unknown codec architecture 'tcm-huge'"),
     (["--masks", "both"], "--masks must be sam or none"),
+    (["--masks", "sam", "--sam-model", "vit_x"], "unknown SAM model 'vit_x'"),  # once it had made run/masks
 ])
 def test_icm_train_refuses_values_no_training_can_use(tmp_path, option, message):
     """At once: torch and CompressAI (about ten seconds of imports) are not loaded to refuse an option."""

@@ -23,7 +23,7 @@ def icm_train(
     images: Optional[Path] = typer.Option(None, "--images", help="Folder of training images (PNG/JPEG)."),
     val: Optional[Path] = typer.Option(None, "--val", help="Folder of validation images."),
     sam_checkpoint: Optional[Path] = typer.Option(None, "--sam-checkpoint", help="SAM weights for the edge masks."),
-    sam_model: str = typer.Option("vit_h", "--sam-model", help="SAM model of --sam-checkpoint (vit_h, vit_l, vit_b, tiny)."),
+    sam_model: Optional[str] = typer.Option(None, "--sam-model", help="SAM model of --sam-checkpoint (vit_h, vit_l, vit_b, tiny). Default vit_h."),
     alpha: Optional[float] = typer.Option(None, "--alpha", help="SAM threshold α (pred_iou_thresh). Default 0.93."),
     lmbda: float = typer.Option(0.05, "--lambda", help="Rate-distortion trade-off λ (paper: 0.05)."),
     masks: str = typer.Option("sam", "--masks", help="sam (eq. 5) or none (the plain eq. 1 baseline)."),
@@ -46,11 +46,12 @@ def icm_train(
     start()
     images = _training_images(folder, images)
     if masks == "none":
-        refuse_unused([("--alpha", alpha), ("--sam-checkpoint", sam_checkpoint)], "--masks none",
-                      "the plain loss uses no edge masks")
+        refuse_unused([("--alpha", alpha), ("--sam-checkpoint", sam_checkpoint), ("--sam-model", sam_model)],
+                      "--masks none", "the plain loss uses no edge masks")
     check_output(out, inputs=[images, val, sam_checkpoint], kind="dir")
     cfg = IcmTrainConfig(arch=arch, lmbda=lmbda, epochs=epochs, batch=batch, crop=crop, lr=lr, masks=masks,
-                         **({} if alpha is None else {"alpha": alpha}), sam_model=sam_model, seed=seed,
+                         **({} if alpha is None else {"alpha": alpha}),
+                         **({} if sam_model is None else {"sam_model": sam_model}), seed=seed,
                          steps_per_epoch=steps)
     cfg.check()  # before torch and CompressAI are imported: a wrong value or folder is refused at once
     check_run_folder(out, resume)

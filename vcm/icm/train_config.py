@@ -11,7 +11,7 @@ from vcm.bitstream.budget import memory_budget
 from vcm.errors import VcmError
 from vcm.fsutil import nothing_to_resume
 from vcm.icm.archs import default_pad_multiple
-from vcm.masks.sam import DEFAULT_ALPHA, check_alpha
+from vcm.masks.sam import DEFAULT_ALPHA, check_alpha, check_sam_model
 from vcm.schema import SEED_RULE, is_seed
 from vcm.words import human
 
@@ -59,6 +59,7 @@ class IcmTrainConfig:
         if not (self.lr > 0 and math.isfinite(self.lr) and self.aux_lr > 0):
             raise VcmError(f"--lr must be a positive number, got {self.lr}")
         check_alpha(self.alpha)
+        check_sam_model(self.sam_model)  # refused once the run folder's masks folder was made
         mult = default_pad_multiple(self.arch)  # refuses an unknown architecture
         if self.crop < mult or self.crop % mult:
             raise VcmError(f"--crop {self.crop} must be a multiple of {mult} for --arch {self.arch} "

@@ -82,12 +82,18 @@ def _require_checkpoint(model_type: str, path: Path) -> None:
     require_input(path, "SAM checkpoint", missing=f"SAM checkpoint {path} not found{where}")
 
 
+def check_sam_model(model_type: str) -> str:
+    """``model_type``, refused unless one of ``MODEL_TYPES``."""
+    if model_type not in MODEL_TYPES:
+        raise VcmError(f"unknown SAM model {model_type!r}; choose one of {', '.join(MODEL_TYPES)}")
+    return model_type
+
+
 def load_sam(model_type: str, checkpoint: Path, device):
     """Build SAM of ``model_type`` with the weights in ``checkpoint``, on ``device``, in eval mode."""
     import torch
 
-    if model_type not in MODEL_TYPES:
-        raise VcmError(f"unknown SAM model {model_type!r}; choose one of {', '.join(MODEL_TYPES)}")
+    check_sam_model(model_type)
     checkpoint = Path(checkpoint)
     _require_checkpoint(model_type, checkpoint)
     try:
