@@ -1339,6 +1339,23 @@ def test_a_lone_fit_gives_its_cores_back_once_the_network_is_on_disk(tmp_path):
     assert len(markers) == 3  # every point whose network is on disk says so (the runner reads the first's)
 
 
+def test_more_jobs_than_cores_is_said_since_the_points_times_count_the_sharing(tmp_path, monkeypatch):
+    """--jobs above the usable cores ran without a word, and each point's encode and decode times in the report
+    counted the sharing; as many jobs as points and cores says nothing."""
+    import vcm.cpus
+
+    monkeypatch.setattr(vcm.cpus, "usable_cores", lambda *args, **kwargs: 1)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(json.dumps({"sequences": [_SEQ], "detector": None, "codecs": {"hevc": {"qps": [44, 48]}}}))
+    shared = run_main("ctc", "run", cfg, "--out", tmp_path / "o", "--jobs", "3", env={"VCM_PROGRESS": "lines"})
+    assert shared.returncode == 0, shared.stderr[-2000:]
+    assert "2 points at once on 1 usable core: they share the cores, and each point's encode and decode times " \
+           "count the sharing (for timings to compare, --jobs 1 or fewer)" in shared.stderr
+    monkeypatch.setattr(vcm.cpus, "usable_cores", lambda *args, **kwargs: 2)
+    alone = run_main("ctc", "run", cfg, "--out", tmp_path / "o2", "--jobs", "3", env={"VCM_PROGRESS": "lines"})
+    assert alone.returncode == 0 and "running 2 points" in alone.stderr and "at once on" not in alone.stderr
+
+
 def test_two_networks_on_two_workers_release_their_other_points_once_on_disk(tmp_path):
     """Run for real: each network's first point works on after its fit, and its other point starts then
     (one slot each, nothing wide), not once that first point has finished."""

@@ -376,6 +376,8 @@ def _run(specs: list[dict], out: Path, jobs: int, backend: str, ray_address: str
         check_programs(todo)
         check_evaluations(todo)
     progress.log(f"running {counted(len(todo), 'point')} with backend {backend}, {counted(jobs, 'job')}")
+    if _points_run_here(backend, ray_address):
+        _note_shared_cores(min(jobs, len(todo)))
     # points that aim at another point's rate run once every other point has
     rows = execute([s for s in todo if "after" not in s], jobs, backend, ray_address)
     rows += execute([s for s in todo if "after" in s], jobs, backend, ray_address)
@@ -391,6 +393,19 @@ def _run(specs: list[dict], out: Path, jobs: int, backend: str, ray_address: str
     return {"out": str(out), "points": len(specs), "ran": len(todo) - len(elsewhere), "reused": len(reused),
             "failed": len(failed), "elsewhere": len(elsewhere),
             "rows": reused + [r for r in rows if r.get("status") != ELSEWHERE]}
+
+
+def _note_shared_cores(at_once: int) -> None:
+    """Say so where more points run at once on this machine (the local backend or a Ray of vcm's own) than this
+    process has cores: each runs slower than alone, and the encode and decode times the report gives count that
+    (they ran without a word, and a timing compared with another run's misled)."""
+    from vcm.cpus import usable_cores
+
+    cores = usable_cores()
+    if at_once > cores:
+        progress.log(f"{counted(at_once, 'point')} at once on {counted(cores, 'usable core')}: they share the cores, "
+                     f"and each point's encode and decode times count the sharing (for timings to compare, "
+                     f"--jobs {cores} or fewer)", style="yellow")
 
 
 def execute(specs: list[dict], jobs: int, backend: str, ray_address: str | None) -> list[dict]:
