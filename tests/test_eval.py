@@ -383,8 +383,9 @@ def test_vcm_eval_end_to_end_with_fake_hub(tmp_path, fake_hub):
     write_indexed_yuv(clip, seq.ctc_first, seq.ctc_count)
     proc = run_main("eval", clip, "--frames", "240:250", "--annotations", tmp_path / "ann", "--weights",
                     fake_hub / "yolov7.pt", "--yolov7-repo", fake_hub, "--out", tmp_path / "out", "--json",
-                    "--device", "cpu", cwd=tmp_path)
+                    "--device", "cpu", "--half", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
+    assert "--half: fp16 runs on CUDA only; yolov7 detects in fp32 on cpu" in proc.stderr  # it was ignored unseen
     scores = json.loads(proc.stdout)
     assert scores["frames"] == 10 and scores["detections"] == 10 and scores["detector"] == "yolov7"
     assert 0.0 <= scores["map"] <= 100.0 and scores["ap50"] is not None

@@ -301,9 +301,28 @@ def test_a_detector_of_another_package_runs_by_its_name_through_its_entry_point(
                                 "installed with an entry point in vcm.detectors)\n")
 
 
+@pytest.mark.parametrize("option, detector, message", [
+    (["--yolov7-repo", "src/yolov7"], "opencv-face", "--yolov7-repo: detector opencv-face loads no code from a "
+                                                     "repository, so src/yolov7 would be ignored; leave it out"),
+    (["--yolov7-repo", "src/yolov7"], "fasterrcnn_resnet50_fpn_v2", "--yolov7-repo: detector fasterrcnn_resnet50_fpn_v2 "
+                                                                    "loads no code from a repository"),
+    (["--half"], "retinanet_resnet50_fpn_v2", "--half: detector retinanet_resnet50_fpn_v2 has no fp16 mode (one "
+                                              "registered with it has, as yolov7 on CUDA); leave it out"),
+    (["--half"], "oracle", "--half: detector oracle has no fp16 mode"),
+])
+def test_a_repository_or_fp16_given_to_a_detector_that_has_none_is_refused(tmp_path, option, detector, message):
+    """Only yolov7 loads a repository's code and runs in fp16: given to another detector, each was ignored unseen."""
+    gt = write_coco(tmp_path / "gt.json", "name0")
+    r = run_main("eval", "sample:carphone", "--annotations", gt, "--detector", detector, *option, "--out",
+                 tmp_path / "o", cwd=tmp_path)
+    assert r.returncode == 1 and message in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
+    assert not (tmp_path / "o").exists()
+
+
 def test_weights_given_to_a_detector_that_reads_none_are_refused(tmp_path):
     """OpenCV's cascades, the oracle and a user's FILE.py:ATTR read no weights: `--weights w.pt` (a file that was not
-    even there) was ignored without a word, in vcm eval and in a CTC config's detector section."""
+    even there) was ignored without a word, in vcm eval and in a CTC config's detector section, as a repository
+    there (only yolov7 loads one)."""
     gt = write_coco(tmp_path / "gt.json", "name0")
     for detector, extra in (("opencv-face", ()), ("oracle", ()), (f"{BLOB}:make", (" (a detector of your own takes "
                                                                                    "its settings through --set)",))):
@@ -317,6 +336,9 @@ def test_weights_given_to_a_detector_that_reads_none_are_refused(tmp_path):
                                                                                "weights": "w.pt"}}))
     r = run_main("ctc", "run", cfg, "--dry-run", "--out", tmp_path / "c", cwd=tmp_path)
     assert r.returncode == 1 and "detector: detector opencv-face reads no weights, so w.pt would be ignored" in r.stderr
+    cfg.write_text(cfg.read_text().replace('"weights": "w.pt"', '"repo": "src/yolov7"'))
+    r = run_main("ctc", "run", cfg, "--dry-run", "--out", tmp_path / "c", cwd=tmp_path)
+    assert r.returncode == 1 and "detector: repo: detector opencv-face loads no code from a repository" in r.stderr
     assert not (tmp_path / "o").exists() and not (tmp_path / "c").exists()
 
 

@@ -83,6 +83,10 @@ def eval_command(
     # Ground truth and detector first: a missing annotation or weight file is reported before decoding.
     gt, det = truth_and_detector(spec, input_name(input, size, fps, bit_depth), detector, sequence, weights=weights,
                                  repo=yolov7_repo, device=dev, batch=batch, half=half, options=parse_set(set_))
+    if half and dev.type != "cuda":  # the detector's settings (scores.json) record half: false
+        from vcm import progress
+
+        progress.log(f"--half: fp16 runs on CUDA only; {detector} detects in fp32 on {dev.type}", style="yellow")
     video_options = {"size": parse_size(size) if size else None, "fps": fps, "bit_depth": bit_depth}
     decoded = decode_any(input, dev, frames, video_options["size"], fps, bit_depth, checkpoint, gt, every)
     gt, det = complete(spec, decoded, gt, det, every, batch, video_options)

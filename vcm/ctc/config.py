@@ -161,11 +161,11 @@ def _check_detector(d: dict, what: str) -> None:
         value = d.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ValueError(f"{what}: {key} must be a whole number of at least 1, got {value!r}")
-    from vcm.detectors.registry import check_options, check_weights
+    from vcm.detectors.registry import check_options, check_reads
 
     try:  # before any point is coded: a typo here failed every point once its video was coded
         check_options(name, d.get("settings"), what)
-        check_weights(name, d.get("weights"), what)
+        check_reads(name, [(what, "weights", d.get("weights")), (f"{what}: repo", "repo", d.get("repo"))])
     except VcmError as err:
         raise ValueError(str(err)) from None
 

@@ -40,6 +40,8 @@ class Entry:
     preference: int = 1000  # the order in which the demo asks the probes (lowest first)
     settings_of: Callable[[dict | None], object] | None = None  # options → its settings, checked (the factory's too)
     weights: bool = True  # whether it reads weights (--weights, a detector section's weights): OpenCV's ship with it
+    repo: bool = False  # whether it loads code from a repository (--yolov7-repo, a detector section's repo)
+    half: bool = False  # whether it can run in fp16 (--half)
 
 
 # Another package's detector: its pyproject.toml names its module in this entry-point group
@@ -53,13 +55,16 @@ _REGISTRY: Registry[Entry] = Registry("detector", ("vcm.detectors.yolov7", "vcm.
 
 def register_detector(name: str, description: str = "", family: str = "",
                       local: Callable[[], dict | None] | None = None, preference: int = 1000,
-                      settings_of: Callable[[dict | None], object] | None = None, weights: bool = True) -> Callable:
+                      settings_of: Callable[[dict | None], object] | None = None, weights: bool = True,
+                      repo: bool = False, half: bool = False) -> Callable:
     """Function decorator: register ``factory(weights=, repo=, device=, batch=, half=, options=)``; ``settings_of``:
     the function the factory reads its ``options`` with (options → its settings, checked), so that they can be
-    checked before any detector is built (:func:`check_options`)."""
+    checked before any detector is built (:func:`check_options`); ``weights``, ``repo``, ``half``: whether the
+    factory reads those arguments (given to one that does not, they are refused: :func:`check_reads`)."""
 
     def wrap(factory):
-        _REGISTRY.add(name, Entry(name, factory, description, family or name, local, preference, settings_of, weights))
+        _REGISTRY.add(name, Entry(name, factory, description, family or name, local, preference, settings_of, weights,
+                                  repo, half))
         return factory
 
     return wrap
@@ -80,15 +85,23 @@ def check_options(name: str, options, what: str) -> None:
         settings_of(options)
 
 
-def check_weights(name: str, weights, what: str) -> None:
-    """Weights given to a detector that reads none (OpenCV's cascades, the oracle, a user's ``MODULE:ATTR``, whose
-    settings come through ``--set``) are refused: they were ignored without a word, a missing file too."""
-    if weights is None:
-        return
-    reads = ":" not in name and name != "oracle" and name in _REGISTRY and _REGISTRY.get(name).weights
-    if not reads:
+_IGNORED = {"weights": "reads no weights, so {value} would be ignored; leave them out",
+            "repo": "loads no code from a repository, so {value} would be ignored; leave it out",
+            "half": "has no fp16 mode (one registered with it has, as yolov7 on CUDA); leave it out"}
+
+
+def check_reads(name: str, given: list[tuple[str, str, object]]) -> None:
+    """Refuse what a detector does not read: ``given`` holds ``(where it was given, argument, value)`` for the
+    factory's ``weights``, ``repo`` and ``half`` (None or False: not given). OpenCV's cascades, the oracle and a
+    user's ``MODULE:ATTR`` (whose settings come through ``--set``) read none of them, a torchvision detector no
+    repository and no fp16: each was ignored without a word, a missing file too."""
+    for where, argument, value in given:
+        if value is None or value is False:
+            continue
+        if ":" not in name and name != "oracle" and name in _REGISTRY and getattr(_REGISTRY.get(name), argument):
+            continue
         own = " (a detector of your own takes its settings through --set)" if ":" in name else ""
-        raise VcmError(f"{what}: detector {name} reads no weights, so {weights} would be ignored; leave them out{own}")
+        raise VcmError(f"{where}: detector {name} {_IGNORED[argument].format(value=value)}{own}")
 
 
 def names() -> list[str]:

@@ -291,7 +291,8 @@ def settings_of(options: dict | None) -> YoloV7Settings:
 
 
 @register_detector("yolov7", "YOLOv7 (WongKinYiu/yolov7), evaluated as its test.py; the checkpoint's classes (COCO-80 "
-                   "for the published weights)", local=local_weights, preference=0, settings_of=settings_of)
+                   "for the published weights)", local=local_weights, preference=0, settings_of=settings_of, repo=True,
+                   half=True)
 def create(weights=None, repo=None, device="cpu", batch=8, half=False, options=None) -> YoloV7Detector:
     return YoloV7Detector(weights=weights, repo=repo, device=device, batch=batch, half=half,
                           settings=settings_of(options))

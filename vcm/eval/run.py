@@ -132,10 +132,12 @@ def truth_and_detector(spec: TruthSpec, name: str, detector: str, sequence: str 
     """Before decoding: the ground truth that needs no frames and the detector, so that a missing
     annotation or weight file is reported first. The oracle copies ground truth that a user's JSON
     gives only once the frames are known, so it may come back None (built by :func:`complete`)."""
-    from vcm.detectors.registry import check_weights
+    from vcm.detectors.registry import check_reads
     from vcm.eval.detect import create_detector
 
-    check_weights(detector, detector_args.get("weights"), "--weights")
+    check_reads(detector, [("--weights", "weights", detector_args.get("weights")),
+                           ("--yolov7-repo", "repo", detector_args.get("repo")),
+                           ("--half", "half", detector_args.get("half"))])
     gt = early_ground_truth(spec, name, sequence)
     if detector == "oracle" and detector_args.get("options"):
         raise VcmError("the oracle detector has no settings")
