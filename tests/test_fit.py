@@ -91,6 +91,22 @@ def test_resume_refuses_a_schedule_shorter_than_what_is_done(tmp_path):
     assert not longer.interrupted and longer.epochs_done == 3
 
 
+def test_resume_with_another_network_names_what_differs(tmp_path):
+    """Resumed with another --params (or width scale, preset), a run said only "holds a different model
+    configuration": which of the options, and which of the network's fields, was left to guess."""
+    from dataclasses import replace
+
+    mcfg = TINY.config(24, 24)
+    video = make_video(moving_frames(t=4, h=24, w=24))
+    cfg = TrainConfig(steps=4, batch=2, checkpoint_every=1)
+    fit(video, mcfg, cfg, tmp_path / "r", CPU, should_stop=lambda step: step == 2)
+    wider = replace(mcfg, fc_dim=mcfg.fc_dim + 1)
+    with pytest.raises(VcmError, match=rf"^cannot resume: \S+ holds another network \(fc_dim {mcfg.fc_dim}, now "
+                                       rf"{mcfg.fc_dim + 1}\); resume with the options it started with \(preset, "
+                                       rf"--params, --width-scale\)"):
+        fit(video, wider, cfg, tmp_path / "r", CPU, resume=True)
+
+
 @pytest.mark.parametrize("change", [{"lr": 1e-3}, {"betas": (0.9, 0.99)}, {"warmup": 0.9}, {"warmup_min_steps": 1},
                                     {"grad_clip": 1.0}, {"grid_lr_scale": 3.0}])
 def test_resume_refuses_another_optimiser_schedule(tmp_path, change):

@@ -590,7 +590,10 @@ def _resume(ckpt_path: Path, config: dict, model, opt, device, total: int, rate=
     if old["video"]["fingerprint"] != config["video"]["fingerprint"]:
         raise VcmError(f"{ckpt_path.parent} was trained on other frames (different video or --frames); cannot resume")
     if old["model"] != config["model"] or registry.arch_of(old) != config["arch"]:
-        raise VcmError(f"{ckpt_path.parent} holds a different model configuration; cannot resume with these options")
+        raise VcmError(f"cannot resume: {ckpt_path.parent} holds another network "
+                       f"({_network_difference(registry.arch_of(old), old['model'], config['arch'], config['model'])}); "
+                       f"resume with the options it started with (preset, --params, --width-scale), or start a new "
+                       f"run with --out")
     # What shapes the steps already taken: the loss, the batches and the optimiser's schedule. A run resumed
     # with another of these would go on as a different fit while config.json names one value for all of it.
     for key in ("loss", "beta", "batch", "seed", "mask_weight", "rate_lambda", "rate_start", "rate_noise_fraction",
@@ -604,6 +607,16 @@ def _resume(ckpt_path: Path, config: dict, model, opt, device, total: int, rate=
         rate.restore(int(ckpt["step"]), ckpt.get("quantizers"))
     opt.load_state_dict(ckpt["optimizer"])
     return int(ckpt["step"]), list(ckpt.get("history", []))
+
+
+def _network_difference(old_arch: str, old: dict, arch: str, now: dict, shown: int = 3) -> str:
+    """What differs between two networks' configs, in words: the representation, else the first ``shown`` fields
+    that differ (``fc_dim 2, now 3``), where "a different model configuration" named none."""
+    if old_arch != arch:
+        return f"representation {old_arch}, now {arch}"
+    keys = [k for k in dict.fromkeys([*old, *now]) if old.get(k) != now.get(k)]
+    said = [f"{k} {old.get(k)!r}, now {now.get(k)!r}" for k in keys[:shown]]
+    return "; ".join(said) + (f"; and {len(keys) - shown} more" if len(keys) > shown else "")
 
 
 def run_differs(run_dir: Path, video: Video, model_cfg, cfg: TrainConfig, masks: dict | None = None,
