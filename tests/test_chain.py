@@ -73,8 +73,11 @@ def test_ctc_points_of_a_chained_fit_link_in_lambda_order():
     assert not any(p.get("warm_from") for _, p in unchained)
     from_preset = hinerv.points({"fits": [{k: v for k, v in fit.items() if k != "chain"}]}, seq)  # hinerv-demo's rd_chain
     assert [pid for pid, _ in from_preset] == ids
-    single = hinerv.points({"fits": [{**fit, "points": [{"lambda": 1}]}]}, seq)  # one λ: nothing to chain
+    one = {k: v for k, v in fit.items() if k != "chain"}
+    single = hinerv.points({"fits": [{**one, "points": [{"lambda": 1}]}]}, seq)  # one λ: nothing to chain
     assert single[0][1].get("keeps_state") is None
+    with pytest.raises(VcmError, match="chain: true runs two or more λ points one after another; this fit has 1$"):
+        hinerv.points({"fits": [{**fit, "points": [{"lambda": 1}, {"prune": 0.4}]}]}, seq)  # asked, and ignored
     with pytest.raises(VcmError, match="rate_aware: false"):
         hinerv.points({"fits": [{**fit, "rate_aware": True}]}, seq)
     with pytest.raises(VcmError, match="chain must be true or false"):

@@ -180,6 +180,8 @@ def test_a_length_given_two_ways_is_refused(tmp_path):
     (("--target-kbps", "9", "--qat"), "--bits/--group-bits/--qat/--finetune-epochs belong to the paper pipeline"),
     (("--prune", "0.4", "--rd-steps", "3"), "--rd-steps/--rd-epochs belong to the rate–distortion method"),
     (("--rd-epochs", "2",), "--rd-steps/--rd-epochs belong to the rate–distortion method"),
+    (("--bits", "8", "--chain"), "--chain runs several --lambda one after another; rate control and the paper"),
+    (("--lambda", "1", "--chain"), "--chain runs several --lambda one after another; one λ has no chain"),
 ])
 def test_an_option_of_the_other_compression_method_is_refused(tmp_path, args, said):
     (tmp_path / "run").mkdir()

@@ -62,6 +62,8 @@ def compress(
         raise VcmError(f"--lambda {twice:g} is given twice; give each λ once")
     if chain and (not lam or target_kbps is not None or target_psnr is not None):
         raise VcmError("--chain runs several --lambda one after another; rate control and the paper pipeline have no chain")
+    if chain and len(lam) < 2:  # ignored without a word
+        raise VcmError("--chain runs several --lambda one after another; one λ has no chain")
     if target_kbps is not None or target_psnr is not None:
         from vcm.codec.rate_control import compress_to_target
         from vcm.codec.rate_control import Target

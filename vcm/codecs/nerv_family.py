@@ -383,7 +383,11 @@ class NervFamily(Codec):
             raise VcmError(f"{self.name} fit: chain must be true or false, not {asked!r}")
         if asked and rate_aware(fit):
             raise VcmError(f"{self.name} fit: chain: true runs λ points on one plain fit; set rate_aware: false")
-        if rate_aware(fit) or sum(_chain_link(p) for p in fit.get("points") or []) < 2:
+        links = sum(_chain_link(p) for p in fit.get("points") or [])
+        if asked and links < 2:  # ignored without a word
+            raise VcmError(f"{self.name} fit: chain: true runs two or more λ points one after another; this fit "
+                           f"has {links}")
+        if rate_aware(fit) or links < 2:
             return False
         if asked is not None:
             return asked
