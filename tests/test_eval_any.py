@@ -319,6 +319,20 @@ def test_a_repository_or_fp16_given_to_a_detector_that_has_none_is_refused(tmp_p
     assert not (tmp_path / "o").exists()
 
 
+def test_a_decoder_checkpoint_for_an_input_that_reads_none_is_refused(tmp_path):
+    """--checkpoint is an .icm stream's decoder weights: given with a video or a .nerv stream (which holds its
+    network), it was ignored without a word."""
+    (tmp_path / "ck.pth").write_bytes(b"weights")
+    (tmp_path / "s.nerv").write_bytes(b"not read: refused first")
+    for input, what in (("sample:carphone", "carphone_pristine.mp4: it is a video"),
+                        (tmp_path / "s.nerv", "s.nerv: it is a .nerv stream, which holds its decoder")):
+        r = run_main("eval", input, "--detector", "opencv-face", "--reference", "original", "--checkpoint",
+                     tmp_path / "ck.pth", "--out", tmp_path / "o", cwd=tmp_path)
+        assert r.returncode == 1 and r.stderr == (f"error: --checkpoint does not apply to {what} (--checkpoint is for "
+                                                  f".icm streams, whose decoder's weights are a file of their own)\n")
+    assert not (tmp_path / "o").exists()
+
+
 def test_weights_given_to_a_detector_that_reads_none_are_refused(tmp_path):
     """OpenCV's cascades, the oracle and a user's FILE.py:ATTR read no weights: `--weights w.pt` (a file that was not
     even there) was ignored without a word, in vcm eval and in a CTC config's detector section, as a repository

@@ -154,7 +154,7 @@ def test_a_symbolic_link_that_leads_back_to_itself_is_one_line(tiny_run, tmp_pat
     (["fit", "{fifo}.png", "--steps", "1", "--out", "{tmp}/run"], "{fifo}.png"),
     (["decode", "{fifo}.nerv", "--out", "{tmp}/d.y4m"], "{fifo}.nerv"),
     (["info", "{fifo}.nerv"], "{fifo}.nerv"),
-    (["eval", "sample:carphone", "--detector", "oracle", "--checkpoint", "{fifo}", "--out", "{tmp}/e"],
+    (["eval", "{tmp}/s.icm", "--detector", "oracle", "--checkpoint", "{fifo}", "--out", "{tmp}/e"],
      "--checkpoint {fifo}"),
     (["masks", "sample:carphone", "--sam-model", "tiny", "--sam-checkpoint", "{fifo}", "--out", "{tmp}/m.npz"],
      "SAM checkpoint {fifo}"),
@@ -172,6 +172,7 @@ def test_a_named_pipe_given_as_an_input_is_one_line_not_a_wait_for_a_writer(tmp_
     fifo = tmp_path / "pipe"
     for suffix in ("", ".y4m", ".png", ".nerv", ".yaml"):
         os.mkfifo(f"{fifo}{suffix}")
+    (tmp_path / "s.icm").write_bytes(b"a stream whose decoder's weights are --checkpoint")
     with fails_after(60, "waited on the pipe"):
         proc = run_main(*[a.format(fifo=fifo, tmp=tmp_path) for a in args])
     assert one_line_error(proc), proc.stderr[-500:]

@@ -59,6 +59,7 @@ def eval_command(
     input = resolve(input)  # sample:NAME → the bundled clip
     require_input(input, folder_ok=True)
     if checkpoint is not None:  # before frames are decoded and detected: it is fingerprinted after them
+        _check_checkpoint_read(input)
         require_input(checkpoint, "--checkpoint")
     if reference == "annotations":  # options of the other kind of reference
         refuse_unused([("--original", original), ("--reference-score", reference_score)], "--reference annotations",
@@ -175,6 +176,20 @@ def gt_convert(
                                                    if found < len(rng) else "")
     table("vcm gt convert", [("sequence", seq.name), ("frames", f"{rng.start}:{rng.stop}"), ("label files", files),
                              ("objects", str(n)), ("written to", str(out))])
+
+
+def _check_checkpoint_read(input: Path) -> None:
+    """Refuse ``--checkpoint`` for an input whose decoding reads none (a video, a ``.nerv`` stream, which holds
+    its network): it was ignored without a word."""
+    from vcm import codecs
+    from vcm.errors import VcmError
+
+    codec = codecs.for_stream(input)
+    if codec is None or not codec.reads_checkpoint:
+        what = f"a {codec.suffix} stream, which holds its decoder" if codec is not None else "a video"
+        needing = sorted({codecs.get(n).suffix for n in codecs.names() if codecs.get(n).reads_checkpoint})
+        raise VcmError(f"--checkpoint does not apply to {input.name}: it is {what} (--checkpoint is for "
+                       f"{', '.join(needing)} streams, whose decoder's weights are a file of their own)")
 
 
 def _is_stream(path: Path) -> bool:

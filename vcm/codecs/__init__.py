@@ -50,6 +50,7 @@ class Codec:
     description: str = ""
     section_keys: tuple[str, ...] = ()  # the keys its config section may hold (others are refused)
     suffix: str | None = None  # its stream files' suffix, when evaluation may be given one to decode
+    reads_checkpoint: bool = False  # whether decoding its streams takes a decoder's weights (vcm eval --checkpoint)
 
     def points(self, section: dict, sequence: dict) -> list[tuple[str, dict]]:
         """(point id, JSON-able point parameters) of one sequence, from the codec's config section."""

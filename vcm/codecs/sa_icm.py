@@ -13,6 +13,7 @@ class SaIcm(Codec):
     description = "SA-ICM intra codec (TCM), one point per checkpoint"
     section_keys = ("checkpoints", "arch")
     suffix = ".icm"
+    reads_checkpoint = True
 
     def read_stream(self, path, device, wanted=None, checkpoint=None):
         from vcm.icm.codec import decode_icm_file
