@@ -598,6 +598,17 @@ def test_a_ray_address_nothing_answers_at_is_one_line_at_once(ctc_inputs, tmp_pa
         assert not (tmp_path / "out").exists()  # refused before the results folder is made
 
 
+def test_a_ray_address_with_the_local_backend_is_refused(tmp_path):
+    """The points ran in the local process pool and the cluster named went unused, without a word."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(json.dumps({"sequences": [_SEQ], "detector": None, "codecs": {"hevc": {"qps": [44]}}}))
+    for dry in ((), ("--dry-run",)):
+        r = run_main("ctc", "run", cfg, "--out", tmp_path / "o", "--ray-address", "127.0.0.1:6379", *dry)
+        assert r.returncode == 1 and r.stderr == ("error: --ray-address does not apply to --backend local (it names a "
+                                                  "Ray cluster; add --backend ray)\n"), r.stderr
+    assert not (tmp_path / "o").exists()
+
+
 def test_a_ray_sweep_of_vcms_own_on_a_device_this_machine_lacks_is_refused_at_once(ctc_inputs, tmp_path):
     """A Ray of vcm's own runs its points on this machine: --device cuda without a GPU left every point waiting for
     one, the sweep showing 0/N for ever (the local backend refused it already)."""

@@ -6,7 +6,7 @@ from typing import Optional
 import typer
 
 from vcm.cli.app import app
-from vcm.cli.common import JOBS_MAX, JsonOpt, print_json, start, table
+from vcm.cli.common import JOBS_MAX, JsonOpt, print_json, refuse_unused, start, table
 from vcm.words import counted
 
 ctc_app = typer.Typer(help="The MPEG VCM CTC experiment: run every point, then report.", no_args_is_help=True)
@@ -38,6 +38,8 @@ def ctc_run(
     from vcm.ctc.run import preview, run
 
     start()
+    if backend == "local":  # it was ignored without a word
+        refuse_unused([("--ray-address", ray_address)], "--backend local", "it names a Ray cluster; add --backend ray")
     if dry_run:
         plan = preview(config, out, data, annotations, _split(only), _split(codecs), backend, force, device, compute,
                        ray_address)
