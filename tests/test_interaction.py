@@ -65,6 +65,15 @@ def test_fit_progress_in_a_pipe_is_timestamped_and_steady(tmp_path):
     (("eval", "sample:carphone", "--annotations", "afile", "--frame-mapping", "name2"), "--frame-mapping must be"),
     (("eval", "sample:carphone", "--annotations", "afile", "--category-ids", "coco90"), "--category-ids must be"),
     (("ctc", "run", "bad.yaml"), "unknown key"),
+    # each was ignored without a word
+    (("fit", "sample:carphone", "--loss-impl", "torch"), "--loss-impl does not apply to --loss nerv (it picks the "
+                                                        "SA-NeRV loss's implementation)"),
+    (("fit", "sample:carphone", "--overwrite"), "--overwrite does not apply to a fit without --save-video"),
+    (("fit", "sample:carphone", "--preset", "nerv-xs", "--config", "afile"), "--preset and --config both name"),
+    (("fit", "sample:carphone", "--arch", "hinerv", "--config", str(ROOT / "configs" / "nerv" / "nerv-xs.yaml")),
+     "nerv-xs.yaml is a nerv preset, not hinerv; drop --arch or pick a hinerv preset"),
+    (("decode", "afile", "--overwrite"), "--overwrite does not apply to a decode without --out (it lets --out"),
+    (("icm", "decode", "afile", "--out", "-", "--overwrite"), "--overwrite does not apply to --out - (it lets --out"),
 ])
 def test_argument_errors_come_before_any_frame_is_read(tmp_path, args, message):
     """The video reader is replaced by one that fails loudly: an argument error must come first."""

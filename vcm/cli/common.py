@@ -14,8 +14,8 @@ from vcm import progress
 
 out = Console(highlight=False, markup=False, emoji=False)  # tables hold paths and names: plain text (vcm.progress)
 
-SizeOpt = typer.Option(None, "--size", help="Frame size WxH of a raw .yuv whose name does not say it.")
-FpsOpt = typer.Option(None, "--fps", help="Frame rate, when the file name or container does not say it.")
+SizeOpt = typer.Option(None, "--size", help="Frame size WxH of a raw .yuv (default: what its name says; given, it wins).")
+FpsOpt = typer.Option(None, "--fps", help="Frame rate (default: what the file name, header or container says; given, it wins).")
 BitDepthOpt = typer.Option(None, "--bit-depth", help="Sample bit depth of a raw .yuv (8, 10; default from the name or 8).")
 SOURCE_FRAMES_HELP = "ctc | all | auto | A:B (source frames, B exclusive); auto, the default, is ctc for an SFU-HW sequence and all for any other video."
 SourceFramesOpt = typer.Option("auto", "--frames", help=SOURCE_FRAMES_HELP)
@@ -40,6 +40,9 @@ def check_frames_output(out: Optional[Path], inputs: list, overwrite: bool, json
     from vcm.outputs import check_output, check_replaceable
     from vcm.video.writer import check_writable, to_stdout
 
+    if out is None or to_stdout(out):  # it was ignored without a word
+        refuse_unused([("--overwrite", overwrite)], "--out -" if out is not None else "a decode without --out",
+                      "it lets --out replace a file")
     if to_stdout(out):
         if json_out:
             from vcm.errors import VcmError

@@ -65,6 +65,8 @@ def fit(
     # usual mistakes (a path, a preset name, an output) even before torch is imported.
     input = resolve(input)  # sample:NAME → the bundled clip
     require_input(input, folder_ok=True)
+    if config is not None and preset is not None:  # --config won without a word
+        raise VcmError("--preset and --config both name the network and schedule to fit; give one")
     if config is not None or preset is not None:
         preset_path(config or preset)  # a Path: --config names a file, never a preset
     reads = [input, masks, config, sam_checkpoint]
@@ -77,11 +79,16 @@ def fit(
     if steps is not None and epochs is not None:  # --steps used to win without a word
         raise VcmError("--steps and --epochs both set the fit's length; give one of them")
     budget_seconds = _budget_seconds(budget, steps, epochs)
-    spec, cfg = plan(config or preset_for(arch, preset), params, width_scale, epochs=epochs, steps=steps, batch=batch, lr=lr,
+    spec, cfg = plan(preset_for(arch, config or preset), params, width_scale, epochs=epochs, steps=steps, batch=batch, lr=lr,
                      loss=loss, loss_impl=loss_impl, rate_lambda=lam, seed=seed, checkpoint_every=checkpoint_every,
                      compile=compile or None)
     _check_mask_options(cfg.loss, masks, sam_checkpoint, mask_source, alpha, sam_model)
-    if save_video is not None:
+    if cfg.loss != "sa-nerv":  # each was ignored without a word
+        refuse_unused([("--loss-impl", loss_impl)], f"--loss {cfg.loss}", "it picks the SA-NeRV loss's implementation")
+    if save_video is None:
+        refuse_unused([("--overwrite", overwrite)], "a fit without --save-video", "it lets --save-video replace a "
+                      "video")
+    else:
         run_files = [out / name for name in ("checkpoint.pt", "config.json", "metrics.json")] if out else []
         check_output(save_video, inputs=reads, protected=run_files, kind="any", option="--save-video")
         check_replaceable(save_video, overwrite, option="--save-video")

@@ -26,8 +26,9 @@ def default_run_dir_for(name: str) -> Path:
     return RUNS / name
 
 
-def preset_for(arch: str | None, preset: str | None) -> str:
-    """The preset to fit: the one named, else the default of ``arch`` (nerv when neither is given)."""
+def preset_for(arch: str | None, preset: str | Path | None) -> str | Path:
+    """The preset to fit: the one named (a ``Path``: ``vcm fit --config``), else the default of ``arch`` (nerv when
+    neither is given); one of another representation than ``arch`` is refused."""
     from vcm.nerv import registry
 
     defaults = {e.name: e.default_preset for e in registry.entries() if e.default_preset}
@@ -40,8 +41,9 @@ def preset_for(arch: str | None, preset: str | None) -> str:
         return defaults[arch or "nerv"]
     if arch is not None:
         spec, _ = load_preset(preset)
-        if spec.arch != arch:
-            raise VcmError(f"preset {preset!r} is a {spec.arch} preset, not {arch}; drop --arch or pick a {arch} preset")
+        if spec.arch != arch:  # --config FILE fitted its own representation, and --arch went unread
+            named = f"--config {preset}" if isinstance(preset, Path) else f"preset {preset!r}"
+            raise VcmError(f"{named} is a {spec.arch} preset, not {arch}; drop --arch or pick a {arch} preset")
     return preset
 
 
