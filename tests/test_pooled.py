@@ -69,6 +69,12 @@ def test_a_results_folder_moved_off_its_machine_still_pools_and_an_edited_detect
     assert not failed and all(r["detections"].startswith(str(out)) for r in rows)
     pooled = class_curves(curves_by_sequence(rows), tmp_path)
     assert pooled["D"]["x"][0]["map"] == pytest.approx(100.0)
+    from vcm.ctc.report import make_report
+
+    # vcm ctc report --annotations: the folder pooled from (a missing one refused in one line)
+    assert make_report(out, anchor="x", annotations=tmp_path)["points"] == 2
+    with pytest.raises(VcmError, match="^--annotations .*elsewhere does not exist"):
+        make_report(out, anchor="x", annotations=tmp_path / "elsewhere")
     (out / "points" / CLASS_D[1] / "x" / "p0" / "detections.json").write_text(json.dumps([{"bbox": [1, 2, 3, 4]}]))
     with pytest.raises(VcmError, match=re.escape(f"(the detections of {CLASS_D[1]} x p0) is not a list of detections")):
         class_curves(curves_by_sequence(collect(out)[0]), tmp_path)

@@ -97,6 +97,16 @@ def test_other_quality_metrics_and_a_bad_one(results):
     assert proc.returncode == 1 and "--metric must be one of" in proc.stderr
 
 
+def test_annotations_for_results_that_pool_no_class_map_are_refused(results, tmp_path):
+    """--annotations is the SFU-HW ground truth class mAP is pooled from: given to results without a point that
+    scored an SFU-HW sequence's detections, it was ignored without a word (tests/test_pooled.py: where it is read)."""
+    proc = run_main("ctc", "report", results, "--annotations", tmp_path)
+    assert proc.returncode == 1 and proc.stderr == ("error: --annotations does not apply to these results (it is the "
+                                                    "SFU-HW ground truth that class mAP is pooled from, and no point "
+                                                    "scored an SFU-HW sequence's detections)\n"), proc.stderr
+    assert not (results / "report.md").exists()
+
+
 def test_a_results_folder_that_is_missing_or_empty_is_named_as_such(tmp_path):
     """A mistyped folder was reported as "holds no CTC results; run vcm ctc run first"."""
     from vcm.errors import VcmError

@@ -25,6 +25,19 @@ REPORT_FILES = (SUMMARY, BD_JSON, PLOTS, REPORT_MD, REPORT_HTML)
 DEFAULT_ANCHORS = ("vvc", "hevc")  # the anchor of a report that names none: the first of these the results hold
 
 
+def _check_annotations(annotations: Path, rows: list[dict]) -> None:
+    """``--annotations`` names a folder that is there, for results that pool class mAP from it (points that
+    scored an SFU-HW sequence's detections): a missing folder, or one given to results without such points,
+    was ignored without a word."""
+    from vcm.eval.pooled import poolable
+    from vcm.fsutil import require_input
+
+    require_input(annotations, "--annotations", folder_ok=True)
+    if not any(poolable(r) for r in rows):
+        raise VcmError(f"--annotations does not apply to these results (it is the SFU-HW ground truth that class "
+                       f"mAP is pooled from, and no point scored an SFU-HW sequence's detections)")
+
+
 def make_report(out: Path, anchor: str | None = None, use_monotone: bool | None = False, annotations: Path | None = None,
                 metric: str | None = "psnr_y", monotone_map: bool = False, as_last: bool = False) -> dict:
     """summary.csv, bd.json, plots/<sequence>.png, report.md and report.html from ``out/points``.
@@ -48,6 +61,8 @@ def make_report(out: Path, anchor: str | None = None, use_monotone: bool | None 
     if metric not in METRICS:
         raise VcmError(f"--metric must be one of {', '.join(METRICS)}, got {metric!r}")
     anchor = _anchor(anchor, curves)
+    if annotations is not None:
+        _check_annotations(annotations, rows)
     summary = summary_rows(rows)
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=SUMMARY_COLUMNS)
