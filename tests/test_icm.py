@@ -288,6 +288,21 @@ def test_icm_train_refuses_values_no_training_can_use(tmp_path, option, message)
     assert not (tmp_path / "run").exists()
 
 
+def test_icm_train_without_sams_weights_is_refused_and_leaves_no_run_folder(tmp_path):
+    """--masks sam (the default) without --sam-checkpoint and no cached masks was refused once the run folder and
+    its masks folder had been made, left behind empty."""
+    from PIL import Image
+
+    images = tmp_path / "imgs"
+    images.mkdir()
+    Image.fromarray(moving_frames(t=1, h=80, w=96)[0].transpose(1, 2, 0)).save(images / "im.png")
+    proc = run_main("icm", "train", images, "--arch", "tcm-tiny", "--crop", "64", "--epochs", "1", "--out",
+                    tmp_path / "run")
+    assert proc.returncode == 1 and proc.stderr == ("error: --masks sam needs --sam-checkpoint PATH (or --masks none "
+                                                    "for the plain loss)\n"), proc.stderr
+    assert not (tmp_path / "run").exists()
+
+
 def test_icm_train_never_replaces_a_summary_it_did_not_write(tmp_path):
     """`vcm icm train --out mydata` replaced the user's own mydata/train.json at the end of training."""
     from PIL import Image

@@ -53,10 +53,10 @@ def edge_masks(images: list[Path], pixels: list[np.ndarray], cache: Path, sam_ch
     from vcm.masks.sam import frame_edges, load_sam, load_settings, make_generator
     from vcm.masks.store import pack
 
-    cache.mkdir(parents=True, exist_ok=True)
     paths = [cache / f"{p.stem}_{_image_key(p)}_{sam_model}_a{alpha:g}.npy" for p in images]
     settings = load_settings(settings_path)
-    if sam_checkpoint is not None:
+    if sam_checkpoint is not None:  # made only with weights: a refusal without them left an empty run folder
+        cache.mkdir(parents=True, exist_ok=True)
         _check_made_with(cache, sam_checkpoint, sam_model, settings)
     todo = [i for i, c in enumerate(paths) if not c.exists()]
     if todo:
