@@ -978,7 +978,22 @@ def test_a_fits_values_are_checked_before_anything_is_fitted(tmp_path, fit, mess
      "sequence c: frames ctc (the config's frames, which every entry without its own takes) needs an SFU-HW"),
     ({"detector": {"name": "yolo7"}}, {"hevc": {"qps": [40]}}, "unknown detector 'yolo7'"),  # no mAP, no word
     ({"detector": {"name": "opencv-face", "every": 0}}, {"hevc": {"qps": [40]}}, "every must be a whole number"),
-    ({"reference_score": 7}, {"hevc": {"qps": [40]}}, "reference_score must be a number between 0 and 1"),
+    ({"reference_score": 7, "reference": "original", "detector": {"name": "opencv-face"}}, {"hevc": {"qps": [40]}},
+     "reference_score must be a number between 0 and 1"),
+    # each unread, without a word
+    ({"reference_score": 0.3}, {"hevc": {"qps": [40]}},
+     "sequence c: reference_score is unread: no detector scores it (detector: null); leave it out"),
+    ({"category_map": ["car=truck"], "reference": "original", "detector": {"name": "opencv-face"}},
+     {"hevc": {"qps": [40]}}, "sequence c: category_map is unread: reference: original scores it against the "
+                              "detector's own detections on the original; leave it out"),
+    ({"reference_score": 0.3, "detector": {"name": "opencv-face"}}, {"hevc": {"qps": [40]}},
+     "sequence c: reference_score is unread: it is the score of pseudo ground truth (reference: original)"),
+    ({"top": {"annotations": "ann"}}, {"hevc": {"qps": [40]}}, "annotations ann is unread: no sequence is scored "
+                                                               "against annotations (each has detector: null or"),
+    ({"top": {"reference": "original"}}, {"hevc": {"qps": [40]}},
+     "reference original is unread: no sequence has a detector (detector: null); leave it out"),
+    ({"top": {"reference_score": 0.2, "detector": {"name": "opencv-face"}}}, {"hevc": {"qps": [40]}},
+     "reference_score 0.2 is unread: no sequence is scored against pseudo ground truth (reference: original)"),
     # sections of the wrong shape: each was a TypeError or AttributeError traceback
     ({}, 3, "codecs must be a mapping of codec name: its section, got 3"),
     ({}, {"hinerv": {"fits": 3}}, "hinerv fits must be a list of fits"),
@@ -1219,6 +1234,7 @@ def test_a_device_this_machine_lacks_is_refused_before_any_point_runs(tmp_path):
     (["--data", "/nonexistent"], "--data /nonexistent does not exist"),  # unread by a sequence with its own path
     (["--data", "/dev/null"], "--data /dev/null is not a folder"),  # each sequence said "no … in /dev/null"
     (["--annotations", "/nonexistent"], "--annotations /nonexistent does not exist"),
+    (["--annotations", "."], "--annotations . is unread: no sequence is scored against annotations"),  # no detector
     (["--backend", "foo"], "--backend must be local or ray"),  # refused only after the folder and its log were written
 ])
 def test_ctc_run_options_are_checked_before_anything_is_written(tmp_path, args, message):

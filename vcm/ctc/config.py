@@ -136,6 +136,47 @@ def check_schema(cfg, path: Path) -> None:
         raise VcmError(f"{path}: {err}") from None
 
 
+_TRUTH_KEYS = ("annotations", "frame_mapping", "category_ids", "category_map")  # a COCO JSON, and how it maps
+
+
+def check_truth_keys(cfg: dict, annotations_option: Path | None = None) -> None:
+    """Refuse ground-truth settings no point would read, each ignored without a word before: any of them for a
+    sequence no detector scores (``detector: null``), a COCO JSON (``annotations`` and how it maps) for one scored
+    against pseudo ground truth (``reference: original``), ``reference_score`` for one scored against annotations;
+    the config's own (and ``--annotations``, ``annotations_option``) where no sequence reads them."""
+    top_detector, top_reference = cfg.get("detector"), cfg.get("reference", "annotations")
+    reads = {"annotations": False, "reference": False, "reference_score": False}
+    for entry in cfg.get("sequences") or []:
+        entry = entry if isinstance(entry, dict) else {}
+        name = entry.get("name") or entry.get("path") or "?"
+        given = [k for k in (*_TRUTH_KEYS, "reference", "reference_score") if entry.get(k) is not None]
+        if not entry.get("detector", top_detector):
+            _refuse_unread(f"sequence {name}", given, "no detector scores it (detector: null)")
+            continue
+        original = entry.get("reference", top_reference) == "original"
+        reads.update(reference=True, **({"reference_score": True} if original else {"annotations": True}))
+        if original:
+            _refuse_unread(f"sequence {name}", [k for k in given if k in _TRUTH_KEYS],
+                           "reference: original scores it against the detector's own detections on the original")
+        else:
+            _refuse_unread(f"sequence {name}", [k for k in given if k == "reference_score"],
+                           "it is the score of pseudo ground truth (reference: original), and this sequence is "
+                           "scored against annotations")
+    why = {"annotations": "no sequence is scored against annotations (each has detector: null or reference: original)",
+           "reference": "no sequence has a detector (detector: null)",
+           "reference_score": "no sequence is scored against pseudo ground truth (reference: original)"}
+    for key, value in (("annotations", cfg.get("annotations")), ("--annotations", annotations_option),
+                       ("reference", cfg.get("reference")), ("reference_score", cfg.get("reference_score"))):
+        if value is not None and not reads[key.lstrip("-")]:
+            raise VcmError(f"{key} {value} is unread: {why[key.lstrip('-')]}; leave it out")
+
+
+def _refuse_unread(where: str, keys: list[str], why: str) -> None:
+    if keys:
+        raise VcmError(f"{where}: {', '.join(keys)} {noun(len(keys), 'is', 'are')} unread: {why}; leave "
+                       f"{noun(len(keys), 'it', 'them')} out")
+
+
 def _keys_of_other_codecs(name: str, keys: set) -> str:
     """`` (masks is a key of sa-nerv, sa-hinerv)``: where the unknown ``keys`` of codec ``name``'s section belong,
     for those another codec's section holds (edge masks under a plain-loss codec, qps under a NeRV one)."""

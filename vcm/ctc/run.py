@@ -38,6 +38,7 @@ def plan(cfg: dict, out: Path, data: Path | None, annotations: Path | None, only
     specs carry ``missing_video``, why, and ``manifest_frames``), and a point whose other inputs (a checkpoint its
     masks need, say) are not at hand carries ``missing_inputs``, why, instead of refused, as ``--dry-run`` shows
     them."""
+    ctc_config.check_truth_keys(cfg, annotations)
     seqs = ctc_config.sequence_entries(cfg, data, only, missing_ok)
     chosen = codecs or list((cfg.get("codecs") or {}).keys())
     unknown = set(chosen) - set(cfg.get("codecs") or {})
