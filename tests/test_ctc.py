@@ -1014,6 +1014,9 @@ def test_a_fits_values_are_checked_before_anything_is_fitted(tmp_path, fit, mess
     ({}, {"vvc": {"qps": [40], "vtm": 3}}, "codec vvc: vtm must be {encoder: EncoderApp"),
     ({}, {"vvc": {"qps": [40], "vtm": {"encoder": "no-such-EncoderApp", "decoder": "d", "config": "c.cfg"}}},
      "codec vvc: vtm encoder no-such-EncoderApp is neither a file nor a command on PATH"),
+    ({}, {"vvc": {"qps": [40], "preset": "slow", "vtm": {"encoder": "e", "decoder": "d", "config": "c.cfg"}}},
+     "codec vvc: preset slow is the ffmpeg encoder's, and vtm codes with an external encoder, whose settings are in "
+     "its config file; leave preset out"),  # ignored without a word
     ({}, {}, "no codecs (a mapping such as {hinerv: {}, hevc: {qps: [37, 42]}}; known: nerv, sa-nerv, hinerv"),
     ({}, {"sa-icm": {}}, "sa-icm needs checkpoints: [a list of SA-ICM checkpoint paths]"),
     ({}, {"sa-icm": {"checkpoints": []}}, "sa-icm needs checkpoints"),

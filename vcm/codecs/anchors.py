@@ -45,6 +45,9 @@ class Anchor(Codec):
             if missing or unknown:
                 raise VcmError(f"codec {self.name}: vtm must be {{encoder: EncoderApp, decoder: DecoderApp, config: "
                                f"FILE.cfg}} (paths or commands on PATH), got {vtm!r}")
+            if preset is not None:  # ignored without a word: the external encoder never sees it
+                raise VcmError(f"codec {self.name}: preset {preset} is the ffmpeg encoder's, and vtm codes with an "
+                               f"external encoder, whose settings are in its config file; leave preset out")
         # random access, the default, is left out of the point: its finished points keep their keys
         extra = {} if config == "ra" else {"config": config}
         return [(f"qp{q}", {"qp": q, "preset": preset, "vtm": vtm, **extra}) for q in qps]
