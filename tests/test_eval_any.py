@@ -333,6 +333,22 @@ def test_a_decoder_checkpoint_for_an_input_that_reads_none_is_refused(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+def test_video_options_for_a_stream_that_no_video_read_here_takes_are_refused(tmp_path):
+    """--size, --fps and --bit-depth describe a video read here; with a stream as the input they were ignored without
+    a word, unless an --original read them (--size and --bit-depth only a raw one's)."""
+    (tmp_path / "s.nerv").write_bytes(b"not read: refused first")
+    for options, message in (
+            (("--annotations", tmp_path, "--fps", "30"), "--fps does not apply to s.nerv, a stream (a stream says its "
+                                                         "frames; it is for a video read here: the input or --original)"),
+            (("--reference", "original", "--original", "sample:carphone", "--size", "176x144"),
+             "--size does not apply to --original carphone_pristine.mp4 (it is for a raw .yuv; any other video says "
+             "it)")):
+        r = run_main("eval", tmp_path / "s.nerv", "--detector", "opencv-face", *options, "--out", tmp_path / "o",
+                     cwd=tmp_path)
+        assert r.returncode == 1 and r.stderr == f"error: {message}\n", r.stderr
+    assert not (tmp_path / "o").exists()
+
+
 def test_weights_given_to_a_detector_that_reads_none_are_refused(tmp_path):
     """OpenCV's cascades, the oracle and a user's FILE.py:ATTR read no weights: `--weights w.pt` (a file that was not
     even there) was ignored without a word, in vcm eval and in a CTC config's detector section, as a repository

@@ -74,6 +74,13 @@ def eval_command(
         original = resolve(original)
     elif reference == "original" and not _is_stream(input):
         original = input  # the input is the original: a check of the pipeline (mAP 100)
+    if _is_stream(input):  # the stream says its frames: they were ignored without a word where nothing else reads them
+        if original is None:
+            refuse_unused([("--size", size), ("--fps", fps), ("--bit-depth", bit_depth)], f"{input.name}, a stream",
+                          "a stream says its frames; it is for a video read here: the input or --original")
+        elif Path(original).suffix.lower() != ".yuv":
+            refuse_unused([("--size", size), ("--bit-depth", bit_depth)], f"--original {Path(original).name}",
+                          "it is for a raw .yuv; any other video says it")
     folder = out or default_folder(input)
     check_output(folder, inputs=[input, annotations, checkpoint, original], kind="dir")
     check_output_folder(folder)
