@@ -242,6 +242,20 @@ def test_a_report_made_again_keeps_the_last_reports_settings_unless_told_otherwi
     assert json.loads((results / "bd.json").read_text())["anchor"] == "vvc"
 
 
+@pytest.mark.parametrize("options, message", [
+    (("--monotone", "--monotone-map"), "--monotone-map fits only the mAP curves; --monotone fits every curve; give one"),
+    (("--points", "--json"), "--points does not apply to --json (the JSON holds each curve's base_points and "
+                             "new_points)"),
+])
+def test_ctc_compare_refuses_an_option_the_other_makes_unread(results, tmp_path_factory, options, message):
+    """Each pair was accepted and one of the two did nothing (vcm ctc report refused the first already)."""
+    import shutil
+
+    new = shutil.copytree(results, tmp_path_factory.mktemp("new"), dirs_exist_ok=True)
+    r = run_main("ctc", "compare", results, new, *options)
+    assert r.returncode == 1 and r.stderr == f"error: {message}\n", r.stderr
+
+
 def test_ctc_compare_gives_each_curve_of_a_change_against_the_same_curve_before(tmp_path):
     """How every codec change in docs/ was judged, by one-off scripts: the same codec's curve on the same clip,
     before and after, as a BD-rate with its overlap. `vcm ctc compare BASE NEW` does it for every curve."""

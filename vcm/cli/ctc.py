@@ -171,6 +171,10 @@ def ctc_compare(
     start()
     if len(folders) % 2:
         raise VcmError(f"compare takes folders in pairs, BASE NEW [BASE NEW ...]; got {counted(len(folders), 'folder')}")
+    if monotone_map and monotone:  # --monotone bends the mAP curves too: one of the two went unread
+        raise VcmError("--monotone-map fits only the mAP curves; --monotone fits every curve; give one")
+    if points and json_out:  # the JSON holds every curve's points (base_points, new_points) with or without it
+        refuse_unused([("--points", points)], "--json", "the JSON holds each curve's base_points and new_points")
     bends = frozenset({metric, "map"} if monotone else {"map"} if monotone_map else ())
     pairs = list(zip(folders[::2], folders[1::2]))
     if len(pairs) > 1 or not all((f / "points").is_dir() for f in folders):
