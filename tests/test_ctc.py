@@ -1042,6 +1042,8 @@ def test_a_fits_values_are_checked_before_anything_is_fitted(tmp_path, fit, mess
     ({}, {"sa-nerv": {"masks": {}, "fits": [{"points": [{"prune": 0.4, "bits": 8}]}]}}, "sa-nerv needs edge masks"),
     ({}, {"sa-hinerv": {"masks": {"alpha": 0.5}}}, "sa-hinerv masks: alpha does not apply to a fit without sam_chec"),
     ({}, {"sa-hinerv": {"masks": {"source": "sam"}}}, "sa-hinerv masks: source sam needs sam_checkpoint PATH"),
+    ({}, {"sa-hinerv": {"masks": {"sam_checkpoint": "s.pth", "sam_model": "vit_q"}}},
+     "sa-hinerv masks: sam_model: unknown SAM model 'vit_q'; choose one of vit_h, vit_l, vit_b, tiny"),
     ({}, {"sa-hinerv": {"masks": {"masks": "m.npz", "source": "canny"}}},
      "sa-hinerv masks: masks and source both name edge masks; pass one"),
     ({}, {"sa-hinerv": {"masks": {"source": "boxes:opencv-face", "sam_checkpoint": "s.pth"}}},

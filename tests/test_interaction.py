@@ -73,6 +73,7 @@ def test_fit_progress_in_a_pipe_is_timestamped_and_steady(tmp_path):
     (("fit", "sample:carphone", "--arch", "hinerv", "--config", str(ROOT / "configs" / "nerv" / "nerv-xs.yaml")),
      "nerv-xs.yaml is a nerv preset, not hinerv; drop --arch or pick a hinerv preset"),
     (("decode", "afile", "--overwrite"), "--overwrite does not apply to a decode without --out (it lets --out"),
+    (("masks", "sample:carphone", "--sam-checkpoint", "afile", "--sam-model", "vit_q"), "unknown SAM model 'vit_q'"),
     (("icm", "decode", "afile", "--out", "-", "--overwrite"), "--overwrite does not apply to --out - (it lets --out"),
 ])
 def test_argument_errors_come_before_any_frame_is_read(tmp_path, args, message):

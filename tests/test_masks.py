@@ -337,6 +337,10 @@ def test_a_runs_sam_masks_are_reused_only_for_the_same_weights_and_settings(tmp_
      "--sam-checkpoint does not apply to --mask-source canny"),
     (["fit", "CLIP", "--loss", "sa-nerv", "--masks", "EMPTY", "--sam-checkpoint", "EMPTY"],
      "--masks and --sam-checkpoint both name edge masks (a file, and weights to make them); pass one"),
+    # refused once the frames were read
+    (["fit", "CLIP", "--loss", "sa-nerv", "--sam-checkpoint", "EMPTY", "--sam-model", "vit_q"],
+     "--sam-model: unknown SAM model 'vit_q'; choose one of vit_h, vit_l, vit_b, tiny"),
+    (["masks", "CLIP", "--sam-checkpoint", "EMPTY", "--sam-model", "vit_q"], "unknown SAM model 'vit_q'; choose one"),
 ])
 def test_sams_options_are_checked_before_the_weights_load_and_refused_where_unused(tmp_path, args, message):
     """An α out of range was refused only once SAM's weights were loaded (a 2.4 GB checkpoint: here the empty

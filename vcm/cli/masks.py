@@ -50,9 +50,10 @@ def masks(
     if kind == "sam" and sam_checkpoint is None:
         raise VcmError("--source sam needs --sam-checkpoint PATH (or use --source canny, which needs no weights)")
     if kind == "sam":
-        from vcm.masks.sam import check_alpha
+        from vcm.masks.sam import check_alpha, check_sam_model
 
         alpha = [check_alpha(a) for a in alpha or [None]]
+        check_sam_model(sam_model or "vit_h")  # before any frame is read
     input = resolve(input)  # sample:NAME → the bundled clip
     if out is not None:  # `--out clip.yuv` used to replace the input video with the masks
         from vcm.outputs import check_output

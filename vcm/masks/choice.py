@@ -48,7 +48,8 @@ def check_choice(choice: MaskChoice, names: dict[str, str] | None = None, prefix
     """Refuse, in one line naming what the user wrote (``names``: field → option or key, the field's own name
     where absent; ``prefix`` before the message, e.g. ``"sa-hinerv masks: "``), a choice that:
 
-    - gives α outside [0, 1], or α, the SAM model or generator settings without SAM's weights;
+    - gives α outside [0, 1] or an unknown SAM model, or α, the SAM model or generator settings without SAM's
+      weights;
     - names ``source: sam`` without weights, or an unknown source;
     - names a mask file beside a source or SAM's weights, or SAM's weights beside a source other than SAM.
 
@@ -62,6 +63,13 @@ def check_choice(choice: MaskChoice, names: dict[str, str] | None = None, prefix
         raise VcmError(prefix + message)
 
     check_alpha(choice.alpha, prefix + name("alpha"))
+    if choice.sam_model is not None:  # refused once the frames were read (vcm fit) or in every point (a config)
+        from vcm.masks.sam import check_sam_model
+
+        try:
+            check_sam_model(choice.sam_model)
+        except VcmError as err:
+            refuse(f"{name('sam_model')}: {err}")
     if choice.sam_checkpoint is None:
         for field, why in _SAM_ONLY.items():
             if getattr(choice, field) is not None:
