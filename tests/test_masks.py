@@ -210,6 +210,20 @@ def test_vcm_masks_from_a_source_feed_the_sa_nerv_loss(tmp_path, carphone, sourc
     assert torch.isfinite(loss) and loss > 0
 
 
+def test_a_box_sources_detector_runs_on_the_device_asked_for(tmp_path, carphone, monkeypatch):
+    """vcm masks --source boxes:DETECTOR --device D (and a fit's --mask-source) built the detector on the CPU
+    whatever D was."""
+    from vcm.detectors import factory
+
+    built = []
+    real = factory.create_detector
+    monkeypatch.setattr(factory, "create_detector", lambda name, **kw: built.append(kw.get("device")) or real(name, **kw))
+    proc = run_main("masks", carphone, "--source", "boxes:opencv-face", "--frames", "0:2", "--device", "cpu", "--out",
+                    tmp_path / "m.npz")
+    assert proc.returncode == 0, proc.stderr
+    assert [str(d) for d in built] == ["cpu"]
+
+
 def test_vcm_masks_never_writes_over_its_input_or_a_file_of_another_kind(tmp_path):
     """`--out clip.yuv` replaced the input video with the masks, and `--out s.nerv` a stream."""
     from tests.conftest import moving_frames
@@ -254,7 +268,8 @@ def test_vcm_masks_never_writes_over_its_input_or_a_file_of_another_kind(tmp_pat
 
 @pytest.mark.parametrize("source, option", [("canny", ["--alpha", "0.5"]), ("boxes:opencv-face", ["--alpha", "0.5"]),
                                             ("canny", ["--config", "x.yaml"]), ("canny", ["--fill"]),
-                                            ("sam", ["--fill"]), ("canny", ["--sam-model", "vit_b"])])
+                                            ("sam", ["--fill"]), ("canny", ["--sam-model", "vit_b"]),
+                                            ("canny", ["--device", "cuda"])])  # Canny runs on the CPU
 def test_vcm_masks_refuses_an_option_its_source_does_not_use(tmp_path, source, option):
     """`--source canny --alpha 2` used to make Canny masks without a word about α."""
     from tests.conftest import moving_frames

@@ -26,7 +26,7 @@ def resolve_device(name: str = "auto"):
         raise VcmError(f"unknown device {name!r}; use auto, cpu or cuda[:N]")
     if kind == "cuda":
         if not torch.cuda.is_available():
-            raise VcmError("--device cuda was asked for but no CUDA GPU is available; use --device cpu or auto")
+            raise VcmError(f"--device {name} was asked for but no CUDA GPU is available; use --device cpu or auto")
         count = torch.cuda.device_count()
         if index and int(index) >= count:
             raise VcmError(f"--device {name}: this machine has {counted(count, 'CUDA GPU')} (cuda:0"

@@ -47,6 +47,9 @@ def masks(
                       f"--source {source}", "it is for --source sam")
     if kind != "boxes":
         refuse_unused([("--fill", fill)], f"--source {source}", "it is for --source boxes:DETECTOR")
+    if kind == "canny":  # it was ignored without a word (a CUDA asked for on a machine without one too)
+        refuse_unused([("--device", None if device == "auto" else device)], "--source canny",
+                      "Canny runs on the CPU")
     if kind == "sam" and sam_checkpoint is None:
         raise VcmError("--source sam needs --sam-checkpoint PATH (or use --source canny, which needs no weights)")
     if kind == "sam":
@@ -61,19 +64,21 @@ def masks(
         if Path(out).suffix != ".npz":
             raise VcmError(f"--out {out}: a mask file name must end in .npz")
         check_output(out, inputs=[input, sam_checkpoint, config], kind="file")
+    dev = None if kind == "canny" else resolve_device(device)  # before any frame is read
     video = load(probe_input(input, size, fps, bit_depth), frames)
     if kind != "sam":
         from vcm.masks.sources import SourceSettings, default_path, make_source_masks
 
         settings = SourceSettings(dilation=dilation or 0, fill=fill)
         target = Path(out) if out is not None else default_path(video, source, settings, Path("masks"))
-        results = [{**make_source_masks(video, source, target, settings, overwrite=overwrite), "alpha": None, "masks_per_second": None}]
+        results = [{**make_source_masks(video, source, target, settings, overwrite=overwrite, device=dev),
+                    "alpha": None, "masks_per_second": None}]
     else:
         from vcm.masks.make import make_masks
         from vcm.masks.sam import load_settings
 
         settings = load_settings(config, dilation)
-        results = make_masks(video, sam_model or "vit_h", sam_checkpoint, alpha, settings, out, resolve_device(device),
+        results = make_masks(video, sam_model or "vit_h", sam_checkpoint, alpha, settings, out, dev,
                              overwrite=overwrite)
     if json_out:
         print_json(results)

@@ -65,7 +65,7 @@ def masks_for_fit(video: Video, masks: Path | None, sam_checkpoint: Path | None,
         folder = Path(run_dir) if run_dir is not None else default_run_dir(video)
         target = default_path(video, source, SourceSettings(), folder)
         if not target.exists():
-            make_source_masks(video, source, target)
+            make_source_masks(video, source, target, device=device)
         masks = target
     if masks is None:
         if sam_checkpoint is None:

@@ -72,9 +72,10 @@ def box_mask(boxes_xyxy: np.ndarray, shape: tuple[int, int], fill: bool = False,
 
 
 def make_source_masks(video: Video, source: str, out: Path, settings: SourceSettings = SourceSettings(),
-                      batch: int = 16, overwrite: bool = False) -> dict:
+                      batch: int = 16, overwrite: bool = False, device="cpu") -> dict:
     """Make and save ``out`` (a vcm edge-mask file) from ``canny`` or ``boxes:DETECTOR``; a summary. A finished
-    file made from the same frames, source and settings is reused as it is (``overwrite``: made again)."""
+    file made from the same frames, source and settings is reused as it is (``overwrite``: made again).
+    ``device``: where the detector of ``boxes:DETECTOR`` runs (Canny runs on the CPU)."""
     import time
 
     from vcm.masks.store import check_mask_output, kept_masks, load_masks
@@ -88,7 +89,7 @@ def make_source_masks(video: Video, source: str, out: Path, settings: SourceSett
     if kind == "boxes":
         from vcm.detectors.factory import create_detector
 
-        detector = create_detector(detector_name)
+        detector = create_detector(detector_name, device=device)
     meta = {"source": source, "alpha": None, "sam_model": None, "settings": asdict(settings),
             "detector_settings": detector.settings() if detector is not None else None,
             "source_frames": [video.source_frames.start, video.source_frames.stop], "video": video.name,
