@@ -79,8 +79,8 @@ def fit(
     if steps is not None and epochs is not None:  # --steps used to win without a word
         raise VcmError("--steps and --epochs both set the fit's length; give one of them")
     budget_seconds = _budget_seconds(budget, steps, epochs)
-    spec, cfg = plan(preset_for(arch, config or preset), params, width_scale, epochs=epochs, steps=steps, batch=batch, lr=lr,
-                     loss=loss, loss_impl=loss_impl, rate_lambda=lam, seed=seed, checkpoint_every=checkpoint_every,
+    spec, cfg = plan(preset_for(arch, config or preset), params, width_scale, epochs=epochs, steps=steps, batch=batch,
+                     lr=lr, loss=loss, loss_impl=loss_impl, rate_lambda=lam, seed=seed, checkpoint_every=checkpoint_every,
                      compile=compile or None)
     _check_mask_options(cfg.loss, masks, sam_checkpoint, mask_source, alpha, sam_model)
     if cfg.loss != "sa-nerv":  # each was ignored without a word

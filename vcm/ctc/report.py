@@ -34,8 +34,8 @@ def _check_annotations(annotations: Path, rows: list[dict]) -> None:
 
     require_input(annotations, "--annotations", folder_ok=True)
     if not any(poolable(r) for r in rows):
-        raise VcmError(f"--annotations does not apply to these results (it is the SFU-HW ground truth that class "
-                       f"mAP is pooled from, and no point scored an SFU-HW sequence's detections)")
+        raise VcmError("--annotations does not apply to these results (it is the SFU-HW ground truth that class "
+                       "mAP is pooled from, and no point scored an SFU-HW sequence's detections)")
 
 
 def make_report(out: Path, anchor: str | None = None, use_monotone: bool | None = False, annotations: Path | None = None,

@@ -590,10 +590,9 @@ def _resume(ckpt_path: Path, config: dict, model, opt, device, total: int, rate=
     if old["video"]["fingerprint"] != config["video"]["fingerprint"]:
         raise VcmError(f"{ckpt_path.parent} was trained on other frames (different video or --frames); cannot resume")
     if old["model"] != config["model"] or registry.arch_of(old) != config["arch"]:
-        raise VcmError(f"cannot resume: {ckpt_path.parent} holds another network "
-                       f"({_network_difference(registry.arch_of(old), old['model'], config['arch'], config['model'])}); "
-                       f"resume with the options it started with (preset, --params, --width-scale), or start a new "
-                       f"run with --out")
+        differs = _network_difference(registry.arch_of(old), old["model"], config["arch"], config["model"])
+        raise VcmError(f"cannot resume: {ckpt_path.parent} holds another network ({differs}); resume with the "
+                       f"options it started with (preset, --params, --width-scale), or start a new run with --out")
     # What shapes the steps already taken: the loss, the batches and the optimiser's schedule. A run resumed
     # with another of these would go on as a different fit while config.json names one value for all of it.
     for key in ("loss", "beta", "batch", "seed", "mask_weight", "rate_lambda", "rate_start", "rate_noise_fraction",
