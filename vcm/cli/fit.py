@@ -111,10 +111,10 @@ def fit(
     if cfg.loss == "sa-nerv" or masks is not None or sam_checkpoint is not None or mask_source is not None:
         from vcm.masks.provide import masks_for_fit
 
-        from vcm.masks.sam import check_alpha
+        from vcm.masks.sam import check_alpha, check_sam_model
 
         masks_u8, masks_meta = masks_for_fit(video, masks, sam_checkpoint, check_alpha(alpha), run_dir, dev,
-                                             sam_model=sam_model or "vit_h", source=mask_source)
+                                             sam_model=check_sam_model(sam_model), source=mask_source)
     if budget_seconds is not None:
         cfg = _budget_steps(budget, budget_seconds, spec, cfg, video, masks_u8, dev, run_dir if resume else None)
     result = fit_video(video, spec, cfg, out, dev, resume=resume, masks_u8=masks_u8, masks_meta=masks_meta)

@@ -56,7 +56,7 @@ def masks(
         from vcm.masks.sam import check_alpha, check_sam_model
 
         alpha = [check_alpha(a) for a in alpha or [None]]
-        check_sam_model(sam_model or "vit_h")  # before any frame is read
+        sam_model = check_sam_model(sam_model)  # before any frame is read
     input = resolve(input)  # sample:NAME → the bundled clip
     if out is not None:  # `--out clip.yuv` used to replace the input video with the masks
         from vcm.outputs import check_output
@@ -78,7 +78,7 @@ def masks(
         from vcm.masks.sam import load_settings
 
         settings = load_settings(config, dilation)
-        results = make_masks(video, sam_model or "vit_h", sam_checkpoint, alpha, settings, out, dev,
+        results = make_masks(video, sam_model, sam_checkpoint, alpha, settings, out, dev,
                              overwrite=overwrite)
     if json_out:
         print_json(results)

@@ -27,13 +27,12 @@ import contextlib
 import fcntl
 import math
 import time
-from dataclasses import fields
 from pathlib import Path
 
 from vcm.codecs import Codec, network_ready, register_codec
 from vcm.errors import VcmError
 from vcm.fsutil import flock, open_regular, require_input
-from vcm.masks.choice import MaskChoice, check_choice
+from vcm.masks.choice import KEYS as MASK_KEYS, MaskChoice, check_choice
 from vcm.schema import SEED_RULE, is_seed
 from vcm.words import noun
 
@@ -141,9 +140,6 @@ def _stream_bytes(path) -> bytes:
     return Path(path).read_bytes()
 
 
-_MASKS_KEYS = {f.name for f in fields(MaskChoice)}
-
-
 def _number(where: str, section: dict, key: str, default: float | None = None, whole: bool = False) -> float:
     """A config section's number ``key`` (``default`` when absent); a one-line error naming ``where`` it sits
     and the key when it is not one."""
@@ -202,10 +198,10 @@ class NervFamily(Codec):
         if section.get("masks") is not None:
             if not isinstance(section["masks"], dict):
                 raise VcmError(f"{self.name} masks must be a mapping such as {{source: canny}}, got {section['masks']!r}")
-            unknown = set(section["masks"]) - _MASKS_KEYS
+            unknown = set(section["masks"]) - set(MASK_KEYS)
             if unknown:
                 raise VcmError(f"{self.name} masks: unknown {noun(len(unknown), 'key')} {', '.join(sorted(unknown))}; "
-                               f"valid: {', '.join(sorted(_MASKS_KEYS))}")
+                               f"valid: {', '.join(sorted(MASK_KEYS))}")
             _check_masks_values(self.name, section["masks"])
         fits = section.get("fits") or []
         if not isinstance(fits, list) or not all(isinstance(f, dict) for f in fits):
@@ -453,12 +449,12 @@ class NervFamily(Codec):
         """``vcm.masks.provide.masks_for_fit``'s arguments for this point's fit; None for the plain loss."""
         if self.loss != "sa-nerv":
             return None
-        from vcm.masks.sam import DEFAULT_ALPHA
+        from vcm.masks.sam import DEFAULT_ALPHA, check_sam_model
 
         m = point.get("masks") or {}
         return {"masks": Path(m["masks"]) if m.get("masks") else None,
                 "sam_checkpoint": Path(m["sam_checkpoint"]) if m.get("sam_checkpoint") else None,
-                "alpha": float(m.get("alpha", DEFAULT_ALPHA)), "sam_model": m.get("sam_model", "vit_h"),
+                "alpha": float(m.get("alpha", DEFAULT_ALPHA)), "sam_model": check_sam_model(m.get("sam_model")),
                 "settings_path": Path(m["config"]) if m.get("config") else None, "source": m.get("source")}
 
     def _fit(self, spec: dict, video, device) -> tuple[Path, float]:

@@ -11,7 +11,7 @@ from vcm.bitstream.budget import memory_budget
 from vcm.errors import VcmError
 from vcm.fsutil import nothing_to_resume
 from vcm.icm.archs import default_pad_multiple
-from vcm.masks.sam import DEFAULT_ALPHA, check_alpha, check_sam_model
+from vcm.masks.sam import DEFAULT_ALPHA, DEFAULT_MODEL, check_alpha, check_sam_model
 from vcm.schema import SEED_RULE, is_seed
 from vcm.words import human
 
@@ -45,7 +45,7 @@ class IcmTrainConfig:
     clip: float = 1.0
     masks: str = "sam"  # sam | none
     alpha: float = DEFAULT_ALPHA
-    sam_model: str = "vit_h"
+    sam_model: str = DEFAULT_MODEL
     seed: int = 0
     steps_per_epoch: int | None = None  # default: one pass over the images
 

@@ -29,9 +29,8 @@ class MaskChoice:
     sam_model: str | None = None
     config: object = None
 
-    def given(self) -> list[str]:
-        """The fields given, in declaration order."""
-        return [f.name for f in fields(self) if getattr(self, f.name) is not None]
+
+KEYS = tuple(f.name for f in fields(MaskChoice))  # a CTC config's masks section holds these
 
 
 # what each SAM-only setting is, said when it is given where SAM makes no masks
@@ -54,7 +53,7 @@ def check_choice(choice: MaskChoice, names: dict[str, str] | None = None, prefix
     - names a mask file beside a source or SAM's weights, or SAM's weights beside a source other than SAM.
 
     Whether masks are needed at all (the loss) is the caller's; so is whether the named files exist."""
-    from vcm.masks.sam import check_alpha
+    from vcm.masks.sam import check_alpha, check_sam_model
 
     def name(field: str) -> str:
         return (names or {}).get(field, field)
@@ -63,13 +62,10 @@ def check_choice(choice: MaskChoice, names: dict[str, str] | None = None, prefix
         raise VcmError(prefix + message)
 
     check_alpha(choice.alpha, prefix + name("alpha"))
-    if choice.sam_model is not None:  # refused once the frames were read (vcm fit) or in every point (a config)
-        from vcm.masks.sam import check_sam_model
-
-        try:
-            check_sam_model(choice.sam_model)
-        except VcmError as err:
-            refuse(f"{name('sam_model')}: {err}")
+    try:  # refused once the frames were read (vcm fit), or in every point (a config)
+        check_sam_model(choice.sam_model)
+    except VcmError as err:
+        refuse(f"{name('sam_model')}: {err}")
     if choice.sam_checkpoint is None:
         for field, why in _SAM_ONLY.items():
             if getattr(choice, field) is not None:

@@ -8,13 +8,14 @@ import numpy as np
 
 from vcm.errors import VcmError
 from vcm.fsutil import require_input
+from vcm.masks.sam import DEFAULT_MODEL
 from vcm.video import Video
 
 
 SAM_INPUTS = ("checkpoint_fingerprint", "settings")  # what SAM-made masks depend on besides the frames, model, α
 
 
-def masks_record(masks: Path | None, sam_checkpoint: Path | None, alpha: float, sam_model: str = "vit_h",
+def masks_record(masks: Path | None, sam_checkpoint: Path | None, alpha: float, sam_model: str = DEFAULT_MODEL,
                  settings_path: Path | None = None, source: str | None = None) -> dict:
     """The fields of the record :func:`masks_for_fit` returns (a fit's ``masks`` in its config.json) that
     these arguments decide: a finished fit whose record holds other values was trained on other masks."""
@@ -49,7 +50,7 @@ def completed_record(record: dict) -> dict:
 
 
 def masks_for_fit(video: Video, masks: Path | None, sam_checkpoint: Path | None, alpha: float,
-                  run_dir: Path | None, device, sam_model: str = "vit_h",
+                  run_dir: Path | None, device, sam_model: str = DEFAULT_MODEL,
                   settings_path: Path | None = None, source: str | None = None) -> tuple[np.ndarray, dict]:
     """(``uint8 [T,1,H,W]`` masks, metadata for the run config). Made masks are cached in the run dir.
 

@@ -82,8 +82,13 @@ def _require_checkpoint(model_type: str, path: Path) -> None:
     require_input(path, "SAM checkpoint", missing=f"SAM checkpoint {path} not found{where}")
 
 
-def check_sam_model(model_type: str) -> str:
-    """``model_type``, refused unless one of ``MODEL_TYPES``."""
+DEFAULT_MODEL = "vit_h"  # SAM's model where none is given (the paper's)
+
+
+def check_sam_model(model_type: str | None) -> str:
+    """The SAM model to use: ``model_type``, refused unless one of ``MODEL_TYPES``, or ``DEFAULT_MODEL`` for None."""
+    if model_type is None:
+        return DEFAULT_MODEL
     if model_type not in MODEL_TYPES:
         raise VcmError(f"unknown SAM model {model_type!r}; choose one of {', '.join(MODEL_TYPES)}")
     return model_type
