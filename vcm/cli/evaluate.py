@@ -70,11 +70,12 @@ def eval_command(
                        ("--category-ids", None if category_ids == "auto" else category_ids)],
                       "--reference original", "it reads ground-truth annotations")
     reference_score = 0.5 if reference_score is None else reference_score
+    stream = _is_stream(input)
     if original is not None:
         original = resolve(original)
-    elif reference == "original" and not _is_stream(input):
+    elif reference == "original" and not stream:
         original = input  # the input is the original: a check of the pipeline (mAP 100)
-    if _is_stream(input):  # the stream says its frames: they were ignored without a word where nothing else reads them
+    if stream:  # the stream says its frames: they were ignored without a word where nothing else reads them
         if original is None:
             refuse_unused([("--size", size), ("--fps", fps), ("--bit-depth", bit_depth)], f"{input.name}, a stream",
                           "a stream says its frames; it is for a video read here: the input or --original")

@@ -139,21 +139,30 @@ def check_schema(cfg, path: Path) -> None:
 _TRUTH_KEYS = ("annotations", "frame_mapping", "category_ids", "category_map")  # a COCO JSON, and how it maps
 
 
+def detector_of(cfg: dict, entry: dict):
+    """The detector section that scores a sequence entry: its own ``detector``, else the config's (None: none)."""
+    return entry.get("detector", cfg.get("detector"))
+
+
+def reference_of(cfg: dict, entry: dict):
+    """What a sequence entry is scored against: its own ``reference``, else the config's, else ``annotations``."""
+    return entry.get("reference", cfg.get("reference", "annotations"))
+
+
 def check_truth_keys(cfg: dict, annotations_option: Path | None = None) -> None:
     """Refuse ground-truth settings no point would read, each ignored without a word before: any of them for a
     sequence no detector scores (``detector: null``), a COCO JSON (``annotations`` and how it maps) for one scored
     against pseudo ground truth (``reference: original``), ``reference_score`` for one scored against annotations;
     the config's own (and ``--annotations``, ``annotations_option``) where no sequence reads them."""
-    top_detector, top_reference = cfg.get("detector"), cfg.get("reference", "annotations")
     reads = {"annotations": False, "reference": False, "reference_score": False}
     for entry in cfg.get("sequences") or []:
         entry = entry if isinstance(entry, dict) else {}
         name = entry.get("name") or entry.get("path") or "?"
         given = [k for k in (*_TRUTH_KEYS, "reference", "reference_score") if entry.get(k) is not None]
-        if not entry.get("detector", top_detector):
+        if not detector_of(cfg, entry):
             _refuse_unread(f"sequence {name}", given, "no detector scores it (detector: null)")
             continue
-        original = entry.get("reference", top_reference) == "original"
+        original = reference_of(cfg, entry) == "original"
         reads.update(reference=True, **({"reference_score": True} if original else {"annotations": True}))
         if original:
             _refuse_unread(f"sequence {name}", [k for k in given if k in _TRUTH_KEYS],

@@ -56,7 +56,7 @@ def plan(cfg: dict, out: Path, data: Path | None, annotations: Path | None, only
                 workdir = out / "points" / seq["name"] / codec / pid
                 spec = {"sequence": seq["name"], "source": seq["path"], "frames": seq["frames"], "codec": codec,
                         "point_id": pid, "point": point, "workdir": str(workdir),
-                        "detector": seq.get("detector", cfg.get("detector")),
+                        "detector": ctc_config.detector_of(cfg, seq),
                         "annotations": seq.get("annotations") or (str(annotations) if annotations else cfg.get("annotations")),
                         "truth": truth_of(cfg, seq, annotations),
                         "sequence_annotations": seq.get("annotations"),
@@ -143,7 +143,7 @@ def truth_of(cfg: dict, seq: dict, annotations: Path | None) -> dict:
     """The ground truth of one sequence's points (``vcm.eval.run.TruthSpec`` as a dict)."""
     from vcm.eval.run import TruthSpec
 
-    reference = seq.get("reference", cfg.get("reference", "annotations"))
+    reference = ctc_config.reference_of(cfg, seq)
     if reference not in ("annotations", "original"):
         raise VcmError(f"sequence {seq['name']}: reference must be annotations or original, not {reference!r}")
     frames = str(seq.get("frames", ""))
