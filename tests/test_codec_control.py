@@ -182,6 +182,9 @@ def test_a_length_given_two_ways_is_refused(tmp_path):
     (("--rd-epochs", "2",), "--rd-steps/--rd-epochs belong to the rate–distortion method"),
     (("--bits", "8", "--chain"), "--chain runs several --lambda one after another; rate control and the paper"),
     (("--lambda", "1", "--chain"), "--chain runs several --lambda one after another; one λ has no chain"),
+    # every seed gave the same bytes
+    (("--bits", "8", "--seed", "3"), "--seed 3: nothing in this compression is random"),
+    (("--prune", "0.4", "--finetune-epochs", "0", "--seed", "0"), "--seed 0: nothing in this compression is random"),
 ])
 def test_an_option_of_the_other_compression_method_is_refused(tmp_path, args, said):
     (tmp_path / "run").mkdir()

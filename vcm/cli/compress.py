@@ -27,7 +27,7 @@ def compress(
     target_kbps: Optional[float] = typer.Option(None, "--target-kbps", help="Rate control: search λ (warm-started trials) for a stream of this rate; --lambda is the first guess (default 1)."),
     target_psnr: Optional[float] = typer.Option(None, "--target-psnr", help="Rate control: search λ for this luma PSNR (dB) of the decoded frames."),
     chain: Optional[bool] = typer.Option(None, "--chain/--no-chain", help="Several --lambda: each λ's stage starts where the next-smaller λ's ended, not from the fit (default: the fit's preset, rd_chain)."),
-    seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX, help="Seed of fine-tuning / rate–distortion training (same seed, same bytes)."),
+    seed: Optional[int] = typer.Option(None, "--seed", min=0, max=SEED_MAX, help="Seed of fine-tuning / rate–distortion training (same seed, same bytes; default 0)."),
     input: Optional[Path] = typer.Option(None, "--input", help="The source video (a path or sample:NAME), if it moved since vcm fit; a sample clip is found in this environment by itself."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output .nerv file (default: inside the run directory); with several --lambda, a folder."),
     device: str = DeviceOpt,
@@ -64,6 +64,12 @@ def compress(
         raise VcmError("--chain runs several --lambda one after another; rate control and the paper pipeline have no chain")
     if chain and len(lam) < 2:  # ignored without a word
         raise VcmError("--chain runs several --lambda one after another; one λ has no chain")
+    if seed is not None and not rate_distortion and (finetune_epochs == 0 or not (prune > 0 or qat)):
+        # every seed gave the same bytes: magnitude pruning and quantization draw nothing at random
+        why = ("--finetune-epochs 0 fine-tunes nothing" if finetune_epochs == 0 else
+               "fine-tuning, its one random part, runs after --prune or with --qat")
+        raise VcmError(f"--seed {seed}: nothing in this compression is random ({why}); drop --seed")
+    seed = 0 if seed is None else seed
     if target_kbps is not None or target_psnr is not None:
         from vcm.codec.rate_control import compress_to_target
         from vcm.codec.rate_control import Target
