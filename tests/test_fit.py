@@ -244,6 +244,10 @@ def test_a_second_fit_into_a_folder_a_fit_is_writing_is_refused_and_the_lock_die
     ("model: {arch: hinerv, params: lots}\n", "the model's params must look like 0.3M"),  # it named --params
     # the steps ran and the epochs were dropped without a word (vcm fit --steps --epochs is refused)
     ("model: {arch: hinerv}\ntrain: {steps: 5, epochs: 2}\n", "train sets steps and epochs, both the fit's length"),
+    # each read by nothing: a fit of epochs takes no cap on passes, and a NeRV has no grids
+    ("model: {arch: hinerv}\ntrain: {epochs: 2, max_epochs: 1}\n", "train sets max_epochs, a cap on a schedule in "
+                                                                   "steps, but no steps"),
+    ("model: {arch: nerv}\ntrain: {grid_lr_scale: 3}\n", "train sets grid_lr_scale, but a nerv network has no grids"),
 ])
 def test_a_fit_config_with_a_section_not_a_mapping_or_its_length_set_twice_is_one_line(tmp_path, text, message):
     from vcm.errors import VcmError

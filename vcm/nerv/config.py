@@ -191,7 +191,20 @@ def load_preset(name_or_path: str | Path) -> tuple[ModelSpec, TrainConfig]:
     train = raw.get("train") or {}
     if train.get("steps") is not None and train.get("epochs") is not None:  # steps won without a word
         raise VcmError(f"{path}: train sets steps and epochs, both the fit's length; give one of them")
-    return model_spec_from_dict(raw.get("model") or {}), TrainConfig.from_dict(train)
+    if train.get("max_epochs") is not None and train.get("steps") is None:  # a fit of epochs never read it
+        raise VcmError(f"{path}: train sets max_epochs, a cap on a schedule in steps, but no steps; set steps or drop "
+                       "max_epochs")
+    spec = model_spec_from_dict(raw.get("model") or {})
+    if train.get("grid_lr_scale") is not None and not _has_grids(spec.arch):
+        raise VcmError(f"{path}: train sets grid_lr_scale, but a {spec.arch} network has no grids; drop it")
+    return spec, TrainConfig.from_dict(train)
+
+
+def _has_grids(arch: str) -> bool:
+    """Whether a representation's parameters include a ``grids`` group (the one ``grid_lr_scale`` sets)."""
+    from vcm.nerv import registry
+
+    return "grids" in registry.entry(arch).model_cls.GROUPS
 
 
 def override(cfg: TrainConfig, **changes) -> TrainConfig:
