@@ -171,6 +171,31 @@ def test_bad_checkpoints_are_one_line_errors(tmp_path, tiny_ckpt):
     assert proc.returncode == 1 and proc.stderr.startswith("error:") and len(proc.stderr.strip().splitlines()) == 1
 
 
+def test_a_checkpoint_codes_as_the_architecture_it_records(tmp_path, tiny_ckpt):
+    """A CTC sa-icm section without ``arch`` built every checkpoint as ``tcm``: vcm icm train's tcm-tiny ones coded
+    streams labelled tcm (the report's codec misnamed), its cheng2020-attn ones failed to load in every point. An
+    architecture named against the checkpoint's own was taken too (vcm icm encode --arch)."""
+    from vcm import codecs
+    from vcm.icm.stream_header import read_header
+    from vcm.video import open_video, write_video
+
+    sa_icm = codecs.get("sa-icm")
+    [(_, point)] = sa_icm.points({"checkpoints": [str(tiny_ckpt)]}, {"name": "clip"})
+    write_video(tmp_path / "clip", moving_frames(t=1, h=32, w=32), 25)
+    video = open_video(tmp_path / "clip")
+    coded = sa_icm.encode_decode({"workdir": str(tmp_path), "point": point}, video, "cpu")
+    header, _ = read_header(Path(coded["bitstream"]).read_bytes())
+    assert header["arch"] == "tcm-tiny" and coded["frames_u8"].shape == (1, 3, 32, 32)
+    [(_, named)] = sa_icm.points({"checkpoints": [str(tiny_ckpt)], "arch": "tcm"}, {"name": "clip"})
+    with pytest.raises(VcmError, match="tiny.pth.tar holds a tcm-tiny network, not tcm: an architecture is named "
+                                       "only for a checkpoint that records none"):
+        sa_icm.encode_decode({"workdir": str(tmp_path / "w"), "point": named}, video, "cpu")
+    proc = run_main("icm", "encode", tmp_path / "clip", "--checkpoint", tiny_ckpt, "--arch", "tcm", "--out",
+                    tmp_path / "c.icm")
+    assert proc.returncode == 1 and "holds a tcm-tiny network, not tcm" in proc.stderr, proc.stderr
+    assert not (tmp_path / "c.icm").exists()
+
+
 @pytest.mark.parametrize("edit, said", [
     ({"config": [1, 1]}, "a TCM config has 6 stages"),
     ({"config": [100_000, 1, 1, 1, 1, 1]}, "TCM blocks per stage (0…32)"),

@@ -50,11 +50,13 @@ class SaIcm(Codec):
                            "(vcm icm train writes them)")
         if not isinstance(checkpoints, list) or not all(isinstance(c, str) for c in checkpoints):
             raise VcmError(f"sa-icm checkpoints must be a list of checkpoint paths, got {checkpoints!r}")
-        arch = section.get("arch", "tcm")
-        check_arch(str(arch))
+        arch = section.get("arch")  # for checkpoints that record none; vcm icm train's say theirs
+        if arch is not None:
+            check_arch(str(arch))
         stems = [Path(c).name.split(".")[0] for c in checkpoints]
         names = [f"{Path(c).parent.name}_{s}" if stems.count(s) > 1 else s for c, s in zip(checkpoints, stems)]
-        return [(n, {"checkpoint": c, "arch": arch}) for n, c in zip(names, checkpoints)]
+        return [(n, {"checkpoint": c, **({"arch": arch} if arch is not None else {})})
+                for n, c in zip(names, checkpoints)]
 
     def point_inputs(self, point: dict) -> dict:
         """The checkpoint's fingerprint (a file replaced under the same name is another codec)."""
@@ -72,7 +74,7 @@ class SaIcm(Codec):
         p = spec["point"]
         out = Path(spec["workdir"]) / "stream.icm"
         t = time.time()
-        encode_video(video, Path(p["checkpoint"]), out, device, arch=p.get("arch", "tcm"))
+        encode_video(video, Path(p["checkpoint"]), out, device, arch=p.get("arch"))
         encode = time.time() - t
         frames, _ = decode_icm_file(out, device, checkpoint=Path(p["checkpoint"]))
         return {"bitstream": str(out), "bytes": out.stat().st_size, "frames_u8": frames, "encode": encode,

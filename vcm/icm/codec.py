@@ -114,7 +114,7 @@ def encode_video(video, checkpoint: Path, out: Path, device, arch: str | None = 
     from vcm.provenance import file_fingerprint
 
     start = time.time()
-    model, arch, config = load_checkpoint(checkpoint, arch, device)
+    model, arch, config = load_checkpoint(checkpoint, arch, device, own_arch=True)
     kept = StageCheckpoint.keyed(partial_path(out), {
         "vcm": __version__, "checkpoint": file_fingerprint(checkpoint), "arch": arch,
         "frames": hashlib.sha256(np.ascontiguousarray(video.frames_u8).data).hexdigest(),

@@ -93,15 +93,23 @@ def _infer_tcm(state: dict, base: TCMConfig) -> TCMConfig:
     return replace(base, N=n, M=m)
 
 
-def load_checkpoint(path: Path, arch: str | None = None, device="cpu") -> tuple[torch.nn.Module, str, dict]:
-    """(model in eval mode with entropy tables updated, arch, config) from a vcm or official checkpoint."""
+def load_checkpoint(path: Path, arch: str | None = None, device="cpu",
+                    own_arch: bool = False) -> tuple[torch.nn.Module, str, dict]:
+    """(model in eval mode with entropy tables updated, arch, config) from a vcm or official checkpoint. ``arch``:
+    the architecture to build, where the checkpoint records none (an official one); ``own_arch``: refuse an ``arch``
+    other than the one the checkpoint records (an encoder names its streams' architecture after it)."""
     path = Path(path)
     require_input(path, "checkpoint", missing=missing_checkpoint(path))
     ckpt = load_torch_dict(path, "an image codec's checkpoint (a dict with 'state_dict')")
     state = _strip(ckpt.get("state_dict", ckpt))
     if not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise VcmError(f"{path.name} holds no state_dict of tensors")
-    arch = arch or ckpt.get("arch") or "tcm"
+    recorded = ckpt.get("arch")
+    if own_arch and arch is not None and recorded is not None and arch != recorded:
+        # it was built as the named one all the same: its stream was labelled so, or the weights failed to load
+        raise VcmError(f"{path.name} holds a {recorded} network, not {arch}: an architecture is named only for a "
+                       f"checkpoint that records none (vcm icm train records its own)")
+    arch = arch or recorded or "tcm"
     config = ckpt.get("config")
     if config is None and arch in ("tcm", "tcm-tiny"):
         config = _infer_tcm(state, TINY if arch == "tcm-tiny" else TCMConfig()).to_dict()
