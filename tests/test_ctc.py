@@ -811,6 +811,11 @@ def test_a_stage_seed_reseeds_the_stages_alone_and_names_its_points(tmp_path, mo
         with pytest.raises(VcmError, match="hinerv fit: stage_seed 5 seeds no stage: its points draw nothing at"):
             hinerv.points({"fits": [{**fit, "stage_seed": 5, "points": points}]}, seq)
     assert len(hinerv.points({"fits": [{**fit, "stage_seed": 5, "points": [{"bits": 8}, {"qat": True}]}]}, seq)) == 2
+    # a rate-aware fit's λ point codes the fit's own quantizers, training nothing, unless it asks for steps
+    aware = {**fit, "rate_aware": True, "stage_seed": 5, "points": [{"lambda": 1}, {"lambda": 4}]}
+    with pytest.raises(VcmError, match="a rate-aware fit's λ points train no stage unless they set rd_steps"):
+        hinerv.points({"fits": [aware]}, seq)
+    assert len(hinerv.points({"fits": [{**aware, "points": [{"lambda": 1}, {"lambda": 4, "rd_steps": 9}]}]}, seq)) == 2
 
     class Stop(Exception):
         pass

@@ -64,7 +64,8 @@ def compress(
         raise VcmError("--chain runs several --lambda one after another; rate control and the paper pipeline have no chain")
     if chain and len(lam) < 2:  # ignored without a word
         raise VcmError("--chain runs several --lambda one after another; one λ has no chain")
-    if seed is not None and not rate_distortion and (finetune_epochs == 0 or not (prune > 0 or qat)):
+    if seed is not None and not rate_distortion and \
+            not CompressOptions(prune=prune, qat=qat, finetune_epochs=finetune_epochs).draws_at_random():
         # every seed gave the same bytes: magnitude pruning and quantization draw nothing at random
         why = ("--finetune-epochs 0 fine-tunes nothing" if finetune_epochs == 0 else
                "fine-tuning, its one random part, runs after --prune or with --qat")

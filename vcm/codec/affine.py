@@ -47,6 +47,11 @@ class CompressOptions:
     def label(self) -> str:
         return f"p{round(self.prune * 100)}_b{self.bits}{'_qat' if self.qat else ''}"
 
+    def draws_at_random(self, own_quantizers: bool = False) -> bool:
+        """Whether the seed changes the bytes: the pipeline draws at random only when it fine-tunes, after pruning
+        or for QAT (``finetune_epochs`` 0 fine-tunes nothing); ``own_quantizers`` as for :class:`RDOptions`."""
+        return self.finetune_epochs != 0 and (self.prune > 0 or self.qat)
+
 
 def parse_group_bits(text: str | None) -> dict:
     """``"head=10,bias=12"`` → {"head": 10, "bias": 12} (group names are checked against the run's

@@ -44,6 +44,15 @@ class RDOptions:
     temporal: bool = True  # code the representation's temporal tensors (HiNeRV's grids) along time
     seed: int = 0
 
+    def draws_at_random(self, own_quantizers: bool = False) -> bool:
+        """Whether the seed changes the bytes: whether the stage trains (:func:`rd_steps`), which a rate-aware
+        fit's stage (``own_quantizers``: its quantizers are coded as they are) does only for steps asked for."""
+        if self.steps is not None:
+            return self.steps > 0
+        if self.epochs is not None:
+            return self.epochs > 0
+        return not own_quantizers
+
     def check(self) -> None:
         if not (self.lam > 0 and math.isfinite(self.lam)):
             raise VcmError(f"--lambda must be a positive number, got {self.lam}")

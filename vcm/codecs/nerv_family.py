@@ -150,14 +150,6 @@ def _number(where: str, section: dict, key: str, default: float | None = None, w
     return int(value) if whole else float(value)
 
 
-def _draws_at_random(point: dict) -> bool:
-    """Whether a point's stage reads its seed: rate–distortion training does, the paper pipeline only when it
-    fine-tunes (after pruning, or for QAT; ``finetune_epochs: 0`` fine-tunes nothing)."""
-    if "lambda" in point or "match" in point:
-        return True
-    return point["finetune_epochs"] != 0 and (point["prune"] > 0 or point["qat"])
-
-
 def _options(p: dict, seed: dict | None = None):
     """The compression options of a planned point ``p``: rate–distortion (it has a λ) or the paper's
     prune/quantize; ``seed``: the stages' seed, when one is set."""
@@ -309,10 +301,10 @@ class NervFamily(Codec):
                 except VcmError as err:  # the options' messages name the command line's flags; here they are keys
                     raise VcmError(f"{where}: {str(err).replace('--', '')}") from None
                 pts.append((pid, point))
-            if stage_key and not any(_draws_at_random(point) for _, point in pts[-len(fit_points):]):
+            if stage_key and not any(_options(p).draws_at_random(rate_aware(fit)) for _, p in pts[-len(fit_points):]):
                 raise VcmError(f"{self.name} fit: stage_seed {fit['stage_seed']} seeds no stage: its points draw "
-                               "nothing at random (fine-tuning, after prune or with qat, is the paper pipeline's one "
-                               "random part); drop stage_seed")
+                               "nothing at random (a rate-aware fit's λ points train no stage unless they set "
+                               "rd_steps; the paper pipeline only fine-tunes after prune or with qat); drop stage_seed")
         return pts
 
     def with_compute(self, section: dict, factor: float) -> dict:
