@@ -194,6 +194,25 @@ def test_an_option_of_the_other_compression_method_is_refused(tmp_path, args, sa
     assert not (tmp_path / "s.nerv").exists()
 
 
+def test_whether_a_compression_reads_its_seed_follows_the_steps_it_trains():
+    """``draws_at_random`` (the seed refusals of vcm compress and a CTC fit's stage_seed) restates when a stage
+    trains: ``rd_steps`` > 0 for the rate–distortion method, a fine-tune for the paper pipeline (as ``optimise`` runs
+    one). Either rule changed alone would refuse a seed that is read, or let an unread one through."""
+    from itertools import product
+
+    from vcm.codec.affine import CompressOptions, finetune_epochs
+    from vcm.codec.rd import RDOptions, rd_steps
+    from vcm.nerv.config import TrainConfig
+
+    for schedule in (TrainConfig(epochs=30, batch=4), TrainConfig(steps=900, max_epochs=50, batch=4, rd_steps=360)):
+        for own, (steps, epochs) in product((False, True), ((None, None), (0, None), (5, None), (None, 0), (None, 2))):
+            opts = RDOptions(lam=1.0, steps=steps, epochs=epochs)
+            assert opts.draws_at_random(own) == (rd_steps(opts, schedule, 48, own) > 0), (schedule, own, steps, epochs)
+        for prune, qat, epochs in product((0.0, 0.4), (False, True), (None, 0, 3)):
+            opts = CompressOptions(prune=prune, qat=qat, finetune_epochs=epochs)
+            assert opts.draws_at_random() == (finetune_epochs(opts, schedule) > 0 and (prune > 0 or qat)), opts
+
+
 # --- rate control ------------------------------------------------------------------------------
 
 def _fake(lam: float, value: float, cold: bool = False) -> _Trial:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -64,8 +65,10 @@ def compress(
         raise VcmError("--chain runs several --lambda one after another; rate control and the paper pipeline have no chain")
     if chain and len(lam) < 2:  # ignored without a word
         raise VcmError("--chain runs several --lambda one after another; one λ has no chain")
-    if seed is not None and not rate_distortion and \
-            not CompressOptions(prune=prune, qat=qat, finetune_epochs=finetune_epochs).draws_at_random():
+    paper = None if rate_distortion else CompressOptions(prune=prune, bits=8 if bits is None else bits,
+                                                          group_bits=parse_group_bits(group_bits),
+                                                          finetune_epochs=finetune_epochs, qat=qat)
+    if seed is not None and paper is not None and not paper.draws_at_random():
         # every seed gave the same bytes: magnitude pruning and quantization draw nothing at random
         why = ("--finetune-epochs 0 fine-tunes nothing" if finetune_epochs == 0 else
                "fine-tuning, its one random part, runs after --prune or with --qat")
@@ -85,9 +88,7 @@ def compress(
     elif lam:
         opts_list = [RDOptions(lam=v, epochs=rd_epochs, steps=rd_steps, prune=prune, seed=seed) for v in lam]
     else:
-        opts_list = [CompressOptions(prune=prune, bits=8 if bits is None else bits,
-                                     group_bits=parse_group_bits(group_bits), finetune_epochs=finetune_epochs,
-                                     qat=qat, seed=seed)]
+        opts_list = [replace(paper, seed=seed)]
     if target_kbps is None and target_psnr is None:
         outs = None
         if out is not None and len(opts_list) > 1:

@@ -249,6 +249,7 @@ class NervFamily(Codec):
                         _number(f"{self.name} point {p}", p, "lambda")
                 fit_points = sorted(fit_points, key=lambda p: (0, float(p["lambda"])) if _chain_link(p) else (1, 0.0))
             last_link = [q for q in fit_points if _chain_link(q)][-1] if chained else None
+            seeded = False  # whether a stage of this fit's points reads the stages' seed
             previous = None  # (point id, λ) of the chain's previous link
             for p in fit_points:
                 where = f"{self.name} point {p}"
@@ -296,12 +297,14 @@ class NervFamily(Codec):
                 for key in ("rd_steps", "rd_epochs", "finetune_epochs", "step_lr"):  # its values, before any fit trains for it
                     if p.get(key) is not None:
                         _number(where, p, key, whole=key != "step_lr")
+                opts = _options(point)
                 try:
-                    _options(point).check()
+                    opts.check()
                 except VcmError as err:  # the options' messages name the command line's flags; here they are keys
                     raise VcmError(f"{where}: {str(err).replace('--', '')}") from None
+                seeded = seeded or opts.draws_at_random(rate_aware(fit))
                 pts.append((pid, point))
-            if stage_key and not any(_options(p).draws_at_random(rate_aware(fit)) for _, p in pts[-len(fit_points):]):
+            if stage_key and not seeded:
                 raise VcmError(f"{self.name} fit: stage_seed {fit['stage_seed']} seeds no stage: its points draw "
                                "nothing at random (a rate-aware fit's λ points train no stage unless they set "
                                "rd_steps; the paper pipeline only fine-tunes after prune or with qat); drop stage_seed")

@@ -106,7 +106,7 @@ def load_checkpoint(path: Path, arch: str | None = None, device="cpu",
         raise VcmError(f"{path.name} holds no state_dict of tensors")
     recorded = ckpt.get("arch")
     if own_arch and arch is not None and recorded is not None and arch != recorded:
-        # it was built as the named one all the same: its stream was labelled so, or the weights failed to load
+        # built as the named architecture, it coded a stream labelled with it, or its weights failed to load
         raise VcmError(f"{path.name} holds a {recorded} network, not {arch}: an architecture is named only for a "
                        f"checkpoint that records none (vcm icm train records its own)")
     arch = arch or recorded or "tcm"
