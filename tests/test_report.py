@@ -177,6 +177,8 @@ def test_a_damaged_result_row_is_listed_as_failed_and_run_again_not_a_traceback(
     ({"source_frames": [0, "end"]}, "field 'source_frames' is not [first, end]"),
     ({"rate_control": {"target": {"kbps": 20.0}, "lambda": 1.0, "trials": [{"lambda": "x"}]}},
      "field 'rate_control' is not a search's record"),
+    ({"rate_control": {"target": {"kbps": 20.0}, "lambda": 1.0, "hit": False, "trials": [{"lambda": 1.0, "bytes": 9}]}},
+     "field 'rate_control' is not a search's record"),  # a search's verdict without the goal it was against
 ])
 def test_a_result_row_is_damaged_when_any_field_the_report_reads_has_another_type(results, edit, fault):
     from vcm.ctc.points import read_result
