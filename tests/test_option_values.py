@@ -119,8 +119,11 @@ def test_a_preset_file_of_any_name_and_with_a_byte_order_mark_is_read(tmp_path, 
     (tmp_path / "nerv-xs").write_text("train: {steps: 6}\n")
     monkeypatch.chdir(tmp_path)
     assert preset_path(Path("nerv-xs")) == Path("nerv-xs") and preset_path("nerv-xs").name == "nerv-xs.yaml"
-    with pytest.raises(VcmError, match="config file nope does not exist"):
+    with pytest.raises(VcmError, match="config file nope does not exist$"):
         preset_path(Path("nope"))
+    (tmp_path / "nerv-xs").unlink()  # `vcm fit --config hinerv-demo`: the preset's name, said as a file
+    with pytest.raises(VcmError, match="config file hinerv-demo does not exist; hinerv-demo is a preset: --preset hin"):
+        preset_path(Path("hinerv-demo"))
 
 
 def test_jobs_beyond_any_machine_and_an_output_folder_that_cannot_be_made_are_one_line(tmp_path):

@@ -27,7 +27,9 @@ def preset_path(name_or_path: str | Path) -> Path:
 
 
 def _config_file(p: Path) -> Path:
-    require_input(p, "config file", folder_hint=YAML_FOLDER_HINT)
+    shipped = shipped_config("nerv", str(p)) if len(p.parts) == 1 else None  # `--config hinerv-demo`
+    require_input(p, "config file", folder_hint=YAML_FOLDER_HINT,
+                  missing=f"config file {p} does not exist; {p} is a preset: --preset {p}" if shipped else None)
     return p
 
 
