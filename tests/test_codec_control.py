@@ -198,6 +198,7 @@ def test_whether_a_compression_reads_its_seed_follows_the_steps_it_trains():
     """``draws_at_random`` (the seed refusals of vcm compress and a CTC fit's stage_seed) restates when a stage
     trains: ``rd_steps`` > 0 for the rate–distortion method, a fine-tune for the paper pipeline (as ``optimise`` runs
     one). Either rule changed alone would refuse a seed that is read, or let an unread one through."""
+    from dataclasses import replace
     from itertools import product
 
     from vcm.codec.affine import CompressOptions, finetune_epochs
@@ -207,7 +208,8 @@ def test_whether_a_compression_reads_its_seed_follows_the_steps_it_trains():
     for schedule in (TrainConfig(epochs=30, batch=4), TrainConfig(steps=900, max_epochs=50, batch=4, rd_steps=360)):
         for own, (steps, epochs) in product((False, True), ((None, None), (0, None), (5, None), (None, 0), (None, 2))):
             opts = RDOptions(lam=1.0, steps=steps, epochs=epochs)
-            assert opts.draws_at_random(own) == (rd_steps(opts, schedule, 48, own) > 0), (schedule, own, steps, epochs)
+            fitted = replace(schedule, rate_lambda=1.0 if own else 0.0)  # own quantizers: a rate-aware fit at this λ
+            assert opts.draws_at_random(own) == (rd_steps(opts, fitted, 48, own) > 0), (schedule, own, steps, epochs)
         for prune, qat, epochs in product((0.0, 0.4), (False, True), (None, 0, 3)):
             opts = CompressOptions(prune=prune, qat=qat, finetune_epochs=epochs)
             assert opts.draws_at_random() == (finetune_epochs(opts, schedule) > 0 and (prune > 0 or qat)), opts
@@ -436,3 +438,22 @@ def test_numbers_with_an_exponent_in_a_config_file_are_numbers(tmp_path):
     points = load_ctc(tmp_path / "ctc.yaml")["codecs"]["hinerv"]["fits"][0]["points"]
     assert [p["lambda"] for p in points] == [0.1, 25.0]
     assert load_yaml("a: 1.0e30\nb: '1e5'\nc: 1e\nd: 12\ne: .inf") == {"a": 1e30, "b": "1e5", "c": "1e", "d": 12, "e": float("inf")}
+
+
+def test_vcm_compress_on_a_rate_aware_fit_reads_its_seed_and_first_guess_as_the_fit_needs(tmp_path):
+    """On a fit trained at λ 2: ``--lambda 2 --seed 3`` trains nothing (refused, one line), ``--lambda 0.5`` trains
+    a stage towards 0.5, and ``--target-kbps`` without ``--lambda`` starts its search from λ 2 as trained."""
+    tiny_video(tmp_path, t=4)
+    fit = run_main("fit", tmp_path / "Tiny_32x24_25.yuv", "--lambda", "2", "--steps", "4", "--params", "3k",
+                   "--out", tmp_path / "run")
+    assert fit.returncode == 0, fit.stderr[-500:]
+    seeded = run_main("compress", tmp_path / "run", "--lambda", "2", "--seed", "3", "--out", tmp_path / "s.nerv")
+    assert seeded.returncode == 1 and seeded.stderr.startswith("error: --seed 3: nothing in this compression is random")
+    assert seeded.stderr.count("\n") == 1 and not (tmp_path / "s.nerv").exists()
+    other = run_main("compress", tmp_path / "run", "--lambda", "0.5", "--json", "--out", tmp_path / "o.nerv")
+    assert other.returncode == 0 and json.loads(other.stdout)["rd_steps"] == 2, other.stderr[-500:]
+    own = run_main("compress", tmp_path / "run", "--lambda", "2", "--json", "--out", tmp_path / "own.nerv")
+    kbps = json.loads(own.stdout)["kbps"]
+    found = run_main("compress", tmp_path / "run", "--target-kbps", f"{kbps}", "--json", "--out", tmp_path / "t.nerv")
+    assert found.returncode == 0, found.stderr[-500:]
+    assert [t["lambda"] for t in json.loads(found.stdout)["rate_control"]["trials"]] == [2.0]

@@ -43,8 +43,11 @@ def test_a_stage_runs_k_times_the_steps_it_would_run_on_that_fit():
     assert stage_options(RDOptions(lam=1, steps=30), train, 2.5, 48, False).steps == 75
     by_passes = stage_options(RDOptions(lam=1, epochs=2), train, 3, 8, False)
     assert (by_passes.steps, by_passes.epochs) == (3 * 2 * train.steps_per_epoch(8), None)
-    # a rate-aware fit codes its own quantizers: no stage, and K times none is still none
-    assert stage_options(RDOptions(lam=1), train, 3, 8, True) == RDOptions(lam=1)
+    # a rate-aware fit codes its own quantizers at its λ: no stage, and K times none is still none; at another λ
+    # its quantizers are where a stage of the usual length starts
+    aware = fit_plan({"preset": "hinerv-demo", "rate_lambda": 1}, "hinerv-demo")[1]
+    assert stage_options(RDOptions(lam=1), aware, 3, 8, True) == RDOptions(lam=1)
+    assert stage_options(RDOptions(lam=4), aware, 3, 8, True).steps == 3 * aware.rd_steps
     # the paper's pipeline: its fine-tuning epochs (10 % of the fit's by default, or its own), none without one
     nerv_train = fit_plan({"preset": "demo"}, "demo")[1]
     assert stage_options(CompressOptions(prune=0.4, bits=8), nerv_train, 3, 8, False).finetune_epochs == \

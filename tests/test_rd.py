@@ -324,3 +324,35 @@ def test_rate_aware_fit_resumes_and_compresses_from_its_quantizers(tmp_path):
 
     with pytest.raises(VcmError, match="rate-aware fit"):  # its λs start from its own quantizers: nothing to chain
         compress_many(tmp_path / "whole", [RDOptions(lam=1.0), RDOptions(lam=2.0)], CPU, chain=True)
+
+
+def test_a_rate_aware_fit_is_coded_as_trained_only_at_its_own_lambda(tmp_path, monkeypatch):
+    """``vcm compress --lambda 4`` on a fit trained at λ 2 coded the λ 2 network, labelled λ 4, in the same bytes as
+    ``--lambda 2``: another λ now trains a stage from the fit's quantizers. At its own λ nothing trains, so a seed
+    asked for is refused, and rate control's first guess, when none is given, is that λ: its first trial is free."""
+    from vcm.codec.rate_control import Target, compress_to_target
+
+    src = tmp_path / "Tiny_32x24_25.yuv"
+    write_yuv420(src, moving_frames(t=4, h=24, w=32))
+    mcfg = NervShape(fc_dim=6, stem_dims=(16,), lower_width=4, embed_levels=8).config(24, 32)
+    cfg = TrainConfig(epochs=6, batch=2, lr=3e-3, rate_lambda=2.0, rate_start=0.5)
+    run = tmp_path / "run"
+    fitted = fit(open_video(src), mcfg, cfg, run, CPU)
+    own, other = compress_many(run, [RDOptions(lam=2.0), RDOptions(lam=0.5)], CPU,
+                               outs=[tmp_path / "own.nerv", tmp_path / "other.nerv"])
+    assert own["rd_steps"] == 0 and own["psnr"] == pytest.approx(fitted.metrics["psnr"], abs=1e-9)
+    assert other["rd_steps"] == 6 and other["lambda"] == 0.5  # half the fit's schedule, as from a plain fit
+    assert (tmp_path / "own.nerv").read_bytes() != (tmp_path / "other.nerv").read_bytes()
+    with pytest.raises(VcmError, match=r"--seed 3: nothing in this compression is random .*rate-aware fit at λ 2"):
+        compress_many(run, [RDOptions(lam=2.0, seed=3)], CPU, outs=[tmp_path / "s.nerv"], seed_given=True)
+    assert not (tmp_path / "s.nerv").exists()
+    target = Target(kbps=own["kbps"])
+    found = compress_to_target(run, tmp_path / "t.nerv", target, RDOptions(lam=1.0), CPU, guess_given=False)
+    assert [(t["lambda"], t["steps"]) for t in found["rate_control"]["trials"]] == [(2.0, 0)]
+    assert (tmp_path / "t.nerv").read_bytes() == (tmp_path / "own.nerv").read_bytes()
+    # a later trial from the fit, at another λ, trains a whole stage (it ran none: the fit again, labelled 0.5)
+    monkeypatch.setattr("vcm.codec.rate_control.next_trial", lambda *a: (0.5, True))
+    far = compress_to_target(run, tmp_path / "f.nerv", Target(kbps=own["kbps"] / 50, max_trials=2), RDOptions(lam=1.0),
+                             CPU, guess_given=False)
+    assert [(t["lambda"], t["steps"], t["start"]) for t in far["rate_control"]["trials"]] == [(2.0, 0, "fit"),
+                                                                                             (0.5, 6, "fit")]

@@ -25,7 +25,7 @@ def compress(
     qat: bool = typer.Option(False, "--qat", metavar="", help="Paper pipeline: quantization-aware fine-tuning (straight-through estimator)."),
     rd_epochs: Optional[int] = typer.Option(None, "--rd-epochs", min=1, help="Rate–distortion method: training epochs per λ (default half of the fit's)."),
     rd_steps: Optional[int] = typer.Option(None, "--rd-steps", min=1, help="Rate–distortion method: optimiser steps per λ, the same on any clip (instead of --rd-epochs)."),
-    target_kbps: Optional[float] = typer.Option(None, "--target-kbps", help="Rate control: search λ (warm-started trials) for a stream of this rate; --lambda is the first guess (default 1)."),
+    target_kbps: Optional[float] = typer.Option(None, "--target-kbps", help="Rate control: search λ (warm-started trials) for a stream of this rate; --lambda is the first guess (default 1; a rate-aware fit's own λ)."),
     target_psnr: Optional[float] = typer.Option(None, "--target-psnr", help="Rate control: search λ for this luma PSNR (dB) of the decoded frames."),
     chain: Optional[bool] = typer.Option(None, "--chain/--no-chain", help="Several --lambda: each λ's stage starts where the next-smaller λ's ended, not from the fit (default: the fit's preset, rd_chain)."),
     seed: Optional[int] = typer.Option(None, "--seed", min=0, max=SEED_MAX, help="Seed of fine-tuning / rate–distortion training (same seed, same bytes; default 0)."),
@@ -73,7 +73,7 @@ def compress(
         why = ("--finetune-epochs 0 fine-tunes nothing" if finetune_epochs == 0 else
                "fine-tuning, its one random part, runs after --prune or with --qat")
         raise VcmError(f"--seed {seed}: nothing in this compression is random ({why}); drop --seed")
-    seed = 0 if seed is None else seed
+    seed_given, seed = seed is not None, 0 if seed is None else seed
     if target_kbps is not None or target_psnr is not None:
         from vcm.codec.rate_control import compress_to_target
         from vcm.codec.rate_control import Target
@@ -83,7 +83,8 @@ def compress(
         target = Target(kbps=target_kbps, psnr_y=target_psnr)
         target.check()
         opts = RDOptions(lam=lam[0] if lam else 1.0, epochs=rd_epochs, steps=rd_steps, prune=prune, seed=seed)
-        reports = [compress_to_target(run, out, target, opts, resolve_device(device), source=input)]
+        reports = [compress_to_target(run, out, target, opts, resolve_device(device), source=input,
+                                      guess_given=bool(lam))]
         lam = [reports[0]["lambda"]]
     elif lam:
         opts_list = [RDOptions(lam=v, epochs=rd_epochs, steps=rd_steps, prune=prune, seed=seed) for v in lam]
@@ -96,7 +97,8 @@ def compress(
             outs = [out / f"{run.resolve().name}_rd_{o.label()}.nerv" for o in opts_list]
         elif out is not None:
             outs = [out]
-        reports = compress_many(run, opts_list, resolve_device(device), source=input, outs=outs, chain=chain)
+        reports = compress_many(run, opts_list, resolve_device(device), source=input, outs=outs, chain=chain,
+                                seed_given=seed_given)
     if json_out:  # one stream: its report; several λ: a list of them
         short = [{k: v for k, v in r.items() if k not in ("per_frame", "rd_history")} for r in reports]
         print_json(short if len(lam or []) > 1 else short[0])

@@ -29,7 +29,7 @@ def fit(
     budget: Optional[str] = typer.Option(None, "--budget", help="Wall-time budget, e.g. 5m: a few steps are timed and the fit gets the steps that fit in it (recorded as train.steps; --steps N reproduces it)."),
     batch: Optional[int] = typer.Option(None, "--batch", min=1, help="Frames per step."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (Adam, warmup then cosine)."),
-    lam: Optional[float] = typer.Option(None, "--lambda", min=0.0, help="Rate-aware fit: after a warm-up (rate_start of the steps) train through learned quantizers with loss D + λ·bpp; then vcm compress --lambda codes it."),
+    lam: Optional[float] = typer.Option(None, "--lambda", min=0.0, help="Rate-aware fit: after a warm-up (rate_start of the steps) train through learned quantizers with loss D + λ·bpp; then vcm compress --lambda with the same λ codes it as trained (another λ trains a stage from it)."),
     loss: Optional[str] = typer.Option(None, "--loss", help="nerv (eq. 4) or sa-nerv (eq. 6, needs edge masks)."),
     loss_impl: Optional[str] = typer.Option(None, "--loss-impl", help="SA-NeRV loss implementation: auto, torch or triton."),
     masks: Optional[Path] = typer.Option(None, "--masks", help="Edge-mask file from 'vcm masks' (for --loss sa-nerv)."),

@@ -312,11 +312,12 @@ def compress_run(run_dir: Path, out: Path | None, opts: Options, device, source:
 
 def compress_many(run_dir: Path, opts_list: list[Options], device, source: Path | None = None,
                   outs: list[Path | None] | None = None, chain: bool | None = None,
-                  should_stop: Callable[[int], bool] | None = None) -> list[dict]:
+                  should_stop: Callable[[int], bool] | None = None, seed_given: bool = False) -> list[dict]:
     """Several streams (e.g. several λ) from one fit: the run and its frames are read once. ``chain``
     (default: the fit's ``rd_chain``): λ points run from the smallest λ up, each from where the one before
     ended (:mod:`vcm.codec.chain`); never on a rate-aware fit, whose own quantizers each λ starts from.
-    Reports come in the order of ``opts_list``.
+    Reports come in the order of ``opts_list``. ``seed_given``: the options' seed was asked for (``--seed``), and
+    is refused when no stage draws at random (a rate-aware fit coded at its own λ trains nothing).
 
     Interrupted (Ctrl-C, or ``should_stop(step)`` of a stage returning True), the same call again keeps
     the streams already written, and continues the stage that was stopped where it stopped: with several
@@ -328,6 +329,12 @@ def compress_many(run_dir: Path, opts_list: list[Options], device, source: Path 
     rate_aware = load_quantizers(prep.run_dir) is not None
     if chain and rate_aware:
         raise VcmError(f"{prep.run_dir} is a rate-aware fit: each λ starts from its own quantizers, with no chain")
+    n = prep.video.num_frames
+    if seed_given and all(isinstance(o, RDOptions) and not rd.rd_steps(o, prep.fit_cfg, n, rate_aware)
+                          for o in opts_list):  # every seed gave the same bytes
+        raise VcmError(f"--seed {opts_list[0].seed}: nothing in this compression is random ({prep.run_dir} is a "
+                       f"rate-aware fit at λ {prep.fit_cfg.rate_lambda:g}, coded with its own quantizers as trained; "
+                       f"--rd-steps trains a stage from them); drop --seed")
     chain = prep.fit_cfg.rd_chain if chain is None else chain
     keep_ends = len(opts_list) > 1
     reports: list = [None] * len(opts_list)

@@ -1,17 +1,18 @@
 """Rate control: the λ that lands a stream on a target rate or quality, as x265 users set a bitrate.
 
 ``vcm compress RUN --target-kbps K`` (or ``--target-psnr DB``, luma) searches λ of the rate–distortion
-method. Trial 1 runs the full schedule from the fit at the first λ (``--lambda``, default 1); each
-later trial starts warm from the trained network and quantizers of the trial nearest the target and
-runs a shorter schedule (``warm_fraction`` of the steps). The next λ comes from the secant through the
-two trials nearest the target in (ln λ, ln bytes) — or (ln λ, Y-PSNR) — with the slope measured on the
-dev clips as the first guess and a third of it as the flattest slope believed. A warm trial's outcome
-depends on where it started as well as on λ, so a search whose warm trials stall — the two nearest
-trials disagree on which way λ moves the result, or the secant asks for a λ already tried warm — runs
-its next trial cold, the full schedule from the fit, at the λ that the cold trials alone point to. The
-search stops within ``tolerance`` of the target, after ``max_trials``, or when the next trial would
-repeat a cold one; the trial nearest the target is written, and every trial is in the report, which
-names the side (``beyond``) when every trial missed the target on the same one.
+method. Trial 1 runs the full schedule from the fit at the first λ (``--lambda``, default 1; on a rate-aware
+fit its own λ, where the full schedule is none: the fit as trained); each later trial starts warm from the
+trained network and quantizers of the trial nearest the target and runs a shorter schedule
+(``warm_fraction`` of the steps). The next λ comes from the secant through the two trials nearest the target
+in (ln λ, ln bytes) — or (ln λ, Y-PSNR) — with the slope measured on the dev clips as the first guess and a
+third of it as the flattest slope believed. A warm trial's outcome depends on where it started as well as on
+λ, so a search whose warm trials stall — the two nearest trials disagree on which way λ moves the result, or
+the secant asks for a λ already tried warm — runs its next trial cold, the full schedule from the fit, at
+the λ that the cold trials alone point to. The search stops within ``tolerance`` of the target, after
+``max_trials``, or when the next trial would repeat a cold one; the trial nearest the target is written, and
+every trial is in the report, which names the side (``beyond``) when every trial missed the target on the
+same one.
 """
 
 from __future__ import annotations
@@ -246,14 +247,17 @@ def search(prep, target: Target, opts: RDOptions, device, out: Path | None = Non
                        f"{most * 8 * v['fps'] / v['num_frames'] / 1000:,.1f} kbps); a larger network "
                        f"(vcm fit --params) reaches higher rates")
     fit_quantizers = load_quantizers(prep.run_dir)  # a rate-aware fit's own; None for a plain fit
-    full = rd_steps(opts, prep.fit_cfg, prep.video.num_frames, fit_quantizers is not None)
-    warm = max(1, round(target.warm_fraction * (full or 0.5 * prep.fit_cfg.total_steps(prep.video.num_frames))))
+
+    def full(lam: float) -> int:  # a trial from the fit: none at a rate-aware fit's own λ, a whole stage elsewhere
+        return rd_steps(replace(opts, lam=lam), prep.fit_cfg, prep.video.num_frames, fit_quantizers is not None)
+
+    warm = max(1, round(target.warm_fraction * rd_steps(opts, prep.fit_cfg, prep.video.num_frames, False)))
     trials: list[_Trial] = []
     lam, cold = opts.lam, True
     kept = _KeptTrials(prep, out, device) if out is not None else None
     for k in range(target.max_trials):
         if cold:  # the full schedule from the fit
-            model, init, steps = prep.fresh_model(), fit_quantizers, full
+            model, init, steps = prep.fresh_model(), fit_quantizers, full(lam)
         else:  # warm, from the trial nearest the target
             start = min(trials, key=lambda t: abs(target.miss(t.value, goal)))
             model, init, steps = copy.deepcopy(start.model), start.result.quantizers, warm
@@ -375,15 +379,20 @@ def missed_hint(a: dict, control: dict, where: str = "cli") -> str:
 
 def compress_to_target(run_dir: Path, out: Path | None, target: Target, opts: RDOptions, device,
                        source: Path | None = None, should_stop: Callable[[int], bool] | None = None,
-                       fps: float | None = None) -> dict:
-    """The rate–distortion method at the λ that meets ``target``; ``opts.lam`` is the first guess. Writes
-    ``out`` and ``out.json``; returns the report. Interrupted, the same call again goes on from the trials
-    it had run and the one it had begun (``search``). ``fps``: as :func:`vcm.codec.compress.prepare` takes it."""
+                       fps: float | None = None, guess_given: bool = True) -> dict:
+    """The rate–distortion method at the λ that meets ``target``; ``opts.lam`` is the first guess, unless
+    ``guess_given`` is False and the fit is rate-aware: then its own λ, whose first trial codes the fit as trained
+    (a default of 1 trained a full stage away from it). Writes ``out`` and ``out.json``; returns the report.
+    Interrupted, the same call again goes on from the trials it had run and the one it had begun (``search``).
+    ``fps``: as :func:`vcm.codec.compress.prepare` takes it."""
     from vcm.codec.compress import check_out, default_out, prepare, publish
+    from vcm.nerv.train import load_quantizers
 
     opts.check()
     target.check()
     prep = prepare(run_dir, source, fps)
+    if not guess_given and load_quantizers(prep.run_dir) is not None:
+        opts = replace(opts, lam=prep.fit_cfg.rate_lambda)
     start = time.time()
     if out is None:
         what = (f"k{target.kbps:g}" if target.by_rate else f"q{target.psnr_y:g}").replace(".", "p")

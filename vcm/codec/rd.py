@@ -45,8 +45,9 @@ class RDOptions:
     seed: int = 0
 
     def draws_at_random(self, own_quantizers: bool = False) -> bool:
-        """Whether the seed changes the bytes: whether the stage trains (:func:`rd_steps`), which a rate-aware
-        fit's stage (``own_quantizers``: its quantizers are coded as they are) does only for steps asked for."""
+        """Whether the seed changes the bytes: whether the stage trains (:func:`rd_steps`), which the stage of a
+        rate-aware fit at this λ (``own_quantizers``: its quantizers are coded as they are) does only for steps
+        asked for."""
         if self.steps is not None:
             return self.steps > 0
         if self.epochs is not None:
@@ -83,14 +84,23 @@ def _or_fit(asked, fit_value):
     return fit_value if asked is None else asked
 
 
+def codes_fit_as_trained(opts: RDOptions, fit_cfg: TrainConfig, has_quantizers: bool) -> bool:
+    """Whether a stage at ``opts.lam`` starts from a rate-aware fit trained at that same λ (``has_quantizers``:
+    the fit has its own quantizers), so that its quantizers, coded as they are, already are that λ's stream.
+    At another λ they are only where a stage towards it starts: coded as they were, ``--lambda 4`` on a fit
+    at λ 1 wrote the λ 1 network labelled λ 4."""
+    return has_quantizers and math.isclose(opts.lam, fit_cfg.rate_lambda, rel_tol=1e-6)
+
+
 def rd_steps(opts: RDOptions, fit_cfg: TrainConfig, num_frames: int, has_quantizers: bool) -> int:
     """Optimiser steps of the rate–distortion stage: ``opts.steps``, else ``opts.epochs`` passes, else none for
-    a rate-aware fit (its own quantizers are coded), else the fit's ``rd_steps``, else half of its schedule."""
+    a rate-aware fit at ``opts.lam`` (its own quantizers are coded, :func:`codes_fit_as_trained`), else the fit's
+    ``rd_steps``, else half of its schedule."""
     if opts.steps is not None:
         return opts.steps
     if opts.epochs is not None:
         return opts.epochs * fit_cfg.steps_per_epoch(num_frames)
-    if has_quantizers:
+    if codes_fit_as_trained(opts, fit_cfg, has_quantizers):
         return 0
     if fit_cfg.rd_steps is not None:
         return fit_cfg.rd_steps
