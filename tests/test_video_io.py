@@ -497,3 +497,18 @@ def test_what_reading_as_8_bit_rgb_loses_is_said_and_interlaced_video_is_refused
     assert r.returncode == 1 and r.stderr == ("error: woven.mp4: interlaced video (top first); vcm reads progressive "
                                               "frames (deinterlace it first, e.g. ffmpeg -i woven.mp4 -vf yadif "
                                               "woven_p.y4m)\n")
+
+
+def test_a_folder_of_frames_named_dot_or_dot_dot_is_named_after_the_folder(tmp_path, carphone):
+    """``vcm fit .`` inside a folder of frames named its clip "" and put its run in ``runs/`` itself (``runs/latest``
+    pointing at ``.``); ``vcm fit ..`` named it "..", and ``runs/..`` is the working folder."""
+    from tests.conftest import run_main
+
+    clip = open_video(carphone, "0:2")
+    write_video(tmp_path / "shots", clip.frames_u8, clip.fps)
+    (tmp_path / "shots" / "sub").mkdir()
+    assert probe(tmp_path / "shots" / "sub" / "..").name == "shots"
+    fit = run_main("fit", ".", "--preset", "hinerv-demo", "--steps", "1", cwd=tmp_path / "shots")
+    assert fit.returncode == 0, fit.stderr[-500:]
+    assert (tmp_path / "shots" / "runs" / "shots" / "checkpoint.pt").is_file()
+    assert not (tmp_path / "shots" / "runs" / "checkpoint.pt").exists()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -294,13 +295,19 @@ def rate_note(info: VideoInfo) -> str:
     return f"(assumed: {what}; pass --fps F)"
 
 
+def folder_name(path: Path) -> str:
+    """The name of the folder ``path`` names, as a clip's name: ``vcm fit .`` named its clip "" (its run went into
+    ``runs/`` itself) and ``vcm fit ..`` named it ".." (its run went into the working folder)."""
+    return Path(os.path.abspath(path)).name or "frames"
+
+
 def _probe_images(path: Path, fps) -> VideoInfo:
     files = image_files(path)
     if not files:
         raise VcmError(f"{path} holds no PNG/JPEG frames")
     first = _read_image(files[0])
     return VideoInfo(
-        path=path, kind="images", name=path.name, width=first.shape[2], height=first.shape[1],
+        path=path, kind="images", name=folder_name(path), width=first.shape[2], height=first.shape[1],
         fps=fps or DEFAULT_IMAGE_FPS, num_frames=len(files), bit_depth=8, first_source_frame=0,
         sequence=None, is_ctc_clip=False, fps_assumed=not fps,
     )
