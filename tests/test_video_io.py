@@ -501,7 +501,8 @@ def test_what_reading_as_8_bit_rgb_loses_is_said_and_interlaced_video_is_refused
 
 def test_a_folder_of_frames_named_dot_or_dot_dot_is_named_after_the_folder(tmp_path, carphone):
     """``vcm fit .`` inside a folder of frames named its clip "" and put its run in ``runs/`` itself (``runs/latest``
-    pointing at ``.``); ``vcm fit ..`` named it "..", and ``runs/..`` is the working folder."""
+    pointing at ``.``); ``vcm fit ..`` named it "..", and ``runs/..`` is the working folder. A SA-ICM stream of it is
+    named after the folder too."""
     from tests.conftest import run_main
 
     clip = open_video(carphone, "0:2")
@@ -512,3 +513,6 @@ def test_a_folder_of_frames_named_dot_or_dot_dot_is_named_after_the_folder(tmp_p
     assert fit.returncode == 0, fit.stderr[-500:]
     assert (tmp_path / "shots" / "runs" / "shots" / "checkpoint.pt").is_file()
     assert not (tmp_path / "shots" / "runs" / "checkpoint.pt").exists()
+    (tmp_path / "ck.pth").write_bytes(b"")  # `vcm icm encode .` ended in a traceback naming the stream after ""
+    coded = run_main("icm", "encode", ".", "--checkpoint", tmp_path / "ck.pth", cwd=tmp_path / "shots")
+    assert coded.returncode == 1 and coded.stderr.startswith("error: --out shots.icm lies inside the input folder .")

@@ -108,7 +108,10 @@ def icm_encode(
     input = resolve(input)  # sample:NAME → the bundled clip
     # in the working folder, as runs/, masks/ and eval/: beside the input it went into a read-only dataset's folder
     # (refused), or for sample:NAME into the installed package's data (without a word)
-    target = out or Path(input.name).with_suffix(".icm")
+    from vcm.video.source import folder_name
+
+    # a folder of frames by its own name (`vcm icm encode .`: a traceback, `..`: "...icm")
+    target = out or Path(folder_name(input) if input.is_dir() else input.name).with_suffix(".icm")
     if target.suffix != ".icm":
         raise VcmError(f"--out {target}: a bitstream file name must end in .icm")
     check_output(target, inputs=[input, checkpoint], kind="file")  # before torch and CompressAI are imported
