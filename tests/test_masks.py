@@ -293,6 +293,21 @@ def test_fit_sa_nerv_makes_its_masks_from_a_source_without_sam(tmp_path, carphon
     assert bad.returncode == 1 and "mask source 'sobel'" in bad.stderr and "Traceback" not in bad.stderr
 
 
+def test_an_sa_nerv_fit_whose_masks_mark_nothing_says_so(tmp_path, carphone):
+    """Masks that mark no pixel (a box detector that found nothing, Canny on flat frames) make eq. (6)'s masked term
+    zero: the fit is the plain one, and it ran as SA-NeRV without a word."""
+    from vcm.video.yuv import write_yuv420
+
+    write_yuv420(tmp_path / "Flat_32x24_25.yuv", np.full((3, 3, 24, 32), 90, np.uint8))
+    args = ("--loss", "sa-nerv", "--mask-source", "canny", "--preset", "hinerv-demo", "--steps", "1")
+    flat = run_main("fit", tmp_path / "Flat_32x24_25.yuv", *args, "--out", tmp_path / "flat")
+    assert flat.returncode == 0, flat.stderr[-500:]
+    said = " ".join((flat.stdout + flat.stderr).split())
+    assert "mark no pixel in any of these 3 frames: the SA-NeRV loss adds nothing to the plain loss" in said
+    edged = run_main("fit", carphone, "--frames", "0:2", *args, "--out", tmp_path / "edged")
+    assert edged.returncode == 0 and "mark no pixel" not in edged.stdout + edged.stderr
+
+
 @pytest.mark.parametrize("text, message", [
     ("generator: 3\n", "generator must be a mapping of SAM generator option: value, got 3"),  # a TypeError
     ("edges: {dilation: x}\n", "edges: dilation must be a whole number of pixels ≥ 0, got 'x'"),  # a ValueError

@@ -86,6 +86,11 @@ def masks_for_fit(video: Video, masks: Path | None, sam_checkpoint: Path | None,
         masks = target
     data, meta = load_masks(masks)
     check_matches(meta, video, Path(masks))
+    if not data.any():  # eq. (6)'s masked term is then zero: a plain fit, named SA-NeRV without a word
+        from vcm import progress
+
+        progress.log(f"the edge masks ({Path(masks).name}, source {meta.get('source', 'sam')}) mark no pixel in any of "
+                     f"these {len(data)} frames: the SA-NeRV loss adds nothing to the plain loss on them", style="yellow")
     from vcm.provenance import file_fingerprint
 
     made_by = {k: meta[k] for k in SAM_INPUTS if k in meta}
