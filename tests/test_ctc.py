@@ -1155,6 +1155,28 @@ def test_two_points_that_would_share_a_results_folder_are_refused(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+def test_fits_that_differ_train_into_folders_of_their_own(tmp_path):
+    """Two fits of one preset at two learning rates or batches, or a preset and an edited copy of the same name,
+    trained into one fit folder, each over the other in turn (and the points of the first were coded from the
+    second's network once it had): lr and batch name the folder now, and a name that still collides is refused."""
+    hinerv, seq = codecs.get("hinerv"), {"name": "c"}
+    fit = {"preset": "hinerv-demo", "rate_aware": False, "steps": 2}
+    fits = [{**fit, "lr": 0.01, "points": [{"lambda": 1}]}, {**fit, "lr": 0.02, "points": [{"lambda": 4}]},
+            {**fit, "batch": 2, "points": [{"lambda": 8}]}, {**fit, "points": [{"lambda": 20}]}]
+    keys = [p["fit_key"] for _, p in hinerv.points({"fits": fits}, seq)]
+    assert keys == ["hinerv-demo_s2_lr0p01", "hinerv-demo_s2_lr0p02", "hinerv-demo_s2_batch2", "hinerv-demo_s2"]
+    shared = [{**fit, "points": [{"lambda": 1}]}, {**fit, "chain": False, "points": [{"lambda": 4}]}]
+    assert {p["fit_key"] for _, p in hinerv.points({"fits": shared}, seq)} == {"hinerv-demo_s2"}  # one fit, as before
+    from vcm.nerv.presets import preset_path
+
+    (tmp_path / "hinerv-demo.yaml").write_text(preset_path("hinerv-demo").read_text())
+    copy = [{**fit, "points": [{"lambda": 1}]}, {**fit, "preset": str(tmp_path / "hinerv-demo.yaml"),
+                                                 "points": [{"lambda": 4}]}]
+    with pytest.raises(VcmError, match=r"hinerv: two fits would train into one folder, hinerv-demo_s2, and differ "
+                                       r"\(preset 'hinerv-demo' / '.*/hinerv-demo.yaml'\); .* rename the file"):
+        hinerv.points({"fits": copy}, seq)
+
+
 def test_sequence_names_are_plain_unique_folder_names_taken_from_the_file_when_not_given(tmp_path):
     """A name is a folder of the results: "../../escape" wrote its points outside --out, and two sequences of one
     name shared one folder (the second reused the first's results, or was refused as "two points would share")."""

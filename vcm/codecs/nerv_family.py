@@ -52,6 +52,12 @@ def _chain_link(point: dict) -> bool:
     return "lambda" in point and "match" not in point
 
 
+def _fit_difference(a: dict, b: dict) -> str:
+    """The keys in which two fits' settings differ, with both values: ``lr 0.01 / 0.02``."""
+    keys = [k for k in dict.fromkeys([*a, *b]) if a.get(k) != b.get(k)]
+    return ", ".join(f"{k} {a.get(k)!r} / {b.get(k)!r}" for k in keys)
+
+
 def _seed_of(name: str, fit: dict, key: str) -> int | None:
     """A fit's ``seed`` or ``stage_seed``: None when absent, else a seed (refused otherwise)."""
     value = fit.get(key)
@@ -191,6 +197,7 @@ class NervFamily(Codec):
 
     def points(self, section: dict, sequence: dict) -> list[tuple[str, dict]]:
         pts = []
+        folders: dict[str, dict] = {}  # fit folder → the fit trained there
         section = self.with_defaults(section)
         if self.loss == "sa-nerv" and not section.get("masks"):  # each point failed on it, after the anchors ran
             raise VcmError(f"{self.name} needs edge masks: masks: {{source: canny}} (no weights needed), "
@@ -235,6 +242,10 @@ class NervFamily(Codec):
                 fit_key += f"_e{fit['epochs']}"
             if fit.get("steps") is not None:
                 fit_key += f"_s{fit['steps']}"
+            if fit.get("batch") is not None:  # fits of two batches or learning rates trained into one folder, in turn
+                fit_key += f"_batch{fit['batch']}"
+            if fit.get("lr") is not None:
+                fit_key += f"_lr{_label(fit['lr'])}"
             if fit.get("compute") is not None:
                 fit_key += f"_x{_label(format(float(fit['compute']), 'g'))}"
             if _seed_of(self.name, fit, "seed") is not None:  # the same section again from another start: a run-to-run spread
@@ -297,6 +308,11 @@ class NervFamily(Codec):
                 for key in ("rd_steps", "rd_epochs", "finetune_epochs", "step_lr"):  # its values, before any fit trains for it
                     if p.get(key) is not None:
                         _number(where, p, key, whole=key != "step_lr")
+                folder = point["fit_key"]  # one folder, one fit: another would train over it, in turn, every run
+                if folders.setdefault(folder, point["fit"]) != point["fit"]:
+                    raise VcmError(f"{self.name}: two fits would train into one folder, {folder}, and differ "
+                                   f"({_fit_difference(folders[folder], point['fit'])}); a preset file named like a "
+                                   f"shipped preset (or like another file) shares its name: rename the file")
                 opts = _options(point)
                 try:
                     opts.check()
