@@ -83,6 +83,14 @@ def test_a_curve_whose_quality_falls_gets_no_bd_rate_and_a_note_that_says_where_
     assert bd(*hevc, [12, 22, 30, 70], [30.5, 33.5, 33.0, 38.5], use_monotone=True)["bd_rate"] is not None
 
 
+def test_two_points_at_one_rate_get_a_bd_metric_note_that_names_the_rate():
+    """Two streams of the same size (two λ coded to the same bytes) left BD-metric with the interpolator's own
+    "`x` must be strictly increasing sequence"; BD-rate, over the quality axis, is still computed."""
+    res = bd([10, 20, 40, 80], [30.0, 33.0, 36.0, 39.0], [12, 12, 30, 70], [30.5, 31.0, 34.0, 38.5])
+    assert res["bd_rate"] is not None and res["bd_metric"] is None
+    assert res["error"] == "BD-metric: the tested curve has two points at 12.0 kbps"
+
+
 @pytest.mark.parametrize("codec", ["hevc", "vvc"])
 def test_anchor_round_trip(tmp_path, codec):
     from vcm.anchors.ffmpeg import encode_decode, intra_period

@@ -106,6 +106,11 @@ def bd(anchor_rate, anchor_metric, test_rate, test_metric, use_monotone: bool = 
             if key == "bd_rate" and falls:  # BD-rate integrates rate over quality: it needs rising curves
                 notes.append(f"{label}: {'; '.join(falls)}; a report made with --monotone fits each curve first")
                 continue
+            twice = [f"the {name} curve has two points at {r[np.flatnonzero(np.diff(r) == 0)[0]]:.1f} kbps"
+                     for name, r in (("anchor", ra), ("tested", rt)) if (np.diff(r) == 0).any()]
+            if key == "bd_metric" and twice:  # BD-metric integrates quality over rate: it needs rates that differ
+                notes.append(f"{label}: {'; '.join(twice)}")
+                continue
             first_line = next(iter(str(err).splitlines()), "")  # some errors carry no message at all
             notes.append(f"{label}: {first_line[:100].rstrip('.') or type(err).__name__}")
     out["error"] = "; ".join(notes) or None
