@@ -1,6 +1,7 @@
 import json
 import os
 import shlex
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -263,13 +264,31 @@ def test_fit_help_lists_every_preset_and_each_representations_default():
 
 @pytest.mark.parametrize("command", ["decode", "icm"])
 def test_decode_refuses_an_output_name_no_writer_takes_before_reading_the_stream(tmp_path, command):
-    """`vcm decode s.nerv --out x.png` read and decoded the stream, then failed on the name; the name is
+    """`vcm decode s.nerv --out x.jpg` read and decoded the stream, then failed on the name; the name is
     now refused first (here the stream is not even a stream, and the answer is about the name)."""
     stream = tmp_path / ("s.nerv" if command == "decode" else "s.icm")
     stream.write_bytes(b"not a stream")
     args = ("decode",) if command == "decode" else ("icm", "decode")
-    assert_one_line_error(run_main(*args, stream, "--out", tmp_path / "x.png"), "cannot write x.png: use .yuv, .y4m, .mp4")
-    assert not (tmp_path / "x.png").exists()
+    assert_one_line_error(run_main(*args, stream, "--out", tmp_path / "x.jpg"), "cannot write x.jpg: use .yuv, .y4m, .mp4")
+    assert not (tmp_path / "x.jpg").exists()
+
+
+def test_one_decoded_frame_is_written_as_an_image_and_more_are_refused_before_decoding(tmp_path):
+    """A stream of one picture (vcm fit reads a single image) could be decoded only into a folder: a .png output
+    was refused by its name. It now takes exactly one frame, the same pixels as the folder's."""
+    from vcm.codec.compress import decode_stream
+    from vcm.video import open_video
+
+    stream = Path(__file__).parent / "data" / "v1_tiny.nerv"
+    frames = decode_stream(stream, allow_large=True).video["frames"]
+    many = run_main("decode", stream, "--out", tmp_path / "all.png")
+    assert_one_line_error(many, f"cannot write {frames} frames to all.png, an image of one: name a folder for PNG "
+                                "frames (all), or decode one frame (--frames K:K+1)")
+    assert not (tmp_path / "all.png").exists()
+    assert run_main("decode", stream, "--out", tmp_path / "one.png", "--frames", "2:3").returncode == 0
+    assert run_main("decode", stream, "--out", tmp_path / "folder").returncode == 0
+    one, every = open_video(tmp_path / "one.png").frames_u8, open_video(tmp_path / "folder").frames_u8
+    assert one.shape[0] == 1 and np.array_equal(one[0], every[2])
 
 
 def test_video_options_a_file_contradicts_or_no_rate_can_be_are_refused(tmp_path, carphone):

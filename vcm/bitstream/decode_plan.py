@@ -129,6 +129,10 @@ class DecodePlan:
         """Refuse (one line) an output that does not fit on its disk and — unless ``allow_large`` or
         ``VCM_WORK_BUDGET=unlimited`` — a frame count or work out of proportion to the stream (the
         work against ``VCM_WORK_BUDGET`` instead when it is set)."""
+        if out is not None:
+            from vcm.video.writer import check_writable
+
+            check_writable(out, self.frames)  # an image file takes one frame
         need = output_bytes(out, self.frames, self.width, self.height)
         disk = ""
         if out is not None and not to_stdout(out):  # a pipe has no disk to fill

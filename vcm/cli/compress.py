@@ -149,7 +149,7 @@ def _report_rows(r: dict) -> list[tuple[str, str]]:
 @app.command()
 def decode(
     bitstream: Path = typer.Argument(..., help="A .nerv file."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output: .yuv, .y4m, .mp4/.mkv (lossless), a folder of PNGs, or - for Y4M on stdout (a pipe: | ffplay -)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output: .yuv, .y4m, .mp4/.mkv (lossless), a folder of PNGs, .png for one frame, or - for Y4M on stdout (a pipe: | ffplay -)."),
     frames: Optional[str] = typer.Option(None, "--frames", help="Decode only frames A:B of the stream (0-based, B exclusive): every frame of a neural representation decodes on its own."),
     allow_large: bool = typer.Option(False, "--allow-large", metavar="", help="Decode a stream whose frame count or decoding work is far out of proportion to its size (refused by default; see VCM_WORK_BUDGET)."),
     overwrite: bool = OverwriteOpt,

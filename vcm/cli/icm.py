@@ -144,7 +144,7 @@ def icm_encode(
 def icm_decode(
     bitstream: Path = typer.Argument(..., help="A .icm file."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="The codec checkpoint (default: beside the file)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output .yuv, .y4m, .mp4/.mkv (lossless) or a folder of PNGs."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output .yuv, .y4m, .mp4/.mkv (lossless), a folder of PNGs, or .png for one frame."),
     frames: Optional[str] = typer.Option(None, "--frames", help="Decode only frames A:B of the stream (0-based, B exclusive): every frame of an image codec decodes on its own."),
     overwrite: bool = OverwriteOpt,
     device: str = DeviceOpt,

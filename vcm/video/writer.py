@@ -30,12 +30,21 @@ def to_stdout(path: str | Path | None) -> bool:
     return path is not None and str(path) == STDOUT
 
 
-def check_writable(path: str | Path) -> None:
-    """Refuse an output name no writer takes, before any frame is decoded (a folder has no suffix)."""
+IMAGE = ".png"  # one frame as one image (a stream of a single picture, or --frames K:K+1)
+
+
+def check_writable(path: str | Path, frames: int | None = None) -> None:
+    """Refuse an output name no writer takes, before any frame is decoded (a folder has no suffix), and an image
+    file for other than one frame (``frames``, when known)."""
     if to_stdout(path):
         return
-    if Path(path).suffix.lower() not in (".yuv", ".y4m", "", *CONTAINERS):
-        raise VcmError(f"cannot write {Path(path).name}: use .yuv, .y4m, {', '.join(CONTAINERS)} or a folder name")
+    if Path(path).suffix.lower() not in (".yuv", ".y4m", "", IMAGE, *CONTAINERS):
+        raise VcmError(f"cannot write {Path(path).name}: use .yuv, .y4m, {', '.join(CONTAINERS)}, a folder name, or "
+                       f"{IMAGE} for one frame")
+    if Path(path).suffix.lower() == IMAGE and frames is not None and frames != 1:
+        folder = Path(path).with_suffix("").name
+        raise VcmError(f"cannot write {frames:,} frames to {Path(path).name}, an image of one: name a folder for "
+                       f"PNG frames ({folder}), or decode one frame (--frames K:K+1)")
 
 
 def check_raw_name(path: str | Path, width: int, height: int, fps: float) -> str:
@@ -106,6 +115,9 @@ def open_writer(path: str | Path, fps: float, bit_depth: int = 8) -> Iterator:
     elif suffix in CONTAINERS:
         with _container_writer(path, fps) as write:
             yield write
+    elif suffix == IMAGE:
+        with _image_writer(path) as write:
+            yield write
     else:
         with _png_writer(path) as write:
             yield write
@@ -160,6 +172,27 @@ def _container_writer(path: Path, fps: float) -> Iterator:
         if code := proc.returncode:
             said = first_error(err) or f"it ended with code {code} and no message"
             raise VcmError(f"ffmpeg could not write {path.name}: {said}")
+
+
+@contextlib.contextmanager
+def _image_writer(path: Path) -> Iterator:
+    """``write`` of a single frame into the image file ``path``, which appears once it is whole."""
+    from PIL import Image
+
+    written = 0
+
+    def write(chunk: np.ndarray) -> None:
+        nonlocal written
+        if written + len(chunk) > 1:
+            raise VcmError(f"cannot write more than one frame to {path.name}, an image; name a folder for PNG frames")
+        for frame in chunk:
+            with atomic_path(path) as tmp, naming_write_errors(path):
+                Image.fromarray(np.ascontiguousarray(frame.transpose(1, 2, 0))).save(tmp, format="PNG")
+            written += 1
+
+    yield write
+    if not written:
+        raise VcmError(f"no frame was written to {path.name}")
 
 
 @contextlib.contextmanager
