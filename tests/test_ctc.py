@@ -1166,7 +1166,8 @@ def test_two_points_that_would_share_a_results_folder_are_refused(tmp_path):
 def test_fits_that_differ_train_into_folders_of_their_own(tmp_path):
     """Two fits of one preset at two learning rates or batches, or a preset and an edited copy of the same name,
     trained into one fit folder, each over the other in turn (and the points of the first were coded from the
-    second's network once it had): lr and batch name the folder now, and a name that still collides is refused."""
+    second's network once it had): lr and batch name the folder now, and a name that still collides is refused
+    unless both say the same network and schedule."""
     hinerv, seq = codecs.get("hinerv"), {"name": "c"}
     fit = {"preset": "hinerv-demo", "rate_aware": False, "steps": 2}
     fits = [{**fit, "lr": 0.01, "points": [{"lambda": 1}]}, {**fit, "lr": 0.02, "points": [{"lambda": 4}]},
@@ -1177,9 +1178,16 @@ def test_fits_that_differ_train_into_folders_of_their_own(tmp_path):
     assert {p["fit_key"] for _, p in hinerv.points({"fits": shared}, seq)} == {"hinerv-demo_s2"}  # one fit, as before
     from vcm.nerv.presets import preset_path
 
-    (tmp_path / "hinerv-demo.yaml").write_text(preset_path("hinerv-demo").read_text())
+    shipped = preset_path("hinerv-demo").read_text()
+    (tmp_path / "hinerv-demo.yaml").write_text(shipped)
     copy = [{**fit, "points": [{"lambda": 1}]}, {**fit, "preset": str(tmp_path / "hinerv-demo.yaml"),
                                                  "points": [{"lambda": 4}]}]
+    alike = [{**fit, "width_scale": "0.5", "points": [{"lambda": 1}]},
+             {**fit, "width_scale": 0.5, "points": [{"lambda": 4}]}]
+    for same in (copy, alike):  # said another way, the same network and schedule: one fit
+        assert len({p["fit_key"] for _, p in hinerv.points({"fits": same}, seq)}) == 1
+    assert "lr: 2.0e-2" in shipped
+    (tmp_path / "hinerv-demo.yaml").write_text(shipped.replace("lr: 2.0e-2", "lr: 1.0e-2"))  # edited: another fit
     with pytest.raises(VcmError, match=r"hinerv: two fits would train into one folder, hinerv-demo_s2, and differ "
                                        r"\(preset 'hinerv-demo' / '.*/hinerv-demo.yaml'\); .* rename the file"):
         hinerv.points({"fits": copy}, seq)

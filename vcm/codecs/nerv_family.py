@@ -309,10 +309,12 @@ class NervFamily(Codec):
                     if p.get(key) is not None:
                         _number(where, p, key, whole=key != "step_lr")
                 folder = point["fit_key"]  # one folder, one fit: another would train over it, in turn, every run
-                if folders.setdefault(folder, point["fit"]) != point["fit"]:
+                first = folders.setdefault(folder, point["fit"])
+                if first != point["fit"] and fit_plan(first, self.default_preset, self.loss) != \
+                        fit_plan(point["fit"], self.default_preset, self.loss):  # said alike, the same fit
                     raise VcmError(f"{self.name}: two fits would train into one folder, {folder}, and differ "
-                                   f"({_fit_difference(folders[folder], point['fit'])}); a preset file named like a "
-                                   f"shipped preset (or like another file) shares its name: rename the file")
+                                   f"({_fit_difference(first, point['fit'])}); a preset file named like a shipped "
+                                   f"preset (or like another file) shares its name: rename the file")
                 opts = _options(point)
                 try:
                     opts.check()
