@@ -1948,3 +1948,19 @@ def test_a_codec_plugin_that_fails_or_takes_a_name_of_vcms_is_one_line(tmp_path,
     plugin_package(site, "lab-codec", "vcm.codecs", "lab", "broken", source)
     r = run_cli("ctc", "run", "demo", "--dry-run", "--out", tmp_path / "o", cwd=tmp_path, env={"PYTHONPATH": str(site)})
     assert r.returncode == 1 and r.stderr == f"error: {message}\n"
+
+
+def test_a_source_video_replaced_by_other_frames_of_the_same_size_runs_its_points_again(tmp_path):
+    """A raw clip extracted again (other frames, the same name and size) kept every finished point: the points
+    were known by the file's name and size only, and the report showed the old frames' figures as the new ones'."""
+    from vcm.ctc.run import preview, run
+    from vcm.video.yuv import write_yuv420
+
+    cfg = tiny_ctc_config(tmp_path, "{epochs: 1}", "  hevc: {{qps: [40]}}\n")
+    first = run(cfg, tmp_path / "out", jobs=1)
+    assert (first["ran"], first["failed"]) == (1, 0)
+    assert [p["state"] for p in preview(cfg, tmp_path / "out")["plan"]] == ["finished"]
+    write_yuv420(tmp_path / "Tiny_48x32_25.yuv", 255 - moving_frames(t=4, h=32, w=48))  # the same size, other frames
+    assert [p["state"] for p in preview(cfg, tmp_path / "out")["plan"]] == ["changed"]
+    again = run(cfg, tmp_path / "out", jobs=1)
+    assert (again["ran"], again["reused"]) == (1, 0) and again["rows"][0]["psnr_y"] != first["rows"][0]["psnr_y"]

@@ -66,7 +66,7 @@ def plan(cfg: dict, out: Path, data: Path | None, annotations: Path | None, only
                 if "missing" in seq:
                     spec.update(missing_video=seq["missing"], manifest_frames=seq["manifest_frames"])
                 specs.append(spec)
-    keyed = []
+    keyed, sources = [], {}  # a folder of frames is hashed once a plan, not once a point
     for s in expand_matches(specs):
         try:
             keys = {"inputs_key": inputs_key(s)}
@@ -74,7 +74,9 @@ def plan(cfg: dict, out: Path, data: Path | None, annotations: Path | None, only
             if not missing_ok:
                 raise
             keys = {"inputs_key": None, "missing_inputs": str(err)}
-        keyed.append({**s, "point_key": point_key(s), **keys})
+        if s["source"] not in sources:
+            sources[s["source"]] = source_key(s)
+        keyed.append({**s, "point_key": point_key(s), **keys, "source_key": sources[s["source"]]})
     return keyed
 
 
@@ -110,6 +112,18 @@ def inputs_key(spec: dict) -> str:
     from vcm import codecs
 
     return _digest(codecs.get(spec["codec"]).point_inputs(spec["point"]))
+
+
+def source_key(spec: dict) -> str | None:
+    """The fingerprint of the video file (or folder of frames) a point codes, None where it is not at hand: a raw
+    file extracted again holds other frames in the same name and size, which ``point_key`` alone took as the same
+    video (its finished points were kept, their figures those of the old frames). Read once per file and process."""
+    from vcm.fsutil import path_problem
+    from vcm.provenance import file_fingerprint
+
+    if spec.get("missing_video") or path_problem(spec["source"], folder_ok=True):  # its point says why, if it runs
+        return None
+    return file_fingerprint(spec["source"])
 
 
 def _digest(what) -> str:
