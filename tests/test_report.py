@@ -270,10 +270,12 @@ def test_ctc_compare_gives_each_curve_of_a_change_against_the_same_curve_before(
         write_point(base, "hinerv", f"p{i}", kbps, q, curve="hinerv-rd", map=m)
         write_point(new, "hinerv", f"p{i}", kbps * 0.8, q, curve="hinerv-rd", map=m)  # the same pictures in 20 % fewer bits
         write_point(base, "hevc", f"qp{i}", kbps, q)
-        write_point(new, "hevc", f"qp{i}", kbps, q)
+        write_point(new, "hevc", f"qp{i}", kbps, q, source_key="bbbb")  # the base's rows, from before it: compared
         write_point(new, "vvc", f"qp{i}", kbps, q)  # a curve the base has not
         write_point(base, "nerv", f"n{i}", kbps, q, source_frames=[0, 10])
         write_point(new, "nerv", f"n{i}", kbps, q, source_frames=[5, 15])  # another clip: not compared
+        write_point(base, "nerv-rd", f"r{i}", kbps, q, curve="nerv-rd", source_key="aaaa")
+        write_point(new, "nerv-rd", f"r{i}", kbps * 0.8, q, curve="nerv-rd", source_key="bbbb")  # another file too
         write_point(base, "hinerv", f"other{i}", kbps, q, curve="hinerv-rd", sequence="clip2")
         write_point(new, "hinerv", f"other{i}", kbps * 1.1, q, curve="hinerv-rd", sequence="clip2")  # 10 % more here
     r = compare(base, new)
@@ -284,6 +286,7 @@ def test_ctc_compare_gives_each_curve_of_a_change_against_the_same_curve_before(
     assert by["hevc"]["bd_rate_psnr_y"] == pytest.approx(0.0, abs=1e-9) and by["hevc"]["note_map"] == "not measured"
     assert by["vvc"]["note"] == "only in new" and by["vvc"]["only_in"] == "new"
     assert by["nerv"]["note"] == "other frames (base 176x144 frames 0:10, new 176x144 frames 5:15)"
+    assert by["nerv-rd"]["note"] == "another video file of the same name, size and frames (its fingerprint differs)"
     assert by["hinerv-rd"]["new_points"][0] == [pytest.approx(11.2), 28.0]  # by rate, as the curves
     proc = run_main("ctc", "compare", base, new, "--points")
     text = " ".join(proc.stdout.split())

@@ -3,8 +3,8 @@ change is judged: the same codec (its curve name) on the same sequence and frame
 
 Per (sequence, curve) found in both folders: the BD-rate of NEW against BASE on the quality metric and on mAP
 (where both measured it), each with its overlap (withheld below 75 %, as in the report), and both curves'
-points. A curve in one folder only is listed as such; one made from other frames or another size is not
-compared (its figure would measure the clip, not the codec)."""
+points. A curve in one folder only is listed as such; one made from other frames, another size or another file
+of the same name is not compared (its figure would measure the clip, not the codec)."""
 
 from __future__ import annotations
 
@@ -40,6 +40,8 @@ def compare(base: Path, new: Path, metric: str = "psnr_y", monotone: frozenset =
                 row["note"] = f"only in {row['only_in']}"
             elif _clip(b) != _clip(n):
                 row["note"] = f"other frames (base {_describe_clip(b)}, new {_describe_clip(n)})"
+            elif _sources(b) and _sources(n) and _sources(b) != _sources(n):
+                row["note"] = "another video file of the same name, size and frames (its fingerprint differs)"
             else:
                 for m in (metric, "map"):
                     res = bd([p["kbps"] for p in b], [p.get(m) for p in b], [p["kbps"] for p in n], [p.get(m) for p in n],
@@ -72,6 +74,11 @@ def _points(rows: list[dict], metric: str) -> list[list[float]]:
 def _clip(rows: list[dict]) -> set:
     """What the rows coded: frame range and size (a curve of another clip is not the same codec's curve)."""
     return {(tuple(r.get("source_frames") or ()), r.get("width"), r.get("height")) for r in rows}
+
+
+def _sources(rows: list[dict]) -> set:
+    """The fingerprints of the video files the rows coded (``source_key``; rows written before it say none)."""
+    return {r["source_key"] for r in rows if r.get("source_key")}
 
 
 def _describe_clip(rows: list[dict]) -> str:
