@@ -173,6 +173,7 @@ def test_a_damaged_result_row_is_listed_as_failed_and_run_again_not_a_traceback(
     ({"provenance": {"vcm": "0.1", "date": 5}}, "field 'provenance' has no date as text"),
     ({"encode_seconds": None}, "field 'encode_seconds' is not a number"),
     ({"label": ["l1"]}, "field 'label' is not text"),
+    ({"source_key": ["a"]}, "field 'source_key' is not text"),  # vcm ctc compare made a set of them
     ({"width": None}, "field 'width' is not a whole number above 0"),
     ({"source_frames": [0, "end"]}, "field 'source_frames' is not [first, end]"),
     ({"rate_control": {"target": {"kbps": 20.0}, "lambda": 1.0, "trials": [{"lambda": "x"}]}},
