@@ -115,7 +115,8 @@ def _row(codec: str, point: str, kbps: float, psnr_y: float, **extra) -> dict:
             "source_frames": [0, 10], "width": 176, "height": 144, "bytes": int(kbps * 1000 / 8 / 3), "kbps": kbps,
             "bpp": kbps / 7603, "psnr": psnr_y - 1.5, "psnr_y": psnr_y, "psnr_yuv": psnr_y + 0.8, "ms_ssim": None,
             "map": 40.0, "ap50": 60.0, "detections": None, "encode_seconds": 3.0, "decode_seconds": 0.5,
-            "ground_truth": {"kind": "pseudo", "source": "the detector on the original frames"}, "source_key": "0123abcd",
+            "ground_truth": {"kind": "pseudo", "source": "the detector on the original frames"},
+            "source_key": "0123abcd",
             "provenance": {"vcm": "0.1.0", "commit": "abc", "date": "2026-12-06T00:00:00+00:00", "device": "cpu",
                            "cores": 2, "host": "h", "platform": "p"}, **extra}
 
