@@ -1964,3 +1964,27 @@ def test_a_source_video_replaced_by_other_frames_of_the_same_size_runs_its_point
     assert [p["state"] for p in preview(cfg, tmp_path / "out")["plan"]] == ["changed"]
     again = run(cfg, tmp_path / "out", jobs=1)
     assert (again["ran"], again["reused"]) == (1, 0) and again["rows"][0]["psnr_y"] != first["rows"][0]["psnr_y"]
+
+
+def test_annotations_corrected_in_place_run_their_points_again(tmp_path):
+    """A box corrected in the COCO JSON a sequence names (10.5 → 11.5: the file keeps its size) kept every finished
+    point, scored against the old boxes."""
+    from vcm.ctc.run import preview, run
+
+    cfg = tiny_ctc_config(tmp_path, "{epochs: 1}", "  hevc: {{qps: [40]}}\n")
+    box = [10.5, 8.0, 20.0, 12.0]
+    coco = {"images": [{"id": i + 1, "file_name": f"f{i}.png", "frame_index": i, "width": 48, "height": 32}
+                       for i in range(4)],
+            "annotations": [{"id": i + 1, "image_id": i + 1, "category_id": 1, "bbox": box, "area": 240.0,
+                             "iscrowd": 0} for i in range(4)],
+            "categories": [{"id": 1, "name": "person"}]}
+    gt = tmp_path / "gt.json"
+    gt.write_text(json.dumps(coco))
+    cfg.write_text(cfg.read_text().replace("frames: all}", f"frames: all, annotations: {gt}}}")
+                   .replace("device: cpu", "device: cpu\ndetector: {name: oracle}"))
+    first = run(cfg, tmp_path / "out", jobs=1)
+    assert (first["ran"], first["failed"]) == (1, 0), [r.get("error") for r in first["rows"]]
+    size = gt.stat().st_size
+    gt.write_text(gt.read_text().replace("10.5", "11.5"))
+    assert gt.stat().st_size == size
+    assert [p["state"] for p in preview(cfg, tmp_path / "out")["plan"]] == ["changed"]

@@ -222,7 +222,7 @@ def _run_point(spec: dict, device) -> dict:
                                  "breakdown", "rate_control", "decoder_kmac_per_pixel") if k in coded},
         "settings": coded.get("settings"), "experiment": codec.describe(coded["settings"]) if coded.get("settings") else None,
         "provenance": provenance(device), "point_key": spec.get("point_key"),
-        "inputs_key": spec.get("inputs_key"), "source_key": spec.get("source_key"),
+        "inputs_key": spec.get("inputs_key"), "source_key": spec.get("source_key"), "truth_key": spec.get("truth_key"),
     }
     write_json(Path(spec["workdir"]) / RESULT, row)
     return row
@@ -243,7 +243,7 @@ def finished_as_asked(row: dict, spec: dict) -> bool:
     """Whether ``row`` (a point's result) is a finished result of ``spec`` as it is now: status ok, from the same
     settings and inputs (rows written before a key was recorded are taken as they are)."""
     return row.get("status") == "ok" and all(row.get(key) in (None, spec.get(key))
-                                             for key in ("point_key", "inputs_key", "source_key"))
+                                             for key in ("point_key", "inputs_key", "source_key", "truth_key"))
 
 
 def read_result(workdir: Path) -> dict | None:

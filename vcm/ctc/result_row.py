@@ -21,7 +21,7 @@ _NUMBER = ("psnr", "psnr_y", "bpp", "encode_seconds", "decode_seconds")  # the s
 _NUMBER_OR_NONE = ("ms_ssim", "map", "ap50")  # None where not measured (absent: None)
 _OPTIONAL_NUMBER = ("psnr_yuv", "fit_seconds", "compress_seconds", "detect_seconds_per_frame", "decoder_kmac_per_pixel",
                     "bits_per_param", "estimate_bytes", "params")
-_OPTIONAL_TEXT = ("class", "label", "experiment", "detections", "source_key")  # source_key: vcm ctc compare
+_OPTIONAL_TEXT = ("class", "label", "experiment", "detections", "source_key", "truth_key")  # the keys: ctc compare
 _OPTIONAL_MAPPING = ("settings", "detector_settings", "provenance")
 
 

@@ -66,7 +66,7 @@ def plan(cfg: dict, out: Path, data: Path | None, annotations: Path | None, only
                 if "missing" in seq:
                     spec.update(missing_video=seq["missing"], manifest_frames=seq["manifest_frames"])
                 specs.append(spec)
-    keyed, sources = [], {}  # a folder of frames is hashed once a plan, not once a point
+    keyed, sources = [], {}  # a file or folder is hashed once a plan, not once a point
     for s in expand_matches(specs):
         try:
             keys = {"inputs_key": inputs_key(s)}
@@ -74,9 +74,11 @@ def plan(cfg: dict, out: Path, data: Path | None, annotations: Path | None, only
             if not missing_ok:
                 raise
             keys = {"inputs_key": None, "missing_inputs": str(err)}
-        if s["source"] not in sources:
-            sources[s["source"]] = source_key(s)
-        keyed.append({**s, "point_key": point_key(s), **keys, "source_key": sources[s["source"]]})
+        for path in (s["source"], s.get("annotations")):
+            if path and path not in sources:
+                sources[path] = file_key(path)
+        keyed.append({**s, "point_key": point_key(s), **keys, "source_key": sources[s["source"]],
+                      "truth_key": sources.get(s.get("annotations"))})
     return keyed
 
 
@@ -114,16 +116,15 @@ def inputs_key(spec: dict) -> str:
     return _digest(codecs.get(spec["codec"]).point_inputs(spec["point"]))
 
 
-def source_key(spec: dict) -> str | None:
-    """The fingerprint of the video file (or folder of frames) a point codes, None where it is not at hand: a raw
-    file extracted again holds other frames in the same name and size, which ``point_key`` alone took as the same
-    video (its finished points were kept, their figures those of the old frames). Read once per file and process."""
+def file_key(path) -> str | None:
+    """The fingerprint of a file or folder a point reads, None where it is not at hand (its point says why, if it
+    runs): its video as ``source_key``, the annotations it names as ``truth_key``. ``point_key`` knows a file by
+    its name and size, and a raw clip extracted again holds other frames in both, as an annotation corrected in
+    place (10.5 → 11.5) keeps its size: their finished points were kept with the old figures."""
     from vcm.fsutil import path_problem
     from vcm.provenance import file_fingerprint
 
-    if spec.get("missing_video") or path_problem(spec["source"], folder_ok=True):  # its point says why, if it runs
-        return None
-    return file_fingerprint(spec["source"])
+    return None if path_problem(path, folder_ok=True) else file_fingerprint(path)
 
 
 def _digest(what) -> str:
