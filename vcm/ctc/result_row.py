@@ -110,7 +110,7 @@ def _rate_control_problem(rc) -> str | None:
     if not all(_number(rc.get(k, 0)) for k in ("goal", "tolerance")) or not isinstance(rc.get("hit", True), bool) \
             or rc.get("beyond") not in (None, "above", "below"):
         return bad
-    if "hit" in rc and not all(_number(rc.get(k)) for k in ("goal", "tolerance")):  # a verdict names what it was against
+    if "hit" in rc and not all(_number(rc.get(k)) for k in ("goal", "tolerance")):  # a verdict and what it judged
         return bad
     return None
 
