@@ -269,7 +269,8 @@ def test_decode_refuses_an_output_name_no_writer_takes_before_reading_the_stream
     stream = tmp_path / ("s.nerv" if command == "decode" else "s.icm")
     stream.write_bytes(b"not a stream")
     args = ("decode",) if command == "decode" else ("icm", "decode")
-    assert_one_line_error(run_main(*args, stream, "--out", tmp_path / "x.jpg"), "cannot write x.jpg: use .yuv, .y4m, .mp4")
+    assert_one_line_error(run_main(*args, stream, "--out", tmp_path / "x.jpg"),
+                          "cannot write x.jpg: use .yuv, .y4m, .mp4")
     assert not (tmp_path / "x.jpg").exists()
 
 

@@ -90,7 +90,8 @@ def masks_for_fit(video: Video, masks: Path | None, sam_checkpoint: Path | None,
         from vcm import progress
 
         progress.log(f"the edge masks ({Path(masks).name}, source {meta.get('source', 'sam')}) mark no pixel in any of "
-                     f"these {len(data)} frames: the SA-NeRV loss adds nothing to the plain loss on them", style="yellow")
+                     f"these {len(data)} frames: the SA-NeRV loss adds nothing to the plain loss on them",
+                     style="yellow")
     from vcm.provenance import file_fingerprint
 
     made_by = {k: meta[k] for k in SAM_INPUTS if k in meta}
