@@ -290,6 +290,12 @@ def test_one_decoded_frame_is_written_as_an_image_and_more_are_refused_before_de
     assert run_main("decode", stream, "--out", tmp_path / "folder").returncode == 0
     one, every = open_video(tmp_path / "one.png").frames_u8, open_video(tmp_path / "folder").frames_u8
     assert one.shape[0] == 1 and np.array_equal(one[0], every[2])
+    from vcm.errors import VcmError
+    from vcm.video.writer import write_video
+
+    with pytest.raises(VcmError, match="cannot write more than one frame to two.png"):  # past the decoders' check
+        write_video(tmp_path / "two.png", [every[:1], every[1:2]], 30)
+    assert not (tmp_path / "two.png").exists()  # not its first frame alone, as if that were the output
 
 
 def test_video_options_a_file_contradicts_or_no_rate_can_be_are_refused(tmp_path, carphone):

@@ -176,23 +176,22 @@ def _container_writer(path: Path, fps: float) -> Iterator:
 
 @contextlib.contextmanager
 def _image_writer(path: Path) -> Iterator:
-    """``write`` of a single frame into the image file ``path``, which appears once it is whole."""
+    """``write`` of a single frame into the image file ``path``, written once the frames end (a second frame is
+    refused, and nothing is written then)."""
     from PIL import Image
 
-    written = 0
+    frames: list[np.ndarray] = []
 
     def write(chunk: np.ndarray) -> None:
-        nonlocal written
-        if written + len(chunk) > 1:
+        if len(frames) + len(chunk) > 1:
             raise VcmError(f"cannot write more than one frame to {path.name}, an image; name a folder for PNG frames")
-        for frame in chunk:
-            with atomic_path(path) as tmp, naming_write_errors(path):
-                Image.fromarray(np.ascontiguousarray(frame.transpose(1, 2, 0))).save(tmp, format="PNG")
-            written += 1
+        frames.extend(chunk)
 
     yield write
-    if not written:
+    if not frames:
         raise VcmError(f"no frame was written to {path.name}")
+    with atomic_path(path) as tmp, naming_write_errors(path):
+        Image.fromarray(np.ascontiguousarray(frames[0].transpose(1, 2, 0))).save(tmp, format="PNG")
 
 
 @contextlib.contextmanager
