@@ -202,14 +202,17 @@ def test_whether_a_compression_reads_its_seed_follows_the_steps_it_trains():
     from itertools import product
 
     from vcm.codec.affine import CompressOptions, finetune_epochs
-    from vcm.codec.rd import RDOptions, rd_steps
+    from vcm.codec.rd import RDOptions, codes_fit_as_trained, rd_steps
     from vcm.nerv.config import TrainConfig
 
     for schedule in (TrainConfig(epochs=30, batch=4), TrainConfig(steps=900, max_epochs=50, batch=4, rd_steps=360)):
-        for own, (steps, epochs) in product((False, True), ((None, None), (0, None), (5, None), (None, 0), (None, 2))):
+        lengths = ((None, None), (0, None), (5, None), (None, 0), (None, 2))
+        for (quantizers, fit_lam), (steps, epochs) in product(((False, 0.0), (True, 1.0), (True, 4.0)), lengths):
             opts = RDOptions(lam=1.0, steps=steps, epochs=epochs)
-            fitted = replace(schedule, rate_lambda=1.0 if own else 0.0)  # own quantizers: a rate-aware fit at this λ
-            assert opts.draws_at_random(own) == (rd_steps(opts, fitted, 48, own) > 0), (schedule, own, steps, epochs)
+            fitted = replace(schedule, rate_lambda=fit_lam)  # with quantizers: a rate-aware fit at λ 1 or 4
+            own = codes_fit_as_trained(opts, fitted, quantizers)  # as vcm compress asks it
+            assert own == (quantizers and fit_lam == 1.0)
+            assert opts.draws_at_random(own) == (rd_steps(opts, fitted, 48, quantizers) > 0), (fitted, steps, epochs)
         for prune, qat, epochs in product((0.0, 0.4), (False, True), (None, 0, 3)):
             opts = CompressOptions(prune=prune, qat=qat, finetune_epochs=epochs)
             assert opts.draws_at_random() == (finetune_epochs(opts, schedule) > 0 and (prune > 0 or qat)), opts

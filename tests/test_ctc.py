@@ -1189,7 +1189,8 @@ def test_fits_that_differ_train_into_folders_of_their_own(tmp_path):
     assert "lr: 2.0e-2" in shipped
     (tmp_path / "hinerv-demo.yaml").write_text(shipped.replace("lr: 2.0e-2", "lr: 1.0e-2"))  # edited: another fit
     with pytest.raises(VcmError, match=r"hinerv: two fits would train into one folder, hinerv-demo_s2, and differ "
-                                       r"\(preset 'hinerv-demo' / '.*/hinerv-demo.yaml'\); .* rename the file"):
+                                       r"\(first to second: preset 'hinerv-demo', now '.*/hinerv-demo.yaml'\); "
+                                       r".* rename the file"):
         hinerv.points({"fits": copy}, seq)
 
 

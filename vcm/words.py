@@ -1,4 +1,4 @@
-"""Counts in messages: "1 point", "3 points", never "point(s)"."""
+"""Words in messages: counts ("1 point", "3 points", never "point(s)"), sizes, what differs between two settings."""
 
 from __future__ import annotations
 
@@ -21,3 +21,12 @@ def human(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     raise AssertionError
+
+
+def differences(old: dict, now: dict, shown: int | None = None) -> str:
+    """The fields in which two mappings differ, in words, in the order they first appear: ``fc_dim 2, now 3;
+    lr 0.01, now 0.02``; with ``shown``, the first ``shown`` of them and how many more."""
+    keys = [k for k in dict.fromkeys([*old, *now]) if old.get(k) != now.get(k)]
+    said = [f"{k} {old.get(k)!r}, now {now.get(k)!r}" for k in keys[:shown]]
+    more = len(keys) - len(said)
+    return "; ".join(said) + (f"; and {more} more" if more else "")

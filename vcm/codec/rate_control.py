@@ -386,12 +386,11 @@ def compress_to_target(run_dir: Path, out: Path | None, target: Target, opts: RD
     Interrupted, the same call again goes on from the trials it had run and the one it had begun (``search``).
     ``fps``: as :func:`vcm.codec.compress.prepare` takes it."""
     from vcm.codec.compress import check_out, default_out, prepare, publish
-    from vcm.nerv.train import load_quantizers
 
     opts.check()
     target.check()
     prep = prepare(run_dir, source, fps)
-    if not guess_given and load_quantizers(prep.run_dir) is not None:
+    if not guess_given and prep.fit_cfg.rate_lambda > 0:  # a rate-aware fit (its config says; nothing more is read)
         opts = replace(opts, lam=prep.fit_cfg.rate_lambda)
     start = time.time()
     if out is None:

@@ -34,7 +34,7 @@ from vcm.errors import VcmError
 from vcm.fsutil import flock, open_regular, require_input
 from vcm.masks.choice import KEYS as MASK_KEYS, MaskChoice, check_choice
 from vcm.schema import SEED_RULE, is_seed
-from vcm.words import noun
+from vcm.words import differences, noun
 
 _FIT_KEYS = {"preset", "params", "width_scale", "epochs", "steps", "batch", "lr", "seed", "stage_seed", "points", "rate_aware",
              "chain", "compute"}
@@ -50,12 +50,6 @@ def _label(value) -> str:
 def _chain_link(point: dict) -> bool:
     """A point that a chained fit runs as a link of its chain: a λ point (not one matching an anchor)."""
     return "lambda" in point and "match" not in point
-
-
-def _fit_difference(a: dict, b: dict) -> str:
-    """The keys in which two fits' settings differ, with both values: ``lr 0.01 / 0.02``."""
-    keys = [k for k in dict.fromkeys([*a, *b]) if a.get(k) != b.get(k)]
-    return ", ".join(f"{k} {a.get(k)!r} / {b.get(k)!r}" for k in keys)
 
 
 def _seed_of(name: str, fit: dict, key: str) -> int | None:
@@ -312,9 +306,9 @@ class NervFamily(Codec):
                 first = folders.setdefault(folder, point["fit"])
                 if first != point["fit"] and fit_plan(first, self.default_preset, self.loss) != \
                         fit_plan(point["fit"], self.default_preset, self.loss):  # said alike, the same fit
-                    raise VcmError(f"{self.name}: two fits would train into one folder, {folder}, and differ "
-                                   f"({_fit_difference(first, point['fit'])}); a preset file named like a shipped "
-                                   f"preset (or like another file) shares its name: rename the file")
+                    raise VcmError(f"{self.name}: two fits would train into one folder, {folder}, and differ (first "
+                                   f"to second: {differences(first, point['fit'])}); a preset file named like a "
+                                   f"shipped preset (or like another file) shares its name: rename the file")
                 opts = _options(point)
                 try:
                     opts.check()

@@ -39,6 +39,7 @@ from vcm.provenance import provenance
 from vcm.quality import summarize
 from vcm.schema import finite_number
 from vcm.video import Video
+from vcm.words import differences
 
 from vcm.nerv.run_files import CHECKPOINT, CONFIG, METRICS  # noqa: F401  (public through the trainer too)
 
@@ -613,9 +614,7 @@ def _network_difference(old_arch: str, old: dict, arch: str, now: dict, shown: i
     that differ (``fc_dim 2, now 3``), where "a different model configuration" named none."""
     if old_arch != arch:
         return f"representation {old_arch}, now {arch}"
-    keys = [k for k in dict.fromkeys([*old, *now]) if old.get(k) != now.get(k)]
-    said = [f"{k} {old.get(k)!r}, now {now.get(k)!r}" for k in keys[:shown]]
-    return "; ".join(said) + (f"; and {len(keys) - shown} more" if len(keys) > shown else "")
+    return differences(old, now, shown)
 
 
 def run_differs(run_dir: Path, video: Video, model_cfg, cfg: TrainConfig, masks: dict | None = None,
