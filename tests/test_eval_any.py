@@ -734,3 +734,38 @@ def test_a_user_with_no_home_folder_evaluates_without_a_cache(tmp_path, monkeypa
     assert proc.returncode == 0 and "no home folder to keep it in" in " ".join(proc.stderr.split()), proc.stderr[-2000:]
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert cache_dir() == tmp_path / "xdg" / "vcm" / "reference"
+
+
+def test_reference_detections_of_a_raw_original_read_otherwise_are_not_taken_from_the_cache(tmp_path, monkeypatch):
+    """The cache was keyed by the file's bytes alone: a raw original read once with the wrong --bit-depth (or
+    --size) cached detections on garbage frames, which every later evaluation read back as its pseudo ground
+    truth, however the file was read then."""
+    from vcm.eval.reference import original_detections
+    from vcm.video import open_video
+    from vcm.video.yuv import write_yuv420
+
+    monkeypatch.setenv("VCM_CACHE", str(tmp_path / "cache"))
+    frames = open_video("sample:carphone", "0:4").frames_u8
+    raw = tmp_path / "orig_176x144_30.yuv"
+    write_yuv420(raw, frames, bit_depth=10)  # a 10-bit file whose name says no bit depth
+
+    class Brightness:  # one box whose left edge is the frame's mean sample
+        name, classes = "brightness", ("thing",)
+
+        def settings(self):
+            return {"name": "brightness"}
+
+        def detect(self, frames_u8, source_frames):
+            from vcm.detectors.classes import Detections
+
+            return [Detections(np.array([[float(f.mean()), 0, 200, 4]], np.float32), np.ones(1, np.float32),
+                               np.zeros(1, np.int64)) for f in frames_u8]
+
+    wrong, cached = original_detections(raw, [0, 1], Brightness(), bit_depth=8)  # as the user said, wrongly
+    assert not cached
+    right, cached = original_detections(raw, [0, 1], Brightness(), bit_depth=10)
+    assert not cached and right[0].boxes[0, 0] != wrong[0].boxes[0, 0]
+    again, cached = original_detections(raw, [0, 1], Brightness(), bit_depth=10)
+    assert cached and again[0].boxes[0, 0] == right[0].boxes[0, 0]
+    with pytest.raises(VcmError, match="the original orig_176x144_30.yuv is 88x288"):
+        original_detections(raw, [0, 1], Brightness(), size=(88, 288), bit_depth=10, expect_hw=(144, 176))

@@ -2,7 +2,7 @@
 
 For unannotated video the usual VCM practice is to score decoded frames against what the task
 network finds on the original. The detections on the original are computed once per (video
-fingerprint, detector settings, frames) and cached as JSON under ``$VCM_CACHE/reference/``
+fingerprint and how it was read, detector settings, frames) and cached as JSON under ``$VCM_CACHE/reference/``
 (default ``~/.cache/vcm``); every score threshold is applied to the cached detections.
 """
 
@@ -46,15 +46,25 @@ def settings_key(settings: dict) -> dict:
     return out
 
 
-def cache_path(fingerprint: str, name: str, settings: dict, frames: list[int]) -> Path | None:
-    """The cache file of these detections (None: no cache folder, :func:`cache_dir`)."""
+def cache_path(fingerprint: str, name: str, settings: dict, frames: list[int], reading: dict | None = None
+               ) -> Path | None:
+    """The cache file of these detections (None: no cache folder, :func:`cache_dir`); ``reading``: how the file's
+    bytes were read (:func:`reading_of`), which a raw file's name or options decide."""
     folder = cache_dir()
     if folder is None:
         return None
-    key = json.dumps({"video": fingerprint, "detector": settings_key(settings), "frames": frames}, sort_keys=True)
+    key = json.dumps({"video": fingerprint, "reading": reading, "detector": settings_key(settings), "frames": frames},
+                     sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:40]
     return folder / f"{safe}-{digest}.json"
+
+
+def reading_of(info) -> dict:
+    """What turns a file's bytes into frames beside the bytes themselves (a :class:`vcm.video.source.VideoInfo`):
+    a raw file's size and bit depth come from its name or --size/--bit-depth, and its first source frame from its
+    name, so the same bytes read otherwise are other frames."""
+    return {"size": [info.width, info.height], "bit_depth": info.bit_depth, "first_source_frame": info.first_source_frame}
 
 
 def _read_cache(path: Path | None, frames: list[int]) -> list[Detections] | None:
@@ -73,27 +83,26 @@ def original_detections(original: Path, frames: list[int], detector, batch: int 
                         bit_depth=None, expect_hw: tuple[int, int] | None = None) -> tuple[list[Detections], bool]:
     """Detections on the original's ``frames`` (source indices), from the cache when there; (dets, cached)."""
     from vcm.fsutil import write_json
+    from vcm import codecs
     from vcm.provenance import file_fingerprint
-    from vcm.video import open_video
+    from vcm.video import load, probe
 
     original = Path(original)
-    from vcm import codecs
-
     if codecs.for_stream(original) is not None:
         raise VcmError(f"--original {original} is a bitstream; name the uncompressed video")
+    raw = original.suffix.lower() == ".yuv"  # the input's --size and --bit-depth describe a raw original only
+    info = probe(original, size=size if raw else None, fps=fps, bit_depth=bit_depth if raw else None)
+    if expect_hw is not None and (info.height, info.width) != tuple(expect_hw):
+        raise VcmError(f"the original {original.name} is {info.width}x{info.height}, the decoded frames are "
+                       f"{expect_hw[1]}x{expect_hw[0]}: name the video they were coded from")
     fingerprint = file_fingerprint(original)
-    path = cache_path(fingerprint, original.stem, detector.settings(), frames)
+    path = cache_path(fingerprint, original.stem, detector.settings(), frames, reading_of(info))
     cached = _read_cache(path, frames)
     if cached is not None:
         progress.log(f"reference detections of {original.name} from the cache ({path})")
         return cached, True
-    raw = original.suffix.lower() == ".yuv"  # the input's --size and --bit-depth describe a raw original only
-    video = open_video(original, f"{frames[0]}:{frames[-1] + 1}", size=size if raw else None, fps=fps,
-                       bit_depth=bit_depth if raw else None)
+    video = load(info, f"{frames[0]}:{frames[-1] + 1}")
     index = [f - video.source_frames.start for f in frames]
-    if expect_hw is not None and video.frames_u8.shape[2:] != tuple(expect_hw):
-        raise VcmError(f"the original {original.name} is {video.width}x{video.height}, the decoded frames are "
-                       f"{expect_hw[1]}x{expect_hw[0]}: name the video they were coded from")
     problem = _cache_problem(path.parent) if path is not None else "no home folder to keep it in"
     if problem:  # a cache is worth a line, never the evaluation it serves
         progress.log(f"no cache of reference detections ({problem}): they are not cached, nor kept if stopped "
