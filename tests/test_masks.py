@@ -402,3 +402,19 @@ def test_vcm_info_shows_what_an_edited_mask_file_says_in_the_types_vcm_masks_wri
     info = run_main("info", path)
     assert info.returncode == 0 and "source frames 0:2" in info.stdout, info.stderr
     assert "α ra" not in info.stdout and "1000000000" not in info.stdout and "dilated 2" not in info.stdout
+
+
+def test_vcm_masks_reads_a_raw_file_without_a_rate_and_refuses_fps(tmp_path, carphone):
+    """A raw file whose name gives no rate was refused until --fps gave one, which no mask then read (nor did
+    --fps on a file that says its rate)."""
+    from vcm.video.yuv import write_yuv420
+
+    raw = tmp_path / "clip_176x144.yuv"
+    write_yuv420(raw, open_video(carphone, "0:2").frames_u8)
+    proc = run_main("masks", raw, "--source", "canny", "--out", tmp_path / "m.npz", "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert load_masks(tmp_path / "m.npz")[0].shape == (2, 1, 144, 176)
+    proc = run_main("masks", carphone, "--source", "canny", "--frames", "0:2", "--fps", "30", "--out",
+                    tmp_path / "n.npz", cwd=tmp_path)
+    assert proc.returncode == 1 and "--fps does not apply to vcm masks" in proc.stderr
+    assert not (tmp_path / "n.npz").exists()

@@ -7,7 +7,7 @@ import typer
 
 from vcm.cli.app import app
 from vcm.samples import resolve
-from vcm.cli.common import (BitDepthOpt, DeviceOpt, FpsOpt, JsonOpt, SizeOpt, SourceFramesOpt, print_json, probe_input,
+from vcm.cli.common import (BitDepthOpt, DeviceOpt, JsonOpt, SizeOpt, SourceFramesOpt, print_json, probe_input,
                             refuse_unused, start)
 
 
@@ -26,7 +26,7 @@ def masks(
     overwrite: bool = typer.Option(False, "--overwrite", help="Make the masks again over a mask file made from other frames, weights or settings (one made the same way is reused as it is)."),
     device: str = DeviceOpt,
     size: Optional[str] = SizeOpt,
-    fps: Optional[float] = FpsOpt,
+    fps: Optional[float] = typer.Option(None, "--fps", hidden=True),  # refused below: masks are per frame
     bit_depth: Optional[int] = BitDepthOpt,
     json_out: bool = JsonOpt,
 ) -> None:
@@ -40,6 +40,8 @@ def masks(
     from vcm.video import load
 
     start()
+    # a raw file without a rate in its name was refused until --fps gave one, which nothing then read
+    refuse_unused([("--fps", fps)], "vcm masks", "masks are made frame by frame; no frame rate is read")
     kind, _ = parse_source(source)
     if kind != "sam":  # (and --fill named a Canny file _fill)
         refuse_unused([("--alpha", alpha), ("--sam-checkpoint", sam_checkpoint), ("--sam-model", sam_model),
@@ -65,7 +67,7 @@ def masks(
             raise VcmError(f"--out {out}: a mask file name must end in .npz")
         check_output(out, inputs=[input, sam_checkpoint, config], kind="file")
     dev = None if kind == "canny" else resolve_device(device)  # before any frame is read
-    video = load(probe_input(input, size, fps, bit_depth), frames)
+    video = load(probe_input(input, size, None, bit_depth, need_fps=False), frames)
     if kind != "sam":
         from vcm.masks.sources import SourceSettings, default_path, make_source_masks
 
