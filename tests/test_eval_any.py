@@ -338,8 +338,9 @@ def test_video_options_for_a_stream_that_no_video_read_here_takes_are_refused(tm
     a word, unless an --original read them (--size and --bit-depth only a raw one's)."""
     (tmp_path / "s.nerv").write_bytes(b"not read: refused first")
     for options, message in (
-            (("--annotations", tmp_path, "--fps", "30"), "--fps does not apply to s.nerv, a stream (a stream says its "
-                                                         "frames; it is for a video read here: the input or --original)"),
+            (("--annotations", tmp_path, "--bit-depth", "10"), "--bit-depth does not apply to s.nerv, a stream (a "
+                                                               "stream says its frames; it is for a video read here: "
+                                                               "the input or --original)"),
             (("--reference", "original", "--original", "sample:carphone", "--size", "176x144"),
              "--size does not apply to --original carphone_pristine.mp4 (it is for a raw .yuv; any other video says "
              "it)")):
@@ -769,3 +770,22 @@ def test_reference_detections_of_a_raw_original_read_otherwise_are_not_taken_fro
     assert cached and again[0].boxes[0, 0] == right[0].boxes[0, 0]
     with pytest.raises(VcmError, match="the original orig_176x144_30.yuv is 88x288"):
         original_detections(raw, [0, 1], Brightness(), size=(88, 288), bit_depth=10, expect_hw=(144, 176))
+
+
+def test_vcm_eval_reads_a_raw_file_without_a_rate_and_refuses_fps(tmp_path):
+    """Detection is frame by frame, yet a raw input (or original) whose name gives no rate was refused until --fps
+    named one, which nothing then read."""
+    from vcm.video import open_video
+    from vcm.video.yuv import write_yuv420
+
+    raw = tmp_path / "clip_176x144.yuv"
+    write_yuv420(raw, open_video("sample:carphone", "0:2").frames_u8)
+    proc = run_main("eval", raw, "--reference", "original", "--detector", "opencv-face", "--out", tmp_path / "e",
+                    "--json", cwd=tmp_path, env={"VCM_CACHE": str(tmp_path / "cache")})
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["source_frames"] == [0, 2]
+    proc = run_main("eval", raw, "--reference", "original", "--detector", "opencv-face", "--fps", "30", "--out",
+                    tmp_path / "f", cwd=tmp_path)
+    assert proc.returncode == 1 and proc.stderr == ("error: --fps does not apply to vcm eval (detection is frame by "
+                                                    "frame; no frame rate is read)\n")
+    assert not (tmp_path / "f").exists()

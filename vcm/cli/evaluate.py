@@ -7,7 +7,7 @@ import typer
 
 from vcm.cli.app import app
 from vcm.samples import resolve
-from vcm.cli.common import (SOURCE_FRAMES_HELP, BitDepthOpt, DeviceOpt, FpsOpt, JsonOpt, OverwriteOpt, SizeOpt, fmt,
+from vcm.cli.common import (SOURCE_FRAMES_HELP, BitDepthOpt, DeviceOpt, JsonOpt, OverwriteOpt, SizeOpt, fmt,
                             print_json, refuse_unused, start, table)
 
 gt_app = typer.Typer(help="SFU-HW ground truth utilities.", no_args_is_help=True)
@@ -37,7 +37,7 @@ def eval_command(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for detections.json and scores.json (default eval/<input file name>/)."),
     device: str = DeviceOpt,
     size: Optional[str] = SizeOpt,
-    fps: Optional[float] = FpsOpt,
+    fps: Optional[float] = typer.Option(None, "--fps", hidden=True),  # refused below: detection is per frame
     bit_depth: Optional[int] = BitDepthOpt,
     json_out: bool = JsonOpt,
 ) -> None:
@@ -56,6 +56,8 @@ def eval_command(
     from vcm.video.naming import parse_size
 
     start()
+    # a raw file without a rate in its name was refused until --fps gave one, which nothing then read
+    refuse_unused([("--fps", fps)], "vcm eval", "detection is frame by frame; no frame rate is read")
     input = resolve(input)  # sample:NAME → the bundled clip
     require_input(input, folder_ok=True)
     if checkpoint is not None:  # before frames are decoded and detected: it is fingerprinted after them
@@ -77,7 +79,7 @@ def eval_command(
         original = input  # the input is the original: a check of the pipeline (mAP 100)
     if stream:  # the stream says its frames: they were ignored without a word where nothing else reads them
         if original is None:
-            refuse_unused([("--size", size), ("--fps", fps), ("--bit-depth", bit_depth)], f"{input.name}, a stream",
+            refuse_unused([("--size", size), ("--bit-depth", bit_depth)], f"{input.name}, a stream",
                           "a stream says its frames; it is for a video read here: the input or --original")
         elif Path(original).suffix.lower() != ".yuv":
             refuse_unused([("--size", size), ("--bit-depth", bit_depth)], f"--original {Path(original).name}",
@@ -90,14 +92,14 @@ def eval_command(
                      frames if ":" in frames else None)
     dev = resolve_device(device)
     # Ground truth and detector first: a missing annotation or weight file is reported before decoding.
-    gt, det = truth_and_detector(spec, input_name(input, size, fps, bit_depth), detector, sequence, weights=weights,
+    gt, det = truth_and_detector(spec, input_name(input, size, bit_depth=bit_depth), detector, sequence, weights=weights,
                                  repo=yolov7_repo, device=dev, batch=batch, half=half, options=parse_set(set_))
     if half and dev.type != "cuda":  # the detector's settings (scores.json) record half: false
         from vcm import progress
 
         progress.log(f"--half: fp16 runs on CUDA only; {detector} detects in fp32 on {dev.type}", style="yellow")
-    video_options = {"size": parse_size(size) if size else None, "fps": fps, "bit_depth": bit_depth}
-    decoded = decode_any(input, dev, frames, video_options["size"], fps, bit_depth, checkpoint, gt, every)
+    video_options = {"size": parse_size(size) if size else None, "bit_depth": bit_depth}
+    decoded = decode_any(input, dev, frames, video_options["size"], None, bit_depth, checkpoint, gt, every)
     gt, det = complete(spec, decoded, gt, det, every, batch, video_options)
     fingerprint = file_fingerprint(input)
     # what the detections depend on besides the frames: a stopped evaluation continues only with all of it unchanged

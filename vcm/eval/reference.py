@@ -91,7 +91,7 @@ def original_detections(original: Path, frames: list[int], detector, batch: int 
     if codecs.for_stream(original) is not None:
         raise VcmError(f"--original {original} is a bitstream; name the uncompressed video")
     raw = original.suffix.lower() == ".yuv"  # the input's --size and --bit-depth describe a raw original only
-    info = probe(original, size=size if raw else None, fps=fps, bit_depth=bit_depth if raw else None)
+    info = probe(original, size=size if raw else None, fps=fps, bit_depth=bit_depth if raw else None, need_fps=False)
     if expect_hw is not None and (info.height, info.width) != tuple(expect_hw):
         raise VcmError(f"the original {original.name} is {info.width}x{info.height}, the decoded frames are "
                        f"{expect_hw[1]}x{expect_hw[0]}: name the video they were coded from")

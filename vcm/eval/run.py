@@ -193,9 +193,9 @@ def decode_any(path: Path, device, frames: str = "auto", size=None, fps=None, bi
 
         out, source, name = codec.read_stream(path, device, wanted, checkpoint)
         return Decoded(out, source, name)
-    from vcm.video import open_video
+    from vcm.video import load, probe
 
-    video = open_video(path, frames, size=size, fps=fps, bit_depth=bit_depth)
+    video = load(probe(path, size=size, fps=fps, bit_depth=bit_depth, need_fps=False), frames)  # no rate is read
     name = video.info.sequence.name if video.info.sequence else video.name
     return Decoded(video.frames_u8, video.source_frames, name, video.info.first_source_frame + video.info.num_frames)
 
@@ -212,7 +212,8 @@ def input_name(path: Path, size=None, fps=None, bit_depth=None) -> str:
     from vcm.video import probe
     from vcm.video.naming import parse_size
 
-    info = probe(path, size=parse_size(size) if isinstance(size, str) else size, fps=fps, bit_depth=bit_depth)
+    info = probe(path, size=parse_size(size) if isinstance(size, str) else size, fps=fps, bit_depth=bit_depth,
+                 need_fps=False)
     return info.sequence.name if info.sequence else info.name
 
 
