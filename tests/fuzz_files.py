@@ -191,7 +191,8 @@ def _case_coco(doc, work: Path) -> None:
 
 
 Y4M_VALUES = ["0", "1", "-4", "8", "7", "99999", "16385", "x", "", "25:0", "0:1", "1e400:1", "30000:1001", "p",
-              "t", "?", "420", "420p10", "420p17", "444", "mono", "1:1", "0:0"]
+              "t", "?", "420", "420p10", "420p17", "444", "mono", "1:1", "0:0", "VCM_FIRST_FRAME=3",
+              "VCM_FIRST_FRAME=-1", "VCM_FIRST_FRAME=99999999999", "VCM_FIRST_FRAME=", "VCM_FIRST_FRAME=٣"]
 
 
 class _Slow(Exception):

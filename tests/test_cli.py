@@ -393,6 +393,32 @@ def test_decode_refuses_a_raw_name_that_says_another_format_and_says_how_to_read
     assert check_raw_name(tmp_path / f"dec_32x24_{fps}.yuv", 32, 24, video.info.fps) == ""  # says all: no hint
 
 
+def test_decoded_frames_read_back_as_the_source_frames_they_are(tmp_path, tiny_run):
+    """`vcm decode --frames 2:5 --out d.y4m` wrote frames that read back as source frames 0:3: evaluated against
+    the original (or a JSON's annotations) they were scored against the wrong frames without a word. A .y4m now
+    says where they start; a kind of file that cannot say so is named on stderr."""
+    root, video = tiny_run
+    stream = tmp_path / "s.nerv"
+    assert run_main("compress", root / "run", "--bits", "6", "--out", stream).returncode == 0
+    fps = f"{video.info.fps:g}"
+    assert run_main("decode", stream, "--frames", "2:5", "--out", tmp_path / "d.y4m").returncode == 0
+    assert json.loads(run_main("info", tmp_path / "d.y4m", "--json").stdout)["source_frames"] == [2, 5]
+    proc = run_main("eval", tmp_path / "d.y4m", "--reference", "original", "--original", video.info.path,
+                    "--detector", "opencv-face", "--out", tmp_path / "e", "--json", cwd=tmp_path,
+                    env={"VCM_CACHE": str(tmp_path / "cache")})
+    assert proc.returncode == 0 and json.loads(proc.stdout)["source_frames"] == [2, 5], proc.stderr
+    raw = tmp_path / f"d_32x24_{fps}.yuv"
+    proc = run_main("decode", stream, "--frames", "2:5", "--out", raw)
+    assert proc.returncode == 0 and (f"d_32x24_{fps}.yuv holds source frames 2:5, but vcm reads it back as frames "
+                                     "0:3 (a raw .yuv does not say where its frames start)") in " ".join(proc.stderr.split())
+    whole = run_main("decode", stream, "--out", tmp_path / f"w_32x24_{fps}.yuv", "--overwrite")
+    assert whole.returncode == 0 and "reads it back" not in whole.stderr
+    fit = run_main("fit", video.info.path, "--frames", "1:3", "--steps", "1", "--save-video", tmp_path / "f.y4m",
+                   "--out", tmp_path / "run", cwd=tmp_path)
+    assert fit.returncode == 0, fit.stderr
+    assert json.loads(run_main("info", tmp_path / "f.y4m", "--json").stdout)["source_frames"] == [1, 3]
+
+
 def test_info_on_a_run_folder_says_what_it_trained_how_far_and_what_was_compressed(tmp_path, tiny_run):
     """`vcm info runs/NAME` answered "holds no PNG/JPEG frames": a run folder now reports its video, network,
     schedule, whether it finished (or where it stopped) and the streams compressed from it."""

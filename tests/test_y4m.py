@@ -131,6 +131,9 @@ def _y4m(tmp_path, header: bytes, frames: int = 2, frame_line: bytes = b"FRAME\n
     (b"YUV4MPEG2 W4 H2 F25:1\n", {"frame_line": b"FRAME Itii\n"}, "frame 0 is interlaced (Itii)"),
     (b"YUV4MPEG2 W4 H2 F25:1\n", {"frame_line": b"FRAMX\n"}, "frame 0 does not start with a FRAME line"),
     (b"YUV4MPEG2 W4 H2 F25:1\n", {"frame_line": b"FRAME" + b"X" * 2000}, "frame 0 does not start with a FRAME line"),
+    (b"YUV4MPEG2 W4 H2 F25:1 XVCM_FIRST_FRAME=-3\n", {}, "gives XVCM_FIRST_FRAME=-3 (need one whole number"),
+    (b"YUV4MPEG2 W4 H2 F25:1 XVCM_FIRST_FRAME=2000000000\n", {}, "from 0 to 1,000,000,000)"),
+    (b"YUV4MPEG2 W4 H2 F25:1 XVCM_FIRST_FRAME=2 XVCM_FIRST_FRAME=5\n", {}, "gives XVCM_FIRST_FRAME=2 and 5"),
 ])
 def test_a_y4m_that_is_not_what_it_declares_is_one_clear_line(tmp_path, header, kwargs, message):
     path = _y4m(tmp_path, header, **kwargs)
@@ -142,6 +145,15 @@ def test_a_y4m_that_is_not_what_it_declares_is_one_clear_line(tmp_path, header, 
 def test_a_y4m_that_says_limited_range_or_other_parameters_is_read(tmp_path):
     path = _y4m(tmp_path, b"YUV4MPEG2 W4 H2 F25:1 XYSCSS=420JPEG XCOLORRANGE=LIMITED Xcustom=1\n")
     assert open_video(path, "all").frames_u8.shape == (2, 3, 2, 4)
+
+
+def test_a_y4m_that_says_its_first_source_frame_holds_those_frames(tmp_path):
+    """vcm's decoders write where the frames start; an SFU-HW name no longer puts them elsewhere."""
+    path = _y4m(tmp_path, b"YUV4MPEG2 W4 H2 F25:1 XVCM_FIRST_FRAME=7\n", frames=3)
+    video = open_video(path, "8:10")
+    assert video.source_frames == range(8, 10) and video.info.source_range == range(7, 10)
+    assert b"XVCM_FIRST_FRAME=7\n" in y4m.header_line(4, 2, 25, first_frame=7)
+    assert b"XVCM" not in y4m.header_line(4, 2, 25)  # a writer that does not know says nothing
 
 
 def test_a_bad_y4m_given_to_a_command_is_one_line_and_exit_1(tmp_path):

@@ -174,7 +174,7 @@ def decode(
     from vcm.bitstream.decode_plan import human_macs
     from vcm.codec.decode import decode_stream, frame_range, iter_frames
     from vcm.device import resolve_device
-    from vcm.video.writer import check_raw_name, open_writer
+    from vcm.video.writer import check_raw_name, open_writer, note_read_back
 
     t0 = time.time()
     stream = decode_stream(bitstream, allow_large=True)  # its plan is checked below, with the output and range
@@ -184,14 +184,17 @@ def decode(
     plan.check(out, allow_large)
     read_back = check_raw_name(out, v["width"], v["height"], v["fps"]) if out is not None and not piped else ""
     progress.log(f"decode {bitstream.name}: {plan.describe(out)}")
+    first = v["source_frames"][0]
     with progress.progress(f"decode {bitstream.name}", len(selected)) as bar, \
-            (open_writer(out, v["fps"]) if out is not None else contextlib.nullcontext(None)) as write:
+            (open_writer(out, v["fps"], first_frame=first + selected.start) if out is not None
+             else contextlib.nullcontext(None)) as write:
         for chunk in iter_frames(stream, resolve_device(device), selected):
             if write is not None:
                 write(chunk)
             bar.advance(len(chunk))
     fps = len(selected) / max(time.time() - t0, 1e-9)
-    first = v["source_frames"][0]
+    if out is not None and not piped:
+        note_read_back(out, range(first + selected.start, first + selected.stop))
     result = {"bitstream": str(bitstream), "frames": len(selected), "stream_frames": [selected.start, selected.stop],
               "size": f"{v['width']}x{v['height']}", "fps": v["fps"],
               "source_frames": [first + selected.start, first + selected.stop], "decode_frames_per_second": fps,

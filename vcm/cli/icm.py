@@ -169,7 +169,7 @@ def icm_decode(
     from vcm.bitstream.decode_plan import DecodePlan
     from vcm.codec.decode import frame_range
     from vcm.icm.codec import open_icm
-    from vcm.video.writer import check_raw_name, open_writer
+    from vcm.video.writer import check_raw_name, open_writer, note_read_back
 
     header, selected, decoded = open_icm(bitstream, resolve_device(device), checkpoint,
                                          lambda header: frame_range(frames, header["frames"]))
@@ -178,13 +178,16 @@ def icm_decode(
     plan.check(out)
     read_back = check_raw_name(out, header["width"], header["height"], header["fps"]) if out is not None and not piped else ""
     progress.log(f"decode {bitstream.name}: {plan.describe(out)}")
+    first = header["source_frames"][0]
     with progress.progress(f"decode {bitstream.name}", len(selected)) as bar, \
-            (open_writer(out, header["fps"]) if out is not None else contextlib.nullcontext(None)) as write:
+            (open_writer(out, header["fps"], first_frame=first + selected.start) if out is not None
+             else contextlib.nullcontext(None)) as write:
         for frame in decoded:
             if write is not None:
                 write(frame)
             bar.advance(1)
-    first = header["source_frames"][0]
+    if out is not None and not piped:
+        note_read_back(out, range(first + selected.start, first + selected.stop))
     r = {"frames": len(selected), "stream_frames": [selected.start, selected.stop],
          "source_frames": [first + selected.start, first + selected.stop],
          "size": f"{header['width']}x{header['height']}", "arch": header["arch"],

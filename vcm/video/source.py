@@ -248,10 +248,14 @@ def _probe_y4m(path: Path, fps, need_fps: bool = True) -> VideoInfo:
     rate = fps or header.fps or (seq.fps if seq else None)  # a header without F: as a raw file's name without one
     if rate is None and need_fps:  # (read at 25 fps, every kbps figure of it off by the true rate's ratio)
         raise VideoOptionError(f"{path.name}: its YUV4MPEG2 header gives no frame rate (F); pass --fps F")
+    first = seq.ctc_first if is_clip else 0
+    if header.first_frame is not None:  # written by vcm's decoders: where the frames it holds start
+        first = header.first_frame
+        is_clip = seq is not None and (first, n) == (seq.ctc_first, seq.ctc_count)
     return VideoInfo(
         path=path, kind="y4m", name=seq.name if seq else path.stem, width=header.width, height=header.height,
         fps=None if rate is None else float(rate), num_frames=n, bit_depth=header.bit_depth,
-        first_source_frame=seq.ctc_first if is_clip else 0, sequence=seq, is_ctc_clip=is_clip,
+        first_source_frame=first, sequence=seq, is_ctc_clip=is_clip,
         reading_note=reading_note(header.bit_depth),
     )
 

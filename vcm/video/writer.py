@@ -78,28 +78,60 @@ def check_raw_name(path: str | Path, width: int, height: int, fps: float) -> str
     return ""
 
 
-def write_video(path: str | Path, frames_u8: np.ndarray | Iterable[np.ndarray], fps: float, bit_depth: int = 8) -> Path:
+def note_read_back(path: str | Path, source: range) -> str:
+    """'' when vcm reads the written video ``path`` back as the source frames ``source`` it holds, else a line,
+    logged too, that says what it would take them for (a ``.yuv``, a container or PNGs start at source frame 0,
+    or where an SFU-HW name puts them): ground truth or an original matched to them there would be other
+    frames'. A file that cannot be read back without --size or --fps is left to :func:`check_raw_name`'s hint."""
+    from vcm.video.source import probe
+
+    try:
+        info = probe(path, need_fps=False)
+    except VcmError:
+        return ""
+    taken = info.source_range
+    if taken == source:
+        return ""
+    why = (f"its name and frame count make it {info.sequence.name}'s CTC frames" if info.is_ctc_clip
+           else f"{_KINDS.get(info.kind, 'it')} does not say where its frames start")
+    note = (f"{Path(path).name} holds source frames {source.start}:{source.stop}, but vcm reads it back as frames "
+            f"{taken.start}:{taken.stop} ({why}): evaluate the stream itself, or write .y4m, whose header says it")
+    from vcm import progress
+
+    progress.log(note, style="yellow")
+    return note
+
+
+_KINDS = {"yuv": "a raw .yuv", "container": "a video container", "images": "a folder of images", "image": "an image"}
+
+
+def write_video(path: str | Path, frames_u8: np.ndarray | Iterable[np.ndarray], fps: float, bit_depth: int = 8,
+                first_frame: int | None = None) -> Path:
     """Write ``uint8 [T,3,H,W]`` RGB (or an iterable of ``[B,3,H,W]`` chunks) to ``path`` by its
     suffix; a path without suffix becomes a folder of PNG frames.
 
     ``.yuv``: planar 4:2:0 (BT.601 limited, see :mod:`vcm.video.color`); ``.y4m``: the same samples in
     YUV4MPEG2, whose header gives the size, rate and depth (:mod:`vcm.video.y4m`). ``.mp4``/``.mkv``:
-    lossless RGB H.264 (``libx264rgb -qp 0``) so that re-reading gives the same pixels.
+    lossless RGB H.264 (``libx264rgb -qp 0``) so that re-reading gives the same pixels. ``first_frame``: the
+    source index of the first frame, which a ``.y4m`` records (:func:`note_read_back` for the others;
+    None: not said).
     """
     chunks = [frames_u8] if isinstance(frames_u8, np.ndarray) else frames_u8
-    with open_writer(path, fps, bit_depth) as write:
+    with open_writer(path, fps, bit_depth, first_frame) as write:
         for chunk in chunks:
             write(chunk)
     return Path(path)
 
 
 @contextlib.contextmanager
-def open_writer(path: str | Path, fps: float, bit_depth: int = 8) -> Iterator:
-    """Yield ``write(frames_u8 [B,3,H,W])``; the file (or folder) appears complete on success only."""
+def open_writer(path: str | Path, fps: float, bit_depth: int = 8, first_frame: int | None = None) -> Iterator:
+    """Yield ``write(frames_u8 [B,3,H,W])``; the file (or folder) appears complete on success only.
+    ``first_frame``: the source index of the first frame (a ``.y4m`` header says it, the other kinds cannot;
+    None: not said)."""
     check_writable(path)
     if to_stdout(path):
         try:  # the with-block's writes raise here too
-            yield _y4m_writer(sys.stdout.buffer, fps, bit_depth)
+            yield _y4m_writer(sys.stdout.buffer, fps, bit_depth, first_frame)
             sys.stdout.buffer.flush()
         except BrokenPipeError:  # the reader stopped early: `| head`, a player closed
             raise VcmError("stopped: the program reading stdout closed it before the last frame") from None
@@ -111,7 +143,7 @@ def open_writer(path: str | Path, fps: float, bit_depth: int = 8) -> Iterator:
             yield lambda chunk: yuv.write_yuv420_to(f, chunk, bit_depth)
     elif suffix == ".y4m":
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
-            yield _y4m_writer(f, fps, bit_depth)
+            yield _y4m_writer(f, fps, bit_depth, first_frame)
     elif suffix in CONTAINERS:
         with _container_writer(path, fps) as write:
             yield write
@@ -123,7 +155,7 @@ def open_writer(path: str | Path, fps: float, bit_depth: int = 8) -> Iterator:
             yield write
 
 
-def _y4m_writer(f, fps: float, bit_depth: int):
+def _y4m_writer(f, fps: float, bit_depth: int, first_frame: int | None = None):
     """``write(frames_u8 [B,3,H,W])`` appending YUV4MPEG2 to the binary file ``f``, its header first (the size
     is known from the first frames)."""
     started = False
@@ -131,7 +163,7 @@ def _y4m_writer(f, fps: float, bit_depth: int):
     def write(chunk: np.ndarray) -> None:
         nonlocal started
         if not started:
-            f.write(y4m.header_line(chunk.shape[3], chunk.shape[2], fps, bit_depth))
+            f.write(y4m.header_line(chunk.shape[3], chunk.shape[2], fps, bit_depth, first_frame))
             started = True
         y4m.write_frames_to(f, chunk, bit_depth)
 

@@ -7,6 +7,10 @@ A file is a header line (``YUV4MPEG2 W176 H144 F30000:1001 Ip A1:1 C420jpeg``), 
 bare ``FRAME``, as the encoders and ffmpeg write them, are found by arithmetic; a file whose frame lines
 carry parameters (``FRAME Ip Xkey=value``) is walked frame line by frame line, its parameters ignored
 except an interlaced frame's, which is refused. A cut or damaged file is refused in one line.
+
+vcm's decoders add ``XVCM_FIRST_FRAME=N`` to the header: the file's frame 0 is source frame N (a stream of frames
+403:500, or ``--frames``), so that read back, ground truth and an original are matched to the frames it holds
+whatever its name. Other readers skip an X parameter they do not know.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ FRAME = b"FRAME\n"
 MAX_HEADER = 4096  # bytes of header line read at most
 _DECLARED = set("WHFIC")  # the header's fields that say how to read the frames (X, a comment, may repeat)
 _CHROMA_420 = {"420", "420jpeg", "420mpeg2", "420paldv"}  # 4:2:0 whatever the chroma siting
+FIRST_FRAME = "VCM_FIRST_FRAME="  # an X parameter: the source index of the file's frame 0
+MAX_FIRST_FRAME = 10**9
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,7 @@ class Y4mHeader:
     fps: float | None  # None when the header has no F (a rate is never guessed: the reader asks for --fps)
     bit_depth: int
     data_offset: int
+    first_frame: int | None = None  # the source index of frame 0 when the header says it (XVCM_FIRST_FRAME)
 
 
 def read_header(path: Path) -> Y4mHeader:
@@ -82,7 +89,17 @@ def read_header(path: Path) -> Y4mHeader:
         raise VcmError(f"{path.name}: its YUV4MPEG2 header says full-range samples (XCOLORRANGE=FULL); vcm reads "
                        f"limited range, BT.601 (convert it, e.g. ffmpeg -i IN -pix_fmt yuv420p -color_range tv "
                        f"OUT.y4m)")
-    return Y4mHeader(width, height, fps, depth, end + 1)
+    return Y4mHeader(width, height, fps, depth, end + 1, _first_frame(path, extras))
+
+
+def _first_frame(path: Path, extras: list[str]) -> int | None:
+    said = [x[len(FIRST_FRAME):] for x in extras if x.startswith(FIRST_FRAME)]
+    if not said:
+        return None
+    if len(set(said)) > 1 or not said[0].isdigit() or int(said[0]) > MAX_FIRST_FRAME:  # isdigit: no sign, no space
+        raise VcmError(f"{path.name}: its YUV4MPEG2 header gives X{FIRST_FRAME}{' and '.join(said)} (need one whole "
+                       f"number from 0 to {MAX_FIRST_FRAME:,})")
+    return int(said[0])
 
 
 def _rate(path: Path, value: str) -> float:
@@ -205,16 +222,18 @@ def read_rgb(path: Path, header: Y4mHeader, start: int, stop: int) -> np.ndarray
     return yuv420_to_rgb(*read_planes(path, header, start, stop), bit_depth=header.bit_depth)
 
 
-def header_line(width: int, height: int, fps: float, bit_depth: int = 8) -> bytes:
+def header_line(width: int, height: int, fps: float, bit_depth: int = 8, first_frame: int | None = None) -> bytes:
     """The header vcm writes: progressive 4:2:0 with the chroma siting its conversion makes (the centre of
-    each 2×2 block: ``420jpeg``), square pixels, and the rate as a fraction (29.97 → 30000:1001)."""
+    each 2×2 block: ``420jpeg``), square pixels, the rate as a fraction (29.97 → 30000:1001), and the source
+    index of frame 0 where the writer knows it."""
     ntsc = round(fps * 1.001)  # 29.97, 59.94, 23.976: the NTSC rates, N·1000/1001
     if abs(fps - ntsc * 1000 / 1001) < 5e-3 < abs(fps - ntsc):
         rate = Fraction(ntsc * 1000, 1001)
     else:
         rate = Fraction(fps).limit_denominator(1000)
     chroma = "C420jpeg" if bit_depth == 8 else f"C420p{bit_depth}"
-    return f"YUV4MPEG2 W{width} H{height} F{rate.numerator}:{rate.denominator} Ip A1:1 {chroma}\n".encode()
+    first = f" X{FIRST_FRAME}{first_frame}" if first_frame is not None else ""
+    return f"YUV4MPEG2 W{width} H{height} F{rate.numerator}:{rate.denominator} Ip A1:1 {chroma}{first}\n".encode()
 
 
 def write_frames_to(f, rgb_u8: np.ndarray, bit_depth: int = 8) -> None:
