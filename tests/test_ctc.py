@@ -1989,3 +1989,28 @@ def test_annotations_corrected_in_place_run_their_points_again(tmp_path):
     gt.write_text(gt.read_text().replace("10.5", "11.5"))
     assert gt.stat().st_size == size
     assert [p["state"] for p in preview(cfg, tmp_path / "out")["plan"]] == ["changed"]
+
+
+def test_sfu_hw_ground_truth_found_in_vcm_annotations_is_fingerprinted_too(tmp_path, monkeypatch):
+    """A CTC JSON found for an SFU-HW sequence in $VCM_ANNOTATIONS (no annotations named) left ``truth_key`` empty:
+    a box corrected in it kept every finished point, scored against the old boxes. Pseudo ground truth has none."""
+    from vcm.ctc.run import plan
+
+    seq = sequences.lookup("BQSquare")
+    folder = tmp_path / "annotations"
+    folder.mkdir()
+    gt = GroundTruth("BQSquare", 416, 240, {seq.ctc_first: [Box(10.5, 8.0, 20.0, 12.0, 0)]})
+    json_path = folder / seq.annotations
+    json_path.write_text(json.dumps(to_coco_json(gt, seq.ctc_first)))
+    monkeypatch.setenv("VCM_ANNOTATIONS", str(folder))
+    write_yuv420(tmp_path / "BQSquare_416x240_60.yuv", moving_frames(t=2, h=240, w=416))
+    cfg = {"sequences": [{"name": "BQSquare", "path": str(tmp_path / "BQSquare_416x240_60.yuv"), "frames": "0:2"}],
+           "device": "cpu", "detector": {"name": "oracle"}, "codecs": {"hevc": {"qps": [40]}}}
+
+    def key(config=cfg):
+        return plan(config, tmp_path / "out", None, None, None, None, None)[0]["truth_key"]
+
+    before = key()
+    json_path.write_text(json_path.read_text().replace("10.5", "11.5"))
+    assert before is not None and key() not in (None, before)
+    assert key({**cfg, "reference": "original"}) is None

@@ -74,12 +74,34 @@ def plan(cfg: dict, out: Path, data: Path | None, annotations: Path | None, only
             if not missing_ok:
                 raise
             keys = {"inputs_key": None, "missing_inputs": str(err)}
-        for path in (s["source"], s.get("annotations")):
+        truth = truth_source(s)
+        for path in (s["source"], truth):
             if path and path not in sources:
                 sources[path] = file_key(path)
         keyed.append({**s, "point_key": point_key(s), **keys, "source_key": sources[s["source"]],
-                      "truth_key": sources.get(s.get("annotations"))})
+                      "truth_key": sources.get(truth)})
     return keyed
+
+
+def truth_source(spec: dict) -> str | None:
+    """What ``truth_key`` fingerprints: the annotations a point names (a COCO JSON, a folder of CTC JSONs or txt
+    labels: all of it), else for an SFU-HW sequence the CTC JSON found for it in $VCM_ANNOTATIONS or
+    sequences/annotations/ (an edited one kept its points' old scores). None for pseudo ground truth (the
+    original is the source: ``source_key``), and where none is found, which the point says when it runs."""
+    from vcm import sequences
+    from vcm.eval.gt import find_annotations
+
+    if (spec.get("truth") or {}).get("reference") == "original":
+        return None
+    if spec.get("annotations"):
+        return spec["annotations"]
+    for name in (spec["sequence"], Path(spec["source"]).stem):  # the entry's name, else the file's, as a video's
+        if sequences.lookup(name) is not None:
+            try:
+                return str(find_annotations(name))
+            except VcmError:
+                return None
+    return None
 
 
 def _missing(spec: dict) -> list[str]:
