@@ -494,6 +494,24 @@ def test_output_guard_resolves_symlinks(tmp_path):
     check_output(tmp_path / "other.yuv", inputs=[src])  # a new name is fine
 
 
+def test_a_folder_output_named_like_a_file_is_refused(tmp_path):
+    """`vcm fit --out run.nerv` (or compress with several λ and `--out s.nerv`, eval `--out scores.json`) made a
+    folder of that name, which `vcm decode run.nerv` then found to be no stream."""
+    for args, option in ((("fit", "sample:carphone", "--steps", "1", "--out", tmp_path / "run.nerv"), "--out"),
+                         (("eval", "sample:carphone", "--reference", "original", "--detector", "opencv-face",
+                           "--out", tmp_path / "scores.json"), "--out")):
+        proc = run_main(*args, cwd=tmp_path)
+        assert proc.returncode == 1 and proc.stderr == (f"error: {option} {args[-1]} names a {args[-1].suffix} file, "
+                                                        f"but a folder is written there; name a folder (without "
+                                                        f"{args[-1].suffix})\n"), proc.stderr
+    assert not list(tmp_path.iterdir())
+    from vcm.outputs import check_output
+
+    (tmp_path / "kept.nerv").mkdir()  # a folder that is there already is the user's choice
+    assert check_output(tmp_path / "kept.nerv", kind="dir") == tmp_path / "kept.nerv"
+    assert check_output(tmp_path / "lam0.3", kind="dir") == tmp_path / "lam0.3"  # a dot that is no file's suffix
+
+
 def test_demo_out_keeps_foreign_folders_and_user_files(tmp_path):
     from vcm.demo import MARKER, prepare_out
 

@@ -14,6 +14,11 @@ from typing import Iterable
 from vcm.errors import VcmError
 
 
+# what a file's name ends in, never a folder's that vcm makes: `vcm fit --out run.nerv` made a run folder of that name
+FILE_SUFFIXES = (".nerv", ".icm", ".yuv", ".y4m", ".mp4", ".mkv", ".avi", ".mov", ".webm", ".png", ".jpg", ".jpeg",
+                 ".json", ".npz", ".pt", ".pth", ".yaml", ".yml", ".csv", ".html", ".md", ".txt")
+
+
 def _resolve(path: Path) -> Path:
     return Path(os.path.realpath(Path(path).expanduser()))
 
@@ -56,6 +61,9 @@ def check_output(
         raise VcmError(f"{option} {path} is a directory; name a file")
     if kind == "dir" and real.exists() and not real.is_dir():
         raise VcmError(f"{option} {path} is a file; name a folder")
+    if kind == "dir" and not real.exists() and path.suffix.lower() in FILE_SUFFIXES:
+        raise VcmError(f"{option} {path} names a {path.suffix} file, but a folder is written there; name a folder "
+                       f"(without {path.suffix})")
     for item in inputs:
         if item is None:
             continue
