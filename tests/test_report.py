@@ -309,6 +309,45 @@ def test_ctc_compare_gives_each_curve_of_a_change_against_the_same_curve_before(
         compare(base, new, metric="ssim")
 
 
+def test_ctc_compare_gives_no_map_figure_for_curves_scored_against_other_truth_or_by_another_detector(tmp_path):
+    """Two curves' mAP scored against other ground truth (a corrected annotation file, pseudo ground truth at another
+    score) or by another detector setting made a BD-rate that measured that change as if it were the codec's."""
+    from vcm.ctc.compare import compare
+
+    base, new = tmp_path / "base", tmp_path / "new"
+    yolo = {"name": "yolov7", "weights": "/data/w/yolov7.pt", "img_size": 640, "conf_thres": 0.001}
+    sfu = {"kind": "sfu-hw", "source": "SFU-HW ground truth BQSquare_416x240_60_val.json"}
+    pseudo = {"kind": "pseudo", "source": "pseudo ground truth: yolov7 on the original clip.yuv, detections with "
+                                          "score ≥ 0.5"}
+    cases = {  # curve: (base's scoring, new's scoring, the note; None: compared)
+        "same": ({}, {"detector_settings": {**yolo, "weights": "/elsewhere/yolov7.pt"}}, None),
+        "old-rows": ({"truth_key": None}, {}, None),
+        "annotations": ({}, {"truth_key": "bbbb"}, "scored against other ground truth (the annotations' fingerprint "
+                                                   "differs)"),
+        "kind": ({}, {"ground_truth": pseudo}, "scored against other ground truth (sfu-hw, now pseudo)"),
+        "threshold": ({"ground_truth": pseudo}, {"ground_truth": {**pseudo, "source": pseudo["source"][:-3] + "0.3"}},
+                      "scored against other pseudo ground truth (another detector or score threshold on the "
+                      "original)"),
+        "detector": ({}, {"detector_settings": {**yolo, "img_size": 1280}},
+                     "scored by other detector settings (img_size 640, now 1280)"),
+    }
+    points = ((80.0, 34.0, 0.61), (45.0, 32.0, 0.60), (25.0, 30.0, 0.52), (14.0, 28.0, 0.40))
+    for curve, (was, now, _) in cases.items():
+        for i, (kbps, q, m) in enumerate(points):
+            common = {"map": m, "ground_truth": sfu, "truth_key": "aaaa", "detector_settings": yolo}
+            write_point(base, curve, f"p{i}", kbps, q, **{**common, **was})
+            write_point(new, curve, f"p{i}", kbps * 0.8, q, **{**common, **now})
+    by = {c["curve"]: c for c in compare(base, new)["curves"]}
+    for curve, (_, _, note) in cases.items():
+        assert by[curve]["bd_rate_psnr_y"] == pytest.approx(-20.0, abs=0.01), curve  # the picture's figure stays
+        if note is None:
+            assert by[curve]["bd_rate_map"] == pytest.approx(-20.0, abs=0.01) and by[curve]["note_map"] is None, curve
+        else:
+            assert by[curve]["bd_rate_map"] is None and by[curve]["note_map"] == note, curve
+    text = " ".join(run_main("ctc", "compare", base, new).stdout.split())
+    assert "│ detector │ -20.0 % (overlap 100 %) │ n/a (scored by other │" in text
+
+
 def test_ctc_compare_judges_a_change_over_several_starts_against_their_spread(tmp_path):
     """A change was kept only with a gain on every clip beyond that clip's spread between starts, worked out by
     one-off scripts from runs at two or three seeds. `vcm ctc compare B1 N1 B2 N2` pairs the runs of each start,

@@ -2,7 +2,7 @@
 change is judged: the same codec (its curve name) on the same sequence and frames, before and after.
 
 Per (sequence, curve) found in both folders: the BD-rate of NEW against BASE on the quality metric and on mAP
-(where both measured it), each with its overlap (withheld below 75 %, as in the report), and both curves'
+(where both measured it against the same ground truth with the same detector settings), each with its overlap (withheld below 75 %, as in the report), and both curves'
 points. A curve in one folder only is listed as such; one made from other frames, another size or another file
 of the same name is not compared (its figure would measure the clip, not the codec)."""
 
@@ -14,6 +14,7 @@ from vcm.codecs import curve_order
 from vcm.ctc.bd import bd
 from vcm.ctc.tables import METRICS, collect, curves_by_sequence
 from vcm.errors import VcmError
+from vcm.words import differences
 
 
 def compare(base: Path, new: Path, metric: str = "psnr_y", monotone: frozenset = frozenset()) -> dict:
@@ -48,6 +49,10 @@ def compare(base: Path, new: Path, metric: str = "psnr_y", monotone: frozenset =
                              m in monotone)
                     row.update({f"bd_rate_{m}": res["bd_rate"], f"overlap_{m}": res["overlap_rate"],
                                 f"withheld_{m}": res["withheld_rate"], f"note_{m}": res["error"]})
+                scored_otherwise = _scored_otherwise(b, n)
+                if scored_otherwise:  # the mAP figure would measure the change of ground truth or detector
+                    row.update({"bd_rate_map": None, "overlap_map": None, "withheld_map": False,
+                                "note_map": scored_otherwise})
             out.append(row)
     if not any("note" not in r for r in out):
         raise VcmError(f"{base} and {new} share no curve of the same sequence and frames to compare")
@@ -79,6 +84,32 @@ def _clip(rows: list[dict]) -> set:
 def _sources(rows: list[dict]) -> set:
     """The fingerprints of the video files the rows coded (``source_key``; rows written before it say none)."""
     return {r["source_key"] for r in rows if r.get("source_key")}
+
+
+def _scored_otherwise(base: list[dict], new: list[dict]) -> str | None:
+    """Why the two curves' mAP figures are not comparable, or None: scored against other ground truth (another
+    kind, another pseudo ground truth, annotations whose fingerprint differs) or by other detector settings."""
+    b = next((r for r in base if r.get("map") is not None), None)
+    n = next((r for r in new if r.get("map") is not None), None)
+    if b is None or n is None:
+        return None
+    tb, tn = b.get("ground_truth") or {}, n.get("ground_truth") or {}
+    if tb.get("kind") != tn.get("kind"):
+        return f"scored against other ground truth ({tb.get('kind')}, now {tn.get('kind')})"
+    if tb.get("kind") == "pseudo" and tb.get("source") != tn.get("source"):  # the detector and score on the original
+        return "scored against other pseudo ground truth (another detector or score threshold on the original)"
+    if b.get("truth_key") and n.get("truth_key") and b["truth_key"] != n["truth_key"]:  # rows before it say none
+        return "scored against other ground truth (the annotations' fingerprint differs)"
+    db, dn = _detector(b.get("detector_settings") or {}), _detector(n.get("detector_settings") or {})
+    if db and dn and db != dn:
+        return f"scored by other detector settings ({differences(db, dn, 3)})"
+    return None
+
+
+def _detector(settings: dict) -> dict:
+    """A weights file known by its name: a results folder copied from another machine keeps its paths."""
+    weights = settings.get("weights")
+    return {**settings, "weights": Path(weights).name} if isinstance(weights, str) else settings
 
 
 def _describe_clip(rows: list[dict]) -> str:
