@@ -409,8 +409,9 @@ def test_decoded_frames_read_back_as_the_source_frames_they_are(tmp_path, tiny_r
     assert proc.returncode == 0 and json.loads(proc.stdout)["source_frames"] == [2, 5], proc.stderr
     raw = tmp_path / f"d_32x24_{fps}.yuv"
     proc = run_main("decode", stream, "--frames", "2:5", "--out", raw)
+    said = " ".join(proc.stderr.split())
     assert proc.returncode == 0 and (f"d_32x24_{fps}.yuv holds source frames 2:5, but vcm reads it back as frames "
-                                     "0:3 (a raw .yuv does not say where its frames start)") in " ".join(proc.stderr.split())
+                                     "0:3 (a raw .yuv does not say where its frames start)") in said
     whole = run_main("decode", stream, "--out", tmp_path / f"w_32x24_{fps}.yuv", "--overwrite")
     assert whole.returncode == 0 and "reads it back" not in whole.stderr
     fit = run_main("fit", video.info.path, "--frames", "1:3", "--steps", "1", "--save-video", tmp_path / "f.y4m",

@@ -92,8 +92,9 @@ def eval_command(
                      frames if ":" in frames else None)
     dev = resolve_device(device)
     # Ground truth and detector first: a missing annotation or weight file is reported before decoding.
-    gt, det = truth_and_detector(spec, input_name(input, size, bit_depth=bit_depth), detector, sequence, weights=weights,
-                                 repo=yolov7_repo, device=dev, batch=batch, half=half, options=parse_set(set_))
+    gt, det = truth_and_detector(spec, input_name(input, size, bit_depth=bit_depth), detector, sequence,
+                                 weights=weights, repo=yolov7_repo, device=dev, batch=batch, half=half,
+                                 options=parse_set(set_))
     if half and dev.type != "cuda":  # the detector's settings (scores.json) record half: false
         from vcm import progress
 

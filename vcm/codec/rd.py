@@ -86,9 +86,10 @@ def _or_fit(asked, fit_value):
 
 def codes_fit_as_trained(opts: RDOptions, fit_lambda: float, has_quantizers: bool) -> bool:
     """Whether a stage at ``opts.lam`` starts from a rate-aware fit trained at that same λ (``fit_lambda``, the
-    fit's ``rate_lambda``; ``has_quantizers``: the fit has its own quantizers), unpruned, so that its quantizers, coded as they are, already are that λ's
-    stream. At another λ they are only where a stage towards it starts: coded as they were, ``--lambda 4`` on a
-    fit at λ 1 wrote the λ 1 network labelled λ 4; and ``--prune 0.4`` coded the pruned network untrained."""
+    fit's ``rate_lambda``; ``has_quantizers``: the fit has its own quantizers), unpruned, so that its quantizers,
+    coded as they are, already are that λ's stream. At another λ they are only where a stage towards it starts:
+    coded as they were, ``--lambda 4`` on a fit at λ 1 wrote the λ 1 network labelled λ 4; and ``--prune 0.4``
+    coded the pruned network untrained."""
     return has_quantizers and not opts.prune and math.isclose(opts.lam, fit_lambda, rel_tol=1e-6)
 
 

@@ -322,8 +322,9 @@ class NervFamily(Codec):
                 pts.append((pid, point))
             if stage_key and not seeded:
                 raise VcmError(f"{self.name} fit: stage_seed {fit['stage_seed']} seeds no stage: its points draw "
-                               "nothing at random (a rate-aware fit's λ points train no stage unless they prune or set "
-                               "rd_steps; the paper pipeline only fine-tunes after prune or with qat); drop stage_seed")
+                               "nothing at random (a rate-aware fit's λ points train no stage unless they prune or "
+                               "set rd_steps; the paper pipeline only fine-tunes after prune or with qat); drop "
+                               "stage_seed")
         return pts
 
     def with_compute(self, section: dict, factor: float) -> dict:

@@ -2,9 +2,10 @@
 change is judged: the same codec (its curve name) on the same sequence and frames, before and after.
 
 Per (sequence, curve) found in both folders: the BD-rate of NEW against BASE on the quality metric and on mAP
-(where both measured it against the same ground truth with the same detector settings), each with its overlap (withheld below 75 %, as in the report), and both curves'
-points. A curve in one folder only is listed as such; one made from other frames, another size or another file
-of the same name is not compared (its figure would measure the clip, not the codec)."""
+(where both measured it, against the same ground truth with the same detector settings), each with its overlap
+(withheld below 75 %, as in the report), and both curves' points. A curve in one folder only is listed as such;
+one made from other frames, another size or another file of the same name is not compared (its figure would
+measure the clip, not the codec)."""
 
 from __future__ import annotations
 

@@ -64,7 +64,8 @@ def reading_of(info) -> dict:
     """What turns a file's bytes into frames beside the bytes themselves (a :class:`vcm.video.source.VideoInfo`):
     a raw file's size and bit depth come from its name or --size/--bit-depth, and its first source frame from its
     name, so the same bytes read otherwise are other frames."""
-    return {"size": [info.width, info.height], "bit_depth": info.bit_depth, "first_source_frame": info.first_source_frame}
+    return {"size": [info.width, info.height], "bit_depth": info.bit_depth,
+            "first_source_frame": info.first_source_frame}
 
 
 def _read_cache(path: Path | None, frames: list[int]) -> list[Detections] | None:
