@@ -234,6 +234,13 @@ def test_icm_train_lowers_the_masked_loss_and_resumes(tmp_path):
     again = run_main(*args, "--epochs", "4", "--resume")
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["epochs"] == 4 and len(json.loads(again.stdout)["history"]) == 4
+    # resumed on other images (one replaced: the same count, so the same steps) it went on as another codec
+    kept_image = (images / "im1.png").read_bytes()
+    Image.fromarray(moving_frames(t=1, h=80, w=96, seed=9)[0].transpose(1, 2, 0)).save(images / "im1.png")
+    other = run_main(*args, "--epochs", "5", "--resume")
+    assert other.returncode == 1 and "was trained on other images" in other.stderr, other.stderr[-500:]
+    assert len(list((tmp_path / "run" / "masks").glob("*.npy"))) == 3  # refused before a mask was made for it
+    (images / "im1.png").write_bytes(kept_image)
     # resumed with other SAM weights: the cached masks were used for seen images, the new weights for the rest
     torch.manual_seed(1)
     torch.save(build_tiny_sam().state_dict(), tmp_path / "sam.pth")

@@ -47,6 +47,14 @@ def _image_key(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
 
 
+def images_key(files: list[Path]) -> str:
+    """The training images' names and bytes, digested: what a resume must train on again."""
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f"{f.name}\0{_image_key(f)}\0".encode())
+    return h.hexdigest()[:16]
+
+
 def edge_masks(images: list[Path], pixels: list[np.ndarray], cache: Path, sam_checkpoint: Path | None,
                sam_model: str, alpha: float, device, settings_path: Path | None = None) -> list[np.ndarray]:
     """``bool [H,W]`` edge mask per image (``pixels``: their ``uint8 [3,H,W]``), made once with SAM and cached."""
@@ -224,10 +232,11 @@ _OPTION = {"lmbda": "--lambda", "aux_lr": "the aux learning rate", "clip": "grad
            "steps_per_epoch": "--steps-per-epoch", "sam_model": "--sam-model"}
 
 
-def _resume(ckpt_path: Path, cfg: "IcmTrainConfig", model, opt, aux_opt, device) -> tuple[int, list, dict | None]:
+def _resume(ckpt_path: Path, cfg: "IcmTrainConfig", images: str, model, opt, aux_opt, device
+            ) -> tuple[int, list, dict | None]:
     """Load a checkpoint into the model, both optimizers and the random generator → (epochs done, history, where in
-    the next epoch a stopped run stopped or None); refuse one trained with other settings, or for more epochs than
-    ``cfg`` now asks for."""
+    the next epoch a stopped run stopped or None); refuse one trained with other settings or on other images
+    (``images``: :func:`images_key`), or for more epochs than ``cfg`` now asks for."""
     from vcm.fsutil import load_torch_dict
 
     ckpt = load_torch_dict(ckpt_path, "an SA-ICM training checkpoint")
@@ -237,6 +246,9 @@ def _resume(ckpt_path: Path, cfg: "IcmTrainConfig", model, opt, aux_opt, device)
         if was != now:
             raise VcmError(f"cannot resume: {ckpt_path.parent} was trained with {_OPTION.get(key, '--' + key)} {was!r}, "
                            f"now {now!r} (resume with the run's value, or start a new run with --out)")
+    if ckpt.get("images") not in (None, images):  # (checkpoints written before it said none)
+        raise VcmError(f"cannot resume: {ckpt_path.parent} was trained on other images (the --images folder's names "
+                       f"or bytes differ); resume with the run's images, or start a new run with --out")
     done = int(ckpt["epoch"])
     if done > cfg.epochs:
         raise VcmError(f"cannot resume: {ckpt_path.parent} has trained {done} epochs, more than the {cfg.epochs} now "
@@ -269,13 +281,15 @@ def _train(images_dir: Path, out: Path, cfg: IcmTrainConfig, device, val_dir: Pa
     torch.manual_seed(cfg.seed)
     files, val_files = list_images(images_dir), list_images(val_dir) if val_dir else []
     _check_images_fit_in_memory(files + val_files)
-    imgs, masks = _images_and_masks(files, out, cfg, sam_checkpoint, device)
-    val_imgs, val_masks = _images_and_masks(val_files, out, cfg, sam_checkpoint, device, validation=True)
     model = create(cfg.arch).to(device).train()
     main, aux = _split_params(model)
     opt = torch.optim.Adam(main, lr=cfg.lr)
     aux_opt = torch.optim.Adam(aux, lr=cfg.aux_lr)
-    epoch, history, stopped = _resume(ckpt_path, cfg, model, opt, aux_opt, device) if resume else (0, [], None)
+    trained_on = images_key(files)
+    epoch, history, stopped = (_resume(ckpt_path, cfg, trained_on, model, opt, aux_opt, device) if resume
+                               else (0, [], None))  # refused before any mask is made for images it never saw
+    imgs, masks = _images_and_masks(files, out, cfg, sam_checkpoint, device)
+    val_imgs, val_masks = _images_and_masks(val_files, out, cfg, sam_checkpoint, device, validation=True)
     steps = cfg.steps_per_epoch or max(1, math.ceil(len(imgs) / cfg.batch))
     start, step = time.time(), 0
 
@@ -283,7 +297,8 @@ def _train(images_dir: Path, out: Path, cfg: IcmTrainConfig, device, val_dir: Pa
         refuse_nonfinite(model.state_dict(), "the codec", _DIVERGED_ADVICE)  # never over the last finite state
         save_torch(ckpt_path, {"arch": cfg.arch, "config": arch_config(model, cfg.arch), "state_dict": model.state_dict(),
                                "optimizer": opt.state_dict(), "aux_optimizer": aux_opt.state_dict(), "epoch": epoch,
-                               "history": history, "train": asdict(cfg), "rng": rng_state(device), **where})
+                               "history": history, "train": asdict(cfg), "images": trained_on, "rng": rng_state(device),
+                               **where})
 
     with StopFlag(should_stop) as stop, progress.progress(
             f"icm train ({cfg.arch}, {'SA-ICM' if cfg.masks == 'sam' else 'plain'})", cfg.epochs, completed=epoch) as bar:
