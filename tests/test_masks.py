@@ -418,3 +418,18 @@ def test_vcm_masks_reads_a_raw_file_without_a_rate_and_refuses_fps(tmp_path, car
                     tmp_path / "n.npz", cwd=tmp_path)
     assert proc.returncode == 1 and "--fps does not apply to vcm masks" in proc.stderr
     assert not (tmp_path / "n.npz").exists()
+
+
+def test_a_fit_resumed_with_other_edge_masks_is_refused(tmp_path, carphone):
+    """`vcm fit --loss sa-nerv --masks b.npz --resume` on a run trained with a.npz went on with b's masks, and its
+    config.json named b.npz alone for every step."""
+    for name, dilation in (("a.npz", "0"), ("b.npz", "3")):
+        made = run_main("masks", carphone, "--source", "canny", "--dilation", dilation, "--frames", "0:4", "--out",
+                        tmp_path / name, cwd=tmp_path)
+        assert made.returncode == 0, made.stderr
+    fit = ["fit", carphone, "--frames", "0:4", "--loss", "sa-nerv", "--steps", "2", "--out", tmp_path / "run"]
+    assert run_main(*fit, "--masks", tmp_path / "a.npz", cwd=tmp_path).returncode == 0
+    proc = run_main(*fit, "--masks", tmp_path / "b.npz", "--resume", cwd=tmp_path)
+    assert proc.returncode == 1 and "was trained with other edge masks (a.npz, now b.npz" in proc.stderr, proc.stderr
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["masks"]["path"].endswith("a.npz")
+    assert run_main(*fit, "--masks", tmp_path / "a.npz", "--resume", cwd=tmp_path).returncode == 0

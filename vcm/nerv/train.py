@@ -590,6 +590,11 @@ def _resume(ckpt_path: Path, config: dict, model, opt, device, total: int, rate=
         raise VcmError(f"{ckpt_path} cannot be read ({type(err).__name__}); the file is damaged") from None
     if old["video"]["fingerprint"] != config["video"]["fingerprint"]:
         raise VcmError(f"{ckpt_path.parent} was trained on other frames (different video or --frames); cannot resume")
+    was, now = old.get("masks") or {}, config.get("masks") or {}
+    if was.get("fingerprint") and now.get("fingerprint") and was["fingerprint"] != now["fingerprint"]:
+        raise VcmError(f"cannot resume: {ckpt_path.parent} was trained with other edge masks "
+                       f"({Path(str(was.get('path'))).name}, now {Path(str(now.get('path'))).name}; their content "
+                       f"differs); resume with them, or start a new run with --out")
     if old["model"] != config["model"] or registry.arch_of(old) != config["arch"]:
         differs = _network_difference(registry.arch_of(old), old["model"], config["arch"], config["model"])
         raise VcmError(f"cannot resume: {ckpt_path.parent} holds another network ({differs}); resume with the "
