@@ -652,3 +652,16 @@ def test_an_error_names_the_dependencies_installed_at_versions_vcm_does_not_decl
     said = crashed.stderr.splitlines()
     assert crashed.returncode == 1 and said[0] == "Traceback (most recent call last):", crashed.stderr
     assert said[-2:] == ["AttributeError: module 'torch.nn.utils' has no attribute 'get_total_norm'", f"note: {line}"]
+
+
+def test_an_empty_argument_is_refused_before_anything_is_written(tmp_path):
+    """`vcm fit clip --out "$RUN"` with RUN unset: click read the empty value as the current folder, and the fit
+    wrote its checkpoint, config and metrics among the files there."""
+    (tmp_path / "notes.txt").write_text("mine")
+    for args, said in ((("fit", "sample:carphone", "--steps", "1", "--out", ""), "an empty argument after --out"),
+                       (("fit", "sample:carphone", "--steps", "1", "--out="), "--out= gives no value"),
+                       (("decode", ""), "an empty argument after decode")):
+        proc = run_main(*args, cwd=tmp_path)
+        assert proc.returncode == 2 and proc.stderr == (f"error: {said} (a shell variable that was never set?); give "
+                                                        f"a value, or leave it out\n"), proc.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]

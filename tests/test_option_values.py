@@ -217,5 +217,6 @@ def test_every_option_of_every_command_given_values_no_one_should_give_is_run_or
     summary = run(list(COMMANDS), few=True, limit=3)
     assert summary["crashes"] == [], json.dumps(summary["crashes"][:3], indent=1)
     ran = summary["outcomes"]["accepted"] + summary["outcomes"]["slow"]  # on a busy machine some outlast the limit
-    # (about 47 of 612 run: an option that would go unread, such as --ray-address with the local backend, is refused)
-    assert ran > 35 and summary["outcomes"]["refused"] > 400, summary["outcomes"]
+    # (about 19 of 612 run: an option that would go unread, such as --ray-address with the local backend, is refused,
+    # and so is an empty value, which 26 options took for their default)
+    assert ran > 12 and summary["outcomes"]["refused"] > 400, summary["outcomes"]

@@ -63,8 +63,13 @@ def _run(argv: list[str] | None, console) -> None:
     """The command ``argv`` names, its errors as one line → exits with its code."""
     from vcm.errors import VcmError
 
+    args = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    empty = _empty_argument(args)
+    if empty:
+        _error(console, empty)
+        sys.exit(2)
     try:
-        if not {"--help", "--version"} & set(sys.argv[1:] if argv is None else argv):
+        if not {"--help", "--version"} & set(args):
             _check_limits()
         rv = app(args=argv, prog_name="vcm", standalone_mode=False)
     except VcmError as err:
@@ -100,6 +105,17 @@ def _run(argv: list[str] | None, console) -> None:
     if rv == 130:  # typer returns a Ctrl-C that no stage handled as exit code 130 (non-standalone mode)
         _interrupted(console)
     sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _empty_argument(args: list[str]) -> str | None:
+    """The error for an empty argument (``--out ""``, ``--out=``: a shell variable that was never set), else None:
+    click read ``--out ""`` as the current folder, and a fit wrote its run among the user's files there."""
+    for i, arg in enumerate(args):
+        if arg == "" or arg.startswith("--") and arg.endswith("=") and "=" not in arg[:-1]:
+            before = args[i - 1] if i else ""
+            what = f"{arg} gives no value" if arg else f"an empty argument{' after ' + before if before else ''}"
+            return f"{what} (a shell variable that was never set?); give a value, or leave it out"
+    return None
 
 
 def _note(console, line: str) -> None:
