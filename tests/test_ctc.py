@@ -1536,6 +1536,17 @@ def test_match_points_follow_the_anchor_and_run_after_it(tmp_path):
     again = run(edited, tmp_path / "out", jobs=1)
     assert (again["ran"], again["reused"], again["failed"]) == (2, 2, 0)
     assert preview(edited, tmp_path / "out")["finished"] == 4
+    # the anchor coded anew (another preset) moves its rates: the points that aimed at the old ones run again, as
+    # they do where its result changed since they ran (another command ran it again)
+    faster = tmp_path / "faster.yaml"
+    faster.write_text(edited.read_text().replace("hevc: {qps: [30, 40]}", "hevc: {qps: [30, 40], preset: ultrafast}"))
+    plan = preview(faster, tmp_path / "out")
+    assert [(p["codec"], p["state"]) for p in plan["plan"]] == [("nerv", "changed")] * 2 + [("hevc", "changed")] * 2
+    anchor = next((tmp_path / "out" / "points").glob("*/hevc/qp30")) / "result.json"
+    anchor.write_text(json.dumps({**json.loads(anchor.read_text()), "kbps": hevc[30]["kbps"] * 1.5}))
+    plan = preview(edited, tmp_path / "out")
+    assert sorted((p["point"].rsplit("_", 1)[1], p["state"]) for p in plan["plan"] if p["codec"] == "nerv") == \
+        [("qp30", "changed"), ("qp40", "finished")]
     cfg.write_text(cfg.read_text().replace("  hevc: {qps: [30, 40]}\n", ""))
     with pytest.raises(VcmError, match="matches hevc, which this run does not code"):
         run(cfg, tmp_path / "out2")

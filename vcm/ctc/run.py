@@ -263,8 +263,7 @@ def preview(config_path: Path, out: Path, data: Path | None = None, annotations:
     out, specs = _checked_plan(config_path, out, data, annotations, only, codecs, backend, device, compute,
                                missing_ok=True, ray_address=ray_address)
     points, fits, training, frames = [], set(), set(), {}
-    for spec in specs:
-        state, _ = _state(spec, force)
+    for spec, (state, _) in zip(specs, _states(specs, force)):
         missing = _missing(spec)
         if missing:  # the run refuses until its inputs are there
             state = "missing input"
@@ -338,6 +337,33 @@ def _state(spec: dict, force: bool) -> tuple[str, dict | None]:
     return ("failed" if old is not None and old.get("status") == "failed" else "to run"), old
 
 
+def _states(specs: list[dict], force: bool) -> list[tuple[str, dict | None]]:
+    """:func:`_state` of every spec, where a point aiming at an anchor's rate (``after``) is finished only while its
+    anchor is, at the rate the point aimed at: an anchor that runs again (its source or settings changed) moved
+    its rate, and the point kept the old one's, its curve no longer at the anchor's rates."""
+    states = [_state(s, force) if "after" not in s else None for s in specs]
+    rerun = {s["workdir"] for s, st in zip(specs, states) if st is not None and st[0] != "finished"}
+    for i, spec in enumerate(specs):
+        if states[i] is None:
+            state, old = _state(spec, force)
+            if state == "finished" and not _aimed_at_anchor_as_it_is(old, spec, rerun):
+                state = "changed"
+            states[i] = (state, old)
+    return states
+
+
+def _aimed_at_anchor_as_it_is(row: dict, spec: dict, rerun: set[str]) -> bool:
+    """Whether the finished ``row`` of a point aiming at an anchor's rate aimed at the rate the anchor's result
+    gives now, the anchor not running again (a row that does not say its target is taken as it is)."""
+    target = ((row.get("rate_control") or {}).get("target") or {}).get("kbps")
+    if target is None:
+        return True
+    if spec["after"] in rerun:
+        return False
+    anchor = read_result(Path(spec["after"]))
+    return anchor is not None and anchor.get("status") == "ok" and anchor["kbps"] == target
+
+
 def _checked_plan(config_path: Path, out: Path, data: Path | None, annotations: Path | None, only: list[str] | None,
                   codecs: list[str] | None, backend: str, device: str | None,
                   compute: float | None = None, missing_ok: bool = False,
@@ -394,8 +420,7 @@ def _check_not_someone_elses(out: Path) -> None:
 
 def _run(specs: list[dict], out: Path, jobs: int, backend: str, ray_address: str | None, force: bool) -> dict:
     todo, reused, retried, changed = [], [], 0, 0
-    for spec in specs:
-        state, old = _state(spec, force)
+    for spec, (state, old) in zip(specs, _states(specs, force)):
         if state == "finished":
             reused.append(old)
         else:
@@ -409,7 +434,8 @@ def _run(specs: list[dict], out: Path, jobs: int, backend: str, ray_address: str
         progress.log(f"retrying {counted(retried, 'point')} that failed before")
     if changed:
         progress.log(f"running again {counted(changed, 'finished point')} whose config changed since they ran "
-                     f"(frames, detector, ground truth, the point's settings, or a preset or file it names)")
+                     f"(frames, detector, ground truth, the point's settings, a preset or file it names, or the "
+                     f"anchor's rate it aims at)")
     if _points_run_here(backend, ray_address):
         check_programs(todo)
         check_evaluations(todo)
