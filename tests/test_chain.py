@@ -178,3 +178,11 @@ def test_a_chained_curve_runs_through_the_ctc_runner_in_order(tmp_path, backend)
     again = run(cfg, tmp_path / "out", jobs=2, backend=backend)
     assert again["ran"] == 1 and again["failed"] == 0
     assert (last / "stream.nerv").read_bytes() == first_bytes
+    # a link changed in place runs again, and so does every link after it, which starts from its end
+    from vcm.ctc.run import preview
+
+    edited = tmp_path / "edited.yaml"
+    edited.write_text(cfg.read_text().replace("{lambda: 1}]", "{lambda: 1, rd_steps: 4}]"))
+    states = {p["point"]: p["state"] for p in preview(edited, tmp_path / "out", backend=backend)["plan"]}
+    assert states == {"tiny_rd_l0p1": "finished", "tiny_rd_l1p0_from_l0p1": "changed",
+                      "tiny_rd_l4p0_from_l1p0": "changed"}

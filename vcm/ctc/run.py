@@ -338,25 +338,30 @@ def _state(spec: dict, force: bool) -> tuple[str, dict | None]:
 
 
 def _states(specs: list[dict], force: bool) -> list[tuple[str, dict | None]]:
-    """:func:`_state` of every spec, where a point aiming at an anchor's rate (``after``) is finished only while its
-    anchor is, at the rate the point aimed at: an anchor that runs again (its source or settings changed) moved
-    its rate, and the point kept the old one's, its curve no longer at the anchor's rates."""
-    states = [_state(s, force) if "after" not in s else None for s in specs]
-    rerun = {s["workdir"] for s, st in zip(specs, states) if st is not None and st[0] != "finished"}
-    for i, spec in enumerate(specs):
-        if states[i] is None:
-            state, old = _state(spec, force)
-            if state == "finished" and not _aimed_at_anchor_as_it_is(old, spec, rerun):
-                state = "changed"
-            states[i] = (state, old)
-    return states
+    """:func:`_state` of every spec, where a point that starts from another's result is finished only while that
+    one is: a point aiming at an anchor's rate (``after``), at the rate it aimed at (an anchor coded anew moved
+    its rates, and the point kept the old ones), and a chain's λ point (``warm_from``), while the point before
+    it does not run again (it trained from that point's old end state)."""
+    states = [_state(s, force) for s in specs]
+    while True:
+        rerun = {s["workdir"] for s, (state, _) in zip(specs, states) if state != "finished"}
+        stale = [i for i, (spec, (state, old)) in enumerate(zip(specs, states))
+                 if state == "finished" and not _starts_as_it_did(old, spec, rerun)]
+        if not stale:
+            return states
+        for i in stale:
+            states[i] = ("changed", states[i][1])
 
 
-def _aimed_at_anchor_as_it_is(row: dict, spec: dict, rerun: set[str]) -> bool:
-    """Whether the finished ``row`` of a point aiming at an anchor's rate aimed at the rate the anchor's result
-    gives now, the anchor not running again (a row that does not say its target is taken as it is)."""
+def _starts_as_it_did(row: dict, spec: dict, rerun: set[str]) -> bool:
+    """Whether what the finished ``row``'s point started from is as it was: the point before it in a chain does not
+    run again, and an anchor it aimed at, running no more, gives the rate it aimed at (a row that does not say
+    its target is taken as it is)."""
+    before = (spec.get("point") or {}).get("warm_from")
+    if before and str(Path(spec["workdir"]).with_name(before)) in rerun:
+        return False
     target = ((row.get("rate_control") or {}).get("target") or {}).get("kbps")
-    if target is None:
+    if "after" not in spec or target is None:
         return True
     if spec["after"] in rerun:
         return False
