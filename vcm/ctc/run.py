@@ -66,7 +66,7 @@ def plan(cfg: dict, out: Path, data: Path | None, annotations: Path | None, only
                 if "missing" in seq:
                     spec.update(missing_video=seq["missing"], manifest_frames=seq["manifest_frames"])
                 specs.append(spec)
-    keyed, sources = [], {}  # a file or folder is hashed once a plan, not once a point
+    keyed, sources, truths = [], {}, {}  # a file or folder is found and hashed once a plan, not once a point
     for s in expand_matches(specs):
         try:
             keys = {"inputs_key": inputs_key(s)}
@@ -74,7 +74,10 @@ def plan(cfg: dict, out: Path, data: Path | None, annotations: Path | None, only
             if not missing_ok:
                 raise
             keys = {"inputs_key": None, "missing_inputs": str(err)}
-        truth = truth_source(s)
+        asked = (s["sequence"], s["source"], s.get("annotations"), (s.get("truth") or {}).get("reference"))
+        if asked not in truths:
+            truths[asked] = truth_source(s)
+        truth = truths[asked]
         for path in (s["source"], truth):
             if path and path not in sources:
                 sources[path] = file_key(path)
