@@ -311,6 +311,8 @@ def test_video_options_a_file_contradicts_or_no_rate_can_be_are_refused(tmp_path
     clip = tmp_path / "Bar_16x16_30.yuv"
     write_yuv420(clip, moving_frames(t=2, h=16, w=16))
     assert_one_line_error(run_main("fit", clip, "--fps", "nan", "--out", tmp_path / "r"), "--fps must be")
+    # --bit-depth 0 on a raw file was taken for no --bit-depth (read as 8-bit), as -3 was not
+    assert_one_line_error(run_main("info", clip, "--bit-depth", "0"), "--bit-depth must be 8, 10, 12 or 16, got 0")
     assert not (tmp_path / "r").exists()
 
 

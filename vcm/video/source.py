@@ -185,7 +185,7 @@ def _probe_yuv(path: Path, size, fps, bit_depth, need_fps: bool = True) -> Video
     rate = fps or named_fps
     if rate is None and need_fps:
         raise VideoOptionError(f"{path.name}: unknown frame rate; pass --fps F or name the file Name_WxH_fps.yuv")
-    depth = bit_depth or named_depth or 8
+    depth = bit_depth if bit_depth is not None else named_depth or 8  # --bit-depth 0 was taken for none given
     if depth not in (8, 10, 12, 16):
         raise VideoOptionError(f"--bit-depth must be 8, 10, 12 or 16, got {depth}")
     wide = _wide_sample_bits(path, width, height) if bit_depth is None and named_depth is None else None
