@@ -1288,6 +1288,7 @@ def test_a_device_this_machine_lacks_is_refused_before_any_point_runs(tmp_path):
     (["--only", "c,nope"], "--only names no sequence of the config: nope (sequences: c, d)"),  # nope was dropped
     (["--data", "/nonexistent"], "--data /nonexistent does not exist"),  # unread by a sequence with its own path
     (["--data", "/dev/null"], "--data /dev/null is not a folder"),  # each sequence said "no … in /dev/null"
+    (["--data", "."], "--data . is unread: every sequence of the config names its own path"),  # ignored without a word
     (["--annotations", "/nonexistent"], "--annotations /nonexistent does not exist"),
     (["--annotations", "."], "--annotations . is unread: no sequence is scored against annotations"),  # no detector
     (["--backend", "foo"], "--backend must be local or ray"),  # refused only after the folder and its log were written

@@ -345,6 +345,9 @@ def sequence_entries(cfg: dict, data: Path | None, only: list[str] | None, missi
     before the data is at hand) kept with ``missing`` (why) and ``manifest_frames`` (the frames its ``frames``
     select by the manifest)."""
     out, names = [], []
+    if data is not None and all(not isinstance(e, str) or _names_a_file(e) for e in cfg["sequences"]):
+        raise VcmError(f"--data {data} is unread: every sequence of the config names its own path (--data is where "
+                       f"the SFU-HW sequences a config names by name are found); leave it out")
     for entry in cfg["sequences"]:
         if isinstance(entry, str) and _names_a_file(entry):  # as {path: entry}: sample:NAME, a/b.yuv, clip.mp4
             entry = {"path": entry}
