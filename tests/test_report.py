@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import fails_after, run_main
+from tests.conftest import fails_after, run_cli, run_main
 from vcm.ctc.report import make_report
 
 PROV = {"vcm": "0.1.0", "commit": "abc", "torch": "2.x", "cuda": None, "python": "3.11", "device": "cpu (2 threads)",
@@ -344,8 +344,9 @@ def test_ctc_compare_gives_no_map_figure_for_curves_scored_against_other_truth_o
             assert by[curve]["bd_rate_map"] == pytest.approx(-20.0, abs=0.01) and by[curve]["note_map"] is None, curve
         else:
             assert by[curve]["bd_rate_map"] is None and by[curve]["note_map"] == note, curve
-    text = " ".join(run_main("ctc", "compare", base, new).stdout.split())
-    assert "│ detector │ -20.0 % (overlap 100 %) │ n/a (scored by other │" in text
+    text = " ".join(run_cli("ctc", "compare", base, new, env={"COLUMNS": "250"}).stdout.split())  # a line a row
+    assert "│ detector │ -20.0 % (overlap 100 %) │ n/a (scored by other detector settings (img_size 640, now 1280)) │" \
+        in text, text
 
 
 def test_ctc_compare_judges_a_change_over_several_starts_against_their_spread(tmp_path):
