@@ -330,7 +330,7 @@ def compress_many(run_dir: Path, opts_list: list[Options], device, source: Path 
     if chain and rate_aware:
         raise VcmError(f"{prep.run_dir} is a rate-aware fit: each λ starts from its own quantizers, with no chain")
     if seed_given and all(isinstance(o, RDOptions)
-                          and not o.draws_at_random(rd.codes_fit_as_trained(o, prep.fit_cfg.rate_lambda, rate_aware))
+                          and not o.draws_at_random(rd.codes_fit_as_trained(o, prep.fit_cfg, rate_aware))
                           for o in opts_list):  # every seed gave the same bytes
         raise VcmError(f"--seed {opts_list[0].seed}: nothing in this compression is random ({prep.run_dir} is a "
                        f"rate-aware fit at λ {prep.fit_cfg.rate_lambda:g}, coded with its own quantizers as trained; "

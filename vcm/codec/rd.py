@@ -84,13 +84,12 @@ def _or_fit(asked, fit_value):
     return fit_value if asked is None else asked
 
 
-def codes_fit_as_trained(opts: RDOptions, fit_lambda: float, has_quantizers: bool) -> bool:
-    """Whether a stage at ``opts.lam`` starts from a rate-aware fit trained at that same λ (``fit_lambda``, the
-    fit's ``rate_lambda``; ``has_quantizers``: the fit has its own quantizers), unpruned, so that its quantizers,
-    coded as they are, already are that λ's stream. At another λ they are only where a stage towards it starts:
-    coded as they were, ``--lambda 4`` on a fit at λ 1 wrote the λ 1 network labelled λ 4; and ``--prune 0.4``
-    coded the pruned network untrained."""
-    return has_quantizers and not opts.prune and math.isclose(opts.lam, fit_lambda, rel_tol=1e-6)
+def codes_fit_as_trained(opts: RDOptions, fit_cfg: TrainConfig, has_quantizers: bool) -> bool:
+    """Whether a stage at ``opts.lam`` starts from a rate-aware fit trained at that same λ (``has_quantizers``:
+    the fit has its own quantizers), so that its quantizers, coded as they are, already are that λ's stream.
+    At another λ they are only where a stage towards it starts: coded as they were, ``--lambda 4`` on a fit
+    at λ 1 wrote the λ 1 network labelled λ 4."""
+    return has_quantizers and math.isclose(opts.lam, fit_cfg.rate_lambda, rel_tol=1e-6)
 
 
 def rd_steps(opts: RDOptions, fit_cfg: TrainConfig, num_frames: int, has_quantizers: bool) -> int:
@@ -101,7 +100,7 @@ def rd_steps(opts: RDOptions, fit_cfg: TrainConfig, num_frames: int, has_quantiz
         return opts.steps
     if opts.epochs is not None:
         return opts.epochs * fit_cfg.steps_per_epoch(num_frames)
-    if codes_fit_as_trained(opts, fit_cfg.rate_lambda, has_quantizers):
+    if codes_fit_as_trained(opts, fit_cfg, has_quantizers):
         return 0
     if fit_cfg.rd_steps is not None:
         return fit_cfg.rd_steps

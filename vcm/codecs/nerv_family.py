@@ -314,16 +314,12 @@ class NervFamily(Codec):
                     opts.check()
                 except VcmError as err:  # the options' messages name the command line's flags; here they are keys
                     raise VcmError(f"{where}: {str(err).replace('--', '')}") from None
-                # a rate-aware fit's λ point starts from its own fit, at its λ ("rate_lambda" above)
-                from vcm.codec.rd import RDOptions, codes_fit_as_trained
-
-                seeded = seeded or opts.draws_at_random(isinstance(opts, RDOptions) and codes_fit_as_trained(
-                    opts, point["fit"].get("rate_lambda", 0.0), rate_aware(fit)))
+                seeded = seeded or opts.draws_at_random(rate_aware(fit))
                 pts.append((pid, point))
             if stage_key and not seeded:
                 raise VcmError(f"{self.name} fit: stage_seed {fit['stage_seed']} seeds no stage: its points draw "
-                               "nothing at random (a rate-aware fit's λ points train no stage unless they prune or "
-                               "set rd_steps; the paper pipeline only fine-tunes after prune or with qat); drop "
+                               "nothing at random (a rate-aware fit's λ points train no stage unless they set "
+                               "rd_steps; the paper pipeline only fine-tunes after prune or with qat); drop "
                                "stage_seed")
         return pts
 
