@@ -345,8 +345,8 @@ def test_ctc_compare_gives_no_map_figure_for_curves_scored_against_other_truth_o
         else:
             assert by[curve]["bd_rate_map"] is None and by[curve]["note_map"] == note, curve
     text = " ".join(run_cli("ctc", "compare", base, new, env={"COLUMNS": "250"}).stdout.split())  # a line a row
-    assert "│ detector │ -20.0 % (overlap 100 %) │ n/a (scored by other detector settings (img_size 640, now 1280)) │" \
-        in text, text
+    row = "│ detector │ -20.0 % (overlap 100 %) │ n/a (scored by other detector settings (img_size 640, now 1280))"
+    assert row in text, text
 
 
 def test_ctc_compare_judges_a_change_over_several_starts_against_their_spread(tmp_path):
