@@ -174,7 +174,7 @@ def decode(
     from vcm.bitstream.decode_plan import human_macs
     from vcm.codec.decode import decode_stream, frame_range, iter_frames
     from vcm.device import resolve_device
-    from vcm.video.writer import check_raw_name, open_writer, note_read_back
+    from vcm.video.writer import check_raw_name, open_writer
 
     t0 = time.time()
     stream = decode_stream(bitstream, allow_large=True)  # its plan is checked below, with the output and range
@@ -193,8 +193,6 @@ def decode(
                 write(chunk)
             bar.advance(len(chunk))
     fps = len(selected) / max(time.time() - t0, 1e-9)
-    if out is not None and not piped:
-        note_read_back(out, range(first + selected.start, first + selected.stop))
     result = {"bitstream": str(bitstream), "frames": len(selected), "stream_frames": [selected.start, selected.stop],
               "size": f"{v['width']}x{v['height']}", "fps": v["fps"],
               "source_frames": [first + selected.start, first + selected.stop], "decode_frames_per_second": fps,

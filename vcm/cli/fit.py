@@ -122,11 +122,8 @@ def fit(
         exit_stopped(f"stopped at step {result.steps_done} of {result.total_steps}; checkpoint saved in {result.run_dir}")
     if save_video is not None:
         model, _ = load_run(result.run_dir)
-        from vcm.video.writer import note_read_back
-
         write_video(save_video, reconstruct(model, video.num_frames, dev), video.fps,
                     first_frame=video.source_frames.start)
-        note_read_back(save_video, video.source_frames)
     _print_fit(result, video, cfg.loss, json_out)
 
 

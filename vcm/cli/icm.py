@@ -169,7 +169,7 @@ def icm_decode(
     from vcm.bitstream.decode_plan import DecodePlan
     from vcm.codec.decode import frame_range
     from vcm.icm.codec import open_icm
-    from vcm.video.writer import check_raw_name, open_writer, note_read_back
+    from vcm.video.writer import check_raw_name, open_writer
 
     header, selected, decoded = open_icm(bitstream, resolve_device(device), checkpoint,
                                          lambda header: frame_range(frames, header["frames"]))
@@ -186,8 +186,6 @@ def icm_decode(
             if write is not None:
                 write(frame)
             bar.advance(1)
-    if out is not None and not piped:
-        note_read_back(out, range(first + selected.start, first + selected.stop))
     r = {"frames": len(selected), "stream_frames": [selected.start, selected.stop],
          "source_frames": [first + selected.start, first + selected.stop],
          "size": f"{header['width']}x{header['height']}", "arch": header["arch"],

@@ -113,8 +113,7 @@ def write_video(path: str | Path, frames_u8: np.ndarray | Iterable[np.ndarray], 
     ``.yuv``: planar 4:2:0 (BT.601 limited, see :mod:`vcm.video.color`); ``.y4m``: the same samples in
     YUV4MPEG2, whose header gives the size, rate and depth (:mod:`vcm.video.y4m`). ``.mp4``/``.mkv``:
     lossless RGB H.264 (``libx264rgb -qp 0``) so that re-reading gives the same pixels. ``first_frame``: the
-    source index of the first frame, which a ``.y4m`` records (:func:`note_read_back` for the others;
-    None: not said).
+    source index of the first frame, which a ``.y4m`` records (:func:`open_writer`; None: not said).
     """
     chunks = [frames_u8] if isinstance(frames_u8, np.ndarray) else frames_u8
     with open_writer(path, fps, bit_depth, first_frame) as write:
@@ -126,8 +125,22 @@ def write_video(path: str | Path, frames_u8: np.ndarray | Iterable[np.ndarray], 
 @contextlib.contextmanager
 def open_writer(path: str | Path, fps: float, bit_depth: int = 8, first_frame: int | None = None) -> Iterator:
     """Yield ``write(frames_u8 [B,3,H,W])``; the file (or folder) appears complete on success only.
-    ``first_frame``: the source index of the first frame (a ``.y4m`` header says it, the other kinds cannot;
-    None: not said)."""
+    ``first_frame``: the source index of the first frame, which a ``.y4m`` header says; a file of another kind
+    that vcm would read back as other frames is named on stderr (:func:`note_read_back`). None: not said."""
+    written = 0
+    with _open_writer(path, fps, bit_depth, first_frame) as write:
+        def counted(chunk: np.ndarray) -> None:
+            nonlocal written
+            write(chunk)
+            written += len(chunk)
+
+        yield counted
+    if first_frame is not None and not to_stdout(path):
+        note_read_back(path, range(first_frame, first_frame + written))
+
+
+@contextlib.contextmanager
+def _open_writer(path: str | Path, fps: float, bit_depth: int, first_frame: int | None) -> Iterator:
     check_writable(path)
     if to_stdout(path):
         try:  # the with-block's writes raise here too
