@@ -347,29 +347,27 @@ def _states(specs: list[dict], force: bool) -> list[tuple[str, dict | None]]:
     it does not run again (it trained from that point's old end state)."""
     states = [_state(s, force) for s in specs]
     while True:
-        rerun = {s["workdir"] for s, (state, _) in zip(specs, states) if state != "finished"}
-        stale = [i for i, (spec, (state, old)) in enumerate(zip(specs, states))
-                 if state == "finished" and not _starts_as_it_did(old, spec, rerun)]
+        by_folder = {s["workdir"]: state for s, state in zip(specs, states)}
+        stale = [i for i, (spec, (state, row)) in enumerate(zip(specs, states))
+                 if state == "finished" and not _starts_as_it_did(row, spec, by_folder)]
         if not stale:
             return states
         for i in stale:
             states[i] = ("changed", states[i][1])
 
 
-def _starts_as_it_did(row: dict, spec: dict, rerun: set[str]) -> bool:
-    """Whether what the finished ``row``'s point started from is as it was: the point before it in a chain does not
-    run again, and an anchor it aimed at, running no more, gives the rate it aimed at (a row that does not say
-    its target is taken as it is)."""
+def _starts_as_it_did(row: dict, spec: dict, by_folder: dict[str, tuple[str, dict | None]]) -> bool:
+    """Whether what the finished ``row``'s point started from is as it was (``by_folder``: every point's state and
+    row by its folder): the point before it in a chain is finished, and an anchor it aimed at is finished at the
+    rate it aimed at (a row that does not say its target is taken as it is)."""
     before = (spec.get("point") or {}).get("warm_from")
-    if before and str(Path(spec["workdir"]).with_name(before)) in rerun:
-        return False
+    if before and by_folder.get(str(Path(spec["workdir"]).with_name(before)), ("finished",))[0] != "finished":
+        return False  # (a link before it that is not in this plan has run before)
     target = ((row.get("rate_control") or {}).get("target") or {}).get("kbps")
     if "after" not in spec or target is None:
         return True
-    if spec["after"] in rerun:
-        return False
-    anchor = read_result(Path(spec["after"]))
-    return anchor is not None and anchor.get("status") == "ok" and anchor["kbps"] == target
+    state, anchor = by_folder[spec["after"]]
+    return state == "finished" and anchor["kbps"] == target
 
 
 def _checked_plan(config_path: Path, out: Path, data: Path | None, annotations: Path | None, only: list[str] | None,
