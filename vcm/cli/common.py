@@ -16,6 +16,9 @@ out = Console(highlight=False, markup=False, emoji=False)  # tables hold paths a
 
 SizeOpt = typer.Option(None, "--size", help="Frame size WxH of a raw .yuv (default: what its name says; given, it wins).")
 FpsOpt = typer.Option(None, "--fps", help="Frame rate (default: what the file name, header or container says; given, it wins).")
+# for a command that reads no frame rate (it works frame by frame), which refuses it in one line: a raw file without
+# a rate in its name was refused until --fps gave one that nothing then read
+UnreadFpsOpt = typer.Option(None, "--fps", hidden=True)
 BitDepthOpt = typer.Option(None, "--bit-depth", help="Sample bit depth of a raw .yuv (8, 10; default from the name or 8).")
 SOURCE_FRAMES_HELP = "ctc | all | auto | A:B (source frames, B exclusive); auto, the default, is ctc for an SFU-HW sequence and all for any other video."
 SourceFramesOpt = typer.Option("auto", "--frames", help=SOURCE_FRAMES_HELP)

@@ -7,8 +7,8 @@ import typer
 
 from vcm.cli.app import app
 from vcm.samples import resolve
-from vcm.cli.common import (SOURCE_FRAMES_HELP, BitDepthOpt, DeviceOpt, JsonOpt, OverwriteOpt, SizeOpt, fmt,
-                            print_json, refuse_unused, start, table)
+from vcm.cli.common import (SOURCE_FRAMES_HELP, BitDepthOpt, DeviceOpt, JsonOpt, OverwriteOpt, SizeOpt, UnreadFpsOpt,
+                            fmt, print_json, refuse_unused, start, table)
 
 gt_app = typer.Typer(help="SFU-HW ground truth utilities.", no_args_is_help=True)
 app.add_typer(gt_app, name="gt")
@@ -37,7 +37,7 @@ def eval_command(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for detections.json and scores.json (default eval/<input file name>/)."),
     device: str = DeviceOpt,
     size: Optional[str] = SizeOpt,
-    fps: Optional[float] = typer.Option(None, "--fps", hidden=True),  # refused below: detection is per frame
+    fps: Optional[float] = UnreadFpsOpt,
     bit_depth: Optional[int] = BitDepthOpt,
     json_out: bool = JsonOpt,
 ) -> None:
@@ -56,7 +56,6 @@ def eval_command(
     from vcm.video.naming import parse_size
 
     start()
-    # a raw file without a rate in its name was refused until --fps gave one, which nothing then read
     refuse_unused([("--fps", fps)], "vcm eval", "detection is frame by frame; no frame rate is read")
     input = resolve(input)  # sample:NAME → the bundled clip
     require_input(input, folder_ok=True)

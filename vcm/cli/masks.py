@@ -7,8 +7,8 @@ import typer
 
 from vcm.cli.app import app
 from vcm.samples import resolve
-from vcm.cli.common import (BitDepthOpt, DeviceOpt, JsonOpt, SizeOpt, SourceFramesOpt, print_json, probe_input,
-                            refuse_unused, start)
+from vcm.cli.common import (BitDepthOpt, DeviceOpt, JsonOpt, SizeOpt, SourceFramesOpt, UnreadFpsOpt, print_json,
+                            probe_input, refuse_unused, start)
 
 
 @app.command()
@@ -26,7 +26,7 @@ def masks(
     overwrite: bool = typer.Option(False, "--overwrite", help="Make the masks again over a mask file made from other frames, weights or settings (one made the same way is reused as it is)."),
     device: str = DeviceOpt,
     size: Optional[str] = SizeOpt,
-    fps: Optional[float] = typer.Option(None, "--fps", hidden=True),  # refused below: masks are per frame
+    fps: Optional[float] = UnreadFpsOpt,
     bit_depth: Optional[int] = BitDepthOpt,
     json_out: bool = JsonOpt,
 ) -> None:
@@ -40,7 +40,6 @@ def masks(
     from vcm.video import load
 
     start()
-    # a raw file without a rate in its name was refused until --fps gave one, which nothing then read
     refuse_unused([("--fps", fps)], "vcm masks", "masks are made frame by frame; no frame rate is read")
     kind, _ = parse_source(source)
     if kind != "sam":  # (and --fill named a Canny file _fill)
