@@ -47,21 +47,25 @@ def _image_key(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
 
 
-def images_key(files: list[Path]) -> str:
-    """The training images' names and bytes, digested: what a resume must train on again."""
+def images_key(files: list[Path], keys: list[str]) -> str:
+    """The training images' names and bytes (``keys``: each one's :func:`_image_key`), digested: what a resume must
+    train on again."""
     h = hashlib.sha256()
-    for f in files:
-        h.update(f"{f.name}\0{_image_key(f)}\0".encode())
+    for f, key in zip(files, keys):
+        h.update(f"{f.name}\0{key}\0".encode())
     return h.hexdigest()[:16]
 
 
 def edge_masks(images: list[Path], pixels: list[np.ndarray], cache: Path, sam_checkpoint: Path | None,
-               sam_model: str, alpha: float, device, settings_path: Path | None = None) -> list[np.ndarray]:
-    """``bool [H,W]`` edge mask per image (``pixels``: their ``uint8 [3,H,W]``), made once with SAM and cached."""
+               sam_model: str, alpha: float, device, settings_path: Path | None = None,
+               keys: list[str] | None = None) -> list[np.ndarray]:
+    """``bool [H,W]`` edge mask per image (``pixels``: their ``uint8 [3,H,W]``; ``keys``: their :func:`_image_key`
+    where already read), made once with SAM and cached."""
     from vcm.masks.sam import frame_edges, load_sam, load_settings, make_generator
     from vcm.masks.store import pack
 
-    paths = [cache / f"{p.stem}_{_image_key(p)}_{sam_model}_a{alpha:g}.npy" for p in images]
+    keys = keys or [_image_key(p) for p in images]
+    paths = [cache / f"{p.stem}_{key}_{sam_model}_a{alpha:g}.npy" for p, key in zip(images, keys)]
     settings = load_settings(settings_path)
     if sam_checkpoint is not None:  # made only with weights: a refusal without them left an empty run folder
         cache.mkdir(parents=True, exist_ok=True)
@@ -215,12 +219,13 @@ def _check_images_fit_in_memory(files: list[Path]) -> None:
 
 
 def _images_and_masks(files: list[Path], out: Path, cfg: IcmTrainConfig, sam_checkpoint: Path | None, device,
-                      validation: bool = False) -> tuple[list[np.ndarray], list]:
+                      validation: bool = False, keys: list[str] | None = None) -> tuple[list[np.ndarray], list]:
     """The images ``files`` and their edge masks: SAM's with ``--masks sam``, else all-ones masks for training and
-    None for validation."""
+    None for validation (``keys``: as :func:`edge_masks` takes them)."""
     imgs = [_read_image(p) for p in files]
     if cfg.masks == "sam" and files:
-        return imgs, edge_masks(files, imgs, out / "masks", sam_checkpoint, cfg.sam_model, cfg.alpha, device)
+        return imgs, edge_masks(files, imgs, out / "masks", sam_checkpoint, cfg.sam_model, cfg.alpha, device,
+                                keys=keys)
     return imgs, [None] * len(imgs) if validation else [np.ones(i.shape[1:], bool) for i in imgs]
 
 
@@ -285,10 +290,11 @@ def _train(images_dir: Path, out: Path, cfg: IcmTrainConfig, device, val_dir: Pa
     main, aux = _split_params(model)
     opt = torch.optim.Adam(main, lr=cfg.lr)
     aux_opt = torch.optim.Adam(aux, lr=cfg.aux_lr)
-    trained_on = images_key(files)
+    keys = [_image_key(f) for f in files]  # each file read once for both the resume's check and the masks' cache
+    trained_on = images_key(files, keys)
     epoch, history, stopped = (_resume(ckpt_path, cfg, trained_on, model, opt, aux_opt, device) if resume
                                else (0, [], None))  # refused before any mask is made for images it never saw
-    imgs, masks = _images_and_masks(files, out, cfg, sam_checkpoint, device)
+    imgs, masks = _images_and_masks(files, out, cfg, sam_checkpoint, device, keys=keys)
     val_imgs, val_masks = _images_and_masks(val_files, out, cfg, sam_checkpoint, device, validation=True)
     steps = cfg.steps_per_epoch or max(1, math.ceil(len(imgs) / cfg.batch))
     start, step = time.time(), 0
