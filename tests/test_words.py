@@ -15,7 +15,6 @@ def test_an_irregular_plural_is_given():
     assert counted(2, "Ray task") == "2 Ray tasks"
 
 
-
 def test_differences_name_each_field_that_differs_in_order_and_count_the_rest():
     from vcm.words import differences
 
