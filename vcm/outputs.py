@@ -14,17 +14,9 @@ from typing import Iterable
 from vcm.errors import VcmError
 
 
-# besides streams, videos and images, what vcm writes or reads as files: never the name of a folder it makes
-DATA_SUFFIXES = (".json", ".npz", ".pt", ".pth", ".yaml", ".yml", ".csv", ".html", ".md", ".txt")
-
-
-def _names_a_file(path: Path) -> bool:
-    """Whether ``path``'s suffix is a file's that vcm writes or reads: `vcm fit --out run.nerv` made a run folder of
-    that name, which `vcm decode run.nerv` then found to be no stream."""
-    from vcm.bitstream.container import STREAM_KINDS
-    from vcm.video.source import IMAGE_SUFFIXES, VIDEO_SUFFIXES
-
-    return path.suffix.lower() in {*STREAM_KINDS, *VIDEO_SUFFIXES, *IMAGE_SUFFIXES, *DATA_SUFFIXES}
+# what a file's name ends in, never a folder's that vcm makes: `vcm fit --out run.nerv` made a run folder of that name
+FILE_SUFFIXES = (".nerv", ".icm", ".yuv", ".y4m", ".mp4", ".mkv", ".avi", ".mov", ".webm", ".png", ".jpg", ".jpeg",
+                 ".json", ".npz", ".pt", ".pth", ".yaml", ".yml", ".csv", ".html", ".md", ".txt")
 
 
 def _resolve(path: Path) -> Path:
@@ -69,7 +61,7 @@ def check_output(
         raise VcmError(f"{option} {path} is a directory; name a file")
     if kind == "dir" and real.exists() and not real.is_dir():
         raise VcmError(f"{option} {path} is a file; name a folder")
-    if kind == "dir" and not real.exists() and _names_a_file(path):
+    if kind == "dir" and not real.exists() and path.suffix.lower() in FILE_SUFFIXES:
         raise VcmError(f"{option} {path} names a {path.suffix} file, but a folder is written there; name a folder "
                        f"(without {path.suffix})")
     for item in inputs:
