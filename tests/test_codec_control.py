@@ -260,6 +260,21 @@ def test_a_stalled_warm_search_goes_back_to_the_fit_and_never_repeats_a_trial():
     assert next_trial(on_course, goal, target)[1] is False
 
 
+def test_warm_trials_on_two_curves_send_the_search_back_to_the_fit():
+    """Measured on bikes 640×272 (16 frames, a 149-step fit, --target-kbps 300 --rd-steps 40: goal 24,000 B): a warm
+    trial at λ 4.30 from λ 1's stage kept 27,901 B, and warm trials from it at λ 4.96, 4.48 and 4.36 all came out
+    near 17,000 B. The secant between λ 4.30 and the nearest of them is ten and more times the first guess, and
+    the search spent its last three trials narrowing λ towards 4.30 (written at +16 %, "between λ 4.304 and
+    4.36"). Such a pair lies on two curves: the next trial is cold."""
+    target, goal = Target(kbps=1.0), 24000.0
+    trials = [_fake(1.0, 39999.0, cold=True), _fake(4.3035, 27901.0), _fake(7.9222, 14642.0)]
+    assert next_trial(trials, goal, target)[1] is False  # ~3× the first guess: a curve, steeper than carphone's
+    lam, cold = next_trial(trials + [_fake(4.9628, 16548.0)], goal, target)  # ~10× it
+    assert cold and lam == pytest.approx(next_lambda(trials[:1], goal, target))
+    quality = Target(psnr_y=30.0)  # the same on a quality target: 1 dB from a 2 % change of λ
+    assert next_trial([_fake(1.0, 31.5, cold=True), _fake(2.0, 30.6), _fake(2.04, 29.6)], 30.0, quality)[1] is True
+
+
 def test_a_nearly_flat_secant_does_not_throw_lambda_far():
     """Carphone at QP 51's rate (goal 4,354 B): trials at λ 9.9 and 12.1 gave 4,535 and 4,510 B, a secant of
     −0.03 that sent the next trial to λ 43 (2,078 B). The slope is held to a third of the first guess."""

@@ -1613,7 +1613,12 @@ def test_a_target_the_trials_bracket_but_none_landed_on_is_named_with_the_two_la
     notes = [ln for ln in rate_control_section([row]) if ln.startswith("- ")]
     assert len(notes) == 1 and "target missed: no trial of 4 came within ±3 %" in notes[0]
     assert "between λ 2.7e+04 and 2.943e+04" in notes[0]  # the written λ and the closest one across the target
-    assert "(a lambda point)" in notes[0] and "(--lambda)" in missed_hint(achieved(row), control)
+    # 36 % of the rate for 9 % of λ: trials whose stages had not settled, where no λ between them would help
+    assert "whose trials came out 36 % apart" in notes[0] and "more steps (rd_steps in the point)" in notes[0]
+    assert "(--rd-steps)" in missed_hint(achieved(row), control)
+    settled = {**control, "trials": trials[:2] + [{"lambda": 40000.0, "bytes": 11000}]}
+    hint = missed_hint(achieved({**row, "rate_control": settled}), settled)
+    assert "between λ 2.7e+04 and 4e+04: a stage at a λ between them (--lambda) may land nearer" in hint
     assert missed_hint(achieved(row), {**control, "hit": True}) == ""
     far = {**control, "beyond": "above"}
     assert missed_hint(achieved({**row, "rate_control": far}), far) == ""  # beyond_hint's line says it
