@@ -45,7 +45,8 @@ class TrainConfig:
     rate_noise_fraction: float = 0.6  # of the rate-aware steps: additive noise first, then rounding
     # The rate–distortion stage that `vcm compress --lambda` runs on this fit unless told otherwise:
     rd_steps: int | None = None  # its optimiser steps (None: half the fit's), the same on any clip
-    rd_step_lr: float | None = None  # Adam lr of its quantization steps and entropy models (None: 2e-2)
+    rd_step_lr: float | None = None  # Adam lr of its quantization steps and entropy models, and of a rate-aware
+    # fit's (None: 2e-2)
     rd_noise_fraction: float = 0.6  # share of its steps with additive noise; the rest round (straight-through)
     rd_lr_scale: float = 0.2  # the network's peak lr in it = lr × this (the quantization steps keep rd_step_lr)
     rd_chain: bool = False  # several λ on this fit: each stage from where the next-smaller λ's ended (vcm.codec.chain)

@@ -40,7 +40,8 @@ class RateTerm:
         self.rd = RateDistortionModel(self.model).to(device)
         if state is not None:
             self.rd.quantizers.load_state_dict(self.rd.complete_state(state))
-        for group in self.rd.optimizer_groups(self.cfg.lr, DEFAULT_LR, DEFAULT_LR):
+        step_lr = self.cfg.rd_step_lr or DEFAULT_LR
+        for group in self.rd.optimizer_groups(self.cfg.lr, step_lr, step_lr):
             self.opt.add_param_group(group)
 
     def __call__(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
