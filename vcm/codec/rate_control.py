@@ -151,8 +151,9 @@ def next_lambda(trials: list[_Trial], goal: float, target: Target) -> float:
 
 def next_trial(trials: list[_Trial], goal: float, target: Target) -> tuple[float, bool] | None:
     """(λ, cold) of the next trial, or None when it would repeat a cold trial. Warm unless the warm
-    trials stalled: the two nearest the goal disagree on the direction (measured slope ≥ 0) or lie on two
-    curves (a slope over ``STEEPEST`` times the first guess), or ``next_lambda`` asks for a λ already tried warm. A cold trial's λ comes from the cold trials alone:
+    trials stalled: the two nearest the goal disagree on the direction (measured slope ≥ 0) or lie on
+    two curves (a slope over ``STEEPEST`` times the first guess), or ``next_lambda`` asks for a λ
+    already tried warm. A cold trial's λ comes from the cold trials alone:
     warm trials lie on curves of their own (on bikes 640 a warm trial at λ 4.9 kept 7,141 B where a
     cold one at λ 4.1 came out at 5,976 B)."""
     lam = next_lambda(trials, goal, target)
@@ -387,7 +388,8 @@ def missed_hint(a: dict, control: dict, where: str = "cli") -> str:
             miss = (lambda v: math.log(v / goal)) if a["unit"] == "kbps" else (lambda v: v - goal)
             run = math.log(control["lambda"] / across["lambda"])
             if run == 0 or (miss(mine) - miss(theirs)) / run < _steepest(a["unit"] == "kbps"):  # two curves
-                apart = f"{100 * abs(mine / theirs - 1):.0f} %" if a["unit"] == "kbps" else f"{abs(mine - theirs):.2f} dB"
+                apart = (f"{100 * abs(mine / theirs - 1):.0f} %" if a["unit"] == "kbps"
+                         else f"{abs(mine - theirs):.2f} dB")
                 text += (f", whose trials came out {apart} apart, far more than so small a change of λ moves a settled "
                          f"stage: their stages ended before their results settled, and more steps "
                          f"({_SAY[where]['stage']}) come first")
