@@ -6,8 +6,9 @@ in every point's encode time.
 λ points are rate-aware by default: each λ gets its own fit trained with the rate in the loss
 (``vcm fit --lambda``), then coded with 0 extra epochs unless the point sets ``rd_epochs``. At equal
 steps per point it is about as good as fit-then-compress with the preset hinerv-demo, better on one clip
-and worse on another (README, "Compression and bitstreams"). ``rate_aware: false`` on a fit shares one plain fit among its λ points
-(cheaper for a curve: one fit instead of one per λ; ``vcm demo`` uses it to stay within minutes).
+and worse on another (README, "Compression and bitstreams"). ``rate_aware: false`` on a fit shares one
+plain fit among its λ points (cheaper for a curve: one fit instead of one per λ; ``vcm demo`` uses it to
+stay within minutes).
 
 Config section::
 
