@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import run_main
+from tests.conftest import run_cli, run_main
 from vcm.errors import VcmError
 from vcm.masks.edges import edge_mask, edges_from_labels, label_map
 from vcm.masks.sam import build_tiny_sam, load_sam
@@ -282,6 +282,24 @@ def test_vcm_masks_refuses_an_option_its_source_does_not_use(tmp_path, source, o
     assert "Traceback" not in proc.stderr and not (tmp_path / "m.npz").exists()
 
 
+def test_edge_psnr_measures_the_masks_pixels_alone():
+    """PSNR over R, G, B on each frame's edge pixels; a frame without one has none, and the clip's figure is the
+    mean over the frames that have them."""
+    from vcm.quality import edge_psnr, summarize
+
+    ref = np.full((3, 3, 8, 8), 100, np.uint8)
+    test = ref.copy()
+    test[:, :, :, 4:] = 110  # every frame off by 10 on its right half
+    masks = np.zeros((3, 1, 8, 8), np.uint8)
+    masks[0, 0, :, :4] = 1  # frame 0: edges on the exact half; frame 1: on the wrong half; frame 2: none
+    masks[1, 0, :, 4:] = 1
+    got = edge_psnr(ref, test, masks)
+    assert got[0] == 100.0 and got[1] == pytest.approx(10 * np.log10(255 ** 2 / 100)) and np.isnan(got[2])
+    figures = summarize(ref, test, masks)
+    assert figures["edge_psnr"] == pytest.approx((got[0] + got[1]) / 2) and "edge_psnr" not in summarize(ref, test)
+    assert summarize(ref, test, np.zeros_like(masks))["edge_psnr"] is None
+
+
 def test_fit_sa_nerv_makes_its_masks_from_a_source_without_sam(tmp_path, carphone):
     fit = run_main("fit", carphone, "--frames", "0:4", "--loss", "sa-nerv", "--mask-source", "canny", "--preset", "nerv-xs",
                    "--params", "20k", "--epochs", "10", "--batch", "2", "--out", tmp_path / "run", "--json", "--device", "cpu")
@@ -289,6 +307,13 @@ def test_fit_sa_nerv_makes_its_masks_from_a_source_without_sam(tmp_path, carphon
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["train"]["loss"] == "sa-nerv" and config["masks"]["source"] == "canny"
     assert len(list((tmp_path / "run").glob("*_0-4_canny.npz"))) == 1  # cached beside the run, as SAM's masks are
+    # the fit, its streams and `vcm info` measure the pixels SA-NeRV's loss weighs as well as the whole frame
+    edges = json.loads(fit.stdout)["edge_psnr"]
+    assert isinstance(edges, float) and abs(edges - json.loads(fit.stdout)["psnr"]) > 0.01
+    coded = run_main("compress", tmp_path / "run", "--lambda", "1", "--rd-steps", "2", "--json", "--device", "cpu")
+    assert coded.returncode == 0 and isinstance(json.loads(coded.stdout)["edge_psnr"], float), coded.stderr
+    info = run_cli("info", tmp_path / "run", cwd=tmp_path, env={"COLUMNS": "250"})
+    assert f"PSNR on edges {edges:.2f} dB" in info.stdout, info.stdout
     bad = run_main("fit", carphone, "--frames", "0:4", "--loss", "sa-nerv", "--mask-source", "sobel", "--out", tmp_path / "r2")
     assert bad.returncode == 1 and "mask source 'sobel'" in bad.stderr and "Traceback" not in bad.stderr
 

@@ -43,6 +43,20 @@ def psnr_yuv(ref_u8: np.ndarray, test_u8: np.ndarray, y: np.ndarray | None = Non
     return (6 * y + chroma[0] + chroma[1]) / 8
 
 
+def edge_psnr(ref_u8: np.ndarray, test_u8: np.ndarray, masks_u8: np.ndarray) -> np.ndarray:
+    """PSNR in dB over R, G, B on each frame's edge pixels (``masks_u8``: ``uint8 [T,1,H,W]`` in {0, 1}, the
+    pixels SA-NeRV's loss, eq. 6, weighs) → ``float64 [T]``, NaN for a frame without an edge pixel. One frame at a
+    time: no float copy of the clip."""
+    out = np.full(len(ref_u8), np.nan)
+    for i, (ref, test, mask) in enumerate(zip(ref_u8, test_u8, masks_u8)):
+        edges = mask[0].astype(bool)
+        count = int(edges.sum())
+        if count:
+            d = ref[:, edges].astype(np.float64) - test[:, edges]
+            out[i] = _psnr(np.array((d * d).sum() / (3 * count)), 255.0)
+    return out
+
+
 def ms_ssim_measurable(height: int, width: int) -> bool:
     """Whether frames of this size have an MS-SSIM: its five scales need 161 px or more on each side."""
     return min(height, width) >= MS_SSIM_MIN_SIDE
@@ -83,14 +97,15 @@ def flat_psnr(frames_u8: np.ndarray, chunk: int = 4) -> float:
     return float(_psnr(np.maximum(mse, 0.0), 255.0).mean())
 
 
-def summarize(ref_u8: np.ndarray, test_u8: np.ndarray) -> dict:
-    """Per-frame and mean PSNR (RGB, Y) and MS-SSIM as a JSON-ready dict."""
+def summarize(ref_u8: np.ndarray, test_u8: np.ndarray, masks_u8: np.ndarray | None = None) -> dict:
+    """Per-frame and mean PSNR (RGB, Y) and MS-SSIM as a JSON-ready dict; with ``masks_u8`` (edge masks, as
+    :func:`edge_psnr` takes them) also ``edge_psnr``: the mean over the frames that have edge pixels (None if none)."""
     if ref_u8.shape != test_u8.shape:
         raise ValueError(f"shape mismatch {ref_u8.shape} vs {test_u8.shape}")
     p, py = psnr_rgb(ref_u8, test_u8), psnr_y(ref_u8, test_u8)
     pyuv = psnr_yuv(ref_u8, test_u8, py)
     ms = ms_ssim(ref_u8, test_u8)
-    return {
+    out = {
         "psnr": float(p.mean()),
         "psnr_y": float(py.mean()),
         "psnr_yuv": float(pyuv.mean()),
@@ -102,3 +117,7 @@ def summarize(ref_u8: np.ndarray, test_u8: np.ndarray) -> dict:
             "ms_ssim": None if ms is None else [round(float(v), 6) for v in ms],
         },
     }
+    if masks_u8 is not None:
+        e = edge_psnr(ref_u8, test_u8, masks_u8)
+        out["edge_psnr"] = float(np.nanmean(e)) if np.isfinite(e).any() else None
+    return out

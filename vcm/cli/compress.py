@@ -118,6 +118,7 @@ def _report_rows(r: dict) -> list[tuple[str, str]]:
         ("rate", f"{r['kbps']:.2f} kbps ({r['bpp']:.5f} bpp) at {r['fps']:g} fps"),
         ("PSNR (decoded)", fmt(r["psnr"], 2, " dB")), ("PSNR-Y", fmt(r["psnr_y"], 2, " dB")),
         ("MS-SSIM", fmt_ms_ssim(r["ms_ssim"], r["height"], r["width"])),
+        *([("PSNR on edges", fmt(r["edge_psnr"], 2, " dB"))] if "edge_psnr" in r else []),
         ("params", f"{r['params']:,} ({r['nonzero_params']:,} non-zero), {r['bits_per_param']:.2f} bits each"),
         ("decoder", f"{r['decoder_kmac_per_pixel']:.2f} kMAC per pixel"),
     ]

@@ -171,7 +171,7 @@ def _print_fit(result, video, loss: str, json_out: bool) -> None:
         ("time", f"{result.seconds:.1f} s ({result.frames_per_second:.1f} frames/s)"),
         ("PSNR", fmt(m["psnr"], 2, " dB")), ("PSNR-Y", fmt(m["psnr_y"], 2, " dB")),
         ("MS-SSIM", fmt_ms_ssim(m["ms_ssim"], video.height, video.width)),
-    ])
+    ] + ([("PSNR on edges", fmt(m["edge_psnr"], 2, " dB"))] if "edge_psnr" in m else []))
 
 
 def _budget_steps(text: str, seconds: float, spec, cfg, video, masks_u8, device, resumed_run: Path | None):

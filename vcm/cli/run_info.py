@@ -23,6 +23,7 @@ def describe_run(path: Path) -> dict:
     from vcm.fsutil import lock_holder
     from vcm.nerv import registry
     from vcm.nerv.train import run_state
+    from vcm.schema import finite_number
 
     state = run_state(path)
     config, video, train = state["config"], state["config"]["video"], state["config"]["train"]
@@ -40,7 +41,9 @@ def describe_run(path: Path) -> dict:
          "stopped_stages": [s for s in map(_stopped_stage, sorted(path.glob("*.nerv*" + PARTIAL))) if s]}
     m = state["metrics"]
     if m:
-        r.update(psnr=m.get("psnr"), psnr_y=m.get("psnr_y"), ms_ssim=m.get("ms_ssim"), train_seconds=m.get("train_seconds"))
+        r.update(psnr=m.get("psnr"), psnr_y=m.get("psnr_y"), ms_ssim=m.get("ms_ssim"),
+                 train_seconds=m.get("train_seconds"),
+                 edge_psnr=m.get("edge_psnr") if finite_number(m.get("edge_psnr")) else None)
     return r
 
 
@@ -93,7 +96,8 @@ def run_rows(r: dict) -> list[tuple[str, str]]:
                               + (f" in {r['train_seconds']:.0f} s)" if r.get("train_seconds") else ")")))
         quality = [f"PSNR {r['psnr']:.2f} dB" if r.get("psnr") is not None else None,
                    f"Y-PSNR {r['psnr_y']:.2f} dB" if r.get("psnr_y") is not None else None,
-                   f"MS-SSIM {r['ms_ssim']:.4f}" if r.get("ms_ssim") is not None else None]
+                   f"MS-SSIM {r['ms_ssim']:.4f}" if r.get("ms_ssim") is not None else None,
+                   f"PSNR on edges {r['edge_psnr']:.2f} dB" if r.get("edge_psnr") is not None else None]
         rows.append(("fitted network", ", ".join(q for q in quality if q) or "–"))
     elif r["training_pid"] is not None:
         rows.append(("state", f"training now{pid_note(r['training_pid'])}: step {r['step']:,} of "

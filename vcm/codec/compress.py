@@ -190,7 +190,7 @@ def check_out(out: Path, prep: "Prepared | None" = None) -> Path:
 def measure(prep: Prepared, path: Path) -> dict:
     """Decode ``path`` with the real decoder and measure it against the source frames."""
     recon = np.concatenate(list(iter_frames(decode_stream(path), torch.device("cpu"))))
-    return summarize(prep.video.frames_u8, recon)
+    return summarize(prep.video.frames_u8, recon, prep.masks_u8)
 
 
 def compress_prepared(prep: Prepared, out: Path | None, opts: Options, device) -> dict:
@@ -276,6 +276,7 @@ def _report(prep: Prepared, out: Path, stream, encoded: nerv_stream.Encoded, res
         "width": v["width"], "height": v["height"],
         **rate(len(data), v["fps"], v["num_frames"], v["width"], v["height"]),
         "psnr": quality["psnr"], "psnr_y": quality["psnr_y"], "ms_ssim": quality["ms_ssim"],
+        **({"edge_psnr": quality["edge_psnr"]} if "edge_psnr" in quality else {}),
         "params": params, "nonzero_params": nonzero, "bits_per_param": 8 * len(data) / params,
         "decoder_kmac_per_pixel": stream.kmac_per_pixel(v["width"], v["height"]),
         **result.report,

@@ -471,7 +471,7 @@ def fit(
         epochs_done = step // cfg.steps_per_epoch(video.num_frames)
         if interrupted:
             return FitResult(run_dir, epochs_done, True, None, seconds, fps, step, total_steps)
-        metrics = _measure(run, video, device)
+        metrics = _measure(run, video, device, masks_u8)
         _say_if_no_better_than_flat(metrics["psnr"], video.frames_u8)
         metrics.update({"params": registry.entry(run.config["arch"]).model_cls.count_params(model_cfg),
                         "epochs": cfg.total_epochs(video.num_frames), "steps": total_steps, "history": run.history,
@@ -545,15 +545,16 @@ def _epoch_logger(run: _Run, cfg: TrainConfig, num_frames: int, bar) -> Callable
     return on_epoch
 
 
-def _measure(run: _Run, video: Video, device) -> dict:
-    """PSNR and MS-SSIM of the trained network. A rate-aware network is meant to be decoded through its
-    quantizers: that network is measured, with the unquantized weights' PSNR beside it."""
+def _measure(run: _Run, video: Video, device, masks_u8: np.ndarray | None = None) -> dict:
+    """PSNR and MS-SSIM of the trained network (and with ``masks_u8``, a SA-NeRV fit's edge masks, its PSNR on
+    the edge pixels). A rate-aware network is meant to be decoded through its quantizers: that network is
+    measured, with the unquantized weights' PSNR beside it."""
     if run.rate is None or run.rate.rd is None:
-        return evaluate_run(run.model, video, device)
+        return evaluate_run(run.model, video, device, masks_u8)
     from vcm.nerv.rate_aware import Quantized
 
     with torch.no_grad():
-        metrics = evaluate_run(Quantized(run.rate.rd), video, device)
+        metrics = evaluate_run(Quantized(run.rate.rd), video, device, masks_u8)
         plain = evaluate_run(run.model, video, device)
     return {**metrics, "quantized": True, "unquantized_psnr": plain["psnr"], "unquantized_psnr_y": plain["psnr_y"]}
 
@@ -565,10 +566,11 @@ def to_device(frames_u8: np.ndarray, masks_u8: np.ndarray | None, device) -> tup
     return frames, masks
 
 
-def evaluate_run(model: torch.nn.Module, video: Video, device) -> dict:
-    progress.log(f"measuring the fitted network on {video.num_frames} frames (PSNR, MS-SSIM)")
+def evaluate_run(model: torch.nn.Module, video: Video, device, masks_u8: np.ndarray | None = None) -> dict:
+    progress.log(f"measuring the fitted network on {video.num_frames} frames (PSNR, MS-SSIM"
+                 f"{', PSNR on edges' if masks_u8 is not None else ''})")
     recon = reconstruct(_unwrap(model), video.num_frames, device)
-    return summarize(video.frames_u8, recon)
+    return summarize(video.frames_u8, recon, masks_u8)
 
 
 def _unwrap(model):
