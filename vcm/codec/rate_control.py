@@ -77,8 +77,7 @@ class Target:
         return self.tolerance if self.tolerance is not None else (0.03 if self.by_rate else 0.1)
 
     def miss(self, value: float, goal: float) -> float:
-        """Signed distance from the goal on the search's own scale (ln bytes, or dB)."""
-        return math.log(value / goal) if self.by_rate else value - goal
+        return _miss(value, goal, self.by_rate)
 
     def hit(self, value: float, goal: float) -> bool:
         return abs(value / goal - 1) <= self.tol() if self.by_rate else abs(value - goal) <= self.tol()
@@ -165,6 +164,11 @@ def next_trial(trials: list[_Trial], goal: float, target: Target) -> tuple[float
     if any(t.cold and _same(t.lam, lam) for t in trials):
         return None
     return lam, True
+
+
+def _miss(value: float, goal: float, by_rate: bool) -> float:
+    """Signed distance from the goal on the search's own scale (ln bytes, or dB)."""
+    return math.log(value / goal) if by_rate else value - goal
 
 
 def _steepest(by_rate: bool) -> float:
@@ -384,11 +388,10 @@ def missed_hint(a: dict, control: dict, where: str = "cli") -> str:
             across = min(other, key=lambda t: abs(math.log(t["lambda"] / control["lambda"])))
             lo, hi = sorted((control["lambda"], across["lambda"]))
             text += f"; it lies between λ {lo:.4g} and {hi:.4g}"
-            mine, theirs = nearest[0][key], across[key]
-            miss = (lambda v: math.log(v / goal)) if a["unit"] == "kbps" else (lambda v: v - goal)
+            mine, theirs, by_rate = nearest[0][key], across[key], a["unit"] == "kbps"
             run = math.log(control["lambda"] / across["lambda"])
-            if run == 0 or (miss(mine) - miss(theirs)) / run < _steepest(a["unit"] == "kbps"):  # two curves
-                apart = (f"{100 * abs(mine / theirs - 1):.0f} %" if a["unit"] == "kbps"
+            if run == 0 or (_miss(mine, goal, by_rate) - _miss(theirs, goal, by_rate)) / run < _steepest(by_rate):
+                apart = (f"{100 * abs(mine / theirs - 1):.0f} %" if by_rate
                          else f"{abs(mine - theirs):.2f} dB")
                 text += (f", whose trials came out {apart} apart, far more than so small a change of λ moves a settled "
                          f"stage: their stages ended before their results settled, and more steps "

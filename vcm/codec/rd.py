@@ -22,7 +22,7 @@ from vcm.codec.rd_coding import RDTensor
 from vcm.codec.stage_state import ResumableStage, StageCheckpoint
 from vcm.codec.stage import StageResult
 from vcm.entropy_models import laplace
-from vcm.entropy_models.learned import DEFAULT_LR, RateDistortionModel, bpp_scale
+from vcm.entropy_models.learned import RateDistortionModel, bpp_scale, quantizer_lr
 from vcm.errors import VcmError
 from vcm.nerv.config import TrainConfig
 
@@ -146,7 +146,7 @@ def optimise(model: torch.nn.Module, frames_u8: np.ndarray, masks_u8, fit_cfg: T
     elif init_quantizers is not None:
         rd.quantizers.load_state_dict(init_quantizers)
     rd = rd.to(device).train()
-    step_lr = opts.step_lr or fit_cfg.rd_step_lr or DEFAULT_LR
+    step_lr = quantizer_lr(opts.step_lr, fit_cfg.rd_step_lr)
     opt = torch.optim.Adam([*param_groups(model, cfg), *rd.optimizer_groups(cfg.lr, step_lr, opts.entropy_lr or step_lr)],
                            lr=cfg.lr, betas=cfg.betas)
     noise_fraction = _or_fit(opts.noise_fraction, fit_cfg.rd_noise_fraction)

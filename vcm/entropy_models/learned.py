@@ -34,6 +34,12 @@ from vcm.entropy_models import context, laplace
 
 DEFAULT_LR = 2e-2  # Adam lr of the log2 steps and of the entropy models' log scales, unless a schedule says otherwise
 
+
+def quantizer_lr(*asked: float | None) -> float:
+    """The Adam lr of the quantization steps and entropy models: the first of ``asked`` given (a point's
+    ``step_lr``, then the fit's ``rd_step_lr``), else :data:`DEFAULT_LR`. A rate-aware fit and a stage read it alike."""
+    return next((lr for lr in asked if lr), DEFAULT_LR)
+
 STEP_RES = 8  # log2-step grid: steps per octave
 # 2^(j/8), j < 8, as float literals (parsed exactly everywhere; no pow() from libm).
 _ROOTS = laplace.EIGHTH_ROOTS

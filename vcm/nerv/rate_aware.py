@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from vcm.entropy_models.learned import DEFAULT_LR, RateDistortionModel, bpp_scale
+from vcm.entropy_models.learned import RateDistortionModel, bpp_scale, quantizer_lr
 from vcm.entropy_models.schedule import QuantizationSchedule
 from vcm.nerv.config import TrainConfig
 
@@ -40,8 +40,8 @@ class RateTerm:
         self.rd = RateDistortionModel(self.model).to(device)
         if state is not None:
             self.rd.quantizers.load_state_dict(self.rd.complete_state(state))
-        step_lr = self.cfg.rd_step_lr or DEFAULT_LR
-        for group in self.rd.optimizer_groups(self.cfg.lr, step_lr, step_lr):
+        lr = quantizer_lr(self.cfg.rd_step_lr)
+        for group in self.rd.optimizer_groups(self.cfg.lr, lr, lr):
             self.opt.add_param_group(group)
 
     def __call__(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
