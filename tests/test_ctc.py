@@ -1628,6 +1628,25 @@ def test_a_target_the_trials_bracket_but_none_landed_on_is_named_with_the_two_la
     assert "within ±0.1 dB" in hint and "between λ 0.5 and 1" in hint
 
 
+def test_a_missed_target_whose_written_lambda_was_tried_warm_and_cold_names_that_pair():
+    """`vcm compress --target-psnr 20` on a 60-step fit wrote its cold trial at λ 68.18 (20.70 dB) and said the
+    target "lies between λ 68.18 and 68.18": the hint took the warm trial at that λ (16.20 dB) for the written one,
+    and then the cold one for the trial across the target."""
+    from vcm.codec.rate_control import achieved, missed_hint
+
+    trials = [{"lambda": 1.0, "psnr_y": 21.97}, {"lambda": 3.4332, "psnr_y": 22.01}, {"lambda": 3.4332, "psnr_y": 21.59},
+              {"lambda": 68.18, "psnr_y": 16.20}, {"lambda": 68.18, "psnr_y": 20.70}, {"lambda": 251.79, "psnr_y": 17.09}]
+    control = {"target": {"psnr_y": 20.0}, "goal": 20.0, "tolerance": 0.1, "hit": False, "lambda": 68.18,
+               "beyond": None, "trials": trials}
+    report = {"kbps": 50.0, "psnr_y": 20.70, "rate_control": control}
+    hint = missed_hint(achieved(report), control)
+    assert "between λ 68.18 and 68.18" not in hint
+    assert "two trials at λ 68.18 came out 4.50 dB apart, on either side of it" in hint and "(--rd-steps)" in hint
+    # without the warm trial at its λ, the written trial's pair is the next λ across the target
+    hint = missed_hint(achieved(report), {**control, "trials": trials[:3] + trials[4:]})
+    assert "between λ 68.18 and 251.8" in hint
+
+
 def test_ctc_run_refuses_a_folder_whose_report_files_are_not_a_ctc_runs(tmp_path):
     """`vcm ctc run cfg --out results` into a folder of the user's own report.md (no CTC results there) let the
     report replace it; a CTC folder's own report files are replaced as before."""

@@ -371,8 +371,8 @@ def beyond_hint(a: dict, lam: float, where: str = "cli") -> str:
 def missed_hint(a: dict, control: dict, where: str = "cli") -> str:
     """One line for a search whose trials bracket the target without one landing within the tolerance (``a``:
     from ``achieved``; ``control``: the report's ``rate_control``; ``where`` as for :func:`beyond_hint`), naming
-    the two λ the target lies between (and, where their trials differ far more than λ explains, that more steps come
-    first); '' when a trial hit it, when every trial missed on one side (:func:`beyond_hint` says that), or for
+    the two λ the target lies between (and, where their trials differ far more than λ explains — or two trials at
+    the written λ, one warm and one from the fit, lie on either side — that more steps come first); '' when a trial hit it, when every trial missed on one side (:func:`beyond_hint` says that), or for
     reports written before ``hit`` was recorded."""
     if a["beyond"] or control.get("hit", True):
         return ""
@@ -380,25 +380,28 @@ def missed_hint(a: dict, control: dict, where: str = "cli") -> str:
     goal, trials = control["goal"], [t for t in control["trials"] if t.get(key) is not None]
     tol = f"±{100 * control['tolerance']:g} %" if a["unit"] == "kbps" else f"±{control['tolerance']:g} dB"
     text = f"target missed: no trial of {len(trials)} came within {tol} (the nearest, λ {control['lambda']:.4g}, is written)"
-    nearest = [t for t in trials if t["lambda"] == control["lambda"]]
-    if nearest:  # the written trial, and the trial of closest λ that missed on the other side
-        side = nearest[0][key] >= goal
+    by_rate = a["unit"] == "kbps"
+    # the written trial: the nearest of those at its λ (a warm and a cold trial may share one)
+    written = min((t for t in trials if t["lambda"] == control["lambda"]),
+                  key=lambda t: abs(_miss(t[key], goal, by_rate)), default=None)
+    if written is not None:  # and the trial of closest λ that missed on the other side
+        side = written[key] >= goal
         other = [t for t in trials if (t[key] >= goal) != side]
         if other:
             across = min(other, key=lambda t: abs(math.log(t["lambda"] / control["lambda"])))
-            lo, hi = sorted((control["lambda"], across["lambda"]))
-            text += f"; it lies between λ {lo:.4g} and {hi:.4g}"
-            mine, theirs, by_rate = nearest[0][key], across[key], a["unit"] == "kbps"
+            mine, theirs = written[key], across[key]
+            apart = f"{100 * abs(mine / theirs - 1):.0f} %" if by_rate else f"{abs(mine - theirs):.2f} dB"
+            unsettled = f"their stages ended before their results settled, and more steps ({_SAY[where]['stage']}) come first"
             run = math.log(control["lambda"] / across["lambda"])
-            if run == 0 or (_miss(mine, goal, by_rate) - _miss(theirs, goal, by_rate)) / run < _steepest(by_rate):
-                apart = (f"{100 * abs(mine / theirs - 1):.0f} %" if by_rate
-                         else f"{abs(mine - theirs):.2f} dB")
-                text += (f", whose trials came out {apart} apart, far more than so small a change of λ moves a settled "
-                         f"stage: their stages ended before their results settled, and more steps "
-                         f"({_SAY[where]['stage']}) come first")
+            lo, hi = sorted((control["lambda"], across["lambda"]))
+            if _same(control["lambda"], across["lambda"]):
+                text += f"; two trials at λ {control['lambda']:.4g} came out {apart} apart, on either side of it: {unsettled}"
+            elif (_miss(mine, goal, by_rate) - _miss(theirs, goal, by_rate)) / run < _steepest(by_rate):
+                text += (f"; it lies between λ {lo:.4g} and {hi:.4g}, whose trials came out {apart} apart, far more "
+                         f"than so small a change of λ moves a settled stage: {unsettled}")
             else:
                 ask = "--lambda" if where == "cli" else "a lambda point"
-                text += f": a stage at a λ between them ({ask}) may land nearer"
+                text += f"; it lies between λ {lo:.4g} and {hi:.4g}: a stage at a λ between them ({ask}) may land nearer"
     return text
 
 
