@@ -50,12 +50,22 @@ def test_encode_decode_equals_the_encoders_reconstruction(tmp_path, tiny_ckpt):
     decoded, header = decode_icm_file(tmp_path / "c.icm", "cpu", checkpoint=tiny_ckpt)
     assert decoded.shape == frames.shape and header["arch"] == "tcm-tiny"
     assert np.array_equal(decoded, recon)
+    # the encode reports the quality of what the file decodes to, as vcm compress does (it gave the rate alone)
+    from vcm.quality import psnr_rgb, psnr_y
+
+    assert r["psnr"] == pytest.approx(float(psnr_rgb(frames, decoded).mean()))
+    assert r["psnr_y"] == pytest.approx(float(psnr_y(frames, decoded).mean())) and r["ms_ssim"] is None  # 56x40
+    shown = run_main("icm", "encode", tmp_path / "clip", "--checkpoint", tiny_ckpt, "--out", tmp_path / "c2.icm")
+    assert f"PSNR-Y         │ {r['psnr_y']:.2f} dB" in shown.stdout, shown.stdout
     # a raw output named for another size is refused; one named for none says how to read it back
     wrong = run_main("icm", "decode", tmp_path / "c.icm", "--checkpoint", tiny_ckpt, "--out", tmp_path / "d_28x20_25.yuv")
     assert wrong.returncode == 1 and "says 28x20, but the frames are 56x40" in wrong.stderr
     assert not (tmp_path / "d_28x20_25.yuv").exists()
     nameless = run_main("icm", "decode", tmp_path / "c.icm", "--checkpoint", tiny_ckpt, "--out", tmp_path / "d.yuv")
     assert nameless.returncode == 0 and "--size 56x40 --fps 30" in " ".join(nameless.stdout.split())  # a PNG folder is 30 fps
+    # its table says what vcm decode's says, in words (it printed the JSON keys and Python lists)
+    assert "2 (stream 0:2 of 2, source 0:2)" in nameless.stdout and "stream_frames" not in nameless.stdout
+    assert "tcm-tiny (checkpoint tiny.pth.tar)" in nameless.stdout and "decode speed" in nameless.stdout
     import subprocess
     import sys
 

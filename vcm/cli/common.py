@@ -114,6 +114,21 @@ def fmt_ms_ssim(value: float | None, height: int, width: int) -> str:
     return fmt(value, 4)
 
 
+def decoded_frames_text(selected: range, total: int, first_source: int) -> str:
+    """A decode table's frames cell: how many, which of the stream's ``total``, and which source frames they are
+    (the stream's first frame is source frame ``first_source``)."""
+    return (f"{len(selected)} (stream {selected.start}:{selected.stop} of {total}, source "
+            f"{first_source + selected.start}:{first_source + selected.stop})")
+
+
+def quality_rows(r: dict, height: int, width: int) -> list[tuple[str, str]]:
+    """The quality rows of a coded stream's table, measured on its decoded frames: ``r`` holds ``psnr``,
+    ``psnr_y``, ``ms_ssim`` (as :func:`vcm.quality.summarize` gives them) and, for an SA-NeRV fit's, ``edge_psnr``."""
+    return [("PSNR (decoded)", fmt(r["psnr"], 2, " dB")), ("PSNR-Y", fmt(r["psnr_y"], 2, " dB")),
+            ("MS-SSIM", fmt_ms_ssim(r["ms_ssim"], height, width)),
+            *([("PSNR on edges", fmt(r["edge_psnr"], 2, " dB"))] if "edge_psnr" in r else [])]
+
+
 def fmt(value, digits: int = 2, unit: str = "") -> str:
     if value is None:
         return "–"

@@ -9,8 +9,8 @@ import typer
 
 from vcm.cli.app import app
 from vcm.schema import SEED_MAX
-from vcm.cli.common import (DeviceOpt, JsonOpt, OverwriteOpt, check_frames_output, fmt, fmt_ms_ssim, print_json, start,
-                            table)
+from vcm.cli.common import (DeviceOpt, JsonOpt, OverwriteOpt, check_frames_output, decoded_frames_text, print_json,
+                            quality_rows, start, table)
 from vcm.words import counted
 
 
@@ -116,9 +116,7 @@ def _report_rows(r: dict) -> list[tuple[str, str]]:
     rows = [
         ("bitstream", r["bitstream"]), ("method", method), ("size", f"{r['bytes']:,} bytes"),
         ("rate", f"{r['kbps']:.2f} kbps ({r['bpp']:.5f} bpp) at {r['fps']:g} fps"),
-        ("PSNR (decoded)", fmt(r["psnr"], 2, " dB")), ("PSNR-Y", fmt(r["psnr_y"], 2, " dB")),
-        ("MS-SSIM", fmt_ms_ssim(r["ms_ssim"], r["height"], r["width"])),
-        *([("PSNR on edges", fmt(r["edge_psnr"], 2, " dB"))] if "edge_psnr" in r else []),
+        *quality_rows(r, r["height"], r["width"]),
         ("params", f"{r['params']:,} ({r['nonzero_params']:,} non-zero), {r['bits_per_param']:.2f} bits each"),
         ("decoder", f"{r['decoder_kmac_per_pixel']:.2f} kMAC per pixel"),
     ]
@@ -202,8 +200,7 @@ def decode(
         print_json(result)
         return
     table(f"vcm decode: {bitstream.name}", [
-        ("frames", f"{len(selected)} (stream {selected.start}:{selected.stop} of {v['frames']}, source "
-                   f"{result['source_frames'][0]}:{result['source_frames'][1]})"),
+        ("frames", decoded_frames_text(selected, v["frames"], first)),
         ("size", result["size"]), ("work", f"{human_macs(plan.macs)} (estimated)"),
         ("decode speed", f"{fps:.1f} frames/s"),
         ("written to", "stdout (YUV4MPEG2)" if piped else str(out) if out else "– (use --out)"),

@@ -9,8 +9,8 @@ from vcm.cli.app import app
 from vcm.schema import SEED_MAX
 from vcm.samples import resolve
 from vcm.cli.common import (BitDepthOpt, DeviceOpt, FpsOpt, JsonOpt, OverwriteOpt, SizeOpt, SourceFramesOpt,
-                            check_frames_output, exit_stopped, fmt, print_json, probe_input, refuse_unused, start,
-                            table)
+                            check_frames_output, decoded_frames_text, exit_stopped, fmt, print_json, probe_input,
+                            quality_rows, refuse_unused, start, table)
 
 icm_app = typer.Typer(help="SA-ICM: the edge-trained learned image codec (intra baseline).", no_args_is_help=True)
 app.add_typer(icm_app, name="icm")
@@ -127,13 +127,21 @@ def icm_encode(
     video = load(probe_input(input, size, fps, bit_depth), frames)
     from vcm.rate import rate
 
+    from vcm.icm.codec import decode_icm_file
+    from vcm.quality import summarize
+
     r = encode_video(video, checkpoint, target, resolve_device(device), arch)
     r.update(rate(r["bytes"], video.fps, video.num_frames, video.width, video.height))
+    # quality as vcm compress measures it: on the frames the written file decodes to
+    decoded, _ = decode_icm_file(target, resolve_device(device), checkpoint)
+    quality = summarize(video.frames_u8, decoded)
+    r.update({k: quality[k] for k in ("psnr", "psnr_y", "ms_ssim")})
     if json_out:
         print_json(r)
         return
     table(f"vcm icm encode: {input.name}", [("bitstream", r["bitstream"]), ("size", f"{r['bytes']:,} bytes"),
                                             ("rate", f"{r['kbps']:.2f} kbps ({r['bpp']:.4f} bpp)"),
+                                            *quality_rows(r, video.height, video.width),
                                             ("speed", f"{r['frames_coded'] / r['seconds']:.2f} frames/s"
                                                       + (f" (over the {r['frames_coded']} frames coded in this run; "
                                                          f"{r['frames_continued']} were kept from a stopped one)"
@@ -152,6 +160,7 @@ def icm_decode(
 ) -> None:
     """Decode a .icm file (or some of its frames) and write its frames (as they are decoded)."""
     import contextlib
+    import time
 
     from vcm import progress
     from vcm.errors import VcmError
@@ -171,6 +180,7 @@ def icm_decode(
     from vcm.icm.codec import open_icm
     from vcm.video.writer import check_raw_name, open_writer
 
+    t0 = time.time()
     header, selected, decoded = open_icm(bitstream, resolve_device(device), checkpoint,
                                          lambda header: frame_range(frames, header["frames"]))
     plan = DecodePlan("vcm ICM", bitstream.name, len(selected), header["width"], header["height"],
@@ -186,12 +196,16 @@ def icm_decode(
             if write is not None:
                 write(frame)
             bar.advance(1)
-    r = {"frames": len(selected), "stream_frames": [selected.start, selected.stop],
+    fps = len(selected) / max(time.time() - t0, 1e-9)
+    r = {"bitstream": str(bitstream), "frames": len(selected), "stream_frames": [selected.start, selected.stop],
          "source_frames": [first + selected.start, first + selected.stop],
-         "size": f"{header['width']}x{header['height']}", "arch": header["arch"],
-         "out": "stdout (YUV4MPEG2)" if piped else str(out) if out else None}
+         "size": f"{header['width']}x{header['height']}", "fps": header["fps"], "arch": header["arch"],
+         "decode_frames_per_second": fps, "out": "stdout (YUV4MPEG2)" if piped else str(out) if out else None}
     if json_out:
         print_json(r)
         return
-    table(f"vcm icm decode: {bitstream.name}", [(k, str(v)) for k, v in r.items()] + ([("", read_back)] if read_back else []),
-          stderr=piped)
+    table(f"vcm icm decode: {bitstream.name}", [
+        ("frames", decoded_frames_text(selected, header["frames"], first)), ("size", r["size"]),
+        ("codec", f"{header['arch']} (checkpoint {header['checkpoint']})"), ("decode speed", f"{fps:.1f} frames/s"),
+        ("written to", r["out"] or "– (use --out)"),
+    ] + ([("", read_back)] if read_back else []), stderr=piped)
