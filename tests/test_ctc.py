@@ -1644,7 +1644,25 @@ def test_a_missed_target_whose_written_lambda_was_tried_warm_and_cold_names_that
     assert "two trials at λ 68.18 came out 4.50 dB apart, on either side of it" in hint and "(--rd-steps)" in hint
     # without the warm trial at its λ, the written trial's pair is the next λ across the target
     hint = missed_hint(achieved(report), {**control, "trials": trials[:3] + trials[4:]})
-    assert "between λ 68.18 and 251.8" in hint
+    assert "between λ 68.18 and 251.8: a stage at a λ between them (--lambda) may land nearer" in hint
+
+
+def test_a_missed_target_whose_written_stream_is_unsettled_asks_for_more_steps_not_another_lambda():
+    """A CTC match point (8 frames of carphone, an 80-step fit, rd_steps 30) wrote 873 B (−9.4 %) at λ 2.44e+05, a
+    file 65 % under its estimate, and advised "a stage at a λ between [2.7e+04 and 2.44e+05] may land nearer",
+    where λ 1.74e+05 had already given 530 B: its stages had not settled, and no λ would have helped."""
+    from vcm.codec.rate_control import achieved, missed_hint
+
+    trials = [{"lambda": 900.0, "bytes": 3856}, {"lambda": 27000.0, "bytes": 1662}, {"lambda": 243978.0, "bytes": 873},
+              {"lambda": 173829.0, "bytes": 530}]
+    control = {"target": {"kbps": 28.89}, "goal": 964.0, "tolerance": 0.03, "hit": False, "lambda": 243978.0,
+               "beyond": None, "trials": trials}
+    row = {"kbps": 26.16, "bytes": 873, "estimate_bytes": 2468.4, "rate_control": control}
+    hint = missed_hint(achieved(row), control, "config")
+    assert "between λ 2.7e+04 and 2.44e+05, but the written stage ended before its rate settled" in hint
+    assert "more steps (rd_steps in the point) come first" in hint and "may land nearer" not in hint
+    settled = missed_hint(achieved({**row, "estimate_bytes": 900.0}), control, "config")
+    assert "a stage at a λ between them (a lambda point) may land nearer" in settled
 
 
 def test_ctc_run_refuses_a_folder_whose_report_files_are_not_a_ctc_runs(tmp_path):

@@ -372,7 +372,8 @@ def missed_hint(a: dict, control: dict, where: str = "cli") -> str:
     """One line for a search whose trials bracket the target without one landing within the tolerance (``a``:
     from ``achieved``; ``control``: the report's ``rate_control``; ``where`` as for :func:`beyond_hint`), naming
     the two λ the target lies between (and, where their trials differ far more than λ explains — or two trials at
-    the written λ, one warm and one from the fit, lie on either side — that more steps come first); '' when a trial hit it, when every trial missed on one side (:func:`beyond_hint` says that), or for
+    the written λ, one warm and one from the fit, lie on either side, or the written stream is unsettled — that more
+    steps come first); '' when a trial hit it, when every trial missed on one side (:func:`beyond_hint` says that), or for
     reports written before ``hit`` was recorded."""
     if a["beyond"] or control.get("hit", True):
         return ""
@@ -399,6 +400,9 @@ def missed_hint(a: dict, control: dict, where: str = "cli") -> str:
             elif (_miss(mine, goal, by_rate) - _miss(theirs, goal, by_rate)) / run < _steepest(by_rate):
                 text += (f"; it lies between λ {lo:.4g} and {hi:.4g}, whose trials came out {apart} apart, far more "
                          f"than so small a change of λ moves a settled stage: {unsettled}")
+            elif a.get("unsettled"):  # no λ between them helps a stage too short to settle
+                text += (f"; it lies between λ {lo:.4g} and {hi:.4g}, but the written stage ended before its rate "
+                         f"settled (its file is far from its estimate): more steps ({_SAY[where]['stage']}) come first")
             else:
                 ask = "--lambda" if where == "cli" else "a lambda point"
                 text += f"; it lies between λ {lo:.4g} and {hi:.4g}: a stage at a λ between them ({ask}) may land nearer"
