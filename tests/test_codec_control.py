@@ -382,6 +382,36 @@ def test_breakdown_sums_to_the_file_and_names_the_parts(tiny_run, tmp_path):
     assert rows["header"]["bytes"] > 0 and rows["side information"]["bits_per_param"] is None
 
 
+def test_the_paper_pipelines_streams_say_where_their_bytes_go_too(tiny_run, tmp_path):
+    """`vcm compress --prune/--bits` (the Table 1 baseline) reported its size alone, so a user choosing --group-bits
+    could not see what each part cost: its report and `vcm info` now break it down as the rd method's do, each part's
+    bytes the coded words of its tensors, each under its own table (checked against coding them again here)."""
+    from vcm.codec import nerv_stream
+    from vcm.codec.affine import CompressOptions
+    from vcm.codec.compress import compress_run
+    from vcm.codec.entropy import encode_array
+    from vcm.bitstream.bits import Writer
+
+    root, _ = tiny_run
+    out = tmp_path / "p.nerv"
+    report = compress_run(root / "run", out, CompressOptions(prune=0.3, bits=6, group_bits={"head": 8},
+                                                             finetune_epochs=0), CPU)
+    rows = {r["part"]: r for r in report["breakdown"]}
+    assert list(rows) == ["weights", "biases/norms", "side information", "header"]
+    assert sum(r["bytes"] for r in rows.values()) == pytest.approx(out.stat().st_size, abs=0.01)
+    assert rows["weights"]["params"] + rows["biases/norms"]["params"] == report["params"]
+    stream = nerv_stream.decode(out.read_bytes())
+    words = {"weights": 0, "biases/norms": 0}
+    for q in stream.tensors:  # the stream as the paper pipeline writes it: weights one by one, the biases together
+        if not q.name.endswith(".bias"):
+            words["weights"] += encode_array(q.centered, Writer())
+    words["biases/norms"] = encode_array(np.concatenate([q.centered.ravel() for q in stream.tensors
+                                                         if q.name.endswith(".bias")]), Writer())
+    assert {part: rows[part]["bytes"] for part in words} == words and rows["side information"]["bytes"] > 0
+    shown = json.loads(run_main("info", out, "--json").stdout)  # the file alone says the same
+    assert shown["breakdown"] == report["breakdown"]
+
+
 def test_hinerv_breakdown_separates_base_and_local_grids(tmp_path):
     from vcm.nerv.hinerv import HinervShape, solve_for_params
 

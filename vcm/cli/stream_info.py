@@ -36,19 +36,18 @@ def describe_stream(path: Path) -> dict:
 
 
 def _breakdown(data: bytes, stream) -> dict:
-    """``{breakdown: rows}``: where a rate–distortion stream's bytes (``data``, the file) go, per part
-    (:mod:`vcm.codec.breakdown`, as ``vcm compress`` reports it). The sizes it needs come from writing the decoded
-    stream again, which for the latest format gives the file's own bytes (checked); nothing for other streams."""
+    """``{breakdown: rows}``: where a stream's bytes (``data``, the file) go, per part (:mod:`vcm.codec.breakdown`,
+    as ``vcm compress`` reports it). The sizes it needs come from writing the decoded stream again, which for the
+    formats this vcm writes gives the file's own bytes (checked); nothing for other streams."""
     from vcm.codec import nerv_stream
-    from vcm.codec.breakdown import rd_breakdown
+    from vcm.codec.breakdown import stream_breakdown
 
-    if stream.coding != "rd" or data[4] != nerv_stream.VERSION:  # the byte after the magic: the format version
-        return {}
+    if stream.coding == "rd" and data[4] != nerv_stream.VERSION:  # the byte after the magic: the format version
+        return {}  # an older rd format: written again, it would be the latest one's bytes
     again = nerv_stream.encode(stream)
     if again.data != data:  # a stream this vcm would not have written so: no sizes to split it by
         return {}
-    return {"breakdown": rd_breakdown(stream.arch, stream.tensors, len(data), again.data_bytes,
-                                      again.entropy_coded_bytes)}
+    return {"breakdown": stream_breakdown(stream, again)}
 
 
 def _grid_coding(stream) -> dict:

@@ -289,11 +289,9 @@ def _report(prep: Prepared, out: Path, stream, encoded: nerv_stream.Encoded, res
         estimate = result.estimate_bits / 8 + side
         report.update(estimate_bytes=round(estimate, 1), side_bytes=side,
                       estimate_error=round((len(data) - estimate) / estimate, 5), rd_history=result.history)
-    if stream.coding == "rd":
-        from vcm.codec.breakdown import rd_breakdown
+    from vcm.codec.breakdown import stream_breakdown
 
-        report["breakdown"] = rd_breakdown(stream.arch, stream.tensors, len(data), encoded.data_bytes,
-                                           encoded.entropy_coded_bytes)
+    report["breakdown"] = stream_breakdown(stream, encoded)
     return report
 
 

@@ -57,8 +57,9 @@ def _table(counts: np.ndarray, r: int) -> tuple[float, np.ndarray, bytes]:
 MODE_CONSTANT, MODE_TABLE, MODE_UNIFORM = 0, 1, 2
 
 
-def encode_array(symbols: np.ndarray, w: Writer) -> None:
-    """Append the coded ``symbols`` (integers, any shape) to ``w``.
+def encode_array(symbols: np.ndarray, w: Writer) -> int:
+    """Append the coded ``symbols`` (integers, any shape) to ``w``; returns the bytes of its ANS words (the rest
+    of what it appended, its range, mode and table, describes them).
 
     Layout: svarint lo · varint span · u8 mode · [u8 r · table] · varint n_words · u32 words.
     The table holds v_i = 1 + round(r·log2 count_i) (0 for absent symbols) as Exp-Golomb codes of
@@ -70,7 +71,7 @@ def encode_array(symbols: np.ndarray, w: Writer) -> None:
     if s.size == 0:
         w.svarint(0)
         w.varint(0)
-        return
+        return 0
     lo, hi = int(s.min()), int(s.max())
     span = hi - lo + 1
     if span > MAX_SPAN:
@@ -79,7 +80,7 @@ def encode_array(symbols: np.ndarray, w: Writer) -> None:
     w.varint(span)
     if span == 1:
         w.raw(bytes([MODE_CONSTANT]))
-        return
+        return 0
     counts = np.bincount(s - lo, minlength=span).astype(np.int64)
     cost, v, packed, r = min((_table(counts, r) + (r,) for r in RESOLUTIONS), key=lambda c: c[0])
     if cost < s.size * np.log2(span):
@@ -94,6 +95,7 @@ def encode_array(symbols: np.ndarray, w: Writer) -> None:
     words = coder.get_compressed()
     w.varint(int(words.size))
     w.raw(words.astype("<u4").tobytes())
+    return 4 * int(words.size)
 
 
 def decode_array(r: Reader, count: int) -> np.ndarray:

@@ -101,7 +101,8 @@ class Encoded:
 
     data: bytes  # the whole file
     data_bytes: int  # its DATA section
-    entropy_coded_bytes: int | None  # the rd coding's ANS payload (the rest of the file is side information)
+    entropy_coded_bytes: int  # its ANS payload (the rest of the DATA section is side information)
+    part_bytes: dict[str, int] | None = None  # the paper pipeline's payload per part (stream_part); rd: None
 
 
 def encode(stream: NervStream) -> Encoded:
@@ -120,8 +121,10 @@ def encode(stream: NervStream) -> Encoded:
     w = Writer()
     if version >= 3:  # binds the header's network to the data: a header edit that reshapes it is refused
         w.varint(sum(int(np.prod(q.shape)) for q in stream.tensors))
+    parts = None
     if stream.coding == "affine":
-        header["bits"] = _write_affine(stream, w)
+        header["bits"], parts = _write_affine(stream, w)
+        coded = sum(parts.values())
     elif stream.coding == "rd":
         coded = rd_coding.write(stream.tensors, w, version)
         temporal = [t.name for t in stream.tensors if t.temporal]
@@ -131,12 +134,14 @@ def encode(stream: NervStream) -> Encoded:
         raise ValueError(f"unknown coding {stream.coding!r}")
     head = container.pack_header(header, HEADER_DICT if version >= 4 else None)
     data = container.pack(MAGIC, version, [(b"HEAD", head), (b"DATA", w.getvalue())])
-    return Encoded(data, len(w.getvalue()), coded if stream.coding == "rd" else None)
+    return Encoded(data, len(w.getvalue()), coded, parts)
 
 
-def _write_affine(stream: NervStream, w: Writer) -> dict:
-    """Affine-coded tensors into ``w``; returns the bit depth per tensor group."""
-    group_of = registry.entry(stream.arch).model_cls.param_group
+def _write_affine(stream: NervStream, w: Writer) -> tuple[dict, dict[str, int]]:
+    """Affine-coded tensors into ``w`` → (the bit depth per tensor group, the ANS payload's bytes per part of
+    the network, as :mod:`vcm.codec.breakdown` names them; the ranges, scales and code tables are the rest)."""
+    model_cls = registry.entry(stream.arch).model_cls
+    group_of = model_cls.param_group
     bits = {}
     for q in stream.tensors:
         bits.setdefault(group_of(q.name), q.bits)
@@ -144,13 +149,16 @@ def _write_affine(stream: NervStream, w: Writer) -> dict:
             raise ValueError("all tensors of a group share one bit depth")
     encode_array(np.concatenate([q.zero for q in stream.tensors]), w)
     w.raw(bf16_bytes(np.concatenate([q.scale for q in stream.tensors])))
+    parts: dict[str, int] = {}
     for q in stream.tensors:
         if group_of(q.name) != "bias":
-            encode_array(q.centered, w)
-    biases = [q.centered.ravel() for q in stream.tensors if group_of(q.name) == "bias"]
-    if biases:
-        encode_array(np.concatenate(biases), w)
-    return bits
+            part = model_cls.stream_part(q.name)
+            parts[part] = parts.get(part, 0) + encode_array(q.centered, w)
+    biases = [q for q in stream.tensors if group_of(q.name) == "bias"]
+    if biases:  # one array: every bias tensor is of the same part
+        part = model_cls.stream_part(biases[0].name)
+        parts[part] = parts.get(part, 0) + encode_array(np.concatenate([q.centered.ravel() for q in biases]), w)
+    return bits, parts
 
 
 def decode(data: bytes, allow_large: bool = False) -> NervStream:

@@ -121,7 +121,7 @@ def report_markdown(data: ReportData) -> str:
 
 def breakdown_section(rows: list[dict]) -> list[str]:
     """Markdown lines: each coded point's bytes per part (``vcm compress``'s breakdown), as bytes, share
-    and bits per parameter; nothing when no point has one (anchors, the paper's pipeline)."""
+    and bits per parameter; nothing when no point has one (anchors)."""
     rows = [r for r in rows if r.get("breakdown")]
     if not rows:
         return []
@@ -137,7 +137,8 @@ def breakdown_section(rows: list[dict]) -> list[str]:
         table.append([r["sequence"], curve_of(r), point_label(r), f"{r['bytes']:,}"] + cells)
     return ["", "## Where the bytes go", "",
             "Bytes of each part of the stream (share of the file · bits per parameter); side information is the "
-            "quantization steps and the entropy models' parameters.", "",
+            "quantization steps and the entropy models' parameters (the paper's pipeline: its ranges, scales and "
+            "code tables).", "",
             _md_table(["sequence", "curve", "point", "bytes"] + parts, table)]
 
 
