@@ -100,13 +100,37 @@ def test_train_config_counts_steps():
     ("batch", 0, "batch must be at least 1"), ("checkpoint_every", 0, "checkpoint_every must be at least 1"),
     ("mask_weight", -1.0, "mask_weight must be 0 or more"), ("warmup", 1.0, "warmup must be in \\[0, 1\\)"),
     ("rate_start", float("nan"), "rate_start must be a finite"), ("grid_lr_scale", 0.0, "grid_lr_scale must be above 0"),
-    ("warmup_min_steps", -1, "warmup_min_steps must be 0 or more")])
+    ("warmup_min_steps", -1, "warmup_min_steps must be 0 or more"),
+    ("epochs", 10**20, "epochs must be from 1 to 1,000,000,000, got 100000000000000000000"),
+    ("steps", 10**9 + 1, "steps must be from 1 to 1,000,000,000"), ("rd_steps", 10**12, "rd_steps must be from 1 to")])
 def test_a_training_value_no_fit_can_use_is_named_alone(field, value, message):
     """`--lr 0` was answered with every rule at once ("lr must be > 0 and epochs, batch and
     checkpoint_every at least 1"), and a negative mask_weight (eq. 6's w) trained on; `--lr inf` and
     `--lambda inf` passed "above 0" and trained to NaN, exit code 0."""
     with pytest.raises(VcmError, match=message):
         TrainConfig(**{field: value}).check()
+
+
+def test_a_schedule_no_run_can_finish_is_refused_before_anything_is_written(tmp_path):
+    """`vcm fit --epochs 99999999999999999999` trained on at 8.8 dB for as long as it was left (its warm-up, a tenth
+    of 10^20 steps, held the learning rate at nothing), and `--finetune-epochs 9999999999` fine-tuned without end.
+    A fit's, a stage's or a fine-tune's schedule beyond 10^9 optimiser steps is refused in one line."""
+    from vcm.codec.affine import CompressOptions
+    from vcm.codec.compress import compress_run
+
+    video = tiny_video(tmp_path, t=4)
+    shape = NervShape(fc_dim=8, stem_dims=(16,), lower_width=4, embed_levels=8).config(24, 32)
+    with pytest.raises(VcmError, match="600,000,000 epochs of 4 frames would be 1,200,000,000 optimiser steps"):
+        fit(video, shape, TrainConfig(epochs=600_000_000, batch=2), tmp_path / "huge", CPU)
+    assert not (tmp_path / "huge").exists()  # not even its config.json
+    fit(video, shape, TrainConfig(epochs=1, batch=2), tmp_path / "run", CPU)
+    with pytest.raises(VcmError, match="rate–distortion epochs of 4 frames would be 1,000,000,002 optimiser steps"):
+        compress_many(tmp_path / "run", [RDOptions(lam=1.0, epochs=500_000_001)], CPU, outs=[tmp_path / "a.nerv"])
+    with pytest.raises(VcmError, match="a rate–distortion stage would be"):
+        RDOptions(lam=1.0, steps=10**10).check()
+    with pytest.raises(VcmError, match="fine-tuning epochs of 4 frames would be 1,000,000,002 optimiser steps"):
+        compress_run(tmp_path / "run", tmp_path / "p.nerv", CompressOptions(prune=0.2, finetune_epochs=500_000_001), CPU)
+    assert not list(tmp_path.glob("*.nerv*"))
 
 
 @pytest.mark.parametrize("betas, message", [([1.5, 0.9], "betas must be two numbers in \\[0, 1\\)"),

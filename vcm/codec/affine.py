@@ -15,7 +15,7 @@ from vcm.codec.quant import QTensor, fake_quantize, quantize
 from vcm.codec.stage import StageResult
 from vcm.codec.stage_state import ResumableStage, StageCheckpoint
 from vcm.errors import VcmError
-from vcm.nerv.config import TrainConfig
+from vcm.nerv.config import TrainConfig, check_schedule_length
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,8 @@ def _finetune(model, frames_u8, masks_u8, cfg: TrainConfig, epochs: int, keep, q
         params = {n: fake_quantize(p, qat_bits[n], channels[n]) for n, p in model.named_parameters()}
         return torch.func.functional_call(model, params, (t,)), None
 
-    steps = epochs * cfg.steps_per_epoch(len(frames_u8))
+    steps = check_schedule_length(epochs * cfg.steps_per_epoch(len(frames_u8)),
+                                  f"{epochs:,} fine-tuning epochs of {len(frames_u8)} frames")
     stage = ResumableStage(checkpoint, {"model": model, "optimizer": opt}, device, label)
     stage.resume(steps)
     stage.run(lambda start, stop, on_step: train_stage(

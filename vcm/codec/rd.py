@@ -24,7 +24,7 @@ from vcm.codec.stage import StageResult
 from vcm.entropy_models import laplace
 from vcm.entropy_models.learned import RateDistortionModel, bpp_scale, quantizer_lr
 from vcm.errors import VcmError
-from vcm.nerv.config import TrainConfig
+from vcm.nerv.config import TrainConfig, check_schedule_length
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,8 @@ class RDOptions:
             raise VcmError(f"rate-distortion epochs must be 0 or more, got {self.epochs}")
         if self.steps is not None and self.steps < 0:
             raise VcmError(f"rate-distortion steps must be 0 or more, got {self.steps}")
+        if self.steps is not None:  # epochs are counted in steps by rd_steps, on the clip's frames
+            check_schedule_length(self.steps, "a rate–distortion stage")
 
     def label(self) -> str:
         return f"l{self.lam:g}".replace(".", "p") + (f"_p{round(self.prune * 100)}" if self.prune else "")
@@ -99,7 +101,8 @@ def rd_steps(opts: RDOptions, fit_cfg: TrainConfig, num_frames: int, has_quantiz
     if opts.steps is not None:
         return opts.steps
     if opts.epochs is not None:
-        return opts.epochs * fit_cfg.steps_per_epoch(num_frames)
+        return check_schedule_length(opts.epochs * fit_cfg.steps_per_epoch(num_frames),
+                                     f"{opts.epochs:,} rate–distortion epochs of {num_frames} frames")
     if codes_fit_as_trained(opts, fit_cfg, has_quantizers):
         return 0
     if fit_cfg.rd_steps is not None:

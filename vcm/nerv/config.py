@@ -14,6 +14,19 @@ from vcm.nerv.model import parse_param_count
 from vcm.nerv.presets import preset_path, read_preset
 
 
+# Optimiser steps of one fit or stage at most: about 12 days at 1,000 steps a second. More is a typo whose warm-up
+# alone outlasts any run, so that the network never learns (--epochs 99999999999999999999 stayed at 8.8 dB).
+MAX_STEPS = 10**9
+
+
+def check_schedule_length(steps: int, what: str) -> int:
+    """``steps`` (a fit's or a stage's optimiser steps), or a one-line error naming ``what`` when over ``MAX_STEPS``."""
+    if steps > MAX_STEPS:
+        raise VcmError(f"{what} would be {steps:,} optimiser steps, more than {MAX_STEPS:,} (about 12 days at 1,000 "
+                       f"steps a second), a schedule no run finishes: give fewer")
+    return steps
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation schedule of ``vcm fit`` (reference NeRV recipe by default)."""
@@ -66,11 +79,11 @@ class TrainConfig:
         # lr at most 10: a larger one only diverges, and one beyond float32's range failed inside the optimiser
         rules = [("lr", 0 < self.lr <= 10, "in (0, 10]"),
                  ("seed", is_seed(self.seed), SEED_RULE),
-                 ("epochs", self.epochs >= 1, "at least 1"),
+                 ("epochs", 1 <= self.epochs <= MAX_STEPS, f"from 1 to {MAX_STEPS:,}"),
                  ("batch", self.batch >= 1, "at least 1"), ("checkpoint_every", self.checkpoint_every >= 1, "at least 1"),
-                 ("steps", self.steps is None or self.steps >= 1, "at least 1"),
+                 ("steps", self.steps is None or 1 <= self.steps <= MAX_STEPS, f"from 1 to {MAX_STEPS:,}"),
                  ("max_epochs", self.max_epochs is None or self.max_epochs >= 1, "at least 1"),
-                 ("rd_steps", self.rd_steps is None or self.rd_steps >= 1, "at least 1"),
+                 ("rd_steps", self.rd_steps is None or 1 <= self.rd_steps <= MAX_STEPS, f"from 1 to {MAX_STEPS:,}"),
                  ("rd_step_lr", self.rd_step_lr is None or self.rd_step_lr > 0, "above 0"),
                  ("rd_noise_fraction", 0 <= self.rd_noise_fraction <= 1, "in [0, 1]"),
                  ("rd_lr_scale", 0 < self.rd_lr_scale <= 10, "in (0, 10]"),
@@ -97,7 +110,8 @@ class TrainConfig:
         at most ``max_epochs`` passes over the frames; else ``epochs`` passes. Warm-up, decay and the
         rate onset are fractions of this."""
         if self.steps is None:
-            return self.epochs * self.steps_per_epoch(num_frames)
+            return check_schedule_length(self.epochs * self.steps_per_epoch(num_frames),
+                                         f"{self.epochs:,} epochs of {num_frames} frames")
         if self.max_epochs is None:
             return self.steps
         return min(self.steps, self.max_epochs * self.steps_per_epoch(num_frames))

@@ -398,6 +398,7 @@ def check_new_run_dir(run_dir: Path) -> None:
 
 def _start(video: Video, model_cfg, cfg: TrainConfig, run_dir: Path, device, resume: bool, masks_meta) -> _Run:
     """Build the network and optimizer (and the rate term), resume or refuse to overwrite, write config.json."""
+    cfg.total_steps(video.num_frames)  # refuses a schedule no run could finish before anything is written
     torch.manual_seed(cfg.seed)
     arch = registry.arch_of_config(model_cfg)
     config = {"arch": arch, "model": model_cfg.to_dict(), "train": cfg.to_dict(), "video": video_description(video),
