@@ -434,6 +434,9 @@ def test_the_paper_pipelines_streams_say_where_their_bytes_go_too(tiny_run, tmp_
     assert {part: rows[part]["bytes"] for part in words} == words and rows["side information"]["bytes"] > 0
     shown = json.loads(run_main("info", out, "--json").stdout)  # the file alone says the same
     assert shown["breakdown"] == report["breakdown"]
+    said = " ".join(run_main("info", out).stdout.split())  # and shows it as vcm compress does (it rounded to whole %)
+    weights = rows["weights"]
+    assert f"weights │ {weights['bytes']:,.0f} bytes ({100 * weights['share']:.1f} %, " in said, said
 
 
 def test_hinerv_breakdown_separates_base_and_local_grids(tmp_path):

@@ -128,9 +128,9 @@ def _report_rows(r: dict) -> list[tuple[str, str]]:
         if unsettled(r):
             rows.append(("", "the stage ended before its entropy models caught up with its quantization steps, far "
                              "from where its λ leads: more --rd-steps let it get there"))
-    for part in r.get("breakdown") or []:
-        per = f", {part['bits_per_param']:.2f} bits/param" if part["bits_per_param"] is not None else ""
-        rows.append((f"  {part['part']}", f"{part['bytes']:,.0f} bytes ({100 * part['share']:.1f} %{per})"))
+    from vcm.codec.breakdown import part_text
+
+    rows += [(f"  {part['part']}", part_text(part)) for part in r.get("breakdown") or []]
     if r.get("rate_control"):
         from vcm.codec.rate_control import achieved, beyond_hint, missed_hint
 

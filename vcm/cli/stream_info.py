@@ -82,9 +82,9 @@ def stream_rows(r: dict) -> list[tuple[str, str]]:
         grids = "" if not g else ("; grids: " + ", ".join(
             f"{n} {what}" for n, what in ((g["waves"], "in waves"), (g["rows"], "row by row"), (g["plain"], "plain")) if n))
         rows.append(("format", f"version {r['format_version']}{grids}"))
-    for part in r.get("breakdown", []):
-        per = f", {part['bits_per_param']:.2f} bits per parameter" if part["bits_per_param"] is not None else ""
-        rows.append((part["part"], f"{part['bytes']:,.0f} bytes ({100 * part['share']:.0f} %{per})"))
+    from vcm.codec.breakdown import part_text
+
+    rows += [(part["part"], part_text(part)) for part in r.get("breakdown", [])]
     if "checkpoint" in r:
         rows.append(("decoder", f"needs the codec checkpoint {r['checkpoint']}"))
     return rows
