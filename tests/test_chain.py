@@ -131,6 +131,33 @@ def test_cli_chain_flag(tiny_run, tmp_path):
     assert refused.returncode == 1 and "--chain" in refused.stderr and "Traceback" not in refused.stderr
 
 
+def test_streams_of_other_options_never_share_a_default_file(tiny_run, tmp_path):
+    """`vcm compress RUN --lambda 2 --rd-steps 10` and then `--lambda 2 --rd-steps 20` wrote one file, the second
+    replacing the first without a word, and so did a chained λ and the same λ from the fit. A default name now
+    carries every option given that changes the stream, and a chained stream the λ it started from."""
+    import shutil
+
+    from tests.conftest import run_main
+
+    root, _ = tiny_run
+    run = tmp_path / "run"
+    shutil.copytree(root / "run", run)
+    for args in (["--lambda", "2", "--rd-steps", "2"], ["--lambda", "2", "--rd-steps", "3"],
+                 ["--lambda", "2", "--rd-steps", "2", "--seed", "1"], ["--lambda", "0.5", "--lambda", "2",
+                                                                      "--rd-steps", "2", "--chain"],
+                 ["--prune", "0.2", "--bits", "6", "--finetune-epochs", "1"], ["--prune", "0.2", "--bits", "6",
+                                                                               "--group-bits", "head=8"]):
+        proc = run_main("compress", run, *args)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    streams = sorted(p.name.split("_", 1)[1] for p in run.glob("*.nerv"))  # less the clip's name
+    assert streams == ["p20_b6_ft1.nerv", "p20_b6_head8.nerv", "rd_l0p5_s2.nerv", "rd_l2_s2.nerv",
+                       "rd_l2_s2_from_l0p5.nerv", "rd_l2_s2_seed1.nerv", "rd_l2_s3.nerv"], streams
+    proc = run_main("compress", run, "--lambda", "0.5", "--lambda", "2", "--rd-steps", "2", "--chain",
+                    "--out", tmp_path / "both")  # the same names in a folder of the user's
+    assert proc.returncode == 0 and sorted(p.name for p in (tmp_path / "both").glob("*.nerv")) == [
+        "run_rd_l0p5_s2.nerv", "run_rd_l2_s2_from_l0p5.nerv"]
+
+
 def test_a_chained_point_whose_previous_point_ran_before_starts_at_once():
     """A curve run again where only a later link is left to do (the one before it reused from disk):
     nothing is left waiting for a point that this run will never finish."""

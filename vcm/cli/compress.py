@@ -91,14 +91,14 @@ def compress(
     else:
         opts_list = [replace(paper, seed=seed)]
     if target_kbps is None and target_psnr is None:
-        outs = None
+        outs, out_dir = None, None
         if out is not None and len(opts_list) > 1:
             check_output(out, inputs=[input], kind="dir")
-            outs = [out / f"{run.resolve().name}_rd_{o.label()}.nerv" for o in opts_list]
+            out_dir = out
         elif out is not None:
             outs = [out]
         reports = compress_many(run, opts_list, resolve_device(device), source=input, outs=outs, chain=chain,
-                                seed_given=seed_given)
+                                seed_given=seed_given, out_dir=out_dir)
     if json_out:  # one stream: its report; several λ: a list of them
         short = [{k: v for k, v in r.items() if k not in ("per_frame", "rd_history")} for r in reports]
         print_json(short if len(lam or []) > 1 else short[0])

@@ -45,7 +45,12 @@ class CompressOptions:
             raise VcmError(f"--finetune-epochs {self.finetune_epochs}: nothing to fine-tune without --prune or --qat")
 
     def label(self) -> str:
-        return f"p{round(self.prune * 100)}_b{self.bits}{'_qat' if self.qat else ''}"
+        """The default stream name's options part: every option that changes the stream and was given
+        (``p40_b6_head10_qat_ft5_seed2``), so that two commands of other options never write one file."""
+        groups = "".join(f"_{group}{bits}" for group, bits in sorted(self.group_bits.items()))
+        return (f"p{round(self.prune * 100)}_b{self.bits}{groups}{'_qat' if self.qat else ''}"
+                + (f"_ft{self.finetune_epochs}" if self.finetune_epochs is not None else "")
+                + (f"_seed{self.seed}" if self.seed else ""))
 
     def draws_at_random(self, own_quantizers: bool = False) -> bool:
         """Whether the seed changes the bytes: the pipeline draws at random only when it fine-tunes, after pruning

@@ -177,6 +177,23 @@ def default_out(prep: Prepared, opts: Options) -> Path:
     return prep.run_dir / f"{prefix}_{'rd_' if isinstance(opts, RDOptions) else ''}{opts.label()}.nerv"
 
 
+def default_outs(prep: Prepared, opts_list: list[Options], chained: bool, out_dir: Path | None = None) -> list[Path]:
+    """Each stream's default file: :func:`default_out`, or in ``out_dir`` named after the run folder; a chained
+    stream's name adds the λ whose stage it started from (``_from_l0p3``), since it is not the stream that λ alone
+    gives from the fit."""
+    froms = [""] * len(opts_list)
+    if chained:
+        order = chain_order([o.lam for o in opts_list])
+        for before, after in zip(order, order[1:]):
+            froms[after] = "_from_" + f"l{opts_list[before].lam:g}".replace(".", "p")
+    outs = []
+    for opts, start in zip(opts_list, froms):
+        plain = (default_out(prep, opts) if out_dir is None
+                 else out_dir / f"{prep.run_dir.resolve().name}_rd_{opts.label()}.nerv")
+        outs.append(plain.with_name(f"{plain.stem}{start}{plain.suffix}"))
+    return outs
+
+
 def check_out(out: Path, prep: "Prepared | None" = None) -> Path:
     """``out`` must name a ``.nerv`` file that replaces neither an input (the source video, masks)
     nor the run's own files, and neither may the report written beside it as ``.json``."""
@@ -311,12 +328,14 @@ def compress_run(run_dir: Path, out: Path | None, opts: Options, device, source:
 
 def compress_many(run_dir: Path, opts_list: list[Options], device, source: Path | None = None,
                   outs: list[Path | None] | None = None, chain: bool | None = None,
-                  should_stop: Callable[[int], bool] | None = None, seed_given: bool = False) -> list[dict]:
+                  should_stop: Callable[[int], bool] | None = None, seed_given: bool = False,
+                  out_dir: Path | None = None) -> list[dict]:
     """Several streams (e.g. several λ) from one fit: the run and its frames are read once. ``chain``
     (default: the fit's ``rd_chain``): λ points run from the smallest λ up, each from where the one before
     ended (:mod:`vcm.codec.chain`); never on a rate-aware fit, whose own quantizers each λ starts from.
     Reports come in the order of ``opts_list``. ``seed_given``: the options' seed was asked for (``--seed``), and
-    is refused when no stage draws at random (a rate-aware fit coded at its own λ trains nothing).
+    is refused when no stage draws at random (a rate-aware fit coded at its own λ trains nothing). Streams ``outs``
+    leaves out are named by their options (:func:`default_outs`), in the run folder or ``out_dir``.
 
     Interrupted (Ctrl-C, or ``should_stop(step)`` of a stage returning True), the same call again keeps
     the streams already written, and continues the stage that was stopped where it stopped: with several
@@ -324,20 +343,22 @@ def compress_many(run_dir: Path, opts_list: list[Options], device, source: Path 
     for opts in opts_list:
         opts.check()
     prep = prepare(run_dir, source)
-    outs = [out if out is not None else default_out(prep, opts) for out, opts in zip(outs or [None] * len(opts_list), opts_list)]
     rate_aware = load_quantizers(prep.run_dir) is not None
     if chain and rate_aware:
         raise VcmError(f"{prep.run_dir} is a rate-aware fit: each λ starts from its own quantizers, with no chain")
+    chain = prep.fit_cfg.rd_chain if chain is None else chain
+    chained = chain and all(isinstance(o, RDOptions) for o in opts_list) and not rate_aware
+    named = default_outs(prep, opts_list, chained, out_dir)
+    outs = [out if out is not None else default for out, default in zip(outs or [None] * len(opts_list), named)]
     if seed_given and all(isinstance(o, RDOptions)
                           and not o.draws_at_random(rd.codes_fit_as_trained(o, prep.fit_cfg, rate_aware))
                           for o in opts_list):  # every seed gave the same bytes
         raise VcmError(f"--seed {opts_list[0].seed}: nothing in this compression is random ({prep.run_dir} is a "
                        f"rate-aware fit at λ {prep.fit_cfg.rate_lambda:g}, coded with its own quantizers as trained; "
                        f"--rd-steps trains a stage from them); drop --seed")
-    chain = prep.fit_cfg.rd_chain if chain is None else chain
     keep_ends = len(opts_list) > 1
     reports: list = [None] * len(opts_list)
-    if not (chain and all(isinstance(o, RDOptions) for o in opts_list) and not rate_aware):
+    if not chained:
         for i, (out, opts) in enumerate(zip(outs, opts_list)):
             reports[i], _ = _stage_or_kept(prep, out, opts, device, None, keep_ends, should_stop)
     else:

@@ -426,7 +426,7 @@ def compress_to_target(run_dir: Path, out: Path | None, target: Target, opts: RD
         opts = replace(opts, lam=prep.fit_cfg.rate_lambda)
     start = time.time()
     if out is None:
-        what = (f"k{target.kbps:g}" if target.by_rate else f"q{target.psnr_y:g}").replace(".", "p")
+        what = (f"k{target.kbps:g}" if target.by_rate else f"q{target.psnr_y:g}").replace(".", "p") + opts.suffix()
         plain = default_out(prep, opts)
         out = plain.with_name(plain.name.replace(opts.label(), what))
     out = check_out(out, prep)

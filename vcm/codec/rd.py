@@ -71,7 +71,15 @@ class RDOptions:
             check_schedule_length(self.steps, "a rate–distortion stage")
 
     def label(self) -> str:
-        return f"l{self.lam:g}".replace(".", "p") + (f"_p{round(self.prune * 100)}" if self.prune else "")
+        """The default stream name's options part: ``l<λ>`` and :meth:`suffix`."""
+        return f"l{self.lam:g}".replace(".", "p") + self.suffix()
+
+    def suffix(self) -> str:
+        """The options besides λ that change the stream, as a name part (``_p40_s300_seed2``), so that two
+        commands of other options never write one file: pruning, a stage's length when given, a seed other than 0."""
+        return ((f"_p{round(self.prune * 100)}" if self.prune else "")
+                + (f"_s{self.steps}" if self.steps is not None else f"_e{self.epochs}" if self.epochs is not None else "")
+                + (f"_seed{self.seed}" if self.seed else ""))
 
 
 def _same_layout(rd: RateDistortionModel, state: dict) -> bool:
