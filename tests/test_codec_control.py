@@ -180,6 +180,11 @@ def test_fit_with_a_budget_records_the_steps_it_resolved(tmp_path):
     assert bad.returncode != 0 and "--budget must be a positive duration" in bad.stderr and "Traceback" not in bad.stderr
     both = run_main("fit", tmp_path / "Tiny_32x24_25.yuv", "--budget", "5s", "--steps", "9", "--out", tmp_path / "r3")
     assert both.returncode != 0 and "drop --steps/--epochs" in both.stderr
+    # a budget of more steps than any run finishes (--budget 99999h trained on, its config recording 2.3e9 steps)
+    huge = run_main("fit", tmp_path / "Tiny_32x24_25.yuv", "--config", cfg, "--budget", "99999999h", "--out",
+                    tmp_path / "r4")
+    assert huge.returncode == 1 and "--budget 99999999h at " in huge.stderr and "more than 1,000,000,000" in huge.stderr
+    assert not (tmp_path / "r4").exists()
 
 
 def test_a_length_given_two_ways_is_refused(tmp_path):

@@ -185,8 +185,11 @@ def _budget_steps(text: str, seconds: float, spec, cfg, video, masks_u8, device,
 
     if resumed_run is not None:  # the schedule's length was fixed when the fit started
         return replace(cfg, steps=json.loads((resumed_run / CONFIG).read_text())["train"].get("steps"))
+    from vcm.nerv.config import check_schedule_length
+
     per_step = seconds_per_step(spec.build_for(video), cfg, video.frames_u8, masks_u8, device)
-    cfg = replace(cfg, steps=steps_for_budget(seconds, per_step), max_epochs=None)  # the budget decides alone
+    steps = check_schedule_length(steps_for_budget(seconds, per_step), f"--budget {text} at {per_step:.3f} s a step")
+    cfg = replace(cfg, steps=steps, max_epochs=None)  # the budget decides alone
     progress.log(f"budget {text}: {per_step:.3f} s a step measured here → {cfg.steps:,} steps "
                  f"(vcm fit --steps {cfg.steps} reproduces this fit)")
     return cfg
