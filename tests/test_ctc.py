@@ -961,10 +961,11 @@ def test_a_points_values_are_checked_before_anything_is_fitted(tmp_path, point, 
 
 @pytest.mark.parametrize("fit, message", [
     ({"steps": "abc"}, "steps must be a whole number, got 'abc'"),  # was a TypeError from the fit
-    ({"steps": -5}, "steps must be at least 1"),  # each was refused only when its fit started,
+    ({"steps": -5}, "steps must be from 1 to 1,000,000,000, got -5"),  # each was refused only when its fit started,
     ({"batch": 0}, "batch"),  # after every fit before it in the config had trained
     ({"params": "abc"}, "params must look like"),
     ({"preset": "nope"}, "unknown preset 'nope'"),
+    ({"steps": 2 * 10**9}, "steps must be from 1 to 1,000,000,000"),  # trained on without end
 ])
 def test_a_fits_values_are_checked_before_anything_is_fitted(tmp_path, fit, message):
     from vcm.ctc.run import run
@@ -977,6 +978,17 @@ def test_a_fits_values_are_checked_before_anything_is_fitted(tmp_path, fit, mess
         run(cfg, tmp_path / "o")
     assert message in str(err.value) and str(err.value).startswith("hinerv fit ")
     assert not (tmp_path / "o").exists()
+
+
+def test_a_fit_of_more_epochs_than_any_run_finishes_is_named_with_its_sequence_in_a_dry_run(tmp_path):
+    """Epochs become steps on each sequence's frames: a fit past 10^9 optimiser steps on one of them is named, with
+    that sequence, by `vcm ctc run --dry-run` (the run itself records its points as failed with the same line)."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(json.dumps({"sequences": [{"name": "c", "path": "sample:carphone", "frames": "0:8"}],
+                               "codecs": {"hinerv": {"fits": [{"epochs": 10**9, "points": [{"lambda": 2}]}]}}}))
+    proc = run_main("ctc", "run", cfg, "--out", tmp_path / "o", "--dry-run")
+    assert proc.returncode == 1 and "hinerv fit {" in proc.stderr and " on c: 1,000,000,000 epochs of 8 frames" in \
+        proc.stderr and "Traceback" not in proc.stderr
 
 
 @pytest.mark.parametrize("sequence, codecs, message", [

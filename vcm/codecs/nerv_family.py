@@ -343,7 +343,11 @@ class NervFamily(Codec):
 
         point = spec["point"]
         _, train = run_plan(point["fit"], self.default_preset, self.loss, num_frames)
-        total = train.total_steps(num_frames)
+        try:
+            total = train.total_steps(num_frames)
+        except VcmError as err:  # epochs of this sequence's frames: which fit, on which sequence
+            fit = {k: v for k, v in point["fit"].items() if k != "points"}
+            raise VcmError(f"{self.name} fit {fit} on {spec['sequence']}: {err}") from None
         done = _steps_on_disk(self._fit_dir(spec), total, num_frames)
         fit = {"fit": total - done, "fit_done": done}
         if "match" in point:
