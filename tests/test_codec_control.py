@@ -129,7 +129,8 @@ def test_a_schedule_no_run_can_finish_is_refused_before_anything_is_written(tmp_
     with pytest.raises(VcmError, match="a rate–distortion stage would be"):
         RDOptions(lam=1.0, steps=10**10).check()
     with pytest.raises(VcmError, match="fine-tuning epochs of 4 frames would be 1,000,000,002 optimiser steps"):
-        compress_run(tmp_path / "run", tmp_path / "p.nerv", CompressOptions(prune=0.2, finetune_epochs=500_000_001), CPU)
+        compress_run(tmp_path / "run", tmp_path / "p.nerv", CompressOptions(prune=0.2, finetune_epochs=500_000_001),
+                     CPU)
     assert not list(tmp_path.glob("*.nerv*"))
 
 

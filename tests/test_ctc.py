@@ -1646,8 +1646,9 @@ def test_a_missed_target_whose_written_lambda_was_tried_warm_and_cold_names_that
     and then the cold one for the trial across the target."""
     from vcm.codec.rate_control import achieved, missed_hint
 
-    trials = [{"lambda": 1.0, "psnr_y": 21.97}, {"lambda": 3.4332, "psnr_y": 22.01}, {"lambda": 3.4332, "psnr_y": 21.59},
-              {"lambda": 68.18, "psnr_y": 16.20}, {"lambda": 68.18, "psnr_y": 20.70}, {"lambda": 251.79, "psnr_y": 17.09}]
+    trials = [{"lambda": 1.0, "psnr_y": 21.97}, {"lambda": 3.4332, "psnr_y": 22.01},
+              {"lambda": 3.4332, "psnr_y": 21.59}, {"lambda": 68.18, "psnr_y": 16.20},
+              {"lambda": 68.18, "psnr_y": 20.70}, {"lambda": 251.79, "psnr_y": 17.09}]
     control = {"target": {"psnr_y": 20.0}, "goal": 20.0, "tolerance": 0.1, "hit": False, "lambda": 68.18,
                "beyond": None, "trials": trials}
     report = {"kbps": 50.0, "psnr_y": 20.70, "rate_control": control}

@@ -372,9 +372,9 @@ def missed_hint(a: dict, control: dict, where: str = "cli") -> str:
     """One line for a search whose trials bracket the target without one landing within the tolerance (``a``:
     from ``achieved``; ``control``: the report's ``rate_control``; ``where`` as for :func:`beyond_hint`), naming
     the two λ the target lies between (and, where their trials differ far more than λ explains — or two trials at
-    the written λ, one warm and one from the fit, lie on either side, or the written stream is unsettled — that more
-    steps come first); '' when a trial hit it, when every trial missed on one side (:func:`beyond_hint` says that), or for
-    reports written before ``hit`` was recorded."""
+    the written λ, one warm and one from the fit, lie on either side, or the written stream is unsettled — that
+    more steps come first); '' when a trial hit it, when every trial missed on one side (:func:`beyond_hint` says
+    that), or for reports written before ``hit`` was recorded."""
     if a["beyond"] or control.get("hit", True):
         return ""
     key = "bytes" if a["unit"] == "kbps" else "psnr_y"
@@ -392,11 +392,13 @@ def missed_hint(a: dict, control: dict, where: str = "cli") -> str:
             across = min(other, key=lambda t: abs(math.log(t["lambda"] / control["lambda"])))
             mine, theirs = written[key], across[key]
             apart = f"{100 * abs(mine / theirs - 1):.0f} %" if by_rate else f"{abs(mine - theirs):.2f} dB"
-            unsettled = f"their stages ended before their results settled, and more steps ({_SAY[where]['stage']}) come first"
+            unsettled = (f"their stages ended before their results settled, and more steps "
+                         f"({_SAY[where]['stage']}) come first")
             run = math.log(control["lambda"] / across["lambda"])
             lo, hi = sorted((control["lambda"], across["lambda"]))
             if _same(control["lambda"], across["lambda"]):
-                text += f"; two trials at λ {control['lambda']:.4g} came out {apart} apart, on either side of it: {unsettled}"
+                text += (f"; two trials at λ {control['lambda']:.4g} came out {apart} apart, on either side of it: "
+                         f"{unsettled}")
             elif (_miss(mine, goal, by_rate) - _miss(theirs, goal, by_rate)) / run < _steepest(by_rate):
                 text += (f"; it lies between λ {lo:.4g} and {hi:.4g}, whose trials came out {apart} apart, far more "
                          f"than so small a change of λ moves a settled stage: {unsettled}")
@@ -405,7 +407,8 @@ def missed_hint(a: dict, control: dict, where: str = "cli") -> str:
                          f"settled (its file is far from its estimate): more steps ({_SAY[where]['stage']}) come first")
             else:
                 ask = "--lambda" if where == "cli" else "a lambda point"
-                text += f"; it lies between λ {lo:.4g} and {hi:.4g}: a stage at a λ between them ({ask}) may land nearer"
+                text += (f"; it lies between λ {lo:.4g} and {hi:.4g}: a stage at a λ between them ({ask}) may land "
+                         f"nearer")
     return text
 
 

@@ -78,7 +78,8 @@ class RDOptions:
         """The options besides λ that change the stream, as a name part (``_p40_s300_seed2``), so that two
         commands of other options never write one file: pruning, a stage's length when given, a seed other than 0."""
         return ((f"_p{round(self.prune * 100)}" if self.prune else "")
-                + (f"_s{self.steps}" if self.steps is not None else f"_e{self.epochs}" if self.epochs is not None else "")
+                + (f"_s{self.steps}" if self.steps is not None
+                   else f"_e{self.epochs}" if self.epochs is not None else "")
                 + (f"_seed{self.seed}" if self.seed else ""))
 
 

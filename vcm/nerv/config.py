@@ -112,7 +112,8 @@ class TrainConfig:
         if self.steps is None:
             return check_schedule_length(self.epochs * self.steps_per_epoch(num_frames),
                                          f"{self.epochs:,} epochs of {num_frames} frames")
-        steps = self.steps if self.max_epochs is None else min(self.steps, self.max_epochs * self.steps_per_epoch(num_frames))
+        steps = self.steps if self.max_epochs is None else min(self.steps,
+                                                                self.max_epochs * self.steps_per_epoch(num_frames))
         return check_schedule_length(steps, "the fit")
 
     def total_epochs(self, num_frames: int) -> int:
