@@ -413,9 +413,9 @@ def test_breakdown_sums_to_the_file_and_names_the_parts(tiny_run, tmp_path):
 
 
 def test_the_paper_pipelines_streams_say_where_their_bytes_go_too(tiny_run, tmp_path):
-    """`vcm compress --prune/--bits` (the Table 1 baseline) reported its size alone, so a user choosing --group-bits
-    could not see what each part cost: its report and `vcm info` now break it down as the rd method's do, each part's
-    bytes the coded words of its tensors, each under its own table (checked against coding them again here)."""
+    """`vcm compress --prune/--bits` (the Table 1 baseline) reported its size alone, so a user could not see what
+    each part of it cost: its report and `vcm info` now break it down as the rd method's do, each part's bytes the
+    coded words of its tensors, each under its own table (checked against coding them again here)."""
     from vcm.codec import nerv_stream
     from vcm.codec.affine import CompressOptions
     from vcm.codec.compress import compress_run

@@ -125,10 +125,9 @@ def icm_encode(
     from vcm.video import load
 
     video = load(probe_input(input, size, fps, bit_depth), frames)
-    from vcm.rate import rate
-
     from vcm.icm.codec import decode_icm_file
     from vcm.quality import summarize
+    from vcm.rate import rate
 
     r = encode_video(video, checkpoint, target, resolve_device(device), arch)
     r.update(rate(r["bytes"], video.fps, video.num_frames, video.width, video.height))

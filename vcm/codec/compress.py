@@ -185,7 +185,7 @@ def default_outs(prep: Prepared, opts_list: list[Options], chained: bool, out_di
     if chained:
         order = chain_order([o.lam for o in opts_list])
         for before, after in zip(order, order[1:]):
-            froms[after] = "_from_" + f"l{opts_list[before].lam:g}".replace(".", "p")
+            froms[after] = "_from_" + opts_list[before].lam_label()
     outs = []
     for opts, start in zip(opts_list, froms):
         plain = (default_out(prep, opts) if out_dir is None

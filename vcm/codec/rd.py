@@ -72,7 +72,11 @@ class RDOptions:
 
     def label(self) -> str:
         """The default stream name's options part: ``l<λ>`` and :meth:`suffix`."""
-        return f"l{self.lam:g}".replace(".", "p") + self.suffix()
+        return self.lam_label() + self.suffix()
+
+    def lam_label(self) -> str:
+        """λ as a name part: ``l0p3``."""
+        return f"l{self.lam:g}".replace(".", "p")
 
     def suffix(self) -> str:
         """The options besides λ that change the stream, as a name part (``_p40_s300_seed2``), so that two
