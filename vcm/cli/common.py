@@ -121,10 +121,11 @@ def decoded_frames_text(selected: range, total: int, first_source: int) -> str:
             f"{first_source + selected.start}:{first_source + selected.stop})")
 
 
-def quality_rows(r: dict, height: int, width: int) -> list[tuple[str, str]]:
-    """The quality rows of a coded stream's table, measured on its decoded frames: ``r`` holds ``psnr``,
-    ``psnr_y``, ``ms_ssim`` (as :func:`vcm.quality.summarize` gives them) and, for an SA-NeRV fit's, ``edge_psnr``."""
-    return [("PSNR (decoded)", fmt(r["psnr"], 2, " dB")), ("PSNR-Y", fmt(r["psnr_y"], 2, " dB")),
+def quality_rows(r: dict, height: int, width: int, psnr_label: str = "PSNR (decoded)") -> list[tuple[str, str]]:
+    """The quality rows of a table, by default a coded stream's, measured on its decoded frames (a fit's says
+    ``psnr_label="PSNR"``): ``r`` holds ``psnr``, ``psnr_y``, ``ms_ssim`` (as :func:`vcm.quality.summarize` gives
+    them) and, for an SA-NeRV fit's, ``edge_psnr``."""
+    return [(psnr_label, fmt(r["psnr"], 2, " dB")), ("PSNR-Y", fmt(r["psnr_y"], 2, " dB")),
             ("MS-SSIM", fmt_ms_ssim(r["ms_ssim"], height, width)),
             *([("PSNR on edges", fmt(r["edge_psnr"], 2, " dB"))] if "edge_psnr" in r else [])]
 

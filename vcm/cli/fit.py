@@ -8,8 +8,8 @@ import typer
 from vcm.cli.app import app
 from vcm.schema import SEED_MAX
 from vcm.samples import resolve
-from vcm.cli.common import (BitDepthOpt, DeviceOpt, FpsOpt, JsonOpt, SizeOpt, SourceFramesOpt, exit_stopped, fmt,
-                            fmt_ms_ssim, print_json, probe_input, refuse_unused, start, table)
+from vcm.cli.common import (BitDepthOpt, DeviceOpt, FpsOpt, JsonOpt, SizeOpt, SourceFramesOpt, exit_stopped,
+                            print_json, probe_input, quality_rows, refuse_unused, start, table)
 from vcm.nerv.presets import presets_by_arch
 from vcm.words import counted
 
@@ -169,9 +169,8 @@ def _print_fit(result, video, loss: str, json_out: bool) -> None:
         ("params", f"{m['params']:,}"),
         ("steps", f"{m['steps']:,} ({counted(m['epochs'], 'epoch')})"), ("loss", loss),
         ("time", f"{result.seconds:.1f} s ({result.frames_per_second:.1f} frames/s)"),
-        ("PSNR", fmt(m["psnr"], 2, " dB")), ("PSNR-Y", fmt(m["psnr_y"], 2, " dB")),
-        ("MS-SSIM", fmt_ms_ssim(m["ms_ssim"], video.height, video.width)),
-    ] + ([("PSNR on edges", fmt(m["edge_psnr"], 2, " dB"))] if "edge_psnr" in m else []))
+        *quality_rows(m, video.height, video.width, psnr_label="PSNR"),
+    ])
 
 
 def _budget_steps(text: str, seconds: float, spec, cfg, video, masks_u8, device, resumed_run: Path | None):

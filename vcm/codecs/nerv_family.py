@@ -221,7 +221,7 @@ class NervFamily(Codec):
                 raise VcmError(f"{self.name} fit: unknown {noun(len(unknown), 'key')} {', '.join(sorted(unknown))}; "
                                f"valid: {', '.join(sorted(_FIT_KEYS))}{hint}")
             if not points:  # such a fit was dropped without a word: no network trained, no point on the curve
-                raise VcmError(f"{self.name} fit {({k: v for k, v in fit.items() if k != 'points'})}: no points; give "
+                raise VcmError(f"{self._fit_named(fit)}: no points; give "
                                f"points: [{{lambda: 1}}, ...] or [{{prune: 0.4, bits: 8}}, ...]")
             self._check_fit(fit)
             if fit.get("compute") is not None and float(fit["compute"]) == 1:  # the schedule as it is: the same fit
@@ -346,8 +346,7 @@ class NervFamily(Codec):
         try:
             total = train.total_steps(num_frames)
         except VcmError as err:  # epochs of this sequence's frames: which fit, on which sequence
-            fit = {k: v for k, v in point["fit"].items() if k != "points"}
-            raise VcmError(f"{self.name} fit {fit} on {spec['sequence']}: {err}") from None
+            raise VcmError(f"{self._fit_named(point['fit'])} on {spec['sequence']}: {err}") from None
         done = _steps_on_disk(self._fit_dir(spec), total, num_frames)
         fit = {"fit": total - done, "fit_done": done}
         if "match" in point:
@@ -370,9 +369,14 @@ class NervFamily(Codec):
         """The folder of the network a planned point trains or shares (a results folder's ``fits/``)."""
         return Path(spec["out"]) / "fits" / spec["sequence"] / self.name / spec["point"]["fit_key"]
 
+    def _fit_named(self, fit: dict) -> str:
+        """A fit section as messages name it: ``hinerv fit {'preset': 'hinerv-demo', 'steps': 80}`` (its points
+        left out)."""
+        return f"{self.name} fit {({k: v for k, v in fit.items() if k != 'points'})}"
+
     def _check_fit(self, fit: dict) -> None:
         """A fit section's values, as its fit would resolve them, before any fit trains."""
-        where = f"{self.name} fit {({k: v for k, v in fit.items() if k != 'points'})}"
+        where = self._fit_named(fit)
         if "preset" in fit and (not isinstance(fit["preset"], str) or not fit["preset"].strip()):
             raise VcmError(f"{where}: preset must be a preset's name or a YAML file's path (a string), got "
                            f"{fit['preset']!r}")
